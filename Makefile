@@ -1,0 +1,36 @@
+# songmill — set-up, demo, tests and benchmarks. Every target installs what is missing first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.requirements-installed
+DEBIAN_PACKAGES := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng libchromaprint-tools docker-compose
+# Two cores: one torch/BLAS thread per process keeps parallel tracks from fighting.
+export OMP_NUM_THREADS ?= 1
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: setup system-packages demo test test-all bench clean
+setup: system-packages $(STAMP)
+
+system-packages:
+	@bash scripts/install-system-packages.sh $(DEBIAN_PACKAGES)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/songmill render config/releases/demo.yaml --out dist
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+test-all: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
+clean:
+	rm -rf var dist .pytest_cache

@@ -1,0 +1,1 @@
+"""Every generative model behind a small interface, and the model registry (`models.registry`)."""

@@ -1,0 +1,116 @@
+"""The model registry (`models/registry.yaml`): name, version, backend, local path, sha256, licence.
+
+    registry = ModelRegistry.load()
+    path = registry.resolve("fluidr3-gm", commercial=True)   # checked: exists, hash, licence
+
+Weights are never downloaded: a missing file is an error naming what to install. Hashes are
+verified once per process per file (keyed by size and modification time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from songmill.errors import ConfigError, SongmillError
+from songmill.spec import describe_errors
+from songmill.store import file_sha256
+from songmill.yamlfile import load_yaml
+
+DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
+
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = ""
+    version: str
+    backend: str  # e.g. soundfont, torch-safetensors, onnx, diffusers, transformers
+    path: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    licence: str
+    commercial_use: bool
+    install_hint: str = ""
+
+    def provenance(self) -> dict:
+        """What an artifact records about the model that made it."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256, "licence": self.licence}
+
+
+class _RegistryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: dict[str, ModelEntry]
+
+
+def tree_sha256(folder: Path) -> str:
+    """Hash of a folder: sha256 over 'relative/path\\0<file sha256>\\n' lines in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a file, or `tree_sha256` of a folder; cached per (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _verified:
+        _verified[key] = tree_sha256(path) if path.is_dir() else file_sha256(path)
+    return _verified[key]
+
+
+class ModelRegistry:
+    def __init__(self, entries: dict[str, ModelEntry], source: Path):
+        self.entries = {name: entry.model_copy(update={"name": name}) for name, entry in entries.items()}
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "ModelRegistry":
+        path = Path(path or DEFAULT_REGISTRY)
+        data, locator = load_yaml(path)
+        try:
+            parsed = _RegistryFile.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(describe_errors(err, locator, _RegistryFile)) from None
+        return cls(parsed.models, path)
+
+    def get(self, name: str) -> ModelEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise SongmillError(f"model '{name}' is not in the model registry {self.source} (registered: {', '.join(sorted(self.entries))})") from None
+
+    def local_path(self, entry: ModelEntry) -> Path:
+        if entry.path.startswith("python:"):
+            package, _, inner = entry.path[len("python:"):].partition("/")
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise SongmillError(f"model '{entry.name}' lives in the Python package '{package}', which is not installed; {entry.install_hint or 'pip install it'}")
+            return Path(list(spec.submodule_search_locations)[0]) / inner
+        path = Path(entry.path)
+        return path if path.is_absolute() else self.source.parent / path
+
+    def resolve(self, name: str, *, commercial: bool) -> Path:
+        """The verified local path of a model.
+
+        Raises
+        ------
+        SongmillError : unknown name; licence forbids commercial use and `commercial` is True;
+            the file is missing; its sha256 differs from the registry's.
+        """
+        entry = self.get(name)
+        if commercial and not entry.commercial_use:
+            raise SongmillError(f"model '{name}' ({entry.licence}) is not licensed for commercial use and cannot feed a commercial delivery profile; choose another model or a non-commercial profile")
+        path = self.local_path(entry)
+        if not path.exists():
+            hint = f"; {entry.install_hint}" if entry.install_hint else ""
+            raise SongmillError(f"model '{name}' file {path} is missing{hint}")
+        actual = content_sha256(path)
+        if actual != entry.sha256:
+            raise SongmillError(f"model '{name}' file {path} fails its hash check (sha256 {actual[:12]}…, registry says {entry.sha256[:12]}…); restore the original file or update {self.source}")
+        return path

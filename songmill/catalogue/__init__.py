@@ -1,0 +1,176 @@
+"""The catalogue: releases, tracks, runs, stage runs, artifacts with lineage, QC results.
+
+    catalogue = Catalogue.open()          # SONGMILL_DATABASE_URL, else SQLite at var/catalogue.db
+
+Opening a catalogue brings its schema up to date (Alembic `upgrade head`). A database that
+cannot be reached is a `ServiceError` naming it (with the password masked).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from songmill.catalogue.schema import Artifact, ArtifactInput, ArtifactModel, QCResult, Release, Run, StageRun, Track, utcnow
+from songmill.errors import ServiceError
+from songmill.paths import var_dir
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def default_url() -> str:
+    return os.environ.get("SONGMILL_DATABASE_URL") or f"sqlite:///{var_dir() / 'catalogue.db'}"
+
+
+def display_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Catalogue:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> "Catalogue":
+        url = url or default_url()
+        try:
+            parsed = make_url(url)
+        except Exception:
+            raise ServiceError(f"catalogue database URL {url!r} is not a database URL (e.g. sqlite:///var/catalogue.db or postgresql://user@host/db); fix SONGMILL_DATABASE_URL") from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        options = {"connect_args": {"connect_timeout": 5}} if parsed.get_backend_name() == "postgresql" else {}
+        engine = create_engine(url, pool_pre_ping=True, **options)
+        catalogue = cls(engine)
+        catalogue.migrate()
+        return catalogue
+
+    def migrate(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as err:
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+            raise ServiceError(f"catalogue database {display_url(str(self.engine.url))} is unreachable ({reason}); check SONGMILL_DATABASE_URL or start the server") from None
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes
+    def upsert_release(self, spec, *, config_path: str, config_sha256: str) -> None:
+        info = spec.release
+        with self.session() as s, s.begin():
+            release = s.get(Release, info.id) or Release(id=info.id)
+            release.title, release.artist, release.label, release.type = info.title, info.artist, info.label, info.type
+            release.release_date, release.genre = info.date, info.genre
+            release.upc = None if info.upc == "auto" else info.upc
+            release.config_path, release.config_sha256 = config_path, config_sha256
+            s.add(release)
+
+    def upsert_track(self, release_id: str, number: int, *, title: str, seed: int, isrc: str | None = None) -> int:
+        with self.session() as s, s.begin():
+            track = s.scalar(select(Track).where(Track.release_id == release_id, Track.number == number))
+            if track is None:
+                track = Track(release_id=release_id, number=number)
+            track.title, track.seed = title, seed
+            if isrc:
+                track.isrc = isrc
+            s.add(track)
+            s.flush()
+            return track.id
+
+    def set_track_status(self, track_id: int, status: str, *, duration_s: float | None = None) -> None:
+        with self.session() as s, s.begin():
+            track = s.get(Track, track_id)
+            track.status = status
+            if duration_s is not None:
+                track.duration_s = duration_s
+
+    def start_run(self, release_id: str, *, runner: str, base_seed: int | None) -> int:
+        with self.session() as s, s.begin():
+            run = Run(release_id=release_id, runner=runner, base_seed=base_seed, status="running")
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, *, status: str, report_path: str | None = None, error: str | None = None) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            run.status, run.report_path, run.error, run.finished_at = status, report_path, error, utcnow()
+
+    def record_stage(self, run_id: int, track_id: int, result, *, status: str = "succeeded", error: str | None = None) -> int:
+        """Record a stage run and its outputs, with lineage to its inputs and models."""
+        with self.session() as s, s.begin():
+            stage_run = StageRun(run_id=run_id, track_id=track_id, stage=result.stage, version=result.version,
+                                 cache_key=result.cache_key, cached=result.cached, status=status, error=error,
+                                 wall_s=result.wall_s, cpu_s=result.cpu_s, peak_rss_mib=result.peak_rss_mib)
+            s.add(stage_run)
+            s.flush()
+            input_ids = [self._artifact_id(s, track_id, ref.name, ref.sha256) for ref in result.inputs.values()]
+            for ref in result.outputs.values():
+                artifact_id = self._artifact_id(s, track_id, ref.name, ref.sha256)
+                if artifact_id is not None:
+                    continue  # made before (a cached run): lineage already recorded
+                artifact = Artifact(track_id=track_id, stage_run_id=stage_run.id, name=ref.name,
+                                    sha256=ref.sha256, bytes=ref.bytes, uri=ref.uri)
+                s.add(artifact)
+                s.flush()
+                s.add_all(ArtifactInput(artifact_id=artifact.id, input_artifact_id=i) for i in input_ids if i is not None)
+                s.add_all(ArtifactModel(artifact_id=artifact.id, model_name=m["name"], model_version=m["version"],
+                                        model_sha256=m["sha256"], licence=m["licence"]) for m in result.models)
+            return stage_run.id
+
+    @staticmethod
+    def _artifact_id(s: Session, track_id: int, name: str, sha256: str) -> int | None:
+        return s.scalar(select(Artifact.id).where(Artifact.track_id == track_id, Artifact.name == name, Artifact.sha256 == sha256))
+
+    def record_qc(self, run_id: int, track_id: int, profile: str, rows: list[dict]) -> None:
+        with self.session() as s, s.begin():
+            s.add_all(QCResult(run_id=run_id, track_id=track_id, profile=profile, **row) for row in rows)
+
+    # -- reads
+    def releases(self) -> list[dict]:
+        """One summary per release: tracks, runs and the latest run's status."""
+        with self.session() as s:
+            rows = []
+            for release in s.scalars(select(Release).order_by(Release.release_date, Release.id)):
+                last = s.scalar(select(Run).where(Run.release_id == release.id).order_by(Run.id.desc()).limit(1))
+                runs = s.scalar(select(func.count(Run.id)).where(Run.release_id == release.id))
+                rows.append({
+                    "id": release.id, "title": release.title, "artist": release.artist, "type": release.type,
+                    "date": release.release_date.isoformat(), "tracks": len(release.tracks), "runs": runs,
+                    "last_run": last.status if last else None,
+                    "last_run_at": last.started_at.isoformat(timespec="seconds") if last else None,
+                })
+            return rows
+
+    def lineage(self, sha256: str) -> list[dict]:
+        """Where an artifact came from: its stage run, input artifacts and model versions."""
+        with self.session() as s:
+            out = []
+            for artifact in s.scalars(select(Artifact).where(Artifact.sha256 == sha256)):
+                stage_run = s.get(StageRun, artifact.stage_run_id)
+                inputs = s.scalars(select(Artifact).join(ArtifactInput, ArtifactInput.input_artifact_id == Artifact.id)
+                                   .where(ArtifactInput.artifact_id == artifact.id))
+                models = s.scalars(select(ArtifactModel).where(ArtifactModel.artifact_id == artifact.id))
+                out.append({"name": artifact.name, "stage": stage_run.stage, "stage_version": stage_run.version,
+                            "inputs": [(i.name, i.sha256) for i in inputs],
+                            "models": [(m.model_name, m.model_version, m.model_sha256) for m in models]})
+            return out
+
+
+__all__ = ["Catalogue", "SQLAlchemyError", "default_url", "display_url"]

@@ -1,0 +1,101 @@
+"""The `songmill` command (typer). Contracts in DESIGN.md §3.
+
+    songmill validate PATH...                     exit 0 valid, 2 with one line per problem
+    songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
+                                                  last line printed: the run report's path
+    songmill catalogue ls                         releases in the catalogue
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from songmill.errors import ConfigError, SongmillError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="songmill: AI song production line.")
+catalogue_app = typer.Typer(no_args_is_help=True, help="Look into the catalogue.")
+app.add_typer(catalogue_app, name="catalogue")
+err_console = Console(stderr=True)
+
+EXIT_FAILED, EXIT_INVALID = 1, 2
+
+
+def _fail(err: SongmillError, code: int = EXIT_FAILED) -> None:
+    err_console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(paths: list[Path] = typer.Argument(..., help="Release config files.")) -> None:
+    """Check release configs; print `file:line: field: problem` lines and exit 2 if any is invalid."""
+    from songmill.runner import load_release_with_profiles
+
+    problems: list[str] = []
+    for path in paths:
+        try:
+            load_release_with_profiles(path)
+        except ConfigError as err:
+            problems.extend(err.problems)
+    for line in problems:
+        print(line)
+    if problems:
+        raise typer.Exit(EXIT_INVALID)
+    print(f"{len(paths)} config{'s' if len(paths) != 1 else ''} valid")
+
+
+@app.command()
+def render(
+    config: Path = typer.Argument(..., help="The release config (YAML)."),
+    out: Path = typer.Option(Path("dist"), "--out", help="Output folder; the report goes to OUT/<release-id>/."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Tracks rendered at once."),
+    track: Optional[int] = typer.Option(None, "--track", help="Render only track N (1-based)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Re-seed every track from this base seed."),
+) -> None:
+    """Render a release; the last line printed is the path of its run-report.json."""
+    from songmill.runner import render as render_release
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = render_release(config, out_dir=out, jobs=jobs, track=track, seed=seed, console=err_console)
+    except ConfigError as err:
+        for line in err.problems:
+            err_console.print(line, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
+    except SongmillError as err:
+        _fail(err)
+    print(report)
+
+
+@catalogue_app.command("ls")
+def catalogue_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the releases in the catalogue (SONGMILL_DATABASE_URL, else var/catalogue.db)."""
+    from songmill.catalogue import Catalogue
+
+    try:
+        rows = Catalogue.open().releases()
+    except SongmillError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("release", "title", "artist", "type", "date", "tracks", "runs", "last run")
+    for r in rows:
+        table.add_row(r["id"], r["title"], r["artist"], r["type"], r["date"], str(r["tracks"]), str(r["runs"]),
+                      f"{r['last_run']} {r['last_run_at']}" if r["last_run"] else "-")
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,25 @@
+"""The one error type users see.
+
+Every failure a user can cause or fix (a bad config, a missing file, a dead service) is a
+`SongmillError` whose message is one sentence naming the file, field or service and what to
+do. The CLI prints it without a traceback. Bugs stay ordinary exceptions.
+"""
+
+
+class SongmillError(Exception):
+    """A problem the user can fix; `str(err)` is the sentence to show them."""
+
+
+class ConfigError(SongmillError):
+    """A release, profile or registry file is invalid.
+
+    `problems` holds one line per problem, formatted `file:line: field.path: what is wrong`.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ServiceError(SongmillError):
+    """A service (database, object store) cannot be reached or refused the request."""

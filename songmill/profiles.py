@@ -1,0 +1,55 @@
+"""Delivery profiles (`config/profiles.yaml`): what each distribution target receives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from songmill.errors import ConfigError
+from songmill.spec import describe_errors
+from songmill.yamlfile import load_yaml
+
+
+class AudioFormat(BaseModel):
+    """One encoded file per track. Lossless formats state rate and depth; lossy ones a bitrate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    container: Literal["wav", "flac", "mp3", "m4a", "opus"]
+    sample_rate_hz: Literal[44100, 48000, 96000] | None = None
+    bit_depth: Literal[16, 24] | None = None
+    bitrate_kbps: Annotated[int, Field(ge=32, le=512)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "AudioFormat":
+        lossless = self.container in ("wav", "flac")
+        if lossless and (self.sample_rate_hz is None or self.bit_depth is None):
+            raise ValueError(f"a {self.container} format needs sample_rate_hz and bit_depth")
+        if not lossless and self.bitrate_kbps is None:
+            raise ValueError(f"a {self.container} format needs bitrate_kbps")
+        return self
+
+
+class DeliveryProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str
+    commercial: bool = True  # a non-commercial model may not feed a commercial profile
+    loudness_lufs: Annotated[float, Field(ge=-30, le=-5)]
+    true_peak_dbtp: Annotated[float, Field(ge=-6, le=0)]
+    formats: Annotated[list[AudioFormat], Field(min_length=1)]
+    preview_clip_s: Annotated[float, Field(gt=0, le=90)] | None = None  # also deliver a clip this long
+
+
+class ProfileSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    profiles: dict[str, DeliveryProfile]
+
+
+def load_profiles(path: str | Path) -> dict[str, DeliveryProfile]:
+    """Load `profiles.yaml`; problems are reported as `file:line: field.path: what is wrong`."""
+    data, locator = load_yaml(Path(path))
+    try:
+        return ProfileSet.model_validate(data).profiles
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, locator, ProfileSet)) from None

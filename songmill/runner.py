@@ -1,0 +1,242 @@
+"""The embedded runner: `songmill render` in-process, tracks in parallel, no servers.
+
+    report_path = render("config/releases/demo.yaml", out_dir=Path("dist"), jobs=2)
+
+Each track runs the stage graph of `songmill.pipeline` in its own worker process when
+`jobs > 1` (a spawned process: safe with torch and native libraries). Only the main process
+writes the catalogue and the run report. The report (`<out>/<release-id>/run-report.json`)
+lists every artifact of every track, per-stage wall/CPU time and peak memory, and whether each
+stage was served from the cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import multiprocessing
+import queue
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from models.registry import ModelRegistry
+from songmill import __version__
+from songmill.catalogue import Catalogue, display_url
+from songmill.errors import SongmillError
+from songmill.paths import config_dir, safe_name, var_dir
+from songmill.pipeline import TRACK_STAGES
+from songmill.profiles import load_profiles
+from songmill.score import Score
+from songmill.spec import ReleaseSpec, load_release, track_seed
+from songmill.stages import StageResult, TrackJob, execute_stage
+from songmill.store import atomic_write_bytes, file_sha256, open_store
+
+log = logging.getLogger("songmill.runner")
+REPORT_VERSION = 1
+
+Progress_ = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed")
+
+
+@dataclass
+class TrackOutcome:
+    number: int
+    title: str
+    seed: int
+    results: list[StageResult] = field(default_factory=list)
+    failed_stage: str | None = None
+    error: str | None = None
+
+
+def run_track(job: TrackJob, store_spec: str, progress: Progress_ | None = None) -> TrackOutcome:
+    """Run every registered stage of one track, in order. A SongmillError stops the track."""
+    store, registry = open_store(store_spec), ModelRegistry.load()
+    outcome = TrackOutcome(job.number, job.track.title, job.seed)
+    refs = {}
+    for stage in TRACK_STAGES.stages:
+        if progress:
+            progress(job.number, stage.name, "start")
+        try:
+            result = execute_stage(stage, job, refs, store=store, registry=registry)
+        except SongmillError as err:
+            outcome.failed_stage, outcome.error = stage.name, str(err)
+            if progress:
+                progress(job.number, stage.name, "failed")
+            return outcome
+        refs.update(result.outputs)
+        outcome.results.append(result)
+        if progress:
+            progress(job.number, stage.name, "cached" if result.cached else "done")
+    return outcome
+
+
+def _put_event(events, number: int, stage: str, state: str) -> None:
+    events.put((number, stage, state))
+
+
+def _queue_progress(events) -> Progress_:
+    return functools.partial(_put_event, events)  # picklable, unlike a lambda
+
+
+def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: Progress_) -> list[TrackOutcome]:
+    if workers <= 1 or len(jobs) <= 1:
+        return [run_track(job, store_spec, on_event) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        events = manager.Queue()
+        futures: list[Future] = [pool.submit(run_track, job, store_spec, _queue_progress(events)) for job in jobs]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            _drain(events, on_event)
+        _drain(events, on_event)
+        return [future.result() for future in futures]
+
+
+def _drain(events, on_event: Progress_) -> None:
+    while True:
+        try:
+            on_event(*events.get_nowait())
+        except queue.Empty:
+            return
+
+
+def _progress_display(jobs: list[TrackJob], console: Console):
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                        TimeElapsedColumn(), console=console, transient=False)
+    tasks = {job.number: progress.add_task(f"track {job.number:02d} {job.track.title[:40]}",
+                                           total=len(TRACK_STAGES.stages), stage="queued") for job in jobs}
+
+    def on_event(number: int, stage: str, state: str) -> None:
+        advance = 1 if state in ("done", "cached") else 0
+        label = {"start": f"{stage}…", "done": f"{stage} ✓", "cached": f"{stage} (cached)", "failed": f"{stage} FAILED"}[state]
+        progress.update(tasks[number], advance=advance, stage=label)
+
+    return progress, on_event
+
+
+def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
+    profiles = load_profiles(config_dir() / "profiles.yaml")
+    return load_release(config_path, profile_names=set(profiles)), profiles
+
+
+def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
+           seed: int | None = None, store_spec: str | None = None, database_url: str | None = None,
+           console: Console | None = None) -> Path:
+    """Render a release; returns the path of its run report.
+
+    Parameters
+    ----------
+    config_path : the release YAML.
+    out_dir : the report and each track's artifacts go to `<out_dir>/<release-id>/`.
+    jobs : tracks rendered at once (worker processes).
+    track : render only this track (1-based).
+    seed : re-seed every track from this base seed (see `spec.track_seed`).
+
+    Raises
+    ------
+    SongmillError : a bad config, an unreachable store or catalogue, or a track that failed
+        (the report is still written, with the failure).
+    """
+    config_path = Path(config_path)
+    spec, profiles = load_release_with_profiles(config_path)
+    if jobs < 1:
+        raise SongmillError(f"--jobs {jobs} is not allowed (use 1 or more)")
+    if track is not None and not 1 <= track <= len(spec.tracks):
+        raise SongmillError(f"--track {track} is not in {config_path} (it has tracks 1–{len(spec.tracks)})")
+    release_dir = (Path(out_dir) / spec.release.id).resolve()
+    if Path(out_dir).resolve() not in release_dir.parents:
+        raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")
+    console = console or Console(stderr=True)
+
+    store_spec = store_spec or _default_store_spec()
+    open_store(store_spec)  # fail fast on a dead store, before any work
+    catalogue = Catalogue.open(database_url)
+    commercial = any(profiles[name].commercial for name in spec.release.profiles)
+    numbers = [track] if track else range(1, len(spec.tracks) + 1)
+    track_jobs = [TrackJob(spec, n - 1, track_seed(spec, n - 1, seed), commercial) for n in numbers]
+
+    config_sha = file_sha256(config_path)
+    catalogue.upsert_release(spec, config_path=str(config_path), config_sha256=config_sha)
+    run_id = catalogue.start_run(spec.release.id, runner="embedded", base_seed=seed)
+    started, wall0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    progress, on_event = _progress_display(track_jobs, console)
+    try:
+        with progress:
+            outcomes = _run_tracks(track_jobs, store_spec, jobs, on_event)
+    except BaseException as err:
+        catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
+        raise
+    store = open_store(store_spec)
+    track_reports = [_record_track(outcome, spec, catalogue, run_id, store, release_dir) for outcome in outcomes]
+    failed = [o for o in outcomes if o.error]
+    report = {
+        "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": "embedded",
+        "status": "failed" if failed else "succeeded",
+        "release": {"id": spec.release.id, "title": spec.release.title, "artist": spec.release.artist,
+                    "label": spec.release.label, "type": spec.release.type, "date": spec.release.date.isoformat(),
+                    "genre": spec.release.genre, "profiles": spec.release.profiles},
+        "config": {"path": str(config_path), "sha256": config_sha},
+        "base_seed": seed, "jobs": jobs, "run_id": run_id,
+        "store": store.description, "catalogue": display_url(str(catalogue.engine.url)),
+        "started_at": started.isoformat(timespec="seconds"), "wall_s": round(time.perf_counter() - wall0, 3),
+        "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
+        "tracks": track_reports,
+        "stage_totals": _stage_totals(outcomes),
+        "delivered": [],
+    }
+    report_path = release_dir / "run-report.json"
+    atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
+    catalogue.finish_run(run_id, status=report["status"], report_path=str(report_path),
+                         error="; ".join(f"track {o.number}: {o.error}" for o in failed) or None)
+    catalogue.close()
+    if failed:
+        first = failed[0]
+        raise SongmillError(f"track {first.number} ({first.title}) failed at stage {first.failed_stage}: {first.error} (report: {report_path})")
+    return report_path
+
+
+def _default_store_spec() -> str:
+    return os.environ.get("SONGMILL_STORE") or str(var_dir() / "artifacts")
+
+
+def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> dict:
+    """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
+    track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
+    folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
+    artifacts, duration_s = {}, None
+    for result in outcome.results:
+        catalogue.record_stage(run_id, track_id, result)
+        for name, ref in result.outputs.items():
+            path = store.get_file(ref, folder / name)
+            artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path)}
+            if name == "form.json":
+                duration_s = round(Score.load_json(path).duration_s, 3)
+    if outcome.error:
+        catalogue.set_track_status(track_id, "failed")
+    else:
+        catalogue.set_track_status(track_id, "rendered", duration_s=duration_s)
+    return {"number": outcome.number, "title": outcome.title, "seed": outcome.seed,
+            "status": "failed" if outcome.error else "rendered", "duration_s": duration_s,
+            "failed_stage": outcome.failed_stage, "error": outcome.error,
+            "artifacts": artifacts, "stages": [r.to_dict() for r in outcome.results]}
+
+
+def _stage_totals(outcomes: list[TrackOutcome]) -> dict:
+    totals: dict[str, dict] = {}
+    for outcome in outcomes:
+        for r in outcome.results:
+            t = totals.setdefault(r.stage, {"runs": 0, "cached": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mib": 0.0})
+            t["runs"] += 1
+            t["cached"] += int(r.cached)
+            t["wall_s"] = round(t["wall_s"] + r.wall_s, 4)
+            t["cpu_s"] = round(t["cpu_s"] + r.cpu_s, 4)
+            t["peak_rss_mib"] = max(t["peak_rss_mib"], round(r.peak_rss_mib, 1))
+    return totals

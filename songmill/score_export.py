@@ -1,0 +1,156 @@
+"""Export a Score so any DAW or notation program can open it.
+
+* MIDI (`write_midi`, via mido): exact timing (960 ticks per beat), the full tempo map, time and
+  key signature, section markers, one track per part, lyric syllables as MIDI lyric events.
+  (pretty_midi, which we use to read MIDI back, cannot write a tempo map.)
+* MusicXML (`write_musicxml`, via music21): the notation view, onsets and lengths quantised to
+  sixteenths or triplet eighths, melody syllables as lyrics under the notes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import mido
+
+from songmill.music import parse_key
+from songmill.score import Note, Part, Score
+
+TICKS_PER_BEAT = 960
+DRUM_CHANNEL = 9
+
+_MAJOR_NAMES = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+_MINOR_NAMES = ["Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"]
+# Semitones from the relative major's tonic up to each mode's tonic.
+_MODE_OFFSET = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9, "aeolian": 9}
+
+
+def midi_key_signature(key_text: str) -> str:
+    """The MIDI key-signature name: minor keys as minor, other modes as their relative major."""
+    key = parse_key(key_text)
+    if key.mode in ("minor", "aeolian"):
+        return _MINOR_NAMES[key.tonic_pitch_class]
+    return _MAJOR_NAMES[(key.tonic_pitch_class - _MODE_OFFSET[key.mode]) % 12]
+
+
+def _ticks(beat: float) -> int:
+    return int(round(beat * TICKS_PER_BEAT))
+
+
+def _to_delta(events: list[tuple[int, int, mido.Message]]) -> mido.MidiTrack:
+    """(absolute tick, order, message) -> a track with delta times; lower order first at a tick."""
+    track, now = mido.MidiTrack(), 0
+    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def _conductor_track(score: Score) -> mido.MidiTrack:
+    meter = score.meter
+    events = [
+        (0, 0, mido.MetaMessage("track_name", name=score.title or "songmill")),
+        (0, 0, mido.MetaMessage("time_signature", numerator=meter.numerator, denominator=meter.denominator)),
+        (0, 0, mido.MetaMessage("key_signature", key=midi_key_signature(score.key))),
+    ]
+    for change in score.tempo_map:
+        events.append((_ticks(change.beat), 1, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(change.bpm))))
+    for section in score.sections:
+        beat = section.start_bar * score.beats_per_bar
+        events.append((_ticks(beat), 2, mido.MetaMessage("marker", text=section.name)))
+    return _to_delta(events)
+
+
+def _part_track(part: Part, channel: int) -> mido.MidiTrack:
+    events = [(0, 0, mido.MetaMessage("track_name", name=part.name))]
+    if not part.is_drum:
+        events.append((0, 0, mido.Message("program_change", channel=channel, program=part.program)))
+    for note in part.notes:
+        on, off = _ticks(note.start_beat), max(_ticks(note.end_beat), _ticks(note.start_beat) + 1)
+        if note.syllable is not None and not note.melisma:
+            text = note.syllable.text + ("" if note.syllable.word_end else "-")
+            events.append((on, 2, mido.MetaMessage("lyrics", text=text)))
+        # note-offs (order 1) before note-ons (order 3) at the same tick, so repeated pitches retrigger
+        events.append((on, 3, mido.Message("note_on", channel=channel, note=note.pitch, velocity=note.velocity)))
+        events.append((off, 1, mido.Message("note_off", channel=channel, note=note.pitch, velocity=0)))
+    return _to_delta(events)
+
+
+def write_midi(score: Score, path: Path) -> None:
+    """Write a type-1 MIDI file: a conductor track, then one track per part."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    midi.tracks.append(_conductor_track(score))
+    melodic_channels = iter(c for c in range(16) if c != DRUM_CHANNEL)
+    for part in score.parts:
+        channel = DRUM_CHANNEL if part.is_drum else next(melodic_channels, 0)
+        midi.tracks.append(_part_track(part, channel))
+    midi.save(str(path))
+
+
+# ------------------------------------------------------------------------------ MusicXML
+
+
+def quantise_beat(beat: float) -> float:
+    """Nearest sixteenth (1/4 beat) or triplet eighth (1/3 beat), whichever is nearer."""
+    by_quarter, by_third = round(beat * 4) / 4, round(beat * 3) / 3
+    return by_quarter if abs(by_quarter - beat) <= abs(by_third - beat) else by_third
+
+
+def _notation_groups(notes: list[Note]) -> list[tuple[float, float, list[Note]]]:
+    """Quantised (onset, length, notes) with simultaneous notes grouped into chords and
+    overlaps trimmed so every part reads as one voice."""
+    by_onset: dict[float, list[Note]] = defaultdict(list)
+    for note in notes:
+        by_onset[quantise_beat(note.start_beat)].append(note)
+    onsets = sorted(by_onset)
+    groups = []
+    for i, onset in enumerate(onsets):
+        end = max(quantise_beat(n.end_beat) for n in by_onset[onset])
+        if i + 1 < len(onsets):
+            end = min(end, onsets[i + 1])
+        length = max(end - onset, 0.25)
+        groups.append((onset, length, by_onset[onset]))
+    return groups
+
+
+def _music21_part(part: Part, score: Score, *, with_tempo: bool):
+    from music21 import chord, instrument, key, meter, note, percussion, stream, tempo
+
+    m21_part = stream.Part(id=part.name)
+    m21_part.partName = part.name
+    m21_part.insert(0, instrument.Percussion() if part.is_drum else instrument.instrumentFromMidiProgram(part.program))
+    m21_part.insert(0, meter.TimeSignature(score.time_signature))
+    parsed = parse_key(score.key)
+    if not part.is_drum:
+        m21_part.insert(0, key.Key(parsed.tonic.replace("b", "-"), parsed.mode))
+    if with_tempo:
+        for change in score.tempo_map:
+            m21_part.insert(quantise_beat(change.beat), tempo.MetronomeMark(number=round(change.bpm, 2)))
+    for onset, length, notes in _notation_groups(part.notes):
+        if part.is_drum:
+            hits = [note.Unpitched(displayName="C5") for _ in notes]
+            element = hits[0] if len(hits) == 1 else percussion.PercussionChord(hits)
+        elif len(notes) == 1:
+            element = note.Note(notes[0].pitch)
+        else:
+            element = chord.Chord(sorted({n.pitch for n in notes}))
+        element.quarterLength = length
+        element.volume.velocity = max(n.velocity for n in notes)
+        sung = next((n for n in notes if n.syllable is not None and not n.melisma), None)
+        if sung is not None and not part.is_drum:
+            element.lyric = sung.syllable.text
+        m21_part.insert(onset, element)
+    return m21_part
+
+
+def write_musicxml(score: Score, path: Path) -> None:
+    """Write the score as MusicXML (one staff per part) with lyrics under the melody."""
+    from music21 import metadata, stream
+
+    m21_score = stream.Score()
+    m21_score.metadata = metadata.Metadata(title=score.title or "songmill")
+    for i, part in enumerate(score.parts):
+        m21_score.insert(0, _music21_part(part, score, with_tempo=(i == 0)))
+    m21_score.write("musicxml", fp=str(path))

@@ -1,0 +1,274 @@
+"""The release spec: what a label writes in `config/releases/*.yaml`.
+
+`load_release(path)` returns a validated `ReleaseSpec` or raises `ConfigError` with one line
+per problem: `file:line: field.path: what is wrong (what is allowed)`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from songmill import ids
+from songmill.errors import ConfigError
+from songmill.music import parse_key, parse_time_signature
+from songmill.vocab import AI_CONTRIBUTIONS, GENRES, MOODS, RELEASE_TYPES, SECTION_NAMES, VOICE_STYLES
+from songmill.yamlfile import Locator, load_yaml
+
+
+def _ranged(low: float, high: float, unit: str):
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is outside {low:g}–{high:g} {unit}")
+        return value
+    return AfterValidator(check)
+
+
+def _one_of(allowed: tuple[str, ...], what: str):
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"'{value}' is not a known {what} (allowed: {', '.join(allowed)})")
+        return value
+    return AfterValidator(check)
+
+
+def _release_id(value: str) -> str:
+    if ".." in value or "/" in value or "\\" in value:
+        raise ValueError(f"'{value}' would escape the output folder (use lowercase letters, digits and '-')")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", value):
+        raise ValueError(f"'{value}' is not a release id (1–64 lowercase letters, digits and '-', starting with a letter or digit)")
+    return value
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty (write some text)")
+    return value.strip()
+
+
+def _key(value: str) -> str:
+    return str(parse_key(value))
+
+
+def _time_signature(value: str) -> str:
+    return str(parse_time_signature(value))
+
+
+def _auto_or(check):
+    def validate(value: str) -> str:
+        return value if value == "auto" else check(value)
+    return AfterValidator(validate)
+
+
+def _lyrics(value: str) -> str:
+    for number, line in enumerate(value.splitlines(), start=1):
+        tag = re.fullmatch(r"\s*\[([^\]]*)\]\s*", line)
+        if tag:
+            name = re.sub(r"\s*\d+$", "", tag.group(1).strip().lower())
+            if name not in SECTION_NAMES:
+                raise ValueError(
+                    f"lyrics line {number}: '[{tag.group(1)}]' is not a section tag (allowed: {', '.join(SECTION_NAMES)})"
+                )
+    if not any(line.strip() and not line.strip().startswith("[") for line in value.splitlines()):
+        raise ValueError("has no lyric lines (write lines under [verse]/[chorus] tags, or leave lyrics out)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_non_blank), Field(max_length=500)]
+ReleaseId = Annotated[str, AfterValidator(_release_id)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AIDisclosure(Strict):
+    """How the release declares its use of AI (maps to DDEX `ContainsAI` and contributors)."""
+
+    contains_ai: bool = True
+    generated: list[Annotated[str, _one_of(AI_CONTRIBUTIONS, "AI contribution")]] = list(AI_CONTRIBUTIONS)
+
+
+class Voice(Strict):
+    identity: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+    style: Annotated[str, _one_of(VOICE_STYLES, "voice style")] | None = None  # None: chosen by mood
+
+
+class SectionSpec(Strict):
+    name: Annotated[str, _one_of(SECTION_NAMES, "section")]
+    bars: Annotated[int, _ranged(1, 64, "bars")] | None = None  # None: chosen by the song form
+
+
+def _section_entry(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+SectionEntry = Annotated[SectionSpec, Field(json_schema_extra={"examples": ["verse", {"name": "chorus", "bars": 8}]})]
+
+
+class TrackSpec(Strict):
+    title: Text
+    theme: Text
+    mood: Annotated[str, _one_of(MOODS, "mood")]
+    tempo: Annotated[float, _ranged(40, 240, "BPM")]
+    key: Annotated[str, AfterValidator(_key)]
+    time_signature: Annotated[str, AfterValidator(_time_signature)] = "4/4"
+    structure: list[SectionEntry] | None = None  # None: the genre's default form
+    target_duration_s: Annotated[float, _ranged(30, 900, "seconds")] = 180.0
+    voice: Voice | None = None  # None: an instrumental track
+    instrumentation: Annotated[str, _one_of(GENRES, "instrumentation preset")] | None = None  # None: the release genre
+    lyrics: Annotated[str, AfterValidator(_lyrics)] | None = None  # None: written by the lyrics stage
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+    isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_as_mappings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("structure"), list):
+            data = {**data, "structure": [_section_entry(item) for item in data["structure"]]}
+        return data
+
+
+class ReleaseInfo(Strict):
+    id: ReleaseId
+    title: Text
+    artist: Text
+    label: Text
+    type: Literal[RELEASE_TYPES]  # type: ignore[valid-type]
+    date: dt.date
+    genre: Annotated[str, _one_of(GENRES, "genre")]
+    upc: Annotated[str, _auto_or(ids.validate_upc)] = "auto"
+    p_line: Text
+    c_line: Text
+    explicit: bool = False
+    ai_disclosure: AIDisclosure = AIDisclosure()
+    profiles: Annotated[list[str], Field(min_length=1)] = ["streaming"]
+    allow_partial: bool = False  # deliver the tracks that pass QC even if others fail
+
+
+class ReleaseSpec(Strict):
+    release: ReleaseInfo
+    tracks: Annotated[list[TrackSpec], Field(min_length=1, max_length=40)]
+
+    @model_validator(mode="after")
+    def _single_is_short(self) -> "ReleaseSpec":
+        if self.release.type == "single" and len(self.tracks) > 3:
+            raise ValueError(f"a single has at most 3 tracks, this one has {len(self.tracks)} (use type: ep or album)")
+        return self
+
+    def instrumentation_of(self, track: TrackSpec) -> str:
+        return track.instrumentation or self.release.genre
+
+
+def track_seed(spec: ReleaseSpec, index: int, base_seed: int | None = None) -> int:
+    """The seed a track renders with (index is 0-based).
+
+    A `--seed` on the command line (`base_seed`) re-seeds every track; otherwise the track's own
+    `seed`, otherwise one derived from the release id and position, so it never changes by itself.
+    """
+    track = spec.tracks[index]
+    if base_seed is None and track.seed is not None:
+        return track.seed
+    material = f"{spec.release.id}:{index}:{'' if base_seed is None else base_seed}".encode()
+    return int.from_bytes(hashlib.sha256(material).digest()[:4], "big") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------- loading and error messages
+
+
+def load_release(path: str | Path, *, profile_names: set[str] | None = None) -> ReleaseSpec:
+    """Load and validate a release config.
+
+    Parameters
+    ----------
+    path : the YAML file.
+    profile_names : the delivery profiles that exist; when given, `release.profiles` is checked.
+
+    Raises
+    ------
+    ConfigError : one line per problem, `file:line: field.path: what is wrong (what is allowed)`.
+    """
+    data, locator = load_yaml(Path(path))
+    if not isinstance(data, dict):
+        raise ConfigError([f"{locator.path}:1: (top level): must be a mapping with 'release' and 'tracks'"])
+    try:
+        spec = ReleaseSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, locator, ReleaseSpec)) from None
+    if profile_names is not None:
+        problems = [
+            locator.problem(("release", "profiles", i), f"'{name}' is not a delivery profile (allowed: {', '.join(sorted(profile_names))})")
+            for i, name in enumerate(spec.release.profiles) if name not in profile_names
+        ]
+        if problems:
+            raise ConfigError(problems)
+    return spec
+
+
+def describe_errors(err: ValidationError, locator: Locator, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for error in err.errors(include_url=False):
+        loc = tuple(error["loc"])
+        lines.append(locator.problem(loc, _message(error, model, loc)))
+    return lines
+
+
+def _message(error: dict, model: type[BaseModel], loc: tuple) -> str:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        return f"unknown field (allowed: {', '.join(allowed)})" if allowed else "unknown field"
+    if kind == "missing":
+        return "is required"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        return f"{value!r} is not allowed (allowed: {ctx.get('expected')})"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{value!r} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{value!r} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{value!r} is not true or false"
+    if kind.startswith("date"):
+        return f"{value!r} is not a date (write YYYY-MM-DD)"
+    if kind in ("too_short", "too_long"):
+        return error["msg"].replace("List", "list").replace("String", "text")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping of fields, not {type(value).__name__}"
+    if kind == "string_type":
+        return f"{value!r} must be text (put it in quotes)"
+    if kind == "list_type":
+        return f"must be a list, not {type(value).__name__}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} does not match {ctx.get('pattern')}"
+    return error["msg"]
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The field names of the model that sits at `loc` (for 'unknown field' messages)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    if get_origin(annotation) in (Union, list):
+        return None
+    return None

@@ -1,0 +1,214 @@
+"""Stages: plain functions from input artifacts + parameters to output artifacts.
+
+A `Stage` declares its name, version, the artifacts it reads and writes, the spec values it
+depends on (`params`) and the models it loads. Its **cache key** is the sha256 of all of those
+plus the input artifacts' hashes and the models' hashes; a stage whose key is already in the
+store is not run again (`execute_stage` returns the stored outputs, `cached=True`).
+
+Bump `version` whenever a stage's code changes what it writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import psutil
+
+from models.registry import ModelRegistry
+from songmill.errors import SongmillError
+from songmill.spec import ReleaseSpec, TrackSpec
+from songmill.store import ArtifactRef, ArtifactStore, LocalStore
+
+log = logging.getLogger("songmill.stages")
+
+
+@dataclass(frozen=True)
+class TrackJob:
+    """One track of one release, as a stage sees it."""
+
+    spec: ReleaseSpec
+    index: int  # 0-based position in the release
+    seed: int
+    commercial: bool  # True if any delivery profile of the release is commercial
+
+    @property
+    def track(self) -> TrackSpec:
+        return self.spec.tracks[self.index]
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    version: str
+    inputs: tuple[str, ...]  # artifact names written by earlier stages
+    outputs: tuple[str, ...]  # file names this stage writes into its work folder
+    params: Callable[[TrackJob], dict[str, Any]]  # the spec values the output depends on (JSON-able)
+    run: Callable[["StageContext"], None]
+    models: tuple[str, ...] = ()  # model registry names it loads
+    queue: str = "default"  # "gpu" for stages that run neural backends (Airflow routes them)
+    description: str = ""
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: its parameters, input files, a folder to write outputs into."""
+
+    stage: Stage
+    job: TrackJob
+    params: dict[str, Any]
+    inputs: dict[str, Path]
+    workdir: Path
+    registry: ModelRegistry
+
+    def input(self, name: str) -> Path:
+        return self.inputs[name]
+
+    def output(self, name: str) -> Path:
+        if name not in self.stage.outputs:
+            raise ValueError(f"stage {self.stage.name} does not declare output {name!r}")
+        return self.workdir / name
+
+    def model(self, name: str) -> Path:
+        if name not in self.stage.models:
+            raise ValueError(f"stage {self.stage.name} does not declare model {name!r}")
+        return self.registry.resolve(name, commercial=self.job.commercial)
+
+    def rng(self) -> np.random.Generator:
+        """A generator seeded by the track seed and the stage name: same seed, same output."""
+        material = hashlib.sha256(f"{self.job.seed}:{self.stage.name}".encode()).digest()
+        return np.random.default_rng(int.from_bytes(material[:8], "big"))
+
+
+@dataclass
+class StageResult:
+    stage: str
+    version: str
+    cache_key: str
+    cached: bool
+    outputs: dict[str, ArtifactRef]
+    inputs: dict[str, ArtifactRef]
+    models: list[dict]
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_rss_mib: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage, "version": self.version, "cache_key": self.cache_key, "cached": self.cached,
+            "wall_s": round(self.wall_s, 4), "cpu_s": round(self.cpu_s, 4), "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "inputs": {k: v.sha256 for k, v in self.inputs.items()},
+            "outputs": {k: v.to_dict() for k, v in self.outputs.items()},
+            "models": self.models,
+        }
+
+
+def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models: list[dict]) -> str:
+    material = {
+        "stage": stage.name, "version": stage.version, "params": params,
+        "inputs": {name: ref.sha256 for name, ref in sorted(inputs.items())},
+        "models": sorted((m["name"], m["version"], m["sha256"]) for m in models),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _PeakMemory:
+    """Samples this process's resident memory every 20 ms while a stage runs."""
+
+    def __init__(self):
+        self._process, self._stop, self.peak = psutil.Process(), threading.Event(), 0
+
+    def __enter__(self):
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *,
+                  store: ArtifactStore, registry: ModelRegistry) -> StageResult:
+    """Run one stage for one track, or return its stored outputs if its cache key is known."""
+    missing = [name for name in stage.inputs if name not in inputs]
+    if missing:
+        raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
+    stage_inputs = {name: inputs[name] for name in stage.inputs}
+    params = stage.params(job)
+    models = [registry.get(name).provenance() for name in stage.models]
+    key = cache_key(stage, params, stage_inputs, models)
+    result = StageResult(stage.name, stage.version, key, False, {}, stage_inputs, models)
+
+    record = store.get_record(key)
+    if record and all(store.has(ref["sha256"]) for ref in record["outputs"].values()):
+        result.cached = True
+        result.outputs = {name: ArtifactRef.from_dict(ref) for name, ref in record["outputs"].items()}
+        return result
+
+    with tempfile.TemporaryDirectory(prefix=f"songmill-{stage.name}-") as scratch:
+        scratch_dir = Path(scratch)
+        workdir = scratch_dir / "out"
+        workdir.mkdir()
+        local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
+        ctx = StageContext(stage, job, params, local_inputs, workdir, registry)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        with _PeakMemory() as memory:
+            stage.run(ctx)
+        result.wall_s, result.cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+        result.peak_rss_mib = memory.peak / 2**20
+        for name in stage.outputs:
+            path = workdir / name
+            if not path.is_file():
+                raise RuntimeError(f"stage {stage.name} finished without writing its declared output {name}")
+            result.outputs[name] = store.put_file(path, name)
+    store.put_record(key, {"stage": stage.name, "version": stage.version, "params": params,
+                           "inputs": {k: v.to_dict() for k, v in stage_inputs.items()},
+                           "outputs": {k: v.to_dict() for k, v in result.outputs.items()},
+                           "models": models, "wall_s": result.wall_s})
+    return result
+
+
+def _local_copy(store: ArtifactStore, ref: ArtifactRef, folder: Path) -> Path:
+    if isinstance(store, LocalStore):
+        return store.local_path(ref)  # read in place: blobs are immutable
+    return store.get_file(ref, folder / ref.name)
+
+
+@dataclass
+class StageGraph:
+    """The per-track stages in the order they run (each reads only earlier outputs)."""
+
+    stages: list[Stage] = field(default_factory=list)
+
+    def add(self, stage: Stage) -> Stage:
+        produced = {out for s in self.stages for out in s.outputs}
+        unknown = [name for name in stage.inputs if name not in produced]
+        if unknown:
+            raise ValueError(f"stage {stage.name} reads {unknown}, which no earlier stage writes")
+        if any(s.name == stage.name for s in self.stages):
+            raise ValueError(f"stage {stage.name} is registered twice")
+        self.stages.append(stage)
+        return stage
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]

@@ -1,0 +1,239 @@
+"""The artifact store: content-addressed blobs plus small JSON records.
+
+Blobs are addressed by their sha256, so the same bytes are stored once and a reference
+(`ArtifactRef`) fully identifies an artifact. Records (`put_record`/`get_record`) hold what
+a stage run produced under its cache key; they are how a stage is found already done.
+
+Backends
+--------
+* `LocalStore(root)`: a folder (default `var/artifacts`). Writes go to a temporary name in the
+  same folder, are fsynced, then renamed, so a crash never leaves a partial blob.
+* `S3Store(...)`: any S3 API (SeaweedFS, MinIO, AWS) through the `minio` SDK. A PUT is atomic.
+
+`open_store()` picks one from `SONGMILL_STORE` (`s3://bucket/prefix` or a folder path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from songmill.errors import ServiceError, SongmillError
+from songmill.paths import var_dir
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A stored artifact: what XCom, the catalogue and the run report carry (never the bytes)."""
+
+    name: str  # file name it was produced as, e.g. "score.mid"
+    sha256: str
+    bytes: int
+    uri: str  # where the store keeps it
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256, "bytes": self.bytes, "uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ArtifactRef":
+        return cls(data["name"], data["sha256"], int(data["bytes"]), data["uri"])
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside `path`, fsync, rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ArtifactStore(Protocol):
+    description: str
+
+    def put_file(self, path: Path, name: str | None = None) -> ArtifactRef: ...
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path: ...
+    def has(self, sha256: str) -> bool: ...
+    def put_record(self, key: str, record: dict) -> None: ...
+    def get_record(self, key: str) -> dict | None: ...
+
+
+class LocalStore:
+    """Artifacts in a folder: `blobs/ab/<sha256>` and `records/<key>.json`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.description = f"folder {self.root}"
+        try:
+            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+            (self.root / "records").mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SongmillError(f"artifact store folder {self.root} cannot be created ({err.strerror}); set SONGMILL_STORE to a writable folder") from None
+
+    def _blob(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def put_file(self, path: Path, name: str | None = None) -> ArtifactRef:
+        path = Path(path)
+        sha, size = file_sha256(path), path.stat().st_size
+        blob = self._blob(sha)
+        if not blob.exists():
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=blob.parent)
+            try:
+                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, CHUNK)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, blob)
+            except OSError as err:
+                Path(tmp).unlink(missing_ok=True)
+                raise SongmillError(f"cannot write to the artifact store {self.root} ({err.strerror}); free space or choose another SONGMILL_STORE") from None
+        return ArtifactRef(name or path.name, sha, size, blob.as_uri())
+
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+        blob = self._blob(ref.sha256)
+        if not blob.exists():
+            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(blob, dest)
+        return dest
+
+    def local_path(self, ref: ArtifactRef) -> Path:
+        return self._blob(ref.sha256)
+
+    def has(self, sha256: str) -> bool:
+        return self._blob(sha256).exists()
+
+    def put_record(self, key: str, record: dict) -> None:
+        atomic_write_bytes(self.root / "records" / f"{key}.json", json.dumps(record, sort_keys=True).encode())
+
+    def get_record(self, key: str) -> dict | None:
+        try:
+            return json.loads((self.root / "records" / f"{key}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+
+class S3Store:
+    """Artifacts in an S3 bucket under a prefix: `<prefix>/blobs/<sha256>`, `<prefix>/records/<key>.json`."""
+
+    def __init__(self, endpoint: str, bucket: str, *, prefix: str = "", access_key: str | None = None,
+                 secret_key: str | None = None, secure: bool = False, region: str | None = None,
+                 timeout_s: float = 10.0):
+        import urllib3
+        from minio import Minio
+        from minio.error import S3Error
+
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.endpoint = endpoint
+        self.description = f"S3 {'https' if secure else 'http'}://{endpoint}/{bucket}/{self.prefix}"
+        # Few, short retries: a dead endpoint must fail in seconds with a clear message.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 6),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                             region=region, http_client=http)
+        self._s3_error = S3Error
+        try:
+            if not self._client.bucket_exists(bucket):
+                self._client.make_bucket(bucket)
+        except S3Error as err:
+            raise ServiceError(f"S3 store {self.description} refused access ({err.code}); check SONGMILL_S3_ACCESS_KEY and SONGMILL_S3_SECRET_KEY") from None
+        except Exception as err:  # urllib3 connection errors, DNS, TLS
+            raise ServiceError(f"S3 store at {endpoint} is unreachable ({type(err).__name__}); check SONGMILL_STORE/SONGMILL_S3_ENDPOINT or start the server") from None
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except self._s3_error:
+            raise
+        except Exception as err:
+            raise ServiceError(f"S3 store at {self.endpoint} failed while {what} ({type(err).__name__}); check that the server is running") from None
+
+    def put_file(self, path: Path, name: str | None = None) -> ArtifactRef:
+        path = Path(path)
+        sha, size = file_sha256(path), path.stat().st_size
+        key = self._key("blobs", sha)
+        if not self.has(sha):
+            self._call(f"storing {path.name}", self._client.fput_object, self.bucket, key, str(path),
+                       metadata={"x-amz-meta-sha256": sha})
+        return ArtifactRef(name or path.name, sha, size, f"s3://{self.bucket}/{key}")
+
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._call(f"fetching {ref.name}", self._client.fget_object, self.bucket, self._key("blobs", ref.sha256), str(dest))
+        except self._s3_error:
+            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from {self.description}; re-render to recreate it") from None
+        if file_sha256(dest) != ref.sha256:
+            dest.unlink()
+            raise SongmillError(f"artifact {ref.name} fetched from {self.description} does not match its sha256; the stored object is corrupt")
+        return dest
+
+    def has(self, sha256: str) -> bool:
+        try:
+            self._call("checking an object", self._client.stat_object, self.bucket, self._key("blobs", sha256))
+            return True
+        except self._s3_error:
+            return False
+
+    def put_record(self, key: str, record: dict) -> None:
+        data = json.dumps(record, sort_keys=True).encode()
+        self._call("writing a record", self._client.put_object, self.bucket, self._key("records", f"{key}.json"),
+                   io.BytesIO(data), len(data), content_type="application/json")
+
+    def get_record(self, key: str) -> dict | None:
+        try:
+            response = self._call("reading a record", self._client.get_object, self.bucket, self._key("records", f"{key}.json"))
+        except self._s3_error:
+            return None
+        try:
+            return json.loads(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def open_store(spec: str | None = None) -> ArtifactStore:
+    """`s3://bucket/prefix` (endpoint and keys from SONGMILL_S3_*) or a folder; default `var/artifacts`."""
+    spec = spec or os.environ.get("SONGMILL_STORE") or str(var_dir() / "artifacts")
+    if spec.startswith("s3://"):
+        bucket, _, prefix = spec[5:].partition("/")
+        endpoint = os.environ.get("SONGMILL_S3_ENDPOINT")
+        if not endpoint:
+            raise SongmillError(f"SONGMILL_STORE is {spec} but SONGMILL_S3_ENDPOINT is not set; set it to host:port of the S3 server")
+        secure = os.environ.get("SONGMILL_S3_SECURE", "false").lower() in ("1", "true", "yes")
+        return S3Store(endpoint, bucket, prefix=prefix, access_key=os.environ.get("SONGMILL_S3_ACCESS_KEY"),
+                       secret_key=os.environ.get("SONGMILL_S3_SECRET_KEY"), secure=secure,
+                       region=os.environ.get("SONGMILL_S3_REGION"))
+    return LocalStore(Path(spec))
