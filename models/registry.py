@@ -23,7 +23,7 @@ from songmill.yamlfile import load_yaml
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
 
-_verified: dict[tuple[str, int, int], str] = {}
+_verified: dict[tuple, str] = {}
 
 
 class ModelEntry(BaseModel):
@@ -56,9 +56,10 @@ def tree_sha256(folder: Path) -> str:
 
 
 def content_sha256(path: Path) -> str:
-    """sha256 of a file, or `tree_sha256` of a folder; cached per (path, size, mtime)."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    """sha256 of a file, or `tree_sha256` of a folder; cached per path and the size and
+    modification time of every file (a folder's own mtime misses changes deeper down)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    key = (str(path), *((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     if key not in _verified:
         _verified[key] = tree_sha256(path) if path.is_dir() else file_sha256(path)
     return _verified[key]

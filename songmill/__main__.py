@@ -1,0 +1,3 @@
+from songmill.cli import main
+
+main()

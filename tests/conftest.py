@@ -1,0 +1,57 @@
+"""Shared fixtures. Every test gets its own var/ (store, catalogue) so tests never share state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+PROJECT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_var(tmp_path, monkeypatch):
+    """Point the store and the SQLite catalogue at a per-test folder."""
+    var = tmp_path / "var"
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(var))
+    monkeypatch.delenv("SONGMILL_STORE", raising=False)
+    monkeypatch.delenv("SONGMILL_DATABASE_URL", raising=False)
+    return var
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """SONGMILL_TEST_DATABASE_URL (a server you run), else an embedded PostgreSQL we start."""
+    configured = os.environ.get("SONGMILL_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with servers.embedded_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url, request):
+    """A fresh, empty database on the test server for one test."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    name = "songmill_" + request.node.name.lower().translate(str.maketrans("[]-.", "____"))[:40]
+    admin = sqlalchemy.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    with servers.seaweedfs() as server:
+        yield server

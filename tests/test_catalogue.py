@@ -1,0 +1,80 @@
+"""The catalogue, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, select
+
+from songmill.catalogue import Catalogue
+from songmill.catalogue.schema import Release, StageRun, Track
+from songmill.errors import ServiceError
+from songmill.spec import load_release
+from songmill.stages import StageResult
+from songmill.store import ArtifactRef
+from tests.conftest import PROJECT
+
+DEMO = PROJECT / "config/releases/demo.yaml"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalogue.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def _ref(name: str, byte: str) -> ArtifactRef:
+    return ArtifactRef(name, byte * 64, 10, f"file:///{name}")
+
+
+def test_migrations_create_every_table_and_are_idempotent(database_url):
+    Catalogue.open(database_url).close()
+    catalogue = Catalogue.open(database_url)  # second open: already at head, nothing to do
+    tables = set(inspect(catalogue.engine).get_table_names())
+    assert {"releases", "tracks", "runs", "stage_runs", "artifacts", "artifact_inputs", "artifact_models",
+            "qc_results", "alembic_version"} <= tables
+
+
+def test_release_tracks_runs_and_lineage(database_url):
+    catalogue = Catalogue.open(database_url)
+    spec = load_release(DEMO)
+    catalogue.upsert_release(spec, config_path=str(DEMO), config_sha256="f" * 64)
+    track_id = catalogue.upsert_track(spec.release.id, 1, title="Paper Lanterns", seed=7)
+    assert catalogue.upsert_track(spec.release.id, 1, title="Paper Lanterns", seed=7) == track_id
+    run_id = catalogue.start_run(spec.release.id, runner="embedded", base_seed=None)
+
+    model = {"name": "melody-gru", "version": "1", "sha256": "c" * 64, "licence": "CC0"}
+    form = StageResult("form", "1", "k1", False, {"form.json": _ref("form.json", "a")}, {}, [])
+    score = StageResult("compose", "1", "k2", False, {"score.mid": _ref("score.mid", "b")},
+                        {"form.json": _ref("form.json", "a")}, [model])
+    catalogue.record_stage(run_id, track_id, form)
+    catalogue.record_stage(run_id, track_id, score)
+    cached_again = StageResult("compose", "1", "k2", True, {"score.mid": _ref("score.mid", "b")},
+                               {"form.json": _ref("form.json", "a")}, [model])
+    catalogue.record_stage(run_id, track_id, cached_again)
+    catalogue.set_track_status(track_id, "rendered", duration_s=181.5)
+    catalogue.finish_run(run_id, status="succeeded", report_path="/tmp/r.json")
+
+    [lineage] = catalogue.lineage("b" * 64)
+    assert lineage["stage"] == "compose"
+    assert lineage["inputs"] == [("form.json", "a" * 64)]
+    assert lineage["models"] == [("melody-gru", "1", "c" * 64)]
+    [row] = catalogue.releases()
+    assert row["id"] == "demo-single" and row["tracks"] == 1 and row["runs"] == 1 and row["last_run"] == "succeeded"
+    with catalogue.session() as s:
+        assert s.scalar(select(Track.duration_s)) == 181.5
+        assert [r.cached for r in s.scalars(select(StageRun).order_by(StageRun.id))] == [False, False, True]
+        assert s.get(Release, "demo-single").title == "Paper Lanterns"
+
+
+def test_dead_postgres_url_is_one_sentence_with_the_password_hidden():
+    with pytest.raises(ServiceError) as err:
+        Catalogue.open("postgresql+psycopg2://songmill:s3cret@127.0.0.1:9/catalogue")
+    message = str(err.value)
+    assert message.startswith("catalogue database postgresql+psycopg2://songmill:***@127.0.0.1:9/catalogue is unreachable")
+    assert "s3cret" not in message and "SONGMILL_DATABASE_URL" in message and "\n" not in message
+
+
+def test_nonsense_database_url_is_named():
+    with pytest.raises(ServiceError, match="is not a database URL"):
+        Catalogue.open("not a url")

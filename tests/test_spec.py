@@ -1,0 +1,128 @@
+"""Release configs: valid ones load; each kind of mistake is one line naming file, line and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from songmill.errors import ConfigError
+from songmill.spec import load_release, track_seed
+from tests.conftest import PROJECT
+
+SONGMILL = [sys.executable, "-m", "songmill"]
+
+GOOD = textwrap.dedent("""\
+    release:
+      id: test-release
+      title: Test
+      artist: Tester
+      label: Test Label
+      type: single
+      date: 2026-12-01
+      genre: pop
+      p_line: 2026 Test Label
+      c_line: 2026 Test Label
+      profiles: [streaming]
+    tracks:
+      - title: One
+        theme: a test of the spec
+        mood: calm
+        tempo: 100
+        key: C major
+    """)
+
+
+def write(tmp_path: Path, text: str, name: str = "release.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def validate(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*SONGMILL, "validate", *map(str, paths)], capture_output=True, text=True, cwd=PROJECT)
+
+
+def test_shipped_configs_validate():
+    result = validate(*sorted((PROJECT / "config/releases").glob("*.yaml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
+    path = write(tmp_path, GOOD.replace("tempo: 100", "tempo: 400"))
+    result = validate(path)
+    assert result.returncode == 2
+    assert result.stdout.strip() == f"{path}:16: tracks[0].tempo: 400 is outside 40–240 BPM"
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("    mood: calm\n", "    mood: calm\n    colour: red\n", "tracks[0].colour: unknown field (allowed: title, theme, mood"),
+    ("tempo: 100", "tempo: fast", "tracks[0].tempo: 'fast' is not a number"),
+    ("key: C major", "key: H major", "tracks[0].key: 'H major' is not a key"),
+    ("genre: pop", "genre: polka", "release.genre: 'polka' is not a known genre (allowed: pop, rock"),
+    ("date: 2026-12-01", "date: someday", "release.date: 'someday' is not a date (write YYYY-MM-DD)"),
+    ("id: test-release", "id: ../../etc", "release.id: '../../etc' would escape the output folder"),
+    ("    key: C major\n", "    key: C major\n    isrc: GB-123\n", "tracks[0].isrc: 'GB-123' is not an ISRC"),
+    ("genre: pop\n", "genre: pop\n  upc: '036000291453'\n", "release.upc: '036000291453' has a wrong check digit (expected 2)"),
+    ("profiles: [streaming]", "profiles: [streaming, vinyl]", "release.profiles[1]: 'vinyl' is not a delivery profile"),
+    ("theme: a test of the spec", "theme: '  '", "tracks[0].theme: is empty"),
+    ("    key: C major\n", "    key: C major\n    lyrics: |\n      [verse]\n      hello\n      [chourus]\n      hi\n",
+     "tracks[0].lyrics: lyrics line 3: '[chourus]' is not a section tag"),
+    ("    key: C major\n", "    key: C major\n    structure: [intro, verse, coda]\n", "tracks[0].structure[2].name: 'coda' is not a known section"),
+    ("    key: C major\n", "    key: C major\n    time_signature: 4/5\n", "tracks[0].time_signature: '4/5' is not a time signature"),
+    ("  title: Test\n", "", "release.title: is required"),
+])
+def test_each_mistake_is_one_clear_line(tmp_path, old, new, expected):
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ConfigError) as err:
+        load_release(path, profile_names={"streaming", "preview"})
+    [line] = err.value.problems
+    file_part, line_number, message = line.split(":", 2)
+    assert file_part == str(path) and int(line_number) >= 1
+    assert message.strip().startswith(expected), line
+
+
+def test_error_line_points_at_the_value(tmp_path):
+    path = write(tmp_path, GOOD.replace("genre: pop", "genre: polka"))
+    with pytest.raises(ConfigError) as err:
+        load_release(path)
+    assert err.value.problems[0].startswith(f"{path}:8: release.genre:")
+
+
+def test_unreadable_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, GOOD.replace("tempo: 100", "tempo: [100"))
+    result = validate(path)
+    assert result.returncode == 2
+    assert result.stdout.startswith(f"{path}:") and "(yaml)" in result.stdout
+
+
+def test_missing_file_is_named(tmp_path):
+    result = validate(tmp_path / "nope.yaml")
+    assert result.returncode == 2
+    assert result.stdout.strip() == f"{tmp_path / 'nope.yaml'}:1: (file): does not exist (give the path of a YAML file)"
+
+
+def test_a_single_has_at_most_three_tracks(tmp_path):
+    track = GOOD.split("tracks:\n")[1]
+    path = write(tmp_path, GOOD + track * 3)
+    with pytest.raises(ConfigError, match="a single has at most 3 tracks, this one has 4"):
+        load_release(path)
+
+
+def test_track_seeds_are_stable_and_overridable():
+    spec = load_release(PROJECT / "config/releases/harbour-lights-ep.yaml")
+    assert track_seed(spec, 0) == 11  # the config's own seed
+    assert track_seed(spec, 0, 5) == track_seed(spec, 0, 5) != track_seed(spec, 1, 5)
+    assert track_seed(spec, 0, 5) != track_seed(spec, 0, 6)
+
+
+def test_key_spellings_normalise():
+    from songmill.music import parse_key
+
+    assert str(parse_key("Am")) == "A minor"
+    assert str(parse_key("f# dorian")) == "F# dorian"
+    assert parse_key("Bb major").tonic_pitch_class == 10

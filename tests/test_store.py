@@ -1,0 +1,88 @@
+"""The artifact store, on a local folder and on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from songmill.errors import ServiceError, SongmillError
+from songmill.store import LocalStore, S3Store, open_store
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "artifacts")
+    endpoint, key, secret = request.getfixturevalue("s3_server")
+    return S3Store(endpoint, "songmill-test", prefix=f"t{time.time_ns()}", access_key=key, secret_key=secret)
+
+
+def test_put_get_roundtrip_is_content_addressed(store, tmp_path):
+    payload = os.urandom(300_000)
+    src = tmp_path / "stem.wav"
+    src.write_bytes(payload)
+    ref = store.put_file(src)
+    assert ref.sha256 == hashlib.sha256(payload).hexdigest()
+    assert ref.bytes == len(payload) and ref.name == "stem.wav"
+    assert store.has(ref.sha256)
+    again = store.put_file(src, name="copy.wav")  # same bytes: same blob
+    assert again.sha256 == ref.sha256 and again.uri == ref.uri
+    out = store.get_file(ref, tmp_path / "back" / "stem.wav")
+    assert out.read_bytes() == payload
+
+
+def test_records_roundtrip_and_absent_record(store):
+    assert store.get_record("nope") is None
+    store.put_record("k1", {"outputs": {"a": 1}})
+    assert store.get_record("k1") == {"outputs": {"a": 1}}
+
+
+def test_missing_blob_is_a_clear_error(store, tmp_path):
+    from songmill.store import ArtifactRef
+
+    ref = ArtifactRef("score.mid", "0" * 64, 10, "x")
+    assert not store.has(ref.sha256)
+    with pytest.raises(SongmillError, match="score.mid .* is missing from"):
+        store.get_file(ref, tmp_path / "x")
+
+
+def test_local_store_leaves_no_temporary_files(tmp_path):
+    store = LocalStore(tmp_path / "a")
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 1000)
+    store.put_file(src)
+    store.put_record("r", {"x": 1})
+    leftovers = [p for p in (tmp_path / "a").rglob(".*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_unwritable_local_store_names_the_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SongmillError, match=f"artifact store folder {blocker}/store cannot be created"):
+        LocalStore(blocker / "store")
+
+
+def test_unreachable_s3_endpoint_fails_fast_with_one_sentence():
+    start = time.monotonic()
+    with pytest.raises(ServiceError) as err:
+        S3Store("127.0.0.1:9", "bucket", access_key="a", secret_key="b", timeout_s=1)
+    assert time.monotonic() - start < 15
+    assert str(err.value).startswith("S3 store at 127.0.0.1:9 is unreachable")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.s3
+def test_wrong_s3_credentials_are_named(s3_server):
+    endpoint, key, _ = s3_server
+    with pytest.raises(ServiceError, match="refused access .*SONGMILL_S3_SECRET_KEY"):
+        S3Store(endpoint, "songmill-test", access_key=key, secret_key="wrong")
+
+
+def test_open_store_requires_an_endpoint_for_s3(monkeypatch):
+    monkeypatch.delenv("SONGMILL_S3_ENDPOINT", raising=False)
+    with pytest.raises(SongmillError, match="SONGMILL_S3_ENDPOINT is not set"):
+        open_store("s3://bucket/prefix")
