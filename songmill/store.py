@@ -23,12 +23,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+import logging
 from typing import Protocol
 
 from songmill.errors import ServiceError, SongmillError
 from songmill.paths import var_dir
 
 CHUNK = 1 << 20
+# urllib3 logs each retry as a warning; our error says it once, in one sentence.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ class S3Store:
         except S3Error as err:
             raise ServiceError(f"S3 store {self.description} refused access ({err.code}); check SONGMILL_S3_ACCESS_KEY and SONGMILL_S3_SECRET_KEY") from None
         except Exception as err:  # urllib3 connection errors, DNS, TLS
-            raise ServiceError(f"S3 store at {endpoint} is unreachable ({type(err).__name__}); check SONGMILL_STORE/SONGMILL_S3_ENDPOINT or start the server") from None
+            raise ServiceError(f"S3 store at {endpoint} is unreachable ({_reason(err)}); check SONGMILL_STORE/SONGMILL_S3_ENDPOINT or start the server") from None
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -177,7 +180,7 @@ class S3Store:
         except self._s3_error:
             raise
         except Exception as err:
-            raise ServiceError(f"S3 store at {self.endpoint} failed while {what} ({type(err).__name__}); check that the server is running") from None
+            raise ServiceError(f"S3 store at {self.endpoint} failed while {what} ({_reason(err)}); check that the server is running") from None
 
     def put_file(self, path: Path, name: str | None = None) -> ArtifactRef:
         path = Path(path)
@@ -222,6 +225,16 @@ class S3Store:
         finally:
             response.close()
             response.release_conn()
+
+
+def _reason(err: Exception) -> str:
+    """A few words for a network failure: urllib3 wraps the cause in MaxRetryError.reason."""
+    text = f"{err} {getattr(err, 'reason', '')}".lower()
+    for needle, words in (("refused", "connection refused"), ("timed out", "timed out"),
+                          ("name or service", "unknown host"), ("certificate", "TLS certificate rejected")):
+        if needle in text:
+            return words
+    return type(getattr(err, "reason", None) or err).__name__
 
 
 def open_store(spec: str | None = None) -> ArtifactStore:

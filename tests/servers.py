@@ -40,11 +40,12 @@ def wait_for_port(port: int, *, process: subprocess.Popen, timeout_s: float, log
     raise RuntimeError(f"server did not open 127.0.0.1:{port} in {timeout_s}s: {log.read_text()[-2000:]}")
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, *, grace_s: float = 10) -> None:
+    """Stop a server by its PID: `sig`, then SIGKILL if it has not exited after `grace_s`."""
     if process.poll() is None:
         os.kill(process.pid, sig)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
@@ -135,5 +136,5 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
         wait_for_port(ports["s3"], process=process, timeout_s=60, log=log)
         yield f"127.0.0.1:{ports['s3']}", access_key, secret_key
     finally:
-        stop(process)
+        stop(process, grace_s=3)  # throw-away data: no need to wait for a long graceful shutdown
         shutil.rmtree(root, ignore_errors=True)

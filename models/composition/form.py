@@ -28,9 +28,10 @@ DEFAULT_BARS = {"intro": 4, "verse": 8, "pre-chorus": 4, "chorus": 8, "post-chor
                 "breakdown": 4, "solo": 8, "instrumental": 8, "outro": 4}
 GENRE_BARS = {"hip-hop": {"verse": 16}}
 
-# The sizes a section may take: short connective sections stay short.
-ALLOWED_BARS = {name: (2, 4, 8) for name in ("intro", "outro", "pre-chorus", "post-chorus", "breakdown")}
-ALLOWED_BARS.update({name: (4, 8, 12, 16) for name in ("verse", "chorus", "bridge", "solo", "instrumental")})
+# The sizes a section may take: connective sections stay shorter than verses and choruses.
+# Fast tempos need long sections (a 32-bar chorus at 170 BPM lasts 45 s).
+ALLOWED_BARS = {name: (2, 4, 8, 16) for name in ("intro", "outro", "pre-chorus", "post-chorus", "breakdown")}
+ALLOWED_BARS.update({name: (4, 8, 12, 16, 24, 32) for name in ("verse", "chorus", "bridge", "solo", "instrumental")})
 
 BASE_ENERGY = {"intro": 0.30, "verse": 0.45, "pre-chorus": 0.60, "chorus": 0.85, "post-chorus": 0.75,
                "bridge": 0.55, "breakdown": 0.35, "solo": 0.70, "instrumental": 0.60, "outro": 0.30}

@@ -1,0 +1,132 @@
+"""`songmill render` end to end: the report contract, caching, determinism, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from songmill.runner import render
+from songmill.score import Score
+from songmill.store import file_sha256
+from tests.conftest import PROJECT
+
+DEMO = PROJECT / "config/releases/demo.yaml"
+EP = PROJECT / "config/releases/harbour-lights-ep.yaml"
+
+
+def cli(*args: str, env_extra: dict | None = None, var: Path | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "songmill", *args], capture_output=True, text=True, cwd=PROJECT, env=env)
+
+
+def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(tmp_path):
+    result = cli("render", str(DEMO), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 0, result.stderr
+    report_path = Path(result.stdout.strip().splitlines()[-1])
+    assert report_path == tmp_path / "dist" / "demo-single" / "run-report.json"
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "succeeded" and report["release"]["id"] == "demo-single"
+    [track] = report["tracks"]
+    assert [s["stage"] for s in track["stages"]] == [s["name"] for s in report["stages"]]
+    for name, artifact in track["artifacts"].items():
+        assert file_sha256(Path(artifact["path"])) == artifact["sha256"]
+        assert Path(artifact["path"]).stat().st_size == artifact["bytes"]
+    form = Score.load_json(Path(track["artifacts"]["form.json"]["path"]))
+    assert track["duration_s"] == pytest.approx(form.duration_s, abs=1e-3)
+    assert abs(form.duration_s - 180) < 15  # the demo asks for 180 s
+    for stage in track["stages"]:
+        assert stage["wall_s"] >= 0 and stage["peak_rss_mib"] > 0
+
+
+def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
+    first = json.loads(render(DEMO, out_dir=tmp_path / "a").read_text())
+    second = json.loads(render(DEMO, out_dir=tmp_path / "b").read_text())
+    assert all(not s["cached"] for s in first["tracks"][0]["stages"])
+    assert all(s["cached"] for s in second["tracks"][0]["stages"])
+    assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == \
+           {n: a["sha256"] for n, a in second["tracks"][0]["artifacts"].items()}
+
+
+def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch):
+    serial = json.loads(render(EP, out_dir=tmp_path / "serial", jobs=1).read_text())
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "fresh-var"))  # nothing cached
+    parallel = json.loads(render(EP, out_dir=tmp_path / "parallel", jobs=2).read_text())
+    assert all(not s["cached"] for t in parallel["tracks"] for s in t["stages"])
+    shas = lambda r: [{n: a["sha256"] for n, a in t["artifacts"].items()} for t in r["tracks"]]  # noqa: E731
+    assert shas(serial) == shas(parallel) and len(shas(serial)) == 3
+
+
+def test_track_and_seed_options(tmp_path):
+    only_two = json.loads(render(EP, out_dir=tmp_path / "x", track=2).read_text())
+    assert [t["number"] for t in only_two["tracks"]] == [2]
+    reseeded = json.loads(render(EP, out_dir=tmp_path / "y", track=2, seed=99).read_text())
+    assert reseeded["tracks"][0]["seed"] != only_two["tracks"][0]["seed"] == 12
+    result = cli("render", str(EP), "--track", "7", "--out", str(tmp_path / "z"))
+    assert result.returncode == 1
+    assert "--track 7 is not in" in result.stderr and "tracks 1–3" in result.stderr
+
+
+def test_changing_a_parameter_reruns_only_what_depends_on_it(tmp_path):
+    config = tmp_path / "demo.yaml"
+    config.write_text(DEMO.read_text())
+    render(config, out_dir=tmp_path / "a")
+    config.write_text(DEMO.read_text().replace("tempo: 104", "tempo: 120"))
+    report = json.loads(render(config, out_dir=tmp_path / "b").read_text())
+    assert not report["tracks"][0]["stages"][0]["cached"]
+
+
+def test_dead_database_fails_in_one_sentence_and_leaves_earlier_output_untouched(tmp_path):
+    out = tmp_path / "dist"
+    good = cli("render", str(DEMO), "--out", str(out), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
+    report = Path(good.stdout.strip().splitlines()[-1])
+    before = report.read_bytes()
+    bad = cli("render", str(DEMO), "--out", str(out),
+              env_extra={"SONGMILL_DATABASE_URL": "postgresql+psycopg2://u:pw@127.0.0.1:9/x"})
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("error: catalogue database postgresql+psycopg2://u:***@127.0.0.1:9/x is unreachable")
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert report.read_bytes() == before
+
+
+def test_dead_s3_store_fails_in_one_sentence(tmp_path):
+    bad = cli("render", str(DEMO), "--out", str(tmp_path / "dist"),
+              env_extra={"SONGMILL_STORE": "s3://songmill/artifacts", "SONGMILL_S3_ENDPOINT": "127.0.0.1:9"})
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("error: S3 store at 127.0.0.1:9 is unreachable")
+    assert not (tmp_path / "dist").exists()
+
+
+def test_invalid_config_exits_2_and_writes_nothing(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(DEMO.read_text().replace("tempo: 104", "tempo: 400"))
+    result = cli("render", str(config), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 2
+    line = 1 + config.read_text().splitlines().index("    tempo: 400")
+    assert result.stderr.strip() == f"{config}:{line}: tracks[0].tempo: 400 is outside 40–240 BPM"
+    assert not (tmp_path / "dist").exists()
+
+
+def test_catalogue_ls_shows_rendered_releases(tmp_path):
+    render(DEMO, out_dir=tmp_path / "dist")
+    result = cli("catalogue", "ls", "--json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert row["id"] == "demo-single" and row["last_run"] == "succeeded" and row["tracks"] == 1
+
+
+@pytest.mark.s3
+def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
+    endpoint, key, secret = s3_server
+    for name, value in {"SONGMILL_STORE": "s3://songmill-render/run", "SONGMILL_S3_ENDPOINT": endpoint,
+                        "SONGMILL_S3_ACCESS_KEY": key, "SONGMILL_S3_SECRET_KEY": secret}.items():
+        monkeypatch.setenv(name, value)
+    first = json.loads(render(DEMO, out_dir=tmp_path / "a").read_text())
+    second = json.loads(render(DEMO, out_dir=tmp_path / "b").read_text())
+    assert first["store"].startswith("S3 http://") and all(s["cached"] for s in second["tracks"][0]["stages"])
+    assert first["tracks"][0]["artifacts"]["form.json"]["uri"].startswith("s3://songmill-render/run/blobs/")
