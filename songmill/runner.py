@@ -17,7 +17,6 @@ import json
 import logging
 import multiprocessing
 import queue
-import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,18 +30,18 @@ from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
 from songmill.errors import SongmillError
-from songmill.paths import config_dir, safe_name, var_dir
+from songmill.paths import config_dir, safe_name
 from songmill.pipeline import TRACK_STAGES
 from songmill.profiles import load_profiles
 from songmill.score import Score
 from songmill.spec import ReleaseSpec, load_release, track_seed
 from songmill.stages import StageResult, TrackJob, execute_stage
-from songmill.store import atomic_write_bytes, file_sha256, open_store
+from songmill.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
 
 log = logging.getLogger("songmill.runner")
 REPORT_VERSION = 1
 
-Progress_ = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed")
+ProgressCallback = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed")
 
 
 @dataclass
@@ -55,7 +54,7 @@ class TrackOutcome:
     error: str | None = None
 
 
-def run_track(job: TrackJob, store_spec: str, progress: Progress_ | None = None) -> TrackOutcome:
+def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None) -> TrackOutcome:
     """Run every registered stage of one track, in order. A SongmillError stops the track."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
@@ -81,11 +80,11 @@ def _put_event(events, number: int, stage: str, state: str) -> None:
     events.put((number, stage, state))
 
 
-def _queue_progress(events) -> Progress_:
+def _queue_progress(events) -> ProgressCallback:
     return functools.partial(_put_event, events)  # picklable, unlike a lambda
 
 
-def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: Progress_) -> list[TrackOutcome]:
+def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback) -> list[TrackOutcome]:
     if workers <= 1 or len(jobs) <= 1:
         return [run_track(job, store_spec, on_event) for job in jobs]
     context = multiprocessing.get_context("spawn")
@@ -100,7 +99,7 @@ def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: P
         return [future.result() for future in futures]
 
 
-def _drain(events, on_event: Progress_) -> None:
+def _drain(events, on_event: ProgressCallback) -> None:
     while True:
         try:
             on_event(*events.get_nowait())
@@ -156,8 +155,8 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")
     console = console or Console(stderr=True)
 
-    store_spec = store_spec or _default_store_spec()
-    open_store(store_spec)  # fail fast on a dead store, before any work
+    store_spec = store_spec or default_store_spec()
+    store = open_store(store_spec)  # fail fast on a dead store, before any work
     catalogue = Catalogue.open(database_url)
     commercial = any(profiles[name].commercial for name in spec.release.profiles)
     numbers = [track] if track else range(1, len(spec.tracks) + 1)
@@ -174,7 +173,6 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     except BaseException as err:
         catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
         raise
-    store = open_store(store_spec)
     track_reports = [_record_track(outcome, spec, catalogue, run_id, store, release_dir) for outcome in outcomes]
     failed = [o for o in outcomes if o.error]
     report = {
@@ -201,10 +199,6 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         first = failed[0]
         raise SongmillError(f"track {first.number} ({first.title}) failed at stage {first.failed_stage}: {first.error} (report: {report_path})")
     return report_path
-
-
-def _default_store_spec() -> str:
-    return os.environ.get("SONGMILL_STORE") or str(var_dir() / "artifacts")
 
 
 def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> dict:

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -108,9 +108,6 @@ def _section_entry(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-SectionEntry = Annotated[SectionSpec, Field(json_schema_extra={"examples": ["verse", {"name": "chorus", "bars": 8}]})]
-
-
 class TrackSpec(Strict):
     title: Text
     theme: Text
@@ -118,7 +115,7 @@ class TrackSpec(Strict):
     tempo: Annotated[float, _ranged(40, 240, "BPM")]
     key: Annotated[str, AfterValidator(_key)]
     time_signature: Annotated[str, AfterValidator(_time_signature)] = "4/4"
-    structure: list[SectionEntry] | None = None  # None: the genre's default form
+    structure: list[SectionSpec] | None = None  # "verse" or {name: verse, bars: 8}; None: the genre's default form
     target_duration_s: Annotated[float, _ranged(30, 900, "seconds")] = 180.0
     voice: Voice | None = None  # None: an instrumental track
     instrumentation: Annotated[str, _one_of(GENRES, "instrumentation preset")] | None = None  # None: the release genre
@@ -265,10 +262,8 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
 def _model_in(annotation: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in get_args(annotation):
+    for arg in get_args(annotation):  # Optional[...], list[...]
         found = _model_in(arg)
         if found is not None:
             return found
-    if get_origin(annotation) in (Union, list):
-        return None
     return None

@@ -237,9 +237,14 @@ def _reason(err: Exception) -> str:
     return type(getattr(err, "reason", None) or err).__name__
 
 
+def default_store_spec() -> str:
+    """`SONGMILL_STORE`, else the folder `var/artifacts`."""
+    return os.environ.get("SONGMILL_STORE") or str(var_dir() / "artifacts")
+
+
 def open_store(spec: str | None = None) -> ArtifactStore:
     """`s3://bucket/prefix` (endpoint and keys from SONGMILL_S3_*) or a folder; default `var/artifacts`."""
-    spec = spec or os.environ.get("SONGMILL_STORE") or str(var_dir() / "artifacts")
+    spec = spec or default_store_spec()
     if spec.startswith("s3://"):
         bucket, _, prefix = spec[5:].partition("/")
         endpoint = os.environ.get("SONGMILL_S3_ENDPOINT")
