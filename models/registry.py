@@ -59,7 +59,8 @@ def content_sha256(path: Path) -> str:
     """sha256 of a file, or `tree_sha256` of a folder; cached per path and the size and
     modification time of every file (a folder's own mtime misses changes deeper down)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    key = (str(path), *((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stats = [(str(f), f.stat()) for f in files]  # one stat per file
+    key = (str(path), *((name, st.st_size, st.st_mtime_ns) for name, st in stats))
     if key not in _verified:
         _verified[key] = tree_sha256(path) if path.is_dir() else file_sha256(path)
     return _verified[key]
