@@ -2,8 +2,10 @@
 
 Renders `config/releases/demo.yaml` twice into a throw-away store and catalogue: cold (every
 stage computes) and warm (every stage cached). Reports per stage wall and CPU seconds, peak
-resident memory, and the real-time factor (compute seconds per second of song), and writes
-`benchmarks/results/latest.json`. Never part of the test suite: timings belong here.
+resident memory, and the real-time factor (compute seconds per second of song). Then writes
+the demo song with 20 seeds and reports the time to write and compose each, and the
+songwriting metrics of the batch (qc/songwriting.py). Writes `benchmarks/results/latest.json`.
+Never part of the test suite: timings belong here.
 """
 
 from __future__ import annotations
@@ -41,6 +43,58 @@ def bench_render(config: Path, work: Path, label: str) -> dict:
                 s["cached"] for t in report["tracks"] for s in t["stages"]), "stages": stages}
 
 
+def bench_songwriting(config: Path, seeds: int = 20) -> dict:
+    """Lyrics + compose (+ MIDI and MusicXML export) for `seeds` seeds of the config's first track."""
+    import statistics
+
+    import numpy as np
+
+    from models.composition.compose import compose
+    from models.composition.form import song_form
+    from models.composition.melody_model import load_melody_model
+    from models.lyrics.songwriter import write_lyrics
+    from models.registry import ModelRegistry
+    from qc import songwriting as m
+    from songmill.score_export import write_midi, write_musicxml
+    from songmill.spec import load_release
+
+    spec = load_release(config)
+    track, genre = spec.tracks[0], spec.instrumentation_of(spec.tracks[0])
+    model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
+    form = song_form(title=track.title, genre=genre, key=track.key, time_signature=track.time_signature,
+                     tempo_bpm=track.tempo, target_duration_s=track.target_duration_s, structure=None)
+    rows, scores = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            t0 = time.perf_counter()
+            lyrics = write_lyrics(form, title=track.title, theme=track.theme, mood=track.mood, genre=genre, provided=None,
+                                  instrumental=False, rng=np.random.default_rng(seed))
+            t1 = time.perf_counter()
+            score, _ = compose(form, lyrics, genre=genre, identity=track.voice.identity, model=model,
+                               rng=np.random.default_rng(seed), key_change_semitones=track.key_change)
+            t2 = time.perf_counter()
+            write_midi(score, Path(tmp) / "s.mid")
+            write_musicxml(score, Path(tmp) / "s.musicxml")
+            t3 = time.perf_counter()
+            scores.append(score)
+            rows.append({"seed": seed, "lyrics_s": t1 - t0, "compose_s": t2 - t1, "export_s": t3 - t2,
+                         "in_scale": m.in_scale_ratio(score), "strong_beat_chord_tones": m.strong_beat_chord_tone_ratio(score),
+                         "rhymes": m.rhyme_ratio(lyrics), "unsung": m.unsung_syllables(score, lyrics),
+                         "chorus_problems": len(m.chorus_problems(score, lyrics))})
+    figure = lambda key, f: round(f(r[key] for r in rows), 4)  # noqa: E731
+    return {
+        "songs": seeds, "song_s": round(scores[0].duration_s, 1),
+        "lyrics_s_median": figure("lyrics_s", statistics.median), "compose_s_median": figure("compose_s", statistics.median),
+        "export_s_median": figure("export_s", statistics.median),
+        "in_scale_min": figure("in_scale", min), "in_scale_mean": figure("in_scale", statistics.mean),
+        "strong_beat_chord_tones_min": figure("strong_beat_chord_tones", min),
+        "strong_beat_chord_tones_mean": figure("strong_beat_chord_tones", statistics.mean),
+        "rhymes_min": figure("rhymes", min), "unsung_total": sum(r["unsung"] for r in rows),
+        "chorus_problems_total": sum(r["chorus_problems"] for r in rows),
+        "max_interval_4gram_overlap": round(m.max_pairwise_overlap(scores), 4),
+    }
+
+
 def main() -> None:
     config = ROOT / "config/releases/demo.yaml"
     with tempfile.TemporaryDirectory(prefix="songmill-bench-") as tmp:
@@ -53,12 +107,13 @@ def main() -> None:
         import_s = time.perf_counter() - import_t0
         cold = bench_render(config, work, "cold")
         warm = bench_render(config, work, "warm")
+        songwriting = bench_songwriting(config)
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                                 "platform": platform.platform()},
         "config": str(config.relative_to(ROOT)), "import_s": round(import_s, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "runs": [cold, warm],
+        "runs": [cold, warm], "songwriting": songwriting,
     }
     out = ROOT / "benchmarks/results/latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +124,12 @@ def main() -> None:
         for name, s in run["stages"].items():
             print(f"{run['label']:6} {name:12} {s['wall_s']:8.4f} {s['cpu_s']:8.4f} {s['peak_rss_mib']:9.1f} {s['rtf']:9.6f} {s['cached']}/{s['runs']}")
         print(f"{run['label']:6} {'(render)':12} {run['wall_s']:8.3f} {run['cpu_s']:8.3f} {'':9} {run['rtf']:9.5f} all={run['all_cached']}")
+    w = songwriting
+    print(f"songwriting, {w['songs']} seeds of the demo ({w['song_s']} s song): lyrics {w['lyrics_s_median']:.3f} s, "
+          f"compose {w['compose_s_median']:.3f} s, MIDI+MusicXML {w['export_s_median']:.3f} s (medians)")
+    print(f"  melody in scale: min {w['in_scale_min']:.1%}; strong-beat chord tones: min {w['strong_beat_chord_tones_min']:.1%}; "
+          f"rhymes: min {w['rhymes_min']:.1%}; unsung syllables {w['unsung_total']}; chorus problems {w['chorus_problems_total']}; "
+          f"max 4-gram overlap {w['max_interval_4gram_overlap']:.1%}")
     print(out)
 
 

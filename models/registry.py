@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -73,7 +74,8 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ModelRegistry":
-        path = Path(path or DEFAULT_REGISTRY)
+        """The registry at `path`, else $SONGMILL_MODEL_REGISTRY, else models/registry.yaml."""
+        path = Path(path or os.environ.get("SONGMILL_MODEL_REGISTRY") or DEFAULT_REGISTRY)
         data, locator = load_yaml(path)
         try:
             parsed = _RegistryFile.model_validate(data)

@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from songmill.errors import ConfigError, SongmillError
@@ -29,7 +30,7 @@ EXIT_FAILED, EXIT_INVALID = 1, 2
 
 
 def _fail(err: SongmillError, code: int = EXIT_FAILED) -> None:
-    err_console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -67,7 +68,7 @@ def render(
         report = render_release(config, out_dir=out, jobs=jobs, track=track, seed=seed, console=err_console)
     except ConfigError as err:
         for line in err.problems:
-            err_console.print(line, highlight=False, soft_wrap=True)
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID)
     except SongmillError as err:
         _fail(err)

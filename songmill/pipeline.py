@@ -1,13 +1,41 @@
 """The per-track stage graph that both runners execute (DESIGN.md §1).
 
 Only stages that exist are registered; each later capability adds its stage here.
-Today: `form` (song form → `form.json`, the score skeleton).
+
+    form     spec → form.json        sections, bar counts, energy (the score skeleton)
+    lyrics   form.json → lyrics.json  provided, or written from theme and mood (rules or an LM)
+    compose  form.json + lyrics.json → score.json, score.mid, score.musicxml
 """
 
 from __future__ import annotations
 
+from models.composition.compose import compose
 from models.composition.form import song_form
+from models.composition.melody_model import load_melody_model
+from models.lyrics.model import Lyrics
+from models.lyrics.provided import form_from_blocks, parse_blocks
+from models.lyrics.songwriter import write_lyrics
+from songmill.errors import SongmillError
+from songmill.score import Score
+from songmill.score_export import write_midi, write_musicxml
 from songmill.stages import Stage, StageContext, StageGraph, TrackJob
+
+MELODY_MODEL = "melody-gru-celtic"
+
+
+def _where(job: TrackJob) -> str:
+    return f"track {job.number} ({job.track.title}) lyrics"
+
+
+def _structure(job: TrackJob) -> list[tuple[str, int | None]] | None:
+    """The form's sections: the config's structure, else the provided lyrics' tags, else None
+    (the genre's default form)."""
+    track = job.track
+    if track.structure:
+        return [(s.name, s.bars) for s in track.structure]
+    if track.lyrics:
+        return [(name, None) for name in form_from_blocks(parse_blocks(track.lyrics, where=_where(job)))]
+    return None
 
 
 def _form_params(job: TrackJob) -> dict:
@@ -19,7 +47,7 @@ def _form_params(job: TrackJob) -> dict:
         "time_signature": track.time_signature,
         "tempo_bpm": track.tempo,
         "target_duration_s": track.target_duration_s,
-        "structure": [(s.name, s.bars) for s in track.structure] if track.structure else None,
+        "structure": _structure(job),
     }
 
 
@@ -31,9 +59,76 @@ def _run_form(ctx: StageContext) -> None:
 
 
 FORM = Stage(
-    name="form", version="1", inputs=(), outputs=("form.json",), params=_form_params, run=_run_form,
+    name="form", version="2", inputs=(), outputs=("form.json",), params=_form_params, run=_run_form,
     description="song form: sections, bar counts and energy fitted to the target duration",
+)
+
+
+def _lyrics_params(job: TrackJob) -> dict:
+    track = job.track
+    return {
+        "title": track.title, "theme": track.theme, "mood": track.mood,
+        "genre": job.spec.instrumentation_of(track), "provided": track.lyrics,
+        "instrumental": track.voice is None, "lyrics_model": track.lyrics_model,
+        "batch_index": job.index, "batch_size": len(job.spec.tracks),
+    }
+
+
+def _lyrics_models(job: TrackJob) -> tuple[str, ...]:
+    track = job.track
+    return (track.lyrics_model,) if track.lyrics_model and track.lyrics is None and track.voice is not None else ()
+
+
+def _run_lyrics(ctx: StageContext) -> None:
+    p = ctx.params
+    form = Score.load_json(ctx.input("form.json"))
+    lm_name = _lyrics_models(ctx.job)
+    lm_dir = ctx.model(lm_name[0]) if lm_name else None
+    lyrics = write_lyrics(form, title=p["title"], theme=p["theme"], mood=p["mood"], genre=p["genre"],
+                          provided=p["provided"], instrumental=p["instrumental"], rng=ctx.rng(),
+                          batch_index=p["batch_index"], batch_size=p["batch_size"],
+                          lm_dir=lm_dir, lm_name=lm_name[0] if lm_name else None, seed=ctx.job.seed,
+                          where=_where(ctx.job))
+    lyrics.save_json(ctx.output("lyrics.json"))
+
+
+LYRICS = Stage(
+    name="lyrics", version="1", inputs=("form.json",), outputs=("lyrics.json",), params=_lyrics_params,
+    run=_run_lyrics, optional_models=_lyrics_models,
+    description="lyrics: provided and syllabified, or written with metre and rhyme (rules or a local LM)",
+)
+
+
+def _compose_params(job: TrackJob) -> dict:
+    track = job.track
+    return {
+        "genre": job.spec.instrumentation_of(track),
+        "identity": track.voice.identity if track.voice else None,
+        "key_change": track.key_change,
+    }
+
+
+def _run_compose(ctx: StageContext) -> None:
+    form = Score.load_json(ctx.input("form.json"))
+    lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
+    model = load_melody_model(ctx.model(MELODY_MODEL))
+    score, adaptations = compose(form, lyrics, genre=ctx.params["genre"], identity=ctx.params["identity"],
+                                 model=model, rng=ctx.rng(), key_change_semitones=ctx.params["key_change"])
+    if not score.parts:
+        raise SongmillError("compose produced no parts")
+    score.save_json(ctx.output("score.json"))
+    write_midi(score, ctx.output("score.mid"))
+    write_musicxml(score, ctx.output("score.musicxml"))
+
+
+COMPOSE = Stage(
+    name="compose", version="1", inputs=("form.json", "lyrics.json"),
+    outputs=("score.json", "score.mid", "score.musicxml"), params=_compose_params, run=_run_compose,
+    models=(MELODY_MODEL,),
+    description="harmony, melody (trained GRU under rules), bass, drums and comping → score JSON, MIDI, MusicXML",
 )
 
 TRACK_STAGES = StageGraph()
 TRACK_STAGES.add(FORM)
+TRACK_STAGES.add(LYRICS)
+TRACK_STAGES.add(COMPOSE)

@@ -211,7 +211,7 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
         for name, ref in result.outputs.items():
             path = store.get_file(ref, folder / name)
             artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path)}
-            if name == "form.json":
+            if name in ("form.json", "score.json"):  # the full score, once composed, has the last word
                 duration_s = round(Score.load_json(path).duration_s, 3)
     if outcome.error:
         catalogue.set_track_status(track_id, "failed")

@@ -38,6 +38,11 @@ class TempoChange(_Model):
     bpm: Annotated[float, Field(gt=0, le=400)]
 
 
+class KeyChange(_Model):
+    beat: Beats  # where the new key starts (a section start)
+    key: str  # e.g. "B minor"
+
+
 class Section(_Model):
     name: str  # one of vocab.SECTION_NAMES
     start_bar: Annotated[int, Field(ge=0)]
@@ -50,6 +55,7 @@ class Chord(_Model):
     duration_beats: PositiveBeats
     symbol: str  # e.g. "Am7", "F/C"
     pitches: list[Annotated[int, Field(ge=0, le=127)]]  # the voicing, MIDI numbers
+    root_pc: Annotated[int, Field(ge=0, le=11)] | None = None  # root pitch class (0 = C); None: read the symbol
 
 
 class Syllable(_Model):
@@ -89,6 +95,7 @@ class Score(_Model):
     key: str  # e.g. "A minor" (see music.parse_key)
     time_signature: str = "4/4"
     tempo_map: Annotated[list[TempoChange], Field(min_length=1)]
+    key_changes: list[KeyChange] = []  # modulations after the start (the last chorus up a step…)
     sections: list[Section] = []
     chords: list[Chord] = []
     parts: list[Part] = []
@@ -96,6 +103,8 @@ class Score(_Model):
     @model_validator(mode="after")
     def _derive_seconds(self) -> "Score":
         parse_key(self.key)
+        for change in self.key_changes:
+            parse_key(change.key)
         parse_time_signature(self.time_signature)
         if self.tempo_map[0].beat != 0:
             raise ValueError("tempo_map must start at beat 0")
@@ -142,6 +151,14 @@ class Score(_Model):
             seconds += (change.beat - previous.beat) * 60.0 / previous.bpm
             previous = change
         return seconds + (beat - previous.beat) * 60.0 / previous.bpm
+
+    def key_at(self, beat: float) -> str:
+        """The key sounding at `beat` (the home key until the first key change)."""
+        current = self.key
+        for change in sorted(self.key_changes, key=lambda c: c.beat):
+            if change.beat <= beat:
+                current = change.key
+        return current
 
     def bpm_at(self, beat: float) -> float:
         index = bisect.bisect_right([t.beat for t in self.tempo_map], beat) - 1

@@ -3,12 +3,14 @@
 * MIDI (`write_midi`, via mido): exact timing (960 ticks per beat), the full tempo map, time and
   key signature, section markers, one track per part, lyric syllables as MIDI lyric events.
   (pretty_midi, which we use to read MIDI back, cannot write a tempo map.)
-* MusicXML (`write_musicxml`, via music21): the notation view, onsets and lengths quantised to
-  sixteenths or triplet eighths, melody syllables as lyrics under the notes.
+* MusicXML (`write_musicxml`, via music21): the notation view as a lead sheet (melody with its
+  lyrics and chord symbols, and the bass line), onsets and lengths quantised to sixteenths or
+  triplet eighths.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -57,6 +59,8 @@ def _conductor_track(score: Score) -> mido.MidiTrack:
     ]
     for change in score.tempo_map:
         events.append((_ticks(change.beat), 1, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(change.bpm))))
+    for change in score.key_changes:
+        events.append((_ticks(change.beat), 1, mido.MetaMessage("key_signature", key=midi_key_signature(change.key))))
     for section in score.sections:
         beat = section.start_bar * score.beats_per_bar
         events.append((_ticks(beat), 2, mido.MetaMessage("marker", text=section.name)))
@@ -120,11 +124,16 @@ def _music21_part(part: Part, score: Score, *, with_tempo: bool):
 
     m21_part = stream.Part(id=part.name)
     m21_part.partName = part.name
-    m21_part.insert(0, instrument.Percussion() if part.is_drum else instrument.instrumentFromMidiProgram(part.program))
+    m21_instrument = instrument.Percussion() if part.is_drum else instrument.instrumentFromMidiProgram(part.program)
+    m21_instrument.partId, m21_instrument.instrumentId = f"P-{part.name}", f"I-{part.name}"  # stable ids, stable files
+    m21_part.insert(0, m21_instrument)
     m21_part.insert(0, meter.TimeSignature(score.time_signature))
     parsed = parse_key(score.key)
     if not part.is_drum:
         m21_part.insert(0, key.Key(parsed.tonic.replace("b", "-"), parsed.mode))
+        for change in score.key_changes:
+            changed = parse_key(change.key)
+            m21_part.insert(quantise_beat(change.beat), key.Key(changed.tonic.replace("b", "-"), changed.mode))
     if with_tempo:
         for change in score.tempo_map:
             m21_part.insert(quantise_beat(change.beat), tempo.MetronomeMark(number=round(change.bpm, 2)))
@@ -145,12 +154,36 @@ def _music21_part(part: Part, score: Score, *, with_tempo: bool):
     return m21_part
 
 
+LEAD_SHEET_ROLES = ("melody", "lead", "bass")  # the staves a musician reads; drums and comping live in the MIDI
+
+
+def _chord_symbol(symbol: str):
+    """music21 ChordSymbol for our symbols ('Bbmaj7' → 'B-maj7')."""
+    from music21 import harmony
+
+    root = symbol[:2] if len(symbol) > 1 and symbol[1] in "#b" else symbol[:1]
+    quality = {"m(maj7)": "mM7"}.get(symbol[len(root):], symbol[len(root):])
+    return harmony.ChordSymbol(root.replace("b", "-") + quality)
+
+
 def write_musicxml(score: Score, path: Path) -> None:
-    """Write the score as MusicXML (one staff per part) with lyrics under the melody."""
+    """Write a lead sheet as MusicXML: the melody with its lyrics under the notes and the chord
+    symbols above, then the bass. (The MIDI file carries every part, drums and comping too.)"""
     from music21 import metadata, stream
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     m21_score = stream.Score()
     m21_score.metadata = metadata.Metadata(title=score.title or "songmill")
-    for i, part in enumerate(score.parts):
-        m21_score.insert(0, _music21_part(part, score, with_tempo=(i == 0)))
-    m21_score.write("musicxml", fp=str(path))
+    staves = [p for p in score.parts if p.role in LEAD_SHEET_ROLES and not p.is_drum] or score.parts[:1]
+    for i, part in enumerate(staves):
+        m21_part = _music21_part(part, score, with_tempo=(i == 0))
+        if i == 0:
+            previous = None
+            for chord in score.chords:
+                if chord.symbol != previous:
+                    m21_part.insert(quantise_beat(chord.start_beat), _chord_symbol(chord.symbol))
+                previous = chord.symbol
+        m21_score.insert(0, m21_part)
+    xml = GeneralObjectExporter(m21_score).parse().decode("utf-8")
+    xml = re.sub(r"\s*<encoding-date>[^<]*</encoding-date>", "", xml)  # same song, same bytes, any day
+    Path(path).write_text(xml, encoding="utf-8")

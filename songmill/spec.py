@@ -120,8 +120,24 @@ class TrackSpec(Strict):
     voice: Voice | None = None  # None: an instrumental track
     instrumentation: Annotated[str, _one_of(GENRES, "instrumentation preset")] | None = None  # None: the release genre
     lyrics: Annotated[str, AfterValidator(_lyrics)] | None = None  # None: written by the lyrics stage
+    lyrics_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a transformers LM in the model registry; None: the rule writer
+    key_change: Annotated[int, _ranged(0, 4, "semitones")] = 0  # lift the last chorus (and what follows) by this much
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
+
+    @model_validator(mode="after")
+    def _lyrics_fit_the_structure(self) -> "TrackSpec":
+        """Provided lyrics must have a section to go to, and a structure a block to sing
+        (checked here so `songmill validate` catches it; the matching rule is in models/lyrics)."""
+        if self.lyrics and self.structure:
+            from models.lyrics.provided import assign_blocks, parse_blocks
+            from songmill.errors import SongmillError
+
+            try:
+                assign_blocks([s.name for s in self.structure], parse_blocks(self.lyrics))
+            except SongmillError as err:
+                raise ValueError(str(err)) from None
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -57,9 +57,13 @@ class Stage:
     outputs: tuple[str, ...]  # file names this stage writes into its work folder
     params: Callable[[TrackJob], dict[str, Any]]  # the spec values the output depends on (JSON-able)
     run: Callable[["StageContext"], None]
-    models: tuple[str, ...] = ()  # model registry names it loads
+    models: tuple[str, ...] = ()  # model registry names it always loads
+    optional_models: Callable[[TrackJob], tuple[str, ...]] | None = None  # chosen by the config (e.g. a lyrics LM)
     queue: str = "default"  # "gpu" for stages that run neural backends (Airflow routes them)
     description: str = ""
+
+    def model_names(self, job: TrackJob) -> tuple[str, ...]:
+        return self.models + (self.optional_models(job) if self.optional_models else ())
 
 
 @dataclass
@@ -82,7 +86,7 @@ class StageContext:
         return self.workdir / name
 
     def model(self, name: str) -> Path:
-        if name not in self.stage.models:
+        if name not in self.stage.model_names(self.job):
             raise ValueError(f"stage {self.stage.name} does not declare model {name!r}")
         return self.registry.resolve(name, commercial=self.job.commercial)
 
@@ -154,7 +158,7 @@ def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *
         raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
     stage_inputs = {name: inputs[name] for name in stage.inputs}
     params = stage.params(job)
-    models = [registry.get(name).provenance() for name in stage.models]
+    models = [registry.get(name).provenance() for name in stage.model_names(job)]
     key = cache_key(stage, params, stage_inputs, models)
     result = StageResult(stage.name, stage.version, key, False, {}, stage_inputs, models)
 

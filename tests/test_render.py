@@ -37,9 +37,13 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     for name, artifact in track["artifacts"].items():
         assert file_sha256(Path(artifact["path"])) == artifact["sha256"]
         assert Path(artifact["path"]).stat().st_size == artifact["bytes"]
-    form = Score.load_json(Path(track["artifacts"]["form.json"]["path"]))
-    assert track["duration_s"] == pytest.approx(form.duration_s, abs=1e-3)
-    assert abs(form.duration_s - 180) < 15  # the demo asks for 180 s
+    assert set(track["artifacts"]) >= {"form.json", "lyrics.json", "score.json", "score.mid", "score.musicxml"}
+    score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
+    assert track["duration_s"] == pytest.approx(score.duration_s, abs=1e-3)
+    assert abs(score.duration_s - 180) < 15  # the demo asks for 180 s
+    assert track["artifacts"]["score.json"]["stage"] == "compose"
+    [model] = next(s for s in track["stages"] if s["stage"] == "compose")["models"]
+    assert model["name"] == "melody-gru-celtic" and len(model["sha256"]) == 64
     for stage in track["stages"]:
         assert stage["wall_s"] >= 0 and stage["peak_rss_mib"] > 0
 
@@ -130,3 +134,30 @@ def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
     second = json.loads(render(DEMO, out_dir=tmp_path / "b").read_text())
     assert first["store"].startswith("S3 http://") and all(s["cached"] for s in second["tracks"][0]["stages"])
     assert first["tracks"][0]["artifacts"]["form.json"]["uri"].startswith("s3://songmill-render/run/blobs/")
+
+
+def test_lyrics_too_long_for_their_section_fail_in_one_sentence_naming_the_line(tmp_path):
+    config = tmp_path / "long.yaml"
+    long_line = "and every single word of this unreasonably long and rambling line goes on forever and ever and ever"
+    config.write_text(DEMO.read_text().replace(
+        "    seed: 7", f"    seed: 7\n    structure: [intro, {{name: verse, bars: 2}}, chorus, outro]\n"
+                      f"    lyrics: |\n      [verse]\n      {long_line}\n      short line\n      [chorus]\n      la la la\n"))
+    result = cli("render", str(config), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 1
+    [line] = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]  # (the other: progress)
+    assert line.startswith("error: track 1 (Paper Lanterns) failed at stage lyrics: track 1 (Paper Lanterns) lyrics line 2: "
+                           f"'{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;")
+
+
+def test_lyrics_that_do_not_match_the_structure_fail_naming_the_block(tmp_path):
+    config = tmp_path / "mismatch.yaml"
+    config.write_text(DEMO.read_text().replace(
+        "    seed: 7", "    seed: 7\n    structure: [intro, verse, chorus, outro]\n"
+                      "    lyrics: |\n      [verse]\n      one two three\n      [bridge]\n      four five six\n"))
+    result = cli("render", str(config), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 2  # caught when the config is validated, before anything runs
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"{config}:")
+    assert line.endswith("tracks[0]: lyrics: the structure's chorus (section 3) has no [chorus] block to sing "
+                         "(the next block is [bridge] at line 3); add the block or change the structure")
+    assert not (tmp_path / "dist").exists()

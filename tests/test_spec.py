@@ -74,6 +74,10 @@ def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
     ("    key: C major\n", "    key: C major\n    structure: [intro, verse, coda]\n", "tracks[0].structure[2].name: 'coda' is not a known section"),
     ("    key: C major\n", "    key: C major\n    time_signature: 4/5\n", "tracks[0].time_signature: '4/5' is not a time signature"),
     ("  title: Test\n", "", "release.title: is required"),
+    ("    key: C major\n", "    key: C major\n    structure: [intro, verse, outro]\n    lyrics: |\n      [verse]\n      hello\n      [bridge]\n      hi\n",
+     "tracks[0]: lyrics line 3: the [bridge] block has no matching section in the structure (intro, verse, outro)"),
+    ("    key: C major\n", "    key: C major\n    key_change: 7\n", "tracks[0].key_change: 7 is outside 0–4 semitones"),
+    ("    key: C major\n", "    key: C major\n    lyrics_model: ../weights\n", "tracks[0].lyrics_model: '../weights' does not match"),
 ])
 def test_each_mistake_is_one_clear_line(tmp_path, old, new, expected):
     assert old in GOOD

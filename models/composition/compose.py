@@ -1,0 +1,245 @@
+"""The `compose` stage's work: form + lyrics → a complete score.
+
+    harmony (chords per bar) → melody (lyric rhythm, then pitches from the GRU under rules)
+    → bass → drums → comping chords → optional key change for the last chorus
+
+Repetition is what makes a song memorable, so it is built in: every chorus sings the first
+chorus's melody; in the chorus, a repeated hook line repeats its melody with a varied ending;
+a later verse line with the same syllable count as the first verse's line sings its tune.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.composition.bass import bass_part
+from models.composition.drums import drum_part
+from models.composition.harmony import harmonise
+from models.composition.melody import MelodySampler, NoteSlot, voice_range
+from models.composition.melody_features import metric_strength
+from models.composition.melody_model import MelodyGRU
+from models.composition.phrasing import phrase_spans, slots_per_beat
+from models.composition.rhythm import place_syllables
+from models.lyrics.model import VOCAL_SECTIONS, LyricLine, Lyrics
+from models.lyrics.songwriter import plan_sections
+from songmill.music import parse_key
+from songmill.score import Chord, KeyChange, Note, Part, Score, Syllable
+
+log = logging.getLogger("songmill.compose")
+
+# How high in the singer's range each section sits (0 = bottom, 1 = top).
+TESSITURA = {"verse": 0.38, "pre-chorus": 0.5, "chorus": 0.62, "post-chorus": 0.6, "bridge": 0.55}
+MELODY_PROGRAM_SUNG = 53  # GM "Voice Oohs": a DAW plays the vocal line as a voice
+LEAD_PROGRAMS = {"pop": 80, "rock": 29, "synthpop": 81, "folk": 73, "ballad": 0, "hip-hop": 80}
+COMP_PROGRAMS = {"pop": 0, "rock": 27, "synthpop": 89, "folk": 25, "ballad": 0, "hip-hop": 4}
+MELISMA_CHANCE = 0.35
+_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+@dataclass
+class _Memory:
+    """Melodies already sung, for repetition."""
+
+    chorus: list[Note] | None = None
+    chorus_start: float = 0.0
+    chorus_text: list[str] = field(default_factory=list)
+    lines: dict[tuple[str, int], tuple[float, list[tuple[float, float, int, bool]]]] = field(default_factory=dict)
+
+
+def compose(form: Score, lyrics: Lyrics, *, genre: str, identity: str | None, model: MelodyGRU,
+            rng: np.random.Generator, key_change_semitones: int = 0) -> tuple[Score, list[str]]:
+    """The full score, and the adaptations made (also logged)."""
+    adaptations: list[str] = []
+    variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
+    score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
+    melody = _melody(score, lyrics, genre=genre, identity=identity, model=model, rng=rng,
+                     chorus_headroom=key_change_semitones)
+    program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
+    parts = [Part(name="melody", role="melody", program=program, notes=melody)]
+    parts.append(bass_part(score, genre, rng))
+    parts.append(drum_part(score, genre, rng))
+    parts.append(_comping(score, genre))
+    score = score.model_copy(update={"parts": parts})
+    if key_change_semitones:
+        score, note = _key_change(score, key_change_semitones, identity)
+        if note:
+            adaptations.append(note)
+            log.warning(note)
+    return Score.model_validate(score.model_dump()), adaptations  # re-derive seconds
+
+
+# ------------------------------------------------------------------------------- melody
+
+
+def _instrumental_lines(score: Score, genre: str) -> dict[int, list[list[bool]]]:
+    """Stress patterns for a lead instrument's phrases on a track without vocals."""
+    return {plan.form_index: [[i % 2 == 1 for i in range(line.target_syllables)] for line in plan.lines]
+            for plan in plan_sections(score, genre)}
+
+
+def _chord_at(chords: list[Chord], beat: float) -> Chord:
+    for chord in chords:
+        if chord.start_beat <= beat + 1e-9 < chord.start_beat + chord.duration_beats:
+            return chord
+    return chords[-1]
+
+
+def _melody(score: Score, lyrics: Lyrics, *, genre: str, identity: str | None, model: MelodyGRU,
+            rng: np.random.Generator, chorus_headroom: int = 0) -> list[Note]:
+    """The melody; with `chorus_headroom` semitones kept free at the top of the chorus so a
+    key change can lift the last chorus without leaving the singer's range."""
+    key = parse_key(score.key)
+    low, high = voice_range(identity)
+    sampler = MelodySampler(model, key, rng, low=low, high=high)
+    instrumental = _instrumental_lines(score, genre) if lyrics.source == "instrumental" else {}
+    memory, notes = _Memory(), []
+    for index, section in enumerate(score.sections):
+        lyric_section = lyrics.section_at(index)
+        if lyric_section is None and index not in instrumental:
+            continue
+        start = section.start_bar * score.beats_per_bar
+        if (section.name == "chorus" and memory.chorus is not None and lyric_section is not None
+                and [l.text for l in lyric_section.lines] == memory.chorus_text):
+            notes += [n.model_copy(update={"start_beat": n.start_beat - memory.chorus_start + start}) for n in memory.chorus]
+            sampler.previous = memory.chorus[-1].pitch - sampler.tonic_ref  # the next phrase follows on
+            continue
+        sampler.high = high - chorus_headroom if section.name == "chorus" else high
+        lines = lyric_section.lines if lyric_section else [None] * len(instrumental[index])
+        stresses = [[s.stressed for s in line.syllables] for line in lyric_section.lines] if lyric_section else instrumental[index]
+        spans = phrase_spans(section, len(lines), score)
+        centre = low + (high - low) * TESSITURA.get(section.name, 0.5)
+        velocity = int(68 + 36 * section.energy)
+        section_notes: list[Note] = []
+        sung_lines: dict[str, list[tuple[float, float, int, bool]]] = {}
+        for number, (line, stress, (begin, end)) in enumerate(zip(lines, stresses, spans)):
+            where = f"{section.name} (section {index + 1}) line {number + 1}"
+            is_last = number == len(lines) - 1
+            remembered = memory.lines.get((section.name, number))
+            repeat_of = sung_lines.get(line.text) if line is not None else None
+            if repeat_of is not None and not is_last:
+                events = _vary(repeat_of, sampler, score, begin, centre, vary_last=2)
+            elif remembered and remembered[0] == len(stress) and section.name != "chorus":
+                events = _replay(remembered[1], sampler, begin, centre)
+            else:
+                events = _sing_line(stress, sampler, score, begin, end, centre, rng, where=where,
+                                    genre=genre, cadence=is_last)
+            relative = [(b - begin, d, p, m) for b, d, p, m in events]
+            if line is not None:
+                sung_lines.setdefault(line.text, relative)
+            memory.lines.setdefault((section.name, number), (len(stress), relative))
+            section_notes += _to_notes(events, line, velocity)
+        if section.name == "chorus" and lyric_section is not None:
+            memory.chorus, memory.chorus_start = section_notes, start
+            memory.chorus_text = [l.text for l in lyric_section.lines]
+        notes += section_notes
+    return notes
+
+
+def _sing_line(stresses: list[bool], sampler: MelodySampler, score: Score, begin: float, end: float,
+               centre: float, rng: np.random.Generator, *, where: str, genre: str, cadence: bool):
+    """(start beat, length, pitch, melisma) for each note of a freshly written phrase."""
+    onsets = place_syllables(stresses, start_beat=begin, end_beat=end, bar_start_beat=0.0, meter=score.meter,
+                             slots_per_beat=slots_per_beat(genre), where=where)
+    plan = [(o.start_beat, o.duration_beats, o.strength, False) for o in onsets]
+    last_start, last_length, _, _ = plan[-1]
+    if last_length >= 2.0 and rng.random() < MELISMA_CHANCE:  # a two-note melisma on the held last vowel
+        first = max(0.5, round(last_length / 2 * 2) / 2)
+        plan[-1] = (last_start, first, plan[-1][2], False)
+        second_start = last_start + first
+        strength = metric_strength(second_start % score.beats_per_bar, score.meter.numerator, score.meter.denominator)
+        plan.append((second_start, last_length - first, strength, True))
+    events = []
+    for i, (start, length, strength, melisma) in enumerate(plan):
+        final = i == len(plan) - 1
+        slot = NoteSlot(start, length, strength, tuple(p % 12 for p in _chord_at(score.chords, start).pitches),
+                        phrase_end=final, cadence=final and cadence)
+        events.append((start, length, sampler.sample_one(slot, centre_midi=centre), melisma))
+    return events
+
+
+def _replay(relative, sampler: MelodySampler, begin: float, centre: float):
+    """Sing a remembered phrase again at `begin` (the network follows along)."""
+    events = []
+    for offset, length, pitch, melisma in relative:
+        slot = NoteSlot(begin + offset, length, 2, (), phrase_end=False)
+        sampler.sample_one(slot, centre_midi=centre, forced_midi=pitch)
+        events.append((begin + offset, length, pitch, melisma))
+    return events
+
+
+def _vary(relative, sampler: MelodySampler, score: Score, begin: float, centre: float, *, vary_last: int):
+    """A repeated line: same rhythm and opening, a new ending (the hook returns, varied)."""
+    events = _replay(relative[:-vary_last], sampler, begin, centre) if len(relative) > vary_last else []
+    for i, (offset, length, _, melisma) in enumerate(relative[-vary_last:]):
+        start = begin + offset
+        strength = metric_strength(start % score.beats_per_bar, score.meter.numerator, score.meter.denominator)
+        final = i == min(vary_last, len(relative)) - 1
+        slot = NoteSlot(start, length, strength, tuple(p % 12 for p in _chord_at(score.chords, start).pitches), phrase_end=final)
+        events.append((start, length, sampler.sample_one(slot, centre_midi=centre), melisma))
+    return events
+
+
+def _to_notes(events, line: LyricLine | None, velocity: int) -> list[Note]:
+    syllables: list[Syllable | None] = list(line.syllables) if line is not None else []
+    notes, index = [], 0
+    for start, length, pitch, melisma in events:
+        syllable = None
+        if not melisma and index < len(syllables):
+            syllable = syllables[index]
+            index += 1
+        accent = 6 if syllable is not None and syllable.stressed else 0
+        notes.append(Note(pitch=pitch, start_beat=round(start, 6), duration_beats=round(length * 0.98, 6),
+                          velocity=min(velocity + accent, 127), syllable=syllable, melisma=melisma))
+    return notes
+
+
+# ------------------------------------------------------------------------------- comping and key change
+
+
+def _comping(score: Score, genre: str) -> Part:
+    """The chords as a keyboard/guitar part: held in quiet sections, pulsing as energy rises."""
+    notes = []
+    bar = score.beats_per_bar
+    for chord in score.chords:
+        section = next(s for s in score.sections if s.start_bar * bar <= chord.start_beat < (s.start_bar + s.bars) * bar)
+        step = bar if section.energy < 0.4 else (bar / 2 if section.energy < 0.75 or bar % 2 else 1.0)
+        if bar == 3 and section.energy >= 0.4:
+            step = 1.0
+        velocity = int(56 + 34 * section.energy)
+        beat = 0.0
+        while beat < chord.duration_beats - 1e-9:
+            for pitch in chord.pitches:
+                notes.append(Note(pitch=pitch, start_beat=chord.start_beat + beat, duration_beats=step * 0.95,
+                                  velocity=velocity - (0 if beat == 0 else 8)))
+            beat += step
+    return Part(name="chords", role="harmony", program=COMP_PROGRAMS.get(genre, 0), notes=notes)
+
+
+def _key_change(score: Score, semitones: int, identity: str | None) -> tuple[Score, str | None]:
+    """Move the last chorus (and what follows) up by `semitones`, if the singer can reach it."""
+    choruses = [s for s in score.sections if s.name == "chorus"]
+    if not choruses:
+        return score, "key change skipped: the song has no chorus to lift"
+    beat = choruses[-1].start_bar * score.beats_per_bar
+    melody = score.part("melody")
+    top = max((n.pitch for n in melody.notes if n.start_beat >= beat), default=0)
+    if top + semitones > voice_range(identity)[1] + 1:
+        return score, f"key change of {semitones} semitones skipped: the last chorus would reach MIDI {top + semitones}, above the {identity or 'default'} voice's range"
+    def lift(note: Note) -> Note:
+        return note.model_copy(update={"pitch": note.pitch + semitones}) if note.start_beat >= beat - 1e-9 else note
+    parts = [part if part.is_drum else part.model_copy(update={"notes": [lift(n) for n in part.notes]}) for part in score.parts]
+    chords = [c.model_copy(update={"pitches": [p + semitones for p in c.pitches], "root_pc": ((c.root_pc or 0) + semitones) % 12,
+                                   "symbol": _transpose_symbol(c.symbol, semitones)}) if c.start_beat >= beat - 1e-9 else c
+              for c in score.chords]
+    key = parse_key(score.key)
+    new_key = f"{_NAMES[(key.tonic_pitch_class + semitones) % 12]} {key.mode}"
+    return score.model_copy(update={"parts": parts, "chords": chords, "key_changes": [KeyChange(beat=beat, key=new_key)]}), None
+
+
+def _transpose_symbol(symbol: str, semitones: int) -> str:
+    root = symbol[:2] if len(symbol) > 1 and symbol[1] in "#b" else symbol[:1]
+    pc = (_NAMES.index(root) if root in _NAMES else ("C", "Db", "D", "D#", "E", "F", "Gb", "G", "G#", "A", "A#", "B").index(root))
+    return _NAMES[(pc + semitones) % 12] + symbol[len(root):]

@@ -1,0 +1,216 @@
+"""Harmony: chord progressions per section from a key and a genre preset, with cadences at
+section ends, a contrasting bridge, and voicings that move smoothly.
+
+Progressions are written in Roman numerals relative to the tonic: the numeral names the root
+(`I`=0, `II`=2, `III`=4, `IV`=5, `V`=7, `VI`=9, `VII`=11 semitones; a leading `b` lowers it);
+the chord's quality comes from the key's own scale (so `IV` is major in dorian, minor in
+aeolian), except `V`, which is always major (the harmonic-minor dominant), and roots outside
+the scale (`bVII` in major: borrowed, major). A trailing `7` adds the scale's seventh.
+One chord per bar; a section loops its progression and ends on its cadence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from songmill.music import MODE_STEPS, Key
+from songmill.score import Chord, Score
+
+NUMERAL_ROOTS = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
+MAJOR_LIKE = {"major", "ionian", "mixolydian", "lydian"}
+
+# genre → (major-like progressions, minor-like progressions) per section kind.
+PROGRESSIONS: dict[str, dict[str, tuple[list[list[str]], list[list[str]]]]] = {
+    "pop": {
+        "verse": ([["I", "V", "vi", "IV"], ["vi", "IV", "I", "V"]], [["i", "bVI", "bIII", "bVII"], ["i", "bVII", "bVI", "bVII"]]),
+        "pre-chorus": ([["ii", "IV", "ii", "IV"], ["IV", "V", "vi", "IV"]], [["iv", "bVI", "iv", "bVII"]]),
+        "chorus": ([["I", "V", "vi", "IV"], ["IV", "I", "V", "vi"]], [["bVI", "bVII", "i", "i"], ["i", "bVI", "bIII", "bVII"]]),
+        "bridge": ([["vi", "IV", "ii", "V"], ["IV", "V", "iii", "vi"]], [["iv", "bVI", "bIII", "bVII"], ["bVI", "iv", "bVII", "V"]]),
+    },
+    "rock": {
+        "verse": ([["I", "bVII", "IV", "I"], ["I", "IV", "I", "V"]], [["i", "bVII", "bVI", "bVII"], ["i", "i", "bVII", "iv"]]),
+        "pre-chorus": ([["IV", "IV", "V", "V"]], [["bVI", "bVI", "bVII", "bVII"]]),
+        "chorus": ([["I", "V", "IV", "IV"], ["I", "IV", "V", "IV"]], [["i", "bVI", "bVII", "i"], ["bVI", "bVII", "i", "i"]]),
+        "bridge": ([["vi", "IV", "V", "V"], ["IV", "bVII", "IV", "V"]], [["iv", "iv", "bVI", "bVII"]]),
+    },
+    "synthpop": {
+        "verse": ([["vi", "IV", "I", "V"], ["I", "vi", "IV", "V"]], [["i", "bVI", "bIII", "bVII"], ["i", "iv", "bVI", "bVII"]]),
+        "pre-chorus": ([["IV", "V", "IV", "V"]], [["bVI", "bVII", "bVI", "bVII"]]),
+        "chorus": ([["I", "V", "vi", "IV"], ["IV", "V", "vi", "I"]], [["bVI", "bIII", "bVII", "i"], ["i", "bVII", "bVI", "bVII"]]),
+        "bridge": ([["ii", "IV", "vi", "V"]], [["iv", "bVI", "bVII", "bVII"]]),
+    },
+    "folk": {
+        "verse": ([["I", "IV", "I", "V"], ["I", "V", "IV", "I"]], [["i", "bVII", "i", "v"], ["i", "bIII", "bVII", "i"]]),
+        "pre-chorus": ([["IV", "I", "IV", "V"]], [["bVI", "bVII", "i", "v"]]),
+        "chorus": ([["IV", "I", "V", "I"], ["I", "IV", "V", "I"]], [["bIII", "bVII", "i", "i"], ["bVI", "bVII", "i", "i"]]),
+        "bridge": ([["vi", "iii", "IV", "V"]], [["bVI", "bIII", "iv", "V"]]),
+    },
+    "ballad": {
+        "verse": ([["I", "vi", "IV", "V"], ["I", "iii", "IV", "V"]], [["i", "bVI", "iv", "V"], ["i", "bVII", "bVI", "V"]]),
+        "pre-chorus": ([["ii", "iii", "IV", "V"]], [["iv", "bVI", "bVII", "V"]]),
+        "chorus": ([["IV", "V", "iii", "vi"], ["I", "V", "vi", "IV"]], [["bVI", "bVII", "i", "i"], ["bIII", "bVII", "bVI", "V"]]),
+        "bridge": ([["vi", "IV", "I", "V"], ["ii", "vi", "IV", "V"]], [["bVI", "iv", "i", "V"]]),
+    },
+    "hip-hop": {
+        "verse": ([["vi", "vi", "IV", "IV"], ["I", "I", "vi", "vi"]], [["i", "i", "bVI", "bVI"], ["i", "iv", "i", "iv"]]),
+        "pre-chorus": ([["IV", "IV", "V", "V"]], [["bVI", "bVI", "bVII", "bVII"]]),
+        "chorus": ([["IV", "V", "vi", "vi"], ["I", "V", "vi", "IV"]], [["bVI", "bVII", "i", "i"], ["i", "bVI", "bIII", "bVII"]]),
+        "bridge": ([["ii", "ii", "V", "V"]], [["iv", "iv", "bVII", "bVII"]]),
+    },
+}
+# Sections that borrow another's progression.
+BORROWS = {"intro": "verse", "outro": "chorus", "post-chorus": "chorus", "solo": "verse",
+           "instrumental": "chorus", "breakdown": "bridge"}
+# Cadences: the last one or two bars of a section.
+HALF_CADENCE = (["IV", "V"], ["bVI", "V"])
+AUTHENTIC = {"default": (["V", "I"], ["V", "i"]), "rock": (["IV", "I"], ["bVII", "i"]),
+             "synthpop": (["V", "I"], ["bVII", "i"]), "hip-hop": (["V", "vi"], ["bVII", "i"])}
+VOICING_LOW, VOICING_HIGH = 52, 72  # E3 … C5: the comping register
+SEVENTHS = {"ballad", "synthpop", "hip-hop"}  # genres that colour chords with sevenths
+
+
+@dataclass(frozen=True)
+class ChordSpec:
+    numeral: str
+    root_pc: int  # absolute pitch class of the root
+    pcs: tuple[int, ...]  # absolute pitch classes, root first
+    symbol: str
+
+
+_FLAT_KEYS = {"F", "Bb", "Eb", "Ab", "Db", "Gb", "Cb"}
+_SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+
+
+def uses_flats(key: Key) -> bool:
+    major_tonic = (key.tonic_pitch_class - _MODE_OFFSET.get(key.mode, 0)) % 12
+    return key.tonic.endswith("b") or _FLAT_NAMES[major_tonic] in _FLAT_KEYS or key.tonic == "F"
+
+
+_MODE_OFFSET = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9, "aeolian": 9}
+
+
+def pitch_name(pc: int, key: Key) -> str:
+    return (_FLAT_NAMES if uses_flats(key) else _SHARP_NAMES)[pc % 12]
+
+
+# Modal keys swap a borrowed chord of the minor presets for their own (dorian's IV is major).
+MODAL_SUBSTITUTES = {"dorian": {"bVI": "IV", "iv": "IV"}, "phrygian": {"V": "v", "bVII": "bvii"}}
+
+
+def realise(numeral: str, key: Key, *, seventh: bool = False) -> ChordSpec:
+    """A Roman numeral in `key` → root, pitch classes and a chord symbol."""
+    numeral = MODAL_SUBSTITUTES.get(key.mode, {}).get(numeral, numeral)
+    match = re.fullmatch(r"(b|#)?([ivIV]+)(7)?", numeral)
+    if not match or match.group(2).upper() not in NUMERAL_ROOTS:
+        raise ValueError(f"'{numeral}' is not a Roman numeral chord")
+    offset = NUMERAL_ROOTS[match.group(2).upper()] + {"b": -1, "#": 1, None: 0}[match.group(1)]
+    steps = MODE_STEPS[key.mode]
+    tonic = key.tonic_pitch_class
+    root = (tonic + offset) % 12
+    if offset % 12 in steps and match.group(2) != "V":
+        degree = steps.index(offset % 12)
+        third = (steps[(degree + 2) % 7] - steps[degree]) % 12
+        fifth = (steps[(degree + 4) % 7] - steps[degree]) % 12
+        seventh_step = (steps[(degree + 6) % 7] - steps[degree]) % 12
+    else:  # V, and borrowed roots: major
+        third, fifth, seventh_step = 4, 7, 10 if match.group(2) == "V" else 11
+    if fifth != 7:  # diminished or augmented in this mode: use the major/minor triad its numeral's case names
+        third, fifth = (4 if match.group(2).isupper() else 3), 7
+    intervals = [0, third, fifth] + ([seventh_step] if seventh or match.group(3) else [])
+    pcs = tuple((root + i) % 12 for i in intervals)
+    quality = "" if third == 4 else "m"
+    if len(intervals) == 4:
+        quality = {(4, 11): "maj7", (4, 10): "7", (3, 10): "m7", (3, 11): "m(maj7)"}[(third, intervals[3])]
+    return ChordSpec(numeral, root, pcs, pitch_name(root, key) + quality)
+
+
+def _progression(genre: str, section: str, major: bool, variant: int) -> list[str]:
+    table = PROGRESSIONS.get(genre, PROGRESSIONS["pop"])
+    kind = section if section in table else BORROWS.get(section, "verse")
+    options = table[kind][0 if major else 1]
+    return options[variant % len(options)]
+
+
+def _cadence(section: str, is_last_vocal_chorus: bool, next_section: str | None, genre: str, major: bool) -> list[str]:
+    if next_section is None or section == "outro" or is_last_vocal_chorus and next_section in ("outro", None):
+        authentic = AUTHENTIC.get(genre, AUTHENTIC["default"])
+        return authentic[0 if major else 1]
+    if section in ("verse", "pre-chorus", "bridge", "intro", "breakdown", "solo", "instrumental"):
+        return HALF_CADENCE[0 if major else 1]
+    authentic = AUTHENTIC.get(genre, AUTHENTIC["default"])
+    return authentic[0 if major else 1]
+
+
+def section_numerals(score: Score, genre: str, variants: dict[str, int]) -> list[list[str]]:
+    """One numeral per bar for each section: the looped progression, then its cadence."""
+    key = score_key(score)
+    major = key.mode in MAJOR_LIKE
+    names = [s.name for s in score.sections]
+    last_chorus = max((i for i, n in enumerate(names) if n == "chorus"), default=None)
+    out = []
+    for index, section in enumerate(score.sections):
+        loop = _progression(genre, section.name, major, variants.get(section.name, 0))
+        bars = [loop[b % len(loop)] for b in range(section.bars)]
+        following = names[index + 1] if index + 1 < len(names) else None
+        cadence = _cadence(section.name, index == last_chorus, following, genre, major)
+        if section.bars >= 4:
+            bars[-len(cadence):] = cadence
+        elif section.bars >= 1:
+            bars[-1] = cadence[-1]
+        out.append(bars)
+    return out
+
+
+def score_key(score: Score) -> Key:
+    from songmill.music import parse_key
+
+    return parse_key(score.key)
+
+
+def voice(pcs: tuple[int, ...], previous: list[int] | None) -> list[int]:
+    """Close-position voicing of `pcs` in the comping register, nearest the previous voicing."""
+    candidates = []
+    for inversion in range(len(pcs)):
+        order = pcs[inversion:] + pcs[:inversion]
+        for base in range(VOICING_LOW, VOICING_LOW + 12):
+            if base % 12 != order[0]:
+                continue
+            notes = [base]
+            for pc in order[1:]:
+                nxt = notes[-1] + 1
+                while nxt % 12 != pc:
+                    nxt += 1
+                notes.append(nxt)
+            if notes[-1] <= VOICING_HIGH:
+                candidates.append(notes)
+    if not candidates:
+        raise ValueError(f"no voicing for pitch classes {pcs}")
+    if previous is None:
+        centre = (VOICING_LOW + VOICING_HIGH) / 2
+        return min(candidates, key=lambda c: abs(sum(c) / len(c) - centre))
+    return min(candidates, key=lambda c: _movement(previous, c))
+
+
+def _movement(a: list[int], b: list[int]) -> float:
+    """Semitones the voices move (each voice of the smaller chord to its nearest in the other)."""
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return sum(min(abs(x - y) for y in large) for x in small) + abs(len(a) - len(b)) * 2
+
+
+def harmonise(score: Score, genre: str, *, variants: dict[str, int] | None = None) -> list[Chord]:
+    """Chords for every bar of the song, voiced with smooth voice leading."""
+    key = score_key(score)
+    seventh = genre in SEVENTHS
+    chords, previous = [], None
+    beats_per_bar = score.beats_per_bar
+    for section, numerals in zip(score.sections, section_numerals(score, genre, variants or {})):
+        for bar_offset, numeral in enumerate(numerals):
+            spec = realise(numeral, key, seventh=seventh and numeral not in ("V",))
+            pitches = voice(spec.pcs, previous)
+            previous = pitches
+            chords.append(Chord(start_beat=(section.start_bar + bar_offset) * beats_per_bar,
+                                duration_beats=beats_per_bar, symbol=spec.symbol, pitches=pitches,
+                                root_pc=spec.root_pc))
+    return chords

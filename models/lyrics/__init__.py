@@ -1,0 +1,1 @@
+"""Lyrics: provided lyrics, the rule writer and the LM writer (see songwriter.py)."""

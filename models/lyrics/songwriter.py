@@ -1,0 +1,82 @@
+"""The `lyrics` stage's work: the lyrics of one song, fitted to its form.
+
+* Provided lyrics (the config's `lyrics`) are matched to the form's sections (`provided`),
+  syllabified and checked against what each phrase can carry.
+* Otherwise the rule writer (`writer`), or the LM writer (`lm_writer`) when the track names a
+  lyrics model, writes them from the theme and mood.
+* Instrumental tracks (no voice) get an empty `Lyrics` with source "instrumental".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from models.composition.phrasing import bars_per_line, phrase_spans, syllable_capacity, target_syllables
+from models.lyrics.model import VOCAL_SECTIONS, LyricSection, Lyrics
+from models.lyrics.provided import assign_blocks, parse_blocks
+from models.lyrics.writer import LinePlan, RuleWriter, SectionPlan, make_line, scheme_for
+from songmill.errors import SongmillError
+from songmill.score import Score
+
+log = logging.getLogger("songmill.lyrics")
+
+
+def plan_sections(form: Score, genre: str) -> list[SectionPlan]:
+    """Lines, syllable targets and rhyme schemes for every vocal section of the form."""
+    bar_s = form.beats_per_bar * 60.0 / form.tempo_map[0].bpm
+    plans = []
+    for index, section in enumerate(form.sections):
+        if section.name not in VOCAL_SECTIONS:
+            continue
+        lines = section.bars // bars_per_line(section.bars, bar_s)
+        scheme = scheme_for(section.name, lines, genre)
+        spans = phrase_spans(section, lines, form)
+        targets = [target_syllables(end - start, genre, section.name) for start, end in spans]
+        plans.append(SectionPlan(section.name, index, scheme, tuple(LinePlan(t, r) for t, r in zip(targets, scheme))))
+    return plans
+
+
+def provided_lyrics(form: Score, text: str, *, title: str, where: str) -> Lyrics:
+    blocks = parse_blocks(text, where=where)
+    assigned = assign_blocks([s.name for s in form.sections], blocks, where=where)
+    sections = []
+    for index, block in sorted(assigned.items()):
+        section = form.sections[index]
+        spans = phrase_spans(section, len(block.lines), form)
+        lines = []
+        for offset, (line_text, (start, end)) in enumerate(zip(block.lines, spans)):
+            line = make_line(line_text)
+            capacity = syllable_capacity(end - start)
+            if len(line.syllables) > capacity:
+                bars = section.bars / len(block.lines)
+                raise SongmillError(
+                    f"{where} line {block.line_number + offset + 1}: '{line_text}' has {len(line.syllables)} syllables, "
+                    f"but its phrase in the {section.name} ({bars:g} bar{'' if bars == 1 else 's'} at {form.tempo_map[0].bpm:g} BPM) carries at most {capacity}; "
+                    f"shorten the line or give the {section.name} more bars in the structure")
+            lines.append(line)
+        sections.append(LyricSection(name=section.name, form_index=index, lines=lines))
+    hook = next((l.text for s in sections if s.name == "chorus" for l in s.lines if title.lower() in l.text.lower()), None)
+    return Lyrics(title=title, source="provided", hook=hook, sections=sections)
+
+
+def write_lyrics(form: Score, *, title: str, theme: str, mood: str, genre: str, provided: str | None,
+                 instrumental: bool, rng: np.random.Generator, batch_index: int = 0, batch_size: int = 1,
+                 lm_dir: Path | None = None, lm_name: str | None = None, seed: int = 0,
+                 where: str = "lyrics") -> Lyrics:
+    if instrumental:
+        return Lyrics(title=title, source="instrumental")
+    if provided is not None:
+        return provided_lyrics(form, provided, title=title, where=where)
+    rules = RuleWriter(title=title, theme=theme, mood=mood, genre=genre, rng=rng,
+                       batch_index=batch_index, batch_size=batch_size)
+    plans = plan_sections(form, genre)
+    if not plans:
+        raise SongmillError(f"{where}: the song form has no vocal section (verse, chorus, bridge…) to write lyrics for; add one to the structure or leave out the voice")
+    if lm_dir is not None:
+        from models.lyrics.lm_writer import LMWriter
+
+        return LMWriter(lm_dir, model_name=lm_name or lm_dir.name, rule_writer=rules, theme=theme, mood=mood, seed=seed).write(plans)
+    return rules.write(plans)

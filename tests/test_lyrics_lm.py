@@ -1,0 +1,125 @@
+"""The LM lyrics backend with a tiny, randomly initialised GPT-2 built here (no download):
+loaded from a local directory named in the model registry, hash-checked, and constrained to
+the syllable targets and rhyme scheme whatever the random model prefers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from models.composition.form import song_form
+from models.lyrics.model import Lyrics
+from models.lyrics.songwriter import write_lyrics
+from models.registry import DEFAULT_REGISTRY, ModelRegistry, tree_sha256
+from qc.songwriting import rhyme_ratio
+from songmill.errors import SongmillError
+from songmill.runner import render
+from tests.conftest import PROJECT
+
+VOCABULARY = """
+the a and of to in on my your we I you our night light bright sight flight tight white right
+river summer love lantern over drift fire glow slow go know show below home alone stone bone
+day way stay grey away say play rain again remain pain chain heart apart start dark spark
+sea free me be see tree believe leave breathe sky high fly why try sun run one done gold hold
+cold told old world water morning golden silver quiet gentle burning falling waiting dreaming
+""".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory) -> Path:
+    import torch
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-lyrics-lm")
+    words = ["[UNK]", "<eos>", "\n"] + list(dict.fromkeys(VOCABULARY))
+    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[ \t]+"), behavior="removed"), pre_tokenizers.Split("\n", behavior="isolated")])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="<eos>", pad_token="<eos>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(words), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=1, eos_token_id=1)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def registry_with_lm(tiny_lm, tmp_path, monkeypatch) -> Path:
+    """A registry file with the shipped models (absolute paths) plus the tiny LM."""
+    shipped = yaml.safe_load(DEFAULT_REGISTRY.read_text())["models"]
+    base = ModelRegistry.load(DEFAULT_REGISTRY)
+    for name, entry in shipped.items():
+        entry["path"] = str(base.local_path(base.get(name)))
+    shipped["tiny-lyrics-lm"] = {"version": "test", "backend": "transformers", "path": str(tiny_lm),
+                                 "sha256": tree_sha256(tiny_lm), "licence": "Apache-2.0", "commercial_use": True}
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump({"models": shipped}))
+    monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(path))
+    return path
+
+
+def form():
+    return song_form(title="Paper Lanterns", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104,
+                     target_duration_s=120, structure=None)
+
+
+def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm):
+    lyrics = write_lyrics(form(), title="Paper Lanterns", theme="lanterns over the river", mood="hopeful", genre="pop",
+                          provided=None, instrumental=False, rng=np.random.default_rng(1), lm_dir=tiny_lm,
+                          lm_name="tiny-lyrics-lm", seed=1)
+    assert lyrics.source == "lm" and lyrics.model == "tiny-lyrics-lm"
+    vocabulary = set(VOCABULARY)
+    lm_lines = 0
+    for section in lyrics.sections:
+        for line in section.lines:
+            if line.text == lyrics.hook:
+                continue
+            assert len(line.syllables) == line.target_syllables, line.text
+            if all(w.text in vocabulary for w in line.words):
+                lm_lines += 1
+    assert lm_lines >= 0.8 * sum(len(s.lines) for s in lyrics.sections if s.name != "chorus")
+    assert rhyme_ratio(lyrics) >= 0.8
+    choruses = [[l.text for l in s.lines] for s in lyrics.sections if s.name == "chorus"]
+    assert all(c == choruses[0] for c in choruses) and "Paper Lanterns" in lyrics.hook
+
+
+def test_the_lyrics_stage_loads_the_lm_named_in_the_config_through_the_registry(registry_with_lm, tmp_path):
+    config = tmp_path / "lm.yaml"
+    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace(
+        "    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm").replace("target_duration_s: 180", "target_duration_s: 60"))
+    report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
+    track = report["tracks"][0]
+    lyrics = Lyrics.load_json(Path(track["artifacts"]["lyrics.json"]["path"]))
+    assert lyrics.source == "lm"
+    [model] = next(s for s in track["stages"] if s["stage"] == "lyrics")["models"]
+    assert model["name"] == "tiny-lyrics-lm" and model["sha256"] == yaml.safe_load(registry_with_lm.read_text())["models"]["tiny-lyrics-lm"]["sha256"]
+
+
+def test_an_lm_folder_that_changed_fails_its_hash_check(registry_with_lm, tiny_lm, tmp_path):
+    config = tmp_path / "lm.yaml"
+    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace(
+        "    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm"))
+    extra = tiny_lm / "notes.txt"
+    extra.write_text("tampered")
+    try:
+        with pytest.raises(SongmillError) as err:
+            render(config, out_dir=tmp_path / "dist")
+    finally:
+        extra.unlink()
+    assert "failed at stage lyrics: model 'tiny-lyrics-lm' file" in str(err.value)
+    assert "fails its hash check" in str(err.value)
+
+
+def test_an_unregistered_lyrics_model_is_named_in_the_error(tmp_path):
+    config = tmp_path / "lm.yaml"
+    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace(
+        "    seed: 7", "    seed: 7\n    lyrics_model: no-such-lm"))
+    with pytest.raises(SongmillError) as err:
+        render(config, out_dir=tmp_path / "dist")
+    assert "model 'no-such-lm' is not in the model registry" in str(err.value)
