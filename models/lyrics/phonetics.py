@@ -133,6 +133,7 @@ def split_phonemes(phonemes: tuple[str, ...]) -> list[list[str]]:
 
 
 _DIGRAPHS = ("th", "sh", "ch", "ph", "wh", "ck", "ng", "gh", "qu")
+_VOWEL_DIGRAPHS = {"ee", "oo", "ea", "ai", "ay", "oa", "ou", "ow", "ie", "ei", "ey", "oi", "oy", "au", "aw", "ue", "ui", "eau"}
 
 
 def split_spelling(word: str, count: int) -> list[str]:
@@ -140,11 +141,21 @@ def split_spelling(word: str, count: int) -> list[str]:
     if count <= 1 or len(word) < 2:
         return [word] + [""] * (count - 1) if count > 1 else [word]
     lower = word.lower()
-    groups = [m.span() for m in re.finditer(r"[aeiouy]+", lower)]
+    groups = [m.span() for m in re.finditer(r"[aeiouy]+", lower.replace("qu", "qw"))]  # the u of qu is a consonant
     if groups and groups[0][0] == 0 and lower[0] == "y" and len(groups[0]) and len(lower) > 1 and lower[1] in "aeiou":
         groups[0] = (1, groups[0][1])
     if len(groups) > 1 and lower.endswith("e") and groups[-1] == (len(lower) - 1, len(lower)) and not lower.endswith(("le", "ee", "ye")):
         groups.pop()  # silent final e
+    missing = count - len(groups)
+    if missing > 0:  # "radio", "quiet": a written vowel pair sung as two syllables
+        split = []
+        for start, end in sorted(groups, key=lambda g: (g[1] - g[0] < 2, lower[g[0]:g[0] + 2] in _VOWEL_DIGRAPHS)):
+            if missing > 0 and end - start >= 2:
+                split += [(start, start + 1), (start + 1, end)]
+                missing -= 1
+            else:
+                split.append((start, end))
+        groups = sorted(split)
     cuts = []
     for (_, end), (start, _) in zip(groups, groups[1:]):
         between = lower[end:start]

@@ -8,9 +8,9 @@ grammatical for every word of its slot types, so any filling is a sentence a sin
 NOUNS = """
 light night river heart road sky fire rain home sea shore star moon sun door song dream hand
 street town wind time love line sign morning evening summer winter window harbour city field
-stone bridge boat water glass ocean mountain valley garden fever shadow silence thunder wire
+stone bridge boat water ocean mountain valley garden fever shadow silence thunder
 radio highway echo midnight daylight flame tide storm ghost room bed name face voice heaven
-world dawn dust gold smoke frame train spark coat chair air way day year hill lane wave
+world dawn dust gold smoke train spark coat chair air way day year hill lane wave
 """.split()
 
 ADJECTIVES = """
@@ -25,7 +25,7 @@ dream cry fly climb stand begin shake move breathe glow pray roam sway stray shi
 """.split()
 
 TRANSITIVE_VERBS = """
-hold call leave find keep carry follow remember chase believe see hear feel need want know
+hold call leave find keep carry follow remember chase believe see hear feel know
 miss trust save face touch break free
 """.split()
 
@@ -69,6 +69,18 @@ TEMPLATES = [
     "we {V} and we {V} {P} the {N$}",
     "with a {A} {N} and a {A} {N$}",
     "all I {X} is the {N$}",
+    "I remember the {A} {N$}",
+    "I keep your {N} {P} my {N$}",
+    "say you'll {V} {P} the {N$}",
+    "lost {P} the {A} {N$}",
+    "{P} a {A} {N$}",
+    "we could {V} {P} the {N$}",
+    "I'll be {A} {P} the {N$}",
+    "on the {N} where we {V$}",
+    "and the {N} will {V$}",
+    "if the {N} should {V$}",
+    "when the {N} was {A$}",
+    "we were young and the {N} was {A$}",
     "I will {V} and I will {V$}",
     "{P} the {N} we {V$}",
     "we don't have to {V$}",
@@ -91,7 +103,14 @@ TEMPLATES = [
 # Lines that carry the title in the chorus ({T} is the title as written).
 HOOK_TEMPLATES = ["{T}", "oh, {T}", "{T}, {T}", "we are {T}", "my {T}", "oh, my {T}", "{T}, oh {T}", "it's {T}"]
 
-# Words that may follow "my" or "we are" in a hook (the title reads as a noun phrase).
+# Common verbs a theme uses that must not become nouns ("waiting for the boats to come home").
+COMMON_VERBS = frozenset("""
+come go get make take give let look see say tell ask seem feel try leave call keep begin show hear play
+move live believe bring happen write sit stand lose pay meet include continue set learn change lead
+understand watch follow stop create speak read spend grow open walk win offer remember love consider
+appear buy wait serve die send expect build stay fall cut reach kill remain suggest raise pass sell
+""".split())
+
 STOP_WORDS = frozenset("""
 a an the and or but of to in on at by for from with as if than that this these those is am are was
 were be been being do does did has have had i me my you your we us our he him his she her it its they

@@ -37,6 +37,7 @@ SCHEMES = {  # per section kind and line count
 GENRE_SCHEMES = {"hip-hop": {"verse": {n: "".join(chr(65 + i // 2) for i in range(n)) for n in (2, 4, 6, 8)}}}  # couplets
 ATTEMPTS_PER_LINE = 400
 SECTION_ATTEMPTS = 6
+MAX_TEMPLATE_USES = 2  # per song
 LONG_LINE = 10  # syllables: longer lines are written as two half-lines
 
 
@@ -63,9 +64,11 @@ def theme_words(theme: str) -> list[str]:
     """Nouns-to-be from the theme: dictionary words that are not function words, -ing or -ly
     forms; plurals singularised when the singular is known ("lanterns" → "lantern")."""
     words = []
-    for word in tokenize_line(theme):
-        key = normalise_word(word)
-        if key in wordbank.STOP_WORDS or len(key) < 3 or key.endswith(("ing", "ly", "ed")) or not in_dictionary(key):
+    tokens = [normalise_word(w) for w in tokenize_line(theme)]
+    for index, key in enumerate(tokens):
+        after_to = index > 0 and tokens[index - 1] == "to"  # "to come": a verb
+        if (key in wordbank.STOP_WORDS or key in wordbank.COMMON_VERBS or after_to or len(key) < 3
+                or key.endswith(("ing", "ly", "ed")) or not in_dictionary(key)):
             continue
         if key.endswith("s") and not key.endswith("ss") and in_dictionary(key[:-1]):
             key = key[:-1]
@@ -87,6 +90,8 @@ class RuleWriter:
         self.batch_index, self.batch_size = batch_index, max(batch_size, 1)
         self.used: set[str] = set()
         self.section_words: set[str] = set()  # content words already in the section being written
+        self.song_words: set[str] = set()
+        self.template_uses: dict[str, int] = {}  # so a song does not lean on one sentence shape
         themed = theme_words(theme)
         mood_words = set(wordbank.MOOD_WORDS.get(mood, ()))
         self.slots = {
@@ -133,7 +138,8 @@ class RuleWriter:
                 return end_word
             for _ in range(8):
                 word = self._pick(kind)
-                if word not in used:
+                fresh = word not in self.song_words or self.rng.random() < 0.3  # vary the imagery across the song
+                if word not in used and fresh:
                     break
             used.add(word)
             return word
@@ -141,7 +147,7 @@ class RuleWriter:
 
     def write_line(self, target: int, *, rhyme_with: str | None, avoid_end: set[str]) -> LyricLine:
         """A line of exactly `target` syllables whose last word rhymes with `rhyme_with` (if given)."""
-        best, best_score = None, None
+        best, best_score, best_template = None, None, ""
         partners = [(w, slot) for slot, words in self.rhyme_classes.get(rhyming_part(rhyme_with), {}).items()
                     for w in words if w not in avoid_end] if rhyme_with else []
         if rhyme_with is not None and not partners:
@@ -156,6 +162,8 @@ class RuleWriter:
                 end_word, slot = partners[self.rng.integers(len(partners))]
                 options = self.templates_by_slot[slot]
                 template = options[self.rng.integers(len(options))]
+            if self.template_uses.get(template, 0) >= MAX_TEMPLATE_USES:
+                continue
             text = self._fill(template, end_word)
             if target > LONG_LINE:  # long (rap) lines: a free half-line, then the rhyming one
                 opening = wordbank.TEMPLATES[self.rng.integers(len(wordbank.TEMPLATES))]
@@ -167,14 +175,16 @@ class RuleWriter:
                 continue
             score = _metre_score(words) + self.rng.random() * 0.5
             if best_score is None or score > best_score:
-                best, best_score = text, score
+                best, best_score, best_template = text, score, template
             if attempt > 60 and best is not None:
                 break
         if best is None:
             rhyme = f" rhyming with '{rhyme_with}'" if rhyme_with else ""
             raise SongmillError(f"the lyrics writer found no {target}-syllable line{rhyme}; change the tempo or the section lengths")
         self.used.add(best)
+        self.template_uses[best_template] = self.template_uses.get(best_template, 0) + 1
         self.section_words |= {normalise_word(w) for w in tokenize_line(best)} - wordbank.STOP_WORDS
+        self.song_words |= self.section_words
         return make_line(best, target_syllables=target)
 
     def write_hook(self, target: int) -> LyricLine:
