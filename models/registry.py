@@ -37,6 +37,7 @@ class ModelEntry(BaseModel):
     licence: str
     commercial_use: bool
     install_hint: str = ""
+    inference_steps: Annotated[int, Field(ge=1, le=1000)] | None = None  # diffusion models: sampling steps (None: the backend's default)
 
     def provenance(self) -> dict:
         """What an artifact records about the model that made it."""

@@ -5,18 +5,25 @@ Only stages that exist are registered; each later capability adds its stage here
     form     spec → form.json        sections, bar counts, energy (the score skeleton)
     lyrics   form.json → lyrics.json  provided, or written from theme and mood (rules or an LM)
     compose  form.json + lyrics.json → score.json, score.mid, score.musicxml
+    instruments  score.json + lyrics.json → arrangement.json, stem-<part>.wav (48 kHz float; an
+                 ACE-Step model writes one stereo stem-full-mix.wav instead)
 """
 
 from __future__ import annotations
 
+import json
+
 from models.composition.compose import compose
 from models.composition.form import song_form
 from models.composition.melody_model import load_melody_model
+from models.instruments.arrangement import arrange, load_presets
+from models.instruments.soundfont import SAMPLE_RATE_HZ, render_stems
 from models.lyrics.model import Lyrics
 from models.lyrics.provided import form_from_blocks, parse_blocks
 from models.lyrics.songwriter import write_lyrics
 from songmill.errors import SongmillError
 from songmill.score import Score
+from songmill.audio import write_wav
 from songmill.score_export import write_midi, write_musicxml
 from songmill.stages import Stage, StageContext, StageGraph, TrackJob
 
@@ -94,7 +101,7 @@ def _run_lyrics(ctx: StageContext) -> None:
 
 LYRICS = Stage(
     name="lyrics", version="1", inputs=("form.json",), outputs=("lyrics.json",), params=_lyrics_params,
-    run=_run_lyrics, optional_models=_lyrics_models,
+    run=_run_lyrics, optional_models=_lyrics_models, gpu_when=lambda job: bool(_lyrics_models(job)),
     description="lyrics: provided and syllabified, or written with metre and rhyme (rules or a local LM)",
 )
 
@@ -128,7 +135,70 @@ COMPOSE = Stage(
     description="harmony, melody (trained GRU under rules), bass, drums and comping → score JSON, MIDI, MusicXML",
 )
 
+SOUNDFONT = "fluidr3-gm"
+
+
+def _instruments_params(job: TrackJob) -> dict:
+    preset_name = job.spec.instrumentation_of(job.track)
+    presets = load_presets()
+    preset = presets.presets.get(preset_name)
+    return {
+        "preset": preset_name, "instrumental": job.track.voice is None, "mood": job.track.mood,
+        # the preset's content, so editing config/arrangements.yaml re-renders what it changes
+        "preset_content": preset.model_dump(mode="json", by_alias=True) if preset else None,
+        "lead": presets.lead.get(preset_name), "sample_rate_hz": SAMPLE_RATE_HZ,
+        "instruments_model": job.track.instruments_model,
+    }
+
+
+def _instruments_models(job: TrackJob) -> tuple[str, ...]:
+    return (job.track.instruments_model or SOUNDFONT,)
+
+
+def _run_instruments(ctx: StageContext) -> None:
+    p = ctx.params
+    score = Score.load_json(ctx.input("score.json"))
+    arrangement = arrange(score, p["preset"], instrumental=p["instrumental"])
+    model_name = p["instruments_model"]
+    decisions = {**arrangement.decisions, "sample_rate_hz": p["sample_rate_hz"]}
+    if model_name is None:
+        stems = render_stems(arrangement, score, soundfont=ctx.model(SOUNDFONT), sample_rate_hz=p["sample_rate_hz"])
+        decisions["backend"] = "soundfont"
+    else:
+        from models.instruments import diffusion
+
+        entry = ctx.registry.get(model_name)
+        backend = entry.backend
+        pipeline = diffusion.load_pipeline(ctx.model(model_name), backend=backend, model_name=model_name)
+        steps = entry.inference_steps or (diffusion.ACE_STEP_STEPS if backend == "diffusers-ace-step" else diffusion.STABLE_AUDIO_STEPS)
+        decisions.update(backend=backend, model=model_name, device=diffusion.device(), inference_steps=steps)
+        if backend == "diffusers-ace-step":
+            lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
+            caption = f"{p['preset']}, {p['mood']}, " + ", ".join(part.instrument for part in arrangement.parts)
+            stems = {"full-mix": diffusion.ace_step_mix(pipeline, score, lyrics, caption=caption, seed=ctx.job.seed, steps=steps)}
+            decisions.update(caption=caption, full_mix=True)
+            for decision in decisions["instruments"]:
+                decision["stem"] = None  # one mix instead of stems
+        else:
+            stems = diffusion.stable_audio_stems(pipeline, arrangement, score, genre=p["preset"], mood=p["mood"],
+                                                 seed=ctx.job.seed, steps=steps)
+    for name, samples in stems.items():
+        write_wav(ctx.output(f"stem-{name}.wav"), samples, p["sample_rate_hz"])
+    decisions["frames"] = len(next(iter(stems.values()))) if stems else 0
+    decisions["stems"] = [f"stem-{name}.wav" for name in stems]
+    ctx.output("arrangement.json").write_text(json.dumps(decisions, indent=1), encoding="utf-8")
+
+
+INSTRUMENTS = Stage(
+    name="instruments", version="1", inputs=("score.json", "lyrics.json"), outputs=("arrangement.json",),
+    output_glob="stem-*.wav", params=_instruments_params, run=_run_instruments, optional_models=_instruments_models,
+    gpu_when=lambda job: job.track.instruments_model is not None,
+    description="arrangement by genre preset, then one stem per part: FluidSynth (default) or a diffusion model "
+                "(Stable Audio stems, or an ACE-Step full mix); 48 kHz float on the score's timeline",
+)
+
 TRACK_STAGES = StageGraph()
 TRACK_STAGES.add(FORM)
 TRACK_STAGES.add(LYRICS)
 TRACK_STAGES.add(COMPOSE)
+TRACK_STAGES.add(INSTRUMENTS)

@@ -121,6 +121,7 @@ class TrackSpec(Strict):
     instrumentation: Annotated[str, _one_of(GENRES, "instrumentation preset")] | None = None  # None: the release genre
     lyrics: Annotated[str, AfterValidator(_lyrics)] | None = None  # None: written by the lyrics stage
     lyrics_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a transformers LM in the model registry; None: the rule writer
+    instruments_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a diffusers model in the registry; None: the soundfont
     key_change: Annotated[int, _ranged(0, 4, "semitones")] = 0  # lift the last chorus (and what follows) by this much
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"

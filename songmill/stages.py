@@ -10,9 +10,11 @@ Bump `version` whenever a stage's code changes what it writes.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
+import resource
 import tempfile
 import threading
 import time
@@ -54,13 +56,22 @@ class Stage:
     name: str
     version: str
     inputs: tuple[str, ...]  # artifact names written by earlier stages
-    outputs: tuple[str, ...]  # file names this stage writes into its work folder
+    outputs: tuple[str, ...]  # file names this stage always writes into its work folder
     params: Callable[[TrackJob], dict[str, Any]]  # the spec values the output depends on (JSON-able)
     run: Callable[["StageContext"], None]
     models: tuple[str, ...] = ()  # model registry names it always loads
     optional_models: Callable[[TrackJob], tuple[str, ...]] | None = None  # chosen by the config (e.g. a lyrics LM)
-    queue: str = "default"  # "gpu" for stages that run neural backends (Airflow routes them)
+    queue: str = "default"  # "gpu" for stages that always run neural backends (Airflow routes them)
     description: str = ""
+    gpu_when: Callable[[TrackJob], bool] | None = None  # e.g. when the config names a diffusion model
+    output_glob: str | None = None  # files the stage may also write, as many as the song needs (e.g. "stem-*.wav")
+
+    def queue_for(self, job: TrackJob) -> str:
+        """The worker queue this stage wants for this track ("gpu" or "default")."""
+        return "gpu" if self.gpu_when is not None and self.gpu_when(job) else self.queue
+
+    def declares(self, name: str) -> bool:
+        return name in self.outputs or (self.output_glob is not None and fnmatch.fnmatch(name, self.output_glob))
 
     def model_names(self, job: TrackJob) -> tuple[str, ...]:
         return self.models + (self.optional_models(job) if self.optional_models else ())
@@ -81,7 +92,7 @@ class StageContext:
         return self.inputs[name]
 
     def output(self, name: str) -> Path:
-        if name not in self.stage.outputs:
+        if not self.stage.declares(name):
             raise ValueError(f"stage {self.stage.name} does not declare output {name!r}")
         return self.workdir / name
 
@@ -150,6 +161,12 @@ class _PeakMemory:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of the programs it ran and waited for (FluidSynth, ffmpeg…)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *,
                   store: ArtifactStore, registry: ModelRegistry) -> StageResult:
     """Run one stage for one track, or return its stored outputs if its cache key is known."""
@@ -174,16 +191,19 @@ def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *
         workdir.mkdir()
         local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
         ctx = StageContext(stage, job, params, local_inputs, workdir, registry)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
         with _PeakMemory() as memory:
             stage.run(ctx)
-        result.wall_s, result.cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+        result.wall_s, result.cpu_s = time.perf_counter() - wall0, _cpu_seconds() - cpu0
         result.peak_rss_mib = memory.peak / 2**20
         for name in stage.outputs:
             path = workdir / name
             if not path.is_file():
                 raise RuntimeError(f"stage {stage.name} finished without writing its declared output {name}")
             result.outputs[name] = store.put_file(path, name)
+        if stage.output_glob:
+            for path in sorted(workdir.glob(stage.output_glob)):
+                result.outputs[path.name] = store.put_file(path, path.name)
     store.put_record(key, {"stage": stage.name, "version": stage.version, "params": params,
                            "inputs": {k: v.to_dict() for k, v in stage_inputs.items()},
                            "outputs": {k: v.to_dict() for k, v in result.outputs.items()},

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from songmill.audio import read_wav
 from songmill.runner import render
 from songmill.score import Score
 from songmill.store import file_sha256
@@ -44,6 +45,10 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     assert track["artifacts"]["score.json"]["stage"] == "compose"
     [model] = next(s for s in track["stages"] if s["stage"] == "compose")["models"]
     assert model["name"] == "melody-gru-celtic" and len(model["sha256"]) == 64
+    stems = {d["stem"] for d in track["arrangement"]["instruments"] if d["stem"]}
+    assert stems and stems <= set(track["artifacts"]) and "stem-drums.wav" in stems
+    samples, rate = read_wav(Path(track["artifacts"]["stem-drums.wav"]["path"]))
+    assert rate == 48000 and len(samples) == track["arrangement"]["frames"]
     for stage in track["stages"]:
         assert stage["wall_s"] >= 0 and stage["peak_rss_mib"] > 0
 

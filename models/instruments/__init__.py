@@ -1,0 +1,1 @@
+"""Instruments: arrangement presets and the renderers that turn parts into stems."""

@@ -1,0 +1,221 @@
+"""Instruments: arrangement by genre preset and FluidSynth stems, measured on the audio."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import numpy as np
+import pytest
+
+from models.composition.compose import compose
+from models.composition.form import song_form
+from models.composition.melody_model import load_melody_model
+from models.instruments.arrangement import ArrangedPart, Arrangement, arrange, load_presets
+from models.instruments.soundfont import SAMPLE_RATE_HZ, render_stems, stem_frames
+from models.lyrics.songwriter import write_lyrics
+from models.registry import ModelRegistry
+from qc.onsets import detect_onsets, match_onsets
+from songmill.audio import read_wav, rms_db, write_wav
+from songmill.errors import ConfigError, SongmillError
+from songmill.score import Note, Part, Score, TempoChange
+from songmill.vocab import GENRES
+
+STRUCTURE = [("intro", 2), ("verse", 4), ("chorus", 4), ("bridge", 4), ("chorus", 4), ("outro", 2)]
+
+
+@functools.cache
+def soundfont():
+    return ModelRegistry.load().resolve("fluidr3-gm", commercial=True)
+
+
+@functools.cache
+def short_song(genre: str = "pop", instrumental: bool = False) -> Score:
+    form = song_form(title="Short", genre=genre, key="G major", time_signature="4/4", tempo_bpm=120,
+                     target_duration_s=40, structure=STRUCTURE)
+    lyrics = write_lyrics(form, title="Short", theme="a walk by the river", mood="bright", genre=genre,
+                          provided=None, instrumental=instrumental, rng=np.random.default_rng(3))
+    model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
+    score, _ = compose(form, lyrics, genre=genre, identity="ava", model=model, rng=np.random.default_rng(3))
+    return score
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    score = short_song()
+    arrangement = arrange(score, "pop", instrumental=False)
+    return score, arrangement, render_stems(arrangement, score, soundfont=soundfont())
+
+
+def bar_spans_s(score: Score) -> list[tuple[float, float]]:
+    bar = score.beats_per_bar
+    return [(score.seconds_at(b * bar), score.seconds_at((b + 1) * bar)) for b in range(score.total_bars)]
+
+
+# ------------------------------------------------------------------------ arrangement
+
+
+@pytest.mark.parametrize("genre", GENRES)
+def test_every_genre_preset_fills_up_towards_the_chorus(genre):
+    score = short_song(genre)
+    arrangement = arrange(score, genre, instrumental=False)
+    playing = {name: 0 for name in ("intro", "verse", "chorus")}
+    for decision in arrangement.decisions["instruments"]:
+        for name in playing:
+            playing[name] += name in decision["sections"]
+    assert playing["intro"] <= playing["verse"] < playing["chorus"], playing
+
+
+def test_the_bridge_breaks_and_the_song_ends_on_a_held_tonic(rendered):
+    score, arrangement, _ = rendered
+    start, end = arrangement.decisions["bridge_break_beats"]
+    bridge = next(s for s in score.sections if s.name == "bridge")
+    assert start == bridge.start_bar * 4 and end == start + 8
+    for name in ("drums", "bass"):
+        part = next(p for p in arrangement.parts if p.name == name)
+        assert not [n for n in part.notes if start <= n.start_beat < end]
+    piano = next(p for p in arrangement.parts if p.name == "piano")
+    last = max(piano.notes, key=lambda n: n.start_beat)
+    assert last.start_beat == score.chords[-1].start_beat and last.end_beat > score.total_bars * 4
+    assert {n.pitch % 12 for n in piano.notes if n.start_beat == last.start_beat} == {7, 11, 2}  # G major
+
+
+def test_instrumental_tracks_get_a_lead_and_vocal_tracks_do_not():
+    assert "lead" in [p.name for p in arrange(short_song("folk", True), "folk", instrumental=True).parts]
+    assert "lead" not in [p.name for p in arrange(short_song("folk"), "folk", instrumental=False).parts]
+
+
+def test_a_part_with_no_notes_gets_no_stem():
+    form = song_form(title="x", genre="pop", key="C major", time_signature="4/4", tempo_bpm=120,
+                     target_duration_s=30, structure=[("verse", 4), ("outro", 2)])
+    lyrics = write_lyrics(form, title="x", theme="a quiet walk", mood="calm", genre="pop", provided=None,
+                          instrumental=False, rng=np.random.default_rng(0))
+    model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
+    score, _ = compose(form, lyrics, genre="pop", identity="ava", model=model, rng=np.random.default_rng(0))
+    arrangement = arrange(score, "pop", instrumental=False)
+    bells = next(d for d in arrangement.decisions["instruments"] if d["name"] == "bells")
+    assert bells["notes"] == 0 and bells["stem"] is None  # no chorus: the last-chorus doubling never plays
+    assert "bells" not in [p.name for p in arrangement.parts]
+
+
+def test_notes_outside_an_instruments_register_move_by_octaves_and_are_logged(caplog):
+    score = short_song()
+    presets = load_presets()
+    low_bells = presets.model_copy(deep=True)
+    preset = low_bells.presets["pop"]
+    preset.instruments[-1] = preset.instruments[-1].model_copy(update={"note_range": (84, 108)})
+    with caplog.at_level(logging.INFO, logger="songmill.arrangement"):
+        arrangement = arrange(score, "pop", instrumental=False, presets=low_bells)
+    bells = next(p for p in arrangement.parts if p.name == "bells")
+    assert all(84 <= n.pitch <= 108 for n in bells.notes)
+    moved = next(d for d in arrangement.decisions["instruments"] if d["name"] == "bells")["moved_into_register"]
+    assert moved > 0 and f"bells: {moved} notes moved by octaves into its register [84, 108]" in caplog.text
+
+
+def test_an_unknown_preset_is_a_clear_error():
+    with pytest.raises(SongmillError) as err:
+        arrange(short_song(), "polka", instrumental=False)
+    assert str(err.value) == ("arrangement preset 'polka' is not in config/arrangements.yaml "
+                              "(presets: pop, rock, synthpop, folk, ballad, hip-hop)")
+
+
+def test_an_unknown_instrument_in_the_presets_names_file_line_and_instrument(tmp_path):
+    from songmill.paths import config_dir
+
+    text = (config_dir() / "arrangements.yaml").read_text().replace("instrument: acoustic grand piano", "instrument: kazoo", 1)
+    path = tmp_path / "arrangements.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_presets(path)
+    [line] = err.value.problems
+    number = 1 + next(i for i, l in enumerate(text.splitlines()) if "kazoo" in l)
+    assert line.startswith(f"{path}:{number}: presets.pop.instruments[2]: 'kazoo' is not a General MIDI instrument")
+
+
+# ------------------------------------------------------------------------ stems
+
+
+def test_every_stem_has_the_songs_length_at_48_khz(rendered):
+    score, arrangement, stems = rendered
+    assert set(stems) == {p.name for p in arrangement.parts}
+    assert {len(s) for s in stems.values()} == {stem_frames(score)}
+    assert stem_frames(score) == round((score.duration_s + 2.0) * SAMPLE_RATE_HZ)
+
+
+def test_each_stem_sounds_where_its_part_plays_and_is_silent_where_it_rests(rendered):
+    score, arrangement, stems = rendered
+    for part in arrangement.parts:
+        stem = stems[part.name]
+        sounding = [(score.seconds_at(n.start_beat), score.seconds_at(n.end_beat)) for n in part.notes]
+        for start, end in bar_spans_s(score):
+            segment = stem[int(start * SAMPLE_RATE_HZ):int(end * SAMPLE_RATE_HZ)]
+            plays = any(a < end and b > start for a, b in sounding)
+            recently = any(b > start - 1.5 and a < end for a, b in sounding)  # a release may ring on
+            if plays:
+                assert rms_db(segment) > -60, (part.name, start)
+            elif not recently:
+                assert rms_db(segment) < -80, (part.name, start)
+
+
+def test_drum_onsets_line_up_with_the_score_within_10_ms(rendered):
+    score, arrangement, stems = rendered
+    drums = next(p for p in arrangement.parts if p.name == "drums")
+    expected = np.array(sorted({score.seconds_at(n.start_beat) for n in drums.notes}))
+    precision, recall, errors = match_onsets(detect_onsets(stems["drums"], SAMPLE_RATE_HZ), expected, 0.010)
+    assert precision >= 0.95 and recall >= 0.5, (precision, recall)
+    assert np.median(np.abs(errors)) <= 0.005
+
+
+def test_bass_notes_start_within_10_ms_of_the_score():
+    """Detached bass notes, so each start is the first sound after silence."""
+    notes = [Note(pitch=36 + (i % 5) * 2, start_beat=1 + i * 1.5 + 0.013 * (i % 3), duration_beats=0.4, velocity=100)
+             for i in range(12)]
+    score = Score(key="C major", tempo_map=[TempoChange(bpm=100)], parts=[Part(name="bass", role="bass", notes=notes)])
+    arrangement = Arrangement(preset="test", parts=[ArrangedPart(name="bass", program=33, instrument="electric bass (finger)",
+                                                                 is_drum=False, notes=notes)], decisions={})
+    stem = render_stems(arrangement, score, soundfont=soundfont())["bass"]
+    for note in notes:
+        t = score.seconds_at(note.start_beat)
+        window = np.abs(stem[int((t - 0.05) * SAMPLE_RATE_HZ):int((t + 0.05) * SAMPLE_RATE_HZ)])
+        first = np.argmax(window > window.max() * 0.01) / SAMPLE_RATE_HZ - 0.05
+        assert abs(first) <= 0.010, (t, first)
+
+
+def test_stems_are_reproducible_to_the_byte(rendered, tmp_path):
+    score, arrangement, stems = rendered
+    again = render_stems(arrangement, score, soundfont=soundfont())
+    for name in ("drums", "bass"):
+        write_wav(tmp_path / "a.wav", stems[name])
+        write_wav(tmp_path / "b.wav", again[name])
+        assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+        samples, rate = read_wav(tmp_path / "a.wav")
+        assert rate == 48000 and samples.shape == (len(stems[name]), 1) and np.array_equal(samples[:, 0], stems[name])
+
+
+def test_a_missing_soundfont_names_the_package(rendered, tmp_path):
+    score, arrangement, _ = rendered
+    with pytest.raises(SongmillError) as err:
+        render_stems(arrangement, score, soundfont=tmp_path / "FluidR3_GM.sf2")
+    assert str(err.value) == f"soundfont {tmp_path / 'FluidR3_GM.sf2'} is missing; install the Debian package fluid-soundfont-gm (make setup does)"
+
+
+def test_the_registry_names_the_package_when_the_soundfont_file_is_gone(tmp_path, monkeypatch):
+    import yaml
+
+    from models.registry import DEFAULT_REGISTRY
+
+    registry = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    registry["models"]["fluidr3-gm"]["path"] = str(tmp_path / "gone.sf2")
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    with pytest.raises(SongmillError) as err:
+        ModelRegistry.load(path).resolve("fluidr3-gm", commercial=True)
+    assert str(err.value) == f"model 'fluidr3-gm' file {tmp_path / 'gone.sf2'} is missing; install the Debian package fluid-soundfont-gm (make setup does)"
+
+
+def test_a_damaged_wav_is_named(tmp_path):
+    path = tmp_path / "stem.wav"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(SongmillError) as err:
+        read_wav(path)
+    assert str(err.value) == f"audio file {path} is a damaged WAV file (no fmt chunk)"
