@@ -23,6 +23,24 @@ def isolated_var(tmp_path, monkeypatch):
     return var
 
 
+def write_registry_with(extra: dict[str, dict], path: Path) -> Path:
+    """A model registry file: the shipped entries (paths made absolute) plus `extra` entries,
+    each given as {name: {backend, path, …}} with the folder's tree hash filled in."""
+    import yaml
+
+    from models.registry import DEFAULT_REGISTRY, ModelRegistry, tree_sha256
+
+    entries = yaml.safe_load(DEFAULT_REGISTRY.read_text())["models"]
+    shipped = ModelRegistry.load(DEFAULT_REGISTRY)
+    for name, entry in entries.items():
+        entry["path"] = str(shipped.local_path(shipped.get(name)))
+    for name, entry in extra.items():
+        entries[name] = {"version": "test", "licence": "Apache-2.0", "commercial_use": True,
+                         "sha256": tree_sha256(Path(entry["path"])), **entry}
+    path.write_text(yaml.safe_dump({"models": entries}))
+    return path
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url():
     """SONGMILL_TEST_DATABASE_URL (a server you run), else an embedded PostgreSQL we start."""

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from models.registry import DEFAULT_REGISTRY, ModelRegistry, tree_sha256
 from songmill.audio import read_wav
 from songmill.errors import SongmillError
 from songmill.runner import render
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, write_registry_with
 
 WORDS = "[UNK] <pad> </s> a an the and of in on to with piano guitar bass drums pad strings pop rock folk BPM major minor verse chorus bridge intro outro sparse full".split()
 
@@ -90,15 +89,9 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture
 def registry(tiny_models, tmp_path, monkeypatch) -> Path:
-    entries = yaml.safe_load(DEFAULT_REGISTRY.read_text())["models"]
-    shipped = ModelRegistry.load(DEFAULT_REGISTRY)
-    for name, entry in entries.items():
-        entry["path"] = str(shipped.local_path(shipped.get(name)))
-    for name, (backend, folder) in tiny_models.items():
-        entries[name] = {"version": "test", "backend": backend, "path": str(folder), "sha256": tree_sha256(folder),
-                         "licence": "Apache-2.0", "commercial_use": True, "inference_steps": 2}
-    path = tmp_path / "registry.yaml"
-    path.write_text(yaml.safe_dump({"models": entries}))
+    extra = {name: {"backend": backend, "path": str(folder), "inference_steps": 2}
+             for name, (backend, folder) in tiny_models.items()}
+    path = write_registry_with(extra, tmp_path / "registry.yaml")
     monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(path))
     return path
 

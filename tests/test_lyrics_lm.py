@@ -14,11 +14,10 @@ import yaml
 from models.composition.form import song_form
 from models.lyrics.model import Lyrics
 from models.lyrics.songwriter import write_lyrics
-from models.registry import DEFAULT_REGISTRY, ModelRegistry, tree_sha256
 from qc.songwriting import rhyme_ratio
 from songmill.errors import SongmillError
 from songmill.runner import render
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, write_registry_with
 
 VOCABULARY = """
 the a and of to in on my your we I you our night light bright sight flight tight white right
@@ -51,15 +50,9 @@ def tiny_lm(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def registry_with_lm(tiny_lm, tmp_path, monkeypatch) -> Path:
-    """A registry file with the shipped models (absolute paths) plus the tiny LM."""
-    shipped = yaml.safe_load(DEFAULT_REGISTRY.read_text())["models"]
-    base = ModelRegistry.load(DEFAULT_REGISTRY)
-    for name, entry in shipped.items():
-        entry["path"] = str(base.local_path(base.get(name)))
-    shipped["tiny-lyrics-lm"] = {"version": "test", "backend": "transformers", "path": str(tiny_lm),
-                                 "sha256": tree_sha256(tiny_lm), "licence": "Apache-2.0", "commercial_use": True}
-    path = tmp_path / "registry.yaml"
-    path.write_text(yaml.safe_dump({"models": shipped}))
+    """A registry file with the shipped models plus the tiny LM, used by the renders below."""
+    path = write_registry_with({"tiny-lyrics-lm": {"backend": "transformers", "path": str(tiny_lm)}},
+                               tmp_path / "registry.yaml")
     monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(path))
     return path
 
