@@ -93,6 +93,7 @@ class RuleWriter:
         self.song_words: set[str] = set()
         self.template_uses: dict[str, int] = {}  # so a song does not lean on one sentence shape
         themed = theme_words(theme)
+        self.theme = set(themed)
         mood_words = set(wordbank.MOOD_WORDS.get(mood, ()))
         self.slots = {
             "N": self._weighted(list(dict.fromkeys(wordbank.NOUNS + themed)), set(themed), mood_words),
@@ -152,10 +153,13 @@ class RuleWriter:
                     for w in words if w not in avoid_end] if rhyme_with else []
         if rhyme_with is not None and not partners:
             raise SongmillError(f"the lyrics writer has no unused word rhyming with '{rhyme_with}'")
+        taken_sounds = {rhyming_part(w) for w in avoid_end}  # a new rhyme letter needs a new sound
         for attempt in range(ATTEMPTS_PER_LINE * self.batch_size):
             if rhyme_with is None:
                 template = wordbank.TEMPLATES[self.rng.integers(len(wordbank.TEMPLATES))]
                 end_word = self._pick(_end_slot(template))
+                if rhyming_part(end_word) in taken_sounds:
+                    continue
                 if sum(len(w) for w in self.rhyme_classes.get(rhyming_part(end_word), {}).values()) < 3:
                     continue  # a first line must leave a choice of rhymes for its partner
             else:
@@ -173,7 +177,9 @@ class RuleWriter:
             words = tokenize_line(text)
             if sum(syllable_count(w) for w in words) != target:
                 continue
-            score = _metre_score(words) + self.rng.random() * 0.5
+            themed = any(normalise_word(w) in self.theme for w in words)  # keep the song on its subject
+            reused = self.template_uses.get(template, 0)  # a sentence shape heard before scores lower
+            score = _metre_score(words) + (1.0 if themed else 0.0) - reused + self.rng.random() * 0.5
             if best_score is None or score > best_score:
                 best, best_score, best_template = text, score, template
             if attempt > 60 and best is not None:
