@@ -35,13 +35,36 @@ def bench_render(config: Path, work: Path, label: str) -> dict:
     wall0, cpu0 = time.perf_counter(), _cpu_s()
     report = json.loads(render(config, out_dir=work / label, jobs=1).read_text())
     wall, cpu = time.perf_counter() - wall0, _cpu_s() - cpu0
+    vocal = _vocal_figures(report) if label == "cold" else None
     song_s = sum(t["duration_s"] or 0 for t in report["tracks"])
     stages = {}
     for name, total in report["stage_totals"].items():
         stages[name] = {**total, "rtf": round(total["cpu_s"] / song_s, 6) if song_s else None}
     return {"label": label, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "song_s": song_s,
             "rtf": round(cpu / song_s, 5) if song_s else None, "all_cached": all(
-                s["cached"] for t in report["tracks"] for s in t["stages"]), "stages": stages}
+                s["cached"] for t in report["tracks"] for s in t["stages"]), "stages": stages, "vocal": vocal}
+
+
+def _vocal_figures(report: dict) -> dict | None:
+    """Pitch, timing and air of the demo's dry lead vocal, measured from the audio (qc/vocal.py)."""
+    import numpy as np
+
+    from qc.vocal import air_db, pitch_report, transition_errors_s
+    from songmill.audio import read_wav
+    from songmill.score import Score
+
+    track = report["tracks"][0]
+    if "vocal-lead.wav" not in track["artifacts"]:
+        return None
+    samples, rate = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
+    vocal = samples[:, 0]
+    notes = Score.load_json(Path(track["artifacts"]["score.json"]["path"])).part("melody").notes
+    pitch = pitch_report(vocal, rate, notes)
+    timing = np.abs(transition_errors_s(vocal, rate, notes))
+    return {"median_abs_cents": round(pitch.median_abs_cents, 2), "p90_abs_cents": round(pitch.p90_abs_cents, 2),
+            "voiced_share": round(pitch.voiced_share, 4), "note_changes": len(timing),
+            "note_changes_within_50ms": round(float(np.mean(timing <= 0.05)), 4) if len(timing) else None,
+            "air_above_11khz_db": round(air_db(vocal, rate), 1)}
 
 
 def bench_songwriting(config: Path, seeds: int = 20) -> dict:
@@ -125,6 +148,10 @@ def main() -> None:
         for name, s in run["stages"].items():
             print(f"{run['label']:6} {name:12} {s['wall_s']:8.4f} {s['cpu_s']:8.4f} {s['peak_rss_mib']:9.1f} {s['rtf']:9.6f} {s['cached']}/{s['runs']}")
         print(f"{run['label']:6} {'(render)':12} {run['wall_s']:8.3f} {run['cpu_s']:8.3f} {'':9} {run['rtf']:9.5f} all={run['all_cached']}")
+    if cold["vocal"]:
+        v = cold["vocal"]
+        print(f"demo lead vocal: pitch median {v['median_abs_cents']} cents, p90 {v['p90_abs_cents']} cents, voiced {v['voiced_share']:.1%}; "
+              f"{v['note_changes_within_50ms']:.1%} of {v['note_changes']} note changes within 50 ms; air above 11 kHz {v['air_above_11khz_db']} dB")
     w = songwriting
     print(f"songwriting, {w['songs']} seeds of the demo ({w['song_s']} s song): lyrics {w['lyrics_s_median']:.3f} s, "
           f"compose {w['compose_s_median']:.3f} s, MIDI+MusicXML {w['export_s_median']:.3f} s (medians)")

