@@ -19,6 +19,11 @@ MODE_STEPS = {
 }
 
 
+# Semitones from the relative major's tonic up to each mode's tonic (A minor → C major: 9).
+MODE_OFFSET_FROM_MAJOR = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7,
+                          "minor": 9, "aeolian": 9}
+
+
 @dataclass(frozen=True)
 class Key:
     tonic: str  # e.g. "F#", "Bb"
@@ -33,6 +38,11 @@ class Key:
         elif self.tonic.endswith("b"):
             pc -= 1
         return pc % 12
+
+    @property
+    def relative_major_pitch_class(self) -> int:
+        """The tonic of the major key with the same notes (its key signature)."""
+        return (self.tonic_pitch_class - MODE_OFFSET_FROM_MAJOR[self.mode]) % 12
 
     @property
     def scale_pitch_classes(self) -> tuple[int, ...]:

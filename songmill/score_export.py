@@ -24,8 +24,6 @@ DRUM_CHANNEL = 9
 
 _MAJOR_NAMES = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 _MINOR_NAMES = ["Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"]
-# Semitones from the relative major's tonic up to each mode's tonic.
-_MODE_OFFSET = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9, "aeolian": 9}
 
 
 def midi_key_signature(key_text: str) -> str:
@@ -33,7 +31,7 @@ def midi_key_signature(key_text: str) -> str:
     key = parse_key(key_text)
     if key.mode in ("minor", "aeolian"):
         return _MINOR_NAMES[key.tonic_pitch_class]
-    return _MAJOR_NAMES[(key.tonic_pitch_class - _MODE_OFFSET[key.mode]) % 12]
+    return _MAJOR_NAMES[key.relative_major_pitch_class]
 
 
 def _ticks(beat: float) -> int:

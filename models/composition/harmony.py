@@ -84,11 +84,7 @@ _FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 
 
 def uses_flats(key: Key) -> bool:
-    major_tonic = (key.tonic_pitch_class - _MODE_OFFSET.get(key.mode, 0)) % 12
-    return key.tonic.endswith("b") or _FLAT_NAMES[major_tonic] in _FLAT_KEYS or key.tonic == "F"
-
-
-_MODE_OFFSET = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9, "aeolian": 9}
+    return key.tonic.endswith("b") or _FLAT_NAMES[key.relative_major_pitch_class] in _FLAT_KEYS
 
 
 def pitch_name(pc: int, key: Key) -> str:

@@ -109,13 +109,6 @@ def _chord_notes(score: Score, pattern: str, section: Section, chord) -> list[No
     if pattern == "sustain":
         for p in pitches:
             add(p, 0.0, length * 0.98, velocity - 10)
-    elif pattern == "comp":
-        step = bar if section.energy < 0.4 else (bar / 2 if section.energy < 0.75 or bar % 2 else 1.0)
-        beat = 0.0
-        while beat < length - 1e-9:
-            for p in pitches:
-                add(p, beat, step * 0.9, velocity - (0 if beat == 0 else 8))
-            beat += step
     elif pattern == "strum":  # down-strums on the beats, up-strums between, 12 ms between strings
         beat, i = 0.0, 0
         while beat < length - 1e-9:
@@ -227,8 +220,8 @@ def _source_notes(score: Score, spec: InstrumentSpec, playing: list[int]) -> lis
     spans = [(score.sections[i].start_bar * bar, (score.sections[i].start_bar + score.sections[i].bars) * bar) for i in playing]
     def inside(beat: float) -> bool:
         return any(a - 1e-6 <= beat < b - 1e-6 for a, b in spans)
-    if spec.source in ("drums", "bass", "melody"):
-        part_name = {"drums": "drums", "bass": "bass", "melody": "melody"}[spec.source]
+    if spec.source in ("drums", "bass", "melody") or spec.pattern == "comp":
+        part_name = "chords" if spec.pattern == "comp" else spec.source  # comp: the score's own comping part
         try:
             source = score.part(part_name).notes
         except KeyError:
