@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import json
 
-from models.composition.compose import compose
+# Only light modules at import: the graph is read by the CLI and (later) at Airflow DAG-parse
+# time. Each stage imports its models (torch, onnxruntime, FluidSynth helpers) when it runs.
 from models.composition.form import song_form
-from models.composition.melody_model import load_melody_model
-from models.instruments.arrangement import arrange, load_presets
-from models.instruments.soundfont import SAMPLE_RATE_HZ, render_stems
-from models.lyrics.model import Lyrics
+from models.instruments.arrangement import load_presets
+from models.instruments.soundfont import SAMPLE_RATE_HZ
 from models.lyrics.provided import form_from_blocks, parse_blocks
-from models.lyrics.songwriter import write_lyrics
+from songmill.audio import write_wav
 from songmill.errors import SongmillError
 from songmill.score import Score
-from songmill.audio import write_wav
-from songmill.score_export import write_midi, write_musicxml
 from songmill.stages import Stage, StageContext, StageGraph, TrackJob
 
 MELODY_MODEL = "melody-gru-celtic"
@@ -88,6 +85,8 @@ def _lyrics_models(job: TrackJob) -> tuple[str, ...]:
 
 
 def _run_lyrics(ctx: StageContext) -> None:
+    from models.lyrics.songwriter import write_lyrics
+
     p = ctx.params
     form = Score.load_json(ctx.input("form.json"))
     lm_name = _lyrics_models(ctx.job)
@@ -117,6 +116,11 @@ def _compose_params(job: TrackJob) -> dict:
 
 
 def _run_compose(ctx: StageContext) -> None:
+    from models.composition.compose import compose
+    from models.composition.melody_model import load_melody_model
+    from models.lyrics.model import Lyrics
+    from songmill.score_export import write_midi, write_musicxml
+
     form = Score.load_json(ctx.input("form.json"))
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     model = load_melody_model(ctx.model(MELODY_MODEL))
@@ -157,6 +161,10 @@ def _instruments_models(job: TrackJob) -> tuple[str, ...]:
 
 
 def _run_instruments(ctx: StageContext) -> None:
+    from models.instruments.arrangement import arrange
+    from models.instruments.soundfont import render_stems
+    from models.lyrics.model import Lyrics
+
     p = ctx.params
     score = Score.load_json(ctx.input("score.json"))
     arrangement = arrange(score, p["preset"], instrumental=p["instrumental"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from models.composition.bass import bass_part
 from models.composition.drums import drum_part
-from models.composition.harmony import harmonise
+from models.composition.harmony import harmonise, pitch_name
 from models.composition.melody import MelodySampler, NoteSlot, voice_range
 from models.composition.melody_features import metric_strength
 from models.composition.melody_model import MelodyGRU
@@ -36,7 +36,6 @@ MELODY_PROGRAM_SUNG = 53  # GM "Voice Oohs": a DAW plays the vocal line as a voi
 LEAD_PROGRAMS = {"pop": 80, "rock": 29, "synthpop": 81, "folk": 73, "ballad": 0, "hip-hop": 80}
 COMP_PROGRAMS = {"pop": 0, "rock": 27, "synthpop": 89, "folk": 25, "ballad": 0, "hip-hop": 4}
 MELISMA_CHANCE = 0.35
-_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 @dataclass
@@ -228,18 +227,20 @@ def _key_change(score: Score, semitones: int, identity: str | None) -> tuple[Sco
     top = max((n.pitch for n in melody.notes if n.start_beat >= beat), default=0)
     if top + semitones > voice_range(identity)[1] + 1:
         return score, f"key change of {semitones} semitones skipped: the last chorus would reach MIDI {top + semitones}, above the {identity or 'default'} voice's range"
+    key = parse_key(score.key)
+    new_key = parse_key(f"{pitch_name(key.tonic_pitch_class + semitones, key)} {key.mode}")
+
     def lift(note: Note) -> Note:
         return note.model_copy(update={"pitch": note.pitch + semitones}) if note.start_beat >= beat - 1e-9 else note
     parts = [part if part.is_drum else part.model_copy(update={"notes": [lift(n) for n in part.notes]}) for part in score.parts]
     chords = [c.model_copy(update={"pitches": [p + semitones for p in c.pitches], "root_pc": ((c.root_pc or 0) + semitones) % 12,
-                                   "symbol": _transpose_symbol(c.symbol, semitones)}) if c.start_beat >= beat - 1e-9 else c
+                                   "symbol": _transpose_symbol(c, semitones, new_key)}) if c.start_beat >= beat - 1e-9 else c
               for c in score.chords]
-    key = parse_key(score.key)
-    new_key = f"{_NAMES[(key.tonic_pitch_class + semitones) % 12]} {key.mode}"
-    return score.model_copy(update={"parts": parts, "chords": chords, "key_changes": [KeyChange(beat=beat, key=new_key)]}), None
+    return score.model_copy(update={"parts": parts, "chords": chords, "key_changes": [KeyChange(beat=beat, key=str(new_key))]}), None
 
 
-def _transpose_symbol(symbol: str, semitones: int) -> str:
-    root = symbol[:2] if len(symbol) > 1 and symbol[1] in "#b" else symbol[:1]
-    pc = (_NAMES.index(root) if root in _NAMES else ("C", "Db", "D", "D#", "E", "F", "Gb", "G", "G#", "A", "A#", "B").index(root))
-    return _NAMES[(pc + semitones) % 12] + symbol[len(root):]
+def _transpose_symbol(chord: Chord, semitones: int, key) -> str:
+    """The chord's symbol moved up, its root spelled as the new key spells it."""
+    root = chord.symbol[:2] if len(chord.symbol) > 1 and chord.symbol[1] in "#b" else chord.symbol[:1]
+    root_pc = chord.root_pc if chord.root_pc is not None else chord.pitches[0] % 12
+    return pitch_name(root_pc + semitones, key) + chord.symbol[len(root):]

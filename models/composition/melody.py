@@ -60,9 +60,6 @@ class MelodySampler:
     def to_midi(self, token: int) -> int:
         return self.tonic_ref + token
 
-    def sample(self, slots: list[NoteSlot], *, centre_midi: float) -> list[int]:
-        return [self.sample_one(slot, centre_midi=centre_midi) for slot in slots]
-
     def sample_one(self, slot: NoteSlot, *, centre_midi: float, forced_midi: int | None = None) -> int:
         chord_rel = tuple((pc - self.key.tonic_pitch_class) % 12 for pc in slot.chord_pcs)
         event = MelodyEvent(0, slot.strength, slot.duration_beats, chord_rel, slot.phrase_end)
