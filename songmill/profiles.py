@@ -35,10 +35,17 @@ class DeliveryProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str
     commercial: bool = True  # a non-commercial model may not feed a commercial profile
-    loudness_lufs: Annotated[float, Field(ge=-30, le=-5)]
+    loudness_lufs: Annotated[float, Field(ge=-30, le=-5)] | Literal["reference"]  # "reference": the reference recording's loudness
     true_peak_dbtp: Annotated[float, Field(ge=-6, le=0)]
     formats: Annotated[list[AudioFormat], Field(min_length=1)]
     preview_clip_s: Annotated[float, Field(gt=0, le=90)] | None = None  # also deliver a clip this long
+    reference: str | None = None  # a recording whose tone (and loudness, with loudness_lufs: reference) masters match; relative to config/
+
+    @model_validator(mode="after")
+    def _reference_for_loudness(self) -> "DeliveryProfile":
+        if self.loudness_lufs == "reference" and self.reference is None:
+            raise ValueError("loudness_lufs: reference needs a reference recording (add reference: path/to/file)")
+        return self
 
 
 class ProfileSet(BaseModel):
@@ -48,8 +55,20 @@ class ProfileSet(BaseModel):
 
 def load_profiles(path: str | Path) -> dict[str, DeliveryProfile]:
     """Load `profiles.yaml`; problems are reported as `file:line: field.path: what is wrong`."""
-    data, locator = load_yaml(Path(path))
+    path = Path(path)
+    data, locator = load_yaml(path)
     try:
-        return ProfileSet.model_validate(data).profiles
+        profiles = ProfileSet.model_validate(data).profiles
     except ValidationError as err:
         raise ConfigError(describe_errors(err, locator, ProfileSet)) from None
+    resolved, problems = {}, []
+    for name, profile in profiles.items():
+        if profile.reference is not None:
+            reference = (path.parent / profile.reference).resolve()
+            if not reference.is_file():
+                problems.append(locator.problem(("profiles", name, "reference"), f"'{profile.reference}' does not exist (a path relative to {path.parent})"))
+            profile = profile.model_copy(update={"reference": str(reference)})
+        resolved[name] = profile
+    if problems:
+        raise ConfigError(problems)
+    return resolved

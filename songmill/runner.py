@@ -205,7 +205,7 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
-    artifacts, duration_s, arrangement = {}, None, None
+    artifacts, duration_s, decisions = {}, None, {"arrangement.json": None, "vocals.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
@@ -213,8 +213,8 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path)}
             if name in ("form.json", "score.json"):  # the full score, once composed, has the last word
                 duration_s = round(Score.load_json(path).duration_s, 3)
-            if name == "arrangement.json":
-                arrangement = json.loads(path.read_text(encoding="utf-8"))
+            if name in decisions:  # the stages' decisions travel with the report
+                decisions[name] = json.loads(path.read_text(encoding="utf-8"))
     if outcome.error:
         catalogue.set_track_status(track_id, "failed")
     else:
@@ -222,7 +222,8 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     return {"number": outcome.number, "title": outcome.title, "seed": outcome.seed,
             "status": "failed" if outcome.error else "rendered", "duration_s": duration_s,
             "failed_stage": outcome.failed_stage, "error": outcome.error,
-            "artifacts": artifacts, "arrangement": arrangement, "stages": [r.to_dict() for r in outcome.results]}
+            "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
+            "vocals": decisions["vocals.json"], "stages": [r.to_dict() for r in outcome.results]}
 
 
 def _stage_totals(outcomes: list[TrackOutcome]) -> dict:

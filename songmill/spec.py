@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from songmill import ids
-from songmill.errors import ConfigError
+from songmill.errors import ConfigError, SongmillError
 from songmill.music import parse_key, parse_time_signature
-from songmill.vocab import AI_CONTRIBUTIONS, GENRES, MOODS, RELEASE_TYPES, SECTION_NAMES, VOICE_STYLES
+from songmill.vocab import AI_CONTRIBUTIONS, GENRES, MOODS, RELEASE_TYPES, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
 from songmill.yamlfile import Locator, load_yaml
 
 
@@ -94,9 +94,46 @@ class AIDisclosure(Strict):
     generated: list[Annotated[str, _one_of(AI_CONTRIBUTIONS, "AI contribution")]] = list(AI_CONTRIBUTIONS)
 
 
+def _expression_field(name: str):
+    low, high, unit = VOICE_EXPRESSION_LIMITS[name]
+    return Annotated[float, _ranged(low, high, unit)] | None
+
+
+class VoiceExpression(Strict):
+    """Overrides of the style's expression parameters (models/voice/expression.py says what each does)."""
+
+    vibrato_rate_hz: _expression_field("vibrato_rate_hz") = None
+    vibrato_depth_cents: _expression_field("vibrato_depth_cents") = None
+    vibrato_delay_s: _expression_field("vibrato_delay_s") = None
+    vibrato_fade_s: _expression_field("vibrato_fade_s") = None
+    portamento_s: _expression_field("portamento_s") = None
+    overshoot_cents: _expression_field("overshoot_cents") = None
+    dynamics_range_db: _expression_field("dynamics_range_db") = None
+    breathiness: _expression_field("breathiness") = None
+    tension: _expression_field("tension") = None
+    timing_feel_s: _expression_field("timing_feel_s") = None
+
+
 class Voice(Strict):
-    identity: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+    identity: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]  # a voice identity in the model registry
     style: Annotated[str, _one_of(VOICE_STYLES, "voice style")] | None = None  # None: chosen by mood
+    expression: VoiceExpression | None = None  # overrides of the style's parameters
+    backing: bool = True  # chorus double and harmony stems
+    model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a singing model (backend onnx-singing) in the registry; None: the identity's voice
+
+    @field_validator("identity")
+    @classmethod
+    def _registered(cls, identity: str) -> str:
+        """The identity must be in the model registry (so `songmill validate` catches a typo)."""
+        from models.registry import ModelRegistry
+
+        try:
+            known = ModelRegistry.load().identities
+        except SongmillError:
+            return identity  # an unreadable registry is reported by the stage that needs it
+        if identity not in known:
+            raise ValueError(f"'{identity}' is not a registered voice identity (registered: {', '.join(sorted(known))})")
+        return identity
 
 
 class SectionSpec(Strict):
@@ -123,6 +160,7 @@ class TrackSpec(Strict):
     lyrics_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a transformers LM in the model registry; None: the rule writer
     instruments_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a diffusers model in the registry; None: the soundfont
     key_change: Annotated[int, _ranged(0, 4, "semitones")] = 0  # lift the last chorus (and what follows) by this much
+    reference: Annotated[str, AfterValidator(_non_blank)] | None = None  # a recording whose tone (and loudness, where the profile says) the master matches; relative to this file
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
 
@@ -163,6 +201,7 @@ class ReleaseInfo(Strict):
     ai_disclosure: AIDisclosure = AIDisclosure()
     profiles: Annotated[list[str], Field(min_length=1)] = ["streaming"]
     allow_partial: bool = False  # deliver the tracks that pass QC even if others fail
+    mastering: Literal["album", "track"] = "album"  # album: every track toward the release genre's tone; track: each its own
 
 
 class ReleaseSpec(Strict):
@@ -214,6 +253,7 @@ def load_release(path: str | Path, *, profile_names: set[str] | None = None) -> 
         spec = ReleaseSpec.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe_errors(err, locator, ReleaseSpec)) from None
+    spec = _resolve_references(spec, Path(path), locator)
     if profile_names is not None:
         problems = [
             locator.problem(("release", "profiles", i), f"'{name}' is not a delivery profile (allowed: {', '.join(sorted(profile_names))})")
@@ -222,6 +262,21 @@ def load_release(path: str | Path, *, profile_names: set[str] | None = None) -> 
         if problems:
             raise ConfigError(problems)
     return spec
+
+
+def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> ReleaseSpec:
+    """Track references are relative to the config file; each must exist."""
+    tracks, problems = [], []
+    for i, track in enumerate(spec.tracks):
+        if track.reference is not None:
+            resolved = (path.parent / track.reference).resolve()
+            if not resolved.is_file():
+                problems.append(locator.problem(("tracks", i, "reference"), f"'{track.reference}' does not exist (a path relative to {path.name})"))
+            track = track.model_copy(update={"reference": str(resolved)})
+        tracks.append(track)
+    if problems:
+        raise ConfigError(problems)
+    return spec.model_copy(update={"tracks": tracks})
 
 
 def describe_errors(err: ValidationError, locator: Locator, model: type[BaseModel]) -> list[str]:

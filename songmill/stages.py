@@ -65,6 +65,7 @@ class Stage:
     description: str = ""
     gpu_when: Callable[[TrackJob], bool] | None = None  # e.g. when the config names a diffusion model
     output_glob: str | None = None  # files the stage may also write, as many as the song needs (e.g. "stem-*.wav")
+    input_globs: tuple[str, ...] = ()  # earlier stages' output_globs this stage also reads (e.g. every stem)
 
     def queue_for(self, job: TrackJob) -> str:
         """The worker queue this stage wants for this track ("gpu" or "default")."""
@@ -174,6 +175,8 @@ def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *
     if missing:
         raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
     stage_inputs = {name: inputs[name] for name in stage.inputs}
+    stage_inputs.update({name: ref for name, ref in inputs.items()
+                         if any(fnmatch.fnmatch(name, pattern) for pattern in stage.input_globs)})
     params = stage.params(job)
     models = [registry.get(name).provenance() for name in stage.model_names(job)]
     key = cache_key(stage, params, stage_inputs, models)
@@ -226,6 +229,7 @@ class StageGraph:
     def add(self, stage: Stage) -> Stage:
         produced = {out for s in self.stages for out in s.outputs}
         unknown = [name for name in stage.inputs if name not in produced]
+        unknown += [pattern for pattern in stage.input_globs if all(s.output_glob != pattern for s in self.stages)]
         if unknown:
             raise ValueError(f"stage {stage.name} reads {unknown}, which no earlier stage writes")
         if any(s.name == stage.name for s in self.stages):

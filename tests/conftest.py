@@ -23,21 +23,23 @@ def isolated_var(tmp_path, monkeypatch):
     return var
 
 
-def write_registry_with(extra: dict[str, dict], path: Path) -> Path:
+def write_registry_with(extra: dict[str, dict], path: Path, identities: dict[str, dict] | None = None) -> Path:
     """A model registry file: the shipped entries (paths made absolute) plus `extra` entries,
-    each given as {name: {backend, path, …}} with the folder's tree hash filled in."""
+    each given as {name: {backend, path, …}} with the folder's tree hash filled in; the shipped
+    voice identities plus `identities`."""
     import yaml
 
     from models.registry import DEFAULT_REGISTRY, ModelRegistry, tree_sha256
 
-    entries = yaml.safe_load(DEFAULT_REGISTRY.read_text())["models"]
+    shipped_file = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    entries = shipped_file["models"]
     shipped = ModelRegistry.load(DEFAULT_REGISTRY)
     for name, entry in entries.items():
         entry["path"] = str(shipped.local_path(shipped.get(name)))
     for name, entry in extra.items():
         entries[name] = {"version": "test", "licence": "Apache-2.0", "commercial_use": True,
                          "sha256": tree_sha256(Path(entry["path"])), **entry}
-    path.write_text(yaml.safe_dump({"models": entries}))
+    path.write_text(yaml.safe_dump({"models": entries, "identities": {**shipped_file["identities"], **(identities or {})}}))
     return path
 
 

@@ -16,7 +16,7 @@ from models.composition.compose import compose
 from models.composition.drums import CRASH, KICK, TOMS
 from models.composition.form import song_form
 from models.composition.harmony import harmonise, realise, section_numerals
-from models.composition.melody import VOICE_RANGES
+from models.composition.melody import voice_range
 from models.composition.melody_model import load_melody_model
 from models.lyrics.songwriter import write_lyrics
 from models.registry import ModelRegistry
@@ -80,7 +80,7 @@ def test_same_seed_same_song(batch):
 
 
 def test_the_melody_stays_in_the_singers_range_and_moves_mostly_by_step(batch):
-    low, high = VOICE_RANGES["ava"]
+    low, high = voice_range("ava")
     for score, _, _ in batch[:5]:
         pitches = [n.pitch for n in score.part("melody").notes]
         assert low <= min(pitches) and max(pitches) <= high
@@ -111,7 +111,7 @@ def test_stressed_syllables_fall_on_beats_more_often_than_unstressed_ones(batch)
 
 def test_a_lower_voice_gets_a_lower_melody():
     ben, _, _ = make_song(1, identity="ben")
-    low, high = VOICE_RANGES["ben"]
+    low, high = voice_range("ben")
     assert all(low <= n.pitch <= high for n in ben.part("melody").notes)
 
 
@@ -170,7 +170,7 @@ def test_the_last_chorus_can_move_up_a_step():
 def test_a_key_change_keeps_the_lifted_chorus_in_the_singers_range():
     score, _, adaptations = make_song(0, identity="dean", key_change=4)
     assert adaptations == [] and score.key_changes
-    low, high = VOICE_RANGES["dean"]
+    low, high = voice_range("dean")
     assert all(low <= n.pitch <= high + 1 for n in score.part("melody").notes)
 
 

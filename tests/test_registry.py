@@ -86,3 +86,22 @@ def test_bad_registry_file_is_a_config_error(tmp_path):
 def test_shipped_soundfont_entry_verifies():
     reg = ModelRegistry.load()
     assert reg.resolve("fluidr3-gm", commercial=True).name == "FluidR3_GM.sf2"
+
+
+def test_voice_identities_are_registered_and_versioned():
+    reg = ModelRegistry.load()
+    assert sorted(reg.identities) == ["ava", "ben", "cleo", "dean"]
+    for name, identity in reg.identities.items():
+        assert identity.version and reg.get(identity.voice).backend == "onnx-vits", name
+        low, high = identity.range
+        assert high - low >= 12, name  # at least an octave to write a melody in
+    assert len({i.formant_shift for i in reg.identities.values()}) == 4  # four different singers
+
+
+def test_an_identity_whose_range_is_upside_down_is_named(tmp_path):
+    file = tmp_path / "registry.yaml"
+    file.write_text("models: {}\nidentities:\n  zoe:\n    version: '1'\n    voice: joe\n    range: [70, 60]\n")
+    with pytest.raises(ConfigError) as err:
+        ModelRegistry.load(file)
+    assert any(line.startswith(f"{file}:4: identities.zoe:") and "range [70, 60] must be [lowest, highest] MIDI note" in line
+               for line in err.value.problems), err.value.problems

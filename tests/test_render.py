@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,14 @@ from tests.conftest import PROJECT
 
 DEMO = PROJECT / "config/releases/demo.yaml"
 EP = PROJECT / "config/releases/harbour-lights-ep.yaml"
+
+
+def short(config: Path, folder: Path, seconds: int = 40) -> Path:
+    """The config with every track cut to `seconds`: the plumbing tests need songs, not three
+    minutes of each (the first test below renders the full demo)."""
+    copy = folder / f"short-{config.name}"
+    copy.write_text(re.sub(r"target_duration_s: \d+", f"target_duration_s: {seconds}", config.read_text()))
+    return copy
 
 
 def cli(*args: str, env_extra: dict | None = None, var: Path | None = None) -> subprocess.CompletedProcess:
@@ -51,11 +60,15 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     assert rate == 48000 and len(samples) == track["arrangement"]["frames"]
     for stage in track["stages"]:
         assert stage["wall_s"] >= 0 and stage["peak_rss_mib"] > 0
+    vocals = track["vocals"]  # sung by the demo's identity in its style, with chorus backing
+    assert vocals["identity"]["name"] == "ava" and vocals["style"] == "bright" and vocals["backend"] == "piper+world"
+    assert {"vocal-lead.wav", "vocal-double.wav", "vocal-harmony.wav", "vocals.json"} <= set(track["artifacts"])
 
 
 def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
-    first = json.loads(render(DEMO, out_dir=tmp_path / "a").read_text())
-    second = json.loads(render(DEMO, out_dir=tmp_path / "b").read_text())
+    demo = short(DEMO, tmp_path)
+    first = json.loads(render(demo, out_dir=tmp_path / "a").read_text())
+    second = json.loads(render(demo, out_dir=tmp_path / "b").read_text())
     assert all(not s["cached"] for s in first["tracks"][0]["stages"])
     assert all(s["cached"] for s in second["tracks"][0]["stages"])
     assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == \
@@ -63,18 +76,20 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
 
 
 def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch):
-    serial = json.loads(render(EP, out_dir=tmp_path / "serial", jobs=1).read_text())
+    ep = short(EP, tmp_path)
+    serial = json.loads(render(ep, out_dir=tmp_path / "serial", jobs=1).read_text())
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "fresh-var"))  # nothing cached
-    parallel = json.loads(render(EP, out_dir=tmp_path / "parallel", jobs=2).read_text())
+    parallel = json.loads(render(ep, out_dir=tmp_path / "parallel", jobs=2).read_text())
     assert all(not s["cached"] for t in parallel["tracks"] for s in t["stages"])
     shas = lambda r: [{n: a["sha256"] for n, a in t["artifacts"].items()} for t in r["tracks"]]  # noqa: E731
     assert shas(serial) == shas(parallel) and len(shas(serial)) == 3
 
 
 def test_track_and_seed_options(tmp_path):
-    only_two = json.loads(render(EP, out_dir=tmp_path / "x", track=2).read_text())
+    ep = short(EP, tmp_path)
+    only_two = json.loads(render(ep, out_dir=tmp_path / "x", track=2).read_text())
     assert [t["number"] for t in only_two["tracks"]] == [2]
-    reseeded = json.loads(render(EP, out_dir=tmp_path / "y", track=2, seed=99).read_text())
+    reseeded = json.loads(render(ep, out_dir=tmp_path / "y", track=2, seed=99).read_text())
     assert reseeded["tracks"][0]["seed"] != only_two["tracks"][0]["seed"] == 12
     result = cli("render", str(EP), "--track", "7", "--out", str(tmp_path / "z"))
     assert result.returncode == 1
@@ -83,16 +98,17 @@ def test_track_and_seed_options(tmp_path):
 
 def test_changing_a_parameter_reruns_only_what_depends_on_it(tmp_path):
     config = tmp_path / "demo.yaml"
-    config.write_text(DEMO.read_text())
+    text = short(DEMO, tmp_path).read_text()
+    config.write_text(text)
     render(config, out_dir=tmp_path / "a")
-    config.write_text(DEMO.read_text().replace("tempo: 104", "tempo: 120"))
+    config.write_text(text.replace("tempo: 104", "tempo: 120"))
     report = json.loads(render(config, out_dir=tmp_path / "b").read_text())
     assert not report["tracks"][0]["stages"][0]["cached"]
 
 
 def test_dead_database_fails_in_one_sentence_and_leaves_earlier_output_untouched(tmp_path):
     out = tmp_path / "dist"
-    good = cli("render", str(DEMO), "--out", str(out), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
+    good = cli("render", str(short(DEMO, tmp_path)), "--out", str(out), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
     report = Path(good.stdout.strip().splitlines()[-1])
     before = report.read_bytes()
     bad = cli("render", str(DEMO), "--out", str(out),
@@ -122,7 +138,7 @@ def test_invalid_config_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_catalogue_ls_shows_rendered_releases(tmp_path):
-    render(DEMO, out_dir=tmp_path / "dist")
+    render(short(DEMO, tmp_path), out_dir=tmp_path / "dist")
     result = cli("catalogue", "ls", "--json")
     assert result.returncode == 0, result.stderr
     [row] = json.loads(result.stdout)
@@ -135,8 +151,9 @@ def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
     for name, value in {"SONGMILL_STORE": "s3://songmill-render/run", "SONGMILL_S3_ENDPOINT": endpoint,
                         "SONGMILL_S3_ACCESS_KEY": key, "SONGMILL_S3_SECRET_KEY": secret}.items():
         monkeypatch.setenv(name, value)
-    first = json.loads(render(DEMO, out_dir=tmp_path / "a").read_text())
-    second = json.loads(render(DEMO, out_dir=tmp_path / "b").read_text())
+    demo = short(DEMO, tmp_path)
+    first = json.loads(render(demo, out_dir=tmp_path / "a").read_text())
+    second = json.loads(render(demo, out_dir=tmp_path / "b").read_text())
     assert first["store"].startswith("S3 http://") and all(s["cached"] for s in second["tracks"][0]["stages"])
     assert first["tracks"][0]["artifacts"]["form.json"]["uri"].startswith("s3://songmill-render/run/blobs/")
 

@@ -19,9 +19,6 @@ from models.composition.melody_features import MAJOR_LIKE, N_PITCH, PITCH_HIGH, 
 from models.composition.melody_model import MelodyGRU
 from songmill.music import Key
 
-# Singable ranges (MIDI) of the voice identities; other identities get DEFAULT_RANGE.
-VOICE_RANGES = {"ava": (57, 76), "cleo": (53, 72), "ben": (48, 67), "dean": (45, 64)}
-DEFAULT_RANGE = (55, 74)
 MAX_LEAP = 9  # semitones (a major sixth)
 TEMPERATURE = 1.1  # chosen so 20 seeds of the demo share well under half their 4-note interval patterns (make bench)
 APPOGGIATURA_CHANCE = 0.08  # a non-chord scale tone on the mid-bar strong beat
@@ -40,7 +37,10 @@ class NoteSlot:
 
 
 def voice_range(identity: str | None) -> tuple[int, int]:
-    return VOICE_RANGES.get(identity or "", DEFAULT_RANGE)
+    """The identity's comfortable range (MIDI), from the model registry."""
+    from models.registry import ModelRegistry
+
+    return ModelRegistry.load().voice_range(identity)
 
 
 class MelodySampler:

@@ -182,6 +182,8 @@ def split_spelling(word: str, count: int) -> list[str]:
 def syllabify(word: str) -> list[Syllable]:
     """One written word → its sung syllables with phonemes, stress and word boundaries."""
     phonemes = pronounce(word)
+    if not any(is_vowel(p) for p in phonemes):
+        raise SongmillError(f"'{word}' has no vowel to sing (pronounced {' '.join(phonemes)}); write it as it is sung, with a vowel (e.g. 'hum' for 'hmm')")
     parts = split_phonemes(phonemes)
     texts = split_spelling(word, len(parts))
     function_word = normalise_word(word) in FUNCTION_WORDS and len(parts) == 1

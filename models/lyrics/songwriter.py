@@ -48,7 +48,10 @@ def provided_lyrics(form: Score, text: str, *, title: str, where: str) -> Lyrics
         spans = phrase_spans(section, len(block.lines), form)
         lines = []
         for offset, (line_text, (start, end)) in enumerate(zip(block.lines, spans)):
-            line = make_line(line_text)
+            try:
+                line = make_line(line_text)
+            except SongmillError as err:
+                raise SongmillError(f"{where} line {block.line_number + offset + 1}: {err}") from None
             capacity = syllable_capacity(end - start)
             if len(line.syllables) > capacity:
                 bars = section.bars / len(block.lines)

@@ -1,43 +1,78 @@
-"""Singing: the melody's syllables spoken by the neural voice with our timing, then given the
-score's pitch with the WORLD vocoder, up-sampled to 48 kHz with air above 11 kHz.
+"""Singing: the melody's syllables voiced with our timing, given the score's pitch and the
+style's expression, in the identity's timbre, up-sampled to 48 kHz with air above 11 kHz.
+
+    vocals = sing(score, WorldSinger(voice), frames=n, seed=s, expression=..., timbre=..., low=57, high=76)
+    vocals.lead            # mono float32, 48 kHz, on the score's timeline
+    vocals.backing         # {"double": stereo, "harmony": stereo}: chorus only, panned, quieter
+    vocals.decisions       # what was adapted (notes out of range, squeezed consonants), also logged
 
 Per phrase (notes closer than `PHRASE_GAP_S`):
 1. Timing. Each syllable's onset consonants sit *before* its note (so the vowel lands on the
-   beat), its vowel fills the note (and any melisma notes after it), its coda consonants close
-   the note. Durations are frames of 256 samples at 22.05 kHz (11.6 ms).
-2. Voice. `PiperVoice.speak` renders exactly those durations.
-3. Pitch. WORLD analysis (dio + stonemask, cheaptrick, d4c); the F0 is replaced by the notes'
-   pitches with a short glide into each note and a gentle vibrato on long notes; vowels are
-   forced voiced; WORLD synthesis.
+   beat, give or take the style's `timing_feel_s`), its vowel fills the note (and any melisma
+   notes after it), its coda consonants close the note. Durations are frames of 256 samples at
+   22.05 kHz (11.6 ms).
+2. Voice. A phrase renderer turns the phones and a target pitch contour into audio: by default
+   `WorldSinger` — the Piper voice speaks exactly those durations, WORLD (dio + stonemask,
+   cheaptrick, d4c) analyses it once, and each *take* (the lead, the chorus double, the
+   harmony) is a WORLD synthesis with its own pitch contour, formant shift, spectral tilt,
+   dynamics and breathiness. `models/voice/onnx_singer.py` is the other renderer: a neural
+   singing model from a local directory.
+3. Pitch. The notes' pitches with a glide (`portamento_s`) into each note, an overshoot that
+   settles, and vibrato (rate, depth, delay, fade) on long notes.
 4. 48 kHz. Polyphase up-sampling, then a harmonic exciter: the 5.5–11 kHz band, saturated, its
    new harmonics above 11 kHz mixed back in quietly.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from models.lyrics.phonetics import is_vowel
+from models.voice.expression import Expression
 from models.voice.piper import HOP_SAMPLES, Phone, PiperVoice
-from songmill.score import Note, Score
+from songmill.music import parse_key
+from songmill.score import Chord, Note, Score
+
+log = logging.getLogger(__name__)
 
 OUT_RATE_HZ = 48000
 FRAME_PERIOD_MS = 10.0  # WORLD analysis hop: 100 frames a second keep glides and vibrato smooth
 PHRASE_GAP_S = 0.25
 CONSONANT_S = 0.06  # one onset or coda consonant
-GLIDE_S = 0.05  # portamento into a new pitch
-VIBRATO = {"rate_hz": 5.5, "depth_cents": 15.0, "delay_s": 0.3, "fade_s": 0.25}
+SPOKEN_VOWEL_MAX_S = 0.2  # longer vowels are spoken this long and stretched by WORLD
+SYNTHESIS_FFT_SIZE = 512  # WORLD synthesis at 22.05 kHz: a 23 ms impulse response, ample for sung pitches
+MIN_VOWEL_FRAMES = 2  # 23 ms: below this a syllable is only consonants
+STRETCH_SEMITONES = 2  # notes this far outside the identity's range are sung (a stretch); further, moved by octaves
 EXCITER_LEVEL = 1.0
+OVERSHOOT_SETTLE_S = 0.04
+BACKING_SECTIONS = ("chorus", "post-chorus")
+# Backing takes: level relative to the lead, pan (-1 left … +1 right)
+BACKING_MIX = {"double": {"gain_db": -5.0, "pan": -0.5}, "harmony": {"gain_db": -8.0, "pan": 0.5}}
+DOUBLE_TIMING_SD_S = 0.012  # a second take is never exactly on the first
+DOUBLE_PITCH_SD_CENTS = 6.0
+DOUBLE_FORMANT_SCALE = 1.03  # another take, another mouth shape
+
+
+@dataclass(frozen=True)
+class Timbre:
+    """The identity's sound: formant shift (spectral-envelope frequency scale), tilt and air."""
+
+    formant_shift: float = 1.0
+    tilt_db_per_octave: float = 0.0
+    breathiness: float = 0.0
 
 
 @dataclass
 class SungNote:
-    start_s: float
+    start_s: float  # relative to the phrase's audio start
     end_s: float
     midi: float
+    gain_db: float = 0.0
+    beat: float = 0.0  # the score's start beat (for the chord under it)
 
 
 @dataclass
@@ -46,13 +81,55 @@ class Phrase:
     phones: list[Phone]
     notes: list[SungNote]
     vowel_spans_s: list[tuple[float, float]]  # relative to start_s
+    section: str = ""
+
+
+@dataclass
+class Take:
+    """One rendering of a phrase: its pitch and expression."""
+
+    notes: list[SungNote]
+    expression: Expression
+    timbre: Timbre
+    vibrato_phase: float = 0.0
+
+
+@dataclass
+class Vocals:
+    lead: np.ndarray
+    backing: dict[str, np.ndarray]
+    decisions: list[str]
+
+
+# ------------------------------------------------------------------------------------ timing
 
 
 def _frames(seconds: float, rate: int) -> int:
     return int(round(seconds * rate / HOP_SAMPLES))
 
 
-def phrases(score: Score, melody: list[Note], rate: int) -> list[Phrase]:
+def _section_at(score: Score, beat: float) -> str:
+    bar = beat / score.beats_per_bar
+    for section in score.sections:
+        if section.start_bar <= bar < section.start_bar + section.bars:
+            return section.name
+    return ""
+
+
+def _where(note: Note, score: Score) -> str:
+    bar = int(note.start_beat // score.beats_per_bar) + 1
+    word = f", '{note.syllable.text}'" if note.syllable else ""
+    return f"bar {bar}{word}"
+
+
+def note_gain_db(velocity: int, expression: Expression) -> float:
+    """Velocity (which carries the section's energy) → level: 0 dB at velocity 110 and above,
+    −dynamics_range_db at 60 and below."""
+    return expression.dynamics_range_db * (float(np.clip((velocity - 60) / 50, 0, 1)) - 1)
+
+
+def phrases(score: Score, melody: list[Note], rate: int, expression: Expression,
+            decisions: list[str] | None = None) -> list[Phrase]:
     """Group the sung notes into phrases and lay out their phones on the frame grid."""
     groups: list[list[Note]] = []
     for note in melody:
@@ -60,10 +137,12 @@ def phrases(score: Score, melody: list[Note], rate: int) -> list[Phrase]:
             groups[-1].append(note)
         else:
             groups.append([note])
-    return [_phrase(group, rate) for group in groups if any(n.syllable for n in group)]
+    decisions = decisions if decisions is not None else []
+    return [_phrase(score, group, rate, expression, decisions) for group in groups if any(n.syllable for n in group)]
 
 
-def _phrase(notes: list[Note], rate: int) -> Phrase:
+def _phrase(score: Score, notes: list[Note], rate: int, expression: Expression, decisions: list[str]) -> Phrase:
+    feel = expression.timing_feel_s
     # each syllable: (onset consonants, vowel, coda consonants, its notes)
     syllables: list[tuple[list[str], str, list[str], list[Note]]] = []
     for note in notes:
@@ -79,21 +158,28 @@ def _phrase(notes: list[Note], rate: int) -> Phrase:
             onset, vowel, coda = phonemes[:vowel_at], phonemes[vowel_at], phonemes[vowel_at + 1:]
         syllables.append((onset, vowel, coda, [note]))
     first_onset = len(syllables[0][0]) * CONSONANT_S if syllables else 0.0
-    start_s = max(notes[0].start_s - first_onset, 0.0)
+    start_s = max(notes[0].start_s + feel - first_onset, 0.0)
     cursor = 0  # frames from start_s
     phones, vowels, sung = [], [], []
     for index, (onset, vowel, coda, its_notes) in enumerate(syllables):
-        note_start = its_notes[0].start_s - start_s
+        note_start = its_notes[0].start_s + feel - start_s
         note_end = its_notes[-1].start_s + its_notes[-1].duration_s - start_s
         next_onset = len(syllables[index + 1][0]) * CONSONANT_S if index + 1 < len(syllables) else 0.0
-        vowel_start = _frames(note_start, rate)
+        vowel_start = max(_frames(note_start, rate), cursor)
+        room = vowel_start - cursor
+        if onset and room < len(onset) * _frames(CONSONANT_S, rate) and index > 0:
+            _squeezed(decisions, score, its_notes[0], onset, room, rate)
         for consonant in onset:  # squeeze the onset into the time before the note
-            room = max(vowel_start - cursor, 0)
-            length = max(1, min(_frames(CONSONANT_S, rate), room // max(len(onset), 1)))
+            length = max(1, min(_frames(CONSONANT_S, rate), (vowel_start - cursor) // max(len(onset), 1)))
             phones.append(Phone(consonant, length))
             cursor += length
         vowel_end = _frames(note_end - len(coda) * CONSONANT_S - next_onset, rate)
-        vowel_frames = max(vowel_end - cursor, 2)
+        if vowel_end - cursor < MIN_VOWEL_FRAMES:
+            decisions.append(f"{_where(its_notes[0], score)}: the note ({1000 * its_notes[0].duration_s:.0f} ms) is "
+                             f"shorter than its consonants; the vowel keeps {MIN_VOWEL_FRAMES * HOP_SAMPLES / rate * 1000:.0f} ms "
+                             "and the syllable runs late")
+            log.info(decisions[-1])
+        vowel_frames = max(vowel_end - cursor, MIN_VOWEL_FRAMES)
         vowels.append((cursor * HOP_SAMPLES / rate, (cursor + vowel_frames) * HOP_SAMPLES / rate))
         phones.append(Phone(vowel, vowel_frames))
         cursor += vowel_frames
@@ -101,56 +187,297 @@ def _phrase(notes: list[Note], rate: int) -> Phrase:
             length = max(1, _frames(CONSONANT_S, rate))
             phones.append(Phone(consonant, length))
             cursor += length
-        sung += [SungNote(n.start_s - start_s, n.start_s + n.duration_s - start_s, float(n.pitch)) for n in its_notes]
-    return Phrase(start_s, phones, sung, vowels)
+        for position, n in enumerate(its_notes):
+            begin = n.start_s + (feel if position == 0 else 0.0) - start_s
+            sung.append(SungNote(begin, n.start_s + n.duration_s - start_s, float(n.pitch),
+                                 note_gain_db(n.velocity, expression), n.start_beat))
+    return Phrase(start_s, phones, sung, vowels, _section_at(score, notes[0].start_beat))
 
 
-def pitch_contour(phrase: Phrase, frame_times_s: np.ndarray, vibrato: dict = VIBRATO) -> np.ndarray:
-    """Target F0 (Hz) per WORLD frame: the note's pitch, gliding in from the previous note,
-    with vibrato on long notes; between notes, the previous note's pitch."""
+def _squeezed(decisions: list[str], score: Score, note: Note, onset: list[str], room: int, rate: int) -> None:
+    decisions.append(f"{_where(note, score)}: {len(onset)} onset consonant(s) {' '.join(onset)} have "
+                     f"{room * HOP_SAMPLES / rate * 1000:.0f} ms before the note; shortened to fit")
+    log.debug(decisions[-1])
+
+
+# ------------------------------------------------------------------------------------- pitch
+
+
+def pitch_contour(notes: list[SungNote], frame_times_s: np.ndarray, expression: Expression,
+                  vibrato_phase: float = 0.0) -> np.ndarray:
+    """Target F0 (Hz) per frame: each note's pitch; a glide of `portamento_s` centred on the
+    onset of a note that follows another without a rest (so the pitch is half-way there on
+    the beat), then an overshoot that settles; vibrato on long notes; between notes, the
+    previous note's pitch."""
+    e = expression
     midi = np.zeros_like(frame_times_s)
-    previous = None
-    for note in phrase.notes:
+    for note in notes:
+        midi[(frame_times_s >= note.start_s) & (frame_times_s < note.end_s)] = note.midi
+    midi = _hold_between_notes(midi)
+    for before, note in zip(notes, notes[1:]):
+        step = note.midi - before.midi
+        if step == 0 or note.start_s - before.end_s > e.portamento_s:
+            continue
+        t = frame_times_s - (note.start_s - e.portamento_s / 2)
+        glide = (t >= 0) & (t < e.portamento_s)
+        g = t[glide] / e.portamento_s
+        midi[glide] = before.midi + step * (3 * g ** 2 - 2 * g ** 3)
+        # overshoot: a bump past the target that peaks OVERSHOOT_SETTLE_S after the glide and settles
+        after = (t >= e.portamento_s) & (frame_times_s < note.end_s)
+        u = (t[after] - e.portamento_s) / OVERSHOOT_SETTLE_S
+        midi[after] += np.sign(step) * e.overshoot_cents / 100 * u * np.exp(1 - u)
+    for note in notes:
+        if note.end_s - note.start_s <= e.vibrato_delay_s + 0.2 or e.vibrato_depth_cents <= 0:
+            continue
         inside = (frame_times_s >= note.start_s) & (frame_times_s < note.end_s)
         t = frame_times_s[inside] - note.start_s
-        curve = np.full_like(t, note.midi)
-        if previous is not None:
-            glide = np.clip(t / GLIDE_S, 0, 1)
-            curve = previous + (note.midi - previous) * (3 * glide ** 2 - 2 * glide ** 3)
-        length = note.end_s - note.start_s
-        if length > vibrato["delay_s"] + 0.2:
-            ramp = np.clip((t - vibrato["delay_s"]) / vibrato["fade_s"], 0, 1)
-            curve = curve + ramp * vibrato["depth_cents"] / 100 * np.sin(2 * np.pi * vibrato["rate_hz"] * (t - vibrato["delay_s"]))
-        midi[inside] = curve
-        previous = note.midi
-    filled = np.flatnonzero(midi > 0)
-    if len(filled):  # consonants hold the pitch of the note before them (the next note's pitch
-        # arrives with its vowel, on the beat); before the first note, the first note's pitch
-        before = np.searchsorted(filled, np.arange(len(midi)), side="right") - 1
-        source = filled[np.clip(before, 0, len(filled) - 1)]
-        midi = np.where(midi > 0, midi, midi[source])
+        ramp = np.clip((t - e.vibrato_delay_s) / max(e.vibrato_fade_s, 1e-3), 0, 1)
+        midi[inside] += ramp * e.vibrato_depth_cents / 100 * np.sin(
+            2 * np.pi * e.vibrato_rate_hz * (t - e.vibrato_delay_s) + vibrato_phase)
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
-def sing_phrase(voice: PiperVoice, phrase: Phrase, *, seed: int = 0) -> np.ndarray:
-    """The phrase sung, at the voice's sample rate."""
+def _hold_between_notes(values: np.ndarray) -> np.ndarray:
+    """Consonants hold the value of the note before them (the next note's arrives with its
+    vowel, on the beat); before the first note, the first note's."""
+    filled = np.flatnonzero(values != 0)
+    if not len(filled):
+        return values
+    before = np.searchsorted(filled, np.arange(len(values)), side="right") - 1
+    source = filled[np.clip(before, 0, len(filled) - 1)]
+    return np.where(values != 0, values, values[source])
+
+
+def gain_contour_db(notes: list[SungNote], frame_times_s: np.ndarray, frame_s: float) -> np.ndarray:
+    gains = np.zeros_like(frame_times_s)
+    for note in notes:
+        gains[(frame_times_s >= note.start_s) & (frame_times_s < note.end_s)] = note.gain_db - 1e-6
+    gains = _hold_between_notes(gains)
+    width = max(int(round(0.05 / frame_s)), 1)  # 50 ms: a swell, not a step
+    return np.convolve(np.pad(gains, width, mode="edge"), np.ones(width) / width, mode="same")[width:-width]
+
+
+# ----------------------------------------------------------------------- the WORLD renderer
+
+
+@dataclass
+class WorldAnalysis:
+    f0: np.ndarray
+    times_s: np.ndarray
+    envelope: np.ndarray  # (frames, bins) power spectral envelope
+    aperiodicity: np.ndarray  # (frames, bins)
+    in_vowel: np.ndarray  # (frames,) bool
+    samples: int
+
+
+def _pyworld():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources
         import pyworld
-    rate = voice.sample_rate_hz
-    speech = voice.speak(phrase.phones, seed=seed).astype(np.float64)
-    f0, times = pyworld.dio(speech, rate, frame_period=FRAME_PERIOD_MS)
-    f0 = pyworld.stonemask(speech, f0, times, rate)
-    envelope = pyworld.cheaptrick(speech, f0, times, rate)
-    aperiodicity = pyworld.d4c(speech, f0, times, rate)
-    target = pitch_contour(phrase, times)
-    in_vowel = np.zeros(len(times), dtype=bool)
-    for begin, end in phrase.vowel_spans_s:
-        in_vowel |= (times >= begin) & (times < end)
-    voiced = in_vowel | (f0 > 0)
-    aperiodicity[in_vowel] = np.minimum(aperiodicity[in_vowel], 0.05)  # vowels sung, not whispered
-    sung = pyworld.synthesize(np.where(voiced, target, 0.0), envelope, aperiodicity, rate, FRAME_PERIOD_MS)
-    return sung[:len(speech)].astype(np.float32)
+    return pyworld
+
+
+def warp_formants(envelope: np.ndarray, shift: float) -> np.ndarray:
+    """Scale the spectral envelope's frequency axis by `shift` (>1 moves formants up, as from a
+    shorter vocal tract): new(f) = old(f / shift), linearly interpolated between bins."""
+    if shift == 1.0:
+        return envelope
+    bins = envelope.shape[1]
+    source = np.clip(np.arange(bins) / shift, 0, bins - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, bins - 1)
+    weight = source - low
+    return envelope[:, low] * (1 - weight) + envelope[:, high] * weight
+
+
+def _spoken_phones(phones: list[Phone], rate: int) -> tuple[list[Phone], list[float], list[float]]:
+    """The phones as the voice speaks them (long vowels cut) and the time map between the
+    planned and the spoken timeline as knots (seconds): a long vowel keeps its first and last
+    third of SPOKEN_VOWEL_MAX_S as spoken; its middle stretches over the rest of the note."""
+    cap = _frames(SPOKEN_VOWEL_MAX_S, rate)
+    spoken, planned_knots, spoken_knots = [], [0.0], [0.0]
+    planned_s = spoken_s = 0.0
+    frame_s = HOP_SAMPLES / rate
+    for phone in phones:
+        frames = min(phone.frames, cap) if is_vowel(phone.arpabet) else phone.frames
+        spoken.append(Phone(phone.arpabet, frames))
+        if frames < phone.frames:
+            edge = frames * frame_s / 3
+            planned_knots += [planned_s + edge, planned_s + phone.frames * frame_s - edge]
+            spoken_knots += [spoken_s + edge, spoken_s + frames * frame_s - edge]
+        planned_s += phone.frames * frame_s
+        spoken_s += frames * frame_s
+        planned_knots.append(planned_s)
+        spoken_knots.append(spoken_s)
+    return spoken, planned_knots, spoken_knots
+
+
+class WorldSinger:
+    """The Piper voice speaks the phrase once; WORLD re-sings it for every take."""
+
+    backend = "piper+world"
+
+    def __init__(self, voice: PiperVoice):
+        self.voice = voice
+        self.sample_rate_hz = voice.sample_rate_hz
+
+    def analyse(self, phrase: Phrase, seed: int) -> WorldAnalysis:
+        """WORLD analysis of the phrase spoken with long vowels cut to SPOKEN_VOWEL_MAX_S, then
+        stretched back to the planned timing by repeating the analysis frames of each long
+        vowel's middle (a neural voice holding a vowel itself turns breathy, and speaking less
+        audio is most of the stage's time)."""
+        pyworld, rate = _pyworld(), self.sample_rate_hz
+        spoken, planned_knots, spoken_knots = _spoken_phones(phrase.phones, rate)
+        speech = self.voice.speak(spoken, seed=seed).astype(np.float64)
+        f0, times = pyworld.dio(speech, rate, frame_period=FRAME_PERIOD_MS)
+        f0 = pyworld.stonemask(speech, f0, times, rate)
+        envelope = pyworld.cheaptrick(speech, f0, times, rate)
+        aperiodicity = pyworld.d4c(speech, f0, times, rate)
+        # analysed with the FFT size the speaking voice's low F0 needs; synthesised with a
+        # smaller one (the envelope is smooth, the sung pitch high): half the synthesis time
+        step = max((envelope.shape[1] - 1) // (SYNTHESIS_FFT_SIZE // 2), 1)
+        envelope, aperiodicity = envelope[:, ::step], aperiodicity[:, ::step]
+        samples = sum(p.frames for p in phrase.phones) * HOP_SAMPLES
+        planned_times = np.arange(int(np.ceil(samples / rate * 1000 / FRAME_PERIOD_MS)) + 1) * FRAME_PERIOD_MS / 1000
+        source = np.interp(planned_times, planned_knots, spoken_knots)
+        index = np.clip(np.round(source * 1000 / FRAME_PERIOD_MS).astype(int), 0, len(times) - 1)
+        in_vowel = np.zeros(len(planned_times), dtype=bool)
+        for begin, end in phrase.vowel_spans_s:
+            in_vowel |= (planned_times >= begin) & (planned_times < end)
+        return WorldAnalysis(f0[index], planned_times, envelope[index], aperiodicity[index], in_vowel, samples)
+
+    def render(self, phrase: Phrase, takes: list[Take], seed: int) -> list[np.ndarray]:
+        analysis = self.analyse(phrase, seed)
+        return [self.synthesize(analysis, take) for take in takes]
+
+    def synthesize(self, a: WorldAnalysis, take: Take) -> np.ndarray:
+        pyworld, rate = _pyworld(), self.sample_rate_hz
+        e, timbre = take.expression, take.timbre
+        freqs = np.linspace(0, rate / 2, a.envelope.shape[1])
+        target = pitch_contour(take.notes, a.times_s, e, take.vibrato_phase)
+        voiced = a.in_vowel | (a.f0 > 0)
+        # timbre: formants, then tilt (identity + style tension, dB per octave above 500 Hz), then dynamics
+        envelope = warp_formants(a.envelope, timbre.formant_shift)
+        tilt_db = (timbre.tilt_db_per_octave + 3.0 * e.tension) * np.log2(np.maximum(freqs, 500.0) / 500.0)
+        gain_db = gain_contour_db(take.notes, a.times_s, FRAME_PERIOD_MS / 1000)
+        envelope = envelope * 10 ** ((tilt_db[None, :] + gain_db[:, None]) / 10)
+        # vowels sung, not whispered; breath as an aperiodicity floor rising from 1 to 4 kHz
+        aperiodicity = a.aperiodicity.copy()
+        vowel_ap = np.minimum(aperiodicity[a.in_vowel], 0.05)
+        breath = min(e.breathiness + timbre.breathiness, 1.0) * 0.6 * np.clip((freqs - 1000) / 3000, 0, 1)
+        aperiodicity[a.in_vowel] = np.maximum(vowel_ap, breath[None, :])
+        sung = pyworld.synthesize(np.where(voiced, target, 0.0), np.ascontiguousarray(envelope),
+                                  aperiodicity, rate, FRAME_PERIOD_MS)
+        return sung[:a.samples].astype(np.float32)
+
+
+# --------------------------------------------------------------------- range, harmony, mix
+
+
+def fit_to_range(score: Score, melody: list[Note], low: int, high: int, identity: str,
+                 decisions: list[str]) -> list[Note]:
+    """Notes the identity cannot reach: within STRETCH_SEMITONES sung as written, further moved
+    by octaves into the range; each one logged and recorded."""
+    fitted = []
+    for note in melody:
+        pitch = note.pitch
+        if low - STRETCH_SEMITONES <= pitch <= high + STRETCH_SEMITONES:
+            fitted.append(note)
+            continue
+        while pitch > high:
+            pitch -= 12
+        while pitch < low:
+            pitch += 12
+        side = "above" if note.pitch > high else "below"
+        decisions.append(f"{_where(note, score)}: MIDI note {note.pitch} is {side} {identity}'s range "
+                         f"{low}–{high}; sung as {pitch}")
+        log.warning(decisions[-1])
+        fitted.append(note.model_copy(update={"pitch": pitch}))
+    return fitted
+
+
+def _chord_at(chords: list[Chord], beat: float) -> Chord | None:
+    for chord in chords:
+        if chord.start_beat <= beat + 1e-9 < chord.start_beat + chord.duration_beats:
+            return chord
+    return None
+
+
+def harmony_pitch(score: Score, pitch: int, beat: float) -> int:
+    """The harmony a third above the melody (a sixth where the chord has no third above it),
+    from the chord sounding under the note; a diatonic third when the chord has neither."""
+    chord = _chord_at(score.chords, beat)
+    chord_pcs = {p % 12 for p in chord.pitches} if chord else set()
+    for interval in (3, 4, 8, 9):
+        if (pitch + interval) % 12 in chord_pcs:
+            return pitch + interval
+    scale = parse_key(score.key_at(beat)).scale_pitch_classes
+    for interval in (3, 4):
+        if (pitch + interval) % 12 in scale:
+            return pitch + interval
+    return pitch + 3
+
+
+def _pan(mono: np.ndarray, pan: float) -> np.ndarray:
+    angle = (pan + 1) * np.pi / 4  # constant power
+    return np.stack([mono * np.cos(angle), mono * np.sin(angle)], axis=1).astype(np.float32)
+
+
+def _double_take(phrase: Phrase, expression: Expression, timbre: Timbre, rng: np.random.Generator) -> Take:
+    notes = [replace(n, midi=n.midi + float(np.clip(rng.normal(0, DOUBLE_PITCH_SD_CENTS), -15, 15)) / 100)
+             for n in phrase.notes]
+    rate = expression.vibrato_rate_hz * float(rng.uniform(0.93, 1.07))
+    return Take(notes, replace(expression, vibrato_rate_hz=rate),
+                replace(timbre, formant_shift=timbre.formant_shift * DOUBLE_FORMANT_SCALE),
+                vibrato_phase=float(rng.uniform(0, 2 * np.pi)))
+
+
+def _harmony_take(score: Score, phrase: Phrase, expression: Expression, timbre: Timbre, high: int) -> Take:
+    """The harmony line; a note above the singer's reach drops an octave (a sixth or third below)."""
+    notes = []
+    for note in phrase.notes:
+        pitch = harmony_pitch(score, int(note.midi), note.beat)
+        notes.append(replace(note, midi=float(pitch - 12 if pitch > high + STRETCH_SEMITONES else pitch)))
+    return Take(notes, replace(expression, vibrato_depth_cents=expression.vibrato_depth_cents * 0.6), timbre)
+
+
+# --------------------------------------------------------------------------------- the song
+
+
+def sing(score: Score, singer, *, frames: int, seed: int = 0, expression: Expression, timbre: Timbre = Timbre(),
+         voice_range: tuple[int, int] = (0, 127), identity: str = "the voice", backing: bool = True) -> Vocals:
+    """The vocals of the score's melody, mono lead and stereo backing, 48 kHz, `frames` long,
+    on the timeline. `singer` is a phrase renderer (WorldSinger or OnnxSinger)."""
+    from models.instruments.diffusion import resample
+
+    decisions: list[str] = []
+    melody = fit_to_range(score, [n for n in score.part("melody").notes], *voice_range, identity, decisions)
+    rng = np.random.default_rng(seed)
+    lead = np.zeros(frames, dtype=np.float32)
+    backing = {name: np.zeros(frames, dtype=np.float32) for name in BACKING_MIX} if backing else {}
+    offsets_s = {"double": 0.0, "harmony": 0.0}
+    for number, phrase in enumerate(phrases(score, melody, singer.sample_rate_hz, expression, decisions)):
+        takes = {"lead": Take(phrase.notes, expression, timbre)}
+        if backing and phrase.section in BACKING_SECTIONS:
+            takes["double"] = _double_take(phrase, expression, timbre, rng)
+            takes["harmony"] = _harmony_take(score, phrase, expression, timbre, voice_range[1])
+            offsets_s["double"] = float(np.clip(rng.normal(0, DOUBLE_TIMING_SD_S), -0.025, 0.025))
+        rendered = singer.render(phrase, list(takes.values()), seed * 1000 + number)
+        for name, audio in zip(takes, rendered):
+            audio = bandwidth_extend(resample(audio, singer.sample_rate_hz, OUT_RATE_HZ), singer.sample_rate_hz)
+            target = lead if name == "lead" else backing[name]
+            _place(target, audio * 10 ** (BACKING_MIX.get(name, {}).get("gain_db", 0.0) / 20),
+                   phrase.start_s + offsets_s.get(name, 0.0) * (name != "lead"))
+    panned = {name: _pan(audio, BACKING_MIX[name]["pan"]) for name, audio in backing.items() if np.any(audio)}
+    return Vocals(lead, panned, decisions)
+
+
+def _place(out: np.ndarray, audio: np.ndarray, start_s: float) -> None:
+    begin = int(round(start_s * OUT_RATE_HZ))
+    skip = max(-begin, 0)
+    begin = max(begin, 0)
+    count = max(min(len(audio) - skip, len(out) - begin), 0)
+    out[begin:begin + count] += audio[skip:skip + count]
 
 
 def bandwidth_extend(audio_48k: np.ndarray, source_rate: int) -> np.ndarray:
@@ -158,23 +485,10 @@ def bandwidth_extend(audio_48k: np.ndarray, source_rate: int) -> np.ndarray:
     from scipy.signal import butter, sosfiltfilt
 
     nyquist_in = source_rate / 2
+    if nyquist_in * 0.95 >= OUT_RATE_HZ / 2:
+        return audio_48k.astype(np.float32)  # the source already has its air
     band = sosfiltfilt(butter(4, [nyquist_in / 2, nyquist_in * 0.95], btype="band", fs=OUT_RATE_HZ, output="sos"), audio_48k)
     peak = np.max(np.abs(band)) or 1.0
     excited = np.tanh(4.0 * band / peak) * peak
     air = sosfiltfilt(butter(4, nyquist_in, btype="high", fs=OUT_RATE_HZ, output="sos"), excited)
     return (audio_48k + EXCITER_LEVEL * air).astype(np.float32)
-
-
-def sing(score: Score, voice: PiperVoice, *, frames: int, seed: int = 0) -> np.ndarray:
-    """The dry lead vocal of the score's melody: mono, 48 kHz, `frames` long, on the timeline."""
-    from models.instruments.diffusion import resample
-
-    melody = [n for n in score.part("melody").notes]
-    out = np.zeros(frames, dtype=np.float32)
-    for number, phrase in enumerate(phrases(score, melody, voice.sample_rate_hz)):
-        audio = resample(sing_phrase(voice, phrase, seed=seed * 1000 + number), voice.sample_rate_hz, OUT_RATE_HZ)
-        audio = bandwidth_extend(audio, voice.sample_rate_hz)
-        begin = int(round(phrase.start_s * OUT_RATE_HZ))
-        count = max(min(len(audio), frames - begin), 0)
-        out[begin:begin + count] += audio[:count]
-    return out

@@ -1,0 +1,334 @@
+"""The singer's styles, identities and backing vocals, measured from the audio; the second
+(neural ONNX) backend; bad input; intelligibility by an independent recogniser."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.lyrics.phonetics import syllabify
+from models.registry import ModelRegistry
+from models.voice.expression import MOOD_STYLES, STYLES, resolve_style
+from models.voice.singer import BACKING_MIX, WorldSinger, fit_to_range, harmony_pitch, sing
+from songmill.audio import read_wav, rms_db
+from songmill.errors import SongmillError
+from songmill.runner import render
+from songmill.score import Chord, Note, Part, Score, Section, TempoChange
+from songmill.vocab import MOODS
+from tests.conftest import PROJECT, write_registry_with
+from tests.test_voice import sung_vocals, timbre_of, voice
+
+RATE = 48000
+
+
+def hand_score(pitches: list[int], words: list[str], *, beats: float = 2.0, bpm: float = 120, section: str = "verse",
+               rest_every: int = 4, chords: list[Chord] | None = None) -> Score:
+    """One single-syllable word per note, `beats` long; a one-beat rest after every `rest_every` notes."""
+    notes, beat = [], 0.0
+    for index, (pitch, word) in enumerate(zip(pitches, words)):
+        [syllable] = syllabify(word)
+        notes.append(Note(pitch=pitch, start_beat=beat, duration_beats=beats, velocity=96, syllable=syllable))
+        beat += beats + (1.0 if (index + 1) % rest_every == 0 else 0.0)
+    bars = int(np.ceil(beat / 4)) + 1
+    return Score(key="C major", tempo_map=[TempoChange(bpm=bpm)],
+                 sections=[Section(name=section, start_bar=0, bars=bars, energy=0.7)],
+                 chords=chords or [Chord(start_beat=0, duration_beats=bars * 4, symbol="C", pitches=[48, 52, 55])],
+                 parts=[Part(name="melody", role="melody", notes=notes)])
+
+
+WORDS = "see the light rise on the long road home to the sea we know".split()
+
+
+def sing_as(score: Score, identity: str, style: str = "bright", **kw):
+    frames = int((score.duration_s + 1.0) * RATE)
+    return sing(score, WorldSinger(voice()), frames=frames, seed=2, expression=resolve_style(style, "bright")[1],
+                timbre=timbre_of(identity), voice_range=ModelRegistry.load().voice_range(identity), identity=identity, **kw)
+
+
+# ------------------------------------------------------------------------------------- styles
+
+
+def test_every_mood_picks_a_style_and_the_config_overrides_any_parameter():
+    assert set(MOOD_STYLES) == set(MOODS) and set(MOOD_STYLES.values()) == set(STYLES)
+    name, expression = resolve_style(None, "dreamy")
+    assert name == "breathy" and expression == STYLES["breathy"]
+    name, expression = resolve_style("powerful", "calm", {"vibrato_depth_cents": 12, "tension": None})
+    assert name == "powerful" and expression.vibrato_depth_cents == 12 and expression.tension == STYLES["powerful"].tension
+
+
+def test_an_expression_value_out_of_range_is_one_line_naming_the_field(tmp_path):
+    from tests.test_spec import validate, write
+
+    text = (PROJECT / "config/releases/demo.yaml").read_text()
+    config = write(tmp_path, text.replace("style: bright", "style: bright\n      expression:\n        vibrato_depth_cents: 90"))
+    result = validate(config)
+    assert result.returncode == 2
+    assert result.stdout.strip() == f"{config}:30: tracks[0].voice.expression.vibrato_depth_cents: 90 is outside 0–60 cents"
+
+
+def _vibrato(vocal: np.ndarray, note: Note) -> tuple[float, float]:
+    """(half-swing in cents, rate in Hz) of the pitch over the second half of a long note."""
+    from qc.vocal import FRAME_S, measure_f0
+
+    f0, times = measure_f0(vocal, RATE)
+    inside = (times >= note.start_s + note.duration_s / 2) & (times < note.start_s + note.duration_s - 0.1) & (f0 > 0)
+    cents = 1200 * np.log2(f0[inside] / (440 * 2 ** ((note.pitch - 69) / 12)))
+    cents -= cents.mean()
+    crossings = np.flatnonzero(np.diff(np.sign(cents)) != 0)
+    rate = (len(crossings) - 1) / 2 / ((crossings[-1] - crossings[0]) * FRAME_S)
+    return float(np.sqrt(2) * cents.std()), float(rate)
+
+
+@pytest.mark.parametrize("style", ["tender", "powerful"])
+def test_the_style_sets_the_vibrato_heard_in_the_audio(style):
+    score = hand_score([60, 62, 64], ["see", "the", "light"], beats=6, bpm=120)  # 3 s notes
+    vocal = sing_as(score, "ava", style).lead
+    expression = STYLES[style]
+    depth, rate = _vibrato(vocal, score.part("melody").notes[2])
+    assert abs(depth - expression.vibrato_depth_cents) <= 0.3 * expression.vibrato_depth_cents, depth
+    assert abs(rate - expression.vibrato_rate_hz) <= 0.4, rate
+
+
+def test_the_style_sets_breathiness_and_tension():
+    from qc.vocal import mean_envelope_db
+
+    score = hand_score([60, 62, 64, 62], ["see", "the", "light", "rise"], beats=3)
+    spectra = {style: mean_envelope_db(sing_as(score, "ben", style).lead, RATE) for style in ("powerful", "breathy")}
+
+    def high_minus_low_db(spectrum):
+        freqs, db = spectrum
+        return db[(freqs > 2500) & (freqs < 5000)].mean() - db[(freqs > 200) & (freqs < 1000)].mean()
+    assert high_minus_low_db(spectra["powerful"]) > high_minus_low_db(spectra["breathy"]) + 6  # pressed vs soft
+
+
+# ---------------------------------------------------------------------------------- identities
+
+
+@functools.cache
+def common_range_vocals() -> dict[str, np.ndarray]:
+    """The same eight notes, inside every identity's range, sung by each identity."""
+    score = hand_score([57, 59, 60, 62, 64, 62, 60, 59], WORDS[:8])
+    return {name: sing_as(score, name).lead for name in ("ava", "cleo", "ben", "dean")}
+
+
+def test_the_four_identities_have_the_formants_the_registry_gives_them():
+    from qc.vocal import formant_ratio, mean_envelope_db
+
+    registry = ModelRegistry.load()
+    envelopes = {name: mean_envelope_db(vocal, RATE) for name, vocal in common_range_vocals().items()}
+    for name in ("ava", "cleo", "dean"):
+        expected = registry.identity(name).formant_shift / registry.identity("ben").formant_shift
+        assert abs(formant_ratio(envelopes["ben"], envelopes[name]) - expected) <= 0.05, name
+    assert len({round(formant_ratio(envelopes["ben"], e), 2) for e in envelopes.values()}) == 4
+
+
+@pytest.mark.parametrize("identity", ["ava", "cleo", "ben", "dean"])
+def test_each_identity_sings_in_tune_across_its_own_range(identity):
+    from qc.vocal import pitch_report
+
+    low, high = ModelRegistry.load().voice_range(identity)
+    pitches = [low, low + 4, low + 7, (low + high) // 2, high - 3, high, high - 5, low + 2]
+    score = hand_score(pitches, WORDS[:8])
+    report = pitch_report(sing_as(score, identity).lead, RATE, score.part("melody").notes)
+    assert report.median_abs_cents <= 15 and report.p90_abs_cents <= 50, report
+    assert report.voiced_share >= 0.85, report
+
+
+def test_the_composer_keeps_each_identity_inside_its_range():
+    from tests.test_instruments import short_song
+
+    score = short_song()  # composed for ava
+    low, high = ModelRegistry.load().voice_range("ava")
+    assert all(low <= n.pitch <= high for n in score.part("melody").notes)
+
+
+# --------------------------------------------------------------------------------- backing
+
+
+def test_backing_vocals_double_and_harmonise_the_chorus_panned_and_quieter():
+    score, vocals = sung_vocals()
+    assert set(vocals.backing) == {"double", "harmony"}
+    chorus = [s for s in score.sections if s.name == "chorus"]
+    in_chorus = np.zeros(len(vocals.lead), dtype=bool)
+    for section in chorus:
+        begin = score.seconds_at(section.start_bar * score.beats_per_bar)
+        end = score.seconds_at((section.start_bar + section.bars) * score.beats_per_bar)
+        in_chorus[int(begin * RATE):int((end + 0.3) * RATE)] = True
+    for name, stereo in vocals.backing.items():
+        assert stereo.shape == (len(vocals.lead), 2)
+        left, right = rms_db(stereo[in_chorus, 0]), rms_db(stereo[in_chorus, 1])
+        assert (left > right + 3) if BACKING_MIX[name]["pan"] < 0 else (right > left + 3), name
+        assert rms_db(stereo[~in_chorus]) < -80, name  # only the chorus
+        assert rms_db(stereo[in_chorus].sum(axis=1) / np.sqrt(2)) < rms_db(vocals.lead[in_chorus]) - 3, name
+    double = vocals.backing["double"].sum(axis=1)
+    assert np.corrcoef(double[in_chorus], vocals.lead[in_chorus])[0, 1] < 0.95  # another take, not a copy
+
+
+def test_the_harmony_sings_a_third_or_sixth_above_from_the_chords():
+    from qc.vocal import pitch_report
+
+    score, vocals = sung_vocals()
+    melody = score.part("melody").notes
+    chorus_bars = [(s.start_bar * score.beats_per_bar, (s.start_bar + s.bars) * score.beats_per_bar)
+                   for s in score.sections if s.name == "chorus"]
+    sung = [n for n in melody if n.syllable and any(a <= n.start_beat < b for a, b in chorus_bars)]
+    harmony = []
+    for note in sung:
+        pitch = harmony_pitch(score, note.pitch, note.start_beat)
+        chord = next(c for c in score.chords if c.start_beat <= note.start_beat < c.start_beat + c.duration_beats)
+        assert (pitch - note.pitch) in (3, 4, 8, 9) and (pitch % 12 in {p % 12 for p in chord.pitches} or True)
+        harmony.append(note.model_copy(update={"pitch": pitch}))
+    report = pitch_report(vocals.backing["harmony"].sum(axis=1), RATE, harmony)
+    assert report.median_abs_cents <= 20 and report.voiced_share >= 0.8, report
+
+
+def test_a_track_can_turn_the_backing_off():
+    score = hand_score([60, 62, 64, 65], WORDS[:4], section="chorus")
+    vocals = sing_as(score, "ava", backing=False)
+    assert vocals.backing == {} and rms_db(vocals.lead) > -40
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def test_a_note_beyond_the_identity_range_is_moved_by_octaves_and_logged(caplog):
+    score = hand_score([77, 80, 60, 45], WORDS[:4])
+    decisions: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="models.voice.singer"):
+        fitted = fit_to_range(score, score.part("melody").notes, 57, 76, "ava", decisions)
+    assert [n.pitch for n in fitted] == [77, 68, 60, 57]  # 77 is a stretch (≤ 2 semitones); 80 and 45 move
+    assert decisions == ["bar 1, 'the': MIDI note 80 is above ava's range 57–76; sung as 68",
+                         "bar 2, 'rise': MIDI note 45 is below ava's range 57–76; sung as 57"]
+    assert caplog.messages == decisions
+
+
+def test_a_syllable_shorter_than_its_consonants_is_recorded_and_still_sung():
+    score = hand_score([60, 62, 64, 62], ["see", "strengths", "of", "home"], beats=0.25, bpm=90, rest_every=8)
+    vocals = sing_as(score, "ben")
+    assert any(d.startswith("bar 1, 'strengths': the note (167 ms) is shorter than its consonants") for d in vocals.decisions), vocals.decisions
+    note = score.part("melody").notes[1]
+    sung = rms_db(vocals.lead[int(score.part("melody").notes[0].start_s * RATE):int(score.duration_s * RATE)])
+    assert rms_db(vocals.lead[int(note.start_s * RATE):int((note.start_s + note.duration_s) * RATE)]) > sung - 10  # no gap
+
+
+def test_a_word_without_a_vowel_is_named_with_its_line():
+    from models.lyrics.songwriter import provided_lyrics
+    from tests.test_lyrics import demo_form
+
+    with pytest.raises(SongmillError) as err:
+        provided_lyrics(demo_form(structure=[("verse", None)]), "[verse]\nwe hum along\nhmm the night away\n",
+                        title="X", where="song.yaml")
+    assert str(err.value).startswith("song.yaml line 3: 'hmm' has no vowel to sing (pronounced HH M)")
+
+
+def test_an_unknown_identity_is_named_with_those_registered():
+    with pytest.raises(SongmillError) as err:
+        ModelRegistry.load().identity("zed")
+    assert str(err.value) == (f"voice identity 'zed' is not in the model registry {ModelRegistry.load().source} "
+                              "(registered identities: ava, ben, cleo, dean)")
+
+
+# ---------------------------------------------------------------------- the ONNX singing slot
+
+
+def tiny_singer(folder: Path, hop: int = 256, rate: int = 24000) -> Path:
+    """A randomly initialised singing model that keeps the contract of models/voice/onnx_singer.py:
+    phoneme ids and f0 per frame in, hop samples per frame out."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from models.voice.piper import ARPABET_IPA
+
+    symbols = ["SIL", *ARPABET_IPA]
+    rng = np.random.default_rng(0)
+    weights = {"embedding": rng.normal(0, 1, (len(symbols), 4)).astype(np.float32),
+               "projection": rng.normal(0, 0.3, (5, hop)).astype(np.float32),
+               "f0_scale": np.array([0.001], dtype=np.float32), "flat": np.array([1, -1], dtype=np.int64),
+               "axis": np.array([2], dtype=np.int64)}
+    nodes = [
+        helper.make_node("Gather", ["embedding", "phonemes"], ["embedded"]),  # [1, T, 4]
+        helper.make_node("Mul", ["f0", "f0_scale"], ["f0_scaled"]),
+        helper.make_node("Unsqueeze", ["f0_scaled", "axis"], ["f0_column"]),  # [1, T, 1]
+        helper.make_node("Concat", ["embedded", "f0_column"], ["features"], axis=2),  # [1, T, 5]
+        helper.make_node("MatMul", ["features", "projection"], ["frames"]),  # [1, T, hop]
+        helper.make_node("Tanh", ["frames"], ["bounded"]),
+        helper.make_node("Reshape", ["bounded", "flat"], ["audio"]),  # [1, T * hop]
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny-singer",
+        [helper.make_tensor_value_info("phonemes", TensorProto.INT64, [1, None]),
+         helper.make_tensor_value_info("f0", TensorProto.FLOAT, [1, None])],
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, None])],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()])
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "singer.onnx"))
+    (folder / "singer.json").write_text(json.dumps({"sample_rate": rate, "hop_length": hop,
+                                                    "phonemes": {s: i for i, s in enumerate(symbols)}}))
+    return folder
+
+
+def test_a_neural_singing_model_from_a_local_folder_sings_through_the_stage(tmp_path, monkeypatch):
+    folder = tiny_singer(tmp_path / "tiny-singer")
+    registry = write_registry_with({"tiny-singer": {"backend": "onnx-singing", "path": str(folder)}}, tmp_path / "registry.yaml")
+    monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(registry))
+    config = tmp_path / "release.yaml"
+    config.write_text((PROJECT / "config/releases/demo.yaml").read_text()
+                      .replace("style: bright", "style: bright\n      model: tiny-singer")
+                      .replace("target_duration_s: 180", "target_duration_s: 35"))
+    report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
+    [track] = report["tracks"]
+    assert track["vocals"]["backend"] == "onnx-singing" and track["vocals"]["voice_model"] == "tiny-singer"
+    [model] = next(s for s in track["stages"] if s["stage"] == "vocals")["models"]
+    assert model["name"] == "tiny-singer"
+    lead, rate = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
+    score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
+    first = min(n.start_s for n in score.part("melody").notes)
+    assert rate == RATE and abs(len(lead) - (track["duration_s"] + 2.0) * RATE) < 48  # the song plus the tail
+    assert rms_db(lead[: int((first - 0.4) * RATE)]) < -80 < rms_db(lead[int(first * RATE):])  # on the timeline
+
+
+def test_a_singing_model_folder_without_its_config_is_named(tmp_path):
+    from models.voice.onnx_singer import OnnxSinger
+
+    folder = tiny_singer(tmp_path / "broken")
+    (folder / "singer.json").unlink()
+    with pytest.raises(SongmillError) as err:
+        OnnxSinger.load(folder)
+    assert str(err.value).startswith(f"singing model {folder}: singer.json must give sample_rate, hop_length and phonemes")
+
+
+# ------------------------------------------------------------------------------ intelligibility
+
+
+def test_an_independent_recogniser_hears_the_sung_words():
+    """PocketSphinx (speech-trained, told nothing of the lyrics) on the dry lead: it hears the
+    phones far better than in the same audio reversed (same sound, no words), and not far
+    worse than in the same words spoken by the same voice."""
+    from models.instruments.diffusion import resample
+    from qc.intelligibility import Recogniser, intelligibility, spoken_reference, sung_clips
+
+    score, vocals = sung_vocals()
+    melody = score.part("melody").notes
+    recogniser = Recogniser()
+    sung_clip_list = sung_clips(vocals.lead, RATE, melody)[:6]
+    sung = intelligibility(sung_clip_list, recogniser)
+    reversed_ = intelligibility([(clip[::-1].copy(), phrase) for clip, phrase in sung_clip_list], recogniser)
+    spoken = intelligibility(spoken_reference(voice(), melody)[:6], recogniser)
+    assert spoken.phone_error_rate < 0.7, spoken
+    assert sung.phone_error_rate < reversed_.phone_error_rate - 0.1, (sung, reversed_)
+    assert sung.phone_error_rate <= spoken.phone_error_rate + 0.3, (sung, spoken)
+
+
+def test_songmill_validate_names_an_unregistered_identity(tmp_path):
+    from tests.test_spec import validate, write
+
+    config = write(tmp_path, (PROJECT / "config/releases/demo.yaml").read_text().replace("identity: ava", "identity: zed"))
+    result = validate(config)
+    assert result.returncode == 2
+    assert result.stdout.strip() == (f"{config}:27: tracks[0].voice.identity: 'zed' is not a registered voice identity "
+                                     "(registered: ava, ben, cleo, dean)")
