@@ -44,7 +44,8 @@ def bench_render(config: Path, work: Path, label: str) -> dict:
         stages[name] = {**total, "rtf": round(total["cpu_s"] / song_s, 6) if song_s else None}
     return {"label": label, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "song_s": song_s,
             "rtf": round(cpu / song_s, 5) if song_s else None, "all_cached": all(
-                s["cached"] for t in report["tracks"] for s in t["stages"]), "stages": stages, "vocal": vocal}
+                s["cached"] for t in report["tracks"] for s in t["stages"]), "stages": stages, "vocal": vocal,
+            "report": report}  # for the production figures; not written to latest.json
 
 
 def _vocal_figures(report: dict) -> dict | None:
@@ -200,6 +201,67 @@ def bench_intelligibility(track: dict) -> dict:
             "sung_word_error_rate": round(sung.word_error_rate, 3), "spoken_word_error_rate": round(spoken.word_error_rate, 3)}
 
 
+def _ffmpeg_meters(path: Path) -> dict:
+    """ffmpeg as the independent meter: ebur128 (integrated, true peak), astats (sample peak, DC),
+    aphasemeter (phase correlation, averaged)."""
+    import re
+    import subprocess
+
+    def run(chain: str, stdout: bool = False) -> str:
+        done = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", chain, "-f", "null", "-"],
+                              capture_output=True, text=True, check=True)
+        return done.stdout if stdout else done.stderr
+
+    summary = run("ebur128=peak=true")
+    summary = summary[summary.rindex("Summary:"):]
+    stats = run("astats")
+    phase = run("aphasemeter=video=0,ametadata=print:key=lavfi.aphasemeter.phase:file=-", stdout=True)
+    return {"integrated_lufs": float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1)),
+            "true_peak_dbtp": float(re.search(r"True peak:\s+Peak:\s+(-?[\d.]+) dBFS", summary).group(1)),
+            "sample_peak_dbfs": max(float(v) for v in re.findall(r"Peak level dB: (-?[\d.]+)", stats)),
+            "dc_offset": max(abs(float(v)) for v in re.findall(r"DC offset: (-?[\d.e-]+)", stats)),
+            "phase": round(sum(map(float, re.findall(r"phase=(-?[\d.]+)", phase))) / max(len(re.findall(r"phase=", phase)), 1), 3)}
+
+
+def _production_row(report: dict, label: str) -> dict:
+    from songmill.profiles import load_profiles
+    from songmill.paths import config_dir
+
+    profiles = load_profiles(config_dir() / "profiles.yaml")
+    [track] = report["tracks"]
+    stage = {s["stage"]: s for s in track["stages"]}
+    cpu = stage["mix"]["cpu_s"] + stage["master"]["cpu_s"]
+    masters = {}
+    for name in report["release"]["profiles"]:
+        meters = _ffmpeg_meters(Path(track["artifacts"][f"master-{name}.wav"]["path"]))
+        masters[name] = {**meters, "target_lufs": profiles[name].loudness_lufs,
+                         "error_lu": round(meters["integrated_lufs"] - profiles[name].loudness_lufs, 2)}
+    return {"label": label, "song_s": track["duration_s"], "mix_cpu_s": round(stage["mix"]["cpu_s"], 2),
+            "master_cpu_s": round(stage["master"]["cpu_s"], 2), "rtf": round(cpu / track["duration_s"], 4),
+            "vocal_over_instrumental_lu": (track["mix"]["vocal_on_top"] or {}).get("measured_lu"), "masters": masters}
+
+
+def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> dict:
+    """Mix and master of the demo and of `seeds` re-seeded renders of it (every stage runs: each
+    seed is a new song), each master measured by ffmpeg."""
+    import statistics
+
+    from songmill.runner import render
+
+    rows = [_production_row(cold["report"], "demo")]
+    for seed in range(seeds):
+        report = json.loads(render(config, out_dir=work / f"seed-{seed}", seed=seed).read_text())
+        rows.append(_production_row(report, f"seed {seed}"))
+    masters = [m for r in rows for m in r["masters"].values()]
+    return {"songs": len(rows), "rows": rows, "rtf_median": round(statistics.median(r["rtf"] for r in rows), 4),
+            "rtf_max": round(max(r["rtf"] for r in rows), 4),
+            "max_abs_error_lu": round(max(abs(m["error_lu"]) for m in masters), 2),
+            "max_true_peak_dbtp": max(m["true_peak_dbtp"] for m in masters),
+            "max_sample_peak_dbfs": max(m["sample_peak_dbfs"] for m in masters),
+            "min_phase": min(m["phase"] for m in masters), "max_dc": max(m["dc_offset"] for m in masters),
+            "vocal_over_instrumental_lu": [r["vocal_over_instrumental_lu"] for r in rows]}
+
+
 def main() -> None:
     config = ROOT / "config/releases/demo.yaml"
     with tempfile.TemporaryDirectory(prefix="songmill-bench-") as tmp:
@@ -214,12 +276,16 @@ def main() -> None:
         warm = bench_render(config, work, "warm")
         songwriting = bench_songwriting(config)
         vocals = bench_vocals(config)
+        production = bench_production(config, cold, work)
+        for run in (cold, warm):
+            run.pop("report")
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                                 "platform": platform.platform()},
         "config": str(config.relative_to(ROOT)), "import_s": round(import_s, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "runs": [cold, warm], "songwriting": songwriting, "vocals": vocals,
+        "production": production,
     }
     out = ROOT / "benchmarks/results/latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +318,15 @@ def main() -> None:
     print(f"  melody in scale: min {w['in_scale_min']:.1%}; strong-beat chord tones: min {w['strong_beat_chord_tones_min']:.1%}; "
           f"rhymes: min {w['rhymes_min']:.1%}; unsung syllables {w['unsung_total']}; chorus problems {w['chorus_problems_total']}; "
           f"max 4-gram overlap {w['max_interval_4gram_overlap']:.1%}")
+    p = production
+    print(f"mix + master, {p['songs']} songs (demo and {p['songs'] - 1} seeds): RTF median {p['rtf_median']}, max {p['rtf_max']}; "
+          f"by ffmpeg: loudness error ≤ {p['max_abs_error_lu']} LU, true peak ≤ {p['max_true_peak_dbtp']} dBTP, "
+          f"sample peak ≤ {p['max_sample_peak_dbfs']:.2f} dBFS, phase ≥ {p['min_phase']}, DC ≤ {p['max_dc']:.1e}")
+    for r in p["rows"]:
+        m = "  ".join(f"{name} {v['integrated_lufs']:.1f} LUFS {v['true_peak_dbtp']:.1f} dBTP phase {v['phase']:.2f}"
+                      for name, v in r["masters"].items())
+        print(f"  {r['label']:8} {r['song_s']:6.1f} s  mix {r['mix_cpu_s']:5.2f} s  master {r['master_cpu_s']:5.2f} s  "
+              f"RTF {r['rtf']:.3f}  vocal over instrumental {r['vocal_over_instrumental_lu']} LU  {m}")
     print(out)
 
 

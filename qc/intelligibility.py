@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.voice.singer import note_groups  # phrases as the singer grouped them
 from songmill.score import Note
 
 RATE_HZ = 16000
-PHRASE_GAP_S = 0.25
 PAD_S = 0.2
 NON_SPEECH = {"SIL", "+SPN+", "+NSN+", "<s>", "</s>", "<sil>", "[NOISE]"}
 
@@ -44,14 +44,8 @@ class Intelligibility:
 
 
 def sung_phrases(melody: list[Note]) -> list[SungPhrase]:
-    groups: list[list[Note]] = []
-    for note in melody:
-        if groups and note.start_s - (groups[-1][-1].start_s + groups[-1][-1].duration_s) < PHRASE_GAP_S:
-            groups[-1].append(note)
-        else:
-            groups.append([note])
     result = []
-    for group in groups:
+    for group in note_groups(melody):
         words, phones = [], []
         for note in group:
             if note.syllable is None or note.melisma:

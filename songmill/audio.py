@@ -47,9 +47,10 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
         raise SongmillError(f"audio file {path} is not a WAV file (no RIFF/WAVE header)")
     fmt, data, offset = None, None, 12
+    view = memoryview(raw)  # slices of a view share the file's bytes: no copies of the audio
     while offset + 8 <= len(raw):
         chunk, size = raw[offset:offset + 4], struct.unpack("<I", raw[offset + 4:offset + 8])[0]
-        body = raw[offset + 8:offset + 8 + size]
+        body = view[offset + 8:offset + 8 + size]
         if chunk == b"fmt ":
             fmt = struct.unpack("<HHIIHH", body[:16])
         elif chunk == b"data":

@@ -378,7 +378,7 @@ def _run_master(ctx: StageContext) -> None:
 
 
 MASTER = Stage(
-    name="master", version="1", inputs=("mix.wav",), outputs=("master.json",), output_glob="master-*.wav",
+    name="master", version="2", inputs=("mix.wav",), outputs=("master.json",), output_glob="master-*.wav",
     params=lambda job: {"targets": master_targets(job)}, run=_run_master,
     description="one master per delivery profile: tonal balance toward the genre (or a reference), glue "
                 "compression, width with mono bass, loudness to the profile target through a true-peak limiter",

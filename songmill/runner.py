@@ -188,6 +188,7 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
         "tracks": track_reports,
         "stage_totals": _stage_totals(outcomes),
+        "album": _album_consistency(track_reports),
         "delivered": [],
     }
     report_path = release_dir / "run-report.json"
@@ -205,7 +206,8 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
-    artifacts, duration_s, decisions = {}, None, {"arrangement.json": None, "vocals.json": None}
+    artifacts, duration_s = {}, None
+    decisions = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
@@ -223,7 +225,24 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             "status": "failed" if outcome.error else "rendered", "duration_s": duration_s,
             "failed_stage": outcome.failed_stage, "error": outcome.error,
             "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
-            "vocals": decisions["vocals.json"], "stages": [r.to_dict() for r in outcome.results]}
+            "vocals": decisions["vocals.json"], "mix": decisions["mix.json"], "master": decisions["master.json"],
+            "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},
+            "stages": [r.to_dict() for r in outcome.results]}
+
+
+def _album_consistency(tracks: list[dict]) -> dict:
+    """How alike the release's masters are, per profile: the spread of integrated loudness (LU)
+    and the largest octave-band difference between any two tracks' tonal balance (dB)."""
+    figures = {}
+    profiles = {name for t in tracks for name in (t.get("master") or {}).get("profiles", {})}
+    for name in sorted(profiles):
+        masters = [t["master"]["profiles"][name] for t in tracks if t.get("master") and name in t["master"]["profiles"]]
+        lufs = [m["loudness"]["integrated_lufs"] for m in masters]
+        tones = [m["tone"]["master_db"] for m in masters]
+        band_spread = [max(band) - min(band) for band in zip(*tones)] if tones else []
+        figures[name] = {"tracks": len(masters), "loudness_spread_lu": round(max(lufs) - min(lufs), 2) if lufs else None,
+                         "tone_spread_db": round(max(band_spread), 2) if band_spread else None}
+    return figures
 
 
 def _stage_totals(outcomes: list[TrackOutcome]) -> dict:

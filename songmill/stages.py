@@ -131,9 +131,9 @@ class StageResult:
         }
 
 
-def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models: list[dict]) -> str:
+def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models: list[dict], seed: int) -> str:
     material = {
-        "stage": stage.name, "version": stage.version, "params": params,
+        "stage": stage.name, "version": stage.version, "params": params, "seed": seed,  # ctx.rng() draws from it
         "inputs": {name: ref.sha256 for name, ref in sorted(inputs.items())},
         "models": sorted((m["name"], m["version"], m["sha256"]) for m in models),
     }
@@ -179,7 +179,7 @@ def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *
                          if any(fnmatch.fnmatch(name, pattern) for pattern in stage.input_globs)})
     params = stage.params(job)
     models = [registry.get(name).provenance() for name in stage.model_names(job)]
-    key = cache_key(stage, params, stage_inputs, models)
+    key = cache_key(stage, params, stage_inputs, models, job.seed)
     result = StageResult(stage.name, stage.version, key, False, {}, stage_inputs, models)
 
     record = store.get_record(key)

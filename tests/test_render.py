@@ -63,6 +63,24 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     vocals = track["vocals"]  # sung by the demo's identity in its style, with chorus backing
     assert vocals["identity"]["name"] == "ava" and vocals["style"] == "bright" and vocals["backend"] == "piper+world"
     assert {"vocal-lead.wav", "vocal-double.wav", "vocal-harmony.wav", "vocals.json"} <= set(track["artifacts"])
+    # mixed and mastered for the demo's two profiles; ffmpeg's meter agrees with the report
+    assert {"mix.wav", "mix.json", "master.json", "master-streaming.wav", "master-preview.wav"} <= set(track["artifacts"])
+    assert track["mix"]["vocal_on_top"]["measured_lu"] == pytest.approx(1.0, abs=0.1)
+    from tests.test_production import ebur128
+
+    for profile in ("streaming", "preview"):
+        measured = ebur128(Path(track["artifacts"][f"master-{profile}.wav"]["path"]))
+        assert measured["integrated"] == pytest.approx(-14.0, abs=0.5) and measured["true_peak"] <= -1.0
+        assert track["loudness"][profile]["integrated_lufs"] == pytest.approx(measured["integrated"], abs=0.2)
+
+
+def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
+    demo = short(DEMO, tmp_path)
+    first = json.loads(render(demo, out_dir=tmp_path / "a", seed=1).read_text())["tracks"][0]
+    second = json.loads(render(demo, out_dir=tmp_path / "b", seed=2).read_text())["tracks"][0]
+    assert first["seed"] != second["seed"]
+    assert not any(s["cached"] for s in second["stages"])  # the seed is part of every cache key
+    assert first["artifacts"]["lyrics.json"]["sha256"] != second["artifacts"]["lyrics.json"]["sha256"]
 
 
 def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):

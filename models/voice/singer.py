@@ -128,15 +128,21 @@ def note_gain_db(velocity: int, expression: Expression) -> float:
     return expression.dynamics_range_db * (float(np.clip((velocity - 60) / 50, 0, 1)) - 1)
 
 
-def phrases(score: Score, melody: list[Note], rate: int, expression: Expression,
-            decisions: list[str] | None = None) -> list[Phrase]:
-    """Group the sung notes into phrases and lay out their phones on the frame grid."""
+def note_groups(melody: list[Note]) -> list[list[Note]]:
+    """The melody's notes in phrases: a rest of PHRASE_GAP_S or more starts a new one."""
     groups: list[list[Note]] = []
     for note in melody:
         if groups and note.start_s - (groups[-1][-1].start_s + groups[-1][-1].duration_s) < PHRASE_GAP_S:
             groups[-1].append(note)
         else:
             groups.append([note])
+    return groups
+
+
+def phrases(score: Score, melody: list[Note], rate: int, expression: Expression,
+            decisions: list[str] | None = None) -> list[Phrase]:
+    """Group the sung notes into phrases and lay out their phones on the frame grid."""
+    groups = note_groups(melody)
     decisions = decisions if decisions is not None else []
     return [_phrase(score, group, rate, expression, decisions) for group in groups if any(n.syllable for n in group)]
 

@@ -30,7 +30,7 @@ from songmill.production import loudness
 
 ATTACK_DB_PER_MS = 1.0  # gain falls at most 1 dB a millisecond into a peak
 RELEASE_DB_PER_S = 40.0  # and recovers at most 40 dB a second (3 dB in 75 ms)
-CEILING_MARGIN_DB = 0.1  # aim under the ceiling: other meters' interpolators differ by hundredths
+CEILING_MARGIN_DB = 0.15  # aim under the ceiling: other meters' interpolators differ by a tenth of a dB
 LOUDNESS_TOLERANCE_LU = 0.05
 
 
@@ -42,6 +42,7 @@ class LimitReport:
     working_ceiling_dbtp: float
     passes: int
     true_peak_dbtp: float  # measured on the result
+    integrated_lufs: float  # measured on the result
 
     def to_dict(self) -> dict:
         return {"input_gain_db": round(self.input_gain_db, 2), "max_reduction_db": round(self.max_reduction_db, 2),
@@ -140,6 +141,6 @@ def normalise(samples: np.ndarray, rate: int, *, target_lufs: float, ceiling_dbt
             continue
         reduction = -curve
         return out, LimitReport(input_gain, float(reduction.max()), float(np.mean(reduction > 0.1)), working, passes,
-                                measured_peak)
+                                measured_peak, measured_lufs)
     raise SongmillError(f"cannot reach {target_lufs:g} LUFS under a {ceiling_dbtp:g} dBTP ceiling "
                         f"(reached {measured_lufs:.1f} LUFS at {measured_peak:.1f} dBTP); lower the profile's loudness_lufs")

@@ -9,7 +9,9 @@ The chain, each step recorded in `decisions`:
 2. **Tonal balance.** The mix's long-term octave-band balance (31.5 Hz … 16 kHz, relative to
    1 kHz) is moved toward the target curve — the genre's, or a reference recording's — by a
    linear-phase EQ: half the difference for a genre curve (at most ±4 dB), 80 % for a reference
-   (at most ±6 dB), since matching a named record is the point.
+   (at most ±6 dB), since matching a named record is the point. The same EQ low-passes at
+   20 kHz: nothing audible is lost, and without content near the Nyquist frequency every
+   true-peak meter (ours, ffmpeg's, a store's) reads the same inter-sample peaks.
 3. **Glue.** A slow compressor (30 ms attack, 200 ms release) with the genre's ratio.
 4. **Width.** Mid/side: the side is scaled by the genre's width, and below 120 Hz removed (bass
    in mono); if that drops the left/right correlation under 0.5, the width is pulled back.
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pedalboard
-from scipy.signal import butter, firwin2, oaconvolve, sosfilt, sosfiltfilt
+from scipy.signal import butter, firwin2, oaconvolve, sosfilt
 
 from songmill.audio import read_wav
 from songmill.errors import SongmillError
@@ -35,6 +37,7 @@ from songmill.production.limiter import normalise
 GENRE_TONE_STRENGTH, GENRE_TONE_LIMIT_DB = 0.5, 4.0
 REFERENCE_TONE_STRENGTH, REFERENCE_TONE_LIMIT_DB = 0.8, 6.0
 EQ_TAPS = 2047  # 23 Hz resolution at 48 kHz: the 31.5 Hz band's gain within 0.5 dB
+LOW_PASS_HZ, LOW_PASS_STOP_DB = (20000.0, 21000.0), -60.0
 GLUE = {"attack_ms": 30.0, "release_ms": 200.0}
 GLUE_THRESHOLD_OVER_RMS_DB = 6.0  # the glue acts on the loudest moments only
 MONO_BASS_HZ = 120.0
@@ -103,10 +106,15 @@ def tone_correction_db(measured: np.ndarray, target: np.ndarray, *, reference: b
 
 def tone_eq(x: np.ndarray, rate: int, gains_db: np.ndarray) -> np.ndarray:
     """A linear-phase FIR whose response passes through `gains_db` at the octave centres
-    (interpolated on a log-frequency axis, flat beyond the outer bands); no delay added."""
+    (interpolated on a log-frequency axis, flat beyond the outer bands) and falls away between
+    20 and 21 kHz; no delay added."""
     centres = np.array(loudness.OCTAVE_CENTRES_HZ)
     grid = np.concatenate(([0.0], np.geomspace(20.0, rate / 2, 512)))
     response_db = np.interp(np.log(np.maximum(grid, 1.0)), np.log(centres), gains_db)
+    # and a low-pass: nothing audible lies above 20 kHz, and content near the Nyquist frequency
+    # is what makes inter-sample peaks read differently on different true-peak meters
+    stop = np.clip((grid - LOW_PASS_HZ[0]) / (LOW_PASS_HZ[1] - LOW_PASS_HZ[0]), 0.0, 1.0)
+    response_db = response_db * (1 - stop) + LOW_PASS_STOP_DB * stop
     taps = firwin2(EQ_TAPS, grid / (rate / 2), 10 ** (response_db / 20))
     delay = (EQ_TAPS - 1) // 2
     return oaconvolve(x, taps[:, None].astype(np.float32), mode="full", axes=0)[delay:delay + x.shape[0]].astype(np.float32)
@@ -115,9 +123,8 @@ def tone_eq(x: np.ndarray, rate: int, gains_db: np.ndarray) -> np.ndarray:
 def widen(x: np.ndarray, rate: int, width: float) -> tuple[np.ndarray, dict]:
     """Mid/side width with the side's low end removed; backs off while the phase-meter reading is
     under MIN_CORRELATION (at width 0 the master is mono)."""
-    mid, side = (x[:, 0] + x[:, 1]) / 2, (x[:, 0] - x[:, 1]) / 2
-    side_low = sosfiltfilt(butter(2, MONO_BASS_HZ, "lowpass", fs=rate, output="sos"), side)
-    side = (side - side_low).astype(np.float32)
+    mid, side = (x[:, 0] + x[:, 1]) * np.float32(0.5), (x[:, 0] - x[:, 1]) * np.float32(0.5)
+    side = sosfilt(butter(2, MONO_BASS_HZ, "highpass", fs=rate, output="sos").astype(np.float32), side)  # a mono maker
     for applied in (width, 0.9 * width, 0.75 * width, 0.6 * width, 0.4 * width, 0.2 * width, 0.0):
         out = np.stack([mid + applied * side, mid - applied * side], axis=1).astype(np.float32)
         correlation = loudness.phase_correlation(out)
@@ -140,7 +147,7 @@ def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
     x = pedalboard.Compressor(threshold_db=threshold, ratio=target.glue_ratio, **GLUE)(np.ascontiguousarray(x.T), rate).T
     x, width = widen(x, rate, target.width)
     out, limit = normalise(x, rate, target_lufs=target.loudness_lufs, ceiling_dbtp=target.ceiling_dbtp)
-    report = loudness.measure(out, rate, true_peak=limit.true_peak_dbtp)
+    report = loudness.measure(out, rate, true_peak=limit.true_peak_dbtp, integrated=limit.integrated_lufs)
     after = loudness.octave_balance_db(out, rate)
     target_tone = np.array(target.tone_db)
     decisions = {
@@ -151,7 +158,8 @@ def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
                  "distance_after_db": round(_distance(after, target_tone), 2)},
         "glue": {"threshold_dbfs": round(threshold, 1), "ratio": target.glue_ratio, **GLUE},
         "stereo": width, "limiter": limit.to_dict(),
-        "loudness": report.to_dict(), "phase_correlation": round(loudness.phase_correlation(out), 3),
+        "loudness": report.to_dict(),
+        "phase_correlation": width["correlation"],  # a gain on both channels leaves the phase reading as it was
         "dc_offset": float(f"{loudness.dc_offset(out):.2e}"),
     }
     return MasterResult(out, decisions, report)

@@ -134,14 +134,33 @@ def _high_pass(x: np.ndarray, hz: float, rate: int) -> np.ndarray:
     return sosfilt(_filter("highpass", hz, rate), x, axis=-1)
 
 
-def _moving_rms(x: np.ndarray, window: int) -> np.ndarray:
-    """RMS over a centred window of `window` samples (channels averaged)."""
+ENVELOPE_BLOCK = 48  # 1 ms at 48 kHz: envelopes and gain curves are worked out per block
+
+
+def _block_rms(x: np.ndarray) -> np.ndarray:
+    """RMS per ENVELOPE_BLOCK samples (channels averaged), float32; the last block may be short."""
     power = np.mean(np.square(x), axis=0) if x.ndim == 2 else np.square(x)
-    return np.sqrt(np.maximum(uniform_filter1d(power, window, mode="constant"), 0.0))
+    blocks = -(-len(power) // ENVELOPE_BLOCK)
+    padded = np.zeros(blocks * ENVELOPE_BLOCK, dtype=np.float32)
+    padded[:len(power)] = power
+    return np.sqrt(padded.reshape(blocks, ENVELOPE_BLOCK).mean(axis=1))
+
+
+def _per_sample(curve: np.ndarray, frames: int) -> np.ndarray:
+    """A per-block curve drawn per sample, float32: linear from each block's start to the next's."""
+    curve = np.asarray(curve, dtype=np.float32)
+    step = np.diff(curve, append=curve[-1:])
+    ramp = np.arange(ENVELOPE_BLOCK, dtype=np.float32) / ENVELOPE_BLOCK
+    return (curve[:, None] + step[:, None] * ramp).reshape(-1)[:frames]
 
 
 def _smooth(x: np.ndarray, window: int) -> np.ndarray:
     return uniform_filter1d(x, window, mode="nearest") if window > 1 else x
+
+
+def _db_to_gain(db: np.ndarray) -> np.ndarray:
+    """dB → linear gain, float32 (exp in single precision: a tenth of the cost of 10 ** x)."""
+    return np.exp(np.asarray(db, dtype=np.float32) * np.float32(np.log(10) / 20))
 
 
 def _db(x: float) -> float:
@@ -156,25 +175,28 @@ def vocal_activity(lead: np.ndarray, rate: int) -> np.ndarray:
     """0…1 per sample (float32): where the lead vocal (channels, frames) sings — 20 ms RMS within
     VOCAL_ACTIVE_WITHIN_DB of its loudest — with a 10 ms rise and a 150 ms fall so cuts and
     ducks breathe with the phrase."""
-    rms = _moving_rms(lead, int(0.02 * rate))
+    block_rate = rate / ENVELOPE_BLOCK
+    rms = _smooth(_block_rms(lead), int(0.02 * block_rate))
     active = (rms > rms.max() * 10 ** (-VOCAL_ACTIVE_WITHIN_DB / 20)).astype(np.float32)
-    release = np.exp(-1.0 / (DUCK_RELEASE_S * rate))
+    release = np.exp(-1.0 / (DUCK_RELEASE_S * block_rate))
     held = lfilter(np.array([1 - release], np.float32), np.array([1, -release], np.float32), active)  # the fall
-    return np.clip(_smooth(np.maximum(active, held), int(DUCK_ATTACK_S * rate)), 0.0, 1.0)
+    curve = np.clip(_smooth(np.maximum(active, held), int(DUCK_ATTACK_S * block_rate)), 0.0, 1.0)
+    return _per_sample(curve, lead.shape[-1])
 
 
 def kick_envelope(score: Score, frames: int, rate: int) -> np.ndarray:
     """0…1 per sample: 1 at each kick of the score's drum part, falling over DUCK_RELEASE_S."""
-    impulses = np.zeros(frames, dtype=np.float32)
+    block_rate = rate / ENVELOPE_BLOCK
+    impulses = np.zeros(-(-frames // ENVELOPE_BLOCK), dtype=np.float32)
     for part in score.parts:
         if part.is_drum:
             for note in part.notes:
-                index = int(note.start_s * rate)
-                if note.pitch in KICK_PITCHES and index < frames:
+                index = int(note.start_s * block_rate)
+                if note.pitch in KICK_PITCHES and index < len(impulses):
                     impulses[index] = 1.0
-    release = np.exp(-1.0 / (DUCK_RELEASE_S * rate))
+    release = np.exp(-1.0 / (DUCK_RELEASE_S * block_rate))
     envelope = np.minimum(lfilter(np.array([1.0], np.float32), np.array([1, -release], np.float32), impulses), 1.0)
-    return _smooth(envelope, int(DUCK_ATTACK_S * rate))
+    return _per_sample(_smooth(envelope, int(DUCK_ATTACK_S * block_rate)), frames)
 
 
 def band_pass(low_hz: float, high_hz: float, rate: int) -> np.ndarray:
@@ -193,12 +215,12 @@ def de_ess(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, dict]:
     """Turn the sibilance band down where it spikes above its own 90th percentile (ratio 4:1, at
     most 8 dB), as a dynamic peaking cut: the rest of the voice is untouched."""
     band = sosfilt(band_pass(*SIBILANCE_BAND_HZ, rate), vocal, axis=-1)
-    envelope = _moving_rms(band, int(0.005 * rate))
+    envelope = _smooth(_block_rms(band), 5)  # 5 ms
     sounding = envelope[envelope > envelope.max() * 1e-3]
     threshold = float(np.percentile(sounding, 90)) if sounding.size else 1.0
     over = np.maximum(envelope / np.float32(threshold), 1.0)
     gain = np.maximum(over ** np.float32(1 / DE_ESS_RATIO - 1), np.float32(10 ** (-DE_ESS_MAX_DB / 20)))
-    gain = _smooth(gain, int(0.003 * rate))
+    gain = _per_sample(_smooth(gain, 3), vocal.shape[-1])
     out = vocal - band * (1 - gain)
     return out, {"band_hz": list(SIBILANCE_BAND_HZ), "threshold_dbfs": round(_db(threshold), 1), "ratio": DE_ESS_RATIO,
                  "max_reduction_db": round(-_db(float(gain.min())), 1), "active_share": round(float(np.mean(gain < 0.98)), 4)}
@@ -260,8 +282,11 @@ def section_gain_db(score: Score, frames: int, rate: int, swing_db: float) -> tu
 
 
 def _loudness_where(x: np.ndarray, rate: int, mask: np.ndarray) -> float:
-    """Integrated loudness of the frames where `mask` is true (joined end to end)."""
-    return _lufs(x[:, mask], rate) if np.count_nonzero(mask) > rate else float("-inf")
+    """Integrated loudness (BS.1770 gating) of the frames where `mask` is true, joined end to end
+    after K-weighting the whole bus (so no filter restarts at the joins)."""
+    if np.count_nonzero(mask) <= rate:
+        return float("-inf")
+    return loudness.gated_lufs(loudness.k_weighted_power(x.T, rate)[mask], rate)
 
 
 def _return(bus: np.ndarray, rate: int, effect, kind: str) -> np.ndarray:
@@ -299,12 +324,16 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
         if stem.role == "vocal":
             x, made["de_ess"] = de_ess(x, rate)
             x, made["compressor"] = compress_vocal(x, rate, activity[span])
-        made["loudness_lufs"] = round(_lufs(x, rate), 2)
-        if stem.role == "backing":
-            gain_db = lead_gain_db if lead_gain_db is not None else DRUMS_REFERENCE_LUFS - made["loudness_lufs"]
+        if stem.role == "backing" and lead_gain_db is not None:
+            gain_db = lead_gain_db  # the takes keep the level the vocals stage set under the lead
+        elif stem.role == "backing":
+            made["loudness_lufs"] = round(_lufs(x, rate), 2)
+            gain_db = DRUMS_REFERENCE_LUFS - made["loudness_lufs"]
         elif stem.role == "vocal":
+            made["loudness_lufs"] = round(_lufs(x, rate), 2)
             gain_db = lead_gain_db = DRUMS_REFERENCE_LUFS - made["loudness_lufs"]  # set on top in step 6
         else:
+            made["loudness_lufs"] = round(_lufs(x, rate), 2)
             gain_db = DRUMS_REFERENCE_LUFS + preset.balance_lu.get(stem.role, 0.0) - made["loudness_lufs"]
         made["gain_db"] = round(gain_db, 2)
         duck = preset.duck.get(stem.role)
@@ -312,7 +341,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
             key = (duck.under, duck.depth_db)
             if key not in duck_gains:
                 trigger = activity if duck.under == "vocal" else kick
-                duck_gains[key] = (10 ** (-duck.depth_db * trigger / 20)).astype(np.float32)
+                duck_gains[key] = _db_to_gain(-duck.depth_db * trigger)
             x = x * duck_gains[key][span]
             made["duck"] = duck.model_dump()
         position = preset.pan.get(stem.role, 0.0)
@@ -335,7 +364,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     if carving:
         instrument_bus += carve(buses["carved"], rate, activity, preset.vocal_carve_db)
     # section automation rides the whole instrumental (and its sends) — the voice stays put
-    automation_gain = (10 ** (automation / 20)).astype(np.float32)
+    automation_gain = _db_to_gain(automation)
     instrument_bus *= automation_gain
     for kind in ("reverb", "delay"):
         sends["instrument"][kind] *= automation_gain
@@ -352,7 +381,8 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
                                                                 mix=1.0), "delay"),
     }
     mixed = instrument_bus + vocal_bus + returns["reverb"] + returns["delay"]
-    bus_threshold = _db(float(np.sqrt(np.mean(np.square(mixed[:, activity > 0.5] if on_top else mixed), dtype=np.float64)))) + 6.0
+    sample = mixed[:, ::4]  # every 4th frame is plenty for a level
+    bus_threshold = _db(float(np.sqrt(np.mean(np.square(sample[:, activity[::4] > 0.5] if on_top else sample), dtype=np.float64)))) + 6.0
     mixed = pedalboard.Compressor(threshold_db=bus_threshold, ratio=preset.bus_ratio, **BUS_COMPRESSOR)(mixed, rate)
     level_db = MIX_LUFS - _lufs(mixed, rate)
     final = np.float32(10 ** (level_db / 20))
