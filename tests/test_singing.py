@@ -309,7 +309,6 @@ def test_an_independent_recogniser_hears_the_sung_words():
     """PocketSphinx (speech-trained, told nothing of the lyrics) on the dry lead: it hears the
     phones far better than in the same audio reversed (same sound, no words), and not far
     worse than in the same words spoken by the same voice."""
-    from models.instruments.diffusion import resample
     from qc.intelligibility import Recogniser, intelligibility, spoken_reference, sung_clips
 
     score, vocals = sung_vocals()
