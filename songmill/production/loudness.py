@@ -4,14 +4,14 @@
     true_peak_dbtp(samples, 48000)     # 4× oversampled peak (ITU-R BS.1770-4 annex 2)
 
 Loudness is BS.1770-4 with pyloudnorm's K-weighting filters, gated here without a Python loop
-(the tests hold it to pyloudnorm's own meter within 0.01 LU; `reference_integrated_lufs` is
-that meter). Short-term loudness (3 s windows every 0.1 s) and loudness range (EBU Tech 3342:
+(the tests hold it to pyloudnorm's own meter within 0.01 LU). Short-term loudness (3 s windows every 0.1 s) and loudness range (EBU Tech 3342:
 gated at −70 LUFS and −20 LU, 10th to 95th percentile) come from the same K-weighted signal. `samples` is (frames,) or
 (frames, channels) float in −1…1.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -47,17 +47,14 @@ def as_frames(samples: np.ndarray) -> np.ndarray:
     return data[:, None] if data.ndim == 1 else data
 
 
-def _k_filter() -> np.ndarray:
-    """pyloudnorm's BS.1770 K-weighting (high shelf, then the RLB high-pass) as one sos cascade."""
-    global _K_SOS
-    if _K_SOS is None:
-        stages = pyloudnorm.Meter(48000)._filters
-        _K_SOS = np.array([np.concatenate([stages[name].b, stages[name].a]) for name in ("high_shelf", "high_pass")])
-    return _K_SOS
-
-
-_K_SOS = None
 _K_RATE = 48000
+
+
+@functools.cache
+def _k_filter() -> np.ndarray:
+    """pyloudnorm's BS.1770 K-weighting at 48 kHz (high shelf, then the RLB high-pass) as one sos cascade."""
+    stages = pyloudnorm.Meter(_K_RATE)._filters
+    return np.array([np.concatenate([stages[name].b, stages[name].a]) for name in ("high_shelf", "high_pass")])
 
 
 def k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -104,7 +101,7 @@ def _lufs(power: np.ndarray | float) -> np.ndarray | float:
 def integrated_lufs(samples: np.ndarray, rate: int) -> float:
     """Integrated loudness (LUFS, BS.1770-4 gating: 400 ms blocks every 100 ms, −70 LUFS absolute
     and −10 LU relative gates); −inf for silence or audio shorter than 0.4 s. The same figure as
-    pyloudnorm's meter (`reference_integrated_lufs`) computed with one filter pass and no Python loop."""
+    pyloudnorm's meter, computed with one filter pass and no Python loop."""
     return gated_lufs(k_weighted_power(samples, rate), rate)
 
 
@@ -117,15 +114,6 @@ def gated_lufs(power: np.ndarray, rate: int) -> float:
     relative_gate = _lufs(np.mean(blocks)) - 10
     gated = blocks[_lufs(blocks) > relative_gate]
     return float(_lufs(np.mean(gated)))
-
-
-def reference_integrated_lufs(samples: np.ndarray, rate: int) -> float:
-    """pyloudnorm's own BS.1770-4 meter: the figure reported for every master."""
-    data = as_frames(samples)
-    if data.shape[0] < int(0.4 * rate) + 1:
-        return float("-inf")
-    with np.errstate(divide="ignore"):
-        return float(pyloudnorm.Meter(rate).integrated_loudness(data))
 
 
 def short_term_lufs(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -145,6 +133,7 @@ def loudness_range_lu(short_term: np.ndarray) -> float:
     return float(np.percentile(gated, 95) - np.percentile(gated, 10)) if gated.size else 0.0
 
 
+@functools.cache
 def _interpolator() -> tuple[np.ndarray, np.ndarray, float]:
     """The interpolation filter of a BS.1770-4 true-peak meter: a 49-tap windowed sinc at 4×,
     whose phase 0 is the sample itself and whose phases q = 1, 2, 3 estimate x(n + q/4) from

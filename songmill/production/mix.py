@@ -382,7 +382,9 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     }
     mixed = instrument_bus + vocal_bus + returns["reverb"] + returns["delay"]
     sample = mixed[:, ::4]  # every 4th frame is plenty for a level
-    bus_threshold = _db(float(np.sqrt(np.mean(np.square(sample[:, activity[::4] > 0.5] if on_top else sample), dtype=np.float64)))) + 6.0
+    if on_top:
+        sample = sample[:, activity[::4] > 0.5]  # the level while the voice sings
+    bus_threshold = _db(float(np.sqrt(np.mean(np.square(sample), dtype=np.float64)))) + 6.0
     mixed = pedalboard.Compressor(threshold_db=bus_threshold, ratio=preset.bus_ratio, **BUS_COMPRESSOR)(mixed, rate)
     level_db = MIX_LUFS - _lufs(mixed, rate)
     final = np.float32(10 ** (level_db / 20))
