@@ -4,7 +4,9 @@ Renders `config/releases/demo.yaml` twice into a throw-away store and catalogue:
 stage computes) and warm (every stage cached). Reports per stage wall and CPU seconds, peak
 resident memory, and the real-time factor (compute seconds per second of song). Then writes
 the demo song with 20 seeds and reports the time to write and compose each, and the
-songwriting metrics of the batch (qc/songwriting.py). Writes `benchmarks/results/latest.json`.
+songwriting metrics of the batch (qc/songwriting.py); sings ten seeded songs; re-renders the
+demo with ten base seeds for the mix, master and export figures (masters measured by ffmpeg);
+and encodes the demo's master into every delivery format. Writes `benchmarks/results/latest.json`.
 Never part of the test suite: timings belong here.
 """
 
@@ -236,7 +238,12 @@ def _production_row(report: dict, label: str) -> dict:
         meters = _ffmpeg_meters(Path(track["artifacts"][f"master-{name}.wav"]["path"]))
         masters[name] = {**meters, "target_lufs": profiles[name].loudness_lufs,
                          "error_lu": round(meters["integrated_lufs"] - profiles[name].loudness_lufs, 2)}
+    exported = track["export"]["files"]
+    lossy = [f for f in exported if f["bitrate_kbps"]]
     return {"label": label, "song_s": track["duration_s"], "mix_cpu_s": round(stage["mix"]["cpu_s"], 2),
+            "export_cpu_s": round(stage["export"]["cpu_s"], 2), "export_rtf": round(stage["export"]["cpu_s"] / track["duration_s"], 4),
+            "lossy_true_peak_max_dbtp": max(f["true_peak_dbtp"] for f in lossy) if lossy else None,
+            "lossy_reencoded": sum(1 for f in lossy if f["gain_db"] < 0),
             "master_cpu_s": round(stage["master"]["cpu_s"], 2), "rtf": round(cpu / track["duration_s"], 4),
             "vocal_over_instrumental_lu": (track["mix"]["vocal_on_top"] or {}).get("measured_lu"), "masters": masters}
 
@@ -259,7 +266,41 @@ def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> d
             "max_true_peak_dbtp": max(m["true_peak_dbtp"] for m in masters),
             "max_sample_peak_dbfs": max(m["sample_peak_dbfs"] for m in masters),
             "min_phase": min(m["phase"] for m in masters), "max_dc": max(m["dc_offset"] for m in masters),
-            "vocal_over_instrumental_lu": [r["vocal_over_instrumental_lu"] for r in rows]}
+            "vocal_over_instrumental_lu": [r["vocal_over_instrumental_lu"] for r in rows],
+            "export_rtf_median": round(statistics.median(r["export_rtf"] for r in rows), 4),
+            "export_rtf_max": round(max(r["export_rtf"] for r in rows), 4),
+            "lossy_true_peak_max_dbtp": max(r["lossy_true_peak_max_dbtp"] for r in rows),
+            "lossy_reencoded": sum(r["lossy_reencoded"] for r in rows)}
+
+
+def bench_export(cold: dict, work: Path) -> dict:
+    """Every format songmill writes (WAV 24/48, FLAC 16/44.1, MP3 320 k, AAC 256 k, Opus 160 k)
+    plus a 30-second clip of each, from the demo's master: CPU (with ffmpeg's) and wall time."""
+    from songmill.audio import read_wav
+    from songmill.profiles import AudioFormat, DeliveryProfile
+    from songmill.release.encode import export_profile
+
+    [track] = cold["report"]["tracks"]
+    master, rate = read_wav(Path(track["artifacts"]["master-streaming.wav"]["path"]))
+    formats = [AudioFormat(container="wav", sample_rate_hz=48000, bit_depth=24),
+               AudioFormat(container="flac", sample_rate_hz=44100, bit_depth=16),
+               AudioFormat(container="mp3", bitrate_kbps=320), AudioFormat(container="m4a", bitrate_kbps=256),
+               AudioFormat(container="opus", bitrate_kbps=160)]
+    profile = DeliveryProfile(description="every format", loudness_lufs=-14.0, true_peak_dbtp=-1.0, formats=formats)
+    song_s = len(master) / rate
+    out = work / "export-all"
+    out.mkdir()
+    rows = {}
+    for label, clip in (("full", None), ("full+clips", (30.0, 60.0))):
+        wall0, cpu0 = time.perf_counter(), _cpu_s()
+        files = export_profile(master, rate, "all", profile.model_copy(update={"preview_clip_s": 30.0 if clip else None}),
+                               out, seed=1, clip=clip)
+        rows[label] = {"wall_s": round(time.perf_counter() - wall0, 2), "cpu_s": round(_cpu_s() - cpu0, 2),
+                       "rtf": round((_cpu_s() - cpu0) / song_s, 4),
+                       "files": [{"file": f.file, "true_peak_dbtp": f.true_peak_dbtp, "gain_db": f.gain_db,
+                                  "integrated_lufs": f.integrated_lufs} for f in files]}
+    return {"song_s": round(song_s, 2), **rows, "release_steps": cold["report"]["release_steps"],
+            "demo_export_stage": cold["report"]["stage_totals"]["export"]}
 
 
 def main() -> None:
@@ -277,6 +318,7 @@ def main() -> None:
         songwriting = bench_songwriting(config)
         vocals = bench_vocals(config)
         production = bench_production(config, cold, work)
+        export = bench_export(cold, work)
         for run in (cold, warm):
             run.pop("report")
     result = {
@@ -285,7 +327,7 @@ def main() -> None:
         "config": str(config.relative_to(ROOT)), "import_s": round(import_s, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "runs": [cold, warm], "songwriting": songwriting, "vocals": vocals,
-        "production": production,
+        "production": production, "export": export,
     }
     out = ROOT / "benchmarks/results/latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -322,11 +364,20 @@ def main() -> None:
     print(f"mix + master, {p['songs']} songs (demo and {p['songs'] - 1} seeds): RTF median {p['rtf_median']}, max {p['rtf_max']}; "
           f"by ffmpeg: loudness error ≤ {p['max_abs_error_lu']} LU, true peak ≤ {p['max_true_peak_dbtp']} dBTP, "
           f"sample peak ≤ {p['max_sample_peak_dbfs']:.2f} dBFS, phase ≥ {p['min_phase']}, DC ≤ {p['max_dc']:.1e}")
+    print(f"export (streaming FLAC + preview MP3/Opus and clips), same songs: RTF median {p['export_rtf_median']}, max {p['export_rtf_max']}; "
+          f"lossy true peak ≤ {p['lossy_true_peak_max_dbtp']} dBTP; lossy files re-encoded quieter: {p['lossy_reencoded']}")
     for r in p["rows"]:
         m = "  ".join(f"{name} {v['integrated_lufs']:.1f} LUFS {v['true_peak_dbtp']:.1f} dBTP phase {v['phase']:.2f}"
                       for name, v in r["masters"].items())
         print(f"  {r['label']:8} {r['song_s']:6.1f} s  mix {r['mix_cpu_s']:5.2f} s  master {r['master_cpu_s']:5.2f} s  "
               f"RTF {r['rtf']:.3f}  vocal over instrumental {r['vocal_over_instrumental_lu']} LU  {m}")
+    e = export
+    print(f"export of every format ({e['song_s']} s master): CPU {e['full']['cpu_s']} s, wall {e['full']['wall_s']} s, RTF {e['full']['rtf']}; "
+          f"with 30 s clips RTF {e['full+clips']['rtf']}")
+    for f in e["full"]["files"]:
+        print(f"  {f['file']:28} true peak {f['true_peak_dbtp']:6.2f} dBTP  gain {f['gain_db']:5.2f} dB  {f['integrated_lufs']:6.2f} LUFS")
+    print(f"demo export stage (streaming + preview): CPU {e['demo_export_stage']['cpu_s']:.2f} s; "
+          f"package + deliver (2 profiles): wall {e['release_steps']['wall_s']} s, CPU {e['release_steps']['cpu_s']} s")
     print(out)
 
 

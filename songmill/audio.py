@@ -36,6 +36,26 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate_hz: int = 48000) -> N
     Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
+def write_pcm_wav(path: Path, samples: np.ndarray, sample_rate_hz: int, bits: int) -> None:
+    """Write integer samples (frames, channels) as a 16- or 24-bit PCM WAV (int16, or int32 holding
+    24-bit values: see `production.dither.to_pcm`)."""
+    data = np.asarray(samples)
+    if data.ndim == 1:
+        data = data[:, None]
+    frames, channels = data.shape
+    if bits == 16:
+        payload = data.astype("<i2").tobytes()
+    elif bits == 24:
+        payload = data.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # little-endian: drop the top byte
+    else:
+        raise ValueError(f"bits={bits} is not supported (16 or 24)")
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", FORMAT_PCM, channels, sample_rate_hz, sample_rate_hz * block, block, bits)
+    pad = b"\0" if len(payload) % 2 else b""
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload + pad
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """Samples (frames, channels) as float32 and the sample rate. Raises SongmillError naming the
     file when it is not a WAV songmill can read."""

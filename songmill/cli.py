@@ -4,6 +4,7 @@
     songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
                                                   last line printed: the run report's path
     songmill catalogue ls                         releases in the catalogue
+    songmill catalogue deliveries RELEASE         where a release was delivered
 """
 
 from __future__ import annotations
@@ -91,6 +92,25 @@ def catalogue_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     for r in rows:
         table.add_row(r["id"], r["title"], r["artist"], r["type"], r["date"], str(r["tracks"]), str(r["runs"]),
                       f"{r['last_run']} {r['last_run_at']}" if r["last_run"] else "-")
+    Console().print(table)
+
+
+@catalogue_app.command("deliveries")
+def catalogue_deliveries(release: str = typer.Argument(..., help="The release id."),
+                         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List where a release was delivered: profile, destination, UPC, manifest hash, when."""
+    from songmill.catalogue import Catalogue
+
+    try:
+        rows = Catalogue.open().deliveries(release)
+    except SongmillError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("profile", "destination", "UPC", "files", "manifest sha256", "delivered at")
+    for r in rows:
+        table.add_row(r["profile"], r["destination"], r["upc"], str(r["files"]), r["manifest_sha256"][:16], r["delivered_at"])
     Console().print(table)
 
 

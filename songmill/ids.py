@@ -29,3 +29,34 @@ def validate_upc(value: str) -> str:
     if gtin_check_digit(text[:-1]) != int(text[-1]):
         raise ValueError(f"'{value}' has a wrong check digit (expected {gtin_check_digit(text[:-1])})")
     return text
+
+
+def make_isrc(country: str, registrant: str, year: int, designation: int) -> str:
+    """The compact ISRC for a registrant's `designation`-th recording of a year.
+
+    >>> make_isrc("QZ", "SGM", 2026, 7)
+    'QZSGM2600007'
+    """
+    if not 0 <= designation <= 99999:
+        raise ValueError(f"ISRC designation {designation} is outside 0–99999 (the registrant's year is full)")
+    return validate_isrc(f"{country}{registrant}{year % 100:02d}{designation:05d}")
+
+
+def make_gtin13(company_prefix: str, item: int) -> str:
+    """An EAN-13 (GTIN-13) from a GS1 company prefix and an item reference, with its check digit.
+
+    >>> make_gtin13("0200000", 42)
+    '0200000000424'
+    """
+    width = 12 - len(company_prefix)
+    if not company_prefix.isdigit() or width < 1:
+        raise ValueError(f"GS1 company prefix {company_prefix!r} must be 1–11 digits")
+    if not 0 <= item < 10**width:
+        raise ValueError(f"item reference {item} does not fit the {width} digits prefix {company_prefix} leaves")
+    body = f"{company_prefix}{item:0{width}d}"
+    return body + str(gtin_check_digit(body))
+
+
+def format_isrc(compact: str) -> str:
+    """'QZSGM2600007' → 'QZ-SGM-26-00007' (the form people read)."""
+    return f"{compact[:2]}-{compact[2:5]}-{compact[5:7]}-{compact[7:]}"

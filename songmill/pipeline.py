@@ -11,6 +11,8 @@ Only stages that exist are registered; each later capability adds its stage here
              vocal-double.wav, vocal-harmony.wav (chorus backing), vocals.json
     mix      every stem → mix.wav (48 kHz float stereo), mix.json (the mix decisions)
     master   mix.wav → master-<profile>.wav per delivery profile, master.json (loudness reports)
+    export   master-<profile>.wav → export-<profile>[-clip]-<format>.<ext> per profile format
+             (untagged: tags, names and the DDEX message come at release level), export.json
 """
 
 from __future__ import annotations
@@ -384,6 +386,58 @@ MASTER = Stage(
                 "compression, width with mono bass, loudness to the profile target through a true-peak limiter",
 )
 
+def _export_params(job: TrackJob) -> dict:
+    from songmill.paths import config_dir
+    from songmill.profiles import load_profiles
+
+    profiles = load_profiles(config_dir() / "profiles.yaml")
+    # what each profile's files depend on: its formats, lossy ceiling and clip length
+    return {"profiles": {name: profiles[name].model_dump(mode="json", include={"formats", "lossy_true_peak_dbtp", "preview_clip_s", "true_peak_dbtp"})
+                         for name in job.spec.release.profiles},
+            "sings": job.track.voice is not None}
+
+
+def _run_export(ctx: StageContext) -> None:
+    from models.lyrics.model import Lyrics
+    from songmill.profiles import DeliveryProfile
+    from songmill.release.encode import export_profile, preview_window
+    from songmill.release.tags import synced_lyrics
+
+    missing = [name for name in ctx.params["profiles"] if f"master-{name}.wav" not in ctx.inputs]
+    if missing:
+        raise SongmillError(f"track {ctx.job.number} ({ctx.job.track.title}) has no master for profile '{missing[0]}' "
+                            f"(master-{missing[0]}.wav); re-render its master stage")
+    score = Score.load_json(ctx.input("score.json"))
+    lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
+    sections = [(s.name, score.seconds_at(s.start_bar * score.beats_per_bar), s.energy) for s in score.sections]
+    report = {"files": [], "clips": {}}
+    for name, fields in ctx.params["profiles"].items():
+        profile = DeliveryProfile.model_validate({"description": name, "loudness_lufs": -14.0, **fields})
+        master, rate = read_wav(ctx.input(f"master-{name}.wav"))
+        clip = preview_window(sections, len(master) / rate, profile.preview_clip_s) if profile.preview_clip_s else None
+        if clip:
+            report["clips"][name] = {"start_s": clip[0], "end_s": clip[1]}
+        seed = int(ctx.rng().integers(0, 2**31))
+        report["files"] += [f.to_dict() for f in export_profile(master, rate, name, profile, ctx.workdir, seed=seed, clip=clip)]
+    sung = ctx.params["sings"] and lyrics.source != "instrumental"
+    lines = [(line.text, [s.text for s in line.syllables])
+             for section in sorted(lyrics.sections, key=lambda s: s.form_index) for line in section.lines] if sung else []
+    report["lyrics"] = "\n\n".join("\n".join(l.text for l in section.lines) for section in lyrics.sections) if sung else None
+    report["synced_lyrics"] = synced_lyrics(score, lines).to_dict()
+    report["has_vocals"] = sung
+    report["duration_s"] = round(score.duration_s, 3)
+    report["bpm"] = round(score.tempo_map[0].bpm)
+    report["key"] = score.key
+    ctx.output("export.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+EXPORT = Stage(
+    name="export", version="1", inputs=("score.json", "lyrics.json", "master.json"), input_globs=("master-*.wav",),
+    outputs=("export.json",), output_glob="export-*", params=_export_params, run=_run_export,
+    description="delivery files per profile from its master: WAV/FLAC dithered (SoX resampler where the rate "
+                "differs), MP3/AAC/Opus checked for codec overshoot, 30-second preview clips; synced lyrics",
+)
+
 TRACK_STAGES = StageGraph()
 TRACK_STAGES.add(FORM)
 TRACK_STAGES.add(LYRICS)
@@ -392,3 +446,4 @@ TRACK_STAGES.add(INSTRUMENTS)
 TRACK_STAGES.add(VOCALS)
 TRACK_STAGES.add(MIX)
 TRACK_STAGES.add(MASTER)
+TRACK_STAGES.add(EXPORT)

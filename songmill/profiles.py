@@ -31,15 +31,41 @@ class AudioFormat(BaseModel):
         return self
 
 
+DPID = Annotated[str, Field(pattern=r"^PADPIDA[A-Za-z0-9]+$")]  # a DDEX Party ID
+
+
+class Party(BaseModel):
+    """A DDEX message party: who sends a release, or the distributor who receives it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    dpid: DPID
+
+
+class Deal(BaseModel):
+    """The commercial terms a profile's DDEX message offers (DDEX allowed values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    commercial_models: Annotated[list[Literal["SubscriptionModel", "AdvertisementSupportedModel", "PayAsYouGoModel",
+                                              "FreeOfChargeModel"]], Field(min_length=1)] = ["SubscriptionModel", "AdvertisementSupportedModel"]
+    use_types: Annotated[list[Literal["Stream", "OnDemandStream", "NonInteractiveStream", "PermanentDownload",
+                                      "ConditionalDownload", "Download"]], Field(min_length=1)] = ["OnDemandStream", "NonInteractiveStream"]
+    territories: Annotated[list[Annotated[str, Field(pattern=r"^(Worldwide|[A-Z]{2})$")]], Field(min_length=1)] = ["Worldwide"]
+
+
 class DeliveryProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str
     commercial: bool = True  # a non-commercial model may not feed a commercial profile
     loudness_lufs: Annotated[float, Field(ge=-30, le=-5)] | Literal["reference"]  # "reference": the reference recording's loudness
     true_peak_dbtp: Annotated[float, Field(ge=-6, le=0)]
+    lossy_true_peak_dbtp: Annotated[float, Field(ge=-6, le=0)] = -0.5  # MP3/AAC/Opus files, as decoded (codec overshoot)
     formats: Annotated[list[AudioFormat], Field(min_length=1)]
     preview_clip_s: Annotated[float, Field(gt=0, le=90)] | None = None  # also deliver a clip this long
     reference: str | None = None  # a recording whose tone (and loudness, with loudness_lufs: reference) masters match; relative to config/
+    destination: str | None = None  # a folder (relative to `render --out`) or s3://bucket/prefix; None: <out>/<profile>
+    recipient: Party | None = None  # the distributor the DDEX message goes to; None: no DDEX recipient named (an error at delivery)
+    deal: Deal = Deal()
 
     @model_validator(mode="after")
     def _reference_for_loudness(self) -> "DeliveryProfile":

@@ -33,9 +33,10 @@ from songmill.errors import SongmillError
 from songmill.paths import config_dir, safe_name
 from songmill.pipeline import TRACK_STAGES
 from songmill.profiles import load_profiles
+from songmill.release.package import RenderedTrack, package_and_deliver
 from songmill.score import Score
 from songmill.spec import ReleaseSpec, load_release, track_seed
-from songmill.stages import StageResult, TrackJob, execute_stage
+from songmill.stages import StageResult, TrackJob, _cpu_seconds, execute_stage
 from songmill.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
 
 log = logging.getLogger("songmill.runner")
@@ -173,11 +174,17 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     except BaseException as err:
         catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
         raise
-    track_reports = [_record_track(outcome, spec, catalogue, run_id, store, release_dir) for outcome in outcomes]
+    recorded = [_record_track(outcome, spec, catalogue, run_id, store, release_dir) for outcome in outcomes]
+    track_reports = [report for report, _ in recorded]
     failed = [o for o in outcomes if o.error]
+    steps_wall0, steps_cpu0 = time.perf_counter(), _cpu_seconds()
+    release_steps, delivery_error = _release_steps(spec, profiles, [t for _, t in recorded], failed, config_path=config_path,
+                                                   out_dir=Path(out_dir), catalogue=catalogue, run_id=run_id,
+                                                   partial_render=track is not None)
+    release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(_cpu_seconds() - steps_cpu0, 3)}
     report = {
         "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": "embedded",
-        "status": "failed" if failed else "succeeded",
+        "status": "failed" if failed or delivery_error else "succeeded",
         "release": {"id": spec.release.id, "title": spec.release.title, "artist": spec.release.artist,
                     "label": spec.release.label, "type": spec.release.type, "date": spec.release.date.isoformat(),
                     "genre": spec.release.genre, "profiles": spec.release.profiles},
@@ -188,30 +195,59 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
         "tracks": track_reports,
         "stage_totals": _stage_totals(outcomes),
+        "release_steps": release_steps_time,  # package + deliver, all profiles
         "album": _album_consistency(track_reports),
-        "delivered": [],
+        "upc": release_steps.get("upc"),
+        "isrcs": release_steps.get("isrcs", {}),
+        "deliveries": release_steps.get("deliveries", []),
+        "delivery_skipped": release_steps.get("skipped"),
+        "delivery_error": delivery_error,
+        "delivered": release_steps.get("delivered", []),
     }
     report_path = release_dir / "run-report.json"
     atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
     catalogue.finish_run(run_id, status=report["status"], report_path=str(report_path),
-                         error="; ".join(f"track {o.number}: {o.error}" for o in failed) or None)
+                         error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None)
     catalogue.close()
     if failed:
         first = failed[0]
         raise SongmillError(f"track {first.number} ({first.title}) failed at stage {first.failed_stage}: {first.error} (report: {report_path})")
+    if delivery_error:
+        raise SongmillError(f"{delivery_error} (report: {report_path})")
     return report_path
 
 
-def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> dict:
+def _release_steps(spec: ReleaseSpec, profiles: dict, tracks: list[RenderedTrack], failed: list[TrackOutcome], *,
+                   config_path: Path, out_dir: Path, catalogue: Catalogue, run_id: int,
+                   partial_render: bool) -> tuple[dict, str | None]:
+    """Package and deliver when the release is whole: every track rendered (or, with
+    `allow_partial`, the ones that did). Returns (what was delivered, the error that stopped it)."""
+    if partial_render:
+        return {"skipped": "only one track was rendered (--track); a release is delivered whole"}, None
+    if failed and not spec.release.allow_partial:
+        return {"skipped": f"{len(failed)} track(s) failed and release.allow_partial is false"}, None
+    ready = [t for t in tracks if t.rendered]
+    if not ready:
+        return {"skipped": "no track was rendered"}, None
+    try:
+        return package_and_deliver(spec, profiles, ready, out_dir=out_dir, config_path=config_path,
+                                   catalogue=catalogue, run_id=run_id), None
+    except SongmillError as err:
+        return {}, f"delivery failed: {err}"
+
+
+def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store,
+                  release_dir: Path) -> tuple[dict, RenderedTrack]:
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
-    artifacts, duration_s = {}, None
-    decisions = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None}
+    artifacts, duration_s, files = {}, None, {}
+    decisions = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
             path = store.get_file(ref, folder / name)
+            files[name] = path
             artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path)}
             if name in ("form.json", "score.json"):  # the full score, once composed, has the last word
                 duration_s = round(Score.load_json(path).duration_s, 3)
@@ -221,13 +257,15 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
         catalogue.set_track_status(track_id, "failed")
     else:
         catalogue.set_track_status(track_id, "rendered", duration_s=duration_s)
+    rendered = RenderedTrack(outcome.number, track_id, files, rendered=not outcome.error)
     return {"number": outcome.number, "title": outcome.title, "seed": outcome.seed,
             "status": "failed" if outcome.error else "rendered", "duration_s": duration_s,
             "failed_stage": outcome.failed_stage, "error": outcome.error,
             "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
             "vocals": decisions["vocals.json"], "mix": decisions["mix.json"], "master": decisions["master.json"],
             "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},
-            "stages": [r.to_dict() for r in outcome.results]}
+            "export": decisions["export.json"],
+            "stages": [r.to_dict() for r in outcome.results]}, rendered
 
 
 def _album_consistency(tracks: list[dict]) -> dict:

@@ -202,6 +202,7 @@ class ReleaseInfo(Strict):
     profiles: Annotated[list[str], Field(min_length=1)] = ["streaming"]
     allow_partial: bool = False  # deliver the tracks that pass QC even if others fail
     mastering: Literal["album", "track"] = "album"  # album: every track toward the release genre's tone; track: each its own
+    cover: Annotated[str, AfterValidator(_non_blank)] | None = None  # a square JPEG/PNG of at least 3000 px, relative to this file; None: generated
 
 
 class ReleaseSpec(Strict):
@@ -274,9 +275,34 @@ def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> Rele
                 problems.append(locator.problem(("tracks", i, "reference"), f"'{track.reference}' does not exist (a path relative to {path.name})"))
             track = track.model_copy(update={"reference": str(resolved)})
         tracks.append(track)
+    release = spec.release
+    if release.cover is not None:
+        resolved = (path.parent / release.cover).resolve()
+        problem = _cover_problem(resolved, release.cover, path)
+        if problem:
+            problems.append(locator.problem(("release", "cover"), problem))
+        release = release.model_copy(update={"cover": str(resolved)})
     if problems:
         raise ConfigError(problems)
-    return spec.model_copy(update={"tracks": tracks})
+    return spec.model_copy(update={"tracks": tracks, "release": release})
+
+
+def _cover_problem(resolved: Path, given: str, config: Path) -> str | None:
+    """Why a cover image cannot be delivered (read from its header only), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    from songmill.release.artwork import COVER_PX
+
+    if not resolved.is_file():
+        return f"'{given}' does not exist (a path relative to {config.name})"
+    try:
+        with Image.open(resolved) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError):
+        return f"'{given}' is not an image (give a JPEG or PNG)"
+    if width != height or width < COVER_PX:
+        return f"'{given}' is {width}×{height} pixels (a cover must be square and at least {COVER_PX}×{COVER_PX})"
+    return None
 
 
 def describe_errors(err: ValidationError, locator: Locator, model: type[BaseModel]) -> list[str]:

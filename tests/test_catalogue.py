@@ -32,7 +32,7 @@ def test_migrations_create_every_table_and_are_idempotent(database_url):
     catalogue = Catalogue.open(database_url)  # second open: already at head, nothing to do
     tables = set(inspect(catalogue.engine).get_table_names())
     assert {"releases", "tracks", "runs", "stage_runs", "artifacts", "artifact_inputs", "artifact_models",
-            "qc_results", "alembic_version"} <= tables
+            "qc_results", "identifier_counters", "deliveries", "alembic_version"} <= tables
 
 
 def test_release_tracks_runs_and_lineage(database_url):

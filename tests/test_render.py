@@ -72,6 +72,25 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
         measured = ebur128(Path(track["artifacts"][f"master-{profile}.wav"]["path"]))
         assert measured["integrated"] == pytest.approx(-14.0, abs=0.5) and measured["true_peak"] <= -1.0
         assert track["loudness"][profile]["integrated_lufs"] == pytest.approx(measured["integrated"], abs=0.2)
+    # delivered: a DDEX message per profile that the schema accepts, naming files with their hashes
+    assert_delivered(report, {"streaming", "preview"})
+
+
+def assert_delivered(report: dict, profiles: set[str]) -> None:
+    """Every profile's folder holds a schema-valid DDEX message whose files exist with the hashes it
+    states, and every file the report lists as delivered is there with its sha256."""
+    from tests.test_release import validate_with_lxml
+    from lxml import etree
+
+    assert {d["profile"] for d in report["deliveries"]} == profiles
+    for delivery in report["deliveries"]:
+        folder = Path(delivery["destination"])
+        xml = (folder / f"{report['upc']}.xml").read_bytes()
+        assert validate_with_lxml(xml) == []
+        for element in etree.fromstring(xml).findall(".//File"):
+            assert file_sha256(folder / element.findtext("URI")) == element.findtext("HashSum/HashSumValue")
+    for row in report["delivered"]:
+        assert file_sha256(Path(row["path"])) == row["sha256"] and row["profile"] in profiles
 
 
 def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
@@ -101,6 +120,10 @@ def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch
     assert all(not s["cached"] for t in parallel["tracks"] for s in t["stages"])
     shas = lambda r: [{n: a["sha256"] for n, a in t["artifacts"].items()} for t in r["tracks"]]  # noqa: E731
     assert shas(serial) == shas(parallel) and len(shas(serial)) == 3
+    assert_delivered(serial, {"streaming", "hires", "preview"})
+    assert_delivered(parallel, {"streaming", "hires", "preview"})
+    audio = lambda r: sorted(d["sha256"] for d in r["delivered"] if d["format"] in ("flac", "wav", "mp3", "opus"))  # noqa: E731
+    assert audio(serial) == audio(parallel)  # tagged files are byte-identical between runs
 
 
 def test_track_and_seed_options(tmp_path):

@@ -15,11 +15,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from songmill.catalogue.schema import Artifact, ArtifactInput, ArtifactModel, QCResult, Release, Run, StageRun, Track, utcnow
-from songmill.errors import ServiceError
+from songmill.catalogue.schema import (Artifact, ArtifactInput, ArtifactModel, Delivery, IdentifierCounter, QCResult,
+                                      Release, Run, StageRun, Track, utcnow)
+from songmill.errors import ServiceError, SongmillError
 from songmill.paths import var_dir
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -77,7 +78,8 @@ class Catalogue:
             release = s.get(Release, info.id) or Release(id=info.id)
             release.title, release.artist, release.label, release.type = info.title, info.artist, info.label, info.type
             release.release_date, release.genre = info.date, info.genre
-            release.upc = None if info.upc == "auto" else info.upc
+            if info.upc != "auto":
+                release.upc = info.upc  # an allocated UPC (upc: auto) stays with the release
             release.config_path, release.config_sha256 = config_path, config_sha256
             s.add(release)
 
@@ -142,7 +144,82 @@ class Catalogue:
         with self.session() as s, s.begin():
             s.add_all(QCResult(run_id=run_id, track_id=track_id, profile=profile, **row) for row in rows)
 
+    # -- identifiers: allocated once, kept for good, never issued twice
+    def _next_in_series(self, s: Session, series: str) -> int:
+        counter = s.scalar(select(IdentifierCounter).where(IdentifierCounter.series == series).with_for_update())
+        if counter is None:
+            counter = IdentifierCounter(series=series, next_value=1)
+            s.add(counter)
+        value = counter.next_value
+        counter.next_value = value + 1
+        s.flush()
+        return value
+
+    def release_upc(self, release_id: str, *, given: str, company_prefix: str) -> str:
+        """The release's UPC/EAN: the config's, else the one allocated before, else a new one
+        from the GS1 company prefix's series."""
+        from songmill.ids import make_gtin13
+
+        for attempt in range(3):  # two runners allocating at once: the loser retries
+            try:
+                with self.session() as s, s.begin():
+                    release = s.get(Release, release_id)
+                    if given != "auto":
+                        self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
+                        release.upc = given
+                    elif release.upc is None:
+                        release.upc = make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}"))
+                    return release.upc
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def track_isrc(self, track_id: int, *, given: str, country: str, registrant: str, year: int) -> str:
+        """The track's ISRC: the config's, else the one allocated before, else the next designation
+        of the registrant's year."""
+        from songmill.ids import make_isrc
+
+        for attempt in range(3):
+            try:
+                with self.session() as s, s.begin():
+                    track = s.get(Track, track_id)
+                    if given != "auto":
+                        self._check_unused(s, Track, Track.isrc, given, track_id, "ISRC")
+                        track.isrc = given
+                    elif track.isrc is None:
+                        series = f"isrc:{country}{registrant}:{year % 100:02d}"
+                        track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
+                    return track.isrc
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    @staticmethod
+    def _check_unused(s: Session, table, column, value: str, own_id, what: str) -> None:
+        other = s.scalar(select(table).where(column == value, table.id != own_id))
+        if other is not None:
+            owner = f"release {other.id}" if table is Release else f"track {other.number} of release {other.release_id}"
+            raise SongmillError(f"{what} {value} already belongs to {owner} in the catalogue; an identifier is never reused (give this one its own, or 'auto')")
+
+    def record_delivery(self, *, release_id: str, run_id: int | None, profile: str, destination: str, upc: str,
+                        manifest_sha256: str, files: list[dict]) -> int:
+        with self.session() as s, s.begin():
+            delivery = Delivery(release_id=release_id, run_id=run_id, profile=profile, destination=destination,
+                                upc=upc, manifest_sha256=manifest_sha256, files=files)
+            s.add(delivery)
+            s.flush()
+            return delivery.id
+
     # -- reads
+    def deliveries(self, release_id: str) -> list[dict]:
+        """Every delivery of a release, oldest first."""
+        with self.session() as s:
+            return [{"profile": d.profile, "destination": d.destination, "upc": d.upc, "run_id": d.run_id,
+                     "manifest_sha256": d.manifest_sha256, "files": len(d.files),
+                     "delivered_at": d.delivered_at.isoformat(timespec="seconds")}
+                    for d in s.scalars(select(Delivery).where(Delivery.release_id == release_id).order_by(Delivery.id))]
+
+
     def releases(self) -> list[dict]:
         """One summary per release: tracks, runs and the latest run's status."""
         with self.session() as s:

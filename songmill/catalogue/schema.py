@@ -121,3 +121,29 @@ class QCResult(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class IdentifierCounter(Base):
+    """The next free number of an identifier series, so no ISRC or UPC is ever issued twice.
+
+    `series` names the series: `isrc:QZSGM:26` (country, registrant, year) or `upc:0200000`
+    (GS1 company prefix)."""
+
+    __tablename__ = "identifier_counters"
+    series: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_value: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Delivery(Base):
+    """One delivered release folder: which profile, where it went, and the manifest that proves it."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    profile: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(Text)  # the folder or s3://bucket/prefix/folder
+    upc: Mapped[str] = mapped_column(String(13))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    files: Mapped[list] = mapped_column(JSON)  # [{path, sha256, bytes}] relative to the folder
+    delivered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,517 @@
+"""Release: encoded files, tags read back by ffprobe and mutagen, the cover, identifiers, the DDEX
+message validated against the ERN 4.3.2 schema with lxml, atomic delivery (killed mid-way), S3."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+from lxml import etree
+from PIL import Image
+
+from songmill.audio import read_wav
+from songmill.catalogue import Catalogue
+from songmill.errors import ConfigError, SongmillError
+from songmill.ids import make_gtin13, make_isrc, validate_isrc, validate_upc
+from songmill.paths import safe_name
+from songmill.production import loudness
+from songmill.profiles import load_profiles
+from songmill.release import ddex
+from songmill.release.artwork import load_cover
+from songmill.release.deliver import MANIFEST, deliver_local, deliver_s3, delivery_lock, staging_folder, verify_folder, write_manifest
+from songmill.release.encode import decode, resample
+from songmill.release.settings import load_delivery_settings
+from songmill.release.tags import read_sylt
+from songmill.runner import render
+from songmill.score import Score
+from songmill.spec import load_release
+from songmill.store import file_sha256
+from tests.conftest import PROJECT
+from tests.test_production import ebur128
+
+SCHEMA = PROJECT.parent / "shared" / "ddex" / "ern432" / "release-notification.xsd"
+ERN = "{http://ddex.net/xml/ern/432}"
+
+# A sung track and an instrumental, delivered to three profiles: every container songmill writes.
+RELEASE = """
+release:
+  id: release-test
+  title: Night Ferry
+  artist: Marlow & the Tide
+  label: Songmill Records
+  type: ep
+  date: 2027-03-05
+  genre: pop
+  p_line: 2027 Songmill Records
+  c_line: 2027 Songmill Records
+  explicit: false
+  ai_disclosure: {contains_ai: true, generated: [lyrics, composition, vocals, mixing, mastering]}
+  profiles: [streaming, apple, preview]
+tracks:
+  - title: Night Ferry
+    theme: the last boat across the bay
+    mood: hopeful
+    tempo: 104
+    key: A minor
+    target_duration_s: 36
+    voice: {identity: ava, style: bright}
+    seed: 7
+  - title: Harbour Wall
+    theme: a quiet harbour before dawn
+    mood: calm
+    tempo: 92
+    key: D major
+    target_duration_s: 30
+    instrumentation: folk
+    seed: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("release")
+    config = folder / "release.yaml"
+    config.write_text(RELEASE)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SONGMILL_VAR_DIR", str(folder / "var"))
+        report = json.loads(render(config, out_dir=folder / "dist").read_text())
+    assert report["status"] == "succeeded", report.get("delivery_error")
+    return report
+
+
+def _folder(report: dict, profile: str) -> Path:
+    return Path(next(d["destination"] for d in report["deliveries"] if d["profile"] == profile))
+
+
+def _ffprobe_tags(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name:format_tags:stream=codec_name,sample_rate,"
+                          "bits_per_raw_sample,bits_per_sample,channels:stream_tags", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    tags = {k.lower(): v for k, v in info["format"].get("tags", {}).items()}
+    audio = next(s for s in info["streams"] if s["codec_name"] not in ("mjpeg", "png"))
+    tags.update({k.lower(): v for k, v in audio.get("tags", {}).items()})  # Ogg keeps comments on the stream
+    return {"tags": tags, "stream": audio, "format": info["format"]["format_name"]}
+
+
+def validate_with_lxml(xml: bytes) -> list[str]:
+    schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
+    ok = schema.validate(etree.fromstring(xml))
+    return [] if ok else [str(e) for e in schema.error_log]
+
+
+# ---------------------------------------------------------------- DDEX
+
+
+def test_every_profiles_ddex_message_validates_and_its_files_have_the_stated_hashes(delivered):
+    assert {d["profile"] for d in delivered["deliveries"]} == {"streaming", "apple", "preview"}
+    for delivery in delivered["deliveries"]:
+        folder = Path(delivery["destination"])
+        xml = (folder / f"{delivered['upc']}.xml").read_bytes()
+        assert validate_with_lxml(xml) == []
+        document = etree.fromstring(xml)
+        files = document.findall(".//File")
+        assert len(files) >= 3  # two tracks and the cover at least
+        for element in files:
+            path = folder / element.findtext("URI")
+            assert path.is_file()
+            assert file_sha256(path) == element.findtext("HashSum/HashSumValue")
+            assert path.stat().st_size == int(element.findtext("FileSize"))
+        assert document.findtext(".//Release/ReleaseId/ICPN") == delivered["upc"]
+        assert [e.text for e in document.findall(".//SoundRecording/SoundRecordingEdition/ResourceId/ISRC")] == \
+               [delivered["isrcs"]["1"], delivered["isrcs"]["2"]]
+        assert document.findtext(".//Release/ContainsAI") == "Partly"  # not every part is declared machine-made
+        roles = {e.text for e in document.findall(".//SoundRecording[ResourceReference='A1']/Contributor/Role/Value")}
+        assert roles == {"Lyricist", "Composer", "LeadVocalist", "MixingEngineer", "MasteringEngineer"}
+        instrumental = document.find(".//SoundRecording[ResourceReference='A2']")
+        assert instrumental.findtext("IsInstrumental") == "true"
+        assert "LeadVocalist" not in {e.text for e in instrumental.findall("Contributor/Role/Value")}
+        deal = document.find(".//ReleaseDeal/Deal/DealTerms")
+        assert deal.findtext("ValidityPeriod/StartDate") == "2027-03-05"
+        assert document.findtext("MessageHeader/MessageRecipient/PartyId").startswith("PADPIDA")
+
+
+def test_an_invalid_message_is_refused_with_the_schemas_reason():
+    broken = (b'<?xml version="1.0"?><ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/432" '
+              b'AvsVersionId="9" LanguageAndScriptCode="en"><MessageHeader/></ern:NewReleaseMessage>')
+    with pytest.raises(SongmillError, match=r"does not validate against release-notification.xsd \(line 1: .*MessageHeader"):
+        ddex.validate(broken)
+
+
+def test_unusual_titles_stay_in_the_message_and_never_reach_a_file_name():
+    title = "Ünder/../the 🌊 " + "x" * 280
+    release = ddex.PackagedRelease(
+        upc=make_gtin13("0200000", 5), title=title, artist="CON", label="Songmill Records", type="single",
+        date=dt.date(2027, 1, 1), genre="hip-hop", p_line="2027 Songmill Records", c_line="2027 Songmill Records",
+        explicit=True, contains_ai=False, ai_parts=(), cover=ddex.PackagedFile("resources/x.jpg", "0" * 64, 1),
+        tracks=[ddex.PackagedTrack(1, title, make_isrc("QZ", "SGM", 2027, 1), 61.0, True,
+                                   [ddex.PackagedFile("resources/x_01_001.flac", "1" * 64, 2, "flac", "flac", 44100, 16, None, 2, 61.0)])])
+    profile = load_profiles(PROJECT / "config/profiles.yaml")["streaming"]
+    xml = ddex.new_release_message(release, "streaming", profile, load_delivery_settings().sender, created=dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
+    assert validate_with_lxml(xml) == []
+    assert etree.fromstring(xml).findtext(".//Release/DisplayTitleText") == title
+    assert etree.fromstring(xml).findtext(".//Release/ParentalWarningType") == "Explicit"
+    for text, expected in (("a/b", "a-b"), ("..", "untitled"), ("🌊🌊", "untitled"), ("CON", "untitled-con"),
+                           ("Ünder/../the 🌊", "under-the")):
+        assert safe_name(text) == expected
+    assert len(safe_name("x" * 300)) == 80
+    from songmill.release.artwork import cover_jpeg, generate_cover
+
+    with Image.open(__import__("io").BytesIO(cover_jpeg(generate_cover(title, "CON", "dark", seed=1)))) as cover:
+        assert cover.size == (3000, 3000)  # the title shrinks to fit; glyphs the font lacks do not stop it
+
+
+# ---------------------------------------------------------------- files and tags
+
+
+def test_ffprobe_reads_title_artist_isrc_and_lyrics_from_every_file(delivered):
+    isrc = delivered["isrcs"]["1"]
+    seen = set()
+    for profile in ("streaming", "apple", "preview"):
+        for path in sorted((_folder(delivered, profile) / "resources").glob(f"{delivered['upc']}_01_001*")):
+            if path.suffix in (".lrc",):
+                continue
+            probe = _ffprobe_tags(path)
+            tags = probe["tags"]
+            assert tags["title"] == "Night Ferry" and tags["artist"] == "Marlow & the Tide", path.name
+            assert (tags.get("isrc") or tags.get("tsrc")) == isrc, path.name
+            lyrics = tags.get("lyrics") or tags.get("lyrics-eng")
+            assert lyrics and len(lyrics.splitlines()) > 4, path.name
+            seen.add(path.suffix)
+    assert seen == {".flac", ".wav", ".m4a", ".mp3", ".opus"}
+
+
+def test_mutagen_reads_the_syllable_timings_of_the_score(delivered):
+    mp3 = _folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_001.mp3"
+    sylt = read_sylt(mp3)
+    score = Score.load_json(Path(delivered["tracks"][0]["artifacts"]["score.json"]["path"]))
+    melody = [n for n in next(p for p in score.parts if p.role == "melody").notes if n.syllable and not n.melisma]
+    assert len(sylt) == len(melody) > 20
+    for (text, ms), note in zip(sylt, sorted(melody, key=lambda n: n.start_s)):
+        assert text.strip() == note.syllable.text and ms == round(note.start_s * 1000)
+    lrc = (mp3.with_suffix(".lrc")).read_text().splitlines()
+    lines = [line for line in lrc if line[1:3].isdigit()]
+    lyrics = json.loads(Path(delivered["tracks"][0]["artifacts"]["lyrics.json"]["path"]).read_text())
+    assert [line.split("]", 1)[1] for line in lines] == [l["text"] for s in lyrics["sections"] for l in s["lines"]]
+    assert not (_folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_002.lrc").exists()  # instrumental
+
+
+def test_lossless_files_are_the_master_dithered_at_their_rate_and_depth(delivered):
+    track = delivered["tracks"][0]
+    master, rate = read_wav(Path(track["artifacts"]["master-streaming.wav"]["path"]))
+    flac = _folder(delivered, "streaming") / "resources" / f"{delivered['upc']}_01_001.flac"
+    probe = _ffprobe_tags(flac)["stream"]
+    assert (probe["sample_rate"], probe["bits_per_raw_sample"]) == ("44100", "16")
+    decoded = decode(flac, 44100)
+    error = decoded - resample(master, rate, 44100)
+    assert 20 * np.log10(np.sqrt(np.mean(error ** 2))) == pytest.approx(-96.3, abs=1.5)  # TPDF dither at 16 bits, no more
+    wav = _folder(delivered, "apple") / "resources" / f"{delivered['upc']}_01_001.wav"
+    probe = _ffprobe_tags(wav)["stream"]
+    assert (probe["sample_rate"], probe["bits_per_sample"]) == ("48000", 24)
+    apple_master, _ = read_wav(Path(track["artifacts"]["master-apple.wav"]["path"]))
+    assert np.abs(decode(wav, 48000) - apple_master).max() < 3 / 2 ** 23
+
+
+def test_lossy_files_hold_loudness_and_stay_under_the_lossy_ceiling_by_ffmpeg(delivered):
+    profiles = load_profiles(PROJECT / "config/profiles.yaml")
+    for profile, suffix in (("apple", ".m4a"), ("preview", ".mp3"), ("preview", ".opus")):
+        path = _folder(delivered, profile) / "resources" / f"{delivered['upc']}_01_001{suffix}"
+        measured = ebur128(path)
+        assert measured["true_peak"] <= profiles[profile].lossy_true_peak_dbtp, path.name
+        assert measured["integrated"] == pytest.approx(profiles[profile].loudness_lufs, abs=0.6), path.name
+    opus = _ffprobe_tags(_folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_001.opus")
+    assert opus["tags"]["r128_track_gain"] == str(round((-23 - next(f for f in delivered["tracks"][0]["export"]["files"]
+                                                                   if f["file"] == "export-preview-160k.opus")["integrated_lufs"]) * 256))
+
+
+def test_preview_clips_are_30_seconds_from_before_the_first_chorus_and_faded(delivered):
+    track = delivered["tracks"][0]
+    score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
+    chorus = next(s for s in score.sections if s.name == "chorus")
+    chorus_s = score.seconds_at(chorus.start_bar * score.beats_per_bar)
+    clip = track["export"]["clips"]["preview"]
+    assert clip["start_s"] == pytest.approx(max(0.0, min(chorus_s - 5.0, track["duration_s"] - 30)), abs=0.01)
+    path = _folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_001_preview.mp3"
+    audio = decode(path, 44100)
+    assert len(audio) / 44100 == pytest.approx(30.0, abs=0.1)
+    edge = lambda part: float(np.sqrt(np.mean(part ** 2)))  # noqa: E731
+    body = edge(audio[44100 * 10:44100 * 20])
+    assert edge(audio[:441]) < body / 30 and edge(audio[-441:]) < body / 30  # faded in and out
+    assert _ffprobe_tags(path)["tags"]["title"] == "Night Ferry"
+
+
+def test_the_cover_is_a_3000_pixel_rgb_jpeg_and_tags_carry_it(delivered):
+    resources = _folder(delivered, "streaming") / "resources"
+    with Image.open(resources / f"{delivered['upc']}.jpg") as cover:
+        assert (cover.format, cover.mode, cover.size) == ("JPEG", "RGB", (3000, 3000))
+        assert np.asarray(cover).std() > 10  # a picture, not a flat fill
+    with Image.open(resources / f"{delivered['upc']}_thumbnail.jpg") as thumb:
+        assert thumb.size == (600, 600)
+    from mutagen.flac import FLAC
+
+    [picture] = FLAC(resources / f"{delivered['upc']}_01_001.flac").pictures
+    assert (picture.type, picture.width, picture.mime) == (3, 3000, "image/jpeg")
+
+
+def test_the_manifest_verifies_with_sha256sum_and_lists_every_file(delivered):
+    for delivery in delivered["deliveries"]:
+        folder = Path(delivery["destination"])
+        result = subprocess.run(["sha256sum", "--quiet", "-c", MANIFEST], cwd=folder, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert verify_folder(folder) == []
+        assert file_sha256(folder / MANIFEST) == delivery["manifest_sha256"]
+        assert not list(folder.parent.glob(".staging-*"))
+    listed = {row["path"] for row in delivered["delivered"]}
+    assert all(Path(p).is_file() for p in listed) and len(listed) == len(delivered["delivered"])
+
+
+def test_the_catalogue_records_identifiers_and_deliveries(delivered, tmp_path):
+    catalogue = Catalogue.open(f"sqlite:///{Path(delivered['catalogue'].removeprefix('sqlite:///'))}")
+    rows = catalogue.deliveries("release-test")
+    listed = subprocess.run([sys.executable, "-m", "songmill", "catalogue", "deliveries", "release-test", "--json"], capture_output=True,
+                            text=True, cwd=PROJECT, env={**os.environ, "SONGMILL_DATABASE_URL": delivered["catalogue"]})
+    assert listed.returncode == 0 and json.loads(listed.stdout) == rows
+    assert {r["profile"] for r in rows} == {"streaming", "apple", "preview"} and all(r["upc"] == delivered["upc"] for r in rows)
+    assert validate_upc(delivered["upc"]) == delivered["upc"]
+    assert [validate_isrc(i) for i in delivered["isrcs"].values()] == list(delivered["isrcs"].values())
+
+
+# ---------------------------------------------------------------- identifiers
+
+
+def test_isrcs_and_upcs_are_allocated_once_and_never_reused(tmp_path):
+    catalogue = Catalogue.open(f"sqlite:///{tmp_path / 'c.db'}")
+    spec = load_release(PROJECT / "config/releases/harbour-lights-ep.yaml")
+    catalogue.upsert_release(spec, config_path="x", config_sha256="0" * 64)
+    tracks = [catalogue.upsert_track(spec.release.id, n, title=f"t{n}", seed=n) for n in (1, 2)]
+    args = dict(given="auto", country="QZ", registrant="SGM", year=2027)
+    first = [catalogue.track_isrc(t, **args) for t in tracks]
+    assert first == ["QZSGM2700001", "QZSGM2700002"]
+    assert [catalogue.track_isrc(t, **args) for t in tracks] == first  # kept, not re-issued
+    upc = catalogue.release_upc(spec.release.id, given="auto", company_prefix="0200000")
+    assert upc == make_gtin13("0200000", 1) and catalogue.release_upc(spec.release.id, given="auto", company_prefix="0200000") == upc
+    third = catalogue.upsert_track(spec.release.id, 3, title="t3", seed=3)
+    with pytest.raises(SongmillError, match="ISRC QZSGM2700001 already belongs to track 1 of release harbour-lights-ep"):
+        catalogue.track_isrc(third, **{**args, "given": "QZSGM2700001"})
+    assert catalogue.track_isrc(third, **args) == "QZSGM2700003"
+
+
+def test_identifier_builders_make_valid_codes():
+    assert make_isrc("GB", "A1B", 2026, 42) == "GBA1B2600042"
+    assert make_gtin13("400638", 133393) == "4006381333931"  # a real EAN-13 (GS1 example)
+    assert validate_upc(make_gtin13("0200000", 12345)) == "0200000123451"
+    with pytest.raises(ValueError, match="designation 100000 is outside"):
+        make_isrc("GB", "A1B", 2026, 100000)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _config(tmp_path: Path, **release_extra) -> Path:
+    text = (PROJECT / "config/releases/demo.yaml").read_text()
+    for key, value in release_extra.items():
+        text = text.replace("  profiles: [streaming, preview]", f"  profiles: [streaming, preview]\n  {key}: {value}")
+    path = tmp_path / "release.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("size,mode,message", [
+    ((1200, 800), "RGB", "is 1200×800 pixels (a cover must be square and at least 3000×3000)"),
+    ((1400, 1400), "RGB", "is 1400×1400 pixels"),
+])
+def test_a_cover_of_the_wrong_size_is_named_at_its_line(tmp_path, size, mode, message):
+    Image.new(mode, size, (10, 20, 30)).save(tmp_path / "cover.png")
+    with pytest.raises(ConfigError, match=r"release.yaml:\d+: release.cover: 'cover.png' " + message.replace("(", r"\(").replace(")", r"\)")):
+        load_release(_config(tmp_path, cover="cover.png"))
+
+
+def test_a_provided_cover_in_cmyk_or_with_alpha_becomes_3000_rgb(tmp_path):
+    Image.new("CMYK", (3000, 3000), (0, 50, 100, 0)).save(tmp_path / "cmyk.jpg")
+    Image.new("RGBA", (3600, 3600), (200, 10, 10, 128)).save(tmp_path / "alpha.png")
+    for name in ("cmyk.jpg", "alpha.png"):
+        spec = load_release(_config(tmp_path, cover=name))
+        image = load_cover(Path(spec.release.cover))
+        assert (image.mode, image.size) == ("RGB", (3000, 3000))
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match=r"release.cover: 'junk.jpg' is not an image"):
+        load_release(_config(tmp_path, cover="junk.jpg"))
+
+
+def test_a_profile_without_a_recipient_cannot_build_a_message():
+    profile = load_profiles(PROJECT / "config/profiles.yaml")["streaming"].model_copy(update={"recipient": None})
+    with pytest.raises(SongmillError, match="delivery profile 'streaming' names no recipient"):
+        ddex.new_release_message(None, "streaming", profile, load_delivery_settings().sender, created=dt.datetime.now())
+
+
+def test_a_missing_master_stops_the_export_naming_the_profile(tmp_path):
+    from songmill.pipeline import EXPORT
+    from songmill.stages import StageContext, TrackJob
+
+    spec = load_release(PROJECT / "config/releases/demo.yaml")
+    job = TrackJob(spec, 0, 7, True)
+    context = StageContext(EXPORT, job, EXPORT.params(job), {"score.json": tmp_path / "s", "lyrics.json": tmp_path / "l"}, tmp_path, None)
+    with pytest.raises(SongmillError, match=r"track 1 \(Paper Lanterns\) has no master for profile 'streaming' \(master-streaming.wav\)"):
+        EXPORT.run(context)
+
+
+def test_a_delivery_that_fails_leaves_the_old_folder_and_nothing_half_written(tmp_path, monkeypatch):
+    config = tmp_path / "release.yaml"
+    config.write_text(RELEASE.replace("target_duration_s: 36", "target_duration_s: 30").replace("[streaming, apple, preview]", "[streaming]"))
+    first = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
+    folder = _folder(first, "streaming")
+    before = {p: file_sha256(p) for p in folder.rglob("*") if p.is_file()}
+
+    real = ddex.new_release_message
+    monkeypatch.setattr(ddex, "new_release_message", lambda *a, **k: real(*a, **k).replace(b"ISRC>", b"Isrc>"))
+    with pytest.raises(SongmillError, match=r"delivery failed: the DDEX message for profile 'streaming' does not validate"):
+        render(config, out_dir=tmp_path / "dist")
+    assert {p: file_sha256(p) for p in folder.rglob("*") if p.is_file()} == before
+    assert not list(folder.parent.glob(".staging-*"))
+    report = json.loads((tmp_path / "dist" / "release-test" / "run-report.json").read_text())
+    assert report["status"] == "failed" and report["delivered"] == [] and "does not validate" in report["delivery_error"]
+
+
+# ---------------------------------------------------------------- atomic delivery
+
+DELIVER_AND_DIE = r"""
+import os, shutil, signal, sys
+from pathlib import Path
+from songmill.release import deliver
+dest, payload, kill_at = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+if os.environ.get("NO_EXCHANGE"):
+    deliver._exchange = lambda a, b: False
+def step(name):
+    print(name, flush=True)
+    if name == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+with deliver.delivery_lock(dest), deliver.staging_folder(dest) as staged:
+    for i, f in enumerate(sorted(payload.iterdir())):
+        shutil.copyfile(f, staged / f.name)
+        step(f"copied {i}")
+    deliver.write_manifest(staged)
+    step("manifest")
+    deliver.deliver_local(staged, dest, on_step=step)
+"""
+
+
+def _payload(folder: Path, tag: str, files: int = 4) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(files):
+        (folder / f"part{i}.bin").write_bytes((tag * 1000).encode() + os.urandom(2_000_000))
+    return folder
+
+
+def _state(dest: Path) -> str | None:
+    """'old', 'new' or None (absent); a partial folder fails the test."""
+    if not dest.exists():
+        return None
+    assert verify_folder(dest) == [], f"partial delivery: {verify_folder(dest)}"
+    return "old" if (dest / "part0.bin").read_bytes().startswith(b"old") else "new"
+
+
+@pytest.mark.parametrize("no_exchange", [False, True], ids=["renameat2", "two-renames"])
+def test_killing_a_delivery_leaves_the_old_complete_folder_or_none(tmp_path, no_exchange):
+    dest = tmp_path / "dist" / "streaming" / "0200000000011"
+    old, new = _payload(tmp_path / "old", "old"), _payload(tmp_path / "new", "new")
+    script = tmp_path / "deliver_and_die.py"
+    script.write_text(DELIVER_AND_DIE)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), **({"NO_EXCHANGE": "1"} if no_exchange else {})}
+
+    def run(payload: Path, kill_at: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(dest), str(payload), kill_at], capture_output=True, text=True, env=env)
+
+    assert run(old, "never").returncode == 0 and _state(dest) == "old"
+    points = ["copied 0", "copied 2", "manifest", "verified", "old moved aside" if no_exchange else "swapped", "delivered"]
+    for point in points:
+        result = run(new, point)
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        state = _state(dest)
+        assert state in ("old", "new", None)
+        if point in ("copied 0", "copied 2", "manifest", "verified"):
+            assert state == "old"  # nothing had replaced it yet
+        if not no_exchange:
+            assert state is not None  # the exchange is atomic: never a moment without a folder
+        assert run(old, "never").returncode == 0 and _state(dest) == "old"  # the next delivery cleans up and works
+        assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".staging")] == []
+    # and killed at arbitrary moments while it copies
+    for delay in (0.05, 0.15, 0.3):
+        process = subprocess.Popen([sys.executable, str(script), str(dest), str(new), "never"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        assert _state(dest) in ("old", "new", None)
+
+
+def test_redelivery_replaces_the_folder_and_leaves_no_staging(tmp_path):
+    dest = tmp_path / "out" / "0200000000011"
+    for tag in ("old", "new"):
+        payload = _payload(tmp_path / tag, tag, files=2)
+        with delivery_lock(dest), staging_folder(dest) as staged:
+            for f in payload.iterdir():
+                (staged / f.name).write_bytes(f.read_bytes())
+            write_manifest(staged)
+            deliver_local(staged, dest)
+        assert _state(dest) == tag
+    assert sorted(p.name for p in dest.parent.iterdir()) == [".0200000000011.lock", "0200000000011"]
+
+
+def test_a_tampered_staging_folder_is_never_delivered(tmp_path):
+    dest = tmp_path / "out" / "0200000000011"
+    with delivery_lock(dest), staging_folder(dest) as staged:
+        (staged / "a.bin").write_bytes(b"right")
+        write_manifest(staged)
+        (staged / "a.bin").write_bytes(b"wrong")
+        with pytest.raises(SongmillError, match=r"stopped before it replaced anything: a.bin does not match its sha256"):
+            deliver_local(staged, dest)
+    assert not dest.exists()
+
+
+@pytest.mark.s3
+def test_delivery_to_an_s3_bucket_points_at_a_complete_batch(tmp_path, s3_server, monkeypatch):
+    from minio import Minio
+
+    endpoint, key, secret = s3_server
+    for name, value in {"SONGMILL_S3_ENDPOINT": endpoint, "SONGMILL_S3_ACCESS_KEY": key, "SONGMILL_S3_SECRET_KEY": secret}.items():
+        monkeypatch.setenv(name, value)
+    client = Minio(endpoint, access_key=key, secret_key=secret, secure=False)
+    batches = []
+    for tag in ("old", "new"):
+        payload = _payload(tmp_path / tag, tag, files=2)
+        staged = tmp_path / f"staged-{tag}"
+        staged.mkdir()
+        for f in payload.iterdir():
+            (staged / f.name).write_bytes(f.read_bytes())
+        write_manifest(staged)
+        batches.append(deliver_s3(staged, "s3://songmill-dist/streaming", "0200000000011"))
+    current = client.get_object("songmill-dist", "streaming/0200000000011/CURRENT").read().decode()
+    assert batches[1].endswith(current)
+    names = sorted(o.object_name for o in client.list_objects("songmill-dist", prefix="streaming/0200000000011/", recursive=True))
+    assert names == sorted(["streaming/0200000000011/CURRENT"] + [f"streaming/0200000000011/{current}/{n}" for n in ("checksums.sha256", "part0.bin", "part1.bin")])
+    manifest = client.get_object("songmill-dist", f"streaming/0200000000011/{current}/checksums.sha256").read().decode()
+    for line in manifest.splitlines():
+        digest, name = line.split("  ")
+        body = client.get_object("songmill-dist", f"streaming/0200000000011/{current}/{name}").read()
+        assert body.startswith(b"new") and __import__("hashlib").sha256(body).hexdigest() == digest
+
+
+# ---------------------------------------------------------------- meters at delivery rates
+
+
+def test_our_loudness_meter_agrees_with_pyloudnorm_at_44_1_khz():
+    rate = 44100
+    rng = np.random.default_rng(2)
+    music = np.cumsum(rng.standard_normal((rate * 8, 2)), axis=0)
+    music = (music - music.mean(axis=0)) / np.abs(music).max() * 0.4
+    assert loudness.integrated_lufs(music, rate) == pytest.approx(pyloudnorm.Meter(rate).integrated_loudness(music), abs=0.01)
