@@ -3,6 +3,7 @@
     songmill validate PATH...                     exit 0 valid, 2 with one line per problem
     songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
                                                   last line printed: the run report's path
+    songmill qc AUDIO --profile NAME [--json]     exit 0 pass, 1 fail (reasons), 2 unusable input
     songmill catalogue ls                         releases in the catalogue
     songmill catalogue deliveries RELEASE         where a release was delivered
 """
@@ -74,6 +75,40 @@ def render(
     except SongmillError as err:
         _fail(err)
     print(report)
+
+
+@app.command("qc")
+def qc_command(
+    audio: Path = typer.Argument(..., help="An audio file (WAV, FLAC, MP3, M4A, Opus, anything ffmpeg reads)."),
+    profile: str = typer.Option(..., "--profile", help="The delivery profile whose bars apply (config/profiles.yaml)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict, every check and the metrics as JSON."),
+) -> None:
+    """Run the technical gate on an audio file: exit 0 pass, 1 fail (with the reasons), 2 when the
+    file, the profile or a suite cannot be used at all."""
+    from qc.suites import judge
+    from qc.technical import measure_file
+    from songmill.paths import config_dir
+    from songmill.profiles import load_profiles
+
+    try:
+        profiles = load_profiles(config_dir() / "profiles.yaml")
+        if profile not in profiles:
+            raise SongmillError(f"'{profile}' is not a delivery profile (profiles: {', '.join(sorted(profiles))})")
+        metrics = measure_file(audio)
+        [verdict] = judge([metrics], profile, profiles[profile])
+    except ConfigError as err:
+        for line in err.problems:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
+    except SongmillError as err:
+        _fail(err, EXIT_INVALID)  # a broken input is never mistaken for a failed track
+    if as_json:
+        print(json.dumps({**verdict.to_dict(), "metrics": metrics.to_dict()}, indent=1))
+    else:
+        print(f"{'PASS' if verdict.passed else 'FAIL'} {audio} (profile {profile})")
+        for reason in verdict.reasons:
+            print(f"  - {reason}")
+    raise typer.Exit(0 if verdict.passed else EXIT_FAILED)
 
 
 @catalogue_app.command("ls")

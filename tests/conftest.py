@@ -43,6 +43,22 @@ def write_registry_with(extra: dict[str, dict], path: Path, identities: dict[str
     return path
 
 
+def render_release_text(text: str, folder: Path) -> dict:
+    """Write a release config into `folder`, render it with its own var/ there, return the report
+    (for module fixtures: one render shared by a file's tests)."""
+    import json
+
+    from songmill.runner import render
+
+    config = folder / "release.yaml"
+    config.write_text(text)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SONGMILL_VAR_DIR", str(folder / "var"))
+        report = json.loads(render(config, out_dir=folder / "dist").read_text())
+    assert report["status"] == "succeeded", report.get("delivery_error")
+    return report
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url():
     """SONGMILL_TEST_DATABASE_URL (a server you run), else an embedded PostgreSQL we start."""

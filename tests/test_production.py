@@ -22,7 +22,7 @@ from songmill.production.limiter import normalise
 from songmill.production.master import MasterTarget, master, reference_profile
 from songmill.production.mix import _return, load_stem, mix_stems, stem_roles
 from songmill.production.presets import load_production_presets
-from songmill.runner import render
+from tests.conftest import render_release_text
 from songmill.score import Score
 from songmill.spec import load_release
 
@@ -91,14 +91,7 @@ def phase_meter(path: Path) -> float:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """The two-track release rendered once for the module (its own var/)."""
-    folder = tmp_path_factory.mktemp("production")
-    config = folder / "release.yaml"
-    config.write_text(RELEASE)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SONGMILL_VAR_DIR", str(folder / "var"))
-        report = json.loads(render(config, out_dir=folder / "dist").read_text())
-    assert report["status"] == "succeeded"
-    return report
+    return render_release_text(RELEASE, tmp_path_factory.mktemp("production"))
 
 
 def _artifact(track: dict, name: str) -> Path:

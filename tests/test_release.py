@@ -34,7 +34,7 @@ from songmill.runner import render
 from songmill.score import Score
 from songmill.spec import load_release
 from songmill.store import file_sha256
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, render_release_text
 from tests.test_production import ebur128
 
 SCHEMA = PROJECT.parent / "shared" / "ddex" / "ern432" / "release-notification.xsd"
@@ -77,14 +77,7 @@ tracks:
 
 @pytest.fixture(scope="module")
 def delivered(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("release")
-    config = folder / "release.yaml"
-    config.write_text(RELEASE)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SONGMILL_VAR_DIR", str(folder / "var"))
-        report = json.loads(render(config, out_dir=folder / "dist").read_text())
-    assert report["status"] == "succeeded", report.get("delivery_error")
-    return report
+    return render_release_text(RELEASE, tmp_path_factory.mktemp("release"))
 
 
 def _folder(report: dict, profile: str) -> Path:

@@ -155,44 +155,49 @@ class Catalogue:
         s.flush()
         return value
 
+    def _allocate(self, allocate) -> str:
+        """Run `allocate(session)` in a transaction; two runners inserting a new counter at once
+        collide on its primary key, and the loser simply tries again."""
+        for attempt in range(3):
+            try:
+                with self.session() as s, s.begin():
+                    return allocate(s)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
     def release_upc(self, release_id: str, *, given: str, company_prefix: str) -> str:
         """The release's UPC/EAN: the config's, else the one allocated before, else a new one
         from the GS1 company prefix's series."""
         from songmill.ids import make_gtin13
 
-        for attempt in range(3):  # two runners allocating at once: the loser retries
-            try:
-                with self.session() as s, s.begin():
-                    release = s.get(Release, release_id)
-                    if given != "auto":
-                        self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
-                        release.upc = given
-                    elif release.upc is None:
-                        release.upc = make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}"))
-                    return release.upc
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        def allocate(s: Session) -> str:
+            release = s.get(Release, release_id)
+            if given != "auto":
+                self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
+                release.upc = given
+            elif release.upc is None:
+                release.upc = make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}"))
+            return release.upc
+
+        return self._allocate(allocate)
 
     def track_isrc(self, track_id: int, *, given: str, country: str, registrant: str, year: int) -> str:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
         of the registrant's year."""
         from songmill.ids import make_isrc
 
-        for attempt in range(3):
-            try:
-                with self.session() as s, s.begin():
-                    track = s.get(Track, track_id)
-                    if given != "auto":
-                        self._check_unused(s, Track, Track.isrc, given, track_id, "ISRC")
-                        track.isrc = given
-                    elif track.isrc is None:
-                        series = f"isrc:{country}{registrant}:{year % 100:02d}"
-                        track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
-                    return track.isrc
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        def allocate(s: Session) -> str:
+            track = s.get(Track, track_id)
+            if given != "auto":
+                self._check_unused(s, Track, Track.isrc, given, track_id, "ISRC")
+                track.isrc = given
+            elif track.isrc is None:
+                series = f"isrc:{country}{registrant}:{year % 100:02d}"
+                track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
+            return track.isrc
+
+        return self._allocate(allocate)
 
     @staticmethod
     def _check_unused(s: Session, table, column, value: str, own_id, what: str) -> None:

@@ -172,20 +172,21 @@ def _titles(parent, title: str) -> None:
     _Builder.add(_Builder.add(parent, "DisplayTitle"), "TitleText", title)
 
 
-def _p_line(parent, release: PackagedRelease) -> None:
-    year, company = _split_line(release.p_line, release.date.year)
-    line = _Builder.add(parent, "PLine")
+def _rights_line(parent, tag: str, text: str, symbol: str, release: PackagedRelease) -> None:
+    """A PLine (℗, the recording) or CLine (©, the artwork and text) from '2026 Songmill Records'."""
+    year, company = _split_line(text, release.date.year)
+    line = _Builder.add(parent, tag)
     _Builder.add(line, "Year", year)
-    _Builder.add(line, "PLineCompany", company)
-    _Builder.add(line, "PLineText", f"℗ {year} {company}")
+    _Builder.add(line, f"{tag}Company", company)
+    _Builder.add(line, f"{tag}Text", f"{symbol} {year} {company}")
+
+
+def _p_line(parent, release: PackagedRelease) -> None:
+    _rights_line(parent, "PLine", release.p_line, "℗", release)
 
 
 def _c_line(parent, release: PackagedRelease) -> None:
-    year, company = _split_line(release.c_line, release.date.year)
-    line = _Builder.add(parent, "CLine")
-    _Builder.add(line, "Year", year)
-    _Builder.add(line, "CLineCompany", company)
-    _Builder.add(line, "CLineText", f"© {year} {company}")
+    _rights_line(parent, "CLine", release.c_line, "©", release)
 
 
 def _delivery_file(parent, file: PackagedFile) -> None:

@@ -109,7 +109,7 @@ def _lrc_time(seconds: float) -> str:
 
 def tag_file(path: Path, tags: TrackTags) -> None:
     """Write `tags` into an audio file in place; the container is chosen by the file's extension."""
-    writer = {".mp3": _tag_mp3, ".wav": _tag_wav, ".flac": _tag_flac, ".opus": _tag_opus, ".m4a": _tag_m4a}.get(path.suffix)
+    writer = {".mp3": _tag_id3, ".wav": _tag_id3, ".flac": _tag_flac, ".opus": _tag_opus, ".m4a": _tag_m4a}.get(path.suffix)
     if writer is None:
         raise ValueError(f"no tag writer for {path.suffix} files")
     writer(path, tags)
@@ -135,17 +135,9 @@ def _id3_frames(tags: TrackTags) -> list:
     return frames
 
 
-def _tag_mp3(path: Path, tags: TrackTags) -> None:
-    audio = MP3(path)
-    if audio.tags is None:
-        audio.add_tags()
-    for frame in _id3_frames(tags):
-        audio.tags.add(frame)
-    audio.save(v2_version=4)
-
-
-def _tag_wav(path: Path, tags: TrackTags) -> None:
-    audio = WAVE(path)
+def _tag_id3(path: Path, tags: TrackTags) -> None:
+    """MP3, and WAV (an `id3 ` chunk): the same ID3v2.4 frames."""
+    audio = MP3(path) if path.suffix == ".mp3" else WAVE(path)
     if audio.tags is None:
         audio.add_tags()
     for frame in _id3_frames(tags):
