@@ -1,0 +1,279 @@
+"""Great Expectations suites: one per delivery profile, judging the technical metrics table.
+
+    verdicts = judge([metrics], profile_name, profile)   # list[Verdict], one per file (row)
+
+Each suite is a GX 1.x ExpectationSuite stored as JSON in `qc/suites/<profile>.json` (edit it
+to tighten or relax a bar; `python -m qc.suites` rewrites them from `SUITE`). Bars that depend
+on the profile are Expectation Parameters (`{"$PARAMETER": "loudness_min_lufs"}`), filled from
+`config/profiles.yaml` and `config/qc.yaml` at validation time, so one suite serves the profile
+as its targets change. The metrics table is a pandas DataFrame, one row per audio file, run
+in-process through GX's ephemeral context (the Airflow provider for GX cannot co-install with
+Airflow 3.3.2).
+
+GX is imported only when a suite runs: it is a heavy import, and `import great_expectations`
+trips `-W error` on one of its own DeprecationWarnings, which we silence around the import.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qc.technical import TechnicalMetrics
+from songmill.errors import ConfigError, SongmillError
+from songmill.paths import PROJECT_ROOT, config_dir
+from songmill.profiles import DeliveryProfile
+from songmill.release.encode import LOSSY_RATE_HZ
+from songmill.spec import describe_errors
+from songmill.yamlfile import load_yaml
+
+SUITES_DIR = PROJECT_ROOT / "qc" / "suites"
+
+
+def suites_dir() -> Path:
+    """`SONGMILL_QC_SUITES` (a folder of `<profile>.json`), else `qc/suites/`."""
+    import os
+
+    return Path(os.environ.get("SONGMILL_QC_SUITES") or SUITES_DIR)
+
+
+class QCSuiteError(SongmillError):
+    """A suite or the QC settings cannot be used (a broken file): not a failed track."""
+
+
+class TechnicalBars(BaseModel):
+    """`config/qc.yaml`: the bars the suites take as parameters (besides the profile's own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    loudness_tolerance_lu: Annotated[float, Field(gt=0, le=3)] = 0.5
+    max_dc_offset: Annotated[float, Field(gt=0, le=0.1)] = 0.001  # −60 dBFS
+    min_phase_correlation: Annotated[float, Field(ge=-1, le=1)] = 0.2
+    max_mono_fold_loss_lu: Annotated[float, Field(gt=0, le=20)] = 6.0
+    max_leading_silence_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+    max_trailing_silence_s: Annotated[float, Field(ge=0, le=60)] = 10.0
+    max_silence_gaps: Annotated[int, Field(ge=0)] = 0
+    channels: list[int] = [2]
+
+
+class QCSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    technical: TechnicalBars = TechnicalBars()
+
+
+@functools.cache
+def _load_settings(path: str) -> QCSettings:
+    data, locator = load_yaml(Path(path))
+    try:
+        return QCSettings.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, locator, QCSettings)) from None
+
+
+def load_qc_settings(path: Path | None = None) -> QCSettings:
+    path = Path(path or config_dir() / "qc.yaml")
+    return _load_settings(str(path)) if path.is_file() else QCSettings()
+
+
+# The shape of every profile's suite: (expectation type, its kwargs). "$name" values are
+# Expectation Parameters filled by `parameters()`.
+SUITE = [
+    ("expect_column_values_to_be_between", {"column": "integrated_lufs", "min_value": "$loudness_min_lufs", "max_value": "$loudness_max_lufs"}),
+    ("expect_column_pair_values_a_to_be_greater_than_b", {"column_A": "true_peak_ceiling_dbtp", "column_B": "true_peak_dbtp", "or_equal": True}),
+    ("expect_column_pair_values_a_to_be_greater_than_b", {"column_A": "true_peak_ceiling_dbtp", "column_B": "sample_peak_dbfs", "or_equal": True}),
+    ("expect_column_values_to_be_between", {"column": "clipped_runs", "max_value": 0}),
+    ("expect_column_values_to_be_between", {"column": "dc_offset", "max_value": "$max_dc_offset"}),
+    ("expect_column_values_to_be_between", {"column": "phase_correlation", "min_value": "$min_phase_correlation"}),
+    ("expect_column_values_to_be_between", {"column": "mono_fold_loss_lu", "max_value": "$max_mono_fold_loss_lu"}),
+    ("expect_column_values_to_be_between", {"column": "leading_silence_s", "max_value": "$max_leading_silence_s"}),
+    ("expect_column_values_to_be_between", {"column": "trailing_silence_s", "max_value": "$max_trailing_silence_s"}),
+    ("expect_column_values_to_be_between", {"column": "silence_gaps", "max_value": "$max_silence_gaps"}),
+    ("expect_column_values_to_be_in_set", {"column": "sample_rate_hz", "value_set": "$sample_rates_hz"}),
+    ("expect_column_values_to_be_in_set", {"column": "channels", "value_set": "$channels"}),
+]
+
+
+def suite_document(profile_name: str) -> dict:
+    """The suite file's content for a profile (GX's ExpectationSuite JSON)."""
+    def value(v):
+        return {"$PARAMETER": v[1:]} if isinstance(v, str) and v.startswith("$") else v
+
+    return {"name": f"songmill-technical-{profile_name}", "meta": {"profile": profile_name, "written_by": "python -m qc.suites"},
+            "expectations": [{"type": kind, "kwargs": {k: value(v) for k, v in kwargs.items()}} for kind, kwargs in SUITE]}
+
+
+def parameters(profile: DeliveryProfile, bars: TechnicalBars) -> dict:
+    """The Expectation Parameters of a profile's suite."""
+    target = profile.loudness_lufs
+    rates = {f.sample_rate_hz for f in profile.formats if f.sample_rate_hz} | {48000}  # its files, and the master
+    if any(f.bitrate_kbps for f in profile.formats):
+        rates |= set(LOSSY_RATE_HZ.values())
+    return {
+        "loudness_min_lufs": target - bars.loudness_tolerance_lu if target != "reference" else -70.0,
+        "loudness_max_lufs": target + bars.loudness_tolerance_lu if target != "reference" else 0.0,
+        "max_dc_offset": bars.max_dc_offset, "min_phase_correlation": bars.min_phase_correlation,
+        "max_mono_fold_loss_lu": bars.max_mono_fold_loss_lu, "max_leading_silence_s": bars.max_leading_silence_s,
+        "max_trailing_silence_s": bars.max_trailing_silence_s, "max_silence_gaps": bars.max_silence_gaps,
+        "sample_rates_hz": sorted(rates), "channels": bars.channels,
+    }
+
+
+def load_suite(profile_name: str, folder: Path | None = None) -> dict:
+    """A profile's suite file, parsed; QCSuiteError naming the file when it cannot be used."""
+    folder = folder or suites_dir()
+    path = folder / f"{profile_name}.json"
+    if not path.is_file():
+        raise QCSuiteError(f"there is no QC suite for profile '{profile_name}' ({path}); write one with `python -m qc.suites`")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        kinds = [e["type"] for e in document["expectations"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise QCSuiteError(f"QC suite {path} does not parse ({err}); fix it or rewrite it with `python -m qc.suites`") from None
+    if not kinds:
+        raise QCSuiteError(f"QC suite {path} has no expectations; a gate that checks nothing passes everything")
+    return document
+
+
+@dataclass
+class Check:
+    """One expectation's outcome for one file."""
+
+    metric: str
+    passed: bool
+    value: float | int | None
+    bar: dict  # e.g. {"min": -14.5, "max": -13.5}
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "passed": self.passed, "value": self.value, "bar": self.bar, "reason": self.reason}
+
+
+@dataclass
+class Verdict:
+    file: str
+    profile: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "profile": self.profile, "passed": self.passed, "reasons": self.reasons,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def _gx():
+    import os
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # never phone home
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GX's own DeprecationWarnings at import (fatal under -W error)
+        import great_expectations as gx
+    return gx
+
+
+def _context(gx):
+    """An in-memory GX context: no files, no analytics, no progress bars on the terminal."""
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
+                               progress_bars=ProgressBarsConfig(globally=False))
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _rows(metrics: list[TechnicalMetrics], profile: DeliveryProfile) -> list[dict]:
+    rows = []
+    for m in metrics:
+        lossy = m.bit_depth is None
+        rows.append({**m.to_dict(), "true_peak_ceiling_dbtp": profile.lossy_true_peak_dbtp if lossy else profile.true_peak_dbtp})
+    return rows
+
+
+def judge(metrics: list[TechnicalMetrics], profile_name: str, profile: DeliveryProfile, *,
+          settings: QCSettings | None = None, suites: Path | None = None) -> list[Verdict]:
+    """Run the profile's suite over the metrics table; one Verdict per file, every check with its
+    value, its bar and, when it fails, the reason in words."""
+    import pandas as pd
+
+    settings = settings or load_qc_settings()
+    suites = suites or suites_dir()
+    document = load_suite(profile_name, suites)
+    params = parameters(profile, settings.technical)
+    rows = _rows(metrics, profile)
+    gx = _gx()
+    context = _context(gx)
+    asset = context.data_sources.add_pandas("songmill-qc").add_dataframe_asset("technical-metrics")
+    batch = asset.add_batch_definition_whole_dataframe("files").get_batch(batch_parameters={"dataframe": pd.DataFrame(rows)})
+    try:
+        suite = gx.ExpectationSuite(name=document["name"], expectations=[
+            gx.expectations.registry.get_expectation_impl(e["type"])(**e["kwargs"]) for e in document["expectations"]])
+    except Exception as err:  # an unknown expectation type or a bad argument in an edited suite
+        raise QCSuiteError(f"QC suite for profile '{profile_name}' cannot be built ({err}); fix {suites / (profile_name + '.json')}") from None
+    result = batch.validate(suite, expectation_parameters=params, result_format="COMPLETE")
+    verdicts = [Verdict(file=r["file"], profile=profile_name) for r in rows]
+    for outcome in result.results:
+        kwargs = _resolved(outcome.expectation_config.kwargs, params)
+        failed_rows = set(outcome.result.get("unexpected_index_list") or [])
+        for index, row in enumerate(rows):
+            check = _check(outcome.expectation_config.type, kwargs, row, passed=outcome.success or index not in failed_rows)
+            verdicts[index].checks.append(check)
+    return verdicts
+
+
+def _resolved(kwargs: dict, params: dict) -> dict:
+    return {k: params[v["$PARAMETER"]] if isinstance(v, dict) and "$PARAMETER" in v else v for k, v in kwargs.items()}
+
+
+UNITS = {"integrated_lufs": "LUFS", "true_peak_dbtp": "dBTP", "sample_peak_dbfs": "dBFS", "dc_offset": "",
+         "phase_correlation": "", "mono_fold_loss_lu": "LU", "leading_silence_s": "s", "trailing_silence_s": "s",
+         "silence_gaps": "gaps", "clipped_runs": "clipped runs", "sample_rate_hz": "Hz", "channels": "channels"}
+
+
+def _check(kind: str, kwargs: dict, row: dict, *, passed: bool) -> Check:
+    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        metric, ceiling = kwargs["column_B"], row[kwargs["column_A"]]
+        value = row[metric]
+        reason = None if passed else f"{metric} {value:g} {UNITS[metric]} is above the ceiling of {ceiling:g}"
+        return Check(metric, passed, value, {"max": ceiling}, reason)
+    metric = kwargs["column"]
+    value = row[metric]
+    if kind == "expect_column_values_to_be_in_set":
+        allowed = kwargs["value_set"]
+        reason = None if passed else f"{metric} {value} is not one of {', '.join(map(str, allowed))}"
+        return Check(metric, passed, value, {"in": list(allowed)}, reason)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    bar = {k: v for k, v in (("min", low), ("max", high)) if v is not None}
+    reason = None
+    if not passed:
+        where = "below" if low is not None and value < low else "above"
+        limit = low if where == "below" else high
+        reason = f"{metric} {value:g} {UNITS.get(metric, '')} is {where} the bar of {limit:g}".replace("  ", " ")
+    return Check(metric, passed, value, bar, reason)
+
+
+def write_suites(profiles: dict[str, DeliveryProfile], folder: Path = SUITES_DIR) -> list[Path]:
+    """Write every profile's suite file (the shape in SUITE)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in profiles:
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(suite_document(name), indent=1) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    from songmill.profiles import load_profiles
+
+    for path in write_suites(load_profiles(config_dir() / "profiles.yaml")):
+        print(path)

@@ -1,0 +1,150 @@
+"""`songmill qc`: the technical gate on any audio file, judged by the profile's GX suite.
+
+Each faulty file is made from one properly mastered file (music-like noise and tones through our
+limiter to the streaming profile's −14 LUFS / −1 dBTP, delivered as 16-bit FLAC by our encoder)
+with exactly one fault added; the gate must pass the good one and fail each bad one for its
+own reason. Broken inputs exit 2, never 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qc.technical import measure_file
+from songmill.audio import write_wav
+from songmill.production.limiter import normalise
+from songmill.profiles import AudioFormat
+from songmill.release.encode import encode, resample
+from tests.conftest import PROJECT
+
+RATE = 48000
+
+
+def music(seconds: float = 20.0, seed: int = 1) -> np.ndarray:
+    """A stereo test programme: a bass line, chords, and noise bursts on the beat, panned."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    beat = (t * 2) % 1.0  # 120 BPM
+    bass = 0.5 * np.sin(2 * np.pi * 55 * t * (1 + (t // 2 % 2) * 0.25))
+    chords = sum(0.12 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (220, 277.2, 329.6, 440))
+    hits = rng.standard_normal(len(t)) * np.exp(-beat * 18) * 0.6
+    left = bass + chords * 1.1 + hits * 0.8
+    right = bass + chords * 0.9 + np.roll(hits, 240) * 0.8
+    return np.stack([left, right], axis=1).astype(np.float32) * 0.3
+
+
+def deliver_flac(samples: np.ndarray, path: Path, rate: int = RATE) -> Path:
+    fmt = AudioFormat(container="flac", sample_rate_hz=44100, bit_depth=16)
+    encode(resample(samples.astype(np.float32), rate, 44100), 44100, fmt, path, lossy_ceiling_dbtp=-0.5, seed=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mastered() -> np.ndarray:
+    out, _ = normalise(music(), RATE, target_lufs=-14.0, ceiling_dbtp=-1.2)
+    return out
+
+
+def qc(path: Path, profile: str = "streaming", *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "songmill", "qc", str(path), "--profile", profile, *extra],
+                          capture_output=True, text=True, cwd=PROJECT, env={**os.environ, **(env or {})})
+
+
+def test_a_properly_mastered_file_passes(mastered, tmp_path):
+    result = qc(deliver_flac(mastered, tmp_path / "good.flac"), "streaming", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["passed"] and verdict["reasons"] == []
+    assert verdict["metrics"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.2)
+    assert len(verdict["checks"]) >= 12 and all(c["passed"] for c in verdict["checks"])
+
+
+def _faults(mastered: np.ndarray) -> dict:
+    loud_peaks, _ = normalise(music(), RATE, target_lufs=-14.0, ceiling_dbtp=0.0)
+    silence = np.zeros((5 * RATE, 2), np.float32)
+    inverted = mastered.copy()
+    inverted[:, 1] = -inverted[:, 0]
+    return {
+        "clipping": (np.clip(mastered * 2.5, -1.0, 1.0), ["clipped_runs"]),
+        "true-peak": (loud_peaks, ["true_peak_dbtp"]),
+        "quiet": (mastered * 10 ** (-3 / 20), ["integrated_lufs"]),
+        "leading-silence": (np.concatenate([silence, mastered]), ["leading_silence_s"]),
+        "dc-offset": (mastered * 0.9 + 0.01, ["dc_offset"]),
+        "inverted-polarity": (inverted, ["phase_correlation", "mono_fold_loss_lu"]),
+    }
+
+
+@pytest.mark.parametrize("fault", ["clipping", "true-peak", "quiet", "leading-silence", "dc-offset", "inverted-polarity"])
+def test_a_faulty_file_fails_for_its_own_reason(mastered, tmp_path, fault):
+    samples, metrics = _faults(mastered)[fault]
+    path = tmp_path / f"{fault}.wav"
+    write_wav(path, samples, RATE)  # float WAV: the fault exactly as made
+    result = qc(path, "streaming", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    failed = {c["metric"] for c in verdict["checks"] if not c["passed"]}
+    assert set(metrics) <= failed, verdict["reasons"]
+    plain = qc(path, "streaming")
+    assert plain.stdout.startswith(f"FAIL {path}") and any(m in plain.stdout for m in metrics)
+
+
+def test_mono_at_22_khz_fails_rate_and_channels(mastered, tmp_path):
+    mono = resample(mastered.mean(axis=1, keepdims=True), RATE, 22050)
+    path = tmp_path / "mono.wav"
+    write_wav(path, mono, 22050)
+    result = qc(path, "streaming")
+    assert result.returncode == 1
+    assert "sample_rate_hz 22050 is not one of 44100, 48000" in result.stdout and "channels 1 is not one of 2" in result.stdout
+
+
+def test_the_measured_metrics_match_what_was_made(mastered, tmp_path):
+    write_wav(tmp_path / "late.wav", np.concatenate([np.zeros((5 * RATE, 2), np.float32), mastered]), RATE)
+    late = measure_file(tmp_path / "late.wav")
+    assert late.leading_silence_s == pytest.approx(5.0, abs=0.06) and late.sample_rate_hz == 48000 and late.channels == 2
+    write_wav(tmp_path / "dc.wav", mastered * 0.9 + 0.01, RATE)
+    assert measure_file(tmp_path / "dc.wav").dc_offset == pytest.approx(0.01, abs=0.001)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty (0 bytes)"),
+    (b"RIFF\x10\x00\x00\x00WAVEjunkjunk", "cannot be read"),
+    (os.urandom(5000), "cannot be read"),
+])
+def test_unreadable_input_exits_2_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(content)
+    result = qc(path)
+    assert result.returncode == 2 and str(path) in result.stderr and message in result.stderr
+
+
+def test_a_truncated_file_exits_2(mastered, tmp_path):
+    good = deliver_flac(mastered, tmp_path / "good.flac")
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(good.read_bytes()[:2000])  # the header and a sliver: under three seconds decode
+    result = qc(cut)
+    assert result.returncode == 2 and str(cut) in result.stderr
+
+
+def test_an_unknown_profile_or_a_broken_suite_exits_2(mastered, tmp_path):
+    good = deliver_flac(mastered, tmp_path / "good.flac")
+    result = qc(good, "vinyl")
+    assert result.returncode == 2 and "'vinyl' is not a delivery profile (profiles: apple, hires, preview, streaming)" in result.stderr
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "streaming.json").write_text('{"name": "x", "expectations": [')
+    result = qc(good, "streaming", env={"SONGMILL_QC_SUITES": str(suites)})
+    assert result.returncode == 2 and "streaming.json does not parse" in result.stderr
+
+
+def test_the_shipped_suites_are_what_the_suite_shape_writes():
+    from qc.suites import SUITES_DIR, suite_document
+    from songmill.profiles import load_profiles
+
+    for name in load_profiles(PROJECT / "config/profiles.yaml"):
+        assert json.loads((SUITES_DIR / f"{name}.json").read_text()) == suite_document(name)
