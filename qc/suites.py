@@ -58,12 +58,21 @@ class TechnicalBars(BaseModel):
     max_leading_silence_s: Annotated[float, Field(ge=0, le=30)] = 2.0
     max_trailing_silence_s: Annotated[float, Field(ge=0, le=60)] = 10.0
     max_silence_gaps: Annotated[int, Field(ge=0)] = 0
+    max_duration_error_s: Annotated[float, Field(gt=0)] = 1.0  # master against the score (render gate only)
     channels: list[int] = [2]
+
+
+class Regeneration(BaseModel):
+    """How often the render gate re-seeds a track whose QC failed before quarantining it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 2  # renders of a track in all, the first included
 
 
 class QCSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     technical: TechnicalBars = TechnicalBars()
+    regeneration: Regeneration = Regeneration()
 
 
 @functools.cache
@@ -93,6 +102,7 @@ SUITE = [
     ("expect_column_values_to_be_between", {"column": "leading_silence_s", "max_value": "$max_leading_silence_s"}),
     ("expect_column_values_to_be_between", {"column": "trailing_silence_s", "max_value": "$max_trailing_silence_s"}),
     ("expect_column_values_to_be_between", {"column": "silence_gaps", "max_value": "$max_silence_gaps"}),
+    ("expect_column_values_to_be_between", {"column": "duration_error_s", "max_value": "$max_duration_error_s"}),
     ("expect_column_values_to_be_in_set", {"column": "sample_rate_hz", "value_set": "$sample_rates_hz"}),
     ("expect_column_values_to_be_in_set", {"column": "channels", "value_set": "$channels"}),
 ]
@@ -119,6 +129,7 @@ def parameters(profile: DeliveryProfile, bars: TechnicalBars) -> dict:
         "max_dc_offset": bars.max_dc_offset, "min_phase_correlation": bars.min_phase_correlation,
         "max_mono_fold_loss_lu": bars.max_mono_fold_loss_lu, "max_leading_silence_s": bars.max_leading_silence_s,
         "max_trailing_silence_s": bars.max_trailing_silence_s, "max_silence_gaps": bars.max_silence_gaps,
+        "max_duration_error_s": bars.max_duration_error_s,
         "sample_rates_hz": sorted(rates), "channels": bars.channels,
     }
 
@@ -225,9 +236,16 @@ def judge(metrics: list[TechnicalMetrics], profile_name: str, profile: DeliveryP
         kwargs = _resolved(outcome.expectation_config.kwargs, params)
         failed_rows = set(outcome.result.get("unexpected_index_list") or [])
         for index, row in enumerate(rows):
+            if _unmeasured(outcome.expectation_config.type, kwargs, row):
+                continue  # e.g. no score to hold the duration against: the check does not apply
             check = _check(outcome.expectation_config.type, kwargs, row, passed=outcome.success or index not in failed_rows)
             verdicts[index].checks.append(check)
     return verdicts
+
+
+def _unmeasured(kind: str, kwargs: dict, row: dict) -> bool:
+    column = kwargs.get("column_B") if kind == "expect_column_pair_values_a_to_be_greater_than_b" else kwargs.get("column")
+    return row.get(column) is None
 
 
 def _resolved(kwargs: dict, params: dict) -> dict:
@@ -236,7 +254,8 @@ def _resolved(kwargs: dict, params: dict) -> dict:
 
 UNITS = {"integrated_lufs": "LUFS", "true_peak_dbtp": "dBTP", "sample_peak_dbfs": "dBFS", "dc_offset": "",
          "phase_correlation": "", "mono_fold_loss_lu": "LU", "leading_silence_s": "s", "trailing_silence_s": "s",
-         "silence_gaps": "gaps", "clipped_runs": "clipped runs", "sample_rate_hz": "Hz", "channels": "channels"}
+         "silence_gaps": "gaps", "clipped_runs": "clipped runs", "sample_rate_hz": "Hz", "channels": "channels",
+         "duration_error_s": "s off the score"}
 
 
 def _check(kind: str, kwargs: dict, row: dict, *, passed: bool) -> Check:

@@ -63,6 +63,7 @@ class TechnicalMetrics:
     longest_gap_s: float
     low_energy_db: float
     high_energy_db: float
+    duration_error_s: float | None = None  # against the score, where there is one (the pipeline's gate)
 
     def to_dict(self) -> dict:
         return asdict(self)

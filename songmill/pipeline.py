@@ -11,6 +11,8 @@ Only stages that exist are registered; each later capability adds its stage here
              vocal-double.wav, vocal-harmony.wav (chorus backing), vocals.json
     mix      every stem → mix.wav (48 kHz float stereo), mix.json (the mix decisions)
     master   mix.wav → master-<profile>.wav per delivery profile, master.json (loudness reports)
+    qc       master-<profile>.wav → qc.json: every profile's verdict with each metric against its bar
+             (the runner stops a track that fails here: quarantine, or a new seed)
     export   master-<profile>.wav → export-<profile>[-clip]-<format>.<ext> per profile format
              (untagged: tags, names and the DDEX message come at release level), export.json
 """
@@ -386,6 +388,54 @@ MASTER = Stage(
                 "compression, width with mono bass, loudness to the profile target through a true-peak limiter",
 )
 
+def _qc_params(job: TrackJob) -> dict:
+    from qc.suites import load_qc_settings, load_suite
+    from songmill.paths import config_dir
+    from songmill.profiles import load_profiles
+
+    profiles = load_profiles(config_dir() / "profiles.yaml")
+    # the suites and bars themselves: editing a suite or config/qc.yaml re-judges
+    return {"profiles": {name: {"profile": profiles[name].model_dump(mode="json"), "suite": load_suite(name)}
+                         for name in job.spec.release.profiles},
+            "bars": load_qc_settings().technical.model_dump(mode="json")}
+
+
+def _run_qc(ctx: StageContext) -> None:
+    import dataclasses
+
+    from qc.suites import QCSettings, TechnicalBars, judge
+    from models.instruments.soundfont import stem_frames
+    from qc.technical import measure
+    from songmill.profiles import DeliveryProfile
+    from songmill.store import file_sha256
+
+    score = Score.load_json(ctx.input("score.json"))
+    settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]))
+    report = {"passed": True, "profiles": {}}
+    measured: dict[str, object] = {}  # profiles whose masters are the same file share one measurement
+    for name, entry in ctx.params["profiles"].items():
+        path = ctx.input(f"master-{name}.wav")
+        digest = file_sha256(path)
+        if digest not in measured:
+            samples, rate = read_wav(path)
+            metrics = measure(samples, rate)
+            expected_s = stem_frames(score, rate) / rate  # the song and its release tail
+            measured[digest] = dataclasses.replace(metrics, duration_error_s=round(abs(metrics.duration_s - expected_s), 3))
+        metrics = dataclasses.replace(measured[digest], file=f"master-{name}.wav")
+        [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), settings=settings)
+        report["profiles"][name] = {**verdict.to_dict(), "metrics": metrics.to_dict()}
+        report["passed"] = report["passed"] and verdict.passed
+    ctx.output("qc.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+QC = Stage(
+    name="qc", version="1", inputs=("score.json", "master.json"), input_globs=("master-*.wav",),
+    outputs=("qc.json",), params=_qc_params, run=_run_qc,
+    description="the gate: technical metrics of every master (loudness, peaks, clipping, DC, phase, silence, "
+                "format, duration against the score) judged by the profile's Great Expectations suite",
+)
+
+
 def _export_params(job: TrackJob) -> dict:
     from songmill.paths import config_dir
     from songmill.profiles import load_profiles
@@ -446,4 +496,5 @@ TRACK_STAGES.add(INSTRUMENTS)
 TRACK_STAGES.add(VOCALS)
 TRACK_STAGES.add(MIX)
 TRACK_STAGES.add(MASTER)
+TRACK_STAGES.add(QC)
 TRACK_STAGES.add(EXPORT)

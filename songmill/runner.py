@@ -11,12 +11,15 @@ stage was served from the cache.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
 import multiprocessing
 import queue
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -42,7 +45,7 @@ from songmill.store import atomic_write_bytes, default_store_spec, file_sha256, 
 log = logging.getLogger("songmill.runner")
 REPORT_VERSION = 1
 
-ProgressCallback = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed")
+ProgressCallback = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed" | "retry")
 
 
 @dataclass
@@ -53,10 +56,39 @@ class TrackOutcome:
     results: list[StageResult] = field(default_factory=list)
     failed_stage: str | None = None
     error: str | None = None
+    quarantined: list[str] | None = None  # the QC reasons, when the gate stopped the track
+    qc_attempts: list[dict] = field(default_factory=list)  # every render the gate turned down: seed, reasons
 
 
 def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None) -> TrackOutcome:
-    """Run every registered stage of one track, in order. A SongmillError stops the track."""
+    """Render one track through the gate: a track whose QC fails is rendered again with a new
+    seed (up to `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
+    from qc.suites import load_qc_settings
+
+    attempts = load_qc_settings().regeneration.max_attempts
+    history = []
+    for attempt in range(attempts):
+        outcome = _run_stages(job, store_spec, progress)
+        if outcome.quarantined is None:
+            break
+        history.append({"seed": job.seed, "reasons": outcome.quarantined})
+        log.warning("track %d (%s) failed QC with seed %d: %s", job.number, job.track.title, job.seed, "; ".join(outcome.quarantined))
+        if attempt + 1 < attempts:
+            job = dataclasses.replace(job, seed=regeneration_seed(job.seed, attempt + 1))
+            if progress:
+                progress(job.number, "qc", "retry")
+    outcome.qc_attempts = history
+    return outcome
+
+
+def regeneration_seed(seed: int, attempt: int) -> int:
+    """The seed of a track's `attempt`-th re-render (deterministic: a rerun regenerates the same way)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:regenerate:{attempt}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | None) -> TrackOutcome:
+    """Every registered stage of one track, in order. A SongmillError stops the track; a failed
+    QC verdict stops it before export."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
     refs = {}
@@ -72,9 +104,21 @@ def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None 
             return outcome
         refs.update(result.outputs)
         outcome.results.append(result)
+        if stage.name == "qc":
+            verdict = _qc_verdict(store, result.outputs["qc.json"])
+            if not verdict["passed"]:
+                outcome.quarantined = [f"{name}: {reason}" for name, profile in verdict["profiles"].items() for reason in profile["reasons"]]
+                if progress:
+                    progress(job.number, stage.name, "failed")
+                return outcome
         if progress:
             progress(job.number, stage.name, "cached" if result.cached else "done")
     return outcome
+
+
+def _qc_verdict(store, ref) -> dict:
+    with tempfile.TemporaryDirectory(prefix="songmill-qc-") as folder:
+        return json.loads(store.get_file(ref, Path(folder) / "qc.json").read_text(encoding="utf-8"))
 
 
 def _put_event(events, number: int, stage: str, state: str) -> None:
@@ -115,8 +159,11 @@ def _progress_display(jobs: list[TrackJob], console: Console):
                                            total=len(TRACK_STAGES.stages), stage="queued") for job in jobs}
 
     def on_event(number: int, stage: str, state: str) -> None:
+        if state == "retry":  # the gate turned the track down: it renders again with a new seed
+            progress.reset(tasks[number])
         advance = 1 if state in ("done", "cached") else 0
-        label = {"start": f"{stage}…", "done": f"{stage} ✓", "cached": f"{stage} (cached)", "failed": f"{stage} FAILED"}[state]
+        label = {"start": f"{stage}…", "done": f"{stage} ✓", "cached": f"{stage} (cached)", "failed": f"{stage} FAILED",
+                 "retry": "regenerating (new seed)"}[state]
         progress.update(tasks[number], advance=advance, stage=label)
 
     return progress, on_event
@@ -177,14 +224,16 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     recorded = [_record_track(outcome, spec, catalogue, run_id, store, release_dir) for outcome in outcomes]
     track_reports = [report for report, _ in recorded]
     failed = [o for o in outcomes if o.error]
+    quarantined = [o for o in outcomes if o.quarantined]
     steps_wall0, steps_cpu0 = time.perf_counter(), _cpu_seconds()
-    release_steps, delivery_error = _release_steps(spec, profiles, [t for _, t in recorded], failed, config_path=config_path,
+    release_steps, delivery_error = _release_steps(spec, profiles, [t for _, t in recorded], failed + quarantined, config_path=config_path,
                                                    out_dir=Path(out_dir), catalogue=catalogue, run_id=run_id,
                                                    partial_render=track is not None)
     release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(_cpu_seconds() - steps_cpu0, 3)}
     report = {
         "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": "embedded",
-        "status": "failed" if failed or delivery_error else "succeeded",
+        "status": "failed" if failed or delivery_error or (quarantined and not release_steps.get("delivered")) else "succeeded",
+        "quarantined": [o.number for o in quarantined],
         "release": {"id": spec.release.id, "title": spec.release.title, "artist": spec.release.artist,
                     "label": spec.release.label, "type": spec.release.type, "date": spec.release.date.isoformat(),
                     "genre": spec.release.genre, "profiles": spec.release.profiles},
@@ -214,6 +263,12 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         raise SongmillError(f"track {first.number} ({first.title}) failed at stage {first.failed_stage}: {first.error} (report: {report_path})")
     if delivery_error:
         raise SongmillError(f"{delivery_error} (report: {report_path})")
+    for o in quarantined:
+        message = (f"track {o.number} ({o.title}) was quarantined by QC after {len(o.qc_attempts)} render(s): "
+                   f"{'; '.join(o.quarantined)}")
+        if not release_steps.get("delivered"):
+            raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
+        console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False)
     return report_path
 
 
@@ -225,7 +280,7 @@ def _release_steps(spec: ReleaseSpec, profiles: dict, tracks: list[RenderedTrack
     if partial_render:
         return {"skipped": "only one track was rendered (--track); a release is delivered whole"}, None
     if failed and not spec.release.allow_partial:
-        return {"skipped": f"{len(failed)} track(s) failed and release.allow_partial is false"}, None
+        return {"skipped": f"{len(failed)} track(s) failed or were quarantined by QC, and release.allow_partial is false"}, None
     ready = [t for t in tracks if t.rendered]
     if not ready:
         return {"skipped": "no track was rendered"}, None
@@ -242,7 +297,8 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files = {}, None, {}
-    decisions = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None, "export.json": None}
+    decisions = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None,
+                 "qc.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
@@ -253,14 +309,17 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
                 duration_s = round(Score.load_json(path).duration_s, 3)
             if name in decisions:  # the stages' decisions travel with the report
                 decisions[name] = json.loads(path.read_text(encoding="utf-8"))
-    if outcome.error:
-        catalogue.set_track_status(track_id, "failed")
-    else:
-        catalogue.set_track_status(track_id, "rendered", duration_s=duration_s)
-    rendered = RenderedTrack(outcome.number, track_id, files, rendered=not outcome.error)
+    for profile, verdict in (decisions["qc.json"] or {}).get("profiles", {}).items():
+        catalogue.record_qc(run_id, track_id, profile, [
+            {"metric": c["metric"], "value": c["value"], "bar": c["bar"], "passed": c["passed"], "detail": c["reason"]}
+            for c in verdict["checks"]])
+    status = "failed" if outcome.error else "quarantined" if outcome.quarantined else "rendered"
+    catalogue.set_track_status(track_id, status, duration_s=duration_s if status == "rendered" else None)
+    rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered")
     return {"number": outcome.number, "title": outcome.title, "seed": outcome.seed,
-            "status": "failed" if outcome.error else "rendered", "duration_s": duration_s,
+            "status": status, "duration_s": duration_s,
             "failed_stage": outcome.failed_stage, "error": outcome.error,
+            "qc": decisions["qc.json"], "qc_reasons": outcome.quarantined, "qc_attempts": outcome.qc_attempts,
             "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
             "vocals": decisions["vocals.json"], "mix": decisions["mix.json"], "master": decisions["master.json"],
             "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},

@@ -148,3 +148,85 @@ def test_the_shipped_suites_are_what_the_suite_shape_writes():
 
     for name in load_profiles(PROJECT / "config/profiles.yaml"):
         assert json.loads((SUITES_DIR / f"{name}.json").read_text()) == suite_document(name)
+
+
+# ---------------------------------------------------------------- the gate in a render
+
+GATED = """
+release:
+  id: gate-test
+  title: Gate Test
+  artist: The Songmill Collective
+  label: Songmill Records
+  type: ep
+  date: 2027-01-08
+  genre: pop
+  p_line: 2027 Songmill Records
+  c_line: 2027 Songmill Records
+  profiles: [streaming]
+  allow_partial: ALLOW
+tracks:
+  - title: Too Long
+    theme: a night that will not end
+    mood: calm
+    tempo: 100
+    key: C major
+    structure: [{name: verse, bars: 8}, {name: chorus, bars: 8}]
+    seed: 5
+  - title: Just Right
+    theme: a short walk home
+    mood: bright
+    tempo: 100
+    key: G major
+    structure: [{name: verse, bars: 4}, {name: chorus, bars: 4}]
+    seed: 6
+"""
+
+
+def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_release_waits(tmp_path, monkeypatch):
+    from qc.suites import suite_document
+    from songmill.catalogue import Catalogue
+    from songmill.errors import SongmillError
+    from songmill.runner import regeneration_seed, render
+
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    strict = suite_document("streaming")  # the shipped suite plus one bar the first track cannot meet
+    strict["expectations"].append({"type": "expect_column_values_to_be_between", "kwargs": {"column": "duration_s", "max_value": 30}})
+    (suites / "streaming.json").write_text(json.dumps(strict))
+    monkeypatch.setenv("SONGMILL_QC_SUITES", str(suites))
+    config = tmp_path / "gate.yaml"
+    config.write_text(GATED.replace("ALLOW", "false"))
+
+    with pytest.raises(SongmillError, match=r"track 1 \(Too Long\) was quarantined by QC after 2 render\(s\): streaming: "
+                                            r"duration_s 4\d\.\d+ is above the bar of 30; the release was not delivered"):
+        render(config, out_dir=tmp_path / "dist")
+    report = json.loads((tmp_path / "dist" / "gate-test" / "run-report.json").read_text())
+    too_long, just_right = report["tracks"]
+    assert report["status"] == "failed" and report["quarantined"] == [1] and report["delivered"] == []
+    assert too_long["status"] == "quarantined" and just_right["status"] == "rendered" and just_right["qc"]["passed"]
+    assert [a["seed"] for a in too_long["qc_attempts"]] == [5, regeneration_seed(5, 1)]  # re-seeded once, then quarantined
+    assert not (tmp_path / "dist" / "streaming").exists() or not any((tmp_path / "dist" / "streaming").iterdir())
+    assert "export.json" not in too_long["artifacts"]  # the gate stopped it before export
+    check = next(c for c in too_long["qc"]["profiles"]["streaming"]["checks"] if c["metric"] == "duration_s")
+    assert check == {"metric": "duration_s", "passed": False, "value": check["value"], "bar": {"max": 30},
+                     "reason": check["reason"]} and check["value"] > 30
+
+    catalogue = Catalogue.open(report["catalogue"])
+    from sqlalchemy import select
+    from songmill.catalogue.schema import QCResult, Track
+
+    with catalogue.session() as s:
+        statuses = dict(s.execute(select(Track.number, Track.status).where(Track.release_id == "gate-test")).all())
+        failed_rows = s.scalars(select(QCResult).where(QCResult.passed.is_(False))).all()
+    assert statuses == {1: "quarantined", 2: "rendered"}
+    assert [(r.metric, r.profile) for r in failed_rows] == [("duration_s", "streaming")]
+
+    config.write_text(GATED.replace("ALLOW", "true"))  # allow_partial: the passing track goes out alone
+    partial = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
+    assert partial["status"] == "succeeded" and partial["quarantined"] == [1]
+    from lxml import etree
+
+    [delivery] = partial["deliveries"]
+    xml = etree.parse(str(Path(delivery["destination"]) / f"{partial['upc']}.xml"))
+    assert [e.text for e in xml.findall(".//SoundRecording//DisplayTitleText")] == ["Just Right"]
