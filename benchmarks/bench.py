@@ -241,7 +241,9 @@ def _production_row(report: dict, label: str) -> dict:
     exported = track["export"]["files"]
     lossy = [f for f in exported if f["bitrate_kbps"]]
     return {"label": label, "song_s": track["duration_s"], "mix_cpu_s": round(stage["mix"]["cpu_s"], 2),
-            "export_cpu_s": round(stage["export"]["cpu_s"], 2), "export_rtf": round(stage["export"]["cpu_s"] / track["duration_s"], 4),
+            "export_cpu_s": round(stage["export"]["cpu_s"], 2),
+            "qc_cpu_s": round(stage["qc"]["cpu_s"], 2), "qc_rtf": round(stage["qc"]["cpu_s"] / track["duration_s"], 4),
+            "qc_passed": bool(track["qc"] and track["qc"]["passed"]), "export_rtf": round(stage["export"]["cpu_s"] / track["duration_s"], 4),
             "lossy_true_peak_max_dbtp": max(f["true_peak_dbtp"] for f in lossy) if lossy else None,
             "lossy_reencoded": sum(1 for f in lossy if f["gain_db"] < 0),
             "master_cpu_s": round(stage["master"]["cpu_s"], 2), "rtf": round(cpu / track["duration_s"], 4),
@@ -270,7 +272,9 @@ def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> d
             "export_rtf_median": round(statistics.median(r["export_rtf"] for r in rows), 4),
             "export_rtf_max": round(max(r["export_rtf"] for r in rows), 4),
             "lossy_true_peak_max_dbtp": max(r["lossy_true_peak_max_dbtp"] for r in rows),
-            "lossy_reencoded": sum(r["lossy_reencoded"] for r in rows)}
+            "lossy_reencoded": sum(r["lossy_reencoded"] for r in rows),
+            "qc_rtf_median": round(statistics.median(r["qc_rtf"] for r in rows), 4),
+            "qc_rtf_max": round(max(r["qc_rtf"] for r in rows), 4), "qc_passed": sum(r["qc_passed"] for r in rows)}
 
 
 def bench_export(cold: dict, work: Path) -> dict:
@@ -366,6 +370,8 @@ def main() -> None:
           f"sample peak ≤ {p['max_sample_peak_dbfs']:.2f} dBFS, phase ≥ {p['min_phase']}, DC ≤ {p['max_dc']:.1e}")
     print(f"export (streaming FLAC + preview MP3/Opus and clips), same songs: RTF median {p['export_rtf_median']}, max {p['export_rtf_max']}; "
           f"lossy true peak ≤ {p['lossy_true_peak_max_dbtp']} dBTP; lossy files re-encoded quieter: {p['lossy_reencoded']}")
+    print(f"QC gate (both profiles' masters, one measurement when they are the same file), same songs: RTF median "
+          f"{p['qc_rtf_median']}, max {p['qc_rtf_max']}; passed {p['qc_passed']} of {p['songs']}")
     for r in p["rows"]:
         m = "  ".join(f"{name} {v['integrated_lufs']:.1f} LUFS {v['true_peak_dbtp']:.1f} dBTP phase {v['phase']:.2f}"
                       for name, v in r["masters"].items())

@@ -72,7 +72,10 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
         measured = ebur128(Path(track["artifacts"][f"master-{profile}.wav"]["path"]))
         assert measured["integrated"] == pytest.approx(-14.0, abs=0.5) and measured["true_peak"] <= -1.0
         assert track["loudness"][profile]["integrated_lufs"] == pytest.approx(measured["integrated"], abs=0.2)
-    # delivered: a DDEX message per profile that the schema accepts, naming files with their hashes
+    # passed the gate (every technical check of both profiles), then delivered: a DDEX message per
+    # profile that the schema accepts, naming files with their hashes
+    assert track["qc"]["passed"] and track["status"] == "rendered" and report["quarantined"] == []
+    assert {c["metric"] for c in track["qc"]["profiles"]["streaming"]["checks"]} >= {"integrated_lufs", "true_peak_dbtp", "duration_error_s"}
     assert_delivered(report, {"streaming", "preview"})
 
 
