@@ -13,6 +13,36 @@ PROJECT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# Test-only delivery identity: the DDEX Party IDs and ISRC registrant a label gets from DDEX and its
+# ISRC agency. The repository's config/ ships none (a render there delivers without DDEX).
+TEST_SENDER = {"name": "Songmill Test Label", "dpid": "PADPIDA0000000000T"}
+TEST_RECIPIENTS = {name: {"name": f"{name.title()} Test Distributor", "dpid": f"PADPIDA000000000{i}T"}
+                   for i, name in enumerate(("streaming", "apple", "hires", "preview"), start=1)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_config_dir(tmp_path_factory):
+    """The project's config/ with a test sender, ISRC registrant and distributor recipients added,
+    as SONGMILL_CONFIG_DIR for the whole session (module fixtures render with it too)."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path_factory.mktemp("config") / "config"
+    shutil.copytree(PROJECT / "config", folder)
+    profiles = yaml.safe_load((folder / "profiles.yaml").read_text())
+    for name, recipient in TEST_RECIPIENTS.items():
+        profiles["profiles"][name]["recipient"] = recipient
+    (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    delivery = yaml.safe_load((folder / "delivery.yaml").read_text())
+    delivery["sender"] = TEST_SENDER
+    delivery["identifiers"].update({"isrc_country": "QZ", "isrc_registrant": "SGM"})
+    (folder / "delivery.yaml").write_text(yaml.safe_dump(delivery, sort_keys=False))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SONGMILL_CONFIG_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
 def isolated_var(tmp_path, monkeypatch):
     """Point the store and the SQLite catalogue at a per-test folder."""

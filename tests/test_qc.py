@@ -19,6 +19,7 @@ import pytest
 from qc.technical import measure_file
 from songmill.audio import write_wav
 from songmill.production.limiter import normalise
+from songmill.paths import config_dir
 from songmill.profiles import AudioFormat
 from songmill.release.encode import encode, resample
 from tests.conftest import PROJECT
@@ -146,7 +147,7 @@ def test_the_shipped_suites_are_what_the_suite_shape_writes():
     from qc.suites import SUITES_DIR, suite_document
     from songmill.profiles import load_profiles
 
-    for name in load_profiles(PROJECT / "config/profiles.yaml"):
+    for name in load_profiles(config_dir() / "profiles.yaml"):
         assert json.loads((SUITES_DIR / f"{name}.json").read_text()) == suite_document(name)
 
 

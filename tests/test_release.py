@@ -23,6 +23,7 @@ from songmill.errors import ConfigError, SongmillError
 from songmill.ids import make_gtin13, make_isrc, validate_isrc, validate_upc
 from songmill.paths import safe_name
 from songmill.production import loudness
+from songmill.paths import config_dir
 from songmill.profiles import load_profiles
 from songmill.release import ddex
 from songmill.release.artwork import load_cover
@@ -147,7 +148,7 @@ def test_unusual_titles_stay_in_the_message_and_never_reach_a_file_name():
         explicit=True, contains_ai=False, ai_parts=(), cover=ddex.PackagedFile("resources/x.jpg", "0" * 64, 1),
         tracks=[ddex.PackagedTrack(1, title, make_isrc("QZ", "SGM", 2027, 1), 61.0, True,
                                    [ddex.PackagedFile("resources/x_01_001.flac", "1" * 64, 2, "flac", "flac", 44100, 16, None, 2, 61.0)])])
-    profile = load_profiles(PROJECT / "config/profiles.yaml")["streaming"]
+    profile = load_profiles(config_dir() / "profiles.yaml")["streaming"]
     xml = ddex.new_release_message(release, "streaming", profile, load_delivery_settings().sender, created=dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
     assert validate_with_lxml(xml) == []
     assert etree.fromstring(xml).findtext(".//Release/DisplayTitleText") == title
@@ -214,7 +215,7 @@ def test_lossless_files_are_the_master_dithered_at_their_rate_and_depth(delivere
 
 
 def test_lossy_files_hold_loudness_and_stay_under_the_lossy_ceiling_by_ffmpeg(delivered):
-    profiles = load_profiles(PROJECT / "config/profiles.yaml")
+    profiles = load_profiles(config_dir() / "profiles.yaml")
     for profile, suffix in (("apple", ".m4a"), ("preview", ".mp3"), ("preview", ".opus")):
         path = _folder(delivered, profile) / "resources" / f"{delivered['upc']}_01_001{suffix}"
         measured = ebur128(path)
@@ -340,9 +341,25 @@ def test_a_provided_cover_in_cmyk_or_with_alpha_becomes_3000_rgb(tmp_path):
 
 
 def test_a_profile_without_a_recipient_cannot_build_a_message():
-    profile = load_profiles(PROJECT / "config/profiles.yaml")["streaming"].model_copy(update={"recipient": None})
-    with pytest.raises(SongmillError, match="delivery profile 'streaming' names no recipient"):
+    profile = load_profiles(config_dir() / "profiles.yaml")["streaming"].model_copy(update={"recipient": None})
+    with pytest.raises(SongmillError, match="no DDEX message for profile 'streaming': profile 'streaming' names no recipient"):
         ddex.new_release_message(None, "streaming", profile, load_delivery_settings().sender, created=dt.datetime.now())
+
+
+def test_without_a_configured_identity_the_release_goes_out_without_ddex_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(PROJECT / "config"))  # as shipped: no sender, registrant, recipients
+    config = tmp_path / "release.yaml"
+    config.write_text(RELEASE.replace("[streaming, apple, preview]", "[streaming]").replace(
+        "    target_duration_s: 36\n    voice: {identity: ava, style: bright}\n", "    structure: [{name: verse, bars: 4}, {name: chorus, bars: 4}]\n"))
+    report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
+    [delivery] = report["deliveries"]
+    assert "config/delivery.yaml names no sender" in delivery["ddex_skipped"]
+    folder = Path(delivery["destination"])
+    assert not list(folder.glob("*.xml")) and verify_folder(folder) == []
+    assert report["isrcs"] == {"1": None, "2": None}
+    flac = folder / "resources" / f"{report['upc']}_01_001.flac"
+    tags = _ffprobe_tags(flac)["tags"]
+    assert tags["title"] == "Night Ferry" and "isrc" not in tags
 
 
 def test_a_missing_master_stops_the_export_naming_the_profile(tmp_path):

@@ -182,9 +182,9 @@ class Catalogue:
 
         return self._allocate(allocate)
 
-    def track_isrc(self, track_id: int, *, given: str, country: str, registrant: str, year: int) -> str:
+    def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
-        of the registrant's year."""
+        of the registrant's year; None when it has none and no registrant is configured."""
         from songmill.ids import make_isrc
 
         def allocate(s: Session) -> str:
@@ -192,7 +192,7 @@ class Catalogue:
             if given != "auto":
                 self._check_unused(s, Track, Track.isrc, given, track_id, "ISRC")
                 track.isrc = given
-            elif track.isrc is None:
+            elif track.isrc is None and registrant is not None:
                 series = f"isrc:{country}{registrant}:{year % 100:02d}"
                 track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
             return track.isrc

@@ -90,6 +90,17 @@ class PackagedRelease:
     cover_px: int = 3000
 
 
+def missing_identity(release: PackagedRelease | None, profile_name: str, profile: DeliveryProfile, sender: Party | None) -> str | None:
+    """Why a message cannot be addressed (no sender DPID, no recipient, a track without an ISRC), or None."""
+    if sender is None:
+        return "config/delivery.yaml names no sender (add sender: {name: …, dpid: PADPIDA…}, your DDEX Party ID)"
+    if profile.recipient is None:
+        return f"profile '{profile_name}' names no recipient (add recipient: {{name: …, dpid: PADPIDA…}} to it in config/profiles.yaml)"
+    if release is not None and any(t.isrc is None for t in release.tracks):
+        return "a track has no ISRC (give tracks[].isrc, or isrc_country and isrc_registrant in config/delivery.yaml)"
+    return None
+
+
 def iso_duration(seconds: float) -> str:
     """ISO 8601 duration: 177.522 → 'PT2M57.522S'."""
     minutes, rest = divmod(round(seconds, 3), 60)
@@ -120,8 +131,9 @@ class _Builder:
 def new_release_message(release: PackagedRelease, profile_name: str, profile: DeliveryProfile, sender: Party, *,
                         created: dt.datetime, test_message: bool = False) -> bytes:
     """The NewReleaseMessage for one release and one delivery profile, as UTF-8 XML bytes."""
-    if profile.recipient is None:
-        raise SongmillError(f"delivery profile '{profile_name}' names no recipient; add recipient: {{name: …, dpid: PADPIDA…}} to it in config/profiles.yaml")
+    reason = missing_identity(release, profile_name, profile, sender)
+    if reason:
+        raise SongmillError(f"no DDEX message for profile '{profile_name}': {reason}")
     add = _Builder.add
     root = etree.Element(f"{{{ERN_NAMESPACE}}}NewReleaseMessage", nsmap={"ern": ERN_NAMESPACE},
                          attrib={"AvsVersionId": AVS_VERSION_ID, "LanguageAndScriptCode": "en", "ReleaseProfileVersionId": "Audio"})

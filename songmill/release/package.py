@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from songmill.catalogue import Catalogue
-from songmill.errors import SongmillError
 from songmill.profiles import DeliveryProfile
 from songmill.release import artwork, ddex
 from songmill.release.deliver import MANIFEST, delivery_lock, deliver_local, deliver_s3, staging_folder, write_manifest
@@ -83,8 +82,9 @@ def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile],
 
     Raises
     ------
-    SongmillError : a bad cover, a profile without a recipient, a message the schema rejects, a
-        dead S3 endpoint — before anything already delivered is touched.
+    SongmillError : a bad cover, a message the schema rejects, a dead S3 endpoint — before
+        anything already delivered is touched. (A release whose sender, recipient or ISRCs are
+        not configured is delivered without a DDEX message; `ddex_skipped` says why.)
     """
     settings = settings or load_delivery_settings()
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -97,8 +97,6 @@ def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile],
     result = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": []}
     for name in spec.release.profiles:
         profile = profiles[name]
-        if profile.recipient is None:
-            raise SongmillError(f"delivery profile '{name}' names no recipient; add recipient: {{name: …, dpid: PADPIDA…}} to it in config/profiles.yaml")
         destination = _destination(name, profile, Path(out_dir))
         delivery = _deliver_profile(spec, name, profile, tracks, exports, upc=upc, isrcs=isrcs, cover=cover,
                                     thumbnail=thumbnail, destination=destination, settings=settings, now=now,
@@ -131,9 +129,13 @@ def _deliver_profile(spec: ReleaseSpec, name: str, profile: DeliveryProfile, tra
             type=spec.release.type, date=spec.release.date, genre=spec.release.genre, p_line=spec.release.p_line,
             c_line=spec.release.c_line, explicit=spec.release.explicit, contains_ai=spec.release.ai_disclosure.contains_ai,
             ai_parts=tuple(spec.release.ai_disclosure.generated), tracks=packaged_tracks, cover=cover_file)
-        message = ddex.new_release_message(release, name, profile, settings.sender, created=now)
-        ddex.validate(message, what=f"the DDEX message for profile '{name}'")
-        (staged / f"{upc}.xml").write_bytes(message)
+        skipped = ddex.missing_identity(release, name, profile, settings.sender)
+        if skipped:
+            log.warning("delivering %s to profile %s without a DDEX message: %s", spec.release.id, name, skipped)
+        else:
+            message = ddex.new_release_message(release, name, profile, settings.sender, created=now)
+            ddex.validate(message, what=f"the DDEX message for profile '{name}'")
+            (staged / f"{upc}.xml").write_bytes(message)
         manifest_sha = write_manifest(staged)
         files = _file_list(staged)
         if remote:
@@ -144,7 +146,8 @@ def _deliver_profile(spec: ReleaseSpec, name: str, profile: DeliveryProfile, tra
     log.info("delivered %s to %s", spec.release.id, where)
     for f in files:
         f["path"] = f"{where}/{f['relative_path']}"
-    return {"profile": name, "destination": where, "upc": upc, "manifest_sha256": manifest_sha, "files": files}
+    return {"profile": name, "destination": where, "upc": upc, "manifest_sha256": manifest_sha,
+            "ddex_skipped": skipped, "files": files}
 
 
 def _file_list(folder: Path) -> list[dict]:

@@ -55,7 +55,7 @@ class TrackTags:
     track_total: int
     date: str  # YYYY-MM-DD
     genre: str
-    isrc: str  # compact, 12 characters
+    isrc: str | None  # compact, 12 characters; None: the track has none (no registrant configured)
     bpm: int
     key: str  # e.g. "A minor"
     copyright: str  # the C-line, e.g. "2026 Songmill Records"
@@ -121,10 +121,12 @@ def _id3_frames(tags: TrackTags) -> list:
         TIT2(encoding=utf8, text=tags.title), TPE1(encoding=utf8, text=tags.artist), TPE2(encoding=utf8, text=tags.artist),
         TALB(encoding=utf8, text=tags.album), TRCK(encoding=utf8, text=f"{tags.track_number}/{tags.track_total}"),
         TPOS(encoding=utf8, text=f"{tags.disc_number}/{tags.disc_total}"), TDRC(encoding=utf8, text=tags.date),
-        TCON(encoding=utf8, text=tags.genre), TSRC(encoding=utf8, text=tags.isrc), TBPM(encoding=utf8, text=str(tags.bpm)),
+        TCON(encoding=utf8, text=tags.genre), TBPM(encoding=utf8, text=str(tags.bpm)),
         TKEY(encoding=utf8, text=initial_key(tags.key)), TCOP(encoding=utf8, text=tags.copyright),
         TPUB(encoding=utf8, text=tags.publisher),
     ]
+    if tags.isrc:
+        frames.append(TSRC(encoding=utf8, text=tags.isrc))
     if tags.lyrics:
         frames.append(USLT(encoding=utf8, lang="eng", desc="", text=tags.lyrics))
     if tags.synced.syllables:
@@ -150,9 +152,11 @@ def _vorbis_comments(tags: TrackTags) -> dict[str, str]:
         "TITLE": tags.title, "ARTIST": tags.artist, "ALBUMARTIST": tags.artist, "ALBUM": tags.album,
         "TRACKNUMBER": str(tags.track_number), "TRACKTOTAL": str(tags.track_total),
         "DISCNUMBER": str(tags.disc_number), "DISCTOTAL": str(tags.disc_total), "DATE": tags.date,
-        "GENRE": tags.genre, "ISRC": tags.isrc, "BPM": str(tags.bpm), "INITIALKEY": initial_key(tags.key),
+        "GENRE": tags.genre, "BPM": str(tags.bpm), "INITIALKEY": initial_key(tags.key),
         "COPYRIGHT": tags.copyright, "LABEL": tags.publisher, "ORGANIZATION": tags.publisher,
     }
+    if tags.isrc:
+        comments["ISRC"] = tags.isrc
     if tags.lyrics:
         comments["LYRICS"] = tags.lyrics
     if tags.explicit:
@@ -202,10 +206,11 @@ def _tag_m4a(path: Path, tags: TrackTags) -> None:
         "trkn": [(tags.track_number, tags.track_total)], "disk": [(tags.disc_number, tags.disc_total)],
         "\xa9day": [tags.date], "\xa9gen": [tags.genre], "tmpo": [tags.bpm], "cprt": [tags.copyright],
         "rtng": [1 if tags.explicit else 0],
-        "----:com.apple.iTunes:ISRC": [MP4FreeForm(tags.isrc.encode())],
         "----:com.apple.iTunes:LABEL": [MP4FreeForm(tags.publisher.encode())],
         "----:com.apple.iTunes:initialkey": [MP4FreeForm(initial_key(tags.key).encode())],
     })
+    if tags.isrc:
+        audio["----:com.apple.iTunes:ISRC"] = [MP4FreeForm(tags.isrc.encode())]
     if tags.lyrics:
         audio["\xa9lyr"] = [tags.lyrics]
     if tags.cover_jpeg:
