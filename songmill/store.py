@@ -210,6 +210,31 @@ class S3Store:
         except self._s3_error:
             return False
 
+    # -- named objects under the prefix (deliveries), beside the content-addressed blobs
+    def upload(self, path: Path, *parts: str) -> None:
+        """Put a file at `<prefix>/<parts…>` and check that the stored size is the file's."""
+        key, size = self._key(*parts), Path(path).stat().st_size
+        self._call(f"uploading {Path(path).name}", self._client.fput_object, self.bucket, key, str(path),
+                   metadata={"x-amz-meta-sha256": file_sha256(Path(path))})
+        stored = self._call(f"checking {Path(path).name}", self._client.stat_object, self.bucket, key).size
+        if stored != size:
+            raise ServiceError(f"{self.description} stored {key} with {stored} bytes instead of {size}")
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        self._call(f"writing {parts[-1]}", self._client.put_object, self.bucket, self._key(*parts), io.BytesIO(data), len(data))
+
+    def keys(self, *parts: str) -> list[str]:
+        """Every object key under `<prefix>/<parts…>/`, relative to it."""
+        base = self._key(*parts) + "/"
+        listed = self._call("listing objects", lambda: list(self._client.list_objects(self.bucket, prefix=base, recursive=True)))
+        return [o.object_name[len(base):] for o in listed]
+
+    def url(self, *parts: str) -> str:
+        return f"s3://{self.bucket}/{self._key(*parts)}"
+
+    def remove(self, *parts: str) -> None:
+        self._call(f"removing {parts[-1]}", self._client.remove_object, self.bucket, self._key(*parts))
+
     def put_record(self, key: str, record: dict) -> None:
         data = json.dumps(record, sort_keys=True).encode()
         self._call("writing a record", self._client.put_object, self.bucket, self._key("records", f"{key}.json"),
@@ -249,7 +274,7 @@ def open_store(spec: str | None = None) -> ArtifactStore:
         bucket, _, prefix = spec[5:].partition("/")
         endpoint = os.environ.get("SONGMILL_S3_ENDPOINT")
         if not endpoint:
-            raise SongmillError(f"SONGMILL_STORE is {spec} but SONGMILL_S3_ENDPOINT is not set; set it to host:port of the S3 server")
+            raise SongmillError(f"{spec} is an S3 location but SONGMILL_S3_ENDPOINT is not set; set it to host:port of the S3 server")
         secure = os.environ.get("SONGMILL_S3_SECURE", "false").lower() in ("1", "true", "yes")
         return S3Store(endpoint, bucket, prefix=prefix, access_key=os.environ.get("SONGMILL_S3_ACCESS_KEY"),
                        secret_key=os.environ.get("SONGMILL_S3_SECRET_KEY"), secure=secure,

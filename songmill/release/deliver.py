@@ -26,14 +26,13 @@ import datetime as dt
 import errno
 import fcntl
 import hashlib
-import io
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from songmill.errors import ServiceError, SongmillError
+from songmill.errors import SongmillError
 from songmill.store import file_sha256
 
 MANIFEST = "checksums.sha256"
@@ -170,36 +169,22 @@ def deliver_local(staged: Path, dest: Path, *, on_step: StepCallback | None = No
 def deliver_s3(staged: Path, url: str, folder: str, *, on_step: StepCallback | None = None) -> str:
     """Upload a verified staged folder to `s3://bucket/prefix/<folder>/<batch>/` and point
     `<folder>/CURRENT` at it; returns the batch's URL. Endpoint and keys: SONGMILL_S3_*."""
-    from songmill.store import S3Store
+    from songmill.store import S3Store, open_store
 
     step = on_step or (lambda name: None)
     problems = verify_folder(staged)
     if problems:
         raise SongmillError(f"delivery to {url}/{folder} stopped before it uploaded anything: {problems[0]}")
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    endpoint = os.environ.get("SONGMILL_S3_ENDPOINT")
-    if not endpoint:
-        raise SongmillError(f"a profile delivers to {url} but SONGMILL_S3_ENDPOINT is not set; set it to host:port of the S3 server")
-    store = S3Store(endpoint, bucket, prefix=prefix, access_key=os.environ.get("SONGMILL_S3_ACCESS_KEY"),
-                    secret_key=os.environ.get("SONGMILL_S3_SECRET_KEY"),
-                    secure=os.environ.get("SONGMILL_S3_SECURE", "false").lower() in ("1", "true", "yes"),
-                    region=os.environ.get("SONGMILL_S3_REGION"))
-    client = store._client
+    store = open_store(url)  # the same S3 settings as the artifact store (SONGMILL_S3_*)
+    assert isinstance(store, S3Store)
     batch = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     files = sorted((p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST), key=lambda p: p.as_posix())
     for path in [*files, staged / MANIFEST]:  # the manifest last: a batch without one is incomplete
-        key = store._key(folder, batch, path.relative_to(staged).as_posix())
-        sha = file_sha256(path)
-        store._call(f"uploading {path.name}", client.fput_object, bucket, key, str(path), metadata={"x-amz-meta-sha256": sha})
-        stat = store._call(f"checking {path.name}", client.stat_object, bucket, key)
-        if stat.size != path.stat().st_size:
-            raise ServiceError(f"S3 stored {key} with {stat.size} bytes instead of {path.stat().st_size}; delivery stopped")
+        store.upload(path, folder, batch, path.relative_to(staged).as_posix())
         step(f"uploaded {path.name}")
-    pointer = batch.encode()
-    store._call("writing CURRENT", client.put_object, bucket, store._key(folder, "CURRENT"), io.BytesIO(pointer), len(pointer))
+    store.write_bytes(batch.encode(), folder, "CURRENT")
     step("pointed")
-    for old in client.list_objects(bucket, prefix=store._key(folder) + "/", recursive=True):
-        name = old.object_name[len(store._key(folder)) + 1:]
+    for name in store.keys(folder):
         if "/" in name and not name.startswith(batch + "/"):
-            client.remove_object(bucket, old.object_name)
-    return f"s3://{bucket}/{store._key(folder, batch)}"
+            store.remove(folder, name)
+    return store.url(folder, batch)
