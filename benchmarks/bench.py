@@ -247,7 +247,25 @@ def _production_row(report: dict, label: str) -> dict:
             "lossy_true_peak_max_dbtp": max(f["true_peak_dbtp"] for f in lossy) if lossy else None,
             "lossy_reencoded": sum(1 for f in lossy if f["gain_db"] < 0),
             "master_cpu_s": round(stage["master"]["cpu_s"], 2), "rtf": round(cpu / track["duration_s"], 4),
-            "vocal_over_instrumental_lu": (track["mix"]["vocal_on_top"] or {}).get("measured_lu"), "masters": masters}
+            "vocal_over_instrumental_lu": (track["mix"]["vocal_on_top"] or {}).get("measured_lu"), "masters": masters,
+            "musical": {k: v for k, v in ((track["qc"] or {}).get("musical") or {}).items() if k != "explicit_found"},
+            "print": track["artifacts"].get("fingerprint.json", {}).get("path"),
+            "qc_report_cpu_s": report.get("qc_report_cpu_s")}
+
+
+def _duplicate_figures(rows: list[dict]) -> dict:
+    """Pairwise chromaprint similarity and melody-pattern overlap of the benchmark's songs (all
+    different seeds, so none may reach the duplicate bars)."""
+    from itertools import combinations
+
+    from qc.duplicates import TrackPrint, audio_similarity, melody_overlap
+
+    prints = [TrackPrint.from_dict(json.loads(Path(r["print"]).read_text())) for r in rows if r.get("print")]
+    pairs = [(audio_similarity(a.subprints(), b.subprints()), melody_overlap(a.melody_ngrams, b.melody_ngrams))
+             for a, b in combinations(prints, 2)]
+    return {"songs": len(prints), "pairs": len(pairs),
+            "audio_similarity_max": round(max(p[0] for p in pairs), 3) if pairs else None,
+            "melody_overlap_max": round(max(p[1] for p in pairs), 3) if pairs else None}
 
 
 def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> dict:
@@ -274,7 +292,12 @@ def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> d
             "lossy_true_peak_max_dbtp": max(r["lossy_true_peak_max_dbtp"] for r in rows),
             "lossy_reencoded": sum(r["lossy_reencoded"] for r in rows),
             "qc_rtf_median": round(statistics.median(r["qc_rtf"] for r in rows), 4),
-            "qc_rtf_max": round(max(r["qc_rtf"] for r in rows), 4), "qc_passed": sum(r["qc_passed"] for r in rows)}
+            "qc_rtf_max": round(max(r["qc_rtf"] for r in rows), 4), "qc_passed": sum(r["qc_passed"] for r in rows),
+            "tempo_error_pct_max": max(r["musical"].get("tempo_error_pct") or 0 for r in rows),
+            "key_matched": sum(r["musical"].get("key_score") == 1.0 for r in rows),
+            "gate_vocal_median_cents_max": max(r["musical"].get("vocal_median_cents") or 0 for r in rows),
+            "qc_report_cpu_s_median": statistics.median(r["qc_report_cpu_s"] or 0 for r in rows),
+            "duplicates": _duplicate_figures(rows)}
 
 
 def bench_export(cold: dict, work: Path) -> dict:
@@ -372,6 +395,11 @@ def main() -> None:
           f"lossy true peak ≤ {p['lossy_true_peak_max_dbtp']} dBTP; lossy files re-encoded quieter: {p['lossy_reencoded']}")
     print(f"QC gate (both profiles' masters, one measurement when they are the same file), same songs: RTF median "
           f"{p['qc_rtf_median']}, max {p['qc_rtf_max']}; passed {p['qc_passed']} of {p['songs']}")
+    print(f"  musical gate: tempo error max {p['tempo_error_pct_max']} %, key matched {p['key_matched']} of {p['songs']}, "
+          f"vocal median cents max {p['gate_vocal_median_cents_max']}; QC report CPU median {p['qc_report_cpu_s_median']} s")
+    d = p["duplicates"]
+    print(f"  duplicates: {d['pairs']} pairs of different songs, chromaprint similarity max {d['audio_similarity_max']} "
+          f"(bar 0.85), melody 5-gram overlap max {d['melody_overlap_max']} (bar 0.5)")
     for r in p["rows"]:
         m = "  ".join(f"{name} {v['integrated_lufs']:.1f} LUFS {v['true_peak_dbtp']:.1f} dBTP phase {v['phase']:.2f}"
                       for name, v in r["masters"].items())

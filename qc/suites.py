@@ -25,6 +25,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from qc.musical import MusicalMetrics
 from qc.technical import TechnicalMetrics
 from songmill.errors import ConfigError, SongmillError
 from songmill.paths import PROJECT_ROOT, config_dir
@@ -62,6 +63,30 @@ class TechnicalBars(BaseModel):
     channels: list[int] = [2]
 
 
+class MusicalBars(BaseModel):
+    """`config/qc.yaml` `musical:` the bars of the musical checks (qc/musical.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_tempo_error_pct: Annotated[float, Field(gt=0, le=50)] = 2.0  # half/double-time aware
+    min_key_score: Annotated[float, Field(ge=0, le=1)] = 1.0  # MIREX: 1 same key, 0.5 fifth, 0.3 relative, 0.2 parallel
+    max_vocal_median_cents: Annotated[float, Field(gt=0)] = 15.0
+    max_vocal_p90_cents: Annotated[float, Field(gt=0)] = 50.0
+    min_vocal_voiced_share: Annotated[float, Field(ge=0, le=1)] = 0.8
+    min_note_changes_on_time: Annotated[float, Field(ge=0, le=1)] = 0.9  # within 50 ms of the note
+    max_unsung_syllables: Annotated[int, Field(ge=0)] = 0
+    max_chorus_problems: Annotated[int, Field(ge=0)] = 0
+    max_rhyme_misses: Annotated[int, Field(ge=0)] = 0
+    not_explicit: list[str] = []  # words of the explicit list that do not make a song explicit by themselves
+
+
+class DuplicateBars(BaseModel):
+    """`config/qc.yaml` `duplicates:` how alike two tracks may be (qc/duplicates.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_audio_similarity: Annotated[float, Field(gt=0.5, le=1)] = 0.85  # chromaprint, 1 − bit error rate
+    max_melody_overlap: Annotated[float, Field(gt=0, le=1)] = 0.5  # share of 5-note interval patterns
+
+
 class Regeneration(BaseModel):
     """How often the render gate re-seeds a track whose QC failed before quarantining it."""
 
@@ -72,6 +97,8 @@ class Regeneration(BaseModel):
 class QCSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     technical: TechnicalBars = TechnicalBars()
+    musical: MusicalBars = MusicalBars()
+    duplicates: DuplicateBars = DuplicateBars()
     regeneration: Regeneration = Regeneration()
 
 
@@ -105,6 +132,17 @@ SUITE = [
     ("expect_column_values_to_be_between", {"column": "duration_error_s", "max_value": "$max_duration_error_s"}),
     ("expect_column_values_to_be_in_set", {"column": "sample_rate_hz", "value_set": "$sample_rates_hz"}),
     ("expect_column_values_to_be_in_set", {"column": "channels", "value_set": "$channels"}),
+    # musical: measured where the spec is known (the render gate; `songmill qc --tempo/--key`)
+    ("expect_column_values_to_be_between", {"column": "tempo_error_pct", "max_value": "$max_tempo_error_pct"}),
+    ("expect_column_values_to_be_between", {"column": "key_score", "min_value": "$min_key_score"}),
+    ("expect_column_values_to_be_between", {"column": "vocal_median_cents", "max_value": "$max_vocal_median_cents"}),
+    ("expect_column_values_to_be_between", {"column": "vocal_p90_cents", "max_value": "$max_vocal_p90_cents"}),
+    ("expect_column_values_to_be_between", {"column": "vocal_voiced_share", "min_value": "$min_vocal_voiced_share"}),
+    ("expect_column_values_to_be_between", {"column": "note_changes_on_time", "min_value": "$min_note_changes_on_time"}),
+    ("expect_column_values_to_be_between", {"column": "unsung_syllables", "max_value": "$max_unsung_syllables"}),
+    ("expect_column_values_to_be_between", {"column": "chorus_problems", "max_value": "$max_chorus_problems"}),
+    ("expect_column_values_to_be_between", {"column": "rhyme_misses", "max_value": "$max_rhyme_misses"}),
+    ("expect_column_values_to_be_between", {"column": "explicit_words", "max_value": 0}),
 ]
 
 
@@ -117,8 +155,9 @@ def suite_document(profile_name: str) -> dict:
             "expectations": [{"type": kind, "kwargs": {k: value(v) for k, v in kwargs.items()}} for kind, kwargs in SUITE]}
 
 
-def parameters(profile: DeliveryProfile, bars: TechnicalBars) -> dict:
+def parameters(profile: DeliveryProfile, bars: TechnicalBars, musical: MusicalBars | None = None) -> dict:
     """The Expectation Parameters of a profile's suite."""
+    musical = musical or MusicalBars()
     target = profile.loudness_lufs
     rates = {f.sample_rate_hz for f in profile.formats if f.sample_rate_hz} | {48000}  # its files, and the master
     if any(f.bitrate_kbps for f in profile.formats):
@@ -131,6 +170,7 @@ def parameters(profile: DeliveryProfile, bars: TechnicalBars) -> dict:
         "max_trailing_silence_s": bars.max_trailing_silence_s, "max_silence_gaps": bars.max_silence_gaps,
         "max_duration_error_s": bars.max_duration_error_s,
         "sample_rates_hz": sorted(rates), "channels": bars.channels,
+        **musical.model_dump(exclude={"not_explicit"}),
     }
 
 
@@ -202,25 +242,33 @@ def _context(gx):
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _rows(metrics: list[TechnicalMetrics], profile: DeliveryProfile) -> list[dict]:
+def _rows(metrics: list[TechnicalMetrics], profile: DeliveryProfile, musical: dict) -> list[dict]:
     rows = []
     for m in metrics:
         lossy = m.bit_depth is None
-        rows.append({**m.to_dict(), "true_peak_ceiling_dbtp": profile.lossy_true_peak_dbtp if lossy else profile.true_peak_dbtp})
+        rows.append({**m.to_dict(), **musical,
+                     "true_peak_ceiling_dbtp": profile.lossy_true_peak_dbtp if lossy else profile.true_peak_dbtp})
     return rows
 
 
 def judge(metrics: list[TechnicalMetrics], profile_name: str, profile: DeliveryProfile, *,
+          musical: MusicalMetrics | None = None, expected: dict | None = None,
           settings: QCSettings | None = None, suites: Path | None = None) -> list[Verdict]:
     """Run the profile's suite over the metrics table; one Verdict per file, every check with its
-    value, its bar and, when it fails, the reason in words."""
+    value, its bar and, when it fails, the reason in words.
+
+    `musical`: the track's musical metrics (the same for every file of it); `expected`: what the
+    spec asked for, for the reasons (`tempo_bpm`, `key`)."""
     import pandas as pd
 
     settings = settings or load_qc_settings()
     suites = suites or suites_dir()
     document = load_suite(profile_name, suites)
-    params = parameters(profile, settings.technical)
-    rows = _rows(metrics, profile)
+    params = parameters(profile, settings.technical, settings.musical)
+    extra = musical.to_dict() if musical else {}
+    extra["explicit_found"] = ", ".join(extra.get("explicit_found") or ())
+    extra.update({f"expected_{k}": v for k, v in (expected or {}).items()})
+    rows = _rows(metrics, profile, extra)
     gx = _gx()
     context = _context(gx)
     asset = context.data_sources.add_pandas("songmill-qc").add_dataframe_asset("technical-metrics")
@@ -255,7 +303,26 @@ def _resolved(kwargs: dict, params: dict) -> dict:
 UNITS = {"integrated_lufs": "LUFS", "true_peak_dbtp": "dBTP", "sample_peak_dbfs": "dBFS", "dc_offset": "",
          "phase_correlation": "", "mono_fold_loss_lu": "LU", "leading_silence_s": "s", "trailing_silence_s": "s",
          "silence_gaps": "gaps", "clipped_runs": "clipped runs", "sample_rate_hz": "Hz", "channels": "channels",
-         "duration_error_s": "s off the score"}
+         "duration_error_s": "s off the score", "tempo_error_pct": "%", "vocal_median_cents": "cents",
+         "vocal_p90_cents": "cents", "vocal_voiced_share": "of the sung frames voiced",
+         "note_changes_on_time": "of the note changes within 50 ms", "unsung_syllables": "syllables without a note",
+         "chorus_problems": "choruses that do not repeat the first", "rhyme_misses": "rhyme pairs that do not rhyme"}
+
+
+def _musical_reason(metric: str, row: dict, limit) -> str | None:
+    """The reasons of the musical checks that need more than the number to be understood."""
+    if metric == "tempo_error_pct":
+        expected = f"{row['expected_tempo_bpm']:g}" if row.get("expected_tempo_bpm") else "?"
+        return (f"tempo {row['tempo_bpm']:g} BPM is {row['tempo_error_pct']:g} % off the spec's {expected} BPM "
+                f"(bar {limit:g} %, half/double time allowed)"
+                if row.get("tempo_bpm") else f"no steady beat found to measure the tempo against the spec's {expected} BPM")
+    if metric == "key_score":
+        return (f"detected key {row['key_detected']} is not the spec's {row.get('expected_key', '?')} "
+                f"(key score {row['key_score']:g}, bar {limit:g}; 0.5 a fifth, 0.3 relative, 0.2 parallel)")
+    if metric == "explicit_words":
+        return (f"explicit words in a release not flagged explicit: {row['explicit_found']} "
+                f"(set release.explicit: true, or change the lyrics)")
+    return None
 
 
 def _check(kind: str, kwargs: dict, row: dict, *, passed: bool) -> Check:
@@ -276,7 +343,8 @@ def _check(kind: str, kwargs: dict, row: dict, *, passed: bool) -> Check:
     if not passed:
         where = "below" if low is not None and value < low else "above"
         limit = low if where == "below" else high
-        reason = f"{metric} {value:g} {UNITS.get(metric, '')} is {where} the bar of {limit:g}".replace("  ", " ")
+        reason = (_musical_reason(metric, row, limit)
+                  or f"{metric} {value:g} {UNITS.get(metric, '')} is {where} the bar of {limit:g}".replace("  ", " "))
     return Check(metric, passed, value, bar, reason)
 
 

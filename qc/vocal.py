@@ -44,6 +44,20 @@ def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     return pyworld.harvest(x, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
 
 
+def measure_f0_fast(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like `measure_f0` with WORLD's DIO refined by StoneMask: about 14× faster than Harvest
+    (2.7 s against 39 s for a three-minute vocal), for the render gate. On the demo's vocal it
+    reads 3.5 / 19 cents (median / p90) where Harvest reads 2.4 / 17."""
+    from models.instruments.diffusion import resample
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pyworld
+    x = resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+    f0, times = pyworld.dio(x, MEASURE_RATE_HZ, f0_floor=60.0, f0_ceil=1000.0, frame_period=FRAME_S * 1000)
+    return pyworld.stonemask(x, f0, times, MEASURE_RATE_HZ), times
+
+
 def _hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 

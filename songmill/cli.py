@@ -3,7 +3,8 @@
     songmill validate PATH...                     exit 0 valid, 2 with one line per problem
     songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
                                                   last line printed: the run report's path
-    songmill qc AUDIO --profile NAME [--json]     exit 0 pass, 1 fail (reasons), 2 unusable input
+    songmill qc AUDIO --profile NAME [--tempo BPM] [--key KEY] [--json]
+                                                  exit 0 pass, 1 fail (reasons), 2 unusable input
     songmill catalogue ls                         releases in the catalogue
     songmill catalogue deliveries RELEASE         where a release was delivered
 """
@@ -82,11 +83,16 @@ def qc_command(
     audio: Path = typer.Argument(..., help="An audio file (WAV, FLAC, MP3, M4A, Opus, anything ffmpeg reads)."),
     profile: str = typer.Option(..., "--profile", help="The delivery profile whose bars apply (config/profiles.yaml)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict, every check and the metrics as JSON."),
+    tempo: Optional[float] = typer.Option(None, "--tempo", min=20, max=400, help="Also check the detected tempo against this BPM (half/double time allowed)."),
+    key: Optional[str] = typer.Option(None, "--key", help="Also check the detected key against this one, e.g. 'A minor'."),
 ) -> None:
     """Run the technical gate on an audio file: exit 0 pass, 1 fail (with the reasons), 2 when the
-    file, the profile or a suite cannot be used at all."""
+    file, the profile or a suite cannot be used at all. With --tempo / --key, the musical checks
+    of tempo and key run too."""
+    from qc.musical import measure_musical
     from qc.suites import judge
-    from qc.technical import measure_file
+    from qc.technical import decode, measure_file, probe
+    from songmill.music import parse_key
     from songmill.paths import config_dir
     from songmill.profiles import load_profiles
 
@@ -94,8 +100,15 @@ def qc_command(
         profiles = load_profiles(config_dir() / "profiles.yaml")
         if profile not in profiles:
             raise SongmillError(f"'{profile}' is not a delivery profile (profiles: {', '.join(sorted(profiles))})")
+        if key is not None:
+            try:
+                parse_key(key)
+            except ValueError as err:
+                raise SongmillError(f"--key: {err}") from None
         metrics = measure_file(audio)
-        [verdict] = judge([metrics], profile, profiles[profile])
+        musical = measure_musical(*decode(audio, probe(audio)), tempo_bpm=tempo, key=key) if tempo or key else None
+        [verdict] = judge([metrics], profile, profiles[profile], musical=musical,
+                          expected={"tempo_bpm": tempo, "key": key})
     except ConfigError as err:
         for line in err.problems:
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -103,7 +116,8 @@ def qc_command(
     except SongmillError as err:
         _fail(err, EXIT_INVALID)  # a broken input is never mistaken for a failed track
     if as_json:
-        print(json.dumps({**verdict.to_dict(), "metrics": metrics.to_dict()}, indent=1))
+        print(json.dumps({**verdict.to_dict(), "metrics": metrics.to_dict(),
+                          "musical": musical.to_dict() if musical else None}, indent=1))
     else:
         print(f"{'PASS' if verdict.passed else 'FAIL'} {audio} (profile {profile})")
         for reason in verdict.reasons:

@@ -11,7 +11,8 @@ Only stages that exist are registered; each later capability adds its stage here
              vocal-double.wav, vocal-harmony.wav (chorus backing), vocals.json
     mix      every stem → mix.wav (48 kHz float stereo), mix.json (the mix decisions)
     master   mix.wav → master-<profile>.wav per delivery profile, master.json (loudness reports)
-    qc       master-<profile>.wav → qc.json: every profile's verdict with each metric against its bar
+    qc       master-<profile>.wav, vocal-lead.wav → qc.json: every profile's verdict, each metric against its bar;
+             fingerprint.json (chromaprint + melody n-grams, for the duplicate check)
              (the runner stops a track that fails here: quarantine, or a new seed)
     export   master-<profile>.wav → export-<profile>[-clip]-<format>.<ext> per profile format
              (untagged: tags, names and the DDEX message come at release level), export.json
@@ -394,24 +395,41 @@ def _qc_params(job: TrackJob) -> dict:
     from songmill.profiles import load_profiles
 
     profiles = load_profiles(config_dir() / "profiles.yaml")
+    settings = load_qc_settings()
     # the suites and bars themselves: editing a suite or config/qc.yaml re-judges
     return {"profiles": {name: {"profile": profiles[name].model_dump(mode="json"), "suite": load_suite(name)}
                          for name in job.spec.release.profiles},
-            "bars": load_qc_settings().technical.model_dump(mode="json")}
+            "bars": settings.technical.model_dump(mode="json"), "musical": settings.musical.model_dump(mode="json"),
+            "explicit": job.spec.release.explicit}
+
+
+# failures a new seed cannot fix: the profile's format, and (for lyrics the user gave) the words
+FIXED_BY_CONFIG = {"sample_rate_hz", "channels"}
+LYRIC_METRICS = {"unsung_syllables", "chorus_problems", "rhyme_misses", "explicit_words"}
 
 
 def _run_qc(ctx: StageContext) -> None:
     import dataclasses
 
-    from qc.suites import QCSettings, TechnicalBars, judge
     from models.instruments.soundfont import stem_frames
+    from models.lyrics.model import Lyrics
+    from qc.duplicates import track_print
+    from qc.musical import main_key, measure_musical
+    from qc.suites import MusicalBars, QCSettings, TechnicalBars, judge
     from qc.technical import measure
     from songmill.profiles import DeliveryProfile
     from songmill.store import file_sha256
 
     score = Score.load_json(ctx.input("score.json"))
-    settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]))
-    report = {"passed": True, "profiles": {}}
+    settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]),
+                          musical=MusicalBars.model_validate(ctx.params["musical"]))
+    first = f"master-{sorted(ctx.params['profiles'])[0]}.wav"  # every master is the same music: one musical measurement
+    vocal = read_wav(ctx.input("vocal-lead.wav")) if "vocal-lead.wav" in ctx.inputs else (None, 48000)
+    musical = measure_musical(*read_wav(ctx.input(first)), score=score, lyrics=Lyrics.load_json(ctx.input("lyrics.json")),
+                              vocal=vocal[0], vocal_rate=vocal[1], explicit=ctx.params["explicit"],
+                              not_explicit=set(settings.musical.not_explicit))
+    expected = {"tempo_bpm": score.tempo_map[0].bpm, "key": main_key(score)}
+    report = {"passed": True, "musical": musical.to_dict(), "expected": expected, "profiles": {}}
     measured: dict[str, object] = {}  # profiles whose masters are the same file share one measurement
     for name, entry in ctx.params["profiles"].items():
         path = ctx.input(f"master-{name}.wav")
@@ -422,17 +440,25 @@ def _run_qc(ctx: StageContext) -> None:
             expected_s = stem_frames(score, rate) / rate  # the song and its release tail
             measured[digest] = dataclasses.replace(metrics, duration_error_s=round(abs(metrics.duration_s - expected_s), 3))
         metrics = dataclasses.replace(measured[digest], file=f"master-{name}.wav")
-        [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), settings=settings)
+        [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), musical=musical,
+                          expected=expected, settings=settings)
         report["profiles"][name] = {**verdict.to_dict(), "metrics": metrics.to_dict()}
         report["passed"] = report["passed"] and verdict.passed
+    failed = {c["metric"] for verdict in report["profiles"].values() for c in verdict["checks"] if not c["passed"]}
+    fixed = FIXED_BY_CONFIG | (LYRIC_METRICS if Lyrics.load_json(ctx.input("lyrics.json")).source == "provided" else set())
+    report["regenerable"] = not (failed & fixed)  # a new seed cannot fix the profile's format or the user's own lyrics
     ctx.output("qc.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print_ = track_print(ctx.input(first), score)
+    ctx.output("fingerprint.json").write_text(json.dumps({**print_.to_dict(), "master": first,
+                                                          "master_sha256": file_sha256(ctx.input(first))}), encoding="utf-8")
 
 
 QC = Stage(
-    name="qc", version="1", inputs=("score.json", "master.json"), input_globs=("master-*.wav",),
-    outputs=("qc.json",), params=_qc_params, run=_run_qc,
+    name="qc", version="2", inputs=("score.json", "lyrics.json", "master.json"), input_globs=("master-*.wav", "vocal*"),
+    outputs=("qc.json", "fingerprint.json"), params=_qc_params, run=_run_qc,
     description="the gate: technical metrics of every master (loudness, peaks, clipping, DC, phase, silence, "
-                "format, duration against the score) judged by the profile's Great Expectations suite",
+                "format, duration against the score) and musical ones (tempo, key, the dry vocal against the score, "
+                "lyrics, explicit words) judged by the profile's Great Expectations suite; the track's fingerprint",
 )
 
 

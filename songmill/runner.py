@@ -58,21 +58,30 @@ class TrackOutcome:
     error: str | None = None
     quarantined: list[str] | None = None  # the QC reasons, when the gate stopped the track
     qc_attempts: list[dict] = field(default_factory=list)  # every render the gate turned down: seed, reasons
+    regenerable: bool = True  # False when the gate's reasons are ones a new seed cannot fix
+    track_print: dict | None = None  # fingerprint.json of the render that passed (qc/duplicates.py)
+    duplicate: dict | None = None  # the earlier track it matched, when the duplicate check stopped it
 
 
-def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None) -> TrackOutcome:
-    """Render one track through the gate: a track whose QC fails is rendered again with a new
-    seed (up to `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
+def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None,
+              catalogue_url: str | None = None) -> TrackOutcome:
+    """Render one track through the gate: a track whose QC fails, or that duplicates a track
+    already in the catalogue (`catalogue_url`), is rendered again with a new seed (up to
+    `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
     from qc.suites import load_qc_settings
 
     attempts = load_qc_settings().regeneration.max_attempts
+    earlier = _earlier_prints(job, catalogue_url)
     history = []
     for attempt in range(attempts):
-        outcome = _run_stages(job, store_spec, progress)
+        outcome = _run_stages(job, store_spec, progress, earlier)
         if outcome.quarantined is None:
             break
-        history.append({"seed": job.seed, "reasons": outcome.quarantined})
+        history.append({"seed": job.seed, "reasons": outcome.quarantined, "duplicate_of": outcome.duplicate})
         log.warning("track %d (%s) failed QC with seed %d: %s", job.number, job.track.title, job.seed, "; ".join(outcome.quarantined))
+        if not outcome.regenerable:
+            log.warning("track %d (%s): a new seed cannot fix this; quarantined without re-rendering", job.number, job.track.title)
+            break
         if attempt + 1 < attempts:
             job = dataclasses.replace(job, seed=regeneration_seed(job.seed, attempt + 1))
             if progress:
@@ -86,9 +95,34 @@ def regeneration_seed(seed: int, attempt: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:regenerate:{attempt}".encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | None) -> TrackOutcome:
+def _earlier_prints(job: TrackJob, catalogue_url: str | None) -> list:
+    """Every other track's newest print in the catalogue (read once per track)."""
+    from qc.duplicates import TrackPrint
+
+    if catalogue_url is None:
+        return []
+    catalogue = Catalogue.open(catalogue_url)
+    try:
+        return [(track, TrackPrint.from_dict(p)) for track, p in catalogue.track_prints(except_track=(job.spec.release.id, job.number))]
+    finally:
+        catalogue.close()
+
+
+def _duplicate_check(store, ref, earlier: list) -> tuple[dict, object]:
+    from qc.duplicates import TrackPrint, find_duplicate
+    from qc.suites import load_qc_settings
+
+    bars = load_qc_settings().duplicates
+    with tempfile.TemporaryDirectory(prefix="songmill-print-") as folder:
+        data = json.loads(store.get_file(ref, Path(folder) / "fingerprint.json").read_text(encoding="utf-8"))
+    match = find_duplicate(TrackPrint.from_dict(data), earlier, max_audio_similarity=bars.max_audio_similarity,
+                           max_melody_overlap=bars.max_melody_overlap) if earlier else None
+    return data, match
+
+
+def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: list = ()) -> TrackOutcome:
     """Every registered stage of one track, in order. A SongmillError stops the track; a failed
-    QC verdict stops it before export."""
+    QC verdict, or a duplicate of an `earlier` track, stops it before export."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
     refs = {}
@@ -108,6 +142,13 @@ def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | Non
             verdict = _qc_verdict(store, result.outputs["qc.json"])
             if not verdict["passed"]:
                 outcome.quarantined = [f"{name}: {reason}" for name, profile in verdict["profiles"].items() for reason in profile["reasons"]]
+                outcome.regenerable = verdict.get("regenerable", True)
+                if progress:
+                    progress(job.number, stage.name, "failed")
+                return outcome
+            outcome.track_print, match = _duplicate_check(store, result.outputs["fingerprint.json"], list(earlier))
+            if match is not None:
+                outcome.quarantined, outcome.duplicate = [match.reason], match.to_dict()
                 if progress:
                     progress(job.number, stage.name, "failed")
                 return outcome
@@ -129,13 +170,14 @@ def _queue_progress(events) -> ProgressCallback:
     return functools.partial(_put_event, events)  # picklable, unlike a lambda
 
 
-def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback) -> list[TrackOutcome]:
+def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback,
+                catalogue_url: str | None = None) -> list[TrackOutcome]:
     if workers <= 1 or len(jobs) <= 1:
-        return [run_track(job, store_spec, on_event) for job in jobs]
+        return [run_track(job, store_spec, on_event, catalogue_url) for job in jobs]
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         events = manager.Queue()
-        futures: list[Future] = [pool.submit(run_track, job, store_spec, _queue_progress(events)) for job in jobs]
+        futures: list[Future] = [pool.submit(run_track, job, store_spec, _queue_progress(events), catalogue_url) for job in jobs]
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
@@ -217,7 +259,9 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     progress, on_event = _progress_display(track_jobs, console)
     try:
         with progress:
-            outcomes = _run_tracks(track_jobs, store_spec, jobs, on_event)
+            outcomes = _run_tracks(track_jobs, store_spec, jobs, on_event,
+                                   catalogue.engine.url.render_as_string(hide_password=False))
+        _batch_duplicates(outcomes)
     except BaseException as err:
         catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
         raise
@@ -253,6 +297,9 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         "delivery_error": delivery_error,
         "delivered": release_steps.get("delivered", []),
     }
+    report_cpu0 = _cpu_seconds()
+    report["qc_report"] = str(_qc_report(report, profiles, release_dir))
+    report["qc_report_cpu_s"] = round(_cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
     atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
     catalogue.finish_run(run_id, status=report["status"], report_path=str(report_path),
@@ -270,6 +317,32 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
             raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
         console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False)
     return report_path
+
+
+def _qc_report(report: dict, profiles: dict, release_dir: Path) -> Path:
+    from qc.report import write_qc_report
+
+    targets = {name: p.loudness_lufs if p.loudness_lufs != "reference" else None for name, p in profiles.items()}
+    return write_qc_report(report, release_dir / "qc-report.html", targets=targets)
+
+
+def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
+    """Tracks of one batch were rendered side by side and could not see each other in the
+    catalogue: compare them now; a later track like an earlier one is quarantined (not re-seeded:
+    the batch is already rendered)."""
+    from qc.duplicates import TrackPrint, find_duplicate
+    from qc.suites import load_qc_settings
+
+    bars = load_qc_settings().duplicates
+    passed = [o for o in outcomes if o.track_print and not o.quarantined and not o.error]
+    for index, outcome in enumerate(passed):
+        earlier = [({"release_id": "this release", "number": o.number, "title": o.title, "run_id": None},
+                    TrackPrint.from_dict(o.track_print)) for o in passed[:index] if not o.quarantined]
+        match = find_duplicate(TrackPrint.from_dict(outcome.track_print), earlier, max_audio_similarity=bars.max_audio_similarity,
+                               max_melody_overlap=bars.max_melody_overlap) if earlier else None
+        if match is not None:
+            outcome.quarantined, outcome.duplicate = [match.reason], match.to_dict()
+            outcome.qc_attempts.append({"seed": outcome.seed, "reasons": outcome.quarantined, "duplicate_of": outcome.duplicate})
 
 
 def _release_steps(spec: ReleaseSpec, profiles: dict, tracks: list[RenderedTrack], failed: list[TrackOutcome], *,
@@ -315,11 +388,15 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             for c in verdict["checks"]])
     status = "failed" if outcome.error else "quarantined" if outcome.quarantined else "rendered"
     catalogue.set_track_status(track_id, status, duration_s=duration_s if status == "rendered" else None)
+    if status == "rendered" and outcome.track_print:  # later tracks are checked against it
+        catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"],
+                               track_print=outcome.track_print)
     rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered")
     return {"number": outcome.number, "title": outcome.title, "seed": outcome.seed,
             "status": status, "duration_s": duration_s,
             "failed_stage": outcome.failed_stage, "error": outcome.error,
             "qc": decisions["qc.json"], "qc_reasons": outcome.quarantined, "qc_attempts": outcome.qc_attempts,
+            "duplicate_of": outcome.duplicate,
             "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
             "vocals": decisions["vocals.json"], "mix": decisions["mix.json"], "master": decisions["master.json"],
             "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},

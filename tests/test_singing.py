@@ -6,10 +6,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from models.lyrics.phonetics import syllabify
 from models.registry import ModelRegistry
@@ -276,6 +279,12 @@ def test_a_neural_singing_model_from_a_local_folder_sings_through_the_stage(tmp_
     folder = tiny_singer(tmp_path / "tiny-singer")
     registry = write_registry_with({"tiny-singer": {"backend": "onnx-singing", "path": str(folder)}}, tmp_path / "registry.yaml")
     monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(registry))
+    # random weights do not sing in tune: open the gate's vocal bars (this test is about the wiring)
+    settings = shutil.copytree(os.environ["SONGMILL_CONFIG_DIR"], tmp_path / "config")
+    qc = yaml.safe_load((settings / "qc.yaml").read_text())
+    qc["musical"].update(max_vocal_median_cents=5000, max_vocal_p90_cents=5000, min_vocal_voiced_share=0, min_note_changes_on_time=0)
+    (settings / "qc.yaml").write_text(yaml.safe_dump(qc))
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(settings))
     config = tmp_path / "release.yaml"
     config.write_text((PROJECT / "config/releases/demo.yaml").read_text()
                       .replace("style: bright", "style: bright\n      model: tiny-singer")
@@ -290,6 +299,7 @@ def test_a_neural_singing_model_from_a_local_folder_sings_through_the_stage(tmp_
     first = min(n.start_s for n in score.part("melody").notes)
     assert rate == RATE and abs(len(lead) - (track["duration_s"] + 2.0) * RATE) < 48  # the song plus the tail
     assert rms_db(lead[: int((first - 0.4) * RATE)]) < -80 < rms_db(lead[int(first * RATE):])  # on the timeline
+    assert track["qc"]["musical"]["vocal_median_cents"] > 100  # and the gate measured it for what it is
 
 
 def test_a_singing_model_folder_without_its_config_is_named(tmp_path):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from songmill.catalogue.schema import (Artifact, ArtifactInput, ArtifactModel, Delivery, IdentifierCounter, QCResult,
-                                      Release, Run, StageRun, Track, utcnow)
+                                      Release, Run, StageRun, Track, TrackPrintRow, utcnow)
 from songmill.errors import ServiceError, SongmillError
 from songmill.paths import var_dir
 
@@ -143,6 +143,24 @@ class Catalogue:
     def record_qc(self, run_id: int, track_id: int, profile: str, rows: list[dict]) -> None:
         with self.session() as s, s.begin():
             s.add_all(QCResult(run_id=run_id, track_id=track_id, profile=profile, **row) for row in rows)
+
+    # -- duplicate detection: the prints of every track that passed the gate
+    def record_print(self, run_id: int, track_id: int, *, seed: int, master_sha256: str, track_print: dict) -> None:
+        with self.session() as s, s.begin():
+            s.add(TrackPrintRow(run_id=run_id, track_id=track_id, seed=seed, master_sha256=master_sha256,
+                                chromaprint=track_print["chromaprint"], duration_s=track_print["duration_s"],
+                                melody_ngrams=track_print["melody_ngrams"]))
+
+    def track_prints(self, *, except_track: tuple[str, int] | None = None) -> list[tuple[dict, dict]]:
+        """The newest print of every track in the catalogue (but `except_track`: (release id,
+        number)), as (track description, print)."""
+        with self.session() as s:
+            newest = select(TrackPrintRow.track_id, func.max(TrackPrintRow.id).label("id")).group_by(TrackPrintRow.track_id).subquery()
+            rows = s.execute(select(TrackPrintRow, Track).join(newest, TrackPrintRow.id == newest.c.id)
+                             .join(Track, Track.id == TrackPrintRow.track_id).order_by(TrackPrintRow.id)).all()
+            return [({"release_id": t.release_id, "number": t.number, "title": t.title, "run_id": p.run_id},
+                     {"chromaprint": p.chromaprint, "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams})
+                    for p, t in rows if (t.release_id, t.number) != except_track]
 
     # -- identifiers: allocated once, kept for good, never issued twice
     def _next_in_series(self, s: Session, series: str) -> int:

@@ -147,3 +147,19 @@ class Delivery(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     files: Mapped[list] = mapped_column(JSON)  # [{path, sha256, bytes}] relative to the folder
     delivered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TrackPrintRow(Base):
+    """A rendered track's audio fingerprint and melody n-grams (qc/duplicates.py), one per run that
+    passed the gate, so later tracks are checked against the whole catalogue."""
+
+    __tablename__ = "track_prints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    seed: Mapped[int] = mapped_column(Integer)
+    master_sha256: Mapped[str] = mapped_column(String(64))
+    chromaprint: Mapped[str] = mapped_column(Text)  # base64 of little-endian uint32 sub-fingerprints
+    duration_s: Mapped[float] = mapped_column(Float)
+    melody_ngrams: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

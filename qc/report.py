@@ -1,0 +1,193 @@
+"""The QC report: one self-contained HTML file per release, for people.
+
+    write_qc_report(run_report, Path("dist/demo-single/qc-report.html"))
+
+Per track: the verdict of every profile with each metric against its bar (failed ones first, with
+their reasons), the renders the gate turned down, and four plots of the first profile's master —
+the waveform, a spectrogram, short-term loudness over time with the profile's target, and the
+dry vocal's pitch over the score's melody notes. Plots are PNGs drawn by matplotlib (Agg, no
+display) and embedded as data URIs, so the file can be mailed or attached to a ticket as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from songmill.audio import read_wav
+from songmill.store import atomic_write_bytes
+
+PLOT_SIZE_IN = (9.0, 2.2)
+PLOT_DPI = 80
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PLOT_DPI, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(title: str, ylabel: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=PLOT_SIZE_IN)
+    axes.set_title(title, fontsize=9, loc="left")
+    axes.set_ylabel(ylabel, fontsize=8)
+    axes.set_xlabel("time (s)", fontsize=8)
+    axes.tick_params(labelsize=7)
+    return figure, axes
+
+
+def waveform_plot(samples: np.ndarray, rate: int) -> str:
+    """Min/max envelope of the mid signal, one column per 20 ms."""
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    step = max(1, int(rate * 0.02))
+    count = len(mono) // step
+    blocks = mono[: count * step].reshape(count, step)
+    times = np.arange(count) * step / rate
+    figure, axes = _figure("waveform", "amplitude")
+    axes.fill_between(times, blocks.min(axis=1), blocks.max(axis=1), color="#3060a0", linewidth=0)
+    axes.set_ylim(-1, 1)
+    axes.set_xlim(0, len(mono) / rate)
+    return _png(figure)
+
+
+def spectrogram_plot(samples: np.ndarray, rate: int) -> str:
+    """Magnitude in dBFS, 4096-point frames every 50 ms, up to 20 kHz on a linear axis."""
+    mono = (samples.mean(axis=1) if samples.ndim == 2 else samples).astype(np.float64)
+    size, hop = 4096, int(rate * 0.05)
+    frames = np.lib.stride_tricks.sliding_window_view(mono, size)[::hop] * np.hanning(size)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    db = 10 * np.log10(power / (np.hanning(size).sum() / 2) ** 2 + 1e-12)
+    freqs = np.fft.rfftfreq(size, 1 / rate)
+    keep = freqs <= 20000
+    figure, axes = _figure("spectrogram", "frequency (kHz)")
+    image = axes.imshow(db[:, keep].T, origin="lower", aspect="auto", cmap="magma", vmin=-110, vmax=-10,
+                        extent=(0, len(mono) / rate, 0, freqs[keep][-1] / 1000))
+    figure.colorbar(image, ax=axes, pad=0.01).ax.tick_params(labelsize=7)
+    return _png(figure)
+
+
+def loudness_plot(samples: np.ndarray, rate: int, target_lufs: float | None) -> str:
+    """Short-term loudness (3 s windows every 0.1 s, BS.1770) with the profile's target."""
+    from songmill.production.loudness import short_term_lufs
+
+    short = short_term_lufs(samples, rate)
+    times = 3.0 + np.arange(len(short)) * 0.1
+    figure, axes = _figure("short-term loudness", "LUFS")
+    axes.plot(times, np.maximum(short, -60), color="#207040", linewidth=1, label="short-term")
+    if target_lufs is not None:
+        axes.axhline(target_lufs, color="#c03030", linestyle="--", linewidth=1, label=f"target {target_lufs:g} LUFS")
+    axes.set_ylim(-40, 0)
+    axes.legend(fontsize=7, loc="lower right")
+    return _png(figure)
+
+
+def pitch_plot(vocal: np.ndarray, rate: int, notes) -> str:
+    """The dry vocal's F0 (DIO + StoneMask) in MIDI note numbers over the melody's notes."""
+    from qc.vocal import measure_f0_fast
+
+    f0, times = measure_f0_fast(vocal[:, 0] if vocal.ndim == 2 else vocal, rate)
+    figure, axes = _figure("dry vocal pitch over the score", "MIDI note")
+    for note in notes:
+        axes.plot([note.start_s, note.start_s + note.duration_s], [note.pitch, note.pitch], color="#4080ff", alpha=0.45,
+                  linewidth=6, solid_capstyle="butt")
+    voiced = f0 > 0
+    midi = np.full_like(f0, np.nan)
+    midi[voiced] = 69 + 12 * np.log2(f0[voiced] / 440.0)
+    axes.plot(times, midi, color="#c05000", linewidth=0.7)
+    axes.set_title("dry vocal pitch (orange) over the score's notes (blue)", fontsize=9, loc="left")
+    if notes:
+        pitches = [n.pitch for n in notes]
+        axes.set_ylim(min(pitches) - 3, max(pitches) + 3)
+    return _png(figure)
+
+
+def _checks_table(verdict: dict) -> str:
+    rows = []
+    for check in sorted(verdict["checks"], key=lambda c: c["passed"]):
+        bar = ", ".join(f"{k} {v}" for k, v in check["bar"].items())
+        mark = "pass" if check["passed"] else "FAIL"
+        rows.append(f"<tr class='{mark.lower()}'><td>{mark}</td><td>{html.escape(check['metric'])}</td>"
+                    f"<td>{html.escape(str(check['value']))}</td><td>{html.escape(bar)}</td>"
+                    f"<td>{html.escape(check['reason'] or '')}</td></tr>")
+    return ("<table><tr><th></th><th>metric</th><th>value</th><th>bar</th><th>reason</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _track_section(track: dict, targets: dict[str, float | None]) -> str:
+    status = track["status"]
+    parts = [f"<section class='track'><h2>{track['number']:02d} {html.escape(track['title'])} "
+             f"<span class='{status}'>{status}</span></h2>"]
+    if track.get("error"):
+        parts.append(f"<p class='reason'>failed at stage {html.escape(str(track['failed_stage']))}: {html.escape(track['error'])}</p>")
+    for reason in track.get("qc_reasons") or []:
+        parts.append(f"<p class='reason'>{html.escape(reason)}</p>")
+    for attempt in track.get("qc_attempts") or []:
+        parts.append(f"<p class='attempt'>render with seed {attempt['seed']} turned down: "
+                     f"{html.escape('; '.join(attempt['reasons']))}</p>")
+    qc = track.get("qc") or {}
+    for name, verdict in qc.get("profiles", {}).items():
+        parts.append(f"<h3>profile {html.escape(name)}: {'passed' if verdict['passed'] else 'failed'}</h3>")
+        parts.append(_checks_table(verdict))
+    parts += _plots(track, targets)
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _plots(track: dict, targets: dict[str, float | None]) -> list[str]:
+    from songmill.score import Score
+
+    artifacts = track.get("artifacts") or {}
+    masters = sorted(name for name in artifacts if name.startswith("master-") and name.endswith(".wav"))
+    if not masters:
+        return []
+    profile = masters[0][len("master-"):-len(".wav")]
+    samples, rate = read_wav(Path(artifacts[masters[0]]["path"]))
+    images = [("waveform", waveform_plot(samples, rate)), ("spectrogram", spectrogram_plot(samples, rate)),
+              ("loudness", loudness_plot(samples, rate, targets.get(profile)))]
+    if "vocal-lead.wav" in artifacts and "score.json" in artifacts:
+        vocal, vocal_rate = read_wav(Path(artifacts["vocal-lead.wav"]["path"]))
+        notes = Score.load_json(Path(artifacts["score.json"]["path"])).part("melody").notes
+        images.append(("pitch", pitch_plot(vocal, vocal_rate, notes)))
+    return [f"<p class='plots-of'>plots of master-{html.escape(profile)}.wav</p>"] + [
+        f"<img class='plot' alt='{name}' data-plot='{name}' src='{uri}'>" for name, uri in images]
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
+td, th { border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: left; }
+tr.fail td { background: #fde8e8; } .reason { color: #a00000; } .attempt { color: #805000; }
+.rendered { color: #207040; } .quarantined, .failed { color: #a00000; } img.plot { display: block; margin: 4px 0; }
+"""
+
+
+def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | None] | None = None) -> Path:
+    """Write the release's QC report (atomically); returns its path. `targets`: each profile's
+    loudness target in LUFS (None for "reference")."""
+    release = run_report["release"]
+    tracks = run_report["tracks"]
+    passed = sum(1 for t in tracks if t["status"] == "rendered")
+    head = (f"<h1>QC report: {html.escape(release['title'])} — {html.escape(release['artist'])}</h1>"
+            f"<p>release <code>{html.escape(release['id'])}</code>, run {run_report.get('run_id')}, "
+            f"{run_report.get('started_at', '')}: {passed} of {len(tracks)} track(s) passed the gate.</p>")
+    body = "\n".join(_track_section(t, targets or {}) for t in tracks)
+    data = json.dumps([t.get("qc") for t in tracks]).replace("<", "\\u003c")  # the verdicts, machine-readable
+    document = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>QC {html.escape(release['id'])}</title>"
+                f"<style>{STYLE}</style></head><body>{head}\n{body}\n"
+                f"<script type='application/json' id='qc-data'>{data}</script>"
+                f"</body></html>")
+    atomic_write_bytes(path, document.encode("utf-8"))
+    return path

@@ -1,0 +1,238 @@
+"""The musical half of the gate, the duplicate check and the QC report, on rendered songs.
+
+One short sung song is rendered once for the module; its master is then altered the ways a
+broken pipeline would (tempo changed after mastering, the wrong key claimed) and judged again
+by `songmill qc`. Duplicates: the same song rendered into one catalogue under a second release
+is caught and re-seeded; another seed, or a rerun of the same release, is not a duplicate."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT, render_release_text
+
+SONG = """
+release:
+  id: RELEASE
+  title: Harbour Test
+  artist: The Songmill Collective
+  label: Songmill Records
+  type: single
+  date: 2027-02-01
+  genre: pop
+  p_line: 2027 Songmill Records
+  c_line: 2027 Songmill Records
+  profiles: [streaming]
+tracks:
+  - title: Same Old Song
+    theme: the same old song playing on the harbour radio
+    mood: bright
+    tempo: 112
+    key: D major
+    structure: [{name: verse, bars: 4}, {name: chorus, bars: 4}]
+    VOICE
+    seed: SEED
+"""
+
+
+def song(release_id: str, seed: int, *, sung: bool = False) -> str:
+    voice = "voice: {identity: ava, style: bright}" if sung else ""
+    return SONG.replace("RELEASE", release_id).replace("SEED", str(seed)).replace("VOICE", voice)
+
+
+@pytest.fixture(scope="module")
+def sung(tmp_path_factory) -> dict:
+    return render_release_text(song("musical-test", 4, sung=True), tmp_path_factory.mktemp("sung"))
+
+
+def qc(path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "songmill", "qc", str(path), "--profile", "streaming", *extra],
+                          capture_output=True, text=True, cwd=PROJECT, env=os.environ.copy())
+
+
+def master_of(report: dict) -> Path:
+    return Path(report["tracks"][0]["artifacts"]["master-streaming.wav"]["path"])
+
+
+def test_the_render_gate_measures_tempo_key_vocal_and_lyrics(sung):
+    track = sung["tracks"][0]
+    musical = track["qc"]["musical"]
+    assert track["status"] == "rendered" and track["qc"]["passed"]
+    assert musical["tempo_error_pct"] <= 2.0 and musical["key_detected"] == "D major" and musical["key_score"] == 1.0
+    assert musical["vocal_median_cents"] <= 15 and musical["vocal_voiced_share"] >= 0.8
+    assert musical["unsung_syllables"] == 0 and musical["chorus_problems"] == 0 and musical["explicit_words"] == 0
+    checked = {c["metric"] for c in track["qc"]["profiles"]["streaming"]["checks"]}
+    assert {"tempo_error_pct", "key_score", "vocal_median_cents", "vocal_p90_cents", "note_changes_on_time",
+            "unsung_syllables", "chorus_problems", "rhyme_misses", "explicit_words"} <= checked
+
+
+def test_a_song_whose_tempo_was_altered_after_mastering_fails_the_tempo_check(sung, tmp_path):
+    master = master_of(sung)
+    faster = tmp_path / "faster.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(master), "-af", "atempo=1.06", "-c:a", "pcm_f32le", str(faster)], check=True)
+
+    done = qc(master, "--tempo", "112", "--key", "D major")
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = qc(faster, "--tempo", "112", "--key", "D major", "--json")
+    verdict = json.loads(done.stdout)
+    assert done.returncode == 1
+    [reason] = [r for r in verdict["reasons"] if r.startswith("tempo")]
+    assert reason.startswith("tempo 118.") and "% off the spec's 112 BPM (bar 2 %, half/double time allowed)" in reason
+    assert verdict["musical"]["tempo_error_pct"] == pytest.approx(6.0, abs=1.0)
+
+
+def test_half_or_double_time_is_not_a_tempo_error(sung):
+    done = qc(master_of(sung), "--tempo", "56")
+    assert done.returncode == 0, done.stdout
+
+
+def test_the_wrong_key_fails_with_the_detected_one_named(sung):
+    done = qc(master_of(sung), "--key", "F# major")
+    assert done.returncode == 1
+    assert "detected key D major is not the spec's F# major (key score 0, bar 1" in done.stdout
+
+
+def test_a_key_that_is_not_a_key_exits_2_naming_the_option(sung):
+    done = qc(master_of(sung), "--key", "H major")
+    assert done.returncode == 2 and done.stderr.startswith("error: --key: 'H major' is not a key")
+
+
+def test_the_qc_report_is_one_self_contained_html_file_with_its_plots(sung):
+    from lxml import html
+    from PIL import Image
+
+    path = Path(sung["qc_report"])
+    assert path.parent == master_of(sung).parents[2]  # beside the run report
+    page = html.fromstring(path.read_bytes())
+    assert page.findtext(".//h1").startswith("QC report: Harbour Test")
+    assert "1 of 1 track(s) passed the gate" in page.text_content()
+    assert not page.xpath("//link | //script[@src] | //img[not(starts-with(@src, 'data:'))]")  # nothing to fetch
+    plots = {img.get("data-plot"): Image.open(io.BytesIO(base64.b64decode(img.get("src").split(",", 1)[1])))
+             for img in page.xpath("//img[@class='plot']")}
+    assert set(plots) == {"waveform", "spectrogram", "loudness", "pitch"}
+    assert all(p.format == "PNG" and p.width > 400 and p.height > 100 for p in plots.values())
+    rows = page.xpath("//table//tr[td]")
+    assert {r.xpath("td")[1].text for r in rows} >= {"integrated_lufs", "true_peak_dbtp", "tempo_error_pct", "key_score"}
+    verdicts = json.loads(page.xpath("//script[@id='qc-data']")[0].text)
+    assert verdicts == [sung["tracks"][0]["qc"]]
+
+
+def test_a_quarantined_track_shows_its_reasons_in_the_qc_report(tmp_path):
+    from lxml import html
+
+    from qc.report import write_qc_report
+
+    report = {"release": {"id": "r", "title": "T", "artist": "A"}, "run_id": 1, "tracks": [
+        {"number": 1, "title": "Loud", "status": "quarantined", "qc_reasons": ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"],
+         "qc_attempts": [{"seed": 5, "reasons": ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"]}],
+         "qc": {"profiles": {"streaming": {"passed": False, "checks": [
+             {"metric": "true_peak_dbtp", "passed": False, "value": 0.2, "bar": {"max": -1.0}, "reason": "true_peak_dbtp 0.2 dBTP is above the ceiling of -1"}]}}},
+         "artifacts": {}}]}
+    page = html.fromstring(write_qc_report(report, tmp_path / "qc.html").read_bytes())
+    assert "0 of 1 track(s) passed" in page.text_content()
+    assert [p.text for p in page.xpath("//p[@class='reason']")] == ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"]
+    assert page.xpath("//tr[@class='fail']/td")[1].text == "true_peak_dbtp"
+
+
+# ---------------------------------------------------------------- lyrics: explicit language
+
+def test_explicit_words_are_found_and_everyday_ones_are_not():
+    from qc.musical import explicit_words
+    from qc.suites import load_qc_settings
+
+    allowed = set(load_qc_settings().musical.not_explicit)
+    assert explicit_words("Hell, what a damn fine day to kill some time", allowed) == []
+    assert explicit_words("You're a shitty liar, fuck your golden shower", allowed) == ["shitty", "fuck", "golden shower"]
+
+
+def test_explicit_words_fail_a_release_not_flagged_explicit_with_the_words_named():
+    from qc.musical import MusicalMetrics
+    from qc.suites import judge
+    from qc.technical import TechnicalMetrics
+    from songmill.profiles import load_profiles
+    from songmill.paths import config_dir
+
+    technical = TechnicalMetrics("song.wav", 48000, 24, 2, "pcm_s24le", 60.0, -14.0, 5.0, -1.2, -1.3, 0, 0.0, 0.8, 1.0,
+                                 0.2, 1.0, 0, 0.0, -8.0, -20.0)
+    profile = load_profiles(config_dir() / "profiles.yaml")["streaming"]
+    lyrics = MusicalMetrics(unsung_syllables=2, chorus_problems=0, rhyme_misses=0, explicit_words=2, explicit_found=("shit", "fuck"))
+    [verdict] = judge([technical], "streaming", profile, musical=lyrics)
+    assert verdict.reasons == ["unsung_syllables 2 syllables without a note is above the bar of 0",
+                               "explicit words in a release not flagged explicit: shit, fuck (set release.explicit: true, or change the lyrics)"]
+    checked = {c.metric for c in verdict.checks}
+    assert "tempo_error_pct" not in checked and "vocal_median_cents" not in checked  # not measured: not judged
+
+
+# ---------------------------------------------------------------- duplicates in the catalogue
+
+def render_into(catalogue_dir: Path, text: str, out: Path) -> dict:
+    from songmill.runner import render
+
+    config = out / "release.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    config.write_text(text)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SONGMILL_VAR_DIR", str(catalogue_dir))
+        return json.loads(render(config, out_dir=out / "dist").read_text())
+
+
+def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp_path):
+    from songmill.runner import regeneration_seed
+
+    var = tmp_path / "var"
+    first = render_into(var, song("dup-first", 3), tmp_path / "a")
+    assert first["tracks"][0]["qc_attempts"] == []
+
+    again = render_into(var, song("dup-first", 3), tmp_path / "a2")  # a rerun of the same release: not a duplicate
+    assert again["tracks"][0]["qc_attempts"] == [] and again["tracks"][0]["seed"] == 3
+
+    other_seed = render_into(var, song("dup-other-seed", 4), tmp_path / "c")
+    assert other_seed["tracks"][0]["qc_attempts"] == [] and other_seed["status"] == "succeeded"
+
+    copy = render_into(var, song("dup-copy", 3), tmp_path / "b")  # the same config and seed as a new release
+    track = copy["tracks"][0]
+    [turned_down] = track["qc_attempts"]
+    assert turned_down["seed"] == 3 and turned_down["duplicate_of"]["track"]["release_id"] == "dup-first"
+    assert turned_down["duplicate_of"]["audio_similarity"] == 1.0 and turned_down["duplicate_of"]["melody_overlap"] == 1.0
+    assert turned_down["reasons"] == ["duplicate: its audio matches track 1 ('Same Old Song') of release 'dup-first' "
+                                      "(fingerprint similarity 1.00, bar 0.85)"]
+    assert track["status"] == "rendered" and track["seed"] == regeneration_seed(3, 1) and copy["status"] == "succeeded"
+
+
+def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):
+    from songmill.errors import SongmillError
+
+    text = song("twins", 3)
+    twin = text[text.index("  - title"):]  # the same track twice, seed and all
+    with pytest.raises(SongmillError, match=r"track 2 \(Same Old Song\) was quarantined by QC"):
+        render_into(tmp_path / "var", text + twin, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "dist" / "twins" / "run-report.json").read_text())
+    assert report["quarantined"] == [2] and report["status"] == "failed" and report["delivered"] == []
+    assert report["tracks"][1]["qc_reasons"] == ["duplicate: its audio matches track 1 ('Same Old Song') of release "
+                                                 "'this release' (fingerprint similarity 1.00, bar 0.85)"]
+
+
+def test_explicit_words_in_the_users_own_lyrics_are_quarantined_without_re_rendering(tmp_path):
+    from songmill.errors import SongmillError
+
+    text = song("rough-words", 3, sung=True).replace("    seed: 3", "    seed: 3\n    lyrics: |\n      [verse]\n      this shit town is all I know\n"
+                                                          "      I walk the harbour wall alone\n      [chorus]\n"
+                                                          "      sing it loud and let it go\n      the radio will take me home\n")
+    with pytest.raises(SongmillError, match=r"explicit words in a release not flagged explicit: shit \(set release\.explicit: true"):
+        render_into(tmp_path / "var", text, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "dist" / "rough-words" / "run-report.json").read_text())
+    [track] = report["tracks"]
+    assert track["status"] == "quarantined" and len(track["qc_attempts"]) == 1  # a new seed cannot change the user's words
+    assert track["qc"]["regenerable"] is False
+
+    flagged = text.replace("  profiles: [streaming]", "  explicit: true\n  profiles: [streaming]")
+    report = render_into(tmp_path / "var", flagged, tmp_path / "flagged")
+    assert report["status"] == "succeeded" and report["tracks"][0]["qc"]["musical"]["explicit_words"] == 0
