@@ -388,6 +388,12 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             for c in verdict["checks"]])
     status = "failed" if outcome.error else "quarantined" if outcome.quarantined else "rendered"
     catalogue.set_track_status(track_id, status, duration_s=duration_s if status == "rendered" else None)
+    rerender_of = _rerender_of(catalogue, track_id, outcome) if status == "rendered" else None
+    duplicates = [a for a in outcome.qc_attempts if a.get("duplicate_of")]
+    if duplicates:  # the catalogue keeps why each render was turned down, beside the suite's checks
+        catalogue.record_qc(run_id, track_id, "catalogue", [
+            {"metric": "duplicate_audio_similarity", "value": a["duplicate_of"]["audio_similarity"], "bar": None,
+             "passed": False, "detail": f"seed {a['seed']}: {a['reasons'][0]}"} for a in duplicates])
     if status == "rendered" and outcome.track_print:  # later tracks are checked against it
         catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"],
                                track_print=outcome.track_print)
@@ -396,12 +402,27 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             "status": status, "duration_s": duration_s,
             "failed_stage": outcome.failed_stage, "error": outcome.error,
             "qc": decisions["qc.json"], "qc_reasons": outcome.quarantined, "qc_attempts": outcome.qc_attempts,
-            "duplicate_of": outcome.duplicate,
+            "duplicate_of": outcome.duplicate, "rerender_of": rerender_of,
             "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
             "vocals": decisions["vocals.json"], "mix": decisions["mix.json"], "master": decisions["master.json"],
             "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},
             "export": decisions["export.json"],
             "stages": [r.to_dict() for r in outcome.results]}, rendered
+
+
+def _rerender_of(catalogue: Catalogue, track_id: int, outcome: TrackOutcome) -> dict | None:
+    """When this track was rendered before and sounds the same, say so: a rerun of the same
+    release is the same track (delivered again), not a duplicate of another."""
+    from qc.duplicates import TrackPrint, audio_similarity
+    from qc.suites import load_qc_settings
+
+    before = catalogue.newest_print(track_id)
+    if before is None or not outcome.track_print:
+        return None
+    similarity = audio_similarity(TrackPrint.from_dict(before).subprints(), TrackPrint.from_dict(outcome.track_print).subprints())
+    if similarity <= load_qc_settings().duplicates.max_audio_similarity:
+        return None
+    return {"run_id": before["run_id"], "seed": before["seed"], "audio_similarity": round(similarity, 4)}
 
 
 def _album_consistency(tracks: list[dict]) -> dict:

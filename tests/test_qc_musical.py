@@ -193,6 +193,7 @@ def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp
 
     again = render_into(var, song("dup-first", 3), tmp_path / "a2")  # a rerun of the same release: not a duplicate
     assert again["tracks"][0]["qc_attempts"] == [] and again["tracks"][0]["seed"] == 3
+    assert again["tracks"][0]["rerender_of"] == {"run_id": first["run_id"], "seed": 3, "audio_similarity": 1.0}  # flagged as the same
 
     other_seed = render_into(var, song("dup-other-seed", 4), tmp_path / "c")
     assert other_seed["tracks"][0]["qc_attempts"] == [] and other_seed["status"] == "succeeded"
@@ -205,6 +206,16 @@ def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp
     assert turned_down["reasons"] == ["duplicate: its audio matches track 1 ('Same Old Song') of release 'dup-first' "
                                       "(fingerprint similarity 1.00, bar 0.85)"]
     assert track["status"] == "rendered" and track["seed"] == regeneration_seed(3, 1) and copy["status"] == "succeeded"
+    assert first["tracks"][0]["rerender_of"] is None and other_seed["tracks"][0]["rerender_of"] is None
+
+    from sqlalchemy import select
+
+    from songmill.catalogue import Catalogue
+    from songmill.catalogue.schema import QCResult
+
+    with Catalogue.open(copy["catalogue"]).session() as s:
+        [row] = s.scalars(select(QCResult).where(QCResult.profile == "catalogue")).all()
+    assert row.metric == "duplicate_audio_similarity" and row.value == 1.0 and not row.passed and "dup-first" in row.detail
 
 
 def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):

@@ -151,6 +151,13 @@ class Catalogue:
                                 chromaprint=track_print["chromaprint"], duration_s=track_print["duration_s"],
                                 melody_ngrams=track_print["melody_ngrams"]))
 
+    def newest_print(self, track_id: int) -> dict | None:
+        """The track's own newest print: {run_id, seed, chromaprint, duration_s, melody_ngrams}."""
+        with self.session() as s:
+            p = s.scalar(select(TrackPrintRow).where(TrackPrintRow.track_id == track_id).order_by(TrackPrintRow.id.desc()).limit(1))
+            return None if p is None else {"run_id": p.run_id, "seed": p.seed, "chromaprint": p.chromaprint,
+                                           "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams}
+
     def track_prints(self, *, except_track: tuple[str, int] | None = None) -> list[tuple[dict, dict]]:
         """The newest print of every track in the catalogue (but `except_track`: (release id,
         number)), as (track description, print)."""
