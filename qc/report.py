@@ -94,23 +94,39 @@ def loudness_plot(samples: np.ndarray, rate: int, target_lufs: float | None) -> 
     return _png(figure)
 
 
+PITCH_ZOOM_S = 15.0  # the close-up: the first seconds of singing, where notes and curve can be told apart
+
+
 def pitch_plot(vocal: np.ndarray, rate: int, notes) -> str:
-    """The dry vocal's F0 (DIO + StoneMask) in MIDI note numbers over the melody's notes."""
+    """The dry vocal's F0 (DIO + StoneMask) in MIDI note numbers over the melody's notes: the
+    whole song above, the first PITCH_ZOOM_S seconds of singing below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from qc.vocal import measure_f0_fast
 
     f0, times = measure_f0_fast(vocal[:, 0] if vocal.ndim == 2 else vocal, rate)
-    figure, axes = _figure("dry vocal pitch over the score", "MIDI note")
-    for note in notes:
-        axes.plot([note.start_s, note.start_s + note.duration_s], [note.pitch, note.pitch], color="#4080ff", alpha=0.45,
-                  linewidth=6, solid_capstyle="butt")
     voiced = f0 > 0
     midi = np.full_like(f0, np.nan)
     midi[voiced] = 69 + 12 * np.log2(f0[voiced] / 440.0)
-    axes.plot(times, midi, color="#c05000", linewidth=0.7)
-    axes.set_title("dry vocal pitch (orange) over the score's notes (blue)", fontsize=9, loc="left")
-    if notes:
-        pitches = [n.pitch for n in notes]
-        axes.set_ylim(min(pitches) - 3, max(pitches) + 3)
+    figure, (whole, close) = plt.subplots(2, 1, figsize=(PLOT_SIZE_IN[0], PLOT_SIZE_IN[1] * 2))
+    first = min((n.start_s for n in notes), default=0.0)
+    for axes, window in ((whole, None), (close, (first - 0.5, first + PITCH_ZOOM_S))):
+        for note in notes:
+            axes.plot([note.start_s, note.start_s + note.duration_s], [note.pitch, note.pitch], color="#4080ff",
+                      alpha=0.45, linewidth=6, solid_capstyle="butt")
+        axes.plot(times, midi, color="#c05000", linewidth=0.7)
+        axes.set_ylabel("MIDI note", fontsize=8)
+        axes.tick_params(labelsize=7)
+        if notes:
+            axes.set_ylim(min(n.pitch for n in notes) - 3, max(n.pitch for n in notes) + 3)
+        if window:
+            axes.set_xlim(*window)
+    whole.set_title("dry vocal pitch (orange) over the score's notes (blue); below, the first "
+                    f"{PITCH_ZOOM_S:g} s of singing", fontsize=9, loc="left")
+    close.set_xlabel("time (s)", fontsize=8)
     return _png(figure)
 
 
