@@ -425,7 +425,8 @@ def _run_qc(ctx: StageContext) -> None:
                           musical=MusicalBars.model_validate(ctx.params["musical"]))
     first = f"master-{sorted(ctx.params['profiles'])[0]}.wav"  # every master is the same music: one musical measurement
     vocal = read_wav(ctx.input("vocal-lead.wav")) if "vocal-lead.wav" in ctx.inputs else (None, 48000)
-    musical = measure_musical(*read_wav(ctx.input(first)), score=score, lyrics=Lyrics.load_json(ctx.input("lyrics.json")),
+    lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
+    musical = measure_musical(*read_wav(ctx.input(first)), score=score, lyrics=lyrics,
                               vocal=vocal[0], vocal_rate=vocal[1], explicit=ctx.params["explicit"],
                               not_explicit=set(settings.musical.not_explicit))
     expected = {"tempo_bpm": score.tempo_map[0].bpm, "key": main_key(score)}
@@ -445,7 +446,7 @@ def _run_qc(ctx: StageContext) -> None:
         report["profiles"][name] = {**verdict.to_dict(), "metrics": metrics.to_dict()}
         report["passed"] = report["passed"] and verdict.passed
     failed = {c["metric"] for verdict in report["profiles"].values() for c in verdict["checks"] if not c["passed"]}
-    fixed = FIXED_BY_CONFIG | (LYRIC_METRICS if Lyrics.load_json(ctx.input("lyrics.json")).source == "provided" else set())
+    fixed = FIXED_BY_CONFIG | (LYRIC_METRICS if lyrics.source == "provided" else set())
     report["regenerable"] = not (failed & fixed)  # a new seed cannot fix the profile's format or the user's own lyrics
     ctx.output("qc.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print_ = track_print(ctx.input(first), score)
