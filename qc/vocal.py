@@ -33,14 +33,19 @@ class PitchReport:
     raw_p90_abs_cents: float = 0.0
 
 
-def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(F0 in Hz per 5 ms frame, 0 = unvoiced; frame times in s)."""
+def _world_input(vocal: np.ndarray, rate: int):
+    """(pyworld, the vocal at MEASURE_RATE_HZ as float64), what every WORLD analysis here takes."""
     from models.instruments.diffusion import resample
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # pyworld imports pkg_resources
         import pyworld
-    x = resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+    return pyworld, resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+
+
+def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(F0 in Hz per 5 ms frame, 0 = unvoiced; frame times in s)."""
+    pyworld, x = _world_input(vocal, rate)
     return pyworld.harvest(x, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
 
 
@@ -48,12 +53,7 @@ def measure_f0_fast(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarra
     """Like `measure_f0` with WORLD's DIO refined by StoneMask: about 14× faster than Harvest
     (2.7 s against 39 s for a three-minute vocal), for the render gate. On the demo's vocal it
     reads 3.5 / 19 cents (median / p90) where Harvest reads 2.4 / 17."""
-    from models.instruments.diffusion import resample
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pyworld
-    x = resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+    pyworld, x = _world_input(vocal, rate)
     f0, times = pyworld.dio(x, MEASURE_RATE_HZ, f0_floor=60.0, f0_ceil=1000.0, frame_period=FRAME_S * 1000)
     return pyworld.stonemask(x, f0, times, MEASURE_RATE_HZ), times
 
@@ -122,12 +122,7 @@ def air_db(vocal: np.ndarray, rate: int, above_hz: float = 11000.0) -> float:
 def mean_envelope_db(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(frequencies Hz, mean spectral envelope dB) over the voiced frames, measured at 16 kHz
     with Harvest and CheapTrick (pitch-adaptive, so the harmonics do not show)."""
-    from models.instruments.diffusion import resample
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pyworld
-    x = resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+    pyworld, x = _world_input(vocal, rate)
     f0, times = pyworld.harvest(x, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
     envelope = pyworld.cheaptrick(x, f0, times, MEASURE_RATE_HZ)
     freqs = np.linspace(0, MEASURE_RATE_HZ / 2, envelope.shape[1])
