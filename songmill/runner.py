@@ -40,7 +40,7 @@ from songmill.release.package import RenderedTrack, package_and_deliver
 from songmill.score import Score
 from songmill.spec import ReleaseSpec, load_release, track_seed
 from songmill.stages import StageResult, TrackJob, _cpu_seconds, execute_stage
-from songmill.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
+from songmill.store import ArtifactRef, atomic_write_bytes, default_store_spec, file_sha256, open_store
 
 log = logging.getLogger("songmill.runner")
 REPORT_VERSION = 1
@@ -62,19 +62,47 @@ class TrackOutcome:
     track_print: dict | None = None  # fingerprint.json of the render that passed (qc/duplicates.py)
     duplicate: dict | None = None  # the earlier track it matched, when the duplicate check stopped it
 
+    @property
+    def refs(self) -> dict[str, ArtifactRef]:
+        """Every artifact its stages have written so far, by name (what the next stage reads)."""
+        return {name: ref for result in self.results for name, ref in result.outputs.items()}
+
+    @property
+    def stopped(self) -> bool:
+        """A stage failed, or the gate turned the render down: no later stage runs."""
+        return self.error is not None or self.quarantined is not None
+
+    def to_dict(self) -> dict:
+        """JSON for a scheduler to pass between tasks: artifact references and figures, no audio."""
+        data = dataclasses.asdict(self)
+        data["results"] = [r.to_state() for r in self.results]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrackOutcome":
+        return cls(**{**data, "results": [StageResult.from_state(r) for r in data["results"]]})
+
 
 def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None,
               catalogue_url: str | None = None) -> TrackOutcome:
     """Render one track through the gate: a track whose QC fails, or that duplicates a track
     already in the catalogue (`catalogue_url`), is rendered again with a new seed (up to
     `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
+    earlier = _earlier_prints(job, catalogue_url)
+    first = _run_stages(job, store_spec, progress, earlier)
+    return regenerate_until_passed(first, job, store_spec, progress, earlier)
+
+
+def regenerate_until_passed(outcome: TrackOutcome, job: TrackJob, store_spec: str, progress: ProgressCallback | None,
+                            earlier: list, *, stages: list | None = None) -> TrackOutcome:
+    """Given a track's first render, re-render it with new seeds while the gate turns it down and
+    a new seed can help; returns the last render, with `qc_attempts` listing the ones turned down.
+    `stages`: the stages a re-render runs (Airflow runs `export` as its own task afterwards)."""
     from qc.suites import load_qc_settings
 
     attempts = load_qc_settings().regeneration.max_attempts
-    earlier = _earlier_prints(job, catalogue_url)
     history = []
-    for attempt in range(attempts):
-        outcome = _run_stages(job, store_spec, progress, earlier)
+    for attempt in range(1, attempts + 1):
         if outcome.quarantined is None:
             break
         history.append({"seed": job.seed, "reasons": outcome.quarantined, "duplicate_of": outcome.duplicate})
@@ -82,10 +110,12 @@ def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None 
         if not outcome.regenerable:
             log.warning("track %d (%s): a new seed cannot fix this; quarantined without re-rendering", job.number, job.track.title)
             break
-        if attempt + 1 < attempts:
-            job = dataclasses.replace(job, seed=regeneration_seed(job.seed, attempt + 1))
-            if progress:
-                progress(job.number, "qc", "retry")
+        if attempt == attempts:
+            break
+        job = dataclasses.replace(job, seed=regeneration_seed(job.seed, attempt))
+        if progress:
+            progress(job.number, "qc", "retry")
+        outcome = _run_stages(job, store_spec, progress, earlier, stages)
     outcome.qc_attempts = history
     return outcome
 
@@ -120,40 +150,46 @@ def _duplicate_check(store, ref, earlier: list) -> tuple[dict, object]:
     return data, match
 
 
-def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: list = ()) -> TrackOutcome:
-    """Every registered stage of one track, in order. A SongmillError stops the track; a failed
-    QC verdict, or a duplicate of an `earlier` track, stops it before export."""
+def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: list = (),
+                stages: list | None = None) -> TrackOutcome:
+    """The registered stages of one track (or the first ones: `stages`), in order, until one stops it."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
-    refs = {}
-    for stage in TRACK_STAGES.stages:
+    for stage in stages or TRACK_STAGES.stages:
+        advance_track(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
+        if outcome.stopped:
+            break
+    return outcome
+
+
+def advance_track(outcome: TrackOutcome, stage, job: TrackJob, *, store, registry, earlier: list = (),
+                  progress: ProgressCallback | None = None) -> TrackOutcome:
+    """Run one stage of a track on what its earlier stages wrote, recording the result in `outcome`.
+
+    A SongmillError stops the track (`outcome.error`); after `qc`, a failed verdict or a
+    duplicate of an `earlier` track stops it (`outcome.quarantined`). Any other exception is a
+    bug or a dead service and propagates."""
+    if progress:
+        progress(job.number, stage.name, "start")
+    try:
+        result = execute_stage(stage, job, outcome.refs, store=store, registry=registry)
+    except SongmillError as err:
+        outcome.failed_stage, outcome.error = stage.name, str(err)
         if progress:
-            progress(job.number, stage.name, "start")
-        try:
-            result = execute_stage(stage, job, refs, store=store, registry=registry)
-        except SongmillError as err:
-            outcome.failed_stage, outcome.error = stage.name, str(err)
-            if progress:
-                progress(job.number, stage.name, "failed")
-            return outcome
-        refs.update(result.outputs)
-        outcome.results.append(result)
-        if stage.name == "qc":
-            verdict = _qc_verdict(store, result.outputs["qc.json"])
-            if not verdict["passed"]:
-                outcome.quarantined = [f"{name}: {reason}" for name, profile in verdict["profiles"].items() for reason in profile["reasons"]]
-                outcome.regenerable = verdict.get("regenerable", True)
-                if progress:
-                    progress(job.number, stage.name, "failed")
-                return outcome
+            progress(job.number, stage.name, "failed")
+        return outcome
+    outcome.results.append(result)
+    if stage.name == "qc":
+        verdict = _qc_verdict(store, result.outputs["qc.json"])
+        if not verdict["passed"]:
+            outcome.quarantined = [f"{name}: {reason}" for name, profile in verdict["profiles"].items() for reason in profile["reasons"]]
+            outcome.regenerable = verdict.get("regenerable", True)
+        else:
             outcome.track_print, match = _duplicate_check(store, result.outputs["fingerprint.json"], list(earlier))
             if match is not None:
                 outcome.quarantined, outcome.duplicate = [match.reason], match.to_dict()
-                if progress:
-                    progress(job.number, stage.name, "failed")
-                return outcome
-        if progress:
-            progress(job.number, stage.name, "cached" if result.cached else "done")
+    if progress:
+        progress(job.number, stage.name, "failed" if outcome.stopped else "cached" if result.cached else "done")
     return outcome
 
 
@@ -216,6 +252,87 @@ def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
     return load_release(config_path, profile_names=set(profiles)), profiles
 
 
+@dataclass
+class ReleaseRun:
+    """A release run between its start (catalogue row, track jobs) and its finish (report, delivery).
+
+    The embedded runner holds it in memory; Airflow passes `to_plan()` between tasks and rebuilds
+    it with `from_plan()` in each, on whatever machine runs the task."""
+
+    config_path: Path
+    spec: ReleaseSpec
+    profiles: dict
+    out_dir: Path
+    run_id: int
+    seed: int | None
+    jobs: list[TrackJob]
+    runner: str  # "embedded" | "airflow"
+    started: dt.datetime
+    config_sha256: str
+    partial_render: bool = False  # only one track (--track): nothing is delivered
+    workers: int = 1
+
+    @property
+    def release_dir(self) -> Path:
+        return (self.out_dir / self.spec.release.id).resolve()
+
+    def to_plan(self, store) -> dict:
+        """JSON for XCom: the release spec is stored as an artifact and travels as its reference."""
+        with tempfile.TemporaryDirectory(prefix="songmill-plan-") as folder:
+            path = Path(folder) / "release-spec.json"
+            path.write_text(self.spec.model_dump_json(), encoding="utf-8")
+            spec_ref = store.put_file(path, path.name)
+        return {"release_id": self.spec.release.id, "title": self.spec.release.title,
+                "config_path": str(self.config_path), "config_sha256": self.config_sha256, "spec": spec_ref.to_dict(),
+                "out_dir": str(self.out_dir), "run_id": self.run_id, "seed": self.seed, "runner": self.runner,
+                "started_at": self.started.isoformat(), "partial_render": self.partial_render,
+                "tracks": [{"number": j.number, "seed": j.seed, "title": j.track.title, "commercial": j.commercial}
+                           for j in self.jobs]}
+
+    @classmethod
+    def from_plan(cls, plan: dict, store) -> "ReleaseRun":
+        with tempfile.TemporaryDirectory(prefix="songmill-plan-") as folder:
+            path = store.get_file(ArtifactRef.from_dict(plan["spec"]), Path(folder) / "release-spec.json")
+            spec = ReleaseSpec.model_validate_json(path.read_text(encoding="utf-8"))
+        jobs = [TrackJob(spec, t["number"] - 1, t["seed"], t["commercial"]) for t in plan["tracks"]]
+        return cls(Path(plan["config_path"]), spec, load_profiles(config_dir() / "profiles.yaml"), Path(plan["out_dir"]),
+                   plan["run_id"], plan["seed"], jobs, plan["runner"], dt.datetime.fromisoformat(plan["started_at"]),
+                   plan["config_sha256"], plan["partial_render"])
+
+    def job(self, number: int) -> TrackJob:
+        return next(j for j in self.jobs if j.number == number)
+
+
+def start_release(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
+                  seed: int | None = None, store_spec: str | None = None, database_url: str | None = None,
+                  runner: str = "embedded") -> ReleaseRun:
+    """Validate the config and the services, record the run in the catalogue, plan the tracks.
+
+    Raises SongmillError (a ConfigError for the config) before anything is written."""
+    config_path = Path(config_path)
+    spec, profiles = load_release_with_profiles(config_path)
+    if jobs < 1:
+        raise SongmillError(f"--jobs {jobs} is not allowed (use 1 or more)")
+    if track is not None and not 1 <= track <= len(spec.tracks):
+        raise SongmillError(f"--track {track} is not in {config_path} (it has tracks 1–{len(spec.tracks)})")
+    release_dir = (Path(out_dir) / spec.release.id).resolve()
+    if Path(out_dir).resolve() not in release_dir.parents:
+        raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")
+    open_store(store_spec or default_store_spec())  # fail fast on a dead store, before any work
+    catalogue = Catalogue.open(database_url)
+    try:
+        commercial = any(profiles[name].commercial for name in spec.release.profiles)
+        numbers = [track] if track else range(1, len(spec.tracks) + 1)
+        track_jobs = [TrackJob(spec, n - 1, track_seed(spec, n - 1, seed), commercial) for n in numbers]
+        config_sha = file_sha256(config_path)
+        catalogue.upsert_release(spec, config_path=str(config_path), config_sha256=config_sha)
+        run_id = catalogue.start_run(spec.release.id, runner=runner, base_seed=seed)
+    finally:
+        catalogue.close()
+    return ReleaseRun(config_path, spec, profiles, Path(out_dir), run_id, seed, track_jobs, runner,
+                      dt.datetime.now(dt.timezone.utc), config_sha, partial_render=track is not None, workers=jobs)
+
+
 def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
            seed: int | None = None, store_spec: str | None = None, database_url: str | None = None,
            console: Console | None = None) -> Path:
@@ -234,57 +351,63 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     SongmillError : a bad config, an unreachable store or catalogue, or a track that failed
         (the report is still written, with the failure).
     """
-    config_path = Path(config_path)
-    spec, profiles = load_release_with_profiles(config_path)
-    if jobs < 1:
-        raise SongmillError(f"--jobs {jobs} is not allowed (use 1 or more)")
-    if track is not None and not 1 <= track <= len(spec.tracks):
-        raise SongmillError(f"--track {track} is not in {config_path} (it has tracks 1–{len(spec.tracks)})")
-    release_dir = (Path(out_dir) / spec.release.id).resolve()
-    if Path(out_dir).resolve() not in release_dir.parents:
-        raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")
-    console = console or Console(stderr=True)
-
     store_spec = store_spec or default_store_spec()
-    store = open_store(store_spec)  # fail fast on a dead store, before any work
+    run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec,
+                        database_url=database_url)
+    console = console or Console(stderr=True)
     catalogue = Catalogue.open(database_url)
-    commercial = any(profiles[name].commercial for name in spec.release.profiles)
-    numbers = [track] if track else range(1, len(spec.tracks) + 1)
-    track_jobs = [TrackJob(spec, n - 1, track_seed(spec, n - 1, seed), commercial) for n in numbers]
-
-    config_sha = file_sha256(config_path)
-    catalogue.upsert_release(spec, config_path=str(config_path), config_sha256=config_sha)
-    run_id = catalogue.start_run(spec.release.id, runner="embedded", base_seed=seed)
-    started, wall0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    progress, on_event = _progress_display(track_jobs, console)
+    catalogue_url = catalogue.engine.url.render_as_string(hide_password=False)  # for the worker processes
+    catalogue.close()
+    progress, on_event = _progress_display(run.jobs, console)
     try:
         with progress:
-            outcomes = _run_tracks(track_jobs, store_spec, jobs, on_event,
-                                   catalogue.engine.url.render_as_string(hide_password=False))
-        _batch_duplicates(outcomes)
+            outcomes = _run_tracks(run.jobs, store_spec, jobs, on_event, catalogue_url)
     except BaseException as err:
-        catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
+        fail_release(run, str(err) or type(err).__name__, database_url=database_url)
         raise
-    recorded = [_record_track(outcome, spec, catalogue, run_id, store, release_dir) for outcome in outcomes]
+    return finish_release(run, outcomes, store_spec=store_spec, database_url=database_url, console=console)
+
+
+def fail_release(run_id_or_run, error: str, *, database_url: str | None = None) -> None:
+    """Mark a run failed in the catalogue (a scheduler's failed run, or the embedded runner's crash)."""
+    catalogue = Catalogue.open(database_url)
+    try:
+        catalogue.finish_run(getattr(run_id_or_run, "run_id", run_id_or_run), status="failed", error=error)
+    finally:
+        catalogue.close()
+
+
+def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec: str | None = None,
+                   database_url: str | None = None, console: Console | None = None) -> Path:
+    """After the tracks: batch duplicates, catalogue records, package and deliver, the QC report
+    and the run report. Returns the report's path; raises SongmillError when a track failed, the
+    delivery failed, or QC quarantined a track of a release that must be delivered whole."""
+    spec, profiles, release_dir, config_path = run.spec, run.profiles, run.release_dir, run.config_path
+    store = open_store(store_spec or default_store_spec())
+    catalogue = Catalogue.open(database_url)
+    console = console or Console(stderr=True)
+    _batch_duplicates(outcomes)
+    recorded = [_record_track(outcome, spec, catalogue, run.run_id, store, release_dir) for outcome in outcomes]
     track_reports = [report for report, _ in recorded]
     failed = [o for o in outcomes if o.error]
     quarantined = [o for o in outcomes if o.quarantined]
     steps_wall0, steps_cpu0 = time.perf_counter(), _cpu_seconds()
     release_steps, delivery_error = _release_steps(spec, profiles, [t for _, t in recorded], failed + quarantined, config_path=config_path,
-                                                   out_dir=Path(out_dir), catalogue=catalogue, run_id=run_id,
-                                                   partial_render=track is not None)
+                                                   out_dir=run.out_dir, catalogue=catalogue, run_id=run.run_id,
+                                                   partial_render=run.partial_render)
     release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(_cpu_seconds() - steps_cpu0, 3)}
     report = {
-        "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": "embedded",
+        "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": run.runner,
         "status": "failed" if failed or delivery_error or (quarantined and not release_steps.get("delivered")) else "succeeded",
         "quarantined": [o.number for o in quarantined],
         "release": {"id": spec.release.id, "title": spec.release.title, "artist": spec.release.artist,
                     "label": spec.release.label, "type": spec.release.type, "date": spec.release.date.isoformat(),
                     "genre": spec.release.genre, "profiles": spec.release.profiles},
-        "config": {"path": str(config_path), "sha256": config_sha},
-        "base_seed": seed, "jobs": jobs, "run_id": run_id,
+        "config": {"path": str(config_path), "sha256": run.config_sha256},
+        "base_seed": run.seed, "jobs": run.workers, "run_id": run.run_id,
         "store": store.description, "catalogue": display_url(str(catalogue.engine.url)),
-        "started_at": started.isoformat(timespec="seconds"), "wall_s": round(time.perf_counter() - wall0, 3),
+        "started_at": run.started.isoformat(timespec="seconds"),
+        "wall_s": round((dt.datetime.now(dt.timezone.utc) - run.started).total_seconds(), 3),
         "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
         "tracks": track_reports,
         "stage_totals": _stage_totals(outcomes),
@@ -302,7 +425,7 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     report["qc_report_cpu_s"] = round(_cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
     atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
-    catalogue.finish_run(run_id, status=report["status"], report_path=str(report_path),
+    catalogue.finish_run(run.run_id, status=report["status"], report_path=str(report_path),
                          error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None)
     catalogue.close()
     if failed:

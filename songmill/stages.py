@@ -130,6 +130,16 @@ class StageResult:
             "models": self.models,
         }
 
+    def to_state(self) -> dict:
+        """Everything, as JSON (what a scheduler passes between tasks; `from_state` reads it back)."""
+        return {**self.to_dict(), "inputs": {k: v.to_dict() for k, v in self.inputs.items()}}
+
+    @classmethod
+    def from_state(cls, data: dict) -> "StageResult":
+        refs = lambda d: {k: ArtifactRef.from_dict(v) for k, v in d.items()}  # noqa: E731
+        return cls(data["stage"], data["version"], data["cache_key"], data["cached"], refs(data["outputs"]),
+                   refs(data["inputs"]), data["models"], data["wall_s"], data["cpu_s"], data["peak_rss_mib"])
+
 
 def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models: list[dict], seed: int) -> str:
     material = {
