@@ -163,17 +163,20 @@ def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | Non
 
 
 def advance_track(outcome: TrackOutcome, stage, job: TrackJob, *, store, registry, earlier: list = (),
-                  progress: ProgressCallback | None = None) -> TrackOutcome:
+                  progress: ProgressCallback | None = None, raise_errors: bool = False) -> TrackOutcome:
     """Run one stage of a track on what its earlier stages wrote, recording the result in `outcome`.
 
     A SongmillError stops the track (`outcome.error`); after `qc`, a failed verdict or a
     duplicate of an `earlier` track stops it (`outcome.quarantined`). Any other exception is a
-    bug or a dead service and propagates."""
+    bug or a dead service and propagates. `raise_errors`: a SongmillError propagates too (a
+    scheduler's task fails with it, and its type says whether a retry can help)."""
     if progress:
         progress(job.number, stage.name, "start")
     try:
         result = execute_stage(stage, job, outcome.refs, store=store, registry=registry)
     except SongmillError as err:
+        if raise_errors:
+            raise
         outcome.failed_stage, outcome.error = stage.name, str(err)
         if progress:
             progress(job.number, stage.name, "failed")

@@ -45,6 +45,19 @@ def _release_id(value: str) -> str:
     return value
 
 
+SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+
+
+def _schedule(value: str) -> str:
+    """An Airflow schedule: a preset or a five-field cron expression (checked with croniter)."""
+    from croniter import croniter
+
+    value = value.strip()
+    if value in SCHEDULE_PRESETS or (len(value.split()) == 5 and croniter.is_valid(value)):
+        return value
+    raise ValueError(f"'{value}' is not a schedule (a cron expression such as '0 2 * * 1', or one of {', '.join(SCHEDULE_PRESETS)})")
+
+
 def _non_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("is empty (write some text)")
@@ -203,6 +216,7 @@ class ReleaseInfo(Strict):
     allow_partial: bool = False  # deliver the tracks that pass QC even if others fail
     mastering: Literal["album", "track"] = "album"  # album: every track toward the release genre's tone; track: each its own
     cover: Annotated[str, AfterValidator(_non_blank)] | None = None  # a square JPEG/PNG of at least 3000 px, relative to this file; None: generated
+    schedule: Annotated[str, AfterValidator(_schedule)] | None = None  # the release DAG's Airflow schedule (cron or @daily…); None: triggered by hand
 
 
 class ReleaseSpec(Strict):

@@ -27,11 +27,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from songmill.catalogue import Catalogue
+from songmill.errors import SongmillError
 from songmill.profiles import DeliveryProfile
 from songmill.release import artwork, ddex
 from songmill.release.deliver import MANIFEST, delivery_lock, deliver_local, deliver_s3, staging_folder, write_manifest
@@ -52,6 +54,19 @@ class RenderedTrack:
     track_id: int
     files: dict[str, Path]  # artifact name → local path (export.json, export-*.…)
     rendered: bool = True  # False: a stage failed (the track is left out of a partial release)
+
+
+def delivery_time() -> dt.datetime:
+    """Now, or the reproducible-builds convention's `SOURCE_DATE_EPOCH` (seconds since 1970, UTC)
+    when set: the DDEX message's creation time and the ISRC year then repeat, so two runs of one
+    config (e.g. `songmill render` and an Airflow run) deliver byte-identical folders."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        return dt.datetime.now(dt.timezone.utc)
+    try:
+        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
+    except ValueError:
+        raise SongmillError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds since 1970; unset it or fix it") from None
 
 
 def _release_cover(spec: ReleaseSpec, config_path: Path) -> tuple[bytes, bytes]:
@@ -87,7 +102,7 @@ def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile],
         not configured is delivered without a DDEX message; `ddex_skipped` says why.)
     """
     settings = settings or load_delivery_settings()
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or delivery_time()
     ids = settings.identifiers
     upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
     isrcs = {t.number: catalogue.track_isrc(t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country,

@@ -1,0 +1,24 @@
+"""The nightly catalogue batch: `config/catalogue.yaml` → DAG `songmill_nightly_catalogue`.
+
+Every night (the plan's cron, UTC) it plans a release of `tracks_per_night` tracks whose genres,
+moods, tempos, keys, voices and seeds all derive from the run's date, renders the tracks in
+parallel through the gate, and delivers the ones that pass as the release `nightly-<date>`.
+A rerun or backfill of a date (`airflow backfill create`) plans and delivers the same.
+"""
+
+from __future__ import annotations
+
+from operators.dag_builder import gpu_stage_names, release_dag
+from operators.release import PlanNightlyOperator
+from songmill.planning import load_catalogue_plan
+
+_plan = load_catalogue_plan()
+
+songmill_nightly_catalogue = release_dag(
+    "songmill_nightly_catalogue", schedule=_plan.schedule,
+    plan=lambda: PlanNightlyOperator(task_id="plan", date="{{ ds }}"),
+    gpu_stages=gpu_stage_names(), tags=["songmill", "catalogue", "nightly"],
+    description=f"{_plan.tracks_per_night} catalogue tracks a night, seeded by the date, delivered to "
+                f"{', '.join(_plan.release.profiles)}",
+    doc_md=__doc__,
+)

@@ -1,0 +1,64 @@
+"""The shape every songmill DAG shares, from the stage registry:
+
+    plan ─▶ track (task group, mapped over the tracks): form ▶ lyrics ▶ … ▶ qc ▶ export ─▶ package_and_deliver
+       └──────────────────────────────────────────────────────────────────────────────▶ close_run (teardown)
+
+Building it reads the registry and the settings only: no model, no audio, nothing slow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from airflow.sdk import DAG, task_group
+
+from operators.release import CloseRunOperator, PackageAndDeliverOperator
+from operators.settings import AirflowSettings, load_airflow_settings
+from operators.stages import STAGE_OPERATORS
+
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def release_dag(dag_id: str, *, plan: Callable[[], object], gpu_stages: set[str], schedule=None,
+                tags: list[str], description: str, doc_md: str | None = None, params: dict | None = None,
+                settings: AirflowSettings | None = None, catchup: bool = False) -> DAG:
+    """A DAG that plans a release with `plan()` (an operator, created inside the DAG), renders its
+    tracks stage by stage, and delivers it. `gpu_stages` go to the gpu queue and pool."""
+    from songmill.pipeline import TRACK_STAGES
+
+    settings = settings or load_airflow_settings()
+    missing = [s.name for s in TRACK_STAGES.stages if s.name not in STAGE_OPERATORS]
+    if missing:
+        raise RuntimeError(f"stages {missing} have no operator in operators/stages.py")
+    with DAG(dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, tags=tags, description=description,
+             doc_md=doc_md, params=params or {}, default_args=settings.default_args(), max_active_runs=4,
+             render_template_as_native_obj=False) as dag:
+        planned = plan()
+
+        @task_group(group_id="track", tooltip="every stage of one track (mapped: one copy per track)")
+        def track(state):
+            for stage in TRACK_STAGES.stages:
+                routing = {"queue": settings.gpu_queue, "pool": settings.gpu_pool} if stage.name in gpu_stages else {}
+                operator = STAGE_OPERATORS[stage.name](task_id=stage.name, state=state, doc=stage.description, **routing)
+                state = operator.output
+            return state
+
+        finals = track.expand(state=planned.output)
+        deliver = PackageAndDeliverOperator(task_id="package_and_deliver", states=finals)
+        close = CloseRunOperator(task_id="close_run", states=planned.output, deliver_task_id=deliver.task_id)
+        deliver >> close.as_teardown(setups=planned)
+    return dag
+
+
+def gpu_stage_names(spec=None) -> set[str]:
+    """Stages that run neural backends: the registry's gpu stages, and the ones a config's
+    tracks route to the GPU (a diffusion model for the instruments, an LM for the lyrics)."""
+    from songmill.pipeline import TRACK_STAGES
+    from songmill.stages import TrackJob
+
+    names = {s.name for s in TRACK_STAGES.stages if s.queue == "gpu"}
+    if spec is not None:
+        jobs = [TrackJob(spec, i, 0, False) for i in range(len(spec.tracks))]
+        names |= {s.name for s in TRACK_STAGES.stages for job in jobs if s.queue_for(job) == "gpu"}
+    return names

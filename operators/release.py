@@ -1,0 +1,175 @@
+"""The release-level operators: plan a run, package and deliver it, close it if it failed.
+
+The three planners differ only in where the release config comes from: a file in
+config/releases/, the nightly catalogue plan for the run's date, or the manual DAG's trigger
+form. The last two write the config they planned under `<out_dir>/_configs/`, so each run can be
+rendered again with `songmill render`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+
+from operators.hooks import engine_errors, hook_from_settings
+from operators.settings import load_airflow_settings
+from operators.stages import QCReportLink
+
+RELEASES_ASSET = Asset(name="songmill_releases", uri="songmill://releases")  # every published release
+RELEASE_ALIAS = AssetAlias(name="songmill_release")  # resolves to songmill://releases/<release-id>
+
+
+def release_asset(release_id: str) -> Asset:
+    """The Asset a published release updates (downstream DAGs, e.g. a distributor upload, schedule on it)."""
+    return Asset(name=f"songmill_release_{release_id}", uri=f"songmill://releases/{release_id}")
+
+
+class _PlanOperator(BaseOperator):
+    """Plans a release run; returns one state per track (the per-track task group maps over them)."""
+
+    ui_color = "#e6f4ea"
+
+    def execute(self, context) -> list[dict]:
+        from songmill.steps import plan_release, track_states
+
+        settings = load_airflow_settings()
+        hook_from_settings(settings).configure_engine()
+        with engine_errors():
+            config_path = self.release_config(context, settings.out_path)
+            plan = plan_release(config_path, out_dir=settings.out_path, seed=self.base_seed(context))
+        self.log.info("planned %s: %d track(s), run %s, config %s", plan["release_id"], len(plan["tracks"]),
+                      plan["run_id"], config_path)
+        return track_states(plan)
+
+    def release_config(self, context, out_dir: Path) -> Path:
+        raise NotImplementedError
+
+    def base_seed(self, context) -> int | None:
+        return None
+
+
+class PlanReleaseOperator(_PlanOperator):
+    """Plans the release of a config file.
+
+    :param config_path: the release YAML (templated).
+    :param seed: a base seed that re-seeds every track, or None for the config's seeds (templated).
+    """
+
+    template_fields = ("config_path", "seed")
+
+    def __init__(self, *, config_path: str, seed: Any = None, **kwargs):
+        super().__init__(**kwargs)
+        self.config_path, self.seed = config_path, seed
+
+    def release_config(self, context, out_dir: Path) -> Path:
+        return Path(self.config_path)
+
+    def base_seed(self, context) -> int | None:
+        return None if self.seed in (None, "", "None") else int(self.seed)
+
+
+class PlanNightlyOperator(_PlanOperator):
+    """Plans the night's catalogue release from config/catalogue.yaml and the run's date.
+
+    :param date: the night (ISO date, templated; default the run's logical date).
+    """
+
+    template_fields = ("date",)
+
+    def __init__(self, *, date: str = "{{ ds }}", **kwargs):
+        super().__init__(**kwargs)
+        self.date = date
+
+    def release_config(self, context, out_dir: Path) -> Path:
+        from songmill.planning import load_catalogue_plan, nightly_release, write_release_config
+
+        night = dt.date.fromisoformat(str(self.date))
+        config = nightly_release(load_catalogue_plan(), night)
+        return write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}.yaml")
+
+
+class PlanFromFormOperator(_PlanOperator):
+    """Plans a one-track release from the manual DAG's trigger form (the run's Params)."""
+
+    def release_config(self, context, out_dir: Path) -> Path:
+        from songmill.planning import release_from_form, write_release_config
+
+        form = dict(context["params"])
+        config = release_from_form(form)
+        run_id = "".join(c if c.isalnum() else "-" for c in str(context["run_id"]))[:60]
+        return write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}-{run_id}.yaml")
+
+    def base_seed(self, context) -> int | None:
+        return None  # a seed in the form goes into the track's config (release_from_form)
+
+
+class PackageAndDeliverOperator(BaseOperator):
+    """Records the tracks, packages and delivers the release, writes the QC and run reports, and
+    updates the release's Asset.
+
+    :param states: every track's final state (the mapped task group's output).
+    """
+
+    template_fields = ("states",)
+    ui_color = "#e6f4ea"
+    operator_extra_links = (QCReportLink(),)
+
+    def __init__(self, *, states: Any, **kwargs):
+        super().__init__(outlets=[RELEASES_ASSET, RELEASE_ALIAS], **kwargs)
+        self.states = states
+        self.release_id: str | None = None
+
+    def execute(self, context) -> dict:
+        from songmill.steps import finish_release_run
+
+        hook_from_settings(load_airflow_settings()).configure_engine()
+        states = _as_list(self.states)
+        self.release_id = states[0]["plan"]["release_id"] if states else None
+        with engine_errors():
+            result = finish_release_run(states)
+        self.log.info("%s %s: %d file(s) delivered; run report %s", result["release_id"], result["status"],
+                      len(result["delivered"]), result["report"])
+        if result["delivered"]:  # published: downstream DAGs scheduled on the Asset start
+            extra = {"release_id": result["release_id"], "upc": result["upc"], "report": result["report"],
+                     "files": len(result["delivered"])}
+            context["outlet_events"][RELEASE_ALIAS].add(release_asset(result["release_id"]), extra=extra)
+            context["outlet_events"][RELEASES_ASSET].extra = extra
+        return result
+
+
+class CloseRunOperator(BaseOperator):
+    """Teardown: when the run ended without a delivery (a task failed for good), the catalogue
+    marks it failed, naming the tasks that failed. Nothing was delivered: delivery is atomic.
+
+    :param states: the planner's output (the run's plan travels in every state).
+    """
+
+    template_fields = ("states",)
+    ui_color = "#fce8e6"
+
+    def __init__(self, *, states: Any, deliver_task_id: str, **kwargs):
+        super().__init__(**kwargs)
+        self.states, self.deliver_task_id = states, deliver_task_id
+
+    def execute(self, context) -> None:
+        from songmill.steps import fail_release_run
+
+        if context["ti"].xcom_pull(task_ids=self.deliver_task_id):
+            return  # the run finished and was recorded by the delivery
+        states = _as_list(self.states)
+        if not states:
+            return
+        hook_from_settings(load_airflow_settings()).configure_engine()
+        with engine_errors():
+            fail_release_run(states[0]["plan"], f"Airflow run {context['run_id']} stopped before delivery; see its failed task's log")
+        self.log.info("run %s recorded as failed in the catalogue", states[0]["plan"]["run_id"])
+
+
+def _as_list(states) -> list[dict]:
+    """XCom of mapped tasks: a sequence of states, or the state itself when one track was mapped."""
+    if states is None:
+        return []
+    return [states] if isinstance(states, dict) else list(states)

@@ -1,0 +1,103 @@
+"""One operator per stage of the track graph (`songmill.pipeline.TRACK_STAGES`).
+
+Each is a thin shell over `songmill.steps.run_stage`: it takes the track's state (the plan and
+the artifact references its earlier stages wrote), runs its stage, and returns the next state,
+which Airflow keeps as the task's XCom. Queue and pool come from the stage registry (the DAG
+builder sets them); a retry with the same inputs returns the stored artifacts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+
+from operators.hooks import engine_errors, hook_from_settings
+from operators.settings import load_airflow_settings
+
+
+class QCReportLink(BaseOperatorLink):
+    """The release's QC report, served by the songmill plugin (plugins/songmill_plugin.py)."""
+
+    name = "QC report"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        # Called in the task process right after execute; the operator remembers its release.
+        release_id = getattr(operator, "release_id", None)
+        return qc_report_url(release_id) if release_id else ""
+
+
+def qc_report_url(release_id: str) -> str:
+    """Where the plugin serves a release's QC report (a path on the Airflow web server)."""
+    return f"/songmill/releases/{release_id}/qc-report.html"
+
+
+class StageOperator(BaseOperator):
+    """Run one songmill stage for one track.
+
+    :param state: the track's state from the previous stage (or the plan), templated/mapped.
+    """
+
+    stage_name: ClassVar[str]
+    template_fields = ("state",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, state: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.state = state
+        self.release_id: str | None = None
+
+    def execute(self, context) -> dict:
+        from songmill.steps import run_stage
+
+        hook_from_settings(load_airflow_settings()).configure_engine()
+        with engine_errors():
+            state = run_stage(self.state, self.stage_name)
+        self.release_id = state["plan"]["release_id"]
+        return state
+
+
+class FormOperator(StageOperator):
+    stage_name = "form"
+
+
+class LyricsOperator(StageOperator):
+    stage_name = "lyrics"
+
+
+class ComposeOperator(StageOperator):
+    stage_name = "compose"
+
+
+class InstrumentsOperator(StageOperator):
+    stage_name = "instruments"
+
+
+class VocalsOperator(StageOperator):
+    stage_name = "vocals"
+    ui_color = "#fde8f0"
+
+
+class MixOperator(StageOperator):
+    stage_name = "mix"
+
+
+class MasterOperator(StageOperator):
+    stage_name = "master"
+
+
+class QCOperator(StageOperator):
+    """The gate: measures the track against every delivery profile; re-renders on a failure."""
+
+    stage_name = "qc"
+    ui_color = "#fff4d6"
+    operator_extra_links = (QCReportLink(),)
+
+
+class ExportOperator(StageOperator):
+    stage_name = "export"
+
+
+STAGE_OPERATORS: dict[str, type[StageOperator]] = {cls.stage_name: cls for cls in (
+    FormOperator, LyricsOperator, ComposeOperator, InstrumentsOperator, VocalsOperator,
+    MixOperator, MasterOperator, QCOperator, ExportOperator)}

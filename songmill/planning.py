@@ -1,0 +1,183 @@
+"""Release configs written for the user: the night's catalogue batch, and a release from a form.
+
+    config = nightly_release(load_catalogue_plan(), dt.date(2026, 11, 24))  # same date, same plan
+    config = release_from_form({"title": "Night Bus", "genre": "synthpop", ...})
+    path = write_release_config(config, Path("dist/_configs/night-bus.yaml"))
+
+Both return the plain mapping a `config/releases/*.yaml` file holds; `write_release_config`
+writes it as YAML and loads it back with `load_release`, so a planned or typed-in release is
+checked by exactly the rules (and with the same `file:line` messages) as a hand-written one.
+Nothing here imports Airflow; the DAGs in `dags/` call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from songmill.errors import ConfigError, SongmillError
+from songmill.paths import config_dir
+from songmill.store import atomic_write_bytes
+from songmill.vocab import GENRES, MOODS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ThemeIdea(_Strict):
+    title: str
+    theme: str
+
+
+class CatalogueRelease(_Strict):
+    id_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")] = "nightly"  # the release id is <prefix>-<YYYY-MM-DD>
+    title: str = "Nightly Catalogue {date}"  # {date}: the night's date (ISO)
+    artist: str
+    label: str
+    profiles: Annotated[list[str], Field(min_length=1)] = ["streaming"]
+    allow_partial: bool = True  # deliver the tracks that pass QC; the others are quarantined
+    explicit: bool = False
+
+
+class CatalogueMix(_Strict):
+    genres: dict[str, Annotated[float, Field(gt=0)]]  # genre → weight
+    moods: dict[str, Annotated[float, Field(gt=0)]]
+    tempo_bpm: Annotated[list[Annotated[int, Field(ge=40, le=240)]], Field(min_length=2, max_length=2)]  # [low, high]
+    keys: Annotated[list[str], Field(min_length=1)]
+    identities: dict[str, Annotated[float, Field(gt=0)]]  # voice identity → weight; "instrumental" for none
+    target_duration_s: Annotated[float, Field(ge=30, le=900)] = 120.0
+
+
+class CataloguePlan(_Strict):
+    tracks_per_night: Annotated[int, Field(ge=1, le=40)]
+    schedule: str = "0 2 * * *"  # cron, UTC
+    release: CatalogueRelease
+    mix: CatalogueMix
+    themes: Annotated[list[ThemeIdea], Field(min_length=1)]
+
+
+def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
+    """`config/catalogue.yaml`: how many tracks a night, the mix, the delivery profiles."""
+    from songmill.yamlfile import load_yaml
+
+    path = path or config_dir() / "catalogue.yaml"
+    data, locator = load_yaml(path)
+    try:
+        plan = CataloguePlan.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError([locator.problem(e["loc"], e["msg"]) for e in err.errors()]) from None
+    problems = [locator.problem(("mix", "genres", g), f"'{g}' is not a genre ({', '.join(GENRES)})")
+                for g in plan.mix.genres if g not in GENRES]
+    problems += [locator.problem(("mix", "moods", m), f"'{m}' is not a mood ({', '.join(MOODS)})")
+                 for m in plan.mix.moods if m not in MOODS]
+    if plan.mix.tempo_bpm[0] > plan.mix.tempo_bpm[1]:
+        problems.append(locator.problem(("mix", "tempo_bpm"), "the low tempo is above the high one"))
+    if problems:
+        raise ConfigError(problems)
+    return plan
+
+
+def night_seed(date: dt.date, salt: str = "") -> int:
+    """The seed of a night's plan: the date alone decides it, so a rerun or backfill plans the same."""
+    return int.from_bytes(hashlib.sha256(f"songmill-nightly:{date.isoformat()}:{salt}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = sorted(weights)
+    p = np.array([weights[n] for n in names], dtype=float)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def nightly_release(plan: CataloguePlan, date: dt.date) -> dict:
+    """The night's release config: tracks drawn from the mix with a generator seeded by the date."""
+    rng = np.random.default_rng(night_seed(date))
+    count = min(plan.tracks_per_night, len(plan.themes))
+    ideas = [plan.themes[i] for i in rng.permutation(len(plan.themes))[:count]]
+    genre = _pick(rng, plan.mix.genres)
+    tracks = []
+    for idea in ideas:
+        identity = _pick(rng, plan.mix.identities)
+        track = {
+            "title": idea.title, "theme": idea.theme, "mood": _pick(rng, plan.mix.moods),
+            "tempo": int(rng.integers(plan.mix.tempo_bpm[0], plan.mix.tempo_bpm[1] + 1)),
+            "key": plan.mix.keys[int(rng.integers(len(plan.mix.keys)))],
+            "target_duration_s": plan.mix.target_duration_s,
+            "instrumentation": _pick(rng, plan.mix.genres),
+            "seed": int(rng.integers(0, 2**31 - 1)),
+        }
+        if identity != "instrumental":
+            track["voice"] = {"identity": identity}
+        tracks.append(track)
+    info = plan.release
+    return {
+        "release": {
+            "id": f"{info.id_prefix}-{date.isoformat()}", "title": info.title.format(date=date.isoformat()),
+            "artist": info.artist, "label": info.label, "type": _release_type(len(tracks)),
+            "date": date.isoformat(), "genre": genre,
+            "p_line": f"{date.year} {info.label}", "c_line": f"{date.year} {info.label}",
+            "explicit": info.explicit, "ai_disclosure": {"contains_ai": True},
+            "profiles": list(info.profiles), "allow_partial": info.allow_partial,
+        },
+        "tracks": tracks,
+    }
+
+
+def _release_type(tracks: int) -> str:
+    return "single" if tracks <= 3 else "ep" if tracks <= 6 else "album"
+
+
+def release_id_for(title: str) -> str:
+    """A release id from a title: lower-case words joined by hyphens ("Night Bus!" → "night-bus")."""
+    words = re.findall(r"[a-z0-9]+", title.lower())
+    slug = "-".join(words)[:48].strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = f"release-{slug}".strip("-")
+    return slug
+
+
+def release_from_form(form: dict[str, Any], *, today: dt.date | None = None) -> dict:
+    """A one-track release config from the manual DAG's trigger form (its Params)."""
+    today = today or dt.date.today()
+    track = {
+        "title": form["title"], "theme": form.get("theme") or form["title"], "mood": form["mood"],
+        "tempo": form["tempo"], "key": form["key"], "target_duration_s": form.get("target_duration_s", 180),
+    }
+    if form.get("voice_identity") not in (None, "", "instrumental"):
+        style = form.get("voice_style")
+        track["voice"] = {"identity": form["voice_identity"], **({"style": style} if style not in (None, "", "auto") else {})}
+    if (form.get("lyrics") or "").strip():
+        track["lyrics"] = form["lyrics"]
+    if form.get("seed") is not None:
+        track["seed"] = int(form["seed"])
+    return {
+        "release": {
+            "id": form.get("release_id") or release_id_for(form["title"]), "title": form["title"],
+            "artist": form["artist"], "label": form.get("label") or form["artist"], "type": "single",
+            "date": form.get("release_date") or today.isoformat(), "genre": form["genre"],
+            "p_line": f"{today.year} {form.get('label') or form['artist']}",
+            "c_line": f"{today.year} {form.get('label') or form['artist']}",
+            "explicit": bool(form.get("explicit", False)), "ai_disclosure": {"contains_ai": True},
+            "profiles": list(form["profiles"]),
+        },
+        "tracks": [track],
+    }
+
+
+def write_release_config(config: dict, path: Path) -> Path:
+    """Write a planned release as YAML and check it like any config (ConfigError with file:line)."""
+    from songmill.runner import load_release_with_profiles
+
+    if not isinstance(config, dict):
+        raise SongmillError(f"a release config must be a mapping, got {type(config).__name__}")
+    header = "# Written by songmill for this run; `songmill render` of this file renders the same release.\n"
+    atomic_write_bytes(path, (header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)).encode())
+    load_release_with_profiles(path)
+    return path
