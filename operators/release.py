@@ -40,6 +40,7 @@ class _PlanOperator(BaseOperator):
         with engine_errors():
             config_path = self.release_config(context, settings.out_path)
             plan = plan_release(config_path, out_dir=settings.out_path, seed=self.base_seed(context))
+        self.release_id, self.songmill_run_id = plan["release_id"], plan["run_id"]
         self.log.info("planned %s: %d track(s), run %s, config %s", plan["release_id"], len(plan["tracks"]),
                       plan["run_id"], config_path)
         return track_states(plan)
@@ -118,7 +119,7 @@ class PackageAndDeliverOperator(BaseOperator):
     operator_extra_links = (QCReportLink(),)
 
     def __init__(self, *, states: Any, **kwargs):
-        super().__init__(outlets=[RELEASES_ASSET, RELEASE_ALIAS], **kwargs)
+        super().__init__(outlets=[RELEASE_ALIAS], **kwargs)
         self.states = states
         self.release_id: str | None = None
 
@@ -127,7 +128,8 @@ class PackageAndDeliverOperator(BaseOperator):
 
         hook_from_settings(load_airflow_settings()).configure_engine()
         states = _as_list(self.states)
-        self.release_id = states[0]["plan"]["release_id"] if states else None
+        if states:
+            self.release_id, self.songmill_run_id = states[0]["plan"]["release_id"], states[0]["plan"]["run_id"]
         with engine_errors():
             result = finish_release_run(states)
         self.log.info("%s %s: %d file(s) delivered; run report %s", result["release_id"], result["status"],
@@ -135,8 +137,9 @@ class PackageAndDeliverOperator(BaseOperator):
         if result["delivered"]:  # published: downstream DAGs scheduled on the Asset start
             extra = {"release_id": result["release_id"], "upc": result["upc"], "report": result["report"],
                      "files": len(result["delivered"])}
-            context["outlet_events"][RELEASE_ALIAS].add(release_asset(result["release_id"]), extra=extra)
-            context["outlet_events"][RELEASES_ASSET].extra = extra
+            events = context["outlet_events"][RELEASE_ALIAS]
+            events.add(release_asset(result["release_id"]), extra=extra)
+            events.add(RELEASES_ASSET, extra=extra)
         return result
 
 

@@ -46,15 +46,16 @@ class StageOperator(BaseOperator):
         super().__init__(**kwargs)
         self.state = state
         self.release_id: str | None = None
+        self.songmill_run_id: int | None = None  # the listener records the task try against it
 
     def execute(self, context) -> dict:
         from songmill.steps import run_stage
 
+        plan = self.state["plan"]
+        self.release_id, self.songmill_run_id = plan["release_id"], plan["run_id"]
         hook_from_settings(load_airflow_settings()).configure_engine()
         with engine_errors():
-            state = run_stage(self.state, self.stage_name)
-        self.release_id = state["plan"]["release_id"]
-        return state
+            return run_stage(self.state, self.stage_name)
 
 
 class FormOperator(StageOperator):

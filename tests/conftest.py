@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,14 @@ from tests import servers
 
 PROJECT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Airflow reads its home and settings once, when first imported: every test process gets one
+# throwaway home (SQLite metadata, this project's DAGs and plugin) before anything imports it.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="songmill-airflow-"))
+os.environ.update({"AIRFLOW_HOME": str(AIRFLOW_HOME), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+                   "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+                   "AIRFLOW__CORE__UNIT_TEST_MODE": "false"})
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 
 
 # Test-only delivery identity: the DDEX Party IDs and ISRC registrant a label gets from DDEX and its

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from songmill.catalogue.schema import (Artifact, ArtifactInput, ArtifactModel, Delivery, IdentifierCounter, QCResult,
-                                      Release, Run, StageRun, Track, TrackPrintRow, utcnow)
+from songmill.catalogue.schema import (Artifact, ArtifactInput, ArtifactModel, Delivery, IdentifierCounter, OrchestratorTask,
+                                      QCResult, Release, Run, StageRun, Track, TrackPrintRow, utcnow)
 from songmill.errors import ServiceError, SongmillError
 from songmill.paths import var_dir
 
@@ -114,6 +114,13 @@ class Catalogue:
             run = s.get(Run, run_id)
             run.status, run.report_path, run.error, run.finished_at = status, report_path, error, utcnow()
 
+    def runs_of(self, release_id: str) -> list[dict]:
+        """A release's runs, oldest first: {id, runner, status, error, report_path}."""
+        with self.session() as s:
+            rows = s.scalars(select(Run).where(Run.release_id == release_id).order_by(Run.id))
+            return [{"id": r.id, "runner": r.runner, "status": r.status, "error": r.error, "report_path": r.report_path}
+                    for r in rows]
+
     def record_stage(self, run_id: int, track_id: int, result, *, status: str = "succeeded", error: str | None = None) -> int:
         """Record a stage run and its outputs, with lineage to its inputs and models."""
         with self.session() as s, s.begin():
@@ -143,6 +150,25 @@ class Catalogue:
     def record_qc(self, run_id: int, track_id: int, profile: str, rows: list[dict]) -> None:
         with self.session() as s, s.begin():
             s.add_all(QCResult(run_id=run_id, track_id=track_id, profile=profile, **row) for row in rows)
+
+    # -- the orchestrator's task tries (Airflow's listener)
+    def record_task(self, *, dag_id: str, dag_run_id: str, task_id: str, map_index: int, try_number: int, state: str,
+                    hostname: str | None = None, queue: str | None = None, run_id: int | None = None,
+                    release_id: str | None = None, error: str | None = None) -> None:
+        with self.session() as s, s.begin():
+            if run_id is not None and s.get(Run, run_id) is None:
+                run_id = None  # a run from another catalogue (e.g. the plan ran against another database)
+            s.add(OrchestratorTask(dag_id=dag_id, dag_run_id=dag_run_id, task_id=task_id, map_index=map_index,
+                                   try_number=try_number, state=state, hostname=hostname, queue=queue, run_id=run_id,
+                                   release_id=release_id, error=error))
+
+    def task_tries(self, dag_run_id: str) -> list[dict]:
+        """Every recorded try of a scheduler run's tasks, oldest first."""
+        with self.session() as s:
+            rows = s.scalars(select(OrchestratorTask).where(OrchestratorTask.dag_run_id == dag_run_id).order_by(OrchestratorTask.id))
+            return [{"dag_id": r.dag_id, "task_id": r.task_id, "map_index": r.map_index, "try_number": r.try_number,
+                     "state": r.state, "hostname": r.hostname, "queue": r.queue, "run_id": r.run_id,
+                     "release_id": r.release_id, "error": r.error} for r in rows]
 
     # -- duplicate detection: the prints of every track that passed the gate
     def record_print(self, run_id: int, track_id: int, *, seed: int, master_sha256: str, track_print: dict) -> None:

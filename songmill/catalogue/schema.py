@@ -163,3 +163,23 @@ class TrackPrintRow(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     melody_ngrams: Mapped[list] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OrchestratorTask(Base):
+    """One try of one scheduler task (Airflow's listener writes it): which stage of which track
+    ran where, and how it ended, so the catalogue shows retries and the worker that did the work."""
+
+    __tablename__ = "orchestrator_tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250), index=True)
+    dag_run_id: Mapped[str] = mapped_column(String(250), index=True)
+    task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1)  # the track's position when mapped, else -1
+    try_number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))  # success | failed | up_for_retry | skipped
+    hostname: Mapped[str | None] = mapped_column(String(250))
+    queue: Mapped[str | None] = mapped_column(String(100))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))  # songmill's run, when known
+    release_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,122 @@
+"""The songmill Airflow plugin.
+
+- a **listener** that records every task try (state, worker host, queue, error) in the songmill
+  catalogue, beside the run it belongs to (`orchestrator_tasks`);
+- the **"QC report" extra link** on the `qc` and `package_and_deliver` tasks, and a small web app
+  (`/songmill/releases/<release-id>/qc-report.html`, behind Airflow's login) that serves it;
+- **macros** for release paths: `{{ macros.songmill.release_dir("demo-single") }}`,
+  `run_report(...)`, `qc_report_url(...)`, `out_dir()`.
+
+The Asset a published release updates is declared by the delivery operator
+(operators/release.py): `songmill://releases` and `songmill://releases/<release-id>`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+
+from operators.stages import QCReportLink, qc_report_url
+
+log = logging.getLogger("songmill.plugin")
+
+
+def out_dir() -> str:
+    """Where the Airflow runs write reports and local deliveries (config/airflow.yaml `out_dir`)."""
+    from operators.settings import load_airflow_settings
+
+    return str(load_airflow_settings().out_path)
+
+
+def release_dir(release_id: str) -> str:
+    return str(Path(out_dir()) / release_id)
+
+
+def run_report(release_id: str) -> str:
+    return str(Path(release_dir(release_id)) / "run-report.json")
+
+
+class TaskRecorder:
+    """Records each task try in the catalogue. Runs in the task's process, after the task; a
+    catalogue it cannot reach costs a warning in the log, never the task."""
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state, task_instance):
+        self._record(task_instance, "success", None)
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state, task_instance, error):
+        state = str(getattr(task_instance, "state", None) or "failed").rsplit(".", 1)[-1].lower()
+        self._record(task_instance, state if state in ("failed", "up_for_retry") else "failed", error)
+
+    @hookimpl
+    def on_task_instance_skipped(self, previous_state, task_instance):
+        self._record(task_instance, "skipped", None)
+
+    def _record(self, ti, state: str, error) -> None:
+        if not str(getattr(ti, "dag_id", "")).startswith("songmill_"):
+            return
+        try:
+            from operators.hooks import hook_from_settings
+            from operators.settings import load_airflow_settings
+            from songmill.catalogue import Catalogue
+
+            hook_from_settings(load_airflow_settings()).configure_engine()
+            task = getattr(ti, "task", None)
+            catalogue = Catalogue.open()
+            try:
+                catalogue.record_task(
+                    dag_id=ti.dag_id, dag_run_id=ti.run_id, task_id=ti.task_id, map_index=getattr(ti, "map_index", -1) or -1,
+                    try_number=getattr(ti, "try_number", 0) or 0, state=state, hostname=getattr(ti, "hostname", None),
+                    queue=getattr(task, "queue", None), run_id=getattr(task, "songmill_run_id", None),
+                    release_id=getattr(task, "release_id", None), error=str(error)[:2000] if error else None)
+            finally:
+                catalogue.close()
+        except Exception as err:  # noqa: BLE001 - the record must never fail the task
+            log.warning("songmill: could not record task %s in the catalogue: %s", getattr(ti, "task_id", "?"), err)
+
+
+def _reports_app():
+    """Serves the run and QC reports under Airflow's login (the plugin's FastAPI app)."""
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import FileResponse
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from songmill.paths import safe_name
+
+    app = FastAPI(title="songmill reports", dependencies=[Depends(get_user)])
+
+    def _file(release_id: str, name: str) -> FileResponse:
+        if safe_name(release_id) != release_id:
+            raise HTTPException(status_code=404, detail=f"no release {release_id!r}")
+        path = Path(release_dir(release_id)) / name
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail=f"{name} of {release_id} is not there yet (the release is written by its package_and_deliver task)")
+        return FileResponse(path)
+
+    @app.get("/releases/{release_id}/qc-report.html")
+    def qc_report(release_id: str):
+        return _file(release_id, "qc-report.html")
+
+    @app.get("/releases/{release_id}/run-report.json")
+    def report(release_id: str):
+        return _file(release_id, "run-report.json")
+
+    return app
+
+
+class SongmillPlugin(AirflowPlugin):
+    name = "songmill"
+    listeners = [TaskRecorder()]
+    operator_extra_links = [QCReportLink()]
+    macros = [out_dir, release_dir, run_report, qc_report_url]
+
+    @classmethod
+    def on_load(cls, *args, **kwargs):
+        try:
+            cls.fastapi_apps = [{"app": _reports_app(), "url_prefix": "/songmill", "name": "songmill reports"}]
+        except ImportError:  # a worker without the api-server's packages: listener and macros only
+            cls.fastapi_apps = []

