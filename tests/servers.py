@@ -138,3 +138,22 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
     finally:
         stop(process, grace_s=3)  # throw-away data: no need to wait for a long graceful shutdown
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def redis_server():
+    """Yield the URL of a Redis server of our own on 127.0.0.1 (Debian's redis-server, no disk)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed; run make setup (it installs Debian's redis-server)")
+    root = Path(tempfile.mkdtemp(prefix="songmill-redis-"))
+    log, port = root / "redis.log", free_port()
+    with open(log, "wb") as handle:
+        process = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                                    "--dir", str(root)], stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process=process, timeout_s=20, log=log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(process)
+        shutil.rmtree(root, ignore_errors=True)

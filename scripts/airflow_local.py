@@ -1,0 +1,186 @@
+"""`make airflow`: Airflow for one machine, every component its own process.
+
+    python scripts/airflow_local.py            # api-server, scheduler, dag-processor, triggerer
+    python scripts/airflow_local.py --port 8081
+
+LocalExecutor; the metadata database is AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when set (PostgreSQL
+for anything beyond a try-out), else SQLite in var/airflow/. The home (var/airflow/ or
+$AIRFLOW_HOME) keeps a generated JWT secret and the admin password (Airflow's simple auth
+manager) so a restart keeps its login. Ctrl-C stops every process by its PID. The live tests
+start the same processes through `start()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+@dataclass
+class LocalAirflow:
+    home: Path
+    port: int
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def password(self) -> str:
+        return json.loads((self.home / "passwords.json").read_text())["admin"]
+
+    def stop(self) -> None:
+        """SIGTERM every process (then SIGKILL after 20 s), by PID; children included."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def airflow_environment(home: Path, port: int, *, executor: str = "LocalExecutor", extra: dict | None = None) -> dict[str, str]:
+    """The settings every component shares (one JWT secret: the api-server signs the tokens the
+    task processes present)."""
+    home.mkdir(parents=True, exist_ok=True)
+    secret_file = home / "jwt-secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    passwords = home / "passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
+        passwords.chmod(0o600)
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",  # unpause in the UI (the nightly would start at once)
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", str(max(2, os.cpu_count() or 2))),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    env.update(extra or {})
+    return env
+
+
+def airflow_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "airflow"), *args]
+
+
+def prepare(env: dict[str, str], *, gpu_slots: int = 1) -> None:
+    """Migrate the metadata database and create the `gpu` pool the neural stages use."""
+    for args in (("db", "migrate"), ("pools", "set", "gpu", str(gpu_slots), "songmill stages with neural backends")):
+        result = subprocess.run(airflow_command(*args), env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed: {result.stderr[-2000:]}")
+
+
+def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"{name}.log", "ab") as log:
+        # its own process group: stopping it stops the task processes it forked too
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start(home: Path, *, port: int | None = None, executor: str = "LocalExecutor", extra_env: dict | None = None,
+          components: tuple[str, ...] = COMPONENTS, timeout_s: float = 120) -> LocalAirflow:
+    port = port or _free_port()
+    env = airflow_environment(home, port, executor=executor, extra=extra_env)
+    prepare(env)
+    airflow = LocalAirflow(home, port, env)
+    try:
+        for name in components:
+            airflow.processes[name] = start_process(name, airflow_command(name), env, home / "process-logs")
+        _wait_healthy(airflow, timeout_s)
+    except BaseException:
+        airflow.stop()
+        raise
+    return airflow
+
+
+def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, process in airflow.processes.items():
+            if process.poll() is not None:
+                log = (airflow.home / "process-logs" / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"airflow {name} exited with {process.returncode}:\n{log}")
+        try:
+            with urllib.request.urlopen(f"{airflow.url}/api/v2/monitor/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"the Airflow api-server did not answer on {airflow.url} within {timeout_s:.0f} s "
+                       f"(logs: {airflow.home / 'process-logs'})")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SONGMILL_AIRFLOW_PORT", 8080)))
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME") or PROJECT / "var" / "airflow"))
+    args = parser.parse_args()
+    try:
+        airflow = start(args.home.resolve(), port=args.port)
+    except RuntimeError as err:
+        print(f"make airflow: {err}", file=sys.stderr)
+        return 1
+    print(f"Airflow is up: {airflow.url}  (login: admin / {airflow.password()})")
+    print(f"  home {airflow.home}; logs {airflow.home / 'process-logs'}; Ctrl-C stops every process")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        while not stop and all(p.poll() is None for p in airflow.processes.values()):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    dead = [name for name, p in airflow.processes.items() if p.poll() is not None]
+    airflow.stop()
+    if dead:
+        print(f"make airflow: {', '.join(dead)} stopped on its own; see {airflow.home / 'process-logs'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Airflow live: every component its own process against PostgreSQL, driven through the REST API.
+
+- the manual DAG triggered with a Params payload (and refused with one outside the schema);
+- a task process killed with SIGKILL mid-stage: Airflow retries it, nothing lost or duplicated;
+- CeleryExecutor with Redis as broker and PostgreSQL as result backend, two workers on this
+  machine (queues `default` and `gpu`): the gpu stages run on the gpu worker, the others not.
+
+Slow (minutes): `make test-live` runs them, and CI (`.ci/run`) after `make test`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+PROJECT = Path(__file__).resolve().parents[1]
+
+FORM = {"title": "Night Bus", "artist": "The Songmill Collective", "label": "Songmill Records", "genre": "synthpop",
+        "mood": "dreamy", "theme": "riding the last bus home through a sleeping city", "tempo": 100, "key": "C major",
+        "target_duration_s": 30, "voice_identity": "cleo", "voice_style": "auto", "lyrics": "",
+        "profiles": ["streaming"], "explicit": False, "seed": 11}
+
+
+def _launcher():
+    spec = importlib.util.spec_from_file_location("airflow_local", PROJECT / "scripts" / "airflow_local.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class Rest:
+    """The Airflow REST API (v2) with a token from the simple auth manager."""
+
+    def __init__(self, url: str, password: str):
+        self.url = url
+        token = self._call("POST", "/auth/token", {"username": "admin", "password": password}, auth=False)
+        self.token = token["access_token"]
+
+    def _call(self, method: str, path: str, body=None, *, auth: bool = True):
+        request = urllib.request.Request(self.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  **({"Authorization": f"Bearer {self.token}"} if auth else {})})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def get(self, path: str):
+        return self._call("GET", path)
+
+    def post(self, path: str, body):
+        return self._call("POST", path, body)
+
+    def unpause(self, dag_id: str) -> None:
+        deadline = time.monotonic() + 120
+        while True:  # the dag-processor may not have parsed it yet
+            try:
+                self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+                return
+            except urllib.error.HTTPError as err:
+                if err.code != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        return self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+
+    def wait(self, dag_id: str, run_id: str, timeout_s: float = 900) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(3)
+        raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout_s:.0f} s")
+
+
+def _databases(server_url: str, *names: str) -> list[str]:
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return [make_url(server_url).set(database=name).render_as_string(hide_password=False) for name in names]
+
+
+def _live_config(folder: Path, test_config_dir: Path) -> Path:
+    """The test config with fast retries and a 30-second demo."""
+    config = folder / "config"
+    shutil.copytree(test_config_dir, config)
+    settings = (config / "airflow.yaml").read_text()
+    (config / "airflow.yaml").write_text(settings.replace("retry_delay_s: 30", "retry_delay_s: 2").replace("retries: 3", "retries: 2"))
+    for path in (config / "releases").glob("*.yaml"):
+        if path.name != "demo.yaml":
+            path.unlink()
+    demo = config / "releases" / "demo.yaml"
+    demo.write_text(re.sub(r"target_duration_s: \d+", "target_duration_s: 30", demo.read_text()))
+    return config
+
+
+def _environment(tmp: Path, config: Path, meta_url: str, catalogue_url: str) -> dict[str, str]:
+    from sqlalchemy.engine import make_url
+
+    catalogue = make_url(catalogue_url)
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
+        "SONGMILL_CONFIG_DIR": str(config), "SONGMILL_OUT_DIR": str(tmp / "dist"), "SONGMILL_VAR_DIR": str(tmp / "var"),
+        # the catalogue through an Airflow Connection, as a deployment has it
+        "SONGMILL_CATALOGUE_CONN_ID": "songmill_catalogue",
+        "AIRFLOW_CONN_SONGMILL_CATALOGUE": json.dumps({"conn_type": "postgres", "host": catalogue.host, "port": catalogue.port,
+                                                       "login": catalogue.username, "schema": catalogue.database}),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "operators.hostname.worker_hostname",
+    }
+
+
+@pytest.fixture(scope="module")
+def live_local(postgres_server_url, tmp_path_factory, test_config_dir):
+    tmp = tmp_path_factory.mktemp("airflow-live")
+    meta, catalogue = _databases(postgres_server_url, "songmill_live_meta", "songmill_live_catalogue")
+    env = _environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue)
+    airflow = _launcher().start(tmp / "home", extra_env=env)
+    try:
+        yield airflow, Rest(airflow.url, airflow.password()), tmp, catalogue
+    finally:
+        airflow.stop()
+
+
+def _verify_delivery(folder: Path) -> list[str]:
+    """Every file the manifest lists exists with its hash, and nothing else is there."""
+    lines = (folder / "checksums.sha256").read_text().splitlines()
+    listed = {}
+    for line in lines:
+        digest, name = line.split(maxsplit=1)
+        listed[name.lstrip("*")] = digest
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "checksums.sha256"}
+    assert present == set(listed), present ^ set(listed)
+    for name, digest in listed.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    return sorted(listed)
+
+
+def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_local):
+    airflow, rest, tmp, _ = live_local
+    with pytest.raises(urllib.error.HTTPError) as refused:  # outside the form's schema: no run starts
+        rest.trigger("songmill_manual_release", {**FORM, "tempo": 500})
+    assert refused.value.code == 400 and "tempo" in refused.value.read().decode()
+
+    rest.unpause("songmill_manual_release")
+    run_id = rest.trigger("songmill_manual_release", FORM)
+    assert rest.wait("songmill_manual_release", run_id) == "success"
+    report = json.loads((tmp / "dist" / "night-bus" / "run-report.json").read_text())
+    assert report["runner"] == "airflow" and report["status"] == "succeeded"
+    assert report["tracks"][0]["seed"] == 11 and report["tracks"][0]["qc"]["passed"]
+    delivery = Path(report["deliveries"][0]["destination"])
+    files = _verify_delivery(delivery)
+    assert any(f.endswith(".flac") for f in files) and any(f.endswith(".xml") for f in files)
+    config = next((tmp / "dist" / "_configs").glob("night-bus-*.yaml"))
+    assert "tempo: 100" in config.read_text()  # the run's config, ready for `songmill render`
+
+
+def test_a_killed_task_process_is_retried_and_the_release_is_whole(live_local):
+    from songmill.catalogue import Catalogue
+
+    airflow, rest, tmp, catalogue_url = live_local
+    dag_id = "songmill_release_demo"
+    rest.unpause(dag_id)
+    run_id = rest.trigger(dag_id)
+    victim, deadline = None, time.monotonic() + 600
+    while victim is None and time.monotonic() < deadline:
+        for ti in rest.task_instances(dag_id, run_id):
+            if ti["task_id"] == "track.vocals" and ti["state"] == "running" and ti.get("pid"):
+                victim = ti
+        time.sleep(0.3)
+    assert victim is not None, "the vocals task never ran"
+    time.sleep(1.0)  # inside the stage
+    os.kill(victim["pid"], signal.SIGKILL)
+    assert rest.wait(dag_id, run_id) == "success"
+    vocals = next(ti for ti in rest.task_instances(dag_id, run_id) if ti["task_id"] == "track.vocals")
+    assert vocals["try_number"] == 2 and vocals["state"] == "success"
+
+    report = json.loads((tmp / "dist" / "demo-single" / "run-report.json").read_text())
+    assert report["status"] == "succeeded"
+    for delivery in report["deliveries"]:
+        _verify_delivery(Path(delivery["destination"]))
+    catalogue = Catalogue.open(catalogue_url)
+    deliveries = [d for d in catalogue.deliveries("demo-single") if d["run_id"] == report["run_id"]]
+    tries = catalogue.task_tries(run_id)
+    catalogue.close()
+    assert sorted(d["profile"] for d in deliveries) == sorted(report["release"]["profiles"])  # once each
+    assert [t["try_number"] for t in tries if t["task_id"] == "track.vocals" and t["state"] == "success"] == [2]
+    stage_runs = [s["stage"] for t in report["tracks"] for s in t["stages"]]
+    assert len(stage_runs) == len(set(stage_runs))  # one result per stage: the retry replaced, not added
+
+
+@pytest.fixture(scope="module")
+def live_celery(postgres_server_url, tmp_path_factory, test_config_dir):
+    launcher = _launcher()
+    tmp = tmp_path_factory.mktemp("airflow-celery")
+    meta, catalogue = _databases(postgres_server_url, "songmill_celery_meta", "songmill_celery_catalogue")
+    env = {**_environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue),
+           "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta.replace("postgresql+psycopg2", "postgresql"),
+           "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1"}
+    with servers.redis_server() as redis_url:
+        env["AIRFLOW__CELERY__BROKER_URL"] = redis_url
+        airflow = launcher.start(tmp / "home", executor="CeleryExecutor", extra_env=env)
+        try:
+            for queue, name in (("default", "cpu-worker"), ("gpu", "gpu-worker")):
+                worker_env = {**airflow.env, "SONGMILL_WORKER_NAME": name,
+                              "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(servers.free_port())}
+                airflow.processes[name] = launcher.start_process(
+                    name, launcher.airflow_command("celery", "worker", "--queues", queue, "--celery-hostname", f"{name}@%h",
+                                                   "--concurrency", "1"), worker_env, airflow.home / "process-logs")
+            yield airflow, Rest(airflow.url, airflow.password()), tmp
+        finally:
+            airflow.stop()
+
+
+def test_celery_workers_split_the_gpu_stages_from_the_others(live_celery):
+    airflow, rest, tmp = live_celery
+    dag_id = "songmill_release_demo"
+    rest.unpause(dag_id)
+    run_id = rest.trigger(dag_id)
+    state = rest.wait(dag_id, run_id)
+    tis = rest.task_instances(dag_id, run_id)
+    assert state == "success", [(t["task_id"], t["state"]) for t in tis]
+    ran_on = {t["task_id"]: (t["hostname"], t["queue"]) for t in tis if t["state"] == "success"}
+    assert ran_on["track.vocals"] == ("gpu-worker", "gpu")
+    others = {task: where for task, where in ran_on.items() if task != "track.vocals"}
+    assert others and all(where == ("cpu-worker", "default") for where in others.values()), others
+    report = json.loads((tmp / "dist" / "demo-single" / "run-report.json").read_text())
+    assert report["status"] == "succeeded" and report["delivered"]
