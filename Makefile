@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng libchromaprint
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup system-packages demo test test-all bench clean
+.PHONY: setup system-packages demo test test-live test-all bench airflow clean
 setup: system-packages $(STAMP)
 
 system-packages:
@@ -26,11 +26,19 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
+# The live Airflow runs (separate processes, PostgreSQL, Celery with Redis): a few minutes.
+test-live: setup
+	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider tests/test_airflow_live.py
+
 test-all: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+
+# Airflow on this machine: api-server, scheduler, dag-processor, triggerer (LocalExecutor).
+airflow: setup
+	$(BIN)/python scripts/airflow_local.py
 
 clean:
 	rm -rf var dist .pytest_cache

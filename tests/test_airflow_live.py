@@ -47,8 +47,8 @@ def _launcher():
 class Rest:
     """The Airflow REST API (v2) with a token from the simple auth manager."""
 
-    def __init__(self, url: str, password: str):
-        self.url = url
+    def __init__(self, url: str, password: str, airflow=None):
+        self.url, self.airflow = url, airflow
         token = self._call("POST", "/auth/token", {"username": "admin", "password": password}, auth=False)
         self.token = token["access_token"]
 
@@ -88,6 +88,10 @@ class Rest:
             state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
             if state in ("success", "failed"):
                 return state
+            dead = [name for name, p in (self.airflow.processes.items() if self.airflow else []) if p.poll() is not None]
+            if dead:
+                log = (self.airflow.home / "process-logs" / f"{dead[0]}.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"airflow {dead[0]} exited while {dag_id} ran:\n{log}")
             time.sleep(3)
         raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout_s:.0f} s")
 
@@ -141,7 +145,7 @@ def live_local(postgres_server_url, tmp_path_factory, test_config_dir):
     env = _environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue)
     airflow = _launcher().start(tmp / "home", extra_env=env)
     try:
-        yield airflow, Rest(airflow.url, airflow.password()), tmp, catalogue
+        yield airflow, Rest(airflow.url, airflow.password(), airflow), tmp, catalogue
     finally:
         airflow.stop()
 
@@ -219,7 +223,7 @@ def live_celery(postgres_server_url, tmp_path_factory, test_config_dir):
     tmp = tmp_path_factory.mktemp("airflow-celery")
     meta, catalogue = _databases(postgres_server_url, "songmill_celery_meta", "songmill_celery_catalogue")
     env = {**_environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue),
-           "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta.replace("postgresql+psycopg2", "postgresql"),
+           "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta,  # db+postgresql+psycopg2://…
            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1"}
     with servers.redis_server() as redis_url:
         env["AIRFLOW__CELERY__BROKER_URL"] = redis_url
@@ -231,7 +235,7 @@ def live_celery(postgres_server_url, tmp_path_factory, test_config_dir):
                 airflow.processes[name] = launcher.start_process(
                     name, launcher.airflow_command("celery", "worker", "--queues", queue, "--celery-hostname", f"{name}@%h",
                                                    "--concurrency", "1"), worker_env, airflow.home / "process-logs")
-            yield airflow, Rest(airflow.url, airflow.password()), tmp
+            yield airflow, Rest(airflow.url, airflow.password(), airflow), tmp
         finally:
             airflow.stop()
 
