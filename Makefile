@@ -35,6 +35,7 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench_airflow.py
 
 # Airflow on this machine: api-server, scheduler, dag-processor, triggerer (LocalExecutor).
 airflow: setup

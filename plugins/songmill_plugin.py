@@ -79,15 +79,27 @@ class TaskRecorder:
             log.warning("songmill: could not record task %s in the catalogue: %s", getattr(ti, "task_id", "?"), err)
 
 
+async def _require_login(request) -> None:
+    """Airflow's own check (its JWT, from the Authorization header or the UI's cookie); imported
+    when a report is asked for, so task processes, which load this plugin too, do not pay for it."""
+    from airflow.api_fastapi.core_api.security import COOKIE_NAME_JWT_TOKEN, resolve_user_from_token
+
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    await resolve_user_from_token(token)
+
+
 def _reports_app():
     """Serves the run and QC reports under Airflow's login (the plugin's FastAPI app)."""
-    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse
 
-    from airflow.api_fastapi.core_api.security import get_user
     from songmill.paths import safe_name
 
-    app = FastAPI(title="songmill reports", dependencies=[Depends(get_user)])
+    async def require_login(request: Request) -> None:
+        await _require_login(request)
+
+    app = FastAPI(title="songmill reports", dependencies=[Depends(require_login)])
 
     def _file(release_id: str, name: str) -> FileResponse:
         if safe_name(release_id) != release_id:

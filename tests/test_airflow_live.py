@@ -62,6 +62,11 @@ class Rest:
     def get(self, path: str):
         return self._call("GET", path)
 
+    def page(self, path: str, *, auth: bool = True) -> str:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"} if auth else {})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read().decode()
+
     def post(self, path: str, body):
         return self._call("POST", path, body)
 
@@ -179,6 +184,13 @@ def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_l
     delivery = Path(report["deliveries"][0]["destination"])
     files = _verify_delivery(delivery)
     assert any(f.endswith(".flac") for f in files) and any(f.endswith(".xml") for f in files)
+    # the QC task's extra link, and the plugin serving the report behind Airflow's login
+    links = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{run_id}/taskInstances/track.qc/links?map_index=0")
+    assert links.get("QC report") == "/songmill/releases/night-bus/qc-report.html", links
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        rest.page(links["QC report"], auth=False)
+    assert anonymous.value.code == 401
+    assert "qc-data" in rest.page(links["QC report"])
     config = next((tmp / "dist" / "_configs").glob("night-bus-*.yaml"))
     assert "tempo: 100" in config.read_text()  # the run's config, ready for `songmill render`
 
