@@ -11,8 +11,8 @@ The Asset a published release updates is declared by the delivery operator
 (operators/release.py): `songmill://releases` and `songmill://releases/<release-id>`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the route's annotations at runtime,
+# and they name classes imported inside `_reports_app` (kept out of task processes).
 import logging
 from pathlib import Path
 

@@ -185,7 +185,7 @@ def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_l
     files = _verify_delivery(delivery)
     assert any(f.endswith(".flac") for f in files) and any(f.endswith(".xml") for f in files)
     # the QC task's extra link, and the plugin serving the report behind Airflow's login
-    links = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{run_id}/taskInstances/track.qc/links?map_index=0")
+    links = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{run_id}/taskInstances/track.qc/links?map_index=0")["extra_links"]
     assert links.get("QC report") == "/songmill/releases/night-bus/qc-report.html", links
     with pytest.raises(urllib.error.HTTPError) as anonymous:
         rest.page(links["QC report"], auth=False)
