@@ -9,7 +9,6 @@ saying which one to add (retrying cannot help).
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from urllib.parse import quote

@@ -45,8 +45,7 @@ class _PlanOperator(BaseOperator):
                       plan["run_id"], config_path)
         return track_states(plan)
 
-    def release_config(self, context, out_dir: Path) -> Path:
-        raise NotImplementedError
+    # Each planner defines `release_config(context, out_dir) -> Path`: the config this run renders.
 
     def base_seed(self, context) -> int | None:
         return None

@@ -366,16 +366,16 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         with progress:
             outcomes = _run_tracks(run.jobs, store_spec, jobs, on_event, catalogue_url)
     except BaseException as err:
-        fail_release(run, str(err) or type(err).__name__, database_url=database_url)
+        fail_release(run.run_id, str(err) or type(err).__name__, database_url=database_url)
         raise
     return finish_release(run, outcomes, store_spec=store_spec, database_url=database_url, console=console)
 
 
-def fail_release(run_id_or_run, error: str, *, database_url: str | None = None) -> None:
+def fail_release(run_id: int, error: str, *, database_url: str | None = None) -> None:
     """Mark a run failed in the catalogue (a scheduler's failed run, or the embedded runner's crash)."""
     catalogue = Catalogue.open(database_url)
     try:
-        catalogue.finish_run(getattr(run_id_or_run, "run_id", run_id_or_run), status="failed", error=error)
+        catalogue.finish_run(run_id, status="failed", error=error)
     finally:
         catalogue.close()
 
