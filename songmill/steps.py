@@ -52,8 +52,8 @@ def run_stage(state: dict, stage_name: str) -> dict:
     """Run one stage of one track; returns the track's next state.
 
     After a stage has stopped the track (the gate quarantined it), later stages pass it on
-    unchanged. At `qc`, a render the gate turns down is rendered again with new seeds up to
-    `export` (config/qc.yaml `regeneration`), in this task: a DAG has no loops.
+    unchanged. At `qc`, a render the gate turns down is rendered again with new seeds, from
+    `form` through `qc` (config/qc.yaml `regeneration`), in this task: a DAG has no loops.
 
     Raises the stage's SongmillError (bad input: do not retry) or ServiceError (retry)."""
     from models.registry import ModelRegistry
@@ -70,7 +70,8 @@ def run_stage(state: dict, stage_name: str) -> dict:
     store = open_store(store_spec)
     plan, outcome = state["plan"], TrackOutcome.from_dict(state["outcome"])
     if outcome.stopped:
-        log.info("track %d: %s skipped, QC quarantined the track (%s)", outcome.number, stage_name, "; ".join(outcome.quarantined or []))
+        why = "; ".join(outcome.quarantined) if outcome.quarantined else f"a re-render failed: {outcome.error}"
+        log.info("track %d: %s skipped, the track stopped at the gate (%s)", outcome.number, stage_name, why)
         return state
     run = ReleaseRun.from_plan(plan, store)
     job = dataclasses.replace(run.job(outcome.number), seed=outcome.seed)
