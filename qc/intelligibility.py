@@ -8,9 +8,14 @@ phrase is cut from the vocal and decoded two ways:
   the phrase's ARPAbet, repeated phones merged (a held vowel is one phone, not many);
 - words: the general English language model; word error rate against the lyric.
 
-The same phrases spoken by the same voice at speech timing (`spoken_reference`) are the yard-
-stick: singing stretches vowels and moves pitch far from speech, so a recogniser trained on
-speech always hears it less well; the gap to the spoken voice is the figure to shrink.
+The yardsticks are the same phrases said by the same voice: at speech timing in its own voice
+(`spoken_reference`); at speech timing in the song's register, each syllable on its note's
+pitch in the identity's timbre (`spoken_reference(..., timbre)`); and in the song's own rhythm
+and register (`spoken_in_song_rhythm`). A recogniser trained on speech hears any voice less well
+the higher it is and the longer its vowels, sung or spoken; the last yardstick keeps what the
+song asks for (its notes and their lengths) and leaves out only what singing adds (WORLD re-
+singing, held vowels, glides, vibrato, dynamics), so sung ≤ that yardstick means singing costs
+the words nothing more than the melody does.
 """
 
 from __future__ import annotations
@@ -124,19 +129,81 @@ def sung_clips(vocal: np.ndarray, rate: int, melody: list[Note]) -> list[tuple[n
     return clips
 
 
-def spoken_reference(voice, melody: list[Note]) -> list[tuple[np.ndarray, SungPhrase]]:
+def spoken_reference(voice, melody: list[Note], timbre=None) -> list[tuple[np.ndarray, SungPhrase]]:
     """The same phrases spoken by the Piper voice at speech timing (stressed vowels 128 ms,
-    unstressed 70 ms, consonants 58 ms), at 16 kHz."""
+    unstressed 70 ms, consonants 58 ms), at 16 kHz.
+
+    With the identity's `timbre` (models.voice.singer.Timbre) the speech is moved, by the same
+    WORLD analysis and synthesis the singer uses, to the register the song sings it in: each
+    syllable spoken on its note's pitch, in the identity's formant shift and tilt. A speech-
+    trained recogniser hears a voice less well the higher it is, sung or spoken; this yardstick
+    keeps the register and changes only what singing changes (the timing, held vowels, glides,
+    vibrato, dynamics)."""
     from models.instruments.diffusion import resample
     from models.lyrics.phonetics import is_vowel
     from models.voice.piper import Phone
 
     clips = []
     for phrase in sung_phrases(melody):
-        phonemes = [p for n in melody if phrase.start_s <= n.start_s < phrase.end_s and n.syllable and not n.melisma
-                    for p in n.syllable.phonemes]
-        phones = [Phone(p, (11 if p[-1] in "12" else 6) if is_vowel(p) else 5) for p in phonemes]
-        speech = resample(voice.speak(phones), voice.sample_rate_hz, RATE_HZ)
+        phones, pitches = [], []
+        for note in melody:
+            if phrase.start_s <= note.start_s < phrase.end_s and note.syllable and not note.melisma:
+                for p in note.syllable.phonemes:
+                    phones.append(Phone(p, (11 if p[-1] in "12" else 6) if is_vowel(p) else 5))
+                    pitches.append(float(note.pitch))
+        speech = voice.speak(phones)
+        if timbre is not None:
+            speech = _in_register(speech, voice.sample_rate_hz, _syllable_pitch(phones, pitches, voice.sample_rate_hz), timbre)
+        speech = resample(speech, voice.sample_rate_hz, RATE_HZ)
         pad = np.zeros(int(PAD_S * RATE_HZ), dtype=np.float32)
         clips.append((np.concatenate([pad, speech, pad]), phrase))
     return clips
+
+
+def spoken_in_song_rhythm(voice, score, melody: list[Note], timbre) -> list[tuple[np.ndarray, SungPhrase]]:
+    """The phrases spoken by the same voice with the song's own timing (every phone as long as
+    the singer makes it, long vowels held by the voice itself) and register (each note's pitch,
+    flat, the identity's timbre): singing's timing and pitch without its WORLD re-singing and
+    expression. At 16 kHz."""
+    from models.instruments.diffusion import resample
+    from models.voice.expression import Expression
+    from models.voice.singer import phrases, pitch_contour
+
+    flat = Expression(5.0, 0.0, 1.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0)
+    clips = []
+    for phrase, words in zip(phrases(score, melody, voice.sample_rate_hz, flat), sung_phrases(melody)):
+        speech = voice.speak(phrase.phones)
+        speech = _in_register(speech, voice.sample_rate_hz, lambda t: pitch_contour(phrase.notes, t, flat), timbre)
+        speech = resample(speech, voice.sample_rate_hz, RATE_HZ)
+        pad = np.zeros(int(PAD_S * RATE_HZ), dtype=np.float32)
+        clips.append((np.concatenate([pad, speech, pad]), words))
+    return clips
+
+
+def _syllable_pitch(phones, pitches_midi: list[float], rate: int):
+    """Pitch (Hz) over time (s) for speech timing: each phone on its syllable's note."""
+    from models.voice.piper import HOP_SAMPLES
+
+    ends_s = np.cumsum([p.frames for p in phones]) * HOP_SAMPLES / rate
+    midi = np.asarray(pitches_midi)
+
+    def hz(times_s: np.ndarray) -> np.ndarray:
+        at = midi[np.minimum(np.searchsorted(ends_s, times_s, side="right"), len(phones) - 1)]
+        return 440.0 * 2 ** ((at - 69) / 12)
+    return hz
+
+
+def _in_register(speech: np.ndarray, rate: int, pitch_hz, timbre) -> np.ndarray:
+    """Speech re-synthesised by WORLD with every voiced frame on `pitch_hz(times_s)` and the
+    identity's formant shift and spectral tilt."""
+    from models.voice.singer import FRAME_PERIOD_MS, _pyworld, warp_formants
+
+    pyworld, x = _pyworld(), speech.astype(np.float64)
+    f0, times = pyworld.dio(x, rate, frame_period=FRAME_PERIOD_MS)
+    f0 = pyworld.stonemask(x, f0, times, rate)
+    envelope, aperiodicity = pyworld.cheaptrick(x, f0, times, rate), pyworld.d4c(x, f0, times, rate)
+    target = np.where(f0 > 0, pitch_hz(times), 0.0)
+    freqs = np.linspace(0, rate / 2, envelope.shape[1])
+    tilt_db = timbre.tilt_db_per_octave * np.log2(np.maximum(freqs, 500.0) / 500.0)
+    envelope = warp_formants(envelope, timbre.formant_shift) * 10 ** (tilt_db[None, :] / 10)
+    return pyworld.synthesize(target, np.ascontiguousarray(envelope), aperiodicity, rate, FRAME_PERIOD_MS)[:len(speech)].astype(np.float32)

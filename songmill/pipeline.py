@@ -284,7 +284,7 @@ def _singer(ctx: StageContext, model_name: str):
 
 
 VOCALS = Stage(
-    name="vocals", version="2", inputs=("score.json",), outputs=(), output_glob="vocal*",
+    name="vocals", version="3", inputs=("score.json",), outputs=(), output_glob="vocal*",
     params=_vocals_params, run=_run_vocals, optional_models=_vocals_models,
     queue="gpu",  # a neural voice (and, where registered, a neural singing model) on every track with a voice
     description="lead vocal and chorus backing (double, harmony): the neural voice speaking our phone timings, "

@@ -44,6 +44,11 @@ FRAME_PERIOD_MS = 10.0  # WORLD analysis hop: 100 frames a second keep glides an
 PHRASE_GAP_S = 0.25
 CONSONANT_S = 0.06  # one onset or coda consonant
 SPOKEN_VOWEL_MAX_S = 0.2  # longer vowels are spoken this long and stretched by WORLD
+# Which part of a spoken vowel a long note holds (fractions of the spoken vowel): a pure vowel
+# its steady middle; a diphthong its first vowel, gliding to the second only in the note's last
+# 90 ms, as singers do ("night" sung "naa—it", not a slow slide through "ae").
+HELD_PART = {None: (1 / 3, 2 / 3), "AY": (0.3, 0.55), "AW": (0.3, 0.55), "OY": (0.3, 0.55),
+             "EY": (0.3, 0.55), "OW": (0.3, 0.55)}
 SYNTHESIS_FFT_SIZE = 512  # WORLD synthesis at 22.05 kHz: a 23 ms impulse response, ample for sung pitches
 MIN_VOWEL_FRAMES = 2  # 23 ms: below this a syllable is only consonants
 STRETCH_SEMITONES = 2  # notes this far outside the identity's range are sung (a stretch); further, moved by octaves
@@ -308,9 +313,11 @@ def _spoken_phones(phones: list[Phone], rate: int) -> tuple[list[Phone], list[fl
         frames = min(phone.frames, cap) if is_vowel(phone.arpabet) else phone.frames
         spoken.append(Phone(phone.arpabet, frames))
         if frames < phone.frames:
-            edge = frames * frame_s / 3
-            planned_knots += [planned_s + edge, planned_s + phone.frames * frame_s - edge]
-            spoken_knots += [spoken_s + edge, spoken_s + frames * frame_s - edge]
+            hold_from, hold_to = HELD_PART.get(phone.arpabet.rstrip("012"), HELD_PART[None])
+            spoken_s_total = frames * frame_s
+            planned_knots += [planned_s + hold_from * spoken_s_total,
+                              planned_s + phone.frames * frame_s - (1 - hold_to) * spoken_s_total]
+            spoken_knots += [spoken_s + hold_from * spoken_s_total, spoken_s + hold_to * spoken_s_total]
         planned_s += phone.frames * frame_s
         spoken_s += frames * frame_s
         planned_knots.append(planned_s)
