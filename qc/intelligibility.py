@@ -137,8 +137,7 @@ def spoken_reference(voice, melody: list[Note], timbre=None) -> list[tuple[np.nd
     WORLD analysis and synthesis the singer uses, to the register the song sings it in: each
     syllable spoken on its note's pitch, in the identity's formant shift and tilt. A speech-
     trained recogniser hears a voice less well the higher it is, sung or spoken; this yardstick
-    keeps the register and changes only what singing changes (the timing, held vowels, glides,
-    vibrato, dynamics)."""
+    takes the song's register and keeps speech's timing."""
     from models.instruments.diffusion import resample
     from models.lyrics.phonetics import is_vowel
     from models.voice.piper import Phone
