@@ -32,7 +32,7 @@ def _cpu_s() -> float:
 
 
 def bench_render(config: Path, work: Path, label: str) -> dict:
-    from songmill.runner import render
+    from songmill.engine.runner import render
 
     wall0, cpu0 = time.perf_counter(), _cpu_s()
     report = json.loads(render(config, out_dir=work / label, jobs=1).read_text())
@@ -55,8 +55,8 @@ def _vocal_figures(report: dict) -> dict | None:
     import numpy as np
 
     from qc.vocal import air_db, measure_f0, pitch_report, transition_errors_s
-    from songmill.audio import read_wav
-    from songmill.score import Score
+    from songmill.core.audio import read_wav
+    from songmill.core.score import Score
 
     track = report["tracks"][0]
     if "vocal-lead.wav" not in track["artifacts"]:
@@ -81,12 +81,13 @@ def bench_songwriting(config: Path, seeds: int = 20) -> dict:
 
     from models.composition.compose import compose
     from models.composition.form import song_form
+    from models.composition.melody import voice_range
     from models.composition.melody_model import load_melody_model
     from models.lyrics.songwriter import write_lyrics
     from models.registry import ModelRegistry
     from qc import songwriting as m
-    from songmill.score_export import write_midi, write_musicxml
-    from songmill.spec import load_release
+    from songmill.core.score_export import write_midi, write_musicxml
+    from songmill.core.spec import load_release
 
     spec = load_release(config)
     track, genre = spec.tracks[0], spec.instrumentation_of(spec.tracks[0])
@@ -100,7 +101,7 @@ def bench_songwriting(config: Path, seeds: int = 20) -> dict:
             lyrics = write_lyrics(form, title=track.title, theme=track.theme, mood=track.mood, genre=genre, provided=None,
                                   instrumental=False, rng=np.random.default_rng(seed))
             t1 = time.perf_counter()
-            score, _ = compose(form, lyrics, genre=genre, identity=track.voice.identity, model=model,
+            score, _ = compose(form, lyrics, genre=genre, voice_range=voice_range(track.voice.identity), model=model,
                                rng=np.random.default_rng(seed), key_change_semitones=track.key_change)
             t2 = time.perf_counter()
             write_midi(score, Path(tmp) / "s.mid")
@@ -138,6 +139,7 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
 
     from models.composition.compose import compose
     from models.composition.form import song_form
+    from models.composition.melody import voice_range
     from models.composition.melody_model import load_melody_model
     from models.instruments.soundfont import stem_frames
     from models.lyrics.songwriter import write_lyrics
@@ -147,7 +149,7 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
     from models.voice.singer import Timbre, WorldSinger, sing
     from qc.intelligibility import Recogniser
     from qc.vocal import air_db, measure_f0, pitch_report, transition_errors_s
-    from songmill.spec import load_release
+    from songmill.core.spec import load_release
 
     spec = load_release(config)
     track, genre = spec.tracks[0], spec.instrumentation_of(spec.tracks[0])
@@ -163,7 +165,7 @@ def bench_vocals(config: Path, seeds: int = 10) -> dict:
         entry = registry.identity(identity)
         lyrics = write_lyrics(form, title=track.title, theme=track.theme, mood=track.mood, genre=genre, provided=None,
                               instrumental=False, rng=np.random.default_rng(seed))
-        score, _ = compose(form, lyrics, genre=genre, identity=identity, model=model, rng=np.random.default_rng(seed))
+        score, _ = compose(form, lyrics, genre=genre, voice_range=voice_range(identity), model=model, rng=np.random.default_rng(seed))
         cpu0 = _cpu_s()
         timbre = Timbre(entry.formant_shift, entry.tilt_db_per_octave, entry.breathiness)
         vocals = sing(score, singer, frames=stem_frames(score), seed=seed, expression=resolve_style(style, track.mood)[1],
@@ -198,12 +200,15 @@ def intelligibility_figures(lead, score, timbre, voice, recogniser, phrases: int
     same words spoken by the same voice: at speech timing in its own voice; at speech timing
     in the song's register (each syllable on its note, the identity's timbre); and in the
     song's own rhythm and register (qc/intelligibility.py)."""
-    from qc.intelligibility import intelligibility, spoken_in_song_rhythm, spoken_reference, sung_clips
+    from models.voice.spoken_reference import spoken_in_song_rhythm, spoken_phrases
+    from qc.intelligibility import intelligibility, reference_clips, sung_clips
+    from songmill.core.audio import SAMPLE_RATE_HZ
 
-    melody = score.part("melody").notes
-    sets = {"sung": sung_clips(lead, 48000, melody), "spoken": spoken_reference(voice, melody),
-            "spoken_in_register": spoken_reference(voice, melody, timbre),
-            "spoken_in_song_rhythm": spoken_in_song_rhythm(voice, score, melody, timbre)}
+    melody, rate = score.part("melody").notes, voice.sample_rate_hz
+    sets = {"sung": sung_clips(lead, SAMPLE_RATE_HZ, melody),
+            "spoken": reference_clips(spoken_phrases(voice, melody), rate, melody),
+            "spoken_in_register": reference_clips(spoken_phrases(voice, melody, timbre), rate, melody),
+            "spoken_in_song_rhythm": reference_clips(spoken_in_song_rhythm(voice, score, melody, timbre), rate, melody)}
     figures = {"phrases": min(len(sets["sung"]), phrases or len(sets["sung"]))}
     for name, clips in sets.items():
         result = intelligibility(clips[:figures["phrases"]], recogniser)
@@ -218,8 +223,8 @@ def bench_intelligibility(track: dict) -> dict:
     from models.voice.piper import PiperVoice
     from models.voice.singer import Timbre
     from qc.intelligibility import Recogniser
-    from songmill.audio import read_wav
-    from songmill.score import Score
+    from songmill.core.audio import read_wav
+    from songmill.core.score import Score
 
     samples, _ = read_wav(Path(track["artifacts"]["vocal-lead.wav"]["path"]))
     score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
@@ -260,10 +265,9 @@ def _ffmpeg_meters(path: Path) -> dict:
 
 
 def _production_row(report: dict, label: str) -> dict:
-    from songmill.profiles import load_profiles
-    from songmill.paths import config_dir
+    from songmill.core.profiles import load_profiles
 
-    profiles = load_profiles(config_dir() / "profiles.yaml")
+    profiles = load_profiles()
     [track] = report["tracks"]
     stage = {s["stage"]: s for s in track["stages"]}
     cpu = stage["mix"]["cpu_s"] + stage["master"]["cpu_s"]
@@ -307,7 +311,7 @@ def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> d
     seed is a new song), each master measured by ffmpeg."""
     import statistics
 
-    from songmill.runner import render
+    from songmill.engine.runner import render
 
     rows = [_production_row(cold["report"], "demo")]
     for seed in range(seeds):
@@ -337,8 +341,8 @@ def bench_production(config: Path, cold: dict, work: Path, seeds: int = 10) -> d
 def bench_export(cold: dict, work: Path) -> dict:
     """Every format songmill writes (WAV 24/48, FLAC 16/44.1, MP3 320 k, AAC 256 k, Opus 160 k)
     plus a 30-second clip of each, from the demo's master: CPU (with ffmpeg's) and wall time."""
-    from songmill.audio import read_wav
-    from songmill.profiles import AudioFormat, DeliveryProfile
+    from songmill.core.audio import read_wav
+    from songmill.core.profiles import AudioFormat, DeliveryProfile
     from songmill.release.encode import export_profile
 
     [track] = cold["report"]["tracks"]
@@ -372,7 +376,7 @@ def main() -> None:
         os.environ.pop("SONGMILL_STORE", None)
         os.environ.pop("SONGMILL_DATABASE_URL", None)
         import_t0 = time.perf_counter()
-        import songmill.runner  # noqa: F401  (import cost reported on its own)
+        import songmill.engine.runner  # noqa: F401  (import cost reported on its own)
         import_s = time.perf_counter() - import_t0
         cold = bench_render(config, work, "cold")
         warm = bench_render(config, work, "warm")

@@ -38,7 +38,7 @@ def _row(label: str, wall_s: float, report: dict) -> dict:
 
 
 def bench_render(work: Path) -> dict:
-    from songmill.runner import render
+    from songmill.engine.runner import render
 
     os.environ["SONGMILL_VAR_DIR"] = str(work / "var-render")
     start = time.perf_counter()

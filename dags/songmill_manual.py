@@ -11,7 +11,7 @@ from airflow.sdk import Param
 
 from operators.dag_builder import gpu_stage_names, release_dag
 from operators.release import PlanFromFormOperator
-from songmill.vocab import GENRES, MOODS, VOICE_STYLES
+from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
 
 TONICS = ("C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 KEYS = [f"{tonic} {mode}" for mode in ("major", "minor") for tonic in TONICS]
@@ -26,10 +26,9 @@ def _identities() -> dict[str, str]:
 
 
 def _profiles() -> list[str]:
-    from songmill.paths import config_dir
-    from songmill.profiles import load_profiles
+    from songmill.core.profiles import load_profiles
 
-    return sorted(load_profiles(config_dir() / "profiles.yaml"))
+    return sorted(load_profiles())
 
 
 def form_params() -> dict[str, Param]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from operators.dag_builder import gpu_stage_names, release_dag
 from operators.release import PlanNightlyOperator
-from songmill.planning import load_catalogue_plan
+from songmill.engine.planning import load_catalogue_plan
 
 _plan = load_catalogue_plan()
 

@@ -14,8 +14,8 @@ from airflow.sdk import DAG, Param
 
 from operators.dag_builder import gpu_stage_names, release_dag
 from operators.release import PlanReleaseOperator
-from songmill.errors import SongmillError
-from songmill.paths import config_dir
+from songmill.core.errors import SongmillError
+from songmill.core.paths import config_dir
 
 
 class ReleaseConfigError(Exception):
@@ -36,10 +36,9 @@ def dag_id_for(config: Path) -> str:
 
 
 def _release_dag(config: Path) -> DAG:
-    from songmill.profiles import load_profiles
-    from songmill.spec import load_release
+    from songmill.engine.runner import load_release_with_profiles
 
-    spec = load_release(config, profile_names=set(load_profiles(config_dir() / "profiles.yaml")))
+    spec, _ = load_release_with_profiles(config)
     info = spec.release
     return release_dag(
         dag_id_for(config), schedule=info.schedule,

@@ -15,12 +15,11 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from songmill.errors import ConfigError, SongmillError
-from songmill.spec import describe_errors
-from songmill.store import file_sha256
-from songmill.yamlfile import load_yaml
+from songmill.core.config import load_config
+from songmill.core.errors import SongmillError
+from songmill.core.store import file_sha256
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
 
@@ -105,11 +104,7 @@ class ModelRegistry:
     def load(cls, path: str | Path | None = None) -> "ModelRegistry":
         """The registry at `path`, else $SONGMILL_MODEL_REGISTRY, else models/registry.yaml."""
         path = Path(path or os.environ.get("SONGMILL_MODEL_REGISTRY") or DEFAULT_REGISTRY)
-        data, locator = load_yaml(path)
-        try:
-            parsed = _RegistryFile.model_validate(data)
-        except ValidationError as err:
-            raise ConfigError(describe_errors(err, locator, _RegistryFile)) from None
+        parsed = load_config(path, _RegistryFile)
         return cls(parsed.models, path, parsed.identities)
 
     def get(self, name: str) -> ModelEntry:
@@ -127,7 +122,10 @@ class ModelRegistry:
     def voice_range(self, identity: str | None) -> tuple[int, int]:
         """Lowest and highest MIDI note the identity sings; DEFAULT_VOICE_RANGE for none (a
         lead instrument on an instrumental)."""
-        return tuple(self.identity(identity).range) if identity else DEFAULT_VOICE_RANGE
+        if not identity:
+            return DEFAULT_VOICE_RANGE
+        low, high = self.identity(identity).range
+        return (low, high)
 
     def local_path(self, entry: ModelEntry) -> Path:
         if entry.path.startswith("python:"):

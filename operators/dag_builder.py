@@ -9,23 +9,23 @@ Building it reads the registry and the settings only: no model, no audio, nothin
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
-from airflow.sdk import DAG, task_group
+from airflow.sdk import DAG, BaseOperator, task_group
 
 from operators.release import CloseRunOperator, PackageAndDeliverOperator
 from operators.settings import AirflowSettings, load_airflow_settings
 from operators.stages import STAGE_OPERATORS
 
-START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def release_dag(dag_id: str, *, plan: Callable[[], object], gpu_stages: set[str], schedule=None,
+def release_dag(dag_id: str, *, plan: Callable[[], BaseOperator], gpu_stages: set[str], schedule=None,
                 tags: list[str], description: str, doc_md: str | None = None, params: dict | None = None,
                 settings: AirflowSettings | None = None, catchup: bool = False) -> DAG:
     """A DAG that plans a release with `plan()` (an operator, created inside the DAG), renders its
     tracks stage by stage, and delivers it. `gpu_stages` go to the gpu queue and pool."""
-    from songmill.pipeline import TRACK_STAGES
+    from songmill.engine.track_stages import TRACK_STAGES
 
     settings = settings or load_airflow_settings()
     missing = [s.name for s in TRACK_STAGES.stages if s.name not in STAGE_OPERATORS]
@@ -54,8 +54,8 @@ def release_dag(dag_id: str, *, plan: Callable[[], object], gpu_stages: set[str]
 def gpu_stage_names(spec=None) -> set[str]:
     """Stages that run neural backends: the registry's gpu stages, and the ones a config's
     tracks route to the GPU (a diffusion model for the instruments, an LM for the lyrics)."""
-    from songmill.pipeline import TRACK_STAGES
-    from songmill.stages import TrackJob
+    from songmill.engine.stage import TrackJob
+    from songmill.engine.track_stages import TRACK_STAGES
 
     names = {s.name for s in TRACK_STAGES.stages if s.queue == "gpu"}
     if spec is not None:

@@ -10,13 +10,15 @@ saying which one to add (retrying cannot help).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from urllib.parse import quote
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from songmill.errors import ServiceError, SongmillError
+from songmill.core.errors import ServiceError, SongmillError
 
 
 class SongmillHook(BaseHook):
@@ -75,7 +77,7 @@ class SongmillHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Open the store and the catalogue as the engine would (Airflow's "Test" button)."""
         from songmill.catalogue import Catalogue
-        from songmill.store import open_store
+        from songmill.core.store import open_store
 
         env = self.engine_environment()
         saved = {k: os.environ.get(k) for k in env}
@@ -104,6 +106,32 @@ def engine_errors():
         raise AirflowFailException(str(err)) from None
 
 
+class SongmillOperator(BaseOperator):
+    """The base of every songmill operator: the Connections it uses are templated parameters,
+    and its hook is built once, when the task first needs it.
+
+    :param store_conn_id: the Airflow Connection (type aws) of the S3 artifact store; None: the
+        one config/airflow.yaml names (or SONGMILL_STORE_CONN_ID), else the local store.
+    :param catalogue_conn_id: the Airflow Connection (type postgres) of the catalogue; None: the
+        one config/airflow.yaml names (or SONGMILL_CATALOGUE_CONN_ID), else the SQLite file.
+    """
+
+    template_fields: Sequence[str] = ("store_conn_id", "catalogue_conn_id")
+
+    def __init__(self, *, store_conn_id: str | None = None, catalogue_conn_id: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.store_conn_id, self.catalogue_conn_id = store_conn_id, catalogue_conn_id
+
+    @cached_property
+    def hook(self) -> SongmillHook:
+        from operators.settings import load_airflow_settings
+
+        settings = load_airflow_settings()
+        return SongmillHook(store_conn_id=self.store_conn_id or settings.store_conn_id,
+                            catalogue_conn_id=self.catalogue_conn_id or settings.catalogue_conn_id)
+
+
 def hook_from_settings(settings) -> SongmillHook:
+    """The hook for the Connections config/airflow.yaml names (the plugin's listener uses it)."""
     return SongmillHook(store_conn_id=settings.store_conn_id, catalogue_conn_id=settings.catalogue_conn_id)
 

@@ -12,9 +12,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk import Asset, AssetAlias
 
-from operators.hooks import engine_errors, hook_from_settings
+from operators.hooks import SongmillOperator, engine_errors
 from operators.settings import load_airflow_settings
 from operators.stages import QCReportLink
 
@@ -27,25 +27,26 @@ def release_asset(release_id: str) -> Asset:
     return Asset(name=f"songmill_release_{release_id}", uri=f"songmill://releases/{release_id}")
 
 
-class _PlanOperator(BaseOperator):
+class _PlanOperator(SongmillOperator):
     """Plans a release run; returns one state per track (the per-track task group maps over them)."""
 
     ui_color = "#e6f4ea"
 
     def execute(self, context) -> list[dict]:
-        from songmill.steps import plan_release, track_states
+        from songmill.engine.tasks import plan_release, track_states
 
         settings = load_airflow_settings()
-        hook_from_settings(settings).configure_engine()
+        self.hook.configure_engine()
         with engine_errors():
             config_path = self.release_config(context, settings.out_path)
             plan = plan_release(config_path, out_dir=settings.out_path, seed=self.base_seed(context))
-        self.release_id, self.songmill_run_id = plan["release_id"], plan["run_id"]
-        self.log.info("planned %s: %d track(s), run %s, config %s", plan["release_id"], len(plan["tracks"]),
-                      plan["run_id"], config_path)
-        return track_states(plan)
+        self.release_id, self.songmill_run_id = plan.release_id, plan.run_id
+        self.log.info("planned %s: %d track(s), run %s, config %s", plan.release_id, len(plan.tracks), plan.run_id, config_path)
+        return [state.model_dump(mode="json") for state in track_states(plan)]
 
-    # Each planner defines `release_config(context, out_dir) -> Path`: the config this run renders.
+    def release_config(self, context, out_dir: Path) -> Path:
+        """The config this run renders: each planner says where it comes from."""
+        raise TypeError(f"{type(self).__name__} must define release_config(context, out_dir)")
 
     def base_seed(self, context) -> int | None:
         return None
@@ -58,7 +59,7 @@ class PlanReleaseOperator(_PlanOperator):
     :param seed: a base seed that re-seeds every track, or None for the config's seeds (templated).
     """
 
-    template_fields = ("config_path", "seed")
+    template_fields = (*SongmillOperator.template_fields, "config_path", "seed")
 
     def __init__(self, *, config_path: str, seed: Any = None, **kwargs):
         super().__init__(**kwargs)
@@ -77,14 +78,14 @@ class PlanNightlyOperator(_PlanOperator):
     :param date: the night (ISO date, templated; default the run's logical date).
     """
 
-    template_fields = ("date",)
+    template_fields = (*SongmillOperator.template_fields, "date")
 
     def __init__(self, *, date: str = "{{ ds }}", **kwargs):
         super().__init__(**kwargs)
         self.date = date
 
     def release_config(self, context, out_dir: Path) -> Path:
-        from songmill.planning import load_catalogue_plan, nightly_release, write_release_config
+        from songmill.engine.planning import load_catalogue_plan, nightly_release, write_release_config
 
         night = dt.date.fromisoformat(str(self.date))
         config = nightly_release(load_catalogue_plan(), night)
@@ -95,7 +96,7 @@ class PlanFromFormOperator(_PlanOperator):
     """Plans a one-track release from the manual DAG's trigger form (the run's Params)."""
 
     def release_config(self, context, out_dir: Path) -> Path:
-        from songmill.planning import release_from_form, write_release_config
+        from songmill.engine.planning import release_from_form, write_release_config
 
         form = dict(context["params"])
         config = release_from_form(form)
@@ -106,14 +107,14 @@ class PlanFromFormOperator(_PlanOperator):
         return None  # a seed in the form goes into the track's config (release_from_form)
 
 
-class PackageAndDeliverOperator(BaseOperator):
+class PackageAndDeliverOperator(SongmillOperator):
     """Records the tracks, packages and delivers the release, writes the QC and run reports, and
     updates the release's Asset.
 
     :param states: every track's final state (the mapped task group's output).
     """
 
-    template_fields = ("states",)
+    template_fields = (*SongmillOperator.template_fields, "states")
     ui_color = "#e6f4ea"
     operator_extra_links = (QCReportLink(),)
 
@@ -123,33 +124,31 @@ class PackageAndDeliverOperator(BaseOperator):
         self.release_id: str | None = None
 
     def execute(self, context) -> dict:
-        from songmill.steps import finish_release_run
+        from songmill.engine.tasks import finish_release_run
 
-        hook_from_settings(load_airflow_settings()).configure_engine()
-        states = _as_list(self.states)
+        self.hook.configure_engine()
+        states = _as_states(self.states)
         if states:
-            self.release_id, self.songmill_run_id = states[0]["plan"]["release_id"], states[0]["plan"]["run_id"]
+            self.release_id, self.songmill_run_id = states[0].plan.release_id, states[0].plan.run_id
         with engine_errors():
             result = finish_release_run(states)
-        self.log.info("%s %s: %d file(s) delivered; run report %s", result["release_id"], result["status"],
-                      len(result["delivered"]), result["report"])
-        if result["delivered"]:  # published: downstream DAGs scheduled on the Asset start
-            extra = {"release_id": result["release_id"], "upc": result["upc"], "report": result["report"],
-                     "files": len(result["delivered"])}
+        self.log.info("%s %s: %d file(s) delivered; run report %s", result.release_id, result.status, len(result.delivered), result.report)
+        if result.delivered:  # published: downstream DAGs scheduled on the Asset start
+            extra = {"release_id": result.release_id, "upc": result.upc, "report": result.report, "files": len(result.delivered)}
             events = context["outlet_events"][RELEASE_ALIAS]
-            events.add(release_asset(result["release_id"]), extra=extra)
+            events.add(release_asset(result.release_id), extra=extra)
             events.add(RELEASES_ASSET, extra=extra)
-        return result
+        return result.model_dump(mode="json")
 
 
-class CloseRunOperator(BaseOperator):
+class CloseRunOperator(SongmillOperator):
     """Teardown: when the run ended without a delivery (a task failed for good), the catalogue
     marks it failed, naming the tasks that failed. Nothing was delivered: delivery is atomic.
 
     :param states: the planner's output (the run's plan travels in every state).
     """
 
-    template_fields = ("states",)
+    template_fields = (*SongmillOperator.template_fields, "states")
     ui_color = "#fce8e6"
 
     def __init__(self, *, states: Any, deliver_task_id: str, **kwargs):
@@ -157,21 +156,24 @@ class CloseRunOperator(BaseOperator):
         self.states, self.deliver_task_id = states, deliver_task_id
 
     def execute(self, context) -> None:
-        from songmill.steps import fail_release_run
+        from songmill.engine.tasks import fail_release_run
 
         if context["ti"].xcom_pull(task_ids=self.deliver_task_id):
             return  # the run finished and was recorded by the delivery
-        states = _as_list(self.states)
+        states = _as_states(self.states)
         if not states:
             return
-        hook_from_settings(load_airflow_settings()).configure_engine()
+        self.hook.configure_engine()
         with engine_errors():
-            fail_release_run(states[0]["plan"], f"Airflow run {context['run_id']} stopped before delivery; see its failed task's log")
-        self.log.info("run %s recorded as failed in the catalogue", states[0]["plan"]["run_id"])
+            fail_release_run(states[0].plan, f"Airflow run {context['run_id']} stopped before delivery; see its failed task's log")
+        self.log.info("run %s recorded as failed in the catalogue", states[0].plan.run_id)
 
 
-def _as_list(states) -> list[dict]:
-    """XCom of mapped tasks: a sequence of states, or the state itself when one track was mapped."""
+def _as_states(states) -> list:
+    """XCom of mapped tasks (a sequence of states, or the state itself when one track was
+    mapped) as typed `TrackState`s."""
+    from songmill.engine.task_data import TrackState
+
     if states is None:
         return []
-    return [states] if isinstance(states, dict) else list(states)
+    return [TrackState.model_validate(s) for s in ([states] if isinstance(states, dict) else states)]

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from songmill.errors import ConfigError
-from songmill.paths import PROJECT_ROOT, config_dir
+from songmill.core.config import load_config
+from songmill.core.paths import PROJECT_ROOT, config_dir
 
 
 class _Strict(BaseModel):
@@ -51,13 +51,7 @@ class AirflowSettings(_Strict):
 
 
 def load_airflow_settings(path: Path | None = None) -> AirflowSettings:
-    from songmill.yamlfile import load_yaml
-
     path = path or config_dir() / "airflow.yaml"
     if not path.is_file():
         return AirflowSettings()
-    data, locator = load_yaml(path)
-    try:
-        return AirflowSettings.model_validate(data or {})
-    except ValidationError as err:
-        raise ConfigError([locator.problem(e["loc"], e["msg"]) for e in err.errors()]) from None
+    return load_config(path, AirflowSettings)

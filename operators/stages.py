@@ -1,6 +1,6 @@
-"""One operator per stage of the track graph (`songmill.pipeline.TRACK_STAGES`).
+"""One operator per stage of the track graph (`songmill.engine.track_stages.TRACK_STAGES`).
 
-Each is a thin shell over `songmill.steps.run_stage`: it takes the track's state (the plan and
+Each is a thin shell over `songmill.engine.tasks.run_track_stage`: it takes the track's state (the plan and
 the artifact references its earlier stages wrote), runs its stage, and returns the next state,
 which Airflow keeps as the task's XCom. Queue and pool come from the stage registry (the DAG
 builder sets them); a retry with the same inputs returns the stored artifacts.
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperatorLink
 
-from operators.hooks import engine_errors, hook_from_settings
-from operators.settings import load_airflow_settings
+from operators.hooks import SongmillOperator, engine_errors
 
 
 class QCReportLink(BaseOperatorLink):
@@ -32,14 +31,15 @@ def qc_report_url(release_id: str) -> str:
     return f"/songmill/releases/{release_id}/qc-report.html"
 
 
-class StageOperator(BaseOperator):
+class StageOperator(SongmillOperator):
     """Run one songmill stage for one track.
 
-    :param state: the track's state from the previous stage (or the plan), templated/mapped.
+    :param state: the track's state from the previous stage (or the plan), templated/mapped: a
+        `songmill.engine.task_data.TrackState` as JSON.
     """
 
     stage_name: ClassVar[str]
-    template_fields = ("state",)
+    template_fields = (*SongmillOperator.template_fields, "state")
     ui_color = "#e8f0fe"
 
     def __init__(self, *, state: Any, **kwargs):
@@ -49,13 +49,14 @@ class StageOperator(BaseOperator):
         self.songmill_run_id: int | None = None  # the listener records the task try against it
 
     def execute(self, context) -> dict:
-        from songmill.steps import run_stage
+        from songmill.engine.task_data import TrackState
+        from songmill.engine.tasks import run_track_stage
 
-        plan = self.state["plan"]
-        self.release_id, self.songmill_run_id = plan["release_id"], plan["run_id"]
-        hook_from_settings(load_airflow_settings()).configure_engine()
+        state = TrackState.model_validate(self.state)
+        self.release_id, self.songmill_run_id = state.plan.release_id, state.plan.run_id
+        self.hook.configure_engine()
         with engine_errors():
-            return run_stage(self.state, self.stage_name)
+            return run_track_stage(state, self.stage_name).model_dump(mode="json")
 
 
 class FormOperator(StageOperator):

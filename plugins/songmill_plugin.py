@@ -94,7 +94,7 @@ def _reports_app():
     from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse
 
-    from songmill.paths import safe_name
+    from songmill.core.paths import safe_name
 
     async def require_login(request: Request) -> None:
         await _require_login(request)

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from qc.songwriting import interval_ngrams
-from songmill.errors import SongmillError
-from songmill.score import Score
+from songmill.core.errors import SongmillError
+from songmill.core.score import Score
 
 SUBPRINT_S = 0.1238  # chromaprint's hop: 4096 samples at 11025 Hz / 3
 MAX_OFFSET_S = 10.0

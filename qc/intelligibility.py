@@ -8,10 +8,11 @@ phrase is cut from the vocal and decoded two ways:
   the phrase's ARPAbet, repeated phones merged (a held vowel is one phone, not many);
 - words: the general English language model; word error rate against the lyric.
 
-The yardsticks are the same phrases said by the same voice: at speech timing in its own voice
-(`spoken_reference`); at speech timing in the song's register, each syllable on its note's
-pitch in the identity's timbre (`spoken_reference(..., timbre)`); and in the song's own rhythm
-and register (`spoken_in_song_rhythm`). A recogniser trained on speech hears any voice less well
+The yardsticks are the same phrases said by the same voice, made by the voice room
+(`models.voice.spoken_reference`, never imported here: a judgement shares no code with what it
+judges) and handed in as audio (`reference_clips`): at speech timing in its own voice; at speech
+timing in the song's register, each syllable on its note's pitch in the identity's timbre; and
+in the song's own rhythm and register. A recogniser trained on speech hears any voice less well
 the higher it is and the longer its vowels, sung or spoken; the last yardstick keeps what the
 song asks for (its notes and their lengths) and leaves out only what singing adds (WORLD re-
 singing, held vowels, glides, vibrato, dynamics), so sung ≤ that yardstick means singing costs
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.voice.singer import note_groups  # phrases as the singer grouped them
-from songmill.score import Note
+from songmill.core.audio import resample
+from songmill.core.score import Note, note_groups  # phrases: notes between breaths
 
 RATE_HZ = 16000
 PAD_S = 0.2
@@ -51,7 +52,8 @@ class Intelligibility:
 def sung_phrases(melody: list[Note]) -> list[SungPhrase]:
     result = []
     for group in note_groups(melody):
-        words, phones = [], []
+        words: list[str] = []
+        phones: list[str] = []
         for note in group:
             if note.syllable is None or note.melisma:
                 continue
@@ -119,9 +121,7 @@ def intelligibility(clips: list[tuple[np.ndarray, SungPhrase]], recogniser: Reco
 
 def sung_clips(vocal: np.ndarray, rate: int, melody: list[Note]) -> list[tuple[np.ndarray, SungPhrase]]:
     """Each sung phrase cut from the vocal (with PAD_S either side), at 16 kHz."""
-    from models.instruments.diffusion import resample
-
-    audio = resample(np.asarray(vocal, dtype=np.float32), rate, RATE_HZ)
+    audio = resample(np.asarray(vocal, dtype=np.float32), from_hz=rate, to_hz=RATE_HZ)
     clips = []
     for phrase in sung_phrases(melody):
         begin, end = int((phrase.start_s - PAD_S) * RATE_HZ), int((phrase.end_s + PAD_S) * RATE_HZ)
@@ -129,80 +129,10 @@ def sung_clips(vocal: np.ndarray, rate: int, melody: list[Note]) -> list[tuple[n
     return clips
 
 
-def spoken_reference(voice, melody: list[Note], timbre=None) -> list[tuple[np.ndarray, SungPhrase]]:
-    """The same phrases spoken by the Piper voice at speech timing (stressed vowels 128 ms,
-    unstressed 70 ms, consonants 58 ms), at 16 kHz.
-
-    With the identity's `timbre` (models.voice.singer.Timbre) the speech is moved, by the same
-    WORLD analysis and synthesis the singer uses, to the register the song sings it in: each
-    syllable spoken on its note's pitch, in the identity's formant shift and tilt. A speech-
-    trained recogniser hears a voice less well the higher it is, sung or spoken; this yardstick
-    takes the song's register and keeps speech's timing."""
-    from models.instruments.diffusion import resample
-    from models.lyrics.phonetics import is_vowel
-    from models.voice.piper import Phone
-
-    clips = []
-    for phrase in sung_phrases(melody):
-        phones, pitches = [], []
-        for note in melody:
-            if phrase.start_s <= note.start_s < phrase.end_s and note.syllable and not note.melisma:
-                for p in note.syllable.phonemes:
-                    phones.append(Phone(p, (11 if p[-1] in "12" else 6) if is_vowel(p) else 5))
-                    pitches.append(float(note.pitch))
-        speech = voice.speak(phones)
-        if timbre is not None:
-            speech = _in_register(speech, voice.sample_rate_hz, _syllable_pitch(phones, pitches, voice.sample_rate_hz), timbre)
-        speech = resample(speech, voice.sample_rate_hz, RATE_HZ)
-        pad = np.zeros(int(PAD_S * RATE_HZ), dtype=np.float32)
-        clips.append((np.concatenate([pad, speech, pad]), phrase))
-    return clips
-
-
-def spoken_in_song_rhythm(voice, score, melody: list[Note], timbre) -> list[tuple[np.ndarray, SungPhrase]]:
-    """The phrases spoken by the same voice with the song's own timing (every phone as long as
-    the singer makes it, long vowels held by the voice itself) and register (each note's pitch,
-    flat, the identity's timbre): singing's timing and pitch without its WORLD re-singing and
-    expression. At 16 kHz."""
-    from models.instruments.diffusion import resample
-    from models.voice.expression import Expression
-    from models.voice.singer import phrases, pitch_contour
-
-    flat = Expression(5.0, 0.0, 1.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0)
-    clips = []
-    for phrase, words in zip(phrases(score, melody, voice.sample_rate_hz, flat), sung_phrases(melody)):
-        speech = voice.speak(phrase.phones)
-        speech = _in_register(speech, voice.sample_rate_hz, lambda t: pitch_contour(phrase.notes, t, flat), timbre)
-        speech = resample(speech, voice.sample_rate_hz, RATE_HZ)
-        pad = np.zeros(int(PAD_S * RATE_HZ), dtype=np.float32)
-        clips.append((np.concatenate([pad, speech, pad]), words))
-    return clips
-
-
-def _syllable_pitch(phones, pitches_midi: list[float], rate: int):
-    """Pitch (Hz) over time (s) for speech timing: each phone on its syllable's note."""
-    from models.voice.piper import HOP_SAMPLES
-
-    ends_s = np.cumsum([p.frames for p in phones]) * HOP_SAMPLES / rate
-    midi = np.asarray(pitches_midi)
-
-    def hz(times_s: np.ndarray) -> np.ndarray:
-        at = midi[np.minimum(np.searchsorted(ends_s, times_s, side="right"), len(phones) - 1)]
-        return 440.0 * 2 ** ((at - 69) / 12)
-    return hz
-
-
-def _in_register(speech: np.ndarray, rate: int, pitch_hz, timbre) -> np.ndarray:
-    """Speech re-synthesised by WORLD with every voiced frame on `pitch_hz(times_s)` and the
-    identity's formant shift and spectral tilt."""
-    from models.voice.singer import FRAME_PERIOD_MS, _pyworld, warp_formants
-
-    pyworld, x = _pyworld(), speech.astype(np.float64)
-    f0, times = pyworld.dio(x, rate, frame_period=FRAME_PERIOD_MS)
-    f0 = pyworld.stonemask(x, f0, times, rate)
-    envelope, aperiodicity = pyworld.cheaptrick(x, f0, times, rate), pyworld.d4c(x, f0, times, rate)
-    target = np.where(f0 > 0, pitch_hz(times), 0.0)
-    freqs = np.linspace(0, rate / 2, envelope.shape[1])
-    tilt_db = timbre.tilt_db_per_octave * np.log2(np.maximum(freqs, 500.0) / 500.0)
-    envelope = warp_formants(envelope, timbre.formant_shift) * 10 ** (tilt_db[None, :] / 10)
-    return pyworld.synthesize(target, np.ascontiguousarray(envelope), aperiodicity, rate, FRAME_PERIOD_MS)[:len(speech)].astype(np.float32)
+def reference_clips(speech: list[np.ndarray], rate: int, melody: list[Note]) -> list[tuple[np.ndarray, SungPhrase]]:
+    """Yardstick recordings (one per sung phrase, in order, at `rate`; e.g. the same voice
+    speaking the phrases, `models.voice.spoken_reference`) as 16 kHz clips with PAD_S of silence
+    either side, each paired with what it should say."""
+    pad = np.zeros(int(PAD_S * RATE_HZ), dtype=np.float32)
+    return [(np.concatenate([pad, resample(audio, from_hz=rate, to_hz=RATE_HZ), pad]), phrase)
+            for audio, phrase in zip(speech, sung_phrases(melody))]

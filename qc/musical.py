@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from songmill.music import parse_key
-from songmill.score import Score
+from songmill.core.audio import SAMPLE_RATE_HZ, resample
+from songmill.core.music import parse_key
+from songmill.core.score import Score
 
 ANALYSIS_RATE_HZ = 22050
 HOP = 512  # 23 ms frames for onsets and chroma
@@ -70,11 +71,10 @@ class MusicalMetrics:
 # ------------------------------------------------------------------------------------- tempo
 
 def _mono(samples: np.ndarray, rate: int) -> np.ndarray:
-    from models.instruments.diffusion import resample
 
     mono = np.asarray(samples, dtype=np.float32)
     mono = mono.mean(axis=1) if mono.ndim == 2 else mono
-    return resample(mono, rate, ANALYSIS_RATE_HZ) if rate != ANALYSIS_RATE_HZ else mono
+    return resample(mono, from_hz=rate, to_hz=ANALYSIS_RATE_HZ) if rate != ANALYSIS_RATE_HZ else mono
 
 
 def detect_tempo(mono: np.ndarray) -> float | None:
@@ -128,7 +128,7 @@ def main_key(score: Score) -> str:
     lasting: dict[str, float] = {}
     for (start, key), (end, _) in zip(bounds, bounds[1:] + [(score.end_beat, "")]):
         lasting[key] = lasting.get(key, 0.0) + max(end - start, 0.0)
-    return max(lasting, key=lasting.get)
+    return max(lasting, key=lambda k: lasting[k])
 
 
 # ------------------------------------------------------------------------------------- vocal
@@ -170,8 +170,8 @@ def explicit_words(text: str, not_explicit: set[str] | frozenset[str] = frozense
 
 
 def lyric_figures(score: Score, lyrics, *, explicit: bool, not_explicit: set[str]) -> dict:
-    from models.lyrics.phonetics import words_rhyme
     from qc.songwriting import chorus_problems, rhyme_pairs, unsung_syllables
+    from songmill.core.phonetics import words_rhyme
 
     if lyrics.source == "instrumental":
         return {}
@@ -185,8 +185,8 @@ def lyric_figures(score: Score, lyrics, *, explicit: bool, not_explicit: set[str
 # ----------------------------------------------------------------------------------- all of it
 
 def measure_musical(master: np.ndarray, rate: int, *, tempo_bpm: float | None = None, key: str | None = None,
-                    score: Score | None = None, lyrics=None, vocal: np.ndarray | None = None, vocal_rate: int = 48000,
-                    explicit: bool = False, not_explicit: set[str] = frozenset()) -> MusicalMetrics:
+                    score: Score | None = None, lyrics=None, vocal: np.ndarray | None = None, vocal_rate: int = SAMPLE_RATE_HZ,
+                    explicit: bool = False, not_explicit: set[str] | frozenset[str] = frozenset()) -> MusicalMetrics:
     """Measure what the inputs allow: tempo and key need the master and the spec's tempo / key
     (from `score` when given); vocal figures need the dry lead vocal and the score; lyric
     figures need the lyrics and the score."""

@@ -8,6 +8,8 @@ that rise begins. `match_onsets` pairs detected onsets with expected ones.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 FRAME_S, HOP_S = 0.004, 0.001
@@ -32,7 +34,8 @@ def detect_onsets(samples: np.ndarray, rate: int, *, rise_db: float = 9.0, floor
     rise = np.zeros_like(energy)
     rise[lag:] = energy[lag:] - energy[:-lag]
     candidates = np.flatnonzero((rise >= rise_db) & (energy >= floor_db))
-    onsets, last = [], -np.inf
+    onsets: list[float] = []
+    last: float | np.integer[Any] = -np.inf
     for index in candidates:
         if index - last < min_gap_s / HOP_S:
             continue

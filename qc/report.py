@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from songmill.audio import read_wav
-from songmill.store import atomic_write_bytes
+from songmill.core.audio import read_wav
+from songmill.core.store import atomic_write_bytes
 
 PLOT_SIZE_IN = (9.0, 2.2)
 PLOT_DPI = 80
@@ -81,7 +81,7 @@ def spectrogram_plot(samples: np.ndarray, rate: int) -> str:
 
 def loudness_plot(samples: np.ndarray, rate: int, target_lufs: float | None) -> str:
     """Short-term loudness (3 s windows every 0.1 s, BS.1770) with the profile's target."""
-    from songmill.production.loudness import short_term_lufs
+    from songmill.core.loudness import short_term_lufs
 
     short = short_term_lufs(samples, rate)
     times = 3.0 + np.arange(len(short)) * 0.1
@@ -163,7 +163,7 @@ def _track_section(track: dict, targets: dict[str, float | None]) -> str:
 
 
 def _plots(track: dict, targets: dict[str, float | None]) -> list[str]:
-    from songmill.score import Score
+    from songmill.core.score import Score
 
     artifacts = track.get("artifacts") or {}
     masters = sorted(name for name in artifacts if name.startswith("master-") and name.endswith(".wav"))

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from models.composition.melody_features import metric_strength
-from models.lyrics.model import Lyrics
-from models.lyrics.phonetics import words_rhyme
-from songmill.music import parse_key
-from songmill.score import Note, Score
+from songmill.core.lyrics import Lyrics
+from songmill.core.music import metric_strength, parse_key
+from songmill.core.phonetics import words_rhyme
+from songmill.core.score import Note, Score
 
 
 def melody_notes(score: Score) -> list[Note]:
@@ -82,13 +81,13 @@ def unsung_syllables(score: Score, lyrics: Lyrics) -> int:
 def chorus_problems(score: Score, lyrics: Lyrics) -> list[str]:
     """Choruses whose words or melody differ from the first chorus."""
     choruses = [s for s in lyrics.sections if s.name == "chorus"]
-    problems = []
+    problems: list[str] = []
     if not choruses:
         return problems
-    first_words = [l.text for l in choruses[0].lines]
+    first_words = [ln.text for ln in choruses[0].lines]
     first_tune = _section_tune(score, choruses[0].form_index)
     for chorus in choruses[1:]:
-        if [l.text for l in chorus.lines] != first_words:
+        if [ln.text for ln in chorus.lines] != first_words:
             problems.append(f"chorus at section {chorus.form_index + 1} has other words than the first chorus")
         elif _section_tune(score, chorus.form_index) != first_tune and not score.key_changes:
             problems.append(f"chorus at section {chorus.form_index + 1} has another melody than the first chorus")

@@ -21,18 +21,17 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from qc.musical import MusicalMetrics
 from qc.technical import TechnicalMetrics
-from songmill.errors import ConfigError, SongmillError
-from songmill.paths import PROJECT_ROOT, config_dir
-from songmill.profiles import DeliveryProfile
-from songmill.release.encode import LOSSY_RATE_HZ
-from songmill.spec import describe_errors
-from songmill.yamlfile import load_yaml
+from songmill.core.audio import SAMPLE_RATE_HZ
+from songmill.core.config import load_config
+from songmill.core.errors import SongmillError
+from songmill.core.paths import PROJECT_ROOT, config_dir
+from songmill.core.profiles import LOSSY_RATE_HZ, DeliveryProfile
 
 SUITES_DIR = PROJECT_ROOT / "qc" / "suites"
 
@@ -104,11 +103,7 @@ class QCSettings(BaseModel):
 
 @functools.cache
 def _load_settings(path: str) -> QCSettings:
-    data, locator = load_yaml(Path(path))
-    try:
-        return QCSettings.model_validate(data or {})
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, locator, QCSettings)) from None
+    return load_config(path, QCSettings)
 
 
 def load_qc_settings(path: Path | None = None) -> QCSettings:
@@ -118,7 +113,7 @@ def load_qc_settings(path: Path | None = None) -> QCSettings:
 
 # The shape of every profile's suite: (expectation type, its kwargs). "$name" values are
 # Expectation Parameters filled by `parameters()`.
-SUITE = [
+SUITE: list[tuple[str, dict[str, Any]]] = [
     ("expect_column_values_to_be_between", {"column": "integrated_lufs", "min_value": "$loudness_min_lufs", "max_value": "$loudness_max_lufs"}),
     ("expect_column_pair_values_a_to_be_greater_than_b", {"column_A": "true_peak_ceiling_dbtp", "column_B": "true_peak_dbtp", "or_equal": True}),
     ("expect_column_pair_values_a_to_be_greater_than_b", {"column_A": "true_peak_ceiling_dbtp", "column_B": "sample_peak_dbfs", "or_equal": True}),
@@ -159,7 +154,7 @@ def parameters(profile: DeliveryProfile, bars: TechnicalBars, musical: MusicalBa
     """The Expectation Parameters of a profile's suite."""
     musical = musical or MusicalBars()
     target = profile.loudness_lufs
-    rates = {f.sample_rate_hz for f in profile.formats if f.sample_rate_hz} | {48000}  # its files, and the master
+    rates = {f.sample_rate_hz for f in profile.formats if f.sample_rate_hz} | {SAMPLE_RATE_HZ}  # its files, and the master
     if any(f.bitrate_kbps for f in profile.formats):
         rates |= set(LOSSY_RATE_HZ.values())
     return {
@@ -216,7 +211,7 @@ class Verdict:
 
     @property
     def reasons(self) -> list[str]:
-        return [c.reason for c in self.checks if not c.passed]
+        return [cast(str, c.reason) for c in self.checks if not c.passed]  # _check gives every failed check a reason
 
     def to_dict(self) -> dict:
         return {"file": self.file, "profile": self.profile, "passed": self.passed, "reasons": self.reasons,
@@ -360,7 +355,7 @@ def write_suites(profiles: dict[str, DeliveryProfile], folder: Path = SUITES_DIR
 
 
 if __name__ == "__main__":
-    from songmill.profiles import load_profiles
+    from songmill.core.profiles import load_profiles
 
-    for path in write_suites(load_profiles(config_dir() / "profiles.yaml")):
+    for path in write_suites(load_profiles()):
         print(path)

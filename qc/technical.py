@@ -4,7 +4,7 @@
     metrics.to_dict()                                 # one row of the metrics table the suites judge
 
 Every figure is measured from the decoded audio (ffmpeg decodes anything that is not a WAV
-songmill can read itself), with the meters of `songmill.production.loudness` (BS.1770-4
+songmill can read itself), with the meters of `songmill.core.loudness` (BS.1770-4
 loudness, 4× oversampled true peak) and a few more here:
 
 - clipping: runs of three or more consecutive samples at full scale (|x| ≥ 0.999) in a channel;
@@ -18,15 +18,14 @@ loudness, 4× oversampled true peak) and a few more here:
 
 from __future__ import annotations
 
-import json
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from songmill.errors import SongmillError
-from songmill.production import loudness
+from songmill.core import loudness
+from songmill.core.audio import decode, probe
+from songmill.core.errors import AudioInputError
 
 SILENCE_DBFS = -60.0
 SILENCE_WINDOW_S = 0.05
@@ -37,8 +36,7 @@ LOW_HZ, HIGH_HZ = 120.0, 8000.0
 MIN_DURATION_S = 3.0  # one short-term loudness window
 
 
-class QCInputError(SongmillError):
-    """The audio cannot be judged at all (unreadable, truncated, empty) — not a failed track."""
+QCInputError = AudioInputError  # the audio cannot be judged at all (unreadable, truncated, empty) — not a failed track
 
 
 @dataclass(frozen=True)
@@ -69,34 +67,6 @@ class TechnicalMetrics:
         return asdict(self)
 
 
-def probe(path: Path) -> dict:
-    """ffprobe's view of the first audio stream; QCInputError when there is none to read."""
-    if not path.is_file():
-        raise QCInputError(f"audio file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise QCInputError(f"audio file {path} is empty (0 bytes)")
-    done = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-                          capture_output=True, text=True)
-    info = json.loads(done.stdout or "{}") if done.returncode == 0 else {}
-    stream = next((s for s in info.get("streams", []) if s.get("codec_type") == "audio"), None)
-    if stream is None:
-        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no audio stream"
-        raise QCInputError(f"audio file {path} cannot be read ({reason}); give a WAV, FLAC, MP3, M4A or Opus file")
-    return stream
-
-
-def decode(path: Path, stream: dict) -> tuple[np.ndarray, int]:
-    """(frames, channels) float32 at the file's own rate; QCInputError if ffmpeg stops early."""
-    rate, channels = int(stream["sample_rate"]), int(stream["channels"])
-    done = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "f32le", "-ac", str(channels), "-"],
-                          capture_output=True)
-    samples = np.frombuffer(done.stdout, dtype="<f4")
-    if done.returncode != 0 or samples.size < channels:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise QCInputError(f"audio file {path} is damaged or truncated ({reason[-1] if reason else 'no audio decoded'})")
-    return samples[: samples.size - samples.size % channels].reshape(-1, channels), rate
-
-
 def _bit_depth(stream: dict) -> int | None:
     if stream.get("codec_name", "").startswith(("mp3", "aac", "opus", "vorbis")):
         return None
@@ -104,7 +74,7 @@ def _bit_depth(stream: dict) -> int | None:
         value = int(stream.get(key) or 0)
         if value:
             return value
-    return {"s16": 16, "s16p": 16, "s32": 32, "s32p": 32, "flt": 32, "fltp": 32, "dbl": 64}.get(stream.get("sample_fmt"))
+    return {"s16": 16, "s16p": 16, "s32": 32, "s32p": 32, "flt": 32, "fltp": 32, "dbl": 64}.get(stream.get("sample_fmt", ""))
 
 
 def clipped_runs(samples: np.ndarray) -> int:
@@ -170,7 +140,7 @@ def measure_file(path: Path) -> TechnicalMetrics:
     """Every technical metric of one audio file. Raises QCInputError when it cannot be read."""
     path = Path(path)
     stream = probe(path)
-    samples, rate = decode(path, stream)
+    samples, rate = decode(path, stream=stream)
     return measure(samples, rate, file=str(path), codec=stream.get("codec_name", "unknown"), bit_depth=_bit_depth(stream))
 
 

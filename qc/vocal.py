@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from songmill.score import Note
+from songmill.core.score import Note
 
 MEASURE_RATE_HZ = 16000
 FRAME_S = 0.005
@@ -35,12 +35,12 @@ class PitchReport:
 
 def _world_input(vocal: np.ndarray, rate: int):
     """(pyworld, the vocal at MEASURE_RATE_HZ as float64), what every WORLD analysis here takes."""
-    from models.instruments.diffusion import resample
+    from songmill.core.audio import resample
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports pkg_resources
         import pyworld
-    return pyworld, resample(np.asarray(vocal, dtype=np.float32), rate, MEASURE_RATE_HZ).astype(np.float64)
+    return pyworld, resample(np.asarray(vocal, dtype=np.float32), from_hz=rate, to_hz=MEASURE_RATE_HZ).astype(np.float64)
 
 
 def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,3 +1,3 @@
-from songmill.cli import main
+from songmill.engine.cli import main
 
 main()

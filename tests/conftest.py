@@ -24,7 +24,7 @@ os.environ.update({"AIRFLOW_HOME": str(AIRFLOW_HOME), "AIRFLOW__CORE__LOAD_EXAMP
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 
 
-# Test-only delivery identity: the DDEX Party IDs and ISRC registrant a label gets from DDEX and its
+# Test-only delivery identity (the ISRC prefix is the ISRC Agency's made-up example, as in config/demo-identity.yaml): the DDEX Party IDs and ISRC registrant a label gets from DDEX and its
 # ISRC agency. The repository's config/ ships none (a render there delivers without DDEX).
 TEST_SENDER = {"name": "Songmill Test Label", "dpid": "PADPIDA0000000000T"}
 TEST_RECIPIENTS = {name: {"name": f"{name.title()} Test Distributor", "dpid": f"PADPIDA000000000{i}T"}
@@ -47,7 +47,7 @@ def test_config_dir(tmp_path_factory):
     (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
     delivery = yaml.safe_load((folder / "delivery.yaml").read_text())
     delivery["sender"] = TEST_SENDER
-    delivery["identifiers"].update({"isrc_country": "QZ", "isrc_registrant": "SGM"})
+    delivery["identifiers"].update({"isrc_country": "AA", "isrc_registrant": "6Q7"})
     (folder / "delivery.yaml").write_text(yaml.safe_dump(delivery, sort_keys=False))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SONGMILL_CONFIG_DIR", str(folder))
@@ -89,7 +89,7 @@ def render_release_text(text: str, folder: Path) -> dict:
     (for module fixtures: one render shared by a file's tests)."""
     import json
 
-    from songmill.runner import render
+    from songmill.engine.runner import render
 
     config = folder / "release.yaml"
     config.write_text(text)

@@ -70,7 +70,7 @@ start = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - start
 heavy = [m for m in ("torch", "librosa", "great_expectations", "scipy", "music21", "pedalboard", "onnxruntime",
-                     "transformers", "diffusers", "songmill.runner") if m in sys.modules]
+                     "transformers", "diffusers", "songmill.engine.runner") if m in sys.modules]
 print(json.dumps({"seconds": seconds, "errors": bag.import_errors, "heavy": heavy, "dags": {
     d.dag_id: {"tags": sorted(d.tags), "retries": sorted({t.retries for t in d.tasks}),
                "backoff": sorted({float(t.retry_exponential_backoff) for t in d.tasks}),
@@ -121,7 +121,7 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
 
 def test_dag_test_of_the_demo_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch):
     from songmill.catalogue import Catalogue
-    from songmill.runner import render
+    from songmill.engine.runner import render
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     config = short_config(tmp_path / "releases")
@@ -230,9 +230,9 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
 
 
 def test_the_form_becomes_a_release_config_checked_like_any_other(tmp_path):
-    from songmill.errors import ConfigError
-    from songmill.planning import release_from_form, write_release_config
-    from songmill.spec import load_release
+    from songmill.core.errors import ConfigError
+    from songmill.core.spec import load_release
+    from songmill.engine.planning import release_from_form, write_release_config
 
     form = {"title": "Night Bus", "artist": "The Songmill Collective", "label": "Songmill Records", "genre": "synthpop",
             "mood": "dreamy", "theme": "", "tempo": 98, "key": "C# minor", "target_duration_s": 60,
@@ -249,8 +249,8 @@ def test_the_form_becomes_a_release_config_checked_like_any_other(tmp_path):
 def test_the_nightly_plan_is_decided_by_the_date(tmp_path):
     import datetime as dt
 
-    from songmill.planning import load_catalogue_plan, nightly_release, write_release_config
-    from songmill.spec import load_release
+    from songmill.core.spec import load_release
+    from songmill.engine.planning import load_catalogue_plan, nightly_release, write_release_config
 
     plan = load_catalogue_plan()
     night = nightly_release(plan, dt.date(2026, 11, 24))
@@ -263,8 +263,8 @@ def test_the_nightly_plan_is_decided_by_the_date(tmp_path):
 
 
 def test_a_bad_catalogue_plan_names_its_file_and_line(tmp_path):
-    from songmill.errors import ConfigError
-    from songmill.planning import load_catalogue_plan
+    from songmill.core.errors import ConfigError
+    from songmill.engine.planning import load_catalogue_plan
 
     path = tmp_path / "catalogue.yaml"
     path.write_text((PROJECT / "config" / "catalogue.yaml").read_text().replace("pop: 3,", "polka: 3,"))
@@ -276,7 +276,7 @@ def test_connections_reach_the_engine_and_a_missing_one_is_named(monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
     from operators.hooks import SongmillHook, engine_errors
-    from songmill.errors import ServiceError
+    from songmill.core.errors import ServiceError
 
     monkeypatch.setenv("AIRFLOW_CONN_SONGMILL_S3", json.dumps({
         "conn_type": "aws", "host": "127.0.0.1", "port": 8333, "login": "key", "password": "s/cret",
@@ -311,6 +311,6 @@ def test_the_plugin_macros_name_the_release_paths(monkeypatch, tmp_path):
 
 def test_every_registered_stage_has_an_operator():
     from operators.stages import STAGE_OPERATORS
-    from songmill.pipeline import TRACK_STAGES
+    from songmill.engine.track_stages import TRACK_STAGES
 
     assert list(STAGE_OPERATORS) == TRACK_STAGES.names()

@@ -7,10 +7,10 @@ from sqlalchemy import inspect, select
 
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import Release, StageRun, Track
-from songmill.errors import ServiceError
-from songmill.spec import load_release
-from songmill.stages import StageResult
-from songmill.store import ArtifactRef
+from songmill.core.errors import ServiceError
+from songmill.core.spec import load_release
+from songmill.core.store import ArtifactRef
+from songmill.engine.stage import StageResult
 from tests.conftest import PROJECT
 
 DEMO = PROJECT / "config/releases/demo.yaml"

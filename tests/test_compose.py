@@ -21,9 +21,9 @@ from models.composition.melody_model import load_melody_model
 from models.lyrics.songwriter import write_lyrics
 from models.registry import ModelRegistry
 from qc import songwriting as metrics
-from songmill.music import parse_key
-from songmill.score_export import write_midi, write_musicxml
-from songmill.vocab import GENRES
+from songmill.core.music import parse_key
+from songmill.core.score_export import write_midi, write_musicxml
+from songmill.core.vocab import GENRES
 
 THEME = "letting go of a summer love, lanterns drifting over the river at night"
 
@@ -39,7 +39,7 @@ def make_song(seed: int, *, genre="pop", key="A minor", tempo=104.0, meter="4/4"
                      target_duration_s=duration, structure=None)
     lyrics = write_lyrics(form, title="Paper Lanterns", theme=THEME, mood="hopeful", genre=genre, provided=None,
                           instrumental=instrumental, rng=np.random.default_rng(seed))
-    score, adaptations = compose(form, lyrics, genre=genre, identity=identity, model=melody_model(),
+    score, adaptations = compose(form, lyrics, genre=genre, voice_range=voice_range(identity), model=melody_model(),
                                  rng=np.random.default_rng(seed), key_change_semitones=key_change)
     return score, lyrics, adaptations
 
@@ -93,7 +93,7 @@ def test_the_melody_stays_in_the_singers_range_and_moves_mostly_by_step(batch):
 def test_the_chorus_sits_higher_than_the_verse(batch):
     higher = 0
     for score, lyrics, _ in batch:
-        def mean_pitch(name):
+        def mean_pitch(name, score=score, lyrics=lyrics):
             section = next(s for s in lyrics.sections if s.name == name)
             return np.mean([p for _, p in metrics._section_tune(score, section.form_index)])
         higher += mean_pitch("chorus") > mean_pitch("verse")

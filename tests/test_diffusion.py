@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from songmill.audio import read_wav
-from songmill.errors import SongmillError
-from songmill.runner import render
+from songmill.core.audio import read_wav
+from songmill.core.errors import SongmillError
+from songmill.engine.runner import render
 from tests.conftest import PROJECT, write_registry_with
 
 WORDS = "[UNK] <pad> </s> a an the and of in on to with piano guitar bass drums pad strings pop rock folk BPM major minor verse chorus bridge intro outro sparse full".split()
@@ -33,8 +33,7 @@ def tiny_tokenizer(max_length: int):
 
 def tiny_stable_audio(folder: Path) -> Path:
     import torch
-    from diffusers import (AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel,
-                           StableAudioPipeline, StableAudioProjectionModel)
+    from diffusers import AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel, StableAudioPipeline, StableAudioProjectionModel
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
@@ -170,9 +169,9 @@ def test_a_missing_diffusion_folder_is_named(registry, tmp_path):
 
 
 def test_stages_that_run_a_neural_model_ask_for_the_gpu_queue(tmp_path):
-    from songmill.pipeline import COMPOSE, INSTRUMENTS, LYRICS
-    from songmill.spec import load_release
-    from songmill.stages import TrackJob
+    from songmill.core.spec import load_release
+    from songmill.engine.stage import TrackJob
+    from songmill.engine.track_stages import COMPOSE, INSTRUMENTS, LYRICS
 
     diffusion = TrackJob(load_release(config_with(tmp_path, "tiny-ace-step")), 0, 7, True)
     plain = TrackJob(load_release(PROJECT / "config/releases/demo.yaml"), 0, 7, True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.composition.form import DEFAULT_FORMS, song_form
-from songmill.vocab import GENRES
+from songmill.core.vocab import GENRES
 
 
 @pytest.mark.parametrize("genre", GENRES)

@@ -10,16 +10,17 @@ import pytest
 
 from models.composition.compose import compose
 from models.composition.form import song_form
+from models.composition.melody import voice_range
 from models.composition.melody_model import load_melody_model
 from models.instruments.arrangement import ArrangedPart, Arrangement, arrange, load_presets
 from models.instruments.soundfont import SAMPLE_RATE_HZ, render_stems, stem_frames
 from models.lyrics.songwriter import write_lyrics
 from models.registry import ModelRegistry
 from qc.onsets import detect_onsets, match_onsets
-from songmill.audio import read_wav, rms_db, write_wav
-from songmill.errors import ConfigError, SongmillError
-from songmill.score import Note, Part, Score, TempoChange
-from songmill.vocab import GENRES
+from songmill.core.audio import read_wav, rms_db, write_wav
+from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.score import Note, Part, Score, TempoChange
+from songmill.core.vocab import GENRES
 
 STRUCTURE = [("intro", 2), ("verse", 4), ("chorus", 4), ("bridge", 4), ("chorus", 4), ("outro", 2)]
 
@@ -36,7 +37,7 @@ def short_song(genre: str = "pop", instrumental: bool = False) -> Score:
     lyrics = write_lyrics(form, title="Short", theme="a walk by the river", mood="bright", genre=genre,
                           provided=None, instrumental=instrumental, rng=np.random.default_rng(3))
     model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
-    score, _ = compose(form, lyrics, genre=genre, identity="ava", model=model, rng=np.random.default_rng(3))
+    score, _ = compose(form, lyrics, genre=genre, voice_range=voice_range("ava"), model=model, rng=np.random.default_rng(3))
     return score
 
 
@@ -91,7 +92,7 @@ def test_a_part_with_no_notes_gets_no_stem():
     lyrics = write_lyrics(form, title="x", theme="a quiet walk", mood="calm", genre="pop", provided=None,
                           instrumental=False, rng=np.random.default_rng(0))
     model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
-    score, _ = compose(form, lyrics, genre="pop", identity="ava", model=model, rng=np.random.default_rng(0))
+    score, _ = compose(form, lyrics, genre="pop", voice_range=voice_range("ava"), model=model, rng=np.random.default_rng(0))
     arrangement = arrange(score, "pop", instrumental=False)
     bells = next(d for d in arrangement.decisions["instruments"] if d["name"] == "bells")
     assert bells["notes"] == 0 and bells["stem"] is None  # no chorus: the last-chorus doubling never plays
@@ -120,7 +121,7 @@ def test_an_unknown_preset_is_a_clear_error():
 
 
 def test_an_unknown_instrument_in_the_presets_names_file_line_and_instrument(tmp_path):
-    from songmill.paths import config_dir
+    from songmill.core.paths import config_dir
 
     text = (config_dir() / "arrangements.yaml").read_text().replace("instrument: acoustic grand piano", "instrument: kazoo", 1)
     path = tmp_path / "arrangements.yaml"
@@ -128,7 +129,7 @@ def test_an_unknown_instrument_in_the_presets_names_file_line_and_instrument(tmp
     with pytest.raises(ConfigError) as err:
         load_presets(path)
     [line] = err.value.problems
-    number = 1 + next(i for i, l in enumerate(text.splitlines()) if "kazoo" in l)
+    number = 1 + next(i for i, ln in enumerate(text.splitlines()) if "kazoo" in ln)
     assert line.startswith(f"{path}:{number}: presets.pop.instruments[2]: 'kazoo' is not a General MIDI instrument")
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from models.composition.form import song_form
-from models.lyrics.phonetics import espeak_phonemes, rhyming_part, syllabify, words_rhyme
-from models.lyrics.provided import assign_blocks, form_from_blocks, parse_blocks
 from models.lyrics.songwriter import plan_sections, write_lyrics
 from qc.songwriting import rhyme_ratio
-from songmill.errors import SongmillError
-from songmill.spec import load_release
+from songmill.core.errors import SongmillError
+from songmill.core.lyric_blocks import assign_blocks, form_from_blocks, parse_blocks
+from songmill.core.phonetics import espeak_phonemes, rhyming_part, syllabify, words_rhyme
+from songmill.core.spec import load_release
 from tests.conftest import PROJECT
 
 EP = PROJECT / "config/releases/harbour-lights-ep.yaml"
@@ -66,10 +66,10 @@ def test_provided_lyrics_map_onto_the_structure_and_a_chorus_written_once_repeat
     assert lyrics.source == "provided"
     assert [(s.name, s.form_index) for s in lyrics.sections] == [
         ("verse", 1), ("chorus", 2), ("verse", 3), ("chorus", 4), ("bridge", 5), ("chorus", 6)]
-    choruses = [[l.text for l in s.lines] for s in lyrics.sections if s.name == "chorus"]
+    choruses = [[ln.text for ln in s.lines] for s in lyrics.sections if s.name == "chorus"]
     assert choruses[0] == choruses[1] == choruses[2]
     assert lyrics.sections[0].lines[0].text == "My father sailed at morning light"
-    assert all(syl.phonemes for s in lyrics.sections for l in s.lines for syl in l.syllables)
+    assert all(syl.phonemes for s in lyrics.sections for ln in s.lines for syl in ln.syllables)
     assert lyrics.hook == "Salt and silver, silver and salt"
 
 
@@ -123,19 +123,19 @@ def test_the_chorus_carries_the_title_and_repeats_identically():
     lyrics = written()
     choruses = [s for s in lyrics.sections if s.name == "chorus"]
     assert len(choruses) == 3
-    assert all([l.text for l in c.lines] == [l.text for l in choruses[0].lines] for c in choruses)
+    assert all([ln.text for ln in c.lines] == [ln.text for ln in choruses[0].lines] for c in choruses)
     assert "Paper Lanterns" in lyrics.hook and choruses[0].lines[0].text == lyrics.hook
 
 
 def test_verses_differ_and_no_verse_line_repeats_within_a_song():
     lyrics = written()
-    lines = [l.text for s in lyrics.sections if s.name != "chorus" for l in s.lines]
+    lines = [ln.text for s in lyrics.sections if s.name != "chorus" for ln in s.lines]
     assert len(lines) == len(set(lines))
 
 
 def test_no_line_is_reused_across_the_songs_of_one_batch():
     batch = [written(seed=7, batch_index=i, batch_size=3, title=t) for i, t in enumerate(("One", "Two", "Three"))]
-    sets = [{l for l in lyrics.all_lines if l != lyrics.hook} for lyrics in batch]
+    sets = [{ln for ln in lyrics.all_lines if ln != lyrics.hook} for lyrics in batch]
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
 
 

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from models.composition.form import song_form
-from models.lyrics.model import Lyrics
 from models.lyrics.songwriter import write_lyrics
 from qc.songwriting import rhyme_ratio
-from songmill.errors import SongmillError
-from songmill.runner import render
+from songmill.core.errors import SongmillError
+from songmill.core.lyrics import Lyrics
+from songmill.engine.runner import render
 from tests.conftest import PROJECT, write_registry_with
 
 VOCABULARY = """
@@ -78,7 +78,7 @@ def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm)
                 lm_lines += 1
     assert lm_lines >= 0.8 * sum(len(s.lines) for s in lyrics.sections if s.name != "chorus")
     assert rhyme_ratio(lyrics) >= 0.8
-    choruses = [[l.text for l in s.lines] for s in lyrics.sections if s.name == "chorus"]
+    choruses = [[ln.text for ln in s.lines] for s in lyrics.sections if s.name == "chorus"]
     assert all(c == choruses[0] for c in choruses) and "Paper Lanterns" in lyrics.hook
 
 

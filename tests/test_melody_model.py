@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from models.composition import train_melody
-from models.composition.melody_features import INPUT_SIZE, N_PITCH, MelodyEvent, encode_inputs, metric_strength
+from models.composition.melody_features import INPUT_SIZE, N_PITCH, MelodyEvent, encode_inputs
 from models.composition.melody_model import load_melody_model
 from models.registry import ModelRegistry
+from songmill.core.music import metric_strength
 from tests.conftest import PROJECT
 
 WEIGHTS = PROJECT / "models/composition/weights"

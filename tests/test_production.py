@@ -14,17 +14,17 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from songmill.audio import read_wav, write_wav
-from songmill.errors import ConfigError, SongmillError
-from songmill.production import loudness
+from songmill.core import loudness
+from songmill.core.audio import read_wav, write_wav
+from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.score import Score
+from songmill.core.spec import load_release
 from songmill.production.dither import to_pcm16
 from songmill.production.limiter import normalise
 from songmill.production.master import MasterTarget, master, reference_profile
 from songmill.production.mix import _return, load_stem, mix_stems, stem_roles
 from songmill.production.presets import load_production_presets
 from tests.conftest import render_release_text
-from songmill.score import Score
-from songmill.spec import load_release
 
 PROJECT = Path(__file__).resolve().parents[1]
 RATE = 48000
@@ -160,7 +160,7 @@ def test_every_master_meets_its_profile_by_ffmpegs_meters(rendered):
 
 
 def test_album_mode_keeps_the_release_consistent(rendered):
-    for profile, figures in rendered["album"].items():
+    for figures in rendered["album"].values():
         assert figures["tracks"] == 2
         assert figures["loudness_spread_lu"] <= 0.5
     # both tracks head for the release genre's tone, the folk instrumental included
@@ -294,7 +294,7 @@ def test_a_missing_reference_in_a_config_is_named_at_its_line(tmp_path):
 
 
 def test_a_profile_matching_reference_loudness_needs_a_reference(tmp_path):
-    from songmill.profiles import load_profiles
+    from songmill.core.profiles import load_profiles
 
     path = tmp_path / "profiles.yaml"
     path.write_text("profiles:\n  club:\n    description: club\n    loudness_lufs: reference\n    true_peak_dbtp: -1.0\n"

@@ -59,3 +59,69 @@ def test_compose_file_is_valid_and_has_no_default_secrets(tmp_path):
 
     gpu_worker = yaml.safe_load(resolved)["services"]["airflow-worker-gpu"]
     assert "gpu" in gpu_worker["command"] and gpu_worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+
+
+# ------------------------------------------------------------------ the layers (DESIGN §2)
+
+PACKAGES = ("songmill", "models", "qc", "operators", "plugins", "dags")
+
+
+def lint_imports(root) -> subprocess.CompletedProcess:
+    """import-linter's contracts (pyproject.toml [tool.importlinter]) over the packages in `root`."""
+    import sys
+
+    command = [str(PROJECT / ".venv" / "bin" / "lint-imports")] if (PROJECT / ".venv" / "bin" / "lint-imports").exists() \
+        else [sys.executable, "-m", "importlinter.cli"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([*command, "--no-cache"], capture_output=True, text=True, cwd=root, env=env)
+
+
+def test_the_import_contract_holds_on_the_project():
+    result = lint_imports(PROJECT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(("module", "forbidden", "contract"), [
+    ("qc/technical.py", "from models.voice import singer", "qc imports only the core"),
+    ("songmill/core/score.py", "from songmill.engine import runner", "layers"),
+    ("models/composition/form.py", "import airflow.sdk", "only orchestration imports Airflow"),
+])
+def test_the_import_contract_catches_a_forbidden_import(tmp_path, module, forbidden, contract):
+    """A copy of the project with one forbidden import added fails the contract that forbids it."""
+    for package in PACKAGES:
+        shutil.copytree(PROJECT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors", "*.onnx"))
+    shutil.copy(PROJECT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / module
+    target.write_text(target.read_text() + f"\n{forbidden}  # added by the test\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    broken = [line for line in result.stdout.splitlines() if line.endswith("BROKEN")]
+    assert broken and contract in broken[0], result.stdout
+
+
+def test_no_module_imports_another_modules_private_names():
+    """`from x import _name` reaches into another module's internals: make the name public or
+    move it where both can use it."""
+    import ast
+
+    found = []
+    for package in (*PACKAGES, "benchmarks", "scripts"):
+        for path in (PROJECT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0:
+                    found += [f"{path.relative_to(PROJECT)}:{node.lineno}: {node.module}.{alias.name}"
+                              for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not found, found
+
+
+def test_nothing_reads_outside_the_repository():
+    """A user's clone has nothing beside it: no code, test, script or CI step names ../shared."""
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=PROJECT).stdout.split()
+    offenders = []
+    for name in tracked:
+        if name.endswith((".py", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".sh")) or name in ("Makefile", "Dockerfile", ".ci/run"):
+            text = (PROJECT / name).read_text(encoding="utf-8", errors="replace")
+            if re.search(r"\.\./shared|parent\s*/\s*[\"']shared[\"']", text) and name != "tests/test_project.py":
+                offenders.append(name)
+    assert not offenders, offenders

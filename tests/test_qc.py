@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 
 from qc.technical import measure_file
-from songmill.audio import write_wav
+from songmill.core.audio import resample, write_wav
+from songmill.core.profiles import AudioFormat
 from songmill.production.limiter import normalise
-from songmill.paths import config_dir
-from songmill.profiles import AudioFormat
-from songmill.release.encode import encode, resample
+from songmill.release.encode import encode
 from tests.conftest import PROJECT
 
 RATE = 48000
@@ -42,7 +41,7 @@ def music(seconds: float = 20.0, seed: int = 1) -> np.ndarray:
 
 def deliver_flac(samples: np.ndarray, path: Path, rate: int = RATE) -> Path:
     fmt = AudioFormat(container="flac", sample_rate_hz=44100, bit_depth=16)
-    encode(resample(samples.astype(np.float32), rate, 44100), 44100, fmt, path, lossy_ceiling_dbtp=-0.5, seed=1)
+    encode(resample(samples.astype(np.float32), from_hz=rate, to_hz=44100, method="soxr"), 44100, fmt, path, lossy_ceiling_dbtp=-0.5, seed=1)
     return path
 
 
@@ -96,7 +95,7 @@ def test_a_faulty_file_fails_for_its_own_reason(mastered, tmp_path, fault):
 
 
 def test_mono_at_22_khz_fails_rate_and_channels(mastered, tmp_path):
-    mono = resample(mastered.mean(axis=1, keepdims=True), RATE, 22050)
+    mono = resample(mastered.mean(axis=1, keepdims=True), from_hz=RATE, to_hz=22050, method="soxr")
     path = tmp_path / "mono.wav"
     write_wav(path, mono, 22050)
     result = qc(path, "streaming")
@@ -145,9 +144,9 @@ def test_an_unknown_profile_or_a_broken_suite_exits_2(mastered, tmp_path):
 
 def test_the_shipped_suites_are_what_the_suite_shape_writes():
     from qc.suites import SUITES_DIR, suite_document
-    from songmill.profiles import load_profiles
+    from songmill.core.profiles import load_profiles
 
-    for name in load_profiles(config_dir() / "profiles.yaml"):
+    for name in load_profiles():
         assert json.loads((SUITES_DIR / f"{name}.json").read_text()) == suite_document(name)
 
 
@@ -187,8 +186,8 @@ tracks:
 def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_release_waits(tmp_path, monkeypatch):
     from qc.suites import suite_document
     from songmill.catalogue import Catalogue
-    from songmill.errors import SongmillError
-    from songmill.runner import regeneration_seed, render
+    from songmill.core.errors import SongmillError
+    from songmill.engine.runner import regeneration_seed, render
 
     suites = tmp_path / "suites"
     suites.mkdir()
@@ -215,6 +214,7 @@ def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_releas
 
     catalogue = Catalogue.open(report["catalogue"])
     from sqlalchemy import select
+
     from songmill.catalogue.schema import QCResult, Track
 
     with catalogue.session() as s:

@@ -157,12 +157,11 @@ def test_explicit_words_fail_a_release_not_flagged_explicit_with_the_words_named
     from qc.musical import MusicalMetrics
     from qc.suites import judge
     from qc.technical import TechnicalMetrics
-    from songmill.profiles import load_profiles
-    from songmill.paths import config_dir
+    from songmill.core.profiles import load_profiles
 
     technical = TechnicalMetrics("song.wav", 48000, 24, 2, "pcm_s24le", 60.0, -14.0, 5.0, -1.2, -1.3, 0, 0.0, 0.8, 1.0,
                                  0.2, 1.0, 0, 0.0, -8.0, -20.0)
-    profile = load_profiles(config_dir() / "profiles.yaml")["streaming"]
+    profile = load_profiles()["streaming"]
     lyrics = MusicalMetrics(unsung_syllables=2, chorus_problems=0, rhyme_misses=0, explicit_words=2, explicit_found=("shit", "fuck"))
     [verdict] = judge([technical], "streaming", profile, musical=lyrics)
     assert verdict.reasons == ["unsung_syllables 2 syllables without a note is above the bar of 0",
@@ -174,7 +173,7 @@ def test_explicit_words_fail_a_release_not_flagged_explicit_with_the_words_named
 # ---------------------------------------------------------------- duplicates in the catalogue
 
 def render_into(catalogue_dir: Path, text: str, out: Path) -> dict:
-    from songmill.runner import render
+    from songmill.engine.runner import render
 
     config = out / "release.yaml"
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +184,7 @@ def render_into(catalogue_dir: Path, text: str, out: Path) -> dict:
 
 
 def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp_path):
-    from songmill.runner import regeneration_seed
+    from songmill.engine.runner import regeneration_seed
 
     var = tmp_path / "var"
     first = render_into(var, song("dup-first", 3), tmp_path / "a")
@@ -219,7 +218,7 @@ def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp
 
 
 def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):
-    from songmill.errors import SongmillError
+    from songmill.core.errors import SongmillError
 
     text = song("twins", 3)
     twin = text[text.index("  - title"):]  # the same track twice, seed and all
@@ -232,7 +231,7 @@ def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):
 
 
 def test_explicit_words_in_the_users_own_lyrics_are_quarantined_without_re_rendering(tmp_path):
-    from songmill.errors import SongmillError
+    from songmill.core.errors import SongmillError
 
     text = song("rough-words", 3, sung=True).replace("    seed: 3", "    seed: 3\n    lyrics: |\n      [verse]\n      this shit town is all I know\n"
                                                           "      I walk the harbour wall alone\n      [chorus]\n"

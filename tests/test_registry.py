@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.registry import ModelRegistry, tree_sha256
-from songmill.errors import ConfigError, SongmillError
+from songmill.core.errors import ConfigError, SongmillError
 
 
 def registry(tmp_path: Path, *, sha: str, commercial: bool = True, path: str = "weights.safetensors") -> ModelRegistry:

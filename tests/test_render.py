@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from songmill.audio import read_wav
-from songmill.runner import render
-from songmill.score import Score
-from songmill.store import file_sha256
+from songmill.core.audio import read_wav
+from songmill.core.score import Score
+from songmill.core.store import file_sha256
+from songmill.engine.runner import render
 from tests.conftest import PROJECT
 
 DEMO = PROJECT / "config/releases/demo.yaml"
@@ -44,7 +44,7 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     assert report["status"] == "succeeded" and report["release"]["id"] == "demo-single"
     [track] = report["tracks"]
     assert [s["stage"] for s in track["stages"]] == [s["name"] for s in report["stages"]]
-    for name, artifact in track["artifacts"].items():
+    for artifact in track["artifacts"].values():
         assert file_sha256(Path(artifact["path"])) == artifact["sha256"]
         assert Path(artifact["path"]).stat().st_size == artifact["bytes"]
     assert set(track["artifacts"]) >= {"form.json", "lyrics.json", "score.json", "score.mid", "score.musicxml"}
@@ -82,8 +82,9 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
 def assert_delivered(report: dict, profiles: set[str]) -> None:
     """Every profile's folder holds a schema-valid DDEX message whose files exist with the hashes it
     states, and every file the report lists as delivered is there with its sha256."""
-    from tests.test_release import validate_with_lxml
     from lxml import etree
+
+    from tests.test_release import validate_with_lxml
 
     assert {d["profile"] for d in report["deliveries"]} == profiles
     for delivery in report["deliveries"]:
@@ -210,7 +211,7 @@ def test_lyrics_too_long_for_their_section_fail_in_one_sentence_naming_the_line(
                       f"    lyrics: |\n      [verse]\n      {long_line}\n      short line\n      [chorus]\n      la la la\n"))
     result = cli("render", str(config), "--out", str(tmp_path / "dist"))
     assert result.returncode == 1
-    [line] = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]  # (the other: progress)
+    [line] = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("error:")]  # (the other: progress)
     assert line.startswith("error: track 1 (Paper Lanterns) failed at stage lyrics: track 1 (Paper Lanterns) lyrics line 2: "
                            f"'{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;")
 

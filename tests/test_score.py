@@ -8,8 +8,8 @@ import pytest
 from music21 import converter, harmony, note
 from pydantic import ValidationError
 
-from songmill.score import Chord, Note, Part, Score, Section, Syllable, TempoChange
-from songmill.score_export import midi_key_signature, write_midi, write_musicxml
+from songmill.core.score import Chord, Note, Part, Score, Section, Syllable, TempoChange
+from songmill.core.score_export import midi_key_signature, write_midi, write_musicxml
 
 WORDS = [("Pa", False), ("per", True), ("lan", False), ("terns", True), ("drift", True), ("a", False), ("way", True)]
 

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import yaml
 
-from models.lyrics.phonetics import syllabify
 from models.registry import ModelRegistry
 from models.voice.expression import MOOD_STYLES, STYLES, resolve_style
 from models.voice.singer import BACKING_MIX, WorldSinger, fit_to_range, harmony_pitch, sing
-from songmill.audio import read_wav, rms_db
-from songmill.errors import SongmillError
-from songmill.runner import render
-from songmill.score import Chord, Note, Part, Score, Section, TempoChange
-from songmill.vocab import MOODS
+from songmill.core.audio import read_wav, rms_db
+from songmill.core.errors import SongmillError
+from songmill.core.phonetics import syllabify
+from songmill.core.score import Chord, Note, Part, Score, Section, TempoChange
+from songmill.core.vocab import MOODS
+from songmill.engine.runner import render
 from tests.conftest import PROJECT, write_registry_with
 from tests.test_voice import sung_vocals, timbre_of, voice
 
@@ -321,7 +321,8 @@ def test_an_independent_recogniser_hears_the_sung_words():
     than in the same words spoken by the same voice, and at least as well as in the same voice
     speaking them in the song's own rhythm and register (what singing is measured against:
     see qc/intelligibility.py)."""
-    from qc.intelligibility import Recogniser, intelligibility, spoken_in_song_rhythm, spoken_reference, sung_clips
+    from models.voice.spoken_reference import spoken_in_song_rhythm, spoken_phrases
+    from qc.intelligibility import Recogniser, intelligibility, reference_clips, sung_clips
 
     score, vocals = sung_vocals()
     melody = score.part("melody").notes
@@ -329,8 +330,9 @@ def test_an_independent_recogniser_hears_the_sung_words():
     sung_clip_list = sung_clips(vocals.lead, RATE, melody)[:6]
     sung = intelligibility(sung_clip_list, recogniser)
     reversed_ = intelligibility([(clip[::-1].copy(), phrase) for clip, phrase in sung_clip_list], recogniser)
-    spoken = intelligibility(spoken_reference(voice(), melody)[:6], recogniser)
-    in_song = intelligibility(spoken_in_song_rhythm(voice(), score, melody, timbre_of("ava"))[:6], recogniser)
+    rate = voice().sample_rate_hz
+    spoken = intelligibility(reference_clips(spoken_phrases(voice(), melody)[:6], rate, melody), recogniser)
+    in_song = intelligibility(reference_clips(spoken_in_song_rhythm(voice(), score, melody, timbre_of("ava"))[:6], rate, melody), recogniser)
     assert spoken.phone_error_rate < 0.7, spoken
     assert sung.phone_error_rate < reversed_.phone_error_rate - 0.1, (sung, reversed_)
     assert sung.phone_error_rate <= spoken.phone_error_rate + 0.3, (sung, spoken)

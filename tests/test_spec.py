@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from songmill.errors import ConfigError
-from songmill.spec import load_release, track_seed
+from songmill.core.errors import ConfigError
+from songmill.core.spec import load_release, track_seed
 from tests.conftest import PROJECT
 
 SONGMILL = [sys.executable, "-m", "songmill"]
@@ -125,7 +125,7 @@ def test_track_seeds_are_stable_and_overridable():
 
 
 def test_key_spellings_normalise():
-    from songmill.music import parse_key
+    from songmill.core.music import parse_key
 
     assert str(parse_key("Am")) == "A minor"
     assert str(parse_key("f# dorian")) == "F# dorian"

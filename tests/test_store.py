@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from songmill.errors import ServiceError, SongmillError
-from songmill.store import LocalStore, S3Store, open_store
+from songmill.core.errors import ServiceError, SongmillError
+from songmill.core.store import LocalStore, S3Store, open_store
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -41,7 +41,7 @@ def test_records_roundtrip_and_absent_record(store):
 
 
 def test_missing_blob_is_a_clear_error(store, tmp_path):
-    from songmill.store import ArtifactRef
+    from songmill.core.store import ArtifactRef
 
     ref = ArtifactRef("score.mid", "0" * 64, 10, "x")
     assert not store.has(ref.sha256)

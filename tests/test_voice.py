@@ -7,12 +7,12 @@ import functools
 import numpy as np
 import pytest
 
-from models.lyrics.phonetics import pronounce
 from models.registry import ModelRegistry
 from models.voice.piper import ARPABET_IPA, HOP_SAMPLES, Phone, PiperVoice, arpabet_to_ipa
-from songmill.audio import rms_db
-from songmill.errors import SongmillError
-from songmill.store import file_sha256
+from songmill.core.audio import rms_db
+from songmill.core.errors import SongmillError
+from songmill.core.phonetics import pronounce
+from songmill.core.store import file_sha256
 from tests.conftest import write_registry_with
 
 

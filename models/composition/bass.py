@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from songmill.score import Chord, Note, Part, Score
+from songmill.core.score import Chord, Note, Part, Score
 
 BASS_LOW, BASS_HIGH = 28, 52  # E1 … E3
-PATTERNS_4 = {
+PATTERNS_4: dict[str, list[tuple[float, float, int]]] = {
     "pop": [(0, 1.5, 0), (1.5, 0.5, 0), (2, 1.5, 0), (3.5, 0.5, 1)],
     "rock": [(b * 0.5, 0.5, 0) for b in range(8)],
     "synthpop": [(b * 0.5, 0.5, 2 if b % 2 else 0) for b in range(8)],
@@ -20,7 +20,7 @@ PATTERNS_4 = {
     "ballad": [(0, 2.5, 0), (2.5, 1.5, 1)],
     "hip-hop": [(0, 1.5, 0), (1.5, 1.0, 0), (3, 0.75, 1)],
 }
-PATTERNS_3 = {"default": [(0, 2, 0), (2, 1, 1)], "rock": [(0, 1, 0), (1, 1, 0), (2, 1, 1)]}
+PATTERNS_3: dict[str, list[tuple[float, float, int]]] = {"default": [(0, 2, 0), (2, 1, 1)], "rock": [(0, 1, 0), (1, 1, 0), (2, 1, 1)]}
 PROGRAMS = {"pop": 33, "rock": 34, "synthpop": 38, "folk": 32, "ballad": 32, "hip-hop": 38}  # GM (0-based)
 
 

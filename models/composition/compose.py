@@ -18,15 +18,14 @@ import numpy as np
 from models.composition.bass import bass_part
 from models.composition.drums import drum_part
 from models.composition.harmony import harmonise, pitch_name
-from models.composition.melody import MelodySampler, NoteSlot, voice_range
-from models.composition.melody_features import metric_strength
+from models.composition.melody import MelodySampler, NoteSlot
 from models.composition.melody_model import MelodyGRU
-from models.composition.phrasing import phrase_spans, slots_per_beat
 from models.composition.rhythm import place_syllables
-from models.lyrics.model import VOCAL_SECTIONS, LyricLine, Lyrics
 from models.lyrics.songwriter import plan_sections
-from songmill.music import parse_key
-from songmill.score import Chord, KeyChange, Note, Part, Score, Syllable
+from songmill.core.lyrics import LyricLine, Lyrics
+from songmill.core.music import metric_strength, parse_key
+from songmill.core.phrasing import phrase_spans, slots_per_beat
+from songmill.core.score import Chord, KeyChange, Note, Part, Score, Syllable
 
 log = logging.getLogger("songmill.compose")
 
@@ -48,13 +47,17 @@ class _Memory:
     lines: dict[tuple[str, int], tuple[float, list[tuple[float, float, int, bool]]]] = field(default_factory=dict)
 
 
-def compose(form: Score, lyrics: Lyrics, *, genre: str, identity: str | None, model: MelodyGRU,
+def compose(form: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU,
             rng: np.random.Generator, key_change_semitones: int = 0) -> tuple[Score, list[str]]:
-    """The full score, and the adaptations made (also logged)."""
+    """The full score, and the adaptations made (also logged).
+
+    `voice_range` is the singer's comfortable (low, high) MIDI range — the caller's, so what the
+    stage's cache key records is what the melody was written for (`melody.voice_range(identity)`
+    reads an identity's from the model registry)."""
     adaptations: list[str] = []
     variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
     score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
-    melody = _melody(score, lyrics, genre=genre, identity=identity, model=model, rng=rng,
+    melody = _melody(score, lyrics, genre=genre, voice_range=voice_range, model=model, rng=rng,
                      chorus_headroom=key_change_semitones)
     program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
     parts = [Part(name="melody", role="melody", program=program, notes=melody)]
@@ -63,7 +66,7 @@ def compose(form: Score, lyrics: Lyrics, *, genre: str, identity: str | None, mo
     parts.append(_comping(score, genre))
     score = score.model_copy(update={"parts": parts})
     if key_change_semitones:
-        score, note = _key_change(score, key_change_semitones, identity)
+        score, note = _key_change(score, key_change_semitones, voice_range[1])
         if note:
             adaptations.append(note)
             log.warning(note)
@@ -86,12 +89,12 @@ def _chord_at(chords: list[Chord], beat: float) -> Chord:
     return chords[-1]
 
 
-def _melody(score: Score, lyrics: Lyrics, *, genre: str, identity: str | None, model: MelodyGRU,
+def _melody(score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU,
             rng: np.random.Generator, chorus_headroom: int = 0) -> list[Note]:
     """The melody; with `chorus_headroom` semitones kept free at the top of the chorus so a
     key change can lift the last chorus without leaving the singer's range."""
     key = parse_key(score.key)
-    low, high = voice_range(identity)
+    low, high = voice_range
     sampler = MelodySampler(model, key, rng, low=low, high=high)
     instrumental = _instrumental_lines(score, genre) if lyrics.source == "instrumental" else {}
     memory, notes = _Memory(), []
@@ -101,7 +104,7 @@ def _melody(score: Score, lyrics: Lyrics, *, genre: str, identity: str | None, m
             continue
         start = section.start_bar * score.beats_per_bar
         if (section.name == "chorus" and memory.chorus is not None and lyric_section is not None
-                and [l.text for l in lyric_section.lines] == memory.chorus_text):
+                and [ln.text for ln in lyric_section.lines] == memory.chorus_text):
             notes += [n.model_copy(update={"start_beat": n.start_beat - memory.chorus_start + start}) for n in memory.chorus]
             sampler.previous = memory.chorus[-1].pitch - sampler.tonic_ref  # the next phrase follows on
             continue
@@ -132,7 +135,7 @@ def _melody(score: Score, lyrics: Lyrics, *, genre: str, identity: str | None, m
             section_notes += _to_notes(events, line, velocity)
         if section.name == "chorus" and lyric_section is not None:
             memory.chorus, memory.chorus_start = section_notes, start
-            memory.chorus_text = [l.text for l in lyric_section.lines]
+            memory.chorus_text = [ln.text for ln in lyric_section.lines]
         notes += section_notes
     return notes
 
@@ -217,7 +220,7 @@ def _comping(score: Score, genre: str) -> Part:
     return Part(name="chords", role="harmony", program=COMP_PROGRAMS.get(genre, 0), notes=notes)
 
 
-def _key_change(score: Score, semitones: int, identity: str | None) -> tuple[Score, str | None]:
+def _key_change(score: Score, semitones: int, voice_top: int) -> tuple[Score, str | None]:
     """Move the last chorus (and what follows) up by `semitones`, if the singer can reach it."""
     choruses = [s for s in score.sections if s.name == "chorus"]
     if not choruses:
@@ -225,8 +228,8 @@ def _key_change(score: Score, semitones: int, identity: str | None) -> tuple[Sco
     beat = choruses[-1].start_bar * score.beats_per_bar
     melody = score.part("melody")
     top = max((n.pitch for n in melody.notes if n.start_beat >= beat), default=0)
-    if top + semitones > voice_range(identity)[1] + 1:
-        return score, f"key change of {semitones} semitones skipped: the last chorus would reach MIDI {top + semitones}, above the {identity or 'default'} voice's range"
+    if top + semitones > voice_top + 1:
+        return score, f"key change of {semitones} semitones skipped: the last chorus would reach MIDI {top + semitones}, above the voice's range (top MIDI {voice_top})"
     key = parse_key(score.key)
     new_key = parse_key(f"{pitch_name(key.tonic_pitch_class + semitones, key)} {key.mode}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from songmill.score import Note, Part, Score, Section
+from songmill.core.score import Note, Part, Score, Section
 
 KICK, SIDE_STICK, SNARE, CLAP, HAT, OPEN_HAT, CRASH, RIDE, TAMBOURINE = 36, 37, 38, 39, 42, 46, 49, 51, 54
 TOMS = (50, 48, 47, 45, 43)  # high → low

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from songmill.music import parse_time_signature
-from songmill.score import Score, Section, TempoChange
+from songmill.core.music import parse_time_signature
+from songmill.core.score import Score, Section, TempoChange
 
 log = logging.getLogger("songmill.form")
 
@@ -30,7 +30,7 @@ GENRE_BARS = {"hip-hop": {"verse": 16}}
 
 # The sizes a section may take: connective sections stay shorter than verses and choruses.
 # Fast tempos need long sections (a 32-bar chorus at 170 BPM lasts 45 s).
-ALLOWED_BARS = {name: (2, 4, 8, 16) for name in ("intro", "outro", "pre-chorus", "post-chorus", "breakdown")}
+ALLOWED_BARS: dict[str, tuple[int, ...]] = {name: (2, 4, 8, 16) for name in ("intro", "outro", "pre-chorus", "post-chorus", "breakdown")}
 ALLOWED_BARS.update({name: (4, 8, 12, 16, 24, 32) for name in ("verse", "chorus", "bridge", "solo", "instrumental")})
 
 BASE_ENERGY = {"intro": 0.30, "verse": 0.45, "pre-chorus": 0.60, "chorus": 0.85, "post-chorus": 0.75,
@@ -46,7 +46,7 @@ def plan_bars(names: list[str], fixed: list[int | None], *, genre: str, bar_s: f
     defaults = {**DEFAULT_BARS, **GENRE_BARS.get(genre, {})}
     free = [n for n, f in zip(names, fixed) if f is None]
     if not free:
-        return [int(f) for f in fixed]
+        return [int(f) for f in fixed if f is not None]  # every entry is fixed
     fixed_bars = sum(f for f in fixed if f is not None)
     target_bars = target_s / bar_s
     scale = max(target_bars - fixed_bars, 1) / sum(defaults[n] for n in free)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from songmill.music import MODE_STEPS, Key
-from songmill.score import Chord, Score
+from songmill.core.music import MODE_STEPS, Key
+from songmill.core.score import Chord, Score
 
 NUMERAL_ROOTS = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
 MAJOR_LIKE = {"major", "ionian", "mixolydian", "lydian"}
@@ -160,7 +160,7 @@ def section_numerals(score: Score, genre: str, variants: dict[str, int]) -> list
 
 
 def score_key(score: Score) -> Key:
-    from songmill.music import parse_key
+    from songmill.core.music import parse_key
 
     return parse_key(score.key)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.composition.melody_features import MAJOR_LIKE, N_PITCH, PITCH_HIGH, PITCH_LOW, MelodyEvent, START_TOKEN, encode_step
+from models.composition.melody_features import MAJOR_LIKE, N_PITCH, PITCH_HIGH, PITCH_LOW, START_TOKEN, MelodyEvent, encode_step
 from models.composition.melody_model import MelodyGRU
-from songmill.music import Key
+from songmill.core.music import Key
 
 MAX_LEAP = 9  # semitones (a major sixth)
 TEMPERATURE = 1.1  # chosen so 20 seeds of the demo share well under half their 4-note interval patterns (make bench)
@@ -30,7 +30,7 @@ class NoteSlot:
 
     start_beat: float
     duration_beats: float
-    strength: int  # metric strength of the onset (melody_features.metric_strength)
+    strength: int  # metric strength of the onset (songmill.core.music.metric_strength)
     chord_pcs: tuple[int, ...]  # absolute pitch classes of the sounding chord
     phrase_end: bool = False
     cadence: bool = False  # the last note of a section: resolve to the tonic

@@ -44,25 +44,6 @@ def duration_class(beats: float) -> int:
     return int(np.argmin([abs(np.log2(beats / c)) for c in DURATION_CLASSES]))
 
 
-def metric_strength(position_beats: float, numerator: int, denominator: int) -> int:
-    """Strength of an onset `position_beats` (quarter notes) after the bar line.
-
-    Compound meters (6/8, 9/8, 12/8) beat in dotted quarters; 4/4 (and 12/8) have a second
-    strong beat half-way through the bar.
-    """
-    eps = 1e-6
-    if position_beats < eps:
-        return 0
-    compound = denominator == 8 and numerator % 3 == 0 and numerator > 3
-    beat = 1.5 if compound else 4.0 / denominator
-    bar = numerator * 4.0 / denominator
-    beats_in_bar = round(bar / beat)
-    on_beat = abs(position_beats / beat - round(position_beats / beat)) < eps
-    if on_beat and beats_in_bar % 2 == 0 and beats_in_bar >= 4 and abs(position_beats - bar / 2) < eps:
-        return 1
-    return 2 if on_beat else 3
-
-
 def encode_inputs(events: list[MelodyEvent], major: bool, previous_token: int = START_TOKEN) -> np.ndarray:
     """Model inputs, one row per event: row t describes note t and the pitch of note t-1."""
     rows = np.zeros((len(events), INPUT_SIZE), dtype=np.float32)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.composition.melody_features import metric_strength
-from models.composition.phrasing import BREATH_BEATS
-from songmill.errors import SongmillError
-from songmill.music import TimeSignature
+from songmill.core.errors import SongmillError
+from songmill.core.music import TimeSignature, metric_strength
+from songmill.core.phrasing import BREATH_BEATS
 
 # Reward for a syllable on a slot of each metric strength (downbeat, strong, weak beat, off-beat).
 STRESSED_ON = np.array([3.0, 2.5, 1.0, -2.0])

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from songmill.errors import ConfigError, SongmillError
-from songmill.gm import GM_PROGRAMS, gm_program
-from songmill.paths import config_dir
-from songmill.score import Note, Part, Score, Section
-from songmill.spec import describe_errors
-from songmill.yamlfile import load_yaml
+from songmill.core.config import load_config
+from songmill.core.errors import SongmillError
+from songmill.core.gm import GM_PROGRAMS, gm_program
+from songmill.core.paths import config_dir
+from songmill.core.score import Note, Score, Section
 
 log = logging.getLogger("songmill.arrangement")
 
@@ -72,11 +71,7 @@ class _PresetFile(BaseModel):
 
 def load_presets(path: Path | None = None) -> _PresetFile:
     path = path or config_dir() / "arrangements.yaml"
-    data, locator = load_yaml(path)
-    try:
-        return _PresetFile.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, locator, _PresetFile)) from None
+    return load_config(path, _PresetFile)
 
 
 class ArrangedPart(BaseModel):
@@ -100,7 +95,6 @@ class Arrangement(BaseModel):
 
 def _chord_notes(score: Score, pattern: str, section: Section, chord) -> list[Note]:
     """One chord's worth of notes for a chord-playing pattern."""
-    bar = score.beats_per_bar
     start, length, pitches = chord.start_beat, chord.duration_beats, sorted(chord.pitches)
     velocity = int(52 + 40 * section.energy)
     notes: list[Note] = []
@@ -179,14 +173,15 @@ def arrange(score: Score, preset_name: str, *, instrumental: bool, presets: _Pre
     specs = list(preset.instruments)
     if instrumental:
         specs.append(InstrumentSpec(name="lead", instrument=presets.lead.get(preset_name, "lead 1 (square)"),
-                                    source="melody", pattern="lead", note_range=(55, 96)))
+                                    source="melody", pattern="lead", register=(55, 96)))
     names = [s.name for s in score.sections]
     last_chorus = max((i for i, n in enumerate(names) if n == "chorus"), default=None)
     bar = score.beats_per_bar
     bridge = next((s for s in score.sections if s.name == "bridge"), None)
     break_span = (bridge.start_bar * bar, (bridge.start_bar + max(bridge.bars // 2, 1)) * bar) if preset.break_ and bridge else None
     end_beat = score.total_bars * bar
-    parts, decisions = [], {"preset": preset_name, "bridge_break_beats": list(break_span) if break_span else None, "instruments": []}
+    parts: list[ArrangedPart] = []
+    decisions: dict[str, Any] = {"preset": preset_name, "bridge_break_beats": list(break_span) if break_span else None, "instruments": []}
 
     for spec in specs:
         playing = [i for i, s in enumerate(score.sections) if _plays_in(spec, s, i, last_chorus)]

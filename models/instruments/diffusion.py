@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import logging
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from models.instruments.arrangement import Arrangement
-from models.instruments.soundfont import SAMPLE_RATE_HZ, stem_frames
-from models.lyrics.model import Lyrics
-from songmill.errors import SongmillError
-from songmill.score import Score
+from models.instruments.soundfont import stem_frames
+from songmill.core.audio import SAMPLE_RATE_HZ, resample
+from songmill.core.errors import SongmillError
+from songmill.core.lyrics import Lyrics
+from songmill.core.score import Score
 
 log = logging.getLogger("songmill.diffusion")
 
@@ -47,8 +47,8 @@ def device() -> str:
 
 def load_pipeline(folder: Path, *, backend: str, model_name: str):
     """The diffusers pipeline saved in `folder` (already hash-checked by the registry)."""
-    import torch
     import diffusers
+    import torch
 
     if backend not in BACKENDS:
         raise SongmillError(f"model '{model_name}' has backend '{backend}'; the instruments stage runs {', '.join(BACKENDS)} or the soundfont")
@@ -62,16 +62,6 @@ def load_pipeline(folder: Path, *, backend: str, model_name: str):
         raise SongmillError(f"diffusion model '{model_name}' folder {folder} is incomplete or damaged: {str(err).splitlines()[0]}") from None
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device())
-
-
-def resample(samples: np.ndarray, from_hz: float, to_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """Polyphase resampling along axis 0 (exact rational ratio)."""
-    from scipy.signal import resample_poly
-
-    if from_hz == to_hz:
-        return samples.astype(np.float32)
-    ratio = Fraction(to_hz) / Fraction(from_hz).limit_denominator(10000)
-    return resample_poly(samples, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
 
 
 def _generator(seed: int):
@@ -104,7 +94,7 @@ def stable_audio_stems(pipeline, arrangement: Arrangement, score: Score, *, genr
                 length = min(window_s, end_s - piece_start)
                 audio = pipeline(prompt, audio_end_in_s=length, num_inference_steps=steps,
                                  generator=_generator(seed + 1009 * number + 101 * index + piece)).audios[0]
-                mono = resample(audio.float().cpu().numpy().mean(axis=0), rate)
+                mono = resample(audio.float().cpu().numpy().mean(axis=0), from_hz=rate)
                 begin = int(round(piece_start * SAMPLE_RATE_HZ))
                 count = min(len(mono), int(round(length * SAMPLE_RATE_HZ)), frames - begin)
                 stem[begin:begin + count] = mono[:count]
@@ -135,7 +125,7 @@ def ace_step_mix(pipeline, score: Score, lyrics: Lyrics, *, caption: str, seed: 
     made_s = len(audio) / rate
     if abs(made_s - model_duration) > 0.05 * model_duration:
         raise SongmillError(f"the ACE-Step model returned {made_s:.1f} s of audio for a {model_duration:.1f} s request; check its VAE sampling rate")
-    stereo = resample(audio if audio.shape[1] == 2 else np.repeat(audio[:, :1], 2, axis=1), rate)
+    stereo = resample(audio if audio.shape[1] == 2 else np.repeat(audio[:, :1], 2, axis=1), from_hz=rate)
     frames = stem_frames(score)
     mix = np.zeros((frames, 2), dtype=np.float32)
     song = min(frames, len(stereo), int(round(duration * SAMPLE_RATE_HZ)))  # the song; the tail stays silent

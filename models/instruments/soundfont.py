@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.instruments.arrangement import Arrangement, ArrangedPart
-from songmill.errors import SongmillError
-from songmill.score import Part, Score
-from songmill.score_export import write_midi
+from models.instruments.arrangement import ArrangedPart, Arrangement
+from songmill.core.audio import SAMPLE_RATE_HZ
+from songmill.core.errors import SongmillError
+from songmill.core.score import Part, Score
+from songmill.core.score_export import write_midi
 
-SAMPLE_RATE_HZ = 48000
 TAIL_S = 2.0  # release and decay after the last bar
 GAIN = 0.5  # FluidSynth master gain: stems peak well below full scale
 PARALLEL_RENDERS = 2

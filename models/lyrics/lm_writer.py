@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from models.lyrics.model import LyricSection, Lyrics
-from models.lyrics.phonetics import normalise_word, rhyming_part, syllable_count
 from models.lyrics.writer import RuleWriter, SectionPlan, make_line
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
+from songmill.core.lyrics import LyricLine, Lyrics, LyricSection
+from songmill.core.phonetics import normalise_word, rhyming_part, syllable_count
+
+if TYPE_CHECKING:
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 log = logging.getLogger("songmill.lyrics.lm")
 
@@ -153,13 +157,17 @@ class LMWriter:
                                     needs_partner=needs_partner)
         if not constraint.feasible:
             return None
+        # transformers types GenerationMixin's `self` as a Protocol (for the `ty` checker) that its own
+        # models do not satisfy under mypy (a read-only `device` property): hence the two ignores
         with torch.no_grad():
-            out = self.model.generate(
+            # sampling a causal LM with return_dict_in_generate and output_scores: a decoder-only output with scores
+            out = cast("GenerateDecoderOnlyOutput", self.model.generate(  # type: ignore[misc]
                 **prompt, do_sample=True, top_k=40, temperature=0.9, max_new_tokens=target + 1,
                 num_return_sequences=CANDIDATES_PER_LINE, logits_processor=LogitsProcessorList([constraint]),
                 pad_token_id=self.end_ids[-1], eos_token_id=self.end_ids, output_scores=True, return_dict_in_generate=True,
-            )
-        scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+            ))
+        step_scores = cast("tuple[torch.Tensor]", out.scores)
+        scores = self.model.compute_transition_scores(out.sequences, step_scores, normalize_logits=True)  # type: ignore[misc]
         ranked = []
         for row in range(out.sequences.shape[0]):
             tokens = out.sequences[row, length:]
@@ -178,12 +186,14 @@ class LMWriter:
     def write(self, plans: list[SectionPlan]) -> Lyrics:
         adaptations: list[str] = []
         written: dict[str, LyricSection] = {}
-        sections, context = [], []
+        sections: list[LyricSection] = []
+        context: list[str] = []
         for plan in plans:
             if plan.name == "chorus" and "chorus" in written:
                 sections.append(written["chorus"].model_copy(update={"form_index": plan.form_index}))
                 continue
-            lines, ends = [], {}
+            lines: list[LyricLine] = []
+            ends: dict[str, str] = {}
             for index, line_plan in enumerate(plan.lines):
                 partner = ends.get(line_plan.rhyme)
                 if plan.name == "chorus" and plan.scheme[index] == plan.scheme[0]:

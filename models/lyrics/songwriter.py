@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.composition.phrasing import bars_per_line, phrase_spans, syllable_capacity, target_syllables
-from models.lyrics.model import VOCAL_SECTIONS, LyricSection, Lyrics
-from models.lyrics.provided import assign_blocks, parse_blocks
 from models.lyrics.writer import LinePlan, RuleWriter, SectionPlan, make_line, scheme_for
-from songmill.errors import SongmillError
-from songmill.score import Score
+from songmill.core.errors import SongmillError
+from songmill.core.lyric_blocks import assign_blocks, parse_blocks
+from songmill.core.lyrics import VOCAL_SECTIONS, Lyrics, LyricSection
+from songmill.core.phrasing import bars_per_line, phrase_spans, syllable_capacity, target_syllables
+from songmill.core.score import Score
 
 log = logging.getLogger("songmill.lyrics")
 
@@ -61,7 +61,7 @@ def provided_lyrics(form: Score, text: str, *, title: str, where: str) -> Lyrics
                     f"shorten the line or give the {section.name} more bars in the structure")
             lines.append(line)
         sections.append(LyricSection(name=section.name, form_index=index, lines=lines))
-    hook = next((l.text for s in sections if s.name == "chorus" for l in s.lines if title.lower() in l.text.lower()), None)
+    hook = next((ln.text for s in sections if s.name == "chorus" for ln in s.lines if title.lower() in ln.text.lower()), None)
     return Lyrics(title=title, source="provided", hook=hook, sections=sections)
 
 

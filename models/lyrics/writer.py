@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.lyrics import wordbank
-from models.lyrics.model import LyricLine, LyricSection, Lyrics, Word
-from models.lyrics.phonetics import in_dictionary, normalise_word, pronounce, rhyming_part, syllabify, syllable_count, tokenize_line
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
+from songmill.core.lyrics import LyricLine, Lyrics, LyricSection, Word
+from songmill.core.phonetics import in_dictionary, normalise_word, pronounce, rhyming_part, syllabify, syllable_count, tokenize_line
 
 log = logging.getLogger("songmill.lyrics")
 
@@ -209,6 +209,7 @@ class RuleWriter:
             except SongmillError:
                 if attempt == SECTION_ATTEMPTS - 1:
                     raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _write_section_once(self, plan: SectionPlan) -> LyricSection:
         self.section_words = set()
@@ -219,7 +220,7 @@ class RuleWriter:
                 line = self.write_hook(line_plan.target_syllables)  # the hook returns on every A line
             else:
                 partner = ends.get(line_plan.rhyme)
-                used_ends = {l.last_word.lower() for l in lines}
+                used_ends = {ln.last_word.lower() for ln in lines}
                 line = self.write_line(line_plan.target_syllables, rhyme_with=partner, avoid_end=used_ends)
             ends.setdefault(line_plan.rhyme, line.last_word)
             lines.append(line.model_copy(update={"rhyme": line_plan.rhyme}))
@@ -240,7 +241,9 @@ class RuleWriter:
 
 
 def _end_slot(template: str) -> str:
-    return re.search(r"\{([NAVX])\$\}", template).group(1)
+    match = re.search(r"\{([NAVX])\$\}", template)
+    assert match is not None, f"template {template!r} has no end slot"  # every wordbank template has one
+    return match.group(1)
 
 
 def _articles(text: str) -> str:

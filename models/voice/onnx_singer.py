@@ -24,7 +24,7 @@ import numpy as np
 
 from models.voice.piper import HOP_SAMPLES
 from models.voice.singer import Phrase, Take, gain_contour_db, pitch_contour
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
 
 SILENCE = "SIL"
 MODEL_FILE, CONFIG_FILE = "singer.onnx", "singer.json"

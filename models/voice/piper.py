@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
 
 HOP_SAMPLES = 256  # one duration frame of the VITS decoder
 PAD, BOS, EOS = "_", "^", "$"

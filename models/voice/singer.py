@@ -6,7 +6,7 @@ style's expression, in the identity's timbre, up-sampled to 48 kHz with air abov
     vocals.backing         # {"double": stereo, "harmony": stereo}: chorus only, panned, quieter
     vocals.decisions       # what was adapted (notes out of range, squeezed consonants), also logged
 
-Per phrase (notes closer than `PHRASE_GAP_S`):
+Per phrase (notes closer than `songmill.core.score.PHRASE_GAP_S`):
 1. Timing. Each syllable's onset consonants sit *before* its note (so the vowel lands on the
    beat, give or take the style's `timing_feel_s`), its vowel fills the note (and any melisma
    notes after it), its coda consonants close the note. Durations are frames of 256 samples at
@@ -31,17 +31,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.lyrics.phonetics import is_vowel
 from models.voice.expression import Expression
 from models.voice.piper import HOP_SAMPLES, Phone, PiperVoice
-from songmill.music import parse_key
-from songmill.score import Chord, Note, Score
+from songmill.core.audio import SAMPLE_RATE_HZ, resample
+from songmill.core.music import parse_key
+from songmill.core.phonetics import is_vowel
+from songmill.core.score import Chord, Note, Score, note_groups
 
 log = logging.getLogger(__name__)
 
-OUT_RATE_HZ = 48000
+OUT_RATE_HZ = SAMPLE_RATE_HZ
 FRAME_PERIOD_MS = 10.0  # WORLD analysis hop: 100 frames a second keep glides and vibrato smooth
-PHRASE_GAP_S = 0.25
 CONSONANT_S = 0.06  # one onset or coda consonant
 SPOKEN_VOWEL_MAX_S = 0.2  # longer vowels are spoken this long and stretched by WORLD
 # Which part of a spoken vowel a long note holds (fractions of the spoken vowel): a pure vowel
@@ -131,17 +131,6 @@ def note_gain_db(velocity: int, expression: Expression) -> float:
     """Velocity (which carries the section's energy) → level: 0 dB at velocity 110 and above,
     −dynamics_range_db at 60 and below."""
     return expression.dynamics_range_db * (float(np.clip((velocity - 60) / 50, 0, 1)) - 1)
-
-
-def note_groups(melody: list[Note]) -> list[list[Note]]:
-    """The melody's notes in phrases: a rest of PHRASE_GAP_S or more starts a new one."""
-    groups: list[list[Note]] = []
-    for note in melody:
-        if groups and note.start_s - (groups[-1][-1].start_s + groups[-1][-1].duration_s) < PHRASE_GAP_S:
-            groups[-1].append(note)
-        else:
-            groups.append([note])
-    return groups
 
 
 def phrases(score: Score, melody: list[Note], rate: int, expression: Expression,
@@ -281,7 +270,7 @@ class WorldAnalysis:
     samples: int
 
 
-def _pyworld():
+def pyworld_module():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources
         import pyworld
@@ -339,7 +328,7 @@ class WorldSinger:
         stretched back to the planned timing by repeating the analysis frames of each long
         vowel's middle (a neural voice holding a vowel itself turns breathy, and speaking less
         audio is most of the stage's time)."""
-        pyworld, rate = _pyworld(), self.sample_rate_hz
+        pyworld, rate = pyworld_module(), self.sample_rate_hz
         spoken, planned_knots, spoken_knots = _spoken_phones(phrase.phones, rate)
         speech = self.voice.speak(spoken, seed=seed).astype(np.float64)
         f0, times = pyworld.dio(speech, rate, frame_period=FRAME_PERIOD_MS)
@@ -364,7 +353,7 @@ class WorldSinger:
         return [self.synthesize(analysis, take) for take in takes]
 
     def synthesize(self, a: WorldAnalysis, take: Take) -> np.ndarray:
-        pyworld, rate = _pyworld(), self.sample_rate_hz
+        pyworld, rate = pyworld_module(), self.sample_rate_hz
         e, timbre = take.expression, take.timbre
         freqs = np.linspace(0, rate / 2, a.envelope.shape[1])
         target = pitch_contour(take.notes, a.times_s, e, take.vibrato_phase)
@@ -461,27 +450,26 @@ def sing(score: Score, singer, *, frames: int, seed: int = 0, expression: Expres
          voice_range: tuple[int, int] = (0, 127), identity: str = "the voice", backing: bool = True) -> Vocals:
     """The vocals of the score's melody, mono lead and stereo backing, 48 kHz, `frames` long,
     on the timeline. `singer` is a phrase renderer (WorldSinger or OnnxSinger)."""
-    from models.instruments.diffusion import resample
 
     decisions: list[str] = []
     melody = fit_to_range(score, [n for n in score.part("melody").notes], *voice_range, identity, decisions)
     rng = np.random.default_rng(seed)
     lead = np.zeros(frames, dtype=np.float32)
-    backing = {name: np.zeros(frames, dtype=np.float32) for name in BACKING_MIX} if backing else {}
+    backing_audio = {name: np.zeros(frames, dtype=np.float32) for name in BACKING_MIX} if backing else {}
     offsets_s = {"double": 0.0, "harmony": 0.0}
     for number, phrase in enumerate(phrases(score, melody, singer.sample_rate_hz, expression, decisions)):
         takes = {"lead": Take(phrase.notes, expression, timbre)}
-        if backing and phrase.section in BACKING_SECTIONS:
+        if backing_audio and phrase.section in BACKING_SECTIONS:
             takes["double"] = _double_take(phrase, expression, timbre, rng)
             takes["harmony"] = _harmony_take(score, phrase, expression, timbre, voice_range[1])
             offsets_s["double"] = float(np.clip(rng.normal(0, DOUBLE_TIMING_SD_S), -0.025, 0.025))
         rendered = singer.render(phrase, list(takes.values()), seed * 1000 + number)
         for name, audio in zip(takes, rendered):
-            audio = bandwidth_extend(resample(audio, singer.sample_rate_hz, OUT_RATE_HZ), singer.sample_rate_hz)
-            target = lead if name == "lead" else backing[name]
+            audio = bandwidth_extend(resample(audio, from_hz=singer.sample_rate_hz, to_hz=OUT_RATE_HZ), singer.sample_rate_hz)
+            target = lead if name == "lead" else backing_audio[name]
             _place(target, audio * 10 ** (BACKING_MIX.get(name, {}).get("gain_db", 0.0) / 20),
                    phrase.start_s + offsets_s.get(name, 0.0) * (name != "lead"))
-    panned = {name: _pan(audio, BACKING_MIX[name]["pan"]) for name, audio in backing.items() if np.any(audio)}
+    panned = {name: _pan(audio, BACKING_MIX[name]["pan"]) for name, audio in backing_audio.items() if np.any(audio)}
     return Vocals(lead, panned, decisions)
 
 

@@ -9,7 +9,9 @@ cannot be reached is a `ServiceError` naming it (with the password masked).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -18,12 +20,27 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from songmill.catalogue.schema import (Artifact, ArtifactInput, ArtifactModel, Delivery, IdentifierCounter, OrchestratorTask,
-                                      QCResult, Release, Run, StageRun, Track, TrackPrintRow, utcnow)
-from songmill.errors import ServiceError, SongmillError
-from songmill.paths import var_dir
+from songmill.catalogue.schema import (
+    Artifact,
+    ArtifactInput,
+    ArtifactModel,
+    Delivery,
+    IdentifierCounter,
+    OrchestratorTask,
+    QCResult,
+    Release,
+    Run,
+    StageRun,
+    Track,
+    TrackPrintRow,
+    utcnow,
+)
+from songmill.core.errors import ServiceError, SongmillError
+from songmill.core.paths import var_dir
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+T = TypeVar("T")
 
 
 def default_url() -> str:
@@ -97,7 +114,7 @@ class Catalogue:
 
     def set_track_status(self, track_id: int, status: str, *, duration_s: float | None = None) -> None:
         with self.session() as s, s.begin():
-            track = s.get(Track, track_id)
+            track = cast(Track, s.get(Track, track_id))  # an id upsert_track handed out
             track.status = status
             if duration_s is not None:
                 track.duration_s = duration_s
@@ -111,7 +128,7 @@ class Catalogue:
 
     def finish_run(self, run_id: int, *, status: str, report_path: str | None = None, error: str | None = None) -> None:
         with self.session() as s, s.begin():
-            run = s.get(Run, run_id)
+            run = cast(Run, s.get(Run, run_id))  # an id start_run handed out
             run.status, run.report_path, run.error, run.finished_at = status, report_path, error, utcnow()
 
     def runs_of(self, release_id: str) -> list[dict]:
@@ -206,7 +223,7 @@ class Catalogue:
         s.flush()
         return value
 
-    def _allocate(self, allocate) -> str:
+    def _allocate(self, allocate: Callable[[Session], T]) -> T:
         """Run `allocate(session)` in a transaction; two runners inserting a new counter at once
         collide on its primary key, and the loser simply tries again."""
         for attempt in range(3):
@@ -216,14 +233,15 @@ class Catalogue:
             except IntegrityError:
                 if attempt == 2:
                     raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def release_upc(self, release_id: str, *, given: str, company_prefix: str) -> str:
         """The release's UPC/EAN: the config's, else the one allocated before, else a new one
         from the GS1 company prefix's series."""
-        from songmill.ids import make_gtin13
+        from songmill.core.ids import make_gtin13
 
         def allocate(s: Session) -> str:
-            release = s.get(Release, release_id)
+            release = cast(Release, s.get(Release, release_id))  # upsert_release ran first
             if given != "auto":
                 self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
                 release.upc = given
@@ -236,14 +254,16 @@ class Catalogue:
     def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
         of the registrant's year; None when it has none and no registrant is configured."""
-        from songmill.ids import make_isrc
+        from songmill.core.ids import make_isrc
 
-        def allocate(s: Session) -> str:
-            track = s.get(Track, track_id)
+        def allocate(s: Session) -> str | None:
+            track = cast(Track, s.get(Track, track_id))  # an id upsert_track handed out
             if given != "auto":
                 self._check_unused(s, Track, Track.isrc, given, track_id, "ISRC")
                 track.isrc = given
             elif track.isrc is None and registrant is not None:
+                if country is None:
+                    raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
                 series = f"isrc:{country}{registrant}:{year % 100:02d}"
                 track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
             return track.isrc
@@ -296,7 +316,7 @@ class Catalogue:
         with self.session() as s:
             out = []
             for artifact in s.scalars(select(Artifact).where(Artifact.sha256 == sha256)):
-                stage_run = s.get(StageRun, artifact.stage_run_id)
+                stage_run = cast(StageRun, s.get(StageRun, artifact.stage_run_id))  # a foreign key, so the row exists
                 inputs = s.scalars(select(Artifact).join(ArtifactInput, ArtifactInput.input_artifact_id == Artifact.id)
                                    .where(ArtifactInput.artifact_id == artifact.id))
                 models = s.scalars(select(ArtifactModel).where(ArtifactModel.artifact_id == artifact.id))

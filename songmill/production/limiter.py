@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from songmill.errors import SongmillError
-from songmill.production import loudness
+from songmill.core import loudness
+from songmill.core.errors import SongmillError
 
 ATTACK_DB_PER_MS = 1.0  # gain falls at most 1 dB a millisecond into a peak
 RELEASE_DB_PER_S = 40.0  # and recovers at most 40 dB a second (3 dB in 75 ms)
@@ -111,7 +111,8 @@ def normalise(samples: np.ndarray, rate: int, *, target_lufs: float, ceiling_dbt
         raise SongmillError("cannot master silence: the mix has no loudness above −70 LUFS")
     working = ceiling_dbtp - CEILING_MARGIN_DB
     input_gain = target_lufs - start
-    peak, peak_bound_db = None, None
+    peak: np.ndarray | None = None
+    peak_bound_db = -np.inf  # no bound until the first envelope (read only once peak is set)
     for passes in range(1, 7):
         if peak is None or input_gain > peak_bound_db:
             # oversample only where a sample could reach the ceiling with 1 dB more gain than now

@@ -29,9 +29,9 @@ import numpy as np
 import pedalboard
 from scipy.signal import butter, firwin2, oaconvolve, sosfilt
 
-from songmill.audio import read_wav
-from songmill.errors import SongmillError
-from songmill.production import loudness
+from songmill.core import loudness
+from songmill.core.audio import read_wav
+from songmill.core.errors import SongmillError
 from songmill.production.limiter import normalise
 
 GENRE_TONE_STRENGTH, GENRE_TONE_LIMIT_DB = 0.5, 4.0

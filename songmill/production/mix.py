@@ -24,23 +24,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from math import gcd
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pedalboard
 from scipy.ndimage import uniform_filter1d
-from scipy.signal import butter, lfilter, resample_poly, sosfilt
+from scipy.signal import butter, lfilter, sosfilt
 
-from songmill.audio import read_wav
-from songmill.errors import SongmillError
-from songmill.production import loudness
+from songmill.core import loudness
+from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, resample
+from songmill.core.errors import SongmillError
+from songmill.core.score import Score
 from songmill.production.presets import MixPreset
-from songmill.score import Score
 
 log = logging.getLogger(__name__)
 
-MIX_RATE_HZ = 48000
+MIX_RATE_HZ = SAMPLE_RATE_HZ
 MIX_LUFS = -20.0  # the mix's integrated loudness: 6+ dB of headroom for the master
 DRUMS_REFERENCE_LUFS = -24.0  # instrument stems are balanced around this before the bus moves
 KICK_PITCHES = (35, 36)  # General MIDI acoustic bass drum, bass drum 1
@@ -97,8 +97,7 @@ def load_stem(path: Path, role: str, *, name: str | None = None) -> Stem:
         audio = np.stack([audio[:, 0::2].mean(axis=1), audio[:, 1::2].mean(axis=1)], axis=1)
     if rate != MIX_RATE_HZ:
         conversions.append(f"resampled from {rate} Hz to {MIX_RATE_HZ} Hz")
-        divisor = gcd(rate, MIX_RATE_HZ)
-        audio = resample_poly(audio, MIX_RATE_HZ // divisor, rate // divisor, axis=0)
+        audio = resample(audio, from_hz=rate, to_hz=MIX_RATE_HZ)
     for note in conversions:
         log.warning("stem %s: %s", path.name, note)
     return Stem(name, role, np.ascontiguousarray(audio, dtype=np.float32), conversions)
@@ -316,7 +315,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     # the lead first: the backing takes follow its gain
     for stem in sorted(stems, key=lambda s: s.role != "vocal"):
         x, span = _sounding(stem.audio, frames, rate)  # work on the part that sounds: stems rest a lot
-        made = {"stem": stem.name, "role": stem.role, "conversions": stem.conversions}
+        made: dict[str, Any] = {"stem": stem.name, "role": stem.role, "conversions": stem.conversions}
         group = "vocal" if stem.role in VOCAL_ROLES else "instrument"
         if stem.role in preset.high_pass_hz:
             x = _high_pass(x, preset.high_pass_hz[stem.role], rate)
@@ -340,7 +339,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
         if duck and (lead is not None or duck.under == "kick"):
             key = (duck.under, duck.depth_db)
             if key not in duck_gains:
-                trigger = activity if duck.under == "vocal" else kick
+                trigger = activity if duck.under == "vocal" else cast(np.ndarray, kick)  # kick is made whenever a duck is under it
                 duck_gains[key] = _db_to_gain(-duck.depth_db * trigger)
             x = x * duck_gains[key][span]
             made["duck"] = duck.model_dump()
@@ -372,12 +371,12 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     on_top = _vocal_on_top(vocal_bus, instrument_bus, activity, rate, preset.vocal_over_instrumental_lu) if lead else None
     vocal_gain = np.float32(10 ** (on_top["correction_db"] / 20)) if on_top else np.float32(1.0)
     vocal_bus *= vocal_gain
-    sends = {kind: sends["instrument"][kind] + sends["vocal"][kind] * vocal_gain for kind in ("reverb", "delay")}
+    send_sums = {kind: sends["instrument"][kind] + sends["vocal"][kind] * vocal_gain for kind in ("reverb", "delay")}
     delay_s = preset.delay.beats * 60.0 / score.tempo_map[0].bpm
     returns = {
-        "reverb": _return(sends["reverb"], rate, pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5,
+        "reverb": _return(send_sums["reverb"], rate, pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5,
                                                                    wet_level=1.0, dry_level=0.0, width=REVERB_WIDTH), "reverb"),
-        "delay": _return(sends["delay"], rate, pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback,
+        "delay": _return(send_sums["delay"], rate, pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback,
                                                                 mix=1.0), "delay"),
     }
     mixed = instrument_bus + vocal_bus + returns["reverb"] + returns["delay"]

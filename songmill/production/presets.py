@@ -10,11 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from songmill.errors import ConfigError
-from songmill.paths import config_dir
-from songmill.spec import describe_errors
-from songmill.vocab import GENRES
-from songmill.yamlfile import load_yaml
+from songmill.core.config import load_yaml, validate_config
+from songmill.core.errors import ConfigError
+from songmill.core.paths import config_dir
+from songmill.core.vocab import GENRES
 
 ROLES = ("vocal", "backing", "drums", "bass", "chords", "pad", "counter", "line", "full-mix")
 Role = Literal[ROLES]  # type: ignore[valid-type]
@@ -92,13 +91,10 @@ def load_production_presets(path: Path | None = None) -> ProductionPresets:
     """Read and validate the presets; problems are `file:line: field.path: what is wrong`."""
     path = path or config_dir() / "production.yaml"
     data, locator = load_yaml(path)
-    try:
-        raw = _File.model_validate(data)
-        missing = [g for g in GENRES if g not in raw.genres]
-        if missing:
-            raise ConfigError([f"{path}: genres: no preset for {', '.join(missing)} (add them, {{}} takes the defaults)"])
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, locator, _File)) from None
+    raw = validate_config(data, locator, _File)
+    missing = [g for g in GENRES if g not in raw.genres]
+    if missing:
+        raise ConfigError([locator.problem(("genres",), f"no preset for {', '.join(missing)} (add them, {{}} takes the defaults)")])
     presets, problems = {}, []
     for genre, overrides in raw.genres.items():
         try:

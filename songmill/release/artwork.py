@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, UnidentifiedImageError
 
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
+from songmill.core.spec import COVER_PX
 
-COVER_PX = 3000
 THUMBNAIL_PX = 600
 JPEG_QUALITY = 92
 
@@ -88,6 +88,7 @@ def _set_text(draw: ImageDraw.ImageDraw, text: str, *, y: float, size: float, fi
 def load_cover(path: Path) -> Image.Image:
     """A provided cover, checked and made deliverable: it must be a square image of at least
     3000×3000 pixels; any colour mode converts to RGB and larger images are scaled to 3000."""
+    image: Image.Image
     try:
         with Image.open(path) as opened:
             opened.load()

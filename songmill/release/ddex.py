@@ -4,7 +4,8 @@
     validate(xml)          # raises SongmillError listing the schema's complaints
 
 The message (ReleaseProfileVersionId "Audio") carries: a header from the sender (config/
-delivery.yaml) to the profile's recipient; the artist and label as parties; one
+delivery.yaml) to the profile's recipient, a `TestMessage` when the delivery identity is a test
+one (`MessageControlType`, else `LiveMessage`); the artist and label as parties; one
 SoundRecording per track (ISRC, title, display artist, P-line, duration, parental warning,
 `ContainsAI` and one `GenerativeAI` contributor per AI-made part the config names) whose
 technical details list every delivered audio file with its SHA-256 and size (preview clips as
@@ -12,8 +13,10 @@ clip details); the cover as a FrontCoverImage; the release (ICPN, genre, label, 
 tracks in a disc group with the cover linked) plus a TrackRelease per track; and one deal per
 release and track release from the profile's `deal` terms, starting on the release date.
 
-The schema is `shared/ddex/ern432/release-notification.xsd` (with its allowed-value sets);
-`SONGMILL_DDEX_SCHEMA` points elsewhere. A message that does not validate is never delivered.
+The schema is DDEX's ERN 4.3.2 `release-notification.xsd` with the allowed-value sets it imports,
+vendored as package data in `songmill/release/schemas/ddex/` (source and DDEX's licence terms in
+its README.md); `SONGMILL_DDEX_SCHEMA` points at another copy. A message that does not validate is
+never delivered.
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from lxml import etree
 
-from songmill.errors import SongmillError
-from songmill.paths import PROJECT_ROOT
-from songmill.profiles import DeliveryProfile, Party
+from songmill.core.errors import SongmillError
+from songmill.core.profiles import DeliveryProfile, Party
 
 ERN_NAMESPACE = "http://ddex.net/xml/ern/432"
 AVS_VERSION_ID = "9"  # the allowed-value-sets version the schema ships with
-SCHEMA_PATH = PROJECT_ROOT.parent / "shared" / "ddex" / "ern432" / "release-notification.xsd"
+# Packaged with songmill (pyproject package-data); the import of ../allowed-value-sets.xsd resolves beside it.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "ddex" / "ern432" / "release-notification.xsd"
 
 RELEASE_TYPES = {"single": "Single", "ep": "EP", "album": "Album"}
 # The AI disclosure's parts → DDEX contributor roles (avs:ContributorRole).
@@ -128,16 +132,16 @@ class _Builder:
         return element
 
 
-def new_release_message(release: PackagedRelease, profile_name: str, profile: DeliveryProfile, sender: Party, *,
+def new_release_message(release: PackagedRelease, profile_name: str, profile: DeliveryProfile, sender: Party | None, *,
                         created: dt.datetime, test_message: bool = False) -> bytes:
     """The NewReleaseMessage for one release and one delivery profile, as UTF-8 XML bytes."""
     reason = missing_identity(release, profile_name, profile, sender)
-    if reason:
+    if reason or sender is None or profile.recipient is None:  # missing_identity gives a reason for both
         raise SongmillError(f"no DDEX message for profile '{profile_name}': {reason}")
     add = _Builder.add
     root = etree.Element(f"{{{ERN_NAMESPACE}}}NewReleaseMessage", nsmap={"ern": ERN_NAMESPACE},
                          attrib={"AvsVersionId": AVS_VERSION_ID, "LanguageAndScriptCode": "en", "ReleaseProfileVersionId": "Audio"})
-    _header(root, release, profile_name, profile, sender, created, test_message)
+    _header(root, release, profile_name, sender, profile.recipient, created, test_message)
     parties = add(root, "PartyList")
     for reference, name in (("PArtist", release.artist), ("PLabel", release.label)):
         party = add(parties, "Party")
@@ -152,18 +156,18 @@ def new_release_message(release: PackagedRelease, profile_name: str, profile: De
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _header(root, release: PackagedRelease, profile_name: str, profile: DeliveryProfile, sender: Party,
+def _header(root, release: PackagedRelease, profile_name: str, sender: Party, recipient: Party,
             created: dt.datetime, test_message: bool) -> None:
     add = _Builder.add
     header = add(root, "MessageHeader")
     add(header, "MessageThreadId", f"{release.upc}-{profile_name}")
     digest = hashlib.sha256(f"{release.upc}:{profile_name}:{created.isoformat()}".encode()).hexdigest()[:24]
     add(header, "MessageId", digest)
-    for tag, party in (("MessageSender", sender), ("MessageRecipient", profile.recipient)):
+    for tag, party in (("MessageSender", sender), ("MessageRecipient", recipient)):
         element = add(header, tag)
         add(element, "PartyId", party.dpid)
         add(add(element, "PartyName"), "FullName", party.name)
-    add(header, "MessageCreatedDateTime", created.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
+    add(header, "MessageCreatedDateTime", created.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
     add(header, "MessageControlType", "TestMessage" if test_message else "LiveMessage")
 
 
@@ -205,7 +209,7 @@ def _delivery_file(parent, file: PackagedFile) -> None:
     add = _Builder.add
     element = add(parent, "DeliveryFile")
     add(element, "Type", "AudioFile")
-    container, codec = CODECS[file.container]
+    container, codec = CODECS[cast(str, file.container)]  # an audio file names its container
     if container:
         add(element, "ContainerFormat", container)
     if codec in STANDARD_CODECS:
@@ -218,7 +222,7 @@ def _delivery_file(parent, file: PackagedFile) -> None:
     add(element, "SamplingRate", file.sample_rate_hz, UnitOfMeasure="Hz")
     if file.bit_depth:
         add(element, "BitsPerSample", file.bit_depth)
-    add(element, "Duration", iso_duration(file.duration_s))
+    add(element, "Duration", iso_duration(cast(float, file.duration_s)))  # an audio file has a duration
     _file(element, file)
 
 
@@ -255,7 +259,7 @@ def _sound_recording(resources, release: PackagedRelease, track: PackagedTrack) 
         add(clip_details, "ClipType", "Preview")
         timing = add(clip_details, "Timing")
         add(timing, "StartPoint", f"{clip.clip_start_s:.3f}")
-        add(timing, "DurationUsed", iso_duration(clip.duration_s))
+        add(timing, "DurationUsed", iso_duration(cast(float, clip.duration_s)))  # a clip has a duration
         add(clip_details, "ExpressionType", "Instructive")
         _delivery_file(clip_details, clip)
     _titles(recording, track.title)
@@ -352,10 +356,12 @@ def _schema(path: str) -> etree.XMLSchema:
     try:
         return etree.XMLSchema(etree.parse(path))
     except OSError:
-        raise SongmillError(f"the DDEX schema {path} is missing; put the ERN 4.3.2 schema there or set SONGMILL_DDEX_SCHEMA") from None
+        raise SongmillError(f"the DDEX schema {path} is missing; set SONGMILL_DDEX_SCHEMA to an ERN 4.3.2 "
+                            "release-notification.xsd, or unset it to use the one songmill ships") from None
 
 
 def schema_path() -> Path:
+    """`SONGMILL_DDEX_SCHEMA`, else the schema packaged with songmill (SCHEMA_PATH)."""
     return Path(os.environ.get("SONGMILL_DDEX_SCHEMA") or SCHEMA_PATH)
 
 

@@ -29,11 +29,11 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-from songmill.errors import SongmillError
-from songmill.store import file_sha256
+from songmill.core.errors import SongmillError
+from songmill.core.store import file_sha256
 
 MANIFEST = "checksums.sha256"
 RENAME_EXCHANGE = 2  # linux/fs.h
@@ -169,7 +169,7 @@ def deliver_local(staged: Path, dest: Path, *, on_step: StepCallback | None = No
 def deliver_s3(staged: Path, url: str, folder: str, *, on_step: StepCallback | None = None) -> str:
     """Upload a verified staged folder to `s3://bucket/prefix/<folder>/<batch>/` and point
     `<folder>/CURRENT` at it; returns the batch's URL. Endpoint and keys: SONGMILL_S3_*."""
-    from songmill.store import S3Store, open_store
+    from songmill.core.store import S3Store, open_store
 
     step = on_step or (lambda name: None)
     problems = verify_folder(staged)
@@ -177,7 +177,7 @@ def deliver_s3(staged: Path, url: str, folder: str, *, on_step: StepCallback | N
         raise SongmillError(f"delivery to {url}/{folder} stopped before it uploaded anything: {problems[0]}")
     store = open_store(url)  # the same S3 settings as the artifact store (SONGMILL_S3_*)
     assert isinstance(store, S3Store)
-    batch = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    batch = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     files = sorted((p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST), key=lambda p: p.as_posix())
     for path in [*files, staged / MANIFEST]:  # the manifest last: a batch without one is incomplete
         store.upload(path, folder, batch, path.relative_to(staged).as_posix())

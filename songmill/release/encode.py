@@ -22,19 +22,19 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import ffmpeg
 import numpy as np
 
-from songmill.audio import write_pcm_wav
-from songmill.errors import SongmillError
+from songmill.core.audio import decode, resample, write_pcm_wav
+from songmill.core.errors import SongmillError
+from songmill.core.loudness import true_peak_dbtp
+from songmill.core.profiles import LOSSY_RATE_HZ, AudioFormat, DeliveryProfile
 from songmill.production.dither import to_pcm
-from songmill.production.loudness import true_peak_dbtp
-from songmill.profiles import AudioFormat, DeliveryProfile
 
 log = logging.getLogger("songmill.release.encode")
 
-LOSSY_RATE_HZ = {"mp3": 44100, "m4a": 44100, "opus": 48000}
 CODEC = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus", "flac": "flac"}
 EXTENSION = {"wav": "wav", "flac": "flac", "mp3": "mp3", "m4a": "m4a", "opus": "opus"}
 PEAK_MARGIN_DB = 0.1  # aim this far under the ceiling; doubled at each retry (AAC's overshoot is erratic)
@@ -81,52 +81,23 @@ def _ffmpeg(stream, what: str, *, input_bytes: bytes | None = None, capture: boo
     return out
 
 
-def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """(frames, channels) float32 at `from_hz` → `to_hz` with the SoX resampler (28-bit precision)."""
-    if from_hz == to_hz:
-        return samples
-    channels = samples.shape[1]
-    source = ffmpeg.input("pipe:", format="f32le", ac=channels, ar=from_hz)
-    stream = source.output("pipe:", format="f32le", af=f"aresample={to_hz}:resampler=soxr:precision=28", ar=to_hz)
-    raw = _ffmpeg(stream, f"resampling {from_hz} Hz → {to_hz} Hz", input_bytes=np.ascontiguousarray(samples, "<f4").tobytes(), capture=True)
-    return np.frombuffer(raw, dtype="<f4").reshape(-1, channels)
-
-
-def decode(path: Path, rate: int) -> np.ndarray:
-    """Decode any file ffmpeg reads to (frames, channels) float32 at `rate` (encoder delay removed)."""
-    probe = _probe(path)
-    channels = int(probe["channels"])
-    raw = _ffmpeg(ffmpeg.input(str(path)).output("pipe:", format="f32le", ar=rate, ac=channels), f"decoding {path.name}", capture=True)
-    return np.frombuffer(raw, dtype="<f4").reshape(-1, channels)
-
-
-def _probe(path: Path) -> dict:
-    try:
-        info = ffmpeg.probe(str(path))
-    except ffmpeg.Error as err:
-        raise SongmillError(f"ffprobe cannot read {path} ({(err.stderr or b'').decode(errors='replace').strip()[-200:]})") from None
-    stream = next((s for s in info["streams"] if s.get("codec_type") == "audio"), None)
-    if stream is None:
-        raise SongmillError(f"{path} has no audio stream")
-    return stream
-
-
 def _encode_lossless(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, seed: int) -> np.ndarray:
     """Dither to the format's depth and write it; returns the delivered samples as float."""
-    pcm = to_pcm(samples, fmt.bit_depth, seed=seed)
+    bit_depth = cast(int, fmt.bit_depth)  # AudioFormat requires one for wav and flac
+    pcm = to_pcm(samples, bit_depth, seed=seed)
     if fmt.container == "wav":
-        write_pcm_wav(dest, pcm, rate, fmt.bit_depth)
+        write_pcm_wav(dest, pcm, rate, bit_depth)
     else:
         wav = dest.with_suffix(".pcm.wav")
-        write_pcm_wav(wav, pcm, rate, fmt.bit_depth)
+        write_pcm_wav(wav, pcm, rate, bit_depth)
         try:
             options = {"acodec": "flac", "map_metadata": -1, **BITEXACT}
-            if fmt.bit_depth == 24:
+            if bit_depth == 24:
                 options["sample_fmt"] = "s32"
             _ffmpeg(ffmpeg.input(str(wav)).output(str(dest), format="flac", **options).overwrite_output(), f"encoding {dest.name}")
         finally:
             wav.unlink(missing_ok=True)
-    return pcm.astype(np.float32) / float(1 << (fmt.bit_depth - 1))
+    return pcm.astype(np.float32) / float(1 << (bit_depth - 1))
 
 
 def _encode_lossy(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, gain_db: float) -> None:
@@ -156,7 +127,7 @@ def encode(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, *, loss
     ceiling_dbtp, gain_db = lossy_ceiling_dbtp, 0.0
     for attempt in range(MAX_LOSSY_TRIES):
         _encode_lossy(samples, rate, fmt, dest, gain_db)
-        peak = true_peak_dbtp(decode(dest, rate), rate)
+        peak = true_peak_dbtp(decode(dest, sample_rate_hz=rate)[0], rate)
         if peak <= ceiling_dbtp:
             return peak, gain_db
         gain_db += ceiling_dbtp - peak - PEAK_MARGIN_DB * 2 ** attempt
@@ -203,18 +174,18 @@ def export_profile(master: np.ndarray, rate: int, name: str, profile: DeliveryPr
                    seed: int, clip: tuple[float, float] | None) -> list[EncodedFile]:
     """Every file `profile` delivers for one track: each of its formats, and a preview clip in
     each format when the profile asks for one (`clip` is its window in seconds)."""
-    from songmill.production.loudness import integrated_lufs
+    from songmill.core.loudness import integrated_lufs
 
     resampled = {rate: master}
     files = []
-    pieces = [(False, None)] + ([(True, clip)] if profile.preview_clip_s and clip else [])
+    pieces: list[tuple[bool, tuple[float, float] | None]] = [(False, None)] + ([(True, clip)] if profile.preview_clip_s and clip else [])
     for is_clip, window in pieces:
         for fmt in profile.formats:
             out_rate = fmt.sample_rate_hz or LOSSY_RATE_HZ[fmt.container]
             if out_rate not in resampled:
-                resampled[out_rate] = resample(master, rate, out_rate)
+                resampled[out_rate] = resample(master, from_hz=rate, to_hz=out_rate, method="soxr")
             samples = resampled[out_rate]
-            if is_clip:
+            if window is not None:  # is_clip
                 samples = cut_clip(samples, out_rate, *window)
             dest = workdir / f"export-{name}{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}"
             peak, gain = encode(samples, out_rate, fmt, dest, lossy_ceiling_dbtp=profile.lossy_true_peak_dbtp, seed=seed)
@@ -225,5 +196,5 @@ def export_profile(master: np.ndarray, rate: int, name: str, profile: DeliveryPr
                 channels=samples.shape[1], duration_s=round(len(samples) / out_rate, 3),
                 true_peak_dbtp=round(float(peak), 2), gain_db=round(float(gain), 2), clip=is_clip,
                 integrated_lufs=round(integrated_lufs(samples, out_rate) + gain, 2),
-                clip_start_s=window[0] if is_clip else None))
+                clip_start_s=window[0] if window is not None else None))
     return files

@@ -24,24 +24,25 @@ message, validated and delivered (see `deliver.py`). The catalogue records every
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from songmill.catalogue import Catalogue
-from songmill.errors import SongmillError
-from songmill.profiles import DeliveryProfile
+from songmill.core.errors import SongmillError
+from songmill.core.profiles import DeliveryProfile
+from songmill.core.seeds import derive_seed
+from songmill.core.spec import ReleaseSpec
+from songmill.core.store import file_sha256
 from songmill.release import artwork, ddex
-from songmill.release.deliver import MANIFEST, delivery_lock, deliver_local, deliver_s3, staging_folder, write_manifest
+from songmill.release.deliver import MANIFEST, deliver_local, deliver_s3, delivery_lock, staging_folder, write_manifest
 from songmill.release.encode import EXTENSION
 from songmill.release.settings import DeliverySettings, load_delivery_settings
 from songmill.release.tags import SyncedLyrics, TrackTags, lrc_text, tag_file
-from songmill.spec import ReleaseSpec
-from songmill.store import file_sha256
 
 log = logging.getLogger("songmill.release")
 
@@ -62,9 +63,9 @@ def delivery_time() -> dt.datetime:
     config (e.g. `songmill render` and an Airflow run) deliver byte-identical folders."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
     try:
-        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
     except ValueError:
         raise SongmillError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds since 1970; unset it or fix it") from None
 
@@ -74,7 +75,7 @@ def _release_cover(spec: ReleaseSpec, config_path: Path) -> tuple[bytes, bytes]:
     if spec.release.cover:
         image = artwork.load_cover(Path(spec.release.cover))
     else:
-        seed = int.from_bytes(hashlib.sha256(spec.release.id.encode()).digest()[:4], "big")
+        seed = derive_seed(spec.release.id, bits=32)
         image = artwork.generate_cover(spec.release.title, spec.release.artist, spec.tracks[0].mood, seed=seed)
     return artwork.cover_jpeg(image), artwork.cover_jpeg(image, artwork.THUMBNAIL_PX)
 
@@ -101,7 +102,7 @@ def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile],
         anything already delivered is touched. (A release whose sender, recipient or ISRCs are
         not configured is delivered without a DDEX message; `ddex_skipped` says why.)
     """
-    settings = settings or load_delivery_settings()
+    settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
     ids = settings.identifiers
     upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
@@ -109,7 +110,7 @@ def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile],
                                             registrant=ids.isrc_registrant, year=now.year) for t in tracks}
     cover, thumbnail = _release_cover(spec, config_path)
     exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
-    result = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": []}
+    result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": []}
     for name in spec.release.profiles:
         profile = profiles[name]
         destination = _destination(name, profile, Path(out_dir))
@@ -144,11 +145,13 @@ def _deliver_profile(spec: ReleaseSpec, name: str, profile: DeliveryProfile, tra
             type=spec.release.type, date=spec.release.date, genre=spec.release.genre, p_line=spec.release.p_line,
             c_line=spec.release.c_line, explicit=spec.release.explicit, contains_ai=spec.release.ai_disclosure.contains_ai,
             ai_parts=tuple(spec.release.ai_disclosure.generated), tracks=packaged_tracks, cover=cover_file)
-        skipped = ddex.missing_identity(release, name, profile, settings.sender)
+        addressed = settings.addressing(profile)  # a test identity's messages go to its own recipient
+        skipped = ddex.missing_identity(release, name, addressed, settings.sender)
         if skipped:
             log.warning("delivering %s to profile %s without a DDEX message: %s", spec.release.id, name, skipped)
         else:
-            message = ddex.new_release_message(release, name, profile, settings.sender, created=now)
+            message = ddex.new_release_message(release, name, addressed, settings.sender, created=now,
+                                               test_message=settings.test_identity)
             ddex.validate(message, what=f"the DDEX message for profile '{name}'")
             (staged / f"{upc}.xml").write_bytes(message)
         manifest_sha = write_manifest(staged)
@@ -170,7 +173,7 @@ def _file_list(folder: Path) -> list[dict]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
         kind = "manifest" if path.name == MANIFEST else "ddex" if path.suffix == ".xml" else path.suffix.lstrip(".")
-        if path.name.endswith(("_preview" + path.suffix)):
+        if path.name.endswith("_preview" + path.suffix):
             kind = f"{kind}-preview"
         rows.append({"relative_path": relative, "format": kind, "sha256": file_sha256(path), "bytes": path.stat().st_size})
     return rows
@@ -195,7 +198,9 @@ def _package_track(spec: ReleaseSpec, profile_name: str, track: RenderedTrack, e
         bpm=export["bpm"], key=export["key"], copyright=f"© {spec.release.c_line}", publisher=spec.release.label,
         explicit=spec.release.explicit, lyrics=export["lyrics"], synced=SyncedLyrics.from_dict(export["synced_lyrics"]),
         cover_jpeg=cover)
-    audio, clips, used = [], [], set()
+    audio: list[ddex.PackagedFile] = []
+    clips: list[ddex.PackagedFile] = []
+    used: set[str] = set()
     for encoded in mine:
         extension = EXTENSION[encoded["container"]]
         stem = f"{base}_preview" if encoded["clip"] else base
@@ -209,6 +214,6 @@ def _package_track(spec: ReleaseSpec, profile_name: str, track: RenderedTrack, e
         (clips if encoded["clip"] else audio).append(_packaged(resources.parent, target, encoded))
     if export["synced_lyrics"]["lines"]:
         (resources / f"{base}.lrc").write_text(lrc_text(tags, export["duration_s"]), encoding="utf-8")
-    duration_s = audio[0].duration_s if audio else export["duration_s"]
+    duration_s = cast(float, audio[0].duration_s) if audio else export["duration_s"]  # an audio file has a duration
     return ddex.PackagedTrack(number=track.number, title=config.title, isrc=isrc, duration_s=duration_s,
                               has_vocals=export["has_vocals"], audio=audio, clips=clips)

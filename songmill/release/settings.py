@@ -3,7 +3,14 @@
 The sender's DDEX Party ID and the ISRC registrant code are a label's own, issued by DDEX and by
 its national ISRC agency; the repository ships none. Without a sender, deliveries carry no DDEX
 message; without a registrant, `isrc: auto` tracks carry no ISRC (and so no DDEX message either).
-`SONGMILL_DELIVERY_CONFIG` points at another file."""
+`SONGMILL_DELIVERY_CONFIG` points at another file.
+
+    settings = load_delivery_settings(release_id="demo-single")
+
+`identities` maps a release id to another settings file (relative to the one naming it) that
+delivers that release instead: the shipped config gives the demo single `demo-identity.yaml`, a
+demonstration identity (`test_identity: true`) whose DDEX messages are TestMessages addressed to
+its own `recipient`. Every other release id gets the file's own identity, or none."""
 
 from __future__ import annotations
 
@@ -11,13 +18,12 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from songmill.errors import ConfigError
-from songmill.paths import config_dir
-from songmill.profiles import Party
-from songmill.spec import describe_errors
-from songmill.yamlfile import load_yaml
+from songmill.core.config import Locator, load_yaml, validate_config
+from songmill.core.errors import ConfigError
+from songmill.core.paths import config_dir
+from songmill.core.profiles import DeliveryProfile, Party
 
 
 class IdentifierSeries(BaseModel):
@@ -37,15 +43,44 @@ class IdentifierSeries(BaseModel):
 
 class DeliverySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    test_identity: bool = False  # a demonstration identity: its DDEX messages are TestMessages
     sender: Party | None = None  # the label sending DDEX messages; None: no DDEX message
+    recipient: Party | None = None  # test identities only: every message goes here, whatever the profile names
     identifiers: IdentifierSeries
+    identities: dict[str, str] = {}  # release id → the settings file that delivers that release instead
+
+    @field_validator("recipient")
+    @classmethod
+    def _recipient_for_tests_only(cls, value: Party | None, info: ValidationInfo) -> Party | None:
+        if value is not None and not info.data.get("test_identity"):
+            raise ValueError("only a test identity (test_identity: true) addresses every message to one recipient; "
+                             "give each profile its recipient in config/profiles.yaml")
+        return value
+
+    def addressing(self, profile: DeliveryProfile) -> DeliveryProfile:
+        """The profile as this identity's messages address it: a test identity's recipient replaces its own."""
+        return profile if self.recipient is None else profile.model_copy(update={"recipient": self.recipient})
 
 
-def load_delivery_settings(path: Path | None = None) -> DeliverySettings:
-    """Load `delivery.yaml` (default: the config folder's); problems as `file:line: field: what is wrong`."""
-    path = Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
+def _load(path: Path) -> tuple[DeliverySettings, Locator]:
     data, locator = load_yaml(path)
-    try:
-        return DeliverySettings.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, locator, DeliverySettings)) from None
+    return validate_config(data, locator, DeliverySettings), locator
+
+
+def load_delivery_settings(path: Path | None = None, *, release_id: str | None = None) -> DeliverySettings:
+    """Load `delivery.yaml` (default: the config folder's), or the file its `identities` names for
+    `release_id`; problems as `file:line: field: what is wrong`."""
+    path = Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
+    settings, locator = _load(path)
+    chosen = settings.identities.get(release_id) if release_id is not None else None
+    if chosen is None:
+        return settings
+    identity_path = path.parent / chosen
+    if not identity_path.is_file():
+        raise ConfigError([locator.problem(("identities", release_id),
+                                           f"'{chosen}' does not exist (a delivery settings file, relative to {path.name})")])
+    identity, identity_locator = _load(identity_path)
+    if identity.identities:
+        raise ConfigError([identity_locator.problem(("identities",), "an identity file names no further identities "
+                                                                     f"(it delivers '{release_id}' for {path.name})")])
+    return identity

@@ -16,16 +16,17 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from mutagen.flac import FLAC, Picture
-from mutagen.id3 import APIC, ID3, SYLT, TALB, TBPM, TCON, TCOP, TDRC, TIT2, TKEY, TPE1, TPE2, TPOS, TPUB, TRCK, TSRC, USLT, Encoding
+from mutagen.id3 import APIC, ID3, SYLT, TALB, TBPM, TCON, TCOP, TDRC, TIT2, TKEY, TPE1, TPE2, TPOS, TPUB, TRCK, TSRC, USLT, Encoding, Frame
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4, MP4Cover, MP4FreeForm
 from mutagen.oggopus import OggOpus
 from mutagen.wave import WAVE
 
-from songmill.music import parse_key
-from songmill.score import Score
+from songmill.core.music import parse_key
+from songmill.core.score import Score
 
 OPUS_REFERENCE_LUFS = -23.0  # R128_TRACK_GAIN is relative to EBU R128's reference (RFC 7845 §5.2.1)
 MINOR_MODES = ("minor", "aeolian", "dorian", "phrygian")
@@ -83,6 +84,7 @@ def synced_lyrics(score: Score, line_syllables: list[tuple[str, list[str]]]) -> 
             break
         lines.append((round(sung[position].start_s, 3), text))
         for note in sung[position:position + len(line)]:
+            assert note.syllable is not None  # sung notes are the ones with a syllable
             syllables.append((round(note.start_s, 3), note.syllable.text + (" " if note.syllable.word_end else "")))
         position += len(line)
     return SyncedLyrics(lines, syllables)
@@ -115,9 +117,9 @@ def tag_file(path: Path, tags: TrackTags) -> None:
     writer(path, tags)
 
 
-def _id3_frames(tags: TrackTags) -> list:
+def _id3_frames(tags: TrackTags) -> list[Frame]:
     utf8 = Encoding.UTF8
-    frames = [
+    frames: list[Frame] = [
         TIT2(encoding=utf8, text=tags.title), TPE1(encoding=utf8, text=tags.artist), TPE2(encoding=utf8, text=tags.artist),
         TALB(encoding=utf8, text=tags.album), TRCK(encoding=utf8, text=f"{tags.track_number}/{tags.track_total}"),
         TPOS(encoding=utf8, text=f"{tags.disc_number}/{tags.disc_total}"), TDRC(encoding=utf8, text=tags.date),
@@ -142,8 +144,9 @@ def _tag_id3(path: Path, tags: TrackTags) -> None:
     audio = MP3(path) if path.suffix == ".mp3" else WAVE(path)
     if audio.tags is None:
         audio.add_tags()
+    id3 = cast(ID3, audio.tags)  # mutagen declares FileType.tags = None; an MP3's or WAVE's tags are an ID3
     for frame in _id3_frames(tags):
-        audio.tags.add(frame)
+        id3.add(frame)
     audio.save(v2_version=4)
 
 
@@ -164,15 +167,16 @@ def _vorbis_comments(tags: TrackTags) -> dict[str, str]:
     return comments
 
 
-def _picture(tags: TrackTags) -> Picture:
-    from PIL import Image
+def _picture(cover_jpeg: bytes) -> Picture:
     import io
 
-    with Image.open(io.BytesIO(tags.cover_jpeg)) as image:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(cover_jpeg)) as image:
         width, height = image.size
     picture = Picture()
     picture.type, picture.mime, picture.desc = 3, "image/jpeg", ""
-    picture.width, picture.height, picture.depth, picture.data = width, height, 24, tags.cover_jpeg
+    picture.width, picture.height, picture.depth, picture.data = width, height, 24, cover_jpeg
     return picture
 
 
@@ -182,7 +186,7 @@ def _tag_flac(path: Path, tags: TrackTags) -> None:
     audio.update(_vorbis_comments(tags))
     audio.clear_pictures()
     if tags.cover_jpeg:
-        audio.add_picture(_picture(tags))
+        audio.add_picture(_picture(tags.cover_jpeg))
     audio.save()
 
 
@@ -194,7 +198,7 @@ def _tag_opus(path: Path, tags: TrackTags) -> None:
         comments["R128_TRACK_GAIN"] = str(int(round((OPUS_REFERENCE_LUFS - tags.loudness_lufs) * 256)))
     audio.update(comments)
     if tags.cover_jpeg:
-        audio["METADATA_BLOCK_PICTURE"] = base64.b64encode(_picture(tags).write()).decode("ascii")
+        audio["METADATA_BLOCK_PICTURE"] = base64.b64encode(_picture(tags.cover_jpeg).write()).decode("ascii")
     audio.save()
 
 
@@ -220,5 +224,5 @@ def _tag_m4a(path: Path, tags: TrackTags) -> None:
 
 def read_sylt(path: Path) -> list[tuple[str, int]]:
     """The synced lyrics (text, milliseconds) of an MP3 or WAV file's SYLT frame (for checks)."""
-    frames = ID3(path).getall("SYLT") if path.suffix == ".mp3" else WAVE(path).tags.getall("SYLT")
+    frames = ID3(path).getall("SYLT") if path.suffix == ".mp3" else cast(ID3, WAVE(path).tags).getall("SYLT")
     return list(frames[0].text) if frames else []

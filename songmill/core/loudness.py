@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from typing import cast, overload
 
 import numpy as np
 import pyloudnorm
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import firwin, sosfilt
 
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
 
 OVERSAMPLING = 4  # BS.1770-4 true peak: at least 4× at 48 kHz
 SHORT_TERM_S, HOP_S = 3.0, 0.1
@@ -65,7 +66,7 @@ def k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
     for c in range(data.shape[1]):
         weighted = sosfilt(sos, np.ascontiguousarray(data[:, c], dtype=np.float32))
         power = np.square(weighted) if power is None else power + np.square(weighted)
-    return power
+    return cast(np.ndarray, power)  # audio has at least one channel, so the loop ran
 
 
 def _block_power(power: np.ndarray, rate: int, window_s: float, hop_s: float) -> np.ndarray:
@@ -81,6 +82,10 @@ def _block_power(power: np.ndarray, rate: int, window_s: float, hop_s: float) ->
     return (cumulative[per_window:] - cumulative[:-per_window]) / (per_window * hop)
 
 
+@overload
+def _lufs(power: np.ndarray) -> np.ndarray: ...
+@overload
+def _lufs(power: np.ndarray | float) -> np.ndarray | float: ...
 def _lufs(power: np.ndarray | float) -> np.ndarray | float:
     with np.errstate(divide="ignore"):
         return -0.691 + 10 * np.log10(power)
@@ -237,8 +242,8 @@ def octave_balance_db(samples: np.ndarray, rate: int) -> np.ndarray:
     for centre in OCTAVE_CENTRES_HZ:
         inside = (freqs >= centre / np.sqrt(2)) & (freqs < min(centre * np.sqrt(2), rate / 2))
         bands.append(10 * np.log10(np.sum(spectrum[inside]) + 1e-20))
-    bands = np.array(bands)
-    return bands - bands[OCTAVE_CENTRES_HZ.index(1000)]
+    levels = np.array(bands)
+    return levels - levels[OCTAVE_CENTRES_HZ.index(1000)]
 
 
 BALANCE_FRAME = 8192

@@ -7,7 +7,7 @@ divide the section evenly, else it starts on the nearest beat.
 
 from __future__ import annotations
 
-from songmill.score import Score, Section
+from songmill.core.score import Score, Section
 
 PHRASE_TARGET_S = 4.8  # a comfortable sung line: one breath
 BREATH_BEATS = 1.0  # rest left at the end of each phrase

@@ -3,7 +3,7 @@
 A `Stage` declares its name, version, the artifacts it reads and writes, the spec values it
 depends on (`params`) and the models it loads. Its **cache key** is the sha256 of all of those
 plus the input artifacts' hashes and the models' hashes; a stage whose key is already in the
-store is not run again (`execute_stage` returns the stored outputs, `cached=True`).
+store is not run again (`run_stage` returns the stored outputs, `cached=True`).
 
 Bump `version` whenever a stage's code changes what it writes.
 """
@@ -18,19 +18,22 @@ import resource
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import psutil
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from models.registry import ModelRegistry
-from songmill.errors import SongmillError
-from songmill.spec import ReleaseSpec, TrackSpec
-from songmill.store import ArtifactRef, ArtifactStore, LocalStore
+from songmill.core.errors import SongmillError
+from songmill.core.seeds import derive_seed
+from songmill.core.spec import ReleaseSpec, TrackSpec
+from songmill.core.store import ArtifactRef, ArtifactStore, LocalStore
 
-log = logging.getLogger("songmill.stages")
+log = logging.getLogger("songmill.engine.stage")
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,13 @@ class StageContext:
 
     def rng(self) -> np.random.Generator:
         """A generator seeded by the track seed and the stage name: same seed, same output."""
-        material = hashlib.sha256(f"{self.job.seed}:{self.stage.name}".encode()).digest()
-        return np.random.default_rng(int.from_bytes(material[:8], "big"))
+        return np.random.default_rng(derive_seed(self.job.seed, self.stage.name, bits=64))
 
 
-@dataclass
+@pydantic_dataclass
 class StageResult:
+    """What one stage did for one track: its cache key, the artifacts it read and wrote, its cost."""
+
     stage: str
     version: str
     cache_key: str
@@ -129,16 +133,6 @@ class StageResult:
             "outputs": {k: v.to_dict() for k, v in self.outputs.items()},
             "models": self.models,
         }
-
-    def to_state(self) -> dict:
-        """Everything, as JSON (what a scheduler passes between tasks; `from_state` reads it back)."""
-        return {**self.to_dict(), "inputs": {k: v.to_dict() for k, v in self.inputs.items()}}
-
-    @classmethod
-    def from_state(cls, data: dict) -> "StageResult":
-        refs = lambda d: {k: ArtifactRef.from_dict(v) for k, v in d.items()}  # noqa: E731
-        return cls(data["stage"], data["version"], data["cache_key"], data["cached"], refs(data["outputs"]),
-                   refs(data["inputs"]), data["models"], data["wall_s"], data["cpu_s"], data["peak_rss_mib"])
 
 
 def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models: list[dict], seed: int) -> str:
@@ -172,13 +166,13 @@ class _PeakMemory:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     """CPU seconds of this process and of the programs it ran and waited for (FluidSynth, ffmpeg…)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *,
+def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *,
                   store: ArtifactStore, registry: ModelRegistry) -> StageResult:
     """Run one stage for one track, or return its stored outputs if its cache key is known."""
     missing = [name for name in stage.inputs if name not in inputs]
@@ -204,10 +198,10 @@ def execute_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *
         workdir.mkdir()
         local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
         ctx = StageContext(stage, job, params, local_inputs, workdir, registry)
-        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        wall0, cpu0 = time.perf_counter(), cpu_seconds()
         with _PeakMemory() as memory:
             stage.run(ctx)
-        result.wall_s, result.cpu_s = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+        result.wall_s, result.cpu_s = time.perf_counter() - wall0, cpu_seconds() - cpu0
         result.peak_rss_mib = memory.peak / 2**20
         for name in stage.outputs:
             path = workdir / name

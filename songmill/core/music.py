@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from songmill.vocab import MODES
+from songmill.core.vocab import MODES
 
 _PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(m|min|maj|[a-z]+)?\s*$")
@@ -83,3 +83,22 @@ def parse_time_signature(text: str) -> TimeSignature:
     if not match or not (1 <= int(match.group(1)) <= 15) or int(match.group(2)) not in (2, 4, 8, 16):
         raise ValueError(f"'{text}' is not a time signature (N/D with N 1–15 and D 2, 4, 8 or 16, e.g. 4/4, 6/8)")
     return TimeSignature(int(match.group(1)), int(match.group(2)))
+
+
+def metric_strength(position_beats: float, numerator: int, denominator: int) -> int:
+    """Strength of an onset `position_beats` (quarter notes) after the bar line.
+
+    Compound meters (6/8, 9/8, 12/8) beat in dotted quarters; 4/4 (and 12/8) have a second
+    strong beat half-way through the bar.
+    """
+    eps = 1e-6
+    if position_beats < eps:
+        return 0
+    compound = denominator == 8 and numerator % 3 == 0 and numerator > 3
+    beat = 1.5 if compound else 4.0 / denominator
+    bar = numerator * 4.0 / denominator
+    beats_in_bar = round(bar / beat)
+    on_beat = abs(position_beats / beat - round(position_beats / beat)) < eps
+    if on_beat and beats_in_bar % 2 == 0 and beats_in_bar >= 4 and abs(position_beats - bar / 2) < eps:
+        return 1
+    return 2 if on_beat else 3

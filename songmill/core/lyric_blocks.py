@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from models.lyrics.model import VOCAL_SECTIONS
-from songmill.errors import SongmillError
+from songmill.core.errors import SongmillError
+from songmill.core.lyrics import VOCAL_SECTIONS
 
 REPEATING = ("chorus", "pre-chorus", "post-chorus")
 
@@ -29,7 +29,9 @@ def parse_blocks(text: str, *, where: str = "lyrics") -> list[LyricBlock]:
     """Split tagged lyrics into blocks. Raises SongmillError for lines before the first tag or
     an empty block."""
     blocks: list[LyricBlock] = []
-    name, lines, start = None, [], 0
+    name: str | None = None
+    lines: list[str] = []
+    start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         tag = re.fullmatch(r"\[([^\]]*)\]", line)

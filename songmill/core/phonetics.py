@@ -15,8 +15,8 @@ import re
 import shutil
 import subprocess
 
-from songmill.errors import SongmillError
-from songmill.score import Syllable
+from songmill.core.errors import SongmillError
+from songmill.core.score import Syllable
 
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 

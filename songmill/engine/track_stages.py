@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 # Only light modules at import: the graph is read by the CLI and (later) at Airflow DAG-parse
 # time. Each stage imports its models (torch, onnxruntime, FluidSynth helpers) when it runs.
 from models.composition.form import song_form
 from models.instruments.arrangement import load_presets
-from models.instruments.soundfont import SAMPLE_RATE_HZ
-from models.lyrics.provided import form_from_blocks, parse_blocks
 from models.registry import ModelRegistry
-from songmill.audio import read_wav, write_wav
-from songmill.errors import SongmillError
-from songmill.score import Score
-from songmill.stages import Stage, StageContext, StageGraph, TrackJob
+from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, write_wav
+from songmill.core.errors import SongmillError
+from songmill.core.lyric_blocks import form_from_blocks, parse_blocks
+from songmill.core.score import Score
+from songmill.engine.stage import Stage, StageContext, StageGraph, TrackJob
 
 MELODY_MODEL = "melody-gru-celtic"
 
@@ -130,13 +130,14 @@ def _compose_params(job: TrackJob) -> dict:
 def _run_compose(ctx: StageContext) -> None:
     from models.composition.compose import compose
     from models.composition.melody_model import load_melody_model
-    from models.lyrics.model import Lyrics
-    from songmill.score_export import write_midi, write_musicxml
+    from songmill.core.lyrics import Lyrics
+    from songmill.core.score_export import write_midi, write_musicxml
 
     form = Score.load_json(ctx.input("form.json"))
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     model = load_melody_model(ctx.model(MELODY_MODEL))
-    score, adaptations = compose(form, lyrics, genre=ctx.params["genre"], identity=ctx.params["identity"],
+    low, high = ctx.params["voice_range"]
+    score, adaptations = compose(form, lyrics, genre=ctx.params["genre"], voice_range=(low, high),
                                  model=model, rng=ctx.rng(), key_change_semitones=ctx.params["key_change"])
     if not score.parts:
         raise SongmillError("compose produced no parts")
@@ -175,7 +176,7 @@ def _instruments_models(job: TrackJob) -> tuple[str, ...]:
 def _run_instruments(ctx: StageContext) -> None:
     from models.instruments.arrangement import arrange
     from models.instruments.soundfont import render_stems
-    from models.lyrics.model import Lyrics
+    from songmill.core.lyrics import Lyrics
 
     p = ctx.params
     score = Score.load_json(ctx.input("score.json"))
@@ -332,13 +333,12 @@ def master_targets(job: TrackJob) -> list[dict]:
     """One mastering target per delivery profile of the release: loudness, ceiling, tonal target
     (a reference recording's, else the genre's: in album mode the release genre's, so every
     track heads for the same tone), width and glue."""
-    from songmill.paths import config_dir
+    from songmill.core.profiles import load_profiles
+    from songmill.core.store import file_sha256
     from songmill.production.presets import load_production_presets
-    from songmill.profiles import load_profiles
-    from songmill.store import file_sha256
 
     spec, track = job.spec, job.track
-    profiles = load_profiles(config_dir() / "profiles.yaml")
+    profiles = load_profiles()
     tone_genre = spec.release.genre if spec.release.mastering == "album" else spec.instrumentation_of(track)
     preset = load_production_presets().for_genre(tone_genre).master
     targets = []
@@ -355,12 +355,12 @@ def master_targets(job: TrackJob) -> list[dict]:
 
 
 def _run_master(ctx: StageContext) -> None:
-    from songmill.production.master import MasterTarget, master, reference_profile
+    from songmill.production.master import MasterResult, MasterTarget, master, reference_profile
 
     mix, rate = read_wav(ctx.input("mix.wav"))
     references: dict[str, dict] = {}
-    done: dict[tuple, object] = {}  # profiles that ask for the same master share one pass
-    report = {"profiles": {}}
+    done: dict[tuple, MasterResult] = {}  # profiles that ask for the same master share one pass
+    report: dict[str, dict[str, Any]] = {"profiles": {}}
     for spec in ctx.params["targets"]:
         loudness_lufs, tone_db, tone_source = spec["loudness_lufs"], spec["tone_db"], spec["tone_source"]
         if spec["reference"]:
@@ -378,7 +378,7 @@ def _run_master(ctx: StageContext) -> None:
         write_wav(ctx.output(f"master-{spec['profile']}.wav"), result.audio, rate)
         report["profiles"][spec["profile"]] = {**result.decisions, "profile": spec["profile"],
                                                "file": f"master-{spec['profile']}.wav",
-                                               "reference": references.get(spec["reference"]["path"]) | {"file": spec["reference"]["path"]}
+                                               "reference": references[spec["reference"]["path"]] | {"file": spec["reference"]["path"]}
                                                if spec["reference"] else None}
     ctx.output("master.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
 
@@ -392,10 +392,9 @@ MASTER = Stage(
 
 def _qc_params(job: TrackJob) -> dict:
     from qc.suites import load_qc_settings, load_suite
-    from songmill.paths import config_dir
-    from songmill.profiles import load_profiles
+    from songmill.core.profiles import load_profiles
 
-    profiles = load_profiles(config_dir() / "profiles.yaml")
+    profiles = load_profiles()
     settings = load_qc_settings()
     # the suites and bars themselves: editing a suite or config/qc.yaml re-judges
     return {"profiles": {name: {"profile": profiles[name].model_dump(mode="json"), "suite": load_suite(name)}
@@ -413,26 +412,26 @@ def _run_qc(ctx: StageContext) -> None:
     import dataclasses
 
     from models.instruments.soundfont import stem_frames
-    from models.lyrics.model import Lyrics
     from qc.duplicates import track_print
     from qc.musical import main_key, measure_musical
     from qc.suites import MusicalBars, QCSettings, TechnicalBars, judge
-    from qc.technical import measure
-    from songmill.profiles import DeliveryProfile
-    from songmill.store import file_sha256
+    from qc.technical import TechnicalMetrics, measure
+    from songmill.core.lyrics import Lyrics
+    from songmill.core.profiles import DeliveryProfile
+    from songmill.core.store import file_sha256
 
     score = Score.load_json(ctx.input("score.json"))
     settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]),
                           musical=MusicalBars.model_validate(ctx.params["musical"]))
     first = f"master-{sorted(ctx.params['profiles'])[0]}.wav"  # every master is the same music: one musical measurement
-    vocal = read_wav(ctx.input("vocal-lead.wav")) if "vocal-lead.wav" in ctx.inputs else (None, 48000)
+    vocal = read_wav(ctx.input("vocal-lead.wav")) if "vocal-lead.wav" in ctx.inputs else (None, SAMPLE_RATE_HZ)
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     musical = measure_musical(*read_wav(ctx.input(first)), score=score, lyrics=lyrics,
                               vocal=vocal[0], vocal_rate=vocal[1], explicit=ctx.params["explicit"],
                               not_explicit=set(settings.musical.not_explicit))
     expected = {"tempo_bpm": score.tempo_map[0].bpm, "key": main_key(score)}
-    report = {"passed": True, "musical": musical.to_dict(), "expected": expected, "profiles": {}}
-    measured: dict[str, object] = {}  # profiles whose masters are the same file share one measurement
+    report: dict[str, Any] = {"passed": True, "musical": musical.to_dict(), "expected": expected, "profiles": {}}
+    measured: dict[str, TechnicalMetrics] = {}  # profiles whose masters are the same file share one measurement
     for name, entry in ctx.params["profiles"].items():
         path = ctx.input(f"master-{name}.wav")
         digest = file_sha256(path)
@@ -465,19 +464,17 @@ QC = Stage(
 
 
 def _export_params(job: TrackJob) -> dict:
-    from songmill.paths import config_dir
-    from songmill.profiles import load_profiles
+    from songmill.core.profiles import load_profiles
 
-    profiles = load_profiles(config_dir() / "profiles.yaml")
-    # what each profile's files depend on: its formats, lossy ceiling and clip length
-    return {"profiles": {name: profiles[name].model_dump(mode="json", include={"formats", "lossy_true_peak_dbtp", "preview_clip_s", "true_peak_dbtp"})
-                         for name in job.spec.release.profiles},
+    profiles = load_profiles()
+    # each profile whole, so the stage builds the real profile from its params (nothing invented)
+    return {"profiles": {name: profiles[name].model_dump(mode="json") for name in job.spec.release.profiles},
             "sings": job.track.voice is not None}
 
 
 def _run_export(ctx: StageContext) -> None:
-    from models.lyrics.model import Lyrics
-    from songmill.profiles import DeliveryProfile
+    from songmill.core.lyrics import Lyrics
+    from songmill.core.profiles import DeliveryProfile
     from songmill.release.encode import export_profile, preview_window
     from songmill.release.tags import synced_lyrics
 
@@ -488,9 +485,9 @@ def _run_export(ctx: StageContext) -> None:
     score = Score.load_json(ctx.input("score.json"))
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     sections = [(s.name, score.seconds_at(s.start_bar * score.beats_per_bar), s.energy) for s in score.sections]
-    report = {"files": [], "clips": {}}
+    report: dict[str, Any] = {"files": [], "clips": {}}
     for name, fields in ctx.params["profiles"].items():
-        profile = DeliveryProfile.model_validate({"description": name, "loudness_lufs": -14.0, **fields})
+        profile = DeliveryProfile.model_validate(fields)
         master, rate = read_wav(ctx.input(f"master-{name}.wav"))
         clip = preview_window(sections, len(master) / rate, profile.preview_clip_s) if profile.preview_clip_s else None
         if clip:
@@ -500,7 +497,7 @@ def _run_export(ctx: StageContext) -> None:
     sung = ctx.params["sings"] and lyrics.source != "instrumental"
     lines = [(line.text, [s.text for s in line.syllables])
              for section in sorted(lyrics.sections, key=lambda s: s.form_index) for line in section.lines] if sung else []
-    report["lyrics"] = "\n\n".join("\n".join(l.text for l in section.lines) for section in lyrics.sections) if sung else None
+    report["lyrics"] = "\n\n".join("\n".join(ln.text for ln in section.lines) for section in lyrics.sections) if sung else None
     report["synced_lyrics"] = synced_lyrics(score, lines).to_dict()
     report["has_vocals"] = sung
     report["duration_s"] = round(score.duration_s, 3)

@@ -7,21 +7,23 @@ per problem: `file:line: field.path: what is wrong (what is allowed)`.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from songmill import ids
-from songmill.errors import ConfigError, SongmillError
-from songmill.music import parse_key, parse_time_signature
-from songmill.vocab import AI_CONTRIBUTIONS, GENRES, MOODS, RELEASE_TYPES, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
-from songmill.yamlfile import Locator, load_yaml
+from songmill.core import ids
+from songmill.core.config import Locator, load_yaml, validate_config
+from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.lyric_blocks import assign_blocks, parse_blocks
+from songmill.core.music import parse_key, parse_time_signature
+from songmill.core.seeds import derive_seed
+from songmill.core.vocab import AI_CONTRIBUTIONS, GENRES, MOODS, RELEASE_TYPES, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
 
 
-def _ranged(low: float, high: float, unit: str):
+def _ranged(low: float, high: float, unit: str) -> AfterValidator:
     def check(value: float) -> float:
         if not low <= value <= high:
             raise ValueError(f"{value:g} is outside {low:g}–{high:g} {unit}")
@@ -29,7 +31,7 @@ def _ranged(low: float, high: float, unit: str):
     return AfterValidator(check)
 
 
-def _one_of(allowed: tuple[str, ...], what: str):
+def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if value not in allowed:
             raise ValueError(f"'{value}' is not a known {what} (allowed: {', '.join(allowed)})")
@@ -44,6 +46,8 @@ def _release_id(value: str) -> str:
         raise ValueError(f"'{value}' is not a release id (1–64 lowercase letters, digits and '-', starting with a letter or digit)")
     return value
 
+
+COVER_PX = 3000  # a delivered cover is square, at least this many pixels a side (stores ask for 3000)
 
 SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 
@@ -72,7 +76,7 @@ def _time_signature(value: str) -> str:
     return str(parse_time_signature(value))
 
 
-def _auto_or(check):
+def _auto_or(check: Callable[[str], str]) -> AfterValidator:
     def validate(value: str) -> str:
         return value if value == "auto" else check(value)
     return AfterValidator(validate)
@@ -107,24 +111,24 @@ class AIDisclosure(Strict):
     generated: list[Annotated[str, _one_of(AI_CONTRIBUTIONS, "AI contribution")]] = list(AI_CONTRIBUTIONS)
 
 
-def _expression_field(name: str):
+def _expression_range(name: str) -> AfterValidator:
     low, high, unit = VOICE_EXPRESSION_LIMITS[name]
-    return Annotated[float, _ranged(low, high, unit)] | None
+    return _ranged(low, high, unit)
 
 
 class VoiceExpression(Strict):
     """Overrides of the style's expression parameters (models/voice/expression.py says what each does)."""
 
-    vibrato_rate_hz: _expression_field("vibrato_rate_hz") = None
-    vibrato_depth_cents: _expression_field("vibrato_depth_cents") = None
-    vibrato_delay_s: _expression_field("vibrato_delay_s") = None
-    vibrato_fade_s: _expression_field("vibrato_fade_s") = None
-    portamento_s: _expression_field("portamento_s") = None
-    overshoot_cents: _expression_field("overshoot_cents") = None
-    dynamics_range_db: _expression_field("dynamics_range_db") = None
-    breathiness: _expression_field("breathiness") = None
-    tension: _expression_field("tension") = None
-    timing_feel_s: _expression_field("timing_feel_s") = None
+    vibrato_rate_hz: Annotated[float, _expression_range("vibrato_rate_hz")] | None = None
+    vibrato_depth_cents: Annotated[float, _expression_range("vibrato_depth_cents")] | None = None
+    vibrato_delay_s: Annotated[float, _expression_range("vibrato_delay_s")] | None = None
+    vibrato_fade_s: Annotated[float, _expression_range("vibrato_fade_s")] | None = None
+    portamento_s: Annotated[float, _expression_range("portamento_s")] | None = None
+    overshoot_cents: Annotated[float, _expression_range("overshoot_cents")] | None = None
+    dynamics_range_db: Annotated[float, _expression_range("dynamics_range_db")] | None = None
+    breathiness: Annotated[float, _expression_range("breathiness")] | None = None
+    tension: Annotated[float, _expression_range("tension")] | None = None
+    timing_feel_s: Annotated[float, _expression_range("timing_feel_s")] | None = None
 
 
 class Voice(Strict):
@@ -134,19 +138,6 @@ class Voice(Strict):
     backing: bool = True  # chorus double and harmony stems
     model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a singing model (backend onnx-singing) in the registry; None: the identity's voice
 
-    @field_validator("identity")
-    @classmethod
-    def _registered(cls, identity: str) -> str:
-        """The identity must be in the model registry (so `songmill validate` catches a typo)."""
-        from models.registry import ModelRegistry
-
-        try:
-            known = ModelRegistry.load().identities
-        except SongmillError:
-            return identity  # an unreadable registry is reported by the stage that needs it
-        if identity not in known:
-            raise ValueError(f"'{identity}' is not a registered voice identity (registered: {', '.join(sorted(known))})")
-        return identity
 
 
 class SectionSpec(Strict):
@@ -182,9 +173,6 @@ class TrackSpec(Strict):
         """Provided lyrics must have a section to go to, and a structure a block to sing
         (checked here so `songmill validate` catches it; the matching rule is in models/lyrics)."""
         if self.lyrics and self.structure:
-            from models.lyrics.provided import assign_blocks, parse_blocks
-            from songmill.errors import SongmillError
-
             try:
                 assign_blocks([s.name for s in self.structure], parse_blocks(self.lyrics))
             except SongmillError as err:
@@ -242,40 +230,45 @@ def track_seed(spec: ReleaseSpec, index: int, base_seed: int | None = None) -> i
     track = spec.tracks[index]
     if base_seed is None and track.seed is not None:
         return track.seed
-    material = f"{spec.release.id}:{index}:{'' if base_seed is None else base_seed}".encode()
-    return int.from_bytes(hashlib.sha256(material).digest()[:4], "big") & 0x7FFFFFFF
+    return derive_seed(spec.release.id, index, "" if base_seed is None else base_seed)
 
 
 # ---------------------------------------------------------------- loading and error messages
 
 
-def load_release(path: str | Path, *, profile_names: set[str] | None = None) -> ReleaseSpec:
+def load_release(path: str | Path, *, profile_names: set[str] | None = None,
+                 voice_identities: set[str] | None = None) -> ReleaseSpec:
     """Load and validate a release config.
 
     Parameters
     ----------
     path : the YAML file.
     profile_names : the delivery profiles that exist; when given, `release.profiles` is checked.
+    voice_identities : the voice identities in the model registry; when given, every track's
+        `voice.identity` is checked (the engine passes the registry's, so `songmill validate`
+        catches a typo without the core reading the registry).
 
     Raises
     ------
     ConfigError : one line per problem, `file:line: field.path: what is wrong (what is allowed)`.
     """
     data, locator = load_yaml(Path(path))
-    if not isinstance(data, dict):
-        raise ConfigError([f"{locator.path}:1: (top level): must be a mapping with 'release' and 'tracks'"])
-    try:
-        spec = ReleaseSpec.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, locator, ReleaseSpec)) from None
+    spec = validate_config(data, locator, ReleaseSpec, what="a mapping with 'release' and 'tracks'")
     spec = _resolve_references(spec, Path(path), locator)
+    problems = []
     if profile_names is not None:
-        problems = [
+        problems += [
             locator.problem(("release", "profiles", i), f"'{name}' is not a delivery profile (allowed: {', '.join(sorted(profile_names))})")
             for i, name in enumerate(spec.release.profiles) if name not in profile_names
         ]
-        if problems:
-            raise ConfigError(problems)
+    if voice_identities is not None:
+        problems += [
+            locator.problem(("tracks", i, "voice", "identity"),
+                            f"'{track.voice.identity}' is not a registered voice identity (registered: {', '.join(sorted(voice_identities))})")
+            for i, track in enumerate(spec.tracks) if track.voice is not None and track.voice.identity not in voice_identities
+        ]
+    if problems:
+        raise ConfigError(problems)
     return spec
 
 
@@ -305,8 +298,6 @@ def _cover_problem(resolved: Path, given: str, config: Path) -> str | None:
     """Why a cover image cannot be delivered (read from its header only), or None."""
     from PIL import Image, UnidentifiedImageError
 
-    from songmill.release.artwork import COVER_PX
-
     if not resolved.is_file():
         return f"'{given}' does not exist (a path relative to {config.name})"
     try:
@@ -316,66 +307,4 @@ def _cover_problem(resolved: Path, given: str, config: Path) -> str | None:
         return f"'{given}' is not an image (give a JPEG or PNG)"
     if width != height or width < COVER_PX:
         return f"'{given}' is {width}×{height} pixels (a cover must be square and at least {COVER_PX}×{COVER_PX})"
-    return None
-
-
-def describe_errors(err: ValidationError, locator: Locator, model: type[BaseModel]) -> list[str]:
-    lines = []
-    for error in err.errors(include_url=False):
-        loc = tuple(error["loc"])
-        lines.append(locator.problem(loc, _message(error, model, loc)))
-    return lines
-
-
-def _message(error: dict, model: type[BaseModel], loc: tuple) -> str:
-    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        allowed = _fields_at(model, loc[:-1])
-        return f"unknown field (allowed: {', '.join(allowed)})" if allowed else "unknown field"
-    if kind == "missing":
-        return "is required"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    if kind == "literal_error":
-        return f"{value!r} is not allowed (allowed: {ctx.get('expected')})"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"{value!r} is not a whole number"
-    if kind in ("float_parsing", "float_type"):
-        return f"{value!r} is not a number"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"{value!r} is not true or false"
-    if kind.startswith("date"):
-        return f"{value!r} is not a date (write YYYY-MM-DD)"
-    if kind in ("too_short", "too_long"):
-        return error["msg"].replace("List", "list").replace("String", "text")
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"must be a mapping of fields, not {type(value).__name__}"
-    if kind == "string_type":
-        return f"{value!r} must be text (put it in quotes)"
-    if kind == "list_type":
-        return f"must be a list, not {type(value).__name__}"
-    if kind == "string_pattern_mismatch":
-        return f"{value!r} does not match {ctx.get('pattern')}"
-    return error["msg"]
-
-
-def _fields_at(model: Any, loc: tuple) -> list[str]:
-    """The field names of the model that sits at `loc` (for 'unknown field' messages)."""
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = _model_in(field.annotation)
-    return list(getattr(model, "model_fields", {}))
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):  # Optional[...], list[...]
-        found = _model_in(arg)
-        if found is not None:
-            return found
     return None

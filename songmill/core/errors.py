@@ -23,3 +23,8 @@ class ConfigError(SongmillError):
 
 class ServiceError(SongmillError):
     """A service (database, object store) cannot be reached or refused the request."""
+
+
+class AudioInputError(SongmillError):
+    """An audio file cannot be read at all (missing, empty, not audio, truncated) — the caller's
+    input is wrong, not a track that failed a check."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from songmill.errors import ConfigError
-from songmill.spec import describe_errors
-from songmill.yamlfile import load_yaml
+from songmill.core.config import load_yaml, validate_config
+from songmill.core.errors import ConfigError
+from songmill.core.paths import config_dir
+
+LOSSY_RATE_HZ = {"mp3": 44100, "m4a": 44100, "opus": 48000}  # a lossy format's rate when the profile names none
 
 
 class AudioFormat(BaseModel):
@@ -79,14 +81,11 @@ class ProfileSet(BaseModel):
     profiles: dict[str, DeliveryProfile]
 
 
-def load_profiles(path: str | Path) -> dict[str, DeliveryProfile]:
+def load_profiles(path: str | Path | None = None) -> dict[str, DeliveryProfile]:
     """Load `profiles.yaml`; problems are reported as `file:line: field.path: what is wrong`."""
-    path = Path(path)
+    path = Path(path or config_dir() / "profiles.yaml")
     data, locator = load_yaml(path)
-    try:
-        profiles = ProfileSet.model_validate(data).profiles
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, locator, ProfileSet)) from None
+    profiles = validate_config(data, locator, ProfileSet).profiles
     resolved, problems = {}, []
     for name, profile in profiles.items():
         if profile.reference is not None:

@@ -15,14 +15,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from songmill.errors import ConfigError, SongmillError
+from songmill.core.errors import ConfigError, SongmillError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="songmill: AI song production line.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Look into the catalogue.")
@@ -38,12 +37,15 @@ def _fail(err: SongmillError, code: int = EXIT_FAILED) -> None:
 
 
 @app.command()
-def validate(paths: list[Path] = typer.Argument(..., help="Release config files.")) -> None:
-    """Check release configs; print `file:line: field: problem` lines and exit 2 if any is invalid."""
-    from songmill.runner import load_release_with_profiles
+def validate(paths: list[Path] = typer.Argument(None, help="Release config files.")) -> None:
+    """Check the project's config files and the release configs given; print `file:line: field:
+    problem` lines and exit 2 if any is invalid."""
+    from songmill.engine.configs import config_problems
+    from songmill.engine.runner import load_release_with_profiles
 
-    problems: list[str] = []
-    for path in paths:
+    paths = paths or []
+    problems = config_problems()
+    for path in paths if not problems else []:  # a broken profile or registry would be reported for every release
         try:
             load_release_with_profiles(path)
         except ConfigError as err:
@@ -51,8 +53,8 @@ def validate(paths: list[Path] = typer.Argument(..., help="Release config files.
     for line in problems:
         print(line)
     if problems:
-        raise typer.Exit(EXIT_INVALID)
-    print(f"{len(paths)} config{'s' if len(paths) != 1 else ''} valid")
+        raise typer.Exit(EXIT_INVALID) from None
+    print(f"the project's config files and {len(paths)} release config{'s' if len(paths) != 1 else ''} valid")
 
 
 @app.command()
@@ -60,11 +62,11 @@ def render(
     config: Path = typer.Argument(..., help="The release config (YAML)."),
     out: Path = typer.Option(Path("dist"), "--out", help="Output folder; the report goes to OUT/<release-id>/."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Tracks rendered at once."),
-    track: Optional[int] = typer.Option(None, "--track", help="Render only track N (1-based)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Re-seed every track from this base seed."),
+    track: int | None = typer.Option(None, "--track", help="Render only track N (1-based)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Re-seed every track from this base seed."),
 ) -> None:
     """Render a release; the last line printed is the path of its run-report.json."""
-    from songmill.runner import render as render_release
+    from songmill.engine.runner import render as render_release
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -72,7 +74,7 @@ def render(
     except ConfigError as err:
         for line in err.problems:
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(EXIT_INVALID) from None
     except SongmillError as err:
         _fail(err)
     print(report)
@@ -83,8 +85,8 @@ def qc_command(
     audio: Path = typer.Argument(..., help="An audio file (WAV, FLAC, MP3, M4A, Opus, anything ffmpeg reads)."),
     profile: str = typer.Option(..., "--profile", help="The delivery profile whose bars apply (config/profiles.yaml)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict, every check and the metrics as JSON."),
-    tempo: Optional[float] = typer.Option(None, "--tempo", min=20, max=400, help="Also check the detected tempo against this BPM (half/double time allowed)."),
-    key: Optional[str] = typer.Option(None, "--key", help="Also check the detected key against this one, e.g. 'A minor'."),
+    tempo: float | None = typer.Option(None, "--tempo", min=20, max=400, help="Also check the detected tempo against this BPM (half/double time allowed)."),
+    key: str | None = typer.Option(None, "--key", help="Also check the detected key against this one, e.g. 'A minor'."),
 ) -> None:
     """Run the technical gate on an audio file: exit 0 pass, 1 fail (with the reasons), 2 when the
     file, the profile or a suite cannot be used at all. With --tempo / --key, the musical checks
@@ -92,12 +94,11 @@ def qc_command(
     from qc.musical import measure_musical
     from qc.suites import judge
     from qc.technical import decode, measure_file, probe
-    from songmill.music import parse_key
-    from songmill.paths import config_dir
-    from songmill.profiles import load_profiles
+    from songmill.core.music import parse_key
+    from songmill.core.profiles import load_profiles
 
     try:
-        profiles = load_profiles(config_dir() / "profiles.yaml")
+        profiles = load_profiles()
         if profile not in profiles:
             raise SongmillError(f"'{profile}' is not a delivery profile (profiles: {', '.join(sorted(profiles))})")
         if key is not None:
@@ -106,13 +107,13 @@ def qc_command(
             except ValueError as err:
                 raise SongmillError(f"--key: {err}") from None
         metrics = measure_file(audio)
-        musical = measure_musical(*decode(audio, probe(audio)), tempo_bpm=tempo, key=key) if tempo or key else None
+        musical = measure_musical(*decode(audio, stream=probe(audio)), tempo_bpm=tempo, key=key) if tempo or key else None
         [verdict] = judge([metrics], profile, profiles[profile], musical=musical,
                           expected={"tempo_bpm": tempo, "key": key})
     except ConfigError as err:
         for line in err.problems:
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(EXIT_INVALID) from None
     except SongmillError as err:
         _fail(err, EXIT_INVALID)  # a broken input is never mistaken for a failed track
     if as_json:

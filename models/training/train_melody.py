@@ -1,6 +1,6 @@
 """Train the melody GRU on the public-domain folk tunes that ship with music21's corpus.
 
-    python -m models.composition.train_melody --out models/composition/weights/melody-gru-celtic.safetensors
+    python -m models.training.train_melody --out models/composition/weights/melody-gru-celtic.safetensors
 
 Data (commercial use allowed): O'Neill's *Music of Ireland* (1903; music21 `oneills1850`),
 Ryan's *Mammoth Collection* (1883; `ryansMammoth`) and Aird's *Selection of Scotch, English,
@@ -25,15 +25,21 @@ import math
 import multiprocessing
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.composition.melody_features import (
-    MAJOR_LIKE, PITCH_HIGH, PITCH_LOW, MelodyEvent, encode_inputs, metric_strength,
+    MAJOR_LIKE,
+    PITCH_HIGH,
+    PITCH_LOW,
+    MelodyEvent,
+    encode_inputs,
 )
 from models.composition.melody_model import MelodyGRU, save_melody_model
+from songmill.core.music import metric_strength
 
 log = logging.getLogger("songmill.train_melody")
 COLLECTIONS = ("oneills1850", "ryansMammoth", "airdsAirs")
@@ -52,7 +58,7 @@ def estimate_chord(notes: list[tuple[int, float, float]], major: bool) -> tuple[
         score = sum(d * w * (1.5 if pc == triad[0] else 1.0) for pc, d, w in notes if pc in triad)
         if score > best_score + 1e-9:
             best, best_score = triad, score
-    return best
+    return cast(tuple[int, ...], best)  # scores are never negative, so the first triad is taken
 
 
 def _window(position: float, bar_len: float, numerator: int, denominator: int) -> int:
@@ -63,7 +69,9 @@ def _window(position: float, bar_len: float, numerator: int, denominator: int) -
 
 def tune_events(score) -> tuple[list[MelodyEvent], bool] | None:
     """A music21 tune -> melody events relative to its tonic, or None if unusable."""
-    from music21 import key as m21key, meter, note as m21note
+    from music21 import key as m21key
+    from music21 import meter
+    from music21 import note as m21note
 
     found_key = score.recurse().getElementsByClass(m21key.KeySignature).first()
     if found_key is None:
@@ -74,7 +82,7 @@ def tune_events(score) -> tuple[list[MelodyEvent], bool] | None:
     part = score.parts[0] if score.parts else score
     time_signature = score.recurse().getElementsByClass(meter.TimeSignature).first() or meter.TimeSignature("4/4")
 
-    raw = []  # (midi, start_in_bar, duration, bar_number, bar_length, numerator, denominator, rest_after)
+    raw: list[list[Any]] = []  # (midi, start_in_bar, duration, bar_number, bar_length, numerator, denominator, rest_after)
     for measure in part.getElementsByClass("Measure"):
         if measure.timeSignature is not None:
             time_signature = measure.timeSignature
@@ -104,14 +112,14 @@ def tune_events(score) -> tuple[list[MelodyEvent], bool] | None:
 
     # chords per window (half bar when the bar is 3+ quarter notes long and splits evenly)
     windows: dict[tuple[int, int], list] = {}
-    for (midi, pos, dur, bar, bar_len, num, den, _), rel in zip(raw, relative):
+    for (_midi, pos, dur, bar, bar_len, num, den, _), rel in zip(raw, relative):
         index = _window(pos, bar_len, num, den)
         weight = 2.0 if metric_strength(pos, num, den) <= 1 else 1.0
         windows.setdefault((bar, index), []).append((int(rel) % 12, dur, weight))
     chords = {w: estimate_chord(notes, major) for w, notes in windows.items()}
 
     events = []
-    for i, ((midi, pos, dur, bar, bar_len, num, den, rest_after), rel) in enumerate(zip(raw, relative)):
+    for i, ((_midi, pos, dur, bar, bar_len, num, den, rest_after), rel) in enumerate(zip(raw, relative)):
         next_bar = raw[i + 1][3] if i + 1 < len(raw) else None
         phrase_end = rest_after or next_bar is None or (bar != next_bar and bar > 0 and bar % 4 == 0)
         events.append(MelodyEvent(int(rel), metric_strength(pos, num, den), min(max(dur, 0.25), 4.0),
@@ -230,7 +238,7 @@ def train(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "weights" / "melody-gru-celtic.safetensors"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "composition" / "weights" / "melody-gru-celtic.safetensors"))
     parser.add_argument("--collections", nargs="+", default=list(COLLECTIONS))
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch", type=int, default=64)

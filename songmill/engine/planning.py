@@ -13,19 +13,20 @@ Nothing here imports Airflow; the DAGs in `dags/` call it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from songmill.errors import ConfigError, SongmillError
-from songmill.paths import config_dir
-from songmill.store import atomic_write_bytes
-from songmill.vocab import GENRES, MOODS
+from songmill.core.config import load_yaml, validate_config
+from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.paths import config_dir
+from songmill.core.seeds import derive_seed
+from songmill.core.store import atomic_write_bytes
+from songmill.core.vocab import GENRES, MOODS
 
 
 class _Strict(BaseModel):
@@ -66,14 +67,9 @@ class CataloguePlan(_Strict):
 
 def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
     """`config/catalogue.yaml`: how many tracks a night, the mix, the delivery profiles."""
-    from songmill.yamlfile import load_yaml
-
     path = path or config_dir() / "catalogue.yaml"
     data, locator = load_yaml(path)
-    try:
-        plan = CataloguePlan.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError([locator.problem(e["loc"], e["msg"]) for e in err.errors()]) from None
+    plan = validate_config(data, locator, CataloguePlan)
     problems = [locator.problem(("mix", "genres", g), f"'{g}' is not a genre ({', '.join(GENRES)})")
                 for g in plan.mix.genres if g not in GENRES]
     problems += [locator.problem(("mix", "moods", m), f"'{m}' is not a mood ({', '.join(MOODS)})")
@@ -87,7 +83,7 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
 
 def night_seed(date: dt.date, salt: str = "") -> int:
     """The seed of a night's plan: the date alone decides it, so a rerun or backfill plans the same."""
-    return int.from_bytes(hashlib.sha256(f"songmill-nightly:{date.isoformat()}:{salt}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+    return derive_seed("songmill-nightly", date.isoformat(), salt)
 
 
 def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
@@ -173,7 +169,7 @@ def release_from_form(form: dict[str, Any], *, today: dt.date | None = None) -> 
 
 def write_release_config(config: dict, path: Path) -> Path:
     """Write a planned release as YAML and check it like any config (ConfigError with file:line)."""
-    from songmill.runner import load_release_with_profiles
+    from songmill.engine.runner import load_release_with_profiles
 
     if not isinstance(config, dict):
         raise SongmillError(f"a release config must be a mapping, got {type(config).__name__}")

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from songmill.music import TimeSignature, parse_key, parse_time_signature
+from songmill.core.music import TimeSignature, parse_key, parse_time_signature
 
 SCORE_FORMAT_VERSION = 1
 
@@ -184,3 +184,17 @@ class Score(_Model):
     @classmethod
     def load_json(cls, path: Path) -> "Score":
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+PHRASE_GAP_S = 0.25  # a rest at least this long (seconds) between sung notes ends a phrase (a breath)
+
+
+def note_groups(melody: list[Note]) -> list[list[Note]]:
+    """The melody's notes in phrases: a rest of PHRASE_GAP_S or more starts a new one."""
+    groups: list[list[Note]] = []
+    for note in melody:
+        if groups and note.start_s - (groups[-1][-1].start_s + groups[-1][-1].duration_s) < PHRASE_GAP_S:
+            groups[-1].append(note)
+        else:
+            groups.append([note])
+    return groups

@@ -2,7 +2,7 @@
 
     report_path = render("config/releases/demo.yaml", out_dir=Path("dist"), jobs=2)
 
-Each track runs the stage graph of `songmill.pipeline` in its own worker process when
+Each track runs the stage graph of `songmill.engine.track_stages` in its own worker process when
 `jobs > 1` (a spawned process: safe with torch and native libraries). Only the main process
 writes the catalogue and the run report. The report (`<out>/<release-id>/run-report.json`)
 lists every artifact of every track, per-stage wall/CPU time and peak memory, and whether each
@@ -14,17 +14,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import json
 import logging
 import multiprocessing
 import queue
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -32,64 +32,34 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
-from songmill.errors import SongmillError
-from songmill.paths import config_dir, safe_name
-from songmill.pipeline import TRACK_STAGES
-from songmill.profiles import load_profiles
+from songmill.core.errors import SongmillError
+from songmill.core.paths import safe_name
+from songmill.core.profiles import load_profiles
+from songmill.core.score import Score
+from songmill.core.seeds import derive_seed
+from songmill.core.spec import ReleaseSpec, load_release, track_seed
+from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
+from songmill.engine.stage import TrackJob, cpu_seconds, run_stage
+from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
+from songmill.engine.track_stages import TRACK_STAGES
 from songmill.release.package import RenderedTrack, package_and_deliver
-from songmill.score import Score
-from songmill.spec import ReleaseSpec, load_release, track_seed
-from songmill.stages import StageResult, TrackJob, _cpu_seconds, execute_stage
-from songmill.store import ArtifactRef, atomic_write_bytes, default_store_spec, file_sha256, open_store
 
-log = logging.getLogger("songmill.runner")
+if TYPE_CHECKING:
+    from qc.duplicates import DuplicateMatch
+
+log = logging.getLogger("songmill.engine.runner")
 REPORT_VERSION = 1
 
 ProgressCallback = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed" | "retry")
 
 
-@dataclass
-class TrackOutcome:
-    number: int
-    title: str
-    seed: int
-    results: list[StageResult] = field(default_factory=list)
-    failed_stage: str | None = None
-    error: str | None = None
-    quarantined: list[str] | None = None  # the QC reasons, when the gate stopped the track
-    qc_attempts: list[dict] = field(default_factory=list)  # every render the gate turned down: seed, reasons
-    regenerable: bool = True  # False when the gate's reasons are ones a new seed cannot fix
-    track_print: dict | None = None  # fingerprint.json of the render that passed (qc/duplicates.py)
-    duplicate: dict | None = None  # the earlier track it matched, when the duplicate check stopped it
-
-    @property
-    def refs(self) -> dict[str, ArtifactRef]:
-        """Every artifact its stages have written so far, by name (what the next stage reads)."""
-        return {name: ref for result in self.results for name, ref in result.outputs.items()}
-
-    @property
-    def stopped(self) -> bool:
-        """A stage failed, or the gate turned the render down: no later stage runs."""
-        return self.error is not None or self.quarantined is not None
-
-    def to_dict(self) -> dict:
-        """JSON for a scheduler to pass between tasks: artifact references and figures, no audio."""
-        data = dataclasses.asdict(self)
-        data["results"] = [r.to_state() for r in self.results]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrackOutcome":
-        return cls(**{**data, "results": [StageResult.from_state(r) for r in data["results"]]})
-
-
-def run_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None,
+def render_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None,
               catalogue_url: str | None = None) -> TrackOutcome:
     """Render one track through the gate: a track whose QC fails, or that duplicates a track
     already in the catalogue (`catalogue_url`), is rendered again with a new seed (up to
     `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
-    earlier = _earlier_prints(job, catalogue_url)
-    first = _run_stages(job, store_spec, progress, earlier)
+    earlier = earlier_prints(job, catalogue_url)
+    first = _render_track_once(job, store_spec, progress, earlier)
     return regenerate_until_passed(first, job, store_spec, progress, earlier)
 
 
@@ -115,17 +85,17 @@ def regenerate_until_passed(outcome: TrackOutcome, job: TrackJob, store_spec: st
         job = dataclasses.replace(job, seed=regeneration_seed(job.seed, attempt))
         if progress:
             progress(job.number, "qc", "retry")
-        outcome = _run_stages(job, store_spec, progress, earlier, stages)
+        outcome = _render_track_once(job, store_spec, progress, earlier, stages)
     outcome.qc_attempts = history
     return outcome
 
 
 def regeneration_seed(seed: int, attempt: int) -> int:
     """The seed of a track's `attempt`-th re-render (deterministic: a rerun regenerates the same way)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:regenerate:{attempt}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+    return derive_seed(seed, "regenerate", attempt)
 
 
-def _earlier_prints(job: TrackJob, catalogue_url: str | None) -> list:
+def earlier_prints(job: TrackJob, catalogue_url: str | None) -> list:
     """Every other track's newest print in the catalogue (read once per track)."""
     from qc.duplicates import TrackPrint
 
@@ -138,7 +108,7 @@ def _earlier_prints(job: TrackJob, catalogue_url: str | None) -> list:
         catalogue.close()
 
 
-def _duplicate_check(store, ref, earlier: list) -> tuple[dict, object]:
+def _duplicate_check(store, ref, earlier: list) -> tuple[dict, DuplicateMatch | None]:
     from qc.duplicates import TrackPrint, find_duplicate
     from qc.suites import load_qc_settings
 
@@ -150,20 +120,20 @@ def _duplicate_check(store, ref, earlier: list) -> tuple[dict, object]:
     return data, match
 
 
-def _run_stages(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: list = (),
-                stages: list | None = None) -> TrackOutcome:
+def _render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: Sequence = (),
+                       stages: list | None = None) -> TrackOutcome:
     """The registered stages of one track (or the first ones: `stages`), in order, until one stops it."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
     for stage in stages or TRACK_STAGES.stages:
-        advance_track(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
+        apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
         if outcome.stopped:
             break
     return outcome
 
 
-def advance_track(outcome: TrackOutcome, stage, job: TrackJob, *, store, registry, earlier: list = (),
-                  progress: ProgressCallback | None = None, raise_errors: bool = False) -> TrackOutcome:
+def apply_stage(outcome: TrackOutcome, stage, job: TrackJob, *, store, registry, earlier: Sequence = (),
+                progress: ProgressCallback | None = None, raise_errors: bool = False) -> TrackOutcome:
     """Run one stage of a track on what its earlier stages wrote, recording the result in `outcome`.
 
     A SongmillError stops the track (`outcome.error`); after `qc`, a failed verdict or a
@@ -173,7 +143,7 @@ def advance_track(outcome: TrackOutcome, stage, job: TrackJob, *, store, registr
     if progress:
         progress(job.number, stage.name, "start")
     try:
-        result = execute_stage(stage, job, outcome.refs, store=store, registry=registry)
+        result = run_stage(stage, job, outcome.refs, store=store, registry=registry)
     except SongmillError as err:
         if raise_errors:
             raise
@@ -209,14 +179,14 @@ def _queue_progress(events) -> ProgressCallback:
     return functools.partial(_put_event, events)  # picklable, unlike a lambda
 
 
-def _run_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback,
+def _render_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback,
                 catalogue_url: str | None = None) -> list[TrackOutcome]:
     if workers <= 1 or len(jobs) <= 1:
-        return [run_track(job, store_spec, on_event, catalogue_url) for job in jobs]
+        return [render_track(job, store_spec, on_event, catalogue_url) for job in jobs]
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         events = manager.Queue()
-        futures: list[Future] = [pool.submit(run_track, job, store_spec, _queue_progress(events), catalogue_url) for job in jobs]
+        futures: list[Future] = [pool.submit(render_track, job, store_spec, _queue_progress(events), catalogue_url) for job in jobs]
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
@@ -251,8 +221,14 @@ def _progress_display(jobs: list[TrackJob], console: Console):
 
 
 def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
-    profiles = load_profiles(config_dir() / "profiles.yaml")
-    return load_release(config_path, profile_names=set(profiles)), profiles
+    """The release config checked against everything it names: delivery profiles and the model
+    registry's voice identities (an unreadable registry is reported by the stage that needs it)."""
+    profiles = load_profiles()
+    try:
+        identities: set[str] | None = set(ModelRegistry.load().identities)
+    except SongmillError:
+        identities = None
+    return load_release(config_path, profile_names=set(profiles), voice_identities=identities), profiles
 
 
 @dataclass
@@ -269,7 +245,7 @@ class ReleaseRun:
     run_id: int
     seed: int | None
     jobs: list[TrackJob]
-    runner: str  # "embedded" | "airflow"
+    runner: Literal["embedded", "airflow"]
     started: dt.datetime
     config_sha256: str
     partial_render: bool = False  # only one track (--track): nothing is delivered
@@ -279,28 +255,26 @@ class ReleaseRun:
     def release_dir(self) -> Path:
         return (self.out_dir / self.spec.release.id).resolve()
 
-    def to_plan(self, store) -> dict:
-        """JSON for XCom: the release spec is stored as an artifact and travels as its reference."""
+    def to_plan(self, store) -> ReleasePlan:
+        """The run for other tasks: the release spec is stored as an artifact and travels as its reference."""
         with tempfile.TemporaryDirectory(prefix="songmill-plan-") as folder:
             path = Path(folder) / "release-spec.json"
             path.write_text(self.spec.model_dump_json(), encoding="utf-8")
             spec_ref = store.put_file(path, path.name)
-        return {"release_id": self.spec.release.id, "title": self.spec.release.title,
-                "config_path": str(self.config_path), "config_sha256": self.config_sha256, "spec": spec_ref.to_dict(),
-                "out_dir": str(self.out_dir), "run_id": self.run_id, "seed": self.seed, "runner": self.runner,
-                "started_at": self.started.isoformat(), "partial_render": self.partial_render,
-                "tracks": [{"number": j.number, "seed": j.seed, "title": j.track.title, "commercial": j.commercial}
-                           for j in self.jobs]}
+        return ReleasePlan(
+            release_id=self.spec.release.id, title=self.spec.release.title, config_path=str(self.config_path),
+            config_sha256=self.config_sha256, spec=spec_ref, out_dir=str(self.out_dir), run_id=self.run_id, seed=self.seed,
+            runner=self.runner, started_at=self.started, partial_render=self.partial_render,
+            tracks=[TrackPlan(number=j.number, seed=j.seed, title=j.track.title, commercial=j.commercial) for j in self.jobs])
 
     @classmethod
-    def from_plan(cls, plan: dict, store) -> "ReleaseRun":
+    def from_plan(cls, plan: ReleasePlan, store) -> "ReleaseRun":
         with tempfile.TemporaryDirectory(prefix="songmill-plan-") as folder:
-            path = store.get_file(ArtifactRef.from_dict(plan["spec"]), Path(folder) / "release-spec.json")
+            path = store.get_file(plan.spec, Path(folder) / "release-spec.json")
             spec = ReleaseSpec.model_validate_json(path.read_text(encoding="utf-8"))
-        jobs = [TrackJob(spec, t["number"] - 1, t["seed"], t["commercial"]) for t in plan["tracks"]]
-        return cls(Path(plan["config_path"]), spec, load_profiles(config_dir() / "profiles.yaml"), Path(plan["out_dir"]),
-                   plan["run_id"], plan["seed"], jobs, plan["runner"], dt.datetime.fromisoformat(plan["started_at"]),
-                   plan["config_sha256"], plan["partial_render"])
+        jobs = [TrackJob(spec, t.number - 1, t.seed, t.commercial) for t in plan.tracks]
+        return cls(Path(plan.config_path), spec, load_profiles(), Path(plan.out_dir), plan.run_id, plan.seed, jobs,
+                   plan.runner, plan.started_at, plan.config_sha256, plan.partial_render)
 
     def job(self, number: int) -> TrackJob:
         return next(j for j in self.jobs if j.number == number)
@@ -308,7 +282,7 @@ class ReleaseRun:
 
 def start_release(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
                   seed: int | None = None, store_spec: str | None = None, database_url: str | None = None,
-                  runner: str = "embedded") -> ReleaseRun:
+                  runner: Literal["embedded", "airflow"] = "embedded") -> ReleaseRun:
     """Validate the config and the services, record the run in the catalogue, plan the tracks.
 
     Raises SongmillError (a ConfigError for the config) before anything is written."""
@@ -333,7 +307,7 @@ def start_release(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs
     finally:
         catalogue.close()
     return ReleaseRun(config_path, spec, profiles, Path(out_dir), run_id, seed, track_jobs, runner,
-                      dt.datetime.now(dt.timezone.utc), config_sha, partial_render=track is not None, workers=jobs)
+                      dt.datetime.now(dt.UTC), config_sha, partial_render=track is not None, workers=jobs)
 
 
 def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
@@ -364,7 +338,7 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
     progress, on_event = _progress_display(run.jobs, console)
     try:
         with progress:
-            outcomes = _run_tracks(run.jobs, store_spec, jobs, on_event, catalogue_url)
+            outcomes = _render_tracks(run.jobs, store_spec, jobs, on_event, catalogue_url)
     except BaseException as err:
         fail_release(run.run_id, str(err) or type(err).__name__, database_url=database_url)
         raise
@@ -394,11 +368,11 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
     track_reports = [report for report, _ in recorded]
     failed = [o for o in outcomes if o.error]
     quarantined = [o for o in outcomes if o.quarantined]
-    steps_wall0, steps_cpu0 = time.perf_counter(), _cpu_seconds()
+    steps_wall0, steps_cpu0 = time.perf_counter(), cpu_seconds()
     release_steps, delivery_error = _release_steps(spec, profiles, [t for _, t in recorded], failed + quarantined, config_path=config_path,
                                                    out_dir=run.out_dir, catalogue=catalogue, run_id=run.run_id,
                                                    partial_render=run.partial_render)
-    release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(_cpu_seconds() - steps_cpu0, 3)}
+    release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(cpu_seconds() - steps_cpu0, 3)}
     report = {
         "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": run.runner,
         "status": "failed" if failed or delivery_error or (quarantined and not release_steps.get("delivered")) else "succeeded",
@@ -410,7 +384,7 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
         "base_seed": run.seed, "jobs": run.workers, "run_id": run.run_id,
         "store": store.description, "catalogue": display_url(str(catalogue.engine.url)),
         "started_at": run.started.isoformat(timespec="seconds"),
-        "wall_s": round((dt.datetime.now(dt.timezone.utc) - run.started).total_seconds(), 3),
+        "wall_s": round((dt.datetime.now(dt.UTC) - run.started).total_seconds(), 3),
         "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
         "tracks": track_reports,
         "stage_totals": _stage_totals(outcomes),
@@ -423,9 +397,9 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
         "delivery_error": delivery_error,
         "delivered": release_steps.get("delivered", []),
     }
-    report_cpu0 = _cpu_seconds()
+    report_cpu0 = cpu_seconds()
     report["qc_report"] = str(_qc_report(report, profiles, release_dir))
-    report["qc_report_cpu_s"] = round(_cpu_seconds() - report_cpu0, 3)
+    report["qc_report_cpu_s"] = round(cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
     atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
     catalogue.finish_run(run.run_id, status=report["status"], report_path=str(report_path),
@@ -438,7 +412,7 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
         raise SongmillError(f"{delivery_error} (report: {report_path})")
     for o in quarantined:
         message = (f"track {o.number} ({o.title}) was quarantined by QC after {len(o.qc_attempts)} render(s): "
-                   f"{'; '.join(o.quarantined)}")
+                   f"{'; '.join(o.quarantined or [])}")
         if not release_steps.get("delivered"):
             raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
         console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False)
@@ -460,11 +434,11 @@ def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
     from qc.suites import load_qc_settings
 
     bars = load_qc_settings().duplicates
-    passed = [o for o in outcomes if o.track_print and not o.quarantined and not o.error]
+    passed = [o for o in outcomes if o.track_print is not None and not o.quarantined and not o.error]
     for index, outcome in enumerate(passed):
         earlier = [({"release_id": "this release", "number": o.number, "title": o.title, "run_id": None},
-                    TrackPrint.from_dict(o.track_print)) for o in passed[:index] if not o.quarantined]
-        match = find_duplicate(TrackPrint.from_dict(outcome.track_print), earlier, max_audio_similarity=bars.max_audio_similarity,
+                    TrackPrint.from_dict(o.track_print or {})) for o in passed[:index] if not o.quarantined]
+        match = find_duplicate(TrackPrint.from_dict(outcome.track_print or {}), earlier, max_audio_similarity=bars.max_audio_similarity,
                                max_melody_overlap=bars.max_melody_overlap) if earlier else None
         if match is not None:
             outcome.quarantined, outcome.duplicate = [match.reason], match.to_dict()
@@ -496,7 +470,7 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files = {}, None, {}
-    decisions = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None,
+    decisions: dict[str, Any] = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None,
                  "qc.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)

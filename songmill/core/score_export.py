@@ -16,8 +16,8 @@ from pathlib import Path
 
 import mido
 
-from songmill.music import parse_key
-from songmill.score import Note, Part, Score
+from songmill.core.music import parse_key
+from songmill.core.score import Note, Part, Score
 
 TICKS_PER_BEAT = 960
 DRUM_CHANNEL = 9
@@ -55,10 +55,10 @@ def _conductor_track(score: Score) -> mido.MidiTrack:
         (0, 0, mido.MetaMessage("time_signature", numerator=meter.numerator, denominator=meter.denominator)),
         (0, 0, mido.MetaMessage("key_signature", key=midi_key_signature(score.key))),
     ]
-    for change in score.tempo_map:
-        events.append((_ticks(change.beat), 1, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(change.bpm))))
-    for change in score.key_changes:
-        events.append((_ticks(change.beat), 1, mido.MetaMessage("key_signature", key=midi_key_signature(change.key))))
+    for tempo_change in score.tempo_map:
+        events.append((_ticks(tempo_change.beat), 1, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_change.bpm))))
+    for key_change in score.key_changes:
+        events.append((_ticks(key_change.beat), 1, mido.MetaMessage("key_signature", key=midi_key_signature(key_change.key))))
     for section in score.sections:
         beat = section.start_bar * score.beats_per_bar
         events.append((_ticks(beat), 2, mido.MetaMessage("marker", text=section.name)))
@@ -129,16 +129,16 @@ def _music21_part(part: Part, score: Score, *, with_tempo: bool):
     parsed = parse_key(score.key)
     if not part.is_drum:
         m21_part.insert(0, key.Key(parsed.tonic.replace("b", "-"), parsed.mode))
-        for change in score.key_changes:
-            changed = parse_key(change.key)
-            m21_part.insert(quantise_beat(change.beat), key.Key(changed.tonic.replace("b", "-"), changed.mode))
+        for key_change in score.key_changes:
+            changed = parse_key(key_change.key)
+            m21_part.insert(quantise_beat(key_change.beat), key.Key(changed.tonic.replace("b", "-"), changed.mode))
     if with_tempo:
-        for change in score.tempo_map:
-            m21_part.insert(quantise_beat(change.beat), tempo.MetronomeMark(number=round(change.bpm, 2)))
+        for tempo_change in score.tempo_map:
+            m21_part.insert(quantise_beat(tempo_change.beat), tempo.MetronomeMark(number=round(tempo_change.bpm, 2)))
     for onset, length, notes in _notation_groups(part.notes):
         if part.is_drum:
             hits = [note.Unpitched(displayName="C5") for _ in notes]
-            element = hits[0] if len(hits) == 1 else percussion.PercussionChord(hits)
+            element: note.NotRest = hits[0] if len(hits) == 1 else percussion.PercussionChord(hits)
         elif len(notes) == 1:
             element = note.Note(notes[0].pitch)
         else:
@@ -146,7 +146,7 @@ def _music21_part(part: Part, score: Score, *, with_tempo: bool):
         element.quarterLength = length
         element.volume.velocity = max(n.velocity for n in notes)
         sung = next((n for n in notes if n.syllable is not None and not n.melisma), None)
-        if sung is not None and not part.is_drum:
+        if sung is not None and sung.syllable is not None and not part.is_drum:
             element.lyric = sung.syllable.text
         m21_part.insert(onset, element)
     return m21_part

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from songmill.score import Syllable
+from songmill.core.score import Syllable
 
 VOCAL_SECTIONS = ("verse", "pre-chorus", "chorus", "post-chorus", "bridge")
 LYRICS_FORMAT_VERSION = 1

@@ -18,16 +18,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-import logging
 from typing import Protocol
 
-from songmill.errors import ServiceError, SongmillError
-from songmill.paths import var_dir
+from songmill.core.errors import ServiceError, SongmillError
+from songmill.core.paths import var_dir
 
 CHUNK = 1 << 20
 # urllib3 logs each retry as a warning; our error says it once, in one sentence.

@@ -1,0 +1,210 @@
+"""Audio I/O, the one home of sample rates: WAV files, decoding, probing and resampling.
+
+    write_wav(path, samples, sample_rate_hz=SAMPLE_RATE_HZ)  # float32, IEEE-float WAV, byte-identical for equal input
+    samples, rate = read_wav(path)                            # (frames, channels) float32 in -1…1
+    stream = probe(path)                                      # ffprobe's first audio stream (dict)
+    samples, rate = decode(path, sample_rate_hz=44100)        # any file ffmpeg reads → (frames, channels) float32
+    samples = resample(samples, from_hz=22050, to_hz=SAMPLE_RATE_HZ)             # polyphase (scipy)
+    samples = resample(samples, from_hz=48000, to_hz=44100, method="soxr")       # SoX, 28-bit (deliveries)
+
+Every stage works at `SAMPLE_RATE_HZ` (48 kHz); only delivery formats and analysers that need
+another rate resample, and they do it here.
+
+songmill writes 32-bit float WAV (format 3) with no timestamps or other varying chunks, so the
+same audio always has the same sha256 (the artifact store and the caches rely on that). It
+reads float and 16/24/32-bit PCM WAV.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from songmill.core.errors import AudioInputError, SongmillError
+
+SAMPLE_RATE_HZ = 48000  # the rate every stem, mix and master is made at
+
+FORMAT_PCM, FORMAT_FLOAT, FORMAT_EXTENSIBLE = 1, 3, 0xFFFE
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
+    """Write float32 samples, shape (frames,) or (frames, channels), as an IEEE-float WAV."""
+    data = np.asarray(samples, dtype="<f4")
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or not np.isfinite(data).all():
+        raise ValueError("samples must be a finite (frames,) or (frames, channels) array")
+    frames, channels = data.shape
+    payload = data.tobytes()
+    fmt = struct.pack("<HHIIHH", FORMAT_FLOAT, channels, sample_rate_hz, sample_rate_hz * channels * 4, channels * 4, 32)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"fact" + struct.pack("<II", 4, frames)
+            + b"data" + struct.pack("<I", len(payload)) + payload)
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def write_pcm_wav(path: Path, samples: np.ndarray, sample_rate_hz: int, bits: int) -> None:
+    """Write integer samples (frames, channels) as a 16- or 24-bit PCM WAV (int16, or int32 holding
+    24-bit values: see `production.dither.to_pcm`)."""
+    data = np.asarray(samples)
+    if data.ndim == 1:
+        data = data[:, None]
+    frames, channels = data.shape
+    if bits == 16:
+        payload = data.astype("<i2").tobytes()
+    elif bits == 24:
+        payload = data.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # little-endian: drop the top byte
+    else:
+        raise ValueError(f"bits={bits} is not supported (16 or 24)")
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", FORMAT_PCM, channels, sample_rate_hz, sample_rate_hz * block, block, bits)
+    pad = b"\0" if len(payload) % 2 else b""
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload + pad
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Samples (frames, channels) as float32 and the sample rate. Raises SongmillError naming the
+    file when it is not a WAV songmill can read."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SongmillError(f"audio file {path} cannot be read ({err.strerror})") from None
+    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise SongmillError(f"audio file {path} is not a WAV file (no RIFF/WAVE header)")
+    fmt, data, offset = None, None, 12
+    view = memoryview(raw)  # slices of a view share the file's bytes: no copies of the audio
+    while offset + 8 <= len(raw):
+        chunk, size = raw[offset:offset + 4], struct.unpack("<I", raw[offset + 4:offset + 8])[0]
+        body = view[offset + 8:offset + 8 + size]
+        if chunk == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", body[:16])
+        elif chunk == b"data":
+            data = body
+        offset += 8 + size + (size & 1)
+    if fmt is None or data is None:
+        raise SongmillError(f"audio file {path} is a damaged WAV file (no {'fmt' if fmt is None else 'data'} chunk)")
+    kind, channels, rate, _, block, bits = fmt
+    if kind == FORMAT_EXTENSIBLE:
+        kind = FORMAT_FLOAT if bits == 32 and block == channels * 4 and _is_float_extensible(raw) else FORMAT_PCM
+    usable = len(data) - len(data) % block
+    if kind == FORMAT_FLOAT and bits == 32:
+        samples = np.frombuffer(data[:usable], dtype="<f4")
+    elif kind == FORMAT_PCM and bits == 16:
+        samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    elif kind == FORMAT_PCM and bits == 24:
+        triples = np.frombuffer(data[:usable], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        ints = (triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16))
+        samples = (np.where(ints >= 1 << 23, ints - (1 << 24), ints)).astype(np.float32) / float(1 << 23)
+    elif kind == FORMAT_PCM and bits == 32:
+        samples = np.frombuffer(data[:usable], dtype="<i4").astype(np.float32) / float(1 << 31)
+    else:
+        raise SongmillError(f"audio file {path} uses WAV format {kind} with {bits}-bit samples; songmill reads float32 and 16/24/32-bit PCM")
+    return samples.reshape(-1, channels).astype(np.float32, copy=False), rate
+
+
+def _is_float_extensible(raw: bytes) -> bool:
+    index = raw.find(b"fmt ")
+    sub_format = raw[index + 8 + 24:index + 8 + 26]
+    return sub_format == struct.pack("<H", FORMAT_FLOAT)
+
+
+def rms_db(samples: np.ndarray) -> float:
+    """RMS level in dBFS (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+# ------------------------------------------------------------------ any file ffmpeg reads
+
+
+def probe(path: Path, *, what: str = "audio file") -> dict:
+    """ffprobe's view of the first audio stream of `path`.
+
+    Raises
+    ------
+    AudioInputError : the path is missing, empty, not a regular file or holds no audio stream
+        (`what` names the file's role in the message: "reference audio", "audio file").
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioInputError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise AudioInputError(f"{what} {path} is not a regular file (a folder or a device); give a WAV, FLAC, MP3, M4A or Opus file")
+    if path.stat().st_size == 0:
+        raise AudioInputError(f"{what} {path} is empty (0 bytes)")
+    done = _run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)], text=True)
+    info = json.loads(done.stdout or "{}") if done.returncode == 0 else {}
+    stream = next((s for s in info.get("streams", []) if s.get("codec_type") == "audio"), None)
+    if stream is None:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no audio stream"
+        raise AudioInputError(f"{what} {path} cannot be read ({reason}); give a WAV, FLAC, MP3, M4A or Opus file")
+    return stream
+
+
+def decode(path: Path, *, sample_rate_hz: int | None = None, channels: int | None = None,
+           stream: dict | None = None, what: str = "audio file") -> tuple[np.ndarray, int]:
+    """Decode any file ffmpeg reads to (frames, channels) float32 (encoder delay removed).
+
+    Parameters
+    ----------
+    sample_rate_hz : the rate to decode at; None keeps the file's own.
+    channels : the channel count to decode to; None keeps the file's own.
+    stream : `probe(path)`'s result when the caller has it already.
+
+    Raises
+    ------
+    AudioInputError : unreadable, or ffmpeg stopped before the end (a truncated or damaged file).
+    """
+    stream = stream or probe(path, what=what)
+    rate = sample_rate_hz or int(stream["sample_rate"])
+    channels = channels or int(stream["channels"])
+    command = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "f32le", "-ac", str(channels)]
+    done = _run(command + (["-ar", str(rate)] if sample_rate_hz else []) + ["-"])
+    samples = np.frombuffer(done.stdout, dtype="<f4")
+    if done.returncode != 0 or samples.size < channels:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise AudioInputError(f"{what} {path} is damaged or truncated ({reason[-1] if reason else 'no audio decoded'})")
+    return samples[: samples.size - samples.size % channels].reshape(-1, channels), rate
+
+
+def resample(samples: np.ndarray, *, from_hz: float, to_hz: int = SAMPLE_RATE_HZ,
+             method: Literal["polyphase", "soxr"] = "polyphase") -> np.ndarray:
+    """Resample along axis 0 to float32.
+
+    `polyphase` (scipy, exact rational ratio) is what stages and analysers use; `soxr` (the SoX
+    resampler in ffmpeg, 28-bit precision) is what delivery formats use: it needs
+    (frames, channels) input.
+    """
+    if from_hz == to_hz:
+        return np.asarray(samples, dtype=np.float32)
+    if method == "soxr":
+        return _soxr(samples, int(from_hz), to_hz)
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(to_hz) / Fraction(from_hz).limit_denominator(10000)
+    return resample_poly(samples, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
+
+
+def _soxr(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    channels = samples.shape[1]
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "f32le", "-ac", str(channels), "-ar", str(from_hz),
+               "-i", "pipe:", "-af", f"aresample={to_hz}:resampler=soxr:precision=28", "-ar", str(to_hz), "-f", "f32le", "pipe:"]
+    done = _run(command, input=np.ascontiguousarray(samples, "<f4").tobytes())
+    if done.returncode != 0:
+        raise SongmillError(f"ffmpeg failed while resampling {from_hz} Hz → {to_hz} Hz ({done.stderr.decode(errors='replace').strip()[-200:]})")
+    return np.frombuffer(done.stdout, dtype="<f4").reshape(-1, channels)
+
+
+def _run(command: list[str], **options) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, **options)
+    except FileNotFoundError:
+        raise SongmillError(f"{command[0]} is not installed; run `make setup` (it installs Debian's ffmpeg)") from None

@@ -1,0 +1,180 @@
+"""The one config loader: every YAML file songmill reads goes through `load_config`.
+
+    settings = load_config(path, DeliverySettings)   # a validated pydantic model, or ConfigError
+
+pydantic reports errors by field path (`tracks[1].tempo`); users need the file and line. Every
+problem is one line `file:line: field.path: what is wrong (what is allowed)`, the same for a
+release, a profile, the model registry, presets, the catalogue plan and every other config.
+`load_yaml` returns the plain data and a `Locator` that maps a pydantic error location to the
+line of the offending value (or of its parent mapping when the value is missing), for loaders
+that check more than the model can (references to other files, names in other configs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from songmill.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Locator:
+    path: Path
+    root: yaml.Node | None
+
+    def line(self, loc: tuple[Any, ...]) -> int:
+        """1-based line of the value at `loc`, falling back to the nearest ancestor found."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else 1
+        for key in loc:
+            child = _child(node, key)
+            if child is None:
+                break
+            node = child
+            line = node.start_mark.line + 1
+        return line
+
+    def problem(self, loc: tuple[Any, ...], message: str) -> str:
+        return f"{self.path}:{self.line(loc)}: {format_loc(loc)}: {message}"
+
+
+def _child(node: yaml.Node | None, key: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == str(key):
+                return value_node
+    elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+        if 0 <= key < len(node.value):
+            return node.value[key]
+    return None
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('tracks', 1, 'tempo') -> 'tracks[1].tempo'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def load_yaml(path: Path) -> tuple[Any, Locator]:
+    """Read a YAML file; a missing or unparsable file is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}:1: (file): does not exist (give the path of a YAML file)"]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise ConfigError([f"{path}:1: (file): cannot be read ({err.__class__.__name__})"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError([f"{path}:{line}: (yaml): {what} (the file must be valid YAML)"]) from None
+    return data, Locator(path, root)
+
+
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+
+
+def load_config(path: str | Path, model: type[ConfigModel], *, what: str | None = None) -> ConfigModel:
+    """Read a YAML file and validate it as `model`.
+
+    Parameters
+    ----------
+    path : the YAML file.
+    model : the pydantic model the whole file must match (unknown fields are refused where the
+        model forbids extras, which every songmill config model does).
+    what : a phrase for a top level that is not a mapping ("a release with 'release' and 'tracks'").
+
+    Raises
+    ------
+    ConfigError : one line per problem, `file:line: field.path: what is wrong (what is allowed)`.
+    """
+    return validate_config(*load_yaml(Path(path)), model, what=what)
+
+
+def validate_config(data: Any, locator: Locator, model: type[ConfigModel], *, what: str | None = None) -> ConfigModel:
+    """`load_config` for data already read with `load_yaml` (a loader that also needs the locator)."""
+    data = {} if data is None else data  # an empty file: every field takes its default
+    if not isinstance(data, dict):
+        expected = what or f"a mapping of {', '.join(model.model_fields)}"
+        raise ConfigError([f"{locator.path}:1: (top level): must be {expected}"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, locator, model)) from None
+
+
+def describe_errors(err: ValidationError, locator: Locator, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for error in err.errors(include_url=False):
+        loc = tuple(error["loc"])
+        lines.append(locator.problem(loc, _message(error, model, loc)))
+    return lines
+
+
+def _message(error: ErrorDetails, model: type[BaseModel], loc: tuple) -> str:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        return f"unknown field (allowed: {', '.join(allowed)})" if allowed else "unknown field"
+    if kind == "missing":
+        return "is required"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        return f"{value!r} is not allowed (allowed: {ctx.get('expected')})"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{value!r} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{value!r} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{value!r} is not true or false"
+    if kind.startswith("date"):
+        return f"{value!r} is not a date (write YYYY-MM-DD)"
+    if kind in ("too_short", "too_long"):
+        return error["msg"].replace("List", "list").replace("String", "text")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping of fields, not {type(value).__name__}"
+    if kind == "string_type":
+        return f"{value!r} must be text (put it in quotes)"
+    if kind == "list_type":
+        return f"must be a list, not {type(value).__name__}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} does not match {ctx.get('pattern')}"
+    return error["msg"]
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The field names of the model that sits at `loc` (for 'unknown field' messages)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):  # Optional[...], list[...]
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,38 @@
+"""Every config file songmill reads, checked together (what `songmill validate` runs first).
+
+Each file has one loader, and every loader goes through `songmill.core.config.load_config`, so a
+file that does not parse, has an unknown field or a wrong type is reported the same way:
+`file:line: field.path: what is wrong (what is allowed)`. (config/airflow.yaml is Airflow's
+and is checked when the DAGs are parsed.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from songmill.core.errors import ConfigError
+
+
+def _loaders() -> dict[str, Callable[[], object]]:
+    from models.instruments.arrangement import load_presets
+    from models.registry import ModelRegistry
+    from qc.suites import load_qc_settings
+    from songmill.core.profiles import load_profiles
+    from songmill.engine.planning import load_catalogue_plan
+    from songmill.production.presets import load_production_presets
+    from songmill.release.settings import load_delivery_settings
+
+    return {"profiles.yaml": load_profiles, "delivery.yaml": load_delivery_settings,
+            "production.yaml": load_production_presets, "arrangements.yaml": load_presets,
+            "qc.yaml": load_qc_settings, "catalogue.yaml": load_catalogue_plan, "the model registry": ModelRegistry.load}
+
+
+def config_problems() -> list[str]:
+    """One line per problem in the project's config files (none: every file is valid)."""
+    problems: list[str] = []
+    for load in _loaders().values():
+        try:
+            load()
+        except ConfigError as err:
+            problems += err.problems
+    return problems

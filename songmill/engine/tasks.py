@@ -1,0 +1,109 @@
+"""A release run as tasks that a scheduler runs one at a time, on any machine (Airflow: operators/).
+
+    plan   = plan_release("config/releases/demo.yaml", out_dir="dist")   # ReleasePlan: validated, run recorded
+    states = track_states(plan)                                          # a TrackState per track (mapped in Airflow)
+    state  = run_track_stage(state, "form") … run_track_stage(state, "export")   # a task per stage per track
+    result = finish_release_run(states)                                  # ReleaseResult: packaged, delivered, reported
+
+Every value in and out is a typed model (songmill.engine.task_data) holding artifact
+references, never audio; `model_dump(mode="json")` is what Airflow keeps as XCom. The release
+spec itself travels as an artifact in the store. Each task opens the store and the catalogue
+the environment names (SONGMILL_STORE, SONGMILL_DATABASE_URL; Airflow's hook sets them from its
+Connections). A task rerun with the same inputs returns the stored artifacts (the stage cache),
+so a retried task redoes nothing that had finished, and the tasks together deliver exactly what
+`songmill render` delivers for the same config and seed.
+
+Errors: a SongmillError means bad input or a config (retrying cannot help); a ServiceError (a
+SongmillError too) means a dead service (retrying can); anything else is a bug or a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+from songmill.core.errors import SongmillError
+from songmill.engine.task_data import ReleasePlan, ReleaseResult, TrackOutcome, TrackState
+
+log = logging.getLogger("songmill.engine.tasks")
+
+
+def plan_release(config_path: str | Path, *, out_dir: str | Path, seed: int | None = None,
+                 runner: Literal["embedded", "airflow"] = "airflow") -> ReleasePlan:
+    """Validate the config and the services, record the run in the catalogue; the run's plan."""
+    from songmill.core.store import open_store
+    from songmill.engine.runner import start_release
+
+    run = start_release(config_path, out_dir=Path(out_dir), seed=seed, runner=runner)
+    return run.to_plan(open_store())
+
+
+def track_states(plan: ReleasePlan) -> list[TrackState]:
+    """One state per track of the plan, before its first stage (what Airflow maps the per-track task group over)."""
+    return [TrackState(plan=plan, outcome=TrackOutcome(t.number, t.title, t.seed)) for t in plan.tracks]
+
+
+def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
+    """Run one stage of one track; returns the track's next state.
+
+    After a stage has stopped the track (the gate quarantined it), later stages pass it on
+    unchanged. At `qc`, a render the gate turns down is rendered again with new seeds, from
+    `form` through `qc` (config/qc.yaml `regeneration`), in this task: a DAG has no loops.
+
+    Raises the stage's SongmillError (bad input: do not retry) or ServiceError (retry)."""
+    from models.registry import ModelRegistry
+    from songmill.catalogue import default_url
+    from songmill.core.store import default_store_spec, open_store
+    from songmill.engine.runner import ReleaseRun, apply_stage, earlier_prints, regenerate_until_passed
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    stage = next((s for s in TRACK_STAGES.stages if s.name == stage_name), None)
+    if stage is None:
+        raise SongmillError(f"stage {stage_name!r} is not registered (stages: {', '.join(TRACK_STAGES.names())})")
+    outcome = dataclasses.replace(state.outcome, results=list(state.outcome.results))  # never change the caller's state
+    if outcome.stopped:
+        why = "; ".join(outcome.quarantined) if outcome.quarantined else f"a re-render failed: {outcome.error}"
+        log.info("track %d: %s skipped, the track stopped at the gate (%s)", outcome.number, stage_name, why)
+        return state
+    store_spec = default_store_spec()
+    store = open_store(store_spec)
+    run = ReleaseRun.from_plan(state.plan, store)
+    job = dataclasses.replace(run.job(outcome.number), seed=outcome.seed)
+    earlier = earlier_prints(job, default_url()) if stage.name == "qc" else []
+    apply_stage(outcome, stage, job, store=store, registry=ModelRegistry.load(), earlier=earlier, raise_errors=True)
+    if stage.name == "qc" and outcome.quarantined:
+        through_qc = TRACK_STAGES.stages[:TRACK_STAGES.names().index("qc") + 1]
+        outcome = regenerate_until_passed(outcome, job, store_spec, None, earlier, stages=through_qc)
+    for result in outcome.results[-1:]:
+        log.info("track %d: %s %s in %.1f s (%s)", outcome.number, result.stage, "cached" if result.cached else "ran",
+                 result.wall_s, ", ".join(sorted(result.outputs)))
+    return TrackState(plan=state.plan, outcome=outcome)
+
+
+def finish_release_run(states: list[TrackState]) -> ReleaseResult:
+    """Record the tracks, package and deliver, write the QC report and the run report."""
+    from rich.console import Console
+
+    from songmill.core.store import open_store
+    from songmill.engine.runner import ReleaseRun, finish_release
+
+    if not states:
+        raise SongmillError("the release run has no tracks to finish (the plan listed none)")
+    plan = states[0].plan
+    run = ReleaseRun.from_plan(plan, open_store())
+    outcomes = sorted((s.outcome for s in states), key=lambda o: o.number)
+    report_path = finish_release(run, outcomes, console=Console(stderr=True))
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    return ReleaseResult(release_id=plan.release_id, report=str(report_path), qc_report=report["qc_report"],
+                         status=report["status"], upc=report["upc"], delivered=report["delivered"],
+                         quarantined=report["quarantined"])
+
+
+def fail_release_run(plan: ReleasePlan, error: str) -> None:
+    """Mark the run failed in the catalogue (a task of it failed for good)."""
+    from songmill.engine.runner import fail_release
+
+    fail_release(plan.run_id, error)

@@ -1,0 +1,94 @@
+"""Every kind of config file goes through the one loader (songmill.core.config.load_config): a
+file that does not parse, has an unknown field or a wrong type gives the same one-line
+`file:line: field: what is wrong` error, `songmill validate` exits 2 with it, and nothing is
+written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT
+
+# (config file, a top-level key whose value to break, a line to add with an unknown field)
+KINDS = {
+    "profiles.yaml": "profiles",
+    "delivery.yaml": "identifiers",
+    "production.yaml": "defaults",
+    "arrangements.yaml": "presets",
+    "qc.yaml": "regeneration",
+    "catalogue.yaml": "tracks_per_night",
+}
+# name → (how to break the text given the key, the error line's pattern after `file:line: ` given the key)
+BREAKAGES = {
+    "unparsable": (lambda text, key: text + "\n  - : [unclosed\n", lambda key: r"\(yaml\): .+ \(the file must be valid YAML\)"),
+    "unknown field": (lambda text, key: text + "\ncolour: blue\n", lambda key: r"colour: unknown field \(allowed: .+\)"),
+    "wrong type": (lambda text, key: re.sub(rf"(?m)^{key}:.*(\n[ #-].*|\n(?=\n|[ #-]))*", f"{key}: [1, 2]", text, count=1),
+                   lambda key: rf"{key}\S*: .+"),
+}
+
+
+def validate_with(config_dir: Path, *, registry: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SONGMILL_CONFIG_DIR": str(config_dir)}
+    if registry:
+        env["SONGMILL_MODEL_REGISTRY"] = str(registry)
+    return subprocess.run([sys.executable, "-m", "songmill", "validate", str(PROJECT / "config/releases/debug.yaml")],
+                          capture_output=True, text=True, cwd=PROJECT, env=env)
+
+
+@pytest.fixture
+def config_copy(tmp_path, test_config_dir):
+    folder = tmp_path / "config"
+    shutil.copytree(test_config_dir, folder)
+    return folder
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, path: Path, pattern: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert re.fullmatch(rf"{re.escape(str(path))}:\d+: {pattern}", lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_a_broken_config_file_is_one_line_naming_file_line_and_field(config_copy, name, breakage):
+    path = config_copy / name
+    before = {p: p.read_bytes() for p in config_copy.rglob("*") if p.is_file() and p != path}
+    edit, pattern = BREAKAGES[breakage]
+    path.write_text(edit(path.read_text(), KINDS[name]))
+    assert_one_line_error(validate_with(config_copy), path, pattern(KINDS[name]))
+    assert {p: p.read_bytes() for p in config_copy.rglob("*") if p.is_file() and p != path} == before  # nothing written
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_a_broken_model_registry_is_one_line_too(config_copy, tmp_path, breakage):
+    registry = tmp_path / "registry.yaml"
+    edit, pattern = BREAKAGES[breakage]
+    registry.write_text(edit((PROJECT / "models/registry.yaml").read_text(), "identities"))
+    assert_one_line_error(validate_with(config_copy, registry=registry), registry, pattern("identities"))
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_a_broken_airflow_settings_file_is_one_line_too(tmp_path, breakage):
+    from operators.settings import load_airflow_settings
+    from songmill.core.errors import ConfigError
+
+    path = tmp_path / "airflow.yaml"
+    edit, pattern = BREAKAGES[breakage]
+    path.write_text(edit((PROJECT / "config/airflow.yaml").read_text(), "connections"))
+    with pytest.raises(ConfigError) as err:
+        load_airflow_settings(path)
+    assert len(err.value.problems) == 1 and re.fullmatch(rf"{re.escape(str(path))}:\d+: {pattern('connections')}", err.value.problems[0])
+
+
+def test_the_shipped_config_files_are_valid(test_config_dir):
+    result = validate_with(test_config_dir)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().endswith("valid")
