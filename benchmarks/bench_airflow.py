@@ -30,11 +30,15 @@ def _stage_wall(report: dict) -> float:
 
 def _row(label: str, wall_s: float, report: dict) -> dict:
     stages = _stage_wall(report)
-    return {"runner": label, "wall_s": round(wall_s, 2), "stages_wall_s": stages,
-            "stages_cpu_s": round(sum(t["cpu_s"] for t in report["stage_totals"].values()), 2),
-            "release_steps_wall_s": report["release_steps"]["wall_s"],
-            "overhead_s": round(wall_s - stages - report["release_steps"]["wall_s"], 2),
-            "delivered": {(d["profile"] + ":" + Path(d["path"]).name): d["sha256"] for d in report["delivered"]}}
+    return {
+        "runner": label,
+        "wall_s": round(wall_s, 2),
+        "stages_wall_s": stages,
+        "stages_cpu_s": round(sum(t["cpu_s"] for t in report["stage_totals"].values()), 2),
+        "release_steps_wall_s": report["release_steps"]["wall_s"],
+        "overhead_s": round(wall_s - stages - report["release_steps"]["wall_s"], 2),
+        "delivered": {(d["profile"] + ":" + Path(d["path"]).name): d["sha256"] for d in report["delivered"]},
+    }
 
 
 def bench_render(work: Path) -> dict:
@@ -73,8 +77,11 @@ def bench_live(work: Path) -> dict:
     spec.loader.exec_module(launcher)
     from tests.test_airflow_live import Rest
 
-    env = {"SONGMILL_VAR_DIR": str(work / "var-live"), "SONGMILL_OUT_DIR": str(work / "dist-live"),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work / 'live-airflow.db'}"}
+    env = {
+        "SONGMILL_VAR_DIR": str(work / "var-live"),
+        "SONGMILL_OUT_DIR": str(work / "dist-live"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work / 'live-airflow.db'}",
+    }
     airflow = launcher.start(work / "live-home", extra_env=env)
     try:
         rest = Rest(airflow.url, airflow.password(), airflow)
@@ -96,9 +103,10 @@ def bench_live(work: Path) -> dict:
 def bench_parse(work: Path) -> float:
     import subprocess
 
-    script = ("import time\nfrom airflow.dag_processing.dagbag import DagBag\nfrom airflow.sdk import DAG, BaseOperator, Param\n"
-              "t=time.perf_counter(); b=DagBag(dag_folder=%r); print(time.perf_counter()-t, len(b.dags), len(b.import_errors))"
-              % str(ROOT / "dags"))
+    script = (
+        "import time\nfrom airflow.dag_processing.dagbag import DagBag\nfrom airflow.sdk import DAG, BaseOperator, Param\n"
+        "t=time.perf_counter(); b=DagBag(dag_folder=%r); print(time.perf_counter()-t, len(b.dags), len(b.import_errors))" % str(ROOT / "dags")
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()[-1].split()
     return round(float(out[0]), 3)
 
@@ -106,9 +114,15 @@ def bench_parse(work: Path) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="songmill-bench-airflow-") as tmp:
         work = Path(tmp)
-        os.environ.update({"AIRFLOW_HOME": str(work / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-                           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-                           "SOURCE_DATE_EPOCH": "1790000000"})
+        os.environ.update(
+            {
+                "AIRFLOW_HOME": str(work / "airflow"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "SOURCE_DATE_EPOCH": "1790000000",
+            }
+        )
         for key in ("SONGMILL_STORE", "SONGMILL_DATABASE_URL"):
             os.environ.pop(key, None)
         parse_s = bench_parse(work)
@@ -118,16 +132,20 @@ def main() -> None:
     for r in rows:
         r["vs_render"] = round(r["wall_s"] / base, 3)
         r["delivered"] = len(r["delivered"])
-    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "config": str(CONFIG.relative_to(ROOT)),
-              "dag_parse_s": parse_s, "same_files_delivered": same, "runs": rows}
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "config": str(CONFIG.relative_to(ROOT)),
+        "dag_parse_s": parse_s,
+        "same_files_delivered": same,
+        "runs": rows,
+    }
     out = ROOT / "benchmarks/results/airflow.json"
     out.write_text(json.dumps(result, indent=1))
-    print(f"Airflow overhead, demo single, cold, {os.cpu_count()} cores; parsing every DAG {parse_s} s; "
-          f"same files delivered by all three: {same}")
+    print(f"Airflow overhead, demo single, cold, {os.cpu_count()} cores; parsing every DAG {parse_s} s; same files delivered by all three: {same}")
     print(f"{'runner':30} {'wall s':>8} {'stages s':>9} {'release s':>10} {'overhead s':>11} {'x render':>9}")
     for r in rows:
-        print(f"{r['runner']:30} {r['wall_s']:8.1f} {r['stages_wall_s']:9.1f} {r['release_steps_wall_s']:10.1f} "
-              f"{r['overhead_s']:11.1f} {r['vs_render']:9.3f}")
+        print(f"{r['runner']:30} {r['wall_s']:8.1f} {r['stages_wall_s']:9.1f} {r['release_steps_wall_s']:10.1f} {r['overhead_s']:11.1f} {r['vs_render']:9.3f}")
     print(out)
 
 

@@ -15,10 +15,11 @@ from songmill.engine.planning import load_catalogue_plan
 _plan = load_catalogue_plan()
 
 songmill_nightly_catalogue = release_dag(
-    "songmill_nightly_catalogue", schedule=_plan.schedule,
+    "songmill_nightly_catalogue",
+    schedule=_plan.schedule,
     plan=lambda: PlanNightlyOperator(task_id="plan", date="{{ ds }}"),
-    gpu_stages=gpu_stage_names(), tags=["songmill", "catalogue", "nightly"],
-    description=f"{_plan.tracks_per_night} catalogue tracks a night, seeded by the date, delivered to "
-                f"{', '.join(_plan.release.profiles)}",
+    gpu_stages=gpu_stage_names(),
+    tags=["songmill", "catalogue", "nightly"],
+    description=f"{_plan.tracks_per_night} catalogue tracks a night, seeded by the date, delivered to {', '.join(_plan.release.profiles)}",
     doc_md=__doc__,
 )

@@ -41,15 +41,24 @@ def _release_dag(config: Path) -> DAG:
     spec, _ = load_release_with_profiles(config)
     info = spec.release
     return release_dag(
-        dag_id_for(config), schedule=info.schedule,
+        dag_id_for(config),
+        schedule=info.schedule,
         plan=lambda: PlanReleaseOperator(task_id="plan", config_path=str(config), seed="{{ params.seed }}"),
-        params={"seed": Param(None, type=["null", "integer"], minimum=0, maximum=2**31 - 1, title="Base seed",
-                              description="Re-seed every track from this number; empty: the config's seeds")},
+        params={
+            "seed": Param(
+                None,
+                type=["null", "integer"],
+                minimum=0,
+                maximum=2**31 - 1,
+                title="Base seed",
+                description="Re-seed every track from this number; empty: the config's seeds",
+            )
+        },
         gpu_stages=gpu_stage_names(spec),
         tags=["songmill", "release", info.type, info.genre],
         description=f"{info.title} — {info.artist} ({info.type}, {len(spec.tracks)} track(s)) from {config.name}",
         doc_md=f"Renders and delivers **{info.title}** by {info.artist} from `{config}`: every stage of every track, "
-               f"the QC gate, then the {', '.join(info.profiles)} deliveries. Trigger with `seed` to re-seed every track.",
+        f"the QC gate, then the {', '.join(info.profiles)} deliveries. Trigger with `seed` to re-seed every track.",
     )
 
 
@@ -64,8 +73,7 @@ def build_release_dags(folder: Path | None = None) -> dict[str, DAG]:
             continue
         dags[dag.dag_id] = dag
     if problems:
-        broken = _BrokenReleaseConfigs("songmill_release_configs_broken", schedule=None,
-                                       description="release config(s) do not parse:\n" + "\n".join(problems))
+        broken = _BrokenReleaseConfigs("songmill_release_configs_broken", schedule=None, description="release config(s) do not parse:\n" + "\n".join(problems))
         dags[broken.dag_id] = broken
     return dags
 

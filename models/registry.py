@@ -117,7 +117,9 @@ class ModelRegistry:
         try:
             return self.identities[name]
         except KeyError:
-            raise SongmillError(f"voice identity '{name}' is not in the model registry {self.source} (registered identities: {', '.join(sorted(self.identities)) or 'none'})") from None
+            raise SongmillError(
+                f"voice identity '{name}' is not in the model registry {self.source} (registered identities: {', '.join(sorted(self.identities)) or 'none'})"
+            ) from None
 
     def voice_range(self, identity: str | None) -> tuple[int, int]:
         """Lowest and highest MIDI note the identity sings; DEFAULT_VOICE_RANGE for none (a
@@ -129,10 +131,12 @@ class ModelRegistry:
 
     def local_path(self, entry: ModelEntry) -> Path:
         if entry.path.startswith("python:"):
-            package, _, inner = entry.path[len("python:"):].partition("/")
+            package, _, inner = entry.path[len("python:") :].partition("/")
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
-                raise SongmillError(f"model '{entry.name}' lives in the Python package '{package}', which is not installed; {entry.install_hint or 'pip install it'}")
+                raise SongmillError(
+                    f"model '{entry.name}' lives in the Python package '{package}', which is not installed; {entry.install_hint or 'pip install it'}"
+                )
             return Path(list(spec.submodule_search_locations)[0]) / inner
         path = Path(entry.path)
         return path if path.is_absolute() else self.source.parent / path
@@ -147,12 +151,16 @@ class ModelRegistry:
         """
         entry = self.get(name)
         if commercial and not entry.commercial_use:
-            raise SongmillError(f"model '{name}' ({entry.licence}) is not licensed for commercial use and cannot feed a commercial delivery profile; choose another model or a non-commercial profile")
+            raise SongmillError(
+                f"model '{name}' ({entry.licence}) is not licensed for commercial use and cannot feed a commercial delivery profile; choose another model or a non-commercial profile"
+            )
         path = self.local_path(entry)
         if not path.exists():
             hint = f"; {entry.install_hint}" if entry.install_hint else ""
             raise SongmillError(f"model '{name}' file {path} is missing{hint}")
         actual = content_sha256(path)
         if actual != entry.sha256:
-            raise SongmillError(f"model '{name}' file {path} fails its hash check (sha256 {actual[:12]}…, registry says {entry.sha256[:12]}…); restore the original file or update {self.source}")
+            raise SongmillError(
+                f"model '{name}' file {path} fails its hash check (sha256 {actual[:12]}…, registry says {entry.sha256[:12]}…); restore the original file or update {self.source}"
+            )
         return path

@@ -20,9 +20,19 @@ from operators.stages import STAGE_OPERATORS
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def release_dag(dag_id: str, *, plan: Callable[[], BaseOperator], gpu_stages: set[str], schedule=None,
-                tags: list[str], description: str, doc_md: str | None = None, params: dict | None = None,
-                settings: AirflowSettings | None = None, catchup: bool = False) -> DAG:
+def release_dag(
+    dag_id: str,
+    *,
+    plan: Callable[[], BaseOperator],
+    gpu_stages: set[str],
+    schedule=None,
+    tags: list[str],
+    description: str,
+    doc_md: str | None = None,
+    params: dict | None = None,
+    settings: AirflowSettings | None = None,
+    catchup: bool = False,
+) -> DAG:
     """A DAG that plans a release with `plan()` (an operator, created inside the DAG), renders its
     tracks stage by stage, and delivers it. `gpu_stages` go to the gpu queue and pool."""
     from songmill.engine.track_stages import TRACK_STAGES
@@ -31,9 +41,19 @@ def release_dag(dag_id: str, *, plan: Callable[[], BaseOperator], gpu_stages: se
     missing = [s.name for s in TRACK_STAGES.stages if s.name not in STAGE_OPERATORS]
     if missing:
         raise RuntimeError(f"stages {missing} have no operator in operators/stages.py")
-    with DAG(dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, tags=tags, description=description,
-             doc_md=doc_md, params=params or {}, default_args=settings.default_args(), max_active_runs=4,
-             render_template_as_native_obj=False) as dag:
+    with DAG(
+        dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=catchup,
+        tags=tags,
+        description=description,
+        doc_md=doc_md,
+        params=params or {},
+        default_args=settings.default_args(),
+        max_active_runs=4,
+        render_template_as_native_obj=False,
+    ) as dag:
         planned = plan()
 
         @task_group(group_id="track", tooltip="every stage of one track (mapped: one copy per track)")

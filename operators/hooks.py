@@ -39,8 +39,9 @@ class SongmillHook(BaseHook):
             extra = conn.extra_dejson
             bucket = extra.get("bucket") or conn.schema
             if not bucket or not conn.host:
-                raise SongmillError(f"Airflow Connection '{self.store_conn_id}' needs a host (the S3 endpoint) and extra "
-                                    f"{{\"bucket\": …}}; edit it under Admin → Connections")
+                raise SongmillError(
+                    f"Airflow Connection '{self.store_conn_id}' needs a host (the S3 endpoint) and extra {{\"bucket\": …}}; edit it under Admin → Connections"
+                )
             prefix = str(extra.get("prefix") or "").strip("/")
             env["SONGMILL_STORE"] = f"s3://{bucket}/{prefix}".rstrip("/")
             env["SONGMILL_S3_ENDPOINT"] = f"{conn.host}:{conn.port}" if conn.port else conn.host
@@ -67,9 +68,11 @@ class SongmillHook(BaseHook):
         try:
             return self.get_connection(conn_id)
         except AirflowNotFoundException:
-            raise SongmillError(f"Airflow Connection '{conn_id}' for {what} is not defined; add it under Admin → "
-                                f"Connections (or as AIRFLOW_CONN_{conn_id.upper()}), or set connections in "
-                                f"config/airflow.yaml to null to use the engine's own settings") from None
+            raise SongmillError(
+                f"Airflow Connection '{conn_id}' for {what} is not defined; add it under Admin → "
+                f"Connections (or as AIRFLOW_CONN_{conn_id.upper()}), or set connections in "
+                f"config/airflow.yaml to null to use the engine's own settings"
+            ) from None
 
     def get_conn(self) -> dict[str, str]:
         return self.engine_environment()
@@ -127,11 +130,9 @@ class SongmillOperator(BaseOperator):
         from operators.settings import load_airflow_settings
 
         settings = load_airflow_settings()
-        return SongmillHook(store_conn_id=self.store_conn_id or settings.store_conn_id,
-                            catalogue_conn_id=self.catalogue_conn_id or settings.catalogue_conn_id)
+        return SongmillHook(store_conn_id=self.store_conn_id or settings.store_conn_id, catalogue_conn_id=self.catalogue_conn_id or settings.catalogue_conn_id)
 
 
 def hook_from_settings(settings) -> SongmillHook:
     """The hook for the Connections config/airflow.yaml names (the plugin's listener uses it)."""
     return SongmillHook(store_conn_id=settings.store_conn_id, catalogue_conn_id=settings.catalogue_conn_id)
-

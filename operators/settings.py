@@ -46,8 +46,12 @@ class AirflowSettings(_Strict):
 
     def default_args(self) -> dict:
         """Every task: retries with exponential backoff (a dead service gets time to come back)."""
-        return {"retries": self.retries, "retry_delay": dt.timedelta(seconds=self.retry_delay_s),
-                "retry_exponential_backoff": 2.0, "max_retry_delay": dt.timedelta(seconds=self.max_retry_delay_s)}
+        return {
+            "retries": self.retries,
+            "retry_delay": dt.timedelta(seconds=self.retry_delay_s),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": dt.timedelta(seconds=self.max_retry_delay_s),
+        }
 
 
 def load_airflow_settings(path: Path | None = None) -> AirflowSettings:

@@ -100,6 +100,7 @@ class ExportOperator(StageOperator):
     stage_name = "export"
 
 
-STAGE_OPERATORS: dict[str, type[StageOperator]] = {cls.stage_name: cls for cls in (
-    FormOperator, LyricsOperator, ComposeOperator, InstrumentsOperator, VocalsOperator,
-    MixOperator, MasterOperator, QCOperator, ExportOperator)}
+STAGE_OPERATORS: dict[str, type[StageOperator]] = {
+    cls.stage_name: cls
+    for cls in (FormOperator, LyricsOperator, ComposeOperator, InstrumentsOperator, VocalsOperator, MixOperator, MasterOperator, QCOperator, ExportOperator)
+}

@@ -69,10 +69,18 @@ class TaskRecorder:
             catalogue = Catalogue.open()
             try:
                 catalogue.record_task(
-                    dag_id=ti.dag_id, dag_run_id=ti.run_id, task_id=ti.task_id, map_index=getattr(ti, "map_index", -1) or -1,
-                    try_number=getattr(ti, "try_number", 0) or 0, state=state, hostname=getattr(ti, "hostname", None),
-                    queue=getattr(task, "queue", None), run_id=getattr(task, "songmill_run_id", None),
-                    release_id=getattr(task, "release_id", None), error=str(error)[:2000] if error else None)
+                    dag_id=ti.dag_id,
+                    dag_run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    map_index=getattr(ti, "map_index", -1) or -1,
+                    try_number=getattr(ti, "try_number", 0) or 0,
+                    state=state,
+                    hostname=getattr(ti, "hostname", None),
+                    queue=getattr(task, "queue", None),
+                    run_id=getattr(task, "songmill_run_id", None),
+                    release_id=getattr(task, "release_id", None),
+                    error=str(error)[:2000] if error else None,
+                )
             finally:
                 catalogue.close()
         except Exception as err:  # noqa: BLE001 - the record must never fail the task

@@ -71,8 +71,7 @@ def chromaprint(path: Path) -> tuple[np.ndarray, float]:
     """(sub-fingerprints, duration s) of the whole file, by fpcalc."""
     try:
         # -ignore-errors: fpcalc 1.5 reports the end of a float WAV as a decoding error
-        done = subprocess.run(["fpcalc", "-ignore-errors", "-raw", "-json", "-length", "0", str(path)],
-                              capture_output=True, text=True)
+        done = subprocess.run(["fpcalc", "-ignore-errors", "-raw", "-json", "-length", "0", str(path)], capture_output=True, text=True)
     except FileNotFoundError:
         raise SongmillError("fpcalc (chromaprint) is not installed; run `make setup` (Debian package libchromaprint-tools)") from None
     try:
@@ -101,8 +100,8 @@ def audio_similarity(a: np.ndarray, b: np.ndarray) -> float:
     max_offset = int(MAX_OFFSET_S / SUBPRINT_S)
     best = 0.0
     for offset in range(-max_offset, max_offset + 1):
-        x = a[max(offset, 0):]
-        y = b[max(-offset, 0):]
+        x = a[max(offset, 0) :]
+        y = b[max(-offset, 0) :]
         n = min(len(x), len(y))
         if n < MIN_OVERLAP * shortest:
             continue
@@ -119,8 +118,9 @@ def melody_overlap(a: list[list[int]], b: list[list[int]]) -> float:
     return len(first & second) / min(len(first), len(second))
 
 
-def find_duplicate(candidate: TrackPrint, earlier: list[tuple[dict, TrackPrint]], *, max_audio_similarity: float,
-                   max_melody_overlap: float) -> DuplicateMatch | None:
+def find_duplicate(
+    candidate: TrackPrint, earlier: list[tuple[dict, TrackPrint]], *, max_audio_similarity: float, max_melody_overlap: float
+) -> DuplicateMatch | None:
     """The earlier track most like `candidate` over either bar, or None."""
     mine = candidate.subprints()
     worst = None

@@ -86,10 +86,8 @@ class Recogniser:
 
         models = os.path.join(get_model_path(), "en-us")
         hmm = os.path.join(models, "en-us")
-        self.phones = Decoder(hmm=hmm, allphone=os.path.join(models, "en-us-phone.lm.bin"), lw=2.0,
-                              beam=1e-20, pbeam=1e-20, loglevel="FATAL")
-        self.words = Decoder(hmm=hmm, lm=os.path.join(models, "en-us.lm.bin"),
-                             dict=os.path.join(models, "cmudict-en-us.dict"), loglevel="FATAL")
+        self.phones = Decoder(hmm=hmm, allphone=os.path.join(models, "en-us-phone.lm.bin"), lw=2.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+        self.words = Decoder(hmm=hmm, lm=os.path.join(models, "en-us.lm.bin"), dict=os.path.join(models, "cmudict-en-us.dict"), loglevel="FATAL")
 
     @staticmethod
     def _decode(decoder, audio_16k: np.ndarray) -> list[str]:
@@ -125,7 +123,7 @@ def sung_clips(vocal: np.ndarray, rate: int, melody: list[Note]) -> list[tuple[n
     clips = []
     for phrase in sung_phrases(melody):
         begin, end = int((phrase.start_s - PAD_S) * RATE_HZ), int((phrase.end_s + PAD_S) * RATE_HZ)
-        clips.append((audio[max(begin, 0):end], phrase))
+        clips.append((audio[max(begin, 0) : end], phrase))
     return clips
 
 
@@ -134,5 +132,4 @@ def reference_clips(speech: list[np.ndarray], rate: int, melody: list[Note]) -> 
     speaking the phrases, `models.voice.spoken_reference`) as 16 kHz clips with PAD_S of silence
     either side, each paired with what it should say."""
     pad = np.zeros(int(PAD_S * RATE_HZ), dtype=np.float32)
-    return [(np.concatenate([pad, resample(audio, from_hz=rate, to_hz=RATE_HZ), pad]), phrase)
-            for audio, phrase in zip(speech, sung_phrases(melody))]
+    return [(np.concatenate([pad, resample(audio, from_hz=rate, to_hz=RATE_HZ), pad]), phrase) for audio, phrase in zip(speech, sung_phrases(melody))]

@@ -70,6 +70,7 @@ class MusicalMetrics:
 
 # ------------------------------------------------------------------------------------- tempo
 
+
 def _mono(samples: np.ndarray, rate: int) -> np.ndarray:
 
     mono = np.asarray(samples, dtype=np.float32)
@@ -98,13 +99,19 @@ def tempo_error_pct(detected: float, expected: float) -> float:
 
 # --------------------------------------------------------------------------------------- key
 
+
 def detect_key(mono: np.ndarray) -> str:
     """The best-correlating major or minor key of the mean chroma, e.g. "A minor"."""
     import librosa
 
     chroma = librosa.feature.chroma_cqt(y=mono, sr=ANALYSIS_RATE_HZ, hop_length=HOP * 4).mean(axis=1)
-    best = max(((np.corrcoef(chroma, np.roll(profile, tonic))[0, 1], f"{PITCH_NAMES[tonic]} {mode}")
-                for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)) for tonic in range(12)))
+    best = max(
+        (
+            (np.corrcoef(chroma, np.roll(profile, tonic))[0, 1], f"{PITCH_NAMES[tonic]} {mode}")
+            for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE))
+            for tonic in range(12)
+        )
+    )
     return best[1]
 
 
@@ -133,6 +140,7 @@ def main_key(score: Score) -> str:
 
 # ------------------------------------------------------------------------------------- vocal
 
+
 def vocal_figures(vocal: np.ndarray, rate: int, score: Score) -> dict:
     from qc.vocal import measure_f0_fast, pitch_report, transition_errors_s
 
@@ -142,12 +150,16 @@ def vocal_figures(vocal: np.ndarray, rate: int, score: Score) -> dict:
     measured = measure_f0_fast(lead, rate)
     pitch = pitch_report(lead, rate, notes, measured)
     changes = np.abs(transition_errors_s(lead, rate, notes, measured=measured))
-    return {"vocal_median_cents": round(pitch.median_abs_cents, 2), "vocal_p90_cents": round(pitch.p90_abs_cents, 2),
-            "vocal_voiced_share": round(pitch.voiced_share, 4),
-            "note_changes_on_time": round(float(np.mean(changes <= NOTE_CHANGE_TOLERANCE_S)), 4) if len(changes) else None}
+    return {
+        "vocal_median_cents": round(pitch.median_abs_cents, 2),
+        "vocal_p90_cents": round(pitch.p90_abs_cents, 2),
+        "vocal_voiced_share": round(pitch.voiced_share, 4),
+        "note_changes_on_time": round(float(np.mean(changes <= NOTE_CHANGE_TOLERANCE_S)), 4) if len(changes) else None,
+    }
 
 
 # ------------------------------------------------------------------------------------ lyrics
+
 
 @functools.cache
 def explicit_wordlist() -> frozenset[str]:
@@ -177,16 +189,31 @@ def lyric_figures(score: Score, lyrics, *, explicit: bool, not_explicit: set[str
         return {}
     text = "\n".join(line.text for section in lyrics.sections for line in section.lines)
     found = explicit_words(text, not_explicit)
-    return {"unsung_syllables": unsung_syllables(score, lyrics), "chorus_problems": len(chorus_problems(score, lyrics)),
-            "rhyme_misses": sum(1 for a, b in rhyme_pairs(lyrics) if not words_rhyme(a, b)),
-            "explicit_words": 0 if explicit else len(found), "explicit_found": tuple(found) if not explicit else ()}
+    return {
+        "unsung_syllables": unsung_syllables(score, lyrics),
+        "chorus_problems": len(chorus_problems(score, lyrics)),
+        "rhyme_misses": sum(1 for a, b in rhyme_pairs(lyrics) if not words_rhyme(a, b)),
+        "explicit_words": 0 if explicit else len(found),
+        "explicit_found": tuple(found) if not explicit else (),
+    }
 
 
 # ----------------------------------------------------------------------------------- all of it
 
-def measure_musical(master: np.ndarray, rate: int, *, tempo_bpm: float | None = None, key: str | None = None,
-                    score: Score | None = None, lyrics=None, vocal: np.ndarray | None = None, vocal_rate: int = SAMPLE_RATE_HZ,
-                    explicit: bool = False, not_explicit: set[str] | frozenset[str] = frozenset()) -> MusicalMetrics:
+
+def measure_musical(
+    master: np.ndarray,
+    rate: int,
+    *,
+    tempo_bpm: float | None = None,
+    key: str | None = None,
+    score: Score | None = None,
+    lyrics=None,
+    vocal: np.ndarray | None = None,
+    vocal_rate: int = SAMPLE_RATE_HZ,
+    explicit: bool = False,
+    not_explicit: set[str] | frozenset[str] = frozenset(),
+) -> MusicalMetrics:
     """Measure what the inputs allow: tempo and key need the master and the spec's tempo / key
     (from `score` when given); vocal figures need the dry lead vocal and the score; lyric
     figures need the lyrics and the score."""

@@ -21,12 +21,13 @@ def _log_energy(samples: np.ndarray, rate: int, frame_s: float = FRAME_S) -> np.
         x = x.mean(axis=1)
     diff = np.diff(x, prepend=x[:1])
     frame, hop = int(frame_s * rate), int(HOP_S * rate)
-    power = np.convolve(diff ** 2, np.ones(frame) / frame, mode="valid")[::hop]
+    power = np.convolve(diff**2, np.ones(frame) / frame, mode="valid")[::hop]
     return 10 * np.log10(power + 1e-14)
 
 
-def detect_onsets(samples: np.ndarray, rate: int, *, rise_db: float = 9.0, floor_db: float = -75.0,
-                  min_gap_s: float = 0.03, frame_s: float = FRAME_S) -> np.ndarray:
+def detect_onsets(
+    samples: np.ndarray, rate: int, *, rise_db: float = 9.0, floor_db: float = -75.0, min_gap_s: float = 0.03, frame_s: float = FRAME_S
+) -> np.ndarray:
     """Onset times in seconds. Low instruments want longer frames (`frame_s` ≥ one period of
     their lowest note, e.g. 0.025 s for a bass) so the waveform's own cycle is not an onset."""
     energy = _log_energy(samples, rate, frame_s)
@@ -42,7 +43,7 @@ def detect_onsets(samples: np.ndarray, rate: int, *, rise_db: float = 9.0, floor
         start = index - lag
         base = energy[start]
         # the onset is the first frame of the rise that is clearly above where it started
-        begin = start + int(np.argmax(energy[start:index + 1] > base + 3.0))
+        begin = start + int(np.argmax(energy[start : index + 1] > base + 3.0))
         onsets.append(begin * HOP_S + frame_s)  # the frame ends where the new sound has entered
         last = index
     return np.array(onsets)

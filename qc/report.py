@@ -73,8 +73,9 @@ def spectrogram_plot(samples: np.ndarray, rate: int) -> str:
     freqs = np.fft.rfftfreq(size, 1 / rate)
     keep = freqs <= 20000
     figure, axes = _figure("spectrogram", "frequency (kHz)")
-    image = axes.imshow(db[:, keep].T, origin="lower", aspect="auto", cmap="magma", vmin=-110, vmax=-10,
-                        extent=(0, len(mono) / rate, 0, freqs[keep][-1] / 1000))
+    image = axes.imshow(
+        db[:, keep].T, origin="lower", aspect="auto", cmap="magma", vmin=-110, vmax=-10, extent=(0, len(mono) / rate, 0, freqs[keep][-1] / 1000)
+    )
     figure.colorbar(image, ax=axes, pad=0.01).ax.tick_params(labelsize=7)
     return _png(figure)
 
@@ -115,8 +116,7 @@ def pitch_plot(vocal: np.ndarray, rate: int, notes) -> str:
     first = min((n.start_s for n in notes), default=0.0)
     for axes, window in ((whole, None), (close, (first - 0.5, first + PITCH_ZOOM_S))):
         for note in notes:
-            axes.plot([note.start_s, note.start_s + note.duration_s], [note.pitch, note.pitch], color="#4080ff",
-                      alpha=0.45, linewidth=6, solid_capstyle="butt")
+            axes.plot([note.start_s, note.start_s + note.duration_s], [note.pitch, note.pitch], color="#4080ff", alpha=0.45, linewidth=6, solid_capstyle="butt")
         axes.plot(times, midi, color="#c05000", linewidth=0.7)
         axes.set_ylabel("MIDI note", fontsize=8)
         axes.tick_params(labelsize=7)
@@ -124,8 +124,7 @@ def pitch_plot(vocal: np.ndarray, rate: int, notes) -> str:
             axes.set_ylim(min(n.pitch for n in notes) - 3, max(n.pitch for n in notes) + 3)
         if window:
             axes.set_xlim(*window)
-    whole.set_title("dry vocal pitch (orange) over the score's notes (blue); below, the first "
-                    f"{PITCH_ZOOM_S:g} s of singing", fontsize=9, loc="left")
+    whole.set_title(f"dry vocal pitch (orange) over the score's notes (blue); below, the first {PITCH_ZOOM_S:g} s of singing", fontsize=9, loc="left")
     close.set_xlabel("time (s)", fontsize=8)
     return _png(figure)
 
@@ -135,24 +134,23 @@ def _checks_table(verdict: dict) -> str:
     for check in sorted(verdict["checks"], key=lambda c: c["passed"]):
         bar = ", ".join(f"{k} {v}" for k, v in check["bar"].items())
         mark = "pass" if check["passed"] else "FAIL"
-        rows.append(f"<tr class='{mark.lower()}'><td>{mark}</td><td>{html.escape(check['metric'])}</td>"
-                    f"<td>{html.escape(str(check['value']))}</td><td>{html.escape(bar)}</td>"
-                    f"<td>{html.escape(check['reason'] or '')}</td></tr>")
-    return ("<table><tr><th></th><th>metric</th><th>value</th><th>bar</th><th>reason</th></tr>"
-            + "".join(rows) + "</table>")
+        rows.append(
+            f"<tr class='{mark.lower()}'><td>{mark}</td><td>{html.escape(check['metric'])}</td>"
+            f"<td>{html.escape(str(check['value']))}</td><td>{html.escape(bar)}</td>"
+            f"<td>{html.escape(check['reason'] or '')}</td></tr>"
+        )
+    return "<table><tr><th></th><th>metric</th><th>value</th><th>bar</th><th>reason</th></tr>" + "".join(rows) + "</table>"
 
 
 def _track_section(track: dict, targets: dict[str, float | None]) -> str:
     status = track["status"]
-    parts = [f"<section class='track'><h2>{track['number']:02d} {html.escape(track['title'])} "
-             f"<span class='{status}'>{status}</span></h2>"]
+    parts = [f"<section class='track'><h2>{track['number']:02d} {html.escape(track['title'])} <span class='{status}'>{status}</span></h2>"]
     if track.get("error"):
         parts.append(f"<p class='reason'>failed at stage {html.escape(str(track['failed_stage']))}: {html.escape(track['error'])}</p>")
     for reason in track.get("qc_reasons") or []:
         parts.append(f"<p class='reason'>{html.escape(reason)}</p>")
     for attempt in track.get("qc_attempts") or []:
-        parts.append(f"<p class='attempt'>render with seed {attempt['seed']} turned down: "
-                     f"{html.escape('; '.join(attempt['reasons']))}</p>")
+        parts.append(f"<p class='attempt'>render with seed {attempt['seed']} turned down: {html.escape('; '.join(attempt['reasons']))}</p>")
     qc = track.get("qc") or {}
     for name, verdict in qc.get("profiles", {}).items():
         parts.append(f"<h3>profile {html.escape(name)}: {'passed' if verdict['passed'] else 'failed'}</h3>")
@@ -169,16 +167,20 @@ def _plots(track: dict, targets: dict[str, float | None]) -> list[str]:
     masters = sorted(name for name in artifacts if name.startswith("master-") and name.endswith(".wav"))
     if not masters:
         return []
-    profile = masters[0][len("master-"):-len(".wav")]
+    profile = masters[0][len("master-") : -len(".wav")]
     samples, rate = read_wav(Path(artifacts[masters[0]]["path"]))
-    images = [("waveform", waveform_plot(samples, rate)), ("spectrogram", spectrogram_plot(samples, rate)),
-              ("loudness", loudness_plot(samples, rate, targets.get(profile)))]
+    images = [
+        ("waveform", waveform_plot(samples, rate)),
+        ("spectrogram", spectrogram_plot(samples, rate)),
+        ("loudness", loudness_plot(samples, rate, targets.get(profile))),
+    ]
     if "vocal-lead.wav" in artifacts and "score.json" in artifacts:
         vocal, vocal_rate = read_wav(Path(artifacts["vocal-lead.wav"]["path"]))
         notes = Score.load_json(Path(artifacts["score.json"]["path"])).part("melody").notes
         images.append(("pitch", pitch_plot(vocal, vocal_rate, notes)))
     return [f"<p class='plots-of'>plots of master-{html.escape(profile)}.wav</p>"] + [
-        f"<img class='plot' alt='{name}' data-plot='{name}' src='{uri}'>" for name, uri in images]
+        f"<img class='plot' alt='{name}' data-plot='{name}' src='{uri}'>" for name, uri in images
+    ]
 
 
 STYLE = """
@@ -196,14 +198,18 @@ def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | 
     release = run_report["release"]
     tracks = run_report["tracks"]
     passed = sum(1 for t in tracks if t["status"] == "rendered")
-    head = (f"<h1>QC report: {html.escape(release['title'])} — {html.escape(release['artist'])}</h1>"
-            f"<p>release <code>{html.escape(release['id'])}</code>, run {run_report.get('run_id')}, "
-            f"{run_report.get('started_at', '')}: {passed} of {len(tracks)} track(s) passed the gate.</p>")
+    head = (
+        f"<h1>QC report: {html.escape(release['title'])} — {html.escape(release['artist'])}</h1>"
+        f"<p>release <code>{html.escape(release['id'])}</code>, run {run_report.get('run_id')}, "
+        f"{run_report.get('started_at', '')}: {passed} of {len(tracks)} track(s) passed the gate.</p>"
+    )
     body = "\n".join(_track_section(t, targets or {}) for t in tracks)
     data = json.dumps([t.get("qc") for t in tracks]).replace("<", "\\u003c")  # the verdicts, machine-readable
-    document = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>QC {html.escape(release['id'])}</title>"
-                f"<style>{STYLE}</style></head><body>{head}\n{body}\n"
-                f"<script type='application/json' id='qc-data'>{data}</script>"
-                f"</body></html>")
+    document = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>QC {html.escape(release['id'])}</title>"
+        f"<style>{STYLE}</style></head><body>{head}\n{body}\n"
+        f"<script type='application/json' id='qc-data'>{data}</script>"
+        f"</body></html>"
+    )
     atomic_write_bytes(path, document.encode("utf-8"))
     return path

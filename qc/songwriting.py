@@ -36,19 +36,20 @@ def in_scale_ratio(score: Score) -> float:
 def strong_beat_notes(score: Score) -> list[Note]:
     meter = score.meter
     bar = score.beats_per_bar
-    return [n for n in melody_notes(score)
-            if metric_strength(round(n.start_beat % bar, 6) % bar, meter.numerator, meter.denominator) <= 1]
+    return [n for n in melody_notes(score) if metric_strength(round(n.start_beat % bar, 6) % bar, meter.numerator, meter.denominator) <= 1]
 
 
 def strong_beat_chord_tone_ratio(score: Score) -> float:
     strong = strong_beat_notes(score)
     if not strong:
         return 1.0
+
     def chord_pcs(beat: float) -> set[int]:
         for chord in score.chords:
             if chord.start_beat <= beat + 1e-6 < chord.start_beat + chord.duration_beats:
                 return {p % 12 for p in chord.pitches}
         return set()
+
     return sum(1 for n in strong if n.pitch % 12 in chord_pcs(n.start_beat)) / len(strong)
 
 
@@ -105,7 +106,7 @@ def interval_ngrams(score: Score, n: int = 4) -> set[tuple[int, ...]]:
     """The melody's n-note interval patterns (n-1 intervals each): transposition-free."""
     pitches = [note.pitch for note in melody_notes(score)]
     intervals = [b - a for a, b in zip(pitches, pitches[1:])]
-    return {tuple(intervals[i:i + n - 1]) for i in range(len(intervals) - n + 2)}
+    return {tuple(intervals[i : i + n - 1]) for i in range(len(intervals) - n + 2)}
 
 
 def interval_ngram_overlap(first: Score, second: Score, n: int = 4) -> float:

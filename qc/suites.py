@@ -143,11 +143,15 @@ SUITE: list[tuple[str, dict[str, Any]]] = [
 
 def suite_document(profile_name: str) -> dict:
     """The suite file's content for a profile (GX's ExpectationSuite JSON)."""
+
     def value(v):
         return {"$PARAMETER": v[1:]} if isinstance(v, str) and v.startswith("$") else v
 
-    return {"name": f"songmill-technical-{profile_name}", "meta": {"profile": profile_name, "written_by": "python -m qc.suites"},
-            "expectations": [{"type": kind, "kwargs": {k: value(v) for k, v in kwargs.items()}} for kind, kwargs in SUITE]}
+    return {
+        "name": f"songmill-technical-{profile_name}",
+        "meta": {"profile": profile_name, "written_by": "python -m qc.suites"},
+        "expectations": [{"type": kind, "kwargs": {k: value(v) for k, v in kwargs.items()}} for kind, kwargs in SUITE],
+    }
 
 
 def parameters(profile: DeliveryProfile, bars: TechnicalBars, musical: MusicalBars | None = None) -> dict:
@@ -160,11 +164,15 @@ def parameters(profile: DeliveryProfile, bars: TechnicalBars, musical: MusicalBa
     return {
         "loudness_min_lufs": target - bars.loudness_tolerance_lu if target != "reference" else -70.0,
         "loudness_max_lufs": target + bars.loudness_tolerance_lu if target != "reference" else 0.0,
-        "max_dc_offset": bars.max_dc_offset, "min_phase_correlation": bars.min_phase_correlation,
-        "max_mono_fold_loss_lu": bars.max_mono_fold_loss_lu, "max_leading_silence_s": bars.max_leading_silence_s,
-        "max_trailing_silence_s": bars.max_trailing_silence_s, "max_silence_gaps": bars.max_silence_gaps,
+        "max_dc_offset": bars.max_dc_offset,
+        "min_phase_correlation": bars.min_phase_correlation,
+        "max_mono_fold_loss_lu": bars.max_mono_fold_loss_lu,
+        "max_leading_silence_s": bars.max_leading_silence_s,
+        "max_trailing_silence_s": bars.max_trailing_silence_s,
+        "max_silence_gaps": bars.max_silence_gaps,
         "max_duration_error_s": bars.max_duration_error_s,
-        "sample_rates_hz": sorted(rates), "channels": bars.channels,
+        "sample_rates_hz": sorted(rates),
+        "channels": bars.channels,
         **musical.model_dump(exclude={"not_explicit"}),
     }
 
@@ -214,8 +222,7 @@ class Verdict:
         return [cast(str, c.reason) for c in self.checks if not c.passed]  # _check gives every failed check a reason
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "profile": self.profile, "passed": self.passed, "reasons": self.reasons,
-                "checks": [c.to_dict() for c in self.checks]}
+        return {"file": self.file, "profile": self.profile, "passed": self.passed, "reasons": self.reasons, "checks": [c.to_dict() for c in self.checks]}
 
 
 def _gx():
@@ -232,8 +239,7 @@ def _context(gx):
     """An in-memory GX context: no files, no analytics, no progress bars on the terminal."""
     from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
 
-    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
-                               progress_bars=ProgressBarsConfig(globally=False))
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False))
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
@@ -241,14 +247,20 @@ def _rows(metrics: list[TechnicalMetrics], profile: DeliveryProfile, musical: di
     rows = []
     for m in metrics:
         lossy = m.bit_depth is None
-        rows.append({**m.to_dict(), **musical,
-                     "true_peak_ceiling_dbtp": profile.lossy_true_peak_dbtp if lossy else profile.true_peak_dbtp})
+        rows.append({**m.to_dict(), **musical, "true_peak_ceiling_dbtp": profile.lossy_true_peak_dbtp if lossy else profile.true_peak_dbtp})
     return rows
 
 
-def judge(metrics: list[TechnicalMetrics], profile_name: str, profile: DeliveryProfile, *,
-          musical: MusicalMetrics | None = None, expected: dict | None = None,
-          settings: QCSettings | None = None, suites: Path | None = None) -> list[Verdict]:
+def judge(
+    metrics: list[TechnicalMetrics],
+    profile_name: str,
+    profile: DeliveryProfile,
+    *,
+    musical: MusicalMetrics | None = None,
+    expected: dict | None = None,
+    settings: QCSettings | None = None,
+    suites: Path | None = None,
+) -> list[Verdict]:
     """Run the profile's suite over the metrics table; one Verdict per file, every check with its
     value, its bar and, when it fails, the reason in words.
 
@@ -269,8 +281,9 @@ def judge(metrics: list[TechnicalMetrics], profile_name: str, profile: DeliveryP
     asset = context.data_sources.add_pandas("songmill-qc").add_dataframe_asset("technical-metrics")
     batch = asset.add_batch_definition_whole_dataframe("files").get_batch(batch_parameters={"dataframe": pd.DataFrame(rows)})
     try:
-        suite = gx.ExpectationSuite(name=document["name"], expectations=[
-            gx.expectations.registry.get_expectation_impl(e["type"])(**e["kwargs"]) for e in document["expectations"]])
+        suite = gx.ExpectationSuite(
+            name=document["name"], expectations=[gx.expectations.registry.get_expectation_impl(e["type"])(**e["kwargs"]) for e in document["expectations"]]
+        )
     except Exception as err:  # an unknown expectation type or a bad argument in an edited suite
         raise QCSuiteError(f"QC suite for profile '{profile_name}' cannot be built ({err}); fix {suites / (profile_name + '.json')}") from None
     result = batch.validate(suite, expectation_parameters=params, result_format="COMPLETE")
@@ -295,28 +308,47 @@ def _resolved(kwargs: dict, params: dict) -> dict:
     return {k: params[v["$PARAMETER"]] if isinstance(v, dict) and "$PARAMETER" in v else v for k, v in kwargs.items()}
 
 
-UNITS = {"integrated_lufs": "LUFS", "true_peak_dbtp": "dBTP", "sample_peak_dbfs": "dBFS", "dc_offset": "",
-         "phase_correlation": "", "mono_fold_loss_lu": "LU", "leading_silence_s": "s", "trailing_silence_s": "s",
-         "silence_gaps": "gaps", "clipped_runs": "clipped runs", "sample_rate_hz": "Hz", "channels": "channels",
-         "duration_error_s": "s off the score", "tempo_error_pct": "%", "vocal_median_cents": "cents",
-         "vocal_p90_cents": "cents", "vocal_voiced_share": "of the sung frames voiced",
-         "note_changes_on_time": "of the note changes within 50 ms", "unsung_syllables": "syllables without a note",
-         "chorus_problems": "choruses that do not repeat the first", "rhyme_misses": "rhyme pairs that do not rhyme"}
+UNITS = {
+    "integrated_lufs": "LUFS",
+    "true_peak_dbtp": "dBTP",
+    "sample_peak_dbfs": "dBFS",
+    "dc_offset": "",
+    "phase_correlation": "",
+    "mono_fold_loss_lu": "LU",
+    "leading_silence_s": "s",
+    "trailing_silence_s": "s",
+    "silence_gaps": "gaps",
+    "clipped_runs": "clipped runs",
+    "sample_rate_hz": "Hz",
+    "channels": "channels",
+    "duration_error_s": "s off the score",
+    "tempo_error_pct": "%",
+    "vocal_median_cents": "cents",
+    "vocal_p90_cents": "cents",
+    "vocal_voiced_share": "of the sung frames voiced",
+    "note_changes_on_time": "of the note changes within 50 ms",
+    "unsung_syllables": "syllables without a note",
+    "chorus_problems": "choruses that do not repeat the first",
+    "rhyme_misses": "rhyme pairs that do not rhyme",
+}
 
 
 def _musical_reason(metric: str, row: dict, limit) -> str | None:
     """The reasons of the musical checks that need more than the number to be understood."""
     if metric == "tempo_error_pct":
         expected = f"{row['expected_tempo_bpm']:g}" if row.get("expected_tempo_bpm") else "?"
-        return (f"tempo {row['tempo_bpm']:g} BPM is {row['tempo_error_pct']:g} % off the spec's {expected} BPM "
-                f"(bar {limit:g} %, half/double time allowed)"
-                if row.get("tempo_bpm") else f"no steady beat found to measure the tempo against the spec's {expected} BPM")
+        return (
+            f"tempo {row['tempo_bpm']:g} BPM is {row['tempo_error_pct']:g} % off the spec's {expected} BPM (bar {limit:g} %, half/double time allowed)"
+            if row.get("tempo_bpm")
+            else f"no steady beat found to measure the tempo against the spec's {expected} BPM"
+        )
     if metric == "key_score":
-        return (f"detected key {row['key_detected']} is not the spec's {row.get('expected_key', '?')} "
-                f"(key score {row['key_score']:g}, bar {limit:g}; 0.5 a fifth, 0.3 relative, 0.2 parallel)")
+        return (
+            f"detected key {row['key_detected']} is not the spec's {row.get('expected_key', '?')} "
+            f"(key score {row['key_score']:g}, bar {limit:g}; 0.5 a fifth, 0.3 relative, 0.2 parallel)"
+        )
     if metric == "explicit_words":
-        return (f"explicit words in a release not flagged explicit: {row['explicit_found']} "
-                f"(set release.explicit: true, or change the lyrics)")
+        return f"explicit words in a release not flagged explicit: {row['explicit_found']} (set release.explicit: true, or change the lyrics)"
     return None
 
 
@@ -338,8 +370,7 @@ def _check(kind: str, kwargs: dict, row: dict, *, passed: bool) -> Check:
     if not passed:
         where = "below" if low is not None and value < low else "above"
         limit = low if where == "below" else high
-        reason = (_musical_reason(metric, row, limit)
-                  or f"{metric} {value:g} {UNITS.get(metric, '')} is {where} the bar of {limit:g}".replace("  ", " "))
+        reason = _musical_reason(metric, row, limit) or f"{metric} {value:g} {UNITS.get(metric, '')} is {where} the bar of {limit:g}".replace("  ", " ")
     return Check(metric, passed, value, bar, reason)
 
 

@@ -107,7 +107,7 @@ def silences(samples: np.ndarray, rate: int) -> tuple[float, float, int, float]:
         return total, total, 0, 0.0
     loud = np.flatnonzero(~quiet)
     leading, trailing = loud[0] * SILENCE_WINDOW_S, (len(quiet) - 1 - loud[-1]) * SILENCE_WINDOW_S
-    inner = quiet[loud[0]:loud[-1] + 1]
+    inner = quiet[loud[0] : loud[-1] + 1]
     edges = np.diff(np.concatenate(([0], inner.astype(np.int8), [0])))
     lengths = (np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)) * SILENCE_WINDOW_S
     gaps = lengths[lengths >= GAP_MIN_S]
@@ -148,18 +148,33 @@ def measure(samples: np.ndarray, rate: int, *, file: str = "", codec: str = "pcm
     """The metrics of decoded samples (frames, channels)."""
     samples = loudness.as_frames(samples).astype(np.float32, copy=False)
     if len(samples) < int(MIN_DURATION_S * rate):
-        raise QCInputError(f"audio file {file or '(samples)'} is {len(samples) / rate:.2f} s long; "
-                           f"at least {MIN_DURATION_S:g} s is needed to measure short-term loudness")
+        raise QCInputError(
+            f"audio file {file or '(samples)'} is {len(samples) / rate:.2f} s long; at least {MIN_DURATION_S:g} s is needed to measure short-term loudness"
+        )
     report = loudness.measure(samples, rate)
     stereo = report.integrated_lufs
     leading, trailing, gaps, longest = silences(samples, rate)
     low, high = spectral_balance(samples, rate)
     phase = loudness.phase_correlation(samples) if samples.shape[1] >= 2 else 1.0
     return TechnicalMetrics(
-        file=file, sample_rate_hz=rate, bit_depth=bit_depth, channels=samples.shape[1], codec=codec,
-        duration_s=round(len(samples) / rate, 3), integrated_lufs=round(float(stereo), 2),
-        loudness_range_lu=round(float(report.loudness_range_lu), 2), true_peak_dbtp=round(float(report.true_peak_dbtp), 2),
-        sample_peak_dbfs=round(float(report.sample_peak_dbfs), 2), clipped_runs=clipped_runs(samples),
-        dc_offset=round(float(np.abs(samples.mean(axis=0)).max()), 6), phase_correlation=round(float(phase), 3),
-        mono_fold_loss_lu=mono_fold_loss_lu(samples, rate, stereo), leading_silence_s=leading,
-        trailing_silence_s=trailing, silence_gaps=gaps, longest_gap_s=longest, low_energy_db=low, high_energy_db=high)
+        file=file,
+        sample_rate_hz=rate,
+        bit_depth=bit_depth,
+        channels=samples.shape[1],
+        codec=codec,
+        duration_s=round(len(samples) / rate, 3),
+        integrated_lufs=round(float(stereo), 2),
+        loudness_range_lu=round(float(report.loudness_range_lu), 2),
+        true_peak_dbtp=round(float(report.true_peak_dbtp), 2),
+        sample_peak_dbfs=round(float(report.sample_peak_dbfs), 2),
+        clipped_runs=clipped_runs(samples),
+        dc_offset=round(float(np.abs(samples.mean(axis=0)).max()), 6),
+        phase_correlation=round(float(phase), 3),
+        mono_fold_loss_lu=mono_fold_loss_lu(samples, rate, stereo),
+        leading_silence_s=leading,
+        trailing_silence_s=trailing,
+        silence_gaps=gaps,
+        longest_gap_s=longest,
+        low_energy_db=low,
+        high_energy_db=high,
+    )

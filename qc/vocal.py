@@ -62,8 +62,7 @@ def _hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
-def pitch_report(vocal: np.ndarray, rate: int, notes: list[Note],
-                 measured: tuple[np.ndarray, np.ndarray] | None = None) -> PitchReport:
+def pitch_report(vocal: np.ndarray, rate: int, notes: list[Note], measured: tuple[np.ndarray, np.ndarray] | None = None) -> PitchReport:
     """`measured`: `measure_f0(vocal, rate)` when the caller has it already (Harvest is slow)."""
     f0, times = measured or measure_f0(vocal, rate)
     raw, centred, inside, voiced = [], [], 0, 0
@@ -81,12 +80,19 @@ def pitch_report(vocal: np.ndarray, rate: int, notes: list[Note],
             centred.append(np.abs(cents))
     raw_all = np.concatenate(raw) if raw else np.array([np.inf])
     centred_all = np.concatenate(centred) if centred else np.array([np.inf])
-    return PitchReport(float(np.median(centred_all)), float(np.percentile(centred_all, 90)), voiced / max(inside, 1),
-                       inside, float(np.median(raw_all)), float(np.percentile(raw_all, 90)))
+    return PitchReport(
+        float(np.median(centred_all)),
+        float(np.percentile(centred_all, 90)),
+        voiced / max(inside, 1),
+        inside,
+        float(np.median(raw_all)),
+        float(np.percentile(raw_all, 90)),
+    )
 
 
-def transition_errors_s(vocal: np.ndarray, rate: int, notes: list[Note], *, min_interval: int = 2,
-                        measured: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def transition_errors_s(
+    vocal: np.ndarray, rate: int, notes: list[Note], *, min_interval: int = 2, measured: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """For each legato step of at least `min_interval` semitones, when the sung pitch crosses
     half-way to the new note and stays on the new side (over the voiced frames up to 150 ms
     after the note starts), minus when the note starts (seconds). "Stays" keeps a one-frame
@@ -129,8 +135,7 @@ def mean_envelope_db(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarr
     return freqs, 10 * np.log10(envelope[f0 > 0].mean(axis=0) + 1e-20)
 
 
-def formant_ratio(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
-                  low_hz: float = 200.0, high_hz: float = 5000.0) -> float:
+def formant_ratio(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], low_hz: float = 200.0, high_hz: float = 5000.0) -> float:
     """The frequency scale that best maps the reference's mean envelope onto the other's
     (1.2: the other's formants sit 20 % higher), by correlation on a log-frequency axis after
     removing each envelope's overall tilt."""
@@ -141,6 +146,7 @@ def formant_ratio(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndar
         fit = np.polyval(np.polyfit(np.log(grid), values, 1), np.log(grid))
         centred = values - fit
         return centred / (np.linalg.norm(centred) or 1.0)
+
     target = shape(other)
     ratios = np.geomspace(0.7, 1.45, 300)
     scores = [float(np.dot(shape(reference, r), target)) for r in ratios]

@@ -115,8 +115,15 @@ def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path
         return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start(home: Path, *, port: int | None = None, executor: str = "LocalExecutor", extra_env: dict | None = None,
-          components: tuple[str, ...] = COMPONENTS, timeout_s: float = 120) -> LocalAirflow:
+def start(
+    home: Path,
+    *,
+    port: int | None = None,
+    executor: str = "LocalExecutor",
+    extra_env: dict | None = None,
+    components: tuple[str, ...] = COMPONENTS,
+    timeout_s: float = 120,
+) -> LocalAirflow:
     port = port or _free_port()
     env = airflow_environment(home, port, executor=executor, extra=extra_env)
     prepare(env)
@@ -145,8 +152,7 @@ def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
         except OSError:
             pass
         time.sleep(1)
-    raise RuntimeError(f"the Airflow api-server did not answer on {airflow.url} within {timeout_s:.0f} s "
-                       f"(logs: {airflow.home / 'process-logs'})")
+    raise RuntimeError(f"the Airflow api-server did not answer on {airflow.url} within {timeout_s:.0f} s (logs: {airflow.home / 'process-logs'})")
 
 
 def _free_port() -> int:

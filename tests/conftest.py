@@ -18,17 +18,25 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Airflow reads its home and settings once, when first imported: every test process gets one
 # throwaway home (SQLite metadata, this project's DAGs and plugin) before anything imports it.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="songmill-airflow-"))
-os.environ.update({"AIRFLOW_HOME": str(AIRFLOW_HOME), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-                   "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
-                   "AIRFLOW__CORE__UNIT_TEST_MODE": "false"})
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "false",
+    }
+)
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 
 
 # Test-only delivery identity (the ISRC prefix is the ISRC Agency's made-up example, as in config/demo-identity.yaml): the DDEX Party IDs and ISRC registrant a label gets from DDEX and its
 # ISRC agency. The repository's config/ ships none (a render there delivers without DDEX).
 TEST_SENDER = {"name": "Songmill Test Label", "dpid": "PADPIDA0000000000T"}
-TEST_RECIPIENTS = {name: {"name": f"{name.title()} Test Distributor", "dpid": f"PADPIDA000000000{i}T"}
-                   for i, name in enumerate(("streaming", "apple", "hires", "preview"), start=1)}
+TEST_RECIPIENTS = {
+    name: {"name": f"{name.title()} Test Distributor", "dpid": f"PADPIDA000000000{i}T"}
+    for i, name in enumerate(("streaming", "apple", "hires", "preview"), start=1)
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,8 +86,7 @@ def write_registry_with(extra: dict[str, dict], path: Path, identities: dict[str
     for name, entry in entries.items():
         entry["path"] = str(shipped.local_path(shipped.get(name)))
     for name, entry in extra.items():
-        entries[name] = {"version": "test", "licence": "Apache-2.0", "commercial_use": True,
-                         "sha256": tree_sha256(Path(entry["path"])), **entry}
+        entries[name] = {"version": "test", "licence": "Apache-2.0", "commercial_use": True, "sha256": tree_sha256(Path(entry["path"])), **entry}
     path.write_text(yaml.safe_dump({"models": entries, "identities": {**shipped_file["identities"], **(identities or {})}}))
     return path
 

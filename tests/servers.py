@@ -73,12 +73,20 @@ def embedded_postgres():
         info = pwd.getpwnam(user)
         os.chown(root, info.pw_uid, info.pw_gid)
     port = free_port()
-    subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                   check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        user=user,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with open(log, "wb") as log_handle:
         process = subprocess.Popen(
             [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(root)],
-            user=user, stdout=log_handle, stderr=subprocess.STDOUT)
+            user=user,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_port(port, process=process, timeout_s=30, log=log)
         url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
@@ -119,16 +127,29 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
     s3_config = root / "s3.json"
     s3_config.write_text(
         '{"identities":[{"name":"songmill","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
-        '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (access_key, secret_key))
+        '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (access_key, secret_key)
+    )
     ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
     (root / "data").mkdir()
     command = [
-        weed, "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-        f"-master.port={ports['master']}", f"-master.port.grpc={free_port()}",
-        f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
-        f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
-        "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={free_port()}", f"-s3.config={s3_config}",
-        "-master.volumeSizeLimitMB=64", "-volume.max=100",  # room for stems (volumes grow as written)
+        weed,
+        "server",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        f"-master.port={ports['master']}",
+        f"-master.port.grpc={free_port()}",
+        f"-volume.port={ports['volume']}",
+        f"-volume.port.grpc={free_port()}",
+        f"-filer.port={ports['filer']}",
+        f"-filer.port.grpc={free_port()}",
+        "-s3",
+        f"-s3.port={ports['s3']}",
+        f"-s3.port.grpc={free_port()}",
+        f"-s3.config={s3_config}",
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=100",  # room for stems (volumes grow as written)
     ]
     with open(log, "wb") as log_handle:
         process = subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT, cwd=root)
@@ -149,8 +170,11 @@ def redis_server():
     root = Path(tempfile.mkdtemp(prefix="songmill-redis-"))
     log, port = root / "redis.log", free_port()
     with open(log, "wb") as handle:
-        process = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                                    "--dir", str(root)], stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(root)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_port(port, process=process, timeout_s=20, log=log)
         yield f"redis://127.0.0.1:{port}/0"

@@ -80,13 +80,11 @@ print(json.dumps({"seconds": seconds, "errors": bag.import_errors, "heavy": heav
 
 def test_every_dag_imports_cleanly_with_tags_retries_and_no_heavy_work_at_parse_time(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")}
-    result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(PROJECT / "dags")], capture_output=True, text=True,
-                            env=env, cwd=PROJECT)
+    result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(PROJECT / "dags")], capture_output=True, text=True, env=env, cwd=PROJECT)
     assert result.returncode == 0, result.stderr[-2000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"songmill_release_demo", "songmill_release_harbour-lights-ep",
-                                   "songmill_nightly_catalogue", "songmill_manual_release"}
+    assert set(parsed["dags"]) == {"songmill_release_demo", "songmill_release_harbour-lights-ep", "songmill_nightly_catalogue", "songmill_manual_release"}
     for dag_id, dag in parsed["dags"].items():
         assert "songmill" in dag["tags"] and len(dag["tags"]) >= 2, dag_id
         assert min(dag["retries"]) >= 2, dag_id
@@ -109,7 +107,7 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
     bag = DagBag(dag_folder=str(PROJECT / "dags"))
     assert "songmill_release_demo" in bag.dags and "songmill_manual_release" in bag.dags
     assert not any("broken" in dag_id for dag_id in bag.dags)
-    (path, message), = bag.import_errors.items()
+    ((path, message),) = bag.import_errors.items()
     assert path.endswith("songmill_releases.py")
     line = next(n for n, text in enumerate((config / "releases" / "broken.yaml").read_text().splitlines(), 1) if "tempo:" in text)
     assert f"broken.yaml:{line}: tracks[0].tempo:" in message, message
@@ -152,9 +150,8 @@ def test_dag_test_of_the_demo_delivers_the_same_files_as_songmill_render(airflow
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        link = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc",
-                                                  key="_link_QCReportLink").one()
-        uris = {uri for uri, in session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)}
+        link = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc", key="_link_QCReportLink").one()
+        uris = {uri for (uri,) in session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)}
     assert str(link.value).strip('"') == "/songmill/releases/demo-single/qc-report.html"
     assert {"songmill://releases/", "songmill://releases/demo-single"} <= uris
 
@@ -220,8 +217,7 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     assert schema["genre"]["values_display"]["synthpop"] == "Synth-pop"
     good = ParamsDict(params)
     good.validate()
-    for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"),
-                              ("key", "H minor", "H minor")):
+    for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"), ("key", "H minor", "H minor")):
         bad = ParamsDict(songmill_manual.form_params())
         with pytest.raises(ParamValidationError) as err:
             bad[name] = value  # the form's values are checked against the schema as they are set
@@ -234,9 +230,23 @@ def test_the_form_becomes_a_release_config_checked_like_any_other(tmp_path):
     from songmill.core.spec import load_release
     from songmill.engine.planning import release_from_form, write_release_config
 
-    form = {"title": "Night Bus", "artist": "The Songmill Collective", "label": "Songmill Records", "genre": "synthpop",
-            "mood": "dreamy", "theme": "", "tempo": 98, "key": "C# minor", "target_duration_s": 60,
-            "voice_identity": "cleo", "voice_style": "auto", "lyrics": "", "profiles": ["streaming"], "explicit": False, "seed": 5}
+    form = {
+        "title": "Night Bus",
+        "artist": "The Songmill Collective",
+        "label": "Songmill Records",
+        "genre": "synthpop",
+        "mood": "dreamy",
+        "theme": "",
+        "tempo": 98,
+        "key": "C# minor",
+        "target_duration_s": 60,
+        "voice_identity": "cleo",
+        "voice_style": "auto",
+        "lyrics": "",
+        "profiles": ["streaming"],
+        "explicit": False,
+        "seed": 5,
+    }
     spec = load_release(write_release_config(release_from_form(form), tmp_path / "night-bus.yaml"))
     track = spec.tracks[0]
     assert (spec.release.id, track.key, track.voice.identity, track.voice.style, track.seed) == ("night-bus", "C# minor", "cleo", None, 5)
@@ -278,11 +288,23 @@ def test_connections_reach_the_engine_and_a_missing_one_is_named(monkeypatch):
     from operators.hooks import SongmillHook, engine_errors
     from songmill.core.errors import ServiceError
 
-    monkeypatch.setenv("AIRFLOW_CONN_SONGMILL_S3", json.dumps({
-        "conn_type": "aws", "host": "127.0.0.1", "port": 8333, "login": "key", "password": "s/cret",
-        "extra": {"bucket": "songmill", "prefix": "artifacts"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_SONGMILL_DB", json.dumps({
-        "conn_type": "postgres", "host": "db", "port": 5432, "login": "songmill", "password": "p@ss", "schema": "catalogue"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SONGMILL_S3",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "host": "127.0.0.1",
+                "port": 8333,
+                "login": "key",
+                "password": "s/cret",
+                "extra": {"bucket": "songmill", "prefix": "artifacts"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SONGMILL_DB",
+        json.dumps({"conn_type": "postgres", "host": "db", "port": 5432, "login": "songmill", "password": "p@ss", "schema": "catalogue"}),
+    )
     env = SongmillHook(store_conn_id="songmill_s3", catalogue_conn_id="songmill_db").engine_environment()
     assert env["SONGMILL_STORE"] == "s3://songmill/artifacts" and env["SONGMILL_S3_ENDPOINT"] == "127.0.0.1:8333"
     assert env["SONGMILL_S3_SECRET_KEY"] == "s/cret"

@@ -30,10 +30,23 @@ from tests import servers
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 PROJECT = Path(__file__).resolve().parents[1]
 
-FORM = {"title": "Night Bus", "artist": "The Songmill Collective", "label": "Songmill Records", "genre": "synthpop",
-        "mood": "dreamy", "theme": "riding the last bus home through a sleeping city", "tempo": 100, "key": "C major",
-        "target_duration_s": 30, "voice_identity": "cleo", "voice_style": "auto", "lyrics": "",
-        "profiles": ["streaming"], "explicit": False, "seed": 11}
+FORM = {
+    "title": "Night Bus",
+    "artist": "The Songmill Collective",
+    "label": "Songmill Records",
+    "genre": "synthpop",
+    "mood": "dreamy",
+    "theme": "riding the last bus home through a sleeping city",
+    "tempo": 100,
+    "key": "C major",
+    "target_duration_s": 30,
+    "voice_identity": "cleo",
+    "voice_style": "auto",
+    "lyrics": "",
+    "profiles": ["streaming"],
+    "explicit": False,
+    "seed": 11,
+}
 
 
 def _launcher():
@@ -53,9 +66,12 @@ class Rest:
         self.token = token["access_token"]
 
     def _call(self, method: str, path: str, body=None, *, auth: bool = True):
-        request = urllib.request.Request(self.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json",
-                                                  **({"Authorization": f"Bearer {self.token}"} if auth else {})})
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if auth else {})},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
@@ -134,11 +150,14 @@ def _environment(tmp: Path, config: Path, meta_url: str, catalogue_url: str) -> 
     catalogue = make_url(catalogue_url)
     return {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
-        "SONGMILL_CONFIG_DIR": str(config), "SONGMILL_OUT_DIR": str(tmp / "dist"), "SONGMILL_VAR_DIR": str(tmp / "var"),
+        "SONGMILL_CONFIG_DIR": str(config),
+        "SONGMILL_OUT_DIR": str(tmp / "dist"),
+        "SONGMILL_VAR_DIR": str(tmp / "var"),
         # the catalogue through an Airflow Connection, as a deployment has it
         "SONGMILL_CATALOGUE_CONN_ID": "songmill_catalogue",
-        "AIRFLOW_CONN_SONGMILL_CATALOGUE": json.dumps({"conn_type": "postgres", "host": catalogue.host, "port": catalogue.port,
-                                                       "login": catalogue.username, "schema": catalogue.database}),
+        "AIRFLOW_CONN_SONGMILL_CATALOGUE": json.dumps(
+            {"conn_type": "postgres", "host": catalogue.host, "port": catalogue.port, "login": catalogue.username, "schema": catalogue.database}
+        ),
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "operators.hostname.worker_hostname",
     }
 
@@ -234,19 +253,23 @@ def live_celery(postgres_server_url, tmp_path_factory, test_config_dir):
     launcher = _launcher()
     tmp = tmp_path_factory.mktemp("airflow-celery")
     meta, catalogue = _databases(postgres_server_url, "songmill_celery_meta", "songmill_celery_catalogue")
-    env = {**_environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue),
-           "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta,  # db+postgresql+psycopg2://…
-           "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1"}
+    env = {
+        **_environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta,  # db+postgresql+psycopg2://…
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+    }
     with servers.redis_server() as redis_url:
         env["AIRFLOW__CELERY__BROKER_URL"] = redis_url
         airflow = launcher.start(tmp / "home", executor="CeleryExecutor", extra_env=env)
         try:
             for queue, name in (("default", "cpu-worker"), ("gpu", "gpu-worker")):
-                worker_env = {**airflow.env, "SONGMILL_WORKER_NAME": name,
-                              "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(servers.free_port())}
+                worker_env = {**airflow.env, "SONGMILL_WORKER_NAME": name, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(servers.free_port())}
                 airflow.processes[name] = launcher.start_process(
-                    name, launcher.airflow_command("celery", "worker", "--queues", queue, "--celery-hostname", f"{name}@%h",
-                                                   "--concurrency", "1"), worker_env, airflow.home / "process-logs")
+                    name,
+                    launcher.airflow_command("celery", "worker", "--queues", queue, "--celery-hostname", f"{name}@%h", "--concurrency", "1"),
+                    worker_env,
+                    airflow.home / "process-logs",
+                )
             yield airflow, Rest(airflow.url, airflow.password(), airflow), tmp
         finally:
             airflow.stop()

@@ -31,8 +31,19 @@ def test_migrations_create_every_table_and_are_idempotent(database_url):
     Catalogue.open(database_url).close()
     catalogue = Catalogue.open(database_url)  # second open: already at head, nothing to do
     tables = set(inspect(catalogue.engine).get_table_names())
-    assert {"releases", "tracks", "runs", "stage_runs", "artifacts", "artifact_inputs", "artifact_models",
-            "qc_results", "identifier_counters", "deliveries", "alembic_version"} <= tables
+    assert {
+        "releases",
+        "tracks",
+        "runs",
+        "stage_runs",
+        "artifacts",
+        "artifact_inputs",
+        "artifact_models",
+        "qc_results",
+        "identifier_counters",
+        "deliveries",
+        "alembic_version",
+    } <= tables
 
 
 def test_release_tracks_runs_and_lineage(database_url):
@@ -45,12 +56,10 @@ def test_release_tracks_runs_and_lineage(database_url):
 
     model = {"name": "melody-gru", "version": "1", "sha256": "c" * 64, "licence": "CC0"}
     form = StageResult("form", "1", "k1", False, {"form.json": _ref("form.json", "a")}, {}, [])
-    score = StageResult("compose", "1", "k2", False, {"score.mid": _ref("score.mid", "b")},
-                        {"form.json": _ref("form.json", "a")}, [model])
+    score = StageResult("compose", "1", "k2", False, {"score.mid": _ref("score.mid", "b")}, {"form.json": _ref("form.json", "a")}, [model])
     catalogue.record_stage(run_id, track_id, form)
     catalogue.record_stage(run_id, track_id, score)
-    cached_again = StageResult("compose", "1", "k2", True, {"score.mid": _ref("score.mid", "b")},
-                               {"form.json": _ref("form.json", "a")}, [model])
+    cached_again = StageResult("compose", "1", "k2", True, {"score.mid": _ref("score.mid", "b")}, {"form.json": _ref("form.json", "a")}, [model])
     catalogue.record_stage(run_id, track_id, cached_again)
     catalogue.set_track_status(track_id, "rendered", duration_s=181.5)
     catalogue.finish_run(run_id, status="succeeded", report_path="/tmp/r.json")

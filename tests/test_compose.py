@@ -33,14 +33,14 @@ def melody_model():
     return load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
 
 
-def make_song(seed: int, *, genre="pop", key="A minor", tempo=104.0, meter="4/4", identity="ava",
-              duration=180.0, key_change=0, instrumental=False):
-    form = song_form(title="Paper Lanterns", genre=genre, key=key, time_signature=meter, tempo_bpm=tempo,
-                     target_duration_s=duration, structure=None)
-    lyrics = write_lyrics(form, title="Paper Lanterns", theme=THEME, mood="hopeful", genre=genre, provided=None,
-                          instrumental=instrumental, rng=np.random.default_rng(seed))
-    score, adaptations = compose(form, lyrics, genre=genre, voice_range=voice_range(identity), model=melody_model(),
-                                 rng=np.random.default_rng(seed), key_change_semitones=key_change)
+def make_song(seed: int, *, genre="pop", key="A minor", tempo=104.0, meter="4/4", identity="ava", duration=180.0, key_change=0, instrumental=False):
+    form = song_form(title="Paper Lanterns", genre=genre, key=key, time_signature=meter, tempo_bpm=tempo, target_duration_s=duration, structure=None)
+    lyrics = write_lyrics(
+        form, title="Paper Lanterns", theme=THEME, mood="hopeful", genre=genre, provided=None, instrumental=instrumental, rng=np.random.default_rng(seed)
+    )
+    score, adaptations = compose(
+        form, lyrics, genre=genre, voice_range=voice_range(identity), model=melody_model(), rng=np.random.default_rng(seed), key_change_semitones=key_change
+    )
     return score, lyrics, adaptations
 
 
@@ -93,9 +93,11 @@ def test_the_melody_stays_in_the_singers_range_and_moves_mostly_by_step(batch):
 def test_the_chorus_sits_higher_than_the_verse(batch):
     higher = 0
     for score, lyrics, _ in batch:
+
         def mean_pitch(name, score=score, lyrics=lyrics):
             section = next(s for s in lyrics.sections if s.name == name)
             return np.mean([p for _, p in metrics._section_tune(score, section.form_index)])
+
         higher += mean_pitch("chorus") > mean_pitch("verse")
     assert higher >= 15
 
@@ -127,8 +129,7 @@ def test_an_instrumental_track_gets_a_lead_melody_without_syllables():
 
 @pytest.mark.parametrize("genre", GENRES)
 def test_every_genre_has_cadences_and_a_contrasting_bridge(genre):
-    form = song_form(title="x", genre=genre, key="C major", time_signature="4/4", tempo_bpm=100,
-                     target_duration_s=180, structure=None)
+    form = song_form(title="x", genre=genre, key="C major", time_signature="4/4", tempo_bpm=100, target_duration_s=180, structure=None)
     numerals = section_numerals(form, genre, {})
     names = [s.name for s in form.sections]
     for name, bars in zip(names, numerals):
@@ -149,8 +150,7 @@ def test_chord_qualities_follow_the_mode():
 
 
 def test_voicings_move_smoothly():
-    form = song_form(title="x", genre="pop", key="E major", time_signature="4/4", tempo_bpm=100,
-                     target_duration_s=120, structure=None)
+    form = song_form(title="x", genre="pop", key="E major", time_signature="4/4", tempo_bpm=100, target_duration_s=120, structure=None)
     chords = harmonise(form, "pop")
     moves = [sum(min(abs(p - q) for q in b.pitches) for p in a.pitches) for a, b in zip(chords, chords[1:])]
     assert statistics.mean(moves) <= 4.0  # semitones summed over the voices, per change
@@ -194,6 +194,7 @@ def test_drums_vary_by_section_fill_into_changes_and_are_humanised(batch):
     def hits_in(section):
         start, end = section.start_bar * bar, (section.start_bar + section.bars) * bar
         return [n for n in drums if start - 0.1 <= n.start_beat < end - 0.1]
+
     verse = next(s for s in score.sections if s.name == "verse")
     chorus = next(s for s in score.sections if s.name == "chorus")
     assert len(hits_in(chorus)) / chorus.bars > len(hits_in(verse)) / verse.bars  # fuller chorus

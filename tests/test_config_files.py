@@ -29,8 +29,7 @@ KINDS = {
 BREAKAGES = {
     "unparsable": (lambda text, key: text + "\n  - : [unclosed\n", lambda key: r"\(yaml\): .+ \(the file must be valid YAML\)"),
     "unknown field": (lambda text, key: text + "\ncolour: blue\n", lambda key: r"colour: unknown field \(allowed: .+\)"),
-    "wrong type": (lambda text, key: re.sub(rf"(?m)^{key}:.*(\n[ #-].*|\n(?=\n|[ #-]))*", f"{key}: [1, 2]", text, count=1),
-                   lambda key: rf"{key}\S*: .+"),
+    "wrong type": (lambda text, key: re.sub(rf"(?m)^{key}:.*(\n[ #-].*|\n(?=\n|[ #-]))*", f"{key}: [1, 2]", text, count=1), lambda key: rf"{key}\S*: .+"),
 }
 
 
@@ -38,8 +37,9 @@ def validate_with(config_dir: Path, *, registry: Path | None = None) -> subproce
     env = {**os.environ, "SONGMILL_CONFIG_DIR": str(config_dir)}
     if registry:
         env["SONGMILL_MODEL_REGISTRY"] = str(registry)
-    return subprocess.run([sys.executable, "-m", "songmill", "validate", str(PROJECT / "config/releases/debug.yaml")],
-                          capture_output=True, text=True, cwd=PROJECT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "songmill", "validate", str(PROJECT / "config/releases/debug.yaml")], capture_output=True, text=True, cwd=PROJECT, env=env
+    )
 
 
 @pytest.fixture

@@ -40,14 +40,25 @@ def demo_message(config: Path) -> tuple[bytes, DeliverySettings, list[str]]:
     isrcs = [make_isrc(ids.isrc_country, ids.isrc_registrant, 2026, n) for n in (1, 2)]
     flac = ddex.PackagedFile("resources/x_01_001.flac", "1" * 64, 2, "flac", "flac", 44100, 16, None, 2, 61.0)
     release = ddex.PackagedRelease(
-        upc=make_gtin13(ids.gs1_company_prefix, 1), title="Paper Lanterns", artist="The Songmill Collective",
-        label="Songmill Records", type="ep", date=dt.date(2026, 12, 4), genre="pop", p_line="2026 Songmill Records",
-        c_line="2026 Songmill Records", explicit=False, contains_ai=True, ai_parts=("lyrics", "composition"),
+        upc=make_gtin13(ids.gs1_company_prefix, 1),
+        title="Paper Lanterns",
+        artist="The Songmill Collective",
+        label="Songmill Records",
+        type="ep",
+        date=dt.date(2026, 12, 4),
+        genre="pop",
+        p_line="2026 Songmill Records",
+        c_line="2026 Songmill Records",
+        explicit=False,
+        contains_ai=True,
+        ai_parts=("lyrics", "composition"),
         cover=ddex.PackagedFile("resources/x.jpg", "0" * 64, 1),
-        tracks=[ddex.PackagedTrack(n, f"Track {n}", isrc, 61.0, True, [flac]) for n, isrc in enumerate(isrcs, start=1)])
+        tracks=[ddex.PackagedTrack(n, f"Track {n}", isrc, 61.0, True, [flac]) for n, isrc in enumerate(isrcs, start=1)],
+    )
     profile = settings.addressing(load_profiles(config / "profiles.yaml")["streaming"])
-    xml = ddex.new_release_message(release, "streaming", profile, settings.sender,
-                                   created=dt.datetime(2026, 12, 1, tzinfo=dt.UTC), test_message=settings.test_identity)
+    xml = ddex.new_release_message(
+        release, "streaming", profile, settings.sender, created=dt.datetime(2026, 12, 1, tzinfo=dt.UTC), test_message=settings.test_identity
+    )
     return xml, settings, isrcs
 
 
@@ -115,26 +126,28 @@ def test_a_real_release_still_gets_no_invented_identity(shipped_config):
 
 
 def _settings_files(folder: Path, identity: str) -> Path:
-    (folder / "delivery.yaml").write_text(
-        "identifiers:\n  gs1_company_prefix: \"0200000\"\nidentities:\n  demo-single: demo-identity.yaml\n")
+    (folder / "delivery.yaml").write_text('identifiers:\n  gs1_company_prefix: "0200000"\nidentities:\n  demo-single: demo-identity.yaml\n')
     (folder / "demo-identity.yaml").write_text(identity)
     return folder / "delivery.yaml"
 
 
 def test_an_unknown_field_in_an_identity_file_is_one_line_naming_file_and_line(tmp_path):
-    path = _settings_files(tmp_path, "test_identity: true\nsender: {name: Demo, dpid: PADPIDA0000000000D}\n"
-                                     "isrc_prefix: AA6Q7\nidentifiers: {gs1_company_prefix: \"0200000\"}\n")
+    path = _settings_files(
+        tmp_path, 'test_identity: true\nsender: {name: Demo, dpid: PADPIDA0000000000D}\nisrc_prefix: AA6Q7\nidentifiers: {gs1_company_prefix: "0200000"}\n'
+    )
     assert load_delivery_settings(path).sender is None  # other releases never read the identity file
     with pytest.raises(ConfigError) as caught:
         load_delivery_settings(path, release_id="demo-single")
-    assert caught.value.problems == [f"{tmp_path / 'demo-identity.yaml'}:3: isrc_prefix: unknown field "
-                                     "(allowed: test_identity, sender, recipient, identifiers, identities)"]
+    assert caught.value.problems == [
+        f"{tmp_path / 'demo-identity.yaml'}:3: isrc_prefix: unknown field (allowed: test_identity, sender, recipient, identifiers, identities)"
+    ]
 
 
 def test_a_recipient_for_every_profile_is_for_test_identities_only_and_identity_files_must_exist(tmp_path):
-    path = _settings_files(tmp_path, "sender: {name: Demo, dpid: PADPIDA0000000000D}\n"
-                                     "recipient: {name: Store, dpid: PADPIDA0000000001D}\n"
-                                     "identifiers: {gs1_company_prefix: \"0200000\"}\n")
+    path = _settings_files(
+        tmp_path,
+        'sender: {name: Demo, dpid: PADPIDA0000000000D}\nrecipient: {name: Store, dpid: PADPIDA0000000001D}\nidentifiers: {gs1_company_prefix: "0200000"}\n',
+    )
     with pytest.raises(ConfigError, match=r"demo-identity.yaml:2: recipient: only a test identity \(test_identity: true\)"):
         load_delivery_settings(path, release_id="demo-single")
     (tmp_path / "demo-identity.yaml").unlink()

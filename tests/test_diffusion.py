@@ -27,8 +27,7 @@ def tiny_tokenizer(max_length: int):
 
     tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="<pad>", eos_token="</s>",
-                                   model_max_length=max_length)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="<pad>", eos_token="</s>", model_max_length=max_length)
 
 
 def tiny_stable_audio(folder: Path) -> Path:
@@ -37,17 +36,33 @@ def tiny_stable_audio(folder: Path) -> Path:
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
-    transformer = StableAudioDiTModel(sample_size=256, in_channels=3, num_layers=2, attention_head_dim=4,
-                                      num_key_value_attention_heads=2, out_channels=3, cross_attention_dim=4,
-                                      time_proj_dim=8, global_states_input_dim=8, cross_attention_input_dim=4)
-    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[1, 2], decoder_channels=3,
-                             decoder_input_channels=3, audio_channels=2, channel_multiples=[2, 4], sampling_rate=16)
+    transformer = StableAudioDiTModel(
+        sample_size=256,
+        in_channels=3,
+        num_layers=2,
+        attention_head_dim=4,
+        num_key_value_attention_heads=2,
+        out_channels=3,
+        cross_attention_dim=4,
+        time_proj_dim=8,
+        global_states_input_dim=8,
+        cross_attention_input_dim=4,
+    )
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=6,
+        downsampling_ratios=[1, 2],
+        decoder_channels=3,
+        decoder_input_channels=3,
+        audio_channels=2,
+        channel_multiples=[2, 4],
+        sampling_rate=16,
+    )
     text_encoder = T5EncoderModel(T5Config(vocab_size=len(WORDS), d_model=4, d_kv=2, d_ff=8, num_layers=1, num_heads=2))
     projection = StableAudioProjectionModel(text_encoder_dim=4, conditioning_dim=4, min_value=0, max_value=32)
-    scheduler = CosineDPMSolverMultistepScheduler(solver_order=2, prediction_type="v_prediction", sigma_data=1.0,
-                                                  sigma_schedule="exponential")
-    pipeline = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection,
-                                   tokenizer=tiny_tokenizer(16), transformer=transformer, scheduler=scheduler)
+    scheduler = CosineDPMSolverMultistepScheduler(solver_order=2, prediction_type="v_prediction", sigma_data=1.0, sigma_schedule="exponential")
+    pipeline = StableAudioPipeline(
+        vae=vae, text_encoder=text_encoder, projection_model=projection, tokenizer=tiny_tokenizer(16), transformer=transformer, scheduler=scheduler
+    )
     pipeline.save_pretrained(folder)
     return folder
 
@@ -60,21 +75,62 @@ def tiny_ace_step(folder: Path) -> Path:
     from transformers import Qwen3Config, Qwen3Model
 
     torch.manual_seed(0)
-    transformer = AceStepTransformer1DModel(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                            num_attention_heads=4, num_key_value_heads=2, head_dim=8, in_channels=24,
-                                            audio_acoustic_hidden_dim=8, patch_size=2, rope_theta=10000.0, sliding_window=16)
-    text_encoder = Qwen3Model(Qwen3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                          num_key_value_heads=2, head_dim=8, vocab_size=len(WORDS), max_position_embeddings=4096))
-    condition_encoder = AceStepConditionEncoder(hidden_size=32, intermediate_size=64, text_hidden_dim=32, timbre_hidden_dim=8,
-                                                num_lyric_encoder_hidden_layers=2, num_timbre_encoder_hidden_layers=2,
-                                                num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                                rope_theta=10000.0, sliding_window=16)
+    transformer = AceStepTransformer1DModel(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        in_channels=24,
+        audio_acoustic_hidden_dim=8,
+        patch_size=2,
+        rope_theta=10000.0,
+        sliding_window=16,
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=len(WORDS),
+            max_position_embeddings=4096,
+        )
+    )
+    condition_encoder = AceStepConditionEncoder(
+        hidden_size=32,
+        intermediate_size=64,
+        text_hidden_dim=32,
+        timbre_hidden_dim=8,
+        num_lyric_encoder_hidden_layers=2,
+        num_timbre_encoder_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        rope_theta=10000.0,
+        sliding_window=16,
+    )
     # 25 latent frames a second, hop 2: 50 samples a second
-    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[1, 2], decoder_channels=3,
-                             decoder_input_channels=8, audio_channels=2, channel_multiples=[2, 4], sampling_rate=50)
-    pipeline = AceStepPipeline(transformer=transformer, condition_encoder=condition_encoder, vae=vae,
-                               text_encoder=text_encoder, tokenizer=tiny_tokenizer(4096),
-                               scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0))
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=6,
+        downsampling_ratios=[1, 2],
+        decoder_channels=3,
+        decoder_input_channels=8,
+        audio_channels=2,
+        channel_multiples=[2, 4],
+        sampling_rate=50,
+    )
+    pipeline = AceStepPipeline(
+        transformer=transformer,
+        condition_encoder=condition_encoder,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_tokenizer(4096),
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0),
+    )
     pipeline.save_pretrained(folder)
     return folder
 
@@ -82,14 +138,15 @@ def tiny_ace_step(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion")
-    return {"tiny-stable-audio": ("diffusers-stable-audio", tiny_stable_audio(root / "stable-audio")),
-            "tiny-ace-step": ("diffusers-ace-step", tiny_ace_step(root / "ace-step"))}
+    return {
+        "tiny-stable-audio": ("diffusers-stable-audio", tiny_stable_audio(root / "stable-audio")),
+        "tiny-ace-step": ("diffusers-ace-step", tiny_ace_step(root / "ace-step")),
+    }
 
 
 @pytest.fixture
 def registry(tiny_models, tmp_path, monkeypatch) -> Path:
-    extra = {name: {"backend": backend, "path": str(folder), "inference_steps": 2}
-             for name, (backend, folder) in tiny_models.items()}
+    extra = {name: {"backend": backend, "path": str(folder), "inference_steps": 2} for name, (backend, folder) in tiny_models.items()}
     path = write_registry_with(extra, tmp_path / "registry.yaml")
     monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(path))
     return path
@@ -97,9 +154,12 @@ def registry(tiny_models, tmp_path, monkeypatch) -> Path:
 
 def config_with(tmp_path: Path, model: str, seconds: int = 40) -> Path:
     config = tmp_path / f"{model}.yaml"
-    config.write_text((PROJECT / "config/releases/demo.yaml").read_text()
-                      .replace("    seed: 7", f"    seed: 7\n    instruments_model: {model}")
-                      .replace("target_duration_s: 180", f"target_duration_s: {seconds}"))
+    config.write_text(
+        (PROJECT / "config/releases/demo.yaml")
+        .read_text()
+        .replace("    seed: 7", f"    seed: 7\n    instruments_model: {model}")
+        .replace("target_duration_s: 180", f"target_duration_s: {seconds}")
+    )
     return config
 
 

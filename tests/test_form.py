@@ -11,8 +11,7 @@ from songmill.core.vocab import GENRES
 @pytest.mark.parametrize("genre", GENRES)
 @pytest.mark.parametrize("tempo, target", [(72, 150), (104, 180), (128, 200), (170, 240)])
 def test_duration_lands_near_the_target(genre, tempo, target):
-    score = song_form(title="t", genre=genre, key="C major", time_signature="4/4", tempo_bpm=tempo,
-                      target_duration_s=target, structure=None)
+    score = song_form(title="t", genre=genre, key="C major", time_signature="4/4", tempo_bpm=tempo, target_duration_s=target, structure=None)
     bar_s = 4 * 60 / tempo
     # Musical sizes (multiples of 2 or 4 bars, choruses moving together) limit how close we get.
     assert abs(score.duration_s - target) <= max(0.08 * target, 4 * bar_s), (score.duration_s, target)
@@ -20,8 +19,7 @@ def test_duration_lands_near_the_target(genre, tempo, target):
 
 
 def test_choruses_repeat_at_one_length_and_sections_tile_the_song():
-    score = song_form(title="t", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104,
-                      target_duration_s=180, structure=None)
+    score = song_form(title="t", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104, target_duration_s=180, structure=None)
     assert len({s.bars for s in score.sections if s.name == "chorus"}) == 1
     for before, after in zip(score.sections, score.sections[1:]):
         assert after.start_bar == before.start_bar + before.bars
@@ -29,8 +27,7 @@ def test_choruses_repeat_at_one_length_and_sections_tile_the_song():
 
 def test_fixed_bars_are_kept_and_energy_peaks_on_the_last_chorus():
     structure = [("intro", None), ("verse", None), ("chorus", None), ("bridge", 6), ("chorus", None), ("outro", 2)]
-    score = song_form(title="t", genre="rock", key="E minor", time_signature="3/4", tempo_bpm=90,
-                      target_duration_s=120, structure=structure)
+    score = song_form(title="t", genre="rock", key="E minor", time_signature="3/4", tempo_bpm=90, target_duration_s=120, structure=structure)
     assert score.sections[3].bars == 6 and score.sections[5].bars == 2
     energies = [s.energy for s in score.sections]
     assert energies[4] == 1.0 == max(energies)

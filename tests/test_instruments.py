@@ -32,10 +32,10 @@ def soundfont():
 
 @functools.cache
 def short_song(genre: str = "pop", instrumental: bool = False) -> Score:
-    form = song_form(title="Short", genre=genre, key="G major", time_signature="4/4", tempo_bpm=120,
-                     target_duration_s=40, structure=STRUCTURE)
-    lyrics = write_lyrics(form, title="Short", theme="a walk by the river", mood="bright", genre=genre,
-                          provided=None, instrumental=instrumental, rng=np.random.default_rng(3))
+    form = song_form(title="Short", genre=genre, key="G major", time_signature="4/4", tempo_bpm=120, target_duration_s=40, structure=STRUCTURE)
+    lyrics = write_lyrics(
+        form, title="Short", theme="a walk by the river", mood="bright", genre=genre, provided=None, instrumental=instrumental, rng=np.random.default_rng(3)
+    )
     model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
     score, _ = compose(form, lyrics, genre=genre, voice_range=voice_range("ava"), model=model, rng=np.random.default_rng(3))
     return score
@@ -87,10 +87,8 @@ def test_instrumental_tracks_get_a_lead_and_vocal_tracks_do_not():
 
 
 def test_a_part_with_no_notes_gets_no_stem():
-    form = song_form(title="x", genre="pop", key="C major", time_signature="4/4", tempo_bpm=120,
-                     target_duration_s=30, structure=[("verse", 4), ("outro", 2)])
-    lyrics = write_lyrics(form, title="x", theme="a quiet walk", mood="calm", genre="pop", provided=None,
-                          instrumental=False, rng=np.random.default_rng(0))
+    form = song_form(title="x", genre="pop", key="C major", time_signature="4/4", tempo_bpm=120, target_duration_s=30, structure=[("verse", 4), ("outro", 2)])
+    lyrics = write_lyrics(form, title="x", theme="a quiet walk", mood="calm", genre="pop", provided=None, instrumental=False, rng=np.random.default_rng(0))
     model = load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
     score, _ = compose(form, lyrics, genre="pop", voice_range=voice_range("ava"), model=model, rng=np.random.default_rng(0))
     arrangement = arrange(score, "pop", instrumental=False)
@@ -116,8 +114,7 @@ def test_notes_outside_an_instruments_register_move_by_octaves_and_are_logged(ca
 def test_an_unknown_preset_is_a_clear_error():
     with pytest.raises(SongmillError) as err:
         arrange(short_song(), "polka", instrumental=False)
-    assert str(err.value) == ("arrangement preset 'polka' is not in config/arrangements.yaml "
-                              "(presets: pop, rock, synthpop, folk, ballad, hip-hop)")
+    assert str(err.value) == ("arrangement preset 'polka' is not in config/arrangements.yaml (presets: pop, rock, synthpop, folk, ballad, hip-hop)")
 
 
 def test_an_unknown_instrument_in_the_presets_names_file_line_and_instrument(tmp_path):
@@ -149,7 +146,7 @@ def test_each_stem_sounds_where_its_part_plays_and_is_silent_where_it_rests(rend
         stem = stems[part.name]
         sounding = [(score.seconds_at(n.start_beat), score.seconds_at(n.end_beat)) for n in part.notes]
         for start, end in bar_spans_s(score):
-            segment = stem[int(start * SAMPLE_RATE_HZ):int(end * SAMPLE_RATE_HZ)]
+            segment = stem[int(start * SAMPLE_RATE_HZ) : int(end * SAMPLE_RATE_HZ)]
             plays = any(a < end and b > start for a, b in sounding)
             recently = any(b > start - 1.5 and a < end for a, b in sounding)  # a release may ring on
             if plays:
@@ -169,15 +166,15 @@ def test_drum_onsets_line_up_with_the_score_within_10_ms(rendered):
 
 def test_bass_notes_start_within_10_ms_of_the_score():
     """Detached bass notes, so each start is the first sound after silence."""
-    notes = [Note(pitch=36 + (i % 5) * 2, start_beat=1 + i * 1.5 + 0.013 * (i % 3), duration_beats=0.4, velocity=100)
-             for i in range(12)]
+    notes = [Note(pitch=36 + (i % 5) * 2, start_beat=1 + i * 1.5 + 0.013 * (i % 3), duration_beats=0.4, velocity=100) for i in range(12)]
     score = Score(key="C major", tempo_map=[TempoChange(bpm=100)], parts=[Part(name="bass", role="bass", notes=notes)])
-    arrangement = Arrangement(preset="test", parts=[ArrangedPart(name="bass", program=33, instrument="electric bass (finger)",
-                                                                 is_drum=False, notes=notes)], decisions={})
+    arrangement = Arrangement(
+        preset="test", parts=[ArrangedPart(name="bass", program=33, instrument="electric bass (finger)", is_drum=False, notes=notes)], decisions={}
+    )
     stem = render_stems(arrangement, score, soundfont=soundfont())["bass"]
     for note in notes:
         t = score.seconds_at(note.start_beat)
-        window = np.abs(stem[int((t - 0.05) * SAMPLE_RATE_HZ):int((t + 0.05) * SAMPLE_RATE_HZ)])
+        window = np.abs(stem[int((t - 0.05) * SAMPLE_RATE_HZ) : int((t + 0.05) * SAMPLE_RATE_HZ)])
         first = np.argmax(window > window.max() * 0.01) / SAMPLE_RATE_HZ - 0.05
         assert abs(first) <= 0.010, (t, first)
 

@@ -19,13 +19,24 @@ THEME = "letting go of a summer love, lanterns drifting over the river at night"
 
 
 def demo_form(genre="pop", structure=None, time_signature="4/4", tempo=104.0, duration=180.0):
-    return song_form(title="Paper Lanterns", genre=genre, key="A minor", time_signature=time_signature,
-                     tempo_bpm=tempo, target_duration_s=duration, structure=structure)
+    return song_form(
+        title="Paper Lanterns", genre=genre, key="A minor", time_signature=time_signature, tempo_bpm=tempo, target_duration_s=duration, structure=structure
+    )
 
 
 def written(seed=7, genre="pop", batch_index=0, batch_size=1, title="Paper Lanterns", form=None):
-    return write_lyrics(form or demo_form(genre), title=title, theme=THEME, mood="hopeful", genre=genre, provided=None,
-                        instrumental=False, rng=np.random.default_rng(seed), batch_index=batch_index, batch_size=batch_size)
+    return write_lyrics(
+        form or demo_form(genre),
+        title=title,
+        theme=THEME,
+        mood="hopeful",
+        genre=genre,
+        provided=None,
+        instrumental=False,
+        rng=np.random.default_rng(seed),
+        batch_index=batch_index,
+        batch_size=batch_size,
+    )
 
 
 # ----------------------------------------------------------------------------- phonetics
@@ -58,14 +69,20 @@ def test_rhymes_come_from_the_dictionary():
 def test_provided_lyrics_map_onto_the_structure_and_a_chorus_written_once_repeats():
     spec = load_release(EP)
     track = spec.tracks[1]
-    form = song_form(title=track.title, genre="ballad", key=track.key, time_signature=track.time_signature,
-                     tempo_bpm=track.tempo, target_duration_s=track.target_duration_s,
-                     structure=[(s.name, s.bars) for s in track.structure])
-    lyrics = write_lyrics(form, title=track.title, theme=track.theme, mood=track.mood, genre="ballad",
-                          provided=track.lyrics, instrumental=False, rng=np.random.default_rng(0))
+    form = song_form(
+        title=track.title,
+        genre="ballad",
+        key=track.key,
+        time_signature=track.time_signature,
+        tempo_bpm=track.tempo,
+        target_duration_s=track.target_duration_s,
+        structure=[(s.name, s.bars) for s in track.structure],
+    )
+    lyrics = write_lyrics(
+        form, title=track.title, theme=track.theme, mood=track.mood, genre="ballad", provided=track.lyrics, instrumental=False, rng=np.random.default_rng(0)
+    )
     assert lyrics.source == "provided"
-    assert [(s.name, s.form_index) for s in lyrics.sections] == [
-        ("verse", 1), ("chorus", 2), ("verse", 3), ("chorus", 4), ("bridge", 5), ("chorus", 6)]
+    assert [(s.name, s.form_index) for s in lyrics.sections] == [("verse", 1), ("chorus", 2), ("verse", 3), ("chorus", 4), ("bridge", 5), ("chorus", 6)]
     choruses = [[ln.text for ln in s.lines] for s in lyrics.sections if s.name == "chorus"]
     assert choruses[0] == choruses[1] == choruses[2]
     assert lyrics.sections[0].lines[0].text == "My father sailed at morning light"
@@ -91,16 +108,25 @@ def test_a_block_without_a_section_in_the_structure_is_an_error():
     assert "lyrics: the structure's chorus (section 3) has no [chorus] block to sing" in str(err.value)
     with pytest.raises(SongmillError) as err:
         assign_blocks(["verse"], blocks)
-    assert str(err.value) == ("lyrics line 3: the [bridge] block has no matching section in the structure (verse); "
-                              "add the section to the structure or remove the block")
+    assert str(err.value) == (
+        "lyrics line 3: the [bridge] block has no matching section in the structure (verse); add the section to the structure or remove the block"
+    )
 
 
 def test_a_line_longer_than_its_phrase_is_a_clear_error_not_a_truncation():
     form = demo_form(structure=[("verse", 2), ("chorus", 4)], duration=30)
     long_line = "and every single word of this unreasonably long and rambling line goes on forever and ever and ever"
     with pytest.raises(SongmillError) as err:
-        write_lyrics(form, title="T", theme="x", mood="calm", genre="pop", instrumental=False,
-                     provided=f"[verse]\n{long_line}\nshort\n[chorus]\nla la\n", rng=np.random.default_rng(0))
+        write_lyrics(
+            form,
+            title="T",
+            theme="x",
+            mood="calm",
+            genre="pop",
+            instrumental=False,
+            provided=f"[verse]\n{long_line}\nshort\n[chorus]\nla la\n",
+            rng=np.random.default_rng(0),
+        )
     assert str(err.value).startswith(f"lyrics line 2: '{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;")
     assert str(err.value).endswith("shorten the line or give the verse more bars in the structure")
 
@@ -147,7 +173,7 @@ def test_same_seed_same_lyrics_other_seed_other_lyrics():
 def test_line_counts_and_rhyme_schemes_follow_the_form_and_genre():
     plans = plan_sections(demo_form("hip-hop", tempo=92), "hip-hop")
     verse = next(p for p in plans if p.name == "verse")
-    assert verse.scheme == "AABBCCDD"[:len(verse.lines)]  # couplets in hip-hop verses
+    assert verse.scheme == "AABBCCDD"[: len(verse.lines)]  # couplets in hip-hop verses
     assert all(line.target_syllables >= 10 for line in verse.lines)  # rap lines are dense
     pop = plan_sections(demo_form("pop"), "pop")
     assert next(p for p in pop if p.name == "verse").scheme == "ABAB"
@@ -155,12 +181,10 @@ def test_line_counts_and_rhyme_schemes_follow_the_form_and_genre():
 
 def test_an_empty_theme_is_a_clear_error():
     with pytest.raises(SongmillError) as err:
-        write_lyrics(demo_form(), title="T", theme="  ", mood="calm", genre="pop", provided=None,
-                     instrumental=False, rng=np.random.default_rng(0))
+        write_lyrics(demo_form(), title="T", theme="  ", mood="calm", genre="pop", provided=None, instrumental=False, rng=np.random.default_rng(0))
     assert str(err.value) == "theme is empty; the lyrics writer needs a theme (a few words on what the song is about)"
 
 
 def test_an_instrumental_track_has_no_lyrics():
-    lyrics = write_lyrics(demo_form(), title="T", theme="x", mood="calm", genre="pop", provided=None,
-                          instrumental=True, rng=np.random.default_rng(0))
+    lyrics = write_lyrics(demo_form(), title="T", theme="x", mood="calm", genre="pop", provided=None, instrumental=True, rng=np.random.default_rng(0))
     assert lyrics.source == "instrumental" and lyrics.sections == []

@@ -38,12 +38,12 @@ def tiny_lm(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-lyrics-lm")
     words = ["[UNK]", "<eos>", "\n"] + list(dict.fromkeys(VOCABULARY))
     tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"[ \t]+"), behavior="removed"), pre_tokenizers.Split("\n", behavior="isolated")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r"[ \t]+"), behavior="removed"), pre_tokenizers.Split("\n", behavior="isolated")]
+    )
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="<eos>", pad_token="<eos>").save_pretrained(folder)
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(words), n_positions=256, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=1, eos_token_id=1)
+    config = GPT2Config(vocab_size=len(words), n_positions=256, n_embd=32, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=1)
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
 
@@ -51,21 +51,29 @@ def tiny_lm(tmp_path_factory) -> Path:
 @pytest.fixture
 def registry_with_lm(tiny_lm, tmp_path, monkeypatch) -> Path:
     """A registry file with the shipped models plus the tiny LM, used by the renders below."""
-    path = write_registry_with({"tiny-lyrics-lm": {"backend": "transformers", "path": str(tiny_lm)}},
-                               tmp_path / "registry.yaml")
+    path = write_registry_with({"tiny-lyrics-lm": {"backend": "transformers", "path": str(tiny_lm)}}, tmp_path / "registry.yaml")
     monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(path))
     return path
 
 
 def form():
-    return song_form(title="Paper Lanterns", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104,
-                     target_duration_s=120, structure=None)
+    return song_form(title="Paper Lanterns", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104, target_duration_s=120, structure=None)
 
 
 def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm):
-    lyrics = write_lyrics(form(), title="Paper Lanterns", theme="lanterns over the river", mood="hopeful", genre="pop",
-                          provided=None, instrumental=False, rng=np.random.default_rng(1), lm_dir=tiny_lm,
-                          lm_name="tiny-lyrics-lm", seed=1)
+    lyrics = write_lyrics(
+        form(),
+        title="Paper Lanterns",
+        theme="lanterns over the river",
+        mood="hopeful",
+        genre="pop",
+        provided=None,
+        instrumental=False,
+        rng=np.random.default_rng(1),
+        lm_dir=tiny_lm,
+        lm_name="tiny-lyrics-lm",
+        seed=1,
+    )
     assert lyrics.source == "lm" and lyrics.model == "tiny-lyrics-lm"
     vocabulary = set(VOCABULARY)
     lm_lines = 0
@@ -84,8 +92,12 @@ def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm)
 
 def test_the_lyrics_stage_loads_the_lm_named_in_the_config_through_the_registry(registry_with_lm, tmp_path):
     config = tmp_path / "lm.yaml"
-    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace(
-        "    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm").replace("target_duration_s: 180", "target_duration_s: 60"))
+    config.write_text(
+        (PROJECT / "config/releases/demo.yaml")
+        .read_text()
+        .replace("    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm")
+        .replace("target_duration_s: 180", "target_duration_s: 60")
+    )
     report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
     track = report["tracks"][0]
     lyrics = Lyrics.load_json(Path(track["artifacts"]["lyrics.json"]["path"]))
@@ -96,8 +108,7 @@ def test_the_lyrics_stage_loads_the_lm_named_in_the_config_through_the_registry(
 
 def test_an_lm_folder_that_changed_fails_its_hash_check(registry_with_lm, tiny_lm, tmp_path):
     config = tmp_path / "lm.yaml"
-    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace(
-        "    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm"))
+    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace("    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm"))
     extra = tiny_lm / "notes.txt"
     extra.write_text("tampered")
     try:
@@ -111,8 +122,7 @@ def test_an_lm_folder_that_changed_fails_its_hash_check(registry_with_lm, tiny_l
 
 def test_an_unregistered_lyrics_model_is_named_in_the_error(tmp_path):
     config = tmp_path / "lm.yaml"
-    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace(
-        "    seed: 7", "    seed: 7\n    lyrics_model: no-such-lm"))
+    config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace("    seed: 7", "    seed: 7\n    lyrics_model: no-such-lm"))
     with pytest.raises(SongmillError) as err:
         render(config, out_dir=tmp_path / "dist")
     assert "model 'no-such-lm' is not in the model registry" in str(err.value)

@@ -51,8 +51,9 @@ def test_metric_strength_knows_simple_and_compound_meters():
 
 def test_the_training_script_runs_end_to_end_on_a_small_slice(tmp_path):
     out = tmp_path / "tiny.safetensors"
-    train_melody.main(["--out", str(out), "--collections", "ryansMammoth", "--limit-files", "6", "--epochs", "1",
-                       "--hidden", "16", "--layers", "1", "--workers", "1"])
+    train_melody.main(
+        ["--out", str(out), "--collections", "ryansMammoth", "--limit-files", "6", "--epochs", "1", "--hidden", "16", "--layers", "1", "--workers", "1"]
+    )
     model = load_melody_model(out)
     assert model.gru.input_size == INPUT_SIZE and model.hidden_size == 16
     summary = json.loads(out.with_suffix(".json").read_text())

@@ -64,27 +64,47 @@ tracks:
 
 def ebur128(path: Path) -> dict:
     """ffmpeg's EBU R128 meter: integrated (LUFS), LRA (LU), true peak (dBTP)."""
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stderr
-    summary = out[out.rindex("Summary:"):]
-    return {"integrated": float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1)),
-            "lra": float(re.search(r"LRA:\s+(-?[\d.]+) LU", summary).group(1)),
-            "true_peak": float(re.search(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf) dBFS", summary).group(1))}
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"], capture_output=True, text=True, check=True
+    ).stderr
+    summary = out[out.rindex("Summary:") :]
+    return {
+        "integrated": float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1)),
+        "lra": float(re.search(r"LRA:\s+(-?[\d.]+) LU", summary).group(1)),
+        "true_peak": float(re.search(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf) dBFS", summary).group(1)),
+    }
 
 
 def astats(path: Path) -> dict:
     """ffmpeg's astats: the largest per-channel DC offset and sample peak (dBFS)."""
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "astats", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stderr
-    return {"dc": max(abs(float(v)) for v in re.findall(r"DC offset: (-?[\d.e-]+)", out)),
-            "peak_dbfs": max(float(v) for v in re.findall(r"Peak level dB: (-?[\d.]+)", out))}
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "astats", "-f", "null", "-"], capture_output=True, text=True, check=True
+    ).stderr
+    return {
+        "dc": max(abs(float(v)) for v in re.findall(r"DC offset: (-?[\d.e-]+)", out)),
+        "peak_dbfs": max(float(v) for v in re.findall(r"Peak level dB: (-?[\d.]+)", out)),
+    }
 
 
 def phase_meter(path: Path) -> float:
     """ffmpeg's aphasemeter, averaged over the file."""
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af",
-                          "aphasemeter=video=0,ametadata=print:key=lavfi.aphasemeter.phase:file=-", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(path),
+            "-af",
+            "aphasemeter=video=0,ametadata=print:key=lavfi.aphasemeter.phase:file=-",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return float(np.mean([float(v) for v in re.findall(r"phase=(-?[\d.]+)", out)]))
 
 
@@ -249,8 +269,11 @@ def test_ducking_under_the_kick_dips_the_bass_on_every_kick(song):
     ducked = mix_stems(bass, score, preset).buses["instrumental"][:, 0]
     straight = mix_stems(bass, score, preset.model_copy(update={"duck": {}})).buses["instrumental"][:, 0]
     kicks = [int(n.start_s * RATE) for p in score.parts if p.is_drum for n in p.notes if n.pitch in (35, 36)]
-    ratios = [np.sqrt(np.mean(ducked[k + 240:k + 720] ** 2) / np.mean(straight[k + 240:k + 720] ** 2))
-              for k in kicks if np.mean(straight[k + 240:k + 720] ** 2) > 1e-10]
+    ratios = [
+        np.sqrt(np.mean(ducked[k + 240 : k + 720] ** 2) / np.mean(straight[k + 240 : k + 720] ** 2))
+        for k in kicks
+        if np.mean(straight[k + 240 : k + 720] ** 2) > 1e-10
+    ]
     assert ratios and 20 * np.log10(np.median(ratios)) < -1.5
 
 
@@ -262,14 +285,16 @@ def test_a_reference_sets_the_masters_loudness_and_tone(rendered, tmp_path):
     mix, rate = read_wav(_artifact(track, "mix.wav"))
     import pedalboard
 
-    bright = pedalboard.Pedalboard([pedalboard.HighShelfFilter(cutoff_frequency_hz=3000, gain_db=6.0),
-                                    pedalboard.LowShelfFilter(cutoff_frequency_hz=150, gain_db=-4.0)])(mix.T.copy(), rate).T
+    bright = pedalboard.Pedalboard(
+        [pedalboard.HighShelfFilter(cutoff_frequency_hz=3000, gain_db=6.0), pedalboard.LowShelfFilter(cutoff_frequency_hz=150, gain_db=-4.0)]
+    )(mix.T.copy(), rate).T
     reference, _ = normalise(bright, rate, target_lufs=-11.0, ceiling_dbtp=-1.0)
     write_wav(tmp_path / "reference.wav", reference, rate)
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "reference.wav"), "-c:a", "flac", str(tmp_path / "reference.flac")], check=True)
     wanted = reference_profile(tmp_path / "reference.flac")  # read through ffmpeg
-    result = master(mix, rate, MasterTarget("club", wanted["loudness_lufs"], -1.0, tuple(wanted["tone_db"]),
-                                            "reference reference.flac", 1.0, 1.5, reference=True))
+    result = master(
+        mix, rate, MasterTarget("club", wanted["loudness_lufs"], -1.0, tuple(wanted["tone_db"]), "reference reference.flac", 1.0, 1.5, reference=True)
+    )
     write_wav(tmp_path / "matched.wav", result.audio, rate)
     assert ebur128(tmp_path / "matched.wav")["integrated"] == pytest.approx(-11.0, abs=0.5)
     tone = result.decisions["tone"]
@@ -297,8 +322,10 @@ def test_a_profile_matching_reference_loudness_needs_a_reference(tmp_path):
     from songmill.core.profiles import load_profiles
 
     path = tmp_path / "profiles.yaml"
-    path.write_text("profiles:\n  club:\n    description: club\n    loudness_lufs: reference\n    true_peak_dbtp: -1.0\n"
-                    "    formats: [{container: wav, sample_rate_hz: 48000, bit_depth: 24}]\n")
+    path.write_text(
+        "profiles:\n  club:\n    description: club\n    loudness_lufs: reference\n    true_peak_dbtp: -1.0\n"
+        "    formats: [{container: wav, sample_rate_hz: 48000, bit_depth: 24}]\n"
+    )
     with pytest.raises(ConfigError, match=r"profiles\.yaml:3: .*loudness_lufs: reference needs a reference recording"):
         load_profiles(path)
 
@@ -316,12 +343,15 @@ def test_stems_of_another_rate_or_width_are_converted_and_logged(tmp_path, caplo
     assert "stem-pad.wav: resampled from 44100 Hz to 48000 Hz" in caplog.text
 
 
-@pytest.mark.parametrize("content, message", [
-    (lambda p: write_wav(p, np.zeros((0, 1), np.float32)), r"stem-bass\.wav is empty"),
-    (lambda p: write_wav(p, np.zeros((48000, 1), np.float32)), r"stem-bass\.wav is silent"),
-    (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk"), r"stem-bass\.wav is a damaged WAV file"),
-    (lambda p: p.write_bytes(b"not a wav"), r"stem-bass\.wav is not a WAV file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda p: write_wav(p, np.zeros((0, 1), np.float32)), r"stem-bass\.wav is empty"),
+        (lambda p: write_wav(p, np.zeros((48000, 1), np.float32)), r"stem-bass\.wav is silent"),
+        (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk"), r"stem-bass\.wav is a damaged WAV file"),
+        (lambda p: p.write_bytes(b"not a wav"), r"stem-bass\.wav is not a WAV file"),
+    ],
+)
 def test_a_corrupt_or_empty_stem_is_a_clear_error_naming_it(tmp_path, content, message):
     path = tmp_path / "stem-bass.wav"
     content(path)

@@ -32,29 +32,36 @@ def test_layout_matches_design():
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is installed by make setup")
 def test_compose_file_is_valid_and_has_no_default_secrets(tmp_path):
     env_file = tmp_path / ".env"
-    env_file.write_text("POSTGRES_PASSWORD=pw\nSONGMILL_S3_ACCESS_KEY=ak\nSONGMILL_S3_SECRET_KEY=sk\n"
-                        "AIRFLOW_FERNET_KEY=fk\nAIRFLOW_JWT_SECRET=js\nAIRFLOW_ADMIN_PASSWORD=ap\n")
+    env_file.write_text(
+        "POSTGRES_PASSWORD=pw\nSONGMILL_S3_ACCESS_KEY=ak\nSONGMILL_S3_SECRET_KEY=sk\nAIRFLOW_FERNET_KEY=fk\nAIRFLOW_JWT_SECRET=js\nAIRFLOW_ADMIN_PASSWORD=ap\n"
+    )
     compose = ["docker-compose", "-f", str(PROJECT / "docker-compose.yaml")]
     clean_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    ok = subprocess.run([*compose, "--env-file", str(env_file), "config", "-q"], capture_output=True, text=True,
-                        env=clean_env, cwd=tmp_path)
+    ok = subprocess.run([*compose, "--env-file", str(env_file), "config", "-q"], capture_output=True, text=True, env=clean_env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     (tmp_path / "empty.env").touch()
-    missing = subprocess.run([*compose, "--env-file", str(tmp_path / "empty.env"), "config", "-q"],
-                             capture_output=True, text=True, env=clean_env, cwd=tmp_path)
+    missing = subprocess.run([*compose, "--env-file", str(tmp_path / "empty.env"), "config", "-q"], capture_output=True, text=True, env=clean_env, cwd=tmp_path)
     assert missing.returncode != 0 and "set POSTGRES_PASSWORD in .env" in missing.stderr
     for secret in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD"):  # each one required
         partial = tmp_path / f"without-{secret}.env"
         partial.write_text("".join(line + "\n" for line in env_file.read_text().splitlines() if not line.startswith(secret)))
-        result = subprocess.run([*compose, "--env-file", str(partial), "config", "-q"], capture_output=True, text=True,
-                                env=clean_env, cwd=tmp_path)
+        result = subprocess.run([*compose, "--env-file", str(partial), "config", "-q"], capture_output=True, text=True, env=clean_env, cwd=tmp_path)
         assert result.returncode != 0 and f"set {secret} in .env" in result.stderr, secret
-    services = subprocess.run([*compose, "--env-file", str(env_file), "config", "--services"], capture_output=True,
-                              text=True, env=clean_env, cwd=tmp_path).stdout.split()
-    assert {"postgres", "redis", "seaweedfs", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "airflow-worker", "airflow-worker-gpu"} <= set(services)
-    resolved = subprocess.run([*compose, "--env-file", str(env_file), "config"], capture_output=True, text=True,
-                              env=clean_env, cwd=tmp_path).stdout
+    services = subprocess.run(
+        [*compose, "--env-file", str(env_file), "config", "--services"], capture_output=True, text=True, env=clean_env, cwd=tmp_path
+    ).stdout.split()
+    assert {
+        "postgres",
+        "redis",
+        "seaweedfs",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-worker-gpu",
+    } <= set(services)
+    resolved = subprocess.run([*compose, "--env-file", str(env_file), "config"], capture_output=True, text=True, env=clean_env, cwd=tmp_path).stdout
     import yaml
 
     gpu_worker = yaml.safe_load(resolved)["services"]["airflow-worker-gpu"]
@@ -70,8 +77,11 @@ def lint_imports(root) -> subprocess.CompletedProcess:
     """import-linter's contracts (pyproject.toml [tool.importlinter]) over the packages in `root`."""
     import sys
 
-    command = [str(PROJECT / ".venv" / "bin" / "lint-imports")] if (PROJECT / ".venv" / "bin" / "lint-imports").exists() \
+    command = (
+        [str(PROJECT / ".venv" / "bin" / "lint-imports")]
+        if (PROJECT / ".venv" / "bin" / "lint-imports").exists()
         else [sys.executable, "-m", "importlinter.cli"]
+    )
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run([*command, "--no-cache"], capture_output=True, text=True, cwd=root, env=env)
 
@@ -82,11 +92,14 @@ def test_the_import_contract_holds_on_the_project():
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(("module", "forbidden", "contract"), [
-    ("qc/technical.py", "from models.voice import singer", "qc imports only the core"),
-    ("songmill/core/score.py", "from songmill.engine import runner", "layers"),
-    ("models/composition/form.py", "import airflow.sdk", "only orchestration imports Airflow"),
-])
+@pytest.mark.parametrize(
+    ("module", "forbidden", "contract"),
+    [
+        ("qc/technical.py", "from models.voice import singer", "qc imports only the core"),
+        ("songmill/core/score.py", "from songmill.engine import runner", "layers"),
+        ("models/composition/form.py", "import airflow.sdk", "only orchestration imports Airflow"),
+    ],
+)
 def test_the_import_contract_catches_a_forbidden_import(tmp_path, module, forbidden, contract):
     """A copy of the project with one forbidden import added fails the contract that forbids it."""
     for package in PACKAGES:
@@ -110,8 +123,11 @@ def test_no_module_imports_another_modules_private_names():
         for path in (PROJECT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ImportFrom) and node.level == 0:
-                    found += [f"{path.relative_to(PROJECT)}:{node.lineno}: {node.module}.{alias.name}"
-                              for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+                    found += [
+                        f"{path.relative_to(PROJECT)}:{node.lineno}: {node.module}.{alias.name}"
+                        for alias in node.names
+                        if alias.name.startswith("_") and not alias.name.startswith("__")
+                    ]
     assert not found, found
 
 

@@ -52,8 +52,13 @@ def mastered() -> np.ndarray:
 
 
 def qc(path: Path, profile: str = "streaming", *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "songmill", "qc", str(path), "--profile", profile, *extra],
-                          capture_output=True, text=True, cwd=PROJECT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "songmill", "qc", str(path), "--profile", profile, *extra],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_a_properly_mastered_file_passes(mastered, tmp_path):
@@ -111,11 +116,14 @@ def test_the_measured_metrics_match_what_was_made(mastered, tmp_path):
     assert measure_file(tmp_path / "dc.wav").dc_offset == pytest.approx(0.01, abs=0.001)
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "is empty (0 bytes)"),
-    (b"RIFF\x10\x00\x00\x00WAVEjunkjunk", "cannot be read"),
-    (os.urandom(5000), "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "is empty (0 bytes)"),
+        (b"RIFF\x10\x00\x00\x00WAVEjunkjunk", "cannot be read"),
+        (os.urandom(5000), "cannot be read"),
+    ],
+)
 def test_unreadable_input_exits_2_naming_the_file(tmp_path, content, message):
     path = tmp_path / "broken.wav"
     path.write_bytes(content)
@@ -198,8 +206,11 @@ def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_releas
     config = tmp_path / "gate.yaml"
     config.write_text(GATED.replace("ALLOW", "false"))
 
-    with pytest.raises(SongmillError, match=r"track 1 \(Too Long\) was quarantined by QC after 2 render\(s\): streaming: "
-                                            r"duration_s 4\d\.\d+ is above the bar of 30; the release was not delivered"):
+    with pytest.raises(
+        SongmillError,
+        match=r"track 1 \(Too Long\) was quarantined by QC after 2 render\(s\): streaming: "
+        r"duration_s 4\d\.\d+ is above the bar of 30; the release was not delivered",
+    ):
         render(config, out_dir=tmp_path / "dist")
     report = json.loads((tmp_path / "dist" / "gate-test" / "run-report.json").read_text())
     too_long, just_right = report["tracks"]
@@ -209,8 +220,7 @@ def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_releas
     assert not (tmp_path / "dist" / "streaming").exists() or not any((tmp_path / "dist" / "streaming").iterdir())
     assert "export.json" not in too_long["artifacts"]  # the gate stopped it before export
     check = next(c for c in too_long["qc"]["profiles"]["streaming"]["checks"] if c["metric"] == "duration_s")
-    assert check == {"metric": "duration_s", "passed": False, "value": check["value"], "bar": {"max": 30},
-                     "reason": check["reason"]} and check["value"] > 30
+    assert check == {"metric": "duration_s", "passed": False, "value": check["value"], "bar": {"max": 30}, "reason": check["reason"]} and check["value"] > 30
 
     catalogue = Catalogue.open(report["catalogue"])
     from sqlalchemy import select

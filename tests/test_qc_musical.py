@@ -54,8 +54,13 @@ def sung(tmp_path_factory) -> dict:
 
 
 def qc(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "songmill", "qc", str(path), "--profile", "streaming", *extra],
-                          capture_output=True, text=True, cwd=PROJECT, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "songmill", "qc", str(path), "--profile", "streaming", *extra],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=os.environ.copy(),
+    )
 
 
 def master_of(report: dict) -> Path:
@@ -70,8 +75,17 @@ def test_the_render_gate_measures_tempo_key_vocal_and_lyrics(sung):
     assert musical["vocal_median_cents"] <= 15 and musical["vocal_voiced_share"] >= 0.8
     assert musical["unsung_syllables"] == 0 and musical["chorus_problems"] == 0 and musical["explicit_words"] == 0
     checked = {c["metric"] for c in track["qc"]["profiles"]["streaming"]["checks"]}
-    assert {"tempo_error_pct", "key_score", "vocal_median_cents", "vocal_p90_cents", "note_changes_on_time",
-            "unsung_syllables", "chorus_problems", "rhyme_misses", "explicit_words"} <= checked
+    assert {
+        "tempo_error_pct",
+        "key_score",
+        "vocal_median_cents",
+        "vocal_p90_cents",
+        "note_changes_on_time",
+        "unsung_syllables",
+        "chorus_problems",
+        "rhyme_misses",
+        "explicit_words",
+    } <= checked
 
 
 def test_a_song_whose_tempo_was_altered_after_mastering_fails_the_tempo_check(sung, tmp_path):
@@ -115,8 +129,7 @@ def test_the_qc_report_is_one_self_contained_html_file_with_its_plots(sung):
     assert page.findtext(".//h1").startswith("QC report: Harbour Test")
     assert "1 of 1 track(s) passed the gate" in page.text_content()
     assert not page.xpath("//link | //script[@src] | //img[not(starts-with(@src, 'data:'))]")  # nothing to fetch
-    plots = {img.get("data-plot"): Image.open(io.BytesIO(base64.b64decode(img.get("src").split(",", 1)[1])))
-             for img in page.xpath("//img[@class='plot']")}
+    plots = {img.get("data-plot"): Image.open(io.BytesIO(base64.b64decode(img.get("src").split(",", 1)[1]))) for img in page.xpath("//img[@class='plot']")}
     assert set(plots) == {"waveform", "spectrogram", "loudness", "pitch"}
     assert all(p.format == "PNG" and p.width > 400 and p.height > 100 for p in plots.values())
     rows = page.xpath("//table//tr[td]")
@@ -130,12 +143,36 @@ def test_a_quarantined_track_shows_its_reasons_in_the_qc_report(tmp_path):
 
     from qc.report import write_qc_report
 
-    report = {"release": {"id": "r", "title": "T", "artist": "A"}, "run_id": 1, "tracks": [
-        {"number": 1, "title": "Loud", "status": "quarantined", "qc_reasons": ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"],
-         "qc_attempts": [{"seed": 5, "reasons": ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"]}],
-         "qc": {"profiles": {"streaming": {"passed": False, "checks": [
-             {"metric": "true_peak_dbtp", "passed": False, "value": 0.2, "bar": {"max": -1.0}, "reason": "true_peak_dbtp 0.2 dBTP is above the ceiling of -1"}]}}},
-         "artifacts": {}}]}
+    report = {
+        "release": {"id": "r", "title": "T", "artist": "A"},
+        "run_id": 1,
+        "tracks": [
+            {
+                "number": 1,
+                "title": "Loud",
+                "status": "quarantined",
+                "qc_reasons": ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"],
+                "qc_attempts": [{"seed": 5, "reasons": ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"]}],
+                "qc": {
+                    "profiles": {
+                        "streaming": {
+                            "passed": False,
+                            "checks": [
+                                {
+                                    "metric": "true_peak_dbtp",
+                                    "passed": False,
+                                    "value": 0.2,
+                                    "bar": {"max": -1.0},
+                                    "reason": "true_peak_dbtp 0.2 dBTP is above the ceiling of -1",
+                                }
+                            ],
+                        }
+                    }
+                },
+                "artifacts": {},
+            }
+        ],
+    }
     page = html.fromstring(write_qc_report(report, tmp_path / "qc.html").read_bytes())
     assert "0 of 1 track(s) passed" in page.text_content()
     assert [p.text for p in page.xpath("//p[@class='reason']")] == ["streaming: true_peak_dbtp 0.2 dBTP is above the ceiling of -1"]
@@ -143,6 +180,7 @@ def test_a_quarantined_track_shows_its_reasons_in_the_qc_report(tmp_path):
 
 
 # ---------------------------------------------------------------- lyrics: explicit language
+
 
 def test_explicit_words_are_found_and_everyday_ones_are_not():
     from qc.musical import explicit_words
@@ -159,18 +197,20 @@ def test_explicit_words_fail_a_release_not_flagged_explicit_with_the_words_named
     from qc.technical import TechnicalMetrics
     from songmill.core.profiles import load_profiles
 
-    technical = TechnicalMetrics("song.wav", 48000, 24, 2, "pcm_s24le", 60.0, -14.0, 5.0, -1.2, -1.3, 0, 0.0, 0.8, 1.0,
-                                 0.2, 1.0, 0, 0.0, -8.0, -20.0)
+    technical = TechnicalMetrics("song.wav", 48000, 24, 2, "pcm_s24le", 60.0, -14.0, 5.0, -1.2, -1.3, 0, 0.0, 0.8, 1.0, 0.2, 1.0, 0, 0.0, -8.0, -20.0)
     profile = load_profiles()["streaming"]
     lyrics = MusicalMetrics(unsung_syllables=2, chorus_problems=0, rhyme_misses=0, explicit_words=2, explicit_found=("shit", "fuck"))
     [verdict] = judge([technical], "streaming", profile, musical=lyrics)
-    assert verdict.reasons == ["unsung_syllables 2 syllables without a note is above the bar of 0",
-                               "explicit words in a release not flagged explicit: shit, fuck (set release.explicit: true, or change the lyrics)"]
+    assert verdict.reasons == [
+        "unsung_syllables 2 syllables without a note is above the bar of 0",
+        "explicit words in a release not flagged explicit: shit, fuck (set release.explicit: true, or change the lyrics)",
+    ]
     checked = {c.metric for c in verdict.checks}
     assert "tempo_error_pct" not in checked and "vocal_median_cents" not in checked  # not measured: not judged
 
 
 # ---------------------------------------------------------------- duplicates in the catalogue
+
 
 def render_into(catalogue_dir: Path, text: str, out: Path) -> dict:
     from songmill.engine.runner import render
@@ -202,8 +242,7 @@ def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp
     [turned_down] = track["qc_attempts"]
     assert turned_down["seed"] == 3 and turned_down["duplicate_of"]["track"]["release_id"] == "dup-first"
     assert turned_down["duplicate_of"]["audio_similarity"] == 1.0 and turned_down["duplicate_of"]["melody_overlap"] == 1.0
-    assert turned_down["reasons"] == ["duplicate: its audio matches track 1 ('Same Old Song') of release 'dup-first' "
-                                      "(fingerprint similarity 1.00, bar 0.85)"]
+    assert turned_down["reasons"] == ["duplicate: its audio matches track 1 ('Same Old Song') of release 'dup-first' (fingerprint similarity 1.00, bar 0.85)"]
     assert track["status"] == "rendered" and track["seed"] == regeneration_seed(3, 1) and copy["status"] == "succeeded"
     assert first["tracks"][0]["rerender_of"] is None and other_seed["tracks"][0]["rerender_of"] is None
 
@@ -221,21 +260,25 @@ def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):
     from songmill.core.errors import SongmillError
 
     text = song("twins", 3)
-    twin = text[text.index("  - title"):]  # the same track twice, seed and all
+    twin = text[text.index("  - title") :]  # the same track twice, seed and all
     with pytest.raises(SongmillError, match=r"track 2 \(Same Old Song\) was quarantined by QC"):
         render_into(tmp_path / "var", text + twin, tmp_path / "out")
     report = json.loads((tmp_path / "out" / "dist" / "twins" / "run-report.json").read_text())
     assert report["quarantined"] == [2] and report["status"] == "failed" and report["delivered"] == []
-    assert report["tracks"][1]["qc_reasons"] == ["duplicate: its audio matches track 1 ('Same Old Song') of release "
-                                                 "'this release' (fingerprint similarity 1.00, bar 0.85)"]
+    assert report["tracks"][1]["qc_reasons"] == [
+        "duplicate: its audio matches track 1 ('Same Old Song') of release 'this release' (fingerprint similarity 1.00, bar 0.85)"
+    ]
 
 
 def test_explicit_words_in_the_users_own_lyrics_are_quarantined_without_re_rendering(tmp_path):
     from songmill.core.errors import SongmillError
 
-    text = song("rough-words", 3, sung=True).replace("    seed: 3", "    seed: 3\n    lyrics: |\n      [verse]\n      this shit town is all I know\n"
-                                                          "      I walk the harbour wall alone\n      [chorus]\n"
-                                                          "      sing it loud and let it go\n      the radio will take me home\n")
+    text = song("rough-words", 3, sung=True).replace(
+        "    seed: 3",
+        "    seed: 3\n    lyrics: |\n      [verse]\n      this shit town is all I know\n"
+        "      I walk the harbour wall alone\n      [chorus]\n"
+        "      sing it loud and let it go\n      the radio will take me home\n",
+    )
     with pytest.raises(SongmillError, match=r"explicit words in a release not flagged explicit: shit \(set release\.explicit: true"):
         render_into(tmp_path / "var", text, tmp_path / "out")
     report = json.loads((tmp_path / "out" / "dist" / "rough-words" / "run-report.json").read_text())

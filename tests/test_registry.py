@@ -14,7 +14,8 @@ from songmill.core.errors import ConfigError, SongmillError
 
 def registry(tmp_path: Path, *, sha: str, commercial: bool = True, path: str = "weights.safetensors") -> ModelRegistry:
     file = tmp_path / "registry.yaml"
-    file.write_text(textwrap.dedent(f"""\
+    file.write_text(
+        textwrap.dedent(f"""\
         models:
           tiny:
             version: "1"
@@ -24,7 +25,8 @@ def registry(tmp_path: Path, *, sha: str, commercial: bool = True, path: str = "
             licence: {"CC0-1.0" if commercial else "CC-BY-NC-4.0"}
             commercial_use: {str(commercial).lower()}
             install_hint: run train.py
-        """))
+        """)
+    )
     return ModelRegistry.load(file)
 
 
@@ -103,5 +105,6 @@ def test_an_identity_whose_range_is_upside_down_is_named(tmp_path):
     file.write_text("models: {}\nidentities:\n  zoe:\n    version: '1'\n    voice: joe\n    range: [70, 60]\n")
     with pytest.raises(ConfigError) as err:
         ModelRegistry.load(file)
-    assert any(line.startswith(f"{file}:4: identities.zoe:") and "range [70, 60] must be [lowest, highest] MIDI note" in line
-               for line in err.value.problems), err.value.problems
+    assert any(line.startswith(f"{file}:4: identities.zoe:") and "range [70, 60] must be [lowest, highest] MIDI note" in line for line in err.value.problems), (
+        err.value.problems
+    )

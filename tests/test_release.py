@@ -84,9 +84,21 @@ def _folder(report: dict, profile: str) -> Path:
 
 
 def _ffprobe_tags(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name:format_tags:stream=codec_name,sample_rate,"
-                          "bits_per_raw_sample,bits_per_sample,channels:stream_tags", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=format_name:format_tags:stream=codec_name,sample_rate,bits_per_raw_sample,bits_per_sample,channels:stream_tags",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     info = json.loads(out)
     tags = {k.lower(): v for k, v in info["format"].get("tags", {}).items()}
     audio = next(s for s in info["streams"] if s["codec_name"] not in ("mjpeg", "png"))
@@ -118,8 +130,10 @@ def test_every_profiles_ddex_message_validates_and_its_files_have_the_stated_has
             assert file_sha256(path) == element.findtext("HashSum/HashSumValue")
             assert path.stat().st_size == int(element.findtext("FileSize"))
         assert document.findtext(".//Release/ReleaseId/ICPN") == delivered["upc"]
-        assert [e.text for e in document.findall(".//SoundRecording/SoundRecordingEdition/ResourceId/ISRC")] == \
-               [delivered["isrcs"]["1"], delivered["isrcs"]["2"]]
+        assert [e.text for e in document.findall(".//SoundRecording/SoundRecordingEdition/ResourceId/ISRC")] == [
+            delivered["isrcs"]["1"],
+            delivered["isrcs"]["2"],
+        ]
         assert document.findtext(".//Release/ContainsAI") == "Partly"  # not every part is declared machine-made
         roles = {e.text for e in document.findall(".//SoundRecording[ResourceReference='A1']/Contributor/Role/Value")}
         assert roles == {"Lyricist", "Composer", "LeadVocalist", "MixingEngineer", "MasteringEngineer"}
@@ -132,8 +146,10 @@ def test_every_profiles_ddex_message_validates_and_its_files_have_the_stated_has
 
 
 def test_an_invalid_message_is_refused_with_the_schemas_reason():
-    broken = (b'<?xml version="1.0"?><ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/432" '
-              b'AvsVersionId="9" LanguageAndScriptCode="en"><MessageHeader/></ern:NewReleaseMessage>')
+    broken = (
+        b'<?xml version="1.0"?><ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/432" '
+        b'AvsVersionId="9" LanguageAndScriptCode="en"><MessageHeader/></ern:NewReleaseMessage>'
+    )
     with pytest.raises(SongmillError, match=r"does not validate against release-notification.xsd \(line 1: .*MessageHeader"):
         ddex.validate(broken)
 
@@ -141,18 +157,36 @@ def test_an_invalid_message_is_refused_with_the_schemas_reason():
 def test_unusual_titles_stay_in_the_message_and_never_reach_a_file_name():
     title = "Ünder/../the 🌊 " + "x" * 280
     release = ddex.PackagedRelease(
-        upc=make_gtin13("0200000", 5), title=title, artist="CON", label="Songmill Records", type="single",
-        date=dt.date(2027, 1, 1), genre="hip-hop", p_line="2027 Songmill Records", c_line="2027 Songmill Records",
-        explicit=True, contains_ai=False, ai_parts=(), cover=ddex.PackagedFile("resources/x.jpg", "0" * 64, 1),
-        tracks=[ddex.PackagedTrack(1, title, make_isrc("AA", "6Q7", 2027, 1), 61.0, True,
-                                   [ddex.PackagedFile("resources/x_01_001.flac", "1" * 64, 2, "flac", "flac", 44100, 16, None, 2, 61.0)])])
+        upc=make_gtin13("0200000", 5),
+        title=title,
+        artist="CON",
+        label="Songmill Records",
+        type="single",
+        date=dt.date(2027, 1, 1),
+        genre="hip-hop",
+        p_line="2027 Songmill Records",
+        c_line="2027 Songmill Records",
+        explicit=True,
+        contains_ai=False,
+        ai_parts=(),
+        cover=ddex.PackagedFile("resources/x.jpg", "0" * 64, 1),
+        tracks=[
+            ddex.PackagedTrack(
+                1,
+                title,
+                make_isrc("AA", "6Q7", 2027, 1),
+                61.0,
+                True,
+                [ddex.PackagedFile("resources/x_01_001.flac", "1" * 64, 2, "flac", "flac", 44100, 16, None, 2, 61.0)],
+            )
+        ],
+    )
     profile = load_profiles()["streaming"]
     xml = ddex.new_release_message(release, "streaming", profile, load_delivery_settings().sender, created=dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
     assert validate_with_lxml(xml) == []
     assert etree.fromstring(xml).findtext(".//Release/DisplayTitleText") == title
     assert etree.fromstring(xml).findtext(".//Release/ParentalWarningType") == "Explicit"
-    for text, expected in (("a/b", "a-b"), ("..", "untitled"), ("🌊🌊", "untitled"), ("CON", "untitled-con"),
-                           ("Ünder/../the 🌊", "under-the")):
+    for text, expected in (("a/b", "a-b"), ("..", "untitled"), ("🌊🌊", "untitled"), ("CON", "untitled-con"), ("Ünder/../the 🌊", "under-the")):
         assert safe_name(text) == expected
     assert len(safe_name("x" * 300)) == 80
     from songmill.release.artwork import cover_jpeg, generate_cover
@@ -204,12 +238,12 @@ def test_lossless_files_are_the_master_dithered_at_their_rate_and_depth(delivere
     assert (probe["sample_rate"], probe["bits_per_raw_sample"]) == ("44100", "16")
     decoded, _ = decode(flac, sample_rate_hz=44100)
     error = decoded - resample(master, from_hz=rate, to_hz=44100, method="soxr")
-    assert 20 * np.log10(np.sqrt(np.mean(error ** 2))) == pytest.approx(-96.3, abs=1.5)  # TPDF dither at 16 bits, no more
+    assert 20 * np.log10(np.sqrt(np.mean(error**2))) == pytest.approx(-96.3, abs=1.5)  # TPDF dither at 16 bits, no more
     wav = _folder(delivered, "apple") / "resources" / f"{delivered['upc']}_01_001.wav"
     probe = _ffprobe_tags(wav)["stream"]
     assert (probe["sample_rate"], probe["bits_per_sample"]) == ("48000", 24)
     apple_master, _ = read_wav(Path(track["artifacts"]["master-apple.wav"]["path"]))
-    assert np.abs(decode(wav, sample_rate_hz=48000)[0] - apple_master).max() < 3 / 2 ** 23
+    assert np.abs(decode(wav, sample_rate_hz=48000)[0] - apple_master).max() < 3 / 2**23
 
 
 def test_lossy_files_hold_loudness_and_stay_under_the_lossy_ceiling_by_ffmpeg(delivered):
@@ -220,8 +254,9 @@ def test_lossy_files_hold_loudness_and_stay_under_the_lossy_ceiling_by_ffmpeg(de
         assert measured["true_peak"] <= profiles[profile].lossy_true_peak_dbtp, path.name
         assert measured["integrated"] == pytest.approx(profiles[profile].loudness_lufs, abs=0.6), path.name
     opus = _ffprobe_tags(_folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_001.opus")
-    assert opus["tags"]["r128_track_gain"] == str(round((-23 - next(f for f in delivered["tracks"][0]["export"]["files"]
-                                                                   if f["file"] == "export-preview-160k.opus")["integrated_lufs"]) * 256))
+    assert opus["tags"]["r128_track_gain"] == str(
+        round((-23 - next(f for f in delivered["tracks"][0]["export"]["files"] if f["file"] == "export-preview-160k.opus")["integrated_lufs"]) * 256)
+    )
 
 
 def test_preview_clips_are_30_seconds_from_before_the_first_chorus_and_faded(delivered):
@@ -234,8 +269,8 @@ def test_preview_clips_are_30_seconds_from_before_the_first_chorus_and_faded(del
     path = _folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_001_preview.mp3"
     audio, _ = decode(path, sample_rate_hz=44100)
     assert len(audio) / 44100 == pytest.approx(30.0, abs=0.1)
-    edge = lambda part: float(np.sqrt(np.mean(part ** 2)))  # noqa: E731
-    body = edge(audio[44100 * 10:44100 * 20])
+    edge = lambda part: float(np.sqrt(np.mean(part**2)))  # noqa: E731
+    body = edge(audio[44100 * 10 : 44100 * 20])
     assert edge(audio[:441]) < body / 30 and edge(audio[-441:]) < body / 30  # faded in and out
     assert _ffprobe_tags(path)["tags"]["title"] == "Night Ferry"
 
@@ -268,8 +303,13 @@ def test_the_manifest_verifies_with_sha256sum_and_lists_every_file(delivered):
 def test_the_catalogue_records_identifiers_and_deliveries(delivered, tmp_path):
     catalogue = Catalogue.open(f"sqlite:///{Path(delivered['catalogue'].removeprefix('sqlite:///'))}")
     rows = catalogue.deliveries("release-test")
-    listed = subprocess.run([sys.executable, "-m", "songmill", "catalogue", "deliveries", "release-test", "--json"], capture_output=True,
-                            text=True, cwd=PROJECT, env={**os.environ, "SONGMILL_DATABASE_URL": delivered["catalogue"]})
+    listed = subprocess.run(
+        [sys.executable, "-m", "songmill", "catalogue", "deliveries", "release-test", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env={**os.environ, "SONGMILL_DATABASE_URL": delivered["catalogue"]},
+    )
     assert listed.returncode == 0 and json.loads(listed.stdout) == rows
     assert {r["profile"] for r in rows} == {"streaming", "apple", "preview"} and all(r["upc"] == delivered["upc"] for r in rows)
     assert validate_upc(delivered["upc"]) == delivered["upc"]
@@ -316,10 +356,13 @@ def _config(tmp_path: Path, **release_extra) -> Path:
     return path
 
 
-@pytest.mark.parametrize("size,mode,message", [
-    ((1200, 800), "RGB", "is 1200×800 pixels (a cover must be square and at least 3000×3000)"),
-    ((1400, 1400), "RGB", "is 1400×1400 pixels"),
-])
+@pytest.mark.parametrize(
+    "size,mode,message",
+    [
+        ((1200, 800), "RGB", "is 1200×800 pixels (a cover must be square and at least 3000×3000)"),
+        ((1400, 1400), "RGB", "is 1400×1400 pixels"),
+    ],
+)
 def test_a_cover_of_the_wrong_size_is_named_at_its_line(tmp_path, size, mode, message):
     Image.new(mode, size, (10, 20, 30)).save(tmp_path / "cover.png")
     with pytest.raises(ConfigError, match=r"release.yaml:\d+: release.cover: 'cover.png' " + message.replace("(", r"\(").replace(")", r"\)")):
@@ -347,8 +390,11 @@ def test_a_profile_without_a_recipient_cannot_build_a_message():
 def test_without_a_configured_identity_the_release_goes_out_without_ddex_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(PROJECT / "config"))  # as shipped: no sender, registrant, recipients
     config = tmp_path / "release.yaml"
-    config.write_text(RELEASE.replace("[streaming, apple, preview]", "[streaming]").replace(
-        "    target_duration_s: 36\n    voice: {identity: ava, style: bright}\n", "    structure: [{name: verse, bars: 4}, {name: chorus, bars: 4}]\n"))
+    config.write_text(
+        RELEASE.replace("[streaming, apple, preview]", "[streaming]").replace(
+            "    target_duration_s: 36\n    voice: {identity: ava, style: bright}\n", "    structure: [{name: verse, bars: 4}, {name: chorus, bars: 4}]\n"
+        )
+    )
     report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
     [delivery] = report["deliveries"]
     assert "config/delivery.yaml names no sender" in delivery["ddex_skipped"]
@@ -452,8 +498,7 @@ def test_killing_a_delivery_leaves_the_old_complete_folder_or_none(tmp_path, no_
         assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".staging")] == []
     # and killed at arbitrary moments while it copies
     for delay in (0.05, 0.15, 0.3):
-        process = subprocess.Popen([sys.executable, str(script), str(dest), str(new), "never"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen([sys.executable, str(script), str(dest), str(new), "never"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             process.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -506,7 +551,9 @@ def test_delivery_to_an_s3_bucket_points_at_a_complete_batch(tmp_path, s3_server
     current = client.get_object("songmill-dist", "streaming/0200000000011/CURRENT").read().decode()
     assert batches[1].endswith(current)
     names = sorted(o.object_name for o in client.list_objects("songmill-dist", prefix="streaming/0200000000011/", recursive=True))
-    assert names == sorted(["streaming/0200000000011/CURRENT"] + [f"streaming/0200000000011/{current}/{n}" for n in ("checksums.sha256", "part0.bin", "part1.bin")])
+    assert names == sorted(
+        ["streaming/0200000000011/CURRENT"] + [f"streaming/0200000000011/{current}/{n}" for n in ("checksums.sha256", "part0.bin", "part1.bin")]
+    )
     manifest = client.get_object("songmill-dist", f"streaming/0200000000011/{current}/checksums.sha256").read().decode()
     for line in manifest.splitlines():
         digest, name = line.split("  ")

@@ -112,8 +112,7 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     second = json.loads(render(demo, out_dir=tmp_path / "b").read_text())
     assert all(not s["cached"] for s in first["tracks"][0]["stages"])
     assert all(s["cached"] for s in second["tracks"][0]["stages"])
-    assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == \
-           {n: a["sha256"] for n, a in second["tracks"][0]["artifacts"].items()}
+    assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == {n: a["sha256"] for n, a in second["tracks"][0]["artifacts"].items()}
 
 
 def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch):
@@ -156,8 +155,7 @@ def test_dead_database_fails_in_one_sentence_and_leaves_earlier_output_untouched
     good = cli("render", str(short(DEMO, tmp_path)), "--out", str(out), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
     report = Path(good.stdout.strip().splitlines()[-1])
     before = report.read_bytes()
-    bad = cli("render", str(DEMO), "--out", str(out),
-              env_extra={"SONGMILL_DATABASE_URL": "postgresql+psycopg2://u:pw@127.0.0.1:9/x"})
+    bad = cli("render", str(DEMO), "--out", str(out), env_extra={"SONGMILL_DATABASE_URL": "postgresql+psycopg2://u:pw@127.0.0.1:9/x"})
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error: catalogue database postgresql+psycopg2://u:***@127.0.0.1:9/x is unreachable")
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
@@ -165,8 +163,9 @@ def test_dead_database_fails_in_one_sentence_and_leaves_earlier_output_untouched
 
 
 def test_dead_s3_store_fails_in_one_sentence(tmp_path):
-    bad = cli("render", str(DEMO), "--out", str(tmp_path / "dist"),
-              env_extra={"SONGMILL_STORE": "s3://songmill/artifacts", "SONGMILL_S3_ENDPOINT": "127.0.0.1:9"})
+    bad = cli(
+        "render", str(DEMO), "--out", str(tmp_path / "dist"), env_extra={"SONGMILL_STORE": "s3://songmill/artifacts", "SONGMILL_S3_ENDPOINT": "127.0.0.1:9"}
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error: S3 store at 127.0.0.1:9 is unreachable")
     assert not (tmp_path / "dist").exists()
@@ -193,8 +192,12 @@ def test_catalogue_ls_shows_rendered_releases(tmp_path):
 @pytest.mark.s3
 def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
     endpoint, key, secret = s3_server
-    for name, value in {"SONGMILL_STORE": "s3://songmill-render/run", "SONGMILL_S3_ENDPOINT": endpoint,
-                        "SONGMILL_S3_ACCESS_KEY": key, "SONGMILL_S3_SECRET_KEY": secret}.items():
+    for name, value in {
+        "SONGMILL_STORE": "s3://songmill-render/run",
+        "SONGMILL_S3_ENDPOINT": endpoint,
+        "SONGMILL_S3_ACCESS_KEY": key,
+        "SONGMILL_S3_SECRET_KEY": secret,
+    }.items():
         monkeypatch.setenv(name, value)
     demo = short(DEMO, tmp_path)
     first = json.loads(render(demo, out_dir=tmp_path / "a").read_text())
@@ -206,25 +209,37 @@ def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
 def test_lyrics_too_long_for_their_section_fail_in_one_sentence_naming_the_line(tmp_path):
     config = tmp_path / "long.yaml"
     long_line = "and every single word of this unreasonably long and rambling line goes on forever and ever and ever"
-    config.write_text(DEMO.read_text().replace(
-        "    seed: 7", f"    seed: 7\n    structure: [intro, {{name: verse, bars: 2}}, chorus, outro]\n"
-                      f"    lyrics: |\n      [verse]\n      {long_line}\n      short line\n      [chorus]\n      la la la\n"))
+    config.write_text(
+        DEMO.read_text().replace(
+            "    seed: 7",
+            f"    seed: 7\n    structure: [intro, {{name: verse, bars: 2}}, chorus, outro]\n"
+            f"    lyrics: |\n      [verse]\n      {long_line}\n      short line\n      [chorus]\n      la la la\n",
+        )
+    )
     result = cli("render", str(config), "--out", str(tmp_path / "dist"))
     assert result.returncode == 1
     [line] = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("error:")]  # (the other: progress)
-    assert line.startswith("error: track 1 (Paper Lanterns) failed at stage lyrics: track 1 (Paper Lanterns) lyrics line 2: "
-                           f"'{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;")
+    assert line.startswith(
+        "error: track 1 (Paper Lanterns) failed at stage lyrics: track 1 (Paper Lanterns) lyrics line 2: "
+        f"'{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;"
+    )
 
 
 def test_lyrics_that_do_not_match_the_structure_fail_naming_the_block(tmp_path):
     config = tmp_path / "mismatch.yaml"
-    config.write_text(DEMO.read_text().replace(
-        "    seed: 7", "    seed: 7\n    structure: [intro, verse, chorus, outro]\n"
-                      "    lyrics: |\n      [verse]\n      one two three\n      [bridge]\n      four five six\n"))
+    config.write_text(
+        DEMO.read_text().replace(
+            "    seed: 7",
+            "    seed: 7\n    structure: [intro, verse, chorus, outro]\n"
+            "    lyrics: |\n      [verse]\n      one two three\n      [bridge]\n      four five six\n",
+        )
+    )
     result = cli("render", str(config), "--out", str(tmp_path / "dist"))
     assert result.returncode == 2  # caught when the config is validated, before anything runs
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"{config}:")
-    assert line.endswith("tracks[0]: lyrics: the structure's chorus (section 3) has no [chorus] block to sing "
-                         "(the next block is [bridge] at line 3); add the block or change the structure")
+    assert line.endswith(
+        "tracks[0]: lyrics: the structure's chorus (section 3) has no [chorus] block to sing "
+        "(the next block is [bridge] at line 3); add the block or change the structure"
+    )
     assert not (tmp_path / "dist").exists()

@@ -15,23 +15,27 @@ WORDS = [("Pa", False), ("per", True), ("lan", False), ("terns", True), ("drift"
 
 
 def song() -> Score:
-    melody = [Note(pitch=p, start_beat=b, duration_beats=d, velocity=96,
-                   syllable=Syllable(text=t, stressed=(i % 2 == 0), word_start=True, word_end=e))
-              for i, (p, b, d, (t, e)) in enumerate(zip([69, 72, 76, 74, 72, 71, 69],
-                                                         [0, 1, 2, 3, 4, 5.5, 6], [1, 1, 1, 1, 1.5, 0.5, 2], WORDS))]
+    melody = [
+        Note(pitch=p, start_beat=b, duration_beats=d, velocity=96, syllable=Syllable(text=t, stressed=(i % 2 == 0), word_start=True, word_end=e))
+        for i, (p, b, d, (t, e)) in enumerate(zip([69, 72, 76, 74, 72, 71, 69], [0, 1, 2, 3, 4, 5.5, 6], [1, 1, 1, 1, 1.5, 0.5, 2], WORDS))
+    ]
     melody.append(Note(pitch=67, start_beat=8, duration_beats=1, melisma=True))
     bass = [Note(pitch=45, start_beat=b + 0.0137, duration_beats=1.9, velocity=80) for b in range(0, 12, 2)]
     drums = [Note(pitch=36, start_beat=b, duration_beats=0.25, velocity=110) for b in range(12)]
     pad = [Note(pitch=p, start_beat=0, duration_beats=4, velocity=60) for p in (57, 60, 64)]
     return Score(
-        title="Paper Lanterns", key="A minor", time_signature="4/4",
+        title="Paper Lanterns",
+        key="A minor",
+        time_signature="4/4",
         tempo_map=[TempoChange(beat=0, bpm=96), TempoChange(beat=8, bpm=120)],
         sections=[Section(name="verse", start_bar=0, bars=2, energy=0.45), Section(name="chorus", start_bar=2, bars=1, energy=0.9)],
         chords=[Chord(start_beat=0, duration_beats=4, symbol="Am", pitches=[57, 60, 64])],
-        parts=[Part(name="melody", role="melody", program=0, notes=melody),
-               Part(name="bass", role="bass", program=33, notes=bass),
-               Part(name="drums", role="drums", is_drum=True, notes=drums),
-               Part(name="pads", role="pad", program=89, notes=pad)],
+        parts=[
+            Part(name="melody", role="melody", program=0, notes=melody),
+            Part(name="bass", role="bass", program=33, notes=bass),
+            Part(name="drums", role="drums", is_drum=True, notes=drums),
+            Part(name="pads", role="pad", program=89, notes=pad),
+        ],
     )
 
 
@@ -101,7 +105,6 @@ def test_invalid_scores_are_rejected():
     with pytest.raises(ValidationError, match="tempo_map must start at beat 0"):
         Score(key="C major", tempo_map=[TempoChange(beat=1, bpm=100)])
     with pytest.raises(ValidationError, match="part names must be unique"):
-        Score(key="C major", tempo_map=[TempoChange(bpm=100)],
-              parts=[Part(name="a", role="bass"), Part(name="a", role="pad")])
+        Score(key="C major", tempo_map=[TempoChange(bpm=100)], parts=[Part(name="a", role="bass"), Part(name="a", role="pad")])
     with pytest.raises(ValidationError):
         Note(pitch=128, start_beat=0, duration_beats=1)

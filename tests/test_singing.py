@@ -29,8 +29,16 @@ from tests.test_voice import sung_vocals, timbre_of, voice
 RATE = 48000
 
 
-def hand_score(pitches: list[int], words: list[str], *, beats: float = 2.0, bpm: float = 120, section: str = "verse",
-               rest_every: int = 4, chords: list[Chord] | None = None) -> Score:
+def hand_score(
+    pitches: list[int],
+    words: list[str],
+    *,
+    beats: float = 2.0,
+    bpm: float = 120,
+    section: str = "verse",
+    rest_every: int = 4,
+    chords: list[Chord] | None = None,
+) -> Score:
     """One single-syllable word per note, `beats` long; a one-beat rest after every `rest_every` notes."""
     notes, beat = [], 0.0
     for index, (pitch, word) in enumerate(zip(pitches, words)):
@@ -38,10 +46,13 @@ def hand_score(pitches: list[int], words: list[str], *, beats: float = 2.0, bpm:
         notes.append(Note(pitch=pitch, start_beat=beat, duration_beats=beats, velocity=96, syllable=syllable))
         beat += beats + (1.0 if (index + 1) % rest_every == 0 else 0.0)
     bars = int(np.ceil(beat / 4)) + 1
-    return Score(key="C major", tempo_map=[TempoChange(bpm=bpm)],
-                 sections=[Section(name=section, start_bar=0, bars=bars, energy=0.7)],
-                 chords=chords or [Chord(start_beat=0, duration_beats=bars * 4, symbol="C", pitches=[48, 52, 55])],
-                 parts=[Part(name="melody", role="melody", notes=notes)])
+    return Score(
+        key="C major",
+        tempo_map=[TempoChange(bpm=bpm)],
+        sections=[Section(name=section, start_bar=0, bars=bars, energy=0.7)],
+        chords=chords or [Chord(start_beat=0, duration_beats=bars * 4, symbol="C", pitches=[48, 52, 55])],
+        parts=[Part(name="melody", role="melody", notes=notes)],
+    )
 
 
 WORDS = "see the light rise on the long road home to the sea we know".split()
@@ -49,8 +60,17 @@ WORDS = "see the light rise on the long road home to the sea we know".split()
 
 def sing_as(score: Score, identity: str, style: str = "bright", **kw):
     frames = int((score.duration_s + 1.0) * RATE)
-    return sing(score, WorldSinger(voice()), frames=frames, seed=2, expression=resolve_style(style, "bright")[1],
-                timbre=timbre_of(identity), voice_range=ModelRegistry.load().voice_range(identity), identity=identity, **kw)
+    return sing(
+        score,
+        WorldSinger(voice()),
+        frames=frames,
+        seed=2,
+        expression=resolve_style(style, "bright")[1],
+        timbre=timbre_of(identity),
+        voice_range=ModelRegistry.load().voice_range(identity),
+        identity=identity,
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------------------------- styles
@@ -106,6 +126,7 @@ def test_the_style_sets_breathiness_and_tension():
     def high_minus_low_db(spectrum):
         freqs, db = spectrum
         return db[(freqs > 2500) & (freqs < 5000)].mean() - db[(freqs > 200) & (freqs < 1000)].mean()
+
     assert high_minus_low_db(spectra["powerful"]) > high_minus_low_db(spectra["breathy"]) + 6  # pressed vs soft
 
 
@@ -161,7 +182,7 @@ def test_backing_vocals_double_and_harmonise_the_chorus_panned_and_quieter():
     for section in chorus:
         begin = score.seconds_at(section.start_bar * score.beats_per_bar)
         end = score.seconds_at((section.start_bar + section.bars) * score.beats_per_bar)
-        in_chorus[int(begin * RATE):int((end + 0.3) * RATE)] = True
+        in_chorus[int(begin * RATE) : int((end + 0.3) * RATE)] = True
     for name, stereo in vocals.backing.items():
         assert stereo.shape == (len(vocals.lead), 2)
         left, right = rms_db(stereo[in_chorus, 0]), rms_db(stereo[in_chorus, 1])
@@ -177,8 +198,7 @@ def test_the_harmony_sings_a_third_or_sixth_above_from_the_chords():
 
     score, vocals = sung_vocals()
     melody = score.part("melody").notes
-    chorus_bars = [(s.start_bar * score.beats_per_bar, (s.start_bar + s.bars) * score.beats_per_bar)
-                   for s in score.sections if s.name == "chorus"]
+    chorus_bars = [(s.start_bar * score.beats_per_bar, (s.start_bar + s.bars) * score.beats_per_bar) for s in score.sections if s.name == "chorus"]
     sung = [n for n in melody if n.syllable and any(a <= n.start_beat < b for a, b in chorus_bars)]
     harmony = []
     for note in sung:
@@ -205,8 +225,10 @@ def test_a_note_beyond_the_identity_range_is_moved_by_octaves_and_logged(caplog)
     with caplog.at_level(logging.WARNING, logger="models.voice.singer"):
         fitted = fit_to_range(score, score.part("melody").notes, 57, 76, "ava", decisions)
     assert [n.pitch for n in fitted] == [77, 68, 60, 57]  # 77 is a stretch (≤ 2 semitones); 80 and 45 move
-    assert decisions == ["bar 1, 'the': MIDI note 80 is above ava's range 57–76; sung as 68",
-                         "bar 2, 'rise': MIDI note 45 is below ava's range 57–76; sung as 57"]
+    assert decisions == [
+        "bar 1, 'the': MIDI note 80 is above ava's range 57–76; sung as 68",
+        "bar 2, 'rise': MIDI note 45 is below ava's range 57–76; sung as 57",
+    ]
     assert caplog.messages == decisions
 
 
@@ -215,8 +237,8 @@ def test_a_syllable_shorter_than_its_consonants_is_recorded_and_still_sung():
     vocals = sing_as(score, "ben")
     assert any(d.startswith("bar 1, 'strengths': the note (167 ms) is shorter than its consonants") for d in vocals.decisions), vocals.decisions
     note = score.part("melody").notes[1]
-    sung = rms_db(vocals.lead[int(score.part("melody").notes[0].start_s * RATE):int(score.duration_s * RATE)])
-    assert rms_db(vocals.lead[int(note.start_s * RATE):int((note.start_s + note.duration_s) * RATE)]) > sung - 10  # no gap
+    sung = rms_db(vocals.lead[int(score.part("melody").notes[0].start_s * RATE) : int(score.duration_s * RATE)])
+    assert rms_db(vocals.lead[int(note.start_s * RATE) : int((note.start_s + note.duration_s) * RATE)]) > sung - 10  # no gap
 
 
 def test_a_word_without_a_vowel_is_named_with_its_line():
@@ -224,16 +246,14 @@ def test_a_word_without_a_vowel_is_named_with_its_line():
     from tests.test_lyrics import demo_form
 
     with pytest.raises(SongmillError) as err:
-        provided_lyrics(demo_form(structure=[("verse", None)]), "[verse]\nwe hum along\nhmm the night away\n",
-                        title="X", where="song.yaml")
+        provided_lyrics(demo_form(structure=[("verse", None)]), "[verse]\nwe hum along\nhmm the night away\n", title="X", where="song.yaml")
     assert str(err.value).startswith("song.yaml line 3: 'hmm' has no vowel to sing (pronounced HH M)")
 
 
 def test_an_unknown_identity_is_named_with_those_registered():
     with pytest.raises(SongmillError) as err:
         ModelRegistry.load().identity("zed")
-    assert str(err.value) == (f"voice identity 'zed' is not in the model registry {ModelRegistry.load().source} "
-                              "(registered identities: ava, ben, cleo, dean)")
+    assert str(err.value) == (f"voice identity 'zed' is not in the model registry {ModelRegistry.load().source} (registered identities: ava, ben, cleo, dean)")
 
 
 # ---------------------------------------------------------------------- the ONNX singing slot
@@ -249,10 +269,13 @@ def tiny_singer(folder: Path, hop: int = 256, rate: int = 24000) -> Path:
 
     symbols = ["SIL", *ARPABET_IPA]
     rng = np.random.default_rng(0)
-    weights = {"embedding": rng.normal(0, 1, (len(symbols), 4)).astype(np.float32),
-               "projection": rng.normal(0, 0.3, (5, hop)).astype(np.float32),
-               "f0_scale": np.array([0.001], dtype=np.float32), "flat": np.array([1, -1], dtype=np.int64),
-               "axis": np.array([2], dtype=np.int64)}
+    weights = {
+        "embedding": rng.normal(0, 1, (len(symbols), 4)).astype(np.float32),
+        "projection": rng.normal(0, 0.3, (5, hop)).astype(np.float32),
+        "f0_scale": np.array([0.001], dtype=np.float32),
+        "flat": np.array([1, -1], dtype=np.int64),
+        "axis": np.array([2], dtype=np.int64),
+    }
     nodes = [
         helper.make_node("Gather", ["embedding", "phonemes"], ["embedded"]),  # [1, T, 4]
         helper.make_node("Mul", ["f0", "f0_scale"], ["f0_scaled"]),
@@ -263,15 +286,15 @@ def tiny_singer(folder: Path, hop: int = 256, rate: int = 24000) -> Path:
         helper.make_node("Reshape", ["bounded", "flat"], ["audio"]),  # [1, T * hop]
     ]
     graph = helper.make_graph(
-        nodes, "tiny-singer",
-        [helper.make_tensor_value_info("phonemes", TensorProto.INT64, [1, None]),
-         helper.make_tensor_value_info("f0", TensorProto.FLOAT, [1, None])],
+        nodes,
+        "tiny-singer",
+        [helper.make_tensor_value_info("phonemes", TensorProto.INT64, [1, None]), helper.make_tensor_value_info("f0", TensorProto.FLOAT, [1, None])],
         [helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, None])],
-        [numpy_helper.from_array(value, name) for name, value in weights.items()])
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "singer.onnx"))
-    (folder / "singer.json").write_text(json.dumps({"sample_rate": rate, "hop_length": hop,
-                                                    "phonemes": {s: i for i, s in enumerate(symbols)}}))
+    (folder / "singer.json").write_text(json.dumps({"sample_rate": rate, "hop_length": hop, "phonemes": {s: i for i, s in enumerate(symbols)}}))
     return folder
 
 
@@ -286,9 +309,12 @@ def test_a_neural_singing_model_from_a_local_folder_sings_through_the_stage(tmp_
     (settings / "qc.yaml").write_text(yaml.safe_dump(qc))
     monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(settings))
     config = tmp_path / "release.yaml"
-    config.write_text((PROJECT / "config/releases/demo.yaml").read_text()
-                      .replace("style: bright", "style: bright\n      model: tiny-singer")
-                      .replace("target_duration_s: 180", "target_duration_s: 35"))
+    config.write_text(
+        (PROJECT / "config/releases/demo.yaml")
+        .read_text()
+        .replace("style: bright", "style: bright\n      model: tiny-singer")
+        .replace("target_duration_s: 180", "target_duration_s: 35")
+    )
     report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
     [track] = report["tracks"]
     assert track["vocals"]["backend"] == "onnx-singing" and track["vocals"]["voice_model"] == "tiny-singer"
@@ -298,7 +324,7 @@ def test_a_neural_singing_model_from_a_local_folder_sings_through_the_stage(tmp_
     score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
     first = min(n.start_s for n in score.part("melody").notes)
     assert rate == RATE and abs(len(lead) - (track["duration_s"] + 2.0) * RATE) < 48  # the song plus the tail
-    assert rms_db(lead[: int((first - 0.4) * RATE)]) < -80 < rms_db(lead[int(first * RATE):])  # on the timeline
+    assert rms_db(lead[: int((first - 0.4) * RATE)]) < -80 < rms_db(lead[int(first * RATE) :])  # on the timeline
     assert track["qc"]["musical"]["vocal_median_cents"] > 100  # and the gate measured it for what it is
 
 
@@ -345,5 +371,4 @@ def test_songmill_validate_names_an_unregistered_identity(tmp_path):
     config = write(tmp_path, (PROJECT / "config/releases/demo.yaml").read_text().replace("identity: ava", "identity: zed"))
     result = validate(config)
     assert result.returncode == 2
-    assert result.stdout.strip() == (f"{config}:27: tracks[0].voice.identity: 'zed' is not a registered voice identity "
-                                     "(registered: ava, ben, cleo, dean)")
+    assert result.stdout.strip() == (f"{config}:27: tracks[0].voice.identity: 'zed' is not a registered voice identity (registered: ava, ben, cleo, dean)")

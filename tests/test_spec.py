@@ -58,27 +58,36 @@ def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
     assert result.stdout.strip() == f"{path}:16: tracks[0].tempo: 400 is outside 40–240 BPM"
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    ("    mood: calm\n", "    mood: calm\n    colour: red\n", "tracks[0].colour: unknown field (allowed: title, theme, mood"),
-    ("tempo: 100", "tempo: fast", "tracks[0].tempo: 'fast' is not a number"),
-    ("key: C major", "key: H major", "tracks[0].key: 'H major' is not a key"),
-    ("genre: pop", "genre: polka", "release.genre: 'polka' is not a known genre (allowed: pop, rock"),
-    ("date: 2026-12-01", "date: someday", "release.date: 'someday' is not a date (write YYYY-MM-DD)"),
-    ("id: test-release", "id: ../../etc", "release.id: '../../etc' would escape the output folder"),
-    ("    key: C major\n", "    key: C major\n    isrc: GB-123\n", "tracks[0].isrc: 'GB-123' is not an ISRC"),
-    ("genre: pop\n", "genre: pop\n  upc: '036000291453'\n", "release.upc: '036000291453' has a wrong check digit (expected 2)"),
-    ("profiles: [streaming]", "profiles: [streaming, vinyl]", "release.profiles[1]: 'vinyl' is not a delivery profile"),
-    ("theme: a test of the spec", "theme: '  '", "tracks[0].theme: is empty"),
-    ("    key: C major\n", "    key: C major\n    lyrics: |\n      [verse]\n      hello\n      [chourus]\n      hi\n",
-     "tracks[0].lyrics: lyrics line 3: '[chourus]' is not a section tag"),
-    ("    key: C major\n", "    key: C major\n    structure: [intro, verse, coda]\n", "tracks[0].structure[2].name: 'coda' is not a known section"),
-    ("    key: C major\n", "    key: C major\n    time_signature: 4/5\n", "tracks[0].time_signature: '4/5' is not a time signature"),
-    ("  title: Test\n", "", "release.title: is required"),
-    ("    key: C major\n", "    key: C major\n    structure: [intro, verse, outro]\n    lyrics: |\n      [verse]\n      hello\n      [bridge]\n      hi\n",
-     "tracks[0]: lyrics line 3: the [bridge] block has no matching section in the structure (intro, verse, outro)"),
-    ("    key: C major\n", "    key: C major\n    key_change: 7\n", "tracks[0].key_change: 7 is outside 0–4 semitones"),
-    ("    key: C major\n", "    key: C major\n    lyrics_model: ../weights\n", "tracks[0].lyrics_model: '../weights' does not match"),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("    mood: calm\n", "    mood: calm\n    colour: red\n", "tracks[0].colour: unknown field (allowed: title, theme, mood"),
+        ("tempo: 100", "tempo: fast", "tracks[0].tempo: 'fast' is not a number"),
+        ("key: C major", "key: H major", "tracks[0].key: 'H major' is not a key"),
+        ("genre: pop", "genre: polka", "release.genre: 'polka' is not a known genre (allowed: pop, rock"),
+        ("date: 2026-12-01", "date: someday", "release.date: 'someday' is not a date (write YYYY-MM-DD)"),
+        ("id: test-release", "id: ../../etc", "release.id: '../../etc' would escape the output folder"),
+        ("    key: C major\n", "    key: C major\n    isrc: GB-123\n", "tracks[0].isrc: 'GB-123' is not an ISRC"),
+        ("genre: pop\n", "genre: pop\n  upc: '036000291453'\n", "release.upc: '036000291453' has a wrong check digit (expected 2)"),
+        ("profiles: [streaming]", "profiles: [streaming, vinyl]", "release.profiles[1]: 'vinyl' is not a delivery profile"),
+        ("theme: a test of the spec", "theme: '  '", "tracks[0].theme: is empty"),
+        (
+            "    key: C major\n",
+            "    key: C major\n    lyrics: |\n      [verse]\n      hello\n      [chourus]\n      hi\n",
+            "tracks[0].lyrics: lyrics line 3: '[chourus]' is not a section tag",
+        ),
+        ("    key: C major\n", "    key: C major\n    structure: [intro, verse, coda]\n", "tracks[0].structure[2].name: 'coda' is not a known section"),
+        ("    key: C major\n", "    key: C major\n    time_signature: 4/5\n", "tracks[0].time_signature: '4/5' is not a time signature"),
+        ("  title: Test\n", "", "release.title: is required"),
+        (
+            "    key: C major\n",
+            "    key: C major\n    structure: [intro, verse, outro]\n    lyrics: |\n      [verse]\n      hello\n      [bridge]\n      hi\n",
+            "tracks[0]: lyrics line 3: the [bridge] block has no matching section in the structure (intro, verse, outro)",
+        ),
+        ("    key: C major\n", "    key: C major\n    key_change: 7\n", "tracks[0].key_change: 7 is outside 0–4 semitones"),
+        ("    key: C major\n", "    key: C major\n    lyrics_model: ../weights\n", "tracks[0].lyrics_model: '../weights' does not match"),
+    ],
+)
 def test_each_mistake_is_one_clear_line(tmp_path, old, new, expected):
     assert old in GOOD
     path = write(tmp_path, GOOD.replace(old, new))

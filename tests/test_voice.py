@@ -46,7 +46,7 @@ def test_each_vowel_sounds_inside_its_planned_span():
         spans.append((start * HOP_SAMPLES, (start + phone.frames) * HOP_SAMPLES))
         start += phone.frames
     vowel_a, vowel_b = audio[slice(*spans[1])], audio[slice(*spans[3])]
-    gap = audio[spans[2][0] + 2 * HOP_SAMPLES:spans[2][1] - 2 * HOP_SAMPLES]  # the closure of the P
+    gap = audio[spans[2][0] + 2 * HOP_SAMPLES : spans[2][1] - 2 * HOP_SAMPLES]  # the closure of the P
     assert rms_db(vowel_a) > -30 and rms_db(vowel_b) > -30
     assert rms_db(vowel_a) > rms_db(gap) + 6 and rms_db(vowel_b) > rms_db(gap) + 6
 
@@ -60,8 +60,7 @@ def test_loading_edits_a_copy_and_never_the_model_file():
 def test_every_arpabet_phoneme_maps_to_symbols_the_voice_knows():
     known = voice().phoneme_ids
     for base in ARPABET_IPA:
-        for stress in (("0", "1", "2") if base in ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY",
-                                                      "OW", "OY", "UH", "UW") else ("",)):
+        for stress in ("0", "1", "2") if base in ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW") else ("",):
             assert all(symbol in known for symbol in arpabet_to_ipa(base + stress)), base + stress
     assert arpabet_to_ipa("AH0") == ["ə"] and arpabet_to_ipa("AE1") == ["ˈ", "æ"]
 
@@ -79,9 +78,12 @@ def test_a_graph_that_is_not_a_piper_vits_model_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "not-a-voice",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "not-a-voice",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     model_path = tmp_path / "voice.onnx"
     onnx.save(helper.make_model(graph), str(model_path))
     (tmp_path / "voice.onnx.json").write_text('{"phoneme_id_map": {}, "audio": {"sample_rate": 22050}}')
@@ -109,9 +111,16 @@ def sung_vocals(style: str = "bright"):
     from tests.test_instruments import short_song
 
     score = short_song()
-    return score, sing(score, WorldSinger(voice()), frames=stem_frames(score), seed=1,
-                       expression=resolve_style(style, "bright")[1], timbre=timbre_of("ava"),
-                       voice_range=ModelRegistry.load().voice_range("ava"), identity="ava")
+    return score, sing(
+        score,
+        WorldSinger(voice()),
+        frames=stem_frames(score),
+        seed=1,
+        expression=resolve_style(style, "bright")[1],
+        timbre=timbre_of("ava"),
+        voice_range=ModelRegistry.load().voice_range("ava"),
+        identity="ava",
+    )
 
 
 def sung_song():

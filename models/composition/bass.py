@@ -52,8 +52,14 @@ def bass_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
         pattern = _pattern(genre, score.beats_per_bar, section.energy)
         following = chords[index + 1] if index + 1 < len(chords) else None
         for beat, length, degree in pattern:
-            notes.append(Note(pitch=pitches[degree], start_beat=chord.start_beat + beat,
-                              duration_beats=length * 0.95, velocity=min(velocity - (0 if beat == 0 else 8), 127)))
+            notes.append(
+                Note(
+                    pitch=pitches[degree],
+                    start_beat=chord.start_beat + beat,
+                    duration_beats=length * 0.95,
+                    velocity=min(velocity - (0 if beat == 0 else 8), 127),
+                )
+            )
         if following and section.energy >= 0.5 and _root_pc(following) != _root_pc(chord) and rng.random() < 0.5:
             target = _nearest(_root_pc(following), root)
             step = 1 if target > root else -1
@@ -62,8 +68,7 @@ def bass_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
             cut = chord.start_beat + chord.duration_beats - 0.5
             if last.start_beat < cut:
                 notes[-1] = last.model_copy(update={"duration_beats": cut - last.start_beat})
-                notes.append(Note(pitch=int(np.clip(approach, BASS_LOW, BASS_HIGH)), start_beat=cut, duration_beats=0.45,
-                                  velocity=max(velocity - 12, 1)))
+                notes.append(Note(pitch=int(np.clip(approach, BASS_LOW, BASS_HIGH)), start_beat=cut, duration_beats=0.45, velocity=max(velocity - 12, 1)))
         previous_root = root
     return Part(name="bass", role="bass", program=PROGRAMS.get(genre, 33), notes=notes)
 

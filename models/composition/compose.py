@@ -47,8 +47,9 @@ class _Memory:
     lines: dict[tuple[str, int], tuple[float, list[tuple[float, float, int, bool]]]] = field(default_factory=dict)
 
 
-def compose(form: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU,
-            rng: np.random.Generator, key_change_semitones: int = 0) -> tuple[Score, list[str]]:
+def compose(
+    form: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU, rng: np.random.Generator, key_change_semitones: int = 0
+) -> tuple[Score, list[str]]:
     """The full score, and the adaptations made (also logged).
 
     `voice_range` is the singer's comfortable (low, high) MIDI range — the caller's, so what the
@@ -57,8 +58,7 @@ def compose(form: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, 
     adaptations: list[str] = []
     variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
     score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
-    melody = _melody(score, lyrics, genre=genre, voice_range=voice_range, model=model, rng=rng,
-                     chorus_headroom=key_change_semitones)
+    melody = _melody(score, lyrics, genre=genre, voice_range=voice_range, model=model, rng=rng, chorus_headroom=key_change_semitones)
     program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
     parts = [Part(name="melody", role="melody", program=program, notes=melody)]
     parts.append(bass_part(score, genre, rng))
@@ -78,8 +78,7 @@ def compose(form: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, 
 
 def _instrumental_lines(score: Score, genre: str) -> dict[int, list[list[bool]]]:
     """Stress patterns for a lead instrument's phrases on a track without vocals."""
-    return {plan.form_index: [[i % 2 == 1 for i in range(line.target_syllables)] for line in plan.lines]
-            for plan in plan_sections(score, genre)}
+    return {plan.form_index: [[i % 2 == 1 for i in range(line.target_syllables)] for line in plan.lines] for plan in plan_sections(score, genre)}
 
 
 def _chord_at(chords: list[Chord], beat: float) -> Chord:
@@ -89,8 +88,9 @@ def _chord_at(chords: list[Chord], beat: float) -> Chord:
     return chords[-1]
 
 
-def _melody(score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU,
-            rng: np.random.Generator, chorus_headroom: int = 0) -> list[Note]:
+def _melody(
+    score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU, rng: np.random.Generator, chorus_headroom: int = 0
+) -> list[Note]:
     """The melody; with `chorus_headroom` semitones kept free at the top of the chorus so a
     key change can lift the last chorus without leaving the singer's range."""
     key = parse_key(score.key)
@@ -103,8 +103,12 @@ def _melody(score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int,
         if lyric_section is None and index not in instrumental:
             continue
         start = section.start_bar * score.beats_per_bar
-        if (section.name == "chorus" and memory.chorus is not None and lyric_section is not None
-                and [ln.text for ln in lyric_section.lines] == memory.chorus_text):
+        if (
+            section.name == "chorus"
+            and memory.chorus is not None
+            and lyric_section is not None
+            and [ln.text for ln in lyric_section.lines] == memory.chorus_text
+        ):
             notes += [n.model_copy(update={"start_beat": n.start_beat - memory.chorus_start + start}) for n in memory.chorus]
             sampler.previous = memory.chorus[-1].pitch - sampler.tonic_ref  # the next phrase follows on
             continue
@@ -126,8 +130,7 @@ def _melody(score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int,
             elif remembered and remembered[0] == len(stress) and section.name != "chorus":
                 events = _replay(remembered[1], sampler, begin, centre)
             else:
-                events = _sing_line(stress, sampler, score, begin, end, centre, rng, where=where,
-                                    genre=genre, cadence=is_last)
+                events = _sing_line(stress, sampler, score, begin, end, centre, rng, where=where, genre=genre, cadence=is_last)
             relative = [(b - begin, d, p, m) for b, d, p, m in events]
             if line is not None:
                 sung_lines.setdefault(line.text, relative)
@@ -140,11 +143,21 @@ def _melody(score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int,
     return notes
 
 
-def _sing_line(stresses: list[bool], sampler: MelodySampler, score: Score, begin: float, end: float,
-               centre: float, rng: np.random.Generator, *, where: str, genre: str, cadence: bool):
+def _sing_line(
+    stresses: list[bool],
+    sampler: MelodySampler,
+    score: Score,
+    begin: float,
+    end: float,
+    centre: float,
+    rng: np.random.Generator,
+    *,
+    where: str,
+    genre: str,
+    cadence: bool,
+):
     """(start beat, length, pitch, melisma) for each note of a freshly written phrase."""
-    onsets = place_syllables(stresses, start_beat=begin, end_beat=end, bar_start_beat=0.0, meter=score.meter,
-                             slots_per_beat=slots_per_beat(genre), where=where)
+    onsets = place_syllables(stresses, start_beat=begin, end_beat=end, bar_start_beat=0.0, meter=score.meter, slots_per_beat=slots_per_beat(genre), where=where)
     plan = [(o.start_beat, o.duration_beats, o.strength, False) for o in onsets]
     last_start, last_length, _, _ = plan[-1]
     if last_length >= 2.0 and rng.random() < MELISMA_CHANCE:  # a two-note melisma on the held last vowel
@@ -156,8 +169,7 @@ def _sing_line(stresses: list[bool], sampler: MelodySampler, score: Score, begin
     events = []
     for i, (start, length, strength, melisma) in enumerate(plan):
         final = i == len(plan) - 1
-        slot = NoteSlot(start, length, strength, tuple(p % 12 for p in _chord_at(score.chords, start).pitches),
-                        phrase_end=final, cadence=final and cadence)
+        slot = NoteSlot(start, length, strength, tuple(p % 12 for p in _chord_at(score.chords, start).pitches), phrase_end=final, cadence=final and cadence)
         events.append((start, length, sampler.sample_one(slot, centre_midi=centre), melisma))
     return events
 
@@ -193,8 +205,16 @@ def _to_notes(events, line: LyricLine | None, velocity: int) -> list[Note]:
             syllable = syllables[index]
             index += 1
         accent = 6 if syllable is not None and syllable.stressed else 0
-        notes.append(Note(pitch=pitch, start_beat=round(start, 6), duration_beats=round(length * 0.98, 6),
-                          velocity=min(velocity + accent, 127), syllable=syllable, melisma=melisma))
+        notes.append(
+            Note(
+                pitch=pitch,
+                start_beat=round(start, 6),
+                duration_beats=round(length * 0.98, 6),
+                velocity=min(velocity + accent, 127),
+                syllable=syllable,
+                melisma=melisma,
+            )
+        )
     return notes
 
 
@@ -214,8 +234,7 @@ def _comping(score: Score, genre: str) -> Part:
         beat = 0.0
         while beat < chord.duration_beats - 1e-9:
             for pitch in chord.pitches:
-                notes.append(Note(pitch=pitch, start_beat=chord.start_beat + beat, duration_beats=step * 0.95,
-                                  velocity=velocity - (0 if beat == 0 else 8)))
+                notes.append(Note(pitch=pitch, start_beat=chord.start_beat + beat, duration_beats=step * 0.95, velocity=velocity - (0 if beat == 0 else 8)))
             beat += step
     return Part(name="chords", role="harmony", program=COMP_PROGRAMS.get(genre, 0), notes=notes)
 
@@ -229,16 +248,29 @@ def _key_change(score: Score, semitones: int, voice_top: int) -> tuple[Score, st
     melody = score.part("melody")
     top = max((n.pitch for n in melody.notes if n.start_beat >= beat), default=0)
     if top + semitones > voice_top + 1:
-        return score, f"key change of {semitones} semitones skipped: the last chorus would reach MIDI {top + semitones}, above the voice's range (top MIDI {voice_top})"
+        return (
+            score,
+            f"key change of {semitones} semitones skipped: the last chorus would reach MIDI {top + semitones}, above the voice's range (top MIDI {voice_top})",
+        )
     key = parse_key(score.key)
     new_key = parse_key(f"{pitch_name(key.tonic_pitch_class + semitones, key)} {key.mode}")
 
     def lift(note: Note) -> Note:
         return note.model_copy(update={"pitch": note.pitch + semitones}) if note.start_beat >= beat - 1e-9 else note
+
     parts = [part if part.is_drum else part.model_copy(update={"notes": [lift(n) for n in part.notes]}) for part in score.parts]
-    chords = [c.model_copy(update={"pitches": [p + semitones for p in c.pitches], "root_pc": ((c.root_pc or 0) + semitones) % 12,
-                                   "symbol": _transpose_symbol(c, semitones, new_key)}) if c.start_beat >= beat - 1e-9 else c
-              for c in score.chords]
+    chords = [
+        c.model_copy(
+            update={
+                "pitches": [p + semitones for p in c.pitches],
+                "root_pc": ((c.root_pc or 0) + semitones) % 12,
+                "symbol": _transpose_symbol(c, semitones, new_key),
+            }
+        )
+        if c.start_beat >= beat - 1e-9
+        else c
+        for c in score.chords
+    ]
     return score.model_copy(update={"parts": parts, "chords": chords, "key_changes": [KeyChange(beat=beat, key=str(new_key))]}), None
 
 
@@ -246,4 +278,4 @@ def _transpose_symbol(chord: Chord, semitones: int, key) -> str:
     """The chord's symbol moved up, its root spelled as the new key spells it."""
     root = chord.symbol[:2] if len(chord.symbol) > 1 and chord.symbol[1] in "#b" else chord.symbol[:1]
     root_pc = chord.root_pc if chord.root_pc is not None else chord.pitches[0] % 12
-    return pitch_name(root_pc + semitones, key) + chord.symbol[len(root):]
+    return pitch_name(root_pc + semitones, key) + chord.symbol[len(root) :]

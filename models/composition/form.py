@@ -24,8 +24,7 @@ DEFAULT_FORMS = {
     "hip-hop": ("intro", "chorus", "verse", "chorus", "verse", "chorus", "bridge", "chorus", "outro"),
 }
 
-DEFAULT_BARS = {"intro": 4, "verse": 8, "pre-chorus": 4, "chorus": 8, "post-chorus": 4, "bridge": 8,
-                "breakdown": 4, "solo": 8, "instrumental": 8, "outro": 4}
+DEFAULT_BARS = {"intro": 4, "verse": 8, "pre-chorus": 4, "chorus": 8, "post-chorus": 4, "bridge": 8, "breakdown": 4, "solo": 8, "instrumental": 8, "outro": 4}
 GENRE_BARS = {"hip-hop": {"verse": 16}}
 
 # The sizes a section may take: connective sections stay shorter than verses and choruses.
@@ -33,8 +32,18 @@ GENRE_BARS = {"hip-hop": {"verse": 16}}
 ALLOWED_BARS: dict[str, tuple[int, ...]] = {name: (2, 4, 8, 16) for name in ("intro", "outro", "pre-chorus", "post-chorus", "breakdown")}
 ALLOWED_BARS.update({name: (4, 8, 12, 16, 24, 32) for name in ("verse", "chorus", "bridge", "solo", "instrumental")})
 
-BASE_ENERGY = {"intro": 0.30, "verse": 0.45, "pre-chorus": 0.60, "chorus": 0.85, "post-chorus": 0.75,
-               "bridge": 0.55, "breakdown": 0.35, "solo": 0.70, "instrumental": 0.60, "outro": 0.30}
+BASE_ENERGY = {
+    "intro": 0.30,
+    "verse": 0.45,
+    "pre-chorus": 0.60,
+    "chorus": 0.85,
+    "post-chorus": 0.75,
+    "bridge": 0.55,
+    "breakdown": 0.35,
+    "solo": 0.70,
+    "instrumental": 0.60,
+    "outro": 0.30,
+}
 
 
 def plan_bars(names: list[str], fixed: list[int | None], *, genre: str, bar_s: float, target_s: float) -> list[int]:
@@ -84,8 +93,9 @@ def energy_curve(names: list[str]) -> list[float]:
     return [round(e, 3) for e in energies]
 
 
-def song_form(*, title: str, genre: str, key: str, time_signature: str, tempo_bpm: float,
-              target_duration_s: float, structure: list[tuple[str, int | None]] | None) -> Score:
+def song_form(
+    *, title: str, genre: str, key: str, time_signature: str, tempo_bpm: float, target_duration_s: float, structure: list[tuple[str, int | None]] | None
+) -> Score:
     """The score skeleton of a song: key, meter, tempo map and sections (no parts yet)."""
     if structure:
         names, fixed = [n for n, _ in structure], [b for _, b in structure]
@@ -99,5 +109,4 @@ def song_form(*, title: str, genre: str, key: str, time_signature: str, tempo_bp
     for name, count, energy in zip(names, bars, energy_curve(names)):
         sections.append(Section(name=name, start_bar=start, bars=count, energy=energy))
         start += count
-    return Score(title=title, key=key, time_signature=time_signature,
-                 tempo_map=[TempoChange(beat=0.0, bpm=tempo_bpm)], sections=sections)
+    return Score(title=title, key=key, time_signature=time_signature, tempo_map=[TempoChange(beat=0.0, bpm=tempo_bpm)], sections=sections)

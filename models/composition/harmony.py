@@ -60,12 +60,15 @@ PROGRESSIONS: dict[str, dict[str, tuple[list[list[str]], list[list[str]]]]] = {
     },
 }
 # Sections that borrow another's progression.
-BORROWS = {"intro": "verse", "outro": "chorus", "post-chorus": "chorus", "solo": "verse",
-           "instrumental": "chorus", "breakdown": "bridge"}
+BORROWS = {"intro": "verse", "outro": "chorus", "post-chorus": "chorus", "solo": "verse", "instrumental": "chorus", "breakdown": "bridge"}
 # Cadences: the last one or two bars of a section.
 HALF_CADENCE = (["IV", "V"], ["bVI", "V"])
-AUTHENTIC = {"default": (["V", "I"], ["V", "i"]), "rock": (["IV", "I"], ["bVII", "i"]),
-             "synthpop": (["V", "I"], ["bVII", "i"]), "hip-hop": (["V", "vi"], ["bVII", "i"])}
+AUTHENTIC = {
+    "default": (["V", "I"], ["V", "i"]),
+    "rock": (["IV", "I"], ["bVII", "i"]),
+    "synthpop": (["V", "I"], ["bVII", "i"]),
+    "hip-hop": (["V", "vi"], ["bVII", "i"]),
+}
 VOICING_LOW, VOICING_HIGH = 52, 72  # E3 … C5: the comping register
 SEVENTHS = {"ballad", "synthpop", "hip-hop"}  # genres that colour chords with sevenths
 
@@ -152,7 +155,7 @@ def section_numerals(score: Score, genre: str, variants: dict[str, int]) -> list
         following = names[index + 1] if index + 1 < len(names) else None
         cadence = _cadence(section.name, index == last_chorus, following, genre, major)
         if section.bars >= 4:
-            bars[-len(cadence):] = cadence
+            bars[-len(cadence) :] = cadence
         elif section.bars >= 1:
             bars[-1] = cadence[-1]
         out.append(bars)
@@ -206,7 +209,13 @@ def harmonise(score: Score, genre: str, *, variants: dict[str, int] | None = Non
             spec = realise(numeral, key, seventh=seventh and numeral not in ("V",))
             pitches = voice(spec.pcs, previous)
             previous = pitches
-            chords.append(Chord(start_beat=(section.start_bar + bar_offset) * beats_per_bar,
-                                duration_beats=beats_per_bar, symbol=spec.symbol, pitches=pitches,
-                                root_pc=spec.root_pc))
+            chords.append(
+                Chord(
+                    start_beat=(section.start_bar + bar_offset) * beats_per_bar,
+                    duration_beats=beats_per_bar,
+                    symbol=spec.symbol,
+                    pitches=pitches,
+                    root_pc=spec.root_pc,
+                )
+            )
     return chords

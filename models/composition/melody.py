@@ -86,8 +86,7 @@ class MelodySampler:
         bias[(midi < self.low) | (midi > self.high)] = -np.inf
         in_scale = np.isin(rel, list(self.scale))
         chord_tone = np.isin(rel, list(chord_rel)) & in_scale
-        structural = (slot.strength == 0 or slot.phrase_end or slot.duration_beats >= 1.5
-                      or (slot.strength == 1 and self.rng.random() >= APPOGGIATURA_CHANCE))
+        structural = slot.strength == 0 or slot.phrase_end or slot.duration_beats >= 1.5 or (slot.strength == 1 and self.rng.random() >= APPOGGIATURA_CHANCE)
         if structural:
             bias[~chord_tone] = -np.inf
         else:

@@ -20,8 +20,7 @@ class MelodyGRU(nn.Module):
     def __init__(self, hidden_size: int = 192, num_layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.gru = nn.GRU(INPUT_SIZE, hidden_size, num_layers=num_layers, batch_first=True,
-                          dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = nn.GRU(INPUT_SIZE, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(hidden_size, N_PITCH)
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,8 +29,9 @@ class Onset:
     strength: int
 
 
-def place_syllables(stresses: list[bool], *, start_beat: float, end_beat: float, bar_start_beat: float,
-                    meter: TimeSignature, slots_per_beat: int, where: str = "") -> list[Onset]:
+def place_syllables(
+    stresses: list[bool], *, start_beat: float, end_beat: float, bar_start_beat: float, meter: TimeSignature, slots_per_beat: int, where: str = ""
+) -> list[Onset]:
     """Onsets for a line's syllables inside [start_beat, end_beat).
 
     `bar_start_beat` is the beat of any bar line (to find each slot's metric strength)."""

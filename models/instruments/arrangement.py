@@ -98,8 +98,10 @@ def _chord_notes(score: Score, pattern: str, section: Section, chord) -> list[No
     start, length, pitches = chord.start_beat, chord.duration_beats, sorted(chord.pitches)
     velocity = int(52 + 40 * section.energy)
     notes: list[Note] = []
+
     def add(pitch: int, beat: float, dur: float, vel: int = velocity) -> None:
         notes.append(Note(pitch=pitch, start_beat=start + beat, duration_beats=dur, velocity=max(1, min(vel, 127))))
+
     if pattern == "sustain":
         for p in pitches:
             add(p, 0.0, length * 0.98, velocity - 10)
@@ -172,8 +174,9 @@ def arrange(score: Score, preset_name: str, *, instrumental: bool, presets: _Pre
     preset = presets.presets[preset_name]
     specs = list(preset.instruments)
     if instrumental:
-        specs.append(InstrumentSpec(name="lead", instrument=presets.lead.get(preset_name, "lead 1 (square)"),
-                                    source="melody", pattern="lead", register=(55, 96)))
+        specs.append(
+            InstrumentSpec(name="lead", instrument=presets.lead.get(preset_name, "lead 1 (square)"), source="melody", pattern="lead", register=(55, 96))
+        )
     names = [s.name for s in score.sections]
     last_chorus = max((i for i, n in enumerate(names) if n == "chorus"), default=None)
     bar = score.beats_per_bar
@@ -195,26 +198,42 @@ def arrange(score: Score, preset_name: str, *, instrumental: bool, presets: _Pre
             notes, moved = _fit_register(notes, *spec.note_range)
             if moved:
                 log.info("%s: %d notes moved by octaves into its register %s", spec.name, moved, list(spec.note_range))
-        decision = {"name": spec.name, "instrument": spec.instrument or "drum kit", "program": spec.program,
-                    "source": spec.source, "pattern": spec.pattern, "register": list(spec.note_range),
-                    "sections": [score.sections[i].name for i in playing], "notes": len(notes),
-                    "moved_into_register": moved}
+        decision = {
+            "name": spec.name,
+            "instrument": spec.instrument or "drum kit",
+            "program": spec.program,
+            "source": spec.source,
+            "pattern": spec.pattern,
+            "register": list(spec.note_range),
+            "sections": [score.sections[i].name for i in playing],
+            "notes": len(notes),
+            "moved_into_register": moved,
+        }
         decisions["instruments"].append(decision)
         if not notes:  # a part with no notes gets no stem (never a silent file)
             decision["stem"] = None
             log.info("%s plays no notes in this song: no stem", spec.name)
             continue
         decision["stem"] = f"stem-{spec.name}.wav"
-        parts.append(ArrangedPart(name=spec.name, program=spec.program, instrument=spec.instrument or "drum kit",
-                                  is_drum=spec.source == "drums", notes=sorted(notes, key=lambda n: (n.start_beat, n.pitch))))
+        parts.append(
+            ArrangedPart(
+                name=spec.name,
+                program=spec.program,
+                instrument=spec.instrument or "drum kit",
+                is_drum=spec.source == "drums",
+                notes=sorted(notes, key=lambda n: (n.start_beat, n.pitch)),
+            )
+        )
     return Arrangement(preset=preset_name, parts=parts, decisions=decisions)
 
 
 def _source_notes(score: Score, spec: InstrumentSpec, playing: list[int]) -> list[Note]:
     bar = score.beats_per_bar
     spans = [(score.sections[i].start_bar * bar, (score.sections[i].start_bar + score.sections[i].bars) * bar) for i in playing]
+
     def inside(beat: float) -> bool:
         return any(a - 1e-6 <= beat < b - 1e-6 for a, b in spans)
+
     if spec.source in ("drums", "bass", "melody") or spec.pattern == "comp":
         part_name = "chords" if spec.pattern == "comp" else spec.source  # comp: the score's own comping part
         try:
@@ -237,8 +256,11 @@ def _resolve_ending(notes: list[Note], score: Score, spec: InstrumentSpec, end_b
     last = score.chords[-1]
     cut = last.start_beat
     kept = [n.model_copy(update={"duration_beats": min(n.duration_beats, cut - n.start_beat)}) for n in notes if n.start_beat < cut - 1e-6]
-    pitches = [min(p for p in range(28, 56) if p % 12 == (last.root_pc if last.root_pc is not None else last.pitches[0] % 12))] \
-        if spec.source == "bass" else sorted(last.pitches)
+    pitches = (
+        [min(p for p in range(28, 56) if p % 12 == (last.root_pc if last.root_pc is not None else last.pitches[0] % 12))]
+        if spec.source == "bass"
+        else sorted(last.pitches)
+    )
     velocity = int(60 + 30 * _section_at(score, cut).energy)
     ring = end_beat - cut + score.beats_per_bar  # through the final bar and one more
     return kept + [Note(pitch=p, start_beat=cut, duration_beats=ring, velocity=velocity) for p in pitches]

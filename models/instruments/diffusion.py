@@ -34,9 +34,17 @@ BACKENDS = {"diffusers-stable-audio": "StableAudioPipeline", "diffusers-ace-step
 STABLE_AUDIO_STEPS, ACE_STEP_STEPS = 100, 8
 ACE_STEP_LATENT_HZ = 25  # 48 kHz audio, 1920-sample VAE hop
 # Words a prompt uses for each pattern.
-PATTERN_WORDS = {"as-written": "", "comp": "chords", "strum": "strummed chords", "power": "power chords",
-                 "arpeggio": "arpeggios", "sustain": "sustained chords", "counter": "a slow counter-melody",
-                 "double": "melody", "lead": "lead melody"}
+PATTERN_WORDS = {
+    "as-written": "",
+    "comp": "chords",
+    "strum": "strummed chords",
+    "power": "power chords",
+    "arpeggio": "arpeggios",
+    "sustain": "sustained chords",
+    "counter": "a slow counter-melody",
+    "double": "melody",
+    "lead": "lead melody",
+}
 
 
 def device() -> str:
@@ -56,8 +64,7 @@ def load_pipeline(folder: Path, *, backend: str, model_name: str):
     if not (Path(folder) / "model_index.json").is_file():
         raise SongmillError(f"diffusion model '{model_name}' folder {folder} is incomplete: it has no model_index.json (save it with save_pretrained)")
     try:
-        pipeline = pipeline_class.from_pretrained(str(folder), local_files_only=True,
-                                                  dtype=torch.float16 if device() == "cuda" else torch.float32)
+        pipeline = pipeline_class.from_pretrained(str(folder), local_files_only=True, dtype=torch.float16 if device() == "cuda" else torch.float32)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise SongmillError(f"diffusion model '{model_name}' folder {folder} is incomplete or damaged: {str(err).splitlines()[0]}") from None
     pipeline.set_progress_bar_config(disable=True)
@@ -70,8 +77,9 @@ def _generator(seed: int):
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
-def stable_audio_stems(pipeline, arrangement: Arrangement, score: Score, *, genre: str, mood: str,
-                       seed: int, steps: int = STABLE_AUDIO_STEPS) -> dict[str, np.ndarray]:
+def stable_audio_stems(
+    pipeline, arrangement: Arrangement, score: Score, *, genre: str, mood: str, seed: int, steps: int = STABLE_AUDIO_STEPS
+) -> dict[str, np.ndarray]:
     """One mono stem per arranged instrument, generated section by section."""
     rate = float(pipeline.vae.config.sampling_rate)
     window_s = pipeline.transformer.config.sample_size * pipeline.vae.hop_length / rate
@@ -86,18 +94,21 @@ def stable_audio_stems(pipeline, arrangement: Arrangement, score: Score, *, genr
                 continue
             start_s = score.seconds_at(section.start_bar * bar)
             end_s = score.seconds_at((section.start_bar + section.bars) * bar)
-            prompt = (f"{part.instrument} {PATTERN_WORDS.get(decision['pattern'], '')}, {genre}, {mood}, "
-                      f"{score.tempo_map[0].bpm:g} BPM, {score.key_at(section.start_bar * bar)}, "
-                      f"{'sparse' if section.energy < 0.5 else 'full'} {section.name}").replace(" ,", ",")
+            prompt = (
+                f"{part.instrument} {PATTERN_WORDS.get(decision['pattern'], '')}, {genre}, {mood}, "
+                f"{score.tempo_map[0].bpm:g} BPM, {score.key_at(section.start_bar * bar)}, "
+                f"{'sparse' if section.energy < 0.5 else 'full'} {section.name}"
+            ).replace(" ,", ",")
             for piece in range(math.ceil((end_s - start_s) / window_s - 1e-9)):
                 piece_start = start_s + piece * window_s
                 length = min(window_s, end_s - piece_start)
-                audio = pipeline(prompt, audio_end_in_s=length, num_inference_steps=steps,
-                                 generator=_generator(seed + 1009 * number + 101 * index + piece)).audios[0]
+                audio = pipeline(
+                    prompt, audio_end_in_s=length, num_inference_steps=steps, generator=_generator(seed + 1009 * number + 101 * index + piece)
+                ).audios[0]
                 mono = resample(audio.float().cpu().numpy().mean(axis=0), from_hz=rate)
                 begin = int(round(piece_start * SAMPLE_RATE_HZ))
                 count = min(len(mono), int(round(length * SAMPLE_RATE_HZ)), frames - begin)
-                stem[begin:begin + count] = mono[:count]
+                stem[begin : begin + count] = mono[:count]
         stems[part.name] = stem
     return stems
 
@@ -110,16 +121,22 @@ def lyrics_text(lyrics: Lyrics) -> str:
     return "\n\n".join(blocks)
 
 
-def ace_step_mix(pipeline, score: Score, lyrics: Lyrics, *, caption: str, seed: int,
-                 steps: int = ACE_STEP_STEPS) -> np.ndarray:
+def ace_step_mix(pipeline, score: Score, lyrics: Lyrics, *, caption: str, seed: int, steps: int = ACE_STEP_STEPS) -> np.ndarray:
     """The whole song as a stereo (frames, 2) mix at 48 kHz, on the score's timeline."""
     duration = score.duration_s
     # ACE-Step works in 25 Hz latent frames, patched in pairs: ask for a whole number of pairs
     frames_25hz = math.ceil(duration * ACE_STEP_LATENT_HZ)
     model_duration = (frames_25hz + frames_25hz % 2) / ACE_STEP_LATENT_HZ
-    output = pipeline(prompt=caption, lyrics=lyrics_text(lyrics), audio_duration=model_duration, num_inference_steps=steps,
-                      bpm=int(round(score.tempo_map[0].bpm)), keyscale=score.key,
-                      timesignature=str(score.meter.numerator), generator=_generator(seed))
+    output = pipeline(
+        prompt=caption,
+        lyrics=lyrics_text(lyrics),
+        audio_duration=model_duration,
+        num_inference_steps=steps,
+        bpm=int(round(score.tempo_map[0].bpm)),
+        keyscale=score.key,
+        timesignature=str(score.meter.numerator),
+        generator=_generator(seed),
+    )
     audio = output.audios[0].float().cpu().numpy().T  # (samples, channels)
     rate = float(pipeline.vae.config.sampling_rate)
     made_s = len(audio) / rate

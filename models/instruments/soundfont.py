@@ -46,18 +46,39 @@ def stem_frames(score: Score, sample_rate_hz: int = SAMPLE_RATE_HZ) -> int:
 
 def _part_score(score: Score, part: ArrangedPart) -> Score:
     """A score with only this part (and the full tempo map), for its MIDI file."""
-    return score.model_copy(update={"parts": [Part(name=part.name, role="drums" if part.is_drum else "harmony",
-                                                   program=part.program, is_drum=part.is_drum, notes=part.notes)]})
+    return score.model_copy(
+        update={"parts": [Part(name=part.name, role="drums" if part.is_drum else "harmony", program=part.program, is_drum=part.is_drum, notes=part.notes)]}
+    )
 
 
-def render_part(part: ArrangedPart, score: Score, soundfont: Path, *, sample_rate_hz: int = SAMPLE_RATE_HZ,
-                workdir: Path) -> np.ndarray:
+def render_part(part: ArrangedPart, score: Score, soundfont: Path, *, sample_rate_hz: int = SAMPLE_RATE_HZ, workdir: Path) -> np.ndarray:
     """One part → a mono float32 stem of exactly `stem_frames(score)` samples."""
     midi_path = workdir / f"{part.name}.mid"
     raw_path = workdir / f"{part.name}.raw"
     write_midi(_part_score(score, part), midi_path)
-    command = [fluidsynth_binary(), "-ni", "-q", "-R", "0", "-C", "0", "-g", str(GAIN), "-r", str(sample_rate_hz),
-               "-O", "float", "-T", "raw", "-E", "little", "-F", str(raw_path), str(soundfont), str(midi_path)]
+    command = [
+        fluidsynth_binary(),
+        "-ni",
+        "-q",
+        "-R",
+        "0",
+        "-C",
+        "0",
+        "-g",
+        str(GAIN),
+        "-r",
+        str(sample_rate_hz),
+        "-O",
+        "float",
+        "-T",
+        "raw",
+        "-E",
+        "little",
+        "-F",
+        str(raw_path),
+        str(soundfont),
+        str(midi_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if result.returncode != 0 or not raw_path.exists():
         raise SongmillError(f"FluidSynth failed to render part '{part.name}' with {soundfont}: {(result.stderr or result.stdout).strip()[:300]}")
@@ -65,17 +86,17 @@ def render_part(part: ArrangedPart, score: Score, soundfont: Path, *, sample_rat
     mono = stereo.mean(axis=1)
     frames = stem_frames(score, sample_rate_hz)
     stem = np.zeros(frames, dtype=np.float32)
-    stem[:min(frames, len(mono))] = mono[:frames]
+    stem[: min(frames, len(mono))] = mono[:frames]
     return stem
 
 
-def render_stems(arrangement: Arrangement, score: Score, *, soundfont: Path,
-                 sample_rate_hz: int = SAMPLE_RATE_HZ) -> dict[str, np.ndarray]:
+def render_stems(arrangement: Arrangement, score: Score, *, soundfont: Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> dict[str, np.ndarray]:
     """All parts of an arrangement, rendered two at a time."""
     if not Path(soundfont).is_file():
         raise SongmillError(f"soundfont {soundfont} is missing; install the Debian package fluid-soundfont-gm (make setup does)")
     with tempfile.TemporaryDirectory(prefix="songmill-fluidsynth-") as tmp:
         with ThreadPoolExecutor(max_workers=PARALLEL_RENDERS) as pool:
-            futures = {part.name: pool.submit(render_part, part, score, soundfont, sample_rate_hz=sample_rate_hz,
-                                              workdir=Path(tmp)) for part in arrangement.parts}
+            futures = {
+                part.name: pool.submit(render_part, part, score, soundfont, sample_rate_hz=sample_rate_hz, workdir=Path(tmp)) for part in arrangement.parts
+            }
             return {name: future.result() for name, future in futures.items()}

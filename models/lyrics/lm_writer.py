@@ -78,8 +78,9 @@ def _is_subword(tokenizer) -> bool:
 class LineConstraint:
     """A transformers LogitsProcessor: the syllable budget and the end rhyme of one line."""
 
-    def __init__(self, table: WordTable, *, prompt_length: int, target: int, rhyme: str | None,
-                 avoid_word: str | None, end_ids: list[int], needs_partner: bool = False):
+    def __init__(
+        self, table: WordTable, *, prompt_length: int, target: int, rhyme: str | None, avoid_word: str | None, end_ids: list[int], needs_partner: bool = False
+    ):
         import torch
 
         self.table, self.prompt_length, self.target, self.end_ids = table, prompt_length, target, end_ids
@@ -98,7 +99,7 @@ class LineConstraint:
     def __call__(self, input_ids, scores):
         import torch
 
-        used = self.syllables[input_ids[:, self.prompt_length:]].sum(dim=1)
+        used = self.syllables[input_ids[:, self.prompt_length :]].sum(dim=1)
         allowed = torch.zeros_like(scores, dtype=torch.bool)
         for row, spent in enumerate(used.tolist()):
             remaining = self.target - spent
@@ -151,21 +152,37 @@ class LMWriter:
 
         prompt = self.tokenizer(self._prompt(context), return_tensors="pt")
         length = prompt["input_ids"].shape[1]
-        constraint = LineConstraint(self.table, prompt_length=length, target=target,
-                                    rhyme=rhyming_part(rhyme_with) if rhyme_with else None,
-                                    avoid_word=normalise_word(rhyme_with) if rhyme_with else None, end_ids=self.end_ids,
-                                    needs_partner=needs_partner)
+        constraint = LineConstraint(
+            self.table,
+            prompt_length=length,
+            target=target,
+            rhyme=rhyming_part(rhyme_with) if rhyme_with else None,
+            avoid_word=normalise_word(rhyme_with) if rhyme_with else None,
+            end_ids=self.end_ids,
+            needs_partner=needs_partner,
+        )
         if not constraint.feasible:
             return None
         # transformers types GenerationMixin's `self` as a Protocol (for the `ty` checker) that its own
         # models do not satisfy under mypy (a read-only `device` property): hence the two ignores
         with torch.no_grad():
             # sampling a causal LM with return_dict_in_generate and output_scores: a decoder-only output with scores
-            out = cast("GenerateDecoderOnlyOutput", self.model.generate(  # type: ignore[misc]
-                **prompt, do_sample=True, top_k=40, temperature=0.9, max_new_tokens=target + 1,
-                num_return_sequences=CANDIDATES_PER_LINE, logits_processor=LogitsProcessorList([constraint]),
-                pad_token_id=self.end_ids[-1], eos_token_id=self.end_ids, output_scores=True, return_dict_in_generate=True,
-            ))
+            out = cast(
+                "GenerateDecoderOnlyOutput",
+                self.model.generate(  # type: ignore[misc]
+                    **prompt,
+                    do_sample=True,
+                    top_k=40,
+                    temperature=0.9,
+                    max_new_tokens=target + 1,
+                    num_return_sequences=CANDIDATES_PER_LINE,
+                    logits_processor=LogitsProcessorList([constraint]),
+                    pad_token_id=self.end_ids[-1],
+                    eos_token_id=self.end_ids,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                ),
+            )
         step_scores = cast("tuple[torch.Tensor]", out.scores)
         scores = self.model.compute_transition_scores(out.sequences, step_scores, normalize_logits=True)  # type: ignore[misc]
         ranked = []
@@ -199,11 +216,14 @@ class LMWriter:
                 if plan.name == "chorus" and plan.scheme[index] == plan.scheme[0]:
                     line = self.rules.write_hook(line_plan.target_syllables)
                 else:
-                    later = plan.scheme[index + 1:].count(line_plan.rhyme) > 0
-                    line = self.write_line(line_plan.target_syllables, rhyme_with=partner, context=context,
-                                           needs_partner=later and partner is None)
+                    later = plan.scheme[index + 1 :].count(line_plan.rhyme) > 0
+                    line = self.write_line(line_plan.target_syllables, rhyme_with=partner, context=context, needs_partner=later and partner is None)
                     if line is None:
-                        message = f"{plan.name} line {index + 1}: the LM gave no {line_plan.target_syllables}-syllable line" + (f" rhyming with '{partner}'" if partner else "") + "; the rule writer wrote it"
+                        message = (
+                            f"{plan.name} line {index + 1}: the LM gave no {line_plan.target_syllables}-syllable line"
+                            + (f" rhyming with '{partner}'" if partner else "")
+                            + "; the rule writer wrote it"
+                        )
                         log.warning(message)
                         adaptations.append(message)
                         try:

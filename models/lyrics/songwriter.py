@@ -58,26 +58,41 @@ def provided_lyrics(form: Score, text: str, *, title: str, where: str) -> Lyrics
                 raise SongmillError(
                     f"{where} line {block.line_number + offset + 1}: '{line_text}' has {len(line.syllables)} syllables, "
                     f"but its phrase in the {section.name} ({bars:g} bar{'' if bars == 1 else 's'} at {form.tempo_map[0].bpm:g} BPM) carries at most {capacity}; "
-                    f"shorten the line or give the {section.name} more bars in the structure")
+                    f"shorten the line or give the {section.name} more bars in the structure"
+                )
             lines.append(line)
         sections.append(LyricSection(name=section.name, form_index=index, lines=lines))
     hook = next((ln.text for s in sections if s.name == "chorus" for ln in s.lines if title.lower() in ln.text.lower()), None)
     return Lyrics(title=title, source="provided", hook=hook, sections=sections)
 
 
-def write_lyrics(form: Score, *, title: str, theme: str, mood: str, genre: str, provided: str | None,
-                 instrumental: bool, rng: np.random.Generator, batch_index: int = 0, batch_size: int = 1,
-                 lm_dir: Path | None = None, lm_name: str | None = None, seed: int = 0,
-                 where: str = "lyrics") -> Lyrics:
+def write_lyrics(
+    form: Score,
+    *,
+    title: str,
+    theme: str,
+    mood: str,
+    genre: str,
+    provided: str | None,
+    instrumental: bool,
+    rng: np.random.Generator,
+    batch_index: int = 0,
+    batch_size: int = 1,
+    lm_dir: Path | None = None,
+    lm_name: str | None = None,
+    seed: int = 0,
+    where: str = "lyrics",
+) -> Lyrics:
     if instrumental:
         return Lyrics(title=title, source="instrumental")
     if provided is not None:
         return provided_lyrics(form, provided, title=title, where=where)
-    rules = RuleWriter(title=title, theme=theme, mood=mood, genre=genre, rng=rng,
-                       batch_index=batch_index, batch_size=batch_size)
+    rules = RuleWriter(title=title, theme=theme, mood=mood, genre=genre, rng=rng, batch_index=batch_index, batch_size=batch_size)
     plans = plan_sections(form, genre)
     if not plans:
-        raise SongmillError(f"{where}: the song form has no vocal section (verse, chorus, bridge…) to write lyrics for; add one to the structure or leave out the voice")
+        raise SongmillError(
+            f"{where}: the song form has no vocal section (verse, chorus, bridge…) to write lyrics for; add one to the structure or leave out the voice"
+        )
     if lm_dir is not None:
         from models.lyrics.lm_writer import LMWriter
 

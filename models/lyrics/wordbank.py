@@ -113,16 +113,20 @@ TEMPLATES = [
 HOOK_TEMPLATES = ["{T}", "oh, {T}", "{T}, {T}", "we are {T}", "my {T}", "oh, my {T}", "{T}, oh {T}", "it's {T}"]
 
 # Common verbs a theme uses that must not become nouns ("waiting for the boats to come home").
-COMMON_VERBS = frozenset("""
+COMMON_VERBS = frozenset(
+    """
 come go get make take give let look see say tell ask seem feel try leave call keep begin show hear play
 move live believe bring happen write sit stand lose pay meet include continue set learn change lead
 understand watch follow stop create speak read spend grow open walk win offer remember love consider
 appear buy wait serve die send expect build stay fall cut reach kill remain suggest raise pass sell
-""".split())
+""".split()
+)
 
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a an the and or but of to in on at by for from with as if than that this these those is am are was
 were be been being do does did has have had i me my you your we us our he him his she her it its they
 them their over into out up down off away around about after before again all any each some such no
 not only own same so too very just
-""".split())
+""".split()
+)

@@ -67,8 +67,14 @@ def theme_words(theme: str) -> list[str]:
     tokens = [normalise_word(w) for w in tokenize_line(theme)]
     for index, key in enumerate(tokens):
         after_to = index > 0 and tokens[index - 1] == "to"  # "to come": a verb
-        if (key in wordbank.STOP_WORDS or key in wordbank.COMMON_VERBS or after_to or len(key) < 3
-                or key.endswith(("ing", "ly", "ed")) or not in_dictionary(key)):
+        if (
+            key in wordbank.STOP_WORDS
+            or key in wordbank.COMMON_VERBS
+            or after_to
+            or len(key) < 3
+            or key.endswith(("ing", "ly", "ed"))
+            or not in_dictionary(key)
+        ):
             continue
         if key.endswith("s") and not key.endswith("ss") and in_dictionary(key[:-1]):
             key = key[:-1]
@@ -82,8 +88,7 @@ def theme_words(theme: str) -> list[str]:
 class RuleWriter:
     """Writes a song's lyrics; one instance per song (it remembers the lines already used)."""
 
-    def __init__(self, *, title: str, theme: str, mood: str, genre: str, rng: np.random.Generator,
-                 batch_index: int = 0, batch_size: int = 1):
+    def __init__(self, *, title: str, theme: str, mood: str, genre: str, rng: np.random.Generator, batch_index: int = 0, batch_size: int = 1):
         if not theme.strip():
             raise SongmillError("theme is empty; the lyrics writer needs a theme (a few words on what the song is about)")
         self.title, self.mood, self.genre, self.rng = title, mood, genre, rng
@@ -133,6 +138,7 @@ class RuleWriter:
 
     def _fill(self, template: str, end_word: str) -> str:
         used: set[str] = {end_word} | self.section_words
+
         def slot(match: re.Match) -> str:
             kind, final = match.group(1), match.group(2) == "$"
             if final:
@@ -144,13 +150,17 @@ class RuleWriter:
                     break
             used.add(word)
             return word
+
         return _articles(re.sub(r"\{([NAVXP])(\$?)\}", slot, template))
 
     def write_line(self, target: int, *, rhyme_with: str | None, avoid_end: set[str]) -> LyricLine:
         """A line of exactly `target` syllables whose last word rhymes with `rhyme_with` (if given)."""
         best, best_score, best_template = None, None, ""
-        partners = [(w, slot) for slot, words in self.rhyme_classes.get(rhyming_part(rhyme_with), {}).items()
-                    for w in words if w not in avoid_end] if rhyme_with else []
+        partners = (
+            [(w, slot) for slot, words in self.rhyme_classes.get(rhyming_part(rhyme_with), {}).items() for w in words if w not in avoid_end]
+            if rhyme_with
+            else []
+        )
         if rhyme_with is not None and not partners:
             raise SongmillError(f"the lyrics writer has no unused word rhyming with '{rhyme_with}'")
         taken_sounds = {rhyming_part(w) for w in avoid_end}  # a new rhyme letter needs a new sound
@@ -248,9 +258,11 @@ def _end_slot(template: str) -> str:
 
 def _articles(text: str) -> str:
     """'a open door' → 'an open door' (by the next word's first phoneme)."""
+
     def fix(match: re.Match) -> str:
         vowel_sound = pronounce(match.group(2))[0][-1].isdigit()
         return f"{match.group(1)}{'an' if vowel_sound else 'a'} {match.group(2)}"
+
     return re.sub(r"(^|\s)a\s+([A-Za-z']+)", fix, text)
 
 
@@ -258,7 +270,7 @@ def _metre_score(words: list[str]) -> float:
     """Higher when stressed and unstressed syllables alternate: no clashes, no long lapses."""
     stresses = [s.stressed for w in words for s in syllabify(w)]
     clashes = sum(1 for a, b in zip(stresses, stresses[1:]) if a and b)
-    lapses = sum(1 for i in range(len(stresses) - 2) if not any(stresses[i:i + 3]))
+    lapses = sum(1 for i in range(len(stresses) - 2) if not any(stresses[i : i + 3]))
     ends_strong = 1.0 if stresses and stresses[-1] else 0.0
     return -clashes - lapses + ends_strong
 

@@ -101,8 +101,7 @@ def tune_events(score) -> tuple[list[MelodyEvent], bool] | None:
                 raw[-1][2] += float(element.duration.quarterLength)
                 continue
             position = float(element.offset + measure.paddingLeft)
-            raw.append([element.pitch.midi, position, float(element.duration.quarterLength), measure.number,
-                        num * 4.0 / den, num, den, False])
+            raw.append([element.pitch.midi, position, float(element.duration.quarterLength), measure.number, num * 4.0 / den, num, den, False])
     if len(raw) < 16:
         return None
     relative = np.array([r[0] - tonic_ref for r in raw])
@@ -122,8 +121,9 @@ def tune_events(score) -> tuple[list[MelodyEvent], bool] | None:
     for i, ((_midi, pos, dur, bar, bar_len, num, den, rest_after), rel) in enumerate(zip(raw, relative)):
         next_bar = raw[i + 1][3] if i + 1 < len(raw) else None
         phrase_end = rest_after or next_bar is None or (bar != next_bar and bar > 0 and bar % 4 == 0)
-        events.append(MelodyEvent(int(rel), metric_strength(pos, num, den), min(max(dur, 0.25), 4.0),
-                                  chords[(bar, _window(pos, bar_len, num, den))], bool(phrase_end)))
+        events.append(
+            MelodyEvent(int(rel), metric_strength(pos, num, den), min(max(dur, 0.25), 4.0), chords[(bar, _window(pos, bar_len, num, den))], bool(phrase_end))
+        )
     return events, major
 
 
@@ -165,7 +165,7 @@ def to_windows(tunes, length: int = SEQUENCE_LENGTH) -> tuple[torch.Tensor, torc
         inputs = encode_inputs(events, major)
         targets = np.array([e.pitch_token - PITCH_LOW for e in events])
         for start in range(0, max(len(events) - length // 2, 1), length // 2):
-            x, y = inputs[start:start + length], targets[start:start + length]
+            x, y = inputs[start : start + length], targets[start : start + length]
             pad = length - len(y)
             xs.append(np.pad(x, ((0, pad), (0, 0))))
             ys.append(np.pad(y, (0, pad), constant_values=-1))
@@ -206,7 +206,7 @@ def train(args: argparse.Namespace) -> None:
         perm = torch.randperm(len(x_train))
         total, batches = 0.0, 0
         for start in range(0, len(x_train), args.batch):
-            idx = perm[start:start + args.batch]
+            idx = perm[start : start + args.batch]
             logits, _ = model(x_train[idx])
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y_train[idx].reshape(-1), ignore_index=-1)
             optimiser.zero_grad()
@@ -220,18 +220,29 @@ def train(args: argparse.Namespace) -> None:
         log.info("epoch %d: train loss %.3f, validation loss %.3f, accuracy %.3f", *history[-1].values())
 
     summary = {
-        "model": "melody-gru-celtic", "trained_on": dt.date.today().isoformat(),
-        "collections": list(args.collections), "tunes": len(tunes), "notes": notes,
-        "validation_tunes": n_val, "parameters": sum(p.numel() for p in model.parameters()),
-        "hyper_parameters": {**model.hyper_parameters(), "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
-                             "sequence_length": SEQUENCE_LENGTH, "seed": args.seed},
-        "final": history[-1], "history": history, "train_seconds": round(time.time() - started, 1),
+        "model": "melody-gru-celtic",
+        "trained_on": dt.date.today().isoformat(),
+        "collections": list(args.collections),
+        "tunes": len(tunes),
+        "notes": notes,
+        "validation_tunes": n_val,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "hyper_parameters": {
+            **model.hyper_parameters(),
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "lr": args.lr,
+            "sequence_length": SEQUENCE_LENGTH,
+            "seed": args.seed,
+        },
+        "final": history[-1],
+        "history": history,
+        "train_seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_melody_model(model, out, {"collections": ",".join(args.collections), "final": json.dumps(history[-1]),
-                                   "trained_on": summary["trained_on"]})
+    save_melody_model(model, out, {"collections": ",".join(args.collections), "final": json.dumps(history[-1]), "trained_on": summary["trained_on"]})
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
     log.info("wrote %s (%d parameters)", out, summary["parameters"])
 

@@ -56,10 +56,17 @@ STYLES: dict[str, Expression] = {
 }
 
 MOOD_STYLES = {
-    "tender": "tender", "calm": "tender",
-    "bright": "bright", "hopeful": "bright", "playful": "bright",
-    "melancholic": "melancholic", "nostalgic": "melancholic", "dark": "melancholic",
-    "powerful": "powerful", "energetic": "powerful", "defiant": "powerful",
+    "tender": "tender",
+    "calm": "tender",
+    "bright": "bright",
+    "hopeful": "bright",
+    "playful": "bright",
+    "melancholic": "melancholic",
+    "nostalgic": "melancholic",
+    "dark": "melancholic",
+    "powerful": "powerful",
+    "energetic": "powerful",
+    "defiant": "powerful",
     "dreamy": "breathy",
 }
 

@@ -46,8 +46,7 @@ class OnnxSinger:
             config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
             rate, hop, ids = int(config["sample_rate"]), int(config["hop_length"]), dict(config["phonemes"])
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise SongmillError(f"singing model {folder}: {CONFIG_FILE} must give sample_rate, hop_length and "
-                                f"phonemes ({type(err).__name__}: {err})") from None
+            raise SongmillError(f"singing model {folder}: {CONFIG_FILE} must give sample_rate, hop_length and phonemes ({type(err).__name__}: {err})") from None
         if SILENCE not in ids:
             raise SongmillError(f"singing model {folder}: {CONFIG_FILE} phonemes has no '{SILENCE}' (silence) id")
         options = onnxruntime.SessionOptions()
@@ -58,8 +57,7 @@ class OnnxSinger:
             raise SongmillError(f"singing model {folder / MODEL_FILE} cannot be loaded: {err}") from None
         names = {i.name for i in session.get_inputs()}
         if not {"phonemes", "f0"} <= names:
-            raise SongmillError(f"singing model {folder / MODEL_FILE} has inputs {sorted(names)}; "
-                                "it needs 'phonemes' and 'f0' (models/voice/onnx_singer.py)")
+            raise SongmillError(f"singing model {folder / MODEL_FILE} has inputs {sorted(names)}; it needs 'phonemes' and 'f0' (models/voice/onnx_singer.py)")
         return cls(session, rate, hop, ids, folder)
 
     def frame_phonemes(self, phrase: Phrase, frames: int) -> np.ndarray:
@@ -72,7 +70,7 @@ class OnnxSinger:
             if base not in self.phoneme_ids:
                 raise SongmillError(f"singing model {self.source} has no phoneme '{base}' in {CONFIG_FILE}")
             first, last = (int(round(t * self.sample_rate_hz / self.hop_length)) for t in (start_s, end_s))
-            ids[first:min(last, frames)] = self.phoneme_ids[base]
+            ids[first : min(last, frames)] = self.phoneme_ids[base]
             start_s = end_s
         return ids
 
@@ -87,8 +85,10 @@ class OnnxSinger:
             f0 = np.where(phonemes == self.phoneme_ids[SILENCE], 0.0, f0).astype(np.float32)
             audio = self.session.run(None, {"phonemes": phonemes[None, :], "f0": f0[None, :]})[0].reshape(-1)
             if len(audio) != frames * self.hop_length:
-                raise SongmillError(f"singing model {self.source} returned {len(audio)} samples for {frames} frames; "
-                                    f"the contract is frames × hop_length = {frames * self.hop_length}")
+                raise SongmillError(
+                    f"singing model {self.source} returned {len(audio)} samples for {frames} frames; "
+                    f"the contract is frames × hop_length = {frames * self.hop_length}"
+                )
             gain = np.repeat(10 ** (gain_contour_db(take.notes, times, self.hop_length / self.sample_rate_hz) / 20), self.hop_length)
             out.append((audio * gain)[:samples].astype(np.float32))
         return out

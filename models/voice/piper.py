@@ -31,11 +31,45 @@ MARKS = ("ˈ", "ˌ", "ː")  # stress and length marks: symbols of the model, but
 
 # ARPAbet (CMU dictionary) → the espeak-ng IPA this voice was trained on (General American).
 ARPABET_IPA = {
-    "AA": "ɑː", "AE": "æ", "AH": "ʌ", "AO": "ɔː", "AW": "aʊ", "AY": "aɪ", "EH": "ɛ", "ER": "ɜː", "EY": "eɪ",
-    "IH": "ɪ", "IY": "iː", "OW": "oʊ", "OY": "ɔɪ", "UH": "ʊ", "UW": "uː",
-    "B": "b", "CH": "tʃ", "D": "d", "DH": "ð", "F": "f", "G": "ɡ", "HH": "h", "JH": "dʒ", "K": "k", "L": "l",
-    "M": "m", "N": "n", "NG": "ŋ", "P": "p", "R": "ɹ", "S": "s", "SH": "ʃ", "T": "t", "TH": "θ", "V": "v",
-    "W": "w", "Y": "j", "Z": "z", "ZH": "ʒ",
+    "AA": "ɑː",
+    "AE": "æ",
+    "AH": "ʌ",
+    "AO": "ɔː",
+    "AW": "aʊ",
+    "AY": "aɪ",
+    "EH": "ɛ",
+    "ER": "ɜː",
+    "EY": "eɪ",
+    "IH": "ɪ",
+    "IY": "iː",
+    "OW": "oʊ",
+    "OY": "ɔɪ",
+    "UH": "ʊ",
+    "UW": "uː",
+    "B": "b",
+    "CH": "tʃ",
+    "D": "d",
+    "DH": "ð",
+    "F": "f",
+    "G": "ɡ",
+    "HH": "h",
+    "JH": "dʒ",
+    "K": "k",
+    "L": "l",
+    "M": "m",
+    "N": "n",
+    "NG": "ŋ",
+    "P": "p",
+    "R": "ɹ",
+    "S": "s",
+    "SH": "ʃ",
+    "T": "t",
+    "TH": "θ",
+    "V": "v",
+    "W": "w",
+    "Y": "j",
+    "Z": "z",
+    "ZH": "ʒ",
 }
 UNSTRESSED_IPA = {"AH": "ə", "ER": "ɚ", "IH": "ɪ"}  # reduced vowels
 
@@ -83,8 +117,9 @@ class Phone:
 
 
 class PiperVoice:
-    def __init__(self, session, phoneme_ids: dict[str, list[int]], sample_rate_hz: int,
-                 scales: tuple[float, float, float], noise_inputs: dict[str, int] | None = None):
+    def __init__(
+        self, session, phoneme_ids: dict[str, list[int]], sample_rate_hz: int, scales: tuple[float, float, float], noise_inputs: dict[str, int] | None = None
+    ):
         self.session, self.phoneme_ids, self.sample_rate_hz, self.scales = session, phoneme_ids, sample_rate_hz, scales
         self.noise_inputs = noise_inputs or {}
 
@@ -117,8 +152,7 @@ class PiperVoice:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         inference = config.get("inference", {})
-        scales = (float(inference.get("noise_scale", 0.667)), float(inference.get("length_scale", 1.0)),
-                  float(inference.get("noise_w", 0.8)))
+        scales = (float(inference.get("noise_scale", 0.667)), float(inference.get("length_scale", 1.0)), float(inference.get("noise_w", 0.8)))
         return cls(session, config["phoneme_id_map"], int(config["audio"]["sample_rate"]), scales, noise_inputs)
 
     def ids_and_frames(self, phones: list[Phone]) -> tuple[list[int], list[float]]:
@@ -145,9 +179,9 @@ class PiperVoice:
         ids, frames = self.ids_and_frames(phones)
         rng = np.random.default_rng(seed)
         lengths = {DP_CHANNELS: len(ids), PRIOR_CHANNELS: int(sum(frames))}
-        noise = {name: rng.standard_normal((1, channels, lengths[channels])).astype(np.float32)
-                 for name, channels in sorted(self.noise_inputs.items())}
-        feeds = {**noise,
+        noise = {name: rng.standard_normal((1, channels, lengths[channels])).astype(np.float32) for name, channels in sorted(self.noise_inputs.items())}
+        feeds = {
+            **noise,
             "input": np.array([ids], dtype=np.int64),
             "input_lengths": np.array([len(ids)], dtype=np.int64),
             "scales": np.array(self.scales, dtype=np.float32),

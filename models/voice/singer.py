@@ -47,8 +47,7 @@ SPOKEN_VOWEL_MAX_S = 0.2  # longer vowels are spoken this long and stretched by 
 # Which part of a spoken vowel a long note holds (fractions of the spoken vowel): a pure vowel
 # its steady middle; a diphthong its first vowel, gliding to the second only in the note's last
 # 90 ms, as singers do ("night" sung "naa—it", not a slow slide through "ae").
-HELD_PART = {None: (1 / 3, 2 / 3), "AY": (0.3, 0.55), "AW": (0.3, 0.55), "OY": (0.3, 0.55),
-             "EY": (0.3, 0.55), "OW": (0.3, 0.55)}
+HELD_PART = {None: (1 / 3, 2 / 3), "AY": (0.3, 0.55), "AW": (0.3, 0.55), "OY": (0.3, 0.55), "EY": (0.3, 0.55), "OW": (0.3, 0.55)}
 SYNTHESIS_FFT_SIZE = 512  # WORLD synthesis at 22.05 kHz: a 23 ms impulse response, ample for sung pitches
 MIN_VOWEL_FRAMES = 2  # 23 ms: below this a syllable is only consonants
 STRETCH_SEMITONES = 2  # notes this far outside the identity's range are sung (a stretch); further, moved by octaves
@@ -133,8 +132,7 @@ def note_gain_db(velocity: int, expression: Expression) -> float:
     return expression.dynamics_range_db * (float(np.clip((velocity - 60) / 50, 0, 1)) - 1)
 
 
-def phrases(score: Score, melody: list[Note], rate: int, expression: Expression,
-            decisions: list[str] | None = None) -> list[Phrase]:
+def phrases(score: Score, melody: list[Note], rate: int, expression: Expression, decisions: list[str] | None = None) -> list[Phrase]:
     """Group the sung notes into phrases and lay out their phones on the frame grid."""
     groups = note_groups(melody)
     decisions = decisions if decisions is not None else []
@@ -155,7 +153,7 @@ def _phrase(score: Score, notes: list[Note], rate: int, expression: Expression, 
         if vowel_at is None:
             onset, vowel, coda = phonemes, "AH0", []
         else:
-            onset, vowel, coda = phonemes[:vowel_at], phonemes[vowel_at], phonemes[vowel_at + 1:]
+            onset, vowel, coda = phonemes[:vowel_at], phonemes[vowel_at], phonemes[vowel_at + 1 :]
         syllables.append((onset, vowel, coda, [note]))
     first_onset = len(syllables[0][0]) * CONSONANT_S if syllables else 0.0
     start_s = max(notes[0].start_s + feel - first_onset, 0.0)
@@ -175,9 +173,11 @@ def _phrase(score: Score, notes: list[Note], rate: int, expression: Expression, 
             cursor += length
         vowel_end = _frames(note_end - len(coda) * CONSONANT_S - next_onset, rate)
         if vowel_end - cursor < MIN_VOWEL_FRAMES:
-            decisions.append(f"{_where(its_notes[0], score)}: the note ({1000 * its_notes[0].duration_s:.0f} ms) is "
-                             f"shorter than its consonants; the vowel keeps {MIN_VOWEL_FRAMES * HOP_SAMPLES / rate * 1000:.0f} ms "
-                             "and the syllable runs late")
+            decisions.append(
+                f"{_where(its_notes[0], score)}: the note ({1000 * its_notes[0].duration_s:.0f} ms) is "
+                f"shorter than its consonants; the vowel keeps {MIN_VOWEL_FRAMES * HOP_SAMPLES / rate * 1000:.0f} ms "
+                "and the syllable runs late"
+            )
             log.info(decisions[-1])
         vowel_frames = max(vowel_end - cursor, MIN_VOWEL_FRAMES)
         vowels.append((cursor * HOP_SAMPLES / rate, (cursor + vowel_frames) * HOP_SAMPLES / rate))
@@ -189,22 +189,22 @@ def _phrase(score: Score, notes: list[Note], rate: int, expression: Expression, 
             cursor += length
         for position, n in enumerate(its_notes):
             begin = n.start_s + (feel if position == 0 else 0.0) - start_s
-            sung.append(SungNote(begin, n.start_s + n.duration_s - start_s, float(n.pitch),
-                                 note_gain_db(n.velocity, expression), n.start_beat))
+            sung.append(SungNote(begin, n.start_s + n.duration_s - start_s, float(n.pitch), note_gain_db(n.velocity, expression), n.start_beat))
     return Phrase(start_s, phones, sung, vowels, _section_at(score, notes[0].start_beat))
 
 
 def _squeezed(decisions: list[str], score: Score, note: Note, onset: list[str], room: int, rate: int) -> None:
-    decisions.append(f"{_where(note, score)}: {len(onset)} onset consonant(s) {' '.join(onset)} have "
-                     f"{room * HOP_SAMPLES / rate * 1000:.0f} ms before the note; shortened to fit")
+    decisions.append(
+        f"{_where(note, score)}: {len(onset)} onset consonant(s) {' '.join(onset)} have "
+        f"{room * HOP_SAMPLES / rate * 1000:.0f} ms before the note; shortened to fit"
+    )
     log.debug(decisions[-1])
 
 
 # ------------------------------------------------------------------------------------- pitch
 
 
-def pitch_contour(notes: list[SungNote], frame_times_s: np.ndarray, expression: Expression,
-                  vibrato_phase: float = 0.0) -> np.ndarray:
+def pitch_contour(notes: list[SungNote], frame_times_s: np.ndarray, expression: Expression, vibrato_phase: float = 0.0) -> np.ndarray:
     """Target F0 (Hz) per frame: each note's pitch; a glide of `portamento_s` centred on the
     onset of a note that follows another without a rest (so the pitch is half-way there on
     the beat), then an overshoot that settles; vibrato on long notes; between notes, the
@@ -221,7 +221,7 @@ def pitch_contour(notes: list[SungNote], frame_times_s: np.ndarray, expression: 
         t = frame_times_s - (note.start_s - e.portamento_s / 2)
         glide = (t >= 0) & (t < e.portamento_s)
         g = t[glide] / e.portamento_s
-        midi[glide] = before.midi + step * (3 * g ** 2 - 2 * g ** 3)
+        midi[glide] = before.midi + step * (3 * g**2 - 2 * g**3)
         # overshoot: a bump past the target that peaks OVERSHOOT_SETTLE_S after the glide and settles
         after = (t >= e.portamento_s) & (frame_times_s < note.end_s)
         u = (t[after] - e.portamento_s) / OVERSHOOT_SETTLE_S
@@ -232,8 +232,7 @@ def pitch_contour(notes: list[SungNote], frame_times_s: np.ndarray, expression: 
         inside = (frame_times_s >= note.start_s) & (frame_times_s < note.end_s)
         t = frame_times_s[inside] - note.start_s
         ramp = np.clip((t - e.vibrato_delay_s) / max(e.vibrato_fade_s, 1e-3), 0, 1)
-        midi[inside] += ramp * e.vibrato_depth_cents / 100 * np.sin(
-            2 * np.pi * e.vibrato_rate_hz * (t - e.vibrato_delay_s) + vibrato_phase)
+        midi[inside] += ramp * e.vibrato_depth_cents / 100 * np.sin(2 * np.pi * e.vibrato_rate_hz * (t - e.vibrato_delay_s) + vibrato_phase)
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
@@ -304,8 +303,7 @@ def _spoken_phones(phones: list[Phone], rate: int) -> tuple[list[Phone], list[fl
         if frames < phone.frames:
             hold_from, hold_to = HELD_PART.get(phone.arpabet.rstrip("012"), HELD_PART[None])
             spoken_s_total = frames * frame_s
-            planned_knots += [planned_s + hold_from * spoken_s_total,
-                              planned_s + phone.frames * frame_s - (1 - hold_to) * spoken_s_total]
+            planned_knots += [planned_s + hold_from * spoken_s_total, planned_s + phone.frames * frame_s - (1 - hold_to) * spoken_s_total]
             spoken_knots += [spoken_s + hold_from * spoken_s_total, spoken_s + hold_to * spoken_s_total]
         planned_s += phone.frames * frame_s
         spoken_s += frames * frame_s
@@ -368,16 +366,14 @@ class WorldSinger:
         vowel_ap = np.minimum(aperiodicity[a.in_vowel], 0.05)
         breath = min(e.breathiness + timbre.breathiness, 1.0) * 0.6 * np.clip((freqs - 1000) / 3000, 0, 1)
         aperiodicity[a.in_vowel] = np.maximum(vowel_ap, breath[None, :])
-        sung = pyworld.synthesize(np.where(voiced, target, 0.0), np.ascontiguousarray(envelope),
-                                  aperiodicity, rate, FRAME_PERIOD_MS)
-        return sung[:a.samples].astype(np.float32)
+        sung = pyworld.synthesize(np.where(voiced, target, 0.0), np.ascontiguousarray(envelope), aperiodicity, rate, FRAME_PERIOD_MS)
+        return sung[: a.samples].astype(np.float32)
 
 
 # --------------------------------------------------------------------- range, harmony, mix
 
 
-def fit_to_range(score: Score, melody: list[Note], low: int, high: int, identity: str,
-                 decisions: list[str]) -> list[Note]:
+def fit_to_range(score: Score, melody: list[Note], low: int, high: int, identity: str, decisions: list[str]) -> list[Note]:
     """Notes the identity cannot reach: within STRETCH_SEMITONES sung as written, further moved
     by octaves into the range; each one logged and recorded."""
     fitted = []
@@ -391,8 +387,7 @@ def fit_to_range(score: Score, melody: list[Note], low: int, high: int, identity
         while pitch < low:
             pitch += 12
         side = "above" if note.pitch > high else "below"
-        decisions.append(f"{_where(note, score)}: MIDI note {note.pitch} is {side} {identity}'s range "
-                         f"{low}–{high}; sung as {pitch}")
+        decisions.append(f"{_where(note, score)}: MIDI note {note.pitch} is {side} {identity}'s range {low}–{high}; sung as {pitch}")
         log.warning(decisions[-1])
         fitted.append(note.model_copy(update={"pitch": pitch}))
     return fitted
@@ -426,12 +421,14 @@ def _pan(mono: np.ndarray, pan: float) -> np.ndarray:
 
 
 def _double_take(phrase: Phrase, expression: Expression, timbre: Timbre, rng: np.random.Generator) -> Take:
-    notes = [replace(n, midi=n.midi + float(np.clip(rng.normal(0, DOUBLE_PITCH_SD_CENTS), -15, 15)) / 100)
-             for n in phrase.notes]
+    notes = [replace(n, midi=n.midi + float(np.clip(rng.normal(0, DOUBLE_PITCH_SD_CENTS), -15, 15)) / 100) for n in phrase.notes]
     rate = expression.vibrato_rate_hz * float(rng.uniform(0.93, 1.07))
-    return Take(notes, replace(expression, vibrato_rate_hz=rate),
-                replace(timbre, formant_shift=timbre.formant_shift * DOUBLE_FORMANT_SCALE),
-                vibrato_phase=float(rng.uniform(0, 2 * np.pi)))
+    return Take(
+        notes,
+        replace(expression, vibrato_rate_hz=rate),
+        replace(timbre, formant_shift=timbre.formant_shift * DOUBLE_FORMANT_SCALE),
+        vibrato_phase=float(rng.uniform(0, 2 * np.pi)),
+    )
 
 
 def _harmony_take(score: Score, phrase: Phrase, expression: Expression, timbre: Timbre, high: int) -> Take:
@@ -446,8 +443,18 @@ def _harmony_take(score: Score, phrase: Phrase, expression: Expression, timbre: 
 # --------------------------------------------------------------------------------- the song
 
 
-def sing(score: Score, singer, *, frames: int, seed: int = 0, expression: Expression, timbre: Timbre = Timbre(),
-         voice_range: tuple[int, int] = (0, 127), identity: str = "the voice", backing: bool = True) -> Vocals:
+def sing(
+    score: Score,
+    singer,
+    *,
+    frames: int,
+    seed: int = 0,
+    expression: Expression,
+    timbre: Timbre = Timbre(),
+    voice_range: tuple[int, int] = (0, 127),
+    identity: str = "the voice",
+    backing: bool = True,
+) -> Vocals:
     """The vocals of the score's melody, mono lead and stereo backing, 48 kHz, `frames` long,
     on the timeline. `singer` is a phrase renderer (WorldSinger or OnnxSinger)."""
 
@@ -467,8 +474,7 @@ def sing(score: Score, singer, *, frames: int, seed: int = 0, expression: Expres
         for name, audio in zip(takes, rendered):
             audio = bandwidth_extend(resample(audio, from_hz=singer.sample_rate_hz, to_hz=OUT_RATE_HZ), singer.sample_rate_hz)
             target = lead if name == "lead" else backing_audio[name]
-            _place(target, audio * 10 ** (BACKING_MIX.get(name, {}).get("gain_db", 0.0) / 20),
-                   phrase.start_s + offsets_s.get(name, 0.0) * (name != "lead"))
+            _place(target, audio * 10 ** (BACKING_MIX.get(name, {}).get("gain_db", 0.0) / 20), phrase.start_s + offsets_s.get(name, 0.0) * (name != "lead"))
     panned = {name: _pan(audio, BACKING_MIX[name]["pan"]) for name, audio in backing_audio.items() if np.any(audio)}
     return Vocals(lead, panned, decisions)
 
@@ -478,7 +484,7 @@ def _place(out: np.ndarray, audio: np.ndarray, start_s: float) -> None:
     skip = max(-begin, 0)
     begin = max(begin, 0)
     count = max(min(len(audio) - skip, len(out) - begin), 0)
-    out[begin:begin + count] += audio[skip:skip + count]
+    out[begin : begin + count] += audio[skip : skip + count]
 
 
 def bandwidth_extend(audio_48k: np.ndarray, source_rate: int) -> np.ndarray:

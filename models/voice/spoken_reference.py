@@ -22,8 +22,7 @@ from songmill.core.score import Note, note_groups
 
 
 def _sung_groups(melody: list[Note]) -> list[list[Note]]:
-    return [[n for n in group if n.syllable and not n.melisma] for group in note_groups(melody)
-            if any(n.syllable and not n.melisma for n in group)]
+    return [[n for n in group if n.syllable and not n.melisma] for group in note_groups(melody) if any(n.syllable and not n.melisma for n in group)]
 
 
 def spoken_phrases(voice, melody: list[Note], timbre=None) -> list[np.ndarray]:
@@ -71,6 +70,7 @@ def _syllable_pitch(phones, pitches_midi: list[float], rate: int):
     def hz(times_s: np.ndarray) -> np.ndarray:
         at = midi[np.minimum(np.searchsorted(ends_s, times_s, side="right"), len(phones) - 1)]
         return 440.0 * 2 ** ((at - 69) / 12)
+
     return hz
 
 
@@ -85,4 +85,4 @@ def _in_register(speech: np.ndarray, rate: int, pitch_hz, timbre) -> np.ndarray:
     freqs = np.linspace(0, rate / 2, envelope.shape[1])
     tilt_db = timbre.tilt_db_per_octave * np.log2(np.maximum(freqs, 500.0) / 500.0)
     envelope = warp_formants(envelope, timbre.formant_shift) * 10 ** (tilt_db[None, :] / 10)
-    return pyworld.synthesize(target, np.ascontiguousarray(envelope), aperiodicity, rate, FRAME_PERIOD_MS)[:len(speech)].astype(np.float32)
+    return pyworld.synthesize(target, np.ascontiguousarray(envelope), aperiodicity, rate, FRAME_PERIOD_MS)[: len(speech)].astype(np.float32)

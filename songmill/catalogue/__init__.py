@@ -62,7 +62,9 @@ class Catalogue:
         try:
             parsed = make_url(url)
         except Exception:
-            raise ServiceError(f"catalogue database URL {url!r} is not a database URL (e.g. sqlite:///var/catalogue.db or postgresql://user@host/db); fix SONGMILL_DATABASE_URL") from None
+            raise ServiceError(
+                f"catalogue database URL {url!r} is not a database URL (e.g. sqlite:///var/catalogue.db or postgresql://user@host/db); fix SONGMILL_DATABASE_URL"
+            ) from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         options = {"connect_args": {"connect_timeout": 5}} if parsed.get_backend_name() == "postgresql" else {}
@@ -80,7 +82,9 @@ class Catalogue:
                 command.upgrade(config, "head")
         except OperationalError as err:
             reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
-            raise ServiceError(f"catalogue database {display_url(str(self.engine.url))} is unreachable ({reason}); check SONGMILL_DATABASE_URL or start the server") from None
+            raise ServiceError(
+                f"catalogue database {display_url(str(self.engine.url))} is unreachable ({reason}); check SONGMILL_DATABASE_URL or start the server"
+            ) from None
 
     def session(self) -> Session:
         return self._sessions()
@@ -135,15 +139,24 @@ class Catalogue:
         """A release's runs, oldest first: {id, runner, status, error, report_path}."""
         with self.session() as s:
             rows = s.scalars(select(Run).where(Run.release_id == release_id).order_by(Run.id))
-            return [{"id": r.id, "runner": r.runner, "status": r.status, "error": r.error, "report_path": r.report_path}
-                    for r in rows]
+            return [{"id": r.id, "runner": r.runner, "status": r.status, "error": r.error, "report_path": r.report_path} for r in rows]
 
     def record_stage(self, run_id: int, track_id: int, result, *, status: str = "succeeded", error: str | None = None) -> int:
         """Record a stage run and its outputs, with lineage to its inputs and models."""
         with self.session() as s, s.begin():
-            stage_run = StageRun(run_id=run_id, track_id=track_id, stage=result.stage, version=result.version,
-                                 cache_key=result.cache_key, cached=result.cached, status=status, error=error,
-                                 wall_s=result.wall_s, cpu_s=result.cpu_s, peak_rss_mib=result.peak_rss_mib)
+            stage_run = StageRun(
+                run_id=run_id,
+                track_id=track_id,
+                stage=result.stage,
+                version=result.version,
+                cache_key=result.cache_key,
+                cached=result.cached,
+                status=status,
+                error=error,
+                wall_s=result.wall_s,
+                cpu_s=result.cpu_s,
+                peak_rss_mib=result.peak_rss_mib,
+            )
             s.add(stage_run)
             s.flush()
             input_ids = [self._artifact_id(s, track_id, ref.name, ref.sha256) for ref in result.inputs.values()]
@@ -151,13 +164,14 @@ class Catalogue:
                 artifact_id = self._artifact_id(s, track_id, ref.name, ref.sha256)
                 if artifact_id is not None:
                     continue  # made before (a cached run): lineage already recorded
-                artifact = Artifact(track_id=track_id, stage_run_id=stage_run.id, name=ref.name,
-                                    sha256=ref.sha256, bytes=ref.bytes, uri=ref.uri)
+                artifact = Artifact(track_id=track_id, stage_run_id=stage_run.id, name=ref.name, sha256=ref.sha256, bytes=ref.bytes, uri=ref.uri)
                 s.add(artifact)
                 s.flush()
                 s.add_all(ArtifactInput(artifact_id=artifact.id, input_artifact_id=i) for i in input_ids if i is not None)
-                s.add_all(ArtifactModel(artifact_id=artifact.id, model_name=m["name"], model_version=m["version"],
-                                        model_sha256=m["sha256"], licence=m["licence"]) for m in result.models)
+                s.add_all(
+                    ArtifactModel(artifact_id=artifact.id, model_name=m["name"], model_version=m["version"], model_sha256=m["sha256"], licence=m["licence"])
+                    for m in result.models
+                )
             return stage_run.id
 
     @staticmethod
@@ -169,48 +183,104 @@ class Catalogue:
             s.add_all(QCResult(run_id=run_id, track_id=track_id, profile=profile, **row) for row in rows)
 
     # -- the orchestrator's task tries (Airflow's listener)
-    def record_task(self, *, dag_id: str, dag_run_id: str, task_id: str, map_index: int, try_number: int, state: str,
-                    hostname: str | None = None, queue: str | None = None, run_id: int | None = None,
-                    release_id: str | None = None, error: str | None = None) -> None:
+    def record_task(
+        self,
+        *,
+        dag_id: str,
+        dag_run_id: str,
+        task_id: str,
+        map_index: int,
+        try_number: int,
+        state: str,
+        hostname: str | None = None,
+        queue: str | None = None,
+        run_id: int | None = None,
+        release_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
         with self.session() as s, s.begin():
             if run_id is not None and s.get(Run, run_id) is None:
                 run_id = None  # a run from another catalogue (e.g. the plan ran against another database)
-            s.add(OrchestratorTask(dag_id=dag_id, dag_run_id=dag_run_id, task_id=task_id, map_index=map_index,
-                                   try_number=try_number, state=state, hostname=hostname, queue=queue, run_id=run_id,
-                                   release_id=release_id, error=error))
+            s.add(
+                OrchestratorTask(
+                    dag_id=dag_id,
+                    dag_run_id=dag_run_id,
+                    task_id=task_id,
+                    map_index=map_index,
+                    try_number=try_number,
+                    state=state,
+                    hostname=hostname,
+                    queue=queue,
+                    run_id=run_id,
+                    release_id=release_id,
+                    error=error,
+                )
+            )
 
     def task_tries(self, dag_run_id: str) -> list[dict]:
         """Every recorded try of a scheduler run's tasks, oldest first."""
         with self.session() as s:
             rows = s.scalars(select(OrchestratorTask).where(OrchestratorTask.dag_run_id == dag_run_id).order_by(OrchestratorTask.id))
-            return [{"dag_id": r.dag_id, "task_id": r.task_id, "map_index": r.map_index, "try_number": r.try_number,
-                     "state": r.state, "hostname": r.hostname, "queue": r.queue, "run_id": r.run_id,
-                     "release_id": r.release_id, "error": r.error} for r in rows]
+            return [
+                {
+                    "dag_id": r.dag_id,
+                    "task_id": r.task_id,
+                    "map_index": r.map_index,
+                    "try_number": r.try_number,
+                    "state": r.state,
+                    "hostname": r.hostname,
+                    "queue": r.queue,
+                    "run_id": r.run_id,
+                    "release_id": r.release_id,
+                    "error": r.error,
+                }
+                for r in rows
+            ]
 
     # -- duplicate detection: the prints of every track that passed the gate
     def record_print(self, run_id: int, track_id: int, *, seed: int, master_sha256: str, track_print: dict) -> None:
         with self.session() as s, s.begin():
-            s.add(TrackPrintRow(run_id=run_id, track_id=track_id, seed=seed, master_sha256=master_sha256,
-                                chromaprint=track_print["chromaprint"], duration_s=track_print["duration_s"],
-                                melody_ngrams=track_print["melody_ngrams"]))
+            s.add(
+                TrackPrintRow(
+                    run_id=run_id,
+                    track_id=track_id,
+                    seed=seed,
+                    master_sha256=master_sha256,
+                    chromaprint=track_print["chromaprint"],
+                    duration_s=track_print["duration_s"],
+                    melody_ngrams=track_print["melody_ngrams"],
+                )
+            )
 
     def newest_print(self, track_id: int) -> dict | None:
         """The track's own newest print: {run_id, seed, chromaprint, duration_s, melody_ngrams}."""
         with self.session() as s:
             p = s.scalar(select(TrackPrintRow).where(TrackPrintRow.track_id == track_id).order_by(TrackPrintRow.id.desc()).limit(1))
-            return None if p is None else {"run_id": p.run_id, "seed": p.seed, "chromaprint": p.chromaprint,
-                                           "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams}
+            return (
+                None
+                if p is None
+                else {"run_id": p.run_id, "seed": p.seed, "chromaprint": p.chromaprint, "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams}
+            )
 
     def track_prints(self, *, except_track: tuple[str, int] | None = None) -> list[tuple[dict, dict]]:
         """The newest print of every track in the catalogue (but `except_track`: (release id,
         number)), as (track description, print)."""
         with self.session() as s:
             newest = select(TrackPrintRow.track_id, func.max(TrackPrintRow.id).label("id")).group_by(TrackPrintRow.track_id).subquery()
-            rows = s.execute(select(TrackPrintRow, Track).join(newest, TrackPrintRow.id == newest.c.id)
-                             .join(Track, Track.id == TrackPrintRow.track_id).order_by(TrackPrintRow.id)).all()
-            return [({"release_id": t.release_id, "number": t.number, "title": t.title, "run_id": p.run_id},
-                     {"chromaprint": p.chromaprint, "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams})
-                    for p, t in rows if (t.release_id, t.number) != except_track]
+            rows = s.execute(
+                select(TrackPrintRow, Track)
+                .join(newest, TrackPrintRow.id == newest.c.id)
+                .join(Track, Track.id == TrackPrintRow.track_id)
+                .order_by(TrackPrintRow.id)
+            ).all()
+            return [
+                (
+                    {"release_id": t.release_id, "number": t.number, "title": t.title, "run_id": p.run_id},
+                    {"chromaprint": p.chromaprint, "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams},
+                )
+                for p, t in rows
+                if (t.release_id, t.number) != except_track
+            ]
 
     # -- identifiers: allocated once, kept for good, never issued twice
     def _next_in_series(self, s: Session, series: str) -> int:
@@ -277,11 +347,11 @@ class Catalogue:
             owner = f"release {other.id}" if table is Release else f"track {other.number} of release {other.release_id}"
             raise SongmillError(f"{what} {value} already belongs to {owner} in the catalogue; an identifier is never reused (give this one its own, or 'auto')")
 
-    def record_delivery(self, *, release_id: str, run_id: int | None, profile: str, destination: str, upc: str,
-                        manifest_sha256: str, files: list[dict]) -> int:
+    def record_delivery(self, *, release_id: str, run_id: int | None, profile: str, destination: str, upc: str, manifest_sha256: str, files: list[dict]) -> int:
         with self.session() as s, s.begin():
-            delivery = Delivery(release_id=release_id, run_id=run_id, profile=profile, destination=destination,
-                                upc=upc, manifest_sha256=manifest_sha256, files=files)
+            delivery = Delivery(
+                release_id=release_id, run_id=run_id, profile=profile, destination=destination, upc=upc, manifest_sha256=manifest_sha256, files=files
+            )
             s.add(delivery)
             s.flush()
             return delivery.id
@@ -290,11 +360,18 @@ class Catalogue:
     def deliveries(self, release_id: str) -> list[dict]:
         """Every delivery of a release, oldest first."""
         with self.session() as s:
-            return [{"profile": d.profile, "destination": d.destination, "upc": d.upc, "run_id": d.run_id,
-                     "manifest_sha256": d.manifest_sha256, "files": len(d.files),
-                     "delivered_at": d.delivered_at.isoformat(timespec="seconds")}
-                    for d in s.scalars(select(Delivery).where(Delivery.release_id == release_id).order_by(Delivery.id))]
-
+            return [
+                {
+                    "profile": d.profile,
+                    "destination": d.destination,
+                    "upc": d.upc,
+                    "run_id": d.run_id,
+                    "manifest_sha256": d.manifest_sha256,
+                    "files": len(d.files),
+                    "delivered_at": d.delivered_at.isoformat(timespec="seconds"),
+                }
+                for d in s.scalars(select(Delivery).where(Delivery.release_id == release_id).order_by(Delivery.id))
+            ]
 
     def releases(self) -> list[dict]:
         """One summary per release: tracks, runs and the latest run's status."""
@@ -303,12 +380,19 @@ class Catalogue:
             for release in s.scalars(select(Release).order_by(Release.release_date, Release.id)):
                 last = s.scalar(select(Run).where(Run.release_id == release.id).order_by(Run.id.desc()).limit(1))
                 runs = s.scalar(select(func.count(Run.id)).where(Run.release_id == release.id))
-                rows.append({
-                    "id": release.id, "title": release.title, "artist": release.artist, "type": release.type,
-                    "date": release.release_date.isoformat(), "tracks": len(release.tracks), "runs": runs,
-                    "last_run": last.status if last else None,
-                    "last_run_at": last.started_at.isoformat(timespec="seconds") if last else None,
-                })
+                rows.append(
+                    {
+                        "id": release.id,
+                        "title": release.title,
+                        "artist": release.artist,
+                        "type": release.type,
+                        "date": release.release_date.isoformat(),
+                        "tracks": len(release.tracks),
+                        "runs": runs,
+                        "last_run": last.status if last else None,
+                        "last_run_at": last.started_at.isoformat(timespec="seconds") if last else None,
+                    }
+                )
             return rows
 
     def lineage(self, sha256: str) -> list[dict]:
@@ -317,12 +401,19 @@ class Catalogue:
             out = []
             for artifact in s.scalars(select(Artifact).where(Artifact.sha256 == sha256)):
                 stage_run = cast(StageRun, s.get(StageRun, artifact.stage_run_id))  # a foreign key, so the row exists
-                inputs = s.scalars(select(Artifact).join(ArtifactInput, ArtifactInput.input_artifact_id == Artifact.id)
-                                   .where(ArtifactInput.artifact_id == artifact.id))
+                inputs = s.scalars(
+                    select(Artifact).join(ArtifactInput, ArtifactInput.input_artifact_id == Artifact.id).where(ArtifactInput.artifact_id == artifact.id)
+                )
                 models = s.scalars(select(ArtifactModel).where(ArtifactModel.artifact_id == artifact.id))
-                out.append({"name": artifact.name, "stage": stage_run.stage, "stage_version": stage_run.version,
-                            "inputs": [(i.name, i.sha256) for i in inputs],
-                            "models": [(m.model_name, m.model_version, m.model_sha256) for m in models]})
+                out.append(
+                    {
+                        "name": artifact.name,
+                        "stage": stage_run.stage,
+                        "stage_version": stage_run.version,
+                        "inputs": [(i.name, i.sha256) for i in inputs],
+                        "models": [(m.model_name, m.model_version, m.model_sha256) for m in models],
+                    }
+                )
             return out
 
 

@@ -43,9 +43,7 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE
     frames, channels = data.shape
     payload = data.tobytes()
     fmt = struct.pack("<HHIIHH", FORMAT_FLOAT, channels, sample_rate_hz, sample_rate_hz * channels * 4, channels * 4, 32)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-            + b"fact" + struct.pack("<II", 4, frames)
-            + b"data" + struct.pack("<I", len(payload)) + payload)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, frames) + b"data" + struct.pack("<I", len(payload)) + payload
     Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
@@ -82,8 +80,8 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     fmt, data, offset = None, None, 12
     view = memoryview(raw)  # slices of a view share the file's bytes: no copies of the audio
     while offset + 8 <= len(raw):
-        chunk, size = raw[offset:offset + 4], struct.unpack("<I", raw[offset + 4:offset + 8])[0]
-        body = view[offset + 8:offset + 8 + size]
+        chunk, size = raw[offset : offset + 4], struct.unpack("<I", raw[offset + 4 : offset + 8])[0]
+        body = view[offset + 8 : offset + 8 + size]
         if chunk == b"fmt ":
             fmt = struct.unpack("<HHIIHH", body[:16])
         elif chunk == b"data":
@@ -101,7 +99,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
     elif kind == FORMAT_PCM and bits == 24:
         triples = np.frombuffer(data[:usable], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = (triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16))
+        ints = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
         samples = (np.where(ints >= 1 << 23, ints - (1 << 24), ints)).astype(np.float32) / float(1 << 23)
     elif kind == FORMAT_PCM and bits == 32:
         samples = np.frombuffer(data[:usable], dtype="<i4").astype(np.float32) / float(1 << 31)
@@ -112,7 +110,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 def _is_float_extensible(raw: bytes) -> bool:
     index = raw.find(b"fmt ")
-    sub_format = raw[index + 8 + 24:index + 8 + 26]
+    sub_format = raw[index + 8 + 24 : index + 8 + 26]
     return sub_format == struct.pack("<H", FORMAT_FLOAT)
 
 
@@ -149,8 +147,9 @@ def probe(path: Path, *, what: str = "audio file") -> dict:
     return stream
 
 
-def decode(path: Path, *, sample_rate_hz: int | None = None, channels: int | None = None,
-           stream: dict | None = None, what: str = "audio file") -> tuple[np.ndarray, int]:
+def decode(
+    path: Path, *, sample_rate_hz: int | None = None, channels: int | None = None, stream: dict | None = None, what: str = "audio file"
+) -> tuple[np.ndarray, int]:
     """Decode any file ffmpeg reads to (frames, channels) float32 (encoder delay removed).
 
     Parameters
@@ -175,8 +174,7 @@ def decode(path: Path, *, sample_rate_hz: int | None = None, channels: int | Non
     return samples[: samples.size - samples.size % channels].reshape(-1, channels), rate
 
 
-def resample(samples: np.ndarray, *, from_hz: float, to_hz: int = SAMPLE_RATE_HZ,
-             method: Literal["polyphase", "soxr"] = "polyphase") -> np.ndarray:
+def resample(samples: np.ndarray, *, from_hz: float, to_hz: int = SAMPLE_RATE_HZ, method: Literal["polyphase", "soxr"] = "polyphase") -> np.ndarray:
     """Resample along axis 0 to float32.
 
     `polyphase` (scipy, exact rational ratio) is what stages and analysers use; `soxr` (the SoX
@@ -195,8 +193,28 @@ def resample(samples: np.ndarray, *, from_hz: float, to_hz: int = SAMPLE_RATE_HZ
 
 def _soxr(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     channels = samples.shape[1]
-    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "f32le", "-ac", str(channels), "-ar", str(from_hz),
-               "-i", "pipe:", "-af", f"aresample={to_hz}:resampler=soxr:precision=28", "-ar", str(to_hz), "-f", "f32le", "pipe:"]
+    command = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "f32le",
+        "-ac",
+        str(channels),
+        "-ar",
+        str(from_hz),
+        "-i",
+        "pipe:",
+        "-af",
+        f"aresample={to_hz}:resampler=soxr:precision=28",
+        "-ar",
+        str(to_hz),
+        "-f",
+        "f32le",
+        "pipe:",
+    ]
     done = _run(command, input=np.ascontiguousarray(samples, "<f4").tobytes())
     if done.returncode != 0:
         raise SongmillError(f"ffmpeg failed while resampling {from_hz} Hz → {to_hz} Hz ({done.stderr.decode(errors='replace').strip()[-200:]})")

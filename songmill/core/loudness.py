@@ -77,7 +77,7 @@ def _block_power(power: np.ndarray, rate: int, window_s: float, hop_s: float) ->
     per_window = max(int(round(window_s / hop_s)), 1)
     if chunks < per_window:
         return np.zeros(0)
-    chunk_sums = power[:chunks * hop].reshape(chunks, hop).sum(axis=1, dtype=np.float64)
+    chunk_sums = power[: chunks * hop].reshape(chunks, hop).sum(axis=1, dtype=np.float64)
     cumulative = np.concatenate(([0.0], np.cumsum(chunk_sums)))
     return (cumulative[per_window:] - cumulative[:-per_window]) / (per_window * hop)
 
@@ -158,10 +158,10 @@ def peak_envelope(samples: np.ndarray, above: float = 0.0, *, candidates: np.nda
             for channel in range(data.shape[1]):
                 # correlate: value[n] = Σ_k w[k] · padded[n + k], i.e. x[n + offsets[k]]
                 value = np.correlate(padded[:, channel], phases[:, phase].astype(np.float32), mode="valid")
-                np.maximum(envelope, np.abs(value[:len(envelope)]), out=envelope)
+                np.maximum(envelope, np.abs(value[: len(envelope)]), out=envelope)
         return envelope
     for start in range(0, len(candidates), 2**18):
-        index = candidates[start:start + 2**18]
+        index = candidates[start : start + 2**18]
         values = np.zeros((OVERSAMPLING - 1, len(index), data.shape[1]), dtype=np.float32)
         for k, offset in enumerate(offsets):
             position = index + offset
@@ -188,8 +188,7 @@ def sample_peak_dbfs(samples: np.ndarray) -> float:
     return 20 * np.log10(peak) if peak > 0 else float("-inf")
 
 
-def measure(samples: np.ndarray, rate: int, *, true_peak: float | None = None,
-            integrated: float | None = None) -> LoudnessReport:
+def measure(samples: np.ndarray, rate: int, *, true_peak: float | None = None, integrated: float | None = None) -> LoudnessReport:
     """The loudness report of a mix or master (see the module docstring); `true_peak` and
     `integrated`, when the caller has just measured them, save measuring them again."""
     data = as_frames(samples)
@@ -198,9 +197,14 @@ def measure(samples: np.ndarray, rate: int, *, true_peak: float | None = None,
     integrated = integrated_lufs(data, rate) if integrated is None else integrated
     short_term = short_term_lufs(data, rate)
     peak = true_peak_dbtp(data, rate) if true_peak is None else true_peak
-    return LoudnessReport(integrated_lufs=integrated, short_term_max_lufs=float(np.max(short_term)),
-                          loudness_range_lu=loudness_range_lu(short_term), true_peak_dbtp=peak,
-                          sample_peak_dbfs=sample_peak_dbfs(data), plr_db=peak - integrated)
+    return LoudnessReport(
+        integrated_lufs=integrated,
+        short_term_max_lufs=float(np.max(short_term)),
+        loudness_range_lu=loudness_range_lu(short_term),
+        true_peak_dbtp=peak,
+        sample_peak_dbfs=sample_peak_dbfs(data),
+        plr_db=peak - integrated,
+    )
 
 
 def phase_correlation(samples: np.ndarray) -> float:
@@ -233,7 +237,7 @@ def octave_balance_db(samples: np.ndarray, rate: int) -> np.ndarray:
     data = as_frames(samples)
     mid = data[:, 0].astype(np.float32) if data.shape[1] == 1 else (data[:, 0] + data[:, 1]).astype(np.float32) * np.float32(0.5)
     size = BALANCE_FRAME
-    frames = mid[:len(mid) // size * size].reshape(-1, size)[::2]
+    frames = mid[: len(mid) // size * size].reshape(-1, size)[::2]
     if len(frames) == 0:
         frames = np.pad(mid, (0, size - len(mid)))[None, :]
     spectrum = np.mean(np.abs(np.fft.rfft(frames * np.hanning(size).astype(np.float32), axis=1)) ** 2, axis=0)

@@ -78,8 +78,12 @@ def assign_blocks(form_names: list[str], blocks: list[LyricBlock], *, where: str
             assigned[index] = last_of.get(name) or next(b for b in blocks[position:] if b.name == name)
         elif name in VOCAL_SECTIONS:
             upcoming = f"the next block is [{blocks[position].name}] at line {blocks[position].line_number}" if position < len(blocks) else "no blocks are left"
-            raise SongmillError(f"{where}: the structure's {name} (section {index + 1}) has no [{name}] block to sing ({upcoming}); add the block or change the structure")
+            raise SongmillError(
+                f"{where}: the structure's {name} (section {index + 1}) has no [{name}] block to sing ({upcoming}); add the block or change the structure"
+            )
     if position < len(blocks):
         left = blocks[position]
-        raise SongmillError(f"{where} line {left.line_number}: the [{left.name}] block has no matching section in the structure ({', '.join(form_names)}); add the section to the structure or remove the block")
+        raise SongmillError(
+            f"{where} line {left.line_number}: the [{left.name}] block has no matching section in the structure ({', '.join(form_names)}); add the section to the structure or remove the block"
+        )
     return assigned

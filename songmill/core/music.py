@@ -12,22 +12,25 @@ _KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(m|min|maj|[a-z]+)?\s*$"
 
 # Semitone steps of each mode's scale from its tonic.
 MODE_STEPS = {
-    "major": (0, 2, 4, 5, 7, 9, 11), "ionian": (0, 2, 4, 5, 7, 9, 11),
-    "minor": (0, 2, 3, 5, 7, 8, 10), "aeolian": (0, 2, 3, 5, 7, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10), "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-    "lydian": (0, 2, 4, 6, 7, 9, 11), "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "ionian": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "aeolian": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
 }
 
 
 # Semitones from the relative major's tonic up to each mode's tonic (A minor → C major: 9).
-MODE_OFFSET_FROM_MAJOR = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7,
-                          "minor": 9, "aeolian": 9}
+MODE_OFFSET_FROM_MAJOR = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9, "aeolian": 9}
 
 
 @dataclass(frozen=True)
 class Key:
     tonic: str  # e.g. "F#", "Bb"
-    mode: str   # one of vocab.MODES
+    mode: str  # one of vocab.MODES
 
     @property
     def tonic_pitch_class(self) -> int:
@@ -58,9 +61,7 @@ def parse_key(text: str) -> Key:
     mode_word = (match.group(3) or "major") if match else ""
     mode = {"m": "minor", "min": "minor", "maj": "major"}.get(mode_word, mode_word)
     if not match or mode not in MODES:
-        raise ValueError(
-            f"'{text}' is not a key (a tonic A–G with optional # or b, then a mode: {', '.join(MODES)})"
-        )
+        raise ValueError(f"'{text}' is not a key (a tonic A–G with optional # or b, then a mode: {', '.join(MODES)})")
     accidental = {"♯": "#", "♭": "b"}.get(match.group(2), match.group(2))
     return Key(match.group(1).upper() + accidental, mode)
 

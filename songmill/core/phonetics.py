@@ -21,29 +21,108 @@ from songmill.core.score import Syllable
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 
 # Words that carry no metrical stress in a sung line, whatever the dictionary says.
-FUNCTION_WORDS = frozenset("""
+FUNCTION_WORDS = frozenset(
+    """
 a an the and or but nor so yet of to in on at by for from with as if than that this these those
 is am are was were be been being do does did has have had i me my mine you your we us our he him his
 she her it its they them their oh o till til when where while can could will would shall should
-""".split())
+""".split()
+)
 
 # Onsets English allows at the start of a syllable (maximal-onset syllabification).
 LEGAL_ONSETS = {
-    ("P", "R"), ("B", "R"), ("T", "R"), ("D", "R"), ("K", "R"), ("G", "R"), ("F", "R"), ("TH", "R"),
-    ("SH", "R"), ("P", "L"), ("B", "L"), ("K", "L"), ("G", "L"), ("F", "L"), ("S", "L"), ("S", "P"),
-    ("S", "T"), ("S", "K"), ("S", "M"), ("S", "N"), ("S", "W"), ("T", "W"), ("D", "W"), ("K", "W"),
-    ("G", "W"), ("S", "P", "R"), ("S", "T", "R"), ("S", "K", "R"), ("S", "P", "L"), ("S", "K", "W"),
+    ("P", "R"),
+    ("B", "R"),
+    ("T", "R"),
+    ("D", "R"),
+    ("K", "R"),
+    ("G", "R"),
+    ("F", "R"),
+    ("TH", "R"),
+    ("SH", "R"),
+    ("P", "L"),
+    ("B", "L"),
+    ("K", "L"),
+    ("G", "L"),
+    ("F", "L"),
+    ("S", "L"),
+    ("S", "P"),
+    ("S", "T"),
+    ("S", "K"),
+    ("S", "M"),
+    ("S", "N"),
+    ("S", "W"),
+    ("T", "W"),
+    ("D", "W"),
+    ("K", "W"),
+    ("G", "W"),
+    ("S", "P", "R"),
+    ("S", "T", "R"),
+    ("S", "K", "R"),
+    ("S", "P", "L"),
+    ("S", "K", "W"),
 }
 
 # espeak-ng IPA → ARPAbet (longest symbols first when matching).
 _IPA = {
-    "aɪ": "AY", "aʊ": "AW", "eɪ": "EY", "oʊ": "OW", "əʊ": "OW", "ɔɪ": "OY", "tʃ": "CH", "dʒ": "JH",
-    "ɑː": "AA", "ɑ": "AA", "æ": "AE", "ʌ": "AH", "ə": "AH", "ɐ": "AH", "ɔː": "AO", "ɔ": "AO", "ɛ": "EH",
-    "ɚ": "ER", "ɜː": "ER", "ɝ": "ER", "ɪ": "IH", "ᵻ": "IH", "iː": "IY", "i": "IY", "oː": "OW", "o": "OW",
-    "ʊ": "UH", "uː": "UW", "u": "UW", "e": "EH", "a": "AE",
-    "b": "B", "d": "D", "ð": "DH", "f": "F", "ɡ": "G", "g": "G", "h": "HH", "k": "K", "l": "L", "m": "M",
-    "n": "N", "ŋ": "NG", "p": "P", "ɹ": "R", "r": "R", "s": "S", "ʃ": "SH", "t": "T", "θ": "TH", "v": "V",
-    "w": "W", "j": "Y", "z": "Z", "ʒ": "ZH", "ɾ": "T", "ʔ": "T", "x": "K",
+    "aɪ": "AY",
+    "aʊ": "AW",
+    "eɪ": "EY",
+    "oʊ": "OW",
+    "əʊ": "OW",
+    "ɔɪ": "OY",
+    "tʃ": "CH",
+    "dʒ": "JH",
+    "ɑː": "AA",
+    "ɑ": "AA",
+    "æ": "AE",
+    "ʌ": "AH",
+    "ə": "AH",
+    "ɐ": "AH",
+    "ɔː": "AO",
+    "ɔ": "AO",
+    "ɛ": "EH",
+    "ɚ": "ER",
+    "ɜː": "ER",
+    "ɝ": "ER",
+    "ɪ": "IH",
+    "ᵻ": "IH",
+    "iː": "IY",
+    "i": "IY",
+    "oː": "OW",
+    "o": "OW",
+    "ʊ": "UH",
+    "uː": "UW",
+    "u": "UW",
+    "e": "EH",
+    "a": "AE",
+    "b": "B",
+    "d": "D",
+    "ð": "DH",
+    "f": "F",
+    "ɡ": "G",
+    "g": "G",
+    "h": "HH",
+    "k": "K",
+    "l": "L",
+    "m": "M",
+    "n": "N",
+    "ŋ": "NG",
+    "p": "P",
+    "ɹ": "R",
+    "r": "R",
+    "s": "S",
+    "ʃ": "SH",
+    "t": "T",
+    "θ": "TH",
+    "v": "V",
+    "w": "W",
+    "j": "Y",
+    "z": "Z",
+    "ʒ": "ZH",
+    "ɾ": "T",
+    "ʔ": "T",
+    "x": "K",
 }
 _IPA_KEYS = sorted(_IPA, key=len, reverse=True)
 
@@ -79,7 +158,9 @@ def espeak_phonemes(word: str) -> list[str]:
     """Phonemes for a word the dictionary lacks, from espeak-ng's IPA."""
     binary = shutil.which("espeak-ng")
     if binary is None:
-        raise SongmillError(f"'{word}' is not in the CMU dictionary and espeak-ng is not installed to pronounce it; install the Debian package espeak-ng (make setup does)")
+        raise SongmillError(
+            f"'{word}' is not in the CMU dictionary and espeak-ng is not installed to pronounce it; install the Debian package espeak-ng (make setup does)"
+        )
     result = subprocess.run([binary, "-q", "-v", "en-us", "--ipa", word], capture_output=True, text=True, timeout=30)
     ipa = result.stdout.strip()
     if result.returncode != 0 or not ipa:
@@ -120,10 +201,10 @@ def split_phonemes(phonemes: tuple[str, ...]) -> list[list[str]]:
     nuclei = [i for i, p in enumerate(phonemes) if is_vowel(p)]
     bounds = [0]
     for left, right in zip(nuclei, nuclei[1:]):
-        cluster = phonemes[left + 1:right]
+        cluster = phonemes[left + 1 : right]
         onset = 0
         for size in range(len(cluster), 0, -1):
-            candidate = tuple(cluster[len(cluster) - size:])
+            candidate = tuple(cluster[len(cluster) - size :])
             if size == 1 and candidate[0] != "NG" or candidate in LEGAL_ONSETS:
                 onset = size
                 break
@@ -149,7 +230,7 @@ def split_spelling(word: str, count: int) -> list[str]:
     missing = count - len(groups)
     if missing > 0:  # "radio", "quiet": a written vowel pair sung as two syllables
         split = []
-        for start, end in sorted(groups, key=lambda g: (g[1] - g[0] < 2, lower[g[0]:g[0] + 2] in _VOWEL_DIGRAPHS)):
+        for start, end in sorted(groups, key=lambda g: (g[1] - g[0] < 2, lower[g[0] : g[0] + 2] in _VOWEL_DIGRAPHS)):
             if missing > 0 and end - start >= 2:
                 split += [(start, start + 1), (start + 1, end)]
                 missing -= 1
@@ -164,7 +245,7 @@ def split_spelling(word: str, count: int) -> list[str]:
         elif any(between.startswith(d) and len(between) == 2 for d in _DIGRAPHS):
             cuts.append(end)
         else:
-            cuts.append(end + len(between) // 2 + (1 if between[len(between) // 2 - 1:len(between) // 2 + 1] in _DIGRAPHS else 0))
+            cuts.append(end + len(between) // 2 + (1 if between[len(between) // 2 - 1 : len(between) // 2 + 1] in _DIGRAPHS else 0))
     while len(cuts) > count - 1:  # more written vowel groups than sung syllables: merge the closest
         cuts.pop(min(range(len(cuts)), key=lambda i: cuts[i] - (cuts[i - 1] if i else 0)))
     while len(cuts) < count - 1:  # fewer: split the longest piece
@@ -191,8 +272,7 @@ def syllabify(word: str) -> list[Syllable]:
     for i, (text, phones) in enumerate(zip(texts, parts)):
         vowel = next(p for p in phones if is_vowel(p))
         stressed = not function_word and (vowel.endswith("1") or len(parts) == 1)
-        syllables.append(Syllable(text=text, phonemes=phones, stressed=stressed,
-                                  word_start=i == 0, word_end=i == len(parts) - 1))
+        syllables.append(Syllable(text=text, phonemes=phones, stressed=stressed, word_start=i == 0, word_end=i == len(parts) - 1))
     return syllables
 
 

@@ -48,10 +48,12 @@ class Deal(BaseModel):
     """The commercial terms a profile's DDEX message offers (DDEX allowed values)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    commercial_models: Annotated[list[Literal["SubscriptionModel", "AdvertisementSupportedModel", "PayAsYouGoModel",
-                                              "FreeOfChargeModel"]], Field(min_length=1)] = ["SubscriptionModel", "AdvertisementSupportedModel"]
-    use_types: Annotated[list[Literal["Stream", "OnDemandStream", "NonInteractiveStream", "PermanentDownload",
-                                      "ConditionalDownload", "Download"]], Field(min_length=1)] = ["OnDemandStream", "NonInteractiveStream"]
+    commercial_models: Annotated[
+        list[Literal["SubscriptionModel", "AdvertisementSupportedModel", "PayAsYouGoModel", "FreeOfChargeModel"]], Field(min_length=1)
+    ] = ["SubscriptionModel", "AdvertisementSupportedModel"]
+    use_types: Annotated[
+        list[Literal["Stream", "OnDemandStream", "NonInteractiveStream", "PermanentDownload", "ConditionalDownload", "Download"]], Field(min_length=1)
+    ] = ["OnDemandStream", "NonInteractiveStream"]
     territories: Annotated[list[Annotated[str, Field(pattern=r"^(Worldwide|[A-Z]{2})$")]], Field(min_length=1)] = ["Worldwide"]
 
 

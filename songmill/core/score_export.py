@@ -160,7 +160,7 @@ def _chord_symbol(symbol: str):
     from music21 import harmony
 
     root = symbol[:2] if len(symbol) > 1 and symbol[1] in "#b" else symbol[:1]
-    quality = {"m(maj7)": "mM7"}.get(symbol[len(root):], symbol[len(root):])
+    quality = {"m(maj7)": "mM7"}.get(symbol[len(root) :], symbol[len(root) :])
     return harmony.ChordSymbol(root.replace("b", "-") + quality)
 
 

@@ -28,6 +28,7 @@ def _ranged(low: float, high: float, unit: str) -> AfterValidator:
         if not low <= value <= high:
             raise ValueError(f"{value:g} is outside {low:g}–{high:g} {unit}")
         return value
+
     return AfterValidator(check)
 
 
@@ -36,6 +37,7 @@ def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
         if value not in allowed:
             raise ValueError(f"'{value}' is not a known {what} (allowed: {', '.join(allowed)})")
         return value
+
     return AfterValidator(check)
 
 
@@ -79,6 +81,7 @@ def _time_signature(value: str) -> str:
 def _auto_or(check: Callable[[str], str]) -> AfterValidator:
     def validate(value: str) -> str:
         return value if value == "auto" else check(value)
+
     return AfterValidator(validate)
 
 
@@ -88,9 +91,7 @@ def _lyrics(value: str) -> str:
         if tag:
             name = re.sub(r"\s*\d+$", "", tag.group(1).strip().lower())
             if name not in SECTION_NAMES:
-                raise ValueError(
-                    f"lyrics line {number}: '[{tag.group(1)}]' is not a section tag (allowed: {', '.join(SECTION_NAMES)})"
-                )
+                raise ValueError(f"lyrics line {number}: '[{tag.group(1)}]' is not a section tag (allowed: {', '.join(SECTION_NAMES)})")
     if not any(line.strip() and not line.strip().startswith("[") for line in value.splitlines()):
         raise ValueError("has no lyric lines (write lines under [verse]/[chorus] tags, or leave lyrics out)")
     return value
@@ -136,8 +137,9 @@ class Voice(Strict):
     style: Annotated[str, _one_of(VOICE_STYLES, "voice style")] | None = None  # None: chosen by mood
     expression: VoiceExpression | None = None  # overrides of the style's parameters
     backing: bool = True  # chorus double and harmony stems
-    model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a singing model (backend onnx-singing) in the registry; None: the identity's voice
-
+    model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = (
+        None  # a singing model (backend onnx-singing) in the registry; None: the identity's voice
+    )
 
 
 class SectionSpec(Strict):
@@ -164,7 +166,9 @@ class TrackSpec(Strict):
     lyrics_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a transformers LM in the model registry; None: the rule writer
     instruments_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a diffusers model in the registry; None: the soundfont
     key_change: Annotated[int, _ranged(0, 4, "semitones")] = 0  # lift the last chorus (and what follows) by this much
-    reference: Annotated[str, AfterValidator(_non_blank)] | None = None  # a recording whose tone (and loudness, where the profile says) the master matches; relative to this file
+    reference: Annotated[str, AfterValidator(_non_blank)] | None = (
+        None  # a recording whose tone (and loudness, where the profile says) the master matches; relative to this file
+    )
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
 
@@ -236,8 +240,7 @@ def track_seed(spec: ReleaseSpec, index: int, base_seed: int | None = None) -> i
 # ---------------------------------------------------------------- loading and error messages
 
 
-def load_release(path: str | Path, *, profile_names: set[str] | None = None,
-                 voice_identities: set[str] | None = None) -> ReleaseSpec:
+def load_release(path: str | Path, *, profile_names: set[str] | None = None, voice_identities: set[str] | None = None) -> ReleaseSpec:
     """Load and validate a release config.
 
     Parameters
@@ -259,13 +262,17 @@ def load_release(path: str | Path, *, profile_names: set[str] | None = None,
     if profile_names is not None:
         problems += [
             locator.problem(("release", "profiles", i), f"'{name}' is not a delivery profile (allowed: {', '.join(sorted(profile_names))})")
-            for i, name in enumerate(spec.release.profiles) if name not in profile_names
+            for i, name in enumerate(spec.release.profiles)
+            if name not in profile_names
         ]
     if voice_identities is not None:
         problems += [
-            locator.problem(("tracks", i, "voice", "identity"),
-                            f"'{track.voice.identity}' is not a registered voice identity (registered: {', '.join(sorted(voice_identities))})")
-            for i, track in enumerate(spec.tracks) if track.voice is not None and track.voice.identity not in voice_identities
+            locator.problem(
+                ("tracks", i, "voice", "identity"),
+                f"'{track.voice.identity}' is not a registered voice identity (registered: {', '.join(sorted(voice_identities))})",
+            )
+            for i, track in enumerate(spec.tracks)
+            if track.voice is not None and track.voice.identity not in voice_identities
         ]
     if problems:
         raise ConfigError(problems)

@@ -145,9 +145,18 @@ class LocalStore:
 class S3Store:
     """Artifacts in an S3 bucket under a prefix: `<prefix>/blobs/<sha256>`, `<prefix>/records/<key>.json`."""
 
-    def __init__(self, endpoint: str, bucket: str, *, prefix: str = "", access_key: str | None = None,
-                 secret_key: str | None = None, secure: bool = False, region: str | None = None,
-                 timeout_s: float = 10.0):
+    def __init__(
+        self,
+        endpoint: str,
+        bucket: str,
+        *,
+        prefix: str = "",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        secure: bool = False,
+        region: str | None = None,
+        timeout_s: float = 10.0,
+    ):
         import urllib3
         from minio import Minio
         from minio.error import S3Error
@@ -160,8 +169,7 @@ class S3Store:
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 6),
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         )
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
-                             region=region, http_client=http)
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http)
         self._s3_error = S3Error
         try:
             if not self._client.bucket_exists(bucket):
@@ -169,7 +177,9 @@ class S3Store:
         except S3Error as err:
             raise ServiceError(f"S3 store {self.description} refused access ({err.code}); check SONGMILL_S3_ACCESS_KEY and SONGMILL_S3_SECRET_KEY") from None
         except Exception as err:  # urllib3 connection errors, DNS, TLS
-            raise ServiceError(f"S3 store at {endpoint} is unreachable ({_reason(err)}); check SONGMILL_STORE/SONGMILL_S3_ENDPOINT or start the server") from None
+            raise ServiceError(
+                f"S3 store at {endpoint} is unreachable ({_reason(err)}); check SONGMILL_STORE/SONGMILL_S3_ENDPOINT or start the server"
+            ) from None
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -187,8 +197,7 @@ class S3Store:
         sha, size = file_sha256(path), path.stat().st_size
         key = self._key("blobs", sha)
         if not self.has(sha):
-            self._call(f"storing {path.name}", self._client.fput_object, self.bucket, key, str(path),
-                       metadata={"x-amz-meta-sha256": sha})
+            self._call(f"storing {path.name}", self._client.fput_object, self.bucket, key, str(path), metadata={"x-amz-meta-sha256": sha})
         return ArtifactRef(name or path.name, sha, size, f"s3://{self.bucket}/{key}")
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
@@ -214,8 +223,9 @@ class S3Store:
     def upload(self, path: Path, *parts: str) -> None:
         """Put a file at `<prefix>/<parts…>` and check that the stored size is the file's."""
         key, size = self._key(*parts), Path(path).stat().st_size
-        self._call(f"uploading {Path(path).name}", self._client.fput_object, self.bucket, key, str(path),
-                   metadata={"x-amz-meta-sha256": file_sha256(Path(path))})
+        self._call(
+            f"uploading {Path(path).name}", self._client.fput_object, self.bucket, key, str(path), metadata={"x-amz-meta-sha256": file_sha256(Path(path))}
+        )
         stored = self._call(f"checking {Path(path).name}", self._client.stat_object, self.bucket, key).size
         if stored != size:
             raise ServiceError(f"{self.description} stored {key} with {stored} bytes instead of {size}")
@@ -227,7 +237,7 @@ class S3Store:
         """Every object key under `<prefix>/<parts…>/`, relative to it."""
         base = self._key(*parts) + "/"
         listed = self._call("listing objects", lambda: list(self._client.list_objects(self.bucket, prefix=base, recursive=True)))
-        return [o.object_name[len(base):] for o in listed]
+        return [o.object_name[len(base) :] for o in listed]
 
     def url(self, *parts: str) -> str:
         return f"s3://{self.bucket}/{self._key(*parts)}"
@@ -237,8 +247,15 @@ class S3Store:
 
     def put_record(self, key: str, record: dict) -> None:
         data = json.dumps(record, sort_keys=True).encode()
-        self._call("writing a record", self._client.put_object, self.bucket, self._key("records", f"{key}.json"),
-                   io.BytesIO(data), len(data), content_type="application/json")
+        self._call(
+            "writing a record",
+            self._client.put_object,
+            self.bucket,
+            self._key("records", f"{key}.json"),
+            io.BytesIO(data),
+            len(data),
+            content_type="application/json",
+        )
 
     def get_record(self, key: str) -> dict | None:
         try:
@@ -255,8 +272,12 @@ class S3Store:
 def _reason(err: Exception) -> str:
     """A few words for a network failure: urllib3 wraps the cause in MaxRetryError.reason."""
     text = f"{err} {getattr(err, 'reason', '')}".lower()
-    for needle, words in (("refused", "connection refused"), ("timed out", "timed out"),
-                          ("name or service", "unknown host"), ("certificate", "TLS certificate rejected")):
+    for needle, words in (
+        ("refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("name or service", "unknown host"),
+        ("certificate", "TLS certificate rejected"),
+    ):
         if needle in text:
             return words
     return type(getattr(err, "reason", None) or err).__name__
@@ -276,7 +297,13 @@ def open_store(spec: str | None = None) -> ArtifactStore:
         if not endpoint:
             raise SongmillError(f"{spec} is an S3 location but SONGMILL_S3_ENDPOINT is not set; set it to host:port of the S3 server")
         secure = os.environ.get("SONGMILL_S3_SECURE", "false").lower() in ("1", "true", "yes")
-        return S3Store(endpoint, bucket, prefix=prefix, access_key=os.environ.get("SONGMILL_S3_ACCESS_KEY"),
-                       secret_key=os.environ.get("SONGMILL_S3_SECRET_KEY"), secure=secure,
-                       region=os.environ.get("SONGMILL_S3_REGION"))
+        return S3Store(
+            endpoint,
+            bucket,
+            prefix=prefix,
+            access_key=os.environ.get("SONGMILL_S3_ACCESS_KEY"),
+            secret_key=os.environ.get("SONGMILL_S3_SECRET_KEY"),
+            secure=secure,
+            region=os.environ.get("SONGMILL_S3_REGION"),
+        )
     return LocalStore(Path(spec))

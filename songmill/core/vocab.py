@@ -3,8 +3,18 @@
 GENRES = ("pop", "rock", "synthpop", "folk", "ballad", "hip-hop")
 
 MOODS = (
-    "tender", "bright", "melancholic", "powerful", "hopeful", "nostalgic",
-    "energetic", "dreamy", "dark", "playful", "calm", "defiant",
+    "tender",
+    "bright",
+    "melancholic",
+    "powerful",
+    "hopeful",
+    "nostalgic",
+    "energetic",
+    "dreamy",
+    "dark",
+    "playful",
+    "calm",
+    "defiant",
 )
 
 VOICE_STYLES = ("tender", "bright", "melancholic", "powerful", "breathy")
@@ -12,15 +22,29 @@ VOICE_STYLES = ("tender", "bright", "melancholic", "powerful", "breathy")
 # The expression parameters a config may set under `voice.expression`: (low, high, unit).
 # What each one does: models/voice/expression.py.
 VOICE_EXPRESSION_LIMITS = {
-    "vibrato_rate_hz": (3.0, 8.0, "Hz"), "vibrato_depth_cents": (0.0, 60.0, "cents"),
-    "vibrato_delay_s": (0.0, 1.0, "s"), "vibrato_fade_s": (0.0, 1.0, "s"), "portamento_s": (0.01, 0.2, "s"),
-    "overshoot_cents": (0.0, 50.0, "cents"), "dynamics_range_db": (0.0, 18.0, "dB"),
-    "breathiness": (0.0, 1.0, "(0 to 1)"), "tension": (-1.0, 1.0, "(-1 to 1)"), "timing_feel_s": (-0.03, 0.03, "s"),
+    "vibrato_rate_hz": (3.0, 8.0, "Hz"),
+    "vibrato_depth_cents": (0.0, 60.0, "cents"),
+    "vibrato_delay_s": (0.0, 1.0, "s"),
+    "vibrato_fade_s": (0.0, 1.0, "s"),
+    "portamento_s": (0.01, 0.2, "s"),
+    "overshoot_cents": (0.0, 50.0, "cents"),
+    "dynamics_range_db": (0.0, 18.0, "dB"),
+    "breathiness": (0.0, 1.0, "(0 to 1)"),
+    "tension": (-1.0, 1.0, "(-1 to 1)"),
+    "timing_feel_s": (-0.03, 0.03, "s"),
 }
 
 SECTION_NAMES = (
-    "intro", "verse", "pre-chorus", "chorus", "post-chorus", "bridge",
-    "breakdown", "solo", "instrumental", "outro",
+    "intro",
+    "verse",
+    "pre-chorus",
+    "chorus",
+    "post-chorus",
+    "bridge",
+    "breakdown",
+    "solo",
+    "instrumental",
+    "outro",
 )
 
 MODES = ("major", "minor", "dorian", "mixolydian", "lydian", "phrygian", "aeolian", "ionian")

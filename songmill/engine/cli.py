@@ -1,12 +1,12 @@
 """The `songmill` command (typer). Contracts in DESIGN.md §3.
 
-    songmill validate PATH...                     exit 0 valid, 2 with one line per problem
-    songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
-                                                  last line printed: the run report's path
-    songmill qc AUDIO --profile NAME [--tempo BPM] [--key KEY] [--json]
-                                                  exit 0 pass, 1 fail (reasons), 2 unusable input
-    songmill catalogue ls                         releases in the catalogue
-    songmill catalogue deliveries RELEASE         where a release was delivered
+songmill validate PATH...                     exit 0 valid, 2 with one line per problem
+songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
+                                              last line printed: the run report's path
+songmill qc AUDIO --profile NAME [--tempo BPM] [--key KEY] [--json]
+                                              exit 0 pass, 1 fail (reasons), 2 unusable input
+songmill catalogue ls                         releases in the catalogue
+songmill catalogue deliveries RELEASE         where a release was delivered
 """
 
 from __future__ import annotations
@@ -108,8 +108,7 @@ def qc_command(
                 raise SongmillError(f"--key: {err}") from None
         metrics = measure_file(audio)
         musical = measure_musical(*decode(audio, stream=probe(audio)), tempo_bpm=tempo, key=key) if tempo or key else None
-        [verdict] = judge([metrics], profile, profiles[profile], musical=musical,
-                          expected={"tempo_bpm": tempo, "key": key})
+        [verdict] = judge([metrics], profile, profiles[profile], musical=musical, expected={"tempo_bpm": tempo, "key": key})
     except ConfigError as err:
         for line in err.problems:
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -117,8 +116,7 @@ def qc_command(
     except SongmillError as err:
         _fail(err, EXIT_INVALID)  # a broken input is never mistaken for a failed track
     if as_json:
-        print(json.dumps({**verdict.to_dict(), "metrics": metrics.to_dict(),
-                          "musical": musical.to_dict() if musical else None}, indent=1))
+        print(json.dumps({**verdict.to_dict(), "metrics": metrics.to_dict(), "musical": musical.to_dict() if musical else None}, indent=1))
     else:
         print(f"{'PASS' if verdict.passed else 'FAIL'} {audio} (profile {profile})")
         for reason in verdict.reasons:
@@ -140,14 +138,23 @@ def catalogue_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         return
     table = Table("release", "title", "artist", "type", "date", "tracks", "runs", "last run")
     for r in rows:
-        table.add_row(r["id"], r["title"], r["artist"], r["type"], r["date"], str(r["tracks"]), str(r["runs"]),
-                      f"{r['last_run']} {r['last_run_at']}" if r["last_run"] else "-")
+        table.add_row(
+            r["id"],
+            r["title"],
+            r["artist"],
+            r["type"],
+            r["date"],
+            str(r["tracks"]),
+            str(r["runs"]),
+            f"{r['last_run']} {r['last_run_at']}" if r["last_run"] else "-",
+        )
     Console().print(table)
 
 
 @catalogue_app.command("deliveries")
-def catalogue_deliveries(release: str = typer.Argument(..., help="The release id."),
-                         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def catalogue_deliveries(
+    release: str = typer.Argument(..., help="The release id."), as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")
+) -> None:
     """List where a release was delivered: profile, destination, UPC, manifest hash, when."""
     from songmill.catalogue import Catalogue
 

@@ -22,9 +22,15 @@ def _loaders() -> dict[str, Callable[[], object]]:
     from songmill.production.presets import load_production_presets
     from songmill.release.settings import load_delivery_settings
 
-    return {"profiles.yaml": load_profiles, "delivery.yaml": load_delivery_settings,
-            "production.yaml": load_production_presets, "arrangements.yaml": load_presets,
-            "qc.yaml": load_qc_settings, "catalogue.yaml": load_catalogue_plan, "the model registry": ModelRegistry.load}
+    return {
+        "profiles.yaml": load_profiles,
+        "delivery.yaml": load_delivery_settings,
+        "production.yaml": load_production_presets,
+        "arrangements.yaml": load_presets,
+        "qc.yaml": load_qc_settings,
+        "catalogue.yaml": load_catalogue_plan,
+        "the model registry": ModelRegistry.load,
+    }
 
 
 def config_problems() -> list[str]:

@@ -70,10 +70,8 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
     path = path or config_dir() / "catalogue.yaml"
     data, locator = load_yaml(path)
     plan = validate_config(data, locator, CataloguePlan)
-    problems = [locator.problem(("mix", "genres", g), f"'{g}' is not a genre ({', '.join(GENRES)})")
-                for g in plan.mix.genres if g not in GENRES]
-    problems += [locator.problem(("mix", "moods", m), f"'{m}' is not a mood ({', '.join(MOODS)})")
-                 for m in plan.mix.moods if m not in MOODS]
+    problems = [locator.problem(("mix", "genres", g), f"'{g}' is not a genre ({', '.join(GENRES)})") for g in plan.mix.genres if g not in GENRES]
+    problems += [locator.problem(("mix", "moods", m), f"'{m}' is not a mood ({', '.join(MOODS)})") for m in plan.mix.moods if m not in MOODS]
     if plan.mix.tempo_bpm[0] > plan.mix.tempo_bpm[1]:
         problems.append(locator.problem(("mix", "tempo_bpm"), "the low tempo is above the high one"))
     if problems:
@@ -102,7 +100,9 @@ def nightly_release(plan: CataloguePlan, date: dt.date) -> dict:
     for idea in ideas:
         identity = _pick(rng, plan.mix.identities)
         track = {
-            "title": idea.title, "theme": idea.theme, "mood": _pick(rng, plan.mix.moods),
+            "title": idea.title,
+            "theme": idea.theme,
+            "mood": _pick(rng, plan.mix.moods),
             "tempo": int(rng.integers(plan.mix.tempo_bpm[0], plan.mix.tempo_bpm[1] + 1)),
             "key": plan.mix.keys[int(rng.integers(len(plan.mix.keys)))],
             "target_duration_s": plan.mix.target_duration_s,
@@ -115,12 +115,19 @@ def nightly_release(plan: CataloguePlan, date: dt.date) -> dict:
     info = plan.release
     return {
         "release": {
-            "id": f"{info.id_prefix}-{date.isoformat()}", "title": info.title.format(date=date.isoformat()),
-            "artist": info.artist, "label": info.label, "type": _release_type(len(tracks)),
-            "date": date.isoformat(), "genre": genre,
-            "p_line": f"{date.year} {info.label}", "c_line": f"{date.year} {info.label}",
-            "explicit": info.explicit, "ai_disclosure": {"contains_ai": True},
-            "profiles": list(info.profiles), "allow_partial": info.allow_partial,
+            "id": f"{info.id_prefix}-{date.isoformat()}",
+            "title": info.title.format(date=date.isoformat()),
+            "artist": info.artist,
+            "label": info.label,
+            "type": _release_type(len(tracks)),
+            "date": date.isoformat(),
+            "genre": genre,
+            "p_line": f"{date.year} {info.label}",
+            "c_line": f"{date.year} {info.label}",
+            "explicit": info.explicit,
+            "ai_disclosure": {"contains_ai": True},
+            "profiles": list(info.profiles),
+            "allow_partial": info.allow_partial,
         },
         "tracks": tracks,
     }
@@ -143,8 +150,12 @@ def release_from_form(form: dict[str, Any], *, today: dt.date | None = None) -> 
     """A one-track release config from the manual DAG's trigger form (its Params)."""
     today = today or dt.date.today()
     track = {
-        "title": form["title"], "theme": form.get("theme") or form["title"], "mood": form["mood"],
-        "tempo": form["tempo"], "key": form["key"], "target_duration_s": form.get("target_duration_s", 180),
+        "title": form["title"],
+        "theme": form.get("theme") or form["title"],
+        "mood": form["mood"],
+        "tempo": form["tempo"],
+        "key": form["key"],
+        "target_duration_s": form.get("target_duration_s", 180),
     }
     if form.get("voice_identity") not in (None, "", "instrumental"):
         style = form.get("voice_style")
@@ -155,12 +166,17 @@ def release_from_form(form: dict[str, Any], *, today: dt.date | None = None) -> 
         track["seed"] = int(form["seed"])
     return {
         "release": {
-            "id": form.get("release_id") or release_id_for(form["title"]), "title": form["title"],
-            "artist": form["artist"], "label": form.get("label") or form["artist"], "type": "single",
-            "date": form.get("release_date") or today.isoformat(), "genre": form["genre"],
+            "id": form.get("release_id") or release_id_for(form["title"]),
+            "title": form["title"],
+            "artist": form["artist"],
+            "label": form.get("label") or form["artist"],
+            "type": "single",
+            "date": form.get("release_date") or today.isoformat(),
+            "genre": form["genre"],
             "p_line": f"{today.year} {form.get('label') or form['artist']}",
             "c_line": f"{today.year} {form.get('label') or form['artist']}",
-            "explicit": bool(form.get("explicit", False)), "ai_disclosure": {"contains_ai": True},
+            "explicit": bool(form.get("explicit", False)),
+            "ai_disclosure": {"contains_ai": True},
             "profiles": list(form["profiles"]),
         },
         "tracks": [track],

@@ -53,8 +53,7 @@ REPORT_VERSION = 1
 ProgressCallback = Callable[[int, str, str], None]  # (track number, stage name, "start" | "done" | "cached" | "failed" | "retry")
 
 
-def render_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None,
-              catalogue_url: str | None = None) -> TrackOutcome:
+def render_track(job: TrackJob, store_spec: str, progress: ProgressCallback | None = None, catalogue_url: str | None = None) -> TrackOutcome:
     """Render one track through the gate: a track whose QC fails, or that duplicates a track
     already in the catalogue (`catalogue_url`), is rendered again with a new seed (up to
     `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
@@ -63,8 +62,9 @@ def render_track(job: TrackJob, store_spec: str, progress: ProgressCallback | No
     return regenerate_until_passed(first, job, store_spec, progress, earlier)
 
 
-def regenerate_until_passed(outcome: TrackOutcome, job: TrackJob, store_spec: str, progress: ProgressCallback | None,
-                            earlier: list, *, stages: list | None = None) -> TrackOutcome:
+def regenerate_until_passed(
+    outcome: TrackOutcome, job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: list, *, stages: list | None = None
+) -> TrackOutcome:
     """Given a track's first render, re-render it with new seeds while the gate turns it down and
     a new seed can help; returns the last render, with `qc_attempts` listing the ones turned down.
     `stages`: the stages a re-render runs (Airflow runs `export` as its own task afterwards)."""
@@ -115,13 +115,15 @@ def _duplicate_check(store, ref, earlier: list) -> tuple[dict, DuplicateMatch | 
     bars = load_qc_settings().duplicates
     with tempfile.TemporaryDirectory(prefix="songmill-print-") as folder:
         data = json.loads(store.get_file(ref, Path(folder) / "fingerprint.json").read_text(encoding="utf-8"))
-    match = find_duplicate(TrackPrint.from_dict(data), earlier, max_audio_similarity=bars.max_audio_similarity,
-                           max_melody_overlap=bars.max_melody_overlap) if earlier else None
+    match = (
+        find_duplicate(TrackPrint.from_dict(data), earlier, max_audio_similarity=bars.max_audio_similarity, max_melody_overlap=bars.max_melody_overlap)
+        if earlier
+        else None
+    )
     return data, match
 
 
-def _render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: Sequence = (),
-                       stages: list | None = None) -> TrackOutcome:
+def _render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: Sequence = (), stages: list | None = None) -> TrackOutcome:
     """The registered stages of one track (or the first ones: `stages`), in order, until one stops it."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
@@ -132,8 +134,17 @@ def _render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallbac
     return outcome
 
 
-def apply_stage(outcome: TrackOutcome, stage, job: TrackJob, *, store, registry, earlier: Sequence = (),
-                progress: ProgressCallback | None = None, raise_errors: bool = False) -> TrackOutcome:
+def apply_stage(
+    outcome: TrackOutcome,
+    stage,
+    job: TrackJob,
+    *,
+    store,
+    registry,
+    earlier: Sequence = (),
+    progress: ProgressCallback | None = None,
+    raise_errors: bool = False,
+) -> TrackOutcome:
     """Run one stage of a track on what its earlier stages wrote, recording the result in `outcome`.
 
     A SongmillError stops the track (`outcome.error`); after `qc`, a failed verdict or a
@@ -179,8 +190,7 @@ def _queue_progress(events) -> ProgressCallback:
     return functools.partial(_put_event, events)  # picklable, unlike a lambda
 
 
-def _render_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback,
-                catalogue_url: str | None = None) -> list[TrackOutcome]:
+def _render_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event: ProgressCallback, catalogue_url: str | None = None) -> list[TrackOutcome]:
     if workers <= 1 or len(jobs) <= 1:
         return [render_track(job, store_spec, on_event, catalogue_url) for job in jobs]
     context = multiprocessing.get_context("spawn")
@@ -204,17 +214,18 @@ def _drain(events, on_event: ProgressCallback) -> None:
 
 
 def _progress_display(jobs: list[TrackJob], console: Console):
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                        TimeElapsedColumn(), console=console, transient=False)
-    tasks = {job.number: progress.add_task(f"track {job.number:02d} {job.track.title[:40]}",
-                                           total=len(TRACK_STAGES.stages), stage="queued") for job in jobs}
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=console, transient=False
+    )
+    tasks = {job.number: progress.add_task(f"track {job.number:02d} {job.track.title[:40]}", total=len(TRACK_STAGES.stages), stage="queued") for job in jobs}
 
     def on_event(number: int, stage: str, state: str) -> None:
         if state == "retry":  # the gate turned the track down: it renders again with a new seed
             progress.reset(tasks[number])
         advance = 1 if state in ("done", "cached") else 0
-        label = {"start": f"{stage}…", "done": f"{stage} ✓", "cached": f"{stage} (cached)", "failed": f"{stage} FAILED",
-                 "retry": "regenerating (new seed)"}[state]
+        label = {"start": f"{stage}…", "done": f"{stage} ✓", "cached": f"{stage} (cached)", "failed": f"{stage} FAILED", "retry": "regenerating (new seed)"}[
+            state
+        ]
         progress.update(tasks[number], advance=advance, stage=label)
 
     return progress, on_event
@@ -262,10 +273,19 @@ class ReleaseRun:
             path.write_text(self.spec.model_dump_json(), encoding="utf-8")
             spec_ref = store.put_file(path, path.name)
         return ReleasePlan(
-            release_id=self.spec.release.id, title=self.spec.release.title, config_path=str(self.config_path),
-            config_sha256=self.config_sha256, spec=spec_ref, out_dir=str(self.out_dir), run_id=self.run_id, seed=self.seed,
-            runner=self.runner, started_at=self.started, partial_render=self.partial_render,
-            tracks=[TrackPlan(number=j.number, seed=j.seed, title=j.track.title, commercial=j.commercial) for j in self.jobs])
+            release_id=self.spec.release.id,
+            title=self.spec.release.title,
+            config_path=str(self.config_path),
+            config_sha256=self.config_sha256,
+            spec=spec_ref,
+            out_dir=str(self.out_dir),
+            run_id=self.run_id,
+            seed=self.seed,
+            runner=self.runner,
+            started_at=self.started,
+            partial_render=self.partial_render,
+            tracks=[TrackPlan(number=j.number, seed=j.seed, title=j.track.title, commercial=j.commercial) for j in self.jobs],
+        )
 
     @classmethod
     def from_plan(cls, plan: ReleasePlan, store) -> "ReleaseRun":
@@ -273,16 +293,35 @@ class ReleaseRun:
             path = store.get_file(plan.spec, Path(folder) / "release-spec.json")
             spec = ReleaseSpec.model_validate_json(path.read_text(encoding="utf-8"))
         jobs = [TrackJob(spec, t.number - 1, t.seed, t.commercial) for t in plan.tracks]
-        return cls(Path(plan.config_path), spec, load_profiles(), Path(plan.out_dir), plan.run_id, plan.seed, jobs,
-                   plan.runner, plan.started_at, plan.config_sha256, plan.partial_render)
+        return cls(
+            Path(plan.config_path),
+            spec,
+            load_profiles(),
+            Path(plan.out_dir),
+            plan.run_id,
+            plan.seed,
+            jobs,
+            plan.runner,
+            plan.started_at,
+            plan.config_sha256,
+            plan.partial_render,
+        )
 
     def job(self, number: int) -> TrackJob:
         return next(j for j in self.jobs if j.number == number)
 
 
-def start_release(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
-                  seed: int | None = None, store_spec: str | None = None, database_url: str | None = None,
-                  runner: Literal["embedded", "airflow"] = "embedded") -> ReleaseRun:
+def start_release(
+    config_path: str | Path,
+    *,
+    out_dir: Path = Path("dist"),
+    jobs: int = 1,
+    track: int | None = None,
+    seed: int | None = None,
+    store_spec: str | None = None,
+    database_url: str | None = None,
+    runner: Literal["embedded", "airflow"] = "embedded",
+) -> ReleaseRun:
     """Validate the config and the services, record the run in the catalogue, plan the tracks.
 
     Raises SongmillError (a ConfigError for the config) before anything is written."""
@@ -306,13 +345,33 @@ def start_release(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs
         run_id = catalogue.start_run(spec.release.id, runner=runner, base_seed=seed)
     finally:
         catalogue.close()
-    return ReleaseRun(config_path, spec, profiles, Path(out_dir), run_id, seed, track_jobs, runner,
-                      dt.datetime.now(dt.UTC), config_sha, partial_render=track is not None, workers=jobs)
+    return ReleaseRun(
+        config_path,
+        spec,
+        profiles,
+        Path(out_dir),
+        run_id,
+        seed,
+        track_jobs,
+        runner,
+        dt.datetime.now(dt.UTC),
+        config_sha,
+        partial_render=track is not None,
+        workers=jobs,
+    )
 
 
-def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int = 1, track: int | None = None,
-           seed: int | None = None, store_spec: str | None = None, database_url: str | None = None,
-           console: Console | None = None) -> Path:
+def render(
+    config_path: str | Path,
+    *,
+    out_dir: Path = Path("dist"),
+    jobs: int = 1,
+    track: int | None = None,
+    seed: int | None = None,
+    store_spec: str | None = None,
+    database_url: str | None = None,
+    console: Console | None = None,
+) -> Path:
     """Render a release; returns the path of its run report.
 
     Parameters
@@ -329,8 +388,7 @@ def render(config_path: str | Path, *, out_dir: Path = Path("dist"), jobs: int =
         (the report is still written, with the failure).
     """
     store_spec = store_spec or default_store_spec()
-    run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec,
-                        database_url=database_url)
+    run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url)
     console = console or Console(stderr=True)
     catalogue = Catalogue.open(database_url)
     catalogue_url = catalogue.engine.url.render_as_string(hide_password=False)  # for the worker processes
@@ -354,8 +412,9 @@ def fail_release(run_id: int, error: str, *, database_url: str | None = None) ->
         catalogue.close()
 
 
-def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec: str | None = None,
-                   database_url: str | None = None, console: Console | None = None) -> Path:
+def finish_release(
+    run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec: str | None = None, database_url: str | None = None, console: Console | None = None
+) -> Path:
     """After the tracks: batch duplicates, catalogue records, package and deliver, the QC report
     and the run report. Returns the report's path; raises SongmillError when a track failed, the
     delivery failed, or QC quarantined a track of a release that must be delivered whole."""
@@ -369,20 +428,40 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
     failed = [o for o in outcomes if o.error]
     quarantined = [o for o in outcomes if o.quarantined]
     steps_wall0, steps_cpu0 = time.perf_counter(), cpu_seconds()
-    release_steps, delivery_error = _release_steps(spec, profiles, [t for _, t in recorded], failed + quarantined, config_path=config_path,
-                                                   out_dir=run.out_dir, catalogue=catalogue, run_id=run.run_id,
-                                                   partial_render=run.partial_render)
+    release_steps, delivery_error = _release_steps(
+        spec,
+        profiles,
+        [t for _, t in recorded],
+        failed + quarantined,
+        config_path=config_path,
+        out_dir=run.out_dir,
+        catalogue=catalogue,
+        run_id=run.run_id,
+        partial_render=run.partial_render,
+    )
     release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(cpu_seconds() - steps_cpu0, 3)}
     report = {
-        "report_version": REPORT_VERSION, "songmill_version": __version__, "runner": run.runner,
+        "report_version": REPORT_VERSION,
+        "songmill_version": __version__,
+        "runner": run.runner,
         "status": "failed" if failed or delivery_error or (quarantined and not release_steps.get("delivered")) else "succeeded",
         "quarantined": [o.number for o in quarantined],
-        "release": {"id": spec.release.id, "title": spec.release.title, "artist": spec.release.artist,
-                    "label": spec.release.label, "type": spec.release.type, "date": spec.release.date.isoformat(),
-                    "genre": spec.release.genre, "profiles": spec.release.profiles},
+        "release": {
+            "id": spec.release.id,
+            "title": spec.release.title,
+            "artist": spec.release.artist,
+            "label": spec.release.label,
+            "type": spec.release.type,
+            "date": spec.release.date.isoformat(),
+            "genre": spec.release.genre,
+            "profiles": spec.release.profiles,
+        },
         "config": {"path": str(config_path), "sha256": run.config_sha256},
-        "base_seed": run.seed, "jobs": run.workers, "run_id": run.run_id,
-        "store": store.description, "catalogue": display_url(str(catalogue.engine.url)),
+        "base_seed": run.seed,
+        "jobs": run.workers,
+        "run_id": run.run_id,
+        "store": store.description,
+        "catalogue": display_url(str(catalogue.engine.url)),
         "started_at": run.started.isoformat(timespec="seconds"),
         "wall_s": round((dt.datetime.now(dt.UTC) - run.started).total_seconds(), 3),
         "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
@@ -402,8 +481,12 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
     report["qc_report_cpu_s"] = round(cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
     atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
-    catalogue.finish_run(run.run_id, status=report["status"], report_path=str(report_path),
-                         error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None)
+    catalogue.finish_run(
+        run.run_id,
+        status=report["status"],
+        report_path=str(report_path),
+        error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None,
+    )
     catalogue.close()
     if failed:
         first = failed[0]
@@ -411,8 +494,7 @@ def finish_release(run: ReleaseRun, outcomes: list[TrackOutcome], *, store_spec:
     if delivery_error:
         raise SongmillError(f"{delivery_error} (report: {report_path})")
     for o in quarantined:
-        message = (f"track {o.number} ({o.title}) was quarantined by QC after {len(o.qc_attempts)} render(s): "
-                   f"{'; '.join(o.quarantined or [])}")
+        message = f"track {o.number} ({o.title}) was quarantined by QC after {len(o.qc_attempts)} render(s): {'; '.join(o.quarantined or [])}"
         if not release_steps.get("delivered"):
             raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
         console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False)
@@ -436,18 +518,38 @@ def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
     bars = load_qc_settings().duplicates
     passed = [o for o in outcomes if o.track_print is not None and not o.quarantined and not o.error]
     for index, outcome in enumerate(passed):
-        earlier = [({"release_id": "this release", "number": o.number, "title": o.title, "run_id": None},
-                    TrackPrint.from_dict(o.track_print or {})) for o in passed[:index] if not o.quarantined]
-        match = find_duplicate(TrackPrint.from_dict(outcome.track_print or {}), earlier, max_audio_similarity=bars.max_audio_similarity,
-                               max_melody_overlap=bars.max_melody_overlap) if earlier else None
+        earlier = [
+            ({"release_id": "this release", "number": o.number, "title": o.title, "run_id": None}, TrackPrint.from_dict(o.track_print or {}))
+            for o in passed[:index]
+            if not o.quarantined
+        ]
+        match = (
+            find_duplicate(
+                TrackPrint.from_dict(outcome.track_print or {}),
+                earlier,
+                max_audio_similarity=bars.max_audio_similarity,
+                max_melody_overlap=bars.max_melody_overlap,
+            )
+            if earlier
+            else None
+        )
         if match is not None:
             outcome.quarantined, outcome.duplicate = [match.reason], match.to_dict()
             outcome.qc_attempts.append({"seed": outcome.seed, "reasons": outcome.quarantined, "duplicate_of": outcome.duplicate})
 
 
-def _release_steps(spec: ReleaseSpec, profiles: dict, tracks: list[RenderedTrack], failed: list[TrackOutcome], *,
-                   config_path: Path, out_dir: Path, catalogue: Catalogue, run_id: int,
-                   partial_render: bool) -> tuple[dict, str | None]:
+def _release_steps(
+    spec: ReleaseSpec,
+    profiles: dict,
+    tracks: list[RenderedTrack],
+    failed: list[TrackOutcome],
+    *,
+    config_path: Path,
+    out_dir: Path,
+    catalogue: Catalogue,
+    run_id: int,
+    partial_render: bool,
+) -> tuple[dict, str | None]:
     """Package and deliver when the release is whole: every track rendered (or, with
     `allow_partial`, the ones that did). Returns (what was delivered, the error that stopped it)."""
     if partial_render:
@@ -458,20 +560,17 @@ def _release_steps(spec: ReleaseSpec, profiles: dict, tracks: list[RenderedTrack
     if not ready:
         return {"skipped": "no track was rendered"}, None
     try:
-        return package_and_deliver(spec, profiles, ready, out_dir=out_dir, config_path=config_path,
-                                   catalogue=catalogue, run_id=run_id), None
+        return package_and_deliver(spec, profiles, ready, out_dir=out_dir, config_path=config_path, catalogue=catalogue, run_id=run_id), None
     except SongmillError as err:
         return {}, f"delivery failed: {err}"
 
 
-def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store,
-                  release_dir: Path) -> tuple[dict, RenderedTrack]:
+def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> tuple[dict, RenderedTrack]:
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files = {}, None, {}
-    decisions: dict[str, Any] = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None,
-                 "qc.json": None, "export.json": None}
+    decisions: dict[str, Any] = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None, "qc.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
@@ -483,31 +582,57 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             if name in decisions:  # the stages' decisions travel with the report
                 decisions[name] = json.loads(path.read_text(encoding="utf-8"))
     for profile, verdict in (decisions["qc.json"] or {}).get("profiles", {}).items():
-        catalogue.record_qc(run_id, track_id, profile, [
-            {"metric": c["metric"], "value": c["value"], "bar": c["bar"], "passed": c["passed"], "detail": c["reason"]}
-            for c in verdict["checks"]])
+        catalogue.record_qc(
+            run_id,
+            track_id,
+            profile,
+            [{"metric": c["metric"], "value": c["value"], "bar": c["bar"], "passed": c["passed"], "detail": c["reason"]} for c in verdict["checks"]],
+        )
     status = "failed" if outcome.error else "quarantined" if outcome.quarantined else "rendered"
     catalogue.set_track_status(track_id, status, duration_s=duration_s if status == "rendered" else None)
     rerender_of = _rerender_of(catalogue, track_id, outcome) if status == "rendered" else None
     duplicates = [a for a in outcome.qc_attempts if a.get("duplicate_of")]
     if duplicates:  # the catalogue keeps why each render was turned down, beside the suite's checks
-        catalogue.record_qc(run_id, track_id, "catalogue", [
-            {"metric": "duplicate_audio_similarity", "value": a["duplicate_of"]["audio_similarity"], "bar": None,
-             "passed": False, "detail": f"seed {a['seed']}: {a['reasons'][0]}"} for a in duplicates])
+        catalogue.record_qc(
+            run_id,
+            track_id,
+            "catalogue",
+            [
+                {
+                    "metric": "duplicate_audio_similarity",
+                    "value": a["duplicate_of"]["audio_similarity"],
+                    "bar": None,
+                    "passed": False,
+                    "detail": f"seed {a['seed']}: {a['reasons'][0]}",
+                }
+                for a in duplicates
+            ],
+        )
     if status == "rendered" and outcome.track_print:  # later tracks are checked against it
-        catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"],
-                               track_print=outcome.track_print)
+        catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"], track_print=outcome.track_print)
     rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered")
-    return {"number": outcome.number, "title": outcome.title, "seed": outcome.seed,
-            "status": status, "duration_s": duration_s,
-            "failed_stage": outcome.failed_stage, "error": outcome.error,
-            "qc": decisions["qc.json"], "qc_reasons": outcome.quarantined, "qc_attempts": outcome.qc_attempts,
-            "duplicate_of": outcome.duplicate, "rerender_of": rerender_of,
-            "artifacts": artifacts, "arrangement": decisions["arrangement.json"],
-            "vocals": decisions["vocals.json"], "mix": decisions["mix.json"], "master": decisions["master.json"],
-            "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},
-            "export": decisions["export.json"],
-            "stages": [r.to_dict() for r in outcome.results]}, rendered
+    return {
+        "number": outcome.number,
+        "title": outcome.title,
+        "seed": outcome.seed,
+        "status": status,
+        "duration_s": duration_s,
+        "failed_stage": outcome.failed_stage,
+        "error": outcome.error,
+        "qc": decisions["qc.json"],
+        "qc_reasons": outcome.quarantined,
+        "qc_attempts": outcome.qc_attempts,
+        "duplicate_of": outcome.duplicate,
+        "rerender_of": rerender_of,
+        "artifacts": artifacts,
+        "arrangement": decisions["arrangement.json"],
+        "vocals": decisions["vocals.json"],
+        "mix": decisions["mix.json"],
+        "master": decisions["master.json"],
+        "loudness": {name: profile["loudness"] for name, profile in (decisions["master.json"] or {}).get("profiles", {}).items()},
+        "export": decisions["export.json"],
+        "stages": [r.to_dict() for r in outcome.results],
+    }, rendered
 
 
 def _rerender_of(catalogue: Catalogue, track_id: int, outcome: TrackOutcome) -> dict | None:
@@ -535,8 +660,11 @@ def _album_consistency(tracks: list[dict]) -> dict:
         lufs = [m["loudness"]["integrated_lufs"] for m in masters]
         tones = [m["tone"]["master_db"] for m in masters]
         band_spread = [max(band) - min(band) for band in zip(*tones)] if tones else []
-        figures[name] = {"tracks": len(masters), "loudness_spread_lu": round(max(lufs) - min(lufs), 2) if lufs else None,
-                         "tone_spread_db": round(max(band_spread), 2) if band_spread else None}
+        figures[name] = {
+            "tracks": len(masters),
+            "loudness_spread_lu": round(max(lufs) - min(lufs), 2) if lufs else None,
+            "tone_spread_db": round(max(band_spread), 2) if band_spread else None,
+        }
     return figures
 
 

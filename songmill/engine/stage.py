@@ -127,8 +127,13 @@ class StageResult:
 
     def to_dict(self) -> dict:
         return {
-            "stage": self.stage, "version": self.version, "cache_key": self.cache_key, "cached": self.cached,
-            "wall_s": round(self.wall_s, 4), "cpu_s": round(self.cpu_s, 4), "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "stage": self.stage,
+            "version": self.version,
+            "cache_key": self.cache_key,
+            "cached": self.cached,
+            "wall_s": round(self.wall_s, 4),
+            "cpu_s": round(self.cpu_s, 4),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
             "inputs": {k: v.sha256 for k, v in self.inputs.items()},
             "outputs": {k: v.to_dict() for k, v in self.outputs.items()},
             "models": self.models,
@@ -137,7 +142,10 @@ class StageResult:
 
 def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models: list[dict], seed: int) -> str:
     material = {
-        "stage": stage.name, "version": stage.version, "params": params, "seed": seed,  # ctx.rng() draws from it
+        "stage": stage.name,
+        "version": stage.version,
+        "params": params,
+        "seed": seed,  # ctx.rng() draws from it
         "inputs": {name: ref.sha256 for name, ref in sorted(inputs.items())},
         "models": sorted((m["name"], m["version"], m["sha256"]) for m in models),
     }
@@ -172,15 +180,13 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *,
-                  store: ArtifactStore, registry: ModelRegistry) -> StageResult:
+def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
     """Run one stage for one track, or return its stored outputs if its cache key is known."""
     missing = [name for name in stage.inputs if name not in inputs]
     if missing:
         raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
     stage_inputs = {name: inputs[name] for name in stage.inputs}
-    stage_inputs.update({name: ref for name, ref in inputs.items()
-                         if any(fnmatch.fnmatch(name, pattern) for pattern in stage.input_globs)})
+    stage_inputs.update({name: ref for name, ref in inputs.items() if any(fnmatch.fnmatch(name, pattern) for pattern in stage.input_globs)})
     params = stage.params(job)
     models = [registry.get(name).provenance() for name in stage.model_names(job)]
     key = cache_key(stage, params, stage_inputs, models, job.seed)
@@ -211,10 +217,18 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *,
         if stage.output_glob:
             for path in sorted(workdir.glob(stage.output_glob)):
                 result.outputs[path.name] = store.put_file(path, path.name)
-    store.put_record(key, {"stage": stage.name, "version": stage.version, "params": params,
-                           "inputs": {k: v.to_dict() for k, v in stage_inputs.items()},
-                           "outputs": {k: v.to_dict() for k, v in result.outputs.items()},
-                           "models": models, "wall_s": result.wall_s})
+    store.put_record(
+        key,
+        {
+            "stage": stage.name,
+            "version": stage.version,
+            "params": params,
+            "inputs": {k: v.to_dict() for k, v in stage_inputs.items()},
+            "outputs": {k: v.to_dict() for k, v in result.outputs.items()},
+            "models": models,
+            "wall_s": result.wall_s,
+        },
+    )
     return result
 
 

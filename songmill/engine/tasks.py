@@ -31,8 +31,7 @@ from songmill.engine.task_data import ReleasePlan, ReleaseResult, TrackOutcome, 
 log = logging.getLogger("songmill.engine.tasks")
 
 
-def plan_release(config_path: str | Path, *, out_dir: str | Path, seed: int | None = None,
-                 runner: Literal["embedded", "airflow"] = "airflow") -> ReleasePlan:
+def plan_release(config_path: str | Path, *, out_dir: str | Path, seed: int | None = None, runner: Literal["embedded", "airflow"] = "airflow") -> ReleasePlan:
     """Validate the config and the services, record the run in the catalogue; the run's plan."""
     from songmill.core.store import open_store
     from songmill.engine.runner import start_release
@@ -75,11 +74,17 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     earlier = earlier_prints(job, default_url()) if stage.name == "qc" else []
     apply_stage(outcome, stage, job, store=store, registry=ModelRegistry.load(), earlier=earlier, raise_errors=True)
     if stage.name == "qc" and outcome.quarantined:
-        through_qc = TRACK_STAGES.stages[:TRACK_STAGES.names().index("qc") + 1]
+        through_qc = TRACK_STAGES.stages[: TRACK_STAGES.names().index("qc") + 1]
         outcome = regenerate_until_passed(outcome, job, store_spec, None, earlier, stages=through_qc)
     for result in outcome.results[-1:]:
-        log.info("track %d: %s %s in %.1f s (%s)", outcome.number, result.stage, "cached" if result.cached else "ran",
-                 result.wall_s, ", ".join(sorted(result.outputs)))
+        log.info(
+            "track %d: %s %s in %.1f s (%s)",
+            outcome.number,
+            result.stage,
+            "cached" if result.cached else "ran",
+            result.wall_s,
+            ", ".join(sorted(result.outputs)),
+        )
     return TrackState(plan=state.plan, outcome=outcome)
 
 
@@ -97,9 +102,15 @@ def finish_release_run(states: list[TrackState]) -> ReleaseResult:
     outcomes = sorted((s.outcome for s in states), key=lambda o: o.number)
     report_path = finish_release(run, outcomes, console=Console(stderr=True))
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    return ReleaseResult(release_id=plan.release_id, report=str(report_path), qc_report=report["qc_report"],
-                         status=report["status"], upc=report["upc"], delivered=report["delivered"],
-                         quarantined=report["quarantined"])
+    return ReleaseResult(
+        release_id=plan.release_id,
+        report=str(report_path),
+        qc_report=report["qc_report"],
+        status=report["status"],
+        upc=report["upc"],
+        delivered=report["delivered"],
+        quarantined=report["quarantined"],
+    )
 
 
 def fail_release_run(plan: ReleasePlan, error: str) -> None:

@@ -74,7 +74,12 @@ def _run_form(ctx: StageContext) -> None:
 
 
 FORM = Stage(
-    name="form", version="2", inputs=(), outputs=("form.json",), params=_form_params, run=_run_form,
+    name="form",
+    version="2",
+    inputs=(),
+    outputs=("form.json",),
+    params=_form_params,
+    run=_run_form,
     description="song form: sections, bar counts and energy fitted to the target duration",
 )
 
@@ -82,10 +87,15 @@ FORM = Stage(
 def _lyrics_params(job: TrackJob) -> dict:
     track = job.track
     return {
-        "title": track.title, "theme": track.theme, "mood": track.mood,
-        "genre": job.spec.instrumentation_of(track), "provided": track.lyrics,
-        "instrumental": track.voice is None, "lyrics_model": track.lyrics_model,
-        "batch_index": job.index, "batch_size": len(job.spec.tracks),
+        "title": track.title,
+        "theme": track.theme,
+        "mood": track.mood,
+        "genre": job.spec.instrumentation_of(track),
+        "provided": track.lyrics,
+        "instrumental": track.voice is None,
+        "lyrics_model": track.lyrics_model,
+        "batch_index": job.index,
+        "batch_size": len(job.spec.tracks),
     }
 
 
@@ -101,17 +111,34 @@ def _run_lyrics(ctx: StageContext) -> None:
     form = Score.load_json(ctx.input("form.json"))
     lm_name = _lyrics_models(ctx.job)
     lm_dir = ctx.model(lm_name[0]) if lm_name else None
-    lyrics = write_lyrics(form, title=p["title"], theme=p["theme"], mood=p["mood"], genre=p["genre"],
-                          provided=p["provided"], instrumental=p["instrumental"], rng=ctx.rng(),
-                          batch_index=p["batch_index"], batch_size=p["batch_size"],
-                          lm_dir=lm_dir, lm_name=lm_name[0] if lm_name else None, seed=ctx.job.seed,
-                          where=_where(ctx.job))
+    lyrics = write_lyrics(
+        form,
+        title=p["title"],
+        theme=p["theme"],
+        mood=p["mood"],
+        genre=p["genre"],
+        provided=p["provided"],
+        instrumental=p["instrumental"],
+        rng=ctx.rng(),
+        batch_index=p["batch_index"],
+        batch_size=p["batch_size"],
+        lm_dir=lm_dir,
+        lm_name=lm_name[0] if lm_name else None,
+        seed=ctx.job.seed,
+        where=_where(ctx.job),
+    )
     lyrics.save_json(ctx.output("lyrics.json"))
 
 
 LYRICS = Stage(
-    name="lyrics", version="1", inputs=("form.json",), outputs=("lyrics.json",), params=_lyrics_params,
-    run=_run_lyrics, optional_models=_lyrics_models, gpu_when=lambda job: bool(_lyrics_models(job)),
+    name="lyrics",
+    version="1",
+    inputs=("form.json",),
+    outputs=("lyrics.json",),
+    params=_lyrics_params,
+    run=_run_lyrics,
+    optional_models=_lyrics_models,
+    gpu_when=lambda job: bool(_lyrics_models(job)),
     description="lyrics: provided and syllabified, or written with metre and rhyme (rules or a local LM)",
 )
 
@@ -137,8 +164,9 @@ def _run_compose(ctx: StageContext) -> None:
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     model = load_melody_model(ctx.model(MELODY_MODEL))
     low, high = ctx.params["voice_range"]
-    score, adaptations = compose(form, lyrics, genre=ctx.params["genre"], voice_range=(low, high),
-                                 model=model, rng=ctx.rng(), key_change_semitones=ctx.params["key_change"])
+    score, adaptations = compose(
+        form, lyrics, genre=ctx.params["genre"], voice_range=(low, high), model=model, rng=ctx.rng(), key_change_semitones=ctx.params["key_change"]
+    )
     if not score.parts:
         raise SongmillError("compose produced no parts")
     score.save_json(ctx.output("score.json"))
@@ -147,8 +175,12 @@ def _run_compose(ctx: StageContext) -> None:
 
 
 COMPOSE = Stage(
-    name="compose", version="1", inputs=("form.json", "lyrics.json"),
-    outputs=("score.json", "score.mid", "score.musicxml"), params=_compose_params, run=_run_compose,
+    name="compose",
+    version="1",
+    inputs=("form.json", "lyrics.json"),
+    outputs=("score.json", "score.mid", "score.musicxml"),
+    params=_compose_params,
+    run=_run_compose,
     models=(MELODY_MODEL,),
     description="harmony, melody (trained GRU under rules), bass, drums and comping → score JSON, MIDI, MusicXML",
 )
@@ -161,10 +193,13 @@ def _instruments_params(job: TrackJob) -> dict:
     presets = load_presets()
     preset = presets.presets.get(preset_name)
     return {
-        "preset": preset_name, "instrumental": job.track.voice is None, "mood": job.track.mood,
+        "preset": preset_name,
+        "instrumental": job.track.voice is None,
+        "mood": job.track.mood,
         # the preset's content, so editing config/arrangements.yaml re-renders what it changes
         "preset_content": preset.model_dump(mode="json", by_alias=True) if preset else None,
-        "lead": presets.lead.get(preset_name), "sample_rate_hz": SAMPLE_RATE_HZ,
+        "lead": presets.lead.get(preset_name),
+        "sample_rate_hz": SAMPLE_RATE_HZ,
         "instruments_model": job.track.instruments_model,
     }
 
@@ -202,8 +237,7 @@ def _run_instruments(ctx: StageContext) -> None:
             for decision in decisions["instruments"]:
                 decision["stem"] = None  # one mix instead of stems
         else:
-            stems = diffusion.stable_audio_stems(pipeline, arrangement, score, genre=p["preset"], mood=p["mood"],
-                                                 seed=ctx.job.seed, steps=steps)
+            stems = diffusion.stable_audio_stems(pipeline, arrangement, score, genre=p["preset"], mood=p["mood"], seed=ctx.job.seed, steps=steps)
     for name, samples in stems.items():
         write_wav(ctx.output(f"stem-{name}.wav"), samples, p["sample_rate_hz"])
     decisions["frames"] = len(next(iter(stems.values()))) if stems else 0
@@ -212,12 +246,19 @@ def _run_instruments(ctx: StageContext) -> None:
 
 
 INSTRUMENTS = Stage(
-    name="instruments", version="1", inputs=("score.json", "lyrics.json"), outputs=("arrangement.json",),
-    output_glob="stem-*.wav", params=_instruments_params, run=_run_instruments, optional_models=_instruments_models,
+    name="instruments",
+    version="1",
+    inputs=("score.json", "lyrics.json"),
+    outputs=("arrangement.json",),
+    output_glob="stem-*.wav",
+    params=_instruments_params,
+    run=_run_instruments,
+    optional_models=_instruments_models,
     gpu_when=lambda job: job.track.instruments_model is not None,
     description="arrangement by genre preset, then one stem per part: FluidSynth (default) or a diffusion model "
-                "(Stable Audio stems, or an ACE-Step full mix); 48 kHz float on the score's timeline",
+    "(Stable Audio stems, or an ACE-Step full mix); 48 kHz float on the score's timeline",
 )
+
 
 def _vocals_params(job: TrackJob) -> dict:
     voice = job.track.voice
@@ -227,12 +268,14 @@ def _vocals_params(job: TrackJob) -> dict:
 
     registry = ModelRegistry.load()
     identity = registry.identity(voice.identity)
-    style, expression = resolve_style(voice.style, job.track.mood,
-                                      voice.expression.model_dump() if voice.expression else None)
+    style, expression = resolve_style(voice.style, job.track.mood, voice.expression.model_dump() if voice.expression else None)
     return {
-        "sings": True, "sample_rate_hz": SAMPLE_RATE_HZ,
+        "sings": True,
+        "sample_rate_hz": SAMPLE_RATE_HZ,
         "identity": identity.provenance(),  # name, version and timbre: a new version re-sings
-        "style": style, "expression": expression.to_dict(), "backing": voice.backing,
+        "style": style,
+        "expression": expression.to_dict(),
+        "backing": voice.backing,
         "voice_model": voice.model or identity.voice,
     }
 
@@ -256,16 +299,31 @@ def _run_vocals(ctx: StageContext) -> None:
     score = Score.load_json(ctx.input("score.json"))
     singer = _singer(ctx, p["voice_model"])
     timbre = Timbre(identity["formant_shift"], identity["tilt_db_per_octave"], identity["breathiness"])
-    vocals = sing(score, singer, frames=stem_frames(score, p["sample_rate_hz"]), seed=int(ctx.rng().integers(0, 2**31)),
-                  expression=Expression(**p["expression"]), timbre=timbre, voice_range=tuple(identity["range"]),
-                  identity=identity["name"], backing=p["backing"])
+    vocals = sing(
+        score,
+        singer,
+        frames=stem_frames(score, p["sample_rate_hz"]),
+        seed=int(ctx.rng().integers(0, 2**31)),
+        expression=Expression(**p["expression"]),
+        timbre=timbre,
+        voice_range=tuple(identity["range"]),
+        identity=identity["name"],
+        backing=p["backing"],
+    )
     write_wav(ctx.output("vocal-lead.wav"), vocals.lead, p["sample_rate_hz"])
     stems = {"lead": {"file": "vocal-lead.wav", "gain_db": 0.0, "pan": 0.0}}
     for name, audio in vocals.backing.items():
         write_wav(ctx.output(f"vocal-{name}.wav"), audio, p["sample_rate_hz"])
         stems[name] = {"file": f"vocal-{name}.wav", **BACKING_MIX[name]}
-    decisions = {"identity": identity, "style": p["style"], "expression": p["expression"], "backend": singer.backend,
-                 "voice_model": p["voice_model"], "stems": stems, "adaptations": vocals.decisions}
+    decisions = {
+        "identity": identity,
+        "style": p["style"],
+        "expression": p["expression"],
+        "backend": singer.backend,
+        "voice_model": p["voice_model"],
+        "stems": stems,
+        "adaptations": vocals.decisions,
+    }
     ctx.output("vocals.json").write_text(json.dumps(decisions, indent=1), encoding="utf-8")
 
 
@@ -285,12 +343,19 @@ def _singer(ctx: StageContext, model_name: str):
 
 
 VOCALS = Stage(
-    name="vocals", version="3", inputs=("score.json",), outputs=(), output_glob="vocal*",
-    params=_vocals_params, run=_run_vocals, optional_models=_vocals_models,
+    name="vocals",
+    version="3",
+    inputs=("score.json",),
+    outputs=(),
+    output_glob="vocal*",
+    params=_vocals_params,
+    run=_run_vocals,
+    optional_models=_vocals_models,
     queue="gpu",  # a neural voice (and, where registered, a neural singing model) on every track with a voice
     description="lead vocal and chorus backing (double, harmony): the neural voice speaking our phone timings, "
-                "sung with WORLD in the identity's timbre and the style's expression, 48 kHz",
+    "sung with WORLD in the identity's timbre and the style's expression, 48 kHz",
 )
+
 
 def _mix_params(job: TrackJob) -> dict:
     from songmill.production.presets import load_production_presets
@@ -321,11 +386,16 @@ def _run_mix(ctx: StageContext) -> None:
 
 
 MIX = Stage(
-    name="mix", version="1", inputs=("score.json", "arrangement.json"), input_globs=("stem-*.wav", "vocal*"),
-    outputs=("mix.wav", "mix.json"), params=_mix_params, run=_run_mix,
+    name="mix",
+    version="1",
+    inputs=("score.json", "arrangement.json"),
+    input_globs=("stem-*.wav", "vocal*"),
+    outputs=("mix.wav", "mix.json"),
+    params=_mix_params,
+    run=_run_mix,
     description="automatic mix (pedalboard): gain staging to the genre's balance, high-passes, vocal de-essing and "
-                "compression, a 1–4 kHz carve and ducking under the voice, section automation, reverb and "
-                "tempo-synced delay sends, bus compression; 48 kHz float stereo",
+    "compression, a 1–4 kHz carve and ducking under the voice, section automation, reverb and "
+    "tempo-synced delay sends, bus compression; 48 kHz float stereo",
 )
 
 
@@ -345,12 +415,18 @@ def master_targets(job: TrackJob) -> list[dict]:
     for name in spec.release.profiles:
         profile = profiles[name]
         reference = track.reference or profile.reference
-        targets.append({
-            "profile": name, "loudness_lufs": profile.loudness_lufs, "ceiling_dbtp": profile.true_peak_dbtp,
-            "tone_db": list(preset.tone_db), "tone_source": f"genre {tone_genre}",
-            "reference": {"path": reference, "sha256": file_sha256(Path(reference))} if reference else None,
-            "width": preset.width, "glue_ratio": preset.glue_ratio,
-        })
+        targets.append(
+            {
+                "profile": name,
+                "loudness_lufs": profile.loudness_lufs,
+                "ceiling_dbtp": profile.true_peak_dbtp,
+                "tone_db": list(preset.tone_db),
+                "tone_source": f"genre {tone_genre}",
+                "reference": {"path": reference, "sha256": file_sha256(Path(reference))} if reference else None,
+                "width": preset.width,
+                "glue_ratio": preset.glue_ratio,
+            }
+        )
     return targets
 
 
@@ -369,26 +445,42 @@ def _run_master(ctx: StageContext) -> None:
             tone_db, tone_source = measured["tone_db"], f"reference {Path(path).name}"
             if loudness_lufs == "reference":
                 loudness_lufs = measured["loudness_lufs"]
-        target = MasterTarget(spec["profile"], loudness_lufs, spec["ceiling_dbtp"], tuple(tone_db), tone_source,
-                              spec["width"], spec["glue_ratio"], reference=bool(spec["reference"]))
+        target = MasterTarget(
+            spec["profile"],
+            loudness_lufs,
+            spec["ceiling_dbtp"],
+            tuple(tone_db),
+            tone_source,
+            spec["width"],
+            spec["glue_ratio"],
+            reference=bool(spec["reference"]),
+        )
         key = (loudness_lufs, target.ceiling_dbtp, target.tone_db, target.width, target.glue_ratio, target.reference)
         if key not in done:
             done[key] = master(mix, rate, target)
         result = done[key]
         write_wav(ctx.output(f"master-{spec['profile']}.wav"), result.audio, rate)
-        report["profiles"][spec["profile"]] = {**result.decisions, "profile": spec["profile"],
-                                               "file": f"master-{spec['profile']}.wav",
-                                               "reference": references[spec["reference"]["path"]] | {"file": spec["reference"]["path"]}
-                                               if spec["reference"] else None}
+        report["profiles"][spec["profile"]] = {
+            **result.decisions,
+            "profile": spec["profile"],
+            "file": f"master-{spec['profile']}.wav",
+            "reference": references[spec["reference"]["path"]] | {"file": spec["reference"]["path"]} if spec["reference"] else None,
+        }
     ctx.output("master.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
 
 
 MASTER = Stage(
-    name="master", version="2", inputs=("mix.wav",), outputs=("master.json",), output_glob="master-*.wav",
-    params=lambda job: {"targets": master_targets(job)}, run=_run_master,
+    name="master",
+    version="2",
+    inputs=("mix.wav",),
+    outputs=("master.json",),
+    output_glob="master-*.wav",
+    params=lambda job: {"targets": master_targets(job)},
+    run=_run_master,
     description="one master per delivery profile: tonal balance toward the genre (or a reference), glue "
-                "compression, width with mono bass, loudness to the profile target through a true-peak limiter",
+    "compression, width with mono bass, loudness to the profile target through a true-peak limiter",
 )
+
 
 def _qc_params(job: TrackJob) -> dict:
     from qc.suites import load_qc_settings, load_suite
@@ -397,10 +489,12 @@ def _qc_params(job: TrackJob) -> dict:
     profiles = load_profiles()
     settings = load_qc_settings()
     # the suites and bars themselves: editing a suite or config/qc.yaml re-judges
-    return {"profiles": {name: {"profile": profiles[name].model_dump(mode="json"), "suite": load_suite(name)}
-                         for name in job.spec.release.profiles},
-            "bars": settings.technical.model_dump(mode="json"), "musical": settings.musical.model_dump(mode="json"),
-            "explicit": job.spec.release.explicit}
+    return {
+        "profiles": {name: {"profile": profiles[name].model_dump(mode="json"), "suite": load_suite(name)} for name in job.spec.release.profiles},
+        "bars": settings.technical.model_dump(mode="json"),
+        "musical": settings.musical.model_dump(mode="json"),
+        "explicit": job.spec.release.explicit,
+    }
 
 
 # failures a new seed cannot fix: the profile's format, and (for lyrics the user gave) the words
@@ -421,14 +515,19 @@ def _run_qc(ctx: StageContext) -> None:
     from songmill.core.store import file_sha256
 
     score = Score.load_json(ctx.input("score.json"))
-    settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]),
-                          musical=MusicalBars.model_validate(ctx.params["musical"]))
+    settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]), musical=MusicalBars.model_validate(ctx.params["musical"]))
     first = f"master-{sorted(ctx.params['profiles'])[0]}.wav"  # every master is the same music: one musical measurement
     vocal = read_wav(ctx.input("vocal-lead.wav")) if "vocal-lead.wav" in ctx.inputs else (None, SAMPLE_RATE_HZ)
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
-    musical = measure_musical(*read_wav(ctx.input(first)), score=score, lyrics=lyrics,
-                              vocal=vocal[0], vocal_rate=vocal[1], explicit=ctx.params["explicit"],
-                              not_explicit=set(settings.musical.not_explicit))
+    musical = measure_musical(
+        *read_wav(ctx.input(first)),
+        score=score,
+        lyrics=lyrics,
+        vocal=vocal[0],
+        vocal_rate=vocal[1],
+        explicit=ctx.params["explicit"],
+        not_explicit=set(settings.musical.not_explicit),
+    )
     expected = {"tempo_bpm": score.tempo_map[0].bpm, "key": main_key(score)}
     report: dict[str, Any] = {"passed": True, "musical": musical.to_dict(), "expected": expected, "profiles": {}}
     measured: dict[str, TechnicalMetrics] = {}  # profiles whose masters are the same file share one measurement
@@ -441,8 +540,7 @@ def _run_qc(ctx: StageContext) -> None:
             expected_s = stem_frames(score, rate) / rate  # the song and its release tail
             measured[digest] = dataclasses.replace(metrics, duration_error_s=round(abs(metrics.duration_s - expected_s), 3))
         metrics = dataclasses.replace(measured[digest], file=f"master-{name}.wav")
-        [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), musical=musical,
-                          expected=expected, settings=settings)
+        [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), musical=musical, expected=expected, settings=settings)
         report["profiles"][name] = {**verdict.to_dict(), "metrics": metrics.to_dict()}
         report["passed"] = report["passed"] and verdict.passed
     failed = {c["metric"] for verdict in report["profiles"].values() for c in verdict["checks"] if not c["passed"]}
@@ -450,16 +548,22 @@ def _run_qc(ctx: StageContext) -> None:
     report["regenerable"] = not (failed & fixed)  # a new seed cannot fix the profile's format or the user's own lyrics
     ctx.output("qc.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print_ = track_print(ctx.input(first), score)
-    ctx.output("fingerprint.json").write_text(json.dumps({**print_.to_dict(), "master": first,
-                                                          "master_sha256": file_sha256(ctx.input(first))}), encoding="utf-8")
+    ctx.output("fingerprint.json").write_text(
+        json.dumps({**print_.to_dict(), "master": first, "master_sha256": file_sha256(ctx.input(first))}), encoding="utf-8"
+    )
 
 
 QC = Stage(
-    name="qc", version="2", inputs=("score.json", "lyrics.json", "master.json"), input_globs=("master-*.wav", "vocal*"),
-    outputs=("qc.json", "fingerprint.json"), params=_qc_params, run=_run_qc,
+    name="qc",
+    version="2",
+    inputs=("score.json", "lyrics.json", "master.json"),
+    input_globs=("master-*.wav", "vocal*"),
+    outputs=("qc.json", "fingerprint.json"),
+    params=_qc_params,
+    run=_run_qc,
     description="the gate: technical metrics of every master (loudness, peaks, clipping, DC, phase, silence, "
-                "format, duration against the score) and musical ones (tempo, key, the dry vocal against the score, "
-                "lyrics, explicit words) judged by the profile's Great Expectations suite; the track's fingerprint",
+    "format, duration against the score) and musical ones (tempo, key, the dry vocal against the score, "
+    "lyrics, explicit words) judged by the profile's Great Expectations suite; the track's fingerprint",
 )
 
 
@@ -468,8 +572,7 @@ def _export_params(job: TrackJob) -> dict:
 
     profiles = load_profiles()
     # each profile whole, so the stage builds the real profile from its params (nothing invented)
-    return {"profiles": {name: profiles[name].model_dump(mode="json") for name in job.spec.release.profiles},
-            "sings": job.track.voice is not None}
+    return {"profiles": {name: profiles[name].model_dump(mode="json") for name in job.spec.release.profiles}, "sings": job.track.voice is not None}
 
 
 def _run_export(ctx: StageContext) -> None:
@@ -480,8 +583,9 @@ def _run_export(ctx: StageContext) -> None:
 
     missing = [name for name in ctx.params["profiles"] if f"master-{name}.wav" not in ctx.inputs]
     if missing:
-        raise SongmillError(f"track {ctx.job.number} ({ctx.job.track.title}) has no master for profile '{missing[0]}' "
-                            f"(master-{missing[0]}.wav); re-render its master stage")
+        raise SongmillError(
+            f"track {ctx.job.number} ({ctx.job.track.title}) has no master for profile '{missing[0]}' (master-{missing[0]}.wav); re-render its master stage"
+        )
     score = Score.load_json(ctx.input("score.json"))
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     sections = [(s.name, score.seconds_at(s.start_bar * score.beats_per_bar), s.energy) for s in score.sections]
@@ -495,8 +599,11 @@ def _run_export(ctx: StageContext) -> None:
         seed = int(ctx.rng().integers(0, 2**31))
         report["files"] += [f.to_dict() for f in export_profile(master, rate, name, profile, ctx.workdir, seed=seed, clip=clip)]
     sung = ctx.params["sings"] and lyrics.source != "instrumental"
-    lines = [(line.text, [s.text for s in line.syllables])
-             for section in sorted(lyrics.sections, key=lambda s: s.form_index) for line in section.lines] if sung else []
+    lines = (
+        [(line.text, [s.text for s in line.syllables]) for section in sorted(lyrics.sections, key=lambda s: s.form_index) for line in section.lines]
+        if sung
+        else []
+    )
     report["lyrics"] = "\n\n".join("\n".join(ln.text for ln in section.lines) for section in lyrics.sections) if sung else None
     report["synced_lyrics"] = synced_lyrics(score, lines).to_dict()
     report["has_vocals"] = sung
@@ -507,10 +614,16 @@ def _run_export(ctx: StageContext) -> None:
 
 
 EXPORT = Stage(
-    name="export", version="1", inputs=("score.json", "lyrics.json", "master.json"), input_globs=("master-*.wav",),
-    outputs=("export.json",), output_glob="export-*", params=_export_params, run=_run_export,
+    name="export",
+    version="1",
+    inputs=("score.json", "lyrics.json", "master.json"),
+    input_globs=("master-*.wav",),
+    outputs=("export.json",),
+    output_glob="export-*",
+    params=_export_params,
+    run=_run_export,
     description="delivery files per profile from its master: WAV/FLAC dithered (SoX resampler where the rate "
-                "differs), MP3/AAC/Opus checked for codec overshoot, 30-second preview clips; synced lyrics",
+    "differs), MP3/AAC/Opus checked for codec overshoot, 30-second preview clips; synced lyrics",
 )
 
 TRACK_STAGES = StageGraph()

@@ -45,9 +45,13 @@ class LimitReport:
     integrated_lufs: float  # measured on the result
 
     def to_dict(self) -> dict:
-        return {"input_gain_db": round(self.input_gain_db, 2), "max_reduction_db": round(self.max_reduction_db, 2),
-                "limited_share": round(self.limited_share, 4), "working_ceiling_dbtp": round(self.working_ceiling_dbtp, 2),
-                "passes": self.passes}
+        return {
+            "input_gain_db": round(self.input_gain_db, 2),
+            "max_reduction_db": round(self.max_reduction_db, 2),
+            "limited_share": round(self.limited_share, 4),
+            "working_ceiling_dbtp": round(self.working_ceiling_dbtp, 2),
+            "passes": self.passes,
+        }
 
 
 def gain_curve_db(peak: np.ndarray, ceiling: float, rate: int) -> np.ndarray:
@@ -58,7 +62,7 @@ def gain_curve_db(peak: np.ndarray, ceiling: float, rate: int) -> np.ndarray:
     blocks — so no sample's gain is ever above what it needs."""
     blocks = -(-len(peak) // CURVE_BLOCK)
     padded = np.zeros(blocks * CURVE_BLOCK, dtype=np.float32)
-    padded[:len(peak)] = peak
+    padded[: len(peak)] = peak
     block_peak = padded.reshape(blocks, CURVE_BLOCK).max(axis=1).astype(np.float64)
     needed = np.minimum(0.0, 20 * np.log10(ceiling / np.maximum(block_peak, 1e-12)))
     if not np.any(needed < 0):
@@ -73,7 +77,7 @@ def gain_curve_db(peak: np.ndarray, ceiling: float, rate: int) -> np.ndarray:
     nodes = np.minimum(np.concatenate(([curve[0]], curve)), np.concatenate((curve, [curve[-1]])))  # block edges
     step = np.arange(CURVE_BLOCK, dtype=np.float32) / CURVE_BLOCK
     per_sample = nodes[:-1, None].astype(np.float32) + np.diff(nodes)[:, None].astype(np.float32) * step
-    return per_sample.reshape(-1)[:len(peak)]
+    return per_sample.reshape(-1)[: len(peak)]
 
 
 CURVE_BLOCK = 32  # 0.67 ms at 48 kHz: the attack ramp moves 0.67 dB a block
@@ -141,7 +145,8 @@ def normalise(samples: np.ndarray, rate: int, *, target_lufs: float, ceiling_dbt
             input_gain += target_lufs - measured_lufs
             continue
         reduction = -curve
-        return out, LimitReport(input_gain, float(reduction.max()), float(np.mean(reduction > 0.1)), working, passes,
-                                measured_peak, measured_lufs)
-    raise SongmillError(f"cannot reach {target_lufs:g} LUFS under a {ceiling_dbtp:g} dBTP ceiling "
-                        f"(reached {measured_lufs:.1f} LUFS at {measured_peak:.1f} dBTP); lower the profile's loudness_lufs")
+        return out, LimitReport(input_gain, float(reduction.max()), float(np.mean(reduction > 0.1)), working, passes, measured_peak, measured_lufs)
+    raise SongmillError(
+        f"cannot reach {target_lufs:g} LUFS under a {ceiling_dbtp:g} dBTP ceiling "
+        f"(reached {measured_lufs:.1f} LUFS at {measured_peak:.1f} dBTP); lower the profile's loudness_lufs"
+    )

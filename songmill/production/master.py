@@ -77,12 +77,12 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
     if path.suffix.lower() == ".wav":
         audio, rate = read_wav(path)
     else:
-        result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", "48000", "-"],
-                                capture_output=True, timeout=300)
+        result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", "48000", "-"], capture_output=True, timeout=300)
         if result.returncode != 0:
             reason = result.stderr.decode(errors="replace").strip().splitlines()
-            raise SongmillError(f"reference audio {path} cannot be read ({reason[-1] if reason else 'ffmpeg failed'}); "
-                                "give a WAV, FLAC, MP3 or M4A file") from None
+            raise SongmillError(
+                f"reference audio {path} cannot be read ({reason[-1] if reason else 'ffmpeg failed'}); give a WAV, FLAC, MP3 or M4A file"
+            ) from None
         audio, rate = np.frombuffer(result.stdout, dtype="<f4").reshape(-1, 2), 48000
     if audio.shape[0] < rate:  # under a second: no loudness or balance to match
         raise SongmillError(f"reference audio {path} is shorter than a second; give a whole recording")
@@ -94,8 +94,7 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
 def reference_profile(path: Path) -> dict:
     """What a reference sets: its integrated loudness (LUFS) and octave balance (dB re 1 kHz)."""
     audio, rate = read_reference(path)
-    return {"loudness_lufs": round(loudness.integrated_lufs(audio, rate), 2),
-            "tone_db": [round(float(v), 2) for v in loudness.octave_balance_db(audio, rate)]}
+    return {"loudness_lufs": round(loudness.integrated_lufs(audio, rate), 2), "tone_db": [round(float(v), 2) for v in loudness.octave_balance_db(audio, rate)]}
 
 
 def tone_correction_db(measured: np.ndarray, target: np.ndarray, *, reference: bool) -> np.ndarray:
@@ -117,7 +116,7 @@ def tone_eq(x: np.ndarray, rate: int, gains_db: np.ndarray) -> np.ndarray:
     response_db = response_db * (1 - stop) + LOW_PASS_STOP_DB * stop
     taps = firwin2(EQ_TAPS, grid / (rate / 2), 10 ** (response_db / 20))
     delay = (EQ_TAPS - 1) // 2
-    return oaconvolve(x, taps[:, None].astype(np.float32), mode="full", axes=0)[delay:delay + x.shape[0]].astype(np.float32)
+    return oaconvolve(x, taps[:, None].astype(np.float32), mode="full", axes=0)[delay : delay + x.shape[0]].astype(np.float32)
 
 
 def widen(x: np.ndarray, rate: int, width: float) -> tuple[np.ndarray, dict]:
@@ -130,8 +129,7 @@ def widen(x: np.ndarray, rate: int, width: float) -> tuple[np.ndarray, dict]:
         correlation = loudness.phase_correlation(out)
         if correlation >= MIN_CORRELATION:
             break
-    return out, {"width": round(applied, 3), "asked": width, "mono_below_hz": MONO_BASS_HZ,
-                 "correlation": round(correlation, 3)}
+    return out, {"width": round(applied, 3), "asked": width, "mono_below_hz": MONO_BASS_HZ, "correlation": round(correlation, 3)}
 
 
 def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
@@ -151,13 +149,21 @@ def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
     after = loudness.octave_balance_db(out, rate)
     target_tone = np.array(target.tone_db)
     decisions = {
-        "profile": target.profile, "target_lufs": target.loudness_lufs, "ceiling_dbtp": target.ceiling_dbtp,
-        "tone": {"source": target.tone_source, "target_db": list(target.tone_db),
-                 "mix_db": _rounded(before), "eq_db": _rounded(gains), "master_db": _rounded(after),
-                 "distance_before_db": round(_distance(before, target_tone), 2),
-                 "distance_after_db": round(_distance(after, target_tone), 2)},
+        "profile": target.profile,
+        "target_lufs": target.loudness_lufs,
+        "ceiling_dbtp": target.ceiling_dbtp,
+        "tone": {
+            "source": target.tone_source,
+            "target_db": list(target.tone_db),
+            "mix_db": _rounded(before),
+            "eq_db": _rounded(gains),
+            "master_db": _rounded(after),
+            "distance_before_db": round(_distance(before, target_tone), 2),
+            "distance_after_db": round(_distance(after, target_tone), 2),
+        },
         "glue": {"threshold_dbfs": round(threshold, 1), "ratio": target.glue_ratio, **GLUE},
-        "stereo": width, "limiter": limit.to_dict(),
+        "stereo": width,
+        "limiter": limit.to_dict(),
         "loudness": report.to_dict(),
         "phase_correlation": width["correlation"],  # a gain on both channels leaves the phase reading as it was
         "dc_offset": float(f"{loudness.dc_offset(out):.2e}"),

@@ -141,7 +141,7 @@ def _block_rms(x: np.ndarray) -> np.ndarray:
     power = np.mean(np.square(x), axis=0) if x.ndim == 2 else np.square(x)
     blocks = -(-len(power) // ENVELOPE_BLOCK)
     padded = np.zeros(blocks * ENVELOPE_BLOCK, dtype=np.float32)
-    padded[:len(power)] = power
+    padded[: len(power)] = power
     return np.sqrt(padded.reshape(blocks, ENVELOPE_BLOCK).mean(axis=1))
 
 
@@ -221,8 +221,13 @@ def de_ess(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, dict]:
     gain = np.maximum(over ** np.float32(1 / DE_ESS_RATIO - 1), np.float32(10 ** (-DE_ESS_MAX_DB / 20)))
     gain = _per_sample(_smooth(gain, 3), vocal.shape[-1])
     out = vocal - band * (1 - gain)
-    return out, {"band_hz": list(SIBILANCE_BAND_HZ), "threshold_dbfs": round(_db(threshold), 1), "ratio": DE_ESS_RATIO,
-                 "max_reduction_db": round(-_db(float(gain.min())), 1), "active_share": round(float(np.mean(gain < 0.98)), 4)}
+    return out, {
+        "band_hz": list(SIBILANCE_BAND_HZ),
+        "threshold_dbfs": round(_db(threshold), 1),
+        "ratio": DE_ESS_RATIO,
+        "max_reduction_db": round(-_db(float(gain.min())), 1),
+        "active_share": round(float(np.mean(gain < 0.98)), 4),
+    }
 
 
 def compress_vocal(vocal: np.ndarray, rate: int, active: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -275,8 +280,7 @@ def section_gain_db(score: Score, frames: int, rate: int, swing_db: float) -> tu
         knots_t += [begin, max(end, begin)]
         knots_g += [gain, gain]
     curve = np.interp(np.arange(frames) / rate, knots_t, knots_g).astype(np.float32)
-    plan = [{"section": s.name, "start_s": round(t, 2), "energy": s.energy, "gain_db": round(float(g), 2)}
-            for s, t, g in zip(sections, starts, gains)]
+    plan = [{"section": s.name, "start_s": round(t, 2), "energy": s.energy, "gain_db": round(float(g), 2)} for s, t, g in zip(sections, starts, gains)]
     return curve, plan
 
 
@@ -374,10 +378,13 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     send_sums = {kind: sends["instrument"][kind] + sends["vocal"][kind] * vocal_gain for kind in ("reverb", "delay")}
     delay_s = preset.delay.beats * 60.0 / score.tempo_map[0].bpm
     returns = {
-        "reverb": _return(send_sums["reverb"], rate, pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5,
-                                                                   wet_level=1.0, dry_level=0.0, width=REVERB_WIDTH), "reverb"),
-        "delay": _return(send_sums["delay"], rate, pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback,
-                                                                mix=1.0), "delay"),
+        "reverb": _return(
+            send_sums["reverb"],
+            rate,
+            pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5, wet_level=1.0, dry_level=0.0, width=REVERB_WIDTH),
+            "reverb",
+        ),
+        "delay": _return(send_sums["delay"], rate, pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback, mix=1.0), "delay"),
     }
     mixed = instrument_bus + vocal_bus + returns["reverb"] + returns["delay"]
     sample = mixed[:, ::4]  # every 4th frame is plenty for a level
@@ -389,19 +396,26 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     final = np.float32(10 ** (level_db / 20))
     mixed *= final
     summary = {
-        "sample_rate_hz": rate, "frames": frames, "stems": decisions, "automation": plan,
+        "sample_rate_hz": rate,
+        "frames": frames,
+        "stems": decisions,
+        "automation": plan,
         "vocal_on_top": on_top,
-        "sends": {"reverb": {"room_size": preset.reverb.room_size}, "delay": {"beats": preset.delay.beats,
-                  "seconds": round(delay_s, 4), "feedback": preset.delay.feedback}},
-        "bus": {"compressor": {"threshold_dbfs": round(bus_threshold, 1), "ratio": preset.bus_ratio, **BUS_COMPRESSOR},
-                "gain_db": round(level_db, 2), "integrated_lufs": MIX_LUFS,
-                "sample_peak_dbfs": round(loudness.sample_peak_dbfs(mixed), 2)},
+        "sends": {
+            "reverb": {"room_size": preset.reverb.room_size},
+            "delay": {"beats": preset.delay.beats, "seconds": round(delay_s, 4), "feedback": preset.delay.feedback},
+        },
+        "bus": {
+            "compressor": {"threshold_dbfs": round(bus_threshold, 1), "ratio": preset.bus_ratio, **BUS_COMPRESSOR},
+            "gain_db": round(level_db, 2),
+            "integrated_lufs": MIX_LUFS,
+            "sample_peak_dbfs": round(loudness.sample_peak_dbfs(mixed), 2),
+        },
     }
     return MixResult(mixed.T, summary, {"vocals": (vocal_bus * final).T, "instrumental": (instrument_bus * final).T})
 
 
-def _vocal_on_top(vocal_bus: np.ndarray, instrument_bus: np.ndarray, activity: np.ndarray, rate: int,
-                  target_lu: float) -> dict | None:
+def _vocal_on_top(vocal_bus: np.ndarray, instrument_bus: np.ndarray, activity: np.ndarray, rate: int, target_lu: float) -> dict | None:
     """Measure both buses while the voice sings and return the vocal correction that puts the
     vocal `target_lu` over the instrumental."""
     singing = activity > 0.5
@@ -410,9 +424,13 @@ def _vocal_on_top(vocal_bus: np.ndarray, instrument_bus: np.ndarray, activity: n
     if not (np.isfinite(vocal_lufs) and np.isfinite(instrumental_lufs)):
         return None
     correction = target_lu - (vocal_lufs - instrumental_lufs)
-    return {"target_lu": target_lu, "before_lu": round(vocal_lufs - instrumental_lufs, 2),
-            "correction_db": round(correction, 2), "measured_lu": round(vocal_lufs + correction - instrumental_lufs, 2),
-            "singing_s": round(float(np.count_nonzero(singing)) / rate, 1)}
+    return {
+        "target_lu": target_lu,
+        "before_lu": round(vocal_lufs - instrumental_lufs, 2),
+        "correction_db": round(correction, 2),
+        "measured_lu": round(vocal_lufs + correction - instrumental_lufs, 2),
+        "singing_s": round(float(np.count_nonzero(singing)) / rate, 1),
+    }
 
 
 def _sounding(audio: np.ndarray, frames: int, rate: int) -> tuple[np.ndarray, slice]:
@@ -429,7 +447,7 @@ def _sounding(audio: np.ndarray, frames: int, rate: int) -> tuple[np.ndarray, sl
     first, last = (int(sounding[0]) * 480, (int(sounding[-1]) + 1) * 480) if sounding.size else (0, 0)
     span = slice(first, min(last + int(SPAN_TAIL_S * rate), frames))
     x = np.zeros((audio.shape[1], span.stop - span.start), dtype=np.float32)
-    x[:, :min(audio.shape[0], span.stop) - span.start] = audio[span.start:span.stop].T
+    x[:, : min(audio.shape[0], span.stop) - span.start] = audio[span.start : span.stop].T
     return x, span
 
 
@@ -439,5 +457,5 @@ SPAN_TAIL_S = 0.5
 def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
     """A stem channel-first, padded with silence to the mix's length (tails may differ)."""
     out = np.zeros((audio.shape[1], frames), dtype=np.float32)
-    out[:, :min(frames, audio.shape[0])] = audio[:frames].T
+    out[:, : min(frames, audio.shape[0])] = audio[:frames].T
     return out

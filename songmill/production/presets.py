@@ -1,6 +1,6 @@
 """Mix and master presets (`config/production.yaml`): the genre's balance, sends and tone.
 
-    preset = load_production_presets().for_genre("pop")   # ProductionPreset (defaults + the genre's overrides)
+preset = load_production_presets().for_genre("pop")   # ProductionPreset (defaults + the genre's overrides)
 """
 
 from __future__ import annotations

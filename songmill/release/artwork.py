@@ -46,7 +46,7 @@ def generate_cover(title: str, artist: str, mood: str, *, seed: int) -> Image.Im
     top, bottom, accent = PALETTES.get(mood, PALETTES["calm"])
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, COVER_PX, dtype=np.float32)[:, None, None]
-    gradient = (np.array(top, np.float32) * (1 - t) + np.array(bottom, np.float32) * t)
+    gradient = np.array(top, np.float32) * (1 - t) + np.array(bottom, np.float32) * t
     image = Image.fromarray(np.broadcast_to(gradient, (COVER_PX, COVER_PX, 3)).astype(np.uint8), "RGB")
 
     glow = Image.new("RGB", image.size, (0, 0, 0))
@@ -58,7 +58,9 @@ def generate_cover(title: str, artist: str, mood: str, *, seed: int) -> Image.Im
         draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c * level) for c in accent))
     band_y = rng.uniform(0.62, 0.7) * COVER_PX
     draw.rectangle((0, band_y, COVER_PX, band_y + 0.012 * COVER_PX), fill=tuple(int(c * 0.5) for c in accent))
-    image = Image.fromarray(np.minimum(255, np.asarray(image, np.int16) + np.asarray(glow.filter(ImageFilter.GaussianBlur(60)), np.int16)).astype(np.uint8), "RGB")
+    image = Image.fromarray(
+        np.minimum(255, np.asarray(image, np.int16) + np.asarray(glow.filter(ImageFilter.GaussianBlur(60)), np.int16)).astype(np.uint8), "RGB"
+    )
 
     draw = ImageDraw.Draw(image)
     _set_text(draw, title, y=0.74, size=0.085, fill=_ink(image, 0.74))

@@ -41,8 +41,15 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "ddex" / "ern432" / 
 
 RELEASE_TYPES = {"single": "Single", "ep": "EP", "album": "Album"}
 # The AI disclosure's parts → DDEX contributor roles (avs:ContributorRole).
-AI_ROLES = {"lyrics": "Lyricist", "composition": "Composer", "arrangement": "Arranger", "vocals": "LeadVocalist",
-            "instruments": "Programmer", "mixing": "MixingEngineer", "mastering": "MasteringEngineer"}
+AI_ROLES = {
+    "lyrics": "Lyricist",
+    "composition": "Composer",
+    "arrangement": "Arranger",
+    "vocals": "LeadVocalist",
+    "instruments": "Programmer",
+    "mixing": "MixingEngineer",
+    "mastering": "MasteringEngineer",
+}
 CODECS = {"wav": ("WAV", "PCM"), "flac": (None, "FLAC"), "mp3": (None, "MP3"), "m4a": ("MP4", "AAC"), "opus": ("Ogg", "Opus")}
 STANDARD_CODECS = {"PCM", "FLAC", "MP3", "AAC"}  # Opus is not in avs:AudioCodecType: UserDefined
 
@@ -132,15 +139,19 @@ class _Builder:
         return element
 
 
-def new_release_message(release: PackagedRelease, profile_name: str, profile: DeliveryProfile, sender: Party | None, *,
-                        created: dt.datetime, test_message: bool = False) -> bytes:
+def new_release_message(
+    release: PackagedRelease, profile_name: str, profile: DeliveryProfile, sender: Party | None, *, created: dt.datetime, test_message: bool = False
+) -> bytes:
     """The NewReleaseMessage for one release and one delivery profile, as UTF-8 XML bytes."""
     reason = missing_identity(release, profile_name, profile, sender)
     if reason or sender is None or profile.recipient is None:  # missing_identity gives a reason for both
         raise SongmillError(f"no DDEX message for profile '{profile_name}': {reason}")
     add = _Builder.add
-    root = etree.Element(f"{{{ERN_NAMESPACE}}}NewReleaseMessage", nsmap={"ern": ERN_NAMESPACE},
-                         attrib={"AvsVersionId": AVS_VERSION_ID, "LanguageAndScriptCode": "en", "ReleaseProfileVersionId": "Audio"})
+    root = etree.Element(
+        f"{{{ERN_NAMESPACE}}}NewReleaseMessage",
+        nsmap={"ern": ERN_NAMESPACE},
+        attrib={"AvsVersionId": AVS_VERSION_ID, "LanguageAndScriptCode": "en", "ReleaseProfileVersionId": "Audio"},
+    )
     _header(root, release, profile_name, sender, profile.recipient, created, test_message)
     parties = add(root, "PartyList")
     for reference, name in (("PArtist", release.artist), ("PLabel", release.label)):
@@ -156,8 +167,7 @@ def new_release_message(release: PackagedRelease, profile_name: str, profile: De
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _header(root, release: PackagedRelease, profile_name: str, sender: Party, recipient: Party,
-            created: dt.datetime, test_message: bool) -> None:
+def _header(root, release: PackagedRelease, profile_name: str, sender: Party, recipient: Party, created: dt.datetime, test_message: bool) -> None:
     add = _Builder.add
     header = add(root, "MessageHeader")
     add(header, "MessageThreadId", f"{release.upc}-{profile_name}")
@@ -356,8 +366,9 @@ def _schema(path: str) -> etree.XMLSchema:
     try:
         return etree.XMLSchema(etree.parse(path))
     except OSError:
-        raise SongmillError(f"the DDEX schema {path} is missing; set SONGMILL_DDEX_SCHEMA to an ERN 4.3.2 "
-                            "release-notification.xsd, or unset it to use the one songmill ships") from None
+        raise SongmillError(
+            f"the DDEX schema {path} is missing; set SONGMILL_DDEX_SCHEMA to an ERN 4.3.2 release-notification.xsd, or unset it to use the one songmill ships"
+        ) from None
 
 
 def schema_path() -> Path:

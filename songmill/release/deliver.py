@@ -45,8 +45,9 @@ StepCallback = Callable[[str], None]  # told each step ("staged", "verified", "s
 def write_manifest(folder: Path) -> str:
     """Write `checksums.sha256` (`<sha256>  <relative path>` per file, sorted, `sha256sum -c`
     compatible) for every file in `folder`; returns the manifest's own sha256."""
-    lines = [f"{file_sha256(path)}  {path.relative_to(folder).as_posix()}\n"
-             for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)]
+    lines = [
+        f"{file_sha256(path)}  {path.relative_to(folder).as_posix()}\n" for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    ]
     data = "".join(lines).encode()
     _write_synced(folder / MANIFEST, data)
     return hashlib.sha256(data).hexdigest()

@@ -71,8 +71,7 @@ class EncodedFile:
 
 def _ffmpeg(stream, what: str, *, input_bytes: bytes | None = None, capture: bool = False) -> bytes:
     try:
-        out, _ = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error").run(
-            input=input_bytes, capture_stdout=capture, capture_stderr=True)
+        out, _ = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error").run(input=input_bytes, capture_stdout=capture, capture_stderr=True)
     except ffmpeg.Error as err:
         detail = (err.stderr or b"").decode(errors="replace").strip().splitlines()
         raise SongmillError(f"ffmpeg failed while {what} ({detail[-1] if detail else 'no message'}); check the ffmpeg install (make setup)") from None
@@ -116,8 +115,7 @@ def _encode_lossy(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, 
     _ffmpeg(stream, f"encoding {dest.name}", input_bytes=np.ascontiguousarray(samples, "<f4").tobytes())
 
 
-def encode(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, *, lossy_ceiling_dbtp: float,
-           seed: int) -> tuple[float, float]:
+def encode(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, *, lossy_ceiling_dbtp: float, seed: int) -> tuple[float, float]:
     """Encode (frames, channels) float samples at `rate` into `dest`; returns (true peak of the
     delivered file in dBTP, gain in dB applied). A lossy file whose decoded true peak passes
     `lossy_ceiling_dbtp` is encoded again, quieter by the excess and a margin."""
@@ -130,10 +128,11 @@ def encode(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, *, loss
         peak = true_peak_dbtp(decode(dest, sample_rate_hz=rate)[0], rate)
         if peak <= ceiling_dbtp:
             return peak, gain_db
-        gain_db += ceiling_dbtp - peak - PEAK_MARGIN_DB * 2 ** attempt
-        log.info("%s peaked at %.2f dBTP after encoding (ceiling %.1f); re-encoding %.2f dB quieter",
-                 dest.name, peak, ceiling_dbtp, -gain_db)
-    raise SongmillError(f"{dest.name} still peaks at {peak:.2f} dBTP after {MAX_LOSSY_TRIES} encodes (ceiling {ceiling_dbtp} dBTP); lower the profile's true_peak_dbtp")
+        gain_db += ceiling_dbtp - peak - PEAK_MARGIN_DB * 2**attempt
+        log.info("%s peaked at %.2f dBTP after encoding (ceiling %.1f); re-encoding %.2f dB quieter", dest.name, peak, ceiling_dbtp, -gain_db)
+    raise SongmillError(
+        f"{dest.name} still peaks at {peak:.2f} dBTP after {MAX_LOSSY_TRIES} encodes (ceiling {ceiling_dbtp} dBTP); lower the profile's true_peak_dbtp"
+    )
 
 
 def preview_window(sections: list[tuple[str, float, float]], duration_s: float, length_s: float) -> tuple[float, float]:
@@ -152,14 +151,14 @@ def preview_window(sections: list[tuple[str, float, float]], duration_s: float, 
 
 def cut_clip(samples: np.ndarray, rate: int, start_s: float, end_s: float) -> np.ndarray:
     """The samples between two times with raised-cosine fades in and out."""
-    clip = samples[int(round(start_s * rate)):int(round(end_s * rate))].astype(np.float32, copy=True)
+    clip = samples[int(round(start_s * rate)) : int(round(end_s * rate))].astype(np.float32, copy=True)
     for length_s, ramp_up in ((CLIP_FADE_IN_S, True), (CLIP_FADE_OUT_S, False)):
         n = min(int(length_s * rate), len(clip) // 2)
         ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32)))[:, None]
         if ramp_up:
             clip[:n] *= ramp
         else:
-            clip[len(clip) - n:] *= ramp[::-1]
+            clip[len(clip) - n :] *= ramp[::-1]
     return clip
 
 
@@ -170,8 +169,9 @@ def format_tag(fmt: AudioFormat, rate: int) -> str:
     return f"{fmt.bitrate_kbps}k"
 
 
-def export_profile(master: np.ndarray, rate: int, name: str, profile: DeliveryProfile, workdir: Path, *,
-                   seed: int, clip: tuple[float, float] | None) -> list[EncodedFile]:
+def export_profile(
+    master: np.ndarray, rate: int, name: str, profile: DeliveryProfile, workdir: Path, *, seed: int, clip: tuple[float, float] | None
+) -> list[EncodedFile]:
     """Every file `profile` delivers for one track: each of its formats, and a preview clip in
     each format when the profile asks for one (`clip` is its window in seconds)."""
     from songmill.core.loudness import integrated_lufs
@@ -189,12 +189,22 @@ def export_profile(master: np.ndarray, rate: int, name: str, profile: DeliveryPr
                 samples = cut_clip(samples, out_rate, *window)
             dest = workdir / f"export-{name}{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}"
             peak, gain = encode(samples, out_rate, fmt, dest, lossy_ceiling_dbtp=profile.lossy_true_peak_dbtp, seed=seed)
-            files.append(EncodedFile(
-                file=dest.name, profile=name, container=fmt.container,
-                codec="pcm" if fmt.container == "wav" else CODEC[fmt.container].removeprefix("lib").replace("mp3lame", "mp3"),
-                sample_rate_hz=out_rate, bit_depth=fmt.bit_depth, bitrate_kbps=fmt.bitrate_kbps,
-                channels=samples.shape[1], duration_s=round(len(samples) / out_rate, 3),
-                true_peak_dbtp=round(float(peak), 2), gain_db=round(float(gain), 2), clip=is_clip,
-                integrated_lufs=round(integrated_lufs(samples, out_rate) + gain, 2),
-                clip_start_s=window[0] if window is not None else None))
+            files.append(
+                EncodedFile(
+                    file=dest.name,
+                    profile=name,
+                    container=fmt.container,
+                    codec="pcm" if fmt.container == "wav" else CODEC[fmt.container].removeprefix("lib").replace("mp3lame", "mp3"),
+                    sample_rate_hz=out_rate,
+                    bit_depth=fmt.bit_depth,
+                    bitrate_kbps=fmt.bitrate_kbps,
+                    channels=samples.shape[1],
+                    duration_s=round(len(samples) / out_rate, 3),
+                    true_peak_dbtp=round(float(peak), 2),
+                    gain_db=round(float(gain), 2),
+                    clip=is_clip,
+                    integrated_lufs=round(integrated_lufs(samples, out_rate) + gain, 2),
+                    clip_start_s=window[0] if window is not None else None,
+                )
+            )
     return files

@@ -89,9 +89,18 @@ def _destination(profile_name: str, profile: DeliveryProfile, out_dir: Path) -> 
     return str(path if path.is_absolute() else (out_dir / path).resolve())
 
 
-def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile], tracks: list[RenderedTrack], *,
-                        out_dir: Path, config_path: Path, catalogue: Catalogue, run_id: int | None,
-                        settings: DeliverySettings | None = None, now: dt.datetime | None = None) -> dict:
+def package_and_deliver(
+    spec: ReleaseSpec,
+    profiles: dict[str, DeliveryProfile],
+    tracks: list[RenderedTrack],
+    *,
+    out_dir: Path,
+    config_path: Path,
+    catalogue: Catalogue,
+    run_id: int | None,
+    settings: DeliverySettings | None = None,
+    now: dt.datetime | None = None,
+) -> dict:
     """Package and deliver a rendered release to each of its profiles.
 
     Returns {"upc", "isrcs", "deliveries": [...], "delivered": [{profile, format, path, sha256, bytes}]}.
@@ -106,30 +115,67 @@ def package_and_deliver(spec: ReleaseSpec, profiles: dict[str, DeliveryProfile],
     now = now or delivery_time()
     ids = settings.identifiers
     upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
-    isrcs = {t.number: catalogue.track_isrc(t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country,
-                                            registrant=ids.isrc_registrant, year=now.year) for t in tracks}
+    isrcs = {
+        t.number: catalogue.track_isrc(
+            t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year
+        )
+        for t in tracks
+    }
     cover, thumbnail = _release_cover(spec, config_path)
     exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
     result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": []}
     for name in spec.release.profiles:
         profile = profiles[name]
         destination = _destination(name, profile, Path(out_dir))
-        delivery = _deliver_profile(spec, name, profile, tracks, exports, upc=upc, isrcs=isrcs, cover=cover,
-                                    thumbnail=thumbnail, destination=destination, settings=settings, now=now,
-                                    staging_root=Path(out_dir) / name)
-        catalogue.record_delivery(release_id=spec.release.id, run_id=run_id, profile=name, destination=delivery["destination"],
-                                  upc=upc, manifest_sha256=delivery["manifest_sha256"], files=delivery["files"])
+        delivery = _deliver_profile(
+            spec,
+            name,
+            profile,
+            tracks,
+            exports,
+            upc=upc,
+            isrcs=isrcs,
+            cover=cover,
+            thumbnail=thumbnail,
+            destination=destination,
+            settings=settings,
+            now=now,
+            staging_root=Path(out_dir) / name,
+        )
+        catalogue.record_delivery(
+            release_id=spec.release.id,
+            run_id=run_id,
+            profile=name,
+            destination=delivery["destination"],
+            upc=upc,
+            manifest_sha256=delivery["manifest_sha256"],
+            files=delivery["files"],
+        )
         result["deliveries"].append({k: v for k, v in delivery.items() if k != "files"})
-        result["delivered"] += [{"profile": name, "format": f["format"], "path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]}
-                                for f in delivery["files"]]
+        result["delivered"] += [
+            {"profile": name, "format": f["format"], "path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in delivery["files"]
+        ]
     for track in tracks:
         catalogue.set_track_status(track.track_id, "delivered")
     return result
 
 
-def _deliver_profile(spec: ReleaseSpec, name: str, profile: DeliveryProfile, tracks: list[RenderedTrack], exports: dict,
-                     *, upc: str, isrcs: dict, cover: bytes, thumbnail: bytes, destination: str,
-                     settings: DeliverySettings, now: dt.datetime, staging_root: Path) -> dict:
+def _deliver_profile(
+    spec: ReleaseSpec,
+    name: str,
+    profile: DeliveryProfile,
+    tracks: list[RenderedTrack],
+    exports: dict,
+    *,
+    upc: str,
+    isrcs: dict,
+    cover: bytes,
+    thumbnail: bytes,
+    destination: str,
+    settings: DeliverySettings,
+    now: dt.datetime,
+    staging_root: Path,
+) -> dict:
     remote = destination.startswith("s3://")
     dest = (staging_root if remote else Path(destination)) / upc
     with delivery_lock(dest), staging_folder(dest) as staged:
@@ -137,21 +183,33 @@ def _deliver_profile(spec: ReleaseSpec, name: str, profile: DeliveryProfile, tra
         resources.mkdir()
         (resources / f"{upc}.jpg").write_bytes(cover)
         (resources / f"{upc}_thumbnail.jpg").write_bytes(thumbnail)
-        packaged_tracks = [_package_track(spec, name, t, exports[t.number], upc=upc, isrc=isrcs[t.number],
-                                          cover=cover, resources=resources, total=len(spec.tracks)) for t in tracks]
+        packaged_tracks = [
+            _package_track(spec, name, t, exports[t.number], upc=upc, isrc=isrcs[t.number], cover=cover, resources=resources, total=len(spec.tracks))
+            for t in tracks
+        ]
         cover_file = _packaged(staged, resources / f"{upc}.jpg")
         release = ddex.PackagedRelease(
-            upc=upc, title=spec.release.title, artist=spec.release.artist, label=spec.release.label,
-            type=spec.release.type, date=spec.release.date, genre=spec.release.genre, p_line=spec.release.p_line,
-            c_line=spec.release.c_line, explicit=spec.release.explicit, contains_ai=spec.release.ai_disclosure.contains_ai,
-            ai_parts=tuple(spec.release.ai_disclosure.generated), tracks=packaged_tracks, cover=cover_file)
+            upc=upc,
+            title=spec.release.title,
+            artist=spec.release.artist,
+            label=spec.release.label,
+            type=spec.release.type,
+            date=spec.release.date,
+            genre=spec.release.genre,
+            p_line=spec.release.p_line,
+            c_line=spec.release.c_line,
+            explicit=spec.release.explicit,
+            contains_ai=spec.release.ai_disclosure.contains_ai,
+            ai_parts=tuple(spec.release.ai_disclosure.generated),
+            tracks=packaged_tracks,
+            cover=cover_file,
+        )
         addressed = settings.addressing(profile)  # a test identity's messages go to its own recipient
         skipped = ddex.missing_identity(release, name, addressed, settings.sender)
         if skipped:
             log.warning("delivering %s to profile %s without a DDEX message: %s", spec.release.id, name, skipped)
         else:
-            message = ddex.new_release_message(release, name, addressed, settings.sender, created=now,
-                                               test_message=settings.test_identity)
+            message = ddex.new_release_message(release, name, addressed, settings.sender, created=now, test_message=settings.test_identity)
             ddex.validate(message, what=f"the DDEX message for profile '{name}'")
             (staged / f"{upc}.xml").write_bytes(message)
         manifest_sha = write_manifest(staged)
@@ -164,8 +222,7 @@ def _deliver_profile(spec: ReleaseSpec, name: str, profile: DeliveryProfile, tra
     log.info("delivered %s to %s", spec.release.id, where)
     for f in files:
         f["path"] = f"{where}/{f['relative_path']}"
-    return {"profile": name, "destination": where, "upc": upc, "manifest_sha256": manifest_sha,
-            "ddex_skipped": skipped, "files": files}
+    return {"profile": name, "destination": where, "upc": upc, "manifest_sha256": manifest_sha, "ddex_skipped": skipped, "files": files}
 
 
 def _file_list(folder: Path) -> list[dict]:
@@ -186,18 +243,31 @@ def _packaged(folder: Path, path: Path, encoded: dict | None = None) -> ddex.Pac
     return ddex.PackagedFile(path=path.relative_to(folder).as_posix(), sha256=file_sha256(path), bytes=path.stat().st_size, **extra)
 
 
-def _package_track(spec: ReleaseSpec, profile_name: str, track: RenderedTrack, export: dict, *, upc: str, isrc: str,
-                   cover: bytes, resources: Path, total: int) -> ddex.PackagedTrack:
+def _package_track(
+    spec: ReleaseSpec, profile_name: str, track: RenderedTrack, export: dict, *, upc: str, isrc: str, cover: bytes, resources: Path, total: int
+) -> ddex.PackagedTrack:
     """Copy a track's files for one profile into `resources/` under DDEX names, tagged; and its .lrc."""
     config = spec.tracks[track.number - 1]
     base = f"{upc}_01_{track.number:03d}"
     mine = [f for f in export["files"] if f["profile"] == profile_name]
     tags = TrackTags(
-        title=config.title, artist=spec.release.artist, album=spec.release.title, track_number=track.number,
-        track_total=total, date=spec.release.date.isoformat(), genre=spec.release.genre.title(), isrc=isrc,
-        bpm=export["bpm"], key=export["key"], copyright=f"© {spec.release.c_line}", publisher=spec.release.label,
-        explicit=spec.release.explicit, lyrics=export["lyrics"], synced=SyncedLyrics.from_dict(export["synced_lyrics"]),
-        cover_jpeg=cover)
+        title=config.title,
+        artist=spec.release.artist,
+        album=spec.release.title,
+        track_number=track.number,
+        track_total=total,
+        date=spec.release.date.isoformat(),
+        genre=spec.release.genre.title(),
+        isrc=isrc,
+        bpm=export["bpm"],
+        key=export["key"],
+        copyright=f"© {spec.release.c_line}",
+        publisher=spec.release.label,
+        explicit=spec.release.explicit,
+        lyrics=export["lyrics"],
+        synced=SyncedLyrics.from_dict(export["synced_lyrics"]),
+        cover_jpeg=cover,
+    )
     audio: list[ddex.PackagedFile] = []
     clips: list[ddex.PackagedFile] = []
     used: set[str] = set()
@@ -215,5 +285,6 @@ def _package_track(spec: ReleaseSpec, profile_name: str, track: RenderedTrack, e
     if export["synced_lyrics"]["lines"]:
         (resources / f"{base}.lrc").write_text(lrc_text(tags, export["duration_s"]), encoding="utf-8")
     duration_s = cast(float, audio[0].duration_s) if audio else export["duration_s"]  # an audio file has a duration
-    return ddex.PackagedTrack(number=track.number, title=config.title, isrc=isrc, duration_s=duration_s,
-                              has_vocals=export["has_vocals"], audio=audio, clips=clips)
+    return ddex.PackagedTrack(
+        number=track.number, title=config.title, isrc=isrc, duration_s=duration_s, has_vocals=export["has_vocals"], audio=audio, clips=clips
+    )

@@ -53,8 +53,9 @@ class DeliverySettings(BaseModel):
     @classmethod
     def _recipient_for_tests_only(cls, value: Party | None, info: ValidationInfo) -> Party | None:
         if value is not None and not info.data.get("test_identity"):
-            raise ValueError("only a test identity (test_identity: true) addresses every message to one recipient; "
-                             "give each profile its recipient in config/profiles.yaml")
+            raise ValueError(
+                "only a test identity (test_identity: true) addresses every message to one recipient; give each profile its recipient in config/profiles.yaml"
+            )
         return value
 
     def addressing(self, profile: DeliveryProfile) -> DeliveryProfile:
@@ -77,10 +78,10 @@ def load_delivery_settings(path: Path | None = None, *, release_id: str | None =
         return settings
     identity_path = path.parent / chosen
     if not identity_path.is_file():
-        raise ConfigError([locator.problem(("identities", release_id),
-                                           f"'{chosen}' does not exist (a delivery settings file, relative to {path.name})")])
+        raise ConfigError([locator.problem(("identities", release_id), f"'{chosen}' does not exist (a delivery settings file, relative to {path.name})")])
     identity, identity_locator = _load(identity_path)
     if identity.identities:
-        raise ConfigError([identity_locator.problem(("identities",), "an identity file names no further identities "
-                                                                     f"(it delivers '{release_id}' for {path.name})")])
+        raise ConfigError(
+            [identity_locator.problem(("identities",), f"an identity file names no further identities (it delivers '{release_id}' for {path.name})")]
+        )
     return identity

@@ -83,7 +83,7 @@ def synced_lyrics(score: Score, line_syllables: list[tuple[str, list[str]]]) -> 
         if position + len(line) > len(sung):
             break
         lines.append((round(sung[position].start_s, 3), text))
-        for note in sung[position:position + len(line)]:
+        for note in sung[position : position + len(line)]:
             assert note.syllable is not None  # sung notes are the ones with a syllable
             syllables.append((round(note.start_s, 3), note.syllable.text + (" " if note.syllable.word_end else "")))
         position += len(line)
@@ -120,11 +120,17 @@ def tag_file(path: Path, tags: TrackTags) -> None:
 def _id3_frames(tags: TrackTags) -> list[Frame]:
     utf8 = Encoding.UTF8
     frames: list[Frame] = [
-        TIT2(encoding=utf8, text=tags.title), TPE1(encoding=utf8, text=tags.artist), TPE2(encoding=utf8, text=tags.artist),
-        TALB(encoding=utf8, text=tags.album), TRCK(encoding=utf8, text=f"{tags.track_number}/{tags.track_total}"),
-        TPOS(encoding=utf8, text=f"{tags.disc_number}/{tags.disc_total}"), TDRC(encoding=utf8, text=tags.date),
-        TCON(encoding=utf8, text=tags.genre), TBPM(encoding=utf8, text=str(tags.bpm)),
-        TKEY(encoding=utf8, text=initial_key(tags.key)), TCOP(encoding=utf8, text=tags.copyright),
+        TIT2(encoding=utf8, text=tags.title),
+        TPE1(encoding=utf8, text=tags.artist),
+        TPE2(encoding=utf8, text=tags.artist),
+        TALB(encoding=utf8, text=tags.album),
+        TRCK(encoding=utf8, text=f"{tags.track_number}/{tags.track_total}"),
+        TPOS(encoding=utf8, text=f"{tags.disc_number}/{tags.disc_total}"),
+        TDRC(encoding=utf8, text=tags.date),
+        TCON(encoding=utf8, text=tags.genre),
+        TBPM(encoding=utf8, text=str(tags.bpm)),
+        TKEY(encoding=utf8, text=initial_key(tags.key)),
+        TCOP(encoding=utf8, text=tags.copyright),
         TPUB(encoding=utf8, text=tags.publisher),
     ]
     if tags.isrc:
@@ -132,8 +138,16 @@ def _id3_frames(tags: TrackTags) -> list[Frame]:
     if tags.lyrics:
         frames.append(USLT(encoding=utf8, lang="eng", desc="", text=tags.lyrics))
     if tags.synced.syllables:
-        frames.append(SYLT(encoding=utf8, lang="eng", format=2, type=1, desc="",  # format 2: milliseconds; type 1: lyrics
-                           text=[(text, int(round(start * 1000))) for start, text in tags.synced.syllables]))
+        frames.append(
+            SYLT(
+                encoding=utf8,
+                lang="eng",
+                format=2,
+                type=1,
+                desc="",  # format 2: milliseconds; type 1: lyrics
+                text=[(text, int(round(start * 1000))) for start, text in tags.synced.syllables],
+            )
+        )
     if tags.cover_jpeg:
         frames.append(APIC(encoding=utf8, mime="image/jpeg", type=3, desc="", data=tags.cover_jpeg))  # 3: front cover
     return frames
@@ -152,11 +166,21 @@ def _tag_id3(path: Path, tags: TrackTags) -> None:
 
 def _vorbis_comments(tags: TrackTags) -> dict[str, str]:
     comments = {
-        "TITLE": tags.title, "ARTIST": tags.artist, "ALBUMARTIST": tags.artist, "ALBUM": tags.album,
-        "TRACKNUMBER": str(tags.track_number), "TRACKTOTAL": str(tags.track_total),
-        "DISCNUMBER": str(tags.disc_number), "DISCTOTAL": str(tags.disc_total), "DATE": tags.date,
-        "GENRE": tags.genre, "BPM": str(tags.bpm), "INITIALKEY": initial_key(tags.key),
-        "COPYRIGHT": tags.copyright, "LABEL": tags.publisher, "ORGANIZATION": tags.publisher,
+        "TITLE": tags.title,
+        "ARTIST": tags.artist,
+        "ALBUMARTIST": tags.artist,
+        "ALBUM": tags.album,
+        "TRACKNUMBER": str(tags.track_number),
+        "TRACKTOTAL": str(tags.track_total),
+        "DISCNUMBER": str(tags.disc_number),
+        "DISCTOTAL": str(tags.disc_total),
+        "DATE": tags.date,
+        "GENRE": tags.genre,
+        "BPM": str(tags.bpm),
+        "INITIALKEY": initial_key(tags.key),
+        "COPYRIGHT": tags.copyright,
+        "LABEL": tags.publisher,
+        "ORGANIZATION": tags.publisher,
     }
     if tags.isrc:
         comments["ISRC"] = tags.isrc
@@ -205,14 +229,23 @@ def _tag_opus(path: Path, tags: TrackTags) -> None:
 def _tag_m4a(path: Path, tags: TrackTags) -> None:
     audio = MP4(path)
     audio.clear()
-    audio.update({
-        "\xa9nam": [tags.title], "\xa9ART": [tags.artist], "aART": [tags.artist], "\xa9alb": [tags.album],
-        "trkn": [(tags.track_number, tags.track_total)], "disk": [(tags.disc_number, tags.disc_total)],
-        "\xa9day": [tags.date], "\xa9gen": [tags.genre], "tmpo": [tags.bpm], "cprt": [tags.copyright],
-        "rtng": [1 if tags.explicit else 0],
-        "----:com.apple.iTunes:LABEL": [MP4FreeForm(tags.publisher.encode())],
-        "----:com.apple.iTunes:initialkey": [MP4FreeForm(initial_key(tags.key).encode())],
-    })
+    audio.update(
+        {
+            "\xa9nam": [tags.title],
+            "\xa9ART": [tags.artist],
+            "aART": [tags.artist],
+            "\xa9alb": [tags.album],
+            "trkn": [(tags.track_number, tags.track_total)],
+            "disk": [(tags.disc_number, tags.disc_total)],
+            "\xa9day": [tags.date],
+            "\xa9gen": [tags.genre],
+            "tmpo": [tags.bpm],
+            "cprt": [tags.copyright],
+            "rtng": [1 if tags.explicit else 0],
+            "----:com.apple.iTunes:LABEL": [MP4FreeForm(tags.publisher.encode())],
+            "----:com.apple.iTunes:initialkey": [MP4FreeForm(initial_key(tags.key).encode())],
+        }
+    )
     if tags.isrc:
         audio["----:com.apple.iTunes:ISRC"] = [MP4FreeForm(tags.isrc.encode())]
     if tags.lyrics:
