@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng libchromaprint
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup system-packages demo test test-live test-all bench airflow clean
+.PHONY: setup system-packages demo lint test test-live test-all bench airflow clean
 setup: system-packages $(STAMP)
 
 system-packages:
@@ -23,7 +23,14 @@ $(STAMP): requirements.txt pyproject.toml
 demo: setup
 	$(BIN)/songmill render config/releases/demo.yaml --out dist
 
-test: setup
+# The house rules: lint and format (ruff), types (mypy), the layers of DESIGN §2 (import-linter).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 # The live Airflow runs (separate processes, PostgreSQL, Celery with Redis): a few minutes.

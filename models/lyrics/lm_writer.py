@@ -163,13 +163,11 @@ class LMWriter:
         )
         if not constraint.feasible:
             return None
-        # transformers types GenerationMixin's `self` as a Protocol (for the `ty` checker) that its own
-        # models do not satisfy under mypy (a read-only `device` property): hence the two ignores
         with torch.no_grad():
             # sampling a causal LM with return_dict_in_generate and output_scores: a decoder-only output with scores
             out = cast(
                 "GenerateDecoderOnlyOutput",
-                self.model.generate(  # type: ignore[misc]
+                self.model.generate(
                     **prompt,
                     do_sample=True,
                     top_k=40,
@@ -184,7 +182,7 @@ class LMWriter:
                 ),
             )
         step_scores = cast("tuple[torch.Tensor]", out.scores)
-        scores = self.model.compute_transition_scores(out.sequences, step_scores, normalize_logits=True)  # type: ignore[misc]
+        scores = self.model.compute_transition_scores(out.sequences, step_scores, normalize_logits=True)
         ranked = []
         for row in range(out.sequences.shape[0]):
             tokens = out.sequences[row, length:]
