@@ -36,7 +36,7 @@ def dag_id_for(config: Path) -> str:
 
 
 def _release_dag(config: Path) -> DAG:
-    from songmill.engine.runner import load_release_with_profiles
+    from songmill.engine.configs import load_release_with_profiles
 
     spec, _ = load_release_with_profiles(config)
     info = spec.release

@@ -1,7 +1,7 @@
 """Measured properties of a written song (score + lyrics): the songwriting quality bars.
 
 Each function takes the artifacts and returns a number or a list of problems, so tests,
-benchmarks and (later) the QC gate judge songs the same way.
+benchmarks and the QC gate judge songs the same way.
 
 * `in_scale_ratio`: melody notes whose pitch class is in the key sounding at that moment.
 * `strong_beat_chord_tone_ratio`: melody notes on strong beats (the downbeat, and the middle

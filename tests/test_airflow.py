@@ -84,7 +84,13 @@ def test_every_dag_imports_cleanly_with_tags_retries_and_no_heavy_work_at_parse_
     assert result.returncode == 0, result.stderr[-2000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"songmill_release_demo", "songmill_release_harbour-lights-ep", "songmill_nightly_catalogue", "songmill_manual_release"}
+    assert set(parsed["dags"]) == {
+        "songmill_release_demo",
+        "songmill_release_debug",
+        "songmill_release_harbour-lights-ep",
+        "songmill_nightly_catalogue",
+        "songmill_manual_release",
+    }
     for dag_id, dag in parsed["dags"].items():
         assert "songmill" in dag["tags"] and len(dag["tags"]) >= 2, dag_id
         assert min(dag["retries"]) >= 2, dag_id

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from models.composition import train_melody
 from models.composition.melody_features import INPUT_SIZE, N_PITCH, MelodyEvent, encode_inputs
 from models.composition.melody_model import load_melody_model
 from models.registry import ModelRegistry
+from models.training import train_melody
 from songmill.core.music import metric_strength
 from tests.conftest import PROJECT
 

@@ -91,7 +91,8 @@ def test_an_expression_value_out_of_range_is_one_line_naming_the_field(tmp_path)
     config = write(tmp_path, text.replace("style: bright", "style: bright\n      expression:\n        vibrato_depth_cents: 90"))
     result = validate(config)
     assert result.returncode == 2
-    assert result.stdout.strip() == f"{config}:30: tracks[0].voice.expression.vibrato_depth_cents: 90 is outside 0–60 cents"
+    line = config.read_text().splitlines().index("        vibrato_depth_cents: 90") + 1
+    assert result.stdout.strip() == f"{config}:{line}: tracks[0].voice.expression.vibrato_depth_cents: 90 is outside 0–60 cents"
 
 
 def _vibrato(vocal: np.ndarray, note: Note) -> tuple[float, float]:
@@ -371,4 +372,5 @@ def test_songmill_validate_names_an_unregistered_identity(tmp_path):
     config = write(tmp_path, (PROJECT / "config/releases/demo.yaml").read_text().replace("identity: ava", "identity: zed"))
     result = validate(config)
     assert result.returncode == 2
-    assert result.stdout.strip() == (f"{config}:27: tracks[0].voice.identity: 'zed' is not a registered voice identity (registered: ava, ben, cleo, dean)")
+    line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if "identity: zed" in text)
+    assert result.stdout.strip() == (f"{config}:{line}: tracks[0].voice.identity: 'zed' is not a registered voice identity (registered: ava, ben, cleo, dean)")

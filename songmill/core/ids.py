@@ -55,8 +55,3 @@ def make_gtin13(company_prefix: str, item: int) -> str:
         raise ValueError(f"item reference {item} does not fit the {width} digits prefix {company_prefix} leaves")
     body = f"{company_prefix}{item:0{width}d}"
     return body + str(gtin_check_digit(body))
-
-
-def format_isrc(compact: str) -> str:
-    """'QZSGM2600007' → 'QZ-SGM-26-00007' (the form people read)."""
-    return f"{compact[:2]}-{compact[2:5]}-{compact[5:7]}-{compact[7:]}"

@@ -24,11 +24,6 @@ def bars_per_line(section_bars: int, bar_s: float) -> int:
     return min(options, key=lambda b: (abs(b * bar_s - PHRASE_TARGET_S), b))
 
 
-def line_count(section: Section, score: Score) -> int:
-    bar_s = score.beats_per_bar * 60.0 / score.tempo_map[0].bpm
-    return section.bars // bars_per_line(section.bars, bar_s)
-
-
 def section_start_beat(section: Section, score: Score) -> float:
     return section.start_bar * score.beats_per_bar
 

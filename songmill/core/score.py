@@ -14,7 +14,6 @@ Scores are values: functions that change a score return a new one (`score.model_
 
 from __future__ import annotations
 
-import bisect
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -159,10 +158,6 @@ class Score(_Model):
             if change.beat <= beat:
                 current = change.key
         return current
-
-    def bpm_at(self, beat: float) -> float:
-        index = bisect.bisect_right([t.beat for t in self.tempo_map], beat) - 1
-        return self.tempo_map[max(index, 0)].bpm
 
     def part(self, name: str) -> Part:
         for part in self.parts:

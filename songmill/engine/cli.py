@@ -40,8 +40,7 @@ def _fail(err: SongmillError, code: int = EXIT_FAILED) -> None:
 def validate(paths: list[Path] = typer.Argument(None, help="Release config files.")) -> None:
     """Check the project's config files and the release configs given; print `file:line: field:
     problem` lines and exit 2 if any is invalid."""
-    from songmill.engine.configs import config_problems
-    from songmill.engine.runner import load_release_with_profiles
+    from songmill.engine.configs import config_problems, load_release_with_profiles
 
     paths = paths or []
     problems = config_problems()

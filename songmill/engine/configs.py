@@ -1,4 +1,5 @@
-"""Every config file songmill reads, checked together (what `songmill validate` runs first).
+"""Every config file songmill reads, checked together (what `songmill validate` runs first), and
+a release config checked against what it names. Light at import: Airflow's DAG files use it.
 
 Each file has one loader, and every loader goes through `songmill.core.config.load_config`, so a
 file that does not parse, has an unknown field or a wrong type is reported the same way:
@@ -9,8 +10,10 @@ and is checked when the DAGs are parsed.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from songmill.core.errors import ConfigError
+from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.spec import ReleaseSpec, load_release
 
 
 def _loaders() -> dict[str, Callable[[], object]]:
@@ -42,3 +45,17 @@ def config_problems() -> list[str]:
         except ConfigError as err:
             problems += err.problems
     return problems
+
+
+def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
+    """The release config checked against everything it names: delivery profiles and the model
+    registry's voice identities (an unreadable registry is reported by the stage that needs it)."""
+    from models.registry import ModelRegistry
+    from songmill.core.profiles import load_profiles
+
+    profiles = load_profiles()
+    try:
+        identities: set[str] | None = set(ModelRegistry.load().identities)
+    except SongmillError:
+        identities = None
+    return load_release(config_path, profile_names=set(profiles), voice_identities=identities), profiles

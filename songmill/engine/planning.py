@@ -185,7 +185,7 @@ def release_from_form(form: dict[str, Any], *, today: dt.date | None = None) -> 
 
 def write_release_config(config: dict, path: Path) -> Path:
     """Write a planned release as YAML and check it like any config (ConfigError with file:line)."""
-    from songmill.engine.runner import load_release_with_profiles
+    from songmill.engine.configs import load_release_with_profiles
 
     if not isinstance(config, dict):
         raise SongmillError(f"a release config must be a mapping, got {type(config).__name__}")

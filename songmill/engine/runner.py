@@ -37,8 +37,9 @@ from songmill.core.paths import safe_name
 from songmill.core.profiles import load_profiles
 from songmill.core.score import Score
 from songmill.core.seeds import derive_seed
-from songmill.core.spec import ReleaseSpec, load_release, track_seed
+from songmill.core.spec import ReleaseSpec, track_seed
 from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
+from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.stage import TrackJob, cpu_seconds, run_stage
 from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
 from songmill.engine.track_stages import TRACK_STAGES
@@ -229,17 +230,6 @@ def _progress_display(jobs: list[TrackJob], console: Console):
         progress.update(tasks[number], advance=advance, stage=label)
 
     return progress, on_event
-
-
-def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
-    """The release config checked against everything it names: delivery profiles and the model
-    registry's voice identities (an unreadable registry is reported by the stage that needs it)."""
-    profiles = load_profiles()
-    try:
-        identities: set[str] | None = set(ModelRegistry.load().identities)
-    except SongmillError:
-        identities = None
-    return load_release(config_path, profile_names=set(profiles), voice_identities=identities), profiles
 
 
 @dataclass

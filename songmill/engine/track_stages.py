@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Only light modules at import: the graph is read by the CLI and (later) at Airflow DAG-parse
+# Only light modules at import: the graph is read by the CLI and at Airflow DAG-parse
 # time. Each stage imports its models (torch, onnxruntime, FluidSynth helpers) when it runs.
 from models.composition.form import song_form
 from models.instruments.arrangement import load_presets
@@ -210,34 +210,31 @@ def _instruments_models(job: TrackJob) -> tuple[str, ...]:
 
 def _run_instruments(ctx: StageContext) -> None:
     from models.instruments.arrangement import arrange
-    from models.instruments.soundfont import render_stems
+    from models.instruments.builders import render_instruments
     from songmill.core.lyrics import Lyrics
 
     p = ctx.params
     score = Score.load_json(ctx.input("score.json"))
     arrangement = arrange(score, p["preset"], instrumental=p["instrumental"])
-    model_name = p["instruments_model"]
-    decisions = {**arrangement.decisions, "sample_rate_hz": p["sample_rate_hz"]}
-    if model_name is None:
-        stems = render_stems(arrangement, score, soundfont=ctx.model(SOUNDFONT), sample_rate_hz=p["sample_rate_hz"])
-        decisions["backend"] = "soundfont"
-    else:
-        from models.instruments import diffusion
-
-        entry = ctx.registry.get(model_name)
-        backend = entry.backend
-        pipeline = diffusion.load_pipeline(ctx.model(model_name), backend=backend, model_name=model_name)
-        steps = entry.inference_steps or (diffusion.ACE_STEP_STEPS if backend == "diffusers-ace-step" else diffusion.STABLE_AUDIO_STEPS)
-        decisions.update(backend=backend, model=model_name, device=diffusion.device(), inference_steps=steps)
-        if backend == "diffusers-ace-step":
-            lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
-            caption = f"{p['preset']}, {p['mood']}, " + ", ".join(part.instrument for part in arrangement.parts)
-            stems = {"full-mix": diffusion.ace_step_mix(pipeline, score, lyrics, caption=caption, seed=ctx.job.seed, steps=steps)}
-            decisions.update(caption=caption, full_mix=True)
-            for decision in decisions["instruments"]:
-                decision["stem"] = None  # one mix instead of stems
-        else:
-            stems = diffusion.stable_audio_stems(pipeline, arrangement, score, genre=p["preset"], mood=p["mood"], seed=ctx.job.seed, steps=steps)
+    model_name = p["instruments_model"] or SOUNDFONT
+    entry = ctx.registry.get(model_name)
+    stems, backend_decisions = render_instruments(
+        arrangement,
+        score,
+        Lyrics.load_json(ctx.input("lyrics.json")),
+        backend=entry.backend,
+        model_path=ctx.model(model_name),
+        model_name=model_name,
+        genre=p["preset"],
+        mood=p["mood"],
+        seed=ctx.job.seed,
+        sample_rate_hz=p["sample_rate_hz"],
+        inference_steps=entry.inference_steps,
+    )
+    decisions = {**arrangement.decisions, "sample_rate_hz": p["sample_rate_hz"], **backend_decisions}
+    if backend_decisions.get("full_mix"):
+        for decision in decisions["instruments"]:
+            decision["stem"] = None  # one mix instead of stems
     for name, samples in stems.items():
         write_wav(ctx.output(f"stem-{name}.wav"), samples, p["sample_rate_hz"])
     decisions["frames"] = len(next(iter(stems.values()))) if stems else 0
@@ -291,13 +288,14 @@ def _run_vocals(ctx: StageContext) -> None:
     if not ctx.params["sings"]:
         return  # an instrumental: no vocal stem (never a silent file)
     from models.instruments.soundfont import stem_frames
+    from models.voice.builders import build_singer
     from models.voice.expression import Expression
     from models.voice.singer import BACKING_MIX, Timbre, sing
 
     p = ctx.params
     identity = p["identity"]
     score = Score.load_json(ctx.input("score.json"))
-    singer = _singer(ctx, p["voice_model"])
+    singer = build_singer(backend=ctx.registry.get(p["voice_model"]).backend, model_path=ctx.model(p["voice_model"]), model_name=p["voice_model"])
     timbre = Timbre(identity["formant_shift"], identity["tilt_db_per_octave"], identity["breathiness"])
     vocals = sing(
         score,
@@ -325,21 +323,6 @@ def _run_vocals(ctx: StageContext) -> None:
         "adaptations": vocals.decisions,
     }
     ctx.output("vocals.json").write_text(json.dumps(decisions, indent=1), encoding="utf-8")
-
-
-def _singer(ctx: StageContext, model_name: str):
-    """The phrase renderer for the voice model's backend."""
-    backend = ctx.registry.get(model_name).backend
-    if backend == "onnx-vits":
-        from models.voice.piper import PiperVoice
-        from models.voice.singer import WorldSinger
-
-        return WorldSinger(PiperVoice.load(ctx.model(model_name)))
-    if backend == "onnx-singing":
-        from models.voice.onnx_singer import OnnxSinger
-
-        return OnnxSinger.load(ctx.model(model_name))
-    raise SongmillError(f"model '{model_name}' has backend '{backend}', which cannot sing; a voice needs onnx-vits or onnx-singing")
 
 
 VOCALS = Stage(
