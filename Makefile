@@ -30,15 +30,18 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers (pytest-xdist), a test file each at a time: module fixtures render once.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(PYTEST) -m "not slow"
 
 # The live Airflow runs (separate processes, PostgreSQL, Celery with Redis): a few minutes.
 test-live: setup
 	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider tests/test_airflow_live.py
 
-test-all: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+test-all: lint
+	$(PYTEST)
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

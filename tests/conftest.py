@@ -13,6 +13,7 @@ import pytest
 from tests import servers
 
 PROJECT = Path(__file__).resolve().parents[1]
+DEBUG = PROJECT / "config" / "releases" / "debug.yaml"  # the shortest real song: every stage, a few seconds
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Airflow reads its home and settings once, when first imported: every test process gets one
@@ -139,3 +140,25 @@ def postgres_url(postgres_server_url, request):
 def s3_server():
     with servers.seaweedfs() as server:
         yield server
+
+
+def debug_release(folder: Path, *, tracks: int = 1) -> Path:
+    """The debug release (config/releases/debug.yaml) written into `folder`; with `tracks=2` a
+    second sung track (another identity, key, tempo and seed) for multi-track runs."""
+    import yaml
+
+    config = yaml.safe_load(DEBUG.read_text())
+    second = {
+        **config["tracks"][0],
+        "title": "River Lights",
+        "mood": "calm",
+        "tempo": 96,
+        "key": "D major",
+        "voice": {"identity": "ben", "style": "tender"},
+        "seed": 12,
+    }
+    config["tracks"] = [config["tracks"][0], second][:tracks]
+    path = folder / f"debug-{tracks}.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -147,6 +147,8 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
         "-s3",
         f"-s3.port={ports['s3']}",
         f"-s3.port.grpc={free_port()}",
+        "-s3.port.iceberg=0",  # the Iceberg and Lance catalogs listen on fixed ports by default: off,
+        "-s3.port.lance=0",  # so two test workers can each run their own SeaweedFS
         f"-s3.config={s3_config}",
         "-master.volumeSizeLimitMB=64",
         "-volume.max=100",  # room for stems (volumes grow as written)

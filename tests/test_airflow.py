@@ -19,6 +19,7 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO = PROJECT / "config" / "releases" / "demo.yaml"
+DEBUG = PROJECT / "config" / "releases" / "debug.yaml"
 EPOCH = "1790000000"  # SOURCE_DATE_EPOCH: both runs stamp the DDEX message with the same time
 
 
@@ -43,10 +44,11 @@ def airflow_home(migrated_airflow, tmp_path, monkeypatch, test_config_dir):
     return migrated_airflow
 
 
-def short_config(folder: Path, seconds: int = 30, source: Path = DEMO, name: str = "demo.yaml") -> Path:
+def short_config(folder: Path) -> Path:
+    """The debug release (12 bars, every stage real) in its own releases folder: DAG songmill_release_debug."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(re.sub(r"target_duration_s: \d+", f"target_duration_s: {seconds}", source.read_text()))
+    path = folder / "debug.yaml"
+    path.write_text(DEBUG.read_text())
     return path
 
 
@@ -123,23 +125,23 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
 # ------------------------------------------------------------------------ runs
 
 
-def test_dag_test_of_the_demo_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch):
+def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch):
     from songmill.catalogue import Catalogue
     from songmill.engine.runner import render
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     config = short_config(tmp_path / "releases")
-    dag = release_dags(config.parent)["songmill_release_demo"]
+    dag = release_dags(config.parent)["songmill_release_debug"]
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-airflow"))  # its own store and catalogue
     run = dag.test()
     assert run.state == "success"
-    airflow_report = json.loads((tmp_path / "dist-airflow" / "demo-single" / "run-report.json").read_text())
+    airflow_report = json.loads((tmp_path / "dist-airflow" / "debug-single" / "run-report.json").read_text())
 
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-render"))
     embedded_report = json.loads(render(config, out_dir=tmp_path / "dist-render").read_text())
     delivered = lambda report: {(d["profile"], Path(d["path"]).name): d["sha256"] for d in report["delivered"]}  # noqa: E731
     assert airflow_report["runner"] == "airflow" and embedded_report["runner"] == "embedded"
-    assert len(delivered(airflow_report)) >= 10  # audio, previews, lyrics, cover, DDEX message, checksums
+    assert len(delivered(airflow_report)) >= 6  # audio, lyrics, cover and thumbnail, DDEX message, checksums
     assert delivered(airflow_report) == delivered(embedded_report)
     assert airflow_report["tracks"][0]["qc"]["passed"]
 
@@ -158,13 +160,13 @@ def test_dag_test_of_the_demo_delivers_the_same_files_as_songmill_render(airflow
     with create_session() as session:
         link = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc", key="_link_QCReportLink").one()
         uris = {uri for (uri,) in session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)}
-    assert str(link.value).strip('"') == "/songmill/releases/demo-single/qc-report.html"
-    assert {"songmill://releases/", "songmill://releases/demo-single"} <= uris
+    assert str(link.value).strip('"') == "/songmill/releases/debug-single/qc-report.html"
+    assert {"songmill://releases/", "songmill://releases/debug-single"} <= uris
 
 
 def test_a_config_that_stops_parsing_between_runs_fails_the_plan_at_once_and_delivers_nothing(airflow_home, tmp_path, capfd):
     config = short_config(tmp_path / "releases")
-    dag = release_dags(config.parent)["songmill_release_demo"]
+    dag = release_dags(config.parent)["songmill_release_debug"]
     config.write_text(config.read_text().replace("key: A minor", "key: H minor"))
     run = dag.test()
     assert run.state == "failed"
@@ -173,7 +175,7 @@ def test_a_config_that_stops_parsing_between_runs_fails_the_plan_at_once_and_del
     assert plan.state == "failed" and plan.try_number == 1  # a bad config is not retried
     captured = capfd.readouterr()
     log = captured.out + captured.err  # dag.test() prints the task logs
-    assert re.search(r"AirflowFailException: \S+demo\.yaml:\d+: tracks\[0\]\.key: 'H minor' is not a key", log)
+    assert re.search(r"AirflowFailException: \S+debug\.yaml:\d+: tracks\[0\]\.key: 'H minor' is not a key", log)
     assert tis["track.form"].state == "upstream_failed"
     assert not (tmp_path / "dist-airflow" / "streaming").exists()
 
@@ -184,8 +186,8 @@ def test_a_stage_that_raises_fails_its_task_and_the_run_is_recorded_failed(airfl
     catalogue marks the run failed."""
     from songmill.catalogue import Catalogue
 
-    config = short_config(tmp_path / "releases", seconds=30)
-    dag = release_dags(config.parent)["songmill_release_demo"]
+    config = short_config(tmp_path / "releases")
+    dag = release_dags(config.parent)["songmill_release_debug"]
     registry = tmp_path / "registry.yaml"
     text = (PROJECT / "models" / "registry.yaml").read_text()
     models_dir = str(PROJECT / "models")
@@ -199,7 +201,7 @@ def test_a_stage_that_raises_fails_its_task_and_the_run_is_recorded_failed(airfl
     assert tis["package_and_deliver"].state == "upstream_failed"
     assert not (tmp_path / "dist-airflow" / "streaming").exists()
     catalogue = Catalogue.open()
-    runs = catalogue.runs_of("demo-single")
+    runs = catalogue.runs_of("debug-single")
     catalogue.close()
     assert runs[-1]["status"] == "failed" and "stopped before delivery" in runs[-1]["error"]
 

@@ -33,13 +33,22 @@ BREAKAGES = {
 }
 
 
-def validate_with(config_dir: Path, *, registry: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SONGMILL_CONFIG_DIR": str(config_dir)}
-    if registry:
-        env["SONGMILL_MODEL_REGISTRY"] = str(registry)
-    return subprocess.run(
-        [sys.executable, "-m", "songmill", "validate", str(PROJECT / "config/releases/debug.yaml")], capture_output=True, text=True, cwd=PROJECT, env=env
-    )
+def validate_with(config_dir: Path, *, registry: Path | None = None, in_process: bool = True) -> subprocess.CompletedProcess:
+    """`songmill validate` of the debug release with `config_dir` as the config folder: in this
+    process through typer's runner (fast), or as the user runs it (`in_process=False`)."""
+    env = {"SONGMILL_CONFIG_DIR": str(config_dir), **({"SONGMILL_MODEL_REGISTRY": str(registry)} if registry else {})}
+    args = ["validate", str(PROJECT / "config/releases/debug.yaml")]
+    if not in_process:
+        return subprocess.run([sys.executable, "-m", "songmill", *args], capture_output=True, text=True, cwd=PROJECT, env={**os.environ, **env})
+    from typer.testing import CliRunner
+
+    from songmill.engine.cli import app
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        result = CliRunner().invoke(app, args)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
@@ -92,3 +101,9 @@ def test_the_shipped_config_files_are_valid(test_config_dir):
     result = validate_with(test_config_dir)
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip().endswith("valid")
+
+
+def test_the_user_sees_the_same_line_and_exit_2_from_the_command(config_copy):
+    path = config_copy / "profiles.yaml"
+    path.write_text(path.read_text() + "\ncolour: blue\n")
+    assert_one_line_error(validate_with(config_copy, in_process=False), path, r"colour: unknown field \(allowed: .+\)")

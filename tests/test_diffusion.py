@@ -153,6 +153,9 @@ def registry(tiny_models, tmp_path, monkeypatch) -> Path:
 
 
 def config_with(tmp_path: Path, model: str, seconds: int = 40) -> Path:
+    """The demo cut to `seconds`, its instruments from `model` (a tiny random pipeline in the
+    registry). Not the debug release: random stems must still leave the gate a tempo and key to
+    hear, and the demo's 40 s with its seed does."""
     config = tmp_path / f"{model}.yaml"
     config.write_text(
         (PROJECT / "config/releases/demo.yaml")

@@ -92,12 +92,7 @@ def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm)
 
 def test_the_lyrics_stage_loads_the_lm_named_in_the_config_through_the_registry(registry_with_lm, tmp_path):
     config = tmp_path / "lm.yaml"
-    config.write_text(
-        (PROJECT / "config/releases/demo.yaml")
-        .read_text()
-        .replace("    seed: 7", "    seed: 7\n    lyrics_model: tiny-lyrics-lm")
-        .replace("target_duration_s: 180", "target_duration_s: 60")
-    )
+    config.write_text((PROJECT / "config/releases/debug.yaml").read_text().replace("    seed: 1", "    seed: 1\n    lyrics_model: tiny-lyrics-lm"))
     report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
     track = report["tracks"][0]
     lyrics = Lyrics.load_json(Path(track["artifacts"]["lyrics.json"]["path"]))

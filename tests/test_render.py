@@ -14,7 +14,7 @@ from songmill.core.audio import read_wav
 from songmill.core.score import Score
 from songmill.core.store import file_sha256
 from songmill.engine.runner import render
-from tests.conftest import PROJECT
+from tests.conftest import DEBUG, PROJECT, debug_release
 
 DEMO = PROJECT / "config/releases/demo.yaml"
 EP = PROJECT / "config/releases/harbour-lights-ep.yaml"
@@ -35,13 +35,20 @@ def cli(*args: str, env_extra: dict | None = None, var: Path | None = None) -> s
     return subprocess.run([sys.executable, "-m", "songmill", *args], capture_output=True, text=True, cwd=PROJECT, env=env)
 
 
-def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(tmp_path):
-    result = cli("render", str(DEMO), "--out", str(tmp_path / "dist"))
+@pytest.mark.parametrize(
+    ("config", "release_id", "seconds", "profiles"),
+    [
+        (DEBUG, "debug-single", 24, {"streaming"}),  # 12 bars at 120 BPM
+        pytest.param(DEMO, "demo-single", 180, {"streaming", "preview"}, marks=pytest.mark.slow),  # the three-minute demo
+    ],
+)
+def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(tmp_path, config, release_id, seconds, profiles):
+    result = cli("render", str(config), "--out", str(tmp_path / "dist"))
     assert result.returncode == 0, result.stderr
     report_path = Path(result.stdout.strip().splitlines()[-1])
-    assert report_path == tmp_path / "dist" / "demo-single" / "run-report.json"
+    assert report_path == tmp_path / "dist" / release_id / "run-report.json"
     report = json.loads(report_path.read_text())
-    assert report["status"] == "succeeded" and report["release"]["id"] == "demo-single"
+    assert report["status"] == "succeeded" and report["release"]["id"] == release_id
     [track] = report["tracks"]
     assert [s["stage"] for s in track["stages"]] == [s["name"] for s in report["stages"]]
     for artifact in track["artifacts"].values():
@@ -50,7 +57,7 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     assert set(track["artifacts"]) >= {"form.json", "lyrics.json", "score.json", "score.mid", "score.musicxml"}
     score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
     assert track["duration_s"] == pytest.approx(score.duration_s, abs=1e-3)
-    assert abs(score.duration_s - 180) < 15  # the demo asks for 180 s
+    assert abs(score.duration_s - seconds) < 15
     assert track["artifacts"]["score.json"]["stage"] == "compose"
     [model] = next(s for s in track["stages"] if s["stage"] == "compose")["models"]
     assert model["name"] == "melody-gru-celtic" and len(model["sha256"]) == 64
@@ -63,20 +70,20 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     vocals = track["vocals"]  # sung by the demo's identity in its style, with chorus backing
     assert vocals["identity"]["name"] == "ava" and vocals["style"] == "bright" and vocals["backend"] == "piper+world"
     assert {"vocal-lead.wav", "vocal-double.wav", "vocal-harmony.wav", "vocals.json"} <= set(track["artifacts"])
-    # mixed and mastered for the demo's two profiles; ffmpeg's meter agrees with the report
-    assert {"mix.wav", "mix.json", "master.json", "master-streaming.wav", "master-preview.wav"} <= set(track["artifacts"])
+    # mixed and mastered for each profile; ffmpeg's meter agrees with the report
+    assert {"mix.wav", "mix.json", "master.json"} | {f"master-{p}.wav" for p in profiles} <= set(track["artifacts"])
     assert track["mix"]["vocal_on_top"]["measured_lu"] == pytest.approx(1.0, abs=0.1)
     from tests.test_production import ebur128
 
-    for profile in ("streaming", "preview"):
+    for profile in profiles:
         measured = ebur128(Path(track["artifacts"][f"master-{profile}.wav"]["path"]))
         assert measured["integrated"] == pytest.approx(-14.0, abs=0.5) and measured["true_peak"] <= -1.0
         assert track["loudness"][profile]["integrated_lufs"] == pytest.approx(measured["integrated"], abs=0.2)
-    # passed the gate (every technical check of both profiles), then delivered: a DDEX message per
+    # passed the gate (every technical check of every profile), then delivered: a DDEX message per
     # profile that the schema accepts, naming files with their hashes
     assert track["qc"]["passed"] and track["status"] == "rendered" and report["quarantined"] == []
     assert {c["metric"] for c in track["qc"]["profiles"]["streaming"]["checks"]} >= {"integrated_lufs", "true_peak_dbtp", "duration_error_s"}
-    assert_delivered(report, {"streaming", "preview"})
+    assert_delivered(report, profiles)
 
 
 def assert_delivered(report: dict, profiles: set[str]) -> None:
@@ -98,7 +105,7 @@ def assert_delivered(report: dict, profiles: set[str]) -> None:
 
 
 def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
-    demo = short(DEMO, tmp_path)
+    demo = DEBUG
     first = json.loads(render(demo, out_dir=tmp_path / "a", seed=1).read_text())["tracks"][0]
     second = json.loads(render(demo, out_dir=tmp_path / "b", seed=2).read_text())["tracks"][0]
     assert first["seed"] != second["seed"]
@@ -107,7 +114,7 @@ def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
 
 
 def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
-    demo = short(DEMO, tmp_path)
+    demo = DEBUG
     first = json.loads(render(demo, out_dir=tmp_path / "a").read_text())
     second = json.loads(render(demo, out_dir=tmp_path / "b").read_text())
     assert all(not s["cached"] for s in first["tracks"][0]["stages"])
@@ -115,22 +122,26 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == {n: a["sha256"] for n, a in second["tracks"][0]["artifacts"].items()}
 
 
-def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch):
-    ep = short(EP, tmp_path)
+@pytest.mark.parametrize(
+    ("tracks", "profiles"),
+    [(2, {"streaming"}), pytest.param(3, {"streaming", "hires", "preview"}, marks=pytest.mark.slow)],  # 3: the EP, 40 s a track
+)
+def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch, tracks, profiles):
+    ep = debug_release(tmp_path, tracks=2) if tracks == 2 else short(EP, tmp_path)
     serial = json.loads(render(ep, out_dir=tmp_path / "serial", jobs=1).read_text())
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "fresh-var"))  # nothing cached
     parallel = json.loads(render(ep, out_dir=tmp_path / "parallel", jobs=2).read_text())
     assert all(not s["cached"] for t in parallel["tracks"] for s in t["stages"])
     shas = lambda r: [{n: a["sha256"] for n, a in t["artifacts"].items()} for t in r["tracks"]]  # noqa: E731
-    assert shas(serial) == shas(parallel) and len(shas(serial)) == 3
-    assert_delivered(serial, {"streaming", "hires", "preview"})
-    assert_delivered(parallel, {"streaming", "hires", "preview"})
+    assert shas(serial) == shas(parallel) and len(shas(serial)) == tracks
+    assert_delivered(serial, profiles)
+    assert_delivered(parallel, profiles)
     audio = lambda r: sorted(d["sha256"] for d in r["delivered"] if d["format"] in ("flac", "wav", "mp3", "opus"))  # noqa: E731
     assert audio(serial) == audio(parallel)  # tagged files are byte-identical between runs
 
 
 def test_track_and_seed_options(tmp_path):
-    ep = short(EP, tmp_path)
+    ep = debug_release(tmp_path, tracks=2)
     only_two = json.loads(render(ep, out_dir=tmp_path / "x", track=2).read_text())
     assert [t["number"] for t in only_two["tracks"]] == [2]
     reseeded = json.loads(render(ep, out_dir=tmp_path / "y", track=2, seed=99).read_text())
@@ -141,21 +152,21 @@ def test_track_and_seed_options(tmp_path):
 
 
 def test_changing_a_parameter_reruns_only_what_depends_on_it(tmp_path):
-    config = tmp_path / "demo.yaml"
-    text = short(DEMO, tmp_path).read_text()
+    config = tmp_path / "debug.yaml"
+    text = DEBUG.read_text()
     config.write_text(text)
     render(config, out_dir=tmp_path / "a")
-    config.write_text(text.replace("tempo: 104", "tempo: 120"))
+    config.write_text(text.replace("tempo: 120", "tempo: 126"))
     report = json.loads(render(config, out_dir=tmp_path / "b").read_text())
     assert not report["tracks"][0]["stages"][0]["cached"]
 
 
 def test_dead_database_fails_in_one_sentence_and_leaves_earlier_output_untouched(tmp_path):
     out = tmp_path / "dist"
-    good = cli("render", str(short(DEMO, tmp_path)), "--out", str(out), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
+    good = cli("render", str(DEBUG), "--out", str(out), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
     report = Path(good.stdout.strip().splitlines()[-1])
     before = report.read_bytes()
-    bad = cli("render", str(DEMO), "--out", str(out), env_extra={"SONGMILL_DATABASE_URL": "postgresql+psycopg2://u:pw@127.0.0.1:9/x"})
+    bad = cli("render", str(DEBUG), "--out", str(out), env_extra={"SONGMILL_DATABASE_URL": "postgresql+psycopg2://u:pw@127.0.0.1:9/x"})
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error: catalogue database postgresql+psycopg2://u:***@127.0.0.1:9/x is unreachable")
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
@@ -182,11 +193,11 @@ def test_invalid_config_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_catalogue_ls_shows_rendered_releases(tmp_path):
-    render(short(DEMO, tmp_path), out_dir=tmp_path / "dist")
+    render(DEBUG, out_dir=tmp_path / "dist")
     result = cli("catalogue", "ls", "--json")
     assert result.returncode == 0, result.stderr
     [row] = json.loads(result.stdout)
-    assert row["id"] == "demo-single" and row["last_run"] == "succeeded" and row["tracks"] == 1
+    assert row["id"] == "debug-single" and row["last_run"] == "succeeded" and row["tracks"] == 1
 
 
 @pytest.mark.s3
@@ -199,9 +210,8 @@ def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
         "SONGMILL_S3_SECRET_KEY": secret,
     }.items():
         monkeypatch.setenv(name, value)
-    demo = short(DEMO, tmp_path)
-    first = json.loads(render(demo, out_dir=tmp_path / "a").read_text())
-    second = json.loads(render(demo, out_dir=tmp_path / "b").read_text())
+    first = json.loads(render(DEBUG, out_dir=tmp_path / "a").read_text())
+    second = json.loads(render(DEBUG, out_dir=tmp_path / "b").read_text())
     assert first["store"].startswith("S3 http://") and all(s["cached"] for s in second["tracks"][0]["stages"])
     assert first["tracks"][0]["artifacts"]["form.json"]["uri"].startswith("s3://songmill-render/run/blobs/")
 
