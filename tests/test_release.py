@@ -33,7 +33,7 @@ from songmill.release.artwork import load_cover
 from songmill.release.deliver import MANIFEST, deliver_local, deliver_s3, delivery_lock, staging_folder, verify_folder, write_manifest
 from songmill.release.settings import load_delivery_settings
 from songmill.release.tags import read_sylt
-from tests.conftest import PROJECT, render_release_text
+from tests.conftest import DEBUG, PROJECT, render_release_text
 from tests.test_production import ebur128
 
 SCHEMA = ddex.SCHEMA_PATH  # the schema packaged with songmill (songmill/release/schemas/ddex)
@@ -418,8 +418,7 @@ def test_a_missing_master_stops_the_export_naming_the_profile(tmp_path):
 
 
 def test_a_delivery_that_fails_leaves_the_old_folder_and_nothing_half_written(tmp_path, monkeypatch):
-    config = tmp_path / "release.yaml"
-    config.write_text(RELEASE.replace("target_duration_s: 36", "target_duration_s: 30").replace("[streaming, apple, preview]", "[streaming]"))
+    config = DEBUG  # one short track, one profile: what is under test is the delivery
     first = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
     folder = _folder(first, "streaming")
     before = {p: file_sha256(p) for p in folder.rglob("*") if p.is_file()}
@@ -430,7 +429,7 @@ def test_a_delivery_that_fails_leaves_the_old_folder_and_nothing_half_written(tm
         render(config, out_dir=tmp_path / "dist")
     assert {p: file_sha256(p) for p in folder.rglob("*") if p.is_file()} == before
     assert not list(folder.parent.glob(".staging-*"))
-    report = json.loads((tmp_path / "dist" / "release-test" / "run-report.json").read_text())
+    report = json.loads((tmp_path / "dist" / "debug-single" / "run-report.json").read_text())
     assert report["status"] == "failed" and report["delivered"] == [] and "does not validate" in report["delivery_error"]
 
 
