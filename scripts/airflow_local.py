@@ -62,8 +62,8 @@ def airflow_environment(home: Path, port: int, *, executor: str = "LocalExecutor
     task processes present)."""
     home.mkdir(parents=True, exist_ok=True)
     secret_file = home / "jwt-secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(32))
+    if not secret_file.exists() or len(secret_file.read_bytes()) < 64:  # the api-server asks for 64 bytes or more (SHA512)
+        secret_file.write_text(secrets.token_urlsafe(64))
         secret_file.chmod(0o600)
     passwords = home / "passwords.json"
     if not passwords.exists():

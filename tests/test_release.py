@@ -516,7 +516,32 @@ def test_redelivery_replaces_the_folder_and_leaves_no_staging(tmp_path):
             write_manifest(staged)
             deliver_local(staged, dest)
         assert _state(dest) == tag
-    assert sorted(p.name for p in dest.parent.iterdir()) == [".0200000000011.lock", "0200000000011"]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["0200000000011"]  # no lock file stays behind
+
+
+def test_deliveries_of_one_folder_never_overlap_and_leave_no_lock_file(tmp_path):
+    """Six deliveries at once (threads, each its own open file): one at a time, even while each
+    removes the lock file it held as it ends."""
+    import threading
+    import time
+
+    dest = tmp_path / "out" / "0200000000011"
+    spans: list[tuple[float, float]] = []
+
+    def deliver_one() -> None:
+        with delivery_lock(dest):
+            start = time.monotonic()
+            time.sleep(0.02)
+            spans.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=deliver_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spans.sort()
+    assert len(spans) == 6 and all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    assert list(dest.parent.iterdir()) == []
 
 
 def test_a_tampered_staging_folder_is_never_delivered(tmp_path):

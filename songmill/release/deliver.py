@@ -97,13 +97,29 @@ def _fsync_tree(folder: Path) -> None:
 
 @contextlib.contextmanager
 def delivery_lock(dest: Path) -> Iterator[None]:
-    """Serialise deliveries of one folder (another process waits), and clear what a killed one left."""
+    """Serialise deliveries of one folder (another process waits), and clear what a killed one left.
+
+    The lock file is removed when the delivery ends, while it is still held: a process that was
+    waiting on it then finds the name gone (or a newer file under it) and locks that instead, so
+    no two deliveries ever hold the lock at once and no `.lock` file stays in the folder."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+    path = dest.parent / f".{dest.name}.lock"
+    while True:
+        lock = open(path, "a")  # closed below, after the unlink
         fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.fstat(lock.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()  # the holder before us removed this file: lock the one under the name now
+    try:
         for stale in dest.parent.glob(f".staging-{dest.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.close()
 
 
 @contextlib.contextmanager
