@@ -39,8 +39,14 @@ def form_params() -> dict[str, Param]:
         "label": Param("Songmill Records", type="string", minLength=1, maxLength=200, title="Label", section="Song"),
         "genre": Param("pop", type="string", enum=list(GENRES), values_display=GENRE_NAMES, title="Genre", section="Song"),
         "mood": Param("hopeful", type="string", enum=list(MOODS), values_display={m: m.title() for m in MOODS}, title="Mood", section="Song"),
+        # May be left empty: ["null", "string"], or Airflow's form marks the field required.
         "theme": Param(
-            "", type="string", maxLength=400, title="Theme", section="Song", description="What the song is about (the lyric writer's brief); empty: the title"
+            None,
+            type=["null", "string"],
+            maxLength=400,
+            title="Theme",
+            section="Song",
+            description="What the song is about (the lyric writer's brief); empty: the title",
         ),
         "tempo": Param(100, type="integer", minimum=40, maximum=240, title="Tempo (BPM)", section="Music"),
         "key": Param("A minor", type="string", enum=KEYS, title="Key", section="Music"),
@@ -62,8 +68,8 @@ def form_params() -> dict[str, Param]:
             section="Voice",
         ),
         "lyrics": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             format="multiline",
             maxLength=20000,
             title="Lyrics",

@@ -213,6 +213,8 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     from airflow.sdk.definitions.param import ParamsDict
     from airflow.sdk.exceptions import ParamValidationError
 
+    from songmill.engine.planning import release_from_form
+
     sys.path.insert(0, str(PROJECT / "dags"))
     try:
         import songmill_manual
@@ -225,6 +227,12 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     assert schema["genre"]["values_display"]["synthpop"] == "Synth-pop"
     good = ParamsDict(params)
     good.validate()
+    # what the form's help says may be left empty is optional: the form submits on its defaults
+    assert {name for name, p in params.items() if "null" not in p.schema.get("type", [])} >= {"title", "genre", "tempo"}
+    assert "null" in schema["theme"]["type"] and "null" in schema["lyrics"]["type"] and "null" in schema["seed"]["type"]
+    assert good.dump()["theme"] is None and good.dump()["lyrics"] is None
+    config = release_from_form(good.dump())
+    assert config["tracks"][0]["theme"] == "Night Bus" and "lyrics" not in config["tracks"][0]
     for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"), ("key", "H minor", "H minor")):
         bad = ParamsDict(songmill_manual.form_params())
         with pytest.raises(ParamValidationError) as err:
