@@ -213,7 +213,7 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     from airflow.sdk.definitions.param import ParamsDict
     from airflow.sdk.exceptions import ParamValidationError
 
-    from songmill.engine.planning import release_from_form
+    from songmill.engine.planning import FORM_FIELDS, release_from_form
 
     sys.path.insert(0, str(PROJECT / "dags"))
     try:
@@ -233,12 +233,47 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     assert good.dump()["theme"] is None and good.dump()["lyrics"] is None
     config = release_from_form(good.dump())
     assert config["tracks"][0]["theme"] == "Night Bus" and "lyrics" not in config["tracks"][0]
+    assert set(params) == set(FORM_FIELDS)  # one definition of the form's fields
     for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"), ("key", "H minor", "H minor")):
         bad = ParamsDict(songmill_manual.form_params())
         with pytest.raises(ParamValidationError) as err:
             bad[name] = value  # the form's values are checked against the schema as they are set
             bad.validate()
         assert name in str(err.value) and word in str(err.value)
+
+
+def test_a_form_with_misspelled_keys_names_each_and_suggests_the_field_meant():
+    from songmill.core.errors import SongmillError
+    from songmill.engine.planning import release_from_form
+
+    form = {"title": "Night Bus", "artist": "A", "genre": "pop", "mood": "calm", "tempo": 96, "key": "A minor", "profiles": ["streaming"]}
+    with pytest.raises(SongmillError) as err:
+        release_from_form({**form, "bpm": 120, "genere": "rock", "colour": "blue"})
+    assert str(err.value).startswith(
+        "the release form has no field 'bpm' (did you mean 'tempo'?), 'genere' (did you mean 'genre'?), 'colour'; its fields are title, artist"
+    )
+
+
+def test_an_instrumental_with_lyrics_from_the_form_is_refused_in_one_sentence(tmp_path):
+    from songmill.core.errors import ConfigError
+    from songmill.core.spec import load_release
+    from songmill.engine.planning import release_from_form, write_release_config
+
+    form = {
+        "title": "Night Bus",
+        "artist": "A",
+        "genre": "pop",
+        "mood": "calm",
+        "tempo": 96,
+        "key": "A minor",
+        "profiles": ["streaming"],
+        "voice_identity": "instrumental",
+        "lyrics": "[verse]\nhello",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_release(write_release_config(release_from_form(form), tmp_path / "night-bus.yaml"))
+    [line] = err.value.problems
+    assert line.endswith("tracks[0]: lyrics are given but the track has no voice (an instrumental sings nothing); add a voice or remove the lyrics")
 
 
 def test_the_form_becomes_a_release_config_checked_like_any_other(tmp_path):

@@ -81,11 +81,18 @@ def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
         ("  title: Test\n", "", "release.title: is required"),
         (
             "    key: C major\n",
-            "    key: C major\n    structure: [intro, verse, outro]\n    lyrics: |\n      [verse]\n      hello\n      [bridge]\n      hi\n",
+            "    key: C major\n    voice: {identity: ava}\n    structure: [intro, verse, outro]\n    lyrics: |\n      [verse]\n      hello\n      [bridge]\n      hi\n",
             "tracks[0]: lyrics line 3: the [bridge] block has no matching section in the structure (intro, verse, outro)",
         ),
         ("    key: C major\n", "    key: C major\n    key_change: 7\n", "tracks[0].key_change: 7 is outside 0–4 semitones"),
         ("    key: C major\n", "    key: C major\n    lyrics_model: ../weights\n", "tracks[0].lyrics_model: '../weights' does not match"),
+        (
+            "    key: C major\n",
+            "    key: C major\n    lyrics: |\n      [verse]\n      hello\n",
+            "tracks[0]: lyrics are given but the track has no voice (an instrumental sings nothing); add a voice or remove the lyrics",
+        ),
+        ("    mood: calm\n", "    mood: calm\n    bpm: 96\n", "tracks[0].bpm: unknown field (did you mean 'tempo'?) (allowed: title, theme"),
+        ("genre: pop", "genre: pop\n  genere: rock", "release.genere: unknown field (did you mean 'genre'?) (allowed: id, title"),
     ],
 )
 def test_each_mistake_is_one_clear_line(tmp_path, old, new, expected):

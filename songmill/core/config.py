@@ -130,7 +130,10 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: tuple) -> str:
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])
-        return f"unknown field (allowed: {', '.join(allowed)})" if allowed else "unknown field"
+        if not allowed:
+            return "unknown field"
+        nearest = nearest_name(str(loc[-1]), allowed)
+        return f"unknown field{f' (did you mean {nearest!r}?)' if nearest else ''} (allowed: {', '.join(allowed)})"
     if kind == "missing":
         return "is required"
     if kind == "value_error":
@@ -156,6 +159,41 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: tuple) -> str:
     if kind == "string_pattern_mismatch":
         return f"{value!r} does not match {ctx.get('pattern')}"
     return error["msg"]
+
+
+# Words people write for a field that is named otherwise: the nearest-name suggestion knows them.
+SYNONYMS = {
+    "bpm": "tempo",
+    "speed": "tempo",
+    "length": "target_duration_s",
+    "duration": "target_duration_s",
+    "duration_s": "target_duration_s",
+    "singer": "voice",
+    "vocalist": "voice",
+    "style": "voice",
+    "scale": "key",
+    "meter": "time_signature",
+    "sections": "structure",
+    "form": "structure",
+    "words": "lyrics",
+    "text": "lyrics",
+    "name": "title",
+    "topic": "theme",
+    "subject": "theme",
+    "feeling": "mood",
+}
+
+
+def nearest_name(given: str, allowed: list[str]) -> str | None:
+    """The allowed name a misspelled or synonymous one most likely meant ('bpm' → 'tempo',
+    'genere' → 'genre'), or None when nothing is close."""
+    import difflib
+
+    word = given.strip().lower().replace("-", "_").replace(" ", "_")
+    if SYNONYMS.get(word) in allowed:
+        return SYNONYMS[word]
+    close = difflib.get_close_matches(word, allowed, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _fields_at(model: Any, loc: tuple) -> list[str]:

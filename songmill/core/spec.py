@@ -173,6 +173,14 @@ class TrackSpec(Strict):
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
 
     @model_validator(mode="after")
+    def _lyrics_need_a_singer(self) -> "TrackSpec":
+        """Lyrics on an instrumental would be dropped without a word: refused (a diffusion model that
+        sings the whole mix, `instruments_model`, may take them)."""
+        if self.lyrics and self.voice is None and self.instruments_model is None:
+            raise ValueError("lyrics are given but the track has no voice (an instrumental sings nothing); add a voice or remove the lyrics")
+        return self
+
+    @model_validator(mode="after")
     def _lyrics_fit_the_structure(self) -> "TrackSpec":
         """Provided lyrics must have a section to go to, and a structure a block to sing
         (checked here so `songmill validate` catches it; the matching rule is in models/lyrics)."""

@@ -146,8 +146,41 @@ def release_id_for(title: str) -> str:
     return slug
 
 
+# The manual DAG's trigger form (dags/songmill_manual.py declares a Param for each; a test holds
+# the two to each other). A key outside it — a REST API call's typo — is refused, not ignored.
+FORM_FIELDS = (
+    "title",
+    "artist",
+    "label",
+    "genre",
+    "mood",
+    "theme",
+    "tempo",
+    "key",
+    "target_duration_s",
+    "voice_identity",
+    "voice_style",
+    "lyrics",
+    "profiles",
+    "explicit",
+    "seed",
+)
+
+
 def release_from_form(form: dict[str, Any], *, today: dt.date | None = None) -> dict:
-    """A one-track release config from the manual DAG's trigger form (its Params)."""
+    """A one-track release config from the manual DAG's trigger form (its Params).
+
+    Raises
+    ------
+    SongmillError : keys the form does not have, all of them named in one sentence with the field
+        each most likely meant ('bpm' → 'tempo').
+    """
+    from songmill.core.config import nearest_name
+
+    unknown = [key for key in form if key not in FORM_FIELDS and key != "release_id"]
+    if unknown:
+        named = [f"'{key}'" + (f" (did you mean '{near}'?)" if (near := nearest_name(key, list(FORM_FIELDS))) else "") for key in unknown]
+        raise SongmillError(f"the release form has no field {', '.join(named)}; its fields are {', '.join(FORM_FIELDS)}")
     today = today or dt.date.today()
     track = {
         "title": form["title"],
