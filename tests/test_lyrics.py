@@ -188,3 +188,17 @@ def test_an_empty_theme_is_a_clear_error():
 def test_an_instrumental_track_has_no_lyrics():
     lyrics = write_lyrics(demo_form(), title="T", theme="x", mood="calm", genre="pop", provided=None, instrumental=True, rng=np.random.default_rng(0))
     assert lyrics.source == "instrumental" and lyrics.sections == []
+
+
+@pytest.mark.parametrize("genre", ["pop", "ballad"])
+def test_short_phrases_at_a_slow_tempo_get_lines_that_fit_instead_of_an_error(genre, caplog):
+    """45 s at 72 BPM: one-bar phrases plan four-syllable lines, which few sentence shapes make.
+    The writer lets a line grow a syllable at a time (logged), never past what its phrase carries."""
+    form = demo_form(genre, tempo=72.0, duration=45.0)
+    lyrics = written(seed=7, genre=genre, form=form)
+    capacities = {(p.form_index, i): line.capacity for p in plan_sections(form, genre) for i, line in enumerate(p.lines)}
+    for section in lyrics.sections:
+        for index, line in enumerate(section.lines):
+            assert 0 < len(line.syllables) <= capacities[(section.form_index, index)], line.text
+    assert rhyme_ratio(lyrics) >= 0.8
+    assert any("syllable(s) longer" in r.getMessage() for r in caplog.records)  # it did have to adapt

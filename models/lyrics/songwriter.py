@@ -34,8 +34,10 @@ def plan_sections(form: Score, genre: str) -> list[SectionPlan]:
         lines = section.bars // bars_per_line(section.bars, bar_s)
         scheme = scheme_for(section.name, lines, genre)
         spans = phrase_spans(section, lines, form)
-        targets = [target_syllables(end - start, genre, section.name) for start, end in spans]
-        plans.append(SectionPlan(section.name, index, scheme, tuple(LinePlan(t, r) for t, r in zip(targets, scheme))))
+        lines_planned = tuple(
+            LinePlan(target_syllables(end - start, genre, section.name), rhyme, syllable_capacity(end - start)) for (start, end), rhyme in zip(spans, scheme)
+        )
+        plans.append(SectionPlan(section.name, index, scheme, lines_planned))
     return plans
 
 

@@ -36,6 +36,7 @@ SCHEMES = {  # per section kind and line count
 }
 GENRE_SCHEMES = {"hip-hop": {"verse": {n: "".join(chr(65 + i // 2) for i in range(n)) for n in (2, 4, 6, 8)}}}  # couplets
 ATTEMPTS_PER_LINE = 400
+MAX_EXTRA_SYLLABLES = 3  # how much longer than planned a line may grow when nothing of its length fits
 SECTION_ATTEMPTS = 6
 MAX_TEMPLATE_USES = 2  # per song
 LONG_LINE = 10  # syllables: longer lines are written as two half-lines
@@ -45,6 +46,7 @@ LONG_LINE = 10  # syllables: longer lines are written as two half-lines
 class LinePlan:
     target_syllables: int
     rhyme: str  # scheme letter
+    capacity: int = 16  # the most syllables the line's phrase can carry (songmill.core.phrasing.syllable_capacity)
 
 
 @dataclass(frozen=True)
@@ -212,14 +214,30 @@ class RuleWriter:
 
     # -- sections
     def write_section(self, plan: SectionPlan) -> LyricSection:
-        """Write a section; a rhyme that cannot be completed restarts it with fresh choices."""
-        for attempt in range(SECTION_ATTEMPTS):
-            try:
-                return self._write_section_once(plan)
-            except SongmillError:
-                if attempt == SECTION_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        """Write a section; a rhyme that cannot be completed restarts it with fresh choices.
+
+        Where no choice fits (short phrases at slow tempi ask for lines of four syllables, which
+        few sentence shapes make), the lines are allowed one syllable more at a time, up to
+        MAX_EXTRA_SYLLABLES and never past what a phrase can carry: the song adapts (logged)
+        instead of failing."""
+        failure: SongmillError | None = None
+        for extra in range(MAX_EXTRA_SYLLABLES + 1):
+            lines = tuple(LinePlan(min(ln.target_syllables + extra, ln.capacity), ln.rhyme, ln.capacity) for ln in plan.lines)
+            if extra and lines == plan.lines:
+                break  # every phrase is full: nothing longer fits
+            attempt_plan = SectionPlan(plan.name, plan.form_index, plan.scheme, lines)
+            for _ in range(SECTION_ATTEMPTS):
+                try:
+                    section = self._write_section_once(attempt_plan)
+                except SongmillError as err:
+                    failure = err
+                    continue
+                if extra:
+                    log.warning("%s %d: no lines of the planned length fit; wrote them %d syllable(s) longer", plan.name, plan.form_index + 1, extra)
+                return section
+            plan = attempt_plan
+        assert failure is not None
+        raise failure
 
     def _write_section_once(self, plan: SectionPlan) -> LyricSection:
         self.section_words = set()
