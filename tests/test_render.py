@@ -252,3 +252,31 @@ def test_lyrics_that_do_not_match_the_structure_fail_naming_the_block(tmp_path):
         "(the next block is [bridge] at line 3); add the block or change the structure"
     )
     assert not (tmp_path / "dist").exists()
+
+
+def test_a_track_that_fails_a_stage_follows_allow_partial_like_a_quarantined_one(tmp_path):
+    """Two tracks, the second's lyrics too long for its phrase (it fails a stage):
+    with allow_partial the first is delivered alone and the run succeeds with a warning naming
+    the failed track; without it nothing is delivered and the run fails in one sentence."""
+    import yaml
+
+    config = yaml.safe_load(debug_release(tmp_path / "two", tracks=2).read_text())
+    long_line = "and every single word of this unreasonably long and rambling line goes on forever and ever and ever"
+    config["tracks"][1].update(
+        voice={"identity": "ben"}, structure=[{"name": "verse", "bars": 2}, {"name": "chorus", "bars": 2}], lyrics=f"[verse]\n{long_line}\n[chorus]\nla la la\n"
+    )
+    for allow in (True, False):
+        config["release"]["allow_partial"] = allow
+        path = tmp_path / f"partial-{allow}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        result = cli("render", str(path), "--out", str(tmp_path / f"dist-{allow}"), env_extra={"SONGMILL_VAR_DIR": str(tmp_path / "var")})
+        errors = [ln for ln in result.stderr.splitlines() if ln.startswith(("error:", "warning:"))]
+        if allow:
+            assert result.returncode == 0, result.stderr
+            report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+            assert report["status"] == "succeeded" and {d["path"].rsplit("_", 2)[-2] for d in report["delivered"] if d["format"] == "flac"} == {"01"}
+            [warning] = errors  # one line, whole: the failed track, its stage and why
+            assert warning.startswith("warning: track 2 (River Lights) failed at stage ") and warning.endswith("; delivered without it (allow_partial)")
+        else:
+            assert result.returncode == 1 and len(errors) == 1 and errors[0].startswith("error: track 2 (River Lights) failed at stage ")
+            assert not (tmp_path / f"dist-{allow}" / "streaming").exists()

@@ -434,7 +434,8 @@ def finish_release(
         "report_version": REPORT_VERSION,
         "songmill_version": __version__,
         "runner": run.runner,
-        "status": "failed" if failed or delivery_error or (quarantined and not release_steps.get("delivered")) else "succeeded",
+        # a track that failed or was quarantined fails the run unless the rest was delivered without it (allow_partial)
+        "status": "failed" if delivery_error or ((failed or quarantined) and not release_steps.get("delivered")) else "succeeded",
         "quarantined": [o.number for o in quarantined],
         "release": {
             "id": spec.release.id,
@@ -478,16 +479,18 @@ def finish_release(
         error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None,
     )
     catalogue.close()
-    if failed:
-        first = failed[0]
-        raise SongmillError(f"track {first.number} ({first.title}) failed at stage {first.failed_stage}: {first.error} (report: {report_path})")
+    for o in failed:
+        message = f"track {o.number} ({o.title}) failed at stage {o.failed_stage}: {o.error}"
+        if not release_steps.get("delivered"):
+            raise SongmillError(f"{message} (report: {report_path})")
+        console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False, soft_wrap=True)
     if delivery_error:
         raise SongmillError(f"{delivery_error} (report: {report_path})")
     for o in quarantined:
         message = f"track {o.number} ({o.title}) was quarantined by QC after {len(o.qc_attempts)} render(s): {'; '.join(o.quarantined or [])}"
         if not release_steps.get("delivered"):
             raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
-        console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False, soft_wrap=True)
     return report_path
 
 
