@@ -142,12 +142,12 @@ def main_key(score: Score) -> str:
 
 
 def vocal_figures(vocal: np.ndarray, rate: int, score: Score) -> dict:
-    from qc.vocal import measure_f0_fast, pitch_report, transition_errors_s
+    from qc.vocal import measure_f0_fast, pitch_report, recheck_octave_errors, transition_errors_s
 
     lead = np.asarray(vocal, dtype=np.float32)
     lead = lead[:, 0] if lead.ndim == 2 else lead
     notes = score.part("melody").notes
-    measured = measure_f0_fast(lead, rate)
+    measured = recheck_octave_errors(measure_f0_fast(lead, rate), lead, rate, notes)
     pitch = pitch_report(lead, rate, notes, measured)
     changes = np.abs(transition_errors_s(lead, rate, notes, measured=measured))
     return {

@@ -58,6 +58,31 @@ def measure_f0_fast(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarra
     return pyworld.stonemask(x, f0, times, MEASURE_RATE_HZ), times
 
 
+OCTAVE_SUSPECT_CENTS = 600  # a note whose DIO reading sits half an octave or more off is measured again by Harvest
+
+
+def recheck_octave_errors(measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, rate: int, notes: list[Note]) -> tuple[np.ndarray, np.ndarray]:
+    """DIO now and then locks onto the second harmonic for a whole note (a B3 read as B4: +1200
+    cents), which would fail a song sung in tune. Where a note's DIO reading sits
+    `OCTAVE_SUSPECT_CENTS` or more off, that note's span is measured again by Harvest, the slower
+    estimator, from the audio alone; the score only says where to look. A note really sung an
+    octave off reads an octave off by both and still fails."""
+    f0, times = measured
+    f0 = f0.copy()
+    pyworld, x = _world_input(vocal, rate)
+    for note in notes:
+        span = (times >= note.start_s + 0.08) & (times < note.start_s + note.duration_s - 0.05) & (f0 > 0)
+        if not span.any() or abs(np.median(1200 * np.log2(f0[span] / _hz(note.pitch)))) < OCTAVE_SUSPECT_CENTS:
+            continue
+        first = max(int(round((note.start_s - 0.2) / FRAME_S)), 0)  # on the frame grid, with context either side
+        last = min(int(round((note.start_s + note.duration_s + 0.2) / FRAME_S)), len(f0) - 1)
+        segment = x[int(first * FRAME_S * MEASURE_RATE_HZ) : int((last + 1) * FRAME_S * MEASURE_RATE_HZ)]
+        harvest, _ = pyworld.harvest(segment, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
+        count = min(len(harvest), last + 1 - first)
+        f0[first : first + count] = harvest[:count]
+    return f0, times
+
+
 def _hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 

@@ -289,3 +289,69 @@ def test_explicit_words_in_the_users_own_lyrics_are_quarantined_without_re_rende
     flagged = text.replace("  profiles: [streaming]", "  explicit: true\n  profiles: [streaming]")
     report = render_into(tmp_path / "var", flagged, tmp_path / "flagged")
     assert report["status"] == "succeeded" and report["tracks"][0]["qc"]["musical"]["explicit_words"] == 0
+
+
+# ------------------------------------------------------------------- octave errors of the tracker
+
+
+def _sung_debug_song(seed: int):
+    """The debug song's score and dry lead vocal, through the real stages (no mix or master)."""
+    from models.registry import ModelRegistry
+    from songmill.core.audio import read_wav
+    from songmill.core.score import Score
+    from songmill.core.store import default_store_spec, open_store
+    from songmill.engine.configs import load_release_with_profiles
+    from songmill.engine.stage import TrackJob, run_stage
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    spec, _ = load_release_with_profiles(PROJECT / "config/releases/debug.yaml")
+    job, store, registry, refs = TrackJob(spec, 0, seed, True), open_store(default_store_spec()), ModelRegistry.load(), {}
+    for stage in TRACK_STAGES.stages:
+        if stage.name in ("form", "lyrics", "compose", "vocals"):
+            refs.update(run_stage(stage, job, refs, store=store, registry=registry).outputs)
+    vocal, rate = read_wav(store.local_path(refs["vocal-lead.wav"]))
+    return Score.load_json(store.local_path(refs["score.json"])), vocal[:, 0], rate
+
+
+def test_a_note_the_fast_tracker_reads_an_octave_up_is_measured_again_not_failed():
+    """Seed 7 of the debug song: WORLD's DIO locks onto the second harmonic on three notes (p90
+    1152 cents, a false reject); the gate measures those notes again with Harvest and reads the
+    song as sung, in tune."""
+    from qc.musical import vocal_figures
+    from qc.vocal import measure_f0_fast, pitch_report
+
+    score, lead, rate = _sung_debug_song(7)
+    notes = score.part("melody").notes
+    assert pitch_report(lead, rate, notes, measure_f0_fast(lead, rate)).p90_abs_cents > 1000  # DIO alone
+    figures = vocal_figures(lead, rate, score)
+    assert figures["vocal_p90_cents"] < 50 and figures["vocal_median_cents"] < 15
+
+
+def test_notes_really_sung_an_octave_off_still_fail():
+    """Harmonic tones on the score's notes: in tune they pass; with the longest notes (a fifth of
+    the singing) an octave up they fail, since Harvest hears the octave too and the recheck does
+    not hide it."""
+    import numpy as np
+
+    from qc.musical import vocal_figures
+
+    score, _, rate = _sung_debug_song(1)
+    notes = score.part("melody").notes
+    by_length = sorted(range(len(notes)), key=lambda i: -notes[i].duration_s)
+    total, shifted = sum(n.duration_s for n in notes), set()
+    for index in by_length:
+        if sum(notes[i].duration_s for i in shifted) >= 0.2 * total:
+            break
+        shifted.add(index)
+
+    def sung(octave_up: set[int]) -> np.ndarray:
+        audio = np.zeros(int((score.duration_s + 1) * rate), dtype=np.float32)
+        for index, note in enumerate(notes):
+            hz = 440 * 2 ** ((note.pitch + (12 if index in octave_up else 0) - 69) / 12)
+            t = np.arange(int(note.duration_s * rate)) / rate
+            start = int(note.start_s * rate)
+            audio[start : start + len(t)] = (0.1 * sum(np.sin(2 * np.pi * hz * k * t) / k for k in range(1, 6)))[: len(audio) - start]
+        return audio
+
+    assert vocal_figures(sung(set()), rate, score)["vocal_p90_cents"] < 50
+    assert vocal_figures(sung(shifted), rate, score)["vocal_p90_cents"] > 1000
