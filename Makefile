@@ -46,6 +46,7 @@ test-all: lint
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_airflow.py
+	$(BIN)/python benchmarks/bench_grid.py
 
 # Airflow on this machine: api-server, scheduler, dag-processor, triggerer (LocalExecutor).
 airflow: setup

@@ -1,0 +1,167 @@
+"""The config grid: does every valid config render, and does the gate pass the good songs?
+
+    python benchmarks/bench_grid.py                 # the whole grid: 6 genres × 12 tonics × 3 tempi = 216 songs
+    python benchmarks/bench_grid.py --sample 24     # a sample spread across it
+
+Each grid point is a one-track release of 12 bars (intro 2, verse 4, chorus 4, outro 2) with a
+voice, in one of the six genres, twelve tonics, major or minor (alternating through the grid, so
+both modes meet every tonic and genre), at 72, 112 or 160 BPM, and a seed of its own. For each it
+records whether it rendered, whether the gate passed its first render (what a false reject
+costs), every check that failed and why; then it judges the rendered master twice more as a
+broken pipeline would hand it over — claimed two semitones off its key, and re-timed 6 % fast —
+which the gate must reject every time. Results go to `benchmarks/results/grid.json`. Timings and
+rates belong here, never in the test suite (DESIGN: speed and memory in benchmarks/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GENRES = ("pop", "rock", "synthpop", "folk", "ballad", "hip-hop")
+TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+TEMPI = (72, 112, 160)
+MOODS = {"pop": "hopeful", "rock": "defiant", "synthpop": "dreamy", "folk": "nostalgic", "ballad": "tender", "hip-hop": "energetic"}
+VOICES = ("ava", "ben", "cleo", "dean")
+
+
+def grid() -> list[dict]:
+    """Every grid point as (genre, key, tempo, voice, seed), in a fixed order."""
+    points = []
+    for genre in GENRES:
+        for tonic in TONICS:
+            for tempo in TEMPI:
+                index = len(points)
+                mode = "major" if index % 2 == 0 else "minor"  # both modes meet every genre and tonic
+                points.append({"genre": genre, "key": f"{tonic} {mode}", "tempo": tempo, "voice": VOICES[index % 4], "seed": 1000 + index})
+    return points
+
+
+def config_text(point: dict, index: int) -> str:
+    return f"""release:
+  id: grid-{index:03d}
+  title: Grid {index}
+  artist: The Songmill Collective
+  label: Songmill Records
+  type: single
+  date: 2026-12-04
+  genre: {point["genre"]}
+  p_line: 2026 Songmill Records
+  c_line: 2026 Songmill Records
+  profiles: [streaming]
+tracks:
+  - title: Grid Song {index}
+    theme: lanterns over the river at night
+    mood: {MOODS[point["genre"]]}
+    tempo: {point["tempo"]}
+    key: {point["key"]}
+    structure: [{{name: intro, bars: 2}}, {{name: verse, bars: 4}}, {{name: chorus, bars: 4}}, {{name: outro, bars: 2}}]
+    voice: {{identity: {point["voice"]}}}
+    seed: {point["seed"]}
+"""
+
+
+def transposed(key: str, semitones: int) -> str:
+    tonic, mode = key.split()
+    return f"{TONICS[(TONICS.index(tonic) + semitones) % 12]} {mode}"
+
+
+def judge_point(point: dict, index: int, work: Path) -> dict:
+    """Render one grid point and judge its master as handed over, mis-keyed and re-timed."""
+    import numpy as np
+
+    from qc.musical import measure_musical
+    from songmill.core.audio import read_wav, resample
+    from songmill.core.errors import SongmillError
+    from songmill.engine.runner import render
+
+    config = work / f"grid-{index:03d}.yaml"
+    config.write_text(config_text(point, index))
+    row = {**point, "rendered": False}
+    try:
+        report = json.loads(render(config, out_dir=work / "dist").read_text())
+    except SongmillError as err:
+        report_path = work / "dist" / f"grid-{index:03d}" / "run-report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else None
+        row["error"] = str(err).split(" (report:")[0]
+    if report is None:
+        return row
+    [track] = report["tracks"]
+    row["rendered"] = track.get("status") in ("rendered", "delivered", "quarantined") or bool(track.get("qc"))
+    row["first_render_failed"] = [reason for attempt in track.get("qc_attempts") or [] for reason in attempt["reasons"]][:4]
+    row["quarantined"] = bool(track.get("qc_reasons"))
+    master_path = Path(track["artifacts"]["master-streaming.wav"]["path"]) if "master-streaming.wav" in track.get("artifacts", {}) else None
+    if master_path is None:
+        return row
+    master, rate = read_wav(master_path)
+    mis_keyed = measure_musical(master, rate, key=transposed(point["key"], 2))
+    retimed = resample(master, from_hz=rate * 1.06, to_hz=rate)  # 6 % faster (and higher), as a wrong resample would
+    faster = measure_musical(np.asarray(retimed), rate, tempo_bpm=point["tempo"])
+    row["mis_keyed_rejected"] = (mis_keyed.key_score or 0) < 1.0
+    row["retimed_rejected"] = (faster.tempo_error_pct or 0) > 2.0
+    return row
+
+
+def _check_of(reason: str) -> str:
+    """The check a gate reason names: 'streaming: vocal_p90_cents 1152 …' → vocal_p90_cents; key reasons → key."""
+    text = reason.split(": ", 1)[-1]
+    return "key" if text.startswith("detected key") else text.split(" ")[0]
+
+
+def summarise(rows: list[dict]) -> dict:
+    rendered = [r for r in rows if r["rendered"]]
+    first_fail = [r for r in rendered if r.get("first_render_failed")]
+    causes = Counter(_check_of(reason) for r in first_fail for reason in r["first_render_failed"])
+    key_tempo = [r for r in first_fail if any(("key" in x or "tempo" in x) for x in r["first_render_failed"])]
+    judged = [r for r in rendered if "mis_keyed_rejected" in r]
+    return {
+        "configs": len(rows),
+        "rendered_share": round(len(rendered) / len(rows), 3) if rows else None,
+        "not_rendered": [{k: r[k] for k in ("genre", "key", "tempo", "voice", "error") if k in r} for r in rows if not r["rendered"]],
+        "first_render_rejected_share": round(len(first_fail) / len(rendered), 3) if rendered else None,
+        "key_or_tempo_false_reject_share": round(len(key_tempo) / len(rendered), 3) if rendered else None,
+        "rejected_checks": dict(causes.most_common()),
+        "quarantined": sum(1 for r in rendered if r.get("quarantined")),
+        "mis_keyed_rejected_share": round(sum(r["mis_keyed_rejected"] for r in judged) / len(judged), 3) if judged else None,
+        "retimed_rejected_share": round(sum(r["retimed_rejected"] for r in judged) / len(judged), 3) if judged else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=0, help="judge this many grid points, spread across the grid (0: all 216)")
+    args = parser.parse_args()
+    points = grid()
+    chosen = list(enumerate(points))
+    if args.sample:  # a stride coprime with 216 walks across genres, tonics, modes and tempi at once
+        chosen = [(j, points[j]) for j in sorted({(i * 37) % len(points) for i in range(args.sample)})]
+    rows, start = [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="songmill-grid-") as folder:
+        import os
+
+        os.environ["SONGMILL_VAR_DIR"] = str(Path(folder) / "var")  # a throw-away store and catalogue
+        for index, point in chosen:
+            row = judge_point(point, index, Path(folder))
+            rows.append(row)
+            print(
+                f"{index:3d} {point['genre']:8s} {point['key']:9s} {point['tempo']:3d} BPM {point['voice']:4s}: "
+                f"{'rendered' if row['rendered'] else 'NOT RENDERED'}"
+                f"{'; first render rejected: ' + '; '.join(row['first_render_failed']) if row.get('first_render_failed') else ''}",
+                flush=True,
+            )
+    summary = {**summarise(rows), "wall_s": round(time.perf_counter() - start, 1)}
+    out = ROOT / "benchmarks" / "results" / "grid.json"
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
