@@ -8,6 +8,7 @@ is caught and re-seeded; another seed, or a rerun of the same release, is not a 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -294,6 +295,7 @@ def test_explicit_words_in_the_users_own_lyrics_are_quarantined_without_re_rende
 # ------------------------------------------------------------------- octave errors of the tracker
 
 
+@functools.cache
 def _sung_debug_song(seed: int):
     """The debug song's score and dry lead vocal, through the real stages (no mix or master)."""
     from models.registry import ModelRegistry
@@ -335,7 +337,7 @@ def test_notes_really_sung_an_octave_off_still_fail():
 
     from qc.musical import vocal_figures
 
-    score, _, rate = _sung_debug_song(1)
+    score, _, rate = _sung_debug_song(7)  # the song of the test above: rendered once
     notes = score.part("melody").notes
     by_length = sorted(range(len(notes)), key=lambda i: -notes[i].duration_s)
     total, shifted = sum(n.duration_s for n in notes), set()

@@ -389,21 +389,16 @@ def test_a_profile_without_a_recipient_cannot_build_a_message():
 
 def test_without_a_configured_identity_the_release_goes_out_without_ddex_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(PROJECT / "config"))  # as shipped: no sender, registrant, recipients
-    config = tmp_path / "release.yaml"
-    config.write_text(
-        RELEASE.replace("[streaming, apple, preview]", "[streaming]").replace(
-            "    target_duration_s: 36\n    voice: {identity: ava, style: bright}\n", "    structure: [{name: verse, bars: 4}, {name: chorus, bars: 4}]\n"
-        )
-    )
+    config = DEBUG  # not the demo: only the demo has the demonstration identity
     report = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
     [delivery] = report["deliveries"]
     assert "config/delivery.yaml names no sender" in delivery["ddex_skipped"]
     folder = Path(delivery["destination"])
     assert not list(folder.glob("*.xml")) and verify_folder(folder) == []
-    assert report["isrcs"] == {"1": None, "2": None}
+    assert report["isrcs"] == {"1": None}
     flac = folder / "resources" / f"{report['upc']}_01_001.flac"
     tags = _ffprobe_tags(flac)["tags"]
-    assert tags["title"] == "Night Ferry" and "isrc" not in tags
+    assert tags["title"] == "Little Lanterns" and "isrc" not in tags
 
 
 def test_a_missing_master_stops_the_export_naming_the_profile(tmp_path):
