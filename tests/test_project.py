@@ -132,7 +132,7 @@ def test_no_module_imports_another_modules_private_names():
 
 
 def test_nothing_reads_outside_the_repository():
-    """A user's clone has nothing beside it: no code, test, script or CI step names ../shared."""
+    """A user's clone has nothing beside it: no code, test, script or CI step names the design folder our own clones sit beside."""
     tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=PROJECT).stdout.split()
     offenders = []
     for name in tracked:
