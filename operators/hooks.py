@@ -129,10 +129,10 @@ class SongmillOperator(BaseOperator):
     def hook(self) -> SongmillHook:
         from operators.settings import load_airflow_settings
 
-        settings = load_airflow_settings()
-        return SongmillHook(store_conn_id=self.store_conn_id or settings.store_conn_id, catalogue_conn_id=self.catalogue_conn_id or settings.catalogue_conn_id)
+        return hook_from_settings(load_airflow_settings(), store_conn_id=self.store_conn_id, catalogue_conn_id=self.catalogue_conn_id)
 
 
-def hook_from_settings(settings) -> SongmillHook:
-    """The hook for the Connections config/airflow.yaml names (the plugin's listener uses it)."""
-    return SongmillHook(store_conn_id=settings.store_conn_id, catalogue_conn_id=settings.catalogue_conn_id)
+def hook_from_settings(settings, *, store_conn_id: str | None = None, catalogue_conn_id: str | None = None) -> SongmillHook:
+    """The hook for the given Connection ids, else the ones config/airflow.yaml names (the
+    plugin's listener passes none)."""
+    return SongmillHook(store_conn_id=store_conn_id or settings.store_conn_id, catalogue_conn_id=catalogue_conn_id or settings.catalogue_conn_id)

@@ -68,12 +68,16 @@ def recheck_octave_errors(measured: tuple[np.ndarray, np.ndarray], vocal: np.nda
     estimator, from the audio alone; the score only says where to look. A note really sung an
     octave off reads an octave off by both and still fails."""
     f0, times = measured
-    f0 = f0.copy()
-    pyworld, x = _world_input(vocal, rate)
+    suspects = []
     for note in notes:
         span = (times >= note.start_s + 0.08) & (times < note.start_s + note.duration_s - 0.05) & (f0 > 0)
-        if not span.any() or abs(np.median(1200 * np.log2(f0[span] / _hz(note.pitch)))) < OCTAVE_SUSPECT_CENTS:
-            continue
+        if span.any() and abs(np.median(1200 * np.log2(f0[span] / _hz(note.pitch)))) >= OCTAVE_SUSPECT_CENTS:
+            suspects.append(note)
+    if not suspects:
+        return measured  # the usual case: no second resample of the vocal, no Harvest
+    f0 = f0.copy()
+    pyworld, x = _world_input(vocal, rate)
+    for note in suspects:
         first = max(int(round((note.start_s - 0.2) / FRAME_S)), 0)  # on the frame grid, with context either side
         last = min(int(round((note.start_s + note.duration_s + 0.2) / FRAME_S)), len(f0) - 1)
         segment = x[int(first * FRAME_S * MEASURE_RATE_HZ) : int((last + 1) * FRAME_S * MEASURE_RATE_HZ)]

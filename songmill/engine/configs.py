@@ -16,7 +16,8 @@ from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.spec import ReleaseSpec, load_release
 
 
-def _loaders() -> dict[str, Callable[[], object]]:
+def _loaders() -> tuple[Callable[[], object], ...]:
+    """The loader of each project config file (each reads its default path)."""
     from models.instruments.arrangement import load_presets
     from models.registry import ModelRegistry
     from qc.suites import load_qc_settings
@@ -25,21 +26,13 @@ def _loaders() -> dict[str, Callable[[], object]]:
     from songmill.production.presets import load_production_presets
     from songmill.release.settings import load_delivery_settings
 
-    return {
-        "profiles.yaml": load_profiles,
-        "delivery.yaml": load_delivery_settings,
-        "production.yaml": load_production_presets,
-        "arrangements.yaml": load_presets,
-        "qc.yaml": load_qc_settings,
-        "catalogue.yaml": load_catalogue_plan,
-        "the model registry": ModelRegistry.load,
-    }
+    return (load_profiles, load_delivery_settings, load_production_presets, load_presets, load_qc_settings, load_catalogue_plan, ModelRegistry.load)
 
 
 def config_problems() -> list[str]:
     """One line per problem in the project's config files (none: every file is valid)."""
     problems: list[str] = []
-    for load in _loaders().values():
+    for load in _loaders():
         try:
             load()
         except ConfigError as err:
