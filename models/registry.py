@@ -42,7 +42,15 @@ class ModelEntry(BaseModel):
 
     def provenance(self) -> dict:
         """What an artifact records about the model that made it."""
-        return {"name": self.name, "version": self.version, "sha256": self.sha256, "licence": self.licence}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "licence": self.licence,
+            "commercial_use": self.commercial_use,
+            "backend": self.backend,
+            "source": self.path,
+        }
 
 
 class VoiceIdentity(BaseModel):

@@ -70,6 +70,10 @@ class DeliveryProfile(BaseModel):
     destination: str | None = None  # a folder (relative to `render --out`) or s3://bucket/prefix; None: <out>/<profile>
     recipient: Party | None = None  # the distributor the DDEX message goes to; None: no DDEX recipient named (an error at delivery)
     deal: Deal = Deal()
+    # provenance: the inaudible mark in every master (detected again in every delivered file), and
+    # whether a signed C2PA manifest must be in every file (required: no signing key, no delivery)
+    watermark: bool = True
+    content_credentials: Literal["required", "optional", "off"] = "optional"
 
     @model_validator(mode="after")
     def _reference_for_loudness(self) -> "DeliveryProfile":

@@ -531,6 +531,21 @@ def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
             outcome.qc_attempts.append({"seed": outcome.seed, "reasons": outcome.quarantined, "duplicate_of": outcome.duplicate})
 
 
+def watermark_detector(*, commercial: bool) -> Callable[[Path], dict]:
+    """Read the provenance watermark from any audio file ffmpeg decodes (the delivery's check, `verify`)."""
+    from models.watermark.perth import load_watermarker
+    from songmill.core.audio import decode
+    from songmill.engine.track_stages import WATERMARK_MODEL
+
+    marker = load_watermarker(ModelRegistry.load().resolve(WATERMARK_MODEL, commercial=commercial))
+
+    def detect(path: Path) -> dict:
+        samples, rate = decode(path)
+        return marker.detect(samples, rate).to_dict()
+
+    return detect
+
+
 def _release_steps(
     spec: ReleaseSpec,
     profiles: dict,
@@ -553,7 +568,12 @@ def _release_steps(
     if not ready:
         return {"skipped": "no track was rendered"}, None
     try:
-        return package_and_deliver(spec, profiles, ready, out_dir=out_dir, config_path=config_path, catalogue=catalogue, run_id=run_id), None
+        commercial = any(profiles[name].commercial for name in spec.release.profiles)
+        detect = watermark_detector(commercial=commercial) if any(profiles[name].watermark for name in spec.release.profiles) else None
+        delivered = package_and_deliver(
+            spec, profiles, ready, out_dir=out_dir, config_path=config_path, catalogue=catalogue, run_id=run_id, detect_watermark=detect
+        )
+        return delivered, None
     except SongmillError as err:
         return {}, f"delivery failed: {err}"
 
@@ -603,7 +623,8 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
         )
     if status == "rendered" and outcome.track_print:  # later tracks are checked against it
         catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"], track_print=outcome.track_print)
-    rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered")
+    models = {m["name"]: m for result in outcome.results for m in result.models}  # every model its stages used, once
+    rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered", models=tuple(models[name] for name in sorted(models)))
     return {
         "number": outcome.number,
         "title": outcome.title,

@@ -10,7 +10,7 @@ Only stages that exist are registered; each later capability adds its stage here
     vocals   score.json → vocal-lead.wav (the dry lead vocal; none for an instrumental),
              vocal-double.wav, vocal-harmony.wav (chorus backing), vocals.json
     mix      every stem → mix.wav (48 kHz float stereo), mix.json (the mix decisions)
-    master   mix.wav → master-<profile>.wav per delivery profile, master.json (loudness reports)
+    master   mix.wav → master-<profile>.wav per delivery profile (watermarked where it asks), master.json
     qc       master-<profile>.wav, vocal-lead.wav → qc.json: every profile's verdict, each metric against its bar;
              fingerprint.json (chromaprint + melody n-grams, for the duplicate check)
              (the runner stops a track that fails here: quarantine, or a new seed)
@@ -408,9 +408,20 @@ def master_targets(job: TrackJob) -> list[dict]:
                 "reference": {"path": reference, "sha256": file_sha256(Path(reference))} if reference else None,
                 "width": preset.width,
                 "glue_ratio": preset.glue_ratio,
+                "watermark": profile.watermark,
             }
         )
     return targets
+
+
+WATERMARK_MODEL = "perth-implicit"
+
+
+def _master_models(job: TrackJob) -> tuple[str, ...]:
+    from songmill.core.profiles import load_profiles
+
+    profiles = load_profiles()
+    return (WATERMARK_MODEL,) if any(profiles[name].watermark for name in job.spec.release.profiles) else ()
 
 
 def _run_master(ctx: StageContext) -> None:
@@ -438,9 +449,10 @@ def _run_master(ctx: StageContext) -> None:
             spec["glue_ratio"],
             reference=bool(spec["reference"]),
         )
-        key = (loudness_lufs, target.ceiling_dbtp, target.tone_db, target.width, target.glue_ratio, target.reference)
+        marker = _watermarker(ctx) if spec["watermark"] else None
+        key = (loudness_lufs, target.ceiling_dbtp, target.tone_db, target.width, target.glue_ratio, target.reference, spec["watermark"])
         if key not in done:
-            done[key] = master(mix, rate, target)
+            done[key] = master(mix, rate, target, mark=marker.mark if marker else None)
         result = done[key]
         write_wav(ctx.output(f"master-{spec['profile']}.wav"), result.audio, rate)
         report["profiles"][spec["profile"]] = {
@@ -452,16 +464,23 @@ def _run_master(ctx: StageContext) -> None:
     ctx.output("master.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
 
 
+def _watermarker(ctx: StageContext):  # noqa: ANN202 - models.watermark loads torch; imported when a profile marks
+    from models.watermark.perth import load_watermarker
+
+    return load_watermarker(ctx.model(WATERMARK_MODEL))
+
+
 MASTER = Stage(
     name="master",
-    version="2",
+    version="3",  # 3: the provenance watermark before the limiter
     inputs=("mix.wav",),
     outputs=("master.json",),
     output_glob="master-*.wav",
     params=lambda job: {"targets": master_targets(job)},
+    optional_models=_master_models,
     run=_run_master,
     description="one master per delivery profile: tonal balance toward the genre (or a reference), glue "
-    "compression, width with mono bass, loudness to the profile target through a true-peak limiter",
+    "compression, width with mono bass, the provenance watermark (PerthNet) where the profile asks, loudness to the profile target through a true-peak limiter",
 )
 
 
@@ -523,6 +542,9 @@ def _run_qc(ctx: StageContext) -> None:
             expected_s = stem_frames(score, rate) / rate  # the song and its release tail
             measured[digest] = dataclasses.replace(metrics, duration_error_s=round(abs(metrics.duration_s - expected_s), 3))
         metrics = dataclasses.replace(measured[digest], file=f"master-{name}.wav")
+        if entry["profile"]["watermark"]:  # the mark must read back from the master it was put in
+            reading = _watermarker(ctx).detect(*read_wav(path))
+            metrics = dataclasses.replace(metrics, watermark_marked_share=reading.marked_share)
         [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), musical=musical, expected=expected, settings=settings)
         report["profiles"][name] = {**verdict.to_dict(), "metrics": metrics.to_dict()}
         report["passed"] = report["passed"] and verdict.passed
@@ -538,14 +560,15 @@ def _run_qc(ctx: StageContext) -> None:
 
 QC = Stage(
     name="qc",
-    version="3",  # 3: notes DIO reads an octave off are measured again by Harvest
+    version="4",  # 4: the provenance watermark read back from each marked master
     inputs=("score.json", "lyrics.json", "master.json"),
     input_globs=("master-*.wav", "vocal*"),
     outputs=("qc.json", "fingerprint.json"),
     params=_qc_params,
+    optional_models=_master_models,
     run=_run_qc,
     description="the gate: technical metrics of every master (loudness, peaks, clipping, DC, phase, silence, "
-    "format, duration against the score) and musical ones (tempo, key, the dry vocal against the score, "
+    "format, duration against the score, the watermark read back) and musical ones (tempo, key, the dry vocal against the score, "
     "lyrics, explicit words) judged by the profile's Great Expectations suite; the track's fingerprint",
 )
 

@@ -15,13 +15,16 @@ The chain, each step recorded in `decisions`:
 3. **Glue.** A slow compressor (30 ms attack, 200 ms release) with the genre's ratio.
 4. **Width.** Mid/side: the side is scaled by the genre's width, and below 120 Hz removed (bass
    in mono); if that drops the left/right correlation under 0.5, the width is pulled back.
-5. **Loudness and ceiling.** `limiter.normalise`: gain to the target integrated loudness
+5. **Provenance mark** (profiles with `watermark`): PerthNet's inaudible mark, added before the
+   limiter so the ceiling and the loudness target still hold for the marked audio.
+6. **Loudness and ceiling.** `limiter.normalise`: gain to the target integrated loudness
    through a true-peak limiter that holds the ceiling (measured 4× oversampled).
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,8 +135,12 @@ def widen(x: np.ndarray, rate: int, width: float) -> tuple[np.ndarray, dict]:
     return out, {"width": round(applied, 3), "asked": width, "mono_below_hz": MONO_BASS_HZ, "correlation": round(correlation, 3)}
 
 
-def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
-    """Master a stereo mix for one delivery profile (see the module docstring)."""
+Marker = Callable[[np.ndarray, int], np.ndarray]  # (audio, rate Hz) → the same audio carrying a mark
+
+
+def master(mix: np.ndarray, rate: int, target: MasterTarget, *, mark: Marker | None = None) -> MasterResult:
+    """Master a stereo mix for one delivery profile (see the module docstring); `mark` adds the
+    provenance watermark before the limiter."""
     x = loudness.as_frames(mix).astype(np.float32)
     if x.shape[1] == 1:
         x = np.hstack([x, x])
@@ -144,6 +151,8 @@ def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
     threshold = _rms_db(x) + GLUE_THRESHOLD_OVER_RMS_DB
     x = pedalboard.Compressor(threshold_db=threshold, ratio=target.glue_ratio, **GLUE)(np.ascontiguousarray(x.T), rate).T
     x, width = widen(x, rate, target.width)
+    if mark is not None:
+        x = mark(x, rate)
     out, limit = normalise(x, rate, target_lufs=target.loudness_lufs, ceiling_dbtp=target.ceiling_dbtp)
     report = loudness.measure(out, rate, true_peak=limit.true_peak_dbtp, integrated=limit.integrated_lufs)
     after = loudness.octave_balance_db(out, rate)
@@ -163,6 +172,7 @@ def master(mix: np.ndarray, rate: int, target: MasterTarget) -> MasterResult:
         },
         "glue": {"threshold_dbfs": round(threshold, 1), "ratio": target.glue_ratio, **GLUE},
         "stereo": width,
+        "watermarked": mark is not None,
         "limiter": limit.to_dict(),
         "loudness": report.to_dict(),
         "phase_correlation": width["correlation"],  # a gain on both channels leaves the phase reading as it was

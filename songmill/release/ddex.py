@@ -31,6 +31,7 @@ from typing import cast
 
 from lxml import etree
 
+from songmill.core.disclosure import AIStatement, track_statement
 from songmill.core.errors import SongmillError
 from songmill.core.profiles import DeliveryProfile, Party
 
@@ -80,6 +81,7 @@ class PackagedTrack:
     has_vocals: bool
     audio: list[PackagedFile]  # full-length files
     clips: list[PackagedFile] = field(default_factory=list)
+    ai: AIStatement | None = None  # the recording's AI disclosure (None: from the release's contains_ai/ai_parts)
 
 
 @dataclass(frozen=True)
@@ -181,10 +183,17 @@ def _header(root, release: PackagedRelease, profile_name: str, sender: Party, re
     add(header, "MessageControlType", "TestMessage" if test_message else "LiveMessage")
 
 
+def track_disclosure(release: PackagedRelease, track: PackagedTrack) -> AIStatement:
+    """The recording's AI disclosure: the packaged one, or one from the release's parts."""
+    if track.ai is not None:
+        return track.ai
+    return track_statement(contains_ai=release.contains_ai, generated=release.ai_parts, has_vocals=track.has_vocals, lyrics_provided=False)
+
+
 def _contains_ai(release: PackagedRelease) -> str:
-    if not release.contains_ai:
-        return "None"
-    return "All" if set(release.ai_parts) >= set(AI_ROLES) else "Partly"
+    """The release's ContainsAI: All when every recording is all AI, None when none has any, else Partly."""
+    verdicts = {track_disclosure(release, track).contains_ai for track in release.tracks}
+    return verdicts.pop() if len(verdicts) == 1 else "Partly"
 
 
 def _display_artist(parent, sequence: int = 1) -> None:
@@ -275,17 +284,16 @@ def _sound_recording(resources, release: PackagedRelease, track: PackagedTrack) 
     _titles(recording, track.title)
     add(recording, "DisplayArtistName", release.artist)
     _display_artist(recording)
-    if release.contains_ai:
-        for sequence, part in enumerate(release.ai_parts, start=1):
-            if part == "vocals" and not track.has_vocals:
-                continue
+    disclosure = track_disclosure(release, track)
+    if disclosure.contains_ai != "None":
+        for sequence, part in enumerate(disclosure.generated, start=1):
             contributor = add(recording, "Contributor", SequenceNumber=sequence)
             add(contributor, "SpecialContributor", "GenerativeAI")
             add(add(contributor, "Role"), "Value", AI_ROLES[part])
             add(contributor, "AiContribution", "All")
     add(recording, "Duration", iso_duration(track.duration_s))
     add(recording, "ParentalWarningType", "Explicit" if release.explicit else "NotExplicit")
-    add(recording, "ContainsAI", _contains_ai(release))
+    add(recording, "ContainsAI", disclosure.contains_ai)
     add(recording, "HasVocalPerformance", str(track.has_vocals).lower())
     add(recording, "IsInstrumental", str(not track.has_vocals).lower())
 

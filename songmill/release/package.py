@@ -13,34 +13,53 @@ batch layout:
         resources/<UPC>_01_001.lrc         synced lyrics (tracks with vocals)
         resources/<UPC>.jpg                the 3000×3000 front cover
         resources/<UPC>_thumbnail.jpg      a 600×600 copy for listings
+        resources/<UPC>_01_001.opus.c2pa   the C2PA manifest of a file that cannot embed one (Opus)
+        provenance.json                    what made each file: models, licences, AI disclosure, checks
         checksums.sha256                   every file above, verified before the folder goes live
 
 Identifiers come first (the UPC and each ISRC from the catalogue, allocated once and kept),
 then the cover (the config's `cover`, validated, or one generated from the release), then per
-profile the files are copied from the track artifacts, tagged, hashed, described in the DDEX
-message, validated and delivered (see `deliver.py`). The catalogue records every delivery.
+profile the files are copied from the track artifacts, tagged, signed (C2PA, after tagging: the
+manifest's hash binds the tagged bytes), hashed, described in the DDEX message, validated, read
+back (manifest, AI_DISCLOSURE tag, watermark) and only then delivered (see `deliver.py`); a file
+that fails a check stops the delivery before the previous one is touched. The catalogue records
+every delivery.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from songmill.catalogue import Catalogue
+from songmill.core.disclosure import track_statement
 from songmill.core.errors import SongmillError
 from songmill.core.profiles import DeliveryProfile
 from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec
 from songmill.core.store import file_sha256
 from songmill.release import artwork, ddex
+from songmill.release.credentials import Credentials, embed_manifest, load_credentials, sidecar_path, unset_variables
 from songmill.release.deliver import MANIFEST, deliver_local, deliver_s3, delivery_lock, staging_folder, write_manifest
 from songmill.release.encode import EXTENSION
+from songmill.release.provenance import (
+    PROVENANCE_FILE,
+    Ingredient,
+    TrackProvenance,
+    WatermarkDetector,
+    audio_manifest,
+    check_delivered_file,
+    cover_manifest,
+    licence_audit,
+    provenance_document,
+)
 from songmill.release.settings import DeliverySettings, load_delivery_settings
 from songmill.release.tags import SyncedLyrics, TrackTags, lrc_text, tag_file
 
@@ -55,6 +74,7 @@ class RenderedTrack:
     track_id: int
     files: dict[str, Path]  # artifact name → local path (export.json, export-*.…)
     rendered: bool = True  # False: a stage failed (the track is left out of a partial release)
+    models: tuple[dict, ...] = ()  # every registry model its stages used (ModelEntry.provenance())
 
 
 def delivery_time() -> dt.datetime:
@@ -100,6 +120,7 @@ def package_and_deliver(
     run_id: int | None,
     settings: DeliverySettings | None = None,
     now: dt.datetime | None = None,
+    detect_watermark: WatermarkDetector | None = None,
 ) -> dict:
     """Package and deliver a rendered release to each of its profiles.
 
@@ -113,6 +134,10 @@ def package_and_deliver(
     """
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
+    credentials, unsigned_reason = _signing_credentials(settings, now)
+    for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
+        _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
+        _check_licences(name, profiles[name], tracks)
     ids = settings.identifiers
     upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
     isrcs = {
@@ -141,6 +166,9 @@ def package_and_deliver(
             settings=settings,
             now=now,
             staging_root=Path(out_dir) / name,
+            credentials=credentials if profile.content_credentials != "off" else None,
+            unsigned_reason=unsigned_reason if profile.content_credentials != "off" else f"profile '{name}' has content_credentials: off",
+            detect_watermark=detect_watermark if profile.watermark else None,
         )
         catalogue.record_delivery(
             release_id=spec.release.id,
@@ -160,6 +188,63 @@ def package_and_deliver(
     return result
 
 
+def _signing_credentials(settings: DeliverySettings, now: dt.datetime) -> tuple[Credentials | None, str | None]:
+    """The label's checked signing credentials, or (None, why there are none). A key that is
+    named but unusable (missing file, expired, wrong usage) is an error, not a reason."""
+    if settings.signing is None:
+        return None, "the delivery settings name no signing key (signing: {certificate_chain: …, private_key: …})"
+    unset = unset_variables(settings.signing)
+    if unset:
+        return None, f"the signing key's environment variable {unset[0]} is not set"
+    return load_credentials(settings.signing, base=Path.cwd(), where="the delivery settings' signing:", now=now), None
+
+
+def _check_credentials_policy(name: str, profile: DeliveryProfile, credentials: Credentials | None, unsigned_reason: str | None) -> None:
+    if profile.content_credentials == "required" and credentials is None:
+        raise SongmillError(
+            f"profile '{name}' requires Content Credentials (content_credentials: required), but {unsigned_reason}; "
+            "give the label's signing key and certificate in config/delivery.yaml, or set the profile's content_credentials: optional"
+        )
+
+
+def _check_licences(name: str, profile: DeliveryProfile, tracks: list[RenderedTrack]) -> None:
+    """A commercial profile takes nothing (model, soundfont, voice, watermark) not licensed for commercial use."""
+    if not profile.commercial:
+        return
+    for track in tracks:
+        refused = [m for m in licence_audit(list(track.models), commercial=True) if not m["allowed"]]
+        if refused:
+            first = refused[0]
+            raise SongmillError(
+                f"track {track.number} used the {first['kind']} '{first['name']}' ({first['licence']}), which is not licensed for commercial use, "
+                f"so it cannot be delivered to the commercial profile '{name}'; render it with another {first['kind']} or deliver to a non-commercial profile"
+            )
+
+
+def _track_provenance(spec: ReleaseSpec, profile: DeliveryProfile, track: RenderedTrack, export: dict, *, upc: str, isrc: str | None) -> TrackProvenance:
+    config = spec.tracks[track.number - 1]
+    disclosure = spec.release.ai_disclosure
+    ingredients = []
+    if config.lyrics:
+        ingredients.append(Ingredient("lyrics", hashlib.sha256(config.lyrics.encode()).hexdigest(), "the track's lyrics, as the release config gives them"))
+    reference = config.reference or profile.reference
+    if reference:
+        ingredients.append(Ingredient("reference recording", file_sha256(Path(reference)), Path(reference).name))
+    return TrackProvenance(
+        release_id=spec.release.id,
+        number=track.number,
+        title=config.title,
+        isrc=isrc,
+        upc=upc,
+        disclosure=track_statement(
+            contains_ai=disclosure.contains_ai, generated=disclosure.generated, has_vocals=export["has_vocals"], lyrics_provided=bool(config.lyrics)
+        ),
+        models=track.models,
+        voice_identity={"name": config.voice.identity} if config.voice and config.voice.identity else None,
+        ingredients=tuple(ingredients),
+    )
+
+
 def _deliver_profile(
     spec: ReleaseSpec,
     name: str,
@@ -175,16 +260,25 @@ def _deliver_profile(
     settings: DeliverySettings,
     now: dt.datetime,
     staging_root: Path,
+    credentials: Credentials | None = None,
+    unsigned_reason: str | None = None,
+    detect_watermark: WatermarkDetector | None = None,
 ) -> dict:
     remote = destination.startswith("s3://")
+    records = {t.number: _track_provenance(spec, profile, t, exports[t.number], upc=upc, isrc=isrcs[t.number]) for t in tracks}
     dest = (staging_root if remote else Path(destination)) / upc
     with delivery_lock(dest), staging_folder(dest) as staged:
         resources = staged / "resources"
         resources.mkdir()
-        (resources / f"{upc}.jpg").write_bytes(cover)
-        (resources / f"{upc}_thumbnail.jpg").write_bytes(thumbnail)
+        for image, data in ((f"{upc}.jpg", cover), (f"{upc}_thumbnail.jpg", thumbnail)):
+            (resources / image).write_bytes(data)
+            if credentials is not None:
+                embed_manifest(resources / image, cover_manifest(spec.release.id, upc, image, generated=not spec.release.cover), credentials)
         packaged_tracks = [
-            _package_track(spec, name, t, exports[t.number], upc=upc, isrc=isrcs[t.number], cover=cover, resources=resources, total=len(spec.tracks))
+            _package_track(
+                spec, name, t, exports[t.number], upc=upc, isrc=isrcs[t.number], cover=cover, resources=resources, total=len(spec.tracks),
+                record=records[t.number], credentials=credentials,
+            )  # fmt: skip
             for t in tracks
         ]
         cover_file = _packaged(staged, resources / f"{upc}.jpg")
@@ -212,6 +306,17 @@ def _deliver_profile(
             message = ddex.new_release_message(release, name, addressed, settings.sender, created=now, test_message=settings.test_identity)
             ddex.validate(message, what=f"the DDEX message for profile '{name}'")
             (staged / f"{upc}.xml").write_bytes(message)
+        checks = _check_provenance(staged, packaged_tracks, records, credentials=credentials, detect=detect_watermark)
+        (staged / PROVENANCE_FILE).write_bytes(
+            provenance_document(
+                release={"id": spec.release.id, "upc": upc, "title": spec.release.title, "artist": spec.release.artist, "label": spec.release.label},
+                profile={"name": name, "commercial": profile.commercial, "watermark": profile.watermark, "content_credentials": profile.content_credentials},
+                tracks=[_provenance_entry(records[t.number], t, checks, profile) for t in packaged_tracks],
+                cover={"files": [f"resources/{upc}.jpg", f"resources/{upc}_thumbnail.jpg"], "generated": not spec.release.cover},
+                signed_by=credentials.subject if credentials else None,
+                unsigned_reason=None if credentials else unsigned_reason,
+            )
+        )
         manifest_sha = write_manifest(staged)
         files = _file_list(staged)
         if remote:
@@ -222,7 +327,54 @@ def _deliver_profile(
     log.info("delivered %s to %s", spec.release.id, where)
     for f in files:
         f["path"] = f"{where}/{f['relative_path']}"
-    return {"profile": name, "destination": where, "upc": upc, "manifest_sha256": manifest_sha, "ddex_skipped": skipped, "files": files}
+    return {
+        "profile": name,
+        "destination": where,
+        "upc": upc,
+        "manifest_sha256": manifest_sha,
+        "ddex_skipped": skipped,
+        "content_credentials": credentials.subject if credentials else f"none: {unsigned_reason}",
+        "watermark_checked": detect_watermark is not None,
+        "files": files,
+    }
+
+
+def _check_provenance(
+    staged: Path, tracks: list[ddex.PackagedTrack], records: dict[int, TrackProvenance], *, credentials: Credentials | None, detect: WatermarkDetector | None
+) -> dict[str, dict]:
+    """Read every staged audio file back (manifest, AI_DISCLOSURE tag, watermark) and the covers'
+    manifests; SongmillError with the first problem, before anything is delivered."""
+    checks, problems = {}, []
+    for track in tracks:
+        for packaged in [*track.audio, *track.clips]:
+            check = check_delivered_file(
+                staged / packaged.path, disclosure=records[track.number].disclosure, credentials=credentials, detect=detect, relative=packaged.path
+            )
+            checks[packaged.path] = asdict(check)
+            problems += check.problems
+    for cover in sorted((staged / "resources").glob("*.jpg")):
+        relative = cover.relative_to(staged).as_posix()
+        check = check_delivered_file(cover, disclosure=None, credentials=credentials, detect=None, relative=relative)
+        checks[relative] = asdict(check)
+        problems += check.problems
+    if problems:
+        raise SongmillError(f"the delivery stopped before it replaced anything: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return checks
+
+
+def _provenance_entry(record: TrackProvenance, track: ddex.PackagedTrack, checks: dict[str, dict], profile: DeliveryProfile) -> dict:
+    files = [f.path for f in [*track.audio, *track.clips]]
+    return {
+        "number": record.number,
+        "title": record.title,
+        "isrc": record.isrc,
+        "ai_disclosure": record.disclosure.to_dict(),
+        "digital_source_type": record.source_type,
+        "ingredients": [asdict(i) for i in record.ingredients],
+        "voice_identity": record.voice_identity,
+        "licences": licence_audit(list(record.models), commercial=profile.commercial),
+        "files": [{**checks[path], "sidecar": sidecar_path(Path(path)).as_posix() if checks[path]["credentials"] and checks[path]["credentials"]["sidecar"] else None} for path in files],
+    }
 
 
 def _file_list(folder: Path) -> list[dict]:
@@ -244,7 +396,18 @@ def _packaged(folder: Path, path: Path, encoded: dict | None = None) -> ddex.Pac
 
 
 def _package_track(
-    spec: ReleaseSpec, profile_name: str, track: RenderedTrack, export: dict, *, upc: str, isrc: str, cover: bytes, resources: Path, total: int
+    spec: ReleaseSpec,
+    profile_name: str,
+    track: RenderedTrack,
+    export: dict,
+    *,
+    upc: str,
+    isrc: str,
+    cover: bytes,
+    resources: Path,
+    total: int,
+    record: TrackProvenance,
+    credentials: Credentials | None,
 ) -> ddex.PackagedTrack:
     """Copy a track's files for one profile into `resources/` under DDEX names, tagged; and its .lrc."""
     config = spec.tracks[track.number - 1]
@@ -267,6 +430,7 @@ def _package_track(
         lyrics=export["lyrics"],
         synced=SyncedLyrics.from_dict(export["synced_lyrics"]),
         cover_jpeg=cover,
+        ai_disclosure=record.disclosure.tag_text(),
     )
     audio: list[ddex.PackagedFile] = []
     clips: list[ddex.PackagedFile] = []
@@ -281,10 +445,19 @@ def _package_track(
         target = resources / name
         shutil.copyfile(track.files[encoded["file"]], target)
         tag_file(target, TrackTags(**{**tags.__dict__, "loudness_lufs": encoded["integrated_lufs"]}))
+        if credentials is not None:  # after tagging: the manifest's hash covers the tagged file
+            embed_manifest(target, audio_manifest(record, name), credentials)
         (clips if encoded["clip"] else audio).append(_packaged(resources.parent, target, encoded))
     if export["synced_lyrics"]["lines"]:
         (resources / f"{base}.lrc").write_text(lrc_text(tags, export["duration_s"]), encoding="utf-8")
     duration_s = cast(float, audio[0].duration_s) if audio else export["duration_s"]  # an audio file has a duration
     return ddex.PackagedTrack(
-        number=track.number, title=config.title, isrc=isrc, duration_s=duration_s, has_vocals=export["has_vocals"], audio=audio, clips=clips
+        number=track.number,
+        title=config.title,
+        isrc=isrc,
+        duration_s=duration_s,
+        has_vocals=export["has_vocals"],
+        audio=audio,
+        clips=clips,
+        ai=record.disclosure,
     )

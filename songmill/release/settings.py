@@ -24,6 +24,7 @@ from songmill.core.config import Locator, load_yaml, validate_config
 from songmill.core.errors import ConfigError
 from songmill.core.paths import config_dir
 from songmill.core.profiles import DeliveryProfile, Party
+from songmill.release.credentials import SigningSettings
 
 
 class IdentifierSeries(BaseModel):
@@ -48,6 +49,7 @@ class DeliverySettings(BaseModel):
     recipient: Party | None = None  # test identities only: every message goes here, whatever the profile names
     identifiers: IdentifierSeries
     identities: dict[str, str] = {}  # release id → the settings file that delivers that release instead
+    signing: SigningSettings | None = None  # the label's C2PA signing key and chain (paths relative to this file, or env:NAME)
 
     @field_validator("recipient")
     @classmethod
@@ -65,7 +67,15 @@ class DeliverySettings(BaseModel):
 
 def _load(path: Path) -> tuple[DeliverySettings, Locator]:
     data, locator = load_yaml(path)
-    return validate_config(data, locator, DeliverySettings), locator
+    settings = validate_config(data, locator, DeliverySettings)
+    if settings.signing is not None:  # relative key and certificate paths are relative to this file
+        resolved = {
+            name: value if value is None or value.startswith("env:") or Path(value).is_absolute() else str((path.parent / value).resolve())
+            for name, value in settings.signing.model_dump().items()
+            if name in ("certificate_chain", "private_key", "trust_anchors")
+        }
+        settings = settings.model_copy(update={"signing": settings.signing.model_copy(update=resolved)})
+    return settings, locator
 
 
 def load_delivery_settings(path: Path | None = None, *, release_id: str | None = None) -> DeliverySettings:

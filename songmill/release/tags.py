@@ -9,6 +9,13 @@ TPUB, USLT, SYLT, APIC), Vorbis comments with a picture block for FLAC and Opus 
 and R128_TRACK_GAIN for Opus), and iTunes atoms for M4A (the ISRC in the freeform
 `----:com.apple.iTunes:ISRC` atom). Synced lyrics come from the score: every sung syllable's
 onset (`SYLT`, milliseconds) and every lyric line's first onset (the `.lrc` file).
+
+The recording's AI disclosure (`songmill.core.disclosure`, e.g. "contains_ai=All; lyrics=ai; …")
+is written under one name per container, read back by `read_ai_disclosure`:
+
+    MP3, WAV   ID3v2.4 TXXX frame, description AI_DISCLOSURE
+    FLAC, Opus Vorbis comment AI_DISCLOSURE
+    M4A        freeform atom ----:com.apple.iTunes:AI_DISCLOSURE
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 from typing import cast
 
 from mutagen.flac import FLAC, Picture
-from mutagen.id3 import APIC, ID3, SYLT, TALB, TBPM, TCON, TCOP, TDRC, TIT2, TKEY, TPE1, TPE2, TPOS, TPUB, TRCK, TSRC, USLT, Encoding, Frame
+from mutagen.id3 import APIC, ID3, SYLT, TALB, TBPM, TCON, TCOP, TDRC, TIT2, TKEY, TPE1, TPE2, TPOS, TPUB, TRCK, TSRC, TXXX, USLT, Encoding, Frame
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4, MP4Cover, MP4FreeForm
 from mutagen.oggopus import OggOpus
@@ -47,6 +54,9 @@ class SyncedLyrics:
         return cls([tuple(x) for x in data["lines"]], [tuple(x) for x in data["syllables"]])
 
 
+AI_DISCLOSURE_TAG = "AI_DISCLOSURE"
+
+
 @dataclass(frozen=True)
 class TrackTags:
     title: str
@@ -68,6 +78,7 @@ class TrackTags:
     synced: SyncedLyrics = SyncedLyrics()
     cover_jpeg: bytes | None = None
     loudness_lufs: float | None = None  # the file's integrated loudness (Opus R128 gain)
+    ai_disclosure: str | None = None  # AIStatement.tag_text() of the recording
 
 
 def synced_lyrics(score: Score, line_syllables: list[tuple[str, list[str]]]) -> SyncedLyrics:
@@ -148,6 +159,8 @@ def _id3_frames(tags: TrackTags) -> list[Frame]:
                 text=[(text, int(round(start * 1000))) for start, text in tags.synced.syllables],
             )
         )
+    if tags.ai_disclosure:
+        frames.append(TXXX(encoding=utf8, desc=AI_DISCLOSURE_TAG, text=tags.ai_disclosure))
     if tags.cover_jpeg:
         frames.append(APIC(encoding=utf8, mime="image/jpeg", type=3, desc="", data=tags.cover_jpeg))  # 3: front cover
     return frames
@@ -188,6 +201,8 @@ def _vorbis_comments(tags: TrackTags) -> dict[str, str]:
         comments["LYRICS"] = tags.lyrics
     if tags.explicit:
         comments["ITUNESADVISORY"] = "1"
+    if tags.ai_disclosure:
+        comments[AI_DISCLOSURE_TAG] = tags.ai_disclosure
     return comments
 
 
@@ -250,9 +265,28 @@ def _tag_m4a(path: Path, tags: TrackTags) -> None:
         audio["----:com.apple.iTunes:ISRC"] = [MP4FreeForm(tags.isrc.encode())]
     if tags.lyrics:
         audio["\xa9lyr"] = [tags.lyrics]
+    if tags.ai_disclosure:
+        audio[f"----:com.apple.iTunes:{AI_DISCLOSURE_TAG}"] = [MP4FreeForm(tags.ai_disclosure.encode())]
     if tags.cover_jpeg:
         audio["covr"] = [MP4Cover(tags.cover_jpeg, imageformat=MP4Cover.FORMAT_JPEG)]
     audio.save()
+
+
+def read_ai_disclosure(path: Path) -> str | None:
+    """The AI_DISCLOSURE tag of a delivered file, whatever its container; None when it has none."""
+    if path.suffix in (".mp3", ".wav"):
+        id3 = ID3(path) if path.suffix == ".mp3" else cast(ID3, WAVE(path).tags)
+        frames = id3.getall(f"TXXX:{AI_DISCLOSURE_TAG}") if id3 is not None else []
+        return str(frames[0].text[0]) if frames else None
+    if path.suffix in (".flac", ".opus"):
+        audio = FLAC(path) if path.suffix == ".flac" else OggOpus(path)
+        values = (audio.tags or {}).get(AI_DISCLOSURE_TAG) or []
+        return str(values[0]) if values else None
+    if path.suffix == ".m4a":
+        atoms = MP4(path).tags or {}
+        values = atoms.get(f"----:com.apple.iTunes:{AI_DISCLOSURE_TAG}") or []
+        return bytes(values[0]).decode() if values else None
+    raise ValueError(f"no tag reader for {path.suffix} files")
 
 
 def read_sylt(path: Path) -> list[tuple[str, int]]:

@@ -1,0 +1,1 @@
+"""The inaudible provenance mark: Resemble AI's PerthNet (MIT), run without torchaudio."""
