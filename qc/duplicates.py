@@ -110,6 +110,21 @@ def audio_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
+def excerpt_similarity(excerpt: np.ndarray, whole: np.ndarray) -> float:
+    """1 − bit error rate of a (possibly shorter) print against a whole track's, at the best offset
+    anywhere in the track: a 30-second excerpt is found wherever it was cut from."""
+    if not len(excerpt) or not len(whole):
+        return 0.0
+    if len(excerpt) > len(whole):
+        excerpt, whole = whole, excerpt
+    n = len(excerpt)
+    best = 0.0
+    for offset in range(len(whole) - n + 1):
+        differing = np.bitwise_count(np.bitwise_xor(excerpt, whole[offset : offset + n])).sum()
+        best = max(best, 1.0 - float(differing) / (32 * n))
+    return best
+
+
 def melody_overlap(a: list[list[int]], b: list[list[int]]) -> float:
     """Share of the smaller set of melody n-grams found in the other (0 when either has none)."""
     first, second = {tuple(g) for g in a}, {tuple(g) for g in b}

@@ -59,7 +59,7 @@ class TechnicalBars(BaseModel):
     max_trailing_silence_s: Annotated[float, Field(ge=0, le=60)] = 10.0
     max_silence_gaps: Annotated[int, Field(ge=0)] = 0
     max_duration_error_s: Annotated[float, Field(gt=0)] = 1.0  # master against the score (render gate only)
-    min_watermark_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of a marked master's 10-s windows (models/watermark/perth.py)
+    min_watermark_score: Annotated[float, Field(gt=0, le=1)] = 0.65  # a marked master's median window score (models/watermark/perth.py's DETECTION_THRESHOLD)
     channels: list[int] = [2]
 
 
@@ -126,7 +126,7 @@ SUITE: list[tuple[str, dict[str, Any]]] = [
     ("expect_column_values_to_be_between", {"column": "trailing_silence_s", "max_value": "$max_trailing_silence_s"}),
     ("expect_column_values_to_be_between", {"column": "silence_gaps", "max_value": "$max_silence_gaps"}),
     ("expect_column_values_to_be_between", {"column": "duration_error_s", "max_value": "$max_duration_error_s"}),
-    ("expect_column_values_to_be_between", {"column": "watermark_marked_share", "min_value": "$min_watermark_share"}),
+    ("expect_column_values_to_be_between", {"column": "watermark_score", "min_value": "$min_watermark_score"}),
     ("expect_column_values_to_be_in_set", {"column": "sample_rate_hz", "value_set": "$sample_rates_hz"}),
     ("expect_column_values_to_be_in_set", {"column": "channels", "value_set": "$channels"}),
     # musical: measured where the spec is known (the render gate; `songmill qc --tempo/--key`)
@@ -173,7 +173,7 @@ def parameters(profile: DeliveryProfile, bars: TechnicalBars, musical: MusicalBa
         "max_trailing_silence_s": bars.max_trailing_silence_s,
         "max_silence_gaps": bars.max_silence_gaps,
         "max_duration_error_s": bars.max_duration_error_s,
-        "min_watermark_share": bars.min_watermark_share,
+        "min_watermark_score": bars.min_watermark_score,
         "sample_rates_hz": sorted(rates),
         "channels": bars.channels,
         **musical.model_dump(exclude={"not_explicit"}),
@@ -325,7 +325,7 @@ UNITS = {
     "sample_rate_hz": "Hz",
     "channels": "channels",
     "duration_error_s": "s off the score",
-    "watermark_marked_share": "of the windows carrying the watermark",
+    "watermark_score": "(median watermark score of the 10-s windows)",
     "tempo_error_pct": "%",
     "vocal_median_cents": "cents",
     "vocal_p90_cents": "cents",

@@ -62,7 +62,7 @@ class TechnicalMetrics:
     low_energy_db: float
     high_energy_db: float
     duration_error_s: float | None = None  # against the score, where there is one (the pipeline's gate)
-    watermark_marked_share: float | None = None  # share of 10-s windows carrying the provenance mark (profiles that mark)
+    watermark_score: float | None = None  # median 10-s window score of the provenance mark, 0..1 (profiles that mark)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -42,11 +42,13 @@ TEST_RECIPIENTS = {
 
 @pytest.fixture(scope="session", autouse=True)
 def test_config_dir(tmp_path_factory):
-    """The project's config/ with a test sender, ISRC registrant and distributor recipients added,
-    as SONGMILL_CONFIG_DIR for the whole session (module fixtures render with it too)."""
+    """The project's config/ with a test sender, ISRC registrant, distributor recipients and a
+    throw-away C2PA signing key added, as SONGMILL_CONFIG_DIR for the whole session (module fixtures render with it too)."""
     import shutil
 
     import yaml
+
+    from songmill.release.credentials import write_test_credentials
 
     folder = tmp_path_factory.mktemp("config") / "config"
     shutil.copytree(PROJECT / "config", folder)
@@ -57,6 +59,9 @@ def test_config_dir(tmp_path_factory):
     delivery = yaml.safe_load((folder / "delivery.yaml").read_text())
     delivery["sender"] = TEST_SENDER
     delivery["identifiers"].update({"isrc_country": "AA", "isrc_registrant": "6Q7"})
+    # a throw-away CA and signing certificate: every test delivery carries Content Credentials
+    credentials = write_test_credentials(folder.parent / "signing")
+    delivery["signing"] = {"certificate_chain": str(credentials["chain"]), "private_key": str(credentials["key"])}
     (folder / "delivery.yaml").write_text(yaml.safe_dump(delivery, sort_keys=False))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SONGMILL_CONFIG_DIR", str(folder))

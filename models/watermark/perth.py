@@ -2,7 +2,7 @@
 
     marker = load_watermarker(weights_path)          # the registry's `perth-implicit` entry
     marked = marker.mark(master, 48000)               # (frames, channels) float32 → same shape
-    marker.detect(decoded, 44100)                     # WatermarkReading: detected, share of windows marked
+    marker.detect(decoded, 44100)                     # WatermarkReading: detected, median window score
 
 PerthNet (Resemble AI, MIT; the weights ship in the `resemble-perth` wheel) works on a 32 kHz
 magnitude spectrogram: the encoder adds a learned, masked pattern below 2 kHz, the decoder
@@ -28,14 +28,17 @@ from songmill.core.audio import resample
 
 PERTH_RATE_HZ = 32000
 WINDOW_S = 10.0  # the decoder answers once per window; a song is read window by window
-WINDOW_THRESHOLD = 0.5  # a window whose answer is above this carries the mark (perth rounds at 0.5)
-DETECTED_SHARE = 0.5  # a file carries the mark when at least half its windows do
+DETECTION_THRESHOLD = 0.65  # a file carries the mark when the median of its windows' answers reaches this
+MARK_TARGET = 0.85  # marking repeats until the marked audio reads at least this (margin for codecs)
+MAX_PASSES = 3
 MIN_DETECT_S = 2.0  # shorter clips give the decoder too few frames to answer
+SILENT_RMS = 10 ** (-70 / 20)  # windows quieter than −70 dBFS RMS are not asked
 
 
 @dataclass(frozen=True)
 class WatermarkReading:
-    """What detection found: the verdict, the share of windows marked, the median window score."""
+    """What detection found: the verdict (median window score ≥ DETECTION_THRESHOLD), the share
+    of windows at or above it, the median score, and how many (non-silent) windows were read."""
 
     detected: bool
     marked_share: float
@@ -109,9 +112,23 @@ class Watermarker:
         return out
 
     def mark(self, samples: np.ndarray, rate_hz: int) -> np.ndarray:
-        """The same audio carrying the mark: (frames,) or (frames, channels), float32, same rate.
+        """The same audio carrying the mark, strong enough to read: (frames,) or (frames,
+        channels), float32, same rate.
 
-        Only the mark's difference is resampled back to `rate_hz`, so nothing the mark leaves
+        One PerthNet pass reads back at a median window score of 0.32–1.0 on our benchmark songs
+        (content decides), too close to what unmarked music reads (up to 0.82). So the mark is
+        applied again, up to MAX_PASSES, until it reads at MARK_TARGET: a second pass brought
+        every benchmark song to ≥ 0.84, at an SNR of 8–12 dB instead of 13–18 (the audibility
+        table in benchmarks/results/watermark.json measures what that costs)."""
+        marked = self.mark_once(samples, rate_hz)
+        for _ in range(MAX_PASSES - 1):
+            if self.detect(marked, rate_hz).median_score >= MARK_TARGET:
+                break
+            marked = self.mark_once(marked, rate_hz)
+        return marked
+
+    def mark_once(self, samples: np.ndarray, rate_hz: int) -> np.ndarray:
+        """One PerthNet pass. Only the mark's difference is resampled back to `rate_hz`, so nothing the mark leaves
         alone (above PerthNet's 16 kHz Nyquist) is touched."""
         audio = np.asarray(samples, dtype=np.float32)
         stereo = audio.reshape(len(audio), -1)
@@ -137,12 +154,14 @@ class Watermarker:
             raise ValueError(f"{len(mid) / rate_hz:.1f} s of audio is too short to look for the watermark (at least {MIN_DETECT_S:g} s)")
         low = resample(mid, from_hz=rate_hz, to_hz=PERTH_RATE_HZ) if rate_hz != PERTH_RATE_HZ else mid
         window, hop, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(WINDOW_S * PERTH_RATE_HZ / 2), int(MIN_DETECT_S * PERTH_RATE_HZ)
-        scores = []
+        scores: list[float] = []
         with torch.inference_mode():
             for start in range(0, len(low), hop):
                 piece = low[start : start + window]
-                if len(piece) < shortest and scores:  # a short tail adds nothing the last window did not
+                if len(piece) < shortest and start > 0:  # a short tail adds nothing the last window did not
                     break
+                if np.sqrt(np.mean(np.square(piece, dtype=np.float64))) < SILENT_RMS:
+                    continue  # silence carries no mark, and the decoder answers NaN for it
                 magnitude, _phase = self.net.ap.signal_to_magphase(torch.from_numpy(np.ascontiguousarray(piece)))
                 scores.append(float(self.net.decoder(magnitude[None])[0].clip(0.0, 1.0)))
                 if start + window >= len(low):
@@ -152,8 +171,11 @@ class Watermarker:
     def detect(self, samples: np.ndarray, rate_hz: int) -> WatermarkReading:
         """Whether the audio carries the mark: the share of its windows the decoder calls marked."""
         scores = self.window_scores(samples, rate_hz)
-        marked_share = sum(score > WINDOW_THRESHOLD for score in scores) / len(scores)
-        return WatermarkReading(detected=marked_share >= DETECTED_SHARE, marked_share=round(marked_share, 3), median_score=round(float(np.median(scores)), 3), windows=len(scores))
+        if not scores:
+            return WatermarkReading(detected=False, marked_share=0.0, median_score=0.0, windows=0)
+        median = float(np.median(scores))
+        marked_share = sum(score >= DETECTION_THRESHOLD for score in scores) / len(scores)
+        return WatermarkReading(detected=median >= DETECTION_THRESHOLD, marked_share=round(marked_share, 3), median_score=round(median, 3), windows=len(scores))
 
 
 _loaded: dict[Path, Watermarker] = {}

@@ -395,6 +395,34 @@ class Catalogue:
                 )
             return rows
 
+    def track_record(self, release_id: str, number: int, *, run_id: int | None = None) -> dict | None:
+        """What `songmill verify` tells about a catalogue track: its ISRC and status, the run that
+        made the matched version, the models its artifacts were made with, and the release's deliveries."""
+        with self.session() as s:
+            track = s.scalar(select(Track).where(Track.release_id == release_id, Track.number == number))
+            if track is None:
+                return None
+            models = s.execute(
+                select(ArtifactModel.model_name, ArtifactModel.model_version, ArtifactModel.model_sha256, ArtifactModel.licence)
+                .join(Artifact, Artifact.id == ArtifactModel.artifact_id)
+                .where(Artifact.track_id == track.id)
+                .distinct()
+            ).all()
+            run = s.get(Run, run_id) if run_id is not None else None
+            return {
+                "release_id": release_id,
+                "release_title": track.release.title,
+                "number": number,
+                "title": track.title,
+                "isrc": track.isrc,
+                "status": track.status,
+                "seed": track.seed,
+                "run_id": run_id,
+                "rendered_at": run.started_at.isoformat(timespec="seconds") if run else None,
+                "models": [{"name": n, "version": v, "sha256": h, "licence": lic} for n, v, h, lic in sorted(set(models))],
+                "deliveries": [{k: d[k] for k in ("profile", "upc", "delivered_at", "destination")} for d in self.deliveries(release_id)],
+            }
+
     def lineage(self, sha256: str) -> list[dict]:
         """Where an artifact came from: its stage run, input artifacts and model versions."""
         with self.session() as s:

@@ -141,6 +141,8 @@ def probe(path: Path, *, what: str = "audio file") -> dict:
     done = _run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)], text=True)
     info = json.loads(done.stdout or "{}") if done.returncode == 0 else {}
     stream = next((s for s in info.get("streams", []) if s.get("codec_type") == "audio"), None)
+    if stream is not None and not (int(stream.get("sample_rate") or 0) and int(stream.get("channels") or 0)):
+        stream = None  # ffprobe trusts a .flac/.mp3 name and reports an empty stream for any bytes
     if stream is None:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no audio stream"
         raise AudioInputError(f"{what} {path} cannot be read ({reason}); give a WAV, FLAC, MP3, M4A or Opus file")

@@ -18,7 +18,7 @@ recording has no such part (an instrumental has no vocals).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from songmill.core.vocab import AI_CONTRIBUTIONS
 
@@ -67,4 +67,5 @@ def parse_tag(text: str) -> AIStatement:
     unknown = set(fields) - set(AI_CONTRIBUTIONS) or {o for o in fields.values() if o not in ("ai", "human", "none")}
     if unknown or set(fields) != set(AI_CONTRIBUTIONS):
         raise ValueError(f"AI disclosure tag {text!r} does not name each of {', '.join(AI_CONTRIBUTIONS)} once as ai, human or none")
-    return AIStatement(contains_ai, {part: fields[part] for part in AI_CONTRIBUTIONS})  # type: ignore[arg-type]
+    parts = cast(dict[str, PartOrigin], {part: fields[part] for part in AI_CONTRIBUTIONS})  # each checked above
+    return AIStatement(cast(ContainsAI, contains_ai), parts)

@@ -5,6 +5,8 @@ songmill render CONFIG [--out DIR] [--jobs N] [--track N] [--seed S]
                                               last line printed: the run report's path
 songmill qc AUDIO --profile NAME [--tempo BPM] [--key KEY] [--json]
                                               exit 0 pass, 1 fail (reasons), 2 unusable input
+songmill verify FILE [--json]                 ours (exit 0), not ours (1), unreadable (2): manifest, watermark, fingerprint
+songmill credentials test-ca DIR              a throw-away CA and signing certificate (tests and the demo only)
 songmill catalogue ls                         releases in the catalogue
 songmill catalogue deliveries RELEASE         where a release was delivered
 """
@@ -121,6 +123,61 @@ def qc_command(
         for reason in verdict.reasons:
             print(f"  - {reason}")
     raise typer.Exit(0 if verdict.passed else EXIT_FAILED)
+
+
+@app.command()
+def verify(
+    file: Path = typer.Argument(..., help="An audio file: a delivered one, a copy, or anything else."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole finding as JSON."),
+) -> None:
+    """Say whether an audio file is one of ours: its Content Credentials, its watermark and its
+    fingerprint against the catalogue. Exit 0 ours, 1 not ours, 2 unreadable."""
+    from songmill.catalogue import Catalogue
+    from songmill.engine.runner import watermark_detector
+    from songmill.engine.verify import trust_anchors, verify_file
+
+    try:
+        result = verify_file(file, Catalogue.open(), anchors=trust_anchors(), detect=watermark_detector(commercial=False))
+    except SongmillError as err:
+        _fail(err, EXIT_INVALID)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1))
+        raise typer.Exit(result.exit_code)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"{escape(str(file))}: [bold]{result.verdict}[/bold] — {escape(result.reason)}")
+    if result.credentials:
+        claim = result.credentials.get("claim") or {}
+        named = f", naming {claim.get('release_id')} track {claim.get('track_number')} ISRC {claim.get('isrc')}" if claim else ""
+        out.print(f"  content credentials: {result.credentials['state']}{escape(named)}")
+    if result.watermark:
+        out.print(f"  watermark: {'detected' if result.watermark['detected'] else 'not detected'} (median window score {result.watermark['median_score']:.2f})")
+    if result.fingerprint:
+        out.print(f"  fingerprint: best similarity {result.fingerprint['similarity']:.3f} (bar {result.fingerprint['bar']:g})")
+    if result.track:
+        t = result.track
+        out.print(
+            f"  track: {escape(t['release_id'])} #{t['number']} {escape(t['title'])}, ISRC {t['isrc'] or '-'}, run {t['run_id']}, rendered {t['rendered_at'] or '-'}"
+        )
+        out.print("  models: " + escape(", ".join(f"{m['name']} {m['version']} ({m['licence']})" for m in t["models"])))
+        for d in t["deliveries"][-3:]:
+            out.print(f"  delivered: {d['profile']} UPC {d['upc']} on {d['delivered_at']}")
+    for note in result.notes:
+        out.print(f"  note: {escape(note)}")
+    raise typer.Exit(result.exit_code)
+
+
+credentials_app = typer.Typer(no_args_is_help=True, help="Content Credentials signing keys.")
+app.add_typer(credentials_app, name="credentials")
+
+
+@credentials_app.command("test-ca")
+def credentials_test_ca(folder: Path = typer.Argument(..., help="Where to write chain.pem, signer.key and ca.pem.")) -> None:
+    """Make a throw-away CA and a signing certificate it issued (30 days), for tests and the demo.
+    Never sign a real release with it: give the label's own key in config/delivery.yaml."""
+    from songmill.release.credentials import write_test_credentials
+
+    for kind, path in write_test_credentials(folder).items():
+        print(f"{kind}: {path}")
 
 
 @catalogue_app.command("ls")

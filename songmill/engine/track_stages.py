@@ -544,7 +544,7 @@ def _run_qc(ctx: StageContext) -> None:
         metrics = dataclasses.replace(measured[digest], file=f"master-{name}.wav")
         if entry["profile"]["watermark"]:  # the mark must read back from the master it was put in
             reading = _watermarker(ctx).detect(*read_wav(path))
-            metrics = dataclasses.replace(metrics, watermark_marked_share=reading.marked_share)
+            metrics = dataclasses.replace(metrics, watermark_score=reading.median_score)
         [verdict] = judge([metrics], name, DeliveryProfile.model_validate(entry["profile"]), musical=musical, expected=expected, settings=settings)
         report["profiles"][name] = {**verdict.to_dict(), "metrics": metrics.to_dict()}
         report["passed"] = report["passed"] and verdict.passed

@@ -117,7 +117,9 @@ def load_credentials(signing: SigningSettings, *, base: Path, where: str, now: d
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)
     except ValueError:
-        raise SongmillError(f"the signing certificate chain named in {where} is not PEM certificates; give the signing certificate then its issuers, PEM-encoded") from None
+        raise SongmillError(
+            f"the signing certificate chain named in {where} is not PEM certificates; give the signing certificate then its issuers, PEM-encoded"
+        ) from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
@@ -144,7 +146,9 @@ def load_credentials(signing: SigningSettings, *, base: Path, where: str, now: d
         algorithm = None
     if algorithm is None:
         raise SongmillError(f"the signing key ({where}) is of a kind C2PA cannot sign with; use an EC P-256/P-384/P-521, Ed25519 or RSA key")
-    anchors = _read_secret(signing.trust_anchors, what="trust anchors", base=base) if signing.trust_anchors else chain[-1].public_bytes(serialization.Encoding.PEM)
+    anchors = (
+        _read_secret(signing.trust_anchors, what="trust anchors", base=base) if signing.trust_anchors else chain[-1].public_bytes(serialization.Encoding.PEM)
+    )
     return Credentials(chain_pem, key_pem, algorithm, anchors, subject, leaf.not_valid_after_utc, signing.timestamp_url)
 
 
@@ -213,7 +217,7 @@ def read_credentials(path: Path, *, trust_anchors: bytes | None = None) -> Crede
     """Read and validate the C2PA manifest in `path` (or in `<path>.c2pa`)."""
     import c2pa
 
-    settings = {"verify": {"verify_trust": trust_anchors is not None}}
+    settings: dict[str, dict] = {"verify": {"verify_trust": trust_anchors is not None}}
     if trust_anchors is not None:
         settings["trust"] = {"trust_anchors": trust_anchors.decode()}
     context = c2pa.Context(settings=c2pa.Settings.from_dict(settings))
@@ -266,7 +270,9 @@ def write_test_credentials(folder: Path, *, valid_days: int = 30, expired: bool 
     now = dt.datetime.now(dt.UTC)
 
     def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "songmill test credentials (not a real signer)")])
+        return x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, common), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "songmill test credentials (not a real signer)")]
+        )
 
     def usages(*, signer: bool) -> x509.KeyUsage:
         return x509.KeyUsage(
@@ -301,4 +307,3 @@ def write_test_credentials(folder: Path, *, valid_days: int = 30, expired: bool 
     paths["key"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     paths["key"].chmod(0o600)
     return paths
-

@@ -276,8 +276,17 @@ def _deliver_profile(
                 embed_manifest(resources / image, cover_manifest(spec.release.id, upc, image, generated=not spec.release.cover), credentials)
         packaged_tracks = [
             _package_track(
-                spec, name, t, exports[t.number], upc=upc, isrc=isrcs[t.number], cover=cover, resources=resources, total=len(spec.tracks),
-                record=records[t.number], credentials=credentials,
+                spec,
+                name,
+                t,
+                exports[t.number],
+                upc=upc,
+                isrc=isrcs[t.number],
+                cover=cover,
+                resources=resources,
+                total=len(spec.tracks),
+                record=records[t.number],
+                credentials=credentials,
             )  # fmt: skip
             for t in tracks
         ]
@@ -358,7 +367,9 @@ def _check_provenance(
         checks[relative] = asdict(check)
         problems += check.problems
     if problems:
-        raise SongmillError(f"the delivery stopped before it replaced anything: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        raise SongmillError(
+            f"the delivery stopped before it replaced anything: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
     return checks
 
 
@@ -373,7 +384,10 @@ def _provenance_entry(record: TrackProvenance, track: ddex.PackagedTrack, checks
         "ingredients": [asdict(i) for i in record.ingredients],
         "voice_identity": record.voice_identity,
         "licences": licence_audit(list(record.models), commercial=profile.commercial),
-        "files": [{**checks[path], "sidecar": sidecar_path(Path(path)).as_posix() if checks[path]["credentials"] and checks[path]["credentials"]["sidecar"] else None} for path in files],
+        "files": [
+            {**checks[path], "sidecar": sidecar_path(Path(path)).as_posix() if checks[path]["credentials"] and checks[path]["credentials"]["sidecar"] else None}
+            for path in files
+        ],
     }
 
 

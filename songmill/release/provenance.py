@@ -32,7 +32,7 @@ TRAINED, COMPOSITE, ALGORITHMIC = IPTC + "trainedAlgorithmicMedia", IPTC + "comp
 PROVENANCE_LABEL, DISCLOSURE_LABEL = "org.songmill.provenance", "org.songmill.ai_disclosure"
 PROVENANCE_FILE = "provenance.json"
 
-WatermarkDetector = Callable[[Path], dict]  # a delivered file → {"detected": bool, "marked_share": …}
+WatermarkDetector = Callable[[Path], dict]  # a delivered file → {"detected": bool, "median_score": …}
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ def cover_manifest(release_id: str, upc: str, file_name: str, *, generated: bool
         action["digitalSourceType"] = ALGORITHMIC
     else:
         action["description"] = "the cover the release config names, resized and re-encoded"
-    return _manifest(file_name, [action], [{"label": PROVENANCE_LABEL, "data": {"release_id": release_id, "upc": upc, "cover": "generated" if generated else "supplied"}}])
+    return _manifest(
+        file_name, [action], [{"label": PROVENANCE_LABEL, "data": {"release_id": release_id, "upc": upc, "cover": "generated" if generated else "supplied"}}]
+    )
 
 
 @dataclass
@@ -133,7 +135,7 @@ def check_delivered_file(
         check.watermark = detect(path)
         if not check.watermark["detected"]:
             check.problems.append(
-                f"{relative}: the watermark was not detected (share of windows marked {check.watermark['marked_share']:g}); the master may have been replaced after QC"
+                f"{relative}: the watermark was not detected (median window score {check.watermark['median_score']:g}); the master may have been replaced after QC"
             )
     return check
 

@@ -151,7 +151,9 @@ def _id3_frames(tags: TrackTags) -> list[Frame]:
     if tags.synced.syllables:
         frames.append(
             SYLT(
-                encoding=utf8,
+                # UTF-16, not UTF-8: c2pa 0.38 cannot parse a UTF-8 SYLT frame and, signing, rewrites
+                # the ID3 tag without any of its frames (measured); players read both encodings
+                encoding=Encoding.UTF16,
                 lang="eng",
                 format=2,
                 type=1,
@@ -280,12 +282,13 @@ def read_ai_disclosure(path: Path) -> str | None:
         return str(frames[0].text[0]) if frames else None
     if path.suffix in (".flac", ".opus"):
         audio = FLAC(path) if path.suffix == ".flac" else OggOpus(path)
-        values = (audio.tags or {}).get(AI_DISCLOSURE_TAG) or []
+        comments = audio.tags
+        values = comments.get(AI_DISCLOSURE_TAG) if comments is not None else None
         return str(values[0]) if values else None
     if path.suffix == ".m4a":
-        atoms = MP4(path).tags or {}
-        values = atoms.get(f"----:com.apple.iTunes:{AI_DISCLOSURE_TAG}") or []
-        return bytes(values[0]).decode() if values else None
+        atoms = MP4(path).tags
+        freeform = atoms.get(f"----:com.apple.iTunes:{AI_DISCLOSURE_TAG}") if atoms is not None else None
+        return bytes(freeform[0]).decode() if freeform else None
     raise ValueError(f"no tag reader for {path.suffix} files")
 
 

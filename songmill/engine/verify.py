@@ -1,0 +1,110 @@
+"""`songmill verify FILE`: is this recording ours, and what made it?
+
+    result = verify_file(Path("copy.mp3"), catalogue)      # Verification
+    result.verdict     # "ours" | "not ours" | "unreadable"   (exit 0 | 1 | 2)
+
+Three independent witnesses, so a copy stripped of one still answers:
+
+1. **Content Credentials**: the C2PA manifest in the file (or `<file>.c2pa` beside it), validated
+   by c2pa's reader against the label's trust anchors; valid, invalid or absent.
+2. **Watermark**: PerthNet's mark in the audio (it survives MP3, AAC and Opus encoding). PerthNet
+   is a public model, so the mark says "marked by a PerthNet user", not "ours" on its own.
+3. **Fingerprint**: chromaprint of the audio against every track in the catalogue (an excerpt
+   is looked for anywhere in each track). A match names the release, track, ISRC, the run that
+   made that version, its models and the release's deliveries.
+
+The file is ours when the fingerprint matches a catalogue track, or when a manifest that
+validates against our trust anchors names a release in the catalogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qc.duplicates import TrackPrint, chromaprint, excerpt_similarity
+from qc.suites import load_qc_settings
+from songmill.catalogue import Catalogue
+from songmill.core.audio import probe
+from songmill.core.errors import AudioInputError, SongmillError
+from songmill.release.credentials import load_credentials, manifest_assertion, read_credentials, unset_variables
+from songmill.release.provenance import PROVENANCE_LABEL
+from songmill.release.settings import DeliverySettings, load_delivery_settings
+
+EXIT_CODES = {"ours": 0, "not ours": 1, "unreadable": 2}
+MIN_MATCH_S = 8.0  # shorter audio gives chromaprint too little to tell songs apart
+
+
+@dataclass
+class Verification:
+    file: str
+    verdict: str  # ours | not ours | unreadable
+    reason: str
+    credentials: dict | None = None  # state, failures, and the songmill claim when there is one
+    watermark: dict | None = None
+    fingerprint: dict | None = None  # best similarity, and the catalogue track it matched
+    track: dict | None = None  # the catalogue's record of the matched track
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def trust_anchors(settings: DeliverySettings | None = None) -> bytes | None:
+    """The label's trust anchors (from its signing settings), or None when it names no key."""
+    settings = settings or load_delivery_settings()
+    if settings.signing is None or unset_variables(settings.signing):
+        return None
+    return load_credentials(settings.signing, base=Path.cwd(), where="the delivery settings' signing:").trust_anchors_pem
+
+
+def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = None, detect=None) -> Verification:  # noqa: ANN001 - detect: a watermark detector
+    """Identify one audio file (see the module docstring)."""
+    try:
+        stream = probe(path, what="file")
+    except AudioInputError as err:
+        return Verification(str(path), "unreadable", str(err))
+    result = Verification(str(path), "not ours", "")
+    found = read_credentials(path, trust_anchors=anchors)
+    claim = manifest_assertion(found.manifest, PROVENANCE_LABEL)
+    result.credentials = {**found.to_dict(), "claim": claim}
+    duration_s = float(stream.get("duration") or 0.0)
+    if detect is not None:
+        try:
+            result.watermark = detect(path)
+        except (ValueError, SongmillError) as err:
+            result.notes.append(f"the watermark could not be read: {err}")
+    try:
+        prints, duration_s = chromaprint(path)
+    except SongmillError as err:
+        return Verification(str(path), "unreadable", f"{path} cannot be decoded as audio to its end, so it is damaged or truncated ({err})", result.credentials, result.watermark)
+    if duration_s < MIN_MATCH_S:
+        result.notes.append(f"{duration_s:.1f} s of audio is too short to fingerprint (at least {MIN_MATCH_S:g} s)")
+    else:
+        result.fingerprint = _best_match(prints, catalogue)
+    if result.fingerprint and result.fingerprint["matched"]:
+        track = result.fingerprint["track"]
+        result.track = catalogue.track_record(track["release_id"], track["number"], run_id=track["run_id"])
+        result.verdict, result.reason = "ours", f"the audio matches {track['release_id']} track {track['number']} ({track['title']}) in the catalogue"
+    elif found.state == "trusted" and claim and catalogue.track_record(claim["release_id"], claim.get("track_number") or 1):
+        result.track = catalogue.track_record(claim["release_id"], claim.get("track_number") or 1)
+        result.verdict, result.reason = "ours", f"its Content Credentials, signed by our key, name {claim['release_id']}"
+    else:
+        result.reason = "no catalogue track sounds like it" + (" and it carries no manifest of ours" if found.state != "trusted" else "")
+        if result.watermark and result.watermark.get("detected"):
+            result.notes.append("it carries a PerthNet watermark: AI-generated audio marked by some PerthNet user, not one of our tracks")
+    return result
+
+
+def _best_match(prints, catalogue: Catalogue) -> dict:  # noqa: ANN001 - a chromaprint array
+    bar = load_qc_settings().duplicates.max_audio_similarity
+    best: tuple[float, dict | None] = (0.0, None)
+    for track, stored in catalogue.track_prints():
+        similarity = excerpt_similarity(prints, TrackPrint.from_dict(stored).subprints())
+        if similarity > best[0]:
+            best = (similarity, track)
+    return {"similarity": round(best[0], 3), "bar": bar, "matched": best[0] >= bar, "track": best[1] if best[0] >= bar else None}
