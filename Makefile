@@ -20,8 +20,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The demo signs its Content Credentials with a throw-away test CA made in var/ (never a real key).
+DEMO_SIGNING := var/demo-signing
 demo: setup
-	$(BIN)/songmill render config/releases/demo.yaml --out dist
+	@test -f $(DEMO_SIGNING)/chain.pem || $(BIN)/songmill credentials test-ca $(DEMO_SIGNING) >/dev/null
+	SONGMILL_DEMO_SIGNING_CHAIN=$(DEMO_SIGNING)/chain.pem SONGMILL_DEMO_SIGNING_KEY=$(DEMO_SIGNING)/signer.key \
+		$(BIN)/songmill render config/releases/demo.yaml --out dist
+	SONGMILL_DEMO_SIGNING_CHAIN=$(DEMO_SIGNING)/chain.pem SONGMILL_DEMO_SIGNING_KEY=$(DEMO_SIGNING)/signer.key \
+		$(BIN)/songmill verify $$(ls dist/streaming/*/resources/*_01_001.flac | head -1)
 
 # The house rules: lint and format (ruff), types (mypy), the layers of DESIGN §2 (import-linter).
 lint: setup
@@ -47,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_airflow.py
 	$(BIN)/python benchmarks/bench_grid.py
+	$(BIN)/python benchmarks/bench_watermark.py
 
 # Airflow on this machine: api-server, scheduler, dag-processor, triggerer (LocalExecutor).
 airflow: setup

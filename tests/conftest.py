@@ -68,6 +68,20 @@ def test_config_dir(tmp_path_factory):
         yield folder
 
 
+@pytest.fixture
+def unsigned_delivery(test_config_dir, tmp_path, monkeypatch):
+    """Deliveries without Content Credentials, for tests that compare delivered bytes between runs:
+    a C2PA signature differs every time (a random instance id, an ECDSA nonce), all else must not."""
+    import yaml
+
+    delivery = yaml.safe_load((test_config_dir / "delivery.yaml").read_text())
+    delivery.pop("signing")
+    path = tmp_path / "delivery-unsigned.yaml"
+    path.write_text(yaml.safe_dump(delivery, sort_keys=False))
+    monkeypatch.setenv("SONGMILL_DELIVERY_CONFIG", str(path))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def isolated_var(tmp_path, monkeypatch):
     """Point the store and the SQLite catalogue at a per-test folder."""

@@ -125,7 +125,7 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
 # ------------------------------------------------------------------------ runs
 
 
-def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch):
+def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch, unsigned_delivery):
     from songmill.catalogue import Catalogue
     from songmill.engine.runner import render
 

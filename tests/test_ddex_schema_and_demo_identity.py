@@ -139,7 +139,7 @@ def test_an_unknown_field_in_an_identity_file_is_one_line_naming_file_and_line(t
     with pytest.raises(ConfigError) as caught:
         load_delivery_settings(path, release_id="demo-single")
     assert caught.value.problems == [
-        f"{tmp_path / 'demo-identity.yaml'}:3: isrc_prefix: unknown field (allowed: test_identity, sender, recipient, identifiers, identities)"
+        f"{tmp_path / 'demo-identity.yaml'}:3: isrc_prefix: unknown field (allowed: test_identity, sender, recipient, identifiers, identities, signing)"
     ]
 
 

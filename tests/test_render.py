@@ -126,7 +126,7 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     ("tracks", "profiles"),
     [(2, {"streaming"}), pytest.param(3, {"streaming", "hires", "preview"}, marks=pytest.mark.slow)],  # 3: the EP, 40 s a track
 )
-def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch, tracks, profiles):
+def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch, tracks, profiles, unsigned_delivery):
     ep = debug_release(tmp_path, tracks=2) if tracks == 2 else short(EP, tmp_path)
     serial = json.loads(render(ep, out_dir=tmp_path / "serial", jobs=1).read_text())
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "fresh-var"))  # nothing cached

@@ -15,9 +15,9 @@ the package's own loader (which writes beside its weights and prints).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 import types
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,32 +50,41 @@ class WatermarkReading:
 
 
 @contextlib.contextmanager
-def _torchaudio_transforms() -> Iterator[None]:
-    """Give perth's `from torchaudio.transforms import …` our three modules while it imports.
+def _perthnet_modules() -> Iterator[None]:
+    """Import PerthNet's model modules without the `perth` package's import-time work.
 
-    Only when torchaudio itself is absent; the stand-in leaves `sys.modules` afterwards so
-    nothing else mistakes it for torchaudio."""
-    try:
-        import torchaudio  # noqa: F401
+    `perth/__init__.py` and `perth/perth_net/__init__.py` import the package's own watermarker
+    (librosa, numba, pkg_resources: 1.5 s a process) and torchaudio, none of which the model
+    needs. While we import, those two packages are plain namespace modules over their folders,
+    and `torchaudio.transforms` holds our three STFT modules (models/watermark/stft.py) unless a
+    real torchaudio is installed. Every stand-in leaves `sys.modules` afterwards, so a later
+    `import perth` or `import torchaudio` gets the real package."""
+    spec = importlib.util.find_spec("perth")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the resemble-perth package is not installed; pip install resemble-perth==1.0.1 (make setup does)")
+    root = Path(list(spec.submodule_search_locations)[0])
+    stand_ins: dict[str, types.ModuleType] = {}
+    for name, folder in (("perth", root), ("perth.perth_net", root / "perth_net")):
+        if name not in sys.modules:
+            package = types.ModuleType(name)
+            package.__path__ = [str(folder)]
+            stand_ins[name] = package
+    if importlib.util.find_spec("torchaudio") is None:
+        from models.watermark import stft
 
-        yield
-        return
-    except ImportError:
-        pass
-    from models.watermark import stft
-
-    package = types.ModuleType("torchaudio")
-    transforms = types.ModuleType("torchaudio.transforms")
-    transforms.Spectrogram = stft.Spectrogram  # type: ignore[attr-defined]
-    transforms.InverseSpectrogram = stft.InverseSpectrogram  # type: ignore[attr-defined]
-    transforms.TimeStretch = stft.TimeStretch  # type: ignore[attr-defined]
-    package.transforms = transforms  # type: ignore[attr-defined]
-    sys.modules["torchaudio"], sys.modules["torchaudio.transforms"] = package, transforms
+        transforms = types.ModuleType("torchaudio.transforms")
+        transforms.Spectrogram = stft.Spectrogram  # type: ignore[attr-defined]
+        transforms.InverseSpectrogram = stft.InverseSpectrogram  # type: ignore[attr-defined]
+        transforms.TimeStretch = stft.TimeStretch  # type: ignore[attr-defined]
+        torchaudio = types.ModuleType("torchaudio")
+        torchaudio.transforms = transforms  # type: ignore[attr-defined]
+        stand_ins.update({"torchaudio": torchaudio, "torchaudio.transforms": transforms})
+    sys.modules.update(stand_ins)
     try:
         yield
     finally:
-        sys.modules.pop("torchaudio", None)
-        sys.modules.pop("torchaudio.transforms", None)
+        for name in stand_ins:
+            sys.modules.pop(name, None)
 
 
 class Watermarker:
@@ -85,8 +94,7 @@ class Watermarker:
         import torch
         import yaml
 
-        with _torchaudio_transforms(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # perth's package imports the deprecated pkg_resources
+        with _perthnet_modules():
             from perth.perth_net.perth_net_implicit.config import PerthConfig
             from perth.perth_net.perth_net_implicit.model.perth_net import PerthNet
 
@@ -97,16 +105,15 @@ class Watermarker:
         if self.net.hp.sample_rate != PERTH_RATE_HZ:
             raise ValueError(f"{weights}: PerthNet expects {PERTH_RATE_HZ} Hz, its hparams say {self.net.hp.sample_rate}")
 
-    def _mark_channel(self, channel: np.ndarray) -> np.ndarray:
+    def _mark_pass(self, low: np.ndarray) -> np.ndarray:
+        """One PerthNet pass over mono audio at PERTH_RATE_HZ; the same length back."""
         import torch
 
         with torch.inference_mode():
-            signal = torch.from_numpy(np.ascontiguousarray(channel, dtype=np.float32))
-            magnitude, phase = self.net.ap.signal_to_magphase(signal)
+            magnitude, phase = self.net.ap.signal_to_magphase(torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32)))
             marked_magnitude, _mask = self.net.encoder(magnitude[None])
-            spectrum_marked = self.net.ap.magphase_to_signal(marked_magnitude[0], phase)
-        marked = spectrum_marked.numpy()
-        out = np.zeros_like(channel, dtype=np.float32)
+            marked = self.net.ap.magphase_to_signal(marked_magnitude[0], phase).numpy()
+        out = np.zeros_like(low, dtype=np.float32)
         n = min(len(out), len(marked))
         out[:n] = marked[:n]
         return out
@@ -115,48 +122,49 @@ class Watermarker:
         """The same audio carrying the mark, strong enough to read: (frames,) or (frames,
         channels), float32, same rate.
 
-        One PerthNet pass reads back at a median window score of 0.32–1.0 on our benchmark songs
-        (content decides), too close to what unmarked music reads (up to 0.82). So the mark is
-        applied again, up to MAX_PASSES, until it reads at MARK_TARGET: a second pass brought
-        every benchmark song to ≥ 0.84, at an SNR of 8–12 dB instead of 13–18 (the audibility
-        table in benchmarks/results/watermark.json measures what that costs)."""
-        marked = self.mark_once(samples, rate_hz)
-        for _ in range(MAX_PASSES - 1):
-            if self.detect(marked, rate_hz).median_score >= MARK_TARGET:
-                break
-            marked = self.mark_once(marked, rate_hz)
-        return marked
-
-    def mark_once(self, samples: np.ndarray, rate_hz: int) -> np.ndarray:
-        """One PerthNet pass. Only the mark's difference is resampled back to `rate_hz`, so nothing the mark leaves
-        alone (above PerthNet's 16 kHz Nyquist) is touched."""
+        The mark is made from the channels' mid at 32 kHz and added to every channel alike (what
+        detection reads is the mid); only the mark itself is resampled back, so nothing it leaves
+        alone — the side, everything above 16 kHz — is touched. One PerthNet pass reads back at a
+        median window score of 0.32–1.0 on our benchmark songs (the music decides), too close to
+        what unmarked music reads (up to 0.82); so the pass repeats, at most MAX_PASSES times,
+        until the mark reads MARK_TARGET. benchmarks/results/watermark.json measures what that
+        costs in audibility."""
         audio = np.asarray(samples, dtype=np.float32)
-        stereo = audio.reshape(len(audio), -1)
-        out = np.empty_like(stereo)
-        for c in range(stereo.shape[1]):
-            original = stereo[:, c]
-            low = resample(original, from_hz=rate_hz, to_hz=PERTH_RATE_HZ) if rate_hz != PERTH_RATE_HZ else original
-            difference = self._mark_channel(low) - low
-            if rate_hz != PERTH_RATE_HZ:
-                difference = resample(difference, from_hz=PERTH_RATE_HZ, to_hz=rate_hz)
-            n = min(len(original), len(difference))
-            out[:, c] = original
-            out[:n, c] += difference[:n]
+        frames = audio.reshape(len(audio), -1)
+        low = self._at_perth_rate(frames, rate_hz)
+        marked = self._mark_pass(low)
+        for _ in range(MAX_PASSES - 1):
+            scores = self._scores(marked)
+            if scores and float(np.median(scores)) >= MARK_TARGET:
+                break
+            marked = self._mark_pass(marked)
+        difference = marked - low
+        if rate_hz != PERTH_RATE_HZ:
+            difference = resample(difference, from_hz=PERTH_RATE_HZ, to_hz=rate_hz)
+        out = frames.copy()
+        n = min(len(out), len(difference))
+        out[:n] += difference[:n, None]
         return out.reshape(audio.shape)
 
+    @staticmethod
+    def _at_perth_rate(frames: np.ndarray, rate_hz: int) -> np.ndarray:
+        mid = frames.mean(axis=1)
+        return resample(mid, from_hz=rate_hz, to_hz=PERTH_RATE_HZ) if rate_hz != PERTH_RATE_HZ else mid.astype(np.float32)
+
     def window_scores(self, samples: np.ndarray, rate_hz: int) -> list[float]:
-        """The decoder's answer (0..1) for each 10-second window of the audio's mid, half-overlapping."""
+        """The decoder's answer (0..1) for each 10-second window of the audio's mid."""
+        audio = np.asarray(samples, dtype=np.float32)
+        if len(audio) < MIN_DETECT_S * rate_hz:
+            raise ValueError(f"{len(audio) / rate_hz:.1f} s of audio is too short to look for the watermark (at least {MIN_DETECT_S:g} s)")
+        return self._scores(self._at_perth_rate(audio.reshape(len(audio), -1), rate_hz))
+
+    def _scores(self, low: np.ndarray) -> list[float]:
         import torch
 
-        audio = np.asarray(samples, dtype=np.float32)
-        mid = audio.reshape(len(audio), -1).mean(axis=1)
-        if len(mid) < MIN_DETECT_S * rate_hz:
-            raise ValueError(f"{len(mid) / rate_hz:.1f} s of audio is too short to look for the watermark (at least {MIN_DETECT_S:g} s)")
-        low = resample(mid, from_hz=rate_hz, to_hz=PERTH_RATE_HZ) if rate_hz != PERTH_RATE_HZ else mid
-        window, hop, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(WINDOW_S * PERTH_RATE_HZ / 2), int(MIN_DETECT_S * PERTH_RATE_HZ)
+        window, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(MIN_DETECT_S * PERTH_RATE_HZ)
         scores: list[float] = []
         with torch.inference_mode():
-            for start in range(0, len(low), hop):
+            for start in range(0, len(low), window):
                 piece = low[start : start + window]
                 if len(piece) < shortest and start > 0:  # a short tail adds nothing the last window did not
                     break
@@ -164,8 +172,6 @@ class Watermarker:
                     continue  # silence carries no mark, and the decoder answers NaN for it
                 magnitude, _phase = self.net.ap.signal_to_magphase(torch.from_numpy(np.ascontiguousarray(piece)))
                 scores.append(float(self.net.decoder(magnitude[None])[0].clip(0.0, 1.0)))
-                if start + window >= len(low):
-                    break
         return scores
 
     def detect(self, samples: np.ndarray, rate_hz: int) -> WatermarkReading:

@@ -81,7 +81,13 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
     try:
         prints, duration_s = chromaprint(path)
     except SongmillError as err:
-        return Verification(str(path), "unreadable", f"{path} cannot be decoded as audio to its end, so it is damaged or truncated ({err})", result.credentials, result.watermark)
+        return Verification(
+            str(path),
+            "unreadable",
+            f"{path} cannot be decoded as audio to its end, so it is damaged or truncated ({err})",
+            result.credentials,
+            result.watermark,
+        )
     if duration_s < MIN_MATCH_S:
         result.notes.append(f"{duration_s:.1f} s of audio is too short to fingerprint (at least {MIN_MATCH_S:g} s)")
     else:

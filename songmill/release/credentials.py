@@ -16,7 +16,9 @@ with a sentence rather than by c2pa mid-delivery.)
 
 c2pa 0.38 embeds in WAV, FLAC, MP3, M4A and JPEG. It cannot embed in Ogg Opus, so an Opus file
 gets a sidecar manifest `<file>.c2pa` beside it (the manifest's hash still binds the Opus bytes;
-the delivery's checksums and provenance.json list it).
+the delivery's checksums and provenance.json list it). Embedding in an MP3 rewrites its ID3 tag
+without the SYLT frame (synced lyrics; measured, any encoding or ID3 version), so an MP3 that
+carries synced lyrics gets a sidecar too, and keeps its lyrics.
 
 `write_test_credentials(folder)` makes a throw-away CA and signing certificate for tests and
 `make demo` (its names say so); never sign a real release with it.
@@ -187,9 +189,9 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def embed_manifest(path: Path, manifest: dict, credentials: Credentials) -> Path:
+def embed_manifest(path: Path, manifest: dict, credentials: Credentials, *, sidecar: bool = False) -> Path:
     """Sign `manifest` over the file's bytes: embedded in place, or written to `<file>.c2pa` where
-    the container cannot hold one. Returns the file that now carries it."""
+    the container cannot hold one (or `sidecar`). Returns the file that now carries it."""
     import c2pa
 
     mime = EMBEDDABLE.get(path.suffix) or SIDECAR.get(path.suffix)
@@ -197,7 +199,7 @@ def embed_manifest(path: Path, manifest: dict, credentials: Credentials) -> Path
         raise SongmillError(f"{path.name}: no Content Credentials for {path.suffix} files (C2PA here covers {', '.join(sorted({**EMBEDDABLE, **SIDECAR}))})")
     try:
         builder = c2pa.Builder(manifest)
-        if path.suffix in SIDECAR:
+        if sidecar or path.suffix in SIDECAR:
             builder.set_no_embed()
             with open(path, "rb") as source:
                 manifest_bytes = builder.sign(_signer(credentials), mime, source, io.BytesIO())

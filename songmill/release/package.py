@@ -80,7 +80,8 @@ class RenderedTrack:
 def delivery_time() -> dt.datetime:
     """Now, or the reproducible-builds convention's `SOURCE_DATE_EPOCH` (seconds since 1970, UTC)
     when set: the DDEX message's creation time and the ISRC year then repeat, so two runs of one
-    config (e.g. `songmill render` and an Airflow run) deliver byte-identical folders."""
+    config (e.g. `songmill render` and an Airflow run) deliver byte-identical folders (unsigned
+    ones: a C2PA signature differs every time)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
         return dt.datetime.now(dt.UTC)
@@ -134,7 +135,7 @@ def package_and_deliver(
     """
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
-    credentials, unsigned_reason = _signing_credentials(settings, now)
+    credentials, unsigned_reason = _signing_credentials(settings)
     for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
         _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
         _check_licences(name, profiles[name], tracks)
@@ -188,15 +189,16 @@ def package_and_deliver(
     return result
 
 
-def _signing_credentials(settings: DeliverySettings, now: dt.datetime) -> tuple[Credentials | None, str | None]:
+def _signing_credentials(settings: DeliverySettings) -> tuple[Credentials | None, str | None]:
     """The label's checked signing credentials, or (None, why there are none). A key that is
-    named but unusable (missing file, expired, wrong usage) is an error, not a reason."""
+    named but unusable (missing file, expired, wrong usage) is an error, not a reason. Validity is
+    checked against the clock, not SOURCE_DATE_EPOCH: the signature is made now."""
     if settings.signing is None:
         return None, "the delivery settings name no signing key (signing: {certificate_chain: …, private_key: …})"
     unset = unset_variables(settings.signing)
     if unset:
         return None, f"the signing key's environment variable {unset[0]} is not set"
-    return load_credentials(settings.signing, base=Path.cwd(), where="the delivery settings' signing:", now=now), None
+    return load_credentials(settings.signing, base=Path.cwd(), where="the delivery settings' signing:"), None
 
 
 def _check_credentials_policy(name: str, profile: DeliveryProfile, credentials: Credentials | None, unsigned_reason: str | None) -> None:
@@ -460,7 +462,8 @@ def _package_track(
         shutil.copyfile(track.files[encoded["file"]], target)
         tag_file(target, TrackTags(**{**tags.__dict__, "loudness_lufs": encoded["integrated_lufs"]}))
         if credentials is not None:  # after tagging: the manifest's hash covers the tagged file
-            embed_manifest(target, audio_manifest(record, name), credentials)
+            keeps_sylt = target.suffix == ".mp3" and bool(tags.synced.syllables)  # c2pa would drop the synced lyrics
+            embed_manifest(target, audio_manifest(record, name), credentials, sidecar=keeps_sylt)
         (clips if encoded["clip"] else audio).append(_packaged(resources.parent, target, encoded))
     if export["synced_lyrics"]["lines"]:
         (resources / f"{base}.lrc").write_text(lrc_text(tags, export["duration_s"]), encoding="utf-8")

@@ -151,9 +151,7 @@ def _id3_frames(tags: TrackTags) -> list[Frame]:
     if tags.synced.syllables:
         frames.append(
             SYLT(
-                # UTF-16, not UTF-8: c2pa 0.38 cannot parse a UTF-8 SYLT frame and, signing, rewrites
-                # the ID3 tag without any of its frames (measured); players read both encodings
-                encoding=Encoding.UTF16,
+                encoding=utf8,
                 lang="eng",
                 format=2,
                 type=1,
