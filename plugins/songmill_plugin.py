@@ -4,6 +4,8 @@
   catalogue, beside the run it belongs to (`orchestrator_tasks`);
 - the **"QC report" extra link** on the `qc` and `package_and_deliver` tasks, and a small web app
   (`/songmill/releases/<release-id>/qc-report.html`, behind Airflow's login) that serves it;
+- **`POST /songmill/verify?name=<file name>`** (behind the same login): the body is an audio file,
+  the answer `songmill verify --json`'s — ours, not ours (both 200) or unreadable (422);
 - **macros** for release paths: `{{ macros.songmill.release_dir("demo-single") }}`,
   `run_report(...)`, `qc_report_url(...)`, `out_dir()`.
 
@@ -97,6 +99,33 @@ async def _require_login(request) -> None:
     await resolve_user_from_token(token)
 
 
+MAX_VERIFY_BYTES = 512 * 1024 * 1024  # a long WAV master; larger uploads are refused (413)
+
+
+def verify_upload(data: bytes, name: str) -> dict:
+    """What `songmill verify` says of an uploaded file (written to a temporary file of that name's
+    suffix, so ffmpeg and c2pa know its container)."""
+    import tempfile
+
+    from operators.hooks import hook_from_settings
+    from operators.settings import load_airflow_settings
+    from songmill.catalogue import Catalogue
+    from songmill.engine.runner import watermark_detector
+    from songmill.engine.verify import trust_anchors, verify_file
+
+    hook_from_settings(load_airflow_settings()).configure_engine()  # the catalogue the tasks write to
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".wav", ".flac", ".mp3", ".m4a", ".opus", ".ogg") else ".bin"
+    with tempfile.TemporaryDirectory(prefix="songmill-verify-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        catalogue = Catalogue.open()
+        try:
+            result = verify_file(path, catalogue, anchors=trust_anchors(), detect=watermark_detector(commercial=False))
+        finally:
+            catalogue.close()
+    return {**result.to_dict(), "file": name}
+
+
 def _reports_app():
     """Serves the run and QC reports under Airflow's login (the plugin's FastAPI app)."""
     from fastapi import Depends, FastAPI, HTTPException, Request
@@ -124,6 +153,18 @@ def _reports_app():
     @app.get("/releases/{release_id}/run-report.json")
     def report(release_id: str):
         return _file(release_id, "run-report.json")
+
+    @app.post("/verify")
+    async def verify(request: Request, name: str = "upload.bin"):
+        from fastapi.responses import JSONResponse
+
+        data = await request.body()
+        if len(data) > MAX_VERIFY_BYTES:
+            raise HTTPException(
+                status_code=413, detail=f"{name} is larger than {MAX_VERIFY_BYTES // 2**20} MiB; verify it with `songmill verify` on the machine"
+            )
+        found = verify_upload(data, name)
+        return JSONResponse(found, status_code=422 if found["verdict"] == "unreadable" else 200)
 
     return app
 

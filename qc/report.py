@@ -192,6 +192,43 @@ tr.fail td { background: #fde8e8; } .reason { color: #a00000; } .attempt { color
 """
 
 
+def _provenance_section(deliveries: list[dict]) -> str:
+    """Per delivery: who signed its Content Credentials (or why none), and per track the licence
+    audit and each file's manifest, watermark and AI-disclosure readings."""
+    if not deliveries:
+        return ""
+    parts = ["<section class='provenance'><h2>Provenance and licences</h2>"]
+    for delivery in deliveries:
+        parts.append(
+            f"<h3>profile {html.escape(delivery['profile'])}</h3><p>content credentials: {html.escape(str(delivery.get('content_credentials', '-')))}</p>"
+        )
+        for track in delivery.get("provenance") or []:
+            rows = "".join(
+                f"<tr><td>{html.escape(m['name'])}</td><td>{html.escape(m['kind'])}</td><td>{html.escape(m['version'])}</td>"
+                f"<td>{html.escape(m['licence'])}</td><td>{'yes' if m['commercial_use'] else 'no'}</td><td class='{'pass' if m['allowed'] else 'fail'}'>"
+                f"{'allowed' if m['allowed'] else 'refused'}</td></tr>"
+                for m in track["licences"]
+            )
+            files = "".join(
+                f"<tr><td>{html.escape(f['path'])}</td><td>{html.escape((f.get('credentials') or {}).get('state', 'unsigned'))}"
+                f"{' (sidecar)' if f.get('sidecar') else ''}</td><td>{_watermark_cell(f.get('watermark'))}</td><td>{html.escape(f.get('tag_disclosure') or '-')}</td></tr>"
+                for f in track["files"]
+            )
+            parts.append(
+                f"<h4>{track['number']:02d} {html.escape(track['title'])}: AI {html.escape(track['ai_disclosure']['contains_ai'])}</h4>"
+                f"<table><tr><th>model</th><th>kind</th><th>version</th><th>licence</th><th>commercial use</th><th>this profile</th></tr>{rows}</table>"
+                f"<table><tr><th>file</th><th>content credentials</th><th>watermark</th><th>AI_DISCLOSURE tag</th></tr>{files}</table>"
+            )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _watermark_cell(reading: dict | None) -> str:
+    if not reading:
+        return "not checked"
+    return f"{'detected' if reading['detected'] else 'NOT detected'} ({reading['median_score']:.2f})"
+
+
 def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | None] | None = None) -> Path:
     """Write the release's QC report (atomically); returns its path. `targets`: each profile's
     loudness target in LUFS (None for "reference")."""
@@ -203,7 +240,7 @@ def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | 
         f"<p>release <code>{html.escape(release['id'])}</code>, run {run_report.get('run_id')}, "
         f"{run_report.get('started_at', '')}: {passed} of {len(tracks)} track(s) passed the gate.</p>"
     )
-    body = "\n".join(_track_section(t, targets or {}) for t in tracks)
+    body = "\n".join(_track_section(t, targets or {}) for t in tracks) + _provenance_section(run_report.get("deliveries") or [])
     data = json.dumps([t.get("qc") for t in tracks]).replace("<", "\\u003c")  # the verdicts, machine-readable
     document = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>QC {html.escape(release['id'])}</title>"

@@ -86,6 +86,12 @@ class Rest:
     def post(self, path: str, body):
         return self._call("POST", path, body)
 
+    def upload(self, path: str, data: bytes, *, auth: bool = True):
+        headers = {"Content-Type": "application/octet-stream", **({"Authorization": f"Bearer {self.token}"} if auth else {})}
+        request = urllib.request.Request(self.url + path, method="POST", data=data, headers=headers)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
     def unpause(self, dag_id: str) -> None:
         deadline = time.monotonic() + 120
         while True:  # the dag-processor may not have parsed it yet
@@ -210,6 +216,13 @@ def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_l
         rest.page(links["QC report"], auth=False)
     assert anonymous.value.code == 401
     assert "qc-data" in rest.page(links["QC report"])
+    # the plugin's verify endpoint, behind the same login, knows the delivered file as ours
+    flac = next((delivery / "resources").glob("*.flac"))
+    found = rest.upload(f"/songmill/verify?name={flac.name}", flac.read_bytes())
+    assert found["verdict"] == "ours" and found["track"]["release_id"] == "night-bus", found
+    with pytest.raises(urllib.error.HTTPError) as anonymous_verify:
+        rest.upload(f"/songmill/verify?name={flac.name}", flac.read_bytes(), auth=False)
+    assert anonymous_verify.value.code == 401
     config = next((tmp / "dist" / "_configs").glob("night-bus-*.yaml"))
     assert "tempo: 100" in config.read_text()  # the run's config, ready for `songmill render`
 

@@ -74,7 +74,8 @@ def test_every_delivered_file_carries_a_manifest_c2pa_validates_naming_how_and_w
         for path in _audio_files(folder):
             check = read_credentials(path, trust_anchors=anchors)
             assert check.state == "trusted", (path.name, check.failures)
-            assert check.sidecar == (path.suffix == ".opus")  # c2pa cannot embed in Ogg: <file>.c2pa beside it
+            # c2pa cannot embed in Ogg, and embedding in an MP3 would drop its synced lyrics: <file>.c2pa beside them
+            assert check.sidecar == (path.suffix in (".opus", ".mp3"))
             [action] = manifest_assertion(check.manifest, "c2pa.actions.v2")["actions"]
             assert action["action"] == "c2pa.created" and action["digitalSourceType"] == TRAINED
             claim = manifest_assertion(check.manifest, PROVENANCE_LABEL)
@@ -89,7 +90,7 @@ def test_the_files_ffprobe_and_the_checksums_still_accept_after_signing(rendered
     folder = _delivery(rendered, "preview")
     subprocess.run(["sha256sum", "--quiet", "-c", "checksums.sha256"], cwd=folder, check=True)
     listed = (folder / "checksums.sha256").read_text()
-    assert "provenance.json" in listed and ".opus.c2pa" in listed
+    assert "provenance.json" in listed and ".opus.c2pa" in listed and ".mp3.c2pa" in listed
     for path in _audio_files(folder):
         probed = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "json", str(path)], capture_output=True, text=True)
         assert probed.returncode == 0 and probed.stderr == "", (path.name, probed.stderr)
@@ -382,3 +383,24 @@ def test_test_credentials_name_themselves_and_keep_the_key_private(tmp_path):
     assert "not a real signer" in leaf.subject.rfc4514_string()
     assert leaf.not_valid_after_utc - dt.datetime.now(dt.UTC) < dt.timedelta(days=31)
     assert paths["key"].stat().st_mode & 0o077 == 0
+
+
+def test_the_plugin_verifies_an_upload_and_refuses_anonymous_callers(rendered, tmp_path, monkeypatch):
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import PROJECT
+
+    sys.path.insert(0, str(PROJECT / "plugins"))
+    try:
+        import songmill_plugin
+    finally:
+        sys.path.remove(str(PROJECT / "plugins"))
+    flac = _audio_files(_delivery(rendered, "streaming"))[0]
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(rendered["folder"] / "var"))
+    found = songmill_plugin.verify_upload(flac.read_bytes(), "from-a-store.flac")
+    assert found["verdict"] == "ours" and found["file"] == "from-a-store.flac" and found["credentials"]["state"] == "trusted"
+    assert songmill_plugin.verify_upload(b"not audio", "x.mp3")["verdict"] == "unreadable"
+    anonymous = TestClient(songmill_plugin._reports_app()).post("/verify?name=a.flac", content=flac.read_bytes())
+    assert anonymous.status_code == 401

@@ -215,6 +215,33 @@ def test_ffprobe_reads_title_artist_isrc_and_lyrics_from_every_file(delivered):
     assert seen == {".flac", ".wav", ".m4a", ".mp3", ".opus"}
 
 
+def test_every_file_tag_and_manifest_says_the_ddex_messages_ai_disclosure(delivered):
+    from songmill.core.disclosure import parse_tag
+    from songmill.release.credentials import manifest_assertion, read_credentials
+    from songmill.release.provenance import DISCLOSURE_LABEL
+    from songmill.release.tags import read_ai_disclosure
+
+    checked = set()
+    for profile in ("streaming", "apple", "preview"):
+        folder = _folder(delivered, profile)
+        recordings = etree.parse(str(next(folder.glob("*.xml")))).findall(".//SoundRecording")
+        provenance = json.loads((folder / "provenance.json").read_text())
+        for recording, track in zip(recordings, provenance["tracks"], strict=True):
+            said = track["ai_disclosure"]
+            roles = {c.findtext("Role/Value") for c in recording.findall("Contributor") if c.findtext("SpecialContributor") == "GenerativeAI"}
+            assert recording.findtext("ContainsAI") == said["contains_ai"]
+            assert roles == {ddex.AI_ROLES[part] for part, origin in said["parts"].items() if origin == "ai"}
+            for entry in track["files"]:
+                path = folder / entry["path"]
+                assert parse_tag(read_ai_disclosure(path)).to_dict() == said, path.name
+                assert manifest_assertion(read_credentials(path).manifest, DISCLOSURE_LABEL) == said, path.name
+                checked.add(path.suffix)
+    # the EP names five AI parts, so both recordings are Partly AI; the instrumental has no vocals or lyrics
+    assert [t["ai_disclosure"]["contains_ai"] for t in provenance["tracks"]] == ["Partly", "Partly"]
+    assert provenance["tracks"][1]["ai_disclosure"]["parts"]["vocals"] == "none"
+    assert checked == {".flac", ".wav", ".m4a", ".mp3", ".opus"}
+
+
 def test_mutagen_reads_the_syllable_timings_of_the_score(delivered):
     mp3 = _folder(delivered, "preview") / "resources" / f"{delivered['upc']}_01_001.mp3"
     sylt = read_sylt(mp3)

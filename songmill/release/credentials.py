@@ -39,8 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from songmill.core.errors import SongmillError
 
 EMBEDDABLE = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".jpg": "image/jpeg"}
-SIDECAR = {".opus": "audio/ogg"}  # c2pa cannot embed in these: the manifest goes to <file>.c2pa
+SIDECAR = {".opus"}  # c2pa cannot embed in these: the manifest goes to <file>.c2pa
 SIDECAR_SUFFIX = ".c2pa"
+# A sidecar's hash binds the file's bytes as they are: signed and read as opaque data, so c2pa's
+# own container handler (which rewrites an MP3's ID3 tag as it hashes) never touches them.
+OPAQUE = "application/octet-stream"
 
 # The extended key usage c2pa 0.38 accepts on a claim signer (of those C2PA 2.1 §14.5.1 lists).
 EMAIL_PROTECTION, DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.36"
@@ -194,20 +197,19 @@ def embed_manifest(path: Path, manifest: dict, credentials: Credentials, *, side
     the container cannot hold one (or `sidecar`). Returns the file that now carries it."""
     import c2pa
 
-    mime = EMBEDDABLE.get(path.suffix) or SIDECAR.get(path.suffix)
-    if mime is None:
-        raise SongmillError(f"{path.name}: no Content Credentials for {path.suffix} files (C2PA here covers {', '.join(sorted({**EMBEDDABLE, **SIDECAR}))})")
+    if path.suffix not in EMBEDDABLE and path.suffix not in SIDECAR:
+        raise SongmillError(f"{path.name}: no Content Credentials for {path.suffix} files (C2PA here covers {', '.join(sorted({*EMBEDDABLE, *SIDECAR}))})")
     try:
         builder = c2pa.Builder(manifest)
         if sidecar or path.suffix in SIDECAR:
             builder.set_no_embed()
             with open(path, "rb") as source:
-                manifest_bytes = builder.sign(_signer(credentials), mime, source, io.BytesIO())
+                manifest_bytes = builder.sign(_signer(credentials), OPAQUE, source, io.BytesIO())
             sidecar_path(path).write_bytes(manifest_bytes)
             return sidecar_path(path)
         signed = path.with_name(f".{path.name}.signing")
         with open(path, "rb") as source, open(signed, "w+b") as target:
-            builder.sign(_signer(credentials), mime, source, target)
+            builder.sign(_signer(credentials), EMBEDDABLE[path.suffix], source, target)
         os.replace(signed, path)
         return path
     except c2pa.C2paError as err:
@@ -224,13 +226,12 @@ def read_credentials(path: Path, *, trust_anchors: bytes | None = None) -> Crede
         settings["trust"] = {"trust_anchors": trust_anchors.decode()}
     context = c2pa.Context(settings=c2pa.Settings.from_dict(settings))
     sidecar = sidecar_path(path)
-    mime = EMBEDDABLE.get(path.suffix) or SIDECAR.get(path.suffix) or "application/octet-stream"
     try:
         with open(path, "rb") as stream:
             if sidecar.is_file():
-                reader = c2pa.Reader(mime, stream, manifest_data=sidecar.read_bytes(), context=context)
+                reader = c2pa.Reader(OPAQUE, stream, manifest_data=sidecar.read_bytes(), context=context)
             elif path.suffix in EMBEDDABLE:
-                reader = c2pa.Reader.try_create(mime, stream, context=context)
+                reader = c2pa.Reader.try_create(EMBEDDABLE[path.suffix], stream, context=context)
             else:
                 reader = None
     except c2pa.C2paError as err:

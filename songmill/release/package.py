@@ -318,11 +318,12 @@ def _deliver_profile(
             ddex.validate(message, what=f"the DDEX message for profile '{name}'")
             (staged / f"{upc}.xml").write_bytes(message)
         checks = _check_provenance(staged, packaged_tracks, records, credentials=credentials, detect=detect_watermark)
+        provenance_tracks = [_provenance_entry(records[t.number], t, checks, profile) for t in packaged_tracks]
         (staged / PROVENANCE_FILE).write_bytes(
             provenance_document(
                 release={"id": spec.release.id, "upc": upc, "title": spec.release.title, "artist": spec.release.artist, "label": spec.release.label},
                 profile={"name": name, "commercial": profile.commercial, "watermark": profile.watermark, "content_credentials": profile.content_credentials},
-                tracks=[_provenance_entry(records[t.number], t, checks, profile) for t in packaged_tracks],
+                tracks=provenance_tracks,
                 cover={"files": [f"resources/{upc}.jpg", f"resources/{upc}_thumbnail.jpg"], "generated": not spec.release.cover},
                 signed_by=credentials.subject if credentials else None,
                 unsigned_reason=None if credentials else unsigned_reason,
@@ -346,6 +347,7 @@ def _deliver_profile(
         "ddex_skipped": skipped,
         "content_credentials": credentials.subject if credentials else f"none: {unsigned_reason}",
         "watermark_checked": detect_watermark is not None,
+        "provenance": provenance_tracks,  # the licence audit and each file's checks (the QC report shows them)
         "files": files,
     }
 
