@@ -55,6 +55,9 @@ def test_config_dir(tmp_path_factory):
     profiles = yaml.safe_load((folder / "profiles.yaml").read_text())
     for name, recipient in TEST_RECIPIENTS.items():
         profiles["profiles"][name]["recipient"] = recipient
+        # The watermark costs a render about 3 s (marking, the gate's and the delivery's readings):
+        # off here, on in `watermarked_config_dir`, which the provenance and release tests use.
+        profiles["profiles"][name]["watermark"] = False
     (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
     delivery = yaml.safe_load((folder / "delivery.yaml").read_text())
     delivery["sender"] = TEST_SENDER
@@ -66,6 +69,22 @@ def test_config_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SONGMILL_CONFIG_DIR", str(folder))
         yield folder
+
+
+@pytest.fixture(scope="session")
+def watermarked_config_dir(test_config_dir, tmp_path_factory):
+    """The test config with every profile's watermark on, as shipped (config/profiles.yaml)."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path_factory.mktemp("config-watermarked") / "config"
+    shutil.copytree(test_config_dir, folder)
+    profiles = yaml.safe_load((folder / "profiles.yaml").read_text())
+    for profile in profiles["profiles"].values():
+        profile["watermark"] = True
+    (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    return folder
 
 
 @pytest.fixture
@@ -111,9 +130,10 @@ def write_registry_with(extra: dict[str, dict], path: Path, identities: dict[str
     return path
 
 
-def render_release_text(text: str, folder: Path) -> dict:
-    """Write a release config into `folder`, render it with its own var/ there, return the report
-    (for module fixtures: one render shared by a file's tests)."""
+def render_release_text(text: str, folder: Path, *, config_dir: Path | None = None) -> dict:
+    """Write a release config into `folder`, render it with its own var/ there (and `config_dir`
+    as the config folder, when given), return the report (for module fixtures: one render shared
+    by a file's tests)."""
     import json
 
     from songmill.engine.runner import render
@@ -122,6 +142,8 @@ def render_release_text(text: str, folder: Path) -> dict:
     config.write_text(text)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SONGMILL_VAR_DIR", str(folder / "var"))
+        if config_dir is not None:
+            env.setenv("SONGMILL_CONFIG_DIR", str(config_dir))
         report = json.loads(render(config, out_dir=folder / "dist").read_text())
     assert report["status"] == "succeeded", report.get("delivery_error")
     return report

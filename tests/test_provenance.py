@@ -36,13 +36,15 @@ AUDIO = (".flac", ".mp3", ".opus", ".wav", ".m4a")
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory, test_config_dir):
-    """The debug release delivered to streaming (FLAC) and preview (MP3, Opus, and their clips)."""
+def rendered(tmp_path_factory, watermarked_config_dir):
+    """The debug release delivered to streaming (FLAC) and preview (MP3, Opus, and their clips),
+    with the shipped profiles' watermark on."""
     config = yaml.safe_load(DEBUG.read_text())
     config["release"]["profiles"] = ["streaming", "preview"]
     folder = tmp_path_factory.mktemp("provenance")
-    report = render_release_text(yaml.safe_dump(config, sort_keys=False), folder)
-    return {"report": report, "folder": folder, "ca": test_config_dir.parent / "signing" / "ca.pem"}
+    report = render_release_text(yaml.safe_dump(config, sort_keys=False), folder, config_dir=watermarked_config_dir)
+    chain = yaml.safe_load((watermarked_config_dir / "delivery.yaml").read_text())["signing"]["certificate_chain"]
+    return {"report": report, "folder": folder, "config": watermarked_config_dir, "ca": Path(chain).parent / "ca.pem"}
 
 
 def _delivery(rendered: dict, profile: str) -> Path:
@@ -278,9 +280,9 @@ def test_a_file_that_cannot_carry_credentials_is_refused_by_name(tmp_path):
     assert broken.read_bytes() == b"RIFF\x00\x00\x00\x00WAVEjunk" and not list(tmp_path.glob(".*.signing"))
 
 
-def _config_copy(test_config_dir: Path, tmp_path: Path, *, profile_changes: dict, delivery_changes: dict) -> Path:
+def _config_copy(config_dir: Path, tmp_path: Path, *, profile_changes: dict, delivery_changes: dict) -> Path:
     folder = tmp_path / "config"
-    shutil.copytree(test_config_dir, folder)
+    shutil.copytree(config_dir, folder)
     profiles = yaml.safe_load((folder / "profiles.yaml").read_text())
     profiles["profiles"]["streaming"].update(profile_changes)
     (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
@@ -308,27 +310,16 @@ def _render_again(rendered: dict, config_dir: Path) -> dict:
     ],
     ids=["required-without-key", "expired-key"],
 )
-def test_a_refused_signing_delivers_nothing_and_leaves_the_previous_delivery(rendered, test_config_dir, tmp_path, profile_changes, delivery_changes, expected):
+def test_a_refused_signing_delivers_nothing_and_leaves_the_previous_delivery(rendered, tmp_path, profile_changes, delivery_changes, expected):
     if delivery_changes.get("signing") == "expired":
         paths = write_test_credentials(tmp_path / "expired", expired=True)
         delivery_changes = {"signing": {"certificate_chain": str(paths["chain"]), "private_key": str(paths["key"])}}
     folder = _delivery(rendered, "streaming")
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     with pytest.raises(SongmillError, match=expected):
-        _render_again(rendered, _config_copy(test_config_dir, tmp_path, profile_changes=profile_changes, delivery_changes=delivery_changes))
+        _render_again(rendered, _config_copy(rendered["config"], tmp_path, profile_changes=profile_changes, delivery_changes=delivery_changes))
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     assert not list(folder.parent.glob(".staging-*"))
-
-
-def test_an_optional_profile_without_a_key_delivers_unsigned_and_says_why(rendered, test_config_dir, tmp_path):
-    report = _render_again(rendered, _config_copy(test_config_dir, tmp_path, profile_changes={}, delivery_changes={"signing": None}))
-    assert report["status"] == "succeeded"
-    delivery = next(d for d in report["deliveries"] if d["profile"] == "streaming")
-    assert delivery["content_credentials"].startswith("none: the delivery settings name no signing key")
-    folder = Path(delivery["destination"])
-    assert all(read_credentials(p).state == "absent" for p in _audio_files(folder))
-    assert json.loads((folder / PROVENANCE_FILE).read_text())["content_credentials"]["unsigned_reason"].startswith("the delivery settings name no signing key")
-    _render_again(rendered, test_config_dir)  # signed again, for the tests after this one
 
 
 def _package_again(rendered: dict, *, replace_flac_with_mix: bool = False, models: tuple | None = None) -> None:
@@ -348,7 +339,7 @@ def _package_again(rendered: dict, *, replace_flac_with_mix: bool = False, model
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(files["mix.wav"]), "-ar", "44100", "-sample_fmt", "s16", str(swapped)], check=True)
         files["export-streaming-44k16.flac"] = swapped
     catalogue = Catalogue.open(f"sqlite:///{rendered['folder'] / 'var' / 'catalogue.db'}")
-    profiles = load_profiles()
+    profiles = load_profiles(rendered["config"] / "profiles.yaml")  # the watermarked profiles it was rendered with
     spec = load_release(rendered["folder"] / "release.yaml", profile_names=set(profiles))
     shipped = tuple(json.loads((_delivery(rendered, "streaming") / PROVENANCE_FILE).read_text())["tracks"][0]["licences"])
     rendered_track = RenderedTrack(1, catalogue.upsert_track("debug-single", 1, title=track["title"], seed=track["seed"]), files, models=models or shipped)
@@ -404,3 +395,14 @@ def test_the_plugin_verifies_an_upload_and_refuses_anonymous_callers(rendered, t
     assert songmill_plugin.verify_upload(b"not audio", "x.mp3")["verdict"] == "unreadable"
     anonymous = TestClient(songmill_plugin._reports_app()).post("/verify?name=a.flac", content=flac.read_bytes())
     assert anonymous.status_code == 401
+
+
+# last: it leaves the module's delivery unsigned
+def test_an_optional_profile_without_a_key_delivers_unsigned_and_says_why(rendered, tmp_path):
+    report = _render_again(rendered, _config_copy(rendered["config"], tmp_path, profile_changes={}, delivery_changes={"signing": None}))
+    assert report["status"] == "succeeded"
+    delivery = next(d for d in report["deliveries"] if d["profile"] == "streaming")
+    assert delivery["content_credentials"].startswith("none: the delivery settings name no signing key")
+    folder = Path(delivery["destination"])
+    assert all(read_credentials(p).state == "absent" for p in _audio_files(folder))
+    assert json.loads((folder / PROVENANCE_FILE).read_text())["content_credentials"]["unsigned_reason"].startswith("the delivery settings name no signing key")

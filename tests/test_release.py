@@ -75,8 +75,8 @@ tracks:
 
 
 @pytest.fixture(scope="module")
-def delivered(tmp_path_factory):
-    return render_release_text(RELEASE, tmp_path_factory.mktemp("release"))
+def delivered(tmp_path_factory, watermarked_config_dir):
+    return render_release_text(RELEASE, tmp_path_factory.mktemp("release"), config_dir=watermarked_config_dir)
 
 
 def _folder(report: dict, profile: str) -> Path:

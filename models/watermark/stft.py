@@ -18,60 +18,56 @@ from torch import nn
 WindowFunction = Callable[..., torch.Tensor]
 
 
-class Spectrogram(nn.Module):
+class _ShortTimeFourier(nn.Module):
+    """What both directions share: frame sizes and the analysis window (a `window` buffer)."""
+
+    def __init__(self, n_fft: int, win_length: int, hop_length: int, window_fn: WindowFunction, normalized: bool):
+        super().__init__()
+        if normalized:
+            raise ValueError("only the unnormalised transforms PerthNet uses are provided")
+        self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
+        self.register_buffer("window", window_fn(win_length))
+
+    def _frames(self) -> dict:
+        # torchaudio's defaults: centred frames, one-sided spectra, no normalisation
+        return {
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "win_length": self.win_length,
+            "window": self.window,
+            "center": True,
+            "normalized": False,
+            "onesided": True,
+        }
+
+
+class Spectrogram(_ShortTimeFourier):
     """Complex STFT (torchaudio's `Spectrogram(power=None)`): (..., samples) → (..., bins, frames)."""
 
     def __init__(self, n_fft: int, win_length: int, hop_length: int, window_fn: WindowFunction, power: None = None, normalized: bool = False):
-        super().__init__()
-        if power is not None or normalized:
-            raise ValueError("only the complex, unnormalised spectrogram PerthNet uses is provided")
-        self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
-        self.register_buffer("window", window_fn(win_length))
+        if power is not None:
+            raise ValueError("only the complex spectrogram PerthNet uses is provided")
+        super().__init__(n_fft, win_length, hop_length, window_fn, normalized)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
-        return torch.stft(
-            signal,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
+        return torch.stft(signal, pad_mode="reflect", return_complex=True, **self._frames())
 
 
-class InverseSpectrogram(nn.Module):
+class InverseSpectrogram(_ShortTimeFourier):
     """Inverse of `Spectrogram` by overlap-add (torchaudio's `InverseSpectrogram`)."""
 
     def __init__(self, n_fft: int, win_length: int, hop_length: int, window_fn: WindowFunction, normalized: bool = False):
-        super().__init__()
-        if normalized:
-            raise ValueError("only the unnormalised inverse PerthNet uses is provided")
-        self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
-        self.register_buffer("window", window_fn(win_length))
+        super().__init__(n_fft, win_length, hop_length, window_fn, normalized)
 
     def forward(self, spectrum: torch.Tensor, length: int | None = None) -> torch.Tensor:
-        return torch.istft(
-            spectrum,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=self.window,
-            center=True,
-            normalized=False,
-            onesided=True,
-            length=length,
-        )
+        return torch.istft(spectrum, length=length, **self._frames())
 
 
 class TimeStretch(nn.Module):
     """Holds torchaudio's `TimeStretch` buffer (the expected phase advance per bin and hop).
 
-    PerthNet builds one but its inference never stretches, so there is no forward: calling the
-    module raises NotImplementedError, as nn.Module does for any module without one."""
+    PerthNet builds one but its inference never stretches, so there is no forward: nn.Module
+    refuses a call to a module without one."""
 
     def __init__(self, n_freq: int, hop_length: int):
         super().__init__()

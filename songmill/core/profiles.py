@@ -57,6 +57,9 @@ class Deal(BaseModel):
     territories: Annotated[list[Annotated[str, Field(pattern=r"^(Worldwide|[A-Z]{2})$")]], Field(min_length=1)] = ["Worldwide"]
 
 
+DELIVERY_ONLY_FIELDS = {"recipient", "deal", "destination", "content_credentials"}
+
+
 class DeliveryProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str
@@ -74,6 +77,12 @@ class DeliveryProfile(BaseModel):
     # whether a signed C2PA manifest must be in every file (required: no signing key, no delivery)
     watermark: bool = True
     content_credentials: Literal["required", "optional", "off"] = "optional"
+
+    def audio_fields(self) -> dict:
+        """The profile as the stages that make and judge audio see it (their cache keys): without
+        what only packaging reads, so a new recipient, deal, destination or signing policy
+        re-delivers without re-judging or re-encoding a song."""
+        return self.model_dump(mode="json", exclude=DELIVERY_ONLY_FIELDS)
 
     @model_validator(mode="after")
     def _reference_for_loudness(self) -> "DeliveryProfile":

@@ -492,7 +492,7 @@ def _qc_params(job: TrackJob) -> dict:
     settings = load_qc_settings()
     # the suites and bars themselves: editing a suite or config/qc.yaml re-judges
     return {
-        "profiles": {name: {"profile": profiles[name].model_dump(mode="json"), "suite": load_suite(name)} for name in job.spec.release.profiles},
+        "profiles": {name: {"profile": profiles[name].audio_fields(), "suite": load_suite(name)} for name in job.spec.release.profiles},
         "bars": settings.technical.model_dump(mode="json"),
         "musical": settings.musical.model_dump(mode="json"),
         "explicit": job.spec.release.explicit,
@@ -578,7 +578,7 @@ def _export_params(job: TrackJob) -> dict:
 
     profiles = load_profiles()
     # each profile whole, so the stage builds the real profile from its params (nothing invented)
-    return {"profiles": {name: profiles[name].model_dump(mode="json") for name in job.spec.release.profiles}, "sings": job.track.voice is not None}
+    return {"profiles": {name: profiles[name].audio_fields() for name in job.spec.release.profiles}, "sings": job.track.voice is not None}
 
 
 def _run_export(ctx: StageContext) -> None:
