@@ -406,3 +406,37 @@ def test_an_optional_profile_without_a_key_delivers_unsigned_and_says_why(render
     folder = Path(delivery["destination"])
     assert all(read_credentials(p).state == "absent" for p in _audio_files(folder))
     assert json.loads((folder / PROVENANCE_FILE).read_text())["content_credentials"]["unsigned_reason"].startswith("the delivery settings name no signing key")
+
+
+def test_given_lyrics_and_a_reference_make_a_composite_with_the_ingredients_by_hash(tmp_path):
+    from songmill.release.credentials import Credentials
+    from songmill.release.provenance import COMPOSITE, Ingredient, TrackProvenance, audio_manifest, check_delivered_file
+
+    paths = write_test_credentials(tmp_path / "keys")
+    credentials: Credentials = load_credentials(
+        SigningSettings(certificate_chain=str(paths["chain"]), private_key=str(paths["key"])), base=tmp_path, where="test"
+    )
+    record = TrackProvenance(
+        release_id="r",
+        number=1,
+        title="Given Words",
+        isrc=None,
+        upc="0200000000011",
+        disclosure=track_statement(contains_ai=True, generated=list(AI_CONTRIBUTIONS), has_vocals=True, lyrics_provided=True),
+        models=(),
+        ingredients=(Ingredient("lyrics", "a" * 64, "the track's lyrics"), Ingredient("reference recording", "b" * 64, "ref.wav")),
+    )
+    song = tmp_path / "song.wav"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=330:d=4", str(song)], check=True)
+    embed_manifest(song, audio_manifest(record, song.name), credentials)
+    found = read_credentials(song, trust_anchors=credentials.trust_anchors_pem)
+    assert found.state == "trusted"
+    [action] = manifest_assertion(found.manifest, "c2pa.actions.v2")["actions"]
+    assert action["digitalSourceType"] == COMPOSITE
+    assert sorted(i["instance_id"] for i in found.manifest["ingredients"]) == ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
+    # a byte changed after signing: the delivery's read-back names the file and refuses it
+    data = bytearray(song.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # in the samples, well before the manifest's chunk at the end
+    song.write_bytes(bytes(data))
+    check = check_delivered_file(song, disclosure=None, credentials=credentials, detect=None, relative="resources/song.wav")
+    assert check.problems == ["resources/song.wav: its Content Credentials do not validate (invalid: assertion.dataHash.mismatch)"]

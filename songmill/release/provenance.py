@@ -72,12 +72,21 @@ class TrackProvenance:
         }
 
 
-def _manifest(title: str, actions: list[dict], assertions: list[dict]) -> dict:
-    return {
+INGREDIENT_FORMATS = {"lyrics": "text/plain", "reference recording": "application/octet-stream"}
+
+
+def _manifest(title: str, actions: list[dict], assertions: list[dict], ingredients: tuple[Ingredient, ...] = ()) -> dict:
+    manifest = {
         "claim_generator_info": [{"name": "songmill", "version": __version__}],
         "title": title,
         "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}, *assertions],
     }
+    if ingredients:  # what a person gave, by hash only: the manifest never carries their words or audio
+        manifest["ingredients"] = [
+            {"title": f"{i.kind}: {i.name}", "format": INGREDIENT_FORMATS[i.kind], "relationship": "inputTo", "instance_id": f"sha256:{i.sha256}"}
+            for i in ingredients
+        ]
+    return manifest
 
 
 def audio_manifest(track: TrackProvenance, file_name: str) -> dict:
@@ -87,6 +96,7 @@ def audio_manifest(track: TrackProvenance, file_name: str) -> dict:
         file_name,
         [action],
         [{"label": PROVENANCE_LABEL, "data": track.assertion()}, {"label": DISCLOSURE_LABEL, "data": track.disclosure.to_dict()}],
+        track.ingredients,
     )
 
 
