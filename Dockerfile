@@ -15,6 +15,8 @@ COPY --chown=airflow:0 requirements.txt pyproject.toml ./
 RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
 COPY --chown=airflow:0 . .
 RUN pip install --no-cache-dir --no-deps -e .
+# numba's caches, written once here: two workers writing them at once can corrupt them
+RUN python scripts/warm_numba_cache.py
 ENV PYTHONPATH=/opt/songmill \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/songmill/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/songmill/plugins \

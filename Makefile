@@ -18,6 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/warm_numba_cache.py
 	@touch $(STAMP)
 
 # The demo signs its Content Credentials with a throw-away test CA made in var/ (never a real key).
