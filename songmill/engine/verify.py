@@ -55,11 +55,16 @@ class Verification:
 
 
 def trust_anchors(settings: DeliverySettings | None = None) -> bytes | None:
-    """The label's trust anchors (from its signing settings), or None when it names no key."""
+    """The trust anchors of every identity we sign with (the delivery settings' own and each file
+    its `identities` names, where its key is available), or None when none names a usable key."""
     settings = settings or load_delivery_settings()
-    if settings.signing is None or unset_variables(settings.signing):
-        return None
-    return load_credentials(settings.signing, base=Path.cwd(), where="the delivery settings' signing:").trust_anchors_pem
+    identities = [settings, *(load_delivery_settings(release_id=release_id) for release_id in settings.identities)]
+    anchors = [
+        load_credentials(identity.signing, base=Path.cwd(), where="the delivery settings' signing:").trust_anchors_pem
+        for identity in identities
+        if identity.signing is not None and not unset_variables(identity.signing)
+    ]
+    return b"".join(dict.fromkeys(anchors)) or None
 
 
 def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = None, detect=None) -> Verification:  # noqa: ANN001 - detect: a watermark detector
