@@ -109,20 +109,14 @@ def verify_upload(data: bytes, name: str) -> dict:
 
     from operators.hooks import hook_from_settings
     from operators.settings import load_airflow_settings
-    from songmill.catalogue import Catalogue
-    from songmill.engine.runner import watermark_detector
-    from songmill.engine.verify import trust_anchors, verify_file
+    from songmill.engine.verify import verify_path
 
     hook_from_settings(load_airflow_settings()).configure_engine()  # the catalogue the tasks write to
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".wav", ".flac", ".mp3", ".m4a", ".opus", ".ogg") else ".bin"
     with tempfile.TemporaryDirectory(prefix="songmill-verify-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
-        catalogue = Catalogue.open()
-        try:
-            result = verify_file(path, catalogue, anchors=trust_anchors(), detect=watermark_detector(commercial=False))
-        finally:
-            catalogue.close()
+        result = verify_path(path)
     return {**result.to_dict(), "file": name}
 
 

@@ -92,6 +92,11 @@ def _has_melody(score: Score) -> bool:
     return any(p.name == "melody" and p.notes for p in score.parts)
 
 
+def _agreement(x: np.ndarray, y: np.ndarray) -> float:
+    """1 − bit error rate of two equally long runs of sub-fingerprints."""
+    return 1.0 - float(np.bitwise_count(np.bitwise_xor(x, y)).sum()) / (32 * len(x))
+
+
 def audio_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """1 − bit error rate of two chromaprints at their best offset (within MAX_OFFSET_S)."""
     if not len(a) or not len(b):
@@ -105,8 +110,7 @@ def audio_similarity(a: np.ndarray, b: np.ndarray) -> float:
         n = min(len(x), len(y))
         if n < MIN_OVERLAP * shortest:
             continue
-        differing = np.bitwise_count(np.bitwise_xor(x[:n], y[:n])).sum()
-        best = max(best, 1.0 - float(differing) / (32 * n))
+        best = max(best, _agreement(x[:n], y[:n]))
     return best
 
 
@@ -118,11 +122,7 @@ def excerpt_similarity(excerpt: np.ndarray, whole: np.ndarray) -> float:
     if len(excerpt) > len(whole):
         excerpt, whole = whole, excerpt
     n = len(excerpt)
-    best = 0.0
-    for offset in range(len(whole) - n + 1):
-        differing = np.bitwise_count(np.bitwise_xor(excerpt, whole[offset : offset + n])).sum()
-        best = max(best, 1.0 - float(differing) / (32 * n))
-    return best
+    return max(_agreement(excerpt, whole[offset : offset + n]) for offset in range(len(whole) - n + 1))
 
 
 def melody_overlap(a: list[list[int]], b: list[list[int]]) -> float:

@@ -132,12 +132,10 @@ def verify(
 ) -> None:
     """Say whether an audio file is one of ours: its Content Credentials, its watermark and its
     fingerprint against the catalogue. Exit 0 ours, 1 not ours, 2 unreadable."""
-    from songmill.catalogue import Catalogue
-    from songmill.engine.runner import watermark_detector
-    from songmill.engine.verify import trust_anchors, verify_file
+    from songmill.engine.verify import verify_path
 
     try:
-        result = verify_file(file, Catalogue.open(), anchors=trust_anchors(), detect=watermark_detector(commercial=False))
+        result = verify_path(file)
     except SongmillError as err:
         _fail(err, EXIT_INVALID)
     if as_json:

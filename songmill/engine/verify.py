@@ -27,7 +27,7 @@ from qc.suites import load_qc_settings
 from songmill.catalogue import Catalogue
 from songmill.core.audio import probe
 from songmill.core.errors import AudioInputError, SongmillError
-from songmill.release.credentials import load_credentials, manifest_assertion, read_credentials, unset_variables
+from songmill.release.credentials import manifest_assertion, read_credentials, usable_credentials
 from songmill.release.provenance import PROVENANCE_LABEL
 from songmill.release.settings import DeliverySettings, load_delivery_settings
 
@@ -59,25 +59,32 @@ def trust_anchors(settings: DeliverySettings | None = None) -> bytes | None:
     its `identities` names, where its key is available), or None when none names a usable key."""
     settings = settings or load_delivery_settings()
     identities = [settings, *(load_delivery_settings(release_id=release_id) for release_id in settings.identities)]
-    anchors = [
-        load_credentials(identity.signing, base=Path.cwd(), where="the delivery settings' signing:").trust_anchors_pem
-        for identity in identities
-        if identity.signing is not None and not unset_variables(identity.signing)
-    ]
-    return b"".join(dict.fromkeys(anchors)) or None
+    usable = [usable_credentials(identity.signing)[0] for identity in identities]
+    return b"".join(dict.fromkeys(credentials.trust_anchors_pem for credentials in usable if credentials)) or None
+
+
+def verify_path(path: Path) -> Verification:
+    """`songmill verify` and the plugin's endpoint: the catalogue, our trust anchors and the
+    watermark reader, set up for one file."""
+    from songmill.engine.runner import watermark_detector
+
+    catalogue = Catalogue.open()
+    try:
+        return verify_file(path, catalogue, anchors=trust_anchors(), detect=watermark_detector(commercial=False))
+    finally:
+        catalogue.close()
 
 
 def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = None, detect=None) -> Verification:  # noqa: ANN001 - detect: a watermark detector
     """Identify one audio file (see the module docstring)."""
     try:
-        stream = probe(path, what="file")
+        probe(path, what="file")
     except AudioInputError as err:
         return Verification(str(path), "unreadable", str(err))
     result = Verification(str(path), "not ours", "")
     found = read_credentials(path, trust_anchors=anchors)
     claim = manifest_assertion(found.manifest, PROVENANCE_LABEL)
     result.credentials = {**found.to_dict(), "claim": claim}
-    duration_s = float(stream.get("duration") or 0.0)
     if detect is not None:
         try:
             result.watermark = detect(path)
@@ -101,8 +108,10 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
         track = result.fingerprint["track"]
         result.track = catalogue.track_record(track["release_id"], track["number"], run_id=track["run_id"])
         result.verdict, result.reason = "ours", f"the audio matches {track['release_id']} track {track['number']} ({track['title']}) in the catalogue"
-    elif found.state == "trusted" and claim and catalogue.track_record(claim["release_id"], claim.get("track_number") or 1):
-        result.track = catalogue.track_record(claim["release_id"], claim.get("track_number") or 1)
+        return result
+    claimed = catalogue.track_record(claim["release_id"], claim.get("track_number") or 1) if found.state == "trusted" and claim else None
+    if claim and claimed:
+        result.track = claimed
         result.verdict, result.reason = "ours", f"its Content Credentials, signed by our key, name {claim['release_id']}"
     else:
         result.reason = "no catalogue track sounds like it" + (" and it carries no manifest of ours" if found.state != "trusted" else "")

@@ -110,6 +110,18 @@ def unset_variables(signing: SigningSettings) -> list[str]:
     return [v[4:] for v in values if v.startswith("env:") and not os.environ.get(v[4:])]
 
 
+def usable_credentials(signing: SigningSettings | None) -> tuple[Credentials | None, str | None]:
+    """The checked credentials a settings file names, or (None, why it names none usable). A key
+    that is named but unusable (missing file, expired, wrong usage) raises: that is an error, not
+    a reason. Validity is checked against the clock (a signature is made now)."""
+    if signing is None:
+        return None, "the delivery settings name no signing key (signing: {certificate_chain: …, private_key: …})"
+    unset = unset_variables(signing)
+    if unset:
+        return None, f"the signing key's environment variable {unset[0]} is not set"
+    return load_credentials(signing, base=Path.cwd(), where="the delivery settings' signing:"), None
+
+
 def load_credentials(signing: SigningSettings, *, base: Path, where: str, now: dt.datetime | None = None) -> Credentials:
     """Read and check the label's signing key and chain; SongmillError naming what is wrong."""
     from cryptography import x509

@@ -46,7 +46,7 @@ from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec
 from songmill.core.store import file_sha256
 from songmill.release import artwork, ddex
-from songmill.release.credentials import Credentials, embed_manifest, load_credentials, sidecar_path, unset_variables
+from songmill.release.credentials import Credentials, embed_manifest, sidecar_path, usable_credentials
 from songmill.release.deliver import MANIFEST, deliver_local, deliver_s3, delivery_lock, staging_folder, write_manifest
 from songmill.release.encode import EXTENSION
 from songmill.release.provenance import (
@@ -135,7 +135,7 @@ def package_and_deliver(
     """
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
-    credentials, unsigned_reason = _signing_credentials(settings)
+    credentials, unsigned_reason = usable_credentials(settings.signing)
     for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
         _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
         _check_licences(name, profiles[name], tracks)
@@ -187,18 +187,6 @@ def package_and_deliver(
     for track in tracks:
         catalogue.set_track_status(track.track_id, "delivered")
     return result
-
-
-def _signing_credentials(settings: DeliverySettings) -> tuple[Credentials | None, str | None]:
-    """The label's checked signing credentials, or (None, why there are none). A key that is
-    named but unusable (missing file, expired, wrong usage) is an error, not a reason. Validity is
-    checked against the clock, not SOURCE_DATE_EPOCH: the signature is made now."""
-    if settings.signing is None:
-        return None, "the delivery settings name no signing key (signing: {certificate_chain: …, private_key: …})"
-    unset = unset_variables(settings.signing)
-    if unset:
-        return None, f"the signing key's environment variable {unset[0]} is not set"
-    return load_credentials(settings.signing, base=Path.cwd(), where="the delivery settings' signing:"), None
 
 
 def _check_credentials_policy(name: str, profile: DeliveryProfile, credentials: Credentials | None, unsigned_reason: str | None) -> None:
