@@ -1,16 +1,22 @@
 """The config grid: does every valid config render, and does the gate pass the good songs?
 
-    python benchmarks/bench_grid.py                 # the whole grid: 6 genres × 12 tonics × 3 tempi = 216 songs
+    python benchmarks/bench_grid.py                 # the whole grid: 216 + 24 modal = 240 songs
     python benchmarks/bench_grid.py --sample 24     # a sample spread across it
 
-Each grid point is a one-track release of 12 bars (intro 2, verse 4, chorus 4, outro 2) with a
-voice, in one of the six genres, twelve tonics, major or minor (alternating through the grid, so
-both modes meet every tonic and genre), at 72, 112 or 160 BPM, and a seed of its own. For each it
-records whether it rendered, whether the gate passed its first render (what a false reject
-costs), every check that failed and why; then it judges the rendered master twice more as a
-broken pipeline would hand it over — claimed two semitones off its key, and re-timed 6 % fast —
-which the gate must reject every time. Results go to `benchmarks/results/grid.json`. Timings and
-rates belong here, never in the test suite (DESIGN: speed and memory in benchmarks/).
+The grid's 216 core points are 6 genres × 12 tonics × 3 tempo bands (slow 40–88, middle
+96–136, fast 144–240 BPM), major or minor alternating (so both modes meet every genre and
+tonic), a voice of its own (the four identities, and an instrumental every ninth point), and a
+form of its own: most have one of three structures (10–12 bars, with pre-chorus and bridge in
+one), every fifth has no structure but a length of 30 or 45 s for the form planner to fill.
+Another 24 points are the spec's other modes (dorian, mixolydian, lydian, phrygian) in every
+genre. Each point is a one-track release with a seed of its own.
+
+For each it records whether it rendered, whether the gate passed its first render (what a false
+reject costs), every check that failed and why; then it judges the rendered master twice more
+as a broken pipeline would hand it over — claimed two semitones off its key, and re-timed 6 %
+fast — which the gate must reject every time. Rows go to `benchmarks/results/grid.jsonl` as they
+finish, the summary to `benchmarks/results/grid.json`. Timings and rates belong here, never in
+the test suite (DESIGN: speed and memory in benchmarks/).
 """
 
 from __future__ import annotations
@@ -28,24 +34,46 @@ sys.path.insert(0, str(ROOT))
 
 GENRES = ("pop", "rock", "synthpop", "folk", "ballad", "hip-hop")
 TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-TEMPI = (72, 112, 160)
+TEMPO_BANDS = {  # BPM: each band's tempi are spread over the points that fall in it
+    "slow": (40, 52, 64, 72, 80, 88),
+    "middle": (96, 104, 112, 120, 128, 136),
+    "fast": (144, 160, 176, 192, 216, 240),
+}
+OTHER_MODES = ("dorian", "mixolydian", "lydian", "phrygian")
 MOODS = {"pop": "hopeful", "rock": "defiant", "synthpop": "dreamy", "folk": "nostalgic", "ballad": "tender", "hip-hop": "energetic"}
 VOICES = ("ava", "ben", "cleo", "dean")
+STRUCTURES = (  # 12, 12 and 10 bars
+    "[{name: intro, bars: 2}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: outro, bars: 2}]",
+    "[{name: verse, bars: 4}, {name: chorus, bars: 4}, {name: verse, bars: 2}, {name: chorus, bars: 2}]",
+    "[{name: verse, bars: 2}, {name: pre-chorus, bars: 2}, {name: chorus, bars: 2}, {name: bridge, bars: 2}, {name: chorus, bars: 2}]",
+)
 
 
 def grid() -> list[dict]:
-    """Every grid point as (genre, key, tempo, voice, seed), in a fixed order."""
+    """Every grid point (genre, key, tempo, voice, form, seed), in a fixed order."""
     points = []
-    for genre in GENRES:
-        for tonic in TONICS:
-            for tempo in TEMPI:
+    for g, genre in enumerate(GENRES):
+        for t, tonic in enumerate(TONICS):
+            for band, tempi in TEMPO_BANDS.items():
                 index = len(points)
                 mode = "major" if index % 2 == 0 else "minor"  # both modes meet every genre and tonic
-                points.append({"genre": genre, "key": f"{tonic} {mode}", "tempo": tempo, "voice": VOICES[index % 4], "seed": 1000 + index})
+                points.append(_point(index, genre, f"{tonic} {mode}", tempi[(5 * t + g) % len(tempi)], band))
+    for g, genre in enumerate(GENRES):  # the spec's other modes, on a sample
+        for m, mode in enumerate(OTHER_MODES):
+            index = len(points)
+            points.append(_point(index, genre, f"{TONICS[(5 * index) % 12]} {mode}", TEMPO_BANDS["middle"][(g + m) % 6], "middle"))
     return points
 
 
+def _point(index: int, genre: str, key: str, tempo: int, band: str) -> dict:
+    voice = None if index % 9 == 8 else VOICES[index % 4]
+    form = {"target_duration_s": (30, 45)[index % 2]} if index % 5 == 4 else {"structure": index % len(STRUCTURES)}
+    return {"genre": genre, "key": key, "tempo": tempo, "band": band, "voice": voice, **form, "seed": 1000 + index}
+
+
 def config_text(point: dict, index: int) -> str:
+    form = f"structure: {STRUCTURES[point['structure']]}" if "structure" in point else f"target_duration_s: {point['target_duration_s']}"
+    voice = f"voice: {{identity: {point['voice']}}}" if point["voice"] else "# an instrumental: no voice"
     return f"""release:
   id: grid-{index:03d}
   title: Grid {index}
@@ -63,15 +91,18 @@ tracks:
     mood: {MOODS[point["genre"]]}
     tempo: {point["tempo"]}
     key: {point["key"]}
-    structure: [{{name: intro, bars: 2}}, {{name: verse, bars: 4}}, {{name: chorus, bars: 4}}, {{name: outro, bars: 2}}]
-    voice: {{identity: {point["voice"]}}}
+    {form}
+    {voice}
     seed: {point["seed"]}
 """
 
 
 def transposed(key: str, semitones: int) -> str:
-    tonic, mode = key.split()
-    return f"{TONICS[(TONICS.index(tonic) + semitones) % 12]} {mode}"
+    from qc.musical import PITCH_NAMES
+    from songmill.core.music import parse_key
+
+    parsed = parse_key(key)
+    return f"{PITCH_NAMES[(parsed.tonic_pitch_class + semitones) % 12]} {parsed.mode}"
 
 
 def judge_point(point: dict, index: int, work: Path) -> dict:
@@ -117,15 +148,25 @@ def _check_of(reason: str) -> str:
 
 
 def summarise(rows: list[dict]) -> dict:
+    """The grid's figures: the share that renders (every point) and the gate's false rejects,
+    for the major/minor core and the modal sample apart."""
     rendered = [r for r in rows if r["rendered"]]
-    first_fail = [r for r in rendered if r.get("first_render_failed")]
-    causes = Counter(_check_of(reason) for r in first_fail for reason in r["first_render_failed"])
-    key_tempo = [r for r in first_fail if any(("key" in x or "tempo" in x) for x in r["first_render_failed"])]
-    judged = [r for r in rendered if "mis_keyed_rejected" in r]
     return {
         "configs": len(rows),
         "rendered_share": round(len(rendered) / len(rows), 3) if rows else None,
         "not_rendered": [{k: r[k] for k in ("genre", "key", "tempo", "voice", "error") if k in r} for r in rows if not r["rendered"]],
+        "major_minor": _gate_figures([r for r in rendered if r["key"].split()[1] in ("major", "minor")]),
+        "other_modes": _gate_figures([r for r in rendered if r["key"].split()[1] not in ("major", "minor")]),
+    }
+
+
+def _gate_figures(rendered: list[dict]) -> dict:
+    first_fail = [r for r in rendered if r.get("first_render_failed")]
+    causes = Counter(_check_of(reason) for r in first_fail for reason in r["first_render_failed"])
+    key_tempo = [r for r in first_fail if any(_check_of(x) in ("key", "tempo_error_pct") for x in r["first_render_failed"])]
+    judged = [r for r in rendered if "mis_keyed_rejected" in r]
+    return {
+        "songs": len(rendered),
         "first_render_rejected_share": round(len(first_fail) / len(rendered), 3) if rendered else None,
         "key_or_tempo_false_reject_share": round(len(key_tempo) / len(rendered), 3) if rendered else None,
         "rejected_checks": dict(causes.most_common()),
@@ -137,29 +178,36 @@ def summarise(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sample", type=int, default=0, help="judge this many grid points, spread across the grid (0: all 216)")
+    parser.add_argument("--sample", type=int, default=0, help="judge this many grid points, spread across the grid (0: all)")
+    parser.add_argument("--only", default="", help="judge only these grid indices (comma-separated), e.g. to re-check the ones that failed")
     args = parser.parse_args()
     points = grid()
     chosen = list(enumerate(points))
-    if args.sample:  # a stride coprime with 216 walks across genres, tonics, modes and tempi at once
+    if args.sample:  # a stride coprime with the grid's size walks across genres, tonics, modes and tempi at once
         chosen = [(j, points[j]) for j in sorted({(i * 37) % len(points) for i in range(args.sample)})]
+    if args.only:
+        chosen = [(int(i), points[int(i)]) for i in args.only.split(",")]
+    results = ROOT / "benchmarks" / "results"
+    rows_file = results / ("grid.jsonl" if not (args.sample or args.only) else "grid-sample.jsonl")
     rows, start = [], time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="songmill-grid-") as folder:
+    with tempfile.TemporaryDirectory(prefix="songmill-grid-") as folder, rows_file.open("w") as rows_out:
         import os
 
         os.environ["SONGMILL_VAR_DIR"] = str(Path(folder) / "var")  # a throw-away store and catalogue
         for index, point in chosen:
-            row = judge_point(point, index, Path(folder))
+            row = {"index": index, **judge_point(point, index, Path(folder))}
             rows.append(row)
+            rows_out.write(json.dumps(row) + "\n")
+            rows_out.flush()
             print(
-                f"{index:3d} {point['genre']:8s} {point['key']:9s} {point['tempo']:3d} BPM {point['voice']:4s}: "
-                f"{'rendered' if row['rendered'] else 'NOT RENDERED'}"
+                f"{index:3d} {point['genre']:8s} {point['key']:14s} {point['tempo']:3d} BPM {point['voice'] or 'none':4s}: "
+                f"{'rendered' if row['rendered'] else 'NOT RENDERED: ' + row.get('error', '?')}"
                 f"{'; first render rejected: ' + '; '.join(row['first_render_failed']) if row.get('first_render_failed') else ''}",
                 flush=True,
             )
     summary = {**summarise(rows), "wall_s": round(time.perf_counter() - start, 1)}
-    out = ROOT / "benchmarks" / "results" / "grid.json"
-    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    if not (args.sample or args.only):
+        (results / "grid.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
     print(json.dumps(summary, indent=1))
 
 

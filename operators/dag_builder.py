@@ -3,6 +3,10 @@
     plan ─▶ track (task group, mapped over the tracks): form ▶ lyrics ▶ … ▶ qc ▶ export ─▶ package_and_deliver
        └──────────────────────────────────────────────────────────────────────────────▶ close_run (teardown)
 
+A track the gate stops fails its `qc` task (red in the grid) and skips its export; the delivery
+task still runs once every track has ended, reports each track's verdict in the run's note, and
+delivers the rest when the release allows partial delivery.
+
 Building it reads the registry and the settings only: no model, no audio, nothing slow.
 """
 
@@ -11,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from airflow.sdk import DAG, BaseOperator, task_group
+from airflow.sdk import DAG, BaseOperator, Param, task_group
 
-from operators.release import CloseRunOperator, PackageAndDeliverOperator
+from operators.release import REDELIVER_PARAM, CloseRunOperator, PackageAndDeliverOperator
 from operators.settings import AirflowSettings, load_airflow_settings
 from operators.stages import STAGE_OPERATORS
 
@@ -49,7 +53,7 @@ def release_dag(
         tags=tags,
         description=description,
         doc_md=doc_md,
-        params=params or {},
+        params={**(params or {}), **run_params()},
         default_args=settings.default_args(),
         max_active_runs=4,
         render_template_as_native_obj=False,
@@ -65,10 +69,25 @@ def release_dag(
             return state
 
         finals = track.expand(state=planned.output)
-        deliver = PackageAndDeliverOperator(task_id="package_and_deliver", states=finals)
+        deliver = PackageAndDeliverOperator(task_id="package_and_deliver", plan_task_id=planned.task_id, track_group="track")
+        finals >> deliver
         close = CloseRunOperator(task_id="close_run", states=planned.output, deliver_task_id=deliver.task_id)
         deliver >> close.as_teardown(setups=planned)
     return dag
+
+
+def run_params() -> dict[str, Param]:
+    """The Params every songmill DAG has besides its own: how the run may deliver."""
+    return {
+        REDELIVER_PARAM: Param(
+            False,
+            type="boolean",
+            title="Replace an earlier delivery",
+            section="Delivery",
+            description="Deliver even if this release was delivered before with other audio (the catalogue records what replaced what); "
+            "off: such a run renders and reports but does not deliver",
+        )
+    }
 
 
 def gpu_stage_names(spec=None) -> set[str]:

@@ -12,11 +12,15 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import Asset, AssetAlias, TriggerRule
+from airflow.sdk.exceptions import AirflowFailException
 
 from operators.hooks import SongmillOperator, engine_errors
 from operators.settings import load_airflow_settings
-from operators.stages import QCReportLink
+from operators.stages import STOPPED_STATE_KEY, QCReportLink, qc_report_url
+
+RUN_NOTE_KEY = "run_note"  # XCom of the delivery task: the run's note (the plugin puts it on the DAG run)
+REDELIVER_PARAM = "redeliver"  # every songmill DAG's Param: may replace a delivery whose audio differs
 
 RELEASES_ASSET = Asset(name="songmill_releases", uri="songmill://releases")  # every published release
 RELEASE_ALIAS = AssetAlias(name="songmill_release")  # resolves to songmill://releases/<release-id>
@@ -39,7 +43,8 @@ class _PlanOperator(SongmillOperator):
         self.hook.configure_engine()
         with engine_errors():
             config_path = self.release_config(context, settings.out_path)
-            plan = plan_release(config_path, out_dir=settings.out_path, seed=self.base_seed(context))
+            redeliver = bool(context["params"].get(REDELIVER_PARAM, False))
+            plan = plan_release(config_path, out_dir=settings.out_path, seed=self.base_seed(context), redeliver=redeliver)
         self.release_id, self.songmill_run_id = plan.release_id, plan.run_id
         self.log.info("planned %s: %d track(s), run %s, config %s", plan.release_id, len(plan.tracks), plan.run_id, config_path)
         return [state.model_dump(mode="json") for state in track_states(plan)]
@@ -98,7 +103,7 @@ class PlanFromFormOperator(_PlanOperator):
     def release_config(self, context, out_dir: Path) -> Path:
         from songmill.engine.planning import release_from_form, write_release_config
 
-        form = dict(context["params"])
+        form = {key: value for key, value in context["params"].items() if key != REDELIVER_PARAM}
         config = release_from_form(form)
         run_id = "".join(c if c.isalnum() else "-" for c in str(context["run_id"]))[:60]
         return write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}-{run_id}.yaml")
@@ -109,29 +114,43 @@ class PlanFromFormOperator(_PlanOperator):
 
 class PackageAndDeliverOperator(SongmillOperator):
     """Records the tracks, packages and delivers the release, writes the QC and run reports, and
-    updates the release's Asset.
+    updates the release's Asset. It runs when every track's tasks have ended, however they ended
+    (trigger rule all_done): a track the gate stopped, or whose stage failed, is
+    reported with its verdict and left out when the release allows partial delivery, as the
+    embedded runner does. The run's note (each track's verdict and the run's QC report) goes to
+    XCom `run_note`, which the plugin sets on the DAG run when it ends.
 
-    :param states: every track's final state (the mapped task group's output).
+    :param plan_task_id: the planning task; its output is one state per track (each track's task
+        group is mapped over them). Pulled, not passed, so the plan, a setup task, is not this
+        task's direct upstream (Airflow requires all_success there).
+    :param track_group: the id of the per-track task group (its tasks are `<group>.<stage>`).
     """
 
-    template_fields = (*SongmillOperator.template_fields, "states")
     ui_color = "#e6f4ea"
     operator_extra_links = (QCReportLink(),)
 
-    def __init__(self, *, states: Any, **kwargs):
-        super().__init__(outlets=[RELEASE_ALIAS], **kwargs)
-        self.states = states
+    def __init__(self, *, plan_task_id: str = "plan", track_group: str = "track", **kwargs):
+        super().__init__(outlets=[RELEASE_ALIAS], trigger_rule=TriggerRule.ALL_DONE, **kwargs)
+        self.plan_task_id, self.track_group = plan_task_id, track_group
         self.release_id: str | None = None
 
     def execute(self, context) -> dict:
         from songmill.engine.tasks import finish_release_run
 
+        planned = _as_states(context["ti"].xcom_pull(task_ids=self.plan_task_id))
+        if not planned:
+            raise AirflowFailException(f"the {self.plan_task_id} task failed or listed no tracks, so nothing was rendered or delivered (see its log)")
         self.hook.configure_engine()
-        states = _as_states(self.states)
-        if states:
-            self.release_id, self.songmill_run_id = states[0].plan.release_id, states[0].plan.run_id
+        self.release_id, self.songmill_run_id = planned[0].plan.release_id, planned[0].plan.run_id
         with engine_errors():
-            result = finish_release_run(states)
+            states = [self._final_state(context, index, state) for index, state in enumerate(planned)]
+        try:
+            with engine_errors():
+                result = finish_release_run(states)
+        except AirflowFailException:
+            self._push_note(context, planned[0].plan)
+            raise
+        self._push_note(context, planned[0].plan)
         self.log.info("%s %s: %d file(s) delivered; run report %s", result.release_id, result.status, len(result.delivered), result.report)
         if result.delivered:  # published: downstream DAGs scheduled on the Asset start
             extra = {"release_id": result.release_id, "upc": result.upc, "report": result.report, "files": len(result.delivered)}
@@ -140,10 +159,53 @@ class PackageAndDeliverOperator(SongmillOperator):
             events.add(RELEASES_ASSET, extra=extra)
         return result.model_dump(mode="json")
 
+    def _final_state(self, context, index: int, planned):
+        """A track's last state: its last stage's output, the state its gate task stopped with,
+        or (a stage failed for good) the state before that stage, marked failed at it."""
+        import dataclasses
+
+        from songmill.engine.task_data import TrackState
+        from songmill.engine.track_stages import TRACK_STAGES
+
+        ti = context["ti"]
+        stages = TRACK_STAGES.names()
+        outputs = ti.xcom_pull(task_ids=[f"{self.track_group}.{name}" for name in stages], map_indexes=[index])
+        if outputs[-1] is not None:
+            return TrackState.model_validate(outputs[-1])
+        stopped = ti.xcom_pull(task_ids=f"{self.track_group}.qc", map_indexes=index, key=STOPPED_STATE_KEY)
+        if stopped is not None:
+            return TrackState.model_validate(stopped)
+        done = max((i for i, out in enumerate(outputs) if out is not None), default=-1)
+        last = TrackState.model_validate(outputs[done]) if done >= 0 else planned
+        stage = stages[done + 1]
+        error = self._task_error(context, f"{self.track_group}.{stage}", index) or "its task failed (see the task's log)"
+        outcome = dataclasses.replace(last.outcome, failed_stage=stage, error=error)
+        return TrackState(plan=last.plan, outcome=outcome)
+
+    @staticmethod
+    def _task_error(context, task_id: str, map_index: int) -> str | None:
+        """The error the plugin's listener recorded for a task's last try, if any."""
+        from songmill.catalogue import Catalogue
+
+        catalogue = Catalogue.open()
+        try:
+            tries = [t for t in catalogue.task_tries(context["run_id"]) if t["task_id"] == task_id and t["map_index"] == map_index and t["error"]]
+        finally:
+            catalogue.close()
+        return tries[-1]["error"].strip().splitlines()[0] if tries else None
+
+    def _push_note(self, context, plan) -> None:
+        from songmill.engine.tasks import run_note
+
+        note = run_note(plan, qc_report_url(plan.release_id, plan.run_id))
+        if note:
+            context["ti"].xcom_push(key=RUN_NOTE_KEY, value=note)
+
 
 class CloseRunOperator(SongmillOperator):
-    """Teardown: when the run ended without a delivery (a task failed for good), the catalogue
-    marks it failed, naming the tasks that failed. Nothing was delivered: delivery is atomic.
+    """Teardown: when the run ended before the delivery task could finish it (the plan failed, or
+    the delivery task crashed), the catalogue marks it failed. Nothing was delivered: delivery is
+    atomic.
 
     :param states: the planner's output (the run's plan travels in every state).
     """
@@ -158,8 +220,9 @@ class CloseRunOperator(SongmillOperator):
     def execute(self, context) -> None:
         from songmill.engine.tasks import fail_release_run
 
-        if context["ti"].xcom_pull(task_ids=self.deliver_task_id):
-            return  # the run finished and was recorded by the delivery
+        ti = context["ti"]
+        if ti.xcom_pull(task_ids=self.deliver_task_id) or ti.xcom_pull(task_ids=self.deliver_task_id, key=RUN_NOTE_KEY):
+            return  # the delivery task finished the run and recorded it (delivered or not)
         states = _as_states(self.states)
         if not states:
             return

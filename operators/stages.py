@@ -11,24 +11,33 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperatorLink
+from airflow.sdk.exceptions import AirflowFailException
 
 from operators.hooks import SongmillOperator, engine_errors
 
+# Where a gate task that stopped its track leaves the track's state (it fails, so it has no
+# return value); the delivery task reads it to report the track's verdict.
+STOPPED_STATE_KEY = "stopped_track_state"
+
 
 class QCReportLink(BaseOperatorLink):
-    """The release's QC report, served by the songmill plugin (plugins/songmill_plugin.py)."""
+    """This run's QC report, served by the songmill plugin (plugins/songmill_plugin.py)."""
 
     name = "QC report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        # Called in the task process right after execute; the operator remembers its release.
+        # Called in the task process right after execute (whether it succeeded or failed); the
+        # operator remembers its release and the songmill run it belongs to.
         release_id = getattr(operator, "release_id", None)
-        return qc_report_url(release_id) if release_id else ""
+        return qc_report_url(release_id, getattr(operator, "songmill_run_id", None)) if release_id else ""
 
 
-def qc_report_url(release_id: str) -> str:
-    """Where the plugin serves a release's QC report (a path on the Airflow web server)."""
-    return f"/songmill/releases/{release_id}/qc-report.html"
+def qc_report_url(release_id: str, run_id: int | None = None) -> str:
+    """Where the plugin serves a QC report (a path on the Airflow web server): one run's, which
+    stays put, or (no run) the release's latest."""
+    if run_id is None:
+        return f"/songmill/releases/{release_id}/qc-report.html"
+    return f"/songmill/releases/{release_id}/runs/{run_id}/qc-report.html"
 
 
 class StageOperator(SongmillOperator):
@@ -89,11 +98,33 @@ class MasterOperator(StageOperator):
 
 
 class QCOperator(StageOperator):
-    """The gate: measures the track against every delivery profile; re-renders on a failure."""
+    """The gate: measures the track against every delivery profile; re-renders on a failure.
+
+    A track the gate stops (quarantined after its re-renders) fails this task, so the grid shows
+    it red, with the verdict as the error; the track's state goes to XCom `stopped_track_state`
+    for the delivery task, which delivers without it when the release allows partial delivery."""
 
     stage_name = "qc"
     ui_color = "#fff4d6"
     operator_extra_links = (QCReportLink(),)
+
+    def execute(self, context) -> dict:
+        state = super().execute(context)
+        outcome = state["outcome"]
+        if outcome.get("quarantined") or outcome.get("error"):
+            context["ti"].xcom_push(key=STOPPED_STATE_KEY, value=state)
+            raise AirflowFailException(stopped_message(outcome))
+        return state
+
+
+def stopped_message(outcome: dict) -> str:
+    """The gate's verdict on a stopped track, a reason per line (read in the log without scrolling)."""
+    head = f"track {outcome['number']} ({outcome['title']})"
+    if outcome.get("error"):
+        return f"{head} was not re-rendered: {outcome['error']}"
+    renders = len(outcome.get("qc_attempts") or []) or 1
+    reasons = "\n".join(f"  - {reason}" for reason in outcome["quarantined"])
+    return f"{head} was quarantined by the gate after {renders} render(s); the release is delivered without it only if allow_partial is true:\n{reasons}"
 
 
 class ExportOperator(StageOperator):

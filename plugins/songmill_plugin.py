@@ -2,8 +2,14 @@
 
 - a **listener** that records every task try (state, worker host, queue, error) in the songmill
   catalogue, beside the run it belongs to (`orchestrator_tasks`);
+- a **listener** in the scheduler that puts the run's verdicts on the DAG run as its note when
+  the run ends: delivered or not (and why), each track's verdict with the gate's reasons, and a
+  link to the run's QC report (the delivery task writes the note to XCom `run_note`);
 - the **"QC report" extra link** on the `qc` and `package_and_deliver` tasks, and a small web app
-  (`/songmill/releases/<release-id>/qc-report.html`, behind Airflow's login) that serves it;
+  that serves the reports behind Airflow's login (a browser without one is sent to the login
+  page and back): `/songmill/releases/<release-id>/runs/<run-id>/qc-report.html` (one run's,
+  which stays put; the links point here) and `/songmill/releases/<release-id>/qc-report.html`
+  (the release's latest), with `run-report.json` beside each;
 - **`POST /songmill/verify?name=<file name>`** (behind the same login): the body is an audio file,
   the answer `songmill verify --json`'s — ours, not ours (both 200) or unreadable (422);
 - **macros** for release paths: `{{ macros.songmill.release_dir("demo-single") }}`,
@@ -21,6 +27,7 @@ from pathlib import Path
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
+from operators.release import RUN_NOTE_KEY
 from operators.stages import QCReportLink, qc_report_url
 
 log = logging.getLogger("songmill.plugin")
@@ -74,7 +81,7 @@ class TaskRecorder:
                     dag_id=ti.dag_id,
                     dag_run_id=ti.run_id,
                     task_id=ti.task_id,
-                    map_index=getattr(ti, "map_index", -1) or -1,
+                    map_index=-1 if getattr(ti, "map_index", None) is None else ti.map_index,  # 0 is a mapped track
                     try_number=getattr(ti, "try_number", 0) or 0,
                     state=state,
                     hostname=getattr(ti, "hostname", None),
@@ -89,14 +96,68 @@ class TaskRecorder:
             log.warning("songmill: could not record task %s in the catalogue: %s", getattr(ti, "task_id", "?"), err)
 
 
+class RunNotes:
+    """Puts the delivery task's note on the DAG run when the run ends. Runs in the scheduler,
+    inside its session (a second connection could wait on the scheduler's own row lock); a note
+    a person wrote stays below ours. A failure costs a warning, never the run."""
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run, msg):
+        self._note(dag_run)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run, msg):
+        self._note(dag_run)
+
+    def _note(self, dag_run) -> None:
+        if not str(getattr(dag_run, "dag_id", "")).startswith("songmill_"):
+            return
+        try:
+            from sqlalchemy.orm import object_session
+
+            session = object_session(dag_run)
+            if session is not None:  # the scheduler's
+                self._set_note(session, dag_run)
+                return
+            from airflow.models.dagrun import DagRun
+            from airflow.utils.session import create_session
+
+            with create_session() as own:  # `airflow dags test` hands over a detached run
+                attached = own.query(DagRun).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).one()
+                self._set_note(own, attached)
+        except Exception as err:  # noqa: BLE001 - a note must never fail the run
+            log.warning("songmill: could not set the note of run %s: %s", getattr(dag_run, "run_id", "?"), err)
+
+    @staticmethod
+    def _set_note(session, dag_run) -> None:
+        from airflow.models.xcom import XComModel
+
+        query = XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids="package_and_deliver", key=RUN_NOTE_KEY)
+        row = session.scalars(query).first()
+        if row is None:
+            return
+        ours = str(XComModel.deserialize_value(row))
+        theirs = dag_run.note or ""
+        dag_run.note = ours if not theirs or ours in theirs else f"{ours}\n\n---\n{theirs}"
+
+
 async def _require_login(request) -> None:
     """Airflow's own check (its JWT, from the Authorization header or the UI's cookie); imported
-    when a report is asked for, so task processes, which load this plugin too, do not pay for it."""
+    when a report is asked for, so task processes, which load this plugin too, do not pay for it.
+    A browser asking for a page without a login is sent to the login page, and back after it."""
     from airflow.api_fastapi.core_api.security import COOKIE_NAME_JWT_TOKEN, resolve_user_from_token
+    from fastapi import HTTPException
 
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
-    await resolve_user_from_token(token)
+    try:
+        await resolve_user_from_token(token)
+    except HTTPException:
+        if request.method != "GET" or header:
+            raise  # an API client gets 401/403
+        from airflow.api_fastapi.app import get_auth_manager
+
+        raise HTTPException(status_code=307, detail="log in first", headers={"Location": get_auth_manager().get_url_login(next_url=str(request.url))}) from None
 
 
 MAX_VERIFY_BYTES = 512 * 1024 * 1024  # a long WAV master; larger uploads are refused (413)
@@ -132,12 +193,16 @@ def _reports_app():
 
     app = FastAPI(title="songmill reports", dependencies=[Depends(require_login)])
 
-    def _file(release_id: str, name: str) -> FileResponse:
+    def _file(release_id: str, name: str, run_id: int | None = None) -> FileResponse:
+        from songmill.engine.runner import run_folder
+
         if safe_name(release_id) != release_id:
             raise HTTPException(status_code=404, detail=f"no release {release_id!r}")
-        path = Path(release_dir(release_id)) / name
+        folder = Path(release_dir(release_id))
+        path = (run_folder(folder, run_id) if run_id is not None else folder) / name
         if not path.is_file():
-            raise HTTPException(status_code=404, detail=f"{name} of {release_id} is not there yet (the release is written by its package_and_deliver task)")
+            of = f"run {run_id} of {release_id}" if run_id is not None else release_id
+            raise HTTPException(status_code=404, detail=f"{name} of {of} is not there yet (the package_and_deliver task writes it when the run's tracks are done)")
         return FileResponse(path)
 
     @app.get("/releases/{release_id}/qc-report.html")
@@ -147,6 +212,14 @@ def _reports_app():
     @app.get("/releases/{release_id}/run-report.json")
     def report(release_id: str):
         return _file(release_id, "run-report.json")
+
+    @app.get("/releases/{release_id}/runs/{run_id}/qc-report.html")
+    def run_qc_report(release_id: str, run_id: int):
+        return _file(release_id, "qc-report.html", run_id)
+
+    @app.get("/releases/{release_id}/runs/{run_id}/run-report.json")
+    def run_report_file(release_id: str, run_id: int):
+        return _file(release_id, "run-report.json", run_id)
 
     @app.post("/verify")
     async def verify(request: Request, name: str = "upload.bin"):
@@ -165,7 +238,7 @@ def _reports_app():
 
 class SongmillPlugin(AirflowPlugin):
     name = "songmill"
-    listeners = [TaskRecorder()]
+    listeners = [TaskRecorder(), RunNotes()]
     operator_extra_links = [QCReportLink()]
     macros = [out_dir, release_dir, run_report, qc_report_url]
 

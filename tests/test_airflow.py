@@ -61,6 +61,15 @@ def release_dags(folder: Path) -> dict:
     return songmill_releases.build_release_dags(folder)
 
 
+def run_note(run) -> str | None:
+    """The note on a DAG run, read back from Airflow's database (what the UI shows)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(DagRun).filter_by(dag_id=run.dag_id, run_id=run.run_id).one().note
+
+
 # ------------------------------------------------------------------------ integrity
 
 
@@ -125,17 +134,51 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
 # ------------------------------------------------------------------------ runs
 
 
+ROUGH_TRACK = """
+  - title: Rough Words
+    theme: a harbour town
+    mood: hopeful
+    tempo: 120
+    key: A minor
+    structure: [{name: intro, bars: 2}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: outro, bars: 2}]
+    voice: {identity: ava}
+    seed: 3
+    lyrics: |
+      [verse]
+      this shit town is all I know
+      I walk the harbour wall alone
+      [chorus]
+      sing it loud and let it go
+      the radio will take me home
+"""
+
+
 def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch, unsigned_delivery):
+    """The debug release and a second track the gate quarantines (its own lyrics swear in a
+    release not flagged explicit), delivered without it (allow_partial): the same files as
+    `songmill render`; in Airflow the quarantined track's gate task is red, the run green, and the
+    run's note says why, with a link to this run's QC report."""
     from songmill.catalogue import Catalogue
     from songmill.engine.runner import render
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     config = short_config(tmp_path / "releases")
+    config.write_text(config.read_text().replace("  explicit: false\n", "  explicit: false\n  allow_partial: true\n") + ROUGH_TRACK)
     dag = release_dags(config.parent)["songmill_release_debug"]
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-airflow"))  # its own store and catalogue
     run = dag.test()
     assert run.state == "success"
     airflow_report = json.loads((tmp_path / "dist-airflow" / "debug-single" / "run-report.json").read_text())
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert states[("track.qc", 0)] == "success" and states[("track.qc", 1)] == "failed"  # not green
+    assert states[("track.export", 1)] == "upstream_failed" and states[("package_and_deliver", -1)] == "success"
+    assert airflow_report["quarantined"] == [2] and [t["number"] for t in airflow_report["tracks"] if t["status"] == "rendered"] == [1]
+    run_qc_report = f"/songmill/releases/debug-single/runs/{airflow_report['run_id']}/qc-report.html"
+    note = run_note(run)
+    assert note.startswith("**Delivered** without track 2 (allow_partial) to streaming")
+    assert "track 2 *Rough Words*: **quarantined** after 1 render(s): streaming: explicit words" in note
+    assert f"[QC report of this run]({run_qc_report})" in note
+    assert Path(airflow_report["run_qc_report"]).read_bytes() == (tmp_path / "dist-airflow" / "debug-single" / "qc-report.html").read_bytes()
 
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-render"))
     embedded_report = json.loads(render(config, out_dir=tmp_path / "dist-render").read_text())
@@ -150,7 +193,8 @@ def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_rende
     tries = catalogue.task_tries(run.run_id)
     catalogue.close()
     assert {t["task_id"] for t in tries} >= {"plan", "track.form", "track.vocals", "track.qc", "package_and_deliver"}
-    assert {t["state"] for t in tries} == {"success"}
+    assert {(t["task_id"], t["map_index"]) for t in tries if t["state"] != "success"} == {("track.qc", 1)}
+    assert "was quarantined by the gate after 1 render(s)" in next(t["error"] for t in tries if t["state"] == "failed")
     assert {t["run_id"] for t in tries if t["task_id"] != "close_run"} == {airflow_report["run_id"]}
     assert next(t for t in tries if t["task_id"] == "track.vocals")["queue"] == "gpu"
     from airflow.models.asset import AssetEvent, AssetModel
@@ -158,9 +202,9 @@ def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_rende
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        link = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc", key="_link_QCReportLink").one()
+        links = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc", key="_link_QCReportLink").all()
         uris = {uri for (uri,) in session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)}
-    assert str(link.value).strip('"') == "/songmill/releases/debug-single/qc-report.html"
+    assert {str(link.value).strip('"') for link in links} == {run_qc_report}  # the failed gate task links it too
     assert {"songmill://releases/", "songmill://releases/debug-single"} <= uris
 
 
@@ -182,8 +226,9 @@ def test_a_config_that_stops_parsing_between_runs_fails_the_plan_at_once_and_del
 
 def test_a_stage_that_raises_fails_its_task_and_the_run_is_recorded_failed(airflow_home, tmp_path, monkeypatch):
     """A voice identity the registry lost between planning and singing: the vocals task fails
-    (no retry: the input is wrong), later tasks do not run, nothing is delivered, and the
-    catalogue marks the run failed."""
+    (no retry: the input is wrong), later stages do not run, the delivery task reports the track
+    failed and delivers nothing (the release is not allow_partial), the run's note says so, and
+    the catalogue marks the run failed with the stage's error."""
     from songmill.catalogue import Catalogue
 
     config = short_config(tmp_path / "releases")
@@ -198,12 +243,16 @@ def test_a_stage_that_raises_fails_its_task_and_the_run_is_recorded_failed(airfl
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     failed = [task for task, ti in tis.items() if ti.state == "failed"]
     assert failed and all(tis[t].try_number == 1 for t in failed), failed
-    assert tis["package_and_deliver"].state == "upstream_failed"
+    assert tis["track.vocals"].state == "failed" and tis["track.export"].state == "upstream_failed"
+    assert tis["package_and_deliver"].state == "failed"
     assert not (tmp_path / "dist-airflow" / "streaming").exists()
+    note = run_note(run)
+    assert note.startswith("**Not delivered: the release waits for track 1**")
+    assert "track 1 *Little Lanterns*: **failed** at stage vocals: " in note and "no-such-voice" in note
     catalogue = Catalogue.open()
     runs = catalogue.runs_of("debug-single")
     catalogue.close()
-    assert runs[-1]["status"] == "failed" and "stopped before delivery" in runs[-1]["error"]
+    assert runs[-1]["status"] == "failed" and runs[-1]["error"].startswith("track 1: ") and "no-such-voice" in runs[-1]["error"]
 
 
 # ------------------------------------------------------------------------ form, nightly plan, connections

@@ -83,6 +83,19 @@ class Rest:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read().decode()
 
+    def where_sent(self, path: str) -> tuple[int, str]:
+        """(status, Location) of a GET without a login, as a browser gets it (redirects not followed)."""
+
+        class Stay(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        try:
+            with urllib.request.build_opener(Stay).open(self.url + path, timeout=30) as response:
+                return response.status, ""
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers.get("Location", "")
+
     def post(self, path: str, body):
         return self._call("POST", path, body)
 
@@ -204,6 +217,8 @@ def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_l
     run_id = rest.trigger("songmill_manual_release", FORM)
     assert rest.wait("songmill_manual_release", run_id) == "success"
     report = json.loads((tmp / "dist" / "night-bus" / "run-report.json").read_text())
+    note = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{run_id}")["note"]
+    assert note.startswith("**Delivered** to streaming") and "track 1 *Night Bus*: passed the gate" in note
     assert report["runner"] == "airflow" and report["status"] == "succeeded"
     assert report["tracks"][0]["seed"] == 11 and report["tracks"][0]["qc"]["passed"]
     delivery = Path(report["deliveries"][0]["destination"])
@@ -211,10 +226,13 @@ def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_l
     assert any(f.endswith(".flac") for f in files) and any(f.endswith(".xml") for f in files)
     # the QC task's extra link, and the plugin serving the report behind Airflow's login
     links = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{run_id}/taskInstances/track.qc/links?map_index=0")["extra_links"]
-    assert links.get("QC report") == "/songmill/releases/night-bus/qc-report.html", links
-    with pytest.raises(urllib.error.HTTPError) as anonymous:
-        rest.page(links["QC report"], auth=False)
-    assert anonymous.value.code == 401
+    assert links.get("QC report") == f"/songmill/releases/night-bus/runs/{report['run_id']}/qc-report.html", links
+    assert f"[QC report of this run]({links['QC report']})" in note
+    status, location = rest.where_sent(links["QC report"])  # a browser without a login goes to the login page, and back
+    assert status == 307 and location.startswith("/auth/login") and "next=" in location and "qc-report.html" in location
+    with pytest.raises(urllib.error.HTTPError) as bad_token:  # an API client with a bad token is refused, not redirected
+        urllib.request.urlopen(urllib.request.Request(airflow.url + links["QC report"], headers={"Authorization": "Bearer nonsense"}), timeout=30)
+    assert bad_token.value.code in (401, 403)
     assert "qc-data" in rest.page(links["QC report"])
     # the plugin's verify endpoint, behind the same login, knows the delivered file as ours
     flac = next((delivery / "resources").glob("*.flac"))
@@ -225,6 +243,20 @@ def test_the_manual_dag_runs_from_a_rest_trigger_with_params_and_delivers(live_l
     assert anonymous_verify.value.code == 401
     config = next((tmp / "dist" / "_configs").glob("night-bus-*.yaml"))
     assert "tempo: 100" in config.read_text()  # the run's config, ready for `songmill render`
+
+    # the same song with another seed is rendered but not delivered over the first (no redeliver);
+    # the run fails and its note says why; the first run's report link still shows the first run
+    other = rest.trigger("songmill_manual_release", {**FORM, "seed": 12})
+    assert rest.wait("songmill_manual_release", other) == "failed"
+    refused_note = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{other}")["note"]
+    assert refused_note.startswith("**Not delivered**: delivery failed: release 'night-bus' was delivered to profile 'streaming'"), refused_note
+    assert "track 1 sounds different" in refused_note and "redeliver" in refused_note
+    assert _verify_delivery(delivery) == files and flac.read_bytes() == (next((delivery / "resources").glob("*.flac"))).read_bytes()
+    other_links = rest.get(f"/api/v2/dags/songmill_manual_release/dagRuns/{other}/taskInstances/track.qc/links?map_index=0")["extra_links"]
+    assert other_links["QC report"] != links["QC report"]
+    other_run = json.loads((tmp / "dist" / "night-bus" / "run-report.json").read_text())["run_id"]
+    assert f", run {report['run_id']}," in rest.page(links["QC report"])  # the older run's link: that run's report
+    assert f", run {other_run}," in rest.page(other_links["QC report"]) and other_run != report["run_id"]
 
 
 def test_a_killed_task_process_is_retried_and_the_release_is_whole(live_local):

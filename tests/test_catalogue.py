@@ -76,6 +76,23 @@ def test_release_tracks_runs_and_lineage(database_url):
         assert s.get(Release, "demo-single").title == "Paper Lanterns"
 
 
+def test_each_delivery_keeps_its_audio_and_the_delivery_it_replaced(database_url):
+    catalogue = Catalogue.open(database_url)
+    spec = load_release(DEMO)
+    catalogue.upsert_release(spec, config_path=str(DEMO), config_sha256="f" * 64)
+    assert catalogue.latest_delivery(spec.release.id, "streaming") is None
+    common = {"release_id": spec.release.id, "run_id": None, "profile": "streaming", "destination": "/d", "upc": "0200000000011", "manifest_sha256": "e" * 64, "files": []}
+    first = catalogue.record_delivery(**common, content={1: "a" * 64})
+    second = catalogue.record_delivery(**common, content={1: "b" * 64}, replaces_id=first, replaced_because="track 1 sounds different")
+    latest = catalogue.latest_delivery(spec.release.id, "streaming")
+    assert latest["id"] == second and latest["content"] == {1: "b" * 64}  # track numbers come back as numbers
+    assert [(d["id"], d["replaces"], d["replaced_because"]) for d in catalogue.deliveries(spec.release.id)] == [
+        (first, None, None),
+        (second, first, "track 1 sounds different"),
+    ]
+    catalogue.close()
+
+
 def test_dead_postgres_url_is_one_sentence_with_the_password_hidden():
     with pytest.raises(ServiceError) as err:
         Catalogue.open("postgresql+psycopg2://songmill:s3cret@127.0.0.1:9/catalogue")

@@ -616,3 +616,39 @@ def test_our_loudness_meter_agrees_with_pyloudnorm_at_44_1_khz():
     music = np.cumsum(rng.standard_normal((rate * 8, 2)), axis=0)
     music = (music - music.mean(axis=0)) / np.abs(music).max() * 0.4
     assert loudness.integrated_lufs(music, rate) == pytest.approx(pyloudnorm.Meter(rate).integrated_loudness(music), abs=0.01)
+
+
+# ------------------------------------------------------------------------ redelivery
+
+
+def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_the_catalogue_says_what_replaced_what(tmp_path, monkeypatch):
+    """A rerun (same audio) delivers again; another seed is rendered and reported but not
+    delivered over the first delivery, whose files stay as they were, until `--redeliver`; the
+    catalogue records each delivery, the one it replaced and, when the audio changed, how."""
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    out = tmp_path / "dist"
+    audio = lambda: {p.name: file_sha256(p) for p in (out / "streaming").rglob("*.flac")}  # noqa: E731 - the delivered audio
+    render(DEBUG, out_dir=out, seed=11)
+    render(DEBUG, out_dir=out, seed=11)  # a rerun: the same audio, delivered again
+    first = audio()
+    assert len(first) == 1
+
+    with pytest.raises(SongmillError) as err:
+        render(DEBUG, out_dir=out, seed=12)
+    message = str(err.value)
+    assert message.startswith("delivery failed: release 'debug-single' was delivered to profile 'streaming' on ")
+    assert "and this render's audio differs (track 1 sounds different); it was not delivered over it. Render with --redeliver" in message
+    assert audio() == first  # untouched
+    report = json.loads((out / "debug-single" / "run-report.json").read_text())
+    assert report["status"] == "failed" and report["delivered"] == [] and report["tracks"][0]["status"] == "rendered"
+
+    render(DEBUG, out_dir=out, seed=12, redeliver=True)
+    assert audio().keys() == first.keys() and audio() != first
+    catalogue = Catalogue.open()
+    rows = catalogue.deliveries("debug-single")
+    catalogue.close()
+    assert [(r["replaces"], r["replaced_because"]) for r in rows] == [(None, None), (rows[0]["id"], None), (rows[1]["id"], "track 1 sounds different")]
+    listed = subprocess.run(
+        [sys.executable, "-m", "songmill", "catalogue", "deliveries", "debug-single", "--json"], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["replaced_because"] == "track 1 sounds different"

@@ -347,21 +347,58 @@ class Catalogue:
             owner = f"release {other.id}" if table is Release else f"track {other.number} of release {other.release_id}"
             raise SongmillError(f"{what} {value} already belongs to {owner} in the catalogue; an identifier is never reused (give this one its own, or 'auto')")
 
-    def record_delivery(self, *, release_id: str, run_id: int | None, profile: str, destination: str, upc: str, manifest_sha256: str, files: list[dict]) -> int:
+    def record_delivery(
+        self,
+        *,
+        release_id: str,
+        run_id: int | None,
+        profile: str,
+        destination: str,
+        upc: str,
+        manifest_sha256: str,
+        files: list[dict],
+        content: dict[int, str] | None = None,
+        replaces_id: int | None = None,
+        replaced_because: str | None = None,
+    ) -> int:
+        """Record a delivery: its files, the master each track was encoded from (`content`) and,
+        when it replaced an earlier delivery of the release and profile, which one and why."""
         with self.session() as s, s.begin():
             delivery = Delivery(
-                release_id=release_id, run_id=run_id, profile=profile, destination=destination, upc=upc, manifest_sha256=manifest_sha256, files=files
+                release_id=release_id,
+                run_id=run_id,
+                profile=profile,
+                destination=destination,
+                upc=upc,
+                manifest_sha256=manifest_sha256,
+                files=files,
+                content={str(number): sha for number, sha in (content or {}).items()} or None,
+                replaces_id=replaces_id,
+                replaced_because=replaced_because,
             )
             s.add(delivery)
             s.flush()
             return delivery.id
 
     # -- reads
+    def latest_delivery(self, release_id: str, profile: str) -> dict | None:
+        """The newest delivery of a release to a profile: its id, run, time and content
+        ({track number: master sha256}, None when delivered before the catalogue kept it)."""
+        with self.session() as s:
+            row = s.scalars(
+                select(Delivery).where(Delivery.release_id == release_id, Delivery.profile == profile).order_by(Delivery.id.desc()).limit(1)
+            ).first()
+            if row is None:
+                return None
+            content = {int(number): sha for number, sha in row.content.items()} if row.content else None
+            return {"id": row.id, "run_id": row.run_id, "upc": row.upc, "delivered_at": row.delivered_at.isoformat(timespec="seconds"), "content": content}
+
     def deliveries(self, release_id: str) -> list[dict]:
-        """Every delivery of a release, oldest first."""
+        """Every delivery of a release, oldest first, with the delivery each one replaced."""
         with self.session() as s:
             return [
                 {
+                    "id": d.id,
                     "profile": d.profile,
                     "destination": d.destination,
                     "upc": d.upc,
@@ -369,6 +406,8 @@ class Catalogue:
                     "manifest_sha256": d.manifest_sha256,
                     "files": len(d.files),
                     "delivered_at": d.delivered_at.isoformat(timespec="seconds"),
+                    "replaces": d.replaces_id,
+                    "replaced_because": d.replaced_because,
                 }
                 for d in s.scalars(select(Delivery).where(Delivery.release_id == release_id).order_by(Delivery.id))
             ]

@@ -146,6 +146,11 @@ class Delivery(Base):
     upc: Mapped[str] = mapped_column(String(13))
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     files: Mapped[list] = mapped_column(JSON)  # [{path, sha256, bytes}] relative to the folder
+    # {track number: sha256 of the master it was encoded from}: what a later render is compared
+    # with before it may replace this delivery (None: delivered before the catalogue kept it)
+    content: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"), nullable=True)
+    replaced_because: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when the audio changed (--redeliver)
     delivered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -65,13 +65,16 @@ def render(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Tracks rendered at once."),
     track: int | None = typer.Option(None, "--track", help="Render only track N (1-based)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Re-seed every track from this base seed."),
+    redeliver: bool = typer.Option(
+        False, "--redeliver", help="Replace an earlier delivery of this release even though its audio differs (recorded in the catalogue)."
+    ),
 ) -> None:
     """Render a release; the last line printed is the path of its run-report.json."""
     from songmill.engine.runner import render as render_release
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        report = render_release(config, out_dir=out, jobs=jobs, track=track, seed=seed, console=err_console)
+        report = render_release(config, out_dir=out, jobs=jobs, track=track, seed=seed, console=err_console, redeliver=redeliver)
     except ConfigError as err:
         for line in err.problems:
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -209,7 +212,8 @@ def catalogue_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 def catalogue_deliveries(
     release: str = typer.Argument(..., help="The release id."), as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ) -> None:
-    """List where a release was delivered: profile, destination, UPC, manifest hash, when."""
+    """List where a release was delivered: profile, destination, UPC, manifest hash, when, and
+    which earlier delivery each one replaced (and why, when its audio changed)."""
     from songmill.catalogue import Catalogue
 
     try:
@@ -219,9 +223,10 @@ def catalogue_deliveries(
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    table = Table("profile", "destination", "UPC", "files", "manifest sha256", "delivered at")
+    table = Table("#", "profile", "destination", "UPC", "files", "manifest sha256", "delivered at", "replaces")
     for r in rows:
-        table.add_row(r["profile"], r["destination"], r["upc"], str(r["files"]), r["manifest_sha256"][:16], r["delivered_at"])
+        replaces = f"#{r['replaces']}" + (f": {r['replaced_because']}" if r["replaced_because"] else "") if r["replaces"] else ""
+        table.add_row(str(r["id"]), r["profile"], r["destination"], r["upc"], str(r["files"]), r["manifest_sha256"][:16], r["delivered_at"], replaces)
     Console().print(table)
 
 

@@ -251,6 +251,7 @@ class ReleaseRun:
     config_sha256: str
     partial_render: bool = False  # only one track (--track): nothing is delivered
     workers: int = 1
+    redeliver: bool = False  # may replace an earlier delivery whose audio differs (--redeliver)
 
     @property
     def release_dir(self) -> Path:
@@ -274,6 +275,7 @@ class ReleaseRun:
             runner=self.runner,
             started_at=self.started,
             partial_render=self.partial_render,
+            redeliver=self.redeliver,
             tracks=[TrackPlan(number=j.number, seed=j.seed, title=j.track.title, commercial=j.commercial) for j in self.jobs],
         )
 
@@ -295,6 +297,7 @@ class ReleaseRun:
             plan.started_at,
             plan.config_sha256,
             plan.partial_render,
+            redeliver=plan.redeliver,
         )
 
     def job(self, number: int) -> TrackJob:
@@ -311,6 +314,7 @@ def start_release(
     store_spec: str | None = None,
     database_url: str | None = None,
     runner: Literal["embedded", "airflow"] = "embedded",
+    redeliver: bool = False,
 ) -> ReleaseRun:
     """Validate the config and the services, record the run in the catalogue, plan the tracks.
 
@@ -348,6 +352,7 @@ def start_release(
         config_sha,
         partial_render=track is not None,
         workers=jobs,
+        redeliver=redeliver,
     )
 
 
@@ -361,6 +366,7 @@ def render(
     store_spec: str | None = None,
     database_url: str | None = None,
     console: Console | None = None,
+    redeliver: bool = False,
 ) -> Path:
     """Render a release; returns the path of its run report.
 
@@ -371,6 +377,8 @@ def render(
     jobs : tracks rendered at once (worker processes).
     track : render only this track (1-based).
     seed : re-seed every track from this base seed (see `spec.track_seed`).
+    redeliver : replace an earlier delivery of the release even when its audio differs (without
+        it, such a render is rendered and reported but not delivered).
 
     Raises
     ------
@@ -378,7 +386,9 @@ def render(
         (the report is still written, with the failure).
     """
     store_spec = store_spec or default_store_spec()
-    run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url)
+    run = start_release(
+        config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url, redeliver=redeliver
+    )
     console = console or Console(stderr=True)
     catalogue = Catalogue.open(database_url)
     catalogue_url = catalogue.engine.url.render_as_string(hide_password=False)  # for the worker processes
@@ -428,6 +438,7 @@ def finish_release(
         catalogue=catalogue,
         run_id=run.run_id,
         partial_render=run.partial_render,
+        redeliver=run.redeliver,
     )
     release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(cpu_seconds() - steps_cpu0, 3)}
     report = {
@@ -468,10 +479,14 @@ def finish_release(
         "delivered": release_steps.get("delivered", []),
     }
     report_cpu0 = cpu_seconds()
-    report["qc_report"] = str(_qc_report(report, profiles, release_dir))
+    run_dir = run_folder(release_dir, run.run_id)  # this run's own copies: a later run never replaces them
+    report["qc_report"] = str(release_dir / "qc-report.html")
+    report["run_qc_report"] = str(_qc_report(report, profiles, run_dir))
     report["qc_report_cpu_s"] = round(cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
-    atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
+    atomic_write_bytes(run_dir / "run-report.json", json.dumps(report, indent=1).encode())
+    atomic_write_bytes(report_path, (run_dir / "run-report.json").read_bytes())  # the release's latest run
+    atomic_write_bytes(release_dir / "qc-report.html", Path(report["run_qc_report"]).read_bytes())
     catalogue.finish_run(
         run.run_id,
         status=report["status"],
@@ -494,11 +509,17 @@ def finish_release(
     return report_path
 
 
-def _qc_report(report: dict, profiles: dict, release_dir: Path) -> Path:
+def run_folder(release_dir: Path, run_id: int) -> Path:
+    """Where one run's QC report and run report are kept (`<release>/runs/<run id>/`), beside the
+    release's latest ones (`<release>/qc-report.html`, `run-report.json`)."""
+    return release_dir / "runs" / str(run_id)
+
+
+def _qc_report(report: dict, profiles: dict, folder: Path) -> Path:
     from qc.report import write_qc_report
 
     targets = {name: p.loudness_lufs if p.loudness_lufs != "reference" else None for name, p in profiles.items()}
-    return write_qc_report(report, release_dir / "qc-report.html", targets=targets)
+    return write_qc_report(report, folder / "qc-report.html", targets=targets)
 
 
 def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
@@ -557,6 +578,7 @@ def _release_steps(
     catalogue: Catalogue,
     run_id: int,
     partial_render: bool,
+    redeliver: bool = False,
 ) -> tuple[dict, str | None]:
     """Package and deliver when the release is whole: every track rendered (or, with
     `allow_partial`, the ones that did). Returns (what was delivered, the error that stopped it)."""
@@ -571,7 +593,15 @@ def _release_steps(
         commercial = any(profiles[name].commercial for name in spec.release.profiles)
         detect = watermark_detector(commercial=commercial) if any(profiles[name].watermark for name in spec.release.profiles) else None
         delivered = package_and_deliver(
-            spec, profiles, ready, out_dir=out_dir, config_path=config_path, catalogue=catalogue, run_id=run_id, detect_watermark=detect
+            spec,
+            profiles,
+            ready,
+            out_dir=out_dir,
+            config_path=config_path,
+            catalogue=catalogue,
+            run_id=run_id,
+            detect_watermark=detect,
+            redeliver=redeliver,
         )
         return delivered, None
     except SongmillError as err:

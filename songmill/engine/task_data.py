@@ -50,6 +50,7 @@ class ReleasePlan(_TaskData):
     runner: Literal["embedded", "airflow"]
     started_at: dt.datetime
     partial_render: bool = False  # only one track (--track): nothing is delivered
+    redeliver: bool = False  # may replace an earlier delivery whose audio differs
     tracks: list[TrackPlan]
 
 

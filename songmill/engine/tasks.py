@@ -31,12 +31,15 @@ from songmill.engine.task_data import ReleasePlan, ReleaseResult, TrackOutcome, 
 log = logging.getLogger("songmill.engine.tasks")
 
 
-def plan_release(config_path: str | Path, *, out_dir: str | Path, seed: int | None = None, runner: Literal["embedded", "airflow"] = "airflow") -> ReleasePlan:
-    """Validate the config and the services, record the run in the catalogue; the run's plan."""
+def plan_release(
+    config_path: str | Path, *, out_dir: str | Path, seed: int | None = None, runner: Literal["embedded", "airflow"] = "airflow", redeliver: bool = False
+) -> ReleasePlan:
+    """Validate the config and the services, record the run in the catalogue; the run's plan.
+    `redeliver`: the run may replace an earlier delivery of the release whose audio differs."""
     from songmill.core.store import open_store
     from songmill.engine.runner import start_release
 
-    run = start_release(config_path, out_dir=Path(out_dir), seed=seed, runner=runner)
+    run = start_release(config_path, out_dir=Path(out_dir), seed=seed, runner=runner, redeliver=redeliver)
     return run.to_plan(open_store())
 
 
@@ -118,3 +121,43 @@ def fail_release_run(plan: ReleasePlan, error: str) -> None:
     from songmill.engine.runner import fail_release
 
     fail_release(plan.run_id, error)
+
+
+def run_note(plan: ReleasePlan, qc_report_url: str) -> str | None:
+    """The note a scheduler puts on the run (Markdown): whether the release was delivered, each
+    track's verdict with the gate's reasons, and a link to this run's QC report. None when the
+    run wrote no report (it stopped before delivery)."""
+    from songmill.engine.runner import run_folder
+
+    path = run_folder(Path(plan.out_dir).resolve() / plan.release_id, plan.run_id) / "run-report.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    lines = [_delivery_line(report), ""]
+    lines += [_track_line(track) for track in report["tracks"]]
+    lines += ["", f"[QC report of this run]({qc_report_url}) (songmill run {plan.run_id})"]  # Airflow's notes open links in a new tab
+    return "\n".join(lines)
+
+
+def _delivery_line(report: dict) -> str:
+    stopped = [t for t in report["tracks"] if t["status"] in ("quarantined", "failed")]
+    names = ", ".join(f"track {t['number']}" for t in stopped)
+    profiles = ", ".join(d["profile"] for d in report["deliveries"])
+    if report["delivered"]:
+        without = f" without {names} (allow_partial)" if stopped else ""
+        return f"**Delivered**{without} to {profiles}, UPC {report['upc']}."
+    if report.get("delivery_error"):
+        return f"**Not delivered**: {report['delivery_error']}"
+    if stopped:
+        return f"**Not delivered: the release waits for {names}** — release.allow_partial is false, so it is delivered only when every track passes."
+    return f"**Not delivered**: {report.get('delivery_skipped') or 'nothing was delivered'}."
+
+
+def _track_line(track: dict) -> str:
+    head = f"- track {track['number']} *{track['title']}*"
+    if track["status"] == "quarantined":
+        renders = len(track.get("qc_attempts") or []) or 1
+        return f"{head}: **quarantined** after {renders} render(s): " + "; ".join(track.get("qc_reasons") or [])
+    if track["status"] == "failed":
+        return f"{head}: **failed** at stage {track.get('failed_stage')}: {track.get('error')}"
+    return f"{head}: passed the gate" + (f" (after {len(track['qc_attempts'])} turned-down render(s))" if track.get("qc_attempts") else "")

@@ -122,23 +122,30 @@ def package_and_deliver(
     settings: DeliverySettings | None = None,
     now: dt.datetime | None = None,
     detect_watermark: WatermarkDetector | None = None,
+    redeliver: bool = False,
 ) -> dict:
     """Package and deliver a rendered release to each of its profiles.
+
+    A profile the release was delivered to before is delivered again only when the audio is the
+    same (a rerun, a retry) or `redeliver` is set; the catalogue records which delivery replaced
+    which, and why when the audio changed.
 
     Returns {"upc", "isrcs", "deliveries": [...], "delivered": [{profile, format, path, sha256, bytes}]}.
 
     Raises
     ------
-    SongmillError : a bad cover, a message the schema rejects, a dead S3 endpoint — before
-        anything already delivered is touched. (A release whose sender, recipient or ISRCs are
+    SongmillError : a bad cover, a message the schema rejects, a dead S3 endpoint, other audio
+        than was delivered before without `redeliver` — before anything already delivered is touched. (A release whose sender, recipient or ISRCs are
         not configured is delivered without a DDEX message; `ddex_skipped` says why.)
     """
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
     credentials, unsigned_reason = usable_credentials(settings.signing)
+    replacing: dict[str, tuple[int | None, str | None]] = {}
     for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
         _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
         _check_licences(name, profiles[name], tracks)
+        replacing[name] = _check_redelivery(spec.release.id, name, _content(tracks, name), catalogue, redeliver=redeliver)
     ids = settings.identifiers
     upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
     isrcs = {
@@ -179,6 +186,9 @@ def package_and_deliver(
             upc=upc,
             manifest_sha256=delivery["manifest_sha256"],
             files=delivery["files"],
+            content=_content(tracks, name),
+            replaces_id=replacing[name][0],
+            replaced_because=replacing[name][1],
         )
         result["deliveries"].append({k: v for k, v in delivery.items() if k != "files"})
         result["delivered"] += [
@@ -187,6 +197,44 @@ def package_and_deliver(
     for track in tracks:
         catalogue.set_track_status(track.track_id, "delivered")
     return result
+
+
+def _content(tracks: list[RenderedTrack], profile_name: str) -> dict[int, str]:
+    """What a delivery to the profile holds: each track's master (sha256), the audio its files are encoded from."""
+    return {t.number: file_sha256(t.files[f"master-{profile_name}.wav"]) for t in tracks if f"master-{profile_name}.wav" in t.files}
+
+
+def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str], catalogue: Catalogue, *, redeliver: bool) -> tuple[int | None, str | None]:
+    """(the delivery this one replaces, how its audio changed): refuses other audio than the
+    release's last delivery to the profile unless `redeliver`. A rerun or a retry renders the same
+    audio and passes; a delivery recorded before the catalogue kept its content cannot be compared."""
+    earlier = catalogue.latest_delivery(release_id, profile_name)
+    if earlier is None:
+        return None, None
+    change = _audio_change(earlier["content"], content)
+    if change and not redeliver:
+        raise SongmillError(
+            f"release '{release_id}' was delivered to profile '{profile_name}' on {earlier['delivered_at']} (UPC {earlier['upc']}) "
+            f"and this render's audio differs ({change}); it was not delivered over it. Render with --redeliver "
+            f"(Airflow: the redeliver param) to replace that delivery, or give the new version a release id of its own"
+        )
+    return earlier["id"], change
+
+
+def _audio_change(before: dict[int, str] | None, after: dict[int, str]) -> str | None:
+    """How a release's audio changed between two deliveries, in words; None when it did not (or is unknown)."""
+    if before is None:
+        return None
+    changed = [n for n in sorted(after) if n in before and before[n] != after[n]]
+    added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    words = [f"{_tracks(changed)} {'sounds' if len(changed) == 1 else 'sound'} different"] if changed else []
+    words += [f"{_tracks(added)} {'is' if len(added) == 1 else 'are'} new"] if added else []
+    words += [f"{_tracks(removed)} {'is' if len(removed) == 1 else 'are'} left out"] if removed else []
+    return "; ".join(words) or None
+
+
+def _tracks(numbers: list[int]) -> str:
+    return ("track " if len(numbers) == 1 else "tracks ") + ", ".join(str(n) for n in numbers)
 
 
 def _check_credentials_policy(name: str, profile: DeliveryProfile, credentials: Credentials | None, unsigned_reason: str | None) -> None:
