@@ -17,7 +17,7 @@ _plan = load_catalogue_plan()
 songmill_nightly_catalogue = release_dag(
     "songmill_nightly_catalogue",
     schedule=_plan.schedule,
-    plan=lambda: PlanNightlyOperator(task_id="plan", date="{{ ds }}"),
+    plan=lambda: PlanNightlyOperator(task_id="plan"),  # the run's logical date, else its trigger time
     gpu_stages=gpu_stage_names(),
     tags=["songmill", "catalogue", "nightly"],
     description=f"{_plan.tracks_per_night} catalogue tracks a night, seeded by the date, delivered to {', '.join(_plan.release.profiles)}",

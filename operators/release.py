@@ -80,20 +80,27 @@ class PlanReleaseOperator(_PlanOperator):
 class PlanNightlyOperator(_PlanOperator):
     """Plans the night's catalogue release from config/catalogue.yaml and the run's date.
 
-    :param date: the night (ISO date, templated; default the run's logical date).
+    :param date: the night (ISO date, templated); None: the run's logical date, or, for a run
+        triggered without one (Airflow 3 allows that: the UI's cleared field, the REST API's
+        `"logical_date": null`), the moment it was triggered (`run_after`).
     """
 
     template_fields = (*SongmillOperator.template_fields, "date")
 
-    def __init__(self, *, date: str = "{{ ds }}", **kwargs):
+    def __init__(self, *, date: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.date = date
+
+    def night(self, context) -> dt.date:
+        if self.date not in (None, "", "None"):
+            return dt.date.fromisoformat(str(self.date))
+        run = context["dag_run"]
+        return (run.logical_date or run.run_after).date()
 
     def release_config(self, context, out_dir: Path) -> Path:
         from songmill.engine.planning import load_catalogue_plan, nightly_release, write_release_config
 
-        night = dt.date.fromisoformat(str(self.date))
-        config = nightly_release(load_catalogue_plan(), night)
+        config = nightly_release(load_catalogue_plan(), self.night(context))
         return write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}.yaml")
 
 

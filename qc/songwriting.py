@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from songmill.core.lyrics import Lyrics
+from songmill.core.lyrics import Lyrics, LyricSection
 from songmill.core.music import metric_strength, parse_key
 from songmill.core.phonetics import words_rhyme
+from songmill.core.phrasing import phrase_spans
 from songmill.core.score import Note, Score
 
 
@@ -80,26 +81,29 @@ def unsung_syllables(score: Score, lyrics: Lyrics) -> int:
 
 
 def chorus_problems(score: Score, lyrics: Lyrics) -> list[str]:
-    """Choruses whose words or melody differ from the first chorus."""
+    """Choruses whose words or melody differ from the first chorus. A chorus longer or shorter
+    than the first repeats it when it sings the first's lines in order, cut short or begun again,
+    each to the melody that line had in the first chorus."""
     choruses = [s for s in lyrics.sections if s.name == "chorus"]
     problems: list[str] = []
     if not choruses:
         return problems
     first_words = [ln.text for ln in choruses[0].lines]
-    first_tune = _section_tune(score, choruses[0].form_index)
+    first_tunes = _line_tunes(score, choruses[0])
     for chorus in choruses[1:]:
-        if [ln.text for ln in chorus.lines] != first_words:
+        expected = [first_words[i % len(first_words)] for i in range(len(chorus.lines))]
+        if [ln.text for ln in chorus.lines] != expected:
             problems.append(f"chorus at section {chorus.form_index + 1} has other words than the first chorus")
-        elif _section_tune(score, chorus.form_index) != first_tune and not score.key_changes:
+        elif not score.key_changes and any(tune != first_tunes[i % len(first_tunes)] for i, tune in enumerate(_line_tunes(score, chorus))):
             problems.append(f"chorus at section {chorus.form_index + 1} has another melody than the first chorus")
     return problems
 
 
-def _section_tune(score: Score, form_index: int) -> list[tuple[float, int]]:
-    section = score.sections[form_index]
-    start = section.start_bar * score.beats_per_bar
-    end = start + section.bars * score.beats_per_bar
-    return [(round(n.start_beat - start, 4), n.pitch) for n in melody_notes(score) if start <= n.start_beat < end]
+def _line_tunes(score: Score, section: LyricSection) -> list[list[tuple[float, int]]]:
+    """Each sung line's melody: (beat from the line's start, MIDI pitch) of the notes in its phrase."""
+    notes = melody_notes(score)
+    spans = phrase_spans(score.sections[section.form_index], len(section.lines), score)
+    return [[(round(n.start_beat - begin, 4), n.pitch) for n in notes if begin <= n.start_beat < end] for begin, end in spans]
 
 
 def interval_ngrams(score: Score, n: int = 4) -> set[tuple[int, ...]]:

@@ -283,6 +283,8 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     config = release_from_form(good.dump())
     assert config["tracks"][0]["theme"] == "Night Bus" and "lyrics" not in config["tracks"][0]
     assert set(params) == set(FORM_FIELDS)  # one definition of the form's fields
+    dag_params = set(songmill_manual.songmill_manual_release.params)
+    assert dag_params == set(FORM_FIELDS) | {"redeliver"}  # and the run's own: may it replace a delivery
     for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"), ("key", "H minor", "H minor")):
         bad = ParamsDict(songmill_manual.form_params())
         with pytest.raises(ParamValidationError) as err:
@@ -370,6 +372,23 @@ def test_the_nightly_plan_is_decided_by_the_date(tmp_path):
     spec = load_release(write_release_config(night, tmp_path / "n.yaml"))
     assert spec.release.id == "nightly-2026-11-24" and len(spec.tracks) == plan.tracks_per_night
     assert len({t.title for t in spec.tracks}) == len(spec.tracks)
+
+
+def test_the_nightly_run_is_the_night_of_its_logical_date_or_else_of_its_trigger_time():
+    """A scheduled run (or a backfill) has a logical date; a run triggered with the UI's logical
+    date cleared, or through the REST API with none, is planned for the moment it was triggered."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from operators.release import PlanNightlyOperator
+
+    planner = PlanNightlyOperator(task_id="plan")
+    at = lambda *args: dt.datetime(*args, tzinfo=dt.UTC)  # noqa: E731
+    scheduled = SimpleNamespace(logical_date=at(2026, 11, 24, 2), run_after=at(2026, 11, 24, 2))
+    triggered = SimpleNamespace(logical_date=None, run_after=at(2026, 12, 1, 16, 30))
+    assert planner.night({"dag_run": scheduled}) == dt.date(2026, 11, 24)
+    assert planner.night({"dag_run": triggered}) == dt.date(2026, 12, 1)
+    assert PlanNightlyOperator(task_id="plan", date="2026-01-02").night({"dag_run": triggered}) == dt.date(2026, 1, 2)
 
 
 def test_a_bad_catalogue_plan_names_its_file_and_line(tmp_path):

@@ -96,7 +96,7 @@ def test_the_chorus_sits_higher_than_the_verse(batch):
 
         def mean_pitch(name, score=score, lyrics=lyrics):
             section = next(s for s in lyrics.sections if s.name == name)
-            return np.mean([p for _, p in metrics._section_tune(score, section.form_index)])
+            return np.mean([p for tune in metrics._line_tunes(score, section) for _, p in tune])
 
         higher += mean_pitch("chorus") > mean_pitch("verse")
     assert higher >= 15
@@ -234,3 +234,40 @@ def test_music21_reads_the_musicxml_back_with_the_lyrics(batch, tmp_path):
     expected = [n.syllable.text for n in score.part("melody").notes if n.syllable and not n.melisma]
     assert sung == expected
     assert parsed.recurse().getElementsByClass("MetronomeMark").first().number == 104
+
+
+# ------------------------------------------------------------------------ choruses of other lengths
+
+
+PROVIDED = """[verse]
+the harbour lights are burning low
+[chorus]
+sing it loud and let it go
+the radio will take me home
+the night is long the road is slow
+I walk the harbour wall alone
+[verse]
+the gulls are sleeping on the pier
+[verse]
+the morning finds me standing here
+"""
+
+
+@pytest.mark.parametrize("provided", [None, PROVIDED], ids=["written", "provided"])
+def test_a_shorter_or_longer_chorus_repeats_the_first_ones_lines_and_melody(provided):
+    """A structure may give a later chorus fewer or more bars than the first (a half chorus, a
+    double chorus): it sings the first chorus's lines in order, cut short or begun again, each to
+    the melody it had, and the gate's chorus check passes it — and still fails a changed note."""
+    structure = [("verse", 4), ("chorus", 4), ("verse", 4), ("chorus", 2), ("verse", 4), ("chorus", 8)]
+    form = song_form(title="Half", genre="pop", key="C minor", time_signature="4/4", tempo_bpm=96, target_duration_s=60, structure=structure)
+    lyrics = write_lyrics(form, title="Half", theme=THEME, mood="hopeful", genre="pop", provided=provided, instrumental=False, rng=np.random.default_rng(4))
+    score, _ = compose(form, lyrics, genre="pop", voice_range=voice_range("ava"), model=melody_model(), rng=np.random.default_rng(4))
+    first, half, double = [[ln.text for ln in s.lines] for s in lyrics.sections if s.name == "chorus"]
+    assert half == first[: len(half)] and 1 <= len(half) < len(first)
+    assert double == first + first
+    assert metrics.chorus_problems(score, lyrics) == [] and metrics.unsung_syllables(score, lyrics) == 0
+    last_chorus = score.sections[5].start_bar * score.beats_per_bar
+    note = next(n for n in score.part("melody").notes if n.start_beat >= last_chorus + 4 * score.beats_per_bar)  # in the begun-again half
+    changed = score.model_copy(deep=True)
+    next(n for n in changed.part("melody").notes if n.start_beat == note.start_beat).pitch += 2
+    assert metrics.chorus_problems(changed, lyrics) == ["chorus at section 6 has another melody than the first chorus"]

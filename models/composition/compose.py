@@ -44,6 +44,7 @@ class _Memory:
     chorus: list[Note] | None = None
     chorus_start: float = 0.0
     chorus_text: list[str] = field(default_factory=list)
+    chorus_line_beats: float = 0.0  # how long each of its lines is
     lines: dict[tuple[str, int], tuple[float, list[tuple[float, float, int, bool]]]] = field(default_factory=dict)
 
 
@@ -103,14 +104,10 @@ def _melody(
         if lyric_section is None and index not in instrumental:
             continue
         start = section.start_bar * score.beats_per_bar
-        if (
-            section.name == "chorus"
-            and memory.chorus is not None
-            and lyric_section is not None
-            and [ln.text for ln in lyric_section.lines] == memory.chorus_text
-        ):
-            notes += [n.model_copy(update={"start_beat": n.start_beat - memory.chorus_start + start}) for n in memory.chorus]
-            sampler.previous = memory.chorus[-1].pitch - sampler.tonic_ref  # the next phrase follows on
+        repeated = _repeat_chorus(memory, section, lyric_section, start, score.beats_per_bar) if section.name == "chorus" else None
+        if repeated:
+            notes += repeated
+            sampler.previous = repeated[-1].pitch - sampler.tonic_ref  # the next phrase follows on
             continue
         sampler.high = high - chorus_headroom if section.name == "chorus" else high
         lines = lyric_section.lines if lyric_section else [None] * len(instrumental[index])
@@ -136,11 +133,31 @@ def _melody(
                 sung_lines.setdefault(line.text, relative)
             memory.lines.setdefault((section.name, number), (len(stress), relative))
             section_notes += _to_notes(events, line, velocity)
-        if section.name == "chorus" and lyric_section is not None:
+        if section.name == "chorus" and lyric_section is not None and memory.chorus is None:
             memory.chorus, memory.chorus_start = section_notes, start
             memory.chorus_text = [ln.text for ln in lyric_section.lines]
+            memory.chorus_line_beats = section.bars * score.beats_per_bar / len(lyric_section.lines)
         notes += section_notes
     return notes
+
+
+def _repeat_chorus(memory: _Memory, section, lyric_section, start: float, beats_per_bar: float) -> list[Note] | None:
+    """A later chorus sings the first chorus's melody, line by line: all of it, or (a shorter or
+    longer chorus, whose lyrics are the first's lines cut short or begun again) the melody of each
+    line it repeats. None when it is not such a repeat (other words, or other line lengths)."""
+    if memory.chorus is None or lyric_section is None:
+        return None
+    texts = [ln.text for ln in lyric_section.lines]
+    first = memory.chorus_text
+    line_beats = section.bars * beats_per_bar / len(texts)
+    if texts != [first[i % len(first)] for i in range(len(texts))] or abs(line_beats - memory.chorus_line_beats) > 1e-6:
+        return None
+    notes = []
+    for i in range(len(texts)):
+        source = memory.chorus_start + (i % len(first)) * line_beats
+        shift = start + i * line_beats - source
+        notes += [n.model_copy(update={"start_beat": n.start_beat + shift}) for n in memory.chorus if source <= n.start_beat < source + line_beats]
+    return notes or None
 
 
 def _sing_line(

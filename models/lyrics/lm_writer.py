@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from models.lyrics.writer import RuleWriter, SectionPlan, make_line
+from models.lyrics.writer import RuleWriter, SectionPlan, make_line, repeat_section
 from songmill.core.errors import SongmillError
 from songmill.core.lyrics import LyricLine, Lyrics, LyricSection
 from songmill.core.phonetics import normalise_word, rhyming_part, syllable_count
@@ -205,7 +205,7 @@ class LMWriter:
         context: list[str] = []
         for plan in plans:
             if plan.name == "chorus" and "chorus" in written:
-                sections.append(written["chorus"].model_copy(update={"form_index": plan.form_index}))
+                sections.append(repeat_section(written["chorus"], plan))
                 continue
             lines: list[LyricLine] = []
             ends: dict[str, str] = {}

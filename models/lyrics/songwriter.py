@@ -17,7 +17,7 @@ import numpy as np
 from models.lyrics.writer import LinePlan, RuleWriter, SectionPlan, make_line, scheme_for
 from songmill.core.errors import SongmillError
 from songmill.core.lyric_blocks import assign_blocks, parse_blocks
-from songmill.core.lyrics import VOCAL_SECTIONS, Lyrics, LyricSection
+from songmill.core.lyrics import VOCAL_SECTIONS, Lyrics, LyricSection, repeated_lines
 from songmill.core.phrasing import bars_per_line, phrase_spans, syllable_capacity, target_syllables
 from songmill.core.score import Score
 
@@ -27,11 +27,18 @@ log = logging.getLogger("songmill.lyrics")
 def plan_sections(form: Score, genre: str) -> list[SectionPlan]:
     """Lines, syllable targets and rhyme schemes for every vocal section of the form."""
     bar_s = form.beats_per_bar * 60.0 / form.tempo_map[0].bpm
-    plans = []
+    plans: list[SectionPlan] = []
+    first_chorus: tuple[int, int] | None = None  # (bars, lines) of the first chorus
     for index, section in enumerate(form.sections):
         if section.name not in VOCAL_SECTIONS:
             continue
         lines = section.bars // bars_per_line(section.bars, bar_s)
+        if section.name == "chorus" and first_chorus is not None and section.bars != first_chorus[0]:
+            # a longer or shorter chorus repeats the first one's lines at the same bars per line
+            repeat = repeated_lines(range(first_chorus[1]), first_chorus[0], section.bars)
+            lines = len(repeat) if repeat else lines
+        elif section.name == "chorus" and first_chorus is None:
+            first_chorus = (section.bars, lines)
         scheme = scheme_for(section.name, lines, genre)
         spans = phrase_spans(section, lines, form)
         lines_planned = tuple(
@@ -45,18 +52,22 @@ def provided_lyrics(form: Score, text: str, *, title: str, where: str) -> Lyrics
     blocks = parse_blocks(text, where=where)
     assigned = assign_blocks([s.name for s in form.sections], blocks, where=where)
     sections = []
+    first_bars: dict[int, int] = {}  # a block's first section's bars (by the block's line number)
     for index, block in sorted(assigned.items()):
         section = form.sections[index]
-        spans = phrase_spans(section, len(block.lines), form)
+        first = first_bars.setdefault(block.line_number, section.bars)
+        # a block sung again in a longer or shorter section: its lines in order, cut short or begun again
+        sung = (repeated_lines(list(enumerate(block.lines)), first, section.bars) if first != section.bars else None) or list(enumerate(block.lines))
+        spans = phrase_spans(section, len(sung), form)
         lines = []
-        for offset, (line_text, (start, end)) in enumerate(zip(block.lines, spans)):
+        for (offset, line_text), (start, end) in zip(sung, spans):
             try:
                 line = make_line(line_text)
             except SongmillError as err:
                 raise SongmillError(f"{where} line {block.line_number + offset + 1}: {err}") from None
             capacity = syllable_capacity(end - start)
             if len(line.syllables) > capacity:
-                bars = section.bars / len(block.lines)
+                bars = section.bars / len(sung)
                 raise SongmillError(
                     f"{where} line {block.line_number + offset + 1}: '{line_text}' has {len(line.syllables)} syllables, "
                     f"but its phrase in the {section.name} ({bars:g} bar{'' if bars == 1 else 's'} at {form.tempo_map[0].bpm:g} BPM) carries at most {capacity}; "

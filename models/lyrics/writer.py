@@ -259,13 +259,22 @@ class RuleWriter:
         sections = []
         for plan in plans:
             if plan.name == "chorus" and "chorus" in written:  # the chorus repeats identically
-                sections.append(written["chorus"].model_copy(update={"form_index": plan.form_index}))
+                sections.append(repeat_section(written["chorus"], plan))
                 continue
             section = self.write_section(plan)
             written.setdefault(plan.name, section)
             sections.append(section)
         hook = next((s.lines[0].text for s in sections if s.name == "chorus"), None)
         return Lyrics(title=self.title, source="writer", hook=hook, sections=sections)
+
+
+def repeat_section(first: LyricSection, plan: SectionPlan) -> LyricSection:
+    """A later chorus: the first one's lines, cut short or begun again when the plan gives it
+    fewer or more lines (a chorus longer or shorter than the first; see plan_sections)."""
+    count = len(plan.lines)
+    lines = [first.lines[i % len(first.lines)] for i in range(count)]
+    scheme = "".join(first.scheme[i % len(first.scheme)] for i in range(count)) if first.scheme else None
+    return first.model_copy(update={"form_index": plan.form_index, "lines": lines, "scheme": scheme})
 
 
 def _end_slot(template: str) -> str:

@@ -12,12 +12,15 @@ provided lyrics).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from songmill.core.score import Syllable
+
+T = TypeVar("T")
 
 VOCAL_SECTIONS = ("verse", "pre-chorus", "chorus", "post-chorus", "bridge")
 LYRICS_FORMAT_VERSION = 1
@@ -79,3 +82,13 @@ class Lyrics(_Model):
     @property
     def all_lines(self) -> list[str]:
         return [line.text for section in self.sections for line in section.lines]
+
+
+def repeated_lines(first: Sequence[T], first_bars: int, bars: int) -> list[T] | None:
+    """What a repeat of a section (a later chorus) sings when it is longer or shorter than the
+    first: the first's lines in order, cut short or begun again, each line as many bars as in the
+    first. None when the repeat's bars do not hold a whole number of those lines."""
+    count = len(first) * bars / first_bars if first_bars else 0
+    if not first or count < 1 or not float(count).is_integer():
+        return None
+    return [first[i % len(first)] for i in range(int(count))]

@@ -132,7 +132,7 @@ def _run_lyrics(ctx: StageContext) -> None:
 
 LYRICS = Stage(
     name="lyrics",
-    version="1",
+    version="2",  # 2: a chorus longer or shorter than the first sings its lines cut short or begun again
     inputs=("form.json",),
     outputs=("lyrics.json",),
     params=_lyrics_params,
@@ -176,7 +176,7 @@ def _run_compose(ctx: StageContext) -> None:
 
 COMPOSE = Stage(
     name="compose",
-    version="1",
+    version="2",  # 2: such a chorus repeats the first one's melody line by line
     inputs=("form.json", "lyrics.json"),
     outputs=("score.json", "score.mid", "score.musicxml"),
     params=_compose_params,
@@ -559,7 +559,7 @@ def _run_qc(ctx: StageContext) -> None:
 
 QC = Stage(
     name="qc",
-    version="4",  # 4: the provenance watermark read back from each marked master
+    version="5",  # 5: a chorus longer or shorter than the first is judged line by line (4: the watermark read back)
     inputs=("score.json", "lyrics.json", "master.json"),
     input_globs=("master-*.wav", "vocal*"),
     outputs=("qc.json", "fingerprint.json"),
