@@ -10,6 +10,9 @@
   page and back): `/songmill/releases/<release-id>/runs/<run-id>/qc-report.html` (one run's,
   which stays put; the links point here) and `/songmill/releases/<release-id>/qc-report.html`
   (the release's latest), with `run-report.json` beside each;
+- a **trigger guard** in front of Airflow's REST API: a run of the manual DAG — from the UI's
+  form or a REST call — is refused with 400 before it starts when its values break the form's
+  rules (operators/form.py `form_problems`), every problem named at once, one sentence each;
 - **`POST /songmill/verify?name=<file name>`** (behind the same login): the body is an audio file,
   the answer `songmill verify --json`'s — ours, not ours (both 200) or unreadable (422);
 - **macros** for release paths: `{{ macros.songmill.release_dir("demo-single") }}`,
@@ -21,7 +24,9 @@ The Asset a published release updates is declared by the delivery operator
 
 # No `from __future__ import annotations`: FastAPI reads the route's annotations at runtime,
 # and they name classes imported inside `_reports_app` (kept out of task processes).
+import json
 import logging
+import re
 from pathlib import Path
 
 from airflow.listeners import hookimpl
@@ -160,6 +165,59 @@ async def _require_login(request) -> None:
         raise HTTPException(status_code=307, detail="log in first", headers={"Location": get_auth_manager().get_url_login(next_url=str(request.url))}) from None
 
 
+class TriggerGuard:
+    """ASGI middleware before Airflow's API: checks a new run of the manual DAG (its `conf`)
+    against the form's rules and answers 400 with every problem, or passes the request on
+    untouched. Airflow alone would name only the first bad field, after a dump of the schema,
+    and would start a run for misspelled or contradictory values."""
+
+    TRIGGER = re.compile(r"/api/v2/dags/(?P<dag>[^/]+)/dagRuns/?$")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        match = self.TRIGGER.search(scope.get("path", "")) if scope["type"] == "http" and scope.get("method") == "POST" else None
+        from operators.form import MANUAL_DAG_ID
+
+        if match is None or match["dag"] != MANUAL_DAG_ID:
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        problems = trigger_problems(body)
+        if problems:
+            from starlette.responses import JSONResponse
+
+            detail = f"{MANUAL_DAG_ID} was not triggered: " + "; ".join(problems)
+            return await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def trigger_problems(body: bytes) -> list[str]:
+    """What is wrong with a trigger request's `conf` for the manual DAG (the form's rules)."""
+    from operators.dag_builder import run_params
+    from operators.form import form_problems, form_params
+
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return []  # not JSON: Airflow answers that itself
+    conf = request.get("conf") if isinstance(request, dict) else None
+    return form_problems(conf or {}, {**form_params(), **run_params()})
+
+
 MAX_VERIFY_BYTES = 512 * 1024 * 1024  # a long WAV master; larger uploads are refused (413)
 
 
@@ -246,5 +304,6 @@ class SongmillPlugin(AirflowPlugin):
     def on_load(cls, *args, **kwargs):
         try:
             cls.fastapi_apps = [{"app": _reports_app(), "url_prefix": "/songmill", "name": "songmill reports"}]
+            cls.fastapi_root_middlewares = [{"middleware": TriggerGuard, "name": "songmill trigger guard"}]
         except ImportError:  # a worker without the api-server's packages: listener and macros only
             cls.fastapi_apps = []

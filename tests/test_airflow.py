@@ -269,7 +269,9 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
         import songmill_manual
     finally:
         sys.path.remove(str(PROJECT / "dags"))
-    params = songmill_manual.form_params()
+    from operators.form import form_params
+
+    params = form_params()
     schema = {name: p.schema for name, p in params.items()}
     assert schema["genre"]["enum"] == ["pop", "rock", "synthpop", "folk", "ballad", "hip-hop"]
     assert schema["lyrics"]["format"] == "multiline"
@@ -286,11 +288,52 @@ def test_the_trigger_form_is_a_json_schema_that_rejects_values_outside_it(airflo
     dag_params = set(songmill_manual.songmill_manual_release.params)
     assert dag_params == set(FORM_FIELDS) | {"redeliver"}  # and the run's own: may it replace a delivery
     for name, value, word in (("tempo", 500, "500"), ("genre", "polka", "polka"), ("profiles", [], "[]"), ("key", "H minor", "H minor")):
-        bad = ParamsDict(songmill_manual.form_params())
+        bad = ParamsDict(form_params())
         with pytest.raises(ParamValidationError) as err:
             bad[name] = value  # the form's values are checked against the schema as they are set
             bad.validate()
         assert name in str(err.value) and word in str(err.value)
+
+
+def _guarded_trigger_api():
+    """The plugin's trigger guard in front of a stand-in for Airflow's trigger route, which
+    answers with what it received (so a passed-on request can be seen whole)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from plugins.songmill_plugin import TriggerGuard
+
+    async def create_run(request):
+        return JSONResponse({"dag_id": request.path_params["dag_id"], "received": await request.json()})
+
+    return TestClient(TriggerGuard(Starlette(routes=[Route("/api/v2/dags/{dag_id}/dagRuns", create_run, methods=["POST"])])))
+
+
+def test_the_trigger_api_refuses_every_bad_field_at_once_in_sentences_and_starts_nothing():
+    api = _guarded_trigger_api()
+    conf = {"title": "Night Bus", "bpm": 120, "genere": "rock", "tempo": 999, "key": "H minor"}
+    answer = api.post("/api/v2/dags/songmill_manual_release/dagRuns", json={"logical_date": None, "conf": conf})
+    assert answer.status_code == 400
+    detail = answer.json()["detail"]
+    assert detail.startswith("songmill_manual_release was not triggered: 'bpm' is not a field of the form (did you mean 'tempo'?); ")
+    assert "'genere' is not a field of the form (did you mean 'genre'?)" in detail
+    assert "tempo: 999 is greater than the maximum of 240" in detail and "key: 'H minor' is not one of the choices (C major, " in detail
+    assert "$schema" not in detail and "properties" not in detail and "\n" not in detail  # no schema dump, one line
+
+    contradictory = {"voice_identity": "instrumental", "lyrics": "[verse]\nla la la\n"}
+    answer = api.post("/api/v2/dags/songmill_manual_release/dagRuns", json={"conf": contradictory})
+    assert answer.status_code == 400 and "lyrics are given but the track has no voice" in answer.json()["detail"]
+
+
+def test_the_trigger_guard_passes_good_runs_and_other_dags_on_untouched():
+    api = _guarded_trigger_api()
+    good = {"conf": {"title": "Night Bus", "tempo": 96, "lyrics": None, "redeliver": True}, "note": "from a test"}
+    answer = api.post("/api/v2/dags/songmill_manual_release/dagRuns", json=good)
+    assert answer.status_code == 200 and answer.json() == {"dag_id": "songmill_manual_release", "received": good}
+    other = {"conf": {"anything": 1}}
+    assert api.post("/api/v2/dags/songmill_release_demo/dagRuns", json=other).json()["received"] == other  # its own Params rule
 
 
 def test_a_form_with_misspelled_keys_names_each_and_suggests_the_field_meant():
