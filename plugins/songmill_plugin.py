@@ -208,7 +208,7 @@ class TriggerGuard:
 def trigger_problems(body: bytes) -> list[str]:
     """What is wrong with a trigger request's `conf` for the manual DAG (the form's rules)."""
     from operators.dag_builder import run_params
-    from operators.form import form_problems, form_params
+    from operators.form import form_params, form_problems
 
     try:
         request = json.loads(body or b"{}")
@@ -260,7 +260,9 @@ def _reports_app():
         path = (run_folder(folder, run_id) if run_id is not None else folder) / name
         if not path.is_file():
             of = f"run {run_id} of {release_id}" if run_id is not None else release_id
-            raise HTTPException(status_code=404, detail=f"{name} of {of} is not there yet (the package_and_deliver task writes it when the run's tracks are done)")
+            raise HTTPException(
+                status_code=404, detail=f"{name} of {of} is not there yet (the package_and_deliver task writes it when the run's tracks are done)"
+            )
         return FileResponse(path)
 
     @app.get("/releases/{release_id}/qc-report.html")

@@ -88,9 +88,7 @@ def detect_tempo(mono: np.ndarray, expected_bpm: float | None = None) -> float |
     import librosa
 
     envelope = librosa.onset.onset_strength(y=mono, sr=ANALYSIS_RATE_HZ, hop_length=HOP)
-    _, beats = librosa.beat.beat_track(
-        onset_envelope=envelope, sr=ANALYSIS_RATE_HZ, hop_length=HOP, units="time", start_bpm=float(expected_bpm or 120.0)
-    )
+    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=ANALYSIS_RATE_HZ, hop_length=HOP, units="time", start_bpm=float(expected_bpm or 120.0))
     if len(beats) < 8:
         return None
     gaps = np.diff(beats)

@@ -81,7 +81,15 @@ def test_each_delivery_keeps_its_audio_and_the_delivery_it_replaced(database_url
     spec = load_release(DEMO)
     catalogue.upsert_release(spec, config_path=str(DEMO), config_sha256="f" * 64)
     assert catalogue.latest_delivery(spec.release.id, "streaming") is None
-    common = {"release_id": spec.release.id, "run_id": None, "profile": "streaming", "destination": "/d", "upc": "0200000000011", "manifest_sha256": "e" * 64, "files": []}
+    common = {
+        "release_id": spec.release.id,
+        "run_id": None,
+        "profile": "streaming",
+        "destination": "/d",
+        "upc": "0200000000011",
+        "manifest_sha256": "e" * 64,
+        "files": [],
+    }
     first = catalogue.record_delivery(**common, content={1: "a" * 64})
     second = catalogue.record_delivery(**common, content={1: "b" * 64}, replaces_id=first, replaced_because="track 1 sounds different")
     latest = catalogue.latest_delivery(spec.release.id, "streaming")

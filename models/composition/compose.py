@@ -174,7 +174,15 @@ def _sing_line(
     cadence: bool,
 ):
     """(start beat, length, pitch, melisma) for each note of a freshly written phrase."""
-    onsets = place_syllables(stresses, start_beat=begin, end_beat=end, bar_start_beat=0.0, meter=score.meter, slots_per_beat=slots_per_beat(genre), where=where)
+    onsets = place_syllables(
+        stresses,
+        start_beat=begin,
+        end_beat=end,
+        bar_start_beat=0.0,
+        meter=score.meter,
+        slots_per_beat=slots_per_beat(genre, score.tempo_map[0].bpm),
+        where=where,
+    )
     plan = [(o.start_beat, o.duration_beats, o.strength, False) for o in onsets]
     last_start, last_length, _, _ = plan[-1]
     if last_length >= 2.0 and rng.random() < MELISMA_CHANCE:  # a two-note melisma on the held last vowel

@@ -42,7 +42,8 @@ def plan_sections(form: Score, genre: str) -> list[SectionPlan]:
         scheme = scheme_for(section.name, lines, genre)
         spans = phrase_spans(section, lines, form)
         lines_planned = tuple(
-            LinePlan(target_syllables(end - start, genre, section.name), rhyme, syllable_capacity(end - start)) for (start, end), rhyme in zip(spans, scheme)
+            LinePlan(target_syllables(end - start, genre, section.name, form.tempo_map[0].bpm), rhyme, syllable_capacity(end - start))
+            for (start, end), rhyme in zip(spans, scheme)
         )
         plans.append(SectionPlan(section.name, index, scheme, lines_planned))
     return plans

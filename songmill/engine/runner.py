@@ -386,9 +386,7 @@ def render(
         (the report is still written, with the failure).
     """
     store_spec = store_spec or default_store_spec()
-    run = start_release(
-        config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url, redeliver=redeliver
-    )
+    run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url, redeliver=redeliver)
     console = console or Console(stderr=True)
     catalogue = Catalogue.open(database_url)
     catalogue_url = catalogue.engine.url.render_as_string(hide_password=False)  # for the worker processes

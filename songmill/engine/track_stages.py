@@ -132,7 +132,7 @@ def _run_lyrics(ctx: StageContext) -> None:
 
 LYRICS = Stage(
     name="lyrics",
-    version="2",  # 2: a chorus longer or shorter than the first sings its lines cut short or begun again
+    version="2",  # 2: a chorus longer or shorter than the first sings its lines cut short or begun again; fast songs plan fewer syllables
     inputs=("form.json",),
     outputs=("lyrics.json",),
     params=_lyrics_params,
@@ -176,7 +176,7 @@ def _run_compose(ctx: StageContext) -> None:
 
 COMPOSE = Stage(
     name="compose",
-    version="2",  # 2: such a chorus repeats the first one's melody line by line
+    version="2",  # 2: such a chorus repeats the first one's melody line by line; no syllable slot under 0.12 s
     inputs=("form.json", "lyrics.json"),
     outputs=("score.json", "score.mid", "score.musicxml"),
     params=_compose_params,
