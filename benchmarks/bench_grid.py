@@ -163,7 +163,7 @@ def summarise(rows: list[dict]) -> dict:
 def _gate_figures(rendered: list[dict]) -> dict:
     first_fail = [r for r in rendered if r.get("first_render_failed")]
     causes = Counter(_check_of(reason) for r in first_fail for reason in r["first_render_failed"])
-    key_tempo = [r for r in first_fail if any(_check_of(x) in ("key", "tempo_error_pct") for x in r["first_render_failed"])]
+    key_tempo = [r for r in first_fail if any(_check_of(x) in ("key", "tempo") for x in r["first_render_failed"])]
     judged = [r for r in rendered if "mis_keyed_rejected" in r]
     return {
         "songs": len(rendered),
@@ -179,16 +179,26 @@ def _gate_figures(rendered: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=0, help="judge this many grid points, spread across the grid (0: all)")
-    parser.add_argument("--only", default="", help="judge only these grid indices (comma-separated), e.g. to re-check the ones that failed")
+    parser.add_argument("--only", default="", help="judge only these grid indices (comma-separated, or FIRST-LAST), e.g. to re-check the ones that failed")
+    parser.add_argument("--rows", type=Path, help="write the rows here (default results/grid.jsonl, or grid-sample.jsonl for a part)")
+    parser.add_argument("--summarise", nargs="+", type=Path, metavar="ROWS", help="no rendering: summarise rows files (parts run side by side) into results/grid.json")
     args = parser.parse_args()
+    if args.summarise:
+        rows = sorted((json.loads(line) for path in args.summarise for line in path.read_text().splitlines() if line.strip()), key=lambda r: r["index"])
+        summary = summarise(rows)
+        (ROOT / "benchmarks" / "results" / "grid.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+        print(json.dumps(summary, indent=1))
+        return
     points = grid()
     chosen = list(enumerate(points))
     if args.sample:  # a stride coprime with the grid's size walks across genres, tonics, modes and tempi at once
         chosen = [(j, points[j]) for j in sorted({(i * 37) % len(points) for i in range(args.sample)})]
     if args.only:
-        chosen = [(int(i), points[int(i)]) for i in args.only.split(",")]
+        first, _, last = args.only.partition("-")
+        indices = range(int(first), int(last) + 1) if last else [int(i) for i in args.only.split(",")]
+        chosen = [(i, points[i]) for i in indices]
     results = ROOT / "benchmarks" / "results"
-    rows_file = results / ("grid.jsonl" if not (args.sample or args.only) else "grid-sample.jsonl")
+    rows_file = args.rows or results / ("grid.jsonl" if not (args.sample or args.only) else "grid-sample.jsonl")
     rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="songmill-grid-") as folder, rows_file.open("w") as rows_out:
         import os
