@@ -181,7 +181,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="judge this many grid points, spread across the grid (0: all)")
     parser.add_argument("--only", default="", help="judge only these grid indices (comma-separated, or FIRST-LAST), e.g. to re-check the ones that failed")
     parser.add_argument("--rows", type=Path, help="write the rows here (default results/grid.jsonl, or grid-sample.jsonl for a part)")
-    parser.add_argument("--summarise", nargs="+", type=Path, metavar="ROWS", help="no rendering: summarise rows files (parts run side by side) into results/grid.json")
+    parser.add_argument(
+        "--summarise", nargs="+", type=Path, metavar="ROWS", help="no rendering: summarise rows files (parts run side by side) into results/grid.json"
+    )
     args = parser.parse_args()
     if args.summarise:
         rows = sorted((json.loads(line) for path in args.summarise for line in path.read_text().splitlines() if line.strip()), key=lambda r: r["index"])
