@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
-from operators.dag_builder import gpu_stage_names, release_dag
+from operators.dag_builder import gpu_stage_names, release_dag, seed_param
 from operators.release import PlanReleaseOperator
 from songmill.core.errors import SongmillError
 from songmill.core.paths import config_dir
@@ -44,16 +44,7 @@ def _release_dag(config: Path) -> DAG:
         dag_id_for(config),
         schedule=info.schedule,
         plan=lambda: PlanReleaseOperator(task_id="plan", config_path=str(config), seed="{{ params.seed }}"),
-        params={
-            "seed": Param(
-                None,
-                type=["null", "integer"],
-                minimum=0,
-                maximum=2**31 - 1,
-                title="Base seed",
-                description="Re-seed every track from this number; empty: the config's seeds",
-            )
-        },
+        params={"seed": seed_param(title="Base seed", description="Re-seed every track from this number; empty: the config's seeds")},
         gpu_stages=gpu_stage_names(spec),
         tags=["songmill", "release", info.type, info.genre],
         description=f"{info.title} — {info.artist} ({info.type}, {len(spec.tracks)} track(s)) from {config.name}",

@@ -90,6 +90,11 @@ def run_params() -> dict[str, Param]:
     }
 
 
+def seed_param(*, title: str, description: str, **extra) -> Param:
+    """A seed Param: a 31-bit number, or empty."""
+    return Param(None, type=["null", "integer"], minimum=0, maximum=2**31 - 1, title=title, description=description, **extra)
+
+
 def gpu_stage_names(spec=None) -> set[str]:
     """Stages that run neural backends: the registry's gpu stages, and the ones a config's
     tracks route to the GPU (a diffusion model for the instruments, an LM for the lyrics)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from operators.dag_builder import seed_param
 from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
 
 MANUAL_DAG_ID = "songmill_manual_release"
@@ -94,15 +95,7 @@ def form_params() -> dict[str, Param]:
             examples=_profiles(),
         ),
         "explicit": Param(False, type="boolean", title="Explicit lyrics", section="Delivery"),
-        "seed": Param(
-            None,
-            type=["null", "integer"],
-            minimum=0,
-            maximum=2**31 - 1,
-            title="Seed",
-            section="Delivery",
-            description="The same seed and form render the same song; empty: derived from the title",
-        ),
+        "seed": seed_param(title="Seed", section="Delivery", description="The same seed and form render the same song; empty: derived from the title"),
     }
 
 

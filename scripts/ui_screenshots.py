@@ -61,51 +61,9 @@ from pathlib import Path
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 MANUAL_DAG = "songmill_manual_release"
-# A two-track EP that may deliver partially; track 2's own lyrics swear while the release is not
-# flagged explicit, so the QC gate quarantines it at once. As config/releases/partial.yaml it is
+# The two-track EP of tests/data/partial-release.yaml; as config/releases/partial.yaml it is
 # DAG `songmill_release_partial`.
-PARTIAL_RELEASE_YAML = """\
-release:
-  id: partial-demo
-  title: Little Lanterns
-  artist: The Songmill Collective
-  label: Songmill Records
-  type: ep
-  date: 2026-12-04
-  genre: pop
-  upc: auto
-  p_line: 2026 Songmill Records
-  c_line: 2026 Songmill Records
-  explicit: false
-  allow_partial: true
-  ai_disclosure:
-    contains_ai: true
-  profiles: [streaming]
-tracks:
-  - title: Little Lanterns
-    theme: lanterns drifting over the river at night
-    mood: hopeful
-    tempo: 120
-    key: A minor
-    structure: [{name: intro, bars: 2}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: outro, bars: 2}]
-    voice: {identity: ava, style: bright}
-    seed: 1
-  - title: Rough Words
-    theme: a harbour town
-    mood: hopeful
-    tempo: 120
-    key: A minor
-    structure: [{name: intro, bars: 2}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: outro, bars: 2}]
-    voice: {identity: ava}
-    seed: 3
-    lyrics: |
-      [verse]
-      this shit town is all I know
-      I walk the harbour wall alone
-      [chorus]
-      sing it loud and let it go
-      the radio will take me home
-"""
+PARTIAL_RELEASE_YAML = (Path(__file__).resolve().parents[1] / "tests" / "data" / "partial-release.yaml").read_text(encoding="utf-8")
 VIEWPORT = {"width": 1440, "height": 900}
 # Airflow's note dialog is 1000 px wide and centred: at 1440 px it covers the grid, at 1920 px the
 # grid stays visible (dimmed) on its left. Used for the one screenshot that needs both.

@@ -134,51 +134,37 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
 # ------------------------------------------------------------------------ runs
 
 
-ROUGH_TRACK = """
-  - title: Rough Words
-    theme: a harbour town
-    mood: hopeful
-    tempo: 120
-    key: A minor
-    structure: [{name: intro, bars: 2}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: outro, bars: 2}]
-    voice: {identity: ava}
-    seed: 3
-    lyrics: |
-      [verse]
-      this shit town is all I know
-      I walk the harbour wall alone
-      [chorus]
-      sing it loud and let it go
-      the radio will take me home
-"""
+PARTIAL = PROJECT / "tests" / "data" / "partial-release.yaml"  # track 2 is quarantined; allow_partial
 
 
-def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch, unsigned_delivery):
-    """The debug release and a second track the gate quarantines (its own lyrics swear in a
-    release not flagged explicit), delivered without it (allow_partial): the same files as
-    `songmill render`; in Airflow the quarantined track's gate task is red, the run green, and the
-    run's note says why, with a link to this run's QC report."""
+def test_dag_test_of_a_partial_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch, unsigned_delivery):
+    """A two-track EP whose second track the gate quarantines (its own lyrics swear in a release
+    not flagged explicit), delivered without it (allow_partial): the same files as `songmill
+    render`; in Airflow the quarantined track's gate task is red, the run green, and the run's
+    note says why, with a link to this run's QC report."""
     from songmill.catalogue import Catalogue
     from songmill.engine.runner import render
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    config = short_config(tmp_path / "releases")
-    config.write_text(config.read_text().replace("  explicit: false\n", "  explicit: false\n  allow_partial: true\n") + ROUGH_TRACK)
-    dag = release_dags(config.parent)["songmill_release_debug"]
+    config = tmp_path / "releases" / "partial.yaml"
+    config.parent.mkdir()
+    config.write_text(PARTIAL.read_text())
+    dag = release_dags(config.parent)["songmill_release_partial"]
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-airflow"))  # its own store and catalogue
     run = dag.test()
     assert run.state == "success"
-    airflow_report = json.loads((tmp_path / "dist-airflow" / "debug-single" / "run-report.json").read_text())
+    release_dir = tmp_path / "dist-airflow" / "partial-demo"
+    airflow_report = json.loads((release_dir / "run-report.json").read_text())
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert states[("track.qc", 0)] == "success" and states[("track.qc", 1)] == "failed"  # not green
     assert states[("track.export", 1)] == "upstream_failed" and states[("package_and_deliver", -1)] == "success"
     assert airflow_report["quarantined"] == [2] and [t["number"] for t in airflow_report["tracks"] if t["status"] == "rendered"] == [1]
-    run_qc_report = f"/songmill/releases/debug-single/runs/{airflow_report['run_id']}/qc-report.html"
+    run_qc_report = f"/songmill/releases/partial-demo/runs/{airflow_report['run_id']}/qc-report.html"
     note = run_note(run)
     assert note.startswith("**Delivered** without track 2 (allow_partial) to streaming")
     assert "track 2 *Rough Words*: **quarantined** after 1 render(s): streaming: explicit words" in note
     assert f"[QC report of this run]({run_qc_report})" in note
-    assert Path(airflow_report["run_qc_report"]).read_bytes() == (tmp_path / "dist-airflow" / "debug-single" / "qc-report.html").read_bytes()
+    assert Path(airflow_report["run_qc_report"]).read_bytes() == (release_dir / "qc-report.html").read_bytes()
 
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-render"))
     embedded_report = json.loads(render(config, out_dir=tmp_path / "dist-render").read_text())
@@ -205,7 +191,7 @@ def test_dag_test_of_the_debug_release_delivers_the_same_files_as_songmill_rende
         links = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="track.qc", key="_link_QCReportLink").all()
         uris = {uri for (uri,) in session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)}
     assert {str(link.value).strip('"') for link in links} == {run_qc_report}  # the failed gate task links it too
-    assert {"songmill://releases/", "songmill://releases/debug-single"} <= uris
+    assert {"songmill://releases/", "songmill://releases/partial-demo"} <= uris
 
 
 def test_a_config_that_stops_parsing_between_runs_fails_the_plan_at_once_and_delivers_nothing(airflow_home, tmp_path, capfd):
