@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -106,7 +107,15 @@ def transposed(key: str, semitones: int) -> str:
 
 
 def judge_point(point: dict, index: int, work: Path) -> dict:
-    """Render one grid point and judge its master as handed over, mis-keyed and re-timed."""
+    """Render one grid point and judge its master as handed over, mis-keyed and re-timed; its
+    audio is deleted afterwards (the row keeps what was measured)."""
+    try:
+        return _judge(point, index, work)
+    finally:
+        _forget(index, work)
+
+
+def _judge(point: dict, index: int, work: Path) -> dict:
     import numpy as np
 
     from qc.musical import measure_musical
@@ -118,13 +127,15 @@ def judge_point(point: dict, index: int, work: Path) -> dict:
     config.write_text(config_text(point, index))
     row = {**point, "rendered": False}
     try:
-        report = json.loads(render(config, out_dir=work / "dist").read_text())
+        report = json.loads(render(config, out_dir=work / "dist", store_spec=str(work / f"store-{index:03d}")).read_text())
     except SongmillError as err:
         report_path = work / "dist" / f"grid-{index:03d}" / "run-report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else None
         row["error"] = str(err).split(" (report:")[0]
     if report is None:
         return row
+    for delivery in report.get("deliveries", []):  # the delivered files are not judged here
+        shutil.rmtree(delivery["destination"], ignore_errors=True)
     [track] = report["tracks"]
     row["rendered"] = track.get("status") in ("rendered", "delivered", "quarantined") or bool(track.get("qc"))
     row["first_render_failed"] = [reason for attempt in track.get("qc_attempts") or [] for reason in attempt["reasons"]][:4]
@@ -139,6 +150,13 @@ def judge_point(point: dict, index: int, work: Path) -> dict:
     row["mis_keyed_rejected"] = (mis_keyed.key_score or 0) < 1.0
     row["retimed_rejected"] = (faster.tempo_error_pct or 0) > 2.0
     return row
+
+
+def _forget(index: int, work: Path) -> None:
+    """Delete a judged point's audio (its store and its release folder): about 150 MB a song,
+    which over the whole grid filled the disk."""
+    shutil.rmtree(work / f"store-{index:03d}", ignore_errors=True)
+    shutil.rmtree(work / "dist" / f"grid-{index:03d}", ignore_errors=True)
 
 
 def _check_of(reason: str) -> str:
@@ -205,7 +223,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="songmill-grid-") as folder, rows_file.open("w") as rows_out:
         import os
 
-        os.environ["SONGMILL_VAR_DIR"] = str(Path(folder) / "var")  # a throw-away store and catalogue
+        os.environ["SONGMILL_VAR_DIR"] = str(Path(folder) / "var")  # a throw-away catalogue, shared by the points
         for index, point in chosen:
             row = {"index": index, **judge_point(point, index, Path(folder))}
             rows.append(row)

@@ -147,13 +147,13 @@ def main_key(score: Score) -> str:
 
 
 def vocal_figures(vocal: np.ndarray, rate: int, score: Score) -> dict:
-    from qc.vocal import measure_f0_fast, pitch_report, recheck_octave_errors, transition_errors_s
+    from qc.vocal import confirm_voicing, measure_f0_fast, pitch_report, recheck_octave_errors, transition_errors_s
 
     lead = np.asarray(vocal, dtype=np.float32)
     lead = lead[:, 0] if lead.ndim == 2 else lead
     notes = score.part("melody").notes
     measured = recheck_octave_errors(measure_f0_fast(lead, rate), lead, rate, notes)
-    pitch = pitch_report(lead, rate, notes, measured)
+    pitch = pitch_report(lead, rate, notes, measured, voicing=confirm_voicing(measured, lead, rate, notes))
     changes = np.abs(transition_errors_s(lead, rate, notes, measured=measured))
     return {
         "vocal_median_cents": round(pitch.median_abs_cents, 2),
