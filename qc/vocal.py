@@ -175,8 +175,9 @@ def pitch_report(
             centred.append(np.abs(np.convolve(cents, np.ones(window) / window, mode="valid")))
         else:
             centred.append(np.abs(cents))
-    raw_all = np.concatenate(raw) if raw else np.array([np.inf])
-    centred_all = np.concatenate(centred) if centred else np.array([np.inf])
+    # no voiced frame at all (a voice that never sings): as far off as can be, not a crash
+    raw_all = np.concatenate(raw) if raw and sum(map(len, raw)) else np.array([np.inf])
+    centred_all = np.concatenate(centred) if centred and sum(map(len, centred)) else np.array([np.inf])
     return PitchReport(
         float(np.median(centred_all)),
         float(np.percentile(centred_all, 90)),

@@ -357,3 +357,24 @@ def test_notes_really_sung_an_octave_off_still_fail():
 
     assert vocal_figures(sung(set()), rate, score)["vocal_p90_cents"] < 50
     assert vocal_figures(sung(shifted), rate, score)["vocal_p90_cents"] > 1000
+
+
+def test_harvest_confirms_the_voicing_of_notes_but_a_voice_that_does_not_sing_still_reads_unvoiced():
+    """DIO drops the voicing of short notes, so the notes it hears mostly unvoiced are read again
+    by Harvest, whose frames count only near the note's pitch. Confirmation only ever adds frames
+    DIO missed; noise in place of the voice (Harvest calls some noise voiced, at any pitch) still
+    reads far below the bar of 80 %."""
+    import numpy as np
+
+    from qc.musical import vocal_figures
+    from qc.vocal import confirm_voicing, measure_f0_fast
+
+    score, lead, rate = _sung_debug_song(7)
+    notes = score.part("melody").notes
+    measured = measure_f0_fast(lead, rate)
+    confirmed = confirm_voicing(measured, lead, rate, notes)
+    assert (confirmed >= (measured[0] > 0)).all()
+    assert vocal_figures(lead, rate, score)["vocal_voiced_share"] >= 0.8
+
+    noise = (np.random.default_rng(0).standard_normal(len(lead)) * np.std(lead)).astype(np.float32)
+    assert vocal_figures(noise, rate, score)["vocal_voiced_share"] < 0.5
