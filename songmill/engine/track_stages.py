@@ -559,7 +559,7 @@ def _run_qc(ctx: StageContext) -> None:
 
 QC = Stage(
     name="qc",
-    version="5",  # 5: choruses of other lengths judged line by line; the beat tracker starts from the claimed tempo (4: the watermark)
+    version="5",  # 5: choruses line by line, the tempo prior, voicing confirmed by Harvest, note changes within their notes
     inputs=("score.json", "lyrics.json", "master.json"),
     input_globs=("master-*.wav", "vocal*"),
     outputs=("qc.json", "fingerprint.json"),
