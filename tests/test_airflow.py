@@ -146,8 +146,8 @@ def test_dag_test_of_a_partial_release_delivers_the_same_files_as_songmill_rende
     from songmill.engine.runner import render
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    config = tmp_path / "releases" / "partial.yaml"
-    config.parent.mkdir()
+    # in the config folder the DAG files read, so that dag.test() finds the DAG when it parses them
+    config = Path(os.environ["SONGMILL_CONFIG_DIR"]) / "releases" / "partial.yaml"
     config.write_text(PARTIAL.read_text())
     dag = release_dags(config.parent)["songmill_release_partial"]
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var-airflow"))  # its own store and catalogue

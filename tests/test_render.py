@@ -107,7 +107,7 @@ def assert_delivered(report: dict, profiles: set[str]) -> None:
 def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
     demo = DEBUG
     first = json.loads(render(demo, out_dir=tmp_path / "a", seed=1).read_text())["tracks"][0]
-    second = json.loads(render(demo, out_dir=tmp_path / "b", seed=2).read_text())["tracks"][0]
+    second = json.loads(render(demo, out_dir=tmp_path / "b", seed=2, redeliver=True).read_text())["tracks"][0]
     assert first["seed"] != second["seed"]
     assert not any(s["cached"] for s in second["stages"])  # the seed is part of every cache key
     assert first["artifacts"]["lyrics.json"]["sha256"] != second["artifacts"]["lyrics.json"]["sha256"]
@@ -157,7 +157,7 @@ def test_changing_a_parameter_reruns_only_what_depends_on_it(tmp_path):
     config.write_text(text)
     render(config, out_dir=tmp_path / "a")
     config.write_text(text.replace("tempo: 120", "tempo: 126"))
-    report = json.loads(render(config, out_dir=tmp_path / "b").read_text())
+    report = json.loads(render(config, out_dir=tmp_path / "b", redeliver=True).read_text())
     assert not report["tracks"][0]["stages"][0]["cached"]
 
 
