@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from operators.dag_builder import seed_param
+from operators.dag_builder import run_params, seed_param
 from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
 
 MANUAL_DAG_ID = "songmill_manual_release"
@@ -99,16 +99,21 @@ def form_params() -> dict[str, Param]:
     }
 
 
+def manual_dag_params() -> dict[str, Param]:
+    """Every Param of the manual DAG: the form's fields and the run's own (release_dag adds them)."""
+    return {**form_params(), **run_params()}
+
+
 def form_problems(conf: dict[str, Any], params: dict[str, Param] | None = None) -> list[str]:
     """Every problem with a submitted form (its `conf`), one sentence each; [] when it renders.
 
-    `params`: the DAG's Params (the form's and the run's own, e.g. `redeliver`); default the form's."""
+    `params`: the DAG's Params; default the manual DAG's (the form's and the run's own, e.g. `redeliver`)."""
     import jsonschema
 
     from songmill.core.config import nearest_name
     from songmill.engine.planning import release_from_form
 
-    params = params if params is not None else form_params()
+    params = params if params is not None else manual_dag_params()
     if not isinstance(conf, dict):
         return [f"the form's values must be a JSON object of fields, got {type(conf).__name__}"]
     problems = []

@@ -176,12 +176,13 @@ class PackageAndDeliverOperator(SongmillOperator):
 
         ti = context["ti"]
         stages = TRACK_STAGES.names()
-        outputs = ti.xcom_pull(task_ids=[f"{self.track_group}.{name}" for name in stages], map_indexes=[index])
-        if outputs[-1] is not None:
-            return TrackState.model_validate(outputs[-1])
+        final = ti.xcom_pull(task_ids=f"{self.track_group}.{stages[-1]}", map_indexes=index)
+        if final is not None:  # the usual case: one state read, not one per stage
+            return TrackState.model_validate(final)
         stopped = ti.xcom_pull(task_ids=f"{self.track_group}.qc", map_indexes=index, key=STOPPED_STATE_KEY)
         if stopped is not None:
             return TrackState.model_validate(stopped)
+        outputs = ti.xcom_pull(task_ids=[f"{self.track_group}.{name}" for name in stages[:-1]], map_indexes=[index])
         done = max((i for i, out in enumerate(outputs) if out is not None), default=-1)
         last = TrackState.model_validate(outputs[done]) if done >= 0 else planned
         stage = stages[done + 1]

@@ -32,6 +32,7 @@ from pathlib import Path
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
+from operators.form import MANUAL_DAG_ID
 from operators.release import RUN_NOTE_KEY
 from operators.stages import QCReportLink, qc_report_url
 
@@ -178,8 +179,6 @@ class TriggerGuard:
 
     async def __call__(self, scope, receive, send):
         match = self.TRIGGER.search(scope.get("path", "")) if scope["type"] == "http" and scope.get("method") == "POST" else None
-        from operators.form import MANUAL_DAG_ID
-
         if match is None or match["dag"] != MANUAL_DAG_ID:
             return await self.app(scope, receive, send)
         body, more = b"", True
@@ -207,15 +206,14 @@ class TriggerGuard:
 
 def trigger_problems(body: bytes) -> list[str]:
     """What is wrong with a trigger request's `conf` for the manual DAG (the form's rules)."""
-    from operators.dag_builder import run_params
-    from operators.form import form_params, form_problems
+    from operators.form import form_problems
 
     try:
         request = json.loads(body or b"{}")
     except ValueError:
         return []  # not JSON: Airflow answers that itself
     conf = request.get("conf") if isinstance(request, dict) else None
-    return form_problems(conf or {}, {**form_params(), **run_params()})
+    return form_problems(conf or {})
 
 
 MAX_VERIFY_BYTES = 512 * 1024 * 1024  # a long WAV master; larger uploads are refused (413)
@@ -252,7 +250,7 @@ def _reports_app():
     app = FastAPI(title="songmill reports", dependencies=[Depends(require_login)])
 
     def _file(release_id: str, name: str, run_id: int | None = None) -> FileResponse:
-        from songmill.engine.runner import run_folder
+        from songmill.core.paths import run_folder
 
         if safe_name(release_id) != release_id:
             raise HTTPException(status_code=404, detail=f"no release {release_id!r}")

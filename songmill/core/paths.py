@@ -22,6 +22,12 @@ def var_dir() -> Path:
     return Path(os.environ.get("SONGMILL_VAR_DIR") or PROJECT_ROOT / "var")
 
 
+def run_folder(release_dir: Path, run_id: int) -> Path:
+    """Where one run's QC report and run report are kept (`<release>/runs/<run id>/`), beside the
+    release's latest ones (`<release>/qc-report.html`, `run-report.json`)."""
+    return release_dir / "runs" / str(run_id)
+
+
 def safe_name(text: str, *, max_length: int = 80, fallback: str = "untitled") -> str:
     """A file-name-safe slug of a title: no separators, no '..', no reserved device names.
 

@@ -33,7 +33,7 @@ from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
 from songmill.core.errors import SongmillError
-from songmill.core.paths import safe_name
+from songmill.core.paths import run_folder, safe_name
 from songmill.core.profiles import load_profiles
 from songmill.core.score import Score
 from songmill.core.seeds import derive_seed
@@ -482,8 +482,9 @@ def finish_release(
     report["run_qc_report"] = str(_qc_report(report, profiles, run_dir))
     report["qc_report_cpu_s"] = round(cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
-    atomic_write_bytes(run_dir / "run-report.json", json.dumps(report, indent=1).encode())
-    atomic_write_bytes(report_path, (run_dir / "run-report.json").read_bytes())  # the release's latest run
+    encoded = json.dumps(report, indent=1).encode()
+    atomic_write_bytes(run_dir / "run-report.json", encoded)
+    atomic_write_bytes(report_path, encoded)  # the release's latest run
     atomic_write_bytes(release_dir / "qc-report.html", Path(report["run_qc_report"]).read_bytes())
     catalogue.finish_run(
         run.run_id,
@@ -505,12 +506,6 @@ def finish_release(
             raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
         console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False, soft_wrap=True)
     return report_path
-
-
-def run_folder(release_dir: Path, run_id: int) -> Path:
-    """Where one run's QC report and run report are kept (`<release>/runs/<run id>/`), beside the
-    release's latest ones (`<release>/qc-report.html`, `run-report.json`)."""
-    return release_dir / "runs" / str(run_id)
 
 
 def _qc_report(report: dict, profiles: dict, folder: Path) -> Path:

@@ -127,7 +127,7 @@ def run_note(plan: ReleasePlan, qc_report_url: str) -> str | None:
     """The note a scheduler puts on the run (Markdown): whether the release was delivered, each
     track's verdict with the gate's reasons, and a link to this run's QC report. None when the
     run wrote no report (it stopped before delivery)."""
-    from songmill.engine.runner import run_folder
+    from songmill.core.paths import run_folder
 
     path = run_folder(Path(plan.out_dir).resolve() / plan.release_id, plan.run_id) / "run-report.json"
     if not path.is_file():

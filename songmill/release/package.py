@@ -135,17 +135,19 @@ def package_and_deliver(
     Raises
     ------
     SongmillError : a bad cover, a message the schema rejects, a dead S3 endpoint, other audio
-        than was delivered before without `redeliver` — before anything already delivered is touched. (A release whose sender, recipient or ISRCs are
-        not configured is delivered without a DDEX message; `ddex_skipped` says why.)
+        than was delivered before without `redeliver` — before anything already delivered is
+        touched. (A release whose sender, recipient or ISRCs are not configured is delivered
+        without a DDEX message; `ddex_skipped` says why.)
     """
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
     credentials, unsigned_reason = usable_credentials(settings.signing)
+    content = {name: _content(tracks, name) for name in spec.release.profiles}
     replacing: dict[str, tuple[int | None, str | None]] = {}
     for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
         _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
         _check_licences(name, profiles[name], tracks)
-        replacing[name] = _check_redelivery(spec.release.id, name, _content(tracks, name), catalogue, redeliver=redeliver)
+        replacing[name] = _check_redelivery(spec.release.id, name, content[name], catalogue, redeliver=redeliver)
     ids = settings.identifiers
     upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
     isrcs = {
@@ -186,7 +188,7 @@ def package_and_deliver(
             upc=upc,
             manifest_sha256=delivery["manifest_sha256"],
             files=delivery["files"],
-            content=_content(tracks, name),
+            content=content[name],
             replaces_id=replacing[name][0],
             replaced_because=replacing[name][1],
         )
