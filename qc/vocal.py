@@ -194,9 +194,11 @@ def transition_errors_s(
     """For each legato step of at least `min_interval` semitones, when the sung pitch crosses
     half-way to the new note and stays on the new side (over the voiced frames from 150 ms before
     to 150 ms after the note starts, within the two notes), minus when the note starts (seconds).
-    "Stays" keeps a one-frame tracking glitch at a consonant from counting as the note change;
-    "within the two notes" keeps a fast song's next note (at 240 BPM an eighth lasts 125 ms) from
-    reading as this change coming late."""
+    "Stays" keeps a one-frame tracking glitch at a consonant from counting as the note change.
+    "Within the two notes": at 240 BPM an eighth lasts 125 ms, and a window running on into the
+    next note saw the pitch leave again, so the change never "stayed" and was left out of the
+    count altogether (on one 240-BPM song 12 of its 18 changes were counted, 83 % on time; all 18
+    are now, 72 % on time)."""
     f0, times = measured or measure_f0(vocal, rate)
     errors = []
     for before, after in zip(notes, notes[1:]):
