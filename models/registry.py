@@ -107,13 +107,36 @@ class ModelRegistry:
         self.entries = {name: entry.model_copy(update={"name": name}) for name, entry in entries.items()}
         self.identities = {name: ident.model_copy(update={"name": name}) for name, ident in (identities or {}).items()}
         self.source = source
+        self.base_entries = dict(self.entries)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ModelRegistry":
         """The registry at `path`, else $SONGMILL_MODEL_REGISTRY, else models/registry.yaml."""
         path = Path(path or os.environ.get("SONGMILL_MODEL_REGISTRY") or DEFAULT_REGISTRY)
         parsed = load_config(path, _RegistryFile)
-        return cls(parsed.models, path, parsed.identities)
+        registry = cls(parsed.models, path, parsed.identities)
+        registry.base_entries = dict(registry.entries)
+        registry._apply_promoted()
+        return registry
+
+    def _apply_promoted(self) -> None:
+        """A refined version promoted in the version store (models/versions.py) stands in for its
+        registry entry: its version, path and sha256; licence and backend stay the entry's."""
+        from models.versions import VersionStore
+
+        store = VersionStore()
+        for name, entry in self.base_entries.items():
+            version = store.active_version(name)
+            if not version:
+                continue
+            lineage = store.lineage(name, version)
+            self.entries[name] = entry.model_copy(
+                update={"version": version, "path": str(store.folder(name, version) / lineage["file"]), "sha256": lineage["sha256"]}
+            )
+
+    def base_version(self, name: str) -> str:
+        """The registry file's own version of a model (what a rollback to it restores)."""
+        return self.base_entries[name].version if name in self.base_entries else self.get(name).version
 
     def get(self, name: str) -> ModelEntry:
         try:

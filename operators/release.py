@@ -9,6 +9,7 @@ rendered again with `songmill render`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,19 @@ class PlanNightlyOperator(_PlanOperator):
         return (run.logical_date or run.run_after).date()
 
     def release_config(self, context, out_dir: Path) -> Path:
-        from songmill.engine.planning import load_catalogue_plan, nightly_release, write_release_config
+        from songmill.catalogue import Catalogue
+        from songmill.core.store import atomic_write_bytes
+        from songmill.engine.planning import load_catalogue_plan, write_release_config
+        from songmill.feedback.nightly import plan_with_feedback
 
-        config = nightly_release(load_catalogue_plan(), self.night(context))
-        return write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}.yaml")
+        catalogue = Catalogue.open()  # configure_engine has pointed it at the catalogue connection
+        try:
+            config, choices = plan_with_feedback(load_catalogue_plan(), self.night(context), catalogue)
+        finally:
+            catalogue.close()
+        path = write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}.yaml")
+        atomic_write_bytes(path.with_suffix(".choices.json"), json.dumps(choices, indent=1).encode())  # why each choice
+        return path
 
 
 class PlanFromFormOperator(_PlanOperator):

@@ -30,6 +30,14 @@ class AirflowSettings(_Strict):
     gpu_pool: str = "gpu"
     gpu_queue: str = "gpu"  # set "default" where no worker serves a gpu queue
     connections: ConnectionIds = ConnectionIds()
+    feedback_inbox: str = "var/feedback/inbox"  # analytics exports dropped here are imported (DAG songmill_feedback_inbox)
+    feedback_schedule: str = "*/30 * * * *"  # how often the inbox is read (cron, UTC)
+    refine_schedule: str = "0 4 * * 0"  # the weekly model refinement (cron, UTC)
+
+    @property
+    def inbox_path(self) -> Path:
+        path = Path(os.environ.get("SONGMILL_FEEDBACK_INBOX") or self.feedback_inbox)
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
     def out_path(self) -> Path:

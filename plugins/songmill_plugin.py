@@ -15,6 +15,9 @@
   rules (operators/form.py `form_problems`), every problem named at once, one sentence each;
 - **`POST /songmill/verify?name=<file name>`** (behind the same login): the body is an audio file,
   the answer `songmill verify --json`'s — ours, not ours (both 200) or unreadable (422);
+- **listener feedback** (plugins/songmill_feedback_routes.py): the review queue page
+  `/songmill/review`, the feedback report `/songmill/feedback/report.html`, and
+  `POST /songmill/api/feedback/verdicts` (ratings, approve/reject, by the logged-in user);
 - **macros** for release paths: `{{ macros.songmill.release_dir("demo-single") }}`,
   `run_report(...)`, `qc_report_url(...)`, `out_dir()`.
 
@@ -147,7 +150,7 @@ class RunNotes:
         dag_run.note = ours if not theirs or ours in theirs else f"{ours}\n\n---\n{theirs}"
 
 
-async def _require_login(request) -> None:
+async def _require_login(request):
     """Airflow's own check (its JWT, from the Authorization header or the UI's cookie); imported
     when a report is asked for, so task processes, which load this plugin too, do not pay for it.
     A browser asking for a page without a login is sent to the login page, and back after it."""
@@ -157,7 +160,7 @@ async def _require_login(request) -> None:
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
     try:
-        await resolve_user_from_token(token)
+        return await resolve_user_from_token(token)
     except HTTPException:
         if request.method != "GET" or header:
             raise  # an API client gets 401/403
@@ -291,6 +294,14 @@ def _reports_app():
         found = verify_upload(data, name)
         return JSONResponse(found, status_code=422 if found["verdict"] == "unreadable" else 200)
 
+    async def current_user(request: Request) -> str:
+        return (await _require_login(request)).get_name()
+
+    try:
+        from plugins.songmill_feedback_routes import add_feedback_routes
+    except ImportError:  # Airflow imports plugins with the plugins folder itself on sys.path
+        from songmill_feedback_routes import add_feedback_routes
+    add_feedback_routes(app, current_user)
     return app
 
 

@@ -29,6 +29,10 @@ os.environ.update(
     }
 )
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+# Derived data that every test may share (the parsed corpus tunes of a refinement): one folder a session.
+CACHE = Path(tempfile.mkdtemp(prefix="songmill-cache-"))
+os.environ["SONGMILL_CACHE_DIR"] = str(CACHE)
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
 
 
 # Test-only delivery identity (the ISRC prefix is the ISRC Agency's made-up example, as in config/demo-identity.yaml): the DDEX Party IDs and ISRC registrant a label gets from DDEX and its

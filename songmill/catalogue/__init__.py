@@ -32,6 +32,7 @@ from songmill.catalogue.schema import (
     Run,
     StageRun,
     Track,
+    TrackAttributes,
     TrackPrintRow,
     utcnow,
 )
@@ -122,6 +123,13 @@ class Catalogue:
             track.status = status
             if duration_s is not None:
                 track.duration_s = duration_s
+
+    def set_track_attributes(self, track_id: int, attributes: dict, melody: dict | None) -> None:
+        """What made the track (songmill.feedback.attributes), for listener feedback to be measured by."""
+        with self.session() as s, s.begin():
+            row = s.get(TrackAttributes, track_id) or TrackAttributes(track_id=track_id)
+            row.attributes, row.melody = attributes, melody
+            s.add(row)
 
     def start_run(self, release_id: str, *, runner: str, base_seed: int | None) -> int:
         with self.session() as s, s.begin():

@@ -188,3 +188,121 @@ class OrchestratorTask(Base):
     release_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# ------------------------------------------------------------------ listener feedback (songmill.feedback)
+
+
+class TrackAttributes(Base):
+    """What made a track, in the terms feedback is measured by: genre, mood, tempo band, mode,
+    voice identity and style, arrangement preset, model versions, and its melody's features.
+    Written when a track renders; one row per track (the latest render's)."""
+
+    __tablename__ = "track_attributes"
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True)
+    attributes: Mapped[dict] = mapped_column(JSON)  # {"genre": "pop", "mood": "hopeful", "tempo_band": "96-107", ...}
+    melody: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"step_share": 0.61, "range_semitones": 12, ...}
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class FeedbackImport(Base):
+    """One imported analytics file: its hash (so the same file counts once), its layout, where the
+    raw copy is kept, and what became of its rows."""
+
+    __tablename__ = "feedback_imports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    file_name: Mapped[str] = mapped_column(Text)
+    layout: Mapped[str] = mapped_column(String(64))
+    raw_path: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_isrc: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running, done
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FeedbackRejection(Base):
+    """A row an import refused, with its line number and why (nothing is dropped silently)."""
+
+    __tablename__ = "feedback_rejections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("feedback_imports.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
+
+
+class ListenerEvent(Base):
+    """One counted row of listener activity: a day's (or a month's) counts for one ISRC in one
+    territory and store, or one play. `row_key` identifies the row across files, so a row seen
+    twice counts once. `track_id` is None for an ISRC the catalogue does not know (kept aside)."""
+
+    __tablename__ = "listener_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    row_key: Mapped[str] = mapped_column(String(64), unique=True)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("feedback_imports.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    layout: Mapped[str] = mapped_column(String(64))
+    isrc: Mapped[str] = mapped_column(String(12), index=True)
+    track_id: Mapped[int | None] = mapped_column(ForeignKey("tracks.id", ondelete="SET NULL"), index=True, nullable=True)
+    day: Mapped[dt.date] = mapped_column(Date)
+    territory: Mapped[str] = mapped_column(String(8), default="")
+    store: Mapped[str] = mapped_column(String(64), default="")
+    streams: Mapped[int] = mapped_column(Integer, default=0)  # plays of 30 s or more
+    listeners: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    skips: Mapped[int | None] = mapped_column(Integer, nullable=True)  # plays stopped before 30 s
+    completions: Mapped[int | None] = mapped_column(Integer, nullable=True)  # plays to the end
+    saves: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Verdict(Base):
+    """A person's rating (1–5) and/or approve/reject of a track, from the plugin or the CLI."""
+
+    __tablename__ = "verdicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str] = mapped_column(String(250))
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)  # approve, reject
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReviewItem(Base):
+    """A track a nightly batch put before people because its predicted appeal is least certain."""
+
+    __tablename__ = "review_queue"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), unique=True)
+    release_id: Mapped[str] = mapped_column(String(64), index=True)
+    predicted_appeal: Mapped[float] = mapped_column(Float)
+    uncertainty: Mapped[float] = mapped_column(Float)  # the posterior standard deviation of the appeal
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, approved, rejected
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PlanChoice(Base):
+    """One attribute a nightly plan drew for one track, and why (Thompson draw, exploration, variety)."""
+
+    __tablename__ = "plan_choices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(String(64), index=True)
+    track_number: Mapped[int] = mapped_column(Integer)
+    attribute: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(64))
+    why: Mapped[str] = mapped_column(Text)
+    snapshot_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class ExperimentAssignment(Base):
+    """Which arm of an A/B experiment a release was given (by hash), recorded once."""
+
+    __tablename__ = "experiment_assignments"
+    experiment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    release_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

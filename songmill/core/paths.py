@@ -22,6 +22,11 @@ def var_dir() -> Path:
     return Path(os.environ.get("SONGMILL_VAR_DIR") or PROJECT_ROOT / "var")
 
 
+def cache_dir() -> Path:
+    """Derived data that can be made again (parsed corpora): `SONGMILL_CACHE_DIR`, else var/cache."""
+    return Path(os.environ.get("SONGMILL_CACHE_DIR") or var_dir() / "cache")
+
+
 def run_folder(release_dir: Path, run_id: int) -> Path:
     """Where one run's QC report and run report are kept (`<release>/runs/<run id>/`), beside the
     release's latest ones (`<release>/qc-report.html`, `run-report.json`)."""

@@ -9,6 +9,7 @@ songmill verify FILE [--json]                 ours (exit 0), not ours (1), unrea
 songmill credentials test-ca DIR              a throw-away CA and signing certificate (tests and the demo only)
 songmill catalogue ls                         releases in the catalogue
 songmill catalogue deliveries RELEASE         where a release was delivered
+songmill feedback …, songmill models …        listener feedback and model versions (cli_feedback.py)
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from songmill.core.errors import ConfigError, SongmillError
+from songmill.engine.cli_feedback import feedback_app, models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="songmill: AI song production line.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Look into the catalogue.")
 app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(feedback_app, name="feedback")
+app.add_typer(models_app, name="models")
 err_console = Console(stderr=True)
 
 EXIT_FAILED, EXIT_INVALID = 1, 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import yaml
@@ -26,7 +26,10 @@ from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.paths import config_dir
 from songmill.core.seeds import derive_seed
 from songmill.core.store import atomic_write_bytes
-from songmill.core.vocab import GENRES, MOODS
+from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
+
+if TYPE_CHECKING:
+    from songmill.feedback.measures import FeedbackSnapshot
 
 
 class _Strict(BaseModel):
@@ -54,7 +57,22 @@ class CatalogueMix(_Strict):
     tempo_bpm: Annotated[list[Annotated[int, Field(ge=40, le=240)]], Field(min_length=2, max_length=2)]  # [low, high]
     keys: Annotated[list[str], Field(min_length=1)]
     identities: dict[str, Annotated[float, Field(gt=0)]]  # voice identity → weight; "instrumental" for none
+    styles: dict[str, Annotated[float, Field(gt=0)]] | None = None  # voice style → weight; None: each track's mood chooses
     target_duration_s: Annotated[float, Field(ge=30, le=900)] = 120.0
+
+
+PLANNED_ATTRIBUTES = ("genre", "preset", "mood", "tempo_band", "mode", "identity", "style")
+
+
+class CatalogueFeedback(_Strict):
+    """How listener feedback steers the plan (songmill.feedback.planner)."""
+
+    enabled: bool = False  # False: every choice by the weights above, as before feedback existed
+    exploration_share: Annotated[float, Field(ge=0, le=1)] = 0.2  # choices drawn by the weights regardless of feedback
+    min_variety: dict[str, Annotated[int, Field(ge=1, le=40)]] = {}  # attribute → distinct values a night, at least
+    never_change: list[str] = []  # attributes always drawn by the weights
+    prior_plays: Annotated[float, Field(gt=0)] = 200.0  # the catalogue mean's weight in each posterior, in streams
+    review_per_night: Annotated[int, Field(ge=0, le=40)] = 0  # tracks a night put before people (least certain appeal)
 
 
 class CataloguePlan(_Strict):
@@ -63,6 +81,7 @@ class CataloguePlan(_Strict):
     release: CatalogueRelease
     mix: CatalogueMix
     themes: Annotated[list[ThemeIdea], Field(min_length=1)]
+    feedback: CatalogueFeedback = CatalogueFeedback()
 
 
 def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
@@ -74,6 +93,15 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
     problems += [locator.problem(("mix", "moods", m), f"'{m}' is not a mood ({', '.join(MOODS)})") for m in plan.mix.moods if m not in MOODS]
     if plan.mix.tempo_bpm[0] > plan.mix.tempo_bpm[1]:
         problems.append(locator.problem(("mix", "tempo_bpm"), "the low tempo is above the high one"))
+    if plan.mix.styles:
+        problems += [locator.problem(("mix", "styles", v), f"'{v}' is not a voice style ({', '.join(VOICE_STYLES)})") for v in plan.mix.styles if v not in VOICE_STYLES]
+    for where, names in (("min_variety", list(plan.feedback.min_variety)), ("never_change", plan.feedback.never_change)):
+        problems += [
+            locator.problem(("feedback", where), f"'{a}' is not a planned attribute ({', '.join(PLANNED_ATTRIBUTES)})") for a in names if a not in PLANNED_ATTRIBUTES
+        ]
+    modes = {_mode_of(k) for k in plan.mix.keys}
+    if None in modes:
+        problems.append(locator.problem(("mix", "keys"), "each key is a tonic and major or minor, e.g. 'A minor'"))
     if problems:
         raise ConfigError(problems)
     return plan
@@ -130,6 +158,87 @@ def nightly_release(plan: CataloguePlan, date: dt.date) -> dict:
             "allow_partial": info.allow_partial,
         },
         "tracks": tracks,
+    }
+
+
+def _mode_of(key: str) -> str | None:
+    parts = key.split()
+    return parts[-1].lower() if len(parts) == 2 and parts[-1].lower() in ("major", "minor") else None
+
+
+def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot | None" = None) -> tuple[dict, list[dict]]:
+    """The night's release config and every choice with why.
+
+    Without feedback (or with `feedback.enabled: false`) this is `nightly_release`. With it, the
+    genre, arrangement preset, mood, tempo band, mode, voice identity and style of each track are
+    Thompson draws from what listeners kept (songmill.feedback.planner), seeded by the date and
+    the snapshot's hash so the same date and feedback plan the same night."""
+    from songmill.feedback.planner import ThompsonPlanner, with_variety
+
+    if feedback is None or not plan.feedback.enabled:
+        config = nightly_release(plan, date)
+        choices = [{"track": 0, "attribute": "all", "value": "", "why": "feedback off: drawn by catalogue.yaml's weights"}]
+        return config, choices
+    config = nightly_release(plan, date)  # themes, titles, seeds and release fields as without feedback
+    rng = np.random.default_rng(derive_seed("songmill-nightly", date.isoformat(), feedback.sha256))
+    planner = ThompsonPlanner(feedback, rng, exploration_share=plan.feedback.exploration_share, never_change=set(plan.feedback.never_change))
+    mix, count = plan.mix, len(config["tracks"])
+    candidates = _candidates(mix)
+    genre = planner.choose(0, "genre", candidates["genre"])
+    config["release"]["genre"] = genre.value
+    choices = [genre]
+    drawn: dict[str, list] = {}
+    for attribute in ("preset", "mood", "tempo_band", "mode", "identity"):
+        first = [planner.choose(t + 1, attribute, candidates[attribute]) for t in range(count)]
+        drawn[attribute] = with_variety(
+            first, plan.feedback.min_variety.get(attribute, 1), lambda track, used, a=attribute: planner.choose(track, a, candidates[a], exclude=used)
+        )
+    voiced = [t for t in range(count) if drawn["identity"][t].value != "instrumental"]
+    if mix.styles:
+        styles = [planner.choose(t + 1, "style", candidates["style"]) for t in voiced]
+        drawn["style"] = with_variety(styles, plan.feedback.min_variety.get("style", 1), lambda track, used: planner.choose(track, "style", candidates["style"], exclude=used))
+    for t, track in enumerate(config["tracks"]):
+        pick = {a: drawn[a][t].value for a in ("preset", "mood", "tempo_band", "mode", "identity")}
+        band_low, band_high = _band(pick["tempo_band"])
+        low, high = max(band_low, mix.tempo_bpm[0]), min(band_high, mix.tempo_bpm[1])
+        track["instrumentation"], track["mood"] = pick["preset"], pick["mood"]
+        track["tempo"] = int(rng.integers(low, high + 1))
+        keys = candidates["keys"][pick["mode"]]
+        track["key"] = keys[int(rng.integers(len(keys)))]
+        track.pop("voice", None)
+        if pick["identity"] != "instrumental":
+            track["voice"] = {"identity": pick["identity"]}
+        choices += [drawn[a][t] for a in ("preset", "mood", "tempo_band", "mode", "identity")]
+    for index, t in enumerate(voiced):
+        if "style" in drawn:
+            config["tracks"][t]["voice"]["style"] = drawn["style"][index].value
+            choices.append(drawn["style"][index])
+    return config, [c.to_dict() for c in choices]
+
+
+def _band(name: str) -> tuple[int, int]:
+    low, high = name.split("-")
+    return int(low), int(high)
+
+
+def _candidates(mix: CatalogueMix) -> dict:
+    """The values each attribute may take, with catalogue.yaml's weights."""
+    from songmill.feedback.measures import TEMPO_BAND_BPM, tempo_band
+
+    low, high = mix.tempo_bpm
+    bands = {tempo_band(b): 1.0 for b in range(low - low % TEMPO_BAND_BPM, high + 1, TEMPO_BAND_BPM)}
+    keys: dict[str, list[str]] = {}
+    for key in mix.keys:
+        keys.setdefault(_mode_of(key) or "major", []).append(key)
+    return {
+        "genre": mix.genres,
+        "preset": mix.genres,
+        "mood": mix.moods,
+        "tempo_band": bands,
+        "mode": {mode: float(len(found)) for mode, found in keys.items()},
+        "identity": mix.identities,
+        "style": mix.styles or {},
+        "keys": keys,
     }
 
 

@@ -439,6 +439,7 @@ def finish_release(
         redeliver=run.redeliver,
     )
     release_steps_time = {"wall_s": round(time.perf_counter() - steps_wall0, 3), "cpu_s": round(cpu_seconds() - steps_cpu0, 3)}
+    review = _queue_for_review(spec.release.id, catalogue)
     report = {
         "report_version": REPORT_VERSION,
         "songmill_version": __version__,
@@ -467,6 +468,7 @@ def finish_release(
         "stages": [{"name": s.name, "version": s.version, "description": s.description} for s in TRACK_STAGES.stages],
         "tracks": track_reports,
         "stage_totals": _stage_totals(outcomes),
+        "review_queue": review,  # the night's least certain tracks, put before people (songmill.feedback.review)
         "release_steps": release_steps_time,  # package + deliver, all profiles
         "album": _album_consistency(track_reports),
         "upc": release_steps.get("upc"),
@@ -506,6 +508,17 @@ def finish_release(
             raise SongmillError(f"{message}; the release was not delivered (release.allow_partial: true delivers the tracks that pass) (report: {report_path})")
         console.print(f"[yellow]warning:[/yellow] {message}; delivered without it (allow_partial)", highlight=False, soft_wrap=True)
     return report_path
+
+
+def _queue_for_review(release_id: str, catalogue: Catalogue) -> list[dict]:
+    """A nightly batch's least certain tracks go to the review queue (active learning)."""
+    from songmill.feedback.nightly import queue_nightly_review
+
+    try:
+        return queue_nightly_review(release_id, catalogue)
+    except SongmillError as err:  # a broken catalogue.yaml must not undo a delivered release
+        log.warning("review queue not filled for %s: %s", release_id, err)
+        return []
 
 
 def _qc_report(report: dict, profiles: dict, folder: Path) -> Path:
@@ -647,6 +660,11 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     if status == "rendered" and outcome.track_print:  # later tracks are checked against it
         catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"], track_print=outcome.track_print)
     models = {m["name"]: m for result in outcome.results for m in result.models}  # every model its stages used, once
+    if status != "failed" or files.get("score.json"):  # what listener feedback is measured against (songmill.feedback)
+        from songmill.feedback.attributes import melody_of, track_attributes
+
+        attributes = track_attributes(spec, outcome.number, vocals=decisions["vocals.json"], models={n: m["version"] for n, m in models.items()})
+        catalogue.set_track_attributes(track_id, attributes, melody_of(files.get("score.json")))
     rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered", models=tuple(models[name] for name in sorted(models)))
     return {
         "number": outcome.number,

@@ -110,6 +110,23 @@ def _destination(profile_name: str, profile: DeliveryProfile, out_dir: Path) -> 
     return str(path if path.is_absolute() else (out_dir / path).resolve())
 
 
+def _without_rejected(spec: ReleaseSpec, tracks: list[RenderedTrack], catalogue: Catalogue) -> tuple[list[RenderedTrack], dict[int, str]]:
+    """The tracks people did not reject in review (songmill.feedback.review), and why the others
+    are withheld: a rejected track stays out of the delivery like one that failed the gate."""
+    from songmill.feedback.review import withheld
+
+    rejected = {n: why for n, why in withheld(catalogue, spec.release.id).items() if any(t.number == n for t in tracks)}
+    if not rejected:
+        return tracks, {}
+    kept = [t for t in tracks if t.number not in rejected]
+    named = "; ".join(f"track {n}: {why}" for n, why in sorted(rejected.items()))
+    if not kept:
+        raise SongmillError(f"every track of {spec.release.id} was rejected in review ({named}); nothing to deliver")
+    if not spec.release.allow_partial:
+        raise SongmillError(f"{named}; release.allow_partial is false, so {spec.release.id} is not delivered without it")
+    return kept, rejected
+
+
 def package_and_deliver(
     spec: ReleaseSpec,
     profiles: dict[str, DeliveryProfile],
@@ -139,6 +156,7 @@ def package_and_deliver(
         touched. (A release whose sender, recipient or ISRCs are not configured is delivered
         without a DDEX message; `ddex_skipped` says why.)
     """
+    tracks, withheld = _without_rejected(spec, tracks, catalogue)
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
     credentials, unsigned_reason = usable_credentials(settings.signing)
@@ -158,7 +176,7 @@ def package_and_deliver(
     }
     cover, thumbnail = _release_cover(spec, config_path)
     exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
-    result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": []}
+    result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": [], "withheld": withheld}
     for name in spec.release.profiles:
         profile = profiles[name]
         destination = _destination(name, profile, Path(out_dir))

@@ -1,0 +1,267 @@
+"""`songmill feedback …` and `songmill models …`: listener feedback, and model versions.
+
+songmill feedback import FILE... [--layout NAME] [--json]   exit 0, 1 when any row was rejected, 2 unusable file
+songmill feedback report [--html FILE] [--json]            per-track measures, per-attribute posteriors
+songmill feedback simulate --nights N [--tracks T] [--refine] [--json]
+songmill feedback review ISRC [--rating N] [--approve|--reject] [--comment C] [--user U]
+songmill feedback queue [--json]                            the review queue
+songmill feedback experiment NAME [--json]                  an A/B experiment's effect
+songmill models versions NAME                               refined versions, which is in use, history
+songmill models refine NAME [--method full|lora] [--no-promote]
+songmill models promote NAME VERSION [--force]
+songmill models rollback NAME VERSION
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from songmill.core.errors import SongmillError
+
+feedback_app = typer.Typer(no_args_is_help=True, help="Listener feedback: import exports, report, simulate, review.")
+models_app = typer.Typer(no_args_is_help=True, help="Model versions: refine from feedback, promote, roll back.")
+err_console = Console(stderr=True)
+EXIT_REJECTED, EXIT_INVALID = 1, 2
+
+
+def _fail(err: SongmillError, code: int = EXIT_INVALID) -> None:
+    err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _catalogue():
+    from songmill.catalogue import Catalogue
+
+    try:
+        return Catalogue.open()
+    except SongmillError as err:
+        _fail(err)
+
+
+@feedback_app.command("import")
+def feedback_import(
+    files: list[Path] = typer.Argument(..., help="Analytics exports (CSV/TSV, optionally .gz)."),
+    layout: str | None = typer.Option(None, "--layout", help="The layout (distrokid, play-log); default: read from the header."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Import listener events; print what was imported, skipped as duplicates and rejected."""
+    from songmill.feedback.ingest import import_file, rematch_unknown
+
+    catalogue = _catalogue()
+    results = []
+    for path in files:
+        try:
+            results.append(import_file(path, catalogue, layout=layout))
+        except SongmillError as err:
+            _fail(err)
+    rematch_unknown(catalogue)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=1))
+    else:
+        for result in results:
+            print(result.summary())
+    if any(r.rejected_count for r in results):
+        raise typer.Exit(EXIT_REJECTED)
+
+
+@feedback_app.command("report")
+def feedback_report_command(
+    html: Path | None = typer.Option(None, "--html", help="Also write the report as one HTML page here."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Per-track completion, skip, save and rating; per-attribute posteriors with shrinkage."""
+    from songmill.engine.planning import load_catalogue_plan
+    from songmill.feedback.report import feedback_report, report_html
+
+    try:
+        report = feedback_report(_catalogue(), prior_plays=load_catalogue_plan().feedback.prior_plays)
+    except SongmillError as err:
+        _fail(err)
+    if html:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(report_html(report), encoding="utf-8")
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    console = Console()
+    table = Table("release", "#", "title", "ISRC", "streams", "completion", "skip<30s", "save", "rating", "verdict", title="Tracks")
+    pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    for t in report["tracks"]:
+        table.add_row(t["release_id"], str(t["number"]), t["title"], t["isrc"] or "", str(t["streams"]), pct(t["completion_rate"]), pct(t["skip_rate"]), pct(t["save_rate"]), str(t["rating"] or "—"), t["verdict"] or "")
+    console.print(table)
+    for attribute, rows in report["attributes"].items():
+        table = Table("value", "streams", "raw", "posterior", "90% interval", title=f"completion by {attribute} (catalogue {pct(report['catalogue_completion_rate'])})")
+        for r in rows:
+            table.add_row(r["value"], str(r["streams"]), pct(r["raw_rate"]), pct(r["posterior_mean"]), f"{pct(r['interval_90'][0])}–{pct(r['interval_90'][1])}")
+        console.print(table)
+    if report["unknown_isrcs"]:
+        print(f"kept aside (ISRCs the catalogue does not know): {', '.join(f'{k} ({v} rows)' for k, v in sorted(report['unknown_isrcs'].items()))}")
+    if html:
+        print(html)
+
+
+@feedback_app.command("simulate")
+def feedback_simulate(
+    nights: int = typer.Option(30, "--nights", min=1, max=3650, help="Nights to simulate (planning only, no audio)."),
+    tracks: int = typer.Option(12, "--tracks", min=1, max=40, help="Tracks a night."),
+    refine: bool = typer.Option(False, "--refine", help="Also run one refinement cycle of the melody model."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A synthetic population with hidden tastes: does the plan learn them?"""
+    from songmill.feedback.simulate import simulate_nights, simulate_refinement
+
+    try:
+        result = {"planning": simulate_nights(nights, tracks=tracks)}
+        if refine:
+            result["refinement"] = simulate_refinement()
+    except SongmillError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    planning = result["planning"]
+    print(f"preferred share of planned choices: prior {planning['prior_share']:.3f}; first {planning['window']} nights {planning['first_nights_share']:.3f}; last {planning['window']} nights {planning['last_nights_share']:.3f}")
+    print("curve: " + " ".join(f"{c['preferred_share']:.2f}" for c in planning["curve"]))
+    if refine:
+        r = result["refinement"]
+        print(f"refinement: step share {r['step_share']['in_use']} → {r['step_share']['refined']}; verdict {r['evaluation']['verdict']} {'; '.join(r['evaluation']['reasons'])}")
+
+
+@feedback_app.command("review")
+def feedback_review(
+    track: str = typer.Argument(..., help="The track's ISRC (or catalogue id)."),
+    rating: int | None = typer.Option(None, "--rating", help="1 (poor) to 5 (great)."),
+    approve: bool = typer.Option(False, "--approve", help="Approve the track for delivery."),
+    reject: bool = typer.Option(False, "--reject", help="Withhold the track from delivery."),
+    comment: str | None = typer.Option(None, "--comment"),
+    user: str | None = typer.Option(None, "--user", help="Who gives the verdict (default: the login name)."),
+) -> None:
+    """Rate, approve or reject a track (the same store as the plugin's review queue)."""
+    from songmill.feedback.review import record_verdict
+
+    if approve and reject:
+        _fail(SongmillError("--approve and --reject contradict each other; give one"))
+    verdict = "approve" if approve else "reject" if reject else None
+    try:
+        row = record_verdict(_catalogue(), track, user=user or getpass.getuser(), rating=rating, verdict=verdict, comment=comment)
+    except SongmillError as err:
+        _fail(err)
+    print(f"recorded for {row['title']} ({row['isrc']}): " + ", ".join(x for x in (f"rating {rating}" if rating else "", verdict or "") if x))
+
+
+@feedback_app.command("queue")
+def feedback_queue(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The review queue: tracks whose predicted appeal is least certain."""
+    from songmill.feedback.review import review_queue
+
+    rows = review_queue(_catalogue())
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("release", "#", "title", "ISRC", "predicted", "±", "status")
+    for r in rows:
+        table.add_row(r["release_id"], str(r["number"]), r["title"], r["isrc"] or "", f"{r['predicted_appeal']:.3f}", f"{r['uncertainty']:.3f}", r["status"])
+    Console().print(table)
+
+
+@feedback_app.command("experiment")
+def feedback_experiment(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """An A/B experiment's arms and effect (difference with 95 % interval, P(B beats A))."""
+    from songmill.feedback.experiments import experiment_report
+
+    try:
+        report = experiment_report(_catalogue(), name)
+    except SongmillError as err:
+        _fail(err)
+    print(json.dumps(report, indent=None if not as_json else 1))
+
+
+@models_app.command("versions")
+def models_versions(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """A model's refined versions, which one is in use, and the promotion history."""
+    from models.registry import ModelRegistry
+    from models.versions import VersionStore
+
+    try:
+        registry = ModelRegistry.load()
+        entry = registry.get(name)
+    except SongmillError as err:
+        _fail(err)
+    store = VersionStore()
+    found = {
+        "name": name,
+        "in_use": entry.version,
+        "registry_version": registry.base_version(name),
+        "versions": [{"version": v, "verdict": (store.lineage(name, v).get("evaluation") or {}).get("verdict")} for v in store.versions(name)],
+        "history": store.history(name),
+    }
+    if as_json:
+        print(json.dumps(found, indent=1))
+        return
+    print(f"{name}: in use {found['in_use']} (registry's own {found['registry_version']})")
+    for v in found["versions"]:
+        print(f"  {v['version']}: evaluation {v['verdict']}")
+    for h in found["history"]:
+        print(f"  {h['at']} {h['action']} {h['from']} → {h['version']} by {h['by']}: {h['reason']}")
+
+
+@models_app.command("refine")
+def models_refine(
+    name: str = typer.Argument("melody-gru-celtic"),
+    method: str = typer.Option("full", "--method", help="full (every weight) or lora (PEFT adapters on the linear head)."),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="Promote the candidate when its evaluation accepts it."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Refine a model from the catalogue's feedback: train, evaluate, register, promote if it wins."""
+    from songmill.feedback.refinement import MELODY_MODEL, refine_from_feedback, refine_lyrics_from_feedback
+
+    try:
+        if name == MELODY_MODEL:
+            result = refine_from_feedback(_catalogue(), method=method, promote=promote, by=getpass.getuser())
+        else:
+            result = refine_lyrics_from_feedback(_catalogue(), name, promote=promote, by=getpass.getuser())
+    except SongmillError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"{result['name']} {result['version']} (from {result['base_version']}): {result['verdict']}" + (f" — {'; '.join(result['reasons'])}" if result["reasons"] else ""))
+    print("promoted: now in use" if result["promoted"] else "not promoted: the version in use stays")
+
+
+def _version_action(action: str, name: str, version: str, force: bool = False) -> None:
+    from models.registry import ModelRegistry
+    from models.versions import VersionStore
+
+    try:
+        registry = ModelRegistry.load()
+        registry.get(name)
+        base = registry.base_version(name)
+        store = VersionStore()
+        if action == "promote":
+            store.promote(name, version, by=getpass.getuser(), reason="songmill models promote" + (" --force" if force else ""), base_version=base, force=force)
+        else:
+            store.rollback(name, version, by=getpass.getuser(), reason="songmill models rollback", base_version=base)
+        now = ModelRegistry.load().get(name).version
+    except SongmillError as err:
+        _fail(err)
+    print(f"{name}: {now} in use")
+
+
+@models_app.command("promote")
+def models_promote(name: str = typer.Argument(...), version: str = typer.Argument(...), force: bool = typer.Option(False, "--force")) -> None:
+    """Put a version in use (refused when its evaluation refused it, unless --force)."""
+    _version_action("promote", name, version, force)
+
+
+@models_app.command("rollback")
+def models_rollback(name: str = typer.Argument(...), version: str = typer.Argument(..., help="The version to go back to (the registry's own, e.g. 1.0, or a refined one).")) -> None:
+    """Go back to an earlier version; tracks rendered after it sound as they did with it."""
+    _version_action("rollback", name, version)
