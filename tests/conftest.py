@@ -134,6 +134,35 @@ def write_registry_with(extra: dict[str, dict], path: Path, identities: dict[str
     return path
 
 
+TINY_LM_VOCABULARY = """
+the a and of to in on my your we I you our night light bright sight flight tight white right
+river summer love lantern over drift fire glow slow go know show below home alone stone bone
+day way stay grey away say play rain again remain pain chain heart apart start dark spark
+sea free me be see tree believe leave breathe sky high fly why try sun run one done gold hold
+cold told old world water morning golden silver quiet gentle burning falling waiting dreaming
+""".split()
+
+
+def build_tiny_lm(folder: Path) -> Path:
+    """A tiny, randomly initialised GPT-2 with a word-level tokenizer over TINY_LM_VOCABULARY,
+    saved in `folder` as a transformers model (no download)."""
+    import torch
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["[UNK]", "<eos>", "\n"] + list(dict.fromkeys(TINY_LM_VOCABULARY))
+    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r"[ \t]+"), behavior="removed"), pre_tokenizers.Split("\n", behavior="isolated")]
+    )
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="<eos>", pad_token="<eos>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(words), n_positions=256, n_embd=32, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=1)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
 def render_release_text(text: str, folder: Path, *, config_dir: Path | None = None) -> dict:
     """Write a release config into `folder`, render it with its own var/ there (and `config_dir`
     as the config folder, when given), return the report (for module fixtures: one render shared

@@ -364,3 +364,60 @@ def test_feedback_report_html_has_tables_and_a_plot_per_attribute(tmp_path):
     page = report_html(report)
     assert page.count("<svg") == len(report["attributes"]) and "Night Bus" in page and "75.0 %" in page
     json.dumps(report)  # plain data
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_a_rendered_track_is_measured_refined_from_and_withheld_when_rejected(tmp_path, monkeypatch):
+    """The whole loop on a real render: its attributes and melody recorded, a play log for its
+    ISRC measured, a refinement trained on its kept melody (from the artifact store) and
+    registered with lineage, and a rejection in review that keeps it out of the next delivery."""
+    from sqlalchemy import select
+
+    from models.versions import VersionStore
+    from songmill.engine.runner import render
+    from songmill.feedback.refinement import MELODY_MODEL, refine_from_feedback
+    from tests.conftest import DEBUG
+
+    out = tmp_path / "dist"
+    render(DEBUG, out_dir=out, seed=11)
+    catalogue = Catalogue.open()
+    with catalogue.session() as s:
+        isrc = s.scalar(select(Track.isrc).where(Track.release_id == "debug-single"))
+    plays = [play(isrc, i, ms=30_000 + 1000 * i, done=i % 3 != 0) for i in range(30)]
+    import_file(write_play_log(tmp_path / "plays.csv", plays), catalogue)
+    [measured] = track_measures(catalogue)
+    assert measured.attributes["mood"] == "hopeful" and measured.attributes["mode"] == "minor" and measured.attributes["tempo_band"] == "120-127"
+    assert measured.attributes["melody_model"] == "1.0" and measured.attributes["identity"] != "instrumental"
+    assert 0.0 < measured.melody["step_share"] < 1.0 and measured.completion_rate == pytest.approx(20 / 30)
+
+    result = refine_from_feedback(catalogue, corpus_files=30, by="test")
+    assert result["version"] == "1.0+r1" and result["verdict"] in ("promote", "refuse")
+    lineage = VersionStore().lineage(MELODY_MODEL, "1.0+r1")
+    assert lineage["base_version"] == "1.0" and lineage["training_data"]["kept_melodies"] == 1 and len(lineage["training_data"]["snapshot_sha256"]) == 64
+    assert set(lineage["evaluation"]["candidate"]) >= {"heldout_nll", "in_scale", "chord_tone", "diversity", "duplicate_rate", "preference"}
+    assert "Verdict: **" in (VersionStore().folder(MELODY_MODEL, "1.0+r1") / "MODEL_CARD.md").read_text()
+
+    # the same path refines a registered lyrics LM (a tiny one built here) on the kept lyrics
+    from songmill.feedback.refinement import refine_lyrics_from_feedback
+    from tests.conftest import build_tiny_lm, write_registry_with
+
+    lm = build_tiny_lm(tmp_path / "tiny-lm")
+    monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(write_registry_with({"tiny-lyrics-lm": {"backend": "transformers", "path": str(lm)}}, tmp_path / "registry.yaml")))
+    refined = refine_lyrics_from_feedback(catalogue, "tiny-lyrics-lm", by="test")
+    ev = refined["evaluation"]
+    assert refined["version"] == "test+r1" and ev["candidate"]["kept_nll"] < ev["in_use"]["kept_nll"]
+    assert refined["verdict"] == ("promote" if ev["candidate"]["reference_nll"] - ev["in_use"]["reference_nll"] <= 0.05 else "refuse")
+    assert (VersionStore().folder("tiny-lyrics-lm", "test+r1") / "tiny-lm" / "model.safetensors").is_file()
+    if refined["promoted"]:  # the registry now resolves the refined folder, hash-checked
+        from models.registry import ModelRegistry
+
+        assert ModelRegistry.load().resolve("tiny-lyrics-lm", commercial=False).parent.name == "test+r1"
+    with pytest.raises(SongmillError, match="is a torch-safetensors model, not a lyrics LM"):
+        refine_lyrics_from_feedback(catalogue, MELODY_MODEL)
+
+    record_verdict(catalogue, isrc, user="ana", verdict="reject", comment="too sleepy")
+    catalogue.close()
+    with pytest.raises(SongmillError, match="every track of debug-single was rejected in review"):
+        render(DEBUG, out_dir=out, seed=11)

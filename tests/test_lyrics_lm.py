@@ -17,35 +17,11 @@ from qc.songwriting import rhyme_ratio
 from songmill.core.errors import SongmillError
 from songmill.core.lyrics import Lyrics
 from songmill.engine.runner import render
-from tests.conftest import PROJECT, write_registry_with
-
-VOCABULARY = """
-the a and of to in on my your we I you our night light bright sight flight tight white right
-river summer love lantern over drift fire glow slow go know show below home alone stone bone
-day way stay grey away say play rain again remain pain chain heart apart start dark spark
-sea free me be see tree believe leave breathe sky high fly why try sun run one done gold hold
-cold told old world water morning golden silver quiet gentle burning falling waiting dreaming
-""".split()
-
+from tests.conftest import PROJECT, TINY_LM_VOCABULARY, build_tiny_lm, write_registry_with
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
-    import torch
-    from tokenizers import Regex, Tokenizer, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-lyrics-lm")
-    words = ["[UNK]", "<eos>", "\n"] + list(dict.fromkeys(VOCABULARY))
-    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r"[ \t]+"), behavior="removed"), pre_tokenizers.Split("\n", behavior="isolated")]
-    )
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="<eos>", pad_token="<eos>").save_pretrained(folder)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(words), n_positions=256, n_embd=32, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=1)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lyrics-lm"))
 
 
 @pytest.fixture
@@ -75,7 +51,7 @@ def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm)
         seed=1,
     )
     assert lyrics.source == "lm" and lyrics.model == "tiny-lyrics-lm"
-    vocabulary = set(VOCABULARY)
+    vocabulary = set(TINY_LM_VOCABULARY)
     lm_lines = 0
     for section in lyrics.sections:
         for line in section.lines:
