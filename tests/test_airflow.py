@@ -101,11 +101,15 @@ def test_every_dag_imports_cleanly_with_tags_retries_and_no_heavy_work_at_parse_
         "songmill_release_harbour-lights-ep",
         "songmill_nightly_catalogue",
         "songmill_manual_release",
+        "songmill_feedback_inbox",
+        "songmill_refine_weekly",
     }
     for dag_id, dag in parsed["dags"].items():
         assert "songmill" in dag["tags"] and len(dag["tags"]) >= 2, dag_id
         assert min(dag["retries"]) >= 2, dag_id
         assert dag["backoff"] == [2.0], dag_id  # exponential backoff on every task
+        if dag_id.startswith(("songmill_feedback", "songmill_refine")):
+            continue  # no track stages
         assert dag["queues"]["track.vocals"] == ["gpu", "gpu"], dag_id  # the neural voice
         assert dag["queues"]["track.mix"] == ["default", "default_pool"], dag_id
     assert parsed["heavy"] == [], "parsing the DAGs imported heavy modules"
@@ -484,3 +488,83 @@ def test_every_registered_stage_has_an_operator():
     from songmill.engine.track_stages import TRACK_STAGES
 
     assert list(STAGE_OPERATORS) == TRACK_STAGES.names()
+
+
+def test_the_inbox_dag_imports_dropped_exports_once_and_sets_the_bad_ones_aside(airflow_home, tmp_path, monkeypatch):
+    """DAG songmill_feedback_inbox under dag.test(): a good play log is imported and moved to
+    done/; an export with a refused row is counted and moved to rejected/ with a note of each
+    refused line; a file in no known layout goes to rejected/ with why; the same file dropped
+    again counts nothing twice."""
+    from songmill.catalogue import Catalogue
+    from songmill.feedback.measures import track_measures
+    from tests.test_feedback import play, write_play_log
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("SONGMILL_FEEDBACK_INBOX", str(inbox))
+    write_play_log(inbox / "plays.csv", [play("QZSGM2600001", i, ms=180_000, done=True) for i in range(5)])
+    write_play_log(inbox / "some-bad.csv", [play("QZSGM2600001", 10, ms=180_000, done=True), play("QZSGM2600001", 11, ms=-1, done=True)])
+    (inbox / "mystery.csv").write_text("what,is,this\n1,2,3\n")
+    sys.path.insert(0, str(PROJECT / "dags"))
+    try:
+        import songmill_feedback
+    finally:
+        sys.path.remove(str(PROJECT / "dags"))
+    run = songmill_feedback.songmill_feedback_inbox.test()
+    assert run.state == "success"
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["plays.csv"]
+    assert sorted(p.name for p in (inbox / "rejected").iterdir()) == ["mystery.csv", "mystery.csv.txt", "some-bad.csv", "some-bad.csv.txt"]
+    assert "line 3: ms_played is negative (-1)" in (inbox / "rejected" / "some-bad.csv.txt").read_text()
+    assert "is in no layout songmill knows" in (inbox / "rejected" / "mystery.csv.txt").read_text()
+    (inbox / "done" / "plays.csv").rename(inbox / "plays.csv")  # dropped again
+    assert songmill_feedback.songmill_feedback_inbox.test().state == "success"
+    catalogue = Catalogue.open()
+    from songmill.feedback.ingest import unknown_isrcs
+
+    assert unknown_isrcs(catalogue) == {"QZSGM2600001": 6}  # 5 + 1 good row of the bad file; nothing twice
+    assert track_measures(catalogue) == []
+
+
+def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(migrated_airflow, monkeypatch, tmp_path):
+    """Airflow's own API app in-process (simple auth manager): the review endpoint refuses a
+    caller without a token (401), a browser without a login is sent to the login page, and a
+    verdict records the logged-in user; bad bodies are one sentence each."""
+    from starlette.testclient import TestClient
+
+    from songmill.catalogue import Catalogue
+    from songmill.feedback.review import enqueue_least_certain
+    from songmill.feedback.measures import FeedbackSnapshot
+    from tests.test_feedback import _catalogue_with_tracks
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    catalogue = _catalogue_with_tracks(Catalogue.open().engine.url.render_as_string(), {"1": {"mood": "hopeful"}, "2": {"mood": "dreamy"}})
+    enqueue_least_certain(catalogue, "nightly-2026-11-30", 1, FeedbackSnapshot())
+    from airflow.api_fastapi.app import create_app
+
+    client = TestClient(create_app(), follow_redirects=False)
+    password = json.loads((migrated_airflow / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    token = client.post("/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    verdict = {"track": "QZSGM2600001", "rating": 4, "verdict": "approve"}
+
+    assert client.post("/songmill/api/feedback/verdicts", json=verdict).status_code == 401
+    assert client.post("/songmill/api/feedback/verdicts", json=verdict, headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
+    page = client.get("/songmill/review")
+    assert page.status_code == 307 and page.headers["location"].startswith("/auth/login") and "review" in page.headers["location"]
+    form = client.post("/songmill/api/feedback/verdicts", data={"track": "QZSGM2600001", "rating": "4"}, headers=auth)
+    assert form.status_code == 415 and "as JSON" in form.json()["detail"]
+    for body, status, detail in [
+        ({**verdict, "rating": 9}, 400, "rating 9 is out of range; give a whole number from 1 to 5"),
+        ({**verdict, "stars": 3}, 400, "a verdict has no field stars"),
+        ({**verdict, "track": "QZSGM2699999"}, 404, "no track QZSGM2699999 in the catalogue"),
+    ]:
+        answer = client.post("/songmill/api/feedback/verdicts", json=body, headers=auth)
+        assert answer.status_code == status and detail in answer.json()["detail"]
+    recorded = client.post("/songmill/api/feedback/verdicts", json=verdict, headers=auth)
+    assert recorded.status_code == 201 and recorded.json()["user"] == "admin" and recorded.json()["verdict"] == "approve"
+    queue = client.get("/songmill/api/feedback/queue", headers=auth).json()
+    assert [(q["number"], q["status"]) for q in queue] == [(1, "approved")]  # with no feedback yet, ties go to the first track
+    review = client.get("/songmill/review", headers=auth)
+    assert review.status_code == 200 and "Review queue" in review.text
+    report = client.get("/songmill/feedback/report.html", headers=auth)
+    assert report.status_code == 200 and "Listener feedback" in report.text
