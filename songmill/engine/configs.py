@@ -24,9 +24,19 @@ def _loaders() -> tuple[Callable[[], object], ...]:
     from songmill.core.profiles import load_profiles
     from songmill.engine.planning import load_catalogue_plan
     from songmill.production.presets import load_production_presets
+    from songmill.feedback.experiments import load_experiments
     from songmill.release.settings import load_delivery_settings
 
-    return (load_profiles, load_delivery_settings, load_production_presets, load_presets, load_qc_settings, load_catalogue_plan, ModelRegistry.load)
+    return (
+        load_profiles,
+        load_delivery_settings,
+        load_production_presets,
+        load_presets,
+        load_qc_settings,
+        load_catalogue_plan,
+        load_experiments,
+        ModelRegistry.load,
+    )
 
 
 def config_problems() -> list[str]:

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import ExperimentAssignment
 from songmill.core.config import load_config
-from songmill.core.errors import SongmillError
+from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.paths import config_dir
 from songmill.feedback.measures import track_measures
 
@@ -55,11 +55,14 @@ def load_experiments(path: Path | None = None) -> dict[str, Experiment]:
     if not path.is_file():
         return {}
     found = load_config(path, ExperimentsFile).experiments
-    for name, experiment in found.items():
-        for arm, settings in experiment.arms.items():
-            unknown = [k for k in settings if k not in ARM_FIELDS]
-            if unknown:
-                raise SongmillError(f"{path}: experiment {name} arm {arm} sets {', '.join(unknown)}; an arm may set {', '.join(ARM_FIELDS)}")
+    problems = [
+        f"{path}: experiments.{name}.arms.{arm}: sets {', '.join(unknown)}; an arm may set {', '.join(ARM_FIELDS)}"
+        for name, experiment in found.items()
+        for arm, settings in experiment.arms.items()
+        if (unknown := [k for k in settings if k not in ARM_FIELDS])
+    ]
+    if problems:
+        raise ConfigError(problems)
     return found
 
 

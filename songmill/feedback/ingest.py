@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import FeedbackImport, FeedbackRejection, ListenerEvent, Track
@@ -178,6 +178,7 @@ def _write(catalogue, layout: Layout, result: ImportResult, batch, problems, tra
     with catalogue.session() as s, s.begin():
         keys = [counted.row_key for _, counted in batch]
         seen = set(s.scalars(select(ListenerEvent.row_key).where(ListenerEvent.row_key.in_(keys)))) if keys else set()
+        rows = []
         for line, counted in batch:
             if counted.row_key in seen:
                 result.duplicates += 1
@@ -185,10 +186,13 @@ def _write(catalogue, layout: Layout, result: ImportResult, batch, problems, tra
             seen.add(counted.row_key)
             track_id = tracks.get(counted.isrc)
             result.unknown_isrc += track_id is None
-            result.imported += 1
-            s.add(ListenerEvent(import_id=result.import_id, line=line, layout=layout.name, track_id=track_id, **counted.__dict__))
-        for line, reason, raw in problems:
-            s.add(FeedbackRejection(import_id=result.import_id, line=line, reason=reason, raw=raw[:2000]))
+            rows.append({"import_id": result.import_id, "line": line, "layout": layout.name, "track_id": track_id, **counted.__dict__})
+        if rows:  # one executemany per batch (Core, not ORM objects: a 1 GB file is millions of rows)
+            s.connection().execute(insert(ListenerEvent.__table__), rows)
+            result.imported += len(rows)
+        if problems:
+            s.connection().execute(insert(FeedbackRejection.__table__), [{"import_id": result.import_id, "line": line, "reason": reason, "raw": raw[:2000]} for line, reason, raw in problems])
+        for line, reason, _ in problems:
             result.rejected_count += 1
             if len(result.rejected) < SHOWN_REJECTIONS:
                 result.rejected.append((line, reason))

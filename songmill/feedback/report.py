@@ -62,7 +62,17 @@ def feedback_report(catalogue: Catalogue, *, prior_plays: float = DEFAULT_PRIOR_
         attributes[attribute] = sorted(rows, key=lambda r: -r["posterior_mean"])
     with catalogue.session() as s:
         imports = [
-            {"id": i.id, "file": i.file_name, "layout": i.layout, "rows": i.rows, "imported": i.imported, "duplicates": i.duplicates, "rejected": i.rejected, "unknown_isrc": i.unknown_isrc, "at": i.imported_at.isoformat(timespec="seconds")}
+            {
+                "id": i.id,
+                "file": i.file_name,
+                "layout": i.layout,
+                "rows": i.rows,
+                "imported": i.imported,
+                "duplicates": i.duplicates,
+                "rejected": i.rejected,
+                "unknown_isrc": i.unknown_isrc,
+                "at": i.imported_at.isoformat(timespec="seconds"),
+            }
             for i in s.scalars(select(FeedbackImport).order_by(FeedbackImport.id))
         ]
     return {
@@ -93,7 +103,7 @@ def _plot(rows: list[dict], mean: float) -> str:
     height = row_h * len(rows) + 24
 
     def x(rate: float) -> float:
-        return left + (width - left - 10) * rate
+        return left + (width - left - 24) * rate
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
     for i, r in enumerate(rows):
@@ -115,15 +125,8 @@ def report_html(report: dict) -> str:
         "<h1>Listener feedback</h1>",
         f"<p>Catalogue completion rate {_pct(mean)}; each estimate below is shrunk toward it with the weight of "
         f"{report['prior_plays']:.0f} streams, so a value heard a few times stays near it. Snapshot {report['snapshot_sha256'][:12]}.</p>",
-        "<h2>Tracks</h2>",
-        _table(
-            ["release", "#", "title", "ISRC", "streams", "completion", "skip < 30 s", "save", "rating", "verdict"],
-            [
-                [t["release_id"], t["number"], t["title"], t["isrc"] or "", t["streams"], _pct(t["completion_rate"]), _pct(t["skip_rate"]), _pct(t["save_rate"]), t["rating"] or "—", t["verdict"] or ""]
-                for t in report["tracks"]
-            ],
-        ),
         "<h2>What made the tracks: completion by attribute</h2>",
+        "<p>Bars: the posterior mean of each value's completion rate; black: its 90 % credible interval; red: the catalogue's rate.</p>",
     ]
     for attribute, rows in report["attributes"].items():
         sections.append(f"<h3>{html.escape(attribute)}</h3>")
@@ -131,9 +134,33 @@ def report_html(report: dict) -> str:
         sections.append(
             _table(
                 ["value", "streams", "raw rate", "posterior mean", "90 % interval"],
-                [[r["value"], r["streams"], _pct(r["raw_rate"]), _pct(r["posterior_mean"]), f"{_pct(r['interval_90'][0])} – {_pct(r['interval_90'][1])}"] for r in rows],
+                [
+                    [r["value"], r["streams"], _pct(r["raw_rate"]), _pct(r["posterior_mean"]), f"{_pct(r['interval_90'][0])} – {_pct(r['interval_90'][1])}"]
+                    for r in rows
+                ],
             )
         )
+    sections += [
+        "<h2>Tracks</h2>",
+        _table(
+            ["release", "#", "title", "ISRC", "streams", "completion", "skip < 30 s", "save", "rating", "verdict"],
+            [
+                [
+                    t["release_id"],
+                    t["number"],
+                    t["title"],
+                    t["isrc"] or "",
+                    t["streams"],
+                    _pct(t["completion_rate"]),
+                    _pct(t["skip_rate"]),
+                    _pct(t["save_rate"]),
+                    t["rating"] or "—",
+                    t["verdict"] or "",
+                ]
+                for t in report["tracks"]
+            ],
+        ),
+    ]
     sections.append("<h2>Review queue</h2>")
     sections.append(
         _table(
@@ -145,7 +172,10 @@ def report_html(report: dict) -> str:
     sections.append(
         _table(
             ["#", "file", "layout", "rows", "imported", "duplicates", "rejected", "unknown ISRC", "at"],
-            [[i["id"], i["file"], i["layout"], i["rows"], i["imported"], i["duplicates"], i["rejected"], i["unknown_isrc"], i["at"]] for i in report["imports"]],
+            [
+                [i["id"], i["file"], i["layout"], i["rows"], i["imported"], i["duplicates"], i["rejected"], i["unknown_isrc"], i["at"]]
+                for i in report["imports"]
+            ],
         )
     )
     if report["unknown_isrcs"]:

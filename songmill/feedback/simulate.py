@@ -38,7 +38,7 @@ from songmill.core import ids
 from songmill.core.seeds import derive_seed
 from songmill.feedback.attributes import mode_of
 from songmill.feedback.ingest import import_file
-from songmill.feedback.layouts import PLAY_LOG_COLUMNS
+from songmill.feedback.layouts import PLAY_LOG_COLUMNS, STREAM_MIN_MS
 from songmill.feedback.measures import snapshot, tempo_band
 
 PREFERRED_MOODS = ("hopeful", "energetic")
@@ -81,7 +81,8 @@ def plays(population: Population, probability: float, rng: np.random.Generator, 
     rows = []
     for listener in range(population.plays_per_track):
         done = rng.random() < probability
-        skipped = not done and rng.random() < 0.6
+        # a play that neither completes nor stops before 30 s: only a track longer than ~33 s has room for one
+        skipped = not done and (rng.random() < 0.6 or duration_s * 900 <= STREAM_MIN_MS)
         played_ms = int(duration_s * 1000) if done else int(rng.uniform(3_000, 29_000)) if skipped else int(rng.uniform(30_000, duration_s * 1000 * 0.9))
         stamp = dt.datetime.combine(day, dt.time(18, 0), dt.UTC) + dt.timedelta(seconds=int(rng.integers(0, 6 * 3600)))
         rows.append(
