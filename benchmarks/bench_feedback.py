@@ -68,7 +68,9 @@ def bench_import(megabytes: int, work: Path) -> dict:
     generated = write_play_log(path, megabytes)
     generate_s = time.perf_counter() - started
     env = {**os.environ, "SONGMILL_VAR_DIR": str(work / f"var-{megabytes}"), "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", IMPORT_CHILD, str(path), f"sqlite:///{work / f'c-{megabytes}.db'}"], stdout=subprocess.PIPE, env=env, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", IMPORT_CHILD, str(path), f"sqlite:///{work / f'c-{megabytes}.db'}"], stdout=subprocess.PIPE, env=env, text=True
+    )
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     out = json.loads(child.stdout.read().strip().splitlines()[-1])

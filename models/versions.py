@@ -101,7 +101,9 @@ class VersionStore:
             verdict = (lineage.get("evaluation") or {}).get("verdict")
             if verdict != "promote" and not force:
                 why = "; ".join((lineage.get("evaluation") or {}).get("reasons", [])) or "it has no evaluation"
-                raise SongmillError(f"model '{name}' version '{version}' was not accepted by its evaluation ({why}); promote it with --force only if you mean to")
+                raise SongmillError(
+                    f"model '{name}' version '{version}' was not accepted by its evaluation ({why}); promote it with --force only if you mean to"
+                )
         self._set(name, version, action="promote", by=by, reason=reason, base_version=base_version)
 
     def rollback(self, name: str, version: str, *, by: str, reason: str, base_version: str) -> None:

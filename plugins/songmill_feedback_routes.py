@@ -58,9 +58,9 @@ def add_feedback_routes(app, current_user) -> None:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            raise HTTPException(status_code=400, detail="the body is not JSON; send {\"track\": ISRC, \"rating\": 1-5, \"verdict\": \"approve\"|\"reject\"}") from None
+            raise HTTPException(status_code=400, detail='the body is not JSON; send {"track": ISRC, "rating": 1-5, "verdict": "approve"|"reject"}') from None
         if not isinstance(body, dict) or "track" not in body:
-            raise HTTPException(status_code=400, detail="the verdict names no track; send {\"track\": ISRC or id, ...}")
+            raise HTTPException(status_code=400, detail='the verdict names no track; send {"track": ISRC or id, ...}')
         unknown = sorted(set(body) - {"track", "rating", "verdict", "comment"})
         if unknown:
             raise HTTPException(status_code=400, detail=f"a verdict has no field {', '.join(unknown)}; its fields are track, rating, verdict, comment")
@@ -113,12 +113,12 @@ def review_html(rows: list[dict]) -> str:
     for r in rows:
         status = html.escape(r["status"])
         items.append(
-            f"""<section class="item" data-track="{r['track_id']}">
-<h3>{html.escape(r['title'])} <small>{html.escape(r['release_id'])} #{r['number']} · {html.escape(r['isrc'] or 'no ISRC yet')}</small></h3>
-<p>{html.escape(r['reason'])} · status <b class="status">{status}</b></p>
-<audio controls preload="none" src="/songmill/review/tracks/{r['track_id']}/audio"></audio>
+            f"""<section class="item" data-track="{r["track_id"]}">
+<h3>{html.escape(r["title"])} <small>{html.escape(r["release_id"])} #{r["number"]} · {html.escape(r["isrc"] or "no ISRC yet")}</small></h3>
+<p>{html.escape(r["reason"])} · status <b class="status">{status}</b></p>
+<audio controls preload="none" src="/songmill/review/tracks/{r["track_id"]}/audio"></audio>
 <div class="actions">
-<label>rating <select class="rating"><option value="">—</option>{''.join(f'<option>{n}</option>' for n in range(1, 6))}</select></label>
+<label>rating <select class="rating"><option value="">—</option>{"".join(f"<option>{n}</option>" for n in range(1, 6))}</select></label>
 <input class="comment" placeholder="comment (optional)" size="40">
 <button class="approve">Approve</button> <button class="reject">Reject (withhold from delivery)</button>
 <span class="result"></span></div></section>"""

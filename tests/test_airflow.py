@@ -532,8 +532,8 @@ def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(mi
     from starlette.testclient import TestClient
 
     from songmill.catalogue import Catalogue
-    from songmill.feedback.review import enqueue_least_certain
     from songmill.feedback.measures import FeedbackSnapshot
+    from songmill.feedback.review import enqueue_least_certain
     from tests.test_feedback import _catalogue_with_tracks
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")

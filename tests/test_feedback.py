@@ -36,7 +36,19 @@ def database_url(request, tmp_path):
 def _catalogue_with_tracks(url: str, attributes: dict[str, dict] | None = None) -> Catalogue:
     catalogue = Catalogue.open(url)
     with catalogue.session() as s, s.begin():
-        s.add(Release(id="nightly-2026-11-30", title="N", artist="A", label="L", type="single", release_date=dt.date(2026, 11, 30), genre="pop", config_path="", config_sha256=""))
+        s.add(
+            Release(
+                id="nightly-2026-11-30",
+                title="N",
+                artist="A",
+                label="L",
+                type="single",
+                release_date=dt.date(2026, 11, 30),
+                genre="pop",
+                config_path="",
+                config_sha256="",
+            )
+        )
         s.add(Track(release_id="nightly-2026-11-30", number=1, title="Night Bus", isrc=ISRC_1, seed=1, status="delivered"))
         s.add(Track(release_id="nightly-2026-11-30", number=2, title="Copper Sky", isrc=ISRC_2, seed=2, status="delivered"))
     for number, attrs in (attributes or {}).items():
@@ -106,11 +118,11 @@ def test_distrokid_export_with_bad_rows_imports_the_good_ones_once(database_url,
     rows = [
         distrokid_row(),  # line 2
         distrokid_row(**{"Country of Sale": "US", "Quantity": "80"}),  # line 3
-        distrokid_row(**{"Quantity": "-4", "Store": "Deezer"}),  # line 4: negative
+        distrokid_row(Quantity="-4", Store="Deezer"),  # line 4: negative
         distrokid_row(**{"Sale Month": "2027-01", "Store": "Tidal"}),  # line 5: in the future
-        distrokid_row(**{"ISRC": ISRC_UNKNOWN, "Title": "Not ours yet"}),  # line 6: unknown ISRC, kept aside
+        distrokid_row(ISRC=ISRC_UNKNOWN, Title="Not ours yet"),  # line 6: unknown ISRC, kept aside
         distrokid_row(),  # line 7: the same row as line 2
-        distrokid_row(**{"ISRC": "NOT-AN-ISRC", "Store": "Amazon"}),  # line 8
+        distrokid_row(ISRC="NOT-AN-ISRC", Store="Amazon"),  # line 8
         distrokid_row(**{"Song/Album": "Album", "Store": "iTunes"}),  # line 9
     ]
     export = write_distrokid(tmp_path / "distrokid-2026-10.tsv", rows)
@@ -209,7 +221,9 @@ def test_feedback_import_cli_exit_codes(tmp_path):
     def run(*args):
         import os
 
-        return subprocess.run([sys.executable, "-m", "songmill", "feedback", "import", *map(str, args)], capture_output=True, text=True, env={**os.environ, **env_var})
+        return subprocess.run(
+            [sys.executable, "-m", "songmill", "feedback", "import", *map(str, args)], capture_output=True, text=True, env={**os.environ, **env_var}
+        )
 
     ok = run(good)
     assert ok.returncode == 0 and "1 imported (1 for ISRCs the catalogue does not know, kept aside), 0 duplicates skipped, 0 rejected" in ok.stdout
@@ -226,9 +240,7 @@ def test_feedback_import_cli_exit_codes(tmp_path):
 def test_plan_draws_what_listeners_keep_deterministically_and_within_limits():
     plan = load_catalogue_plan()
     plan = plan.model_copy(update={"tracks_per_night": 6, "feedback": plan.feedback.model_copy(update={"exploration_share": 0.0, "min_variety": {}})})
-    loved = FeedbackSnapshot(
-        {"mood": {"energetic": (2700, 3000), "hopeful": (300, 3000)}, "identity": {"cleo": (2600, 3000), "ben": (200, 3000)}}, 0.4, 200
-    )
+    loved = FeedbackSnapshot({"mood": {"energetic": (2700, 3000), "hopeful": (300, 3000)}, "identity": {"cleo": (2600, 3000), "ben": (200, 3000)}}, 0.4, 200)
     config, choices = plan_night(plan, dt.date(2026, 12, 2), loved)
     assert [t["mood"] for t in config["tracks"]] == ["energetic"] * 6
     assert [t["voice"]["identity"] for t in config["tracks"]] == ["cleo"] * 6
@@ -335,7 +347,9 @@ def test_experiment_assignment_is_by_hash_recorded_and_reported(tmp_path):
         applied = apply_experiments(catalogue, config, {"presets": experiment})
         arm = applied[0]["arm"]
         arms[release_id] = arm
-        assert arm == arm_for("presets", experiment, release_id) and {t["instrumentation"] for t in config["tracks"]} == {experiment.arms[arm]["instrumentation"]}
+        assert arm == arm_for("presets", experiment, release_id) and {t["instrumentation"] for t in config["tracks"]} == {
+            experiment.arms[arm]["instrumentation"]
+        }
         for number in (1, 2):
             _, isrc = sim.add_track(release_id, number, f"t{number}", {"genre": "pop", "preset": experiment.arms[arm]["instrumentation"]}, None, 2026)
             done = 70 if arm == "B" else 50
@@ -404,7 +418,9 @@ def test_a_rendered_track_is_measured_refined_from_and_withheld_when_rejected(tm
     from tests.conftest import build_tiny_lm, write_registry_with
 
     lm = build_tiny_lm(tmp_path / "tiny-lm")
-    monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(write_registry_with({"tiny-lyrics-lm": {"backend": "transformers", "path": str(lm)}}, tmp_path / "registry.yaml")))
+    monkeypatch.setenv(
+        "SONGMILL_MODEL_REGISTRY", str(write_registry_with({"tiny-lyrics-lm": {"backend": "transformers", "path": str(lm)}}, tmp_path / "registry.yaml"))
+    )
     refined = refine_lyrics_from_feedback(catalogue, "tiny-lyrics-lm", by="test")
     ev = refined["evaluation"]
     assert refined["version"] == "test+r1" and ev["candidate"]["kept_nll"] < ev["in_use"]["kept_nll"]

@@ -19,6 +19,7 @@ from songmill.core.lyrics import Lyrics
 from songmill.engine.runner import render
 from tests.conftest import PROJECT, TINY_LM_VOCABULARY, build_tiny_lm, write_registry_with
 
+
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-lyrics-lm"))

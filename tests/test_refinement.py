@@ -48,7 +48,7 @@ def _compose_bytes() -> bytes:
 
 
 def test_a_damaged_model_is_refused_and_cannot_be_promoted(tmp_path):
-    from models.training.refine_melody import refine_melody
+    from songmill.feedback.evaluation import refine_melody
 
     base_path = ModelRegistry.load().resolve(MELODY_MODEL, commercial=True)
     damaged = load_melody_model(base_path)
@@ -71,7 +71,7 @@ def test_a_damaged_model_is_refused_and_cannot_be_promoted(tmp_path):
 
 
 def test_promote_then_rollback_restores_the_previous_output_byte_for_byte(tmp_path):
-    from models.training.refine_melody import FineTune, fine_tune, split_corpus, training_set, corpus_tunes
+    from models.training.refine_melody import FineTune, corpus_tunes, fine_tune, split_corpus, training_set
 
     before = _compose_bytes()
     base = load_melody_model(ModelRegistry.load().resolve(MELODY_MODEL, commercial=True))

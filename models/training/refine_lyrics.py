@@ -69,7 +69,7 @@ def refine_lyrics_lm(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    evaluation = {
+    evaluation: dict = {
         "in_use": {"kept_nll": _nll(base, tokenizer, held), "reference_nll": _nll(base, tokenizer, reference)},
         "candidate": {"kept_nll": _nll(candidate, tokenizer, held), "reference_nll": _nll(candidate, tokenizer, reference)},
     }
@@ -77,7 +77,9 @@ def refine_lyrics_lm(
     if evaluation["candidate"]["kept_nll"] >= evaluation["in_use"]["kept_nll"]:
         reasons.append(f"kept-lines NLL {evaluation['candidate']['kept_nll']} does not beat the version in use ({evaluation['in_use']['kept_nll']})")
     if evaluation["candidate"]["reference_nll"] - evaluation["in_use"]["reference_nll"] > NLL_TOLERANCE:
-        reasons.append(f"reference NLL regresses from {evaluation['in_use']['reference_nll']} to {evaluation['candidate']['reference_nll']} (tolerance {NLL_TOLERANCE})")
+        reasons.append(
+            f"reference NLL regresses from {evaluation['in_use']['reference_nll']} to {evaluation['candidate']['reference_nll']} (tolerance {NLL_TOLERANCE})"
+        )
     evaluation |= {"verdict": "refuse" if reasons else "promote", "reasons": reasons}
     out.mkdir(parents=True, exist_ok=True)
     candidate.save_pretrained(str(out), safe_serialization=True)

@@ -1,25 +1,15 @@
-"""Refining the melody model from what listeners kept, and the evaluation that decides if it ships.
+"""Refining the melody model from what listeners kept: the training data and the fine-tune.
 
-    result = refine_melody(kept, preference, corpus_files=40)   # a candidate version, evaluated
-    result["evaluation"]["verdict"]                              # "promote" or "refuse", with reasons
+The training set (`training_set`): the melodies of the tracks listeners kept (their score.json),
+each repeated in proportion to how much it was kept, together with tunes from the original
+corpus (so the model does not forget what it learned there). `fine_tune` trains a copy of the
+base model on CPU: a **full fine-tune** (every weight, the default) or **LoRA** adapters (PEFT) on
+its linear layer — the GRU's recurrent weights are not `nn.Linear`, so PEFT can adapt only the
+output head; `make bench` measures what each moves (see the README).
 
-The training set: the melodies of the tracks listeners kept (their score.json), each repeated in
-proportion to how much it was kept, together with tunes from the original corpus (so the model
-does not forget what it learned there). The base model is fine-tuned on CPU: a **full
-fine-tune** (every weight, the default) or **LoRA** adapters (PEFT) on its linear layer — the
-GRU's recurrent weights are not `nn.Linear`, so PEFT can adapt only the output head, and
-`make bench` measures what each moves (see the README).
-
-The evaluation (`evaluate_melody_model`), offline, against the version in use:
-* held-out corpus NLL (nats per note, lower is better);
-* in-scale rate and strong-beat chord-tone rate of the sung melody, over 20 seeds of one fixed
-  song (the same song and seeds for both versions);
-* diversity: 1 − the mean overlap of 5-note interval patterns between seeds; the duplicate rate:
-  the share of seed pairs above the gate's `max_melody_overlap`;
-* the preference score: the feedback-fitted `PreferenceModel` over the 20 melodies' features.
-
-A candidate is promoted only if it wins on preference without regressing any gate figure beyond
-its tolerance (`GATE_TOLERANCES`).
+The evaluation song and seeds (`eval_song`, `sung_melodies`) and the held-out NLL live here too;
+the judgement — the gate figures and the verdict — is `songmill.feedback.evaluation`'s, since a
+generator never reads judgements.
 """
 
 from __future__ import annotations
@@ -30,15 +20,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.composition.melody_features import PITCH_HIGH, PITCH_LOW, MelodyEvent
-from models.composition.melody_model import MelodyGRU, load_melody_model, save_melody_model
-from songmill.core.melodic import melodic_features
+from models.composition.melody_model import MelodyGRU
+from songmill.core.lyrics import Lyrics
 from songmill.core.music import metric_strength, parse_key, parse_time_signature
 from songmill.core.paths import cache_dir
 from songmill.core.score import Score
@@ -52,16 +41,6 @@ EVAL_SEEDS = 20
 # refinement in minutes; O'Neill's files hold hundreds of tunes each.
 REFINE_COLLECTIONS = ("ryansMammoth",)
 KEPT_REPEATS = 4  # a melody kept at twice the catalogue's rate appears 8 times, at its rate 4
-# Tolerances: how much worse than the version in use a candidate may be on each gate figure.
-GATE_TOLERANCES = {
-    "heldout_nll": 0.05,  # nats per note, higher is worse
-    "in_scale": 0.01,  # rate, lower is worse
-    "chord_tone": 0.02,
-    "diversity": 0.05,
-    "duplicate_rate": 0.05,  # higher is worse
-}
-HIGHER_IS_WORSE = {"heldout_nll", "duplicate_rate"}
-MIN_PREFERENCE_GAIN = 1e-4
 
 
 # ------------------------------------------------------------------------------- training data
@@ -139,7 +118,7 @@ def snapshot_hash(kept: list[tuple[Score, float]], corpus: list) -> str:
     for score, weight in kept:
         found = score_events(score)
         digest.update(json.dumps([[e.pitch_token for e in found[0]] if found else None, round(weight, 6)]).encode())
-    for events, major in corpus:
+    for events, _major in corpus:
         digest.update(json.dumps([[e.pitch_token, e.duration_beats] for e in events], separators=(",", ":")).encode())
     return digest.hexdigest()
 
@@ -188,9 +167,13 @@ def fine_tune(base: MelodyGRU, x: torch.Tensor, y: torch.Tensor, settings: FineT
             optimiser.step()
             losses.append(loss.item())
     if settings.method == "lora":
-        model = trained.merge_and_unload()  # type: ignore[operator]  # plain MelodyGRU weights again
+        model = trained.merge_and_unload()  # plain MelodyGRU weights again
     model.eval()
-    figures = {"trainable_parameters": sum(p.numel() for p in params), "cpu_s": round(time.process_time() - started, 2), "final_loss": round(float(np.mean(losses[-10:])), 4)}
+    figures = {
+        "trainable_parameters": sum(p.numel() for p in params),
+        "cpu_s": round(time.process_time() - started, 2),
+        "final_loss": round(float(np.mean(losses[-10:])), 4),
+    }
     return model, figures
 
 
@@ -202,7 +185,7 @@ class EvalSong:
     """The fixed song every version sings for evaluation: its form and lyrics."""
 
     form: Score
-    lyrics: object
+    lyrics: Lyrics
     voice_range: tuple[int, int] = (53, 72)
     genre: str = "pop"
 
@@ -247,74 +230,3 @@ def sung_melodies(model: MelodyGRU, song: EvalSong, seeds: int = EVAL_SEEDS, *, 
 
     rngs = (np.random.default_rng(first_seed + s) for s in range(seeds))
     return [compose(song.form, song.lyrics, genre=song.genre, voice_range=song.voice_range, model=model, rng=rng)[0] for rng in rngs]
-
-
-def evaluate_melody_model(model: MelodyGRU, song: EvalSong, heldout: list, preference, seeds: int = EVAL_SEEDS) -> dict:
-    from qc.songwriting import in_scale_ratio, interval_ngram_overlap, strong_beat_chord_tone_ratio
-    from qc.suites import load_qc_settings
-
-    scores = sung_melodies(model, song, seeds)
-    limit = load_qc_settings().duplicates.max_melody_overlap
-    overlaps = [interval_ngram_overlap(a, b, n=5) for i, a in enumerate(scores) for b in scores[i + 1 :]]
-    features = [melodic_features(s) for s in scores]
-    return {
-        "heldout_nll": heldout_nll(model, heldout),
-        "in_scale": round(float(np.mean([in_scale_ratio(s) for s in scores])), 4),
-        "chord_tone": round(float(np.mean([strong_beat_chord_tone_ratio(s) for s in scores])), 4),
-        "diversity": round(1.0 - float(np.mean(overlaps)), 4),
-        "duplicate_rate": round(float(np.mean([o > limit for o in overlaps])), 4),
-        "preference": round(float(np.mean([preference.score(f) for f in features])), 5),
-        "step_share": round(float(np.mean([f["step_share"] for f in features])), 4),
-        "leap_share": round(float(np.mean([f["leap_share"] for f in features])), 4),
-        "seeds": seeds,
-    }
-
-
-def gate(candidate: dict, current: dict) -> tuple[str, list[str]]:
-    """("promote" | "refuse", reasons): wins on preference, regresses no gate figure."""
-    reasons = []
-    if candidate["preference"] <= current["preference"] + MIN_PREFERENCE_GAIN:
-        reasons.append(f"preference {candidate['preference']:.5f} does not beat the version in use ({current['preference']:.5f})")
-    for name, tolerance in GATE_TOLERANCES.items():
-        worse = candidate[name] - current[name] if name in HIGHER_IS_WORSE else current[name] - candidate[name]
-        if worse > tolerance:
-            reasons.append(f"{name} regresses from {current[name]} to {candidate[name]} (tolerance {tolerance})")
-    return ("refuse" if reasons else "promote"), reasons
-
-
-def refine_melody(
-    base_path: Path,
-    kept: list[tuple[Score, float]],
-    preference,
-    *,
-    corpus_files: int = 40,
-    settings: FineTune = FineTune(),
-    out: Path,
-    candidate: MelodyGRU | None = None,
-) -> dict:
-    """Fine-tune the model at `base_path` on `kept` and the corpus, evaluate both, write the
-    candidate's weights to `out`; the lineage (without the version name) and the verdict.
-    `candidate` skips training and evaluates the given model (tests of a damaged model)."""
-    torch.set_num_threads(1)
-    base = load_melody_model(base_path)
-    train_tunes, heldout = split_corpus(corpus_tunes(corpus_files))
-    x, y, data = training_set(kept, train_tunes)
-    figures = {}
-    if candidate is None:
-        candidate, figures = fine_tune(base, x, y, settings)
-    song = eval_song()
-    current_eval = evaluate_melody_model(base, song, heldout, preference)
-    candidate_eval = evaluate_melody_model(candidate, song, heldout, preference)
-    verdict, reasons = gate(candidate_eval, current_eval)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_melody_model(candidate, out, {"refined_from": str(base_path.name), "settings": json.dumps(settings.to_dict())})
-    from songmill.core.store import file_sha256
-
-    return {
-        "sha256": file_sha256(out),
-        "training_data": {**data, "snapshot_sha256": snapshot_hash(kept, train_tunes), "corpus_files": corpus_files},
-        "hyper_parameters": {**settings.to_dict(), **candidate.hyper_parameters()},
-        "training": figures,
-        "preference_model": preference.to_dict(),
-        "evaluation": {"candidate": candidate_eval, "in_use": current_eval, "verdict": verdict, "reasons": reasons, "tolerances": GATE_TOLERANCES},
-    }

@@ -34,6 +34,7 @@ from songmill.catalogue.schema import (
     Track,
     TrackAttributes,
     TrackPrintRow,
+    Verdict,
     utcnow,
 )
 from songmill.core.errors import ServiceError, SongmillError
@@ -130,6 +131,21 @@ class Catalogue:
             row = s.get(TrackAttributes, track_id) or TrackAttributes(track_id=track_id)
             row.attributes, row.melody = attributes, melody
             s.add(row)
+
+    def rejected_in_review(self, release_id: str) -> dict[int, str]:
+        """{track number: why} for a release's tracks whose latest verdict in review is reject
+        (songmill.feedback.review): the delivery withholds them like tracks that failed the gate."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Track.number, Verdict.verdict, Verdict.user, Verdict.comment)
+                .join(Verdict, Verdict.track_id == Track.id)
+                .where(Track.release_id == release_id, Verdict.verdict.is_not(None))
+                .order_by(Verdict.id)
+            )
+            latest = {number: (verdict, user, comment) for number, verdict, user, comment in rows}  # the latest wins
+        return {
+            n: f"rejected in review by {user}" + (f": {comment}" if comment else "") for n, (verdict, user, comment) in latest.items() if verdict == "reject"
+        }
 
     def start_run(self, release_id: str, *, runner: str, base_seed: int | None) -> int:
         with self.session() as s, s.begin():

@@ -94,10 +94,23 @@ def feedback_report_command(
     table = Table("release", "#", "title", "ISRC", "streams", "completion", "skip<30s", "save", "rating", "verdict", title="Tracks")
     pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for t in report["tracks"]:
-        table.add_row(t["release_id"], str(t["number"]), t["title"], t["isrc"] or "", str(t["streams"]), pct(t["completion_rate"]), pct(t["skip_rate"]), pct(t["save_rate"]), str(t["rating"] or "—"), t["verdict"] or "")
+        table.add_row(
+            t["release_id"],
+            str(t["number"]),
+            t["title"],
+            t["isrc"] or "",
+            str(t["streams"]),
+            pct(t["completion_rate"]),
+            pct(t["skip_rate"]),
+            pct(t["save_rate"]),
+            str(t["rating"] or "—"),
+            t["verdict"] or "",
+        )
     console.print(table)
     for attribute, rows in report["attributes"].items():
-        table = Table("value", "streams", "raw", "posterior", "90% interval", title=f"completion by {attribute} (catalogue {pct(report['catalogue_completion_rate'])})")
+        table = Table(
+            "value", "streams", "raw", "posterior", "90% interval", title=f"completion by {attribute} (catalogue {pct(report['catalogue_completion_rate'])})"
+        )
         for r in rows:
             table.add_row(r["value"], str(r["streams"]), pct(r["raw_rate"]), pct(r["posterior_mean"]), f"{pct(r['interval_90'][0])}–{pct(r['interval_90'][1])}")
         console.print(table)
@@ -127,11 +140,15 @@ def feedback_simulate(
         print(json.dumps(result, indent=1))
         return
     planning = result["planning"]
-    print(f"preferred share of planned choices: prior {planning['prior_share']:.3f}; first {planning['window']} nights {planning['first_nights_share']:.3f}; last {planning['window']} nights {planning['last_nights_share']:.3f}")
+    print(
+        f"preferred share of planned choices: prior {planning['prior_share']:.3f}; first {planning['window']} nights {planning['first_nights_share']:.3f}; last {planning['window']} nights {planning['last_nights_share']:.3f}"
+    )
     print("curve: " + " ".join(f"{c['preferred_share']:.2f}" for c in planning["curve"]))
     if refine:
         r = result["refinement"]
-        print(f"refinement: step share {r['step_share']['in_use']} → {r['step_share']['refined']}; verdict {r['evaluation']['verdict']} {'; '.join(r['evaluation']['reasons'])}")
+        print(
+            f"refinement: step share {r['step_share']['in_use']} → {r['step_share']['refined']}; verdict {r['evaluation']['verdict']} {'; '.join(r['evaluation']['reasons'])}"
+        )
 
 
 @feedback_app.command("review")
@@ -195,7 +212,7 @@ def models_versions(name: str = typer.Argument(...), as_json: bool = typer.Optio
     except SongmillError as err:
         _fail(err)
     store = VersionStore()
-    found = {
+    found: dict = {
         "name": name,
         "in_use": entry.version,
         "registry_version": registry.base_version(name),
@@ -232,7 +249,10 @@ def models_refine(
     if as_json:
         print(json.dumps(result, indent=1))
         return
-    print(f"{result['name']} {result['version']} (from {result['base_version']}): {result['verdict']}" + (f" — {'; '.join(result['reasons'])}" if result["reasons"] else ""))
+    print(
+        f"{result['name']} {result['version']} (from {result['base_version']}): {result['verdict']}"
+        + (f" — {'; '.join(result['reasons'])}" if result["reasons"] else "")
+    )
     print("promoted: now in use" if result["promoted"] else "not promoted: the version in use stays")
 
 
@@ -262,6 +282,8 @@ def models_promote(name: str = typer.Argument(...), version: str = typer.Argumen
 
 
 @models_app.command("rollback")
-def models_rollback(name: str = typer.Argument(...), version: str = typer.Argument(..., help="The version to go back to (the registry's own, e.g. 1.0, or a refined one).")) -> None:
+def models_rollback(
+    name: str = typer.Argument(...), version: str = typer.Argument(..., help="The version to go back to (the registry's own, e.g. 1.0, or a refined one).")
+) -> None:
     """Go back to an earlier version; tracks rendered after it sound as they did with it."""
     _version_action("rollback", name, version)

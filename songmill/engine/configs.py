@@ -23,8 +23,8 @@ def _loaders() -> tuple[Callable[[], object], ...]:
     from qc.suites import load_qc_settings
     from songmill.core.profiles import load_profiles
     from songmill.engine.planning import load_catalogue_plan
-    from songmill.production.presets import load_production_presets
     from songmill.feedback.experiments import load_experiments
+    from songmill.production.presets import load_production_presets
     from songmill.release.settings import load_delivery_settings
 
     return (

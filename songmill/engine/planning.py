@@ -94,10 +94,14 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
     if plan.mix.tempo_bpm[0] > plan.mix.tempo_bpm[1]:
         problems.append(locator.problem(("mix", "tempo_bpm"), "the low tempo is above the high one"))
     if plan.mix.styles:
-        problems += [locator.problem(("mix", "styles", v), f"'{v}' is not a voice style ({', '.join(VOICE_STYLES)})") for v in plan.mix.styles if v not in VOICE_STYLES]
+        problems += [
+            locator.problem(("mix", "styles", v), f"'{v}' is not a voice style ({', '.join(VOICE_STYLES)})") for v in plan.mix.styles if v not in VOICE_STYLES
+        ]
     for where, names in (("min_variety", list(plan.feedback.min_variety)), ("never_change", plan.feedback.never_change)):
         problems += [
-            locator.problem(("feedback", where), f"'{a}' is not a planned attribute ({', '.join(PLANNED_ATTRIBUTES)})") for a in names if a not in PLANNED_ATTRIBUTES
+            locator.problem(("feedback", where), f"'{a}' is not a planned attribute ({', '.join(PLANNED_ATTRIBUTES)})")
+            for a in names
+            if a not in PLANNED_ATTRIBUTES
         ]
     modes = {_mode_of(k) for k in plan.mix.keys}
     if None in modes:
@@ -173,12 +177,10 @@ def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot |
     genre, arrangement preset, mood, tempo band, mode, voice identity and style of each track are
     Thompson draws from what listeners kept (songmill.feedback.planner), seeded by the date and
     the snapshot's hash so the same date and feedback plan the same night."""
-    from songmill.feedback.planner import ThompsonPlanner, with_variety
+    from songmill.feedback.planner import Choice, ThompsonPlanner, with_variety
 
     if feedback is None or not plan.feedback.enabled:
-        config = nightly_release(plan, date)
-        choices = [{"track": 0, "attribute": "all", "value": "", "why": "feedback off: drawn by catalogue.yaml's weights"}]
-        return config, choices
+        return nightly_release(plan, date), [Choice(0, "all", "", "feedback off: drawn by catalogue.yaml's weights").to_dict()]
     config = nightly_release(plan, date)  # themes, titles, seeds and release fields as without feedback
     rng = np.random.default_rng(derive_seed("songmill-nightly", date.isoformat(), feedback.sha256))
     planner = ThompsonPlanner(feedback, rng, exploration_share=plan.feedback.exploration_share, never_change=set(plan.feedback.never_change))
@@ -186,8 +188,8 @@ def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot |
     candidates = _candidates(mix)
     genre = planner.choose(0, "genre", candidates["genre"])
     config["release"]["genre"] = genre.value
-    choices = [genre]
-    drawn: dict[str, list] = {}
+    choices: list[Choice] = [genre]
+    drawn: dict[str, list[Choice]] = {}
     for attribute in ("preset", "mood", "tempo_band", "mode", "identity"):
         first = [planner.choose(t + 1, attribute, candidates[attribute]) for t in range(count)]
         drawn[attribute] = with_variety(
@@ -196,7 +198,9 @@ def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot |
     voiced = [t for t in range(count) if drawn["identity"][t].value != "instrumental"]
     if mix.styles:
         styles = [planner.choose(t + 1, "style", candidates["style"]) for t in voiced]
-        drawn["style"] = with_variety(styles, plan.feedback.min_variety.get("style", 1), lambda track, used: planner.choose(track, "style", candidates["style"], exclude=used))
+        drawn["style"] = with_variety(
+            styles, plan.feedback.min_variety.get("style", 1), lambda track, used: planner.choose(track, "style", candidates["style"], exclude=used)
+        )
     for t, track in enumerate(config["tracks"]):
         pick = {a: drawn[a][t].value for a in ("preset", "mood", "tempo_band", "mode", "identity")}
         band_low, band_high = _band(pick["tempo_band"])

@@ -117,7 +117,13 @@ def experiment_report(catalogue: Catalogue, name: str, *, draws: int = 20_000) -
     for arm in names:
         c, n, tracks = totals[arm]
         samples[arm] = rng.beta(1 + c, 1 + n - c, draws)
-        per_arm[arm] = {"releases": sum(1 for a in arms.values() if a == arm), "tracks": tracks, "streams": n, "completions": c, "completion_rate": round(c / n, 4) if n else None}
+        per_arm[arm] = {
+            "releases": sum(1 for a in arms.values() if a == arm),
+            "tracks": tracks,
+            "streams": n,
+            "completions": c,
+            "completion_rate": round(c / n, 4) if n else None,
+        }
     result = {"experiment": name, "arms": per_arm}
     if len(names) >= 2 and all(totals[a][1] for a in names[:2]):
         a, b = names[0], names[1]

@@ -24,8 +24,9 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import FeedbackImport, FeedbackRejection, ListenerEvent, Track
@@ -35,6 +36,8 @@ from songmill.core.store import file_sha256
 from songmill.feedback.layouts import CountedRow, Layout, RowProblem, detect_layout, layout_named
 
 BATCH_ROWS = 2000
+LISTENER_EVENTS = cast(Table, ListenerEvent.__table__)  # rows go in with Core executemany, not as ORM objects
+REJECTIONS = cast(Table, FeedbackRejection.__table__)
 SHOWN_REJECTIONS = 50  # how many refused rows the summary lists (all are stored)
 csv.field_size_limit(1 << 20)  # one field of a megabyte at most: a broken quote cannot swallow the file
 
@@ -188,10 +191,13 @@ def _write(catalogue, layout: Layout, result: ImportResult, batch, problems, tra
             result.unknown_isrc += track_id is None
             rows.append({"import_id": result.import_id, "line": line, "layout": layout.name, "track_id": track_id, **counted.__dict__})
         if rows:  # one executemany per batch (Core, not ORM objects: a 1 GB file is millions of rows)
-            s.connection().execute(insert(ListenerEvent.__table__), rows)
+            s.connection().execute(insert(LISTENER_EVENTS), rows)
             result.imported += len(rows)
         if problems:
-            s.connection().execute(insert(FeedbackRejection.__table__), [{"import_id": result.import_id, "line": line, "reason": reason, "raw": raw[:2000]} for line, reason, raw in problems])
+            s.connection().execute(
+                insert(REJECTIONS),
+                [{"import_id": result.import_id, "line": line, "reason": reason, "raw": raw[:2000]} for line, reason, raw in problems],
+            )
         for line, reason, _ in problems:
             result.rejected_count += 1
             if len(result.rejected) < SHOWN_REJECTIONS:
@@ -200,7 +206,7 @@ def _write(catalogue, layout: Layout, result: ImportResult, batch, problems, tra
 
 def track_ids_by_isrc(catalogue: Catalogue) -> dict[str, int]:
     with catalogue.session() as s:
-        return {isrc: track_id for track_id, isrc in s.execute(select(Track.id, Track.isrc).where(Track.isrc.is_not(None)))}
+        return {isrc: track_id for track_id, isrc in s.execute(select(Track.id, Track.isrc).where(Track.isrc.is_not(None))) if isrc}
 
 
 def rematch_unknown(catalogue: Catalogue) -> int:
@@ -210,7 +216,9 @@ def rematch_unknown(catalogue: Catalogue) -> int:
     with catalogue.session() as s, s.begin():
         waiting = set(s.scalars(select(ListenerEvent.isrc).where(ListenerEvent.track_id.is_(None)).distinct()))
         for isrc in waiting & tracks.keys():
-            matched += s.execute(update(ListenerEvent).where(ListenerEvent.isrc == isrc, ListenerEvent.track_id.is_(None)).values(track_id=tracks[isrc])).rowcount
+            matched += s.execute(  # type: ignore[attr-defined]  # an UPDATE's result has rowcount
+                update(ListenerEvent).where(ListenerEvent.isrc == isrc, ListenerEvent.track_id.is_(None)).values(track_id=tracks[isrc])
+            ).rowcount
     return matched
 
 

@@ -144,7 +144,7 @@ def track_measures(catalogue: Catalogue) -> list[TrackMeasures]:
                 .group_by(Verdict.track_id)
             )
         }
-        verdicts: dict[int, str] = {}
+        verdicts: dict[int, str | None] = {}
         for track_id, verdict in s.execute(select(Verdict.track_id, Verdict.verdict).where(Verdict.verdict.is_not(None)).order_by(Verdict.id)):
             verdicts[track_id] = verdict  # the latest wins
         rows = s.execute(
@@ -154,7 +154,9 @@ def track_measures(catalogue: Catalogue) -> list[TrackMeasures]:
         for track, attrs in rows:
             if attrs is None and track.id not in counts and track.id not in ratings:
                 continue
-            m = TrackMeasures(track.id, track.release_id, track.number, track.title, track.isrc, attrs.attributes if attrs else {}, (attrs.melody or {}) if attrs else {})
+            m = TrackMeasures(
+                track.id, track.release_id, track.number, track.title, track.isrc, attrs.attributes if attrs else {}, (attrs.melody or {}) if attrs else {}
+            )
             if (c := counts.get(track.id)) is not None:
                 m.streams, m.completions, m.completion_trials = int(c.streams), int(c.completions), int(c.completion_trials)
                 m.skips, m.skip_trials, m.saves, m.save_trials = int(c.skips), int(c.skip_trials), int(c.saves), int(c.save_trials)
@@ -223,9 +225,7 @@ def snapshot_of(measures: list[TrackMeasures], *, prior_plays: float = DEFAULT_P
             pair[0] += m.completions
             pair[1] += m.completion_trials
     mean = total_s / total_n if total_n else 0.5
-    return FeedbackSnapshot(
-        {a: {v: (c[0], c[1]) for v, c in sorted(values.items())} for a, values in counts.items() if values}, round(mean, 9), prior_plays
-    )
+    return FeedbackSnapshot({a: {v: (c[0], c[1]) for v, c in sorted(values.items())} for a, values in counts.items() if values}, round(mean, 9), prior_plays)
 
 
 # ------------------------------------------------------------------ preference over melodies

@@ -51,11 +51,16 @@ def plan_with_feedback(plan, date: dt.date, catalogue: Catalogue) -> tuple[dict,
         atomic_write_bytes(_snapshot_path(feedback.sha256), json.dumps(feedback.to_dict(), sort_keys=True).encode())
     config, choices = plan_night(plan, date, feedback)
     for applied in apply_experiments(catalogue, config):
-        choices.append({"track": 0, "attribute": f"experiment:{applied['experiment']}", "value": applied["arm"], "why": f"assigned by hash; sets {applied['settings']}"})
+        choices.append(
+            {"track": 0, "attribute": f"experiment:{applied['experiment']}", "value": applied["arm"], "why": f"assigned by hash; sets {applied['settings']}"}
+        )
     sha = feedback.sha256 if feedback else ""
     with catalogue.session() as s, s.begin():
         s.execute(delete(PlanChoice).where(PlanChoice.release_id == release_id))
-        s.add_all(PlanChoice(release_id=release_id, track_number=c["track"], attribute=c["attribute"], value=str(c["value"]), why=c["why"], snapshot_sha256=sha) for c in choices)
+        s.add_all(
+            PlanChoice(release_id=release_id, track_number=c["track"], attribute=c["attribute"], value=str(c["value"]), why=c["why"], snapshot_sha256=sha)
+            for c in choices
+        )
     return config, choices
 
 

@@ -44,22 +44,21 @@ class ThompsonPlanner:
         self.snapshot, self.rng = snapshot, rng
         self.exploration_share, self.never_change = exploration_share, never_change
 
-    def choose(self, track: int, attribute: str, weights: dict[str, float], *, exclude: set[str] = frozenset()) -> Choice:
+    def choose(self, track: int, attribute: str, weights: dict[str, float], *, exclude: frozenset[str] | set[str] = frozenset()) -> Choice:
         allowed = {v: w for v, w in weights.items() if v not in exclude} or weights
         if attribute in self.never_change:
             return Choice(track, attribute, by_weight(self.rng, allowed), f"catalogue.yaml keeps {attribute} to its weights (never_change)")
         if self.snapshot.empty:
             return Choice(track, attribute, by_weight(self.rng, allowed), "no listener feedback yet: drawn by catalogue.yaml's weights")
         if self.rng.random() < self.exploration_share:
-            return Choice(track, attribute, by_weight(self.rng, allowed), f"exploration ({self.exploration_share:.0%} of choices): drawn by catalogue.yaml's weights")
+            return Choice(
+                track, attribute, by_weight(self.rng, allowed), f"exploration ({self.exploration_share:.0%} of choices): drawn by catalogue.yaml's weights"
+            )
         draws = {value: self.snapshot.posterior(attribute, value).sample(self.rng) for value in sorted(allowed)}
         ranked = sorted(draws, key=lambda v: -draws[v])
         best = ranked[0]
         post = self.snapshot.posterior(attribute, best)
-        why = (
-            f"Thompson draw {draws[best]:.3f} from its completion posterior (mean {post.mean:.3f} over "
-            f"{self.snapshot.trials(attribute, best)} streams)"
-        )
+        why = f"Thompson draw {draws[best]:.3f} from its completion posterior (mean {post.mean:.3f} over {self.snapshot.trials(attribute, best)} streams)"
         if len(ranked) > 1:
             why += f"; next {ranked[1]} drew {draws[ranked[1]]:.3f}"
         if exclude:

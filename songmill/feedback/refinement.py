@@ -59,17 +59,18 @@ def kept_melodies(catalogue: Catalogue, workdir: Path) -> tuple[list[tuple[Score
 def model_card(name: str, version: str, lineage: dict) -> str:
     ev = lineage["evaluation"]
     rows = "\n".join(
-        f"| {k} | {ev['in_use'][k]} | {ev['candidate'][k]} |" for k in ("heldout_nll", "in_scale", "chord_tone", "diversity", "duplicate_rate", "preference", "step_share")
+        f"| {k} | {ev['in_use'][k]} | {ev['candidate'][k]} |"
+        for k in ("heldout_nll", "in_scale", "chord_tone", "diversity", "duplicate_rate", "preference", "step_share")
     )
     return f"""# {name} {version}
 
-Refined by songmill from listener feedback on {lineage['created_at']}.
+Refined by songmill from listener feedback on {lineage["created_at"]}.
 
-- Base version: {lineage['base_version']} (sha256 {lineage['base_sha256'][:16]}…)
-- Training data: {lineage['training_data']['kept_melodies']} kept melodies (weighted by how much they were kept) and
-  {lineage['training_data']['corpus_tunes']} tunes of Ryan's Mammoth Collection (1883, public domain);
-  snapshot sha256 {lineage['training_data']['snapshot_sha256']}
-- Fine-tune: {json.dumps(lineage['hyper_parameters'])}
+- Base version: {lineage["base_version"]} (sha256 {lineage["base_sha256"][:16]}…)
+- Training data: {lineage["training_data"]["kept_melodies"]} kept melodies (weighted by how much they were kept) and
+  {lineage["training_data"]["corpus_tunes"]} tunes of Ryan's Mammoth Collection (1883, public domain);
+  snapshot sha256 {lineage["training_data"]["snapshot_sha256"]}
+- Fine-tune: {json.dumps(lineage["hyper_parameters"])}
 - Licence: as the base model's registry entry; the kept melodies are songmill's own output.
 
 ## Evaluation (20 seeds of one fixed song; held-out corpus tunes)
@@ -78,7 +79,7 @@ Refined by songmill from listener feedback on {lineage['created_at']}.
 |---|---|---|
 {rows}
 
-Verdict: **{ev['verdict']}**{(' — ' + '; '.join(ev['reasons'])) if ev['reasons'] else ''}
+Verdict: **{ev["verdict"]}**{(" — " + "; ".join(ev["reasons"])) if ev["reasons"] else ""}
 """
 
 
@@ -88,8 +89,9 @@ def refine_from_feedback(
     """Refine the melody model in use from the catalogue's feedback; register, and promote if it
     wins. `candidate` evaluates a given model instead of training one (a damaged model's test)."""
     from models.registry import ModelRegistry
-    from models.training.refine_melody import FineTune, refine_melody
+    from models.training.refine_melody import FineTune
     from models.versions import VersionStore
+    from songmill.feedback.evaluation import refine_melody
 
     registry = ModelRegistry.load()
     entry = registry.get(MELODY_MODEL)
@@ -113,9 +115,20 @@ def refine_from_feedback(
     verdict = result["evaluation"]["verdict"]
     promoted = False
     if promote and verdict == "promote":
-        store.promote(MELODY_MODEL, version, by=by, reason="won on preference without regressing a gate figure", base_version=registry.base_version(MELODY_MODEL))
+        store.promote(
+            MELODY_MODEL, version, by=by, reason="won on preference without regressing a gate figure", base_version=registry.base_version(MELODY_MODEL)
+        )
         promoted = True
-    return {"name": MELODY_MODEL, "version": version, "base_version": entry.version, "verdict": verdict, "reasons": result["evaluation"]["reasons"], "promoted": promoted, "evaluation": result["evaluation"], "training": result["training"]}
+    return {
+        "name": MELODY_MODEL,
+        "version": version,
+        "base_version": entry.version,
+        "verdict": verdict,
+        "reasons": result["evaluation"]["reasons"],
+        "promoted": promoted,
+        "evaluation": result["evaluation"],
+        "training": result["training"],
+    }
 
 
 def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: bool = True, by: str = "songmill refine", epochs: int = 3) -> dict:
@@ -141,11 +154,25 @@ def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: boo
         out = Path(folder) / base_dir.name
         result = refine_lyrics_lm(base_dir, kept, reference, out=out, epochs=epochs)
         version = store.next_version(name, entry.version)
-        lineage = {**result, "name": name, "base_version": entry.version, "base_sha256": entry.sha256, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        lineage = {
+            **result,
+            "name": name,
+            "base_version": entry.version,
+            "base_sha256": entry.sha256,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         card = f"# {name} {version}\n\nRefined from {entry.version} on the lyrics of {len(kept)} kept tracks.\n\n```json\n{json.dumps(result['evaluation'], indent=1)}\n```\n"
         store.add(name, version, out, lineage, card)
     verdict = result["evaluation"]["verdict"]
     promoted = bool(promote and verdict == "promote")
     if promoted:
         store.promote(name, version, by=by, reason="kept-lines NLL lower without regressing the reference NLL", base_version=registry.base_version(name))
-    return {"name": name, "version": version, "base_version": entry.version, "verdict": verdict, "reasons": result["evaluation"]["reasons"], "promoted": promoted, "evaluation": result["evaluation"]}
+    return {
+        "name": name,
+        "version": version,
+        "base_version": entry.version,
+        "verdict": verdict,
+        "reasons": result["evaluation"]["reasons"],
+        "promoted": promoted,
+        "evaluation": result["evaluation"],
+    }

@@ -46,7 +46,7 @@ def feedback_report(catalogue: Catalogue, *, prior_plays: float = DEFAULT_PRIOR_
     ]
     attributes = {}
     for attribute, values in snap.counts.items():
-        rows = []
+        rows: list[dict] = []
         for value, (completions, streams) in values.items():
             post = snap.posterior(attribute, value)
             low, high = post.interval(0.9)

@@ -89,7 +89,16 @@ def enqueue_least_certain(catalogue: Catalogue, release_id: str, k: int, feedbac
                 continue
             reason = f"predicted completion {appeal:.3f} ± {sd:.3f}: the least certain of the batch"
             s.add(ReviewItem(track_id=track.id, release_id=release_id, predicted_appeal=round(appeal, 5), uncertainty=round(sd, 5), reason=reason))
-            queued.append({"track_id": track.id, "number": track.number, "title": track.title, "predicted_appeal": round(appeal, 4), "uncertainty": round(sd, 4), "reason": reason})
+            queued.append(
+                {
+                    "track_id": track.id,
+                    "number": track.number,
+                    "title": track.title,
+                    "predicted_appeal": round(appeal, 4),
+                    "uncertainty": round(sd, 4),
+                    "reason": reason,
+                }
+            )
     return queued
 
 
@@ -117,14 +126,4 @@ def review_queue(catalogue: Catalogue, *, status: str | None = None) -> list[dic
 
 def withheld(catalogue: Catalogue, release_id: str) -> dict[int, str]:
     """{track number: why} for a release's tracks whose latest verdict is reject."""
-    with catalogue.session() as s:
-        rows = s.execute(
-            select(Track.number, Verdict.verdict, Verdict.user, Verdict.comment)
-            .join(Verdict, Verdict.track_id == Track.id)
-            .where(Track.release_id == release_id, Verdict.verdict.is_not(None))
-            .order_by(Verdict.id)
-        )
-        latest: dict[int, tuple] = {}
-        for number, verdict, user, comment in rows:
-            latest[number] = (verdict, user, comment)
-    return {n: f"rejected in review by {user}" + (f": {comment}" if comment else "") for n, (verdict, user, comment) in latest.items() if verdict == "reject"}
+    return catalogue.rejected_in_review(release_id)

@@ -135,7 +135,19 @@ class SimCatalogue:
 
         with self.catalogue.session() as s, s.begin():
             if s.get(Release, release_id) is None:
-                s.add(Release(id=release_id, title=release_id, artist="Simulated", label="Simulated", type="single", release_date=dt.date(year, 1, 1), genre=attributes["genre"], config_path="", config_sha256=""))
+                s.add(
+                    Release(
+                        id=release_id,
+                        title=release_id,
+                        artist="Simulated",
+                        label="Simulated",
+                        type="single",
+                        release_date=dt.date(year, 1, 1),
+                        genre=attributes["genre"],
+                        config_path="",
+                        config_sha256="",
+                    )
+                )
             isrc = ids.make_isrc("QZ", "SIM", year % 100, self.next_designation)
             self.next_designation += 1
             track = Track(release_id=release_id, number=number, title=title, isrc=isrc, seed=0, status="delivered")
@@ -157,7 +169,13 @@ class NightFigures:
 
 
 def simulate_nights(
-    nights: int = 30, *, tracks: int = 12, start: dt.date = dt.date(2026, 1, 1), population: Population = Population(), catalogue: Catalogue | None = None, plan=None
+    nights: int = 30,
+    *,
+    tracks: int = 12,
+    start: dt.date = dt.date(2026, 1, 1),
+    population: Population = Population(),
+    catalogue: Catalogue | None = None,
+    plan=None,
 ) -> dict:
     """Run the planning half for `nights` nights; the curve of the preferred share."""
     from songmill.engine.planning import load_catalogue_plan, nightly_release, plan_night
@@ -165,7 +183,9 @@ def simulate_nights(
     plan = plan or load_catalogue_plan()
     plan = plan.model_copy(update={"tracks_per_night": tracks, "feedback": plan.feedback.model_copy(update={"enabled": True})})
     if len(plan.themes) < tracks:  # a night draws its themes without repeats
-        plan = plan.model_copy(update={"themes": [t.model_copy(update={"title": f"{t.title} {i}"}) for i in range(math.ceil(tracks / len(plan.themes))) for t in plan.themes]})
+        plan = plan.model_copy(
+            update={"themes": [t.model_copy(update={"title": f"{t.title} {i}"}) for i in range(math.ceil(tracks / len(plan.themes))) for t in plan.themes]}
+        )
     rng = np.random.default_rng(derive_seed("songmill-simulation", start.isoformat()))
     with tempfile.TemporaryDirectory(prefix="songmill-sim-") as folder:
         catalogue = catalogue or Catalogue.open(f"sqlite:///{Path(folder) / 'simulation.db'}")
@@ -184,7 +204,16 @@ def simulate_nights(
                 rows += plays(population, probability, rng, isrc=isrc, day=date)
                 completed.append(probability)
             import_file(write_play_log(rows, Path(folder) / f"plays-{date.isoformat()}.csv"), catalogue, today=date)
-            curve.append(NightFigures(night + 1, date.isoformat(), round(population.preferred_share(config["tracks"]), 4), round(float(np.mean(completed)), 4), feedback.sha256, choices))
+            curve.append(
+                NightFigures(
+                    night + 1,
+                    date.isoformat(),
+                    round(population.preferred_share(config["tracks"]), 4),
+                    round(float(np.mean(completed)), 4),
+                    feedback.sha256,
+                    choices,
+                )
+            )
     shares = [n.preferred_share for n in curve]
     window = max(1, min(5, nights // 3))
     return {
@@ -200,14 +229,17 @@ def simulate_nights(
     }
 
 
-def simulate_refinement(*, melodies: int = 24, corpus_files: int = 120, population: Population = Population(), method: str = "full", out_dir: Path | None = None) -> dict:
+def simulate_refinement(
+    *, melodies: int = 24, corpus_files: int = 120, population: Population = Population(), method: str = "full", out_dir: Path | None = None
+) -> dict:
     """One refinement cycle from simulated listening: does the preferred melodic feature move?"""
     from models.composition.melody_model import load_melody_model
     from models.registry import ModelRegistry
-    from models.training.refine_melody import FineTune, eval_song, refine_melody, sung_melodies
+    from models.training.refine_melody import FineTune, eval_song, sung_melodies
     from songmill.core.melodic import melodic_features
-    from songmill.engine.track_stages import MELODY_MODEL
+    from songmill.feedback.evaluation import refine_melody
     from songmill.feedback.measures import fit_preference, track_measures
+    from songmill.feedback.refinement import MELODY_MODEL
 
     rng = np.random.default_rng(derive_seed("songmill-simulation", "refinement"))
     registry = ModelRegistry.load()
@@ -221,7 +253,16 @@ def simulate_refinement(*, melodies: int = 24, corpus_files: int = 120, populati
         day = dt.date(2026, 1, 1)
         for index, score in enumerate(sung_melodies(model, song, melodies, first_seed=0)):  # not the evaluation's seeds
             melody = melodic_features(score)
-            attributes = {"genre": "pop", "preset": "pop", "mood": "nostalgic", "tempo_band": tempo_band(104), "tempo_bpm": 104, "mode": "major", "identity": "ben", "style": ""}
+            attributes = {
+                "genre": "pop",
+                "preset": "pop",
+                "mood": "nostalgic",
+                "tempo_band": tempo_band(104),
+                "tempo_bpm": 104,
+                "mode": "major",
+                "identity": "ben",
+                "style": "",
+            }
             track_id, isrc = sim.add_track("sim-refinement", index + 1, f"Melody {index + 1}", attributes, melody, day.year)
             scores[track_id] = score
             rows += plays(population, population.completion_probability(attributes, melody, rng), rng, isrc=isrc, day=day)

@@ -111,11 +111,9 @@ def _destination(profile_name: str, profile: DeliveryProfile, out_dir: Path) -> 
 
 
 def _without_rejected(spec: ReleaseSpec, tracks: list[RenderedTrack], catalogue: Catalogue) -> tuple[list[RenderedTrack], dict[int, str]]:
-    """The tracks people did not reject in review (songmill.feedback.review), and why the others
+    """The tracks people did not reject in review (the catalogue's verdicts), and why the others
     are withheld: a rejected track stays out of the delivery like one that failed the gate."""
-    from songmill.feedback.review import withheld
-
-    rejected = {n: why for n, why in withheld(catalogue, spec.release.id).items() if any(t.number == n for t in tracks)}
+    rejected = {n: why for n, why in catalogue.rejected_in_review(spec.release.id).items() if any(t.number == n for t in tracks)}
     if not rejected:
         return tracks, {}
     kept = [t for t in tracks if t.number not in rejected]
