@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_airflow.py
 	$(BIN)/python benchmarks/bench_grid.py
 	$(BIN)/python benchmarks/bench_watermark.py
+	$(BIN)/python benchmarks/bench_feedback.py
 
 # Airflow on this machine: api-server, scheduler, dag-processor, triggerer (LocalExecutor).
 airflow: setup
