@@ -134,6 +134,36 @@ class ModelRegistry:
                 update={"version": version, "path": str(store.folder(name, version) / lineage["file"]), "sha256": lineage["sha256"]}
             )
 
+    def pinned(self, versions: dict[str, str]) -> "ModelRegistry":
+        """This registry with some models at given versions (a release's `model_versions`): the
+        registry's own version, or one kept in the version store.
+
+        Raises
+        ------
+        SongmillError : a model the registry does not have, or a version nobody registered.
+        """
+        if not versions:
+            return self
+        from models.versions import VersionStore
+
+        pinned = ModelRegistry({}, self.source, {})
+        pinned.entries, pinned.identities, pinned.base_entries = dict(self.entries), self.identities, self.base_entries
+        store = VersionStore()
+        for name, version in versions.items():
+            base = self.base_entries.get(name) or self.get(name)
+            if version == base.version:
+                pinned.entries[name] = base
+                continue
+            try:
+                lineage = store.lineage(name, version)
+            except SongmillError:
+                known = ", ".join([base.version, *store.versions(name)])
+                raise SongmillError(f"release.model_versions asks for {name} version '{version}', which is not registered (versions: {known})") from None
+            pinned.entries[name] = base.model_copy(
+                update={"version": version, "path": str(store.folder(name, version) / lineage["file"]), "sha256": lineage["sha256"]}
+            )
+        return pinned
+
     def base_version(self, name: str) -> str:
         """The registry file's own version of a model (what a rollback to it restores)."""
         return self.base_entries[name].version if name in self.base_entries else self.get(name).version

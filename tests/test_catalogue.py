@@ -43,6 +43,14 @@ def test_migrations_create_every_table_and_are_idempotent(database_url):
         "identifier_counters",
         "deliveries",
         "alembic_version",
+        "feedback_imports",
+        "feedback_rejections",
+        "listener_events",
+        "verdicts",
+        "track_attributes",
+        "review_queue",
+        "plan_choices",
+        "experiment_assignments",
     } <= tables
 
 

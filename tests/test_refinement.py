@@ -122,3 +122,30 @@ def test_one_refinement_cycle_moves_the_preferred_melodic_feature_and_passes_the
     result = simulate_refinement()
     assert result["step_share"]["refined"] > result["step_share"]["in_use"] + 0.02
     assert result["evaluation"]["verdict"] == "promote", result["evaluation"]["reasons"]
+
+
+def test_an_experiment_arm_renders_with_a_pinned_model_version(tmp_path):
+    """A/B between model versions: the arm pins the release's `model_versions`, and the registry
+    the stages use resolves that version (path, hash, provenance), whatever is promoted."""
+    from songmill.catalogue import Catalogue
+    from songmill.core.store import file_sha256
+    from songmill.feedback.experiments import Experiment, apply_experiments
+
+    base_path = ModelRegistry.load().resolve(MELODY_MODEL, commercial=True)
+    store = VersionStore()
+    store.add(MELODY_MODEL, "1.0+r1", base_path, {"sha256": file_sha256(base_path), "evaluation": {"verdict": "promote", "reasons": []}}, "# copy\n")
+    experiment = Experiment(arms={"A": {"model_versions": {MELODY_MODEL: "1.0"}}, "B": {"model_versions": {MELODY_MODEL: "1.0+r1"}}})
+    catalogue = Catalogue.open(f"sqlite:///{tmp_path / 'c.db'}")
+    seen = {}
+    for day in range(1, 9):
+        config = {"release": {"id": f"nightly-2026-12-{day:02d}"}, "tracks": [{"mood": "hopeful"}]}
+        [applied] = apply_experiments(catalogue, config, {"melody-ab": experiment})
+        seen[applied["arm"]] = config["release"]["model_versions"][MELODY_MODEL]
+        assert "model_versions" not in config["tracks"][0]
+    assert seen == {"A": "1.0", "B": "1.0+r1"}
+    pinned = ModelRegistry.load().pinned({MELODY_MODEL: "1.0+r1"})
+    assert pinned.get(MELODY_MODEL).version == "1.0+r1" and pinned.resolve(MELODY_MODEL, commercial=True).parent.name == "1.0+r1"
+    assert ModelRegistry.load().get(MELODY_MODEL).version == "1.0"  # what is in use is unchanged
+    with pytest.raises(SongmillError) as err:
+        ModelRegistry.load().pinned({MELODY_MODEL: "7"})
+    assert str(err.value) == f"release.model_versions asks for {MELODY_MODEL} version '7', which is not registered (versions: 1.0, 1.0+r1)"

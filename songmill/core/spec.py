@@ -217,6 +217,9 @@ class ReleaseInfo(Strict):
     mastering: Literal["album", "track"] = "album"  # album: every track toward the release genre's tone; track: each its own
     cover: Annotated[str, AfterValidator(_non_blank)] | None = None  # a square JPEG/PNG of at least 3000 px, relative to this file; None: generated
     schedule: Annotated[str, AfterValidator(_schedule)] | None = None  # the release DAG's Airflow schedule (cron or @daily…); None: triggered by hand
+    # model name → version to render with instead of the one in use (an A/B experiment's arm; a
+    # version a refinement registered, or the registry's own); {}: the versions in use
+    model_versions: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")], Annotated[str, Field(min_length=1, max_length=64)]] = {}
 
 
 class ReleaseSpec(Strict):

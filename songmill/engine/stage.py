@@ -188,6 +188,7 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
     stage_inputs = {name: inputs[name] for name in stage.inputs}
     stage_inputs.update({name: ref for name, ref in inputs.items() if any(fnmatch.fnmatch(name, pattern) for pattern in stage.input_globs)})
     params = stage.params(job)
+    registry = registry.pinned(job.spec.release.model_versions)  # an experiment's arm may pin a version
     models = [registry.get(name).provenance() for name in stage.model_names(job)]
     key = cache_key(stage, params, stage_inputs, models, job.seed)
     result = StageResult(stage.name, stage.version, key, False, {}, stage_inputs, models)

@@ -1,4 +1,4 @@
-"""A/B experiments between presets (or any track setting) across releases.
+"""A/B experiments between model versions, presets (or another track setting) across releases.
 
     config/experiments.yaml
       experiments:
@@ -6,6 +6,8 @@
           active: true
           releases: "nightly-*"                      # which releases take part (a glob on the id)
           arms: {A: {instrumentation: pop}, B: {instrumentation: synthpop}}
+        refined-melody:
+          arms: {A: {model_versions: {melody-gru-celtic: "1.0"}}, B: {model_versions: {melody-gru-celtic: "1.0+r1"}}}
 
 A release is assigned an arm by hashing the experiment's name and the release id (so the same
 release always gets the same arm, whoever asks), and the assignment is recorded in the
@@ -35,14 +37,14 @@ from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.paths import config_dir
 from songmill.feedback.measures import track_measures
 
-ARM_FIELDS = ("instrumentation", "mood", "tempo", "key", "target_duration_s")
+ARM_FIELDS = ("instrumentation", "mood", "tempo", "key", "target_duration_s", "model_versions")  # model_versions: the release's
 
 
 class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     active: bool = True
     releases: str = "*"
-    arms: Annotated[dict[str, dict[str, str | int | float]], Field(min_length=2)]
+    arms: Annotated[dict[str, dict[str, str | int | float | dict[str, str]]], Field(min_length=2)]
 
 
 class ExperimentsFile(BaseModel):
@@ -92,8 +94,11 @@ def apply_experiments(catalogue: Catalogue, config: dict, experiments: dict[str,
         if not experiment.active or not fnmatch.fnmatch(release_id, experiment.releases):
             continue
         arm = assign(catalogue, name, experiment, release_id)
+        settings = dict(experiment.arms[arm])
+        if "model_versions" in settings:  # a model version is the release's (every track renders with it)
+            config["release"]["model_versions"] = {**config["release"].get("model_versions", {}), **settings.pop("model_versions")}
         for track in config["tracks"]:
-            track.update(experiment.arms[arm])
+            track.update(settings)
         applied.append({"experiment": name, "arm": arm, "settings": experiment.arms[arm]})
     return applied
 
