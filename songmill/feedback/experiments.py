@@ -24,7 +24,7 @@ import fnmatch
 import hashlib
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,7 +96,7 @@ def apply_experiments(catalogue: Catalogue, config: dict, experiments: dict[str,
         arm = assign(catalogue, name, experiment, release_id)
         settings = dict(experiment.arms[arm])
         if "model_versions" in settings:  # a model version is the release's (every track renders with it)
-            config["release"]["model_versions"] = {**config["release"].get("model_versions", {}), **settings.pop("model_versions")}
+            config["release"]["model_versions"] = {**config["release"].get("model_versions", {}), **cast(dict, settings.pop("model_versions"))}
         for track in config["tracks"]:
             track.update(settings)
         applied.append({"experiment": name, "arm": arm, "settings": experiment.arms[arm]})
