@@ -141,6 +141,8 @@ class FineTune:
 
 def fine_tune(base: MelodyGRU, x: torch.Tensor, y: torch.Tensor, settings: FineTune) -> tuple[MelodyGRU, dict]:
     """A copy of `base` trained further on (x, y); the figures of the run."""
+    from models.training.train_melody import train_step
+
     torch.manual_seed(settings.seed)
     model = MelodyGRU(hidden_size=base.hidden_size, num_layers=base.num_layers, dropout=0.1)
     model.load_state_dict(base.state_dict())
@@ -159,13 +161,7 @@ def fine_tune(base: MelodyGRU, x: torch.Tensor, y: torch.Tensor, settings: FineT
         order = torch.randperm(len(x))
         for start in range(0, len(x), settings.batch):
             idx = order[start : start + settings.batch]
-            logits, _ = trained(x[idx])
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1), ignore_index=-1)
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            optimiser.step()
-            losses.append(loss.item())
+            losses.append(train_step(trained, optimiser, params, x[idx], y[idx]).item())
     if settings.method == "lora":
         model = trained.merge_and_unload()  # plain MelodyGRU weights again
     model.eval()

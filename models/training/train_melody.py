@@ -172,6 +172,18 @@ def to_windows(tunes, length: int = SEQUENCE_LENGTH) -> tuple[torch.Tensor, torc
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)).long()
 
 
+def train_step(model: nn.Module, optimiser: torch.optim.Optimizer, params: list, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on a batch: cross-entropy over the pitch tokens (-1: padding), gradients
+    clipped to norm 1. The loss, for the log."""
+    logits, _ = model(x)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-1)
+    optimiser.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, 1.0)
+    optimiser.step()
+    return loss
+
+
 def evaluate(model: MelodyGRU, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
@@ -206,13 +218,7 @@ def train(args: argparse.Namespace) -> None:
         perm = torch.randperm(len(x_train))
         total, batches = 0.0, 0
         for start in range(0, len(x_train), args.batch):
-            idx = perm[start : start + args.batch]
-            logits, _ = model(x_train[idx])
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y_train[idx].reshape(-1), ignore_index=-1)
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
+            loss = train_step(model, optimiser, list(model.parameters()), x_train[perm[start : start + args.batch]], y_train[perm[start : start + args.batch]])
             schedule.step()
             total, batches = total + loss.item(), batches + 1
         val_loss, val_acc = evaluate(model, x_val, y_val)

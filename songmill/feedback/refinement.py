@@ -83,90 +83,25 @@ Verdict: **{ev["verdict"]}**{(" — " + "; ".join(ev["reasons"])) if ev["reasons
 """
 
 
-def refine_from_feedback(
-    catalogue: Catalogue, *, method: str = "full", corpus_files: int = 120, promote: bool = True, by: str = "songmill refine", candidate=None
-) -> dict:
-    """Refine the melody model in use from the catalogue's feedback; register, and promote if it
-    wins. `candidate` evaluates a given model instead of training one (a damaged model's test)."""
-    from models.registry import ModelRegistry
-    from models.training.refine_melody import FineTune
+def register_candidate(registry, name: str, out: Path, result: dict, *, card, promote: bool, by: str, reason: str) -> dict:
+    """Keep a refined candidate as the model's next version (lineage, `card(name, version,
+    lineage)` as its model card), promote it when its evaluation said so; what happened."""
     from models.versions import VersionStore
-    from songmill.feedback.evaluation import refine_melody
 
-    registry = ModelRegistry.load()
-    entry = registry.get(MELODY_MODEL)
-    base_path = registry.resolve(MELODY_MODEL, commercial=False)
-    store = VersionStore()
-    with tempfile.TemporaryDirectory(prefix="songmill-refine-") as folder:
-        kept, preference = kept_melodies(catalogue, Path(folder))
-        if not kept:
-            raise SongmillError("no kept track has a score in the artifact store; render and deliver tracks, then import their feedback")
-        out = Path(folder) / "melody.safetensors"
-        result = refine_melody(base_path, kept, preference, settings=FineTune(method=method), corpus_files=corpus_files, out=out, candidate=candidate)
-        version = store.next_version(MELODY_MODEL, entry.version)
-        lineage = {
-            **result,
-            "name": MELODY_MODEL,
-            "base_version": entry.version,
-            "base_sha256": entry.sha256,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        store.add(MELODY_MODEL, version, out, lineage, model_card(MELODY_MODEL, version, lineage))
-    verdict = result["evaluation"]["verdict"]
-    promoted = False
-    if promote and verdict == "promote":
-        store.promote(
-            MELODY_MODEL, version, by=by, reason="won on preference without regressing a gate figure", base_version=registry.base_version(MELODY_MODEL)
-        )
-        promoted = True
-    return {
-        "name": MELODY_MODEL,
-        "version": version,
+    store, entry = VersionStore(), registry.get(name)
+    version = store.next_version(name, entry.version)
+    lineage = {
+        **result,
+        "name": name,
         "base_version": entry.version,
-        "verdict": verdict,
-        "reasons": result["evaluation"]["reasons"],
-        "promoted": promoted,
-        "evaluation": result["evaluation"],
-        "training": result["training"],
+        "base_sha256": entry.sha256,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-
-
-def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: bool = True, by: str = "songmill refine", epochs: int = 3) -> dict:
-    """Refine the registered lyrics LM `name` (backend transformers) on the kept tracks' lyrics."""
-    from models.registry import ModelRegistry
-    from models.training.refine_lyrics import refine_lyrics_lm
-    from models.training.refine_melody import eval_song
-    from models.versions import VersionStore
-    from songmill.core.lyrics import Lyrics
-
-    registry = ModelRegistry.load()
-    entry = registry.get(name)
-    if entry.backend != "transformers":
-        raise SongmillError(f"model '{name}' is a {entry.backend} model, not a lyrics LM (backend transformers); refine it with its own path")
-    base_dir = registry.resolve(name, commercial=False)
-    store = VersionStore()
-    reference = [line.text for section in eval_song().lyrics.sections for line in section.lines]
-    with tempfile.TemporaryDirectory(prefix="songmill-refine-") as folder:
-        kept_files, _ = kept_artifacts(catalogue, "lyrics.json", Path(folder))
-        kept = [([line.text for section in Lyrics.load_json(path).sections for line in section.lines], weight) for path, weight in kept_files]
-        if not kept:
-            raise SongmillError("no kept track has lyrics in the artifact store; render and deliver sung tracks, then import their feedback")
-        out = Path(folder) / base_dir.name
-        result = refine_lyrics_lm(base_dir, kept, reference, out=out, epochs=epochs)
-        version = store.next_version(name, entry.version)
-        lineage = {
-            **result,
-            "name": name,
-            "base_version": entry.version,
-            "base_sha256": entry.sha256,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        card = f"# {name} {version}\n\nRefined from {entry.version} on the lyrics of {len(kept)} kept tracks.\n\n```json\n{json.dumps(result['evaluation'], indent=1)}\n```\n"
-        store.add(name, version, out, lineage, card)
+    store.add(name, version, out, lineage, card(name, version, lineage))
     verdict = result["evaluation"]["verdict"]
     promoted = bool(promote and verdict == "promote")
     if promoted:
-        store.promote(name, version, by=by, reason="kept-lines NLL lower without regressing the reference NLL", base_version=registry.base_version(name))
+        store.promote(name, version, by=by, reason=reason, base_version=registry.base_version(name))
     return {
         "name": name,
         "version": version,
@@ -176,3 +111,59 @@ def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: boo
         "promoted": promoted,
         "evaluation": result["evaluation"],
     }
+
+
+def refine_from_feedback(
+    catalogue: Catalogue, *, method: str = "full", corpus_files: int = 120, promote: bool = True, by: str = "songmill refine", candidate=None
+) -> dict:
+    """Refine the melody model in use from the catalogue's feedback; register, and promote if it
+    wins. `candidate` evaluates a given model instead of training one (a damaged model's test)."""
+    from models.registry import ModelRegistry
+    from models.training.refine_melody import FineTune
+    from songmill.feedback.evaluation import refine_melody
+
+    registry = ModelRegistry.load()
+    base_path = registry.resolve(MELODY_MODEL, commercial=False)
+    with tempfile.TemporaryDirectory(prefix="songmill-refine-") as folder:
+        kept, preference = kept_melodies(catalogue, Path(folder))
+        if not kept:
+            raise SongmillError("no kept track has a score in the artifact store; render and deliver tracks, then import their feedback")
+        out = Path(folder) / "melody.safetensors"
+        result = refine_melody(base_path, kept, preference, settings=FineTune(method=method), corpus_files=corpus_files, out=out, candidate=candidate)
+        return register_candidate(
+            registry, MELODY_MODEL, out, result, card=model_card, promote=promote, by=by, reason="won on preference without regressing a gate figure"
+        ) | {"training": result["training"]}
+
+
+def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: bool = True, by: str = "songmill refine", epochs: int = 3) -> dict:
+    """Refine the registered lyrics LM `name` (backend transformers) on the kept tracks' lyrics."""
+    from models.registry import ModelRegistry
+    from models.training.refine_lyrics import refine_lyrics_lm
+    from models.training.refine_melody import eval_song
+    from songmill.core.lyrics import Lyrics
+
+    registry = ModelRegistry.load()
+    entry = registry.get(name)
+    if entry.backend != "transformers":
+        raise SongmillError(f"model '{name}' is a {entry.backend} model, not a lyrics LM (backend transformers); refine it with its own path")
+    base_dir = registry.resolve(name, commercial=False)
+    reference = [line.text for section in eval_song().lyrics.sections for line in section.lines]
+    with tempfile.TemporaryDirectory(prefix="songmill-refine-") as folder:
+        kept_files, _ = kept_artifacts(catalogue, "lyrics.json", Path(folder))
+        kept = [([line.text for section in Lyrics.load_json(path).sections for line in section.lines], weight) for path, weight in kept_files]
+        if not kept:
+            raise SongmillError("no kept track has lyrics in the artifact store; render and deliver sung tracks, then import their feedback")
+        out = Path(folder) / base_dir.name
+        result = refine_lyrics_lm(base_dir, kept, reference, out=out, epochs=epochs)
+        return register_candidate(
+            registry,
+            name,
+            out,
+            result,
+            card=lambda n, v, lineage: (
+                f"# {n} {v}\n\nRefined from {lineage['base_version']} on {len(kept)} kept tracks' lyrics.\n\n{json.dumps(lineage['evaluation'], indent=1)}\n"
+            ),
+            promote=promote,
+            by=by,
+            reason="kept-lines NLL lower without regressing the reference NLL",
+        )
