@@ -116,12 +116,26 @@ def test_the_planning_simulation_learns_the_hidden_tastes():
 
 
 @pytest.mark.slow
-def test_one_refinement_cycle_moves_the_preferred_melodic_feature_and_passes_the_gate():
+def test_one_refinement_cycle_moves_the_preferred_melodic_feature_and_passes_the_gate(tmp_path):
     from songmill.feedback.simulate import simulate_refinement
 
-    result = simulate_refinement()
+    result = simulate_refinement(out_dir=tmp_path)
     assert result["step_share"]["refined"] > result["step_share"]["in_use"] + 0.02
     assert result["evaluation"]["verdict"] == "promote", result["evaluation"]["reasons"]
+
+    # and a song composed by the refined model passes the render's QC gate
+    from songmill.core.store import file_sha256
+    from songmill.engine.runner import render
+    from tests.conftest import DEBUG
+
+    candidate = tmp_path / "candidate.safetensors"
+    VersionStore().add(MELODY_MODEL, "1.0+r1", candidate, {"sha256": file_sha256(candidate), "evaluation": result["evaluation"]}, "# refined\n")
+    config = tmp_path / "debug-refined.yaml"
+    config.write_text(DEBUG.read_text().replace("  profiles: [streaming]", f"  profiles: [streaming]\n  model_versions: {{{MELODY_MODEL}: '1.0+r1'}}"))
+    report = json.loads(render(config, out_dir=tmp_path / "dist", seed=11).read_text())
+    [track] = report["tracks"]
+    assert track["status"] == "rendered" and all(v["passed"] for v in track["qc"]["profiles"].values())
+    assert any(s["stage"] == "compose" and "1.0+r1" in json.dumps(s) for s in track["stages"])
 
 
 def test_an_experiment_arm_renders_with_a_pinned_model_version(tmp_path):
