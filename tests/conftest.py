@@ -242,6 +242,8 @@ LONGEST_FIRST = (
     "test_airflow.py",
     "test_qc.py",
     "test_diffusion.py",
+    "test_feedback.py",
+    "test_refinement.py",
 )
 
 
