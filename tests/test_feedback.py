@@ -363,6 +363,8 @@ def test_experiment_assignment_is_by_hash_recorded_and_reported(tmp_path):
     effect = report["effect"]
     assert effect["compared"] == "B − A" and effect["difference"] == pytest.approx(0.2, abs=1e-9)
     assert effect["ci95"][0] > 0.1 and effect["ci95"][1] < 0.3 and effect["p_b_beats_a"] > 0.99
+    wald = effect["ci95_plays_independent"]
+    assert wald[0] < 0.2 < wald[1]
     with pytest.raises(SongmillError, match="experiment 'none' has no releases assigned yet"):
         experiment_report(catalogue, "none")
 
@@ -437,3 +439,18 @@ def test_a_rendered_track_is_measured_refined_from_and_withheld_when_rejected(tm
     catalogue.close()
     with pytest.raises(SongmillError, match="every track of debug-single was rejected in review"):
         render(DEBUG, out_dir=out, seed=11)
+
+
+def test_the_experiment_interval_widens_when_an_arms_tracks_disagree():
+    """Plays of one track are not independent: an arm whose tracks split 90 % / 50 % is less sure
+    than its 1,200 plays alone suggest, and the track bootstrap says so where Wald would not."""
+    import numpy as np
+
+    from songmill.feedback.experiments import _bootstrap_rates
+
+    rng = np.random.default_rng(0)
+    steady, split = [(50, 100)] * 12, [(90, 100), (50, 100)] * 6
+    diffs = _bootstrap_rates(split, rng, 4000) - _bootstrap_rates(steady, rng, 4000)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    wald = 1.96 * np.sqrt(0.7 * 0.3 / 1200 + 0.5 * 0.5 / 1200)
+    assert high - low > 3 * (2 * wald) and low < 0.2 < high
