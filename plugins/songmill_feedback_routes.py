@@ -119,7 +119,7 @@ def review_html(rows: list[dict]) -> str:
 <audio controls preload="none" src="/songmill/review/tracks/{r["track_id"]}/audio"></audio>
 <div class="actions">
 <label>rating <select class="rating"><option value="">—</option>{"".join(f"<option>{n}</option>" for n in range(1, 6))}</select></label>
-<input class="comment" placeholder="comment (optional)" size="40">
+<label>comment (optional) <input class="comment" size="40"></label>
 <button class="approve">Approve</button> <button class="reject">Reject (withhold from delivery)</button>
 <span class="result"></span></div></section>"""
         )
