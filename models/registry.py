@@ -115,7 +115,6 @@ class ModelRegistry:
         path = Path(path or os.environ.get("SONGMILL_MODEL_REGISTRY") or DEFAULT_REGISTRY)
         parsed = load_config(path, _RegistryFile)
         registry = cls(parsed.models, path, parsed.identities)
-        registry.base_entries = dict(registry.entries)
         registry._apply_promoted()
         return registry
 
@@ -127,12 +126,8 @@ class ModelRegistry:
         store = VersionStore()
         for name, entry in self.base_entries.items():
             version = store.active_version(name)
-            if not version:
-                continue
-            lineage = store.lineage(name, version)
-            self.entries[name] = entry.model_copy(
-                update={"version": version, "path": str(store.folder(name, version) / lineage["file"]), "sha256": lineage["sha256"]}
-            )
+            if version:
+                self.entries[name] = store.entry(entry, version)
 
     def pinned(self, versions: dict[str, str]) -> "ModelRegistry":
         """This registry with some models at given versions (a release's `model_versions`): the
@@ -144,29 +139,27 @@ class ModelRegistry:
         """
         if not versions:
             return self
+        import copy
+
         from models.versions import VersionStore
 
-        pinned = ModelRegistry({}, self.source, {})
-        pinned.entries, pinned.identities, pinned.base_entries = dict(self.entries), self.identities, self.base_entries
+        pinned = copy.copy(self)
+        pinned.entries = dict(self.entries)
         store = VersionStore()
         for name, version in versions.items():
-            base = self.base_entries.get(name) or self.get(name)
-            if version == base.version:
-                pinned.entries[name] = base
-                continue
+            self.get(name)  # a model the registry has
+            base = self.base_entries[name]
             try:
-                lineage = store.lineage(name, version)
+                pinned.entries[name] = base if version == base.version else store.entry(base, version)
             except SongmillError:
                 known = ", ".join([base.version, *store.versions(name)])
                 raise SongmillError(f"release.model_versions asks for {name} version '{version}', which is not registered (versions: {known})") from None
-            pinned.entries[name] = base.model_copy(
-                update={"version": version, "path": str(store.folder(name, version) / lineage["file"]), "sha256": lineage["sha256"]}
-            )
         return pinned
 
     def base_version(self, name: str) -> str:
         """The registry file's own version of a model (what a rollback to it restores)."""
-        return self.base_entries[name].version if name in self.base_entries else self.get(name).version
+        self.get(name)  # a model the registry has
+        return self.base_entries[name].version
 
     def get(self, name: str) -> ModelEntry:
         try:

@@ -62,6 +62,12 @@ class VersionStore:
             raise SongmillError(f"model '{name}' has no version '{version}' in {self.root} (refined versions: {known})")
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def entry(self, base, version: str):
+        """The registry entry `base` (models.registry.ModelEntry) at a kept `version`: its path and
+        sha256 are the version's; licence, backend and the rest stay the entry's."""
+        lineage = self.lineage(name=base.name, version=version)
+        return base.model_copy(update={"version": version, "path": str(self.folder(base.name, version) / lineage["file"]), "sha256": lineage["sha256"]})
+
     def versions(self, name: str) -> list[str]:
         folder = self.root / name
         if not folder.is_dir():

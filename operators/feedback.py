@@ -25,29 +25,36 @@ class ImportFeedbackInboxOperator(SongmillOperator):
     def execute(self, context) -> list[dict]:
         from operators.settings import load_airflow_settings
         from songmill.catalogue import Catalogue
-        from songmill.core.errors import SongmillError
-        from songmill.feedback.ingest import import_file, rematch_unknown
+        from songmill.feedback.ingest import rematch_unknown
 
         folder = Path(self.inbox) if self.inbox else load_airflow_settings().inbox_path
         folder.mkdir(parents=True, exist_ok=True)
         self.hook.configure_engine()
-        summaries = []
         with engine_errors():
             catalogue = Catalogue.open()
-            for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-                try:
-                    result = import_file(path, catalogue)
-                except SongmillError as err:
-                    self._move(path, folder / "rejected", str(err))
-                    summaries.append({"file": path.name, "error": str(err)})
-                    self.log.warning("%s", err)
-                    continue
-                self.log.info("%s", result.summary())
-                self._move(path, folder / ("rejected" if result.rejected_count else "done"), result.summary() if result.rejected_count else None)
-                summaries.append(result.to_dict())
-            rematch_unknown(catalogue)
-            catalogue.close()
+            try:
+                summaries = [
+                    self._import_one(path, folder, catalogue) for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+                ]
+                rematch_unknown(catalogue)
+            finally:
+                catalogue.close()
         return summaries
+
+    def _import_one(self, path: Path, folder: Path, catalogue) -> dict:
+        """Import one dropped file and move it to done/ or rejected/; its summary."""
+        from songmill.core.errors import SongmillError
+        from songmill.feedback.ingest import import_file
+
+        try:
+            result = import_file(path, catalogue)
+        except SongmillError as err:
+            self.log.warning("%s", err)
+            self._move(path, folder / "rejected", str(err))
+            return {"file": path.name, "error": str(err)}
+        self.log.info("%s", result.summary())
+        self._move(path, folder / ("rejected" if result.rejected_count else "done"), result.summary() if result.rejected_count else None)
+        return result.to_dict()
 
     @staticmethod
     def _move(path: Path, target: Path, why: str | None) -> None:
@@ -81,10 +88,12 @@ class RefineModelOperator(SongmillOperator):
         with engine_errors():
             catalogue = Catalogue.open()
             by = f"DAG {context['dag'].dag_id} run {context['run_id']}"
-            if self.model == MELODY_MODEL:
-                result = refine_from_feedback(catalogue, method=self.method, by=by)
-            else:
-                result = refine_lyrics_from_feedback(catalogue, self.model, by=by)
-            catalogue.close()
+            try:
+                if self.model == MELODY_MODEL:
+                    result = refine_from_feedback(catalogue, method=self.method, by=by)
+                else:
+                    result = refine_lyrics_from_feedback(catalogue, self.model, by=by)
+            finally:
+                catalogue.close()
         self.log.info("%s %s: %s%s", result["name"], result["version"], result["verdict"], f" ({'; '.join(result['reasons'])})" if result["reasons"] else "")
         return {k: result[k] for k in ("name", "version", "base_version", "verdict", "reasons", "promoted")}

@@ -24,29 +24,26 @@ def add_feedback_routes(app, current_user) -> None:
     from songmill.catalogue import Catalogue
     from songmill.core.errors import SongmillError
 
+    opened: list[Catalogue] = []
+
     def catalogue() -> Catalogue:
-        return Catalogue.open()
+        """The catalogue, opened (and its schema brought up to date) on the first request only."""
+        if not opened:
+            opened.append(Catalogue.open())
+        return opened[0]
 
     @app.get("/feedback/report.html")
     def feedback_report_page():
         from songmill.engine.planning import load_catalogue_plan
         from songmill.feedback.report import feedback_report, report_html
 
-        cat = catalogue()
-        try:
-            return HTMLResponse(report_html(feedback_report(cat, prior_plays=load_catalogue_plan().feedback.prior_plays)))
-        finally:
-            cat.close()
+        return HTMLResponse(report_html(feedback_report(catalogue(), prior_plays=load_catalogue_plan().feedback.prior_plays)))
 
     @app.get("/api/feedback/queue")
     def queue_json():
         from songmill.feedback.review import review_queue
 
-        cat = catalogue()
-        try:
-            return JSONResponse(review_queue(cat))
-        finally:
-            cat.close()
+        return JSONResponse(review_queue(catalogue()))
 
     @app.post("/api/feedback/verdicts")
     async def post_verdict(request: Request):
@@ -64,13 +61,10 @@ def add_feedback_routes(app, current_user) -> None:
         unknown = sorted(set(body) - {"track", "rating", "verdict", "comment"})
         if unknown:
             raise HTTPException(status_code=400, detail=f"a verdict has no field {', '.join(unknown)}; its fields are track, rating, verdict, comment")
-        cat = catalogue()
         try:
-            row = record_verdict(cat, body["track"], user=user, rating=body.get("rating"), verdict=body.get("verdict"), comment=body.get("comment"))
+            row = record_verdict(catalogue(), body["track"], user=user, rating=body.get("rating"), verdict=body.get("verdict"), comment=body.get("comment"))
         except SongmillError as err:
             raise HTTPException(status_code=404 if str(err).startswith("no track") else 400, detail=str(err)) from None
-        finally:
-            cat.close()
         return JSONResponse(row, status_code=201)
 
     @app.get("/review/tracks/{track_id}/audio")
@@ -78,20 +72,16 @@ def add_feedback_routes(app, current_user) -> None:
         from sqlalchemy import select
 
         from songmill.catalogue.schema import Artifact, ReviewItem
-        from songmill.core.paths import var_dir
+        from songmill.core.paths import cache_dir
         from songmill.core.store import ArtifactRef, open_store
 
-        cat = catalogue()
-        try:
-            with cat.session() as s:
-                if s.scalar(select(ReviewItem).where(ReviewItem.track_id == track_id)) is None:
-                    raise HTTPException(status_code=404, detail=f"track {track_id} is not in the review queue")
-                artifact = s.scalar(select(Artifact).where(Artifact.track_id == track_id, Artifact.name.like("master-%.wav")).order_by(Artifact.id.desc()))
-        finally:
-            cat.close()
+        with catalogue().session() as s:
+            if s.scalar(select(ReviewItem).where(ReviewItem.track_id == track_id)) is None:
+                raise HTTPException(status_code=404, detail=f"track {track_id} is not in the review queue")
+            artifact = s.scalar(select(Artifact).where(Artifact.track_id == track_id, Artifact.name.like("master-%.wav")).order_by(Artifact.id.desc()))
         if artifact is None:
             raise HTTPException(status_code=404, detail=f"track {track_id} has no master in the artifact store")
-        cached = var_dir() / "cache" / "review" / f"{artifact.sha256}.wav"
+        cached = cache_dir() / "review" / f"{artifact.sha256}.wav"
         if not cached.is_file():
             open_store().get_file(ArtifactRef(artifact.name, artifact.sha256, artifact.bytes, artifact.uri), cached)
         return FileResponse(cached, media_type="audio/wav")
@@ -100,12 +90,7 @@ def add_feedback_routes(app, current_user) -> None:
     def review_page():
         from songmill.feedback.review import review_queue
 
-        cat = catalogue()
-        try:
-            rows = review_queue(cat)
-        finally:
-            cat.close()
-        return HTMLResponse(review_html(rows))
+        return HTMLResponse(review_html(review_queue(catalogue())))
 
 
 def review_html(rows: list[dict]) -> str:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from songmill.core.config import load_yaml, validate_config
 from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.music import parse_key
 from songmill.core.paths import config_dir
 from songmill.core.seeds import derive_seed
 from songmill.core.store import atomic_write_bytes
@@ -103,9 +104,11 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
             for a in names
             if a not in PLANNED_ATTRIBUTES
         ]
-    modes = {_mode_of(k) for k in plan.mix.keys}
-    if None in modes:
-        problems.append(locator.problem(("mix", "keys"), "each key is a tonic and major or minor, e.g. 'A minor'"))
+    for index, key in enumerate(plan.mix.keys):
+        try:
+            parse_key(key)
+        except ValueError as err:
+            problems.append(locator.problem(("mix", "keys", index), str(err)))
     if problems:
         raise ConfigError(problems)
     return plan
@@ -165,11 +168,6 @@ def nightly_release(plan: CataloguePlan, date: dt.date) -> dict:
     }
 
 
-def _mode_of(key: str) -> str | None:
-    parts = key.split()
-    return parts[-1].lower() if len(parts) == 2 and parts[-1].lower() in ("major", "minor") else None
-
-
 def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot | None" = None) -> tuple[dict, list[dict]]:
     """The night's release config and every choice with why.
 
@@ -177,6 +175,7 @@ def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot |
     genre, arrangement preset, mood, tempo band, mode, voice identity and style of each track are
     Thompson draws from what listeners kept (songmill.feedback.planner), seeded by the date and
     the snapshot's hash so the same date and feedback plan the same night."""
+    from songmill.feedback.measures import band_range
     from songmill.feedback.planner import Choice, ThompsonPlanner, with_variety
 
     if feedback is None or not plan.feedback.enabled:
@@ -203,7 +202,7 @@ def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot |
         )
     for t, track in enumerate(config["tracks"]):
         pick = {a: drawn[a][t].value for a in ("preset", "mood", "tempo_band", "mode", "identity")}
-        band_low, band_high = _band(pick["tempo_band"])
+        band_low, band_high = band_range(pick["tempo_band"])
         low, high = max(band_low, mix.tempo_bpm[0]), min(band_high, mix.tempo_bpm[1])
         track["instrumentation"], track["mood"] = pick["preset"], pick["mood"]
         track["tempo"] = int(rng.integers(low, high + 1))
@@ -213,16 +212,10 @@ def plan_night(plan: CataloguePlan, date: dt.date, feedback: "FeedbackSnapshot |
         if pick["identity"] != "instrumental":
             track["voice"] = {"identity": pick["identity"]}
         choices += [drawn[a][t] for a in ("preset", "mood", "tempo_band", "mode", "identity")]
-    for index, t in enumerate(voiced):
-        if "style" in drawn:
-            config["tracks"][t]["voice"]["style"] = drawn["style"][index].value
-            choices.append(drawn["style"][index])
+    for t, style in zip(voiced, drawn.get("style", [])):
+        config["tracks"][t]["voice"]["style"] = style.value
+        choices.append(style)
     return config, [c.to_dict() for c in choices]
-
-
-def _band(name: str) -> tuple[int, int]:
-    low, high = name.split("-")
-    return int(low), int(high)
 
 
 def _candidates(mix: CatalogueMix) -> dict:
@@ -233,7 +226,7 @@ def _candidates(mix: CatalogueMix) -> dict:
     bands = {tempo_band(b): 1.0 for b in range(low - low % TEMPO_BAND_BPM, high + 1, TEMPO_BAND_BPM)}
     keys: dict[str, list[str]] = {}
     for key in mix.keys:
-        keys.setdefault(_mode_of(key) or "major", []).append(key)
+        keys.setdefault(parse_key(key).mode, []).append(key)
     return {
         "genre": mix.genres,
         "preset": mix.genres,

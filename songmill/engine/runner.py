@@ -618,7 +618,7 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
-    artifacts, duration_s, files = {}, None, {}
+    artifacts, duration_s, files, score = {}, None, {}, None
     decisions: dict[str, Any] = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None, "qc.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
@@ -627,7 +627,8 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
             files[name] = path
             artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path)}
             if name in ("form.json", "score.json"):  # the full score, once composed, has the last word
-                duration_s = round(Score.load_json(path).duration_s, 3)
+                score = Score.load_json(path)
+                duration_s = round(score.duration_s, 3)
             if name in decisions:  # the stages' decisions travel with the report
                 decisions[name] = json.loads(path.read_text(encoding="utf-8"))
     for profile, verdict in (decisions["qc.json"] or {}).get("profiles", {}).items():
@@ -661,10 +662,12 @@ def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue
         catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"], track_print=outcome.track_print)
     models = {m["name"]: m for result in outcome.results for m in result.models}  # every model its stages used, once
     if status != "failed" or files.get("score.json"):  # what listener feedback is measured against (songmill.feedback)
-        from songmill.feedback.attributes import melody_of, track_attributes
+        from songmill.core.melodic import melodic_features
+        from songmill.feedback.attributes import track_attributes
 
         attributes = track_attributes(spec, outcome.number, vocals=decisions["vocals.json"], models={n: m["version"] for n, m in models.items()})
-        catalogue.set_track_attributes(track_id, attributes, melody_of(files.get("score.json")))
+        melody = melodic_features(score) if files.get("score.json") and score is not None else None  # the score loaded above
+        catalogue.set_track_attributes(track_id, attributes, melody)
     rendered = RenderedTrack(outcome.number, track_id, files, rendered=status == "rendered", models=tuple(models[name] for name in sorted(models)))
     return {
         "number": outcome.number,

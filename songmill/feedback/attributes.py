@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from songmill.core.melodic import melodic_features
-from songmill.core.score import Score
+from songmill.core.music import parse_key
 from songmill.feedback.measures import tempo_band
-
-
-def mode_of(key: str) -> str:
-    """'A minor' → 'minor'; modes other than major and minor are named as they are ('dorian')."""
-    return key.split()[-1].lower() if " " in key else "major"
 
 
 def track_attributes(spec, number: int, *, vocals: dict | None, models: dict[str, str]) -> dict:
@@ -24,15 +18,9 @@ def track_attributes(spec, number: int, *, vocals: dict | None, models: dict[str
         "mood": track.mood,
         "tempo_band": tempo_band(track.tempo),
         "tempo_bpm": track.tempo,
-        "mode": mode_of(track.key),
+        "mode": parse_key(track.key).mode,  # 'A minor', 'Am' → minor; 'D dorian' → dorian
         "identity": track.voice.identity if track.voice else "instrumental",
         "style": (vocals or {}).get("style") or (track.voice.style if track.voice else None) or "",
         "melody_model": models.get("melody-gru-celtic", ""),
         "models": models,
     }
-
-
-def melody_of(score_path) -> dict | None:
-    if score_path is None:
-        return None
-    return melodic_features(Score.load_json(score_path))

@@ -19,21 +19,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gzip
+import hashlib
 import io
-import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import FeedbackImport, FeedbackRejection, ListenerEvent, Track
 from songmill.core.errors import SongmillError
 from songmill.core.paths import var_dir
-from songmill.core.store import file_sha256
-from songmill.feedback.layouts import CountedRow, Layout, RowProblem, detect_layout, layout_named
+from songmill.feedback.layouts import CountedRow, Layout, RowProblem, detect_layout, layout_named, missing_columns
 
 BATCH_ROWS = 2000
 LISTENER_EVENTS = cast(Table, ListenerEvent.__table__)  # rows go in with Core executemany, not as ORM objects
@@ -93,26 +93,19 @@ def import_file(path: Path, catalogue: Catalogue, *, layout: str | None = None, 
     if not path.is_file():
         raise SongmillError(f"feedback file {path} does not exist or is not a file")
     today = today or dt.datetime.now(dt.UTC).date()
-    sha = file_sha256(path)
-    with catalogue.session() as s:
-        earlier = s.scalar(select(FeedbackImport).where(FeedbackImport.sha256 == sha))
-    if earlier is not None and earlier.status == "done":
-        return ImportResult(path.name, earlier.layout, earlier.id, already_imported=True)
     try:
         with _open_text(path) as handle:
             header = handle.readline()
     except (OSError, UnicodeDecodeError, EOFError) as err:
         raise SongmillError(f"feedback file {path} cannot be read as UTF-8 text ({err}); export it again as CSV or TSV") from None
     chosen = layout_named(layout) if layout else detect_layout(header, path.name)
-    if layout:
-        missing = [c for c in chosen.columns if c not in {h.strip().lstrip("\ufeff") for h in header.rstrip("\r\n").split(chosen.delimiter)}]
-        if missing:
-            raise SongmillError(f"{path.name} is not in the {chosen.name} layout: its header lacks {', '.join(missing)}")
-    raw = raw_folder() / f"{sha}{''.join(path.suffixes)[-12:]}"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    if not raw.exists():  # the raw file is kept before any row is counted
-        shutil.copyfile(path, raw.with_suffix(raw.suffix + ".part"))
-        raw.with_suffix(raw.suffix + ".part").replace(raw)
+    if layout and (missing := missing_columns(chosen, header)):
+        raise SongmillError(f"{path.name} is not in the {chosen.name} layout: its header lacks {', '.join(missing)}")
+    sha, raw = _keep_raw(path)  # the raw file is kept before any row is counted
+    with catalogue.session() as s:
+        earlier = s.scalar(select(FeedbackImport).where(FeedbackImport.sha256 == sha))
+    if earlier is not None and earlier.status == "done":
+        return ImportResult(path.name, earlier.layout, earlier.id, already_imported=True)
     import_id = earlier.id if earlier is not None else _start_import(catalogue, sha, path.name, chosen.name, raw)
     result = ImportResult(path.name, chosen.name, import_id)
     _read_rows(path, chosen, catalogue, result, today)
@@ -122,6 +115,25 @@ def import_file(path: Path, catalogue: Catalogue, *, layout: str | None = None, 
         row.rows, row.imported, row.duplicates = result.rows, result.imported, result.duplicates
         row.rejected, row.unknown_isrc, row.status = result.rejected_count, result.unknown_isrc, "done"
     return result
+
+
+def _keep_raw(path: Path) -> tuple[str, Path]:
+    """Copy the file under `raw_folder()` and hash it in the same read (a 1 GB export is read
+    once for both); (sha256, the kept copy). A file kept before is left as it was."""
+    folder = raw_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with open(path, "rb") as source, tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", delete=False) as copy:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            copy.write(chunk)
+    sha = digest.hexdigest()
+    kept = folder / f"{sha}{''.join(path.suffixes)[-12:]}"
+    if kept.exists():
+        Path(copy.name).unlink()
+    else:
+        Path(copy.name).replace(kept)
+    return sha, kept
 
 
 def _start_import(catalogue: Catalogue, sha: str, name: str, layout: str, raw: Path) -> int:
@@ -224,8 +236,6 @@ def rematch_unknown(catalogue: Catalogue) -> int:
 
 def unknown_isrcs(catalogue: Catalogue) -> dict[str, int]:
     """ISRCs with events kept aside, and how many rows each."""
-    from sqlalchemy import func
-
     with catalogue.session() as s:
         rows = s.execute(select(ListenerEvent.isrc, func.count()).where(ListenerEvent.track_id.is_(None)).group_by(ListenerEvent.isrc))
         return {isrc: count for isrc, count in rows}

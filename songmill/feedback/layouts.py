@@ -193,11 +193,16 @@ def layout_named(name: str) -> Layout:
         raise SongmillError(f"there is no feedback layout {name!r}; the layouts known are {known_layouts()}") from None
 
 
+def missing_columns(layout: Layout, header_line: str) -> list[str]:
+    """The layout's columns a file's header line lacks (order free, extra columns allowed)."""
+    columns = {c.strip().lstrip("\ufeff") for c in header_line.rstrip("\r\n").split(layout.delimiter)}
+    return [c for c in layout.columns if c not in columns]
+
+
 def detect_layout(header_line: str, file_name: str) -> Layout:
-    """The layout whose columns the header has (order free, extra columns allowed)."""
+    """The layout whose columns the header has."""
     for layout in LAYOUTS.values():
-        columns = {c.strip().lstrip("\ufeff") for c in header_line.rstrip("\r\n").split(layout.delimiter)}
-        if set(layout.columns) <= columns:
+        if not missing_columns(layout, header_line):
             return layout
     shown = header_line.strip()[:80] or "(empty)"
     raise SongmillError(f"{file_name} is in no layout songmill knows (its header starts {shown!r}); the layouts known are {known_layouts()}")

@@ -204,6 +204,11 @@ class FeedbackSnapshot:
     def to_dict(self) -> dict:
         return {"sha256": self.sha256, "catalogue_mean": self.catalogue_mean, "prior_plays": self.prior_plays, "counts": self.counts}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeedbackSnapshot":
+        counts = {a: {v: (int(c[0]), int(c[1])) for v, c in values.items()} for a, values in data["counts"].items()}
+        return cls(counts, data["catalogue_mean"], data["prior_plays"])
+
 
 def snapshot(catalogue: Catalogue, *, prior_plays: float = DEFAULT_PRIOR_PLAYS) -> FeedbackSnapshot:
     """Aggregate every track's completions into counts per attribute value."""

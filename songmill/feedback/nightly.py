@@ -34,10 +34,8 @@ def _recorded_snapshot(catalogue: Catalogue, release_id: str) -> FeedbackSnapsho
         sha = s.scalar(select(PlanChoice.snapshot_sha256).where(PlanChoice.release_id == release_id).limit(1))
     if sha is None or not _snapshot_path(sha).is_file():
         return None
-    data = json.loads(_snapshot_path(sha).read_text())
-    counts = {a: {v: (int(c[0]), int(c[1])) for v, c in values.items()} for a, values in data["counts"].items()}
-    found = FeedbackSnapshot(counts, data["catalogue_mean"], data["prior_plays"])
-    return found if found.sha256 == sha else None
+    found = FeedbackSnapshot.from_dict(json.loads(_snapshot_path(sha).read_text()))
+    return found if found.sha256 == sha else None  # a snapshot file changed since: plan from today's feedback
 
 
 def plan_with_feedback(plan, date: dt.date, catalogue: Catalogue) -> tuple[dict, list[dict]]:

@@ -31,8 +31,8 @@ def find_track(catalogue: Catalogue, isrc_or_id: str | int) -> Track:
         else:
             try:
                 isrc = ids.validate_isrc(str(isrc_or_id).strip())
-            except ValueError as err:
-                raise SongmillError(str(err).replace(" or 'auto'", "")) from None
+            except ValueError:
+                raise SongmillError(f"'{isrc_or_id}' is not an ISRC (CC-XXX-YY-NNNNN: country, registrant, year, designation)") from None
             track = s.scalar(select(Track).where(Track.isrc == isrc))
         if track is None:
             raise SongmillError(f"no track {isrc_or_id} in the catalogue; `songmill feedback report` lists the tracks it knows")

@@ -36,7 +36,8 @@ import numpy as np
 from songmill.catalogue import Catalogue
 from songmill.core import ids
 from songmill.core.seeds import derive_seed
-from songmill.feedback.attributes import mode_of
+from songmill.core.spec import ReleaseSpec
+from songmill.feedback.attributes import track_attributes
 from songmill.feedback.ingest import import_file
 from songmill.feedback.layouts import PLAY_LOG_COLUMNS, STREAM_MIN_MS
 from songmill.feedback.measures import snapshot, tempo_band
@@ -109,20 +110,6 @@ def write_play_log(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def planned_attributes(release: dict, track: dict) -> dict:
-    identity = (track.get("voice") or {}).get("identity", "instrumental")
-    return {
-        "genre": release["genre"],
-        "preset": track.get("instrumentation") or release["genre"],
-        "mood": track["mood"],
-        "tempo_band": tempo_band(track["tempo"]),
-        "tempo_bpm": track["tempo"],
-        "mode": mode_of(track["key"]),
-        "identity": identity,
-        "style": (track.get("voice") or {}).get("style", ""),
-    }
-
-
 @dataclass
 class SimCatalogue:
     """A catalogue of simulated deliveries: releases and tracks with ISRCs and attributes."""
@@ -131,29 +118,16 @@ class SimCatalogue:
     next_designation: int = 1
 
     def add_track(self, release_id: str, number: int, title: str, attributes: dict, melody: dict | None, year: int) -> tuple[int, str]:
-        from songmill.catalogue.schema import Release, Track
+        from songmill.catalogue.schema import Release
 
         with self.catalogue.session() as s, s.begin():
-            if s.get(Release, release_id) is None:
-                s.add(
-                    Release(
-                        id=release_id,
-                        title=release_id,
-                        artist="Simulated",
-                        label="Simulated",
-                        type="single",
-                        release_date=dt.date(year, 1, 1),
-                        genre=attributes["genre"],
-                        config_path="",
-                        config_sha256="",
-                    )
-                )
-            isrc = ids.make_isrc("QZ", "SIM", year % 100, self.next_designation)
-            self.next_designation += 1
-            track = Track(release_id=release_id, number=number, title=title, isrc=isrc, seed=0, status="delivered")
-            s.add(track)
-            s.flush()
-            track_id = track.id
+            if s.get(Release, release_id) is None:  # a release row as delivery leaves one (no config file behind it)
+                fields = {"title": release_id, "artist": "Simulated", "label": "Simulated", "type": "single", "config_path": "", "config_sha256": ""}
+                s.add(Release(id=release_id, release_date=dt.date(year, 1, 1), genre=attributes["genre"], **fields))
+        isrc = ids.make_isrc("QZ", "SIM", year % 100, self.next_designation)
+        self.next_designation += 1
+        track_id = self.catalogue.upsert_track(release_id, number, title=title, seed=0, isrc=isrc)
+        self.catalogue.set_track_status(track_id, "delivered")
         self.catalogue.set_track_attributes(track_id, attributes, melody)
         return track_id, isrc
 
@@ -197,8 +171,9 @@ def simulate_nights(
             feedback = snapshot(catalogue, prior_plays=plan.feedback.prior_plays)
             config, choices = plan_night(plan, date, feedback)
             rows, completed = [], []
+            spec = ReleaseSpec.model_validate(config)  # the planned release, read as a render would
             for number, track in enumerate(config["tracks"], start=1):
-                attributes = planned_attributes(config["release"], track)
+                attributes = track_attributes(spec, number, vocals=None, models={})
                 _, isrc = sim.add_track(config["release"]["id"], number, track["title"], attributes, None, date.year)
                 probability = population.completion_probability(attributes, None, rng)
                 rows += plays(population, probability, rng, isrc=isrc, day=date)
