@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng libchromaprint
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup system-packages demo lint test test-live test-all bench airflow clean
+.PHONY: setup system-packages demo lint test test-live test-all audit bench airflow clean
 setup: system-packages $(STAMP)
 
 system-packages:
@@ -47,8 +47,15 @@ test: lint
 test-live: setup
 	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider tests/test_airflow_live.py
 
+# Everything, slow tests included, at full size: 10,000 fuzzed release configs, every row of the
+# fault matrix, the 24-song soak run (benchmarks/results/fuzz.json, fault-matrix.md, soak.json).
 test-all: lint
-	$(PYTEST)
+	SONGMILL_FULL=1 $(PYTEST)
+
+# The pinned requirements against the offline vulnerability database (scripts/audit_dependencies.py);
+# `make test` runs it too. Where PyPI's JSON API or OSV is reachable, `pip-audit -r requirements.txt` as well.
+audit: setup
+	$(BIN)/python scripts/audit_dependencies.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

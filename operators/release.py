@@ -95,8 +95,10 @@ class PlanNightlyOperator(_PlanOperator):
     def night(self, context) -> dt.date:
         if self.date not in (None, "", "None"):
             return dt.date.fromisoformat(str(self.date))
+        from songmill.engine.planning import load_catalogue_plan, night_of
+
         run = context["dag_run"]
-        return (run.logical_date or run.run_after).date()
+        return night_of(run.logical_date or run.run_after, load_catalogue_plan().timezone)
 
     def release_config(self, context, out_dir: Path) -> Path:
         from songmill.catalogue import Catalogue

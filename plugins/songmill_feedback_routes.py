@@ -15,9 +15,12 @@
 import html
 import json
 
+FEEDBACK_DAG_ID = "songmill_feedback_inbox"  # a verdict changes what this DAG's feedback feeds: editing it is the permission
+
 
 def add_feedback_routes(app, current_user) -> None:
-    """`current_user(request)` (async) returns the logged-in user's name or raises 401/403."""
+    """`current_user(request, changes=None)` (async) returns the logged-in user's name, or raises
+    401/403 when there is no login or the user may not read runs (or change `changes`' runs)."""
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
@@ -49,7 +52,7 @@ def add_feedback_routes(app, current_user) -> None:
     async def post_verdict(request: Request):
         from songmill.feedback.review import record_verdict
 
-        user = await current_user(request)
+        user = await current_user(request, changes=FEEDBACK_DAG_ID)
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(status_code=415, detail="send the verdict as JSON (Content-Type: application/json)")
         try:

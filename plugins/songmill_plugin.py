@@ -150,23 +150,34 @@ class RunNotes:
         dag_run.note = ours if not theirs or ours in theirs else f"{ours}\n\n---\n{theirs}"
 
 
-async def _require_login(request):
-    """Airflow's own check (its JWT, from the Authorization header or the UI's cookie); imported
-    when a report is asked for, so task processes, which load this plugin too, do not pay for it.
-    A browser asking for a page without a login is sent to the login page, and back after it."""
+async def _require_login(request, *, changes: str | None = None):
+    """Airflow's own check (its JWT, from the Authorization header or the UI's cookie), then the
+    auth manager's permission: reading a report, the review queue or the feedback report needs
+    read access to DAG runs; `changes` names the DAG whose runs a request changes (a verdict
+    withholds a track from its release's next delivery), which needs edit access to it. Imported
+    when a page is asked for, so task processes, which load this plugin too, do not pay for it.
+    A browser asking for a page without a login is sent to the login page, and back after it.
+    Returns the user."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.core_api.security import COOKIE_NAME_JWT_TOKEN, resolve_user_from_token
     from fastapi import HTTPException
 
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
     try:
-        return await resolve_user_from_token(token)
+        user = await resolve_user_from_token(token)
     except HTTPException:
         if request.method != "GET" or header:
             raise  # an API client gets 401/403
-        from airflow.api_fastapi.app import get_auth_manager
-
         raise HTTPException(status_code=307, detail="log in first", headers={"Location": get_auth_manager().get_url_login(next_url=str(request.url))}) from None
+    allowed = get_auth_manager().is_authorized_dag(
+        method="PUT" if changes else "GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=changes) if changes else None, user=user
+    )
+    if not allowed:
+        what = f"change runs of {changes}" if changes else "read DAG runs"
+        raise HTTPException(status_code=403, detail=f"{user.get_name()} may not {what}; ask an Airflow admin for a role that may")
+    return user
 
 
 class TriggerGuard:
@@ -259,6 +270,8 @@ def _reports_app():
             raise HTTPException(status_code=404, detail=f"no release {release_id!r}")
         folder = Path(release_dir(release_id))
         path = (run_folder(folder, run_id) if run_id is not None else folder) / name
+        if path.is_file() and not path.resolve().is_relative_to(Path(out_dir()).resolve()):
+            raise HTTPException(status_code=404, detail=f"no {name} of {release_id}")  # a link out of the output folder is never followed
         if not path.is_file():
             of = f"run {run_id} of {release_id}" if run_id is not None else release_id
             raise HTTPException(
@@ -294,8 +307,8 @@ def _reports_app():
         found = verify_upload(data, name)
         return JSONResponse(found, status_code=422 if found["verdict"] == "unreadable" else 200)
 
-    async def current_user(request: Request) -> str:
-        return (await _require_login(request)).get_name()
+    async def current_user(request: Request, changes: str | None = None) -> str:
+        return (await _require_login(request, changes=changes)).get_name()
 
     try:
         from plugins.songmill_feedback_routes import add_feedback_routes

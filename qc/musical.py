@@ -78,6 +78,17 @@ def _mono(samples: np.ndarray, rate: int) -> np.ndarray:
     return resample(mono, from_hz=rate, to_hz=ANALYSIS_RATE_HZ) if rate != ANALYSIS_RATE_HZ else mono
 
 
+ANALYSIS_PIECE_S = 240  # longer audio is analysed in pieces this long (whole hops): librosa's spectra of a 20-minute file take gigabytes
+
+
+def _pieces(mono: np.ndarray) -> list[np.ndarray]:
+    """The signal whole, or in ANALYSIS_PIECE_S pieces when longer (a song of up to 4 minutes is heard whole)."""
+    size = int(ANALYSIS_PIECE_S * ANALYSIS_RATE_HZ) // (HOP * 4) * (HOP * 4)
+    if len(mono) <= size:
+        return [mono]
+    return [mono[start : start + size] for start in range(0, len(mono), size) if len(mono[start : start + size]) >= HOP * 8]
+
+
 def detect_tempo(mono: np.ndarray, expected_bpm: float | None = None) -> float | None:
     """Beats per minute of a mono signal at ANALYSIS_RATE_HZ; None when no steady beat is found.
 
@@ -87,8 +98,13 @@ def detect_tempo(mono: np.ndarray, expected_bpm: float | None = None) -> float |
     their beat (176 → 117.5, 192 → 128 BPM in the config grid); a master 6 % off still reads 6 % off."""
     import librosa
 
-    envelope = librosa.onset.onset_strength(y=mono, sr=ANALYSIS_RATE_HZ, hop_length=HOP)
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=ANALYSIS_RATE_HZ, hop_length=HOP, units="time", start_bpm=float(expected_bpm or 120.0))
+    found, offset_s = [], 0.0
+    for piece in _pieces(mono):  # a long file's beats are tracked a piece at a time, then fitted as one line
+        envelope = librosa.onset.onset_strength(y=piece, sr=ANALYSIS_RATE_HZ, hop_length=HOP)
+        _, times = librosa.beat.beat_track(onset_envelope=envelope, sr=ANALYSIS_RATE_HZ, hop_length=HOP, units="time", start_bpm=float(expected_bpm or 120.0))
+        found.append(times + offset_s)
+        offset_s += len(piece) / ANALYSIS_RATE_HZ
+    beats = np.concatenate(found)
     if len(beats) < 8:
         return None
     gaps = np.diff(beats)
@@ -109,7 +125,11 @@ def detect_key(mono: np.ndarray) -> str:
     """The best-correlating major or minor key of the mean chroma, e.g. "A minor"."""
     import librosa
 
-    chroma = librosa.feature.chroma_cqt(y=mono, sr=ANALYSIS_RATE_HZ, hop_length=HOP * 4).mean(axis=1)
+    sums, frames = np.zeros(12), 0
+    for piece in _pieces(mono):
+        piece_chroma = librosa.feature.chroma_cqt(y=piece, sr=ANALYSIS_RATE_HZ, hop_length=HOP * 4)
+        sums, frames = sums + piece_chroma.sum(axis=1), frames + piece_chroma.shape[1]
+    chroma = sums / frames
     best = max(
         (
             (np.corrcoef(chroma, np.roll(profile, tonic))[0, 1], f"{PITCH_NAMES[tonic]} {mode}")

@@ -96,7 +96,13 @@ def _window_levels_db(samples: np.ndarray, rate: int) -> np.ndarray:
     count = len(samples) // window
     if count == 0:
         return np.array([20 * np.log10(max(float(np.abs(samples).max(initial=0.0)), 1e-12))])
-    peaks = np.abs(samples[: count * window]).max(axis=1).reshape(count, window).max(axis=1)
+    per_chunk = max(1, loudness.CHUNK_FRAMES // window)  # whole windows, a chunk at a time (no |samples| copy of a long file)
+    peaks = np.concatenate(
+        [
+            np.abs(samples[first * window : min(first + per_chunk, count) * window]).max(axis=1).reshape(-1, window).max(axis=1)
+            for first in range(0, count, per_chunk)
+        ]
+    )
     return 20 * np.log10(np.maximum(peaks, 1e-12))
 
 
@@ -117,21 +123,43 @@ def silences(samples: np.ndarray, rate: int) -> tuple[float, float, int, float]:
 
 def spectral_balance(samples: np.ndarray, rate: int) -> tuple[float, float]:
     """Energy below LOW_HZ and above HIGH_HZ relative to the whole, in dB (Welch PSD of the mono sum)."""
-    from scipy.signal import welch
-
-    mono = samples.mean(axis=1)
-    freqs, power = welch(mono, fs=rate, nperseg=8192)
+    power, freqs = _welch_psd(samples, rate)
     total = float(power.sum()) or 1e-30
     low, high = float(power[freqs < LOW_HZ].sum()), float(power[freqs > HIGH_HZ].sum())
     return round(float(10 * np.log10(max(low, 1e-30) / total)), 2), round(float(10 * np.log10(max(high, 1e-30) / total)), 2)
+
+
+WELCH_SEGMENT, WELCH_SEGMENTS_PER_CHUNK = 8192, 256
+
+
+def _welch_psd(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """scipy's Welch PSD of the mono sum (8192-frame Hann segments, half overlapping), taken 256
+    segments at a time: each chunk holds exactly the segments Welch would take there, so the
+    mean of the chunks' means (by segment count) is the same figure in bounded memory."""
+    from scipy.signal import welch
+
+    hop = WELCH_SEGMENT // 2
+    step = WELCH_SEGMENTS_PER_CHUNK * hop
+    if len(samples) <= step + hop:
+        freqs, power = welch(samples.mean(axis=1), fs=rate, nperseg=WELCH_SEGMENT)
+        return power, freqs
+    freqs, total, count = np.zeros(0), np.zeros(0), 0
+    for start in range(0, len(samples) - hop, step):
+        part = samples[start : start + step + hop].mean(axis=1)
+        segments = (len(part) - hop) // hop
+        if segments < 1:
+            break
+        freqs, power = welch(part[: (segments + 1) * hop], fs=rate, nperseg=WELCH_SEGMENT)
+        total = power * segments if count == 0 else total + power * segments
+        count += segments
+    return total / count, freqs
 
 
 def mono_fold_loss_lu(samples: np.ndarray, rate: int, stereo_lufs: float) -> float:
     """How much quieter the mono fold-down (L+R)/2 on both channels is than the stereo, in LU."""
     if samples.shape[1] < 2:
         return 0.0
-    mono = samples[:, :2].mean(axis=1)
-    folded = loudness.integrated_lufs(np.stack([mono, mono], axis=1), rate)
+    folded = loudness.gated_lufs(loudness.k_weighted_power(samples, rate, mono_fold=True), rate)
     if not np.isfinite(folded):
         return 99.0  # the channels cancel: nothing is left in mono
     return round(float(stereo_lufs - folded), 2)

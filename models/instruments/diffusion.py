@@ -64,7 +64,9 @@ def load_pipeline(folder: Path, *, backend: str, model_name: str):
     if not (Path(folder) / "model_index.json").is_file():
         raise SongmillError(f"diffusion model '{model_name}' folder {folder} is incomplete: it has no model_index.json (save it with save_pretrained)")
     try:
-        pipeline = pipeline_class.from_pretrained(str(folder), local_files_only=True, dtype=torch.float16 if device() == "cuda" else torch.float32)
+        pipeline = pipeline_class.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True, dtype=torch.float16 if device() == "cuda" else torch.float32
+        )
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise SongmillError(f"diffusion model '{model_name}' folder {folder} is incomplete or damaged: {str(err).splitlines()[0]}") from None
     pipeline.set_progress_bar_config(disable=True)

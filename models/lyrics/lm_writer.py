@@ -122,7 +122,7 @@ class LMWriter:
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=True)
         except (OSError, ValueError) as err:
             raise SongmillError(f"lyrics model '{model_name}' at {model_dir} cannot be loaded: {err}") from None
         self.model.eval()

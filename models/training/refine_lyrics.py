@@ -51,8 +51,8 @@ def refine_lyrics_lm(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True)
-    candidate = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True, use_safetensors=True)
+    candidate = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True, use_safetensors=True)
     lines = [(line, weight) for text, weight in kept for line in text if line.strip()]
     order = rng.permutation(len(lines))
     held = [lines[i][0] for i in order[: max(1, len(lines) // 5)]]

@@ -8,8 +8,13 @@ cannot be reached is a `ServiceError` naming it (with the password masked).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
+import hashlib
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -53,6 +58,32 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _service_errors(method: Callable) -> Callable:
+    """A database that stops answering mid-run, or whose disk is full, is a ServiceError in one
+    sentence naming it (not a SQLAlchemy traceback)."""
+
+    @functools.wraps(method)
+    def translated(self: "Catalogue", *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OperationalError as err:
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+            raise ServiceError(
+                f"catalogue database {display_url(str(self.engine.url))} failed ({reason}); check that it is running and its disk has room, then run again"
+            ) from None
+
+    return translated
+
+
+def _translate_service_errors(cls: type) -> type:
+    """Every public method of the class, wrapped by `_service_errors` (not the context managers)."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_") and name not in ("open", "session", "close", "release_lock", "migrate"):
+            setattr(cls, name, _service_errors(member))
+    return cls
+
+
+@_translate_service_errors
 class Catalogue:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -79,7 +110,7 @@ class Catalogue:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as connection:
+            with self._lock("songmill-migrations"), self.engine.begin() as connection:  # two processes opening a new catalogue at once
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except OperationalError as err:
@@ -147,9 +178,40 @@ class Catalogue:
             n: f"rejected in review by {user}" + (f": {comment}" if comment else "") for n, (verdict, user, comment) in latest.items() if verdict == "reject"
         }
 
+    def release_lock(self, release_id: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a release is packaged and delivered, so two renders of it (two processes,
+        two Airflow runs, on one machine or several) deliver one after the other: the second sees
+        the first's delivery and replaces it, never beside it."""
+        return self._lock(f"songmill-release:{release_id}")
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock named `name` among everyone using this catalogue. PostgreSQL: a
+        session advisory lock (every host shares it); SQLite: an flock on a file beside the
+        database (one machine, which is all SQLite serves)."""
+        key = hashlib.sha256(name.encode()).digest()
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                number = int.from_bytes(key[:8], "big", signed=True)
+                connection.exec_driver_sql("SELECT pg_advisory_lock(%s)", (number,))
+                try:
+                    yield
+                finally:
+                    connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (number,))
+            return
+        database = self.engine.url.database
+        folder = Path(database).parent if database and database != ":memory:" else var_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f".lock-{key.hex()[:16]}", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def start_run(self, release_id: str, *, runner: str, base_seed: int | None) -> int:
         with self.session() as s, s.begin():
-            run = Run(release_id=release_id, runner=runner, base_seed=base_seed, status="running")
+            run = Run(release_id=release_id, runner=runner, base_seed=base_seed, status="running", host=socket.gethostname(), pid=os.getpid())
             s.add(run)
             s.flush()
             return run.id

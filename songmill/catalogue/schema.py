@@ -58,6 +58,8 @@ class Run(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     report_path: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))  # where the run's process is (catalogue check finds runs whose process died)
+    pid: Mapped[int | None] = mapped_column(Integer)
 
 
 class StageRun(Base):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,11 @@ import numpy as np
 from songmill.core.errors import AudioInputError, SongmillError
 
 SAMPLE_RATE_HZ = 48000  # the rate every stem, mix and master is made at
+# What songmill accepts from outside (a file for `songmill qc`, a reference, an upload to verify):
+# no meter or pitch tracker means anything below telephone rate, and a song is at most 15 minutes
+# (the longest target_duration_s), so 20 minutes bounds the memory a decode takes (about 0.4 GB).
+MIN_INPUT_RATE_HZ = 8000
+MAX_INPUT_S = 20 * 60
 
 FORMAT_PCM, FORMAT_FLOAT, FORMAT_EXTENSIBLE = 1, 3, 0xFFFE
 
@@ -146,7 +152,24 @@ def probe(path: Path, *, what: str = "audio file") -> dict:
     if stream is None:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no audio stream"
         raise AudioInputError(f"{what} {path} cannot be read ({reason}); give a WAV, FLAC, MP3, M4A or Opus file")
+    if int(stream["sample_rate"]) < MIN_INPUT_RATE_HZ:
+        raise AudioInputError(f"{what} {path} has a sample rate of {int(stream['sample_rate'])} Hz; give audio at {MIN_INPUT_RATE_HZ} Hz or more")
+    duration_s = _duration_s(stream, info.get("format", {}))
+    if duration_s > MAX_INPUT_S:
+        raise AudioInputError(
+            f"{what} {path} is {duration_s / 60:.0f} minutes long; songmill reads at most {MAX_INPUT_S // 60} minutes (cut the song out first)"
+        )
     return stream
+
+
+def _duration_s(stream: dict, container: dict) -> float:
+    """The stream's length as ffprobe reports it (the container's when the stream has none)."""
+    for value in (stream.get("duration"), container.get("duration")):
+        try:
+            return float(str(value))
+        except (TypeError, ValueError):
+            continue
+    return 0.0  # unknown (a raw stream): decode's own size stops nothing, but such files are small
 
 
 def decode(
@@ -167,12 +190,18 @@ def decode(
     stream = stream or probe(path, what=what)
     rate = sample_rate_hz or int(stream["sample_rate"])
     channels = channels or int(stream["channels"])
-    command = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "f32le", "-ac", str(channels)]
-    done = _run(command + (["-ar", str(rate)] if sample_rate_hz else []) + ["-"])
-    samples = np.frombuffer(done.stdout, dtype="<f4")
+    command = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(path), "-f", "f32le", "-ac", str(channels)]
+    # Decoded to a temporary file and read once: a pipe's bytes would be held twice (as read, then joined).
+    with tempfile.TemporaryDirectory(prefix="songmill-decode-") as scratch:
+        raw = Path(scratch) / "decoded.f32"
+        done = _run(command + (["-ar", str(rate)] if sample_rate_hz else []) + [str(raw)])
+        samples = np.fromfile(raw, dtype="<f4") if raw.exists() else np.zeros(0, dtype="<f4")
     if done.returncode != 0 or samples.size < channels:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
         raise AudioInputError(f"{what} {path} is damaged or truncated ({reason[-1] if reason else 'no audio decoded'})")
+    if not np.isfinite(samples).all():
+        first = int(np.flatnonzero(~np.isfinite(samples))[0]) // channels
+        raise AudioInputError(f"{what} {path} holds NaN or infinite samples (the first at {first / rate:.3f} s); it is not playable audio, re-export it")
     return samples[: samples.size - samples.size % channels].reshape(-1, channels), rate
 
 

@@ -55,6 +55,16 @@ def _child(node: yaml.Node | None, key: Any) -> yaml.Node | None:
     return None
 
 
+SHOWN_CHARS = 60  # a problem quotes at most this much of the value it is about
+
+
+def shown(value: Any) -> str:
+    """The value as a problem line quotes it: its repr, cut to SHOWN_CHARS (a 5,000-character
+    line of lyrics or a mistyped paste does not make a 5,000-character message)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 1]}…"
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     """('tracks', 1, 'tempo') -> 'tracks[1].tempo'."""
     out = ""
@@ -62,7 +72,9 @@ def format_loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            name = str(part)
+            plain = name.isprintable() and name.strip() == name and name and len(name) <= SHOWN_CHARS
+            out += ("." if out else "") + (name if plain else shown(name))  # a blank or control-character key, quoted
     return out or "(top level)"
 
 
@@ -139,25 +151,25 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: tuple) -> str:
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "literal_error":
-        return f"{value!r} is not allowed (allowed: {ctx.get('expected')})"
+        return f"{shown(value)} is not allowed (allowed: {ctx.get('expected')})"
     if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"{value!r} is not a whole number"
+        return f"{shown(value)} is not a whole number"
     if kind in ("float_parsing", "float_type"):
-        return f"{value!r} is not a number"
+        return f"{shown(value)} is not a number"
     if kind in ("bool_parsing", "bool_type"):
-        return f"{value!r} is not true or false"
+        return f"{shown(value)} is not true or false"
     if kind.startswith("date"):
-        return f"{value!r} is not a date (write YYYY-MM-DD)"
+        return f"{shown(value)} is not a date (write YYYY-MM-DD)"
     if kind in ("too_short", "too_long"):
         return error["msg"].replace("List", "list").replace("String", "text")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a mapping of fields, not {type(value).__name__}"
     if kind == "string_type":
-        return f"{value!r} must be text (put it in quotes)"
+        return f"{shown(value)} must be text (put it in quotes)"
     if kind == "list_type":
         return f"must be a list, not {type(value).__name__}"
     if kind == "string_pattern_mismatch":
-        return f"{value!r} does not match {ctx.get('pattern')}"
+        return f"{shown(value)} does not match {ctx.get('pattern')}"
     return error["msg"]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from songmill.core.config import shown
+
 _ISRC = re.compile(r"^([A-Z]{2})-?([A-Z0-9]{3})-?(\d{2})-?(\d{5})$")
 
 
@@ -11,7 +13,7 @@ def validate_isrc(value: str) -> str:
     """Return the ISRC in its compact 12-character form, or raise ValueError."""
     match = _ISRC.match(str(value).upper())
     if not match:
-        raise ValueError(f"'{value}' is not an ISRC (CC-XXX-YY-NNNNN: country, registrant, year, designation) or 'auto'")
+        raise ValueError(f"{shown(value)} is not an ISRC (CC-XXX-YY-NNNNN: country, registrant, year, designation) or 'auto'")
     return "".join(match.groups())
 
 
@@ -25,9 +27,9 @@ def validate_upc(value: str) -> str:
     """Return a valid UPC-A (12 digits) or EAN-13 (13 digits), or raise ValueError."""
     text = str(value).strip()
     if not re.fullmatch(r"\d{12,13}", text):
-        raise ValueError(f"'{value}' is not a UPC (12 digits) or EAN-13 (13 digits), or 'auto'")
+        raise ValueError(f"{shown(value)} is not a UPC (12 digits) or EAN-13 (13 digits), or 'auto'")
     if gtin_check_digit(text[:-1]) != int(text[-1]):
-        raise ValueError(f"'{value}' has a wrong check digit (expected {gtin_check_digit(text[:-1])})")
+        raise ValueError(f"{shown(value)} has a wrong check digit (expected {gtin_check_digit(text[:-1])})")
     return text
 
 

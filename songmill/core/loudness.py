@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from typing import cast, overload
+from typing import overload
 
 import numpy as np
 import pyloudnorm
@@ -24,6 +24,7 @@ from songmill.core.errors import SongmillError
 
 OVERSAMPLING = 4  # BS.1770-4 true peak: at least 4× at 48 kHz
 SHORT_TERM_S, HOP_S = 3.0, 0.1
+CHUNK_FRAMES = 1 << 20  # long files are filtered a chunk at a time, which bounds the memory a meter takes
 SILENCE_LUFS = -70.0  # the absolute gate
 
 
@@ -55,18 +56,26 @@ def _k_filter(rate: int) -> np.ndarray:
     return np.array([np.concatenate([stages[name].b, stages[name].a]) for name in ("high_shelf", "high_pass")])
 
 
-def k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
+def k_weighted_power(samples: np.ndarray, rate: int, *, mono_fold: bool = False) -> np.ndarray:
     """Per-frame K-weighted power summed over channels (BS.1770 weights 1.0 for left and right).
 
     float32 filtering, a channel at a time, is 4× faster than float64 and agrees with the
-    float64 meter to a thousandth of a LU."""
+    float64 meter to a thousandth of a LU. The filter runs over a million frames at a time,
+    carrying its state across, so a long file costs one float32 array beside its samples.
+    `mono_fold`: the power of the fold-down (L+R)/2 played on both channels (a mono check)."""
     data = as_frames(samples)
     sos = _k_filter(int(rate)).astype(np.float32)
-    power = None
-    for c in range(data.shape[1]):
-        weighted = sosfilt(sos, np.ascontiguousarray(data[:, c], dtype=np.float32))
-        power = np.square(weighted) if power is None else power + np.square(weighted)
-    return cast(np.ndarray, power)  # audio has at least one channel, so the loop ran
+    power = np.zeros(data.shape[0], dtype=np.float32)
+    for c in range(1 if mono_fold else data.shape[1]):
+        state = np.zeros((sos.shape[0], 2), dtype=np.float32)
+        for start in range(0, data.shape[0], CHUNK_FRAMES):
+            chunk = data[start : start + CHUNK_FRAMES]
+            part = chunk[:, :2].mean(axis=1, dtype=np.float32) if mono_fold else np.ascontiguousarray(chunk[:, c], dtype=np.float32)
+            weighted, state = sosfilt(sos, part, zi=state)
+            power[start : start + len(part)] += np.square(weighted)
+    if mono_fold:
+        power *= 2  # the same signal on two channels
+    return power
 
 
 def _block_power(power: np.ndarray, rate: int, window_s: float, hop_s: float) -> np.ndarray:
@@ -149,17 +158,19 @@ def peak_envelope(samples: np.ndarray, above: float = 0.0, *, candidates: np.nda
     for channel in range(1, data.shape[1]):
         np.maximum(envelope, np.abs(data[:, channel]), out=envelope)
     phases, offsets, gain_bound = _interpolator()
+    dense = candidates is not None and len(candidates) > len(envelope) // 8
     if candidates is None:
         near = maximum_filter1d(envelope, size=len(offsets), origin=-1)  # max over n-5 … n+6
-        candidates = np.nonzero(near * gain_bound >= above)[0] if above > 0 else np.arange(len(envelope))
-    if len(candidates) > len(envelope) // 8:  # dense: shifted views of the whole signal, no gathering
-        padded = np.pad(data.astype(np.float32), ((5, 6), (0, 0)))
-        for phase in range(OVERSAMPLING - 1):
-            for channel in range(data.shape[1]):
-                # correlate: value[n] = Σ_k w[k] · padded[n + k], i.e. x[n + offsets[k]]
-                value = np.correlate(padded[:, channel], phases[:, phase].astype(np.float32), mode="valid")
-                np.maximum(envelope, np.abs(value[: len(envelope)]), out=envelope)
+        may_exceed = near * np.float32(gain_bound) >= above if above > 0 else np.ones(len(envelope), dtype=bool)
+        del near
+        dense = int(np.count_nonzero(may_exceed)) > len(envelope) // 8
+        candidates = None if dense else np.flatnonzero(may_exceed)  # (an index array of every frame is 8 bytes a frame)
+    if dense:  # shifted views of the signal, a million frames at a time, no gathering
+        for start in range(0, len(envelope), CHUNK_FRAMES):
+            stop = min(start + CHUNK_FRAMES, len(envelope))
+            _dense_peaks(data, start, stop, phases, envelope)
         return envelope
+    assert candidates is not None
     for start in range(0, len(candidates), 2**18):
         index = candidates[start : start + 2**18]
         values = np.zeros((OVERSAMPLING - 1, len(index), data.shape[1]), dtype=np.float32)
@@ -173,18 +184,35 @@ def peak_envelope(samples: np.ndarray, above: float = 0.0, *, candidates: np.nda
     return envelope
 
 
+def _dense_peaks(data: np.ndarray, start: int, stop: int, phases: np.ndarray, envelope: np.ndarray) -> None:
+    """Raise envelope[start:stop] to the oversampled points of frames start…stop-1, which need
+    the frames 5 before and 6 after (silence beyond the ends)."""
+    lo, hi = max(start - 5, 0), min(stop + 6, len(data))
+    padded = np.pad(data[lo:hi].astype(np.float32), ((5 - (start - lo), 6 - (hi - stop)), (0, 0)))
+    for phase in range(OVERSAMPLING - 1):
+        for channel in range(data.shape[1]):
+            # correlate: value[n] = Σ_k w[k] · padded[n + k], i.e. x[n + offsets[k]]
+            value = np.correlate(padded[:, channel], phases[:, phase].astype(np.float32), mode="valid")
+            np.maximum(envelope[start:stop], np.abs(value[: stop - start]), out=envelope[start:stop])
+
+
 def true_peak_dbtp(samples: np.ndarray, rate: int) -> float:
     """The highest 4× oversampled absolute value, dBTP (−inf for silence). `rate` is kept for the
     meter's signature: at 48 kHz 4× is what BS.1770-4 asks; higher rates are already dense."""
     data = as_frames(samples)
     if data.size == 0 or not np.any(data):
         return float("-inf")
-    sample_peak = float(np.max(np.abs(data)))
-    return 20 * np.log10(float(np.max(peak_envelope(data, above=sample_peak))))
+    sample_peak = max(float(data.max()), -float(data.min()))  # no |data| copy of a long file
+    peak = 0.0
+    for start in range(0, data.shape[0], CHUNK_FRAMES):  # a chunk and its filter's 5 + 6 neighbours at a time
+        lo, stop = max(start - 5, 0), min(start + CHUNK_FRAMES, data.shape[0])
+        envelope = peak_envelope(data[lo : stop + 6], above=sample_peak)
+        peak = max(peak, float(np.max(envelope[start - lo : stop - lo])))
+    return 20 * np.log10(peak)
 
 
 def sample_peak_dbfs(samples: np.ndarray) -> float:
-    peak = float(np.max(np.abs(samples))) if np.size(samples) else 0.0
+    peak = max(float(np.max(samples)), -float(np.min(samples))) if np.size(samples) else 0.0
     return 20 * np.log10(peak) if peak > 0 else float("-inf")
 
 
@@ -214,12 +242,15 @@ def phase_correlation(samples: np.ndarray) -> float:
     data = as_frames(samples)
     if data.shape[1] < 2:
         return 1.0
-    left, right = data[:, 0].astype(np.float32), data[:, 1].astype(np.float32)
-    energy = left * left + right * right
-    sounding = energy > 1e-12
-    if not sounding.any():
-        return 1.0
-    return float(np.mean(2 * left[sounding] * right[sounding] / energy[sounding], dtype=np.float64))
+    total, sounding_frames = 0.0, 0
+    for start in range(0, data.shape[0], CHUNK_FRAMES):  # a chunk at a time: bounded memory on a long file
+        left = data[start : start + CHUNK_FRAMES, 0].astype(np.float32)
+        right = data[start : start + CHUNK_FRAMES, 1].astype(np.float32)
+        energy = left * left + right * right
+        sounding = energy > 1e-12
+        total += float(np.sum(2 * left[sounding] * right[sounding] / energy[sounding], dtype=np.float64))
+        sounding_frames += int(np.count_nonzero(sounding))
+    return total / sounding_frames if sounding_frames else 1.0
 
 
 def dc_offset(samples: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from songmill.core import ids
-from songmill.core.config import Locator, load_yaml, validate_config
+from songmill.core.config import Locator, load_yaml, shown, validate_config
 from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.lyric_blocks import assign_blocks, parse_blocks
 from songmill.core.music import parse_key, parse_time_signature
@@ -35,7 +35,7 @@ def _ranged(low: float, high: float, unit: str) -> AfterValidator:
 def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"'{value}' is not a known {what} (allowed: {', '.join(allowed)})")
+            raise ValueError(f"{shown(value)} is not a known {what} (allowed: {', '.join(allowed)})")
         return value
 
     return AfterValidator(check)
@@ -43,9 +43,9 @@ def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
 
 def _release_id(value: str) -> str:
     if ".." in value or "/" in value or "\\" in value:
-        raise ValueError(f"'{value}' would escape the output folder (use lowercase letters, digits and '-')")
+        raise ValueError(f"{shown(value)} would escape the output folder (use lowercase letters, digits and '-')")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", value):
-        raise ValueError(f"'{value}' is not a release id (1–64 lowercase letters, digits and '-', starting with a letter or digit)")
+        raise ValueError(f"{shown(value)} is not a release id (1–64 lowercase letters, digits and '-', starting with a letter or digit)")
     return value
 
 
@@ -61,7 +61,7 @@ def _schedule(value: str) -> str:
     value = value.strip()
     if value in SCHEDULE_PRESETS or (len(value.split()) == 5 and croniter.is_valid(value)):
         return value
-    raise ValueError(f"'{value}' is not a schedule (a cron expression such as '0 2 * * 1', or one of {', '.join(SCHEDULE_PRESETS)})")
+    raise ValueError(f"{shown(value)} is not a schedule (a cron expression such as '0 2 * * 1', or one of {', '.join(SCHEDULE_PRESETS)})")
 
 
 def _non_blank(value: str) -> str:
@@ -85,8 +85,26 @@ def _auto_or(check: Callable[[str], str]) -> AfterValidator:
     return AfterValidator(validate)
 
 
+# A section is at most 64 bars and a sung line takes at least one bar, so a block of more lines
+# can never be sung; a line of more characters has more syllables than four bars of sixteenths
+# carry at any tempo (the lyrics stage checks each line exactly against its phrase).
+MAX_BLOCK_LINES, MAX_LYRIC_LINE_CHARS = 64, 300
+
+
 def _lyrics(value: str) -> str:
+    block_lines, block_start = 0, 0
     for number, line in enumerate(value.splitlines(), start=1):
+        if len(line.strip()) > MAX_LYRIC_LINE_CHARS:
+            raise ValueError(f"lyrics line {number} is {len(line.strip())} characters long; a sung line has at most {MAX_LYRIC_LINE_CHARS} (split it)")
+        if re.fullmatch(r"\s*\[([^\]]*)\]\s*", line):
+            block_lines, block_start = 0, number
+        elif line.strip():
+            block_lines += 1
+            if block_lines > MAX_BLOCK_LINES:
+                raise ValueError(
+                    f"lyrics line {number}: the block that starts at line {block_start or 1} has more than {MAX_BLOCK_LINES} lines, "
+                    "more than any section can sing (64 bars, a line a bar); split it into sections"
+                )
         tag = re.fullmatch(r"\s*\[([^\]]*)\]\s*", line)
         if tag:
             name = re.sub(r"\s*\d+$", "", tag.group(1).strip().lower())
@@ -297,7 +315,7 @@ def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> Rele
         if track.reference is not None:
             resolved = (path.parent / track.reference).resolve()
             if not resolved.is_file():
-                problems.append(locator.problem(("tracks", i, "reference"), f"'{track.reference}' does not exist (a path relative to {path.name})"))
+                problems.append(locator.problem(("tracks", i, "reference"), _missing_file(resolved, track.reference, path, "an audio file")))
             track = track.model_copy(update={"reference": str(resolved)})
         tracks.append(track)
     release = spec.release
@@ -312,17 +330,26 @@ def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> Rele
     return spec.model_copy(update={"tracks": tracks, "release": release})
 
 
+def _missing_file(resolved: Path, given: str, config: Path, wanted: str) -> str:
+    """Why a path a config names is not a file to read: absent, or a folder or device."""
+    if resolved.exists():
+        return f"'{given}' is not a regular file (a folder or a device); give {wanted}"
+    return f"'{given}' does not exist (a path relative to {config.name})"
+
+
 def _cover_problem(resolved: Path, given: str, config: Path) -> str | None:
     """Why a cover image cannot be delivered (read from its header only), or None."""
     from PIL import Image, UnidentifiedImageError
 
     if not resolved.is_file():
-        return f"'{given}' does not exist (a path relative to {config.name})"
+        return _missing_file(resolved, given, config, "a JPEG or PNG")
     try:
         with Image.open(resolved) as image:
             width, height = image.size
     except (UnidentifiedImageError, OSError):
         return f"'{given}' is not an image (give a JPEG or PNG)"
+    except Image.DecompressionBombError:  # a header claiming billions of pixels
+        return f"'{given}' claims more pixels than any cover needs (over {2 * (Image.MAX_IMAGE_PIXELS or 0):,}); give a 3000×3000 JPEG or PNG"
     if width != height or width < COVER_PX:
         return f"'{given}' is {width}×{height} pixels (a cover must be square and at least {COVER_PX}×{COVER_PX})"
     return None

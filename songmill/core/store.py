@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,7 @@ from songmill.core.paths import var_dir
 CHUNK = 1 << 20
 # urllib3 logs each retry as a warning; our error says it once, in one sentence.
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+log = logging.getLogger("songmill.store")
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+class CorruptArtifactError(SongmillError):
+    """A stored blob's bytes no longer hash to its name (it is quarantined, never used)."""
+
+
 class ArtifactStore(Protocol):
     description: str
 
     def put_file(self, path: Path, name: str | None = None) -> ArtifactRef: ...
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path: ...
     def has(self, sha256: str) -> bool: ...
+    def intact(self, sha256: str) -> bool: ...
     def put_record(self, key: str, record: dict) -> None: ...
     def get_record(self, key: str) -> dict | None: ...
 
@@ -90,6 +97,7 @@ class LocalStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.description = f"folder {self.root}"
+        self._verified: dict[str, tuple[int, int]] = {}  # sha256 → (size, mtime_ns) when last found intact
         try:
             (self.root / "blobs").mkdir(parents=True, exist_ok=True)
             (self.root / "records").mkdir(parents=True, exist_ok=True)
@@ -118,19 +126,59 @@ class LocalStore:
         return ArtifactRef(name or path.name, sha, size, blob.as_uri())
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
-        blob = self._blob(ref.sha256)
-        if not blob.exists():
-            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
+        blob = self.local_path(ref)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blob, dest)
+        if file_sha256(dest) != ref.sha256:  # changed between the check and the copy
+            dest.unlink()
+            self._quarantine(blob)
+            raise CorruptArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) changed in the store {self.root} while it was read; re-render to recreate it")
         return dest
 
     def local_path(self, ref: ArtifactRef) -> Path:
-        return self._blob(ref.sha256)
+        """The blob, read in place, once its bytes are known to still hash to its name."""
+        blob = self._blob(ref.sha256)
+        if not blob.exists():
+            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
+        if not self.intact(ref.sha256):
+            raise CorruptArtifactError(
+                f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk (its bytes no longer match its sha256); "
+                "it was moved to quarantine/, re-render to recreate it"
+            )
+        return blob
 
     def has(self, sha256: str) -> bool:
         return self._blob(sha256).exists()
+
+    def intact(self, sha256: str) -> bool:
+        """The blob is there and its bytes hash to its name. A blob changed on disk (a bad disk,
+        a stray edit) is moved to quarantine/ and reported absent, so the stage that made it runs
+        again and it is never delivered. A blob is hashed again only when its size or mtime changed
+        since this process last checked it."""
+        blob = self._blob(sha256)
+        try:
+            stat = blob.stat()
+        except FileNotFoundError:
+            return False
+        seen = (stat.st_size, stat.st_mtime_ns)
+        if self._verified.get(sha256) == seen:
+            return True
+        if file_sha256(blob) == sha256:
+            self._verified[sha256] = seen
+            return True
+        self._quarantine(blob)
+        return False
+
+    def _quarantine(self, blob: Path) -> None:
+        self._verified.pop(blob.name, None)
+        target = self.root / "quarantine" / f"{blob.name}.{time.time_ns()}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(blob, target)
+        except FileNotFoundError:
+            return  # another process moved it first
+        log.warning("artifact %s in %s did not match its sha256; moved to %s", blob.name[:12], self.root, target)
 
     def put_record(self, key: str, record: dict) -> None:
         atomic_write_bytes(self.root / "records" / f"{key}.json", json.dumps(record, sort_keys=True).encode())
@@ -209,7 +257,7 @@ class S3Store:
             raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from {self.description}; re-render to recreate it") from None
         if file_sha256(dest) != ref.sha256:
             dest.unlink()
-            raise SongmillError(f"artifact {ref.name} fetched from {self.description} does not match its sha256; the stored object is corrupt")
+            raise CorruptArtifactError(f"artifact {ref.name} fetched from {self.description} does not match its sha256; the stored object is corrupt")
         return dest
 
     def has(self, sha256: str) -> bool:
@@ -218,6 +266,11 @@ class S3Store:
             return True
         except self._s3_error:
             return False
+
+    def intact(self, sha256: str) -> bool:
+        """S3 checks an object's bytes on upload and songmill checks them on every fetch
+        (`get_file`), so here an object's presence is its integrity."""
+        return self.has(sha256)
 
     # -- named objects under the prefix (deliveries), beside the content-addressed blobs
     def upload(self, path: Path, *parts: str) -> None:

@@ -9,6 +9,7 @@ songmill verify FILE [--json]                 ours (exit 0), not ours (1), unrea
 songmill credentials test-ca DIR              a throw-away CA and signing certificate (tests and the demo only)
 songmill catalogue ls                         releases in the catalogue
 songmill catalogue deliveries RELEASE         where a release was delivered
+songmill catalogue check [--repair] [--json]  catalogue, store and delivery folders compared (exit 0 agree, 1 not)
 songmill feedback …, songmill models …        listener feedback and model versions (cli_feedback.py)
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +42,16 @@ EXIT_FAILED, EXIT_INVALID = 1, 2
 def _fail(err: SongmillError, code: int = EXIT_FAILED) -> None:
     err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _log_level() -> int:
+    """SONGMILL_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR), else WARNING; an unknown name is said once."""
+    name = os.environ.get("SONGMILL_LOG_LEVEL", "WARNING").upper()
+    level = logging.getLevelName(name)
+    if not isinstance(level, int):
+        err_console.print(f"SONGMILL_LOG_LEVEL={name} is not a log level (DEBUG, INFO, WARNING, ERROR); logging warnings", markup=False, highlight=False)
+        return logging.WARNING
+    return level
 
 
 @app.command()
@@ -76,7 +88,7 @@ def render(
     """Render a release; the last line printed is the path of its run-report.json."""
     from songmill.engine.runner import render as render_release
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=_log_level(), format="%(levelname)s %(name)s: %(message)s")
     try:
         report = render_release(config, out_dir=out, jobs=jobs, track=track, seed=seed, console=err_console, redeliver=redeliver)
     except ConfigError as err:
@@ -99,7 +111,7 @@ def qc_command(
     """Run the technical gate on an audio file: exit 0 pass, 1 fail (with the reasons), 2 when the
     file, the profile or a suite cannot be used at all. With --tempo / --key, the musical checks
     of tempo and key run too."""
-    from qc.musical import measure_musical
+    from qc.musical import ANALYSIS_RATE_HZ, measure_musical
     from qc.suites import judge
     from qc.technical import decode, measure_file, probe
     from songmill.core.music import parse_key
@@ -115,7 +127,9 @@ def qc_command(
             except ValueError as err:
                 raise SongmillError(f"--key: {err}") from None
         metrics = measure_file(audio)
-        musical = measure_musical(*decode(audio, stream=probe(audio)), tempo_bpm=tempo, key=key) if tempo or key else None
+        # tempo and key are heard in mono at the analysis rate: decoded so, after the stereo samples are gone (memory)
+        mono = decode(audio, channels=1, sample_rate_hz=ANALYSIS_RATE_HZ, stream=probe(audio)) if tempo or key else None
+        musical = measure_musical(*mono, tempo_bpm=tempo, key=key) if mono else None
         [verdict] = judge([metrics], profile, profiles[profile], musical=musical, expected={"tempo_bpm": tempo, "key": key})
     except ConfigError as err:
         for line in err.problems:
@@ -232,6 +246,37 @@ def catalogue_deliveries(
         replaces = f"#{r['replaces']}" + (f": {r['replaced_because']}" if r["replaced_because"] else "") if r["replaces"] else ""
         table.add_row(str(r["id"]), r["profile"], r["destination"], r["upc"], str(r["files"]), r["manifest_sha256"][:16], r["delivered_at"], replaces)
     Console().print(table)
+
+
+@catalogue_app.command("check")
+def catalogue_check(
+    repair: bool = typer.Option(False, "--repair", help="Fix what can be fixed safely (interrupted runs, quarantine, leftovers)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Compare the catalogue, the artifact store and the delivery folders; print every
+    disagreement. Exit 0 when all agree (or --repair fixed everything), 1 when a disagreement
+    is left, 2 when the catalogue or the store cannot be opened."""
+    from songmill.catalogue import Catalogue
+    from songmill.core.store import open_store
+    from songmill.engine.consistency import check, quarantined
+
+    try:
+        store = open_store()
+        findings = check(Catalogue.open(), store, repair=repair)
+    except SongmillError as err:
+        _fail(err, EXIT_INVALID)
+    left = [f for f in findings if not f.repaired]
+    if as_json:
+        print(json.dumps({"findings": [f.to_dict() for f in findings], "left": len(left), "quarantined_blobs": quarantined(store)}, indent=1))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for f in findings:
+            state = "repaired" if f.repaired else (f"--repair: {f.repair}" if f.repair else "needs you")
+            out.print(f"{f.kind}: {escape(f.subject)} — {escape(f.detail)} [{state}]", markup=False)
+        out.print(
+            f"{len(findings)} disagreement(s), {len(findings) - len(left)} repaired, {len(left)} left; {quarantined(store)} blob(s) in quarantine", markup=False
+        )
+    raise typer.Exit(1 if left else 0)
 
 
 def main() -> None:

@@ -78,11 +78,21 @@ class CatalogueFeedback(_Strict):
 
 class CataloguePlan(_Strict):
     tracks_per_night: Annotated[int, Field(ge=1, le=40)]
-    schedule: str = "0 2 * * *"  # cron, UTC
+    schedule: str = "0 2 * * *"  # cron, in `timezone`
+    timezone: str = "UTC"  # the label's IANA time zone: the schedule's clock, and whose calendar names the night
     release: CatalogueRelease
     mix: CatalogueMix
     themes: Annotated[list[ThemeIdea], Field(min_length=1)]
     feedback: CatalogueFeedback = CatalogueFeedback()
+
+
+def night_of(moment: dt.datetime, timezone: str = "UTC") -> dt.date:
+    """The night a run at `moment` (timezone-aware; naive is UTC) renders: its date on the label's
+    calendar. A 02:00 run in Tokyo is 17:00 UTC the day before, and is the night of the Tokyo date."""
+    from zoneinfo import ZoneInfo
+
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(ZoneInfo(timezone)).date()
 
 
 def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
@@ -104,6 +114,8 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
             for a in names
             if a not in PLANNED_ATTRIBUTES
         ]
+    if not _is_time_zone(plan.timezone):
+        problems.append(locator.problem(("timezone",), f"'{shown_zone(plan.timezone)}' is not an IANA time zone (e.g. UTC, Europe/London, Asia/Tokyo)"))
     for index, key in enumerate(plan.mix.keys):
         try:
             parse_key(key)
@@ -112,6 +124,20 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
     if problems:
         raise ConfigError(problems)
     return plan
+
+
+def _is_time_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def shown_zone(name: str) -> str:
+    return name if len(name) <= 60 else name[:59] + "…"
 
 
 def night_seed(date: dt.date, salt: str = "") -> int:

@@ -11,6 +11,7 @@ stage was served from the cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -32,7 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
-from songmill.core.errors import SongmillError
+from songmill.core.errors import ServiceError, SongmillError
 from songmill.core.paths import run_folder, safe_name
 from songmill.core.profiles import load_profiles
 from songmill.core.score import Score
@@ -398,7 +399,18 @@ def render(
     except BaseException as err:
         fail_release(run.run_id, str(err) or type(err).__name__, database_url=database_url)
         raise
-    return finish_release(run, outcomes, store_spec=store_spec, database_url=database_url, console=console)
+    try:
+        return finish_release(run, outcomes, store_spec=store_spec, database_url=database_url, console=console)
+    except ServiceError as err:  # the catalogue went away (or its disk filled): say what failed first, too
+        failed = next((o for o in outcomes if o.error), None)
+        if failed is None:
+            raise
+        raise ServiceError(f"track {failed.number} ({failed.title}) failed: {failed.error}; and {err}") from None
+    except OSError as err:  # the output folder's disk full, or not writable: the reports cannot be written
+        message = f"writing the run's reports to {out_dir} failed ({err.strerror or err}); free space there (or fix its permissions) and run again"
+        with contextlib.suppress(SongmillError):
+            fail_release(run.run_id, message, database_url=database_url)
+        raise SongmillError(message) from None
 
 
 def fail_release(run_id: int, error: str, *, database_url: str | None = None) -> None:

@@ -194,7 +194,7 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
     result = StageResult(stage.name, stage.version, key, False, {}, stage_inputs, models)
 
     record = store.get_record(key)
-    if record and all(store.has(ref["sha256"]) for ref in record["outputs"].values()):
+    if record and all(store.intact(ref["sha256"]) for ref in record["outputs"].values()):  # a changed blob: run again
         result.cached = True
         result.outputs = {name: ArtifactRef.from_dict(ref) for name, ref in record["outputs"].items()}
         return result

@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import ExperimentAssignment
-from songmill.core.config import load_config
+from songmill.core.config import load_yaml, validate_config
 from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.paths import config_dir
 from songmill.feedback.measures import track_measures
@@ -56,9 +56,10 @@ def load_experiments(path: Path | None = None) -> dict[str, Experiment]:
     path = path or config_dir() / "experiments.yaml"
     if not path.is_file():
         return {}
-    found = load_config(path, ExperimentsFile).experiments
+    data, locator = load_yaml(path)
+    found = validate_config(data, locator, ExperimentsFile).experiments
     problems = [
-        f"{path}: experiments.{name}.arms.{arm}: sets {', '.join(unknown)}; an arm may set {', '.join(ARM_FIELDS)}"
+        locator.problem(("experiments", name, "arms", arm, unknown[0]), f"sets {', '.join(map(repr, unknown))}; an arm may set {', '.join(ARM_FIELDS)}")
         for name, experiment in found.items()
         for arm, settings in experiment.arms.items()
         if (unknown := [k for k in settings if k not in ARM_FIELDS])

@@ -23,7 +23,6 @@ The chain, each step recorded in `decisions`:
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import pedalboard
 from scipy.signal import butter, firwin2, oaconvolve, sosfilt
 
 from songmill.core import loudness
-from songmill.core.audio import read_wav
+from songmill.core.audio import decode
 from songmill.core.errors import SongmillError
 from songmill.production.limiter import normalise
 
@@ -67,30 +66,19 @@ class MasterResult:
 
 
 def read_reference(path: Path) -> tuple[np.ndarray, int]:
-    """A reference recording as (frames, channels) float32: WAV directly, anything else through
-    ffmpeg (FLAC, MP3, AAC…), decoded to 48 kHz stereo.
+    """A reference recording as (frames, 2) float32 at its own rate, through `core.audio`'s
+    probe and decode (any file ffmpeg reads, within its limits of rate and length).
 
     Raises
     ------
-    SongmillError : the file is missing or neither reader can decode it.
+    SongmillError : the file is missing, not a regular file, unreadable, too long, under a
+        second, silent or corrupt.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SongmillError(f"reference audio {path} does not exist (check the path in the config)")
-    if path.suffix.lower() == ".wav":
-        audio, rate = read_wav(path)
-    else:
-        result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", "48000", "-"], capture_output=True, timeout=300)
-        if result.returncode != 0:
-            reason = result.stderr.decode(errors="replace").strip().splitlines()
-            raise SongmillError(
-                f"reference audio {path} cannot be read ({reason[-1] if reason else 'ffmpeg failed'}); give a WAV, FLAC, MP3 or M4A file"
-            ) from None
-        audio, rate = np.frombuffer(result.stdout, dtype="<f4").reshape(-1, 2), 48000
+    audio, rate = decode(Path(path), channels=2, what="reference audio")
     if audio.shape[0] < rate:  # under a second: no loudness or balance to match
         raise SongmillError(f"reference audio {path} is shorter than a second; give a whole recording")
-    if not np.isfinite(audio).all() or not np.any(audio):
-        raise SongmillError(f"reference audio {path} is silent or corrupt; give a whole recording")
+    if not np.any(audio):
+        raise SongmillError(f"reference audio {path} is silent; give a whole recording")
     return audio, rate
 
 

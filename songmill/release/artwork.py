@@ -99,6 +99,8 @@ def load_cover(path: Path) -> Image.Image:
         raise SongmillError(f"cover image {path} does not exist; fix release.cover (a path relative to the config)") from None
     except (UnidentifiedImageError, OSError) as err:
         raise SongmillError(f"cover image {path} is not an image Pillow can read ({err}); give a JPEG or PNG") from None
+    except Image.DecompressionBombError:
+        raise SongmillError(f"cover image {path} claims more pixels than any cover needs; give a 3000×3000 JPEG or PNG") from None
     width, height = image.size
     if width != height:
         raise SongmillError(f"cover image {path} is {width}×{height} pixels; a cover must be square (3000×3000)")

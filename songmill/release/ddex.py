@@ -369,10 +369,28 @@ def _deals(deals, release: PackagedRelease, profile: DeliveryProfile) -> None:
             add(terms, "UseType", use)
 
 
+def _parser() -> etree.XMLParser:
+    """The one XML parser songmill uses: no entity expansion, no DTD loaded, nothing fetched from
+    the network, no huge trees. An XML external entity (XXE) is never resolved."""
+    return etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False)
+
+
+def _refuse_doctype(document: etree._ElementTree, what: str) -> None:
+    """Neither a DDEX message nor its schema has a DOCTYPE; one that does is where entities hide."""
+    if document.docinfo.doctype:
+        raise SongmillError(f"{what} declares a DOCTYPE, which songmill never reads (it is how XML external entities get in); remove it")
+
+
 @functools.lru_cache(maxsize=1)
 def _schema(path: str) -> etree.XMLSchema:
     try:
-        return etree.XMLSchema(etree.parse(path))
+        document = etree.parse(path, _parser())
+        _refuse_doctype(document, f"the DDEX schema {path}")
+        return etree.XMLSchema(document)
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as err:
+        raise SongmillError(
+            f"the DDEX schema {path} is not a usable XML schema ({err}); set SONGMILL_DDEX_SCHEMA to an ERN 4.3.2 release-notification.xsd"
+        ) from None
     except OSError:
         raise SongmillError(
             f"the DDEX schema {path} is missing; set SONGMILL_DDEX_SCHEMA to an ERN 4.3.2 release-notification.xsd, or unset it to use the one songmill ships"
@@ -388,9 +406,10 @@ def validate(xml: bytes, *, what: str = "the DDEX message") -> None:
     """Raise SongmillError naming the first schema violations when `xml` is not a valid ERN 4.3.2 message."""
     schema = _schema(str(schema_path()))
     try:
-        document = etree.fromstring(xml)
+        document = etree.fromstring(xml, _parser())
     except etree.XMLSyntaxError as err:
         raise SongmillError(f"{what} is not well-formed XML ({err}); it was not delivered") from None
+    _refuse_doctype(document.getroottree(), what)
     if not schema.validate(document):
         problems = "; ".join(f"line {e.line}: {e.message}" for e in list(schema.error_log)[:5])
         raise SongmillError(f"{what} does not validate against {schema_path().name} ({problems}); it was not delivered")

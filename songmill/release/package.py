@@ -154,6 +154,27 @@ def package_and_deliver(
         touched. (A release whose sender, recipient or ISRCs are not configured is delivered
         without a DDEX message; `ddex_skipped` says why.)
     """
+    with catalogue.release_lock(spec.release.id):  # a second render of the release waits here, then replaces this delivery
+        return _package_and_deliver(
+            spec, profiles, tracks, out_dir=out_dir, config_path=config_path, catalogue=catalogue, run_id=run_id,
+            settings=settings, now=now, detect_watermark=detect_watermark, redeliver=redeliver,
+        )  # fmt: skip
+
+
+def _package_and_deliver(
+    spec: ReleaseSpec,
+    profiles: dict[str, DeliveryProfile],
+    tracks: list[RenderedTrack],
+    *,
+    out_dir: Path,
+    config_path: Path,
+    catalogue: Catalogue,
+    run_id: int | None,
+    settings: DeliverySettings | None,
+    now: dt.datetime | None,
+    detect_watermark: WatermarkDetector | None,
+    redeliver: bool,
+) -> dict:
     tracks, withheld = _without_rejected(spec, tracks, catalogue)
     settings = settings or load_delivery_settings(release_id=spec.release.id)
     now = now or delivery_time()
@@ -323,6 +344,54 @@ def _deliver_profile(
     remote = destination.startswith("s3://")
     records = {t.number: _track_provenance(spec, profile, t, exports[t.number], upc=upc, isrc=isrcs[t.number]) for t in tracks}
     dest = (staging_root if remote else Path(destination)) / upc
+    try:
+        return _build_and_deliver(
+            spec,
+            name,
+            profile,
+            tracks,
+            exports,
+            records,
+            upc,
+            isrcs,
+            cover,
+            thumbnail,
+            dest,
+            destination,
+            settings,
+            now,
+            credentials,
+            unsigned_reason,
+            detect_watermark,
+        )
+    except OSError as err:  # a full disk, a read-only folder: the staging folder is gone, the previous delivery untouched
+        raise SongmillError(
+            f"delivering {spec.release.id} to {dest.parent} failed writing its files ({err.strerror or err}); "
+            "free space there (or fix its permissions) and run again — the previous delivery is untouched"
+        ) from None
+
+
+def _build_and_deliver(
+    spec: ReleaseSpec,
+    name: str,
+    profile: DeliveryProfile,
+    tracks: list[RenderedTrack],
+    exports: dict[int, dict],
+    records: dict[int, TrackProvenance],
+    upc: str,
+    isrcs: dict,
+    cover: bytes,
+    thumbnail: bytes,
+    dest: Path,
+    destination: str,
+    settings: DeliverySettings,
+    now: dt.datetime,
+    credentials: Credentials | None,
+    unsigned_reason: str | None,
+    detect_watermark: WatermarkDetector | None,
+) -> dict:
+    """Build the delivery in a staging folder beside `dest`, check it, and swap it in (or upload it)."""
+    remote = destination.startswith("s3://")
     with delivery_lock(dest), staging_folder(dest) as staged:
         resources = staged / "resources"
         resources.mkdir()
