@@ -431,3 +431,38 @@ def test_seaweedfs_stopped_mid_upload_leaves_the_batch_incomplete_and_current_un
         "the batch stays incomplete, CURRENT unchanged; a retry completes it",
         f"`{str(err.value)[:90]}…`; CURRENT still named the old batch; the retry moved it",
     )
+
+
+def test_catalogue_check_reports_each_disagreement_and_repairs_only_what_is_safe(tmp_path):
+    """One render, then a disagreement of each other kind made by hand: a delivered file edited,
+    a killed delivery's staging folder, a killed store write's temporary file, a blob deleted,
+    an ISRC given to a second track. `check` names each (exit 1); `--repair` removes the two
+    leftovers and leaves the rest for a person, unchanged."""
+    import sqlite3
+    import time
+
+    var, out = tmp_path / "var", tmp_path / "dist"
+    first = songmill("render", str(DEBUG), "--out", str(out), var=var)
+    assert first.returncode == 0, first.stderr[-2000:]
+    [folder] = list((out / "streaming").iterdir())
+    provenance = folder / "provenance.json"
+    provenance.write_bytes(provenance.read_bytes() + b" ")
+    (folder.parent / f".staging-{folder.name}-0123456789ab").mkdir()
+    blobs = var / "artifacts" / "blobs"
+    lyrics = artifacts(Path(first.stdout.strip().splitlines()[-1]))["lyrics.json"]
+    (blobs / lyrics[:2] / lyrics).unlink()
+    leftover = blobs / "ab" / ".incoming.x1"
+    leftover.parent.mkdir(exist_ok=True)
+    leftover.write_bytes(b"half a blob")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    with sqlite3.connect(var / "catalogue.db") as db:
+        isrc = db.execute("SELECT isrc FROM tracks").fetchone()[0]
+        db.execute("INSERT INTO tracks (release_id, number, title, isrc, seed, status) VALUES ('debug-single', 2, 'Copy', ?, 1, 'rendered')", (isrc,))
+    code, found = check(var)
+    kinds = sorted(f["kind"] for f in found["findings"])
+    assert code == 1 and kinds == ["delivery-altered", "duplicate-identifier", "leftover-staging", "leftover-upload", "missing-artifact"], kinds
+    code, repaired = check(var, "--repair")
+    assert code == 1 and sorted(f["kind"] for f in repaired["findings"] if f["repaired"]) == ["leftover-staging", "leftover-upload"]
+    assert not leftover.exists() and not list(folder.parent.glob(".staging-*"))
+    assert sorted(f["kind"] for f in check(var)[1]["findings"]) == ["delivery-altered", "duplicate-identifier", "missing-artifact"]
+    assert provenance.read_bytes().endswith(b" ")  # a delivered file is never rewritten by a repair
