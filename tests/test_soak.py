@@ -109,7 +109,8 @@ def test_a_nightly_batch_survives_random_kills_and_a_database_restart(tmp_path):
     passed = sum(1 for s in statuses if s == "delivered" or s == "rendered")
     assert verify_folder(folder) == []
     assert len(flacs) == len(set(flacs)) == passed  # every passing song once, none twice
-    assert len({t.get("isrc") for t in report["tracks"] if t.get("isrc")}) == passed  # no identifier twice
+    isrcs = [isrc for isrc in report["isrcs"].values() if isrc]
+    assert len(isrcs) == len(set(isrcs)) == passed  # an ISRC each, none twice
     assert [d["replaces"] for d in deliveries] == [None] + [d["id"] for d in deliveries[:-1]]  # one chain, never side by side
     findings = json.loads(check.stdout)["findings"]
     assert {f["kind"] for f in findings} <= {"interrupted-run", "leftover-staging", "leftover-upload"}, findings
@@ -117,6 +118,7 @@ def test_a_nightly_batch_survives_random_kills_and_a_database_restart(tmp_path):
     counts.update(
         {
             "delivered": len(flacs),
+            "isrcs": len(isrcs),
             "not_delivered": SONGS - passed,
             "deliveries_recorded": len(deliveries),
             "findings_before_repair": {k: sum(1 for f in findings if f["kind"] == k) for k in sorted({f["kind"] for f in findings})},
