@@ -401,6 +401,8 @@ def assert_qc_answered(path: Path, *extra: str) -> int:
         errors = [line for line in output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "Traceback" not in output, output
         COUNTS["songmill qc refused"] += 1
+    else:
+        COUNTS["songmill qc ok"] += 1  # judged: a pass or a fail with its reasons
     return code
 
 

@@ -97,7 +97,7 @@ def _artifacts(catalogue: Catalogue, store: ArtifactStore, repair: bool) -> list
         subject = f"artifact {name} ({sha256[:12]}) of track {track_id}"
         if not store.has(sha256):
             found.append(Finding("missing-artifact", subject, f"recorded in the catalogue but not in the store ({store.description}); re-render its release"))
-        elif isinstance(store, LocalStore) and file_sha256(store.root / "blobs" / sha256[:2] / sha256) != sha256:
+        elif isinstance(store, LocalStore) and not store.matches(sha256):
             finding = Finding("corrupt-artifact", subject, "its bytes no longer match its sha256", "moved to quarantine/; the next render makes it again")
             if repair:
                 finding.repaired = not store.intact(sha256)  # intact() quarantines what does not match
