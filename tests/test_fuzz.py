@@ -17,18 +17,17 @@ import json
 import os
 import re
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from songmill.core.errors import ConfigError, SongmillError
+from songmill.engine.stage import PeakMemory  # resident memory sampled while a case runs
 
 PROJECT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("SONGMILL_FULL") == "1"  # make test-all
@@ -46,29 +45,6 @@ FUZZ = settings(
     deadline=None,  # time is checked per case against VALIDATE_LIMIT_S, a stated bound, not Hypothesis's 200 ms
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
-
-
-class PeakMemory:
-    """The largest growth of this process's resident memory while the block runs (sampled every 10 ms)."""
-
-    def __enter__(self):
-        self._process, self._stop = psutil.Process(), threading.Event()
-        self.start = self.peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def grew(self) -> int:
-        return self.peak - self.start
 
 
 def clear_sentence(err: SongmillError) -> None:

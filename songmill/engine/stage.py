@@ -152,14 +152,15 @@ def cache_key(stage: Stage, params: dict, inputs: dict[str, ArtifactRef], models
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class _PeakMemory:
-    """Samples this process's resident memory every 20 ms while a stage runs."""
+class PeakMemory:
+    """Samples this process's resident memory every 20 ms while a block runs: `peak` (bytes),
+    and `grew`, how far it rose above where it started."""
 
     def __init__(self):
-        self._process, self._stop, self.peak = psutil.Process(), threading.Event(), 0
+        self._process, self._stop, self.peak, self.start = psutil.Process(), threading.Event(), 0, 0
 
     def __enter__(self):
-        self.peak = self._process.memory_info().rss
+        self.start = self.peak = self._process.memory_info().rss
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -172,6 +173,10 @@ class _PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def grew(self) -> int:
+        return self.peak - self.start
 
 
 def cpu_seconds() -> float:
@@ -206,7 +211,7 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
         local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
         ctx = StageContext(stage, job, params, local_inputs, workdir, registry)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
-        with _PeakMemory() as memory:
+        with PeakMemory() as memory:
             stage.run(ctx)
         result.wall_s, result.cpu_s = time.perf_counter() - wall0, cpu_seconds() - cpu0
         result.peak_rss_mib = memory.peak / 2**20

@@ -155,87 +155,67 @@ def package_and_deliver(
         without a DDEX message; `ddex_skipped` says why.)
     """
     with catalogue.release_lock(spec.release.id):  # a second render of the release waits here, then replaces this delivery
-        return _package_and_deliver(
-            spec, profiles, tracks, out_dir=out_dir, config_path=config_path, catalogue=catalogue, run_id=run_id,
-            settings=settings, now=now, detect_watermark=detect_watermark, redeliver=redeliver,
-        )  # fmt: skip
-
-
-def _package_and_deliver(
-    spec: ReleaseSpec,
-    profiles: dict[str, DeliveryProfile],
-    tracks: list[RenderedTrack],
-    *,
-    out_dir: Path,
-    config_path: Path,
-    catalogue: Catalogue,
-    run_id: int | None,
-    settings: DeliverySettings | None,
-    now: dt.datetime | None,
-    detect_watermark: WatermarkDetector | None,
-    redeliver: bool,
-) -> dict:
-    tracks, withheld = _without_rejected(spec, tracks, catalogue)
-    settings = settings or load_delivery_settings(release_id=spec.release.id)
-    now = now or delivery_time()
-    credentials, unsigned_reason = usable_credentials(settings.signing)
-    content = {name: _content(tracks, name) for name in spec.release.profiles}
-    replacing: dict[str, tuple[int | None, str | None]] = {}
-    for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
-        _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
-        _check_licences(name, profiles[name], tracks)
-        replacing[name] = _check_redelivery(spec.release.id, name, content[name], catalogue, redeliver=redeliver)
-    ids = settings.identifiers
-    upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
-    isrcs = {
-        t.number: catalogue.track_isrc(
-            t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year
-        )
-        for t in tracks
-    }
-    cover, thumbnail = _release_cover(spec, config_path)
-    exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
-    result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": [], "withheld": withheld}
-    for name in spec.release.profiles:
-        profile = profiles[name]
-        destination = _destination(name, profile, Path(out_dir))
-        delivery = _deliver_profile(
-            spec,
-            name,
-            profile,
-            tracks,
-            exports,
-            upc=upc,
-            isrcs=isrcs,
-            cover=cover,
-            thumbnail=thumbnail,
-            destination=destination,
-            settings=settings,
-            now=now,
-            staging_root=Path(out_dir) / name,
-            credentials=credentials if profile.content_credentials != "off" else None,
-            unsigned_reason=unsigned_reason if profile.content_credentials != "off" else f"profile '{name}' has content_credentials: off",
-            detect_watermark=detect_watermark if profile.watermark else None,
-        )
-        catalogue.record_delivery(
-            release_id=spec.release.id,
-            run_id=run_id,
-            profile=name,
-            destination=delivery["destination"],
-            upc=upc,
-            manifest_sha256=delivery["manifest_sha256"],
-            files=delivery["files"],
-            content=content[name],
-            replaces_id=replacing[name][0],
-            replaced_because=replacing[name][1],
-        )
-        result["deliveries"].append({k: v for k, v in delivery.items() if k != "files"})
-        result["delivered"] += [
-            {"profile": name, "format": f["format"], "path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in delivery["files"]
-        ]
-    for track in tracks:
-        catalogue.set_track_status(track.track_id, "delivered")
-    return result
+        tracks, withheld = _without_rejected(spec, tracks, catalogue)
+        settings = settings or load_delivery_settings(release_id=spec.release.id)
+        now = now or delivery_time()
+        credentials, unsigned_reason = usable_credentials(settings.signing)
+        content = {name: _content(tracks, name) for name in spec.release.profiles}
+        replacing: dict[str, tuple[int | None, str | None]] = {}
+        for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
+            _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
+            _check_licences(name, profiles[name], tracks)
+            replacing[name] = _check_redelivery(spec.release.id, name, content[name], catalogue, redeliver=redeliver)
+        ids = settings.identifiers
+        upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
+        isrcs = {
+            t.number: catalogue.track_isrc(
+                t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year
+            )
+            for t in tracks
+        }
+        cover, thumbnail = _release_cover(spec, config_path)
+        exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
+        result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": [], "withheld": withheld}
+        for name in spec.release.profiles:
+            profile = profiles[name]
+            destination = _destination(name, profile, Path(out_dir))
+            delivery = _deliver_profile(
+                spec,
+                name,
+                profile,
+                tracks,
+                exports,
+                upc=upc,
+                isrcs=isrcs,
+                cover=cover,
+                thumbnail=thumbnail,
+                destination=destination,
+                settings=settings,
+                now=now,
+                staging_root=Path(out_dir) / name,
+                credentials=credentials if profile.content_credentials != "off" else None,
+                unsigned_reason=unsigned_reason if profile.content_credentials != "off" else f"profile '{name}' has content_credentials: off",
+                detect_watermark=detect_watermark if profile.watermark else None,
+            )
+            catalogue.record_delivery(
+                release_id=spec.release.id,
+                run_id=run_id,
+                profile=name,
+                destination=delivery["destination"],
+                upc=upc,
+                manifest_sha256=delivery["manifest_sha256"],
+                files=delivery["files"],
+                content=content[name],
+                replaces_id=replacing[name][0],
+                replaced_because=replacing[name][1],
+            )
+            result["deliveries"].append({k: v for k, v in delivery.items() if k != "files"})
+            result["delivered"] += [
+                {"profile": name, "format": f["format"], "path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in delivery["files"]
+            ]
+        for track in tracks:
+            catalogue.set_track_status(track.track_id, "delivered")
+        return result
 
 
 def _content(tracks: list[RenderedTrack], profile_name: str) -> dict[int, str]:
