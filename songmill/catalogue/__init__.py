@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import inspect
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -78,7 +79,7 @@ def _service_errors(method: Callable) -> Callable:
 def _translate_service_errors(cls: type) -> type:
     """Every public method of the class, wrapped by `_service_errors` (not the context managers)."""
     for name, member in list(vars(cls).items()):
-        if callable(member) and not name.startswith("_") and name not in ("open", "session", "close", "release_lock", "migrate"):
+        if inspect.isfunction(member) and not name.startswith("_") and name not in ("session", "close", "release_lock", "migrate"):
             setattr(cls, name, _service_errors(member))
     return cls
 
