@@ -466,3 +466,45 @@ def test_catalogue_check_reports_each_disagreement_and_repairs_only_what_is_safe
     assert not leftover.exists() and not list(folder.parent.glob(".staging-*"))
     assert sorted(f["kind"] for f in check(var)[1]["findings"]) == ["delivery-altered", "duplicate-identifier", "missing-artifact"]
     assert provenance.read_bytes().endswith(b" ")  # a delivered file is never rewritten by a repair
+
+
+TWO_AIRFLOW_RUNS = """
+import subprocess, sys
+from pathlib import Path
+subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+sys.path.insert(0, sys.argv[1])
+import songmill_releases
+run = songmill_releases.build_release_dags(Path(sys.argv[2]))["songmill_release_debug"].test()
+print("STATE", run.state)
+"""
+
+
+@pytest.mark.slow
+def test_two_airflow_runs_of_one_release_at_once_deliver_one_after_the_other(tmp_path, reference):
+    """The debug release's DAG run twice at once (`dag.test()` in two processes, each with an
+    Airflow of its own, as a rerun and a backfill would be), against one catalogue, store and
+    output folder: both runs succeed; the second delivery waits on the release lock and replaces
+    the first, never beside it."""
+    config = tmp_path / "config"
+    shutil.copytree(os.environ["SONGMILL_CONFIG_DIR"], config)
+    (config / "releases").mkdir(exist_ok=True)
+    (config / "releases" / "debug.yaml").write_text(DEBUG.read_text())
+    shared = {"SONGMILL_CONFIG_DIR": str(config), "SONGMILL_VAR_DIR": str(tmp_path / "var"), "SONGMILL_OUT_DIR": str(tmp_path / "dist")}
+    runs = []
+    for n in range(2):
+        home = tmp_path / f"airflow-{n}"
+        home.mkdir()
+        environment = {**os.environ, **shared, "AIRFLOW_HOME": str(home)}
+        command = [sys.executable, "-c", TWO_AIRFLOW_RUNS, str(PROJECT / "dags"), str(config / "releases")]
+        runs.append(subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT))
+    outputs = [run.communicate(timeout=900) for run in runs]
+    assert all("STATE success" in out for out, _ in outputs), [err[-1500:] for _, err in outputs]
+    assert delivered_audio(tmp_path / "dist") == reference["audio"]
+    deliveries = json.loads(songmill("catalogue", "deliveries", "debug-single", "--json", var=tmp_path / "var").stdout)
+    assert [d["replaces"] for d in deliveries] == [None, deliveries[0]["id"]]
+    assert check(tmp_path / "var")[0] == 0
+    record(
+        "two Airflow runs of one release at once (dag.test in two processes)",
+        "one delivery at a time: the other waits, then replaces it with the same files",
+        "both runs succeeded; the second delivery replaced the first; audio identical; check clean",
+    )

@@ -474,6 +474,14 @@ def test_a_bad_reference_is_refused_by_validate_or_by_the_master_stage_in_one_se
     assert memory.grew < MEMORY_LIMIT_BYTES
 
 
+def _write_tone_wav(path: Path) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(48000)
+        out.writeframes(b"\x10\x00" * 48000)
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     import struct
     import zlib
@@ -489,6 +497,7 @@ def _png_claiming(width: int, height: int) -> bytes:
     "name, make, expected",
     [
         ("bomb.png", lambda p: p.write_bytes(_png_claiming(100_000, 100_000)), "claims more pixels than any cover needs"),
+        ("song.wav", lambda p: _write_tone_wav(p), "is not an image"),  # audio given as the cover
         ("truncated.jpg", lambda p: p.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20), "is not an image"),
         ("empty.png", lambda p: p.write_bytes(b""), "is not an image"),
         ("folder.png", lambda p: p.mkdir(), "is not a regular file (a folder or a device)"),
