@@ -92,13 +92,14 @@ class PlanNightlyOperator(_PlanOperator):
         super().__init__(**kwargs)
         self.date = date
 
-    def night(self, context) -> dt.date:
+    def night(self, context, timezone: str | None = None) -> dt.date:
+        """The night to plan; `timezone` is the plan's (read from config/catalogue.yaml when not given)."""
         if self.date not in (None, "", "None"):
             return dt.date.fromisoformat(str(self.date))
         from songmill.engine.planning import load_catalogue_plan, night_of
 
         run = context["dag_run"]
-        return night_of(run.logical_date or run.run_after, load_catalogue_plan().timezone)
+        return night_of(run.logical_date or run.run_after, timezone or load_catalogue_plan().timezone)
 
     def release_config(self, context, out_dir: Path) -> Path:
         from songmill.catalogue import Catalogue
@@ -108,7 +109,8 @@ class PlanNightlyOperator(_PlanOperator):
 
         catalogue = Catalogue.open()  # configure_engine has pointed it at the catalogue connection
         try:
-            config, choices = plan_with_feedback(load_catalogue_plan(), self.night(context), catalogue)
+            plan = load_catalogue_plan()
+            config, choices = plan_with_feedback(plan, self.night(context, plan.timezone), catalogue)
         finally:
             catalogue.close()
         path = write_release_config(config, out_dir / "_configs" / f"{config['release']['id']}.yaml")

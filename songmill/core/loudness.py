@@ -158,19 +158,17 @@ def peak_envelope(samples: np.ndarray, above: float = 0.0, *, candidates: np.nda
     for channel in range(1, data.shape[1]):
         np.maximum(envelope, np.abs(data[:, channel]), out=envelope)
     phases, offsets, gain_bound = _interpolator()
-    dense = candidates is not None and len(candidates) > len(envelope) // 8
     if candidates is None:
         near = maximum_filter1d(envelope, size=len(offsets), origin=-1)  # max over n-5 … n+6
-        may_exceed = near * np.float32(gain_bound) >= above if above > 0 else np.ones(len(envelope), dtype=bool)
-        del near
-        dense = int(np.count_nonzero(may_exceed)) > len(envelope) // 8
-        candidates = None if dense else np.flatnonzero(may_exceed)  # (an index array of every frame is 8 bytes a frame)
-    if dense:  # shifted views of the signal, a million frames at a time, no gathering
-        for start in range(0, len(envelope), CHUNK_FRAMES):
-            stop = min(start + CHUNK_FRAMES, len(envelope))
-            _dense_peaks(data, start, stop, phases, envelope)
+        candidates = np.nonzero(near * gain_bound >= above)[0] if above > 0 else np.arange(len(envelope))
+    if len(candidates) > len(envelope) // 8:  # dense: shifted views of the whole signal, no gathering
+        padded = np.pad(data.astype(np.float32), ((5, 6), (0, 0)))
+        for phase in range(OVERSAMPLING - 1):
+            for channel in range(data.shape[1]):
+                # correlate: value[n] = Σ_k w[k] · padded[n + k], i.e. x[n + offsets[k]]
+                value = np.correlate(padded[:, channel], phases[:, phase].astype(np.float32), mode="valid")
+                np.maximum(envelope, np.abs(value[: len(envelope)]), out=envelope)
         return envelope
-    assert candidates is not None
     for start in range(0, len(candidates), 2**18):
         index = candidates[start : start + 2**18]
         values = np.zeros((OVERSAMPLING - 1, len(index), data.shape[1]), dtype=np.float32)
@@ -182,18 +180,6 @@ def peak_envelope(samples: np.ndarray, above: float = 0.0, *, candidates: np.nda
                 values[phase] += np.float32(phases[k, phase]) * neighbour
         envelope[index] = np.maximum(envelope[index], np.abs(values).max(axis=(0, 2)))
     return envelope
-
-
-def _dense_peaks(data: np.ndarray, start: int, stop: int, phases: np.ndarray, envelope: np.ndarray) -> None:
-    """Raise envelope[start:stop] to the oversampled points of frames start…stop-1, which need
-    the frames 5 before and 6 after (silence beyond the ends)."""
-    lo, hi = max(start - 5, 0), min(stop + 6, len(data))
-    padded = np.pad(data[lo:hi].astype(np.float32), ((5 - (start - lo), 6 - (hi - stop)), (0, 0)))
-    for phase in range(OVERSAMPLING - 1):
-        for channel in range(data.shape[1]):
-            # correlate: value[n] = Σ_k w[k] · padded[n + k], i.e. x[n + offsets[k]]
-            value = np.correlate(padded[:, channel], phases[:, phase].astype(np.float32), mode="valid")
-            np.maximum(envelope[start:stop], np.abs(value[: stop - start]), out=envelope[start:stop])
 
 
 def true_peak_dbtp(samples: np.ndarray, rate: int) -> float:

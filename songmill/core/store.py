@@ -126,14 +126,19 @@ class LocalStore:
         return ArtifactRef(name or path.name, sha, size, blob.as_uri())
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
-        blob = self.local_path(ref)
+        """A copy of the blob at `dest`, whose bytes are checked against the sha256 (one read of each)."""
+        blob = self._blob(ref.sha256)
+        if not blob.exists():
+            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blob, dest)
-        if file_sha256(dest) != ref.sha256:  # changed between the check and the copy
+        if file_sha256(dest) != ref.sha256:
             dest.unlink()
             self._quarantine(blob)
-            raise CorruptArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) changed in the store {self.root} while it was read; re-render to recreate it")
+            raise CorruptArtifactError(
+                f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
+            )
         return dest
 
     def local_path(self, ref: ArtifactRef) -> Path:

@@ -265,17 +265,15 @@ def catalogue_check(
         findings = check(Catalogue.open(), store, repair=repair)
     except SongmillError as err:
         _fail(err, EXIT_INVALID)
-    left = [f for f in findings if not f.repaired]
+    left, set_aside = [f for f in findings if not f.repaired], quarantined(store)
     if as_json:
-        print(json.dumps({"findings": [f.to_dict() for f in findings], "left": len(left), "quarantined_blobs": quarantined(store)}, indent=1))
+        print(json.dumps({"findings": [f.to_dict() for f in findings], "left": len(left), "quarantined_blobs": set_aside}, indent=1))
     else:
         out = Console(highlight=False, soft_wrap=True)
         for f in findings:
             state = "repaired" if f.repaired else (f"--repair: {f.repair}" if f.repair else "needs you")
-            out.print(f"{f.kind}: {escape(f.subject)} — {escape(f.detail)} [{state}]", markup=False)
-        out.print(
-            f"{len(findings)} disagreement(s), {len(findings) - len(left)} repaired, {len(left)} left; {quarantined(store)} blob(s) in quarantine", markup=False
-        )
+            out.print(f"{f.kind}: {f.subject} — {f.detail} [{state}]", markup=False)
+        out.print(f"{len(findings)} disagreement(s), {len(findings) - len(left)} repaired, {len(left)} left; {set_aside} blob(s) in quarantine", markup=False)
     raise typer.Exit(1 if left else 0)
 
 

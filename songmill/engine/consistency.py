@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import Artifact, Delivery, Release, Run, Track
 from songmill.core.store import ArtifactStore, LocalStore, file_sha256
-from songmill.release.deliver import MANIFEST, delivery_lock, read_manifest
+from songmill.release.deliver import MANIFEST, delivery_lock, verify_folder
 
 LEFTOVER_UPLOAD_AGE_S = 3600  # a temporary blob file older than this belongs to no live write
 
@@ -97,11 +97,13 @@ def _artifacts(catalogue: Catalogue, store: ArtifactStore, repair: bool) -> list
         subject = f"artifact {name} ({sha256[:12]}) of track {track_id}"
         if not store.has(sha256):
             found.append(Finding("missing-artifact", subject, f"recorded in the catalogue but not in the store ({store.description}); re-render its release"))
-        elif isinstance(store, LocalStore) and not store.matches(sha256):
-            finding = Finding("corrupt-artifact", subject, "its bytes no longer match its sha256", "moved to quarantine/; the next render makes it again")
-            if repair:
-                finding.repaired = not store.intact(sha256)  # intact() quarantines what does not match
-            found.append(finding)
+        # one read of the blob either way: intact() quarantines what does not match, matches() only looks
+        elif isinstance(store, LocalStore) and not (store.intact(sha256) if repair else store.matches(sha256)):
+            found.append(
+                Finding(
+                    "corrupt-artifact", subject, "its bytes no longer match its sha256", "moved to quarantine/; the next render makes it again", repaired=repair
+                )
+            )
     return found
 
 
@@ -149,21 +151,9 @@ def _delivery_folder(folder: Path, delivery: Delivery, repair: bool) -> list[Fin
                 f"delivery {delivery.id} of {delivery.release_id} ({delivery.profile}) is recorded here, but the folder is gone",
             )
         ]
-    manifest = folder / MANIFEST
-    problems = []
-    if not manifest.is_file():
-        problems.append(f"{MANIFEST} is missing")
-    elif file_sha256(manifest) != delivery.manifest_sha256:
-        problems.append(f"{MANIFEST} is not the one recorded ({delivery.manifest_sha256[:12]})")
-    else:
-        listed = read_manifest(folder)
-        for entry in delivery.files:
-            name = entry["relative_path"]
-            path = folder / name
-            if not path.is_file():
-                problems.append(f"{name} is missing")
-            elif file_sha256(path) != entry["sha256"] or (name != MANIFEST and listed.get(name) != entry["sha256"]):
-                problems.append(f"{name} does not match its sha256")
+    problems = verify_folder(folder)  # every file against the folder's manifest
+    if not problems and file_sha256(folder / MANIFEST) != delivery.manifest_sha256:
+        problems = [f"{MANIFEST} is not the one recorded ({delivery.manifest_sha256[:12]})"]
     if problems:
         found.append(Finding("delivery-altered", str(folder), f"delivery {delivery.id} of {delivery.release_id}: " + "; ".join(problems[:5])))
     return found

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from songmill.core.config import load_yaml, validate_config
+from songmill.core.config import load_yaml, shown, validate_config
 from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.music import parse_key
 from songmill.core.paths import config_dir
@@ -115,7 +115,7 @@ def load_catalogue_plan(path: Path | None = None) -> CataloguePlan:
             if a not in PLANNED_ATTRIBUTES
         ]
     if not _is_time_zone(plan.timezone):
-        problems.append(locator.problem(("timezone",), f"'{shown_zone(plan.timezone)}' is not an IANA time zone (e.g. UTC, Europe/London, Asia/Tokyo)"))
+        problems.append(locator.problem(("timezone",), f"{shown(plan.timezone)} is not an IANA time zone (e.g. UTC, Europe/London, Asia/Tokyo)"))
     for index, key in enumerate(plan.mix.keys):
         try:
             parse_key(key)
@@ -134,10 +134,6 @@ def _is_time_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
-
-
-def shown_zone(name: str) -> str:
-    return name if len(name) <= 60 else name[:59] + "…"
 
 
 def night_seed(date: dt.date, salt: str = "") -> int:

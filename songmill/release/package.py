@@ -28,12 +28,14 @@ every delivery.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -154,7 +156,8 @@ def package_and_deliver(
         touched. (A release whose sender, recipient or ISRCs are not configured is delivered
         without a DDEX message; `ddex_skipped` says why.)
     """
-    with catalogue.release_lock(spec.release.id):  # a second render of the release waits here, then replaces this delivery
+    # a second render of the release waits on the lock, then replaces this delivery
+    with catalogue.release_lock(spec.release.id), _write_errors_in_one_sentence(spec.release.id):
         tracks, withheld = _without_rejected(spec, tracks, catalogue)
         settings = settings or load_delivery_settings(release_id=spec.release.id)
         now = now or delivery_time()
@@ -216,6 +219,20 @@ def package_and_deliver(
         for track in tracks:
             catalogue.set_track_status(track.track_id, "delivered")
         return result
+
+
+@contextlib.contextmanager
+def _write_errors_in_one_sentence(release_id: str) -> Iterator[None]:
+    """A full disk or a folder without write permission, met while a delivery is built, as one
+    sentence naming the file (the staging folder is removed on the way out, so nothing partial
+    is left and the previous delivery is untouched)."""
+    try:
+        yield
+    except OSError as err:
+        raise SongmillError(
+            f"delivering {release_id} failed writing {err.filename or 'its files'} ({err.strerror or err}); "
+            "free space there (or fix its permissions) and run again — the previous delivery is untouched"
+        ) from None
 
 
 def _content(tracks: list[RenderedTrack], profile_name: str) -> dict[int, str]:
@@ -324,54 +341,6 @@ def _deliver_profile(
     remote = destination.startswith("s3://")
     records = {t.number: _track_provenance(spec, profile, t, exports[t.number], upc=upc, isrc=isrcs[t.number]) for t in tracks}
     dest = (staging_root if remote else Path(destination)) / upc
-    try:
-        return _build_and_deliver(
-            spec,
-            name,
-            profile,
-            tracks,
-            exports,
-            records,
-            upc,
-            isrcs,
-            cover,
-            thumbnail,
-            dest,
-            destination,
-            settings,
-            now,
-            credentials,
-            unsigned_reason,
-            detect_watermark,
-        )
-    except OSError as err:  # a full disk, a read-only folder: the staging folder is gone, the previous delivery untouched
-        raise SongmillError(
-            f"delivering {spec.release.id} to {dest.parent} failed writing its files ({err.strerror or err}); "
-            "free space there (or fix its permissions) and run again — the previous delivery is untouched"
-        ) from None
-
-
-def _build_and_deliver(
-    spec: ReleaseSpec,
-    name: str,
-    profile: DeliveryProfile,
-    tracks: list[RenderedTrack],
-    exports: dict[int, dict],
-    records: dict[int, TrackProvenance],
-    upc: str,
-    isrcs: dict,
-    cover: bytes,
-    thumbnail: bytes,
-    dest: Path,
-    destination: str,
-    settings: DeliverySettings,
-    now: dt.datetime,
-    credentials: Credentials | None,
-    unsigned_reason: str | None,
-    detect_watermark: WatermarkDetector | None,
-) -> dict:
-    """Build the delivery in a staging folder beside `dest`, check it, and swap it in (or upload it)."""
-    remote = destination.startswith("s3://")
     with delivery_lock(dest), staging_folder(dest) as staged:
         resources = staged / "resources"
         resources.mkdir()
