@@ -18,7 +18,8 @@ _plan = load_catalogue_plan()
 
 songmill_nightly_catalogue = release_dag(
     "songmill_nightly_catalogue",
-    schedule=CronTriggerTimetable(_plan.schedule, timezone=_plan.timezone),  # the label's clock (config/catalogue.yaml timezone)
+    # the label's clock (config/catalogue.yaml timezone); no schedule: only when triggered
+    schedule=CronTriggerTimetable(_plan.schedule, timezone=_plan.timezone) if _plan.schedule else None,
     plan=lambda: PlanNightlyOperator(task_id="plan"),  # the run's logical date, else its trigger time
     gpu_stages=gpu_stage_names(),
     tags=["songmill", "catalogue", "nightly"],

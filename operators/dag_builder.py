@@ -42,6 +42,7 @@ def release_dag(
     from songmill.engine.track_stages import TRACK_STAGES
 
     settings = settings or load_airflow_settings()
+    gpu_routing = settings.gpu_routing()  # read once: the pod template is parsed here, not per task
     missing = [s.name for s in TRACK_STAGES.stages if s.name not in STAGE_OPERATORS]
     if missing:
         raise RuntimeError(f"stages {missing} have no operator in operators/stages.py")
@@ -63,7 +64,7 @@ def release_dag(
         @task_group(group_id="track", tooltip="every stage of one track (mapped: one copy per track)")
         def track(state):
             for stage in TRACK_STAGES.stages:
-                routing = {"queue": settings.gpu_queue, "pool": settings.gpu_pool} if stage.name in gpu_stages else {}
+                routing = gpu_routing if stage.name in gpu_stages else {}
                 operator = STAGE_OPERATORS[stage.name](task_id=stage.name, state=state, doc=stage.description, **routing)
                 state = operator.output
             return state

@@ -10,6 +10,9 @@ songmill models versions NAME                               refined versions, wh
 songmill models refine NAME [--method full|lora] [--no-promote]
 songmill models promote NAME VERSION [--force]
 songmill models rollback NAME VERSION
+songmill models add NAME --from PATH --licence L [--commercial] [--backend B] [--sha256 H] [--reference]
+songmill models pull NAME                                   a known model at its pinned revision (models/known-models.yaml)
+songmill models list [--json]                               every registered model, checked: ok, missing, or failing its hash
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from rich.table import Table
 from songmill.core.errors import SongmillError
 
 feedback_app = typer.Typer(no_args_is_help=True, help="Listener feedback: import exports, report, simulate, review.")
-models_app = typer.Typer(no_args_is_help=True, help="Model versions: refine from feedback, promote, roll back.")
+models_app = typer.Typer(no_args_is_help=True, help="Models: add and pull, list and check; refine from feedback, promote, roll back.")
 err_console = Console(stderr=True)
 EXIT_REJECTED, EXIT_INVALID = 1, 2
 
@@ -287,3 +290,74 @@ def models_rollback(
 ) -> None:
     """Go back to an earlier version; tracks rendered after it sound as they did with it."""
     _version_action("rollback", name, version)
+
+
+@models_app.command("add")
+def models_add(
+    name: str = typer.Argument(..., help="The registry name (lower case, digits, . _ -)."),
+    source: Path = typer.Option(..., "--from", help="The model's folder (as save_pretrained wrote it) or file (.sf2)."),
+    licence: str = typer.Option(..., "--licence", help="The licence it is published under."),
+    commercial: bool = typer.Option(False, "--commercial", help="The licence allows commercial releases."),
+    backend: str = typer.Option(None, "--backend", help="The backend that runs it (detected from the folder when not given)."),
+    version: str = typer.Option("1", "--version"),
+    sha256: str = typer.Option(None, "--sha256", help="The tree hash the folder must have (as `models list --json` prints it)."),
+    reference: bool = typer.Option(False, "--reference", help="Register the folder where it is instead of copying it under var/model-store."),
+) -> None:
+    """Register a model you have: hash its tree, copy it under the models folder, write the registry entry."""
+    from models.install import add_model, registry_file
+
+    try:
+        entry = add_model(name, source, licence=licence, commercial=commercial, backend=backend, version=version, expected_sha256=sha256, reference=reference)
+    except SongmillError as err:
+        _fail(err)
+    print(f"{entry.name} {entry.version} ({entry.backend}, {entry.licence}{', commercial use' if entry.commercial_use else ', not for commercial releases'})")
+    print(f"sha256 {entry.sha256} at {entry.path}; registered in {registry_file()}")
+
+
+@models_app.command("pull")
+def models_pull(name: str = typer.Argument(..., help="A model from models/known-models.yaml.")) -> None:
+    """Download a known model at its pinned revision from the Hugging Face Hub, then add it."""
+    from models.install import pull_model, registry_file
+
+    try:
+        entry = pull_model(name)
+    except SongmillError as err:
+        _fail(err)
+    print(f"{entry.name} {entry.version} ({entry.backend}, {entry.licence}); sha256 {entry.sha256} at {entry.path}; registered in {registry_file()}")
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every registered model, each checked (file there, hash as registered); exit 1 when any is not."""
+    from models.registry import ModelRegistry
+
+    try:
+        registry = ModelRegistry.load()
+    except SongmillError as err:
+        _fail(err)
+    rows = []
+    for name, entry in sorted(registry.entries.items()):
+        try:
+            registry.resolve(name, commercial=False)
+            state = "ok"
+        except SongmillError as err:
+            state = str(err)
+        rows.append(
+            {
+                "name": name,
+                "version": entry.version,
+                "backend": entry.backend,
+                "licence": entry.licence,
+                "commercial_use": entry.commercial_use,
+                "sha256": entry.sha256,
+                "path": entry.path,
+                "state": state,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            print(f"{row['name']} {row['version']} {row['backend']}: {row['state']}")
+    if any(row["state"] != "ok" for row in rows):
+        raise typer.Exit(EXIT_REJECTED)

@@ -78,7 +78,7 @@ class CatalogueFeedback(_Strict):
 
 class CataloguePlan(_Strict):
     tracks_per_night: Annotated[int, Field(ge=1, le=40)]
-    schedule: str = "0 2 * * *"  # cron, in `timezone`
+    schedule: str | None = "0 2 * * *"  # cron, in `timezone`; null: only when triggered (the UI, the REST API, another system)
     timezone: str = "UTC"  # the label's IANA time zone: the schedule's clock, and whose calendar names the night
     release: CatalogueRelease
     mix: CatalogueMix

@@ -1,0 +1,222 @@
+"""The Kubernetes deployment (deploy/kubernetes), checked offline.
+
+- The manifests validate against the Kubernetes schemas (kubernetes-validate, strict: an unknown
+  field fails) for the oldest and newest versions the chart supports.
+- The gpu pod template, loaded by the cncf-kubernetes provider as the KubernetesExecutor loads a
+  pod override, merged by the provider onto a worker pod as the chart renders it: the pod that
+  results lands on a GPU node, asks for one GPU, runs the CUDA image as a non-root user, and is
+  itself a valid Pod.
+- The release DAG built with the deployment's settings sends its gpu stages to that executor
+  with that override, and nothing else.
+- The Helm values: every Kubernetes object inside them (resources, volumes, node selectors)
+  validated by embedding it in a Pod; the chart's own rules that its schema does not catch at
+  the top level (the executor string, env entries without valueFrom, secrets by reference).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT
+
+KUBE = PROJECT / "deploy" / "kubernetes"
+VERSIONS = ("1.30", "1.37")  # the chart's oldest supported Kubernetes, and the newest schema bundled
+# The top-level keys of the Apache Airflow chart 1.22.0 that this deployment uses. The chart's
+# values.schema.json rejects unknown nested keys but not unknown top-level ones (a typo such as
+# `worker:` would be ignored silently), so this list is the check for those.
+CHART_TOP_LEVEL = {
+    "airflowVersion", "defaultAirflowTag", "images", "executor", "postgresql", "data", "fernetKeySecretName",
+    "apiSecretKeySecretName", "jwtSecretName", "redis", "secret", "env", "config", "apiServer", "scheduler",
+    "dagProcessor", "triggerer", "workers",
+}  # fmt: skip
+EXECUTOR_PATTERN = r"^(([a-zA-Z_][a-zA-Z0-9_]*\.)*[A-Z][a-zA-Z0-9]+Executor)(,(([a-zA-Z_][a-zA-Z0-9_]*\.)*[A-Z][a-zA-Z0-9]+Executor))*$"
+
+
+def documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def validate_strict(obj: dict) -> None:
+    import kubernetes_validate
+
+    for version in VERSIONS:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def as_dict(pod) -> dict:
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+def values() -> dict:
+    return yaml.safe_load((KUBE / "airflow-values.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["volumes.yaml", "gpu-pod-template.yaml"])
+def test_each_manifest_is_valid_for_kubernetes(name):
+    for document in documents(KUBE / name):
+        validate_strict(document)
+
+
+def test_strict_validation_catches_a_misspelt_field():
+    import kubernetes_validate
+
+    pod = documents(KUBE / "gpu-pod-template.yaml")[0]
+    broken = copy.deepcopy(pod)
+    broken["spec"]["containers"][0]["imagePullPolcy"] = broken["spec"]["containers"][0].pop("imagePullPolicy")
+    with pytest.raises(kubernetes_validate.ValidationError, match="imagePullPolcy"):
+        validate_strict(broken)
+
+
+def chart_worker_pod():
+    """A worker pod as the chart's pod template renders it (trimmed to what the merge touches):
+    container `base` with the Airflow image, the Secret-backed env values.yaml names, the config."""
+    from kubernetes.client import models as k8s
+
+    env = [k8s.V1EnvVar(name=e["name"], value=e["value"]) for e in values()["env"]]
+    env += [
+        k8s.V1EnvVar(name=s["envName"], value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=s["secretName"], key=s["secretKey"])))
+        for s in values()["secret"]
+    ]
+    return k8s.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=k8s.V1ObjectMeta(name="placeholder-name", labels={"tier": "airflow", "component": "worker", "release": "songmill"}),
+        spec=k8s.V1PodSpec(
+            restart_policy="Never",
+            service_account_name="songmill-airflow-worker",
+            containers=[
+                k8s.V1Container(
+                    name="base",
+                    image="registry.example.com/songmill-airflow:0.1.0",
+                    env=env,
+                    volume_mounts=[k8s.V1VolumeMount(name="config", mount_path="/opt/airflow/airflow.cfg", sub_path="airflow.cfg", read_only=True)],
+                )
+            ],
+            volumes=[k8s.V1Volume(name="config", config_map=k8s.V1ConfigMapVolumeSource(name="songmill-config"))],
+        ),
+    )
+
+
+def test_the_provider_merges_the_gpu_template_into_a_valid_pod_on_a_gpu_node(monkeypatch):
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    from operators.settings import AirflowSettings
+
+    monkeypatch.setenv("SONGMILL_GPU_EXECUTOR", "KubernetesExecutor")
+    monkeypatch.setenv("SONGMILL_GPU_POD_TEMPLATE", "deploy/kubernetes/gpu-pod-template.yaml")
+    routing = AirflowSettings().gpu_routing()
+    override = routing["executor_config"]["pod_override"]
+    assert as_dict(override) == as_dict(PodGenerator.deserialize_model_file(str(KUBE / "gpu-pod-template.yaml")))  # as the provider reads files
+    pod = PodGenerator.construct_pod(
+        dag_id="songmill_release_demo",
+        task_id="track.vocals",
+        pod_id="songmill-release-demo-track-vocals",
+        try_number=1,
+        kube_image="registry.example.com/songmill-airflow:0.1.0",
+        date=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        args=["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string", "{}"],
+        pod_override_object=override,
+        base_worker_pod=chart_worker_pod(),
+        namespace="songmill",
+        scheduler_job_id="1",
+        run_id="manual__2026-12-01",
+        map_index=0,
+    )
+    merged = as_dict(pod)
+    validate_strict(merged)
+    spec, base = merged["spec"], merged["spec"]["containers"][0]
+    assert base["name"] == "base" and base["image"].endswith("songmill-airflow-gpu:0.1.0")  # the CUDA image, from the override
+    assert base["resources"]["limits"]["nvidia.com/gpu"] == "1" and base["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 50000
+    env = {e["name"]: e for e in base["env"]}
+    assert env["AIRFLOW_CONN_SONGMILL_STORE"]["valueFrom"]["secretKeyRef"] == {"name": "songmill-connections", "key": "store"}  # by reference
+    assert env["HF_HUB_OFFLINE"]["value"] == "1"
+    assert {v["name"] for v in spec["volumes"]} == {"config", "dist", "models"}  # the chart's config kept, songmill's volumes added
+    assert merged["metadata"]["labels"]["task_id"] == "track.vocals" and base["args"][-1] == "{}"
+
+
+def test_the_release_dag_sends_only_the_gpu_stages_to_the_kubernetes_executor(monkeypatch, test_config_dir):
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(test_config_dir))
+    monkeypatch.setenv("SONGMILL_GPU_EXECUTOR", "KubernetesExecutor")
+    monkeypatch.setenv("SONGMILL_GPU_POD_TEMPLATE", str(KUBE / "gpu-pod-template.yaml"))
+    from dags.songmill_releases import build_release_dags
+
+    dag = next(iter(build_release_dags().values()))
+    tasks = {t.task_id: t for t in dag.tasks}
+    vocals = tasks["track.vocals"]
+    assert vocals.executor == "KubernetesExecutor" and vocals.queue == "gpu" and vocals.pool == "gpu"
+    assert as_dict(vocals.executor_config["pod_override"])["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    others = [t for name, t in tasks.items() if name != "track.vocals"]
+    assert others and all(t.executor is None and not t.executor_config for t in others)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        (
+            {"SONGMILL_GPU_POD_TEMPLATE": "deploy/kubernetes/gpu-pod-template.yaml"},
+            "gpu_pod_template deploy/kubernetes/gpu-pod-template.yaml is set but gpu_executor is not",
+        ),
+        ({"SONGMILL_GPU_EXECUTOR": "KubernetesExecutor", "SONGMILL_GPU_POD_TEMPLATE": "deploy/kubernetes/nowhere.yaml"}, "nowhere.yaml does not exist"),
+        (
+            {"SONGMILL_GPU_EXECUTOR": "KubernetesExecutor", "SONGMILL_GPU_POD_TEMPLATE": "deploy/kubernetes/volumes.yaml"},
+            "is not one readable YAML document (line 15: but found another document)",
+        ),
+        ({"SONGMILL_GPU_EXECUTOR": "KubernetesExecutor", "SONGMILL_GPU_POD_TEMPLATE": "SERVICE"}, "is not a Kubernetes Pod (kind: Pod)"),
+    ],
+)
+def test_a_wrong_gpu_pod_setting_is_one_sentence(monkeypatch, tmp_path, env, expected):
+    from operators.settings import AirflowSettings
+    from songmill.core.errors import SongmillError
+
+    service = tmp_path / "service.yaml"
+    service.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: songmill}\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(service) if value == "SERVICE" else value)
+    with pytest.raises(SongmillError, match=re.escape(expected)) as err:
+        AirflowSettings().gpu_routing()
+    assert "\n" not in str(err.value)
+
+
+def test_the_helm_values_hold_valid_kubernetes_objects_and_follow_the_chart():
+    from kubernetes.client import ApiClient  # noqa: F401 - the client the provider uses; validation below is schema-only
+
+    v = values()
+    assert set(v) <= CHART_TOP_LEVEL, set(v) - CHART_TOP_LEVEL
+    assert re.match(EXECUTOR_PATTERN, v["executor"]) and v["executor"] == "CeleryExecutor,KubernetesExecutor"
+    assert v["airflowVersion"] == v["defaultAirflowTag"] == "3.3.2"
+    assert all(set(e) == {"name", "value"} and isinstance(e["value"], str) for e in v["env"])  # the chart refuses valueFrom in env
+    assert all(set(s) == {"envName", "secretName", "secretKey"} for s in v["secret"])
+    text = (KUBE / "airflow-values.yaml").read_text()
+    assert not re.search(r"(?i)(password|secret|key)\s*:\s*['\"]?[A-Za-z0-9+/=]{16,}", text)  # no credential written in
+    assert v["config"]["scheduler"]["task_instance_heartbeat_timeout"] <= 300
+    # each component's Kubernetes objects, in a Pod, against the schemas
+    for component in ("apiServer", "scheduler", "dagProcessor", "triggerer", "workers"):
+        part = v[component]
+        container = {"name": "base", "image": "songmill-airflow", "resources": part["resources"], "volumeMounts": part.get("extraVolumeMounts", [])}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": component.lower()},
+            "spec": {
+                "containers": [container],
+                "volumes": part.get("extraVolumes", []),
+                **({"nodeSelector": part["nodeSelector"]} if "nodeSelector" in part else {}),
+            },
+        }
+        validate_strict(pod)
+    claims = {d["metadata"]["name"] for d in documents(KUBE / "volumes.yaml") if d["kind"] == "PersistentVolumeClaim"}
+    used = {vol["persistentVolumeClaim"]["claimName"] for c in ("apiServer", "workers") for vol in v[c]["extraVolumes"] if "persistentVolumeClaim" in vol}
+    assert used <= claims
+    path = next(e["value"] for e in v["env"] if e["name"] == "SONGMILL_GPU_POD_TEMPLATE")
+    assert path == "/opt/songmill/deploy/kubernetes/gpu-pod-template.yaml" and "COPY --chown=airflow:0 deploy deploy" in (PROJECT / "Dockerfile").read_text()
