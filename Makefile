@@ -72,6 +72,7 @@ audit: setup
 	$(BIN)/python scripts/audit_dependencies.py
 
 bench: setup
+	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_airflow.py
 	$(BIN)/python benchmarks/bench_grid.py

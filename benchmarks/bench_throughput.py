@@ -126,13 +126,17 @@ def verdicts(single: dict, many: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="latest", help="where the figures go in throughput.json (e.g. before, after)")
+    parser.add_argument("--single-only", action="store_true", help="the single song only; the batch figures stay as the label had them")
     args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     with tempfile.TemporaryDirectory(prefix="songmill-throughput-") as tmp:
         work = Path(tmp)
         single = single_song(work)
-        many = batch(work)
+        if args.single_only and args.label in results:
+            many = {**results[args.label]["batch"], "from": results[args.label]["when"]}
+        else:
+            many = batch(work)
     figures = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "single": single, "batch": many, "goals": verdicts(single, many)}
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[args.label] = figures
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     print(f"single song (demo, {single['song_s']} s, cold, --jobs 1): wall {single['wall_s']} s, CPU {single['cpu_s']} s")

@@ -36,6 +36,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -53,6 +54,7 @@ from songmill.release.deliver import MANIFEST, deliver_local, deliver_s3, delive
 from songmill.release.encode import EXTENSION
 from songmill.release.provenance import (
     PROVENANCE_FILE,
+    FileCheck,
     Ingredient,
     TrackProvenance,
     WatermarkDetector,
@@ -66,6 +68,7 @@ from songmill.release.settings import DeliverySettings, load_delivery_settings
 from songmill.release.tags import SyncedLyrics, TrackTags, lrc_text, tag_file
 
 log = logging.getLogger("songmill.release")
+CHECK_THREADS = 2  # delivered files read back at once (two cores; each reader is mostly ffmpeg and torch, outside the GIL)
 
 
 @dataclass(frozen=True)
@@ -430,11 +433,17 @@ def _check_provenance(
     """Read every staged audio file back (manifest, AI_DISCLOSURE tag, watermark) and the covers'
     manifests; SongmillError with the first problem, before anything is delivered."""
     checks, problems = {}, []
-    for track in tracks:
-        for packaged in [*track.audio, *track.clips]:
-            check = check_delivered_file(
-                staged / packaged.path, disclosure=records[track.number].disclosure, credentials=credentials, detect=detect, relative=packaged.path
-            )
+    audio = [(track, packaged) for track in tracks for packaged in [*track.audio, *track.clips]]
+
+    def read_back(item: tuple[ddex.PackagedTrack, ddex.PackagedFile]) -> FileCheck:
+        track, packaged = item
+        return check_delivered_file(
+            staged / packaged.path, disclosure=records[track.number].disclosure, credentials=credentials, detect=detect, relative=packaged.path
+        )
+
+    # two files at a time: the decoder (ffmpeg) and the watermark reader (torch) leave the GIL
+    with ThreadPoolExecutor(max_workers=CHECK_THREADS) as pool:
+        for (_, packaged), check in zip(audio, pool.map(read_back, audio)):
             checks[packaged.path] = asdict(check)
             problems += check.problems
     for cover in sorted((staged / "resources").glob("*.jpg")):
