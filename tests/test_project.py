@@ -65,7 +65,15 @@ def test_compose_file_is_valid_and_has_no_default_secrets(tmp_path):
     import yaml
 
     gpu_worker = yaml.safe_load(resolved)["services"]["airflow-worker-gpu"]
-    assert "gpu" in gpu_worker["command"] and gpu_worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert "gpu" in gpu_worker["command"] and "deploy" not in gpu_worker  # the base stack starts on a machine without a GPU
+    with_gpu = [*compose, "-f", str(PROJECT / "docker-compose.gpu.yaml"), "--env-file", str(env_file), "config"]
+    overlaid = subprocess.run(with_gpu, capture_output=True, text=True, env=clean_env, cwd=tmp_path, check=True).stdout
+    gpu_worker = yaml.safe_load(overlaid)["services"]["airflow-worker-gpu"]
+    assert gpu_worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu_worker["build"]["args"]["TORCH_INDEX_URL"].endswith("/cu128")
+    local = [*compose, "-f", str(PROJECT / "deploy/docker/compose.local-images.yaml"), "--env-file", str(env_file), "config"]
+    services = yaml.safe_load(subprocess.run(local, capture_output=True, text=True, env=clean_env, cwd=tmp_path, check=True).stdout)["services"]
+    assert {services[name]["image"] for name in ("postgres", "redis", "seaweedfs")} == {"songmill-services:latest"}
 
 
 # ------------------------------------------------------------------ the layers (DESIGN §2)
