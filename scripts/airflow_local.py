@@ -89,6 +89,8 @@ def airflow_environment(home: Path, port: int, *, executor: str = "LocalExecutor
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        # Celery workers warm up before their first task (operators/preload.py); unused otherwise
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "operators.celery_config.CELERY_CONFIG",
     }
     if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"

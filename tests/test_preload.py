@@ -1,0 +1,39 @@
+"""Warm Celery workers (operators/preload.py): only `airflow celery worker` warms up, and a task
+forked from a warmed process finds the stages' libraries and the watermark model loaded."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from operators.preload import is_celery_worker, preload_if_worker
+
+
+def test_only_a_celery_worker_warms_up(monkeypatch):
+    assert is_celery_worker(["/venv/bin/airflow", "celery", "worker", "--queues", "gpu"])
+    assert not is_celery_worker(["/venv/bin/airflow", "scheduler"]) and not is_celery_worker(["airflow", "celery", "flower"])
+    monkeypatch.setenv("SONGMILL_PRELOAD", "0")
+    assert preload_if_worker(["airflow", "celery", "worker"]) is None
+
+
+def test_a_task_forked_from_a_warm_worker_starts_with_everything_loaded():
+    """A child process, warmed and then forked as Airflow forks a task: the grandchild imports
+    nothing the stages need (sys.modules already has them) and finds the watermark model cached."""
+    import subprocess
+
+    probe = (
+        "import os, sys\n"
+        "from operators.preload import preload_if_worker, STAGE_LIBRARIES\n"
+        "took = preload_if_worker(['airflow', 'celery', 'worker'])\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    from models.watermark import perth\n"
+        "    missing = [m for m in STAGE_LIBRARIES if m not in sys.modules]\n"
+        "    os._exit(0 if not missing and perth._loaded else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(sorted(took), os.waitstatus_to_exitcode(status))\n"
+    )
+    env = {**os.environ, "SONGMILL_PRELOAD": "1"}
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith(" 0") and "perth-implicit" in result.stdout and "great_expectations" in result.stdout, result.stdout
