@@ -55,8 +55,8 @@ test-all: lint
 # The Docker images built here and the compose stack run (tests/test_docker.py): dockerd started
 # by the test when none answers (as root), a debootstrap base, a two-track night through the REST
 # API with the gpu worker killed mid-vocals. Needs Debian's docker.io, docker-compose and
-# debootstrap (installed here when missing). About 25 minutes the first time (the image build),
-# 10 after; figures in benchmarks/results/docker.json.
+# debootstrap (installed here when missing). About 17 minutes the first time (the image build),
+# 9 after; figures in benchmarks/results/docker.json.
 test-docker: setup
 	@bash scripts/install-system-packages.sh docker.io docker-compose debootstrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -132,7 +133,7 @@ def check_layout(source: Path, backend: str) -> None:
         found = f" (it has {', '.join(pickled[:3])}: pickle formats, which songmill does not load)" if pickled else ""
         raise SongmillError(f"{source} holds no .safetensors weights{found}; save the model with safe_serialization=True or download its safetensors files")
     if backend.startswith("diffusers-"):
-        components = [k for k, v in _json(source / "model_index.json").items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        components = [k for k, v in _json(source / "model_index.json").items() if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None]
         missing = [c for c in components if not (source / c).is_dir()]
         if missing:
             raise SongmillError(
@@ -202,7 +203,7 @@ def add_model(
         write_registry_entry(registry_path, entry)
     except SongmillError:
         if not reference:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            shutil.rmtree(path if path.is_dir() else path.parent, ignore_errors=True)  # a file lands in a folder of its own
         raise
     return entry
 
@@ -221,7 +222,12 @@ def _copy_verified(source: Path, destination: Path, digest: str) -> Path:
         final = destination if source.is_dir() else destination / source.name
         if source.is_file():
             destination.mkdir()
-        target.rename(final)
+        try:
+            target.rename(final)
+        except OSError:
+            if source.is_file():
+                shutil.rmtree(destination, ignore_errors=True)
+            raise
         return final
     except OSError as err:
         raise SongmillError(f"could not copy {source} to {destination} ({err.strerror or err}); free some space or choose SONGMILL_MODELS_DIR") from None
@@ -269,6 +275,7 @@ def write_registry_entry(registry_path: Path, entry: ModelEntry) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             yaml.dump(document, out)
         ModelRegistry.load(temporary).get(entry.name)  # the file as written parses and holds it
+        os.chmod(temporary, stat.S_IMODE(registry_path.stat().st_mode))  # mkstemp's 0600 would hide it from the workers' user
         os.replace(temporary, registry_path)
     except OSError as err:
         raise SongmillError(
@@ -343,6 +350,6 @@ def _download(name: str, model: KnownModel, token: str | None) -> Path:
             f"cannot download {model.repo_id}: the Hub is out of reach (offline, or HF_HUB_OFFLINE is set) and it is not in the Hugging Face cache; {elsewhere}"
         ) from None
     except (HTTPError, OSError) as err:  # a proxy, the Hub down, the disk full
-        raise SongmillError(f"cannot download {model.repo_id} ({type(err).__name__}: {err}); {elsewhere}") from None
+        raise SongmillError(f"cannot download {model.repo_id} ({type(err).__name__}: {' '.join(str(err).split())}); {elsewhere}") from None
     finally:
         hub_log.setLevel(level)

@@ -70,11 +70,11 @@ class Engine:
     """A Docker engine to talk to: the one running already, or one this process started (and stops)."""
 
     env: dict = field(default_factory=lambda: dict(os.environ))
-    pid: int | None = None
+    process: subprocess.Popen | None = None
     folder: Path | None = None
 
     @classmethod
-    def start(cls, timeout_s: float = 60) -> Engine:
+    def start(cls, timeout_s: float = 60, *, may_start: bool = True) -> Engine:
         """The engine that answers, else dockerd started here as root on its own socket.
 
         Raises
@@ -85,6 +85,8 @@ class Engine:
             raise StackError("the docker client is not installed; install Debian's docker.io (apt-get install docker.io)")
         if engine_answers():
             return cls()
+        if not may_start:
+            raise StackError("no Docker engine answers; start it (systemctl start docker, or dockerd as root) before bringing the stack up or down")
         dockerd = shutil.which("dockerd")
         if dockerd is None:
             raise StackError(
@@ -101,7 +103,7 @@ class Engine:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        engine = cls(env={**os.environ, "DOCKER_HOST": f"unix://{socket}"}, pid=process.pid, folder=folder)
+        engine = cls(env={**os.environ, "DOCKER_HOST": f"unix://{socket}"}, process=process, folder=folder)
         deadline = time.monotonic() + timeout_s
         while not engine_answers(engine.env):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -112,19 +114,17 @@ class Engine:
 
     def stop(self) -> None:
         """Stop the dockerd this process started (by PID); an engine found running is left alone."""
-        if self.pid is None:
+        if self.process is None:
             return
-        import signal
-
+        self.process.terminate()
         try:
-            os.kill(self.pid, signal.SIGTERM)
-            for _ in range(120):
-                os.kill(self.pid, 0)
-                time.sleep(0.25)
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.pid = None
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self.process = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def docker(self, *args: str, timeout: float = 600, what: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return run(["docker", *args], env=self.env, timeout=timeout, what=what, check=check)
@@ -142,10 +142,9 @@ def debian_mirror() -> str:
         text = source.read_text(errors="replace") if source.is_file() else ""
         for line in text.splitlines():
             words = line.split()
-            if words[:1] == ["deb"] and "debian" in line and "security" not in line:
-                return next(w for w in words[1:] if w.startswith("http"))
-            if words[:1] == ["URIs:"] and "security" not in words[1]:
-                return words[1]
+            urls = [w for w in words[1:] if w.startswith("http") and "/debian" in w and "security" not in w]
+            if words[:1] in (["deb"], ["URIs:"]) and urls:
+                return urls[0]
     return "http://deb.debian.org/debian"
 
 
@@ -159,11 +158,12 @@ def build_local_base(engine: Engine, name: str = LOCAL_BASE) -> float:
     root = Path(tempfile.mkdtemp(prefix="songmill-debootstrap-"))
     try:
         run(["debootstrap", "--variant=minbase", "bookworm", str(root), debian_mirror()], timeout=900, what="debootstrap of Debian bookworm")
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(["docker", "import", "-", name], stdin=tar.stdout, env=engine.env, capture_output=True, text=True, timeout=600)
-        tar.wait()
-        if imported.returncode != 0:
-            raise StackError(f"docker import of the debootstrap tree failed: {last_line(imported.stderr)}")
+        archive = root.with_suffix(".tar")
+        run(["tar", "-C", str(root), "-cf", str(archive), "."], what="packing the debootstrap tree")
+        try:
+            engine.docker("import", str(archive), name, what="docker import of the debootstrap tree")
+        finally:
+            archive.unlink(missing_ok=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return time.monotonic() - start
@@ -238,6 +238,8 @@ class Stack:
         command = ["docker-compose", "--project-directory", str(PROJECT), "-p", self.project, "--env-file", str(self.env_file), *files, *args]
         # compose lets the caller's environment override the env file; here the env file is the
         # stack's whole configuration (a SONGMILL_CONFIG_DIR set for this shell must not leak in)
+        if not self.env_file.is_file():
+            raise StackError(f"{self.env_file} does not exist; create it with the stack's secrets (README, Deployment) or name another with --env-file")
         defined = {line.split("=", 1)[0].strip() for line in self.env_file.read_text().splitlines() if "=" in line and not line.lstrip().startswith("#")}
         inherited = {k: v for k, v in self.engine.env.items() if k not in defined}
         return run(command, env={**inherited, **self.environment}, timeout=timeout, what=f"docker-compose {args[0]}", check=check)
@@ -319,8 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--env-file", type=Path, default=PROJECT / ".env")
         sub.add_argument("--project", default="songmill")
     args = parser.parse_args(argv)
+    engine = None
     try:
-        engine = Engine.start()
+        # a stack lives on an engine that outlives this command; images may be built on one started for the build
+        engine = Engine.start(may_start=args.command in ("base", "build"))
         if args.command == "base":
             print(f"{LOCAL_BASE}: {build_local_base(engine):.0f} s")
         elif args.command == "build":
@@ -330,12 +334,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack = Stack(engine, args.project, args.env_file)
             if args.command == "up":
                 stack.up()
-                print(f"api-server healthy after {stack.wait_healthy('http://127.0.0.1:8080/api/v2/monitor/health'):.0f} s")
+                settings = dict(line.split("=", 1) for line in args.env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
+                url = f"http://127.0.0.1:{settings.get('SONGMILL_API_PORT', '8080').strip()}/api/v2/monitor/health"
+                print(f"api-server healthy after {stack.wait_healthy(url):.0f} s")
             else:
                 stack.down()
     except StackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if engine is not None:
+            engine.stop()
     return 0
 
 

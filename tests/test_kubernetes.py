@@ -85,24 +85,35 @@ def chart_worker_pod():
         k8s.V1EnvVar(name=s["envName"], value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=s["secretName"], key=s["secretKey"])))
         for s in values()["secret"]
     ]
-    return k8s.V1Pod(
-        api_version="v1",
-        kind="Pod",
-        metadata=k8s.V1ObjectMeta(name="placeholder-name", labels={"tier": "airflow", "component": "worker", "release": "songmill"}),
-        spec=k8s.V1PodSpec(
-            restart_policy="Never",
-            service_account_name="songmill-airflow-worker",
-            containers=[
-                k8s.V1Container(
-                    name="base",
-                    image="registry.example.com/songmill-airflow:0.1.0",
-                    env=env,
-                    volume_mounts=[k8s.V1VolumeMount(name="config", mount_path="/opt/airflow/airflow.cfg", sub_path="airflow.cfg", read_only=True)],
-                )
+    # the chart's template adds workers.extraVolumes and extraVolumeMounts to the pod it renders
+    workers = values()["workers"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "placeholder-name", "labels": {"tier": "airflow", "component": "worker", "release": "songmill"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": "songmill-airflow-worker",
+            "nodeSelector": workers["nodeSelector"],
+            "containers": [
+                {
+                    "name": "base",
+                    "image": "registry.example.com/songmill-airflow:0.1.0",
+                    "resources": workers["resources"],
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/opt/airflow/airflow.cfg", "subPath": "airflow.cfg", "readOnly": True},
+                        *workers["extraVolumeMounts"],
+                    ],
+                }
             ],
-            volumes=[k8s.V1Volume(name="config", config_map=k8s.V1ConfigMapVolumeSource(name="songmill-config"))],
-        ),
-    )
+            "volumes": [{"name": "config", "configMap": {"name": "songmill-config"}}, *workers["extraVolumes"]],
+        },
+    }
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    base = PodGenerator.deserialize_model_dict(pod)
+    base.spec.containers[0].env = env
+    return base
 
 
 def test_the_provider_merges_the_gpu_template_into_a_valid_pod_on_a_gpu_node(monkeypatch):
@@ -141,7 +152,10 @@ def test_the_provider_merges_the_gpu_template_into_a_valid_pod_on_a_gpu_node(mon
     env = {e["name"]: e for e in base["env"]}
     assert env["AIRFLOW_CONN_SONGMILL_STORE"]["valueFrom"]["secretKeyRef"] == {"name": "songmill-connections", "key": "store"}  # by reference
     assert env["HF_HUB_OFFLINE"]["value"] == "1"
-    assert {v["name"] for v in spec["volumes"]} == {"config", "dist", "models"}  # the chart's config kept, songmill's volumes added
+    names, mounts = [v["name"] for v in spec["volumes"]], [m["mountPath"] for m in base["volumeMounts"]]
+    assert sorted(names) == ["config", "dist", "models"] and len(set(mounts)) == len(
+        mounts
+    )  # the chart's volumes, each once (Kubernetes refuses a pod naming one twice)
     assert merged["metadata"]["labels"]["task_id"] == "track.vocals" and base["args"][-1] == "{}"
 
 

@@ -66,7 +66,9 @@ def one_sentence(result: subprocess.CompletedProcess) -> str:
 
 def test_add_copies_hashes_and_registers_a_pipeline_that_then_loads(home, tiny_pipeline):
     registry = Path(home["SONGMILL_MODEL_REGISTRY"])
+    registry.chmod(0o644)
     result = songmill(home, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "Apache-2.0", "--commercial")
+    assert registry.stat().st_mode & 0o777 == 0o644  # still readable by the workers' user
     assert result.returncode == 0, result.stderr
     copied = Path(home["SONGMILL_MODELS_DIR"]) / "my-audio"
     digest = tree_sha256(tiny_pipeline)

@@ -652,3 +652,25 @@ def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_
         [sys.executable, "-m", "songmill", "catalogue", "deliveries", "debug-single", "--json"], capture_output=True, text=True, env=os.environ.copy()
     )
     assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["replaced_because"] == "track 1 sounds different"
+
+
+def test_two_formats_that_would_write_one_file_are_refused_before_encoding(tmp_path):
+    """Encodes run two at a time: two formats with the same file name (MP3 320k at two rates)
+    would write one file at once, so the profile is refused in one sentence, nothing written."""
+    from songmill.core.errors import SongmillError
+    from songmill.core.profiles import DeliveryProfile
+    from songmill.release.encode import export_profile
+
+    profile = DeliveryProfile.model_validate(
+        {
+            "description": "two MP3s",
+            "commercial": True,
+            "loudness_lufs": -14.0,
+            "true_peak_dbtp": -1.0,
+            "formats": [{"container": "mp3", "bitrate_kbps": 320, "sample_rate_hz": 44100}, {"container": "mp3", "bitrate_kbps": 320, "sample_rate_hz": 48000}],
+        }
+    )
+    master = (0.1 * np.sin(2 * np.pi * 440 * np.arange(48000 * 2) / 48000)).astype(np.float32)[:, None].repeat(2, axis=1)
+    with pytest.raises(SongmillError, match=r"profile 'doubled' lists two formats that both make export-doubled-320k\.mp3; remove one"):
+        export_profile(master, 48000, "doubled", profile, tmp_path, seed=1, clip=None)
+    assert not list(tmp_path.iterdir())

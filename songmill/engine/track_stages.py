@@ -524,11 +524,13 @@ def _run_qc(ctx: StageContext) -> None:
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     # the watermark's reading (torch, outside the GIL) runs beside the musical measurements
     marks: dict[str, Future] = {}
+    marked = [name for name, entry in ctx.params["profiles"].items() if entry["profile"]["watermark"]]
+    marker = _watermarker(ctx) if marked else None  # loaded here: its first load swaps modules, which no other thread may see
     with ThreadPoolExecutor(max_workers=1) as beside:
-        for name, entry in ctx.params["profiles"].items():
+        for name in marked:
             digest = file_sha256(ctx.input(f"master-{name}.wav"))
-            if entry["profile"]["watermark"] and digest not in marks:
-                marks[digest] = beside.submit(_read_mark, ctx, ctx.input(f"master-{name}.wav"))
+            if digest not in marks:
+                marks[digest] = beside.submit(_read_mark, marker, ctx.input(f"master-{name}.wav"))
         musical = measure_musical(
             *read_wav(ctx.input(first)),
             score=score,
@@ -580,9 +582,9 @@ QC = Stage(
 )
 
 
-def _read_mark(ctx: StageContext, path: Path):  # noqa: ANN202 - a WatermarkReading (models.watermark loads torch)
+def _read_mark(marker, path: Path):  # noqa: ANN001, ANN202 - a Watermarker and its WatermarkReading (models.watermark loads torch)
     samples, rate = read_wav(path)
-    return _watermarker(ctx).detect(samples, rate)
+    return marker.detect(samples, rate)
 
 
 def _export_params(job: TrackJob) -> dict:

@@ -188,6 +188,11 @@ def export_profile(
                 resampled[out_rate] = resample(master, from_hz=rate, to_hz=out_rate, method="soxr")
             jobs.append((is_clip, window, fmt, out_rate))
 
+    names = [f"{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}" for is_clip, _, fmt, out_rate in jobs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # two formats that would write one file (e.g. MP3 320k at two rates): neither may overwrite the other
+        raise SongmillError(f"profile '{name}' lists two formats that both make export-{name}{twice[0]}; remove one of them from config/profiles.yaml")
+
     def one_file(job: tuple[bool, tuple[float, float] | None, AudioFormat, int]) -> EncodedFile:
         is_clip, window, fmt, out_rate = job
         samples = resampled[out_rate]
