@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,13 +133,20 @@ class LocalStore:
             raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(blob, dest)
-        if file_sha256(dest) != ref.sha256:
-            dest.unlink()
-            self._quarantine(blob)
-            raise CorruptArtifactError(
-                f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
-            )
+        # copied under a temporary name and renamed once checked: two renders of one release copy
+        # the same artifacts to the same report folder, and neither may read the other's half-copy
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(blob, tmp)
+            if file_sha256(Path(tmp)) != ref.sha256:
+                self._quarantine(blob)
+                raise CorruptArtifactError(
+                    f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
+                )
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return dest
 
     def local_path(self, ref: ArtifactRef) -> Path:
@@ -260,13 +268,17 @@ class S3Store:
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.fetching")  # renamed once checked (see LocalStore.get_file)
         try:
-            self._call(f"fetching {ref.name}", self._client.fget_object, self.bucket, self._key("blobs", ref.sha256), str(dest))
-        except self._s3_error:
-            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from {self.description}; re-render to recreate it") from None
-        if file_sha256(dest) != ref.sha256:
-            dest.unlink()
-            raise CorruptArtifactError(f"artifact {ref.name} fetched from {self.description} does not match its sha256; the stored object is corrupt")
+            try:
+                self._call(f"fetching {ref.name}", self._client.fget_object, self.bucket, self._key("blobs", ref.sha256), str(tmp))
+            except self._s3_error:
+                raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from {self.description}; re-render to recreate it") from None
+            if file_sha256(tmp) != ref.sha256:
+                raise CorruptArtifactError(f"artifact {ref.name} fetched from {self.description} does not match its sha256; the stored object is corrupt")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
         return dest
 
     def has(self, sha256: str) -> bool:
