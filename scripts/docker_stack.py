@@ -220,6 +220,12 @@ def build_images(engine: Engine, base: str) -> list[BuiltImage]:
     ]
 
 
+def env_settings(path: Path) -> dict[str, str]:
+    """The NAME=value lines of a compose env file (comments and blank lines skipped)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
 # --- the compose stack ----------------------------------------------------------------------------
 
 
@@ -240,7 +246,7 @@ class Stack:
         # stack's whole configuration (a SONGMILL_CONFIG_DIR set for this shell must not leak in)
         if not self.env_file.is_file():
             raise StackError(f"{self.env_file} does not exist; create it with the stack's secrets (README, Deployment) or name another with --env-file")
-        defined = {line.split("=", 1)[0].strip() for line in self.env_file.read_text().splitlines() if "=" in line and not line.lstrip().startswith("#")}
+        defined = set(env_settings(self.env_file))
         inherited = {k: v for k, v in self.engine.env.items() if k not in defined}
         return run(command, env={**inherited, **self.environment}, timeout=timeout, what=f"docker-compose {args[0]}", check=check)
 
@@ -334,8 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack = Stack(engine, args.project, args.env_file)
             if args.command == "up":
                 stack.up()
-                settings = dict(line.split("=", 1) for line in args.env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
-                url = f"http://127.0.0.1:{settings.get('SONGMILL_API_PORT', '8080').strip()}/api/v2/monitor/health"
+                url = f"http://127.0.0.1:{env_settings(args.env_file).get('SONGMILL_API_PORT', '8080')}/api/v2/monitor/health"
                 print(f"api-server healthy after {stack.wait_healthy(url):.0f} s")
             else:
                 stack.down()

@@ -519,16 +519,18 @@ def _run_qc(ctx: StageContext) -> None:
 
     score = Score.load_json(ctx.input("score.json"))
     settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]), musical=MusicalBars.model_validate(ctx.params["musical"]))
-    first = f"master-{sorted(ctx.params['profiles'])[0]}.wav"  # every master is the same music: one musical measurement
+    first_profile = sorted(ctx.params["profiles"])[0]
+    first = f"master-{first_profile}.wav"  # every master is the same music: one musical measurement
     vocal = read_wav(ctx.input("vocal-lead.wav")) if "vocal-lead.wav" in ctx.inputs else (None, SAMPLE_RATE_HZ)
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     # the watermark's reading (torch, outside the GIL) runs beside the musical measurements
+    digests = {name: file_sha256(ctx.input(f"master-{name}.wav")) for name in ctx.params["profiles"]}  # each master read once
     marks: dict[str, Future] = {}
     marked = [name for name, entry in ctx.params["profiles"].items() if entry["profile"]["watermark"]]
     marker = _watermarker(ctx) if marked else None  # loaded here: its first load swaps modules, which no other thread may see
     with ThreadPoolExecutor(max_workers=1) as beside:
         for name in marked:
-            digest = file_sha256(ctx.input(f"master-{name}.wav"))
+            digest = digests[name]
             if digest not in marks:
                 marks[digest] = beside.submit(_read_mark, marker, ctx.input(f"master-{name}.wav"))
         musical = measure_musical(
@@ -545,7 +547,7 @@ def _run_qc(ctx: StageContext) -> None:
     measured: dict[str, TechnicalMetrics] = {}  # profiles whose masters are the same file share one measurement
     for name, entry in ctx.params["profiles"].items():
         path = ctx.input(f"master-{name}.wav")
-        digest = file_sha256(path)
+        digest = digests[name]
         if digest not in measured:
             samples, rate = read_wav(path)
             metrics = measure(samples, rate)
@@ -562,9 +564,7 @@ def _run_qc(ctx: StageContext) -> None:
     report["regenerable"] = not (failed & fixed)  # a new seed cannot fix the profile's format or the user's own lyrics
     ctx.output("qc.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print_ = track_print(ctx.input(first), score)
-    ctx.output("fingerprint.json").write_text(
-        json.dumps({**print_.to_dict(), "master": first, "master_sha256": file_sha256(ctx.input(first))}), encoding="utf-8"
-    )
+    ctx.output("fingerprint.json").write_text(json.dumps({**print_.to_dict(), "master": first, "master_sha256": digests[first_profile]}), encoding="utf-8")
 
 
 QC = Stage(
