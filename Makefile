@@ -79,6 +79,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_watermark.py
 	$(BIN)/python benchmarks/bench_feedback.py
 	$(BIN)/python benchmarks/bench_reliability.py
+	$(BIN)/python benchmarks/bench_editor.py
 
 # Airflow on this machine: api-server, scheduler, dag-processor, triggerer (LocalExecutor).
 airflow: setup

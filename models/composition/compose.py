@@ -10,6 +10,7 @@ a later verse line with the same syllable count as the first verse's line sings 
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 
@@ -49,17 +50,29 @@ class _Memory:
 
 
 def compose(
-    form: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU, rng: np.random.Generator, key_change_semitones: int = 0
+    form: Score,
+    lyrics: Lyrics,
+    *,
+    genre: str,
+    voice_range: tuple[int, int],
+    model: MelodyGRU,
+    rng: np.random.Generator,
+    key_change_semitones: int = 0,
+    melody_seeds: dict[int, int] | None = None,
 ) -> tuple[Score, list[str]]:
     """The full score, and the adaptations made (also logged).
 
     `voice_range` is the singer's comfortable (low, high) MIDI range — the caller's, so what the
     stage's cache key records is what the melody was written for (`melody.voice_range(identity)`
-    reads an identity's from the model registry)."""
+    reads an identity's from the model registry). `melody_seeds`: section index → a seed that
+    writes that section's melody again (the song editor's "another melody for verse 2"); every
+    other note of the score stays as it was."""
     adaptations: list[str] = []
     variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
     score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
-    melody = _melody(score, lyrics, genre=genre, voice_range=voice_range, model=model, rng=rng, chorus_headroom=key_change_semitones)
+    melody = _melody(
+        score, lyrics, genre=genre, voice_range=voice_range, model=model, rng=rng, chorus_headroom=key_change_semitones, melody_seeds=melody_seeds or {}
+    )
     program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
     parts = [Part(name="melody", role="melody", program=program, notes=melody)]
     parts.append(bass_part(score, genre, rng))
@@ -90,55 +103,92 @@ def _chord_at(chords: list[Chord], beat: float) -> Chord:
 
 
 def _melody(
-    score: Score, lyrics: Lyrics, *, genre: str, voice_range: tuple[int, int], model: MelodyGRU, rng: np.random.Generator, chorus_headroom: int = 0
+    score: Score,
+    lyrics: Lyrics,
+    *,
+    genre: str,
+    voice_range: tuple[int, int],
+    model: MelodyGRU,
+    rng: np.random.Generator,
+    chorus_headroom: int = 0,
+    melody_seeds: dict[int, int],
 ) -> list[Note]:
     """The melody; with `chorus_headroom` semitones kept free at the top of the chorus so a
-    key change can lift the last chorus without leaving the singer's range."""
-    key = parse_key(score.key)
+    key change can lift the last chorus without leaving the singer's range.
+
+    A section in `melody_seeds` is written twice: first as it always is (so the network's state,
+    the random stream and the memory of sung lines that later sections repeat are exactly as
+    without the edit), then again from the same starting state with its own seed and no
+    repetition of earlier lines; the second one is kept."""
     low, high = voice_range
-    sampler = MelodySampler(model, key, rng, low=low, high=high)
+    sampler = MelodySampler(model, parse_key(score.key), rng, low=low, high=high)
     instrumental = _instrumental_lines(score, genre) if lyrics.source == "instrumental" else {}
     memory, notes = _Memory(), []
     for index, section in enumerate(score.sections):
         lyric_section = lyrics.section_at(index)
         if lyric_section is None and index not in instrumental:
             continue
-        start = section.start_bar * score.beats_per_bar
-        repeated = _repeat_chorus(memory, section, lyric_section, start, score.beats_per_bar) if section.name == "chorus" else None
-        if repeated:
-            notes += repeated
-            sampler.previous = repeated[-1].pitch - sampler.tonic_ref  # the next phrase follows on
-            continue
-        sampler.high = high - chorus_headroom if section.name == "chorus" else high
-        lines = lyric_section.lines if lyric_section else [None] * len(instrumental[index])
-        stresses = [[s.stressed for s in line.syllables] for line in lyric_section.lines] if lyric_section else instrumental[index]
-        spans = phrase_spans(section, len(lines), score)
-        centre = low + (high - low) * TESSITURA.get(section.name, 0.5)
-        velocity = int(68 + 36 * section.energy)
-        section_notes: list[Note] = []
-        sung_lines: dict[str, list[tuple[float, float, int, bool]]] = {}
-        for number, (line, stress, (begin, end)) in enumerate(zip(lines, stresses, spans)):
-            where = f"{section.name} (section {index + 1}) line {number + 1}"
-            is_last = number == len(lines) - 1
-            remembered = memory.lines.get((section.name, number))
-            repeat_of = sung_lines.get(line.text) if line is not None else None
-            if repeat_of is not None and not is_last:
-                events = _vary(repeat_of, sampler, score, begin, centre, vary_last=2)
-            elif remembered and remembered[0] == len(stress) and section.name != "chorus":
-                events = _replay(remembered[1], sampler, begin, centre)
-            else:
-                events = _sing_line(stress, sampler, score, begin, end, centre, rng, where=where, genre=genre, cadence=is_last)
-            relative = [(b - begin, d, p, m) for b, d, p, m in events]
-            if line is not None:
-                sung_lines.setdefault(line.text, relative)
-            memory.lines.setdefault((section.name, number), (len(stress), relative))
-            section_notes += _to_notes(events, line, velocity)
-        if section.name == "chorus" and lyric_section is not None and memory.chorus is None:
-            memory.chorus, memory.chorus_start = section_notes, start
-            memory.chorus_text = [ln.text for ln in lyric_section.lines]
-            memory.chorus_line_beats = section.bars * score.beats_per_bar / len(lyric_section.lines)
+        before = copy.copy(sampler)  # its state tensor is replaced, never changed in place
+        section_notes = _section_melody(score, section, index, lyric_section, instrumental, sampler, rng, memory, voice_range, chorus_headroom, genre)
+        if index in melody_seeds:
+            fresh_rng = np.random.default_rng(melody_seeds[index])
+            before.rng = fresh_rng
+            section_notes = _section_melody(
+                score, section, index, lyric_section, instrumental, before, fresh_rng, _Memory(), voice_range, chorus_headroom, genre
+            )
         notes += section_notes
     return notes
+
+
+def _section_melody(
+    score: Score,
+    section,
+    index: int,
+    lyric_section,
+    instrumental: dict,
+    sampler: MelodySampler,
+    rng: np.random.Generator,
+    memory: _Memory,
+    voice_range: tuple[int, int],
+    chorus_headroom: int,
+    genre: str,
+) -> list[Note]:
+    """One section's melody: a repeated chorus, or its lines sung (varied, replayed or new)."""
+    low, high = voice_range
+    start = section.start_bar * score.beats_per_bar
+    repeated = _repeat_chorus(memory, section, lyric_section, start, score.beats_per_bar) if section.name == "chorus" else None
+    if repeated:
+        sampler.previous = repeated[-1].pitch - sampler.tonic_ref  # the next phrase follows on
+        return repeated
+    sampler.high = high - chorus_headroom if section.name == "chorus" else high
+    lines = lyric_section.lines if lyric_section else [None] * len(instrumental[index])
+    stresses = [[s.stressed for s in line.syllables] for line in lyric_section.lines] if lyric_section else instrumental[index]
+    spans = phrase_spans(section, len(lines), score)
+    centre = low + (high - low) * TESSITURA.get(section.name, 0.5)
+    velocity = int(68 + 36 * section.energy)
+    section_notes: list[Note] = []
+    sung_lines: dict[str, list[tuple[float, float, int, bool]]] = {}
+    for number, (line, stress, (begin, end)) in enumerate(zip(lines, stresses, spans)):
+        where = f"{section.name} (section {index + 1}) line {number + 1}"
+        is_last = number == len(lines) - 1
+        remembered = memory.lines.get((section.name, number))
+        repeat_of = sung_lines.get(line.text) if line is not None else None
+        if repeat_of is not None and not is_last:
+            events = _vary(repeat_of, sampler, score, begin, centre, vary_last=2)
+        elif remembered and remembered[0] == len(stress) and section.name != "chorus":
+            events = _replay(remembered[1], sampler, begin, centre)
+        else:
+            events = _sing_line(stress, sampler, score, begin, end, centre, rng, where=where, genre=genre, cadence=is_last)
+        relative = [(b - begin, d, p, m) for b, d, p, m in events]
+        if line is not None:
+            sung_lines.setdefault(line.text, relative)
+        memory.lines.setdefault((section.name, number), (len(stress), relative))
+        section_notes += _to_notes(events, line, velocity)
+    if section.name == "chorus" and lyric_section is not None and memory.chorus is None:
+        memory.chorus, memory.chorus_start = section_notes, start
+        memory.chorus_text = [ln.text for ln in lyric_section.lines]
+        memory.chorus_line_beats = section.bars * score.beats_per_bar / len(lyric_section.lines)
+    return section_notes
 
 
 def _repeat_chorus(memory: _Memory, section, lyric_section, start: float, beats_per_bar: float) -> list[Note] | None:

@@ -37,6 +37,7 @@ from songmill.core.audio import SAMPLE_RATE_HZ, resample
 from songmill.core.music import parse_key
 from songmill.core.phonetics import is_vowel
 from songmill.core.score import Chord, Note, Score, note_groups
+from songmill.core.seeds import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -460,17 +461,20 @@ def sing(
 
     decisions: list[str] = []
     melody = fit_to_range(score, [n for n in score.part("melody").notes], *voice_range, identity, decisions)
-    rng = np.random.default_rng(seed)
     lead = np.zeros(frames, dtype=np.float32)
     backing_audio = {name: np.zeros(frames, dtype=np.float32) for name in BACKING_MIX} if backing else {}
     offsets_s = {"double": 0.0, "harmony": 0.0}
-    for number, phrase in enumerate(phrases(score, melody, singer.sample_rate_hz, expression, decisions)):
+    for phrase in phrases(score, melody, singer.sample_rate_hz, expression, decisions):
+        # each phrase draws from its own seed, named by where it starts: a section sung again
+        # (the song editor's new melody) leaves every other phrase's audio as it was
+        phrase_seed = derive_seed(seed, round(phrase.start_s * 1000))
+        rng = np.random.default_rng(phrase_seed)
         takes = {"lead": Take(phrase.notes, expression, timbre)}
         if backing_audio and phrase.section in BACKING_SECTIONS:
             takes["double"] = _double_take(phrase, expression, timbre, rng)
             takes["harmony"] = _harmony_take(score, phrase, expression, timbre, voice_range[1])
             offsets_s["double"] = float(np.clip(rng.normal(0, DOUBLE_TIMING_SD_S), -0.025, 0.025))
-        rendered = singer.render(phrase, list(takes.values()), seed * 1000 + number)
+        rendered = singer.render(phrase, list(takes.values()), phrase_seed)
         for name, audio in zip(takes, rendered):
             audio = bandwidth_extend(resample(audio, from_hz=singer.sample_rate_hz, to_hz=OUT_RATE_HZ), singer.sample_rate_hz)
             target = lead if name == "lead" else backing_audio[name]

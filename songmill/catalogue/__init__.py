@@ -40,6 +40,8 @@ from songmill.catalogue.schema import (
     Track,
     TrackAttributes,
     TrackPrintRow,
+    TrackVersion,
+    TrackVersionHead,
     Verdict,
     utcnow,
 )
@@ -549,6 +551,43 @@ class Catalogue:
                 "deliveries": [{k: d[k] for k in ("profile", "upc", "delivered_at", "destination")} for d in self.deliveries(release_id)],
             }
 
+    # -- the song editor's versions
+    def add_version(self, release_id: str, track_number: int, **fields) -> int:
+        """Record a new version of a track (the next number) and make it current; a new version
+        clears what undo had set aside for redo. Returns its number."""
+        with self._lock(f"songmill-versions-{release_id}"), self.session() as s, s.begin():
+            number = (
+                s.scalar(select(func.max(TrackVersion.number)).where(TrackVersion.release_id == release_id, TrackVersion.track_number == track_number)) or 0
+            ) + 1
+            s.add(TrackVersion(release_id=release_id, track_number=track_number, number=number, **fields))
+            head = s.get(TrackVersionHead, (release_id, track_number))
+            if head is None:
+                s.add(TrackVersionHead(release_id=release_id, track_number=track_number, current=number, undone=[]))
+            else:
+                head.current, head.undone = number, []
+            return number
+
+    def versions(self, release_id: str, track_number: int) -> list[dict]:
+        """Every version of a track, oldest first."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(TrackVersion).where(TrackVersion.release_id == release_id, TrackVersion.track_number == track_number).order_by(TrackVersion.number)
+            )
+            return [_version_dict(row) for row in rows]
+
+    def version_head(self, release_id: str, track_number: int) -> dict | None:
+        """{"current": n, "undone": [...]} or None before the first version."""
+        with self.session() as s:
+            head = s.get(TrackVersionHead, (release_id, track_number))
+            return {"current": head.current, "undone": list(head.undone)} if head else None
+
+    def set_version_head(self, release_id: str, track_number: int, *, current: int, undone: list[int]) -> None:
+        with self.session() as s, s.begin():
+            head = s.get(TrackVersionHead, (release_id, track_number))
+            if head is None:
+                raise SongmillError(f"track {track_number} of {release_id} has no versions yet (make one with songmill edit)")
+            head.current, head.undone = current, list(undone)
+
     def lineage(self, sha256: str) -> list[dict]:
         """Where an artifact came from: its stage run, input artifacts and model versions."""
         with self.session() as s:
@@ -569,6 +608,27 @@ class Catalogue:
                     }
                 )
             return out
+
+
+def _version_dict(row: TrackVersion) -> dict:
+    return {
+        "number": row.number,
+        "parent": row.parent,
+        "operations": row.operations,
+        "added": row.added,
+        "command": row.command,
+        "author": row.author,
+        "reason": row.reason,
+        "created_at": row.created_at.isoformat(timespec="seconds"),
+        "config_sha256": row.config_sha256,
+        "seed": row.seed,
+        "track_spec": row.track_spec,
+        "artifacts": row.artifacts,
+        "recomputed": row.recomputed,
+        "measures": row.measures,
+        "folder": row.folder,
+        "run_id": row.run_id,
+    }
 
 
 __all__ = ["Catalogue", "SQLAlchemyError", "default_url", "display_url"]

@@ -308,3 +308,41 @@ class ExperimentAssignment(Base):
     release_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     arm: Mapped[str] = mapped_column(String(64))
     assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TrackVersion(Base):
+    """One version of a track made by the song editor: the base config's track with `operations`
+    applied in order, who made it and why, and its artifacts by hash (switching back to it copies
+    them from the store). Version 1 is the track as its config renders it."""
+
+    __tablename__ = "track_versions"
+    __table_args__ = (UniqueConstraint("release_id", "track_number", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(String(64), index=True)
+    track_number: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, … per track
+    parent: Mapped[int | None] = mapped_column(Integer)  # the version it was made from
+    operations: Mapped[list] = mapped_column(JSON)  # every operation since the config, in order
+    added: Mapped[list] = mapped_column(JSON)  # this version's own operations
+    command: Mapped[str | None] = mapped_column(Text)  # the words they came from, if any
+    author: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    track_spec: Mapped[dict] = mapped_column(JSON)  # the track as rendered (TrackSpec)
+    artifacts: Mapped[dict] = mapped_column(JSON)  # name → {sha256, size, …} (ArtifactRef)
+    recomputed: Mapped[list] = mapped_column(JSON)  # the stages that ran (the rest came from the cache)
+    measures: Mapped[dict] = mapped_column(JSON)  # loudness, tempo, key… as the gate measured them
+    folder: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class TrackVersionHead(Base):
+    """Which version of a track is current, and the versions undone since (for redo)."""
+
+    __tablename__ = "track_version_heads"
+    release_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    track_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    current: Mapped[int] = mapped_column(Integer)
+    undone: Mapped[list] = mapped_column(JSON, default=list)  # a stack: redo takes the last

@@ -165,6 +165,67 @@ class SectionSpec(Strict):
     bars: Annotated[int, _ranged(1, 64, "bars")] | None = None  # None: chosen by the song form
 
 
+# ---------------------------------------------------------------- edits (the song editor's overrides)
+#
+# A rendered song is changed by operations (songmill/editor) that write these fields; a label may
+# also write them by hand. Every field defaults to "no change", and a stage's cache key includes
+# a field only when it is set, so a track without edits renders exactly as before.
+
+SECTION_LABEL = re.compile(r"^(?P<name>[a-z-]+)(?: (?P<ordinal>[1-9][0-9]?))?$")  # "chorus" (every chorus) or "chorus 2"
+
+
+def _section_label(value: str) -> str:
+    match = SECTION_LABEL.match(value)
+    if not match or match["name"] not in SECTION_NAMES:
+        raise ValueError(
+            f"{shown(value)} is not a section label (a section name and its number, such as 'verse 2' or 'chorus'; names: {', '.join(SECTION_NAMES)})"
+        )
+    return value
+
+
+SectionLabel = Annotated[str, AfterValidator(_section_label)]
+Decibels = Annotated[float, _ranged(-24, 12, "dB")]
+
+
+class PartMix(Strict):
+    """One part's place in the mix, on top of what the genre's preset decides."""
+
+    gain_db: Decibels = 0.0
+    pan: Annotated[float, _ranged(-1, 1, "(-1 left … 1 right)")] | None = None  # None: the preset's
+    muted: bool = False
+
+
+class MixEdit(Strict):
+    """Changes to the automatic mix. Parts are named as the song's stems are: `drums`, `bass`,
+    the arrangement's instrument parts, `vocal-lead`, `vocal-double`, `vocal-harmony`."""
+
+    parts: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")], PartMix] = {}
+    vocal_db: Annotated[float, _ranged(-6, 6, "LU")] = 0.0  # the lead over the instrumental, on top of the preset's
+    reverb_db: Decibels = 0.0  # every reverb send
+    vocal_reverb_db: Decibels = 0.0  # the voices' reverb sends, on top of reverb_db
+    delay_db: Decibels = 0.0  # every delay send
+    vocal_delay_db: Decibels = 0.0
+    sections_db: dict[SectionLabel, Annotated[float, _ranged(-9, 9, "dB")]] = {}  # the instrumental's level in a section
+
+    def is_empty(self) -> bool:
+        return self == MixEdit()
+
+
+class MasterEdit(Strict):
+    """Changes to the mastering target's tone (every delivery profile; loudness stays the profile's)."""
+
+    tilt_db: Annotated[float, _ranged(-6, 6, "dB")] = 0.0  # + brighter, - warmer: the 16 kHz band against 1 kHz, mirrored below
+
+    def is_empty(self) -> bool:
+        return self == MasterEdit()
+
+
+class SectionEdit(Strict):
+    """A section written again with its own seed: only its notes change."""
+
+    melody_seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+
+
 def _section_entry(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
@@ -189,6 +250,9 @@ class TrackSpec(Strict):
     )
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
+    mix: MixEdit = MixEdit()  # the editor's mix changes; default: the preset's mix
+    master: MasterEdit = MasterEdit()
+    sections: dict[SectionLabel, SectionEdit] = {}  # "verse 2": {melody_seed: 5}
 
     @model_validator(mode="after")
     def _lyrics_need_a_singer(self) -> "TrackSpec":

@@ -11,6 +11,7 @@ songmill catalogue ls                         releases in the catalogue
 songmill catalogue deliveries RELEASE         where a release was delivered
 songmill catalogue check [--repair] [--json]  catalogue, store and delivery folders compared (exit 0 agree, 1 not)
 songmill feedback …, songmill models …        listener feedback and model versions (cli_feedback.py)
+songmill edit|history|undo|redo|switch|diff   the song editor (cli_editor.py)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from songmill.core.errors import ConfigError, SongmillError
+from songmill.engine.cli_editor import register as register_editor
 from songmill.engine.cli_feedback import feedback_app, models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="songmill: AI song production line.")
@@ -34,6 +36,7 @@ catalogue_app = typer.Typer(no_args_is_help=True, help="Look into the catalogue.
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(models_app, name="models")
+register_editor(app)  # edit, history, undo, redo, switch, diff
 err_console = Console(stderr=True)
 
 EXIT_FAILED, EXIT_INVALID = 1, 2

@@ -60,7 +60,7 @@ def render_track(job: TrackJob, store_spec: str, progress: ProgressCallback | No
     already in the catalogue (`catalogue_url`), is rendered again with a new seed (up to
     `regeneration.max_attempts` renders in all, config/qc.yaml), then quarantined."""
     earlier = earlier_prints(job, catalogue_url)
-    first = _render_track_once(job, store_spec, progress, earlier)
+    first = render_track_once(job, store_spec, progress, earlier)
     return regenerate_until_passed(first, job, store_spec, progress, earlier)
 
 
@@ -87,7 +87,7 @@ def regenerate_until_passed(
         job = dataclasses.replace(job, seed=regeneration_seed(job.seed, attempt))
         if progress:
             progress(job.number, "qc", "retry")
-        outcome = _render_track_once(job, store_spec, progress, earlier, stages)
+        outcome = render_track_once(job, store_spec, progress, earlier, stages)
     outcome.qc_attempts = history
     return outcome
 
@@ -125,7 +125,7 @@ def _duplicate_check(store, ref, earlier: list) -> tuple[dict, DuplicateMatch | 
     return data, match
 
 
-def _render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: Sequence = (), stages: list | None = None) -> TrackOutcome:
+def render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: Sequence = (), stages: list | None = None) -> TrackOutcome:
     """The registered stages of one track (or the first ones: `stages`), in order, until one stops it."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
@@ -433,7 +433,7 @@ def finish_release(
     catalogue = Catalogue.open(database_url)
     console = console or Console(stderr=True)
     _batch_duplicates(outcomes)
-    recorded = [_record_track(outcome, spec, catalogue, run.run_id, store, release_dir) for outcome in outcomes]
+    recorded = [record_track(outcome, spec, catalogue, run.run_id, store, release_dir) for outcome in outcomes]
     track_reports = [report for report, _ in recorded]
     failed = [o for o in outcomes if o.error]
     quarantined = [o for o in outcomes if o.quarantined]
@@ -626,7 +626,7 @@ def _release_steps(
         return {}, f"delivery failed: {err}"
 
 
-def _record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> tuple[dict, RenderedTrack]:
+def record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> tuple[dict, RenderedTrack]:
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"

@@ -152,7 +152,21 @@ def _compose_params(job: TrackJob) -> dict:
         # the identity's range from the registry, so re-registering a range re-composes
         "voice_range": ModelRegistry.load().voice_range(track.voice.identity if track.voice else None),
         "key_change": track.key_change,
-    }
+    } | _melody_seed_params(job)
+
+
+def _melody_seed_params(job: TrackJob) -> dict:
+    """The sections written again with their own seed (the song editor's); only when there are
+    any, so an unedited track keeps its cache key."""
+    seeds = {label: edit.melody_seed for label, edit in job.track.sections.items() if edit.melody_seed is not None}
+    return {"melody_seeds": seeds} if seeds else {}
+
+
+def _section_seeds(form: Score, seeds_by_label: dict[str, int], where: str) -> dict[int, int]:
+    from songmill.core.sections import sections_named
+
+    names = [s.name for s in form.sections]
+    return {index: seed for label, seed in seeds_by_label.items() for index in sections_named(label, names, where=where)}
 
 
 def _run_compose(ctx: StageContext) -> None:
@@ -166,7 +180,14 @@ def _run_compose(ctx: StageContext) -> None:
     model = load_melody_model(ctx.model(MELODY_MODEL))
     low, high = ctx.params["voice_range"]
     score, adaptations = compose(
-        form, lyrics, genre=ctx.params["genre"], voice_range=(low, high), model=model, rng=ctx.rng(), key_change_semitones=ctx.params["key_change"]
+        form,
+        lyrics,
+        genre=ctx.params["genre"],
+        voice_range=(low, high),
+        model=model,
+        rng=ctx.rng(),
+        key_change_semitones=ctx.params["key_change"],
+        melody_seeds=_section_seeds(form, ctx.params.get("melody_seeds", {}), f"track {ctx.job.number} ({ctx.job.track.title})"),
     )
     if not score.parts:
         raise SongmillError("compose produced no parts")
@@ -328,7 +349,7 @@ def _run_vocals(ctx: StageContext) -> None:
 
 VOCALS = Stage(
     name="vocals",
-    version="3",
+    version="4",  # 4: each phrase seeded by where it starts (a section sung again changes only itself)
     inputs=("score.json",),
     outputs=(),
     output_glob="vocal*",
@@ -346,10 +367,14 @@ def _mix_params(job: TrackJob) -> dict:
 
     genre = job.spec.instrumentation_of(job.track)
     # the preset's content, so editing config/production.yaml re-mixes what it changes
-    return {"genre": genre, "preset": load_production_presets().for_genre(genre).mix.model_dump(mode="json")}
+    params = {"genre": genre, "preset": load_production_presets().for_genre(genre).mix.model_dump(mode="json")}
+    if not job.track.mix.is_empty():  # the song editor's changes; absent when none, so the cache key stays
+        params["edit"] = job.track.mix.model_dump(mode="json")
+    return params
 
 
 def _run_mix(ctx: StageContext) -> None:
+    from songmill.core.spec import MixEdit
     from songmill.production.mix import load_stem, mix_stems, stem_roles
     from songmill.production.presets import MixPreset
 
@@ -364,7 +389,8 @@ def _run_mix(ctx: StageContext) -> None:
         elif name.startswith("vocal-") and name.endswith(".wav"):
             stems.append(load_stem(path, "vocal" if name == "vocal-lead.wav" else "backing", name=name.removesuffix(".wav")))
     score = Score.load_json(ctx.input("score.json"))
-    result = mix_stems(stems, score, MixPreset.model_validate(ctx.params["preset"]))
+    edit = MixEdit.model_validate(ctx.params["edit"]) if "edit" in ctx.params else None
+    result = mix_stems(stems, score, MixPreset.model_validate(ctx.params["preset"]), edit=edit)
     write_wav(ctx.output("mix.wav"), result.audio, result.decisions["sample_rate_hz"])
     ctx.output("mix.json").write_text(json.dumps({"genre": ctx.params["genre"], **result.decisions}, indent=1), encoding="utf-8")
 
@@ -411,6 +437,7 @@ def master_targets(job: TrackJob) -> list[dict]:
                 "glue_ratio": preset.glue_ratio,
                 "watermark": profile.watermark,
             }
+            | ({"tilt_db": track.master.tilt_db} if track.master.tilt_db else {})  # the editor's "brighter"/"warmer"
         )
     return targets
 
@@ -426,7 +453,7 @@ def _master_models(job: TrackJob) -> tuple[str, ...]:
 
 
 def _run_master(ctx: StageContext) -> None:
-    from songmill.production.master import MasterResult, MasterTarget, master, reference_profile
+    from songmill.production.master import MasterResult, MasterTarget, master, reference_profile, tilted
 
     mix, rate = read_wav(ctx.input("mix.wav"))
     references: dict[str, dict] = {}
@@ -440,6 +467,7 @@ def _run_master(ctx: StageContext) -> None:
             tone_db, tone_source = measured["tone_db"], f"reference {Path(path).name}"
             if loudness_lufs == "reference":
                 loudness_lufs = measured["loudness_lufs"]
+        tone_db = tilted(tone_db, spec.get("tilt_db", 0.0))
         target = MasterTarget(
             spec["profile"],
             loudness_lufs,

@@ -88,6 +88,15 @@ def reference_profile(path: Path) -> dict:
     return {"loudness_lufs": round(loudness.integrated_lufs(audio, rate), 2), "tone_db": [round(float(v), 2) for v in loudness.octave_balance_db(audio, rate)]}
 
 
+def tilted(tone_db, tilt_db: float) -> list[float]:
+    """A tonal target tilted about 1 kHz: `tilt_db` more at 16 kHz (4 octaves up), the same slope
+    down to 31.5 Hz the other way (a positive tilt is brighter, a negative one warmer)."""
+    if not tilt_db:
+        return list(tone_db)
+    octaves = np.log2(np.array(loudness.OCTAVE_CENTRES_HZ) / 1000.0)
+    return [round(float(v), 3) for v in np.asarray(tone_db, dtype=float) + tilt_db * octaves / 4.0]
+
+
 def tone_correction_db(measured: np.ndarray, target: np.ndarray, *, reference: bool) -> np.ndarray:
     """The EQ gain at each octave centre: a share of the difference, capped."""
     strength, limit = (REFERENCE_TONE_STRENGTH, REFERENCE_TONE_LIMIT_DB) if reference else (GENRE_TONE_STRENGTH, GENRE_TONE_LIMIT_DB)

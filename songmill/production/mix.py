@@ -36,6 +36,8 @@ from songmill.core import loudness
 from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, resample
 from songmill.core.errors import SongmillError
 from songmill.core.score import Score
+from songmill.core.sections import sections_named
+from songmill.core.spec import MixEdit
 from songmill.production.presets import MixPreset
 
 log = logging.getLogger(__name__)
@@ -263,15 +265,20 @@ def _add_panned(bus: np.ndarray, x: np.ndarray, position: float, gain: float = 1
         bus[1] += x[1] * np.float32(gain * scale[1])
 
 
-def section_gain_db(score: Score, frames: int, rate: int, swing_db: float) -> tuple[np.ndarray, list[dict]]:
+def section_gain_db(score: Score, frames: int, rate: int, swing_db: float, offsets_db: dict[str, float] | None = None) -> tuple[np.ndarray, list[dict]]:
     """Per-sample instrument gain following the section energy: `swing_db` between the quietest and
-    the loudest section, centred on 0 dB, with AUTOMATION_RAMP_S ramps at the boundaries."""
+    the loudest section, centred on 0 dB, with AUTOMATION_RAMP_S ramps at the boundaries.
+    `offsets_db`: section label ("chorus 2", or "chorus" for all) → dB on top (the editor's)."""
     sections = score.sections
     if not sections:
         return np.zeros(frames, dtype=np.float32), []
     energies = np.array([s.energy for s in sections])
     spread = energies.max() - energies.min()
     gains = swing_db * ((energies - energies.min()) / spread - 0.5) if spread > 0 else np.zeros(len(sections))
+    names = [s.name for s in sections]
+    for label, offset in (offsets_db or {}).items():
+        for index in sections_named(label, names, where="the mix's song"):
+            gains[index] += offset
     starts = [score.seconds_at(s.start_bar * score.beats_per_bar) for s in sections]
     knots_t, knots_g = [], []
     for i, (start, gain) in enumerate(zip(starts, gains)):
@@ -299,15 +306,22 @@ def _return(bus: np.ndarray, rate: int, effect, kind: str) -> np.ndarray:
 # ---------------------------------------------------------------- the mix
 
 
-def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int = MIX_RATE_HZ) -> MixResult:
-    """Mix `stems` (see the module docstring); every stem must be at `rate`."""
+def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int = MIX_RATE_HZ, edit: MixEdit | None = None) -> MixResult:
+    """Mix `stems` (see the module docstring); every stem must be at `rate`. `edit`: the song
+    editor's changes on top of the preset (a part's level, pan or mute, the vocal level, the sends,
+    a section's level)."""
+    edit = edit or MixEdit()
+    unknown = sorted(set(edit.parts) - {s.name for s in stems})
+    if unknown:
+        raise SongmillError(f"the mix has no part {', '.join(unknown)} (its parts: {', '.join(sorted(s.name for s in stems))})")
+    stems = [s for s in stems if not (s.name in edit.parts and edit.parts[s.name].muted)]
     if not stems:
         raise SongmillError("there are no stems to mix")
     frames = max(s.audio.shape[0] for s in stems)
     lead = next((s for s in stems if s.role == "vocal"), None)
     activity = vocal_activity(_fit(lead.audio, frames), rate) if lead else np.zeros(frames, dtype=np.float32)
     kick = kick_envelope(score, frames, rate) if any(d.under == "kick" for d in preset.duck.values()) else None
-    automation, plan = section_gain_db(score, frames, rate, preset.automation_db)
+    automation, plan = section_gain_db(score, frames, rate, preset.automation_db, edit.sections_db)
     side_of_role: dict[str, int] = {}
     silent = lambda: np.zeros((2, frames), dtype=np.float32)  # noqa: E731
     buses = {"vocal": silent(), "instrument": silent(), "carved": silent()}  # carved: the band cut applies
@@ -338,6 +352,10 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
         else:
             made["loudness_lufs"] = round(_lufs(x, rate), 2)
             gain_db = DRUMS_REFERENCE_LUFS + preset.balance_lu.get(stem.role, 0.0) - made["loudness_lufs"]
+        part = edit.parts.get(stem.name)
+        if part is not None and part.gain_db:
+            gain_db += part.gain_db
+            made["edit_gain_db"] = part.gain_db
         made["gain_db"] = round(gain_db, 2)
         duck = preset.duck.get(stem.role)
         if duck and (lead is not None or duck.under == "kick"):
@@ -350,6 +368,8 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
         position = preset.pan.get(stem.role, 0.0)
         side = side_of_role[stem.role] = -side_of_role.get(stem.role, -1)  # 1, -1, 1, … per role
         position *= side
+        if part is not None and part.pan is not None:
+            position = part.pan
         made["pan"] = round(position, 2)
         fader = 10 ** (gain_db / 20)
         if stem.role in CARVE_ROLES and carving:
@@ -359,8 +379,9 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
             _add_panned(buses[group][:, span], x, position, fader)
         for kind, effect in (("reverb", preset.reverb), ("delay", preset.delay)):
             if stem.role in effect.send_db:
-                _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (effect.send_db[stem.role] / 20))
-                made[f"{kind}_send_db"] = effect.send_db[stem.role]
+                send_db = effect.send_db[stem.role] + _send_edit_db(edit, kind, group)
+                _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (send_db / 20))
+                made[f"{kind}_send_db"] = round(send_db, 2)
         decisions.append(made)
 
     instrument_bus = buses["instrument"]
@@ -372,7 +393,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     for kind in ("reverb", "delay"):
         sends["instrument"][kind] *= automation_gain
     vocal_bus = buses["vocal"]
-    on_top = _vocal_on_top(vocal_bus, instrument_bus, activity, rate, preset.vocal_over_instrumental_lu) if lead else None
+    on_top = _vocal_on_top(vocal_bus, instrument_bus, activity, rate, preset.vocal_over_instrumental_lu + edit.vocal_db) if lead else None
     vocal_gain = np.float32(10 ** (on_top["correction_db"] / 20)) if on_top else np.float32(1.0)
     vocal_bus *= vocal_gain
     send_sums = {kind: sends["instrument"][kind] + sends["vocal"][kind] * vocal_gain for kind in ("reverb", "delay")}
@@ -401,6 +422,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
         "stems": decisions,
         "automation": plan,
         "vocal_on_top": on_top,
+        "edit": edit.model_dump(mode="json") if not edit.is_empty() else None,
         "sends": {
             "reverb": {"room_size": preset.reverb.room_size},
             "delay": {"beats": preset.delay.beats, "seconds": round(delay_s, 4), "feedback": preset.delay.feedback},
@@ -413,6 +435,13 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
         },
     }
     return MixResult(mixed.T, summary, {"vocals": (vocal_bus * final).T, "instrumental": (instrument_bus * final).T})
+
+
+def _send_edit_db(edit: MixEdit, kind: str, group: str) -> float:
+    """The editor's change to a reverb or delay send: every send's, plus the voices' own."""
+    if kind == "reverb":
+        return edit.reverb_db + (edit.vocal_reverb_db if group == "vocal" else 0.0)
+    return edit.delay_db + (edit.vocal_delay_db if group == "vocal" else 0.0)
 
 
 def _vocal_on_top(vocal_bus: np.ndarray, instrument_bus: np.ndarray, activity: np.ndarray, rate: int, target_lu: float) -> dict | None:

@@ -1,0 +1,679 @@
+"""English edit commands → typed operations, by rules: the same text always gives the same operations.
+
+    parse_command("slow it down to 92 and less reverb on the voice", song)
+    # [Tempo(to_bpm=92.0), Send(effect="reverb", on="vocal", by_db=-6.0)]
+
+A command is one or more clauses ("…, and …"); each clause becomes one operation (two for a
+target that is two parts, such as "the backing vocals"). Words are read after spelling
+correction against what the rules know and the song's own names (its sections, parts and the
+registry's voices), so "revreb" and "chrous 2" work; word order is free ("to 92, slow it").
+
+Relative amounts: "a bit" / "slightly" / "a little" are the small step of `STEPS`, no amount
+the medium one, "much" / "a lot" / "way" / "really" the large one (operations.STEPS: 1.5 / 3 /
+6 dB for a level, 3 / 6 / 10 dB for reverb and delay, 3 / 6 / 12 % for tempo, 1 / 2 / 4 dB
+for brighter or warmer, 2 / 4 / 8 bars).
+
+A clause no rule reads, or one that names a section the song has several of where one is
+needed, raises `CommandError` with the nearest commands that would work.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from typing import Literal
+
+from songmill.core.errors import SongmillError
+from songmill.core.vocab import GENRES, MOODS, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
+from songmill.editor import operations as ops
+from songmill.editor.operations import STEPS, SongFacts
+
+
+class CommandError(SongmillError):
+    """A command the rules cannot read; `suggestions` are the nearest commands that would work."""
+
+    def __init__(self, message: str, suggestions: list[str]):
+        shown = "; ".join(f'"{s}"' for s in suggestions)
+        super().__init__(f"{message}; nearest commands that work: {shown}" if suggestions else message)
+        self.suggestions = suggestions
+
+
+# ---------------------------------------------------------------- vocabulary
+
+SMALL = ("a bit", "a little", "slightly", "a touch", "a tad", "little bit", "somewhat", "just a bit", "little", "lil", "bit")
+LARGE = ("much", "a lot", "way", "far", "really", "lots", "very", "massively", "loads", "heaps", "hugely", "drown")
+# a level's direction; complaints read as their remedy ("too quiet", "buried": up)
+UP: tuple[str, ...] = ("louder", "up", "more", "raise", "boost", "increase", "higher", "forward", "bigger", "harder", "punchier", "stronger", "lift", "on top")
+UP += ("too quiet", "buried", "lost", "drown", "push", "widen", "wider", "more loud", "so quiet", "is quiet", "are quiet", "bit quiet")
+DOWN: tuple[str, ...] = (
+    "quieter",
+    "down",
+    "less",
+    "lower",
+    "reduce",
+    "cut",
+    "decrease",
+    "softer",
+    "back",
+    "gentler",
+    "calmer",
+    "smaller",
+    "too loud",
+    "weaker",
+)
+DOWN += ("tame", "loud", "fewer", "relax", "ease", "pull back", "back off", "drowning", "too much", "more quiet", "narrower", "pull")
+ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "sixteen": 16}
+VOICE_WORDS = ("vocal", "vocals", "voice", "singer", "singing", "lead", "lead vocal", "vox")
+BACKING_WORDS = ("backing vocals", "backing", "harmonies", "harmony", "backings", "doubles", "double")
+PART_SYNONYMS = {
+    "drum": "drums",
+    "kit": "drums",
+    "beat": "drums",
+    "bassline": "bass",
+    "bass line": "bass",
+    "keys": "piano",
+    "guitars": "guitar",
+    "pads": "pad",
+    "strings": "pad",
+}
+MOOD_SYNONYMS = {
+    "darker": "dark",
+    "brighter": "bright",
+    "sadder": "melancholic",
+    "sad": "melancholic",
+    "happier": "bright",
+    "happy": "bright",
+    "moodier": "dark",
+    "gloomier": "dark",
+    "dreamier": "dreamy",
+    "calmer": "calm",
+    "more energy": "energetic",
+    "more energetic": "energetic",
+    "more playful": "playful",
+}
+KEY_RE = re.compile(r"\b([a-g])\s?(#|b|sharp|flat)?\s(major|minor|dorian|mixolydian|lydian|phrygian|aeolian|ionian)\b")
+
+FILLER = (
+    "the it a an to of in on for please make can you could we should would and with by this that song track its it's is be more less "
+    "turn bring give let put set sing sung use want need some way bit little lot much just too very so now all at from into than "
+    "new another different other again twice also then overall whole mix master version sound feel "
+    "move knock take get keep drown center centre sound long short tone side go"
+)
+
+
+def _vocabulary(song: SongFacts) -> set[str]:
+    words = set(FILLER.split())
+    for phrase in (*SMALL, *LARGE, *UP, *DOWN, *ORDINALS, *NUMBER_WORDS, *VOICE_WORDS, *BACKING_WORDS, *PART_SYNONYMS, *MOOD_SYNONYMS, *RULE_WORDS):
+        words.update(phrase.split())
+    words.update(MOODS + GENRES + VOICE_STYLES + SECTION_NAMES)
+    words.update(
+        ("pre", "post", "hip", "hop", "bpm", "semitone", "semitones", "bars", "bar", "percent", "db", "left", "right", "centre", "center", "last", "final")
+    )
+    words.update(song.identities)
+    for part in song.parts:
+        words.update(part.split("-"))
+    return words
+
+
+RULE_WORDS = (
+    "melody tune notes rewrite redo fresh change key modulate modulation lift transpose semitone step steps tone half octave major minor "
+    "tempo speed faster slower slow quicker pace speed up slow down bpm vibrato breathiness breathier breathy airier portamento glide "
+    "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
+    "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
+    "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
+    "voice sing sings sung hit harder punchier energy quieter softer louder"
+).split()
+
+# words that make a clause a request (a clause with none of them after a request is a remark: "it's cheesy")
+KEYWORDS = (*UP, *DOWN, *RULE_WORDS, *MOODS, *GENRES, *VOICE_STYLES, *SECTION_NAMES)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_command(text: str, song: SongFacts) -> list:
+    """The operations a command asks for (see the module docstring). Raises CommandError."""
+    clean = _normalise(text)
+    if not clean:
+        raise CommandError("the command is empty (say what to change, such as 'slow it down to 92')", example_commands(song)[:3])
+    vocabulary = _vocabulary(song)
+    readings: list[tuple[str, list]] = []  # (clause, its operations)
+    clauses = [_correct_spelling(c, vocabulary) for c in _clauses(clean)]
+    said = _clauses(clean)
+    while clauses:
+        clause, words = clauses.pop(0), said.pop(0)
+        read = _read_in_context(clause, readings, song)
+        if read is None and readings:  # "…in reverb, pull it back a lot": the clause finishes the one before
+            joined = f"{readings[-1][0]} {clause}"
+            read = _read_clause(joined, song)
+            if read is not None:
+                readings.pop()
+                clause = joined
+        if read is None and clauses:  # "to 92, slow it": one clause said in two pieces
+            joined = f"{clause} {clauses[0]}"
+            read = _read_clause(joined, song)
+            if read is not None:
+                clause = joined
+                clauses.pop(0), said.pop(0)
+        if read is None and readings and not _has(clause, *KEYWORDS):  # "…, it's cheesy": a remark, no request
+            continue
+        if read is None:
+            raise CommandError(f'"{words}" is not a command songmill understands', nearest_commands(clause, song))
+        if readings and _said_again(clause, read, *readings[-1]):
+            # one request said twice ("chorus 2 should hit harder, make it louder"; "more slow, 96 bpm"): the more precise wins, else the first
+            if _precise(clause) and not _precise(readings[-1][0]):
+                readings[-1] = (clause, read)
+            continue
+        readings.append((clause, read))
+    operations = [op for _, read in readings for op in read]
+    ops.contradictions(operations)
+    return operations
+
+
+def _said_again(clause: str, read: list, previous_clause: str, previous: list) -> bool:
+    """The same request again: the same targets, and a pronoun, a number, or the same direction."""
+    if not _same_request(read, previous):
+        return False
+    if _has(clause, "it", "them", "that") or _number(clause) is not None:
+        return True
+    return [_sign(op) for op in read] == [_sign(op) for op in previous] and 0 not in [_sign(op) for op in read]
+
+
+def _sign(op) -> int:
+    for field in ("by_db", "by_percent", "by_bpm", "by", "by_bars", "semitones"):
+        value = getattr(op, field, None)
+        if value:
+            return 1 if value > 0 else -1
+    return 0
+
+
+def _precise(clause: str) -> bool:
+    """An amount said: a number with its unit, or words for a size."""
+    return bool(re.search(r"[0-9]+\s?(?:db|decibels?|bars?|bpm|%|percent|semitones?)\b", clause)) or _has(clause, *SMALL, *LARGE)
+
+
+def _same_request(a: list, b: list) -> bool:
+    """The same kinds of change to the same targets (amounts aside)."""
+
+    def target(op) -> tuple:
+        return (op.op, getattr(op, "section", None), getattr(op, "part", None), getattr(op, "effect", None), getattr(op, "parameter", None))
+
+    return [target(op) for op in a] == [target(op) for op in b]
+
+
+def _read_in_context(clause: str, readings: list[tuple[str, list]], song: SongFacts) -> list | None:
+    """A clause read alone, or with what the one before it named: its section ("new melody for the
+    bridge and make it longer"), its verb ("pan the guitar left and the piano right"), the key
+    change it sizes ("key change into the last chorus, up three semitones")."""
+    last = readings[-1][1][-1] if readings else None
+    section = getattr(last, "section", None)
+    if section and _section(clause, song) is None and _has(clause, "it", "that", "this", "there"):
+        read = _read_clause(f"{clause} {section}", song)
+        if read is not None:
+            return read
+    if isinstance(last, ops.KeyChange) and not _has(clause, "transpose", "key") and _semitones(clause) is not None:
+        readings.pop()
+        return [ops.KeyChange(semitones=abs(_semitones(clause) or 2))]
+    read = _read_clause(clause, song)
+    if read is None and readings:
+        try:
+            read = _read_clause(f"{readings[-1][0].split(' ')[0]} {clause}", song)
+        except CommandError:
+            read = None  # the verb did not fit after all
+    if read is None and section and _section(clause, song) is None:
+        read = _read_clause(f"{clause} {section}", song)
+    return read
+
+
+def _normalise(text: str) -> str:
+    # "waaay" → "way"
+    text = re.sub(r"([a-z])\1{2,}", r"\1", text.lower()).replace("’", "'").replace("pre chorus", "pre-chorus").replace("prechorus", "pre-chorus")
+    text = text.replace("post chorus", "post-chorus").replace("hip hop", "hip-hop").replace("hiphop", "hip-hop").replace("synth pop", "synthpop")
+    text = re.sub(r"[^a-z0-9#.%+\-', ]", " ", text.replace(",", " , ").replace(";", " , "))
+    text = re.sub(r"\b(it|that|he|she|there|what)'s\b", r"\1 is", text)
+    text = re.sub(r"([a-z])'s\b", r"\1 is", text).replace("'", " ")  # "piano's a little loud"
+    text = re.sub(r"(?<![0-9])\.|\.(?![0-9])", " , ", text)  # a full stop ends a clause (not one in "2.5")
+    return re.sub(r"\s+", " ", text).strip(" ,")
+
+
+def _correct_spelling(text: str, vocabulary: set[str]) -> str:
+    known = sorted(vocabulary)
+    out = []
+    for word in text.split(" "):
+        if len(word) >= 4 and word not in vocabulary and not re.fullmatch(r"[+\-]?[0-9.]+[a-z%]*", word):
+            swapped = [word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)]  # "slwo", "celo": two letters swapped
+            close = [w for w in swapped if w in vocabulary] or difflib.get_close_matches(word, known, n=1, cutoff=0.8)
+            word = close[0] if close else word
+        out.append(word)
+    return " ".join(out)
+
+
+def _clauses(text: str) -> list[str]:
+    parts = re.split(r"\s*,\s*|\s+and then\s+|\s+then\s+|\s+and also\s+|\s+also\s+|\s+and\s+(?!roll\b)", text)
+    return [p.strip() for p in parts if p.strip() and p.strip() not in ("and", "please")]
+
+
+def _has(clause: str, *phrases: str) -> bool:
+    return any(re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", clause) for p in phrases)
+
+
+def _amount(clause: str) -> int:
+    """0 small, 1 medium, 2 large."""
+    if _has(clause, *SMALL):
+        return 0
+    return 2 if _has(clause.replace("too much", "too"), *LARGE) else 1  # "too much reverb" is a complaint, not a size
+
+
+def _step(kind: str, clause: str) -> float:
+    """The size of a change: an explicit "2 dB" / "3 bars" where a level or length is said, else the step of its amount words."""
+    if kind in ("level_db", "send_db", "tilt_db"):
+        given = _number(clause, unit=r"(?:db|decibels?)\b")
+        if given is not None:
+            return abs(given)
+    return float(STEPS[kind][_amount(clause)])
+
+
+def _number(clause: str, *, unit: str = "") -> float | None:
+    pattern = rf"(?<![\w.])([+\-]?[0-9]+(?:\.[0-9]+)?)\s?{unit}" if unit else r"(?<![\w.])([+\-]?[0-9]+(?:\.[0-9]+)?)"
+    match = re.search(pattern, clause)
+    if match:
+        return float(match.group(1))
+    if unit:
+        words = "|".join(NUMBER_WORDS)
+        match = re.search(rf"\b({words})\s?{unit}", clause)
+        return float(NUMBER_WORDS[match.group(1)]) if match else None
+    match = re.search(rf"\b({'|'.join(NUMBER_WORDS)})\b", clause)
+    return float(NUMBER_WORDS[match.group(1)]) if match else None
+
+
+def _direction(clause: str) -> int:
+    """+1 up, -1 down, 0 neither; a signed amount ("+2 db", "-3 db") says it by itself."""
+    signed = re.search(r"(?<![\w.])([+\-])[0-9]+(?:\.[0-9]+)?\s?(?:db|decibels?|bars?|bpm|%|semitones?)?\b", clause)
+    if signed:
+        return 1 if signed.group(1) == "+" else -1
+    up, down = _has(clause, *UP), _has(clause, *DOWN)
+    if up and not down:
+        return 1
+    if down and not up:
+        return -1
+    if up and down:  # "turn down the too quiet…": take the one said first
+        first_up = min(m.start() for p in UP for m in re.finditer(rf"\b{re.escape(p)}\b", clause))
+        first_down = min(m.start() for p in DOWN for m in re.finditer(rf"\b{re.escape(p)}\b", clause))
+        return 1 if first_up < first_down else -1
+    return 0
+
+
+def _section(clause: str, song: SongFacts) -> str | None:
+    """The section label a clause names ("verse 2", "chorus" for every chorus), or None."""
+    names = [name for name, _ in song.sections]
+    name_re = "|".join(sorted((re.escape(n) for n in SECTION_NAMES), key=len, reverse=True))
+    match = re.search(rf"\b({'|'.join(ORDINALS)}|last|final)\s+({name_re})\b", clause)
+    if match:
+        name, count = match.group(2), names.count(match.group(2))
+        if count == 0:
+            return name  # not in the song: the operation's check names the song's sections
+        ordinal = count if match.group(1) in ("last", "final") else ORDINALS[match.group(1)]
+        return f"{name} {ordinal}" if count > 1 else name
+    match = re.search(rf"(?<![\w-])({name_re})(?:\s+(?:number\s+)?([0-9]+|{'|'.join(NUMBER_WORDS)})(?!\s*bars?\b))?(?![\w-])", clause)
+    if match:
+        number = match.group(2)
+        if number:
+            return f"{match.group(1)} {NUMBER_WORDS.get(number, number)}"
+        return match.group(1)
+    if _has(clause, "the end", "the ending"):
+        return "outro"
+    if _has(clause, "the beginning", "the start"):
+        return "intro"
+    return None
+
+
+def _parts(clause: str, song: SongFacts) -> list[str]:
+    """The song's parts a clause names (stem names), not counting the lead voice."""
+    if _has(clause, *BACKING_WORDS):
+        return [p for p in song.parts if p in ("vocal-double", "vocal-harmony")]
+    found = []
+    for part in song.parts:
+        if part.startswith("vocal-"):
+            continue
+        if _has(clause, part, part + "s"):
+            found.append(part)
+    for word, part in PART_SYNONYMS.items():
+        if part in song.parts and part not in found and _has(clause, word):
+            found.append(part)
+    return found
+
+
+def _mentions_voice(clause: str) -> bool:
+    return _has(clause, *VOICE_WORDS) and not _has(clause, *BACKING_WORDS)
+
+
+# ---------------------------------------------------------------- the rules, in order
+
+
+def _new_melody(clause: str, song: SongFacts):
+    if not (_has(clause, "melody", "tune", "notes", "melodies") and _has(clause, "another", "new", "different", "rewrite", "redo", "fresh", "change", "other")):
+        return None
+    section = _section(clause, song)
+    if section is None:
+        raise CommandError("say which section gets a new melody", [f"another melody for {label}" for label in song.labels[:3]])
+    return [ops.NewMelody(section=_single(section, song, clause, lambda label: f"another melody for {label}"))]
+
+
+def _key_change(clause: str, song: SongFacts):
+    if _has(clause, "key change") and _has(clause, "no", "remove", "without", "get rid of", "drop", "cut", "lose", "delete", "nuke", "kill", "ditch", "scrap"):
+        return [ops.KeyChange(semitones=0)]
+    lifted_chorus = _has(clause, "last chorus", "final chorus") and _has(clause, "lift", "up", "higher", "raise", "modulate", "key change")
+    if not (_has(clause, "key change", "modulate", "modulation") or lifted_chorus):
+        return None
+    semitones = _semitones(clause)
+    return [ops.KeyChange(semitones=abs(semitones) if semitones else 2)]
+
+
+def _semitones(clause: str) -> int | None:
+    count = _number(clause, unit=r"(?:semitones?|half[ -]steps?|halfsteps?)")
+    if count is not None:
+        return int(count)
+    count = _number(clause, unit=r"(?:whole[ -])?(?:steps?|tones?)")
+    if count is not None:
+        return int(count) * 2
+    if _has(clause, "a semitone", "half a step", "a half step", "half step", "semitone"):
+        return 1
+    if _has(clause, "a step", "a whole step", "a tone", "whole step"):
+        return 2
+    if _has(clause, "an octave", "octave"):
+        return 12
+    return None
+
+
+def _transpose(clause: str, song: SongFacts):
+    if KEY_RE.search(clause):
+        return None  # "transpose to D minor" names the key
+    semitones = _semitones(clause)
+    if _has(clause, "transpose") or (semitones is not None and _has(clause, "up", "down", "higher", "lower", "drop", "raise")):
+        sign = -1 if _has(clause, "down", "lower", "drop") else 1
+        return [ops.Transpose(semitones=sign * (semitones if semitones is not None else 2))]
+    if _has(clause, "higher key", "lower key"):
+        return [ops.Transpose(semitones=2 if _has(clause, "higher key") else -2)]
+    return None
+
+
+def _key(clause: str, song: SongFacts):
+    match = KEY_RE.search(clause)
+    if not match or not (_has(clause, "key", "in", "to", "into")):
+        return None
+    accidental = {"sharp": "#", "flat": "b", "#": "#", "b": "b"}.get(match.group(2) or "", "")
+    return [ops.Key(to=f"{match.group(1).upper()}{accidental} {match.group(3)}")]
+
+
+def _tempo(clause: str, song: SongFacts):
+    if not _has(clause, "tempo", "bpm", "speed", "faster", "slower", "slow", "quicker", "pace", "speed up", "slow down", "uptempo", "quicker"):
+        return None
+    slower = _has(clause, "slower", "slow", "down", "lower", "reduce", "less", "off", "pull", "too fast", "too quick", "rushed")
+    sign = -1 if slower and not _has(clause, "too slow", "dragging", "drags") else 1
+    percent = _number(clause, unit=r"(?:%|percent|per cent)")
+    if percent is not None:
+        return [ops.Tempo(by_percent=sign * abs(percent))]
+    bpm = _number(clause)
+    # "slow it down to 92", "make it 96 bpm": a tempo; "down 4 bpm", "by 8", "10 bpm faster", "+5 bpm": a change
+    relative = _has(clause, "by", "off", "up", "down", "faster", "slower", "quicker") or re.search(r"[+\-][0-9]", clause)
+    if bpm is not None and relative and not _has(clause, "to", "at"):
+        return [ops.Tempo(by_bpm=sign * abs(bpm))]
+    if bpm is not None:
+        return [ops.Tempo(to_bpm=abs(bpm))]
+    return [ops.Tempo(by_percent=sign * _step("tempo_percent", clause))]
+
+
+EXPRESSION_WORDS = {
+    "vibrato": "vibrato_depth_cents",
+    "breathiness": "breathiness",
+    "breathier": "breathiness",
+    "airier": "breathiness",
+    "breath": "breathiness",
+    "portamento": "portamento_s",
+    "glide": "portamento_s",
+    "slides": "portamento_s",
+    "scoops": "portamento_s",
+    "dynamics": "dynamics_range_db",
+    "dynamic": "dynamics_range_db",
+    "tension": "tension",
+    "strained": "tension",
+    "overshoot": "overshoot_cents",
+}
+
+
+def _expression(clause: str, song: SongFacts):
+    word = next((w for w in EXPRESSION_WORDS if _has(clause, w)), None)
+    if word is None:
+        return None
+    parameter = EXPRESSION_WORDS[word]
+    if word == "vibrato" and _has(clause, "faster", "quicker", "slower", "too fast", "too slow", "more slow", "fast", "slow"):
+        parameter, sign = "vibrato_rate_hz", (-1 if _has(clause, "slower", "too fast", "more slow") else 1)
+    elif word in ("breathier", "airier", "strained"):
+        sign = -1 if _has(clause, "less") else 1
+    else:
+        sign = _direction(clause.replace("deeper", "more").replace("wider", "more").replace("no ", "less ")) or 1
+    if _has(clause, "no vibrato", "without vibrato"):
+        return [ops.Expression(parameter=parameter, to=VOICE_EXPRESSION_LIMITS[parameter][0])]
+    return [ops.Expression(parameter=parameter, by=round(sign * STEPS["expression"][_amount(clause)], 3))]
+
+
+def _send(clause: str, song: SongFacts):
+    effect: Literal["reverb", "delay"]
+    if _has(clause, "reverb", "verb", "room", "wet", "wetter", "ambience", "space"):
+        effect = "reverb"
+    elif _has(clause, "echo", "delay", "echoes", "delays"):
+        effect = "delay"
+    elif _has(clause, "drier", "dry"):
+        effect = "reverb"
+    else:
+        return None
+    sign = -1 if _has(clause, "drier", "dry", "less", "down", "reduce", "cut", "lower", "too much", "tame", "no", "back", "drowning", "fewer") else 1
+    signed = re.search(r"(?<![\w.])([+\-])[0-9]", clause)
+    if signed:
+        sign = 1 if signed.group(1) == "+" else -1
+    on: Literal["all", "vocal"] = "vocal" if _mentions_voice(clause) else "all"
+    return [ops.Send(effect=effect, on=on, by_db=sign * _step("send_db", clause))]
+
+
+def _pan(clause: str, song: SongFacts):
+    parts = _parts(clause, song)
+    sided = parts and _has(clause, "left", "right", "centre", "center", "middle")
+    if not (_has(clause, "pan", "panned") or sided):
+        return None
+    if not parts:
+        raise CommandError("say which part to pan", [f"pan the {p} left" for p in song.parts[:3]])
+    amount = 1.0 if _has(clause, "hard", "all the way", "fully") else 0.25 if _has(clause, *SMALL) else 0.5
+    side = -1 if _has(clause, "left") else 1 if _has(clause, "right") else 0
+    return [ops.PartPan(part=p, pan=side * amount) for p in parts]
+
+
+def _mute(clause: str, song: SongFacts):
+    unmute = _has(clause, "unmute", "bring back", "put back", "restore")
+    mute = _has(clause, "mute", "silence", "remove", "drop", "cut", "delete", "lose", "without", "no", "get rid of", "kill")
+    if not (mute or unmute):
+        return None
+    parts = _parts(clause, song)
+    if not parts and _has(clause, "backing vocals", "harmonies", "backing"):
+        return None
+    if not parts:
+        return None
+    if _section(clause, song) is not None:
+        raise CommandError("a part is muted for the whole song, not in one section", [f"mute the {p}" for p in parts])
+    return [ops.PartMute(part=p, muted=not unmute) for p in parts]
+
+
+def _structure(clause: str, song: SongFacts):
+    section = _section(clause, song)
+    if section is None:
+        return None
+    if _has(clause, "drop", "remove", "cut", "delete", "skip", "lose", "get rid of", "without"):
+        return [ops.SectionDrop(section=_single(section, song, clause, lambda label: f"drop {label}"))]
+    if _has(clause, "repeat", "again", "twice", "double"):
+        return [ops.SectionRepeat(section=_single(section, song, clause, lambda label: f"repeat {label}"))]
+    longer = _has(clause, "longer", "lengthen", "extend", "stretch", "more long", "add")
+    shorter = _has(clause, "shorter", "shorten", "trim", "more short", "take away")
+    bars = _number(clause, unit="bars?")
+    if not (longer or shorter) and bars is None:
+        return None
+    label = _single(section, song, clause, lambda label: f"make {label} longer")
+    if bars is not None and not (longer or shorter):
+        return [ops.SectionLength(section=label, to_bars=int(bars))]
+    if bars is not None and _has(clause, "to"):
+        return [ops.SectionLength(section=label, to_bars=int(bars))]
+    size = int(bars) if bars is not None else int(STEPS["bars"][_amount(clause)])
+    return [ops.SectionLength(section=label, by_bars=size if longer else -size)]
+
+
+def _section_level(clause: str, song: SongFacts):
+    section = _section(clause, song)
+    if section is None or _parts(clause, song) or _mentions_voice(clause):
+        return None
+    sign = _direction(clause)
+    if sign == 0:
+        return None
+    return [ops.SectionLevel(section=section, by_db=sign * _step("level_db", clause))]
+
+
+def _vocal_level(clause: str, song: SongFacts):
+    if not _mentions_voice(clause) or _parts(clause, song):
+        return None
+    sign = _direction(clause)
+    if sign == 0:
+        return None
+    return [ops.VocalLevel(by_db=sign * _step("level_db", clause))]
+
+
+def _part_level(clause: str, song: SongFacts):
+    parts = _parts(clause, song)
+    sign = _direction(clause)
+    if not parts or sign == 0:
+        return None
+    return [ops.PartLevel(part=p, by_db=sign * _step("level_db", clause)) for p in parts]
+
+
+def _tone(clause: str, song: SongFacts):
+    if (
+        _has(clause, "louder master", "master louder", "louder overall", "make it louder", "louder")
+        and not _parts(clause, song)
+        and not _mentions_voice(clause)
+    ):
+        raise CommandError(
+            "a master's loudness is its delivery profile's (streaming: -14 LUFS), so songmill does not make a whole track louder; "
+            "change a part, the voice or a section instead",
+            ["the chorus should hit harder", "louder vocals", "more drums"],
+        )
+    if _has(clause, "mood", "feel", "vibe"):
+        return None  # "a darker mood" is a mood
+    if _has(clause, "too bright", "too harsh", "too shrill", "too thin"):
+        sign = -1  # a complaint reads as its remedy
+    elif _has(clause, "too dark", "too dull", "too muddy", "too warm"):
+        sign = 1
+    elif _has(clause, "brighter", "sparkle", "more air", "crisper", "brightness", "less dull", "less muddy"):
+        sign = 1
+    elif _has(clause, "warmer", "warmth", "darker", "duller", "mellower", "less harsh", "less bright", "less shrill", "warm it up", "warm up"):
+        sign = -1
+    else:
+        return None
+    return [ops.MasterTone(by_db=sign * _step("tilt_db", clause))]
+
+
+def _identity(clause: str, song: SongFacts):
+    name = next((i for i in song.identities if _has(clause, i)), None)
+    return [ops.VoiceIdentity(identity=name)] if name else None
+
+
+def _style(clause: str, song: SongFacts):
+    style = next((s for s in VOICE_STYLES if _has(clause, s)), None)
+    if style is None or not _has(clause, "sing", "sings", "sung", "style", "vocal", "vocals", "voice", "delivery", "singing", "singer"):
+        return None
+    return [ops.VocalStyle(style=style)]
+
+
+def _instrumentation(clause: str, song: SongFacts):
+    genre = next((g for g in GENRES if _has(clause, g)), None)
+    return [ops.Instrumentation(preset=genre)] if genre else None
+
+
+def _mood(clause: str, song: SongFacts):
+    mood = next((m for m in MOODS if _has(clause, m)), None) or next((m for w, m in MOOD_SYNONYMS.items() if _has(clause, w)), None)
+    return [ops.Mood(to=mood)] if mood else None
+
+
+RULES: tuple[Callable[[str, SongFacts], list | None], ...] = (
+    _new_melody,
+    _key_change,
+    _transpose,
+    _key,
+    _expression,  # before tempo: "faster vibrato"
+    _tempo,
+    _identity,
+    _style,  # before the vocal level: "a more powerful vocal style"
+    _send,
+    _pan,
+    _mute,
+    _structure,
+    _section_level,
+    _vocal_level,
+    _part_level,
+    _tone,
+    _instrumentation,
+    _mood,
+)
+
+
+def _read_clause(clause: str, song: SongFacts) -> list | None:
+    for rule in RULES:
+        found = rule(clause, song)
+        if found:
+            return found
+    return None
+
+
+def _single(section: str, song: SongFacts, clause: str, example: Callable[[str], str]) -> str:
+    """A section label that must name one section; a bare name the song has several of is ambiguous."""
+    names = [n for n, _ in song.sections]
+    if " " not in section.strip() and names.count(section) > 1:
+        labels = [label for label in song.labels if label.startswith(section + " ")]
+        raise CommandError(
+            f'"{clause}": the song has {len(labels)} sections called {section} ({", ".join(labels)}); say which', [example(label) for label in labels]
+        )
+    return section
+
+
+# ---------------------------------------------------------------- suggestions on failure
+
+
+def example_commands(song: SongFacts) -> list[str]:
+    """Commands that work on this song, for the nearest-command hint (and the editor's help)."""
+    out = [
+        "slow it down a bit",
+        f"set the tempo to {round(song.tempo_bpm) - 8}",
+        "speed it up a lot",
+        "transpose up two semitones",
+        "add a key change into the last chorus",
+    ]
+    out += ["less reverb on the voice", "more reverb", "more delay on the vocals", "louder vocals", "make the master brighter", "warmer", "less vibrato"]
+    for label in song.labels:
+        out += [
+            f"another melody for {label}",
+            f"drop {label}",
+            f"repeat {label}",
+            f"make {label} longer",
+            f"{label} should hit harder",
+            f"make {label} quieter",
+        ]
+    for part in song.parts:
+        if not part.startswith("vocal-"):
+            out += [f"mute the {part}", f"make the {part} louder", f"less {part}", f"pan the {part} left"]
+    out += [f"sing it with {identity}" for identity in song.identities]
+    out += [f"sing it {style}" for style in VOICE_STYLES]
+    out += [f"make it {mood}" for mood in MOODS] + [f"make it {genre}" for genre in GENRES]
+    return out
+
+
+def nearest_commands(clause: str, song: SongFacts, count: int = 3) -> list[str]:
+    candidates = example_commands(song)
+    scored = sorted(candidates, key=lambda c: -difflib.SequenceMatcher(None, clause, c).ratio())
+    return scored[:count]

@@ -1,0 +1,448 @@
+"""Edit operations: typed changes to one rendered track, each naming its target and the change.
+
+    ops = [Tempo(to_bpm=92), PartLevel(part="bass", by_db=3), NewMelody(section="verse 2", seed=5)]
+    edited = apply_operations(spec, index=0, operations=ops, song=SongFacts(...))
+
+An operation maps onto the release spec: a track field (tempo, key, mood, voice…), the track's
+`mix` / `master` overrides, its `structure`, or a per-section seed (`sections`). Applying checks
+every target against the song as rendered (`SongFacts`: its sections, parts and voice) and the
+result against the spec's own rules, so an edit fails with the same one-line errors as a config:
+`operation 2 (tempo): tempo: 400 is outside 40–240 BPM`.
+
+Relative amounts (`by_db`, `by_percent`) are resolved here against the track's current values;
+the command parser (songmill/editor/commands.py) turns "a bit" / "much" into the steps of STEPS.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from songmill.core.errors import SongmillError
+from songmill.core.music import parse_key
+from songmill.core.sections import section_labels, sections_named
+from songmill.core.spec import ReleaseSpec, TrackSpec
+from songmill.core.vocab import GENRES, MOODS, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
+
+# What "a bit", (nothing) and "much" mean for each kind of change: (small, medium, large).
+STEPS = {
+    "level_db": (1.5, 3.0, 6.0),  # a part, the voice, a section
+    "send_db": (3.0, 6.0, 10.0),  # reverb and delay sends
+    "tempo_percent": (3.0, 6.0, 12.0),
+    "tilt_db": (1.0, 2.0, 4.0),  # the master's tone, 16 kHz against 1 kHz
+    "bars": (2, 4, 8),  # a section made longer or shorter
+    "expression": (0.15, 0.3, 0.6),  # a share of the parameter's whole range
+}
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def describe(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in self.model_dump(exclude={"op"}, exclude_none=True).items())
+        return f"{self.op}({fields})"  # type: ignore[attr-defined]
+
+
+class Tempo(_Op):
+    op: Literal["tempo"] = "tempo"
+    to_bpm: float | None = None
+    by_bpm: float | None = None
+    by_percent: float | None = None
+
+
+class Key(_Op):
+    op: Literal["key"] = "key"
+    to: str
+
+
+class Transpose(_Op):
+    op: Literal["transpose"] = "transpose"
+    semitones: Annotated[int, Field(ge=-12, le=12)]
+
+
+class KeyChange(_Op):
+    """Lift the last chorus (and what follows) by this much; 0 takes the key change away."""
+
+    op: Literal["key_change"] = "key_change"
+    semitones: Annotated[int, Field(ge=0, le=4)]
+
+
+class Mood(_Op):
+    op: Literal["mood"] = "mood"
+    to: str
+
+
+class VoiceIdentity(_Op):
+    op: Literal["voice"] = "voice"
+    identity: str
+
+
+class VocalStyle(_Op):
+    op: Literal["vocal_style"] = "vocal_style"
+    style: str
+
+
+class Expression(_Op):
+    op: Literal["expression"] = "expression"
+    parameter: str
+    to: float | None = None
+    by: float | None = None
+
+
+class Instrumentation(_Op):
+    op: Literal["instrumentation"] = "instrumentation"
+    preset: str
+
+
+class PartLevel(_Op):
+    op: Literal["part_level"] = "part_level"
+    part: str
+    by_db: float
+
+
+class PartMute(_Op):
+    op: Literal["part_mute"] = "part_mute"
+    part: str
+    muted: bool = True
+
+
+class PartPan(_Op):
+    op: Literal["part_pan"] = "part_pan"
+    part: str
+    pan: Annotated[float, Field(ge=-1, le=1)]
+
+
+class VocalLevel(_Op):
+    op: Literal["vocal_level"] = "vocal_level"
+    by_db: float
+
+
+class Send(_Op):
+    """A reverb or delay amount, on every send or on the voices' only."""
+
+    op: Literal["send"] = "send"
+    effect: Literal["reverb", "delay"]
+    on: Literal["all", "vocal"] = "all"
+    by_db: float
+
+
+class SectionLevel(_Op):
+    op: Literal["section_level"] = "section_level"
+    section: str
+    by_db: float
+
+
+class SectionRepeat(_Op):
+    op: Literal["section_repeat"] = "section_repeat"
+    section: str
+
+
+class SectionDrop(_Op):
+    op: Literal["section_drop"] = "section_drop"
+    section: str
+
+
+class SectionLength(_Op):
+    op: Literal["section_length"] = "section_length"
+    section: str
+    to_bars: int | None = None
+    by_bars: int | None = None
+
+
+class NewMelody(_Op):
+    """Write one section's melody again; `seed` is filled in when the edit is recorded."""
+
+    op: Literal["new_melody"] = "new_melody"
+    section: str
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+
+
+class MasterTone(_Op):
+    """The master's tone: + brighter, - warmer (dB at 16 kHz against 1 kHz)."""
+
+    op: Literal["master_tone"] = "master_tone"
+    by_db: float
+
+
+Operation = Annotated[
+    Tempo
+    | Key
+    | Transpose
+    | KeyChange
+    | Mood
+    | VoiceIdentity
+    | VocalStyle
+    | Expression
+    | Instrumentation
+    | PartLevel
+    | PartMute
+    | PartPan
+    | VocalLevel
+    | Send
+    | SectionLevel
+    | SectionRepeat
+    | SectionDrop
+    | SectionLength
+    | NewMelody
+    | MasterTone,
+    Field(discriminator="op"),
+]
+OPERATIONS = TypeAdapter(list[Operation])
+OPERATION_NAMES = tuple(sorted(m.model_fields["op"].default for m in _Op.__subclasses__()))
+
+
+def operations_from_json(data: Any, *, where: str = "operations") -> list:
+    """Operations from JSON-like data (a DAG's Params, a version's history); one line per problem."""
+    try:
+        return OPERATIONS.validate_python(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors(include_url=False):
+            place = ".".join(str(p) for p in e["loc"])
+            problems.append(f"{where}[{place}]: {e['msg']} (operations: {', '.join(OPERATION_NAMES)})")
+        raise SongmillError("; ".join(problems)) from None
+
+
+def operations_to_json(operations: list) -> list[dict]:
+    return [op.model_dump(mode="json", exclude_none=True) for op in operations]
+
+
+class SongFacts(BaseModel):
+    """The song as rendered, which operations are checked against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sections: list[tuple[str, int]]  # (name, bars) in order
+    parts: list[str]  # the mix's stems: drums, bass, the arrangement's parts, vocal-lead, …
+    identities: list[str] = []  # the registry's voice identities
+    tempo_bpm: float = 120.0
+    key: str = "C major"
+    expression: dict[str, float] = {}  # the voice's expression as sung (vocals.json)
+
+    @property
+    def labels(self) -> list[str]:
+        return section_labels([name for name, _ in self.sections])
+
+
+# ---------------------------------------------------------------- applying
+
+
+def apply_operations(spec: ReleaseSpec, index: int, operations: list, song: SongFacts) -> ReleaseSpec:
+    """The release with `operations` applied in order to track `index` (0-based).
+
+    Raises SongmillError naming the operation (1-based), its target and what is allowed. (A
+    version's operations are its history, so one thing set twice is allowed here: the later
+    wins. `contradictions` checks the operations of one edit.)"""
+    track = spec.tracks[index].model_dump(mode="json")
+    structure = [list(s) for s in song.sections]  # the song as rendered; only written back when changed
+    structure_changed = False
+    for number, operation in enumerate(operations, start=1):
+        where = f"operation {number} ({operation.op})"
+        try:
+            structure_changed |= _apply(operation, track, structure, song)
+        except SongmillError as err:
+            raise SongmillError(f"{where}: {err}") from None
+        try:
+            TrackSpec.model_validate(track | ({"structure": _structure_field(structure)} if structure_changed else {}))
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"]) or "track"
+            raise SongmillError(f"{where}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
+    if structure_changed:
+        track["structure"] = _structure_field(structure)
+    tracks = list(spec.tracks)
+    tracks[index] = TrackSpec.model_validate(track)
+    return spec.model_copy(update={"tracks": tracks})
+
+
+def _structure_field(structure: list[list]) -> list[dict]:
+    return [{"name": row[0], "bars": row[1]} for row in structure]
+
+
+def contradictions(operations: list) -> None:
+    """Two operations that set one thing to two values (a tempo twice, a part muted and made
+    louder) are refused: the result would depend on their order, which a user did not mean."""
+    seen: dict[tuple, int] = {}
+    for number, op in enumerate(operations, start=1):
+        for target in _targets(op):
+            if target in seen:
+                raise SongmillError(f"operations {seen[target]} and {number} both change {' '.join(str(t) for t in target if t)}; give one of them")
+            seen[target] = number
+    muted = {op.part: n for n, op in enumerate(operations, start=1) if isinstance(op, PartMute) and op.muted}
+    for number, op in enumerate(operations, start=1):
+        if isinstance(op, PartLevel | PartPan) and op.part in muted:
+            first, second = sorted((muted[op.part], number))
+            raise SongmillError(f"operations {first} and {second} both change {op.part}: one mutes it, the other changes how it sounds; give one of them")
+
+
+def _targets(op) -> list[tuple]:
+    """What an operation sets, for `contradictions` (relative changes of one thing add up, so
+    only a part that is muted and changed at once counts)."""
+    match op:
+        case Tempo() | Key() | Transpose() | Mood() | VoiceIdentity() | VocalStyle() | Instrumentation() | KeyChange():
+            return [(op.op if op.op not in ("key", "transpose") else "key",)]
+        case PartMute():
+            return [("whether it plays:", op.part)]
+        case PartPan():
+            return [("the pan of", op.part)]
+        case _:
+            return []
+
+
+def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
+    """Apply one operation to the track's data in place; True when it changed the structure."""
+    match op:
+        case Tempo():
+            track["tempo"] = round(_tempo(op, float(track["tempo"])), 2)
+        case Key():
+            track["key"] = str(parse_key(op.to))
+        case Transpose():
+            track["key"] = _transposed(track["key"], op.semitones)
+        case KeyChange():
+            track["key_change"] = op.semitones
+        case Mood():
+            _allowed(op.to, MOODS, "mood")
+            track["mood"] = op.to
+        case VoiceIdentity():
+            _needs_voice(track)
+            _allowed(op.identity, tuple(song.identities), "voice identity")
+            track["voice"]["identity"] = op.identity
+        case VocalStyle():
+            _needs_voice(track)
+            _allowed(op.style, VOICE_STYLES, "vocal style")
+            track["voice"]["style"] = op.style
+        case Expression():
+            _needs_voice(track)
+            _expression(op, track, song)
+        case Instrumentation():
+            _allowed(op.preset, GENRES, "instrumentation preset")
+            track["instrumentation"] = op.preset
+        case PartLevel() | PartMute() | PartPan():
+            _part(op, track, song)
+        case VocalLevel():
+            _needs_voice(track)
+            track["mix"]["vocal_db"] = round(track["mix"]["vocal_db"] + op.by_db, 2)
+        case Send():
+            field = {
+                ("reverb", "all"): "reverb_db",
+                ("reverb", "vocal"): "vocal_reverb_db",
+                ("delay", "all"): "delay_db",
+                ("delay", "vocal"): "vocal_delay_db",
+            }[(op.effect, op.on)]
+            track["mix"][field] = round(track["mix"][field] + op.by_db, 2)
+        case SectionLevel():
+            label = _one_label(op.section, song, allow_all=True)
+            levels = track["mix"]["sections_db"]
+            levels[label] = round(levels.get(label, 0.0) + op.by_db, 2)
+        case SectionRepeat() | SectionDrop() | SectionLength():
+            _structure(op, structure, song)
+            return True
+        case NewMelody():
+            label = _one_label(op.section, song)
+            if op.seed is None:
+                raise SongmillError("has no seed (the editor gives one when it records the edit)")
+            track["sections"].setdefault(label, {})["melody_seed"] = op.seed
+        case MasterTone():
+            track["master"]["tilt_db"] = round(track["master"]["tilt_db"] + op.by_db, 2)
+    return False
+
+
+def _tempo(op: Tempo, current: float) -> float:
+    given = [v for v in (op.to_bpm, op.by_bpm, op.by_percent) if v is not None]
+    if len(given) != 1:
+        raise SongmillError("give exactly one of to_bpm, by_bpm or by_percent")
+    if op.to_bpm is not None:
+        return op.to_bpm
+    if op.by_bpm is not None:
+        return current + op.by_bpm
+    return current * (1 + (op.by_percent or 0.0) / 100)
+
+
+def _expression(op: Expression, track: dict, song: SongFacts) -> None:
+    """Set an expression parameter, or move it by a share of its range from where the song's
+    voice has it (the style's value, or the config's)."""
+    if op.parameter not in VOICE_EXPRESSION_LIMITS:
+        raise SongmillError(f"{op.parameter!r} is not an expression parameter (allowed: {', '.join(VOICE_EXPRESSION_LIMITS)})")
+    low, high, unit = VOICE_EXPRESSION_LIMITS[op.parameter]
+    if (op.to is None) == (op.by is None):
+        raise SongmillError("give one of to or by")
+    expression = track["voice"].get("expression") or {}
+    current = expression.get(op.parameter)
+    if current is None:
+        current = song.expression.get(op.parameter, (low + high) / 2)
+    value = op.to if op.to is not None else current + (op.by or 0.0) * (high - low)
+    if op.to is not None and not low <= value <= high:
+        raise SongmillError(f"{op.parameter} {value:g} is outside {low:g}–{high:g} {unit}")
+    expression[op.parameter] = round(min(max(value, low), high), 4)  # "more" at the top stays at the top
+    track["voice"]["expression"] = expression
+
+
+TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def _transposed(key_text: str, semitones: int) -> str:
+    key = parse_key(key_text)
+    return f"{TONICS[(key.tonic_pitch_class + semitones) % 12]} {key.mode}"
+
+
+def _allowed(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise SongmillError(f"{value!r} is not a {what} (allowed: {', '.join(allowed)})")
+
+
+def _needs_voice(track: dict) -> None:
+    if track.get("voice") is None:
+        raise SongmillError("the track is an instrumental (it has no voice to change)")
+
+
+def _part(op, track: dict, song: SongFacts) -> None:
+    _allowed(op.part, tuple(song.parts), "part of this song")
+    parts = track["mix"]["parts"]
+    current = parts.setdefault(op.part, {"gain_db": 0.0, "pan": None, "muted": False})
+    if isinstance(op, PartLevel):
+        current["gain_db"] = round(current["gain_db"] + op.by_db, 2)
+    elif isinstance(op, PartMute):
+        current["muted"] = op.muted
+    else:
+        current["pan"] = op.pan
+
+
+def _one_label(given: str, song: SongFacts, *, allow_all: bool = False) -> str:
+    """The label of the section `given` names ("verse 2"); a bare name with more than one section
+    of that name is all of them where `allow_all`, else ambiguous."""
+    names = [name for name, _ in song.sections]
+    indices = sections_named(given, names)
+    if len(indices) > 1 and not allow_all:
+        raise SongmillError(f"the song has {len(indices)} sections called {given!r} ({', '.join(song.labels[i] for i in indices)}); say which")
+    return song.labels[indices[0]] if len(indices) == 1 else given.strip().lower()
+
+
+def _structure(op, structure: list[list], song: SongFacts) -> None:
+    """Change the form: the section list as rendered, by label (labels are the song's, before
+    this edit's changes, so "drop verse 2, repeat chorus 1" reads as the user sees the song)."""
+    names = [name for name, _ in song.sections]
+    index = sections_named(op.section, names)
+    if len(index) > 1:
+        raise SongmillError(f"the song has {len(index)} sections called {op.section!r} ({', '.join(song.labels[i] for i in index)}); say which")
+    label = song.labels[index[0]]
+    row = next((r for r in structure if len(r) > 2 and r[2] == label), None)
+    if row is None:  # first change: tag each row with the label it had in the rendered song
+        for r, lab in zip(structure, song.labels):
+            if len(r) == 2:
+                r.append(lab)
+        row = next((r for r in structure if len(r) > 2 and r[2] == label), None)
+    if row is None:
+        raise SongmillError(f"section {label!r} was dropped by an earlier operation")
+    position = structure.index(row)
+    if isinstance(op, SectionDrop):
+        if len(structure) == 1:
+            raise SongmillError("would leave the song with no sections")
+        structure.pop(position)
+    elif isinstance(op, SectionRepeat):
+        structure.insert(position + 1, [row[0], row[1], f"{label} (repeat)"])
+    else:
+        bars = op.to_bars if op.to_bars is not None else row[1] + (op.by_bars or 0)
+        if not 1 <= bars <= 64:
+            raise SongmillError(f"{label} would be {bars} bars long (a section is 1–64 bars)")
+        row[1] = bars

@@ -1,0 +1,161 @@
+"""The song editor's commands (registered on the `songmill` app by cli.py).
+
+songmill edit CONFIG --track N (--command "…" | --spoken REC.wav) [--out DIR] [--dry-run] [--author A] [--reason R]
+                      renders the new version; last line printed: its edit-report.json
+                      (--dry-run: the parsed operations as JSON, nothing rendered; exit 2 with
+                      the nearest commands when the words cannot be read)
+songmill history CONFIG --track N [--json]    every version, its operations, which is current
+songmill undo CONFIG --track N [--out DIR]    the previous version current again (files from the store)
+songmill redo CONFIG --track N [--out DIR]    the version undo set aside
+songmill switch CONFIG --track N --version V  any version current
+songmill diff CONFIG --track N A B [--json]   spec, score sections, changed files and measures
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from songmill.core.errors import ConfigError, SongmillError
+
+EXIT_FAILED, EXIT_INVALID = 1, 2
+err_console = Console(stderr=True)
+
+
+def _fail(err: SongmillError) -> None:
+    from songmill.engine.editing import GateFailed
+
+    if isinstance(err, ConfigError):
+        for line in err.problems:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if isinstance(err, GateFailed) else EXIT_INVALID) from None
+
+
+TRACK = typer.Option(..., "--track", min=1, help="The track (1-based).")
+OUT = typer.Option(Path("dist"), "--out", help="Output folder; versions go to OUT/<release-id>/edits/track-NN/.")
+
+
+def edit_command(
+    config: Path = typer.Argument(..., help="The release config (YAML) the track was rendered from."),
+    track: int = TRACK,
+    command: str | None = typer.Option(None, "--command", "-c", help='What to change, in English: "slow it down to 92", "less reverb on the voice".'),
+    spoken: Path | None = typer.Option(None, "--spoken", help="A recording (WAV, FLAC) of the command said aloud, instead of --command."),
+    out: Path = OUT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the parsed operations as JSON and render nothing."),
+    author: str | None = typer.Option(None, "--author", help="Who made the edit (default: the user name)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, kept in the history."),
+) -> None:
+    """Change a rendered track; the last line printed is the new version's edit-report.json."""
+    from songmill.editor.operations import operations_to_json
+    from songmill.engine import editing
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if (command is None) == (spoken is None):
+            raise SongmillError("give one of --command (typed) or --spoken (a recording)")
+        if spoken is not None:
+            command = editing.heard_command(config, track, spoken)
+            err_console.print(f"heard: {command}", markup=False, highlight=False)
+        assert command is not None
+        if dry_run:
+            print(json.dumps(operations_to_json(editing.parse_for_track(config, track, command)), indent=1))
+            return
+        result = editing.edit(config, track=track, command=command, out_dir=out, author=author, reason=reason)
+    except SongmillError as err:
+        _fail(err)
+    err_console.print(
+        f"version {result.version}: {', '.join(op.describe() for op in result.operations)}; recomputed {', '.join(result.recomputed) or 'nothing'} "
+        f"({len(result.cached)} stage(s) from the cache) in {result.wall_s:.1f} s",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    print(result.report_path)
+
+
+def history_command(config: Path = typer.Argument(..., help="The release config."), track: int = TRACK, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every version of the track with its operations; * marks the current one."""
+    from songmill.engine import editing
+
+    try:
+        data = editing.history(config, track=track)
+    except SongmillError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return
+    if not data["versions"]:
+        print(f"track {track} of {data['release']} has no versions yet (songmill edit makes them)")
+        return
+    for v in data["versions"]:
+        mark = "*" if v["number"] == data["current"] else " "
+        what = v["command"] or ", ".join(op["op"] for op in v["added"]) or "as the config renders it"
+        print(f"{mark} v{v['number']}  {v['created_at']}  {v['author']}  {what}  (recomputed: {', '.join(v['recomputed']) or 'nothing'})")
+
+
+def undo_command(config: Path = typer.Argument(..., help="The release config."), track: int = TRACK, out: Path = OUT) -> None:
+    """Make the previous version current again; prints the folder of its files."""
+    _move("undo", config, track, out)
+
+
+def redo_command(config: Path = typer.Argument(..., help="The release config."), track: int = TRACK, out: Path = OUT) -> None:
+    """Make the version the last undo set aside current again."""
+    _move("redo", config, track, out)
+
+
+def _move(which: str, config: Path, track: int, out: Path) -> None:
+    from songmill.engine import editing
+
+    try:
+        result = getattr(editing, which)(config, track=track, out_dir=out)
+    except SongmillError as err:
+        _fail(err)
+    err_console.print(f"version {result['current']} is current", markup=False, highlight=False)
+    print(result["folder"])
+
+
+def switch_command(
+    config: Path = typer.Argument(..., help="The release config."),
+    track: int = TRACK,
+    version: int = typer.Option(..., "--version", min=1, help="The version to make current."),
+    out: Path = OUT,
+) -> None:
+    """Make any version current; its files are copied from the store (nothing is rendered)."""
+    from songmill.engine import editing
+
+    try:
+        result = editing.switch(config, track=track, version=version, out_dir=out)
+    except SongmillError as err:
+        _fail(err)
+    print(result["folder"])
+
+
+def diff_command(
+    config: Path = typer.Argument(..., help="The release config."),
+    track: int = TRACK,
+    a: int = typer.Argument(..., help="A version."),
+    b: int = typer.Argument(..., help="Another version."),
+) -> None:
+    """What changed between two versions (JSON): the spec, the sections whose notes changed,
+    the files that differ and the measured loudness, tempo and key."""
+    from songmill.engine import editing
+
+    try:
+        print(json.dumps(editing.diff(config, track=track, a=a, b=b), indent=1))
+    except SongmillError as err:
+        _fail(err)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("edit")(edit_command)
+    app.command("history")(history_command)
+    app.command("undo")(undo_command)
+    app.command("redo")(redo_command)
+    app.command("switch")(switch_command)
+    app.command("diff")(diff_command)

@@ -1,0 +1,504 @@
+"""The song editor's engine: apply operations to a rendered track, render only what changes,
+keep every version.
+
+    result = edit("config/releases/demo.yaml", track=1, command="slow it down to 92", out_dir=Path("dist"))
+    result.report_path      # dist/demo-single/edits/track-01/v0002/edit-report.json
+    undo("config/releases/demo.yaml", track=1, out_dir=Path("dist"))
+
+A version is the config's track with an ordered list of operations applied (songmill.editor);
+version 1 is the track as its config renders it, made on the first edit. Each version is
+rendered through the same stage graph as `songmill render`: a stage whose inputs and
+parameters did not change is served from the cache, and the edit report lists the stages that
+ran. A version that fails the gate is not recorded (exit 1), and a new seed is never tried: the
+user asked for this song, changed.
+
+Files: `<out>/<release-id>/edits/track-NN/vNNNN/` holds each version's artifacts and its
+edit-report.json; `current/` holds the current version's, copied from the store by hash (so
+undo and switching give byte-identical files, even after `dist/` was deleted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from models.registry import ModelRegistry
+from songmill.catalogue import Catalogue
+from songmill.core.errors import SongmillError
+from songmill.core.paths import safe_name
+from songmill.core.score import Score
+from songmill.core.sections import section_labels
+from songmill.core.spec import ReleaseSpec
+from songmill.core.store import ArtifactRef, atomic_write_bytes, default_store_spec, file_sha256, open_store
+from songmill.editor.commands import parse_command
+from songmill.editor.operations import NewMelody, SongFacts, apply_operations, contradictions, operations_from_json, operations_to_json
+from songmill.engine.configs import load_release_with_profiles
+from songmill.engine.runner import record_track, render_track_once
+from songmill.engine.stage import TrackJob
+
+# The measurements a version keeps, from the gate's report (for history and diff).
+MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
+
+
+@dataclasses.dataclass
+class EditResult:
+    version: int
+    operations: list  # this edit's operations
+    recomputed: list[str]  # the stages that ran
+    cached: list[str]  # the stages served from the cache
+    report_path: Path
+    wall_s: float
+
+
+@dataclasses.dataclass
+class _Track:
+    """A track of a release config, as the editor works on it."""
+
+    config: Path
+    spec: ReleaseSpec
+    number: int
+    commercial: bool
+
+    @property
+    def release_id(self) -> str:
+        return self.spec.release.id
+
+    @property
+    def index(self) -> int:
+        return self.number - 1
+
+    def folder(self, out_dir: Path) -> Path:
+        return Path(out_dir) / self.release_id / "edits" / f"track-{self.number:02d}"
+
+
+def _open_track(config: str | Path, track: int) -> _Track:
+    spec, profiles = load_release_with_profiles(Path(config))
+    if not 1 <= track <= len(spec.tracks):
+        raise SongmillError(f"--track {track} is not in {config} (it has tracks 1–{len(spec.tracks)})")
+    return _Track(Path(config), spec, track, any(profiles[name].commercial for name in spec.release.profiles))
+
+
+# ---------------------------------------------------------------- edit
+
+
+def facts_for_track(config: str | Path, track: int, *, database_url: str | None = None, store_spec: str | None = None) -> SongFacts:
+    """The song as its current version (or, before the first edit, its last render) has it."""
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        current = _current_version(catalogue, target)
+    finally:
+        catalogue.close()
+    return song_facts(current, open_store(store_spec or default_store_spec())) if current else _facts_from_base(target, catalogue_url=database_url)
+
+
+def parse_for_track(config: str | Path, track: int, command: str, *, database_url: str | None = None, store_spec: str | None = None) -> list:
+    """The operations a command means for the track's current version (no rendering): `--dry-run`."""
+    return parse_command(command, facts_for_track(config, track, database_url=database_url, store_spec=store_spec))
+
+
+def heard_command(config: str | Path, track: int, recording: Path) -> str:
+    """The words of a spoken command in a recording (WAV, FLAC…), under this song's grammar."""
+    import soundfile
+
+    from songmill.editor.speech import spoken_command
+
+    try:
+        samples, rate = soundfile.read(str(recording), dtype="float32", always_2d=False)
+    except (soundfile.LibsndfileError, OSError) as err:
+        raise SongmillError(f"{recording} is not a recording soundfile can read ({err}); give a WAV or FLAC") from None
+    words, _ = spoken_command(samples, rate, facts_for_track(config, track))
+    return words
+
+
+def edit(
+    config: str | Path,
+    *,
+    track: int,
+    command: str | None = None,
+    operations: list | None = None,
+    out_dir: Path = Path("dist"),
+    author: str | None = None,
+    reason: str | None = None,
+    store_spec: str | None = None,
+    database_url: str | None = None,
+) -> EditResult:
+    """Apply a command (or typed operations) to the track's current version and render the new version.
+
+    Raises SongmillError (exit 2) for a command or operation that cannot apply, a release never
+    rendered, a config changed so much the edit no longer fits; GateFailed (exit 1) when the
+    new version fails the gate. Nothing is recorded or written in either case."""
+    started = dt.datetime.now(dt.UTC)
+    target = _open_track(config, track)
+    store_spec = store_spec or default_store_spec()
+    store = open_store(store_spec)
+    catalogue = Catalogue.open(database_url)
+    try:
+        current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
+        facts = song_facts(current, store)
+        added = parse_command(command, facts) if command is not None else list(operations or [])
+        if not added:
+            raise SongmillError("the edit has no operations (give --command, or operations)")
+        contradictions(added)
+        added = _with_seeds(added, current, target)
+        history = operations_from_json(current["operations"]) + added
+        edited = apply_operations(target.spec, target.index, history, facts)
+        version = _render_version(
+            catalogue, target, edited, current["seed"], store, store_spec, out_dir, history=history, added=added, command=command, parent=current["number"]
+        )
+        version_row = version | {"author": author or _user(), "reason": reason}
+        number = catalogue.add_version(target.release_id, target.number, **_version_fields(version_row))
+        report = _write_edit_report(target, number, version_row, out_dir, started)
+        materialise(catalogue, target, number, store, out_dir)
+    finally:
+        catalogue.close()
+    return EditResult(number, added, version["recomputed"], version["cached"], report, round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3))
+
+
+class GateFailed(SongmillError):
+    """The edited version failed the quality gate (the CLI exits 1)."""
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _current_version(catalogue: Catalogue, target: _Track) -> dict | None:
+    head = catalogue.version_head(target.release_id, target.number)
+    if head is None:
+        return None
+    return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == head["current"])
+
+
+def _rendered_seed(catalogue: Catalogue, target: _Track) -> int:
+    record = catalogue.track_record(target.release_id, target.number)
+    if record is None or record["status"] not in ("rendered", "delivered"):
+        state = "was never rendered" if record is None else f"is {record['status']}, not rendered"
+        raise SongmillError(f"track {target.number} of release {target.release_id} {state}; run `songmill render {target.config}` first, then edit it")
+    return int(record["seed"])
+
+
+def _make_first_version(catalogue: Catalogue, target: _Track, store, store_spec: str, out_dir: Path) -> dict:
+    """Version 1: the track as the config renders it (from the cache when it was rendered here)."""
+    seed = _rendered_seed(catalogue, target)
+    version = _render_version(catalogue, target, target.spec, seed, store, store_spec, out_dir, history=[], added=[], command=None, parent=None)
+    fields = _version_fields(version | {"author": _user(), "reason": "the track as its config renders it"})
+    number = catalogue.add_version(target.release_id, target.number, **fields)
+    _write_edit_report(target, number, version | fields, out_dir, dt.datetime.now(dt.UTC))
+    return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
+
+
+def _with_seeds(added: list, current: dict, target: _Track) -> list:
+    """A new melody gets a seed of its own: the same request twice gives two different melodies,
+    and the seed is kept in the history so the version renders the same again."""
+    from songmill.core.seeds import derive_seed
+
+    earlier = len(current["operations"])
+    out = []
+    for offset, op in enumerate(added):
+        if isinstance(op, NewMelody) and op.seed is None:
+            op = op.model_copy(update={"seed": derive_seed(current["seed"], target.release_id, target.number, op.section, earlier + offset)})
+        out.append(op)
+    return out
+
+
+def _render_version(
+    catalogue: Catalogue, target: _Track, spec: ReleaseSpec, seed: int, store, store_spec: str, out_dir: Path, *, history, added, command, parent
+) -> dict[str, Any]:
+    """Render the track of `spec` through the stage graph; the recorded fields of its version."""
+    job = TrackJob(spec, target.index, seed, target.commercial)
+    outcome = render_track_once(job, store_spec, None)
+    if outcome.error:
+        raise SongmillError(f"the edited track {target.number} failed at stage {outcome.failed_stage}: {outcome.error}")
+    if outcome.quarantined:
+        raise GateFailed(f"the edited track {target.number} fails the gate ({'; '.join(outcome.quarantined)}); nothing was recorded (undo is not needed)")
+    number_hint = len(catalogue.versions(target.release_id, target.number)) + 1
+    folder = target.folder(out_dir) / f"v{number_hint:04d}"
+    run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)
+    report, _ = record_track(outcome, spec, catalogue, run_id, store, folder)
+    catalogue.finish_run(run_id, status="succeeded", report_path=str(folder / "edit-report.json"))
+    return {
+        "parent": parent,
+        "operations": operations_to_json(history),
+        "added": operations_to_json(added),
+        "command": command,
+        "config_sha256": file_sha256(target.config),
+        "seed": seed,
+        "track_spec": spec.tracks[target.index].model_dump(mode="json"),
+        "artifacts": {name: {k: v for k, v in a.items() if k != "path"} for name, a in report["artifacts"].items()},
+        "recomputed": [r.stage for r in outcome.results if not r.cached],
+        "cached": [r.stage for r in outcome.results if r.cached],
+        "stage_times": {r.stage: {"wall_s": round(r.wall_s, 3), "cpu_s": round(r.cpu_s, 3), "cached": r.cached} for r in outcome.results},
+        "measures": _measures(report),
+        "folder": str(folder),
+        "run_id": run_id,
+    }
+
+
+def _measures(report: dict) -> dict:
+    qc = report.get("qc") or {}
+    profile: dict = next(iter(qc.get("profiles", {}).values()), {})
+    metrics = {**profile.get("metrics", {}), **qc.get("musical", {}), "duration_s": report.get("duration_s")}
+    return {name: metrics.get(name) for name in MEASURES}
+
+
+def _version_fields(version: dict) -> dict:
+    keep = (
+        "parent",
+        "operations",
+        "added",
+        "command",
+        "author",
+        "reason",
+        "config_sha256",
+        "seed",
+        "track_spec",
+        "artifacts",
+        "recomputed",
+        "measures",
+        "folder",
+        "run_id",
+    )
+    return {k: version[k] for k in keep}
+
+
+def _write_edit_report(target: _Track, number: int, version: dict, out_dir: Path, started: dt.datetime) -> Path:
+    folder = Path(version["folder"])
+    report = {
+        "release": target.release_id,
+        "track": target.number,
+        "version": number,
+        "parent": version["parent"],
+        "command": version["command"],
+        "operations": version["added"],
+        "history": version["operations"],
+        "author": version["author"],
+        "reason": version["reason"],
+        "recomputed": version["recomputed"],
+        "cached": version.get("cached", []),
+        "stage_times": version.get("stage_times", {}),
+        "measures": version["measures"],
+        "artifacts": version["artifacts"],
+        "files": str(folder / "tracks" / f"{target.number:02d}-{safe_name(target.spec.tracks[target.index].title)}"),
+        "wall_s": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
+    }
+    path = folder / "edit-report.json"
+    atomic_write_bytes(path, json.dumps(report, indent=1).encode())
+    return path
+
+
+# ---------------------------------------------------------------- what the song is
+
+
+def song_facts(version: dict, store) -> SongFacts:
+    """The song as a version rendered it: its sections, parts, voice and tempo."""
+    artifacts = version["artifacts"]
+    with tempfile.TemporaryDirectory(prefix="songmill-facts-") as folder:
+        score = Score.load_json(store.get_file(ArtifactRef.from_dict(artifacts["score.json"]), Path(folder) / "score.json"))
+        expression = {}
+        if "vocals.json" in artifacts:
+            vocals = json.loads(store.get_file(ArtifactRef.from_dict(artifacts["vocals.json"]), Path(folder) / "vocals.json").read_text(encoding="utf-8"))
+            expression = vocals.get("expression", {})
+    parts = sorted(name.removeprefix("stem-").removesuffix(".wav") for name in artifacts if name.startswith("stem-") and name.endswith(".wav"))
+    parts += sorted(name.removesuffix(".wav") for name in artifacts if name.startswith("vocal-") and name.endswith(".wav"))
+    track = version["track_spec"]
+    return SongFacts(
+        sections=[(s.name, s.bars) for s in score.sections],
+        parts=parts,
+        identities=sorted(ModelRegistry.load().identities),
+        tempo_bpm=float(track["tempo"]),
+        key=track["key"],
+        expression=expression,
+    )
+
+
+def _facts_from_base(target: _Track, *, catalogue_url: str | None) -> SongFacts:
+    """Before the first edit (a dry run): the song as its latest render left it in the catalogue's run report."""
+    catalogue = Catalogue.open(catalogue_url)
+    try:
+        _rendered_seed(catalogue, target)
+        runs = [r for r in catalogue.runs_of(target.release_id) if r.get("report_path") and r.get("status") == "succeeded"]
+    finally:
+        catalogue.close()
+    for run in reversed(runs):
+        path = Path(run["report_path"])
+        if path.is_file():
+            report = json.loads(path.read_text(encoding="utf-8"))
+            for track in report.get("tracks", []):
+                if track.get("number") == target.number and "score.json" in track.get("artifacts", {}):
+                    version = {"artifacts": track["artifacts"], "track_spec": target.spec.tracks[target.index].model_dump(mode="json")}
+                    return song_facts(version, open_store(default_store_spec()))
+    raise SongmillError(
+        f"track {target.number} of release {target.release_id} has no run report to read its sections from; run `songmill render {target.config}` again"
+    )
+
+
+# ---------------------------------------------------------------- history, undo, redo, switch
+
+
+def history(config: str | Path, *, track: int, database_url: str | None = None) -> dict:
+    """Every version of the track, oldest first, and which is current."""
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        versions = catalogue.versions(target.release_id, target.number)
+        head = catalogue.version_head(target.release_id, target.number)
+    finally:
+        catalogue.close()
+    return {
+        "release": target.release_id,
+        "track": target.number,
+        "current": head["current"] if head else None,
+        "undone": head["undone"] if head else [],
+        "versions": versions,
+    }
+
+
+def undo(config: str | Path, *, track: int, out_dir: Path = Path("dist"), store_spec: str | None = None, database_url: str | None = None) -> dict:
+    """Make the current version's parent current again (its files copied back from the store)."""
+    return _move(config, track, out_dir, store_spec, database_url, redo=False)
+
+
+def redo(config: str | Path, *, track: int, out_dir: Path = Path("dist"), store_spec: str | None = None, database_url: str | None = None) -> dict:
+    """Make the version the last undo left current again."""
+    return _move(config, track, out_dir, store_spec, database_url, redo=True)
+
+
+def switch(
+    config: str | Path, *, track: int, version: int, out_dir: Path = Path("dist"), store_spec: str | None = None, database_url: str | None = None
+) -> dict:
+    """Make any version current (no rendering: its files come from the store)."""
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        numbers = [v["number"] for v in catalogue.versions(target.release_id, target.number)]
+        if version not in numbers:
+            raise SongmillError(
+                f"track {track} of {target.release_id} has no version {version} (it has: {', '.join(map(str, numbers)) or 'none; edit it first'})"
+            )
+        store = open_store(store_spec or default_store_spec())
+        folder = materialise(catalogue, target, version, store, out_dir)
+        catalogue.set_version_head(target.release_id, target.number, current=version, undone=[])
+    finally:
+        catalogue.close()
+    return {"current": version, "folder": str(folder)}
+
+
+def _move(config, track: int, out_dir: Path, store_spec: str | None, database_url: str | None, *, redo: bool) -> dict:
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        head = catalogue.version_head(target.release_id, target.number)
+        if head is None:
+            raise SongmillError(f"track {track} of {target.release_id} has no edits to {'redo' if redo else 'undo'} (songmill edit makes them)")
+        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+        undone = list(head["undone"])
+        if redo:
+            if not undone:
+                raise SongmillError(f"track {track} of {target.release_id} has nothing to redo (version {head['current']} is the newest undone)")
+            current = undone.pop()
+        else:
+            parent = versions[head["current"]]["parent"]
+            if parent is None:
+                raise SongmillError(
+                    f"track {track} of {target.release_id} is at version {head['current']}, the track as its config renders it; there is nothing to undo"
+                )
+            undone.append(head["current"])
+            current = parent
+        store = open_store(store_spec or default_store_spec())
+        folder = materialise(catalogue, target, current, store, out_dir)  # first: a failed copy leaves the head where it was
+        catalogue.set_version_head(target.release_id, target.number, current=current, undone=undone)
+    finally:
+        catalogue.close()
+    return {"current": current, "undone": undone, "folder": str(folder), "operations": versions[current]["operations"]}
+
+
+def materialise(catalogue: Catalogue, target: _Track, number: int, store, out_dir: Path) -> Path:
+    """Copy a version's artifacts from the store into `current/` (byte-identical: each copy's
+    hash is checked by the store), replacing what was there only once all copied."""
+    version = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
+    current = target.folder(out_dir) / "current"
+    staging = Path(tempfile.mkdtemp(prefix=".current-", dir=target.folder(out_dir)))
+    try:
+        for name, ref in sorted(version["artifacts"].items()):
+            store.get_file(ArtifactRef.from_dict(ref), staging / name)
+        (staging / "version.json").write_text(json.dumps({"version": number, "operations": version["operations"]}, indent=1), encoding="utf-8")
+        old = current.with_name(".current-old")
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            current.rename(old)
+        staging.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return current
+
+
+def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | None = None, store_spec: str | None = None) -> dict:
+    """What changed between two versions: the track spec, the score by section, the mix
+    decisions and the measured loudness, tempo and key."""
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+    finally:
+        catalogue.close()
+    missing = [n for n in (a, b) if n not in versions]
+    if missing:
+        raise SongmillError(f"track {track} of {target.release_id} has no version {missing[0]} (it has: {', '.join(map(str, sorted(versions))) or 'none'})")
+    store = open_store(store_spec or default_store_spec())
+    va, vb = versions[a], versions[b]
+    return {
+        "versions": [a, b],
+        "spec": _dict_diff(va["track_spec"], vb["track_spec"]),
+        "score_sections_changed": _score_sections_changed(va, vb, store),
+        "measures": {k: [va["measures"].get(k), vb["measures"].get(k)] for k in MEASURES if va["measures"].get(k) != vb["measures"].get(k)},
+        "artifacts_changed": sorted(
+            n for n in set(va["artifacts"]) | set(vb["artifacts"]) if va["artifacts"].get(n, {}).get("sha256") != vb["artifacts"].get(n, {}).get("sha256")
+        ),
+    }
+
+
+def _dict_diff(a: Any, b: Any, path: str = "") -> dict:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: dict = {}
+        for key in sorted(set(a) | set(b)):
+            out |= _dict_diff(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        return out
+    return {} if a == b else {path: [a, b]}
+
+
+def _score_sections_changed(va: dict, vb: dict, store) -> list[str]:
+    """The labels of the sections whose notes differ (any part), when both have the same form."""
+    with tempfile.TemporaryDirectory(prefix="songmill-diff-") as folder:
+        scores = [
+            Score.load_json(store.get_file(ArtifactRef.from_dict(v["artifacts"]["score.json"]), Path(folder) / f"{i}.json")) for i, v in enumerate((va, vb))
+        ]
+    return sections_changed(*scores)
+
+
+def _notes_within(score: Score, span: tuple[float, float]) -> list[tuple]:
+    begin, end = span
+    return [(p.name, n.pitch, round(n.start_beat, 4), round(n.duration_beats, 4)) for p in score.parts for n in p.notes if begin <= n.start_beat < end]
+
+
+def sections_changed(a: Score, b: Score) -> list[str]:
+    """Labels of the sections whose notes differ between two scores of one form (else every label)."""
+    labels = section_labels([s.name for s in b.sections])
+    if [(s.name, s.bars) for s in a.sections] != [(s.name, s.bars) for s in b.sections]:
+        return labels
+    changed = []
+    for label, section in zip(labels, b.sections):
+        span = (section.start_bar * b.beats_per_bar, (section.start_bar + section.bars) * b.beats_per_bar)
+        if _notes_within(a, span) != _notes_within(b, span):
+            changed.append(label)
+    return changed

@@ -1,0 +1,285 @@
+"""The song editor: commands → operations, operations → spec, versions, undo, section-local edits.
+
+One short two-verse song is rendered once for the file; the edits run on it in order (a mix
+edit, undo and redo, then a new melody for verse 2), each checked by what it measurably changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from typer.testing import CliRunner
+
+from songmill.core.errors import SongmillError
+from songmill.core.score import Score
+from songmill.core.sections import section_labels, sections_named
+from songmill.editor.commands import parse_command
+from songmill.editor.operations import (
+    OPERATIONS,
+    NewMelody,
+    PartLevel,
+    PartMute,
+    SongFacts,
+    Tempo,
+    apply_operations,
+    contradictions,
+)
+from songmill.engine import editing
+from songmill.engine.cli import app
+from tests.conftest import PROJECT, render_release_text
+
+DATA = Path(__file__).parent / "data"
+
+# the demo's form and parts: what tests/data/edit_commands.yaml is written against
+CORPUS_SONG = SongFacts(
+    sections=[("intro", 4), ("verse", 8), ("pre-chorus", 4), ("chorus", 8), ("verse", 8), ("chorus", 8), ("bridge", 8), ("chorus", 8), ("outro", 4)],
+    parts=["bass", "bells", "drums", "guitar", "pad", "piano", "vocal-lead", "vocal-double", "vocal-harmony"],
+    identities=["ava", "ben", "cleo", "dean"],
+    tempo_bpm=104,
+    key="A minor",
+)
+
+RELEASE = """
+release:
+  id: edit-test
+  title: Two Verses
+  artist: The Songmill Collective
+  label: Songmill Records
+  type: single
+  date: 2026-12-04
+  genre: pop
+  p_line: 2026 Songmill Records
+  c_line: 2026 Songmill Records
+  profiles: [streaming]
+tracks:
+  - title: Two Verses
+    theme: lanterns drifting over the river at night
+    mood: hopeful
+    tempo: 120
+    key: A minor
+    target_duration_s: 40
+    structure: [{name: intro, bars: 2}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: verse, bars: 4}, {name: chorus, bars: 4}, {name: outro, bars: 2}]
+    voice: {identity: ava, style: bright}
+    seed: 3
+"""
+
+
+def corpus_accuracy(path: Path) -> tuple[float, list[str]]:
+    corpus = yaml.safe_load(path.read_text(encoding="utf-8"))
+    wrong = []
+    for text, expected in corpus:
+        want = [op.model_dump(mode="json", exclude_none=True) for op in OPERATIONS.validate_python(expected)]
+        try:
+            got = [op.model_dump(mode="json", exclude_none=True) for op in parse_command(text, CORPUS_SONG)]
+        except SongmillError as err:  # an unreadable command, or two that contradict
+            got = [f"error: {err}"]
+        if got != want:
+            wrong.append(f"{text!r}: got {got}, want {want}")
+    return 1 - len(wrong) / len(corpus), wrong
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def test_the_phrasing_corpus_parses_to_its_operations():
+    corpus = yaml.safe_load((DATA / "edit_commands.yaml").read_text(encoding="utf-8"))
+    assert len(corpus) >= 200
+    accuracy, wrong = corpus_accuracy(DATA / "edit_commands.yaml")
+    assert not wrong, "\n".join(wrong)
+    assert accuracy == 1.0
+
+
+def test_held_out_phrasings_mostly_parse():
+    """Phrasings written by someone who never saw the rules (the bench reports the figure)."""
+    accuracy, wrong = corpus_accuracy(DATA / "edit_commands_heldout.yaml")
+    assert accuracy >= 0.8, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("command", "says", "suggests"),
+    [
+        ("plus fort la voix", '"plus fort la voix" is not a command songmill understands', "louder vocals"),
+        ("", "the command is empty", "slow it down a bit"),
+        ("drop the chorus", "the song has 3 sections called chorus (chorus 1, chorus 2, chorus 3); say which", "drop chorus 2"),
+        ("make it louder", "loudness is its delivery profile's", "louder vocals"),
+        ("mute the drums in the chorus", "a part is muted for the whole song", "mute the drums"),
+        ("make the bass louder and mute the bass", "operations 1 and 2 both change bass: one mutes it", None),
+    ],
+)
+def test_a_command_that_cannot_be_read_says_why_and_what_would_work(command, says, suggests):
+    with pytest.raises(SongmillError) as caught:
+        parse_command(command, CORPUS_SONG)
+    assert says in str(caught.value)
+    if suggests:
+        assert suggests in caught.value.suggestions  # type: ignore[attr-defined]
+
+
+def test_parsing_is_deterministic_and_reads_the_songs_own_names():
+    song = CORPUS_SONG.model_copy(update={"parts": ["drums", "bass", "ukulele"], "identities": ["zelda"]})
+    assert parse_command("ukulele louder, sing it with zelda", song) == parse_command("ukulele louder, sing it with zelda", song)
+    assert [op.op for op in parse_command("ukulele louder, sing it with zelda", song)] == ["part_level", "voice"]
+
+
+def test_section_labels_number_repeated_names_only():
+    names = ["intro", "verse", "chorus", "verse", "chorus", "bridge"]
+    assert section_labels(names) == ["intro", "verse 1", "chorus 1", "verse 2", "chorus 2", "bridge"]
+    assert sections_named("chorus", names) == [2, 4] and sections_named("verse 2", names) == [3]
+    with pytest.raises(SongmillError, match=r"has no section 'solo' \(it has: intro, verse 1, chorus 1, verse 2, chorus 2, bridge\)"):
+        sections_named("solo", names)
+
+
+# ---------------------------------------------------------------- operations on the spec
+
+
+@pytest.fixture(scope="module")
+def demo_spec():
+    from songmill.engine.configs import load_release_with_profiles
+
+    return load_release_with_profiles(PROJECT / "config" / "releases" / "demo.yaml")[0]
+
+
+@pytest.mark.parametrize(
+    ("operations", "message"),
+    [
+        ([Tempo(to_bpm=400)], "operation 1 (tempo): tempo: 400 is outside 40–240 BPM"),
+        ([NewMelody(section="solo", seed=1)], "operation 1 (new_melody): the song has no section 'solo' (it has: intro, verse 1, pre-chorus, chorus 1"),
+        ([PartLevel(part="tuba", by_db=3)], "operation 1 (part_level): 'tuba' is not a part of this song (allowed: bass, bells"),
+        ([Tempo(to_bpm=90), {"op": "voice", "identity": "nobody"}], "operation 2 (voice): 'nobody' is not a voice identity (allowed: ava, ben, cleo, dean)"),
+        ([{"op": "section_length", "section": "bridge", "by_bars": 70}], "operation 1 (section_length): bridge would be 78 bars long (a section is 1–64 bars)"),
+    ],
+)
+def test_an_operation_that_cannot_apply_is_one_sentence_naming_it(demo_spec, operations, message):
+    operations = OPERATIONS.validate_python([op if isinstance(op, dict) else op.model_dump() for op in operations])
+    with pytest.raises(SongmillError) as caught:
+        apply_operations(demo_spec, 0, operations, CORPUS_SONG)
+    assert message in str(caught.value)
+
+
+def test_two_operations_that_contradict_are_refused():
+    with pytest.raises(SongmillError, match="operations 1 and 2 both change tempo; give one of them"):
+        contradictions([Tempo(to_bpm=90), Tempo(by_percent=5)])
+    contradictions([PartLevel(part="bass", by_db=3), PartLevel(part="bass", by_db=2)])  # relative changes add up
+    with pytest.raises(SongmillError, match="both change whether it plays: bass"):
+        contradictions([PartMute(part="bass"), PartMute(part="bass", muted=False)])
+
+
+def test_operations_map_onto_the_spec(demo_spec):
+    ops = parse_command("slow it down to 92, louder vocals, drop the bridge, another melody for verse 2, brighter, sing it with cleo", CORPUS_SONG)
+    ops = [op.model_copy(update={"seed": 11}) if isinstance(op, NewMelody) else op for op in ops]
+    track = apply_operations(demo_spec, 0, ops, CORPUS_SONG).tracks[0]
+    assert track.tempo == 92 and track.mix.vocal_db == 3 and track.master.tilt_db == 2 and track.voice.identity == "cleo"
+    assert [s.name for s in track.structure] == ["intro", "verse", "pre-chorus", "chorus", "verse", "chorus", "chorus", "outro"]
+    assert track.sections["verse 2"].melody_seed == 11
+    assert demo_spec.tracks[0].tempo == 104  # the config's spec is a value: unchanged
+
+
+def test_a_brighter_master_tilts_the_tone_target_about_1khz():
+    from songmill.production.master import tilted
+
+    flat = [0.0] * 10
+    assert tilted(flat, 2.0)[5] == 0.0 and tilted(flat, 2.0)[9] == 2.0 and tilted(flat, 2.0)[0] < 0
+    assert tilted(flat, 0.0) == flat
+
+
+# ---------------------------------------------------------------- rendered edits
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edit")
+    render_release_text(RELEASE, folder)
+    return folder
+
+
+@pytest.fixture
+def in_song(song, monkeypatch):
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(song / "var"))
+    return song
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _mix(version: dict) -> dict:
+    folder = Path(version["folder"])
+    return json.loads(next(folder.glob("tracks/*/mix.json")).read_text())
+
+
+def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song):
+    config, out = in_song / "release.yaml", in_song / "dist"
+    result = editing.edit(config, track=1, command="louder vocals", out_dir=out, reason="the voice is buried")
+    assert result.version == 2
+    assert result.recomputed == ["mix", "master", "qc", "export"]  # form … vocals came from the cache
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    before, after = _mix(versions[1])["vocal_on_top"], _mix(versions[2])["vocal_on_top"]
+    assert after["measured_lu"] - before["measured_lu"] == pytest.approx(3.0, abs=0.3)  # the mix's meter, on its buses
+    assert versions[2]["measures"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.5)  # the gate's meter: the master still on target
+    report = json.loads(result.report_path.read_text())
+    assert report["operations"] == [{"op": "vocal_level", "by_db": 3.0}] and report["reason"] == "the voice is buried"
+
+    undone = editing.undo(config, track=1, out_dir=out)
+    assert undone["current"] == 1
+    current = Path(undone["folder"])
+    for name, ref in versions[1]["artifacts"].items():
+        assert _sha(current / name) == ref["sha256"], name  # byte-identical to version 1, from the store
+    assert editing.redo(config, track=1, out_dir=out)["current"] == 2
+    assert _sha(current / "master-streaming.wav") == versions[2]["artifacts"]["master-streaming.wav"]["sha256"]
+    history = editing.history(config, track=1)
+    assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
+
+
+def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song):
+    config, out = in_song / "release.yaml", in_song / "dist"
+    parent = editing.history(config, track=1)["current"]
+    result = editing.edit(config, track=1, command="another melody for the second verse", out_dir=out)
+    assert result.recomputed[0] == "compose" and "lyrics" not in result.recomputed
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
+
+    folders = [next(Path(versions[n]["folder"]).glob("tracks/*")) for n in (parent, result.version)]
+    score = Score.load_json(folders[1] / "score.json")
+    (old, rate), (new, _) = (sf.read(f / "vocal-lead.wav") for f in folders)
+    verse = score.sections[3]
+    begin_s, end_s = score.seconds_at(verse.start_bar * score.beats_per_bar), score.seconds_at((verse.start_bar + verse.bars) * score.beats_per_bar)
+    seam = int(0.5 * rate)  # a phrase's breath and consonants start before its note
+    outside = np.ones(len(old), dtype=bool)
+    outside[int(begin_s * rate) - seam : int(end_s * rate) + seam] = False
+    assert np.array_equal(old[outside], new[outside])  # sample-identical outside verse 2 and its seams
+    assert not np.array_equal(old[~outside], new[~outside])
+
+
+def test_cli_edit_dry_run_history_and_bad_commands(in_song):
+    runner = CliRunner()
+    config = str(in_song / "release.yaml")
+    dry = runner.invoke(app, ["edit", config, "--track", "1", "--command", "slow it down to 100", "--dry-run"])
+    assert dry.exit_code == 0 and json.loads(dry.stdout) == [{"op": "tempo", "to_bpm": 100.0}]
+    before = editing.history(config, track=1)["versions"]
+
+    unread = runner.invoke(app, ["edit", config, "--track", "1", "--command", "plus fort la voix", "--dry-run"])
+    assert unread.exit_code == 2 and "nearest commands that work" in unread.stderr
+    too_fast = runner.invoke(app, ["edit", config, "--track", "1", "--command", "set the tempo to 400", "--out", str(in_song / "dist")])
+    assert too_fast.exit_code == 2 and "tempo: 400 is outside 40–240 BPM" in too_fast.stderr
+    unknown = runner.invoke(app, ["edit", config, "--track", "1", "--command", "drop the solo", "--out", str(in_song / "dist")])
+    assert unknown.exit_code == 2 and "has no section 'solo' (it has: intro, verse 1, chorus 1, verse 2, chorus 2, outro)" in unknown.stderr
+    assert editing.history(config, track=1)["versions"] == before  # nothing recorded
+
+    listed = runner.invoke(app, ["history", config, "--track", "1"])
+    assert listed.exit_code == 0 and "louder vocals" in listed.stdout
+
+
+def test_an_edit_of_a_release_never_rendered_says_render_it_first(tmp_path):
+    config = tmp_path / "release.yaml"
+    config.write_text(RELEASE)
+    result = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--command", "brighter", "--out", str(tmp_path / "dist")])
+    assert result.exit_code == 2
+    assert "track 1 of release edit-test was never rendered; run `songmill render" in result.stderr
+    assert not (tmp_path / "dist").exists()
+    undo = CliRunner().invoke(app, ["undo", str(config), "--track", "1"])
+    assert undo.exit_code == 2 and "has no edits to undo" in undo.stderr
