@@ -15,6 +15,11 @@ Parse accuracy: the share of phrasings whose operations come out exactly as writ
 Spoken commands: 60 sentences sampled from the song's grammar, each said by two espeak-ng
 voices, clean and with white noise at 20 dB SNR (120 each way). Goals: ≥ 90 % clean, ≥ 80 % noisy.
 
+Suggestions: ten short songs (some off their genre's tempo on purpose), every suggestion
+applied to the song as rendered and the song measured again: the share that moved their own
+metric the stated way (goal ≥ 80 %) and any edit that failed the gate (goal: none).
+`--suggestions` runs this part with `--no-render`'s speed otherwise.
+
 Edit cost: the demo song rendered cold (a fresh store), then a mix-only edit ("less reverb on
 the voice") and a one-section melody edit ("another melody for the second verse"); wall and
 CPU seconds each, as a share of the full render. Goals (issue 25): mix-only ≤ 15 %, one
@@ -86,6 +91,84 @@ def speech_figures() -> dict:
     }
 
 
+SUGGESTION_SONGS = [  # (genre, tempo, mood, seed): ten short songs, some off their genre on purpose
+    ("pop", 120, "hopeful", 1),
+    ("rock", 92, "defiant", 2),
+    ("ballad", 104, "tender", 3),
+    ("hip-hop", 118, "playful", 4),
+    ("folk", 96, "nostalgic", 5),
+    ("synthpop", 140, "energetic", 6),
+    ("pop", 84, "melancholic", 7),
+    ("rock", 132, "powerful", 8),
+    ("ballad", 72, "calm", 9),
+    ("folk", 128, "bright", 10),
+]
+
+
+def _song_config(genre: str, tempo: int, mood: str, seed: int) -> str:
+    return f"""
+release: {{id: suggest-{seed}, title: Suggestion {seed}, artist: The Songmill Collective, label: Songmill Records, type: single,
+  date: 2026-12-04, genre: {genre}, p_line: 2026 Songmill Records, c_line: 2026 Songmill Records, profiles: [streaming]}}
+tracks:
+  - title: Suggestion {seed}
+    theme: a night drive through a quiet town
+    mood: {mood}
+    tempo: {tempo}
+    key: A minor
+    target_duration_s: 45
+    structure: [{{name: intro, bars: 2}}, {{name: verse, bars: 4}}, {{name: chorus, bars: 4}}, {{name: verse, bars: 4}}, {{name: chorus, bars: 4}}, {{name: outro, bars: 2}}]
+    voice: {{identity: ava}}
+    seed: {seed}
+"""
+
+
+def suggestion_figures() -> dict:
+    """Apply every suggestion made for ten songs, each to the song as rendered, and measure again:
+    the share that moved their own metric the stated way, and any that failed the gate."""
+    from songmill.editor.operations import operations_from_json
+    from songmill.engine import editing
+    from songmill.engine.runner import render
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="songmill-bench-suggest-") as folder:
+        os.environ["SONGMILL_VAR_DIR"] = str(Path(folder) / "var")
+        os.environ.pop("SONGMILL_STORE", None)
+        os.environ.pop("SONGMILL_DATABASE_URL", None)
+        out = Path(folder) / "dist"
+        for genre, tempo, mood, seed in SUGGESTION_SONGS:
+            config = Path(folder) / f"song-{seed}.yaml"
+            config.write_text(_song_config(genre, tempo, mood, seed))
+            render(config, out_dir=out)
+            found = editing.suggestions(config, track=1, out_dir=out)
+            for item in found["suggestions"]:
+                editing.switch(config, track=1, version=1, out_dir=out)  # each one applied to the song as rendered
+                row = {
+                    "song": seed,
+                    "genre": genre,
+                    "metric": item["metric"],
+                    "before": item["value"],
+                    "direction": item["direction"],
+                    "reason": item["reason"],
+                }
+                try:
+                    editing.edit(config, track=1, operations=operations_from_json([item["operation"]]), out_dir=out)
+                except editing.GateFailed as err:
+                    rows.append(row | {"after": None, "moved": False, "gate_failed": str(err)})
+                    continue
+                after = editing.suggestions(config, track=1, out_dir=out)["metrics"][item["metric"]]
+                rows.append(row | {"after": after, "moved": (after - item["value"]) * item["direction"] > 0, "gate_failed": None})
+    moved = sum(r["moved"] for r in rows)
+    return {
+        "songs": len(SUGGESTION_SONGS),
+        "suggestions": len(rows),
+        "moved_their_metric": moved,
+        "success_rate": round(moved / len(rows), 3) if rows else None,
+        "gate_failures": sum(1 for r in rows if r["gate_failed"]),
+        "goal": 0.8,
+        "rows": rows,
+    }
+
+
 def _cpu() -> float:
     import resource
 
@@ -128,6 +211,7 @@ def main() -> None:
     results = {"parse": parse_figures()}
     results["speech"] = speech_figures() if not parse_only else earlier.get("speech")
     results["edits"] = edit_figures() if not (parse_only or no_render) else earlier.get("edits")
+    results["suggestions"] = suggestion_figures() if not (parse_only or no_render) or "--suggestions" in sys.argv else earlier.get("suggestions")
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     for name, row in results["parse"].items():
         first = f", first read {row['first_read']:.1%}" if row["first_read"] is not None else ""
@@ -137,6 +221,12 @@ def main() -> None:
         print(
             f"spoken commands: {speech['commands_per_condition']} each way, clean {speech['accuracy_clean']:.1%} (goal ≥ 90 %), "
             f"{speech['snr_db']:g} dB SNR {speech['accuracy_noisy']:.1%} (goal ≥ 80 %), {speech['seconds_per_command']} s a command"
+        )
+    found = results.get("suggestions")
+    if found:
+        print(
+            f"suggestions over {found['songs']} songs: {found['suggestions']} made, {found['moved_their_metric']} moved their metric the stated way "
+            f"({found['success_rate']:.0%}; goal ≥ 80 %), {found['gate_failures']} failed the gate"
         )
     for name, row in (results.get("edits") or {}).items():
         if name == "full_render":

@@ -22,9 +22,11 @@ from songmill.core.sections import section_labels, sections_named
 from songmill.editor.commands import parse_command
 from songmill.editor.operations import (
     OPERATIONS,
+    MasterTone,
     NewMelody,
     PartLevel,
     PartMute,
+    SectionLevel,
     SongFacts,
     Tempo,
     apply_operations,
@@ -254,6 +256,17 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song):
     assert np.array_equal(old[outside], new[outside])  # sample-identical outside verse 2 and its seams
     assert not np.array_equal(old[~outside], new[~outside])
 
+    from songmill.core.loudness import integrated_lufs
+
+    preview = editing.ab_preview(config, track=1, a=parent, b=result.version, out_dir=out)
+    assert preview["section"] == "verse 2"  # the section that changed
+    heard = [sf.read(path) for path in preview["files"]]
+    assert all(20.0 <= len(x) / r <= 30.0 for x, r in heard)
+    levels = [integrated_lufs(x, r) for x, r in heard]
+    assert abs(levels[0] - levels[1]) < 0.1 and levels[0] == pytest.approx(preview["lufs"], abs=0.1)  # matched by the meter
+    with pytest.raises(SongmillError, match=r"has no version 99 \(it has: 1, 2, 3"):
+        editing.ab_preview(config, track=1, a=1, b=99, out_dir=out)
+
 
 def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     runner = CliRunner()
@@ -273,6 +286,19 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     listed = runner.invoke(app, ["history", config, "--track", "1"])
     assert listed.exit_code == 0 and "louder vocals" in listed.stdout
 
+    suggested = runner.invoke(app, ["suggest", config, "--track", "1", "--json", "--out", str(in_song / "dist")])
+    assert suggested.exit_code == 0, suggested.stderr
+    found = json.loads(suggested.stdout)
+    assert set(found["metrics"]) == {
+        "chorus_over_verse_lu",
+        "top_octaves_vs_target_db",
+        "low_octaves_vs_target_db",
+        "loudness_range_lu",
+        "tempo_outside_genre_bpm",
+    }
+    too_many = runner.invoke(app, ["suggest", config, "--track", "1", "--apply", "9", "--out", str(in_song / "dist")])
+    assert too_many.exit_code == 2 and ("--apply takes 1–" in too_many.stderr or "has no suggestions to apply" in too_many.stderr)
+
 
 def test_an_edit_of_a_release_never_rendered_says_render_it_first(tmp_path):
     config = tmp_path / "release.yaml"
@@ -283,3 +309,55 @@ def test_an_edit_of_a_release_never_rendered_says_render_it_first(tmp_path):
     assert not (tmp_path / "dist").exists()
     undo = CliRunner().invoke(app, ["undo", str(config), "--track", "1"])
     assert undo.exit_code == 2 and "has no edits to undo" in undo.stderr
+
+
+# ---------------------------------------------------------------- suggestions
+
+
+def _two_section_song(verse_db: float, chorus_db: float) -> tuple[np.ndarray, int, Score]:
+    """Pink-ish noise: 8 bars of verse then 8 of chorus at 120 BPM (16 s each), at the given levels."""
+    from songmill.core.score import Section, TempoChange
+
+    rate = 48000
+    score = Score(
+        key="A minor",
+        tempo_map=[TempoChange(bpm=120)],
+        sections=[Section(name="verse", start_bar=0, bars=8, energy=0.4), Section(name="chorus", start_bar=8, bars=8, energy=0.9)],
+    )
+    noise = np.cumsum(np.random.default_rng(0).normal(0, 1, (32 * rate, 2)), axis=0)
+    noise = np.diff(noise, axis=0, prepend=0) * 0.05
+    noise[: 16 * rate] *= 10 ** (verse_db / 20)
+    noise[16 * rate :] *= 10 ** (chorus_db / 20)
+    return noise.astype(np.float32), rate, score
+
+
+def test_a_chorus_no_louder_than_the_verses_gets_a_lift_with_its_evidence():
+    from songmill.editor.suggestions import measure_version, suggest
+
+    master, rate, score = _two_section_song(verse_db=0.0, chorus_db=-0.5)
+    metrics = measure_version(master, rate, score, [0.0] * 10, tempo_bpm=120, genre="pop")
+    assert metrics["chorus_over_verse_lu"] == pytest.approx(-0.5, abs=0.1)  # measured by the meter
+    found = suggest(metrics, parts=["bass", "drums"], sections=["verse", "chorus"], genre="pop")
+    lift = next(s for s in found if s.metric == "chorus_over_verse_lu")
+    assert lift.operation == SectionLevel(section="chorus", by_db=3.0) and lift.direction == 1
+    assert "the choruses are -0.5 LU against the verses" in lift.reason
+
+    lifted, _, _ = _two_section_song(verse_db=0.0, chorus_db=2.5)
+    assert measure_version(lifted, rate, score, [0.0] * 10, tempo_bpm=120, genre="pop")["chorus_over_verse_lu"] > 1.5
+
+
+def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
+    from songmill.editor.suggestions import suggest
+
+    fine = {
+        "chorus_over_verse_lu": 3.0,
+        "top_octaves_vs_target_db": 0.2,
+        "low_octaves_vs_target_db": -1.0,
+        "loudness_range_lu": 7.0,
+        "tempo_outside_genre_bpm": 0.0,
+    }
+    assert suggest(fine, parts=["bass"], sections=["verse", "chorus"], genre="pop") == []
+    off = fine | {"top_octaves_vs_target_db": -4.0, "tempo_outside_genre_bpm": 22.0, "chorus_over_verse_lu": 1.0}
+    found = suggest(off, parts=["bass"], sections=["verse", "chorus"], genre="ballad")
+    assert [s.metric for s in found] == ["top_octaves_vs_target_db", "tempo_outside_genre_bpm", "chorus_over_verse_lu"]
+    assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -117,8 +118,78 @@ def _notation_groups(notes: list[Note]) -> list[tuple[float, float, list[Note]]]
     return groups
 
 
-def _music21_part(part: Part, score: Score, *, with_tempo: bool):
-    from music21 import chord, instrument, key, meter, note, percussion, stream, tempo
+def _m21_key(key_text: str):
+    from music21 import key
+
+    parsed = parse_key(key_text)
+    return key.Key(parsed.tonic.replace("b", "-"), parsed.mode)
+
+
+def spelled_pitch(midi: int, m21_key):
+    """A music21 pitch spelled as the key writes it (G# in A minor, A- in F minor; chromatic notes
+    as sharps in sharp keys, flats in flat keys), with no accidental object on a natural note, so
+    only the notes the key signature does not cover show one."""
+    from music21 import pitch
+
+    names = {p.pitchClass: p.name for p in m21_key.pitches}
+    spelled = pitch.Pitch(midi=midi)
+    name = names.get(midi % 12)
+    if name is None and m21_key.sharps < 0 and spelled.accidental is not None and spelled.accidental.name == "sharp":
+        name = spelled.getEnharmonic().name
+    if name is not None and name != spelled.name:
+        spelled = pitch.Pitch(name)
+        spelled.octave = 4
+        spelled.octave += (midi - spelled.midi) // 12
+    if spelled.accidental is not None and spelled.accidental.name == "natural":
+        spelled.accidental = None
+    return spelled
+
+
+# Note values a reader expects, longest first: (quarter lengths, positions in a 4/4 bar it may start on).
+# In 4/4 nothing hides the middle of the bar (beat 3) but a whole note.
+READABLE = ((4.0, (0.0,)), (3.0, (0.0,)), (2.0, (0.0, 2.0)), (1.5, (0.0, 2.0)), (1.0, None), (0.75, "eighth"), (0.5, "eighth"), (0.25, None))
+
+
+def readable_lengths(onset: float, length: float, beats_per_bar: float) -> list[float]:
+    """A note's length as tied readable values: never across a bar line, nor across a beat when it
+    starts off one; a quarter or longer only from a beat, a half or dotted quarter from beat 1 or 3
+    (in 4/4 the middle of the bar shows); no double dots. Triplet values are left whole (music21
+    writes them)."""
+    if abs(onset * 4 - round(onset * 4)) > 1e-6 or abs(length * 4 - round(length * 4)) > 1e-6:
+        return [length]
+    pieces, t, end = [], onset, onset + length
+    while end - t > 1e-6:
+        bar_start = (t // beats_per_bar) * beats_per_bar
+        limit, position = min(end, bar_start + beats_per_bar), t - bar_start
+        if abs(position - round(position)) > 1e-6:  # off the beat: tie at the next beat
+            limit = min(limit, bar_start + float(int(position) + 1))
+        for value, starts in READABLE:
+            if t + value > limit + 1e-6:
+                continue
+            if starts == "eighth" and abs(position * 2 - round(position * 2)) > 1e-6:
+                continue
+            if starts is None and value >= 1.0 and abs(position - round(position)) > 1e-6:
+                continue
+            if isinstance(starts, tuple) and (beats_per_bar != 4.0 or position not in starts):
+                if not (beats_per_bar != 4.0 and abs(position - round(position)) < 1e-6 and value <= beats_per_bar):
+                    continue
+            pieces.append(value)
+            t += value
+            break
+        else:  # nothing fits (cannot happen on a sixteenth grid): keep the rest whole
+            pieces.append(limit - t)
+            t = limit
+    return pieces
+
+
+def _syllabic(syllable) -> str:
+    if syllable.word_start and syllable.word_end:
+        return "single"
+    return "begin" if syllable.word_start else "end" if syllable.word_end else "middle"
+
+
+def _music21_part(part: Part, score: Score, *, with_tempo: bool, rehearsal_marks: bool = False):
+    from music21 import chord, expressions, instrument, meter, note, percussion, stream, tempo, tie
 
     m21_part = stream.Part(id=part.name)
     m21_part.partName = part.name
@@ -126,29 +197,48 @@ def _music21_part(part: Part, score: Score, *, with_tempo: bool):
     m21_instrument.partId, m21_instrument.instrumentId = f"P-{part.name}", f"I-{part.name}"  # stable ids, stable files
     m21_part.insert(0, m21_instrument)
     m21_part.insert(0, meter.TimeSignature(score.time_signature))
-    parsed = parse_key(score.key)
+    m21_key = _m21_key(score.key)
+    key_at = [(0.0, m21_key)] + [(quantise_beat(k.beat), _m21_key(k.key)) for k in score.key_changes]
     if not part.is_drum:
-        m21_part.insert(0, key.Key(parsed.tonic.replace("b", "-"), parsed.mode))
-        for key_change in score.key_changes:
-            changed = parse_key(key_change.key)
-            m21_part.insert(quantise_beat(key_change.beat), key.Key(changed.tonic.replace("b", "-"), changed.mode))
+        for beat, m21_k in key_at:
+            m21_part.insert(beat, m21_k)
     if with_tempo:
         for tempo_change in score.tempo_map:
             m21_part.insert(quantise_beat(tempo_change.beat), tempo.MetronomeMark(number=round(tempo_change.bpm, 2)))
-    for onset, length, notes in _notation_groups(part.notes):
-        if part.is_drum:
-            hits = [note.Unpitched(displayName="C5") for _ in notes]
-            element: note.NotRest = hits[0] if len(hits) == 1 else percussion.PercussionChord(hits)
-        elif len(notes) == 1:
-            element = note.Note(notes[0].pitch)
-        else:
-            element = chord.Chord(sorted({n.pitch for n in notes}))
-        element.quarterLength = length
-        element.volume.velocity = max(n.velocity for n in notes)
+    if rehearsal_marks:
+        from songmill.core.sections import section_labels
+
+        for label, section in zip(section_labels([s.name for s in score.sections]), score.sections):
+            mark = expressions.RehearsalMark(label.title())
+            mark.placement = "above"
+            m21_part.insert(section.start_bar * score.beats_per_bar, mark)
+    groups = _notation_groups(part.notes)
+    for index, (onset, length, notes) in enumerate(groups):
         sung = next((n for n in notes if n.syllable is not None and not n.melisma), None)
-        if sung is not None and sung.syllable is not None and not part.is_drum:
-            element.lyric = sung.syllable.text
-        m21_part.insert(onset, element)
+        held = index + 1 < len(groups) and any(n.melisma for n in groups[index + 1][2])  # a melisma follows: extend the syllable
+        current_key = next(k for beat, k in reversed(key_at) if beat <= onset + 1e-9)
+        lengths = readable_lengths(onset, length, score.beats_per_bar)
+        position = onset
+        for piece, value in enumerate(lengths):
+            if part.is_drum:
+                hits = [note.Unpitched(displayName="C5") for _ in notes]
+                element: note.NotRest = hits[0] if len(hits) == 1 else percussion.PercussionChord(hits)
+            elif len(notes) == 1:
+                element = note.Note(spelled_pitch(notes[0].pitch, current_key))
+            else:
+                element = chord.Chord([spelled_pitch(p, current_key) for p in sorted({n.pitch for n in notes})])
+            element.quarterLength = value
+            element.volume.velocity = max(n.velocity for n in notes)
+            if len(lengths) > 1 and not part.is_drum:
+                element.tie = tie.Tie("start" if piece == 0 else "stop" if piece == len(lengths) - 1 else "continue")
+            if piece == 0 and sung is not None and sung.syllable is not None and not part.is_drum:
+                element.lyrics.append(note.Lyric(sung.syllable.text, applyRaw=True, syllabic=_syllabic(sung.syllable), identifier="extend" if held else None))
+            m21_part.insert(position, element)
+            position += value
+    song_end = max((s.start_bar + s.bars for s in score.sections), default=0) * score.beats_per_bar
+    if m21_part.highestTime < song_end:  # every staff runs to the song's last bar (the outro's chords need bars)
+        m21_part.insert(m21_part.highestTime, note.Rest(quarterLength=song_end - m21_part.highestTime))
+    m21_part.makeRests(fillGaps=True, timeRangeFromBarDuration=True, hideRests=False, inPlace=True)  # a reader counts the rests
     return m21_part
 
 
@@ -164,24 +254,67 @@ def _chord_symbol(symbol: str):
     return harmony.ChordSymbol(root.replace("b", "-") + quality)
 
 
-def write_musicxml(score: Score, path: Path) -> None:
-    """Write a lead sheet as MusicXML: the melody with its lyrics under the notes and the chord
-    symbols above, then the bass. (The MIDI file carries every part, drums and comping too.)"""
+def _settle_accidentals(m21_part) -> None:
+    """Fix every note's accidental display as decided now (by the key and the bar): a natural
+    that needs no sign gets one marked hidden, so the exporter's own pass, which also counts
+    the chord symbols' pitches, cannot add one."""
+    from music21 import pitch
+
+    for element in m21_part.recurse().notes:
+        for p in getattr(element, "pitches", ()):
+            if p.accidental is None:
+                p.accidental = pitch.Accidental("natural")
+                p.accidental.displayStatus = False
+
+
+@dataclass(frozen=True)
+class LeadSheetCredits:
+    """What a printed lead sheet credits (from the release): the rights line and the AI disclosure."""
+
+    composer: str
+    lyricist: str
+    rights: str = ""
+    disclosure: str = ""  # e.g. "Lyrics, composition … generated with AI (songmill)"
+
+
+def write_musicxml(score: Score, path: Path, *, credits: LeadSheetCredits | None = None) -> None:
+    """Write a lead sheet as MusicXML: the melody with its lyrics under the notes (hyphens between
+    a word's syllables, extenders under a melisma) and the chord symbols above, a rehearsal mark
+    at each section, then the bass; readable note values tied across beats and bar lines,
+    accidentals only where the key needs them, the credits from the release. (The MIDI file
+    carries every part, drums and comping too.)"""
     from music21 import metadata, stream
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     m21_score = stream.Score()
     m21_score.metadata = metadata.Metadata(title=score.title or "songmill")
+    m21_score.metadata.composer = credits.composer if credits else "songmill"  # else music21 writes "Music21"
+    if credits:  # title, composer and lyricist print at the top; the rights line and the disclosure at the foot
+        m21_score.metadata.lyricist = credits.lyricist
+        footer = " · ".join(line for line in (credits.rights, credits.disclosure) if line)
+        if footer:
+            m21_score.metadata.copyright = footer
     staves = [p for p in score.parts if p.role in LEAD_SHEET_ROLES and not p.is_drum] or score.parts[:1]
     for i, part in enumerate(staves):
-        m21_part = _music21_part(part, score, with_tempo=(i == 0))
+        m21_part = _music21_part(part, score, with_tempo=(i == 0), rehearsal_marks=(i == 0))
+        # bars, ties and accidentals before the chord symbols: music21 counts a symbol's pitches
+        # as sounding in the bar (an E7's G# would put a natural on the melody's G)
+        m21_part.makeMeasures(inPlace=True)
+        m21_part.makeTies(inPlace=True)
+        m21_part.makeAccidentals(inPlace=True)
+        _settle_accidentals(m21_part)
         if i == 0:
             previous = None
             for chord in score.chords:
                 if chord.symbol != previous:
-                    m21_part.insert(quantise_beat(chord.start_beat), _chord_symbol(chord.symbol))
+                    beat = quantise_beat(chord.start_beat)
+                    bars = m21_part.getElementsByClass("Measure")
+                    bar = bars[min(int(beat // score.beats_per_bar), len(bars) - 1)]
+                    bar.insert(beat - bar.offset, _chord_symbol(chord.symbol))
                 previous = chord.symbol
         m21_score.insert(0, m21_part)
     xml = GeneralObjectExporter(m21_score).parse().decode("utf-8")
     xml = re.sub(r"\s*<encoding-date>[^<]*</encoding-date>", "", xml)  # same song, same bytes, any day
+    # music21 has no lyric extenders: the syllables marked "extend" get MusicXML's <extend/>
+    xml = re.sub(r'<lyric name="extend" number="1">(.*?</text>)', r'<lyric name="1" number="1">\1<extend/>', xml, flags=re.DOTALL)
     Path(path).write_text(xml, encoding="utf-8")

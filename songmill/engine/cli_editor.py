@@ -9,6 +9,8 @@ songmill undo CONFIG --track N [--out DIR]    the previous version current again
 songmill redo CONFIG --track N [--out DIR]    the version undo set aside
 songmill switch CONFIG --track N --version V  any version current
 songmill diff CONFIG --track N A B [--json]   spec, score sections, changed files and measures
+songmill preview CONFIG --track N A B [--section S]   loudness-matched A/B excerpts of two versions
+songmill suggest CONFIG --track N [--json] [--apply K] ranked edits with their reasons and measurements
 """
 
 from __future__ import annotations
@@ -152,6 +154,60 @@ def diff_command(
         _fail(err)
 
 
+def preview_command(
+    config: Path = typer.Argument(..., help="The release config."),
+    track: int = TRACK,
+    a: int = typer.Argument(..., help="A version."),
+    b: int = typer.Argument(..., help="Another version."),
+    section: str | None = typer.Option(None, "--section", help='The section to hear ("chorus 2"); default: the first one whose notes changed.'),
+    out: Path = OUT,
+) -> None:
+    """Loudness-matched A/B excerpts (20–30 s) of two versions around one section; prints the two files."""
+    from songmill.engine import editing
+
+    try:
+        result = editing.ab_preview(config, track=track, a=a, b=b, section=section, out_dir=out)
+    except SongmillError as err:
+        _fail(err)
+    err_console.print(f"{result['section'] or 'the song'}: both at {result['lufs']} LUFS", markup=False, highlight=False)
+    for path in result["files"]:
+        print(path)
+
+
+def suggest_command(
+    config: Path = typer.Argument(..., help="The release config."),
+    track: int = TRACK,
+    as_json: bool = typer.Option(False, "--json"),
+    apply: int | None = typer.Option(None, "--apply", min=1, help="Apply suggestion K (1 = the first) as an edit."),
+    out: Path = OUT,
+) -> None:
+    """Ranked edits for the track's current version, each with its reason and the measurement behind it."""
+    from songmill.editor.operations import operations_from_json
+    from songmill.engine import editing
+
+    try:
+        found = editing.suggestions(config, track=track, out_dir=out)
+        if apply is not None:
+            count = len(found["suggestions"])
+            if not count:
+                raise SongmillError(f"version {found['version']} has no suggestions to apply (every measurement is where it should be)")
+            if apply > count:
+                raise SongmillError(f"version {found['version']} has {count} suggestion(s); --apply takes 1–{count}")
+            chosen = found["suggestions"][apply - 1]
+            result = editing.edit(config, track=track, operations=operations_from_json([chosen["operation"]]), out_dir=out, reason=chosen["reason"])
+            print(result.report_path)
+            return
+    except SongmillError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(found, indent=1))
+        return
+    if not found["suggestions"]:
+        print(f"version {found['version']}: nothing to suggest (every measurement is where it should be)")
+    for number, item in enumerate(found["suggestions"], start=1):
+        print(f"{number}. {item['reason']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("edit")(edit_command)
     app.command("history")(history_command)
@@ -159,3 +215,5 @@ def register(app: typer.Typer) -> None:
     app.command("redo")(redo_command)
     app.command("switch")(switch_command)
     app.command("diff")(diff_command)
+    app.command("preview")(preview_command)
+    app.command("suggest")(suggest_command)

@@ -502,3 +502,111 @@ def sections_changed(a: Score, b: Score) -> list[str]:
         if _notes_within(a, span) != _notes_within(b, span):
             changed.append(label)
     return changed
+
+
+# ---------------------------------------------------------------- A/B previews
+
+PREVIEW_LUFS = -16.0  # both previews are set to this loudness: a louder one would simply sound "better"
+PREVIEW_CEILING_DBFS = -1.0
+PREVIEW_MIN_S, PREVIEW_MAX_S, PREVIEW_LEAD_IN_S = 20.0, 30.0, 2.0
+
+
+def ab_preview(
+    config: str | Path,
+    *,
+    track: int,
+    a: int,
+    b: int,
+    section: str | None = None,
+    out_dir: Path = Path("dist"),
+    database_url: str | None = None,
+    store_spec: str | None = None,
+) -> dict:
+    """Loudness-matched excerpts of two versions around one section (20–30 s, from 2 s before it):
+    the section named, else the first whose notes changed between them, else the first chorus.
+    Returns {"section", "files": [a, b], "seconds": [[start, end] per version], "lufs"}."""
+    from songmill.core import loudness
+    from songmill.core.audio import read_wav, write_wav
+    from songmill.core.sections import sections_named
+
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+    finally:
+        catalogue.close()
+    missing = [n for n in (a, b) if n not in versions]
+    if missing:
+        raise SongmillError(f"track {track} of {target.release_id} has no version {missing[0]} (it has: {', '.join(map(str, sorted(versions))) or 'none'})")
+    store = open_store(store_spec or default_store_spec())
+    changed = _score_sections_changed(versions[a], versions[b], store)
+    label: str | None = section or (changed[0] if changed else None)
+    folder = target.folder(out_dir) / "previews"
+    excerpts, spans = [], []
+    with tempfile.TemporaryDirectory(prefix="songmill-ab-") as scratch:
+        for number in (a, b):
+            artifacts = versions[number]["artifacts"]
+            master = next(name for name in sorted(artifacts) if name.startswith("master-") and name.endswith(".wav"))
+            audio, rate = read_wav(store.get_file(ArtifactRef.from_dict(artifacts[master]), Path(scratch) / f"{number}.wav"))
+            score = Score.load_json(store.get_file(ArtifactRef.from_dict(artifacts["score.json"]), Path(scratch) / f"{number}.json"))
+            names = [s.name for s in score.sections]
+            label = label or next((lab for lab, name in zip(section_labels(names), names) if name == "chorus"), section_labels(names)[0])
+            chosen = score.sections[sections_named(label, names, where=f"version {number}")[0]]
+            begin = max(score.seconds_at(chosen.start_bar * score.beats_per_bar) - PREVIEW_LEAD_IN_S, 0.0)
+            end = score.seconds_at((chosen.start_bar + chosen.bars) * score.beats_per_bar)
+            end = min(max(end, begin + PREVIEW_MIN_S), begin + PREVIEW_MAX_S, len(audio) / rate)
+            excerpts.append(audio[int(begin * rate) : int(end * rate)])
+            spans.append([round(begin, 2), round(end, 2)])
+    gains = [PREVIEW_LUFS - loudness.integrated_lufs(x, rate) for x in excerpts]
+    headroom = min(PREVIEW_CEILING_DBFS - loudness.sample_peak_dbfs(x) - g for x, g in zip(excerpts, gains))
+    shift = min(headroom, 0.0)  # both down together if either would clip: still matched
+    files: list[str] = []
+    for number, excerpt, gain in zip((a, b), excerpts, gains):
+        path = folder / f"v{a:04d}-v{b:04d}-{(label or 'song').replace(' ', '-')}-{'ab'[len(files)]}-v{number:04d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(path, (excerpt * 10 ** ((gain + shift) / 20)).astype("float32"), rate)
+        files.append(str(path))
+    return {"section": label, "files": files, "seconds": spans, "lufs": round(PREVIEW_LUFS + shift, 2)}
+
+
+# ---------------------------------------------------------------- suggestions
+
+
+def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"), database_url: str | None = None, store_spec: str | None = None) -> dict:
+    """Ranked suggestions for the track's current version (version 1 is made first if needed,
+    from the cache): {"version", "metrics", "suggestions": [{operation, reason, metric, value, direction}]}."""
+    from songmill.editor.suggestions import suggest
+
+    target = _open_track(config, track)
+    store_spec = store_spec or default_store_spec()
+    store = open_store(store_spec)
+    catalogue = Catalogue.open(database_url)
+    try:
+        current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
+    finally:
+        catalogue.close()
+    facts = song_facts(current, store)
+    metrics = version_metrics(current, store, target.spec.instrumentation_of(target.spec.tracks[target.index]))
+    found = suggest(metrics, parts=facts.parts, sections=[name for name, _ in facts.sections], genre=metrics.pop("genre"))
+    return {"version": current["number"], "metrics": {k: round(v, 3) for k, v in metrics.items()}, "suggestions": [s.to_dict() for s in found]}
+
+
+def version_metrics(version: dict, store, genre: str) -> dict:
+    """What suggestions act on, measured on a version's first master (songmill.editor.suggestions)."""
+    from songmill.core.audio import read_wav
+    from songmill.editor.suggestions import measure_version
+
+    artifacts = version["artifacts"]
+    master_name = next(name for name in sorted(artifacts) if name.startswith("master-") and name.endswith(".wav"))
+    with tempfile.TemporaryDirectory(prefix="songmill-suggest-") as folder:
+        master, rate = read_wav(store.get_file(ArtifactRef.from_dict(artifacts[master_name]), Path(folder) / master_name))
+        score = Score.load_json(store.get_file(ArtifactRef.from_dict(artifacts["score.json"]), Path(folder) / "score.json"))
+        report = json.loads(store.get_file(ArtifactRef.from_dict(artifacts["master.json"]), Path(folder) / "master.json").read_text(encoding="utf-8"))
+    from songmill.production.master import tilted
+
+    profile = report["profiles"][master_name.removeprefix("master-").removesuffix(".wav")]
+    # against the genre's own curve: the target in master.json already carries the editor's tilt
+    genre_curve = tilted(profile["tone"]["target_db"], -float(version["track_spec"].get("master", {}).get("tilt_db", 0.0)))
+    metrics: dict[str, Any] = measure_version(master, rate, score, genre_curve, tempo_bpm=float(version["track_spec"]["tempo"]), genre=genre)
+    metrics["genre"] = genre
+    return metrics

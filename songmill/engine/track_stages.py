@@ -152,7 +152,19 @@ def _compose_params(job: TrackJob) -> dict:
         # the identity's range from the registry, so re-registering a range re-composes
         "voice_range": ModelRegistry.load().voice_range(track.voice.identity if track.voice else None),
         "key_change": track.key_change,
+        "credits": _lead_sheet_credits(job),
     } | _melody_seed_params(job)
+
+
+def _lead_sheet_credits(job: TrackJob) -> dict:
+    """What the printed lead sheet credits, from the release: its artist, the rights line, the AI disclosure."""
+    release = job.spec.release
+    made = release.ai_disclosure.generated
+    disclosure = ""
+    if release.ai_disclosure.contains_ai and made:
+        listed = ", ".join(made[:-1]) + f" and {made[-1]}" if len(made) > 1 else made[0]
+        disclosure = f"{listed[0].upper()}{listed[1:]} generated with AI (songmill)"
+    return {"composer": release.artist, "lyricist": release.artist, "rights": f"℗ {release.p_line}", "disclosure": disclosure}
 
 
 def _melody_seed_params(job: TrackJob) -> dict:
@@ -173,7 +185,7 @@ def _run_compose(ctx: StageContext) -> None:
     from models.composition.compose import compose
     from models.composition.melody_model import load_melody_model
     from songmill.core.lyrics import Lyrics
-    from songmill.core.score_export import write_midi, write_musicxml
+    from songmill.core.score_export import LeadSheetCredits, write_midi, write_musicxml
 
     form = Score.load_json(ctx.input("form.json"))
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
@@ -193,12 +205,12 @@ def _run_compose(ctx: StageContext) -> None:
         raise SongmillError("compose produced no parts")
     score.save_json(ctx.output("score.json"))
     write_midi(score, ctx.output("score.mid"))
-    write_musicxml(score, ctx.output("score.musicxml"))
+    write_musicxml(score, ctx.output("score.musicxml"), credits=LeadSheetCredits(**ctx.params["credits"]))
 
 
 COMPOSE = Stage(
     name="compose",
-    version="2",  # 2: such a chorus repeats the first one's melody line by line; no syllable slot under 0.12 s
+    version="3",  # 3: the lead sheet a musician reads (key spelling, hyphens, ties at beats, rehearsal marks, credits)  # 2: such a chorus repeats the first one's melody line by line; no syllable slot under 0.12 s
     inputs=("form.json", "lyrics.json"),
     outputs=("score.json", "score.mid", "score.musicxml"),
     params=_compose_params,
