@@ -15,7 +15,8 @@ Parse accuracy: the share of phrasings whose operations come out exactly as writ
 Spoken commands: 60 sentences sampled from the song's grammar, each said by two espeak-ng
 voices, clean and with white noise at 20 dB SNR (120 each way). Goals: ≥ 90 % clean, ≥ 80 % noisy.
 
-Suggestions: ten short songs (some off their genre's tempo on purpose), every suggestion
+Suggestions: thirteen short songs (some off their genre's tempo on purpose, three with a mix
+written badly on purpose: choruses under the verses, no bass, no shape), every suggestion
 applied to the song as rendered and the song measured again: the share that moved their own
 metric the stated way (goal ≥ 80 %) and any edit that failed the gate (goal: none).
 `--suggestions` runs this part with `--no-render`'s speed otherwise.
@@ -91,21 +92,25 @@ def speech_figures() -> dict:
     }
 
 
-SUGGESTION_SONGS = [  # (genre, tempo, mood, seed): ten short songs, some off their genre on purpose
-    ("pop", 120, "hopeful", 1),
-    ("rock", 92, "defiant", 2),
-    ("ballad", 104, "tender", 3),
-    ("hip-hop", 118, "playful", 4),
-    ("folk", 96, "nostalgic", 5),
-    ("synthpop", 140, "energetic", 6),
-    ("pop", 84, "melancholic", 7),
-    ("rock", 132, "powerful", 8),
-    ("ballad", 72, "calm", 9),
-    ("folk", 128, "bright", 10),
+SUGGESTION_SONGS = [  # (genre, tempo, mood, seed, a mix written badly on purpose): thirteen short songs, some off their genre
+    ("pop", 120, "hopeful", 1, None),
+    ("rock", 92, "defiant", 2, None),
+    ("ballad", 104, "tender", 3, None),
+    ("hip-hop", 118, "playful", 4, None),
+    ("folk", 96, "nostalgic", 5, None),
+    ("synthpop", 140, "energetic", 6, None),
+    ("pop", 84, "melancholic", 7, None),
+    ("rock", 132, "powerful", 8, None),
+    ("ballad", 72, "calm", 9, None),
+    ("folk", 128, "bright", 10, None),
+    ("pop", 110, "hopeful", 11, "{sections_db: {chorus: -5}}"),  # choruses pulled under the verses
+    ("pop", 110, "dreamy", 12, "{parts: {bass: {gain_db: -18}}}"),  # the bass all but gone
+    ("rock", 120, "defiant", 13, "{sections_db: {verse: 4, intro: 4, outro: 4}}"),  # flat: verses as loud as the choruses
 ]
 
 
-def _song_config(genre: str, tempo: int, mood: str, seed: int) -> str:
+def _song_config(genre: str, tempo: int, mood: str, seed: int, mix: str | None = None) -> str:
+    mix_line = f"\n    mix: {mix}" if mix else ""
     return f"""
 release: {{id: suggest-{seed}, title: Suggestion {seed}, artist: The Songmill Collective, label: Songmill Records, type: single,
   date: 2026-12-04, genre: {genre}, p_line: 2026 Songmill Records, c_line: 2026 Songmill Records, profiles: [streaming]}}
@@ -118,12 +123,12 @@ tracks:
     target_duration_s: 45
     structure: [{{name: intro, bars: 2}}, {{name: verse, bars: 4}}, {{name: chorus, bars: 4}}, {{name: verse, bars: 4}}, {{name: chorus, bars: 4}}, {{name: outro, bars: 2}}]
     voice: {{identity: ava}}
-    seed: {seed}
+    seed: {seed}{mix_line}
 """
 
 
 def suggestion_figures() -> dict:
-    """Apply every suggestion made for ten songs, each to the song as rendered, and measure again:
+    """Apply every suggestion made for the songs, each to the song as rendered, and measure again:
     the share that moved their own metric the stated way, and any that failed the gate."""
     from songmill.editor.operations import operations_from_json
     from songmill.engine import editing
@@ -135,9 +140,9 @@ def suggestion_figures() -> dict:
         os.environ.pop("SONGMILL_STORE", None)
         os.environ.pop("SONGMILL_DATABASE_URL", None)
         out = Path(folder) / "dist"
-        for genre, tempo, mood, seed in SUGGESTION_SONGS:
+        for genre, tempo, mood, seed, mix in SUGGESTION_SONGS:
             config = Path(folder) / f"song-{seed}.yaml"
-            config.write_text(_song_config(genre, tempo, mood, seed))
+            config.write_text(_song_config(genre, tempo, mood, seed, mix))
             render(config, out_dir=out)
             found = editing.suggestions(config, track=1, out_dir=out)
             for item in found["suggestions"]:

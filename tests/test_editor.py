@@ -296,6 +296,11 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
         "loudness_range_lu",
         "tempo_outside_genre_bpm",
     }
+    exported = runner.invoke(app, ["daw", "export", config, "--track", "1", "--out", str(in_song / "dist")])
+    assert exported.exit_code == 0, exported.stderr
+    folder = Path(exported.stdout.strip().splitlines()[-1])
+    stems = sorted(p.stem for p in (folder / "stems").glob("*.wav"))
+    assert "vocal-lead" in stems and "drums" in stems and (folder / "two-verses.dawproject").is_file() and (folder / "two-verses.rpp").is_file()
     too_many = runner.invoke(app, ["suggest", config, "--track", "1", "--apply", "9", "--out", str(in_song / "dist")])
     assert too_many.exit_code == 2 and ("--apply takes 1–" in too_many.stderr or "has no suggestions to apply" in too_many.stderr)
 

@@ -151,6 +151,17 @@ class Score(_Model):
             previous = change
         return seconds + (beat - previous.beat) * 60.0 / previous.bpm
 
+    def beats_at(self, seconds: float) -> float:
+        """The beat `seconds` into the song, through the tempo map (the inverse of `seconds_at`)."""
+        elapsed, previous = 0.0, self.tempo_map[0]
+        for change in self.tempo_map[1:]:
+            span = (change.beat - previous.beat) * 60.0 / previous.bpm
+            if elapsed + span >= seconds:
+                break
+            elapsed += span
+            previous = change
+        return previous.beat + (seconds - elapsed) * previous.bpm / 60.0
+
     def key_at(self, beat: float) -> str:
         """The key sounding at `beat` (the home key until the first key change)."""
         current = self.key

@@ -11,6 +11,7 @@ songmill switch CONFIG --track N --version V  any version current
 songmill diff CONFIG --track N A B [--json]   spec, score sections, changed files and measures
 songmill preview CONFIG --track N A B [--section S]   loudness-matched A/B excerpts of two versions
 songmill suggest CONFIG --track N [--json] [--apply K] ranked edits with their reasons and measurements
+songmill daw export CONFIG --track N [--version V]     stems, MIDI, .dawproject and .rpp of a version
 """
 
 from __future__ import annotations
@@ -208,6 +209,29 @@ def suggest_command(
         print(f"{number}. {item['reason']}")
 
 
+daw_app = typer.Typer(no_args_is_help=True, help="A DAW session of a track: stems, MIDI, DAWproject and REAPER projects.")
+
+
+@daw_app.command("export")
+def daw_export_command(
+    config: Path = typer.Argument(..., help="The release config."),
+    track: int = TRACK,
+    version: int | None = typer.Option(None, "--version", min=1, help="The version (default: the current one)."),
+    out: Path = OUT,
+) -> None:
+    """Write the stems (24-bit WAV), the MIDI with its tempo map, a .dawproject and a REAPER .rpp; prints the folder."""
+    from songmill.engine import editing
+
+    try:
+        result = editing.daw_export(config, track=track, version=version, out_dir=out)
+    except SongmillError as err:
+        _fail(err)
+    err_console.print(
+        f"version {result['version']}: {len(result['stems'])} stems, {Path(result['dawproject']).name}, {Path(result['reaper']).name}", markup=False
+    )
+    print(result["folder"])
+
+
 def register(app: typer.Typer) -> None:
     app.command("edit")(edit_command)
     app.command("history")(history_command)
@@ -217,3 +241,4 @@ def register(app: typer.Typer) -> None:
     app.command("diff")(diff_command)
     app.command("preview")(preview_command)
     app.command("suggest")(suggest_command)
+    app.add_typer(daw_app, name="daw")

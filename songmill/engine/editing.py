@@ -610,3 +610,60 @@ def version_metrics(version: dict, store, genre: str) -> dict:
     metrics: dict[str, Any] = measure_version(master, rate, score, genre_curve, tempo_bpm=float(version["track_spec"]["tempo"]), genre=genre)
     metrics["genre"] = genre
     return metrics
+
+
+# ---------------------------------------------------------------- DAW round trip
+
+
+def daw_export(
+    config: str | Path,
+    *,
+    track: int,
+    version: int | None = None,
+    out_dir: Path = Path("dist"),
+    database_url: str | None = None,
+    store_spec: str | None = None,
+) -> dict:
+    """A DAW session of a version (default: the current one; version 1 is made first if needed):
+    stems, MIDI, a DAWproject and a REAPER project under `<out>/<release>/daw/track-NN-vNNNN/`."""
+    from songmill.release.daw import write_daw_session
+
+    target = _open_track(config, track)
+    store_spec = store_spec or default_store_spec()
+    store = open_store(store_spec)
+    catalogue = Catalogue.open(database_url)
+    try:
+        current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
+        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+    finally:
+        catalogue.close()
+    chosen = versions.get(version or current["number"])
+    if chosen is None:
+        raise SongmillError(f"track {track} of {target.release_id} has no version {version} (it has: {', '.join(map(str, sorted(versions)))})")
+    artifacts = chosen["artifacts"]
+    folder = Path(out_dir) / target.release_id / "daw" / f"track-{target.number:02d}-v{chosen['number']:04d}"
+    spec_track = target.spec.tracks[target.index]
+    with tempfile.TemporaryDirectory(prefix="songmill-daw-") as scratch:
+        score = Score.load_json(store.get_file(ArtifactRef.from_dict(artifacts["score.json"]), Path(scratch) / "score.json"))
+        stems = {
+            name.removeprefix("stem-").removesuffix(".wav"): store.get_file(ArtifactRef.from_dict(ref), Path(scratch) / name)
+            for name, ref in sorted(artifacts.items())
+            if name.endswith(".wav") and name.startswith(("stem-", "vocal-"))
+        }
+        session = write_daw_session(
+            folder,
+            score,
+            stems,
+            name=safe_name(spec_track.title),
+            title=spec_track.title,
+            artist=target.spec.release.artist,
+            genre=target.spec.instrumentation_of(spec_track),
+        )
+    return {
+        "version": chosen["number"],
+        "folder": str(session.folder),
+        "dawproject": str(session.dawproject),
+        "reaper": str(session.reaper),
+        "midi": str(session.midi),
+        "stems": sorted(session.stems),
+    }

@@ -1,0 +1,94 @@
+"""The DAW session: a DAWproject valid against Bitwig's published schema and a REAPER project,
+each placing every stem and the MIDI at bar 1 with the song's tempo, meter and sections."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+
+import mido
+import numpy as np
+import pytest
+from lxml import etree
+
+from songmill.core.audio import read_wav, write_wav
+from songmill.core.errors import SongmillError
+from songmill.core.score import Note, Part, Score, Section, TempoChange
+from songmill.release.daw import SCHEMAS, validate, write_daw_session
+
+RATE = 48000
+
+
+def _song() -> Score:
+    return Score(
+        title="Little Lanterns",
+        key="A minor",
+        time_signature="4/4",
+        tempo_map=[TempoChange(bpm=120), TempoChange(beat=16, bpm=100)],
+        sections=[Section(name="verse", start_bar=0, bars=4, energy=0.4), Section(name="chorus", start_bar=4, bars=4, energy=0.9)],
+        parts=[Part(name="melody", role="melody", notes=[Note(pitch=69 + i % 5, start_beat=2.0 * i, duration_beats=1.5) for i in range(16)])],
+    )
+
+
+@pytest.fixture
+def session(tmp_path):
+    score = _song()
+    seconds = score.duration_s
+    stems = {}
+    for number, name in enumerate(("drums", "bass", "vocal-lead")):
+        path = tmp_path / "in" / f"{name}.wav"
+        path.parent.mkdir(exist_ok=True)
+        tone = 0.3 * np.sin(2 * np.pi * (110 * (number + 1)) * np.arange(int(seconds * RATE)) / RATE)
+        write_wav(path, np.stack([tone, tone], axis=1) if name == "vocal-lead" else tone, RATE)
+        stems[name] = path
+    return (
+        score,
+        stems,
+        write_daw_session(tmp_path / "session", score, stems, name="little-lanterns", title="Little Lanterns", artist="The Songmill Collective", genre="pop"),
+    )
+
+
+def test_the_dawproject_is_valid_and_places_every_stem_at_bar_1(session):
+    score, stems, written = session
+    with zipfile.ZipFile(written.dawproject) as archive:
+        project = etree.fromstring(archive.read("project.xml"))
+        metadata = etree.fromstring(archive.read("metadata.xml"))
+        assert sorted(n for n in archive.namelist() if n.startswith("audio/")) == sorted(f"audio/{name}.wav" for name in stems)
+    schema = etree.XMLSchema(etree.parse(str(SCHEMAS / "Project.xsd")))  # Bitwig's published schema, unchanged
+    assert schema.validate(project), schema.error_log
+    assert etree.XMLSchema(etree.parse(str(SCHEMAS / "MetaData.xsd"))).validate(metadata)
+    assert project.find("Transport/Tempo").get("value") == "120" and project.find("Transport/TimeSignature").get("numerator") == "4"
+    clips = {c.get("name"): c for c in project.iter("Clip")}
+    for name in stems:
+        assert float(clips[name].get("time")) == 0.0  # bar 1
+        assert clips[name].find("Warps/Audio/File").get("path") == f"audio/{name}.wav"
+    notes = clips["melody (notes)"].findall("Notes/Note")
+    assert [int(n.get("key")) for n in notes] == [n.pitch for n in score.part("melody").notes]
+    assert [m.get("name") for m in project.iter("Marker")] == ["Verse", "Chorus"]
+    assert [(p.get("time"), p.get("value")) for p in project.iter("RealPoint")] == [("0.000000", "120"), ("16.000000", "100")]
+    assert metadata.findtext("Artist") == "The Songmill Collective"
+
+
+def test_the_reaper_project_places_the_stems_and_the_midi_at_0_s(session):
+    score, stems, written = session
+    text = written.reaper.read_text()
+    assert re.search(r"^  TEMPO 120 4 4$", text, re.MULTILINE)
+    assert re.findall(r'MARKER \d+ ([0-9.]+) "([^"]+)"', text) == [("0.000000", "Verse"), (f"{score.seconds_at(16):.6f}", "Chorus")]
+    items = re.findall(r'POSITION ([0-9.]+)\n.*?FILE "([^"]+)"', text, re.DOTALL)
+    assert {path for _, path in items} == {f"stems/{name}.wav" for name in stems} | {written.midi.name}
+    assert {position for position, _ in items} == {"0"}
+    for name in stems:  # the copies a DAW opens are the stems, sample for sample (24-bit)
+        original, _ = read_wav(stems[name])
+        copy, rate = read_wav(written.folder / "stems" / f"{name}.wav")
+        assert rate == RATE and copy.shape == original.shape and np.max(np.abs(copy - original)) < 2**-22
+    midi = mido.MidiFile(str(written.midi))
+    tempos = [round(mido.tempo2bpm(m.tempo)) for m in midi.tracks[0] if m.type == "set_tempo"]
+    assert tempos == [120, 100] and [m.text for m in midi.tracks[0] if m.type == "marker"] == ["verse", "chorus"]
+
+
+def test_a_project_that_would_not_match_the_schema_is_refused_before_writing(tmp_path):
+    with pytest.raises(SongmillError, match=r"the DAWproject project written would not match its schema \(line 1: .*Application"):
+        validate(b'<Project version="1.0"><Transport/></Project>', "Project.xsd")
+    with pytest.raises(SongmillError, match="has no stems to put in a DAW session"):
+        write_daw_session(tmp_path / "empty", _song(), {}, name="x", title="x", artist="x")
+    assert not (tmp_path / "empty").exists()
