@@ -366,3 +366,70 @@ def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
     found = suggest(off, parts=["bass"], sections=["verse", "chorus"], genre="ballad")
     assert [s.metric for s in found] == ["top_octaves_vs_target_db", "tempo_outside_genre_bpm", "chorus_over_verse_lu"]
     assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)
+
+
+# ---------------------------------------------------------------- a MIDI edited in a DAW
+
+
+def _move_note(source: Path, target: Path, start_tick: int, semitones: int) -> None:
+    """What a musician does in a DAW: drag one melody note up; the lyric event stays on it."""
+    import mido
+
+    midi = mido.MidiFile(str(source))
+    for track in midi.tracks:
+        if any(m.type == "track_name" and m.name == "melody" for m in track):
+            now, moved = 0, None
+            for index, message in enumerate(track):
+                now += message.time
+                if message.type == "note_on" and message.velocity > 0 and now == start_tick and moved is None:
+                    moved = message.note
+                    track[index] = message.copy(note=message.note + semitones)
+                elif (
+                    moved is not None
+                    and message.type in ("note_off", "note_on")
+                    and message.note == moved
+                    and (message.type == "note_off" or message.velocity == 0)
+                ):
+                    track[index] = message.copy(note=moved + semitones)
+                    break
+    midi.save(str(target))
+
+
+def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
+    import librosa
+    import mido
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    exported = editing.daw_export(config, track=1, out_dir=out)
+    before = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    current = before[exported["version"]]
+    score = Score.load_json(next(Path(current["folder"]).glob("tracks/*/score.json")))
+    note = max(score.part("melody").notes[:12], key=lambda n: n.duration_s)  # a long note early on: its pitch is easy to hear
+    edited = tmp_path / "edited.mid"
+    _move_note(Path(exported["midi"]), edited, round(note.start_beat * 960), 2)
+
+    result = editing.daw_import(config, track=1, midi=edited, out_dir=out)
+    assert result.recomputed[0] == "compose" and result.operations[0].op == "score_override"
+    version = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == result.version)
+    folder = next(Path(version["folder"]).glob("tracks/*"))
+    after = Score.load_json(folder / "score.json")
+    changed = [(a.pitch, b.pitch) for a, b in zip(score.part("melody").notes, after.part("melody").notes) if a.pitch != b.pitch]
+    assert changed == [(note.pitch, note.pitch + 2)]  # that note and no other
+    vocal, rate = sf.read(folder / "vocal-lead.wav")
+    middle = vocal[int((note.start_s + 0.3 * note.duration_s) * rate) : int((note.start_s + 0.7 * note.duration_s) * rate)]
+    f0, voiced, _ = librosa.pyin(middle.astype(float), fmin=80, fmax=1000, sr=rate, frame_length=2048)
+    assert float(np.nanmedian(librosa.hz_to_midi(f0[voiced]))) == pytest.approx(note.pitch + 2, abs=0.5)  # the voice sings the moved note
+
+    versions = editing.history(config, track=1)["versions"]
+    wrong_tempo, no_lyrics = tmp_path / "tempo.mid", tmp_path / "lyrics.mid"
+    midi = mido.MidiFile(str(edited))
+    midi.tracks[0] = mido.MidiTrack([m.copy(tempo=mido.bpm2tempo(100)) if m.type == "set_tempo" else m for m in midi.tracks[0]])
+    midi.save(str(wrong_tempo))
+    midi = mido.MidiFile(str(edited))
+    midi.tracks = [mido.MidiTrack([m for m in t if m.type != "lyrics"]) for t in midi.tracks]
+    midi.save(str(no_lyrics))
+    with pytest.raises(SongmillError, match=r"tempo\.mid's tempo map \(100 BPM at beat 0\) is not the song's \(120 BPM at beat 0\); keep the song's tempo"):
+        editing.daw_import(config, track=1, midi=wrong_tempo, out_dir=out)
+    with pytest.raises(SongmillError, match=r"lyrics\.mid's melody has 0 lyric events but the song sings \d+ syllables"):
+        editing.daw_import(config, track=1, midi=no_lyrics, out_dir=out)
+    assert editing.history(config, track=1)["versions"] == versions  # nothing recorded

@@ -18,7 +18,7 @@ from pathlib import Path
 import mido
 
 from songmill.core.music import parse_key
-from songmill.core.score import Note, Part, Score
+from songmill.core.score import Note, Part, Score, Syllable
 
 TICKS_PER_BEAT = 960
 DRUM_CHANNEL = 9
@@ -318,3 +318,98 @@ def write_musicxml(score: Score, path: Path, *, credits: LeadSheetCredits | None
     # music21 has no lyric extenders: the syllables marked "extend" get MusicXML's <extend/>
     xml = re.sub(r'<lyric name="extend" number="1">(.*?</text>)', r'<lyric name="1" number="1">\1<extend/>', xml, flags=re.DOTALL)
     Path(path).write_text(xml, encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ MIDI back in
+
+OVERRIDE_PARTS = ("melody", "bass", "chords")  # what a DAW edit may change; drums stay the song's
+TEMPO_TOLERANCE_BPM = 0.01
+
+
+def read_midi_override(path: Path, score: Score) -> Score:
+    """`score` with its melody, bass and chords parts replaced by the same-named tracks of a MIDI
+    file edited in a DAW (one `write_midi` wrote). The melody's lyric events must be the song's
+    syllables in order (a DAW edit moves notes, not words): each one goes back on the note it
+    sits on, with its phonemes; a note without one continues the syllable before (a melisma).
+
+    Raises SongmillError naming what does not fit: the tempo map, a lyric event, a missing track."""
+    from songmill.core.errors import SongmillError
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except (OSError, ValueError, EOFError) as err:
+        raise SongmillError(f"{path.name} is not a MIDI file mido can read ({err}); export it from the DAW as a standard MIDI file") from None
+    per_beat = midi.ticks_per_beat
+    tempos = [(0.0, 120.0)] if not any(m.type == "set_tempo" for t in midi.tracks for m in t) else []
+    tracks: dict[str, list[tuple[int, mido.Message]]] = {}
+    for track in midi.tracks:
+        now, events, name = 0, [], None
+        for message in track:
+            now += message.time
+            if message.type == "track_name":
+                name = message.name
+            elif message.type == "set_tempo":
+                tempos.append((now / per_beat, mido.tempo2bpm(message.tempo)))
+            events.append((now, message))
+        if name:
+            tracks[name] = events
+    wanted = [(c.beat, c.bpm) for c in score.tempo_map]
+    if len(tempos) != len(wanted) or any(abs(b1 - b2) > 1 / per_beat or abs(t1 - t2) > TEMPO_TOLERANCE_BPM for (b1, t1), (b2, t2) in zip(tempos, wanted)):
+        shown = ", ".join(f"{bpm:g} BPM at beat {beat:g}" for beat, bpm in tempos) or "none"
+        raise SongmillError(
+            f"{path.name}'s tempo map ({shown}) is not the song's ({', '.join(f'{bpm:g} BPM at beat {beat:g}' for beat, bpm in wanted)}); "
+            "keep the song's tempo when editing in the DAW (change the tempo with songmill edit)"
+        )
+    parts = []
+    for part in score.parts:
+        if part.name in OVERRIDE_PARTS and part.name in tracks:
+            notes = _notes_of(tracks[part.name], per_beat, part.name, path)
+            if part.name == "melody":
+                notes = _with_syllables(notes, tracks["melody"], per_beat, part.notes, path)
+            part = part.model_copy(update={"notes": notes})
+        parts.append(part)
+    if "melody" not in tracks:
+        raise SongmillError(
+            f"{path.name} has no track named 'melody' (its tracks: {', '.join(sorted(tracks)) or 'none'}); keep the track names of the exported MIDI"
+        )
+    return Score.model_validate(score.model_copy(update={"parts": parts}).model_dump())  # seconds from the tempo map again
+
+
+def _notes_of(events: list[tuple[int, mido.Message]], per_beat: int, name: str, path: Path) -> list[Note]:
+    open_notes: dict[int, tuple[int, int]] = {}
+    notes = []
+    for tick, message in events:
+        if message.type == "note_on" and message.velocity > 0:
+            open_notes[message.note] = (tick, message.velocity)
+        elif message.type in ("note_off", "note_on") and message.note in open_notes:
+            start, velocity = open_notes.pop(message.note)
+            if tick > start:
+                notes.append(Note(pitch=message.note, start_beat=start / per_beat, duration_beats=(tick - start) / per_beat, velocity=max(velocity, 1)))
+    return sorted(notes, key=lambda n: (n.start_beat, n.pitch))
+
+
+def _with_syllables(notes: list[Note], events: list[tuple[int, mido.Message]], per_beat: int, original: list[Note], path: Path) -> list[Note]:
+    from songmill.core.errors import SongmillError
+
+    syllables = [n.syllable for n in original if n.syllable is not None and not n.melisma]
+    lyrics = [(tick, message.text) for tick, message in events if message.type == "lyrics"]
+    if len(lyrics) != len(syllables):
+        raise SongmillError(
+            f"{path.name}'s melody has {len(lyrics)} lyric events but the song sings {len(syllables)} syllables; "
+            "keep every lyric event (move it with its note) when editing in the DAW"
+        )
+    for number, ((_, text), syllable) in enumerate(zip(lyrics, syllables), start=1):
+        if syllable is not None and text.rstrip("-").strip() != syllable.text:
+            raise SongmillError(
+                f"{path.name}'s lyric event {number} is {text!r}, where the song sings {syllable.text!r}; change words with songmill edit, not in the DAW"
+            )
+    at_tick: dict[int, Syllable | None] = {tick: syllable for (tick, _), syllable in zip(lyrics, syllables)}
+    out: list[Note] = []
+    for note in notes:
+        tick = round(note.start_beat * per_beat)
+        sung = at_tick.pop(tick, None)
+        out.append(note.model_copy(update={"syllable": sung, "melisma": sung is None and bool(out)}))
+    if at_tick:
+        beat = min(at_tick) / per_beat
+        raise SongmillError(f"{path.name} has a lyric event at beat {beat:g} with no melody note starting there; move the lyric with its note")
+    return out

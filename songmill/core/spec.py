@@ -253,6 +253,7 @@ class TrackSpec(Strict):
     mix: MixEdit = MixEdit()  # the editor's mix changes; default: the preset's mix
     master: MasterEdit = MasterEdit()
     sections: dict[SectionLabel, SectionEdit] = {}  # "verse 2": {melody_seed: 5}
+    score_override: Annotated[str, AfterValidator(_non_blank)] | None = None  # a MIDI file edited in a DAW (melody, bass, chords); relative to this file
 
     @model_validator(mode="after")
     def _lyrics_need_a_singer(self) -> "TrackSpec":
@@ -381,6 +382,11 @@ def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> Rele
             if not resolved.is_file():
                 problems.append(locator.problem(("tracks", i, "reference"), _missing_file(resolved, track.reference, path, "an audio file")))
             track = track.model_copy(update={"reference": str(resolved)})
+        if track.score_override is not None:
+            resolved = (path.parent / track.score_override).resolve()
+            if not resolved.is_file():
+                problems.append(locator.problem(("tracks", i, "score_override"), _missing_file(resolved, track.score_override, path, "a MIDI file")))
+            track = track.model_copy(update={"score_override": str(resolved)})
         tracks.append(track)
     release = spec.release
     if release.cover is not None:

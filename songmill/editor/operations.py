@@ -15,6 +15,7 @@ the command parser (songmill/editor/commands.py) turns "a bit" / "much" into the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -158,6 +159,15 @@ class NewMelody(_Op):
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
+class ScoreOverride(_Op):
+    """A MIDI file edited in a DAW (melody with its lyric events, bass, chords) in place of the
+    composed parts; `midi` is songmill's own copy, named by its sha256."""
+
+    op: Literal["score_override"] = "score_override"
+    midi: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class MasterTone(_Op):
     """The master's tone: + brighter, - warmer (dB at 16 kHz against 1 kHz)."""
 
@@ -185,6 +195,7 @@ Operation = Annotated[
     | SectionDrop
     | SectionLength
     | NewMelody
+    | ScoreOverride
     | MasterTone,
     Field(discriminator="op"),
 ]
@@ -280,7 +291,7 @@ def _targets(op) -> list[tuple]:
     """What an operation sets, for `contradictions` (relative changes of one thing add up, so
     only a part that is muted and changed at once counts)."""
     match op:
-        case Tempo() | Key() | Transpose() | Mood() | VoiceIdentity() | VocalStyle() | Instrumentation() | KeyChange():
+        case Tempo() | Key() | Transpose() | Mood() | VoiceIdentity() | VocalStyle() | Instrumentation() | KeyChange() | ScoreOverride():
             return [(op.op if op.op not in ("key", "transpose") else "key",)]
         case PartMute():
             return [("whether it plays:", op.part)]
@@ -290,8 +301,13 @@ def _targets(op) -> list[tuple]:
             return []
 
 
+COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, SectionRepeat, SectionDrop, SectionLength)  # what a DAW's MIDI no longer fits
+
+
 def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
     """Apply one operation to the track's data in place; True when it changed the structure."""
+    if isinstance(op, COMPOSING) and track.get("score_override"):
+        raise SongmillError("the track's melody comes from a DAW edit (songmill daw import), which this change would not fit; undo the import first")
     match op:
         case Tempo():
             track["tempo"] = round(_tempo(op, float(track["tempo"])), 2)
@@ -345,6 +361,10 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             track["sections"].setdefault(label, {})["melody_seed"] = op.seed
         case MasterTone():
             track["master"]["tilt_db"] = round(track["master"]["tilt_db"] + op.by_db, 2)
+        case ScoreOverride():
+            if not Path(op.midi).is_file():
+                raise SongmillError(f"the imported MIDI {op.midi} is missing; import it again")
+            track["score_override"] = op.midi
     return False
 
 

@@ -12,6 +12,7 @@ songmill diff CONFIG --track N A B [--json]   spec, score sections, changed file
 songmill preview CONFIG --track N A B [--section S]   loudness-matched A/B excerpts of two versions
 songmill suggest CONFIG --track N [--json] [--apply K] ranked edits with their reasons and measurements
 songmill daw export CONFIG --track N [--version V]     stems, MIDI, .dawproject and .rpp of a version
+songmill daw import CONFIG MIDI --track N               a DAW's MIDI edit (melody, bass, chords) as a new version
 """
 
 from __future__ import annotations
@@ -230,6 +231,25 @@ def daw_export_command(
         f"version {result['version']}: {len(result['stems'])} stems, {Path(result['dawproject']).name}, {Path(result['reaper']).name}", markup=False
     )
     print(result["folder"])
+
+
+@daw_app.command("import")
+def daw_import_command(
+    config: Path = typer.Argument(..., help="The release config."),
+    midi: Path = typer.Argument(..., help="The MIDI file edited in the DAW (exported by songmill daw export, same tempo, lyric events kept)."),
+    track: int = TRACK,
+    out: Path = OUT,
+    reason: str | None = typer.Option(None, "--reason", help="Why, kept in the history."),
+) -> None:
+    """Render a version whose melody, bass and chords come from the edited MIDI; prints its edit-report.json."""
+    from songmill.engine import editing
+
+    try:
+        result = editing.daw_import(config, track=track, midi=midi, out_dir=out, reason=reason)
+    except SongmillError as err:
+        _fail(err)
+    err_console.print(f"version {result.version}: recomputed {', '.join(result.recomputed)}", markup=False)
+    print(result.report_path)
 
 
 def register(app: typer.Typer) -> None:

@@ -667,3 +667,52 @@ def daw_export(
         "midi": str(session.midi),
         "stems": sorted(session.stems),
     }
+
+
+def daw_import(
+    config: str | Path,
+    *,
+    track: int,
+    midi: Path,
+    out_dir: Path = Path("dist"),
+    author: str | None = None,
+    reason: str | None = None,
+    database_url: str | None = None,
+    store_spec: str | None = None,
+) -> EditResult:
+    """A MIDI file edited in a DAW (melody with its lyric events, bass, chords) as a new version:
+    checked against the current version's score first (tempo map, lyric events: one sentence
+    when they do not fit, nothing recorded), kept as songmill's own copy, then rendered."""
+    from songmill.core.paths import var_dir
+    from songmill.core.score_export import read_midi_override
+    from songmill.editor.operations import ScoreOverride
+
+    midi = Path(midi)
+    if not midi.is_file():
+        raise SongmillError(f"{midi} does not exist (give the MIDI file exported from the DAW)")
+    target = _open_track(config, track)
+    store_spec = store_spec or default_store_spec()
+    store = open_store(store_spec)
+    catalogue = Catalogue.open(database_url)
+    try:
+        current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
+    finally:
+        catalogue.close()
+    with tempfile.TemporaryDirectory(prefix="songmill-import-") as scratch:
+        score = Score.load_json(store.get_file(ArtifactRef.from_dict(current["artifacts"]["score.json"]), Path(scratch) / "score.json"))
+    read_midi_override(midi, score)  # raises the one sentence before anything is kept
+    digest = file_sha256(midi)
+    kept = var_dir() / "overrides" / f"{digest}.mid"
+    if not kept.is_file():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(kept, midi.read_bytes())
+    return edit(
+        config,
+        track=track,
+        operations=[ScoreOverride(midi=str(kept), sha256=digest)],
+        out_dir=out_dir,
+        author=author,
+        reason=reason or f"a DAW edit ({midi.name})",
+        store_spec=store_spec,
+        database_url=database_url,
+    )

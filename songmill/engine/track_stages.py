@@ -168,10 +168,15 @@ def _lead_sheet_credits(job: TrackJob) -> dict:
 
 
 def _melody_seed_params(job: TrackJob) -> dict:
-    """The sections written again with their own seed (the song editor's); only when there are
-    any, so an unedited track keeps its cache key."""
+    """The sections written again with their own seed, and a DAW's MIDI edit (the song editor's);
+    only when there are any, so an unedited track keeps its cache key."""
+    from songmill.core.store import file_sha256
+
     seeds = {label: edit.melody_seed for label, edit in job.track.sections.items() if edit.melody_seed is not None}
-    return {"melody_seeds": seeds} if seeds else {}
+    override = job.track.score_override
+    if override and not Path(override).is_file():
+        raise SongmillError(f"track {job.number}'s score override {override} is missing; import the DAW's MIDI again (songmill daw import)")
+    return ({"melody_seeds": seeds} if seeds else {}) | ({"score_override": {"path": override, "sha256": file_sha256(Path(override))}} if override else {})
 
 
 def _section_seeds(form: Score, seeds_by_label: dict[str, int], where: str) -> dict[int, int]:
@@ -203,6 +208,10 @@ def _run_compose(ctx: StageContext) -> None:
     )
     if not score.parts:
         raise SongmillError("compose produced no parts")
+    if "score_override" in ctx.params:  # the song as composed, with the DAW's melody, bass and chords
+        from songmill.core.score_export import read_midi_override
+
+        score = read_midi_override(Path(ctx.params["score_override"]["path"]), score)
     score.save_json(ctx.output("score.json"))
     write_midi(score, ctx.output("score.mid"))
     write_musicxml(score, ctx.output("score.musicxml"), credits=LeadSheetCredits(**ctx.params["credits"]))
