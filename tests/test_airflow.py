@@ -103,13 +103,14 @@ def test_every_dag_imports_cleanly_with_tags_retries_and_no_heavy_work_at_parse_
         "songmill_manual_release",
         "songmill_feedback_inbox",
         "songmill_refine_weekly",
+        "songmill_edit",
     }
     for dag_id, dag in parsed["dags"].items():
         assert "songmill" in dag["tags"] and len(dag["tags"]) >= 2, dag_id
         assert min(dag["retries"]) >= 2, dag_id
         assert dag["backoff"] == [2.0], dag_id  # exponential backoff on every task
-        if dag_id.startswith(("songmill_feedback", "songmill_refine")):
-            continue  # no track stages
+        if dag_id.startswith(("songmill_feedback", "songmill_refine", "songmill_edit")):
+            continue  # no track stages (the edit DAG runs them inside its render task, cached)
         assert dag["queues"]["track.vocals"] == ["gpu", "gpu"], dag_id  # the neural voice
         assert dag["queues"]["track.mix"] == ["default", "default_pool"], dag_id
     assert parsed["heavy"] == [], "parsing the DAGs imported heavy modules"
@@ -568,3 +569,27 @@ def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(mi
     assert review.status_code == 200 and "Review queue" in review.text
     report = client.get("/songmill/feedback/report.html", headers=auth)
     assert report.status_code == 200 and "Listener feedback" in report.text
+
+
+def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_path, monkeypatch):
+    """DAG songmill_edit under dag.test(): a rendered release, a command through the Params, a new
+    version whose report says which stages recomputed; a command that cannot apply fails its
+    parse task with the sentence and records nothing."""
+    from songmill.engine import editing
+    from songmill.engine.runner import render
+
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    render(DEBUG, out_dir=tmp_path / "dist")
+    sys.path.insert(0, str(PROJECT / "dags"))
+    try:
+        import songmill_edit
+    finally:
+        sys.path.remove(str(PROJECT / "dags"))
+    run = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "more delay on the vocals"})
+    assert run.state == "success"
+    versions = editing.history(DEBUG, track=1)["versions"]
+    assert [(v["number"], [op["op"] for op in v["added"]]) for v in versions] == [(1, []), (2, ["send"])]
+    assert versions[1]["recomputed"] == ["mix", "master", "qc", "export"]
+    failed = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "drop the solo"})
+    assert failed.state == "failed"
+    assert len(editing.history(DEBUG, track=1)["versions"]) == 2

@@ -181,6 +181,14 @@ def test_operations_map_onto_the_spec(demo_spec):
     assert demo_spec.tracks[0].tempo == 104  # the config's spec is a value: unchanged
 
 
+def test_only_a_remaster_keeps_the_isrc():
+    from songmill.editor.operations import recording_identity
+
+    assert recording_identity([MasterTone(by_db=2.0)])["new_isrc"] is False
+    assert recording_identity([MasterTone(by_db=2.0), PartLevel(part="bass", by_db=3)])["new_isrc"] is True
+    assert recording_identity([])["new_isrc"] is False
+
+
 def test_a_brighter_master_tilts_the_tone_target_about_1khz():
     from songmill.production.master import tilted
 
@@ -225,6 +233,7 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert versions[2]["measures"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.5)  # the gate's meter: the master still on target
     report = json.loads(result.report_path.read_text())
     assert report["operations"] == [{"op": "vocal_level", "by_db": 3.0}] and report["reason"] == "the voice is buried"
+    assert report["recording"]["new_isrc"] is True and "a new mix" in report["recording"]["why"]  # another mix: a new ISRC
 
     undone = editing.undo(config, track=1, out_dir=out)
     assert undone["current"] == 1

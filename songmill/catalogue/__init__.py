@@ -523,6 +523,12 @@ class Catalogue:
                 )
             return rows
 
+    def release_config(self, release_id: str) -> str | None:
+        """The config file a release was last rendered from, or None for a release never rendered."""
+        with self.session() as s:
+            release = s.get(Release, release_id)
+            return release.config_path if release else None
+
     def track_record(self, release_id: str, number: int, *, run_id: int | None = None) -> dict | None:
         """What `songmill verify` tells about a catalogue track: its ISRC and status, the run that
         made the matched version, the models its artifacts were made with, and the release's deliveries."""

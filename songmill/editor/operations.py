@@ -466,3 +466,19 @@ def _structure(op, structure: list[list], song: SongFacts) -> None:
         if not 1 <= bars <= 64:
             raise SongmillError(f"{label} would be {bars} bars long (a section is 1–64 bars)")
         row[1] = bars
+
+
+def recording_identity(operations: list) -> dict:
+    """Whether a version is a new recording for the ISRC (IFPI's rule: a material change — another
+    mix or edit, other playing time, new artistic input — gets a new ISRC; a remaster may keep it,
+    at the registrant's choice, ISRC Handbook Annex A). Against the config's recording: a version
+    whose operations only change the master's tone is a remaster and keeps the ISRC."""
+    changes = sorted({op.op for op in operations if not isinstance(op, MasterTone)})
+    if not operations:
+        return {"new_isrc": False, "why": "the recording as its config renders it"}
+    if not changes:
+        return {
+            "new_isrc": False,
+            "why": "a remaster (only the master's tone changed): the ISRC Handbook (Annex A) lets the registrant keep the ISRC; songmill keeps it",
+        }
+    return {"new_isrc": True, "why": f"a materially changed recording ({', '.join(changes)}): a new mix, edit or version gets its own ISRC"}

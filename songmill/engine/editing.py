@@ -37,7 +37,15 @@ from songmill.core.sections import section_labels
 from songmill.core.spec import ReleaseSpec
 from songmill.core.store import ArtifactRef, atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.editor.commands import parse_command
-from songmill.editor.operations import NewMelody, SongFacts, apply_operations, contradictions, operations_from_json, operations_to_json
+from songmill.editor.operations import (
+    NewMelody,
+    SongFacts,
+    apply_operations,
+    contradictions,
+    operations_from_json,
+    operations_to_json,
+    recording_identity,
+)
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.runner import record_track, render_track_once
 from songmill.engine.stage import TrackJob
@@ -239,6 +247,7 @@ def _render_version(
         "cached": [r.stage for r in outcome.results if r.cached],
         "stage_times": {r.stage: {"wall_s": round(r.wall_s, 3), "cpu_s": round(r.cpu_s, 3), "cached": r.cached} for r in outcome.results},
         "measures": _measures(report),
+        "recording": recording_identity(history),
         "folder": str(folder),
         "run_id": run_id,
     }
@@ -287,6 +296,7 @@ def _write_edit_report(target: _Track, number: int, version: dict, out_dir: Path
         "cached": version.get("cached", []),
         "stage_times": version.get("stage_times", {}),
         "measures": version["measures"],
+        "recording": version.get("recording") or recording_identity(operations_from_json(version["operations"])),  # the ISRC decision
         "artifacts": version["artifacts"],
         "files": str(folder / "tracks" / f"{target.number:02d}-{safe_name(target.spec.tracks[target.index].title)}"),
         "wall_s": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),

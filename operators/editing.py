@@ -1,0 +1,95 @@
+"""Operators of the song editor's DAG (`songmill_edit`): read the request, render the new version.
+
+The request names a release by id (the catalogue knows the config it was rendered from), a
+track, and either English words (`command`) or typed operations (`operations`, the JSON that
+`songmill edit --dry-run` prints). `ParseEditOperator` turns it into typed operations against the
+track as it stands, so a request that cannot apply fails at once with its one sentence;
+`RenderEditOperator` renders the version: only the stages whose inputs changed run (the stage
+cache), and its return value names the version, the stages recomputed and the edit report.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from operators.hooks import SongmillOperator, engine_errors
+
+
+def _config_of(release: str) -> str:
+    from songmill.catalogue import Catalogue
+    from songmill.core.errors import SongmillError
+
+    catalogue = Catalogue.open()
+    try:
+        config = catalogue.release_config(release)
+    finally:
+        catalogue.close()
+    if config is None:
+        raise SongmillError(f"release {release!r} was never rendered; render it first (its release DAG, or songmill render)")
+    return config
+
+
+class ParseEditOperator(SongmillOperator):
+    """The request as typed operations (a list of JSON objects, passed to the render task)."""
+
+    template_fields = (*SongmillOperator.template_fields, "release", "track", "command", "operations")
+    ui_color = "#eef6e8"
+
+    def __init__(self, *, release: str, track: Any, command: str | None = None, operations: Any = None, **kwargs):
+        super().__init__(**kwargs)
+        self.release, self.track, self.command, self.operations = release, track, command, operations
+
+    def execute(self, context) -> dict:
+        from songmill.core.errors import SongmillError
+        from songmill.editor.operations import contradictions, operations_from_json, operations_to_json
+        from songmill.engine import editing
+
+        self.hook.configure_engine()
+        with engine_errors():
+            config = _config_of(self.release)
+            command = (self.command or "").strip() or None
+            given = self.operations
+            if isinstance(given, str):  # templated: the Params' list as JSON
+                given = json.loads(given) if given.strip() not in ("", "None") else None
+            given = given or None
+            if (command is None) == (given is None):
+                raise SongmillError("give one of command (English words) or operations (typed JSON) for the edit")
+            if command is not None:
+                parsed = editing.parse_for_track(config, int(self.track), command)
+            else:
+                parsed = operations_from_json(given)
+                contradictions(parsed)
+            self.log.info("operations: %s", "; ".join(op.describe() for op in parsed))
+            return {"config": config, "track": int(self.track), "command": command, "operations": operations_to_json(parsed)}
+
+
+class RenderEditOperator(SongmillOperator):
+    """Render the version the parsed request makes; returns its number, the stages recomputed and its report."""
+
+    template_fields = (*SongmillOperator.template_fields, "author", "reason")
+    ui_color = "#e8eef6"
+
+    def __init__(self, *, request_task: str = "parse", author: str | None = None, reason: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.request_task, self.author, self.reason = request_task, author, reason
+
+    def execute(self, context) -> dict:
+        from operators.settings import load_airflow_settings
+        from songmill.editor.operations import operations_from_json
+        from songmill.engine import editing
+
+        request = context["ti"].xcom_pull(task_ids=self.request_task)
+        self.hook.configure_engine()
+        with engine_errors():
+            result = editing.edit(
+                request["config"],
+                track=request["track"],
+                operations=operations_from_json(request["operations"]),
+                command=None,
+                out_dir=load_airflow_settings().out_path,
+                author=self.author or "airflow",
+                reason=self.reason or request["command"],
+            )
+        self.log.info("version %d: recomputed %s; cached %s", result.version, ", ".join(result.recomputed) or "nothing", ", ".join(result.cached))
+        return {"version": result.version, "recomputed": result.recomputed, "cached": result.cached, "report": str(result.report_path)}
