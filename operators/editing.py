@@ -42,7 +42,7 @@ class ParseEditOperator(SongmillOperator):
 
     def execute(self, context) -> dict:
         from songmill.core.errors import SongmillError
-        from songmill.editor.operations import contradictions, operations_from_json, operations_to_json
+        from songmill.editor.operations import operations_from_json, operations_to_json
         from songmill.engine import editing
 
         self.hook.configure_engine()
@@ -55,11 +55,8 @@ class ParseEditOperator(SongmillOperator):
             given = given or None
             if (command is None) == (given is None):
                 raise SongmillError("give one of command (English words) or operations (typed JSON) for the edit")
-            if command is not None:
-                parsed = editing.parse_for_track(config, int(self.track), command)
-            else:
-                parsed = operations_from_json(given)
-                contradictions(parsed)
+            # checked against the track exactly as the edit will be: a request that cannot apply fails here
+            parsed = editing.check_edit(config, int(self.track), command=command, operations=operations_from_json(given) if given is not None else None)
             self.log.info("operations: %s", "; ".join(op.describe() for op in parsed))
             return {"config": config, "track": int(self.track), "command": command, "operations": operations_to_json(parsed)}
 

@@ -92,3 +92,14 @@ def test_a_project_that_would_not_match_the_schema_is_refused_before_writing(tmp
     with pytest.raises(SongmillError, match="has no stems to put in a DAW session"):
         write_daw_session(tmp_path / "empty", _song(), {}, name="x", title="x", artist="x")
     assert not (tmp_path / "empty").exists()
+
+
+def test_a_schema_failure_inside_the_session_writes_nothing(tmp_path, monkeypatch):
+    from songmill.release import daw
+
+    stem = tmp_path / "drums.wav"
+    write_wav(stem, np.zeros(RATE), RATE)
+    monkeypatch.setattr(daw, "dawproject_xml", lambda *a, **k: b'<Project version="1.0"/>')  # a writer bug
+    with pytest.raises(SongmillError, match="would not match its schema"):
+        write_daw_session(tmp_path / "session", _song(), {"drums": stem}, name="x", title="x", artist="x")
+    assert not (tmp_path / "session").exists()

@@ -97,10 +97,12 @@ def test_the_phrasing_corpus_parses_to_its_operations():
     assert accuracy == 1.0
 
 
-def test_held_out_phrasings_mostly_parse():
-    """Phrasings written by someone who never saw the rules (the bench reports the figure)."""
-    accuracy, wrong = corpus_accuracy(DATA / "edit_commands_heldout.yaml")
-    assert accuracy >= 0.8, "\n".join(wrong)
+@pytest.mark.parametrize(("corpus", "bar"), [("edit_commands_heldout.yaml", 1.0), ("edit_commands_heldout2.yaml", 1.0), ("edit_commands_heldout3.yaml", 0.95)])
+def test_held_out_phrasings_parse(corpus, bar):
+    """Phrasings written by people who never saw the rules (first readings 87.5, 78.3, 70.0 %;
+    the gaps they showed were then fixed: these are the figures since, not held-out ones)."""
+    accuracy, wrong = corpus_accuracy(DATA / corpus)
+    assert accuracy >= bar, "\n".join(wrong)
 
 
 @pytest.mark.parametrize(
@@ -224,6 +226,9 @@ def _mix(version: dict) -> dict:
 
 def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song):
     config, out = in_song / "release.yaml", in_song / "dist"
+    with pytest.raises(SongmillError, match="has no section 'solo'"):
+        editing.edit(config, track=1, command="drop the solo", out_dir=out)
+    assert editing.history(config, track=1)["versions"] == []  # checked before version 1 is made: nothing recorded
     result = editing.edit(config, track=1, command="louder vocals", out_dir=out, reason="the voice is buried")
     assert result.version == 2
     assert result.recomputed == ["mix", "master", "qc", "export"]  # form … vocals came from the cache
@@ -294,6 +299,18 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
 
     listed = runner.invoke(app, ["history", config, "--track", "1"])
     assert listed.exit_code == 0 and "louder vocals" in listed.stdout
+
+    from tests.test_speech import speak
+
+    said, rate = speak("set the tempo to one hundred", "en-us")
+    sf.write(in_song / "spoken.wav", said, rate)
+    spoken = runner.invoke(app, ["edit", config, "--track", "1", "--spoken", str(in_song / "spoken.wav"), "--dry-run"])
+    assert spoken.exit_code == 0, spoken.stderr
+    assert json.loads(spoken.stdout) == [{"op": "tempo", "to_bpm": 100.0}]  # the number heard in words, read as a number
+    silent = in_song / "silence.wav"
+    sf.write(silent, np.zeros(24000), 24000)
+    nothing = runner.invoke(app, ["edit", config, "--track", "1", "--spoken", str(silent), "--dry-run"])
+    assert nothing.exit_code == 2 and "no command heard" in nothing.stderr
 
     suggested = runner.invoke(app, ["suggest", config, "--track", "1", "--json", "--out", str(in_song / "dist")])
     assert suggested.exit_code == 0, suggested.stderr
@@ -375,6 +392,20 @@ def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
     found = suggest(off, parts=["bass"], sections=["verse", "chorus"], genre="ballad")
     assert [s.metric for s in found] == ["top_octaves_vs_target_db", "tempo_outside_genre_bpm", "chorus_over_verse_lu"]
     assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)
+
+
+def test_a_form_change_then_another_edit_applies_each_once(in_song):
+    """Each edit applies to the version it is made from: after "drop the outro", an unrelated edit
+    neither replays the drop nor fails on the section that is gone."""
+    config, out = in_song / "release.yaml", in_song / "dist"
+    dropped = editing.edit(config, track=1, command="drop the outro", out_dir=out)
+    assert dropped.recomputed[0] == "form"
+    after = editing.edit(config, track=1, command="a bit more delay", out_dir=out)
+    assert after.recomputed == ["mix", "master", "qc", "export"]
+    facts = editing.facts_for_track(config, 1)
+    assert [name for name, _ in facts.sections] == ["intro", "verse", "chorus", "verse", "chorus"]
+    with pytest.raises(SongmillError, match="both name a chorus, and the repeat or drop renumbers them; change the form in an edit of its own"):
+        editing.check_edit(config, 1, command="repeat chorus 1 and make chorus 2 louder")
 
 
 # ---------------------------------------------------------------- a MIDI edited in a DAW

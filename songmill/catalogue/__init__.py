@@ -81,7 +81,7 @@ def _service_errors(method: Callable) -> Callable:
 def _translate_service_errors(cls: type) -> type:
     """Every public method of the class, wrapped by `_service_errors` (not the context managers)."""
     for name, member in list(vars(cls).items()):
-        if inspect.isfunction(member) and not name.startswith("_") and name not in ("session", "close", "release_lock", "migrate"):
+        if inspect.isfunction(member) and not name.startswith("_") and name not in ("session", "close", "release_lock", "edit_lock", "migrate"):
             setattr(cls, name, _service_errors(member))
     return cls
 
@@ -558,6 +558,10 @@ class Catalogue:
             }
 
     # -- the song editor's versions
+    def edit_lock(self, release_id: str, track_number: int) -> contextlib.AbstractContextManager[None]:
+        """Held while a track is edited: a second edit of it waits (its version number and folder are the first's otherwise)."""
+        return self._lock(f"songmill-edit-{release_id}-{track_number}")
+
     def add_version(self, release_id: str, track_number: int, **fields) -> int:
         """Record a new version of a track (the next number) and make it current; a new version
         clears what undo had set aside for redo. Returns its number."""

@@ -134,8 +134,10 @@ def spelled_pitch(midi: int, m21_key):
     names = {p.pitchClass: p.name for p in m21_key.pitches}
     spelled = pitch.Pitch(midi=midi)
     name = names.get(midi % 12)
-    if name is None and m21_key.sharps < 0 and spelled.accidental is not None and spelled.accidental.name == "sharp":
-        name = spelled.getEnharmonic().name
+    if name is None and spelled.accidental is not None:  # chromatic: sharps in sharp keys (and C major), flats in flat keys
+        wanted = "flat" if m21_key.sharps < 0 else "sharp"
+        if spelled.accidental.name != wanted:
+            name = spelled.getEnharmonic().name
     if name is not None and name != spelled.name:
         spelled = pitch.Pitch(name)
         spelled.octave = 4
@@ -322,7 +324,7 @@ def write_musicxml(score: Score, path: Path, *, credits: LeadSheetCredits | None
 
 # ------------------------------------------------------------------------------ MIDI back in
 
-OVERRIDE_PARTS = ("melody", "bass", "chords")  # what a DAW edit may change; drums stay the song's
+OVERRIDE_PARTS = ("melody", "bass", "chords")  # read back from a DAW edit: the melody and bass may change; chords must be as exported; drums stay the song's
 TEMPO_TOLERANCE_BPM = 0.01
 
 
@@ -364,6 +366,11 @@ def read_midi_override(path: Path, score: Score) -> Score:
     for part in score.parts:
         if part.name in OVERRIDE_PARTS and part.name in tracks:
             notes = _notes_of(tracks[part.name], per_beat, part.name, path)
+            if part.name == "chords" and [(n.pitch, round(n.start_beat, 3)) for n in notes] != [(n.pitch, round(n.start_beat, 3)) for n in part.notes]:
+                raise SongmillError(
+                    f"{path.name} changes the chords track; the harmony the other instruments and the backing voices follow cannot be read back "
+                    "from it yet, so keep the chords as exported (edit the melody and the bass)"
+                )
             if part.name == "melody":
                 notes = _with_syllables(notes, tracks["melody"], per_beat, part.notes, path)
             part = part.model_copy(update={"notes": notes})

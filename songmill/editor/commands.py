@@ -314,8 +314,9 @@ def _section(clause: str, song: SongFacts) -> str | None:
         name, count = match.group(2), names.count(match.group(2))
         if count == 0:
             return name  # not in the song: the operation's check names the song's sections
-        ordinal = count if match.group(1) in ("last", "final") else ORDINALS[match.group(1)]
-        return f"{name} {ordinal}" if count > 1 else name
+        last = match.group(1) in ("last", "final")
+        ordinal = count if last else ORDINALS[match.group(1)]
+        return name if count == 1 and (last or ordinal == 1) else f"{name} {ordinal}"  # "the second verse" of a one-verse song: named, and refused
     match = re.search(rf"(?<![\w-])({name_re})(?:\s+(?:number\s+)?([0-9]+|{'|'.join(NUMBER_WORDS)})(?!\s*bars?\b))?(?![\w-])", clause)
     if match:
         number = match.group(2)

@@ -160,7 +160,7 @@ class NewMelody(_Op):
 
 
 class ScoreOverride(_Op):
-    """A MIDI file edited in a DAW (melody with its lyric events, bass, chords) in place of the
+    """A MIDI file edited in a DAW (melody with its lyric events, bass) in place of the
     composed parts; `midi` is songmill's own copy, named by its sha256."""
 
     op: Literal["score_override"] = "score_override"
@@ -280,11 +280,25 @@ def contradictions(operations: list) -> None:
             if target in seen:
                 raise SongmillError(f"operations {seen[target]} and {number} both change {' '.join(str(t) for t in target if t)}; give one of them")
             seen[target] = number
+    # a repeat or a drop renumbers the sections of its name ("chorus 3" becomes "chorus 2"): an
+    # operation naming a section of that name in the same edit could land on another one
+    renumbered = {_section_name(op.section): n for n, op in enumerate(operations, start=1) if isinstance(op, SectionRepeat | SectionDrop)}
+    for number, op in enumerate(operations, start=1):
+        if isinstance(op, SectionLevel | NewMelody) and _section_name(op.section) in renumbered:
+            first, second = sorted((renumbered[_section_name(op.section)], number))
+            raise SongmillError(
+                f"operations {first} and {second} both name a {_section_name(op.section)}, and the repeat or drop renumbers them; "
+                "change the form in an edit of its own, then the sections of the new form"
+            )
     muted = {op.part: n for n, op in enumerate(operations, start=1) if isinstance(op, PartMute) and op.muted}
     for number, op in enumerate(operations, start=1):
         if isinstance(op, PartLevel | PartPan) and op.part in muted:
             first, second = sorted((muted[op.part], number))
             raise SongmillError(f"operations {first} and {second} both change {op.part}: one mutes it, the other changes how it sounds; give one of them")
+
+
+def _section_name(label: str) -> str:
+    return label.strip().lower().rstrip("0123456789").strip()
 
 
 def _targets(op) -> list[tuple]:
@@ -301,7 +315,8 @@ def _targets(op) -> list[tuple]:
             return []
 
 
-COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, SectionRepeat, SectionDrop, SectionLength)  # what a DAW's MIDI no longer fits
+# what a DAW's MIDI no longer fits (mood and instrumentation reach the form and the lyrics)
+COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
 
 
 def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
@@ -333,6 +348,11 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             _expression(op, track, song)
         case Instrumentation():
             _allowed(op.preset, GENRES, "instrumentation preset")
+            edited = sorted(name for name in track["mix"]["parts"] if not name.startswith("vocal-"))
+            if edited:
+                raise SongmillError(
+                    f"the track has edits of its parts ({', '.join(edited)}), which another preset may not have; undo them before changing the instrumentation"
+                )
             track["instrumentation"] = op.preset
         case PartLevel() | PartMute() | PartPan():
             _part(op, track, song)

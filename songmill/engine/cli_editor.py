@@ -12,7 +12,7 @@ songmill diff CONFIG --track N A B [--json]   spec, score sections, changed file
 songmill preview CONFIG --track N A B [--section S]   loudness-matched A/B excerpts of two versions
 songmill suggest CONFIG --track N [--json] [--apply K] ranked edits with their reasons and measurements
 songmill daw export CONFIG --track N [--version V]     stems, MIDI, .dawproject and .rpp of a version
-songmill daw import CONFIG MIDI --track N               a DAW's MIDI edit (melody, bass, chords) as a new version
+songmill daw import CONFIG MIDI --track N               a DAW's MIDI edit (melody, bass) as a new version
 """
 
 from __future__ import annotations

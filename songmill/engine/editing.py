@@ -97,18 +97,90 @@ def _open_track(config: str | Path, track: int) -> _Track:
 
 def facts_for_track(config: str | Path, track: int, *, database_url: str | None = None, store_spec: str | None = None) -> SongFacts:
     """The song as its current version (or, before the first edit, its last render) has it."""
-    target = _open_track(config, track)
-    catalogue = Catalogue.open(database_url)
-    try:
-        current = _current_version(catalogue, target)
-    finally:
-        catalogue.close()
-    return song_facts(current, open_store(store_spec or default_store_spec())) if current else _facts_from_base(target, catalogue_url=database_url)
+    return _parent(_open_track(config, track), database_url=database_url, store=open_store(store_spec or default_store_spec())).facts
 
 
 def parse_for_track(config: str | Path, track: int, command: str, *, database_url: str | None = None, store_spec: str | None = None) -> list:
-    """The operations a command means for the track's current version (no rendering): `--dry-run`."""
-    return parse_command(command, facts_for_track(config, track, database_url=database_url, store_spec=store_spec))
+    """The operations a command means for the track as it stands, checked against it exactly as
+    an edit would check them (no rendering, nothing recorded): `--dry-run` and the DAG's parse task."""
+    return check_edit(config, track, command=command, database_url=database_url, store_spec=store_spec)
+
+
+def check_edit(
+    config: str | Path,
+    track: int,
+    *,
+    command: str | None = None,
+    operations: list | None = None,
+    database_url: str | None = None,
+    store_spec: str | None = None,
+) -> list:
+    """Parse (or take) the operations and apply them to the track as it stands; raises the
+    sentence an edit would raise. Returns the operations."""
+    target = _open_track(config, track)
+    parent = _parent(target, database_url=database_url, store=open_store(store_spec or default_store_spec()))
+    added = _operations(command, operations, parent.facts)
+    apply_operations(parent.spec, target.index, added, parent.facts)
+    return added
+
+
+@dataclasses.dataclass
+class _Parent:
+    """What a new version is made from: the current version (None before the first edit), its
+    spec, the song as it renders, and the seed."""
+
+    version: dict | None
+    spec: ReleaseSpec
+    facts: SongFacts
+    seed: int
+    artifacts: dict
+
+
+def _parent(target: _Track, *, database_url: str | None, store) -> _Parent:
+    catalogue = Catalogue.open(database_url)
+    try:
+        current = _current_version(catalogue, target)
+        seed = current["seed"] if current else _rendered_seed(catalogue, target)
+        report_paths = [r["report_path"] for r in catalogue.runs_of(target.release_id) if r.get("report_path") and r.get("status") == "succeeded"]
+    finally:
+        catalogue.close()
+    if current is not None:
+        return _Parent(current, _spec_with_track(target, current["track_spec"]), song_facts(current, store), seed, current["artifacts"])
+    artifacts = _base_artifacts(target, report_paths)
+    base = {"artifacts": artifacts, "track_spec": target.spec.tracks[target.index].model_dump(mode="json")}
+    return _Parent(None, target.spec, song_facts(base, store), seed, artifacts)
+
+
+def _spec_with_track(target: _Track, track_spec: dict) -> ReleaseSpec:
+    """The release as the config has it now, with the track as a version made it (each edit
+    applies to what was heard, not to the config again)."""
+    from songmill.core.spec import TrackSpec
+
+    tracks = list(target.spec.tracks)
+    tracks[target.index] = TrackSpec.model_validate(track_spec)
+    return target.spec.model_copy(update={"tracks": tracks})
+
+
+def _base_artifacts(target: _Track, report_paths: list[str]) -> dict:
+    """The track's artifacts as its latest successful render's report lists them."""
+    for report_path in reversed(report_paths):
+        path = Path(report_path)
+        if path.is_file():
+            report = json.loads(path.read_text(encoding="utf-8"))
+            for track in report.get("tracks", []):
+                if track.get("number") == target.number and "score.json" in track.get("artifacts", {}):
+                    return {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in track["artifacts"].items()}
+    raise SongmillError(
+        f"track {target.number} of release {target.release_id} has no run report to read the song from; run `songmill render {target.config}` again"
+    )
+
+
+def _operations(command: str | None, operations: list | None, facts: SongFacts) -> list:
+    added = parse_command(command, facts) if command is not None else list(operations or [])
+    if not added:
+        raise SongmillError("the edit has no operations (give --command, or operations)")
+    contradictions(added)
+    return added
 
 
 def heard_command(config: str | Path, track: int, recording: Path) -> str:
@@ -121,8 +193,10 @@ def heard_command(config: str | Path, track: int, recording: Path) -> str:
         samples, rate = soundfile.read(str(recording), dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, OSError) as err:
         raise SongmillError(f"{recording} is not a recording soundfile can read ({err}); give a WAV or FLAC") from None
+    from songmill.editor.speech import words_to_numbers
+
     words, _ = spoken_command(samples, rate, facts_for_track(config, track))
-    return words
+    return words_to_numbers(words)  # "to ninety two" → "to 92": what the typed rules read
 
 
 def edit(
@@ -139,31 +213,31 @@ def edit(
 ) -> EditResult:
     """Apply a command (or typed operations) to the track's current version and render the new version.
 
-    Raises SongmillError (exit 2) for a command or operation that cannot apply, a release never
-    rendered, a config changed so much the edit no longer fits; GateFailed (exit 1) when the
-    new version fails the gate. Nothing is recorded or written in either case."""
+    Raises SongmillError (exit 2) for a command or operation that cannot apply or a release never
+    rendered, and GateFailed (exit 1) when the new version fails the gate; either way nothing is
+    recorded (the request is checked before version 1 is made). Edits of one track wait for each
+    other (a lock in the catalogue)."""
     started = dt.datetime.now(dt.UTC)
     target = _open_track(config, track)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
     try:
-        current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
-        facts = song_facts(current, store)
-        added = parse_command(command, facts) if command is not None else list(operations or [])
-        if not added:
-            raise SongmillError("the edit has no operations (give --command, or operations)")
-        contradictions(added)
-        added = _with_seeds(added, current, target)
-        history = operations_from_json(current["operations"]) + added
-        edited = apply_operations(target.spec, target.index, history, facts)
-        version = _render_version(
-            catalogue, target, edited, current["seed"], store, store_spec, out_dir, history=history, added=added, command=command, parent=current["number"]
-        )
-        version_row = version | {"author": author or _user(), "reason": reason}
-        number = catalogue.add_version(target.release_id, target.number, **_version_fields(version_row))
-        report = _write_edit_report(target, number, version_row, out_dir, started)
-        materialise(catalogue, target, number, store, out_dir)
+        with catalogue.edit_lock(target.release_id, target.number):
+            parent = _parent(target, database_url=database_url, store=store)
+            added = _operations(command, operations, parent.facts)
+            added = _with_seeds(added, parent.seed, target, salt=len(catalogue.versions(target.release_id, target.number)))
+            edited = apply_operations(parent.spec, target.index, added, parent.facts)  # checked before anything is recorded
+            current = parent.version or _make_first_version(catalogue, target, store, store_spec, out_dir)
+            history = operations_from_json(current["operations"]) + added
+            version = _render_version(
+                catalogue, target, edited, current["seed"], store, store_spec, out_dir, history=history, added=added, command=command, parent=current["number"]
+            )
+            version_row = version | {"author": author or _user(), "reason": reason}
+            upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
+            materialise_files(target, version_row["artifacts"], version_row["operations"], store, out_dir, number=upcoming)  # before it becomes current
+            number = catalogue.add_version(target.release_id, target.number, **_version_fields(version_row))
+            report = _write_edit_report(target, number, version_row, out_dir, started)
     finally:
         catalogue.close()
     return EditResult(number, added, version["recomputed"], version["cached"], report, round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3))
@@ -205,16 +279,16 @@ def _make_first_version(catalogue: Catalogue, target: _Track, store, store_spec:
     return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
 
 
-def _with_seeds(added: list, current: dict, target: _Track) -> list:
-    """A new melody gets a seed of its own: the same request twice gives two different melodies,
-    and the seed is kept in the history so the version renders the same again."""
+def _with_seeds(added: list, seed: int, target: _Track, *, salt: int) -> list:
+    """A new melody gets a seed of its own: the same request twice — or again after an undo — gives
+    another melody (`salt`: the versions the track has), and the seed is kept in the history so
+    the version renders the same again."""
     from songmill.core.seeds import derive_seed
 
-    earlier = len(current["operations"])
     out = []
     for offset, op in enumerate(added):
         if isinstance(op, NewMelody) and op.seed is None:
-            op = op.model_copy(update={"seed": derive_seed(current["seed"], target.release_id, target.number, op.section, earlier + offset)})
+            op = op.model_copy(update={"seed": derive_seed(seed, target.release_id, target.number, op.section, salt, offset)})
         out.append(op)
     return out
 
@@ -229,10 +303,12 @@ def _render_version(
         raise SongmillError(f"the edited track {target.number} failed at stage {outcome.failed_stage}: {outcome.error}")
     if outcome.quarantined:
         raise GateFailed(f"the edited track {target.number} fails the gate ({'; '.join(outcome.quarantined)}); nothing was recorded (undo is not needed)")
-    number_hint = len(catalogue.versions(target.release_id, target.number)) + 1
+    number_hint = len(catalogue.versions(target.release_id, target.number)) + 1  # under the edit lock: the number add_version will give
     folder = target.folder(out_dir) / f"v{number_hint:04d}"
+    if folder.exists():  # left by an edit that failed after rendering: set aside, never mixed
+        folder.rename(folder.with_name(f"{folder.name}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}"))
     run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)
-    report, _ = record_track(outcome, spec, catalogue, run_id, store, folder)
+    report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True)
     catalogue.finish_run(run_id, status="succeeded", report_path=str(folder / "edit-report.json"))
     return {
         "parent": parent,
@@ -331,27 +407,6 @@ def song_facts(version: dict, store) -> SongFacts:
     )
 
 
-def _facts_from_base(target: _Track, *, catalogue_url: str | None) -> SongFacts:
-    """Before the first edit (a dry run): the song as its latest render left it in the catalogue's run report."""
-    catalogue = Catalogue.open(catalogue_url)
-    try:
-        _rendered_seed(catalogue, target)
-        runs = [r for r in catalogue.runs_of(target.release_id) if r.get("report_path") and r.get("status") == "succeeded"]
-    finally:
-        catalogue.close()
-    for run in reversed(runs):
-        path = Path(run["report_path"])
-        if path.is_file():
-            report = json.loads(path.read_text(encoding="utf-8"))
-            for track in report.get("tracks", []):
-                if track.get("number") == target.number and "score.json" in track.get("artifacts", {}):
-                    version = {"artifacts": track["artifacts"], "track_spec": target.spec.tracks[target.index].model_dump(mode="json")}
-                    return song_facts(version, open_store(default_store_spec()))
-    raise SongmillError(
-        f"track {target.number} of release {target.release_id} has no run report to read its sections from; run `songmill render {target.config}` again"
-    )
-
-
 # ---------------------------------------------------------------- history, undo, redo, switch
 
 
@@ -433,23 +488,31 @@ def _move(config, track: int, out_dir: Path, store_spec: str | None, database_ur
 
 
 def materialise(catalogue: Catalogue, target: _Track, number: int, store, out_dir: Path) -> Path:
-    """Copy a version's artifacts from the store into `current/` (byte-identical: each copy's
-    hash is checked by the store), replacing what was there only once all copied."""
+    """Copy a version's artifacts from the store into `current/` (see `materialise_files`)."""
     version = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
-    current = target.folder(out_dir) / "current"
-    staging = Path(tempfile.mkdtemp(prefix=".current-", dir=target.folder(out_dir)))
+    return materialise_files(target, version["artifacts"], version["operations"], store, out_dir, number=number)
+
+
+def materialise_files(target: _Track, artifacts: dict, operations: list, store, out_dir: Path, *, number: int | None = None) -> Path:
+    """Copy artifacts from the store into `current/` (byte-identical: each copy's hash is checked
+    by the store), replacing what was there only once all are copied."""
+    import uuid
+
+    folder = target.folder(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)  # dist/ may have been deleted: the store has everything
+    current = folder / "current"
+    staging = Path(tempfile.mkdtemp(prefix=".current-", dir=folder))
+    old = folder / f".current-old-{uuid.uuid4().hex}"
     try:
-        for name, ref in sorted(version["artifacts"].items()):
+        for name, ref in sorted(artifacts.items()):
             store.get_file(ArtifactRef.from_dict(ref), staging / name)
-        (staging / "version.json").write_text(json.dumps({"version": number, "operations": version["operations"]}, indent=1), encoding="utf-8")
-        old = current.with_name(".current-old")
-        shutil.rmtree(old, ignore_errors=True)
+        (staging / "version.json").write_text(json.dumps({"version": number, "operations": operations}, indent=1), encoding="utf-8")
         if current.exists():
             current.rename(old)
         staging.rename(current)
-        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return current
 
 
@@ -690,7 +753,7 @@ def daw_import(
     database_url: str | None = None,
     store_spec: str | None = None,
 ) -> EditResult:
-    """A MIDI file edited in a DAW (melody with its lyric events, bass, chords) as a new version:
+    """A MIDI file edited in a DAW (melody with its lyric events, bass; chords as exported) as a new version:
     checked against the current version's score first (tempo map, lyric events: one sentence
     when they do not fit, nothing recorded), kept as songmill's own copy, then rendered."""
     from songmill.core.paths import var_dir
@@ -703,13 +766,9 @@ def daw_import(
     target = _open_track(config, track)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
-    catalogue = Catalogue.open(database_url)
-    try:
-        current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
-    finally:
-        catalogue.close()
+    parent = _parent(target, database_url=database_url, store=store)  # the track as it stands; nothing is made yet
     with tempfile.TemporaryDirectory(prefix="songmill-import-") as scratch:
-        score = Score.load_json(store.get_file(ArtifactRef.from_dict(current["artifacts"]["score.json"]), Path(scratch) / "score.json"))
+        score = Score.load_json(store.get_file(ArtifactRef.from_dict(parent.artifacts["score.json"]), Path(scratch) / "score.json"))
     read_midi_override(midi, score)  # raises the one sentence before anything is kept
     digest = file_sha256(midi)
     kept = var_dir() / "overrides" / f"{digest}.mid"

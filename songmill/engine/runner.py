@@ -626,8 +626,12 @@ def _release_steps(
         return {}, f"delivery failed: {err}"
 
 
-def record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path) -> tuple[dict, RenderedTrack]:
-    """Record a track's stage runs in the catalogue and copy its artifacts beside the report."""
+def record_track(
+    outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path, *, version_only: bool = False
+) -> tuple[dict, RenderedTrack]:
+    """Record a track's stage runs in the catalogue and copy its artifacts beside the report.
+    `version_only`: a song editor's version — its stage runs and artifacts (lineage) only; the
+    track's status, newest print and attributes stay those of the recording the config makes."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files, score = {}, None, {}, None
@@ -651,8 +655,9 @@ def record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue,
             [{"metric": c["metric"], "value": c["value"], "bar": c["bar"], "passed": c["passed"], "detail": c["reason"]} for c in verdict["checks"]],
         )
     status = "failed" if outcome.error else "quarantined" if outcome.quarantined else "rendered"
-    catalogue.set_track_status(track_id, status, duration_s=duration_s if status == "rendered" else None)
-    rerender_of = _rerender_of(catalogue, track_id, outcome) if status == "rendered" else None
+    if not version_only:
+        catalogue.set_track_status(track_id, status, duration_s=duration_s if status == "rendered" else None)
+    rerender_of = _rerender_of(catalogue, track_id, outcome) if status == "rendered" and not version_only else None
     duplicates = [a for a in outcome.qc_attempts if a.get("duplicate_of")]
     if duplicates:  # the catalogue keeps why each render was turned down, beside the suite's checks
         catalogue.record_qc(
@@ -670,10 +675,10 @@ def record_track(outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue,
                 for a in duplicates
             ],
         )
-    if status == "rendered" and outcome.track_print:  # later tracks are checked against it
+    if status == "rendered" and outcome.track_print and not version_only:  # later tracks are checked against it
         catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"], track_print=outcome.track_print)
     models = {m["name"]: m for result in outcome.results for m in result.models}  # every model its stages used, once
-    if status != "failed" or files.get("score.json"):  # what listener feedback is measured against (songmill.feedback)
+    if (status != "failed" or files.get("score.json")) and not version_only:  # what listener feedback is measured against (songmill.feedback)
         from songmill.core.melodic import melodic_features
         from songmill.feedback.attributes import track_attributes
 

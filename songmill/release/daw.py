@@ -86,13 +86,10 @@ def _write_stem(path: Path, samples: np.ndarray, rate: int) -> None:
 
 
 def validate(document: bytes, schema_name: str) -> None:
-    schema = etree.XMLSchema(etree.parse(str(SCHEMAS / schema_name)))
-    parsed = etree.fromstring(document)
-    if not schema.validate(parsed):
-        first = schema.error_log.filter_from_errors()[0] if schema.error_log.filter_from_errors() else schema.error_log.last_error
-        raise SongmillError(
-            f"the DAWproject {schema_name.removesuffix('.xsd').lower()} written would not match its schema (line {first.line}: {first.message})"
-        )
+    """Check a DAWproject XML file against its published schema (ddex.py's hardened parser)."""
+    from songmill.release.ddex import validate_against
+
+    validate_against(document, SCHEMAS / schema_name, what=f"the DAWproject {schema_name.removesuffix('.xsd').lower()} written")
 
 
 def _element(parent, tag: str, **attributes) -> etree._Element:
