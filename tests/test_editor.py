@@ -247,6 +247,12 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
         assert _sha(current / name) == ref["sha256"], name  # byte-identical to version 1, from the store
     assert editing.redo(config, track=1, out_dir=out)["current"] == 2
     assert _sha(current / "master-streaming.wav") == versions[2]["artifacts"]["master-streaming.wav"]["sha256"]
+    import shutil
+
+    shutil.rmtree(out / "edit-test" / "edits")  # dist/ deleted: the store still has every version
+    current = Path(editing.undo(config, track=1, out_dir=out)["folder"])
+    assert _sha(current / "master-streaming.wav") == versions[1]["artifacts"]["master-streaming.wav"]["sha256"]
+    editing.redo(config, track=1, out_dir=out)
     history = editing.history(config, track=1)
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
 

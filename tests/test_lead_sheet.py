@@ -151,3 +151,13 @@ def test_musescore_prints_it_and_its_own_export_reads_the_same(demo_sheet, tmp_p
     credits = " ".join(" ".join(c.itertext()) for c in root.iter("credit"))
     assert "Paper Lanterns" in credits and "The Songmill Collective" in credits
     assert [m.text for m in root.iter("rehearsal")] == [label.title() for label in section_labels([s.name for s in score.sections])]
+
+
+@pytest.mark.parametrize(
+    ("key", "midi", "name"), [("D major", 63, "D#"), ("E major", 70, "A#"), ("F major", 66, "G-"), ("A minor", 68, "G#"), ("Bb major", 61, "D-")]
+)
+def test_chromatic_notes_are_spelled_for_the_key(key, midi, name):
+    from songmill.core.score_export import _m21_key, spelled_pitch
+
+    assert spelled_pitch(midi, _m21_key(key)).name == name
+    assert spelled_pitch(62, _m21_key(key)).name == "D"  # a natural note stays itself (never C## or E--)

@@ -134,8 +134,8 @@ def spelled_pitch(midi: int, m21_key):
     names = {p.pitchClass: p.name for p in m21_key.pitches}
     spelled = pitch.Pitch(midi=midi)
     name = names.get(midi % 12)
-    if name is None and spelled.accidental is not None:  # chromatic: sharps in sharp keys (and C major), flats in flat keys
-        wanted = "flat" if m21_key.sharps < 0 else "sharp"
+    if name is None and spelled.accidental is not None and spelled.accidental.name in ("sharp", "flat"):
+        wanted = "flat" if m21_key.sharps < 0 else "sharp"  # chromatic: sharps in sharp keys (and C major), flats in flat keys
         if spelled.accidental.name != wanted:
             name = spelled.getEnharmonic().name
     if name is not None and name != spelled.name:
