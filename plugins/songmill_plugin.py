@@ -311,10 +311,13 @@ def _reports_app():
         return (await _require_login(request, changes=changes)).get_name()
 
     try:
+        from plugins.songmill_editor_routes import add_editor_routes
         from plugins.songmill_feedback_routes import add_feedback_routes
     except ImportError:  # Airflow imports plugins with the plugins folder itself on sys.path
+        from songmill_editor_routes import add_editor_routes
         from songmill_feedback_routes import add_feedback_routes
     add_feedback_routes(app, current_user)
+    add_editor_routes(app, current_user)
     return app
 
 

@@ -593,3 +593,55 @@ def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_pat
     failed = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "drop the solo"})
     assert failed.state == "failed"
     assert len(editing.history(DEBUG, track=1)["versions"]) == 2
+
+
+def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_login(migrated_airflow, monkeypatch, tmp_path):
+    """The editor page in Airflow's own API app (simple auth manager): without a login a browser is
+    sent to the login page; with one, the page and its data (sections over the waveform, lyrics,
+    versions, suggestions), a version's master byte for byte, a spoken command heard on the
+    server, and undo refused at the first version with its sentence."""
+    import hashlib
+    import io
+
+    import soundfile as sf
+    from starlette.testclient import TestClient
+
+    from songmill.engine import editing
+    from songmill.engine.runner import render
+    from tests.test_speech import speak
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SONGMILL_OUT_DIR", str(tmp_path / "dist"))
+    render(DEBUG, out_dir=tmp_path / "dist")
+    from airflow.api_fastapi.app import create_app
+
+    client = TestClient(create_app(), follow_redirects=False)
+    password = json.loads((migrated_airflow / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    auth = {"Authorization": f"Bearer {client.post('/auth/token', json={'username': 'admin', 'password': password}).json()['access_token']}"}
+
+    page = client.get("/songmill/editor/debug-single/1")
+    assert page.status_code == 307 and page.headers["location"].startswith("/auth/login")
+    assert client.post("/songmill/api/editor/debug-single/1/undo").status_code == 401
+    page = client.get("/songmill/editor/debug-single/1", headers=auth)
+    assert page.status_code == 200 and "Change it" in page.text and "/api/v2/dags/songmill_edit/dagRuns" in page.text
+    state = client.get("/songmill/api/editor/debug-single/1", headers=auth).json()
+    assert [s["label"] for s in state["sections"]] == ["Intro".lower(), "verse", "chorus", "outro"]
+    assert state["current"] == 1 and len(state["waveform"]) == 800 and max(state["waveform"]) == 1.0
+    assert any(s["lines"] for s in state["lyrics"]) and state["versions"][0]["what"] == "as the config renders it"
+    audio = client.get("/songmill/api/editor/debug-single/1/versions/1/audio", headers=auth)
+    version = editing.history(DEBUG, track=1)["versions"][0]
+    master = next(ref for name, ref in version["artifacts"].items() if name.startswith("master-"))
+    assert audio.status_code == 200 and hashlib.sha256(audio.content).hexdigest() == master["sha256"]
+
+    said, rate = speak("louder vocals", "en-us")
+    recording = io.BytesIO()
+    sf.write(recording, said, rate, format="WAV")
+    heard = client.post("/songmill/api/editor/debug-single/1/hear", content=recording.getvalue(), headers=auth)
+    assert heard.status_code == 200 and heard.json() == {"words": "louder vocals", "operations": [{"op": "vocal_level", "by_db": 3.0}]}
+    empty = client.post("/songmill/api/editor/debug-single/1/hear", content=b"", headers=auth)
+    assert empty.status_code == 400 and "the recording is empty" in empty.json()["detail"]
+    undo = client.post("/songmill/api/editor/debug-single/1/undo", headers=auth)
+    assert undo.status_code == 400 and "there is nothing to undo" in undo.json()["detail"]
+    missing = client.get("/songmill/editor/never-made/1", headers=auth)
+    assert missing.status_code == 404 and "was never rendered" in missing.json()["detail"]

@@ -224,6 +224,13 @@ def _mix(version: dict) -> dict:
     return json.loads(next(folder.glob("tracks/*/mix.json")).read_text())
 
 
+def _artifact(version: dict, name: str, folder: Path) -> Path:
+    """A version's artifact, from the store by its hash (the version folders may have been deleted)."""
+    from songmill.core.store import ArtifactRef, default_store_spec, open_store
+
+    return open_store(default_store_spec()).get_file(ArtifactRef.from_dict(version["artifacts"][name]), folder / f"v{version['number']}-{name}")
+
+
 def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song):
     config, out = in_song / "release.yaml", in_song / "dist"
     with pytest.raises(SongmillError, match="has no section 'solo'"):
@@ -257,7 +264,7 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
 
 
-def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song):
+def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path):
     config, out = in_song / "release.yaml", in_song / "dist"
     parent = editing.history(config, track=1)["current"]
     result = editing.edit(config, track=1, command="another melody for the second verse", out_dir=out)
@@ -265,9 +272,8 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song):
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
 
-    folders = [next(Path(versions[n]["folder"]).glob("tracks/*")) for n in (parent, result.version)]
-    score = Score.load_json(folders[1] / "score.json")
-    (old, rate), (new, _) = (sf.read(f / "vocal-lead.wav") for f in folders)
+    score = Score.load_json(_artifact(versions[result.version], "score.json", tmp_path))
+    (old, rate), (new, _) = (sf.read(_artifact(versions[n], "vocal-lead.wav", tmp_path)) for n in (parent, result.version))
     verse = score.sections[3]
     begin_s, end_s = score.seconds_at(verse.start_bar * score.beats_per_bar), score.seconds_at((verse.start_bar + verse.bars) * score.beats_per_bar)
     seam = int(0.5 * rate)  # a phrase's breath and consonants start before its note
@@ -449,7 +455,7 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     exported = editing.daw_export(config, track=1, out_dir=out)
     before = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     current = before[exported["version"]]
-    score = Score.load_json(next(Path(current["folder"]).glob("tracks/*/score.json")))
+    score = Score.load_json(_artifact(current, "score.json", tmp_path))
     note = max(score.part("melody").notes[:12], key=lambda n: n.duration_s)  # a long note early on: its pitch is easy to hear
     edited = tmp_path / "edited.mid"
     _move_note(Path(exported["midi"]), edited, round(note.start_beat * 960), 2)
@@ -457,11 +463,10 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     result = editing.daw_import(config, track=1, midi=edited, out_dir=out)
     assert result.recomputed[0] == "compose" and result.operations[0].op == "score_override"
     version = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == result.version)
-    folder = next(Path(version["folder"]).glob("tracks/*"))
-    after = Score.load_json(folder / "score.json")
+    after = Score.load_json(_artifact(version, "score.json", tmp_path))
     changed = [(a.pitch, b.pitch) for a, b in zip(score.part("melody").notes, after.part("melody").notes) if a.pitch != b.pitch]
     assert changed == [(note.pitch, note.pitch + 2)]  # that note and no other
-    vocal, rate = sf.read(folder / "vocal-lead.wav")
+    vocal, rate = sf.read(_artifact(version, "vocal-lead.wav", tmp_path))
     middle = vocal[int((note.start_s + 0.3 * note.duration_s) * rate) : int((note.start_s + 0.7 * note.duration_s) * rate)]
     f0, voiced, _ = librosa.pyin(middle.astype(float), fmin=80, fmax=1000, sr=rate, frame_length=2048)
     assert float(np.nanmedian(librosa.hz_to_midi(f0[voiced]))) == pytest.approx(note.pitch + 2, abs=0.5)  # the voice sings the moved note

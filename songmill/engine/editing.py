@@ -785,3 +785,98 @@ def daw_import(
         store_spec=store_spec,
         database_url=database_url,
     )
+
+
+# ---------------------------------------------------------------- the editor page's data
+
+
+def version_master(config: str | Path, *, track: int, version: int, database_url: str | None = None, store_spec: str | None = None) -> Path:
+    """A version's first master as a WAV file to play (a copy from the store, kept in the cache by hash)."""
+    from songmill.core.paths import cache_dir
+
+    target = _open_track(config, track)
+    catalogue = Catalogue.open(database_url)
+    try:
+        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+    finally:
+        catalogue.close()
+    if version not in versions:
+        raise SongmillError(f"track {track} of {target.release_id} has no version {version} (it has: {', '.join(map(str, sorted(versions))) or 'none'})")
+    artifacts = versions[version]["artifacts"]
+    name = next(n for n in sorted(artifacts) if n.startswith("master-") and n.endswith(".wav"))
+    ref = ArtifactRef.from_dict(artifacts[name])
+    cached = cache_dir() / "editor" / f"{ref.sha256}.wav"
+    if not cached.is_file():
+        open_store(store_spec or default_store_spec()).get_file(ref, cached)
+    return cached
+
+
+def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, out_dir: Path | None = None) -> dict:
+    """What the editor page shows: the versions, the current one's sections, lyrics and waveform
+    (peak per point, 0–1), the previous version, and the suggestions (version 1 is made first
+    when the track has none, from the cache)."""
+    import numpy as np
+
+    from songmill.core.audio import read_wav
+    from songmill.core.lyrics import Lyrics
+
+    found = suggestions(config, track=track, out_dir=out_dir or Path("dist"))
+    log = history(config, track=track)
+    current = next(v for v in log["versions"] if v["number"] == log["current"])
+    store = open_store(default_store_spec())
+    with tempfile.TemporaryDirectory(prefix="songmill-page-") as folder:
+        score = Score.load_json(store.get_file(ArtifactRef.from_dict(current["artifacts"]["score.json"]), Path(folder) / "score.json"))
+        lyrics = Lyrics.load_json(store.get_file(ArtifactRef.from_dict(current["artifacts"]["lyrics.json"]), Path(folder) / "lyrics.json"))
+    master, rate = read_wav(version_master(config, track=track, version=current["number"]))
+    mono = np.abs(master).max(axis=1) if master.ndim == 2 else np.abs(master)
+    blocks = np.array_split(mono, waveform_points)
+    peak = float(mono.max()) or 1.0
+    labels = section_labels([s.name for s in score.sections])
+    sections = [
+        {
+            "label": label,
+            "start_s": round(score.seconds_at(s.start_bar * score.beats_per_bar), 3),
+            "end_s": round(score.seconds_at((s.start_bar + s.bars) * score.beats_per_bar), 3),
+        }
+        for label, s in zip(labels, score.sections)
+    ]
+    return {
+        "release": _open_track(config, track).release_id,
+        "track": track,
+        "title": _open_track(config, track).spec.tracks[track - 1].title,
+        "current": current["number"],
+        "previous": current["parent"],
+        "versions": [
+            {
+                "number": v["number"],
+                "what": v["command"] or ", ".join(op["op"] for op in v["added"]) or "as the config renders it",
+                "author": v["author"],
+                "recomputed": v["recomputed"],
+            }
+            for v in log["versions"]
+        ],
+        "sections": sections,
+        "lyrics": [
+            {"label": labels[s.form_index] if s.form_index < len(labels) else s.name, "lines": [line.text for line in s.lines]} for s in lyrics.sections
+        ],
+        "duration_s": round(len(mono) / rate, 3),
+        "waveform": [round(float(b.max()) / peak, 3) if b.size else 0.0 for b in blocks],
+        "suggestions": found["suggestions"],
+    }
+
+
+def hear_bytes(config: str | Path, track: int, data: bytes) -> tuple[str, list[dict]]:
+    """A recording sent by a browser (any format ffmpeg reads) → (the words heard, their operations)."""
+    from songmill.core.audio import decode
+    from songmill.editor.speech import spoken_command, words_to_numbers
+
+    facts = facts_for_track(config, track)
+    with tempfile.TemporaryDirectory(prefix="songmill-hear-") as folder:
+        path = Path(folder) / "recording"
+        path.write_bytes(data)
+        try:
+            samples, rate = decode(path, sample_rate_hz=16000, channels=1, what="the recording")
+        except SongmillError as err:
+            raise SongmillError(f"the recording could not be read ({err}); record again") from None
+    words, operations = spoken_command(samples[:, 0], rate, facts)
+    return words_to_numbers(words), operations_to_json(operations)

@@ -1,0 +1,188 @@
+"""The song editor's page and endpoints, behind Airflow's login (added to the plugin's app).
+
+- `GET /songmill/editor/<release>/<track>` — the page: the song's sections over its waveform, the
+  lyrics, players for the current and the previous version, a command box, a record button (the
+  browser's microphone, recognised on the server), the suggestions with an apply button, the
+  history with undo. Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
+  API (with the user's login) and the page follows the run until the new version is there.
+- `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
+- `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV);
+- `POST /songmill/api/editor/<release>/<track>/undo` — the previous version current again;
+- `POST /songmill/api/editor/<release>/<track>/hear` — a recording (any format ffmpeg reads) →
+  the command heard and its operations, or why none was.
+Reading needs read access to DAG runs; undo and hear need edit access to `songmill_edit`.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
+import html
+import json
+
+EDIT_DAG_ID = "songmill_edit"
+WAVEFORM_POINTS = 800
+
+
+def add_editor_routes(app, current_user) -> None:
+    from fastapi import HTTPException, Request
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+    from songmill.core.errors import SongmillError
+
+    def config_of(release: str) -> str:
+        from songmill.catalogue import Catalogue
+
+        catalogue = Catalogue.open()
+        try:
+            config = catalogue.release_config(release)
+        finally:
+            catalogue.close()
+        if config is None:
+            raise HTTPException(status_code=404, detail=f"release {release!r} was never rendered; render it first")
+        return config
+
+    def failed(err: SongmillError):
+        raise HTTPException(status_code=400, detail=str(err)) from None
+
+    @app.get("/api/editor/{release}/{track}")
+    def editor_state(release: str, track: int):
+        try:
+            return JSONResponse(editor_data(config_of(release), track))
+        except SongmillError as err:
+            failed(err)
+
+    @app.get("/api/editor/{release}/{track}/versions/{number}/audio")
+    def version_audio(release: str, track: int, number: int):
+        from songmill.engine import editing
+
+        try:
+            path = editing.version_master(config_of(release), track=track, version=number)
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        return FileResponse(path, media_type="audio/wav")
+
+    @app.post("/api/editor/{release}/{track}/undo")
+    async def undo(request: Request, release: str, track: int):
+        from operators.settings import load_airflow_settings
+        from songmill.engine import editing
+
+        await current_user(request, changes=EDIT_DAG_ID)
+        try:
+            moved = editing.undo(config_of(release), track=track, out_dir=load_airflow_settings().out_path)
+        except SongmillError as err:
+            failed(err)
+        return JSONResponse({"current": moved["current"]})
+
+    @app.post("/api/editor/{release}/{track}/hear")
+    async def hear(request: Request, release: str, track: int):
+        from songmill.engine import editing
+
+        await current_user(request, changes=EDIT_DAG_ID)
+        data = await request.body()
+        if not data:
+            raise HTTPException(status_code=400, detail="the recording is empty; hold the record button while you speak")
+        if len(data) > 20 * 2**20:
+            raise HTTPException(status_code=413, detail="the recording is longer than a command (over 20 MiB); say one command at a time")
+        try:
+            words, operations = editing.hear_bytes(config_of(release), track, data)
+        except SongmillError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+        return JSONResponse({"words": words, "operations": operations})
+
+    @app.get("/editor/{release}/{track}")
+    def editor_page(release: str, track: int):
+        config_of(release)  # a release never rendered is a 404 with its sentence
+        return HTMLResponse(editor_html(release, track))
+
+
+def editor_data(config: str, track: int) -> dict:
+    """The page's data: the track's versions, its sections and lyrics, the current master's
+    waveform, the suggestions."""
+    from operators.settings import load_airflow_settings
+    from songmill.engine import editing
+
+    return editing.editor_state(config, track=track, waveform_points=WAVEFORM_POINTS, out_dir=load_airflow_settings().out_path)
+
+
+def editor_html(release: str, track: int) -> str:
+    """The page: plain HTML and a small script over the JSON endpoints and Airflow's REST API."""
+    title = f"songmill editor — {html.escape(release)} track {track}"
+    base = f"/songmill/api/editor/{html.escape(release)}/{track}"
+    script = (
+        """
+const BASE = __BASE__, RELEASE = __RELEASE__, TRACK = __TRACK__;
+const $ = id => document.getElementById(id);
+let state = null;
+async function load() {
+  const res = await fetch(BASE, {credentials: 'same-origin'});
+  state = await res.json();
+  if (!res.ok) { $('status').textContent = state.detail; return; }
+  $('title').textContent = state.title;
+  $('current').src = `${BASE}/versions/${state.current}/audio`;
+  $('current-label').textContent = `version ${state.current}`;
+  const previous = state.previous;
+  $('previous').src = previous ? `${BASE}/versions/${previous}/audio` : '';
+  $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
+  drawWaveform();
+  $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
+  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}</li>`).join('');
+  $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
+  document.querySelectorAll('.apply').forEach(b => b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}));
+}
+function esc(t) { const d = document.createElement('div'); d.textContent = t; return d.innerHTML; }
+function drawWaveform() {
+  const c = $('wave'), g = c.getContext('2d'), w = c.width, h = c.height, peaks = state.waveform, total = state.duration_s;
+  g.clearRect(0, 0, w, h);
+  state.sections.forEach((s, i) => { g.fillStyle = i % 2 ? '#eef3fb' : '#f8f8f8'; g.fillRect(s.start_s / total * w, 0, (s.end_s - s.start_s) / total * w, h);
+    g.fillStyle = '#345'; g.font = '11px sans-serif'; g.fillText(s.label, s.start_s / total * w + 3, 12); });
+  g.fillStyle = '#4a6fa5';
+  peaks.forEach((p, i) => { const x = i / peaks.length * w, y = p * (h - 16) / 2; g.fillRect(x, h / 2 + 8 - y, Math.max(w / peaks.length, 1), 2 * y); });
+}
+async function apply(conf) {
+  $('status').textContent = 'starting an edit run…';
+  const res = await fetch('/api/v2/dags/songmill_edit/dagRuns', {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, command: conf.command || '', operations: conf.operations || [], reason: conf.reason || ''}})});
+  const run = await res.json();
+  if (!res.ok) { $('status').textContent = `not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`; return; }
+  follow(run.dag_run_id, state.current);
+}
+async function follow(runId, before) {
+  const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
+  const run = await res.json();
+  $('status').textContent = `edit run ${run.state}`;
+  if (run.state === 'success') { await load(); $('status').textContent = `version ${state.current} is ready`; return; }
+  if (run.state === 'failed') { $('status').textContent = 'the edit failed: see the run\\'s parse and render logs in Airflow'; return; }
+  setTimeout(() => follow(runId, before), 2000);
+}
+$('send').onclick = () => apply({command: $('command').value});
+$('undo').onclick = async () => { const res = await fetch(`${BASE}/undo`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
+  $('status').textContent = res.ok ? `version ${out.current} is current again` : out.detail; if (res.ok) load(); };
+let recorder = null;
+$('record').onclick = async () => {
+  if (recorder) { recorder.stop(); return; }
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  const chunks = []; recorder = new MediaRecorder(stream);
+  recorder.ondataavailable = e => chunks.push(e.data);
+  recorder.onstop = async () => { stream.getTracks().forEach(t => t.stop()); recorder = null; $('record').textContent = '● record';
+    const res = await fetch(`${BASE}/hear`, {method: 'POST', credentials: 'same-origin', body: new Blob(chunks)});
+    const out = await res.json(); if (res.ok) { $('command').value = out.words; $('status').textContent = `heard: ${out.words}`; } else { $('status').textContent = out.detail; } };
+  recorder.start(); $('record').textContent = '■ stop';
+};
+load();
+""".replace("__BASE__", json.dumps(base))
+        .replace("__RELEASE__", json.dumps(release))
+        .replace("__TRACK__", str(int(track)))
+    )
+    style = (
+        "body{font-family:sans-serif;margin:1.5em;max-width:1000px}canvas{width:100%;border:1px solid #ccc;border-radius:4px}"
+        ".row{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1;min-width:280px}#command{width:60%}li.current{font-weight:bold}#status{color:#264;margin:.5em 0}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>"
+        f"<h1 id='title'>{html.escape(release)}</h1><canvas id='wave' width='1000' height='140'></canvas>"
+        "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='none'></audio>"
+        "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio></div>"
+        "<div class='col'><h3>Change it</h3><input id='command' placeholder='the chorus should hit harder'> <button id='send'>Apply</button> "
+        "<button id='record'>● record</button> <button id='undo'>Undo</button><div id='status'></div>"
+        "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
+        "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"
+        f"<script>{script}</script></body></html>"
+    )
