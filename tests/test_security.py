@@ -20,7 +20,7 @@ from tests.test_airflow import migrated_airflow  # noqa: F401  (the fixture)
 
 PROJECT = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = ("songmill", "models", "qc", "operators", "plugins", "dags", "scripts", "benchmarks")
-PATH_VALUES = {"release_id": "debug-single", "run_id": "1", "track_id": "1"}
+PATH_VALUES = {"release_id": "debug-single", "run_id": "1", "track_id": "1", "release": "debug-single", "track": "1", "number": "1"}
 
 
 # ------------------------------------------------------------------ the plugin's routes
@@ -79,6 +79,7 @@ def test_every_plugin_route_refuses_no_login_an_expired_or_forged_token_and_a_us
     client, tokens = api
     routes = plugin_routes()
     assert ("POST", "/songmill/api/feedback/verdicts") in routes and ("GET", "/songmill/releases/debug-single/run-report.json") in routes
+    assert ("POST", "/songmill/api/editor/debug-single/1/undo") in routes and ("GET", "/songmill/editor/debug-single/1") in routes
     for method, path in routes:
         anonymous = call(client, method, path)
         if method == "GET":  # a browser: sent to the login page
@@ -89,9 +90,10 @@ def test_every_plugin_route_refuses_no_login_an_expired_or_forged_token_and_a_us
         assert call(client, method, path, tokens["forged"]).status_code == 403, (method, path)
         for user in ("admin", "reader"):
             answer = call(client, method, path, tokens[user])
-            changes = method == "POST" and "verdicts" in path
-            if user == "reader" and changes:
-                assert answer.status_code == 403 and "reader may not change runs of songmill_feedback_inbox" in answer.json()["detail"]
+            changes = {"verdicts": "songmill_feedback_inbox", "/api/editor/": "songmill_edit"}
+            changed = next((dag for part, dag in changes.items() if part in path), None) if method == "POST" else None
+            if user == "reader" and changed:
+                assert answer.status_code == 403 and f"reader may not change runs of {changed}" in answer.json()["detail"], (method, path)
             else:
                 assert answer.status_code not in (401, 403), (user, method, path, answer.status_code)
 
