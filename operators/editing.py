@@ -16,20 +16,6 @@ from typing import Any
 from operators.hooks import SongmillOperator, engine_errors
 
 
-def _config_of(release: str) -> str:
-    from songmill.catalogue import Catalogue
-    from songmill.core.errors import SongmillError
-
-    catalogue = Catalogue.open()
-    try:
-        config = catalogue.release_config(release)
-    finally:
-        catalogue.close()
-    if config is None:
-        raise SongmillError(f"release {release!r} was never rendered; render it first (its release DAG, or songmill render)")
-    return config
-
-
 class ParseEditOperator(SongmillOperator):
     """The request as typed operations (a list of JSON objects, passed to the render task)."""
 
@@ -47,7 +33,7 @@ class ParseEditOperator(SongmillOperator):
 
         self.hook.configure_engine()
         with engine_errors():
-            config = _config_of(self.release)
+            config = editing.config_of_release(self.release)
             command = (self.command or "").strip() or None
             given = self.operations
             if isinstance(given, str):  # templated: the Params' list as JSON

@@ -28,16 +28,12 @@ def add_editor_routes(app, current_user) -> None:
     from songmill.core.errors import SongmillError
 
     def config_of(release: str) -> str:
-        from songmill.catalogue import Catalogue
+        from songmill.engine.editing import config_of_release
 
-        catalogue = Catalogue.open()
         try:
-            config = catalogue.release_config(release)
-        finally:
-            catalogue.close()
-        if config is None:
-            raise HTTPException(status_code=404, detail=f"release {release!r} was never rendered; render it first")
-        return config
+            return config_of_release(release)
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
 
     def failed(err: SongmillError):
         raise HTTPException(status_code=400, detail=str(err)) from None

@@ -443,13 +443,9 @@ def switch(
 ) -> dict:
     """Make any version current (no rendering: its files come from the store)."""
     target = _open_track(config, track)
+    versions_of(target, (version,), database_url=database_url)
     catalogue = Catalogue.open(database_url)
     try:
-        numbers = [v["number"] for v in catalogue.versions(target.release_id, target.number)]
-        if version not in numbers:
-            raise SongmillError(
-                f"track {track} of {target.release_id} has no version {version} (it has: {', '.join(map(str, numbers)) or 'none; edit it first'})"
-            )
         store = open_store(store_spec or default_store_spec())
         folder = materialise(catalogue, target, version, store, out_dir)
         catalogue.set_version_head(target.release_id, target.number, current=version, undone=[])
@@ -516,18 +512,38 @@ def materialise_files(target: _Track, artifacts: dict, operations: list, store, 
     return current
 
 
-def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | None = None, store_spec: str | None = None) -> dict:
-    """What changed between two versions: the track spec, the score by section, the mix
-    decisions and the measured loudness, tempo and key."""
-    target = _open_track(config, track)
+def versions_of(target: _Track, wanted: tuple[int, ...] = (), *, database_url: str | None = None) -> dict[int, dict]:
+    """The track's versions by number; SongmillError naming the first of `wanted` it lacks."""
     catalogue = Catalogue.open(database_url)
     try:
         versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
     finally:
         catalogue.close()
-    missing = [n for n in (a, b) if n not in versions]
+    missing = [n for n in wanted if n not in versions]
     if missing:
-        raise SongmillError(f"track {track} of {target.release_id} has no version {missing[0]} (it has: {', '.join(map(str, sorted(versions))) or 'none'})")
+        raise SongmillError(
+            f"track {target.number} of {target.release_id} has no version {missing[0]} (it has: {', '.join(map(str, sorted(versions))) or 'none; edit it first'})"
+        )
+    return versions
+
+
+def config_of_release(release_id: str, *, database_url: str | None = None) -> str:
+    """The config file a release was last rendered from (the DAG's and the editor page's requests name the release)."""
+    catalogue = Catalogue.open(database_url)
+    try:
+        config = catalogue.release_config(release_id)
+    finally:
+        catalogue.close()
+    if config is None:
+        raise SongmillError(f"release {release_id!r} was never rendered; render it first (its release DAG, or songmill render)")
+    return config
+
+
+def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | None = None, store_spec: str | None = None) -> dict:
+    """What changed between two versions: the track spec, the score by section, the mix
+    decisions and the measured loudness, tempo and key."""
+    target = _open_track(config, track)
+    versions = versions_of(target, (a, b), database_url=database_url)
     store = open_store(store_spec or default_store_spec())
     va, vb = versions[a], versions[b]
     return {
@@ -603,14 +619,7 @@ def ab_preview(
     from songmill.core.sections import sections_named
 
     target = _open_track(config, track)
-    catalogue = Catalogue.open(database_url)
-    try:
-        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
-    finally:
-        catalogue.close()
-    missing = [n for n in (a, b) if n not in versions]
-    if missing:
-        raise SongmillError(f"track {track} of {target.release_id} has no version {missing[0]} (it has: {', '.join(map(str, sorted(versions))) or 'none'})")
+    versions = versions_of(target, (a, b), database_url=database_url)
     store = open_store(store_spec or default_store_spec())
     changed = _score_sections_changed(versions[a], versions[b], store)
     label: str | None = section or (changed[0] if changed else None)
@@ -795,13 +804,7 @@ def version_master(config: str | Path, *, track: int, version: int, database_url
     from songmill.core.paths import cache_dir
 
     target = _open_track(config, track)
-    catalogue = Catalogue.open(database_url)
-    try:
-        versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
-    finally:
-        catalogue.close()
-    if version not in versions:
-        raise SongmillError(f"track {track} of {target.release_id} has no version {version} (it has: {', '.join(map(str, sorted(versions))) or 'none'})")
+    versions = versions_of(target, (version,), database_url=database_url)
     artifacts = versions[version]["artifacts"]
     name = next(n for n in sorted(artifacts) if n.startswith("master-") and n.endswith(".wav"))
     ref = ArtifactRef.from_dict(artifacts[name])
