@@ -176,7 +176,7 @@ load();
         f"<h1 id='title'>{html.escape(release)}</h1><canvas id='wave' width='1000' height='140'></canvas>"
         "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='none'></audio>"
         "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio></div>"
-        "<div class='col'><h3>Change it</h3><input id='command' placeholder='the chorus should hit harder'> <button id='send'>Apply</button> "
+        "<div class='col'><h3>Change it</h3><input id='command' aria-label='command' title='for example: the chorus should hit harder'> <button id='send'>Apply</button> "
         "<button id='record'>● record</button> <button id='undo'>Undo</button><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
         "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"

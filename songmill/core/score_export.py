@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mido
 
+from songmill.core.errors import SongmillError
 from songmill.core.music import parse_key
 from songmill.core.score import Note, Part, Score, Syllable
 
@@ -335,8 +336,6 @@ def read_midi_override(path: Path, score: Score) -> Score:
     sits on, with its phonemes; a note without one continues the syllable before (a melisma).
 
     Raises SongmillError naming what does not fit: the tempo map, a lyric event, a missing track."""
-    from songmill.core.errors import SongmillError
-
     try:
         midi = mido.MidiFile(str(path))
     except (OSError, ValueError, EOFError) as err:
@@ -396,8 +395,6 @@ def _notes_of(events: list[tuple[int, mido.Message]], per_beat: int, name: str, 
 
 
 def _with_syllables(notes: list[Note], events: list[tuple[int, mido.Message]], per_beat: int, original: list[Note], path: Path) -> list[Note]:
-    from songmill.core.errors import SongmillError
-
     syllables = [n.syllable for n in original if n.syllable is not None and not n.melisma]
     lyrics = [(tick, message.text) for tick, message in events if message.type == "lyrics"]
     if len(lyrics) != len(syllables):

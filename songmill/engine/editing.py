@@ -823,6 +823,7 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
     from songmill.core.audio import read_wav
     from songmill.core.lyrics import Lyrics
 
+    target = _open_track(config, track)  # the config is read once for the page
     found = suggestions(config, track=track, out_dir=out_dir or Path("dist"))
     log = history(config, track=track)
     current = next(v for v in log["versions"] if v["number"] == log["current"])
@@ -844,9 +845,9 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         for label, s in zip(labels, score.sections)
     ]
     return {
-        "release": _open_track(config, track).release_id,
+        "release": target.release_id,
         "track": track,
-        "title": _open_track(config, track).spec.tracks[track - 1].title,
+        "title": target.spec.tracks[target.index].title,
         "current": current["number"],
         "previous": current["parent"],
         "versions": [
