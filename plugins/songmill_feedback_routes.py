@@ -24,16 +24,8 @@ def add_feedback_routes(app, current_user) -> None:
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-    from songmill.catalogue import Catalogue
+    from songmill.catalogue import shared_catalogue as catalogue
     from songmill.core.errors import SongmillError
-
-    opened: list[Catalogue] = []
-
-    def catalogue() -> Catalogue:
-        """The catalogue, opened (and its schema brought up to date) on the first request only."""
-        if not opened:
-            opened.append(Catalogue.open())
-        return opened[0]
 
     @app.get("/feedback/report.html")
     def feedback_report_page():

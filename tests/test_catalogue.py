@@ -120,3 +120,27 @@ def test_dead_postgres_url_is_one_sentence_with_the_password_hidden():
 def test_nonsense_database_url_is_named():
     with pytest.raises(ServiceError, match="is not a database URL"):
         Catalogue.open("not a url")
+
+
+def test_the_web_servers_catalogue_follows_a_sqlite_file_replaced_under_it(tmp_path, monkeypatch):
+    """A catalogue restored from a backup (its file replaced) still takes writes from a running
+    server: a connection kept to the deleted file would refuse them as a "readonly database"."""
+    from songmill.catalogue import shared_catalogue
+
+    database = tmp_path / "catalogue.db"
+    monkeypatch.setenv("SONGMILL_DATABASE_URL", f"sqlite:///{database}")
+    spec = load_release(DEMO)
+    first = shared_catalogue()
+    first.upsert_release(spec, config_path=str(DEMO), config_sha256="a" * 64)
+    assert shared_catalogue() is first  # the same file: kept open
+    backup = tmp_path / "backup.db"
+    backup.write_bytes(database.read_bytes())
+    database.unlink()
+    backup.rename(database)
+    after = shared_catalogue()
+    after.upsert_release(spec, config_path=str(DEMO), config_sha256="b" * 64)
+    with after.session() as s:
+        assert s.scalars(select(Release.config_sha256)).one() == "b" * 64
+    # another URL (a test, or a server re-pointed): another catalogue
+    monkeypatch.setenv("SONGMILL_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    assert shared_catalogue() is not after

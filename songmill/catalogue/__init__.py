@@ -641,4 +641,37 @@ def _version_dict(row: TrackVersion) -> dict:
     }
 
 
-__all__ = ["Catalogue", "SQLAlchemyError", "default_url", "display_url"]
+def _sqlite_file_identity(url: str) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite catalogue's file; None for a server database or no file yet."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    try:
+        status = os.stat(parsed.database)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
+
+
+_shared: dict[str, object] = {}
+
+
+def shared_catalogue() -> Catalogue:
+    """One open catalogue for a long-lived process (the web server's routes), opened on first use.
+
+    It is opened again when SONGMILL_DATABASE_URL names another database or when a SQLite file
+    was replaced under it: a connection kept to a deleted file refuses every write ("attempt to
+    write a readonly database"), so a catalogue restored from a backup would otherwise stop
+    taking verdicts until the server restarts."""
+    url = default_url()
+    identity = (url, _sqlite_file_identity(url))
+    held = cast("Catalogue | None", _shared.get("catalogue"))
+    if held is None or _shared.get("identity") != identity:
+        if held is not None:
+            held.close()
+        held = Catalogue.open(url)
+        _shared.update(catalogue=held, identity=(url, _sqlite_file_identity(url)))
+    return held
+
+
+__all__ = ["Catalogue", "SQLAlchemyError", "default_url", "display_url", "shared_catalogue"]
