@@ -4,7 +4,9 @@
 
 `parse` reads the request against the track as it stands (typed operations, or one sentence why
 not); `render` renders the new version through the stage graph, recomputing only the stages
-whose inputs changed, and returns the version, the stages recomputed and its edit report. The
+whose inputs changed, and returns the version, the stages recomputed and its edit report;
+`deliver` (when the Param asks) delivers the release again with it — an edited recording gets
+its own ISRC and the DDEX message names the recording it edits. The
 history, undo and the files are the CLI's (`songmill history|undo|diff`): every version is kept
 in the catalogue and the store.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from operators.dag_builder import START_DATE
-from operators.editing import ParseEditOperator, RenderEditOperator
+from operators.editing import DeliverEditOperator, ParseEditOperator, RenderEditOperator
 from operators.settings import load_airflow_settings
 
 _settings = load_airflow_settings()
@@ -39,6 +41,9 @@ with DAG(
             [], type="array", title="Operations", description="Typed operations (the JSON `songmill edit --dry-run` prints), instead of a command."
         ),
         "reason": Param("", type="string", maxLength=500, title="Why", description="Kept in the history."),
+        "deliver": Param(
+            False, type="boolean", title="Deliver", description="Deliver the release again with the new version (a new recording gets its own ISRC)."
+        ),
     },
 ) as songmill_edit:
     request = ParseEditOperator(
@@ -48,4 +53,4 @@ with DAG(
         command="{{ params.command }}",
         operations="{{ params.operations | tojson }}",
     )
-    request >> RenderEditOperator(task_id="render", reason="{{ params.reason }}")
+    request >> RenderEditOperator(task_id="render", reason="{{ params.reason }}") >> DeliverEditOperator(task_id="deliver", deliver="{{ params.deliver }}")

@@ -6,6 +6,8 @@ track, and either English words (`command`) or typed operations (`operations`, t
 track as it stands, so a request that cannot apply fails at once with its one sentence;
 `RenderEditOperator` renders the version: only the stages whose inputs changed run (the stage
 cache), and its return value names the version, the stages recomputed and the edit report.
+`DeliverEditOperator`, when the run asks for it, delivers the release again with the new
+version (its own ISRC when it is a new recording; the DDEX message says what it edits).
 """
 
 from __future__ import annotations
@@ -76,3 +78,31 @@ class RenderEditOperator(SongmillOperator):
             )
         self.log.info("version %d: recomputed %s; cached %s", result.version, ", ".join(result.recomputed) or "nothing", ", ".join(result.cached))
         return {"version": result.version, "recomputed": result.recomputed, "cached": result.cached, "report": str(result.report_path)}
+
+
+class DeliverEditOperator(SongmillOperator):
+    """Deliver the release again with each track's current version, when `deliver` is true
+    (skipped otherwise); returns each track's version and ISRC and the delivery report."""
+
+    template_fields = (*SongmillOperator.template_fields, "deliver")
+    ui_color = "#f6eee8"
+
+    def __init__(self, *, deliver: Any = False, request_task: str = "parse", **kwargs):
+        super().__init__(**kwargs)
+        self.deliver, self.request_task = deliver, request_task
+
+    def execute(self, context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from operators.settings import load_airflow_settings
+        from songmill.engine.edit_delivery import deliver_current
+
+        if str(self.deliver).strip().lower() not in ("true", "1", "yes"):  # templated from the Params: "True" / "False"
+            raise AirflowSkipException("the run did not ask to deliver (Param deliver is false); the version is rendered and kept")
+        request = context["ti"].xcom_pull(task_ids=self.request_task)
+        self.hook.configure_engine()
+        with engine_errors():
+            result = deliver_current(request["config"], out_dir=load_airflow_settings().out_path)
+        for row in result["tracks"]:
+            self.log.info("track %d: version %s, ISRC %s (edited from %s)", row["number"], row["version"], row["isrc"] or "the track's", row["edited_from_isrc"])
+        return {"tracks": result["tracks"], "deliveries": result["deliveries"], "report": result["report_path"]}

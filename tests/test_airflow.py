@@ -585,11 +585,15 @@ def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_pat
         import songmill_edit
     finally:
         sys.path.remove(str(PROJECT / "dags"))
-    run = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "more delay on the vocals"})
+    run = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "more delay on the vocals", "deliver": True})
     assert run.state == "success"
     versions = editing.history(DEBUG, track=1)["versions"]
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in versions] == [(1, []), (2, ["send"])]
     assert versions[1]["recomputed"] == ["mix", "master", "qc", "export"]
+    from operators.settings import load_airflow_settings
+
+    delivered = json.loads((load_airflow_settings().out_path / "debug-single" / "edits" / "delivery-report.json").read_text())  # the deliver task, asked for
+    assert delivered["tracks"][0]["version"] == 2 and delivered["tracks"][0]["isrc"] != delivered["tracks"][0]["edited_from_isrc"]
     failed = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "drop the solo"})
     assert failed.state == "failed"
     assert len(editing.history(DEBUG, track=1)["versions"]) == 2

@@ -484,3 +484,85 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     with pytest.raises(SongmillError, match=r"lyrics\.mid's melody has 0 lyric events but the song sings \d+ syllables"):
         editing.daw_import(config, track=1, midi=no_lyrics, out_dir=out)
     assert editing.history(config, track=1)["versions"] == versions  # nothing recorded
+
+
+# ---------------------------------------------------------------- delivering an edited version
+
+
+def _version(number: int, parent: int | None, added: list[dict], before: list[dict], isrc: str | None = None) -> dict:
+    return {"number": number, "parent": parent, "added": added, "operations": before + added, "isrc": isrc}
+
+
+def test_which_recording_a_version_is_and_what_it_was_edited_from():
+    from songmill.engine.edit_delivery import edited_from, recording_version
+
+    louder, brighter = {"op": "vocal_level", "by_db": 3.0}, {"op": "master_tone", "by_db": 2.0}
+    versions = {
+        1: _version(1, None, [], []),
+        2: _version(2, 1, [brighter], []),  # a remaster of the config's recording
+        3: _version(3, 2, [louder], [brighter], isrc="AA6Q72600007"),  # another mix, delivered before
+        4: _version(4, 3, [brighter], [brighter, louder]),  # a remaster of version 3
+        5: _version(5, 4, [louder], [brighter, louder, brighter]),  # another mix of version 4
+    }
+    assert recording_version(versions, 1) is None and recording_version(versions, 2) is None  # the track's ISRC
+    assert recording_version(versions, 3) == 3 and recording_version(versions, 4) == 3  # a remaster keeps its recording's ISRC
+    assert recording_version(versions, 5) == 5
+    assert edited_from(versions, 3, "AA6Q72600001") == "AA6Q72600001"
+    assert edited_from(versions, 5, "AA6Q72600001") == "AA6Q72600007"  # version 4 is version 3's recording, delivered as …07
+
+
+def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edits(in_song):
+    from lxml import etree
+
+    from songmill.catalogue import Catalogue
+    from songmill.engine.edit_delivery import deliver_current
+    from songmill.release import ddex
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    catalogue = Catalogue.open()
+    track_isrc = catalogue.track_record("edit-test", 1)["isrc"]
+    history = editing.history(config, track=1)
+    current = next(v for v in history["versions"] if v["number"] == history["current"])
+    assert current["operations"]  # the tests before this one edited the track
+
+    result = CliRunner().invoke(app, ["deliver", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    row = report["tracks"][0]
+    assert row["version"] == current["number"] and row["edited_from_isrc"] == track_isrc and row["isrc"] not in (None, track_isrc)
+    folder = Path(report["deliveries"][0]["destination"])
+    message = next(folder.glob("*.xml")).read_bytes()
+    ddex.validate(message)
+    recording = etree.fromstring(message).find(".//SoundRecording")  # ERN's children are unqualified
+    assert recording.findtext("SoundRecordingEdition/ResourceId/ISRC") == row["isrc"]
+    assert recording.findtext("RelatedResource/ResourceRelationshipType") == "IsEditedVersionOf"
+    assert recording.findtext("RelatedResource/ResourceId/ISRC") == track_isrc
+    flac = next((folder / "resources").glob("*.flac"))
+    import subprocess
+
+    tags = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(flac)], capture_output=True, check=True).stdout)
+    assert {k.upper(): v for k, v in tags["format"]["tags"].items()}["ISRC"] == row["isrc"]  # read back by ffmpeg's reader
+    delivery = catalogue.latest_delivery("edit-test", "streaming")
+    assert delivery["content"][1] == current["artifacts"]["master-streaming.wav"]["sha256"]  # the version's master, encoded
+    newest = catalogue.deliveries("edit-test")[-1]
+    assert newest["replaces"] is not None and "track 1 sounds different" in newest["replaced_because"]
+
+    again = deliver_current(config, out_dir=out)
+    assert again["tracks"][0]["isrc"] == row["isrc"]  # allocated once: the version keeps its ISRC
+
+    editing.switch(config, track=1, version=1, out_dir=out)  # back to the config's recording
+    original = deliver_current(config, out_dir=out)
+    assert original["tracks"][0]["isrc"] is None and original["tracks"][0]["edited_from_isrc"] is None
+    message = next(Path(original["deliveries"][0]["destination"]).glob("*.xml")).read_bytes()
+    assert b"IsEditedVersionOf" not in message and track_isrc.encode() in message
+    editing.switch(config, track=1, version=current["number"], out_dir=out)
+    catalogue.close()
+
+
+def test_delivering_a_release_never_rendered_says_render_it_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    config = tmp_path / "release.yaml"
+    config.write_text(RELEASE)
+    result = CliRunner().invoke(app, ["deliver", str(config), "--out", str(tmp_path / "dist")])
+    assert result.exit_code == 2 and "track 1 of release edit-test was never rendered; run `songmill render" in result.stderr
+    assert not (tmp_path / "dist" / "streaming").exists()

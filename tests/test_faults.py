@@ -293,7 +293,7 @@ def test_the_catalogue_upgraded_from_the_previous_schema_with_data_in_it_loses_n
 
     catalogue = Catalogue.open(url)  # migrates to head
     with catalogue.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0009"
         after = {table: [tuple(r) for r in connection.exec_driver_sql(f"SELECT * FROM {table}")] for table in rows}
         assert connection.exec_driver_sql("SELECT host, pid FROM runs").fetchall() == [(None, None)]
         assert connection.exec_driver_sql("SELECT count(*) FROM track_versions").scalar() == 0  # 0008: the editor's versions, none yet
@@ -301,7 +301,33 @@ def test_the_catalogue_upgraded_from_the_previous_schema_with_data_in_it_loses_n
         assert [r[: len(before[table][0])] for r in after[table]] == before[table], table
     assert catalogue.track_isrc(1, given="auto", country="QZ", registrant="SGM", year=2026) == "QZSGM2600001"  # kept, not allocated again
     catalogue.close()
-    record(f"the catalogue upgraded 0006 → 0008 with data in it ({backend})", "nothing lost; new columns empty", "every row unchanged")
+    record(f"the catalogue upgraded 0006 → 0009 with data in it ({backend})", "nothing lost; new columns empty", "every row unchanged")
+
+
+def test_a_catalogue_with_edited_versions_upgrades_to_version_isrcs_keeping_them(tmp_path):
+    """0009 adds each version's own ISRC and models (SQLite rebuilds the table to add them): the
+    versions made before are all kept, with neither set."""
+    import sqlalchemy
+
+    from songmill.catalogue import Catalogue
+
+    url = f"sqlite:///{tmp_path / 'versions.db'}"
+    _catalogue_at(url, "0008")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO track_versions (release_id, track_number, number, parent, operations, added, command, author, reason, created_at, "
+            "config_sha256, seed, track_spec, artifacts, recomputed, measures, folder, run_id) VALUES ('old-single', 1, 2, 1, "
+            """'[{"op": "vocal_level", "by_db": 3.0}]', '[{"op": "vocal_level", "by_db": 3.0}]', 'louder vocals', 'ana', NULL, '2026-12-01', """
+            "'ab', 7, '{}', '{}', '[\"mix\"]', '{}', '/v2', NULL)"
+        )
+    engine.dispose()
+    catalogue = Catalogue.open(url)
+    [version] = catalogue.versions("old-single", 1)
+    assert (version["number"], version["command"], version["author"], version["isrc"], version["models"]) == (2, "louder vocals", "ana", None, None)
+    assert version["operations"] == [{"op": "vocal_level", "by_db": 3.0}]
+    catalogue.close()
+    record("the catalogue upgraded 0008 → 0009 with edited versions in it", "every version kept; no ISRC yet", "kept, isrc empty")
 
 
 # ------------------------------------------------------------------ the database and the object store restarted

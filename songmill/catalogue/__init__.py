@@ -577,6 +577,25 @@ class Catalogue:
                 head.current, head.undone = number, []
             return number
 
+    def version_isrc(self, release_id: str, track_number: int, number: int, *, country: str | None, registrant: str | None, year: int) -> str | None:
+        """A version's own ISRC: the one allocated before, else the registrant's next designation
+        of `year` (the same series as the tracks'); None when no registrant is configured."""
+        from songmill.core.ids import make_isrc
+
+        def allocate(s: Session) -> str | None:
+            version = s.scalar(
+                select(TrackVersion).where(TrackVersion.release_id == release_id, TrackVersion.track_number == track_number, TrackVersion.number == number)
+            )
+            if version is None:
+                raise SongmillError(f"track {track_number} of release {release_id} has no version {number}")
+            if version.isrc is None and registrant is not None:
+                if country is None:
+                    raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
+                version.isrc = make_isrc(country, registrant, year, self._next_in_series(s, f"isrc:{country}{registrant}:{year % 100:02d}"))
+            return version.isrc
+
+        return self._allocate(allocate)
+
     def versions(self, release_id: str, track_number: int) -> list[dict]:
         """Every version of a track, oldest first."""
         with self.session() as s:
@@ -638,6 +657,8 @@ def _version_dict(row: TrackVersion) -> dict:
         "measures": row.measures,
         "folder": row.folder,
         "run_id": row.run_id,
+        "isrc": row.isrc,
+        "models": row.models,
     }
 
 

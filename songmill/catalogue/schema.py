@@ -336,6 +336,10 @@ class TrackVersion(Base):
     measures: Mapped[dict] = mapped_column(JSON)  # loudness, tempo, key… as the gate measured them
     folder: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int | None] = mapped_column(Integer)
+    # a new recording's own ISRC, allocated when the version is first delivered (None: not yet, or
+    # it keeps the track's: see songmill.editor.operations.recording_identity)
+    isrc: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)  # every registry model its stages used
 
 
 class TrackVersionHead(Base):

@@ -13,6 +13,8 @@ songmill preview CONFIG --track N A B [--section S]   loudness-matched A/B excer
 songmill suggest CONFIG --track N [--json] [--apply K] ranked edits with their reasons and measurements
 songmill daw export CONFIG --track N [--version V]     stems, MIDI, .dawproject and .rpp of a version
 songmill daw import CONFIG MIDI --track N               a DAW's MIDI edit (melody, bass) as a new version
+songmill deliver CONFIG [--out DIR]           the release delivered again with each track's current
+                      version (an edited recording gets its own ISRC; DDEX says what it edits)
 """
 
 from __future__ import annotations
@@ -252,6 +254,23 @@ def daw_import_command(
     print(result.report_path)
 
 
+def deliver_command(config: Path = typer.Argument(..., help="The release config."), out: Path = OUT) -> None:
+    """Deliver the release again with each track's current version; prints the delivery report's path last."""
+    from songmill.engine.edit_delivery import deliver_current
+
+    try:
+        result = deliver_current(config, out_dir=out)
+    except SongmillError as err:
+        _fail(err)
+    for row in result["tracks"]:
+        which = f"version {row['version']}" if row["version"] else "its last render"
+        isrc = f"ISRC {row['isrc']}, an edited version of {row['edited_from_isrc']}" if row["isrc"] else "the track's ISRC"
+        err_console.print(f"track {row['number']}: {which} ({isrc})", markup=False, highlight=False)
+    for delivery in result["deliveries"]:
+        err_console.print(f"delivered to {delivery['destination']}", markup=False, highlight=False)
+    print(result["report_path"])
+
+
 def register(app: typer.Typer) -> None:
     app.command("edit")(edit_command)
     app.command("history")(history_command)
@@ -262,3 +281,4 @@ def register(app: typer.Typer) -> None:
     app.command("preview")(preview_command)
     app.command("suggest")(suggest_command)
     app.add_typer(daw_app, name="daw")
+    app.command("deliver")(deliver_command)

@@ -163,13 +163,19 @@ def _spec_with_track(target: _Track, track_spec: dict) -> ReleaseSpec:
 
 def _base_artifacts(target: _Track, report_paths: list[str]) -> dict:
     """The track's artifacts as its latest successful render's report lists them."""
+    track = _base_report_track(target, report_paths)
+    return {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in track["artifacts"].items()}
+
+
+def _base_report_track(target: _Track, report_paths: list[str]) -> dict:
+    """The track as its latest successful render's run report has it (artifacts, stages, models)."""
     for report_path in reversed(report_paths):
         path = Path(report_path)
         if path.is_file():
             report = json.loads(path.read_text(encoding="utf-8"))
             for track in report.get("tracks", []):
                 if track.get("number") == target.number and "score.json" in track.get("artifacts", {}):
-                    return {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in track["artifacts"].items()}
+                    return track
     raise SongmillError(
         f"track {target.number} of release {target.release_id} has no run report to read the song from; run `songmill render {target.config}` again"
     )
@@ -323,6 +329,7 @@ def _render_version(
         "cached": [r.stage for r in outcome.results if r.cached],
         "stage_times": {r.stage: {"wall_s": round(r.wall_s, 3), "cpu_s": round(r.cpu_s, 3), "cached": r.cached} for r in outcome.results},
         "measures": _measures(report),
+        "models": sorted({m["name"]: m for r in outcome.results for m in r.models}.values(), key=lambda m: m["name"]),  # for delivery's licence check
         "recording": recording_identity(history),
         "folder": str(folder),
         "run_id": run_id,
@@ -352,6 +359,7 @@ def _version_fields(version: dict) -> dict:
         "measures",
         "folder",
         "run_id",
+        "models",
     )
     return {k: version[k] for k in keep}
 

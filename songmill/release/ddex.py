@@ -82,6 +82,7 @@ class PackagedTrack:
     audio: list[PackagedFile]  # full-length files
     clips: list[PackagedFile] = field(default_factory=list)
     ai: AIStatement | None = None  # the recording's AI disclosure (None: from the release's contains_ai/ai_parts)
+    edited_from_isrc: str | None = None  # a song editor's new recording: the one it is an edited version of
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,10 @@ def _sound_recording(resources, release: PackagedRelease, track: PackagedTrack) 
             add(contributor, "AiContribution", "All")
     add(recording, "Duration", iso_duration(track.duration_s))
     add(recording, "ParentalWarningType", "Explicit" if release.explicit else "NotExplicit")
+    if track.edited_from_isrc:  # an edited version replacing a recording delivered before (not in this message)
+        related = add(recording, "RelatedResource")
+        add(related, "ResourceRelationshipType", "IsEditedVersionOf")
+        add(add(related, "ResourceId"), "ISRC", track.edited_from_isrc)
     add(recording, "ContainsAI", disclosure.contains_ai)
     add(recording, "HasVocalPerformance", str(track.has_vocals).lower())
     add(recording, "IsInstrumental", str(not track.has_vocals).lower())

@@ -80,6 +80,10 @@ class RenderedTrack:
     files: dict[str, Path]  # artifact name → local path (export.json, export-*.…)
     rendered: bool = True  # False: a stage failed (the track is left out of a partial release)
     models: tuple[dict, ...] = ()  # every registry model its stages used (ModelEntry.provenance())
+    # a song editor's version (songmill.engine.editing.deliver_current): its own ISRC when it is
+    # a new recording, and the ISRC of the recording it is an edited version of (said in DDEX)
+    isrc: str | None = None
+    edited_from_isrc: str | None = None
 
 
 def delivery_time() -> dt.datetime:
@@ -174,9 +178,8 @@ def package_and_deliver(
         ids = settings.identifiers
         upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
         isrcs = {
-            t.number: catalogue.track_isrc(
-                t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year
-            )
+            t.number: t.isrc
+            or catalogue.track_isrc(t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year)
             for t in tracks
         }
         cover, thumbnail = _release_cover(spec, config_path)
@@ -557,6 +560,7 @@ def _package_track(
         isrc=isrc,
         duration_s=duration_s,
         has_vocals=export["has_vocals"],
+        edited_from_isrc=track.edited_from_isrc,
         audio=audio,
         clips=clips,
         ai=record.disclosure,

@@ -1,0 +1,162 @@
+"""Deliver a release again with each track's current version from the song editor.
+
+    result = deliver_current("config/releases/demo.yaml", out_dir=Path("dist"))
+    result["tracks"]   # [{number, version, isrc, edited_from_isrc, why}, …]
+
+A track that was never edited is delivered as its last render made it. An edited version is a
+new recording when its operations change the recording materially (IFPI's ISRC Handbook: another
+mix or edit gets its own ISRC; a remaster may keep it — `recording_identity`): it gets an ISRC
+of its own the first time it is delivered, from the same registrant series as the tracks', and
+keeps it after. Its DDEX SoundRecording then says which recording it is an edited version of
+(`RelatedResource` / `IsEditedVersionOf` with that recording's ISRC). Every delivery replaces
+the release's last one (the catalogue records which, and that the audio changed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from songmill.catalogue import Catalogue
+from songmill.core.errors import SongmillError
+from songmill.core.store import ArtifactRef, default_store_spec, open_store
+from songmill.editor.operations import MasterTone, operations_from_json, recording_identity
+from songmill.engine.configs import load_release_with_profiles
+from songmill.core.spec import TrackSpec
+from songmill.engine.editing import _base_report_track, _open_track, _rendered_seed, _Track
+from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
+from songmill.release.settings import load_delivery_settings
+
+
+def _is_new_recording(version: dict) -> bool:
+    return bool(recording_identity(operations_from_json(version["operations"]))["new_isrc"])
+
+
+def recording_version(versions: dict[int, dict], number: int) -> int | None:
+    """The version whose recording `number` is: itself, or — for a remaster of an edited version
+    (only the master's tone changed since) — the version it remasters; None for the config's own
+    recording (no material change at all)."""
+    version = versions[number]
+    if not _is_new_recording(version):
+        return None
+    while version["parent"] is not None and all(isinstance(op, MasterTone) for op in operations_from_json(version["added"])):
+        parent = versions[version["parent"]]
+        if not _is_new_recording(parent):
+            break
+        version = parent
+    return int(version["number"])
+
+
+def edited_from(versions: dict[int, dict], recording: int, track_isrc: str | None) -> str | None:
+    """The ISRC of the recording `recording` was edited from: the nearest version before it that
+    has an ISRC of its own (one delivered before), else the track's."""
+    parent = versions[recording]["parent"]
+    while parent is not None:
+        version = versions[parent]
+        if not _is_new_recording(version):
+            break
+        if version.get("isrc"):
+            return version["isrc"]
+        parent = version["parent"]
+    return track_isrc
+
+
+def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), database_url: str | None = None, store_spec: str | None = None) -> dict[str, Any]:
+    """Package and deliver the release with every track's current version (see the module's doc).
+
+    Raises
+    ------
+    SongmillError : a track that was never rendered, a release not configured with an ISRC
+        registrant while an edited version needs its own ISRC, or anything `package_and_deliver`
+        refuses — before a delivered file is touched.
+    """
+    spec, profiles = load_release_with_profiles(Path(config))
+    store = open_store(store_spec or default_store_spec())
+    settings = load_delivery_settings(release_id=spec.release.id)
+    ids, year = settings.identifiers, delivery_time().year
+    catalogue = Catalogue.open(database_url)
+    staging = Path(tempfile.mkdtemp(prefix=".delivery-", dir=_staging_parent(out_dir, spec.release.id)))
+    try:
+        report_paths = [r["report_path"] for r in catalogue.runs_of(spec.release.id) if r.get("report_path") and r.get("status") == "succeeded"]
+        tracks, rows, track_specs = [], [], {}
+        for number in range(1, len(spec.tracks) + 1):
+            target = _open_track(config, number)
+            track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=_rendered_seed(catalogue, target))
+            rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}")
+            tracks.append(rendered)
+            rows.append(row)
+            track_specs[number] = row.pop("track_spec")
+        edited_spec = spec.model_copy(  # each track as its current version renders it (title, tempo, key…)
+            update={"tracks": [TrackSpec.model_validate(track_specs[n]) if track_specs[n] else t for n, t in enumerate(spec.tracks, start=1)]}
+        )
+        run_id = catalogue.start_run(spec.release.id, runner="editor", base_seed=None)
+        try:
+            delivered = _deliver(edited_spec, profiles, tracks, out_dir=out_dir, config=Path(config), catalogue=catalogue, run_id=run_id)
+        except SongmillError:
+            catalogue.finish_run(run_id, status="failed")
+            raise
+        report_path = Path(out_dir) / spec.release.id / "edits" / "delivery-report.json"
+        result = {"release": spec.release.id, "run_id": run_id, "tracks": rows, **delivered, "report_path": str(report_path)}
+        report_path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+        catalogue.finish_run(run_id, status="succeeded", report_path=str(report_path))
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        catalogue.close()
+
+
+def _staging_parent(out_dir: Path, release_id: str) -> Path:
+    folder = Path(out_dir) / release_id / "edits"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _current_recording(catalogue: Catalogue, target: _Track, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path) -> tuple[RenderedTrack, dict]:
+    """The track's current version (or its last render) as the release steps take it, and a row
+    saying which recording it is."""
+    head = catalogue.version_head(target.release_id, target.number)
+    base = _base_report_track(target, report_paths)
+    base_models = tuple(sorted({m["name"]: m for stage in base.get("stages", []) for m in stage.get("models", [])}.values(), key=lambda m: m["name"]))
+    if head is None:
+        artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}
+        row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
+        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=base_models), row
+    versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+    current = versions[head["current"]]
+    isrc, source = None, None
+    recording = recording_version(versions, current["number"])
+    if recording is not None:
+        isrc = catalogue.version_isrc(target.release_id, target.number, recording, country=ids.isrc_country, registrant=ids.isrc_registrant, year=year)
+        if isrc is None:
+            raise SongmillError(
+                f"track {target.number} version {current['number']} is a new recording and needs an ISRC of its own, but no ISRC registrant is configured; "
+                "set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml"
+            )
+        versions[recording]["isrc"] = isrc
+        given = target.spec.tracks[target.index].isrc
+        track_isrc = catalogue.track_isrc(track_id, given=given, country=ids.isrc_country, registrant=ids.isrc_registrant, year=year)
+        source = edited_from(versions, recording, track_isrc)
+    why = recording_identity(operations_from_json(current["operations"]))["why"]
+    row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
+    files = _fetch(store, current["artifacts"], folder)
+    return RenderedTrack(target.number, track_id, files, models=tuple(current["models"]) if current.get("models") is not None else base_models, isrc=isrc, edited_from_isrc=source), row
+
+
+def _fetch(store, artifacts: dict, folder: Path) -> dict[str, Path]:
+    """Every artifact from the store by its hash (the store checks each copy)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {name: store.get_file(ArtifactRef.from_dict(ref), folder / name) for name, ref in sorted(artifacts.items())}
+
+
+def _deliver(spec, profiles: dict, tracks: list[RenderedTrack], *, out_dir: Path, config: Path, catalogue: Catalogue, run_id: int) -> dict:
+    from songmill.engine.runner import watermark_detector
+
+    detect = None
+    if any(profiles[name].watermark for name in spec.release.profiles):
+        detect = watermark_detector(commercial=any(profiles[name].commercial for name in spec.release.profiles))
+    return package_and_deliver(
+        spec, profiles, tracks, out_dir=Path(out_dir), config_path=config, catalogue=catalogue, run_id=run_id, detect_watermark=detect, redeliver=True
+    )
