@@ -71,10 +71,10 @@ class RenderEditOperator(SongmillOperator):
                 request["config"],
                 track=request["track"],
                 operations=operations_from_json(request["operations"]),
-                command=None,
+                command=request["command"],  # the words, kept in the history beside their operations
                 out_dir=load_airflow_settings().out_path,
-                author=self.author or "airflow",
-                reason=self.reason or request["command"],
+                author=self.author or getattr(context.get("dag_run"), "triggering_user_name", None) or "airflow",  # who pressed apply
+                reason=self.reason or None,
             )
         self.log.info("version %d: recomputed %s; cached %s", result.version, ", ".join(result.recomputed) or "nothing", ", ".join(result.cached))
         return {"version": result.version, "recomputed": result.recomputed, "cached": result.cached, "report": str(result.report_path)}

@@ -28,8 +28,12 @@ def add_editor_routes(app, current_user) -> None:
     from songmill.core.errors import SongmillError
 
     def config_of(release: str) -> str:
+        """The release's config, from the catalogue the tasks write to (every route asks this first)."""
+        from operators.hooks import hook_from_settings
+        from operators.settings import load_airflow_settings
         from songmill.engine.editing import config_of_release
 
+        hook_from_settings(load_airflow_settings()).configure_engine()  # its Airflow Connections, as in a task
         try:
             return config_of_release(release)
         except SongmillError as err:

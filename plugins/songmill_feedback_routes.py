@@ -24,8 +24,16 @@ def add_feedback_routes(app, current_user) -> None:
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-    from songmill.catalogue import shared_catalogue as catalogue
+    from songmill.catalogue import Catalogue, shared_catalogue
     from songmill.core.errors import SongmillError
+
+    def catalogue() -> Catalogue:
+        """The catalogue the tasks write to (its Airflow Connection, as in a task), kept open."""
+        from operators.hooks import hook_from_settings
+        from operators.settings import load_airflow_settings
+
+        hook_from_settings(load_airflow_settings()).configure_engine()
+        return shared_catalogue()
 
     @app.get("/feedback/report.html")
     def feedback_report_page():

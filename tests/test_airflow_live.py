@@ -2,6 +2,8 @@
 
 - the manual DAG triggered with a Params payload (and refused with one outside the schema);
 - a task process killed with SIGKILL mid-stage: Airflow retries it, nothing lost or duplicated;
+- the song editor's page in headless Chromium: log in, type a command, the new version appears
+  and plays, undo (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
 - CeleryExecutor with Redis as broker and PostgreSQL as result backend, two workers on this
   machine (queues `default` and `gpu`): the gpu stages run on the gpu worker, the others not.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
+from tests.browser import Browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 PROJECT = Path(__file__).resolve().parents[1]
@@ -291,6 +294,61 @@ def test_a_killed_task_process_is_retried_and_the_release_is_whole(live_local):
     assert [t["try_number"] for t in tries if t["task_id"] == "track.vocals" and t["state"] == "success"] == [2]
     stage_runs = [s["stage"] for t in report["tracks"] for s in t["stages"]]
     assert len(stage_runs) == len(set(stage_runs))  # one result per stage: the retry replaced, not added
+
+
+def _log_in(browser: Browser, password: str) -> None:
+    """Airflow's own login form (the simple auth manager's page), typed into as a person would."""
+    browser.wait_for("!!document.querySelector('input[name=password]')", what="the login form")
+    for field, text in (("username", "admin"), ("password", password)):
+        browser.evaluate(f"document.querySelector('input[name={field}]').focus()")
+        browser.call("Input.insertText", text=text)
+    browser.wait_for("!document.querySelector('button[type=submit]').disabled", what="the sign-in button")
+    browser.evaluate("document.querySelector('button[type=submit]').click()")
+
+
+def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_undoes(live_local):
+    """A person at the editor page (after the demo release was rendered by its DAG): sent to the
+    login page and back, types a command, watches the edit run, hears the new version, undoes."""
+    airflow, rest, tmp, catalogue_url = live_local
+    assert (tmp / "dist" / "demo-single" / "run-report.json").is_file(), "the demo release is rendered by the test before this one"
+    rest.unpause("songmill_edit")
+    shots = Path(os.environ.get("SONGMILL_SCREENSHOTS_DIR") or tmp / "screenshots")
+    page = f"{airflow.url}/songmill/editor/demo-single/1"
+    with Browser.start(tmp / "browser") as browser:
+        browser.goto(page)
+        assert "/auth/login" in browser.evaluate("location.href")  # no login: Airflow's login page
+        _log_in(browser, airflow.password())
+        browser.wait_for(f"location.href === {json.dumps(page)}", what="the editor page after the login")
+        browser.wait_for("document.querySelectorAll('#history li').length >= 1", timeout_s=180, what="the track's versions")
+        assert browser.evaluate("document.getElementById('wave').toDataURL().length") > 5000  # the waveform drawn with its sections
+        assert browser.evaluate("document.getElementById('current-label').textContent") == "version 1"
+        browser.screenshot(shots / "editor-before.png")
+
+        browser.evaluate("document.getElementById('command').value = 'less reverb on the voice'; document.getElementById('send').click()")
+        browser.wait_for("document.getElementById('status').textContent.startsWith('edit run')", what="the edit run started")
+        browser.wait_for("document.getElementById('status').textContent === 'version 2 is ready'", timeout_s=600, what="the edit run's new version")
+        assert browser.evaluate("document.querySelector('#history li.current').textContent").startswith("v2 · less reverb on the voice · admin")
+        assert browser.evaluate("document.getElementById('current').src").endswith("/versions/2/audio")
+        assert browser.evaluate("document.getElementById('previous-label').textContent") == "version 1"
+        browser.evaluate("document.getElementById('current').play()", await_promise=True)
+        browser.wait_for("document.getElementById('current').currentTime > 0.5", what="the new version playing")
+        duration = browser.evaluate("document.getElementById('current').duration")
+        from songmill.catalogue import Catalogue
+
+        catalogue = Catalogue.open(catalogue_url)
+        measured = catalogue.versions("demo-single", 1)[-1]["measures"]["duration_s"]
+        catalogue.close()
+        assert duration == pytest.approx(measured, abs=3.0)  # the whole song, decoded by the browser
+        browser.evaluate("document.getElementById('current').pause()")
+        browser.screenshot(shots / "editor-after.png")
+
+        browser.evaluate("document.getElementById('undo').click()")
+        browser.wait_for("document.getElementById('status').textContent === 'version 1 is current again'", what="undo")
+        browser.wait_for("document.querySelector('#history li.current') && document.querySelector('#history li.current').textContent.startsWith('v1')")
+        browser.screenshot(shots / "editor-undone.png")
+        assert not [line for line in browser.console if line.startswith("exception")], browser.console
+    runs = rest.get("/api/v2/dags/songmill_edit/dagRuns")["dag_runs"]
+    assert [r["state"] for r in runs] == ["success"] and runs[0]["conf"]["command"] == "less reverb on the voice"
 
 
 @pytest.fixture(scope="module")

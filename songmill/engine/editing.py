@@ -218,6 +218,8 @@ def edit(
     database_url: str | None = None,
 ) -> EditResult:
     """Apply a command (or typed operations) to the track's current version and render the new version.
+    Given both, the operations apply and `command` is kept as the words they were parsed from (the
+    edit DAG parses in one task and renders in the next).
 
     Raises SongmillError (exit 2) for a command or operation that cannot apply or a release never
     rendered, and GateFailed (exit 1) when the new version fails the gate; either way nothing is
@@ -231,7 +233,7 @@ def edit(
     try:
         with catalogue.edit_lock(target.release_id, target.number):
             parent = _parent(target, database_url=database_url, store=store)
-            added = _operations(command, operations, parent.facts)
+            added = _operations(command if operations is None else None, operations, parent.facts)
             added = _with_seeds(added, parent.seed, target, salt=len(catalogue.versions(target.release_id, target.number)))
             edited = apply_operations(parent.spec, target.index, added, parent.facts)  # checked before anything is recorded
             current = parent.version or _make_first_version(catalogue, target, store, store_spec, out_dir)
