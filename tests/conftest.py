@@ -163,6 +163,26 @@ def build_tiny_lm(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_command_lm(folder: Path) -> Path:
+    """A tiny, randomly initialised GPT-2 over single characters (so any operation's JSON spells
+    out), saved in `folder` as a transformers model with its tokenizer (no download)."""
+    import string
+
+    import torch
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    symbols = list(dict.fromkeys(["[UNK]", "<eos>", *string.printable, "–"]))
+    tokenizer = Tokenizer(WordLevel({c: i for i, c in enumerate(symbols)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="<eos>", pad_token="<eos>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(symbols), n_positions=256, n_embd=64, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=1)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
 def render_release_text(text: str, folder: Path, *, config_dir: Path | None = None) -> dict:
     """Write a release config into `folder`, render it with its own var/ there (and `config_dir`
     as the config folder, when given), return the report (for module fixtures: one render shared

@@ -343,6 +343,22 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     assert too_many.exit_code == 2 and ("--apply takes 1–" in too_many.stderr or "has no suggestions to apply" in too_many.stderr)
 
 
+def test_cli_dry_run_reads_the_words_with_a_registry_lm(in_song, tmp_path, monkeypatch):
+    """`--lm NAME`: a transformers model from the registry (a tiny random one here) reads the words;
+    whatever it chooses applies to this song (the dry run checks it as an edit would)."""
+    from tests.conftest import build_tiny_command_lm, write_registry_with
+
+    folder = build_tiny_command_lm(tmp_path / "command-lm")
+    registry = write_registry_with({"tiny-command-lm": {"backend": "transformers", "path": str(folder)}}, tmp_path / "registry.yaml")
+    monkeypatch.setenv("SONGMILL_MODEL_REGISTRY", str(registry))
+    config = str(in_song / "release.yaml")
+    dry = CliRunner().invoke(app, ["edit", config, "--track", "1", "--command", "could the low end come up a touch", "--dry-run", "--lm", "tiny-command-lm"])
+    assert dry.exit_code == 0, dry.stderr
+    assert OPERATIONS.validate_python(json.loads(dry.stdout))  # typed operations, valid for this song
+    wrong = CliRunner().invoke(app, ["edit", config, "--track", "1", "--command", "louder", "--dry-run", "--lm", "fluidr3-gm"])
+    assert wrong.exit_code == 2 and "model 'fluidr3-gm' is a soundfont model; --lm takes a transformers causal language model" in wrong.stderr
+
+
 def test_an_edit_of_a_release_never_rendered_says_render_it_first(tmp_path):
     config = tmp_path / "release.yaml"
     config.write_text(RELEASE)

@@ -1,6 +1,6 @@
 """The song editor's commands (registered on the `songmill` app by cli.py).
 
-songmill edit CONFIG --track N (--command "…" | --spoken REC.wav) [--out DIR] [--dry-run] [--author A] [--reason R]
+songmill edit CONFIG --track N (--command "…" | --spoken REC.wav) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL]
                       renders the new version; last line printed: its edit-report.json
                       (--dry-run: the parsed operations as JSON, nothing rendered; exit 2 with
                       the nearest commands when the words cannot be read)
@@ -56,6 +56,7 @@ def edit_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the parsed operations as JSON and render nothing."),
     author: str | None = typer.Option(None, "--author", help="Who made the edit (default: the user name)."),
     reason: str | None = typer.Option(None, "--reason", help="Why, kept in the history."),
+    lm: str | None = typer.Option(None, "--lm", help="A transformers model from the registry reads the words instead of the rule parser."),
 ) -> None:
     """Change a rendered track; the last line printed is the new version's edit-report.json."""
     from songmill.editor.operations import operations_to_json
@@ -70,9 +71,9 @@ def edit_command(
             err_console.print(f"heard: {command}", markup=False, highlight=False)
         assert command is not None
         if dry_run:
-            print(json.dumps(operations_to_json(editing.parse_for_track(config, track, command)), indent=1))
+            print(json.dumps(operations_to_json(editing.parse_for_track(config, track, command, lm=lm)), indent=1))
             return
-        result = editing.edit(config, track=track, command=command, out_dir=out, author=author, reason=reason)
+        result = editing.edit(config, track=track, command=command, out_dir=out, author=author, reason=reason, lm=lm)
     except SongmillError as err:
         _fail(err)
     err_console.print(

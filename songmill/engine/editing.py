@@ -37,6 +37,7 @@ from songmill.core.sections import section_labels
 from songmill.core.spec import ReleaseSpec
 from songmill.core.store import ArtifactRef, atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.editor.commands import parse_command
+from songmill.editor.lm_commands import parse_with_lm
 from songmill.editor.operations import (
     NewMelody,
     SongFacts,
@@ -100,10 +101,13 @@ def facts_for_track(config: str | Path, track: int, *, database_url: str | None 
     return _parent(_open_track(config, track), database_url=database_url, store=open_store(store_spec or default_store_spec())).facts
 
 
-def parse_for_track(config: str | Path, track: int, command: str, *, database_url: str | None = None, store_spec: str | None = None) -> list:
+def parse_for_track(
+    config: str | Path, track: int, command: str, *, lm: str | None = None, database_url: str | None = None, store_spec: str | None = None
+) -> list:
     """The operations a command means for the track as it stands, checked against it exactly as
-    an edit would check them (no rendering, nothing recorded): `--dry-run` and the DAG's parse task."""
-    return check_edit(config, track, command=command, database_url=database_url, store_spec=store_spec)
+    an edit would check them (no rendering, nothing recorded): `--dry-run` and the DAG's parse task.
+    `lm`: a registry model reads the words instead of the rule parser (songmill.editor.lm_commands)."""
+    return check_edit(config, track, command=command, lm=lm, database_url=database_url, store_spec=store_spec)
 
 
 def check_edit(
@@ -112,6 +116,7 @@ def check_edit(
     *,
     command: str | None = None,
     operations: list | None = None,
+    lm: str | None = None,
     database_url: str | None = None,
     store_spec: str | None = None,
 ) -> list:
@@ -119,7 +124,7 @@ def check_edit(
     sentence an edit would raise. Returns the operations."""
     target = _open_track(config, track)
     parent = _parent(target, database_url=database_url, store=open_store(store_spec or default_store_spec()))
-    added = _operations(command, operations, parent.facts)
+    added = _operations(command, operations, parent.facts, lm)
     apply_operations(parent.spec, target.index, added, parent.facts)
     return added
 
@@ -181,12 +186,25 @@ def _base_report_track(target: _Track, report_paths: list[str]) -> dict:
     )
 
 
-def _operations(command: str | None, operations: list | None, facts: SongFacts) -> list:
-    added = parse_command(command, facts) if command is not None else list(operations or [])
+def _operations(command: str | None, operations: list | None, facts: SongFacts, lm: str | None = None) -> list:
+    if command is not None:
+        added = parse_with_lm(command, facts, command_model(lm)) if lm else parse_command(command, facts)
+    else:
+        added = list(operations or [])
     if not added:
         raise SongmillError("the edit has no operations (give --command, or operations)")
     contradictions(added)
     return added
+
+
+def command_model(name: str) -> Path:
+    """The local folder of a transformers model the registry names, for free-text commands
+    (`--lm`); commands never reach a delivered file, so any licence may read them."""
+    registry = ModelRegistry.load()
+    entry = registry.get(name)
+    if entry.backend != "transformers":
+        raise SongmillError(f"model '{name}' is a {entry.backend} model; --lm takes a transformers causal language model from the registry")
+    return registry.resolve(name, commercial=False)
 
 
 def heard_command(config: str | Path, track: int, recording: Path) -> str:
@@ -216,10 +234,12 @@ def edit(
     reason: str | None = None,
     store_spec: str | None = None,
     database_url: str | None = None,
+    lm: str | None = None,
 ) -> EditResult:
     """Apply a command (or typed operations) to the track's current version and render the new version.
     Given both, the operations apply and `command` is kept as the words they were parsed from (the
-    edit DAG parses in one task and renders in the next).
+    edit DAG parses in one task and renders in the next). `lm`: a registry model reads the words
+    instead of the rule parser (songmill.editor.lm_commands).
 
     Raises SongmillError (exit 2) for a command or operation that cannot apply or a release never
     rendered, and GateFailed (exit 1) when the new version fails the gate; either way nothing is
@@ -233,7 +253,7 @@ def edit(
     try:
         with catalogue.edit_lock(target.release_id, target.number):
             parent = _parent(target, database_url=database_url, store=store)
-            added = _operations(command if operations is None else None, operations, parent.facts)
+            added = _operations(command if operations is None else None, operations, parent.facts, lm)
             added = _with_seeds(added, parent.seed, target, salt=len(catalogue.versions(target.release_id, target.number)))
             edited = apply_operations(parent.spec, target.index, added, parent.facts)  # checked before anything is recorded
             current = parent.version or _make_first_version(catalogue, target, store, store_spec, out_dir)
