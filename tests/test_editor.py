@@ -186,7 +186,10 @@ def test_operations_map_onto_the_spec(demo_spec):
 def test_only_a_remaster_keeps_the_isrc():
     from songmill.editor.operations import recording_identity
 
+    from songmill.editor.operations import MasterReference
+
     assert recording_identity([MasterTone(by_db=2.0)])["new_isrc"] is False
+    assert recording_identity([MasterReference(path="/r.wav", sha256="a" * 64), MasterTone(by_db=-1.0)])["new_isrc"] is False
     assert recording_identity([MasterTone(by_db=2.0), PartLevel(part="bass", by_db=3)])["new_isrc"] is True
     assert recording_identity([])["new_isrc"] is False
 
@@ -582,3 +585,41 @@ def test_delivering_a_release_never_rendered_says_render_it_first(tmp_path, monk
     result = CliRunner().invoke(app, ["deliver", str(config), "--out", str(tmp_path / "dist")])
     assert result.exit_code == 2 and "track 1 of release edit-test was never rendered; run `songmill render" in result.stderr
     assert not (tmp_path / "dist" / "streaming").exists()
+
+
+# ---------------------------------------------------------------- a master matched to a reference
+
+
+def test_a_master_matched_to_a_darker_reference_gets_darker_and_keeps_its_isrc(in_song, tmp_path):
+    from songmill.core.loudness import OCTAVE_CENTRES_HZ, octave_balance_db
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    history = editing.history(config, track=1)
+    parent = next(v for v in history["versions"] if v["number"] == history["current"])
+    master, rate = sf.read(_artifact(parent, "master-streaming.wav", tmp_path), dtype="float32")
+    spectrum = np.fft.rfft(master, axis=0)  # the same song with everything above 3 kHz 8 dB down
+    spectrum[np.fft.rfftfreq(len(master), 1 / rate) > 3000] *= 10 ** (-8 / 20)
+    reference = tmp_path / "darker.wav"
+    sf.write(reference, np.fft.irfft(spectrum, n=len(master), axis=0).astype(np.float32), rate)
+
+    bad = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--match-reference", str(tmp_path / "notes.txt"), "--out", str(out)])
+    assert bad.exit_code == 2 and "notes.txt does not exist (give the reference recording" in bad.stderr
+    (tmp_path / "notes.wav").write_text("not audio")
+    bad = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--match-reference", str(tmp_path / "notes.wav"), "--out", str(out)])
+    assert bad.exit_code == 2 and "notes.wav" in bad.stderr and editing.history(config, track=1) == history  # nothing recorded
+
+    result = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--match-reference", str(reference), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    assert report["recomputed"] == ["master", "qc", "export"]
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    version = versions[report["version"]]
+    from songmill.engine.edit_delivery import recording_version
+
+    assert recording_version(versions, version["number"]) == recording_version(versions, parent["number"])  # a remaster: its parent's ISRC
+    after, _ = sf.read(_artifact(version, "master-streaming.wav", tmp_path), dtype="float32")
+    top = [OCTAVE_CENTRES_HZ.index(8000), OCTAVE_CENTRES_HZ.index(16000)]
+    before_db, after_db, reference_db = (float(np.mean(octave_balance_db(x, rate)[top])) for x in (master, after, sf.read(reference, dtype="float32")[0]))
+    assert after_db < before_db - 2.0  # toward the darker reference, by the balance meter
+    assert abs(after_db - reference_db) < abs(before_db - reference_db)
+    assert version["measures"]["integrated_lufs"] == pytest.approx(parent["measures"]["integrated_lufs"], abs=0.5)  # loudness stays the profile's

@@ -175,6 +175,15 @@ class MasterTone(_Op):
     by_db: float
 
 
+class MasterReference(_Op):
+    """Match the master's tone to a reference recording (its octave balance, 80 % of the way);
+    `path` is songmill's own copy, named by its sha256. Loudness stays the delivery profile's."""
+
+    op: Literal["master_reference"] = "master_reference"
+    path: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 Operation = Annotated[
     Tempo
     | Key
@@ -196,7 +205,8 @@ Operation = Annotated[
     | SectionLength
     | NewMelody
     | ScoreOverride
-    | MasterTone,
+    | MasterTone
+    | MasterReference,
     Field(discriminator="op"),
 ]
 OPERATIONS = TypeAdapter(list[Operation])
@@ -305,7 +315,7 @@ def _targets(op) -> list[tuple]:
     """What an operation sets, for `contradictions` (relative changes of one thing add up, so
     only a part that is muted and changed at once counts)."""
     match op:
-        case Tempo() | Key() | Transpose() | Mood() | VoiceIdentity() | VocalStyle() | Instrumentation() | KeyChange() | ScoreOverride():
+        case Tempo() | Key() | Transpose() | Mood() | VoiceIdentity() | VocalStyle() | Instrumentation() | KeyChange() | ScoreOverride() | MasterReference():
             return [(op.op if op.op not in ("key", "transpose") else "key",)]
         case PartMute():
             return [("whether it plays:", op.part)]
@@ -381,6 +391,10 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             track["sections"].setdefault(label, {})["melody_seed"] = op.seed
         case MasterTone():
             track["master"]["tilt_db"] = round(track["master"]["tilt_db"] + op.by_db, 2)
+        case MasterReference():
+            if not Path(op.path).is_file():
+                raise SongmillError(f"the reference recording {op.path} is missing; give it again")
+            track["reference"] = op.path
         case ScoreOverride():
             if not Path(op.midi).is_file():
                 raise SongmillError(f"the imported MIDI {op.midi} is missing; import it again")
@@ -488,17 +502,21 @@ def _structure(op, structure: list[list], song: SongFacts) -> None:
         row[1] = bars
 
 
+# operations that change only the master: a remaster, which may keep the recording's ISRC
+REMASTERING = (MasterTone, MasterReference)
+
+
 def recording_identity(operations: list) -> dict:
     """Whether a version is a new recording for the ISRC (IFPI's rule: a material change — another
     mix or edit, other playing time, new artistic input — gets a new ISRC; a remaster may keep it,
     at the registrant's choice, ISRC Handbook Annex A). Against the config's recording: a version
     whose operations only change the master's tone is a remaster and keeps the ISRC."""
-    changes = sorted({op.op for op in operations if not isinstance(op, MasterTone)})
+    changes = sorted({op.op for op in operations if not isinstance(op, REMASTERING)})
     if not operations:
         return {"new_isrc": False, "why": "the recording as its config renders it"}
     if not changes:
         return {
             "new_isrc": False,
-            "why": "a remaster (only the master's tone changed): the ISRC Handbook (Annex A) lets the registrant keep the ISRC; songmill keeps it",
+            "why": "a remaster (only the master's tone changed, or its reference): the ISRC Handbook (Annex A) lets the registrant keep the ISRC; songmill keeps it",
         }
     return {"new_isrc": True, "why": f"a materially changed recording ({', '.join(changes)}): a new mix, edit or version gets its own ISRC"}

@@ -1,6 +1,6 @@
 """The song editor's commands (registered on the `songmill` app by cli.py).
 
-songmill edit CONFIG --track N (--command "…" | --spoken REC.wav) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL]
+songmill edit CONFIG --track N (--command "…" | --spoken REC.wav | --match-reference REF.wav) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL]
                       renders the new version; last line printed: its edit-report.json
                       (--dry-run: the parsed operations as JSON, nothing rendered; exit 2 with
                       the nearest commands when the words cannot be read)
@@ -52,6 +52,7 @@ def edit_command(
     track: int = TRACK,
     command: str | None = typer.Option(None, "--command", "-c", help='What to change, in English: "slow it down to 92", "less reverb on the voice".'),
     spoken: Path | None = typer.Option(None, "--spoken", help="A recording (WAV, FLAC) of the command said aloud, instead of --command."),
+    match: Path | None = typer.Option(None, "--match-reference", help="Match the master's tone to this recording (a remaster), instead of --command."),
     out: Path = OUT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the parsed operations as JSON and render nothing."),
     author: str | None = typer.Option(None, "--author", help="Who made the edit (default: the user name)."),
@@ -64,8 +65,15 @@ def edit_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if (command is None) == (spoken is None):
-            raise SongmillError("give one of --command (typed) or --spoken (a recording)")
+        if sum(given is not None for given in (command, spoken, match)) != 1:
+            raise SongmillError("give one of --command (typed), --spoken (a recording) or --match-reference (a recording to match the master to)")
+        if match is not None:
+            if dry_run:
+                raise SongmillError("--dry-run reads a command; --match-reference has nothing to parse (leave --dry-run out)")
+            result = editing.match_reference(config, track=track, reference=match, out_dir=out, author=author, reason=reason)
+            err_console.print(f"version {result.version}: master matched to {match.name}; recomputed {', '.join(result.recomputed)}", markup=False)
+            print(result.report_path)
+            return
         if spoken is not None:
             command = editing.heard_command(config, track, spoken)
             err_console.print(f"heard: {command}", markup=False, highlight=False)

@@ -23,7 +23,7 @@ from typing import Any
 from songmill.catalogue import Catalogue
 from songmill.core.errors import SongmillError
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
-from songmill.editor.operations import MasterTone, operations_from_json, recording_identity
+from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
 from songmill.core.spec import TrackSpec
 from songmill.engine.editing import _base_report_track, _open_track, _rendered_seed, _Track
@@ -42,7 +42,7 @@ def recording_version(versions: dict[int, dict], number: int) -> int | None:
     version = versions[number]
     if not _is_new_recording(version):
         return None
-    while version["parent"] is not None and all(isinstance(op, MasterTone) for op in operations_from_json(version["added"])):
+    while version["parent"] is not None and all(isinstance(op, REMASTERING) for op in operations_from_json(version["added"])):
         parent = versions[version["parent"]]
         if not _is_new_recording(parent):
             break

@@ -826,6 +826,45 @@ def daw_import(
     )
 
 
+def match_reference(
+    config: str | Path,
+    *,
+    track: int,
+    reference: Path,
+    out_dir: Path = Path("dist"),
+    author: str | None = None,
+    reason: str | None = None,
+    database_url: str | None = None,
+    store_spec: str | None = None,
+) -> EditResult:
+    """A new version whose master's tone matches a reference recording (a remaster: the ISRC is
+    kept). The recording is decoded first (one sentence when it cannot be: missing, not audio,
+    shorter than a second, silent; nothing recorded), then kept as songmill's own copy."""
+    from songmill.core.paths import var_dir
+    from songmill.editor.operations import MasterReference
+    from songmill.production.master import read_reference
+
+    reference = Path(reference)
+    if not reference.is_file():
+        raise SongmillError(f"{reference} does not exist (give the reference recording to match the master to)")
+    read_reference(reference)  # raises the one sentence before anything is kept
+    digest = file_sha256(reference)
+    kept = var_dir() / "references" / f"{digest}{reference.suffix.lower()}"
+    if not kept.is_file():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(kept, reference.read_bytes())
+    return edit(
+        config,
+        track=track,
+        operations=[MasterReference(path=str(kept), sha256=digest)],
+        out_dir=out_dir,
+        author=author,
+        reason=reason or f"the master matched to {reference.name}",
+        store_spec=store_spec,
+        database_url=database_url,
+    )
+
+
 # ---------------------------------------------------------------- the editor page's data
 
 
