@@ -104,5 +104,7 @@ class DeliverEditOperator(SongmillOperator):
         with engine_errors():
             result = deliver_current(request["config"], out_dir=load_airflow_settings().out_path)
         for row in result["tracks"]:
-            self.log.info("track %d: version %s, ISRC %s (edited from %s)", row["number"], row["version"], row["isrc"] or "the track's", row["edited_from_isrc"])
+            self.log.info(
+                "track %d: version %s, ISRC %s (edited from %s)", row["number"], row["version"], row["isrc"] or "the track's", row["edited_from_isrc"]
+            )
         return {"tracks": result["tracks"], "deliveries": result["deliveries"], "report": result["report_path"]}

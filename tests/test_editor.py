@@ -24,6 +24,7 @@ from songmill.editor.operations import (
     OPERATIONS,
     MasterTone,
     NewMelody,
+    PartInstrument,
     PartLevel,
     PartMute,
     SectionLevel,
@@ -184,9 +185,7 @@ def test_operations_map_onto_the_spec(demo_spec):
 
 
 def test_only_a_remaster_keeps_the_isrc():
-    from songmill.editor.operations import recording_identity
-
-    from songmill.editor.operations import MasterReference
+    from songmill.editor.operations import MasterReference, recording_identity
 
     assert recording_identity([MasterTone(by_db=2.0)])["new_isrc"] is False
     assert recording_identity([MasterReference(path="/r.wav", sha256="a" * 64), MasterTone(by_db=-1.0)])["new_isrc"] is False
@@ -505,6 +504,36 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     assert editing.history(config, track=1)["versions"] == versions  # nothing recorded
 
 
+# ---------------------------------------------------------------- instruments swapped and added
+
+
+def test_a_part_swapped_for_strings_and_an_added_harp_play_the_same_chords(in_song, tmp_path):
+    config, out = in_song / "release.yaml", in_song / "dist"
+    history = editing.history(config, track=1)
+    parent = next(v for v in history["versions"] if v["number"] == history["current"])
+    with pytest.raises(SongmillError, match=r"the song has no instrument part 'tuba' to play on another instrument \(it has: bass, "):
+        editing.edit(config, track=1, operations=[PartInstrument(part="tuba", instrument="cello")], out_dir=out)
+    with pytest.raises(SongmillError, match=r"'kazoo' is not a General MIDI instrument"):
+        editing.edit(config, track=1, operations=[PartInstrument(part="piano", instrument="kazoo")], out_dir=out)
+    assert editing.history(config, track=1) == history  # refused before anything was made
+
+    result = editing.edit(config, track=1, command="swap the piano for strings and add an arpeggiated harp", out_dir=out)
+    assert result.recomputed == ["instruments", "mix", "master", "qc", "export"]  # the score and the voice came from the cache
+    version = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == result.version)
+    arranged = {p["name"]: p for p in json.loads(_artifact(version, "arrangement.json", tmp_path).read_text())["instruments"]}
+    before = {p["name"]: p for p in json.loads(_artifact(parent, "arrangement.json", tmp_path).read_text())["instruments"]}
+    assert (arranged["piano"]["instrument"], arranged["piano"]["program"]) == ("string ensemble 1", 48)
+    assert arranged["piano"]["notes"] == before["piano"]["notes"]  # the same notes, on another instrument
+    assert (arranged["harp"]["program"], arranged["harp"]["pattern"], arranged["harp"]["source"]) == (46, "arpeggio", "chords")
+    harp, rate = sf.read(_artifact(version, "stem-harp.wav", tmp_path), dtype="float32")
+    assert 20 * np.log10(np.sqrt(np.mean(harp**2)) + 1e-12) > -45  # the added part sounds
+    old_piano, new_piano = (sf.read(_artifact(v, "stem-piano.wav", tmp_path), dtype="float32")[0] for v in (parent, version))
+    assert not np.array_equal(old_piano, new_piano)
+    assert version["artifacts"]["vocal-lead.wav"]["sha256"] == parent["artifacts"]["vocal-lead.wav"]["sha256"]
+    mixed = {stem["stem"]: stem for stem in json.loads(_artifact(version, "mix.json", tmp_path).read_text())["stems"]}
+    assert mixed["harp"]["role"] == "chords" and mixed["harp"]["loudness_lufs"] > -50  # mixed in with the rest, by its role
+
+
 # ---------------------------------------------------------------- delivering an edited version
 
 
@@ -559,7 +588,9 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     flac = next((folder / "resources").glob("*.flac"))
     import subprocess
 
-    tags = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(flac)], capture_output=True, check=True).stdout)
+    tags = json.loads(
+        subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(flac)], capture_output=True, check=True).stdout
+    )
     assert {k.upper(): v for k, v in tags["format"]["tags"].items()}["ISRC"] == row["isrc"]  # read back by ffmpeg's reader
     delivery = catalogue.latest_delivery("edit-test", "streaming")
     assert delivery["content"][1] == current["artifacts"]["master-streaming.wav"]["sha256"]  # the version's master, encoded

@@ -166,13 +166,34 @@ def _fit_register(notes: list[Note], low: int, high: int) -> tuple[list[Note], i
     return out, moved
 
 
-def arrange(score: Score, preset_name: str, *, instrumental: bool, presets: _PresetFile | None = None) -> Arrangement:
-    """The arrangement of `score` by the named preset."""
+ADDED_REGISTER = (48, 84)  # an added chord instrument plays in the middle of the keyboard
+
+
+def _edited(specs: list[InstrumentSpec], edit: dict, preset_name: str) -> list[InstrumentSpec]:
+    """The preset's instruments with the editor's swaps and additions."""
+    names = [s.name for s in specs]
+    for part in edit.get("swap", {}):
+        if part not in names or part == "drums":
+            raise SongmillError(
+                f"the {preset_name} arrangement has no part '{part}' to play on another instrument (it has: {', '.join(n for n in names if n != 'drums')})"
+            )
+    specs = [s.model_copy(update={"instrument": edit["swap"][s.name]}) if s.name in edit.get("swap", {}) else s for s in specs]
+    for added in edit.get("add", []):
+        if added["name"] in names:
+            raise SongmillError(f"the {preset_name} arrangement already has a part '{added['name']}'; swap its instrument instead")
+        specs.append(InstrumentSpec(name=added["name"], instrument=added["instrument"], source="chords", pattern=added["pattern"], register=ADDED_REGISTER))
+        names.append(added["name"])
+    return specs
+
+
+def arrange(score: Score, preset_name: str, *, instrumental: bool, presets: _PresetFile | None = None, edit: dict | None = None) -> Arrangement:
+    """The arrangement of `score` by the named preset; `edit` (a track's `instruments` block, as
+    JSON): parts played on other instruments, and instruments added."""
     presets = presets or load_presets()
     if preset_name not in presets.presets:
         raise SongmillError(f"arrangement preset '{preset_name}' is not in config/arrangements.yaml (presets: {', '.join(presets.presets)})")
     preset = presets.presets[preset_name]
-    specs = list(preset.instruments)
+    specs = _edited(list(preset.instruments), edit or {}, preset_name)
     if instrumental:
         specs.append(
             InstrumentSpec(name="lead", instrument=presets.lead.get(preset_name, "lead 1 (square)"), source="melody", pattern="lead", register=(55, 96))

@@ -220,6 +220,39 @@ class MasterEdit(Strict):
         return self == MasterEdit()
 
 
+def _gm_instrument(value: str) -> str:
+    from songmill.core.gm import GM_PROGRAMS, gm_program
+
+    try:
+        gm_program(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a General MIDI instrument (e.g. {', '.join(GM_PROGRAMS[:3])}, …; see songmill/core/gm.py)") from None
+    return value
+
+
+PartName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+GMInstrument = Annotated[str, AfterValidator(_gm_instrument)]
+
+
+class AddedPart(Strict):
+    """An instrument added to the arrangement: it plays the song's chords in a pattern."""
+
+    name: PartName  # its stem's name
+    instrument: GMInstrument
+    pattern: Literal["sustain", "arpeggio", "comp", "strum", "counter"] = "sustain"
+
+
+class InstrumentEdit(Strict):
+    """Changes to the arrangement's instruments: a part played on another instrument (same notes),
+    and instruments added."""
+
+    swap: dict[PartName, GMInstrument] = {}  # part → the General MIDI instrument it is played on
+    add: list[AddedPart] = []
+
+    def is_empty(self) -> bool:
+        return self == InstrumentEdit()
+
+
 class SectionEdit(Strict):
     """A section written again with its own seed: only its notes change."""
 
@@ -252,6 +285,7 @@ class TrackSpec(Strict):
     isrc: Annotated[str, _auto_or(ids.validate_isrc)] = "auto"
     mix: MixEdit = MixEdit()  # the editor's mix changes; default: the preset's mix
     master: MasterEdit = MasterEdit()
+    instruments: InstrumentEdit = InstrumentEdit()  # the editor's instrument swaps and additions
     sections: dict[SectionLabel, SectionEdit] = {}  # "verse 2": {melody_seed: 5}
     score_override: Annotated[str, AfterValidator(_non_blank)] | None = None  # a MIDI file edited in a DAW (melody, bass, chords); relative to this file
 

@@ -123,7 +123,7 @@ RULE_WORDS = (
     "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
     "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
     "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
-    "voice sing sings sung hit harder punchier energy quieter softer louder"
+    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer"
 ).split()
 
 # words that make a clause a request (a clause with none of them after a request is a remark: "it's cheesy")
@@ -592,6 +592,115 @@ def _style(clause: str, song: SongFacts):
     return [ops.VocalStyle(style=style)]
 
 
+# what people call an instrument → the General MIDI instrument it is played on (any GM name works too)
+INSTRUMENT_WORDS = {
+    "strings": "string ensemble 1",
+    "string section": "string ensemble 1",
+    "violin": "violin",
+    "viola": "viola",
+    "cello": "cello",
+    "double bass": "contrabass",
+    "upright bass": "contrabass",
+    "organ": "drawbar organ",
+    "rock organ": "rock organ",
+    "church organ": "church organ",
+    "piano": "acoustic grand piano",
+    "grand piano": "acoustic grand piano",
+    "electric piano": "electric piano 1",
+    "rhodes": "electric piano 1",
+    "acoustic guitar": "acoustic guitar (steel)",
+    "nylon guitar": "acoustic guitar (nylon)",
+    "classical guitar": "acoustic guitar (nylon)",
+    "electric guitar": "electric guitar (clean)",
+    "distorted guitar": "distortion guitar",
+    "guitar": "acoustic guitar (steel)",
+    "harp": "orchestral harp",
+    "flute": "flute",
+    "clarinet": "clarinet",
+    "oboe": "oboe",
+    "trumpet": "trumpet",
+    "trombone": "trombone",
+    "french horn": "french horn",
+    "horns": "brass section",
+    "brass": "brass section",
+    "sax": "alto sax",
+    "saxophone": "alto sax",
+    "choir": "choir aahs",
+    "synth": "lead 2 (sawtooth)",
+    "synth pad": "pad 2 (warm)",
+    "bells": "glockenspiel",
+    "glockenspiel": "glockenspiel",
+    "marimba": "marimba",
+    "vibraphone": "vibraphone",
+    "vibes": "vibraphone",
+    "accordion": "accordion",
+    "harmonica": "harmonica",
+    "banjo": "banjo",
+    "harpsichord": "harpsichord",
+}
+_ARTICLE = r"(?:(?:a|an|some|the)\s+)?"
+SWAP_RES = (
+    re.compile(rf"^(?:swap|switch|change|replace|turn)\s+{_ARTICLE}(?P<part>[a-z -]+?)\s+(?:for|with|to|into)\s+{_ARTICLE}(?P<instrument>[a-z0-9 ()-]+)$"),
+    re.compile(rf"^(?:use|try)\s+{_ARTICLE}(?P<instrument>[a-z0-9 ()-]+?)\s+instead\s+of\s+{_ARTICLE}(?P<part>[a-z -]+)$"),
+    re.compile(rf"^play\s+{_ARTICLE}(?P<part>[a-z -]+?)\s+on\s+{_ARTICLE}(?P<instrument>[a-z0-9 ()-]+?)(?:\s+instead)?$"),
+)
+ADD_RE = re.compile(rf"^(?:add|bring\s+in|put\s+in|layer\s+in|layer)\s+{_ARTICLE}(?P<instrument>[a-z0-9 ()-]+?)(?:\s+(?:part|line|layer|too))?$")
+ADD_PATTERNS = {
+    "arpeggio": ("arpeggio", "arpeggiated", "broken"),
+    "strum": ("strum", "strummed"),
+    "comp": ("comp", "comping", "stabs"),
+    "counter": ("counter", "countermelody"),
+}
+
+
+def _gm_instrument(words: str) -> str | None:
+    """The GM instrument words name: an INSTRUMENT_WORDS name, or a GM name itself."""
+    from songmill.core.gm import GM_PROGRAMS
+
+    words = re.sub(r"\s+", " ", words).strip()
+    if words in INSTRUMENT_WORDS:
+        return INSTRUMENT_WORDS[words]
+    if words.endswith("s") and words[:-1] in INSTRUMENT_WORDS:  # "cellos"
+        return INSTRUMENT_WORDS[words[:-1]]
+    return words if words in GM_PROGRAMS else None
+
+
+def _swap_instrument(clause: str, song: SongFacts):
+    for pattern in SWAP_RES:
+        match = pattern.match(clause)
+        if match is None:
+            continue
+        parts = [p for p in _parts(match["part"], song) if p != "drums"]
+        if len(parts) != 1:
+            return None  # "change the key to d major": not a part
+        instrument = _gm_instrument(match["instrument"])
+        if instrument is None:
+            raise CommandError(
+                f'"{match["instrument"].strip()}" is not an instrument songmill plays',
+                [f"swap the {parts[0]} for {w}" for w in ("strings", "an organ", "a cello")],
+            )
+        return [ops.PartInstrument(part=parts[0], instrument=instrument)]
+    return None
+
+
+def _add_instrument(clause: str, song: SongFacts):
+    match = ADD_RE.match(clause)
+    if match is None:
+        return None
+    words = match["instrument"]
+    pattern = next((p for p, cues in ADD_PATTERNS.items() if any(re.search(rf"\b{c}\b", words) for c in cues)), "sustain")
+    for cues in ADD_PATTERNS.values():
+        for cue in cues:
+            words = re.sub(rf"\b{cue}\b", "", words)
+    instrument = _gm_instrument(words)
+    if instrument is None:
+        return None  # "add a key change", "add more reverb": another rule's
+    name = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\s+", " ", words).strip().removesuffix("s") if words.strip() not in INSTRUMENT_WORDS else words.strip()).strip(
+        "-"
+    )
+    return [ops.AddInstrument.model_validate({"name": name[:32] or "added", "instrument": instrument, "pattern": pattern})]
+
+
 def _instrumentation(clause: str, song: SongFacts):
     genre = next((g for g in GENRES if _has(clause, g)), None)
     return [ops.Instrumentation(preset=genre)] if genre else None
@@ -611,6 +720,8 @@ RULES: tuple[Callable[[str, SongFacts], list | None], ...] = (
     _tempo,
     _identity,
     _style,  # before the vocal level: "a more powerful vocal style"
+    _swap_instrument,  # before mute: "replace the piano with strings" keeps the piano's notes
+    _add_instrument,
     _send,
     _pan,
     _mute,

@@ -25,12 +25,15 @@ from pathlib import Path
 from songmill.core.errors import SongmillError
 from songmill.core.sections import section_labels
 from songmill.core.vocab import MOODS, VOICE_STYLES
+from songmill.editor.commands import INSTRUMENT_WORDS
 from songmill.editor.operations import (
-    STEPS,
     OPERATIONS,
+    STEPS,
+    AddInstrument,
     MasterTone,
     Mood,
     NewMelody,
+    PartInstrument,
     PartLevel,
     PartMute,
     SectionDrop,
@@ -72,6 +75,13 @@ def candidate_operations(song: SongFacts, words: str = "") -> list:
         candidates += [SectionRepeat(section=label), SectionDrop(section=label), NewMelody(section=label)]
     candidates += [Tempo(by_percent=sign * step) for step in STEPS["tempo_percent"] for sign in (1, -1)]
     candidates += [Tempo(to_bpm=float(n)) for n in sorted({int(n) for n in re.findall(r"\b\d{2,3}\b", words)}) if 40 <= int(n) <= 240]
+    instruments = sorted(set(INSTRUMENT_WORDS.values()))
+    for part in song.parts:
+        if part != "drums" and not part.startswith("vocal-"):
+            candidates += [PartInstrument(part=part, instrument=name) for name in instruments]
+    candidates += [
+        AddInstrument(name=word.replace(" ", "-"), instrument=name) for word, name in INSTRUMENT_WORDS.items() if word.replace(" ", "-") not in song.parts
+    ]
     candidates += [MasterTone(by_db=sign * step) for step in STEPS["tilt_db"] for sign in (1, -1)]
     candidates += [Transpose(semitones=n) for n in (-2, -1, 1, 2)]
     candidates += [VoiceIdentity(identity=name) for name in song.identities]
@@ -114,7 +124,9 @@ def load_command_model(folder: Path):
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise SongmillError(f"the command model in {folder} cannot be loaded ({str(err).splitlines()[0]}); it needs a transformers causal LM and its tokenizer") from None
+        raise SongmillError(
+            f"the command model in {folder} cannot be loaded ({str(err).splitlines()[0]}); it needs a transformers causal LM and its tokenizer"
+        ) from None
     if tokenizer.eos_token_id is None:
         raise SongmillError(f"the command model's tokenizer in {folder} has no end-of-sequence token; the decoder needs one to end the operations")
     model.eval()
@@ -127,7 +139,7 @@ def parse_with_lm(words: str, song: SongFacts, folder: Path, *, loaded=None) -> 
     import torch
 
     if not words.strip():
-        raise SongmillError("the command is empty; say what to change, e.g. \"less reverb on the voice\"")
+        raise SongmillError('the command is empty; say what to change, e.g. "less reverb on the voice"')
     tokenizer, model = loaded or load_command_model(folder)
     candidates = candidate_operations(song, words)
     sequences = [_encode(tokenizer, operation_text(op)) for op in candidates]

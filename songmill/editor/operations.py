@@ -114,6 +114,23 @@ class PartPan(_Op):
     pan: Annotated[float, Field(ge=-1, le=1)]
 
 
+class PartInstrument(_Op):
+    """Play a part's notes on another General MIDI instrument ("swap the piano for strings")."""
+
+    op: Literal["part_instrument"] = "part_instrument"
+    part: str
+    instrument: str
+
+
+class AddInstrument(_Op):
+    """Add an instrument playing the song's chords (held, broken, comped, strummed, or a counter-line)."""
+
+    op: Literal["add_instrument"] = "add_instrument"
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]  # its stem's name
+    instrument: str
+    pattern: Literal["sustain", "arpeggio", "comp", "strum", "counter"] = "sustain"
+
+
 class VocalLevel(_Op):
     op: Literal["vocal_level"] = "vocal_level"
     by_db: float
@@ -197,6 +214,8 @@ Operation = Annotated[
     | PartLevel
     | PartMute
     | PartPan
+    | PartInstrument
+    | AddInstrument
     | VocalLevel
     | Send
     | SectionLevel
@@ -319,6 +338,10 @@ def _targets(op) -> list[tuple]:
             return [(op.op if op.op not in ("key", "transpose") else "key",)]
         case PartMute():
             return [("whether it plays:", op.part)]
+        case PartInstrument():
+            return [("the instrument of", op.part)]
+        case AddInstrument():
+            return [("the added part", op.name)]
         case PartPan():
             return [("the pan of", op.part)]
         case _:
@@ -358,7 +381,8 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             _expression(op, track, song)
         case Instrumentation():
             _allowed(op.preset, GENRES, "instrumentation preset")
-            edited = sorted(name for name in track["mix"]["parts"] if not name.startswith("vocal-"))
+            edited = sorted({name for name in track["mix"]["parts"] if not name.startswith("vocal-")} | set(track["instruments"]["swap"]))
+            edited += [added["name"] for added in track["instruments"]["add"]]
             if edited:
                 raise SongmillError(
                     f"the track has edits of its parts ({', '.join(edited)}), which another preset may not have; undo them before changing the instrumentation"
@@ -366,6 +390,15 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             track["instrumentation"] = op.preset
         case PartLevel() | PartMute() | PartPan():
             _part(op, track, song)
+        case PartInstrument():
+            if op.part not in song.parts or op.part == "drums" or op.part.startswith("vocal-"):
+                playable = [p for p in song.parts if p != "drums" and not p.startswith("vocal-")]
+                raise SongmillError(f"the song has no instrument part '{op.part}' to play on another instrument (it has: {', '.join(playable)})")
+            track["instruments"]["swap"][op.part] = _gm(op.instrument)
+        case AddInstrument():
+            if op.name in song.parts or any(a["name"] == op.name for a in track["instruments"]["add"]):
+                raise SongmillError(f"the song already has a part called {op.name}; swap its instrument instead, or give the new one another name")
+            track["instruments"]["add"].append({"name": op.name, "instrument": _gm(op.instrument), "pattern": op.pattern})
         case VocalLevel():
             _needs_voice(track)
             track["mix"]["vocal_db"] = round(track["mix"]["vocal_db"] + op.by_db, 2)
@@ -400,6 +433,18 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
                 raise SongmillError(f"the imported MIDI {op.midi} is missing; import it again")
             track["score_override"] = op.midi
     return False
+
+
+def _gm(instrument: str) -> str:
+    from songmill.core.gm import GM_PROGRAMS, gm_program
+
+    try:
+        gm_program(instrument)
+    except ValueError:
+        raise SongmillError(
+            f"'{instrument}' is not a General MIDI instrument (e.g. string ensemble 1, cello, drawbar organ; see songmill/core/gm.py)"
+        ) from None
+    return instrument.strip().lower() if instrument.strip().lower() in GM_PROGRAMS else instrument
 
 
 def _tempo(op: Tempo, current: float) -> float:

@@ -22,10 +22,10 @@ from typing import Any
 
 from songmill.catalogue import Catalogue
 from songmill.core.errors import SongmillError
+from songmill.core.spec import TrackSpec
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
-from songmill.core.spec import TrackSpec
 from songmill.engine.editing import _base_report_track, _open_track, _rendered_seed, _Track
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
@@ -114,7 +114,9 @@ def _staging_parent(out_dir: Path, release_id: str) -> Path:
     return folder
 
 
-def _current_recording(catalogue: Catalogue, target: _Track, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path) -> tuple[RenderedTrack, dict]:
+def _current_recording(
+    catalogue: Catalogue, target: _Track, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path
+) -> tuple[RenderedTrack, dict]:
     """The track's current version (or its last render) as the release steps take it, and a row
     saying which recording it is."""
     head = catalogue.version_head(target.release_id, target.number)
@@ -142,7 +144,14 @@ def _current_recording(catalogue: Catalogue, target: _Track, track_id: int, repo
     why = recording_identity(operations_from_json(current["operations"]))["why"]
     row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
     files = _fetch(store, current["artifacts"], folder)
-    return RenderedTrack(target.number, track_id, files, models=tuple(current["models"]) if current.get("models") is not None else base_models, isrc=isrc, edited_from_isrc=source), row
+    return RenderedTrack(
+        target.number,
+        track_id,
+        files,
+        models=tuple(current["models"]) if current.get("models") is not None else base_models,
+        isrc=isrc,
+        edited_from_isrc=source,
+    ), row
 
 
 def _fetch(store, artifacts: dict, folder: Path) -> dict[str, Path]:

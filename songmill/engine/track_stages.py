@@ -244,7 +244,7 @@ def _instruments_params(job: TrackJob) -> dict:
         "lead": presets.lead.get(preset_name),
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "instruments_model": job.track.instruments_model,
-    }
+    } | ({"edit": job.track.instruments.model_dump(mode="json")} if not job.track.instruments.is_empty() else {})  # in the key only when set
 
 
 def _instruments_models(job: TrackJob) -> tuple[str, ...]:
@@ -258,7 +258,7 @@ def _run_instruments(ctx: StageContext) -> None:
 
     p = ctx.params
     score = Score.load_json(ctx.input("score.json"))
-    arrangement = arrange(score, p["preset"], instrumental=p["instrumental"])
+    arrangement = arrange(score, p["preset"], instrumental=p["instrumental"], edit=p.get("edit"))
     model_name = p["instruments_model"] or SOUNDFONT
     entry = ctx.registry.get(model_name)
     stems, backend_decisions = render_instruments(
