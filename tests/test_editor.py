@@ -438,6 +438,38 @@ def test_a_form_change_then_another_edit_applies_each_once(in_song):
         editing.check_edit(config, 1, command="repeat chorus 1 and make chorus 2 louder")
 
 
+# ---------------------------------------------------------------- a lyric line replaced
+
+
+def test_a_replaced_lyric_line_is_sung_and_only_its_section_changes(in_song, tmp_path):
+    config, out = in_song / "release.yaml", in_song / "dist"
+    parent = editing.history(config, track=1)["current"]
+    words = "lanterns drifting on the water"
+    with pytest.raises(SongmillError, match=r"operation 1 \(lyric_line\): verse 1 has \d+ lines; there is no line 9"):
+        editing.edit(config, track=1, command=f"replace line 9 of verse 1 with '{words}'", out_dir=out)
+    with pytest.raises(SongmillError, match=r"intro has no lyrics \(it is instrumental\)"):
+        editing.edit(config, track=1, command=f"replace the first line of the intro with '{words}'", out_dir=out)
+    result = editing.edit(config, track=1, command=f"replace the second line of verse 1 with '{words}'", out_dir=out)
+    assert result.recomputed[0] == "lyrics" and "form" not in result.recomputed
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    from songmill.core.lyrics import Lyrics
+
+    before, after = (Lyrics.load_json(_artifact(versions[n], "lyrics.json", tmp_path)) for n in (parent, result.version))
+    assert after.sections[0].lines[1].text == words and before.sections[0].lines[1].text != words
+    assert [[ln.text for ln in s.lines] for s in after.sections[1:]] == [[ln.text for ln in s.lines] for s in before.sections[1:]]
+    assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 1"]
+    score = Score.load_json(_artifact(versions[result.version], "score.json", tmp_path))
+    sung = " ".join(n.syllable.text for n in score.part("melody").notes if n.syllable is not None)
+    assert "lan" in sung and "wa" in sung  # the melody carries the new words' syllables
+    (old, rate), (new, _) = (sf.read(_artifact(versions[n], "vocal-lead.wav", tmp_path)) for n in (parent, result.version))
+    verse = score.sections[1]
+    begin_s, end_s = score.seconds_at(verse.start_bar * score.beats_per_bar), score.seconds_at((verse.start_bar + verse.bars) * score.beats_per_bar)
+    seam = int(0.5 * rate)
+    outside = np.ones(min(len(old), len(new)), dtype=bool)
+    outside[int(begin_s * rate) - seam : int(end_s * rate) + seam] = False
+    assert np.array_equal(old[: len(outside)][outside], new[: len(outside)][outside])  # the rest of the song sung as before
+
+
 # ---------------------------------------------------------------- a MIDI edited in a DAW
 
 

@@ -119,7 +119,9 @@ def _melody(
     A section in `melody_seeds` is written twice: first as it always is (so the network's state,
     the random stream and the memory of sung lines that later sections repeat are exactly as
     without the edit), then again from the same starting state with its own seed and no
-    repetition of earlier lines; the second one is kept."""
+    repetition of earlier lines; the second one is kept. A section with lines the editor replaced
+    (`LyricSection.replaced`) is likewise written first with the lines as they were, then sung
+    again with the new words from the same state (random stream and memory included)."""
     low, high = voice_range
     sampler = MelodySampler(model, parse_key(score.key), rng, low=low, high=high)
     instrumental = _instrumental_lines(score, genre) if lyrics.source == "instrumental" else {}
@@ -128,13 +130,21 @@ def _melody(
         lyric_section = lyrics.section_at(index)
         if lyric_section is None and index not in instrumental:
             continue
+        as_written = lyric_section.as_written() if lyric_section is not None else None
+        if as_written is not lyric_section:  # lines the editor replaced: the state before, to sing them from
+            rng_before, memory_before = copy.deepcopy(rng), copy.deepcopy(memory)
         before = copy.copy(sampler)  # its state tensor is replaced, never changed in place
-        section_notes = _section_melody(score, section, index, lyric_section, instrumental, sampler, rng, memory, voice_range, chorus_headroom, genre)
+        section_notes = _section_melody(score, section, index, as_written, instrumental, sampler, rng, memory, voice_range, chorus_headroom, genre)
         if index in melody_seeds:
             fresh_rng = np.random.default_rng(melody_seeds[index])
             before.rng = fresh_rng
             section_notes = _section_melody(
                 score, section, index, lyric_section, instrumental, before, fresh_rng, _Memory(), voice_range, chorus_headroom, genre
+            )
+        elif as_written is not lyric_section:  # the new words sung from the same state: the rest of the song is as before
+            before.rng = rng_before
+            section_notes = _section_melody(
+                score, section, index, lyric_section, instrumental, before, rng_before, memory_before, voice_range, chorus_headroom, genre
             )
         notes += section_notes
     return notes

@@ -23,7 +23,7 @@ import numpy as np
 from models.lyrics import wordbank
 from songmill.core.errors import SongmillError
 from songmill.core.lyrics import LyricLine, Lyrics, LyricSection, Word
-from songmill.core.phonetics import in_dictionary, normalise_word, pronounce, rhyming_part, syllabify, syllable_count, tokenize_line
+from songmill.core.phonetics import in_dictionary, normalise_word, pronounce, rhyming_part, syllabify, syllable_count, tokenize_line, words_rhyme
 
 log = logging.getLogger("songmill.lyrics")
 
@@ -307,3 +307,36 @@ def make_line(text: str, *, target_syllables: int | None = None, rhyme: str | No
     if not words:
         raise SongmillError(f"lyric line '{text}' has no words to sing")
     return LyricLine(text=text, words=words, rhyme=rhyme, target_syllables=target_syllables)
+
+
+def replace_lines(lyrics: Lyrics, edits: dict[int, dict[int, str]], *, where: str) -> Lyrics:
+    """Lines replaced by given words (the song editor's): {form index: {1-based line: words}}.
+    A new line keeps its syllable target, and its rhyme letter when it still rhymes (else it is
+    out of the scheme, and the adaptations say so); the section keeps the line it replaced
+    (`LyricSection.replaced`), from which compose sings the rest of the song as before.
+
+    Raises SongmillError naming the section when it has no lyrics or no such line."""
+    by_index = {section.form_index: section for section in lyrics.sections}
+    notes: list[str] = []
+    for index in edits:
+        if index not in by_index:
+            raise SongmillError(f"{where}: section {index + 1} has no lyrics to replace (an instrumental section)")
+    sections = []
+    for section in lyrics.sections:
+        changes = edits.get(section.form_index, {})
+        lines, replaced = list(section.lines), dict(section.replaced)
+        for number, words in sorted(changes.items()):
+            if not 1 <= number <= len(lines):
+                raise SongmillError(f"{where}: the {section.name} (section {section.form_index + 1}) has {len(lines)} lines; there is no line {number}")
+            old = lines[number - 1]
+            replaced.setdefault(number - 1, old)
+            new = make_line(words, target_syllables=old.target_syllables)
+            partners = [ln.last_word for i, ln in enumerate(lines) if i != number - 1 and old.rhyme is not None and ln.rhyme == old.rhyme]
+            if all(words_rhyme(new.last_word, partner) for partner in partners):
+                new = new.model_copy(update={"rhyme": old.rhyme})
+            else:  # a person's words: kept as given, out of the rhyme scheme (not a rhyme the writer missed)
+                notes.append(f"line {number} of section {section.form_index + 1} ('{words}') does not rhyme with its partner; kept as given, out of the scheme")
+            lines[number - 1] = new
+        sections.append(section.model_copy(update={"lines": lines, "replaced": replaced}) if changes else section)
+    notes += [f"{len(lines)} line(s) of section {index + 1} replaced by the editor" for index, lines in sorted(edits.items())]
+    return lyrics.model_copy(update={"sections": sections, "adaptations": [*lyrics.adaptations, *notes]})

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 from songmill.core.score import Syllable
 
@@ -55,6 +55,23 @@ class LyricSection(_Model):
     form_index: int  # index of this section in the score's sections
     scheme: str | None = None  # e.g. "ABAB"; None when not planned (provided lyrics)
     lines: list[LyricLine]
+    # lines the song editor replaced: 0-based line → the line as written before (compose sings the
+    # rest of the song from these, so only this section's melody can change); left out when empty
+    replaced: dict[int, LyricLine] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_replaced(self, handler):
+        data = handler(self)
+        if not self.replaced:
+            data.pop("replaced", None)  # lyrics.json as before the editor existed
+        return data
+
+    def as_written(self) -> "LyricSection":
+        """The section with the lines as written before the editor replaced any (itself when none were)."""
+        if not self.replaced:
+            return self
+        lines = [self.replaced.get(index, line) for index, line in enumerate(self.lines)]
+        return self.model_copy(update={"lines": lines, "replaced": {}})
 
 
 class Lyrics(_Model):

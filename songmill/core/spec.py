@@ -254,9 +254,11 @@ class InstrumentEdit(Strict):
 
 
 class SectionEdit(Strict):
-    """A section written again with its own seed: only its notes change."""
+    """A section written again with its own seed, or lines of its lyrics replaced by given words:
+    only its notes (and words) change."""
 
     melody_seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+    lines: dict[Annotated[int, Field(ge=1, le=64)], Annotated[str, AfterValidator(_non_blank), Field(max_length=200)]] = {}  # line → its new words
 
 
 def _section_entry(value: Any) -> Any:

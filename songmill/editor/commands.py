@@ -135,6 +135,9 @@ KEYWORDS = (*UP, *DOWN, *RULE_WORDS, *MOODS, *GENRES, *VOICE_STYLES, *SECTION_NA
 
 def parse_command(text: str, song: SongFacts) -> list:
     """The operations a command asks for (see the module docstring). Raises CommandError."""
+    replaced = _replaced_line(text, song)  # quoted words are read before anything else touches them
+    if replaced is not None:
+        return replaced
     clean = _normalise(text)
     if not clean:
         raise CommandError("the command is empty (say what to change, such as 'slow it down to 92')", example_commands(song)[:3])
@@ -170,6 +173,66 @@ def parse_command(text: str, song: SongFacts) -> list:
     operations = [op for _, read in readings for op in read]
     ops.contradictions(operations)
     return operations
+
+
+_QUOTED = r"[\"“'‘](?P<words>[^\"”’]+?)[\"”'’]"
+_LINE_NUMBER = r"(?:(?:the\s+)?(?P<ordinal>first|second|third|fourth|fifth|sixth|seventh|eighth|last|\d+(?:st|nd|rd|th))\s+line|line\s+(?P<number>\d+))"
+LINE_RES = (
+    # "replace the second line of verse 1 with 'lanterns on the water'", "line 2 in chorus 1 should say '…'"
+    re.compile(
+        rf"^\s*(?:(?:replace|change|rewrite|make|set)\s+)?{_LINE_NUMBER}\s+(?:of|in)\s+(?:the\s+)?(?P<section>[a-z0-9 -]+?)\s+"
+        rf"(?:with|to|into|say|says|read|reads|should\s+say|should\s+be|to\s+be|as)\s+{_QUOTED}\s*[.!]?\s*$",
+        re.IGNORECASE,
+    ),
+    # "sing 'new words' instead of 'old words'", "change 'old words' to 'new words'"
+    re.compile(rf"^\s*sing\s+{_QUOTED.replace('words', 'new')}\s+instead\s+of\s+{_QUOTED.replace('words', 'old')}\s*[.!]?\s*$", re.IGNORECASE),
+    re.compile(
+        rf"^\s*(?:change|replace)\s+{_QUOTED.replace('words', 'old')}\s+(?:to|with|into)\s+{_QUOTED.replace('words', 'new')}\s*[.!]?\s*$", re.IGNORECASE
+    ),
+)
+LINE_ORDINALS = {**ORDINALS, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8}
+
+
+def _replaced_line(text: str, song: SongFacts) -> list | None:
+    """A lyric line replaced by quoted words, by its number in a section or by its old words."""
+    for pattern in LINE_RES:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        fields = match.groupdict()
+        if fields.get("old"):
+            return [_line_by_words(fields["old"], fields["new"], song)]
+        section = _section(fields["section"].lower(), song)
+        if section is None:
+            raise CommandError(
+                f'"{fields["section"]}" is not a section of this song', [f"replace the first line of {label} with '…'" for label in song.labels[:3]]
+            )
+        label = _single(section, song, text, lambda lab: f"replace the first line of {lab} with '…'")
+        if fields["number"]:
+            number = int(fields["number"])
+        elif fields["ordinal"].lower() == "last":
+            lines = song.lyric_lines.get(label)
+            if lines is None:
+                raise CommandError(f"{label} has no lyrics to replace", [f"replace the last line of {lab} with '…'" for lab in song.lyric_lines][:3])
+            number = len(lines)
+        else:
+            number = LINE_ORDINALS[fields["ordinal"].lower()]
+        return [ops.ReplaceLine(section=label, line=number, words=fields["words"].strip())]
+    return None
+
+
+def _line_by_words(old: str, new: str, song: SongFacts):
+    wanted = _normalise(old)
+    found = [(label, n) for label, lines in song.lyric_lines.items() for n, line in enumerate(lines, start=1) if _normalise(line) == wanted]
+    if not found:
+        raise CommandError(f'the song has no line "{old}"', [f"replace line 1 of {label} with '{new}'" for label in list(song.lyric_lines)[:3]])
+    if len(found) > 1:
+        raise CommandError(
+            f'"{old}" is sung {len(found)} times ({", ".join(f"{label} line {n}" for label, n in found)}); say which',
+            [f"replace line {n} of {label} with '{new}'" for label, n in found],
+        )
+    label, number = found[0]
+    return ops.ReplaceLine(section=label, line=number, words=new.strip())
 
 
 def _said_again(clause: str, read: list, previous_clause: str, previous: list) -> bool:

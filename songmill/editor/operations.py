@@ -176,6 +176,16 @@ class NewMelody(_Op):
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
+class ReplaceLine(_Op):
+    """Sing given words on one line of one section ("verse 1", line 2): that section's melody is
+    sung again from where it was, so the rest of the song stays as it was."""
+
+    op: Literal["lyric_line"] = "lyric_line"
+    section: str
+    line: Annotated[int, Field(ge=1, le=64)]
+    words: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class ScoreOverride(_Op):
     """A MIDI file edited in a DAW (melody with its lyric events, bass) in place of the
     composed parts; `midi` is songmill's own copy, named by its sha256."""
@@ -223,6 +233,7 @@ Operation = Annotated[
     | SectionDrop
     | SectionLength
     | NewMelody
+    | ReplaceLine
     | ScoreOverride
     | MasterTone
     | MasterReference,
@@ -259,6 +270,7 @@ class SongFacts(BaseModel):
     tempo_bpm: float = 120.0
     key: str = "C major"
     expression: dict[str, float] = {}  # the voice's expression as sung (vocals.json)
+    lyric_lines: dict[str, list[str]] = {}  # section label → its lines as sung (lyrics.json); {}: not known
 
     @property
     def labels(self) -> list[str]:
@@ -313,7 +325,7 @@ def contradictions(operations: list) -> None:
     # operation naming a section of that name in the same edit could land on another one
     renumbered = {_section_name(op.section): n for n, op in enumerate(operations, start=1) if isinstance(op, SectionRepeat | SectionDrop)}
     for number, op in enumerate(operations, start=1):
-        if isinstance(op, SectionLevel | NewMelody) and _section_name(op.section) in renumbered:
+        if isinstance(op, SectionLevel | NewMelody | ReplaceLine) and _section_name(op.section) in renumbered:
             first, second = sorted((renumbered[_section_name(op.section)], number))
             raise SongmillError(
                 f"operations {first} and {second} both name a {_section_name(op.section)}, and the repeat or drop renumbers them; "
@@ -349,7 +361,7 @@ def _targets(op) -> list[tuple]:
 
 
 # what a DAW's MIDI no longer fits (mood and instrumentation reach the form and the lyrics)
-COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
+COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, ReplaceLine, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
 
 
 def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
@@ -422,6 +434,16 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             if op.seed is None:
                 raise SongmillError("has no seed (the editor gives one when it records the edit)")
             track["sections"].setdefault(label, {})["melody_seed"] = op.seed
+        case ReplaceLine():
+            label = _one_label(op.section, song)
+            sung = song.lyric_lines.get(label)
+            if song.lyric_lines and sung is None:
+                raise SongmillError(f"{label} has no lyrics (it is instrumental); sections with lyrics: {', '.join(song.lyric_lines)}")
+            if sung is not None and op.line > len(sung):
+                raise SongmillError(f"{label} has {len(sung)} lines; there is no line {op.line}")
+            if not op.words.strip():
+                raise SongmillError("the new words are empty; give the words to sing")
+            track["sections"].setdefault(label, {}).setdefault("lines", {})[str(op.line)] = op.words.strip()
         case MasterTone():
             track["master"]["tilt_db"] = round(track["master"]["tilt_db"] + op.by_db, 2)
         case MasterReference():

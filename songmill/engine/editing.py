@@ -420,7 +420,13 @@ def song_facts(version: dict, store) -> SongFacts:
     artifacts = version["artifacts"]
     with tempfile.TemporaryDirectory(prefix="songmill-facts-") as folder:
         score = Score.load_json(store.get_file(ArtifactRef.from_dict(artifacts["score.json"]), Path(folder) / "score.json"))
-        expression = {}
+        expression, lyric_lines = {}, {}
+        if "lyrics.json" in artifacts:
+            from songmill.core.lyrics import Lyrics
+
+            lyrics = Lyrics.load_json(store.get_file(ArtifactRef.from_dict(artifacts["lyrics.json"]), Path(folder) / "lyrics.json"))
+            labels = section_labels([s.name for s in score.sections])
+            lyric_lines = {labels[s.form_index]: [line.text for line in s.lines] for s in lyrics.sections if s.form_index < len(labels)}
         if "vocals.json" in artifacts:
             vocals = json.loads(store.get_file(ArtifactRef.from_dict(artifacts["vocals.json"]), Path(folder) / "vocals.json").read_text(encoding="utf-8"))
             expression = vocals.get("expression", {})
@@ -434,6 +440,7 @@ def song_facts(version: dict, store) -> SongFacts:
         tempo_bpm=float(track["tempo"]),
         key=track["key"],
         expression=expression,
+        lyric_lines=lyric_lines,
     )
 
 

@@ -97,7 +97,13 @@ def _lyrics_params(job: TrackJob) -> dict:
         "lyrics_model": track.lyrics_model,
         "batch_index": job.index,
         "batch_size": len(job.spec.tracks),
-    }
+    } | _replaced_lines_params(job)
+
+
+def _replaced_lines_params(job: TrackJob) -> dict:
+    """The editor's replaced lyric lines ({section label: {line: words}}), in the key only when set."""
+    lines = {label: {str(n): words for n, words in sorted(edit.lines.items())} for label, edit in job.track.sections.items() if edit.lines}
+    return {"replaced_lines": lines} if lines else {}
 
 
 def _lyrics_models(job: TrackJob) -> tuple[str, ...]:
@@ -128,6 +134,17 @@ def _run_lyrics(ctx: StageContext) -> None:
         seed=ctx.job.seed,
         where=_where(ctx.job),
     )
+    if p.get("replaced_lines"):
+        from models.lyrics.writer import replace_lines
+        from songmill.core.sections import sections_named
+
+        names, where = [s.name for s in form.sections], _where(ctx.job)
+        edits = {
+            index: {int(n): words for n, words in lines.items()}
+            for label, lines in p["replaced_lines"].items()
+            for index in sections_named(label, names, where=where)
+        }
+        lyrics = replace_lines(lyrics, edits, where=where)
     lyrics.save_json(ctx.output("lyrics.json"))
 
 
