@@ -536,6 +536,60 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     assert editing.history(config, track=1)["versions"] == versions  # nothing recorded
 
 
+def _move_chord(source: Path, target: Path, begin_tick: int, end_tick: int, pitches: set[int], semitones: int) -> None:
+    """What a musician does in a DAW: select one chord's notes in the chords track, drag them up."""
+    import mido
+
+    midi = mido.MidiFile(str(source))
+    for track in midi.tracks:
+        if any(m.type == "track_name" and m.name == "chords" for m in track):
+            now = 0
+            for index, message in enumerate(track):
+                now += message.time
+                if message.type in ("note_on", "note_off") and message.note in pitches and begin_tick <= now <= end_tick:
+                    track[index] = message.copy(note=message.note + semitones)
+    midi.save(str(target))
+
+
+def _pitch_class_energy(stem: Path, begin_s: float, end_s: float, classes: set[int]) -> float:
+    """The share of a stem's chroma energy (librosa CQT chroma) on `classes` within a span."""
+    import librosa
+
+    audio, rate = sf.read(stem, dtype="float32")
+    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+    chroma = librosa.feature.chroma_cqt(y=mono[int(begin_s * rate) : int(end_s * rate)], sr=rate).mean(axis=1)  # C = 0
+    return float(chroma[sorted(classes)].sum() / chroma.sum())
+
+
+def test_a_chord_changed_in_a_daw_is_played_by_the_band(in_song, tmp_path):
+    config, out = in_song / "release.yaml", in_song / "dist"
+    exported = editing.daw_export(config, track=1, out_dir=out)
+    before = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == exported["version"])
+    score = Score.load_json(_artifact(before, "score.json", tmp_path))
+    chord = max(score.chords[1:-1], key=lambda c: c.duration_beats)  # a long chord inside the song
+    edited = tmp_path / "chord.mid"
+    _move_chord(
+        Path(exported["midi"]), edited, round(chord.start_beat * 960), round((chord.start_beat + chord.duration_beats) * 960) - 1, set(chord.pitches), 2
+    )
+
+    result = editing.daw_import(config, track=1, midi=edited, out_dir=out)
+    version = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == result.version)
+    after = Score.load_json(_artifact(version, "score.json", tmp_path))
+    moved = next(c for c in after.chords if abs(c.start_beat - chord.start_beat) < 1e-3)
+    assert moved.pitches == [p + 2 for p in chord.pitches] and moved.symbol != chord.symbol  # read back, named anew
+    assert [c for c in after.chords if c.start_beat != chord.start_beat] == [c for c in score.chords if c is not chord]  # every other chord as it was
+    old_classes, new_classes = {p % 12 for p in chord.pitches}, {p % 12 for p in moved.pitches}
+    span = (score.seconds_at(chord.start_beat) + 0.1, score.seconds_at(chord.start_beat + chord.duration_beats) - 0.1)
+    piano_before, piano_after = (_artifact(v, "stem-piano.wav", tmp_path) for v in (before, version))
+    assert _pitch_class_energy(piano_after, *span, new_classes) > _pitch_class_energy(piano_after, *span, old_classes - new_classes)
+    assert _pitch_class_energy(piano_before, *span, old_classes) > _pitch_class_energy(piano_before, *span, new_classes - old_classes)
+
+    single = tmp_path / "single.mid"
+    _move_chord(Path(exported["midi"]), single, round(chord.start_beat * 960), round(chord.start_beat * 960), set(chord.pitches[1:]), 40)
+    with pytest.raises(SongmillError, match=r"single\.mid's chords track strikes one note at beat [\d.]+ \(bar \d+\); a chord needs two notes or more"):
+        editing.daw_import(config, track=1, midi=single, out_dir=out)
+
+
 # ---------------------------------------------------------------- instruments swapped and added
 
 

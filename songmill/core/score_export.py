@@ -19,7 +19,7 @@ import mido
 
 from songmill.core.errors import SongmillError
 from songmill.core.music import parse_key
-from songmill.core.score import Note, Part, Score, Syllable
+from songmill.core.score import Chord, Note, Part, Score, Syllable
 
 TICKS_PER_BEAT = 960
 DRUM_CHANNEL = 9
@@ -331,7 +331,8 @@ TEMPO_TOLERANCE_BPM = 0.01
 
 def read_midi_override(path: Path, score: Score) -> Score:
     """`score` with its melody, bass and chords parts replaced by the same-named tracks of a MIDI
-    file edited in a DAW (one `write_midi` wrote). The melody's lyric events must be the song's
+    file edited in a DAW (one `write_midi` wrote); a changed chords track changes the harmony
+    (`score.chords`, see `chords_from_comping`), which the band and the backing voices follow. The melody's lyric events must be the song's
     syllables in order (a DAW edit moves notes, not words): each one goes back on the note it
     sits on, with its phonemes; a note without one continues the syllable before (a melisma).
 
@@ -361,15 +362,12 @@ def read_midi_override(path: Path, score: Score) -> Score:
             f"{path.name}'s tempo map ({shown}) is not the song's ({', '.join(f'{bpm:g} BPM at beat {beat:g}' for beat, bpm in wanted)}); "
             "keep the song's tempo when editing in the DAW (change the tempo with songmill edit)"
         )
-    parts = []
+    parts, chords = [], score.chords
     for part in score.parts:
         if part.name in OVERRIDE_PARTS and part.name in tracks:
             notes = _notes_of(tracks[part.name], per_beat, part.name, path)
             if part.name == "chords" and [(n.pitch, round(n.start_beat, 3)) for n in notes] != [(n.pitch, round(n.start_beat, 3)) for n in part.notes]:
-                raise SongmillError(
-                    f"{path.name} changes the chords track; the harmony the other instruments and the backing voices follow cannot be read back "
-                    "from it yet, so keep the chords as exported (edit the melody and the bass)"
-                )
+                chords = chords_from_comping(notes, score, path)  # the harmony the band and the backing voices follow
             if part.name == "melody":
                 notes = _with_syllables(notes, tracks["melody"], per_beat, part.notes, path)
             part = part.model_copy(update={"notes": notes})
@@ -378,7 +376,49 @@ def read_midi_override(path: Path, score: Score) -> Score:
         raise SongmillError(
             f"{path.name} has no track named 'melody' (its tracks: {', '.join(sorted(tracks)) or 'none'}); keep the track names of the exported MIDI"
         )
-    return Score.model_validate(score.model_copy(update={"parts": parts}).model_dump())  # seconds from the tempo map again
+    return Score.model_validate(score.model_copy(update={"parts": parts, "chords": chords}).model_dump())  # seconds from the tempo map again
+
+
+def chords_from_comping(notes: list[Note], score: Score, path: Path) -> list[Chord]:
+    """The harmony a chords track plays, read against the song's chords: a chord whose span the
+    track still strikes with its own notes is kept as it was; in a span struck with other notes,
+    notes struck together are a chord and the same chord struck again (the comping's pulses)
+    continues it, each named from its notes (music21's chord-symbol reading, root kept).
+
+    Raises SongmillError at the first beat where fewer than two notes are struck together."""
+    struck: dict[float, set[int]] = defaultdict(set)
+    for note in notes:
+        struck[round(note.start_beat, 3)].add(note.pitch)
+    for beat, pitches in sorted(struck.items()):
+        if len(pitches) < 2:
+            bar = int(beat // score.beats_per_bar) + 1
+            raise SongmillError(f"{path.name}'s chords track strikes one note at beat {beat:g} (bar {bar}); a chord needs two notes or more struck together")
+    chords: list[Chord] = []
+    for chord in score.chords:
+        end = chord.start_beat + chord.duration_beats
+        inside = [(beat, tuple(sorted(pitches))) for beat, pitches in sorted(struck.items()) if chord.start_beat - 1e-3 <= beat < end - 1e-3]
+        if all(pitches == tuple(sorted(set(chord.pitches))) for _, pitches in inside):
+            chords.append(chord)
+            continue
+        runs: list[tuple[float, tuple[int, ...]]] = []
+        for beat, pitches in inside:
+            if not runs or runs[-1][1] != pitches:
+                runs.append((chord.start_beat if not runs else beat, pitches))
+        for index, (start, pitches) in enumerate(runs):
+            stop = runs[index + 1][0] if index + 1 < len(runs) else end
+            chords.append(_named_chord(start, stop - start, pitches))
+    return chords
+
+
+def _named_chord(start: float, duration: float, pitches: tuple[int, ...]) -> Chord:
+    from music21 import chord as m21chord
+    from music21 import harmony
+
+    reading = m21chord.Chord(list(pitches))
+    symbol = harmony.chordSymbolFigureFromChord(reading)
+    if not symbol or "Cannot" in symbol:
+        symbol = reading.root().name.replace("-", "b")  # no chord symbol fits: its root, the notes as played
+    return Chord(start_beat=start, duration_beats=duration, symbol=symbol, pitches=list(pitches), root_pc=reading.root().pitchClass)
 
 
 def _notes_of(events: list[tuple[int, mido.Message]], per_beat: int, name: str, path: Path) -> list[Note]:
