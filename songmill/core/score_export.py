@@ -389,24 +389,25 @@ def chords_from_comping(notes: list[Note], score: Score, path: Path) -> list[Cho
     struck: dict[float, set[int]] = defaultdict(set)
     for note in notes:
         struck[round(note.start_beat, 3)].add(note.pitch)
-    for beat, pitches in sorted(struck.items()):
-        if len(pitches) < 2:
+    for beat, together in sorted(struck.items()):
+        if len(together) < 2:
             bar = int(beat // score.beats_per_bar) + 1
             raise SongmillError(f"{path.name}'s chords track strikes one note at beat {beat:g} (bar {bar}); a chord needs two notes or more struck together")
     chords: list[Chord] = []
     for chord in score.chords:
         end = chord.start_beat + chord.duration_beats
-        inside = [(beat, tuple(sorted(pitches))) for beat, pitches in sorted(struck.items()) if chord.start_beat - 1e-3 <= beat < end - 1e-3]
-        if all(pitches == tuple(sorted(set(chord.pitches))) for _, pitches in inside):
+        inside = [(beat, tuple(sorted(together))) for beat, together in sorted(struck.items()) if chord.start_beat - 1e-3 <= beat < end - 1e-3]
+        as_exported = tuple(sorted(set(chord.pitches)))
+        if all(played == as_exported for _, played in inside):
             chords.append(chord)
             continue
         runs: list[tuple[float, tuple[int, ...]]] = []
-        for beat, pitches in inside:
-            if not runs or runs[-1][1] != pitches:
-                runs.append((chord.start_beat if not runs else beat, pitches))
-        for index, (start, pitches) in enumerate(runs):
+        for beat, played in inside:
+            if not runs or runs[-1][1] != played:
+                runs.append((chord.start_beat if not runs else beat, played))
+        for index, (start, played) in enumerate(runs):
             stop = runs[index + 1][0] if index + 1 < len(runs) else end
-            chords.append(_named_chord(start, stop - start, pitches))
+            chords.append(_named_chord(start, stop - start, played))
     return chords
 
 
