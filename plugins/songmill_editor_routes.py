@@ -139,7 +139,7 @@ function drawWaveform() {
 async function apply(conf) {
   $('status').textContent = 'starting an edit run…';
   const res = await fetch('/api/v2/dags/songmill_edit/dagRuns', {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, command: conf.command || '', operations: conf.operations || [], reason: conf.reason || ''}})});
+    body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, command: conf.command || '', operations: conf.operations || [], reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
   if (!res.ok) { $('status').textContent = `not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`; return; }
   follow(run.dag_run_id, state.current);
@@ -148,7 +148,7 @@ async function follow(runId, before) {
   const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
   const run = await res.json();
   $('status').textContent = `edit run ${run.state}`;
-  if (run.state === 'success') { await load(); $('status').textContent = `version ${state.current} is ready`; return; }
+  if (run.state === 'success') { await load(); $('status').textContent = `version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : ''); return; }
   if (run.state === 'failed') { $('status').textContent = 'the edit failed: see the run\\'s parse and render logs in Airflow'; return; }
   setTimeout(() => follow(runId, before), 2000);
 }
@@ -181,7 +181,8 @@ load();
         "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='none'></audio>"
         "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio></div>"
         "<div class='col'><h3>Change it</h3><input id='command' aria-label='command' title='for example: the chorus should hit harder'> <button id='send'>Apply</button> "
-        "<button id='record'>● record</button> <button id='undo'>Undo</button><div id='status'></div>"
+        "<button id='record'>● record</button> <button id='undo'>Undo</button><br><input id='reason' aria-label='why' title='why (kept in the history)'> "
+        "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
         "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"
         f"<script>{script}</script></body></html>"
