@@ -628,7 +628,12 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     assert page.status_code == 307 and page.headers["location"].startswith("/auth/login")
     assert client.post("/songmill/api/editor/debug-single/1/undo").status_code == 401
     page = client.get("/songmill/editor/debug-single/1", headers=auth)
-    assert page.status_code == 200 and "Change it" in page.text and "/api/v2/dags/songmill_edit/dagRuns" in page.text and "deliver: $('deliver').checked" in page.text
+    assert (
+        page.status_code == 200
+        and "Change it" in page.text
+        and "/api/v2/dags/songmill_edit/dagRuns" in page.text
+        and "deliver: $('deliver').checked" in page.text
+    )
     state = client.get("/songmill/api/editor/debug-single/1", headers=auth).json()
     assert [s["label"] for s in state["sections"]] == ["Intro".lower(), "verse", "chorus", "outro"]
     assert state["current"] == 1 and len(state["waveform"]) == 800 and max(state["waveform"]) == 1.0

@@ -122,7 +122,7 @@ def load_command_model(folder: Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True)  # never a pickle
     except (OSError, ValueError) as err:
         raise SongmillError(
             f"the command model in {folder} cannot be loaded ({str(err).splitlines()[0]}); it needs a transformers causal LM and its tokenizer"

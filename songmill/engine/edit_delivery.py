@@ -26,7 +26,7 @@ from songmill.core.spec import TrackSpec
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
-from songmill.engine.editing import _base_report_track, _open_track, _rendered_seed, _Track
+from songmill.engine.editing import EditedTrack, base_report_track, open_track, rendered_seed
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
 
@@ -83,8 +83,8 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
         report_paths = [r["report_path"] for r in catalogue.runs_of(spec.release.id) if r.get("report_path") and r.get("status") == "succeeded"]
         tracks, rows, track_specs = [], [], {}
         for number in range(1, len(spec.tracks) + 1):
-            target = _open_track(config, number)
-            track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=_rendered_seed(catalogue, target))
+            target = open_track(config, number)
+            track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=rendered_seed(catalogue, target))
             rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}")
             tracks.append(rendered)
             rows.append(row)
@@ -115,12 +115,12 @@ def _staging_parent(out_dir: Path, release_id: str) -> Path:
 
 
 def _current_recording(
-    catalogue: Catalogue, target: _Track, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path
+    catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path
 ) -> tuple[RenderedTrack, dict]:
     """The track's current version (or its last render) as the release steps take it, and a row
     saying which recording it is."""
     head = catalogue.version_head(target.release_id, target.number)
-    base = _base_report_track(target, report_paths)
+    base = base_report_track(target, report_paths)
     base_models = tuple(sorted({m["name"]: m for stage in base.get("stages", []) for m in stage.get("models", [])}.values(), key=lambda m: m["name"]))
     if head is None:
         artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}

@@ -66,7 +66,7 @@ class EditResult:
 
 
 @dataclasses.dataclass
-class _Track:
+class EditedTrack:
     """A track of a release config, as the editor works on it."""
 
     config: Path
@@ -86,11 +86,11 @@ class _Track:
         return Path(out_dir) / self.release_id / "edits" / f"track-{self.number:02d}"
 
 
-def _open_track(config: str | Path, track: int) -> _Track:
+def open_track(config: str | Path, track: int) -> EditedTrack:
     spec, profiles = load_release_with_profiles(Path(config))
     if not 1 <= track <= len(spec.tracks):
         raise SongmillError(f"--track {track} is not in {config} (it has tracks 1–{len(spec.tracks)})")
-    return _Track(Path(config), spec, track, any(profiles[name].commercial for name in spec.release.profiles))
+    return EditedTrack(Path(config), spec, track, any(profiles[name].commercial for name in spec.release.profiles))
 
 
 # ---------------------------------------------------------------- edit
@@ -98,7 +98,7 @@ def _open_track(config: str | Path, track: int) -> _Track:
 
 def facts_for_track(config: str | Path, track: int, *, database_url: str | None = None, store_spec: str | None = None) -> SongFacts:
     """The song as its current version (or, before the first edit, its last render) has it."""
-    return _parent(_open_track(config, track), database_url=database_url, store=open_store(store_spec or default_store_spec())).facts
+    return _parent(open_track(config, track), database_url=database_url, store=open_store(store_spec or default_store_spec())).facts
 
 
 def parse_for_track(
@@ -122,7 +122,7 @@ def check_edit(
 ) -> list:
     """Parse (or take) the operations and apply them to the track as it stands; raises the
     sentence an edit would raise. Returns the operations."""
-    target = _open_track(config, track)
+    target = open_track(config, track)
     parent = _parent(target, database_url=database_url, store=open_store(store_spec or default_store_spec()))
     added = _operations(command, operations, parent.facts, lm)
     apply_operations(parent.spec, target.index, added, parent.facts)
@@ -141,11 +141,11 @@ class _Parent:
     artifacts: dict
 
 
-def _parent(target: _Track, *, database_url: str | None, store) -> _Parent:
+def _parent(target: EditedTrack, *, database_url: str | None, store) -> _Parent:
     catalogue = Catalogue.open(database_url)
     try:
         current = _current_version(catalogue, target)
-        seed = current["seed"] if current else _rendered_seed(catalogue, target)
+        seed = current["seed"] if current else rendered_seed(catalogue, target)
         report_paths = [r["report_path"] for r in catalogue.runs_of(target.release_id) if r.get("report_path") and r.get("status") == "succeeded"]
     finally:
         catalogue.close()
@@ -156,7 +156,7 @@ def _parent(target: _Track, *, database_url: str | None, store) -> _Parent:
     return _Parent(None, target.spec, song_facts(base, store), seed, artifacts)
 
 
-def _spec_with_track(target: _Track, track_spec: dict) -> ReleaseSpec:
+def _spec_with_track(target: EditedTrack, track_spec: dict) -> ReleaseSpec:
     """The release as the config has it now, with the track as a version made it (each edit
     applies to what was heard, not to the config again)."""
     from songmill.core.spec import TrackSpec
@@ -166,13 +166,13 @@ def _spec_with_track(target: _Track, track_spec: dict) -> ReleaseSpec:
     return target.spec.model_copy(update={"tracks": tracks})
 
 
-def _base_artifacts(target: _Track, report_paths: list[str]) -> dict:
+def _base_artifacts(target: EditedTrack, report_paths: list[str]) -> dict:
     """The track's artifacts as its latest successful render's report lists them."""
-    track = _base_report_track(target, report_paths)
+    track = base_report_track(target, report_paths)
     return {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in track["artifacts"].items()}
 
 
-def _base_report_track(target: _Track, report_paths: list[str]) -> dict:
+def base_report_track(target: EditedTrack, report_paths: list[str]) -> dict:
     """The track as its latest successful render's run report has it (artifacts, stages, models)."""
     for report_path in reversed(report_paths):
         path = Path(report_path)
@@ -246,7 +246,7 @@ def edit(
     recorded (the request is checked before version 1 is made). Edits of one track wait for each
     other (a lock in the catalogue)."""
     started = dt.datetime.now(dt.UTC)
-    target = _open_track(config, track)
+    target = open_track(config, track)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
@@ -282,14 +282,14 @@ def _user() -> str:
         return "unknown"
 
 
-def _current_version(catalogue: Catalogue, target: _Track) -> dict | None:
+def _current_version(catalogue: Catalogue, target: EditedTrack) -> dict | None:
     head = catalogue.version_head(target.release_id, target.number)
     if head is None:
         return None
     return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == head["current"])
 
 
-def _rendered_seed(catalogue: Catalogue, target: _Track) -> int:
+def rendered_seed(catalogue: Catalogue, target: EditedTrack) -> int:
     record = catalogue.track_record(target.release_id, target.number)
     if record is None or record["status"] not in ("rendered", "delivered"):
         state = "was never rendered" if record is None else f"is {record['status']}, not rendered"
@@ -297,9 +297,9 @@ def _rendered_seed(catalogue: Catalogue, target: _Track) -> int:
     return int(record["seed"])
 
 
-def _make_first_version(catalogue: Catalogue, target: _Track, store, store_spec: str, out_dir: Path) -> dict:
+def _make_first_version(catalogue: Catalogue, target: EditedTrack, store, store_spec: str, out_dir: Path) -> dict:
     """Version 1: the track as the config renders it (from the cache when it was rendered here)."""
-    seed = _rendered_seed(catalogue, target)
+    seed = rendered_seed(catalogue, target)
     version = _render_version(catalogue, target, target.spec, seed, store, store_spec, out_dir, history=[], added=[], command=None, parent=None)
     fields = _version_fields(version | {"author": _user(), "reason": "the track as its config renders it"})
     number = catalogue.add_version(target.release_id, target.number, **fields)
@@ -307,7 +307,7 @@ def _make_first_version(catalogue: Catalogue, target: _Track, store, store_spec:
     return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
 
 
-def _with_seeds(added: list, seed: int, target: _Track, *, salt: int) -> list:
+def _with_seeds(added: list, seed: int, target: EditedTrack, *, salt: int) -> list:
     """A new melody gets a seed of its own: the same request twice — or again after an undo — gives
     another melody (`salt`: the versions the track has), and the seed is kept in the history so
     the version renders the same again."""
@@ -322,7 +322,7 @@ def _with_seeds(added: list, seed: int, target: _Track, *, salt: int) -> list:
 
 
 def _render_version(
-    catalogue: Catalogue, target: _Track, spec: ReleaseSpec, seed: int, store, store_spec: str, out_dir: Path, *, history, added, command, parent
+    catalogue: Catalogue, target: EditedTrack, spec: ReleaseSpec, seed: int, store, store_spec: str, out_dir: Path, *, history, added, command, parent
 ) -> dict[str, Any]:
     """Render the track of `spec` through the stage graph; the recorded fields of its version."""
     job = TrackJob(spec, target.index, seed, target.commercial)
@@ -386,7 +386,7 @@ def _version_fields(version: dict) -> dict:
     return {k: version[k] for k in keep}
 
 
-def _write_edit_report(target: _Track, number: int, version: dict, out_dir: Path, started: dt.datetime) -> Path:
+def _write_edit_report(target: EditedTrack, number: int, version: dict, out_dir: Path, started: dt.datetime) -> Path:
     folder = Path(version["folder"])
     report = {
         "release": target.release_id,
@@ -449,7 +449,7 @@ def song_facts(version: dict, store) -> SongFacts:
 
 def history(config: str | Path, *, track: int, database_url: str | None = None) -> dict:
     """Every version of the track, oldest first, and which is current."""
-    target = _open_track(config, track)
+    target = open_track(config, track)
     catalogue = Catalogue.open(database_url)
     try:
         versions = catalogue.versions(target.release_id, target.number)
@@ -479,7 +479,7 @@ def switch(
     config: str | Path, *, track: int, version: int, out_dir: Path = Path("dist"), store_spec: str | None = None, database_url: str | None = None
 ) -> dict:
     """Make any version current (no rendering: its files come from the store)."""
-    target = _open_track(config, track)
+    target = open_track(config, track)
     versions_of(target, (version,), database_url=database_url)
     catalogue = Catalogue.open(database_url)
     try:
@@ -492,7 +492,7 @@ def switch(
 
 
 def _move(config, track: int, out_dir: Path, store_spec: str | None, database_url: str | None, *, redo: bool) -> dict:
-    target = _open_track(config, track)
+    target = open_track(config, track)
     catalogue = Catalogue.open(database_url)
     try:
         head = catalogue.version_head(target.release_id, target.number)
@@ -520,13 +520,13 @@ def _move(config, track: int, out_dir: Path, store_spec: str | None, database_ur
     return {"current": current, "undone": undone, "folder": str(folder), "operations": versions[current]["operations"]}
 
 
-def materialise(catalogue: Catalogue, target: _Track, number: int, store, out_dir: Path) -> Path:
+def materialise(catalogue: Catalogue, target: EditedTrack, number: int, store, out_dir: Path) -> Path:
     """Copy a version's artifacts from the store into `current/` (see `materialise_files`)."""
     version = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
     return materialise_files(target, version["artifacts"], version["operations"], store, out_dir, number=number)
 
 
-def materialise_files(target: _Track, artifacts: dict, operations: list, store, out_dir: Path, *, number: int | None = None) -> Path:
+def materialise_files(target: EditedTrack, artifacts: dict, operations: list, store, out_dir: Path, *, number: int | None = None) -> Path:
     """Copy artifacts from the store into `current/` (byte-identical: each copy's hash is checked
     by the store), replacing what was there only once all are copied."""
     import uuid
@@ -549,7 +549,7 @@ def materialise_files(target: _Track, artifacts: dict, operations: list, store, 
     return current
 
 
-def versions_of(target: _Track, wanted: tuple[int, ...] = (), *, database_url: str | None = None) -> dict[int, dict]:
+def versions_of(target: EditedTrack, wanted: tuple[int, ...] = (), *, database_url: str | None = None) -> dict[int, dict]:
     """The track's versions by number; SongmillError naming the first of `wanted` it lacks."""
     catalogue = Catalogue.open(database_url)
     try:
@@ -579,7 +579,7 @@ def config_of_release(release_id: str, *, database_url: str | None = None) -> st
 def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | None = None, store_spec: str | None = None) -> dict:
     """What changed between two versions: the track spec, the score by section, the mix
     decisions and the measured loudness, tempo and key."""
-    target = _open_track(config, track)
+    target = open_track(config, track)
     versions = versions_of(target, (a, b), database_url=database_url)
     store = open_store(store_spec or default_store_spec())
     va, vb = versions[a], versions[b]
@@ -655,7 +655,7 @@ def ab_preview(
     from songmill.core.audio import read_wav, write_wav
     from songmill.core.sections import sections_named
 
-    target = _open_track(config, track)
+    target = open_track(config, track)
     versions = versions_of(target, (a, b), database_url=database_url)
     store = open_store(store_spec or default_store_spec())
     changed = _score_sections_changed(versions[a], versions[b], store)
@@ -696,7 +696,7 @@ def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"),
     from the cache): {"version", "metrics", "suggestions": [{operation, reason, metric, value, direction}]}."""
     from songmill.editor.suggestions import suggest
 
-    target = _open_track(config, track)
+    target = open_track(config, track)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
@@ -747,7 +747,7 @@ def daw_export(
     stems, MIDI, a DAWproject and a REAPER project under `<out>/<release>/daw/track-NN-vNNNN/`."""
     from songmill.release.daw import write_daw_session
 
-    target = _open_track(config, track)
+    target = open_track(config, track)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
@@ -809,7 +809,7 @@ def daw_import(
     midi = Path(midi)
     if not midi.is_file():
         raise SongmillError(f"{midi} does not exist (give the MIDI file exported from the DAW)")
-    target = _open_track(config, track)
+    target = open_track(config, track)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     parent = _parent(target, database_url=database_url, store=store)  # the track as it stands; nothing is made yet
@@ -879,7 +879,7 @@ def version_master(config: str | Path, *, track: int, version: int, database_url
     """A version's first master as a WAV file to play (a copy from the store, kept in the cache by hash)."""
     from songmill.core.paths import cache_dir
 
-    target = _open_track(config, track)
+    target = open_track(config, track)
     versions = versions_of(target, (version,), database_url=database_url)
     artifacts = versions[version]["artifacts"]
     name = next(n for n in sorted(artifacts) if n.startswith("master-") and n.endswith(".wav"))
@@ -899,7 +899,7 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
     from songmill.core.audio import read_wav
     from songmill.core.lyrics import Lyrics
 
-    target = _open_track(config, track)  # the config is read once for the page
+    target = open_track(config, track)  # the config is read once for the page
     found = suggestions(config, track=track, out_dir=out_dir or Path("dist"))
     log = history(config, track=track)
     current = next(v for v in log["versions"] if v["number"] == log["current"])
