@@ -802,7 +802,6 @@ def daw_import(
     """A MIDI file edited in a DAW (melody with its lyric events, bass; chords as exported) as a new version:
     checked against the current version's score first (tempo map, lyric events: one sentence
     when they do not fit, nothing recorded), kept as songmill's own copy, then rendered."""
-    from songmill.core.paths import var_dir
     from songmill.core.score_export import read_midi_override
     from songmill.editor.operations import ScoreOverride
 
@@ -816,11 +815,7 @@ def daw_import(
     with tempfile.TemporaryDirectory(prefix="songmill-import-") as scratch:
         score = Score.load_json(store.get_file(ArtifactRef.from_dict(parent.artifacts["score.json"]), Path(scratch) / "score.json"))
     read_midi_override(midi, score)  # raises the one sentence before anything is kept
-    digest = file_sha256(midi)
-    kept = var_dir() / "overrides" / f"{digest}.mid"
-    if not kept.is_file():
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(kept, midi.read_bytes())
+    kept, digest = _keep_by_hash(midi, "overrides", ".mid")
     return edit(
         config,
         track=track,
@@ -831,6 +826,19 @@ def daw_import(
         store_spec=store_spec,
         database_url=database_url,
     )
+
+
+def _keep_by_hash(source: Path, folder: str, suffix: str) -> tuple[Path, str]:
+    """songmill's own copy of a file a user gave (var/<folder>/<sha256><suffix>), and its hash:
+    the version names the copy, so moving or changing the original changes nothing."""
+    from songmill.core.paths import var_dir
+
+    digest = file_sha256(source)
+    kept = var_dir() / folder / f"{digest}{suffix}"
+    if not kept.is_file():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(kept, source.read_bytes())
+    return kept, digest
 
 
 def match_reference(
@@ -847,7 +855,6 @@ def match_reference(
     """A new version whose master's tone matches a reference recording (a remaster: the ISRC is
     kept). The recording is decoded first (one sentence when it cannot be: missing, not audio,
     shorter than a second, silent; nothing recorded), then kept as songmill's own copy."""
-    from songmill.core.paths import var_dir
     from songmill.editor.operations import MasterReference
     from songmill.production.master import read_reference
 
@@ -855,11 +862,7 @@ def match_reference(
     if not reference.is_file():
         raise SongmillError(f"{reference} does not exist (give the reference recording to match the master to)")
     read_reference(reference)  # raises the one sentence before anything is kept
-    digest = file_sha256(reference)
-    kept = var_dir() / "references" / f"{digest}{reference.suffix.lower()}"
-    if not kept.is_file():
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(kept, reference.read_bytes())
+    kept, digest = _keep_by_hash(reference, "references", reference.suffix.lower())
     return edit(
         config,
         track=track,
