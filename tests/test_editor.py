@@ -470,6 +470,29 @@ def test_a_replaced_lyric_line_is_sung_and_only_its_section_changes(in_song, tmp
     assert np.array_equal(old[: len(outside)][outside], new[: len(outside)][outside])  # the rest of the song sung as before
 
 
+def test_a_line_rewritten_by_the_writer_keeps_its_syllables_and_rhyme(in_song, tmp_path):
+    from songmill.core.lyrics import Lyrics
+    from songmill.core.phonetics import words_rhyme
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    parent = editing.history(config, track=1)["current"]
+    result = editing.edit(config, track=1, command="rewrite the second line of verse 2", out_dir=out)
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    assert result.operations[0].seed is not None  # kept in the history: the version renders the same again
+    assert result.recomputed[0] == "lyrics"
+    before, after = (Lyrics.load_json(_artifact(versions[n], "lyrics.json", tmp_path)) for n in (parent, result.version))
+    verse = next(i for i, s in enumerate(after.sections) if s.form_index == 3)  # verse 2
+    old, new = before.sections[verse].lines[1], after.sections[verse].lines[1]
+    assert new.text != old.text and len(new.syllables) == len(old.syllables)  # another line, the same syllables
+    partner = next((ln for i, ln in enumerate(after.sections[verse].lines) if i != 1 and old.rhyme and ln.rhyme == old.rhyme), None)
+    if partner is not None:
+        assert new.rhyme == old.rhyme and words_rhyme(new.last_word, partner.last_word)
+    assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] in ([], ["verse 2"])  # same tune, or verse 2's
+    score = Score.load_json(_artifact(versions[result.version], "score.json", tmp_path))
+    sung = [n.syllable.text for n in score.part("melody").notes if n.syllable is not None]
+    assert " ".join(s.text for s in new.syllables) in " ".join(sung)  # the new words are what the voice sings
+
+
 # ---------------------------------------------------------------- a MIDI edited in a DAW
 
 

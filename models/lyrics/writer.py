@@ -340,3 +340,34 @@ def replace_lines(lyrics: Lyrics, edits: dict[int, dict[int, str]], *, where: st
         sections.append(section.model_copy(update={"lines": lines, "replaced": replaced}) if changes else section)
     notes += [f"{len(lines)} line(s) of section {index + 1} replaced by the editor" for index, lines in sorted(edits.items())]
     return lyrics.model_copy(update={"sections": sections, "adaptations": [*lyrics.adaptations, *notes]})
+
+
+def rewritten_lines(
+    lyrics: Lyrics, edits: dict[int, dict[int, int]], *, title: str, theme: str, mood: str, genre: str, where: str
+) -> dict[int, dict[int, str]]:
+    """Lines the rule writer writes again (the song editor's "rewrite line 2 of verse 1"):
+    {form index: {1-based line: seed}} → {form index: {line: new words}}, each new line of the
+    old one's syllables, rhyming with its partner where it has one, and not a line the song
+    already sings. Apply them with `replace_lines`."""
+    by_index = {section.form_index: section for section in lyrics.sections}
+    sung = {line.text for section in lyrics.sections for line in section.lines}
+    out: dict[int, dict[int, str]] = {}
+    for index, lines in sorted(edits.items()):
+        section = by_index.get(index)
+        if section is None:
+            raise SongmillError(f"{where}: section {index + 1} has no lyrics to rewrite (an instrumental section)")
+        for number, seed in sorted(lines.items()):
+            if not 1 <= number <= len(section.lines):
+                raise SongmillError(f"{where}: the {section.name} (section {index + 1}) has {len(section.lines)} lines; there is no line {number}")
+            old = section.lines[number - 1]
+            writer = RuleWriter(title=title, theme=theme, mood=mood, genre=genre, rng=np.random.default_rng(seed))
+            writer.used = set(sung)
+            partners = [ln for i, ln in enumerate(section.lines) if i != number - 1 and old.rhyme is not None and ln.rhyme == old.rhyme]
+            line = writer.write_line(
+                old.target_syllables or len(old.syllables),
+                rhyme_with=partners[0].last_word if partners else None,
+                avoid_end={ln.last_word for ln in section.lines},
+            )
+            out.setdefault(index, {})[number] = line.text
+            sung.add(line.text)
+    return out

@@ -259,6 +259,7 @@ class SectionEdit(Strict):
 
     melody_seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     lines: dict[Annotated[int, Field(ge=1, le=64)], Annotated[str, AfterValidator(_non_blank), Field(max_length=200)]] = {}  # line → its new words
+    rewrite: dict[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=0, lt=2**31)]] = {}  # line → the seed the lyrics writer writes it with
 
 
 def _section_entry(value: Any) -> Any:

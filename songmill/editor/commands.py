@@ -123,7 +123,7 @@ RULE_WORDS = (
     "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
     "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
     "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
-    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer"
+    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words"
 ).split()
 
 # words that make a clause a request (a clause with none of them after a request is a remark: "it's cheesy")
@@ -219,6 +219,31 @@ def _replaced_line(text: str, song: SongFacts) -> list | None:
             number = LINE_ORDINALS[fields["ordinal"].lower()]
         return [ops.ReplaceLine(section=label, line=number, words=fields["words"].strip())]
     return None
+
+
+REWRITE_RE = re.compile(
+    rf"^(?:please\s+)?(?:rewrite|redo|re-write|write\s+(?:a\s+new|another)|new\s+words\s+for|another|a\s+new)\s+{_LINE_NUMBER}\s+(?:of|in|for)\s+(?:the\s+)?(?P<section>[a-z0-9 -]+?)$"
+)
+
+
+def _rewrite_line(clause: str, song: SongFacts):
+    """A line the lyrics writer writes again: "rewrite the second line of verse 1"."""
+    match = REWRITE_RE.match(clause)
+    if match is None:
+        return None
+    section = _section(match["section"], song)
+    if section is None:
+        return None
+    label = _single(section, song, clause, lambda lab: f"rewrite the first line of {lab}")
+    if match["number"]:
+        number = int(match["number"])
+    elif match["ordinal"] == "last":
+        if label not in song.lyric_lines:
+            raise CommandError(f"{label} has no lyrics to rewrite", [f"rewrite the last line of {lab}" for lab in list(song.lyric_lines)[:3]])
+        number = len(song.lyric_lines[label])
+    else:
+        number = LINE_ORDINALS[match["ordinal"]]
+    return [ops.RewriteLine(section=label, line=number)]
 
 
 def _line_by_words(old: str, new: str, song: SongFacts):
@@ -775,6 +800,7 @@ def _mood(clause: str, song: SongFacts):
 
 
 RULES: tuple[Callable[[str, SongFacts], list | None], ...] = (
+    _rewrite_line,  # before the new melody: "another line 2 for verse 1"
     _new_melody,
     _key_change,
     _transpose,

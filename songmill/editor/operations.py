@@ -186,6 +186,16 @@ class ReplaceLine(_Op):
     words: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class RewriteLine(_Op):
+    """Have the lyrics writer write one line of one section again (same syllables, same rhyme);
+    `seed` is filled in when the edit is recorded. Only that section changes, as for ReplaceLine."""
+
+    op: Literal["lyric_rewrite"] = "lyric_rewrite"
+    section: str
+    line: Annotated[int, Field(ge=1, le=64)]
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+
+
 class ScoreOverride(_Op):
     """A MIDI file edited in a DAW (melody with its lyric events, bass) in place of the
     composed parts; `midi` is songmill's own copy, named by its sha256."""
@@ -234,6 +244,7 @@ Operation = Annotated[
     | SectionLength
     | NewMelody
     | ReplaceLine
+    | RewriteLine
     | ScoreOverride
     | MasterTone
     | MasterReference,
@@ -325,7 +336,7 @@ def contradictions(operations: list) -> None:
     # operation naming a section of that name in the same edit could land on another one
     renumbered = {_section_name(op.section): n for n, op in enumerate(operations, start=1) if isinstance(op, SectionRepeat | SectionDrop)}
     for number, op in enumerate(operations, start=1):
-        if isinstance(op, SectionLevel | NewMelody | ReplaceLine) and _section_name(op.section) in renumbered:
+        if isinstance(op, SectionLevel | NewMelody | ReplaceLine | RewriteLine) and _section_name(op.section) in renumbered:
             first, second = sorted((renumbered[_section_name(op.section)], number))
             raise SongmillError(
                 f"operations {first} and {second} both name a {_section_name(op.section)}, and the repeat or drop renumbers them; "
@@ -352,6 +363,8 @@ def _targets(op) -> list[tuple]:
             return [("whether it plays:", op.part)]
         case PartInstrument():
             return [("the instrument of", op.part)]
+        case ReplaceLine() | RewriteLine():
+            return [("the words of", op.section.strip().lower(), op.line)]
         case AddInstrument():
             return [("the added part", op.name)]
         case PartPan():
@@ -361,7 +374,7 @@ def _targets(op) -> list[tuple]:
 
 
 # what a DAW's MIDI no longer fits (mood and instrumentation reach the form and the lyrics)
-COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, ReplaceLine, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
+COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, ReplaceLine, RewriteLine, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
 
 
 def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
@@ -434,16 +447,19 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             if op.seed is None:
                 raise SongmillError("has no seed (the editor gives one when it records the edit)")
             track["sections"].setdefault(label, {})["melody_seed"] = op.seed
-        case ReplaceLine():
-            label = _one_label(op.section, song)
-            sung = song.lyric_lines.get(label)
-            if song.lyric_lines and sung is None:
-                raise SongmillError(f"{label} has no lyrics (it is instrumental); sections with lyrics: {', '.join(song.lyric_lines)}")
-            if sung is not None and op.line > len(sung):
-                raise SongmillError(f"{label} has {len(sung)} lines; there is no line {op.line}")
-            if not op.words.strip():
-                raise SongmillError("the new words are empty; give the words to sing")
-            track["sections"].setdefault(label, {}).setdefault("lines", {})[str(op.line)] = op.words.strip()
+        case ReplaceLine() | RewriteLine():
+            label = _lyric_line(op, song)
+            edit = track["sections"].setdefault(label, {})
+            lines, rewrites = edit.setdefault("lines", {}), edit.setdefault("rewrite", {})
+            lines.pop(str(op.line), None), lines.pop(op.line, None), rewrites.pop(str(op.line), None), rewrites.pop(op.line, None)  # the later edit wins
+            if isinstance(op, ReplaceLine):
+                if not op.words.strip():
+                    raise SongmillError("the new words are empty; give the words to sing")
+                lines[str(op.line)] = op.words.strip()
+            else:
+                if op.seed is None:
+                    raise SongmillError("has no seed (the editor gives one when it records the edit)")
+                rewrites[str(op.line)] = op.seed
         case MasterTone():
             track["master"]["tilt_db"] = round(track["master"]["tilt_db"] + op.by_db, 2)
         case MasterReference():
@@ -527,6 +543,17 @@ def _part(op, track: dict, song: SongFacts) -> None:
         current["muted"] = op.muted
     else:
         current["pan"] = op.pan
+
+
+def _lyric_line(op, song: SongFacts) -> str:
+    """The label of the section whose line an operation names, checked against the lyrics as sung."""
+    label = _one_label(op.section, song)
+    sung = song.lyric_lines.get(label)
+    if song.lyric_lines and sung is None:
+        raise SongmillError(f"{label} has no lyrics (it is instrumental); sections with lyrics: {', '.join(song.lyric_lines)}")
+    if sung is not None and op.line > len(sung):
+        raise SongmillError(f"{label} has {len(sung)} lines; there is no line {op.line}")
+    return label
 
 
 def _one_label(given: str, song: SongFacts, *, allow_all: bool = False) -> str:

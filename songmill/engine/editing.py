@@ -40,6 +40,7 @@ from songmill.editor.commands import parse_command
 from songmill.editor.lm_commands import parse_with_lm
 from songmill.editor.operations import (
     NewMelody,
+    RewriteLine,
     SongFacts,
     apply_operations,
     contradictions,
@@ -308,14 +309,14 @@ def _make_first_version(catalogue: Catalogue, target: EditedTrack, store, store_
 
 
 def _with_seeds(added: list, seed: int, target: EditedTrack, *, salt: int) -> list:
-    """A new melody gets a seed of its own: the same request twice — or again after an undo — gives
-    another melody (`salt`: the versions the track has), and the seed is kept in the history so
+    """A new melody (or a line the writer writes again) gets a seed of its own: the same request
+    twice — or again after an undo — gives another melody (`salt`: the versions the track has), and the seed is kept in the history so
     the version renders the same again."""
     from songmill.core.seeds import derive_seed
 
     out = []
     for offset, op in enumerate(added):
-        if isinstance(op, NewMelody) and op.seed is None:
+        if isinstance(op, NewMelody | RewriteLine) and op.seed is None:  # a rewritten line too
             op = op.model_copy(update={"seed": derive_seed(seed, target.release_id, target.number, op.section, salt, offset)})
         out.append(op)
     return out

@@ -101,9 +101,11 @@ def _lyrics_params(job: TrackJob) -> dict:
 
 
 def _replaced_lines_params(job: TrackJob) -> dict:
-    """The editor's replaced lyric lines ({section label: {line: words}}), in the key only when set."""
+    """The editor's replaced lyric lines ({section label: {line: words}}) and lines the writer
+    writes again ({section label: {line: seed}}), in the key only when set."""
     lines = {label: {str(n): words for n, words in sorted(edit.lines.items())} for label, edit in job.track.sections.items() if edit.lines}
-    return {"replaced_lines": lines} if lines else {}
+    rewrites = {label: {str(n): seed for n, seed in sorted(edit.rewrite.items())} for label, edit in job.track.sections.items() if edit.rewrite}
+    return ({"replaced_lines": lines} if lines else {}) | ({"rewritten_lines": rewrites} if rewrites else {})
 
 
 def _lyrics_models(job: TrackJob) -> tuple[str, ...]:
@@ -134,17 +136,24 @@ def _run_lyrics(ctx: StageContext) -> None:
         seed=ctx.job.seed,
         where=_where(ctx.job),
     )
-    if p.get("replaced_lines"):
-        from models.lyrics.writer import replace_lines
+    if p.get("replaced_lines") or p.get("rewritten_lines"):
+        from models.lyrics.writer import replace_lines, rewritten_lines
         from songmill.core.sections import sections_named
 
         names, where = [s.name for s in form.sections], _where(ctx.job)
-        edits = {
-            index: {int(n): words for n, words in lines.items()}
-            for label, lines in p["replaced_lines"].items()
-            for index in sections_named(label, names, where=where)
-        }
-        lyrics = replace_lines(lyrics, edits, where=where)
+
+        def by_index(edits: dict) -> dict[int, dict[int, Any]]:
+            return {
+                index: {int(n): value for n, value in lines.items()} for label, lines in edits.items() for index in sections_named(label, names, where=where)
+            }
+
+        words = by_index(p.get("replaced_lines", {}))
+        written = rewritten_lines(
+            lyrics, by_index(p.get("rewritten_lines", {})), title=p["title"], theme=p["theme"], mood=p["mood"], genre=p["genre"], where=where
+        )
+        for index, lines in written.items():
+            words.setdefault(index, {}).update(lines)
+        lyrics = replace_lines(lyrics, words, where=where)
     lyrics.save_json(ctx.output("lyrics.json"))
 
 
