@@ -800,7 +800,7 @@ def daw_import(
     database_url: str | None = None,
     store_spec: str | None = None,
 ) -> EditResult:
-    """A MIDI file edited in a DAW (melody with its lyric events, bass; chords as exported) as a new version:
+    """A MIDI file edited in a DAW (melody with its lyric events, bass, chords) as a new version:
     checked against the current version's score first (tempo map, lyric events: one sentence
     when they do not fit, nothing recorded), kept as songmill's own copy, then rendered."""
     from songmill.core.score_export import read_midi_override
