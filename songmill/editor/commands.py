@@ -783,10 +783,14 @@ def _add_instrument(clause: str, song: SongFacts):
     instrument = _gm_instrument(words)
     if instrument is None:
         return None  # "add a key change", "add more reverb": another rule's
-    name = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\s+", " ", words).strip().removesuffix("s") if words.strip() not in INSTRUMENT_WORDS else words.strip()).strip(
-        "-"
-    )
-    return [ops.AddInstrument.model_validate({"name": name[:32] or "added", "instrument": instrument, "pattern": pattern})]
+    return [ops.AddInstrument.model_validate({"name": _added_part_name(words), "instrument": instrument, "pattern": pattern})]
+
+
+def _added_part_name(words: str) -> str:
+    """The stem name of an added instrument: its word ("strings"), singular ("cellos" → "cello"), as a slug."""
+    words = re.sub(r"\s+", " ", words).strip()
+    name = words if words in INSTRUMENT_WORDS else words.removesuffix("s")
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:32] or "added"
 
 
 def _instrumentation(clause: str, song: SongFacts):

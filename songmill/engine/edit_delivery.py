@@ -26,7 +26,7 @@ from songmill.core.spec import TrackSpec
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
-from songmill.engine.editing import EditedTrack, base_report_track, open_track, rendered_seed
+from songmill.engine.editing import EditedTrack, base_report_track, rendered_seed
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
 
@@ -82,8 +82,9 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
     try:
         report_paths = [r["report_path"] for r in catalogue.runs_of(spec.release.id) if r.get("report_path") and r.get("status") == "succeeded"]
         tracks, rows, track_specs = [], [], {}
+        commercial = any(profiles[name].commercial for name in spec.release.profiles)
         for number in range(1, len(spec.tracks) + 1):
-            target = open_track(config, number)
+            target = EditedTrack(Path(config), spec, number, commercial)  # the config read once, above
             track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=rendered_seed(catalogue, target))
             rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}")
             tracks.append(rendered)
@@ -120,12 +121,11 @@ def _current_recording(
     """The track's current version (or its last render) as the release steps take it, and a row
     saying which recording it is."""
     head = catalogue.version_head(target.release_id, target.number)
-    base = base_report_track(target, report_paths)
-    base_models = tuple(sorted({m["name"]: m for stage in base.get("stages", []) for m in stage.get("models", [])}.values(), key=lambda m: m["name"]))
     if head is None:
+        base = base_report_track(target, report_paths)
         artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}
         row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
-        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=base_models), row
+        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row
     versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
     current = versions[head["current"]]
     isrc, source = None, None
@@ -148,10 +148,15 @@ def _current_recording(
         target.number,
         track_id,
         files,
-        models=tuple(current["models"]) if current.get("models") is not None else base_models,
+        models=tuple(current["models"]) if current.get("models") is not None else _report_models(base_report_track(target, report_paths)),  # made before 0009
         isrc=isrc,
         edited_from_isrc=source,
     ), row
+
+
+def _report_models(track: dict) -> tuple[dict, ...]:
+    """Every registry model a run report's track used, once each, by name."""
+    return tuple(sorted({m["name"]: m for stage in track.get("stages", []) for m in stage.get("models", [])}.values(), key=lambda m: m["name"]))
 
 
 def _fetch(store, artifacts: dict, folder: Path) -> dict[str, Path]:
