@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session
 
 from songmill.catalogue import Catalogue
 from songmill.catalogue.schema import Release, StageRun, Track
@@ -82,6 +83,39 @@ def test_release_tracks_runs_and_lineage(database_url):
         assert s.scalar(select(Track.duration_s)) == 181.5
         assert [r.cached for r in s.scalars(select(StageRun).order_by(StageRun.id))] == [False, False, True]
         assert s.get(Release, "demo-single").title == "Paper Lanterns"
+
+
+def test_two_runners_adding_the_same_release_and_track_at_once_both_succeed(database_url):
+    """Two renders of one release start together: both read "no such release", both insert it,
+    and one collides on its key. That one tries again and finds the other's row (a render died
+    of this in CI)."""
+    spec = load_release(DEMO)
+    ours, theirs = Catalogue.open(database_url), Catalogue.open(database_url)
+    collided: list[str] = []
+
+    def the_other_runner_gets_there_first(session, _context, _instances):
+        new = [type(row).__name__ for row in session.new if isinstance(row, (Release, Track))]
+        if not new or collided or session.bind is theirs.engine:
+            return
+        collided.extend(new)  # once: between our read and our insert, the other runner commits the same row
+        if "Release" in new:
+            theirs.upsert_release(spec, config_path=str(DEMO), config_sha256="e" * 64)
+        if "Track" in new:
+            theirs.upsert_track(spec.release.id, 1, title="Paper Lanterns", seed=7)
+
+    event.listen(Session, "before_flush", the_other_runner_gets_there_first)
+    try:
+        ours.upsert_release(spec, config_path=str(DEMO), config_sha256="f" * 64)
+        assert collided == ["Release"]
+        collided.clear()
+        track_id = ours.upsert_track(spec.release.id, 1, title="Paper Lanterns", seed=7)
+        assert collided == ["Track"]
+    finally:
+        event.remove(Session, "before_flush", the_other_runner_gets_there_first)
+    with ours.session() as s:
+        assert s.get(Release, spec.release.id).config_sha256 == "f" * 64  # ours, written on the second try
+        assert [t.id for t in s.scalars(select(Track))] == [track_id]
+    ours.close(), theirs.close()
 
 
 def test_each_delivery_keeps_its_audio_and_the_delivery_it_replaced(database_url):

@@ -103,7 +103,9 @@ class Catalogue:
             ) from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        options = {"connect_args": {"connect_timeout": 5}} if parsed.get_backend_name() == "postgresql" else {}
+        # PostgreSQL: give up on an unreachable server soon. SQLite: wait up to 60 s for another
+        # process's write to finish (Python's default of 5 s is too short on a loaded machine).
+        options = {"connect_args": {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {"timeout": 60}}
         engine = create_engine(url, pool_pre_ping=True, **options)
         catalogue = cls(engine)
         catalogue.migrate()
@@ -131,7 +133,8 @@ class Catalogue:
     # -- writes
     def upsert_release(self, spec, *, config_path: str, config_sha256: str) -> None:
         info = spec.release
-        with self.session() as s, s.begin():
+
+        def upsert(s: Session) -> None:
             release = s.get(Release, info.id) or Release(id=info.id)
             release.title, release.artist, release.label, release.type = info.title, info.artist, info.label, info.type
             release.release_date, release.genre = info.date, info.genre
@@ -140,8 +143,10 @@ class Catalogue:
             release.config_path, release.config_sha256 = config_path, config_sha256
             s.add(release)
 
+        self._retrying_collisions(upsert)
+
     def upsert_track(self, release_id: str, number: int, *, title: str, seed: int, isrc: str | None = None) -> int:
-        with self.session() as s, s.begin():
+        def upsert(s: Session) -> int:
             track = s.scalar(select(Track).where(Track.release_id == release_id, Track.number == number))
             if track is None:
                 track = Track(release_id=release_id, number=number)
@@ -152,6 +157,8 @@ class Catalogue:
             s.flush()
             return track.id
 
+        return self._retrying_collisions(upsert)
+
     def set_track_status(self, track_id: int, status: str, *, duration_s: float | None = None) -> None:
         with self.session() as s, s.begin():
             track = cast(Track, s.get(Track, track_id))  # an id upsert_track handed out
@@ -161,10 +168,13 @@ class Catalogue:
 
     def set_track_attributes(self, track_id: int, attributes: dict, melody: dict | None) -> None:
         """What made the track (songmill.feedback.attributes), for listener feedback to be measured by."""
-        with self.session() as s, s.begin():
+
+        def upsert(s: Session) -> None:
             row = s.get(TrackAttributes, track_id) or TrackAttributes(track_id=track_id)
             row.attributes, row.melody = attributes, melody
             s.add(row)
+
+        self._retrying_collisions(upsert)
 
     def rejected_in_review(self, release_id: str) -> dict[int, str]:
         """{track number: why} for a release's tracks whose latest verdict in review is reject
@@ -232,7 +242,8 @@ class Catalogue:
 
     def record_stage(self, run_id: int, track_id: int, result, *, status: str = "succeeded", error: str | None = None) -> int:
         """Record a stage run and its outputs, with lineage to its inputs and models."""
-        with self.session() as s, s.begin():
+
+        def record(s: Session) -> int:
             stage_run = StageRun(
                 run_id=run_id,
                 track_id=track_id,
@@ -262,6 +273,8 @@ class Catalogue:
                     for m in result.models
                 )
             return stage_run.id
+
+        return self._retrying_collisions(record)
 
     @staticmethod
     def _artifact_id(s: Session, track_id: int, name: str, sha256: str) -> int | None:
@@ -382,13 +395,14 @@ class Catalogue:
         s.flush()
         return value
 
-    def _allocate(self, allocate: Callable[[Session], T]) -> T:
-        """Run `allocate(session)` in a transaction; two runners inserting a new counter at once
-        collide on its primary key, and the loser simply tries again."""
+    def _retrying_collisions(self, write: Callable[[Session], T]) -> T:
+        """Run `write(session)` in a transaction. Two runners inserting the same new row at once
+        (a counter, a release, a track, an artifact both rendered) collide on its unique key;
+        the loser simply tries again, and then finds the winner's row."""
         for attempt in range(3):
             try:
                 with self.session() as s, s.begin():
-                    return allocate(s)
+                    return write(s)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -408,7 +422,7 @@ class Catalogue:
                 release.upc = make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}"))
             return release.upc
 
-        return self._allocate(allocate)
+        return self._retrying_collisions(allocate)
 
     def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
@@ -427,7 +441,7 @@ class Catalogue:
                 track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
             return track.isrc
 
-        return self._allocate(allocate)
+        return self._retrying_collisions(allocate)
 
     @staticmethod
     def _check_unused(s: Session, table, column, value: str, own_id, what: str) -> None:
@@ -594,7 +608,7 @@ class Catalogue:
                 version.isrc = make_isrc(country, registrant, year, self._next_in_series(s, f"isrc:{country}{registrant}:{year % 100:02d}"))
             return version.isrc
 
-        return self._allocate(allocate)
+        return self._retrying_collisions(allocate)
 
     def versions(self, release_id: str, track_number: int) -> list[dict]:
         """Every version of a track, oldest first."""
