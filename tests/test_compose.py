@@ -15,7 +15,7 @@ import pytest
 from models.composition.compose import compose
 from models.composition.drums import CRASH, KICK, TOMS
 from models.composition.form import song_form
-from models.composition.harmony import harmonise, realise, section_numerals
+from models.composition.harmony import harmonise, melody_fit, realise, section_numerals
 from models.composition.melody import voice_range
 from models.composition.melody_model import load_melody_model
 from models.lyrics.songwriter import write_lyrics
@@ -33,13 +33,22 @@ def melody_model():
     return load_melody_model(ModelRegistry.load().resolve("melody-gru-celtic", commercial=True))
 
 
-def make_song(seed: int, *, genre="pop", key="A minor", tempo=104.0, meter="4/4", identity="ava", duration=180.0, key_change=0, instrumental=False):
+def make_song(
+    seed: int, *, genre="pop", key="A minor", tempo=104.0, meter="4/4", identity="ava", duration=180.0, key_change=0, instrumental=False, chord_seeds=None
+):
     form = song_form(title="Paper Lanterns", genre=genre, key=key, time_signature=meter, tempo_bpm=tempo, target_duration_s=duration, structure=None)
     lyrics = write_lyrics(
         form, title="Paper Lanterns", theme=THEME, mood="hopeful", genre=genre, provided=None, instrumental=instrumental, rng=np.random.default_rng(seed)
     )
     score, adaptations = compose(
-        form, lyrics, genre=genre, voice_range=voice_range(identity), model=melody_model(), rng=np.random.default_rng(seed), key_change_semitones=key_change
+        form,
+        lyrics,
+        genre=genre,
+        voice_range=voice_range(identity),
+        model=melody_model(),
+        rng=np.random.default_rng(seed),
+        key_change_semitones=key_change,
+        chord_seeds=chord_seeds,
     )
     return score, lyrics, adaptations
 
@@ -251,6 +260,35 @@ the gulls are sleeping on the pier
 [verse]
 the morning finds me standing here
 """
+
+
+@pytest.mark.parametrize(("genre", "key"), [("pop", "A minor"), ("folk", "G major")])
+def test_new_chords_for_one_section_change_its_chords_and_bass_under_the_same_melody(genre, key):
+    """The song editor's "new chords for verse 2": that section plays another of the genre's
+    loops, chosen to carry its tune; its cadence stays; the melody, the drums and every other
+    section's chords and bass are note-for-note as they were."""
+    before, *_ = make_song(4, genre=genre, key=key)
+    index = [s.name for s in before.sections].index("verse", 2)  # the second verse
+    after, *_ = make_song(4, genre=genre, key=key, chord_seeds={index: 9})
+    section = before.sections[index]
+    begin, end = section.start_bar * before.beats_per_bar, (section.start_bar + section.bars) * before.beats_per_bar
+
+    def split(items):
+        return [x for x in items if not begin <= x.start_beat < end], [x for x in items if begin <= x.start_beat < end]
+
+    (outside_before, inside_before), (outside_after, inside_after) = split(before.chords), split(after.chords)
+    assert outside_before == outside_after
+    assert [c.symbol for c in inside_before] != [c.symbol for c in inside_after]
+    assert [c.symbol for c in inside_before[-2:]] == [c.symbol for c in inside_after[-2:]]  # the cadence into the chorus stays
+    for part in ("melody", "drums"):
+        assert before.part(part).notes == after.part(part).notes, part
+    for part in ("bass", "chords"):  # the bass and the comping follow the chords, in the section only
+        assert split(before.part(part).notes)[0] == split(after.part(part).notes)[0], part
+        assert split(before.part(part).notes)[1] != split(after.part(part).notes)[1], part
+    tune = split(before.part("melody").notes)[1]
+    assert melody_fit(tune, inside_after) >= 0.5  # the new chords carry the tune (most of its sung time on the beat is a chord tone)
+    again, *_ = make_song(4, genre=genre, key=key, chord_seeds={index: 9})
+    assert again.chords == after.chords  # the seed decides
 
 
 @pytest.mark.parametrize("provided", [None, PROVIDED], ids=["written", "provided"])

@@ -23,6 +23,7 @@ from songmill.editor.commands import parse_command
 from songmill.editor.operations import (
     OPERATIONS,
     MasterTone,
+    NewChords,
     NewMelody,
     PartInstrument,
     PartLevel,
@@ -154,6 +155,7 @@ def demo_spec():
     [
         ([Tempo(to_bpm=400)], "operation 1 (tempo): tempo: 400 is outside 40–240 BPM"),
         ([NewMelody(section="solo", seed=1)], "operation 1 (new_melody): the song has no section 'solo' (it has: intro, verse 1, pre-chorus, chorus 1"),
+        ([NewChords(section="verse 3", seed=1)], "operation 1 (new_chords): the song has no section 'verse 3' (it has: intro, verse 1, pre-chorus"),
         ([PartLevel(part="tuba", by_db=3)], "operation 1 (part_level): 'tuba' is not a part of this song (allowed: bass, bells"),
         ([Tempo(to_bpm=90), {"op": "voice", "identity": "nobody"}], "operation 2 (voice): 'nobody' is not a voice identity (allowed: ava, ben, cleo, dean)"),
         ([{"op": "section_length", "section": "bridge", "by_bars": 70}], "operation 1 (section_length): bridge would be 78 bars long (a section is 1–64 bars)"),
@@ -164,6 +166,16 @@ def test_an_operation_that_cannot_apply_is_one_sentence_naming_it(demo_spec, ope
     with pytest.raises(SongmillError) as caught:
         apply_operations(demo_spec, 0, operations, CORPUS_SONG)
     assert message in str(caught.value)
+
+
+def test_new_chords_for_a_one_bar_section_are_refused_in_one_sentence(demo_spec):
+    short = SongFacts(**{**CORPUS_SONG.model_dump(), "sections": [("intro", 1), *CORPUS_SONG.sections[1:]]})
+    with pytest.raises(
+        SongmillError, match=r"^operation 1 \(new_chords\): intro is one bar long, its cadence, so there are no other chords to play in it; lengthen it first$"
+    ):
+        apply_operations(demo_spec, 0, [NewChords(section="intro", seed=1)], short)
+    track = apply_operations(demo_spec, 0, [NewChords(section="verse 2", seed=5)], CORPUS_SONG).tracks[0]
+    assert track.sections["verse 2"].chords_seed == 5 and track.sections["verse 2"].melody_seed is None
 
 
 def test_two_operations_that_contradict_are_refused():
@@ -294,6 +306,28 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path):
     assert abs(levels[0] - levels[1]) < 0.1 and levels[0] == pytest.approx(preview["lufs"], abs=0.1)  # matched by the meter
     with pytest.raises(SongmillError, match=r"has no version 99 \(it has: 1, 2, 3"):
         editing.ab_preview(config, track=1, a=1, b=99, out_dir=out)
+
+
+def test_new_chords_for_verse_2_play_under_the_same_voice(in_song, tmp_path):
+    """ "new chords for verse 2": the score changes in verse 2 only; the lead vocal (same tune) is
+    sample-identical; the comping in verse 2 sounds the new chords' notes."""
+    config, out = in_song / "release.yaml", in_song / "dist"
+    parent = editing.history(config, track=1)["current"]
+    result = editing.edit(config, track=1, command="new chords for the second verse", out_dir=out)
+    assert result.recomputed[0] == "compose" and "lyrics" not in result.recomputed
+    assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    assert versions[result.version]["added"][0]["op"] == "new_chords" and versions[result.version]["added"][0]["seed"] is not None
+    before, after = (Score.load_json(_artifact(versions[n], "score.json", tmp_path)) for n in (parent, result.version))
+    assert before.part("melody").notes == after.part("melody").notes
+    (old, _), (new, _) = (sf.read(_artifact(versions[n], "vocal-lead.wav", tmp_path)) for n in (parent, result.version))
+    assert np.array_equal(old, new)  # the voice sings what it sang
+    changed = next(c for c, was in zip(after.chords, before.chords) if {p % 12 for p in c.pitches} != {p % 12 for p in was.pitches})
+    was = next(c for c in before.chords if c.start_beat == changed.start_beat)
+    new_classes, old_classes = {p % 12 for p in changed.pitches}, {p % 12 for p in was.pitches}
+    span = (after.seconds_at(changed.start_beat) + 0.1, after.seconds_at(changed.start_beat + changed.duration_beats) - 0.1)
+    piano = _artifact(versions[result.version], "stem-piano.wav", tmp_path)
+    assert _pitch_class_energy(piano, *span, new_classes - old_classes) > _pitch_class_energy(piano, *span, old_classes - new_classes)
 
 
 def test_cli_edit_dry_run_history_and_bad_commands(in_song):

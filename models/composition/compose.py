@@ -18,7 +18,7 @@ import numpy as np
 
 from models.composition.bass import bass_part
 from models.composition.drums import drum_part
-from models.composition.harmony import harmonise, pitch_name
+from models.composition.harmony import harmonise, pitch_name, reharmonise
 from models.composition.melody import MelodySampler, NoteSlot
 from models.composition.melody_model import MelodyGRU
 from models.composition.rhythm import place_syllables
@@ -59,6 +59,7 @@ def compose(
     rng: np.random.Generator,
     key_change_semitones: int = 0,
     melody_seeds: dict[int, int] | None = None,
+    chord_seeds: dict[int, int] | None = None,
 ) -> tuple[Score, list[str]]:
     """The full score, and the adaptations made (also logged).
 
@@ -66,19 +67,25 @@ def compose(
     stage's cache key records is what the melody was written for (`melody.voice_range(identity)`
     reads an identity's from the model registry). `melody_seeds`: section index → a seed that
     writes that section's melody again (the song editor's "another melody for verse 2"); every
-    other note of the score stays as it was."""
+    other note of the score stays as it was. `chord_seeds`: section index → a seed that plays
+    that section on other chords that fit its melody (`harmony.reharmonise`), the bass following;
+    the melody and the rest of the score stay as they were."""
     adaptations: list[str] = []
     variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
     score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
     melody = _melody(
         score, lyrics, genre=genre, voice_range=voice_range, model=model, rng=rng, chorus_headroom=key_change_semitones, melody_seeds=melody_seeds or {}
     )
+    rechorded = score  # the chords as heard: the composed ones, or with some sections played on others
+    for index, seed in sorted((chord_seeds or {}).items()):
+        chords = reharmonise(form, genre, rechorded.chords, index, melody, np.random.default_rng(seed), variants=variants)
+        rechorded = rechorded.model_copy(update={"chords": chords})
     program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
     parts = [Part(name="melody", role="melody", program=program, notes=melody)]
-    parts.append(bass_part(score, genre, rng))
+    parts.append(_bass(score, rechorded, set(chord_seeds or {}), genre, rng))
     parts.append(drum_part(score, genre, rng))
-    parts.append(_comping(score, genre))
-    score = score.model_copy(update={"parts": parts})
+    parts.append(_comping(rechorded, genre))
+    score = rechorded.model_copy(update={"parts": parts})
     if key_change_semitones:
         score, note = _key_change(score, key_change_semitones, voice_range[1])
         if note:
@@ -93,6 +100,24 @@ def compose(
 def _instrumental_lines(score: Score, genre: str) -> dict[int, list[list[bool]]]:
     """Stress patterns for a lead instrument's phrases on a track without vocals."""
     return {plan.form_index: [[i % 2 == 1 for i in range(line.target_syllables)] for line in plan.lines] for plan in plan_sections(score, genre)}
+
+
+def _bass(score: Score, rechorded: Score, sections: set[int], genre: str, rng: np.random.Generator) -> Part:
+    """The bass line; in `sections` (played on other chords) the one `rechorded`'s chords give.
+    The composed chords' line is made first, so the random stream goes on to the drums as it
+    would without the edit."""
+    state = copy.deepcopy(rng)
+    bass = bass_part(score, genre, rng)
+    if not sections:
+        return bass
+    following = bass_part(rechorded, genre, state)
+    spans = [(s.start_bar * score.beats_per_bar, (s.start_bar + s.bars) * score.beats_per_bar) for i, s in enumerate(score.sections) if i in sections]
+
+    def inside(note: Note) -> bool:
+        return any(begin <= note.start_beat < end for begin, end in spans)
+
+    notes = sorted([n for n in bass.notes if not inside(n)] + [n for n in following.notes if inside(n)], key=lambda n: n.start_beat)
+    return bass.model_copy(update={"notes": notes})
 
 
 def _chord_at(chords: list[Chord], beat: float) -> Chord:

@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
+from songmill.core.errors import SongmillError
 from songmill.core.music import MODE_STEPS, Key
-from songmill.core.score import Chord, Score
+from songmill.core.score import Chord, Note, Score
 
 NUMERAL_ROOTS = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
 MAJOR_LIKE = {"major", "ionian", "mixolydian", "lydian"}
@@ -144,22 +147,26 @@ def _cadence(section: str, is_last_vocal_chorus: bool, next_section: str | None,
 
 def section_numerals(score: Score, genre: str, variants: dict[str, int]) -> list[list[str]]:
     """One numeral per bar for each section: the looped progression, then its cadence."""
-    key = score_key(score)
-    major = key.mode in MAJOR_LIKE
+    major = score_key(score).mode in MAJOR_LIKE
+    return [
+        _numerals(score, index, _progression(genre, section.name, major, variants.get(section.name, 0)), genre) for index, section in enumerate(score.sections)
+    ]
+
+
+def _numerals(score: Score, index: int, loop: list[str], genre: str) -> list[str]:
+    """Section `index`'s bars: `loop` over and over, ending on the cadence that leads to what follows."""
+    major = score_key(score).mode in MAJOR_LIKE
     names = [s.name for s in score.sections]
     last_chorus = max((i for i, n in enumerate(names) if n == "chorus"), default=None)
-    out = []
-    for index, section in enumerate(score.sections):
-        loop = _progression(genre, section.name, major, variants.get(section.name, 0))
-        bars = [loop[b % len(loop)] for b in range(section.bars)]
-        following = names[index + 1] if index + 1 < len(names) else None
-        cadence = _cadence(section.name, index == last_chorus, following, genre, major)
-        if section.bars >= 4:
-            bars[-len(cadence) :] = cadence
-        elif section.bars >= 1:
-            bars[-1] = cadence[-1]
-        out.append(bars)
-    return out
+    section = score.sections[index]
+    bars = [loop[b % len(loop)] for b in range(section.bars)]
+    following = names[index + 1] if index + 1 < len(names) else None
+    cadence = _cadence(section.name, index == last_chorus, following, genre, major)
+    if section.bars >= 4:
+        bars[-len(cadence) :] = cadence
+    elif section.bars >= 1:
+        bars[-1] = cadence[-1]
+    return bars
 
 
 def score_key(score: Score) -> Key:
@@ -200,22 +207,80 @@ def _movement(a: list[int], b: list[int]) -> float:
 
 def harmonise(score: Score, genre: str, *, variants: dict[str, int] | None = None) -> list[Chord]:
     """Chords for every bar of the song, voiced with smooth voice leading."""
-    key = score_key(score)
-    seventh = genre in SEVENTHS
-    chords, previous = [], None
-    beats_per_bar = score.beats_per_bar
+    chords: list[Chord] = []
     for section, numerals in zip(score.sections, section_numerals(score, genre, variants or {})):
-        for bar_offset, numeral in enumerate(numerals):
-            spec = realise(numeral, key, seventh=seventh and numeral not in ("V",))
-            pitches = voice(spec.pcs, previous)
-            previous = pitches
-            chords.append(
-                Chord(
-                    start_beat=(section.start_bar + bar_offset) * beats_per_bar,
-                    duration_beats=beats_per_bar,
-                    symbol=spec.symbol,
-                    pitches=pitches,
-                    root_pc=spec.root_pc,
-                )
-            )
+        chords += _section_chords(score, section, numerals, genre, chords[-1].pitches if chords else None)
     return chords
+
+
+def _section_chords(score: Score, section, numerals: list[str], genre: str, previous: list[int] | None) -> list[Chord]:
+    """One chord a bar for `numerals`, each voiced nearest the one before (`previous`: the voicing the section follows)."""
+    key = score_key(score)
+    chords = []
+    for bar_offset, numeral in enumerate(numerals):
+        spec = realise(numeral, key, seventh=genre in SEVENTHS and numeral not in ("V",))
+        previous = voice(spec.pcs, previous)
+        chords.append(
+            Chord(
+                start_beat=(section.start_bar + bar_offset) * score.beats_per_bar,
+                duration_beats=score.beats_per_bar,
+                symbol=spec.symbol,
+                pitches=previous,
+                root_pc=spec.root_pc,
+            )
+        )
+    return chords
+
+
+def other_progressions(genre: str, major: bool, current: list[str]) -> list[list[str]]:
+    """Every loop the genre plays in this mode (any section's) but `current`: what a section can be reharmonised with."""
+    table = PROGRESSIONS.get(genre, PROGRESSIONS["pop"])
+    loops = dict.fromkeys(tuple(loop) for kind in table.values() for loop in kind[0 if major else 1])
+    return [list(loop) for loop in loops if list(loop) != current]
+
+
+FIT_MARGIN = 0.1  # loops whose fit to the melody is within this of the best one are all good choices
+
+
+def reharmonise(
+    score: Score, genre: str, chords: list[Chord], section_index: int, melody: list[Note], rng: np.random.Generator, *, variants: dict[str, int]
+) -> list[Chord]:
+    """`chords` (from `harmonise(score, genre, variants=variants)`) with one section played on
+    another of the genre's loops under the same `melody` (the song editor's "new chords for
+    verse 2"): of the loops that fit the melody best (`melody_fit`, within `FIT_MARGIN`), `rng`
+    draws one. The cadence stays, so the section still leads where it led; its first chord is
+    voiced from the one before; every chord outside it stays as it was."""
+    section = score.sections[section_index]
+    begin, end = section.start_bar * score.beats_per_bar, (section.start_bar + section.bars) * score.beats_per_bar
+    inside = [i for i, chord in enumerate(chords) if begin <= chord.start_beat < end]
+    if not inside:
+        return chords
+    major = score_key(score).mode in MAJOR_LIKE
+    previous = chords[inside[0] - 1].pitches if inside[0] > 0 else None
+    sung = [note for note in melody if begin <= note.start_beat < end]
+    current = _progression(genre, section.name, major, variants.get(section.name, 0))
+    bars_now = _numerals(score, section_index, current, genre)
+    others = [bars for bars in (_numerals(score, section_index, loop, genre) for loop in other_progressions(genre, major, current)) if bars != bars_now]
+    if not others:
+        raise SongmillError(
+            f"{section.name} (section {section_index + 1}) is too short to play on other chords: its {section.bars} bars are its cadence; lengthen it first"
+        )
+    played = [_section_chords(score, section, list(bars), genre, previous) for bars in dict.fromkeys(tuple(b) for b in others)]
+    fits = [melody_fit(sung, option) for option in played]
+    good = [option for option, fit in zip(played, fits) if fit >= max(fits) - FIT_MARGIN]
+    return chords[: inside[0]] + good[int(rng.integers(0, len(good)))] + chords[inside[-1] + 1 :]
+
+
+def melody_fit(notes: list[Note], chords: list[Chord]) -> float:
+    """The share of the melody's sung time, on the beat, that is a tone of the chord under it
+    (1.0 for no notes): how well chords carry a tune."""
+    total = fitting = 0.0
+    for note in notes:
+        if abs(note.start_beat - round(note.start_beat)) > 1e-6:
+            continue  # passing notes between beats need not be chord tones
+        chord = next((c for c in chords if c.start_beat <= note.start_beat < c.start_beat + c.duration_beats), None)
+        if chord is None:
+            continue
+        total += note.duration_beats
+        fitting += note.duration_beats if note.pitch % 12 in {p % 12 for p in chord.pitches} else 0.0
+    return fitting / total if total else 1.0

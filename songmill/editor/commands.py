@@ -123,7 +123,8 @@ RULE_WORDS = (
     "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
     "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
     "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
-    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words"
+    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words "
+    "chords harmony harmonies progression reharmonise reharmonize"  # not "chord": "choir" would read as it (and "chord" reads as "chords")
 ).split()
 
 # words that make a clause a request (a clause with none of them after a request is a remark: "it's cheesy")
@@ -439,6 +440,18 @@ def _mentions_voice(clause: str) -> bool:
 
 
 # ---------------------------------------------------------------- the rules, in order
+
+
+def _new_chords(clause: str, song: SongFacts):
+    """ "new chords for verse 2", "reharmonise the bridge": other chords under the same tune."""
+    renamed = _has(clause, "reharmonise", "reharmonize")
+    asked = _has(clause, "chords", "chord", "harmony", "harmonies", "progression") and _has(clause, "another", "new", "different", "fresh", "change", "other")
+    if not (renamed or asked):
+        return None
+    section = _section(clause, song)
+    if section is None:
+        raise CommandError("say which section gets new chords", [f"new chords for {label}" for label in song.labels[:3]])
+    return [ops.NewChords(section=_single(section, song, clause, lambda label: f"new chords for {label}"))]
 
 
 def _new_melody(clause: str, song: SongFacts):
@@ -805,6 +818,7 @@ def _mood(clause: str, song: SongFacts):
 
 RULES: tuple[Callable[[str, SongFacts], list | None], ...] = (
     _rewrite_line,  # before the new melody: "another line 2 for verse 1"
+    _new_chords,  # before the new melody: "new chords under the same melody in verse 1"
     _new_melody,
     _key_change,
     _transpose,
@@ -863,6 +877,7 @@ def example_commands(song: SongFacts) -> list[str]:
     for label in song.labels:
         out += [
             f"another melody for {label}",
+            f"new chords for {label}",
             f"drop {label}",
             f"repeat {label}",
             f"make {label} longer",

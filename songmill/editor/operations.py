@@ -176,6 +176,15 @@ class NewMelody(_Op):
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
+class NewChords(_Op):
+    """Play one section on other chords of the genre that fit its melody (the tune stays; the
+    bass and the comping follow); `seed` is filled in when the edit is recorded."""
+
+    op: Literal["new_chords"] = "new_chords"
+    section: str
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+
+
 class ReplaceLine(_Op):
     """Sing given words on one line of one section ("verse 1", line 2): that section's melody is
     sung again from where it was, so the rest of the song stays as it was."""
@@ -243,6 +252,7 @@ Operation = Annotated[
     | SectionDrop
     | SectionLength
     | NewMelody
+    | NewChords
     | ReplaceLine
     | RewriteLine
     | ScoreOverride
@@ -336,7 +346,7 @@ def contradictions(operations: list) -> None:
     # operation naming a section of that name in the same edit could land on another one
     renumbered = {_section_name(op.section): n for n, op in enumerate(operations, start=1) if isinstance(op, SectionRepeat | SectionDrop)}
     for number, op in enumerate(operations, start=1):
-        if isinstance(op, SectionLevel | NewMelody | ReplaceLine | RewriteLine) and _section_name(op.section) in renumbered:
+        if isinstance(op, SectionLevel | NewMelody | NewChords | ReplaceLine | RewriteLine) and _section_name(op.section) in renumbered:
             first, second = sorted((renumbered[_section_name(op.section)], number))
             raise SongmillError(
                 f"operations {first} and {second} both name a {_section_name(op.section)}, and the repeat or drop renumbers them; "
@@ -374,7 +384,7 @@ def _targets(op) -> list[tuple]:
 
 
 # what a DAW's MIDI no longer fits (mood and instrumentation reach the form and the lyrics)
-COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, ReplaceLine, RewriteLine, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
+COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, NewChords, ReplaceLine, RewriteLine, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
 
 
 def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
@@ -447,6 +457,14 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             if op.seed is None:
                 raise SongmillError("has no seed (the editor gives one when it records the edit)")
             track["sections"].setdefault(label, {})["melody_seed"] = op.seed
+        case NewChords():
+            label = _one_label(op.section, song)
+            bars = dict(zip(song.labels, (bars for _, bars in song.sections)))[label]
+            if bars < 2:
+                raise SongmillError(f"{label} is one bar long, its cadence, so there are no other chords to play in it; lengthen it first")
+            if op.seed is None:
+                raise SongmillError("has no seed (the editor gives one when it records the edit)")
+            track["sections"].setdefault(label, {})["chords_seed"] = op.seed
         case ReplaceLine() | RewriteLine():
             label = _lyric_line(op, song)
             edit = track["sections"].setdefault(label, {})
