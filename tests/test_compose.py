@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models.composition.compose import compose
-from models.composition.drums import CRASH, KICK, TOMS
+from models.composition.drums import CRASH, HAT, KICK, TOMS
 from models.composition.form import song_form
 from models.composition.harmony import harmonise, melody_fit, realise, section_numerals
 from models.composition.melody import voice_range
@@ -34,7 +34,18 @@ def melody_model():
 
 
 def make_song(
-    seed: int, *, genre="pop", key="A minor", tempo=104.0, meter="4/4", identity="ava", duration=180.0, key_change=0, instrumental=False, chord_seeds=None
+    seed: int,
+    *,
+    genre="pop",
+    key="A minor",
+    tempo=104.0,
+    meter="4/4",
+    identity="ava",
+    duration=180.0,
+    key_change=0,
+    instrumental=False,
+    chord_seeds=None,
+    rhythm_seeds=None,
 ):
     form = song_form(title="Paper Lanterns", genre=genre, key=key, time_signature=meter, tempo_bpm=tempo, target_duration_s=duration, structure=None)
     lyrics = write_lyrics(
@@ -49,6 +60,7 @@ def make_song(
         rng=np.random.default_rng(seed),
         key_change_semitones=key_change,
         chord_seeds=chord_seeds,
+        rhythm_seeds=rhythm_seeds,
     )
     return score, lyrics, adaptations
 
@@ -289,6 +301,37 @@ def test_new_chords_for_one_section_change_its_chords_and_bass_under_the_same_me
     assert melody_fit(tune, inside_after) >= 0.5  # the new chords carry the tune (most of its sung time on the beat is a chord tone)
     again, *_ = make_song(4, genre=genre, key=key, chord_seeds={index: 9})
     assert again.chords == after.chords  # the seed decides
+
+
+@pytest.mark.parametrize(("genre", "meter"), [("pop", "4/4"), ("rock", "4/4"), ("folk", "3/4")])
+def test_a_different_beat_for_one_section_moves_its_kick_or_cymbal_and_keeps_the_backbeat(genre, meter):
+    """The song editor's "a different beat for the chorus": that section's drums play another
+    figure (the kick or the cymbal moved), the backbeat where it was; every other note of the
+    score, and every drum outside the section, as it was."""
+    from models.composition.drums import CLAP, KICK, SIDE_STICK, SNARE
+
+    before, *_ = make_song(6, genre=genre, meter=meter)
+    index = [s.name for s in before.sections].index("chorus")
+    after, *_ = make_song(6, genre=genre, meter=meter, rhythm_seeds={index: 3})
+    section = before.sections[index]
+    begin, end = section.start_bar * before.beats_per_bar, (section.start_bar + section.bars) * before.beats_per_bar
+
+    def split(notes):
+        return [n for n in notes if not begin <= n.start_beat < end], [n for n in notes if begin <= n.start_beat < end]
+
+    for part in ("melody", "bass", "chords"):
+        assert before.part(part).notes == after.part(part).notes, part
+    (outside_before, inside_before), (outside_after, inside_after) = split(before.part("drums").notes), split(after.part("drums").notes)
+    assert outside_before == outside_after
+
+    def on_grid(notes, drums):  # which sixteenth of the bar each hit of these drums falls on
+        return {(round((n.start_beat - begin) * 4) % round(before.beats_per_bar * 4)) for n in notes if n.pitch in drums}
+
+    figure = lambda notes: (on_grid(notes, {KICK}), on_grid(notes, {HAT, 46, 51, 54}))  # noqa: E731 - kick, and cymbals
+    assert figure(inside_before) != figure(inside_after)
+    last_bar = end - before.beats_per_bar  # where the fill into the next section goes
+    backbeat = [on_grid([n for n in notes if n.start_beat < last_bar], {SNARE, CLAP, SIDE_STICK}) for notes in (inside_before, inside_after)]
+    assert backbeat[0] == backbeat[1]  # the backbeat stays
 
 
 @pytest.mark.parametrize("provided", [None, PROVIDED], ids=["written", "provided"])

@@ -25,6 +25,7 @@ from songmill.editor.operations import (
     MasterTone,
     NewChords,
     NewMelody,
+    NewRhythm,
     PartInstrument,
     PartLevel,
     PartMute,
@@ -174,8 +175,8 @@ def test_new_chords_for_a_one_bar_section_are_refused_in_one_sentence(demo_spec)
         SongmillError, match=r"^operation 1 \(new_chords\): intro is one bar long, its cadence, so there are no other chords to play in it; lengthen it first$"
     ):
         apply_operations(demo_spec, 0, [NewChords(section="intro", seed=1)], short)
-    track = apply_operations(demo_spec, 0, [NewChords(section="verse 2", seed=5)], CORPUS_SONG).tracks[0]
-    assert track.sections["verse 2"].chords_seed == 5 and track.sections["verse 2"].melody_seed is None
+    track = apply_operations(demo_spec, 0, [NewChords(section="verse 2", seed=5), NewRhythm(section="verse 2", seed=6)], CORPUS_SONG).tracks[0]
+    assert track.sections["verse 2"].chords_seed == 5 and track.sections["verse 2"].rhythm_seed == 6 and track.sections["verse 2"].melody_seed is None
 
 
 def test_two_operations_that_contradict_are_refused():
@@ -308,16 +309,17 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path):
         editing.ab_preview(config, track=1, a=1, b=99, out_dir=out)
 
 
-def test_new_chords_for_verse_2_play_under_the_same_voice(in_song, tmp_path):
-    """ "new chords for verse 2": the score changes in verse 2 only; the lead vocal (same tune) is
-    sample-identical; the comping in verse 2 sounds the new chords' notes."""
+def test_new_chords_and_a_new_beat_for_verse_2_play_under_the_same_voice(in_song, tmp_path):
+    """New chords and a different beat for verse 2: the score changes in verse 2 only; the lead
+    vocal (same tune) is sample-identical; the comping in verse 2 sounds the new chords' notes;
+    the drum stem is sample-identical up to verse 2 and differs in it."""
     config, out = in_song / "release.yaml", in_song / "dist"
     parent = editing.history(config, track=1)["current"]
-    result = editing.edit(config, track=1, command="new chords for the second verse", out_dir=out)
+    result = editing.edit(config, track=1, command="new chords for the second verse, and a different beat for the second verse", out_dir=out)
     assert result.recomputed[0] == "compose" and "lyrics" not in result.recomputed
     assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
-    assert versions[result.version]["added"][0]["op"] == "new_chords" and versions[result.version]["added"][0]["seed"] is not None
+    assert [(op["op"], op["seed"] is not None) for op in versions[result.version]["added"]] == [("new_chords", True), ("new_rhythm", True)]
     before, after = (Score.load_json(_artifact(versions[n], "score.json", tmp_path)) for n in (parent, result.version))
     assert before.part("melody").notes == after.part("melody").notes
     (old, _), (new, _) = (sf.read(_artifact(versions[n], "vocal-lead.wav", tmp_path)) for n in (parent, result.version))
@@ -328,6 +330,12 @@ def test_new_chords_for_verse_2_play_under_the_same_voice(in_song, tmp_path):
     span = (after.seconds_at(changed.start_beat) + 0.1, after.seconds_at(changed.start_beat + changed.duration_beats) - 0.1)
     piano = _artifact(versions[result.version], "stem-piano.wav", tmp_path)
     assert _pitch_class_energy(piano, *span, new_classes - old_classes) > _pitch_class_energy(piano, *span, old_classes - new_classes)
+    (drums_before, rate), (drums_after, _) = (sf.read(_artifact(versions[n], "stem-drums.wav", tmp_path)) for n in (parent, result.version))
+    verse = after.sections[3]
+    begin_s, end_s = after.seconds_at(verse.start_bar * after.beats_per_bar), after.seconds_at((verse.start_bar + verse.bars) * after.beats_per_bar)
+    start = int((begin_s - 0.05) * rate)  # a hit's humanised timing may lead the bar by a few ms
+    assert np.array_equal(drums_before[:start], drums_after[:start])
+    assert not np.array_equal(drums_before[start : int(end_s * rate)], drums_after[start : int(end_s * rate)])
 
 
 def test_cli_edit_dry_run_history_and_bad_commands(in_song):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,7 @@ def compose(
     key_change_semitones: int = 0,
     melody_seeds: dict[int, int] | None = None,
     chord_seeds: dict[int, int] | None = None,
+    rhythm_seeds: dict[int, int] | None = None,
 ) -> tuple[Score, list[str]]:
     """The full score, and the adaptations made (also logged).
 
@@ -69,7 +71,8 @@ def compose(
     writes that section's melody again (the song editor's "another melody for verse 2"); every
     other note of the score stays as it was. `chord_seeds`: section index → a seed that plays
     that section on other chords that fit its melody (`harmony.reharmonise`), the bass following;
-    the melody and the rest of the score stay as they were."""
+    the melody and the rest of the score stay as they were. `rhythm_seeds`: section index → a
+    seed that plays that section's drums on another figure of its groove (`drums.another_figure`)."""
     adaptations: list[str] = []
     variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
     score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
@@ -82,8 +85,11 @@ def compose(
         rechorded = rechorded.model_copy(update={"chords": chords})
     program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
     parts = [Part(name="melody", role="melody", program=program, notes=melody)]
-    parts.append(_bass(score, rechorded, set(chord_seeds or {}), genre, rng))
-    parts.append(drum_part(score, genre, rng))
+    rechorded_sections, rhythm_seeds = set(chord_seeds or {}), rhythm_seeds or {}
+    parts.append(_section_local(score, rechorded_sections, lambda r: bass_part(score, genre, r), lambda r: bass_part(rechorded, genre, r), rng))
+    parts.append(
+        _section_local(score, set(rhythm_seeds), lambda r: drum_part(score, genre, r), lambda r: drum_part(score, genre, r, rhythm_seeds=rhythm_seeds), rng)
+    )
     parts.append(_comping(rechorded, genre))
     score = rechorded.model_copy(update={"parts": parts})
     if key_change_semitones:
@@ -102,22 +108,28 @@ def _instrumental_lines(score: Score, genre: str) -> dict[int, list[list[bool]]]
     return {plan.form_index: [[i % 2 == 1 for i in range(line.target_syllables)] for line in plan.lines] for plan in plan_sections(score, genre)}
 
 
-def _bass(score: Score, rechorded: Score, sections: set[int], genre: str, rng: np.random.Generator) -> Part:
-    """The bass line; in `sections` (played on other chords) the one `rechorded`'s chords give.
-    The composed chords' line is made first, so the random stream goes on to the drums as it
-    would without the edit."""
-    state = copy.deepcopy(rng)
-    bass = bass_part(score, genre, rng)
-    if not sections:
-        return bass
-    following = bass_part(rechorded, genre, state)
+def _section_local(
+    score: Score,
+    sections: set[int],
+    as_composed: Callable[[np.random.Generator], Part],
+    as_edited: Callable[[np.random.Generator], Part],
+    rng: np.random.Generator,
+) -> Part:
+    """A part as composed, with the notes of `sections` taken from the part as edited. The part as
+    composed draws from `rng` first, so the random stream goes on to the next part as it would
+    without the edit; the edited one draws from a copy of the same state."""
+    state = copy.deepcopy(rng) if sections else None
+    part = as_composed(rng)
+    if state is None:
+        return part
+    edited = as_edited(state)
     spans = [(s.start_bar * score.beats_per_bar, (s.start_bar + s.bars) * score.beats_per_bar) for i, s in enumerate(score.sections) if i in sections]
 
     def inside(note: Note) -> bool:
         return any(begin <= note.start_beat < end for begin, end in spans)
 
-    notes = sorted([n for n in bass.notes if not inside(n)] + [n for n in following.notes if inside(n)], key=lambda n: n.start_beat)
-    return bass.model_copy(update={"notes": notes})
+    notes = sorted([n for n in part.notes if not inside(n)] + [n for n in edited.notes if inside(n)], key=lambda n: (n.start_beat, n.pitch))
+    return part.model_copy(update={"notes": notes})
 
 
 def _chord_at(chords: list[Chord], beat: float) -> Chord:

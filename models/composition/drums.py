@@ -68,7 +68,9 @@ def _layer(section: Section) -> str:
     return "full" if section.energy >= 0.75 else "groove"
 
 
-def drum_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
+def drum_part(score: Score, genre: str, rng: np.random.Generator, *, rhythm_seeds: dict[int, int] | None = None) -> Part:
+    """The drums; a section in `rhythm_seeds` (index → seed) plays another figure of its groove
+    (`another_figure`): the song editor's "a different beat for verse 2"."""
     meter = score.meter
     steps = int(round(score.beats_per_bar * 4))
     compound = meter.denominator == 8 and meter.numerator % 3 == 0
@@ -92,6 +94,8 @@ def drum_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
         if layer == "time":
             pattern = {timekeeper: "".join("x" if i % 4 == 0 else "." for i in range(steps))}
         pattern = _grid_pattern(pattern, steps)
+        if rhythm_seeds and index in rhythm_seeds:
+            pattern = another_figure(pattern, steps, np.random.default_rng(rhythm_seeds[index]))
         level = 0.7 + 0.4 * section.energy
         next_section = score.sections[index + 1] if index + 1 < len(score.sections) else None
         fill = next_section is not None and next_section.name != section.name and section.energy >= 0.4
@@ -116,6 +120,46 @@ def drum_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
         hit(KICK, end, int(100 * (0.7 + 0.4 * score.sections[-1].energy)))
     notes.sort(key=lambda n: (n.start_beat, n.pitch))
     return Part(name="drums", role="drums", program=PROGRAM, is_drum=True, notes=notes)
+
+
+BACKBEAT = (SNARE, CLAP, SIDE_STICK)
+CYMBALS = (HAT, OPEN_HAT, RIDE, TAMBOURINE)
+
+
+def another_figure(pattern: dict[int, str], steps: int, rng: np.random.Generator) -> dict[int, str]:
+    """The same groove with another figure: the kick moved or doubled on other eighths and the
+    cymbal on another subdivision (quarters, eighths, off-beats, sixteenths), drawn by `rng`;
+    the backbeat stays, so the song keeps its feel. Always differs from `pattern`."""
+    kick_now = pattern.get(KICK)
+    cymbal = next((drum for drum in pattern if drum in CYMBALS), None)
+    options: list[dict[int, str]] = []
+    for kick in _kick_figures(pattern, steps) if kick_now else [None]:
+        for ride in _cymbal_figures(steps) if cymbal is not None else [None]:
+            varied = dict(pattern)
+            if kick is not None:
+                varied[KICK] = kick
+            if ride is not None:
+                varied[cymbal] = ride
+            if varied != pattern:
+                options.append(varied)
+    return options[int(rng.integers(0, len(options)))] if options else pattern
+
+
+def _kick_figures(pattern: dict[int, str], steps: int) -> list[str]:
+    """Kicks on the one and on one or two other eighths that the backbeat leaves free."""
+    snares = {i for drum, hits in pattern.items() if drum in BACKBEAT for i, symbol in enumerate(hits) if symbol != "."}
+    free = [i for i in range(2, steps, 2) if i not in snares]
+    figures = {tuple(sorted({0, a})) for a in free} | {tuple(sorted({0, a, b})) for a in free for b in free if a < b}
+    return ["".join("x" if i in figure else "." for i in range(steps)) for figure in sorted(figures)]
+
+
+def _cymbal_figures(steps: int) -> list[str]:
+    return [
+        "".join("x" if i % 4 == 0 else "." for i in range(steps)),  # quarters
+        "".join("x" if i % 2 == 0 else "." for i in range(steps)),  # eighths
+        "".join("x" if i % 4 == 2 else "." for i in range(steps)),  # off-beats
+        "".join("x" if i % 2 == 0 else "o" for i in range(steps)),  # sixteenths, the in-between ones soft
+    ]
 
 
 def _fill(hit, bar_beat: float, start: int, steps: int, level: float, rng: np.random.Generator) -> None:

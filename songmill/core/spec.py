@@ -254,11 +254,12 @@ class InstrumentEdit(Strict):
 
 
 class SectionEdit(Strict):
-    """A section written again with its own seed, played on other chords, or lines of its lyrics
-    replaced by given words: only its notes (and words) change."""
+    """A section written again with its own seed, played on other chords or another drum figure,
+    or lines of its lyrics replaced by given words: only its notes (and words) change."""
 
     melody_seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     chords_seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None  # other chords under the same melody
+    rhythm_seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None  # another figure of the drums' groove
     lines: dict[Annotated[int, Field(ge=1, le=64)], Annotated[str, AfterValidator(_non_blank), Field(max_length=200)]] = {}  # line → its new words
     rewrite: dict[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=0, lt=2**31)]] = {}  # line → the seed the lyrics writer writes it with
 

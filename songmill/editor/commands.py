@@ -118,14 +118,16 @@ def _vocabulary(song: SongFacts) -> set[str]:
 
 
 RULE_WORDS = (
-    "melody tune notes rewrite redo fresh change key modulate modulation lift transpose semitone step steps tone half octave major minor "
-    "tempo speed faster slower slow quicker pace speed up slow down bpm vibrato breathiness breathier breathy airier portamento glide "
-    "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
-    "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
-    "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
-    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words "
-    "chords harmony harmonies progression reharmonise reharmonize"  # not "chord": "choir" would read as it (and "chord" reads as "chords")
-).split()
+    (
+        "melody tune notes rewrite redo fresh change key modulate modulation lift transpose semitone step steps tone half octave major minor "
+        "tempo speed faster slower slow quicker pace speed up slow down bpm vibrato breathiness breathier breathy airier portamento glide "
+        "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
+        "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
+        "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
+        "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words "
+        "chords harmony harmonies progression reharmonise reharmonize rhythm beat groove drum pattern"  # not "chord": "choir" would read as it (and "chord" reads as "chords")
+    ).split()
+)
 
 # words that make a clause a request (a clause with none of them after a request is a remark: "it's cheesy")
 KEYWORDS = (*UP, *DOWN, *RULE_WORDS, *MOODS, *GENRES, *VOICE_STYLES, *SECTION_NAMES)
@@ -452,6 +454,19 @@ def _new_chords(clause: str, song: SongFacts):
     if section is None:
         raise CommandError("say which section gets new chords", [f"new chords for {label}" for label in song.labels[:3]])
     return [ops.NewChords(section=_single(section, song, clause, lambda label: f"new chords for {label}"))]
+
+
+def _new_rhythm(clause: str, song: SongFacts):
+    """ "a different beat for the chorus", "new drum pattern in verse 2": another figure of the groove."""
+    drums = _has(clause, "rhythm", "beat", "groove", "drum pattern", "drums pattern", "drum groove")
+    if _has(clause, "melody", "tune", "vocal", "vocals", "voice", "singing"):
+        return None  # "a new rhythm for the melody": a new melody, its rhythm and notes
+    if not (drums and _has(clause, "another", "new", "different", "fresh", "change", "other")):
+        return None
+    section = _section(clause, song)
+    if section is None:
+        raise CommandError("say which section gets a new beat", [f"a different beat for {label}" for label in song.labels[:3]])
+    return [ops.NewRhythm(section=_single(section, song, clause, lambda label: f"a different beat for {label}"))]
 
 
 def _new_melody(clause: str, song: SongFacts):
@@ -819,6 +834,7 @@ def _mood(clause: str, song: SongFacts):
 RULES: tuple[Callable[[str, SongFacts], list | None], ...] = (
     _rewrite_line,  # before the new melody: "another line 2 for verse 1"
     _new_chords,  # before the new melody: "new chords under the same melody in verse 1"
+    _new_rhythm,
     _new_melody,
     _key_change,
     _transpose,
@@ -878,6 +894,7 @@ def example_commands(song: SongFacts) -> list[str]:
         out += [
             f"another melody for {label}",
             f"new chords for {label}",
+            f"a different beat for {label}",
             f"drop {label}",
             f"repeat {label}",
             f"make {label} longer",

@@ -34,6 +34,7 @@ from songmill.editor.operations import (
     Mood,
     NewChords,
     NewMelody,
+    NewRhythm,
     PartInstrument,
     PartLevel,
     PartMute,
@@ -73,7 +74,7 @@ def candidate_operations(song: SongFacts, words: str = "") -> list:
             candidates += [Send(effect=effect, on=on, by_db=sign * step) for step in STEPS["send_db"] for sign in (1, -1)]
     for label in dict.fromkeys(labels + [name for name, _ in song.sections]):  # "chorus 2", and "chorus" for every chorus
         candidates += [SectionLevel(section=label, by_db=d) for d in signed]
-        candidates += [SectionRepeat(section=label), SectionDrop(section=label), NewMelody(section=label), NewChords(section=label)]
+        candidates += [SectionRepeat(section=label), SectionDrop(section=label), NewMelody(section=label), NewChords(section=label), NewRhythm(section=label)]
     candidates += [Tempo(by_percent=sign * step) for step in STEPS["tempo_percent"] for sign in (1, -1)]
     candidates += [Tempo(to_bpm=float(n)) for n in sorted({int(n) for n in re.findall(r"\b\d{2,3}\b", words)}) if 40 <= int(n) <= 240]
     instruments = sorted(set(INSTRUMENT_WORDS.values()))

@@ -185,6 +185,15 @@ class NewChords(_Op):
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
+class NewRhythm(_Op):
+    """Play one section's drums on another figure of the groove (the kick and the cymbal move,
+    the backbeat stays); `seed` is filled in when the edit is recorded."""
+
+    op: Literal["new_rhythm"] = "new_rhythm"
+    section: str
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+
+
 class ReplaceLine(_Op):
     """Sing given words on one line of one section ("verse 1", line 2): that section's melody is
     sung again from where it was, so the rest of the song stays as it was."""
@@ -253,6 +262,7 @@ Operation = Annotated[
     | SectionLength
     | NewMelody
     | NewChords
+    | NewRhythm
     | ReplaceLine
     | RewriteLine
     | ScoreOverride
@@ -346,7 +356,7 @@ def contradictions(operations: list) -> None:
     # operation naming a section of that name in the same edit could land on another one
     renumbered = {_section_name(op.section): n for n, op in enumerate(operations, start=1) if isinstance(op, SectionRepeat | SectionDrop)}
     for number, op in enumerate(operations, start=1):
-        if isinstance(op, SectionLevel | NewMelody | NewChords | ReplaceLine | RewriteLine) and _section_name(op.section) in renumbered:
+        if isinstance(op, SectionLevel | NewMelody | NewChords | NewRhythm | ReplaceLine | RewriteLine) and _section_name(op.section) in renumbered:
             first, second = sorted((renumbered[_section_name(op.section)], number))
             raise SongmillError(
                 f"operations {first} and {second} both name a {_section_name(op.section)}, and the repeat or drop renumbers them; "
@@ -384,7 +394,22 @@ def _targets(op) -> list[tuple]:
 
 
 # what a DAW's MIDI no longer fits (mood and instrumentation reach the form and the lyrics)
-COMPOSING = (Tempo, Key, Transpose, KeyChange, NewMelody, NewChords, ReplaceLine, RewriteLine, SectionRepeat, SectionDrop, SectionLength, Mood, Instrumentation)
+COMPOSING = (
+    Tempo,
+    Key,
+    Transpose,
+    KeyChange,
+    NewMelody,
+    NewChords,
+    NewRhythm,
+    ReplaceLine,
+    RewriteLine,
+    SectionRepeat,
+    SectionDrop,
+    SectionLength,
+    Mood,
+    Instrumentation,
+)
 
 
 def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
@@ -465,6 +490,11 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             if op.seed is None:
                 raise SongmillError("has no seed (the editor gives one when it records the edit)")
             track["sections"].setdefault(label, {})["chords_seed"] = op.seed
+        case NewRhythm():
+            label = _one_label(op.section, song)
+            if op.seed is None:
+                raise SongmillError("has no seed (the editor gives one when it records the edit)")
+            track["sections"].setdefault(label, {})["rhythm_seed"] = op.seed
         case ReplaceLine() | RewriteLine():
             label = _lyric_line(op, song)
             edit = track["sections"].setdefault(label, {})

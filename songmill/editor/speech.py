@@ -110,6 +110,7 @@ def command_grammar(song: SongFacts) -> str:
         "sections": "((drop | repeat) <section> | make <section> (longer | shorter | louder | quieter) | <section> should hit harder)",
         "melody": "(another | a new) melody for <section>",
         "chords": "(new | different) chords for <section>",
+        "rhythm": "(a new | a different) (beat | groove | rhythm) for <section>",
         "tone": "[make it] [<amount>] (brighter | warmer)",
         "voice": "sing it with <identity>",
         "style": "sing it " + _alternatives(VOICE_STYLES),

@@ -200,12 +200,14 @@ def _melody_seed_params(job: TrackJob) -> dict:
 
     seeds = {label: edit.melody_seed for label, edit in job.track.sections.items() if edit.melody_seed is not None}
     chords = {label: edit.chords_seed for label, edit in job.track.sections.items() if edit.chords_seed is not None}
+    rhythms = {label: edit.rhythm_seed for label, edit in job.track.sections.items() if edit.rhythm_seed is not None}
     override = job.track.score_override
     if override and not Path(override).is_file():
         raise SongmillError(f"track {job.number}'s score override {override} is missing; import the DAW's MIDI again (songmill daw import)")
     return (
         ({"melody_seeds": seeds} if seeds else {})
         | ({"chord_seeds": chords} if chords else {})
+        | ({"rhythm_seeds": rhythms} if rhythms else {})
         | ({"score_override": {"path": override, "sha256": file_sha256(Path(override))}} if override else {})
     )
 
@@ -237,6 +239,7 @@ def _run_compose(ctx: StageContext) -> None:
         key_change_semitones=ctx.params["key_change"],
         melody_seeds=_section_seeds(form, ctx.params.get("melody_seeds", {}), f"track {ctx.job.number} ({ctx.job.track.title})"),
         chord_seeds=_section_seeds(form, ctx.params.get("chord_seeds", {}), f"track {ctx.job.number} ({ctx.job.track.title})"),
+        rhythm_seeds=_section_seeds(form, ctx.params.get("rhythm_seeds", {}), f"track {ctx.job.number} ({ctx.job.track.title})"),
     )
     if not score.parts:
         raise SongmillError("compose produced no parts")
