@@ -130,16 +130,14 @@ def another_figure(pattern: dict[int, str], steps: int, rng: np.random.Generator
     """The same groove with another figure: the kick moved or doubled on other eighths and the
     cymbal on another subdivision (quarters, eighths, off-beats, sixteenths), drawn by `rng`;
     the backbeat stays, so the song keeps its feel. Always differs from `pattern`."""
-    kick_now = pattern.get(KICK)
-    cymbal = next((drum for drum in pattern if drum in CYMBALS), None)
+    kicks = _kick_figures(pattern, steps) if KICK in pattern else [None]
+    cymbals: list[tuple[int, str] | None] = [(drum, figure) for drum in pattern if drum in CYMBALS for figure in _cymbal_figures(steps)][:4] or [
+        None
+    ]  # the first cymbal's
     options: list[dict[int, str]] = []
-    for kick in _kick_figures(pattern, steps) if kick_now else [None]:
-        for ride in _cymbal_figures(steps) if cymbal is not None else [None]:
-            varied = dict(pattern)
-            if kick is not None:
-                varied[KICK] = kick
-            if ride is not None:
-                varied[cymbal] = ride
+    for kick in kicks:
+        for ride in cymbals:
+            varied = dict(pattern) | ({KICK: kick} if kick is not None else {}) | (dict([ride]) if ride is not None else {})
             if varied != pattern:
                 options.append(varied)
     return options[int(rng.integers(0, len(options)))] if options else pattern
