@@ -130,10 +130,9 @@ def another_figure(pattern: dict[int, str], steps: int, rng: np.random.Generator
     """The same groove with another figure: the kick moved or doubled on other eighths and the
     cymbal on another subdivision (quarters, eighths, off-beats, sixteenths), drawn by `rng`;
     the backbeat stays, so the song keeps its feel. Always differs from `pattern`."""
-    kicks = _kick_figures(pattern, steps) if KICK in pattern else [None]
-    cymbals: list[tuple[int, str] | None] = [(drum, figure) for drum in pattern if drum in CYMBALS for figure in _cymbal_figures(steps)][:4] or [
-        None
-    ]  # the first cymbal's
+    kicks: list[str | None] = [*_kick_figures(pattern, steps)] if KICK in pattern else [None]
+    first_cymbal = next((drum for drum in pattern if drum in CYMBALS), None)
+    cymbals: list[tuple[int, str] | None] = [(first_cymbal, figure) for figure in _cymbal_figures(steps)] if first_cymbal is not None else [None]
     options: list[dict[int, str]] = []
     for kick in kicks:
         for ride in cymbals:
