@@ -3,6 +3,7 @@
     python benchmarks/bench_editor.py            # → benchmarks/results/editor.json and a table
     python benchmarks/bench_editor.py --parse-only     # the phrasing corpora only
     python benchmarks/bench_editor.py --no-render      # and the spoken commands, no renders
+    python benchmarks/bench_editor.py --edits-only     # the edit costs only (the rest kept from before)
 
 Parse accuracy: the share of phrasings whose operations come out exactly as written, on
 - the development corpus (tests/data/edit_commands.yaml, written with the rules),
@@ -211,8 +212,13 @@ def edit_figures() -> dict:
 
 
 def main() -> None:
-    parse_only, no_render = "--parse-only" in sys.argv, "--no-render" in sys.argv
+    parse_only, no_render, edits_only = "--parse-only" in sys.argv, "--no-render" in sys.argv, "--edits-only" in sys.argv
     earlier = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if edits_only:
+        results = {**earlier, "edits": edit_figures()}
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results["edits"], indent=1))
+        return
     results = {"parse": parse_figures()}
     results["speech"] = speech_figures() if not parse_only else earlier.get("speech")
     results["edits"] = edit_figures() if not (parse_only or no_render) else earlier.get("edits")

@@ -384,3 +384,44 @@ def test_harvest_confirms_the_voicing_of_notes_but_a_voice_that_does_not_sing_st
 
     noise = (np.random.default_rng(0).standard_normal(len(lead)) * np.std(lead)).astype(np.float32)
     assert vocal_figures(noise, rate, score)["vocal_voiced_share"] < 0.5
+
+
+# ------------------------------------------------------------------- the vocal's figures, kept
+
+
+def test_a_new_master_over_the_same_voice_reads_the_vocal_figures_back_not_measured_again(tmp_path, monkeypatch):
+    """The gate's reading of the dry vocal (the slowest measurement) depends on the voice and the
+    tune only: a QC run whose master changed (a mix or master edit) reads it back from the store;
+    another voice is measured."""
+    import qc.musical
+    from models.registry import ModelRegistry
+    from songmill.core.audio import read_wav, write_wav
+    from songmill.core.store import LocalStore
+    from songmill.engine.configs import load_release_with_profiles
+    from songmill.engine.stage import TrackJob, run_stage
+    from songmill.engine.track_stages import QC, TRACK_STAGES
+
+    spec, _ = load_release_with_profiles(PROJECT / "config/releases/debug.yaml")
+    job, store, registry, refs = TrackJob(spec, 0, 5, True), LocalStore(tmp_path / "store"), ModelRegistry.load(), {}
+    for stage in TRACK_STAGES.stages[: TRACK_STAGES.names().index("qc") + 1]:
+        refs.update(run_stage(stage, job, refs, store=store, registry=registry).outputs)
+    first = json.loads(store.local_path(refs["qc.json"]).read_text())["musical"]
+
+    def measured_again(*_args, **_kwargs):
+        raise AssertionError("the vocal was measured again")
+
+    monkeypatch.setattr(qc.musical, "vocal_figures", measured_again)
+    master, rate = read_wav(store.local_path(refs["master-streaming.wav"]))
+    write_wav(tmp_path / "master-streaming.wav", master * 0.9, rate)  # another master over the same voice
+    quieter = {**refs, "master-streaming.wav": store.put_file(tmp_path / "master-streaming.wav")}
+    again = run_stage(QC, job, quieter, store=store, registry=registry)
+    assert not again.cached  # the stage ran ...
+    second = json.loads(store.local_path(again.outputs["qc.json"]).read_text())["musical"]
+    keys = ("vocal_median_cents", "vocal_p90_cents", "vocal_voiced_share", "note_changes_on_time")
+    assert first["vocal_median_cents"] is not None and {k: second[k] for k in keys} == {k: first[k] for k in keys}  # ... and read the vocal's figures back
+
+    vocal, vocal_rate = read_wav(store.local_path(refs["vocal-lead.wav"]))
+    write_wav(tmp_path / "vocal-lead.wav", vocal * 0.5, vocal_rate)  # another voice: measured
+    other = {**quieter, "vocal-lead.wav": store.put_file(tmp_path / "vocal-lead.wav")}
+    with pytest.raises(AssertionError, match="measured again"):
+        run_stage(QC, job, other, store=store, registry=registry)

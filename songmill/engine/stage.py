@@ -6,6 +6,10 @@ plus the input artifacts' hashes and the models' hashes; a stage whose key is al
 store is not run again (`run_stage` returns the stored outputs, `cached=True`).
 
 Bump `version` whenever a stage's code changes what it writes.
+
+A part of a stage's work that depends on less than the whole stage does can be kept on its own
+(`StageContext.remembered`): the gate's reading of the dry vocal does not change when only the
+mix does, so an edit of the mix reads it back instead of measuring the voice again.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class StageContext:
     inputs: dict[str, Path]
     workdir: Path
     registry: ModelRegistry
+    store: ArtifactStore | None = None  # where `remembered` keeps its results (None: computed every time)
+    refs: dict[str, ArtifactRef] = field(default_factory=dict)  # the inputs' refs: their hashes, without reading them again
 
     def input(self, name: str) -> Path:
         return self.inputs[name]
@@ -104,6 +110,20 @@ class StageContext:
         if name not in self.stage.model_names(self.job):
             raise ValueError(f"stage {self.stage.name} does not declare model {name!r}")
         return self.registry.resolve(name, commercial=self.job.commercial)
+
+    def remembered(self, what: str, depends_on: dict[str, Any], compute: Callable[[], dict]) -> dict:
+        """`compute()`, a JSON-able result that depends only on `depends_on` (hashes of the
+        inputs it reads, the values it uses), kept in the store under a key made of those, `what`
+        and the stage's name and version; read back instead of computed when the key is known."""
+        identity = {"stage": self.stage.name, "version": self.stage.version, "what": what, "depends_on": depends_on}
+        key = "memo-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        record = self.store.get_record(key) if self.store is not None else None
+        if record is not None:
+            return record["result"]
+        result = compute()
+        if self.store is not None:
+            self.store.put_record(key, {**identity, "result": result})
+        return result
 
     def rng(self) -> np.random.Generator:
         """A generator seeded by the track seed and the stage name: same seed, same output."""
@@ -209,7 +229,7 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
         workdir = scratch_dir / "out"
         workdir.mkdir()
         local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
-        ctx = StageContext(stage, job, params, local_inputs, workdir, registry)
+        ctx = StageContext(stage, job, params, local_inputs, workdir, registry, store=store, refs=stage_inputs)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
         with PeakMemory() as memory:
             stage.run(ctx)
