@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from songmill.core.errors import SongmillError
 from songmill.core.vocab import GENRES, MOODS, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
@@ -450,10 +450,7 @@ def _new_chords(clause: str, song: SongFacts):
     asked = _has(clause, "chords", "chord", "harmony", "harmonies", "progression") and _has(clause, "another", "new", "different", "fresh", "change", "other")
     if not (renamed or asked):
         return None
-    section = _section(clause, song)
-    if section is None:
-        raise CommandError("say which section gets new chords", [f"new chords for {label}" for label in song.labels[:3]])
-    return [ops.NewChords(section=_single(section, song, clause, lambda label: f"new chords for {label}"))]
+    return _for_one_section(clause, song, ops.NewChords, "new chords", lambda label: f"new chords for {label}")
 
 
 def _new_rhythm(clause: str, song: SongFacts):
@@ -463,19 +460,21 @@ def _new_rhythm(clause: str, song: SongFacts):
         return None  # "a new rhythm for the melody": a new melody, its rhythm and notes
     if not (drums and _has(clause, "another", "new", "different", "fresh", "change", "other")):
         return None
-    section = _section(clause, song)
-    if section is None:
-        raise CommandError("say which section gets a new beat", [f"a different beat for {label}" for label in song.labels[:3]])
-    return [ops.NewRhythm(section=_single(section, song, clause, lambda label: f"a different beat for {label}"))]
+    return _for_one_section(clause, song, ops.NewRhythm, "a new beat", lambda label: f"a different beat for {label}")
 
 
 def _new_melody(clause: str, song: SongFacts):
     if not (_has(clause, "melody", "tune", "notes", "melodies") and _has(clause, "another", "new", "different", "rewrite", "redo", "fresh", "change", "other")):
         return None
+    return _for_one_section(clause, song, ops.NewMelody, "a new melody", lambda label: f"another melody for {label}")
+
+
+def _for_one_section(clause: str, song: SongFacts, operation: Callable[..., Any], what: str, example: Callable[[str], str]) -> list:
+    """`operation` for the one section the clause names; no section named is an error offering `example`s."""
     section = _section(clause, song)
     if section is None:
-        raise CommandError("say which section gets a new melody", [f"another melody for {label}" for label in song.labels[:3]])
-    return [ops.NewMelody(section=_single(section, song, clause, lambda label: f"another melody for {label}"))]
+        raise CommandError(f"say which section gets {what}", [example(label) for label in song.labels[:3]])
+    return [operation(section=_single(section, song, clause, example))]
 
 
 def _key_change(clause: str, song: SongFacts):
