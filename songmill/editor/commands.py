@@ -118,16 +118,14 @@ def _vocabulary(song: SongFacts) -> set[str]:
 
 
 RULE_WORDS = (
-    (
-        "melody tune notes rewrite redo fresh change key modulate modulation lift transpose semitone step steps tone half octave major minor "
-        "tempo speed faster slower slow quicker pace speed up slow down bpm vibrato breathiness breathier breathy airier portamento glide "
-        "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
-        "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
-        "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
-        "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words "
-        "chords harmony harmonies progression reharmonise reharmonize rhythm beat groove drum pattern"  # not "chord": "choir" would read as it (and "chord" reads as "chords")
-    ).split()
-)
+    "melody tune notes rewrite redo fresh change key modulate modulation lift transpose semitone step steps tone half octave major minor "
+    "tempo speed faster slower slow quicker pace speed up slow down bpm vibrato breathiness breathier breathy airier portamento glide "
+    "slides scoops dynamics dynamic tension strained overshoot reverb verb room wet wetter drier dry echo delay space ambience mute unmute "
+    "silence remove drop cut delete skip lose without no back repeat double longer lengthen extend stretch shorter shorten trim pan hard "
+    "brighter sparkle air crisper warmer darker duller warmth mellower harsh arrangement instrumentation style as play mood feel "
+    "voice sing sings sung hit harder punchier energy quieter softer louder swap switch replace instead add layer rewrite write new line words "
+    "chords harmony harmonies progression reharmonise reharmonize rhythm beat groove drum pattern"
+).split()  # not "chord": the spelling corrector would read "choir" as it; "chord" itself reads as "chords"
 
 # words that make a clause a request (a clause with none of them after a request is a remark: "it's cheesy")
 KEYWORDS = (*UP, *DOWN, *RULE_WORDS, *MOODS, *GENRES, *VOICE_STYLES, *SECTION_NAMES)
@@ -447,7 +445,7 @@ def _mentions_voice(clause: str) -> bool:
 def _new_chords(clause: str, song: SongFacts):
     """ "new chords for verse 2", "reharmonise the bridge": other chords under the same tune."""
     renamed = _has(clause, "reharmonise", "reharmonize")
-    asked = _has(clause, "chords", "chord", "harmony", "harmonies", "progression") and _has(clause, "another", "new", "different", "fresh", "change", "other")
+    asked = _has(clause, "chords", "harmony", "harmonies", "progression") and _has(clause, "another", "new", "different", "fresh", "change", "other")
     if not (renamed or asked):
         return None
     return _for_one_section(clause, song, ops.NewChords, "new chords", lambda label: f"new chords for {label}")

@@ -194,6 +194,11 @@ class NewRhythm(_Op):
     seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
+# a section written, played or drummed again from a seed of its own: op → its SectionEdit field
+SECTION_SEEDED: dict[type, str] = {NewMelody: "melody_seed", NewChords: "chords_seed", NewRhythm: "rhythm_seed"}
+SectionSeeded = NewMelody | NewChords | NewRhythm
+
+
 class ReplaceLine(_Op):
     """Sing given words on one line of one section ("verse 1", line 2): that section's melody is
     sung again from where it was, so the rest of the song stays as it was."""
@@ -356,7 +361,7 @@ def contradictions(operations: list) -> None:
     # operation naming a section of that name in the same edit could land on another one
     renumbered = {_section_name(op.section): n for n, op in enumerate(operations, start=1) if isinstance(op, SectionRepeat | SectionDrop)}
     for number, op in enumerate(operations, start=1):
-        if isinstance(op, SectionLevel | NewMelody | NewChords | NewRhythm | ReplaceLine | RewriteLine) and _section_name(op.section) in renumbered:
+        if isinstance(op, SectionLevel | ReplaceLine | RewriteLine | SectionSeeded) and _section_name(op.section) in renumbered:
             first, second = sorted((renumbered[_section_name(op.section)], number))
             raise SongmillError(
                 f"operations {first} and {second} both name a {_section_name(op.section)}, and the repeat or drop renumbers them; "
@@ -399,9 +404,7 @@ COMPOSING = (
     Key,
     Transpose,
     KeyChange,
-    NewMelody,
-    NewChords,
-    NewRhythm,
+    *SECTION_SEEDED,
     ReplaceLine,
     RewriteLine,
     SectionRepeat,
@@ -477,24 +480,13 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
         case SectionRepeat() | SectionDrop() | SectionLength():
             _structure(op, structure, song)
             return True
-        case NewMelody():
+        case NewMelody() | NewChords() | NewRhythm():
             label = _one_label(op.section, song)
-            if op.seed is None:
-                raise SongmillError("has no seed (the editor gives one when it records the edit)")
-            track["sections"].setdefault(label, {})["melody_seed"] = op.seed
-        case NewChords():
-            label = _one_label(op.section, song)
-            bars = dict(zip(song.labels, (bars for _, bars in song.sections)))[label]
-            if bars < 2:
+            if isinstance(op, NewChords) and dict(zip(song.labels, (bars for _, bars in song.sections)))[label] < 2:
                 raise SongmillError(f"{label} is one bar long, its cadence, so there are no other chords to play in it; lengthen it first")
             if op.seed is None:
                 raise SongmillError("has no seed (the editor gives one when it records the edit)")
-            track["sections"].setdefault(label, {})["chords_seed"] = op.seed
-        case NewRhythm():
-            label = _one_label(op.section, song)
-            if op.seed is None:
-                raise SongmillError("has no seed (the editor gives one when it records the edit)")
-            track["sections"].setdefault(label, {})["rhythm_seed"] = op.seed
+            track["sections"].setdefault(label, {})[SECTION_SEEDED[type(op)]] = op.seed
         case ReplaceLine() | RewriteLine():
             label = _lyric_line(op, song)
             edit = track["sections"].setdefault(label, {})

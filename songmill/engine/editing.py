@@ -39,10 +39,8 @@ from songmill.core.store import ArtifactRef, atomic_write_bytes, default_store_s
 from songmill.editor.commands import parse_command
 from songmill.editor.lm_commands import parse_with_lm
 from songmill.editor.operations import (
-    NewChords,
-    NewMelody,
-    NewRhythm,
     RewriteLine,
+    SectionSeeded,
     SongFacts,
     apply_operations,
     contradictions,
@@ -318,7 +316,7 @@ def _with_seeds(added: list, seed: int, target: EditedTrack, *, salt: int) -> li
 
     out = []
     for offset, op in enumerate(added):
-        if isinstance(op, NewMelody | NewChords | NewRhythm | RewriteLine) and op.seed is None:  # a rewritten line too
+        if isinstance(op, SectionSeeded | RewriteLine) and op.seed is None:  # a rewritten line too
             op = op.model_copy(update={"seed": derive_seed(seed, target.release_id, target.number, op.section, salt, offset)})
         out.append(op)
     return out

@@ -35,7 +35,7 @@ from models.registry import ModelRegistry
 from songmill.core.errors import SongmillError
 from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec, TrackSpec
-from songmill.core.store import ArtifactRef, ArtifactStore, LocalStore
+from songmill.core.store import ArtifactRef, ArtifactStore, LocalStore, file_sha256
 
 log = logging.getLogger("songmill.engine.stage")
 
@@ -110,6 +110,10 @@ class StageContext:
         if name not in self.stage.model_names(self.job):
             raise ValueError(f"stage {self.stage.name} does not declare model {name!r}")
         return self.registry.resolve(name, commercial=self.job.commercial)
+
+    def sha256(self, name: str) -> str:
+        """An input's sha256: from its ref (already known), else hashed from the file."""
+        return self.refs[name].sha256 if name in self.refs else file_sha256(self.input(name))
 
     def remembered(self, what: str, depends_on: dict[str, Any], compute: Callable[[], dict]) -> dict:
         """`compute()`, a JSON-able result that depends only on `depends_on` (hashes of the

@@ -600,7 +600,6 @@ def _run_qc(ctx: StageContext) -> None:
     from qc.technical import TechnicalMetrics, measure
     from songmill.core.lyrics import Lyrics
     from songmill.core.profiles import DeliveryProfile
-    from songmill.core.store import file_sha256
 
     score = Score.load_json(ctx.input("score.json"))
     settings = QCSettings(technical=TechnicalBars.model_validate(ctx.params["bars"]), musical=MusicalBars.model_validate(ctx.params["musical"]))
@@ -608,7 +607,7 @@ def _run_qc(ctx: StageContext) -> None:
     first = f"master-{first_profile}.wav"  # every master is the same music: one musical measurement
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     # the watermark's reading (torch, outside the GIL) runs beside the musical measurements
-    digests = {name: file_sha256(ctx.input(f"master-{name}.wav")) for name in ctx.params["profiles"]}  # each master read once
+    digests = {name: ctx.sha256(f"master-{name}.wav") for name in ctx.params["profiles"]}  # known from the refs: no master read to hash it
     marks: dict[str, Future] = {}
     marked = [name for name, entry in ctx.params["profiles"].items() if entry["profile"]["watermark"]]
     marker = _watermarker(ctx) if marked else None  # loaded here: its first load swaps modules, which no other thread may see
@@ -667,14 +666,10 @@ def _vocal_figures(ctx: StageContext, score: Score) -> dict:
     the gate's measurements): only the voice and the tune decide it, so a version whose mix,
     master or profiles changed reads it back from the store instead of measuring again."""
     from qc.musical import vocal_figures
-    from songmill.core.store import file_sha256
 
     name = "vocal-lead.wav"
     melody = json.dumps([note.model_dump(mode="json") for note in score.part("melody").notes], sort_keys=True)
-    depends_on = {
-        name: ctx.refs[name].sha256 if name in ctx.refs else file_sha256(ctx.input(name)),
-        "melody": hashlib.sha256(melody.encode()).hexdigest(),
-    }
+    depends_on = {name: ctx.sha256(name), "melody": hashlib.sha256(melody.encode()).hexdigest()}
     return ctx.remembered("vocal figures", depends_on, lambda: vocal_figures(*read_wav(ctx.input(name)), score))
 
 
