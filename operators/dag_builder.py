@@ -63,10 +63,12 @@ def release_dag(
 
         @task_group(group_id="track", tooltip="every stage of one track (mapped: one copy per track)")
         def track(state):
-            for stage in TRACK_STAGES.stages:
-                routing = gpu_routing if stage.name in gpu_stages else {}
-                operator = STAGE_OPERATORS[stage.name](task_id=stage.name, state=state, doc=stage.description, **routing)
-                state = operator.output
+            for wave in task_waves():
+                outputs = []
+                for stage in wave:
+                    routing = gpu_routing if stage.name in gpu_stages else {}
+                    outputs.append(STAGE_OPERATORS[stage.name](task_id=stage.name, state=state, doc=stage.description, **routing).output)
+                state = outputs[0] if len(outputs) == 1 else outputs  # the next task joins a wave's states
             return state
 
         finals = track.expand(state=planned.output)
@@ -75,6 +77,17 @@ def release_dag(
         close = CloseRunOperator(task_id="close_run", states=planned.output, deliver_task_id=deliver.task_id)
         deliver >> close.as_teardown(setups=planned)
     return dag
+
+
+def task_waves() -> list[list]:
+    """The track's stages as the DAG runs them: stages that read none of each other's outputs
+    side by side (the instruments beside the vocals, `StageGraph.waves`), up to the gate; the
+    stages after the gate one by one, because a render the gate turns down is rendered again
+    with a new seed inside the gate's task, and what follows must read that render."""
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    through_gate = TRACK_STAGES.names().index("qc") + 1
+    return TRACK_STAGES.waves(TRACK_STAGES.stages[:through_gate]) + [[stage] for stage in TRACK_STAGES.stages[through_gate:]]
 
 
 def run_params() -> dict[str, Param]:

@@ -197,9 +197,10 @@ class PackageAndDeliverOperator(SongmillOperator):
         if stopped is not None:
             return TrackState.model_validate(stopped)
         outputs = ti.xcom_pull(task_ids=[f"{self.track_group}.{name}" for name in stages[:-1]], map_indexes=[index])
-        done = max((i for i, out in enumerate(outputs) if out is not None), default=-1)
-        last = TrackState.model_validate(outputs[done]) if done >= 0 else planned
-        stage = stages[done + 1]
+        # the first stage with no output failed (a stage beside it, in the same wave, may have finished)
+        failed = next((i for i, out in enumerate(outputs) if out is None), len(outputs))
+        last = TrackState.model_validate(outputs[failed - 1]) if failed > 0 else planned
+        stage = stages[failed]
         error = self._task_error(context, f"{self.track_group}.{stage}", index) or "its task failed (see the task's log)"
         outcome = dataclasses.replace(last.outcome, failed_stage=stage, error=error)
         return TrackState(plan=last.plan, outcome=outcome)

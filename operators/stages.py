@@ -44,7 +44,8 @@ class StageOperator(SongmillOperator):
     """Run one songmill stage for one track.
 
     :param state: the track's state from the previous stage (or the plan), templated/mapped: a
-        `songmill.engine.task_data.TrackState` as JSON.
+        `songmill.engine.task_data.TrackState` as JSON; or a list of them, one from each stage
+        of a wave that ran side by side (joined by `songmill.engine.tasks.joined_states`).
     """
 
     stage_name: ClassVar[str]
@@ -59,9 +60,12 @@ class StageOperator(SongmillOperator):
 
     def execute(self, context) -> dict:
         from songmill.engine.task_data import TrackState
-        from songmill.engine.tasks import run_track_stage
+        from songmill.engine.tasks import joined_states, run_track_stage
 
-        state = TrackState.model_validate(self.state)
+        if isinstance(self.state, list):
+            state = joined_states([TrackState.model_validate(s) for s in self.state])
+        else:
+            state = TrackState.model_validate(self.state)
         self.release_id, self.songmill_run_id = state.plan.release_id, state.plan.run_id
         self.hook.configure_engine()
         with engine_errors():

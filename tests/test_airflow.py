@@ -85,7 +85,8 @@ heavy = [m for m in ("torch", "librosa", "great_expectations", "scipy", "music21
 print(json.dumps({"seconds": seconds, "errors": bag.import_errors, "heavy": heavy, "dags": {
     d.dag_id: {"tags": sorted(d.tags), "retries": sorted({t.retries for t in d.tasks}),
                "backoff": sorted({float(t.retry_exponential_backoff) for t in d.tasks}),
-               "queues": {t.task_id: [t.queue, t.pool] for t in d.tasks}} for d in bag.dags.values()}}))
+               "queues": {t.task_id: [t.queue, t.pool] for t in d.tasks},
+               "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks}} for d in bag.dags.values()}}))
 """
 
 
@@ -113,6 +114,9 @@ def test_every_dag_imports_cleanly_with_tags_retries_and_no_heavy_work_at_parse_
             continue  # no track stages (the edit DAG runs them inside its render task, cached)
         assert dag["queues"]["track.vocals"] == ["gpu", "gpu"], dag_id  # the neural voice
         assert dag["queues"]["track.mix"] == ["default", "default_pool"], dag_id
+        upstream = dag["upstream"]  # the instruments beside the vocals; after the gate, one at a time
+        assert upstream["track.instruments"] == upstream["track.vocals"] == ["track.compose"], dag_id
+        assert upstream["track.mix"] == ["track.instruments", "track.vocals"] and upstream["track.export"] == ["track.qc"], dag_id
     assert parsed["heavy"] == [], "parsing the DAGs imported heavy modules"
     assert parsed["seconds"] < 2.0, parsed["seconds"]
 

@@ -230,7 +230,8 @@ def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_releas
     assert too_long["status"] == "quarantined" and just_right["status"] == "rendered" and just_right["qc"]["passed"]
     assert [a["seed"] for a in too_long["qc_attempts"]] == [5, regeneration_seed(5, 1)]  # re-seeded once, then quarantined
     assert not (tmp_path / "dist" / "streaming").exists() or not any((tmp_path / "dist" / "streaming").iterdir())
-    assert "export.json" not in too_long["artifacts"]  # the gate stopped it before export
+    assert "export.json" not in too_long["artifacts"]  # the gate stopped it: the export made beside it is dropped
+    assert [s["stage"] for s in too_long["stages"]][-2:] == ["master", "qc"]
     check = next(c for c in too_long["qc"]["profiles"]["streaming"]["checks"] if c["metric"] == "duration_s")
     assert check == {"metric": "duration_s", "passed": False, "value": check["value"], "bar": {"max": 30}, "reason": check["reason"]} and check["value"] > 30
 

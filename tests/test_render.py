@@ -127,6 +127,8 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     [(2, {"streaming"}), pytest.param(3, {"streaming", "hires", "preview"}, marks=pytest.mark.slow)],  # 3: the EP, 40 s a track
 )
 def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch, tracks, profiles, unsigned_delivery):
+    """--jobs 1 runs a track's independent stages side by side (instruments beside vocals, export
+    beside the gate); --jobs 2 runs tracks side by side and each track's stages one at a time."""
     ep = debug_release(tmp_path, tracks=2) if tracks == 2 else short(EP, tmp_path)
     serial = json.loads(render(ep, out_dir=tmp_path / "serial", jobs=1).read_text())
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "fresh-var"))  # nothing cached
@@ -138,6 +140,14 @@ def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch
     assert_delivered(parallel, profiles)
     audio = lambda r: sorted(d["sha256"] for d in r["delivered"] if d["format"] in ("flac", "wav", "mp3", "opus"))  # noqa: E731
     assert audio(serial) == audio(parallel)  # tagged files are byte-identical between runs
+
+
+def test_a_tracks_stages_run_in_waves_of_stages_that_read_none_of_each_others_outputs():
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    waves = [[stage.name for stage in wave] for wave in TRACK_STAGES.waves()]
+    assert waves == [["form"], ["lyrics"], ["compose"], ["instruments", "vocals"], ["mix"], ["master"], ["qc", "export"]]
+    assert [[stage.name for stage in wave] for wave in TRACK_STAGES.waves(TRACK_STAGES.stages[:-1])][-1] == ["qc"]  # Airflow's export is its own task
 
 
 def test_track_and_seed_options(tmp_path):

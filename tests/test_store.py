@@ -34,6 +34,26 @@ def test_put_get_roundtrip_is_content_addressed(store, tmp_path):
     assert out.read_bytes() == payload
 
 
+def test_a_blob_changed_after_a_checked_copy_is_caught_on_the_next_copy(tmp_path):
+    """A local blob copied once is not hashed again while its size and mtime hold; a change
+    to it (one flipped byte) is still caught, moved to quarantine, and no copy is left."""
+    from songmill.core.store import CorruptArtifactError
+
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "mix.wav"
+    src.write_bytes(os.urandom(200_000))
+    ref = store.put_file(src)
+    assert store.get_file(ref, tmp_path / "one" / "mix.wav").read_bytes() == src.read_bytes()
+    assert store.get_file(ref, tmp_path / "two" / "mix.wav").read_bytes() == src.read_bytes()
+    blob = tmp_path / "store" / "blobs" / ref.sha256[:2] / ref.sha256
+    data = bytearray(blob.read_bytes())
+    data[1000] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifactError, match="mix.wav .* changed on disk; it was moved to quarantine/"):
+        store.get_file(ref, tmp_path / "three" / "mix.wav")
+    assert not (tmp_path / "three" / "mix.wav").exists() and not blob.exists()
+
+
 def test_records_roundtrip_and_absent_record(store):
     assert store.get_record("nope") is None
     store.put_record("k1", {"outputs": {"a": 1}})

@@ -127,10 +127,15 @@ class LocalStore:
         return ArtifactRef(name or path.name, sha, size, blob.as_uri())
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
-        """A copy of the blob at `dest`, whose bytes are checked against the sha256 (one read of each)."""
+        """A copy of the blob at `dest`, whose bytes are checked against the sha256 — unless this
+        process already found the blob intact and its size and mtime have not changed since (an
+        edit copies each artifact beside its report and into `current/`: one hash each, not two)."""
         blob = self._blob(ref.sha256)
-        if not blob.exists():
-            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
+        try:
+            stat = blob.stat()
+        except FileNotFoundError:
+            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it") from None
+        seen = (stat.st_size, stat.st_mtime_ns)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         # copied under a temporary name and renamed once checked: two renders of one release copy
@@ -139,11 +144,13 @@ class LocalStore:
         os.close(fd)
         try:
             shutil.copyfile(blob, tmp)
-            if file_sha256(Path(tmp)) != ref.sha256:
-                self._quarantine(blob)
-                raise CorruptArtifactError(
-                    f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
-                )
+            if self._verified.get(ref.sha256) != seen:
+                if file_sha256(Path(tmp)) != ref.sha256:
+                    self._quarantine(blob)
+                    raise CorruptArtifactError(
+                        f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
+                    )
+                self._verified[ref.sha256] = seen
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -18,11 +18,12 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -129,11 +130,77 @@ def render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback
     """The registered stages of one track (or the first ones: `stages`), in order, until one stops it."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
-    for stage in stages or TRACK_STAGES.stages:
-        apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
+    for wave in TRACK_STAGES.waves(stages or TRACK_STAGES.stages):
+        if len(wave) > 1 and overlapping_stages():
+            apply_stages_together(outcome, wave, job, store=store, registry=registry, earlier=earlier, progress=progress)
+        else:
+            for stage in wave:
+                apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
+                if outcome.stopped:
+                    break
         if outcome.stopped:
             break
     return outcome
+
+
+def overlapping_stages() -> bool:
+    """Whether a wave's stages run side by side (`SONGMILL_OVERLAP_STAGES=0` runs them one by
+    one: each stage's CPU seconds are then its own, not apportioned)."""
+    return os.environ.get("SONGMILL_OVERLAP_STAGES", "1") != "0"
+
+
+def apply_stages_together(
+    outcome: TrackOutcome, wave: list, job: TrackJob, *, store, registry, earlier: Sequence = (), progress: ProgressCallback | None = None
+) -> TrackOutcome:
+    """Run stages that read none of each other's outputs (a `StageGraph.waves` wave) on threads,
+    then record them in order as `apply_stage` would have one after another: the first that
+    fails stops the track, and a stage after a gate that turned the render down is dropped.
+
+    Threads suffice because the stages' heavy work is native code that leaves the GIL (ONNX,
+    WORLD, torch, FluidSynth and ffmpeg processes); on two cores the vocals hide most of the
+    instruments, and export most of the gate (`_share_cpu` says how their CPU seconds are told
+    apart)."""
+    refs = outcome.refs  # the wave reads only what came before it
+    cpu_before = cpu_seconds()
+    with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix=f"track{job.number}") as pool:
+        futures = [pool.submit(_run_in_thread, stage, job, refs, store, registry, progress) for stage in wave]
+    ran = [future.result() for future in futures]  # a bug or a dead service propagates, as from apply_stage
+    _share_cpu([(result, own) for result, own in ran if not isinstance(result, SongmillError)], cpu_seconds() - cpu_before)
+    for stage, (result, _) in zip(wave, ran, strict=True):
+        if isinstance(result, SongmillError):
+            outcome.failed_stage, outcome.error = stage.name, str(result)
+            if progress:
+                progress(job.number, stage.name, "failed")
+        else:
+            _record_result(outcome, stage, result, job, store=store, earlier=earlier, progress=progress)
+        if outcome.stopped:
+            break
+    return outcome
+
+
+def _run_in_thread(stage, job: TrackJob, refs: dict, store, registry, progress: ProgressCallback | None) -> tuple[Any, float]:  # noqa: ANN001 - a Stage
+    """(the stage's StageResult, or the SongmillError that stopped it; this thread's CPU seconds)."""
+    if progress:
+        progress(job.number, stage.name, "start")
+    started = time.thread_time()
+    try:
+        result: Any = run_stage(stage, job, refs, store=store, registry=registry)
+    except SongmillError as err:
+        result = err
+    return result, time.thread_time() - started
+
+
+def _share_cpu(ran: list[tuple[Any, float]], wave_cpu_s: float) -> None:
+    """Each (result, its thread's CPU seconds) that ran gets `cpu_s` = its thread's CPU seconds
+    plus an equal share of the rest of the wave's: the programs the stages ran (FluidSynth,
+    ffmpeg, fpcalc) and their helper threads, which the process cannot tell apart. The sum is
+    exact; `SONGMILL_OVERLAP_STAGES=0` gives each stage's own figure."""
+    computed = [(result, own) for result, own in ran if not result.cached]
+    if not computed:
+        return
+    rest = max(wave_cpu_s - sum(own for _, own in computed), 0.0) / len(computed)
+    for result, own in computed:
+        result.cpu_s = own + rest
 
 
 def apply_stage(
@@ -164,6 +231,11 @@ def apply_stage(
         if progress:
             progress(job.number, stage.name, "failed")
         return outcome
+    return _record_result(outcome, stage, result, job, store=store, earlier=earlier, progress=progress)
+
+
+def _record_result(outcome: TrackOutcome, stage, result, job: TrackJob, *, store, earlier: Sequence, progress: ProgressCallback | None) -> TrackOutcome:  # noqa: ANN001 - a Stage and its StageResult
+    """A stage's result joins the track's; after the gate, a failed verdict or a duplicate stops it."""
     outcome.results.append(result)
     if stage.name == "qc":
         verdict = _qc_verdict(store, result.outputs["qc.json"])
@@ -196,7 +268,7 @@ def _render_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event
     if workers <= 1 or len(jobs) <= 1:
         return [render_track(job, store_spec, on_event, catalogue_url) for job in jobs]
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_stage_at_a_time) as pool:
         events = manager.Queue()
         futures: list[Future] = [pool.submit(render_track, job, store_spec, _queue_progress(events), catalogue_url) for job in jobs]
         pending = set(futures)
@@ -205,6 +277,12 @@ def _render_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event
             _drain(events, on_event)
         _drain(events, on_event)
         return [future.result() for future in futures]
+
+
+def _one_stage_at_a_time() -> None:
+    """A worker of a render with `--jobs` > 1: the cores already each render a track, so stages
+    side by side would only add memory."""
+    os.environ["SONGMILL_OVERLAP_STAGES"] = "0"
 
 
 def _drain(events, on_event: ProgressCallback) -> None:

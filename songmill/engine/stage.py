@@ -287,3 +287,21 @@ class StageGraph:
 
     def names(self) -> list[str]:
         return [s.name for s in self.stages]
+
+    def waves(self, stages: list[Stage] | None = None) -> list[list[Stage]]:
+        """`stages` (all, by default) in order, neighbours that read none of each other's outputs
+        grouped into one wave: a wave's stages may run at the same time (instruments beside
+        vocals; the gate beside export)."""
+        waves: list[list[Stage]] = []
+        for stage in stages or self.stages:
+            if waves and not any(reads_from(stage, earlier) for earlier in waves[-1]):
+                waves[-1].append(stage)
+            else:
+                waves.append([stage])
+        return waves
+
+
+def reads_from(stage: Stage, earlier: Stage) -> bool:
+    """`stage` reads something `earlier` writes (a named output, or its files by pattern)."""
+    named = set(stage.inputs) & set(earlier.outputs) or any(fnmatch.fnmatch(out, pattern) for out in earlier.outputs for pattern in stage.input_globs)
+    return bool(named) or (earlier.output_glob is not None and earlier.output_glob in stage.input_globs)

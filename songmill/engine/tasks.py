@@ -3,6 +3,7 @@
     plan   = plan_release("config/releases/demo.yaml", out_dir="dist")   # ReleasePlan: validated, run recorded
     states = track_states(plan)                                          # a TrackState per track (mapped in Airflow)
     state  = run_track_stage(state, "form") … run_track_stage(state, "export")   # a task per stage per track
+    state  = joined_states([run_track_stage(state, "instruments"), run_track_stage(state, "vocals")])   # a wave: side by side
     result = finish_release_run(states)                                  # ReleaseResult: packaged, delivered, reported
 
 Every value in and out is a typed model (songmill.engine.task_data) holding artifact
@@ -89,6 +90,21 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
             ", ".join(sorted(result.outputs)),
         )
     return TrackState(plan=state.plan, outcome=outcome)
+
+
+def joined_states(states: list[TrackState]) -> TrackState:
+    """One track's states after stages that ran side by side (a wave, each its own task, each
+    from the same state before it) as one state: every stage result once, in the graph's order;
+    the first stop (an error) among them stops the track."""
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    if len({(s.plan.run_id, s.outcome.number) for s in states}) != 1:
+        raise SongmillError(f"cannot join the states of different tracks or runs: {sorted({(s.plan.run_id, s.outcome.number) for s in states})}")
+    order = TRACK_STAGES.names()
+    results = {result.stage: result for state in states for result in state.outcome.results}
+    stopped = next((s.outcome for s in states if s.outcome.stopped), None)
+    outcome = dataclasses.replace(stopped or states[0].outcome, results=sorted(results.values(), key=lambda r: order.index(r.stage)))
+    return TrackState(plan=states[0].plan, outcome=outcome)
 
 
 def finish_release_run(states: list[TrackState]) -> ReleaseResult:
