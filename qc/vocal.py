@@ -11,6 +11,7 @@ wherever a note is long enough for that; the raw frame-by-frame figures are repo
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 
@@ -33,14 +34,24 @@ class PitchReport:
     raw_p90_abs_cents: float = 0.0
 
 
+_last_input: dict[tuple[str, int], np.ndarray] = {}  # the last vocal resampled, by its bytes' digest and rate
+
+
 def _world_input(vocal: np.ndarray, rate: int):
-    """(pyworld, the vocal at MEASURE_RATE_HZ as float64), what every WORLD analysis here takes."""
+    """(pyworld, the vocal at MEASURE_RATE_HZ as float64), what every WORLD analysis here takes.
+    The gate reads one vocal three ways (DIO, then Harvest on octave and voicing suspects), so
+    the last vocal's resampling is kept: the same bytes are resampled once (0.8 s a song)."""
     from songmill.core.audio import resample
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports pkg_resources
         import pyworld
-    return pyworld, resample(np.asarray(vocal, dtype=np.float32), from_hz=rate, to_hz=MEASURE_RATE_HZ).astype(np.float64)
+    samples = np.ascontiguousarray(vocal, dtype=np.float32)
+    key = (hashlib.blake2b(samples.tobytes(), digest_size=16).hexdigest() + str(samples.shape), rate)
+    if key not in _last_input:
+        _last_input.clear()
+        _last_input[key] = resample(samples, from_hz=rate, to_hz=MEASURE_RATE_HZ).astype(np.float64)
+    return pyworld, _last_input[key]
 
 
 def measure_f0(vocal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:

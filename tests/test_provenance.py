@@ -170,6 +170,19 @@ def test_the_watermark_reads_back_from_every_delivered_file(rendered):
             assert entry["watermark"]["detected"] and entry["watermark"]["median_score"] >= 0.65, entry
 
 
+def test_windows_read_side_by_side_answer_as_each_read_alone(rendered, monkeypatch):
+    import models.watermark.perth as perth
+    from models.registry import ModelRegistry
+    from songmill.core.audio import read_wav
+
+    marker = perth.load_watermarker(ModelRegistry.load().resolve("perth-implicit", commercial=True))
+    master, rate = read_wav(Path(rendered["report"]["tracks"][0]["artifacts"]["master-streaming.wav"]["path"]))
+    monkeypatch.setattr(perth, "SCORE_THREADS", 1)
+    alone = marker.window_scores(master, rate)
+    monkeypatch.setattr(perth, "SCORE_THREADS", 2)
+    assert marker.window_scores(master, rate) == alone and len(alone) >= 2 and np.median(alone) >= 0.65
+
+
 def test_silence_and_too_short_audio_are_answered_without_guessing():
     from models.registry import ModelRegistry
     from models.watermark.perth import load_watermarker

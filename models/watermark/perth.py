@@ -34,6 +34,7 @@ MAX_PASSES = 3
 MARK_HIGH_PASS_HZ = 60.0  # the mark's sub-bass is left out (see _without_sub_bass)
 MIN_DETECT_S = 2.0  # shorter clips give the decoder too few frames to answer
 SILENT_RMS = 10 ** (-70 / 20)  # windows quieter than −70 dBFS RMS are not asked
+SCORE_THREADS = 2  # windows read at a time (one torch thread each)
 
 
 @dataclass(frozen=True)
@@ -161,20 +162,31 @@ class Watermarker:
         return self._scores(self._at_perth_rate(audio.reshape(len(audio), -1), rate_hz))
 
     def _scores(self, low: np.ndarray) -> list[float]:
-        import torch
+        """The decoder's answer for each non-silent window of `low` (mono at PERTH_RATE_HZ), in
+        order. The windows are independent, so SCORE_THREADS of them are read at a time (torch
+        leaves the GIL): each answer is what reading it alone gives."""
+        from concurrent.futures import ThreadPoolExecutor
 
         window, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(MIN_DETECT_S * PERTH_RATE_HZ)
-        scores: list[float] = []
-        with torch.inference_mode():
-            for start in range(0, len(low), window):
-                piece = low[start : start + window]
-                if len(piece) < shortest and start > 0:  # a short tail adds nothing the last window did not
-                    break
-                if np.sqrt(np.mean(np.square(piece, dtype=np.float64))) < SILENT_RMS:
-                    continue  # silence carries no mark, and the decoder answers NaN for it
-                magnitude, _phase = self.net.ap.signal_to_magphase(torch.from_numpy(np.ascontiguousarray(piece)))
-                scores.append(float(self.net.decoder(magnitude[None])[0].clip(0.0, 1.0)))
-        return scores
+        pieces: list[np.ndarray] = []
+        for start in range(0, len(low), window):
+            piece = low[start : start + window]
+            if len(piece) < shortest and start > 0:  # a short tail adds nothing the last window did not
+                break
+            if np.sqrt(np.mean(np.square(piece, dtype=np.float64))) < SILENT_RMS:
+                continue  # silence carries no mark, and the decoder answers NaN for it
+            pieces.append(np.ascontiguousarray(piece))
+        if len(pieces) < 2:
+            return [self._score(piece) for piece in pieces]
+        with ThreadPoolExecutor(max_workers=SCORE_THREADS, thread_name_prefix="perth") as pool:
+            return list(pool.map(self._score, pieces))
+
+    def _score(self, piece: np.ndarray) -> float:
+        import torch
+
+        with torch.inference_mode():  # per thread: inference mode is thread-local
+            magnitude, _phase = self.net.ap.signal_to_magphase(torch.from_numpy(piece))
+            return float(self.net.decoder(magnitude[None])[0].clip(0.0, 1.0))
 
     def detect(self, samples: np.ndarray, rate_hz: int) -> WatermarkReading:
         """Whether the audio carries the mark: the share of its windows the decoder calls marked."""
