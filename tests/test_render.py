@@ -142,6 +142,18 @@ def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch
     assert audio(serial) == audio(parallel)  # tagged files are byte-identical between runs
 
 
+def test_a_process_that_imports_songmill_before_torch_does_its_math_on_one_thread():
+    """Renders are byte-identical whichever runner makes them only at one thread per process
+    (the watermark's sums come out in another order with two), so songmill sets it when the
+    environment does not."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    script = "import songmill, torch; print(torch.get_num_threads())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=PROJECT)
+    assert result.returncode == 0 and result.stdout.split() == ["1"], result.stderr[-1000:]
+
+
 def test_a_tracks_stages_run_in_waves_of_stages_that_read_none_of_each_others_outputs():
     from songmill.engine.track_stages import TRACK_STAGES
 
