@@ -186,6 +186,7 @@ class PackageAndDeliverOperator(SongmillOperator):
         import dataclasses
 
         from songmill.engine.task_data import TrackState
+        from songmill.engine.tasks import joined_states
         from songmill.engine.track_stages import TRACK_STAGES
 
         ti = context["ti"]
@@ -199,7 +200,9 @@ class PackageAndDeliverOperator(SongmillOperator):
         outputs = ti.xcom_pull(task_ids=[f"{self.track_group}.{name}" for name in stages[:-1]], map_indexes=[index])
         # the first stage with no output failed (a stage beside it, in the same wave, may have finished)
         failed = next((i for i, out in enumerate(outputs) if out is None), len(outputs))
-        last = TrackState.model_validate(outputs[failed - 1]) if failed > 0 else planned
+        # a wave's tasks each hold only their own branch (vocals lacks the instruments): join them
+        done = [TrackState.model_validate(out) for out in outputs[:failed] if out is not None]
+        last = joined_states(done) if done else planned
         stage = stages[failed]
         error = self._task_error(context, f"{self.track_group}.{stage}", index) or "its task failed (see the task's log)"
         outcome = dataclasses.replace(last.outcome, failed_stage=stage, error=error)

@@ -48,7 +48,9 @@ def test_a_blob_changed_after_a_checked_copy_is_caught_on_the_next_copy(tmp_path
     blob = tmp_path / "store" / "blobs" / ref.sha256[:2] / ref.sha256
     data = bytearray(blob.read_bytes())
     data[1000] ^= 0xFF
+    checked = blob.stat().st_mtime_ns
     blob.write_bytes(bytes(data))
+    os.utime(blob, ns=(checked, checked + 1_000_000))  # a later mtime, even where timestamps are coarse
     with pytest.raises(CorruptArtifactError, match="mix.wav .* changed on disk; it was moved to quarantine/"):
         store.get_file(ref, tmp_path / "three" / "mix.wav")
     assert not (tmp_path / "three" / "mix.wav").exists() and not blob.exists()

@@ -164,13 +164,17 @@ def apply_stages_together(
     cpu_before = cpu_seconds()
     with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix=f"track{job.number}") as pool:
         futures = [pool.submit(_run_in_thread, stage, job, refs, store, registry, progress) for stage in wave]
-    ran = [future.result() for future in futures]  # a bug or a dead service propagates, as from apply_stage
-    _share_cpu([(result, own) for result, own in ran if not isinstance(result, SongmillError)], cpu_seconds() - cpu_before)
+    # a stage's bug (any other exception) is kept, not raised, until its turn comes: a stage that
+    # one at a time would never have run (an export after a gate that said no) cannot abort the render
+    ran = [(future.exception(), 0.0) if future.exception() is not None else future.result() for future in futures]
+    _share_cpu([(result, own) for result, own in ran if not isinstance(result, BaseException)], cpu_seconds() - cpu_before)
     for stage, (result, _) in zip(wave, ran, strict=True):
         if isinstance(result, SongmillError):
             outcome.failed_stage, outcome.error = stage.name, str(result)
             if progress:
                 progress(job.number, stage.name, "failed")
+        elif isinstance(result, BaseException):
+            raise result  # a bug or a dead service propagates, as from apply_stage
         else:
             _record_result(outcome, stage, result, job, store=store, earlier=earlier, progress=progress)
         if outcome.stopped:
@@ -193,8 +197,10 @@ def _run_in_thread(stage, job: TrackJob, refs: dict, store, registry, progress: 
 def _share_cpu(ran: list[tuple[Any, float]], wave_cpu_s: float) -> None:
     """Each (result, its thread's CPU seconds) that ran gets `cpu_s` = its thread's CPU seconds
     plus an equal share of the rest of the wave's: the programs the stages ran (FluidSynth,
-    ffmpeg, fpcalc) and their helper threads, which the process cannot tell apart. The sum is
-    exact; `SONGMILL_OVERLAP_STAGES=0` gives each stage's own figure."""
+    ffmpeg, fpcalc) and their helper threads (the watermark's reading, the encoders), which the
+    process cannot tell apart. So the split is rough and the wave's sum is exact (a stage that
+    failed or was dropped after the gate is counted in its neighbour's share);
+    `SONGMILL_OVERLAP_STAGES=0` gives each stage its own figure."""
     computed = [(result, own) for result, own in ran if not result.cached]
     if not computed:
         return

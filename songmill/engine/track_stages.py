@@ -610,7 +610,9 @@ def _run_qc(ctx: StageContext) -> None:
     digests = {name: ctx.sha256(f"master-{name}.wav") for name in ctx.params["profiles"]}  # known from the refs: no master read to hash it
     marks: dict[str, Future] = {}
     marked = [name for name, entry in ctx.params["profiles"].items() if entry["profile"]["watermark"]]
-    marker = _watermarker(ctx) if marked else None  # loaded here: its first load swaps modules, which no other thread may see
+    # loaded before this stage's own reading thread starts: its first load swaps modules in
+    # sys.modules (export, which may run beside the gate, imports neither perth nor torchaudio)
+    marker = _watermarker(ctx) if marked else None
     with ThreadPoolExecutor(max_workers=1) as beside:
         for name in marked:
             digest = digests[name]
