@@ -164,9 +164,7 @@ def apply_stages_together(
     cpu_before = cpu_seconds()
     with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix=f"track{job.number}") as pool:
         futures = [pool.submit(_run_in_thread, stage, job, refs, store, registry, progress) for stage in wave]
-    # a stage's bug (any other exception) is kept, not raised, until its turn comes: a stage that
-    # one at a time would never have run (an export after a gate that said no) cannot abort the render
-    ran = [(future.exception(), 0.0) if future.exception() is not None else future.result() for future in futures]
+    ran = [future.result() for future in futures]
     _share_cpu([(result, own) for result, own in ran if not isinstance(result, BaseException)], cpu_seconds() - cpu_before)
     for stage, (result, _) in zip(wave, ran, strict=True):
         if isinstance(result, SongmillError):
@@ -183,13 +181,16 @@ def apply_stages_together(
 
 
 def _run_in_thread(stage, job: TrackJob, refs: dict, store, registry, progress: ProgressCallback | None) -> tuple[Any, float]:  # noqa: ANN001 - a Stage
-    """(the stage's StageResult, or the SongmillError that stopped it; this thread's CPU seconds)."""
+    """(the stage's StageResult, or the exception that stopped it; this thread's CPU seconds).
+    An exception is returned, not raised, so it surfaces only when the stage's turn comes: a
+    stage that one at a time would never have run (an export after a gate that said no) cannot
+    abort the render."""
     if progress:
         progress(job.number, stage.name, "start")
     started = time.thread_time()
     try:
         result: Any = run_stage(stage, job, refs, store=store, registry=registry)
-    except SongmillError as err:
+    except Exception as err:  # noqa: BLE001 - raised again in its turn by apply_stages_together
         result = err
     return result, time.thread_time() - started
 

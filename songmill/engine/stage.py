@@ -303,5 +303,6 @@ class StageGraph:
 
 def reads_from(stage: Stage, earlier: Stage) -> bool:
     """`stage` reads something `earlier` writes (a named output, or its files by pattern)."""
-    named = set(stage.inputs) & set(earlier.outputs) or any(fnmatch.fnmatch(out, pattern) for out in earlier.outputs for pattern in stage.input_globs)
-    return bool(named) or (earlier.output_glob is not None and earlier.output_glob in stage.input_globs)
+    if set(stage.inputs) & set(earlier.outputs) or earlier.output_glob in stage.input_globs:
+        return True
+    return any(fnmatch.fnmatch(out, pattern) for out in earlier.outputs for pattern in stage.input_globs)

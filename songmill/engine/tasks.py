@@ -98,8 +98,9 @@ def joined_states(states: list[TrackState]) -> TrackState:
     the first stop (an error) among them stops the track."""
     from songmill.engine.track_stages import TRACK_STAGES
 
-    if len({(s.plan.run_id, s.outcome.number) for s in states}) != 1:
-        raise SongmillError(f"cannot join the states of different tracks or runs: {sorted({(s.plan.run_id, s.outcome.number) for s in states})}")
+    tracks = {(s.plan.run_id, s.outcome.number) for s in states}
+    if len(tracks) != 1:
+        raise SongmillError(f"cannot join the states of different tracks or runs: {sorted(tracks)}")
     order = TRACK_STAGES.names()
     results = {result.stage: result for state in states for result in state.outcome.results}
     stopped = next((s.outcome for s in states if s.outcome.stopped), None)
