@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +263,8 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     report = json.loads(result.report_path.read_text())
     assert report["operations"] == [{"op": "vocal_level", "by_db": 3.0}] and report["reason"] == "the voice is buried"
     assert report["recording"]["new_isrc"] is True and "a new mix" in report["recording"]["why"]  # another mix: a new ISRC
+    made = {path.name for path in result.report_path.parent.glob("tracks/*/*.wav")}  # the version's folder: the audio it made
+    assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith(("stem-", "vocal-")) for name in made)
 
     undone = editing.undo(config, track=1, out_dir=out)
     assert undone["current"] == 1
@@ -279,11 +283,16 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
 
 
-def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path):
+def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog):
     config, out = in_song / "release.yaml", in_song / "dist"
     parent = editing.history(config, track=1)["current"]
-    result = editing.edit(config, track=1, command="another melody for the second verse", out_dir=out)
+    with caplog.at_level(logging.INFO, logger="songmill.engine.track_stages"):
+        result = editing.edit(config, track=1, command="another melody for the second verse", out_dir=out)
     assert result.recomputed[0] == "compose" and "lyrics" not in result.recomputed
+    [(sung, phrases)] = [
+        tuple(map(int, re.findall(r"(\d+) of (\d+) phrases sung", r.getMessage())[0])) for r in caplog.records if "phrases sung" in r.getMessage()
+    ]
+    assert 0 < sung < phrases / 2  # verse 2's phrases sung again, the others read back from the parent's stems
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
 

@@ -217,6 +217,55 @@ def test_a_track_can_turn_the_backing_off():
     assert vocals.backing == {} and rms_db(vocals.lead) > -40
 
 
+def _two_sections(chorus_pitches: list[int]) -> Score:
+    """A verse then a chorus (where the backing sings), the chorus's pitches given."""
+    verse = hand_score([60, 62, 64, 65, 67, 65, 64, 62], WORDS[:8]).part("melody").notes
+    start = 6 * 4  # the chorus: bar 6
+    chorus = [
+        Note(pitch=p, start_beat=start + 2 * i, duration_beats=2, velocity=96, syllable=syllabify(w)[0])
+        for i, (p, w) in enumerate(zip(chorus_pitches, WORDS[8:12]))
+    ]
+    return Score(
+        key="C major",
+        tempo_map=[TempoChange(bpm=120)],
+        sections=[Section(name="verse", start_bar=0, bars=6, energy=0.6), Section(name="chorus", start_bar=6, bars=3, energy=0.9)],
+        chords=[Chord(start_beat=0, duration_beats=36, symbol="C", pitches=[48, 52, 55])],
+        parts=[Part(name="melody", role="melody", notes=[n.model_copy() for n in verse] + chorus)],
+    )
+
+
+def test_a_changed_section_is_sung_again_and_the_rest_read_back_sample_for_sample(tmp_path):
+    from songmill.core.audio import write_wav
+    from songmill.core.store import LocalStore
+    from songmill.engine.phrase_store import StoredPhrases, remember_phrases
+
+    first = sing_as(_two_sections([67, 69, 71, 72]), "ava", namespace="v")
+    store, stems = LocalStore(tmp_path / "store"), {}
+    for name, audio in {"lead": first.lead, **first.backing}.items():
+        write_wav(stems.setdefault(name, tmp_path / f"vocal-{name}.wav"), audio, RATE)
+    assert remember_phrases(store, first.phrases, stems) == len(first.phrases) == 3  # two verse phrases, one chorus
+
+    edited = _two_sections([72, 71, 69, 67])  # another chorus melody
+    reuse = StoredPhrases(store)
+    again = sing_as(edited, "ava", reuse=reuse, namespace="v")
+    reuse.close()
+    fresh = sing_as(edited, "ava", namespace="v")
+    assert reuse.found == 2  # the verse read back, the chorus sung
+    assert np.array_equal(again.lead, fresh.lead) and set(again.backing) == set(fresh.backing) == {"double", "harmony"}
+    for name in fresh.backing:
+        assert np.array_equal(again.backing[name], fresh.backing[name]), name
+    assert not np.array_equal(again.lead, first.lead)  # the chorus did change
+
+    elsewhere = StoredPhrases(store)  # another voice (namespace): nothing found, all sung
+    assert np.array_equal(sing_as(edited, "ava", reuse=elsewhere, namespace="another voice").lead, fresh.lead) and elsewhere.found == 0
+    elsewhere.close()
+    lead_blob = next(p for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file() and p.stat().st_size == stems["lead"].stat().st_size)
+    lead_blob.write_bytes(lead_blob.read_bytes()[:-4] + b"\0\0\0\1")  # damaged: its phrases are sung, never read from it
+    damaged = StoredPhrases(store)
+    assert np.array_equal(sing_as(edited, "ava", reuse=damaged, namespace="v").lead, fresh.lead) and damaged.found == 0
+    damaged.close()
+
+
 # ------------------------------------------------------------------------------ bad input
 
 

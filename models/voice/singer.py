@@ -25,9 +25,12 @@ Per phrase (notes closer than `songmill.core.score.PHRASE_GAP_S`):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -104,6 +107,7 @@ class Vocals:
     lead: np.ndarray
     backing: dict[str, np.ndarray]
     decisions: list[str]
+    phrases: list[PhraseRecord] = field(default_factory=list)  # what each phrase placed where (PhraseReuse)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -444,6 +448,50 @@ def _harmony_take(score: Score, phrase: Phrase, expression: Expression, timbre: 
 # --------------------------------------------------------------------------------- the song
 
 
+@dataclass
+class Placed:
+    """One take of one phrase as it lies in its stem: `audio` (mono for the lead, panned stereo
+    for a backing take, its level applied) added at frame `begin`."""
+
+    take: str  # "lead", "double" or "harmony"
+    begin: int
+    audio: np.ndarray
+
+
+@dataclass
+class PhraseRecord:
+    """What `sing` rendered for one phrase: its key (everything its audio depends on, hashed)
+    and its takes. `alone` says whether each take's frames in its stem hold that take only (no
+    other phrase overlaps it, nothing cut at the stem's ends): only such frames can be read back
+    as the take's audio later."""
+
+    key: str
+    placed: list[Placed]
+    alone: dict[str, bool]
+
+
+class PhraseReuse(Protocol):
+    """Takes sung before, by phrase key (see `phrase_key`): a song whose one section changed
+    re-sings that section only. `None` when the phrase was not sung before (or not kept)."""
+
+    def takes(self, key: str) -> list[Placed] | None: ...
+
+
+def phrase_key(namespace: str, phrase: Phrase, takes: dict[str, Take], seed: int, offsets_s: dict[str, float]) -> str:
+    """A phrase's audio depends on the phrase (phones, notes, timing), its takes (pitch,
+    expression, timbre), its seed, where each take lands and what `namespace` names (the voice
+    model and its version, the sample rates: the caller's part)."""
+    material = {
+        "namespace": namespace,
+        "phrase": asdict(phrase),
+        "takes": {name: asdict(take) for name, take in takes.items()},
+        "seed": seed,
+        "offsets_s": offsets_s,
+        "rates": [OUT_RATE_HZ],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=repr).encode()).hexdigest()
+
+
 def sing(
     score: Score,
     singer,
@@ -455,36 +503,73 @@ def sing(
     voice_range: tuple[int, int] = (0, 127),
     identity: str = "the voice",
     backing: bool = True,
+    reuse: PhraseReuse | None = None,
+    namespace: str = "",
 ) -> Vocals:
     """The vocals of the score's melody, mono lead and stereo backing, 48 kHz, `frames` long,
-    on the timeline. `singer` is a phrase renderer (WorldSinger or OnnxSinger)."""
+    on the timeline. `singer` is a phrase renderer (WorldSinger or OnnxSinger).
+
+    `reuse`: takes sung before, looked up by `phrase_key(namespace, ...)` — `namespace` must name
+    everything outside the score the audio depends on (the voice model, its version). A phrase
+    found there is placed as it was, sample for sample, instead of sung again."""
 
     decisions: list[str] = []
     melody = fit_to_range(score, [n for n in score.part("melody").notes], *voice_range, identity, decisions)
-    lead = np.zeros(frames, dtype=np.float32)
-    backing_audio = {name: np.zeros(frames, dtype=np.float32) for name in BACKING_MIX} if backing else {}
-    offsets_s = {"double": 0.0, "harmony": 0.0}
+    stems = {"lead": np.zeros(frames, dtype=np.float32)}
+    if backing:
+        stems |= {name: np.zeros((frames, 2), dtype=np.float32) for name in BACKING_MIX}
+    records: list[PhraseRecord] = []
     for phrase in phrases(score, melody, singer.sample_rate_hz, expression, decisions):
         # each phrase draws from its own seed, named by where it starts: a section sung again
         # (the song editor's new melody) leaves every other phrase's audio as it was
         phrase_seed = derive_seed(seed, round(phrase.start_s * 1000))
         rng = np.random.default_rng(phrase_seed)
         takes = {"lead": Take(phrase.notes, expression, timbre)}
-        if backing_audio and phrase.section in BACKING_SECTIONS:
+        offsets_s = {"lead": 0.0}
+        if backing and phrase.section in BACKING_SECTIONS:
             takes["double"] = _double_take(phrase, expression, timbre, rng)
             takes["harmony"] = _harmony_take(score, phrase, expression, timbre, voice_range[1])
-            offsets_s["double"] = float(np.clip(rng.normal(0, DOUBLE_TIMING_SD_S), -0.025, 0.025))
-        rendered = singer.render(phrase, list(takes.values()), phrase_seed)
-        for name, audio in zip(takes, rendered):
-            audio = bandwidth_extend(resample(audio, from_hz=singer.sample_rate_hz, to_hz=OUT_RATE_HZ), singer.sample_rate_hz)
-            target = lead if name == "lead" else backing_audio[name]
-            _place(target, audio * 10 ** (BACKING_MIX.get(name, {}).get("gain_db", 0.0) / 20), phrase.start_s + offsets_s.get(name, 0.0) * (name != "lead"))
-    panned = {name: _pan(audio, BACKING_MIX[name]["pan"]) for name, audio in backing_audio.items() if np.any(audio)}
-    return Vocals(lead, panned, decisions)
+            offsets_s |= {"double": float(np.clip(rng.normal(0, DOUBLE_TIMING_SD_S), -0.025, 0.025)), "harmony": 0.0}
+        key = phrase_key(namespace, phrase, takes, phrase_seed, offsets_s)
+        placed = reuse.takes(key) if reuse is not None else None
+        if placed is None:
+            placed = _sung(singer, phrase, takes, phrase_seed, offsets_s)
+        for take in placed:
+            _place_at(stems[take.take], take.audio, take.begin)
+        records.append(PhraseRecord(key, placed, {}))
+    _mark_alone(records, frames)
+    lead = stems.pop("lead")
+    return Vocals(lead, {name: audio for name, audio in stems.items() if np.any(audio)}, decisions, records)
 
 
-def _place(out: np.ndarray, audio: np.ndarray, start_s: float) -> None:
-    begin = int(round(start_s * OUT_RATE_HZ))
+def _sung(singer, phrase: Phrase, takes: dict[str, Take], seed: int, offsets_s: dict[str, float]) -> list[Placed]:  # noqa: ANN001 - a phrase renderer
+    """The phrase's takes rendered, at 48 kHz with air, at their level (and pan, for backing)."""
+    rendered = singer.render(phrase, list(takes.values()), seed)
+    placed = []
+    for name, audio in zip(takes, rendered):
+        audio = bandwidth_extend(resample(audio, from_hz=singer.sample_rate_hz, to_hz=OUT_RATE_HZ), singer.sample_rate_hz)
+        if name != "lead":
+            audio = _pan(audio * 10 ** (BACKING_MIX[name]["gain_db"] / 20), BACKING_MIX[name]["pan"])
+        placed.append(Placed(name, int(round((phrase.start_s + offsets_s[name]) * OUT_RATE_HZ)), audio))
+    return placed
+
+
+def _mark_alone(records: list[PhraseRecord], frames: int) -> None:
+    """Which takes' frames hold that take only (see PhraseRecord.alone)."""
+    spans: dict[str, list[tuple[int, int, PhraseRecord]]] = {}
+    for record in records:
+        for take in record.placed:
+            spans.setdefault(take.take, []).append((take.begin, take.begin + len(take.audio), record))
+    for take_name, taken in spans.items():
+        taken.sort(key=lambda span: span[0])
+        reached = 0  # the furthest frame any earlier take of this stem reaches
+        for index, (begin, end, record) in enumerate(taken):
+            after_begin = taken[index + 1][0] if index + 1 < len(taken) else frames
+            record.alone[take_name] = begin >= 0 and end <= frames and reached <= begin and end <= after_begin
+            reached = max(reached, end)
+
+
+def _place_at(out: np.ndarray, audio: np.ndarray, begin: int) -> None:
     skip = max(-begin, 0)
     begin = max(begin, 0)
     count = max(min(len(audio) - skip, len(out) - begin), 0)

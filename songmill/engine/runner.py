@@ -716,7 +716,9 @@ def record_track(
 ) -> tuple[dict, RenderedTrack]:
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report.
     `version_only`: a song editor's version — its stage runs and artifacts (lineage) only; the
-    track's status, newest print and attributes stay those of the recording the config makes."""
+    track's status, newest print and attributes stay those of the recording the config makes.
+    Its folder gets the audio this version made, not the audio its parent had already (a new
+    mix leaves ~0.5 GB of stems unchanged: they are in the store by hash, and in `current/`)."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files, score = {}, None, {}, None
@@ -724,6 +726,9 @@ def record_track(
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
+            if version_only and result.cached and name.endswith(".wav"):
+                artifacts[name] = {**ref.to_dict(), "stage": result.stage}
+                continue
             path = store.get_file(ref, folder / name)
             files[name] = path
             artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path)}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from songmill.core.errors import SongmillError
 from songmill.core.lyric_blocks import form_from_blocks, parse_blocks
 from songmill.core.score import Score
 from songmill.engine.stage import Stage, StageContext, StageGraph, TrackJob
+
+log = logging.getLogger(__name__)
 
 MELODY_MODEL = "melody-gru-celtic"
 
@@ -370,28 +373,46 @@ def _run_vocals(ctx: StageContext) -> None:
     from models.voice.builders import build_singer
     from models.voice.expression import Expression
     from models.voice.singer import BACKING_MIX, Timbre, sing
+    from songmill.engine.phrase_store import StoredPhrases, remember_phrases
 
     p = ctx.params
     identity = p["identity"]
     score = Score.load_json(ctx.input("score.json"))
     singer = build_singer(backend=ctx.registry.get(p["voice_model"]).backend, model_path=ctx.model(p["voice_model"]), model_name=p["voice_model"])
     timbre = Timbre(identity["formant_shift"], identity["tilt_db_per_octave"], identity["breathiness"])
-    vocals = sing(
-        score,
-        singer,
-        frames=stem_frames(score, p["sample_rate_hz"]),
-        seed=int(ctx.rng().integers(0, 2**31)),
-        expression=Expression(**p["expression"]),
-        timbre=timbre,
-        voice_range=tuple(identity["range"]),
-        identity=identity["name"],
-        backing=p["backing"],
-    )
+    # phrases sung in an earlier render of this song are read back from its stems (phrase_store)
+    namespace = json.dumps({"stage": VOCALS.version, "model": ctx.registry.get(p["voice_model"]).provenance(), "rate": p["sample_rate_hz"]}, sort_keys=True)
+    reuse = StoredPhrases(ctx.store) if ctx.store is not None else None
+    try:
+        vocals = sing(
+            score,
+            singer,
+            frames=stem_frames(score, p["sample_rate_hz"]),
+            seed=int(ctx.rng().integers(0, 2**31)),
+            expression=Expression(**p["expression"]),
+            timbre=timbre,
+            voice_range=tuple(identity["range"]),
+            identity=identity["name"],
+            backing=p["backing"],
+            reuse=reuse,
+            namespace=namespace,
+        )
+    finally:
+        if reuse is not None:
+            reuse.close()
     write_wav(ctx.output("vocal-lead.wav"), vocals.lead, p["sample_rate_hz"])
     stems = {"lead": {"file": "vocal-lead.wav", "gain_db": 0.0, "pan": 0.0}}
     for name, audio in vocals.backing.items():
         write_wav(ctx.output(f"vocal-{name}.wav"), audio, p["sample_rate_hz"])
         stems[name] = {"file": f"vocal-{name}.wav", **BACKING_MIX[name]}
+    if ctx.store is not None:  # not in vocals.json: the stage's output depends on its inputs only, not on the store
+        remember_phrases(ctx.store, vocals.phrases, {name: ctx.output(f"vocal-{name}.wav") for name in stems})
+        log.info(
+            "track %s: %d of %d phrases sung, the rest read back from an earlier render",
+            ctx.job.number,
+            len(vocals.phrases) - (reuse.found if reuse else 0),
+            len(vocals.phrases),
+        )
     decisions = {
         "identity": identity,
         "style": p["style"],
@@ -406,7 +427,7 @@ def _run_vocals(ctx: StageContext) -> None:
 
 VOCALS = Stage(
     name="vocals",
-    version="4",  # 4: each phrase seeded by where it starts (a section sung again changes only itself)
+    version="5",  # 5: backing takes panned phrase by phrase; phrases sung before read back from their stems
     inputs=("score.json",),
     outputs=(),
     output_glob="vocal*",
