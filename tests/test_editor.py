@@ -281,6 +281,11 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     editing.redo(config, track=1, out_dir=out)
     history = editing.history(config, track=1)
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
+    editing.undo(config, track=1, out_dir=out)  # back to version 1, then the same edit again: every stage from the cache
+    again = editing.edit(config, track=1, command="louder vocals", out_dir=out)
+    assert again.recomputed == [] and again.version == 3
+    made = {path.name for path in again.report_path.parent.glob("tracks/*/*.wav")}
+    assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith("stem-") for name in made)  # not its parent's mix: copied
 
 
 def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog):

@@ -264,6 +264,24 @@ def test_a_changed_section_is_sung_again_and_the_rest_read_back_sample_for_sampl
     damaged = StoredPhrases(store)
     assert np.array_equal(sing_as(edited, "ava", reuse=damaged, namespace="v").lead, fresh.lead) and damaged.found == 0
     damaged.close()
+    for record in (tmp_path / "store" / "records").glob("phrase-*.json"):
+        record.write_text('{"takes": [{"take": "lead"')  # a record cut short: sung again, never a crash
+    cut = StoredPhrases(store)
+    assert np.array_equal(sing_as(edited, "ava", reuse=cut, namespace="v").lead, fresh.lead) and cut.found == 0
+    cut.close()
+
+
+def test_a_phrase_is_keyed_by_the_voice_files_and_the_libraries_that_shape_its_sound(tmp_path):
+    from songmill.engine.phrase_store import sung_namespace
+
+    model = tmp_path / "voice.onnx"
+    model.write_bytes(b"weights")
+    (tmp_path / "voice.onnx.json").write_text('{"inference": {"noise_scale": 0.667}}')
+    provenance = {"name": "v", "version": "1", "sha256": "ab"}
+    before = sung_namespace("5", provenance, model, 48000)
+    assert '"pyworld"' in before and sung_namespace("5", provenance, model, 48000) == before
+    (tmp_path / "voice.onnx.json").write_text('{"inference": {"noise_scale": 0.5}}')  # the voice's config, not its weights
+    assert sung_namespace("5", provenance, model, 48000) != before
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -12,9 +12,10 @@ parameters did not change is served from the cache, and the edit report lists th
 ran. A version that fails the gate is not recorded (exit 1), and a new seed is never tried: the
 user asked for this song, changed.
 
-Files: `<out>/<release-id>/edits/track-NN/vNNNN/` holds each version's artifacts and its
-edit-report.json; `current/` holds the current version's, copied from the store by hash (so
-undo and switching give byte-identical files, even after `dist/` was deleted).
+Files: `<out>/<release-id>/edits/track-NN/vNNNN/` holds each version's edit-report.json, its
+decisions and the audio it made (audio its parent had already is listed in the report by hash,
+not copied again); `current/` holds every file of the current version, copied from the store by
+hash (so undo and switching give byte-identical files, even after `dist/` was deleted).
 """
 
 from __future__ import annotations
@@ -260,7 +261,18 @@ def edit(
             current = parent.version or _make_first_version(catalogue, target, store, store_spec, out_dir)
             history = operations_from_json(current["operations"]) + added
             version = _render_version(
-                catalogue, target, edited, current["seed"], store, store_spec, out_dir, history=history, added=added, command=command, parent=current["number"]
+                catalogue,
+                target,
+                edited,
+                current["seed"],
+                store,
+                store_spec,
+                out_dir,
+                history=history,
+                added=added,
+                command=command,
+                parent=current["number"],
+                parent_audio=frozenset(ref["sha256"] for ref in current["artifacts"].values()),
             )
             version_row = version | {"author": author or _user(), "reason": reason}
             upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
@@ -323,9 +335,22 @@ def _with_seeds(added: list, seed: int, target: EditedTrack, *, salt: int) -> li
 
 
 def _render_version(
-    catalogue: Catalogue, target: EditedTrack, spec: ReleaseSpec, seed: int, store, store_spec: str, out_dir: Path, *, history, added, command, parent
+    catalogue: Catalogue,
+    target: EditedTrack,
+    spec: ReleaseSpec,
+    seed: int,
+    store,
+    store_spec: str,
+    out_dir: Path,
+    *,
+    history,
+    added,
+    command,
+    parent,
+    parent_audio: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Render the track of `spec` through the stage graph; the recorded fields of its version."""
+    """Render the track of `spec` through the stage graph; the recorded fields of its version.
+    Its folder gets the audio it made: none of `parent_audio` (the parent's audio by sha256)."""
     job = TrackJob(spec, target.index, seed, target.commercial)
     outcome = render_track_once(job, store_spec, None)
     if outcome.error:
@@ -337,7 +362,7 @@ def _render_version(
     if folder.exists():  # left by an edit that failed after rendering: set aside, never mixed
         folder.rename(folder.with_name(f"{folder.name}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}"))
     run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)
-    report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True)
+    report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True, audio_kept_elsewhere=parent_audio)
     catalogue.finish_run(run_id, status="succeeded", report_path=str(folder / "edit-report.json"))
     return {
         "parent": parent,

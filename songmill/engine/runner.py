@@ -712,13 +712,22 @@ def _release_steps(
 
 
 def record_track(
-    outcome: TrackOutcome, spec: ReleaseSpec, catalogue: Catalogue, run_id: int, store, release_dir: Path, *, version_only: bool = False
+    outcome: TrackOutcome,
+    spec: ReleaseSpec,
+    catalogue: Catalogue,
+    run_id: int,
+    store,
+    release_dir: Path,
+    *,
+    version_only: bool = False,
+    audio_kept_elsewhere: frozenset[str] = frozenset(),
 ) -> tuple[dict, RenderedTrack]:
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report.
     `version_only`: a song editor's version — its stage runs and artifacts (lineage) only; the
     track's status, newest print and attributes stay those of the recording the config makes.
-    Its folder gets the audio this version made, not the audio its parent had already (a new
-    mix leaves ~0.5 GB of stems unchanged: they are in the store by hash, and in `current/`)."""
+    `audio_kept_elsewhere`: the sha256 of audio not to copy (an edited version's folder gets the
+    audio it made, not its parent's: a new mix leaves ~0.4 GB of stems unchanged, in the store
+    by hash and in `current/`)."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files, score = {}, None, {}, None
@@ -726,7 +735,7 @@ def record_track(
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
-            if version_only and result.cached and name.endswith(".wav"):
+            if name.endswith(".wav") and ref.sha256 in audio_kept_elsewhere:
                 artifacts[name] = {**ref.to_dict(), "stage": result.stage}
                 continue
             path = store.get_file(ref, folder / name)

@@ -373,7 +373,7 @@ def _run_vocals(ctx: StageContext) -> None:
     from models.voice.builders import build_singer
     from models.voice.expression import Expression
     from models.voice.singer import BACKING_MIX, Timbre, sing
-    from songmill.engine.phrase_store import StoredPhrases, remember_phrases
+    from songmill.engine.phrase_store import StoredPhrases, remember_phrases, sung_namespace
 
     p = ctx.params
     identity = p["identity"]
@@ -381,7 +381,7 @@ def _run_vocals(ctx: StageContext) -> None:
     singer = build_singer(backend=ctx.registry.get(p["voice_model"]).backend, model_path=ctx.model(p["voice_model"]), model_name=p["voice_model"])
     timbre = Timbre(identity["formant_shift"], identity["tilt_db_per_octave"], identity["breathiness"])
     # phrases sung in an earlier render of this song are read back from its stems (phrase_store)
-    namespace = json.dumps({"stage": VOCALS.version, "model": ctx.registry.get(p["voice_model"]).provenance(), "rate": p["sample_rate_hz"]}, sort_keys=True)
+    namespace = sung_namespace(VOCALS.version, ctx.registry.get(p["voice_model"]).provenance(), ctx.model(p["voice_model"]), p["sample_rate_hz"])
     reuse = StoredPhrases(ctx.store) if ctx.store is not None else None
     try:
         vocals = sing(
