@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from songmill.core.score import Note
 
 MEASURE_RATE_HZ = 16000
 FRAME_S = 0.005
+HARVEST_VERSION = 1  # part of a kept answer's key: raise it when the Harvest call below changes
 VIBRATO_WINDOW_S = 0.2  # one cycle at 5 Hz (singers' vibrato: 4.5–7 Hz)
 
 
@@ -77,7 +79,9 @@ NEAR_NOTE_CENTS = 300  # a Harvest frame confirms the voice when it is this near
 CONTEXT_S = 0.2  # audio either side of a note that Harvest also reads
 
 
-def recheck_octave_errors(measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, rate: int, notes: list[Note]) -> tuple[np.ndarray, np.ndarray]:
+def recheck_octave_errors(
+    measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, rate: int, notes: list[Note], memo: HarvestMemo | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """DIO now and then locks onto the second harmonic for a whole note (a B3 read as B4: +1200
     cents), which would fail a song sung in tune. Where a note's DIO reading sits
     `OCTAVE_SUSPECT_CENTS` or more off, that note's span is measured again by Harvest, the slower
@@ -87,7 +91,7 @@ def recheck_octave_errors(measured: tuple[np.ndarray, np.ndarray], vocal: np.nda
     suspects = [note for note in notes if _median_cents_off(f0, times, note) >= OCTAVE_SUSPECT_CENTS]
     if not suspects:
         return measured  # the usual case: no second resample of the vocal, no Harvest
-    harvest = harvest_near(vocal, rate, suspects, len(f0))
+    harvest = harvest_near(vocal, rate, suspects, len(f0), memo)
     f0 = f0.copy()
     for note in suspects:
         span = _note_frames(note, len(f0))
@@ -95,7 +99,7 @@ def recheck_octave_errors(measured: tuple[np.ndarray, np.ndarray], vocal: np.nda
     return f0, times
 
 
-def confirm_voicing(measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, rate: int, notes: list[Note]) -> np.ndarray:
+def confirm_voicing(measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, rate: int, notes: list[Note], memo: HarvestMemo | None = None) -> np.ndarray:
     """Which frames the voice sounds in: DIO's voicing, confirmed by Harvest on the notes DIO
     hears voiced for less than `VOICING_SUSPECT_SHARE` of their measured frames.
 
@@ -110,7 +114,7 @@ def confirm_voicing(measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, 
     suspects = [note for note in notes if _voiced_share(voiced, times, note) < VOICING_SUSPECT_SHARE]
     if not suspects:
         return voiced
-    harvest = harvest_near(vocal, rate, suspects, len(f0))
+    harvest = harvest_near(vocal, rate, suspects, len(f0), memo)
     for note in suspects:
         span = _note_frames(note, len(f0))
         hz = harvest[span]
@@ -120,14 +124,32 @@ def confirm_voicing(measured: tuple[np.ndarray, np.ndarray], vocal: np.ndarray, 
     return voiced
 
 
-def harvest_near(vocal: np.ndarray, rate: int, notes: list[Note], frames: int) -> np.ndarray:
+class HarvestMemo(Protocol):
+    """Harvest's answers kept by the digest of the samples it read (the gate's caller keeps them in
+    the artifact store): a vocal whose one section changed is read again there only."""
+
+    def get(self, key: str) -> list[float] | None: ...
+    def put(self, key: str, f0: list[float]) -> None: ...
+
+
+def harvest_near(vocal: np.ndarray, rate: int, notes: list[Note], frames: int, memo: HarvestMemo | None = None) -> np.ndarray:
     """Harvest's F0 on the frame grid around `notes` (each with `CONTEXT_S` either side; notes
-    whose stretches overlap are read in one piece, so no audio is read twice); 0 elsewhere."""
+    whose stretches overlap are read in one piece, so no audio is read twice); 0 elsewhere.
+    `memo`: answers for stretches whose samples were read before — Harvest is deterministic, so
+    the same samples give the same F0, and the polyphase resampling leaves a stretch's samples as
+    they were wherever the vocal around it did not change."""
     pyworld, x = _world_input(vocal, rate)
     f0 = np.zeros(frames)
     for first, last in _stretches(notes, frames):
-        segment = x[int(first * FRAME_S * MEASURE_RATE_HZ) : int((last + 1) * FRAME_S * MEASURE_RATE_HZ)]
-        harvest, _ = pyworld.harvest(segment, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
+        segment = np.ascontiguousarray(x[int(first * FRAME_S * MEASURE_RATE_HZ) : int((last + 1) * FRAME_S * MEASURE_RATE_HZ)])
+        key = f"harvest-{HARVEST_VERSION}-{hashlib.sha256(segment.tobytes()).hexdigest()}"
+        known = memo.get(key) if memo is not None else None
+        if known is not None:
+            harvest = np.asarray(known, dtype=np.float64)
+        else:
+            harvest, _ = pyworld.harvest(segment, MEASURE_RATE_HZ, frame_period=FRAME_S * 1000, f0_floor=60.0, f0_ceil=1000.0)
+            if memo is not None:
+                memo.put(key, harvest.tolist())  # JSON floats read back exactly (repr round-trips)
         count = min(len(harvest), last + 1 - first)
         f0[first : first + count] = harvest[:count]
     return f0

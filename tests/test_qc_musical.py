@@ -389,6 +389,42 @@ def test_harvest_confirms_the_voicing_of_notes_but_a_voice_that_does_not_sing_st
 # ------------------------------------------------------------------- the vocal's figures, kept
 
 
+class _CountingMemo:
+    """A HarvestMemo in a dict, counting what Harvest had to read."""
+
+    def __init__(self):
+        self.kept, self.read = {}, 0
+
+    def get(self, key):
+        return self.kept.get(key)
+
+    def put(self, key, f0):
+        self.read += 1
+        self.kept[key] = f0
+
+
+def test_harvest_reads_again_only_the_stretches_whose_samples_changed():
+    """The figures are the same with the memo as without; a vocal changed in its second half has
+    only the stretches there read by Harvest again."""
+    import numpy as np
+    from scipy.signal import butter, sosfiltfilt
+
+    from qc.musical import vocal_figures
+
+    score, sung, rate = _sung_debug_song(7)
+    lead = sosfiltfilt(butter(8, 300, btype="high", fs=rate, output="sos"), sung).astype("float32")  # octave suspects too
+    memo = _CountingMemo()
+    assert vocal_figures(lead, rate, score, memo) == vocal_figures(lead, rate, score)
+    first_read = memo.read
+    assert first_read >= 4
+    assert vocal_figures(lead, rate, score, memo) == vocal_figures(lead, rate, score) and memo.read == first_read  # all read back
+
+    changed = lead.copy()
+    changed[len(lead) // 2 :] *= np.float32(0.5)  # the second half sung softer
+    assert vocal_figures(changed, rate, score, memo) == vocal_figures(changed, rate, score)
+    assert 0 < memo.read - first_read < first_read  # only the stretches there read again
+
+
 def test_a_new_master_over_the_same_voice_reads_the_vocal_figures_back_not_measured_again(tmp_path, monkeypatch):
     """The gate's reading of the dry vocal (the slowest measurement) depends on the voice and the
     tune only: a QC run whose master changed (a mix or master edit) reads it back from the store;

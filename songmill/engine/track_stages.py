@@ -693,7 +693,26 @@ def _vocal_figures(ctx: StageContext, score: Score) -> dict:
     name = "vocal-lead.wav"
     melody = json.dumps([note.model_dump(mode="json") for note in score.part("melody").notes], sort_keys=True)
     depends_on = {name: ctx.sha256(name), "melody": hashlib.sha256(melody.encode()).hexdigest()}
-    return ctx.remembered("vocal figures", depends_on, lambda: vocal_figures(*read_wav(ctx.input(name)), score))
+    memo = _StoredHarvest(ctx.store) if ctx.store is not None else None
+    return ctx.remembered("vocal figures", depends_on, lambda: vocal_figures(*read_wav(ctx.input(name)), score, memo))
+
+
+class _StoredHarvest:
+    """`qc.vocal.HarvestMemo` in the artifact store's records: a vocal with one section sung again
+    has only that section's stretches read by Harvest again (the rest are the same samples)."""
+
+    def __init__(self, store):  # noqa: ANN001 - an ArtifactStore
+        self.store = store
+
+    def get(self, key: str) -> list[float] | None:
+        try:
+            record = self.store.get_record(key)
+            return [float(v) for v in record["f0_hz"]] if record is not None else None
+        except (SongmillError, OSError, ValueError, KeyError, TypeError):
+            return None  # a damaged record: Harvest reads the stretch again
+
+    def put(self, key: str, f0: list[float]) -> None:
+        self.store.put_record(key, {"f0_hz": f0})
 
 
 def _read_mark(marker, path: Path):  # noqa: ANN001, ANN202 - a Watermarker and its WatermarkReading (models.watermark loads torch)
