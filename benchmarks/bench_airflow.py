@@ -8,6 +8,12 @@ Renders the demo single three ways, each cold (its own empty store and catalogue
 Reports wall seconds end to end, the stages' own compute (from the run report), the overhead
 (wall minus the stages' wall), and how long parsing every DAG takes. Writes
 `benchmarks/results/airflow.json`. Never part of the test suite.
+
+    python benchmarks/bench_airflow.py --batch 4    # and a night's batch: 4 songs, two at a time
+
+`--batch N` adds a batch: an EP of N copies of the demo's track (each its own title, theme and
+seed), rendered by `songmill render --jobs 2` and by the live Airflow (two task slots, the
+LocalExecutor's parallelism on two cores), each cold; goal ≤ 1.1× (issue 22).
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def bench_dag_test(work: Path) -> dict:
     return _row("dag.test()", wall, json.loads((work / "dist-dagtest" / "demo-single" / "run-report.json").read_text()))
 
 
-def bench_live(work: Path) -> dict:
+def bench_live(work: Path, *, dag_id: str = "songmill_release_demo", release_id: str = "demo-single", extra_env: dict | None = None) -> dict:
     import importlib.util
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -83,23 +89,60 @@ def bench_live(work: Path) -> dict:
         "SONGMILL_VAR_DIR": str(work / "var-live"),
         "SONGMILL_OUT_DIR": str(work / "dist-live"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work / 'live-airflow.db'}",
+        **(extra_env or {}),
     }
+    work.mkdir(parents=True, exist_ok=True)
     airflow = launcher.start(work / "live-home", extra_env=env)
     try:
         rest = Rest(airflow.url, airflow.password(), airflow)
-        rest.unpause("songmill_release_demo")
+        rest.unpause(dag_id)
         start = time.perf_counter()
-        run_id = rest.trigger("songmill_release_demo")
-        state = rest.wait("songmill_release_demo", run_id, timeout_s=1800)
+        run_id = rest.trigger(dag_id)
+        state = rest.wait(dag_id, run_id, timeout_s=3600)
         wall = time.perf_counter() - start
         assert state == "success", state
-        tasks = rest.task_instances("songmill_release_demo", run_id)
+        tasks = rest.task_instances(dag_id, run_id)
     finally:
         airflow.stop()
-    row = _row("Airflow LocalExecutor (live)", wall, json.loads((work / "dist-live" / "demo-single" / "run-report.json").read_text()))
+    row = _row("Airflow LocalExecutor (live)", wall, json.loads((work / "dist-live" / release_id / "run-report.json").read_text()))
     row["tasks"] = len(tasks)
     row["task_duration_s"] = round(sum(t["duration"] or 0 for t in tasks), 2)
     return row
+
+
+def batch_config(config_dir: Path, tracks: int) -> Path:
+    """An EP of `tracks` copies of the demo's track in `config_dir`/releases/bench-batch.yaml (its DAG:
+    songmill_release_bench-batch): what a night renders, in one release."""
+    import yaml
+
+    spec = yaml.safe_load(CONFIG.read_text())
+    spec["release"].update({"id": "bench-batch", "title": "Bench Batch", "type": "ep" if tracks <= 6 else "album", "profiles": ["streaming"]})
+    demo = spec["tracks"][0]
+    themes = ["lanterns drifting over the river at night", "a harbour town at dawn", "the last train home", "a summer that would not end"]
+    spec["tracks"] = [{**demo, "title": f"Batch Song {n + 1}", "theme": themes[n % len(themes)], "seed": demo["seed"] + 101 * n} for n in range(tracks)]
+    path = config_dir / "releases" / "bench-batch.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def bench_batch(work: Path, tracks: int) -> list[dict]:
+    """The batch rendered by `songmill render --jobs 2`, then by the live Airflow (each cold)."""
+    import shutil
+
+    from songmill.engine.runner import render
+
+    config_dir = work / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    config = batch_config(config_dir, tracks)
+    os.environ["SONGMILL_CONFIG_DIR"] = str(config_dir)
+    os.environ["SONGMILL_VAR_DIR"] = str(work / "var-batch-render")
+    start = time.perf_counter()
+    report = json.loads(render(config, out_dir=work / "dist-batch-render", jobs=2).read_text())
+    rows = [_row(f"songmill render --jobs 2 ({tracks} songs)", time.perf_counter() - start, report)]
+    env = {"SONGMILL_CONFIG_DIR": str(config_dir), "AIRFLOW__CORE__PARALLELISM": "2"}
+    rows.append(bench_live(work / "batch-live", dag_id="songmill_release_bench-batch", release_id="bench-batch", extra_env=env))
+    rows[-1]["runner"] = f"Airflow LocalExecutor (live, {tracks} songs)"
+    return rows
 
 
 def bench_parse(work: Path) -> float:
@@ -113,7 +156,36 @@ def bench_parse(work: Path) -> float:
     return round(float(out[0]), 3)
 
 
+def compared(rows: list[dict]) -> dict:
+    """Each row against the first (the embedded render): its ratio, and which delivered files differ."""
+    same = all(r["delivered"] == rows[0]["delivered"] for r in rows)
+    for r in rows[1:]:  # which files differ from the embedded render's, when any do
+        r["differs_from_render"] = sorted(
+            name for name in set(r["delivered"]) | set(rows[0]["delivered"]) if r["delivered"].get(name) != rows[0]["delivered"].get(name)
+        )
+    base = rows[0]["wall_s"]
+    for r in rows:
+        r["vs_render"] = round(r["wall_s"] / base, 3)
+        r["delivered"] = len(r["delivered"])
+    return {"same_files_delivered": same, "runs": rows}
+
+
+def _print_rows(title: str, part: dict) -> None:
+    print(f"{title}; same files delivered by all: {part['same_files_delivered']}")
+    print(f"{'runner':44} {'wall s':>8} {'stages s':>9} {'release s':>10} {'overhead s':>11} {'x render':>9}")
+    for r in part["runs"]:
+        print(f"{r['runner']:44} {r['wall_s']:8.1f} {r['stages_wall_s']:9.1f} {r['release_steps_wall_s']:10.1f} {r['overhead_s']:11.1f} {r['vs_render']:9.3f}")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=0, metavar="N", help="also a batch of N songs, two at a time (goal ≤ 1.1×)")
+    parser.add_argument("--batch-only", action="store_true", help="only the batch; the one-song figures are kept from the last run")
+    args = parser.parse_args()
+    out = ROOT / "benchmarks/results/airflow.json"
+    result = json.loads(out.read_text()) if args.batch_only and out.exists() else {}
     with tempfile.TemporaryDirectory(prefix="songmill-bench-airflow-") as tmp:
         work = Path(tmp)
         os.environ.update(
@@ -127,31 +199,19 @@ def main() -> None:
         )
         for key in ("SONGMILL_STORE", "SONGMILL_DATABASE_URL"):
             os.environ.pop(key, None)
-        parse_s = bench_parse(work)
-        rows = [bench_render(work), bench_dag_test(work), bench_live(work)]
-    same = all(r["delivered"] == rows[0]["delivered"] for r in rows)
-    for r in rows[1:]:  # which files differ from the embedded render's, when any do
-        r["differs_from_render"] = sorted(
-            name for name in set(r["delivered"]) | set(rows[0]["delivered"]) if r["delivered"].get(name) != rows[0]["delivered"].get(name)
-        )
-    base = rows[0]["wall_s"]
-    for r in rows:
-        r["vs_render"] = round(r["wall_s"] / base, 3)
-        r["delivered"] = len(r["delivered"])
-    result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpus": os.cpu_count(),
-        "config": str(CONFIG.relative_to(ROOT)),
-        "dag_parse_s": parse_s,
-        "same_files_delivered": same,
-        "runs": rows,
-    }
-    out = ROOT / "benchmarks/results/airflow.json"
+        if not args.batch_only:
+            result.update({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "config": str(CONFIG.relative_to(ROOT))})
+            result["dag_parse_s"] = bench_parse(work)
+            result.update(compared([bench_render(work), bench_dag_test(work), bench_live(work)]))
+        if args.batch or args.batch_only:
+            songs = args.batch or 4
+            batch = compared(bench_batch(work, songs))
+            result["batch"] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "songs": songs, "goal_vs_render": 1.1, **batch}
     out.write_text(json.dumps(result, indent=1))
-    print(f"Airflow overhead, demo single, cold, {os.cpu_count()} cores; parsing every DAG {parse_s} s; same files delivered by all three: {same}")
-    print(f"{'runner':30} {'wall s':>8} {'stages s':>9} {'release s':>10} {'overhead s':>11} {'x render':>9}")
-    for r in rows:
-        print(f"{r['runner']:30} {r['wall_s']:8.1f} {r['stages_wall_s']:9.1f} {r['release_steps_wall_s']:10.1f} {r['overhead_s']:11.1f} {r['vs_render']:9.3f}")
+    if "runs" in result:
+        _print_rows(f"Airflow overhead, demo single, cold, {os.cpu_count()} cores; parsing every DAG {result['dag_parse_s']} s", result)
+    if "batch" in result:
+        _print_rows(f"A batch of {result['batch']['songs']} songs, two at a time, cold", result["batch"])
     print(out)
 
 

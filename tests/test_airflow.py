@@ -182,6 +182,9 @@ def test_dag_test_of_a_partial_release_delivers_the_same_files_as_songmill_rende
     assert len(delivered(airflow_report)) >= 6  # audio, lyrics, cover and thumbnail, DDEX message, checksums
     assert delivered(airflow_report) == delivered(embedded_report)
     assert airflow_report["tracks"][0]["qc"]["passed"]
+    # export was made beside the gate, in the gate's task: its own task found it in the store
+    export_of = lambda report: next(s for s in report["tracks"][0]["stages"] if s["stage"] == "export")  # noqa: E731
+    assert export_of(airflow_report)["cached"] and not export_of(embedded_report)["cached"]
 
     # the plugin: every task try recorded against the run, the QC link stored, the Asset updated
     catalogue = Catalogue.open(f"sqlite:///{tmp_path / 'var-airflow' / 'catalogue.db'}")

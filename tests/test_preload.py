@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from operators.preload import is_celery_worker, preload_if_worker
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_only_a_celery_worker_warms_up(monkeypatch):
@@ -37,3 +40,35 @@ def test_a_task_forked_from_a_warm_worker_starts_with_everything_loaded():
     result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith(" 0") and "perth-implicit" in result.stdout and "great_expectations" in result.stdout, result.stdout
+
+
+def test_the_warm_local_executor_loads_the_stages_libraries_before_it_forks_its_workers(tmp_path):
+    """`make airflow`'s executor (scripts/airflow_local.py), loaded by Airflow from its path: its
+    start() warms up while it has no worker yet, then forks them (they and their tasks inherit
+    the imports); with SONGMILL_PRELOAD=0 it is the plain LocalExecutor."""
+    import subprocess
+
+    sys.path.insert(0, str(PROJECT / "scripts"))
+    from airflow_local import WARM_LOCAL_EXECUTOR
+
+    probe = (
+        "import operators.local_executor as warm\n"
+        "from airflow.executors.executor_loader import ExecutorLoader\n"
+        "executor = ExecutorLoader.get_default_executor()\n"
+        "seen = []\n"
+        "warm.preload = lambda: seen.append(len(getattr(executor, 'workers', {})))\n"
+        "executor.start()\n"
+        "print('RESULT', type(executor).__name__, seen, len(executor.workers))\n"
+        "executor.end()\n"
+    )
+    for preload, expected in (("1", "RESULT WarmLocalExecutor [0] 2"), ("0", "RESULT WarmLocalExecutor [] 2")):
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(tmp_path),
+            "AIRFLOW__CORE__EXECUTOR": WARM_LOCAL_EXECUTOR,
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "SONGMILL_PRELOAD": preload,
+        }
+        result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, env=env, timeout=120, cwd=PROJECT)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert [line for line in result.stdout.splitlines() if line.startswith("RESULT")] == [expected], result.stdout[-1000:]

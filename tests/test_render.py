@@ -162,6 +162,17 @@ def test_a_tracks_stages_run_in_waves_of_stages_that_read_none_of_each_others_ou
     assert [[stage.name for stage in wave] for wave in TRACK_STAGES.waves(TRACK_STAGES.stages[:-1])][-1] == ["qc"]  # Airflow's export is its own task
 
 
+def test_a_scheduler_gate_task_makes_export_ahead_unless_stages_run_one_at_a_time(monkeypatch):
+    from songmill.engine.tasks import made_beside
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    stage = {s.name: s for s in TRACK_STAGES.stages}
+    assert [s.name for s in made_beside(stage["qc"])] == ["export"]
+    assert made_beside(stage["instruments"]) == [] and made_beside(stage["export"]) == []  # Airflow runs vocals as its own task beside
+    monkeypatch.setenv("SONGMILL_OVERLAP_STAGES", "0")
+    assert made_beside(stage["qc"]) == []
+
+
 def test_track_and_seed_options(tmp_path):
     ep = debug_release(tmp_path, tracks=2)
     only_two = json.loads(render(ep, out_dir=tmp_path / "x", track=2).read_text())

@@ -22,7 +22,7 @@ import os
 import queue
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +193,28 @@ def _run_in_thread(stage, job: TrackJob, refs: dict, store, registry, progress: 
     except Exception as err:  # noqa: BLE001 - raised again in its turn by apply_stages_together
         result = err
     return result, time.thread_time() - started
+
+
+@contextlib.contextmanager
+def stages_made_ahead(stages: Sequence, job: TrackJob, refs: dict, *, store, registry) -> Iterator[None]:
+    """Run `stages` on threads while the caller runs another stage of their wave, and wait for
+    them on leaving. What they write lands in the store under their cache keys, so whoever runs
+    them next finds them made. A scheduler's gate task uses it: its DAG runs export as the next
+    task (a render the gate turns down is rendered again inside the gate's task, and export must
+    read that render), so export is made beside the gate and its task finds it cached. A stage
+    made ahead that fails is left to its own task, which runs it again and reports the error."""
+    if not stages:
+        yield
+        return
+    with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix=f"track{job.number}-ahead") as pool:
+        futures = {stage.name: pool.submit(_run_in_thread, stage, job, refs, store, registry, None) for stage in stages}
+        try:
+            yield
+        finally:
+            for name, future in futures.items():
+                result, _ = future.result()
+                if isinstance(result, BaseException):
+                    log.info("track %d: %s made ahead failed (%s); its own task runs it again", job.number, name, result)
 
 
 def _share_cpu(ran: list[tuple[Any, float]], wave_cpu_s: float) -> None:

@@ -60,7 +60,7 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     from models.registry import ModelRegistry
     from songmill.catalogue import default_url
     from songmill.core.store import default_store_spec, open_store
-    from songmill.engine.runner import ReleaseRun, apply_stage, earlier_prints, regenerate_until_passed
+    from songmill.engine.runner import ReleaseRun, apply_stage, earlier_prints, regenerate_until_passed, stages_made_ahead
     from songmill.engine.track_stages import TRACK_STAGES
 
     stage = next((s for s in TRACK_STAGES.stages if s.name == stage_name), None)
@@ -76,7 +76,9 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     run = ReleaseRun.from_plan(state.plan, store)
     job = dataclasses.replace(run.job(outcome.number), seed=outcome.seed)
     earlier = earlier_prints(job, default_url()) if stage.name == "qc" else []
-    apply_stage(outcome, stage, job, store=store, registry=ModelRegistry.load(), earlier=earlier, raise_errors=True)
+    registry = ModelRegistry.load()
+    with stages_made_ahead(made_beside(stage), job, outcome.refs, store=store, registry=registry):
+        apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, raise_errors=True)
     if stage.name == "qc" and outcome.quarantined:
         through_qc = TRACK_STAGES.stages[: TRACK_STAGES.names().index("qc") + 1]
         outcome = regenerate_until_passed(outcome, job, store_spec, None, earlier, stages=through_qc)
@@ -90,6 +92,19 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
             ", ".join(sorted(result.outputs)),
         )
     return TrackState(plan=state.plan, outcome=outcome)
+
+
+def made_beside(stage) -> list:  # noqa: ANN001 - a Stage
+    """The stages a task makes ahead while it runs `stage`: beside the gate, the stages of its wave
+    that the DAG runs after it (export; `operators.dag_builder.task_waves` says why they follow
+    the gate), so their tasks find them in the store. None when `SONGMILL_OVERLAP_STAGES=0`."""
+    from songmill.engine.runner import overlapping_stages
+    from songmill.engine.track_stages import TRACK_STAGES
+
+    if stage.name != "qc" or not overlapping_stages():
+        return []
+    wave = next(w for w in TRACK_STAGES.waves() if stage in w)
+    return wave[wave.index(stage) + 1 :]
 
 
 def joined_states(states: list[TrackState]) -> TrackState:

@@ -1,0 +1,34 @@
+"""A LocalExecutor whose task processes start warm: the stages' libraries imported once.
+
+    AIRFLOW__CORE__EXECUTOR=operators.local_executor.WarmLocalExecutor   # scripts/airflow_local.py sets it
+
+Airflow's LocalExecutor forks its worker processes from the scheduler when it starts, and each
+worker forks a process per task (the task SDK's supervisor). A task therefore starts with what
+the scheduler had imported. This executor imports the stages' libraries and loads the watermark
+model in the scheduler just before the workers are forked (`operators.preload.preload`, the
+warm-up the Celery workers do), so no task pays for them again: on these machines that is most
+of what a task spent before its stage (librosa's numba functions, Great Expectations, torch and
+PerthNet in the gate and the master; music21 in compose; ONNX Runtime in the vocals).
+
+What it costs: the scheduler starts about 10 s later and holds about 0.7 GB more, shared page by
+page with the workers and their tasks. `SONGMILL_PRELOAD=0` turns the warm-up off (the executor
+is then Airflow's LocalExecutor).
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.executors.local_executor import LocalExecutor
+
+from operators.preload import preload
+
+
+class WarmLocalExecutor(LocalExecutor):
+    """Airflow's LocalExecutor, with the stages' libraries imported before its workers fork."""
+
+    def start(self) -> None:
+        # only where the workers are forked (Linux): a spawned worker would import everything again
+        if self.is_mp_using_fork and os.environ.get("SONGMILL_PRELOAD", "1") != "0":
+            preload()
+        super().start()
