@@ -116,7 +116,9 @@ def batch_config(config_dir: Path, tracks: int) -> Path:
     import yaml
 
     spec = yaml.safe_load(CONFIG.read_text())
-    spec["release"].update({"id": "bench-batch", "title": "Bench Batch", "type": "ep" if tracks <= 6 else "album", "profiles": ["streaming"]})
+    spec["release"].update(
+        {"id": "bench-batch", "title": "Bench Batch", "type": "single" if tracks == 1 else "ep" if tracks <= 6 else "album", "profiles": ["streaming"]}
+    )
     demo = spec["tracks"][0]
     themes = ["lanterns drifting over the river at night", "a harbour town at dawn", "the last train home", "a summer that would not end"]
     spec["tracks"] = [{**demo, "title": f"Batch Song {n + 1}", "theme": themes[n % len(themes)], "seed": demo["seed"] + 101 * n} for n in range(tracks)]

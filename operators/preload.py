@@ -7,8 +7,9 @@ a task on these machines (librosa's numba functions, Great Expectations, torch a
 measured in a forked child of a cold and of a warmed process (0.02 s). The worker pays it once
 at start and holds about 0.7 GB more, shared with its tasks page by page.
 
-Only a Celery worker warms up (`airflow celery worker …`); the scheduler, which reads the same
-Celery settings, does not. `SONGMILL_PRELOAD=0` turns it off.
+A Celery worker warms up (`airflow celery worker …`); the scheduler, which reads the same
+Celery settings, does not, unless its executor is `make airflow`'s LocalExecutor, which forks its
+workers from the scheduler (operators/local_executor.py). `SONGMILL_PRELOAD=0` turns both off.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ def start(
 
 
 def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+    deadline, answered = time.monotonic() + timeout_s, False
     while time.monotonic() < deadline:
         for name, process in airflow.processes.items():
             if process.poll() is not None:
@@ -158,26 +158,36 @@ def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
                 raise RuntimeError(f"airflow {name} exited with {process.returncode}:\n{log}")
         try:
             with urllib.request.urlopen(f"{airflow.url}/api/v2/monitor/health", timeout=2) as response:
-                if response.status == 200 and _executor_ready(airflow):
-                    return
+                if response.status == 200:
+                    answered = True
+                    if executor_ready(airflow):
+                        return
         except OSError:
             pass
         time.sleep(1)
+    if answered:
+        raise RuntimeError(f"the Airflow scheduler did not start its executor within {timeout_s:.0f} s (logs: {airflow.home / 'process-logs'})")
     raise RuntimeError(f"the Airflow api-server did not answer on {airflow.url} within {timeout_s:.0f} s (logs: {airflow.home / 'process-logs'})")
 
 
-def _executor_ready(airflow: LocalAirflow) -> bool:
-    """Whether the scheduler's LocalExecutor has forked its workers: the scheduler reports
-    healthy before it starts its executor, and the warm executor imports for about 10 s first (a
-    run triggered earlier waits for that). Other executors, or no scheduler here: ready."""
-    if "scheduler" not in airflow.processes or "LocalExecutor" not in airflow.env["AIRFLOW__CORE__EXECUTOR"]:
+def executor_ready(airflow: LocalAirflow) -> bool:
+    """Whether the scheduler's warm executor has started (its STARTED_MESSAGE in the scheduler's
+    log since this start): the scheduler reports healthy before it starts its executor, and the
+    warm executor imports for about 10 s first (a run triggered earlier waits for that). Other
+    executors, or no scheduler here: ready."""
+    if "scheduler" not in airflow.processes or airflow.env["AIRFLOW__CORE__EXECUTOR"] != WARM_LOCAL_EXECUTOR:
         return True
+    if str(PROJECT) not in sys.path:
+        sys.path.insert(0, str(PROJECT))  # run as a script, its folder is on the path, not the project's
+    from operators.local_executor import STARTED_MESSAGE
+
     log = airflow.home / "process-logs" / "scheduler.log"
     if not log.exists():
         return False
+    offset = airflow.log_offsets.get("scheduler", 0)
     with open(log, "rb") as lines:
-        lines.seek(airflow.log_offsets.get("scheduler", 0))
-        return b"Worker starting up" in lines.read()
+        lines.seek(offset if log.stat().st_size >= offset else 0)  # a log cut short since: read it all
+        return STARTED_MESSAGE.encode() in lines.read()
 
 
 def _free_port() -> int:

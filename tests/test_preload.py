@@ -3,9 +3,12 @@ forked from a warmed process finds the stages' libraries and the watermark model
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from pathlib import Path
+
+import pytest
 
 from operators.preload import is_celery_worker, preload_if_worker
 
@@ -42,13 +45,14 @@ def test_a_task_forked_from_a_warm_worker_starts_with_everything_loaded():
     assert result.stdout.strip().endswith(" 0") and "perth-implicit" in result.stdout and "great_expectations" in result.stdout, result.stdout
 
 
-def test_the_warm_local_executor_loads_the_stages_libraries_before_it_forks_its_workers(tmp_path):
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the warm-up is inherited only where processes fork")
+def test_the_warm_local_executor_loads_the_stages_libraries_before_it_forks_its_workers(tmp_path, monkeypatch):
     """`make airflow`'s executor (scripts/airflow_local.py), loaded by Airflow from its path: its
     start() warms up while it has no worker yet, then forks them (they and their tasks inherit
     the imports); with SONGMILL_PRELOAD=0 it is the plain LocalExecutor."""
     import subprocess
 
-    sys.path.insert(0, str(PROJECT / "scripts"))
+    monkeypatch.syspath_prepend(str(PROJECT / "scripts"))
     from airflow_local import WARM_LOCAL_EXECUTOR
 
     probe = (
@@ -72,3 +76,30 @@ def test_the_warm_local_executor_loads_the_stages_libraries_before_it_forks_its_
         result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, env=env, timeout=120, cwd=PROJECT)
         assert result.returncode == 0, result.stderr[-2000:]
         assert [line for line in result.stdout.splitlines() if line.startswith("RESULT")] == [expected], result.stdout[-1000:]
+
+
+def test_make_airflow_waits_for_the_executor_this_start_began(tmp_path, monkeypatch):
+    """The scheduler answers healthy before its executor has warmed up: `make airflow` is ready
+    only once the scheduler's log, since this start, says the executor started (a line from an
+    earlier start in the same home does not count; a log cut short is read from its beginning)."""
+    monkeypatch.syspath_prepend(str(PROJECT / "scripts"))
+    from airflow_local import WARM_LOCAL_EXECUTOR, LocalAirflow, executor_ready
+
+    from operators.local_executor import STARTED_MESSAGE
+
+    log = tmp_path / "process-logs" / "scheduler.log"
+    log.parent.mkdir()
+    log.write_text(f"earlier start: {STARTED_MESSAGE}\n")
+    airflow = LocalAirflow(
+        tmp_path, 8080, {"AIRFLOW__CORE__EXECUTOR": WARM_LOCAL_EXECUTOR}, processes={"scheduler": None}, log_offsets={"scheduler": log.stat().st_size}
+    )
+    assert not executor_ready(airflow)
+    with open(log, "a") as lines:
+        lines.write("importing the stages' libraries\n")
+    assert not executor_ready(airflow)
+    with open(log, "a") as lines:
+        lines.write(f"[info] {STARTED_MESSAGE} (warmed up: True)\n")
+    assert executor_ready(airflow)
+    log.write_text(f"{STARTED_MESSAGE}\n")  # rotated: shorter than the offset
+    assert executor_ready(airflow)
+    assert executor_ready(LocalAirflow(tmp_path, 8080, {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}, processes={"scheduler": None}))

@@ -163,14 +163,14 @@ def test_a_tracks_stages_run_in_waves_of_stages_that_read_none_of_each_others_ou
 
 
 def test_a_scheduler_gate_task_makes_export_ahead_unless_stages_run_one_at_a_time(monkeypatch):
-    from songmill.engine.tasks import made_beside
+    from songmill.engine.tasks import stages_to_make_ahead
     from songmill.engine.track_stages import TRACK_STAGES
 
     stage = {s.name: s for s in TRACK_STAGES.stages}
-    assert [s.name for s in made_beside(stage["qc"])] == ["export"]
-    assert made_beside(stage["instruments"]) == [] and made_beside(stage["export"]) == []  # Airflow runs vocals as its own task beside
+    assert [s.name for s in stages_to_make_ahead(stage["qc"])] == ["export"]
+    assert stages_to_make_ahead(stage["instruments"]) == [] and stages_to_make_ahead(stage["export"]) == []  # Airflow runs vocals as its own task beside
     monkeypatch.setenv("SONGMILL_OVERLAP_STAGES", "0")
-    assert made_beside(stage["qc"]) == []
+    assert stages_to_make_ahead(stage["qc"]) == []
 
 
 def test_track_and_seed_options(tmp_path):

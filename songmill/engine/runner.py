@@ -196,13 +196,16 @@ def _run_in_thread(stage, job: TrackJob, refs: dict, store, registry, progress: 
 
 
 @contextlib.contextmanager
-def stages_made_ahead(stages: Sequence, job: TrackJob, refs: dict, *, store, registry) -> Iterator[None]:
+def making_ahead(stages: Sequence, job: TrackJob, refs: dict, *, store, registry) -> Iterator[None]:
     """Run `stages` on threads while the caller runs another stage of their wave, and wait for
     them on leaving. What they write lands in the store under their cache keys, so whoever runs
     them next finds them made. A scheduler's gate task uses it: its DAG runs export as the next
     task (a render the gate turns down is rendered again inside the gate's task, and export must
     read that render), so export is made beside the gate and its task finds it cached. A stage
-    made ahead that fails is left to its own task, which runs it again and reports the error."""
+    made ahead that fails is left to its own task, which runs it again and reports the error.
+    The caller's stage figures (wall, CPU, peak memory: the process's) include what ran beside
+    it, and the stage made ahead then reads as cached at no cost; the caller returns (or raises)
+    once they have finished."""
     if not stages:
         yield
         return
@@ -214,7 +217,7 @@ def stages_made_ahead(stages: Sequence, job: TrackJob, refs: dict, *, store, reg
             for name, future in futures.items():
                 result, _ = future.result()
                 if isinstance(result, BaseException):
-                    log.info("track %d: %s made ahead failed (%s); its own task runs it again", job.number, name, result)
+                    log.warning("track %d: %s made ahead failed (%s); its own task runs it again", job.number, name, result)
 
 
 def _share_cpu(ran: list[tuple[Any, float]], wave_cpu_s: float) -> None:

@@ -60,7 +60,7 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     from models.registry import ModelRegistry
     from songmill.catalogue import default_url
     from songmill.core.store import default_store_spec, open_store
-    from songmill.engine.runner import ReleaseRun, apply_stage, earlier_prints, regenerate_until_passed, stages_made_ahead
+    from songmill.engine.runner import ReleaseRun, apply_stage, earlier_prints, making_ahead, regenerate_until_passed
     from songmill.engine.track_stages import TRACK_STAGES
 
     stage = next((s for s in TRACK_STAGES.stages if s.name == stage_name), None)
@@ -77,7 +77,7 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     job = dataclasses.replace(run.job(outcome.number), seed=outcome.seed)
     earlier = earlier_prints(job, default_url()) if stage.name == "qc" else []
     registry = ModelRegistry.load()
-    with stages_made_ahead(made_beside(stage), job, outcome.refs, store=store, registry=registry):
+    with making_ahead(stages_to_make_ahead(stage), job, outcome.refs, store=store, registry=registry):
         apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, raise_errors=True)
     if stage.name == "qc" and outcome.quarantined:
         through_qc = TRACK_STAGES.stages[: TRACK_STAGES.names().index("qc") + 1]
@@ -94,7 +94,7 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     return TrackState(plan=state.plan, outcome=outcome)
 
 
-def made_beside(stage) -> list:  # noqa: ANN001 - a Stage
+def stages_to_make_ahead(stage) -> list:  # noqa: ANN001 - a Stage
     """The stages a task makes ahead while it runs `stage`: beside the gate, the stages of its wave
     that the DAG runs after it (export; `operators.dag_builder.task_waves` says why they follow
     the gate), so their tasks find them in the store. None when `SONGMILL_OVERLAP_STAGES=0`."""
