@@ -75,7 +75,14 @@ def bench_dag_test(work: Path) -> dict:
     return _row("dag.test()", wall, json.loads((work / "dist-dagtest" / "demo-single" / "run-report.json").read_text()))
 
 
-def bench_live(work: Path, *, dag_id: str = "songmill_release_demo", release_id: str = "demo-single", extra_env: dict | None = None) -> dict:
+def bench_live(
+    work: Path,
+    *,
+    dag_id: str = "songmill_release_demo",
+    release_id: str = "demo-single",
+    extra_env: dict | None = None,
+    label: str = "Airflow LocalExecutor (live)",
+) -> dict:
     import importlib.util
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -104,7 +111,7 @@ def bench_live(work: Path, *, dag_id: str = "songmill_release_demo", release_id:
         tasks = rest.task_instances(dag_id, run_id)
     finally:
         airflow.stop()
-    row = _row("Airflow LocalExecutor (live)", wall, json.loads((work / "dist-live" / release_id / "run-report.json").read_text()))
+    row = _row(label, wall, json.loads((work / "dist-live" / release_id / "run-report.json").read_text()))
     row["tasks"] = len(tasks)
     row["task_duration_s"] = round(sum(t["duration"] or 0 for t in tasks), 2)
     return row
@@ -141,9 +148,15 @@ def bench_batch(work: Path, tracks: int) -> list[dict]:
     start = time.perf_counter()
     report = json.loads(render(config, out_dir=work / "dist-batch-render", jobs=2).read_text())
     rows = [_row(f"songmill render --jobs 2 ({tracks} songs)", time.perf_counter() - start, report)]
-    env = {"SONGMILL_CONFIG_DIR": str(config_dir), "AIRFLOW__CORE__PARALLELISM": "2"}
-    rows.append(bench_live(work / "batch-live", dag_id="songmill_release_bench-batch", release_id="bench-batch", extra_env=env))
-    rows[-1]["runner"] = f"Airflow LocalExecutor (live, {tracks} songs)"
+    rows.append(
+        bench_live(
+            work / "batch-live",
+            dag_id="songmill_release_bench-batch",
+            release_id="bench-batch",
+            extra_env={"AIRFLOW__CORE__PARALLELISM": "2"},  # the processes take SONGMILL_CONFIG_DIR from this one's environment
+            label=f"Airflow LocalExecutor (live, {tracks} songs)",
+        )
+    )
     return rows
 
 

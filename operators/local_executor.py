@@ -5,12 +5,12 @@
 Where processes start by fork (Linux, Python's default there), Airflow's LocalExecutor forks its
 worker processes from the scheduler when it starts, and each worker forks a process per task
 (the task SDK's supervisor). A task therefore starts with what the scheduler had imported.
-Where they start by spawn (macOS; AIRFLOW__CORE__MP_START_METHOD=spawn) nothing is inherited, and
-this executor warms nothing up. This executor imports the stages' libraries and loads the watermark
-model in the scheduler just before the workers are forked (`operators.preload.preload`, the
-warm-up the Celery workers do), so no task pays for them again: on these machines that is most
-of what a task spent before its stage (librosa's numba functions, Great Expectations, torch and
-PerthNet in the gate and the master; music21 in compose; ONNX Runtime in the vocals).
+This executor imports the stages' libraries and loads the watermark model in the scheduler just
+before the workers are forked (`operators.preload.preload`, the warm-up the Celery workers do),
+so no task pays for them again: on these machines that is most of what a task spent before its
+stage (librosa's numba functions, Great Expectations, torch and PerthNet in the gate and the
+master; music21 in compose; ONNX Runtime in the vocals). Where processes start by spawn (macOS;
+AIRFLOW__CORE__MP_START_METHOD=spawn) nothing is inherited, and it warms nothing up.
 
 What it costs: the scheduler starts about 10 s later and holds about 0.7 GB more, shared page by
 page with the workers and their tasks. `SONGMILL_PRELOAD=0` turns the warm-up off (the executor
@@ -20,11 +20,9 @@ waits for before it says the scheduler is ready.
 
 from __future__ import annotations
 
-import os
-
 from airflow.executors.local_executor import LocalExecutor
 
-from operators.preload import preload
+from operators.preload import preload, preload_enabled
 
 STARTED_MESSAGE = "songmill: the LocalExecutor has started"
 
@@ -34,7 +32,8 @@ class WarmLocalExecutor(LocalExecutor):
 
     def start(self) -> None:
         # only where the workers are forked (Linux): a spawned worker would import everything again
-        if self.is_mp_using_fork and os.environ.get("SONGMILL_PRELOAD", "1") != "0":
+        warm = self.is_mp_using_fork and preload_enabled()
+        if warm:
             preload()
         super().start()
-        self.log.info("%s (warmed up: %s)", STARTED_MESSAGE, self.is_mp_using_fork and os.environ.get("SONGMILL_PRELOAD", "1") != "0")
+        self.log.info("%s (warmed up: %s)", STARTED_MESSAGE, warm)

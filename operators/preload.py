@@ -79,7 +79,12 @@ def preload(modules: Sequence[str] = STAGE_LIBRARIES) -> dict[str, float]:
     return took
 
 
+def preload_enabled() -> bool:
+    """Whether warm-ups happen at all (`SONGMILL_PRELOAD=0` turns them off)."""
+    return os.environ.get("SONGMILL_PRELOAD", "1") != "0"
+
+
 def preload_if_worker(argv: Sequence[str] | None = None) -> dict[str, float] | None:
-    if os.environ.get("SONGMILL_PRELOAD", "1") == "0" or not is_celery_worker(sys.argv if argv is None else argv):
+    if not preload_enabled() or not is_celery_worker(sys.argv if argv is None else argv):
         return None
     return preload()
