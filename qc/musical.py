@@ -166,16 +166,16 @@ def main_key(score: Score) -> str:
 # ------------------------------------------------------------------------------------- vocal
 
 
-def vocal_figures(vocal: np.ndarray, rate: int, score: Score, harvest_memo=None) -> dict:  # noqa: ANN001 - qc.vocal.HarvestMemo
-    """The dry lead vocal against the tune; `harvest_memo` keeps Harvest's answers by the samples
-    it read (qc.vocal.harvest_near), so the figures are the same with or without it."""
+def vocal_figures(vocal: np.ndarray, rate: int, score: Score, memo=None) -> dict:  # noqa: ANN001 - qc.vocal.F0Memo
+    """The dry lead vocal against the tune; `memo` keeps the F0 readings (DIO's, and Harvest's of
+    qc.vocal.harvest_near) by the samples they read, so the figures are the same with or without it."""
     from qc.vocal import confirm_voicing, measure_f0_fast, pitch_report, recheck_octave_errors, transition_errors_s
 
     lead = np.asarray(vocal, dtype=np.float32)
     lead = lead[:, 0] if lead.ndim == 2 else lead
     notes = score.part("melody").notes
-    measured = recheck_octave_errors(measure_f0_fast(lead, rate), lead, rate, notes, harvest_memo)
-    pitch = pitch_report(lead, rate, notes, measured, voicing=confirm_voicing(measured, lead, rate, notes, harvest_memo))
+    measured = recheck_octave_errors(measure_f0_fast(lead, rate, memo), lead, rate, notes, memo)
+    pitch = pitch_report(lead, rate, notes, measured, voicing=confirm_voicing(measured, lead, rate, notes, memo))
     changes = np.abs(transition_errors_s(lead, rate, notes, measured=measured))
     return {
         "vocal_median_cents": round(pitch.median_abs_cents, 2),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qc.vocal import F0Memo
 from songmill.core.audio import read_wav
 from songmill.core.store import atomic_write_bytes
 
@@ -98,9 +99,10 @@ def loudness_plot(samples: np.ndarray, rate: int, target_lufs: float | None) -> 
 PITCH_ZOOM_S = 15.0  # the close-up: the first seconds of singing, where notes and curve can be told apart
 
 
-def pitch_plot(vocal: np.ndarray, rate: int, notes) -> str:
+def pitch_plot(vocal: np.ndarray, rate: int, notes, memo: F0Memo | None = None) -> str:
     """The dry vocal's F0 (DIO + StoneMask) in MIDI note numbers over the melody's notes: the
-    whole song above, the first PITCH_ZOOM_S seconds of singing below."""
+    whole song above, the first PITCH_ZOOM_S seconds of singing below. `memo`: where the gate
+    kept its reading of this vocal (read again when it is not there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +110,7 @@ def pitch_plot(vocal: np.ndarray, rate: int, notes) -> str:
 
     from qc.vocal import measure_f0_fast
 
-    f0, times = measure_f0_fast(vocal[:, 0] if vocal.ndim == 2 else vocal, rate)
+    f0, times = measure_f0_fast(vocal[:, 0] if vocal.ndim == 2 else vocal, rate, memo)
     voiced = f0 > 0
     midi = np.full_like(f0, np.nan)
     midi[voiced] = 69 + 12 * np.log2(f0[voiced] / 440.0)
@@ -142,7 +144,7 @@ def _checks_table(verdict: dict) -> str:
     return "<table><tr><th></th><th>metric</th><th>value</th><th>bar</th><th>reason</th></tr>" + "".join(rows) + "</table>"
 
 
-def _track_section(track: dict, targets: dict[str, float | None]) -> str:
+def _track_section(track: dict, targets: dict[str, float | None], memo: F0Memo | None) -> str:
     status = track["status"]
     parts = [f"<section class='track'><h2>{track['number']:02d} {html.escape(track['title'])} <span class='{status}'>{status}</span></h2>"]
     if track.get("error"):
@@ -155,12 +157,12 @@ def _track_section(track: dict, targets: dict[str, float | None]) -> str:
     for name, verdict in qc.get("profiles", {}).items():
         parts.append(f"<h3>profile {html.escape(name)}: {'passed' if verdict['passed'] else 'failed'}</h3>")
         parts.append(_checks_table(verdict))
-    parts += _plots(track, targets)
+    parts += _plots(track, targets, memo)
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _plots(track: dict, targets: dict[str, float | None]) -> list[str]:
+def _plots(track: dict, targets: dict[str, float | None], memo: F0Memo | None) -> list[str]:
     from songmill.core.score import Score
 
     artifacts = track.get("artifacts") or {}
@@ -177,7 +179,7 @@ def _plots(track: dict, targets: dict[str, float | None]) -> list[str]:
     if "vocal-lead.wav" in artifacts and "score.json" in artifacts:
         vocal, vocal_rate = read_wav(Path(artifacts["vocal-lead.wav"]["path"]))
         notes = Score.load_json(Path(artifacts["score.json"]["path"])).part("melody").notes
-        images.append(("pitch", pitch_plot(vocal, vocal_rate, notes)))
+        images.append(("pitch", pitch_plot(vocal, vocal_rate, notes, memo)))
     return [f"<p class='plots-of'>plots of master-{html.escape(profile)}.wav</p>"] + [
         f"<img class='plot' alt='{name}' data-plot='{name}' src='{uri}'>" for name, uri in images
     ]
@@ -229,9 +231,10 @@ def _watermark_cell(reading: dict | None) -> str:
     return f"{'detected' if reading['detected'] else 'NOT detected'} ({reading['median_score']:.2f})"
 
 
-def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | None] | None = None) -> Path:
+def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | None] | None = None, f0_memo: F0Memo | None = None) -> Path:
     """Write the release's QC report (atomically); returns its path. `targets`: each profile's
-    loudness target in LUFS (None for "reference")."""
+    loudness target in LUFS (None for "reference"); `f0_memo`: the gate's vocal pitch readings
+    (songmill.engine.track_stages.StoredF0), drawn instead of measured again."""
     release = run_report["release"]
     tracks = run_report["tracks"]
     passed = sum(1 for t in tracks if t["status"] == "rendered")
@@ -240,7 +243,7 @@ def write_qc_report(run_report: dict, path: Path, *, targets: dict[str, float | 
         f"<p>release <code>{html.escape(release['id'])}</code>, run {run_report.get('run_id')}, "
         f"{run_report.get('started_at', '')}: {passed} of {len(tracks)} track(s) passed the gate.</p>"
     )
-    body = "\n".join(_track_section(t, targets or {}) for t in tracks) + _provenance_section(run_report.get("deliveries") or [])
+    body = "\n".join(_track_section(t, targets or {}, f0_memo) for t in tracks) + _provenance_section(run_report.get("deliveries") or [])
     data = json.dumps([t.get("qc") for t in tracks]).replace("<", "\\u003c")  # the verdicts, machine-readable
     document = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>QC {html.escape(release['id'])}</title>"

@@ -183,6 +183,70 @@ def test_windows_read_side_by_side_answer_as_each_read_alone(rendered, monkeypat
     assert marker.window_scores(master, rate) == alone and len(alone) >= 2 and np.median(alone) >= 0.65
 
 
+def _music_like(seconds: float, rate: int) -> np.ndarray:
+    """Chords of decaying partials over noise: something with the spectrum of music."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(7)
+    audio = 0.01 * rng.standard_normal(len(t))
+    for start, root in zip(np.arange(0.0, seconds, 1.5), rng.choice([110.0, 146.8, 164.8, 196.0], size=int(seconds / 1.5) + 1)):
+        envelope = np.where(t >= start, np.exp(-(t - start) * 1.5), 0.0)
+        for ratio in (1, 1.25, 1.5, 2, 3):
+            audio += 0.08 / ratio * envelope * np.sin(2 * np.pi * root * ratio * t)
+    return audio.astype(np.float32)
+
+
+def test_the_watermark_computes_what_perthnets_own_audio_processor_computes(monkeypatch):
+    """The marker's spectra skip work PerthNet's AudioProcessor does (the phase of a window the
+    decoder reads, the complex exponential of the resynthesis); the mark and the readings must
+    come out bit for bit as through the processor."""
+    import torch
+
+    import models.watermark.perth as perth
+    from models.registry import ModelRegistry
+
+    marker = perth.load_watermarker(ModelRegistry.load().resolve("perth-implicit", commercial=True))
+    audio = _music_like(24.0, perth.PERTH_RATE_HZ)
+
+    def through_the_processor(self, low: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            magnitude, phase = self.net.ap.signal_to_magphase(torch.from_numpy(low.astype(np.float32)))
+            marked = self.net.ap.magphase_to_signal(self.net.encoder(magnitude[None])[0][0], phase).numpy()
+        out = np.zeros_like(low, dtype=np.float32)
+        out[: min(len(out), len(marked))] = marked[: len(out)]
+        return out
+
+    def read_through_the_processor(self, piece: np.ndarray, *, bfloat16: bool) -> float:
+        assert not bfloat16  # window_scores reads in float32 unless asked
+        with torch.inference_mode():
+            magnitude, _ = self.net.ap.signal_to_magphase(torch.from_numpy(piece))
+            return float(self.net.decoder(magnitude[None])[0].clip(0.0, 1.0))
+
+    marked, scores = marker.mark(audio, perth.PERTH_RATE_HZ), marker.window_scores(audio, perth.PERTH_RATE_HZ)
+    monkeypatch.setattr(perth.Watermarker, "_mark_pass", through_the_processor)
+    monkeypatch.setattr(perth.Watermarker, "_score", read_through_the_processor)
+    assert np.array_equal(marker.mark(audio, perth.PERTH_RATE_HZ), marked) and not np.array_equal(marked, audio)
+    assert marker.window_scores(audio, perth.PERTH_RATE_HZ) == scores and len(scores) == 3
+
+
+def test_bfloat16_reads_answer_within_a_hundredth_of_float32_marked_or_not(rendered):
+    """The delivery's read-backs run the decoder in bfloat16 where the CPU has it natively; every
+    window of a marked master and of the unmarked mix answers within 0.01 of float32's answer."""
+    from models.registry import ModelRegistry
+    from models.watermark.perth import load_watermarker, native_bfloat16
+    from songmill.core.audio import read_wav
+
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else None
+    if flags is not None:
+        assert native_bfloat16() == bool(flags & {"amx_tile", "avx512_bf16"})
+    marker = load_watermarker(ModelRegistry.load().resolve("perth-implicit", commercial=True))
+    artifacts = rendered["report"]["tracks"][0]["artifacts"]
+    for name, marked in (("master-streaming.wav", True), ("mix.wav", False)):
+        audio, rate = read_wav(Path(artifacts[name]["path"]))
+        exact, fast = marker.window_scores(audio, rate), marker.window_scores(audio, rate, bfloat16=True)
+        assert len(fast) == len(exact) >= 2 and max(abs(a - b) for a, b in zip(exact, fast)) <= 0.01
+        assert marker.detect(audio, rate, bfloat16=True).detected is marked
+
+
 def test_silence_and_too_short_audio_are_answered_without_guessing():
     from models.registry import ModelRegistry
     from models.watermark.perth import load_watermarker

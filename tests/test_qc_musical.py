@@ -139,6 +139,27 @@ def test_the_qc_report_is_one_self_contained_html_file_with_its_plots(sung):
     assert verdicts == [sung["tracks"][0]["qc"]]
 
 
+def test_the_pitch_plot_draws_the_gates_reading_of_the_vocal_without_reading_it_again(sung, tmp_path, monkeypatch):
+    """The gate keeps its DIO reading of the dry vocal in the store; the QC report draws that
+    reading (no DIO runs) and the plot is the one a second reading of the vocal draws."""
+    import pyworld
+    from lxml import html
+
+    from qc.report import write_qc_report
+    from songmill.core.store import default_store_spec, open_store
+    from songmill.engine.track_stages import StoredF0
+
+    def pitch_plot(memo) -> str:
+        page = html.fromstring(write_qc_report(sung, tmp_path / "qc.html", f0_memo=memo).read_bytes())
+        return page.xpath("//img[@data-plot='pitch']")[0].get("src")
+
+    read_again = pitch_plot(None)
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(Path(sung["qc_report"]).parents[2] / "var"))
+    readings, dio = [], pyworld.dio
+    monkeypatch.setattr(pyworld, "dio", lambda *args, **kwargs: readings.append(args) or dio(*args, **kwargs))
+    assert pitch_plot(StoredF0(open_store(default_store_spec()))) == read_again and readings == []
+
+
 def test_a_quarantined_track_shows_its_reasons_in_the_qc_report(tmp_path):
     from lxml import html
 
@@ -390,7 +411,7 @@ def test_harvest_confirms_the_voicing_of_notes_but_a_voice_that_does_not_sing_st
 
 
 class _CountingMemo:
-    """A HarvestMemo in a dict, counting what Harvest had to read."""
+    """An F0Memo in a dict, counting the readings made (put) rather than read back."""
 
     def __init__(self):
         self.kept, self.read = {}, 0

@@ -603,7 +603,7 @@ def finish_release(
     report_cpu0 = cpu_seconds()
     run_dir = run_folder(release_dir, run.run_id)  # this run's own copies: a later run never replaces them
     report["qc_report"] = str(release_dir / "qc-report.html")
-    report["run_qc_report"] = str(_qc_report(report, profiles, run_dir))
+    report["run_qc_report"] = str(_qc_report(report, profiles, run_dir, store))
     report["qc_report_cpu_s"] = round(cpu_seconds() - report_cpu0, 3)
     report_path = release_dir / "run-report.json"
     encoded = json.dumps(report, indent=1).encode()
@@ -643,11 +643,12 @@ def _queue_for_review(release_id: str, catalogue: Catalogue) -> list[dict]:
         return []
 
 
-def _qc_report(report: dict, profiles: dict, folder: Path) -> Path:
+def _qc_report(report: dict, profiles: dict, folder: Path, store) -> Path:  # noqa: ANN001 - an ArtifactStore
     from qc.report import write_qc_report
+    from songmill.engine.track_stages import StoredF0
 
     targets = {name: p.loudness_lufs if p.loudness_lufs != "reference" else None for name, p in profiles.items()}
-    return write_qc_report(report, folder / "qc-report.html", targets=targets)
+    return write_qc_report(report, folder / "qc-report.html", targets=targets, f0_memo=StoredF0(store))
 
 
 def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
@@ -681,16 +682,20 @@ def _batch_duplicates(outcomes: list[TrackOutcome]) -> None:
 
 
 def watermark_detector(*, commercial: bool) -> Callable[[Path], dict]:
-    """Read the provenance watermark from any audio file ffmpeg decodes (the delivery's check, `verify`)."""
-    from models.watermark.perth import load_watermarker
+    """Read the provenance watermark from any audio file ffmpeg decodes (the delivery's check, `verify`).
+    These read-backs ask one question, whether the mark is there, of a file made from a master the
+    gate already read in float32: on a CPU with native bfloat16 they read in it (2.6× faster, the
+    answers within 0.01; models.watermark.perth.native_bfloat16)."""
+    from models.watermark.perth import load_watermarker, native_bfloat16
     from songmill.core.audio import decode
     from songmill.engine.track_stages import WATERMARK_MODEL
 
     marker = load_watermarker(ModelRegistry.load().resolve(WATERMARK_MODEL, commercial=commercial))
+    bfloat16 = native_bfloat16()
 
     def detect(path: Path) -> dict:
         samples, rate = decode(path)
-        return marker.detect(samples, rate).to_dict()
+        return marker.detect(samples, rate, bfloat16=bfloat16).to_dict()
 
     return detect
 

@@ -693,13 +693,14 @@ def _vocal_figures(ctx: StageContext, score: Score) -> dict:
     name = "vocal-lead.wav"
     melody = json.dumps([note.model_dump(mode="json") for note in score.part("melody").notes], sort_keys=True)
     depends_on = {name: ctx.sha256(name), "melody": hashlib.sha256(melody.encode()).hexdigest()}
-    memo = _StoredHarvest(ctx.store) if ctx.store is not None else None
+    memo = StoredF0(ctx.store) if ctx.store is not None else None
     return ctx.remembered("vocal figures", depends_on, lambda: vocal_figures(*read_wav(ctx.input(name)), score, memo))
 
 
-class _StoredHarvest:
-    """`qc.vocal.HarvestMemo` in the artifact store's records: a vocal with one section sung again
-    has only that section's stretches read by Harvest again (the rest are the same samples)."""
+class StoredF0:
+    """`qc.vocal.F0Memo` in the artifact store's records: a vocal with one section sung again
+    has only that section's stretches read by Harvest again (the rest are the same samples), and
+    the QC report draws the gate's DIO reading of the vocal instead of measuring it again."""
 
     def __init__(self, store):  # noqa: ANN001 - an ArtifactStore
         self.store = store
