@@ -94,6 +94,10 @@ def airflow_environment(home: Path, port: int, *, executor: str = WARM_LOCAL_EXE
         # twelve tasks start about 5 s sooner in all, for 5 % of a core more while nothing runs
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": os.environ.get("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "0.25"),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        # a task's supervisor waits on its sockets at most this long at a time (Airflow: 5 s); when
+        # the task closes them before it has fully exited (a busy machine), the supervisor only sees
+        # the exit when that wait ends, and the worker stays taken meanwhile
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": os.environ.get("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "1"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         # Celery workers warm up before their first task (operators/preload.py); unused otherwise
