@@ -30,12 +30,16 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from songmill.core.audio import SAMPLE_RATE_HZ, resample
 from songmill.core.music import parse_key
 from songmill.core.score import Score
+
+if TYPE_CHECKING:
+    from qc.vocal import F0Memo
 
 ANALYSIS_RATE_HZ = 22050
 HOP = 512  # 23 ms frames for onsets and chroma
@@ -166,7 +170,7 @@ def main_key(score: Score) -> str:
 # ------------------------------------------------------------------------------------- vocal
 
 
-def vocal_figures(vocal: np.ndarray, rate: int, score: Score, memo=None) -> dict:  # noqa: ANN001 - qc.vocal.F0Memo
+def vocal_figures(vocal: np.ndarray, rate: int, score: Score, memo: F0Memo | None = None) -> dict:
     """The dry lead vocal against the tune; `memo` keeps the F0 readings (DIO's, and Harvest's of
     qc.vocal.harvest_near) by the samples they read, so the figures are the same with or without it."""
     from qc.vocal import confirm_voicing, measure_f0_fast, pitch_report, recheck_octave_errors, transition_errors_s

@@ -23,7 +23,7 @@ from songmill.core.score import Note
 MEASURE_RATE_HZ = 16000
 FRAME_S = 0.005
 HARVEST_VERSION = 1  # part of a kept answer's key: raise it when the Harvest call below changes
-DIO_VERSION = 1  # likewise for the DIO + StoneMask call
+DIO_VERSION = 1  # likewise for the DIO + StoneMask call, and for the resampling before it (its key hashes the samples as given)
 VIBRATO_WINDOW_S = 0.2  # one cycle at 5 Hz (singers' vibrato: 4.5–7 Hz)
 
 
@@ -75,7 +75,7 @@ def measure_f0_fast(vocal: np.ndarray, rate: int, memo: F0Memo | None = None) ->
     key = None
     if memo is not None:
         samples = np.ascontiguousarray(vocal, dtype=np.float32)
-        key = f"dio-{DIO_VERSION}-{rate}-{samples.shape}-{hashlib.sha256(samples.tobytes()).hexdigest()}"
+        key = f"dio-{DIO_VERSION}-{rate}-{len(samples)}-{hashlib.sha256(samples.tobytes()).hexdigest()}"
         known = memo.get(key)
         if known is not None:
             f0 = np.asarray(known, dtype=np.float64)

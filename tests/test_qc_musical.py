@@ -139,9 +139,9 @@ def test_the_qc_report_is_one_self_contained_html_file_with_its_plots(sung):
     assert verdicts == [sung["tracks"][0]["qc"]]
 
 
-def test_the_pitch_plot_draws_the_gates_reading_of_the_vocal_without_reading_it_again(sung, tmp_path, monkeypatch):
-    """The gate keeps its DIO reading of the dry vocal in the store; the QC report draws that
-    reading (no DIO runs) and the plot is the one a second reading of the vocal draws."""
+def test_the_pitch_plot_draws_the_kept_reading_of_the_vocal_without_reading_it_again(sung, tmp_path, monkeypatch):
+    """The render keeps its DIO reading of the dry vocal in the store (the gate's: see the Harvest
+    memo test); the QC report draws it (no DIO runs), the plot a second reading of the vocal draws."""
     import pyworld
     from lxml import html
 
@@ -411,7 +411,7 @@ def test_harvest_confirms_the_voicing_of_notes_but_a_voice_that_does_not_sing_st
 
 
 class _CountingMemo:
-    """An F0Memo in a dict, counting the readings made (put) rather than read back."""
+    """An F0Memo in a dict, counting the stretches Harvest had to read (its answers put)."""
 
     def __init__(self):
         self.kept, self.read = {}, 0
@@ -420,8 +420,50 @@ class _CountingMemo:
         return self.kept.get(key)
 
     def put(self, key, f0):
-        self.read += 1
+        self.read += key.startswith("harvest-")
         self.kept[key] = f0
+
+
+def test_a_kept_dio_reading_reads_back_exactly_as_dio_measures():
+    """measure_f0_fast with a memo: the first call measures and keeps, the second reads back the
+    same F0 and the same frame times as DIO gives, without measuring."""
+    import numpy as np
+    import pyworld
+
+    from qc.vocal import measure_f0_fast
+
+    rate = 48000
+    t = np.arange(3 * rate) / rate
+    phase = 2 * np.pi * np.cumsum(220 + 10 * np.sin(2 * np.pi * 5 * t)) / rate  # A3 with vibrato
+    vocal = sum(0.2 / k * np.sin(k * phase) for k in range(1, 6)).astype(np.float32)
+    memo, measured = _CountingMemo(), measure_f0_fast(vocal, rate)
+    first = measure_f0_fast(vocal, rate, memo)
+    calls, dio = [], pyworld.dio
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pyworld, "dio", lambda *args, **kwargs: calls.append(args) or dio(*args, **kwargs))
+        kept = measure_f0_fast(vocal, rate, memo)
+    assert calls == [] and len(memo.kept) == 1
+    for f0, times in (first, kept):
+        assert np.array_equal(f0, measured[0]) and np.array_equal(times, measured[1]) and (f0 > 0).mean() > 0.9
+
+
+def test_a_store_that_cannot_keep_or_give_a_reading_costs_a_second_reading_not_the_run(caplog):
+    """StoredF0 is best effort: a store that refuses the write is logged, a damaged record reads
+    as none (the reading is then made again)."""
+    from songmill.core.errors import SongmillError
+    from songmill.engine.track_stages import StoredF0
+
+    class RefusingStore:
+        def put_record(self, key, record):
+            raise SongmillError("the artifact store at s3://bucket refused the write (503)")
+
+        def get_record(self, key):
+            return {"f0_hz": "not a list of numbers"}
+
+    memo = StoredF0(RefusingStore())
+    memo.put("dio-1-48000-3-abc", [0.0, 220.0, 0.0])
+    assert "was not kept in the store (the artifact store at s3://bucket refused the write (503))" in caplog.text
+    assert memo.get("dio-1-48000-3-abc") is None
 
 
 def test_harvest_reads_again_only_the_stretches_whose_samples_changed():
@@ -437,7 +479,7 @@ def test_harvest_reads_again_only_the_stretches_whose_samples_changed():
     memo = _CountingMemo()
     assert vocal_figures(lead, rate, score, memo) == vocal_figures(lead, rate, score)
     first_read = memo.read
-    assert first_read >= 4
+    assert first_read >= 4 and any(key.startswith("dio-") for key in memo.kept)  # DIO's reading kept too (the QC report draws it)
     assert vocal_figures(lead, rate, score, memo) == vocal_figures(lead, rate, score) and memo.read == first_read  # all read back
 
     changed = lead.copy()

@@ -710,10 +710,15 @@ class StoredF0:
             record = self.store.get_record(key)
             return [float(v) for v in record["f0_hz"]] if record is not None else None
         except (SongmillError, OSError, ValueError, KeyError, TypeError):
-            return None  # a damaged record: Harvest reads the stretch again
+            return None  # a damaged record: the reading is made again
 
     def put(self, key: str, f0: list[float]) -> None:
-        self.store.put_record(key, {"f0_hz": f0})
+        """Best effort: a reading that cannot be kept is made again when next needed (the QC
+        report writes here after the delivery, which a store hiccup must not fail)."""
+        try:
+            self.store.put_record(key, {"f0_hz": f0})
+        except (SongmillError, OSError) as err:
+            log.warning("an F0 reading was not kept in the store (%s); it will be measured again when needed", err)
 
 
 def _read_mark(marker, path: Path):  # noqa: ANN001, ANN202 - a Watermarker and its WatermarkReading (models.watermark loads torch)
