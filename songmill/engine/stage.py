@@ -14,7 +14,9 @@ mix does, so an edit of the mix reads it back instead of measuring the voice aga
 
 from __future__ import annotations
 
+import ctypes
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
@@ -209,6 +211,37 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter: how many heaps threads may spread their allocations over
+MALLOC_ARENAS = 2  # glibc's own limit is 8 per core
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (Linux), else None (musl, macOS: nothing to do)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+    except (OSError, AttributeError):
+        return None
+    libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)  # once, before a stage's threads make heaps of their own
+    return libc
+
+
+def return_freed_memory() -> bool:
+    """Give the heap's freed pages back to the system (glibc's `malloc_trim`); False where the C
+    library is not glibc. A stage frees hundreds of MB of audio arrays; glibc keeps such pages in
+    its heaps, scattered between what is still in use, and a worker that renders track after
+    track grew by about 260 MB a track (Python's own objects stayed flat: tracemalloc). Trimmed
+    after each stage, with threads sharing two heaps, the third track of a batch worker peaked
+    at 2.65 GB instead of 3.06 GB and each track started where the second did, for no measurable
+    CPU (161.5 against 161.4 CPU s for three songs)."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
     """Run one stage for one track, or return its stored outputs if its cache key is known."""
     missing = [name for name in stage.inputs if name not in inputs]
@@ -235,10 +268,12 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
         local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
         ctx = StageContext(stage, job, params, local_inputs, workdir, registry, store=store, refs=stage_inputs)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
+        _glibc()  # caps glibc's heaps before this stage's threads start
         with PeakMemory() as memory:
             stage.run(ctx)
         result.wall_s, result.cpu_s = time.perf_counter() - wall0, cpu_seconds() - cpu0
         result.peak_rss_mib = memory.peak / 2**20
+        return_freed_memory()
         for name in stage.outputs:
             path = workdir / name
             if not path.is_file():
