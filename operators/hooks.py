@@ -125,6 +125,12 @@ class SongmillOperator(BaseOperator):
         super().__init__(**kwargs)
         self.store_conn_id, self.catalogue_conn_id = store_conn_id, catalogue_conn_id
 
+    def pre_execute(self, context) -> None:  # noqa: ANN001 - Airflow's Context
+        from songmill.engine.stage import flush_denormals
+
+        flush_denormals()  # the task's own steps (a delivery's read-backs) as well as its stages
+        super().pre_execute(context)
+
     @cached_property
     def hook(self) -> SongmillHook:
         from operators.settings import load_airflow_settings

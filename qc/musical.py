@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,6 +73,40 @@ class MusicalMetrics:
         return asdict(self)
 
 
+# ------------------------------------------------------------------------------------- librosa
+
+_LIBROSA_IMPORT = threading.Lock()
+
+
+def import_librosa():  # noqa: ANN202 - the librosa module (imported lazily: it takes seconds)
+    """librosa, its beat tracker's numba code read from the on-disk cache like the rest of it.
+
+    librosa 0.11 compiles one function of its beat tracker (`__beat_local_score`) with
+    `cache=False`, so every process that imported `librosa.beat` compiled it again: 1.8 CPU
+    seconds in each gate (each render, each Airflow qc task, each edit). The import runs with
+    numba's `guvectorize` asked to cache, which changes where the machine code comes from and
+    not what it computes (scripts/warm_numba_cache.py writes the cache at setup)."""
+    import sys
+
+    with _LIBROSA_IMPORT:  # two threads never patch numba at once
+        if "librosa.beat" not in sys.modules:
+            import numba
+
+            compile_eagerly = numba.guvectorize
+            numba.guvectorize = functools.partial(_cached_guvectorize, compile_eagerly)
+            try:
+                import librosa.beat  # noqa: F401 - imported here for its numba functions
+            finally:
+                numba.guvectorize = compile_eagerly
+    import librosa
+
+    return librosa
+
+
+def _cached_guvectorize(guvectorize, *args, **options):  # noqa: ANN001, ANN002, ANN003, ANN202 - numba's own signature
+    return guvectorize(*args, **{**options, "cache": True})
+
+
 # ------------------------------------------------------------------------------------- tempo
 
 
@@ -100,8 +135,7 @@ def detect_tempo(mono: np.ndarray, expected_bpm: float | None = None) -> float |
     (librosa's `start_bpm`, a prior an octave wide): the question is whether the master moves at
     that tempo. From its default of 120 the tracker locked fast songs onto two thirds or half of
     their beat (176 → 117.5, 192 → 128 BPM in the config grid); a master 6 % off still reads 6 % off."""
-    import librosa
-
+    librosa = import_librosa()
     found, offset_s = [], 0.0
     for piece in _pieces(mono):  # a long file's beats are tracked a piece at a time, then fitted as one line
         envelope = librosa.onset.onset_strength(y=piece, sr=ANALYSIS_RATE_HZ, hop_length=HOP)
@@ -127,8 +161,7 @@ def tempo_error_pct(detected: float, expected: float) -> float:
 
 def detect_key(mono: np.ndarray) -> str:
     """The best-correlating major or minor key of the mean chroma, e.g. "A minor"."""
-    import librosa
-
+    librosa = import_librosa()
     sums, frames = np.zeros(12), 0
     for piece in _pieces(mono):
         piece_chroma = librosa.feature.chroma_cqt(y=piece, sr=ANALYSIS_RATE_HZ, hop_length=HOP * 4)

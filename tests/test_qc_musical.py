@@ -524,3 +524,26 @@ def test_a_new_master_over_the_same_voice_reads_the_vocal_figures_back_not_measu
     other = {**quieter, "vocal-lead.wav": store.put_file(tmp_path / "vocal-lead.wav")}
     with pytest.raises(AssertionError, match="measured again"):
         run_stage(QC, job, other, store=store, registry=registry)
+
+
+def test_librosas_beat_tracker_is_imported_with_its_numba_code_cached_and_numba_left_as_it_was():
+    """librosa 0.11 compiles `__beat_local_score` with cache=False (1.8 CPU s in every process
+    that tracks beats); qc.musical.import_librosa imports it asking numba to cache, restores
+    numba's decorator, and the tracker still finds the beat of a click track. In a fresh process:
+    this one may have imported librosa.beat already."""
+    probe = (
+        "import numba, numpy as np\n"
+        "before = numba.guvectorize\n"
+        "from qc.musical import ANALYSIS_RATE_HZ, detect_tempo, import_librosa\n"
+        "librosa = import_librosa()\n"
+        "local_score = vars(librosa.beat)['__beat_local_score']\n"
+        "clicks = np.zeros(ANALYSIS_RATE_HZ * 20, np.float32)\n"
+        "for beat in range(int(20 * 100 / 60)):\n"
+        "    start = int(beat * 0.6 * ANALYSIS_RATE_HZ)\n"
+        "    clicks[start : start + 400] = np.sin(np.arange(400) * 0.3) * np.exp(-np.arange(400) / 80)\n"
+        "print(local_score.gufunc_builder.cache, numba.guvectorize is before, round(detect_tempo(clicks, 100.0), 1))\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, cwd=PROJECT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cached, restored, tempo = result.stdout.split()
+    assert cached == "True" and restored == "True" and abs(float(tempo) - 100.0) < 1.0, result.stdout

@@ -344,3 +344,41 @@ def test_memory_freed_between_live_allocations_goes_back_to_the_system_after_a_s
     done = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, cwd=PROJECT, check=True)
     handed_back, kept = (int(v) for v in done.stdout.split())
     assert handed_back > 200 * 2**20 and kept == 4000
+
+
+def test_denormal_numbers_are_flushed_to_zero_in_the_stage_threads_without_changing_a_measurement():
+    """An IIR filter running into digital silence decays into denormal floats, which the CPU
+    works on 10–100 times slower; `flush_denormals` (called by every stage and the CLI) makes
+    the thread, and the threads it starts, treat them as zero. In a fresh process: a denormal
+    times one is itself before and zero after, in the thread and in one it starts; the loudness
+    of a signal with silent gaps is the same figure either way."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() != "x86_64" or platform.libc_ver()[0] != "glibc":
+        from songmill.engine.stage import flush_denormals
+
+        assert flush_denormals() is False  # elsewhere the flags are left alone, and it says so
+        return
+    probe = (
+        "import threading, numpy as np\n"
+        "from songmill.core import loudness\n"
+        "from songmill.engine.stage import flush_denormals\n"
+        "tiny = np.array([1e-39], np.float32)\n"
+        "rate = 48000\n"
+        "t = np.arange(6 * rate) / rate\n"
+        "gaps = (np.sin(2 * np.pi * 440 * t) * ((t % 2) < 1)).astype(np.float32)  # one second on, one off\n"
+        "before = (float((tiny * np.float32(1))[0]), loudness.integrated_lufs(gaps, rate), loudness.k_weighted_power(gaps, rate))\n"
+        "assert flush_denormals()\n"
+        "seen = []\n"
+        "thread = threading.Thread(target=lambda: seen.append(float((tiny * np.float32(1))[0])))\n"
+        "thread.start(); thread.join()\n"
+        "after = (float((tiny * np.float32(1))[0]), loudness.integrated_lufs(gaps, rate), loudness.k_weighted_power(gaps, rate))\n"
+        "print(before[0], after[0], seen[0], before[1], after[1], float(np.max(np.abs(before[2] - after[2]))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    denormal, flushed, in_thread, lufs_before, lufs_after, largest_change = (float(v) for v in done.stdout.split())
+    assert denormal > 0 and flushed == 0 and in_thread == 0
+    assert lufs_before == lufs_after and largest_change < 1e-30

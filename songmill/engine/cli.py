@@ -281,6 +281,9 @@ def catalogue_check(
 
 
 def main() -> None:
+    from songmill.engine.stage import flush_denormals
+
+    flush_denormals()  # before any thread starts: every thread of the command inherits it
     try:
         app()
     except KeyboardInterrupt:
