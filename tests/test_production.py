@@ -17,12 +17,12 @@ from scipy.signal import resample_poly
 from songmill.core import loudness
 from songmill.core.audio import read_wav, write_wav
 from songmill.core.errors import ConfigError, SongmillError
-from songmill.core.score import Score
+from songmill.core.score import Score, TempoChange
 from songmill.core.spec import load_release
 from songmill.production.dither import to_pcm16
 from songmill.production.limiter import normalise
 from songmill.production.master import MasterTarget, master, reference_profile
-from songmill.production.mix import _return, load_stem, mix_stems, stem_roles
+from songmill.production.mix import StemFile, _return, load_stem, mix_stems, stem_roles
 from songmill.production.presets import load_production_presets
 from tests.conftest import render_release_text
 
@@ -208,6 +208,23 @@ def song(rendered):
     return stems, Score.load_json(_artifact(track, "score.json"))
 
 
+def test_stems_read_in_turn_from_their_files_mix_to_the_same_samples(song, rendered):
+    """The mix stage passes files (StemFile), each read when its turn comes and let go of after:
+    the mix and every decision are those of the stems held in memory, to the bit."""
+    stems, score = song
+    track = rendered["tracks"][0]
+    roles = stem_roles(json.loads(_artifact(track, "arrangement.json").read_text()))
+    files = [StemFile(_artifact(track, name), role, name=name) for name, role in roles.items()]
+    files.append(StemFile(_artifact(track, "vocal-lead.wav"), "vocal"))
+    files += [StemFile(_artifact(track, f"vocal-{n}.wav"), "backing") for n in ("double", "harmony") if f"vocal-{n}.wav" in track["artifacts"]]
+    assert [f.stem_name for f in files] == [s.name for s in stems]
+    preset = load_production_presets().for_genre("pop").mix
+    held, read_in_turn = mix_stems(stems, score, preset), mix_stems(files, score, preset)
+    assert np.array_equal(held.audio, read_in_turn.audio) and held.decisions == read_in_turn.decisions
+    for bus in ("vocals", "instrumental"):
+        assert np.array_equal(held.buses[bus], read_in_turn.buses[bus])
+
+
 def _singing(stems) -> np.ndarray:
     lead = next(s for s in stems if s.role == "vocal").audio[:, 0]
     rms = np.sqrt(np.convolve(lead.astype(np.float64) ** 2, np.ones(960) / 960, mode="same"))
@@ -353,10 +370,16 @@ def test_stems_of_another_rate_or_width_are_converted_and_logged(tmp_path, caplo
     ],
 )
 def test_a_corrupt_or_empty_stem_is_a_clear_error_naming_it(tmp_path, content, message):
+    """Read on its own, and read in its turn by the mix (as the mix stage reads its stems)."""
     path = tmp_path / "stem-bass.wav"
     content(path)
     with pytest.raises(SongmillError, match=message):
         load_stem(path, "bass")
+    write_wav(tmp_path / "stem-pad.wav", np.random.default_rng(0).standard_normal((48000 * 2, 2)).astype(np.float32) * 0.1)
+    score = Score(key="A minor", tempo_map=[TempoChange(beat=0, bpm=100)])
+    files = [StemFile(tmp_path / "stem-pad.wav", "pad"), StemFile(path, "bass")]
+    with pytest.raises(SongmillError, match=message):
+        mix_stems(files, score, load_production_presets().for_genre("pop").mix)
 
 
 def test_a_bad_production_preset_is_named_at_its_line(tmp_path):

@@ -453,7 +453,7 @@ def _mix_params(job: TrackJob) -> dict:
 
 def _run_mix(ctx: StageContext) -> None:
     from songmill.core.spec import MixEdit
-    from songmill.production.mix import load_stem, mix_stems, stem_roles
+    from songmill.production.mix import StemFile, mix_stems, stem_roles
     from songmill.production.presets import MixPreset
 
     roles = stem_roles(json.loads(ctx.input("arrangement.json").read_text(encoding="utf-8")))
@@ -463,9 +463,9 @@ def _run_mix(ctx: StageContext) -> None:
             role = roles.get(name)
             if role is None:
                 raise SongmillError(f"stem {name} is not in the track's arrangement.json; re-render the instruments stage")
-            stems.append(load_stem(path, role, name=name.removeprefix("stem-").removesuffix(".wav")))
+            stems.append(StemFile(path, role, name=name.removeprefix("stem-").removesuffix(".wav")))
         elif name.startswith("vocal-") and name.endswith(".wav"):
-            stems.append(load_stem(path, "vocal" if name == "vocal-lead.wav" else "backing", name=name.removesuffix(".wav")))
+            stems.append(StemFile(path, "vocal" if name == "vocal-lead.wav" else "backing", name=name.removesuffix(".wav")))
     score = Score.load_json(ctx.input("score.json"))
     edit = MixEdit.model_validate(ctx.params["edit"]) if "edit" in ctx.params else None
     result = mix_stems(stems, score, MixPreset.model_validate(ctx.params["preset"]), edit=edit)

@@ -1,7 +1,9 @@
 """The automatic mix: stems → one stereo 48 kHz mix and the decisions that made it.
 
-    stems = [load_stem(path, role) for ...]           # converted to 48 kHz, at most stereo (logged)
+    stems = [StemFile(path, role) for ...]            # read in turn: converted to 48 kHz, at most stereo (logged)
     result = mix_stems(stems, score, preset.mix)     # MixResult: audio (frames, 2) float32, decisions
+
+(`load_stem(path, role)` reads one now; the mix takes either.)
 
 What a mix engineer does, in order, each decision written to `decisions`:
 
@@ -23,12 +25,14 @@ What a mix engineer does, in order, each decision written to `decisions`:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pedalboard
+import soundfile
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, lfilter, sosfilt
 
@@ -103,6 +107,44 @@ def load_stem(path: Path, role: str, *, name: str | None = None) -> Stem:
     for note in conversions:
         log.warning("stem %s: %s", path.name, note)
     return Stem(name, role, np.ascontiguousarray(audio, dtype=np.float32), conversions)
+
+
+@dataclass(frozen=True)
+class StemFile:
+    """A stem the mix reads only when its turn comes, and lets go of once it is in the buses: a
+    three-minute stereo stem is 68 MB, and holding every stem of a song at once was a fifth of
+    the render's peak memory. Read with `load_stem` (the same checks and conversions)."""
+
+    path: Path
+    role: str
+    name: str | None = None
+
+    @property
+    def stem_name(self) -> str:
+        return self.name or self.path.stem.removeprefix("stem-")
+
+    def load(self) -> Stem:
+        return load_stem(self.path, self.role, name=self.name)
+
+    def frames(self) -> int:
+        """Its length at MIX_RATE_HZ, from the file's header (read whole only when its rate differs)."""
+        try:
+            info = soundfile.info(str(self.path))
+        except (RuntimeError, OSError):  # unreadable: reading it says what is wrong, in load_stem's words
+            return self.load().audio.shape[0]
+        return info.frames if info.samplerate == MIX_RATE_HZ else self.load().audio.shape[0]
+
+
+def _read(stem: Stem | StemFile) -> Stem:
+    return stem.load() if isinstance(stem, StemFile) else stem
+
+
+def _name(stem: Stem | StemFile) -> str:
+    return stem.stem_name if isinstance(stem, StemFile) else stem.name
+
+
+def _frames(stem: Stem | StemFile) -> int:
+    return stem.frames() if isinstance(stem, StemFile) else stem.audio.shape[0]
 
 
 def instrument_role(decision: dict) -> str:
@@ -306,20 +348,23 @@ def _return(bus: np.ndarray, rate: int, effect, kind: str) -> np.ndarray:
 # ---------------------------------------------------------------- the mix
 
 
-def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int = MIX_RATE_HZ, edit: MixEdit | None = None) -> MixResult:
-    """Mix `stems` (see the module docstring); every stem must be at `rate`. `edit`: the song
-    editor's changes on top of the preset (a part's level, pan or mute, the vocal level, the sends,
-    a section's level)."""
+def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset, *, rate: int = MIX_RATE_HZ, edit: MixEdit | None = None) -> MixResult:
+    """Mix `stems` (see the module docstring); every stem must be at `rate`. A `StemFile` is read
+    when its turn comes (the stage passes files: less memory). `edit`: the song editor's changes
+    on top of the preset (a part's level, pan or mute, the vocal level, the sends, a section's level)."""
     edit = edit or MixEdit()
-    unknown = sorted(set(edit.parts) - {s.name for s in stems})
+    names = {_name(s) for s in stems}
+    unknown = sorted(set(edit.parts) - names)
     if unknown:
-        raise SongmillError(f"the mix has no part {', '.join(unknown)} (its parts: {', '.join(sorted(s.name for s in stems))})")
-    stems = [s for s in stems if not (s.name in edit.parts and edit.parts[s.name].muted)]
+        raise SongmillError(f"the mix has no part {', '.join(unknown)} (its parts: {', '.join(sorted(names))})")
+    stems = [s for s in stems if not (_name(s) in edit.parts and edit.parts[_name(s)].muted)]
     if not stems:
         raise SongmillError("there are no stems to mix")
-    frames = max(s.audio.shape[0] for s in stems)
-    lead = next((s for s in stems if s.role == "vocal"), None)
-    activity = vocal_activity(_fit(lead.audio, frames), rate) if lead else np.zeros(frames, dtype=np.float32)
+    frames = max(_frames(s) for s in stems)
+    lead_file = next((s for s in stems if s.role == "vocal"), None)
+    lead = _read(lead_file) if lead_file is not None else None  # read first: its activity shapes the others
+    has_lead = lead is not None
+    activity = vocal_activity(_fit(lead.audio, frames), rate) if lead is not None else np.zeros(frames, dtype=np.float32)
     kick = kick_envelope(score, frames, rate) if any(d.under == "kick" for d in preset.duck.values()) else None
     automation, plan = section_gain_db(score, frames, rate, preset.automation_db, edit.sections_db)
     side_of_role: dict[str, int] = {}
@@ -327,11 +372,15 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
     buses = {"vocal": silent(), "instrument": silent(), "carved": silent()}  # carved: the band cut applies
     sends = {group: {"reverb": silent(), "delay": silent()} for group in ("vocal", "instrument")}
     duck_gains: dict[tuple, np.ndarray] = {}
-    carving = lead is not None and preset.vocal_carve_db > 0
+    carving = has_lead and preset.vocal_carve_db > 0
     lead_gain_db, decisions = None, []
 
     # the lead first: the backing takes follow its gain
-    for stem in sorted(stems, key=lambda s: s.role != "vocal"):
+    for item in sorted(stems, key=lambda s: s.role != "vocal"):
+        if item is lead_file:
+            stem, lead = cast(Stem, lead), None  # read already; let go of with the loop's other stems
+        else:
+            stem = _read(item)
         x, span = _sounding(stem.audio, frames, rate)  # work on the part that sounds: stems rest a lot
         made: dict[str, Any] = {"stem": stem.name, "role": stem.role, "conversions": stem.conversions}
         group = "vocal" if stem.role in VOCAL_ROLES else "instrument"
@@ -358,7 +407,7 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
             made["edit_gain_db"] = part.gain_db
         made["gain_db"] = round(gain_db, 2)
         duck = preset.duck.get(stem.role)
-        if duck and (lead is not None or duck.under == "kick"):
+        if duck and (has_lead or duck.under == "kick"):
             key = (duck.under, duck.depth_db)
             if key not in duck_gains:
                 trigger = activity if duck.under == "vocal" else cast(np.ndarray, kick)  # kick is made whenever a duck is under it
@@ -384,30 +433,33 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
                 made[f"{kind}_send_db"] = round(send_db, 2)
         decisions.append(made)
 
+    # Below, a bus, send or curve is let go of (popped, deleted) once nothing more needs it: each
+    # is 34–68 MB for a three-minute song, and the mix is the render's peak of memory.
     instrument_bus = buses["instrument"]
+    carved = buses.pop("carved")
     if carving:
-        instrument_bus += carve(buses["carved"], rate, activity, preset.vocal_carve_db)
+        instrument_bus += carve(carved, rate, activity, preset.vocal_carve_db)
+    del carved
     # section automation rides the whole instrumental (and its sends) — the voice stays put
     automation_gain = _db_to_gain(automation)
+    del automation
     instrument_bus *= automation_gain
     for kind in ("reverb", "delay"):
         sends["instrument"][kind] *= automation_gain
+    del automation_gain, duck_gains
     vocal_bus = buses["vocal"]
-    on_top = _vocal_on_top(vocal_bus, instrument_bus, activity, rate, preset.vocal_over_instrumental_lu + edit.vocal_db) if lead else None
+    on_top = _vocal_on_top(vocal_bus, instrument_bus, activity, rate, preset.vocal_over_instrumental_lu + edit.vocal_db) if has_lead else None
     vocal_gain = np.float32(10 ** (on_top["correction_db"] / 20)) if on_top else np.float32(1.0)
     vocal_bus *= vocal_gain
-    send_sums = {kind: sends["instrument"][kind] + sends["vocal"][kind] * vocal_gain for kind in ("reverb", "delay")}
+    send_sums = sends.pop("instrument")  # the vocal sends join them, at the vocal's new level
+    for kind, vocal_send in sends.pop("vocal").items():
+        send_sums[kind] += vocal_send * vocal_gain
     delay_s = preset.delay.beats * 60.0 / score.tempo_map[0].bpm
-    returns = {
-        "reverb": _return(
-            send_sums["reverb"],
-            rate,
-            pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5, wet_level=1.0, dry_level=0.0, width=REVERB_WIDTH),
-            "reverb",
-        ),
-        "delay": _return(send_sums["delay"], rate, pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback, mix=1.0), "delay"),
-    }
+    reverb = pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5, wet_level=1.0, dry_level=0.0, width=REVERB_WIDTH)
+    delay = pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback, mix=1.0)
+    returns = {kind: _return(send_sums.pop(kind), rate, effect, kind) for kind, effect in (("reverb", reverb), ("delay", delay))}
     mixed = instrument_bus + vocal_bus + returns["reverb"] + returns["delay"]
+    del returns
     sample = mixed[:, ::4]  # every 4th frame is plenty for a level
     if on_top:
         sample = sample[:, activity[::4] > 0.5]  # the level while the voice sings
@@ -434,7 +486,9 @@ def mix_stems(stems: list[Stem], score: Score, preset: MixPreset, *, rate: int =
             "sample_peak_dbfs": round(loudness.sample_peak_dbfs(mixed), 2),
         },
     }
-    return MixResult(mixed.T, summary, {"vocals": (vocal_bus * final).T, "instrumental": (instrument_bus * final).T})
+    vocal_bus *= final
+    instrument_bus *= final
+    return MixResult(mixed.T, summary, {"vocals": vocal_bus.T, "instrumental": instrument_bus.T})
 
 
 def _send_edit_db(edit: MixEdit, kind: str, group: str) -> float:
