@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.requirements-installed
+NUMBA_STAMP := $(VENV)/.numba-cache-warmed
 DEBIAN_PACKAGES := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng libchromaprint-tools docker-compose redis-server musescore3 chromium
 # Two cores: one torch/BLAS thread per process keeps parallel tracks from fighting.
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
 .PHONY: setup system-packages demo lint test test-live test-all test-docker docker-images audit bench airflow clean
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(NUMBA_STAMP)
 
 system-packages:
 	@bash scripts/install-system-packages.sh $(DEBIAN_PACKAGES)
@@ -18,8 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(BIN)/python scripts/warm_numba_cache.py
 	@touch $(STAMP)
+
+# numba's caches written in one process (two processes writing them at once can corrupt them),
+# again whenever the libraries or what the gate compiles change
+$(NUMBA_STAMP): $(STAMP) qc/musical.py scripts/warm_numba_cache.py
+	$(BIN)/python scripts/warm_numba_cache.py
+	@touch $(NUMBA_STAMP)
 
 # The demo signs its Content Credentials with a throw-away test CA made in var/ (never a real key).
 DEMO_SIGNING := var/demo-signing

@@ -92,12 +92,12 @@ def import_librosa():  # noqa: ANN202 - the librosa module (imported lazily: it 
         if "librosa.beat" not in sys.modules:
             import numba
 
-            compile_eagerly = numba.guvectorize
-            numba.guvectorize = functools.partial(_cached_guvectorize, compile_eagerly)
+            original_guvectorize = numba.guvectorize
+            numba.guvectorize = functools.partial(_cached_guvectorize, original_guvectorize)
             try:
                 import librosa.beat  # noqa: F401 - imported here for its numba functions
             finally:
-                numba.guvectorize = compile_eagerly
+                numba.guvectorize = original_guvectorize
     import librosa
 
     return librosa

@@ -17,7 +17,7 @@ from models.instruments.soundfont import SAMPLE_RATE_HZ, render_stems, stem_fram
 from models.lyrics.songwriter import write_lyrics
 from models.registry import ModelRegistry
 from qc.onsets import detect_onsets, match_onsets
-from songmill.core.audio import read_wav, rms_db, write_wav
+from songmill.core.audio import read_wav, rms_db, wav_frames, write_wav
 from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.score import Note, Part, Score, TempoChange
 from songmill.core.vocab import GENRES
@@ -217,3 +217,25 @@ def test_a_damaged_wav_is_named(tmp_path):
     with pytest.raises(SongmillError) as err:
         read_wav(path)
     assert str(err.value) == f"audio file {path} is a damaged WAV file (no fmt chunk)"
+    with pytest.raises(SongmillError) as err:
+        wav_frames(path)
+    assert str(err.value) == f"audio file {path} is a damaged WAV file (no fmt chunk)"
+
+
+def test_the_length_a_wav_header_gives_is_the_length_read_wav_reads(tmp_path):
+    """wav_frames (the mix's length of a stem before reading it) against read_wav, for float32,
+    16-bit PCM written by another tool (ffmpeg, with its LIST chunk), and a file cut short in
+    the middle of its samples."""
+    import subprocess
+
+    rng = np.random.default_rng(1)
+    floats = tmp_path / "float.wav"
+    write_wav(floats, rng.standard_normal((48_001, 2)).astype(np.float32) * 0.1, 48000)
+    pcm = tmp_path / "pcm16.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(floats), "-ar", "44100", "-c:a", "pcm_s16le", str(pcm)], check=True)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(floats.read_bytes()[:-1001])  # 125 frames and a byte short of what its header says
+    for path in (floats, pcm, cut):
+        samples, rate = read_wav(path)
+        assert wav_frames(path) == (samples.shape[0], rate)
+    assert wav_frames(cut)[0] == 48_001 - 126

@@ -103,3 +103,27 @@ def test_make_airflow_waits_for_the_executor_this_start_began(tmp_path, monkeypa
     log.write_text(f"{STARTED_MESSAGE}\n")  # rotated: shorter than the offset
     assert executor_ready(airflow)
     assert executor_ready(LocalAirflow(tmp_path, 8080, {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}, processes={"scheduler": None}))
+
+
+def test_every_songmill_task_flushes_denormals_before_it_executes():
+    """Airflow's task runner calls an operator's own `pre_execute` before `execute`, in the same
+    thread; SongmillOperator's sets the flags `flush_denormals` sets, so a task's steps outside
+    its stages (a delivery's read-backs) get them too. In a fresh process."""
+    import platform
+    import subprocess
+
+    if platform.machine() != "x86_64" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("denormals are flushed on x86-64 with glibc only")
+    probe = (
+        "import numpy as np\n"
+        "from operators.hooks import SongmillOperator\n"
+        "class Probe(SongmillOperator):\n"
+        "    def execute(self, context):\n"
+        "        return None\n"
+        "tiny = np.array([1e-39], np.float32)\n"
+        "before = float((tiny * np.float32(1))[0])\n"
+        "Probe(task_id='probe').pre_execute({})\n"
+        "print(before > 0, float((tiny * np.float32(1))[0]))\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, cwd=PROJECT, timeout=300)
+    assert done.returncode == 0 and done.stdout.split() == ["True", "0.0"], done.stdout + done.stderr[-2000:]

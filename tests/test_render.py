@@ -377,6 +377,16 @@ def test_denormal_numbers_are_flushed_to_zero_in_the_stage_threads_without_chang
         "after = (float((tiny * np.float32(1))[0]), loudness.integrated_lufs(gaps, rate), loudness.k_weighted_power(gaps, rate))\n"
         "print(before[0], after[0], seen[0], before[1], after[1], float(np.max(np.abs(before[2] - after[2]))))\n"
     )
+    scoped = (  # what run_stage and render use: flushed inside, this thread as it was after
+        "import numpy as np\n"
+        "from songmill.engine.stage import denormals_flushed\n"
+        "tiny = np.array([1e-39], np.float32)\n"
+        "with denormals_flushed() as flushed:\n"
+        "    inside = float((tiny * np.float32(1))[0])\n"
+        "print(flushed, inside, float((tiny * np.float32(1))[0]) > 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", scoped], capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["True", "0.0", "True"], done.stdout + done.stderr[-2000:]
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     denormal, flushed, in_thread, lufs_before, lufs_after, largest_change = (float(v) for v in done.stdout.split())

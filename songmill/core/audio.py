@@ -114,6 +114,32 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     return samples.reshape(-1, channels).astype(np.float32, copy=False), rate
 
 
+def wav_frames(path: Path) -> tuple[int, int]:
+    """(frames, sample rate) of a WAV file as `read_wav` reads it, from the chunks' headers alone:
+    the samples are not read. Raises SongmillError naming the file, as read_wav does, when it is
+    not a WAV file with a format and a data chunk."""
+    path = Path(path)
+    try:
+        total = path.stat().st_size
+        with path.open("rb") as file:
+            if file.read(12)[8:12] != b"WAVE":
+                raise SongmillError(f"audio file {path} is not a WAV file (no RIFF/WAVE header)")
+            fmt, data_bytes, offset = None, None, 12
+            while offset + 8 <= total:
+                file.seek(offset)
+                chunk, size = struct.unpack("<4sI", file.read(8))
+                if chunk == b"fmt ":
+                    fmt = struct.unpack("<HHIIHH", file.read(16))
+                elif chunk == b"data":
+                    data_bytes = min(size, total - offset - 8)  # a cut-short file holds less than its header says
+                offset += 8 + size + (size & 1)
+    except (OSError, struct.error) as err:
+        raise SongmillError(f"audio file {path} cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    if fmt is None or data_bytes is None or fmt[4] == 0:
+        raise SongmillError(f"audio file {path} is a damaged WAV file (no {'fmt' if fmt is None else 'data'} chunk)")
+    return data_bytes // fmt[4], fmt[2]
+
+
 def _is_float_extensible(raw: bytes) -> bool:
     index = raw.find(b"fmt ")
     sub_format = raw[index + 8 + 24 : index + 8 + 26]

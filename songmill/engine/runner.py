@@ -42,7 +42,7 @@ from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec, track_seed
 from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.engine.configs import load_release_with_profiles
-from songmill.engine.stage import TrackJob, cpu_seconds, flush_denormals, run_stage
+from songmill.engine.stage import TrackJob, cpu_seconds, denormals_flushed, run_stage
 from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
 from songmill.engine.track_stages import TRACK_STAGES
 from songmill.release.package import RenderedTrack, package_and_deliver
@@ -496,7 +496,32 @@ def render(
     SongmillError : a bad config, an unreachable store or catalogue, or a track that failed
         (the report is still written, with the failure).
     """
-    flush_denormals()  # the release steps here (read-backs, the QC report) as well as the stages
+    with denormals_flushed():  # the release steps here (read-backs, the QC report) as well as the stages
+        return _render(
+            config_path,
+            out_dir=out_dir,
+            jobs=jobs,
+            track=track,
+            seed=seed,
+            store_spec=store_spec,
+            database_url=database_url,
+            console=console,
+            redeliver=redeliver,
+        )
+
+
+def _render(
+    config_path: str | Path,
+    *,
+    out_dir: Path,
+    jobs: int,
+    track: int | None,
+    seed: int | None,
+    store_spec: str | None,
+    database_url: str | None,
+    console: Console | None,
+    redeliver: bool,
+) -> Path:
     store_spec = store_spec or default_store_spec()
     run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url, redeliver=redeliver)
     console = console or Console(stderr=True)

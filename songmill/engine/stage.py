@@ -14,6 +14,7 @@ mix does, so an edit of the mix reads it back instead of measuring the voice aga
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fnmatch
 import functools
@@ -25,10 +26,10 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import psutil
@@ -265,12 +266,14 @@ def flush_denormals() -> bool:
     """Have this thread's floating point treat denormal numbers as zero (the SSE unit's
     flush-to-zero and denormals-are-zero flags); False where it cannot (not x86-64 glibc).
 
-    A denormal is a float below 1.2e-38 (float32), 700 dB under full scale, and the CPU works on
-    one 10 to 100 times slower than on any other number. An IIR filter running over digital silence
+    A denormal is a float below 1.2e-38 in float32 (about 750 dB under full scale; 2.2e-308 in
+    float64), and the CPU works on one 10 to 100 times slower than on any other number. An IIR filter running over digital silence
     decays into them: stems rest a lot, so the K-weighting of a lead vocal that is silent a quarter
-    of the time took 0.52 s instead of 0.06 s, and the mix of the demo song 10 CPU s instead of 5,
-    with the same audio to the bit. Threads (and forked processes) started afterwards inherit
-    the flags; `run_stage` sets them in the thread each stage runs in, and the CLI in its own."""
+    of the time took 0.52 s instead of 0.06 s, and the mix of the demo song 10 CPU s instead of 5.
+    Only results below those bounds can change: every file of the demo came out the same to the
+    byte. Threads (and forked processes) started afterwards inherit the flags; `run_stage` and
+    `render` set them for what they run (`denormals_flushed`), the CLI and each Airflow task for
+    their whole process."""
     libm = _libm()
     if libm is None:
         return False
@@ -280,6 +283,21 @@ def flush_denormals() -> bool:
     mxcsr = int.from_bytes(env.raw[MXCSR_OFFSET : MXCSR_OFFSET + 4], "little") | MXCSR_FLUSH_TO_ZERO | MXCSR_DENORMALS_ARE_ZERO
     ctypes.memmove(ctypes.addressof(env) + MXCSR_OFFSET, mxcsr.to_bytes(4, "little"), 4)
     return libm.fesetenv(env) == 0
+
+
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[bool]:
+    """`flush_denormals` for the block; then this thread's floating point as it was, so a library
+    caller's thread (a test process, a notebook) keeps its own. Threads started inside inherit
+    the flags."""
+    libm = _libm()
+    saved = ctypes.create_string_buffer(FENV_T_BYTES)
+    restore = libm is not None and libm.fegetenv(saved) == 0
+    try:
+        yield flush_denormals()
+    finally:
+        if restore:
+            cast(ctypes.CDLL, libm).fesetenv(saved)
 
 
 def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
@@ -309,8 +327,7 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
         ctx = StageContext(stage, job, params, local_inputs, workdir, registry, store=store, refs=stage_inputs)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
         _glibc()  # caps glibc's heaps before this stage's threads start
-        flush_denormals()  # in the thread the stage runs in: its own threads inherit it
-        with PeakMemory() as memory:
+        with PeakMemory() as memory, denormals_flushed():  # in the stage's thread: its own threads inherit it
             stage.run(ctx)
         result.wall_s, result.cpu_s = time.perf_counter() - wall0, cpu_seconds() - cpu0
         result.peak_rss_mib = memory.peak / 2**20

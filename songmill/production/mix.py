@@ -32,12 +32,11 @@ from typing import Any, cast
 
 import numpy as np
 import pedalboard
-import soundfile
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, lfilter, sosfilt
 
 from songmill.core import loudness
-from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, resample
+from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, resample, wav_frames
 from songmill.core.errors import SongmillError
 from songmill.core.score import Score
 from songmill.core.sections import sections_named
@@ -127,12 +126,13 @@ class StemFile:
         return load_stem(self.path, self.role, name=self.name)
 
     def frames(self) -> int:
-        """Its length at MIX_RATE_HZ, from the file's header (read whole only when its rate differs)."""
+        """Its length at MIX_RATE_HZ, from the file's chunk headers (read whole only when its rate
+        differs, or when it is damaged: load_stem then says what is wrong with it)."""
         try:
-            info = soundfile.info(str(self.path))
-        except (RuntimeError, OSError):  # unreadable: reading it says what is wrong, in load_stem's words
+            frames, rate = wav_frames(self.path)
+        except SongmillError:
             return self.load().audio.shape[0]
-        return info.frames if info.samplerate == MIX_RATE_HZ else self.load().audio.shape[0]
+        return frames if rate == MIX_RATE_HZ else self.load().audio.shape[0]
 
 
 def _read(stem: Stem | StemFile) -> Stem:
@@ -377,8 +377,8 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
 
     # the lead first: the backing takes follow its gain
     for item in sorted(stems, key=lambda s: s.role != "vocal"):
-        if item is lead_file:
-            stem, lead = cast(Stem, lead), None  # read already; let go of with the loop's other stems
+        if item is lead_file and lead is not None:
+            stem, lead = lead, None  # read already; let go of like the loop's other stems
         else:
             stem = _read(item)
         x, span = _sounding(stem.audio, frames, rate)  # work on the part that sounds: stems rest a lot
