@@ -217,7 +217,7 @@ def test_stems_read_in_turn_from_their_files_mix_to_the_same_samples(song, rende
     files = [StemFile(_artifact(track, name), role, name=name) for name, role in roles.items()]
     files.append(StemFile(_artifact(track, "vocal-lead.wav"), "vocal"))
     files += [StemFile(_artifact(track, f"vocal-{n}.wav"), "backing") for n in ("double", "harmony") if f"vocal-{n}.wav" in track["artifacts"]]
-    assert [f.stem_name for f in files] == [s.name for s in stems]
+    assert [f.name for f in files] == [s.name for s in stems]
     preset = load_production_presets().for_genre("pop").mix
     held, read_in_turn = mix_stems(stems, score, preset), mix_stems(files, score, preset)
     assert np.array_equal(held.audio, read_in_turn.audio) and held.decisions == read_in_turn.decisions

@@ -21,6 +21,7 @@ import json
 import struct
 import subprocess
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -81,20 +82,8 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         raw = path.read_bytes()
     except OSError as err:
         raise SongmillError(f"audio file {path} cannot be read ({err.strerror})") from None
-    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
-        raise SongmillError(f"audio file {path} is not a WAV file (no RIFF/WAVE header)")
-    fmt, data, offset = None, None, 12
-    view = memoryview(raw)  # slices of a view share the file's bytes: no copies of the audio
-    while offset + 8 <= len(raw):
-        chunk, size = raw[offset : offset + 4], struct.unpack("<I", raw[offset + 4 : offset + 8])[0]
-        body = view[offset + 8 : offset + 8 + size]
-        if chunk == b"fmt ":
-            fmt = struct.unpack("<HHIIHH", body[:16])
-        elif chunk == b"data":
-            data = body
-        offset += 8 + size + (size & 1)
-    if fmt is None or data is None:
-        raise SongmillError(f"audio file {path} is a damaged WAV file (no {'fmt' if fmt is None else 'data'} chunk)")
+    fmt, data_at, data_bytes = _wav_layout(path, lambda at, size: raw[at : at + size], len(raw))
+    data = memoryview(raw)[data_at : data_at + data_bytes]  # a view shares the file's bytes: no copy of the audio
     kind, channels, rate, _, block, bits = fmt
     if kind == FORMAT_EXTENSIBLE:
         kind = FORMAT_FLOAT if bits == 32 and block == channels * 4 and _is_float_extensible(raw) else FORMAT_PCM
@@ -120,24 +109,37 @@ def wav_frames(path: Path) -> tuple[int, int]:
     not a WAV file with a format and a data chunk."""
     path = Path(path)
     try:
-        total = path.stat().st_size
         with path.open("rb") as file:
-            if file.read(12)[8:12] != b"WAVE":
-                raise SongmillError(f"audio file {path} is not a WAV file (no RIFF/WAVE header)")
-            fmt, data_bytes, offset = None, None, 12
-            while offset + 8 <= total:
-                file.seek(offset)
-                chunk, size = struct.unpack("<4sI", file.read(8))
-                if chunk == b"fmt ":
-                    fmt = struct.unpack("<HHIIHH", file.read(16))
-                elif chunk == b"data":
-                    data_bytes = min(size, total - offset - 8)  # a cut-short file holds less than its header says
-                offset += 8 + size + (size & 1)
+
+            def read(at: int, size: int) -> bytes:
+                file.seek(at)
+                return file.read(size)
+
+            fmt, _, data_bytes = _wav_layout(path, read, path.stat().st_size)
     except (OSError, struct.error) as err:
         raise SongmillError(f"audio file {path} cannot be read ({getattr(err, 'strerror', None) or err})") from None
-    if fmt is None or data_bytes is None or fmt[4] == 0:
-        raise SongmillError(f"audio file {path} is a damaged WAV file (no {'fmt' if fmt is None else 'data'} chunk)")
+    if fmt[4] == 0:
+        raise SongmillError(f"audio file {path} is a damaged WAV file (its format says 0 bytes a frame)")
     return data_bytes // fmt[4], fmt[2]
+
+
+def _wav_layout(path: Path, read: Callable[[int, int], bytes], total: int) -> tuple[tuple, int, int]:
+    """A WAV file's format fields (format, channels, rate, bytes a second, bytes a frame, bits),
+    where its samples start and how many bytes of them it holds (a cut-short file holds less than
+    its header says); `read(at, size)` gives bytes of the file. Raises SongmillError naming it."""
+    if total < 12 or read(0, 4) != b"RIFF" or read(8, 4) != b"WAVE":
+        raise SongmillError(f"audio file {path} is not a WAV file (no RIFF/WAVE header)")
+    fmt, data, offset = None, None, 12
+    while offset + 8 <= total:
+        chunk, size = struct.unpack("<4sI", read(offset, 8))
+        if chunk == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", read(offset + 8, min(size, 16)))
+        elif chunk == b"data":
+            data = (offset + 8, max(0, min(size, total - offset - 8)))
+        offset += 8 + size + (size & 1)
+    if fmt is None or data is None:
+        raise SongmillError(f"audio file {path} is a damaged WAV file (no {'fmt' if fmt is None else 'data'} chunk)")
+    return fmt, *data
 
 
 def _is_float_extensible(raw: bytes) -> bool:

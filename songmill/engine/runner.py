@@ -467,6 +467,7 @@ def start_release(
     )
 
 
+@denormals_flushed()  # the release steps here (read-backs, the QC report) as well as the stages
 def render(
     config_path: str | Path,
     *,
@@ -496,32 +497,6 @@ def render(
     SongmillError : a bad config, an unreachable store or catalogue, or a track that failed
         (the report is still written, with the failure).
     """
-    with denormals_flushed():  # the release steps here (read-backs, the QC report) as well as the stages
-        return _render(
-            config_path,
-            out_dir=out_dir,
-            jobs=jobs,
-            track=track,
-            seed=seed,
-            store_spec=store_spec,
-            database_url=database_url,
-            console=console,
-            redeliver=redeliver,
-        )
-
-
-def _render(
-    config_path: str | Path,
-    *,
-    out_dir: Path,
-    jobs: int,
-    track: int | None,
-    seed: int | None,
-    store_spec: str | None,
-    database_url: str | None,
-    console: Console | None,
-    redeliver: bool,
-) -> Path:
     store_spec = store_spec or default_store_spec()
     run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url, redeliver=redeliver)
     console = console or Console(stderr=True)

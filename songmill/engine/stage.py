@@ -287,7 +287,7 @@ def flush_denormals() -> bool:
 
 @contextlib.contextmanager
 def denormals_flushed() -> Iterator[bool]:
-    """`flush_denormals` for the block; then this thread's floating point as it was, so a library
+    """`flush_denormals` for the block (or the decorated function); then this thread's floating point as it was, so a library
     caller's thread (a test process, a notebook) keeps its own. Threads started inside inherit
     the flags."""
     libm = _libm()

@@ -72,6 +72,12 @@ class Stem:
     audio: np.ndarray  # (frames, 1 or 2) float32 at MIX_RATE_HZ
     conversions: list[str] = field(default_factory=list)  # what was done to make it fit (logged)
 
+    def load(self) -> Stem:  # what the mix asks of a stem, held or on file (StemFile)
+        return self
+
+    def frames(self) -> int:
+        return self.audio.shape[0]
+
 
 @dataclass
 class MixResult:
@@ -112,15 +118,16 @@ def load_stem(path: Path, role: str, *, name: str | None = None) -> Stem:
 class StemFile:
     """A stem the mix reads only when its turn comes, and lets go of once it is in the buses: a
     three-minute stereo stem is 68 MB, and holding every stem of a song at once was a fifth of
-    the render's peak memory. Read with `load_stem` (the same checks and conversions)."""
+    the render's peak memory. Read with `load_stem` (the same checks and conversions); `name`
+    defaults as load_stem's does."""
 
     path: Path
     role: str
-    name: str | None = None
+    name: str = ""
 
-    @property
-    def stem_name(self) -> str:
-        return self.name or self.path.stem.removeprefix("stem-")
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.path.stem.removeprefix("stem-"))
 
     def load(self) -> Stem:
         return load_stem(self.path, self.role, name=self.name)
@@ -133,18 +140,6 @@ class StemFile:
         except SongmillError:
             return self.load().audio.shape[0]
         return frames if rate == MIX_RATE_HZ else self.load().audio.shape[0]
-
-
-def _read(stem: Stem | StemFile) -> Stem:
-    return stem.load() if isinstance(stem, StemFile) else stem
-
-
-def _name(stem: Stem | StemFile) -> str:
-    return stem.stem_name if isinstance(stem, StemFile) else stem.name
-
-
-def _frames(stem: Stem | StemFile) -> int:
-    return stem.frames() if isinstance(stem, StemFile) else stem.audio.shape[0]
 
 
 def instrument_role(decision: dict) -> str:
@@ -353,16 +348,16 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
     when its turn comes (the stage passes files: less memory). `edit`: the song editor's changes
     on top of the preset (a part's level, pan or mute, the vocal level, the sends, a section's level)."""
     edit = edit or MixEdit()
-    names = {_name(s) for s in stems}
+    names = {s.name for s in stems}
     unknown = sorted(set(edit.parts) - names)
     if unknown:
         raise SongmillError(f"the mix has no part {', '.join(unknown)} (its parts: {', '.join(sorted(names))})")
-    stems = [s for s in stems if not (_name(s) in edit.parts and edit.parts[_name(s)].muted)]
+    stems = [s for s in stems if not (s.name in edit.parts and edit.parts[s.name].muted)]
     if not stems:
         raise SongmillError("there are no stems to mix")
-    frames = max(_frames(s) for s in stems)
+    frames = max(s.frames() for s in stems)
     lead_file = next((s for s in stems if s.role == "vocal"), None)
-    lead = _read(lead_file) if lead_file is not None else None  # read first: its activity shapes the others
+    lead = lead_file.load() if lead_file is not None else None  # read first: its activity shapes the others
     has_lead = lead is not None
     activity = vocal_activity(_fit(lead.audio, frames), rate) if lead is not None else np.zeros(frames, dtype=np.float32)
     kick = kick_envelope(score, frames, rate) if any(d.under == "kick" for d in preset.duck.values()) else None
@@ -380,7 +375,7 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
         if item is lead_file and lead is not None:
             stem, lead = lead, None  # read already; let go of like the loop's other stems
         else:
-            stem = _read(item)
+            stem = item.load()
         x, span = _sounding(stem.audio, frames, rate)  # work on the part that sounds: stems rest a lot
         made: dict[str, Any] = {"stem": stem.name, "role": stem.role, "conversions": stem.conversions}
         group = "vocal" if stem.role in VOCAL_ROLES else "instrument"
