@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from songmill.core.audio import SAMPLE_RATE_HZ, resample
+from songmill.core.audio import SAMPLE_RATE_HZ, channel_mean, resample
 from songmill.core.music import parse_key
 from songmill.core.score import Score
 
@@ -113,7 +113,7 @@ def _cached_guvectorize(guvectorize, *args, **options):  # noqa: ANN001, ANN002,
 def _mono(samples: np.ndarray, rate: int) -> np.ndarray:
 
     mono = np.asarray(samples, dtype=np.float32)
-    mono = mono.mean(axis=1) if mono.ndim == 2 else mono
+    mono = channel_mean(mono)
     return resample(mono, from_hz=rate, to_hz=ANALYSIS_RATE_HZ) if rate != ANALYSIS_RATE_HZ else mono
 
 

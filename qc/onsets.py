@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from songmill.core.audio import channel_mean
+
 FRAME_S, HOP_S = 0.004, 0.001
 
 
 def _log_energy(samples: np.ndarray, rate: int, frame_s: float = FRAME_S) -> np.ndarray:
     x = np.asarray(samples, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
+    x = channel_mean(x)
     diff = np.diff(x, prepend=x[:1])
     frame, hop = int(frame_s * rate), int(HOP_S * rate)
     power = np.convolve(diff**2, np.ones(frame) / frame, mode="valid")[::hop]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from qc.vocal import F0Memo
-from songmill.core.audio import read_wav
+from songmill.core.audio import channel_mean, read_wav
 from songmill.core.store import atomic_write_bytes
 
 PLOT_SIZE_IN = (9.0, 2.2)
@@ -52,7 +52,7 @@ def _figure(title: str, ylabel: str):
 
 def waveform_plot(samples: np.ndarray, rate: int) -> str:
     """Min/max envelope of the mid signal, one column per 20 ms."""
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = channel_mean(samples)
     step = max(1, int(rate * 0.02))
     count = len(mono) // step
     blocks = mono[: count * step].reshape(count, step)
@@ -66,7 +66,7 @@ def waveform_plot(samples: np.ndarray, rate: int) -> str:
 
 def spectrogram_plot(samples: np.ndarray, rate: int) -> str:
     """Magnitude in dBFS, 4096-point frames every 50 ms, up to 20 kHz on a linear axis."""
-    mono = (samples.mean(axis=1) if samples.ndim == 2 else samples).astype(np.float64)
+    mono = channel_mean(samples).astype(np.float64)
     size, hop = 4096, int(rate * 0.05)
     frames = np.lib.stride_tricks.sliding_window_view(mono, size)[::hop] * np.hanning(size)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from songmill.core import loudness
-from songmill.core.audio import decode, probe
+from songmill.core.audio import channel_mean, decode, probe
 from songmill.core.errors import AudioInputError
 
 SILENCE_DBFS = -60.0
@@ -141,11 +141,11 @@ def _welch_psd(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     hop = WELCH_SEGMENT // 2
     step = WELCH_SEGMENTS_PER_CHUNK * hop
     if len(samples) <= step + hop:
-        freqs, power = welch(samples.mean(axis=1), fs=rate, nperseg=WELCH_SEGMENT)
+        freqs, power = welch(channel_mean(samples), fs=rate, nperseg=WELCH_SEGMENT)
         return power, freqs
     freqs, total, count = np.zeros(0), np.zeros(0), 0
     for start in range(0, len(samples) - hop, step):
-        part = samples[start : start + step + hop].mean(axis=1)
+        part = channel_mean(samples[start : start + step + hop])
         segments = (len(part) - hop) // hop
         if segments < 1:
             break

@@ -60,7 +60,7 @@ def test_config_dir(tmp_path_factory):
     for name, recipient in TEST_RECIPIENTS.items():
         profiles["profiles"][name]["recipient"] = recipient
         # The watermark costs a render about 3 s (marking, the gate's and the delivery's readings):
-        # off here, on in `watermarked_config_dir`, which the provenance and release tests use.
+        # off here, on in `watermarked_config_dir`, which the provenance tests use.
         profiles["profiles"][name]["watermark"] = False
     (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
     delivery = yaml.safe_load((folder / "delivery.yaml").read_text())

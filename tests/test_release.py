@@ -75,8 +75,10 @@ tracks:
 
 
 @pytest.fixture(scope="module")
-def delivered(tmp_path_factory, watermarked_config_dir):
-    return render_release_text(RELEASE, tmp_path_factory.mktemp("release"), config_dir=watermarked_config_dir)
+def delivered(tmp_path_factory):
+    """RELEASE rendered and delivered once for the module, without the watermark (the test config):
+    test_provenance reads the mark back from every container, here formats, tags and DDEX."""
+    return render_release_text(RELEASE, tmp_path_factory.mktemp("release"))
 
 
 def _folder(report: dict, profile: str) -> Path:

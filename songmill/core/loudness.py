@@ -20,6 +20,7 @@ import pyloudnorm
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import firwin, sosfilt
 
+from songmill.core.audio import channel_mean
 from songmill.core.errors import SongmillError
 
 OVERSAMPLING = 4  # BS.1770-4 true peak: at least 4× at 48 kHz
@@ -70,7 +71,7 @@ def k_weighted_power(samples: np.ndarray, rate: int, *, mono_fold: bool = False)
         state = np.zeros((sos.shape[0], 2), dtype=np.float32)
         for start in range(0, data.shape[0], CHUNK_FRAMES):
             chunk = data[start : start + CHUNK_FRAMES]
-            part = chunk[:, :2].mean(axis=1, dtype=np.float32) if mono_fold else np.ascontiguousarray(chunk[:, c], dtype=np.float32)
+            part = channel_mean(chunk[:, :2].astype(np.float32, copy=False)) if mono_fold else np.ascontiguousarray(chunk[:, c], dtype=np.float32)
             weighted, state = sosfilt(sos, part, zi=state)
             power[start : start + len(part)] += np.square(weighted)
     if mono_fold:

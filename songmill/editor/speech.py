@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from songmill.core.audio import channel_mean
 from songmill.core.errors import SongmillError
 from songmill.core.sections import section_labels
 from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
@@ -149,7 +150,7 @@ def has_speech(samples: np.ndarray, rate_hz: int) -> bool:
 def _to_model_rate(samples: np.ndarray, rate_hz: int) -> np.ndarray:
     from scipy.signal import resample_poly
 
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = channel_mean(samples)
     mono = resample_poly(mono.astype(np.float64), RATE_HZ, rate_hz) if rate_hz != RATE_HZ else mono.astype(np.float64)
     peak = float(np.max(np.abs(mono))) or 1.0
     pad = np.zeros(int(PAD_S * RATE_HZ))
@@ -182,7 +183,7 @@ class Recogniser:
 
     def words(self, samples: np.ndarray, rate_hz: int) -> str | None:
         """The grammar sentence heard, or None (no speech, or none of the grammar's sentences)."""
-        if samples.size == 0 or not has_speech(samples.mean(axis=1) if samples.ndim == 2 else samples, rate_hz):
+        if samples.size == 0 or not has_speech(channel_mean(samples), rate_hz):
             return None
         pcm = (np.clip(_to_model_rate(samples, rate_hz), -1, 1) * 32767).astype(np.int16).tobytes()
         self.decoder.start_utt()
