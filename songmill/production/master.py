@@ -32,7 +32,7 @@ import pedalboard
 from scipy.signal import butter, firwin2, oaconvolve, sosfilt
 
 from songmill.core import loudness
-from songmill.core.audio import decode
+from songmill.core.audio import channel_mean, decode
 from songmill.core.errors import SongmillError
 from songmill.production.limiter import normalise
 
@@ -180,7 +180,7 @@ def master(mix: np.ndarray, rate: int, target: MasterTarget, *, mark: Marker | N
 
 def _rms_db(x: np.ndarray) -> float:
     """RMS level (dBFS) over the frames louder than −60 dBFS (the music, not the silence around it)."""
-    power = np.mean(np.square(x, dtype=np.float32), axis=1)
+    power = channel_mean(np.square(x, dtype=np.float32))
     playing = power[power > 1e-6]
     return float(10 * np.log10(np.mean(playing, dtype=np.float64))) if playing.size else -60.0
 

@@ -36,7 +36,7 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, lfilter, sosfilt
 
 from songmill.core import loudness
-from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, resample, wav_frames
+from songmill.core.audio import SAMPLE_RATE_HZ, channel_mean, read_wav, resample, wav_frames
 from songmill.core.errors import SongmillError
 from songmill.core.score import Score
 from songmill.core.sections import sections_named
@@ -105,7 +105,7 @@ def load_stem(path: Path, role: str, *, name: str | None = None) -> Stem:
     conversions = []
     if audio.shape[1] > 2:
         conversions.append(f"down-mixed {audio.shape[1]} channels to stereo")
-        audio = np.stack([audio[:, 0::2].mean(axis=1), audio[:, 1::2].mean(axis=1)], axis=1)
+        audio = np.stack([channel_mean(audio[:, 0::2]), channel_mean(audio[:, 1::2])], axis=1)
     if rate != MIX_RATE_HZ:
         conversions.append(f"resampled from {rate} Hz to {MIX_RATE_HZ} Hz")
         audio = resample(audio, from_hz=rate, to_hz=MIX_RATE_HZ)
