@@ -117,8 +117,16 @@ def pitch_plot(vocal: np.ndarray, rate: int, notes, memo: F0Memo | None = None) 
     figure, (whole, close) = plt.subplots(2, 1, figsize=(PLOT_SIZE_IN[0], PLOT_SIZE_IN[1] * 2))
     first = min((n.start_s for n in notes), default=0.0)
     for axes, window in ((whole, None), (close, (first - 0.5, first + PITCH_ZOOM_S))):
-        for note in notes:
-            axes.plot([note.start_s, note.start_s + note.duration_s], [note.pitch, note.pitch], color="#4080ff", alpha=0.45, linewidth=6, solid_capstyle="butt")
+        # one collection for all the notes: a line each cost matplotlib ~4 ms (a song has hundreds)
+        axes.hlines(
+            [n.pitch for n in notes],
+            [n.start_s for n in notes],
+            [n.start_s + n.duration_s for n in notes],
+            colors="#4080ff",
+            alpha=0.45,
+            linewidth=6,
+            capstyle="butt",
+        )
         axes.plot(times, midi, color="#c05000", linewidth=0.7)
         axes.set_ylabel("MIDI note", fontsize=8)
         axes.tick_params(labelsize=7)

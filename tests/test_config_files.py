@@ -107,3 +107,21 @@ def test_the_user_sees_the_same_line_and_exit_2_from_the_command(config_copy):
     path = config_copy / "profiles.yaml"
     path.write_text(path.read_text() + "\ncolour: blue\n")
     assert_one_line_error(validate_with(config_copy, in_process=False), path, r"colour: unknown field \(allowed: .+\)")
+
+
+def test_a_file_read_again_gives_its_new_text_and_the_callers_own_copy(tmp_path):
+    """load_yaml keeps the parse of a text (a render reads the registry in every stage): a file
+    edited between two reads gives its new content, a caller changing what it got changes
+    nothing for the next, and a line number still comes from the file as it is."""
+    from songmill.core.config import load_yaml
+
+    path = tmp_path / "settings.yaml"
+    path.write_text("tempo: 120\nparts: [bass, drums]\n")
+    first, _ = load_yaml(path)
+    first["parts"].append("harp")
+    first["tempo"] = 60
+    again, _ = load_yaml(path)
+    assert again == {"tempo": 120, "parts": ["bass", "drums"]}
+    path.write_text("# a comment first\ntempo: 96\nparts: [bass]\n")
+    edited, locator = load_yaml(path)
+    assert edited == {"tempo": 96, "parts": ["bass"]} and locator.line(("tempo",)) == 2

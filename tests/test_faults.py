@@ -67,6 +67,17 @@ def delivered_audio(out: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(soundfile.read(p, dtype="int32")[0].tobytes()).hexdigest() for p in (out / "streaming").rglob("*.flac")}
 
 
+def render_here(var: Path, out: Path, **options) -> Path:
+    """The debug release rendered in this process (whose libraries are loaded already), for the
+    renders a row needs before or after its fault: only the faulted render needs a process of its
+    own, to be killed, filled up or paused. Returns the run report's path."""
+    from songmill.engine.runner import render
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SONGMILL_VAR_DIR", str(var))
+        return render(DEBUG, out_dir=out, **options)
+
+
 def check(var: Path, *extra: str) -> tuple[int, dict]:
     done = songmill("catalogue", "check", "--json", *extra, var=var)
     return done.returncode, json.loads(done.stdout)
@@ -76,9 +87,8 @@ def check(var: Path, *extra: str) -> tuple[int, dict]:
 def reference(tmp_path_factory) -> dict:
     """The debug release rendered once with nothing going wrong: what every retry must equal."""
     folder = tmp_path_factory.mktemp("reference")
-    done = songmill("render", str(DEBUG), "--out", str(folder / "dist"), var=folder / "var")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {"artifacts": artifacts(Path(done.stdout.strip().splitlines()[-1])), "audio": delivered_audio(folder / "dist")}
+    report = render_here(folder / "var", folder / "dist")
+    return {"artifacts": artifacts(report), "audio": delivered_audio(folder / "dist")}
 
 
 # ------------------------------------------------------------------ a worker killed in every stage
@@ -93,9 +103,7 @@ def test_a_worker_killed_in_any_stage_is_retried_to_identical_artifacts(tmp_path
     assert not (out / "streaming").exists(), "something was delivered by the killed run"
     code, found = check(var)
     assert code == 1 and [f["kind"] for f in found["findings"]] == ["interrupted-run"]
-    retry = songmill("render", str(DEBUG), "--out", str(out), var=var)
-    assert retry.returncode == 0, retry.stderr[-2000:]
-    assert artifacts(Path(retry.stdout.strip().splitlines()[-1])) == reference["artifacts"]
+    assert artifacts(render_here(var, out)) == reference["artifacts"]  # the retry
     assert delivered_audio(out) == reference["audio"]
     assert check(var, "--repair")[0] == 0 and check(var)[0] == 0  # the killed run closed; nothing else disagrees
     record(f"worker SIGKILLed in the {stage} stage", "the retry makes byte-identical artifacts; nothing partial stored or delivered", "as expected")
@@ -106,8 +114,7 @@ def test_a_worker_killed_in_any_stage_is_retried_to_identical_artifacts(tmp_path
 
 def test_a_blob_changed_on_disk_is_detected_by_its_hash_recomputed_and_never_delivered(tmp_path, reference):
     var, out = tmp_path / "var", tmp_path / "dist"
-    first = songmill("render", str(DEBUG), "--out", str(out), var=var)
-    assert first.returncode == 0, first.stderr[-2000:]
+    render_here(var, out)
     master = reference["artifacts"]["master-streaming.wav"]
     blob = var / "artifacts" / "blobs" / master[:2] / master
     data = bytearray(blob.read_bytes())
@@ -115,12 +122,10 @@ def test_a_blob_changed_on_disk_is_detected_by_its_hash_recomputed_and_never_del
     blob.write_bytes(bytes(data))
     code, found = check(var)
     assert code == 1 and [(f["kind"], f["subject"].split()[1]) for f in found["findings"]] == [("corrupt-artifact", "master-streaming.wav")]
-    again = songmill("render", str(DEBUG), "--out", str(out), var=var)
-    assert again.returncode == 0, again.stderr[-2000:]
-    report = json.loads(Path(again.stdout.strip().splitlines()[-1]).read_text())
-    stages = {s["stage"]: s["cached"] for s in report["tracks"][0]["stages"]}
+    again = render_here(var, out)
+    stages = {s["stage"]: s["cached"] for s in json.loads(again.read_text())["tracks"][0]["stages"]}
     assert stages["master"] is False and stages["mix"] is True  # made again, from the intact mix
-    assert artifacts(Path(again.stdout.strip().splitlines()[-1])) == reference["artifacts"]
+    assert artifacts(again) == reference["artifacts"]
     assert file_sha256(blob) == master and len(list((var / "artifacts" / "quarantine").iterdir())) == 1
     assert delivered_audio(out) == reference["audio"]
     assert check(var)[0] == 0
@@ -155,7 +160,7 @@ def test_the_disk_full_fails_in_one_sentence_keeps_the_previous_delivery_and_lea
     the space given back once the filler goes, and the retry completes."""
     var = small_disk / "var" if where == "export" else tmp_path / "var"
     out = tmp_path / "dist" if where == "export" else small_disk / "dist"
-    assert songmill("render", str(DEBUG), "--out", str(out), "--seed", "3", var=var).returncode == 0
+    render_here(var, out, seed=3)
     before = delivered_audio(out)
     [folder] = list((out / "streaming").iterdir())
     manifest = (folder / "checksums.sha256").read_bytes()
@@ -169,8 +174,7 @@ def test_the_disk_full_fails_in_one_sentence_keeps_the_previous_delivery_and_lea
     assert not list(small_disk.rglob(".staging-*")) and not list(small_disk.rglob(".incoming.*"))
     (small_disk / "filler").unlink()
     leftover = sum(p.stat().st_size for p in small_disk.rglob("*") if p.is_file())
-    retry = songmill("render", str(DEBUG), "--out", str(out), "--seed", "4", "--redeliver", var=var)
-    assert retry.returncode == 0, retry.stderr[-2000:]
+    render_here(var, out, seed=4, redeliver=True)  # the retry
     assert delivered_audio(out) != before
     check(var, "--repair")
     assert check(var)[0] == 0
@@ -469,14 +473,13 @@ def test_catalogue_check_reports_each_disagreement_and_repairs_only_what_is_safe
     import time
 
     var, out = tmp_path / "var", tmp_path / "dist"
-    first = songmill("render", str(DEBUG), "--out", str(out), var=var)
-    assert first.returncode == 0, first.stderr[-2000:]
+    first = render_here(var, out)
     [folder] = list((out / "streaming").iterdir())
     provenance = folder / "provenance.json"
     provenance.write_bytes(provenance.read_bytes() + b" ")
     (folder.parent / f".staging-{folder.name}-0123456789ab").mkdir()
     blobs = var / "artifacts" / "blobs"
-    lyrics = artifacts(Path(first.stdout.strip().splitlines()[-1]))["lyrics.json"]
+    lyrics = artifacts(first)["lyrics.json"]
     (blobs / lyrics[:2] / lyrics).unlink()
     leftover = blobs / "ab" / ".incoming.x1"
     leftover.parent.mkdir(exist_ok=True)

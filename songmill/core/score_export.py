@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -126,13 +127,22 @@ def _m21_key(key_text: str):
     return key.Key(parsed.tonic.replace("b", "-"), parsed.mode)
 
 
+@functools.lru_cache(maxsize=64)
+def _scale_names(tonic: str, mode: str) -> dict[int, str]:
+    """{pitch class: name} of a key's scale. music21 builds the scale's pitches anew on every
+    `Key.pitches` (7 ms), and a lead sheet spells every note against its key."""
+    from music21 import key
+
+    return {p.pitchClass: p.name for p in key.Key(tonic, mode).pitches}
+
+
 def spelled_pitch(midi: int, m21_key):
     """A music21 pitch spelled as the key writes it (G# in A minor, A- in F minor; chromatic notes
     as sharps in sharp keys, flats in flat keys), with no accidental object on a natural note, so
     only the notes the key signature does not cover show one."""
     from music21 import pitch
 
-    names = {p.pitchClass: p.name for p in m21_key.pitches}
+    names = _scale_names(m21_key.tonic.name, m21_key.mode)
     spelled = pitch.Pitch(midi=midi)
     name = names.get(midi % 12)
     if name is None and spelled.accidental is not None and spelled.accidental.name in ("sharp", "flat"):

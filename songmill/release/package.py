@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -104,9 +105,16 @@ def _release_cover(spec: ReleaseSpec, config_path: Path) -> tuple[bytes, bytes]:
     """(cover JPEG, thumbnail JPEG): the config's cover, else one generated from the release."""
     if spec.release.cover:
         image = artwork.load_cover(Path(spec.release.cover))
-    else:
-        seed = derive_seed(spec.release.id, bits=32)
-        image = artwork.generate_cover(spec.release.title, spec.release.artist, spec.tracks[0].mood, seed=seed)
+        return artwork.cover_jpeg(image), artwork.cover_jpeg(image, artwork.THUMBNAIL_PX)
+    return _generated_cover(spec.release.title, spec.release.artist, spec.tracks[0].mood, derive_seed(spec.release.id, bits=32))
+
+
+@functools.lru_cache(maxsize=8)
+def _generated_cover(title: str, artist: str, mood: str, seed: int) -> tuple[bytes, bytes]:
+    """(cover JPEG, thumbnail JPEG) drawn for a release: a second of CPU (a 3000-px blur), kept
+    for a process that packages the release again (an edit, a rerun); the same inputs draw the
+    same bytes."""
+    image = artwork.generate_cover(title, artist, mood, seed=seed)
     return artwork.cover_jpeg(image), artwork.cover_jpeg(image, artwork.THUMBNAIL_PX)
 
 
