@@ -155,8 +155,9 @@ def channel_mean(samples: np.ndarray) -> np.ndarray:
     The same numbers to the bit as `samples.mean(axis=1)` (float32 stays float32), about eight
     times faster: numpy reduces a short last axis one frame at a time, 0.18 s for a three-minute
     stereo song here against 0.02 s for adding whole columns, and a demo render takes the mid
-    34 times (every FluidSynth part, every watermark reading, the gate's measurements). numpy's reduction starts at +0.0 and adds the channels left to right below
-    eight of them, as this does; eight or more, or other dtypes, are left to numpy."""
+    34 times (every FluidSynth part, every watermark reading, the gate's measurements). numpy's
+    reduction starts at +0.0 and adds the channels left to right below eight of them, as this
+    does; eight or more, or other dtypes, are left to numpy."""
     if samples.ndim == 1:
         return samples
     if samples.ndim != 2 or samples.dtype not in (np.float32, np.float64) or samples.shape[1] >= 8:

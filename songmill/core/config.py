@@ -105,11 +105,16 @@ def load_yaml(path: Path) -> tuple[Any, Locator]:
 
 @functools.lru_cache(maxsize=64)
 def _parsed(text: str) -> tuple[Any, yaml.Node | None]:
-    """(data, node tree) of a YAML text. PyYAML's pure-Python parser takes ~20 ms for the model
-    registry, and a render loads it in each of its stages (0.5 CPU s a render in all). The nodes
-    are only read (Locator) and the data is copied out, so a kept parse is never changed."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    return yaml.safe_load(text), root
+    """(data, node tree) of a YAML text, from one parse: the data built from the nodes the
+    Locator keeps, as `yaml.safe_load` builds it. PyYAML's pure-Python parser takes ~20 ms for the
+    model registry, and a render loads it in each of its stages (0.5 CPU s a render in all). The
+    nodes are only read (Locator) and the data is copied out, so a kept parse is never changed."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), root
+    finally:
+        loader.dispose()
 
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
