@@ -265,12 +265,20 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert report["recording"]["new_isrc"] is True and "a new mix" in report["recording"]["why"]  # another mix: a new ISRC
     made = {path.name for path in result.report_path.parent.glob("tracks/*/*.wav")}  # the version's folder: the audio it made
     assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith(("stem-", "vocal-")) for name in made)
+    assert not list(Path(versions[1]["folder"]).glob("tracks/*/*.wav"))  # version 1's audio is the render's: in its track folder and the store
 
+    # files in current/ changed by hand are not carried into the next current/ (the unchanged ones are linked on)
+    current = result.report_path.parent.parent / "current"
+    (current / "vocal-lead.wav").write_bytes(b"changed by hand")
+    stem = sorted(current.glob("stem-*.wav"))[0]
+    flipped = bytearray(stem.read_bytes())
+    flipped[-1] ^= 0x01  # the same size, one bit different
+    stem.write_bytes(bytes(flipped))
     undone = editing.undo(config, track=1, out_dir=out)
-    assert undone["current"] == 1
-    current = Path(undone["folder"])
+    assert undone["current"] == 1 and Path(undone["folder"]) == current
     for name, ref in versions[1]["artifacts"].items():
         assert _sha(current / name) == ref["sha256"], name  # byte-identical to version 1, from the store
+    assert not list(current.parent.glob(".current-*"))  # the staging and the old folder are gone
     assert editing.redo(config, track=1, out_dir=out)["current"] == 2
     assert _sha(current / "master-streaming.wav") == versions[2]["artifacts"]["master-streaming.wav"]["sha256"]
     import shutil

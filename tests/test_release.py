@@ -676,3 +676,51 @@ def test_two_formats_that_would_write_one_file_are_refused_before_encoding(tmp_p
     with pytest.raises(SongmillError, match=r"profile 'doubled' lists two formats that both make export-doubled-320k\.mp3; remove one"):
         export_profile(master, 48000, "doubled", profile, tmp_path, seed=1, clip=None)
     assert not list(tmp_path.iterdir())
+
+
+def test_profiles_encoded_in_one_pool_give_the_files_each_profile_gives_alone(tmp_path):
+    """The export stage makes every profile's files in one pool (a one-file profile beside
+    another's files, whole songs before clips): the same files, byte for byte, and the same
+    records in the same order as each profile made on its own."""
+    from songmill.core.profiles import DeliveryProfile
+    from songmill.release.encode import ProfileExport, export_profile, export_profiles
+
+    lossy = DeliveryProfile.model_validate(
+        {
+            "description": "lossy with clips",
+            "commercial": False,
+            "loudness_lufs": -14.0,
+            "true_peak_dbtp": -1.0,
+            "preview_clip_s": 4.0,
+            "formats": [{"container": "mp3", "bitrate_kbps": 192}, {"container": "opus", "bitrate_kbps": 96}],
+        }
+    )
+    lossless = DeliveryProfile.model_validate(
+        {
+            "description": "CD",
+            "commercial": True,
+            "loudness_lufs": -14.0,
+            "true_peak_dbtp": -1.0,
+            "formats": [{"container": "flac", "sample_rate_hz": 44100, "bit_depth": 16}],
+        }
+    )
+    rng = np.random.default_rng(3)
+    t = np.arange(48000 * 10) / 48000
+    master = (0.2 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.01 * rng.standard_normal((len(t), 2))).astype(np.float32)
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    alone.mkdir()
+    together.mkdir()
+    one_by_one = export_profile(master, 48000, "lossy", lossy, alone, seed=5, clip=(2.0, 6.0)) + export_profile(
+        master, 48000, "cd", lossless, alone, seed=6, clip=None
+    )
+    pooled = export_profiles([ProfileExport(master, 48000, "lossy", lossy, 5, (2.0, 6.0)), ProfileExport(master, 48000, "cd", lossless, 6, None)], together)
+    assert [f.to_dict() for f in pooled] == [f.to_dict() for f in one_by_one]
+    assert [f.file for f in pooled] == [
+        "export-lossy-192k.mp3",
+        "export-lossy-96k.opus",
+        "export-lossy-clip-192k.mp3",
+        "export-lossy-clip-96k.opus",
+        "export-cd-44k16.flac",
+    ]
+    for f in pooled:
+        assert (together / f.file).read_bytes() == (alone / f.file).read_bytes(), f.file
