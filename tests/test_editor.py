@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -248,7 +249,7 @@ def _artifact(version: dict, name: str, folder: Path) -> Path:
     return open_store(default_store_spec()).get_file(ArtifactRef.from_dict(version["artifacts"][name]), folder / f"v{version['number']}-{name}")
 
 
-def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song):
+def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song, monkeypatch):
     config, out = in_song / "release.yaml", in_song / "dist"
     with pytest.raises(SongmillError, match="has no section 'solo'"):
         editing.edit(config, track=1, command="drop the solo", out_dir=out)
@@ -267,20 +268,33 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith(("stem-", "vocal-")) for name in made)
     assert not list(Path(versions[1]["folder"]).glob("tracks/*/*.wav"))  # version 1's audio is the render's: in its track folder and the store
 
-    # files in current/ changed by hand are not carried into the next current/ (the unchanged ones are linked on)
+    # files in current/ changed by hand are not carried into the next current/; the unchanged ones are linked on
     current = result.report_path.parent.parent / "current"
     (current / "vocal-lead.wav").write_bytes(b"changed by hand")
-    stem = sorted(current.glob("stem-*.wav"))[0]
-    flipped = bytearray(stem.read_bytes())
+    first, second, third = sorted(current.glob("stem-*.wav"))[:3]
+    flipped = bytearray(first.read_bytes())
     flipped[-1] ^= 0x01  # the same size, one bit different
-    stem.write_bytes(bytes(flipped))
+    first.write_bytes(bytes(flipped))
+    os.link(third, in_song / "kept-elsewhere.wav")  # a user's own second name for a file: never tied to the next current/
+    inode = second.stat().st_ino
     undone = editing.undo(config, track=1, out_dir=out)
     assert undone["current"] == 1 and Path(undone["folder"]) == current
     for name, ref in versions[1]["artifacts"].items():
         assert _sha(current / name) == ref["sha256"], name  # byte-identical to version 1, from the store
+    assert second.stat().st_ino == inode  # unchanged by the undo: linked on, not copied
+    assert (current / third.name).stat().st_ino != (in_song / "kept-elsewhere.wav").stat().st_ino
+    assert all(path.stat().st_nlink == 1 for path in current.iterdir())  # every file has one name again
     assert not list(current.parent.glob(".current-*"))  # the staging and the old folder are gone
-    assert editing.redo(config, track=1, out_dir=out)["current"] == 2
-    assert _sha(current / "master-streaming.wav") == versions[2]["artifacts"]["master-streaming.wav"]["sha256"]
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(95, "Operation not supported")
+
+    with monkeypatch.context() as patched:  # a file system without hard links: the store's copies instead
+        patched.setattr(os, "link", no_hard_links)
+        assert editing.redo(config, track=1, out_dir=out)["current"] == 2
+    assert second.stat().st_ino != inode
+    for name, ref in versions[2]["artifacts"].items():
+        assert _sha(current / name) == ref["sha256"], name
     import shutil
 
     shutil.rmtree(out / "edit-test" / "edits")  # dist/ deleted: the store still has every version

@@ -131,8 +131,9 @@ class Watermarker:
     def _mark_pass(self, low: np.ndarray) -> np.ndarray:
         """One PerthNet pass over mono audio at PERTH_RATE_HZ; the same length back. The phase
         (an atan2 per bin) is worked out on a second thread while the encoder runs: the master
-        stage runs alone, and torch leaves the GIL (one thread each). The same bytes; a pass over
-        the demo's three-minute mix 2.56 → 2.28 s (medians of four, this project's machine)."""
+        stage is alone in its wave of a render, so a core is free, and torch leaves the GIL (one
+        thread each). The same bytes; a pass over the demo's three-minute mix 2.56 → 2.28 s
+        (medians of four on this project's machine)."""
         from concurrent.futures import ThreadPoolExecutor
 
         import torch

@@ -109,10 +109,6 @@ class LocalStore:
         return self.root / "blobs" / sha256[:2] / sha256
 
     def put_file(self, path: Path, name: str | None = None) -> ArtifactRef:
-        """Store a file under its sha256. A blob this call writes counts as checked (`intact`,
-        `get_file`) for this process while its size and mtime stay those it was written with: its
-        bytes were hashed on their way in, so copying it out again (an edit copies each new
-        artifact beside its report and into `current/`) need not hash it again."""
         path = Path(path)
         sha, size = file_sha256(path), path.stat().st_size
         blob = self._blob(sha)
@@ -125,8 +121,6 @@ class LocalStore:
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, blob)
-                stat = blob.stat()
-                self._verified[sha] = (stat.st_size, stat.st_mtime_ns)
             except OSError as err:
                 Path(tmp).unlink(missing_ok=True)
                 raise SongmillError(f"cannot write to the artifact store {self.root} ({err.strerror}); free space or choose another SONGMILL_STORE") from None

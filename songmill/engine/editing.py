@@ -13,9 +13,11 @@ ran. A version that fails the gate is not recorded (exit 1), and a new seed is n
 user asked for this song, changed.
 
 Files: `<out>/<release-id>/edits/track-NN/vNNNN/` holds each version's edit-report.json, its
-decisions and the audio it made (audio its parent had already is listed in the report by hash,
-not copied again); `current/` holds every file of the current version, copied from the store by
-hash (so undo and switching give byte-identical files, even after `dist/` was deleted).
+decisions and the audio it made (audio its parent had already, or for version 1 the audio the
+render put in the release's track folder, is listed in the report by hash, not copied again);
+`current/` holds every file of the current version, from the store by hash (so undo and
+switching give byte-identical files, even after `dist/` was deleted; a file `current/` held
+with the same bytes already is linked on, not copied again).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import getpass
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -149,7 +152,7 @@ def _parent(target: EditedTrack, *, database_url: str | None, store) -> _Parent:
     try:
         current = _current_version(catalogue, target)
         seed = current["seed"] if current else rendered_seed(catalogue, target)
-        report_paths = [r["report_path"] for r in catalogue.runs_of(target.release_id) if r.get("report_path") and r.get("status") == "succeeded"]
+        report_paths = _succeeded_report_paths(catalogue, target)
     finally:
         catalogue.close()
     if current is not None:
@@ -157,6 +160,11 @@ def _parent(target: EditedTrack, *, database_url: str | None, store) -> _Parent:
     artifacts = _base_artifacts(target, report_paths)
     base = {"artifacts": artifacts, "track_spec": target.spec.tracks[target.index].model_dump(mode="json")}
     return _Parent(None, target.spec, song_facts(base, store), seed, artifacts)
+
+
+def _succeeded_report_paths(catalogue: Catalogue, target: EditedTrack) -> list[str]:
+    """The run reports of the release's succeeded runs, oldest first."""
+    return [r["report_path"] for r in catalogue.runs_of(target.release_id) if r.get("report_path") and r.get("status") == "succeeded"]
 
 
 def _spec_with_track(target: EditedTrack, track_spec: dict) -> ReleaseSpec:
@@ -312,13 +320,40 @@ def rendered_seed(catalogue: Catalogue, target: EditedTrack) -> int:
 
 
 def _make_first_version(catalogue: Catalogue, target: EditedTrack, store, store_spec: str, out_dir: Path) -> dict:
-    """Version 1: the track as the config renders it (from the cache when it was rendered here)."""
+    """Version 1: the track as the config renders it (from the cache when it was rendered here).
+    Its folder keeps only audio the track's latest render did not make: the render's is in the
+    release's track folder and the store already (copying a three-minute song's ~0.6 GB of stems
+    and masters again cost a first edit 1.8 s)."""
     seed = rendered_seed(catalogue, target)
-    version = _render_version(catalogue, target, target.spec, seed, store, store_spec, out_dir, history=[], added=[], command=None, parent=None)
+    version = _render_version(
+        catalogue,
+        target,
+        target.spec,
+        seed,
+        store,
+        store_spec,
+        out_dir,
+        history=[],
+        added=[],
+        command=None,
+        parent=None,
+        parent_audio=_rendered_audio(catalogue, target),
+    )
     fields = _version_fields(version | {"author": _user(), "reason": "the track as its config renders it"})
     number = catalogue.add_version(target.release_id, target.number, **fields)
     _write_edit_report(target, number, version | fields, out_dir, dt.datetime.now(dt.UTC))
     return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
+
+
+def _rendered_audio(catalogue: Catalogue, target: EditedTrack) -> frozenset[str]:
+    """The sha256 of the audio the track's latest successful render put in the release's track
+    folder (none when its run report is gone: then version 1's folder gets its own copies)."""
+    report_paths = _succeeded_report_paths(catalogue, target)
+    try:
+        artifacts = _base_artifacts(target, report_paths)
+    except SongmillError:
+        return frozenset()
+    return frozenset(ref["sha256"] for name, ref in artifacts.items() if name.endswith(".wav"))
 
 
 def _with_seeds(added: list, seed: int, target: EditedTrack, *, salt: int) -> list:
@@ -351,14 +386,10 @@ def _render_version(
     parent_audio: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Render the track of `spec` through the stage graph; the recorded fields of its version.
-    Its folder gets the audio it made: none of `parent_audio` (the parent's audio by sha256).
-    Version 1 (no `parent`) made no audio of its own: its audio is the render's, which the
-    release's track folder and the store hold, so its folder keeps the reports and scores only
-    (copying ~0.6 GB of a three-minute song's stems and masters cost a first edit 1.8 s)."""
+    Its folder gets the audio it made: none of `parent_audio` (audio by sha256 that its parent
+    has, or for version 1 the audio the render put in the release's track folder)."""
     job = TrackJob(spec, target.index, seed, target.commercial)
     outcome = render_track_once(job, store_spec, None)
-    if parent is None:
-        parent_audio = frozenset(ref.sha256 for result in outcome.results for name, ref in result.outputs.items() if name.endswith(".wav"))
     if outcome.error:
         raise SongmillError(f"the edited track {target.number} failed at stage {outcome.failed_stage}: {outcome.error}")
     if outcome.quarantined:
@@ -498,7 +529,7 @@ def history(config: str | Path, *, track: int, database_url: str | None = None) 
 
 
 def undo(config: str | Path, *, track: int, out_dir: Path = Path("dist"), store_spec: str | None = None, database_url: str | None = None) -> dict:
-    """Make the current version's parent current again (its files copied back from the store)."""
+    """Make the current version's parent current again (its files back from the store, see `materialise_files`)."""
     return _move(config, track, out_dir, store_spec, database_url, redo=False)
 
 
@@ -553,16 +584,17 @@ def _move(config, track: int, out_dir: Path, store_spec: str | None, database_ur
 
 
 def materialise(catalogue: Catalogue, target: EditedTrack, number: int, store, out_dir: Path) -> Path:
-    """Copy a version's artifacts from the store into `current/` (see `materialise_files`)."""
+    """Put a version's artifacts in `current/` (see `materialise_files`)."""
     version = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
     return materialise_files(target, version["artifacts"], version["operations"], store, out_dir, number=number)
 
 
 def materialise_files(target: EditedTrack, artifacts: dict, operations: list, store, out_dir: Path, *, number: int | None = None) -> Path:
-    """Put a version's artifacts in `current/` (byte-identical: each copy's hash is checked by
-    the store), replacing what was there only once all are in place. A file `current/` already
-    holds with the artifact's exact bytes (a mix edit leaves the stems and vocals as they were) is
-    linked into the new `current/` instead of copied again."""
+    """Put a version's artifacts in `current/`, byte-identical, replacing what was there only once
+    all are in place. Each comes from the store by hash (which checks it), except a file the old
+    `current/` holds with the artifact's exact bytes (a mix edit leaves ~0.4 GB of stems and
+    vocals as they were): that one is linked into the new `current/` instead of copied again.
+    `current/version.json` records each file's hash, so only files meant to be unchanged are read."""
     import uuid
 
     folder = target.folder(out_dir)
@@ -570,11 +602,18 @@ def materialise_files(target: EditedTrack, artifacts: dict, operations: list, st
     current = folder / "current"
     staging = Path(tempfile.mkdtemp(prefix=".current-", dir=folder))
     old = folder / f".current-old-{uuid.uuid4().hex}"
+    recorded, can_link = _hashes_recorded(current), True
     try:
         for name, ref in sorted(artifacts.items()):
-            if not _linked_if_unchanged(current / name, staging / name, ref):
-                store.get_file(ArtifactRef.from_dict(ref), staging / name)
-        (staging / "version.json").write_text(json.dumps({"version": number, "operations": operations}, indent=1), encoding="utf-8")
+            if can_link and recorded.get(name) == ref["sha256"] and _holds_exactly(current / name, ref):
+                try:
+                    os.link(current / name, staging / name, follow_symlinks=False)
+                    continue
+                except OSError:  # a file system without hard links (or not for this user): copies from here on
+                    can_link = False
+            store.get_file(ArtifactRef.from_dict(ref), staging / name)
+        version_file = {"version": number, "operations": operations, "sha256": {name: ref["sha256"] for name, ref in sorted(artifacts.items())}}
+        (staging / "version.json").write_text(json.dumps(version_file, indent=1), encoding="utf-8")
         if current.exists():
             current.rename(old)
         staging.rename(current)
@@ -584,18 +623,26 @@ def materialise_files(target: EditedTrack, artifacts: dict, operations: list, st
     return current
 
 
-def _linked_if_unchanged(existing: Path, dest: Path, ref: dict) -> bool:
-    """Link `existing` at `dest` when its bytes are the artifact's (size, then sha256: a file
-    changed by hand in `current/` is copied from the store instead). Linking costs no copy of the
-    ~0.4 GB of stems an edit of the mix leaves alone, and `current/` is still replaced whole: the
-    old folder is removed once the new one is in place, so each file again has one name."""
+def _hashes_recorded(current: Path) -> dict[str, str]:
+    """File name → sha256 as `current/version.json` recorded them ({} when it is absent or unreadable)."""
     try:
-        if existing.stat().st_size != int(ref["bytes"]) or file_sha256(existing) != ref["sha256"]:
+        recorded = json.loads((current / "version.json").read_text(encoding="utf-8")).get("sha256", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _holds_exactly(existing: Path, ref: dict) -> bool:
+    """`existing` is a plain file with one name (not a link to or from anything a user keeps
+    elsewhere, which a link would tie to the store's copy) and the artifact's bytes: its size,
+    then its sha256 (a file changed by hand in `current/` is copied from the store instead)."""
+    try:
+        found = existing.lstat()
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1 or found.st_size != int(ref["bytes"]):
             return False
-        os.link(existing, dest)
-    except OSError:  # absent, unreadable, or a file system without hard links: copied instead
+        return file_sha256(existing) == ref["sha256"]
+    except OSError:
         return False
-    return True
 
 
 def versions_of(target: EditedTrack, wanted: tuple[int, ...] = (), *, database_url: str | None = None) -> dict[int, dict]:

@@ -737,7 +737,7 @@ def _export_params(job: TrackJob) -> dict:
 def _run_export(ctx: StageContext) -> None:
     from songmill.core.lyrics import Lyrics
     from songmill.core.profiles import DeliveryProfile
-    from songmill.release.encode import ProfileExport, export_profiles, preview_window
+    from songmill.release.encode import export_profile, preview_window
     from songmill.release.tags import synced_lyrics
 
     missing = [name for name in ctx.params["profiles"] if f"master-{name}.wav" not in ctx.inputs]
@@ -749,15 +749,14 @@ def _run_export(ctx: StageContext) -> None:
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     sections = [(s.name, score.seconds_at(s.start_bar * score.beats_per_bar), s.energy) for s in score.sections]
     report: dict[str, Any] = {"files": [], "clips": {}}
-    requests = []
     for name, fields in ctx.params["profiles"].items():
         profile = DeliveryProfile.model_validate(fields)
         master, rate = read_wav(ctx.input(f"master-{name}.wav"))
         clip = preview_window(sections, len(master) / rate, profile.preview_clip_s) if profile.preview_clip_s else None
         if clip:
             report["clips"][name] = {"start_s": clip[0], "end_s": clip[1]}
-        requests.append(ProfileExport(master, rate, name, profile, seed=int(ctx.rng().integers(0, 2**31)), clip=clip))
-    report["files"] = [f.to_dict() for f in export_profiles(requests, ctx.workdir)]  # every profile's files in one pool
+        seed = int(ctx.rng().integers(0, 2**31))
+        report["files"] += [f.to_dict() for f in export_profile(master, rate, name, profile, ctx.workdir, seed=seed, clip=clip)]
     sung = ctx.params["sings"] and lyrics.source != "instrumental"
     lines = (
         [(line.text, [s.text for s in line.syllables]) for section in sorted(lyrics.sections, key=lambda s: s.form_index) for line in section.lines]

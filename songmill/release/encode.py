@@ -1,7 +1,6 @@
 """Encoding: a master → the files a profile delivers (the work of the per-track `export` stage).
 
-    files = export_profile(master, 48000, "streaming", profile, workdir, seed=7, clip=(52.0, 82.0))
-    files = export_profiles([ProfileExport(master, 48000, "streaming", profile, 7, None), ...], workdir)
+    files = export_profile(master, 48000, profile, workdir, seed=7, clip=(52.0, 82.0))
 
 Lossless files come from the master, never re-mastered: resampled with the SoX resampler
 (ffmpeg `soxr`, 28-bit precision) where the rate differs, then TPDF-dithered to 16 or 24 bits
@@ -24,7 +23,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple, cast
+from typing import cast
 
 import ffmpeg
 import numpy as np
@@ -172,98 +171,53 @@ def format_tag(fmt: AudioFormat, rate: int) -> str:
     return f"{fmt.bitrate_kbps}k"
 
 
-@dataclass(frozen=True, eq=False)  # eq=False: it holds an array, and is told apart by identity
-class ProfileExport:
-    """One profile's share of a track's export: its master (frames, channels) at `rate`, the
-    dither `seed`, and the preview clip's window in seconds when the profile asks for one."""
-
-    master: np.ndarray
-    rate: int
-    name: str
-    profile: DeliveryProfile
-    seed: int
-    clip: tuple[float, float] | None
-
-
-class _File(NamedTuple):
-    """One file to make: whose profile, whether it is the preview clip (and its window), its format and rate."""
-
-    request: ProfileExport
-    is_clip: bool
-    window: tuple[float, float] | None
-    fmt: AudioFormat
-    rate: int
-
-
 def export_profile(
     master: np.ndarray, rate: int, name: str, profile: DeliveryProfile, workdir: Path, *, seed: int, clip: tuple[float, float] | None
 ) -> list[EncodedFile]:
     """Every file `profile` delivers for one track: each of its formats, and a preview clip in
     each format when the profile asks for one (`clip` is its window in seconds)."""
-    return export_profiles([ProfileExport(master, rate, name, profile, seed, clip)], workdir)
-
-
-def export_profiles(requests: list[ProfileExport], workdir: Path) -> list[EncodedFile]:
-    """Every file of every profile in `requests`, listed profile by profile as `export_profile`
-    lists each. The files are independent, so all of them share one pool of ENCODE_THREADS: a
-    profile of one file (a FLAC) is made beside another profile's files instead of after them
-    with a core idle. The masters are resampled to the files' rates first, side by side; then the
-    whole-song files start before the clips (the long ones first, so no core waits alone at the
-    end). Each file's bytes are those made one at a time."""
-    files = [file for request in requests for file in _files_of(request)]
-    with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
-        rates = list(dict.fromkeys((id(f.request), f.rate) for f in files))
-        by_id = {id(request): request for request in requests}
-        masters = dict(zip(rates, pool.map(lambda key: _at_rate(by_id[key[0]], key[1]), rates), strict=True))
-        longest_first = sorted(range(len(files)), key=lambda i: files[i].is_clip)  # whole songs, then clips (a stable sort)
-        made = pool.map(lambda i: _one_file(files[i], masters[id(files[i].request), files[i].rate], workdir), longest_first)
-        by_index = dict(zip(longest_first, made, strict=True))
-    return [by_index[i] for i in range(len(files))]
-
-
-def _at_rate(request: ProfileExport, out_rate: int) -> np.ndarray:
-    if out_rate == request.rate:
-        return request.master
-    return resample(request.master, from_hz=request.rate, to_hz=out_rate, method="soxr")
-
-
-def _files_of(request: ProfileExport) -> list[_File]:
-    """The files one profile makes, in order: each format, then each format's preview clip."""
-    profile = request.profile
-    pieces: list[tuple[bool, tuple[float, float] | None]] = [(False, None)] + ([(True, request.clip)] if profile.preview_clip_s and request.clip else [])
-    files = [_File(request, is_clip, window, fmt, fmt.sample_rate_hz or LOSSY_RATE_HZ[fmt.container]) for is_clip, window in pieces for fmt in profile.formats]
-    names = [_file_name(f) for f in files]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:  # two formats that would write one file (e.g. MP3 320k at two rates): neither may overwrite the other
-        raise SongmillError(f"profile '{request.name}' lists two formats that both make {twice[0]}; remove one of them from config/profiles.yaml")
-    return files
-
-
-def _file_name(f: _File) -> str:
-    return f"export-{f.request.name}{'-clip' if f.is_clip else ''}-{format_tag(f.fmt, f.rate)}.{EXTENSION[f.fmt.container]}"
-
-
-def _one_file(f: _File, samples: np.ndarray, workdir: Path) -> EncodedFile:
-    """Encode one file from `samples` (the master at the file's rate)."""
     from songmill.core.loudness import integrated_lufs
 
-    if f.window is not None:  # the clip
-        samples = cut_clip(samples, f.rate, *f.window)
-    dest = workdir / _file_name(f)
-    peak, gain = encode(samples, f.rate, f.fmt, dest, lossy_ceiling_dbtp=f.request.profile.lossy_true_peak_dbtp, seed=f.request.seed)
-    return EncodedFile(
-        file=dest.name,
-        profile=f.request.name,
-        container=f.fmt.container,
-        codec="pcm" if f.fmt.container == "wav" else CODEC[f.fmt.container].removeprefix("lib").replace("mp3lame", "mp3"),
-        sample_rate_hz=f.rate,
-        bit_depth=f.fmt.bit_depth,
-        bitrate_kbps=f.fmt.bitrate_kbps,
-        channels=samples.shape[1],
-        duration_s=round(len(samples) / f.rate, 3),
-        true_peak_dbtp=round(float(peak), 2),
-        gain_db=round(float(gain), 2),
-        clip=f.is_clip,
-        integrated_lufs=round(integrated_lufs(samples, f.rate) + gain, 2),
-        clip_start_s=f.window[0] if f.window is not None else None,
-    )
+    resampled = {rate: master}
+    pieces: list[tuple[bool, tuple[float, float] | None]] = [(False, None)] + ([(True, clip)] if profile.preview_clip_s and clip else [])
+    jobs = []
+    for is_clip, window in pieces:
+        for fmt in profile.formats:
+            out_rate = fmt.sample_rate_hz or LOSSY_RATE_HZ[fmt.container]
+            if out_rate not in resampled:
+                resampled[out_rate] = resample(master, from_hz=rate, to_hz=out_rate, method="soxr")
+            jobs.append((is_clip, window, fmt, out_rate))
+
+    names = [f"{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}" for is_clip, _, fmt, out_rate in jobs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # two formats that would write one file (e.g. MP3 320k at two rates): neither may overwrite the other
+        raise SongmillError(f"profile '{name}' lists two formats that both make export-{name}{twice[0]}; remove one of them from config/profiles.yaml")
+
+    def one_file(job: tuple[bool, tuple[float, float] | None, AudioFormat, int]) -> EncodedFile:
+        is_clip, window, fmt, out_rate = job
+        samples = resampled[out_rate]
+        if window is not None:  # is_clip
+            samples = cut_clip(samples, out_rate, *window)
+        dest = workdir / f"export-{name}{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}"
+        peak, gain = encode(samples, out_rate, fmt, dest, lossy_ceiling_dbtp=profile.lossy_true_peak_dbtp, seed=seed)
+        return EncodedFile(
+            file=dest.name,
+            profile=name,
+            container=fmt.container,
+            codec="pcm" if fmt.container == "wav" else CODEC[fmt.container].removeprefix("lib").replace("mp3lame", "mp3"),
+            sample_rate_hz=out_rate,
+            bit_depth=fmt.bit_depth,
+            bitrate_kbps=fmt.bitrate_kbps,
+            channels=samples.shape[1],
+            duration_s=round(len(samples) / out_rate, 3),
+            true_peak_dbtp=round(float(peak), 2),
+            gain_db=round(float(gain), 2),
+            clip=is_clip,
+            integrated_lufs=round(integrated_lufs(samples, out_rate) + gain, 2),
+            clip_start_s=window[0] if window is not None else None,
+        )
+
+    # the files are independent: ENCODE_THREADS at a time (the encoders are ffmpeg processes, the
+    # meters numpy), in the order listed, each file's bytes the same as one at a time
+    with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
+        return list(pool.map(one_file, jobs))
