@@ -320,6 +320,12 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog
         tuple(map(int, re.findall(r"(\d+) of (\d+) phrases sung", r.getMessage())[0])) for r in caplog.records if "phrases sung" in r.getMessage()
     ]
     assert 0 < sung < phrases / 2  # verse 2's phrases sung again, the others read back from the parent's stems
+    [(played, parts)] = [
+        tuple(map(int, re.findall(r"(\d+) of (\d+) instrument stems rendered", r.getMessage())[0]))
+        for r in caplog.records
+        if "instrument stems rendered" in r.getMessage()
+    ]
+    assert played < parts  # the parts whose notes the new melody left alone: read back from the parent's stems
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
 

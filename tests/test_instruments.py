@@ -190,6 +190,54 @@ def test_stems_are_reproducible_to_the_byte(rendered, tmp_path):
         assert rate == 48000 and samples.shape == (len(stems[name]), 1) and np.array_equal(samples[:, 0], stems[name])
 
 
+def test_parts_rendered_before_are_read_back_from_the_store_byte_for_byte(rendered, tmp_path, caplog):
+    """The song editor's section edits: a part whose MIDI did not change is read back from the
+    stems an earlier render kept, the same samples as rendering it; a changed part, a damaged
+    record or another soundfont renders again."""
+    from songmill.core.store import LocalStore
+    from songmill.engine.stem_store import RECORD_PREFIX, StoredStems
+
+    score, arrangement, stems = rendered
+    store = LocalStore(tmp_path / "store")
+
+    def render(arranged: Arrangement, soundfont_sha256: str = "a" * 64) -> tuple[dict, StoredStems]:
+        memo = StoredStems(store)
+        made = render_stems(arranged, score, soundfont=soundfont(), memo=memo, soundfont_sha256=soundfont_sha256)
+        folder = tmp_path / f"stems-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        for name, samples in made.items():
+            write_wav(folder / f"{name}.wav", samples)
+        memo.keep({name: folder / f"{name}.wav" for name in made})
+        memo.close()
+        return made, memo
+
+    first, memo = render(arrangement)
+    assert memo.found == 0 and all(np.array_equal(first[name], stems[name]) for name in stems)
+    bass = next(part for part in arrangement.parts if part.name == "bass")
+    changed = arrangement.model_copy(
+        update={"parts": [part if part is not bass else bass.model_copy(update={"notes": bass.notes[:-1]}) for part in arrangement.parts]}
+    )
+    second, memo = render(changed)
+    assert memo.found == len(stems) - 1  # every part but the bass read back
+    for name in stems:
+        assert np.array_equal(second[name], stems[name]) == (name != "bass"), name  # read back: the samples FluidSynth gives
+    assert np.array_equal(second["bass"], render_stems(changed, score, soundfont=soundfont())["bass"])
+
+    drums = next(part for part in arrangement.parts if part.name == "drums")
+    from models.instruments.soundfont import _part_score, part_key
+    from songmill.core.score_export import write_midi
+
+    write_midi(_part_score(score, drums), tmp_path / "drums.mid")
+    key = part_key((tmp_path / "drums.mid").read_bytes(), stem_frames(score), SAMPLE_RATE_HZ, "a" * 64)
+    (tmp_path / "store" / "records" / f"{RECORD_PREFIX}{key}.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="songmill.engine.stem_store"):
+        third, memo = render(changed)
+    assert memo.found == len(stems) - 1 and np.array_equal(third["drums"], stems["drums"])  # rendered again, kept again
+    assert any("not read back" in r.getMessage() and "rendered again" in r.getMessage() for r in caplog.records)
+    _, memo = render(arrangement, soundfont_sha256="b" * 64)
+    assert memo.found == 0  # another soundfont: every part rendered
+
+
 def test_a_missing_soundfont_names_the_package(rendered, tmp_path):
     score, arrangement, _ = rendered
     with pytest.raises(SongmillError) as err:

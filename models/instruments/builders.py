@@ -11,7 +11,7 @@ by the registry backend of the model the track names (audiocraft's builders, in 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from models.instruments.arrangement import Arrangement
 from songmill.core.errors import SongmillError
 from songmill.core.lyrics import Lyrics
 from songmill.core.score import Score
+
+if TYPE_CHECKING:
+    from models.instruments.soundfont import StemMemo
 
 STEM_BACKENDS = ("soundfont", "diffusers-stable-audio", "diffusers-ace-step")
 
@@ -36,8 +39,12 @@ def render_instruments(
     seed: int,
     sample_rate_hz: int,
     inference_steps: int | None = None,
+    memo: StemMemo | None = None,
+    model_sha256: str = "",
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The stems of `arrangement` from the backend's renderer, and the decisions to record.
+    `memo`: stems of earlier renders by part (the soundfont backend reads a part it holds back
+    instead of rendering it; `model_sha256`, the model's registry hash, is part of the key).
 
     Raises
     ------
@@ -46,7 +53,8 @@ def render_instruments(
     if backend == "soundfont":
         from models.instruments.soundfont import render_stems
 
-        return render_stems(arrangement, score, soundfont=model_path, sample_rate_hz=sample_rate_hz), {"backend": "soundfont"}
+        stems = render_stems(arrangement, score, soundfont=model_path, sample_rate_hz=sample_rate_hz, memo=memo, soundfont_sha256=model_sha256)
+        return stems, {"backend": "soundfont"}
     if backend not in STEM_BACKENDS:
         raise SongmillError(f"model '{model_name}' has backend '{backend}', which cannot render instruments (use one of {', '.join(STEM_BACKENDS)})")
     from models.instruments import diffusion

@@ -9,15 +9,24 @@ reverb and chorus off (space is the mix's job) and writes raw float samples: no 
 timestamps, so equal input gives equal bytes. Two parts render at once (2 cores).
 Stems are mono (the mix pans them), 48 kHz float, and all start at the song's beat 0 and run
 to the end of the song plus a release tail.
+
+Because equal input gives equal bytes, a part whose MIDI file is the same as in an earlier
+render (a new melody for verse 2 leaves the drums, bass and chords as they were) need not be
+rendered again: `render_stems(..., memo=...)` asks a `StemMemo` for the stem kept under the
+part's key (`part_key`: the MIDI file's bytes, the stem's length and what else shapes the sound)
+and renders only the parts it does not have.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +39,19 @@ from songmill.core.score_export import write_midi
 TAIL_S = 2.0  # release and decay after the last bar
 GAIN = 0.5  # FluidSynth master gain: stems peak well below full scale
 PARALLEL_RENDERS = 2
+
+
+class StemMemo(Protocol):
+    """Stems of earlier renders by part key (the engine keeps them in its artifact store)."""
+
+    def stem(self, key: str, frames: int) -> np.ndarray | None:
+        """The mono stem kept under `key`, exactly `frames` long; None when there is none (or it
+        cannot be read: the part is then rendered)."""
+        ...
+
+    def rendered(self, part: str, key: str) -> None:
+        """`part` was rendered now under `key` (its caller keeps the stem once it is written)."""
+        ...
 
 
 def fluidsynth_binary() -> str:
@@ -51,11 +73,47 @@ def _part_score(score: Score, part: ArrangedPart) -> Score:
     )
 
 
-def render_part(part: ArrangedPart, score: Score, soundfont: Path, *, sample_rate_hz: int = SAMPLE_RATE_HZ, workdir: Path) -> np.ndarray:
-    """One part → a mono float32 stem of exactly `stem_frames(score)` samples."""
+@functools.cache
+def fluidsynth_version() -> str:
+    """`fluidsynth --version`'s first line: another FluidSynth may sound different."""
+    result = subprocess.run([fluidsynth_binary(), "--version"], capture_output=True, text=True, timeout=60)
+    return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr).strip() else "unknown"
+
+
+def part_key(midi: bytes, frames: int, sample_rate_hz: int, soundfont_sha256: str) -> str:
+    """What a part's stem depends on: its MIDI file (the part's notes, program and the song's
+    tempo map), the stem's length and rate, the soundfont's bytes, FluidSynth's version and this
+    module's code (its command line, gain and tail)."""
+    material = b"\0".join(
+        [
+            midi,
+            f"{frames}\0{sample_rate_hz}\0{soundfont_sha256}\0{fluidsynth_version()}".encode(),
+            hashlib.sha256(Path(__file__).read_bytes()).hexdigest().encode(),
+        ]
+    )
+    return hashlib.sha256(material).hexdigest()
+
+
+def render_part(
+    part: ArrangedPart,
+    score: Score,
+    soundfont: Path,
+    *,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    workdir: Path,
+    memo: StemMemo | None = None,
+    soundfont_sha256: str = "",
+) -> np.ndarray:
+    """One part → a mono float32 stem of exactly `stem_frames(score)` samples (from `memo` when it
+    has this part's stem already)."""
     midi_path = workdir / f"{part.name}.mid"
     raw_path = workdir / f"{part.name}.raw"
     write_midi(_part_score(score, part), midi_path)
+    frames = stem_frames(score, sample_rate_hz)
+    key = part_key(midi_path.read_bytes(), frames, sample_rate_hz, soundfont_sha256) if memo is not None else ""
+    kept = memo.stem(key, frames) if memo is not None else None
+    if kept is not None:
+        return kept
     command = [
         fluidsynth_binary(),
         "-ni",
@@ -84,19 +142,32 @@ def render_part(part: ArrangedPart, score: Score, soundfont: Path, *, sample_rat
         raise SongmillError(f"FluidSynth failed to render part '{part.name}' with {soundfont}: {(result.stderr or result.stdout).strip()[:300]}")
     stereo = np.fromfile(raw_path, dtype="<f4").reshape(-1, 2)
     mono = channel_mean(stereo)
-    frames = stem_frames(score, sample_rate_hz)
     stem = np.zeros(frames, dtype=np.float32)
     stem[: min(frames, len(mono))] = mono[:frames]
+    if memo is not None:
+        memo.rendered(part.name, key)
     return stem
 
 
-def render_stems(arrangement: Arrangement, score: Score, *, soundfont: Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> dict[str, np.ndarray]:
-    """All parts of an arrangement, rendered two at a time."""
+def render_stems(
+    arrangement: Arrangement,
+    score: Score,
+    *,
+    soundfont: Path,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    memo: StemMemo | None = None,
+    soundfont_sha256: str = "",
+) -> dict[str, np.ndarray]:
+    """All parts of an arrangement, rendered two at a time; with a `memo`, a part it holds a stem
+    for is read back instead (`soundfont_sha256`: the soundfont's registry hash, part of the key)."""
     if not Path(soundfont).is_file():
         raise SongmillError(f"soundfont {soundfont} is missing; install the Debian package fluid-soundfont-gm (make setup does)")
     with tempfile.TemporaryDirectory(prefix="songmill-fluidsynth-") as tmp:
         with ThreadPoolExecutor(max_workers=PARALLEL_RENDERS) as pool:
             futures = {
-                part.name: pool.submit(render_part, part, score, soundfont, sample_rate_hz=sample_rate_hz, workdir=Path(tmp)) for part in arrangement.parts
+                part.name: pool.submit(
+                    render_part, part, score, soundfont, sample_rate_hz=sample_rate_hz, workdir=Path(tmp), memo=memo, soundfont_sha256=soundfont_sha256
+                )
+                for part in arrangement.parts
             }
             return {name: future.result() for name, future in futures.items()}
