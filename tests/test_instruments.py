@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,49 +196,58 @@ def test_stems_are_reproducible_to_the_byte(rendered, tmp_path):
 def test_parts_rendered_before_are_read_back_from_the_store_byte_for_byte(rendered, tmp_path, caplog):
     """The song editor's section edits: a part whose MIDI did not change is read back from the
     stems an earlier render kept, the same samples as rendering it; a changed part, a damaged
-    record or another soundfont renders again."""
+    record, a blob gone from the store or another soundfont renders again."""
+    from models.instruments.soundfont import _part_score, renderer_identity
+    from songmill.core.score_export import write_midi
     from songmill.core.store import LocalStore
-    from songmill.engine.stem_store import RECORD_PREFIX, StoredStems
+    from songmill.engine.stem_store import RECORD_PREFIX, StoredStems, stem_namespace
 
     score, arrangement, stems = rendered
     store = LocalStore(tmp_path / "store")
+    made_by = stem_namespace("1", "a" * 64, renderer_identity(), SAMPLE_RATE_HZ)
 
-    def render(arranged: Arrangement, soundfont_sha256: str = "a" * 64) -> tuple[dict, StoredStems]:
-        memo = StoredStems(store)
-        made = render_stems(arranged, score, soundfont=soundfont(), memo=memo, soundfont_sha256=soundfont_sha256)
-        folder = tmp_path / f"stems-{len(list(tmp_path.iterdir()))}"
-        folder.mkdir()
-        for name, samples in made.items():
-            write_wav(folder / f"{name}.wav", samples)
-        memo.keep({name: folder / f"{name}.wav" for name in made})
-        memo.close()
-        return made, memo
+    def render(arranged: Arrangement, namespace: str = made_by) -> tuple[dict, int]:
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))
+        with StoredStems(store, namespace) as memo:
+            made = render_stems(arranged, score, soundfont=soundfont(), memo=memo)
+            for name, samples in made.items():
+                write_wav(folder / f"{name}.wav", samples)
+            memo.keep({name: folder / f"{name}.wav" for name in made})
+        return made, memo.found
 
-    first, memo = render(arrangement)
-    assert memo.found == 0 and all(np.array_equal(first[name], stems[name]) for name in stems)
-    bass = next(part for part in arrangement.parts if part.name == "bass")
+    def kept_blob(part: ArrangedPart) -> tuple[Path, Path]:
+        """The store record and blob that keep `part`'s stem."""
+        write_midi(_part_score(score, part), tmp_path / "part.mid")
+        with StoredStems(store, made_by) as memo:
+            key = memo.key((tmp_path / "part.mid").read_bytes(), stem_frames(score))
+        record = tmp_path / "store" / "records" / f"{RECORD_PREFIX}{key}.json"
+        sha = json.loads(record.read_text())["stem"]["sha256"]
+        return record, tmp_path / "store" / "blobs" / sha[:2] / sha
+
+    first, found = render(arrangement)
+    assert found == 0 and all(np.array_equal(first[name], stems[name]) for name in stems)
+    parts = {part.name: part for part in arrangement.parts}
+    bass = parts["bass"]
     changed = arrangement.model_copy(
         update={"parts": [part if part is not bass else bass.model_copy(update={"notes": bass.notes[:-1]}) for part in arrangement.parts]}
     )
-    second, memo = render(changed)
-    assert memo.found == len(stems) - 1  # every part but the bass read back
+    second, found = render(changed)
+    assert found == len(stems) - 1  # every part but the bass read back
     for name in stems:
         assert np.array_equal(second[name], stems[name]) == (name != "bass"), name  # read back: the samples FluidSynth gives
     assert np.array_equal(second["bass"], render_stems(changed, score, soundfont=soundfont())["bass"])
 
-    drums = next(part for part in arrangement.parts if part.name == "drums")
-    from models.instruments.soundfont import _part_score, part_key
-    from songmill.core.score_export import write_midi
-
-    write_midi(_part_score(score, drums), tmp_path / "drums.mid")
-    key = part_key((tmp_path / "drums.mid").read_bytes(), stem_frames(score), SAMPLE_RATE_HZ, "a" * 64)
-    (tmp_path / "store" / "records" / f"{RECORD_PREFIX}{key}.json").write_text("{not json")
+    record, _ = kept_blob(parts["drums"])
+    record.write_text("{not json")
+    _, blob = kept_blob(parts["piano"])
+    blob.unlink()
     with caplog.at_level(logging.WARNING, logger="songmill.engine.stem_store"):
-        third, memo = render(changed)
-    assert memo.found == len(stems) - 1 and np.array_equal(third["drums"], stems["drums"])  # rendered again, kept again
+        third, found = render(changed)
+    assert found == len(stems) - 2  # the drums and the piano rendered again, and kept again
+    assert np.array_equal(third["drums"], stems["drums"]) and np.array_equal(third["piano"], stems["piano"])
     assert any("not read back" in r.getMessage() and "rendered again" in r.getMessage() for r in caplog.records)
-    _, memo = render(arrangement, soundfont_sha256="b" * 64)
-    assert memo.found == 0  # another soundfont: every part rendered
+    assert render(changed)[1] == len(stems)
+    assert render(arrangement, stem_namespace("1", "b" * 64, renderer_identity(), SAMPLE_RATE_HZ))[1] == 0  # another soundfont: every part rendered
 
 
 def test_a_missing_soundfont_names_the_package(rendered, tmp_path):

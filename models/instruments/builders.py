@@ -40,11 +40,10 @@ def render_instruments(
     sample_rate_hz: int,
     inference_steps: int | None = None,
     memo: StemMemo | None = None,
-    model_sha256: str = "",
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The stems of `arrangement` from the backend's renderer, and the decisions to record.
     `memo`: stems of earlier renders by part (the soundfont backend reads a part it holds back
-    instead of rendering it; `model_sha256`, the model's registry hash, is part of the key).
+    instead of rendering it; its keys must name the soundfont).
 
     Raises
     ------
@@ -53,7 +52,7 @@ def render_instruments(
     if backend == "soundfont":
         from models.instruments.soundfont import render_stems
 
-        stems = render_stems(arrangement, score, soundfont=model_path, sample_rate_hz=sample_rate_hz, memo=memo, soundfont_sha256=model_sha256)
+        stems = render_stems(arrangement, score, soundfont=model_path, sample_rate_hz=sample_rate_hz, memo=memo)
         return stems, {"backend": "soundfont"}
     if backend not in STEM_BACKENDS:
         raise SongmillError(f"model '{model_name}' has backend '{backend}', which cannot render instruments (use one of {', '.join(STEM_BACKENDS)})")

@@ -13,8 +13,9 @@ to the end of the song plus a release tail.
 Because equal input gives equal bytes, a part whose MIDI file is the same as in an earlier
 render (a new melody for verse 2 leaves the drums, bass and chords as they were) need not be
 rendered again: `render_stems(..., memo=...)` asks a `StemMemo` for the stem kept under the
-part's key (`part_key`: the MIDI file's bytes, the stem's length and what else shapes the sound)
-and renders only the parts it does not have.
+part's key (the memo makes it from the part's MIDI file and the stem's length, with what else
+shapes the sound: the soundfont, `renderer_identity()`) and renders only the parts it lacks. The
+stems a memo keeps are the ones the caller writes from `render_stems`' answer unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ PARALLEL_RENDERS = 2
 
 class StemMemo(Protocol):
     """Stems of earlier renders by part key (the engine keeps them in its artifact store)."""
+
+    def key(self, midi: bytes, frames: int) -> str:
+        """A part's key: its MIDI file and stem length, with everything else the memo's sound depends on."""
+        ...
 
     def stem(self, key: str, frames: int) -> np.ndarray | None:
         """The mono stem kept under `key`, exactly `frames` long; None when there is none (or it
@@ -73,25 +78,23 @@ def _part_score(score: Score, part: ArrangedPart) -> Score:
     )
 
 
+_CODE_SHA256 = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # the code this process runs, not the file as edited since
+
+
 @functools.cache
-def fluidsynth_version() -> str:
-    """`fluidsynth --version`'s first line: another FluidSynth may sound different."""
-    result = subprocess.run([fluidsynth_binary(), "--version"], capture_output=True, text=True, timeout=60)
-    return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr).strip() else "unknown"
+def renderer_identity() -> str:
+    """What a stem depends on in the renderer itself: FluidSynth's full `--version` answer (its
+    version and build: a double-precision build sounds different), this module's code (the
+    command line, gain and tail) and `channel_mean`'s (the down-mix to mono)."""
+    import inspect
 
-
-def part_key(midi: bytes, frames: int, sample_rate_hz: int, soundfont_sha256: str) -> str:
-    """What a part's stem depends on: its MIDI file (the part's notes, program and the song's
-    tempo map), the stem's length and rate, the soundfont's bytes, FluidSynth's version and this
-    module's code (its command line, gain and tail)."""
-    material = b"\0".join(
-        [
-            midi,
-            f"{frames}\0{sample_rate_hz}\0{soundfont_sha256}\0{fluidsynth_version()}".encode(),
-            hashlib.sha256(Path(__file__).read_bytes()).hexdigest().encode(),
-        ]
-    )
-    return hashlib.sha256(material).hexdigest()
+    try:
+        result = subprocess.run([fluidsynth_binary(), "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise SongmillError(f"the fluidsynth program did not answer --version ({err}); reinstall the Debian package fluidsynth (make setup does)") from None
+    version = hashlib.sha256(f"{result.returncode}\0{result.stdout}\0{result.stderr}".encode()).hexdigest()
+    down_mix = hashlib.sha256(inspect.getsource(channel_mean).encode()).hexdigest()
+    return f"fluidsynth {version}, soundfont.py {_CODE_SHA256}, channel_mean {down_mix}"
 
 
 def render_part(
@@ -102,7 +105,6 @@ def render_part(
     sample_rate_hz: int = SAMPLE_RATE_HZ,
     workdir: Path,
     memo: StemMemo | None = None,
-    soundfont_sha256: str = "",
 ) -> np.ndarray:
     """One part → a mono float32 stem of exactly `stem_frames(score)` samples (from `memo` when it
     has this part's stem already)."""
@@ -110,9 +112,8 @@ def render_part(
     raw_path = workdir / f"{part.name}.raw"
     write_midi(_part_score(score, part), midi_path)
     frames = stem_frames(score, sample_rate_hz)
-    key = part_key(midi_path.read_bytes(), frames, sample_rate_hz, soundfont_sha256) if memo is not None else ""
-    kept = memo.stem(key, frames) if memo is not None else None
-    if kept is not None:
+    key = memo.key(midi_path.read_bytes(), frames) if memo is not None else ""
+    if memo is not None and (kept := memo.stem(key, frames)) is not None:
         return kept
     command = [
         fluidsynth_binary(),
@@ -156,18 +157,15 @@ def render_stems(
     soundfont: Path,
     sample_rate_hz: int = SAMPLE_RATE_HZ,
     memo: StemMemo | None = None,
-    soundfont_sha256: str = "",
 ) -> dict[str, np.ndarray]:
     """All parts of an arrangement, rendered two at a time; with a `memo`, a part it holds a stem
-    for is read back instead (`soundfont_sha256`: the soundfont's registry hash, part of the key)."""
+    for is read back instead."""
     if not Path(soundfont).is_file():
         raise SongmillError(f"soundfont {soundfont} is missing; install the Debian package fluid-soundfont-gm (make setup does)")
     with tempfile.TemporaryDirectory(prefix="songmill-fluidsynth-") as tmp:
         with ThreadPoolExecutor(max_workers=PARALLEL_RENDERS) as pool:
             futures = {
-                part.name: pool.submit(
-                    render_part, part, score, soundfont, sample_rate_hz=sample_rate_hz, workdir=Path(tmp), memo=memo, soundfont_sha256=soundfont_sha256
-                )
+                part.name: pool.submit(render_part, part, score, soundfont, sample_rate_hz=sample_rate_hz, workdir=Path(tmp), memo=memo)
                 for part in arrangement.parts
             }
             return {name: future.result() for name, future in futures.items()}

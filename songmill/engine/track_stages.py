@@ -20,6 +20,7 @@ Only stages that exist are registered; each later capability adds its stage here
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -294,15 +295,20 @@ def _run_instruments(ctx: StageContext) -> None:
     from models.instruments.arrangement import arrange
     from models.instruments.builders import render_instruments
     from songmill.core.lyrics import Lyrics
-    from songmill.engine.stem_store import StoredStems
+    from songmill.engine.stem_store import StoredStems, stem_namespace
 
     p = ctx.params
     score = Score.load_json(ctx.input("score.json"))
     arrangement = arrange(score, p["preset"], instrumental=p["instrumental"], edit=p.get("edit"))
     model_name = p["instruments_model"] or SOUNDFONT
     entry = ctx.registry.get(model_name)
-    memo = StoredStems(ctx.store) if ctx.store is not None else None  # parts rendered before are read back (stem_store)
-    try:
+    with contextlib.ExitStack() as scope:
+        memo = None
+        if ctx.store is not None and entry.backend == "soundfont":  # parts rendered before are read back (stem_store)
+            from models.instruments.soundfont import renderer_identity
+
+            namespace = stem_namespace(INSTRUMENTS.version, entry.sha256, renderer_identity(), p["sample_rate_hz"])
+            memo = scope.enter_context(StoredStems(ctx.store, namespace))
         stems, backend_decisions = render_instruments(
             arrangement,
             score,
@@ -316,22 +322,22 @@ def _run_instruments(ctx: StageContext) -> None:
             sample_rate_hz=p["sample_rate_hz"],
             inference_steps=entry.inference_steps,
             memo=memo,
-            model_sha256=entry.sha256,
         )
-        decisions = {**arrangement.decisions, "sample_rate_hz": p["sample_rate_hz"], **backend_decisions}
-        if backend_decisions.get("full_mix"):
-            for decision in decisions["instruments"]:
-                decision["stem"] = None  # one mix instead of stems
         for name, samples in stems.items():
             write_wav(ctx.output(f"stem-{name}.wav"), samples, p["sample_rate_hz"])
         if memo is not None:  # not in arrangement.json: the stage's output depends on its inputs only, not on the store
             memo.keep({name: ctx.output(f"stem-{name}.wav") for name in stems})
             log.info(
-                "track %s: %d of %d instrument stems rendered, the rest read back from an earlier render", ctx.job.number, len(stems) - memo.found, len(stems)
+                "track %s: %d of %d instrument stems rendered, %d read back from an earlier render",
+                ctx.job.number,
+                len(stems) - memo.found,
+                len(stems),
+                memo.found,
             )
-    finally:
-        if memo is not None:
-            memo.close()
+    decisions = {**arrangement.decisions, "sample_rate_hz": p["sample_rate_hz"], **backend_decisions}
+    if backend_decisions.get("full_mix"):
+        for decision in decisions["instruments"]:
+            decision["stem"] = None  # one mix instead of stems
     decisions["frames"] = len(next(iter(stems.values()))) if stems else 0
     decisions["stems"] = [f"stem-{name}.wav" for name in stems]
     ctx.output("arrangement.json").write_text(json.dumps(decisions, indent=1), encoding="utf-8")
