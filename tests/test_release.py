@@ -676,3 +676,28 @@ def test_two_formats_that_would_write_one_file_are_refused_before_encoding(tmp_p
     with pytest.raises(SongmillError, match=r"profile 'doubled' lists two formats that both make export-doubled-320k\.mp3; remove one"):
         export_profile(master, 48000, "doubled", profile, tmp_path, seed=1, clip=None)
     assert not list(tmp_path.iterdir())
+
+
+def test_profiles_of_one_master_share_its_resampling_and_make_the_same_files(tmp_path):
+    """The export stage resamples a master once a rate for every profile whose master is the
+    same file: the files are byte for byte those each profile makes alone."""
+    from songmill.core.profiles import DeliveryProfile
+    from songmill.release.encode import export_profile
+
+    def profile(formats: list[dict]) -> DeliveryProfile:
+        return DeliveryProfile.model_validate({"description": "test", "commercial": True, "loudness_lufs": -14.0, "true_peak_dbtp": -1.0, "formats": formats})
+
+    lossy, lossless = profile([{"container": "mp3", "bitrate_kbps": 192}]), profile([{"container": "flac", "sample_rate_hz": 44100, "bit_depth": 16}])
+    t = np.arange(48000 * 4) / 48000
+    master = (0.2 * np.sin(2 * np.pi * 220 * t)[:, None] * np.array([1.0, 0.8])).astype(np.float32)
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    alone.mkdir()
+    together.mkdir()
+    shared: dict[int, np.ndarray] = {}
+    for name, made in (("web", lossy), ("cd", lossless)):
+        by_itself = export_profile(master, 48000, name, made, alone, seed=3, clip=None)
+        with_others = export_profile(master, 48000, name, made, together, seed=3, clip=None, resampled=shared)
+        assert [f.to_dict() for f in with_others] == [f.to_dict() for f in by_itself]
+        for f in by_itself:
+            assert (together / f.file).read_bytes() == (alone / f.file).read_bytes(), f.file
+    assert sorted(shared) == [44100, 48000]  # the MP3's 44.1 kHz copy served the FLAC too

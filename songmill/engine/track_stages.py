@@ -24,9 +24,12 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # Only light modules at import: the graph is read by the CLI and at Airflow DAG-parse
 # time. Each stage imports its models (torch, onnxruntime, FluidSynth helpers) when it runs.
@@ -768,14 +771,27 @@ def _run_export(ctx: StageContext) -> None:
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
     sections = [(s.name, score.seconds_at(s.start_bar * score.beats_per_bar), s.energy) for s in score.sections]
     report: dict[str, Any] = {"files": [], "clips": {}}
+    # profiles whose masters are the same file (the same loudness and tone: one master pass) read
+    # it once and resample it once a rate; it is let go of after the last profile that uses it
+    digests = {name: ctx.sha256(f"master-{name}.wav") for name in ctx.params["profiles"]}
+    users_left = Counter(digests.values())
+    shared: dict[str, tuple[np.ndarray, int, dict[int, np.ndarray]]] = {}  # digest → (master, its rate, it at each rate made)
     for name, fields in ctx.params["profiles"].items():
         profile = DeliveryProfile.model_validate(fields)
-        master, rate = read_wav(ctx.input(f"master-{name}.wav"))
+        digest = digests[name]
+        if digest not in shared:
+            master, rate = read_wav(ctx.input(f"master-{name}.wav"))
+            shared[digest] = (master, rate, {rate: master})
+        master, rate, at_rates = shared[digest]
         clip = preview_window(sections, len(master) / rate, profile.preview_clip_s) if profile.preview_clip_s else None
         if clip:
             report["clips"][name] = {"start_s": clip[0], "end_s": clip[1]}
         seed = int(ctx.rng().integers(0, 2**31))
-        report["files"] += [f.to_dict() for f in export_profile(master, rate, name, profile, ctx.workdir, seed=seed, clip=clip)]
+        files = export_profile(master, rate, name, profile, ctx.workdir, seed=seed, clip=clip, resampled=at_rates)
+        report["files"] += [f.to_dict() for f in files]
+        users_left[digest] -= 1
+        if not users_left[digest]:  # its last profile: freed before the next master is read
+            del shared[digest], master, at_rates
     sung = ctx.params["sings"] and lyrics.source != "instrumental"
     lines = (
         [(line.text, [s.text for s in line.syllables]) for section in sorted(lyrics.sections, key=lambda s: s.form_index) for line in section.lines]

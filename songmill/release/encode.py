@@ -172,13 +172,24 @@ def format_tag(fmt: AudioFormat, rate: int) -> str:
 
 
 def export_profile(
-    master: np.ndarray, rate: int, name: str, profile: DeliveryProfile, workdir: Path, *, seed: int, clip: tuple[float, float] | None
+    master: np.ndarray,
+    rate: int,
+    name: str,
+    profile: DeliveryProfile,
+    workdir: Path,
+    *,
+    seed: int,
+    clip: tuple[float, float] | None,
+    resampled: dict[int, np.ndarray] | None = None,
 ) -> list[EncodedFile]:
     """Every file `profile` delivers for one track: each of its formats, and a preview clip in
-    each format when the profile asks for one (`clip` is its window in seconds)."""
+    each format when the profile asks for one (`clip` is its window in seconds). `resampled`:
+    the master at other rates already (rate → samples), filled in with the rates this profile
+    makes; profiles whose masters are the same file share one (one resampling each rate)."""
     from songmill.core.loudness import integrated_lufs
 
-    resampled = {rate: master}
+    resampled = resampled if resampled is not None else {}
+    resampled.setdefault(rate, master)
     pieces: list[tuple[bool, tuple[float, float] | None]] = [(False, None)] + ([(True, clip)] if profile.preview_clip_s and clip else [])
     jobs = []
     for is_clip, window in pieces:
