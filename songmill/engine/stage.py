@@ -323,7 +323,7 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
         scratch_dir = Path(scratch)
         workdir = scratch_dir / "out"
         workdir.mkdir()
-        local_inputs = {name: _local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
+        local_inputs = {name: local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
         ctx = StageContext(stage, job, params, local_inputs, workdir, registry, store=store, refs=stage_inputs)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
         _glibc()  # caps glibc's heaps before this stage's threads start
@@ -355,7 +355,9 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
     return result
 
 
-def _local_copy(store: ArtifactStore, ref: ArtifactRef, folder: Path) -> Path:
+def local_copy(store: ArtifactStore, ref: ArtifactRef, folder: Path) -> Path:
+    """A file holding the artifact's bytes: a folder store's blob, read in place; any other
+    store's copy in `folder` (checked against the sha256 as it is fetched)."""
     if isinstance(store, LocalStore):
         return store.local_path(ref)  # read in place: blobs are immutable
     return store.get_file(ref, folder / ref.name)

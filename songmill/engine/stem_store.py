@@ -29,6 +29,7 @@ import numpy as np
 from songmill.core.audio import read_wav
 from songmill.core.errors import SongmillError
 from songmill.core.store import ArtifactRef, ArtifactStore
+from songmill.engine.stage import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,7 @@ class StoredStems:
         ref = ArtifactRef.from_dict(record["stem"])
         if not self.store.intact(ref.sha256):
             return None
-        local_path = getattr(self.store, "local_path", None)  # a folder store: read in place, checked
-        if local_path is not None:
-            return read_wav(local_path(ref))[0]
-        path = self.store.get_file(ref, Path(self._scratch.name) / f"{key}.wav")  # checks the bytes against the sha256
-        try:
-            return read_wav(path)[0]
-        finally:
-            path.unlink()
+        return read_wav(local_copy(self.store, ref, Path(self._scratch.name) / key))[0]  # a folder per key: parts read on two threads
 
     def rendered(self, part: str, key: str) -> None:
         with self._lock:
