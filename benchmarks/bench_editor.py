@@ -24,8 +24,9 @@ metric the stated way (goal ≥ 80 %) and any edit that failed the gate (goal: n
 
 Edit cost: the demo song rendered cold (a fresh store), then a mix-only edit ("less reverb on
 the voice") and a one-section melody edit ("another melody for the second verse"); wall and
-CPU seconds each, as a share of the full render. Goals (issue 25): mix-only ≤ 15 %, one
-section ≤ 50 %.
+CPU seconds each, as a share of the full render, and how soon its audition could be heard (the
+new mix mastered before the gate and the watermark, made as `songmill edit` makes it). Goals
+(issue 25): mix-only ≤ 15 %, one section ≤ 50 %: the gated version's time is what they judge.
 """
 
 from __future__ import annotations
@@ -198,13 +199,15 @@ def edit_figures() -> dict:
         figures = {"full_render": full}
         for name, command in (("mix_only", "less reverb on the voice"), ("one_section", "another melody for the second verse")):
             wall0, cpu0 = time.perf_counter(), _cpu()
-            result = editing.edit(config, track=1, command=command, out_dir=out)
+            result = editing.edit(config, track=1, command=command, out_dir=out, audition=True)  # as `songmill edit` runs
             wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
             figures[name] = {
                 "command": command,
                 "wall_s": round(wall, 2),
                 "cpu_s": round(cpu, 2),
                 "share_wall": round(wall / full["wall_s"], 3),
+                "audition_s": result.audition_s,  # until the new mix, mastered before the gate, could be heard
+                "audition_share_wall": round(result.audition_s / full["wall_s"], 3) if result.audition_s else None,
                 "recomputed": result.recomputed,
                 "goal_share": GOALS[f"{name}_share"],
             }
@@ -243,8 +246,9 @@ def main() -> None:
         if name == "full_render":
             print(f"full render of the demo: {row['wall_s']} s wall, {row['cpu_s']} CPU-s")
         else:
+            heard = f"; heard after {row['audition_s']} s ({row['audition_share_wall']:.0%})" if row.get("audition_s") else ""
             print(
-                f"{name:12s} edit: {row['wall_s']} s ({row['share_wall']:.0%} of a full render; goal ≤ {row['goal_share']:.0%}), recomputed {', '.join(row['recomputed'])}"
+                f"{name:12s} edit: {row['wall_s']} s ({row['share_wall']:.0%} of a full render; goal ≤ {row['goal_share']:.0%}){heard}, recomputed {', '.join(row['recomputed'])}"
             )
 
 

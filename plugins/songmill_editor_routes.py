@@ -7,6 +7,9 @@
   API (with the user's login) and the page follows the run until the new version is there.
 - `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
 - `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV);
+- `GET /songmill/api/editor/<release>/<track>/auditions/<n>` — whether the edit making version
+  n has written its audition yet (`{"ready": true|false}`), and `…/auditions/<n>/audio` the
+  audition (WAV): the page plays it while that edit's gate and export finish;
 - `POST /songmill/api/editor/<release>/<track>/undo` — the previous version current again;
 - `POST /songmill/api/editor/<release>/<track>/hear` — a recording (any format ffmpeg reads) →
   the command heard and its operations, or why none was.
@@ -57,6 +60,26 @@ def add_editor_routes(app, current_user) -> None:
             path = editing.version_master(config_of(release), track=track, version=number)
         except SongmillError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
+        return FileResponse(path, media_type="audio/wav")
+
+    def audition_of(release: str, track: int, number: int):
+        from operators.settings import load_airflow_settings
+        from songmill.engine import editing
+
+        try:
+            return editing.audition_file(config_of(release), track=track, version=number, out_dir=load_airflow_settings().out_path)
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+
+    @app.get("/api/editor/{release}/{track}/auditions/{number}")
+    def audition_ready(release: str, track: int, number: int):
+        return JSONResponse({"ready": audition_of(release, track, number) is not None})
+
+    @app.get("/api/editor/{release}/{track}/auditions/{number}/audio")
+    def audition_audio(release: str, track: int, number: int):
+        path = audition_of(release, track, number)
+        if path is None:
+            raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
         return FileResponse(path, media_type="audio/wav")
 
     @app.post("/api/editor/{release}/{track}/undo")
@@ -142,15 +165,23 @@ async function apply(conf) {
     body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, command: conf.command || '', operations: conf.operations || [], reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
   if (!res.ok) { $('status').textContent = `not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`; return; }
-  follow(run.dag_run_id, state.current);
+  follow(run.dag_run_id, Math.max(...state.versions.map(v => v.number)) + 1);
 }
-async function follow(runId, before) {
+async function follow(runId, upcoming) {
   const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
   const run = await res.json();
   $('status').textContent = `edit run ${run.state}`;
-  if (run.state === 'success') { await load(); $('status').textContent = `version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : ''); return; }
+  if (run.state === 'success') { $('audition-box').hidden = true; await load(); $('status').textContent = `version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : ''); return; }
   if (run.state === 'failed') { $('status').textContent = 'the edit failed: see the run\\'s parse and render logs in Airflow'; return; }
-  setTimeout(() => follow(runId, before), 2000);
+  if ($('audition-box').hidden) { await showAudition(upcoming); }
+  setTimeout(() => follow(runId, upcoming), 2000);
+}
+async function showAudition(upcoming) {  // the new mix, mastered before the gate: heard while the version is finished
+  const res = await fetch(`${BASE}/auditions/${upcoming}`, {credentials: 'same-origin'});
+  if (!res.ok || !(await res.json()).ready) return;
+  $('audition').src = `${BASE}/auditions/${upcoming}/audio`;
+  $('audition-label').textContent = `version ${upcoming}, before the gate and the watermark`;
+  $('audition-box').hidden = false;
 }
 $('send').onclick = () => apply({command: $('command').value});
 $('undo').onclick = async () => { const res = await fetch(`${BASE}/undo`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
@@ -179,7 +210,8 @@ load();
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>"
         f"<h1 id='title'>{html.escape(release)}</h1><canvas id='wave' width='1000' height='140'></canvas>"
         "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='none'></audio>"
-        "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio></div>"
+        "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio>"
+        "<div id='audition-box' hidden><h3>Coming <small id='audition-label'></small></h3><audio id='audition' controls preload='none'></audio></div></div>"
         "<div class='col'><h3>Change it</h3><input id='command' aria-label='command' title='for example: the chorus should hit harder'> <button id='send'>Apply</button> "
         "<button id='record'>● record</button> <button id='undo'>Undo</button><br><input id='reason' aria-label='why' title='why (kept in the history)'> "
         "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"

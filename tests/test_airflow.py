@@ -640,6 +640,7 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
         and "Change it" in page.text
         and "/api/v2/dags/songmill_edit/dagRuns" in page.text
         and "deliver: $('deliver').checked" in page.text
+        and "id='audition-box' hidden" in page.text
     )
     state = client.get("/songmill/api/editor/debug-single/1", headers=auth).json()
     assert [s["label"] for s in state["sections"]] == ["Intro".lower(), "verse", "chorus", "outro"]
@@ -649,6 +650,11 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     version = editing.history(DEBUG, track=1)["versions"][0]
     master = next(ref for name, ref in version["artifacts"].items() if name.startswith("master-"))
     assert audio.status_code == 200 and hashlib.sha256(audio.content).hexdigest() == master["sha256"]
+    assert client.get("/songmill/api/editor/debug-single/1/auditions/2", headers=auth).json() == {"ready": False}  # no edit is being made
+    unheard = client.get("/songmill/api/editor/debug-single/1/auditions/2/audio", headers=auth)
+    assert unheard.status_code == 404 and "has no audition yet" in unheard.json()["detail"]
+    anonymous = client.get("/songmill/api/editor/debug-single/1/auditions/2")  # no login: sent to Airflow's
+    assert anonymous.status_code == 307 and anonymous.headers["location"].startswith("/auth/login")
 
     said, rate = speak("louder vocals", "en-us")
     recording = io.BytesIO()

@@ -326,7 +326,15 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_u
 
         browser.evaluate("document.getElementById('command').value = 'less reverb on the voice'; document.getElementById('send').click()")
         browser.wait_for("document.getElementById('status').textContent.startsWith('edit run')", what="the edit run started")
+        browser.wait_for("!document.getElementById('audition-box').hidden", timeout_s=600, what="the edit's audition, while the run goes on")
+        assert browser.evaluate("document.getElementById('audition').src").endswith("/auditions/2/audio")
+        assert browser.evaluate("document.getElementById('status').textContent") == "edit run running"  # heard before the version is done
+        browser.screenshot(shots / "editor-audition.png")
+        browser.evaluate("document.getElementById('audition').play()", await_promise=True)  # the browser decodes it and it plays
+        browser.wait_for("document.getElementById('audition').currentTime > 0.5", what="the audition playing")
+        browser.evaluate("document.getElementById('audition').pause()")
         browser.wait_for("document.getElementById('status').textContent === 'version 2 is ready'", timeout_s=600, what="the edit run's new version")
+        assert browser.evaluate("document.getElementById('audition-box').hidden")  # the version itself plays now
         assert browser.evaluate("document.querySelector('#history li.current').textContent").startswith("v2 · less reverb on the voice · admin")
         assert browser.evaluate("document.getElementById('current').src").endswith("/versions/2/audio")
         assert browser.evaluate("document.getElementById('previous-label').textContent") == "version 1"

@@ -249,13 +249,23 @@ def _artifact(version: dict, name: str, folder: Path) -> Path:
     return open_store(default_store_spec()).get_file(ArtifactRef.from_dict(version["artifacts"][name]), folder / f"v{version['number']}-{name}")
 
 
-def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song, monkeypatch):
+def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_song, monkeypatch, caplog):
     config, out = in_song / "release.yaml", in_song / "dist"
     with pytest.raises(SongmillError, match="has no section 'solo'"):
         editing.edit(config, track=1, command="drop the solo", out_dir=out)
     assert editing.history(config, track=1)["versions"] == []  # checked before version 1 is made: nothing recorded
-    result = editing.edit(config, track=1, command="louder vocals", out_dir=out, reason="the voice is buried")
+    heard: list[tuple[Path, bool]] = []
+    result = editing.edit(
+        config,
+        track=1,
+        command="louder vocals",
+        out_dir=out,
+        reason="the voice is buried",
+        audition=True,
+        on_audition=lambda path: heard.append((path, path.is_file())),
+    )
     assert result.version == 2
+    _check_audition(result, heard, config, in_song)
     assert result.recomputed == ["mix", "master", "qc", "export"]  # form … vocals came from the cache
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     before, after = _mix(versions[1])["vocal_on_top"], _mix(versions[2])["vocal_on_top"]
@@ -304,8 +314,16 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     history = editing.history(config, track=1)
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
     editing.undo(config, track=1, out_dir=out)  # back to version 1, then the same edit again: every stage from the cache
-    again = editing.edit(config, track=1, command="louder vocals", out_dir=out)
-    assert again.recomputed == [] and again.version == 3
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("songmill.engine.audition.write_wav", no_room)  # an audition that cannot be written costs only the audition
+    with caplog.at_level(logging.WARNING, logger="songmill.engine.audition"):
+        again = editing.edit(config, track=1, command="louder vocals", out_dir=out, audition=True)
+    assert again.recomputed == [] and again.version == 3 and again.audition is None
+    assert "track 1: the audition was not made ([Errno 28] No space left on device); the gated version follows" in caplog.text
+    assert json.loads(again.report_path.read_text())["audition"] is None
     made = {path.name for path in again.report_path.parent.glob("tracks/*/*.wav")}
     assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith("stem-") for name in made)  # not its parent's mix: copied
 
@@ -508,14 +526,46 @@ def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
     assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)
 
 
+def _check_audition(result, heard: list, config: Path, folder: Path) -> None:
+    """An edit's audition: written before the edit returned, the new version's mix mastered to the
+    same loudness as its gated master, nearer to it than to the version before (measured)."""
+    from songmill.core import loudness
+    from songmill.core.audio import read_wav
+
+    assert heard == [(result.audition, True)]  # said once, with the file already whole
+    assert result.audition == result.report_path.parent.parent / "auditions" / f"v{result.version:04d}.wav"
+    report = json.loads(result.report_path.read_text())
+    assert report["audition"]["file"] == str(result.audition) and 0 < report["audition"]["ready_after_s"] < report["wall_s"]
+    assert result.audition_s == report["audition"]["ready_after_s"]
+    versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
+    audition, rate = read_wav(result.audition)
+    new, _ = read_wav(_artifact(versions[result.version], "master-streaming.wav", folder))
+    old, _ = read_wav(_artifact(versions[result.version - 1], "master-streaming.wav", folder))
+    assert loudness.integrated_lufs(audition, rate) == pytest.approx(loudness.integrated_lufs(new, rate), abs=0.2)  # the profile's target, by the meter
+    assert loudness.true_peak_dbtp(audition, rate) <= -1.0 + 0.05  # and its ceiling
+
+    def residual_db(a: np.ndarray, b: np.ndarray) -> float:
+        difference = np.sum(np.square(a - b, dtype=np.float64))
+        return float(10 * np.log10(max(difference, 1e-30) / np.sum(np.square(b, dtype=np.float64))))
+
+    if not json.loads(_artifact(versions[result.version], "master.json", folder).read_text())["profiles"]["streaming"]["watermarked"]:
+        assert np.array_equal(audition, new)  # the tests' profiles mark nothing: the audition is the gated master, sample for sample
+    assert residual_db(audition, new) < -10.0  # the same music; what may differ is the watermark (see Provenance)
+    assert residual_db(audition, new) < residual_db(audition, old) - 1.0  # and it is the new mix, not the old one
+
+
 def test_a_form_change_then_another_edit_applies_each_once(in_song):
     """Each edit applies to the version it is made from: after "drop the outro", an unrelated edit
     neither replays the drop nor fails on the section that is gone."""
     config, out = in_song / "release.yaml", in_song / "dist"
     dropped = editing.edit(config, track=1, command="drop the outro", out_dir=out)
     assert dropped.recomputed[0] == "form"
-    after = editing.edit(config, track=1, command="a bit more delay", out_dir=out)
-    assert after.recomputed == ["mix", "master", "qc", "export"]
+    after = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--command", "a bit more delay", "--out", str(out)])  # the CLI auditions
+    assert after.exit_code == 0, after.output
+    report = json.loads(Path(after.stdout.strip().splitlines()[-1]).read_text())
+    assert report["recomputed"] == ["mix", "master", "qc", "export"]
+    said = re.search(r"audition \(not yet gated or watermarked\): (\S+)", after.stderr)
+    assert said and said.group(1) == report["audition"]["file"] and Path(said.group(1)).is_file()
     facts = editing.facts_for_track(config, 1)
     assert [name for name, _ in facts.sections] == ["intro", "verse", "chorus", "verse", "chorus"]
     with pytest.raises(SongmillError, match="both name a chorus, and the repeat or drop renumbers them; change the form in an edit of its own"):
@@ -847,3 +897,24 @@ def test_a_master_matched_to_a_darker_reference_gets_darker_and_keeps_its_isrc(i
     assert after_db < before_db - 2.0  # toward the darker reference, by the balance meter
     assert abs(after_db - reference_db) < abs(before_db - reference_db)
     assert version["measures"]["integrated_lufs"] == pytest.approx(parent["measures"]["integrated_lufs"], abs=0.5)  # loudness stays the profile's
+
+
+def test_an_audition_yields_the_cpu_to_the_version_on_its_own_thread_only():
+    """The audition's thread is niced (Linux: per thread), so the gated version's stages come first;
+    the thread that started it keeps its priority."""
+    import threading
+
+    from songmill.engine.audition import AUDITION_NICENESS, _yield_to_the_version
+
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def audition_thread() -> None:
+        _yield_to_the_version()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=audition_thread)
+    thread.start()
+    thread.join()
+    assert seen == [min(main + AUDITION_NICENESS, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main

@@ -1,7 +1,9 @@
 """The song editor's commands (registered on the `songmill` app by cli.py).
 
-songmill edit CONFIG --track N (--command "…" | --spoken REC.wav | --match-reference REF.wav) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL]
+songmill edit CONFIG --track N (--command "…" | --spoken REC.wav | --match-reference REF.wav) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL] [--no-audition]
                       renders the new version; last line printed: its edit-report.json
+                      (on stderr as soon as the new mix is mastered: its audition's path, the
+                      first profile's master before the gate and the watermark)
                       (--dry-run: the parsed operations as JSON, nothing rendered; exit 2 with
                       the nearest commands when the words cannot be read)
 songmill history CONFIG --track N [--json]    every version, its operations, which is current
@@ -58,8 +60,13 @@ def edit_command(
     author: str | None = typer.Option(None, "--author", help="Who made the edit (default: the user name)."),
     reason: str | None = typer.Option(None, "--reason", help="Why, kept in the history."),
     lm: str | None = typer.Option(None, "--lm", help="A transformers model from the registry reads the words instead of the rule parser."),
+    audition: bool = typer.Option(
+        True, "--audition/--no-audition", help="Write the new mix, mastered but not yet gated or watermarked, as soon as it exists, and print its path."
+    ),
 ) -> None:
-    """Change a rendered track; the last line printed is the new version's edit-report.json."""
+    """Change a rendered track; the last line printed is the new version's edit-report.json.
+    Before it, as soon as the new mix exists, the path of its audition: the first profile's master
+    without the watermark and before the gate, to listen to while the version is finished."""
     from songmill.editor.operations import operations_to_json
     from songmill.engine import editing
 
@@ -81,7 +88,7 @@ def edit_command(
         if dry_run:
             print(json.dumps(operations_to_json(editing.parse_for_track(config, track, command, lm=lm)), indent=1))
             return
-        result = editing.edit(config, track=track, command=command, out_dir=out, author=author, reason=reason, lm=lm)
+        result = editing.edit(config, track=track, command=command, out_dir=out, author=author, reason=reason, lm=lm, audition=audition, on_audition=_heard)
     except SongmillError as err:
         _fail(err)
     err_console.print(
@@ -92,6 +99,11 @@ def edit_command(
         soft_wrap=True,
     )
     print(result.report_path)
+
+
+def _heard(path: Path) -> None:
+    """Said as soon as an edit's audition is written (from the thread that wrote it)."""
+    err_console.print(f"audition (not yet gated or watermarked): {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 def history_command(config: Path = typer.Argument(..., help="The release config."), track: int = TRACK, as_json: bool = typer.Option(False, "--json")) -> None:

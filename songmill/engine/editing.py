@@ -30,6 +30,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,12 @@ from songmill.editor.operations import (
     operations_to_json,
     recording_identity,
 )
+from songmill.engine.audition import Audition
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.runner import record_track, render_track_once
 from songmill.engine.stage import TrackJob
+from songmill.engine.task_data import TrackOutcome
+from songmill.engine.track_stages import TRACK_STAGES
 
 # The measurements a version keeps, from the gate's report (for history and diff).
 MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
@@ -69,6 +73,8 @@ class EditResult:
     cached: list[str]  # the stages served from the cache
     report_path: Path
     wall_s: float
+    audition: Path | None = None  # the new mix mastered before the gate (songmill.engine.audition)
+    audition_s: float | None = None  # seconds from the edit's start until the audition was written
 
 
 @dataclasses.dataclass
@@ -246,11 +252,16 @@ def edit(
     store_spec: str | None = None,
     database_url: str | None = None,
     lm: str | None = None,
+    audition: bool = False,
+    on_audition: Callable[[Path], None] | None = None,
 ) -> EditResult:
     """Apply a command (or typed operations) to the track's current version and render the new version.
     Given both, the operations apply and `command` is kept as the words they were parsed from (the
     edit DAG parses in one task and renders in the next). `lm`: a registry model reads the words
-    instead of the rule parser (songmill.editor.lm_commands).
+    instead of the rule parser (songmill.editor.lm_commands). `audition`: master the new mix for
+    the first profile as soon as it exists, unwatermarked and ungated, into
+    `edits/track-NN/auditions/vNNNN.wav` while the gated version is made, calling
+    `on_audition(path)` when it is written (`songmill.engine.audition`).
 
     Raises SongmillError (exit 2) for a command or operation that cannot apply or a release never
     rendered, and GateFailed (exit 1) when the new version fails the gate; either way nothing is
@@ -282,6 +293,7 @@ def edit(
                 command=command,
                 parent=current["number"],
                 parent_audio=frozenset(ref["sha256"] for ref in current["artifacts"].values()),
+                audition=(on_audition or _nobody_told) if audition else None,
             )
             version_row = version | {"author": author or _user(), "reason": reason}
             upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
@@ -290,7 +302,21 @@ def edit(
             report = _write_edit_report(target, number, version_row, out_dir, started)
     finally:
         catalogue.close()
-    return EditResult(number, added, version["recomputed"], version["cached"], report, round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3))
+    heard, heard_at = version.get("audition_file"), version.get("audition_ready_at")
+    return EditResult(
+        number,
+        added,
+        version["recomputed"],
+        version["cached"],
+        report,
+        round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
+        Path(heard) if heard else None,
+        round((heard_at - started).total_seconds(), 3) if heard_at else None,
+    )
+
+
+def _nobody_told(path: Path) -> None:
+    """An audition's `on_ready` when the caller reads it from the EditResult only."""
 
 
 class GateFailed(SongmillError):
@@ -384,17 +410,25 @@ def _render_version(
     command,
     parent,
     parent_audio: frozenset[str] = frozenset(),
+    audition: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Render the track of `spec` through the stage graph; the recorded fields of its version.
     Its folder gets the audio it made: none of `parent_audio` (audio by sha256 that its parent
-    has, or for version 1 the audio the render put in the release's track folder)."""
+    has, or for version 1 the audio the render put in the release's track folder). `audition`:
+    make the version's audition once its mix exists, then call this with its path (None: make none)."""
     job = TrackJob(spec, target.index, seed, target.commercial)
-    outcome = render_track_once(job, store_spec, None)
+    number_hint = len(catalogue.versions(target.release_id, target.number)) + 1  # under the edit lock: the number add_version will give
+    heard: Audition | None = None
+    if audition is not None:
+        heard = Audition(job, store, to=target.folder(out_dir) / "auditions" / f"v{number_hint:04d}.wav", on_ready=audition)
+    outcome = _render_track(job, store_spec, heard)
     if outcome.error:
         raise SongmillError(f"the edited track {target.number} failed at stage {outcome.failed_stage}: {outcome.error}")
     if outcome.quarantined:
-        raise GateFailed(f"the edited track {target.number} fails the gate ({'; '.join(outcome.quarantined)}); nothing was recorded (undo is not needed)")
-    number_hint = len(catalogue.versions(target.release_id, target.number)) + 1  # under the edit lock: the number add_version will give
+        heard_note = f"; hear it in {heard.to}" if heard is not None and heard.ready_at is not None else ""
+        raise GateFailed(
+            f"the edited track {target.number} fails the gate ({'; '.join(outcome.quarantined)}); nothing was recorded (undo is not needed){heard_note}"
+        )
     folder = target.folder(out_dir) / f"v{number_hint:04d}"
     if folder.exists():  # left by an edit that failed after rendering: set aside, never mixed
         folder.rename(folder.with_name(f"{folder.name}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}"))
@@ -418,7 +452,29 @@ def _render_version(
         "recording": recording_identity(history),
         "folder": str(folder),
         "run_id": run_id,
+        "audition_file": str(heard.to) if heard is not None and heard.ready_at is not None else None,
+        "audition_ready_at": heard.ready_at if heard is not None else None,
     }
+
+
+def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> TrackOutcome:
+    """The track's stages, as `render_track_once` runs them. With an audition: first the stages
+    up to the mix, then the audition made from the new mix on a thread beside the rest (the
+    stages up to the mix are then served from the cache and reported as the first pass ran them)."""
+    if heard is None:
+        return render_track_once(job, store_spec, None)
+    through_mix = TRACK_STAGES.stages[: [stage.name for stage in TRACK_STAGES.stages].index("mix") + 1]
+    first = render_track_once(job, store_spec, None, stages=through_mix)
+    if first.stopped:
+        return first
+    heard.start(first.refs["mix.wav"])
+    try:
+        outcome = render_track_once(job, store_spec, None)
+    finally:
+        heard.finish()
+    ran_first = {result.stage: result for result in first.results}
+    outcome.results = [ran_first[result.stage] if result.cached and result.stage in ran_first else result for result in outcome.results]
+    return outcome
 
 
 def _measures(report: dict) -> dict:
@@ -449,6 +505,18 @@ def _version_fields(version: dict) -> dict:
     return {k: version[k] for k in keep}
 
 
+def _audition_entry(version: dict, started: dt.datetime) -> dict | None:
+    """The edit's audition as its report says it: the file and how soon it was there."""
+    if not version.get("audition_file"):
+        return None
+    return {
+        "file": version["audition_file"],
+        "ready_after_s": round((version["audition_ready_at"] - started).total_seconds(), 3),
+        "gated": False,
+        "watermarked": False,
+    }
+
+
 def _write_edit_report(target: EditedTrack, number: int, version: dict, out_dir: Path, started: dt.datetime) -> Path:
     folder = Path(version["folder"])
     report = {
@@ -469,6 +537,7 @@ def _write_edit_report(target: EditedTrack, number: int, version: dict, out_dir:
         "artifacts": version["artifacts"],
         "files": str(folder / "tracks" / f"{target.number:02d}-{safe_name(target.spec.tracks[target.index].title)}"),
         "wall_s": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
+        "audition": _audition_entry(version, started),
     }
     path = folder / "edit-report.json"
     atomic_write_bytes(path, json.dumps(report, indent=1).encode())
@@ -987,6 +1056,13 @@ def version_master(config: str | Path, *, track: int, version: int, database_url
     if not cached.is_file():
         open_store(store_spec or default_store_spec()).get_file(ref, cached)
     return cached
+
+
+def audition_file(config: str | Path, *, track: int, version: int, out_dir: Path = Path("dist")) -> Path | None:
+    """The audition an edit wrote for `version` (`songmill.engine.audition`), or None while there
+    is none: the edit has not mixed yet, or made none."""
+    path = open_track(config, track).folder(out_dir) / "auditions" / f"v{int(version):04d}.wav"
+    return path if path.is_file() else None
 
 
 def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, out_dir: Path | None = None) -> dict:

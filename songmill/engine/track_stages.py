@@ -553,33 +553,16 @@ def _master_models(job: TrackJob) -> tuple[str, ...]:
 
 
 def _run_master(ctx: StageContext) -> None:
-    from songmill.production.master import MasterResult, MasterTarget, master, reference_profile, tilted
+    from songmill.production.master import MasterResult, master
 
     mix, rate = read_wav(ctx.input("mix.wav"))
     references: dict[str, dict] = {}
     done: dict[tuple, MasterResult] = {}  # profiles that ask for the same master share one pass
     report: dict[str, dict[str, Any]] = {"profiles": {}}
     for spec in ctx.params["targets"]:
-        loudness_lufs, tone_db, tone_source = spec["loudness_lufs"], spec["tone_db"], spec["tone_source"]
-        if spec["reference"]:
-            path = spec["reference"]["path"]
-            measured = references.setdefault(path, reference_profile(Path(path)))
-            tone_db, tone_source = measured["tone_db"], f"reference {Path(path).name}"
-            if loudness_lufs == "reference":
-                loudness_lufs = measured["loudness_lufs"]
-        tone_db = tilted(tone_db, spec.get("tilt_db", 0.0))
-        target = MasterTarget(
-            spec["profile"],
-            loudness_lufs,
-            spec["ceiling_dbtp"],
-            tuple(tone_db),
-            tone_source,
-            spec["width"],
-            spec["glue_ratio"],
-            reference=bool(spec["reference"]),
-        )
+        target = master_target(spec, references)
         marker = _watermarker(ctx) if spec["watermark"] else None
-        key = (loudness_lufs, target.ceiling_dbtp, target.tone_db, target.width, target.glue_ratio, target.reference, spec["watermark"])
+        key = (target.loudness_lufs, target.ceiling_dbtp, target.tone_db, target.width, target.glue_ratio, target.reference, spec["watermark"])
         if key not in done:
             done[key] = master(mix, rate, target, mark=marker.mark if marker else None)
         result = done[key]
@@ -591,6 +574,30 @@ def _run_master(ctx: StageContext) -> None:
             "reference": references[spec["reference"]["path"]] | {"file": spec["reference"]["path"]} if spec["reference"] else None,
         }
     ctx.output("master.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+def master_target(spec: dict, references: dict[str, dict]):  # noqa: ANN201 - a MasterTarget (songmill.production loads pedalboard)
+    """The `MasterTarget` of one of `master_targets`' entries. A reference recording is measured
+    once into `references` (its path → its loudness and tone), which profiles share."""
+    from songmill.production.master import MasterTarget, reference_profile, tilted
+
+    loudness_lufs, tone_db, tone_source = spec["loudness_lufs"], spec["tone_db"], spec["tone_source"]
+    if spec["reference"]:
+        path = spec["reference"]["path"]
+        measured = references.setdefault(path, reference_profile(Path(path)))
+        tone_db, tone_source = measured["tone_db"], f"reference {Path(path).name}"
+        if loudness_lufs == "reference":
+            loudness_lufs = measured["loudness_lufs"]
+    return MasterTarget(
+        spec["profile"],
+        loudness_lufs,
+        spec["ceiling_dbtp"],
+        tuple(tilted(tone_db, spec.get("tilt_db", 0.0))),
+        tone_source,
+        spec["width"],
+        spec["glue_ratio"],
+        reference=bool(spec["reference"]),
+    )
 
 
 def _watermarker(ctx: StageContext):  # noqa: ANN202 - models.watermark loads torch; imported when a profile marks
