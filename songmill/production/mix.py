@@ -24,11 +24,15 @@ What a mix engineer does, in order, each decision written to `decisions`:
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pedalboard
@@ -44,6 +48,8 @@ from songmill.core.spec import MixEdit
 from songmill.production.presets import MixPreset
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 MIX_RATE_HZ = SAMPLE_RATE_HZ
 MIX_LUFS = -20.0  # the mix's integrated loudness: 6+ dB of headroom for the master
@@ -370,63 +376,60 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
     carving = has_lead and preset.vocal_carve_db > 0
     lead_gain_db, decisions = None, []
 
-    # the lead first: the backing takes follow its gain
-    for item in sorted(stems, key=lambda s: s.role != "vocal"):
-        if item is lead_file and lead is not None:
-            stem, lead = lead, None  # read already; let go of like the loop's other stems
-        else:
-            stem = item.load()
-        x, span = _sounding(stem.audio, frames, rate)  # work on the part that sounds: stems rest a lot
-        made: dict[str, Any] = {"stem": stem.name, "role": stem.role, "conversions": stem.conversions}
-        group = "vocal" if stem.role in VOCAL_ROLES else "instrument"
-        if stem.role in preset.high_pass_hz:
-            x = _high_pass(x, preset.high_pass_hz[stem.role], rate)
-            made["high_pass_hz"] = preset.high_pass_hz[stem.role]
-        if stem.role == "vocal":
-            x, made["de_ess"] = de_ess(x, rate)
-            x, made["compressor"] = compress_vocal(x, rate, activity[span])
-        if stem.role == "backing" and lead_gain_db is not None:
-            gain_db = lead_gain_db  # the takes keep the level the vocals stage set under the lead
-        elif stem.role == "backing":
-            made["loudness_lufs"] = round(_lufs(x, rate), 2)
-            gain_db = DRUMS_REFERENCE_LUFS - made["loudness_lufs"]
-        elif stem.role == "vocal":
-            made["loudness_lufs"] = round(_lufs(x, rate), 2)
-            gain_db = lead_gain_db = DRUMS_REFERENCE_LUFS - made["loudness_lufs"]  # set on top in step 6
-        else:
-            made["loudness_lufs"] = round(_lufs(x, rate), 2)
-            gain_db = DRUMS_REFERENCE_LUFS + preset.balance_lu.get(stem.role, 0.0) - made["loudness_lufs"]
-        part = edit.parts.get(stem.name)
-        if part is not None and part.gain_db:
-            gain_db += part.gain_db
-            made["edit_gain_db"] = part.gain_db
-        made["gain_db"] = round(gain_db, 2)
-        duck = preset.duck.get(stem.role)
-        if duck and (has_lead or duck.under == "kick"):
-            key = (duck.under, duck.depth_db)
-            if key not in duck_gains:
-                trigger = activity if duck.under == "vocal" else cast(np.ndarray, kick)  # kick is made whenever a duck is under it
-                duck_gains[key] = _db_to_gain(-duck.depth_db * trigger)
-            x = x * duck_gains[key][span]
-            made["duck"] = duck.model_dump()
-        position = preset.pan.get(stem.role, 0.0)
-        side = side_of_role[stem.role] = -side_of_role.get(stem.role, -1)  # 1, -1, 1, … per role
-        position *= side
-        if part is not None and part.pan is not None:
-            position = part.pan
-        made["pan"] = round(position, 2)
-        fader = 10 ** (gain_db / 20)
-        if stem.role in CARVE_ROLES and carving:
-            _add_panned(buses["carved"][:, span], x, position, fader)  # the cut is linear: one pass over the group's sum
-            made["vocal_carve_db"] = preset.vocal_carve_db
-        else:
-            _add_panned(buses[group][:, span], x, position, fader)
-        for kind, effect in (("reverb", preset.reverb), ("delay", preset.delay)):
-            if stem.role in effect.send_db:
-                send_db = effect.send_db[stem.role] + _send_edit_db(edit, kind, group)
-                _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (send_db / 20))
-                made[f"{kind}_send_db"] = round(send_db, 2)
-        decisions.append(made)
+    # the lead first: the backing takes follow its gain. Each stem's own processing (read, clean-up,
+    # loudness) is independent of the others' and runs PREPARE_THREADS stems ahead on threads;
+    # the buses take the stems in this order, so the sums are the same floats as one at a time.
+    ordered = sorted(stems, key=lambda s: s.role != "vocal")
+    read_already = [lead] if lead is not None else []  # taken by its preparation, then let go of like the other stems
+    lead = None
+
+    def prepare(item: Stem | StemFile) -> tuple[Stem, np.ndarray, slice, dict[str, Any]]:
+        stem = read_already.pop() if item is lead_file and read_already else item.load()
+        return (stem, *_cleaned(stem, frames, rate, preset, activity, measure=not (stem.role == "backing" and has_lead)))
+
+    with _ahead(prepare, ordered, PREPARE_THREADS) as prepared:
+        for stem, x, span, made in prepared:
+            group = "vocal" if stem.role in VOCAL_ROLES else "instrument"
+            if stem.role == "backing" and lead_gain_db is not None:
+                gain_db = lead_gain_db  # the takes keep the level the vocals stage set under the lead
+            elif stem.role == "vocal":
+                gain_db = lead_gain_db = DRUMS_REFERENCE_LUFS - made["loudness_lufs"]  # set on top in step 6
+            elif stem.role == "backing":
+                gain_db = DRUMS_REFERENCE_LUFS - made["loudness_lufs"]
+            else:
+                gain_db = DRUMS_REFERENCE_LUFS + preset.balance_lu.get(stem.role, 0.0) - made["loudness_lufs"]
+            part = edit.parts.get(stem.name)
+            if part is not None and part.gain_db:
+                gain_db += part.gain_db
+                made["edit_gain_db"] = part.gain_db
+            made["gain_db"] = round(gain_db, 2)
+            duck = preset.duck.get(stem.role)
+            if duck and (has_lead or duck.under == "kick"):
+                key = (duck.under, duck.depth_db)
+                if key not in duck_gains:
+                    trigger = activity if duck.under == "vocal" else cast(np.ndarray, kick)  # kick is made whenever a duck is under it
+                    duck_gains[key] = _db_to_gain(-duck.depth_db * trigger)
+                x = x * duck_gains[key][span]
+                made["duck"] = duck.model_dump()
+            position = preset.pan.get(stem.role, 0.0)
+            side = side_of_role[stem.role] = -side_of_role.get(stem.role, -1)  # 1, -1, 1, … per role
+            position *= side
+            if part is not None and part.pan is not None:
+                position = part.pan
+            made["pan"] = round(position, 2)
+            fader = 10 ** (gain_db / 20)
+            if stem.role in CARVE_ROLES and carving:
+                _add_panned(buses["carved"][:, span], x, position, fader)  # the cut is linear: one pass over the group's sum
+                made["vocal_carve_db"] = preset.vocal_carve_db
+            else:
+                _add_panned(buses[group][:, span], x, position, fader)
+            for kind, effect in (("reverb", preset.reverb), ("delay", preset.delay)):
+                if stem.role in effect.send_db:
+                    send_db = effect.send_db[stem.role] + _send_edit_db(edit, kind, group)
+                    _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (send_db / 20))
+                    made[f"{kind}_send_db"] = round(send_db, 2)
+            decisions.append(made)
+            del stem, x
 
     # Below, a bus, send or curve is let go of (popped, deleted) once nothing more needs it: each
     # is 34–68 MB for a three-minute song, and the mix is the render's peak of memory.
@@ -530,6 +533,49 @@ def _sounding(audio: np.ndarray, frames: int, rate: int) -> tuple[np.ndarray, sl
 
 
 SPAN_TAIL_S = 0.5
+PREPARE_THREADS = 2  # stems cleaned at a time: the mix runs alone in its wave, so a core is free
+
+
+def _cleaned(stem: Stem, frames: int, rate: int, preset: MixPreset, activity: np.ndarray, *, measure: bool) -> tuple[np.ndarray, slice, dict[str, Any]]:
+    """A stem's own processing, before it meets the others (step 1, and step 2's measurement):
+    the stretch that sounds, its high-pass, the lead's de-esser and compressor, and (`measure`)
+    its loudness. Returns the stretch, where it sits and the decisions so far."""
+    x, span = _sounding(stem.audio, frames, rate)  # work on the part that sounds: stems rest a lot
+    made: dict[str, Any] = {"stem": stem.name, "role": stem.role, "conversions": stem.conversions}
+    if stem.role in preset.high_pass_hz:
+        x = _high_pass(x, preset.high_pass_hz[stem.role], rate)
+        made["high_pass_hz"] = preset.high_pass_hz[stem.role]
+    if stem.role == "vocal":
+        x, made["de_ess"] = de_ess(x, rate)
+        x, made["compressor"] = compress_vocal(x, rate, activity[span])
+    if measure:
+        made["loudness_lufs"] = round(_lufs(x, rate), 2)
+    return x, span, made
+
+
+@contextlib.contextmanager
+def _ahead(work: Callable[[T], R], items: Sequence[T], threads: int) -> Iterator[Iterator[R]]:
+    """`work(item)` for each item, yielded in order, with up to `threads` items worked on ahead
+    of the one being used (so at most `threads` results wait in memory). The first failure in
+    order is raised when its turn comes; items not yet started are then never started."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mix-stem") as pool:
+        pending: collections.deque[Future[R]] = collections.deque()
+
+        def results() -> Iterator[R]:
+            upcoming = iter(items)
+            for item in itertools.islice(upcoming, threads):
+                pending.append(pool.submit(work, item))
+            while pending:
+                done = pending.popleft().result()
+                for item in itertools.islice(upcoming, 1):
+                    pending.append(pool.submit(work, item))
+                yield done
+
+        try:
+            yield results()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
