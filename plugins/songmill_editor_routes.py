@@ -80,7 +80,7 @@ def add_editor_routes(app, current_user) -> None:
         path = audition_of(release, track, number)
         if path is None:
             raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
-        return FileResponse(path, media_type="audio/wav")
+        return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})  # the same number is another edit's after a failed one
 
     @app.post("/api/editor/{release}/{track}/undo")
     async def undo(request: Request, release: str, track: int):
@@ -165,6 +165,7 @@ async function apply(conf) {
     body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, command: conf.command || '', operations: conf.operations || [], reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
   if (!res.ok) { $('status').textContent = `not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`; return; }
+  $('audition-box').hidden = true;
   follow(run.dag_run_id, Math.max(...state.versions.map(v => v.number)) + 1);
 }
 async function follow(runId, upcoming) {
@@ -172,14 +173,15 @@ async function follow(runId, upcoming) {
   const run = await res.json();
   $('status').textContent = `edit run ${run.state}`;
   if (run.state === 'success') { $('audition-box').hidden = true; await load(); $('status').textContent = `version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : ''); return; }
-  if (run.state === 'failed') { $('status').textContent = 'the edit failed: see the run\\'s parse and render logs in Airflow'; return; }
-  if ($('audition-box').hidden) { await showAudition(upcoming); }
+  if (run.state === 'failed') { $('status').textContent = 'the edit failed: see the run\\'s parse and render logs in Airflow';
+    $('audition-label').textContent = 'the edit that failed (not a version)'; return; }
+  if ($('audition-box').hidden) { await showAudition(upcoming, runId); }
   setTimeout(() => follow(runId, upcoming), 2000);
 }
-async function showAudition(upcoming) {  // the new mix, mastered before the gate: heard while the version is finished
+async function showAudition(upcoming, runId) {  // the new mix, mastered before the gate: heard while the version is finished
   const res = await fetch(`${BASE}/auditions/${upcoming}`, {credentials: 'same-origin'});
   if (!res.ok || !(await res.json()).ready) return;
-  $('audition').src = `${BASE}/auditions/${upcoming}/audio`;
+  $('audition').src = `${BASE}/auditions/${upcoming}/audio?run=${encodeURIComponent(runId)}`;
   $('audition-label').textContent = `version ${upcoming}, before the gate and the watermark`;
   $('audition-box').hidden = false;
 }

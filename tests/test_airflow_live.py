@@ -327,7 +327,7 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_u
         browser.evaluate("document.getElementById('command').value = 'less reverb on the voice'; document.getElementById('send').click()")
         browser.wait_for("document.getElementById('status').textContent.startsWith('edit run')", what="the edit run started")
         browser.wait_for("!document.getElementById('audition-box').hidden", timeout_s=600, what="the edit's audition, while the run goes on")
-        assert browser.evaluate("document.getElementById('audition').src").endswith("/auditions/2/audio")
+        assert "/auditions/2/audio?run=" in browser.evaluate("document.getElementById('audition').src")
         assert browser.evaluate("document.getElementById('status').textContent") == "edit run running"  # heard before the version is done
         browser.screenshot(shots / "editor-audition.png")
         browser.evaluate("document.getElementById('audition').play()", await_promise=True)  # the browser decodes it and it plays

@@ -899,22 +899,43 @@ def test_a_master_matched_to_a_darker_reference_gets_darker_and_keeps_its_isrc(i
     assert version["measures"]["integrated_lufs"] == pytest.approx(parent["measures"]["integrated_lufs"], abs=0.5)  # loudness stays the profile's
 
 
-def test_an_audition_yields_the_cpu_to_the_version_on_its_own_thread_only():
+def test_an_audition_yields_the_cpu_to_the_version_on_its_own_thread_only(tmp_path, monkeypatch):
     """The audition's thread is niced (Linux: per thread), so the gated version's stages come first;
-    the thread that started it keeps its priority."""
+    the thread that started it keeps its priority. A listener that fails is logged, not raised."""
     import threading
+    from types import SimpleNamespace
 
-    from songmill.engine.audition import AUDITION_NICENESS, _yield_to_the_version
+    from songmill.engine import audition
 
-    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    seen: list[int] = []
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    def audition_thread() -> None:
-        _yield_to_the_version()
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    main, seen = priority(), []
 
-    thread = threading.Thread(target=audition_thread)
-    thread.start()
-    thread.join()
-    assert seen == [min(main + AUDITION_NICENESS, 19)]
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
+    def master_recording_its_priority(job, mix, to):
+        seen.append(priority())
+        to.write_bytes(b"RIFF")
+        return to
+
+    monkeypatch.setattr(audition, "local_copy", lambda store, ref, folder: folder / "mix.wav")
+    monkeypatch.setattr(audition, "audition_master", master_recording_its_priority)
+
+    def deaf(path):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    heard = audition.Audition(SimpleNamespace(number=1), None, to=tmp_path / "v0002.wav", on_ready=deaf)
+    heard.start(None)
+    assert heard.finish() == tmp_path / "v0002.wav" and heard.ready_at is not None
+    assert seen == [min(main + audition.AUDITION_NICENESS, 19)]
+    assert priority() == main
+
+
+def test_an_audition_left_by_a_failed_edit_is_set_aside_for_the_next(tmp_path):
+    """A version number's audition from an edit the gate turned down is renamed before the next
+    edit of that number writes its own: the page never plays the old one as the new."""
+    old = tmp_path / "auditions" / "v0002.wav"
+    old.parent.mkdir()
+    old.write_bytes(b"the failed edit")
+    assert editing._set_aside(old) == old and not old.exists()
+    [kept] = old.parent.glob("v0002.failed-*.wav")
+    assert kept.read_bytes() == b"the failed edit"

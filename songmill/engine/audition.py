@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -47,8 +48,11 @@ def audition_master(job: TrackJob, mix: Path, to: Path) -> Path:
     result = master(samples, rate, master_target(spec, {}))
     to.parent.mkdir(parents=True, exist_ok=True)
     partial = to.with_name(f".{to.name}.partial")
-    write_wav(partial, result.audio, rate)
-    os.replace(partial, to)
+    try:
+        write_wav(partial, result.audio, rate)
+        os.replace(partial, to)
+    finally:
+        partial.unlink(missing_ok=True)  # gone once renamed; a write that failed leaves nothing
     return to
 
 
@@ -75,6 +79,7 @@ class Audition:
     def __init__(self, job: TrackJob, store, *, to: Path, on_ready: Callable[[Path], None] | None = None):  # noqa: ANN001 - an ArtifactStore
         self.job, self.store, self.to, self.on_ready = job, store, to, on_ready
         self.ready_at: dt.datetime | None = None  # when the file was written
+        self.cpu_s: float | None = None  # the audition thread's own CPU seconds (the stages' figures include them: they are the process's)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audition")
         self._made: Future | None = None
 
@@ -88,13 +93,19 @@ class Audition:
 
     def _make(self, mix: ArtifactRef) -> Path | None:
         _yield_to_the_version()
+        started = time.thread_time()
         try:
             with denormals_flushed(), tempfile.TemporaryDirectory(prefix="songmill-audition-") as folder:
                 path = audition_master(self.job, local_copy(self.store, mix, Path(folder)), self.to)
         except Exception as err:  # noqa: BLE001 - a preview that fails costs only the preview; the gated version follows
             log.warning("track %d: the audition was not made (%s); the gated version follows", self.job.number, err)
             return None
+        finally:
+            self.cpu_s = round(time.thread_time() - started, 3)
         self.ready_at = dt.datetime.now(dt.UTC)
         if self.on_ready is not None:
-            self.on_ready(path)
+            try:
+                self.on_ready(path)
+            except Exception as err:  # noqa: BLE001 - the caller's listener must not fail the edit (nor hide the render's own error)
+                log.warning("track %d: the audition is at %s, but telling the caller failed (%s)", self.job.number, path, err)
         return path

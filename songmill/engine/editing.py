@@ -420,7 +420,7 @@ def _render_version(
     number_hint = len(catalogue.versions(target.release_id, target.number)) + 1  # under the edit lock: the number add_version will give
     heard: Audition | None = None
     if audition is not None:
-        heard = Audition(job, store, to=target.folder(out_dir) / "auditions" / f"v{number_hint:04d}.wav", on_ready=audition)
+        heard = Audition(job, store, to=_set_aside(target.folder(out_dir) / "auditions" / f"v{number_hint:04d}.wav"), on_ready=audition)
     outcome = _render_track(job, store_spec, heard)
     if outcome.error:
         raise SongmillError(f"the edited track {target.number} failed at stage {outcome.failed_stage}: {outcome.error}")
@@ -454,7 +454,16 @@ def _render_version(
         "run_id": run_id,
         "audition_file": str(heard.to) if heard is not None and heard.ready_at is not None else None,
         "audition_ready_at": heard.ready_at if heard is not None else None,
+        "audition_cpu_s": heard.cpu_s if heard is not None else None,
     }
+
+
+def _set_aside(path: Path) -> Path:
+    """`path`, free: an audition already there is an earlier edit's that did not become this
+    version (turned down by the gate), renamed so that nobody plays it as this one's."""
+    if path.exists():
+        path.rename(path.with_name(f"{path.stem}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}{path.suffix}"))
+    return path
 
 
 def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> TrackOutcome:
@@ -512,6 +521,7 @@ def _audition_entry(version: dict, started: dt.datetime) -> dict | None:
     return {
         "file": version["audition_file"],
         "ready_after_s": round((version["audition_ready_at"] - started).total_seconds(), 3),
+        "cpu_s": version["audition_cpu_s"],  # counted in the stage_times beside it too (they are the process's)
         "gated": False,
         "watermarked": False,
     }

@@ -570,6 +570,7 @@ def _ahead(work: Callable[[T], R], items: Sequence[T], threads: int) -> Iterator
                 for item in itertools.islice(upcoming, 1):
                     pending.append(pool.submit(work, item))
                 yield done
+                del done  # the caller has it: not held here while the next stem is waited for
 
         try:
             yield results()
