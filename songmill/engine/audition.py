@@ -8,13 +8,14 @@
 After the mix, an edit's version still needs its masters with the provenance watermark, the
 gate's measurements and every profile's export: most of a mix-only edit's time, and none of it
 changes what the song sounds like. So while those run, the new mix is mastered once more for the
-release's first profile through the same chain, without the watermark (PerthNet's mark is made
-to be inaudible), and written where the listener can play it — as a DAW bounces a quick preview
-before the final export.
+release's first profile through the same chain, without the watermark (PerthNet's mark is meant
+to go unheard; the README's *Provenance* says what it measurably changes), and written where the
+listener can play it — as a DAW bounces a quick preview before the final export.
 
 An audition is not a version: it is unwatermarked and ungated, and nothing delivers it. The
 version the edit records is the gated one; when the gate turns the edit down, the audition stays
-where it was written, so the listener can hear what failed. An audition that cannot be made
+where it was written, so the listener can hear what failed (until the next edit of that version
+number sets it aside). An audition that cannot be made
 costs only the preview: the edit goes on, and the reason is logged.
 """
 

@@ -475,6 +475,7 @@ def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> Tra
     through_mix = TRACK_STAGES.stages[: [stage.name for stage in TRACK_STAGES.stages].index("mix") + 1]
     first = render_track_once(job, store_spec, None, stages=through_mix)
     if first.stopped:
+        heard.finish()  # none was started: nothing to wait for
         return first
     heard.start(first.refs["mix.wav"])
     try:

@@ -122,10 +122,10 @@ def load_stem(path: Path, role: str, *, name: str | None = None) -> Stem:
 
 @dataclass(frozen=True)
 class StemFile:
-    """A stem the mix reads only when its turn comes, and lets go of once it is in the buses: a
-    three-minute stereo stem is 68 MB, and holding every stem of a song at once was a fifth of
-    the render's peak memory. Read with `load_stem` (the same checks and conversions); `name`
-    defaults as load_stem's does."""
+    """A stem the mix reads only shortly before its turn (at most PREPARE_THREADS stems ahead),
+    and lets go of once it is in the buses: a three-minute stereo stem is 68 MB, and holding
+    every stem of a song at once was a fifth of the render's peak memory. Read with `load_stem`
+    (the same checks and conversions); `name` defaults as load_stem's does."""
 
     path: Path
     role: str
@@ -351,7 +351,7 @@ def _return(bus: np.ndarray, rate: int, effect, kind: str) -> np.ndarray:
 
 def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset, *, rate: int = MIX_RATE_HZ, edit: MixEdit | None = None) -> MixResult:
     """Mix `stems` (see the module docstring); every stem must be at `rate`. A `StemFile` is read
-    when its turn comes (the stage passes files: less memory). `edit`: the song editor's changes
+    shortly before its turn comes (the stage passes files: less memory). `edit`: the song editor's changes
     on top of the preset (a part's level, pan or mute, the vocal level, the sends, a section's level)."""
     edit = edit or MixEdit()
     names = {s.name for s in stems}
