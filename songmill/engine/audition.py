@@ -84,6 +84,10 @@ class Audition:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audition")
         self._made: Future | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._made is not None
+
     def start(self, mix: ArtifactRef) -> None:
         self._made = self._pool.submit(self._make, mix)
 

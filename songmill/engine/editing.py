@@ -59,7 +59,6 @@ from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.runner import record_track, render_track_once
 from songmill.engine.stage import TrackJob
 from songmill.engine.task_data import TrackOutcome
-from songmill.engine.track_stages import TRACK_STAGES
 
 # The measurements a version keeps, from the gate's report (for history and diff).
 MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
@@ -293,7 +292,8 @@ def edit(
                 command=command,
                 parent=current["number"],
                 parent_audio=frozenset(ref["sha256"] for ref in current["artifacts"].values()),
-                audition=(on_audition or _nobody_told) if audition else None,
+                audition=audition,
+                on_audition=on_audition,
             )
             version_row = version | {"author": author or _user(), "reason": reason}
             upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
@@ -313,10 +313,6 @@ def edit(
         Path(heard) if heard else None,
         round((heard_at - started).total_seconds(), 3) if heard_at else None,
     )
-
-
-def _nobody_told(path: Path) -> None:
-    """An audition's `on_ready` when the caller reads it from the EditResult only."""
 
 
 class GateFailed(SongmillError):
@@ -410,17 +406,18 @@ def _render_version(
     command,
     parent,
     parent_audio: frozenset[str] = frozenset(),
-    audition: Callable[[Path], None] | None = None,
+    audition: bool = False,
+    on_audition: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Render the track of `spec` through the stage graph; the recorded fields of its version.
     Its folder gets the audio it made: none of `parent_audio` (audio by sha256 that its parent
     has, or for version 1 the audio the render put in the release's track folder). `audition`:
-    make the version's audition once its mix exists, then call this with its path (None: make none)."""
+    make the version's audition once its mix exists, then call `on_audition` with its path."""
     job = TrackJob(spec, target.index, seed, target.commercial)
     number_hint = len(catalogue.versions(target.release_id, target.number)) + 1  # under the edit lock: the number add_version will give
     heard: Audition | None = None
-    if audition is not None:
-        heard = Audition(job, store, to=_set_aside(target.folder(out_dir) / "auditions" / f"v{number_hint:04d}.wav"), on_ready=audition)
+    if audition:
+        heard = Audition(job, store, to=_set_aside(target.folder(out_dir) / "auditions" / f"v{number_hint:04d}.wav"), on_ready=on_audition)
     outcome = _render_track(job, store_spec, heard)
     if outcome.error:
         raise SongmillError(f"the edited track {target.number} failed at stage {outcome.failed_stage}: {outcome.error}")
@@ -467,24 +464,19 @@ def _set_aside(path: Path) -> Path:
 
 
 def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> TrackOutcome:
-    """The track's stages, as `render_track_once` runs them. With an audition: first the stages
-    up to the mix, then the audition made from the new mix on a thread beside the rest (the
-    stages up to the mix are then served from the cache and reported as the first pass ran them)."""
+    """The track's stages, as `render_track_once` runs them; with an audition, started on its
+    thread after the wave that made the mix, beside the waves that follow."""
     if heard is None:
         return render_track_once(job, store_spec, None)
-    through_mix = TRACK_STAGES.stages[: [stage.name for stage in TRACK_STAGES.stages].index("mix") + 1]
-    first = render_track_once(job, store_spec, None, stages=through_mix)
-    if first.stopped:
-        heard.finish()  # none was started: nothing to wait for
-        return first
-    heard.start(first.refs["mix.wav"])
+
+    def once_mixed(outcome: TrackOutcome) -> None:
+        if not heard.started and "mix.wav" in outcome.refs:
+            heard.start(outcome.refs["mix.wav"])
+
     try:
-        outcome = render_track_once(job, store_spec, None)
+        return render_track_once(job, store_spec, None, after_wave=once_mixed)
     finally:
         heard.finish()
-    ran_first = {result.stage: result for result in first.results}
-    outcome.results = [ran_first[result.stage] if result.cached and result.stage in ran_first else result for result in outcome.results]
-    return outcome
 
 
 def _measures(report: dict) -> dict:

@@ -126,8 +126,17 @@ def _duplicate_check(store, ref, earlier: list) -> tuple[dict, DuplicateMatch | 
     return data, match
 
 
-def render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback | None, earlier: Sequence = (), stages: list | None = None) -> TrackOutcome:
-    """The registered stages of one track (or the first ones: `stages`), in order, until one stops it."""
+def render_track_once(
+    job: TrackJob,
+    store_spec: str,
+    progress: ProgressCallback | None,
+    earlier: Sequence = (),
+    stages: list | None = None,
+    after_wave: Callable[[TrackOutcome], None] | None = None,
+) -> TrackOutcome:
+    """The registered stages of one track (or the first ones: `stages`), in order, until one stops it.
+    `after_wave(outcome)`: called after each wave of stages that did not stop the track (the
+    editor starts its audition there once the mix is made)."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
     for wave in TRACK_STAGES.waves(stages or TRACK_STAGES.stages):
@@ -140,6 +149,8 @@ def render_track_once(job: TrackJob, store_spec: str, progress: ProgressCallback
                     break
         if outcome.stopped:
             break
+        if after_wave is not None:
+            after_wave(outcome)
     return outcome
 
 
