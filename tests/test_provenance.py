@@ -196,17 +196,21 @@ def _music_like(seconds: float, rate: int) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-def test_the_watermark_computes_what_perthnets_own_audio_processor_computes(monkeypatch):
+@pytest.mark.parametrize("pass_threads", [1, 2, 3])
+def test_the_watermark_computes_what_perthnets_own_audio_processor_computes(monkeypatch, pass_threads):
     """The marker's spectra skip work PerthNet's AudioProcessor does (the phase of a window the
-    decoder reads, the complex exponential of the resynthesis); the mark and the readings must
-    come out bit for bit as through the processor."""
+    decoder reads, the complex exponential of the resynthesis) and a mark pass is worked in
+    stretches of frames on threads (the encoder's context and mask from the whole song); the mark
+    and the readings must come out bit for bit as through the processor in one piece. The music
+    starts after a second of silence, so the encoder's mask leaves frames out."""
     import torch
 
     import models.watermark.perth as perth
     from models.registry import ModelRegistry
 
+    monkeypatch.setattr(perth, "PASS_THREADS", pass_threads)
     marker = perth.load_watermarker(ModelRegistry.load().resolve("perth-implicit", commercial=True))
-    audio = _music_like(24.0, perth.PERTH_RATE_HZ)
+    audio = np.concatenate([np.zeros(perth.PERTH_RATE_HZ, np.float32), _music_like(23.0, perth.PERTH_RATE_HZ)])
 
     def through_the_processor(self, low: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

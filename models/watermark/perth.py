@@ -35,6 +35,12 @@ MARK_HIGH_PASS_HZ = 60.0  # the mark's sub-bass is left out (see _without_sub_ba
 MIN_DETECT_S = 2.0  # shorter clips give the decoder too few frames to answer
 SILENT_RMS = 10 ** (-70 / 20)  # windows quieter than −70 dBFS RMS are not asked
 SCORE_THREADS = 2  # windows read at a time (one torch thread each)
+PASS_THREADS = 2  # stretches of a mark pass worked at a time (one torch thread each)
+# PerthNet's encoder: five 7-frame convolutions between two 1-frame ones read 5 × 3 = 15 frames
+# either side. A stretch's convolutions are given more than that either side, and every stretch
+# (context included) starts on a multiple of it: the convolution's arithmetic works frames in
+# blocks counted from the first, and a frame's last bit depends on where in its block it falls
+ENCODER_CONTEXT_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Watermarker:
         with _perthnet_modules():
             from perth.perth_net.perth_net_implicit import utils
             from perth.perth_net.perth_net_implicit.config import PerthConfig
+            from perth.perth_net.perth_net_implicit.model import magmask
             from perth.perth_net.perth_net_implicit.model.perth_net import PerthNet
 
         hparams = yaml.safe_load((weights.parent / "hparams.yaml").read_text(encoding="utf-8"))
@@ -108,6 +115,7 @@ class Watermarker:
         if self.net.hp.sample_rate != PERTH_RATE_HZ:
             raise ValueError(f"{weights}: PerthNet expects {PERTH_RATE_HZ} Hz, its hparams say {self.net.hp.sample_rate}")
         self._normalise, self._denormalise = utils.normalize, utils.denormalize_spectrogram
+        self._magmask = magmask  # which frames the encoder marks (loud enough against the song's loudest)
 
     # PerthNet's own AudioProcessor does these two steps; ours compute the same tensors, bit for
     # bit (tests/test_provenance.py compares them), for less: the decoder reads the magnitude
@@ -121,36 +129,59 @@ class Watermarker:
         hp = self.net.hp
         return self._normalise(hp, 20 * torch.log10(spectrum.abs().clip(hp.stft_magnitude_min)))
 
-    def _signal(self, magnitude, phase):  # noqa: ANN001, ANN202 - torch tensors
-        """Audio from a normalised dB magnitude and a phase (`magphase_to_signal`)."""
-        import torch
-
-        linear = 10.0 ** ((self._denormalise(self.net.hp, magnitude) / 20).clip(max=10))
-        return self.net.ap.inv_spectrogram(torch.polar(linear, phase))
-
     def _mark_pass(self, low: np.ndarray) -> np.ndarray:
-        """One PerthNet pass over mono audio at PERTH_RATE_HZ; the same length back. The phase
-        (an atan2 per bin) is worked out on a second thread while the encoder runs: the master
-        stage is alone in its wave of a render, so a core is free, and torch leaves the GIL (one
-        thread each). The same bytes; a pass over the demo's three-minute mix 2.56 → 2.28 s
-        (medians of four on this project's machine)."""
+        """One PerthNet pass over mono audio at PERTH_RATE_HZ; the same length back.
+
+        The master stage is alone in its wave of a render (and of an edit), so the pass is
+        worked in PASS_THREADS stretches of frames at once (torch leaves the GIL; one torch
+        thread each). The STFT and its inverse run whole; between them every step is per frame
+        except the encoder's convolutions, which read ENCODER_CONTEXT_FRAMES either side, and its
+        mask, which compares each frame with the loudest of the song: so the mask is made once
+        from the whole song, each stretch's convolutions are given that context, and the result
+        is the same bytes as PerthNet's own forward over the whole song (tests/test_provenance.py
+        compares them). A pass over the demo's three-minute mix 2.6 → 1.8 s."""
         from concurrent.futures import ThreadPoolExecutor
 
         import torch
 
-        def phase_of(spectrum):  # noqa: ANN001, ANN202 - torch tensors
-            with torch.inference_mode():  # per thread, as in _score
-                return torch.angle(spectrum)
+        def each(work, *args):  # noqa: ANN001, ANN202 - the first stretch on this thread, the others beside it
+            later = [beside.submit(work, *args, lo, hi) for lo, hi in stretches[1:]]
+            return [work(*args, *stretches[0])] + [f.result() for f in later]
 
-        with torch.inference_mode(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="perth-phase") as beside:
+        # every tensor made in inference mode (each thread enters its own) and kept in the STFT's
+        # frame-major layout: convolutions of tensors laid out otherwise differ in the last bit
+        with torch.inference_mode(), ThreadPoolExecutor(max_workers=max(1, PASS_THREADS - 1), thread_name_prefix="perth-pass") as beside:
             spectrum = self.net.ap.spectrogram(torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32)))
-            phase = beside.submit(phase_of, spectrum)
-            marked_magnitude, _mask = self.net.encoder(self._log_magnitude(spectrum)[None])
-            marked = self._signal(marked_magnitude[0], phase.result()).numpy()
+            stretches = _stretches(spectrum.shape[-1], PASS_THREADS)
+            magnitude = _joined(each(self._log_magnitude_of, spectrum))
+            mask = self._magmask(magnitude[None])[:, None]  # (1, 1, frames): each frame against the song's loudest
+            marked = _joined(each(self._marked_stretch, spectrum, magnitude, mask))
+            signal = self.net.ap.inv_spectrogram(marked).numpy()
         out = np.zeros_like(low, dtype=np.float32)
-        n = min(len(out), len(marked))
-        out[:n] = marked[:n]
+        n = min(len(out), len(signal))
+        out[:n] = signal[:n]
         return out
+
+    def _log_magnitude_of(self, spectrum, lo: int, hi: int):  # noqa: ANN001, ANN202 - torch tensors
+        import torch
+
+        with torch.inference_mode():  # per thread: inference mode is thread-local
+            return self._log_magnitude(spectrum[:, lo:hi])
+
+    def _marked_stretch(self, spectrum, magnitude, mask, lo: int, hi: int):  # noqa: ANN001, ANN202 - torch tensors
+        """Frames lo..hi of the marked complex spectrum: PerthNet's `Encoder.forward` (the residual
+        of its layers, masked, added below its sub-band's top) with the convolutions given their
+        context from the neighbouring frames, then the magnitude back with the original phase."""
+        import torch
+
+        encoder = self.net.encoder
+        first, last = max(0, lo - ENCODER_CONTEXT_FRAMES), min(magnitude.shape[-1], hi + ENCODER_CONTEXT_FRAMES)
+        with torch.inference_mode():
+            residual = encoder.layers(magnitude[None, : encoder.subband, first:last])[..., lo - first : hi - first] * mask[..., lo:hi]
+            marked = magnitude[:, lo:hi].clone()
+            marked[: encoder.subband] += residual[0]
+            linear = 10.0 ** ((self._denormalise(self.net.hp, marked) / 20).clip(max=10))
+            return torch.polar(linear, torch.angle(spectrum[:, lo:hi]))
 
     def mark(self, samples: np.ndarray, rate_hz: int) -> np.ndarray:
         """The same audio carrying the mark, strong enough to read: (frames,) or (frames,
@@ -235,6 +266,22 @@ class Watermarker:
         median = float(np.median(scores))
         marked_share = sum(score >= DETECTION_THRESHOLD for score in scores) / len(scores)
         return WatermarkReading(detected=median >= DETECTION_THRESHOLD, marked_share=round(marked_share, 3), median_score=round(median, 3), windows=len(scores))
+
+
+def _joined(stretches: list):  # noqa: ANN202 - torch tensors (torch is imported lazily)
+    """(bins, frames) stretches side by side in time, kept frame-major as `torch.stft` lays its
+    spectra out (each frame's bins together), as a whole-song pass has them."""
+    import torch
+
+    return torch.cat([stretch.T for stretch in stretches]).T
+
+
+def _stretches(frames: int, count: int) -> list[tuple[int, int]]:
+    """`frames` cut into at most `count` consecutive (start, end) stretches of nearly equal
+    length, each starting on a multiple of ENCODER_CONTEXT_FRAMES (see there)."""
+    step = ENCODER_CONTEXT_FRAMES
+    bounds = sorted({min(frames, int(round(frames * i / count / step)) * step) for i in range(count)} | {frames})
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
 
 
 def _without_sub_bass(difference: np.ndarray, rate_hz: int) -> np.ndarray:
