@@ -99,7 +99,7 @@ def test_a_worker_killed_in_any_stage_is_retried_to_identical_artifacts(tmp_path
     var, out = tmp_path / "var", tmp_path / "dist"
     killed = songmill("render", str(DEBUG), "--out", str(out), var=var, fault=["kill-in", stage])
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert not list((var / "artifacts" / "blobs").glob("*/.incoming.*")), "a partial blob was left"
+    assert not list((var / "artifacts" / "blobs").rglob(".incoming.*")), "a partial blob was left"
     assert not (out / "streaming").exists(), "something was delivered by the killed run"
     code, found = check(var)
     assert code == 1 and [f["kind"] for f in found["findings"]] == ["interrupted-run"]
@@ -481,10 +481,11 @@ def test_catalogue_check_reports_each_disagreement_and_repairs_only_what_is_safe
     blobs = var / "artifacts" / "blobs"
     lyrics = artifacts(first)["lyrics.json"]
     (blobs / lyrics[:2] / lyrics).unlink()
-    leftover = blobs / "ab" / ".incoming.x1"
-    leftover.parent.mkdir(exist_ok=True)
-    leftover.write_bytes(b"half a blob")
-    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    leftovers = [blobs / ".incoming.x1", blobs / "ab" / ".incoming.x2"]  # a write's, and an older store's
+    for leftover in leftovers:
+        leftover.parent.mkdir(exist_ok=True)
+        leftover.write_bytes(b"half a blob")
+        os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     with sqlite3.connect(var / "catalogue.db") as db:
         isrc = db.execute("SELECT isrc FROM tracks").fetchone()[0]
         db.execute("INSERT INTO tracks (release_id, number, title, isrc, seed, status) VALUES ('debug-single', 2, 'Copy', ?, 1, 'rendered')", (isrc,))
@@ -493,7 +494,7 @@ def test_catalogue_check_reports_each_disagreement_and_repairs_only_what_is_safe
     assert code == 1 and kinds == ["delivery-altered", "duplicate-identifier", "leftover-staging", "leftover-upload", "missing-artifact"], kinds
     code, repaired = check(var, "--repair")
     assert code == 1 and sorted(f["kind"] for f in repaired["findings"] if f["repaired"]) == ["leftover-staging", "leftover-upload"]
-    assert not leftover.exists() and not list(folder.parent.glob(".staging-*"))
+    assert not any(leftover.exists() for leftover in leftovers) and not list(folder.parent.glob(".staging-*"))
     assert sorted(f["kind"] for f in check(var)[1]["findings"]) == ["delivery-altered", "duplicate-identifier", "missing-artifact"]
     assert provenance.read_bytes().endswith(b" ")  # a delivered file is never rewritten by a repair
 

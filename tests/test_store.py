@@ -56,6 +56,36 @@ def test_a_blob_changed_after_a_checked_copy_is_caught_on_the_next_copy(tmp_path
     assert not (tmp_path / "three" / "mix.wav").exists() and not blob.exists()
 
 
+def test_a_blob_put_by_this_process_is_known_intact_until_it_changes(tmp_path, monkeypatch):
+    """put_file hashes the bytes as it copies them in, so the next stage's input check and an
+    edit's copies do not read a new blob again, nor does another store opened on the same folder
+    in this process (the edit after a render); a blob changed after the put is still caught."""
+    import songmill.core.store as store_module
+    from songmill.core.store import CorruptArtifactError
+
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "master.wav"
+    src.write_bytes(os.urandom(200_000))
+    ref = store.put_file(src)
+    hashed = []
+    monkeypatch.setattr(store_module, "file_sha256", lambda path: hashed.append(path) or hashlib.sha256(path.read_bytes()).hexdigest())
+    assert store.intact(ref.sha256) and store.local_path(ref).read_bytes() == src.read_bytes()
+    reopened = LocalStore(tmp_path / "store")
+    assert reopened.get_file(ref, tmp_path / "one" / "master.wav").read_bytes() == src.read_bytes()
+    assert hashed == []
+    blob = store.local_path(ref)
+    data = bytearray(blob.read_bytes())
+    data[5] ^= 0xFF
+    put = blob.stat().st_mtime_ns
+    blob.write_bytes(bytes(data))
+    os.utime(blob, ns=(put, put + 1_000_000))  # a later mtime, even where timestamps are coarse
+    with pytest.raises(CorruptArtifactError, match="master.wav .* changed on disk"):
+        reopened.get_file(ref, tmp_path / "two" / "master.wav")
+    assert len(hashed) == 1 and not blob.exists()
+    assert store.put_file(src) == ref and store.intact(ref.sha256)  # put again: the same blob, whole
+    assert not list((tmp_path / "store").rglob(".incoming.*"))
+
+
 def test_records_roundtrip_and_absent_record(store):
     assert store.get_record("nope") is None
     store.put_record("k1", {"outputs": {"a": 1}})
@@ -76,6 +106,7 @@ def test_local_store_leaves_no_temporary_files(tmp_path):
     src = tmp_path / "f.bin"
     src.write_bytes(b"x" * 1000)
     store.put_file(src)
+    store.put_file(src)  # a blob already there: the copy made while hashing is dropped
     store.put_record("r", {"x": 1})
     leftovers = [p for p in (tmp_path / "a").rglob(".*") if p.is_file()]
     assert leftovers == []

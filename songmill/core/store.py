@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from songmill.core.errors import ServiceError, SongmillError
 from songmill.core.paths import var_dir
@@ -95,10 +95,14 @@ class ArtifactStore(Protocol):
 class LocalStore:
     """Artifacts in a folder: `blobs/ab/<sha256>` and `records/<key>.json`."""
 
+    _verified_by_root: ClassVar[dict[str, dict[str, tuple[int, int]]]] = {}
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.description = f"folder {self.root}"
-        self._verified: dict[str, tuple[int, int]] = {}  # sha256 → (size, mtime_ns) when last found intact
+        # sha256 → (size, mtime_ns) when last found intact: one memo per folder for the whole
+        # process, since a render and the edit or delivery after it each open the store anew
+        self._verified = LocalStore._verified_by_root.setdefault(os.path.realpath(self.root), {})
         try:
             (self.root / "blobs").mkdir(parents=True, exist_ok=True)
             (self.root / "records").mkdir(parents=True, exist_ok=True)
@@ -109,22 +113,32 @@ class LocalStore:
         return self.root / "blobs" / sha256[:2] / sha256
 
     def put_file(self, path: Path, name: str | None = None) -> ArtifactRef:
+        """Copy `path` in under its sha256, hashed as it is copied: the blob holds the bytes that
+        were hashed, so this process knows it intact without reading it again (each stage's
+        outputs are read back by the next stage's input check, an edit's by `current/`)."""
         path = Path(path)
-        sha, size = file_sha256(path), path.stat().st_size
-        blob = self._blob(sha)
-        if not blob.exists():
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=blob.parent)
-            try:
-                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                    shutil.copyfileobj(src, out, CHUNK)
+        digest = hashlib.sha256()
+        # beside the blobs' folders until its name is known (`catalogue check` sweeps leftovers)
+        fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=self.root / "blobs")
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                size, blob = out.tell(), self._blob(digest.hexdigest())
+                if not blob.exists():
                     out.flush()
                     os.fsync(out.fileno())
+            if not blob.exists():
+                blob.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, blob)
-            except OSError as err:
-                Path(tmp).unlink(missing_ok=True)
-                raise SongmillError(f"cannot write to the artifact store {self.root} ({err.strerror}); free space or choose another SONGMILL_STORE") from None
-        return ArtifactRef(name or path.name, sha, size, blob.as_uri())
+                stat = blob.stat()
+                self._verified[blob.name] = (stat.st_size, stat.st_mtime_ns)
+        except OSError as err:
+            raise SongmillError(f"cannot write to the artifact store {self.root} ({err.strerror}); free space or choose another SONGMILL_STORE") from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone once renamed; otherwise a copy of a blob already there, or a failed write
+        return ArtifactRef(name or path.name, blob.name, size, blob.as_uri())
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
         """A copy of the blob at `dest`, whose bytes are checked against the sha256 — unless this

@@ -171,7 +171,8 @@ def _identifiers(catalogue: Catalogue) -> list[Finding]:
 
 def _leftover_uploads(store: LocalStore, repair: bool) -> list[Finding]:
     old = time.time() - LEFTOVER_UPLOAD_AGE_S
-    leftovers = [p for p in (store.root / "blobs").glob("*/.incoming.*") if p.stat().st_mtime < old]
+    blobs = store.root / "blobs"  # a write in progress is beside the blobs' folders (older stores: inside them)
+    leftovers = [p for p in [*blobs.glob(".incoming.*"), *blobs.glob("*/.incoming.*")] if p.stat().st_mtime < old]
     if not leftovers:
         return []
     finding = Finding("leftover-upload", str(store.root / "blobs"), f"{len(leftovers)} temporary file(s) of killed store writes", "removed")
