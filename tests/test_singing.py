@@ -271,6 +271,31 @@ def test_a_changed_section_is_sung_again_and_the_rest_read_back_sample_for_sampl
     cut.close()
 
 
+def test_phrases_sung_side_by_side_are_the_samples_sung_one_at_a_time(monkeypatch):
+    """The phrases are sung SING_THREADS at a time and placed in their order: every stem is the
+    same samples as when they are sung one by one; a phrase that fails fails the song."""
+    import models.voice.singer as singer_module
+
+    score = _two_sections([67, 69, 71, 72])  # three phrases, the last with its backing
+    monkeypatch.setattr(singer_module, "SING_THREADS", 1)
+    one = sing_as(score, "ava")
+    monkeypatch.setattr(singer_module, "SING_THREADS", 3)
+    side_by_side = sing_as(score, "ava")
+    assert np.array_equal(side_by_side.lead, one.lead) and set(side_by_side.backing) == set(one.backing) == {"double", "harmony"}
+    for name in one.backing:
+        assert np.array_equal(side_by_side.backing[name], one.backing[name]), name
+    sung = singer_module._sung
+
+    def fails_on_the_chorus(singer, phrase, *rest):  # noqa: ANN001, ANN202
+        if phrase.section == "chorus":
+            raise RuntimeError("the voice failed on the chorus")
+        return sung(singer, phrase, *rest)
+
+    monkeypatch.setattr(singer_module, "_sung", fails_on_the_chorus)
+    with pytest.raises(RuntimeError, match="the voice failed on the chorus"):
+        sing_as(score, "ava")
+
+
 def test_a_phrase_is_keyed_by_the_voice_files_and_the_libraries_that_shape_its_sound(tmp_path):
     from songmill.engine.phrase_store import sung_namespace
 
