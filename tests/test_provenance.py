@@ -226,6 +226,8 @@ def test_the_watermark_computes_what_perthnets_own_audio_processor_computes(monk
             magnitude, _ = self.net.ap.signal_to_magphase(torch.from_numpy(piece))
             return float(self.net.decoder(magnitude[None])[0].clip(0.0, 1.0))
 
+    odd = _music_like(17.29, perth.PERTH_RATE_HZ)  # another length: the stretches' seams fall elsewhere
+    assert np.array_equal(marker._mark_pass(odd), through_the_processor(marker, odd))
     marked, scores = marker.mark(audio, perth.PERTH_RATE_HZ), marker.window_scores(audio, perth.PERTH_RATE_HZ)
     monkeypatch.setattr(perth.Watermarker, "_mark_pass", through_the_processor)
     monkeypatch.setattr(perth.Watermarker, "_score", read_through_the_processor)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shutil
 import time
 
 import pytest
@@ -84,6 +86,29 @@ def test_a_blob_put_by_this_process_is_known_intact_until_it_changes(tmp_path, m
     assert len(hashed) == 1 and not blob.exists()
     assert store.put_file(src) == ref and store.intact(ref.sha256)  # put again: the same blob, whole
     assert not list((tmp_path / "store").rglob(".incoming.*"))
+
+
+def test_the_same_file_put_again_is_not_read_again_until_it_changes(tmp_path, monkeypatch):
+    """A stem kept for later renders, then put as its stage's output: the second put is free;
+    the file written anew is copied in anew. A store whose blobs/ folder was removed under it
+    makes it again, and an output that is missing is named as itself."""
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "stem-bass.wav"
+    src.write_bytes(os.urandom(100_000))
+    first = store.put_file(src)
+    copies = []
+    copy_in = LocalStore._copy_in
+    monkeypatch.setattr(LocalStore, "_copy_in", lambda self, handle: copies.append(1) or copy_in(self, handle))
+    assert store.put_file(src, name="bass.wav") == dataclasses.replace(first, name="bass.wav") and copies == []
+    src.write_bytes(os.urandom(100_000))
+    changed = store.put_file(src)
+    assert changed.sha256 == hashlib.sha256(src.read_bytes()).hexdigest() != first.sha256 and copies == [1]
+    shutil.rmtree(tmp_path / "store" / "blobs")
+    other = tmp_path / "stem-pad.wav"
+    other.write_bytes(b"pad" * 1000)
+    assert store.get_file(store.put_file(other), tmp_path / "back.wav").read_bytes() == other.read_bytes()
+    with pytest.raises(FileNotFoundError, match="stem-drums.wav"):
+        store.put_file(tmp_path / "stem-drums.wav")
 
 
 def test_records_roundtrip_and_absent_record(store):

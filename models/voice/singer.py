@@ -29,9 +29,11 @@ import functools
 import hashlib
 import json
 import logging
+import threading
 import warnings
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -64,6 +66,7 @@ BACKING_SECTIONS = ("chorus", "post-chorus")
 # Backing takes: level relative to the lead, pan (-1 left … +1 right)
 BACKING_MIX = {"double": {"gain_db": -5.0, "pan": -0.5}, "harmony": {"gain_db": -8.0, "pan": 0.5}}
 SING_THREADS = 2  # phrases sung at a time (one ONNX thread each; see _sung_in_turn)
+SING_AHEAD = 2 * SING_THREADS  # phrases sung or waiting to be placed at once (bounds the takes held)
 DOUBLE_TIMING_SD_S = 0.012  # a second take is never exactly on the first
 DOUBLE_PITCH_SD_CENTS = 6.0
 DOUBLE_FORMANT_SCALE = 1.03  # another take, another mouth shape
@@ -278,9 +281,12 @@ class WorldAnalysis:
     samples: int
 
 
+_IMPORTING_PYWORLD = threading.Lock()  # warnings.catch_warnings is process-wide: one thread at a time
+
+
 @functools.cache
 def pyworld_module():  # noqa: ANN201 - the pyworld module
-    with warnings.catch_warnings():
+    with _IMPORTING_PYWORLD, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources
         import pyworld
     return pyworld
@@ -549,15 +555,17 @@ def sing(
 
 def _sung_in_turn(planned: list[tuple[str, list[Placed] | None, tuple]]) -> Iterator[tuple[str, list[Placed]]]:
     """(key, placed takes) for each planned phrase in order: the ones sung before as found, the
-    others sung SING_THREADS at a time. A phrase's audio depends on its own seed and takes only,
-    so the order they are sung in changes no sample; the neural voice and WORLD's synthesis leave
-    the GIL (WORLD's analysis does not), which makes the vocals wave 1.5× quicker on two cores."""
-    if any(placed is None for _, placed, _ in planned):
-        pyworld_module()  # imported once, before the threads (its import silences a warning, process-wide)
+    others sung SING_THREADS at a time, at most SING_AHEAD phrases ahead of the one placed. A
+    phrase's audio depends on its own seed and takes only, so the order they are sung in changes
+    no sample; the neural voice and WORLD's synthesis leave the GIL (WORLD's analysis does not)."""
+    to_sing = deque(index for index, (_, placed, _) in enumerate(planned) if placed is None)
+    sung: dict[int, Future] = {}
     with ThreadPoolExecutor(max_workers=SING_THREADS, thread_name_prefix="sing") as pool:
-        sung = {index: pool.submit(_sung, *work) for index, (_, placed, work) in enumerate(planned) if placed is None}
         try:
             for index, (key, placed, _) in enumerate(planned):
+                while to_sing and len(sung) < SING_AHEAD:
+                    ahead = to_sing.popleft()
+                    sung[ahead] = pool.submit(_sung, *planned[ahead][2])
                 yield key, placed if placed is not None else sung.pop(index).result()
         finally:
             pool.shutdown(cancel_futures=True)  # a phrase that failed (or a caller that stopped): no more sung in vain

@@ -117,11 +117,11 @@ class Watermarker:
         self._normalise, self._denormalise = utils.normalize, utils.denormalize_spectrogram
         self._magmask = magmask  # which frames the encoder marks (loud enough against the song's loudest)
 
-    # PerthNet's own AudioProcessor does these two steps; ours compute the same tensors, bit for
-    # bit (tests/test_provenance.py compares them), for less: the decoder reads the magnitude
-    # alone, so its reads skip the phase (an atan2 per bin), and the mark's resynthesis builds
-    # magnitude·e^(i·phase) with one torch.polar where AudioProcessor makes a complex exponential
-    # and multiplies (a pass over a three-minute song 2.8 → 2.5 s, a window read 0.112 → 0.106 s).
+    # PerthNet's own AudioProcessor makes the magnitude and the resynthesis; ours compute the same
+    # tensors, bit for bit (tests/test_provenance.py compares them), for less: the decoder reads
+    # the magnitude alone, so its reads skip the phase (an atan2 per bin), and the mark's
+    # resynthesis (`_marked_stretch`) builds magnitude·e^(i·phase) with one torch.polar where
+    # AudioProcessor makes a complex exponential and multiplies (a window read 0.112 → 0.106 s).
     def _log_magnitude(self, spectrum):  # noqa: ANN001, ANN202 - torch tensors (torch is imported lazily)
         """PerthNet's normalised dB magnitude of a complex spectrum (`cx_to_magphase`'s first half)."""
         import torch
@@ -132,14 +132,16 @@ class Watermarker:
     def _mark_pass(self, low: np.ndarray) -> np.ndarray:
         """One PerthNet pass over mono audio at PERTH_RATE_HZ; the same length back.
 
-        The master stage is alone in its wave of a render (and of an edit), so the pass is
-        worked in PASS_THREADS stretches of frames at once (torch leaves the GIL; one torch
-        thread each). The STFT and its inverse run whole; between them every step is per frame
+        The master stage is alone in its wave of a render (in an edit, beside the audition's niced
+        thread), so the pass is worked in PASS_THREADS stretches of frames at once (torch leaves
+        the GIL; one torch thread each). The STFT and its inverse run whole; between them every step is per frame
         except the encoder's convolutions, which read ENCODER_CONTEXT_FRAMES either side, and its
         mask, which compares each frame with the loudest of the song: so the mask is made once
         from the whole song, each stretch's convolutions are given that context, and the result
-        is the same bytes as PerthNet's own forward over the whole song (tests/test_provenance.py
-        compares them). A pass over the demo's three-minute mix 2.6 → 1.8 s."""
+        is the same bytes as PerthNet's own forward over the whole song on this project's machines
+        (tests/test_provenance.py compares them at two lengths; it rests on how the convolution's
+        kernels block their frames, which the alignment respects). A pass over the demo's
+        three-minute mix 2.5–2.7 → 2.0–2.2 s."""
         from concurrent.futures import ThreadPoolExecutor
 
         import torch

@@ -6,8 +6,9 @@ a stage run produced under its cache key; they are how a stage is found already 
 
 Backends
 --------
-* `LocalStore(root)`: a folder (default `var/artifacts`). Writes go to a temporary name in the
-  same folder, are fsynced, then renamed, so a crash never leaves a partial blob.
+* `LocalStore(root)`: a folder (default `var/artifacts`). A blob is written to a temporary name
+  in `blobs/`, hashed as it is written, fsynced, then renamed into its folder, so a crash never
+  leaves a partial blob.
 * `S3Store(...)`: any S3 API (SeaweedFS, MinIO, AWS) through the `minio` SDK. A PUT is atomic.
 
 `open_store()` picks one from `SONGMILL_STORE` (`s3://bucket/prefix` or a folder path).
@@ -15,6 +16,7 @@ Backends
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -26,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import BinaryIO, ClassVar, Protocol
 
 from songmill.core.errors import ServiceError, SongmillError
 from songmill.core.paths import var_dir
@@ -62,6 +64,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _fingerprint(stat: os.stat_result) -> tuple[int, ...]:
+    """What must hold for a blob found intact to be taken as still intact without reading it:
+    its size, its inode, and its modification and change times (a write moves both; `touch -d`
+    or `cp -p` can set the first back, nothing but the kernel sets the second)."""
+    return (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name beside `path`, fsync, rename: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,14 +104,15 @@ class ArtifactStore(Protocol):
 class LocalStore:
     """Artifacts in a folder: `blobs/ab/<sha256>` and `records/<key>.json`."""
 
-    _verified_by_root: ClassVar[dict[str, dict[str, tuple[int, int]]]] = {}
+    _verified_by_root: ClassVar[dict[str, dict[str, tuple[int, ...]]]] = {}
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.description = f"folder {self.root}"
-        # sha256 → (size, mtime_ns) when last found intact: one memo per folder for the whole
-        # process, since a render and the edit or delivery after it each open the store anew
+        # sha256 → the blob's `_fingerprint` when last found intact: one memo per folder for the
+        # whole process, since a render and the edit or delivery after it each open the store anew
         self._verified = LocalStore._verified_by_root.setdefault(os.path.realpath(self.root), {})
+        self._put_sources: dict[tuple[int, ...], str] = {}  # a file put (device, inode, size, times) → its sha256
         try:
             (self.root / "blobs").mkdir(parents=True, exist_ok=True)
             (self.root / "records").mkdir(parents=True, exist_ok=True)
@@ -115,41 +125,74 @@ class LocalStore:
     def put_file(self, path: Path, name: str | None = None) -> ArtifactRef:
         """Copy `path` in under its sha256, hashed as it is copied: the blob holds the bytes that
         were hashed, so this process knows it intact without reading it again (each stage's
-        outputs are read back by the next stage's input check, an edit's by `current/`)."""
+        outputs are read back by the next stage's input check, an edit's by `current/`). The
+        same file put again unchanged (a stem kept for later renders, then as its stage's output)
+        is not read again."""
         path = Path(path)
-        digest = hashlib.sha256()
-        # beside the blobs' folders until its name is known (`catalogue check` sweeps leftovers)
-        fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=self.root / "blobs")
+        source = path.stat()  # a missing output is named as itself, not as a store failure
+        same_file = (source.st_dev, source.st_ino, source.st_size, source.st_mtime_ns, source.st_ctime_ns)
+        known = self._put_sources.get(same_file)
+        if known is not None and self.intact(known):
+            return ArtifactRef(name or path.name, known, source.st_size, self._blob(known).as_uri())
+        with open(path, "rb") as src:
+            sha, size = self._copy_in(src)
+        self._put_sources[same_file] = sha
+        return ArtifactRef(name or path.name, sha, size, self._blob(sha).as_uri())
+
+    def _copy_in(self, src: BinaryIO) -> tuple[str, int]:
+        """Hash `src` while copying it to a temporary file beside the blobs' folders (its name is
+        known only at the end; `catalogue check` sweeps leftovers), then fsync and rename it to
+        its blob, or drop it when that blob is already there. Out of space with the blob already
+        there is no failure: the rest is hashed without being copied."""
+        digest, size, blobs = hashlib.sha256(), 0, self.root / "blobs"
         try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+            blobs.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=blobs)
+        except OSError as err:
+            raise self._write_error(err) from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                full: OSError | None = None
                 for chunk in iter(lambda: src.read(CHUNK), b""):
                     digest.update(chunk)
-                    out.write(chunk)
-                size, blob = out.tell(), self._blob(digest.hexdigest())
-                if not blob.exists():
+                    size += len(chunk)
+                    if full is None:
+                        try:
+                            out.write(chunk)
+                        except OSError as err:
+                            if err.errno != errno.ENOSPC:
+                                raise
+                            full = err
+                blob = self._blob(digest.hexdigest())
+                fresh = not blob.exists()  # decided once: a blob already there is never replaced
+                if fresh and full is not None:
+                    raise full
+                if fresh:
                     out.flush()
                     os.fsync(out.fileno())
-            if not blob.exists():
+            if fresh:
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, blob)
-                stat = blob.stat()
-                self._verified[blob.name] = (stat.st_size, stat.st_mtime_ns)
+                self._verified[blob.name] = _fingerprint(blob.stat())
         except OSError as err:
-            raise SongmillError(f"cannot write to the artifact store {self.root} ({err.strerror}); free space or choose another SONGMILL_STORE") from None
+            raise self._write_error(err) from None
         finally:
-            Path(tmp).unlink(missing_ok=True)  # gone once renamed; otherwise a copy of a blob already there, or a failed write
-        return ArtifactRef(name or path.name, blob.name, size, blob.as_uri())
+            Path(tmp).unlink(missing_ok=True)  # gone once renamed; else a copy of a blob already there, or a failed write
+        return blob.name, size
+
+    def _write_error(self, err: OSError) -> SongmillError:
+        return SongmillError(f"cannot write to the artifact store {self.root} ({err.strerror}); free space or choose another SONGMILL_STORE")
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
         """A copy of the blob at `dest`, whose bytes are checked against the sha256 — unless this
-        process already found the blob intact and its size and mtime have not changed since (an
+        process already found the blob intact and its `_fingerprint` has not changed since (an
         edit copies each artifact beside its report and into `current/`: one hash each, not two)."""
         blob = self._blob(ref.sha256)
         try:
             stat = blob.stat()
         except FileNotFoundError:
             raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it") from None
-        seen = (stat.st_size, stat.st_mtime_ns)
+        seen = _fingerprint(stat)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         # copied under a temporary name and renamed once checked: two renders of one release copy
@@ -188,14 +231,14 @@ class LocalStore:
     def intact(self, sha256: str) -> bool:
         """The blob is there and its bytes hash to its name. A blob changed on disk (a bad disk,
         a stray edit) is moved to quarantine/ and reported absent, so the stage that made it runs
-        again and it is never delivered. A blob is hashed again only when its size or mtime changed
+        again and it is never delivered. A blob is hashed again only when its `_fingerprint` (size, inode, times) changed
         since this process last checked it."""
         blob = self._blob(sha256)
         try:
             stat = blob.stat()
         except FileNotFoundError:
             return False
-        seen = (stat.st_size, stat.st_mtime_ns)
+        seen = _fingerprint(stat)
         if self._verified.get(sha256) == seen:
             return True
         if self.matches(sha256):

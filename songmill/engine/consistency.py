@@ -169,10 +169,17 @@ def _identifiers(catalogue: Catalogue) -> list[Finding]:
     return found
 
 
+def _older_than(path: Path, when: float) -> bool:
+    try:
+        return path.stat().st_mtime < when
+    except FileNotFoundError:  # a write that finished while we looked
+        return False
+
+
 def _leftover_uploads(store: LocalStore, repair: bool) -> list[Finding]:
     old = time.time() - LEFTOVER_UPLOAD_AGE_S
     blobs = store.root / "blobs"  # a write in progress is beside the blobs' folders (older stores: inside them)
-    leftovers = [p for p in [*blobs.glob(".incoming.*"), *blobs.glob("*/.incoming.*")] if p.stat().st_mtime < old]
+    leftovers = [p for p in [*blobs.glob(".incoming.*"), *blobs.glob("*/.incoming.*")] if _older_than(p, old)]
     if not leftovers:
         return []
     finding = Finding("leftover-upload", str(store.root / "blobs"), f"{len(leftovers)} temporary file(s) of killed store writes", "removed")
