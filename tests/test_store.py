@@ -36,9 +36,18 @@ def test_put_get_roundtrip_is_content_addressed(store, tmp_path):
     assert out.read_bytes() == payload
 
 
+def _flip_a_byte(blob, at: int) -> None:
+    """One byte of the blob changed in place, its mtime moved on (timestamps can be coarser than a test)."""
+    data = bytearray(blob.read_bytes())
+    data[at] ^= 0xFF
+    before = blob.stat().st_mtime_ns
+    blob.write_bytes(bytes(data))
+    os.utime(blob, ns=(before, before + 1_000_000))
+
+
 def test_a_blob_changed_after_a_checked_copy_is_caught_on_the_next_copy(tmp_path):
-    """A local blob copied once is not hashed again while its size and mtime hold; a change
-    to it (one flipped byte) is still caught, moved to quarantine, and no copy is left."""
+    """A local blob copied once is not hashed again while its size, inode and times hold; a
+    change to it (one flipped byte) is still caught, moved to quarantine, and no copy is left."""
     from songmill.core.store import CorruptArtifactError
 
     store = LocalStore(tmp_path / "store")
@@ -48,11 +57,7 @@ def test_a_blob_changed_after_a_checked_copy_is_caught_on_the_next_copy(tmp_path
     assert store.get_file(ref, tmp_path / "one" / "mix.wav").read_bytes() == src.read_bytes()
     assert store.get_file(ref, tmp_path / "two" / "mix.wav").read_bytes() == src.read_bytes()
     blob = tmp_path / "store" / "blobs" / ref.sha256[:2] / ref.sha256
-    data = bytearray(blob.read_bytes())
-    data[1000] ^= 0xFF
-    checked = blob.stat().st_mtime_ns
-    blob.write_bytes(bytes(data))
-    os.utime(blob, ns=(checked, checked + 1_000_000))  # a later mtime, even where timestamps are coarse
+    _flip_a_byte(blob, 1000)
     with pytest.raises(CorruptArtifactError, match="mix.wav .* changed on disk; it was moved to quarantine/"):
         store.get_file(ref, tmp_path / "three" / "mix.wav")
     assert not (tmp_path / "three" / "mix.wav").exists() and not blob.exists()
@@ -76,11 +81,7 @@ def test_a_blob_put_by_this_process_is_known_intact_until_it_changes(tmp_path, m
     assert reopened.get_file(ref, tmp_path / "one" / "master.wav").read_bytes() == src.read_bytes()
     assert hashed == []
     blob = store.local_path(ref)
-    data = bytearray(blob.read_bytes())
-    data[5] ^= 0xFF
-    put = blob.stat().st_mtime_ns
-    blob.write_bytes(bytes(data))
-    os.utime(blob, ns=(put, put + 1_000_000))  # a later mtime, even where timestamps are coarse
+    _flip_a_byte(blob, 5)
     with pytest.raises(CorruptArtifactError, match="master.wav .* changed on disk"):
         reopened.get_file(ref, tmp_path / "two" / "master.wav")
     assert len(hashed) == 1 and not blob.exists()
