@@ -134,11 +134,11 @@ class Watermarker:
 
         The master stage is alone in its wave of a render (in an edit, beside the audition's niced
         thread), so the pass is worked in PASS_THREADS stretches of frames at once (torch leaves
-        the GIL; one torch thread each). The STFT and its inverse run whole; between them every step is per frame
-        except the encoder's convolutions, which read ENCODER_CONTEXT_FRAMES either side, and its
-        mask, which compares each frame with the loudest of the song: so the mask is made once
-        from the whole song, each stretch's convolutions are given that context, and the result
-        is the same bytes as PerthNet's own forward over the whole song on this project's machines
+        the GIL; one torch thread each). The STFT and its inverse run whole; between them every
+        step is per frame except the encoder's convolutions, which read ENCODER_CONTEXT_FRAMES
+        either side, and its mask, which compares each frame with the loudest of the song: so the
+        mask is made once from the whole song, each stretch's convolutions are given that context,
+        and the result is the same bytes as PerthNet's own forward over the whole song on this project's machines
         (tests/test_provenance.py compares them at two lengths; it rests on how the convolution's
         kernels block their frames, which the alignment respects). A pass over the demo's
         three-minute mix 2.5–2.7 → 2.0–2.2 s."""

@@ -231,8 +231,8 @@ class LocalStore:
     def intact(self, sha256: str) -> bool:
         """The blob is there and its bytes hash to its name. A blob changed on disk (a bad disk,
         a stray edit) is moved to quarantine/ and reported absent, so the stage that made it runs
-        again and it is never delivered. A blob is hashed again only when its `_fingerprint` (size, inode, times) changed
-        since this process last checked it."""
+        again and it is never delivered. A blob is hashed again only when its `_fingerprint`
+        (size, inode, times) changed since this process last found it intact."""
         blob = self._blob(sha256)
         try:
             stat = blob.stat()
