@@ -31,9 +31,7 @@ import json
 import logging
 import threading
 import warnings
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -43,6 +41,7 @@ from models.voice.expression import Expression
 from models.voice.piper import HOP_SAMPLES, Phone, PiperVoice
 from songmill.core.audio import SAMPLE_RATE_HZ, resample
 from songmill.core.music import parse_key
+from songmill.core.parallel import worked_ahead
 from songmill.core.phonetics import is_vowel
 from songmill.core.score import Chord, Note, Score, note_groups
 from songmill.core.seeds import derive_seed
@@ -558,17 +557,10 @@ def _sung_in_turn(planned: list[tuple[str, list[Placed] | None, tuple]]) -> Iter
     others sung SING_THREADS at a time, at most SING_AHEAD phrases ahead of the one placed. A
     phrase's audio depends on its own seed and takes only, so the order they are sung in changes
     no sample; the neural voice and WORLD's synthesis leave the GIL (WORLD's analysis does not)."""
-    to_sing = deque(index for index, (_, placed, _) in enumerate(planned) if placed is None)
-    sung: dict[int, Future] = {}
-    with ThreadPoolExecutor(max_workers=SING_THREADS, thread_name_prefix="sing") as pool:
-        try:
-            for index, (key, placed, _) in enumerate(planned):
-                while to_sing and len(sung) < SING_AHEAD:
-                    ahead = to_sing.popleft()
-                    sung[ahead] = pool.submit(_sung, *planned[ahead][2])
-                yield key, placed if placed is not None else sung.pop(index).result()
-        finally:
-            pool.shutdown(cancel_futures=True)  # a phrase that failed (or a caller that stopped): no more sung in vain
+    to_sing = [work for _, placed, work in planned if placed is None]
+    with worked_ahead(lambda work: _sung(*work), to_sing, threads=SING_THREADS, ahead=SING_AHEAD, name="sing") as sung:
+        for key, placed, _ in planned:
+            yield key, placed if placed is not None else next(sung)
 
 
 def _sung(singer, phrase: Phrase, takes: dict[str, Take], seed: int, offsets_s: dict[str, float]) -> list[Placed]:  # noqa: ANN001 - a phrase renderer

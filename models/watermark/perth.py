@@ -18,7 +18,8 @@ import contextlib
 import importlib.util
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -142,22 +143,16 @@ class Watermarker:
         (tests/test_provenance.py compares them at two lengths; it rests on how the convolution's
         kernels block their frames, which the alignment respects). A pass over the demo's
         three-minute mix 2.5–2.7 → 2.0–2.2 s."""
-        from concurrent.futures import ThreadPoolExecutor
-
         import torch
-
-        def each(work, *args):  # noqa: ANN001, ANN202 - the first stretch on this thread, the others beside it
-            later = [beside.submit(work, *args, lo, hi) for lo, hi in stretches[1:]]
-            return [work(*args, *stretches[0])] + [f.result() for f in later]
 
         # every tensor made in inference mode (each thread enters its own) and kept in the STFT's
         # frame-major layout: convolutions of tensors laid out otherwise differ in the last bit
         with torch.inference_mode(), ThreadPoolExecutor(max_workers=max(1, PASS_THREADS - 1), thread_name_prefix="perth-pass") as beside:
             spectrum = self.net.ap.spectrogram(torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32)))
             stretches = _stretches(spectrum.shape[-1], PASS_THREADS)
-            magnitude = _joined(each(self._log_magnitude_of, spectrum))
+            magnitude = _joined(_on_stretches(beside, stretches, self._log_magnitude_of, spectrum))
             mask = self._magmask(magnitude[None])[:, None]  # (1, 1, frames): each frame against the song's loudest
-            marked = _joined(each(self._marked_stretch, spectrum, magnitude, mask))
+            marked = _joined(_on_stretches(beside, stretches, self._marked_stretch, spectrum, magnitude, mask))
             signal = self.net.ap.inv_spectrogram(marked).numpy()
         out = np.zeros_like(low, dtype=np.float32)
         n = min(len(out), len(signal))
@@ -232,7 +227,6 @@ class Watermarker:
         order. The windows are independent, so SCORE_THREADS of them are read at a time (torch
         leaves the GIL): each answer is what reading it alone gives."""
         import functools
-        from concurrent.futures import ThreadPoolExecutor
 
         window, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(MIN_DETECT_S * PERTH_RATE_HZ)
         pieces: list[np.ndarray] = []
@@ -268,6 +262,13 @@ class Watermarker:
         median = float(np.median(scores))
         marked_share = sum(score >= DETECTION_THRESHOLD for score in scores) / len(scores)
         return WatermarkReading(detected=median >= DETECTION_THRESHOLD, marked_share=round(marked_share, 3), median_score=round(median, 3), windows=len(scores))
+
+
+def _on_stretches(beside: ThreadPoolExecutor, stretches: list[tuple[int, int]], work: Callable, *args: object) -> list:
+    """`work(*args, start, end)` for each stretch, in order: the first on this thread, the others
+    on `beside` meanwhile."""
+    later = [beside.submit(work, *args, lo, hi) for lo, hi in stretches[1:]]
+    return [work(*args, *stretches[0])] + [future.result() for future in later]
 
 
 def _joined(stretches: list):  # noqa: ANN202 - torch tensors (torch is imported lazily)

@@ -24,15 +24,11 @@ What a mix engineer does, in order, each decision written to `decisions`:
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 import pedalboard
@@ -42,14 +38,13 @@ from scipy.signal import butter, lfilter, sosfilt
 from songmill.core import loudness
 from songmill.core.audio import SAMPLE_RATE_HZ, channel_mean, read_wav, resample, wav_frames
 from songmill.core.errors import SongmillError
+from songmill.core.parallel import worked_ahead
 from songmill.core.score import Score
 from songmill.core.sections import sections_named
 from songmill.core.spec import MixEdit
 from songmill.production.presets import MixPreset
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
 
 MIX_RATE_HZ = SAMPLE_RATE_HZ
 MIX_LUFS = -20.0  # the mix's integrated loudness: 6+ dB of headroom for the master
@@ -387,7 +382,7 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
         stem = read_already.pop() if item is lead_file and read_already else item.load()
         return (stem, *_cleaned(stem, frames, rate, preset, activity, measure=not (stem.role == "backing" and has_lead)))
 
-    with _ahead(prepare, ordered, PREPARE_THREADS) as prepared:
+    with worked_ahead(prepare, ordered, threads=PREPARE_THREADS, name="mix-stem") as prepared:
         for stem, x, span, made in prepared:
             group = "vocal" if stem.role in VOCAL_ROLES else "instrument"
             if stem.role == "backing" and lead_gain_db is not None:
@@ -551,32 +546,6 @@ def _cleaned(stem: Stem, frames: int, rate: int, preset: MixPreset, activity: np
     if measure:
         made["loudness_lufs"] = round(_lufs(x, rate), 2)
     return x, span, made
-
-
-@contextlib.contextmanager
-def _ahead(work: Callable[[T], R], items: Sequence[T], threads: int) -> Iterator[Iterator[R]]:
-    """`work(item)` for each item, yielded in order, with up to `threads` items worked on ahead
-    of the one being used (so at most `threads` results wait in memory). The first failure in
-    order is raised when its turn comes; items not yet started are then never started."""
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mix-stem") as pool:
-        pending: collections.deque[Future[R]] = collections.deque()
-
-        def results() -> Iterator[R]:
-            upcoming = iter(items)
-            for item in itertools.islice(upcoming, threads):
-                pending.append(pool.submit(work, item))
-            while pending:
-                done = pending.popleft().result()
-                for item in itertools.islice(upcoming, 1):
-                    pending.append(pool.submit(work, item))
-                yield done
-                del done  # the caller has it: not held here while the next stem is waited for
-
-        try:
-            yield results()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
