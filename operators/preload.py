@@ -55,11 +55,10 @@ def is_celery_worker(argv: Sequence[str]) -> bool:
 def preload(modules: Sequence[str] = STAGE_LIBRARIES) -> dict[str, float]:
     """Import `modules` and load the watermark model; seconds each took. A library that fails
     to import is logged and left to the task that needs it (which then says why in its own log)."""
-    import warnings
+    from songmill.core.quiet import warnings_silenced
 
     took: dict[str, float] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyworld's pkg_resources notice, numba's: the tasks log theirs
+    with warnings_silenced():  # pyworld's pkg_resources notice, numba's: the tasks log theirs
         for name in modules:
             start = time.perf_counter()
             try:

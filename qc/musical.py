@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import re
 import threading
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +36,7 @@ import numpy as np
 
 from songmill.core.audio import SAMPLE_RATE_HZ, channel_mean, resample
 from songmill.core.music import parse_key
+from songmill.core.quiet import warnings_silenced
 from songmill.core.score import Score
 
 if TYPE_CHECKING:
@@ -286,8 +286,7 @@ def measure_musical(
         key = key or main_key(score)
     figures: dict = {}
     if tempo_bpm or key:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # librosa's and numba's own deprecation chatter
+        with warnings_silenced():  # librosa's and numba's own deprecation chatter
             mono = _mono(master, rate)
             if tempo_bpm:
                 detected = detect_tempo(mono, tempo_bpm)

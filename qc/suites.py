@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -32,6 +31,7 @@ from songmill.core.config import load_config
 from songmill.core.errors import SongmillError
 from songmill.core.paths import PROJECT_ROOT, config_dir
 from songmill.core.profiles import LOSSY_RATE_HZ, DeliveryProfile
+from songmill.core.quiet import warnings_silenced
 
 SUITES_DIR = PROJECT_ROOT / "qc" / "suites"
 
@@ -228,12 +228,12 @@ class Verdict:
         return {"file": self.file, "profile": self.profile, "passed": self.passed, "reasons": self.reasons, "checks": [c.to_dict() for c in self.checks]}
 
 
-def _gx():
+def load_great_expectations():  # noqa: ANN201 - the great_expectations module (imported when first judged: it takes seconds)
+    """great_expectations, imported quietly and without analytics (the gate's head start loads it early)."""
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # never phone home
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # GX's own DeprecationWarnings at import (fatal under -W error)
+    with warnings_silenced():  # GX's own DeprecationWarnings at import (fatal under -W error)
         import great_expectations as gx
     return gx
 
@@ -279,7 +279,7 @@ def judge(
     extra["explicit_found"] = ", ".join(extra.get("explicit_found") or ())
     extra.update({f"expected_{k}": v for k, v in (expected or {}).items()})
     rows = _rows(metrics, profile, extra)
-    gx = _gx()
+    gx = load_great_expectations()
     context = _context(gx)
     asset = context.data_sources.add_pandas("songmill-qc").add_dataframe_asset("technical-metrics")
     batch = asset.add_batch_definition_whole_dataframe("files").get_batch(batch_parameters={"dataframe": pd.DataFrame(rows)})

@@ -12,12 +12,12 @@ wherever a note is long enough for that; the raw frame-by-frame figures are repo
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from songmill.core.quiet import warnings_silenced
 from songmill.core.score import Note
 
 MEASURE_RATE_HZ = 16000
@@ -46,8 +46,7 @@ def _world_input(vocal: np.ndarray, rate: int):
     the last vocal's resampling is kept: the same bytes are resampled once (about 0.9 CPU-s a song)."""
     from songmill.core.audio import resample
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyworld imports pkg_resources
+    with warnings_silenced():  # pyworld imports pkg_resources
         import pyworld
     samples = np.ascontiguousarray(vocal, dtype=np.float32)
     key = (hashlib.blake2b(samples.tobytes(), digest_size=16).hexdigest() + str(samples.shape), rate)

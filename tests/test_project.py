@@ -149,3 +149,44 @@ def test_nothing_reads_outside_the_repository():
             if re.search(r"\.\./shared|parent\s*/\s*[\"']shared[\"']", text) and name != "tests/test_project.py":
                 offenders.append(name)
     assert not offenders, offenders
+
+
+def test_warnings_are_silenced_one_thread_at_a_time():
+    """`warnings.catch_warnings` swaps the process's filter list: two threads inside at once put
+    back each other's lists. `songmill.core.quiet.warnings_silenced` takes turns (a second
+    thread waits), leaves the filters as they were, and is the only way the code silences them."""
+    import threading
+    import time
+    import warnings
+
+    from songmill.core.quiet import warnings_silenced
+
+    before = list(warnings.filters)
+    inside, order = threading.Event(), []
+
+    def first():
+        with warnings_silenced():
+            inside.set()
+            time.sleep(0.2)
+            order.append("first leaves")
+
+    def second():
+        inside.wait()
+        with warnings_silenced():
+            order.append("second enters")
+            warnings.warn("not shown", DeprecationWarning, stacklevel=1)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert order == ["first leaves", "second enters"] and warnings.filters == before
+
+    direct = [
+        f"{path.relative_to(PROJECT)}"
+        for package in PACKAGES
+        for path in (PROJECT / package).rglob("*.py")
+        if "catch_warnings(" in path.read_text(encoding="utf-8") and path != PROJECT / "songmill/core/quiet.py"
+    ]
+    assert not direct, f"silence warnings with songmill.core.quiet.warnings_silenced: {direct}"

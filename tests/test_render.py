@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -29,7 +30,6 @@ def short(config: Path, folder: Path, seconds: int = 40) -> Path:
 
 
 def cli(*args: str, env_extra: dict | None = None, var: Path | None = None) -> subprocess.CompletedProcess:
-    import os
 
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "songmill", *args], capture_output=True, text=True, cwd=PROJECT, env=env)
@@ -146,7 +146,6 @@ def test_a_process_that_imports_songmill_before_torch_does_its_math_on_one_threa
     """Renders are byte-identical whichever runner makes them only at one thread per process
     (the watermark's sums come out in another order with two), so songmill sets it when the
     environment does not."""
-    import os
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     script = "import songmill, torch; print(torch.get_num_threads())"
@@ -171,6 +170,111 @@ def test_a_scheduler_gate_task_makes_export_ahead_unless_stages_run_one_at_a_tim
     assert stages_to_make_ahead(stage["instruments"]) == [] and stages_to_make_ahead(stage["export"]) == []  # Airflow runs vocals as its own task beside
     monkeypatch.setenv("SONGMILL_OVERLAP_STAGES", "0")
     assert stages_to_make_ahead(stage["qc"]) == []
+
+
+def _debug_job(seed: int = 5):
+    from songmill.engine.configs import load_release_with_profiles
+    from songmill.engine.stage import TrackJob
+
+    spec, _ = load_release_with_profiles(DEBUG)
+    return TrackJob(spec, 0, seed, True)
+
+
+def _vocal_readings(monkeypatch) -> list[str]:
+    """The names of this process's threads that measure a dry vocal (`qc.musical.vocal_figures`), in turn."""
+    import threading
+
+    import qc.musical
+
+    threads: list[str] = []
+    measure = qc.musical.vocal_figures
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(qc.musical, "vocal_figures", recorded)
+    return threads
+
+
+def test_the_gate_reads_the_dry_vocal_beside_the_mix_and_keeps_the_figures_it_would_have_measured(tmp_path, monkeypatch):
+    """The gate's head start measures the dry vocal in a process of its own once the vocals
+    exist (this process measures nothing); the gate reports the figures that a measurement of
+    the vocal gives. A render the cache serves whole begins no head start; stages run one at a
+    time begin none either (the gate measures the vocal itself)."""
+    from qc.musical import vocal_figures
+    from songmill.core.store import LocalStore
+    from songmill.engine.runner import render_track_once
+
+    threads = _vocal_readings(monkeypatch)
+    outcome = render_track_once(_debug_job(), str(tmp_path / "store"), None)
+    assert not outcome.stopped and threads == []
+    store = LocalStore(tmp_path / "store")
+    reported = json.loads(store.local_path(outcome.refs["qc.json"]).read_text())["musical"]
+    vocal, rate = read_wav(store.local_path(outcome.refs["vocal-lead.wav"]))
+    measured = vocal_figures(vocal, rate, Score.load_json(store.local_path(outcome.refs["score.json"])))
+    assert measured["vocal_median_cents"] is not None and {k: reported[k] for k in measured} == measured
+
+    from models.registry import ModelRegistry
+    from songmill.core.audio import write_wav
+    from songmill.engine.stage import head_start_needed
+    from songmill.engine.track_stages import QC
+
+    # kept: an edit of the mix starts no process for it; another voice is measured again
+    assert not head_start_needed(QC, _debug_job(), outcome.refs, store=store, registry=ModelRegistry.load())
+    write_wav(tmp_path / "vocal-lead.wav", vocal * 0.5, rate)
+    other = {**outcome.refs, "vocal-lead.wav": store.put_file(tmp_path / "vocal-lead.wav")}
+    assert head_start_needed(QC, _debug_job(), other, store=store, registry=ModelRegistry.load())
+
+    import songmill.engine.head_start as head_start
+
+    begun: list[str] = []
+    monkeypatch.setattr(head_start, "_in_a_process", lambda work: begun.append(work))
+    again = render_track_once(_debug_job(), str(tmp_path / "store"), None)
+    assert all(result.cached for result in again.results) and begun == []
+
+    monkeypatch.setenv("SONGMILL_OVERLAP_STAGES", "0")
+    one_at_a_time = render_track_once(_debug_job(seed=7), str(tmp_path / "store"), None)
+    assert not one_at_a_time.stopped and begun == [] and threads == ["MainThread"]
+
+
+def test_a_head_start_that_fails_costs_only_time(tmp_path, monkeypatch, caplog):
+    """Its process killed (the kernel's out-of-memory killer, say): the render warns once and the
+    gate measures the vocal itself."""
+    import time
+
+    import psutil
+
+    import songmill.engine.head_start as head_start
+    from songmill.engine.runner import render_track_once
+
+    begin = head_start.HeadStarts.begin_due
+
+    def begun_and_killed(self, outcome, upcoming):
+        names = begin(self, outcome, upcoming)
+        for _ in range(200 if names else 0):  # its process, once started
+            found = [p for p in psutil.Process().children(recursive=True) if "songmill.engine.head_start" in " ".join(p.cmdline())]
+            if found:
+                found[0].kill()
+                break
+            time.sleep(0.05)
+        return names
+
+    monkeypatch.setattr(head_start.HeadStarts, "begin_due", begun_and_killed)
+    threads = _vocal_readings(monkeypatch)
+    with caplog.at_level("WARNING", logger="songmill.engine.head_start"):
+        outcome = render_track_once(_debug_job(seed=6), str(tmp_path / "store"), None)
+    assert not outcome.stopped and outcome.results[-1].stage == "export"
+    assert threads == ["track1_0"]  # the gate measured the vocal itself, on its wave's thread
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning == "track 1: the head start of qc failed (its process was killed by SIGKILL); the stage does that work itself"
+
+
+def test_a_head_start_process_that_fails_says_its_last_word():
+    from songmill.engine.head_start import _in_a_process
+
+    with pytest.raises(RuntimeError, match=r"^its process exited with status 1: json\.decoder\.JSONDecodeError: Expecting value"):
+        _in_a_process(b"not what a render sends")
 
 
 def test_track_and_seed_options(tmp_path):

@@ -29,8 +29,6 @@ import functools
 import hashlib
 import json
 import logging
-import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
@@ -43,6 +41,7 @@ from songmill.core.audio import SAMPLE_RATE_HZ, resample
 from songmill.core.music import parse_key
 from songmill.core.parallel import worked_ahead
 from songmill.core.phonetics import is_vowel
+from songmill.core.quiet import warnings_silenced
 from songmill.core.score import Chord, Note, Score, note_groups
 from songmill.core.seeds import derive_seed
 
@@ -280,13 +279,9 @@ class WorldAnalysis:
     samples: int
 
 
-_IMPORTING_PYWORLD = threading.Lock()  # warnings.catch_warnings is process-wide: one thread at a time
-
-
 @functools.cache
 def pyworld_module():  # noqa: ANN201 - the pyworld module
-    with _IMPORTING_PYWORLD, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources
+    with warnings_silenced():  # pyworld imports the deprecated pkg_resources
         import pyworld
     return pyworld
 

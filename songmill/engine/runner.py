@@ -42,6 +42,7 @@ from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec, track_seed
 from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.engine.configs import load_release_with_profiles
+from songmill.engine.head_start import head_starts
 from songmill.engine.stage import TrackJob, cpu_seconds, denormals_flushed, run_stage
 from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
 from songmill.engine.track_stages import TRACK_STAGES
@@ -139,18 +140,22 @@ def render_track_once(
     editor starts its audition there once the mix is made)."""
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
-    for wave in TRACK_STAGES.waves(stages or TRACK_STAGES.stages):
-        if len(wave) > 1 and overlapping_stages():
-            apply_stages_together(outcome, wave, job, store=store, registry=registry, earlier=earlier, progress=progress)
-        else:
-            for stage in wave:
-                apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
-                if outcome.stopped:
-                    break
-        if outcome.stopped:
-            break
-        if after_wave is not None:
-            after_wave(outcome)
+    waves = TRACK_STAGES.waves(stages or TRACK_STAGES.stages)
+    with head_starts(job, store_spec, store=store, registry=registry) as early:
+        for number, wave in enumerate(waves):
+            early.begin_due(outcome, [stage for later in waves[number:] for stage in later])
+            early.wait_for(wave)  # what a stage of this wave began early is kept by now
+            if len(wave) > 1 and overlapping_stages():
+                apply_stages_together(outcome, wave, job, store=store, registry=registry, earlier=earlier, progress=progress)
+            else:
+                for stage in wave:
+                    apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, progress=progress)
+                    if outcome.stopped:
+                        break
+            if outcome.stopped:
+                break
+            if after_wave is not None:
+                after_wave(outcome)
     return outcome
 
 

@@ -10,6 +10,10 @@ Bump `version` whenever a stage's code changes what it writes.
 A part of a stage's work that depends on less than the whole stage does can be kept on its own
 (`StageContext.remembered`): the gate's reading of the dry vocal does not change when only the
 mix does, so an edit of the mix reads it back instead of measuring the voice again.
+
+Such a part can also begin before the stage can (a `HeadStart`): the gate's reading of the dry
+vocal needs the vocals, not the masters, so the runner begins it in a process of its own beside
+the mix and the master (`songmill.engine.head_start`), and the gate reads back what it kept.
 """
 
 from __future__ import annotations
@@ -63,6 +67,18 @@ class TrackJob:
 
 
 @dataclass(frozen=True)
+class HeadStart:
+    """The part of a stage's work that can begin once some of its inputs exist, before the rest
+    do. `run(ctx)` gets a `StageContext` holding those `inputs` alone and keeps what it makes with
+    `ctx.remembered`, which the stage itself then reads back: a head start writes no outputs, and
+    a stage never depends on one (a head start that fails or is skipped costs only time)."""
+
+    inputs: tuple[str, ...]  # the artifacts it reads (earlier stages' outputs): it begins once they all exist
+    run: Callable[["StageContext"], None]
+    needed: Callable[["StageContext"], bool] | None = None  # False when what it would make is kept already (checked before it begins)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     version: str
@@ -77,6 +93,7 @@ class Stage:
     gpu_when: Callable[[TrackJob], bool] | None = None  # e.g. when the config names a diffusion model
     output_glob: str | None = None  # files the stage may also write, as many as the song needs (e.g. "stem-*.wav")
     input_globs: tuple[str, ...] = ()  # earlier stages' output_globs this stage also reads (e.g. every stem)
+    head_start: HeadStart | None = None  # work it can begin early (the gate's reading of the dry vocal)
 
     def queue_for(self, job: TrackJob) -> str:
         """The worker queue this stage wants for this track ("gpu" or "default")."""
@@ -123,8 +140,8 @@ class StageContext:
         """`compute()`, a JSON-able result that depends only on `depends_on` (hashes of the
         inputs it reads, the values it uses), kept in the store under a key made of those, `what`
         and the stage's name and version; read back instead of computed when the key is known."""
-        identity = {"stage": self.stage.name, "version": self.stage.version, "what": what, "depends_on": depends_on}
-        key = "memo-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        identity = self._memo(what, depends_on)
+        key = _memo_key(identity)
         record = self.store.get_record(key) if self.store is not None else None
         if record is not None:
             return record["result"]
@@ -133,9 +150,20 @@ class StageContext:
             self.store.put_record(key, {**identity, "result": result})
         return result
 
+    def is_remembered(self, what: str, depends_on: dict[str, Any]) -> bool:
+        """Whether `remembered(what, depends_on, …)` would read its result back (not compute it)."""
+        return self.store is not None and self.store.get_record(_memo_key(self._memo(what, depends_on))) is not None
+
+    def _memo(self, what: str, depends_on: dict[str, Any]) -> dict[str, Any]:
+        return {"stage": self.stage.name, "version": self.stage.version, "what": what, "depends_on": depends_on}
+
     def rng(self) -> np.random.Generator:
         """A generator seeded by the track seed and the stage name: same seed, same output."""
         return np.random.default_rng(derive_seed(self.job.seed, self.stage.name, bits=64))
+
+
+def _memo_key(identity: dict[str, Any]) -> str:
+    return "memo-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 @pydantic_dataclass
@@ -355,6 +383,40 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
     return result
 
 
+def run_head_start(stage: Stage, job: TrackJob, refs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> None:
+    """Run `stage`'s head start (`HeadStart`) on its inputs, which `refs` holds. It keeps what it
+    makes in the store (`StageContext.remembered`) and writes no outputs."""
+    with (
+        head_start_context(stage, job, refs, store=store, registry=registry) as ctx,
+        denormals_flushed(),
+    ):  # as the stage itself runs: the same figures to the last bit
+        cast(HeadStart, stage.head_start).run(ctx)
+
+
+def head_start_needed(stage: Stage, job: TrackJob, refs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> bool:
+    """Whether `stage`'s head start has anything to do (`HeadStart.needed`): a render checks
+    before it starts a process for one (an edit of the mix finds the vocal's figures kept)."""
+    needed = cast(HeadStart, stage.head_start).needed
+    if needed is None:
+        return True
+    with head_start_context(stage, job, refs, store=store, registry=registry) as ctx:
+        return needed(ctx)
+
+
+@contextlib.contextmanager
+def head_start_context(stage: Stage, job: TrackJob, refs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> Iterator[StageContext]:
+    """The `StageContext` a head start gets: its inputs alone, and a scratch folder."""
+    if stage.head_start is None:
+        raise ValueError(f"stage {stage.name} has no head start")
+    available = {name: refs[name] for name in stage.head_start.inputs}
+    with tempfile.TemporaryDirectory(prefix=f"songmill-{stage.name}-head-start-") as scratch:
+        scratch_dir = Path(scratch)
+        workdir = scratch_dir / "out"
+        workdir.mkdir()
+        local_inputs = {name: local_copy(store, ref, scratch_dir / "in") for name, ref in available.items()}
+        yield StageContext(stage, job, stage.params(job), local_inputs, workdir, registry.pinned(job.spec.release.model_versions), store=store, refs=available)
+
+
 def local_copy(store: ArtifactStore, ref: ArtifactRef, folder: Path) -> Path:
     """A file holding the artifact's bytes: a folder store's blob, read in place; any other
     store's copy in `folder` (checked against the sha256 as it is fetched)."""
@@ -373,6 +435,8 @@ class StageGraph:
         produced = {out for s in self.stages for out in s.outputs}
         unknown = [name for name in stage.inputs if name not in produced]
         unknown += [pattern for pattern in stage.input_globs if all(s.output_glob != pattern for s in self.stages)]
+        early = stage.head_start.inputs if stage.head_start else ()  # named outputs, or files an earlier stage writes by pattern
+        unknown += [name for name in early if name not in produced and not any(s.output_glob and fnmatch.fnmatch(name, s.output_glob) for s in self.stages)]
         if unknown:
             raise ValueError(f"stage {stage.name} reads {unknown}, which no earlier stage writes")
         if any(s.name == stage.name for s in self.stages):

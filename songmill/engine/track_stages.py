@@ -40,7 +40,7 @@ from songmill.core.audio import SAMPLE_RATE_HZ, read_wav, write_wav
 from songmill.core.errors import SongmillError
 from songmill.core.lyric_blocks import form_from_blocks, parse_blocks
 from songmill.core.score import Score
-from songmill.engine.stage import Stage, StageContext, StageGraph, TrackJob
+from songmill.engine.stage import HeadStart, Stage, StageContext, StageGraph, TrackJob
 
 log = logging.getLogger(__name__)
 
@@ -698,6 +698,16 @@ def _run_qc(ctx: StageContext) -> None:
     ctx.output("fingerprint.json").write_text(json.dumps({**print_.to_dict(), "master": first, "master_sha256": digests[first_profile]}), encoding="utf-8")
 
 
+def _qc_head_start(ctx: StageContext) -> None:
+    """What the gate can do before the masters exist (`songmill.engine.head_start`): read the dry
+    lead vocal against the score's melody, kept for the gate to read back (`_vocal_figures`)."""
+    _vocal_figures(ctx, Score.load_json(ctx.input("score.json")))
+
+
+def _qc_head_start_needed(ctx: StageContext) -> bool:
+    return not ctx.is_remembered(VOCAL_FIGURES, _vocal_figures_depend_on(ctx, Score.load_json(ctx.input("score.json"))))
+
+
 QC = Stage(
     name="qc",
     version="5",  # 5: choruses line by line, the tempo prior, voicing confirmed by Harvest, note changes within their notes
@@ -707,6 +717,7 @@ QC = Stage(
     params=_qc_params,
     optional_models=_master_models,
     run=_run_qc,
+    head_start=HeadStart(inputs=("score.json", "vocal-lead.wav"), run=_qc_head_start, needed=_qc_head_start_needed),  # an instrumental has none
     description="the gate: technical metrics of every master (loudness, peaks, clipping, DC, phase, silence, "
     "format, duration against the score, the watermark read back) and musical ones (tempo, key, the dry vocal against the score, "
     "lyrics, explicit words) judged by the profile's Great Expectations suite; the track's fingerprint",
@@ -719,11 +730,18 @@ def _vocal_figures(ctx: StageContext, score: Score) -> dict:
     master or profiles changed reads it back from the store instead of measuring again."""
     from qc.musical import vocal_figures
 
-    name = "vocal-lead.wav"
-    melody = json.dumps([note.model_dump(mode="json") for note in score.part("melody").notes], sort_keys=True)
-    depends_on = {name: ctx.sha256(name), "melody": hashlib.sha256(melody.encode()).hexdigest()}
     memo = StoredF0(ctx.store) if ctx.store is not None else None
-    return ctx.remembered("vocal figures", depends_on, lambda: vocal_figures(*read_wav(ctx.input(name)), score, memo))
+    compute = lambda: vocal_figures(*read_wav(ctx.input("vocal-lead.wav")), score, memo)  # noqa: E731 - read only when not kept
+    return ctx.remembered(VOCAL_FIGURES, _vocal_figures_depend_on(ctx, score), compute)
+
+
+VOCAL_FIGURES = "vocal figures"  # what `_vocal_figures` keeps its result as
+
+
+def _vocal_figures_depend_on(ctx: StageContext, score: Score) -> dict:
+    """What the dry vocal's figures depend on: the vocal's bytes and the score's melody (its notes)."""
+    melody = json.dumps([note.model_dump(mode="json") for note in score.part("melody").notes], sort_keys=True)
+    return {"vocal-lead.wav": ctx.sha256("vocal-lead.wav"), "melody": hashlib.sha256(melody.encode()).hexdigest()}
 
 
 class StoredF0:
