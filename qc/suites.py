@@ -228,8 +228,7 @@ class Verdict:
         return {"file": self.file, "profile": self.profile, "passed": self.passed, "reasons": self.reasons, "checks": [c.to_dict() for c in self.checks]}
 
 
-def load_great_expectations():  # noqa: ANN201 - the great_expectations module (imported when first judged: it takes seconds)
-    """great_expectations, imported quietly and without analytics (the gate's head start loads it early)."""
+def _gx():
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # never phone home
@@ -279,7 +278,7 @@ def judge(
     extra["explicit_found"] = ", ".join(extra.get("explicit_found") or ())
     extra.update({f"expected_{k}": v for k, v in (expected or {}).items()})
     rows = _rows(metrics, profile, extra)
-    gx = load_great_expectations()
+    gx = _gx()
     context = _context(gx)
     asset = context.data_sources.add_pandas("songmill-qc").add_dataframe_asset("technical-metrics")
     batch = asset.add_batch_definition_whole_dataframe("files").get_batch(batch_parameters={"dataframe": pd.DataFrame(rows)})

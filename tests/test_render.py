@@ -229,7 +229,7 @@ def test_the_gate_reads_the_dry_vocal_beside_the_mix_and_keeps_the_figures_it_wo
     import songmill.engine.head_start as head_start
 
     begun: list[str] = []
-    monkeypatch.setattr(head_start, "_in_a_process", lambda work: begun.append(work))
+    monkeypatch.setattr(head_start, "_started", lambda: begun.append("a process"))
     again = render_track_once(_debug_job(), str(tmp_path / "store"), None)
     assert all(result.cached for result in again.results) and begun == []
 
@@ -271,10 +271,31 @@ def test_a_head_start_that_fails_costs_only_time(tmp_path, monkeypatch, caplog):
 
 
 def test_a_head_start_process_that_fails_says_its_last_word():
-    from songmill.engine.head_start import _in_a_process
+    from songmill.engine.head_start import _finished, _started
 
     with pytest.raises(RuntimeError, match=r"^its process exited with status 1: json\.decoder\.JSONDecodeError: Expecting value"):
-        _in_a_process(b"not what a render sends")
+        _finished(_started(), b"not what a render sends")
+
+
+def test_a_head_start_still_running_when_its_stage_comes_is_stopped_and_none_outlives_its_render(monkeypatch, caplog):
+    """A busy machine starves a niced process: the stage waits HEAD_START_GRACE_S for it, then
+    stops it and does the work itself. A render that ends before the stage stops the rest."""
+    import songmill.engine.head_start as head_start
+    from songmill.engine.track_stages import QC
+
+    monkeypatch.setattr(head_start, "HEAD_START_GRACE_S", 0.3)
+    with head_start.head_starts(_debug_job(), "unused", store=None, registry=None) as early:
+        for name in ("qc", "left behind"):
+            early._processes[name] = process = head_start._started()  # waits for work on its stdin, forever
+            early.begun[name] = early._watchers.submit(process.wait)
+        with caplog.at_level("WARNING", logger="songmill.engine.head_start"):
+            early.wait_for([QC])
+    assert early._processes["qc"].returncode == early._processes["left behind"].returncode == -9
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert (
+        warning
+        == "track 1: the head start of qc failed (it was still running 0.3 s after its stage's turn came, and was stopped); the stage does that work itself"
+    )
 
 
 def test_track_and_seed_options(tmp_path):

@@ -3,9 +3,10 @@
 `warnings.catch_warnings` is process-wide: it saves the process's filter list on entry and puts
 it back on exit. Two threads inside at once put back each other's lists: one thread's silence is
 lifted while it still runs (under `python -W error` its library's DeprecationWarning is then
-raised), or left on for good after both have left. The stages run side by side on threads
-(the gate beside export, the gate's head start beside the mix), so every block that silences
-warnings here takes its turn.
+raised), or left on for good after both have left. Stages run side by side on threads (the
+instruments beside the vocals, the gate beside export), so every block of ours that silences
+warnings takes its turn. What it cannot order: a library's own `catch_warnings` on another
+thread; and while a block runs, every thread's warnings are silenced, as with the plain one.
 
     with warnings_silenced():
         import pyworld  # imports the deprecated pkg_resources

@@ -395,9 +395,11 @@ def run_head_start(stage: Stage, job: TrackJob, refs: dict[str, ArtifactRef], *,
 
 def head_start_needed(stage: Stage, job: TrackJob, refs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> bool:
     """Whether `stage`'s head start has anything to do (`HeadStart.needed`): a render checks
-    before it starts a process for one (an edit of the mix finds the vocal's figures kept)."""
+    before it starts a process for one (an edit of the mix finds the vocal's figures kept).
+    Asked where the store is a folder, whose blobs are read in place; another store's inputs
+    would be downloaded just to ask, so there the head start's process asks (and finds them)."""
     needed = cast(HeadStart, stage.head_start).needed
-    if needed is None:
+    if needed is None or not isinstance(store, LocalStore):
         return True
     with head_start_context(stage, job, refs, store=store, registry=registry) as ctx:
         return needed(ctx)

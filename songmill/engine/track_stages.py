@@ -724,18 +724,19 @@ QC = Stage(
 )
 
 
+VOCAL_FIGURES = "vocal figures"  # what `_vocal_figures` keeps its result as
+
+
 def _vocal_figures(ctx: StageContext, score: Score) -> dict:
     """The dry lead vocal against the score's melody (`qc.musical.vocal_figures`, the slowest of
     the gate's measurements): only the voice and the tune decide it, so a version whose mix,
     master or profiles changed reads it back from the store instead of measuring again."""
     from qc.musical import vocal_figures
 
-    memo = StoredF0(ctx.store) if ctx.store is not None else None
-    compute = lambda: vocal_figures(*read_wav(ctx.input("vocal-lead.wav")), score, memo)  # noqa: E731 - read only when not kept
-    return ctx.remembered(VOCAL_FIGURES, _vocal_figures_depend_on(ctx, score), compute)
+    def measured() -> dict:  # the vocal is read only when its figures are not kept
+        return vocal_figures(*read_wav(ctx.input("vocal-lead.wav")), score, StoredF0(ctx.store) if ctx.store is not None else None)
 
-
-VOCAL_FIGURES = "vocal figures"  # what `_vocal_figures` keeps its result as
+    return ctx.remembered(VOCAL_FIGURES, _vocal_figures_depend_on(ctx, score), measured)
 
 
 def _vocal_figures_depend_on(ctx: StageContext, score: Score) -> dict:
