@@ -30,7 +30,6 @@ def short(config: Path, folder: Path, seconds: int = 40) -> Path:
 
 
 def cli(*args: str, env_extra: dict | None = None, var: Path | None = None) -> subprocess.CompletedProcess:
-
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "songmill", *args], capture_output=True, text=True, cwd=PROJECT, env=env)
 
@@ -146,7 +145,6 @@ def test_a_process_that_imports_songmill_before_torch_does_its_math_on_one_threa
     """Renders are byte-identical whichever runner makes them only at one thread per process
     (the watermark's sums come out in another order with two), so songmill sets it when the
     environment does not."""
-
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     script = "import songmill, torch; print(torch.get_num_threads())"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=PROJECT)

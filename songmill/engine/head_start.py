@@ -13,8 +13,9 @@ an edit's audition, take the CPU first. It writes what it makes into the artifac
 the runner waits for it before the stage's own wave begins, so the stage finds it there. One
 that fails costs only time: the stage measures for itself, and the render logs a warning.
 
-Not begun when stages run one at a time (`SONGMILL_OVERLAP_STAGES=0`, and so in a render with
-`--jobs` > 1, whose cores already each render a track), nor in a render the cache serves whole.
+The runner begins none when stages run one at a time (`SONGMILL_OVERLAP_STAGES=0`, and so in a
+render with `--jobs` > 1, whose cores already each render a track); none begins in a render the
+cache serves whole.
 """
 
 from __future__ import annotations
@@ -57,9 +58,7 @@ class HeadStarts:
         """Begin the head start of each of the `later` stages (those after the wave about to run)
         whose inputs all exist; the names begun. None before this render has computed a stage: a
         render the cache serves whole needs none."""
-        from songmill.engine.runner import overlapping_stages
-
-        if not overlapping_stages() or all(result.cached for result in outcome.results):
+        if all(result.cached for result in outcome.results):
             return []
         refs = outcome.refs
         ready = [s for s in later if s.head_start is not None and s.name not in self.decided and all(name in refs for name in s.head_start.inputs)]

@@ -347,12 +347,8 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
         result.outputs = {name: ArtifactRef.from_dict(ref) for name, ref in record["outputs"].items()}
         return result
 
-    with tempfile.TemporaryDirectory(prefix=f"songmill-{stage.name}-") as scratch:
-        scratch_dir = Path(scratch)
-        workdir = scratch_dir / "out"
-        workdir.mkdir()
-        local_inputs = {name: local_copy(store, ref, scratch_dir / "in") for name, ref in stage_inputs.items()}
-        ctx = StageContext(stage, job, params, local_inputs, workdir, registry, store=store, refs=stage_inputs)
+    with in_scratch(stage, job, params, stage_inputs, store=store, registry=registry) as ctx:
+        workdir = ctx.workdir
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
         _glibc()  # caps glibc's heaps before this stage's threads start
         with PeakMemory() as memory, denormals_flushed():  # in the stage's thread: its own threads inherit it
@@ -411,12 +407,22 @@ def head_start_context(stage: Stage, job: TrackJob, refs: dict[str, ArtifactRef]
     if stage.head_start is None:
         raise ValueError(f"stage {stage.name} has no head start")
     available = {name: refs[name] for name in stage.head_start.inputs}
-    with tempfile.TemporaryDirectory(prefix=f"songmill-{stage.name}-head-start-") as scratch:
+    with in_scratch(stage, job, stage.params(job), available, store=store, registry=registry.pinned(job.spec.release.model_versions)) as ctx:
+        yield ctx
+
+
+@contextlib.contextmanager
+def in_scratch(
+    stage: Stage, job: TrackJob, params: dict[str, Any], inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry
+) -> Iterator[StageContext]:
+    """A `StageContext` on `inputs` (a folder store's blobs read in place, any other store's
+    fetched) with an empty output folder, all in a scratch folder removed on leaving."""
+    with tempfile.TemporaryDirectory(prefix=f"songmill-{stage.name}-") as scratch:
         scratch_dir = Path(scratch)
         workdir = scratch_dir / "out"
         workdir.mkdir()
-        local_inputs = {name: local_copy(store, ref, scratch_dir / "in") for name, ref in available.items()}
-        yield StageContext(stage, job, stage.params(job), local_inputs, workdir, registry.pinned(job.spec.release.model_versions), store=store, refs=available)
+        local_inputs = {name: local_copy(store, ref, scratch_dir / "in") for name, ref in inputs.items()}
+        yield StageContext(stage, job, params, local_inputs, workdir, registry, store=store, refs=inputs)
 
 
 def local_copy(store: ArtifactStore, ref: ArtifactRef, folder: Path) -> Path:
