@@ -115,6 +115,22 @@ def test_the_wrong_key_fails_with_the_detected_one_named(sung):
     assert "detected key D major is not the spec's F# major (key score 0, bar 1" in done.stdout
 
 
+def test_the_reports_spectrogram_reads_a_tone_at_its_frequency_and_level():
+    import numpy as np
+
+    from qc.report import spectrogram_db
+
+    rate = 48000
+    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(5 * rate) / rate)).astype(np.float32)  # −6.02 dBFS
+    db, top_hz = spectrogram_db(np.stack([tone, tone], axis=1), rate)
+    assert 19000 < top_hz <= 20000 and db.shape == (99, 426)  # 50 ms frames, 47 Hz rows
+    row_hz = top_hz / db.shape[1]
+    loudest_row = int(np.argmax(db.max(axis=0)))
+    assert loudest_row * row_hz <= 1000.0 < (loudest_row + 1) * row_hz
+    assert -6.02 - 1.5 < db.max() <= -6.02 + 0.1  # a Hann window reads a tone between bins up to 1.4 dB low
+    assert np.median(db[:, 100:]) < -100  # far from the tone: nothing
+
+
 def test_a_key_that_is_not_a_key_exits_2_naming_the_option(sung):
     done = qc(master_of(sung), "--key", "H major")
     assert done.returncode == 2 and done.stderr.startswith("error: --key: 'H major' is not a key")

@@ -171,3 +171,32 @@ def test_the_same_phones_and_seed_always_sound_the_same():
     first, again, other = voice().speak(phones, seed=3), voice().speak(phones, seed=3), voice().speak(phones, seed=4)
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     assert np.array_equal(first, PiperVoice.load(voice_path()).speak(phones, seed=3))  # in a fresh session too
+
+
+def test_the_voice_hands_its_working_memory_back_and_sounds_the_same_after():
+    """onnxruntime keeps what the longest phrase so far needed; `release_working_memory` (called
+    by `sing` after its last phrase) hands it back. In a fresh process: the resident memory
+    drops by most of what the long phrases added, and a phrase sung after sounds as before."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    measure = (
+        "import sys, numpy as np, psutil\n"
+        "from pathlib import Path\n"
+        "from models.voice.piper import Phone, PiperVoice\n"
+        "voice = PiperVoice.load(Path(sys.argv[1]))\n"
+        "rss = lambda: psutil.Process().memory_info().rss\n"
+        "phones = [Phone('AH1', 30), Phone('B', 4), Phone('IY1', 30), Phone('S', 6)] * 12  # a long phrase: 17 s\n"
+        "loaded = rss()\n"
+        "first = voice.speak(phones, seed=5)\n"
+        "grown = rss() - loaded\n"
+        "voice.release_working_memory()\n"
+        "kept = rss() - loaded\n"
+        "print(grown // 2**20, kept // 2**20, np.array_equal(first, voice.speak(phones, seed=5)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", measure, str(voice_path())], capture_output=True, text=True, cwd=PROJECT, check=True)
+    grown_mib, kept_mib, same = done.stdout.split()
+    assert int(grown_mib) > 100 and int(kept_mib) < int(grown_mib) / 3
+    assert same == "True"

@@ -356,6 +356,10 @@ class WorldSinger:
             in_vowel |= (planned_times >= begin) & (planned_times < end)
         return WorldAnalysis(f0[index], planned_times, envelope[index], aperiodicity[index], in_vowel, samples)
 
+    def release_working_memory(self) -> None:
+        """After the last phrase: the speaking voice's working memory back to the system."""
+        self.voice.release_working_memory()
+
     def render(self, phrase: Phrase, takes: list[Take], seed: int) -> list[np.ndarray]:
         analysis = self.analyse(phrase, seed)
         return [self.synthesize(analysis, take) for take in takes]
@@ -538,10 +542,14 @@ def sing(
         key = phrase_key(namespace, phrase, takes, phrase_seed, offsets_s)
         planned.append((key, reuse.takes(key) if reuse is not None else None, (singer, phrase, takes, phrase_seed, offsets_s)))
     records: list[PhraseRecord] = []
-    for key, placed in _sung_in_turn(planned):
-        for take in placed:  # placed in the phrases' order, so overlapping tails add up as they always did
-            _place_at(stems[take.take], take.audio, take.begin)
-        records.append(PhraseRecord(key, placed, {}))
+    try:
+        for key, placed in _sung_in_turn(planned):
+            for take in placed:  # placed in the phrases' order, so overlapping tails add up as they always did
+                _place_at(stems[take.take], take.audio, take.begin)
+            records.append(PhraseRecord(key, placed, {}))
+    finally:
+        if any(sung_before is None for _, sung_before, _ in planned):  # something was sung: the voice's working memory goes back
+            singer.release_working_memory()
     _mark_alone(records, frames)
     lead = stems.pop("lead")
     return Vocals(lead, {name: audio for name, audio in stems.items() if np.any(audio)}, decisions, records)
