@@ -461,3 +461,21 @@ def test_songmill_validate_names_an_unregistered_identity(tmp_path):
     assert result.returncode == 2
     line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if "identity: zed" in text)
     assert result.stdout.strip() == (f"{config}:{line}: tracks[0].voice.identity: 'zed' is not a registered voice identity (registered: ava, ben, cleo, dean)")
+
+
+def test_a_voice_that_cannot_hand_its_memory_back_still_sings_and_says_so(caplog):
+    """`sing` hands the voice's working memory back after the last phrase; that is only memory:
+    a release that fails is a warning, and the vocals are the same as with one that works."""
+
+    class Unreleasing(WorldSinger):
+        def release_working_memory(self) -> None:
+            raise RuntimeError("arena busy")
+
+    score = hand_score([60, 62, 64, 65], WORDS[:4])
+    frames = int((score.duration_s + 1.0) * RATE)
+    kwargs = {"frames": frames, "seed": 2, "expression": resolve_style("bright", "bright")[1], "backing": False}
+    with caplog.at_level("WARNING", logger="models.voice.singer"):
+        failing = sing(score, Unreleasing(voice()), **kwargs)
+    working = sing(score, WorldSinger(voice()), **kwargs)
+    assert np.array_equal(failing.lead, working.lead) and rms_db(failing.lead) > -40
+    assert any("the voice kept its working memory (RuntimeError: arena busy)" in r.getMessage() for r in caplog.records)

@@ -74,13 +74,6 @@ class OnnxSinger:
             start_s = end_s
         return ids
 
-    def release_working_memory(self) -> None:
-        """Hand onnxruntime's working memory back after the last phrase (`release_arena`), with a
-        one-frame phrase of silence."""
-        from models.voice.piper import release_arena
-
-        release_arena(self.session, {"phonemes": np.full((1, 1), self.phoneme_ids[SILENCE], dtype=np.int64), "f0": np.zeros((1, 1), dtype=np.float32)})
-
     def render(self, phrase: Phrase, takes: list[Take], seed: int) -> list[np.ndarray]:
         samples = sum(p.frames for p in phrase.phones) * HOP_SAMPLES
         frames = -(-samples // self.hop_length)

@@ -207,10 +207,12 @@ class PiperVoice:
 
 def release_arena(session, feeds: dict) -> None:  # noqa: ANN001 - an onnxruntime.InferenceSession
     """Run `session` on `feeds` (something tiny) asking onnxruntime to shrink its CPU arena after
-    the run: the chunks no run holds are freed. The arena grows to what the largest call so far
-    needed and keeps it for the process's life; shrinking after every call would cost each call
-    its allocations again (the voice took 37 % more CPU without an arena), so a stage shrinks
-    once, when its last phrase is sung."""
+    the run: every region of the arena with no chunk in use is freed, except its first (runs on
+    other threads keep what they hold). The arena grows to what the largest call so far needed
+    and keeps it for the process's life; shrinking after every call would cost each call its
+    allocations again (the voice took 37 % more CPU without an arena), so `sing` shrinks once,
+    when its last phrase is sung. (An `OnnxSinger` needs none: the vocals stage loads a new
+    session each time, and its arena goes with it.)"""
     import onnxruntime
 
     options = onnxruntime.RunOptions()

@@ -548,11 +548,24 @@ def sing(
                 _place_at(stems[take.take], take.audio, take.begin)
             records.append(PhraseRecord(key, placed, {}))
     finally:
-        if any(sung_before is None for _, sung_before, _ in planned):  # something was sung: the voice's working memory goes back
-            singer.release_working_memory()
+        if any(sung_before is None for _, sung_before, _ in planned):  # something was sung
+            _release_working_memory(singer)
     _mark_alone(records, frames)
     lead = stems.pop("lead")
     return Vocals(lead, {name: audio for name, audio in stems.items() if np.any(audio)}, decisions, records)
+
+
+def _release_working_memory(singer) -> None:  # noqa: ANN001 - a phrase renderer
+    """The renderer's working memory back to the system, where it keeps some between phrases (the
+    Piper voice's onnxruntime arena: `WorldSinger.release_working_memory`). Only memory: a
+    failure is logged, never raised over the vocals or over the error that ended the singing."""
+    release = getattr(singer, "release_working_memory", None)
+    if release is None:
+        return
+    try:
+        release()
+    except Exception as err:  # onnxruntime raises its own types
+        log.warning("the voice kept its working memory (%s: %s); the vocals are unaffected", type(err).__name__, err)
 
 
 def _sung_in_turn(planned: list[tuple[str, list[Placed] | None, tuple]]) -> Iterator[tuple[str, list[Placed]]]:
