@@ -176,45 +176,32 @@ class PiperVoice:
     def speak(self, phones: list[Phone], *, seed: int = 0) -> np.ndarray:
         """Audio for the phones, exactly sum(frames) × 256 samples long; the same phones and
         seed always give the same samples."""
+        audio = self.session.run(None, self._feeds(phones, seed))[0]
+        return audio.reshape(-1).astype(np.float32)
+
+    def release_working_memory(self) -> None:
+        """Hand onnxruntime's working memory back: one tiny phrase run with the arena's shrinkage,
+        after which every region of the arena with no chunk in use is freed, except its first
+        (runs on other threads keep what they hold). The session keeps what its longest phrase
+        needed (about 0.25 GB for the demo) until then; shrinking after every phrase would cost
+        each its allocations again (the voice took 37 % more CPU without an arena), so `sing`
+        shrinks once, when its last phrase is sung."""
+        import onnxruntime
+
+        options = onnxruntime.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self.session.run(None, self._feeds([Phone("AH0", 1)], seed=0), options)
+
+    def _feeds(self, phones: list[Phone], seed: int) -> dict[str, np.ndarray]:
+        """The session's inputs for the phones: ids, durations, scales and the seeded noise."""
         ids, frames = self.ids_and_frames(phones)
         rng = np.random.default_rng(seed)
         lengths = {DP_CHANNELS: len(ids), PRIOR_CHANNELS: int(sum(frames))}
         noise = {name: rng.standard_normal((1, channels, lengths[channels])).astype(np.float32) for name, channels in sorted(self.noise_inputs.items())}
-        feeds = {
+        return {
             **noise,
             "input": np.array([ids], dtype=np.int64),
             "input_lengths": np.array([len(ids)], dtype=np.int64),
             "scales": np.array(self.scales, dtype=np.float32),
             "durations": np.array([[frames]], dtype=np.float32),
         }
-        audio = self.session.run(None, feeds)[0]
-        return audio.reshape(-1).astype(np.float32)
-
-    def release_working_memory(self) -> None:
-        """Hand onnxruntime's working memory back (`release_arena`) with a one-phone phrase: the
-        session keeps what its longest phrase needed (about 0.25 GB for the demo) until then."""
-        ids, frames = self.ids_and_frames([Phone("AH0", 1)])
-        lengths = {DP_CHANNELS: len(ids), PRIOR_CHANNELS: int(sum(frames))}
-        feeds = {
-            **{name: np.zeros((1, channels, lengths[channels]), dtype=np.float32) for name, channels in sorted(self.noise_inputs.items())},
-            "input": np.array([ids], dtype=np.int64),
-            "input_lengths": np.array([len(ids)], dtype=np.int64),
-            "scales": np.array(self.scales, dtype=np.float32),
-            "durations": np.array([[frames]], dtype=np.float32),
-        }
-        release_arena(self.session, feeds)
-
-
-def release_arena(session, feeds: dict) -> None:  # noqa: ANN001 - an onnxruntime.InferenceSession
-    """Run `session` on `feeds` (something tiny) asking onnxruntime to shrink its CPU arena after
-    the run: every region of the arena with no chunk in use is freed, except its first (runs on
-    other threads keep what they hold). The arena grows to what the largest call so far needed
-    and keeps it for the process's life; shrinking after every call would cost each call its
-    allocations again (the voice took 37 % more CPU without an arena), so `sing` shrinks once,
-    when its last phrase is sung. (An `OnnxSinger` needs none: the vocals stage loads a new
-    session each time, and its arena goes with it.)"""
-    import onnxruntime
-
-    options = onnxruntime.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    session.run(None, feeds, options)

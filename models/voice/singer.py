@@ -557,8 +557,9 @@ def sing(
 
 def _release_working_memory(singer) -> None:  # noqa: ANN001 - a phrase renderer
     """The renderer's working memory back to the system, where it keeps some between phrases (the
-    Piper voice's onnxruntime arena: `WorldSinger.release_working_memory`). Only memory: a
-    failure is logged, never raised over the vocals or over the error that ended the singing."""
+    Piper voice's onnxruntime arena: `WorldSinger.release_working_memory`; an `OnnxSinger` has
+    none to give: the vocals stage loads its session anew each time). Only memory: a failure is
+    logged, never raised over the vocals or over the error that ended the singing."""
     release = getattr(singer, "release_working_memory", None)
     if release is None:
         return

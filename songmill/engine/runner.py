@@ -141,12 +141,13 @@ def render_track_once(
     store, registry = open_store(store_spec), ModelRegistry.load()
     outcome = TrackOutcome(job.number, job.track.title, job.seed)
     waves = TRACK_STAGES.waves(stages or TRACK_STAGES.stages)
+    together = overlapping_stages()
     with head_starts(job, store_spec, store=store, registry=registry) as early:
         for number, wave in enumerate(waves):
-            if overlapping_stages():  # stages one at a time: nothing beside them either
+            if together:  # stages one at a time: nothing beside them either
                 early.begin_due(outcome, [stage for later in waves[number + 1 :] for stage in later])
             early.wait_for(wave)  # what a stage of this wave began early is kept by now
-            if len(wave) > 1 and overlapping_stages():
+            if len(wave) > 1 and together:
                 apply_stages_together(outcome, wave, job, store=store, registry=registry, earlier=earlier, progress=progress)
             else:
                 for stage in wave:
