@@ -152,7 +152,7 @@ class Watermarker:
             stretches = _stretches(spectrum.shape[-1], PASS_THREADS)
             magnitude = _joined(_on_stretches(beside, stretches, self._log_magnitude_of, spectrum))
             mask = self._magmask(magnitude[None])[:, None]  # (1, 1, frames): each frame against the song's loudest
-            marked = _joined(_on_stretches(beside, stretches, self._marked_stretch, spectrum, magnitude, mask))
+            marked = _joined(_on_stretches(beside, stretches, self._marked_stretch, spectrum, magnitude, mask), frame_major=False)
             # the analysis is done with: let it go before the inverse transform, whose frames are
             # this pass's largest allocation (with the in-place steps of `_marked_stretch`, the
             # master stage's peak of allocations 1.07 → 0.85 GB for the demo)
@@ -281,11 +281,16 @@ def _on_stretches(beside: ThreadPoolExecutor, stretches: list[tuple[int, int]], 
     return [work(*args, *stretches[0])] + [future.result() for future in later]
 
 
-def _joined(stretches: list):  # noqa: ANN202 - torch tensors (torch is imported lazily)
-    """(bins, frames) stretches side by side in time, kept frame-major as `torch.stft` lays its
-    spectra out (each frame's bins together), as a whole-song pass has them."""
+def _joined(stretches: list, *, frame_major: bool = True):  # noqa: ANN202 - torch tensors (torch is imported lazily)
+    """(bins, frames) stretches side by side in time, laid out as a whole-song pass has them: the
+    magnitude frame-major, as `torch.stft` lays its spectra out (each frame's bins together); the
+    marked spectrum (`frame_major=False`) bin-major, as PerthNet's `magphase_to_cx` makes it. The
+    layout is part of the result: on some CPUs (2026-12-04's machine) the inverse STFT of a
+    frame-major spectrum differs in the last bit from that of the same spectrum bin-major."""
     import torch
 
+    if not frame_major:
+        return torch.cat(stretches, dim=-1)
     return torch.cat([stretch.T for stretch in stretches]).T
 
 
