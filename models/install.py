@@ -316,6 +316,28 @@ def pull_model(
     )
 
 
+HUB_PROBE_TIMEOUT_S = 10.0
+
+
+def _hub_out_of_reach(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub (HF_ENDPOINT) is out of reach: offline by HF_HUB_OFFLINE, or one request to
+    its address, through the same client and proxies the download uses, gets no answer at all
+    (refused, no route, no name, no answer within `timeout_s`). Any HTTP answer counts as in reach.
+    huggingface_hub retries a connection that fails with back-off, 23 s before it gives up: a user
+    who is offline is told at once instead."""
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout_s)
+    except httpx2.TransportError:
+        return True
+    return False
+
+
 def _download(name: str, model: KnownModel, token: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -334,7 +356,8 @@ def _download(name: str, model: KnownModel, token: str | None) -> Path:
     hub_log = logging.getLogger("huggingface_hub")
     level, hub_log.level = hub_log.level, logging.ERROR  # its retry warnings would bury the one sentence below
     try:
-        return Path(snapshot_download(model.repo_id, revision=model.revision, allow_patterns=model.allow_patterns, token=token))
+        cached_only = _hub_out_of_reach()  # then the cache alone answers, at once, or LocalEntryNotFoundError below
+        return Path(snapshot_download(model.repo_id, revision=model.revision, allow_patterns=model.allow_patterns, token=token, local_files_only=cached_only))
     except GatedRepoError:
         raise SongmillError(
             f"{model.repo_id} is gated: accept its licence on huggingface.co and set HF_TOKEN to a token of that account, then pull again"

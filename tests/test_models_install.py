@@ -154,10 +154,13 @@ def test_pull_of_an_unknown_name_lists_the_known_ones(home):
     assert result.returncode == 2 and "'no-such-model' is not a model songmill models pull knows (tiny-audio)" in one_sentence(result)
 
 
-def test_pull_takes_the_pinned_revision_from_the_cache_and_registers_it(home, tiny_pipeline):
+@pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "unreachable"}], ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_pull_takes_the_pinned_revision_from_the_cache_and_registers_it(home, tiny_pipeline, offline):
     snapshot = Path(home["HF_HOME"]) / "hub" / "models--songmill-test--tiny-audio" / "snapshots" / REVISION
     shutil.copytree(tiny_pipeline, snapshot)
-    result = songmill({**home, "HF_HUB_OFFLINE": "1"}, "models", "pull", "tiny-audio")
+    if offline.get("HF_ENDPOINT") == "unreachable":  # no offline switch set: the Hub just does not answer
+        offline = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    result = songmill({**home, **offline}, "models", "pull", "tiny-audio")
     assert result.returncode == 0, result.stderr
     from models.registry import ModelRegistry
 
