@@ -66,6 +66,8 @@ def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
         ("key: C major", "key: H major", "tracks[0].key: 'H major' is not a key"),
         ("genre: pop", "genre: polka", "release.genre: 'polka' is not a known genre (allowed: pop, rock"),
         ("date: 2026-12-01", "date: someday", "release.date: 'someday' is not a date (write YYYY-MM-DD)"),
+        ("date: 2026-12-01", "date: 2026-13-45", "release.date: '2026-13-45' is not a date (write YYYY-MM-DD)"),  # YAML's own date, impossible
+        ("date: 2026-12-01", "date: 2026-02-30", "release.date: '2026-02-30' is not a date (write YYYY-MM-DD)"),
         ("id: test-release", "id: ../../etc", "release.id: '../../etc' would escape the output folder"),
         ("    key: C major\n", "    key: C major\n    isrc: GB-123\n", "tracks[0].isrc: 'GB-123' is not an ISRC"),
         ("genre: pop\n", "genre: pop\n  upc: '036000291453'\n", "release.upc: '036000291453' has a wrong check digit (expected 2)"),
@@ -146,3 +148,9 @@ def test_key_spellings_normalise():
     assert str(parse_key("Am")) == "A minor"
     assert str(parse_key("f# dorian")) == "F# dorian"
     assert parse_key("Bb major").tonic_pitch_class == 10
+
+
+def test_an_impossible_date_in_a_text_field_is_kept_as_the_text_written(tmp_path):
+    """YAML reads 2026-02-30 as a timestamp; where a field takes text, it is that text."""
+    release = load_release(write(tmp_path, GOOD.replace("p_line: 2026 Test Label", "p_line: 2026-02-30")), profile_names={"streaming", "preview"})
+    assert release.release.p_line == "2026-02-30"

@@ -103,13 +103,29 @@ def load_yaml(path: Path) -> tuple[Any, Locator]:
     return copy.deepcopy(data), Locator(path, root)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader`, except that a timestamp which is no real date (`2026-13-45`, `2026-02-30`)
+    stays the text it was written as, for the model to refuse on its line ("… is not a date"),
+    where PyYAML's own constructor raises a bare ValueError from inside the parse."""
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 @functools.lru_cache(maxsize=64)
 def _parsed(text: str) -> tuple[Any, yaml.Node | None]:
     """(data, node tree) of a YAML text, from one parse: the data built from the nodes the
     Locator keeps, as `yaml.safe_load` builds it. PyYAML's pure-Python parser takes ~20 ms for the
     model registry, and a render loads it in each of its stages (0.5 CPU s a render in all). The
     nodes are only read (Locator) and the data is copied out, so a kept parse is never changed."""
-    loader = yaml.SafeLoader(text)
+    loader = _ConfigLoader(text)
     try:
         root = loader.get_single_node()
         return (loader.construct_document(root) if root is not None else None), root
