@@ -852,6 +852,21 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     catalogue.close()
 
 
+def test_an_edit_or_undo_whose_out_is_a_file_says_so_before_any_work(tmp_path):
+    config = tmp_path / "release.yaml"
+    config.write_text(RELEASE)
+    a_file = tmp_path / "render.out"
+    a_file.write_text("kept")
+    for command in (["edit", str(config), "--track", "1", "--command", "brighter"], ["undo", str(config), "--track", "1"]):
+        for out, sentence in (
+            (a_file, f"the output folder {a_file} is a file"),
+            (a_file / "dist", f"the output folder {a_file / 'dist'} cannot be made: {a_file} is a file"),
+        ):
+            result = CliRunner().invoke(app, [*command, "--out", str(out)])
+            assert result.exit_code == 2 and result.stderr.strip() == f"error: {sentence}; give --out a folder (it is made when missing)", result.stderr
+    assert a_file.read_text() == "kept"
+
+
 def test_delivering_a_release_never_rendered_says_render_it_first(tmp_path, monkeypatch):
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
     config = tmp_path / "release.yaml"

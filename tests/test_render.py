@@ -347,6 +347,14 @@ def test_invalid_config_exits_2_and_writes_nothing(tmp_path):
     assert not (tmp_path / "dist").exists()
 
 
+def test_render_whose_out_is_a_file_says_so_before_rendering(tmp_path):
+    a_file = tmp_path / "render.out"
+    a_file.write_text("kept")
+    result = cli("render", str(DEBUG), "--out", str(a_file))
+    assert result.returncode != 0 and result.stderr.strip() == f"error: the output folder {a_file} is a file; give --out a folder (it is made when missing)"
+    assert a_file.read_text() == "kept" and not (Path(os.environ["SONGMILL_VAR_DIR"]) / "artifacts").exists()  # nothing rendered
+
+
 def test_catalogue_ls_shows_rendered_releases(tmp_path):
     render(DEBUG, out_dir=tmp_path / "dist")
     result = cli("catalogue", "ls", "--json")

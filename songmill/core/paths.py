@@ -7,6 +7,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from songmill.core.errors import SongmillError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
@@ -25,6 +27,24 @@ def var_dir() -> Path:
 def cache_dir() -> Path:
     """Derived data that can be made again (parsed corpora): `SONGMILL_CACHE_DIR`, else var/cache."""
     return Path(os.environ.get("SONGMILL_CACHE_DIR") or var_dir() / "cache")
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """`path` (a command's `--out`), checked before any work so that a render or an edit is not
+    made only to fail at its last step with nowhere to go. It need not exist (its writer makes
+    it, so a command refused for another reason leaves nothing behind); the nearest part of it
+    that exists must be a folder this process may write in.
+
+    Raises SongmillError: a file where the folder or one of its parents should be, or a folder
+    that cannot be written in."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
+        raise SongmillError(f"the output folder {path} {where}; give --out a folder (it is made when missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SongmillError(f"the output folder {path} cannot be written: {existing} is not writable; give --out another folder or fix its permissions")
+    return path
 
 
 def run_folder(release_dir: Path, run_id: int) -> Path:

@@ -37,7 +37,7 @@ from typing import Any
 from models.registry import ModelRegistry
 from songmill.catalogue import Catalogue
 from songmill.core.errors import SongmillError
-from songmill.core.paths import safe_name
+from songmill.core.paths import check_output_folder, safe_name
 from songmill.core.score import Score
 from songmill.core.sections import section_labels
 from songmill.core.spec import ReleaseSpec
@@ -268,6 +268,7 @@ def edit(
     other (a lock in the catalogue)."""
     started = dt.datetime.now(dt.UTC)
     target = open_track(config, track)
+    check_output_folder(out_dir)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
@@ -615,6 +616,7 @@ def switch(
 ) -> dict:
     """Make any version current (no rendering: its files come from the store)."""
     target = open_track(config, track)
+    check_output_folder(out_dir)
     versions_of(target, (version,), database_url=database_url)
     catalogue = Catalogue.open(database_url)
     try:
@@ -628,6 +630,7 @@ def switch(
 
 def _move(config, track: int, out_dir: Path, store_spec: str | None, database_url: str | None, *, redo: bool) -> dict:
     target = open_track(config, track)
+    check_output_folder(out_dir)
     catalogue = Catalogue.open(database_url)
     try:
         head = catalogue.version_head(target.release_id, target.number)

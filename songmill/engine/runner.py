@@ -35,7 +35,7 @@ from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
 from songmill.core.errors import ServiceError, SongmillError
-from songmill.core.paths import run_folder, safe_name
+from songmill.core.paths import check_output_folder, run_folder, safe_name
 from songmill.core.profiles import load_profiles
 from songmill.core.score import Score
 from songmill.core.seeds import derive_seed
@@ -450,6 +450,7 @@ def start_release(
     Raises SongmillError (a ConfigError for the config) before anything is written."""
     config_path = Path(config_path)
     spec, profiles = load_release_with_profiles(config_path)
+    check_output_folder(out_dir)
     if jobs < 1:
         raise SongmillError(f"--jobs {jobs} is not allowed (use 1 or more)")
     if track is not None and not 1 <= track <= len(spec.tracks):
