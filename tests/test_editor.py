@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,10 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     report = json.loads(result.report_path.read_text())
     assert report["operations"] == [{"op": "vocal_level", "by_db": 3.0}] and report["reason"] == "the voice is buried"
     assert report["recording"]["new_isrc"] is True and "a new mix" in report["recording"]["why"]  # another mix: a new ISRC
+    umask = os.umask(0o022)
+    os.umask(umask)
+    written = list(out.rglob("*"))  # the render's, the version's, current/ and the audition
+    assert written and {oct(stat.S_IMODE(path.stat().st_mode)) for path in written} == {oct(0o666 & ~umask), oct(0o777 & ~umask)}  # not tempfile's 0600
     made = {path.name for path in result.report_path.parent.glob("tracks/*/*.wav")}  # the version's folder: the audio it made
     assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith(("stem-", "vocal-")) for name in made)
     assert not list(Path(versions[1]["folder"]).glob("tracks/*/*.wav"))  # version 1's audio is the render's: in its track folder and the store

@@ -71,6 +71,26 @@ def _fingerprint(stat: os.stat_result) -> tuple[int, ...]:
     return (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
+def _umask() -> int:
+    """This process's umask, read without setting it (setting it to read it would race with other
+    threads' files): Linux's /proc/self/status, else the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def as_if_created(path: str | Path, *, folder: bool = False) -> None:
+    """Give a file (or folder) made under a temporary name by `tempfile` (always 0600, or 0700)
+    the permissions `open` or `mkdir` would have given it (0666 or 0777 less the umask), before
+    it is renamed into place: a render's files are readable by whoever the user's umask lets
+    read them, as its delivered files are (a DAW or a web server running as another user)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name beside `path`, fsync, rename: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +100,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        as_if_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -172,6 +193,7 @@ class LocalStore:
                     os.fsync(out.fileno())
             if fresh:
                 blob.parent.mkdir(parents=True, exist_ok=True)
+                as_if_created(tmp)
                 os.replace(tmp, blob)
                 self._verified[blob.name] = _fingerprint(blob.stat())
         except OSError as err:
@@ -208,6 +230,7 @@ class LocalStore:
                         f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
                     )
                 self._verified[ref.sha256] = seen
+            as_if_created(tmp)
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -41,7 +41,7 @@ from songmill.core.paths import check_output_folder, safe_name
 from songmill.core.score import Score
 from songmill.core.sections import section_labels
 from songmill.core.spec import ReleaseSpec
-from songmill.core.store import ArtifactRef, atomic_write_bytes, default_store_spec, file_sha256, open_store
+from songmill.core.store import ArtifactRef, as_if_created, atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.editor.commands import parse_command
 from songmill.editor.lm_commands import parse_with_lm
 from songmill.editor.operations import (
@@ -689,6 +689,7 @@ def materialise_files(target: EditedTrack, artifacts: dict, operations: list, st
             store.get_file(ArtifactRef.from_dict(ref), staging / name)
         version_file = {"version": number, "operations": operations, "sha256": {name: ref["sha256"] for name, ref in sorted(artifacts.items())}}
         (staging / "version.json").write_text(json.dumps(version_file, indent=1), encoding="utf-8")
+        as_if_created(staging, folder=True)  # mkdtemp's 0700 would hide current/ from everyone else
         if current.exists():
             current.rename(old)
         staging.rename(current)
