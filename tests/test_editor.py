@@ -409,6 +409,9 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     dry = runner.invoke(app, ["edit", config, "--track", "1", "--command", "slow it down to 100", "--dry-run"])
     assert dry.exit_code == 0 and json.loads(dry.stdout) == [{"op": "tempo", "to_bpm": 100.0}]
     before = editing.history(config, track=1)["versions"]
+    seeded = runner.invoke(app, ["edit", config, "--track", "1", "--command", "another melody for the second verse", "--dry-run"])
+    assert seeded.exit_code == 0, seeded.stderr  # its seed is given when the edit is recorded, not asked of the command
+    assert [(op["op"], op["section"]) for op in json.loads(seeded.stdout)] == [("new_melody", "verse 2")]
 
     unread = runner.invoke(app, ["edit", config, "--track", "1", "--command", "plus fort la voix", "--dry-run"])
     assert unread.exit_code == 2 and "nearest commands that work" in unread.stderr

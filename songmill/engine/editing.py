@@ -132,11 +132,13 @@ def check_edit(
     store_spec: str | None = None,
 ) -> list:
     """Parse (or take) the operations and apply them to the track as it stands; raises the
-    sentence an edit would raise. Returns the operations."""
+    sentence an edit would raise. Returns the operations as parsed: a new melody's (or a
+    rewritten line's) seed is given when the edit is recorded (`_with_seeds`), so it is checked
+    here with a seed like the one it will get."""
     target = open_track(config, track)
     parent = _parent(target, database_url=database_url, store=open_store(store_spec or default_store_spec()))
     added = _operations(command, operations, parent.facts, lm)
-    apply_operations(parent.spec, target.index, added, parent.facts)
+    apply_operations(parent.spec, target.index, _with_seeds(added, parent.seed, target, salt=0), parent.facts)
     return added
 
 
