@@ -125,3 +125,29 @@ def test_a_file_read_again_gives_its_new_text_and_the_callers_own_copy(tmp_path)
     path.write_text("# a comment first\ntempo: 96\nparts: [bass]\n")
     edited, locator = load_yaml(path)
     assert edited == {"tempo": 96, "parts": ["bass"]} and locator.line(("tempo",)) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "expected"),
+    [
+        (
+            "profiles.yaml",
+            "    watermark:",
+            "    watermak:",
+            r"profiles\.\w+\.watermak: unknown field \(did you mean 'watermark'\?\) \(allowed: description, .+\)",
+        ),
+        ("profiles.yaml", "    loudness_lufs:", "    lufs:", r"profiles\.\w+\.lufs: unknown field \(did you mean 'loudness_lufs'\?\) \(allowed: .+\)"),
+        ("delivery.yaml", "  private_key:", "  key:", r"signing\.key: unknown field \(did you mean 'private_key'\?\) \(allowed: .+\)"),
+    ],
+)
+def test_a_misspelled_field_under_a_named_entry_is_answered_with_the_one_meant(config_copy, name, old, new, expected):
+    """A profile is a named entry of a mapping (profiles.streaming): its fields are known there too."""
+    path = config_copy / name
+    text = path.read_text()
+    if old not in text:  # the shipped profiles leave the watermark at its default: write it, misspelled
+        assert name == "profiles.yaml" and old == "    watermark:"
+        text = text.replace("    loudness_lufs:", "    watermark: true\n    loudness_lufs:", 1)
+    path.write_text(text.replace(old, new, 1))
+    result = validate_with(config_copy)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert any(re.fullmatch(rf"{re.escape(str(path))}:\d+: {expected}", line) for line in result.stdout.splitlines()), result.stdout

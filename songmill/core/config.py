@@ -12,11 +12,12 @@ that check more than the model can (references to other files, names in other co
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -228,6 +229,16 @@ SYNONYMS = {
     "topic": "theme",
     "subject": "theme",
     "feeling": "mood",
+    "key": "private_key",  # delivery.yaml's signing (unknown only where a private_key is meant)
+    "key_file": "private_key",
+    "private_key_file": "private_key",
+    "chain": "certificate_chain",
+    "certificate": "certificate_chain",
+    "cert": "certificate_chain",
+    "loudness": "loudness_lufs",  # profiles.yaml
+    "lufs": "loudness_lufs",
+    "true_peak": "true_peak_dbtp",
+    "ceiling": "true_peak_dbtp",
 }
 
 
@@ -244,15 +255,25 @@ def nearest_name(given: str, allowed: list[str]) -> str | None:
 
 
 def _fields_at(model: Any, loc: tuple) -> list[str]:
-    """The field names of the model that sits at `loc` (for 'unknown field' messages)."""
+    """The field names of the model that sits at `loc` (for 'unknown field' messages). A list's
+    index and a mapping's key (`profiles.streaming`) lead to the model they hold."""
+    keyed = False  # the field before was a mapping: this part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
-        model = _model_in(field.annotation)
+        model, keyed = _model_in(field.annotation), _is_mapping(field.annotation)
     return list(getattr(model, "model_fields", {}))
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """Whether a field's type is a dict (under an Optional)."""
+    if get_origin(annotation) in (dict, collections.abc.Mapping):
+        return True
+    return any(_is_mapping(arg) for arg in get_args(annotation) if get_origin(annotation) is not list)
 
 
 def _model_in(annotation: Any) -> Any:
