@@ -151,3 +151,18 @@ def test_a_misspelled_field_under_a_named_entry_is_answered_with_the_one_meant(c
     result = validate_with(config_copy)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert any(re.fullmatch(rf"{re.escape(str(path))}:\d+: {expected}", line) for line in result.stdout.splitlines()), result.stdout
+
+
+def test_validate_names_a_signing_file_that_does_not_exist(config_copy):
+    """A render would get through every stage and fail at its delivery: validate says it first."""
+    path = config_copy / "delivery.yaml"
+    text = path.read_text()
+    assert "  private_key: " in text  # the tests' throw-away key, which exists
+    path.write_text(re.sub(r"(?m)^  private_key: .*$", "  private_key: keys/label.pem", text))
+    result = validate_with(config_copy)
+    missing = config_copy / "keys" / "label.pem"
+    assert_one_line_error(
+        result,
+        path,
+        rf"signing\.private_key: {re.escape(str(missing))} does not exist \(the label's PEM file: a path relative to delivery\.yaml, or env:NAME\)",
+    )

@@ -16,8 +16,9 @@ from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.spec import ReleaseSpec, load_release
 
 
-def _loaders() -> tuple[Callable[[], object], ...]:
-    """The loader of each project config file (each reads its default path)."""
+def _checks() -> tuple[Callable[[], list[str]], ...]:
+    """A check of each project config file (each reads its default path): the lines it finds, or
+    its loader's ConfigError. delivery.yaml's also says which signing files it names are missing."""
     from models.instruments.arrangement import load_presets
     from models.registry import ModelRegistry
     from qc.suites import load_qc_settings
@@ -25,26 +26,26 @@ def _loaders() -> tuple[Callable[[], object], ...]:
     from songmill.engine.planning import load_catalogue_plan
     from songmill.feedback.experiments import load_experiments
     from songmill.production.presets import load_production_presets
-    from songmill.release.settings import load_delivery_settings
+    from songmill.release.settings import missing_signing_files
 
-    return (
-        load_profiles,
-        load_delivery_settings,
-        load_production_presets,
-        load_presets,
-        load_qc_settings,
-        load_catalogue_plan,
-        load_experiments,
-        ModelRegistry.load,
-    )
+    loaders = (load_profiles, load_production_presets, load_presets, load_qc_settings, load_catalogue_plan, load_experiments, ModelRegistry.load)
+    return (*(_loads(load) for load in loaders), missing_signing_files)
+
+
+def _loads(load: Callable[[], object]) -> Callable[[], list[str]]:
+    def check() -> list[str]:
+        load()  # a file that loads has nothing more to say
+        return []
+
+    return check
 
 
 def config_problems() -> list[str]:
     """One line per problem in the project's config files (none: every file is valid)."""
     problems: list[str] = []
-    for load in _loaders():
+    for check in _checks():
         try:
-            load()
+            problems += check()
         except ConfigError as err:
             problems += err.problems
     return problems

@@ -78,6 +78,23 @@ def _load(path: Path) -> tuple[DeliverySettings, Locator]:
     return settings, locator
 
 
+def missing_signing_files(path: Path | None = None) -> list[str]:
+    """`songmill validate`'s check of the signing files `delivery.yaml` names (and the identity
+    files it names): one line for each that does not exist on this machine, said before a render
+    rather than at its delivery. Only here: a machine that never signs (`verify`, a scheduler)
+    need not hold the label's key."""
+    path = Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
+    settings, locator = _load(path)
+    files = [(path, settings, locator)] + [(path.parent / name, *_load(path.parent / name)) for name in sorted(set(settings.identities.values()))]
+    return [
+        where.problem(("signing", name), f"{value} does not exist (the label's PEM file: a path relative to {file.name}, or env:NAME)")
+        for file, named, where in files
+        if named.signing is not None
+        for name, value in named.signing.model_dump().items()
+        if name in ("certificate_chain", "private_key", "trust_anchors") and value and not value.startswith("env:") and not Path(value).is_file()
+    ]
+
+
 def load_delivery_settings(path: Path | None = None, *, release_id: str | None = None) -> DeliverySettings:
     """Load `delivery.yaml` (default: the config folder's), or the file its `identities` names for
     `release_id`; problems as `file:line: field: what is wrong`."""
