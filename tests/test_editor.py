@@ -316,6 +316,8 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     current = Path(editing.undo(config, track=1, out_dir=out)["folder"])
     assert _sha(current / "master-streaming.wav") == versions[1]["artifacts"]["master-streaming.wav"]["sha256"]
     editing.redo(config, track=1, out_dir=out)
+    with pytest.raises(SongmillError, match=r"has nothing to redo \(no version was undone since the last edit; version 2 is current\)"):
+        editing.redo(config, track=1, out_dir=out)
     history = editing.history(config, track=1)
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
     editing.undo(config, track=1, out_dir=out)  # back to version 1, then the same edit again: every stage from the cache

@@ -361,6 +361,11 @@ def test_catalogue_ls_shows_rendered_releases(tmp_path):
     assert result.returncode == 0, result.stderr
     [row] = json.loads(result.stdout)
     assert row["id"] == "debug-single" and row["last_run"] == "succeeded" and row["tracks"] == 1
+    unknown = cli("catalogue", "deliveries", "debug-singel")
+    assert (
+        unknown.returncode == 2
+        and unknown.stderr.strip() == "error: the catalogue has no release 'debug-singel' (songmill catalogue ls lists the releases it has)"
+    )
 
 
 @pytest.mark.s3

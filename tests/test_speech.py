@@ -121,3 +121,5 @@ def test_a_spoken_command_drives_an_edit_dry_run(tmp_path, monkeypatch):
     (tmp_path / "not-audio.wav").write_text("hello")
     with pytest.raises(SongmillError, match="not-audio.wav is not a recording soundfile can read"):
         editing.heard_command("unused.yaml", 1, tmp_path / "not-audio.wav")
+    with pytest.raises(SongmillError, match=r"the recording .*nowhere\.wav does not exist; give the path of a WAV or FLAC file"):
+        editing.heard_command("unused.yaml", 1, tmp_path / "nowhere.wav")

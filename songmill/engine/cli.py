@@ -238,9 +238,13 @@ def catalogue_deliveries(
     from songmill.catalogue import Catalogue
 
     try:
-        rows = Catalogue.open().deliveries(release)
+        catalogue = Catalogue.open()
+        rows = catalogue.deliveries(release)
+        known = rows or release in {r["id"] for r in catalogue.releases()}
     except SongmillError as err:
         _fail(err)
+    if not known:
+        _fail(SongmillError(f"the catalogue has no release '{release}' (songmill catalogue ls lists the releases it has)"), EXIT_INVALID)
     if as_json:
         print(json.dumps(rows, indent=1))
         return

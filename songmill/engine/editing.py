@@ -231,6 +231,8 @@ def heard_command(config: str | Path, track: int, recording: Path) -> str:
 
     from songmill.editor.speech import spoken_command
 
+    if not Path(recording).is_file():
+        raise SongmillError(f"the recording {recording} does not exist; give the path of a WAV or FLAC file")
     try:
         samples, rate = soundfile.read(str(recording), dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, OSError) as err:
@@ -642,7 +644,9 @@ def _move(config, track: int, out_dir: Path, store_spec: str | None, database_ur
         undone = list(head["undone"])
         if redo:
             if not undone:
-                raise SongmillError(f"track {track} of {target.release_id} has nothing to redo (version {head['current']} is the newest undone)")
+                raise SongmillError(
+                    f"track {track} of {target.release_id} has nothing to redo (no version was undone since the last edit; version {head['current']} is current)"
+                )
             current = undone.pop()
         else:
             parent = versions[head["current"]]["parent"]
