@@ -313,6 +313,11 @@ def test_verify_says_not_ours_for_a_song_outside_the_catalogue(rendered, tmp_pat
     )
     code, found = _verify(rendered, other)
     assert code == 1 and found["verdict"] == "not ours" and found["track"] is None
+    tone = tmp_path / "tone.wav"  # PerthNet reads a steady sine as marked: the note says so, never that it surely is
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=f=440:d=12:sample_rate=48000", str(tone)], check=True)
+    code, found = _verify(rendered, tone)
+    assert code == 1 and found["verdict"] == "not ours" and found["watermark"]["detected"]  # the README's 10 of 16 tones
+    assert any("or a steady tone, which PerthNet also reads as marked" in note for note in found["notes"]), found["notes"]
 
 
 @pytest.mark.parametrize("kind, expected", [("empty", "is empty"), ("truncated", "truncated"), ("text", "cannot be read")], ids=["empty", "truncated", "text"])

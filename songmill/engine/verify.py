@@ -116,7 +116,10 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
     else:
         result.reason = "no catalogue track sounds like it" + (" and it carries no manifest of ours" if found.state != "trusted" else "")
         if result.watermark and result.watermark.get("detected"):
-            result.notes.append("it carries a PerthNet watermark: AI-generated audio marked by some PerthNet user, not one of our tracks")
+            result.notes.append(
+                "PerthNet's decoder reads a watermark in it: AI-generated audio marked by some PerthNet user, not one of our tracks"
+                " — or a steady tone, which PerthNet also reads as marked (10 of the 16 we tried)"
+            )
     return result
 
 
