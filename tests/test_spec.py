@@ -63,6 +63,8 @@ def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
     [
         ("    mood: calm\n", "    mood: calm\n    colour: red\n", "tracks[0].colour: unknown field (allowed: title, theme, mood"),
         ("tempo: 100", "tempo: fast", "tracks[0].tempo: 'fast' is not a number"),
+        ("tempo: 100", "tempo: true", "tracks[0].tempo: true is not a number (BPM, 40–240)"),  # not YAML's true taken as 1 BPM
+        ("title: Test", "title: 2026-12-04", "release.title: '2026-12-04' must be text (put it in quotes)"),  # not datetime.date(2026, 12, 4)
         ("key: C major", "key: H major", "tracks[0].key: 'H major' is not a key"),
         ("genre: pop", "genre: polka", "release.genre: 'polka' is not a known genre (allowed: pop, rock"),
         ("date: 2026-12-01", "date: someday", "release.date: 'someday' is not a date (write YYYY-MM-DD)"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import datetime as dt
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ SHOWN_CHARS = 60  # a problem quotes at most this much of the value it is about
 def shown(value: Any) -> str:
     """The value as a problem line quotes it: its repr, cut to SHOWN_CHARS (a 5,000-character
     line of lyrics or a mistyped paste does not make a 5,000-character message)."""
+    if isinstance(value, dt.date):  # YAML reads 2026-12-04 as a date: quoted as it was written
+        value = value.isoformat()
     text = repr(value)
     return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 1]}…"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator, model_validator
 
 from songmill.core import ids
 from songmill.core.config import Locator, load_yaml, shown, validate_config
@@ -23,13 +23,16 @@ from songmill.core.seeds import derive_seed
 from songmill.core.vocab import AI_CONTRIBUTIONS, GENRES, MOODS, RELEASE_TYPES, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
 
 
-def _ranged(low: float, high: float, unit: str) -> AfterValidator:
-    def check(value: float) -> float:
+def _ranged(low: float, high: float, unit: str) -> WrapValidator:
+    def check(given: Any, as_number: ValidatorFunctionWrapHandler) -> float:
+        if isinstance(given, bool):  # YAML's true/false, which pydantic would take as 1 and 0
+            raise ValueError(f"{str(given).lower()} is not a number ({unit}, {low:g}–{high:g})")
+        value = as_number(given)
         if not low <= value <= high:
             raise ValueError(f"{value:g} is outside {low:g}–{high:g} {unit}")
         return value
 
-    return AfterValidator(check)
+    return WrapValidator(check)
 
 
 def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
@@ -130,7 +133,7 @@ class AIDisclosure(Strict):
     generated: list[Annotated[str, _one_of(AI_CONTRIBUTIONS, "AI contribution")]] = list(AI_CONTRIBUTIONS)
 
 
-def _expression_range(name: str) -> AfterValidator:
+def _expression_range(name: str) -> WrapValidator:
     low, high, unit = VOICE_EXPRESSION_LIMITS[name]
     return _ranged(low, high, unit)
 
