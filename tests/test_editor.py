@@ -683,12 +683,18 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     after = Score.load_json(_artifact(version, "score.json", tmp_path))
     changed = [(a.pitch, b.pitch) for a, b in zip(score.part("melody").notes, after.part("melody").notes) if a.pitch != b.pitch]
     assert changed == [(note.pitch, note.pitch + 2)]  # that note and no other
+    beats = lambda part: [(n.start_beat, n.duration_beats) for n in part.notes]  # noqa: E731
+    assert all(beats(after.part(name)) == beats(score.part(name)) for name in ("melody", "bass", "chords"))  # the song's beats, not whole ticks
+    [moved_in] = [s for s in section_labels([s.name for s in score.sections]) if s in editing.sections_changed(score, after)]
+    assert editing.diff(config, track=1, a=current["number"], b=result.version)["score_sections_changed"] == [moved_in]  # its section alone
     vocal, rate = sf.read(_artifact(version, "vocal-lead.wav", tmp_path))
     middle = vocal[int((note.start_s + 0.3 * note.duration_s) * rate) : int((note.start_s + 0.7 * note.duration_s) * rate)]
     f0, voiced, _ = librosa.pyin(middle.astype(float), fmin=80, fmax=1000, sr=rate, frame_length=2048)
     assert float(np.nanmedian(librosa.hz_to_midi(f0[voiced]))) == pytest.approx(note.pitch + 2, abs=0.5)  # the voice sings the moved note
 
     versions = editing.history(config, track=1)["versions"]
+    with pytest.raises(SongmillError, match=r"\.mid holds the song as it already is \(no note or chord moved\)"):
+        editing.daw_import(config, track=1, midi=Path(editing.daw_export(config, track=1, out_dir=out)["midi"]), out_dir=out)  # exported, untouched
     wrong_tempo, no_lyrics = tmp_path / "tempo.mid", tmp_path / "lyrics.mid"
     midi = mido.MidiFile(str(edited))
     midi.tracks[0] = mido.MidiTrack([m.copy(tempo=mido.bpm2tempo(100)) if m.type == "set_tempo" else m for m in midi.tracks[0]])

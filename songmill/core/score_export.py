@@ -375,7 +375,7 @@ def read_midi_override(path: Path, score: Score) -> Score:
     parts, chords = [], score.chords
     for part in score.parts:
         if part.name in OVERRIDE_PARTS and part.name in tracks:
-            notes = _notes_of(tracks[part.name], per_beat, part.name, path)
+            notes = _as_written(_notes_of(tracks[part.name], per_beat, part.name, path), part.notes, per_beat)
             if part.name == "chords" and [(n.pitch, round(n.start_beat, 3)) for n in notes] != [(n.pitch, round(n.start_beat, 3)) for n in part.notes]:
                 chords = chords_from_comping(notes, score, path)  # the harmony the band and the backing voices follow
             if part.name == "melody":
@@ -443,6 +443,20 @@ def _notes_of(events: list[tuple[int, mido.Message]], per_beat: int, name: str, 
             if tick > start:
                 notes.append(Note(pitch=message.note, start_beat=start / per_beat, duration_beats=(tick - start) / per_beat, velocity=max(velocity, 1)))
     return sorted(notes, key=lambda n: (n.start_beat, n.pitch))
+
+
+def _as_written(notes: list[Note], original: list[Note], per_beat: int) -> list[Note]:
+    """The notes read from the MIDI, each one that starts and ends on the ticks of one of the
+    song's notes (left where it was, or only moved in pitch) given that note's own beats back: a
+    MIDI file holds whole ticks (0.98 beats comes back as 0.98020833), so without this a file
+    imported unchanged would change every section's score, and a one-note edit would seem to
+    change the whole song."""
+    written = {(round(n.start_beat * per_beat), round(n.end_beat * per_beat)): (n.start_beat, n.duration_beats) for n in original}
+    out = []
+    for note in notes:
+        was = written.get((round(note.start_beat * per_beat), round(note.end_beat * per_beat)))
+        out.append(note if was is None else note.model_copy(update={"start_beat": was[0], "duration_beats": was[1]}))
+    return out
 
 
 def _with_syllables(notes: list[Note], events: list[tuple[int, mido.Message]], per_beat: int, original: list[Note], path: Path) -> list[Note]:

@@ -992,7 +992,9 @@ def daw_import(
     parent = _parent(target, database_url=database_url, store=store)  # the track as it stands; nothing is made yet
     with tempfile.TemporaryDirectory(prefix="songmill-import-") as scratch:
         score = Score.load_json(store.get_file(ArtifactRef.from_dict(parent.artifacts["score.json"]), Path(scratch) / "score.json"))
-    read_midi_override(midi, score)  # raises the one sentence before anything is kept
+    imported = read_midi_override(midi, score)  # raises the one sentence before anything is kept
+    if _notes_and_chords(imported) == _notes_and_chords(score):
+        raise SongmillError(f"{midi.name} holds the song as it already is (no note or chord moved); edit it in the DAW, then import it")
     kept, digest = _keep_by_hash(midi, "overrides", ".mid")
     return edit(
         config,
@@ -1004,6 +1006,14 @@ def daw_import(
         store_spec=store_spec,
         database_url=database_url,
     )
+
+
+def _notes_and_chords(score: Score) -> tuple:
+    """What a DAW edit can change: the parts a MIDI override replaces, and the harmony."""
+    from songmill.core.score_export import OVERRIDE_PARTS
+
+    parts = tuple((p.name, tuple((n.pitch, n.start_beat, n.duration_beats, n.velocity) for n in p.notes)) for p in score.parts if p.name in OVERRIDE_PARTS)
+    return parts, tuple(c.model_dump_json() for c in score.chords)
 
 
 def _keep_by_hash(source: Path, folder: str, suffix: str) -> tuple[Path, str]:
