@@ -435,7 +435,11 @@ def _render_version(
     if folder.exists():  # left by an edit that failed after rendering: set aside, never mixed
         folder.rename(folder.with_name(f"{folder.name}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}"))
     run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)
-    report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True, audio_kept_elsewhere=parent_audio)
+    try:
+        report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True, audio_kept_elsewhere=parent_audio)
+    except BaseException as err:  # the run ends failed, not left 'running' for `catalogue check` to find
+        catalogue.finish_run(run_id, status="failed", error=f"recording the edited version failed: {err}")
+        raise
     catalogue.finish_run(run_id, status="succeeded", report_path=str(folder / "edit-report.json"))
     return {
         "parent": parent,
