@@ -564,7 +564,7 @@ def _check_audition(result, heard: list, config: Path, folder: Path) -> None:
     assert residual_db(audition, new) < residual_db(audition, old) - 1.0  # and it is the new mix, not the old one
 
 
-def test_a_form_change_then_another_edit_applies_each_once(in_song):
+def test_a_form_change_then_another_edit_applies_each_once(in_song, caplog):
     """Each edit applies to the version it is made from: after "drop the outro", an unrelated edit
     neither replays the drop nor fails on the section that is gone."""
     config, out = in_song / "release.yaml", in_song / "dist"
@@ -578,6 +578,13 @@ def test_a_form_change_then_another_edit_applies_each_once(in_song):
     assert said and said.group(1) == report["audition"]["file"] and Path(said.group(1)).is_file()
     facts = editing.facts_for_track(config, 1)
     assert [name for name, _ in facts.sections] == ["intro", "verse", "chorus", "verse", "chorus"]
+    caplog.clear()
+    editing.check_edit(config, 1, command="a bit more delay")
+    assert "has changed since its versions were made" not in caplog.text
+    moody = in_song / "moody.yaml"  # the release's file changed after its versions were made from it: said, not silently ignored
+    moody.write_text(config.read_text().replace("mood: hopeful", "mood: dark"))
+    editing.check_edit(moody, 1, command="a bit more delay")
+    assert f"{moody}: track 1 has changed since its versions were made from it; an edit applies to version" in caplog.text
     with pytest.raises(SongmillError, match="both name a chorus, and the repeat or drop renumbers them; change the form in an edit of its own"):
         editing.check_edit(config, 1, command="repeat chorus 1 and make chorus 2 louder")
 

@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 import getpass
 import json
+import logging
 import os
 import shutil
 import stat
@@ -62,6 +63,8 @@ from songmill.engine.task_data import TrackOutcome
 
 # The measurements a version keeps, from the gate's report (for history and diff).
 MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -160,8 +163,16 @@ def _parent(target: EditedTrack, *, database_url: str | None, store) -> _Parent:
         current = _current_version(catalogue, target)
         seed = current["seed"] if current else rendered_seed(catalogue, target)
         report_paths = _succeeded_report_paths(catalogue, target)
+        first = catalogue.versions(target.release_id, target.number)[0] if current is not None else None
     finally:
         catalogue.close()
+    if current is not None and first is not None and first["track_spec"] != target.spec.tracks[target.index].model_dump(mode="json"):
+        log.warning(
+            "%s: track %d has changed since its versions were made from it; an edit applies to version %d as it was, without the file's changes (songmill render takes them)",
+            target.config,
+            target.number,
+            current["number"],
+        )
     if current is not None:
         return _Parent(current, _spec_with_track(target, current["track_spec"]), song_facts(current, store), seed, current["artifacts"])
     artifacts = _base_artifacts(target, report_paths)
