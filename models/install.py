@@ -321,10 +321,13 @@ HUB_PROBE_TIMEOUT_S = 10.0
 
 def _hub_out_of_reach(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether the Hub (HF_ENDPOINT) is out of reach: offline by HF_HUB_OFFLINE, or one request to
-    its address, through the same client and proxies the download uses, gets no answer at all
-    (refused, no route, no name, no answer within `timeout_s`). Any HTTP answer counts as in reach.
+    its address, through the same client and proxies the download uses, cannot connect (refused,
+    no route, no such name, no connection within `timeout_s`). Anything else — any HTTP answer, a
+    slow answer, a proxy or TLS error — is left to the download and its own retries and messages.
     huggingface_hub retries a connection that fails with back-off, 23 s before it gives up: a user
-    who is offline is told at once instead."""
+    who is offline is told at once instead.
+
+    Raises SongmillError: HF_ENDPOINT is not a URL."""
     import httpx2  # huggingface_hub's HTTP client
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
@@ -333,8 +336,12 @@ def _hub_out_of_reach(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
         return True
     try:
         get_session().head(constants.ENDPOINT, timeout=timeout_s)
-    except httpx2.TransportError:
+    except (httpx2.ConnectError, httpx2.ConnectTimeout):
         return True
+    except (httpx2.InvalidURL, httpx2.UnsupportedProtocol):
+        raise SongmillError(f"HF_ENDPOINT={constants.ENDPOINT!r} is not the address of a Hub; set it to one (https://huggingface.co) or unset it") from None
+    except httpx2.HTTPError:
+        return False  # reached, or reachable: the download says what went wrong
     return False
 
 

@@ -164,5 +164,5 @@ def test_validate_names_a_signing_file_that_does_not_exist(config_copy):
     assert_one_line_error(
         result,
         path,
-        rf"signing\.private_key: {re.escape(str(missing))} does not exist \(the label's PEM file: a path relative to delivery\.yaml, or env:NAME\)",
+        rf"signing\.private_key: {re.escape(str(missing))} does not exist \(the label's PEM private key: a path relative to delivery\.yaml, or env:NAME\)",
     )

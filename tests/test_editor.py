@@ -584,9 +584,28 @@ def test_a_form_change_then_another_edit_applies_each_once(in_song, caplog):
     moody = in_song / "moody.yaml"  # the release's file changed after its versions were made from it: said, not silently ignored
     moody.write_text(config.read_text().replace("mood: hopeful", "mood: dark"))
     editing.check_edit(moody, 1, command="a bit more delay")
-    assert f"{moody}: track 1 has changed since its versions were made from it; an edit applies to version" in caplog.text
+    assert f"{moody}: track 1 has changed since its versions were made from it; edits apply to its versions (now version" in caplog.text
     with pytest.raises(SongmillError, match="both name a chorus, and the repeat or drop renumbers them; change the form in an edit of its own"):
         editing.check_edit(config, 1, command="repeat chorus 1 and make chorus 2 louder")
+
+
+def test_an_edit_whose_version_cannot_be_kept_ends_its_run_failed_and_records_nothing(in_song, monkeypatch):
+    config, out = in_song / "release.yaml", in_song / "dist"
+    versions = editing.history(config, track=1)["versions"]
+
+    def disk_gone(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(editing, "materialise_files", disk_gone)
+    with pytest.raises(OSError, match="Input/output error"):
+        editing.edit(config, track=1, command="pan the piano a bit left", out_dir=out)
+    from songmill.catalogue import Catalogue
+
+    catalogue = Catalogue.open()
+    last = catalogue.runs_of("edit-test")[-1]
+    catalogue.close()
+    assert last["status"] == "failed" and "recording the edited version failed: [Errno 5] Input/output error" in last["error"]
+    assert editing.history(config, track=1)["versions"] == versions  # no version, and the current one as it was
 
 
 # ---------------------------------------------------------------- a lyric line replaced
@@ -700,7 +719,9 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     assert float(np.nanmedian(librosa.hz_to_midi(f0[voiced]))) == pytest.approx(note.pitch + 2, abs=0.5)  # the voice sings the moved note
 
     versions = editing.history(config, track=1)["versions"]
-    with pytest.raises(SongmillError, match=r"\.mid holds the song as it already is \(no note or chord moved\)"):
+    with pytest.raises(
+        SongmillError, match=r"\.mid holds the song as it already is \(no note of the melody, bass or chords track moved; the drums are the song.s\)"
+    ):
         editing.daw_import(config, track=1, midi=Path(editing.daw_export(config, track=1, out_dir=out)["midi"]), out_dir=out)  # exported, untouched
     wrong_tempo, no_lyrics = tmp_path / "tempo.mid", tmp_path / "lyrics.mid"
     midi = mido.MidiFile(str(edited))

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,9 @@ def test_pull_takes_the_pinned_revision_from_the_cache_and_registers_it(home, ti
     shutil.copytree(tiny_pipeline, snapshot)
     if offline.get("HF_ENDPOINT") == "unreachable":  # no offline switch set: the Hub just does not answer
         offline = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    started = time.monotonic()
     result = songmill({**home, **offline}, "models", "pull", "tiny-audio")
+    assert time.monotonic() - started < 15  # the cache at once: huggingface_hub's own retries take 23 s before it looks there
     assert result.returncode == 0, result.stderr
     from models.registry import ModelRegistry
 

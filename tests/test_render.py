@@ -353,6 +353,12 @@ def test_render_whose_out_is_a_file_says_so_before_rendering(tmp_path):
     result = cli("render", str(DEBUG), "--out", str(a_file))
     assert result.returncode != 0 and result.stderr.strip() == f"error: the output folder {a_file} is a file; give --out a folder (it is made when missing)"
     assert a_file.read_text() == "kept" and not (Path(os.environ["SONGMILL_VAR_DIR"]) / "artifacts").exists()  # nothing rendered
+    dangling = tmp_path / "dist-link"
+    dangling.symlink_to(tmp_path / "gone")
+    result = cli("render", str(DEBUG), "--out", str(dangling / "sub"))
+    assert result.returncode != 0 and result.stderr.strip().startswith(
+        f"error: the output folder {dangling / 'sub'} cannot be made: {dangling} is a link to nothing"
+    )
 
 
 def test_catalogue_ls_shows_rendered_releases(tmp_path):

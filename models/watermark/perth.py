@@ -145,8 +145,9 @@ class Watermarker:
         three-minute mix 2.5–2.7 → 2.0–2.2 s."""
         import torch
 
-        # every tensor made in inference mode (each thread enters its own) and kept in the STFT's
-        # frame-major layout: convolutions of tensors laid out otherwise differ in the last bit
+        # every tensor made in inference mode (each thread enters its own), the magnitude kept in
+        # the STFT's frame-major layout and the marked spectrum bin-major, as PerthNet's own pass
+        # lays them out (`_joined`): convolutions and inverse STFTs of other layouts differ in the last bit
         with torch.inference_mode(), ThreadPoolExecutor(max_workers=max(1, PASS_THREADS - 1), thread_name_prefix="perth-pass") as beside:
             spectrum = self.net.ap.spectrogram(torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32)))
             stretches = _stretches(spectrum.shape[-1], PASS_THREADS)

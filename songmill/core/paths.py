@@ -38,7 +38,12 @@ def check_output_folder(path: str | Path) -> Path:
     Raises SongmillError: a file where the folder or one of its parents should be, or a folder
     that cannot be written in."""
     path = Path(path)
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    try:
+        existing = next(p for p in (path, *path.absolute().parents) if os.path.lexists(p))
+    except OSError as err:  # a parent that may not be looked into
+        raise SongmillError(f"the output folder {path} cannot be written ({err.strerror or err}); give --out another folder or fix its permissions") from None
+    if existing.is_symlink() and not existing.exists():
+        raise SongmillError(f"the output folder {path} cannot be made: {existing} is a link to nothing; give --out a folder (it is made when missing)")
     if not existing.is_dir():
         where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
         raise SongmillError(f"the output folder {path} {where}; give --out a folder (it is made when missing)")

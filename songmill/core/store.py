@@ -71,24 +71,32 @@ def _fingerprint(stat: os.stat_result) -> tuple[int, ...]:
     return (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
-def _umask() -> int:
+def _umask() -> int | None:
     """This process's umask, read without setting it (setting it to read it would race with other
-    threads' files): Linux's /proc/self/status, else the usual 022."""
+    threads' files): Linux's /proc/self/status; None where it cannot be read so."""
     try:
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
-    return 0o022
+    return None
 
 
 def as_if_created(path: str | Path, *, folder: bool = False) -> None:
     """Give a file (or folder) made under a temporary name by `tempfile` (always 0600, or 0700)
     the permissions `open` or `mkdir` would have given it (0666 or 0777 less the umask), before
     it is renamed into place: a render's files are readable by whoever the user's umask lets
-    read them, as its delivered files are (a DAW or a web server running as another user)."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+    read them, as its delivered files are (a DAW or a web server running as another user).
+    Best effort: where the umask cannot be read, or the file system keeps no modes (vfat, some
+    network mounts), the file keeps tempfile's private mode."""
+    umask = _umask()
+    if umask is None:
+        return
+    try:
+        os.chmod(path, (0o777 if folder else 0o666) & ~umask)
+    except OSError:
+        pass
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -239,8 +239,11 @@ def catalogue_deliveries(
 
     try:
         catalogue = Catalogue.open()
-        rows = catalogue.deliveries(release)
-        known = rows or release in {r["id"] for r in catalogue.releases()}
+        try:
+            rows = catalogue.deliveries(release)
+            known = bool(rows) or release in {r["id"] for r in catalogue.releases()}
+        finally:
+            catalogue.close()
     except SongmillError as err:
         _fail(err)
     if not known:

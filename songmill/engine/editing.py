@@ -41,7 +41,7 @@ from songmill.core.errors import SongmillError
 from songmill.core.paths import check_output_folder, safe_name
 from songmill.core.score import Score
 from songmill.core.sections import section_labels
-from songmill.core.spec import ReleaseSpec
+from songmill.core.spec import ReleaseSpec, TrackSpec
 from songmill.core.store import ArtifactRef, as_if_created, atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.editor.commands import parse_command
 from songmill.editor.lm_commands import parse_with_lm
@@ -166,9 +166,12 @@ def _parent(target: EditedTrack, *, database_url: str | None, store) -> _Parent:
         first = catalogue.versions(target.release_id, target.number)[0] if current is not None else None
     finally:
         catalogue.close()
-    if current is not None and first is not None and first["track_spec"] != target.spec.tracks[target.index].model_dump(mode="json"):
+    # as the file reads now against what version 1 was made from, both through today's TrackSpec
+    # (a field added since, with its default, is no change)
+    if current is not None and first is not None and TrackSpec.model_validate(first["track_spec"]) != target.spec.tracks[target.index]:
         log.warning(
-            "%s: track %d has changed since its versions were made from it; an edit applies to version %d as it was, without the file's changes (songmill render takes them)",
+            "%s: track %d has changed since its versions were made from it; edits apply to its versions (now version %d), "
+            "without the file's changes, and songmill render renders the file as it is now",
             target.config,
             target.number,
             current["number"],
@@ -313,9 +316,13 @@ def edit(
             )
             version_row = version | {"author": author or _user(), "reason": reason}
             upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
-            materialise_files(target, version_row["artifacts"], version_row["operations"], store, out_dir, number=upcoming)  # before it becomes current
-            number = catalogue.add_version(target.release_id, target.number, **_version_fields(version_row))
-            report = _write_edit_report(target, number, version_row, out_dir, started)
+            try:
+                materialise_files(target, version_row["artifacts"], version_row["operations"], store, out_dir, number=upcoming)  # before it becomes current
+                number = catalogue.add_version(target.release_id, target.number, **_version_fields(version_row))
+                report = _write_edit_report(target, number, version_row, out_dir, started)
+            except BaseException as err:  # its run says so, not 'succeeded' with no version made
+                catalogue.finish_run(version["run_id"], status="failed", error=f"recording the edited version failed: {err}")
+                raise
     finally:
         catalogue.close()
     heard, heard_at = version.get("audition_file"), version.get("audition_ready_at")
@@ -849,6 +856,7 @@ def ab_preview(
     from songmill.core.sections import sections_named
 
     target = open_track(config, track)
+    check_output_folder(out_dir)
     versions = versions_of(target, (a, b), database_url=database_url)
     store = open_store(store_spec or default_store_spec())
     changed = _score_sections_changed(versions[a], versions[b], store)
@@ -890,6 +898,7 @@ def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"),
     from songmill.editor.suggestions import suggest
 
     target = open_track(config, track)
+    check_output_folder(out_dir)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
@@ -941,6 +950,7 @@ def daw_export(
     from songmill.release.daw import write_daw_session
 
     target = open_track(config, track)
+    check_output_folder(out_dir)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     catalogue = Catalogue.open(database_url)
@@ -1002,6 +1012,7 @@ def daw_import(
     if not midi.is_file():
         raise SongmillError(f"{midi} does not exist (give the MIDI file exported from the DAW)")
     target = open_track(config, track)
+    check_output_folder(out_dir)
     store_spec = store_spec or default_store_spec()
     store = open_store(store_spec)
     parent = _parent(target, database_url=database_url, store=store)  # the track as it stands; nothing is made yet
@@ -1009,7 +1020,9 @@ def daw_import(
         score = Score.load_json(store.get_file(ArtifactRef.from_dict(parent.artifacts["score.json"]), Path(scratch) / "score.json"))
     imported = read_midi_override(midi, score)  # raises the one sentence before anything is kept
     if _notes_and_chords(imported) == _notes_and_chords(score):
-        raise SongmillError(f"{midi.name} holds the song as it already is (no note or chord moved); edit it in the DAW, then import it")
+        raise SongmillError(
+            f"{midi.name} holds the song as it already is (no note of the melody, bass or chords track moved; the drums are the song's); edit it in the DAW, then import it"
+        )
     kept, digest = _keep_by_hash(midi, "overrides", ".mid")
     return edit(
         config,
@@ -1027,7 +1040,9 @@ def _notes_and_chords(score: Score) -> tuple:
     """What a DAW edit can change: the parts a MIDI override replaces, and the harmony."""
     from songmill.core.score_export import OVERRIDE_PARTS
 
-    parts = tuple((p.name, tuple((n.pitch, n.start_beat, n.duration_beats, n.velocity) for n in p.notes)) for p in score.parts if p.name in OVERRIDE_PARTS)
+    parts = tuple(
+        (p.name, tuple(sorted((n.start_beat, n.pitch, n.duration_beats, n.velocity) for n in p.notes))) for p in score.parts if p.name in OVERRIDE_PARTS
+    )
     return parts, tuple(c.model_dump_json() for c in score.chords)
 
 

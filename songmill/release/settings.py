@@ -79,19 +79,33 @@ def _load(path: Path) -> tuple[DeliverySettings, Locator]:
 
 
 def missing_signing_files(path: Path | None = None) -> list[str]:
-    """`songmill validate`'s check of the signing files `delivery.yaml` names (and the identity
-    files it names): one line for each that does not exist on this machine, said before a render
+    """`songmill validate`'s check of the signing files `delivery.yaml` names (and each identity
+    file it names): one line for each that does not exist on this machine, said before a render
     rather than at its delivery. Only here: a machine that never signs (`verify`, a scheduler)
-    need not hold the label's key."""
+    need not hold the label's key. `delivery.yaml`'s own problems raise ConfigError, as its
+    loader does; an identity file's are lines of their own."""
     path = Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
     settings, locator = _load(path)
-    files = [(path, settings, locator)] + [(path.parent / name, *_load(path.parent / name)) for name in sorted(set(settings.identities.values()))]
+    problems = _missing_files(path, settings, locator)
+    for release_id, name in sorted(settings.identities.items()):
+        identity = path.parent / name
+        if not identity.is_file():
+            problems.append(locator.problem(("identities", release_id), f"'{name}' does not exist (a delivery settings file, relative to {path.name})"))
+            continue
+        try:
+            problems += _missing_files(identity, *_load(identity))
+        except ConfigError as err:
+            problems += err.problems
+    return problems
+
+
+def _missing_files(path: Path, settings: DeliverySettings, locator: Locator) -> list[str]:
+    what = {"certificate_chain": "the label's PEM certificates", "private_key": "the label's PEM private key", "trust_anchors": "PEM trust anchors"}
+    named = settings.signing.model_dump() if settings.signing is not None else {}
     return [
-        where.problem(("signing", name), f"{value} does not exist (the label's PEM file: a path relative to {file.name}, or env:NAME)")
-        for file, named, where in files
-        if named.signing is not None
-        for name, value in named.signing.model_dump().items()
-        if name in ("certificate_chain", "private_key", "trust_anchors") and value and not value.startswith("env:") and not Path(value).is_file()
+        locator.problem(("signing", field), f"{value} does not exist ({what[field]}: a path relative to {path.name}, or env:NAME)")
+        for field, value in named.items()
+        if field in what and value and not value.startswith("env:") and not Path(value).is_file()
     ]
 
 
