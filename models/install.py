@@ -159,8 +159,11 @@ def add_model(
     description: str = "",
     registry_path: Path | None = None,
     destination_root: Path | None = None,
+    replace: bool = False,
 ) -> ModelEntry:
-    """Register the model at `source` as `name`; returns the registry entry written.
+    """Register the model at `source` as `name`; returns the registry entry written. `replace`:
+    put it in the place of a model already registered under `name` (its file gone or changed,
+    a new release of it); the old copy goes only once the new entry is written.
 
     Raises
     ------
@@ -179,14 +182,22 @@ def add_model(
         raise SongmillError(f"model source {source} does not exist")
     registry_path = registry_path or registry_file()
     registry = ModelRegistry.load(registry_path if registry_path.exists() else DEFAULT_REGISTRY)
-    if name in registry.base_entries:
-        raise SongmillError(f"model '{name}' is already in the model registry {registry_path}; choose another name or remove its entry first")
+    if name in registry.base_entries and not replace:
+        raise SongmillError(
+            f"model '{name}' is already in the model registry {registry_path}; choose another name, or add --replace to put this one in its place"
+        )
     backend = backend or detect_backend(source)
     check_layout(source, backend)
     digest = content_hash(source)
     if expected_sha256 and digest != expected_sha256.lower():
         raise SongmillError(f"model source {source} fails its hash check (sha256 {digest[:12]}…, expected {expected_sha256[:12]}…); download it again")
-    path = source if reference else _copy_verified(source, (destination_root or models_folder()) / name, digest)
+    destination = (destination_root or models_folder()) / name
+    earlier = _set_aside(destination) if replace and not reference else None  # the copy it replaces, back in place if this fails
+    try:
+        path = source if reference else _copy_verified(source, destination, digest)
+    except BaseException:
+        _put_back(earlier, destination)
+        raise
     entry = ModelEntry(
         name=name,
         version=version,
@@ -195,7 +206,7 @@ def add_model(
         sha256=digest,
         licence=licence.strip(),
         commercial_use=commercial,
-        install_hint=description or f"songmill models add {name} --from <folder> --licence '{licence.strip()}'",
+        install_hint=description or f"songmill models add {name} --from <folder> --licence '{licence.strip()}' --replace",
     )
     try:
         if not registry_path.exists():
@@ -204,8 +215,26 @@ def add_model(
     except SongmillError:
         if not reference:
             shutil.rmtree(path if path.is_dir() else path.parent, ignore_errors=True)  # a file lands in a folder of its own
+        _put_back(earlier, destination)
         raise
+    if earlier is not None:
+        shutil.rmtree(earlier, ignore_errors=True)
     return entry
+
+
+def _set_aside(destination: Path) -> Path | None:
+    """An earlier copy at `destination` renamed beside it (None when there is none)."""
+    if not os.path.lexists(destination):
+        return None
+    aside = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    destination.rename(aside)
+    return aside
+
+
+def _put_back(earlier: Path | None, destination: Path) -> None:
+    if earlier is not None and not os.path.lexists(destination):
+        earlier.rename(destination)
 
 
 def _copy_verified(source: Path, destination: Path, digest: str) -> Path:
@@ -286,7 +315,13 @@ def write_registry_entry(registry_path: Path, entry: ModelEntry) -> None:
 
 
 def pull_model(
-    name: str, *, known_path: Path | None = None, registry_path: Path | None = None, destination_root: Path | None = None, token: str | None = None
+    name: str,
+    *,
+    known_path: Path | None = None,
+    registry_path: Path | None = None,
+    destination_root: Path | None = None,
+    token: str | None = None,
+    replace: bool = False,
 ) -> ModelEntry:
     """Download a known model at its pinned revision (through huggingface_hub and its cache) and
     `add_model` it under its own name.
@@ -310,9 +345,10 @@ def pull_model(
         commercial=model.commercial_use,
         backend=model.backend,
         version=model.revision[:12],
-        description=f"songmill models pull {name} ({model.repo_id} at {model.revision[:12]})",
+        description=f"songmill models pull {name} --replace ({model.repo_id} at {model.revision[:12]})",
         registry_path=registry_path,
         destination_root=destination_root,
+        replace=replace,
     )
 
 

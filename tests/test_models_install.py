@@ -178,3 +178,26 @@ def test_the_known_models_file_pins_every_model_to_a_commit():
     known = known_models()
     assert {"stable-audio-open-1.0", "ace-step-1.5"} <= set(known) and any(m.backend == "transformers" for m in known.values())
     assert all(len(m.revision) == 40 for m in known.values())
+
+
+def test_the_fix_models_list_prints_for_a_missing_model_works(home, tiny_pipeline, tmp_path):
+    """A registered model whose files are gone: `models list` names the command that puts them
+    back, and that command (`--replace`) does; a replacement that fails leaves the old copy."""
+    added = songmill(home, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "Apache-2.0")
+    assert added.returncode == 0, added.stderr
+    copied = Path(home["SONGMILL_MODELS_DIR"]) / "my-audio"
+    shutil.rmtree(copied)
+    listed = songmill(home, "models", "list")
+    assert listed.returncode == 1 and "songmill models add my-audio --from <folder> --licence 'Apache-2.0' --replace" in listed.stdout
+    again = songmill(home, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "Apache-2.0")
+    assert again.returncode == 2 and "add --replace to put this one in its place" in one_sentence(again)
+    replaced = songmill(home, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "Apache-2.0", "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert tree_sha256(copied) == tree_sha256(tiny_pipeline) and songmill(home, "models", "list").returncode == 0
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pipeline, broken)
+    shutil.rmtree(broken / "vae")
+    registry = Path(home["SONGMILL_MODEL_REGISTRY"]).read_bytes()
+    failed = songmill(home, "models", "add", "my-audio", "--from", str(broken), "--licence", "Apache-2.0", "--replace")
+    assert failed.returncode == 2 and "lacks the pipeline's component folder vae" in one_sentence(failed)
+    assert Path(home["SONGMILL_MODEL_REGISTRY"]).read_bytes() == registry and tree_sha256(copied) == tree_sha256(tiny_pipeline)

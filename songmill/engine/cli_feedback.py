@@ -302,12 +302,15 @@ def models_add(
     version: str = typer.Option("1", "--version"),
     sha256: str = typer.Option(None, "--sha256", help="The tree hash the folder must have (as `models list --json` prints it)."),
     reference: bool = typer.Option(False, "--reference", help="Register the folder where it is instead of copying it under var/model-store."),
+    replace: bool = typer.Option(False, "--replace", help="Put it in the place of the model registered under this name (its file gone, or a new release)."),
 ) -> None:
     """Register a model you have: hash its tree, copy it under the models folder, write the registry entry."""
     from models.install import add_model, registry_file
 
     try:
-        entry = add_model(name, source, licence=licence, commercial=commercial, backend=backend, version=version, expected_sha256=sha256, reference=reference)
+        entry = add_model(
+            name, source, licence=licence, commercial=commercial, backend=backend, version=version, expected_sha256=sha256, reference=reference, replace=replace
+        )
     except SongmillError as err:
         _fail(err)
     print(f"{entry.name} {entry.version} ({entry.backend}, {entry.licence}{', commercial use' if entry.commercial_use else ', not for commercial releases'})")
@@ -315,12 +318,15 @@ def models_add(
 
 
 @models_app.command("pull")
-def models_pull(name: str = typer.Argument(..., help="A model from models/known-models.yaml.")) -> None:
+def models_pull(
+    name: str = typer.Argument(..., help="A model from models/known-models.yaml."),
+    replace: bool = typer.Option(False, "--replace", help="Put it in the place of the model registered under this name."),
+) -> None:
     """Download a known model at its pinned revision from the Hugging Face Hub, then add it."""
     from models.install import pull_model, registry_file
 
     try:
-        entry = pull_model(name)
+        entry = pull_model(name, replace=replace)
     except SongmillError as err:
         _fail(err)
     print(f"{entry.name} {entry.version} ({entry.backend}, {entry.licence}); sha256 {entry.sha256} at {entry.path}; registered in {registry_file()}")
