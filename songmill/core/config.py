@@ -273,10 +273,11 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
 
 
 def _is_mapping(annotation: Any) -> bool:
-    """Whether a field's type is a dict (under an Optional)."""
-    if get_origin(annotation) in (dict, collections.abc.Mapping):
+    """Whether a field's type is a dict (under an Optional; a list of dicts is not)."""
+    origin = get_origin(annotation)
+    if origin in (dict, collections.abc.Mapping):
         return True
-    return any(_is_mapping(arg) for arg in get_args(annotation) if get_origin(annotation) is not list)
+    return origin is not list and any(_is_mapping(arg) for arg in get_args(annotation))
 
 
 def _model_in(annotation: Any) -> Any:

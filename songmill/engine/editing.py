@@ -22,6 +22,7 @@ with the same bytes already is linked on, not copied again).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import getpass
@@ -31,7 +32,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -314,15 +315,12 @@ def edit(
                 audition=audition,
                 on_audition=on_audition,
             )
-            version_row = version | {"author": author or _user(), "reason": reason}
-            upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
-            try:
+            with _recording(catalogue, version["run_id"], report=Path(version["folder"]) / "edit-report.json"):
+                version_row = version | {"author": author or _user(), "reason": reason}
+                upcoming = len(catalogue.versions(target.release_id, target.number)) + 1  # under the lock: the number add_version gives
                 materialise_files(target, version_row["artifacts"], version_row["operations"], store, out_dir, number=upcoming)  # before it becomes current
                 number = catalogue.add_version(target.release_id, target.number, **_version_fields(version_row))
                 report = _write_edit_report(target, number, version_row, out_dir, started)
-            except BaseException as err:  # its run says so, not 'succeeded' with no version made
-                catalogue.finish_run(version["run_id"], status="failed", error=f"recording the edited version failed: {err}")
-                raise
     finally:
         catalogue.close()
     heard, heard_at = version.get("audition_file"), version.get("audition_ready_at")
@@ -385,8 +383,9 @@ def _make_first_version(catalogue: Catalogue, target: EditedTrack, store, store_
         parent_audio=_rendered_audio(catalogue, target),
     )
     fields = _version_fields(version | {"author": _user(), "reason": "the track as its config renders it"})
-    number = catalogue.add_version(target.release_id, target.number, **fields)
-    _write_edit_report(target, number, version | fields, out_dir, dt.datetime.now(dt.UTC))
+    with _recording(catalogue, version["run_id"], report=Path(version["folder"]) / "edit-report.json"):
+        number = catalogue.add_version(target.release_id, target.number, **fields)
+        _write_edit_report(target, number, version | fields, out_dir, dt.datetime.now(dt.UTC))
     return next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
 
 
@@ -452,13 +451,9 @@ def _render_version(
     folder = target.folder(out_dir) / f"v{number_hint:04d}"
     if folder.exists():  # left by an edit that failed after rendering: set aside, never mixed
         folder.rename(folder.with_name(f"{folder.name}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}"))
-    run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)
-    try:
+    run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)  # ended by the caller's `_recording`
+    with _recording(catalogue, run_id):
         report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True, audio_kept_elsewhere=parent_audio)
-    except BaseException as err:  # the run ends failed, not left 'running' for `catalogue check` to find
-        catalogue.finish_run(run_id, status="failed", error=f"recording the edited version failed: {err}")
-        raise
-    catalogue.finish_run(run_id, status="succeeded", report_path=str(folder / "edit-report.json"))
     return {
         "parent": parent,
         "operations": operations_to_json(history),
@@ -480,6 +475,20 @@ def _render_version(
         "audition_ready_at": heard.ready_at if heard is not None else None,
         "audition_cpu_s": heard.cpu_s if heard is not None else None,
     }
+
+
+@contextlib.contextmanager
+def _recording(catalogue: Catalogue, run_id: int, *, report: Path | None = None) -> Iterator[None]:
+    """Where an edit's run records its version: a failure ends the run 'failed' with the reason
+    (not left 'running' for `catalogue check` to find), and, given the version's `report`, a
+    clean exit ends it 'succeeded' — once the version is recorded, not before."""
+    try:
+        yield
+    except BaseException as err:
+        catalogue.finish_run(run_id, status="failed", error=f"recording the edited version failed: {err}")
+        raise
+    if report is not None:
+        catalogue.finish_run(run_id, status="succeeded", report_path=str(report))
 
 
 def _set_aside(path: Path) -> Path:

@@ -84,19 +84,29 @@ def missing_signing_files(path: Path | None = None) -> list[str]:
     rather than at its delivery. Only here: a machine that never signs (`verify`, a scheduler)
     need not hold the label's key. `delivery.yaml`'s own problems raise ConfigError, as its
     loader does; an identity file's are lines of their own."""
-    path = Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
+    path = _settings_path(path)
     settings, locator = _load(path)
     problems = _missing_files(path, settings, locator)
     for release_id, name in sorted(settings.identities.items()):
-        identity = path.parent / name
-        if not identity.is_file():
-            problems.append(locator.problem(("identities", release_id), f"'{name}' does not exist (a delivery settings file, relative to {path.name})"))
-            continue
         try:
+            identity = _identity_file(path, locator, release_id, name)
             problems += _missing_files(identity, *_load(identity))
         except ConfigError as err:
             problems += err.problems
     return problems
+
+
+def _settings_path(path: Path | None) -> Path:
+    """`path`, else SONGMILL_DELIVERY_CONFIG, else the config folder's delivery.yaml."""
+    return Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
+
+
+def _identity_file(path: Path, locator: Locator, release_id: str, name: str) -> Path:
+    """The identity file `path`'s `identities` names for `release_id`; ConfigError when it is not there."""
+    identity = path.parent / name
+    if not identity.is_file():
+        raise ConfigError([locator.problem(("identities", release_id), f"'{name}' does not exist (a delivery settings file, relative to {path.name})")])
+    return identity
 
 
 def _missing_files(path: Path, settings: DeliverySettings, locator: Locator) -> list[str]:
@@ -112,14 +122,12 @@ def _missing_files(path: Path, settings: DeliverySettings, locator: Locator) -> 
 def load_delivery_settings(path: Path | None = None, *, release_id: str | None = None) -> DeliverySettings:
     """Load `delivery.yaml` (default: the config folder's), or the file its `identities` names for
     `release_id`; problems as `file:line: field: what is wrong`."""
-    path = Path(path or os.environ.get("SONGMILL_DELIVERY_CONFIG") or config_dir() / "delivery.yaml")
+    path = _settings_path(path)
     settings, locator = _load(path)
     chosen = settings.identities.get(release_id) if release_id is not None else None
-    if chosen is None:
+    if chosen is None or release_id is None:
         return settings
-    identity_path = path.parent / chosen
-    if not identity_path.is_file():
-        raise ConfigError([locator.problem(("identities", release_id), f"'{chosen}' does not exist (a delivery settings file, relative to {path.name})")])
+    identity_path = _identity_file(path, locator, release_id, chosen)
     identity, identity_locator = _load(identity_path)
     if identity.identities:
         raise ConfigError(
