@@ -16,6 +16,7 @@ how to download elsewhere and `add` the folder.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -314,6 +315,20 @@ def write_registry_entry(registry_path: Path, entry: ModelEntry) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+def _meant(name: str, known: dict[str, KnownModel]) -> str | None:
+    """The known name meant by `name`: one it begins (no version said), the one whose Hub repository
+    it names, or the closest spelling."""
+    said = name.strip().lower()
+    begun = [known_name for known_name in known if len(said) >= 3 and known_name.startswith(said)]
+    if len(begun) == 1:
+        return begun[0]
+    by_repo = [known_name for known_name, model in known.items() if said in (model.repo_id.lower(), model.repo_id.lower().split("/")[-1])]
+    if by_repo:
+        return by_repo[0]
+    close = difflib.get_close_matches(said, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def pull_model(
     name: str,
     *,
@@ -333,8 +348,11 @@ def pull_model(
     """
     known = known_models(known_path)
     if name not in known:
+        meant = _meant(name, known)
+        hint = f"did you mean '{meant}'? " if meant else ""
         raise SongmillError(
-            f"'{name}' is not a model songmill models pull knows ({', '.join(sorted(known))}); for any other, download it and run songmill models add"
+            f"'{name}' is not a model songmill models pull knows ({hint}it knows {', '.join(sorted(known))});"
+            " for any other, download it and run songmill models add"
         )
     model = known[name]
     folder = _download(name, model, token)

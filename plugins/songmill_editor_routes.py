@@ -148,6 +148,7 @@ async function load() {
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
   $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}</li>`).join('');
   $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
+  $('suggestions').innerHTML += (state.tried_in_vain || []).map(t => `<li class="tried">${esc(t)}</li>`).join('');
   document.querySelectorAll('.apply').forEach(b => b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}));
 }
 function esc(t) { const d = document.createElement('div'); d.textContent = t; return d.innerHTML; }

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
-from songmill.catalogue import Catalogue
+from songmill.catalogue import EDITOR_RUNNER, Catalogue
 from songmill.catalogue.schema import Release, StageRun, Track
 from songmill.core.errors import ServiceError
 from songmill.core.spec import load_release
@@ -118,6 +118,35 @@ def test_two_runners_adding_the_same_release_and_track_at_once_both_succeed(data
     ours.close(), theirs.close()
 
 
+def test_an_edited_versions_print_is_found_by_verify_and_not_by_duplicate_detection(database_url):
+    catalogue = Catalogue.open(database_url)
+    spec = load_release(DEMO)
+    catalogue.upsert_release(spec, config_path=str(DEMO), config_sha256="f" * 64)
+    track_id = catalogue.upsert_track(spec.release.id, 1, title="Paper Lanterns", seed=7)
+    rendered = catalogue.start_run(spec.release.id, runner="embedded", base_seed=None)
+    edited = catalogue.start_run(spec.release.id, runner=EDITOR_RUNNER, base_seed=None)
+    rerun, never_kept = (
+        catalogue.start_run(spec.release.id, runner="embedded", base_seed=None),
+        catalogue.start_run(spec.release.id, runner=EDITOR_RUNNER, base_seed=None),
+    )
+    for run_id, prints, master in ((rendered, "AAAA", "a"), (edited, "BBBB", "b"), (rerun, "AAAA", "a"), (never_kept, "CCCC", "c")):
+        catalogue.record_print(
+            run_id, track_id, seed=7, master_sha256=master * 64, track_print={"chromaprint": prints, "duration_s": 180.0, "melody_ngrams": []}
+        )
+    version = {"config_sha256": "f" * 64, "seed": 7, "track_spec": {}, "artifacts": {}, "recomputed": [], "measures": {}, "folder": "/v"}
+    catalogue.add_version(spec.release.id, 1, parent=None, operations=[], added=[], command=None, author="a", reason=None, run_id=rendered, **version)
+    op = [{"op": "tempo", "to_bpm": 92.0}]
+    catalogue.add_version(
+        spec.release.id, 1, parent=1, operations=op, added=op, command="slow it down to 92", author="b", reason=None, run_id=edited, **version
+    )
+
+    assert catalogue.newest_print(track_id)["run_id"] == rerun  # a rerun of the config is compared with the config's recording
+    assert [p["chromaprint"] for _, p in catalogue.track_prints()] == ["AAAA"]
+    found = [(t["run_id"], t["version"], p["chromaprint"]) for t, p in catalogue.every_print()]
+    assert found == [(rendered, 1, "AAAA"), (edited, 2, "BBBB")]  # the rerun's master is the first's; an edit never kept is no version
+    catalogue.close()
+
+
 def test_each_delivery_keeps_its_audio_and_the_delivery_it_replaced(database_url):
     catalogue = Catalogue.open(database_url)
     spec = load_release(DEMO)
@@ -141,6 +170,32 @@ def test_each_delivery_keeps_its_audio_and_the_delivery_it_replaced(database_url
         (second, first, "track 1 sounds different"),
     ]
     catalogue.close()
+
+
+def test_a_table_piped_to_another_program_keeps_every_cell_whole(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from songmill.engine.cli import app
+
+    monkeypatch.setenv("SONGMILL_DATABASE_URL", f"sqlite:///{tmp_path / 'catalogue.db'}")
+    catalogue = Catalogue.open()
+    spec = load_release(DEMO)
+    catalogue.upsert_release(spec, config_path=str(DEMO), config_sha256="f" * 64)
+    destination = "/srv/deliveries/" + "a-long-folder-name-" * 6 + "streaming"  # rich cut it to "…" at 80 columns
+    catalogue.record_delivery(
+        release_id=spec.release.id,
+        run_id=None,
+        profile="streaming",
+        destination=destination,
+        upc="0200000000011",
+        manifest_sha256="e" * 64,
+        files=[],
+        content={},
+    )
+    catalogue.close()
+    result = CliRunner().invoke(app, ["catalogue", "deliveries", spec.release.id])  # not a terminal, as through a pipe
+    assert result.exit_code == 0, result.output
+    assert destination in result.stdout and "…" not in result.stdout
 
 
 def test_dead_postgres_url_is_one_sentence_with_the_password_hidden():

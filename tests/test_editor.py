@@ -337,7 +337,7 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
 
 def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog):
     config, out = in_song / "release.yaml", in_song / "dist"
-    parent = editing.history(config, track=1)["current"]
+    parent = editing.history(config, track=1)["current"] or 1  # alone, the edit makes version 1 first
     with caplog.at_level(logging.INFO, logger="songmill.engine.track_stages"):
         result = editing.edit(config, track=1, command="another melody for the second verse", out_dir=out)
     assert result.recomputed[0] == "compose" and "lyrics" not in result.recomputed
@@ -376,12 +376,13 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog
         editing.ab_preview(config, track=1, a=1, b=99, out_dir=out)
 
 
+@pytest.mark.long
 def test_new_chords_and_a_new_beat_for_verse_2_play_under_the_same_voice(in_song, tmp_path):
     """New chords and a different beat for verse 2: the score changes in verse 2 only; the lead
     vocal (same tune) is sample-identical; the comping in verse 2 sounds the new chords' notes;
     the drum stem is sample-identical up to verse 2 and differs in it."""
     config, out = in_song / "release.yaml", in_song / "dist"
-    parent = editing.history(config, track=1)["current"]
+    parent = editing.history(config, track=1)["current"] or 1  # run alone (make test-long), this edit makes version 1 first
     result = editing.edit(config, track=1, command="new chords for the second verse, and a different beat for the second verse", out_dir=out)
     assert result.recomputed[0] == "compose" and "lyrics" not in result.recomputed
     assert editing.diff(config, track=1, a=parent, b=result.version)["score_sections_changed"] == ["verse 2"]
@@ -457,6 +458,7 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     assert too_many.exit_code == 2 and ("--apply takes 1–" in too_many.stderr or "has no suggestions to apply" in too_many.stderr)
 
 
+@pytest.mark.long
 def test_cli_dry_run_reads_the_words_with_a_registry_lm(in_song, tmp_path, monkeypatch):
     """`--lm NAME`: a transformers model from the registry (a tiny random one here) reads the words;
     whatever it chooses applies to this song (the dry run checks it as an edit would)."""
@@ -536,6 +538,29 @@ def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
     assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)
 
 
+def test_a_suggestion_applied_before_that_moved_its_metric_the_wrong_way_is_not_offered_again():
+    from songmill.editor.suggestions import suggest
+
+    fine = {"chorus_over_verse_lu": 3.0, "low_octaves_vs_target_db": -1.0, "loudness_range_lu": 7.0, "tempo_outside_genre_bpm": 0.0}
+    warmer = [MasterTone(by_db=-2.0).model_dump(mode="json", exclude_none=True)]
+    first = {"number": 1, "parent": None, "added": []}
+    measured = {1: fine | {"top_octaves_vs_target_db": 1.9}}
+
+    def offered(after: float) -> tuple[list, list[str]]:
+        current = {"number": 2, "parent": 1, "added": warmer}
+        measured[2] = fine | {"top_octaves_vs_target_db": after}
+        found = suggest(dict(measured[2]), parts=["bass"], sections=["verse", "chorus"], genre="pop")
+        assert [s.operation for s in found] == [MasterTone(by_db=-2.0)]  # the same suggestion, measured again
+        return editing._not_tried_in_vain(found, editing._ancestry([first, current], current), lambda v: measured[v["number"]])
+
+    kept, tried = offered(after=2.1)  # warmer made 8–16 kHz brighter against the curve
+    assert kept == [] and tried == [
+        "not suggested again: version 2 applied it (make the master warmer by 2 dB) and top_octaves_vs_target_db went from +1.90 to +2.10, not the way it should"
+    ]
+    kept, tried = offered(after=1.6)  # it helped, not enough: offered again
+    assert [s.operation for s in kept] == [MasterTone(by_db=-2.0)] and tried == []
+
+
 def _check_audition(result, heard: list, config: Path, folder: Path) -> None:
     """An edit's audition: written before the edit returned, the new version's mix mastered to the
     same loudness as its gated master, nearer to it than to the version before (measured)."""
@@ -564,6 +589,7 @@ def _check_audition(result, heard: list, config: Path, folder: Path) -> None:
     assert residual_db(audition, new) < residual_db(audition, old) - 1.0  # and it is the new mix, not the old one
 
 
+@pytest.mark.long
 def test_a_form_change_then_another_edit_applies_each_once(in_song, caplog):
     """Each edit applies to the version it is made from: after "drop the outro", an unrelated edit
     neither replays the drop nor fails on the section that is gone."""
@@ -611,9 +637,10 @@ def test_an_edit_whose_version_cannot_be_kept_ends_its_run_failed_and_records_no
 # ---------------------------------------------------------------- a lyric line replaced
 
 
+@pytest.mark.long
 def test_a_replaced_lyric_line_is_sung_and_only_its_section_changes(in_song, tmp_path):
     config, out = in_song / "release.yaml", in_song / "dist"
-    parent = editing.history(config, track=1)["current"]
+    parent = editing.history(config, track=1)["current"] or 1  # alone, the edit makes version 1 first
     words = "lanterns drifting on the water"
     with pytest.raises(SongmillError, match=r"operation 1 \(lyric_line\): verse 1 has \d+ lines; there is no line 9"):
         editing.edit(config, track=1, command=f"replace line 9 of verse 1 with '{words}'", out_dir=out)
@@ -640,12 +667,13 @@ def test_a_replaced_lyric_line_is_sung_and_only_its_section_changes(in_song, tmp
     assert np.array_equal(old[: len(outside)][outside], new[: len(outside)][outside])  # the rest of the song sung as before
 
 
+@pytest.mark.long
 def test_a_line_rewritten_by_the_writer_keeps_its_syllables_and_rhyme(in_song, tmp_path):
     from songmill.core.lyrics import Lyrics
     from songmill.core.phonetics import words_rhyme
 
     config, out = in_song / "release.yaml", in_song / "dist"
-    parent = editing.history(config, track=1)["current"]
+    parent = editing.history(config, track=1)["current"] or 1  # alone, the edit makes version 1 first
     result = editing.edit(config, track=1, command="rewrite the second line of verse 2", out_dir=out)
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     assert result.operations[0].seed is not None  # kept in the history: the version renders the same again
@@ -690,6 +718,7 @@ def _move_note(source: Path, target: Path, start_tick: int, semitones: int) -> N
     midi.save(str(target))
 
 
+@pytest.mark.long
 def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     import librosa
     import mido
@@ -762,6 +791,7 @@ def _pitch_class_energy(stem: Path, begin_s: float, end_s: float, classes: set[i
     return float(chroma[sorted(classes)].sum() / chroma.sum())
 
 
+@pytest.mark.long
 def test_a_chord_changed_in_a_daw_is_played_by_the_band(in_song, tmp_path):
     config, out = in_song / "release.yaml", in_song / "dist"
     exported = editing.daw_export(config, track=1, out_dir=out)
@@ -794,6 +824,7 @@ def test_a_chord_changed_in_a_daw_is_played_by_the_band(in_song, tmp_path):
 # ---------------------------------------------------------------- instruments swapped and added
 
 
+@pytest.mark.long
 def test_a_part_swapped_for_strings_and_an_added_harp_play_the_same_chords(in_song, tmp_path):
     config, out = in_song / "release.yaml", in_song / "dist"
     history = editing.history(config, track=1)
@@ -846,11 +877,12 @@ def test_which_recording_a_version_is_and_what_it_was_edited_from():
     assert edited_from(versions, 5, "AA6Q72600001") == "AA6Q72600007"  # version 4 is version 3's recording, delivered as …07
 
 
-def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edits(in_song):
+def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edits(in_song, tmp_path):
     from lxml import etree
 
     from songmill.catalogue import Catalogue
     from songmill.engine.edit_delivery import deliver_current
+    from songmill.engine.verify import verify_file
     from songmill.release import ddex
 
     config, out = in_song / "release.yaml", in_song / "dist"
@@ -879,6 +911,12 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
         subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(flac)], capture_output=True, check=True).stdout
     )
     assert {k.upper(): v for k, v in tags["format"]["tags"].items()}["ISRC"] == row["isrc"]  # read back by ffmpeg's reader
+    copy = tmp_path / "copy.mp3"  # a lossy copy with every tag and manifest stripped: the fingerprint alone finds the version
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(flac), "-map_metadata", "-1", "-b:a", "128k", str(copy)], check=True)
+    found = verify_file(copy, catalogue)
+    assert found.verdict == "ours" and f"version {current['number']}" in found.reason, found.reason
+    assert found.track["version"]["number"] == current["number"] and found.track["version"]["isrc"] == row["isrc"]
+    assert found.track["version"]["operations"] == current["operations"]
     delivery = catalogue.latest_delivery("edit-test", "streaming")
     assert delivery["content"][1] == current["artifacts"]["master-streaming.wav"]["sha256"]  # the version's master, encoded
     newest = catalogue.deliveries("edit-test")[-1]
@@ -894,6 +932,29 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     assert b"IsEditedVersionOf" not in message and track_isrc.encode() in message
     editing.switch(config, track=1, version=current["number"], out_dir=out)
     catalogue.close()
+
+
+def test_switching_to_a_version_whose_files_left_the_store_says_how_to_make_it_again(in_song):
+    from songmill.core.store import default_store_spec, open_store
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    history = editing.history(config, track=1)
+    edited = next(v for v in history["versions"] if v["number"] == history["current"])
+    assert edited["parent"] is not None and edited["command"]  # the tests before this one edited the track
+    editing.switch(config, track=1, version=edited["parent"], out_dir=out)
+    blob = next(open_store(default_store_spec()).root.glob(f"blobs/*/{edited['artifacts']['master-streaming.wav']['sha256']}"))
+    aside = blob.rename(blob.with_name(blob.name + ".aside"))
+    try:
+        with pytest.raises(SongmillError) as caught:
+            editing.switch(config, track=1, version=edited["number"], out_dir=out)
+        assert str(caught.value).startswith(f"version {edited['number']} of track 1 cannot be restored: artifact master-streaming.wav (")
+        assert f'switch to version {edited["parent"]} and run songmill edit {config} --track 1 with --command "{edited["command"]}"' in str(caught.value)
+        assert "re-render" not in str(caught.value)  # a render remakes version 1 only
+        assert editing.history(config, track=1)["current"] == edited["parent"]  # nothing moved
+        assert json.loads((out / "edit-test" / "edits" / "track-01" / "current" / "version.json").read_text())["version"] == edited["parent"]
+    finally:
+        aside.rename(blob)
+    editing.switch(config, track=1, version=edited["number"], out_dir=out)
 
 
 def test_an_edit_or_undo_whose_out_is_a_file_says_so_before_any_work(tmp_path):
@@ -923,6 +984,7 @@ def test_delivering_a_release_never_rendered_says_render_it_first(tmp_path, monk
 # ---------------------------------------------------------------- a master matched to a reference
 
 
+@pytest.mark.long
 def test_a_master_matched_to_a_darker_reference_gets_darker_and_keeps_its_isrc(in_song, tmp_path):
     from songmill.core.loudness import OCTAVE_CENTRES_HZ, octave_balance_db
 

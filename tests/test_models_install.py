@@ -152,7 +152,25 @@ def test_pull_with_the_hub_unreachable_says_so(home):
 
 def test_pull_of_an_unknown_name_lists_the_known_ones(home):
     result = songmill(home, "models", "pull", "no-such-model")
-    assert result.returncode == 2 and "'no-such-model' is not a model songmill models pull knows (tiny-audio)" in one_sentence(result)
+    assert result.returncode == 2 and "'no-such-model' is not a model songmill models pull knows (it knows tiny-audio)" in one_sentence(result)
+    result = songmill(home, "models", "pull", "songmill-test/tiny-audio")  # the Hub's name for it
+    assert result.returncode == 2 and "(did you mean 'tiny-audio'? it knows tiny-audio)" in one_sentence(result)
+
+
+@pytest.mark.parametrize(
+    ("said", "meant"),
+    [
+        ("stable-audio-open", "stable-audio-open-1.0"),  # no version said
+        ("stabilityai/stable-audio-open-1.0", "stable-audio-open-1.0"),  # the Hub repository
+        ("ACE-Step", "ace-step-1.5"),
+        ("qwen2.5-0.5b-instruc", "qwen2.5-0.5b-instruct"),
+        ("musicgen", None),
+    ],
+)
+def test_a_known_model_misnamed_is_offered_by_its_name(said, meant):
+    from models.install import _meant, known_models
+
+    assert _meant(said, known_models()) == meant
 
 
 @pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "unreachable"}], ids=["HF_HUB_OFFLINE", "hub-unreachable"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -103,6 +104,7 @@ def assert_delivered(report: dict, profiles: set[str]) -> None:
         assert file_sha256(Path(row["path"])) == row["sha256"] and row["profile"] in profiles
 
 
+@pytest.mark.long
 def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
     demo = DEBUG
     first = json.loads(render(demo, out_dir=tmp_path / "a", seed=1).read_text())["tracks"][0]
@@ -112,6 +114,7 @@ def test_another_base_seed_is_another_song_not_a_cached_one(tmp_path):
     assert first["artifacts"]["lyrics.json"]["sha256"] != second["artifacts"]["lyrics.json"]["sha256"]
 
 
+@pytest.mark.long
 def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     demo = DEBUG
     first = json.loads(render(demo, out_dir=tmp_path / "a").read_text())
@@ -121,6 +124,7 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == {n: a["sha256"] for n, a in second["tracks"][0]["artifacts"].items()}
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     ("tracks", "profiles"),
     [(2, {"streaming"}), pytest.param(3, {"streaming", "hires", "preview"}, marks=pytest.mark.slow)],  # 3: the EP, 40 s a track
@@ -195,6 +199,7 @@ def _vocal_readings(monkeypatch) -> list[str]:
     return threads
 
 
+@pytest.mark.long
 def test_the_gate_reads_the_dry_vocal_beside_the_mix_and_keeps_the_figures_it_would_have_measured(tmp_path, monkeypatch):
     """The gate's head start measures the dry vocal in a process of its own once the vocals
     exist (this process measures nothing); the gate reports the figures that a measurement of
@@ -236,6 +241,7 @@ def test_the_gate_reads_the_dry_vocal_beside_the_mix_and_keeps_the_figures_it_wo
     assert not one_at_a_time.stopped and begun == [] and threads == ["MainThread"]
 
 
+@pytest.mark.long
 def test_a_head_start_that_fails_costs_only_time(tmp_path, monkeypatch, caplog):
     """Its process killed (the kernel's out-of-memory killer, say): the render warns once and the
     gate measures the vocal itself."""
@@ -296,6 +302,7 @@ def test_a_head_start_still_running_when_its_stage_comes_is_stopped_and_none_out
     )
 
 
+@pytest.mark.long
 def test_track_and_seed_options(tmp_path):
     ep = debug_release(tmp_path, tracks=2)
     only_two = json.loads(render(ep, out_dir=tmp_path / "x", track=2).read_text())
@@ -307,6 +314,7 @@ def test_track_and_seed_options(tmp_path):
     assert "--track 7 is not in" in result.stderr and "tracks 1–3" in result.stderr
 
 
+@pytest.mark.long
 def test_changing_a_parameter_reruns_only_what_depends_on_it(tmp_path):
     config = tmp_path / "debug.yaml"
     text = DEBUG.read_text()
@@ -317,6 +325,7 @@ def test_changing_a_parameter_reruns_only_what_depends_on_it(tmp_path):
     assert not report["tracks"][0]["stages"][0]["cached"]
 
 
+@pytest.mark.long
 def test_dead_database_fails_in_one_sentence_and_leaves_earlier_output_untouched(tmp_path):
     out = tmp_path / "dist"
     report = render(DEBUG, out_dir=out)  # the earlier output (in this process: the command is tested below)
@@ -361,6 +370,49 @@ def test_render_whose_out_is_a_file_says_so_before_rendering(tmp_path):
     )
 
 
+def test_ctrl_c_says_what_became_of_the_run_and_marks_it_failed(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    var = tmp_path / "var"
+    env = {**os.environ, "SONGMILL_VAR_DIR": str(var)}
+    render = subprocess.Popen(
+        [sys.executable, "-m", "songmill", "render", str(DEBUG), "--out", str(tmp_path / "out")],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def runs() -> list[str]:
+        try:
+            with contextlib.closing(sqlite3.connect(var / "catalogue.db")) as db:
+                return [status for (status,) in db.execute("select status from runs")]
+        except sqlite3.Error:  # not made yet
+            return []
+
+    deadline = time.monotonic() + 120
+    while runs() != ["running"] and render.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert runs() == ["running"], "the render never started its run"
+    for _ in range(10):  # as a user does when nothing happens: Python drops a KeyboardInterrupt raised inside a finaliser
+        render.send_signal(signal.SIGINT)
+        try:
+            _, stderr = render.communicate(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        render.kill()
+        pytest.fail("ten Ctrl-Cs did not stop the render")
+    assert render.returncode == 130, stderr
+    assert "interrupted (Ctrl-C): a run in progress is marked failed" in stderr and "Traceback" not in stderr, stderr
+    assert runs() == ["failed"]
+
+
+@pytest.mark.long
 def test_catalogue_ls_shows_rendered_releases(tmp_path):
     render(DEBUG, out_dir=tmp_path / "dist")
     result = cli("catalogue", "ls", "--json")
@@ -374,6 +426,7 @@ def test_catalogue_ls_shows_rendered_releases(tmp_path):
     )
 
 
+@pytest.mark.long
 @pytest.mark.s3
 def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
     endpoint, key, secret = s3_server
@@ -429,6 +482,7 @@ def test_lyrics_that_do_not_match_the_structure_fail_naming_the_block(tmp_path):
     assert not (tmp_path / "dist").exists()
 
 
+@pytest.mark.long
 def test_a_track_that_fails_a_stage_follows_allow_partial_like_a_quarantined_one(tmp_path):
     """Two tracks, the second's lyrics too long for its phrase (it fails a stage):
     with allow_partial the first is delivered alone and the run succeeds with a warning naming

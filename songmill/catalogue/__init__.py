@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from songmill.catalogue.schema import (
+    EDITOR_RUNNER,
     Artifact,
     ArtifactInput,
     ArtifactModel,
@@ -355,9 +356,16 @@ class Catalogue:
             )
 
     def newest_print(self, track_id: int) -> dict | None:
-        """The track's own newest print: {run_id, seed, chromaprint, duration_s, melody_ngrams}."""
+        """The track's own newest print as its config renders it (an editor's version is not one):
+        {run_id, seed, chromaprint, duration_s, melody_ngrams}."""
         with self.session() as s:
-            p = s.scalar(select(TrackPrintRow).where(TrackPrintRow.track_id == track_id).order_by(TrackPrintRow.id.desc()).limit(1))
+            p = s.scalar(
+                select(TrackPrintRow)
+                .outerjoin(Run, Run.id == TrackPrintRow.run_id)
+                .where(TrackPrintRow.track_id == track_id, Run.runner.is_distinct_from(EDITOR_RUNNER))
+                .order_by(TrackPrintRow.id.desc())
+                .limit(1)
+            )
             return (
                 None
                 if p is None
@@ -365,10 +373,17 @@ class Catalogue:
             )
 
     def track_prints(self, *, except_track: tuple[str, int] | None = None) -> list[tuple[dict, dict]]:
-        """The newest print of every track in the catalogue (but `except_track`: (release id,
-        number)), as (track description, print)."""
+        """The newest print of every track in the catalogue as its config renders it (but
+        `except_track`: (release id, number)), as (track description, print). Duplicate detection
+        compares a new song with these; an editor's versions are `every_print`'s."""
         with self.session() as s:
-            newest = select(TrackPrintRow.track_id, func.max(TrackPrintRow.id).label("id")).group_by(TrackPrintRow.track_id).subquery()
+            newest = (
+                select(TrackPrintRow.track_id, func.max(TrackPrintRow.id).label("id"))
+                .outerjoin(Run, Run.id == TrackPrintRow.run_id)
+                .where(Run.runner.is_distinct_from(EDITOR_RUNNER))
+                .group_by(TrackPrintRow.track_id)
+                .subquery()
+            )
             rows = s.execute(
                 select(TrackPrintRow, Track)
                 .join(newest, TrackPrintRow.id == newest.c.id)
@@ -383,6 +398,31 @@ class Catalogue:
                 for p, t in rows
                 if (t.release_id, t.number) != except_track
             ]
+
+    def every_print(self) -> list[tuple[dict, dict]]:
+        """Every distinct master's print, each render's and each kept editor version's, as (track
+        description with `run_id` and `version` (None for a render), print): what `songmill verify`
+        looks an unknown file up in, so an edited version that was delivered is recognised too.
+        A master printed again (a rerun, version 1 from the cache) counts once, as first printed."""
+        with self.session() as s:
+            rows = s.execute(
+                select(TrackPrintRow, Track, TrackVersion.number)
+                .join(Track, Track.id == TrackPrintRow.track_id)
+                .outerjoin(Run, Run.id == TrackPrintRow.run_id)
+                .outerjoin(TrackVersion, TrackVersion.run_id == TrackPrintRow.run_id)
+                .where(Run.runner.is_distinct_from(EDITOR_RUNNER) | TrackVersion.number.is_not(None))  # an edit never kept is no version
+                .order_by(TrackPrintRow.id)
+            ).all()
+            first: dict[tuple[int, str], tuple[dict, dict]] = {}
+            for p, t, version in rows:
+                first.setdefault(
+                    (t.id, p.master_sha256),
+                    (
+                        {"release_id": t.release_id, "number": t.number, "title": t.title, "run_id": p.run_id, "version": version},
+                        {"chromaprint": p.chromaprint, "duration_s": p.duration_s, "melody_ngrams": p.melody_ngrams},
+                    ),
+                )
+            return list(first.values())
 
     # -- identifiers: allocated once, kept for good, never issued twice
     def _next_in_series(self, s: Session, series: str) -> int:

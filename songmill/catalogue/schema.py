@@ -47,11 +47,14 @@ class Track(Base):
     release: Mapped[Release] = relationship(back_populates="tracks")
 
 
+EDITOR_RUNNER = "editor"  # a run of the song editor: it records one version of one track
+
+
 class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     release_id: Mapped[str] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
-    runner: Mapped[str] = mapped_column(String(16))  # embedded, airflow
+    runner: Mapped[str] = mapped_column(String(16))  # embedded, airflow, or EDITOR_RUNNER
     base_seed: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="running")  # running, succeeded, failed
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -115,8 +115,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-class CorruptArtifactError(SongmillError):
+class StoredArtifactError(SongmillError):
+    """A blob cannot be had from the store: `problem` says why, the message adds what to do (by
+    default a render, which a caller that knows better — the song editor — replaces)."""
+
+    def __init__(self, problem: str, remedy: str = "re-render to recreate it") -> None:
+        super().__init__(f"{problem}; {remedy}")
+        self.problem = problem
+
+
+class CorruptArtifactError(StoredArtifactError):
     """A stored blob's bytes no longer hash to its name (it is quarantined, never used)."""
+
+
+class MissingArtifactError(StoredArtifactError):
+    """A blob the catalogue names is not in the store (deleted, or the store was replaced)."""
 
 
 class ArtifactStore(Protocol):
@@ -221,7 +234,7 @@ class LocalStore:
         try:
             stat = blob.stat()
         except FileNotFoundError:
-            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it") from None
+            raise MissingArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}") from None
         seen = _fingerprint(stat)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -234,9 +247,7 @@ class LocalStore:
             if self._verified.get(ref.sha256) != seen:
                 if file_sha256(Path(tmp)) != ref.sha256:
                     self._quarantine(blob)
-                    raise CorruptArtifactError(
-                        f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/, re-render to recreate it"
-                    )
+                    raise CorruptArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk; it was moved to quarantine/")
                 self._verified[ref.sha256] = seen
             as_if_created(tmp)
             os.replace(tmp, dest)
@@ -248,11 +259,11 @@ class LocalStore:
         """The blob, read in place, once its bytes are known to still hash to its name."""
         blob = self._blob(ref.sha256)
         if not blob.exists():
-            raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}; re-render to recreate it")
+            raise MissingArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}")
         if not self.intact(ref.sha256):
             raise CorruptArtifactError(
                 f"artifact {ref.name} ({ref.sha256[:12]}) in the store {self.root} changed on disk (its bytes no longer match its sha256); "
-                "it was moved to quarantine/, re-render to recreate it"
+                "it was moved to quarantine/"
             )
         return blob
 
@@ -368,7 +379,7 @@ class S3Store:
             try:
                 self._call(f"fetching {ref.name}", self._client.fget_object, self.bucket, self._key("blobs", ref.sha256), str(tmp))
             except self._s3_error:
-                raise SongmillError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from {self.description}; re-render to recreate it") from None
+                raise MissingArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from {self.description}") from None
             if file_sha256(tmp) != ref.sha256:
                 raise CorruptArtifactError(f"artifact {ref.name} fetched from {self.description} does not match its sha256; the stored object is corrupt")
             os.replace(tmp, dest)

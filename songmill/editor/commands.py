@@ -148,7 +148,7 @@ def parse_command(text: str, song: SongFacts) -> list:
     said = _clauses(clean)
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
-        read = _read_in_context(clause, readings, song)
+        read, clause = _read_in_context(clause, readings, song)
         if read is None and readings:  # "…in reverb, pull it back a lot": the clause finishes the one before
             joined = f"{readings[-1][0]} {clause}"
             read = _read_clause(joined, song)
@@ -161,7 +161,7 @@ def parse_command(text: str, song: SongFacts) -> list:
             if read is not None:
                 clause = joined
                 clauses.pop(0), said.pop(0)
-        if read is None and readings and not _has(clause, *KEYWORDS):  # "…, it's cheesy": a remark, no request
+        if read is None and readings and not _has(clause, *KEYWORDS) and not _parts(clause, song):  # "…, it's cheesy": a remark, no request
             continue
         if read is None:
             raise CommandError(f'"{words}" is not a command songmill understands', nearest_commands(clause, song))
@@ -292,28 +292,33 @@ def _same_request(a: list, b: list) -> bool:
     return [target(op) for op in a] == [target(op) for op in b]
 
 
-def _read_in_context(clause: str, readings: list[tuple[str, list]], song: SongFacts) -> list | None:
+def _read_in_context(clause: str, readings: list[tuple[str, list]], song: SongFacts) -> tuple[list | None, str]:
     """A clause read alone, or with what the one before it named: its section ("new melody for the
     bridge and make it longer"), its verb ("pan the guitar left and the piano right"), the key
-    change it sizes ("key change into the last chorus, up three semitones")."""
+    change it sizes ("key change into the last chorus, up three semitones"). Returns the
+    operations (None when it cannot be read) and the clause as read: with a borrowed verb, the
+    verb and the clause, so a list goes on lending it ("mute the drums, the bass and the piano")."""
     last = readings[-1][1][-1] if readings else None
     section = getattr(last, "section", None)
     if section and _section(clause, song) is None and _has(clause, "it", "that", "this", "there"):
         read = _read_clause(f"{clause} {section}", song)
         if read is not None:
-            return read
+            return read, clause
     if isinstance(last, ops.KeyChange) and not _has(clause, "transpose", "key") and _semitones(clause) is not None:
         readings.pop()
-        return [ops.KeyChange(semitones=abs(_semitones(clause) or 2))]
+        return [ops.KeyChange(semitones=abs(_semitones(clause) or 2))], clause
     read = _read_clause(clause, song)
     if read is None and readings:
+        with_verb = f"{readings[-1][0].split(' ')[0]} {clause}"
         try:
-            read = _read_clause(f"{readings[-1][0].split(' ')[0]} {clause}", song)
+            read = _read_clause(with_verb, song)
         except CommandError:
             read = None  # the verb did not fit after all
+        if read is not None:
+            return read, with_verb
     if read is None and section and _section(clause, song) is None:
         read = _read_clause(f"{clause} {section}", song)
-    return read
+    return read, clause
 
 
 def _normalise(text: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from rich.table import Table
 from songmill.core.errors import ConfigError, SongmillError
 from songmill.engine.cli_editor import register as register_editor
 from songmill.engine.cli_feedback import feedback_app, models_app
+from songmill.engine.cli_output import table_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="songmill: AI song production line.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Look into the catalogue.")
@@ -180,6 +182,10 @@ def verify(
         out.print(
             f"  track: {escape(t['release_id'])} #{t['number']} {escape(t['title'])}, ISRC {t['isrc'] or '-'}, run {t['run_id']}, rendered {t['rendered_at'] or '-'}"
         )
+        if t.get("version"):  # a version the song editor made
+            v = t["version"]
+            words = f' ("{v["command"]}")' if v["command"] else ""
+            out.print(f"  edited version {v['number']} by {escape(v['author'])} on {v['created_at']}{escape(words)}, its own ISRC {v['isrc'] or '-'}")
         out.print("  models: " + escape(", ".join(f"{m['name']} {m['version']} ({m['licence']})" for m in t["models"])))
         for d in t["deliveries"][-3:]:
             out.print(f"  delivered: {d['profile']} UPC {d['upc']} on {d['delivered_at']}")
@@ -226,7 +232,7 @@ def catalogue_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON 
             str(r["runs"]),
             f"{r['last_run']} {r['last_run_at']}" if r["last_run"] else "-",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @catalogue_app.command("deliveries")
@@ -255,7 +261,7 @@ def catalogue_deliveries(
     for r in rows:
         replaces = f"#{r['replaces']}" + (f": {r['replaced_because']}" if r["replaced_because"] else "") if r["replaces"] else ""
         table.add_row(str(r["id"]), r["profile"], r["destination"], r["upc"], str(r["files"]), r["manifest_sha256"][:16], r["delivered_at"], replaces)
-    Console().print(table)
+    table_console().print(table)
 
 
 @catalogue_app.command("check")
@@ -287,12 +293,25 @@ def catalogue_check(
     raise typer.Exit(1 if left else 0)
 
 
+INTERRUPTED = (
+    "interrupted (Ctrl-C): a run in progress is marked failed in the catalogue and nothing half-written is kept;"
+    " the same command again takes every stage already finished from the cache"
+)
+
+
+def _say_interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C: say what became of the work, then stop as Python does (typer exits 130 in silence)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     from songmill.engine.stage import flush_denormals
 
     flush_denormals()  # before any thread starts: every thread of the command inherits it
+    signal.signal(signal.SIGINT, _say_interrupted)
     try:
         app()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
         sys.exit(130)

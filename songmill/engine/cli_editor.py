@@ -228,9 +228,11 @@ def suggest_command(
         print(json.dumps(found, indent=1))
         return
     if not found["suggestions"]:
-        print(f"version {found['version']}: nothing to suggest (every measurement is where it should be)")
+        print(f"version {found['version']}: nothing to suggest" + ("" if found["tried_in_vain"] else " (every measurement is where it should be)"))
     for number, item in enumerate(found["suggestions"], start=1):
         print(f"{number}. {item['reason']}")
+    for note in found["tried_in_vain"]:
+        print(f"- {note}")
 
 
 daw_app = typer.Typer(no_args_is_help=True, help="A DAW session of a track: stems, MIDI, DAWproject and REAPER projects.")

@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from songmill.core.errors import SongmillError
+from songmill.engine.cli_output import table_console
 
 feedback_app = typer.Typer(no_args_is_help=True, help="Listener feedback: import exports, report, simulate, review.")
 models_app = typer.Typer(no_args_is_help=True, help="Models: add and pull, list and check; refine from feedback, promote, roll back.")
@@ -93,7 +94,7 @@ def feedback_report_command(
     if as_json:
         print(json.dumps(report, indent=1))
         return
-    console = Console()
+    console = table_console()
     table = Table("release", "#", "title", "ISRC", "streams", "completion", "skip<30s", "save", "rating", "verdict", title="Tracks")
     pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for t in report["tracks"]:
@@ -188,7 +189,7 @@ def feedback_queue(as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table("release", "#", "title", "ISRC", "predicted", "±", "status")
     for r in rows:
         table.add_row(r["release_id"], str(r["number"]), r["title"], r["isrc"] or "", f"{r['predicted_appeal']:.3f}", f"{r['uncertainty']:.3f}", r["status"])
-    Console().print(table)
+    table_console().print(table)
 
 
 @feedback_app.command("experiment")

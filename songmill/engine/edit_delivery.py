@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from songmill.catalogue import Catalogue
+from songmill.catalogue import EDITOR_RUNNER, Catalogue
 from songmill.core.errors import SongmillError
 from songmill.core.spec import TrackSpec
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
@@ -93,7 +93,7 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
         edited_spec = spec.model_copy(  # each track as its current version renders it (title, tempo, key…)
             update={"tracks": [TrackSpec.model_validate(track_specs[n]) if track_specs[n] else t for n, t in enumerate(spec.tracks, start=1)]}
         )
-        run_id = catalogue.start_run(spec.release.id, runner="editor", base_seed=None)
+        run_id = catalogue.start_run(spec.release.id, runner=EDITOR_RUNNER, base_seed=None)
         try:
             delivered = _deliver(edited_spec, profiles, tracks, out_dir=out_dir, config=Path(config), catalogue=catalogue, run_id=run_id)
         except SongmillError:

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import ModelRegistry
-from songmill.catalogue import Catalogue
+from songmill.catalogue import EDITOR_RUNNER, Catalogue
 from songmill.core.errors import SongmillError
 from songmill.core.paths import check_output_folder, safe_name
 from songmill.core.score import Score
 from songmill.core.sections import section_labels
 from songmill.core.spec import ReleaseSpec, TrackSpec
-from songmill.core.store import ArtifactRef, as_if_created, atomic_write_bytes, default_store_spec, file_sha256, open_store
+from songmill.core.store import ArtifactRef, StoredArtifactError, as_if_created, atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.editor.commands import parse_command
 from songmill.editor.lm_commands import parse_with_lm
 from songmill.editor.operations import (
@@ -451,7 +451,7 @@ def _render_version(
     folder = target.folder(out_dir) / f"v{number_hint:04d}"
     if folder.exists():  # left by an edit that failed after rendering: set aside, never mixed
         folder.rename(folder.with_name(f"{folder.name}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}"))
-    run_id = catalogue.start_run(target.release_id, runner="editor", base_seed=None)  # ended by the caller's `_recording`
+    run_id = catalogue.start_run(target.release_id, runner=EDITOR_RUNNER, base_seed=None)  # ended by the caller's `_recording`
     with _recording(catalogue, run_id):
         report, _ = record_track(outcome, spec, catalogue, run_id, store, folder, version_only=True, audio_kept_elsewhere=parent_audio)
     return {
@@ -698,7 +698,23 @@ def _move(config, track: int, out_dir: Path, store_spec: str | None, database_ur
 def materialise(catalogue: Catalogue, target: EditedTrack, number: int, store, out_dir: Path) -> Path:
     """Put a version's artifacts in `current/` (see `materialise_files`)."""
     version = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == number)
-    return materialise_files(target, version["artifacts"], version["operations"], store, out_dir, number=number)
+    try:
+        return materialise_files(target, version["artifacts"], version["operations"], store, out_dir, number=number)
+    except StoredArtifactError as err:
+        raise SongmillError(f"version {number} of track {target.number} cannot be restored: {err.problem}; {_remake_hint(target, version)}") from None
+
+
+def _remake_hint(target: EditedTrack, version: dict) -> str:
+    """How a version whose files left the store is made again: a render remakes the config's
+    version 1; a later one is its parent edited again (the stage cache and seeds make it the same)."""
+    if version["parent"] is None:
+        return f"songmill render {target.config} makes it again"
+    words = (
+        f'--command "{version["command"]}"'
+        if version["command"]
+        else f"the operations `songmill history {target.config} --track {target.number} --json` lists for it"
+    )
+    return f"switch to version {version['parent']} and run songmill edit {target.config} --track {target.number} with {words} to make it again"
 
 
 def materialise_files(target: EditedTrack, artifacts: dict, operations: list, store, out_dir: Path, *, number: int | None = None) -> Path:
@@ -903,7 +919,8 @@ def ab_preview(
 
 def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"), database_url: str | None = None, store_spec: str | None = None) -> dict:
     """Ranked suggestions for the track's current version (version 1 is made first if needed,
-    from the cache): {"version", "metrics", "suggestions": [{operation, reason, metric, value, direction}]}."""
+    from the cache): {"version", "metrics", "suggestions": [{operation, reason, metric, value, direction}],
+    "tried_in_vain": [a sentence for each suggestion left out because applying it before did not work]}."""
     from songmill.editor.suggestions import suggest
 
     target = open_track(config, track)
@@ -913,12 +930,66 @@ def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"),
     catalogue = Catalogue.open(database_url)
     try:
         current = _current_version(catalogue, target) or _make_first_version(catalogue, target, store, store_spec, out_dir)
+        versions = catalogue.versions(target.release_id, target.number)
     finally:
         catalogue.close()
     facts = song_facts(current, store)
-    metrics = version_metrics(current, store, target.spec.instrumentation_of(target.spec.tracks[target.index]))
+    genre = target.spec.instrumentation_of(target.spec.tracks[target.index])
+    measured: dict[int, dict] = {current["number"]: version_metrics(current, store, genre)}
+
+    def metrics_of(version: dict) -> dict:
+        if version["number"] not in measured:
+            measured[version["number"]] = version_metrics(version, store, genre)
+        return measured[version["number"]]
+
+    metrics = dict(measured[current["number"]])
     found = suggest(metrics, parts=facts.parts, sections=[name for name, _ in facts.sections], genre=metrics.pop("genre"))
-    return {"version": current["number"], "metrics": {k: round(v, 3) for k, v in metrics.items()}, "suggestions": [s.to_dict() for s in found]}
+    kept, tried = _not_tried_in_vain(found, _ancestry(versions, current), metrics_of)
+    return {
+        "version": current["number"],
+        "metrics": {k: round(v, 3) for k, v in metrics.items()},
+        "suggestions": [s.to_dict() for s in kept],
+        "tried_in_vain": tried,
+    }
+
+
+def _ancestry(versions: list[dict], current: dict) -> list[dict]:
+    """`current` and the versions it was made from, newest first."""
+    by_number = {v["number"]: v for v in versions}
+    chain: list[dict] = []
+    version: dict | None = current
+    while version is not None and version not in chain:
+        chain.append(version)
+        version = by_number.get(version["parent"]) if version["parent"] is not None else None
+    return chain
+
+
+def _not_tried_in_vain(found: list, ancestry: list[dict], metrics_of: Callable[[dict], dict]) -> tuple[list, list[str]]:
+    """The suggestions (songmill.editor.suggestions.Suggestion) not already applied on the way to
+    this version without moving their metric the way they said, and a sentence for each one that
+    was: offering it again would offer what was heard not to work."""
+    by_number = {v["number"]: v for v in ancestry}
+    kept, tried = [], []
+    for suggestion in found:
+        operation = suggestion.operation.model_dump(mode="json", exclude_none=True)
+        in_vain = None
+        for version in ancestry:
+            parent = by_number.get(version["parent"]) if version["parent"] is not None else None
+            if parent is None or version["added"] != [operation]:
+                continue
+            before, after = metrics_of(parent)[suggestion.metric], metrics_of(version)[suggestion.metric]
+            if (after - before) * suggestion.direction <= 0:
+                in_vain = (version["number"], before, after)
+                break
+        if in_vain is None:
+            kept.append(suggestion)
+            continue
+        number, before, after = in_vain
+        tried.append(
+            f"not suggested again: version {number} applied it ({suggestion.reason.rsplit(': ', 1)[-1]}) and {suggestion.metric}"
+            f" went from {before:+.2f} to {after:+.2f}, not the way it should"
+        )
+    return kept, tried
 
 
 def version_metrics(version: dict, store, genre: str) -> dict:
@@ -1179,6 +1250,7 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         "duration_s": round(len(mono) / rate, 3),
         "waveform": [round(float(b.max()) / peak, 3) if b.size else 0.0 for b in blocks],
         "suggestions": found["suggestions"],
+        "tried_in_vain": found["tried_in_vain"],
     }
 
 

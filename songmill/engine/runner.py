@@ -774,7 +774,8 @@ def record_track(
 ) -> tuple[dict, RenderedTrack]:
     """Record a track's stage runs in the catalogue and copy its artifacts beside the report.
     `version_only`: a song editor's version — its stage runs and artifacts (lineage) only; the
-    track's status, newest print and attributes stay those of the recording the config makes.
+    track's status and attributes stay those of the recording the config makes, and its print is
+    kept as the version's (duplicate detection reads the config's; `songmill verify` reads both).
     `audio_kept_elsewhere`: the sha256 of audio not to copy (an edited version's folder gets the
     audio it made, not its parent's: a new mix leaves ~0.4 GB of stems unchanged, in the store
     by hash and in `current/`)."""
@@ -824,7 +825,7 @@ def record_track(
                 for a in duplicates
             ],
         )
-    if status == "rendered" and outcome.track_print and not version_only:  # later tracks are checked against it
+    if status == "rendered" and outcome.track_print:  # later tracks are checked against it; verify knows an edited version by it
         catalogue.record_print(run_id, track_id, seed=outcome.seed, master_sha256=outcome.track_print["master_sha256"], track_print=outcome.track_print)
     models = {m["name"]: m for result in outcome.results for m in result.models}  # every model its stages used, once
     if (status != "failed" or files.get("score.json")) and not version_only:  # what listener feedback is measured against (songmill.feedback)

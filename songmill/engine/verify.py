@@ -9,9 +9,10 @@ Three independent witnesses, so a copy stripped of one still answers:
    by c2pa's reader against the label's trust anchors; valid, invalid or absent.
 2. **Watermark**: PerthNet's mark in the audio (it survives MP3, AAC and Opus encoding). PerthNet
    is a public model, so the mark says "marked by a PerthNet user", not "ours" on its own.
-3. **Fingerprint**: chromaprint of the audio against every track in the catalogue (an excerpt
-   is looked for anywhere in each track). A match names the release, track, ISRC, the run that
-   made that version, its models and the release's deliveries.
+3. **Fingerprint**: chromaprint of the audio against every track in the catalogue, each render
+   and each version the song editor made (an excerpt is looked for anywhere in each track). A
+   match names the release, track, ISRC, the run that made that version (and the editor's version
+   with its operations, when an edit made it), its models and the release's deliveries.
 
 The file is ours when the fingerprint matches a catalogue track, or when a manifest that
 validates against our trust anchors names a release in the catalogue.
@@ -107,7 +108,11 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
     if result.fingerprint and result.fingerprint["matched"]:
         track = result.fingerprint["track"]
         result.track = catalogue.track_record(track["release_id"], track["number"], run_id=track["run_id"])
-        result.verdict, result.reason = "ours", f"the audio matches {track['release_id']} track {track['number']} ({track['title']}) in the catalogue"
+        edited = _edited_version(catalogue, track)
+        if result.track is not None and edited is not None:
+            result.track["version"] = edited
+        where = f" version {edited['number']}" if edited else ""
+        result.verdict, result.reason = "ours", f"the audio matches {track['release_id']} track {track['number']} ({track['title']}){where} in the catalogue"
         return result
     claimed = catalogue.track_record(claim["release_id"], claim.get("track_number") or 1) if found.state == "trusted" and claim else None
     if claim and claimed:
@@ -126,8 +131,20 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
 def _best_match(prints, catalogue: Catalogue) -> dict:  # noqa: ANN001 - a chromaprint array
     bar = load_qc_settings().duplicates.max_audio_similarity
     best: tuple[float, dict | None] = (0.0, None)
-    for track, stored in catalogue.track_prints():
+    for track, stored in catalogue.every_print():
         similarity = excerpt_similarity(prints, TrackPrint.from_dict(stored).subprints())
         if similarity > best[0]:
             best = (similarity, track)
     return {"similarity": round(best[0], 3), "bar": bar, "matched": best[0] >= bar, "track": best[1] if best[0] >= bar else None}
+
+
+def _edited_version(catalogue: Catalogue, track: dict) -> dict | None:
+    """The song editor's version a matched print was made by (None for a render of the config):
+    its number, the operations since the config, the words they came from, and its own ISRC once
+    a delivery gave it one (an edit that makes a new recording gets its own)."""
+    if track.get("version") is None:
+        return None
+    version = next((v for v in catalogue.versions(track["release_id"], track["number"]) if v["number"] == track["version"]), None)
+    if version is None:
+        return None
+    return {k: version[k] for k in ("number", "operations", "command", "author", "created_at", "isrc")}
