@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng libchromaprint
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup system-packages demo lint test test-live test-all test-docker docker-images audit bench airflow clean
+.PHONY: setup system-packages demo lint test test-long test-live test-all test-docker docker-images audit bench airflow clean
 setup: system-packages $(STAMP) $(NUMBA_STAMP)
 
 system-packages:
@@ -46,8 +46,14 @@ lint: setup
 # Two workers (pytest-xdist), a test file each at a time: module fixtures render once.
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
+# The default suite: every stage end to end once (the debug release, short songs), every room's
+# measured properties and every failure case that costs seconds. The deeper renders of what it
+# covers are marked `long` and run in `make test-long` (CI runs both).
 test: lint
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow and not long"
+
+test-long: setup
+	$(PYTEST) -m "long and not slow"
 
 # The live Airflow runs (separate processes, PostgreSQL, Celery with Redis): a few minutes.
 test-live: setup

@@ -255,15 +255,18 @@ def debug_release(folder: Path, *, tracks: int = 1) -> Path:
 # last file does, so a long file left to the end would keep one worker busy while the other idles.
 LONGEST_FIRST = (
     "test_soak.py",
+    "test_release.py",
+    "test_provenance.py",
+    "test_production.py",
+    "test_editor.py",
     "test_faults.py",
     "test_render.py",
-    "test_release.py",
-    "test_qc_musical.py",
-    "test_singing.py",
-    "test_production.py",
-    "test_airflow.py",
     "test_qc.py",
+    "test_singing.py",
+    "test_qc_musical.py",
+    "test_airflow.py",
     "test_diffusion.py",
+    "test_security.py",
     "test_feedback.py",
     "test_refinement.py",
 )

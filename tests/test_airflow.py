@@ -146,6 +146,7 @@ def test_a_broken_config_is_an_import_error_naming_its_file_and_line_and_the_oth
 PARTIAL = PROJECT / "tests" / "data" / "partial-release.yaml"  # track 2 is quarantined; allow_partial
 
 
+@pytest.mark.long
 def test_dag_test_of_a_partial_release_delivers_the_same_files_as_songmill_render(airflow_home, tmp_path, monkeypatch, unsigned_delivery):
     """A two-track EP whose second track the gate quarantines (its own lyrics swear in a release
     not flagged explicit), delivered without it (allow_partial): the same files as `songmill
@@ -533,6 +534,7 @@ def test_the_inbox_dag_imports_dropped_exports_once_and_sets_the_bad_ones_aside(
     assert track_measures(catalogue) == []
 
 
+@pytest.mark.long
 def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(migrated_airflow, monkeypatch, tmp_path):
     """Airflow's own API app in-process (simple auth manager): the review endpoint refuses a
     caller without a token (401), a browser without a login is sent to the login page, and a
@@ -578,6 +580,7 @@ def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(mi
     assert report.status_code == 200 and "Listener feedback" in report.text
 
 
+@pytest.mark.long
 def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_path, monkeypatch):
     """DAG songmill_edit under dag.test(): a rendered release, a command through the Params, a new
     version whose report says which stages recomputed; a command that cannot apply fails its
@@ -606,6 +609,7 @@ def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_pat
     assert len(editing.history(DEBUG, track=1)["versions"]) == 2
 
 
+@pytest.mark.long
 def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_login(migrated_airflow, monkeypatch, tmp_path):
     """The editor page in Airflow's own API app (simple auth manager): without a login a browser is
     sent to the login page; with one, the page and its data (sections over the waveform, lyrics,

@@ -73,6 +73,7 @@ def batch():
 # ------------------------------------------------------------------------ the batch of 20 seeds
 
 
+@pytest.mark.long
 def test_twenty_seeds_meet_the_melody_bars(batch):
     in_scale = [metrics.in_scale_ratio(s) for s, _, _ in batch]
     chord_tones = [metrics.strong_beat_chord_tone_ratio(s) for s, _, _ in batch]

@@ -166,6 +166,7 @@ def config_with(tmp_path: Path, model: str, seconds: int = 40) -> Path:
     return config
 
 
+@pytest.mark.long
 def test_stable_audio_writes_a_stem_per_instrument_through_the_stage(registry, tmp_path):
     report = json.loads(render(config_with(tmp_path, "tiny-stable-audio"), out_dir=tmp_path / "dist").read_text())
     [track] = report["tracks"]
@@ -184,6 +185,7 @@ def test_stable_audio_writes_a_stem_per_instrument_through_the_stage(registry, t
     assert abs(arrangement["frames"] - (track["duration_s"] + 2.0) * 48000) < 48  # the song plus the tail
 
 
+@pytest.mark.long
 def test_ace_step_writes_one_full_mix_through_the_stage(registry, tmp_path):
     report = json.loads(render(config_with(tmp_path, "tiny-ace-step"), out_dir=tmp_path / "dist").read_text())
     [track] = report["tracks"]

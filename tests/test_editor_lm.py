@@ -69,6 +69,7 @@ def test_a_random_model_can_only_write_operations_the_song_has(random_lm):
     assert not any(getattr(op, "to_bpm", None) for op in candidate_operations(CORPUS_SONG, "to 400 or 12"))
 
 
+@pytest.mark.long
 def test_a_model_taught_a_few_phrasings_reads_them_where_the_rules_cannot(random_lm, tmp_path):
     import shutil
 

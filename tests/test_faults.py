@@ -94,6 +94,7 @@ def reference(tmp_path_factory) -> dict:
 # ------------------------------------------------------------------ a worker killed in every stage
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("stage", [pytest.param(name, marks=() if name in DEFAULT_KILLS else pytest.mark.slow) for name in TRACK_STAGES.names()])
 def test_a_worker_killed_in_any_stage_is_retried_to_identical_artifacts(tmp_path, reference, stage):
     var, out = tmp_path / "var", tmp_path / "dist"
@@ -112,6 +113,7 @@ def test_a_worker_killed_in_any_stage_is_retried_to_identical_artifacts(tmp_path
 # ------------------------------------------------------------------ a blob changed on disk
 
 
+@pytest.mark.long
 def test_a_blob_changed_on_disk_is_detected_by_its_hash_recomputed_and_never_delivered(tmp_path, reference):
     var, out = tmp_path / "var", tmp_path / "dist"
     render_here(var, out)
@@ -153,6 +155,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("where", [pytest.param("export", marks=pytest.mark.slow), "deliver"])
 def test_the_disk_full_fails_in_one_sentence_keeps_the_previous_delivery_and_leaves_nothing_partial(tmp_path, small_disk, where):
     """The artifact store (export) or the delivery folder (delivery) on a filesystem that fills up
@@ -188,6 +191,7 @@ def test_the_disk_full_fails_in_one_sentence_keeps_the_previous_delivery_and_lea
 # ------------------------------------------------------------------ two renders at once
 
 
+@pytest.mark.long
 def test_two_renders_of_one_release_at_once_deliver_one_after_the_other(tmp_path, reference):
     var, out = tmp_path / "var", tmp_path / "dist"
     command = [sys.executable, "-m", "songmill", "render", str(DEBUG), "--out", str(out)]
@@ -404,6 +408,7 @@ def test_postgresql_stopped_mid_run_the_run_resumes_or_retries_and_no_identifier
     )
 
 
+@pytest.mark.long
 @pytest.mark.s3
 def test_seaweedfs_stopped_mid_upload_leaves_the_batch_incomplete_and_current_unchanged_until_a_retry(tmp_path, monkeypatch):
     """An S3 delivery whose object store stops after the first file: one sentence, the CURRENT
@@ -464,6 +469,7 @@ def test_seaweedfs_stopped_mid_upload_leaves_the_batch_incomplete_and_current_un
     )
 
 
+@pytest.mark.long
 def test_catalogue_check_reports_each_disagreement_and_repairs_only_what_is_safe(tmp_path):
     """One render, then a disagreement of each other kind made by hand: a delivered file edited,
     a killed delivery's staging folder, a killed store write's temporary file, a blob deleted,

@@ -385,6 +385,7 @@ def test_feedback_report_html_has_tables_and_a_plot_per_attribute(tmp_path):
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.long
 def test_a_rendered_track_is_measured_refined_from_and_withheld_when_rejected(tmp_path, monkeypatch):
     """The whole loop on a real render: its attributes and melody recorded, a play log for its
     ISRC measured, a refinement trained on its kept melody (from the artifact store) and

@@ -67,6 +67,7 @@ def test_a_random_lm_still_writes_lines_with_exact_syllables_and_rhymes(tiny_lm)
     assert all(c == choruses[0] for c in choruses) and "Paper Lanterns" in lyrics.hook
 
 
+@pytest.mark.long
 def test_the_lyrics_stage_loads_the_lm_named_in_the_config_through_the_registry(registry_with_lm, tmp_path):
     config = tmp_path / "lm.yaml"
     config.write_text((PROJECT / "config/releases/debug.yaml").read_text().replace("    seed: 1", "    seed: 1\n    lyrics_model: tiny-lyrics-lm"))

@@ -22,6 +22,7 @@ def test_only_a_celery_worker_warms_up(monkeypatch):
     assert preload_if_worker(["airflow", "celery", "worker"]) is None
 
 
+@pytest.mark.long
 def test_a_task_forked_from_a_warm_worker_starts_with_everything_loaded():
     """A child process, warmed and then forked as Airflow forks a task: the grandchild imports
     nothing the stages need (sys.modules already has them) and finds the watermark model cached."""
@@ -45,6 +46,7 @@ def test_a_task_forked_from_a_warm_worker_starts_with_everything_loaded():
     assert result.stdout.strip().endswith(" 0") and "perth-implicit" in result.stdout and "great_expectations" in result.stdout, result.stdout
 
 
+@pytest.mark.long
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the warm-up is inherited only where processes fork")
 def test_the_warm_local_executor_loads_the_stages_libraries_before_it_forks_its_workers(tmp_path, monkeypatch):
     """`make airflow`'s executor (scripts/airflow_local.py), loaded by Airflow from its path: its

@@ -249,6 +249,7 @@ def test_the_vocal_sits_on_top_by_the_genres_window(song, rendered):
     assert loudness.integrated_lufs(result.audio, RATE) == pytest.approx(-20.0, abs=0.1)  # headroom for mastering
 
 
+@pytest.mark.long
 def test_instruments_make_room_for_the_voice_and_follow_the_sections(song):
     stems, score = song
     preset = load_production_presets().for_genre("pop").mix

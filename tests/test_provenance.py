@@ -235,6 +235,7 @@ def test_the_watermark_computes_what_perthnets_own_audio_processor_computes(monk
     assert marker.window_scores(audio, perth.PERTH_RATE_HZ) == scores and len(scores) == 3
 
 
+@pytest.mark.long
 def test_bfloat16_reads_answer_within_a_hundredth_of_float32_marked_or_not(rendered):
     """The delivery's read-backs run the decoder in bfloat16 where the CPU has it natively; each
     window of the first 20 s of a marked master and of the unmarked mix answers within 0.01 of
@@ -489,6 +490,7 @@ def test_the_plugin_verifies_an_upload_and_refuses_anonymous_callers(rendered, t
 
 
 # last: it leaves the module's delivery unsigned
+@pytest.mark.long
 def test_an_optional_profile_without_a_key_delivers_unsigned_and_says_why(rendered, tmp_path):
     report = _render_again(rendered, _config_copy(rendered["config"], tmp_path, profile_changes={}, delivery_changes={"signing": None}))
     assert report["status"] == "succeeded"

@@ -111,6 +111,7 @@ def test_a_faulty_file_fails_for_its_own_reason(mastered, tmp_path, fault):
     assert plain.returncode == 1 and plain.stdout.startswith(f"FAIL {path}") and any(m in plain.stdout for m in metrics)
 
 
+@pytest.mark.long
 def test_mono_at_22_khz_fails_rate_and_channels(mastered, tmp_path):
     mono = resample(mastered.mean(axis=1, keepdims=True), from_hz=RATE, to_hz=22050, method="soxr")
     path = tmp_path / "mono.wav"
@@ -203,6 +204,7 @@ tracks:
 """
 
 
+@pytest.mark.long
 def test_a_track_failing_the_gate_is_regenerated_then_quarantined_and_the_release_waits(tmp_path, monkeypatch):
     from qc.suites import suite_document
     from songmill.catalogue import Catalogue

@@ -89,6 +89,7 @@ def test_the_render_gate_measures_tempo_key_vocal_and_lyrics(sung):
     } <= checked
 
 
+@pytest.mark.long
 def test_a_song_whose_tempo_was_altered_after_mastering_fails_the_tempo_check(sung, tmp_path):
     master = master_of(sung)
     faster = tmp_path / "faster.wav"
@@ -104,11 +105,13 @@ def test_a_song_whose_tempo_was_altered_after_mastering_fails_the_tempo_check(su
     assert verdict["musical"]["tempo_error_pct"] == pytest.approx(6.0, abs=1.0)
 
 
+@pytest.mark.long
 def test_half_or_double_time_is_not_a_tempo_error(sung):
     done = qc(master_of(sung), "--tempo", "56")
     assert done.returncode == 0, done.stdout
 
 
+@pytest.mark.long
 def test_the_wrong_key_fails_with_the_detected_one_named(sung):
     done = qc(master_of(sung), "--key", "F# major")
     assert done.returncode == 1
@@ -261,6 +264,7 @@ def render_into(catalogue_dir: Path, text: str, out: Path) -> dict:
         return json.loads(render(config, out_dir=out / "dist").read_text())
 
 
+@pytest.mark.long
 def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp_path):
     from songmill.engine.runner import regeneration_seed
 
@@ -294,6 +298,7 @@ def test_the_same_song_under_another_release_is_a_duplicate_and_is_re_seeded(tmp
     assert row.metric == "duplicate_audio_similarity" and row.value == 1.0 and not row.passed and "dup-first" in row.detail
 
 
+@pytest.mark.long
 def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):
     from songmill.core.errors import SongmillError
 
@@ -308,6 +313,7 @@ def test_two_tracks_of_one_batch_alike_quarantine_the_later_one(tmp_path):
     ]
 
 
+@pytest.mark.long
 def test_explicit_words_in_the_users_own_lyrics_are_quarantined_without_re_rendering(tmp_path):
     from songmill.core.errors import SongmillError
 
@@ -402,6 +408,7 @@ def test_notes_really_sung_an_octave_off_still_fail():
     assert vocal_figures(sung(shifted), rate, score)["vocal_p90_cents"] > 1000
 
 
+@pytest.mark.long
 def test_harvest_confirms_the_voicing_of_notes_but_a_voice_that_does_not_sing_still_reads_unvoiced():
     """DIO drops the voicing of short notes, so the notes it hears mostly unvoiced are read again
     by Harvest, whose frames count only near the note's pitch. Confirmation only ever adds frames
@@ -504,6 +511,7 @@ def test_harvest_reads_again_only_the_stretches_whose_samples_changed():
     assert 0 < memo.read - first_read < first_read  # only the stretches there read again
 
 
+@pytest.mark.long
 def test_a_new_master_over_the_same_voice_reads_the_vocal_figures_back_not_measured_again(tmp_path, monkeypatch):
     """The gate's reading of the dry vocal (the slowest measurement) depends on the voice and the
     tune only: a QC run whose master changed (a mix or master edit) reads it back from the store;

@@ -47,6 +47,7 @@ def _compose_bytes() -> bytes:
     return score.to_json().encode()
 
 
+@pytest.mark.long
 def test_a_damaged_model_is_refused_and_cannot_be_promoted(tmp_path):
     from songmill.feedback.evaluation import refine_melody
 

@@ -416,6 +416,7 @@ def test_a_profile_without_a_recipient_cannot_build_a_message():
         ddex.new_release_message(None, "streaming", profile, load_delivery_settings().sender, created=dt.datetime.now())
 
 
+@pytest.mark.long
 def test_without_a_configured_identity_the_release_goes_out_without_ddex_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(PROJECT / "config"))  # as shipped: no sender, registrant, recipients
     config = DEBUG  # not the demo: only the demo has the demonstration identity
@@ -441,6 +442,7 @@ def test_a_missing_master_stops_the_export_naming_the_profile(tmp_path):
         EXPORT.run(context)
 
 
+@pytest.mark.long
 def test_a_delivery_that_fails_leaves_the_old_folder_and_nothing_half_written(tmp_path, monkeypatch):
     config = DEBUG  # one short track, one profile: what is under test is the delivery
     first = json.loads(render(config, out_dir=tmp_path / "dist").read_text())
@@ -579,6 +581,7 @@ def test_a_tampered_staging_folder_is_never_delivered(tmp_path):
     assert not dest.exists()
 
 
+@pytest.mark.long
 @pytest.mark.s3
 def test_delivery_to_an_s3_bucket_points_at_a_complete_batch(tmp_path, s3_server, monkeypatch):
     from minio import Minio
@@ -623,6 +626,7 @@ def test_our_loudness_meter_agrees_with_pyloudnorm_at_44_1_khz():
 # ------------------------------------------------------------------------ redelivery
 
 
+@pytest.mark.long
 def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_the_catalogue_says_what_replaced_what(tmp_path, monkeypatch):
     """A rerun (same audio) delivers again; another seed is rendered and reported but not
     delivered over the first delivery, whose files stay as they were, until `--redeliver`; the

@@ -75,6 +75,7 @@ def call(client, method: str, path: str, token: str | None = None):
     return client.request(method, path, headers=headers, **body)
 
 
+@pytest.mark.long
 def test_every_plugin_route_refuses_no_login_an_expired_or_forged_token_and_a_user_without_the_permission(api):
     client, tokens = api
     routes = plugin_routes()
@@ -136,6 +137,7 @@ def test_a_name_in_a_route_cannot_reach_outside_the_output_folder(api, tmp_path)
 CANARY = "canary-7f3a9c2e51d84b06"
 
 
+@pytest.mark.long
 @pytest.mark.s3
 def test_a_canary_secret_in_every_configured_place_never_reaches_a_log_report_message_or_tag(tmp_path, postgres_url):
     """The catalogue's password (PostgreSQL here trusts the local user, so any password opens

@@ -141,6 +141,7 @@ def common_range_vocals() -> dict[str, np.ndarray]:
     return {name: sing_as(score, name).lead for name in ("ava", "cleo", "ben", "dean")}
 
 
+@pytest.mark.long
 def test_the_four_identities_have_the_formants_the_registry_gives_them():
     from qc.vocal import formant_ratio, mean_envelope_db
 
@@ -194,6 +195,7 @@ def test_backing_vocals_double_and_harmonise_the_chorus_panned_and_quieter():
     assert np.corrcoef(double[in_chorus], vocals.lead[in_chorus])[0, 1] < 0.95  # another take, not a copy
 
 
+@pytest.mark.long
 def test_the_harmony_sings_a_third_or_sixth_above_from_the_chords():
     from qc.vocal import pitch_report
 
@@ -391,6 +393,7 @@ def tiny_singer(folder: Path, hop: int = 256, rate: int = 24000) -> Path:
     return folder
 
 
+@pytest.mark.long
 def test_a_neural_singing_model_from_a_local_folder_sings_through_the_stage(tmp_path, monkeypatch):
     folder = tiny_singer(tmp_path / "tiny-singer")
     registry = write_registry_with({"tiny-singer": {"backend": "onnx-singing", "path": str(folder)}}, tmp_path / "registry.yaml")
@@ -429,6 +432,7 @@ def test_a_singing_model_folder_without_its_config_is_named(tmp_path):
 # ------------------------------------------------------------------------------ intelligibility
 
 
+@pytest.mark.long
 def test_an_independent_recogniser_hears_the_sung_words():
     """PocketSphinx (speech-trained, told nothing of the lyrics) on the dry lead: it hears the
     phones far better than in the same audio reversed (same sound, no words), not far worse
