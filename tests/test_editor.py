@@ -560,6 +560,19 @@ def test_a_suggestion_applied_before_that_moved_its_metric_the_wrong_way_is_not_
     kept, tried = offered(after=1.6)  # it helped, not enough: offered again
     assert [s.operation for s in kept] == [MasterTone(by_db=-2.0)] and tried == []
 
+    # judged by its newest application: v2 made it worse, v3 (from v2) helped
+    second = {"number": 2, "parent": 1, "added": warmer}
+    third = {"number": 3, "parent": 2, "added": warmer}
+    measured.update({2: fine | {"top_octaves_vs_target_db": 2.1}, 3: fine | {"top_octaves_vs_target_db": 1.7}})
+    found = suggest(dict(measured[3]), parts=["bass"], sections=["verse", "chorus"], genre="pop")
+    kept, tried = editing._not_tried_in_vain(found, editing._ancestry([first, second, third], third), lambda v: measured[v["number"]])
+    assert [s.operation for s in kept] == [MasterTone(by_db=-2.0)] and tried == []
+    # a version that cannot be measured any more (its files left the store): kept, not judged
+    kept, tried = editing._not_tried_in_vain(
+        found, editing._ancestry([first, second, third], third), lambda v: None if v["number"] == 2 else measured[v["number"]]
+    )
+    assert len(kept) == 1 and tried == []
+
 
 def _check_audition(result, heard: list, config: Path, folder: Path) -> None:
     """An edit's audition: written before the edit returned, the new version's mix mastered to the
@@ -934,27 +947,40 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     catalogue.close()
 
 
-def test_switching_to_a_version_whose_files_left_the_store_says_how_to_make_it_again(in_song):
+def test_switching_to_a_version_whose_files_left_the_store_says_how_to_make_it_again(in_song, tmp_path):
     from songmill.core.store import default_store_spec, open_store
 
     config, out = in_song / "release.yaml", in_song / "dist"
     history = editing.history(config, track=1)
+    if not history["current"] or history["current"] == 1:  # run alone: an edit to lose first
+        editing.edit(config, track=1, command="less reverb on the voice", out_dir=out)
+        history = editing.history(config, track=1)
     edited = next(v for v in history["versions"] if v["number"] == history["current"])
-    assert edited["parent"] is not None and edited["command"]  # the tests before this one edited the track
     editing.switch(config, track=1, version=edited["parent"], out_dir=out)
-    blob = next(open_store(default_store_spec()).root.glob(f"blobs/*/{edited['artifacts']['master-streaming.wav']['sha256']}"))
+    master = edited["artifacts"]["master-streaming.wav"]["sha256"]
+    blob = next(open_store(default_store_spec()).root.glob(f"blobs/*/{master}"))
     aside = blob.rename(blob.with_name(blob.name + ".aside"))
     try:
         with pytest.raises(SongmillError) as caught:
             editing.switch(config, track=1, version=edited["number"], out_dir=out)
-        assert str(caught.value).startswith(f"version {edited['number']} of track 1 cannot be restored: artifact master-streaming.wav (")
-        assert f'switch to version {edited["parent"]} and run songmill edit {config} --track 1 with --command "{edited["command"]}"' in str(caught.value)
-        assert "re-render" not in str(caught.value)  # a render remakes version 1 only
+        said = str(caught.value)
+        assert said.startswith(f"version {edited['number']} of track 1 cannot be restored: artifact master-streaming.wav (")
+        assert f"switch to version {edited['parent']}, write this version's `added`" in said and "--operations FILE" in said
+        assert "re-render" not in said  # a render remakes version 1 only
         assert editing.history(config, track=1)["current"] == edited["parent"]  # nothing moved
         assert json.loads((out / "edit-test" / "edits" / "track-01" / "current" / "version.json").read_text())["version"] == edited["parent"]
+
+        operations = tmp_path / "added.json"  # what the message says to do
+        operations.write_text(json.dumps(edited["added"]))
+        result = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--operations", str(operations), "--out", str(out), "--no-audition"])
+        assert result.exit_code == 0, result.output
+        again = editing.history(config, track=1)
+        remade = next(v for v in again["versions"] if v["number"] == again["current"])
+        assert remade["number"] > edited["number"] and remade["added"] == edited["added"]
+        assert remade["artifacts"]["master-streaming.wav"]["sha256"] == master and blob.is_file()  # the same master, byte for byte, back in the store
     finally:
-        aside.rename(blob)
-    editing.switch(config, track=1, version=edited["number"], out_dir=out)
+        if aside.exists():
+            aside.replace(blob)
 
 
 def test_an_edit_or_undo_whose_out_is_a_file_says_so_before_any_work(tmp_path):

@@ -408,7 +408,7 @@ def test_ctrl_c_says_what_became_of_the_run_and_marks_it_failed(tmp_path):
         render.kill()
         pytest.fail("ten Ctrl-Cs did not stop the render")
     assert render.returncode == 130, stderr
-    assert "interrupted (Ctrl-C): a run in progress is marked failed" in stderr and "Traceback" not in stderr, stderr
+    assert "interrupted (Ctrl-C): a render or edit under way is marked failed" in stderr and "Traceback" not in stderr, stderr
     assert runs() == ["failed"]
 
 

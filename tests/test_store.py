@@ -123,8 +123,12 @@ def test_missing_blob_is_a_clear_error(store, tmp_path):
 
     ref = ArtifactRef("score.mid", "0" * 64, 10, "x")
     assert not store.has(ref.sha256)
-    with pytest.raises(SongmillError, match="score.mid .* is missing from"):
+    with pytest.raises(SongmillError, match="score.mid .* is missing from") as caught:
         store.get_file(ref, tmp_path / "x")
+    import pickle
+
+    carried = pickle.loads(pickle.dumps(caught.value))  # as a stage's worker process hands it back
+    assert str(carried) == str(caught.value) and str(carried).count("re-render") == 1 and carried.problem == caught.value.problem
 
 
 def test_local_store_leaves_no_temporary_files(tmp_path):

@@ -409,7 +409,10 @@ class Catalogue:
                 select(TrackPrintRow, Track, TrackVersion.number)
                 .join(Track, Track.id == TrackPrintRow.track_id)
                 .outerjoin(Run, Run.id == TrackPrintRow.run_id)
-                .outerjoin(TrackVersion, TrackVersion.run_id == TrackPrintRow.run_id)
+                .outerjoin(
+                    TrackVersion,
+                    (TrackVersion.run_id == TrackPrintRow.run_id) & (TrackVersion.release_id == Track.release_id) & (TrackVersion.track_number == Track.number),
+                )
                 .where(Run.runner.is_distinct_from(EDITOR_RUNNER) | TrackVersion.number.is_not(None))  # an edit never kept is no version
                 .order_by(TrackPrintRow.id)
             ).all()

@@ -121,7 +121,10 @@ class StoredArtifactError(SongmillError):
 
     def __init__(self, problem: str, remedy: str = "re-render to recreate it") -> None:
         super().__init__(f"{problem}; {remedy}")
-        self.problem = problem
+        self.problem, self.remedy = problem, remedy
+
+    def __reduce__(self) -> tuple:  # across processes (a stage's worker) it stays one sentence, not the remedy twice
+        return (type(self), (self.problem, self.remedy))
 
 
 class CorruptArtifactError(StoredArtifactError):

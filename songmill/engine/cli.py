@@ -16,6 +16,7 @@ songmill edit|history|undo|redo|switch|diff   the song editor (cli_editor.py)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -185,7 +186,8 @@ def verify(
         if t.get("version"):  # a version the song editor made
             v = t["version"]
             words = f' ("{v["command"]}")' if v["command"] else ""
-            out.print(f"  edited version {v['number']} by {escape(v['author'])} on {v['created_at']}{escape(words)}, its own ISRC {v['isrc'] or '-'}")
+            isrc = v["isrc"] or "none yet (a new recording, not delivered since the edit)"
+            out.print(f"  edited version {v['number']} by {escape(v['author'])} on {v['created_at']}{escape(words)}, ISRC {isrc}")
         out.print("  models: " + escape(", ".join(f"{m['name']} {m['version']} ({m['licence']})" for m in t["models"])))
         for d in t["deliveries"][-3:]:
             out.print(f"  delivered: {d['profile']} UPC {d['upc']} on {d['delivered_at']}")
@@ -294,15 +296,17 @@ def catalogue_check(
 
 
 INTERRUPTED = (
-    "interrupted (Ctrl-C): a run in progress is marked failed in the catalogue and nothing half-written is kept;"
-    " the same command again takes every stage already finished from the cache"
+    "interrupted (Ctrl-C): a render or edit under way is marked failed in the catalogue and nothing half-written is kept;"
+    " the same command again takes every stage already finished from the cache\n"
 )
 
 
 def _say_interrupted(signum: int, frame: object) -> None:
-    """Ctrl-C: say what became of the work, then stop as Python does (typer exits 130 in silence)."""
+    """Ctrl-C: say what becomes of the work, then stop as Python does (typer exits 130 in silence).
+    Written straight to the descriptor: the main thread may be inside a write to stderr."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
-    print(INTERRUPTED, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):
+        os.write(sys.stderr.fileno(), INTERRUPTED.encode())
     raise KeyboardInterrupt
 
 

@@ -1,11 +1,12 @@
 """The song editor's commands (registered on the `songmill` app by cli.py).
 
-songmill edit CONFIG --track N (--command "…" | --spoken REC.wav | --match-reference REF.wav) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL] [--no-audition]
+songmill edit CONFIG --track N (--command "…" | --spoken REC.wav | --match-reference REF.wav | --operations OPS.json) [--out DIR] [--dry-run] [--author A] [--reason R] [--lm MODEL] [--no-audition]
                       renders the new version; last line printed: its edit-report.json
                       (on stderr as soon as the new mix is mastered: its audition's path, the
                       first profile's master before the gate and the watermark)
                       (--dry-run: the parsed operations as JSON, nothing rendered; exit 2 with
-                      the nearest commands when the words cannot be read)
+                      the nearest commands when the words cannot be read; --operations: a
+                      version's recorded operations, seeds and all, make that version again)
 songmill history CONFIG --track N [--json]    every version, its operations, which is current
 songmill undo CONFIG --track N [--out DIR]    the previous version current again (files from the store)
 songmill redo CONFIG --track N [--out DIR]    the version undo set aside
@@ -55,6 +56,9 @@ def edit_command(
     command: str | None = typer.Option(None, "--command", "-c", help='What to change, in English: "slow it down to 92", "less reverb on the voice".'),
     spoken: Path | None = typer.Option(None, "--spoken", help="A recording (WAV, FLAC) of the command said aloud, instead of --command."),
     match: Path | None = typer.Option(None, "--match-reference", help="Match the master's tone to this recording (a remaster), instead of --command."),
+    operations_file: Path | None = typer.Option(
+        None, "--operations", help="A JSON file of typed operations (as `history --json` lists a version's `added`, seeds and all), instead of --command."
+    ),
     out: Path = OUT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the parsed operations as JSON and render nothing."),
     author: str | None = typer.Option(None, "--author", help="Who made the edit (default: the user name)."),
@@ -72,8 +76,18 @@ def edit_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if sum(given is not None for given in (command, spoken, match)) != 1:
-            raise SongmillError("give one of --command (typed), --spoken (a recording) or --match-reference (a recording to match the master to)")
+        if sum(given is not None for given in (command, spoken, match, operations_file)) != 1:
+            raise SongmillError(
+                "give one of --command (typed), --spoken (a recording), --match-reference (a recording to match the master to) or --operations (a JSON file)"
+            )
+        if operations_file is not None:
+            typed = _operations_in(operations_file)
+            if dry_run:
+                print(json.dumps(operations_to_json(typed), indent=1))
+                return
+            result = editing.edit(config, track=track, operations=typed, out_dir=out, author=author, reason=reason, audition=audition, on_audition=_heard)
+            _said(result)
+            return
         if match is not None:
             if dry_run:
                 raise SongmillError("--dry-run reads a command; --match-reference has nothing to parse (leave --dry-run out)")
@@ -91,6 +105,11 @@ def edit_command(
         result = editing.edit(config, track=track, command=command, out_dir=out, author=author, reason=reason, lm=lm, audition=audition, on_audition=_heard)
     except SongmillError as err:
         _fail(err)
+    _said(result)
+
+
+def _said(result) -> None:  # noqa: ANN001 - an editing.EditResult
+    """What an edit made, then its report's path last (as `render` prints its report's)."""
     err_console.print(
         f"version {result.version}: {', '.join(op.describe() for op in result.operations)}; recomputed {', '.join(result.recomputed) or 'nothing'} "
         f"({len(result.cached)} stage(s) from the cache) in {result.wall_s:.1f} s",
@@ -99,6 +118,23 @@ def edit_command(
         soft_wrap=True,
     )
     print(result.report_path)
+
+
+def _operations_in(path: Path) -> list:
+    """The typed operations a JSON file holds (a list, or one version of `history --json`)."""
+    from songmill.editor.operations import operations_from_json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SongmillError(f"--operations {path}: cannot be read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise SongmillError(
+            f"--operations {path}: not JSON ({err}); give a list of operations as `songmill history --json` shows a version's `added`"
+        ) from None
+    if isinstance(data, dict) and "added" in data:  # a version copied whole from the history
+        data = data["added"]
+    return operations_from_json(data, where=str(path))
 
 
 def _heard(path: Path) -> None:
@@ -215,7 +251,12 @@ def suggest_command(
         if apply is not None:
             count = len(found["suggestions"])
             if not count:
-                raise SongmillError(f"version {found['version']} has no suggestions to apply (every measurement is where it should be)")
+                why = (
+                    "the ones its measurements call for were tried before without effect"
+                    if found["tried_in_vain"]
+                    else "every measurement is where it should be"
+                )
+                raise SongmillError(f"version {found['version']} has no suggestions to apply ({why})")
             if apply > count:
                 raise SongmillError(f"version {found['version']} has {count} suggestion(s); --apply takes 1–{count}")
             chosen = found["suggestions"][apply - 1]

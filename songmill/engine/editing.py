@@ -706,15 +706,14 @@ def materialise(catalogue: Catalogue, target: EditedTrack, number: int, store, o
 
 def _remake_hint(target: EditedTrack, version: dict) -> str:
     """How a version whose files left the store is made again: a render remakes the config's
-    version 1; a later one is its parent edited again (the stage cache and seeds make it the same)."""
+    version 1; a later one is its parent edited again with the operations it recorded, seeds and
+    all (its words would draw new seeds: another melody, not the same one)."""
     if version["parent"] is None:
         return f"songmill render {target.config} makes it again"
-    words = (
-        f'--command "{version["command"]}"'
-        if version["command"]
-        else f"the operations `songmill history {target.config} --track {target.number} --json` lists for it"
+    return (
+        f"switch to version {version['parent']}, write this version's `added` from `songmill history {target.config} --track {target.number} --json`"
+        f" to a file and run songmill edit {target.config} --track {target.number} --operations FILE: its recorded operations and seeds make it again"
     )
-    return f"switch to version {version['parent']} and run songmill edit {target.config} --track {target.number} with {words} to make it again"
 
 
 def materialise_files(target: EditedTrack, artifacts: dict, operations: list, store, out_dir: Path, *, number: int | None = None) -> Path:
@@ -937,12 +936,16 @@ def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"),
     genre = target.spec.instrumentation_of(target.spec.tracks[target.index])
     measured: dict[int, dict] = {current["number"]: version_metrics(current, store, genre)}
 
-    def metrics_of(version: dict) -> dict:
+    def metrics_of(version: dict) -> dict | None:
+        """A version's metrics, or None when its files have left the store (it cannot be judged)."""
         if version["number"] not in measured:
-            measured[version["number"]] = version_metrics(version, store, genre)
+            try:
+                measured[version["number"]] = version_metrics(version, store, genre)
+            except StoredArtifactError:
+                return None
         return measured[version["number"]]
 
-    metrics = dict(measured[current["number"]])
+    metrics = dict(measured[current["number"]])  # the current version's own files must be there
     found = suggest(metrics, parts=facts.parts, sections=[name for name, _ in facts.sections], genre=metrics.pop("genre"))
     kept, tried = _not_tried_in_vain(found, _ancestry(versions, current), metrics_of)
     return {
@@ -964,29 +967,26 @@ def _ancestry(versions: list[dict], current: dict) -> list[dict]:
     return chain
 
 
-def _not_tried_in_vain(found: list, ancestry: list[dict], metrics_of: Callable[[dict], dict]) -> tuple[list, list[str]]:
-    """The suggestions (songmill.editor.suggestions.Suggestion) not already applied on the way to
-    this version without moving their metric the way they said, and a sentence for each one that
-    was: offering it again would offer what was heard not to work."""
+def _not_tried_in_vain(found: list, ancestry: list[dict], metrics_of: Callable[[dict], dict | None]) -> tuple[list, list[str]]:
+    """The suggestions (songmill.editor.suggestions.Suggestion) whose last application on the way
+    to this version, if any, moved their metric the way they said, and a sentence for each one
+    whose last application did not: offering it again would offer what was heard not to work.
+    One whose versions cannot be measured any more (their files left the store) is kept."""
     by_number = {v["number"]: v for v in ancestry}
     kept, tried = [], []
     for suggestion in found:
         operation = suggestion.operation.model_dump(mode="json", exclude_none=True)
-        in_vain = None
-        for version in ancestry:
-            parent = by_number.get(version["parent"]) if version["parent"] is not None else None
-            if parent is None or version["added"] != [operation]:
-                continue
-            before, after = metrics_of(parent)[suggestion.metric], metrics_of(version)[suggestion.metric]
-            if (after - before) * suggestion.direction <= 0:
-                in_vain = (version["number"], before, after)
-                break
-        if in_vain is None:
+        applied = next((v for v in ancestry if v["parent"] in by_number and v["added"] == [operation]), None)  # the newest application
+        measured = (metrics_of(by_number[applied["parent"]]), metrics_of(applied)) if applied else (None, None)
+        if applied is None or measured[0] is None or measured[1] is None:
             kept.append(suggestion)
             continue
-        number, before, after = in_vain
+        before, after = measured[0][suggestion.metric], measured[1][suggestion.metric]
+        if not (after - before) * suggestion.direction <= 0:  # it moved the stated way (NaN: cannot tell, kept)
+            kept.append(suggestion)
+            continue
         tried.append(
-            f"not suggested again: version {number} applied it ({suggestion.reason.rsplit(': ', 1)[-1]}) and {suggestion.metric}"
+            f"not suggested again: version {applied['number']} applied it ({suggestion.reason.rsplit(': ', 1)[-1]}) and {suggestion.metric}"
             f" went from {before:+.2f} to {after:+.2f}, not the way it should"
         )
     return kept, tried

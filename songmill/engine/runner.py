@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -331,8 +332,11 @@ def _render_tracks(jobs: list[TrackJob], store_spec: str, workers: int, on_event
 
 def _one_stage_at_a_time() -> None:
     """A worker of a render with `--jobs` > 1: the cores already each render a track, so stages
-    side by side would only add memory."""
+    side by side would only add memory. Ctrl-C at a terminal reaches the whole process group:
+    the worker leaves it to the parent, which stops the pool (a worker of its own would print a
+    traceback per track)."""
     os.environ["SONGMILL_OVERLAP_STAGES"] = "0"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _drain(events, on_event: ProgressCallback) -> None:
@@ -541,6 +545,10 @@ def render(
         with contextlib.suppress(SongmillError):
             fail_release(run.run_id, message, database_url=database_url)
         raise SongmillError(message) from None
+    except KeyboardInterrupt:  # Ctrl-C while packaging or delivering: the delivery is all or nothing, the run is over
+        with contextlib.suppress(SongmillError):
+            fail_release(run.run_id, "interrupted (Ctrl-C) while the release was packaged and delivered", database_url=database_url)
+        raise
 
 
 def fail_release(run_id: int, error: str, *, database_url: str | None = None) -> None:

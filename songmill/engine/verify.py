@@ -140,11 +140,17 @@ def _best_match(prints, catalogue: Catalogue) -> dict:  # noqa: ANN001 - a chrom
 
 def _edited_version(catalogue: Catalogue, track: dict) -> dict | None:
     """The song editor's version a matched print was made by (None for a render of the config):
-    its number, the operations since the config, the words they came from, and its own ISRC once
-    a delivery gave it one (an edit that makes a new recording gets its own)."""
+    its number, the operations since the config, the words they came from, and the ISRC it goes
+    out under — the track's when the edit made no new recording (a remaster), else its recording's
+    own, once a delivery gave it one (None before that)."""
+    from songmill.engine.edit_delivery import recording_version
+
     if track.get("version") is None:
         return None
-    version = next((v for v in catalogue.versions(track["release_id"], track["number"]) if v["number"] == track["version"]), None)
+    versions = {v["number"]: v for v in catalogue.versions(track["release_id"], track["number"])}
+    version = versions.get(track["version"])
     if version is None:
         return None
-    return {k: version[k] for k in ("number", "operations", "command", "author", "created_at", "isrc")}
+    recording = recording_version(versions, version["number"])
+    isrc = (catalogue.track_record(track["release_id"], track["number"]) or {}).get("isrc") if recording is None else versions[recording]["isrc"]
+    return {**{k: version[k] for k in ("number", "operations", "command", "author", "created_at")}, "isrc": isrc, "new_recording": recording is not None}
