@@ -977,11 +977,12 @@ def _not_tried_in_vain(found: list, ancestry: list[dict], metrics_of: Callable[[
     for suggestion in found:
         operation = suggestion.operation.model_dump(mode="json", exclude_none=True)
         applied = next((v for v in ancestry if v["parent"] in by_number and v["added"] == [operation]), None)  # the newest application
-        measured = (metrics_of(by_number[applied["parent"]]), metrics_of(applied)) if applied else (None, None)
-        if applied is None or measured[0] is None or measured[1] is None:
+        was = metrics_of(by_number[applied["parent"]]) if applied else None
+        now = metrics_of(applied) if applied and was else None
+        if applied is None or was is None or now is None:  # never applied, or cannot be judged any more
             kept.append(suggestion)
             continue
-        before, after = measured[0][suggestion.metric], measured[1][suggestion.metric]
+        before, after = was[suggestion.metric], now[suggestion.metric]
         if not (after - before) * suggestion.direction <= 0:  # it moved the stated way (NaN: cannot tell, kept)
             kept.append(suggestion)
             continue

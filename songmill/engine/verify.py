@@ -108,7 +108,7 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
     if result.fingerprint and result.fingerprint["matched"]:
         track = result.fingerprint["track"]
         result.track = catalogue.track_record(track["release_id"], track["number"], run_id=track["run_id"])
-        edited = _edited_version(catalogue, track)
+        edited = _edited_version(catalogue, track, track_isrc=(result.track or {}).get("isrc"))
         if result.track is not None and edited is not None:
             result.track["version"] = edited
         where = f" version {edited['number']}" if edited else ""
@@ -138,11 +138,11 @@ def _best_match(prints, catalogue: Catalogue) -> dict:  # noqa: ANN001 - a chrom
     return {"similarity": round(best[0], 3), "bar": bar, "matched": best[0] >= bar, "track": best[1] if best[0] >= bar else None}
 
 
-def _edited_version(catalogue: Catalogue, track: dict) -> dict | None:
+def _edited_version(catalogue: Catalogue, track: dict, *, track_isrc: str | None) -> dict | None:
     """The song editor's version a matched print was made by (None for a render of the config):
     its number, the operations since the config, the words they came from, and the ISRC it goes
-    out under — the track's when the edit made no new recording (a remaster), else its recording's
-    own, once a delivery gave it one (None before that)."""
+    out under — the track's (`track_isrc`) when the edit made no new recording (a remaster), else
+    its recording's own, once a delivery gave it one (None before that)."""
     from songmill.engine.edit_delivery import recording_version
 
     if track.get("version") is None:
@@ -152,5 +152,5 @@ def _edited_version(catalogue: Catalogue, track: dict) -> dict | None:
     if version is None:
         return None
     recording = recording_version(versions, version["number"])
-    isrc = (catalogue.track_record(track["release_id"], track["number"]) or {}).get("isrc") if recording is None else versions[recording]["isrc"]
+    isrc = track_isrc if recording is None else versions[recording]["isrc"]
     return {**{k: version[k] for k in ("number", "operations", "command", "author", "created_at")}, "isrc": isrc, "new_recording": recording is not None}
