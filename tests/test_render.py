@@ -397,16 +397,12 @@ def test_ctrl_c_says_what_became_of_the_run_and_marks_it_failed(tmp_path):
     while runs() != ["running"] and render.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert runs() == ["running"], "the render never started its run"
-    for _ in range(10):  # as a user does when nothing happens: Python drops a KeyboardInterrupt raised inside a finaliser
-        render.send_signal(signal.SIGINT)
-        try:
-            _, stderr = render.communicate(timeout=5)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    else:
+    render.send_signal(signal.SIGINT)  # once: a second would stop it at once, with no cleanup
+    try:
+        _, stderr = render.communicate(timeout=120)  # the stage under way finishes; none starts after it
+    except subprocess.TimeoutExpired:
         render.kill()
-        pytest.fail("ten Ctrl-Cs did not stop the render")
+        pytest.fail("Ctrl-C did not stop the render")
     assert render.returncode == 130, stderr
     assert "interrupted (Ctrl-C): a render or edit under way is marked failed" in stderr and "Traceback" not in stderr, stderr
     assert runs() == ["failed"]

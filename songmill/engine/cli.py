@@ -302,8 +302,12 @@ INTERRUPTED = (
 
 
 def _say_interrupted(signum: int, frame: object) -> None:
-    """Ctrl-C: say what becomes of the work, then stop as Python does (typer exits 130 in silence).
-    Written straight to the descriptor: the main thread may be inside a write to stderr."""
+    """Ctrl-C: say what becomes of the work, start no more stages, then stop as Python does
+    (typer exits 130 in silence). Written straight to the descriptor: the main thread may be
+    inside a write to stderr."""
+    from songmill.engine.stage import STOP  # imported already by main()
+
+    STOP.set()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
     with contextlib.suppress(OSError):
         os.write(sys.stderr.fileno(), INTERRUPTED.encode())

@@ -522,12 +522,12 @@ def render(
     """
     store_spec = store_spec or default_store_spec()
     run = start_release(config_path, out_dir=out_dir, jobs=jobs, track=track, seed=seed, store_spec=store_spec, database_url=database_url, redeliver=redeliver)
-    console = console or Console(stderr=True)
-    catalogue = Catalogue.open(database_url)
-    catalogue_url = catalogue.engine.url.render_as_string(hide_password=False)  # for the worker processes
-    catalogue.close()
-    progress, on_event = _progress_display(run.jobs, console)
-    try:
+    try:  # from the run's first moment: a failure (or Ctrl-C) anywhere ends it failed
+        console = console or Console(stderr=True)
+        catalogue = Catalogue.open(database_url)
+        catalogue_url = catalogue.engine.url.render_as_string(hide_password=False)  # for the worker processes
+        catalogue.close()
+        progress, on_event = _progress_display(run.jobs, console)
         with progress:
             outcomes = _render_tracks(run.jobs, store_spec, jobs, on_event, catalogue_url)
     except BaseException as err:

@@ -328,8 +328,17 @@ def denormals_flushed() -> Iterator[bool]:
             cast(ctypes.CDLL, libm).fesetenv(saved)
 
 
+# Set by the command line's Ctrl-C (songmill.engine.cli): no stage starts after it, on any thread.
+# The KeyboardInterrupt Ctrl-C raises reaches only the main thread, which may be waiting for
+# stages already queued on others (they would run to the end first), and Python drops one
+# raised inside a finaliser; this makes the next stage to start stop the render either way.
+STOP = threading.Event()
+
+
 def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
     """Run one stage for one track, or return its stored outputs if its cache key is known."""
+    if STOP.is_set():
+        raise KeyboardInterrupt(f"interrupted (Ctrl-C) before stage {stage.name}")
     missing = [name for name in stage.inputs if name not in inputs]
     if missing:
         raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
