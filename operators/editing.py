@@ -7,7 +7,8 @@ track as it stands, so a request that cannot apply fails at once with its one se
 `RenderEditOperator` renders the version: only the stages whose inputs changed run (the stage
 cache), and its return value names the version, the stages recomputed and the edit report.
 `DeliverEditOperator`, when the run asks for it, delivers the release again with the new
-version (its own ISRC when it is a new recording; the DDEX message says what it edits).
+version (its own ISRC when it is a new recording; the DDEX message says what it edits),
+encoding its delivery files then: a version is rendered up to the gate.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     )
     assert result.version == 2
     _check_audition(result, heard, config, in_song)
-    assert result.recomputed == ["mix", "master", "qc", "export"]  # form … vocals came from the cache
+    assert result.recomputed == ["mix", "master", "qc"]  # form … vocals came from the cache
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     before, after = _mix(versions[1])["vocal_on_top"], _mix(versions[2])["vocal_on_top"]
     assert after["measured_lu"] - before["measured_lu"] == pytest.approx(3.0, abs=0.3)  # the mix's meter, on its buses
@@ -612,7 +612,7 @@ def test_a_form_change_then_another_edit_applies_each_once(in_song, caplog):
     after = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--command", "a bit more delay", "--out", str(out)])  # the CLI auditions
     assert after.exit_code == 0, after.output
     report = json.loads(Path(after.stdout.strip().splitlines()[-1]).read_text())
-    assert report["recomputed"] == ["mix", "master", "qc", "export"]
+    assert report["recomputed"] == ["mix", "master", "qc"]
     said = re.search(r"audition \(not yet gated or watermarked\): (\S+)", after.stderr)
     assert said and said.group(1) == report["audition"]["file"] and Path(said.group(1)).is_file()
     facts = editing.facts_for_track(config, 1)
@@ -849,7 +849,7 @@ def test_a_part_swapped_for_strings_and_an_added_harp_play_the_same_chords(in_so
     assert editing.history(config, track=1) == history  # refused before anything was made
 
     result = editing.edit(config, track=1, command="swap the piano for strings and add an arpeggiated harp", out_dir=out)
-    assert result.recomputed == ["instruments", "mix", "master", "qc", "export"]  # the score and the voice came from the cache
+    assert result.recomputed == ["instruments", "mix", "master", "qc"]  # the score and the voice came from the cache
     version = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == result.version)
     arranged = {p["name"]: p for p in json.loads(_artifact(version, "arrangement.json", tmp_path).read_text())["instruments"]}
     before = {p["name"]: p for p in json.loads(_artifact(parent, "arrangement.json", tmp_path).read_text())["instruments"]}
@@ -894,6 +894,7 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     from lxml import etree
 
     from songmill.catalogue import Catalogue
+    from songmill.core.store import default_store_spec, open_store
     from songmill.engine.edit_delivery import deliver_current
     from songmill.engine.verify import verify_file
     from songmill.release import ddex
@@ -904,6 +905,7 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     history = editing.history(config, track=1)
     current = next(v for v in history["versions"] if v["number"] == history["current"])
     assert current["operations"]  # the tests before this one edited the track
+    assert not [name for name in current["artifacts"] if name.startswith("export")]  # a version stops at the gate: delivery encodes it
 
     result = CliRunner().invoke(app, ["deliver", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.stderr
@@ -932,6 +934,12 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     assert found.track["version"]["operations"] == current["operations"]
     delivery = catalogue.latest_delivery("edit-test", "streaming")
     assert delivery["content"][1] == current["artifacts"]["master-streaming.wav"]["sha256"]  # the version's master, encoded
+    store = open_store(default_store_spec())
+    target = editing.open_track(config, 1)
+    artifacts, encoded = editing.delivery_artifacts(target, current, store)
+    assert encoded is not None and encoded.cached  # encoded by the delivery above, kept by its cache key for the next
+    [lineage] = [row for row in catalogue.lineage(artifacts["export.json"]["sha256"]) if row["stage"] == "export"][-1:]
+    assert ("master-streaming.wav", current["artifacts"]["master-streaming.wav"]["sha256"]) in lineage["inputs"]  # recorded by the delivery's run
     newest = catalogue.deliveries("edit-test")[-1]
     assert newest["replaces"] is not None and "track 1 sounds different" in newest["replaced_because"]
 
@@ -1032,7 +1040,7 @@ def test_a_master_matched_to_a_darker_reference_gets_darker_and_keeps_its_isrc(i
     result = CliRunner().invoke(app, ["edit", str(config), "--track", "1", "--match-reference", str(reference), "--out", str(out)])
     assert result.exit_code == 0, result.stderr
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
-    assert report["recomputed"] == ["master", "qc", "export"]
+    assert report["recomputed"] == ["master", "qc"]
     versions = {v["number"]: v for v in editing.history(config, track=1)["versions"]}
     version = versions[report["version"]]
     from songmill.engine.edit_delivery import recording_version

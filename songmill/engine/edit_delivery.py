@@ -26,7 +26,7 @@ from songmill.core.spec import TrackSpec
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
-from songmill.engine.editing import EditedTrack, base_report_track, rendered_seed
+from songmill.engine.editing import EditedTrack, base_report_track, delivery_artifacts, rendered_seed
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
 
@@ -81,19 +81,22 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
     staging = Path(tempfile.mkdtemp(prefix=".delivery-", dir=_staging_parent(out_dir, spec.release.id)))
     try:
         report_paths = [r["report_path"] for r in catalogue.runs_of(spec.release.id) if r.get("report_path") and r.get("status") == "succeeded"]
-        tracks, rows, track_specs = [], [], {}
+        tracks, rows, track_specs, encoded = [], [], {}, []
         commercial = any(profiles[name].commercial for name in spec.release.profiles)
         for number in range(1, len(spec.tracks) + 1):
             target = EditedTrack(Path(config), spec, number, commercial)  # the config read once, above
             track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=rendered_seed(catalogue, target))
-            rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}")
+            rendered, row, exported = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}")
             tracks.append(rendered)
+            encoded += [(track_id, exported)] if exported is not None else []
             rows.append(row)
             track_specs[number] = row.pop("track_spec")
         edited_spec = spec.model_copy(  # each track as its current version renders it (title, tempo, key…)
             update={"tracks": [TrackSpec.model_validate(track_specs[n]) if track_specs[n] else t for n, t in enumerate(spec.tracks, start=1)]}
         )
         run_id = catalogue.start_run(spec.release.id, runner=EDITOR_RUNNER, base_seed=None)
+        for track_id, exported in encoded:  # the delivery files encoded for this delivery: their lineage
+            catalogue.record_stage(run_id, track_id, exported)
         try:
             delivered = _deliver(edited_spec, profiles, tracks, out_dir=out_dir, config=Path(config), catalogue=catalogue, run_id=run_id)
         except SongmillError:
@@ -117,15 +120,16 @@ def _staging_parent(out_dir: Path, release_id: str) -> Path:
 
 def _current_recording(
     catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path
-) -> tuple[RenderedTrack, dict]:
-    """The track's current version (or its last render) as the release steps take it, and a row
-    saying which recording it is."""
+) -> tuple[RenderedTrack, dict, Any]:
+    """The track's current version (or its last render) as the release steps take it, a row
+    saying which recording it is, and the export stage's result when this delivery encoded the
+    version's delivery files (an edit makes a version up to the gate: `delivery_artifacts`)."""
     head = catalogue.version_head(target.release_id, target.number)
     if head is None:
         base = base_report_track(target, report_paths)
         artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}
         row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
-        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row
+        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row, None
     versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
     current = versions[head["current"]]
     isrc, source = None, None
@@ -143,15 +147,22 @@ def _current_recording(
         source = edited_from(versions, recording, track_isrc)
     why = recording_identity(operations_from_json(current["operations"]))["why"]
     row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
-    files = _fetch(store, current["artifacts"], folder)
-    return RenderedTrack(
-        target.number,
-        track_id,
-        files,
-        models=tuple(current["models"]) if current.get("models") is not None else _report_models(base_report_track(target, report_paths)),  # made before 0009
-        isrc=isrc,
-        edited_from_isrc=source,
-    ), row
+    artifacts, exported = delivery_artifacts(target, current, store)
+    files = _fetch(store, artifacts, folder)
+    return (
+        RenderedTrack(
+            target.number,
+            track_id,
+            files,
+            models=tuple(current["models"])
+            if current.get("models") is not None
+            else _report_models(base_report_track(target, report_paths)),  # made before 0009
+            isrc=isrc,
+            edited_from_isrc=source,
+        ),
+        row,
+        exported,
+    )
 
 
 def _report_models(track: dict) -> tuple[dict, ...]:

@@ -59,8 +59,9 @@ from songmill.editor.operations import (
 from songmill.engine.audition import Audition
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.runner import record_track, render_track_once
-from songmill.engine.stage import TrackJob
+from songmill.engine.stage import TrackJob, run_stage
 from songmill.engine.task_data import TrackOutcome
+from songmill.engine.track_stages import EXPORT, TRACK_STAGES
 
 # The measurements a version keeps, from the gate's report (for history and diff).
 MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
@@ -499,18 +500,41 @@ def _set_aside(path: Path) -> Path:
     return path
 
 
+def version_stages() -> list:
+    """The stages that make a version: every stage up to and including the gate. The delivery
+    files (the export stage) are encoded when a version is delivered (`delivery_artifacts`): a
+    version the gate passed is one that can be delivered, and encoding five formats per profile
+    for every version tried cost a mix-only edit a third of its time for files nobody asked for."""
+    return [stage for stage in TRACK_STAGES.stages if stage.name != EXPORT.name]
+
+
+def delivery_artifacts(target: EditedTrack, version: dict, store) -> tuple[dict[str, dict], Any]:
+    """The version's artifacts with its delivery files, and the export stage's result (None when
+    the version already held them: one made before versions stopped at the gate). The export
+    runs on the version's own masters, score and lyrics with its own seed, so it makes the bytes
+    it would have made with the version, whenever it runs; its cache key keeps them for the next
+    delivery of the same version."""
+    artifacts = version["artifacts"]
+    if "export.json" in artifacts:
+        return artifacts, None
+    job = TrackJob(_spec_with_track(target, version["track_spec"]), target.index, int(version["seed"]), target.commercial)
+    refs = {name: ArtifactRef.from_dict(ref) for name, ref in artifacts.items()}
+    result = run_stage(EXPORT, job, refs, store=store, registry=ModelRegistry.load())
+    return artifacts | {name: {**ref.to_dict(), "stage": EXPORT.name} for name, ref in result.outputs.items()}, result
+
+
 def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> TrackOutcome:
-    """The track's stages, as `render_track_once` runs them; with an audition, started on its
+    """The version's stages, as `render_track_once` runs them; with an audition, started on its
     thread after the wave that made the mix, beside the waves that follow."""
     if heard is None:
-        return render_track_once(job, store_spec, None)
+        return render_track_once(job, store_spec, None, stages=version_stages())
 
     def once_mixed(outcome: TrackOutcome) -> None:
         if not heard.started and "mix.wav" in outcome.refs:
             heard.start(outcome.refs["mix.wav"])
 
     try:
-        return render_track_once(job, store_spec, None, after_wave=once_mixed)
+        return render_track_once(job, store_spec, None, stages=version_stages(), after_wave=once_mixed)
     finally:
         heard.finish()
 
