@@ -76,7 +76,7 @@ class RenderEditOperator(SongmillOperator):
                 out_dir=load_airflow_settings().out_path,
                 author=self.author or getattr(context.get("dag_run"), "triggering_user_name", None) or "airflow",  # who pressed apply
                 reason=self.reason or None,
-                audition=True,  # the editor page plays it while the gate and export finish
+                audition=True,  # the editor page plays it while the master and gate finish
             )
         self.log.info("version %d: recomputed %s; cached %s", result.version, ", ".join(result.recomputed) or "nothing", ", ".join(result.cached))
         return {

@@ -9,7 +9,7 @@
 - `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV);
 - `GET /songmill/api/editor/<release>/<track>/auditions/<n>` — whether the edit making version
   n has written its audition yet (`{"ready": true|false}`), and `…/auditions/<n>/audio` the
-  audition (WAV): the page plays it while that edit's gate and export finish;
+  audition (WAV): the page plays it while that edit's master and gate finish;
 - `POST /songmill/api/editor/<release>/<track>/undo` — the previous version current again;
 - `POST /songmill/api/editor/<release>/<track>/hear` — a recording (any format ffmpeg reads) →
   the command heard and its operations, or why none was.

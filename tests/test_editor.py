@@ -955,6 +955,69 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     catalogue.close()
 
 
+def _edited_version(config: Path, out: Path) -> dict:
+    """The track's current version, made by an edit when the tests before did not make one."""
+    history = editing.history(config, track=1)
+    if not history["current"] or history["current"] == 1:  # run alone
+        editing.edit(config, track=1, command="more delay on the vocals", out_dir=out)
+        history = editing.history(config, track=1)
+    return next(v for v in history["versions"] if v["number"] == history["current"])
+
+
+def test_delivering_a_version_to_a_profile_it_was_not_mastered_for_asks_for_an_edit(in_song):
+    from songmill.catalogue import Catalogue
+    from songmill.engine.edit_delivery import deliver_current
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    current = _edited_version(config, out)
+    written = config.read_text()
+    catalogue = Catalogue.open()
+    delivered_before = catalogue.deliveries("edit-test")
+    try:
+        config.write_text(
+            written.replace("profiles: [streaming]", "profiles: [streaming, preview]")
+        )  # a profile the release delivers since the version was made
+        with pytest.raises(
+            SongmillError,
+            match=rf"^track 1 version {current['number']} has no master for profile 'preview', which the release delivers now; edit the track again",
+        ):
+            deliver_current(config, out_dir=out)
+    finally:
+        config.write_text(written)
+    assert catalogue.deliveries("edit-test") == delivered_before  # nothing delivered, nothing replaced
+    assert not [run for run in catalogue.runs_of("edit-test") if run["status"] == "running"]
+    catalogue.close()
+
+
+@pytest.mark.long
+def test_a_version_whose_delivery_files_cannot_be_made_gets_no_isrc_and_nothing_is_delivered(in_song, monkeypatch):
+    import songmill.release.encode as encode
+    from songmill.catalogue import Catalogue
+    from songmill.engine.edit_delivery import deliver_current
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    before = editing.history(config, track=1)["current"]
+    made = editing.edit(config, track=1, command="a little less delay on the vocals", out_dir=out)  # a new recording, never delivered
+    catalogue = Catalogue.open()
+    delivered_before = catalogue.deliveries("edit-test")
+
+    def over_the_ceiling(*args, **kwargs):
+        raise SongmillError("export-streaming-44k16.flac peaks at -0.2 dBTP after four tries, over the profile's -1.0 dBTP ceiling")
+
+    monkeypatch.setattr(encode, "export_profile", over_the_ceiling)  # what a file the encoder cannot hold under its ceiling raises
+    try:
+        with pytest.raises(SongmillError, match=rf"^track 1 version {made.version}: its delivery files could not be made: export-streaming-44k16.flac peaks"):
+            deliver_current(config, out_dir=out)
+        version = next(v for v in catalogue.versions("edit-test", 1) if v["number"] == made.version)
+        assert version.get("isrc") is None  # no ISRC for a recording that did not go out
+        assert catalogue.deliveries("edit-test") == delivered_before
+        assert not [run for run in catalogue.runs_of("edit-test") if run["status"] == "running"]
+    finally:
+        catalogue.close()
+        if before:
+            editing.switch(config, track=1, version=before, out_dir=out)
+
+
 def test_switching_to_a_version_whose_files_left_the_store_says_how_to_make_it_again(in_song, tmp_path):
     from songmill.core.store import default_store_spec, open_store
 

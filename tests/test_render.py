@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -406,6 +407,37 @@ def test_ctrl_c_says_what_became_of_the_run_and_marks_it_failed(tmp_path):
     assert render.returncode == 130, stderr
     assert "interrupted (Ctrl-C): a render or edit under way is marked failed" in stderr and "Traceback" not in stderr, stderr
     assert runs() == ["failed"]
+
+
+def test_a_ctrl_c_that_lands_in_a_finaliser_is_raised_again_in_the_main_thread_without_a_traceback(capsys, monkeypatch):
+    """Python reports an exception raised in a weakref callback or `__del__` as "Exception ignored"
+    with its traceback, and carries on: seen once when Ctrl-C landed in one during a render."""
+    import signal
+
+    from songmill.engine import cli as cli_module
+    from songmill.engine.stage import STOP
+
+    class Finalised:
+        def __init__(self, raises: BaseException):
+            self.raises = raises
+
+        def __del__(self):
+            raise self.raises
+
+    monkeypatch.setattr(sys, "unraisablehook", cli_module._interrupt_lost_in_a_finaliser)  # as `songmill`'s main() sets it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as `_say_interrupted` leaves it
+    STOP.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Finalised(KeyboardInterrupt())  # dropped at once: the interrupt lands in its finaliser
+            for _ in range(1000):  # the main thread's next check of its signals raises it
+                time.sleep(0.001)
+    finally:
+        STOP.clear()
+        signal.signal(signal.SIGINT, previous)
+    assert "Traceback" not in capsys.readouterr().err
+    Finalised(ValueError("a real bug"))  # anything else is reported as Python reports it
+    assert "ValueError: a real bug" in capsys.readouterr().err
 
 
 @pytest.mark.long

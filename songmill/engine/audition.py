@@ -2,11 +2,11 @@
 
     heard = Audition(job, store, to=Path("dist/demo-single/edits/track-01/auditions/v0002.wav"))
     heard.start(outcome.refs["mix.wav"])     # masters the new mix on a thread
-    ...                                      # the edit's master, gate and export go on meanwhile
+    ...                                      # the edit's master and gate go on meanwhile
     heard.finish()                           # the file, or None when it could not be made (logged)
 
-After the mix, an edit's version still needs its masters with the provenance watermark, the
-gate's measurements and every profile's export: most of a mix-only edit's time, and none of it
+After the mix, an edit's version still needs its masters with the provenance watermark and the
+gate's measurements: most of a mix-only edit's time, and none of it
 changes what the song sounds like. So while those run, the new mix is mastered once more for the
 release's first profile through the same chain, without the watermark (PerthNet's mark is meant
 to go unheard; the README's *Provenance* says what it measurably changes), and written where the

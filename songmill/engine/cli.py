@@ -16,6 +16,7 @@ songmill edit|history|undo|redo|switch|diff   the song editor (cli_editor.py)
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
@@ -23,6 +24,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -314,11 +316,32 @@ def _say_interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupt_lost_in_a_finaliser(unraisable: Any) -> None:
+    """`sys.unraisablehook`: Python cannot raise in a finaliser or a weakref callback, so a Ctrl-C
+    that lands in one is "ignored" and printed with a traceback. Raised in the main thread again
+    instead, in silence (the stop flag is set already: no stage starts after it either way);
+    any other exception there is reported as Python reports it."""
+    import threading
+
+    from songmill.engine.stage import STOP
+
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and STOP.is_set():
+        # from another thread a moment later, so that it lands after this hook has returned
+        # (raised in the hook, or while it starts a thread, it would be "ignored" again);
+        # Ctrl-C's handler is Python's own by now: it raises KeyboardInterrupt
+        again = threading.Timer(0.05, _thread.interrupt_main)
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main() -> None:
     from songmill.engine.stage import flush_denormals
 
     flush_denormals()  # before any thread starts: every thread of the command inherits it
     signal.signal(signal.SIGINT, _say_interrupted)
+    sys.unraisablehook = _interrupt_lost_in_a_finaliser
     try:
         app()
     except KeyboardInterrupt:

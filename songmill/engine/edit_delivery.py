@@ -27,6 +27,7 @@ from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.editing import EditedTrack, base_report_track, delivery_artifacts, rendered_seed
+from songmill.engine.stage import StageResult
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
 
@@ -95,12 +96,12 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
             update={"tracks": [TrackSpec.model_validate(track_specs[n]) if track_specs[n] else t for n, t in enumerate(spec.tracks, start=1)]}
         )
         run_id = catalogue.start_run(spec.release.id, runner=EDITOR_RUNNER, base_seed=None)
-        for track_id, exported in encoded:  # the delivery files encoded for this delivery: their lineage
-            catalogue.record_stage(run_id, track_id, exported)
         try:
+            for track_id, exported in encoded:  # the versions' delivery files: their lineage, with this delivery
+                catalogue.record_stage(run_id, track_id, exported)
             delivered = _deliver(edited_spec, profiles, tracks, out_dir=out_dir, config=Path(config), catalogue=catalogue, run_id=run_id)
-        except SongmillError:
-            catalogue.finish_run(run_id, status="failed")
+        except BaseException as err:  # never left "running" (`catalogue check` would find it)
+            catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
             raise
         report_path = Path(out_dir) / spec.release.id / "edits" / "delivery-report.json"
         result = {"release": spec.release.id, "run_id": run_id, "tracks": rows, **delivered, "report_path": str(report_path)}
@@ -120,10 +121,12 @@ def _staging_parent(out_dir: Path, release_id: str) -> Path:
 
 def _current_recording(
     catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path
-) -> tuple[RenderedTrack, dict, Any]:
+) -> tuple[RenderedTrack, dict, StageResult | None]:
     """The track's current version (or its last render) as the release steps take it, a row
-    saying which recording it is, and the export stage's result when this delivery encoded the
-    version's delivery files (an edit makes a version up to the gate: `delivery_artifacts`)."""
+    saying which recording it is, and the export stage's result when the version's delivery files
+    came from it (encoded now, or from its cache: an edit makes a version up to the gate, see
+    `delivery_artifacts`). The files come first: a version whose files cannot be made is not
+    given an ISRC."""
     head = catalogue.version_head(target.release_id, target.number)
     if head is None:
         base = base_report_track(target, report_paths)
@@ -132,6 +135,7 @@ def _current_recording(
         return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row, None
     versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
     current = versions[head["current"]]
+    artifacts, exported = delivery_artifacts(target, current, store)
     isrc, source = None, None
     recording = recording_version(versions, current["number"])
     if recording is not None:
@@ -147,7 +151,6 @@ def _current_recording(
         source = edited_from(versions, recording, track_isrc)
     why = recording_identity(operations_from_json(current["operations"]))["why"]
     row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
-    artifacts, exported = delivery_artifacts(target, current, store)
     files = _fetch(store, artifacts, folder)
     return (
         RenderedTrack(

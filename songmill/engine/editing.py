@@ -7,10 +7,11 @@ keep every version.
 
 A version is the config's track with an ordered list of operations applied (songmill.editor);
 version 1 is the track as its config renders it, made on the first edit. Each version is
-rendered through the same stage graph as `songmill render`: a stage whose inputs and
-parameters did not change is served from the cache, and the edit report lists the stages that
-ran. A version that fails the gate is not recorded (exit 1), and a new seed is never tried: the
-user asked for this song, changed.
+rendered through the same stage graph as `songmill render`, up to the gate (its delivery files
+are encoded when it is delivered: `delivery_artifacts`): a stage whose inputs and parameters
+did not change is served from the cache, and the edit report lists the stages that ran. A
+version that fails the gate is not recorded (exit 1), and a new seed is never tried: the user
+asked for this song, changed.
 
 Files: `<out>/<release-id>/edits/track-NN/vNNNN/` holds each version's edit-report.json, its
 decisions and the audio it made (audio its parent had already, or for version 1 the audio the
@@ -59,9 +60,9 @@ from songmill.editor.operations import (
 from songmill.engine.audition import Audition
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.runner import record_track, render_track_once
-from songmill.engine.stage import TrackJob, run_stage
+from songmill.engine.stage import Stage, StageResult, TrackJob, run_stage
 from songmill.engine.task_data import TrackOutcome
-from songmill.engine.track_stages import EXPORT, TRACK_STAGES
+from songmill.engine.track_stages import EXPORT, QC, TRACK_STAGES
 
 # The measurements a version keeps, from the gate's report (for history and diff).
 MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
@@ -500,26 +501,43 @@ def _set_aside(path: Path) -> Path:
     return path
 
 
-def version_stages() -> list:
-    """The stages that make a version: every stage up to and including the gate. The delivery
-    files (the export stage) are encoded when a version is delivered (`delivery_artifacts`): a
-    version the gate passed is one that can be delivered, and encoding five formats per profile
-    for every version tried cost a mix-only edit a third of its time for files nobody asked for."""
-    return [stage for stage in TRACK_STAGES.stages if stage.name != EXPORT.name]
+def version_stages() -> list[Stage]:
+    """The stages that make a version: those up to and including the gate. The delivery files
+    (the export stage's) are encoded when a version is delivered (`delivery_artifacts`):
+    encoding every profile's formats for every version tried cost a mix-only edit a third of
+    its time, for files nobody may ask for."""
+    names = TRACK_STAGES.names()
+    return TRACK_STAGES.stages[: names.index(QC.name) + 1]
 
 
-def delivery_artifacts(target: EditedTrack, version: dict, store) -> tuple[dict[str, dict], Any]:
-    """The version's artifacts with its delivery files, and the export stage's result (None when
-    the version already held them: one made before versions stopped at the gate). The export
-    runs on the version's own masters, score and lyrics with its own seed, so it makes the bytes
-    it would have made with the version, whenever it runs; its cache key keeps them for the next
-    delivery of the same version."""
+def delivery_artifacts(target: EditedTrack, version: dict, store) -> tuple[dict[str, dict], StageResult | None]:
+    """The version's artifacts with its delivery files, and the export stage's result (encoded
+    now, or read from the cache when the version was delivered before; None when the version
+    holds its files already: one made before versions stopped at the gate). The export runs on
+    the version's own masters, score and lyrics with its own seed: while the release's profiles
+    and the export code are as they were when the version was made, these are the bytes an export
+    beside its gate would have made, and the cache key keeps them for the next delivery.
+
+    Raises
+    ------
+    SongmillError : the release now delivers a profile the version has no master for, or a
+        file cannot be encoded within its profile's limits — naming the track and the version.
+    """
     artifacts = version["artifacts"]
     if "export.json" in artifacts:
         return artifacts, None
     job = TrackJob(_spec_with_track(target, version["track_spec"]), target.index, int(version["seed"]), target.commercial)
+    missing = [name for name in job.spec.release.profiles if f"master-{name}.wav" not in artifacts]
+    if missing:
+        raise SongmillError(
+            f"track {target.number} version {version['number']} has no master for profile '{missing[0]}', which the release delivers now; "
+            f"edit the track again (`songmill edit {target.config} --track {target.number} --command …`: a new version is mastered for every profile), then deliver"
+        )
     refs = {name: ArtifactRef.from_dict(ref) for name, ref in artifacts.items()}
-    result = run_stage(EXPORT, job, refs, store=store, registry=ModelRegistry.load())
+    try:
+        result = run_stage(EXPORT, job, refs, store=store, registry=ModelRegistry.load())
+    except SongmillError as err:
+        raise SongmillError(f"track {target.number} version {version['number']}: its delivery files could not be made: {err}") from err
     return artifacts | {name: {**ref.to_dict(), "stage": EXPORT.name} for name, ref in result.outputs.items()}, result
 
 
@@ -836,8 +854,10 @@ def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | 
         "spec": _dict_diff(va["track_spec"], vb["track_spec"]),
         "score_sections_changed": _score_sections_changed(va, vb, store),
         "measures": {k: [va["measures"].get(k), vb["measures"].get(k)] for k in MEASURES if va["measures"].get(k) != vb["measures"].get(k)},
-        "artifacts_changed": sorted(
-            n for n in set(va["artifacts"]) | set(vb["artifacts"]) if va["artifacts"].get(n, {}).get("sha256") != vb["artifacts"].get(n, {}).get("sha256")
+        "artifacts_changed": sorted(  # delivery files aside: versions made before export moved to delivery held them, later ones do not
+            n
+            for n in set(va["artifacts"]) | set(vb["artifacts"])
+            if not n.startswith("export") and va["artifacts"].get(n, {}).get("sha256") != vb["artifacts"].get(n, {}).get("sha256")
         ),
     }
 
