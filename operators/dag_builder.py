@@ -86,8 +86,8 @@ def task_waves() -> list[list]:
     with a new seed inside the gate's task, and what follows must read that render."""
     from songmill.engine.track_stages import TRACK_STAGES
 
-    through_gate = TRACK_STAGES.names().index("qc") + 1
-    return TRACK_STAGES.waves(TRACK_STAGES.stages[:through_gate]) + [[stage] for stage in TRACK_STAGES.stages[through_gate:]]
+    through_gate = TRACK_STAGES.through("qc")
+    return TRACK_STAGES.waves(through_gate) + [[stage] for stage in TRACK_STAGES.stages[len(through_gate) :]]
 
 
 def run_params() -> dict[str, Param]:

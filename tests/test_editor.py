@@ -989,6 +989,25 @@ def test_delivering_a_version_to_a_profile_it_was_not_mastered_for_asks_for_an_e
     catalogue.close()
 
 
+def test_a_delivery_that_fails_after_its_run_began_ends_the_run_failed_with_why(in_song, monkeypatch):
+    from songmill.catalogue import Catalogue
+    from songmill.engine import edit_delivery
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    _edited_version(config, out)
+
+    def refused(*args, **kwargs):
+        raise SongmillError("the streaming destination /nowhere cannot be written; fix its permissions and deliver again")
+
+    monkeypatch.setattr(edit_delivery, "_deliver", refused)  # what packaging or a destination refuses, after the run began
+    with pytest.raises(SongmillError, match="^the streaming destination /nowhere cannot be written"):
+        edit_delivery.deliver_current(config, out_dir=out)
+    catalogue = Catalogue.open()
+    newest = max(catalogue.runs_of("edit-test"), key=lambda run: run["id"])
+    catalogue.close()
+    assert newest["status"] == "failed" and "cannot be written" in newest["error"]  # not left running
+
+
 @pytest.mark.long
 def test_a_version_whose_delivery_files_cannot_be_made_gets_no_isrc_and_nothing_is_delivered(in_song, monkeypatch):
     import songmill.release.encode as encode

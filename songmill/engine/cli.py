@@ -16,7 +16,6 @@ songmill edit|history|undo|redo|switch|diff   the song editor (cli_editor.py)
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import json
 import logging
@@ -318,20 +317,14 @@ def _say_interrupted(signum: int, frame: object) -> None:
 
 def _interrupt_lost_in_a_finaliser(unraisable: Any) -> None:
     """`sys.unraisablehook`: Python cannot raise in a finaliser or a weakref callback, so a Ctrl-C
-    that lands in one is "ignored" and printed with a traceback. Raised in the main thread again
-    instead, in silence (the stop flag is set already: no stage starts after it either way);
-    any other exception there is reported as Python reports it."""
-    import threading
-
+    that lands in one is dropped and printed as "Exception ignored" with a traceback. Dropped in
+    silence instead: the stop flag is set, so the next stage to start, or the release steps,
+    raise it where it can be handled (raising it again here, or later from a timer, could cut
+    short the cleanup of the interrupt already under way). Any other exception there is
+    reported as Python reports it."""
     from songmill.engine.stage import STOP
 
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and STOP.is_set():
-        # from another thread a moment later, so that it lands after this hook has returned
-        # (raised in the hook, or while it starts a thread, it would be "ignored" again);
-        # Ctrl-C's handler is Python's own by now: it raises KeyboardInterrupt
-        again = threading.Timer(0.05, _thread.interrupt_main)
-        again.daemon = True
-        again.start()
         return
     sys.__unraisablehook__(unraisable)
 

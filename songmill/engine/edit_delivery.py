@@ -14,6 +14,7 @@ the release's last one (the catalogue records which, and that the audio changed)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -82,14 +83,19 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
     staging = Path(tempfile.mkdtemp(prefix=".delivery-", dir=_staging_parent(out_dir, spec.release.id)))
     try:
         report_paths = [r["report_path"] for r in catalogue.runs_of(spec.release.id) if r.get("report_path") and r.get("status") == "succeeded"]
-        tracks, rows, track_specs, encoded = [], [], {}, []
+        tracks, rows, track_specs, exports = [], [], {}, []
         commercial = any(profiles[name].commercial for name in spec.release.profiles)
-        for number in range(1, len(spec.tracks) + 1):
-            target = EditedTrack(Path(config), spec, number, commercial)  # the config read once, above
+        targets = [EditedTrack(Path(config), spec, number, commercial) for number in range(1, len(spec.tracks) + 1)]  # the config read once, above
+        # every current version's delivery files first: no version is given an ISRC for a delivery that cannot be made
+        made = {target.number: _version_files(catalogue, target, store) for target in targets}
+        for target in targets:
+            number = target.number
             track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=rendered_seed(catalogue, target))
-            rendered, row, exported = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}")
+            artifacts, exported = made[number]
+            rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}", artifacts)
             tracks.append(rendered)
-            encoded += [(track_id, exported)] if exported is not None else []
+            if exported is not None:
+                exports.append((track_id, exported))
             rows.append(row)
             track_specs[number] = row.pop("track_spec")
         edited_spec = spec.model_copy(  # each track as its current version renders it (title, tempo, key…)
@@ -97,15 +103,17 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
         )
         run_id = catalogue.start_run(spec.release.id, runner=EDITOR_RUNNER, base_seed=None)
         try:
-            for track_id, exported in encoded:  # the versions' delivery files: their lineage, with this delivery
+            for track_id, exported in exports:  # the versions' delivery files: their lineage, with this delivery
                 catalogue.record_stage(run_id, track_id, exported)
             delivered = _deliver(edited_spec, profiles, tracks, out_dir=out_dir, config=Path(config), catalogue=catalogue, run_id=run_id)
+            report_path = Path(out_dir) / spec.release.id / "edits" / "delivery-report.json"
+            result = {"release": spec.release.id, "run_id": run_id, "tracks": rows, **delivered, "report_path": str(report_path)}
+            report_path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
         except BaseException as err:  # never left "running" (`catalogue check` would find it)
-            catalogue.finish_run(run_id, status="failed", error=str(err) or type(err).__name__)
+            why = "interrupted (Ctrl-C) while the release was delivered" if isinstance(err, KeyboardInterrupt) else str(err) or type(err).__name__
+            with contextlib.suppress(SongmillError):  # a catalogue that is gone: the error that stopped the delivery is the one to tell
+                catalogue.finish_run(run_id, status="failed", error=why)
             raise
-        report_path = Path(out_dir) / spec.release.id / "edits" / "delivery-report.json"
-        result = {"release": spec.release.id, "run_id": run_id, "tracks": rows, **delivered, "report_path": str(report_path)}
-        report_path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
         catalogue.finish_run(run_id, status="succeeded", report_path=str(report_path))
         return result
     finally:
@@ -119,23 +127,33 @@ def _staging_parent(out_dir: Path, release_id: str) -> Path:
     return folder
 
 
+def _version_files(catalogue: Catalogue, target: EditedTrack, store) -> tuple[dict | None, StageResult | None]:
+    """The track's current version's artifacts with its delivery files, and the export stage's
+    result when they came from it (encoded now, or from its cache: an edit makes a version up to
+    the gate, see `delivery_artifacts`); (None, None) for a track never edited."""
+    head = catalogue.version_head(target.release_id, target.number)
+    if head is None:
+        return None, None
+    current = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == head["current"])
+    return delivery_artifacts(target, current, store)
+
+
 def _current_recording(
-    catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path
-) -> tuple[RenderedTrack, dict, StageResult | None]:
-    """The track's current version (or its last render) as the release steps take it, a row
-    saying which recording it is, and the export stage's result when the version's delivery files
-    came from it (encoded now, or from its cache: an edit makes a version up to the gate, see
-    `delivery_artifacts`). The files come first: a version whose files cannot be made is not
-    given an ISRC."""
+    catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path, version_artifacts: dict | None
+) -> tuple[RenderedTrack, dict]:
+    """The track's current version (or its last render) as the release steps take it, and a row
+    saying which recording it is. `version_artifacts`: the current version's, with its delivery files
+    (`_version_files`)."""
     head = catalogue.version_head(target.release_id, target.number)
     if head is None:
         base = base_report_track(target, report_paths)
         artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}
         row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
-        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row, None
+        return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row
     versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
     current = versions[head["current"]]
-    artifacts, exported = delivery_artifacts(target, current, store)
+    if version_artifacts is None:
+        raise ValueError(f"track {target.number}: its current version's files were not made first (`_version_files`)")
     isrc, source = None, None
     recording = recording_version(versions, current["number"])
     if recording is not None:
@@ -151,7 +169,7 @@ def _current_recording(
         source = edited_from(versions, recording, track_isrc)
     why = recording_identity(operations_from_json(current["operations"]))["why"]
     row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
-    files = _fetch(store, artifacts, folder)
+    files = _fetch(store, version_artifacts, folder)
     return (
         RenderedTrack(
             target.number,
@@ -164,7 +182,6 @@ def _current_recording(
             edited_from_isrc=source,
         ),
         row,
-        exported,
     )
 
 

@@ -44,7 +44,7 @@ from songmill.core.spec import ReleaseSpec, track_seed
 from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.head_start import head_starts
-from songmill.engine.stage import TrackJob, cpu_seconds, denormals_flushed, run_stage
+from songmill.engine.stage import TrackJob, cpu_seconds, denormals_flushed, run_stage, stop_if_asked
 from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
 from songmill.engine.track_stages import TRACK_STAGES
 from songmill.release.package import RenderedTrack, package_and_deliver
@@ -530,6 +530,7 @@ def render(
         progress, on_event = _progress_display(run.jobs, console)
         with progress:
             outcomes = _render_tracks(run.jobs, store_spec, jobs, on_event, catalogue_url)
+        stop_if_asked("the release steps")  # a Ctrl-C Python dropped in a finaliser: nothing is delivered
     except BaseException as err:
         fail_release(run.run_id, str(err) or type(err).__name__, database_url=database_url)
         raise

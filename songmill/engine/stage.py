@@ -335,10 +335,16 @@ def denormals_flushed() -> Iterator[bool]:
 STOP = threading.Event()
 
 
+def stop_if_asked(before: str) -> None:
+    """KeyboardInterrupt when Ctrl-C was pressed (`STOP`): called before each stage and before a
+    render's release steps."""
+    if STOP.is_set():
+        raise KeyboardInterrupt(f"interrupted (Ctrl-C) before {before}")
+
+
 def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
     """Run one stage for one track, or return its stored outputs if its cache key is known."""
-    if STOP.is_set():
-        raise KeyboardInterrupt(f"interrupted (Ctrl-C) before stage {stage.name}")
+    stop_if_asked(f"stage {stage.name}")
     missing = [name for name in stage.inputs if name not in inputs]
     if missing:
         raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
@@ -463,6 +469,11 @@ class StageGraph:
 
     def names(self) -> list[str]:
         return [s.name for s in self.stages]
+
+    def through(self, name: str) -> list[Stage]:
+        """The stages up to and including `name` (a track's stages through its gate: what an
+        editor's version is made of, and what a scheduler runs again when the gate says no)."""
+        return self.stages[: self.names().index(name) + 1]
 
     def waves(self, stages: list[Stage] | None = None) -> list[list[Stage]]:
         """`stages` (all, by default) in order, neighbours that read none of each other's outputs

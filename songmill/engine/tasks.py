@@ -80,7 +80,7 @@ def run_track_stage(state: TrackState, stage_name: str) -> TrackState:
     with making_ahead(stages_to_make_ahead(stage), job, outcome.refs, store=store, registry=registry):
         apply_stage(outcome, stage, job, store=store, registry=registry, earlier=earlier, raise_errors=True)
     if stage.name == "qc" and outcome.quarantined:
-        through_qc = TRACK_STAGES.stages[: TRACK_STAGES.names().index("qc") + 1]
+        through_qc = TRACK_STAGES.through("qc")
         outcome = regenerate_until_passed(outcome, job, store_spec, None, earlier, stages=through_qc)
     for result in outcome.results[-1:]:
         log.info(
