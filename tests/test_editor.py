@@ -1041,11 +1041,7 @@ def test_switching_to_a_version_whose_files_left_the_store_says_how_to_make_it_a
     from songmill.core.store import default_store_spec, open_store
 
     config, out = in_song / "release.yaml", in_song / "dist"
-    history = editing.history(config, track=1)
-    if not history["current"] or history["current"] == 1:  # run alone: an edit to lose first
-        editing.edit(config, track=1, command="less reverb on the voice", out_dir=out)
-        history = editing.history(config, track=1)
-    edited = next(v for v in history["versions"] if v["number"] == history["current"])
+    edited = _edited_version(config, out)  # the edit to lose
     editing.switch(config, track=1, version=edited["parent"], out_dir=out)
     master = edited["artifacts"]["master-streaming.wav"]["sha256"]
     blob = next(open_store(default_store_spec()).root.glob(f"blobs/*/{master}"))

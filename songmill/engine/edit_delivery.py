@@ -15,6 +15,7 @@ the release's last one (the catalogue records which, and that the audio changed)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -87,15 +88,15 @@ def deliver_current(config: str | Path, *, out_dir: Path = Path("dist"), databas
         commercial = any(profiles[name].commercial for name in spec.release.profiles)
         targets = [EditedTrack(Path(config), spec, number, commercial) for number in range(1, len(spec.tracks) + 1)]  # the config read once, above
         # every current version's delivery files first: no version is given an ISRC for a delivery that cannot be made
-        made = {target.number: _version_files(catalogue, target, store) for target in targets}
+        edited = {target.number: _edited_versions(catalogue, target, store) for target in targets}
         for target in targets:
             number = target.number
             track_id = catalogue.upsert_track(spec.release.id, number, title=spec.tracks[number - 1].title, seed=rendered_seed(catalogue, target))
-            artifacts, exported = made[number]
-            rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}", artifacts)
+            version = edited[number]
+            rendered, row = _current_recording(catalogue, target, track_id, report_paths, ids, year, store, staging / f"track-{number:02d}", version)
             tracks.append(rendered)
-            if exported is not None:
-                exports.append((track_id, exported))
+            if version is not None and version.exported is not None:
+                exports.append((track_id, version.exported))
             rows.append(row)
             track_specs[number] = row.pop("track_spec")
         edited_spec = spec.model_copy(  # each track as its current version renders it (title, tempo, key…)
@@ -127,33 +128,40 @@ def _staging_parent(out_dir: Path, release_id: str) -> Path:
     return folder
 
 
-def _version_files(catalogue: Catalogue, target: EditedTrack, store) -> tuple[dict | None, StageResult | None]:
-    """The track's current version's artifacts with its delivery files, and the export stage's
-    result when they came from it (encoded now, or from its cache: an edit makes a version up to
-    the gate, see `delivery_artifacts`); (None, None) for a track never edited."""
+@dataclasses.dataclass
+class _EditedVersions:
+    """An edited track's versions by number and its current one, whose artifacts include its
+    delivery files, and the export stage's result when they came from it (encoded now, or from
+    its cache: an edit makes a version up to the gate, see `delivery_artifacts`)."""
+
+    versions: dict[int, dict]
+    current: dict
+    exported: StageResult | None
+
+
+def _edited_versions(catalogue: Catalogue, target: EditedTrack, store) -> _EditedVersions | None:
+    """The track's versions, its current one with its delivery files made (None: never edited)."""
     head = catalogue.version_head(target.release_id, target.number)
     if head is None:
-        return None, None
-    current = next(v for v in catalogue.versions(target.release_id, target.number) if v["number"] == head["current"])
-    return delivery_artifacts(target, current, store)
+        return None
+    versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
+    current = versions[head["current"]]
+    artifacts, exported = delivery_artifacts(target, current, store)
+    versions[current["number"]] = current = {**current, "artifacts": artifacts}
+    return _EditedVersions(versions, current, exported)
 
 
 def _current_recording(
-    catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path, version_artifacts: dict | None
+    catalogue: Catalogue, target: EditedTrack, track_id: int, report_paths: list[str], ids, year: int, store, folder: Path, edited: _EditedVersions | None
 ) -> tuple[RenderedTrack, dict]:
-    """The track's current version (or its last render) as the release steps take it, and a row
-    saying which recording it is. `version_artifacts`: the current version's, with its delivery files
-    (`_version_files`)."""
-    head = catalogue.version_head(target.release_id, target.number)
-    if head is None:
+    """The track's current version (`edited`, from `_edited_versions`; None: never edited, its
+    last render) as the release steps take it, and a row saying which recording it is."""
+    if edited is None:
         base = base_report_track(target, report_paths)
         artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}
         row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
         return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row
-    versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
-    current = versions[head["current"]]
-    if version_artifacts is None:
-        raise ValueError(f"track {target.number}: its current version's files were not made first (`_version_files`)")
+    versions, current = edited.versions, edited.current
     isrc, source = None, None
     recording = recording_version(versions, current["number"])
     if recording is not None:
@@ -169,7 +177,7 @@ def _current_recording(
         source = edited_from(versions, recording, track_isrc)
     why = recording_identity(operations_from_json(current["operations"]))["why"]
     row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
-    files = _fetch(store, version_artifacts, folder)
+    files = _fetch(store, current["artifacts"], folder)
     return (
         RenderedTrack(
             target.number,

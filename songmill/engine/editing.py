@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fnmatch
 import getpass
 import json
 import logging
@@ -524,8 +523,7 @@ def delivery_artifacts(target: EditedTrack, version: dict, store) -> tuple[dict[
         file cannot be encoded within its profile's limits — naming the track and the version.
     """
     artifacts = version["artifacts"]
-    job = TrackJob(_spec_with_track(target, version["track_spec"]), target.index, int(version["seed"]), target.commercial)
-    missing = [name for name in job.spec.release.profiles if f"master-{name}.wav" not in artifacts]
+    missing = [name for name in target.spec.release.profiles if f"master-{name}.wav" not in artifacts]  # the release as the config has it now
     if missing:
         raise SongmillError(
             f"track {target.number} version {version['number']} has no master for profile '{missing[0]}', which the release delivers now; "
@@ -533,6 +531,7 @@ def delivery_artifacts(target: EditedTrack, version: dict, store) -> tuple[dict[
         )
     if "export.json" in artifacts:  # a version made before versions stopped at the gate
         return artifacts, None
+    job = TrackJob(_spec_with_track(target, version["track_spec"]), target.index, int(version["seed"]), target.commercial)
     refs = {name: ArtifactRef.from_dict(ref) for name, ref in artifacts.items()}
     try:
         result = run_stage(EXPORT, job, refs, store=store, registry=ModelRegistry.load())
@@ -857,14 +856,9 @@ def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | 
         "artifacts_changed": sorted(  # delivery files aside: versions made before export moved to delivery held them, later ones do not
             n
             for n in set(va["artifacts"]) | set(vb["artifacts"])
-            if not _delivery_file(n) and va["artifacts"].get(n, {}).get("sha256") != vb["artifacts"].get(n, {}).get("sha256")
+            if not EXPORT.declares(n) and va["artifacts"].get(n, {}).get("sha256") != vb["artifacts"].get(n, {}).get("sha256")
         ),
     }
-
-
-def _delivery_file(name: str) -> bool:
-    """An artifact of the export stage (a version made before versions stopped at the gate holds them)."""
-    return name in EXPORT.outputs or fnmatch.fnmatch(name, EXPORT.output_glob or "")
 
 
 def _dict_diff(a: Any, b: Any, path: str = "") -> dict:
