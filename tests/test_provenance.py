@@ -184,6 +184,43 @@ def test_windows_read_side_by_side_answer_as_each_read_alone(rendered, monkeypat
     assert marker.window_scores(master, rate) == alone and len(alone) >= 2 and np.median(alone) >= 0.65
 
 
+def test_the_marks_check_reads_only_the_windows_that_decide_its_median(monkeypatch):
+    """After a mark pass, the marker asks whether the median window score reaches MARK_TARGET. It
+    stops reading once more than half the windows are on one side: the answer must be the whole
+    median's every time (an even count split exactly in two included), in fewer reads when the
+    windows agree. The decoder here answers from a table, by the window's level."""
+    import models.watermark.perth as perth
+
+    window = int(perth.WINDOW_S * perth.PERTH_RATE_HZ)
+    marker = perth.Watermarker.__new__(perth.Watermarker)  # no network: the answers come from the table
+    read: list[int] = []
+
+    def check(answers: list[float], target: float = perth.MARK_TARGET) -> bool:
+        levels = [0.1 + 0.001 * i for i in range(len(answers))]  # window i's level names it
+        low = np.concatenate([np.full(window, level, np.float32) for level in levels]) if answers else np.zeros(window, np.float32)
+        read.clear()
+
+        def answer(self, piece: np.ndarray, *, bfloat16: bool) -> float:
+            index = round((float(piece[0]) - 0.1) / 0.001)
+            read.append(index)
+            return answers[index]
+
+        monkeypatch.setattr(perth.Watermarker, "_score", answer)
+        return marker._median_reaches(low, target)
+
+    assert check([0.9] * 18) is True and len(read) < 18
+    assert check([0.5] * 18) is False and len(read) < 18
+    assert check([0.9, 0.3, 0.9, 0.9, 0.3]) is True and len(read) <= 4 + perth.SCORE_THREADS - 1  # decided at the fourth (an odd count)
+    assert check([0.9, 0.9, float("nan"), 0.9, 0.9]) is False  # a NaN makes the median NaN, which reaches nothing
+    split = [0.84] * 9 + [0.86] * 9  # neither side has a majority: only the median itself can say
+    assert check(split) == (float(np.median(split)) >= perth.MARK_TARGET) and len(read) == 18
+    assert check([]) is False  # silence: no window to read, no mark
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        answers = [float(v) for v in rng.choice([0.3, 0.84, 0.85, 0.86, 0.95], size=int(rng.integers(1, 20)))]
+        assert check(answers) == (float(np.median(answers)) >= perth.MARK_TARGET), answers
+
+
 def _music_like(seconds: float, rate: int) -> np.ndarray:
     """Chords of decaying partials over noise: something with the spectrum of music."""
     t = np.arange(int(seconds * rate)) / rate

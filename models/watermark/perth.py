@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from songmill.core.audio import channel_mean, resample
+from songmill.core.collector import collector_paused
 
 PERTH_RATE_HZ = 32000
 WINDOW_S = 10.0  # the decoder answers once per window; a song is read window by window
@@ -100,10 +102,11 @@ class Watermarker:
     """PerthNet with its checkpoint, on the CPU."""
 
     def __init__(self, weights: Path):
-        import torch
+        with collector_paused():  # torch's import: hundreds of thousands of objects, nothing to collect
+            import torch
         import yaml
 
-        with _perthnet_modules():
+        with _perthnet_modules(), collector_paused():
             from perth.perth_net.perth_net_implicit import utils
             from perth.perth_net.perth_net_implicit.config import PerthConfig
             from perth.perth_net.perth_net_implicit.model import magmask
@@ -207,8 +210,7 @@ class Watermarker:
         low = self._at_perth_rate(frames, rate_hz)
         marked = self._mark_pass(low)
         for _ in range(MAX_PASSES - 1):
-            scores = self._scores(marked)
-            if scores and float(np.median(scores)) >= MARK_TARGET:
+            if self._median_reaches(marked, MARK_TARGET):
                 break
             marked = self._mark_pass(marked)
         difference = marked - low
@@ -239,20 +241,37 @@ class Watermarker:
         leaves the GIL): each answer is what reading it alone gives."""
         import functools
 
-        window, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(MIN_DETECT_S * PERTH_RATE_HZ)
-        pieces: list[np.ndarray] = []
-        for start in range(0, len(low), window):
-            piece = low[start : start + window]
-            if len(piece) < shortest and start > 0:  # a short tail adds nothing the last window did not
-                break
-            if np.sqrt(np.mean(np.square(piece, dtype=np.float64))) < SILENT_RMS:
-                continue  # silence carries no mark, and the decoder answers NaN for it
-            pieces.append(np.ascontiguousarray(piece))
+        pieces = _windows(low)
         score = functools.partial(self._score, bfloat16=bfloat16)
         if len(pieces) < 2:
             return [score(piece) for piece in pieces]
         with ThreadPoolExecutor(max_workers=SCORE_THREADS, thread_name_prefix="perth") as pool:
             return list(pool.map(score, pieces))
+
+    def _median_reaches(self, low: np.ndarray, target: float) -> bool:
+        """Whether the median of `_scores(low)` reaches `target`, reading only as many windows as
+        that takes: once more than half of them are known to be at or above it (or below it), the
+        rest cannot move the median across it. The answer is the whole median's, always (an even
+        count split exactly in two reads every window); the mark's check after a pass reads about
+        half the song instead of all of it when the pass clearly did or did not reach the target."""
+        pieces = _windows(low)
+        decisive = len(pieces) // 2 + 1
+        scores: list[float] = []
+        with ThreadPoolExecutor(max_workers=SCORE_THREADS, thread_name_prefix="perth") as pool:
+            reading = [pool.submit(self._score, piece, bfloat16=False) for piece in pieces[:SCORE_THREADS]]
+            waiting = iter(pieces[SCORE_THREADS:])
+            while reading:
+                scores.append(reading.pop(0).result())  # in order: which windows are read does not depend on timing
+                reached = sum(score >= target for score in scores)
+                undecidable = math.isnan(scores[-1])  # the median of scores with a NaN is NaN, which reaches nothing
+                if undecidable or reached >= decisive or len(scores) - reached >= decisive:
+                    for future in reading:
+                        future.cancel()
+                    return not undecidable and reached >= decisive
+                following = next(waiting, None)
+                if following is not None:
+                    reading.append(pool.submit(self._score, following, bfloat16=False))
+        return bool(scores) and float(np.median(scores)) >= target
 
     def _score(self, piece: np.ndarray, *, bfloat16: bool = False) -> float:
         import torch
@@ -273,6 +292,22 @@ class Watermarker:
         median = float(np.median(scores))
         marked_share = sum(score >= DETECTION_THRESHOLD for score in scores) / len(scores)
         return WatermarkReading(detected=median >= DETECTION_THRESHOLD, marked_share=round(marked_share, 3), median_score=round(median, 3), windows=len(scores))
+
+
+def _windows(low: np.ndarray) -> list[np.ndarray]:
+    """The WINDOW_S windows of `low` (mono at PERTH_RATE_HZ) the decoder is asked about, in order:
+    silent ones left out (silence carries no mark, and the decoder answers NaN for it), and a
+    tail shorter than MIN_DETECT_S too (it adds nothing the last window did not)."""
+    window, shortest = int(WINDOW_S * PERTH_RATE_HZ), int(MIN_DETECT_S * PERTH_RATE_HZ)
+    pieces: list[np.ndarray] = []
+    for start in range(0, len(low), window):
+        piece = low[start : start + window]
+        if len(piece) < shortest and start > 0:
+            break
+        if np.sqrt(np.mean(np.square(piece, dtype=np.float64))) < SILENT_RMS:
+            continue
+        pieces.append(np.ascontiguousarray(piece))
+    return pieces
 
 
 def _on_stretches(beside: ThreadPoolExecutor, stretches: list[tuple[int, int]], work: Callable, *args: object) -> list:

@@ -16,7 +16,9 @@ songmill edit|history|undo|redo|switch|diff   the song editor (cli_editor.py)
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -329,9 +331,23 @@ def _interrupt_lost_in_a_finaliser(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
+def _no_collection_at_exit() -> None:
+    """An exit handler (registered as `main()` starts, so it runs after the handlers registered
+    later and before those of modules imported earlier, such as `logging`'s, which close what
+    they hold explicitly): every object the garbage collector tracks moves to its permanent
+    generation, which the collections of Python's own shutdown skip. A command that rendered
+    has imported music21, torch, librosa and Great Expectations, about 830,000 tracked objects,
+    and those collections walked them all for nothing: 1.6–1.9 s between the command's last line
+    and its exit (an edit, 2026-12-05). The memory is the system's again at exit either way. The
+    one thing skipped is finalising objects still held in reference cycles: songmill's files and
+    temporary folders are closed and removed by `with` blocks, never left to the collector."""
+    gc.freeze()
+
+
 def main() -> None:
     from songmill.engine.stage import flush_denormals
 
+    atexit.register(_no_collection_at_exit)
     flush_denormals()  # before any thread starts: every thread of the command inherits it
     signal.signal(signal.SIGINT, _say_interrupted)
     sys.unraisablehook = _interrupt_lost_in_a_finaliser

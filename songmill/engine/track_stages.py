@@ -228,10 +228,13 @@ def _section_seeds(form: Score, seeds_by_label: dict[str, int], where: str) -> d
 
 
 def _run_compose(ctx: StageContext) -> None:
-    from models.composition.compose import compose
-    from models.composition.melody_model import load_melody_model
-    from songmill.core.lyrics import Lyrics
-    from songmill.core.score_export import LeadSheetCredits, write_midi, write_musicxml
+    from songmill.core.collector import collector_paused
+
+    with collector_paused():  # torch's and music21's imports: nothing to collect in them
+        from models.composition.compose import compose
+        from models.composition.melody_model import load_melody_model
+        from songmill.core.lyrics import Lyrics
+        from songmill.core.score_export import LeadSheetCredits, write_midi, write_musicxml
 
     form = Score.load_json(ctx.input("form.json"))
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
@@ -647,7 +650,7 @@ def _run_qc(ctx: StageContext) -> None:
     from qc.duplicates import track_print
     from qc.musical import main_key, measure_musical
     from qc.suites import MusicalBars, QCSettings, TechnicalBars, judge
-    from qc.technical import TechnicalMetrics, measure
+    from qc.technical import TechnicalMetrics
     from songmill.core.lyrics import Lyrics
     from songmill.core.profiles import DeliveryProfile
 
@@ -680,8 +683,8 @@ def _run_qc(ctx: StageContext) -> None:
         path = ctx.input(f"master-{name}.wav")
         digest = digests[name]
         if digest not in measured:
-            samples, rate = read_wav(path)
-            metrics = measure(samples, rate)
+            metrics = _master_metrics(path)
+            rate = metrics.sample_rate_hz
             expected_s = stem_frames(score, rate) / rate  # the song and its release tail
             # a marked master's mark must read back from it (its digest differs from an unmarked one's)
             mark_score = marks[digest].result().median_score if entry["profile"]["watermark"] else None
@@ -696,6 +699,15 @@ def _run_qc(ctx: StageContext) -> None:
     ctx.output("qc.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print_ = track_print(ctx.input(first), score)
     ctx.output("fingerprint.json").write_text(json.dumps({**print_.to_dict(), "master": first, "master_sha256": digests[first_profile]}), encoding="utf-8")
+
+
+def _master_metrics(path: Path):  # noqa: ANN202 - a qc.technical.TechnicalMetrics (qc is imported when the gate runs)
+    """The technical metrics of one master. Its samples (68 MB for the demo) live in this frame
+    only: Great Expectations' judging leaves a reference cycle that holds the gate's frame, and
+    with it whatever the gate's own locals hold, until Python's next full collection."""
+    from qc.technical import measure
+
+    return measure(*read_wav(path))
 
 
 def _qc_head_start(ctx: StageContext) -> None:
