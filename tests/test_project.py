@@ -212,7 +212,7 @@ def test_the_collector_pauses_for_blocks_that_overlap_and_comes_back_as_it_was()
         node.self = node  # a cycle: only the collector frees it
         alive = weakref.ref(node)
         del node
-        made = [[] for _ in range(20_000)]  # containers enough to set off collections of every generation
+        made = [[] for _ in range(20_000)]  # enough new containers to set off the youngest generation's collection many times over
         del made
         assert alive() is not None
     assert gc.isenabled()

@@ -192,7 +192,7 @@ def test_the_marks_check_reads_only_the_windows_that_decide_its_median(monkeypat
     import models.watermark.perth as perth
 
     window = int(perth.WINDOW_S * perth.PERTH_RATE_HZ)
-    marker = perth.Watermarker.__new__(perth.Watermarker)  # no network: the answers come from the table
+    marker = perth.Watermarker.__new__(perth.Watermarker)  # no PerthNet loaded: the answers come from the table
     read: list[int] = []
 
     def check(answers: list[float], target: float = perth.MARK_TARGET) -> bool:
