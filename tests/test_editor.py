@@ -321,18 +321,22 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     history = editing.history(config, track=1)
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
     editing.undo(config, track=1, out_dir=out)  # back to version 1, then the same edit again: every stage from the cache
+    again = editing.edit(config, track=1, command="louder vocals", out_dir=out, audition=True)
+    assert again.recomputed == [] and again.version == 3
+    assert again.audition is None and json.loads(again.report_path.read_text())["audition"] is None  # its masters were kept: nothing to audition
+    assert not (again.report_path.parent.parent / "auditions" / "v0003.wav").exists()
+    made = {path.name for path in again.report_path.parent.glob("tracks/*/*.wav")}
+    assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith("stem-") for name in made)  # not its parent's mix: copied
 
     def no_room(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("songmill.engine.audition.write_wav", no_room)  # an audition that cannot be written costs only the audition
     with caplog.at_level(logging.WARNING, logger="songmill.engine.audition"):
-        again = editing.edit(config, track=1, command="louder vocals", out_dir=out, audition=True)
-    assert again.recomputed == [] and again.version == 3 and again.audition is None
+        spaced = editing.edit(config, track=1, command="a bit more reverb on the voice", out_dir=out, audition=True)
+    assert spaced.recomputed == ["mix", "master", "qc"] and spaced.version == 4 and spaced.audition is None
     assert "track 1: the audition was not made ([Errno 28] No space left on device); the gated version follows" in caplog.text
-    assert json.loads(again.report_path.read_text())["audition"] is None
-    made = {path.name for path in again.report_path.parent.glob("tracks/*/*.wav")}
-    assert {"mix.wav", "master-streaming.wav"} <= made and not any(name.startswith("stem-") for name in made)  # not its parent's mix: copied
+    assert json.loads(spaced.report_path.read_text())["audition"] is None
 
 
 def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog):

@@ -60,9 +60,9 @@ from songmill.editor.operations import (
 from songmill.engine.audition import Audition
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.runner import record_track, render_track_once
-from songmill.engine.stage import Stage, StageResult, TrackJob, run_stage
+from songmill.engine.stage import Stage, StageResult, TrackJob, is_kept, run_stage
 from songmill.engine.task_data import TrackOutcome
-from songmill.engine.track_stages import EXPORT, QC, TRACK_STAGES
+from songmill.engine.track_stages import EXPORT, MASTER, QC, TRACK_STAGES
 
 # The measurements a version keeps, from the gate's report (for history and diff).
 MEASURES = ("integrated_lufs", "true_peak_dbtp", "tempo_bpm", "key_detected", "key_score", "vocal_median_cents", "duration_s")
@@ -542,12 +542,19 @@ def delivery_artifacts(target: EditedTrack, version: dict, store) -> tuple[dict[
 
 def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> TrackOutcome:
     """The version's stages, as `render_track_once` runs them; with an audition, started on its
-    thread after the wave that made the mix, beside the waves that follow."""
+    thread after the wave that made the mix, beside the waves that follow, unless the store
+    already keeps this mix's masters (a version made before: the gated master is moments away,
+    and an audition would only delay it)."""
     if heard is None:
         return render_track_once(job, store_spec, None, stages=version_stages())
+    decided = False  # whether to audition was decided (once, after the wave that made the mix)
 
     def once_mixed(outcome: TrackOutcome) -> None:
-        if not heard.started and "mix.wav" in outcome.refs:
+        nonlocal decided
+        if decided or "mix.wav" not in outcome.refs:
+            return
+        decided = True
+        if not is_kept(MASTER, job, outcome.refs, store=heard.store, registry=ModelRegistry.load()):
             heard.start(outcome.refs["mix.wav"])
 
     try:

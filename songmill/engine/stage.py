@@ -342,9 +342,17 @@ def stop_if_asked(before: str) -> None:
         raise KeyboardInterrupt(f"interrupted (Ctrl-C) before {before}")
 
 
-def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
-    """Run one stage for one track, or return its stored outputs if its cache key is known."""
-    stop_if_asked(f"stage {stage.name}")
+@dataclass(frozen=True)
+class _StageCall:
+    """What a stage would run on: its inputs (from what earlier stages made), params, models and cache key."""
+
+    inputs: dict[str, ArtifactRef]
+    params: dict
+    models: list[dict]
+    key: str
+
+
+def _stage_call(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], registry: ModelRegistry) -> _StageCall:
     missing = [name for name in stage.inputs if name not in inputs]
     if missing:
         raise SongmillError(f"stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced")
@@ -353,7 +361,20 @@ def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, st
     params = stage.params(job)
     registry = registry.pinned(job.spec.release.model_versions)  # an experiment's arm may pin a version
     models = [registry.get(name).provenance() for name in stage.model_names(job)]
-    key = cache_key(stage, params, stage_inputs, models, job.seed)
+    return _StageCall(stage_inputs, params, models, cache_key(stage, params, stage_inputs, models, job.seed))
+
+
+def is_kept(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> bool:
+    """Whether the store keeps this stage's outputs for these inputs (its cache key has a record),
+    so `run_stage` would very likely not run it (it still checks the files are whole first)."""
+    return store.get_record(_stage_call(stage, job, inputs, registry).key) is not None
+
+
+def run_stage(stage: Stage, job: TrackJob, inputs: dict[str, ArtifactRef], *, store: ArtifactStore, registry: ModelRegistry) -> StageResult:
+    """Run one stage for one track, or return its stored outputs if its cache key is known."""
+    stop_if_asked(f"stage {stage.name}")
+    call = _stage_call(stage, job, inputs, registry)
+    stage_inputs, params, models, key = call.inputs, call.params, call.models, call.key
     result = StageResult(stage.name, stage.version, key, False, {}, stage_inputs, models)
 
     record = store.get_record(key)
