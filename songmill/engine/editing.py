@@ -554,7 +554,11 @@ def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> Tra
         if decided or "mix.wav" not in outcome.refs:
             return
         decided = True
-        if not is_kept(MASTER, job, outcome.refs, store=heard.store, registry=ModelRegistry.load()):
+        try:
+            kept = is_kept(MASTER, job, outcome.refs, store=heard.store, registry=ModelRegistry.load())
+        except Exception:  # noqa: BLE001 - the master stage says what is wrong in its own turn (a missing reference, say), as before
+            kept = False
+        if not kept:
             heard.start(outcome.refs["mix.wav"])
 
     try:
