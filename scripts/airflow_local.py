@@ -153,10 +153,15 @@ def start(
     return airflow
 
 
+def _project_importable() -> None:
+    """The project's packages importable: run as a script, its own folder is on the path, not the project's."""
+    if str(PROJECT) not in sys.path:
+        sys.path.insert(0, str(PROJECT))
+
+
 def _warm_execution_api(url: str) -> None:
     """The execution API's routes built before the first task needs them (operators/execution_api.py)."""
-    if str(PROJECT) not in sys.path:
-        sys.path.insert(0, str(PROJECT))  # run as a script, its folder is on the path, not the project's
+    _project_importable()
     from operators.execution_api import warm
 
     warm(url)
@@ -192,8 +197,7 @@ def executor_ready(airflow: LocalAirflow) -> bool:
     executors, or no scheduler here: ready."""
     if "scheduler" not in airflow.processes or airflow.env["AIRFLOW__CORE__EXECUTOR"] != WARM_LOCAL_EXECUTOR:
         return True
-    if str(PROJECT) not in sys.path:
-        sys.path.insert(0, str(PROJECT))  # run as a script, its folder is on the path, not the project's
+    _project_importable()
     from operators.local_executor import STARTED_MESSAGE
 
     log = airflow.home / "process-logs" / "scheduler.log"

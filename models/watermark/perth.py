@@ -14,12 +14,13 @@ the package's own loader (which writes beside its weights and prints).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.util
 import math
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -239,14 +240,27 @@ class Watermarker:
         """The decoder's answer for each non-silent window of `low` (mono at PERTH_RATE_HZ), in
         order. The windows are independent, so SCORE_THREADS of them are read at a time (torch
         leaves the GIL): each answer is what reading it alone gives."""
-        import functools
+        return list(self._answers(_windows(low), bfloat16=bfloat16))
 
-        pieces = _windows(low)
-        score = functools.partial(self._score, bfloat16=bfloat16)
+    def _answers(self, pieces: list[np.ndarray], *, bfloat16: bool = False) -> Generator[float, None, None]:
+        """The decoder's answer for each piece, in order, SCORE_THREADS pieces read at a time
+        (torch leaves the GIL). The next piece is asked for only when its answer is wanted: a
+        caller that stops early (`_median_reaches`) leaves the rest unread."""
         if len(pieces) < 2:
-            return [score(piece) for piece in pieces]
+            yield from (self._score(piece, bfloat16=bfloat16) for piece in pieces)
+            return
         with ThreadPoolExecutor(max_workers=SCORE_THREADS, thread_name_prefix="perth") as pool:
-            return list(pool.map(score, pieces))
+            reading = collections.deque(pool.submit(self._score, piece, bfloat16=bfloat16) for piece in pieces[:SCORE_THREADS])
+            waiting = iter(pieces[SCORE_THREADS:])
+            try:
+                while reading:
+                    yield reading.popleft().result()
+                    following = next(waiting, None)
+                    if following is not None:
+                        reading.append(pool.submit(self._score, following, bfloat16=bfloat16))
+            finally:  # stopped early: what has not begun is not read
+                for future in reading:
+                    future.cancel()
 
     def _median_reaches(self, low: np.ndarray, target: float) -> bool:
         """Whether the median of `_scores(low)` reaches `target`, reading only as many windows as
@@ -257,20 +271,14 @@ class Watermarker:
         pieces = _windows(low)
         decisive = len(pieces) // 2 + 1
         scores: list[float] = []
-        with ThreadPoolExecutor(max_workers=SCORE_THREADS, thread_name_prefix="perth") as pool:
-            reading = [pool.submit(self._score, piece, bfloat16=False) for piece in pieces[:SCORE_THREADS]]
-            waiting = iter(pieces[SCORE_THREADS:])
-            while reading:
-                scores.append(reading.pop(0).result())  # in order: which windows are read does not depend on timing
-                reached = sum(score >= target for score in scores)
-                undecidable = math.isnan(scores[-1])  # the median of scores with a NaN is NaN, which reaches nothing
-                if undecidable or reached >= decisive or len(scores) - reached >= decisive:
-                    for future in reading:
-                        future.cancel()
-                    return not undecidable and reached >= decisive
-                following = next(waiting, None)
-                if following is not None:
-                    reading.append(pool.submit(self._score, following, bfloat16=False))
+        answers = self._answers(pieces)
+        for score in answers:  # in order: which windows are read does not depend on timing
+            scores.append(score)
+            reached = sum(s >= target for s in scores)
+            undecidable = math.isnan(score)  # the median of scores with a NaN is NaN, which reaches nothing
+            if undecidable or reached >= decisive or len(scores) - reached >= decisive:
+                answers.close()
+                return not undecidable and reached >= decisive
         return bool(scores) and float(np.median(scores)) >= target
 
     def _score(self, piece: np.ndarray, *, bfloat16: bool = False) -> float:
