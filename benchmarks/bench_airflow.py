@@ -103,10 +103,14 @@ def bench_live(
     try:
         rest = Rest(airflow.url, airflow.password(), airflow)
         rest.unpause(dag_id)
+        scheduler = airflow.processes["scheduler"].pid
+        cpu_before = {name: _tree_cpu_s(p.pid) for name, p in airflow.processes.items()} | {"scheduler loop": _tree_cpu_s(scheduler, own=True)}
         triggered = time.time()
         run_id = rest.trigger(dag_id)
         state = rest.wait(dag_id, run_id, timeout_s=3600)
         assert state == "success", state
+        cpu_during = {name: round(_tree_cpu_s(p.pid) - cpu_before[name], 1) for name, p in airflow.processes.items()}
+        cpu_during["scheduler loop"] = round(_tree_cpu_s(scheduler, own=True) - cpu_before["scheduler loop"], 1)  # part of the scheduler's
         # until Airflow recorded the run's end (its own clock, this machine's), not until the wait
         # next looked: it looks every 3 s, which added 0–3 s to every live figure before 2026-12-04 (late)
         wall = _ended_at(rest.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")) - triggered
@@ -116,7 +120,77 @@ def bench_live(
     row = _row(label, wall, json.loads((work / "dist-live" / release_id / "run-report.json").read_text()))
     row["tasks"] = len(tasks)
     row["task_duration_s"] = round(sum(t["duration"] or 0 for t in tasks), 2)
+    slots = int(env.get("AIRFLOW__CORE__PARALLELISM", max(2, os.cpu_count() or 2)))  # as scripts/airflow_local.py sets it
+    row["slots"] = slots
+    # CPU seconds each Airflow process used while the run ran (the scheduler's: with its
+    # LocalExecutor workers and every task they forked), and what of it was not the stages' own
+    row["cpu_s_by_process"] = cpu_during
+    row["cpu_s_outside_stages"] = round(sum(v for k, v in cpu_during.items() if k != "scheduler loop") - row["stages_cpu_s"], 1)
+    row.update(_timeline(tasks, triggered, triggered + wall, slots))
     return row
+
+
+def _timeline(tasks: list[dict], triggered: float, ended: float, slots: int) -> dict:
+    """Where a live run's wall went besides its tasks: when each task was queued, started and
+    ended (seconds after the trigger), and the task-slot seconds in which no task ran (the gaps
+    between one task's end and the next one's start, summed over the `slots` slots)."""
+    import datetime as dt
+
+    def at(value: str | None) -> float | None:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() - triggered if value else None
+
+    rows = sorted(
+        (
+            {
+                "task": t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) >= 0 else ""),
+                "queued_s": at(t.get("queued_when")),
+                "start_s": at(t["start_date"]),
+                "end_s": at(t["end_date"]),
+            }
+            for t in tasks
+            if t.get("start_date")
+        ),
+        key=lambda r: r["start_s"],
+    )
+    edges = sorted([(r["start_s"], 1) for r in rows] + [(r["end_s"], -1) for r in rows if r["end_s"] is not None])
+    idle, running, last = 0.0, 0, 0.0
+    for moment, step in edges:
+        idle += max(slots - running, 0) * (moment - last)
+        running, last = running + step, moment
+    idle += max(slots - running, 0) * max(ended - triggered - last, 0.0)
+    return {
+        "first_task_start_s": round(rows[0]["start_s"], 2) if rows else None,
+        "idle_slot_s": round(idle, 1),
+        "timeline": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+    }
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _tree_cpu_s(pid: int, *, own: bool = False) -> float:
+    """CPU seconds (user + system) of a process and all its descendants, living or ended and
+    waited for, from Linux's /proc (0.0 where there is none); `own`: the process's alone."""
+    stats: dict[int, tuple[int, float]] = {}  # pid → (parent pid, its own and its ended children's CPU s)
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        stats[int(entry.parent.name)] = (int(fields[1]), sum(int(x) for x in fields[11 : 13 if own else 15]) / tick)
+    if own:
+        return stats.get(pid, (0, 0.0))[1]
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
 
 
 def _ended_at(dag_run: dict) -> float:
@@ -154,9 +228,11 @@ def bench_batch(work: Path, tracks: int) -> list[dict]:
     config = batch_config(config_dir, tracks)
     os.environ["SONGMILL_CONFIG_DIR"] = str(config_dir)
     os.environ["SONGMILL_VAR_DIR"] = str(work / "var-batch-render")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _own_cpu_s()
     report = json.loads(render(config, out_dir=work / "dist-batch-render", jobs=2).read_text())
     rows = [_row(f"songmill render --jobs 2 ({tracks} songs)", time.perf_counter() - start, report)]
+    rows[0]["cpu_s"] = round(_own_cpu_s() - cpu, 1)  # this process and its track workers (ended and waited for)
+    rows[0]["cpu_s_outside_stages"] = round(rows[0]["cpu_s"] - rows[0]["stages_cpu_s"], 1)
     rows.append(
         bench_live(
             work / "batch-live",
@@ -196,9 +272,15 @@ def compared(rows: list[dict]) -> dict:
 
 def _print_rows(title: str, part: dict) -> None:
     print(f"{title}; same files delivered by all: {part['same_files_delivered']}")
-    print(f"{'runner':44} {'wall s':>8} {'stages s':>9} {'release s':>10} {'overhead s':>11} {'x render':>9}")
+    print(f"{'runner':44} {'wall s':>8} {'stages s':>9} {'release s':>10} {'overhead s':>11} {'x render':>9} {'CPU s not in stages':>20}")
     for r in part["runs"]:
-        print(f"{r['runner']:44} {r['wall_s']:8.1f} {r['stages_wall_s']:9.1f} {r['release_steps_wall_s']:10.1f} {r['overhead_s']:11.1f} {r['vs_render']:9.3f}")
+        outside = f"{r['cpu_s_outside_stages']:20.1f}" if "cpu_s_outside_stages" in r else f"{'-':>20}"
+        print(
+            f"{r['runner']:44} {r['wall_s']:8.1f} {r['stages_wall_s']:9.1f} {r['release_steps_wall_s']:10.1f} {r['overhead_s']:11.1f} {r['vs_render']:9.3f} {outside}"
+        )
+    for r in part["runs"]:
+        if "cpu_s_by_process" in r:
+            print(f"  {r['runner']}: CPU s while it ran, by process: {r['cpu_s_by_process']}; task slots idle {r['idle_slot_s']} s")
 
 
 def main() -> None:

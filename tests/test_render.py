@@ -56,6 +56,11 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
         assert file_sha256(Path(artifact["path"])) == artifact["sha256"]
         assert Path(artifact["path"]).stat().st_size == artifact["bytes"]
     assert set(track["artifacts"]) >= {"form.json", "lyrics.json", "score.json", "score.mid", "score.musicxml"}
+    folder = Path(track["artifacts"]["score.json"]["path"]).parent
+    assert folder.parent == report_path.parent / "tracks"
+    for name, artifact in track["artifacts"].items():  # the working audio is named where the store keeps it (copied nowhere); the rest beside the report
+        working = artifact["stage"] in ("instruments", "vocals", "mix") and name.endswith(".wav")
+        assert (Path(artifact["path"]).parent == folder) != working and artifact.get("in_store", False) == working, name
     score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
     assert track["duration_s"] == pytest.approx(score.duration_s, abs=1e-3)
     assert abs(score.duration_s - seconds) < 15

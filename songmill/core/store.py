@@ -270,6 +270,14 @@ class LocalStore:
             )
         return blob
 
+    def stored_path(self, ref: ArtifactRef) -> Path:
+        """Where the blob lies, for a report to name (not read here, so not hashed: whoever
+        reads it checks it, as every stage's input check does)."""
+        blob = self._blob(ref.sha256)
+        if not blob.is_file():
+            raise MissingArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}")
+        return Path(os.path.abspath(blob))  # a report read from another folder finds it too
+
     def has(self, sha256: str) -> bool:
         return self._blob(sha256).exists()
 

@@ -158,7 +158,7 @@ def _current_recording(
     last render) as the release steps take it, and a row saying which recording it is."""
     if edited is None:
         base = base_report_track(target, report_paths)
-        artifacts = {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in base["artifacts"].items()}
+        artifacts = {name: {k: v for k, v in ref.items() if k not in ("path", "in_store")} for name, ref in base["artifacts"].items()}
         row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
         return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row
     versions, current = edited.versions, edited.current

@@ -204,7 +204,7 @@ def _spec_with_track(target: EditedTrack, track_spec: dict) -> ReleaseSpec:
 def _base_artifacts(target: EditedTrack, report_paths: list[str]) -> dict:
     """The track's artifacts as its latest successful render's report lists them."""
     track = base_report_track(target, report_paths)
-    return {name: {k: v for k, v in ref.items() if k != "path"} for name, ref in track["artifacts"].items()}
+    return {name: {k: v for k, v in ref.items() if k not in ("path", "in_store")} for name, ref in track["artifacts"].items()}
 
 
 def base_report_track(target: EditedTrack, report_paths: list[str]) -> dict:
@@ -464,7 +464,7 @@ def _render_version(
         "config_sha256": file_sha256(target.config),
         "seed": seed,
         "track_spec": spec.tracks[target.index].model_dump(mode="json"),
-        "artifacts": {name: {k: v for k, v in a.items() if k != "path"} for name, a in report["artifacts"].items()},
+        "artifacts": {name: {k: v for k, v in a.items() if k not in ("path", "in_store")} for name, a in report["artifacts"].items()},
         "recomputed": [r.stage for r in outcome.results if not r.cached],
         "cached": [r.stage for r in outcome.results if r.cached],
         "stage_times": {r.stage: {"wall_s": round(r.wall_s, 3), "cpu_s": round(r.cpu_s, 3), "cached": r.cached} for r in outcome.results},

@@ -770,6 +770,16 @@ def _release_steps(
         return {}, f"delivery failed: {err}"
 
 
+WORKING_AUDIO_STAGES = ("instruments", "vocals", "mix")
+
+
+def _working_audio(stage: str, name: str) -> bool:
+    """Audio a track is made from and nobody is delivered: the stems, the vocals, the mix (0.44 GB
+    of the demo's 0.6 GB track folder). The masters (what the gate judged) and the delivery files
+    are copied beside the report."""
+    return stage in WORKING_AUDIO_STAGES and name.endswith(".wav")
+
+
 def record_track(
     outcome: TrackOutcome,
     spec: ReleaseSpec,
@@ -781,7 +791,9 @@ def record_track(
     version_only: bool = False,
     audio_kept_elsewhere: frozenset[str] = frozenset(),
 ) -> tuple[dict, RenderedTrack]:
-    """Record a track's stage runs in the catalogue and copy its artifacts beside the report.
+    """Record a track's stage runs in the catalogue and copy its artifacts beside the report,
+    except its working audio (`_working_audio`) when the store is a folder on this machine: the
+    report names the store's own file for it instead.
     `version_only`: a song editor's version — its stage runs and artifacts (lineage) only; the
     track's status and attributes stay those of the recording the config makes, and its print is
     kept as the version's (duplicate detection reads the config's; `songmill verify` reads both).
@@ -791,12 +803,17 @@ def record_track(
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files, score = {}, None, {}, None
+    in_store = getattr(store, "stored_path", None)  # a store on this machine (LocalStore), not S3
     decisions: dict[str, Any] = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None, "qc.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
         for name, ref in result.outputs.items():
             if name.endswith(".wav") and ref.sha256 in audio_kept_elsewhere:
                 artifacts[name] = {**ref.to_dict(), "stage": result.stage}
+                continue
+            if in_store is not None and _working_audio(result.stage, name):
+                path = in_store(ref)
+                artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path), "in_store": True}
                 continue
             path = store.get_file(ref, folder / name)
             files[name] = path
