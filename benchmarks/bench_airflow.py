@@ -109,6 +109,7 @@ def bench_live(
         run_id = rest.trigger(dag_id)
         state = rest.wait(dag_id, run_id, timeout_s=3600)
         assert state == "success", state
+        # read once the wait sees the run end (it looks every 3 s): up to 3 s of idle services more
         cpu_during = {name: round(_tree_cpu_s(p.pid) - cpu_before[name], 1) for name, p in airflow.processes.items()}
         cpu_during["scheduler loop"] = round(_tree_cpu_s(scheduler, own=True) - cpu_before["scheduler loop"], 1)  # part of the scheduler's
         # until Airflow recorded the run's end (its own clock, this machine's), not until the wait
@@ -120,7 +121,7 @@ def bench_live(
     row = _row(label, wall, json.loads((work / "dist-live" / release_id / "run-report.json").read_text()))
     row["tasks"] = len(tasks)
     row["task_duration_s"] = round(sum(t["duration"] or 0 for t in tasks), 2)
-    slots = int(env.get("AIRFLOW__CORE__PARALLELISM", max(2, os.cpu_count() or 2)))  # as scripts/airflow_local.py sets it
+    slots = int(airflow.env["AIRFLOW__CORE__PARALLELISM"])  # what the scheduler was given (scripts/airflow_local.py)
     row["slots"] = slots
     # CPU seconds each Airflow process used while the run ran (the scheduler's: with its
     # LocalExecutor workers and every task they forked), and what of it was not the stages' own

@@ -281,9 +281,13 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     written = list(out.rglob("*"))  # the render's, the version's, current/ and the audition
     assert written and {oct(stat.S_IMODE(path.stat().st_mode)) for path in written} == {oct(0o666 & ~umask), oct(0o777 & ~umask)}  # not tempfile's 0600
     made = {path.name for path in result.report_path.parent.glob("tracks/*/*.wav")}  # the version's folder: the masters it made
-    assert made == {"master-streaming.wav"}  # its new mix is in the store, where the report points
-    assert open_store().intact(report["artifacts"]["mix.wav"]["sha256"]) and "mix.wav" not in made
-    assert not list(Path(versions[1]["folder"]).glob("tracks/*/*.wav"))  # version 1's audio is the render's: in its track folder and the store
+    assert made == {"master-streaming.wav"}  # its new mix is in the store alone (the edit report lists it by hash)
+    assert (
+        open_store().intact(report["artifacts"]["mix.wav"]["sha256"])
+        and report["artifacts"]["mix.wav"]["sha256"] != versions[1]["artifacts"]["mix.wav"]["sha256"]
+    )
+    assert "in_store" not in report["artifacts"]["mix.wav"]  # where the run's report found it is not the version's to keep
+    assert not list(Path(versions[1]["folder"]).glob("tracks/*/*.wav"))  # version 1's masters are the render's: in its track folder and the store
 
     # files in current/ changed by hand are not carried into the next current/; the unchanged ones are linked on
     current = result.report_path.parent.parent / "current"

@@ -61,6 +61,7 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     for name, artifact in track["artifacts"].items():  # the working audio is named where the store keeps it (copied nowhere); the rest beside the report
         working = artifact["stage"] in ("instruments", "vocals", "mix") and name.endswith(".wav")
         assert (Path(artifact["path"]).parent == folder) != working and artifact.get("in_store", False) == working, name
+    assert {p.name for p in folder.glob("*.wav")} == {n for n in track["artifacts"] if n.startswith("master-")}  # no copy of the rest
     score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
     assert track["duration_s"] == pytest.approx(score.duration_s, abs=1e-3)
     assert abs(score.duration_s - seconds) < 15
@@ -491,6 +492,10 @@ def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
     second = json.loads(render(DEBUG, out_dir=tmp_path / "b").read_text())
     assert first["store"].startswith("S3 http://") and all(s["cached"] for s in second["tracks"][0]["stages"])
     assert first["tracks"][0]["artifacts"]["form.json"]["uri"].startswith("s3://songmill-render/run/blobs/")
+    stems = {name: a for name, a in first["tracks"][0]["artifacts"].items() if name.startswith("stem-")}
+    assert stems and all(
+        Path(a["path"]).parent.parent == tmp_path / "a" / "debug-single" / "tracks" and "in_store" not in a for a in stems.values()
+    )  # fetched beside the report
 
 
 def test_lyrics_too_long_for_their_section_fail_in_one_sentence_naming_the_line(tmp_path):

@@ -271,8 +271,9 @@ class LocalStore:
         return blob
 
     def stored_path(self, ref: ArtifactRef) -> Path:
-        """Where the blob lies, for a report to name (not read here, so not hashed: whoever
-        reads it checks it, as every stage's input check does)."""
+        """Where the blob lies, for a report to name. Not read here, so not hashed: a stage that
+        reads it checks it first (its input check); a reader of the report (the QC report's
+        pitch plot, a person) reads it as it is."""
         blob = self._blob(ref.sha256)
         if not blob.is_file():
             raise MissingArtifactError(f"artifact {ref.name} ({ref.sha256[:12]}) is missing from the store {self.root}")

@@ -366,9 +366,9 @@ def rendered_seed(catalogue: Catalogue, target: EditedTrack) -> int:
 
 def _make_first_version(catalogue: Catalogue, target: EditedTrack, store, store_spec: str, out_dir: Path) -> dict:
     """Version 1: the track as the config renders it (from the cache when it was rendered here).
-    Its folder keeps only audio the track's latest render did not make: the render's is in the
-    release's track folder and the store already (copying a three-minute song's ~0.6 GB of stems
-    and masters again cost a first edit 1.8 s)."""
+    Its folder keeps only masters the track's latest render did not make: the render's are in the
+    release's track folder and the store already, its working audio in the store alone (copying a
+    three-minute song's ~0.6 GB of stems and masters again cost a first edit 1.8 s)."""
     seed = rendered_seed(catalogue, target)
     version = _render_version(
         catalogue,
@@ -392,8 +392,8 @@ def _make_first_version(catalogue: Catalogue, target: EditedTrack, store, store_
 
 
 def _rendered_audio(catalogue: Catalogue, target: EditedTrack) -> frozenset[str]:
-    """The sha256 of the audio the track's latest successful render put in the release's track
-    folder (none when its run report is gone: then version 1's folder gets its own copies)."""
+    """The sha256 of the audio the track's latest successful render listed in its run report
+    (none when the report is gone: then version 1's folder gets its own copies of the masters)."""
     report_paths = _succeeded_report_paths(catalogue, target)
     try:
         artifacts = _base_artifacts(target, report_paths)

@@ -798,8 +798,7 @@ def record_track(
     track's status and attributes stay those of the recording the config makes, and its print is
     kept as the version's (duplicate detection reads the config's; `songmill verify` reads both).
     `audio_kept_elsewhere`: the sha256 of audio not to copy (an edited version's folder gets the
-    audio it made, not its parent's: a new mix leaves ~0.4 GB of stems unchanged, in the store
-    by hash and in `current/`)."""
+    masters it made, not its parent's, which are in the store by hash and in `current/`)."""
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files, score = {}, None, {}, None
@@ -814,6 +813,7 @@ def record_track(
             if in_store is not None and _working_audio(result.stage, name):
                 path = in_store(ref)
                 artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path), "in_store": True}
+                (folder / name).unlink(missing_ok=True)  # an earlier run's copy, which this report no longer lists
                 continue
             path = store.get_file(ref, folder / name)
             files[name] = path
