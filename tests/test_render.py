@@ -129,6 +129,10 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     assert all(not s["cached"] for s in first["tracks"][0]["stages"])
     assert all(s["cached"] for s in second["tracks"][0]["stages"])
     assert {n: a["sha256"] for n, a in first["tracks"][0]["artifacts"].items()} == {n: a["sha256"] for n, a in second["tracks"][0]["artifacts"].items()}
+    folder = Path(first["tracks"][0]["artifacts"]["score.json"]["path"]).parent
+    (folder / "stem-drums.wav").write_bytes(b"a copy an earlier songmill left beside the report")
+    third = json.loads(render(demo, out_dir=tmp_path / "a").read_text())  # into the same folder again
+    assert not (folder / "stem-drums.wav").exists() and third["tracks"][0]["artifacts"]["stem-drums.wav"]["in_store"]
 
 
 @pytest.mark.long
