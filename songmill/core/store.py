@@ -140,6 +140,7 @@ class ArtifactStore(Protocol):
 
     def put_file(self, path: Path, name: str | None = None) -> ArtifactRef: ...
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path: ...
+    def stored_path(self, ref: ArtifactRef) -> Path | None: ...
     def has(self, sha256: str) -> bool: ...
     def intact(self, sha256: str) -> bool: ...
     def put_record(self, key: str, record: dict) -> None: ...
@@ -270,7 +271,7 @@ class LocalStore:
             )
         return blob
 
-    def stored_path(self, ref: ArtifactRef) -> Path:
+    def stored_path(self, ref: ArtifactRef) -> Path | None:
         """Where the blob lies, for a report to name. Not read here, so not hashed: a stage that
         reads it checks it first (its input check); a reader of the report (the QC report's
         pitch plot, a person) reads it as it is."""
@@ -398,6 +399,10 @@ class S3Store:
         finally:
             tmp.unlink(missing_ok=True)
         return dest
+
+    def stored_path(self, ref: ArtifactRef) -> Path | None:
+        """None: the bucket's objects are no file on this machine (a report gets a fetched copy)."""
+        return None
 
     def has(self, sha256: str) -> bool:
         try:

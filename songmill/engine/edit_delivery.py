@@ -29,6 +29,7 @@ from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
 from songmill.engine.configs import load_release_with_profiles
 from songmill.engine.editing import EditedTrack, base_report_track, delivery_artifacts, rendered_seed
+from songmill.engine.runner import stored_artifacts
 from songmill.engine.stage import StageResult
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
@@ -158,7 +159,7 @@ def _current_recording(
     last render) as the release steps take it, and a row saying which recording it is."""
     if edited is None:
         base = base_report_track(target, report_paths)
-        artifacts = {name: {k: v for k, v in ref.items() if k not in ("path", "in_store")} for name, ref in base["artifacts"].items()}
+        artifacts = stored_artifacts(base["artifacts"])
         row = {"number": target.number, "version": None, "isrc": None, "edited_from_isrc": None, "why": "never edited: its last render", "track_spec": None}
         return RenderedTrack(target.number, track_id, _fetch(store, artifacts, folder), models=_report_models(base)), row
     versions, current = edited.versions, edited.current

@@ -59,7 +59,7 @@ from songmill.editor.operations import (
 )
 from songmill.engine.audition import Audition
 from songmill.engine.configs import load_release_with_profiles
-from songmill.engine.runner import record_track, render_track_once
+from songmill.engine.runner import record_track, render_track_once, stored_artifacts
 from songmill.engine.stage import Stage, StageResult, TrackJob, is_kept, run_stage
 from songmill.engine.task_data import TrackOutcome
 from songmill.engine.track_stages import EXPORT, MASTER, QC, TRACK_STAGES
@@ -204,7 +204,7 @@ def _spec_with_track(target: EditedTrack, track_spec: dict) -> ReleaseSpec:
 def _base_artifacts(target: EditedTrack, report_paths: list[str]) -> dict:
     """The track's artifacts as its latest successful render's report lists them."""
     track = base_report_track(target, report_paths)
-    return {name: {k: v for k, v in ref.items() if k not in ("path", "in_store")} for name, ref in track["artifacts"].items()}
+    return stored_artifacts(track["artifacts"])
 
 
 def base_report_track(target: EditedTrack, report_paths: list[str]) -> dict:
@@ -464,7 +464,7 @@ def _render_version(
         "config_sha256": file_sha256(target.config),
         "seed": seed,
         "track_spec": spec.tracks[target.index].model_dump(mode="json"),
-        "artifacts": {name: {k: v for k, v in a.items() if k not in ("path", "in_store")} for name, a in report["artifacts"].items()},
+        "artifacts": stored_artifacts(report["artifacts"]),
         "recomputed": [r.stage for r in outcome.results if not r.cached],
         "cached": [r.stage for r in outcome.results if r.cached],
         "stage_times": {r.stage: {"wall_s": round(r.wall_s, 3), "cpu_s": round(r.cpu_s, 3), "cached": r.cached} for r in outcome.results},

@@ -780,6 +780,12 @@ def _working_audio(stage: str, name: str) -> bool:
     return stage in WORKING_AUDIO_STAGES and name.endswith(".wav")
 
 
+def stored_artifacts(artifacts: dict[str, dict]) -> dict[str, dict]:
+    """A run report's artifacts as the store knows them (name, sha256, bytes, uri and the stage
+    that made each), without where that run put them (`path`, `in_store`)."""
+    return {name: {k: v for k, v in a.items() if k not in ("path", "in_store")} for name, a in artifacts.items()}
+
+
 def record_track(
     outcome: TrackOutcome,
     spec: ReleaseSpec,
@@ -802,7 +808,6 @@ def record_track(
     track_id = catalogue.upsert_track(spec.release.id, outcome.number, title=outcome.title, seed=outcome.seed)
     folder = release_dir / "tracks" / f"{outcome.number:02d}-{safe_name(outcome.title)}"
     artifacts, duration_s, files, score = {}, None, {}, None
-    in_store = getattr(store, "stored_path", None)  # a store on this machine (LocalStore), not S3
     decisions: dict[str, Any] = {"arrangement.json": None, "vocals.json": None, "mix.json": None, "master.json": None, "qc.json": None, "export.json": None}
     for result in outcome.results:
         catalogue.record_stage(run_id, track_id, result)
@@ -810,9 +815,8 @@ def record_track(
             if name.endswith(".wav") and ref.sha256 in audio_kept_elsewhere:
                 artifacts[name] = {**ref.to_dict(), "stage": result.stage}
                 continue
-            if in_store is not None and _working_audio(result.stage, name):
-                path = in_store(ref)
-                artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(path), "in_store": True}
+            if _working_audio(result.stage, name) and (kept := store.stored_path(ref)) is not None:
+                artifacts[name] = {**ref.to_dict(), "stage": result.stage, "path": str(kept), "in_store": True}
                 (folder / name).unlink(missing_ok=True)  # an earlier run's copy, which this report no longer lists
                 continue
             path = store.get_file(ref, folder / name)
