@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,6 +71,8 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.stop_signal, self.grace_s = signal.SIGTERM, 10.0
         self.url = ""
+        # An open port is not a server that answers: each kind can add a check that it does.
+        self.ready: Callable[[], None] | None = None
 
     def start(self) -> None:
         with open(self.log, "ab") as log_handle:
@@ -77,6 +80,8 @@ class Server:
         wait_for_port(self.port, process=self.process, timeout_s=60, log=self.log)
         if self.url.startswith("postgresql"):
             _wait_accepting(self.url)
+        if self.ready is not None:
+            self.ready()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -174,12 +179,43 @@ def seaweedfs(access_key: str = "songmill-test", secret_key: str = "songmill-tes
     server = Server(command, ports["s3"], log, cwd=root)
     server.grace_s = 3  # throw-away data: no need to wait for a long graceful shutdown
     server.url = f"127.0.0.1:{ports['s3']}"
+    server.ready = lambda: _wait_s3_answering(server, access_key, secret_key)
     try:
         server.start()
         yield (server if restartable else server.url), access_key, secret_key
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_s3_answering(server: Server, access_key: str, secret_key: str, timeout_s: float = 60) -> None:
+    """Wait until the S3 gateway lists our buckets with our keys. An open port alone once let a
+    fault test's first upload meet a dropped connection (urllib3's ProtocolError) in CI: either
+    the gateway was not serving yet, or another test's server had taken the port in the seconds
+    SeaweedFS spends starting its master, volume and filer before it binds S3. Either way this
+    waits, or fails with SeaweedFS's own log."""
+    import urllib3
+    from minio import Minio
+
+    assert server.process is not None
+    client = Minio(
+        server.url,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=False,
+        http_client=urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=5), retries=urllib3.Retry(total=0)),
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.list_buckets()
+            return
+        except Exception as err:  # dropped connections, 5xx while the filer starts
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"SeaweedFS's S3 gateway at {server.url} did not answer ({err!r}; exit code {server.process.poll()}): {server.log.read_text()[-2000:]}"
+                ) from None
+            time.sleep(0.2)
 
 
 @contextmanager
