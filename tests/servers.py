@@ -23,10 +23,33 @@ from pathlib import Path
 PG_USER = "songmill_pg"
 
 
+# Ports for the servers tests start: below Linux's ephemeral range (32768–60999 by default), so
+# no outgoing connection's local port can take one, and a block of its own for each pytest-xdist
+# worker, so two workers never pick the same one in the seconds before a server binds it (the
+# port the kernel hands out for port 0 is free now, not when SeaweedFS binds its S3 gateway
+# three seconds later). A port is also never handed out twice in one process.
+PORT_BLOCK_START, PORT_BLOCK_SIZE = 20_000, 1_500
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on now, from this test process's own block."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", …; "" outside xdist
+    block = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    first = PORT_BLOCK_START + (block % 8) * PORT_BLOCK_SIZE
+    start = (os.getpid() * 7919) % PORT_BLOCK_SIZE  # different runs start at different places
+    for step in range(PORT_BLOCK_SIZE):
+        port = first + (start + step) % PORT_BLOCK_SIZE
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in 127.0.0.1:{first}–{first + PORT_BLOCK_SIZE - 1}")
 
 
 def wait_for_port(port: int, *, process: subprocess.Popen, timeout_s: float, log: Path) -> None:

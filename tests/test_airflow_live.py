@@ -189,7 +189,7 @@ def live_local(postgres_server_url, tmp_path_factory, test_config_dir):
     tmp = tmp_path_factory.mktemp("airflow-live")
     meta, catalogue = _databases(postgres_server_url, "songmill_live_meta", "songmill_live_catalogue")
     env = _environment(tmp, _live_config(tmp, test_config_dir), meta, catalogue)
-    airflow = _launcher().start(tmp / "home", extra_env=env)
+    airflow = _launcher().start(tmp / "home", port=servers.free_port(), extra_env=env)
     try:
         yield airflow, Rest(airflow.url, airflow.password(), airflow), tmp, catalogue
     finally:
@@ -373,7 +373,7 @@ def live_celery(postgres_server_url, tmp_path_factory, test_config_dir):
     }
     with servers.redis_server() as redis_url:
         env["AIRFLOW__CELERY__BROKER_URL"] = redis_url
-        airflow = launcher.start(tmp / "home", executor="CeleryExecutor", extra_env=env)
+        airflow = launcher.start(tmp / "home", port=servers.free_port(), executor="CeleryExecutor", extra_env=env)
         try:
             for queue, name in (("default", "cpu-worker"), ("gpu", "gpu-worker")):
                 worker_env = {**airflow.env, "SONGMILL_WORKER_NAME": name, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(servers.free_port())}
