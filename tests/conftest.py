@@ -236,6 +236,13 @@ def s3_server():
         yield server
 
 
+def writable(blob: Path) -> Path:
+    """A store's blob made writable by its owner, for a test to damage it: the store keeps blobs
+    read-only (root writes them anyway; a user running the tests does not)."""
+    blob.chmod(blob.stat().st_mode | 0o200)
+    return blob
+
+
 def debug_release(folder: Path, *, tracks: int = 1) -> Path:
     """The debug release (config/releases/debug.yaml) written into `folder`; with `tracks=2` a
     second track, an instrumental in another key, tempo and seed, for multi-track runs."""

@@ -280,6 +280,8 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     os.umask(umask)
     written = list(out.rglob("*"))  # the render's, the version's, current/ and the audition
     assert written and {oct(stat.S_IMODE(path.stat().st_mode)) for path in written} == {oct(0o666 & ~umask), oct(0o777 & ~umask)}  # not tempfile's 0600
+    blobs = list(open_store().root.glob("blobs/*/*"))
+    assert blobs and {oct(stat.S_IMODE(path.stat().st_mode)) for path in blobs} == {oct(0o444 & ~umask)}  # the store's are read-only
     made = {path.name for path in result.report_path.parent.glob("tracks/*/*.wav")}  # the version's folder: the masters it made
     assert made == {"master-streaming.wav"}  # its new mix is in the store alone (the edit report lists it by hash)
     assert (

@@ -21,6 +21,7 @@ import pytest
 
 from songmill.core.store import file_sha256
 from songmill.engine.track_stages import TRACK_STAGES
+from tests.conftest import writable
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEBUG = PROJECT / "config/releases/debug.yaml"
@@ -121,7 +122,7 @@ def test_a_blob_changed_on_disk_is_detected_by_its_hash_recomputed_and_never_del
     blob = var / "artifacts" / "blobs" / master[:2] / master
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the master
-    blob.write_bytes(bytes(data))
+    writable(blob).write_bytes(bytes(data))
     code, found = check(var)
     assert code == 1 and [(f["kind"], f["subject"].split()[1]) for f in found["findings"]] == [("corrupt-artifact", "master-streaming.wav")]
     again = render_here(var, out)

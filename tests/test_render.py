@@ -61,6 +61,7 @@ def test_render_prints_the_report_path_last_and_the_report_lists_every_artifact(
     for name, artifact in track["artifacts"].items():  # the working audio is named where the store keeps it (copied nowhere); the rest beside the report
         working = artifact["stage"] in ("instruments", "vocals", "mix") and name.endswith(".wav")
         assert (Path(artifact["path"]).parent == folder) != working and artifact.get("in_store", False) == working, name
+        assert (Path(artifact["path"]).stat().st_mode & 0o222 == 0) == working, name  # the store's copy is read-only; the copies beside the report are not
     assert {p.name for p in folder.glob("*.wav")} == {n for n in track["artifacts"] if n.startswith("master-")}  # no copy of the rest
     score = Score.load_json(Path(track["artifacts"]["score.json"]["path"]))
     assert track["duration_s"] == pytest.approx(score.duration_s, abs=1e-3)

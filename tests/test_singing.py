@@ -23,7 +23,7 @@ from songmill.core.phonetics import syllabify
 from songmill.core.score import Chord, Note, Part, Score, Section, TempoChange
 from songmill.core.vocab import MOODS
 from songmill.engine.runner import render
-from tests.conftest import PROJECT, write_registry_with
+from tests.conftest import PROJECT, writable, write_registry_with
 from tests.test_voice import sung_vocals, timbre_of, voice
 
 RATE = 48000
@@ -262,7 +262,7 @@ def test_a_changed_section_is_sung_again_and_the_rest_read_back_sample_for_sampl
     assert np.array_equal(sing_as(edited, "ava", reuse=elsewhere, namespace="another voice").lead, fresh.lead) and elsewhere.found == 0
     elsewhere.close()
     lead_blob = next(p for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file() and p.stat().st_size == stems["lead"].stat().st_size)
-    lead_blob.write_bytes(lead_blob.read_bytes()[:-4] + b"\0\0\0\1")  # damaged: its phrases are sung, never read from it
+    writable(lead_blob).write_bytes(lead_blob.read_bytes()[:-4] + b"\0\0\0\1")  # damaged: its phrases are sung, never read from it
     damaged = StoredPhrases(store)
     assert np.array_equal(sing_as(edited, "ava", reuse=damaged, namespace="v").lead, fresh.lead) and damaged.found == 0
     damaged.close()

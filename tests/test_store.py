@@ -12,6 +12,7 @@ import pytest
 
 from songmill.core.errors import ServiceError, SongmillError
 from songmill.core.store import LocalStore, S3Store, open_store
+from tests.conftest import writable
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -41,7 +42,7 @@ def _flip_a_byte(blob, at: int) -> None:
     data = bytearray(blob.read_bytes())
     data[at] ^= 0xFF
     before = blob.stat().st_mtime_ns
-    blob.write_bytes(bytes(data))
+    writable(blob).write_bytes(bytes(data))
     os.utime(blob, ns=(before, before + 1_000_000))
 
 

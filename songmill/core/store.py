@@ -83,18 +83,19 @@ def _umask() -> int | None:
     return None
 
 
-def as_if_created(path: str | Path, *, folder: bool = False) -> None:
+def as_if_created(path: str | Path, *, folder: bool = False, read_only: bool = False) -> None:
     """Give a file (or folder) made under a temporary name by `tempfile` (always 0600, or 0700)
     the permissions `open` or `mkdir` would have given it (0666 or 0777 less the umask), before
     it is renamed into place: a render's files are readable by whoever the user's umask lets
     read them, as its delivered files are (a DAW or a web server running as another user).
     Best effort: where the umask cannot be read, or the file system keeps no modes (vfat, some
-    network mounts), the file keeps tempfile's private mode."""
+    network mounts), the file keeps tempfile's private mode. `read_only`: without the write
+    bits (a store's blob, which run reports name and people open)."""
     umask = _umask()
     if umask is None:
         return
     try:
-        os.chmod(path, (0o777 if folder else 0o666) & ~umask)
+        os.chmod(path, (0o777 if folder else 0o666) & ~umask & ~(0o222 if read_only else 0))
     except OSError:
         pass
 
@@ -218,7 +219,10 @@ class LocalStore:
                     os.fsync(out.fileno())
             if fresh:
                 blob.parent.mkdir(parents=True, exist_ok=True)
-                as_if_created(tmp)
+                # read-only: a run report names the working audio where it lies here, and a DAW or
+                # editor that opens it must not save over the store's copy (its owner can still
+                # chmod it back; root ignores the mode; a change is found by the hash either way)
+                as_if_created(tmp, read_only=True)
                 os.replace(tmp, blob)
                 self._verified[blob.name] = _fingerprint(blob.stat())
         except OSError as err:
