@@ -122,6 +122,14 @@ def test_held_out_phrasings_parse(corpus, bar):
         ("make it louder", "loudness is its delivery profile's", "louder vocals"),
         ("mute the drums in the chorus", "a part is muted for the whole song", "mute the drums"),
         ("make the bass louder and mute the bass", "operations 1 and 2 both change bass: one mutes it", None),
+        # a change songmill makes to the whole song, asked for in one section: refused, not widened
+        ("louder drums in the chorus", "a part's level is set for the whole song, not in one section such as chorus", "make the chorus louder"),
+        ("more reverb on the vocals in the chorus", "reverb is set for the whole song, not in one section such as chorus", "more reverb on the voice"),
+        ("less delay on the voice in the bridge", "delay is set for the whole song, not in one section such as bridge", "less delay on the voice"),
+        ("louder vocals in verse 1", "the voice's level is set for the whole song, not in one section such as verse 1", "louder vocals"),
+        ("pan the guitar left in the bridge", "a part's pan is set for the whole song", "pan the guitar left"),
+        ("mute the guitar then unmute it", "operations 1 and 2 both change whether it plays: guitar", None),
+        ("más reverberación en la voz", '"más reverberación en la voz" is not a command songmill understands', None),  # quoted as typed
     ],
 )
 def test_a_command_that_cannot_be_read_says_why_and_what_would_work(command, says, suggests):
@@ -924,6 +932,8 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     row = report["tracks"][0]
     assert row["version"] == current["number"] and row["edited_from_isrc"] == track_isrc and row["isrc"] not in (None, track_isrc)
+    unsigned = report["deliveries"][0]["content_credentials"]  # no signing identity here: said on the terminal, not only in the report
+    assert unsigned.startswith("none: ") and f"warning: delivered without Content Credentials: {unsigned.removeprefix('none: ')}" in result.stderr
     folder = Path(report["deliveries"][0]["destination"])
     message = next(folder.glob("*.xml")).read_bytes()
     ddex.validate(message)

@@ -321,8 +321,10 @@ def test_track_and_seed_options(tmp_path):
     reseeded = json.loads(render(ep, out_dir=tmp_path / "y", track=2, seed=99).read_text())
     assert reseeded["tracks"][0]["seed"] != only_two["tracks"][0]["seed"] == 12
     result = cli("render", str(EP), "--track", "7", "--out", str(tmp_path / "z"))
-    assert result.returncode == 1
-    assert "--track 7 is not in" in result.stderr and "tracks 1–3" in result.stderr
+    assert result.returncode == 2  # unusable input, as an invalid config (1 is a render that failed)
+    assert "--track 7 is not in" in result.stderr and "it has tracks 1–3" in result.stderr
+    result = cli("render", str(DEBUG), "--track", "2", "--out", str(tmp_path / "z"))
+    assert result.returncode == 2 and result.stderr.strip().endswith("(it has one track)")
 
 
 @pytest.mark.long
@@ -371,7 +373,7 @@ def test_render_whose_out_is_a_file_says_so_before_rendering(tmp_path):
     a_file = tmp_path / "render.out"
     a_file.write_text("kept")
     result = cli("render", str(DEBUG), "--out", str(a_file))
-    assert result.returncode != 0 and result.stderr.strip() == f"error: the output folder {a_file} is a file; give --out a folder (it is made when missing)"
+    assert result.returncode == 2 and result.stderr.strip() == f"error: the output folder {a_file} is a file; give --out a folder (it is made when missing)"
     assert a_file.read_text() == "kept" and not (Path(os.environ["SONGMILL_VAR_DIR"]) / "artifacts").exists()  # nothing rendered
     dangling = tmp_path / "dist-link"
     dangling.symlink_to(tmp_path / "gone")

@@ -21,6 +21,11 @@ class ConfigError(SongmillError):
         super().__init__("\n".join(self.problems))
 
 
+class InputError(SongmillError):
+    """An argument a command was given that it cannot use (a track the release does not have, an
+    output folder that is a file): exit 2, as for an invalid config, not 1 (a render that failed)."""
+
+
 class ServiceError(SongmillError):
     """A service (database, object store) cannot be reached or refused the request."""
 
@@ -28,3 +33,8 @@ class ServiceError(SongmillError):
 class AudioInputError(SongmillError):
     """An audio file cannot be read at all (missing, empty, not audio, truncated) — the caller's
     input is wrong, not a track that failed a check."""
+
+
+def tracks_it_has(count: int) -> str:
+    """How a message says which track numbers a release has: "it has one track", "it has tracks 1–3"."""
+    return "it has one track" if count == 1 else f"it has tracks 1–{count}"

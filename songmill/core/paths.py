@@ -7,7 +7,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from songmill.core.errors import SongmillError
+from songmill.core.errors import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,20 +35,20 @@ def check_output_folder(path: str | Path) -> Path:
     it, so a command refused for another reason leaves nothing behind); the nearest part of it
     that exists must be a folder this process may write in.
 
-    Raises SongmillError: a file where the folder or one of its parents should be, or a folder
+    Raises InputError (a SongmillError): a file where the folder or one of its parents should be, or a folder
     that cannot be written in."""
     path = Path(path)
     try:
         existing = next(p for p in (path, *path.absolute().parents) if os.path.lexists(p))
     except OSError as err:  # a parent that may not be looked into
-        raise SongmillError(f"the output folder {path} cannot be written ({err.strerror or err}); give --out another folder or fix its permissions") from None
+        raise InputError(f"the output folder {path} cannot be written ({err.strerror or err}); give --out another folder or fix its permissions") from None
     if existing.is_symlink() and not existing.exists():
-        raise SongmillError(f"the output folder {path} cannot be made: {existing} is a link to nothing; give --out a folder (it is made when missing)")
+        raise InputError(f"the output folder {path} cannot be made: {existing} is a link to nothing; give --out a folder (it is made when missing)")
     if not existing.is_dir():
         where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
-        raise SongmillError(f"the output folder {path} {where}; give --out a folder (it is made when missing)")
+        raise InputError(f"the output folder {path} {where}; give --out a folder (it is made when missing)")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise SongmillError(f"the output folder {path} cannot be written: {existing} is not writable; give --out another folder or fix its permissions")
+        raise InputError(f"the output folder {path} cannot be written: {existing} is not writable; give --out another folder or fix its permissions")
     return path
 
 

@@ -99,7 +99,7 @@ FILLER = (
     "the it a an to of in on for please make can you could we should would and with by this that song track its it's is be more less "
     "turn bring give let put set sing sung use want need some way bit little lot much just too very so now all at from into than "
     "new another different other again twice also then overall whole mix master version sound feel "
-    "move knock take get keep drown center centre sound long short tone side go"
+    "move knock take get keep drown center centre sound long short tone side go them they"
 )
 
 
@@ -145,13 +145,22 @@ def parse_command(text: str, song: SongFacts) -> list:
     vocabulary = _vocabulary(song)
     readings: list[tuple[str, list]] = []  # (clause, its operations)
     clauses = [_correct_spelling(c, vocabulary) for c in _clauses(clean)]
-    said = _clauses(clean)
+    said = _clauses(clean) if len(clauses) > 1 else [text.strip()]  # a clause is quoted as typed where it is the whole command ("más reverberación")
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
-        read, clause = _read_in_context(clause, readings, song)
+        named, refused = _parts_named_before(clause, readings, song), None
+        try:
+            read, clause = _read_in_context(clause, readings, song)
+        except CommandError as err:
+            if named is None:
+                raise
+            # "pan it left" names no part by itself: the clause before did ("turn the guitar down, then pan it left")
+            read, refused = _read_clause(re.sub(r"\b(?:it|them)\b", named, clause, count=1), song), err
         if read is None and readings:  # "…in reverb, pull it back a lot": the clause finishes the one before
             joined = f"{readings[-1][0]} {clause}"
             read = _read_clause(joined, song)
+            if read is not None and _opposite(read, readings[-1][1]):
+                ops.contradictions([*readings[-1][1], *read])  # "mute the guitar, then unmute it": two asks that undo each other
             if read is not None:
                 readings.pop()
                 clause = joined
@@ -161,6 +170,8 @@ def parse_command(text: str, song: SongFacts) -> list:
             if read is not None:
                 clause = joined
                 clauses.pop(0), said.pop(0)
+        if read is None and refused is not None:
+            raise refused
         if read is None and readings and not _has(clause, *KEYWORDS) and not _parts(clause, song):  # "…, it's cheesy": a remark, no request
             continue
         if read is None:
@@ -270,6 +281,18 @@ def _said_again(clause: str, read: list, previous_clause: str, previous: list) -
     return [_sign(op) for op in read] == [_sign(op) for op in previous] and 0 not in [_sign(op) for op in read]
 
 
+AMOUNTS = ("by_db", "by_percent", "by_bpm", "by", "by_bars", "semitones", "to_bpm", "to_bars", "to")
+
+
+def _opposite(read: list, before: list) -> bool:
+    """The same changes to the same targets, set another way than an amount (muted, then not)."""
+
+    def setting(op) -> dict:  # noqa: ANN001 - an operation
+        return op.model_dump(exclude=set(AMOUNTS))
+
+    return _same_request(read, before) and [setting(op) for op in read] != [setting(op) for op in before]
+
+
 def _sign(op) -> int:
     for field in ("by_db", "by_percent", "by_bpm", "by", "by_bars", "semitones"):
         value = getattr(op, field, None)
@@ -319,6 +342,16 @@ def _read_in_context(clause: str, readings: list[tuple[str, list]], song: SongFa
     if read is None and section and _section(clause, song) is None:
         read = _read_clause(f"{clause} {section}", song)
     return read, clause
+
+
+def _parts_named_before(clause: str, readings: list[tuple[str, list]], song: SongFacts) -> str | None:
+    """ "the guitar" when this clause says "it" or "them", names no part itself, and the clause
+    before changed the guitar ("turn the guitar down a bit, then pan it left"); else None."""
+    if not readings or _parts(clause, song) or not _has(clause, "it", "them"):
+        return None
+    parts = dict.fromkeys(op.part for op in readings[-1][1] if getattr(op, "part", None))
+    named = ["the backing vocals" if part.startswith("vocal-") else f"the {part}" for part in parts]  # how `_parts` reads them back
+    return " and ".join(dict.fromkeys(named)) or None
 
 
 def _normalise(text: str) -> str:
@@ -593,6 +626,8 @@ def _send(clause: str, song: SongFacts):
     if signed:
         sign = 1 if signed.group(1) == "+" else -1
     on: Literal["all", "vocal"] = "vocal" if _mentions_voice(clause) else "all"
+    target = " on the voice" if on == "vocal" else ""
+    _song_wide(clause, song, f"{effect} is", [f"{'more' if sign > 0 else 'less'} {effect}{target}"])
     return [ops.Send(effect=effect, on=on, by_db=sign * _step("send_db", clause))]
 
 
@@ -605,7 +640,19 @@ def _pan(clause: str, song: SongFacts):
         raise CommandError("say which part to pan", [f"pan the {p} left" for p in song.parts[:3]])
     amount = 1.0 if _has(clause, "hard", "all the way", "fully") else 0.25 if _has(clause, *SMALL) else 0.5
     side = -1 if _has(clause, "left") else 1 if _has(clause, "right") else 0
+    _song_wide(clause, song, "a part's pan is", [f"pan the {p} {'left' if side < 0 else 'right' if side > 0 else 'centre'}" for p in parts])
     return [ops.PartPan(part=p, pan=side * amount) for p in parts]
+
+
+def _song_wide(clause: str, song: SongFacts, what: str, examples: list[str], *, band_in_section: bool = False) -> None:
+    """Refuse a section named for a change songmill makes to the whole song: read as the whole
+    song, "louder drums in the chorus" would change more than was asked. `band_in_section`:
+    offer the section's level (the whole band there) as the nearest change that does work."""
+    section = _section(clause, song)
+    if section is not None:
+        if band_in_section:
+            examples = [*examples, f"make the {section} {'quieter' if _direction(clause) < 0 else 'louder'}"]
+        raise CommandError(f'"{clause}": {what} set for the whole song, not in one section such as {section}', examples)
 
 
 def _mute(clause: str, song: SongFacts):
@@ -661,6 +708,7 @@ def _vocal_level(clause: str, song: SongFacts):
     sign = _direction(clause)
     if sign == 0:
         return None
+    _song_wide(clause, song, "the voice's level is", ["louder vocals" if sign > 0 else "quieter vocals"])
     return [ops.VocalLevel(by_db=sign * _step("level_db", clause))]
 
 
@@ -669,6 +717,7 @@ def _part_level(clause: str, song: SongFacts):
     sign = _direction(clause)
     if not parts or sign == 0:
         return None
+    _song_wide(clause, song, "a part's level is", [f"{'louder' if sign > 0 else 'quieter'} {p}" for p in parts], band_in_section=True)
     return [ops.PartLevel(part=p, by_db=sign * _step("level_db", clause)) for p in parts]
 
 

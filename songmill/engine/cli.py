@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from songmill.core.errors import ConfigError, SongmillError
+from songmill.core.errors import ConfigError, InputError, SongmillError
 from songmill.engine.cli_editor import register as register_editor
 from songmill.engine.cli_feedback import feedback_app, models_app
 from songmill.engine.cli_output import table_console
@@ -49,6 +49,9 @@ EXIT_FAILED, EXIT_INVALID = 1, 2
 
 
 def _fail(err: SongmillError, code: int = EXIT_FAILED) -> None:
+    """Print the error's sentence and exit with `code`; an argument the command cannot use (an
+    InputError) exits EXIT_INVALID whatever the command."""
+    code = EXIT_INVALID if isinstance(err, InputError) else code
     err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

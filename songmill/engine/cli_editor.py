@@ -76,9 +76,11 @@ def edit_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if sum(given is not None for given in (command, spoken, match, operations_file)) != 1:
+        given = sum(request is not None for request in (command, spoken, match, operations_file))
+        if given != 1:
             raise SongmillError(
-                "give one of --command (typed), --spoken (a recording), --match-reference (a recording to match the master to) or --operations (a JSON file)"
+                f"give {'only ' if given > 1 else ''}one of --command (typed), --spoken (a recording), --match-reference (a recording to match the master to) "
+                "or --operations (a JSON file)"
             )
         if operations_file is not None:
             typed = _operations_in(operations_file)
@@ -154,7 +156,7 @@ def history_command(config: Path = typer.Argument(..., help="The release config.
         print(json.dumps(data, indent=1))
         return
     if not data["versions"]:
-        print(f"track {track} of {data['release']} has no versions yet (songmill edit makes them)")
+        print(f"track {track} of {data['release']} has no versions yet (songmill edit makes them, once songmill render has made the track)")
         return
     for v in data["versions"]:
         mark = "*" if v["number"] == data["current"] else " "
@@ -332,6 +334,9 @@ def deliver_command(config: Path = typer.Argument(..., help="The release config.
         err_console.print(f"track {row['number']}: {which} ({isrc})", markup=False, highlight=False)
     for delivery in result["deliveries"]:
         err_console.print(f"delivered to {delivery['destination']}", markup=False, highlight=False)
+        unsigned = str(delivery.get("content_credentials") or "").removeprefix("none: ")
+        if unsigned != delivery.get("content_credentials"):  # said, not only kept in the report: it may replace a signed delivery
+            err_console.print(f"warning: delivered without Content Credentials: {unsigned}", markup=False, highlight=False, soft_wrap=True)
     print(result["report_path"])
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from models.registry import ModelRegistry
 from songmill.catalogue import EDITOR_RUNNER, Catalogue
-from songmill.core.errors import SongmillError
+from songmill.core.errors import InputError, SongmillError, tracks_it_has
 from songmill.core.paths import check_output_folder, safe_name
 from songmill.core.score import Score
 from songmill.core.sections import section_labels
@@ -106,7 +106,7 @@ class EditedTrack:
 def open_track(config: str | Path, track: int) -> EditedTrack:
     spec, profiles = load_release_with_profiles(Path(config))
     if not 1 <= track <= len(spec.tracks):
-        raise SongmillError(f"--track {track} is not in {config} (it has tracks 1–{len(spec.tracks)})")
+        raise InputError(f"--track {track} is not in {config} ({tracks_it_has(len(spec.tracks))})")
     return EditedTrack(Path(config), spec, track, any(profiles[name].commercial for name in spec.release.profiles))
 
 
@@ -722,7 +722,9 @@ def _move(config, track: int, out_dir: Path, store_spec: str | None, database_ur
     try:
         head = catalogue.version_head(target.release_id, target.number)
         if head is None:
-            raise SongmillError(f"track {track} of {target.release_id} has no edits to {'redo' if redo else 'undo'} (songmill edit makes them)")
+            raise SongmillError(
+                f"track {track} of {target.release_id} has no edits to {'redo' if redo else 'undo'} (songmill edit makes them, once songmill render has made the track)"
+            )
         versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
         undone = list(head["undone"])
         if redo:

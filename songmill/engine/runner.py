@@ -35,7 +35,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
-from songmill.core.errors import ServiceError, SongmillError
+from songmill.core.errors import InputError, ServiceError, SongmillError, tracks_it_has
 from songmill.core.paths import check_output_folder, run_folder, safe_name
 from songmill.core.profiles import load_profiles
 from songmill.core.score import Score
@@ -458,7 +458,7 @@ def start_release(
     if jobs < 1:
         raise SongmillError(f"--jobs {jobs} is not allowed (use 1 or more)")
     if track is not None and not 1 <= track <= len(spec.tracks):
-        raise SongmillError(f"--track {track} is not in {config_path} (it has tracks 1–{len(spec.tracks)})")
+        raise InputError(f"--track {track} is not in {config_path} ({tracks_it_has(len(spec.tracks))})")
     release_dir = (Path(out_dir) / spec.release.id).resolve()
     if Path(out_dir).resolve() not in release_dir.parents:
         raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")
