@@ -335,6 +335,32 @@ def test_a_different_beat_for_one_section_moves_its_kick_or_cymbal_and_keeps_the
     assert backbeat[0] == backbeat[1]  # the backbeat stays
 
 
+def test_dropping_the_bridge_leaves_the_other_sections_drums_as_they_were():
+    """The song editor's "drop the bridge": every other section keeps its drums hit for hit (only
+    earlier in time), but for the fill that led into the bridge; the bass before the bridge is
+    note for note the same. Until 2026-12-05 the drums drew from the stream the melody had used,
+    whose length depends on the form, so every drum hit of the song moved."""
+    names = ["intro", "verse", "pre-chorus", "chorus", "verse", "chorus", "bridge", "chorus", "outro"]
+
+    def song(structure):
+        form = song_form(title="Paper Lanterns", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104.0, target_duration_s=180, structure=structure)
+        lyrics = write_lyrics(
+            form, title="Paper Lanterns", theme=THEME, mood="hopeful", genre="pop", provided=None, instrumental=False, rng=np.random.default_rng(5)
+        )
+        return compose(form, lyrics, genre="pop", voice_range=voice_range("ava"), model=melody_model(), rng=np.random.default_rng(5))[0]
+
+    def by_section(score, part):  # each section's notes, timed from the section's start
+        spans = [(s.start_bar * score.beats_per_bar, (s.start_bar + s.bars) * score.beats_per_bar) for s in score.sections]
+        return [[(round(n.start_beat - lo, 6), n.pitch, n.velocity) for n in score.part(part).notes if lo <= n.start_beat < hi] for lo, hi in spans]
+
+    whole, without = song([(n, 8) for n in names]), song([(n, 8) for n in names if n != "bridge"])
+    bridge = names.index("bridge")
+    kept = by_section(whole, "drums")[:bridge] + by_section(whole, "drums")[bridge + 1 :]
+    same = [a == b for a, b in zip(kept, by_section(without, "drums"), strict=True)]
+    assert same == [True] * (bridge - 1) + [False] + [True] * (len(names) - bridge - 1)  # chorus 2 no longer fills into another section
+    assert by_section(whole, "bass")[:bridge] == by_section(without, "bass")[:bridge]
+
+
 @pytest.mark.parametrize("provided", [None, PROVIDED], ids=["written", "provided"])
 def test_a_shorter_or_longer_chorus_repeats_the_first_ones_lines_and_melody(provided):
     """A structure may give a later chorus fewer or more bars than the first (a half chorus, a

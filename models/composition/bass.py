@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.composition.streams import section_streams
 from songmill.core.score import Chord, Note, Part, Score
 
 BASS_LOW, BASS_HIGH = 28, 52  # E1 … E3
@@ -43,8 +44,12 @@ def bass_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
     notes: list[Note] = []
     chords = score.chords
     previous_root = 40  # around E2
+    streams = section_streams(score, rng)  # a section's approach notes are its own (an edit elsewhere leaves them)
     for index, chord in enumerate(chords):
-        section = next(s for s in score.sections if s.start_bar * score.beats_per_bar <= chord.start_beat < (s.start_bar + s.bars) * score.beats_per_bar)
+        number = next(
+            i for i, s in enumerate(score.sections) if s.start_bar * score.beats_per_bar <= chord.start_beat < (s.start_bar + s.bars) * score.beats_per_bar
+        )
+        section, draws = score.sections[number], streams[number]
         root = _nearest(_root_pc(chord), previous_root)
         fifth = root + 7 if root + 7 <= BASS_HIGH else root - 5
         pitches = {0: root, 1: fifth, 2: root + 12 if root + 12 <= BASS_HIGH + 7 else root}
@@ -60,10 +65,10 @@ def bass_part(score: Score, genre: str, rng: np.random.Generator) -> Part:
                     velocity=min(velocity - (0 if beat == 0 else 8), 127),
                 )
             )
-        if following and section.energy >= 0.5 and _root_pc(following) != _root_pc(chord) and rng.random() < 0.5:
+        if following and section.energy >= 0.5 and _root_pc(following) != _root_pc(chord) and draws.random() < 0.5:
             target = _nearest(_root_pc(following), root)
             step = 1 if target > root else -1
-            approach = target - step * (2 if rng.random() < 0.5 else 1)  # a whole or half step below/above
+            approach = target - step * (2 if draws.random() < 0.5 else 1)  # a whole or half step below/above
             last = notes[-1]
             cut = chord.start_beat + chord.duration_beats - 0.5
             if last.start_beat < cut:

@@ -74,6 +74,10 @@ def compose(
     the melody and the rest of the score stay as they were. `rhythm_seeds`: section index → a
     seed that plays that section's drums on another figure of its groove (`drums.another_figure`)."""
     adaptations: list[str] = []
+    # the bass and the drums draw from streams of their own, split off before anything is drawn:
+    # how much the melody draws depends on the whole form, so a section dropped or added would
+    # otherwise move every later draw of theirs (models.composition.streams)
+    bass_rng, drum_rng = rng.spawn(2)
     variants = {name: int(rng.integers(0, 2)) for name in dict.fromkeys(s.name for s in form.sections)}
     score = form.model_copy(update={"chords": harmonise(form, genre, variants=variants)})
     melody = _melody(
@@ -86,9 +90,11 @@ def compose(
     program = MELODY_PROGRAM_SUNG if lyrics.source != "instrumental" else LEAD_PROGRAMS.get(genre, 80)
     parts = [Part(name="melody", role="melody", program=program, notes=melody)]
     rechorded_sections, rhythm_seeds = set(chord_seeds or {}), rhythm_seeds or {}
-    parts.append(_section_local(score, rechorded_sections, lambda r: bass_part(score, genre, r), lambda r: bass_part(rechorded, genre, r), rng))
+    parts.append(_section_local(score, rechorded_sections, lambda r: bass_part(score, genre, r), lambda r: bass_part(rechorded, genre, r), bass_rng))
     parts.append(
-        _section_local(score, set(rhythm_seeds), lambda r: drum_part(score, genre, r), lambda r: drum_part(score, genre, r, rhythm_seeds=rhythm_seeds), rng)
+        _section_local(
+            score, set(rhythm_seeds), lambda r: drum_part(score, genre, r), lambda r: drum_part(score, genre, r, rhythm_seeds=rhythm_seeds), drum_rng
+        )
     )
     parts.append(_comping(rechorded, genre))
     score = rechorded.model_copy(update={"parts": parts})

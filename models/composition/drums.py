@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.composition.streams import ending_stream, section_streams
 from songmill.core.score import Note, Part, Score, Section
 
 KICK, SIDE_STICK, SNARE, CLAP, HAT, OPEN_HAT, CRASH, RIDE, TAMBOURINE = 36, 37, 38, 39, 42, 46, 49, 51, 54
@@ -79,13 +80,16 @@ def drum_part(score: Score, genre: str, rng: np.random.Generator, *, rhythm_seed
     bpm = score.tempo_map[0].bpm
     jitter_beats = HUMANISE_S * bpm / 60.0
     notes: list[Note] = []
+    streams, ending = section_streams(score, rng), ending_stream(rng)  # a section's feel is its own (an edit elsewhere leaves it)
+    draws = streams[0] if streams else ending
 
     def hit(drum: int, beat: float, velocity: int) -> None:
-        offset = float(rng.normal(0.0, jitter_beats)) if beat > 0 else abs(float(rng.normal(0.0, jitter_beats)))
-        vel = int(np.clip(velocity + rng.integers(-VELOCITY_SPREAD, VELOCITY_SPREAD + 1), 1, 127))
+        offset = float(draws.normal(0.0, jitter_beats)) if beat > 0 else abs(float(draws.normal(0.0, jitter_beats)))
+        vel = int(np.clip(velocity + draws.integers(-VELOCITY_SPREAD, VELOCITY_SPREAD + 1), 1, 127))
         notes.append(Note(pitch=drum, start_beat=max(beat + offset, 0.0), duration_beats=0.25, velocity=vel))
 
     for index, section in enumerate(score.sections):
+        draws = streams[index]
         layer = _layer(section)
         if meter.numerator == 4 and meter.denominator == 4:
             pattern = grooves["full" if layer == "full" else "groove"]
@@ -113,7 +117,8 @@ def drum_part(score: Score, genre: str, rng: np.random.Generator, *, rhythm_seed
                     velocity = int((100 if symbol == "x" else 55) * level * accent)
                     hit(drum, bar_beat + step * 0.25, velocity)
             if fill_from < steps:
-                _fill(hit, bar_beat, fill_from, steps, level, rng)
+                _fill(hit, bar_beat, fill_from, steps, level, draws)
+    draws = ending
     if score.sections:  # the ending: one crash and kick on the final downbeat
         end = score.total_bars * score.beats_per_bar
         hit(CRASH, end, int(100 * (0.7 + 0.4 * score.sections[-1].energy)))

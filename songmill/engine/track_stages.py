@@ -265,7 +265,7 @@ def _run_compose(ctx: StageContext) -> None:
 
 COMPOSE = Stage(
     name="compose",
-    version="3",  # 3: the lead sheet a musician reads (key spelling, hyphens, ties at beats, rehearsal marks, credits)  # 2: such a chorus repeats the first one's melody line by line; no syllable slot under 0.12 s
+    version="4",  # 4: the drums and the bass draw from streams of their own sections (an edit elsewhere leaves them)  # 3: the lead sheet a musician reads (key spelling, hyphens, ties at beats, rehearsal marks, credits)  # 2: such a chorus repeats the first one's melody line by line; no syllable slot under 0.12 s
     inputs=("form.json", "lyrics.json"),
     outputs=("score.json", "score.mid", "score.musicxml"),
     params=_compose_params,
