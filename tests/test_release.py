@@ -365,6 +365,23 @@ def test_isrcs_and_upcs_are_allocated_once_and_never_reused(tmp_path):
     assert catalogue.track_isrc(third, **args) == "AA6Q72700003"
 
 
+def test_an_identifier_given_by_hand_is_skipped_by_the_series_that_would_reach_it(tmp_path):
+    """A config may give a release or track a number of the series `auto` draws from (a label's
+    own earlier ISRC, say); the series steps over it rather than handing it out a second time.
+    Until 2026-12-05 it did, and the second release's delivery replaced the first's folder."""
+    catalogue = Catalogue.open(f"sqlite:///{tmp_path / 'c.db'}")
+    spec = load_release(PROJECT / "config/releases/harbour-lights-ep.yaml")
+    catalogue.upsert_release(spec, config_path="x", config_sha256="0" * 64)
+    by_hand, *autos = [catalogue.upsert_track(spec.release.id, n, title=f"t{n}", seed=n) for n in (1, 2, 3)]
+    args = dict(country="AA", registrant="6Q7", year=2027)
+    assert catalogue.track_isrc(by_hand, given="AA6Q72700001", **args) == "AA6Q72700001"
+    assert [catalogue.track_isrc(t, given="auto", **args) for t in autos] == ["AA6Q72700002", "AA6Q72700003"]
+    other = spec.model_copy(update={"release": spec.release.model_copy(update={"id": "another-ep"})})
+    catalogue.upsert_release(other, config_path="y", config_sha256="1" * 64)
+    assert catalogue.release_upc(spec.release.id, given=make_gtin13("0200000", 1), company_prefix="0200000") == make_gtin13("0200000", 1)
+    assert catalogue.release_upc("another-ep", given="auto", company_prefix="0200000") == make_gtin13("0200000", 2)
+
+
 def test_identifier_builders_make_valid_codes():
     assert make_isrc("GB", "A1B", 2026, 42) == "GBA1B2600042"
     assert make_gtin13("400638", 133393) == "4006381333931"  # a real EAN-13 (GS1 example)

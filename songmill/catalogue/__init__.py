@@ -462,7 +462,7 @@ class Catalogue:
                 self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
                 release.upc = given
             elif release.upc is None:
-                release.upc = make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}"))
+                release.upc = self._unused_next(s, Release.upc, lambda: make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}")))
             return release.upc
 
         return self._retrying_collisions(allocate)
@@ -481,10 +481,23 @@ class Catalogue:
                 if country is None:
                     raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
                 series = f"isrc:{country}{registrant}:{year % 100:02d}"
-                track.isrc = make_isrc(country, registrant, year, self._next_in_series(s, series))
+                track.isrc = self._unused_next(s, Track.isrc, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
             return track.isrc
 
         return self._retrying_collisions(allocate)
+
+    @staticmethod
+    def _unused_next(s: Session, column, make: Callable[[], str]) -> str:
+        """The next identifier of a series that no row holds yet: a config may have given one of
+        the series' numbers to another release or track by hand (`upc:` / `isrc:`), and an
+        identifier is never given twice. Each skipped number stays used up."""
+        for _ in range(10_000):
+            value = make()
+            if s.scalar(select(column).where(column == value)) is None:
+                return value
+        raise SongmillError(
+            f"10,000 identifiers in a row of the series after {value} are already in the catalogue; check the catalogue (songmill catalogue check)"
+        )
 
     @staticmethod
     def _check_unused(s: Session, table, column, value: str, own_id, what: str) -> None:
