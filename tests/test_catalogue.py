@@ -209,6 +209,32 @@ def test_nonsense_database_url_is_named():
         Catalogue.open("not a url")
 
 
+def test_a_catalogue_that_cannot_be_opened_is_one_sentence_from_every_command(tmp_path):
+    """A damaged SQLite file, a database kind SQLAlchemy does not know, a file where the folder
+    should be: each was a Python traceback from `catalogue ls`, `verify`, `render`."""
+    from typer.testing import CliRunner
+
+    from songmill.engine.cli import app
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "catalogue.db").write_bytes(b"not a database at all, just bytes " * 100)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("kept")
+    cases = [
+        (f"sqlite:///{damaged / 'catalogue.db'}", "cannot be read (file is not a database); restore it from a backup"),
+        ("bogus://x", "catalogue database URL bogus://x names no database songmill can use"),
+        (f"sqlite:///{a_file / 'catalogue.db'}", f"the catalogue's folder {a_file} cannot be made"),
+    ]
+    for url, says in cases:
+        with pytest.raises(ServiceError) as err:
+            Catalogue.open(url)
+        assert says in str(err.value) and "\n" not in str(err.value), url
+        result = CliRunner().invoke(app, ["catalogue", "ls"], env={"SONGMILL_DATABASE_URL": url})
+        assert result.exit_code == 1 and result.stderr.startswith("error: ") and says in result.stderr and "Traceback" not in result.output, url
+    assert (damaged / "catalogue.db").read_bytes().startswith(b"not a database") and a_file.read_text() == "kept"  # nothing written over
+
+
 def test_the_web_servers_catalogue_follows_a_sqlite_file_replaced_under_it(tmp_path, monkeypatch):
     """A catalogue restored from a backup (its file replaced) still takes writes from a running
     server: a connection kept to the deleted file would refuse them as a "readonly database"."""

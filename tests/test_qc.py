@@ -152,6 +152,21 @@ def test_a_truncated_file_exits_2(mastered, tmp_path):
     assert result.returncode == 2 and str(cut) in result.stderr
 
 
+@pytest.mark.parametrize("suffix", ["wav", "flac"])
+def test_a_file_cut_short_but_long_enough_to_measure_exits_2_by_its_header(mastered, tmp_path, suffix):
+    """ffmpeg decodes a file cut short to its end without an error, and reads a WAV's length from
+    its size: a copy cut at 60 % used to be measured and passed. Its header (the WAV's data
+    chunk, the FLAC's sample count) says how long it should be."""
+    good = deliver_flac(mastered, tmp_path / "good.flac") if suffix == "flac" else tmp_path / "good.wav"
+    if suffix == "wav":
+        write_wav(good, mastered, RATE)
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(good.read_bytes()[: int(good.stat().st_size * 0.6)])
+    result = qc(cut)
+    assert result.returncode == 2 and f"audio file {cut} is truncated: its header says {len(mastered) / RATE:.2f} s of audio" in result.stderr
+    assert qc(good).returncode in (0, 1)  # the whole file is judged, not refused
+
+
 def test_an_unknown_profile_or_a_broken_suite_exits_2(mastered, tmp_path):
     good = deliver_flac(mastered, tmp_path / "good.flac")
     result = qc(good, "vinyl")

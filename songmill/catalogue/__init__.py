@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from songmill.catalogue.schema import (
@@ -103,11 +103,22 @@ class Catalogue:
                 f"catalogue database URL {url!r} is not a database URL (e.g. sqlite:///var/catalogue.db or postgresql://user@host/db); fix SONGMILL_DATABASE_URL"
             ) from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # a file where the folder should be, no permission
+                raise ServiceError(
+                    f"the catalogue's folder {folder} cannot be made ({err.strerror or err}); set SONGMILL_VAR_DIR (or SONGMILL_DATABASE_URL) to a folder you can write"
+                ) from None
         # PostgreSQL: give up on an unreachable server soon. SQLite: wait up to 60 s for another
         # process's write to finish (Python's default of 5 s is too short on a loaded machine).
         options = {"connect_args": {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {"timeout": 60}}
-        engine = create_engine(url, pool_pre_ping=True, **options)
+        try:
+            engine = create_engine(url, pool_pre_ping=True, **options)
+        except ArgumentError as err:  # NoSuchModuleError: a dialect SQLAlchemy does not know (bogus://…)
+            raise ServiceError(
+                f"catalogue database URL {display_url(url)} names no database songmill can use ({err}); use sqlite:///… or postgresql://…"
+            ) from None
         catalogue = cls(engine)
         catalogue.migrate()
         return catalogue
@@ -123,6 +134,11 @@ class Catalogue:
             reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
             raise ServiceError(
                 f"catalogue database {display_url(str(self.engine.url))} is unreachable ({reason}); check SONGMILL_DATABASE_URL or start the server"
+            ) from None
+        except DatabaseError as err:  # reached, but not a database (a damaged or foreign SQLite file)
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+            raise ServiceError(
+                f"catalogue database {display_url(str(self.engine.url))} cannot be read ({reason}); restore it from a backup or point SONGMILL_DATABASE_URL at another"
             ) from None
 
     def session(self) -> Session:

@@ -251,7 +251,48 @@ def decode(
     if not np.isfinite(samples).all():
         first = int(np.flatnonzero(~np.isfinite(samples))[0]) // channels
         raise AudioInputError(f"{what} {path} holds NaN or infinite samples (the first at {first / rate:.3f} s); it is not playable audio, re-export it")
+    declared_s = _declared_s(Path(path), stream)
+    decoded_s = samples.size // channels / rate
+    if declared_s is not None and decoded_s < declared_s - TRUNCATION_TOLERANCE_S:
+        raise AudioInputError(
+            f"{what} {path} is truncated: its header says {declared_s:.2f} s of audio, the file holds {decoded_s:.2f} s; copy or export it again"
+        )
     return samples[: samples.size - samples.size % channels].reshape(-1, channels), rate
+
+
+TRUNCATION_TOLERANCE_S = 0.01  # a file whose audio ends this much before its header's length is cut short
+
+
+def _declared_s(path: Path, stream: dict) -> float | None:
+    """How long the file's own header says its audio is, where the format records it exactly: a
+    WAV's data chunk size, a FLAC's STREAMINFO sample count. ffmpeg decodes a file cut short to
+    its end without an error (a WAV's length it even reads from the file's size), so the header
+    is what tells a truncated copy from a short song. None where the header does not say (a WAV
+    written to a pipe, a FLAC with an unknown count, formats whose length is an estimate)."""
+    if stream.get("codec_name") == "flac":
+        total = int(stream.get("duration_ts") or 0)  # STREAMINFO's total samples, at the stream's rate
+        return total / int(stream["sample_rate"]) if total > 0 else None
+    if str(stream.get("codec_name", "")).startswith("pcm_"):
+        return _wav_declared_s(path, int(stream["sample_rate"]), int(stream["channels"]), int(stream.get("bits_per_sample") or 0))
+    return None
+
+
+def _wav_declared_s(path: Path, rate: int, channels: int, bits: int) -> float | None:
+    """The length a RIFF/WAVE file's data chunk declares; None for another container or an unset size."""
+    if bits <= 0:
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                return None
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                return None if size in (0, 0xFFFFFFFF) else size / (rate * channels * bits // 8)
+            handle.seek(size + (size & 1), 1)  # chunks are padded to an even size
+    return None
 
 
 def resample(samples: np.ndarray, *, from_hz: float, to_hz: int = SAMPLE_RATE_HZ, method: Literal["polyphase", "soxr"] = "polyphase") -> np.ndarray:
