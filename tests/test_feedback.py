@@ -234,6 +234,28 @@ def test_feedback_import_cli_exit_codes(tmp_path):
     assert run(good).stdout.strip().endswith("nothing counted twice")
 
 
+def test_a_refine_method_or_a_report_path_that_cannot_be_used_is_one_sentence(tmp_path, monkeypatch):
+    """`models refine --method bogus` was a ValueError traceback once feedback existed (and a
+    misleading "no listener feedback" before); `feedback report --html FOLDER` an IsADirectoryError."""
+    from typer.testing import CliRunner
+
+    from songmill.engine.cli import app
+
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    refine = CliRunner().invoke(app, ["models", "refine", "melody-gru-celtic", "--method", "bogus"])
+    assert refine.exit_code == 2 and refine.stderr.strip() == "error: --method 'bogus' is not a fine-tune method (full or lora)"
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    report = CliRunner().invoke(app, ["feedback", "report", "--html", str(folder)])
+    assert report.exit_code == 2 and f"--html {folder} is a folder; give the path of the HTML file to write" in report.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("kept")
+    report = CliRunner().invoke(app, ["feedback", "report", "--html", str(a_file / "r.html")])
+    assert report.exit_code == 2 and f"--html {a_file / 'r.html'} cannot be written" in report.stderr and a_file.read_text() == "kept"
+    written = CliRunner().invoke(app, ["feedback", "report", "--html", str(folder / "r.html")])
+    assert written.exit_code == 0 and (folder / "r.html").read_text().lower().startswith("<!doctype html>")
+
+
 # ------------------------------------------------------------------------------- the plan
 
 
@@ -365,7 +387,9 @@ def test_experiment_assignment_is_by_hash_recorded_and_reported(tmp_path):
     assert effect["ci95"][0] > 0.1 and effect["ci95"][1] < 0.3 and effect["p_b_beats_a"] > 0.99
     wald = effect["ci95_plays_independent"]
     assert wald[0] < 0.2 < wald[1]
-    with pytest.raises(SongmillError, match="experiment 'none' has no releases assigned yet"):
+    with pytest.raises(SongmillError, match="experiment 'pop-vs-synthpop' has no releases assigned yet"):  # configured, never run
+        experiment_report(catalogue, "pop-vs-synthpop")
+    with pytest.raises(SongmillError, match=r"there is no experiment 'none' in config/experiments.yaml \(experiments: pop-vs-synthpop\)"):
         experiment_report(catalogue, "none")
 
 

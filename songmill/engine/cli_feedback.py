@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from songmill.core.errors import SongmillError
+from songmill.core.store import atomic_write_bytes
 from songmill.engine.cli_output import table_console
 
 feedback_app = typer.Typer(no_args_is_help=True, help="Listener feedback: import exports, report, simulate, review.")
@@ -89,8 +90,13 @@ def feedback_report_command(
     except SongmillError as err:
         _fail(err)
     if html:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(report_html(report), encoding="utf-8")
+        if html.is_dir():
+            _fail(SongmillError(f"--html {html} is a folder; give the path of the HTML file to write (such as {html / 'feedback.html'})"))
+        try:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(html, report_html(report).encode("utf-8"))
+        except OSError as err:  # a file where a folder should be, no permission
+            _fail(SongmillError(f"--html {html} cannot be written ({err.strerror or err}); give a path in a folder you can write"))
     if as_json:
         print(json.dumps(report, indent=1))
         return
@@ -174,7 +180,8 @@ def feedback_review(
         row = record_verdict(_catalogue(), track, user=user or getpass.getuser(), rating=rating, verdict=verdict, comment=comment)
     except SongmillError as err:
         _fail(err)
-    print(f"recorded for {row['title']} ({row['isrc']}): " + ", ".join(x for x in (f"rating {rating}" if rating else "", verdict or "") if x))
+    which = f"{row['title']} ({row['isrc']})" if row["isrc"] else f"{row['title']} (no ISRC yet)"
+    print(f"recorded for {which}: " + ", ".join(x for x in (f"rating {rating}" if rating else "", verdict or "") if x))
 
 
 @feedback_app.command("queue")
@@ -243,6 +250,8 @@ def models_refine(
     """Refine a model from the catalogue's feedback: train, evaluate, register, promote if it wins."""
     from songmill.feedback.refinement import MELODY_MODEL, refine_from_feedback, refine_lyrics_from_feedback
 
+    if method not in ("full", "lora"):  # before the feedback is read: the request itself is wrong
+        _fail(SongmillError(f"--method {method!r} is not a fine-tune method (full or lora)"))
     try:
         if name == MELODY_MODEL:
             result = refine_from_feedback(_catalogue(), method=method, promote=promote, by=getpass.getuser())
