@@ -10,7 +10,8 @@
   file takes the memory of one batch (`make bench` measures it).
 * **Nothing lost**: a refused row is stored with its line number and reason; a row for an ISRC
   the catalogue does not know is kept (track unset) and reported, and is matched when the track
-  appears (`rematch_unknown`); the raw file is copied under `var/feedback/raw/` before any row
+  appears (`rematch_unknown`, at the next import and before any measures are read); the raw
+  file is copied under `var/feedback/raw/` before any row
   is read.
 """
 

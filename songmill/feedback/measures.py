@@ -116,7 +116,12 @@ def _nz(column):
 
 
 def track_measures(catalogue: Catalogue) -> list[TrackMeasures]:
-    """Every catalogue track that has attributes or feedback, with its measures."""
+    """Every catalogue track that has attributes or feedback, with its measures. Rows kept aside
+    for an ISRC the catalogue did not know are given their track first, where it has one now (a
+    track rendered after its plays were imported): else they waited for the next import."""
+    from songmill.feedback.ingest import rematch_unknown
+
+    rematch_unknown(catalogue)
     e = ListenerEvent
     with catalogue.session() as s:
         counts = {
