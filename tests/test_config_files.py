@@ -166,3 +166,18 @@ def test_validate_names_a_signing_file_that_does_not_exist(config_copy):
         path,
         rf"signing\.private_key: {re.escape(str(missing))} does not exist \(the label's PEM private key: a path relative to delivery\.yaml, or env:NAME\)",
     )
+
+
+def test_validate_names_a_signing_variable_that_names_no_file(config_copy, monkeypatch):
+    """env:NAME unset is a machine that delivers unsigned (and says why); set to a path that is
+    not there, it is a mistake validate names, as for a path written in the file."""
+    path = config_copy / "delivery.yaml"
+    path.write_text(re.sub(r"(?m)^  private_key: .*$", "  private_key: env:SONGMILL_TEST_LABEL_KEY", path.read_text()))
+    monkeypatch.delenv("SONGMILL_TEST_LABEL_KEY", raising=False)
+    assert validate_with(config_copy).returncode == 0  # unset: nothing to check here
+    monkeypatch.setenv("SONGMILL_TEST_LABEL_KEY", "/nope/label.pem")
+    assert_one_line_error(
+        validate_with(config_copy),
+        path,
+        r"signing\.private_key: env:SONGMILL_TEST_LABEL_KEY names /nope/label\.pem, which does not exist \(the label's PEM private key\); fix SONGMILL_TEST_LABEL_KEY",
+    )

@@ -112,11 +112,17 @@ def _identity_file(path: Path, locator: Locator, release_id: str, name: str) -> 
 def _missing_files(path: Path, settings: DeliverySettings, locator: Locator) -> list[str]:
     what = {"certificate_chain": "the label's PEM certificates", "private_key": "the label's PEM private key", "trust_anchors": "PEM trust anchors"}
     named = settings.signing.model_dump() if settings.signing is not None else {}
-    return [
-        locator.problem(("signing", field), f"{value} does not exist ({what[field]}: a path relative to {path.name}, or env:NAME)")
-        for field, value in named.items()
-        if field in what and value and not value.startswith("env:") and not Path(value).is_file()
-    ]
+    problems = []
+    for field, value in named.items():
+        if field not in what or not value:
+            continue
+        if value.startswith("env:"):  # unset: this machine delivers unsigned and says why; set, it must name a file
+            given = os.environ.get(value[4:])
+            if given and not Path(given).is_file():
+                problems.append(locator.problem(("signing", field), f"{value} names {given}, which does not exist ({what[field]}); fix {value[4:]}"))
+        elif not Path(value).is_file():
+            problems.append(locator.problem(("signing", field), f"{value} does not exist ({what[field]}: a path relative to {path.name}, or env:NAME)"))
+    return problems
 
 
 def load_delivery_settings(path: Path | None = None, *, release_id: str | None = None) -> DeliverySettings:
