@@ -257,3 +257,24 @@ def test_the_web_servers_catalogue_follows_a_sqlite_file_replaced_under_it(tmp_p
     # another URL (a test, or a server re-pointed): another catalogue
     monkeypatch.setenv("SONGMILL_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
     assert shared_catalogue() is not after
+
+
+def test_catalogue_check_says_what_to_do_about_what_it_cannot_repair(tmp_path):
+    """A disagreement `--repair` leaves to a person ends with what to do (it said "needs you")."""
+    from typer.testing import CliRunner
+
+    from songmill.engine.cli import app
+
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    catalogue = Catalogue.open(url)
+    spec = load_release(DEMO)
+    catalogue.upsert_release(spec, config_path="x", config_sha256="0" * 64)
+    gone = tmp_path / "dist" / "streaming" / "0200000000011"  # a delivery whose folder was removed
+    catalogue.record_delivery(
+        release_id=spec.release.id, run_id=None, profile="streaming", destination=str(gone), upc="0200000000011", manifest_sha256="0" * 64, files=[]
+    )
+    catalogue.close()
+    result = CliRunner().invoke(app, ["catalogue", "check"], env={"SONGMILL_DATABASE_URL": url, "SONGMILL_VAR_DIR": str(tmp_path / "var")})
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("delivery-missing")]
+    assert line.endswith("[needs you: render the release again (songmill render CONFIG) to deliver it]"), line

@@ -287,7 +287,7 @@ def catalogue_check(
     is left, 2 when the catalogue or the store cannot be opened."""
     from songmill.catalogue import Catalogue
     from songmill.core.store import open_store
-    from songmill.engine.consistency import check, quarantined
+    from songmill.engine.consistency import REMEDIES, check, quarantined
 
     try:
         store = open_store()
@@ -300,7 +300,7 @@ def catalogue_check(
     else:
         out = Console(highlight=False, soft_wrap=True)
         for f in findings:
-            state = "repaired" if f.repaired else (f"--repair: {f.repair}" if f.repair else "needs you")
+            state = "repaired" if f.repaired else (f"--repair: {f.repair}" if f.repair else f"needs you: {REMEDIES.get(f.kind, 'look into it')}")
             out.print(f"{f.kind}: {f.subject} — {f.detail} [{state}]", markup=False)
         out.print(f"{len(findings)} disagreement(s), {len(findings) - len(left)} repaired, {len(left)} left; {set_aside} blob(s) in quarantine", markup=False)
     raise typer.Exit(1 if left else 0)

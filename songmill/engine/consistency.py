@@ -51,6 +51,17 @@ class Finding:
         return asdict(self)
 
 
+# what a person does about a disagreement `--repair` leaves to them (the table above)
+REMEDIES = {
+    "missing-artifact": "render the release again to recreate it",
+    "corrupt-artifact": "render the release again to recreate it",
+    "delivery-missing": "render the release again (songmill render CONFIG) to deliver it",
+    "delivery-altered": "deliver it again as recorded: songmill render CONFIG --redeliver",
+    "delivered-twice": "compare the two deliveries (songmill catalogue deliveries RELEASE) and deliver the right one again",
+    "duplicate-identifier": "give one of the two its own identifier in its release config (isrc: or upc:, or 'auto')",
+}
+
+
 def check(catalogue: Catalogue, store: ArtifactStore, *, repair: bool = False) -> list[Finding]:
     """Every disagreement between the catalogue, the store and the delivery folders."""
     findings = _interrupted_runs(catalogue, repair)
