@@ -141,11 +141,14 @@ def test_rerender_with_same_config_and_seed_recomputes_nothing(tmp_path):
     ("tracks", "profiles"),
     [(2, {"streaming"}), pytest.param(3, {"streaming", "hires", "preview"}, marks=pytest.mark.slow)],  # 3: the EP, 40 s a track
 )
-def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch, tracks, profiles, unsigned_delivery):
+def test_parallel_tracks_give_the_same_artifacts_as_serial(tmp_path, monkeypatch, capfd, tracks, profiles, unsigned_delivery):
     """--jobs 1 runs a track's independent stages side by side (instruments beside vocals, export
-    beside the gate); --jobs 2 runs tracks side by side and each track's stages one at a time."""
+    beside the gate); --jobs 2 runs tracks side by side and each track's stages one at a time.
+    Delivered unsigned (no signing identity here), the render says so on stderr, once a profile."""
     ep = debug_release(tmp_path, tracks=2) if tracks == 2 else short(EP, tmp_path)
     serial = json.loads(render(ep, out_dir=tmp_path / "serial", jobs=1).read_text())
+    said = [line for line in capfd.readouterr().err.splitlines() if "delivered without Content Credentials" in line]
+    assert len(said) == len(profiles) and all(line.startswith("warning: ") for line in said), said
     monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "fresh-var"))  # nothing cached
     parallel = json.loads(render(ep, out_dir=tmp_path / "parallel", jobs=2).read_text())
     assert all(not s["cached"] for t in parallel["tracks"] for s in t["stages"])

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from models.registry import ModelRegistry
@@ -646,6 +647,14 @@ def finish_release(
         error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None,
     )
     catalogue.close()
+    for delivery in report["deliveries"]:  # said, not only kept in the report: it may replace a signed delivery
+        unsigned = str(delivery.get("content_credentials") or "")
+        if unsigned.startswith("none: "):
+            console.print(
+                f"[yellow]warning:[/yellow] {delivery['profile']}: delivered without Content Credentials: {escape(unsigned.removeprefix('none: '))}",
+                highlight=False,
+                soft_wrap=True,
+            )
     for o in failed:
         message = f"track {o.number} ({o.title}) failed at stage {o.failed_stage}: {o.error}"
         if not release_steps.get("delivered"):
