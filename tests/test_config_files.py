@@ -175,6 +175,10 @@ def test_validate_names_a_signing_variable_that_names_no_file(config_copy, monke
     path.write_text(re.sub(r"(?m)^  private_key: .*$", "  private_key: env:SONGMILL_TEST_LABEL_KEY", path.read_text()))
     monkeypatch.delenv("SONGMILL_TEST_LABEL_KEY", raising=False)
     assert validate_with(config_copy).returncode == 0  # unset: nothing to check here
+    pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+    monkeypatch.setenv("SONGMILL_TEST_LABEL_KEY", pem)  # the key itself, which credentials also read: nothing to check, never shown
+    shown = validate_with(config_copy)
+    assert shown.returncode == 0 and "PRIVATE KEY" not in shown.stdout + shown.stderr
     monkeypatch.setenv("SONGMILL_TEST_LABEL_KEY", "/nope/label.pem")
     assert_one_line_error(
         validate_with(config_copy),

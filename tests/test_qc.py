@@ -167,6 +167,21 @@ def test_a_file_cut_short_but_long_enough_to_measure_exits_2_by_its_header(maste
     assert qc(good).returncode in (0, 1)  # the whole file is judged, not refused
 
 
+@pytest.mark.parametrize("placeholder", [0, 0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_a_wav_written_to_a_pipe_is_read_whole_not_called_truncated(mastered, tmp_path, placeholder):
+    """A writer that streamed a WAV (ffmpeg, SoX, arecord) leaves a placeholder for the data size
+    it could not go back to write: such a file is whole, whatever its header says."""
+    import struct
+
+    path = tmp_path / "piped.wav"
+    write_wav(path, mastered, RATE)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = struct.pack("<I", placeholder)
+    path.write_bytes(bytes(data))
+    assert measure_file(path).duration_s == pytest.approx(len(mastered) / RATE, abs=0.01)
+
+
 def test_an_unknown_profile_or_a_broken_suite_exits_2(mastered, tmp_path):
     good = deliver_flac(mastered, tmp_path / "good.flac")
     result = qc(good, "vinyl")

@@ -380,6 +380,13 @@ def test_an_identifier_given_by_hand_is_skipped_by_the_series_that_would_reach_i
     catalogue.upsert_release(other, config_path="y", config_sha256="1" * 64)
     assert catalogue.release_upc(spec.release.id, given=make_gtin13("0200000", 1), company_prefix="0200000") == make_gtin13("0200000", 1)
     assert catalogue.release_upc("another-ep", given="auto", company_prefix="0200000") == make_gtin13("0200000", 2)
+    fields = dict(parent=None, operations=[], added=[], command=None, author="t", reason=None, config_sha256="0" * 64, seed=1, track_spec={})
+    catalogue.add_version(spec.release.id, 1, **fields, artifacts={}, recomputed=[], measures={}, folder="v", run_id=None)
+    catalogue.track_isrc(catalogue.upsert_track(spec.release.id, 4, title="t4", seed=4), given="AA6Q72700005", **args)  # the next one, by hand
+    assert catalogue.version_isrc(spec.release.id, 1, 1, **args) == "AA6Q72700004"  # an edited version: the same series
+    assert catalogue.track_isrc(catalogue.upsert_track(spec.release.id, 5, title="t5", seed=5), given="auto", **args) == "AA6Q72700006"
+    with pytest.raises(SongmillError, match="ISRC AA6Q72700004 already belongs to version 1 of track 1 of release harbour-lights-ep"):
+        catalogue.track_isrc(catalogue.upsert_track(spec.release.id, 6, title="t6", seed=6), given="AA6Q72700004", **args)
 
 
 def test_identifier_builders_make_valid_codes():

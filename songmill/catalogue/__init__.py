@@ -58,6 +58,10 @@ def default_url() -> str:
     return os.environ.get("SONGMILL_DATABASE_URL") or f"sqlite:///{var_dir() / 'catalogue.db'}"
 
 
+# where an ISRC may already be held: a track's own, or an edited version's (both from the registrant's series)
+ISRC_COLUMNS = (Track.isrc, TrackVersion.isrc)
+
+
 def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
@@ -115,7 +119,7 @@ class Catalogue:
         options = {"connect_args": {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {"timeout": 60}}
         try:
             engine = create_engine(url, pool_pre_ping=True, **options)
-        except ArgumentError as err:  # NoSuchModuleError: a dialect SQLAlchemy does not know (bogus://…)
+        except (ArgumentError, ImportError) as err:  # a dialect SQLAlchemy does not know (bogus://…), or its driver is not installed (mysql://…)
             raise ServiceError(
                 f"catalogue database URL {display_url(url)} names no database songmill can use ({err}); use sqlite:///… or postgresql://…"
             ) from None
@@ -478,7 +482,7 @@ class Catalogue:
                 self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
                 release.upc = given
             elif release.upc is None:
-                release.upc = self._unused_next(s, Release.upc, lambda: make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}")))
+                release.upc = self._unused_next(s, (Release.upc,), lambda: make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}")))
             return release.upc
 
         return self._retrying_collisions(allocate)
@@ -492,27 +496,33 @@ class Catalogue:
             track = cast(Track, s.get(Track, track_id))  # an id upsert_track handed out
             if given != "auto":
                 self._check_unused(s, Track, Track.isrc, given, track_id, "ISRC")
+                edited = s.scalar(select(TrackVersion).where(TrackVersion.isrc == given))
+                if edited is not None:  # an edited version's own ISRC
+                    raise SongmillError(
+                        f"ISRC {given} already belongs to version {edited.number} of track {edited.track_number} of release {edited.release_id} "
+                        "in the catalogue; an identifier is never reused (give this one its own, or 'auto')"
+                    )
                 track.isrc = given
             elif track.isrc is None and registrant is not None:
                 if country is None:
                     raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
                 series = f"isrc:{country}{registrant}:{year % 100:02d}"
-                track.isrc = self._unused_next(s, Track.isrc, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
+                track.isrc = self._unused_next(s, ISRC_COLUMNS, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
             return track.isrc
 
         return self._retrying_collisions(allocate)
 
     @staticmethod
-    def _unused_next(s: Session, column, make: Callable[[], str]) -> str:
+    def _unused_next(s: Session, columns: tuple, make: Callable[[], str]) -> str:
         """The next identifier of a series that no row holds yet: a config may have given one of
         the series' numbers to another release or track by hand (`upc:` / `isrc:`), and an
         identifier is never given twice. Each skipped number stays used up."""
         for _ in range(10_000):
             value = make()
-            if s.scalar(select(column).where(column == value)) is None:
+            if all(s.scalar(select(column).where(column == value)) is None for column in columns):
                 return value
         raise SongmillError(
-            f"10,000 identifiers in a row of the series after {value} are already in the catalogue; check the catalogue (songmill catalogue check)"
+            f"10,000 identifiers in a row of the series, up to {value}, are already in the catalogue; check the catalogue (songmill catalogue check)"
         )
 
     @staticmethod
@@ -677,7 +687,8 @@ class Catalogue:
             if version.isrc is None and registrant is not None:
                 if country is None:
                     raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
-                version.isrc = make_isrc(country, registrant, year, self._next_in_series(s, f"isrc:{country}{registrant}:{year % 100:02d}"))
+                series = f"isrc:{country}{registrant}:{year % 100:02d}"
+                version.isrc = self._unused_next(s, ISRC_COLUMNS, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
             return version.isrc
 
         return self._retrying_collisions(allocate)

@@ -261,6 +261,7 @@ def decode(
 
 
 TRUNCATION_TOLERANCE_S = 0.01  # a file whose audio ends this much before its header's length is cut short
+UNSET_WAV_SIZE = 0x7FFFF000  # a data chunk this large was written to a pipe: its size is a placeholder
 
 
 def _declared_s(path: Path, stream: dict) -> float | None:
@@ -270,8 +271,8 @@ def _declared_s(path: Path, stream: dict) -> float | None:
     is what tells a truncated copy from a short song. None where the header does not say (a WAV
     written to a pipe, a FLAC with an unknown count, formats whose length is an estimate)."""
     if stream.get("codec_name") == "flac":
-        total = int(stream.get("duration_ts") or 0)  # STREAMINFO's total samples, at the stream's rate
-        return total / int(stream["sample_rate"]) if total > 0 else None
+        total = int(stream.get("duration_ts") or 0)  # STREAMINFO's total samples, in the stream's time base (1/rate in FLAC, Ogg and ffmpeg's MP4)
+        return float(total * Fraction(stream.get("time_base") or f"1/{stream['sample_rate']}")) if total > 0 else None
     if str(stream.get("codec_name", "")).startswith("pcm_"):
         return _wav_declared_s(path, int(stream["sample_rate"]), int(stream["channels"]), int(stream.get("bits_per_sample") or 0))
     return None
@@ -290,7 +291,8 @@ def _wav_declared_s(path: Path, rate: int, channels: int, bits: int) -> float | 
                 return None
             size = int.from_bytes(chunk[4:], "little")
             if chunk[:4] == b"data":
-                return None if size in (0, 0xFFFFFFFF) else size / (rate * channels * bits // 8)
+                # 0, or near 4 GiB: a writer that streamed to a pipe and could not go back (ffmpeg, SoX, arecord)
+                return None if size == 0 or size >= UNSET_WAV_SIZE else size / (rate * channels * bits // 8)
             handle.seek(size + (size & 1), 1)  # chunks are padded to an even size
     return None
 

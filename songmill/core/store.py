@@ -223,8 +223,12 @@ class LocalStore:
                 # editor that opens it must not save over the store's copy (its owner can still
                 # chmod it back; root ignores the mode; a change is found by the hash either way)
                 as_if_created(tmp, read_only=True)
-                os.replace(tmp, blob)
-                self._verified[blob.name] = _fingerprint(blob.stat())
+                try:
+                    os.replace(tmp, blob)
+                    self._verified[blob.name] = _fingerprint(blob.stat())
+                except PermissionError:  # another writer's blob came first, read-only, on a file system that will not replace it (SMB)
+                    if not blob.exists():
+                        raise
         except OSError as err:
             raise self._write_error(err) from None
         finally:

@@ -281,16 +281,10 @@ def _said_again(clause: str, read: list, previous_clause: str, previous: list) -
     return [_sign(op) for op in read] == [_sign(op) for op in previous] and 0 not in [_sign(op) for op in read]
 
 
-AMOUNTS = ("by_db", "by_percent", "by_bpm", "by", "by_bars", "semitones", "to_bpm", "to_bars", "to")
-
-
 def _opposite(read: list, before: list) -> bool:
-    """The same changes to the same targets, set another way than an amount (muted, then not)."""
-
-    def setting(op) -> dict:  # noqa: ANN001 - an operation
-        return op.model_dump(exclude=set(AMOUNTS))
-
-    return _same_request(read, before) and [setting(op) for op in read] != [setting(op) for op in before]
+    """A mute and an unmute of the same parts: two asks that undo each other. (Any other second
+    reading of the same target only refines the first: "pan the guitar, left", "…, hard".)"""
+    return _same_request(read, before) and [getattr(op, "muted", None) for op in read] != [getattr(op, "muted", None) for op in before]
 
 
 def _sign(op) -> int:
@@ -432,8 +426,9 @@ def _direction(clause: str) -> int:
     return 0
 
 
-def _section(clause: str, song: SongFacts) -> str | None:
-    """The section label a clause names ("verse 2", "chorus" for every chorus), or None."""
+def _section(clause: str, song: SongFacts, *, by_place: bool = True) -> str | None:
+    """The section label a clause names ("verse 2", "chorus" for every chorus), or None.
+    `by_place`: "the end" and "the beginning" name the outro and the intro too."""
     names = [name for name, _ in song.sections]
     name_re = "|".join(sorted((re.escape(n) for n in SECTION_NAMES), key=len, reverse=True))
     match = re.search(rf"\b({'|'.join(ORDINALS)}|last|final)\s+({name_re})\b", clause)
@@ -450,9 +445,9 @@ def _section(clause: str, song: SongFacts) -> str | None:
         if number:
             return f"{match.group(1)} {NUMBER_WORDS.get(number, number)}"
         return match.group(1)
-    if _has(clause, "the end", "the ending"):
+    if by_place and _has(clause, "the end", "the ending"):
         return "outro"
-    if _has(clause, "the beginning", "the start"):
+    if by_place and _has(clause, "the beginning", "the start"):
         return "intro"
     return None
 
@@ -647,8 +642,9 @@ def _pan(clause: str, song: SongFacts):
 def _song_wide(clause: str, song: SongFacts, what: str, examples: list[str], *, band_in_section: bool = False) -> None:
     """Refuse a section named for a change songmill makes to the whole song: read as the whole
     song, "louder drums in the chorus" would change more than was asked. `band_in_section`:
-    offer the section's level (the whole band there) as the nearest change that does work."""
-    section = _section(clause, song)
+    offer the section's level (the whole band there) as the nearest change that does work. Only
+    a section named as one counts ("at the end of each line" names no outro)."""
+    section = _section(clause, song, by_place=False)
     if section is not None:
         if band_in_section:
             examples = [*examples, f"make the {section} {'quieter' if _direction(clause) < 0 else 'louder'}"]

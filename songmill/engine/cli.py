@@ -27,12 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Piped or captured, Rich lays `--help` out 80 columns wide and cuts long option names
-# ("--match-referen…"); typer reads TERMINAL_WIDTH when it first formats help (a terminal keeps its own width).
-if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
-    os.environ.setdefault("TERMINAL_WIDTH", "140")
-
-import typer  # noqa: E402 - after the width above
+import typer
+import typer.rich_utils
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -41,6 +37,12 @@ from songmill.core.errors import ConfigError, InputError, SongmillError
 from songmill.engine.cli_editor import register as register_editor
 from songmill.engine.cli_feedback import feedback_app, models_app
 from songmill.engine.cli_output import table_console
+
+# Piped or captured, Rich lays `--help` out 80 columns wide and cuts long option names
+# ("--match-referen…"): give typer's help a width of its own there (a terminal keeps its own;
+# set here, not in the environment, so no child process or later test inherits it)
+if not sys.stdout.isatty() and not os.environ.get("COLUMNS") and typer.rich_utils.MAX_WIDTH is None:
+    typer.rich_utils.MAX_WIDTH = 140
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="songmill: AI song production line.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Look into the catalogue.")

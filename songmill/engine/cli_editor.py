@@ -332,10 +332,14 @@ def deliver_command(config: Path = typer.Argument(..., help="The release config.
         which = f"version {row['version']}" if row["version"] else "its last render"
         isrc = f"ISRC {row['isrc']}, an edited version of {row['edited_from_isrc']}" if row["isrc"] else "the track's ISRC"
         err_console.print(f"track {row['number']}: {which} ({isrc})", markup=False, highlight=False)
+    from songmill.core.profiles import load_profiles
+
+    profiles = load_profiles()
     for delivery in result["deliveries"]:
         err_console.print(f"delivered to {delivery['destination']}", markup=False, highlight=False)
         unsigned = str(delivery.get("content_credentials") or "").removeprefix("none: ")
-        if unsigned != delivery.get("content_credentials"):  # said, not only kept in the report: it may replace a signed delivery
+        on_purpose = delivery.get("profile") in profiles and profiles[delivery["profile"]].content_credentials == "off"
+        if unsigned != delivery.get("content_credentials") and not on_purpose:  # said, not only kept in the report: it may replace a signed delivery
             err_console.print(f"warning: delivered without Content Credentials: {unsigned}", markup=False, highlight=False, soft_wrap=True)
     print(result["report_path"])
 

@@ -58,7 +58,7 @@ REMEDIES = {
     "delivery-missing": "render the release again (songmill render CONFIG) to deliver it",
     "delivery-altered": "deliver it again as recorded: songmill render CONFIG --redeliver",
     "delivered-twice": "compare the two deliveries (songmill catalogue deliveries RELEASE) and deliver the right one again",
-    "duplicate-identifier": "give one of the two its own identifier in its release config (isrc: or upc:, or 'auto')",
+    "duplicate-identifier": "give one of the two its own identifier in its release config (isrc: or upc:)",
 }
 
 

@@ -649,7 +649,7 @@ def finish_release(
     catalogue.close()
     for delivery in report["deliveries"]:  # said, not only kept in the report: it may replace a signed delivery
         unsigned = str(delivery.get("content_credentials") or "")
-        if unsigned.startswith("none: "):
+        if unsigned.startswith("none: ") and profiles[delivery["profile"]].content_credentials != "off":  # off: unsigned on purpose
             console.print(
                 f"[yellow]warning:[/yellow] {delivery['profile']}: delivered without Content Credentials: {escape(unsigned.removeprefix('none: '))}",
                 highlight=False,

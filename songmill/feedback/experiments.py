@@ -114,7 +114,7 @@ def experiment_report(catalogue: Catalogue, name: str, *, resamples: int = 4000)
     if not arms:
         known = load_experiments()
         if name not in known:  # a typo, not an experiment waiting for its first night
-            raise SongmillError(f"there is no experiment {name!r} in config/experiments.yaml (experiments: {', '.join(sorted(known)) or 'none'})")
+            raise SongmillError(f"there is no experiment {name!r} in {config_dir() / 'experiments.yaml'} (experiments: {', '.join(sorted(known)) or 'none'})")
         raise SongmillError(f"experiment {name!r} has no releases assigned yet; it is assigned when a nightly plan is made")
     tracks: dict[str, list[tuple[int, int]]] = {arm: [] for arm in sorted(set(arms.values()))}  # (completions, streams) per track
     for m in track_measures(catalogue):

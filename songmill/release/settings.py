@@ -118,7 +118,8 @@ def _missing_files(path: Path, settings: DeliverySettings, locator: Locator) -> 
             continue
         if value.startswith("env:"):  # unset: this machine delivers unsigned and says why; set, it must name a file
             given = os.environ.get(value[4:])
-            if given and not Path(given).is_file():
+            # a variable may hold the PEM text itself (credentials read either): only a path is checked, and never shown otherwise
+            if given and "-----BEGIN" not in given and "\n" not in given and not Path(given).is_file():
                 problems.append(locator.problem(("signing", field), f"{value} names {given}, which does not exist ({what[field]}); fix {value[4:]}"))
         elif not Path(value).is_file():
             problems.append(locator.problem(("signing", field), f"{value} does not exist ({what[field]}: a path relative to {path.name}, or env:NAME)"))
