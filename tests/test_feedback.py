@@ -390,7 +390,7 @@ def test_experiment_assignment_is_by_hash_recorded_and_reported(tmp_path):
     assert wald[0] < 0.2 < wald[1]
     with pytest.raises(SongmillError, match="experiment 'pop-vs-synthpop' has no releases assigned yet"):  # configured, never run
         experiment_report(catalogue, "pop-vs-synthpop")
-    with pytest.raises(SongmillError, match=r"there is no experiment 'none' in config/experiments.yaml \(experiments: pop-vs-synthpop\)"):
+    with pytest.raises(SongmillError, match=r"there is no experiment 'none' in \S*config/experiments.yaml \(experiments: pop-vs-synthpop\)"):
         experiment_report(catalogue, "none")
 
 
