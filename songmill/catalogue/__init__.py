@@ -490,7 +490,6 @@ class Catalogue:
     def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
         of the registrant's year; None when it has none and no registrant is configured."""
-        from songmill.core.ids import make_isrc
 
         def allocate(s: Session) -> str | None:
             track = cast(Track, s.get(Track, track_id))  # an id upsert_track handed out
@@ -504,13 +503,19 @@ class Catalogue:
                     )
                 track.isrc = given
             elif track.isrc is None and registrant is not None:
-                if country is None:
-                    raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
-                series = f"isrc:{country}{registrant}:{year % 100:02d}"
-                track.isrc = self._unused_next(s, ISRC_COLUMNS, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
+                track.isrc = self._next_isrc(s, country, registrant, year)
             return track.isrc
 
         return self._retrying_collisions(allocate)
+
+    def _next_isrc(self, s: Session, country: str | None, registrant: str, year: int) -> str:
+        """The registrant's next designation of `year` that no track or edited version holds."""
+        from songmill.core.ids import make_isrc
+
+        if country is None:
+            raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
+        series = f"isrc:{country}{registrant}:{year % 100:02d}"
+        return self._unused_next(s, ISRC_COLUMNS, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
 
     @staticmethod
     def _unused_next(s: Session, columns: tuple, make: Callable[[], str]) -> str:
@@ -676,7 +681,6 @@ class Catalogue:
     def version_isrc(self, release_id: str, track_number: int, number: int, *, country: str | None, registrant: str | None, year: int) -> str | None:
         """A version's own ISRC: the one allocated before, else the registrant's next designation
         of `year` (the same series as the tracks'); None when no registrant is configured."""
-        from songmill.core.ids import make_isrc
 
         def allocate(s: Session) -> str | None:
             version = s.scalar(
@@ -685,10 +689,7 @@ class Catalogue:
             if version is None:
                 raise SongmillError(f"track {track_number} of release {release_id} has no version {number}")
             if version.isrc is None and registrant is not None:
-                if country is None:
-                    raise ValueError("isrc_country and isrc_registrant go together (give both, or neither)")
-                series = f"isrc:{country}{registrant}:{year % 100:02d}"
-                version.isrc = self._unused_next(s, ISRC_COLUMNS, lambda: make_isrc(country, registrant, year, self._next_in_series(s, series)))
+                version.isrc = self._next_isrc(s, country, registrant, year)
             return version.isrc
 
         return self._retrying_collisions(allocate)

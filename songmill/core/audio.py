@@ -261,7 +261,7 @@ def decode(
 
 
 TRUNCATION_TOLERANCE_S = 0.01  # a file whose audio ends this much before its header's length is cut short
-UNSET_WAV_SIZE = 0x7FFFF000  # a data chunk this large was written to a pipe: its size is a placeholder
+UNSET_WAV_SIZE = 0x7FFFF000  # a data chunk size this large was left by a writer streaming to a pipe, which never learns the length: not a length
 
 
 def _declared_s(path: Path, stream: dict) -> float | None:

@@ -333,14 +333,12 @@ def deliver_command(config: Path = typer.Argument(..., help="The release config.
         isrc = f"ISRC {row['isrc']}, an edited version of {row['edited_from_isrc']}" if row["isrc"] else "the track's ISRC"
         err_console.print(f"track {row['number']}: {which} ({isrc})", markup=False, highlight=False)
     from songmill.core.profiles import load_profiles
+    from songmill.release.package import unsigned_reasons
 
-    profiles = load_profiles()
     for delivery in result["deliveries"]:
         err_console.print(f"delivered to {delivery['destination']}", markup=False, highlight=False)
-        unsigned = str(delivery.get("content_credentials") or "").removeprefix("none: ")
-        on_purpose = delivery.get("profile") in profiles and profiles[delivery["profile"]].content_credentials == "off"
-        if unsigned != delivery.get("content_credentials") and not on_purpose:  # said, not only kept in the report: it may replace a signed delivery
-            err_console.print(f"warning: delivered without Content Credentials: {unsigned}", markup=False, highlight=False, soft_wrap=True)
+    for _, why in unsigned_reasons(result["deliveries"], load_profiles()):
+        err_console.print(f"warning: delivered without Content Credentials: {why}", markup=False, highlight=False, soft_wrap=True)
     print(result["report_path"])
 
 

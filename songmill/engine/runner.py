@@ -647,14 +647,10 @@ def finish_release(
         error="; ".join([f"track {o.number}: {o.error}" for o in failed] + ([delivery_error] if delivery_error else [])) or None,
     )
     catalogue.close()
-    for delivery in report["deliveries"]:  # said, not only kept in the report: it may replace a signed delivery
-        unsigned = str(delivery.get("content_credentials") or "")
-        if unsigned.startswith("none: ") and profiles[delivery["profile"]].content_credentials != "off":  # off: unsigned on purpose
-            console.print(
-                f"[yellow]warning:[/yellow] {delivery['profile']}: delivered without Content Credentials: {escape(unsigned.removeprefix('none: '))}",
-                highlight=False,
-                soft_wrap=True,
-            )
+    from songmill.release.package import unsigned_reasons
+
+    for profile, why in unsigned_reasons(report["deliveries"], profiles):
+        console.print(f"[yellow]warning:[/yellow] {profile}: delivered without Content Credentials: {escape(why)}", highlight=False, soft_wrap=True)
     for o in failed:
         message = f"track {o.number} ({o.title}) failed at stage {o.failed_stage}: {o.error}"
         if not release_steps.get("delivered"):

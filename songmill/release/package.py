@@ -87,6 +87,21 @@ class RenderedTrack:
     edited_from_isrc: str | None = None
 
 
+UNSIGNED = "none: "  # how a delivery's `content_credentials` begins when it was made without them, before why
+
+
+def unsigned_reasons(deliveries: list[dict], profiles: dict[str, DeliveryProfile]) -> list[tuple[str, str]]:
+    """(profile, why) for each delivery made without Content Credentials that its profile did not
+    turn off (`content_credentials: off` is unsigned on purpose): what a command says on the
+    terminal, since such a delivery may replace a signed one."""
+    return [
+        (d.get("profile", ""), str(d["content_credentials"]).removeprefix(UNSIGNED))
+        for d in deliveries
+        if str(d.get("content_credentials") or "").startswith(UNSIGNED)
+        and not (d.get("profile") in profiles and profiles[d["profile"]].content_credentials == "off")
+    ]
+
+
 def delivery_time() -> dt.datetime:
     """Now, or the reproducible-builds convention's `SOURCE_DATE_EPOCH` (seconds since 1970, UTC)
     when set: the DDEX message's creation time and the ISRC year then repeat, so two runs of one
@@ -431,7 +446,7 @@ def _deliver_profile(
         "upc": upc,
         "manifest_sha256": manifest_sha,
         "ddex_skipped": skipped,
-        "content_credentials": credentials.subject if credentials else f"none: {unsigned_reason}",
+        "content_credentials": credentials.subject if credentials else f"{UNSIGNED}{unsigned_reason}",
         "watermark_checked": detect_watermark is not None,
         "provenance": provenance_tracks,  # the licence audit and each file's checks (the QC report shows them)
         "files": files,
