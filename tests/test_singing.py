@@ -483,3 +483,37 @@ def test_a_voice_that_cannot_hand_its_memory_back_still_sings_and_says_so(caplog
     working = sing(score, WorldSinger(voice()), **kwargs)
     assert np.array_equal(failing.lead, working.lead) and rms_db(failing.lead) > -40
     assert any("the voice kept its working memory (RuntimeError: arena busy)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_line_sung_again_to_the_same_rhythm_is_spoken_once_and_sounds_as_if_spoken_again():
+    """A phrase's speech is seeded by what it says, so a line sung again to the same rhythm is
+    spoken and analysed once (SpokenOnce); each phrase still sings its own pitch from it, and the
+    vocals are the samples a renderer that speaks every phrase anew gives."""
+
+    class Counting(WorldSinger):
+        spoken: list[str] = []
+
+        def analyse(self, phrase, seed):  # noqa: ANN001, ANN201
+            Counting.spoken.append(" ".join(p.arpabet for p in phrase.phones))
+            return super().analyse(phrase, seed)
+
+    class EveryPhraseAnew:  # a renderer with no separate analysis: nothing is shared
+        def __init__(self, singer: WorldSinger):
+            self.singer, self.sample_rate_hz = singer, singer.sample_rate_hz
+
+        def render(self, phrase, takes, seed):  # noqa: ANN001, ANN201
+            return self.singer.render(phrase, takes, seed)
+
+    line, other = WORDS[:4], WORDS[4:8]
+    # another line, then one line three times to the same rhythm (the third a tone higher)
+    score = hand_score([64, 62, 60, 59] + [60, 62, 64, 65] + [60, 62, 64, 65] + [62, 64, 66, 67], other + line + line + line)
+    frames = int((score.duration_s + 1.0) * RATE)
+    kwargs = {"frames": frames, "seed": 5, "expression": resolve_style("bright", "bright")[1], "backing": False}
+    shared = sing(score, Counting(voice()), **kwargs)
+    assert len(Counting.spoken) == 2 and len(set(Counting.spoken)) == 2, Counting.spoken  # four phrases, two lines spoken
+    anew = sing(score, EveryPhraseAnew(WorldSinger(voice())), **kwargs)
+    assert np.array_equal(shared.lead, anew.lead) and rms_db(shared.lead) > -40
+    # the repeats sing their own pitch: the third phrase a whole tone above the first
+    starts = [int(record.placed[0].begin) for record in shared.phrases]
+    first, third = (shared.lead[s : s + RATE] for s in (starts[1], starts[3]))
+    assert not np.allclose(first, third)

@@ -25,11 +25,14 @@ Per phrase (notes closer than `songmill.core.score.PHRASE_GAP_S`):
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -486,15 +489,16 @@ class PhraseReuse(Protocol):
     def takes(self, key: str) -> list[Placed] | None: ...
 
 
-def phrase_key(namespace: str, phrase: Phrase, takes: dict[str, Take], seed: int, offsets_s: dict[str, float]) -> str:
+def phrase_key(namespace: str, phrase: Phrase, takes: dict[str, Take], seed: int, offsets_s: dict[str, float], speech_seed: int) -> str:
     """A phrase's audio depends on the phrase (phones, notes, timing), its takes (pitch,
-    expression, timbre), its seed, where each take lands and what `namespace` names (the voice
-    model and its version, the sample rates: the caller's part)."""
+    expression, timbre), its seeds (the takes', the speech's), where each take lands and what
+    `namespace` names (the voice model and its version, the sample rates: the caller's part)."""
     material = {
         "namespace": namespace,
         "phrase": asdict(phrase),
         "takes": {name: asdict(take) for name, take in takes.items()},
         "seed": seed,
+        "speech_seed": speech_seed,
         "offsets_s": offsets_s,
         "rates": [OUT_RATE_HZ],
     }
@@ -532,6 +536,7 @@ def sing(
         # each phrase draws from its own seed, named by where it starts: a section sung again
         # (the song editor's new melody) leaves every other phrase's audio as it was
         phrase_seed = derive_seed(seed, round(phrase.start_s * 1000))
+        speech_seed = derive_seed(seed, "spoken", spoken_content(phrase))  # what it says, not where (SpokenOnce)
         rng = np.random.default_rng(phrase_seed)
         takes = {"lead": Take(phrase.notes, expression, timbre)}
         offsets_s = {"lead": 0.0}
@@ -539,11 +544,11 @@ def sing(
             takes["double"] = _double_take(phrase, expression, timbre, rng)
             takes["harmony"] = _harmony_take(score, phrase, expression, timbre, voice_range[1])
             offsets_s |= {"double": float(np.clip(rng.normal(0, DOUBLE_TIMING_SD_S), -0.025, 0.025)), "harmony": 0.0}
-        key = phrase_key(namespace, phrase, takes, phrase_seed, offsets_s)
-        planned.append((key, reuse.takes(key) if reuse is not None else None, (singer, phrase, takes, phrase_seed, offsets_s)))
+        key = phrase_key(namespace, phrase, takes, phrase_seed, offsets_s, speech_seed)
+        planned.append((key, reuse.takes(key) if reuse is not None else None, (phrase, takes, speech_seed, offsets_s)))
     records: list[PhraseRecord] = []
     try:
-        for key, placed in _sung_in_turn(planned):
+        for key, placed in _sung_in_turn(planned, singer):
             for take in placed:  # placed in the phrases' order, so overlapping tails add up as they always did
                 _place_at(stems[take.take], take.audio, take.begin)
             records.append(PhraseRecord(key, placed, {}))
@@ -569,19 +574,73 @@ def _release_working_memory(singer) -> None:  # noqa: ANN001 - a phrase renderer
         log.warning("the voice kept its working memory (%s: %s); the vocals are unaffected", type(err).__name__, err)
 
 
-def _sung_in_turn(planned: list[tuple[str, list[Placed] | None, tuple]]) -> Iterator[tuple[str, list[Placed]]]:
+def _sung_in_turn(planned: list[tuple[str, list[Placed] | None, tuple]], singer) -> Iterator[tuple[str, list[Placed]]]:  # noqa: ANN001 - a phrase renderer
     """(key, placed takes) for each planned phrase in order: the ones sung before as found, the
     others sung SING_THREADS at a time, at most SING_AHEAD phrases ahead of the one placed. A
-    phrase's audio depends on its own seed and takes only, so the order they are sung in changes
+    phrase's audio depends on its own seeds and takes only, so the order they are sung in changes
     no sample; the neural voice and WORLD's synthesis leave the GIL (WORLD's analysis does not)."""
     to_sing = [work for _, placed, work in planned if placed is None]
-    with worked_ahead(lambda work: _sung(*work), to_sing, threads=SING_THREADS, ahead=SING_AHEAD, name="sing") as sung:
+    spoken = SpokenOnce(singer, [(spoken_content(phrase), speech_seed) for phrase, _, speech_seed, _ in to_sing])
+    with worked_ahead(lambda work: _sung(spoken, *work), to_sing, threads=SING_THREADS, ahead=SING_AHEAD, name="sing") as sung:
         for key, placed, _ in planned:
             yield key, placed if placed is not None else next(sung)
 
 
+def spoken_content(phrase: Phrase) -> str:
+    """What a phrase's speech depends on besides the voice and the seed: its phones with their
+    frames and where its vowels lie (WorldSinger.analyse reads nothing else of it), as a digest."""
+    material = [[asdict(phone) for phone in phrase.phones], phrase.vowel_spans_s]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
+
+class SpokenOnce:
+    """A phrase renderer that speaks each distinct line once per song.
+
+    WorldSinger's analysis — the neural voice speaking the phones, then WORLD reading that
+    speech — is two thirds of singing, and it depends on the phones, their frames, the vowels'
+    spans and the seed only (`spoken_content`), never on the pitch. A song sings most of its
+    lines again to the same rhythm (its choruses: 13 of the demo's 34 phrases, 52 of 136 in the
+    benchmark's batch), and each phrase's speech is seeded from what it says, not from where
+    (`sing`); so such a line is spoken and analysed once, and every phrase that sings it
+    synthesises its own takes (pitch, vibrato, timbre) from that one analysis: the same samples
+    as analysing it again. An analysis is kept until the last phrase that needs it has taken it.
+    Renderers without a separate analysis (OnnxSinger) render each phrase whole."""
+
+    def __init__(self, singer, speeches: list[tuple[str, int]]):  # noqa: ANN001 - a phrase renderer
+        self.singer = singer
+        self.sample_rate_hz = singer.sample_rate_hz
+        self.shares = callable(getattr(singer, "analyse", None)) and callable(getattr(singer, "synthesize", None))
+        self.uses = collections.Counter(speeches)  # (content, seed) → phrases still to take it
+        self.repeated = {speech for speech, count in self.uses.items() if count > 1}
+        self.analyses: dict[tuple[str, int], Future] = {}
+        self.lock = threading.Lock()
+
+    def render(self, phrase: Phrase, takes: list[Take], seed: int) -> list[np.ndarray]:
+        speech = (spoken_content(phrase), seed)
+        if not self.shares or speech not in self.repeated:
+            return self.singer.render(phrase, takes, seed)
+        with self.lock:  # the first phrase to ask analyses; a phrase sung meanwhile waits for it
+            first = speech not in self.analyses
+            if first:
+                self.analyses[speech] = Future()
+            analysis = self.analyses[speech]
+        if first:
+            try:
+                analysis.set_result(self.singer.analyse(phrase, seed))
+            except BaseException as err:
+                analysis.set_exception(err)
+                raise
+        spoken = analysis.result()
+        with self.lock:
+            self.uses[speech] -= 1
+            if self.uses[speech] == 0:
+                del self.analyses[speech]
+        return [self.singer.synthesize(spoken, take) for take in takes]
+
+
 def _sung(singer, phrase: Phrase, takes: dict[str, Take], seed: int, offsets_s: dict[str, float]) -> list[Placed]:  # noqa: ANN001 - a phrase renderer
-    """The phrase's takes rendered, at 48 kHz with air, at their level (and pan, for backing)."""
+    """The phrase's takes rendered, at 48 kHz with air, at their level (and pan, for backing);
+    `seed` draws its speech."""
     rendered = singer.render(phrase, list(takes.values()), seed)
     placed = []
     for name, audio in zip(takes, rendered):
