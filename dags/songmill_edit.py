@@ -27,6 +27,7 @@ with DAG(
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # two edits of one track at once would race for the next version number's files
+    is_paused_upon_creation=False,  # it runs only when asked (no schedule): paused, the editor page's edits would wait unseen
     tags=["songmill", "editor"],
     description="change a rendered track by a command or typed operations; a new version",
     doc_md=__doc__,

@@ -14,9 +14,27 @@ encoding its delivery files then: a version is rendered up to the gate.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from operators.hooks import SongmillOperator, engine_errors
+
+FAILURE_XCOM = "error"  # the XCom key under which a failed edit task leaves its one sentence
+
+
+@contextmanager
+def failure_said(context) -> Iterator[None]:  # noqa: ANN001 - Airflow's Context
+    """`engine_errors`, and a failure's one sentence also left as the task's XCom `error`: the
+    editor page shows it beside the run (a task's log is Airflow's page, under a traceback)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        with engine_errors():
+            yield
+    except AirflowFailException as err:
+        context["ti"].xcom_push(key=FAILURE_XCOM, value=str(err))
+        raise
 
 
 class ParseEditOperator(SongmillOperator):
@@ -35,15 +53,17 @@ class ParseEditOperator(SongmillOperator):
         from songmill.engine import editing
 
         self.hook.configure_engine()
-        with engine_errors():
+        with failure_said(context):
             config = editing.config_of_release(self.release)
             command = (self.command or "").strip() or None
             given = self.operations
             if isinstance(given, str):  # templated: the Params' list as JSON
                 given = json.loads(given) if given.strip() not in ("", "None") else None
             given = given or None
-            if (command is None) == (given is None):
-                raise SongmillError("give one of command (English words) or operations (typed JSON) for the edit")
+            if command is not None and given is not None:
+                raise SongmillError("give only one of command (English words) or operations (typed JSON) for the edit")
+            if given is None:
+                command = command or ""  # none given: the parser's own sentence for an empty command, with commands that work
             # checked against the track exactly as the edit will be: a request that cannot apply fails here
             parsed = editing.check_edit(config, int(self.track), command=command, operations=operations_from_json(given) if given is not None else None)
             self.log.info("operations: %s", "; ".join(op.describe() for op in parsed))
@@ -67,7 +87,7 @@ class RenderEditOperator(SongmillOperator):
 
         request = context["ti"].xcom_pull(task_ids=self.request_task)
         self.hook.configure_engine()
-        with engine_errors():
+        with failure_said(context):
             result = editing.edit(
                 request["config"],
                 track=request["track"],
@@ -109,7 +129,7 @@ class DeliverEditOperator(SongmillOperator):
             raise AirflowSkipException("the run did not ask to deliver (Param deliver is false); the version is rendered and kept")
         request = context["ti"].xcom_pull(task_ids=self.request_task)
         self.hook.configure_engine()
-        with engine_errors():
+        with failure_said(context):
             result = deliver_current(request["config"], out_dir=load_airflow_settings().out_path)
         for row in result["tracks"]:
             self.log.info(

@@ -10,10 +10,14 @@
 - `GET /songmill/api/editor/<release>/<track>/auditions/<n>` — whether the edit making version
   n has written its audition yet (`{"ready": true|false}`), and `…/auditions/<n>/audio` the
   audition (WAV): the page plays it while that edit's master and gate finish;
+- `POST /songmill/api/editor/<release>/<track>/check` — a command (or typed operations) read
+  against the track as an edit would read it: the operations in words, or the one sentence why
+  not (the page asks before it starts a run, so a command that cannot apply starts none);
 - `POST /songmill/api/editor/<release>/<track>/undo` — the previous version current again;
 - `POST /songmill/api/editor/<release>/<track>/hear` — a recording (any format ffmpeg reads) →
   the command heard and its operations, or why none was.
-Reading needs read access to DAG runs; undo and hear need edit access to `songmill_edit`.
+Reading needs read access to DAG runs; check, undo and hear need edit access to `songmill_edit`.
+A failed edit run's sentence is its task's XCom `error` (operators/editing.py), which the page reads.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
@@ -22,6 +26,7 @@ import json
 
 EDIT_DAG_ID = "songmill_edit"
 WAVEFORM_POINTS = 800
+COMMAND_MAX_CHARS = 500  # the DAG's Param allows no more
 
 
 def add_editor_routes(app, current_user) -> None:
@@ -44,6 +49,17 @@ def add_editor_routes(app, current_user) -> None:
 
     def failed(err: SongmillError):
         raise HTTPException(status_code=400, detail=str(err)) from None
+
+    def track_of(release: str, track: int) -> str:
+        """The release's config, once the track is known to be one of its tracks."""
+        from songmill.core.errors import tracks_it_has
+        from songmill.engine.editing import track_count
+
+        config = config_of(release)
+        count = track_count(config)
+        if not 1 <= track <= count:
+            raise HTTPException(status_code=404, detail=f"release {release} has no track {track} ({tracks_it_has(count)})")
+        return config
 
     @app.get("/api/editor/{release}/{track}")
     def editor_state(release: str, track: int):
@@ -82,6 +98,31 @@ def add_editor_routes(app, current_user) -> None:
             raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
         return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})  # the same number is another edit's after a failed one
 
+    @app.post("/api/editor/{release}/{track}/check")
+    async def check(request: Request, release: str, track: int):
+        from songmill.editor.operations import operations_from_json
+        from songmill.engine import editing
+
+        await current_user(request, changes=EDIT_DAG_ID)
+        try:
+            asked = await request.json()
+        except ValueError:
+            asked = None
+        if not isinstance(asked, dict):
+            raise HTTPException(status_code=400, detail='send {"command": "…"} or {"operations": […]} as JSON')
+        command, operations = str(asked.get("command") or "").strip(), asked.get("operations") or None
+        if len(command) > COMMAND_MAX_CHARS:
+            raise HTTPException(
+                status_code=400, detail=f"the command is {len(command)} characters long; say one change at a time (at most {COMMAND_MAX_CHARS})"
+            )
+        config = track_of(release, track)
+        try:
+            typed = operations_from_json(operations) if operations else None
+            parsed = editing.check_edit(config, track, command=None if typed else command, operations=typed)
+        except SongmillError as err:
+            failed(err)
+        return JSONResponse({"operations": [op.describe() for op in parsed]})
+
     @app.post("/api/editor/{release}/{track}/undo")
     async def undo(request: Request, release: str, track: int):
         from operators.settings import load_airflow_settings
@@ -101,7 +142,7 @@ def add_editor_routes(app, current_user) -> None:
         await current_user(request, changes=EDIT_DAG_ID)
         data = await request.body()
         if not data:
-            raise HTTPException(status_code=400, detail="the recording is empty; hold the record button while you speak")
+            raise HTTPException(status_code=400, detail="the recording is empty; press record, say the command, then press stop")
         if len(data) > 20 * 2**20:
             raise HTTPException(status_code=413, detail="the recording is longer than a command (over 20 MiB); say one command at a time")
         try:
@@ -111,9 +152,19 @@ def add_editor_routes(app, current_user) -> None:
         return JSONResponse({"words": words, "operations": operations})
 
     @app.get("/editor/{release}/{track}")
-    def editor_page(release: str, track: int):
-        config_of(release)  # a release never rendered is a 404 with its sentence
-        return HTMLResponse(editor_html(release, track))
+    def editor_page(release: str, track: str):
+        # a page, so its errors are pages too: a release never rendered, a track it does not have
+        if not track.isdigit():
+            return HTMLResponse(error_html(f"the track is a number (1, 2, …), not '{track}'"), status_code=404)
+        try:
+            track_of(release, int(track))
+        except HTTPException as err:
+            return HTMLResponse(error_html(str(err.detail)), status_code=err.status_code)
+        return HTMLResponse(editor_html(release, int(track)))
+
+
+def error_html(sentence: str) -> str:
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>songmill editor</title></head><body style='font-family:sans-serif;margin:1.5em'><h1>songmill editor</h1><p>{html.escape(sentence)}</p></body></html>"
 
 
 def editor_data(config: str, track: int) -> dict:
@@ -142,42 +193,67 @@ async function load() {
   $('current').src = `${BASE}/versions/${state.current}/audio`;
   $('current-label').textContent = `version ${state.current}`;
   const previous = state.previous;
-  $('previous').src = previous ? `${BASE}/versions/${previous}/audio` : '';
+  if (previous) { $('previous').src = `${BASE}/versions/${previous}/audio`; } else { $('previous').removeAttribute('src'); }
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
-  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}</li>`).join('');
+  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}</li>`).join('');
   $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
   $('suggestions').innerHTML += (state.tried_in_vain || []).map(t => `<li class="tried">${esc(t)}</li>`).join('');
-  document.querySelectorAll('.apply').forEach(b => b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}));
+  document.querySelectorAll('.apply').forEach(b => { b.disabled = busy; b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
 }
+let busy = false;  // one edit at a time from this page: a second click would make a second version
+function setBusy(on) { busy = on; ['send', 'undo', 'record'].forEach(id => $(id).disabled = on); document.querySelectorAll('.apply').forEach(b => b.disabled = on); }
+function say(text, error) { $('status').textContent = text; $('status').className = error ? 'error' : ''; }
 function esc(t) { const d = document.createElement('div'); d.textContent = t; return d.innerHTML; }
 function drawWaveform() {
   const c = $('wave'), g = c.getContext('2d'), w = c.width, h = c.height, peaks = state.waveform, total = state.duration_s;
   g.clearRect(0, 0, w, h);
-  state.sections.forEach((s, i) => { g.fillStyle = i % 2 ? '#eef3fb' : '#f8f8f8'; g.fillRect(s.start_s / total * w, 0, (s.end_s - s.start_s) / total * w, h);
-    g.fillStyle = '#345'; g.font = '11px sans-serif'; g.fillText(s.label, s.start_s / total * w + 3, 12); });
+  state.sections.forEach((s, i) => { const x = s.start_s / total * w, width = (s.end_s - s.start_s) / total * w;
+    g.fillStyle = i % 2 ? '#eef3fb' : '#f8f8f8'; g.fillRect(x, 0, width, h);
+    g.fillStyle = '#345'; g.font = '11px sans-serif'; let label = s.label;  // shortened to fit its section ("pre-ch…")
+    while (label.length > 1 && g.measureText(label).width > width - 5) label = label.slice(0, label.length - 2) + '…';
+    g.fillText(label, x + 3, 12); });
   g.fillStyle = '#4a6fa5';
   peaks.forEach((p, i) => { const x = i / peaks.length * w, y = p * (h - 16) / 2; g.fillRect(x, h / 2 + 8 - y, Math.max(w / peaks.length, 1), 2 * y); });
 }
 async function apply(conf) {
-  $('status').textContent = 'starting an edit run…';
+  if (busy) return;
+  setBusy(true);
+  say('reading the command…');
+  const asked = {command: conf.command || '', operations: conf.operations || []};
+  const checked = await fetch(`${BASE}/check`, {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(asked)});
+  const read = await checked.json();
+  if (!checked.ok) { say(read.detail, true); setBusy(false); return; }  // nothing started, nothing changed
+  say(`starting an edit run: ${read.operations.join('; ')}`);
   const res = await fetch('/api/v2/dags/songmill_edit/dagRuns', {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, command: conf.command || '', operations: conf.operations || [], reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
+    body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, ...asked, reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
-  if (!res.ok) { $('status').textContent = `not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`; return; }
+  if (!res.ok) { say(`not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`, true); setBusy(false); return; }
   $('audition-box').hidden = true;
   follow(run.dag_run_id, Math.max(...state.versions.map(v => v.number)) + 1);
 }
 async function follow(runId, upcoming) {
   const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
   const run = await res.json();
-  $('status').textContent = `edit run ${run.state}`;
-  if (run.state === 'success') { $('audition-box').hidden = true; await load(); $('status').textContent = `version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : ''); return; }
-  if (run.state === 'failed') { $('status').textContent = 'the edit failed: see the run\\'s parse and render logs in Airflow';
+  say(`edit run ${run.state}`);
+  if (run.state === 'success') { $('audition-box').hidden = true; setBusy(false); await load(); say(`version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : '')); return; }
+  if (run.state === 'failed') { say(`the edit failed: ${await failure(runId)}`, true); setBusy(false);
     $('audition-label').textContent = 'the edit that failed (not a version)'; return; }
+  if (run.state === 'queued' && await paused()) { say('the edit waits: the DAG songmill_edit is paused in Airflow; unpause it (Dags → songmill_edit) and the edit starts', true); }
   if ($('audition-box').hidden) { await showAudition(upcoming, runId); }
   setTimeout(() => follow(runId, upcoming), 2000);
+}
+async function paused() {
+  const res = await fetch('/api/v2/dags/songmill_edit', {credentials: 'same-origin'});
+  return res.ok && (await res.json()).is_paused;
+}
+async function failure(runId) {  // the failed task's one sentence (its XCom `error`), else where to look
+  for (const task of ['parse', 'render', 'deliver']) {
+    const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}/taskInstances/${task}/xcomEntries/error?deserialize=true`, {credentials: 'same-origin'});
+    if (res.ok) return (await res.json()).value;
+  }
+  return `see the logs of run ${runId} of songmill_edit in Airflow`;
 }
 async function showAudition(upcoming, runId) {  // the new mix, mastered before the gate: heard while the version is finished
   const res = await fetch(`${BASE}/auditions/${upcoming}`, {credentials: 'same-origin'});
@@ -188,16 +264,18 @@ async function showAudition(upcoming, runId) {  // the new mix, mastered before 
 }
 $('send').onclick = () => apply({command: $('command').value});
 $('undo').onclick = async () => { const res = await fetch(`${BASE}/undo`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
-  $('status').textContent = res.ok ? `version ${out.current} is current again` : out.detail; if (res.ok) load(); };
+  say(res.ok ? `version ${out.current} is current again` : out.detail, !res.ok); if (res.ok) load(); };
 let recorder = null;
 $('record').onclick = async () => {
   if (recorder) { recorder.stop(); return; }
-  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  let stream;
+  try { stream = await navigator.mediaDevices.getUserMedia({audio: true}); }
+  catch (err) { say(`no microphone could be opened (${err.name}): allow this page the microphone, or type the command`, true); return; }
   const chunks = []; recorder = new MediaRecorder(stream);
   recorder.ondataavailable = e => chunks.push(e.data);
   recorder.onstop = async () => { stream.getTracks().forEach(t => t.stop()); recorder = null; $('record').textContent = '● record';
     const res = await fetch(`${BASE}/hear`, {method: 'POST', credentials: 'same-origin', body: new Blob(chunks)});
-    const out = await res.json(); if (res.ok) { $('command').value = out.words; $('status').textContent = `heard: ${out.words}`; } else { $('status').textContent = out.detail; } };
+    const out = await res.json(); if (res.ok) { $('command').value = out.words; say(`heard: ${out.words}`); } else { say(out.detail, true); } };
   recorder.start(); $('record').textContent = '■ stop';
 };
 load();
@@ -207,7 +285,7 @@ load();
     )
     style = (
         "body{font-family:sans-serif;margin:1.5em;max-width:1000px}canvas{width:100%;border:1px solid #ccc;border-radius:4px}"
-        ".row{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1;min-width:280px}#command{width:60%}li.current{font-weight:bold}#status{color:#264;margin:.5em 0}"
+        ".row{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1;min-width:280px}#command{width:60%}#reason{width:40%}li.current{font-weight:bold}#status{color:#264;margin:.5em 0}#status.error{color:#a22}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>"
@@ -215,8 +293,8 @@ load();
         "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='none'></audio>"
         "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio>"
         "<div id='audition-box' hidden><h3>Coming <small id='audition-label'></small></h3><audio id='audition' controls preload='none'></audio></div></div>"
-        "<div class='col'><h3>Change it</h3><input id='command' aria-label='command' title='for example: the chorus should hit harder'> <button id='send'>Apply</button> "
-        "<button id='record'>● record</button> <button id='undo'>Undo</button><br><input id='reason' aria-label='why' title='why (kept in the history)'> "
+        f"<div class='col'><h3>Change it</h3><input id='command' aria-label='command' maxlength='{COMMAND_MAX_CHARS}' placeholder='for example: the chorus should hit harder'> <button id='send'>Apply</button> "
+        "<button id='record'>● record</button> <button id='undo'>Undo</button><br><input id='reason' aria-label='why' maxlength='500' placeholder='why (kept in the history)'> "
         "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
         "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"

@@ -113,6 +113,13 @@ def airflow_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "airflow"), *args]
 
 
+def component_command(name: str) -> tuple[str, ...]:
+    """The `airflow` arguments that start a component here. The scheduler and the triggerer run
+    no log server: Airflow's binds every interface with no setting to narrow it, and here the
+    api-server reads the task logs from the shared log folder, so nothing needs one."""
+    return (name, "--skip-serve-logs") if name in ("scheduler", "triggerer") else (name,)
+
+
 def prepare(env: dict[str, str], *, gpu_slots: int = 1) -> None:
     """Migrate the metadata database and create the `gpu` pool the neural stages use."""
     for args in (("db", "migrate"), ("pools", "set", "gpu", str(gpu_slots), "songmill stages with neural backends")):
@@ -145,7 +152,7 @@ def start(
         for name in components:
             log = home / "process-logs" / f"{name}.log"
             airflow.log_offsets[name] = log.stat().st_size if log.exists() else 0
-            airflow.processes[name] = start_process(name, airflow_command(name), env, home / "process-logs")
+            airflow.processes[name] = start_process(name, airflow_command(*component_command(name)), env, home / "process-logs")
         _wait_healthy(airflow, timeout_s)
     except BaseException:
         airflow.stop()

@@ -605,8 +605,22 @@ def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_pat
     delivered = json.loads((load_airflow_settings().out_path / "debug-single" / "edits" / "delivery-report.json").read_text())  # the deliver task, asked for
     assert delivered["tracks"][0]["version"] == 2 and delivered["tracks"][0]["isrc"] != delivered["tracks"][0]["edited_from_isrc"]
     failed = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": "drop the solo"})
-    assert failed.state == "failed"
+    empty = songmill_edit.songmill_edit.test(run_conf={"release": "debug-single", "track": 1, "command": ""})
+    assert failed.state == "failed" and empty.state == "failed"
     assert len(editing.history(DEBUG, track=1)["versions"]) == 2
+    # each failure's sentence is its parse task's XCom `error`, where the editor page reads it
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        said = [
+            XComModel.deserialize_value(
+                session.scalars(XComModel.get_many(run_id=run.run_id, key="error", task_ids="parse", dag_ids="songmill_edit", limit=1)).one()
+            )
+            for run in (failed, empty)
+        ]
+    assert said[0].startswith("the song has no section 'solo' (it has: ") or "'solo'" in said[0], said
+    assert said[1].startswith("the command is empty (say what to change"), said
 
 
 @pytest.mark.long
@@ -669,5 +683,28 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     assert empty.status_code == 400 and "the recording is empty" in empty.json()["detail"]
     undo = client.post("/songmill/api/editor/debug-single/1/undo", headers=auth)
     assert undo.status_code == 400 and "there is nothing to undo" in undo.json()["detail"]
-    missing = client.get("/songmill/editor/never-made/1", headers=auth)
-    assert missing.status_code == 404 and "was never rendered" in missing.json()["detail"]
+    missing = client.get("/songmill/editor/never-made/1", headers=auth)  # a page's errors are pages, in a sentence
+    assert missing.status_code == 404 and "was never rendered" in missing.text and missing.headers["content-type"].startswith("text/html")
+    for track, sentence in (("5", "release debug-single has no track 5 (it has one track)"), ("abc", "the track is a number (1, 2, …), not &#x27;abc&#x27;")):
+        wrong = client.get(f"/songmill/editor/debug-single/{track}", headers=auth)
+        assert wrong.status_code == 404 and sentence in wrong.text and "Change it" not in wrong.text
+
+    # a command is read before a run is started: the operations in words, or the one sentence why not
+    def check(body: dict, **headers):
+        answer = client.post("/songmill/api/editor/debug-single/1/check", json=body, headers=headers or auth)
+        return answer.status_code, answer.json().get("detail") or answer.json().get("operations")
+
+    assert check({"command": "less reverb on the voice"}) == (200, ["send(effect=reverb, on=vocal, by_db=-6.0)"])
+    assert client.post("/songmill/api/editor/debug-single/1/check", json={"command": "louder"}).status_code == 401
+    refusals = {
+        "louder drums in the bridge 7": "a part's level is set for the whole song, not in one section such as bridge 7",
+        "plus fort le refrain": "is not a command songmill understands (it reads English commands only)",
+        "": "the command is empty (say what to change",
+        "louder " * 80: "the command is 559 characters long; say one change at a time (at most 500)",
+    }
+    for command, sentence in refusals.items():
+        status, detail = check({"command": command})
+        assert status == 400 and sentence in detail and "bridge 7 louder" not in detail, detail
+    assert check({"operations": [{"op": "tempo", "bpm": 400}]})[0] == 400
+    not_audio = client.post("/songmill/api/editor/debug-single/1/hear", content=b"this is no recording", headers=auth)
+    assert not_audio.status_code == 422 and not_audio.json()["detail"].startswith("the recording is not audio songmill can read; record again")

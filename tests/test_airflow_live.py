@@ -109,11 +109,15 @@ class Rest:
             return json.loads(response.read())
 
     def unpause(self, dag_id: str) -> None:
+        self.dag(dag_id)
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def dag(self, dag_id: str) -> dict:
+        """The DAG's record, once the dag-processor has parsed it."""
         deadline = time.monotonic() + 120
-        while True:  # the dag-processor may not have parsed it yet
+        while True:
             try:
-                self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-                return
+                return self.get(f"/api/v2/dags/{dag_id}")
             except urllib.error.HTTPError as err:
                 if err.code != 404 or time.monotonic() > deadline:
                     raise
@@ -313,7 +317,7 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_u
     login page and back, types a command, watches the edit run, hears the new version, undoes."""
     airflow, rest, tmp, catalogue_url = live_local
     assert (tmp / "dist" / "demo-single" / "run-report.json").is_file(), "the demo release is rendered by the test before this one"
-    rest.unpause("songmill_edit")
+    assert not rest.dag("songmill_edit")["is_paused"]  # it runs only when asked: never left paused for the page to wait on
     shots = Path(os.environ.get("SONGMILL_SCREENSHOTS_DIR") or tmp / "screenshots")
     page = f"{airflow.url}/songmill/editor/demo-single/1"
     with Browser.start(tmp / "browser") as browser:
@@ -326,7 +330,14 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_u
         assert browser.evaluate("document.getElementById('current-label').textContent") == "version 1"
         browser.screenshot(shots / "editor-before.png")
 
-        browser.evaluate("document.getElementById('command').value = 'less reverb on the voice'; document.getElementById('send').click()")
+        browser.evaluate("document.getElementById('command').value = 'louder drums in the bridge 7'; document.getElementById('send').click()")
+        browser.wait_for("document.getElementById('status').className === 'error'", what="the refusal of a command that cannot apply")
+        assert "not in one section such as bridge 7" in browser.evaluate("document.getElementById('status').textContent")
+        assert not browser.evaluate("document.getElementById('send').disabled")  # refused: nothing started, the page ready again
+        # a double click starts one edit: the page is busy from the first
+        browser.evaluate(
+            "document.getElementById('command').value = 'less reverb on the voice'; document.getElementById('send').click(); document.getElementById('send').click()"
+        )
         browser.wait_for("document.getElementById('status').textContent.startsWith('edit run')", what="the edit run started")
         browser.wait_for("!document.getElementById('audition-box').hidden", timeout_s=600, what="the edit's audition, while the run goes on")
         assert "/auditions/2/audio?run=" in browser.evaluate("document.getElementById('audition').src")

@@ -116,7 +116,8 @@ def test_held_out_phrasings_parse(corpus, bar):
 @pytest.mark.parametrize(
     ("command", "says", "suggests"),
     [
-        ("plus fort la voix", '"plus fort la voix" is not a command songmill understands', "louder vocals"),
+        ("plus fort la voix", '"plus fort la voix" is not a command songmill understands (it reads English commands only)', "louder vocals"),
+        ("wobble the flux capacitor", '"wobble the flux capacitor" is not a command songmill understands; nearest', None),  # English: no language hint
         ("", "the command is empty", "slow it down a bit"),
         ("drop the chorus", "the song has 3 sections called chorus (chorus 1, chorus 2, chorus 3); say which", "drop chorus 2"),
         ("make it louder", "loudness is its delivery profile's", "louder vocals"),
@@ -129,7 +130,13 @@ def test_held_out_phrasings_parse(corpus, bar):
         ("louder vocals in verse 1", "the voice's level is set for the whole song, not in one section such as verse 1", "louder vocals"),
         ("pan the guitar left in the bridge", "a part's pan is set for the whole song", "pan the guitar left"),
         ("mute the guitar then unmute it", "operations 1 and 2 both change whether it plays: guitar", None),
-        ("más reverberación en la voz", '"más reverberación en la voz" is not a command songmill understands', None),  # quoted as typed
+        (
+            "más reverberación en la voz",
+            '"más reverberación en la voz" is not a command songmill understands (it reads English commands only)',
+            None,
+        ),  # quoted as typed
+        # a section the song lacks is never offered as a command that works
+        ("louder drums in the bridge 7", "a part's level is set for the whole song, not in one section such as bridge 7", "louder drums"),
     ],
 )
 def test_a_command_that_cannot_be_read_says_why_and_what_would_work(command, says, suggests):
@@ -138,6 +145,8 @@ def test_a_command_that_cannot_be_read_says_why_and_what_would_work(command, say
     assert says in str(caught.value)
     if suggests:
         assert suggests in caught.value.suggestions  # type: ignore[attr-defined]
+    for offered in getattr(caught.value, "suggestions", []):  # "nearest commands that work": each one does
+        assert parse_command(offered, CORPUS_SONG), offered
 
 
 def test_parsing_is_deterministic_and_reads_the_songs_own_names():

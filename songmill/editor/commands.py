@@ -175,7 +175,8 @@ def parse_command(text: str, song: SongFacts) -> list:
         if read is None and readings and not _has(clause, *KEYWORDS) and not _parts(clause, song):  # "…, it's cheesy": a remark, no request
             continue
         if read is None:
-            raise CommandError(f'"{words}" is not a command songmill understands', nearest_commands(clause, song))
+            english_only = " (it reads English commands only)" if _in_another_language(words) else ""
+            raise CommandError(f'"{words}" is not a command songmill understands{english_only}', nearest_commands(clause, song))
         if readings and _said_again(clause, read, *readings[-1]):
             # one request said twice ("chorus 2 should hit harder, make it louder"; "more slow, 96 bpm"): the more precise wins, else the first
             if _precise(clause) and not _precise(readings[-1][0]):
@@ -639,6 +640,26 @@ def _pan(clause: str, song: SongFacts):
     return [ops.PartPan(part=p, pan=side * amount) for p in parts]
 
 
+# Common words of the languages a label's staff may type in by habit that are no English words
+# (French, Spanish, Italian, Portuguese, German, Dutch): two of them in a command that cannot be
+# read say why it cannot. Letters English does not use (é, ñ, ü, ß…) say it alone.
+FOREIGN_WORDS = frozenset(
+    "le les des du une plus fort moins avec pour dans sur très tres voix couplet "
+    "el los las más mas menos por para muy voz estribillo "
+    "il gli più piu meno della voce ritornello "
+    "uma mais muito "
+    "der und mit mehr lauter leiser weniger bitte stimme schneller langsamer "
+    "het een meer zachter".split()
+)
+
+
+def _in_another_language(words: str) -> bool:
+    """Whether a command that cannot be read looks written in another language than English."""
+    if re.search(r"[à-öø-ÿœß]", words.lower()):
+        return True
+    return sum(word in FOREIGN_WORDS for word in re.findall(r"[a-zà-ÿ]+", words.lower())) >= 2
+
+
 def _song_wide(clause: str, song: SongFacts, what: str, examples: list[str], *, band_in_section: bool = False) -> None:
     """Refuse a section named for a change songmill makes to the whole song: read as the whole
     song, "louder drums in the chorus" would change more than was asked. `band_in_section`:
@@ -646,7 +667,7 @@ def _song_wide(clause: str, song: SongFacts, what: str, examples: list[str], *, 
     a section named as one counts ("at the end of each line" names no outro)."""
     section = _section(clause, song, by_place=False)
     if section is not None:
-        if band_in_section:
+        if band_in_section and (section in song.labels or section in (name for name, _ in song.sections)):  # offered only where it works
             examples = [*examples, f"make the {section} {'quieter' if _direction(clause) < 0 else 'louder'}"]
         raise CommandError(f'"{clause}": {what} set for the whole song, not in one section such as {section}', examples)
 

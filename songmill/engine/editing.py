@@ -103,6 +103,12 @@ class EditedTrack:
         return Path(out_dir) / self.release_id / "edits" / f"track-{self.number:02d}"
 
 
+def track_count(config: str | Path) -> int:
+    """How many tracks the release config has."""
+    spec, _ = load_release_with_profiles(Path(config))
+    return len(spec.tracks)
+
+
 def open_track(config: str | Path, track: int) -> EditedTrack:
     spec, profiles = load_release_with_profiles(Path(config))
     if not 1 <= track <= len(spec.tracks):
@@ -1294,7 +1300,8 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         "versions": [
             {
                 "number": v["number"],
-                "what": v["command"] or ", ".join(op["op"] for op in v["added"]) or "as the config renders it",
+                "what": v["command"] or "; ".join(op.describe() for op in operations_from_json(v["added"])) or "as the config renders it",
+                "why": (v.get("reason") or "") if v["parent"] else "",  # the first version's is always the same words
                 "author": v["author"],
                 "recomputed": v["recomputed"],
             }
@@ -1322,7 +1329,9 @@ def hear_bytes(config: str | Path, track: int, data: bytes) -> tuple[str, list[d
         path.write_bytes(data)
         try:
             samples, rate = decode(path, sample_rate_hz=16000, channels=1, what="the recording")
-        except SongmillError as err:
-            raise SongmillError(f"the recording could not be read ({err}); record again") from None
+        except SongmillError:
+            raise SongmillError(
+                "the recording is not audio songmill can read; record again (a browser's recording, or a WAV, FLAC, MP3, M4A or Opus file)"
+            ) from None
     words, operations = spoken_command(samples[:, 0], rate, facts)
     return words_to_numbers(words), operations_to_json(operations)
