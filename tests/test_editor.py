@@ -565,6 +565,13 @@ def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
     found = suggest(off, parts=["bass"], sections=["verse", "chorus"], genre="ballad")
     assert [s.metric for s in found] == ["top_octaves_vs_target_db", "tempo_outside_genre_bpm", "chorus_over_verse_lu"]
     assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)
+    # thin lows: a warmer master where the top can take it (a louder bass part moved the demo's lows the wrong way)
+    thin = fine | {"low_octaves_vs_target_db": -3.3}
+    found = suggest(thin | {"top_octaves_vs_target_db": 0.4}, parts=["bass"], sections=["verse", "chorus"], genre="pop")
+    assert [(s.metric, s.operation) for s in found] == [("low_octaves_vs_target_db", MasterTone(by_db=-2.0))]
+    assert suggest(thin | {"top_octaves_vs_target_db": -1.0}, parts=["bass"], sections=["verse", "chorus"], genre="pop") == []  # dull already
+    both = suggest(thin | {"top_octaves_vs_target_db": 2.0}, parts=["bass"], sections=["verse", "chorus"], genre="pop")
+    assert [s.metric for s in both] == ["top_octaves_vs_target_db"]  # one warmer master answers both
 
 
 def test_a_suggestion_applied_before_that_moved_its_metric_the_wrong_way_is_not_offered_again():

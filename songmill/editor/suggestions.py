@@ -107,12 +107,18 @@ def suggest(metrics: dict[str, float], *, parts: list[str], sections: list[str],
                 abs(top) - TONE_TOLERANCE_DB,
             )
         )
+    # Thin lows are met by a warmer master, not a louder bass part: on the demo (bass part +3 dB:
+    # 31–125 Hz against the curve −3.30 → −3.49 dB; +6 dB: −3.85) the bass part sounds mostly
+    # above 125 Hz and the master's tone EQ takes back half of any change to the mix, while the
+    # master's warmer target moves it (−3.30 → −2.78). A warmer tilt lowers the top too, so it is
+    # offered for the lows only where the top is not already below the curve.
     low = metrics["low_octaves_vs_target_db"]
-    if low < -LOW_TOLERANCE_DB and "bass" in parts:
+    warmer = ops.MasterTone(by_db=-2.0)
+    if low < -LOW_TOLERANCE_DB and top >= 0 and all(s.operation != warmer for s in found):
         found.append(
             Suggestion(
-                ops.PartLevel(part="bass", by_db=3.0),
-                f"31–125 Hz is {low:+.1f} dB against the {genre} tone curve: bring the bass up 3 dB",
+                warmer,
+                f"31–125 Hz is {low:+.1f} dB against the {genre} tone curve (the top is not dull): make the master warmer by 2 dB",
                 "low_octaves_vs_target_db",
                 low,
                 +1,
