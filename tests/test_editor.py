@@ -541,7 +541,7 @@ def test_a_chorus_no_louder_than_the_verses_gets_a_lift_with_its_evidence():
     master, rate, score = _two_section_song(verse_db=0.0, chorus_db=-0.5)
     metrics = measure_version(master, rate, score, [0.0] * 10, tempo_bpm=120, genre="pop")
     assert metrics["chorus_over_verse_lu"] == pytest.approx(-0.5, abs=0.1)  # measured by the meter
-    found = suggest(metrics, parts=["bass", "drums"], sections=["verse", "chorus"], genre="pop")
+    found = suggest(metrics, sections=["verse", "chorus"], genre="pop")
     lift = next(s for s in found if s.metric == "chorus_over_verse_lu")
     assert lift.operation == SectionLevel(section="chorus", by_db=3.0) and lift.direction == 1
     assert "the choruses are -0.5 LU against the verses" in lift.reason
@@ -560,17 +560,17 @@ def test_suggestions_are_ranked_and_quiet_when_nothing_is_off():
         "loudness_range_lu": 7.0,
         "tempo_outside_genre_bpm": 0.0,
     }
-    assert suggest(fine, parts=["bass"], sections=["verse", "chorus"], genre="pop") == []
+    assert suggest(fine, sections=["verse", "chorus"], genre="pop") == []
     off = fine | {"top_octaves_vs_target_db": -4.0, "tempo_outside_genre_bpm": 22.0, "chorus_over_verse_lu": 1.0}
-    found = suggest(off, parts=["bass"], sections=["verse", "chorus"], genre="ballad")
+    found = suggest(off, sections=["verse", "chorus"], genre="ballad")
     assert [s.metric for s in found] == ["top_octaves_vs_target_db", "tempo_outside_genre_bpm", "chorus_over_verse_lu"]
     assert found[0].operation == MasterTone(by_db=2.0) and found[1].operation == Tempo(by_bpm=-22)
     # thin lows: a warmer master where the top can take it (a louder bass part moved the demo's lows the wrong way)
     thin = fine | {"low_octaves_vs_target_db": -3.3}
-    found = suggest(thin | {"top_octaves_vs_target_db": 0.4}, parts=["bass"], sections=["verse", "chorus"], genre="pop")
+    found = suggest(thin | {"top_octaves_vs_target_db": 0.4}, sections=["verse", "chorus"], genre="pop")
     assert [(s.metric, s.operation) for s in found] == [("low_octaves_vs_target_db", MasterTone(by_db=-2.0))]
-    assert suggest(thin | {"top_octaves_vs_target_db": -1.0}, parts=["bass"], sections=["verse", "chorus"], genre="pop") == []  # dull already
-    both = suggest(thin | {"top_octaves_vs_target_db": 2.0}, parts=["bass"], sections=["verse", "chorus"], genre="pop")
+    assert suggest(thin | {"top_octaves_vs_target_db": -1.0}, sections=["verse", "chorus"], genre="pop") == []  # dull already
+    both = suggest(thin | {"top_octaves_vs_target_db": 2.0}, sections=["verse", "chorus"], genre="pop")
     assert [s.metric for s in both] == ["top_octaves_vs_target_db"]  # one warmer master answers both
 
 
@@ -585,7 +585,7 @@ def test_a_suggestion_applied_before_that_moved_its_metric_the_wrong_way_is_not_
     def offered(after: float) -> tuple[list, list[str]]:
         current = {"number": 2, "parent": 1, "added": warmer}
         measured[2] = fine | {"top_octaves_vs_target_db": after}
-        found = suggest(dict(measured[2]), parts=["bass"], sections=["verse", "chorus"], genre="pop")
+        found = suggest(dict(measured[2]), sections=["verse", "chorus"], genre="pop")
         assert [s.operation for s in found] == [MasterTone(by_db=-2.0)]  # the same suggestion, measured again
         return editing._not_tried_in_vain(found, editing._ancestry([first, current], current), lambda v: measured[v["number"]])
 
@@ -600,7 +600,7 @@ def test_a_suggestion_applied_before_that_moved_its_metric_the_wrong_way_is_not_
     second = {"number": 2, "parent": 1, "added": warmer}
     third = {"number": 3, "parent": 2, "added": warmer}
     measured.update({2: fine | {"top_octaves_vs_target_db": 2.1}, 3: fine | {"top_octaves_vs_target_db": 1.7}})
-    found = suggest(dict(measured[3]), parts=["bass"], sections=["verse", "chorus"], genre="pop")
+    found = suggest(dict(measured[3]), sections=["verse", "chorus"], genre="pop")
     kept, tried = editing._not_tried_in_vain(found, editing._ancestry([first, second, third], third), lambda v: measured[v["number"]])
     assert [s.operation for s in kept] == [MasterTone(by_db=-2.0)] and tried == []
     # a version that cannot be measured any more (its files left the store): kept, not judged

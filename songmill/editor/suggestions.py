@@ -79,7 +79,7 @@ def measure_version(master: np.ndarray, rate: int, score: Score, tone_target_db:
     }
 
 
-def suggest(metrics: dict[str, float], *, parts: list[str], sections: list[str], genre: str) -> list[Suggestion]:
+def suggest(metrics: dict[str, float], *, sections: list[str], genre: str) -> list[Suggestion]:
     """Ranked suggestions (best first) for a version's metrics."""
     found: list[Suggestion] = []
     lift = metrics["chorus_over_verse_lu"]

@@ -1008,7 +1008,7 @@ def suggestions(config: str | Path, *, track: int, out_dir: Path = Path("dist"),
         return measured[version["number"]]
 
     metrics = dict(measured[current["number"]])  # the current version's own files must be there
-    found = suggest(metrics, parts=facts.parts, sections=[name for name, _ in facts.sections], genre=metrics.pop("genre"))
+    found = suggest(metrics, sections=[name for name, _ in facts.sections], genre=metrics.pop("genre"))
     kept, tried = _not_tried_in_vain(found, _ancestry(versions, current), metrics_of)
     return {
         "version": current["number"],
