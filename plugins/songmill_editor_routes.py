@@ -220,6 +220,10 @@ function drawWaveform() {
 async function apply(conf) {
   if (busy) return;
   setBusy(true);
+  try { await start(conf); }
+  catch (err) { say(`the edit could not be started (${err.message}); try again`, true); setBusy(false); }
+}
+async function start(conf) {
   say('reading the command…');
   const asked = {command: conf.command || '', operations: conf.operations || []};
   const checked = await fetch(`${BASE}/check`, {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(asked)});
@@ -234,13 +238,17 @@ async function apply(conf) {
   follow(run.dag_run_id, Math.max(...state.versions.map(v => v.number)) + 1);
 }
 async function follow(runId, upcoming) {
+  try { await followed(runId, upcoming); }
+  catch (err) { say(`lost sight of edit run ${runId} (${err.message}); looking again`, true); setTimeout(() => follow(runId, upcoming), 2000); }
+}
+async function followed(runId, upcoming) {
   const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
   const run = await res.json();
-  say(`edit run ${run.state}`);
+  const waits = run.state === 'queued' && await paused();
+  say(waits ? 'the edit waits: the DAG songmill_edit is paused in Airflow; unpause it (Dags → songmill_edit) and the edit starts' : `edit run ${run.state}`, waits);
   if (run.state === 'success') { $('audition-box').hidden = true; setBusy(false); await load(); say(`version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : '')); return; }
   if (run.state === 'failed') { say(`the edit failed: ${await failure(runId)}`, true); setBusy(false);
     $('audition-label').textContent = 'the edit that failed (not a version)'; return; }
-  if (run.state === 'queued' && await paused()) { say('the edit waits: the DAG songmill_edit is paused in Airflow; unpause it (Dags → songmill_edit) and the edit starts', true); }
   if ($('audition-box').hidden) { await showAudition(upcoming, runId); }
   setTimeout(() => follow(runId, upcoming), 2000);
 }
