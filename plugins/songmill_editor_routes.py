@@ -6,7 +6,8 @@
   history with undo. Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
   API (with the user's login) and the page follows the run until the new version is there.
 - `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
-- `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV);
+- `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV),
+  and `…/versions/<n>/listen` the same as Opus, what the page's players play (a twentieth of the size);
 - `GET /songmill/api/editor/<release>/<track>/auditions/<n>` — whether the edit making version
   n has written its audition yet (`{"ready": true|false}`), and `…/auditions/<n>/audio` the
   audition (WAV): the page plays it while that edit's master and gate finish;
@@ -77,6 +78,16 @@ def add_editor_routes(app, current_user) -> None:
         except SongmillError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
         return FileResponse(path, media_type="audio/wav")
+
+    @app.get("/api/editor/{release}/{track}/versions/{number}/listen")
+    def version_listening(release: str, track: int, number: int):
+        from songmill.engine import editing
+
+        try:
+            path = editing.version_listening_copy(config_of(release), track=track, version=number)
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        return FileResponse(path, media_type="audio/ogg")
 
     def audition_of(release: str, track: int, number: int):
         from operators.settings import load_airflow_settings
@@ -190,10 +201,10 @@ async function load() {
   state = await res.json();
   if (!res.ok) { $('status').textContent = state.detail; return; }
   $('title').textContent = state.title;
-  $('current').src = `${BASE}/versions/${state.current}/audio`;
+  $('current').src = `${BASE}/versions/${state.current}/listen`;
   $('current-label').textContent = `version ${state.current}`;
   const previous = state.previous;
-  if (previous) { $('previous').src = `${BASE}/versions/${previous}/audio`; } else { $('previous').removeAttribute('src'); }
+  if (previous) { $('previous').src = `${BASE}/versions/${previous}/listen`; } else { $('previous').removeAttribute('src'); }
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');

@@ -668,6 +668,14 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     version = editing.history(DEBUG, track=1)["versions"][0]
     master = next(ref for name, ref in version["artifacts"].items() if name.startswith("master-"))
     assert audio.status_code == 200 and hashlib.sha256(audio.content).hexdigest() == master["sha256"]
+    listening = client.get("/songmill/api/editor/debug-single/1/versions/1/listen", headers=auth)  # what the players play
+    assert listening.status_code == 200 and listening.headers["content-type"] == "audio/ogg" and len(listening.content) < len(audio.content) / 8
+    (tmp_path / "listen.opus").write_bytes(listening.content)
+    from songmill.core.audio import decode
+
+    heard, heard_rate = decode(tmp_path / "listen.opus")
+    whole, whole_rate = sf.read(io.BytesIO(audio.content), dtype="float32")
+    assert abs(len(heard) / heard_rate - len(whole) / whole_rate) < 0.05  # the whole song, decoded by ffmpeg
     assert client.get("/songmill/api/editor/debug-single/1/auditions/2", headers=auth).json() == {"ready": False}  # no edit is being made
     unheard = client.get("/songmill/api/editor/debug-single/1/auditions/2/audio", headers=auth)
     assert unheard.status_code == 404 and "has no audition yet" in unheard.json()["detail"]

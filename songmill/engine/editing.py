@@ -1254,6 +1254,21 @@ def version_master(config: str | Path, *, track: int, version: int, database_url
     return cached
 
 
+LISTENING_BITRATE_KBPS = 160  # the editor page's players: 3.6 MB for the demo's three minutes, its float WAV master 68 MB
+
+
+def version_listening_copy(config: str | Path, *, track: int, version: int) -> Path:
+    """A version's first master as Opus for the editor page's players, encoded once per master
+    (kept in the cache beside it, by its hash); `version_master` is the master itself."""
+    from songmill.release.encode import encode_listening_copy
+
+    master = version_master(config, track=track, version=version)
+    listening = master.with_name(f"{master.stem}-{LISTENING_BITRATE_KBPS}k.opus")
+    if not listening.is_file():
+        encode_listening_copy(master, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
+    return listening
+
+
 def audition_file(config: str | Path, *, track: int, version: int, out_dir: Path = Path("dist")) -> Path | None:
     """The audition an edit wrote for `version` (`songmill.engine.audition`), or None while there
     is none: the edit has not mixed yet, or made none."""

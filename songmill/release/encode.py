@@ -20,6 +20,8 @@ otherwise vary).
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,6 +82,20 @@ def _ffmpeg(stream, what: str, *, input_bytes: bytes | None = None, capture: boo
     except FileNotFoundError:
         raise SongmillError("ffmpeg is not installed; run `make setup` (it installs Debian's ffmpeg)") from None
     return out
+
+
+def encode_listening_copy(source: Path, dest: Path, *, bitrate_kbps: int = 160) -> None:
+    """An Opus copy (Ogg) of an audio file, for a browser to play: no delivery file (no tags, no
+    loudness work). Written beside `dest` under another name, then renamed: a reader never sees
+    half of one, and two writers at once each write their own."""
+    fd, partial = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    os.close(fd)
+    try:
+        options = {"acodec": "libopus", "audio_bitrate": f"{bitrate_kbps}k", "format": "ogg", "map_metadata": -1}
+        _ffmpeg(ffmpeg.input(str(source)).output(partial, **options).overwrite_output(), f"encoding {dest.name} to listen to")
+        os.replace(partial, dest)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def _encode_lossless(samples: np.ndarray, rate: int, fmt: AudioFormat, dest: Path, seed: int) -> np.ndarray:
