@@ -33,6 +33,7 @@ COMMAND_MAX_CHARS = 500  # the DAG's Param allows no more
 def add_editor_routes(app, current_user) -> None:
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+    from starlette.concurrency import run_in_threadpool  # the engine's work off the api-server's event loop
 
     from songmill.core.errors import SongmillError
 
@@ -57,7 +58,10 @@ def add_editor_routes(app, current_user) -> None:
         from songmill.engine.editing import track_count
 
         config = config_of(release)
-        count = track_count(config)
+        try:
+            count = track_count(config)
+        except SongmillError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from None
         if not 1 <= track <= count:
             raise HTTPException(status_code=404, detail=f"release {release} has no track {track} ({tracks_it_has(count)})")
         return config
@@ -83,10 +87,15 @@ def add_editor_routes(app, current_user) -> None:
     def version_listening(release: str, track: int, number: int):
         from songmill.engine import editing
 
+        config = config_of(release)
         try:
-            path = editing.version_listening_copy(config_of(release), track=track, version=number)
+            editing.version_master(config, track=track, version=number)
         except SongmillError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
+        try:
+            path = editing.version_listening_copy(config, track=track, version=number)
+        except SongmillError as err:  # the master is there: this is the encoder's failure, not a missing version
+            raise HTTPException(status_code=500, detail=str(err)) from None
         return FileResponse(path, media_type="audio/ogg")
 
     def audition_of(release: str, track: int, number: int):
@@ -122,14 +131,16 @@ def add_editor_routes(app, current_user) -> None:
         if not isinstance(asked, dict):
             raise HTTPException(status_code=400, detail='send {"command": "…"} or {"operations": […]} as JSON')
         command, operations = str(asked.get("command") or "").strip(), asked.get("operations") or None
+        if command and operations:
+            raise HTTPException(status_code=400, detail="give only one of command (English words) or operations (typed JSON) for the edit")
         if len(command) > COMMAND_MAX_CHARS:
             raise HTTPException(
                 status_code=400, detail=f"the command is {len(command)} characters long; say one change at a time (at most {COMMAND_MAX_CHARS})"
             )
-        config = track_of(release, track)
+        config = await run_in_threadpool(track_of, release, track)
         try:
             typed = operations_from_json(operations) if operations else None
-            parsed = editing.check_edit(config, track, command=None if typed else command, operations=typed)
+            parsed = await run_in_threadpool(lambda: editing.check_edit(config, track, command=None if typed else command, operations=typed))
         except SongmillError as err:
             failed(err)
         return JSONResponse({"operations": [op.describe() for op in parsed]})
@@ -141,7 +152,8 @@ def add_editor_routes(app, current_user) -> None:
 
         await current_user(request, changes=EDIT_DAG_ID)
         try:
-            moved = editing.undo(config_of(release), track=track, out_dir=load_airflow_settings().out_path)
+            config = await run_in_threadpool(config_of, release)
+            moved = await run_in_threadpool(lambda: editing.undo(config, track=track, out_dir=load_airflow_settings().out_path))
         except SongmillError as err:
             failed(err)
         return JSONResponse({"current": moved["current"]})
@@ -157,7 +169,8 @@ def add_editor_routes(app, current_user) -> None:
         if len(data) > 20 * 2**20:
             raise HTTPException(status_code=413, detail="the recording is longer than a command (over 20 MiB); say one command at a time")
         try:
-            words, operations = editing.hear_bytes(config_of(release), track, data)
+            config = await run_in_threadpool(config_of, release)
+            words, operations = await run_in_threadpool(editing.hear_bytes, config, track, data)
         except SongmillError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         return JSONResponse({"words": words, "operations": operations})
@@ -165,7 +178,7 @@ def add_editor_routes(app, current_user) -> None:
     @app.get("/editor/{release}/{track}")
     def editor_page(release: str, track: str):
         # a page, so its errors are pages too: a release never rendered, a track it does not have
-        if not track.isdigit():
+        if not (track.isascii() and track.isdigit()):
             return HTMLResponse(error_html(f"the track is a number (1, 2, …), not '{track}'"), status_code=404)
         try:
             track_of(release, int(track))
@@ -198,13 +211,14 @@ const $ = id => document.getElementById(id);
 let state = null;
 async function load() {
   const res = await fetch(BASE, {credentials: 'same-origin'});
-  state = await res.json();
-  if (!res.ok) { $('status').textContent = state.detail; return; }
+  const loaded = await res.json();
+  if (!res.ok) { say(detail(loaded), true); return false; }  // what was shown stays, and so does `state`
+  state = loaded;
   $('title').textContent = state.title;
-  $('current').src = `${BASE}/versions/${state.current}/listen`;
+  $('current').src = `${BASE}/versions/${state.current}/${LISTEN}`;
   $('current-label').textContent = `version ${state.current}`;
   const previous = state.previous;
-  if (previous) { $('previous').src = `${BASE}/versions/${previous}/listen`; } else { $('previous').removeAttribute('src'); }
+  if (previous) { $('previous').src = `${BASE}/versions/${previous}/${LISTEN}`; } else { $('previous').removeAttribute('src'); }
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
@@ -212,9 +226,16 @@ async function load() {
   $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
   $('suggestions').innerHTML += (state.tried_in_vain || []).map(t => `<li class="tried">${esc(t)}</li>`).join('');
   document.querySelectorAll('.apply').forEach(b => { b.disabled = busy; b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
+  return true;
 }
+// Opus where the browser plays it (a twentieth of the WAV), else the master itself
+const LISTEN = document.createElement('audio').canPlayType('audio/ogg; codecs=opus') ? 'listen' : 'audio';
+function detail(out) { const d = out && out.detail; return Array.isArray(d) ? d.map(e => e.msg || JSON.stringify(e)).join('; ') : (d && d.message) || d || 'no answer'; }
 let busy = false;  // one edit at a time from this page: a second click would make a second version
-function setBusy(on) { busy = on; ['send', 'undo', 'record'].forEach(id => $(id).disabled = on); document.querySelectorAll('.apply').forEach(b => b.disabled = on); }
+function setBusy(on) {  // record stays usable while a recording is on, so it can always be stopped
+  busy = on; ['send', 'undo'].forEach(id => $(id).disabled = on); $('record').disabled = on && !recorder;
+  document.querySelectorAll('.apply').forEach(b => b.disabled = on);
+}
 function say(text, error) { $('status').textContent = text; $('status').className = error ? 'error' : ''; }
 function esc(t) { const d = document.createElement('div'); d.textContent = t; return d.innerHTML; }
 function drawWaveform() {
@@ -236,17 +257,18 @@ async function apply(conf) {
 }
 async function start(conf) {
   say('reading the command…');
-  const asked = {command: conf.command || '', operations: conf.operations || []};
+  const asked = {command: (conf.command || '').trim(), operations: conf.operations || []};
   const checked = await fetch(`${BASE}/check`, {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(asked)});
   const read = await checked.json();
-  if (!checked.ok) { say(read.detail, true); setBusy(false); return; }  // nothing started, nothing changed
+  if (!checked.ok) { say(detail(read), true); setBusy(false); return; }  // nothing started, nothing changed
+  const upcoming = Math.max(...state.versions.map(v => v.number)) + 1;
   say(`starting an edit run: ${read.operations.join('; ')}`);
   const res = await fetch('/api/v2/dags/songmill_edit/dagRuns', {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
     body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, ...asked, reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
-  if (!res.ok) { say(`not started: ${run.detail && (run.detail.message || JSON.stringify(run.detail))}`, true); setBusy(false); return; }
+  if (!res.ok) { say(`not started: ${detail(run)}`, true); setBusy(false); return; }
   $('audition-box').hidden = true;
-  follow(run.dag_run_id, Math.max(...state.versions.map(v => v.number)) + 1);
+  follow(run.dag_run_id, upcoming);
 }
 async function follow(runId, upcoming) {
   try { await followed(runId, upcoming); }
@@ -255,9 +277,14 @@ async function follow(runId, upcoming) {
 async function followed(runId, upcoming) {
   const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
   const run = await res.json();
+  if ([401, 403, 404].includes(res.status)) {  // logged out, no longer allowed, or the run is gone: asking again will not help
+    say(`cannot follow edit run ${runId}: ${detail(run)}; reload the page`, true); setBusy(false); return;
+  }
+  if (!res.ok) throw new Error(detail(run));
   const waits = run.state === 'queued' && await paused();
   say(waits ? 'the edit waits: the DAG songmill_edit is paused in Airflow; unpause it (Dags → songmill_edit) and the edit starts' : `edit run ${run.state}`, waits);
-  if (run.state === 'success') { $('audition-box').hidden = true; setBusy(false); await load(); say(`version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : '')); return; }
+  if (run.state === 'success') { $('audition-box').hidden = true; setBusy(false);
+    if (await load()) say(`version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : '')); return; }
   if (run.state === 'failed') { say(`the edit failed: ${await failure(runId)}`, true); setBusy(false);
     $('audition-label').textContent = 'the edit that failed (not a version)'; return; }
   if ($('audition-box').hidden) { await showAudition(upcoming, runId); }
@@ -270,7 +297,8 @@ async function paused() {
 async function failure(runId) {  // the failed task's one sentence (its XCom `error`), else where to look
   for (const task of ['parse', 'render', 'deliver']) {
     const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}/taskInstances/${task}/xcomEntries/error?deserialize=true`, {credentials: 'same-origin'});
-    if (res.ok) return (await res.json()).value;
+    const said = res.ok ? (await res.json()).value : '';
+    if (said) return said;
   }
   return `see the logs of run ${runId} of songmill_edit in Airflow`;
 }
@@ -282,8 +310,14 @@ async function showAudition(upcoming, runId) {  // the new mix, mastered before 
   $('audition-box').hidden = false;
 }
 $('send').onclick = () => apply({command: $('command').value});
-$('undo').onclick = async () => { const res = await fetch(`${BASE}/undo`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
-  say(res.ok ? `version ${out.current} is current again` : out.detail, !res.ok); if (res.ok) load(); };
+$('undo').onclick = async () => {
+  if (busy) return;
+  setBusy(true);
+  try { const res = await fetch(`${BASE}/undo`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
+    say(res.ok ? `version ${out.current} is current again` : detail(out), !res.ok); if (res.ok) await load(); }
+  catch (err) { say(`undo could not be asked (${err.message}); try again`, true); }
+  finally { setBusy(false); }
+};
 let recorder = null;
 $('record').onclick = async () => {
   if (recorder) { recorder.stop(); return; }
@@ -292,9 +326,10 @@ $('record').onclick = async () => {
   catch (err) { say(`no microphone could be opened (${err.name}): allow this page the microphone, or type the command`, true); return; }
   const chunks = []; recorder = new MediaRecorder(stream);
   recorder.ondataavailable = e => chunks.push(e.data);
-  recorder.onstop = async () => { stream.getTracks().forEach(t => t.stop()); recorder = null; $('record').textContent = '● record';
-    const res = await fetch(`${BASE}/hear`, {method: 'POST', credentials: 'same-origin', body: new Blob(chunks)});
-    const out = await res.json(); if (res.ok) { $('command').value = out.words; say(`heard: ${out.words}`); } else { say(out.detail, true); } };
+  recorder.onstop = async () => { stream.getTracks().forEach(t => t.stop()); recorder = null; $('record').textContent = '● record'; $('record').disabled = busy;
+    try { const res = await fetch(`${BASE}/hear`, {method: 'POST', credentials: 'same-origin', body: new Blob(chunks)});
+      const out = await res.json(); if (res.ok) { $('command').value = out.words; say(`heard: ${out.words}`); } else { say(detail(out), true); } }
+    catch (err) { say(`the recording could not be sent (${err.message}); try again`, true); } };
   recorder.start(); $('record').textContent = '■ stop';
 };
 load();

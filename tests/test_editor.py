@@ -117,6 +117,8 @@ def test_held_out_phrasings_parse(corpus, bar):
     ("command", "says", "suggests"),
     [
         ("plus fort la voix", '"plus fort la voix" is not a command songmill understands (it reads English commands only)', "louder vocals"),
+        ("make the vocals louder, la voix plus forte", '"la voix plus forte" is not a command songmill understands (it reads English commands only)', None),
+        ("moins de basse", "(it reads English commands only)", None),
         ("wobble the flux capacitor", '"wobble the flux capacitor" is not a command songmill understands; nearest', None),  # English: no language hint
         ("", "the command is empty", "slow it down a bit"),
         ("drop the chorus", "the song has 3 sections called chorus (chorus 1, chorus 2, chorus 3); say which", "drop chorus 2"),

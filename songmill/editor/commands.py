@@ -148,6 +148,7 @@ def parse_command(text: str, song: SongFacts) -> list:
     said = _clauses(clean) if len(clauses) > 1 else [text.strip()]  # a clause is quoted as typed where it is the whole command ("más reverberación")
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
+        foreign = _in_another_language(words) or _in_another_language(text)
         named, refused = _parts_named_before(clause, readings, song), None
         try:
             read, clause = _read_in_context(clause, readings, song)
@@ -156,7 +157,7 @@ def parse_command(text: str, song: SongFacts) -> list:
                 raise
             # "pan it left" names no part by itself: the clause before did ("turn the guitar down, then pan it left")
             read, refused = _read_clause(re.sub(r"\b(?:it|them)\b", named, clause, count=1), song), err
-        if read is None and readings:  # "…in reverb, pull it back a lot": the clause finishes the one before
+        if read is None and readings and not foreign:  # "…in reverb, pull it back a lot": the clause finishes the one before
             joined = f"{readings[-1][0]} {clause}"
             read = _read_clause(joined, song)
             if read is not None and _opposite(read, readings[-1][1]):
@@ -172,10 +173,10 @@ def parse_command(text: str, song: SongFacts) -> list:
                 clauses.pop(0), said.pop(0)
         if read is None and refused is not None:
             raise refused
-        if read is None and readings and not _has(clause, *KEYWORDS) and not _parts(clause, song):  # "…, it's cheesy": a remark, no request
+        if read is None and readings and not foreign and not _has(clause, *KEYWORDS) and not _parts(clause, song):  # "…, it's cheesy": a remark, no request
             continue
         if read is None:
-            english_only = " (it reads English commands only)" if _in_another_language(words) else ""
+            english_only = " (it reads English commands only)" if foreign else ""
             raise CommandError(f'"{words}" is not a command songmill understands{english_only}', nearest_commands(clause, song))
         if readings and _said_again(clause, read, *readings[-1]):
             # one request said twice ("chorus 2 should hit harder, make it louder"; "more slow, 96 bpm"): the more precise wins, else the first
@@ -644,7 +645,7 @@ def _pan(clause: str, song: SongFacts):
 # (French, Spanish, Italian, Portuguese, German, Dutch): two of them in a command that cannot be
 # read say why it cannot. Letters English does not use (é, ñ, ü, ß…) say it alone.
 FOREIGN_WORDS = frozenset(
-    "le les des du une plus fort moins avec pour dans sur très tres voix couplet "
+    "le la les des du une plus fort moins avec pour dans sur très tres voix couplet basse "
     "el los las más mas menos por para muy voz estribillo "
     "il gli più piu meno della voce ritornello "
     "uma mais muito "
@@ -654,7 +655,8 @@ FOREIGN_WORDS = frozenset(
 
 
 def _in_another_language(words: str) -> bool:
-    """Whether a command that cannot be read looks written in another language than English."""
+    """Whether a command that cannot be read looks written in another language than English (the
+    command as typed: its accents say it, which the reading strips)."""
     if re.search(r"[à-öø-ÿœß]", words.lower()):
         return True
     return sum(word in FOREIGN_WORDS for word in re.findall(r"[a-zà-ÿ]+", words.lower())) >= 2

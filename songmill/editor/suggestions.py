@@ -110,8 +110,9 @@ def suggest(metrics: dict[str, float], *, sections: list[str], genre: str) -> li
     # Thin lows are met by a warmer master, not a louder bass part: on the demo (bass part +3 dB:
     # 31–125 Hz against the curve −3.30 → −3.49 dB; +6 dB: −3.85) the bass part sounds mostly
     # above 125 Hz and the master's tone EQ takes back half of any change to the mix, while the
-    # master's warmer target moves it (−3.30 → −2.78). A warmer tilt lowers the top too, so it is
-    # offered for the lows only where the top is not already below the curve.
+    # master's warmer target moves it (−3.30 → −2.78). A warmer tilt lowers the top too (the
+    # demo's by 0.89 dB), so it is offered for the lows only where the top is not already below
+    # the curve: from there it stays inside TONE_TOLERANCE_DB, and "brighter" is not offered next.
     low = metrics["low_octaves_vs_target_db"]
     warmer = ops.MasterTone(by_db=-2.0)
     if low < -LOW_TOLERANCE_DB and top >= 0 and all(s.operation != warmer for s in found):

@@ -1315,7 +1315,7 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         "versions": [
             {
                 "number": v["number"],
-                "what": v["command"] or "; ".join(op.describe() for op in operations_from_json(v["added"])) or "as the config renders it",
+                "what": v["command"] or _described(v["added"]) or "as the config renders it",
                 "why": (v.get("reason") or "") if v["parent"] else "",  # the first version's is always the same words
                 "author": v["author"],
                 "recomputed": v["recomputed"],
@@ -1331,6 +1331,15 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         "suggestions": found["suggestions"],
         "tried_in_vain": found["tried_in_vain"],
     }
+
+
+def _described(added: list[dict]) -> str:
+    """A version's operations in the history's words; their names alone where an old version's
+    no longer read as today's operations (the page shows the history whatever it holds)."""
+    try:
+        return "; ".join(op.describe() for op in operations_from_json(added))
+    except SongmillError:
+        return ", ".join(str(op.get("op")) for op in added)
 
 
 def hear_bytes(config: str | Path, track: int, data: bytes) -> tuple[str, list[dict]]:
