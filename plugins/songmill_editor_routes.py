@@ -7,7 +7,7 @@
   API (with the user's login) and the page follows the run until the new version is there.
 - `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
 - `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV),
-  and `…/versions/<n>/listen` the same as Opus, what the page's players play (a twentieth of the size);
+  and `…/versions/<n>/listen` the same as Opus, what the page's players play (a seventeenth of the size);
 - `GET /songmill/api/editor/<release>/<track>/auditions/<n>` — whether the edit making version
   n has written its audition yet (`{"ready": true|false}`), and `…/auditions/<n>/audio` the
   audition (WAV): the page plays it while that edit's master and gate finish;
@@ -228,7 +228,7 @@ async function load() {
   document.querySelectorAll('.apply').forEach(b => { b.disabled = busy; b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
   return true;
 }
-// Opus where the browser plays it (a twentieth of the WAV), else the master itself
+// Opus where the browser plays it (a seventeenth of the WAV), else the master itself
 const LISTEN = document.createElement('audio').canPlayType('audio/ogg; codecs=opus') ? 'listen' : 'audio';
 function detail(out) { const d = out && out.detail; return Array.isArray(d) ? d.map(e => e.msg || JSON.stringify(e)).join('; ') : (d && d.message) || d || 'no answer'; }
 let busy = false;  // one edit at a time from this page: a second click would make a second version

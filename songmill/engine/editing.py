@@ -1254,7 +1254,7 @@ def version_master(config: str | Path, *, track: int, version: int, database_url
     return cached
 
 
-LISTENING_BITRATE_KBPS = 160  # the editor page's players: 3.6 MB for the demo's three minutes, its float WAV master 68 MB
+LISTENING_BITRATE_KBPS = 160  # the editor page's players: 3.9 MB for the demo's three minutes, its float WAV master 68 MB
 
 
 def version_listening_copy(config: str | Path, *, track: int, version: int) -> Path:
