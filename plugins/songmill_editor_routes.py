@@ -89,11 +89,11 @@ def add_editor_routes(app, current_user) -> None:
 
         config = config_of(release)
         try:
-            editing.version_master(config, track=track, version=number)
+            master = editing.version_master(config, track=track, version=number)
         except SongmillError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
         try:
-            path = editing.version_listening_copy(config, track=track, version=number)
+            path = editing.listening_copy(master)
         except SongmillError as err:  # the master is there: this is the encoder's failure, not a missing version
             raise HTTPException(status_code=500, detail=str(err)) from None
         return FileResponse(path, media_type="audio/ogg")

@@ -81,9 +81,8 @@ def drum_part(score: Score, genre: str, rng: np.random.Generator, *, rhythm_seed
     jitter_beats = HUMANISE_S * bpm / 60.0
     notes: list[Note] = []
     streams, ending = section_streams(score, rng), ending_stream(rng)  # a section's feel is its own (an edit elsewhere leaves it)
-    draws = streams[0] if streams else ending
 
-    def hit(drum: int, beat: float, velocity: int) -> None:
+    def hit(drum: int, beat: float, velocity: int) -> None:  # draws from the stream of what is being played (`draws`, below)
         offset = float(draws.normal(0.0, jitter_beats)) if beat > 0 else abs(float(draws.normal(0.0, jitter_beats)))
         vel = int(np.clip(velocity + draws.integers(-VELOCITY_SPREAD, VELOCITY_SPREAD + 1), 1, 127))
         notes.append(Note(pitch=drum, start_beat=max(beat + offset, 0.0), duration_beats=0.25, velocity=vel))

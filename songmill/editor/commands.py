@@ -146,9 +146,10 @@ def parse_command(text: str, song: SongFacts) -> list:
     readings: list[tuple[str, list]] = []  # (clause, its operations)
     clauses = [_correct_spelling(c, vocabulary) for c in _clauses(clean)]
     said = _clauses(clean) if len(clauses) > 1 else [text.strip()]  # a clause is quoted as typed where it is the whole command ("más reverberación")
+    foreign_command = _in_another_language(text)  # as typed: the reading strips its accents
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
-        foreign = _in_another_language(words) or _in_another_language(text)
+        foreign = foreign_command or _in_another_language(words)
         named, refused = _parts_named_before(clause, readings, song), None
         try:
             read, clause = _read_in_context(clause, readings, song)

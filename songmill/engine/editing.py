@@ -1257,12 +1257,11 @@ def version_master(config: str | Path, *, track: int, version: int, database_url
 LISTENING_BITRATE_KBPS = 160  # the editor page's players: 3.9 MB for the demo's three minutes, its float WAV master 68 MB
 
 
-def version_listening_copy(config: str | Path, *, track: int, version: int) -> Path:
-    """A version's first master as Opus for the editor page's players, encoded once per master
-    (kept in the cache beside it, by its hash); `version_master` is the master itself."""
+def listening_copy(master: Path) -> Path:
+    """A version's master (`version_master`, in the cache by its hash) as Opus for the editor
+    page's players, encoded once per master and kept beside it."""
     from songmill.release.encode import encode_listening_copy
 
-    master = version_master(config, track=track, version=version)
     listening = master.with_name(f"{master.stem}-{LISTENING_BITRATE_KBPS}k.opus")
     if not listening.is_file():
         encode_listening_copy(master, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
