@@ -3,21 +3,24 @@
 - `GET /songmill/editor/<release>/<track>` — the page: the song's sections over its waveform, the
   lyrics, players for the current and the previous version, a command box, a record button (the
   browser's microphone, recognised on the server), the suggestions with an apply button, the
-  history with undo. Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
+  history with undo, redo and any version made current again. Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
   API (with the user's login) and the page follows the run until the new version is there.
 - `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
 - `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV),
   and `…/versions/<n>/listen` the same as Opus, what the page's players play (a seventeenth of the size);
 - `GET /songmill/api/editor/<release>/<track>/auditions/<n>` — whether the edit making version
-  n has written its audition yet (`{"ready": true|false}`), and `…/auditions/<n>/audio` the
-  audition (WAV): the page plays it while that edit's master and gate finish;
+  n has written its audition yet (`{"ready": true|false}`), `…/auditions/<n>/audio` the
+  audition (WAV) and `…/auditions/<n>/listen` the same as Opus, what the page plays while that
+  edit's master and gate finish;
 - `POST /songmill/api/editor/<release>/<track>/check` — a command (or typed operations) read
   against the track as an edit would read it: the operations in words, or the one sentence why
   not (the page asks before it starts a run, so a command that cannot apply starts none);
 - `POST /songmill/api/editor/<release>/<track>/undo` — the previous version current again;
+  `…/redo` the version the last undo set aside; `…/versions/<n>/current` any version (its files
+  from the store, nothing rendered);
 - `POST /songmill/api/editor/<release>/<track>/hear` — a recording (any format ffmpeg reads) →
   the command heard and its operations, or why none was.
-Reading needs read access to DAG runs; check, undo and hear need edit access to `songmill_edit`.
+Reading needs read access to DAG runs; check, undo, redo, switching and hear need edit access to `songmill_edit`.
 A failed edit run's sentence is its task's XCom `error` (operators/editing.py), which the page reads.
 """
 
@@ -118,6 +121,19 @@ def add_editor_routes(app, current_user) -> None:
             raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
         return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})  # the same number is another edit's after a failed one
 
+    @app.get("/api/editor/{release}/{track}/auditions/{number}/listen")
+    def audition_listening(release: str, track: int, number: int):
+        from songmill.engine import editing
+
+        path = audition_of(release, track, number)
+        if path is None:
+            raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
+        try:
+            listening = editing.audition_listening_copy(path)
+        except SongmillError as err:  # the audition is there: this is the encoder's failure
+            raise HTTPException(status_code=500, detail=str(err)) from None
+        return FileResponse(listening, media_type="audio/ogg", headers={"Cache-Control": "no-store"})
+
     @app.post("/api/editor/{release}/{track}/check")
     async def check(request: Request, release: str, track: int):
         from songmill.editor.operations import operations_from_json
@@ -145,18 +161,36 @@ def add_editor_routes(app, current_user) -> None:
             failed(err)
         return JSONResponse({"operations": [op.describe() for op in parsed]})
 
-    @app.post("/api/editor/{release}/{track}/undo")
-    async def undo(request: Request, release: str, track: int):
+    async def made_current(request: Request, release: str, track: int, move) -> JSONResponse:
+        """Another version current (`move(config, out_dir)`: undo, redo or switch), its files put
+        in the track's `current/` from the store; nothing is rendered."""
         from operators.settings import load_airflow_settings
-        from songmill.engine import editing
 
         await current_user(request, changes=EDIT_DAG_ID)
+        config = await run_in_threadpool(track_of, release, track)
         try:
-            config = await run_in_threadpool(config_of, release)
-            moved = await run_in_threadpool(lambda: editing.undo(config, track=track, out_dir=load_airflow_settings().out_path))
+            moved = await run_in_threadpool(move, config, load_airflow_settings().out_path)
         except SongmillError as err:
             failed(err)
         return JSONResponse({"current": moved["current"]})
+
+    @app.post("/api/editor/{release}/{track}/undo")
+    async def undo(request: Request, release: str, track: int):
+        from songmill.engine import editing
+
+        return await made_current(request, release, track, lambda config, out: editing.undo(config, track=track, out_dir=out))
+
+    @app.post("/api/editor/{release}/{track}/redo")
+    async def redo(request: Request, release: str, track: int):
+        from songmill.engine import editing
+
+        return await made_current(request, release, track, lambda config, out: editing.redo(config, track=track, out_dir=out))
+
+    @app.post("/api/editor/{release}/{track}/versions/{number}/current")
+    async def switch(request: Request, release: str, track: int, number: int):
+        from songmill.engine import editing
+
+        return await made_current(request, release, track, lambda config, out: editing.switch(config, track=track, version=number, out_dir=out))
 
     @app.post("/api/editor/{release}/{track}/hear")
     async def hear(request: Request, release: str, track: int):
@@ -222,7 +256,11 @@ async function load() {
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
-  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}</li>`).join('');
+  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
+    + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button>`) + '</li>').join('');
+  document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching'); });
+  $('redo').disabled = busy || !state.redo;
+  $('redo').title = state.redo ? `version ${state.redo} again (the last undo set it aside)` : 'nothing to redo: no version was undone since the last edit';
   $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
   $('suggestions').innerHTML += (state.tried_in_vain || []).map(t => `<li class="tried">${esc(t)}</li>`).join('');
   document.querySelectorAll('.apply').forEach(b => { b.disabled = busy; b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
@@ -234,7 +272,8 @@ function detail(out) { const d = out && out.detail; return Array.isArray(d) ? d.
 let busy = false;  // one edit at a time from this page: a second click would make a second version
 function setBusy(on) {  // record stays usable while a recording is on, so it can always be stopped
   busy = on; ['send', 'undo'].forEach(id => $(id).disabled = on); $('record').disabled = on && !recorder;
-  document.querySelectorAll('.apply').forEach(b => b.disabled = on);
+  $('redo').disabled = on || !(state && state.redo);
+  document.querySelectorAll('.apply, .make-current').forEach(b => b.disabled = on);
 }
 function say(text, error) { $('status').textContent = text; $('status').className = error ? 'error' : ''; }
 function esc(t) { const d = document.createElement('div'); d.textContent = t; return d.innerHTML; }
@@ -305,19 +344,21 @@ async function failure(runId) {  // the failed task's one sentence (its XCom `er
 async function showAudition(upcoming, runId) {  // the new mix, mastered before the gate: heard while the version is finished
   const res = await fetch(`${BASE}/auditions/${upcoming}`, {credentials: 'same-origin'});
   if (!res.ok || !(await res.json()).ready) return;
-  $('audition').src = `${BASE}/auditions/${upcoming}/audio?run=${encodeURIComponent(runId)}`;
+  $('audition').src = `${BASE}/auditions/${upcoming}/${LISTEN}?run=${encodeURIComponent(runId)}`;
   $('audition-label').textContent = `version ${upcoming}, before the gate and the watermark`;
   $('audition-box').hidden = false;
 }
 $('send').onclick = () => apply({command: $('command').value});
-$('undo').onclick = async () => {
+async function move(path, done, what) {  // another version current: its files from the store, nothing rendered
   if (busy) return;
   setBusy(true);
-  try { const res = await fetch(`${BASE}/undo`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
-    say(res.ok ? `version ${out.current} is current again` : detail(out), !res.ok); if (res.ok) await load(); }
-  catch (err) { say(`undo could not be asked (${err.message}); try again`, true); }
+  try { const res = await fetch(`${BASE}/${path}`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
+    if (res.ok) { await load(); say(done(out.current)); } else { say(detail(out), true); } }
+  catch (err) { say(`${what} could not be asked (${err.message}); try again`, true); }
   finally { setBusy(false); }
-};
+}
+$('undo').onclick = () => move('undo', n => `version ${n} is current again`, 'undo');
+$('redo').onclick = () => move('redo', n => `version ${n} is current again`, 'redo');
 let recorder = null;
 $('record').onclick = async () => {
   if (recorder) { recorder.stop(); return; }
@@ -349,7 +390,7 @@ load();
         "<div id='audition-box' hidden><h3>Coming <small id='audition-label'></small></h3><audio id='audition' controls preload='none'></audio></div></div>"
         f"<div class='col'><h3>Change it</h3><label for='command'>Command</label> <small>(for example: the chorus should hit harder)</small><br>"
         f"<input id='command' maxlength='{COMMAND_MAX_CHARS}'> <button id='send'>Apply</button> "
-        "<button id='record'>● record</button> <button id='undo'>Undo</button><br><label>why (kept in the history) <input id='reason' maxlength='500'></label> "
+        "<button id='record'>● record</button> <button id='undo'>Undo</button> <button id='redo' disabled>Redo</button><br><label>why (kept in the history) <input id='reason' maxlength='500'></label> "
         "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
         "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"

@@ -628,7 +628,8 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     """The editor page in Airflow's own API app (simple auth manager): without a login a browser is
     sent to the login page; with one, the page and its data (sections over the waveform, lyrics,
     versions, suggestions), a version's master byte for byte, a spoken command heard on the
-    server, and undo refused at the first version with its sentence."""
+    server, and undo and redo refused at the first version with their sentences (and a version it
+    lacks, and a track)."""
     import hashlib
     import io
 
@@ -681,6 +682,20 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     assert unheard.status_code == 404 and "has no audition yet" in unheard.json()["detail"]
     anonymous = client.get("/songmill/api/editor/debug-single/1/auditions/2")  # no login: sent to Airflow's
     assert anonymous.status_code == 307 and anonymous.headers["location"].startswith("/auth/login")
+    assert client.get("/songmill/api/editor/debug-single/1/auditions/2/listen", headers=auth).status_code == 404
+    # the "Coming" player's Opus copy of an audition, and of the next edit's audition under the same number
+    auditions = editing.open_track(DEBUG, 1).folder(tmp_path / "dist") / "auditions"
+    auditions.mkdir(parents=True)
+    for seconds in (None, 10):  # an audition; then, set aside as a turned-down edit's would be, a shorter one
+        if seconds is not None:
+            editing._set_aside(auditions / "v0002.wav")
+        sf.write(auditions / "v0002.wav", whole[: None if seconds is None else seconds * whole_rate], whole_rate, subtype="FLOAT")
+        coming = client.get("/songmill/api/editor/debug-single/1/auditions/2/listen", headers=auth)
+        assert coming.status_code == 200 and coming.headers["content-type"] == "audio/ogg" and coming.headers["cache-control"] == "no-store"
+        (tmp_path / "coming.opus").write_bytes(coming.content)
+        decoded, decoded_rate = decode(tmp_path / "coming.opus")
+        assert len(decoded) / decoded_rate == pytest.approx(len(whole) / whole_rate if seconds is None else seconds, abs=0.05)
+        assert len(coming.content) < (auditions / "v0002.wav").stat().st_size / 8
 
     said, rate = speak("louder vocals", "en-us")
     recording = io.BytesIO()
@@ -691,6 +706,13 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     assert empty.status_code == 400 and "the recording is empty" in empty.json()["detail"]
     undo = client.post("/songmill/api/editor/debug-single/1/undo", headers=auth)
     assert undo.status_code == 400 and "there is nothing to undo" in undo.json()["detail"]
+    redo = client.post("/songmill/api/editor/debug-single/1/redo", headers=auth)
+    assert state["redo"] is None and redo.status_code == 400 and "has nothing to redo (no version was undone" in redo.json()["detail"]
+    absent = client.post("/songmill/api/editor/debug-single/1/versions/9/current", headers=auth)
+    assert absent.status_code == 400 and absent.json()["detail"] == "track 1 of debug-single has no version 9 (it has: 1)"
+    assert client.post("/songmill/api/editor/debug-single/1/versions/1/current", headers=auth).json() == {"current": 1}
+    beyond = client.post("/songmill/api/editor/debug-single/5/undo", headers=auth)
+    assert beyond.status_code == 404 and "has no track 5" in beyond.json()["detail"]
     missing = client.get("/songmill/editor/never-made/1", headers=auth)  # a page's errors are pages, in a sentence
     assert missing.status_code == 404 and "was never rendered" in missing.text and missing.headers["content-type"].startswith("text/html")
     for track, sentence in (("5", "release debug-single has no track 5 (it has one track)"), ("abc", "the track is a number (1, 2, …), not &#x27;abc&#x27;")):

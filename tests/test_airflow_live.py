@@ -3,7 +3,7 @@
 - the manual DAG triggered with a Params payload (and refused with one outside the schema);
 - a task process killed with SIGKILL mid-stage: Airflow retries it, nothing lost or duplicated;
 - the song editor's page in headless Chromium: log in, type a command, the new version appears
-  and plays, undo (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
+  and plays, undo, redo, a version made current from the history (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
 - CeleryExecutor with Redis as broker and PostgreSQL as result backend, two workers on this
   machine (queues `default` and `gpu`): the gpu stages run on the gpu worker, the others not.
 
@@ -312,9 +312,10 @@ def _log_in(browser: Browser, password: str) -> None:
     browser.evaluate("document.querySelector('button[type=submit]').click()")
 
 
-def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_undoes(live_local):
+def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoes_and_redoes(live_local):
     """A person at the editor page (after the demo release was rendered by its DAG): sent to the
-    login page and back, types a command, watches the edit run, hears the new version, undoes."""
+    login page and back, types a command, watches the edit run, hears the new version, undoes,
+    redoes, and makes version 1 current again from the history."""
     airflow, rest, tmp, catalogue_url = live_local
     assert (tmp / "dist" / "demo-single" / "run-report.json").is_file(), "the demo release is rendered by the test before this one"
     assert not rest.dag("songmill_edit")["is_paused"]  # it runs only when asked: never left paused for the page to wait on
@@ -340,7 +341,7 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_u
         )
         browser.wait_for("document.getElementById('status').textContent.startsWith('edit run')", what="the edit run started")
         browser.wait_for("!document.getElementById('audition-box').hidden", timeout_s=600, what="the edit's audition, while the run goes on")
-        assert "/auditions/2/audio?run=" in browser.evaluate("document.getElementById('audition').src")
+        assert "/auditions/2/listen?run=" in browser.evaluate("document.getElementById('audition').src")  # Opus, as the versions
         assert browser.evaluate("document.getElementById('status').textContent") == "edit run running"  # heard before the version is done
         browser.screenshot(shots / "editor-audition.png")
         browser.evaluate("document.getElementById('audition').play()", await_promise=True)  # the browser decodes it and it plays
@@ -367,6 +368,14 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_and_u
         browser.wait_for("document.getElementById('status').textContent === 'version 1 is current again'", what="undo")
         browser.wait_for("document.querySelector('#history li.current') && document.querySelector('#history li.current').textContent.startsWith('v1')")
         browser.screenshot(shots / "editor-undone.png")
+        browser.wait_for("!document.getElementById('redo').disabled", what="redo offered once a version was undone")
+        browser.evaluate("document.getElementById('redo').click()")
+        browser.wait_for("document.getElementById('status').textContent === 'version 2 is current again'", what="redo")
+        assert browser.evaluate("document.getElementById('redo').disabled")  # nothing more to redo
+        assert browser.evaluate("document.getElementById('current').src").endswith("/versions/2/listen")
+        browser.evaluate("document.querySelector('.make-current[data-v=\"1\"]').click()")  # any version, from the history
+        browser.wait_for("document.getElementById('status').textContent === 'version 1 is current'", what="version 1 made current from the history")
+        assert browser.evaluate("document.querySelector('#history li.current').textContent").startswith("v1")
         assert not [line for line in browser.console if line.startswith("exception")], browser.console
     runs = rest.get("/api/v2/dags/songmill_edit/dagRuns")["dag_runs"]
     assert [r["state"] for r in runs] == ["success"] and runs[0]["conf"]["command"] == "less reverb on the voice"

@@ -1268,6 +1268,19 @@ def listening_copy(master: Path) -> Path:
     return listening
 
 
+def audition_listening_copy(audition: Path) -> Path:
+    """An audition (`audition_file`) as Opus for the page's "Coming" player: a twentieth of its
+    float WAV, which a browser away from the server would otherwise fetch whole while the edit
+    runs. Named by the audition's contents, not its number: after an edit the gate turned down,
+    the same number is the next edit's audition, and its copy must not be the old one's."""
+    from songmill.release.encode import encode_listening_copy
+
+    listening = audition.with_name(f"{audition.stem}-{file_sha256(audition)[:16]}-{LISTENING_BITRATE_KBPS}k.opus")
+    if not listening.is_file():
+        encode_listening_copy(audition, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
+    return listening
+
+
 def audition_file(config: str | Path, *, track: int, version: int, out_dir: Path = Path("dist")) -> Path | None:
     """The audition an edit wrote for `version` (`songmill.engine.audition`), or None while there
     is none: the edit has not mixed yet, or made none."""
@@ -1277,8 +1290,8 @@ def audition_file(config: str | Path, *, track: int, version: int, out_dir: Path
 
 def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, out_dir: Path | None = None) -> dict:
     """What the editor page shows: the versions, the current one's sections, lyrics and waveform
-    (peak per point, 0–1), the previous version, and the suggestions (version 1 is made first
-    when the track has none, from the cache)."""
+    (peak per point, 0–1), the previous version, the version redo would bring back, and the
+    suggestions (version 1 is made first when the track has none, from the cache)."""
     import numpy as np
 
     from songmill.core.audio import read_wav
@@ -1311,6 +1324,7 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         "title": target.spec.tracks[target.index].title,
         "current": current["number"],
         "previous": current["parent"],
+        "redo": log["undone"][-1] if log["undone"] else None,  # the version redo makes current again
         "versions": [
             {
                 "number": v["number"],
