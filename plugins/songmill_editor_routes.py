@@ -3,7 +3,8 @@
 - `GET /songmill/editor/<release>/<track>` — the page: the song's sections over its waveform, the
   lyrics, players for the current and the previous version, a command box, a record button (the
   browser's microphone, recognised on the server), the suggestions with an apply button, the
-  history with undo, redo and any version made current again. Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
+  history with undo, redo, any version made current again or compared with the current one
+  (A/B of the changed section, loudness-matched). Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
   API (with the user's login) and the page follows the run until the new version is there.
 - `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
 - `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV),
@@ -12,6 +13,9 @@
   n has written its audition yet (`{"ready": true|false}`), `…/auditions/<n>/audio` the
   audition (WAV) and `…/auditions/<n>/listen` the same as Opus, what the page plays while that
   edit's master and gate finish;
+- `GET /songmill/api/editor/<release>/<track>/ab/<a>/<b>` — versions a and b compared
+  (`songmill preview`): the section that changed, 20–30 s of each matched by the loudness meter,
+  as `…/previews/<name>` (Opus; `?listen=false` the WAV);
 - `POST /songmill/api/editor/<release>/<track>/check` — a command (or typed operations) read
   against the track as an edit would read it: the operations in words, or the one sentence why
   not (the page asks before it starts a run, so a command that cannot apply starts none);
@@ -27,6 +31,7 @@ A failed edit run's sentence is its task's XCom `error` (operators/editing.py), 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
 import html
 import json
+from pathlib import Path
 
 EDIT_DAG_ID = "songmill_edit"
 WAVEFORM_POINTS = 800
@@ -129,10 +134,47 @@ def add_editor_routes(app, current_user) -> None:
         if path is None:
             raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
         try:
-            listening = editing.audition_listening_copy(path)
+            listening = editing.listening_copy_by_contents(path)
         except SongmillError as err:  # the audition is there: this is the encoder's failure
             raise HTTPException(status_code=500, detail=str(err)) from None
         return FileResponse(listening, media_type="audio/ogg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/editor/{release}/{track}/ab/{a}/{b}")
+    async def compare(release: str, track: int, a: int, b: int):
+        from operators.settings import load_airflow_settings
+        from songmill.engine import editing
+
+        config = await run_in_threadpool(track_of, release, track)
+        try:
+            made = await run_in_threadpool(lambda: editing.ab_preview(config, track=track, a=a, b=b, out_dir=load_airflow_settings().out_path))
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        base = f"/songmill/api/editor/{release}/{track}/previews"
+        return JSONResponse(
+            {
+                "section": made["section"],
+                "seconds": made["seconds"],
+                "lufs": made["lufs"],
+                "players": [f"{base}/{Path(file).name}" for file in made["files"]],
+            }
+        )
+
+    @app.get("/api/editor/{release}/{track}/previews/{name}")
+    def preview_audio(release: str, track: int, name: str, listen: bool = True):
+        from operators.settings import load_airflow_settings
+        from songmill.engine import editing
+
+        try:
+            path = editing.preview_file(config_of(release), track=track, name=name, out_dir=load_airflow_settings().out_path)
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        if not listen:
+            return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+        try:
+            listening = editing.listening_copy_by_contents(path)
+        except SongmillError as err:
+            raise HTTPException(status_code=500, detail=str(err)) from None
+        return FileResponse(listening, media_type="audio/ogg", headers={"Cache-Control": "no-store"})  # remade under its name by a later comparison
 
     @app.post("/api/editor/{release}/{track}/check")
     async def check(request: Request, release: str, track: int):
@@ -257,7 +299,8 @@ async function load() {
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
   $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
-    + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button>`) + '</li>').join('');
+    + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button> <button class="compare" data-v="${v.number}">A/B with now</button>`) + '</li>').join('');
+  document.querySelectorAll('.compare').forEach(b => { b.onclick = () => compare(Number(b.dataset.v), state.current); });
   document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching'); });
   $('redo').disabled = busy || !state.redo;
   $('redo').title = state.redo ? `version ${state.redo} again (the last undo set it aside)` : 'nothing to redo: no version was undone since the last edit';
@@ -357,6 +400,17 @@ async function move(path, done, what) {  // another version current: its files f
   catch (err) { say(`${what} could not be asked (${err.message}); try again`, true); }
   finally { setBusy(false); }
 }
+async function compare(a, b) {  // the changed section of two versions, matched by the loudness meter (`songmill preview`)
+  say(`comparing version ${a} with version ${b}…`);
+  try { const res = await fetch(`${BASE}/ab/${a}/${b}`, {credentials: 'same-origin'}); const out = await res.json();
+    if (!res.ok) { say(detail(out), true); return; }
+    const listen = LISTEN === 'listen' ? '' : '?listen=false';
+    [[a, 'ab-a'], [b, 'ab-b']].forEach(([number, id], i) => { $(id).src = out.players[i] + listen;
+      $(`${id}-label`).textContent = `version ${number}, ${out.seconds[i][0]}–${out.seconds[i][1]} s`; });
+    $('ab-title').textContent = `A/B: ${out.section}, both at ${out.lufs} LUFS`; $('ab-box').hidden = false;
+    say(`version ${a} against version ${b}: ${out.section}, matched in loudness`); }
+  catch (err) { say(`the comparison could not be asked (${err.message}); try again`, true); }
+}
 $('undo').onclick = () => move('undo', n => `version ${n} is current again`, 'undo');
 $('redo').onclick = () => move('redo', n => `version ${n} is current again`, 'redo');
 let recorder = null;
@@ -393,6 +447,8 @@ load();
         "<button id='record'>● record</button> <button id='undo'>Undo</button> <button id='redo' disabled>Redo</button><br><label>why (kept in the history) <input id='reason' maxlength='500'></label> "
         "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
+        "<div id='ab-box' hidden><h3 id='ab-title'></h3><div class='row'><div class='col'>A <small id='ab-a-label'></small><br><audio id='ab-a' controls preload='none'></audio></div>"
+        "<div class='col'>B <small id='ab-b-label'></small><br><audio id='ab-b' controls preload='none'></audio></div></div></div>"
         "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"
         f"<script>{script}</script></body></html>"
     )

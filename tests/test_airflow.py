@@ -683,6 +683,26 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     anonymous = client.get("/songmill/api/editor/debug-single/1/auditions/2")  # no login: sent to Airflow's
     assert anonymous.status_code == 307 and anonymous.headers["location"].startswith("/auth/login")
     assert client.get("/songmill/api/editor/debug-single/1/auditions/2/listen", headers=auth).status_code == 404
+    # A/B (`songmill preview` on the page): the excerpts as Opus, and as WAV matched by the meter
+    from songmill.core import loudness
+
+    compared = client.get("/songmill/api/editor/debug-single/1/ab/1/1", headers=auth)
+    assert compared.status_code == 200 and compared.json()["section"] == "chorus" and len(compared.json()["players"]) == 2, compared.text
+    (begin, end), _ = compared.json()["seconds"]
+    excerpt = client.get(compared.json()["players"][0], headers=auth)
+    assert excerpt.status_code == 200 and excerpt.headers["content-type"] == "audio/ogg"
+    (tmp_path / "a.opus").write_bytes(excerpt.content)
+    decoded, decoded_rate = decode(tmp_path / "a.opus")
+    assert len(decoded) / decoded_rate == pytest.approx(end - begin, abs=0.05) and end - begin <= 30  # the debug song ends 16 s after it
+    wav = client.get(compared.json()["players"][1] + "?listen=false", headers=auth)
+    matched, matched_rate = sf.read(io.BytesIO(wav.content), dtype="float32")
+    assert loudness.integrated_lufs(matched, matched_rate) == pytest.approx(compared.json()["lufs"], abs=0.1)
+    for name in ("v0001-v0001-chorus-a-v0009.wav", "v0001-v0001-..-a-v0001.wav", "v0001-v0001-chorus-a-v0001.wav.partial"):
+        absent = client.get(f"/songmill/api/editor/debug-single/1/previews/{name}", headers=auth)
+        assert absent.status_code == 404 and "has no A/B excerpt named" in absent.json()["detail"], (name, absent.text)
+    assert client.get("/songmill/api/editor/debug-single/1/previews/..%2F..%2Frun-report.json", headers=auth).status_code == 404
+    unknown = client.get("/songmill/api/editor/debug-single/1/ab/1/9", headers=auth)
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "track 1 of debug-single has no version 9 (it has: 1)"
     # the "Coming" player's Opus copy of an audition, and of the next edit's audition under the same number
     auditions = editing.open_track(DEBUG, 1).folder(tmp_path / "dist") / "auditions"
     auditions.mkdir(parents=True)

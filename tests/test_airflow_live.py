@@ -3,7 +3,7 @@
 - the manual DAG triggered with a Params payload (and refused with one outside the schema);
 - a task process killed with SIGKILL mid-stage: Airflow retries it, nothing lost or duplicated;
 - the song editor's page in headless Chromium: log in, type a command, the new version appears
-  and plays, undo, redo, a version made current from the history (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
+  and plays, A/B against the first, undo, redo, a version made current from the history (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
 - CeleryExecutor with Redis as broker and PostgreSQL as result backend, two workers on this
   machine (queues `default` and `gpu`): the gpu stages run on the gpu worker, the others not.
 
@@ -314,8 +314,8 @@ def _log_in(browser: Browser, password: str) -> None:
 
 def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoes_and_redoes(live_local):
     """A person at the editor page (after the demo release was rendered by its DAG): sent to the
-    login page and back, types a command, watches the edit run, hears the new version, undoes,
-    redoes, and makes version 1 current again from the history."""
+    login page and back, types a command, watches the edit run, hears the new version, compares it
+    with version 1 (A/B), undoes, redoes, and makes version 1 current again from the history."""
     airflow, rest, tmp, catalogue_url = live_local
     assert (tmp / "dist" / "demo-single" / "run-report.json").is_file(), "the demo release is rendered by the test before this one"
     assert not rest.dag("songmill_edit")["is_paused"]  # it runs only when asked: never left paused for the page to wait on
@@ -363,6 +363,17 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         assert duration == pytest.approx(measured, abs=3.0)  # the whole song, decoded by the browser
         browser.evaluate("document.getElementById('current').pause()")
         browser.screenshot(shots / "editor-after.png")
+
+        browser.evaluate("document.querySelector('.compare[data-v=\"1\"]').click()")  # A/B: version 1 against now, matched in loudness
+        browser.wait_for("!document.getElementById('ab-box').hidden", what="the A/B players")
+        assert browser.evaluate("document.getElementById('status').textContent").startswith("version 1 against version 2: ")
+        assert "/previews/v0001-v0002-" in browser.evaluate("document.getElementById('ab-b').src")
+        for player in ("ab-a", "ab-b"):
+            browser.evaluate(f"document.getElementById('{player}').play()", await_promise=True)
+            browser.wait_for(f"document.getElementById('{player}').currentTime > 0.5", what=f"the A/B player {player}")
+            assert 20 <= browser.evaluate(f"document.getElementById('{player}').duration") <= 30.1  # an excerpt, decoded by the browser
+            browser.evaluate(f"document.getElementById('{player}').pause()")
+        browser.screenshot(shots / "editor-ab.png")
 
         browser.evaluate("document.getElementById('undo').click()")
         browser.wait_for("document.getElementById('status').textContent === 'version 1 is current again'", what="undo")

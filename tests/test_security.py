@@ -20,7 +20,17 @@ from tests.test_airflow import migrated_airflow  # noqa: F401  (the fixture)
 
 PROJECT = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = ("songmill", "models", "qc", "operators", "plugins", "dags", "scripts", "benchmarks")
-PATH_VALUES = {"release_id": "debug-single", "run_id": "1", "track_id": "1", "release": "debug-single", "track": "1", "number": "1"}
+PATH_VALUES = {
+    "release_id": "debug-single",
+    "run_id": "1",
+    "track_id": "1",
+    "release": "debug-single",
+    "track": "1",
+    "number": "1",
+    "a": "1",
+    "b": "1",
+    "name": "v0001-v0001-chorus-a-v0001.wav",
+}
 
 
 # ------------------------------------------------------------------ the plugin's routes

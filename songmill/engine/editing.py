@@ -30,6 +30,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -1268,17 +1269,29 @@ def listening_copy(master: Path) -> Path:
     return listening
 
 
-def audition_listening_copy(audition: Path) -> Path:
-    """An audition (`audition_file`) as Opus for the page's "Coming" player: a twentieth of its
-    float WAV, which a browser away from the server would otherwise fetch whole while the edit
-    runs. Named by the audition's contents, not its number: after an edit the gate turned down,
-    the same number is the next edit's audition, and its copy must not be the old one's."""
+def listening_copy_by_contents(source: Path) -> Path:
+    """A file the editor writes again under the same name (an audition, `audition_file`; an A/B
+    excerpt, `ab_preview`) as Opus for the page's players: a twentieth of its float WAV, which a
+    browser away from the server would otherwise fetch whole. Named by the file's contents, not
+    its name: after an edit the gate turned down, the same number is the next edit's audition,
+    and its copy must not be the old one's."""
     from songmill.release.encode import encode_listening_copy
 
-    listening = audition.with_name(f"{audition.stem}-{file_sha256(audition)[:16]}-{LISTENING_BITRATE_KBPS}k.opus")
+    listening = source.with_name(f"{source.stem}-{file_sha256(source)[:16]}-{LISTENING_BITRATE_KBPS}k.opus")
     if not listening.is_file():
-        encode_listening_copy(audition, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
+        encode_listening_copy(source, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
     return listening
+
+
+PREVIEW_FILE = re.compile(r"v\d{4}-v\d{4}-[\w-]+-[ab]-v\d{4}\.wav")  # the names `ab_preview` writes
+
+
+def preview_file(config: str | Path, *, track: int, name: str, out_dir: Path = Path("dist")) -> Path:
+    """An excerpt `ab_preview` wrote for the track, by its file name (nothing else is served)."""
+    path = open_track(config, track).folder(out_dir) / "previews" / name
+    if not PREVIEW_FILE.fullmatch(name) or not path.is_file():
+        raise SongmillError(f"track {track} has no A/B excerpt named {name!r}; ask for the comparison of two versions first")
+    return path
 
 
 def audition_file(config: str | Path, *, track: int, version: int, out_dir: Path = Path("dist")) -> Path | None:
