@@ -575,9 +575,11 @@ def _render_track(job: TrackJob, store_spec: str, heard: Audition | None) -> Tra
 
 
 def _measures(report: dict) -> dict:
+    """What the gate measured on the version's first master: its duration is the file's, release
+    tail included (the score's, in the report, ends 2 s sooner on the demo), as a player shows it."""
     qc = report.get("qc") or {}
     profile: dict = next(iter(qc.get("profiles", {}).values()), {})
-    metrics = {**profile.get("metrics", {}), **qc.get("musical", {}), "duration_s": report.get("duration_s")}
+    metrics = {"duration_s": report.get("duration_s"), **profile.get("metrics", {}), **qc.get("musical", {})}
     return {name: metrics.get(name) for name in MEASURES}
 
 
