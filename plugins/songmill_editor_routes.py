@@ -74,6 +74,15 @@ def add_editor_routes(app, current_user) -> None:
             raise HTTPException(status_code=404, detail=f"release {release} has no track {track} ({tracks_it_has(count)})")
         return config
 
+    def versions_known(config: str, track: int, *numbers: int) -> None:
+        """404 with the sentence naming the versions the track has, for a version it lacks."""
+        from songmill.engine.editing import open_track, versions_of
+
+        try:
+            versions_of(open_track(config, track), numbers)
+        except SongmillError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+
     @app.get("/api/editor/{release}/{track}")
     def editor_state(release: str, track: int):
         try:
@@ -145,10 +154,11 @@ def add_editor_routes(app, current_user) -> None:
         from songmill.engine import editing
 
         config = await run_in_threadpool(track_of, release, track)
+        await run_in_threadpool(versions_known, config, track, a, b)
         try:
             made = await run_in_threadpool(lambda: editing.ab_preview(config, track=track, a=a, b=b, out_dir=load_airflow_settings().out_path))
-        except SongmillError as err:
-            raise HTTPException(status_code=404, detail=str(err)) from None
+        except SongmillError as err:  # a version silent there, its files gone from the store
+            failed(err)
         base = f"/songmill/api/editor/{release}/{track}/previews"
         return JSONResponse(
             {
@@ -203,13 +213,15 @@ def add_editor_routes(app, current_user) -> None:
             failed(err)
         return JSONResponse({"operations": [op.describe() for op in parsed]})
 
-    async def made_current(request: Request, release: str, track: int, move) -> JSONResponse:
-        """Another version current (`move(config, out_dir)`: undo, redo or switch), its files put
-        in the track's `current/` from the store; nothing is rendered."""
+    async def made_current(request: Request, release: str, track: int, move, version: int | None = None) -> JSONResponse:
+        """Another version current (`move(config, out_dir)`: undo, redo or switch to `version`),
+        its files put in the track's `current/` from the store; nothing is rendered."""
         from operators.settings import load_airflow_settings
 
         await current_user(request, changes=EDIT_DAG_ID)
         config = await run_in_threadpool(track_of, release, track)
+        if version is not None:
+            await run_in_threadpool(versions_known, config, track, version)
         try:
             moved = await run_in_threadpool(move, config, load_airflow_settings().out_path)
         except SongmillError as err:
@@ -232,7 +244,7 @@ def add_editor_routes(app, current_user) -> None:
     async def switch(request: Request, release: str, track: int, number: int):
         from songmill.engine import editing
 
-        return await made_current(request, release, track, lambda config, out: editing.switch(config, track=track, version=number, out_dir=out))
+        return await made_current(request, release, track, lambda config, out: editing.switch(config, track=track, version=number, out_dir=out), number)
 
     @app.post("/api/editor/{release}/{track}/hear")
     async def hear(request: Request, release: str, track: int):
@@ -284,7 +296,7 @@ def editor_html(release: str, track: int) -> str:
         """
 const BASE = __BASE__, RELEASE = __RELEASE__, TRACK = __TRACK__;
 const $ = id => document.getElementById(id);
-let state = null;
+let state = null, shownCurrent = null;
 async function load() {
   const res = await fetch(BASE, {credentials: 'same-origin'});
   const loaded = await res.json();
@@ -300,7 +312,8 @@ async function load() {
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
   $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
     + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button> <button class="compare" data-v="${v.number}">A/B with now</button>`) + '</li>').join('');
-  document.querySelectorAll('.compare').forEach(b => { b.onclick = () => compare(Number(b.dataset.v), state.current); });
+  document.querySelectorAll('.compare').forEach(b => { b.disabled = busy; b.onclick = () => compare(Number(b.dataset.v), state.current); });
+  if (state.current !== shownCurrent) { $('ab-box').hidden = true; comparing++; shownCurrent = state.current; }  // its B was the old "now"
   document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching'); });
   $('redo').disabled = busy || !state.redo;
   $('redo').title = state.redo ? `version ${state.redo} again (the last undo set it aside)` : 'nothing to redo: no version was undone since the last edit';
@@ -316,7 +329,7 @@ let busy = false;  // one edit at a time from this page: a second click would ma
 function setBusy(on) {  // record stays usable while a recording is on, so it can always be stopped
   busy = on; ['send', 'undo'].forEach(id => $(id).disabled = on); $('record').disabled = on && !recorder;
   $('redo').disabled = on || !(state && state.redo);
-  document.querySelectorAll('.apply, .make-current').forEach(b => b.disabled = on);
+  document.querySelectorAll('.apply, .make-current, .compare').forEach(b => b.disabled = on);
 }
 function say(text, error) { $('status').textContent = text; $('status').className = error ? 'error' : ''; }
 function esc(t) { const d = document.createElement('div'); d.textContent = t; return d.innerHTML; }
@@ -395,21 +408,27 @@ $('send').onclick = () => apply({command: $('command').value});
 async function move(path, done, what) {  // another version current: its files from the store, nothing rendered
   if (busy) return;
   setBusy(true);
-  try { const res = await fetch(`${BASE}/${path}`, {method: 'POST', credentials: 'same-origin'}); const out = await res.json();
-    if (res.ok) { await load(); say(done(out.current)); } else { say(detail(out), true); } }
-  catch (err) { say(`${what} could not be asked (${err.message}); try again`, true); }
+  let out = null, asked = false;
+  try { const res = await fetch(`${BASE}/${path}`, {method: 'POST', credentials: 'same-origin'}); asked = true; out = await res.json();
+    if (!res.ok) { say(detail(out), true); out = null; } }
+  catch (err) { if (!asked) say(`${what} could not be asked (${err.message}); try again`, true); else say(`${what} was asked, but its answer was lost (${err.message}); reload the page before asking again`, true); }
+  try { if (await load() && out) say(done(out.current)); }  // after a refusal too: another page may have moved the track
+  catch (err) { say(`${out ? done(out.current) : what + ' refused'}; the page could not be brought up to date (${err.message}): reload it`, true); }
   finally { setBusy(false); }
 }
+let comparing = 0;  // the latest comparison asked for: an earlier one answering later is dropped
 async function compare(a, b) {  // the changed section of two versions, matched by the loudness meter (`songmill preview`)
+  const asked = ++comparing;
   say(`comparing version ${a} with version ${b}…`);
   try { const res = await fetch(`${BASE}/ab/${a}/${b}`, {credentials: 'same-origin'}); const out = await res.json();
+    if (asked !== comparing) return;
     if (!res.ok) { say(detail(out), true); return; }
     const listen = LISTEN === 'listen' ? '' : '?listen=false';
     [[a, 'ab-a'], [b, 'ab-b']].forEach(([number, id], i) => { $(id).src = out.players[i] + listen;
       $(`${id}-label`).textContent = `version ${number}, ${out.seconds[i][0]}–${out.seconds[i][1]} s`; });
     $('ab-title').textContent = `A/B: ${out.section}, both at ${out.lufs} LUFS`; $('ab-box').hidden = false;
     say(`version ${a} against version ${b}: ${out.section}, matched in loudness`); }
-  catch (err) { say(`the comparison could not be asked (${err.message}); try again`, true); }
+  catch (err) { if (asked === comparing) say(`the comparison could not be asked (${err.message}); try again`, true); }
 }
 $('undo').onclick = () => move('undo', n => `version ${n} is current again`, 'undo');
 $('redo').onclick = () => move('redo', n => `version ${n} is current again`, 'redo');

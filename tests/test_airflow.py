@@ -701,6 +701,12 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
         absent = client.get(f"/songmill/api/editor/debug-single/1/previews/{name}", headers=auth)
         assert absent.status_code == 404 and "has no A/B excerpt named" in absent.json()["detail"], (name, absent.text)
     assert client.get("/songmill/api/editor/debug-single/1/previews/..%2F..%2Frun-report.json", headers=auth).status_code == 404
+    planted = (
+        editing.open_track(DEBUG, 1).folder(tmp_path / "dist") / "previews" / "v0001-v0001-chorus-a-v0002.wav"
+    )  # a link with a name it writes: never followed
+    planted.symlink_to(tmp_path / "dist" / "debug-single" / "run-report.json")
+    followed = client.get(f"/songmill/api/editor/debug-single/1/previews/{planted.name}?listen=false", headers=auth)
+    assert followed.status_code == 404 and "has no A/B excerpt named" in followed.json()["detail"]
     unknown = client.get("/songmill/api/editor/debug-single/1/ab/1/9", headers=auth)
     assert unknown.status_code == 404 and unknown.json()["detail"] == "track 1 of debug-single has no version 9 (it has: 1)"
     # the "Coming" player's Opus copy of an audition, and of the next edit's audition under the same number
@@ -729,7 +735,7 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     redo = client.post("/songmill/api/editor/debug-single/1/redo", headers=auth)
     assert state["redo"] is None and redo.status_code == 400 and "has nothing to redo (no version was undone" in redo.json()["detail"]
     absent = client.post("/songmill/api/editor/debug-single/1/versions/9/current", headers=auth)
-    assert absent.status_code == 400 and absent.json()["detail"] == "track 1 of debug-single has no version 9 (it has: 1)"
+    assert absent.status_code == 404 and absent.json()["detail"] == "track 1 of debug-single has no version 9 (it has: 1)"
     assert client.post("/songmill/api/editor/debug-single/1/versions/1/current", headers=auth).json() == {"current": 1}
     beyond = client.post("/songmill/api/editor/debug-single/5/undo", headers=auth)
     assert beyond.status_code == 404 and "has no track 5" in beyond.json()["detail"]
@@ -761,3 +767,19 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     assert status == 400 and detail.startswith("give only one of command"), detail
     not_audio = client.post("/songmill/api/editor/debug-single/1/hear", content=b"this is no recording", headers=auth)
     assert not_audio.status_code == 422 and not_audio.json()["detail"].startswith("the recording is not audio songmill can read; record again")
+
+    # with a second version (a new melody for the verse): the A/B finds the verse; undo, redo and
+    # switching move between the versions, and the page's state says what redo would bring back
+    editing.edit(DEBUG, track=1, command="another melody for the verse", out_dir=tmp_path / "dist")
+    compared = client.get("/songmill/api/editor/debug-single/1/ab/1/2", headers=auth).json()
+    assert compared["section"] == "verse" and [Path(p).name.split("-")[-1] for p in compared["players"]] == ["v0001.wav", "v0002.wav"], compared
+
+    def moved(path: str) -> tuple[int, int | None]:
+        answer = client.post(f"/songmill/api/editor/debug-single/1/{path}", headers=auth)
+        assert answer.status_code == 200, answer.text
+        state = client.get("/songmill/api/editor/debug-single/1", headers=auth).json()
+        assert state["current"] == answer.json()["current"]
+        return state["current"], state["redo"]
+
+    assert moved("undo") == (1, 2) and moved("redo") == (2, None) and moved("versions/1/current") == (1, None)
+    assert editing.history(DEBUG, track=1)["current"] == 1

@@ -366,7 +366,7 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert json.loads(spaced.report_path.read_text())["audition"] is None
 
 
-def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog):
+def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog, monkeypatch):
     config, out = in_song / "release.yaml", in_song / "dist"
     parent = editing.history(config, track=1)["current"] or 1  # alone, the edit makes version 1 first
     with caplog.at_level(logging.INFO, logger="songmill.engine.track_stages"):
@@ -405,6 +405,17 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog
     assert abs(levels[0] - levels[1]) < 0.1 and levels[0] == pytest.approx(preview["lufs"], abs=0.1)  # matched by the meter
     with pytest.raises(SongmillError, match=r"has no version 99 \(it has: 1, 2, 3"):
         editing.ab_preview(config, track=1, a=1, b=99, out_dir=out)
+    # the excerpts that older comparisons wrote leave (with their Opus copies) once more are kept than PREVIEWS_KEPT
+    first = [Path(path) for path in preview["files"]]
+    copy = editing.listening_copy_by_contents(first[0])
+    monkeypatch.setattr(editing, "PREVIEWS_KEPT", 2)
+    later = [Path(path) for path in editing.ab_preview(config, track=1, a=1, b=parent, out_dir=out)["files"]]
+    assert all(path.is_file() for path in later) and not any(path.exists() for path in [*first, copy])
+    # an excerpt with no loudness to match (a version silent there) is a sentence, and the last comparison stays
+    monkeypatch.setattr("songmill.core.loudness.integrated_lufs", lambda samples, rate: float("-inf"))
+    with pytest.raises(SongmillError, match=r"^version 1 of track 1 is silent in its verse 2 excerpt: there is no loudness to match"):
+        editing.ab_preview(config, track=1, a=1, b=result.version, section="verse 2", out_dir=out)
+    assert all(path.is_file() for path in later)
 
 
 @pytest.mark.long

@@ -27,13 +27,16 @@ import contextlib
 import dataclasses
 import datetime as dt
 import getpass
+import glob
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -505,6 +508,7 @@ def _set_aside(path: Path) -> Path:
     version (turned down by the gate), renamed so that nobody plays it as this one's."""
     if path.exists():
         path.rename(path.with_name(f"{path.stem}.failed-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S%f}{path.suffix}"))
+        _remove_listening_copies(path)  # the page's Opus copies of the one set aside
     return path
 
 
@@ -966,16 +970,51 @@ def ab_preview(
             end = min(max(end, begin + PREVIEW_MIN_S), begin + PREVIEW_MAX_S, len(audio) / rate)
             excerpts.append(audio[int(begin * rate) : int(end * rate)])
             spans.append([round(begin, 2), round(end, 2)])
-    gains = [PREVIEW_LUFS - loudness.integrated_lufs(x, rate) for x in excerpts]
+    measured = [loudness.integrated_lufs(x, rate) for x in excerpts]
+    for number, lufs in zip((a, b), measured):
+        if not math.isfinite(lufs):
+            raise SongmillError(f"version {number} of track {track} is silent in its {label} excerpt: there is no loudness to match; compare another section")
+    gains = [PREVIEW_LUFS - lufs for lufs in measured]
     headroom = min(PREVIEW_CEILING_DBFS - loudness.sample_peak_dbfs(x) - g for x, g in zip(excerpts, gains))
     shift = min(headroom, 0.0)  # both down together if either would clip: still matched
     files: list[str] = []
+    folder.mkdir(parents=True, exist_ok=True)
     for number, excerpt, gain in zip((a, b), excerpts, gains):
         path = folder / f"v{a:04d}-v{b:04d}-{(label or 'song').replace(' ', '-')}-{'ab'[len(files)]}-v{number:04d}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, (excerpt * 10 ** ((gain + shift) / 20)).astype("float32"), rate)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:  # whole or not at all: the page may be playing the last comparison's
+            write_wav(partial, (excerpt * 10 ** ((gain + shift) / 20)).astype("float32"), rate)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         files.append(str(path))
+    _prune_previews(folder, keep={Path(f).name for f in files})
     return {"section": label, "files": files, "seconds": spans, "lufs": round(PREVIEW_LUFS + shift, 2)}
+
+
+PREVIEWS_KEPT = 20  # excerpt files (and their Opus copies) a track's previews/ keeps: the newest comparisons
+
+
+def _prune_previews(folder: Path, *, keep: set[str]) -> None:
+    """All but the newest PREVIEWS_KEPT excerpts (and those just written) leave `folder`, with
+    their Opus copies: every comparison writes two files, which would otherwise pile up."""
+
+    def written(path: Path) -> int:  # another comparison may have pruned it meanwhile
+        with contextlib.suppress(FileNotFoundError):
+            return path.stat().st_mtime_ns
+        return 0
+
+    excerpts = sorted((f for f in folder.glob("v*.wav") if PREVIEW_FILE.fullmatch(f.name)), key=written, reverse=True)
+    for old in excerpts[PREVIEWS_KEPT:]:
+        if old.name not in keep:
+            _remove_listening_copies(old)
+            old.unlink(missing_ok=True)
+
+
+def _remove_listening_copies(path: Path) -> None:
+    """The Opus copies `listening_copy_by_contents` made of `path`, whatever contents they had."""
+    for copy in path.parent.glob(f"{glob.escape(path.stem)}-*-{LISTENING_BITRATE_KBPS}k.opus"):
+        copy.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- suggestions
@@ -1273,16 +1312,37 @@ def listening_copy(master: Path) -> Path:
 
 def listening_copy_by_contents(source: Path) -> Path:
     """A file the editor writes again under the same name (an audition, `audition_file`; an A/B
-    excerpt, `ab_preview`) as Opus for the page's players: a twentieth of its float WAV, which a
+    excerpt, `ab_preview`) as Opus for the page's players: a seventeenth of its float WAV, which a
     browser away from the server would otherwise fetch whole. Named by the file's contents, not
     its name: after an edit the gate turned down, the same number is the next edit's audition,
     and its copy must not be the old one's."""
     from songmill.release.encode import encode_listening_copy
 
-    listening = source.with_name(f"{source.stem}-{file_sha256(source)[:16]}-{LISTENING_BITRATE_KBPS}k.opus")
-    if not listening.is_file():
-        encode_listening_copy(source, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
+    # a private link to the file as it is now: its writers replace it by renaming (never in
+    # place), so what is hashed is what is encoded, whatever replaces the name meanwhile
+    snapshot = source.with_name(f".{source.name}.{os.getpid()}.{threading.get_ident()}.reading")
+    try:
+        os.link(source, snapshot)
+    except FileNotFoundError:
+        raise SongmillError(f"{source.name} was replaced while it was being read; ask for it again") from None
+    try:
+        listening = source.with_name(f"{source.stem}-{_contents_key(snapshot)}-{LISTENING_BITRATE_KBPS}k.opus")
+        if not listening.is_file():
+            encode_listening_copy(snapshot, listening, bitrate_kbps=LISTENING_BITRATE_KBPS)
+    finally:
+        snapshot.unlink(missing_ok=True)
     return listening
+
+
+_CONTENTS_KEYS: dict[tuple[int, int, int, int], str] = {}  # (device, inode, size, mtime) → sha256 prefix: a player's every range request would hash 68 MB again
+
+
+def _contents_key(path: Path) -> str:
+    facts = path.stat()
+    identity = (facts.st_dev, facts.st_ino, facts.st_size, facts.st_mtime_ns)
+    if identity not in _CONTENTS_KEYS:
+        _CONTENTS_KEYS[identity] = file_sha256(path)[:16]
+    return _CONTENTS_KEYS[identity]
 
 
 PREVIEW_FILE = re.compile(r"v\d{4}-v\d{4}-[\w-]+-[ab]-v\d{4}\.wav")  # the names `ab_preview` writes
@@ -1290,8 +1350,9 @@ PREVIEW_FILE = re.compile(r"v\d{4}-v\d{4}-[\w-]+-[ab]-v\d{4}\.wav")  # the names
 
 def preview_file(config: str | Path, *, track: int, name: str, out_dir: Path = Path("dist")) -> Path:
     """An excerpt `ab_preview` wrote for the track, by its file name (nothing else is served)."""
-    path = open_track(config, track).folder(out_dir) / "previews" / name
-    if not PREVIEW_FILE.fullmatch(name) or not path.is_file():
+    folder = open_track(config, track).folder(out_dir) / "previews"
+    path = folder / name
+    if not PREVIEW_FILE.fullmatch(name) or path.is_symlink() or not path.is_file():  # a link could lead anywhere
         raise SongmillError(f"track {track} has no A/B excerpt named {name!r}; ask for the comparison of two versions first")
     return path
 
