@@ -15,7 +15,8 @@
   edit's master and gate finish;
 - `GET /songmill/api/editor/<release>/<track>/ab/<a>/<b>` — versions a and b compared
   (`songmill preview`): the section that changed, 20–30 s of each matched by the loudness meter,
-  as `…/previews/<name>` (Opus; `?listen=false` the WAV);
+  as `…/previews/<name>` (Opus; `?listen=false` the WAV), and what `songmill diff` says differs
+  (the sections whose notes changed, the measures);
 - `POST /songmill/api/editor/<release>/<track>/check` — a command (or typed operations) read
   against the track as an edit would read it: the operations in words, or the one sentence why
   not (the page asks before it starts a run, so a command that cannot apply starts none);
@@ -157,6 +158,7 @@ def add_editor_routes(app, current_user) -> None:
         await run_in_threadpool(versions_known, config, track, a, b)
         try:
             made = await run_in_threadpool(lambda: editing.ab_preview(config, track=track, a=a, b=b, out_dir=load_airflow_settings().out_path))
+            differs = await run_in_threadpool(lambda: editing.diff(config, track=track, a=a, b=b))
         except SongmillError as err:  # a version silent there, its files gone from the store
             failed(err)
         base = f"/songmill/api/editor/{release}/{track}/previews"
@@ -166,6 +168,8 @@ def add_editor_routes(app, current_user) -> None:
                 "seconds": made["seconds"],
                 "lufs": made["lufs"],
                 "players": [f"{base}/{Path(file).name}" for file in made["files"]],
+                "notes_changed_in": differs["score_sections_changed"],  # as `songmill diff` says
+                "measures": differs["measures"],  # name → [a's, b's], where they differ
             }
         )
 
@@ -427,6 +431,8 @@ async function compare(a, b) {  // the changed section of two versions, matched 
     [[a, 'ab-a'], [b, 'ab-b']].forEach(([number, id], i) => { $(id).src = out.players[i] + listen;
       $(`${id}-label`).textContent = `version ${number}, ${out.seconds[i][0]}–${out.seconds[i][1]} s`; });
     $('ab-title').textContent = `A/B: ${out.section}, both at ${out.lufs} LUFS`; $('ab-box').hidden = false;
+    const measured = Object.entries(out.measures).map(([name, [was, now]]) => `${name.replace(/_/g, ' ')} ${was} → ${now}`);
+    $('ab-differs').textContent = `notes changed in: ${out.notes_changed_in.join(', ') || 'no section'}; measured: ${measured.join('; ') || 'the same'}`;
     say(`version ${a} against version ${b}: ${out.section}, matched in loudness`); }
   catch (err) { if (asked === comparing) say(`the comparison could not be asked (${err.message}); try again`, true); }
 }
@@ -466,7 +472,7 @@ load();
         "<button id='record'>● record</button> <button id='undo'>Undo</button> <button id='redo' disabled>Redo</button><br><label>why (kept in the history) <input id='reason' maxlength='500'></label> "
         "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
-        "<div id='ab-box' hidden><h3 id='ab-title'></h3><div class='row'><div class='col'>A <small id='ab-a-label'></small><br><audio id='ab-a' controls preload='none'></audio></div>"
+        "<div id='ab-box' hidden><h3 id='ab-title'></h3><p id='ab-differs'></p><div class='row'><div class='col'>A <small id='ab-a-label'></small><br><audio id='ab-a' controls preload='none'></audio></div>"
         "<div class='col'>B <small id='ab-b-label'></small><br><audio id='ab-b' controls preload='none'></audio></div></div></div>"
         "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"
         f"<script>{script}</script></body></html>"

@@ -688,6 +688,7 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
 
     compared = client.get("/songmill/api/editor/debug-single/1/ab/1/1", headers=auth)
     assert compared.status_code == 200 and compared.json()["section"] == "chorus" and len(compared.json()["players"]) == 2, compared.text
+    assert compared.json()["notes_changed_in"] == [] and compared.json()["measures"] == {}  # a version against itself
     (begin, end), _ = compared.json()["seconds"]
     excerpt = client.get(compared.json()["players"][0], headers=auth)
     assert excerpt.status_code == 200 and excerpt.headers["content-type"] == "audio/ogg"
@@ -773,6 +774,7 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     editing.edit(DEBUG, track=1, command="another melody for the verse", out_dir=tmp_path / "dist")
     compared = client.get("/songmill/api/editor/debug-single/1/ab/1/2", headers=auth).json()
     assert compared["section"] == "verse" and [Path(p).name.split("-")[-1] for p in compared["players"]] == ["v0001.wav", "v0002.wav"], compared
+    assert compared["notes_changed_in"] == ["verse"] and set(compared["measures"]) <= set(editing.MEASURES), compared  # as songmill diff says
 
     def moved(path: str) -> tuple[int, int | None]:
         answer = client.post(f"/songmill/api/editor/debug-single/1/{path}", headers=auth)

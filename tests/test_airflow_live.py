@@ -368,6 +368,7 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         browser.wait_for("!document.getElementById('ab-box').hidden", what="the A/B players")
         assert browser.evaluate("document.getElementById('status').textContent").startswith("version 1 against version 2: ")
         assert "/previews/v0001-v0002-" in browser.evaluate("document.getElementById('ab-b').src")
+        assert browser.evaluate("document.getElementById('ab-differs').textContent").startswith("notes changed in: no section; measured: ")  # a reverb edit
         for player in ("ab-a", "ab-b"):
             browser.evaluate(f"document.getElementById('{player}').play()", await_promise=True)
             browser.wait_for(f"document.getElementById('{player}').currentTime > 0.5", what=f"the A/B player {player}")
