@@ -4,8 +4,9 @@
   lyrics, players for the current and the previous version, a command box, a record button (the
   browser's microphone, recognised on the server), the suggestions with an apply button, the
   history with undo, redo, any version made current again or compared with the current one
-  (A/B of the changed section, loudness-matched). Applying starts a run of the DAG `songmill_edit` through Airflow's own REST
-  API (with the user's login) and the page follows the run until the new version is there.
+  (A/B of the changed section, loudness-matched). Applying starts a run of the DAG
+  `songmill_edit` through Airflow's own REST API (with the user's login) and the page follows
+  the run until the new version is there.
 - `GET /songmill/api/editor/<release>/<track>` — what the page shows, as JSON;
 - `GET /songmill/api/editor/<release>/<track>/versions/<n>/audio` — a version's master (WAV),
   and `…/versions/<n>/listen` the same as Opus, what the page's players play (a seventeenth of the size);
@@ -25,7 +26,8 @@
   from the store, nothing rendered);
 - `POST /songmill/api/editor/<release>/<track>/hear` — a recording (any format ffmpeg reads) →
   the command heard and its operations, or why none was.
-Reading needs read access to DAG runs; check, undo, redo, switching and hear need edit access to `songmill_edit`.
+Reading needs read access to DAG runs; check, undo, redo, switching and hear need edit access
+to `songmill_edit`.
 A failed edit run's sentence is its task's XCom `error` (operators/editing.py), which the page reads.
 """
 

@@ -1325,6 +1325,8 @@ def listening_copy_by_contents(source: Path) -> Path:
         os.link(source, snapshot)
     except FileNotFoundError:
         raise SongmillError(f"{source.name} was replaced while it was being read; ask for it again") from None
+    except OSError:  # a file system without hard links: a copy is as whole (the name is replaced, never rewritten)
+        shutil.copyfile(source, snapshot)
     try:
         listening = source.with_name(f"{source.stem}-{_contents_key(snapshot)}-{LISTENING_BITRATE_KBPS}k.opus")
         if not listening.is_file():
@@ -1341,6 +1343,8 @@ def _contents_key(path: Path) -> str:
     facts = path.stat()
     identity = (facts.st_dev, facts.st_ino, facts.st_size, facts.st_mtime_ns)
     if identity not in _CONTENTS_KEYS:
+        if len(_CONTENTS_KEYS) >= 10_000:  # a server that runs for months: forget, and hash again when asked
+            _CONTENTS_KEYS.clear()
         _CONTENTS_KEYS[identity] = file_sha256(path)[:16]
     return _CONTENTS_KEYS[identity]
 
