@@ -170,6 +170,7 @@ def add_editor_routes(app, current_user) -> None:
                 "seconds": made["seconds"],
                 "lufs": made["lufs"],
                 "players": [f"{base}/{Path(file).name}" for file in made["files"]],
+                "spec": differs["spec"],  # what was asked for: the track spec's fields, [a's, b's]
                 "notes_changed_in": differs["score_sections_changed"],  # as `songmill diff` says
                 "measures": differs["measures"],  # name → [a's, b's], where they differ
             }
@@ -320,8 +321,10 @@ async function load() {
     + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button> <button class="compare" data-v="${v.number}">A/B with now</button>`) + '</li>').join('');
   document.querySelectorAll('.compare').forEach(b => { b.disabled = busy; b.onclick = () => compare(Number(b.dataset.v), state.current); });
   if (state.current !== shownCurrent) { $('ab-box').hidden = true; comparing++; shownCurrent = state.current; }  // its B was the old "now"
-  document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching'); });
+  document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching', b.dataset.v); });
   $('redo').disabled = busy || !state.redo;
+  $('undo').disabled = busy || !state.previous;
+  $('undo').title = state.previous ? `version ${state.previous} again` : 'nothing to undo: this is the track as its config renders it';
   $('redo').title = state.redo ? `version ${state.redo} again (the last undo set it aside)` : 'nothing to redo: no version was undone since the last edit';
   $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
   $('suggestions').innerHTML += (state.tried_in_vain || []).map(t => `<li class="tried">${esc(t)}</li>`).join('');
@@ -333,8 +336,8 @@ const LISTEN = document.createElement('audio').canPlayType('audio/ogg; codecs=op
 function detail(out) { const d = out && out.detail; return Array.isArray(d) ? d.map(e => e.msg || JSON.stringify(e)).join('; ') : (d && d.message) || d || 'no answer'; }
 let busy = false;  // one edit at a time from this page: a second click would make a second version
 function setBusy(on) {  // record stays usable while a recording is on, so it can always be stopped
-  busy = on; ['send', 'undo'].forEach(id => $(id).disabled = on); $('record').disabled = on && !recorder;
-  $('redo').disabled = on || !(state && state.redo);
+  busy = on; $('send').disabled = on; $('record').disabled = on && !recorder;
+  $('undo').disabled = on || !(state && state.previous); $('redo').disabled = on || !(state && state.redo);
   document.querySelectorAll('.apply, .make-current, .compare').forEach(b => b.disabled = on);
 }
 function say(text, error) { $('status').textContent = text; $('status').className = error ? 'error' : ''; }
@@ -368,7 +371,7 @@ async function start(conf) {
     body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, ...asked, reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
   if (!res.ok) { say(`not started: ${detail(run)}`, true); setBusy(false); return; }
-  $('audition-box').hidden = true;
+  hideAudition(); $('reason').value = '';  // the reason went with this edit: the next one gives its own
   follow(run.dag_run_id, upcoming);
 }
 async function follow(runId, upcoming) {
@@ -384,7 +387,7 @@ async function followed(runId, upcoming) {
   if (!res.ok) throw new Error(detail(run));
   const waits = run.state === 'queued' && await paused();
   say(waits ? 'the edit waits: the DAG songmill_edit is paused in Airflow; unpause it (Dags → songmill_edit) and the edit starts' : `edit run ${run.state}`, waits);
-  if (run.state === 'success') { $('audition-box').hidden = true; setBusy(false);
+  if (run.state === 'success') { hideAudition(); setBusy(false);
     if (await load()) say(`version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : '')); return; }
   if (run.state === 'failed') { say(`the edit failed: ${await failure(runId)}`, true); setBusy(false);
     $('audition-label').textContent = 'the edit that failed (not a version)'; return; }
@@ -411,9 +414,10 @@ async function showAudition(upcoming, runId) {  // the new mix, mastered before 
   $('audition-box').hidden = false;
 }
 $('send').onclick = () => apply({command: $('command').value});
-async function move(path, done, what) {  // another version current: its files from the store, nothing rendered
+async function move(path, done, what, target) {  // another version current: its files from the store, nothing rendered
   if (busy) return;
   setBusy(true);
+  say(`making version ${target} current…`);
   let out = null, asked = false;
   try { const res = await fetch(`${BASE}/${path}`, {method: 'POST', credentials: 'same-origin'}); asked = true; out = await res.json();
     if (!res.ok) { say(detail(out), true); out = null; } }
@@ -433,13 +437,18 @@ async function compare(a, b) {  // the changed section of two versions, matched 
     [[a, 'ab-a'], [b, 'ab-b']].forEach(([number, id], i) => { $(id).src = out.players[i] + listen;
       $(`${id}-label`).textContent = `version ${number}, ${out.seconds[i][0]}–${out.seconds[i][1]} s`; });
     $('ab-title').textContent = `A/B: ${out.section}, both at ${out.lufs} LUFS`; $('ab-box').hidden = false;
-    const measured = Object.entries(out.measures).map(([name, [was, now]]) => `${name.replace(/_/g, ' ')} ${was} → ${now}`);
-    $('ab-differs').textContent = `notes changed in: ${out.notes_changed_in.join(', ') || 'no section'}; measured: ${measured.join('; ') || 'the same'}`;
+    const changes = entries => Object.entries(entries).map(([name, [was, now]]) => `${name.replace(/[._]/g, ' ')} ${JSON.stringify(was)} → ${JSON.stringify(now)}`);
+    $('ab-differs').textContent = `asked: ${changes(out.spec).join('; ') || 'nothing'}; notes changed in: ${out.notes_changed_in.join(', ') || 'no section'}; measured: ${changes(out.measures).join('; ') || 'the same'}`;
     say(`version ${a} against version ${b}: ${out.section}, matched in loudness`); }
   catch (err) { if (asked === comparing) say(`the comparison could not be asked (${err.message}); try again`, true); }
 }
-$('undo').onclick = () => move('undo', n => `version ${n} is current again`, 'undo');
-$('redo').onclick = () => move('redo', n => `version ${n} is current again`, 'redo');
+$('undo').onclick = () => move('undo', n => `version ${n} is current again`, 'undo', state.previous);
+$('redo').onclick = () => move('redo', n => `version ${n} is current again`, 'redo', state.redo);
+$('command').onkeydown = e => { if (e.key === 'Enter' && !busy) $('send').click(); };
+// one player at a time: A/B, now and before are heard in turn, never over each other
+document.querySelectorAll('audio').forEach(player => player.addEventListener('play', () =>
+  document.querySelectorAll('audio').forEach(other => { if (other !== player) other.pause(); })));
+function hideAudition() { const a = $('audition'); a.pause(); a.removeAttribute('src'); a.load(); $('audition-box').hidden = true; }
 let recorder = null;
 $('record').onclick = async () => {
   if (recorder) { recorder.stop(); return; }
@@ -466,8 +475,8 @@ load();
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>"
         f"<h1 id='title'>{html.escape(release)}</h1><canvas id='wave' width='1000' height='140'></canvas>"
-        "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='none'></audio>"
-        "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='none'></audio>"
+        "<div class='row'><div class='col'><h3>Now <small id='current-label'></small></h3><audio id='current' controls preload='metadata'></audio>"
+        "<h3>Before <small id='previous-label'></small></h3><audio id='previous' controls preload='metadata'></audio>"
         "<div id='audition-box' hidden><h3>Coming <small id='audition-label'></small></h3><audio id='audition' controls preload='none'></audio></div></div>"
         f"<div class='col'><h3>Change it</h3><label for='command'>Command</label> <small>(for example: the chorus should hit harder)</small><br>"
         f"<input id='command' maxlength='{COMMAND_MAX_CHARS}'> <button id='send'>Apply</button> "

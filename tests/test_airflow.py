@@ -688,7 +688,7 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
 
     compared = client.get("/songmill/api/editor/debug-single/1/ab/1/1", headers=auth)
     assert compared.status_code == 200 and compared.json()["section"] == "chorus" and len(compared.json()["players"]) == 2, compared.text
-    assert compared.json()["notes_changed_in"] == [] and compared.json()["measures"] == {}  # a version against itself
+    assert compared.json()["notes_changed_in"] == [] and compared.json()["measures"] == {} and compared.json()["spec"] == {}  # a version against itself
     (begin, end), _ = compared.json()["seconds"]
     excerpt = client.get(compared.json()["players"][0], headers=auth)
     assert excerpt.status_code == 200 and excerpt.headers["content-type"] == "audio/ogg"
@@ -775,6 +775,7 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     compared = client.get("/songmill/api/editor/debug-single/1/ab/1/2", headers=auth).json()
     assert compared["section"] == "verse" and [Path(p).name.split("-")[-1] for p in compared["players"]] == ["v0001.wav", "v0002.wav"], compared
     assert compared["notes_changed_in"] == ["verse"] and set(compared["measures"]) <= set(editing.MEASURES), compared  # as songmill diff says
+    assert compared["spec"] == editing.diff(DEBUG, track=1, a=1, b=2)["spec"] != {}
 
     def moved(path: str) -> tuple[int, int | None]:
         answer = client.post(f"/songmill/api/editor/debug-single/1/{path}", headers=auth)

@@ -368,7 +368,8 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         browser.wait_for("!document.getElementById('ab-box').hidden", what="the A/B players")
         assert browser.evaluate("document.getElementById('status').textContent").startswith("version 1 against version 2: ")
         assert "/previews/v0001-v0002-" in browser.evaluate("document.getElementById('ab-b').src")
-        assert browser.evaluate("document.getElementById('ab-differs').textContent").startswith("notes changed in: no section; measured: ")  # a reverb edit
+        differs = browser.evaluate("document.getElementById('ab-differs').textContent")
+        assert differs.startswith("asked: mix vocal reverb db 0 → -6; notes changed in: no section; measured: "), differs  # what the edit asked, and no notes
         for player in ("ab-a", "ab-b"):
             browser.evaluate(f"document.getElementById('{player}').play()", await_promise=True)
             browser.wait_for(f"document.getElementById('{player}').currentTime > 0.5", what=f"the A/B player {player}")
@@ -378,6 +379,7 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
 
         browser.evaluate("document.getElementById('undo').click()")
         browser.wait_for("document.getElementById('status').textContent === 'version 1 is current again'", what="undo")
+        assert browser.evaluate("document.getElementById('undo').disabled")  # version 1 is the config's: nothing before it
         browser.wait_for("document.querySelector('#history li.current') && document.querySelector('#history li.current').textContent.startsWith('v1')")
         browser.screenshot(shots / "editor-undone.png")
         browser.wait_for("!document.getElementById('redo').disabled", what="redo offered once a version was undone")

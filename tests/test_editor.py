@@ -119,6 +119,13 @@ def test_held_out_phrasings_parse(corpus, bar):
         ("plus fort la voix", '"plus fort la voix" is not a command songmill understands (it reads English commands only)', "louder vocals"),
         ("make the vocals louder, la voix plus forte", '"la voix plus forte" is not a command songmill understands (it reads English commands only)', None),
         ("moins de basse", "(it reads English commands only)", None),
+        # another language even where its words would read: "moins" is less, not more, and nothing is guessed
+        (
+            "moins de réverbération sur la voix",
+            '"moins de réverbération sur la voix" is not a command songmill understands (it reads English commands only)',
+            None,
+        ),
+        ("louder vocals, mehr hall auf der stimme", '"mehr hall auf der stimme" is not a command songmill understands (it reads English commands only)', None),
         ("wobble the flux capacitor", '"wobble the flux capacitor" is not a command songmill understands; nearest', None),  # English: no language hint
         ("", "the command is empty", "slow it down a bit"),
         ("drop the chorus", "the song has 3 sections called chorus (chorus 1, chorus 2, chorus 3); say which", "drop chorus 2"),
@@ -138,7 +145,11 @@ def test_held_out_phrasings_parse(corpus, bar):
             None,
         ),  # quoted as typed
         # a section the song lacks is never offered as a command that works
-        ("louder drums in the bridge 7", "a part's level is set for the whole song, not in one section such as bridge 7", "louder drums"),
+        (
+            "louder drums in the bridge 7",
+            "a part's level is set for the whole song, not in one section such as bridge 7; and the song has no bridge 7 (its sections: intro, verse 1,",
+            "louder drums",
+        ),
     ],
 )
 def test_a_command_that_cannot_be_read_says_why_and_what_would_work(command, says, suggests):

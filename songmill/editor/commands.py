@@ -150,6 +150,8 @@ def parse_command(text: str, song: SongFacts) -> list:
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
         foreign = foreign_command or _in_another_language(words)
+        if _in_another_language(_without_names(words, song)):  # even where some of its words would read: "moins de réverbération" is not "more reverb"
+            raise CommandError(f'"{words}" is not a command songmill understands (it reads English commands only)', nearest_commands(clause, song))
         named, refused = _parts_named_before(clause, readings, song), None
         try:
             read, clause = _read_in_context(clause, readings, song)
@@ -655,6 +657,15 @@ FOREIGN_WORDS = frozenset(
 )
 
 
+def _without_names(words: str, song: SongFacts) -> str:
+    """`words` without the song's own names (its voices, sections and parts), which may carry
+    accents in any language ("sing it with zoë")."""
+    names = sorted({*song.identities, *song.labels, *song.parts}, key=len, reverse=True)
+    for name in names:
+        words = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", " ", words, flags=re.IGNORECASE)
+    return words
+
+
 def _in_another_language(words: str) -> bool:
     """Whether a command that cannot be read looks written in another language than English (the
     command as typed: its accents say it, which the reading strips)."""
@@ -670,9 +681,11 @@ def _song_wide(clause: str, song: SongFacts, what: str, examples: list[str], *, 
     a section named as one counts ("at the end of each line" names no outro)."""
     section = _section(clause, song, by_place=False)
     if section is not None:
-        if band_in_section and (section in song.labels or section in (name for name, _ in song.sections)):  # offered only where it works
+        known = section in song.labels or section in (name for name, _ in song.sections)
+        if band_in_section and known:  # offered only where it works
             examples = [*examples, f"make the {section} {'quieter' if _direction(clause) < 0 else 'louder'}"]
-        raise CommandError(f'"{clause}": {what} set for the whole song, not in one section such as {section}', examples)
+        absent = "" if known else f"; and the song has no {section} (its sections: {', '.join(song.labels)})"
+        raise CommandError(f'"{clause}": {what} set for the whole song, not in one section such as {section}{absent}', examples)
 
 
 def _mute(clause: str, song: SongFacts):

@@ -34,6 +34,7 @@ from songmill.core.audio import decode, resample, write_pcm_wav
 from songmill.core.errors import SongmillError
 from songmill.core.loudness import true_peak_dbtp
 from songmill.core.profiles import LOSSY_RATE_HZ, AudioFormat, DeliveryProfile
+from songmill.core.store import as_if_created
 from songmill.production.dither import to_pcm
 
 log = logging.getLogger("songmill.release.encode")
@@ -93,6 +94,7 @@ def encode_listening_copy(source: Path, dest: Path, *, bitrate_kbps: int = 160) 
     try:
         options = {"acodec": "libopus", "audio_bitrate": f"{bitrate_kbps}k", "format": "ogg", "map_metadata": -1}
         _ffmpeg(ffmpeg.input(str(source)).output(partial, **options).overwrite_output(), f"encoding {dest.name} to listen to")
+        as_if_created(partial)  # readable as the masters beside it are, not tempfile's 0600
         os.replace(partial, dest)
     finally:
         Path(partial).unlink(missing_ok=True)
