@@ -667,8 +667,8 @@ def _without_names(words: str, song: SongFacts) -> str:
 
 
 def _in_another_language(words: str) -> bool:
-    """Whether a command that cannot be read looks written in another language than English (the
-    command as typed: its accents say it, which the reading strips)."""
+    """Whether a command (or one of its clauses) looks written in another language than English:
+    accents (in the command as typed; the reading strips them), or two of FOREIGN_WORDS."""
     if re.search(r"[à-öø-ÿœß]", words.lower()):
         return True
     return sum(word in FOREIGN_WORDS for word in re.findall(r"[a-zà-ÿ]+", words.lower())) >= 2
