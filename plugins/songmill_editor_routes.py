@@ -61,7 +61,9 @@ def add_editor_routes(app, current_user) -> None:
             raise HTTPException(status_code=404, detail=str(err)) from None
 
     def failed(err: SongmillError):
-        raise HTTPException(status_code=400, detail=str(err)) from None
+        from songmill.engine.editing import UnknownVersion
+
+        raise HTTPException(status_code=404 if isinstance(err, UnknownVersion) else 400, detail=str(err)) from None
 
     def track_of(release: str, track: int) -> str:
         """The release's config, once the track is known to be one of its tracks."""
@@ -76,15 +78,6 @@ def add_editor_routes(app, current_user) -> None:
         if not 1 <= track <= count:
             raise HTTPException(status_code=404, detail=f"release {release} has no track {track} ({tracks_it_has(count)})")
         return config
-
-    def versions_known(config: str, track: int, *numbers: int) -> None:
-        """404 with the sentence naming the versions the track has, for a version it lacks."""
-        from songmill.engine.editing import open_track, versions_of
-
-        try:
-            versions_of(open_track(config, track), numbers)
-        except SongmillError as err:
-            raise HTTPException(status_code=404, detail=str(err)) from None
 
     @app.get("/api/editor/{release}/{track}")
     def editor_state(release: str, track: int):
@@ -127,29 +120,35 @@ def add_editor_routes(app, current_user) -> None:
         except SongmillError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
 
+    def audition_there(release: str, track: int, number: int):
+        path = audition_of(release, track, number)
+        if path is None:
+            raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
+        return path
+
+    def rewritten_as_opus(path):
+        """A file written again under the same name (an audition, an A/B excerpt) as Opus; never
+        cached by the browser, since the name's next file is another's."""
+        from songmill.engine import editing
+
+        try:
+            listening = editing.listening_copy_by_contents(path)
+        except SongmillError as err:  # the file is there: this is the encoder's failure
+            raise HTTPException(status_code=500, detail=str(err)) from None
+        return FileResponse(listening, media_type="audio/ogg", headers={"Cache-Control": "no-store"})
+
     @app.get("/api/editor/{release}/{track}/auditions/{number}")
     def audition_ready(release: str, track: int, number: int):
         return JSONResponse({"ready": audition_of(release, track, number) is not None})
 
     @app.get("/api/editor/{release}/{track}/auditions/{number}/audio")
     def audition_audio(release: str, track: int, number: int):
-        path = audition_of(release, track, number)
-        if path is None:
-            raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
+        path = audition_there(release, track, number)
         return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})  # the same number is another edit's after a failed one
 
     @app.get("/api/editor/{release}/{track}/auditions/{number}/listen")
     def audition_listening(release: str, track: int, number: int):
-        from songmill.engine import editing
-
-        path = audition_of(release, track, number)
-        if path is None:
-            raise HTTPException(status_code=404, detail=f"version {number} of track {track} has no audition yet: an edit writes one once its new mix is made")
-        try:
-            listening = editing.listening_copy_by_contents(path)
-        except SongmillError as err:  # the audition is there: this is the encoder's failure
-            raise HTTPException(status_code=500, detail=str(err)) from None
-        return FileResponse(listening, media_type="audio/ogg", headers={"Cache-Control": "no-store"})
+        return rewritten_as_opus(audition_there(release, track, number))
 
     @app.get("/api/editor/{release}/{track}/ab/{a}/{b}")
     async def compare(release: str, track: int, a: int, b: int):
@@ -157,12 +156,11 @@ def add_editor_routes(app, current_user) -> None:
         from songmill.engine import editing
 
         config = await run_in_threadpool(track_of, release, track)
-        await run_in_threadpool(versions_known, config, track, a, b)
         try:
             made = await run_in_threadpool(lambda: editing.ab_preview(config, track=track, a=a, b=b, out_dir=load_airflow_settings().out_path))
-            differs = await run_in_threadpool(lambda: editing.diff(config, track=track, a=a, b=b))
-        except SongmillError as err:  # a version silent there, its files gone from the store
+        except SongmillError as err:  # a version the track lacks (404), one silent there, its files gone from the store
             failed(err)
+        differs = made["differs"]
         base = f"/songmill/api/editor/{release}/{track}/previews"
         return JSONResponse(
             {
@@ -186,12 +184,8 @@ def add_editor_routes(app, current_user) -> None:
         except SongmillError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
         if not listen:
-            return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})
-        try:
-            listening = editing.listening_copy_by_contents(path)
-        except SongmillError as err:
-            raise HTTPException(status_code=500, detail=str(err)) from None
-        return FileResponse(listening, media_type="audio/ogg", headers={"Cache-Control": "no-store"})  # remade under its name by a later comparison
+            return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})  # remade under its name by a later comparison
+        return rewritten_as_opus(path)
 
     @app.post("/api/editor/{release}/{track}/check")
     async def check(request: Request, release: str, track: int):
@@ -220,15 +214,13 @@ def add_editor_routes(app, current_user) -> None:
             failed(err)
         return JSONResponse({"operations": [op.describe() for op in parsed]})
 
-    async def made_current(request: Request, release: str, track: int, move, version: int | None = None) -> JSONResponse:
-        """Another version current (`move(config, out_dir)`: undo, redo or switch to `version`),
-        its files put in the track's `current/` from the store; nothing is rendered."""
+    async def made_current(request: Request, release: str, track: int, move) -> JSONResponse:
+        """Another version current (`move(config, out_dir)`: undo, redo or switch), its files put
+        in the track's `current/` from the store; nothing is rendered. A version the track lacks is 404."""
         from operators.settings import load_airflow_settings
 
         await current_user(request, changes=EDIT_DAG_ID)
         config = await run_in_threadpool(track_of, release, track)
-        if version is not None:
-            await run_in_threadpool(versions_known, config, track, version)
         try:
             moved = await run_in_threadpool(move, config, load_airflow_settings().out_path)
         except SongmillError as err:
@@ -251,7 +243,7 @@ def add_editor_routes(app, current_user) -> None:
     async def switch(request: Request, release: str, track: int, number: int):
         from songmill.engine import editing
 
-        return await made_current(request, release, track, lambda config, out: editing.switch(config, track=track, version=number, out_dir=out), number)
+        return await made_current(request, release, track, lambda config, out: editing.switch(config, track=track, version=number, out_dir=out))
 
     @app.post("/api/editor/{release}/{track}/hear")
     async def hear(request: Request, release: str, track: int):

@@ -149,9 +149,9 @@ def parse_command(text: str, song: SongFacts) -> list:
     foreign_command = _in_another_language(text)  # as typed: the reading strips its accents
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
-        foreign = foreign_command or _in_another_language(words)
         if _in_another_language(_without_names(words, song)):  # even where some of its words would read: "moins de réverbération" is not "more reverb"
             raise CommandError(f'"{words}" is not a command songmill understands (it reads English commands only)', nearest_commands(clause, song))
+        foreign = foreign_command  # the clause itself reads as English (above); the command around it may not
         named, refused = _parts_named_before(clause, readings, song), None
         try:
             read, clause = _read_in_context(clause, readings, song)

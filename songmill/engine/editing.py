@@ -840,8 +840,12 @@ def _holds_exactly(existing: Path, ref: dict) -> bool:
         return False
 
 
+class UnknownVersion(InputError):
+    """A version number the track does not have (the editor page answers 404)."""
+
+
 def versions_of(target: EditedTrack, wanted: tuple[int, ...] = (), *, database_url: str | None = None) -> dict[int, dict]:
-    """The track's versions by number; SongmillError naming the first of `wanted` it lacks."""
+    """The track's versions by number; UnknownVersion naming the first of `wanted` it lacks."""
     catalogue = Catalogue.open(database_url)
     try:
         versions = {v["number"]: v for v in catalogue.versions(target.release_id, target.number)}
@@ -849,7 +853,7 @@ def versions_of(target: EditedTrack, wanted: tuple[int, ...] = (), *, database_u
         catalogue.close()
     missing = [n for n in wanted if n not in versions]
     if missing:
-        raise SongmillError(
+        raise UnknownVersion(
             f"track {target.number} of {target.release_id} has no version {missing[0]} (it has: {', '.join(map(str, sorted(versions))) or 'none; edit it first'})"
         )
     return versions
@@ -872,12 +876,15 @@ def diff(config: str | Path, *, track: int, a: int, b: int, database_url: str | 
     decisions and the measured loudness, tempo and key."""
     target = open_track(config, track)
     versions = versions_of(target, (a, b), database_url=database_url)
-    store = open_store(store_spec or default_store_spec())
-    va, vb = versions[a], versions[b]
+    return _differences(versions[a], versions[b], _score_sections_changed(versions[a], versions[b], open_store(store_spec or default_store_spec())))
+
+
+def _differences(va: dict, vb: dict, sections_changed: list[str]) -> dict:
+    """`diff`'s answer for two versions, given the sections whose notes differ between them."""
     return {
-        "versions": [a, b],
+        "versions": [va["number"], vb["number"]],
         "spec": _dict_diff(va["track_spec"], vb["track_spec"]),
-        "score_sections_changed": _score_sections_changed(va, vb, store),
+        "score_sections_changed": sections_changed,
         "measures": {k: [va["measures"].get(k), vb["measures"].get(k)] for k in MEASURES if va["measures"].get(k) != vb["measures"].get(k)},
         "artifacts_changed": sorted(  # delivery files aside: versions made before export moved to delivery held them, later ones do not
             n
@@ -943,7 +950,8 @@ def ab_preview(
 ) -> dict:
     """Loudness-matched excerpts of two versions around one section (20–30 s, from 2 s before it):
     the section named, else the first whose notes changed between them, else the first chorus.
-    Returns {"section", "files": [a, b], "seconds": [[start, end] per version], "lufs"}."""
+    Returns {"section", "files": [a, b], "seconds": [[start, end] per version], "lufs", "differs":
+    what `diff` returns for the two}."""
     from songmill.core import loudness
     from songmill.core.audio import read_wav, write_wav
     from songmill.core.sections import sections_named
@@ -989,7 +997,9 @@ def ab_preview(
             partial.unlink(missing_ok=True)
         files.append(str(path))
     _prune_previews(folder, keep={Path(f).name for f in files})
-    return {"section": label, "files": files, "seconds": spans, "lufs": round(PREVIEW_LUFS + shift, 2)}
+    # what `diff` says of the two, from what was read here already (the editor page shows it)
+    differs = _differences(versions[a], versions[b], changed)
+    return {"section": label, "files": files, "seconds": spans, "lufs": round(PREVIEW_LUFS + shift, 2), "differs": differs}
 
 
 PREVIEWS_KEPT = 20  # excerpt files (and their Opus copies) a track's previews/ keeps: the newest comparisons

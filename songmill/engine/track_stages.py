@@ -452,7 +452,7 @@ def _run_vocals(ctx: StageContext) -> None:
 
 VOCALS = Stage(
     name="vocals",
-    version="6",  # 6: a phrase's speech seeded by what it says, a line sung again spoken once  # 5: backing takes panned phrase by phrase; phrases sung before read back from their stems
+    version="6",  # 6: a phrase's speech seeded by what it says, a line sung again spoken once; 5: backing takes panned phrase by phrase, phrases sung before read back
     inputs=("score.json",),
     outputs=(),
     output_glob="vocal*",
