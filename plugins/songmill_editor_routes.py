@@ -3,7 +3,7 @@
 - `GET /songmill/editor/<release>/<track>` — the page: the song's sections over its waveform, the
   lyrics, players for the current and the previous version, a command box, a record button (the
   browser's microphone, recognised on the server), the suggestions with an apply button, the
-  history with undo, redo, any version made current again or compared with the current one
+  history with undo, redo, any version made current again or compared with the current one (or with any other)
   (A/B of the changed section, loudness-matched). Applying starts a run of the DAG
   `songmill_edit` through Airflow's own REST API (with the user's login) and the page follows
   the run until the new version is there.
@@ -309,11 +309,12 @@ async function load() {
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
-  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
-    + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button> <button class="compare" data-v="${v.number}">A/B with now</button>`) + '</li>').join('');
-  document.querySelectorAll('.compare').forEach(b => { b.disabled = busy; b.onclick = () => compare(Number(b.dataset.v), state.current); });
-  if (state.current !== shownCurrent) { $('ab-box').hidden = true; comparing++; shownCurrent = state.current; }  // its B was the old "now"
-  document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching', b.dataset.v); });
+  if (state.current !== shownCurrent) { $('ab-box').hidden = true; comparing++; shownCurrent = state.current; against = null; }  // its B was the old "now"
+  if (against !== null && !state.versions.some(v => v.number === against)) against = null;
+  $('ab-against').innerHTML = `<option value="">now (version ${state.current})</option>`
+    + state.versions.filter(v => v.number !== state.current).map(v => `<option value="${v.number}">version ${v.number}</option>`).join('');
+  $('ab-against').value = against === null ? '' : String(against);
+  drawHistory();
   $('redo').disabled = busy || !state.redo;
   $('undo').disabled = busy || !state.previous;
   $('undo').title = state.previous ? `version ${state.previous} again` : 'nothing to undo: this is the track as its config renders it';
@@ -323,6 +324,16 @@ async function load() {
   document.querySelectorAll('.apply').forEach(b => { b.disabled = busy; b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
   return true;
 }
+let against = null;  // the version the history's A/B buttons compare with: null is the current one ("now")
+function drawHistory() {
+  const other = against === null ? state.current : against, name = against === null ? 'now' : `version ${against}`;
+  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
+    + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button>`)
+    + (v.number === other ? '' : ` <button class="compare" data-v="${v.number}">A/B with ${name}</button>`) + '</li>').join('');
+  document.querySelectorAll('.compare').forEach(b => { b.disabled = busy; b.onclick = () => compare(Number(b.dataset.v), other); });
+  document.querySelectorAll('.make-current').forEach(b => { b.disabled = busy; b.onclick = () => move(`versions/${b.dataset.v}/current`, n => `version ${n} is current`, 'switching', b.dataset.v); });
+}
+$('ab-against').onchange = () => { against = $('ab-against').value === '' ? null : Number($('ab-against').value); if (state) drawHistory(); };
 // Opus where the browser plays it (a seventeenth of the WAV), else the master itself
 const LISTEN = document.createElement('audio').canPlayType('audio/ogg; codecs=opus') ? 'listen' : 'audio';
 function detail(out) { const d = out && out.detail; return Array.isArray(d) ? d.map(e => e.msg || JSON.stringify(e)).join('; ') : (d && d.message) || d || 'no answer'; }
@@ -477,6 +488,6 @@ load();
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
         "<div id='ab-box' hidden><h3 id='ab-title'></h3><p id='ab-differs'></p><div class='row'><div class='col'>A <small id='ab-a-label'></small><br><audio id='ab-a' controls preload='none'></audio></div>"
         "<div class='col'>B <small id='ab-b-label'></small><br><audio id='ab-b' controls preload='none'></audio></div></div></div>"
-        "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><ul id='history'></ul></div></div>"
+        "<div class='row'><div class='col'><h3>Lyrics</h3><div id='lyrics'></div></div><div class='col'><h3>History</h3><label>A/B against <select id='ab-against'></select></label><ul id='history'></ul></div></div>"
         f"<script>{script}</script></body></html>"
     )

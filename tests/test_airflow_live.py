@@ -3,7 +3,7 @@
 - the manual DAG triggered with a Params payload (and refused with one outside the schema);
 - a task process killed with SIGKILL mid-stage: Airflow retries it, nothing lost or duplicated;
 - the song editor's page in headless Chromium: log in, type a command, the new version appears
-  and plays, A/B against the first, undo, redo, a version made current from the history (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
+  and plays, A/B against the first, undo, redo, a version made current from the history, A/B of two chosen versions (screenshots: SONGMILL_SCREENSHOTS_DIR, else the test's folder);
 - CeleryExecutor with Redis as broker and PostgreSQL as result backend, two workers on this
   machine (queues `default` and `gpu`): the gpu stages run on the gpu worker, the others not.
 
@@ -315,7 +315,8 @@ def _log_in(browser: Browser, password: str) -> None:
 def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoes_and_redoes(live_local):
     """A person at the editor page (after the demo release was rendered by its DAG): sent to the
     login page and back, types a command, watches the edit run, hears the new version, compares it
-    with version 1 (A/B), undoes, redoes, and makes version 1 current again from the history."""
+    with version 1 (A/B), undoes, redoes, makes version 1 current again from the history, and compares
+    it with version 2 chosen above the history."""
     airflow, rest, tmp, catalogue_url = live_local
     assert (tmp / "dist" / "demo-single" / "run-report.json").is_file(), "the demo release is rendered by the test before this one"
     assert not rest.dag("songmill_edit")["is_paused"]  # it runs only when asked: never left paused for the page to wait on
@@ -390,6 +391,13 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         browser.evaluate("document.querySelector('.make-current[data-v=\"1\"]').click()")  # any version, from the history
         browser.wait_for("document.getElementById('status').textContent === 'version 1 is current'", what="version 1 made current from the history")
         assert browser.evaluate("document.querySelector('#history li.current').textContent").startswith("v1")
+        # A/B of any two versions: the history's buttons compare with the version chosen above it
+        browser.evaluate("const chosen = document.getElementById('ab-against'); chosen.value = '2'; chosen.dispatchEvent(new Event('change'))")
+        assert browser.evaluate("document.querySelector('.compare[data-v=\"1\"]').textContent") == "A/B with version 2"
+        assert browser.evaluate("document.querySelector('.compare[data-v=\"2\"]') === null")  # a version is not compared with itself
+        browser.evaluate("document.querySelector('.compare[data-v=\"1\"]').click()")
+        browser.wait_for("document.getElementById('status').textContent.startsWith('version 1 against version 2: ')", what="the A/B of two chosen versions")
+        assert not browser.evaluate("document.getElementById('ab-box').hidden")
         assert not [line for line in browser.console if line.startswith("exception")], browser.console
     runs = rest.get("/api/v2/dags/songmill_edit/dagRuns")["dag_runs"]
     assert [r["state"] for r in runs] == ["success"] and runs[0]["conf"]["command"] == "less reverb on the voice"
