@@ -27,6 +27,7 @@ from songmill.core.store import open_store
 from songmill.editor.commands import parse_command
 from songmill.editor.operations import (
     OPERATIONS,
+    STEPS,
     MasterTone,
     NewChords,
     NewMelody,
@@ -37,6 +38,7 @@ from songmill.editor.operations import (
     SectionLevel,
     SongFacts,
     Tempo,
+    VoiceIdentity,
     apply_operations,
     contradictions,
 )
@@ -111,6 +113,30 @@ def test_held_out_phrasings_parse(corpus, bar):
     the gaps they showed were then fixed: these are the figures since, not held-out ones)."""
     accuracy, wrong = corpus_accuracy(DATA / corpus)
     assert accuracy >= bar, "\n".join(wrong)
+
+
+ACCENTED_SONG = SongFacts(
+    sections=[("verse", 8), ("chorus", 8)], parts=["bass", "drums", "vocal-lead"], identities=["ava", "zoë", "renée"], tempo_bpm=104, key="A minor"
+)
+
+
+@pytest.mark.parametrize("command", ["sing it with zoë", "sing it with Zoë", "SING IT WITH ZOË", "sing it with zoe", "sing it with zoé"])
+def test_a_voice_whose_name_has_an_accent_answers_to_it_however_typed(command):
+    """A voice called zoë (the registry's names are the label's to choose) is read with its
+    accent, capitalised, without it or with it misplaced: the reading keeps English letters only,
+    and used to cut "zoë" to "zo", refuse the command as another language, and offer the very
+    command it had refused as the nearest that works."""
+    assert parse_command(command, ACCENTED_SONG) == [VoiceIdentity(identity="zoë")]
+
+
+def test_accented_voice_names_beside_other_requests_and_another_language():
+    assert parse_command("let renée sing it, and a bit louder drums", ACCENTED_SONG) == [
+        VoiceIdentity(identity="renée"),
+        PartLevel(part="drums", by_db=STEPS["level_db"][0]),
+    ]
+    with pytest.raises(SongmillError) as caught:  # the name reads; the clause in French still does not, quoted with its accents
+        parse_command("sing it with zoë, moins de réverbération sur la voix", ACCENTED_SONG)
+    assert str(caught.value).startswith('"moins de réverbération sur la voix" is not a command songmill understands (it reads English commands only)')
 
 
 @pytest.mark.parametrize(

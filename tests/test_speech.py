@@ -12,6 +12,7 @@ import soundfile as sf
 
 from songmill.core.errors import SongmillError
 from songmill.editor.commands import parse_command
+from songmill.editor.operations import VoiceIdentity
 from songmill.editor.speech import (
     NoCommandHeard,
     Recogniser,
@@ -91,6 +92,18 @@ def test_spoken_commands_are_heard_in_both_voices(recogniser):
     sentences = ["slow it down to ninety two", "sing it with cleo", "another melody for the second verse", "mute the bass", "less reverb on the voice"]
     accuracy = spoken_accuracy(sentences, recogniser)
     assert accuracy["clean"] >= 0.8 and accuracy["noisy"] >= 0.8, accuracy
+
+
+def test_a_voice_whose_name_has_an_accent_is_in_the_grammar_and_heard():
+    """A voice called zoë: the grammar (and so the recogniser's dictionary, in English letters)
+    has it as "zoe", which the reading takes back to zoë. An accented name in the grammar stopped
+    PocketSphinx from starting at all."""
+    from tests.test_editor import ACCENTED_SONG
+
+    recogniser = Recogniser(ACCENTED_SONG)
+    assert "zoe" in recogniser.grammar and "zoë" not in recogniser.grammar
+    said, rate = speak("sing it with zoe", VOICES[0])
+    assert spoken_command(said, rate, ACCENTED_SONG, recogniser)[1] == [VoiceIdentity(identity="zoë")]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -111,7 +112,7 @@ def _vocabulary(song: SongFacts) -> set[str]:
     words.update(
         ("pre", "post", "hip", "hop", "bpm", "semitone", "semitones", "bars", "bar", "percent", "db", "left", "right", "centre", "center", "last", "final")
     )
-    words.update(song.identities)
+    words.update(folded(name) for name in song.identities)
     for part in song.parts:
         words.update(part.split("-"))
     return words
@@ -139,14 +140,14 @@ def parse_command(text: str, song: SongFacts) -> list:
     replaced = _replaced_line(text, song)  # quoted words are read before anything else touches them
     if replaced is not None:
         return replaced
-    clean = _normalise(text)
+    foreign_command = _in_another_language(_without_names(text, song))  # as typed: the reading strips its accents
+    clean = _normalise(_names_folded(text, song))  # "zoë" read as "zoe", not cut to "zo" with the other letters outside English
     if not clean:
         raise CommandError("the command is empty (say what to change, such as 'slow it down to 92')", example_commands(song)[:3])
     vocabulary = _vocabulary(song)
     readings: list[tuple[str, list]] = []  # (clause, its operations)
     clauses = [_correct_spelling(c, vocabulary) for c in _clauses(clean)]
-    said = _clauses(clean) if len(clauses) > 1 else [text.strip()]  # a clause is quoted as typed where it is the whole command ("más reverberación")
-    foreign_command = _in_another_language(text)  # as typed: the reading strips its accents
+    said = _clauses_as_typed(text, len(clauses)) if len(clauses) > 1 else [text.strip()]  # each clause quoted with its accents ("más reverberación")
     while clauses:
         clause, words = clauses.pop(0), said.pop(0)
         if _in_another_language(_without_names(words, song)):  # even where some of its words would read: "moins de réverbération" is not "more reverb"
@@ -353,11 +354,12 @@ def _parts_named_before(clause: str, readings: list[tuple[str, list]], song: Son
     return " and ".join(dict.fromkeys(named)) or None
 
 
-def _normalise(text: str) -> str:
+def _normalise(text: str, *, letters: str = "a-z") -> str:
+    """The command as the rules read it: lower case, English letters (`letters`), clauses apart."""
     # "waaay" → "way"
     text = re.sub(r"([a-z])\1{2,}", r"\1", text.lower()).replace("’", "'").replace("pre chorus", "pre-chorus").replace("prechorus", "pre-chorus")
     text = text.replace("post chorus", "post-chorus").replace("hip hop", "hip-hop").replace("hiphop", "hip-hop").replace("synth pop", "synthpop")
-    text = re.sub(r"[^a-z0-9#.%+\-', ]", " ", text.replace(",", " , ").replace(";", " , "))
+    text = re.sub(rf"[^{letters}0-9#.%+\-', ]", " ", text.replace(",", " , ").replace(";", " , "))
     text = re.sub(r"\b(it|that|he|she|there|what)'s\b", r"\1 is", text)
     text = re.sub(r"([a-z])'s\b", r"\1 is", text).replace("'", " ")  # "piano's a little loud"
     text = re.sub(r"(?<![0-9])\.|\.(?![0-9])", " , ", text)  # a full stop ends a clause (not one in "2.5")
@@ -374,6 +376,13 @@ def _correct_spelling(text: str, vocabulary: set[str]) -> str:
             word = close[0] if close else word
         out.append(word)
     return " ".join(out)
+
+
+def _clauses_as_typed(text: str, count: int) -> list[str]:
+    """The command's clauses with their accents kept, to quote in an error ("moins de
+    réverbération", not "moins de r verb ration"); the read clauses where they do not pair up."""
+    typed = _clauses(_normalise(text, letters="a-zà-öø-ÿœæß"))
+    return typed if len(typed) == count else _clauses(_normalise(text))
 
 
 def _clauses(text: str) -> list[str]:
@@ -663,7 +672,26 @@ def _without_names(words: str, song: SongFacts) -> str:
     names = sorted({*song.identities, *song.labels, *song.parts}, key=len, reverse=True)
     for name in names:
         words = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", " ", words, flags=re.IGNORECASE)
-    return words
+    voices = {folded(name) for name in song.identities}  # a voice's name with its accent misplaced ("zoé" for zoë) is still its name
+    return re.sub(r"\w+", lambda word: " " if folded(word.group()) in voices else word.group(), words)
+
+
+_LETTERS_APART = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d"})
+
+
+def folded(name: str) -> str:
+    """A name as the reading sees it: lower case, its accents dropped ("Zoë" → "zoe", "Renée" →
+    "renee"), so that a voice called zoë answers to "zoë", "Zoë" and "zoe" alike."""
+    decomposed = unicodedata.normalize("NFKD", name.lower().translate(_LETTERS_APART))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _names_folded(text: str, song: SongFacts) -> str:
+    """`text` with each word that is one of the song's accented voice names, however it is
+    accented or capitalised, folded (`folded`): the reading keeps only English letters, and would
+    cut "zoë" to "zo"."""
+    voices = {folded(name) for name in song.identities if folded(name) != name.lower()}
+    return re.sub(r"\w+", lambda word: folded(word.group()) if folded(word.group()) in voices else word.group(), text)
 
 
 def _in_another_language(words: str) -> bool:
@@ -781,7 +809,7 @@ def _tone(clause: str, song: SongFacts):
 
 
 def _identity(clause: str, song: SongFacts):
-    name = next((i for i in song.identities if _has(clause, i)), None)
+    name = next((i for i in song.identities if _has(clause, folded(i))), None)  # the clause's names are folded (`_names_folded`)
     return [ops.VoiceIdentity(identity=name)] if name else None
 
 

@@ -28,7 +28,7 @@ from songmill.core.audio import channel_mean
 from songmill.core.errors import SongmillError
 from songmill.core.sections import section_labels
 from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
-from songmill.editor.commands import parse_command
+from songmill.editor.commands import folded, parse_command
 from songmill.editor.operations import SongFacts
 
 RATE_HZ = 16000  # the acoustic model's rate
@@ -99,7 +99,9 @@ def command_grammar(song: SongFacts) -> str:
         "bpm": _alternatives(number_words(b) for b in BPMS),
         "part": _alternatives(parts) if parts else "(drums)",
         "section": _alternatives(sections),
-        "identity": _alternatives(song.identities) if song.identities else "(ava)",
+        "identity": _alternatives(folded(i) for i in song.identities)
+        if song.identities
+        else "(ava)",  # "zoe" for zoë: the dictionary spells in English letters, and the reading folds names alike
         "tempo": "(slow it down [<amount>] | speed it up [<amount>] | slow it down to <bpm> | speed it up to <bpm> | set the tempo to <bpm>"
         " | [<amount>] (faster | slower))",
         "key": "(transpose (up | down) [(one | two | three) semitones] | add a key change into the last chorus | remove the key change)",
