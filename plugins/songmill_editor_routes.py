@@ -309,7 +309,7 @@ async function load() {
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
-  if (state.current !== shownCurrent) { $('ab-box').hidden = true; comparing++; shownCurrent = state.current; against = null; }  // its B was the old "now"
+  if (state.current !== shownCurrent) { $('ab-box').hidden = true; comparing++; shownCurrent = state.current; if (against === state.current) against = null; }  // its B was the old "now"
   if (against !== null && !state.versions.some(v => v.number === against)) against = null;
   $('ab-against').innerHTML = `<option value="">now (version ${state.current})</option>`
     + state.versions.filter(v => v.number !== state.current).map(v => `<option value="${v.number}">version ${v.number}</option>`).join('');

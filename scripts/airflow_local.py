@@ -126,21 +126,26 @@ def component_command(name: str) -> tuple[str, ...]:
 
 
 def gpu_slots(env: dict[str, str], *, devices: Path = Path("/dev")) -> int:
-    """How many tasks of the `gpu` pool run at once: SONGMILL_GPU_SLOTS when set; else one per
-    GPU this machine has (`devices`/nvidia0, nvidia1, …: the neural stages take turns on a GPU's
-    memory); else, with no GPU, the executor's parallelism: those stages then run on the CPU
-    cores like every other stage, and a pool of one made a night's songs wait for each other's
-    vocals (a batch of four songs on two cores: 127.9 s, against 130.2 s with one slot).
+    """How many tasks of the `gpu` pool run at once: SONGMILL_GPU_SLOTS when set; else one where
+    this machine has a GPU the tasks can see (`devices`/nvidia0, … unless CUDA_VISIBLE_DEVICES
+    hides them: the neural stages run on the first GPU, `cuda`, and take turns on its memory);
+    else, with none, the executor's parallelism: those stages then run on the CPU cores like
+    every other stage, and a pool of one made a night's songs wait for each other's vocals (a
+    batch of four songs on two cores: 127.9 s, against 130.2 s with one slot).
 
     Raises RuntimeError (`make airflow` prints it) when SONGMILL_GPU_SLOTS is not a whole number
     of slots."""
     asked = env.get("SONGMILL_GPU_SLOTS", "").strip()
     if asked:
-        if not asked.isdigit() or int(asked) < 1:
+        if not asked.isdecimal() or not asked.isascii() or int(asked) < 1:
             raise RuntimeError(f"SONGMILL_GPU_SLOTS is {asked!r}; set it to how many neural-stage tasks may run at once (1 or more), or unset it")
         return int(asked)
-    gpus = [path for path in devices.glob("nvidia*") if path.name[len("nvidia") :].isdigit()]
-    return len(gpus) or max(1, int(env["AIRFLOW__CORE__PARALLELISM"]))
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        has_gpu = visible.strip() not in ("", "-1")
+    else:
+        has_gpu = any(path.name[len("nvidia") :].isdecimal() for path in devices.glob("nvidia*"))
+    return 1 if has_gpu else max(1, int(env["AIRFLOW__CORE__PARALLELISM"]))
 
 
 def prepare(env: dict[str, str], *, gpu_slots: int = 1) -> None:

@@ -129,6 +129,21 @@ def test_a_voice_whose_name_has_an_accent_answers_to_it_however_typed(command):
     assert parse_command(command, ACCENTED_SONG) == [VoiceIdentity(identity="zoë")]
 
 
+def test_voice_names_that_read_as_other_words_or_alike():
+    """A voice named like a word the rules read is the voice only where the clause speaks of
+    singing; a name of several words is read whole however accented; two voices whose names read
+    alike once folded are refused in one sentence, never one of them guessed."""
+    song = SongFacts(sections=[("verse", 8), ("chorus", 8)], parts=["bass", "drums"], identities=["àir", "chloé 2"], tempo_bpm=104, key="A minor")
+    assert parse_command("more air", song) == [MasterTone(by_db=STEPS["tilt_db"][1])]
+    assert parse_command("sing it with air", song) == [VoiceIdentity(identity="àir")]
+    assert parse_command("sing it with chloe 2", song) == parse_command("sing it with Chloé 2", song) == [VoiceIdentity(identity="chloé 2")]
+    alike = SongFacts(sections=[("verse", 8)], parts=["bass"], identities=["zoe", "zoë", "ava"], tempo_bpm=104, key="A minor")
+    with pytest.raises(
+        SongmillError, match=r"^the song's voices zoe and zoë read alike once their accents are dropped; rename one of them in the model registry"
+    ):
+        parse_command("sing it with zoë", alike)
+
+
 def test_accented_voice_names_beside_other_requests_and_another_language():
     assert parse_command("let renée sing it, and a bit louder drums", ACCENTED_SONG) == [
         VoiceIdentity(identity="renée"),

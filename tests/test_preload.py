@@ -107,13 +107,13 @@ def test_make_airflow_waits_for_the_executor_this_start_began(tmp_path, monkeypa
     assert executor_ready(LocalAirflow(tmp_path, 8080, {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}, processes={"scheduler": None}))
 
 
-def test_make_airflow_gives_the_gpu_pool_a_slot_per_gpu_or_every_slot_without_one(tmp_path, monkeypatch):
-    """The `gpu` pool `make airflow` creates: one slot per GPU device the machine has; with none,
-    as many as the executor's slots (the vocals then run on the cores like any stage, and a pool
+def test_make_airflow_gives_the_gpu_pool_one_slot_with_a_gpu_or_every_slot_without_one(tmp_path, monkeypatch):
+    """The `gpu` pool `make airflow` creates: one slot where the tasks see a GPU; with none, as
+    many as the executor's slots (the vocals then run on the cores like any stage, and a pool
     of one made a batch's songs queue for each other's vocals); SONGMILL_GPU_SLOTS overrides both,
     and a value that is not a whole number of slots is refused in one sentence naming it."""
     monkeypatch.syspath_prepend(str(PROJECT / "scripts"))
-    for name in ("SONGMILL_GPU_SLOTS", "AIRFLOW__CORE__PARALLELISM"):
+    for name in ("SONGMILL_GPU_SLOTS", "AIRFLOW__CORE__PARALLELISM", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(name, raising=False)
     from airflow_local import airflow_environment, gpu_slots
 
@@ -121,11 +121,15 @@ def test_make_airflow_gives_the_gpu_pool_a_slot_per_gpu_or_every_slot_without_on
     devices.mkdir()
     env = airflow_environment(tmp_path / "home", 8080, extra={"AIRFLOW__CORE__PARALLELISM": "3"})
     assert gpu_slots(env, devices=devices) == 3
-    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):  # the control devices are not GPUs
+    (devices / "nvidiactl").touch()  # the driver's control device is not a GPU
+    assert gpu_slots(env, devices=devices) == 3
+    for name in ("nvidia0", "nvidia1"):
         (devices / name).touch()
-    assert gpu_slots(env, devices=devices) == 2
+    assert gpu_slots(env, devices=devices) == 1  # the neural stages run on the first GPU, one at a time
+    assert gpu_slots({**env, "CUDA_VISIBLE_DEVICES": ""}, devices=devices) == 3  # GPUs hidden from the tasks
+    assert gpu_slots({**env, "CUDA_VISIBLE_DEVICES": "1"}, devices=tmp_path) == 1
     assert gpu_slots({**env, "SONGMILL_GPU_SLOTS": "4"}, devices=devices) == 4
-    for wrong in ("two", "0", "-1"):
+    for wrong in ("two", "0", "-1", "²"):
         with pytest.raises(RuntimeError, match=rf"^SONGMILL_GPU_SLOTS is '{wrong}'; set it to how many"):
             gpu_slots({**env, "SONGMILL_GPU_SLOTS": wrong}, devices=devices)
     # one task slot more than cores (the launcher says why)

@@ -141,7 +141,9 @@ def parse_command(text: str, song: SongFacts) -> list:
     if replaced is not None:
         return replaced
     foreign_command = _in_another_language(_without_names(text, song))  # as typed: the reading strips its accents
-    clean = _normalise(_names_folded(text, song))  # "zoë" read as "zoe", not cut to "zo" with the other letters outside English
+    # read with its accents dropped: "zoë" as "zoe", not cut to "zo" (a clause with accents
+    # outside the song's names is refused as another language before it is read)
+    clean = _normalise(folded(text))
     if not clean:
         raise CommandError("the command is empty (say what to change, such as 'slow it down to 92')", example_commands(song)[:3])
     vocabulary = _vocabulary(song)
@@ -382,7 +384,7 @@ def _clauses_as_typed(text: str, count: int) -> list[str]:
     """The command's clauses with their accents kept, to quote in an error ("moins de
     réverbération", not "moins de r verb ration"); the read clauses where they do not pair up."""
     typed = _clauses(_normalise(text, letters="a-zà-öø-ÿœæß"))
-    return typed if len(typed) == count else _clauses(_normalise(text))
+    return typed if len(typed) == count else _clauses(_normalise(folded(text)))
 
 
 def _clauses(text: str) -> list[str]:
@@ -672,8 +674,15 @@ def _without_names(words: str, song: SongFacts) -> str:
     names = sorted({*song.identities, *song.labels, *song.parts}, key=len, reverse=True)
     for name in names:
         words = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", " ", words, flags=re.IGNORECASE)
-    voices = {folded(name) for name in song.identities}  # a voice's name with its accent misplaced ("zoé" for zoë) is still its name
-    return re.sub(r"\w+", lambda word: " " if folded(word.group()) in voices else word.group(), words)
+    # a voice's name with its accent misplaced or missing ("zoé" for zoë, "chloé 2" for chloe 2) is still its name
+    tokens, voices = words.split(), sorted({tuple(folded(name).split()) for name in song.identities}, key=len, reverse=True)
+    kept, at = [], 0
+    while at < len(tokens):
+        here = [folded(t).strip(",.;:!?\"'") for t in tokens[at:]]
+        length = next((len(voice) for voice in voices if tuple(here[: len(voice)]) == voice), 0)
+        kept += [] if length else [tokens[at]]
+        at += length or 1
+    return " ".join(kept)
 
 
 _LETTERS_APART = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d"})
@@ -684,14 +693,6 @@ def folded(name: str) -> str:
     "renee"), so that a voice called zoë answers to "zoë", "Zoë" and "zoe" alike."""
     decomposed = unicodedata.normalize("NFKD", name.lower().translate(_LETTERS_APART))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def _names_folded(text: str, song: SongFacts) -> str:
-    """`text` with each word that is one of the song's accented voice names, however it is
-    accented or capitalised, folded (`folded`): the reading keeps only English letters, and would
-    cut "zoë" to "zo"."""
-    voices = {folded(name) for name in song.identities if folded(name) != name.lower()}
-    return re.sub(r"\w+", lambda word: folded(word.group()) if folded(word.group()) in voices else word.group(), text)
 
 
 def _in_another_language(words: str) -> bool:
@@ -808,9 +809,23 @@ def _tone(clause: str, song: SongFacts):
     return [ops.MasterTone(by_db=sign * _step("tilt_db", clause))]
 
 
+SINGING_WORDS = ("sing", "sings", "sung", "singing", "singer", "voice", "vocalist")
+
+
 def _identity(clause: str, song: SongFacts):
-    name = next((i for i in song.identities if _has(clause, folded(i))), None)  # the clause's names are folded (`_names_folded`)
-    return [ops.VoiceIdentity(identity=name)] if name else None
+    """A voice the song's registry has, named in the clause (read folded: `folded`). A voice
+    whose name is also a word the rules read ("air", a section, a part) counts only where the
+    clause speaks of singing ("sing it with air", not "more air"). Two voices whose names read
+    alike once folded (zoe and zoë) are refused, never one of them guessed."""
+    rule_words = {word for phrase in KEYWORDS for word in phrase.split()} | {name for name, _ in song.sections} | set(song.labels) | set(song.parts)
+    named = [i for i in song.identities if _has(clause, folded(i)) and (folded(i) not in rule_words or _has(clause, *SINGING_WORDS))]
+    if len({folded(i) for i in named}) < len(named):
+        alike = sorted(i for i in named if sum(folded(j) == folded(i) for j in named) > 1)
+        raise CommandError(
+            f"the song's voices {' and '.join(alike)} read alike once their accents are dropped; rename one of them in the model registry",
+            [f"sing it with {i}" for i in song.identities if i not in alike][:3],
+        )
+    return [ops.VoiceIdentity(identity=named[0])] if named else None
 
 
 def _style(clause: str, song: SongFacts):
