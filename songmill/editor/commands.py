@@ -810,6 +810,7 @@ def _tone(clause: str, song: SongFacts):
 
 
 SINGING_WORDS = ("sing", "sings", "sung", "singing", "singer", "voice", "vocalist")
+_KEYWORD_WORDS = frozenset(word for phrase in KEYWORDS for word in phrase.split())
 
 
 def _identity(clause: str, song: SongFacts):
@@ -817,7 +818,7 @@ def _identity(clause: str, song: SongFacts):
     whose name is also a word the rules read ("air", a section, a part) counts only where the
     clause speaks of singing ("sing it with air", not "more air"). Two voices whose names read
     alike once folded (zoe and zoë) are refused, never one of them guessed."""
-    rule_words = {word for phrase in KEYWORDS for word in phrase.split()} | {name for name, _ in song.sections} | set(song.labels) | set(song.parts)
+    rule_words = _KEYWORD_WORDS | {name for name, _ in song.sections} | set(song.labels) | set(song.parts)
     named = [i for i in song.identities if _has(clause, folded(i)) and (folded(i) not in rule_words or _has(clause, *SINGING_WORDS))]
     if len({folded(i) for i in named}) < len(named):
         alike = sorted(i for i in named if sum(folded(j) == folded(i) for j in named) > 1)

@@ -94,14 +94,13 @@ def command_grammar(song: SongFacts) -> str:
     """The JSGF grammar of spoken commands for this song (one or two clauses)."""
     parts = [p for p in song.parts if not p.startswith("vocal-")]
     sections = _spoken_sections(song) or ["the song"]
+    voices = [folded(i) for i in song.identities]  # "zoe" for zoë: the dictionary spells in English letters, and the reading folds names alike
     rules = {
         "amount": "(a bit | a little | slightly | a lot | much | way)",
         "bpm": _alternatives(number_words(b) for b in BPMS),
         "part": _alternatives(parts) if parts else "(drums)",
         "section": _alternatives(sections),
-        "identity": _alternatives(folded(i) for i in song.identities)
-        if song.identities
-        else "(ava)",  # "zoe" for zoë: the dictionary spells in English letters, and the reading folds names alike
+        "identity": _alternatives(voices) if voices else "(ava)",
         "tempo": "(slow it down [<amount>] | speed it up [<amount>] | slow it down to <bpm> | speed it up to <bpm> | set the tempo to <bpm>"
         " | [<amount>] (faster | slower))",
         "key": "(transpose (up | down) [(one | two | three) semitones] | add a key change into the last chorus | remove the key change)",
