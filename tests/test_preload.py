@@ -64,7 +64,9 @@ def test_the_warm_local_executor_loads_the_stages_libraries_before_it_forks_its_
         "seen = []\n"
         "warm.preload = lambda: seen.append(len(getattr(executor, 'workers', {})))\n"
         "executor.start()\n"
-        "print('RESULT', type(executor).__name__, seen, len(executor.workers))\n"
+        # one write: the workers just forked log to the same stdout, and print's pieces let their lines in between
+        "import os\n"
+        "os.write(1, f'RESULT {type(executor).__name__} {seen} {len(executor.workers)}\\n'.encode())\n"
         "executor.end()\n"
     )
     for preload, expected in (("1", "RESULT WarmLocalExecutor [0] 2"), ("0", "RESULT WarmLocalExecutor [] 2")):
