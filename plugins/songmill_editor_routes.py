@@ -302,10 +302,10 @@ async function load() {
   if (!res.ok) { say(detail(loaded), true); return false; }  // what was shown stays, and so does `state`
   state = loaded;
   $('title').textContent = state.title;
-  $('current').src = `${BASE}/versions/${state.current}/${LISTEN}`;
+  play('current', `${BASE}/versions/${state.current}/${LISTEN}`);
   $('current-label').textContent = `version ${state.current}`;
   const previous = state.previous;
-  if (previous) { $('previous').src = `${BASE}/versions/${previous}/${LISTEN}`; } else { $('previous').removeAttribute('src'); }
+  if (previous) { play('previous', `${BASE}/versions/${previous}/${LISTEN}`); } else { $('previous').removeAttribute('src'); }
   $('previous-label').textContent = previous ? `version ${previous}` : '(no earlier version)';
   drawWaveform();
   $('lyrics').innerHTML = state.lyrics.map(s => `<h4>${esc(s.label)}</h4><p>${s.lines.map(esc).join('<br>')}</p>`).join('');
@@ -315,15 +315,16 @@ async function load() {
     + state.versions.filter(v => v.number !== state.current).map(v => `<option value="${v.number}">version ${v.number}</option>`).join('');
   $('ab-against').value = against === null ? '' : String(against);
   drawHistory();
-  $('redo').disabled = busy || !state.redo;
-  $('undo').disabled = busy || !state.previous;
   $('undo').title = state.previous ? `version ${state.previous} again` : 'nothing to undo: this is the track as its config renders it';
   $('redo').title = state.redo ? `version ${state.redo} again (the last undo set it aside)` : 'nothing to redo: no version was undone since the last edit';
   $('suggestions').innerHTML = state.suggestions.map((s, i) => `<li>${esc(s.reason)} <button data-i="${i}" class="apply">apply</button></li>`).join('') || '<li>nothing to suggest</li>';
   $('suggestions').innerHTML += (state.tried_in_vain || []).map(t => `<li class="tried">${esc(t)}</li>`).join('');
-  document.querySelectorAll('.apply').forEach(b => { b.disabled = busy; b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
+  document.querySelectorAll('.apply').forEach(b => { b.onclick = () => apply({operations: [state.suggestions[b.dataset.i].operation], reason: state.suggestions[b.dataset.i].reason}); });
+  setBusy(busy);  // the buttons just drawn, Undo and Redo as busy and the new state allow
   return true;
 }
+// a player's source set again reloads it (and stops it): only when it is another file
+function play(id, url) { if ($(id).getAttribute('src') !== url) $(id).src = url; }
 let against = null;  // the version the history's A/B buttons compare with: null is the current one ("now")
 function drawHistory() {
   const other = against === null ? state.current : against, name = against === null ? 'now' : `version ${against}`;
