@@ -15,11 +15,12 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from songmill.core.config import load_config
 from songmill.core.errors import SongmillError
 from songmill.core.store import file_sha256
+from songmill.core.vocab import folded
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
 
@@ -81,6 +82,21 @@ class _RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: dict[str, ModelEntry]
     identities: dict[str, VoiceIdentity] = {}
+
+    @field_validator("identities")
+    @classmethod
+    def _identities_told_apart(cls, identities: dict[str, VoiceIdentity]) -> dict[str, VoiceIdentity]:
+        # the editor reads names folded ("sing it with zoe" for zoë): two that fold alike could
+        # never be told apart by a typed or spoken command
+        by_folded: dict[str, list[str]] = {}
+        for name in identities:
+            by_folded.setdefault(folded(name), []).append(name)
+        alike = next((names for names in by_folded.values() if len(names) > 1), None)
+        if alike:
+            raise ValueError(
+                f"the voice identities {' and '.join(alike)} read alike once accents and case are dropped, so a command could not tell them apart; rename one of them"
+            )
+        return identities
 
 
 def tree_sha256(folder: Path) -> str:

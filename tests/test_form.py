@@ -33,3 +33,19 @@ def test_fixed_bars_are_kept_and_energy_peaks_on_the_last_chorus():
     assert energies[4] == 1.0 == max(energies)
     assert energies[2] < energies[4] and energies[0] < energies[1]
     assert score.beats_per_bar == 3.0
+
+
+def test_a_target_the_form_cannot_reach_is_reported(caplog):
+    """Nine sections of at least 2 or 4 bars last about 70 s at 104 BPM: a 30-second target is
+    rendered at that length, and a warning names the song, both lengths and what would help."""
+    with caplog.at_level("WARNING", logger="songmill.form"):
+        score = song_form(title="Paper Lanterns", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104, target_duration_s=30, structure=None)
+    assert score.duration_s == pytest.approx(30 * 4 * 60 / 104)  # 30 bars: every section at its smallest size
+    assert [r.getMessage() for r in caplog.records] == [
+        "Paper Lanterns: its 9 sections last 69 s at 104 BPM at their shortest musical sizes, against a target_duration_s of 30 s; "
+        "give a structure with fewer sections (or a faster tempo) for a shorter song"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="songmill.form"):
+        song_form(title="t", genre="pop", key="A minor", time_signature="4/4", tempo_bpm=104, target_duration_s=180, structure=None)
+    assert not caplog.records  # a reachable target says nothing

@@ -108,3 +108,20 @@ def test_an_identity_whose_range_is_upside_down_is_named(tmp_path):
     assert any(line.startswith(f"{file}:4: identities.zoe:") and "range [70, 60] must be [lowest, highest] MIDI note" in line for line in err.value.problems), (
         err.value.problems
     )
+
+
+def test_identities_that_read_alike_once_folded_are_refused(tmp_path):
+    """The editor reads "sing it with zoe" for a voice called zoë: two identities whose names fold
+    alike could never be told apart by a command, so the registry refuses them, naming both."""
+    file = tmp_path / "registry.yaml"
+    file.write_text(
+        "models: {}\nidentities:\n  zoe:\n    version: '1'\n    voice: joe\n    range: [55, 76]\n  Zoë:\n    version: '1'\n    voice: joe\n    range: [57, 79]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        ModelRegistry.load(file)
+    assert any(
+        line.startswith(f"{file}:3: identities:") and "zoe and Zoë read alike once accents and case are dropped" in line and "rename one of them" in line
+        for line in err.value.problems
+    ), err.value.problems
+    file.write_text(file.read_text().replace("Zoë", "chloë"))  # told apart: loads
+    assert sorted(ModelRegistry.load(file).identities) == ["chloë", "zoe"]

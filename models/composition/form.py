@@ -105,8 +105,31 @@ def song_form(
         log.info("no structure given: using the %s default form %s", genre, " ".join(names))
     bar_s = parse_time_signature(time_signature).quarter_notes_per_bar * 60.0 / tempo_bpm
     bars = plan_bars(names, fixed, genre=genre, bar_s=bar_s, target_s=target_duration_s)
+    _warn_when_far_from_target(title, names, sum(bars) * bar_s, target_duration_s, tempo_bpm)
     sections, start = [], 0
     for name, count, energy in zip(names, bars, energy_curve(names)):
         sections.append(Section(name=name, start_bar=start, bars=count, energy=energy))
         start += count
     return Score(title=title, key=key, time_signature=time_signature, tempo_map=[TempoChange(beat=0.0, bpm=tempo_bpm)], sections=sections)
+
+
+FAR_FROM_TARGET = 0.25  # a planned length this share away from the target is reported
+
+
+def _warn_when_far_from_target(title: str, names: list[str], planned_s: float, target_s: float, tempo_bpm: float) -> None:
+    """Say so when musical sizes cannot bring the form near `target_duration_s` (nine sections
+    of at least 2 or 4 bars cannot make 30 s at 104 BPM): the song is rendered at the planned
+    length, and the warning says what would change it."""
+    if abs(planned_s - target_s) <= FAR_FROM_TARGET * target_s:
+        return
+    shorter = planned_s > target_s
+    log.warning(
+        "%s: its %d sections last %.0f s at %g BPM %s, against a target_duration_s of %.0f s; %s",
+        title,
+        len(names),
+        planned_s,
+        tempo_bpm,
+        "at their shortest musical sizes" if shorter else "at their longest musical sizes",
+        target_s,
+        "give a structure with fewer sections (or a faster tempo) for a shorter song" if shorter else "give a structure with more sections for a longer song",
+    )

@@ -1,4 +1,7 @@
-"""The controlled vocabularies a release config may use (one place, so errors can list them)."""
+"""The controlled vocabularies a release config may use (one place, so errors can list them),
+and how a name is compared (`folded`)."""
+
+import unicodedata
 
 GENRES = ("pop", "rock", "synthpop", "folk", "ballad", "hip-hop")
 
@@ -53,3 +56,14 @@ RELEASE_TYPES = ("single", "ep", "album")
 
 # What the AI disclosure may name as machine-made (mapped to DDEX roles by the release stage).
 AI_CONTRIBUTIONS = ("lyrics", "composition", "arrangement", "vocals", "instruments", "mixing", "mastering")
+
+
+_LETTERS_APART = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d"})
+
+
+def folded(name: str) -> str:
+    """A name as commands read it: lower case, its accents dropped ("Zoë" → "zoe", "Renée" →
+    "renee"), so that a voice called zoë answers to "zoë", "Zoë" and "zoe" alike. Two names that
+    fold alike cannot both be told apart by a typed or spoken command (the registry refuses them)."""
+    decomposed = unicodedata.normalize("NFKD", name.lower().translate(_LETTERS_APART))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections.abc import Callable
 from typing import Any, Literal
 
 from songmill.core.errors import SongmillError
-from songmill.core.vocab import GENRES, MOODS, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES
+from songmill.core.vocab import GENRES, MOODS, SECTION_NAMES, VOICE_EXPRESSION_LIMITS, VOICE_STYLES, folded
 from songmill.editor import operations as ops
 from songmill.editor.operations import STEPS, SongFacts
 
@@ -683,16 +682,6 @@ def _without_names(words: str, song: SongFacts) -> str:
         kept += [] if length else [tokens[at]]
         at += length or 1
     return " ".join(kept)
-
-
-_LETTERS_APART = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d"})
-
-
-def folded(name: str) -> str:
-    """A name as the reading sees it: lower case, its accents dropped ("Zoë" → "zoe", "Renée" →
-    "renee"), so that a voice called zoë answers to "zoë", "Zoë" and "zoe" alike."""
-    decomposed = unicodedata.normalize("NFKD", name.lower().translate(_LETTERS_APART))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def _in_another_language(words: str) -> bool:

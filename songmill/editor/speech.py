@@ -27,8 +27,8 @@ import numpy as np
 from songmill.core.audio import channel_mean
 from songmill.core.errors import SongmillError
 from songmill.core.sections import section_labels
-from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES
-from songmill.editor.commands import folded, parse_command
+from songmill.core.vocab import GENRES, MOODS, VOICE_STYLES, folded
+from songmill.editor.commands import parse_command
 from songmill.editor.operations import SongFacts
 
 RATE_HZ = 16000  # the acoustic model's rate
