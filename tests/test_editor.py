@@ -168,6 +168,12 @@ def test_accented_voice_names_beside_other_requests_and_another_language():
         ),
         ("louder vocals, mehr hall auf der stimme", '"mehr hall auf der stimme" is not a command songmill understands (it reads English commands only)', None),
         ("wobble the flux capacitor", '"wobble the flux capacitor" is not a command songmill understands; nearest', None),  # English: no language hint
+        # a clause that cannot be read is refused, never dropped from the command around it
+        ("more bass and less treble", '"less treble" is not a command songmill understands; nearest', "less bass"),
+        ("make the drums quieter and add more bas", '"add more bas" is not a command songmill understands; nearest', None),
+        # one part's reverb or delay is refused, not widened to the whole song
+        ("more reverb on the guitar", "reverb is set for the whole song or for the voices, not for one part such as the guitar", "more reverb"),
+        ("less delay on the backing vocals", "delay is set for the whole song or for the voices, not for the backing vocals alone", "less delay on the voice"),
         ("", "the command is empty", "slow it down a bit"),
         ("drop the chorus", "the song has 3 sections called chorus (chorus 1, chorus 2, chorus 3); say which", "drop chorus 2"),
         ("make it louder", "loudness is its delivery profile's", "louder vocals"),
@@ -207,6 +213,12 @@ def test_parsing_is_deterministic_and_reads_the_songs_own_names():
     song = CORPUS_SONG.model_copy(update={"parts": ["drums", "bass", "ukulele"], "identities": ["zelda"]})
     assert parse_command("ukulele louder, sing it with zelda", song) == parse_command("ukulele louder, sing it with zelda", song)
     assert [op.op for op in parse_command("ukulele louder, sing it with zelda", song)] == ["part_level", "voice"]
+
+
+def test_a_voice_and_its_style_said_in_one_breath_are_both_read():
+    ops = parse_command("sing it with cleo in a breathy way", CORPUS_SONG)
+    assert [op.model_dump() for op in ops] == [{"op": "voice", "identity": "cleo"}, {"op": "vocal_style", "style": "breathy"}]
+    assert [op.op for op in parse_command("sing it with cleo", CORPUS_SONG)] == ["voice"]
 
 
 def test_section_labels_number_repeated_names_only():

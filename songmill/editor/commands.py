@@ -165,6 +165,8 @@ def parse_command(text: str, song: SongFacts) -> list:
         if read is None and readings and not foreign:  # "…in reverb, pull it back a lot": the clause finishes the one before
             joined = f"{readings[-1][0]} {clause}"
             read = _read_clause(joined, song)
+            if read == readings[-1][1] and _unread_request(clause, vocabulary):
+                read = None  # "more bass and less treble": not the end of the clause before, but a request of its own that cannot be read
             if read is not None and _opposite(read, readings[-1][1]):
                 ops.contradictions([*readings[-1][1], *read])  # "mute the guitar, then unmute it": two asks that undo each other
             if read is not None:
@@ -377,6 +379,19 @@ def _correct_spelling(text: str, vocabulary: set[str]) -> str:
             word = close[0] if close else word
         out.append(word)
     return " ".join(out)
+
+
+REQUEST_OPENINGS = frozenset(word for phrase in (*UP, *DOWN, "add", "make", "turn", "put", "give", "set", "take") for word in phrase.split()[:1])
+
+
+def _unread_request(clause: str, vocabulary: set[str]) -> bool:
+    """Whether a clause that changed nothing when read with the one before is a request of its own
+    about something songmill does not know ("less treble", "add more bas"): it opens as a request
+    and holds a word outside the reading's vocabulary. "bring it back in" after "unmute the pad"
+    says the same again; "like the sun coming up" is a remark."""
+    words = clause.split()
+    unknown = [w for w in words if w not in vocabulary and not re.fullmatch(r"[+\-]?[0-9.]+[a-z%]*", w)]
+    return bool(words) and words[0] in REQUEST_OPENINGS and bool(unknown)
 
 
 def _clauses_as_typed(text: str, count: int) -> list[str]:
@@ -635,6 +650,14 @@ def _send(clause: str, song: SongFacts):
     signed = re.search(r"(?<![\w.])([+\-])[0-9]", clause)
     if signed:
         sign = 1 if signed.group(1) == "+" else -1
+    parts = _parts(clause, song)
+    if parts:  # read as the whole song's, "more reverb on the guitar" would wet the voice too
+        more = "more" if sign > 0 else "less"
+        raise CommandError(
+            f'"{clause}": {effect} is set for the whole song or for the voices, not for '
+            + ("the backing vocals alone" if parts[0].startswith("vocal-") else f"one part such as the {parts[0]}"),
+            [f"{more} {effect}", f"{more} {effect} on the voice"],
+        )
     on: Literal["all", "vocal"] = "vocal" if _mentions_voice(clause) else "all"
     target = " on the voice" if on == "vocal" else ""
     _song_wide(clause, song, f"{effect} is", [f"{'more' if sign > 0 else 'less'} {effect}{target}"])
@@ -815,7 +838,12 @@ def _identity(clause: str, song: SongFacts):
             f"the song's voices {' and '.join(alike)} read alike once their accents are dropped; rename one of them in the model registry",
             [f"sing it with {i}" for i in song.identities if i not in alike][:3],
         )
-    return [ops.VoiceIdentity(identity=named[0])] if named else None
+    if not named:
+        return None
+    # "sing it with cleo in a breathy way": the style said with the voice is read too (never the
+    # voice's own name read as a style, for a voice called "tender")
+    style = _style(re.sub(rf"(?<![\w-]){re.escape(folded(named[0]))}(?![\w-])", " ", clause), song)
+    return [ops.VoiceIdentity(identity=named[0]), *(style or [])]
 
 
 def _style(clause: str, song: SongFacts):
