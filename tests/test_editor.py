@@ -285,6 +285,75 @@ def test_operations_map_onto_the_spec(demo_spec):
     assert demo_spec.tracks[0].tempo == 104  # the config's spec is a value: unchanged
 
 
+OWN_LYRICS = "[verse]\nice on the stream\n[chorus]\ntake me home\n[verse 2]\nlamps in the town\n[bridge]\nthe bells ring out\n"
+OWN_FORM = [("intro", 2), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("bridge", 4), ("outro", 2)]
+
+
+@pytest.fixture
+def own_lyrics_spec(demo_spec):
+    """The demo with lyrics of its own: the chorus written once, a [bridge] block of its own."""
+    from songmill.core.spec import TrackSpec
+
+    track = demo_spec.tracks[0].model_dump(mode="json")
+    track |= {"structure": [{"name": n, "bars": b} for n, b in OWN_FORM], "lyrics": OWN_LYRICS}
+    track["sections"] = {"verse 2": {"melody_seed": 7}, "bridge": {"melody_seed": 9}}
+    track["mix"]["sections_db"] = {"chorus 2": 2.0, "chorus": 1.0}
+    return demo_spec.model_copy(update={"tracks": [TrackSpec.model_validate(track)]}), CORPUS_SONG.model_copy(update={"sections": OWN_FORM})
+
+
+@pytest.mark.parametrize(
+    ("command", "form", "lyrics", "sections", "levels"),
+    [
+        # the bridge's own block goes with it; its melody seed too
+        (
+            "drop the bridge",
+            ["intro", "verse", "chorus", "verse", "chorus", "outro"],
+            "[verse]\nice on the stream\n\n[chorus]\ntake me home\n\n[verse]\nlamps in the town\n\n[chorus]\ntake me home\n",
+            {"verse 2": {"melody_seed": 7}},
+            {"chorus 2": 2.0, "chorus": 1.0},
+        ),
+        # verse 2 sings no more; chorus 2 becomes the song's second chorus still, the bridge keeps its words
+        (
+            "drop verse 2",
+            ["intro", "verse", "chorus", "chorus", "bridge", "outro"],
+            "[verse]\nice on the stream\n\n[chorus]\ntake me home\n\n[chorus]\ntake me home\n\n[bridge]\nthe bells ring out\n",
+            {"bridge": {"melody_seed": 9}},
+            {"chorus 2": 2.0, "chorus": 1.0},
+        ),
+        # a repeated verse sings its words again; what was set for verse 2 stays with it as verse 3
+        (
+            "repeat verse 1",
+            ["intro", "verse", "verse", "chorus", "verse", "chorus", "bridge", "outro"],
+            "[verse]\nice on the stream\n\n[verse]\nice on the stream\n\n[chorus]\ntake me home\n\n[verse]\nlamps in the town\n\n"
+            "[chorus]\ntake me home\n\n[bridge]\nthe bells ring out\n",
+            {"verse 3": {"melody_seed": 7}, "bridge": {"melody_seed": 9}},
+            {"chorus 2": 2.0, "chorus": 1.0},
+        ),
+        # the chorus left is the old chorus 2: its own level and every chorus's add up
+        (
+            "drop chorus 1",
+            ["intro", "verse", "verse", "chorus", "bridge", "outro"],
+            "[verse]\nice on the stream\n\n[verse]\nlamps in the town\n\n[chorus]\ntake me home\n\n[bridge]\nthe bells ring out\n",
+            {"verse 2": {"melody_seed": 7}, "bridge": {"melody_seed": 9}},
+            {"chorus": 3.0},
+        ),
+    ],
+)
+def test_a_form_change_takes_the_tracks_own_lyrics_and_section_edits_along(own_lyrics_spec, command, form, lyrics, sections, levels):
+    """A song with lyrics of its own: the words and what earlier edits set per section follow
+    their sections through a drop or a repeat (the lyrics written out one block per section,
+    which the matching rule gives back as sung before)."""
+    from songmill.core.lyric_blocks import assign_blocks, parse_blocks
+
+    spec, song = own_lyrics_spec
+    track = apply_operations(spec, 0, parse_command(command, song), song).tracks[0]
+    assert [s.name for s in track.structure] == form
+    assert track.lyrics == lyrics
+    assert assign_blocks(form, parse_blocks(track.lyrics))  # the form sings every block, each in its place
+    assert {label: edit.model_dump(exclude_defaults=True) for label, edit in track.sections.items()} == sections
+    assert track.mix.sections_db == levels
+
+
 def test_only_a_remaster_keeps_the_isrc():
     from songmill.editor.operations import MasterReference, recording_identity
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from songmill.core.errors import SongmillError
+from songmill.core.lyric_blocks import assign_blocks, parse_blocks
 from songmill.core.music import parse_key
 from songmill.core.sections import section_labels, sections_named
 from songmill.core.spec import ReleaseSpec, TrackSpec
@@ -332,20 +333,58 @@ def apply_operations(spec: ReleaseSpec, index: int, operations: list, song: Song
         except SongmillError as err:
             raise SongmillError(f"{where}: {err}") from None
         try:
-            TrackSpec.model_validate(track | ({"structure": _structure_field(structure)} if structure_changed else {}))
+            TrackSpec.model_validate(_with_form(track, structure, song) if structure_changed else track)
         except ValidationError as err:
             first = err.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or "track"
             raise SongmillError(f"{where}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
-    if structure_changed:
-        track["structure"] = _structure_field(structure)
     tracks = list(spec.tracks)
-    tracks[index] = TrackSpec.model_validate(track)
+    tracks[index] = TrackSpec.model_validate(_with_form(track, structure, song) if structure_changed else track)
     return spec.model_copy(update={"tracks": tracks})
 
 
 def _structure_field(structure: list[list]) -> list[dict]:
     return [{"name": row[0], "bars": row[1]} for row in structure]
+
+
+def _with_form(track: dict, structure: list[list], song: SongFacts) -> dict:
+    """The track with its changed form: its own lyrics (if it has them) fitted to that form, and
+    what earlier edits set per section (a melody's seed, a line's words, a section's level) kept
+    with its section under the section's new label ("verse 3" is "verse 2" once verse 2 is
+    dropped); a dropped section's go with it."""
+    lyrics = {"lyrics": _lyrics_for_form(track["lyrics"], structure, song)} if track.get("lyrics") else {}
+    relabelled = dict(zip((row[2] for row in structure if len(row) > 2), section_labels([row[0] for row in structure])))
+
+    def kept(by_label: dict) -> dict:  # a bare name ("chorus": every chorus) is no label of the song, and stays
+        return {relabelled.get(key, key): value for key, value in by_label.items() if key in relabelled or key not in song.labels}
+
+    levels: dict[str, float] = {}  # "chorus 2" and "chorus" (every chorus) both name the one chorus left: their dB add up
+    for key, db in track["mix"]["sections_db"].items():
+        if key in relabelled or key not in song.labels:
+            label = relabelled.get(key, key)
+            levels[label] = round(min(9.0, max(-9.0, levels.get(label, 0.0) + db)), 2)
+    mix = track["mix"] | {"sections_db": levels}
+    return track | {"structure": _structure_field(structure), "sections": kept(track["sections"]), "mix": mix} | lyrics
+
+
+def _lyrics_for_form(text: str, structure: list[list], song: SongFacts) -> str:
+    """A track's own lyrics for its changed form: each vocal section of the new form with the
+    block it sang before, written out in order, so the matching rule (songmill.core.lyric_blocks)
+    gives every section its old words. A dropped section's block goes with it ("drop the bridge"
+    on lyrics with a [bridge] block); a repeated section sings its block again. Lyrics that did
+    not fit the song as rendered are left as written."""
+    names = [name for name, _ in song.sections]
+    try:
+        sung = assign_blocks(names, parse_blocks(text))
+    except SongmillError:
+        return text
+    block_of = {song.labels[index]: block for index, block in sung.items()}
+    written = []
+    for row in structure:  # every row is tagged with the label it had (`_structure`); a repeat's adds " (repeat)"
+        block = block_of.get(row[2].removesuffix(" (repeat)")) if len(row) > 2 else None
+        if block is not None:
+            written.append("\n".join([f"[{block.name}]", *block.lines]))
+    return "\n\n".join(written) + "\n"
 
 
 def contradictions(operations: list) -> None:
