@@ -1138,6 +1138,69 @@ def test_delivering_an_edited_version_gives_it_its_own_isrc_and_says_what_it_edi
     catalogue.close()
 
 
+def _without_isrc_registrant(test_config_dir: Path, folder: Path) -> Path:
+    """The test config with no ISRC registrant (as shipped: `isrc: auto` tracks get none)."""
+    import shutil
+
+    bare = folder / "config"
+    shutil.copytree(test_config_dir, bare)
+    delivery = yaml.safe_load((bare / "delivery.yaml").read_text())
+    delivery["identifiers"] = {k: v for k, v in delivery["identifiers"].items() if k not in ("isrc_country", "isrc_registrant")}
+    (bare / "delivery.yaml").write_text(yaml.safe_dump(delivery, sort_keys=False))
+    return bare
+
+
+def test_an_edit_of_a_recording_with_an_isrc_is_not_delivered_without_its_own(in_song, tmp_path, monkeypatch, test_config_dir):
+    """The registrant gone from the settings: the edited version would go out under the ISRC of
+    the recording it edits, or with none; it is refused in one sentence and nothing is written."""
+    from songmill.catalogue import Catalogue
+
+    config, out = in_song / "release.yaml", in_song / "dist"
+    editing.edit(config, track=1, command="pan the bells a bit right", out_dir=out)  # a new recording, never delivered: no ISRC yet
+    version = _edited_version(config, out)
+    catalogue = Catalogue.open()
+    track_isrc = catalogue.track_record("edit-test", 1)["isrc"]
+    catalogue.close()
+    assert track_isrc  # given by the render, whose settings name a registrant
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(_without_isrc_registrant(test_config_dir, tmp_path)))
+    try:
+        result = CliRunner().invoke(app, ["deliver", str(config), "--out", str(tmp_path / "out")])
+    finally:
+        editing.undo(config, track=1, out_dir=out)  # the tests after this one deliver the version before it
+    assert result.exit_code == 2
+    assert (
+        f"track 1 version {version['number']} is a new recording and needs an ISRC of its own (the recording it edits is {track_isrc}), "
+        "but no ISRC registrant is configured; set identifiers.isrc_country" in result.stderr
+    )
+    assert not [path for path in (tmp_path / "out").rglob("*") if path.is_file()]  # nothing delivered, no report
+
+
+@pytest.mark.long
+def test_an_edit_with_no_isrcs_at_all_is_delivered_as_its_render_was(tmp_path, monkeypatch, test_config_dir, caplog):
+    """No registrant and `isrc: auto`: the render delivers its recording without an ISRC (and
+    without a DDEX message), saying so; an edited version of it is delivered the same way, not refused."""
+    import subprocess
+
+    bare = _without_isrc_registrant(test_config_dir, tmp_path)
+    render_release_text(RELEASE.replace("edit-test", "edit-no-isrc"), tmp_path, config_dir=bare)
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SONGMILL_CONFIG_DIR", str(bare))
+    config = tmp_path / "release.yaml"
+    editing.edit(config, track=1, command="more delay on the vocals", out_dir=tmp_path / "dist")
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(app, ["deliver", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.stderr
+    assert "track 1: version 2 (no ISRC: no registrant is configured)" in result.stderr
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "track 1 version 2 is a new recording and would get an ISRC of its own, but no ISRC registrant is configured: delivered without one" in said
+    assert "without a DDEX message: a track has no ISRC" in said
+    flac = next((tmp_path / "out" / "streaming").glob("*/resources/*.flac"))
+    tags = json.loads(
+        subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(flac)], capture_output=True, check=True).stdout
+    )
+    assert "ISRC" not in {k.upper() for k in tags["format"]["tags"]}  # read back by ffmpeg's reader: none given
+
+
 def _edited_version(config: Path, out: Path) -> dict:
     """The track's current version, made by an edit when the tests before did not make one."""
     history = editing.history(config, track=1)

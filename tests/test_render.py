@@ -508,7 +508,9 @@ def test_render_against_s3_store(tmp_path, s3_server, monkeypatch):
     )  # fetched beside the report
 
 
-def test_lyrics_too_long_for_their_section_fail_in_one_sentence_naming_the_line(tmp_path):
+def test_lyrics_too_long_for_their_section_are_refused_with_the_config_naming_the_line(tmp_path):
+    """A line with more syllables than its phrase carries is a config problem: `validate` and
+    `render` name the config's line and the lyric line, exit 2, before anything runs."""
     config = tmp_path / "long.yaml"
     long_line = "and every single word of this unreasonably long and rambling line goes on forever and ever and ever"
     config.write_text(
@@ -518,13 +520,16 @@ def test_lyrics_too_long_for_their_section_fail_in_one_sentence_naming_the_line(
             f"    lyrics: |\n      [verse]\n      {long_line}\n      short line\n      [chorus]\n      la la la\n",
         )
     )
-    result = cli("render", str(config), "--out", str(tmp_path / "dist"))
-    assert result.returncode == 1
-    [line] = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("error:")]  # (the other: progress)
-    assert line.startswith(
-        "error: track 1 (Paper Lanterns) failed at stage lyrics: track 1 (Paper Lanterns) lyrics line 2: "
-        f"'{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;"
-    )
+    lyrics_at = config.read_text().splitlines().index("    lyrics: |") + 1
+    for command in (("validate", str(config)), ("render", str(config), "--out", str(tmp_path / "dist"))):
+        result = cli(*command)
+        assert result.returncode == 2, result.stderr
+        [line] = (result.stdout if command[0] == "validate" else result.stderr).strip().splitlines()
+        assert line.startswith(
+            f"{config}:{lyrics_at}: tracks[0].lyrics: lyrics line 2: "
+            f"'{long_line}' has 30 syllables, but its phrase in the verse (1 bar at 104 BPM) carries at most 14;"
+        ), line
+    assert not (tmp_path / "dist").exists()
 
 
 def test_lyrics_that_do_not_match_the_structure_fail_naming_the_block(tmp_path):
@@ -549,16 +554,14 @@ def test_lyrics_that_do_not_match_the_structure_fail_naming_the_block(tmp_path):
 
 @pytest.mark.long
 def test_a_track_that_fails_a_stage_follows_allow_partial_like_a_quarantined_one(tmp_path):
-    """Two tracks, the second's lyrics too long for its phrase (it fails a stage):
+    """Two tracks, the second's DAW score override not a MIDI file (its compose stage fails):
     with allow_partial the first is delivered alone and the run succeeds with a warning naming
     the failed track; without it nothing is delivered and the run fails in one sentence."""
     import yaml
 
     config = yaml.safe_load(debug_release(tmp_path / "two", tracks=2).read_text())
-    long_line = "and every single word of this unreasonably long and rambling line goes on forever and ever and ever"
-    config["tracks"][1].update(
-        voice={"identity": "ben"}, structure=[{"name": "verse", "bars": 2}, {"name": "chorus", "bars": 2}], lyrics=f"[verse]\n{long_line}\n[chorus]\nla la la\n"
-    )
+    (tmp_path / "not-midi.mid").write_bytes(b"RIFF, not a standard MIDI file")
+    config["tracks"][1]["score_override"] = "not-midi.mid"
     for allow in (True, False):
         config["release"]["allow_partial"] = allow
         path = tmp_path / f"partial-{allow}.yaml"

@@ -94,9 +94,19 @@ def energy_curve(names: list[str]) -> list[float]:
 
 
 def song_form(
-    *, title: str, genre: str, key: str, time_signature: str, tempo_bpm: float, target_duration_s: float, structure: list[tuple[str, int | None]] | None
+    *,
+    title: str,
+    genre: str,
+    key: str,
+    time_signature: str,
+    tempo_bpm: float,
+    target_duration_s: float,
+    structure: list[tuple[str, int | None]] | None,
+    say_how_far: bool = True,
 ) -> Score:
-    """The score skeleton of a song: key, meter, tempo map and sections (no parts yet)."""
+    """The score skeleton of a song: key, meter, tempo map and sections (no parts yet).
+    `say_how_far`: warn when the form cannot come near the target duration (the form stage does;
+    a check of the config before the render builds the same form and says nothing)."""
     if structure:
         names, fixed = [n for n, _ in structure], [b for _, b in structure]
     else:
@@ -105,7 +115,8 @@ def song_form(
         log.info("no structure given: using the %s default form %s", genre, " ".join(names))
     bar_s = parse_time_signature(time_signature).quarter_notes_per_bar * 60.0 / tempo_bpm
     bars = plan_bars(names, fixed, genre=genre, bar_s=bar_s, target_s=target_duration_s)
-    _warn_when_far_from_target(title, names, sum(bars) * bar_s, target_duration_s, tempo_bpm)
+    if say_how_far:
+        _warn_when_far_from_target(title, names, sum(bars) * bar_s, target_duration_s, tempo_bpm)
     sections, start = [], 0
     for name, count, energy in zip(names, bars, energy_curve(names)):
         sections.append(Section(name=name, start_bar=start, bars=count, energy=energy))

@@ -77,15 +77,17 @@ def _log_level() -> int:
 def validate(paths: list[Path] = typer.Argument(None, help="Release config files.")) -> None:
     """Check the project's config files and the release configs given; print `file:line: field:
     problem` lines and exit 2 if any is invalid."""
-    from songmill.engine.configs import config_problems, load_release_with_profiles
+    from songmill.engine.configs import config_problems, load_release_with_profiles, lyrics_problems
 
     paths = paths or []
     problems = config_problems()
     for path in paths if not problems else []:  # a broken profile or registry would be reported for every release
         try:
-            load_release_with_profiles(path)
+            spec, _ = load_release_with_profiles(path)
         except ConfigError as err:
             problems.extend(err.problems)
+            continue
+        problems += lyrics_problems(path, spec)
     for line in problems:
         print(line)
     if problems:

@@ -330,7 +330,13 @@ def deliver_command(config: Path = typer.Argument(..., help="The release config.
         _fail(err)
     for row in result["tracks"]:
         which = f"version {row['version']}" if row["version"] else "its last render"
-        isrc = f"ISRC {row['isrc']}, an edited version of {row['edited_from_isrc']}" if row["isrc"] else "the track's ISRC"
+        isrc = (
+            f"ISRC {row['isrc']}, an edited version of {row['edited_from_isrc']}"
+            if row["isrc"]
+            else "no ISRC: no registrant is configured"
+            if row.get("without_isrc")
+            else "the track's ISRC"
+        )
         err_console.print(f"track {row['number']}: {which} ({isrc})", markup=False, highlight=False)
     from songmill.core.profiles import load_profiles
     from songmill.release.package import unsigned_reasons

@@ -51,6 +51,22 @@ def config_problems() -> list[str]:
     return problems
 
 
+def lyrics_problems(config_path: Path, spec: ReleaseSpec, *, tracks: list[int] | None = None) -> list[str]:
+    """One `file:line: tracks[i].lyrics: …` line per track whose own lyrics do not fit its form
+    (`track_stages.provided_lyrics_problem`), of `tracks` (0-based) or every track. Not part of `load_release_with_profiles`, which
+    Airflow's DAG files call: it syllabifies every line."""
+    from songmill.core.config import load_yaml
+    from songmill.engine.stage import TrackJob
+    from songmill.engine.track_stages import provided_lyrics_problem
+
+    indices = range(len(spec.tracks)) if tracks is None else tracks  # 0-based; None: every track
+    found = [(i, provided_lyrics_problem(TrackJob(spec, i, seed=0, commercial=False))) for i in indices]
+    if not any(problem for _, problem in found):
+        return []
+    _, locator = load_yaml(Path(config_path))
+    return [locator.problem(("tracks", i, "lyrics"), problem) for i, problem in found if problem]
+
+
 def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
     """The release config checked against everything it names: delivery profiles and the model
     registry's voice identities (an unreadable registry is reported by the stage that needs it)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +34,8 @@ from songmill.engine.runner import stored_artifacts
 from songmill.engine.stage import StageResult
 from songmill.release.package import RenderedTrack, delivery_time, package_and_deliver
 from songmill.release.settings import load_delivery_settings
+
+log = logging.getLogger("songmill.editor")
 
 
 def _is_new_recording(version: dict) -> bool:
@@ -167,17 +170,26 @@ def _current_recording(
     recording = recording_version(versions, current["number"])
     if recording is not None:
         isrc = catalogue.version_isrc(target.release_id, target.number, recording, country=ids.isrc_country, registrant=ids.isrc_registrant, year=year)
-        if isrc is None:
-            raise SongmillError(
-                f"track {target.number} version {current['number']} is a new recording and needs an ISRC of its own, but no ISRC registrant is configured; "
-                "set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml"
-            )
-        versions[recording]["isrc"] = isrc
         given = target.spec.tracks[target.index].isrc
         track_isrc = catalogue.track_isrc(track_id, given=given, country=ids.isrc_country, registrant=ids.isrc_registrant, year=year)
-        source = edited_from(versions, recording, track_isrc)
+        if isrc is None and track_isrc is not None:  # the recording it edits has an ISRC: the edit must not go out under it, nor without its own
+            raise SongmillError(
+                f"track {target.number} version {current['number']} is a new recording and needs an ISRC of its own (the recording it edits is {track_isrc}), "
+                "but no ISRC registrant is configured; set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml"
+            )
+        if isrc is None:  # no ISRCs at all: delivered as its render delivers the recording it edits
+            log.warning(
+                "track %d version %d is a new recording and would get an ISRC of its own, but no ISRC registrant is configured: delivered without one "
+                "(set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml)",
+                target.number,
+                current["number"],
+            )
+        else:
+            versions[recording]["isrc"] = isrc
+            source = edited_from(versions, recording, track_isrc)
     why = recording_identity(operations_from_json(current["operations"]))["why"]
     row = {"number": target.number, "version": current["number"], "isrc": isrc, "edited_from_isrc": source, "why": why, "track_spec": current["track_spec"]}
+    row["without_isrc"] = recording is not None and isrc is None  # a new recording, and no registrant to give it its ISRC
     files = _fetch(store, current["artifacts"], folder)
     return (
         RenderedTrack(

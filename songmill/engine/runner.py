@@ -36,14 +36,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from models.registry import ModelRegistry
 from songmill import __version__
 from songmill.catalogue import Catalogue, display_url
-from songmill.core.errors import InputError, ServiceError, SongmillError, tracks_it_has
+from songmill.core.errors import ConfigError, InputError, ServiceError, SongmillError, tracks_it_has
 from songmill.core.paths import check_output_folder, run_folder, safe_name
 from songmill.core.profiles import load_profiles
 from songmill.core.score import Score
 from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec, track_seed
 from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
-from songmill.engine.configs import load_release_with_profiles
+from songmill.engine.configs import load_release_with_profiles, lyrics_problems
 from songmill.engine.head_start import head_starts
 from songmill.engine.stage import TrackJob, cpu_seconds, denormals_flushed, run_stage, stop_if_asked
 from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
@@ -460,6 +460,11 @@ def start_release(
         raise SongmillError(f"--jobs {jobs} is not allowed (use 1 or more)")
     if track is not None and not 1 <= track <= len(spec.tracks):
         raise InputError(f"--track {track} is not in {config_path} ({tracks_it_has(len(spec.tracks))})")
+    unfit = lyrics_problems(
+        config_path, spec, tracks=[track - 1] if track else None
+    )  # the lyrics stage would stop the track on them, after minutes of work elsewhere
+    if unfit:
+        raise ConfigError(unfit)
     release_dir = (Path(out_dir) / spec.release.id).resolve()
     if Path(out_dir).resolve() not in release_dir.parents:
         raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")

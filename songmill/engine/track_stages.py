@@ -76,10 +76,29 @@ def _form_params(job: TrackJob) -> dict:
 
 
 def _run_form(ctx: StageContext) -> None:
-    params = dict(ctx.params)
-    if params["structure"] is not None:
-        params["structure"] = [tuple(s) for s in params["structure"]]
-    song_form(**params).save_json(ctx.output("form.json"))
+    song_form(**_form_arguments(ctx.params)).save_json(ctx.output("form.json"))
+
+
+def _form_arguments(params: dict) -> dict:
+    return params | ({"structure": [tuple(s) for s in params["structure"]]} if params["structure"] is not None else {})
+
+
+def provided_lyrics_problem(job: TrackJob) -> str | None:
+    """Why the track's own lyrics do not fit its form — a block with no section to sing it, a
+    section with no block, a line with more syllables than its phrase carries — or None. The
+    lyrics stage would stop the track on it; checked with the config, it is a config problem
+    (`songmill validate`, and a render before any work). Costs a form and a syllabification."""
+    track = job.track
+    if not track.lyrics or track.voice is None:
+        return None
+    from models.lyrics.songwriter import provided_lyrics
+
+    form = song_form(**_form_arguments(_form_params(job)), say_how_far=False)
+    try:
+        provided_lyrics(form, track.lyrics, title=track.title, where="lyrics")
+    except SongmillError as err:
+        return str(err)
+    return None
 
 
 FORM = Stage(
