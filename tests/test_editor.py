@@ -597,6 +597,18 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     assert too_fast.exit_code == 2 and "tempo: 400 is outside 40–240 BPM" in too_fast.stderr
     unknown = runner.invoke(app, ["edit", config, "--track", "1", "--command", "drop the solo", "--out", str(in_song / "dist")])
     assert unknown.exit_code == 2 and "has no section 'solo' (it has: intro, verse 1, chorus 1, verse 2, chorus 2, outro)" in unknown.stderr
+    # operations from a file: checked against the song on a dry run too, a misspelled field answered with the one meant
+    ops = in_song / "ops.json"
+    ops.write_text('[{"op": "section_drop", "section": "solo"}]')
+    absent = runner.invoke(app, ["edit", config, "--track", "1", "--operations", str(ops), "--dry-run"])
+    assert absent.exit_code == 2 and "operation 1 (section_drop): the song has no section 'solo' (it has: intro, verse 1," in absent.stderr
+    ops.write_text('[{"op": "tempo", "to_bmp": 92}]')
+    misspelled = runner.invoke(app, ["edit", config, "--track", "1", "--operations", str(ops), "--dry-run"])
+    assert misspelled.exit_code == 2
+    assert "ops.json[0] (tempo): unknown field 'to_bmp' (did you mean 'to_bpm'?; its fields: to_bpm, by_bpm, by_percent)" in misspelled.stderr
+    ops.write_text('[{"op": "tempoo", "to_bpm": 92}]')
+    unknown_op = runner.invoke(app, ["edit", config, "--track", "1", "--operations", str(ops), "--dry-run"])
+    assert unknown_op.exit_code == 2 and "ops.json[0]: 'tempoo' is not an operation (did you mean 'tempo'?)" in unknown_op.stderr
     assert editing.history(config, track=1)["versions"] == before  # nothing recorded
 
     listed = runner.invoke(app, ["history", config, "--track", "1"])

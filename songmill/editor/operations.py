@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from songmill.core.config import nearest_name
 from songmill.core.errors import SongmillError
 from songmill.core.lyric_blocks import assign_blocks, parse_blocks
 from songmill.core.music import parse_key
@@ -281,15 +282,41 @@ OPERATION_NAMES = tuple(sorted(m.model_fields["op"].default for m in _Op.__subcl
 
 
 def operations_from_json(data: Any, *, where: str = "operations") -> list:
-    """Operations from JSON-like data (a DAG's Params, a version's history); one line per problem."""
+    """Operations from JSON-like data (a DAG's Params, a version's history); one sentence per
+    problem, naming the operation by its place and what it may hold."""
     try:
         return OPERATIONS.validate_python(data)
     except ValidationError as err:
-        problems = []
-        for e in err.errors(include_url=False):
-            place = ".".join(str(p) for p in e["loc"])
-            problems.append(f"{where}[{place}]: {e['msg']} (operations: {', '.join(OPERATION_NAMES)})")
-        raise SongmillError("; ".join(problems)) from None
+        raise SongmillError("; ".join(_operation_problem(e, where) for e in err.errors(include_url=False))) from None
+
+
+OPERATION_MODELS = {m.model_fields["op"].default: m for m in _Op.__subclasses__()}
+
+
+def _operation_problem(error: Any, where: str) -> str:
+    """One validation error as the user reads it: `operations[0] (tempo): unknown field 'to_bmp'
+    (did you mean 'to_bpm'?; its fields: …)`."""
+    loc, kind = tuple(error["loc"]), error["type"]
+    if not loc:
+        return f"{where}: a list of operations is expected, each an object with its 'op' (operations: {', '.join(OPERATION_NAMES)})"
+    place = f"{where}[{loc[0]}]"
+    if kind == "union_tag_invalid":
+        given = str((error.get("ctx") or {}).get("tag", ""))
+        nearest = nearest_name(given, list(OPERATION_NAMES))
+        return f"{place}: {given!r} is not an operation{f' (did you mean {nearest!r}?)' if nearest else ''} (operations: {', '.join(OPERATION_NAMES)})"
+    if kind == "union_tag_not_found":
+        return f"{place}: names no 'op' (operations: {', '.join(OPERATION_NAMES)})"
+    if len(loc) < 3:
+        return f"{place}: {error['msg']}"
+    op, field = str(loc[1]), ".".join(str(p) for p in loc[2:])
+    fields = [name for name in OPERATION_MODELS[op].model_fields if name != "op"] if op in OPERATION_MODELS else []
+    its = f"its fields: {', '.join(fields)}" if fields else "it has no fields but 'op'"
+    if kind == "extra_forbidden":
+        nearest = nearest_name(field, fields)
+        return f"{place} ({op}): unknown field {field!r} ({f'did you mean {nearest!r}?; ' if nearest else ''}{its})"
+    if kind == "missing":
+        return f"{place} ({op}): {field} is required ({its})"
+    return f"{place} ({op}): {field}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def operations_to_json(operations: list) -> list[dict]:

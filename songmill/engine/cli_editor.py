@@ -84,8 +84,8 @@ def edit_command(
             )
         if operations_file is not None:
             typed = _operations_in(operations_file)
-            if dry_run:
-                print(json.dumps(operations_to_json(typed), indent=1))
+            if dry_run:  # checked against the track as it stands, as a typed command's are
+                print(json.dumps(operations_to_json(editing.check_edit(config, track, operations=typed)), indent=1))
                 return
             result = editing.edit(config, track=track, operations=typed, out_dir=out, author=author, reason=reason, audition=audition, on_audition=_heard)
             _said(result)
