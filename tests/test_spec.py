@@ -78,9 +78,18 @@ def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
         (
             "    key: C major\n",
             "    key: C major\n    lyrics: |\n      [verse]\n      hello\n      [chourus]\n      hi\n",
-            "tracks[0].lyrics: lyrics line 3: '[chourus]' is not a section tag",
+            "tracks[0].lyrics: lyrics line 3: '[chourus]' is not a section tag (did you mean 'chorus'?) (allowed: ",
         ),
-        ("    key: C major\n", "    key: C major\n    structure: [intro, verse, coda]\n", "tracks[0].structure[2].name: 'coda' is not a known section"),
+        (
+            "    key: C major\n",
+            "    key: C major\n    structure: [intro, verse, coda]\n",
+            "tracks[0].structure[2].name: 'coda' is not a known section (allowed: ",
+        ),
+        (
+            "    key: C major\n",
+            "    key: C major\n    structure: [intro, chrous]\n",
+            "tracks[0].structure[1].name: 'chrous' is not a known section (did you mean 'chorus'?)",
+        ),
         ("    key: C major\n", "    key: C major\n    time_signature: 4/5\n", "tracks[0].time_signature: '4/5' is not a time signature"),
         ("  title: Test\n", "", "release.title: is required"),
         (
@@ -156,3 +165,37 @@ def test_an_impossible_date_in_a_text_field_is_kept_as_the_text_written(tmp_path
     """YAML reads 2026-02-30 as a timestamp; where a field takes text, it is that text."""
     release = load_release(write(tmp_path, GOOD.replace("p_line: 2026 Test Label", "p_line: 2026-02-30")), profile_names={"streaming", "preview"})
     assert release.release.p_line == "2026-02-30"
+
+
+LYRICS = "[verse]\nthe lamps are lit along the quay\n[chorus]\ncome home, come home to me\n"
+
+
+def test_lyrics_from_a_file_beside_the_config_are_read_as_if_written_inline(tmp_path):
+    (tmp_path / "words").mkdir()
+    (tmp_path / "words" / "one.txt").write_text(LYRICS, encoding="utf-8")
+    voiced = GOOD + "    voice: {identity: ben}\n"
+    spec = load_release(write(tmp_path, voiced + "    lyrics_file: words/one.txt\n"))
+    inline = load_release(write(tmp_path, voiced + "    lyrics: |\n" + textwrap.indent(LYRICS, "      "), name="inline.yaml"))
+    assert spec.tracks[0].lyrics == inline.tracks[0].lyrics == LYRICS
+    assert spec.tracks[0].lyrics_file == str(tmp_path / "words" / "one.txt")  # where the words came from, resolved
+
+
+@pytest.mark.parametrize(
+    ("lyrics_file", "contents", "extra", "expected"),
+    [
+        ("words/none.txt", None, "", "'words/none.txt' does not exist (a path relative to release.yaml)"),
+        ("words", None, "", "'words' is not a regular file (a folder or a device); give a text file of lyrics with [section] tags"),
+        ("one.txt", b"\xff\xfe[verse]\n", "", "'one.txt' is not UTF-8 text; save it as UTF-8"),
+        ("one.txt", b"[chrous]\nla la\n", "", "'one.txt': lyrics line 1: '[chrous]' is not a section tag (did you mean 'chorus'?) (allowed: "),
+        ("one.txt", LYRICS.encode(), '    lyrics: "[verse]\\nla la\\n"\n', "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"),
+    ],
+)
+def test_a_lyrics_file_that_cannot_be_sung_is_one_line_naming_it(tmp_path, lyrics_file, contents, extra, expected):
+    (tmp_path / "words").mkdir()
+    if contents is not None:
+        (tmp_path / lyrics_file).write_bytes(contents)
+    path = write(tmp_path, GOOD + "    voice: {identity: ben}\n" + extra + f"    lyrics_file: {lyrics_file}\n")
+    result = validate(path)
+    assert result.returncode == 2
+    [line] = result.stdout.strip().splitlines()
+    assert line.startswith(f"{path}:{19 + bool(extra)}: tracks[0].lyrics_file: {expected}"), line

@@ -10,12 +10,12 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator, model_validator
 
 from songmill.core import ids
-from songmill.core.config import Locator, load_yaml, shown, validate_config
+from songmill.core.config import Locator, load_yaml, nearest_name, shown, validate_config
 from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.lyric_blocks import assign_blocks, parse_blocks
 from songmill.core.music import parse_key, parse_time_signature
@@ -38,10 +38,15 @@ def _ranged(low: float, high: float, unit: str) -> WrapValidator:
 def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"{shown(value)} is not a known {what} (allowed: {', '.join(allowed)})")
+            raise ValueError(f"{shown(value)} is not a known {what}{_did_you_mean(value, allowed)} (allowed: {', '.join(allowed)})")
         return value
 
     return AfterValidator(check)
+
+
+def _did_you_mean(value: str, allowed: tuple[str, ...]) -> str:
+    nearest = nearest_name(value, list(allowed))
+    return f" (did you mean {nearest!r}?)" if nearest else ""
 
 
 def _release_id(value: str) -> str:
@@ -112,7 +117,9 @@ def _lyrics(value: str) -> str:
         if tag:
             name = re.sub(r"\s*\d+$", "", tag.group(1).strip().lower())
             if name not in SECTION_NAMES:
-                raise ValueError(f"lyrics line {number}: '[{tag.group(1)}]' is not a section tag (allowed: {', '.join(SECTION_NAMES)})")
+                raise ValueError(
+                    f"lyrics line {number}: '[{tag.group(1)}]' is not a section tag{_did_you_mean(name, SECTION_NAMES)} (allowed: {', '.join(SECTION_NAMES)})"
+                )
     if not any(line.strip() and not line.strip().startswith("[") for line in value.splitlines()):
         raise ValueError("has no lyric lines (write lines under [verse]/[chorus] tags, or leave lyrics out)")
     return value
@@ -283,6 +290,9 @@ class TrackSpec(Strict):
     voice: Voice | None = None  # None: an instrumental track
     instrumentation: Annotated[str, _one_of(GENRES, "instrumentation preset")] | None = None  # None: the release genre
     lyrics: Annotated[str, AfterValidator(_lyrics)] | None = None  # None: written by the lyrics stage
+    # the lyrics in a UTF-8 text file beside the config (relative to it), read into `lyrics` when the
+    # config loads; kept (resolved) to say where the words came from
+    lyrics_file: Annotated[str, AfterValidator(_non_blank)] | None = None
     lyrics_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a transformers LM in the model registry; None: the rule writer
     instruments_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a diffusers model in the registry; None: the soundfont
     key_change: Annotated[int, _ranged(0, 4, "semitones")] = 0  # lift the last chorus (and what follows) by this much
@@ -416,9 +426,13 @@ def load_release(path: str | Path, *, profile_names: set[str] | None = None, voi
 
 
 def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> ReleaseSpec:
-    """Track references are relative to the config file; each must exist."""
+    """Track references are relative to the config file; each must exist. A lyrics file is read
+    into the track's `lyrics` (and checked as lyrics written inline are)."""
     tracks, problems = [], []
     for i, track in enumerate(spec.tracks):
+        if track.lyrics_file is not None:
+            track, problem = _with_lyrics_file(track, path)
+            problems += [locator.problem(("tracks", i, "lyrics_file"), problem)] if problem else []
         if track.reference is not None:
             resolved = (path.parent / track.reference).resolve()
             if not resolved.is_file():
@@ -440,6 +454,31 @@ def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> Rele
     if problems:
         raise ConfigError(problems)
     return spec.model_copy(update={"tracks": tracks, "release": release})
+
+
+MAX_LYRICS_FILE_BYTES = 1_000_000  # far more than any song's words: a file this large is another file
+
+
+def _with_lyrics_file(track: TrackSpec, config: Path) -> tuple[TrackSpec, str | None]:
+    """The track with its `lyrics_file` read into `lyrics`, or why it cannot be (one sentence)."""
+    given = cast(str, track.lyrics_file)
+    if track.lyrics is not None:  # which would it sing?
+        return track, "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"
+    resolved = (config.parent / given).resolve()
+    if not resolved.is_file():
+        return track, _missing_file(resolved, given, config, "a text file of lyrics with [section] tags")
+    if resolved.stat().st_size > MAX_LYRICS_FILE_BYTES:
+        return track, f"'{given}' is {resolved.stat().st_size:,} bytes, more than any song's lyrics (at most {MAX_LYRICS_FILE_BYTES:,}); is it the right file?"
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return track, f"'{given}' is not UTF-8 text; save it as UTF-8"
+    try:
+        read = TrackSpec.model_validate(track.model_dump(mode="json") | {"lyrics": text, "lyrics_file": str(resolved)})
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        return track, f"'{given}': {first['msg'].removeprefix('Value error, ')}"
+    return read, None
 
 
 def _missing_file(resolved: Path, given: str, config: Path, wanted: str) -> str:

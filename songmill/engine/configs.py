@@ -64,7 +64,7 @@ def lyrics_problems(config_path: Path, spec: ReleaseSpec, *, tracks: list[int] |
     if not any(problem for _, problem in found):
         return []
     _, locator = load_yaml(Path(config_path))
-    return [locator.problem(("tracks", i, "lyrics"), problem) for i, problem in found if problem]
+    return [locator.problem(("tracks", i, "lyrics_file" if spec.tracks[i].lyrics_file else "lyrics"), problem) for i, problem in found if problem]
 
 
 def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
