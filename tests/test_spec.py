@@ -133,6 +133,13 @@ def test_unreadable_yaml_names_the_line(tmp_path):
     assert result.stdout.startswith(f"{path}:") and "(yaml)" in result.stdout
 
 
+def test_a_key_without_its_colon_is_named_on_its_own_line(tmp_path):
+    path = write(tmp_path, GOOD.replace("mood: calm", "mood calm"))
+    result = validate(path)
+    assert result.returncode == 2
+    assert result.stdout.strip() == f"{path}:15: (yaml): could not find expected ':' (the file must be valid YAML)"  # "mood calm" is line 15
+
+
 def test_missing_file_is_named(tmp_path):
     result = validate(tmp_path / "nope.yaml")
     assert result.returncode == 2

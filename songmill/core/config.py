@@ -101,6 +101,8 @@ def load_yaml(path: Path) -> tuple[Any, Locator]:
         data, root = _parsed(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        if "simple key" in str(getattr(err, "context", "")) and getattr(err, "context_mark", None) is not None:
+            mark = err.context_mark  # "mood nostalgic": the key's own line, not the next one, where the scanner gave up
         line = mark.line + 1 if mark is not None else 1
         what = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError([f"{path}:{line}: (yaml): {what} (the file must be valid YAML)"]) from None
