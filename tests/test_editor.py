@@ -169,8 +169,10 @@ def test_accented_voice_names_beside_other_requests_and_another_language():
         ("louder vocals, mehr hall auf der stimme", '"mehr hall auf der stimme" is not a command songmill understands (it reads English commands only)', None),
         ("wobble the flux capacitor", '"wobble the flux capacitor" is not a command songmill understands; nearest', None),  # English: no language hint
         # a clause that cannot be read is refused, never dropped from the command around it
-        ("more bass and less treble", '"less treble" is not a command songmill understands; nearest', "less bass"),
-        ("make the drums quieter and add more bas", '"add more bas" is not a command songmill understands; nearest', None),
+        ("more bass and less treble", '"less treble": songmill does not know how to make a song "less treble"; nearest', "less bass"),
+        ("make the drums quieter and add more bas", '"add more bas": songmill does not know how to make a song "more bas"; nearest', None),
+        # more or less of what songmill does not know is not more or less of what else the clause names
+        ("make the voice more emotional", 'songmill does not know how to make a song "more emotional"', None),
         # one part's reverb or delay is refused, not widened to the whole song
         ("more reverb on the guitar", "reverb is set for the whole song or for the voices, not for one part such as the guitar", "more reverb"),
         ("less delay on the backing vocals", "delay is set for the whole song or for the voices, not for the backing vocals alone", "less delay on the voice"),

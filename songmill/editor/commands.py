@@ -154,6 +154,9 @@ def parse_command(text: str, song: SongFacts) -> list:
         if _in_another_language(_without_names(words, song)):  # even where some of its words would read: "moins de réverbération" is not "more reverb"
             raise CommandError(f'"{words}" is not a command songmill understands (it reads English commands only)', nearest_commands(clause, song))
         foreign = foreign_command  # the clause itself reads as English (above); the command around it may not
+        unknown = _more_of_something_unknown(clause, vocabulary)
+        if unknown and not foreign:  # "make the voice more emotional" is not "louder vocals", whatever else it names
+            raise CommandError(f'"{words}": songmill does not know how to make a song "{unknown}"', nearest_commands(clause, song))
         named, refused = _parts_named_before(clause, readings, song), None
         try:
             read, clause = _read_in_context(clause, readings, song)
@@ -382,6 +385,16 @@ def _correct_spelling(text: str, vocabulary: set[str]) -> str:
 
 
 REQUEST_OPENINGS = frozenset(word for phrase in (*UP, *DOWN, "add", "make", "turn", "put", "give", "set", "take") for word in phrase.split()[:1])
+
+
+def _more_of_something_unknown(clause: str, vocabulary: set[str]) -> str | None:
+    """ "more emotional", "less treble": a more or less of a word outside the reading's vocabulary
+    (after spelling correction), which the rules would otherwise read as more or less of
+    whatever else the clause names."""
+    for match in re.finditer(r"\b(more|less)\s+([a-z]+)", clause):
+        if match.group(2) not in vocabulary and match.group(2) not in ("like", "than", "or", "but", "there", "here", "please"):  # "more like a rock track"
+            return match.group(0)
+    return None
 
 
 def _unread_request(clause: str, vocabulary: set[str]) -> bool:
