@@ -173,9 +173,12 @@ def test_accented_voice_names_beside_other_requests_and_another_language():
         ("make the drums quieter and add more bas", '"add more bas": songmill does not know how to make a song "more bas"; nearest', None),
         # more or less of what songmill does not know is not more or less of what else the clause names
         ("make the voice more emotional", 'songmill does not know how to make a song "more emotional"', None),
-        # one part's reverb or delay is refused, not widened to the whole song
-        ("more reverb on the guitar", "reverb is set for the whole song or for the voices, not for one part such as the guitar", "more reverb"),
-        ("less delay on the backing vocals", "delay is set for the whole song or for the voices, not for the backing vocals alone", "less delay on the voice"),
+        # a part's own send is the whole song's, never one section's
+        (
+            "more reverb on the guitar in the chorus",
+            "a part's reverb is set for the whole song, not in one section such as chorus",
+            "more reverb on the guitar",
+        ),
         ("", "the command is empty", "slow it down a bit"),
         ("drop the chorus", "the song has 3 sections called chorus (chorus 1, chorus 2, chorus 3); say which", "drop chorus 2"),
         ("make it louder", "loudness is its delivery profile's", "louder vocals"),
@@ -215,6 +218,25 @@ def test_parsing_is_deterministic_and_reads_the_songs_own_names():
     song = CORPUS_SONG.model_copy(update={"parts": ["drums", "bass", "ukulele"], "identities": ["zelda"]})
     assert parse_command("ukulele louder, sing it with zelda", song) == parse_command("ukulele louder, sing it with zelda", song)
     assert [op.op for op in parse_command("ukulele louder, sing it with zelda", song)] == ["part_level", "voice"]
+
+
+def test_reverb_or_delay_on_one_part_is_that_parts_own_send():
+    """ "more reverb on the guitar" wets the guitar alone (its own send, on top of the preset's);
+    a part the genre's mix does not send to that effect is refused, naming those it sends."""
+    from songmill.core.spec import ReleaseSpec
+
+    song = CORPUS_SONG.model_copy(update={"sends": {"guitar": ["reverb"], "bass": [], "vocal-lead": ["reverb", "delay"]}})
+    ops = parse_command("more reverb on the guitar", song)
+    assert [op.model_dump() for op in ops] == [{"op": "part_send", "part": "guitar", "effect": "reverb", "by_db": 6.0}]
+    spec = ReleaseSpec.model_validate(yaml.safe_load(RELEASE))
+    edited = apply_operations(spec, 0, ops, song).tracks[0].mix
+    assert edited.parts["guitar"].reverb_db == 6.0 and edited.reverb_db == 0.0 and edited.vocal_reverb_db == 0.0  # the guitar alone
+    with pytest.raises(
+        SongmillError, match=r"the bass is not sent to the reverb in this song's mix \(parts sent to it: guitar, vocal-lead\); change the whole song's reverb"
+    ):
+        apply_operations(spec, 0, parse_command("more reverb on the bass", song), song)
+    with pytest.raises(SongmillError, match="operations 1 and 2 both change guitar: one mutes it"):
+        parse_command("mute the guitar and more reverb on the guitar", song)
 
 
 def test_a_voice_and_its_style_said_in_one_breath_are_both_read():

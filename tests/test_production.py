@@ -395,3 +395,26 @@ def test_a_bad_production_preset_is_named_at_its_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_production_presets(path)
     assert re.search(r"production\.yaml:\d+: genres\.pop\.master\.glue_ratio: .*less than or equal to 10", str(caught.value))
+
+
+def test_a_parts_own_reverb_send_wets_that_part_by_its_decibels(song):
+    """The editor's "more reverb on the guitar" (a part's own send, +6 dB): mixed alone, that part's
+    reverb return — the mix less its dry bus — is 6 dB louder against the dry part, within a dB."""
+    from songmill.core.spec import MixEdit
+
+    stems, score = song
+    preset = load_production_presets().for_genre("pop").mix
+    import dataclasses
+
+    chords = next(s for s in stems if s.role in preset.reverb.send_db and s.role not in ("vocal", "backing"))
+    chords = dataclasses.replace(chords, name="chords")  # named as the mix stage names a stem
+
+    def wet_over_dry_db(edit: MixEdit | None) -> float:
+        result = mix_stems([chords], score, preset, edit=edit)
+        dry = result.buses["instrumental"]
+        wet = result.audio - dry  # the returns (this part sends to the reverb only), and the bus compressor's small change
+        return 10 * np.log10(np.mean(np.square(wet, dtype=np.float64)) / np.mean(np.square(dry, dtype=np.float64)))
+
+    plain = wet_over_dry_db(None)
+    wetter = wet_over_dry_db(MixEdit.model_validate({"parts": {chords.name: {"reverb_db": 6.0}}}))
+    assert wetter - plain == pytest.approx(6.0, abs=1.0), (plain, wetter)

@@ -203,6 +203,8 @@ class PartMix(Strict):
     gain_db: Decibels = 0.0
     pan: Annotated[float, _ranged(-1, 1, "(-1 left … 1 right)")] | None = None  # None: the preset's
     muted: bool = False
+    reverb_db: Decibels = 0.0  # its own reverb send, on top of the preset's and the song's (a part the preset sends)
+    delay_db: Decibels = 0.0
 
 
 class MixEdit(Strict):

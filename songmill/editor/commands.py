@@ -664,13 +664,9 @@ def _send(clause: str, song: SongFacts):
     if signed:
         sign = 1 if signed.group(1) == "+" else -1
     parts = _parts(clause, song)
-    if parts:  # read as the whole song's, "more reverb on the guitar" would wet the voice too
-        more = "more" if sign > 0 else "less"
-        raise CommandError(
-            f'"{clause}": {effect} is set for the whole song or for the voices, not for '
-            + ("the backing vocals alone" if parts[0].startswith("vocal-") else f"one part such as the {parts[0]}"),
-            [f"{more} {effect}", f"{more} {effect} on the voice"],
-        )
+    if parts:  # "more reverb on the guitar": the guitar's own send, not the whole song's
+        _song_wide(clause, song, f"a part's {effect} is", [f"{'more' if sign > 0 else 'less'} {effect} on the {p}" for p in parts])
+        return [ops.PartSend(part=p, effect=effect, by_db=sign * _step("send_db", clause)) for p in parts]
     on: Literal["all", "vocal"] = "vocal" if _mentions_voice(clause) else "all"
     target = " on the voice" if on == "vocal" else ""
     _song_wide(clause, song, f"{effect} is", [f"{'more' if sign > 0 else 'less'} {effect}{target}"])

@@ -38,6 +38,7 @@ from songmill.editor.operations import (
     PartInstrument,
     PartLevel,
     PartMute,
+    PartSend,
     SectionDrop,
     SectionLevel,
     SectionRepeat,
@@ -72,6 +73,9 @@ def candidate_operations(song: SongFacts, words: str = "") -> list:
     for effect in ("reverb", "delay"):
         for on in ("all", "vocal"):
             candidates += [Send(effect=effect, on=on, by_db=sign * step) for step in STEPS["send_db"] for sign in (1, -1)]
+        for part in song.parts:  # a part's own send, where the mix sends it (or where that is not known)
+            if not song.sends or effect in song.sends.get(part, []):
+                candidates += [PartSend(part=part, effect=effect, by_db=sign * step) for step in STEPS["send_db"] for sign in (1, -1)]
     for label in dict.fromkeys(labels + [name for name, _ in song.sections]):  # "chorus 2", and "chorus" for every chorus
         candidates += [SectionLevel(section=label, by_db=d) for d in signed]
         candidates += [SectionRepeat(section=label), SectionDrop(section=label), NewMelody(section=label), NewChords(section=label), NewRhythm(section=label)]

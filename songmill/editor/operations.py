@@ -147,6 +147,16 @@ class Send(_Op):
     by_db: float
 
 
+class PartSend(_Op):
+    """One part's own reverb or delay send ("more reverb on the guitar"), for a part the genre's
+    mix sends to that effect."""
+
+    op: Literal["part_send"] = "part_send"
+    part: str
+    effect: Literal["reverb", "delay"]
+    by_db: float
+
+
 class SectionLevel(_Op):
     op: Literal["section_level"] = "section_level"
     section: str
@@ -263,6 +273,7 @@ Operation = Annotated[
     | AddInstrument
     | VocalLevel
     | Send
+    | PartSend
     | SectionLevel
     | SectionRepeat
     | SectionDrop
@@ -335,6 +346,7 @@ class SongFacts(BaseModel):
     key: str = "C major"
     expression: dict[str, float] = {}  # the voice's expression as sung (vocals.json)
     lyric_lines: dict[str, list[str]] = {}  # section label → its lines as sung (lyrics.json); {}: not known
+    sends: dict[str, list[str]] = {}  # part → the effects (reverb, delay) the mix sends it to (mix.json); {}: not known
 
     @property
     def labels(self) -> list[str]:
@@ -435,7 +447,7 @@ def contradictions(operations: list) -> None:
             )
     muted = {op.part: n for n, op in enumerate(operations, start=1) if isinstance(op, PartMute) and op.muted}
     for number, op in enumerate(operations, start=1):
-        if isinstance(op, PartLevel | PartPan) and op.part in muted:
+        if isinstance(op, PartLevel | PartPan | PartSend) and op.part in muted:
             first, second = sorted((muted[op.part], number))
             raise SongmillError(f"operations {first} and {second} both change {op.part}: one mutes it, the other changes how it sounds; give one of them")
 
@@ -539,6 +551,16 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
                 ("delay", "vocal"): "vocal_delay_db",
             }[(op.effect, op.on)]
             track["mix"][field] = round(track["mix"][field] + op.by_db, 2)
+        case PartSend():
+            _allowed(op.part, tuple(song.parts), "part of this song")
+            sent = [part for part, effects in song.sends.items() if op.effect in effects]
+            if song.sends and op.part not in sent:
+                raise SongmillError(
+                    f"the {op.part} is not sent to the {op.effect} in this song's mix (parts sent to it: {', '.join(sent) or 'none'}); "
+                    f"change the whole song's {op.effect} instead ('more {op.effect}')"
+                )
+            part = track["mix"]["parts"].setdefault(op.part, {"gain_db": 0.0, "pan": None, "muted": False})
+            part[f"{op.effect}_db"] = round(part.get(f"{op.effect}_db", 0.0) + op.by_db, 2)
         case SectionLevel():
             label = _one_label(op.section, song, allow_all=True)
             levels = track["mix"]["sections_db"]

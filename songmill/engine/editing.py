@@ -666,6 +666,10 @@ def song_facts(version: dict, store) -> SongFacts:
         if "vocals.json" in artifacts:
             vocals = json.loads(store.get_file(ArtifactRef.from_dict(artifacts["vocals.json"]), Path(folder) / "vocals.json").read_text(encoding="utf-8"))
             expression = vocals.get("expression", {})
+        sends: dict[str, list[str]] = {}
+        if "mix.json" in artifacts:  # which parts the mix sends to the reverb and the delay
+            mixed = json.loads(store.get_file(ArtifactRef.from_dict(artifacts["mix.json"]), Path(folder) / "mix.json").read_text(encoding="utf-8"))
+            sends = {stem["stem"]: [kind for kind in ("reverb", "delay") if f"{kind}_send_db" in stem] for stem in mixed.get("stems", [])}
     parts = sorted(name.removeprefix("stem-").removesuffix(".wav") for name in artifacts if name.startswith("stem-") and name.endswith(".wav"))
     parts += sorted(name.removesuffix(".wav") for name in artifacts if name.startswith("vocal-") and name.endswith(".wav"))
     track = version["track_spec"]
@@ -677,6 +681,7 @@ def song_facts(version: dict, store) -> SongFacts:
         key=track["key"],
         expression=expression,
         lyric_lines=lyric_lines,
+        sends=sends,
     )
 
 

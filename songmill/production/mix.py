@@ -420,7 +420,7 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
                 _add_panned(buses[group][:, span], x, position, fader)
             for kind, effect in (("reverb", preset.reverb), ("delay", preset.delay)):
                 if stem.role in effect.send_db:
-                    send_db = effect.send_db[stem.role] + _send_edit_db(edit, kind, group)
+                    send_db = effect.send_db[stem.role] + _send_edit_db(edit, kind, group) + (getattr(part, f"{kind}_db") if part is not None else 0.0)
                     _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (send_db / 20))
                     made[f"{kind}_send_db"] = round(send_db, 2)
             decisions.append(made)
