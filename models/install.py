@@ -147,6 +147,32 @@ def content_hash(source: Path) -> str:
     return tree_sha256(source) if source.is_dir() else file_sha256(source)
 
 
+# A licence whose name says it forbids commercial use (CC-BY-NC-4.0, "research only"): such a
+# model never feeds a commercial release, whatever `--commercial` says
+_NON_COMMERCIAL = r"(?i)(?<![a-z])(nc|non[- ]?commercial|research[- ]only|academic[- ]only)(?![a-z])"
+# licences that allow commercial use without conditions songmill would have to check
+PERMISSIVE_LICENCES = ("MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "CC0-1.0", "CC-BY-4.0", "Unlicense")
+
+
+def licence_problem(licence: str, commercial: bool) -> str | None:
+    """Why `licence` cannot be registered as `commercial` says (one sentence), or None."""
+    import re
+
+    if not licence.strip():
+        return "--licence is empty; name the licence the model is published under (e.g. Apache-2.0)"
+    if commercial and re.search(_NON_COMMERCIAL, licence):
+        return f"the licence '{licence.strip()}' forbids commercial use; leave out --commercial (the model then feeds non-commercial profiles only)"
+    return None
+
+
+def licence_note(licence: str, commercial: bool) -> str | None:
+    """What to know about a licence registered as `commercial` says, or None: a permissive
+    licence registered without --commercial feeds no commercial profile."""
+    if not commercial and licence.strip().lower() in {known.lower() for known in PERMISSIVE_LICENCES}:
+        return f"{licence.strip()} allows commercial use, but the model is registered for non-commercial releases only; add it again with --commercial --replace if that is wrong"
+    return None
+
+
 def add_model(
     name: str,
     source: Path,
@@ -176,8 +202,9 @@ def add_model(
 
     if not re.match(NAME_PATTERN, name):
         raise SongmillError(f"model name '{name}' must be lower-case letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit")
-    if not licence.strip():
-        raise SongmillError("--licence is empty; name the licence the model is published under (e.g. Apache-2.0)")
+    problem = licence_problem(licence, commercial)
+    if problem:
+        raise SongmillError(problem)
     source = source.expanduser().resolve()
     if not source.exists():
         raise SongmillError(f"model source {source} does not exist")
@@ -207,7 +234,8 @@ def add_model(
         sha256=digest,
         licence=licence.strip(),
         commercial_use=commercial,
-        install_hint=description or f"songmill models add {name} --from <folder> --licence '{licence.strip()}' --replace",
+        install_hint=description
+        or f"songmill models add {name} --from <folder> --licence '{licence.strip()}'{' --commercial' if commercial else ''} --replace",
     )
     try:
         if not registry_path.exists():

@@ -18,7 +18,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from songmill.core.config import load_config
-from songmill.core.errors import SongmillError
+from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.store import file_sha256
 from songmill.core.vocab import folded
 
@@ -128,7 +128,15 @@ class ModelRegistry:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ModelRegistry":
         """The registry at `path`, else $SONGMILL_MODEL_REGISTRY, else models/registry.yaml."""
-        path = Path(path or os.environ.get("SONGMILL_MODEL_REGISTRY") or DEFAULT_REGISTRY)
+        named = os.environ.get("SONGMILL_MODEL_REGISTRY")
+        path = Path(path or named or DEFAULT_REGISTRY)
+        if not path.exists() and named and path == Path(named):
+            raise ConfigError(
+                [
+                    f"{path}:1: (file): the model registry SONGMILL_MODEL_REGISTRY names does not exist yet; "
+                    "`songmill models add` or `models pull` creates it from the shipped one, or point SONGMILL_MODEL_REGISTRY at a registry file"
+                ]
+            )
         parsed = load_config(path, _RegistryFile)
         registry = cls(parsed.models, path, parsed.identities)
         registry._apply_promoted()

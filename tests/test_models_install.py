@@ -106,6 +106,9 @@ def test_add_copies_hashes_and_registers_a_pipeline_that_then_loads(home, tiny_p
         ("component", [], "lacks the pipeline's component folder vae; the download is incomplete"),
         ("class", [], "describes a diffusers FluxPipeline; songmill runs StableAudioPipeline and AceStepPipeline only"),
         ("none", ["--licence", " "], "--licence is empty"),
+        # a licence that forbids commercial use never feeds a commercial release
+        ("none", ["--licence", "CC-BY-NC-4.0", "--commercial"], "the licence 'CC-BY-NC-4.0' forbids commercial use; leave out --commercial"),
+        ("none", ["--licence", "research only", "--commercial"], "the licence 'research only' forbids commercial use"),
         ("taken", [], "model 'fluidr3-gm' is already in the model registry"),
         ("missing", [], "does not exist"),
     ],
@@ -219,3 +222,29 @@ def test_the_fix_models_list_prints_for_a_missing_model_works(home, tiny_pipelin
     failed = songmill(home, "models", "add", "my-audio", "--from", str(broken), "--licence", "Apache-2.0", "--replace")
     assert failed.returncode == 2 and "lacks the pipeline's component folder vae" in one_sentence(failed)
     assert Path(home["SONGMILL_MODEL_REGISTRY"]).read_bytes() == registry and tree_sha256(copied) == tree_sha256(tiny_pipeline)
+
+
+def test_a_permissive_licence_registered_for_non_commercial_use_is_pointed_out(home, tiny_pipeline):
+    """MIT without --commercial: registered as asked (non-commercial), with a note saying what
+    that means; the fix it names, and the registry's own hint, keep --commercial."""
+    added = songmill(home, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "MIT")
+    assert added.returncode == 0, added.stderr
+    assert "not for commercial releases" in added.stdout
+    assert "note: MIT allows commercial use, but the model is registered for non-commercial releases only" in " ".join(added.stderr.split())
+    replaced = songmill(home, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "MIT", "--commercial", "--replace")
+    assert replaced.returncode == 0 and "note:" not in replaced.stderr
+    import yaml
+
+    registry = yaml.safe_load(Path(home["SONGMILL_MODEL_REGISTRY"]).read_text())
+    assert registry["models"]["my-audio"]["install_hint"] == "songmill models add my-audio --from <folder> --licence 'MIT' --commercial --replace"
+
+
+def test_a_registry_named_but_not_made_yet_is_said_so_then_made_by_add(home, tiny_pipeline, tmp_path):
+    env = {**home, "SONGMILL_MODEL_REGISTRY": str(tmp_path / "fresh" / "registry.yaml")}
+    listed = songmill(env, "models", "list")
+    assert listed.returncode == 2
+    assert "the model registry SONGMILL_MODEL_REGISTRY names does not exist yet; `songmill models add` or `models pull` creates it" in one_sentence(listed)
+    added = songmill(env, "models", "add", "my-audio", "--from", str(tiny_pipeline), "--licence", "Apache-2.0", "--commercial")
+    assert added.returncode == 0, added.stderr
+    listed = songmill(env, "models", "list")
+    assert "my-audio" in listed.stdout and "fluidr3-gm" in listed.stdout  # made from the shipped one, with the new entry

@@ -315,7 +315,7 @@ def models_add(
     replace: bool = typer.Option(False, "--replace", help="Put it in the place of the model registered under this name (its file gone, or a new release)."),
 ) -> None:
     """Register a model you have: hash its tree, copy it under the models folder, write the registry entry."""
-    from models.install import add_model, registry_file
+    from models.install import add_model, licence_note, registry_file
 
     try:
         entry = add_model(
@@ -325,6 +325,9 @@ def models_add(
         _fail(err)
     print(f"{entry.name} {entry.version} ({entry.backend}, {entry.licence}{', commercial use' if entry.commercial_use else ', not for commercial releases'})")
     print(f"sha256 {entry.sha256} at {entry.path}; registered in {registry_file()}")
+    note = licence_note(entry.licence, entry.commercial_use)
+    if note:
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command("pull")
