@@ -14,7 +14,7 @@ import yaml
 from models.composition.form import song_form
 from models.lyrics.songwriter import write_lyrics
 from qc.songwriting import rhyme_ratio
-from songmill.core.errors import SongmillError
+from songmill.core.errors import ConfigError, SongmillError
 from songmill.core.lyrics import Lyrics
 from songmill.engine.runner import render
 from tests.conftest import PROJECT, TINY_LM_VOCABULARY, build_tiny_lm, write_registry_with
@@ -94,8 +94,10 @@ def test_an_lm_folder_that_changed_fails_its_hash_check(registry_with_lm, tiny_l
 
 
 def test_an_unregistered_lyrics_model_is_named_in_the_error(tmp_path):
+    """Named with the config, at its line, before anything renders."""
     config = tmp_path / "lm.yaml"
     config.write_text((PROJECT / "config/releases/demo.yaml").read_text().replace("    seed: 7", "    seed: 7\n    lyrics_model: no-such-lm"))
-    with pytest.raises(SongmillError) as err:
+    with pytest.raises(ConfigError) as err:
         render(config, out_dir=tmp_path / "dist")
-    assert "model 'no-such-lm' is not in the model registry" in str(err.value)
+    assert "tracks[0].lyrics_model: 'no-such-lm' is not in the model registry" in str(err.value)
+    assert not (tmp_path / "dist").exists()

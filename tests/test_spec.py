@@ -206,3 +206,41 @@ def test_a_lyrics_file_that_cannot_be_sung_is_one_line_naming_it(tmp_path, lyric
     assert result.returncode == 2
     [line] = result.stdout.strip().splitlines()
     assert line.startswith(f"{path}:{19 + bool(extra)}: tracks[0].lyrics_file: {expected}"), line
+
+
+@pytest.mark.parametrize(
+    ("field", "model", "expected"),
+    [
+        ("lyrics_model", "nosuch-lm", "tracks[0].lyrics_model: 'nosuch-lm' is not in the model registry"),
+        (
+            "instruments_model",
+            "melody-gru-celtic",
+            "tracks[0].instruments_model: 'melody-gru-celtic' is a torch-safetensors model; instruments_model takes a soundfont or",
+        ),
+        (
+            "lyrics_model",
+            "nc-lm",
+            "tracks[0].lyrics_model: 'nc-lm' (CC-BY-NC-4.0) is not licensed for commercial use and the release goes to the commercial profile streaming",
+        ),
+    ],
+)
+def test_a_model_a_track_names_is_checked_against_the_registry_before_any_render(tmp_path, field, model, expected):
+    """The models a track names: one the registry does not hold, one of a backend that cannot do
+    that work, one a commercial profile may not use. `validate` and `render` say so at the line."""
+    import os
+
+    registry = tmp_path / "registry.yaml"  # the shipped one and a non-commercial LM (its files are the stage's to check, not the config's)
+    nc_lm = (
+        "  nc-lm:\n    version: '1'\n    backend: transformers\n    path: /nowhere\n    sha256: '"
+        + "0" * 64
+        + "'\n    licence: CC-BY-NC-4.0\n    commercial_use: false\n\n"
+    )
+    registry.write_text((PROJECT / "models" / "registry.yaml").read_text().replace("models:\n", "models:\n" + nc_lm, 1))
+    path = write(tmp_path, GOOD + f"    voice: {{identity: ben}}\n    {field}: {model}\n")
+    env = {**os.environ, "SONGMILL_MODEL_REGISTRY": str(registry)}
+    for command in (["validate", str(path)], ["render", str(path), "--out", str(tmp_path / "dist")]):
+        result = subprocess.run([*SONGMILL, *command], capture_output=True, text=True, cwd=PROJECT, env=env)
+        assert result.returncode == 2, result.stderr
+        [line] = (result.stdout if command[0] == "validate" else result.stderr).strip().splitlines()
+        assert line.startswith(f"{path}:19: {expected}"), line
+    assert not (tmp_path / "dist").exists()

@@ -388,7 +388,13 @@ def track_seed(spec: ReleaseSpec, index: int, base_seed: int | None = None) -> i
 # ---------------------------------------------------------------- loading and error messages
 
 
-def load_release(path: str | Path, *, profile_names: set[str] | None = None, voice_identities: set[str] | None = None) -> ReleaseSpec:
+def load_release(
+    path: str | Path,
+    *,
+    profile_names: set[str] | None = None,
+    voice_identities: set[str] | None = None,
+    checks: Callable[[ReleaseSpec], list[tuple[tuple, str]]] | None = None,
+) -> ReleaseSpec:
     """Load and validate a release config.
 
     Parameters
@@ -398,6 +404,8 @@ def load_release(path: str | Path, *, profile_names: set[str] | None = None, voi
     voice_identities : the voice identities in the model registry; when given, every track's
         `voice.identity` is checked (the engine passes the registry's, so `songmill validate`
         catches a typo without the core reading the registry).
+    checks : more of what the engine knows (the models a track names): the spec → (field path,
+        problem) pairs, reported at their lines like the rest.
 
     Raises
     ------
@@ -422,6 +430,8 @@ def load_release(path: str | Path, *, profile_names: set[str] | None = None, voi
             for i, track in enumerate(spec.tracks)
             if track.voice is not None and track.voice.identity not in voice_identities
         ]
+    if checks is not None:
+        problems += [locator.problem(loc, message) for loc, message in checks(spec)]
     if problems:
         raise ConfigError(problems)
     return spec

@@ -75,7 +75,50 @@ def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
 
     profiles = load_profiles()
     try:
-        identities: set[str] | None = set(ModelRegistry.load().identities)
+        registry: ModelRegistry | None = ModelRegistry.load()
     except SongmillError:
-        identities = None
-    return load_release(config_path, profile_names=set(profiles), voice_identities=identities), profiles
+        registry = None
+    identities = set(registry.identities) if registry is not None else None
+    checks = (lambda spec: model_problems(spec, registry, profiles)) if registry is not None else None
+    return load_release(config_path, profile_names=set(profiles), voice_identities=identities, checks=checks), profiles
+
+
+# the backends each model field of a track takes (models/instruments/builders.STEM_BACKENDS; the LM writer)
+MODEL_FIELDS = {"lyrics_model": ("transformers",), "instruments_model": ("soundfont", "diffusers-stable-audio", "diffusers-ace-step")}
+
+
+def model_problems(spec: ReleaseSpec, registry, profiles: dict) -> list[tuple[tuple, str]]:  # noqa: ANN001 - a ModelRegistry
+    """The models a track names, against the registry: one it does not hold, one whose backend
+    cannot do that work (a language model as the instruments), one whose licence keeps it out of
+    a commercial profile the release delivers to. (Its files and hash: checked by the stage.)"""
+    commercial = [name for name in spec.release.profiles if name in profiles and profiles[name].commercial]
+    problems = []
+    for i, track in enumerate(spec.tracks):
+        for field, backends in MODEL_FIELDS.items():
+            name = getattr(track, field)
+            if name is None:
+                continue
+            entry = registry.entries.get(name)
+            suitable = sorted(n for n, e in registry.entries.items() if e.backend in backends)
+            if entry is None:
+                problems.append(
+                    (
+                        (("tracks", i, field)),
+                        f"'{name}' is not in the model registry {registry.source} ({field} takes: {', '.join(suitable) or 'none yet; songmill models add'})",
+                    )
+                )
+            elif entry.backend not in backends:
+                problems.append(
+                    (
+                        (("tracks", i, field)),
+                        f"'{name}' is a {entry.backend} model; {field} takes a {' or '.join(backends)} model ({', '.join(suitable) or 'none registered'})",
+                    )
+                )
+            elif commercial and not entry.commercial_use:
+                problems.append(
+                    (
+                        ("tracks", i, field),
+                        f"'{name}' ({entry.licence}) is not licensed for commercial use and the release goes to the commercial profile {commercial[0]}; choose another model or non-commercial profiles",
+                    )
+                )
+    return problems
