@@ -107,6 +107,19 @@ def test_a_changed_byte_makes_the_manifest_invalid(rendered, tmp_path):
     copy.write_bytes(bytes(data))
     check = read_credentials(copy, trust_anchors=rendered["ca"].read_bytes())
     assert check.state == "invalid" and "assertion.dataHash.mismatch" in check.failures
+    # verify: still ours by its sound, and it says the file is not as delivered, and why
+    from typer.testing import CliRunner
+
+    from songmill.engine.cli import app
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SONGMILL_VAR_DIR", str(rendered["folder"] / "var"))
+        said = " ".join(CliRunner().invoke(app, ["verify", str(copy)]).stdout.split())
+    assert "content credentials: invalid (assertion.dataHash.mismatch" in said
+    assert (
+        "note: its Content Credentials do not hold (assertion.dataHash.mismatch) (the file was changed after it was signed): "
+        "this is not the file as it was delivered" in said
+    ), said
 
 
 def test_a_file_without_credentials_reads_as_absent(tmp_path):

@@ -188,7 +188,8 @@ def verify(
     if result.credentials:
         claim = result.credentials.get("claim") or {}
         named = f", naming {claim.get('release_id')} track {claim.get('track_number')} ISRC {claim.get('isrc')}" if claim else ""
-        out.print(f"  content credentials: {result.credentials['state']}{escape(named)}")
+        failures = f" ({', '.join(result.credentials['failures'])})" if result.credentials.get("failures") else ""
+        out.print(f"  content credentials: {result.credentials['state']}{escape(failures)}{escape(named)}")
     if result.watermark:
         out.print(f"  watermark: {'detected' if result.watermark['detected'] else 'not detected'} (median window score {result.watermark['median_score']:.2f})")
     if result.fingerprint:
@@ -204,8 +205,11 @@ def verify(
             isrc = v["isrc"] or "none yet (a new recording, not delivered since the edit)"
             out.print(f"  edited version {v['number']} by {escape(v['author'])} on {v['created_at']}{escape(words)}, ISRC {isrc}")
         out.print("  models: " + escape(", ".join(f"{m['name']} {m['version']} ({m['licence']})" for m in t["models"])))
-        for d in t["deliveries"][-3:]:
-            out.print(f"  delivered: {d['profile']} UPC {d['upc']} on {d['delivered_at']}")
+        shown = t["deliveries"][-3:]  # the release's, newest last: which of them carried this very file is the catalogue's lineage
+        if shown:
+            out.print(f"  the release's deliveries ({'the last 3 of ' if len(t['deliveries']) > 3 else ''}{len(t['deliveries'])}):")
+        for d in shown:
+            out.print(f"    {d['profile']} UPC {d['upc']} on {d['delivered_at']}")
     for note in result.notes:
         out.print(f"  note: {escape(note)}")
     raise typer.Exit(result.exit_code)

@@ -86,6 +86,10 @@ def verify_file(path: Path, catalogue: Catalogue, *, anchors: bytes | None = Non
     found = read_credentials(path, trust_anchors=anchors)
     claim = manifest_assertion(found.manifest, PROVENANCE_LABEL)
     result.credentials = {**found.to_dict(), "claim": claim}
+    if found.state == "invalid":  # a manifest there, which no longer vouches for these bytes
+        why = ", ".join(found.failures) or "it does not validate"
+        changed = " (the file was changed after it was signed)" if any("dataHash" in code for code in found.failures) else ""
+        result.notes.append(f"its Content Credentials do not hold ({why}){changed}: this is not the file as it was delivered")
     if detect is not None:
         try:
             result.watermark = detect(path)
