@@ -164,3 +164,17 @@ def test_an_experiment_arm_renders_with_a_pinned_model_version(tmp_path):
     with pytest.raises(SongmillError) as err:
         ModelRegistry.load().pinned({MELODY_MODEL: "7"})
     assert str(err.value) == f"release.model_versions asks for {MELODY_MODEL} version '7', which is not registered (versions: 1.0, 1.0+r1)"
+
+
+def test_a_refinement_learned_from_too_few_tracks_is_not_promoted():
+    """Every later render sings with the model in use: a candidate that wins on the feedback of
+    three tracks (a preference line through any three points) is kept, not put in use."""
+    from songmill.feedback.evaluation import MIN_FEEDBACK_TRACKS, enough_evidence
+
+    verdict, reasons = enough_evidence(3, "promote", [])
+    assert verdict == "refuse" and reasons == [
+        f"learned from 3 tracks' feedback; promoting needs at least {MIN_FEEDBACK_TRACKS} "
+        "(the candidate is kept as a version: `songmill models promote NAME VERSION --force` puts it in use by hand)"
+    ]
+    assert enough_evidence(MIN_FEEDBACK_TRACKS, "promote", []) == ("promote", [])
+    assert enough_evidence(24, "refuse", ["preference does not beat"]) == ("refuse", ["preference does not beat"])

@@ -266,6 +266,11 @@ def models_refine(
         f"{result['name']} {result['version']} (from {result['base_version']}): {result['verdict']}"
         + (f" — {'; '.join(result['reasons'])}" if result["reasons"] else "")
     )
+    evaluation = result["evaluation"]
+    for figure, now in evaluation.get("in_use", {}).items():  # the evidence the verdict rests on, in use → candidate
+        then = evaluation.get("candidate", {}).get(figure)
+        if isinstance(now, float) and isinstance(then, float):
+            print(f"  {figure}: {now:g} → {then:g}")
     print("promoted: now in use" if result["promoted"] else "not promoted: the version in use stays")
 
 

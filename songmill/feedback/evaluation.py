@@ -51,6 +51,21 @@ GATE_TOLERANCES = {
 }
 HIGHER_IS_WORSE = {"heldout_nll", "duplicate_rate"}
 MIN_PREFERENCE_GAIN = 1e-4
+# A model in use changes every later render: it is promoted on what listeners did with at least
+# this many tracks (the preference model weighs four melody features; three tracks fit any line)
+MIN_FEEDBACK_TRACKS = 10
+
+
+def enough_evidence(tracks: int, verdict: str, reasons: list[str]) -> tuple[str, list[str]]:
+    """The verdict, refused when it rests on fewer than MIN_FEEDBACK_TRACKS tracks' feedback."""
+    if tracks >= MIN_FEEDBACK_TRACKS:
+        return verdict, reasons
+    whose = "1 track's" if tracks == 1 else f"{tracks} tracks'"
+    return "refuse", [
+        *reasons,
+        f"learned from {whose} feedback; promoting needs at least {MIN_FEEDBACK_TRACKS} "
+        "(the candidate is kept as a version: `songmill models promote NAME VERSION --force` puts it in use by hand)",
+    ]
 
 
 def evaluate_melody_model(model: MelodyGRU, song: EvalSong, heldout: list, preference, seeds: int = EVAL_SEEDS) -> dict:
@@ -109,7 +124,7 @@ def refine_melody(
     song = eval_song()
     current_eval = evaluate_melody_model(base, song, heldout, preference)
     candidate_eval = evaluate_melody_model(candidate, song, heldout, preference)
-    verdict, reasons = gate(candidate_eval, current_eval)
+    verdict, reasons = enough_evidence(preference.tracks, *gate(candidate_eval, current_eval))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_melody_model(candidate, out, {"refined_from": str(base_path.name), "settings": json.dumps(settings.to_dict())})
     return {

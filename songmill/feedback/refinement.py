@@ -141,6 +141,7 @@ def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: boo
     from models.training.refine_lyrics import refine_lyrics_lm
     from models.training.refine_melody import eval_song
     from songmill.core.lyrics import Lyrics
+    from songmill.feedback.evaluation import enough_evidence
 
     registry = ModelRegistry.load()
     entry = registry.get(name)
@@ -155,6 +156,8 @@ def refine_lyrics_from_feedback(catalogue: Catalogue, name: str, *, promote: boo
             raise SongmillError("no kept track has lyrics in the artifact store; render and deliver sung tracks, then import their feedback")
         out = Path(folder) / base_dir.name
         result = refine_lyrics_lm(base_dir, kept, reference, out=out, epochs=epochs)
+        evaluation = result["evaluation"]
+        evaluation["verdict"], evaluation["reasons"] = enough_evidence(len(kept), evaluation["verdict"], evaluation["reasons"])
         return register_candidate(
             registry,
             name,
