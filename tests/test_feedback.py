@@ -400,10 +400,10 @@ def test_feedback_report_html_has_tables_and_a_plot_per_attribute(tmp_path):
     catalogue = _catalogue_with_tracks(f"sqlite:///{tmp_path / 'c.db'}", {"1": {"mood": "hopeful"}, "2": {"mood": "tender"}})
     import_file(write_play_log(tmp_path / "a.csv", [play(ISRC_1, i, ms=180_000, done=i < 30) for i in range(40)]), catalogue, today=TODAY)
     report = feedback_report(catalogue)
-    assert report["tracks"][0]["completion_rate"] == 0.75
+    assert report["tracks"][0]["completion_rate"] == 0.75 and report["tracks"][0]["completion_streams"] == 40  # the rate says what it is of
     assert report["attributes"]["mood"][0]["value"] == "hopeful" and report["attributes"]["mood"][0]["interval_90"][0] < 0.75
     page = report_html(report)
-    assert page.count("<svg") == len(report["attributes"]) and "Night Bus" in page and "75.0 %" in page
+    assert page.count("<svg") == len(report["attributes"]) and "Night Bus" in page and "75.0 % of 40" in page
     json.dumps(report)  # plain data
 
 

@@ -101,7 +101,8 @@ def feedback_report_command(
         print(json.dumps(report, indent=1))
         return
     console = table_console()
-    table = Table("release", "#", "title", "ISRC", "streams", "completion", "skip<30s", "save", "rating", "verdict", title="Tracks")
+    # completion is of the streams whose rows say whether they finished (a play log's; a sales report's do not)
+    table = Table("release", "#", "title", "ISRC", "streams", "completion (of)", "skip<30s", "save", "rating", "verdict", title="Tracks")
     pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for t in report["tracks"]:
         table.add_row(
@@ -110,7 +111,7 @@ def feedback_report_command(
             t["title"],
             t["isrc"] or "",
             str(t["streams"]),
-            pct(t["completion_rate"]),
+            f"{pct(t['completion_rate'])} ({t['completion_streams']})" if t["completion_streams"] else "—",
             pct(t["skip_rate"]),
             pct(t["save_rate"]),
             str(t["rating"] or "—"),
@@ -119,7 +120,12 @@ def feedback_report_command(
     console.print(table)
     for attribute, rows in report["attributes"].items():
         table = Table(
-            "value", "streams", "raw", "posterior", "90% interval", title=f"completion by {attribute} (catalogue {pct(report['catalogue_completion_rate'])})"
+            "value",
+            "streams (of)",
+            "raw",
+            "posterior",
+            "90% interval",
+            title=f"completion by {attribute} (catalogue {pct(report['catalogue_completion_rate'])}; streams that report completion)",
         )
         for r in rows:
             table.add_row(r["value"], str(r["streams"]), pct(r["raw_rate"]), pct(r["posterior_mean"]), f"{pct(r['interval_90'][0])}–{pct(r['interval_90'][1])}")

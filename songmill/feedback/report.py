@@ -35,6 +35,7 @@ def feedback_report(catalogue: Catalogue, *, prior_plays: float = DEFAULT_PRIOR_
             "streams": m.streams,
             "plays": m.plays,
             "completion_rate": _rate(m.completion_rate),
+            "completion_streams": m.completion_trials,  # the streams whose rows say whether they finished (play logs; not every source does)
             "skip_rate": _rate(m.skip_rate),
             "save_rate": _rate(m.save_rate),
             "rating": m.rating_mean,
@@ -133,7 +134,7 @@ def report_html(report: dict) -> str:
         sections.append(_plot(rows, mean))
         sections.append(
             _table(
-                ["value", "streams", "raw rate", "posterior mean", "90 % interval"],
+                ["value", "streams that report completion", "raw rate", "posterior mean", "90 % interval"],
                 [
                     [r["value"], r["streams"], _pct(r["raw_rate"]), _pct(r["posterior_mean"]), f"{_pct(r['interval_90'][0])} – {_pct(r['interval_90'][1])}"]
                     for r in rows
@@ -143,7 +144,7 @@ def report_html(report: dict) -> str:
     sections += [
         "<h2>Tracks</h2>",
         _table(
-            ["release", "#", "title", "ISRC", "streams", "completion", "skip < 30 s", "save", "rating", "verdict"],
+            ["release", "#", "title", "ISRC", "streams", "completion (of streams that report it)", "skip < 30 s", "save", "rating", "verdict"],
             [
                 [
                     t["release_id"],
@@ -151,7 +152,7 @@ def report_html(report: dict) -> str:
                     t["title"],
                     t["isrc"] or "",
                     t["streams"],
-                    _pct(t["completion_rate"]),
+                    f"{_pct(t['completion_rate'])} of {t['completion_streams']}" if t["completion_streams"] else "—",
                     _pct(t["skip_rate"]),
                     _pct(t["save_rate"]),
                     t["rating"] or "—",
