@@ -205,6 +205,8 @@ def add_model(
     problem = licence_problem(licence, commercial)
     if problem:
         raise SongmillError(problem)
+    if expected_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expected_sha256):
+        raise SongmillError(f"--sha256 {expected_sha256!r} is not a sha256 (64 hexadecimal digits, as `songmill models list --json` prints a tree hash)")
     source = source.expanduser().resolve()
     if not source.exists():
         raise SongmillError(f"model source {source} does not exist")

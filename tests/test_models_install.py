@@ -102,6 +102,7 @@ def test_add_copies_hashes_and_registers_a_pipeline_that_then_loads(home, tiny_p
     "damage, args, expected",
     [
         ("none", ["--sha256", "0" * 64], "fails its hash check (sha256"),
+        ("none", ["--sha256", "abc"], "--sha256 'abc' is not a sha256 (64 hexadecimal digits"),
         ("pickle", [], "holds no .safetensors weights (it has"),
         ("component", [], "lacks the pipeline's component folder vae; the download is incomplete"),
         ("class", [], "describes a diffusers FluxPipeline; songmill runs StableAudioPipeline and AceStepPipeline only"),
