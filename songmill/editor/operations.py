@@ -394,16 +394,16 @@ def _with_form(track: dict, structure: list[list], song: SongFacts) -> dict:
     lyrics = {"lyrics": _lyrics_for_form(track["lyrics"], structure, song)} if track.get("lyrics") else {}
     relabelled = dict(zip((row[2] for row in structure if len(row) > 2), section_labels([row[0] for row in structure])))
 
-    def kept(by_label: dict) -> dict:  # a bare name ("chorus": every chorus) is no label of the song, and stays
-        return {relabelled.get(key, key): value for key, value in by_label.items() if key in relabelled or key not in song.labels}
+    def new_label(key: str) -> str | None:  # None: its section was dropped; a bare name ("chorus": every chorus) stays
+        return relabelled.get(key) if key in song.labels else key
 
+    sections = {new_label(key): edit for key, edit in track["sections"].items() if new_label(key) is not None}
     levels: dict[str, float] = {}  # "chorus 2" and "chorus" (every chorus) both name the one chorus left: their dB add up
     for key, db in track["mix"]["sections_db"].items():
-        if key in relabelled or key not in song.labels:
-            label = relabelled.get(key, key)
+        label = new_label(key)
+        if label is not None:
             levels[label] = round(min(9.0, max(-9.0, levels.get(label, 0.0) + db)), 2)
-    mix = track["mix"] | {"sections_db": levels}
-    return track | {"structure": _structure_field(structure), "sections": kept(track["sections"]), "mix": mix} | lyrics
+    return track | {"structure": _structure_field(structure), "sections": sections, "mix": track["mix"] | {"sections_db": levels}} | lyrics
 
 
 def _lyrics_for_form(text: str, structure: list[list], song: SongFacts) -> str:
@@ -559,7 +559,7 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
                     f"the {op.part} is not sent to the {op.effect} in this song's mix (parts sent to it: {', '.join(sent) or 'none'}); "
                     f"change the whole song's {op.effect} instead ('more {op.effect}')"
                 )
-            part = track["mix"]["parts"].setdefault(op.part, {"gain_db": 0.0, "pan": None, "muted": False})
+            part = _part_mix(track, op.part)
             part[f"{op.effect}_db"] = round(part.get(f"{op.effect}_db", 0.0) + op.by_db, 2)
         case SectionLevel():
             label = _one_label(op.section, song, allow_all=True)
@@ -661,10 +661,14 @@ def _needs_voice(track: dict) -> None:
         raise SongmillError("the track is an instrumental (it has no voice to change)")
 
 
+def _part_mix(track: dict, part: str) -> dict:
+    """The track's mix changes for one part (`PartMix`), made when it has none yet."""
+    return track["mix"]["parts"].setdefault(part, {"gain_db": 0.0, "pan": None, "muted": False})
+
+
 def _part(op, track: dict, song: SongFacts) -> None:
     _allowed(op.part, tuple(song.parts), "part of this song")
-    parts = track["mix"]["parts"]
-    current = parts.setdefault(op.part, {"gain_db": 0.0, "pan": None, "muted": False})
+    current = _part_mix(track, op.part)
     if isinstance(op, PartLevel):
         current["gain_db"] = round(current["gain_db"] + op.by_db, 2)
     elif isinstance(op, PartMute):

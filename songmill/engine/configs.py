@@ -53,8 +53,8 @@ def config_problems() -> list[str]:
 
 def lyrics_problems(config_path: Path, spec: ReleaseSpec, *, tracks: list[int] | None = None) -> list[str]:
     """One `file:line: tracks[i].lyrics: …` line per track whose own lyrics do not fit its form
-    (`track_stages.provided_lyrics_problem`), of `tracks` (0-based) or every track. Not part of `load_release_with_profiles`, which
-    Airflow's DAG files call: it syllabifies every line."""
+    (`track_stages.provided_lyrics_problem`), of `tracks` (0-based) or every track. Not part of
+    `load_release_with_profiles`, which Airflow's DAG files call: it syllabifies every line."""
     from songmill.core.config import load_yaml
     from songmill.engine.stage import TrackJob
     from songmill.engine.track_stages import provided_lyrics_problem
@@ -83,42 +83,34 @@ def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
     return load_release(config_path, profile_names=set(profiles), voice_identities=identities, checks=checks), profiles
 
 
-# the backends each model field of a track takes (models/instruments/builders.STEM_BACKENDS; the LM writer)
-MODEL_FIELDS = {"lyrics_model": ("transformers",), "instruments_model": ("soundfont", "diffusers-stable-audio", "diffusers-ace-step")}
-
-
 def model_problems(spec: ReleaseSpec, registry, profiles: dict) -> list[tuple[tuple, str]]:  # noqa: ANN001 - a ModelRegistry
     """The models a track names, against the registry: one it does not hold, one whose backend
     cannot do that work (a language model as the instruments), one whose licence keeps it out of
     a commercial profile the release delivers to. (Its files and hash: checked by the stage.)"""
+    from models.instruments.builders import STEM_BACKENDS
+
+    takes = {"lyrics_model": ("transformers",), "instruments_model": STEM_BACKENDS}  # the backends each field's stage runs
     commercial = [name for name in spec.release.profiles if name in profiles and profiles[name].commercial]
     problems = []
     for i, track in enumerate(spec.tracks):
-        for field, backends in MODEL_FIELDS.items():
+        for field, backends in takes.items():
             name = getattr(track, field)
-            if name is None:
-                continue
-            entry = registry.entries.get(name)
-            suitable = sorted(n for n, e in registry.entries.items() if e.backend in backends)
-            if entry is None:
-                problems.append(
-                    (
-                        (("tracks", i, field)),
-                        f"'{name}' is not in the model registry {registry.source} ({field} takes: {', '.join(suitable) or 'none yet; songmill models add'})",
-                    )
-                )
-            elif entry.backend not in backends:
-                problems.append(
-                    (
-                        (("tracks", i, field)),
-                        f"'{name}' is a {entry.backend} model; {field} takes a {' or '.join(backends)} model ({', '.join(suitable) or 'none registered'})",
-                    )
-                )
-            elif commercial and not entry.commercial_use:
-                problems.append(
-                    (
-                        ("tracks", i, field),
-                        f"'{name}' ({entry.licence}) is not licensed for commercial use and the release goes to the commercial profile {commercial[0]}; choose another model or non-commercial profiles",
-                    )
-                )
+            if name is not None:
+                problem = _model_problem(name, field, backends, registry, commercial)
+                problems += [(("tracks", i, field), problem)] if problem else []
     return problems
+
+
+def _model_problem(name: str, field: str, backends: tuple[str, ...], registry, commercial: list[str]) -> str | None:  # noqa: ANN001
+    entry = registry.entries.get(name)
+    suitable = sorted(n for n, e in registry.entries.items() if e.backend in backends)
+    if entry is None:
+        return f"'{name}' is not in the model registry {registry.source} ({field} takes: {', '.join(suitable) or 'none yet; songmill models add'})"
+    if entry.backend not in backends:
+        return f"'{name}' is a {entry.backend} model; {field} takes a {' or '.join(backends)} model ({', '.join(suitable) or 'none registered'})"
+    if commercial and not entry.commercial_use:
+        return (
+            f"'{name}' ({entry.licence}) is not licensed for commercial use and the release goes to the commercial profile {commercial[0]}; "
+            "choose another model or non-commercial profiles"
+        )
+    return None
