@@ -255,6 +255,8 @@ def test_a_refine_method_or_a_report_path_that_cannot_be_used_is_one_sentence(tm
     assert report.exit_code == 2 and f"--html {a_file / 'r.html'} cannot be written" in report.stderr and a_file.read_text() == "kept"
     written = CliRunner().invoke(app, ["feedback", "report", "--html", str(folder / "r.html")])
     assert written.exit_code == 0 and (folder / "r.html").read_text().lower().startswith("<!doctype html>")
+    queue = CliRunner().invoke(app, ["feedback", "queue"])  # nothing queued yet: said, with where it comes from
+    assert queue.exit_code == 0 and queue.stdout.startswith("the review queue is empty: after each nightly batch")
 
 
 # ------------------------------------------------------------------------------- the plan

@@ -199,6 +199,12 @@ def feedback_queue(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         print(json.dumps(rows, indent=1))
         return
+    if not rows:  # filled by the nightly DAG after each batch, not by a render by hand
+        print(
+            "the review queue is empty: after each nightly batch, its tracks whose predicted appeal is least certain are queued here "
+            "(config/catalogue.yaml's review_per_night); `songmill feedback review ISRC …` gives any track a verdict"
+        )
+        return
     table = Table("release", "#", "title", "ISRC", "predicted", "±", "status")
     for r in rows:
         table.add_row(r["release_id"], str(r["number"]), r["title"], r["isrc"] or "", f"{r['predicted_appeal']:.3f}", f"{r['uncertainty']:.3f}", r["status"])
