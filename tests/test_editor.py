@@ -966,6 +966,8 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     result = editing.daw_import(config, track=1, midi=edited, out_dir=out)
     assert result.recomputed[0] == "compose" and result.operations[0].op == "score_override"
     version = next(v for v in editing.history(config, track=1)["versions"] if v["number"] == result.version)
+    listed = CliRunner().invoke(app, ["history", str(config), "--track", "1"]).stdout
+    assert f"v{result.version}" in listed and "a MIDI edited in a DAW (songmill daw import)" in listed  # said in words, not as the operation's name
     after = Score.load_json(_artifact(version, "score.json", tmp_path))
     changed = [(a.pitch, b.pitch) for a, b in zip(score.part("melody").notes, after.part("melody").notes) if a.pitch != b.pitch]
     assert changed == [(note.pitch, note.pitch + 2)]  # that note and no other

@@ -160,8 +160,14 @@ def history_command(config: Path = typer.Argument(..., help="The release config.
         return
     for v in data["versions"]:
         mark = "*" if v["number"] == data["current"] else " "
-        what = v["command"] or ", ".join(op["op"] for op in v["added"]) or "as the config renders it"
+        what = v["command"] or ", ".join(OPERATION_WORDS.get(op["op"], op["op"]) for op in v["added"]) or "as the config renders it"
         print(f"{mark} v{v['number']}  {v['created_at']}  {v['author']}  {what}  (recomputed: {', '.join(v['recomputed']) or 'nothing'})")
+
+
+OPERATION_WORDS = {
+    "score_override": "a MIDI edited in a DAW (songmill daw import)",
+    "master_reference": "the master matched to a reference",
+}  # operations no command words
 
 
 def undo_command(config: Path = typer.Argument(..., help="The release config."), track: int = TRACK, out: Path = OUT) -> None:
