@@ -974,7 +974,9 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
     beats = lambda part: [(n.start_beat, n.duration_beats) for n in part.notes]  # noqa: E731
     assert all(beats(after.part(name)) == beats(score.part(name)) for name in ("melody", "bass", "chords"))  # the song's beats, not whole ticks
     [moved_in] = [s for s in section_labels([s.name for s in score.sections]) if s in editing.sections_changed(score, after)]
-    assert editing.diff(config, track=1, a=current["number"], b=result.version)["score_sections_changed"] == [moved_in]  # its section alone
+    differs = editing.diff(config, track=1, a=current["number"], b=result.version)
+    assert differs["score_sections_changed"] == [moved_in]  # its section alone
+    assert set(differs["measures"]) | set(differs["measures_unchanged"]) == set(editing.MEASURES)  # every figure said, changed or not
     vocal, rate = sf.read(_artifact(version, "vocal-lead.wav", tmp_path))
     middle = vocal[int((note.start_s + 0.3 * note.duration_s) * rate) : int((note.start_s + 0.7 * note.duration_s) * rate)]
     f0, voiced, _ = librosa.pyin(middle.astype(float), fmin=80, fmax=1000, sr=rate, frame_length=2048)

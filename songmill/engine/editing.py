@@ -891,6 +891,8 @@ def _differences(va: dict, vb: dict, sections_changed: list[str]) -> dict:
         "spec": _dict_diff(va["track_spec"], vb["track_spec"]),
         "score_sections_changed": sections_changed,
         "measures": {k: [va["measures"].get(k), vb["measures"].get(k)] for k in MEASURES if va["measures"].get(k) != vb["measures"].get(k)},
+        # and what the gate measured the same on both: a mix edit leaves loudness, tempo and key where the profile and the score hold them
+        "measures_unchanged": {k: va["measures"][k] for k in MEASURES if va["measures"].get(k) is not None and va["measures"].get(k) == vb["measures"].get(k)},
         "artifacts_changed": sorted(  # delivery files aside: versions made before export moved to delivery held them, later ones do not
             n
             for n in set(va["artifacts"]) | set(vb["artifacts"])
