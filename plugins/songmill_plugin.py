@@ -251,6 +251,19 @@ def verify_upload(data: bytes, name: str) -> dict:
     return {**result.to_dict(), "file": name}
 
 
+def _songmill_run_of(dag_id: str, dag_run_id: str) -> tuple[str, int] | None:
+    """(release id, songmill run id) an Airflow run made, from the task tries the listener
+    recorded (TaskRecorder), or None before any."""
+    from songmill.catalogue import Catalogue
+
+    catalogue = Catalogue.open()
+    try:
+        tries = [t for t in catalogue.task_tries(dag_run_id) if t["dag_id"] == dag_id and t["run_id"] is not None and t["release_id"]]
+    finally:
+        catalogue.close()
+    return (tries[-1]["release_id"], tries[-1]["run_id"]) if tries else None
+
+
 def _reports_app():
     """Serves the run and QC reports under Airflow's login (the plugin's FastAPI app)."""
     from fastapi import Depends, FastAPI, HTTPException, Request
@@ -291,6 +304,20 @@ def _reports_app():
     def run_qc_report(release_id: str, run_id: int):
         return _file(release_id, "qc-report.html", run_id)
 
+    @app.get("/airflow-runs/{dag_id}/{dag_run_id}/qc-report")
+    def airflow_run_qc_report(dag_id: str, dag_run_id: str):
+        """The QC report of the songmill run an Airflow run made (the run page's "QC report" tab)."""
+        from fastapi.responses import RedirectResponse
+
+        made = _songmill_run_of(dag_id, dag_run_id)
+        if made is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"the Airflow run {dag_run_id} of {dag_id} has made no songmill run (yet): its QC report comes once its first task has started it",
+            )
+        release_id, run_id = made
+        return RedirectResponse(qc_report_url(release_id, run_id), status_code=307)
+
     @app.get("/releases/{release_id}/runs/{run_id}/run-report.json")
     def run_report_file(release_id: str, run_id: int):
         return _file(release_id, "run-report.json", run_id)
@@ -325,6 +352,11 @@ class SongmillPlugin(AirflowPlugin):
     name = "songmill"
     listeners = [TaskRecorder(), RunNotes()]
     operator_extra_links = [QCReportLink()]
+    # a "QC report" tab on every run's page: Airflow 3.3's task pages do not draw operator links
+    # (its task details answer no extra links), so the tab is where a run's report is found
+    external_views = [
+        {"name": "QC report", "href": "songmill/airflow-runs/{DAG_ID}/{RUN_ID}/qc-report", "destination": "dag_run", "url_route": "songmill-qc-report"}
+    ]
     macros = [out_dir, release_dir, run_report, qc_report_url]
 
     @classmethod

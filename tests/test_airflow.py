@@ -581,6 +581,47 @@ def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(mi
 
 
 @pytest.mark.long
+def test_a_runs_page_has_a_qc_report_tab_that_finds_the_songmill_run(migrated_airflow, monkeypatch, tmp_path):
+    """Airflow 3.3's task pages draw no operator links, so the plugin adds a "QC report" tab to
+    every run's page: its address (Airflow fills in the DAG and run) leads, behind the login, to
+    the QC report of the songmill run that Airflow run made; a run that made none says so."""
+    from starlette.testclient import TestClient
+
+    from songmill.catalogue import Catalogue
+    from tests.test_feedback import _catalogue_with_tracks
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    catalogue = _catalogue_with_tracks(Catalogue.open().engine.url.render_as_string())
+    run_id = catalogue.start_run("nightly-2026-11-30", runner="airflow", base_seed=None)
+    catalogue.record_task(
+        dag_id="songmill_nightly_catalogue",
+        dag_run_id="scheduled__2026-11-30",
+        task_id="plan",
+        map_index=-1,
+        try_number=1,
+        state="success",
+        run_id=run_id,
+        release_id="nightly-2026-11-30",
+    )
+    catalogue.close()
+    from airflow.api_fastapi.app import create_app
+
+    client = TestClient(create_app(), follow_redirects=False)
+    password = json.loads((migrated_airflow / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    auth = {"Authorization": f"Bearer {client.post('/auth/token', json={'username': 'admin', 'password': password}).json()['access_token']}"}
+    plugins = client.get("/api/v2/plugins", headers=auth).json()["plugins"]
+    [tab] = [view for plugin in plugins if plugin["name"] == "songmill" for view in plugin["external_views"]]
+    assert tab["name"] == "QC report" and tab["destination"] == "dag_run"
+    address = "/" + tab["href"].replace("{DAG_ID}", "songmill_nightly_catalogue").replace("{RUN_ID}", "scheduled__2026-11-30")
+    assert client.get(address).headers["location"].startswith("/auth/login")  # behind the login
+    found = client.get(address, headers=auth)
+    assert found.status_code == 307 and found.headers["location"] == f"/songmill/releases/nightly-2026-11-30/runs/{run_id}/qc-report.html"
+    none = client.get(address.replace("scheduled__2026-11-30", "manual__never"), headers=auth)
+    assert none.status_code == 404 and "has made no songmill run (yet)" in none.json()["detail"]
+
+
+@pytest.mark.long
 def test_the_edit_dag_renders_a_new_version_from_a_command(airflow_home, tmp_path, monkeypatch):
     """DAG songmill_edit under dag.test(): a rendered release, a command through the Params, a new
     version whose report says which stages recomputed; a command that cannot apply fails its

@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -399,6 +400,17 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         browser.wait_for("document.getElementById('status').textContent.startsWith('version 1 against version 2: ')", what="the A/B of two chosen versions")
         assert not browser.evaluate("document.getElementById('ab-box').hidden")
         assert not [line for line in browser.console if line.startswith("exception")], browser.console
+        # the demo's run page: the plugin's "QC report" tab (Airflow's task pages draw no operator links)
+        demo_run = rest.get("/api/v2/dags/songmill_release_demo/dagRuns")["dag_runs"][-1]["dag_run_id"]
+        browser.goto(f"{airflow.url}/dags/songmill_release_demo/runs/{urllib.parse.quote(demo_run)}")
+        tab = "[...document.querySelectorAll('a, button')].find(e => e.textContent.trim() === 'QC report')"
+        browser.wait_for(f"!!{tab}", timeout_s=60, what="the run page's QC report tab")
+        browser.evaluate(f"{tab}.click()")
+        browser.wait_for(
+            "[...document.querySelectorAll('iframe')].some(f => (f.src || '').includes('/songmill/airflow-runs/songmill_release_demo/'))",
+            what="the QC report tab's page",
+        )
+        browser.screenshot(shots / "run-qc-report-tab.png")
     runs = rest.get("/api/v2/dags/songmill_edit/dagRuns")["dag_runs"]
     assert [r["state"] for r in runs] == ["success"] and runs[0]["conf"]["command"] == "less reverb on the voice"
 
