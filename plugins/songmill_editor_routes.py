@@ -328,7 +328,7 @@ function play(id, url) { if ($(id).getAttribute('src') !== url) $(id).src = url;
 let against = null;  // the version the history's A/B buttons compare with: null is the current one ("now")
 function drawHistory() {
   const other = against === null ? state.current : against, name = against === null ? 'now' : `version ${against}`;
-  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
+  $('history').innerHTML = state.versions.map(v => `<li class="${v.number === state.current ? 'current' : ''}">v${v.number} · ${esc(v.what)}${v.read_as ? ` <small class="read-as">(read as ${esc(v.read_as)})</small>` : ''}${v.why ? ` (why: ${esc(v.why)})` : ''} · ${esc(v.author)} · recomputed ${esc(v.recomputed.join(', ') || 'nothing')}`
     + (v.number === state.current ? '' : ` <button class="make-current" data-v="${v.number}">make current</button>`)
     + (v.number === other ? '' : ` <button class="compare" data-v="${v.number}">A/B with ${name}</button>`) + '</li>').join('');
   document.querySelectorAll('.compare').forEach(b => { b.disabled = busy; b.onclick = () => compare(Number(b.dataset.v), other); });

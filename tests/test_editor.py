@@ -636,7 +636,7 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     assert editing.history(config, track=1)["versions"] == before  # nothing recorded
 
     listed = runner.invoke(app, ["history", config, "--track", "1"])
-    assert listed.exit_code == 0 and "louder vocals" in listed.stdout
+    assert listed.exit_code == 0 and "louder vocals (read as vocal_level(by_db=3.0))" in listed.stdout  # the words, and how they were read
 
     from tests.test_speech import speak
 

@@ -160,7 +160,8 @@ def history_command(config: Path = typer.Argument(..., help="The release config.
         return
     for v in data["versions"]:
         mark = "*" if v["number"] == data["current"] else " "
-        what = v["command"] or ", ".join(OPERATION_WORDS.get(op["op"], op["op"]) for op in v["added"]) or "as the config renders it"
+        ops = "; ".join(OPERATION_WORDS.get(op["op"]) or editing.described([op]) for op in v["added"])
+        what = f"{v['command']} (read as {ops})" if v["command"] else ops or "as the config renders it"
         print(f"{mark} v{v['number']}  {v['created_at']}  {v['author']}  {what}  (recomputed: {', '.join(v['recomputed']) or 'nothing'})")
 
 

@@ -1425,7 +1425,8 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
         "versions": [
             {
                 "number": v["number"],
-                "what": v["command"] or _described(v["added"]) or "as the config renders it",
+                "what": v["command"] or described(v["added"]) or "as the config renders it",
+                "read_as": described(v["added"]) if v["command"] else "",  # how the words were read: "sparkle" is a brighter master
                 "why": (v.get("reason") or "") if v["parent"] else "",  # the first version's is always the same words
                 "author": v["author"],
                 "recomputed": v["recomputed"],
@@ -1443,7 +1444,7 @@ def editor_state(config: str | Path, *, track: int, waveform_points: int = 800, 
     }
 
 
-def _described(added: list[dict]) -> str:
+def described(added: list[dict]) -> str:
     """A version's operations in the history's words; their names alone where an old version's
     no longer read as today's operations (the page shows the history whatever it holds)."""
     try:
