@@ -352,7 +352,9 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         browser.wait_for("document.getElementById('status').textContent === 'version 2 is ready'", timeout_s=600, what="the edit run's new version")
         assert browser.evaluate("document.getElementById('audition-box').hidden")  # the version itself plays now
         entry = browser.evaluate("document.querySelector('#history li.current').textContent")
-        assert entry.startswith("v2 · less reverb on the voice (read as send(effect=reverb, on=vocal, by_db=-6.0)) · admin"), entry  # the words and how they were read
+        assert entry.startswith("v2 · less reverb on the voice (read as send(effect=reverb, on=vocal, by_db=-6.0)) · admin"), (
+            entry
+        )  # the words and how they were read
         assert browser.evaluate("document.getElementById('current').src").endswith("/versions/2/listen")  # Opus, a seventeenth of the WAV
         assert browser.evaluate("document.getElementById('previous-label').textContent") == "version 1"
         browser.evaluate("document.getElementById('current').play()", await_promise=True)

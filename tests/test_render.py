@@ -656,3 +656,18 @@ def test_denormal_numbers_are_flushed_to_zero_in_the_stage_threads_without_chang
     denormal, flushed, in_thread, lufs_before, lufs_after, largest_change = (float(v) for v in done.stdout.split())
     assert denormal > 0 and flushed == 0 and in_thread == 0
     assert lufs_before == lufs_after and largest_change < 1e-30
+
+
+def test_the_release_steps_warnings_reach_a_scheduler_tasks_log_as_warnings(caplog):
+    """Under a scheduler the release step prints to a console whose lines become log records at
+    WARNING (Airflow logs a task's stderr as errors: "ERROR - warning: … without Content Credentials")."""
+    import logging
+
+    from rich.console import Console
+
+    from songmill.engine.tasks import _LinesToLog
+
+    console = Console(file=_LinesToLog(logging.WARNING), width=10_000, no_color=True)
+    with caplog.at_level(logging.WARNING, logger="songmill.engine.tasks"):
+        console.print("[yellow]warning:[/yellow] streaming: delivered without Content Credentials: no key", highlight=False, soft_wrap=True)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", "warning: streaming: delivered without Content Credentials: no key")]

@@ -21,6 +21,7 @@ SongmillError too) means a dead service (retrying can); anything else is a bug o
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 from pathlib import Path
@@ -123,6 +124,21 @@ def joined_states(states: list[TrackState]) -> TrackState:
     return TrackState(plan=states[0].plan, outcome=outcome)
 
 
+class _LinesToLog(io.StringIO):
+    """A text stream whose every whole line is a log record at `level` (a rich Console's file)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level, self.pending = level, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                log.log(self.level, "%s", line)
+        return len(text)
+
+
 def finish_release_run(states: list[TrackState]) -> ReleaseResult:
     """Record the tracks, package and deliver, write the QC report and the run report."""
     from rich.console import Console
@@ -135,7 +151,9 @@ def finish_release_run(states: list[TrackState]) -> ReleaseResult:
     plan = states[0].plan
     run = ReleaseRun.from_plan(plan, open_store())
     outcomes = sorted((s.outcome for s in states), key=lambda o: o.number)
-    report_path = finish_release(run, outcomes, console=Console(stderr=True))
+    # what the release step says ("warning: … delivered without Content Credentials") goes to the
+    # task's log as warnings: a scheduler logs a task's stderr as errors
+    report_path = finish_release(run, outcomes, console=Console(file=_LinesToLog(logging.WARNING), width=10_000, no_color=True))
     report = json.loads(report_path.read_text(encoding="utf-8"))
     return ReleaseResult(
         release_id=plan.release_id,
