@@ -458,7 +458,10 @@ $('record').onclick = async () => {
   if (recorder) { recorder.stop(); return; }
   let stream;
   try { stream = await navigator.mediaDevices.getUserMedia({audio: true}); }
-  catch (err) { say(`no microphone could be opened (${err.name}): allow this page the microphone, or type the command`, true); return; }
+  catch (err) {  // none there, or there and refused: each its own remedy
+    const remedy = err.name === 'NotFoundError' ? 'connect one' : err.name === 'NotAllowedError' ? 'allow this page the microphone' : 'check its connection and settings';
+    say(`no microphone could be opened (${err.name}): ${remedy}, or type the command`, true); return;
+  }
   const chunks = []; recorder = new MediaRecorder(stream);
   recorder.ondataavailable = e => chunks.push(e.data);
   recorder.onstop = async () => { stream.getTracks().forEach(t => t.stop()); recorder = null; $('record').textContent = '● record'; $('record').disabled = busy;

@@ -337,6 +337,15 @@ def test_the_editor_page_in_chromium_types_a_command_plays_the_new_version_undoe
         browser.wait_for("document.getElementById('status').className === 'error'", what="the refusal of a command that cannot apply")
         assert "not in one section such as bridge 7" in browser.evaluate("document.getElementById('status').textContent")
         assert not browser.evaluate("document.getElementById('send').disabled")  # refused: nothing started, the page ready again
+        # no microphone on this machine: the record button says so, with the remedy for what the browser answered
+        browser.evaluate("document.getElementById('record').click()")
+        browser.wait_for("document.getElementById('status').textContent.startsWith('no microphone could be opened')", what="the record button's answer")
+        said = browser.evaluate("document.getElementById('status').textContent")
+        assert re.fullmatch(
+            r"no microphone could be opened \((NotFoundError|NotAllowedError|\w+)\): (connect one|allow this page the microphone|check its connection and settings), or type the command",
+            said,
+        ), said
+        assert ("connect one" in said) == ("NotFoundError" in said)
         # a double click starts one edit: the page is busy from the first
         browser.evaluate(
             "document.getElementById('command').value = 'less reverb on the voice'; document.getElementById('send').click(); document.getElementById('send').click()"
