@@ -487,7 +487,7 @@ load();
         "<div id='audition-box' hidden><h3>Coming <small id='audition-label'></small></h3><audio id='audition' controls preload='none'></audio></div></div>"
         f"<div class='col'><h3>Change it</h3><label for='command'>Command</label> <small>(for example: the chorus should hit harder)</small><br>"
         f"<input id='command' maxlength='{COMMAND_MAX_CHARS}'> <button id='send'>Apply</button> "
-        "<button id='record'>● record</button> <button id='undo' disabled>Undo</button> <button id='redo' disabled>Redo</button><br><label>why (kept in the history) <input id='reason' maxlength='500'></label> "
+        "<button id='record'>● record</button> <button id='undo' disabled>Undo</button> <button id='redo' disabled>Redo</button><br><label>why (kept in the history) <input id='reason' maxlength='500'></label><br>"
         "<label><input type='checkbox' id='deliver'> deliver the new version</label><div id='status'></div>"
         "<h3>Suggestions</h3><ul id='suggestions'></ul></div></div>"
         "<div id='ab-box' hidden><h3 id='ab-title'></h3><p id='ab-differs'></p><div class='row'><div class='col'>A <small id='ab-a-label'></small><br><audio id='ab-a' controls preload='none'></audio></div>"
