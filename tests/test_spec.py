@@ -244,3 +244,13 @@ def test_a_model_a_track_names_is_checked_against_the_registry_before_any_render
         [line] = (result.stdout if command[0] == "validate" else result.stderr).strip().splitlines()
         assert line.startswith(f"{path}:19: {expected}"), line
     assert not (tmp_path / "dist").exists()
+
+
+def test_lyrics_given_as_a_files_path_point_to_lyrics_file(tmp_path):
+    path = write(tmp_path, GOOD + "    voice: {identity: ben}\n    lyrics: words/river-road.txt\n")
+    result = validate(path)
+    assert result.returncode == 2
+    assert result.stdout.strip() == (
+        f"{path}:19: tracks[0].lyrics: 'words/river-road.txt' looks like a file's path; write the lyrics here under [section] tags, "
+        "or read them from the file with lyrics_file"
+    )

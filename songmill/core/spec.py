@@ -100,6 +100,10 @@ MAX_BLOCK_LINES, MAX_LYRIC_LINE_CHARS = 64, 300
 
 
 def _lyrics(value: str) -> str:
+    if re.fullmatch(r"\s*[\w./~-]+\.(txt|lrc|md|text)\s*", value):  # "lyrics: words/song.txt": a path, not words to sing
+        raise ValueError(
+            f"{shown(value.strip())} looks like a file's path; write the lyrics here under [section] tags, or read them from the file with lyrics_file"
+        )
     block_lines, block_start = 0, 0
     for number, line in enumerate(value.splitlines(), start=1):
         if len(line.strip()) > MAX_LYRIC_LINE_CHARS:
