@@ -28,7 +28,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.registry import DEFAULT_REGISTRY, ModelEntry, ModelRegistry, tree_sha256
+from models.registry import DEFAULT_REGISTRY, LYRICS_BACKENDS, STEM_BACKENDS, ModelEntry, ModelRegistry, tree_sha256
 from songmill.core.config import load_config
 from songmill.core.errors import SongmillError
 from songmill.core.paths import var_dir
@@ -38,7 +38,7 @@ KNOWN_MODELS = Path(__file__).with_name("known-models.yaml")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 # The diffusers pipeline classes songmill can run, by the backend that runs them (models/instruments/diffusion.py)
 DIFFUSERS_BACKENDS = {"StableAudioPipeline": "diffusers-stable-audio", "AceStepPipeline": "diffusers-ace-step"}
-BACKENDS = ("soundfont", "diffusers-stable-audio", "diffusers-ace-step", "transformers")
+BACKENDS = (*STEM_BACKENDS, *LYRICS_BACKENDS)  # what `models add` registers
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 

@@ -78,6 +78,12 @@ class VoiceIdentity(BaseModel):
         return self.model_dump(mode="json")
 
 
+# The backends each kind of model runs on: the instruments stage's (models/instruments/builders.py)
+# and the lyrics stage's language models; here, light, so a config can be checked against them
+STEM_BACKENDS = ("soundfont", "diffusers-stable-audio", "diffusers-ace-step")
+LYRICS_BACKENDS = ("transformers",)
+
+
 class _RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: dict[str, ModelEntry]

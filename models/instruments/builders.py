@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.instruments.arrangement import Arrangement
+from models.registry import STEM_BACKENDS
 from songmill.core.errors import SongmillError
 from songmill.core.lyrics import Lyrics
 from songmill.core.score import Score
 
 if TYPE_CHECKING:
     from models.instruments.soundfont import StemMemo
-
-STEM_BACKENDS = ("soundfont", "diffusers-stable-audio", "diffusers-ace-step")
 
 
 def render_instruments(

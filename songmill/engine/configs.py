@@ -87,9 +87,9 @@ def model_problems(spec: ReleaseSpec, registry, profiles: dict) -> list[tuple[tu
     """The models a track names, against the registry: one it does not hold, one whose backend
     cannot do that work (a language model as the instruments), one whose licence keeps it out of
     a commercial profile the release delivers to. (Its files and hash: checked by the stage.)"""
-    from models.instruments.builders import STEM_BACKENDS
+    from models.registry import LYRICS_BACKENDS, STEM_BACKENDS
 
-    takes = {"lyrics_model": ("transformers",), "instruments_model": STEM_BACKENDS}  # the backends each field's stage runs
+    takes = {"lyrics_model": LYRICS_BACKENDS, "instruments_model": STEM_BACKENDS}  # the backends each field's stage runs
     commercial = [name for name in spec.release.profiles if name in profiles and profiles[name].commercial]
     problems = []
     for i, track in enumerate(spec.tracks):
