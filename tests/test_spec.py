@@ -211,17 +211,9 @@ def test_a_lyrics_file_that_cannot_be_sung_is_one_line_naming_it(tmp_path, lyric
 @pytest.mark.parametrize(
     ("field", "model", "expected"),
     [
-        ("lyrics_model", "nosuch-lm", "tracks[0].lyrics_model: 'nosuch-lm' is not in the model registry"),
-        (
-            "instruments_model",
-            "melody-gru-celtic",
-            "tracks[0].instruments_model: 'melody-gru-celtic' is a torch-safetensors model; instruments_model takes a soundfont or",
-        ),
-        (
-            "lyrics_model",
-            "nc-lm",
-            "tracks[0].lyrics_model: 'nc-lm' (CC-BY-NC-4.0) is not licensed for commercial use and the release goes to the commercial profile streaming",
-        ),
+        ("lyrics_model", "nosuch-lm", "'nosuch-lm' is not in the model registry"),
+        ("instruments_model", "melody-gru-celtic", "'melody-gru-celtic' is a torch-safetensors model; instruments_model takes a soundfont or"),
+        ("lyrics_model", "nc-lm", "'nc-lm' (CC-BY-NC-4.0) is not licensed for commercial use and the release goes to the commercial profile streaming"),
     ],
 )
 def test_a_model_a_track_names_is_checked_against_the_registry_before_any_render(tmp_path, field, model, expected):
@@ -242,7 +234,7 @@ def test_a_model_a_track_names_is_checked_against_the_registry_before_any_render
         result = subprocess.run([*SONGMILL, *command], capture_output=True, text=True, cwd=PROJECT, env=env)
         assert result.returncode == 2, result.stderr
         [line] = (result.stdout if command[0] == "validate" else result.stderr).strip().splitlines()
-        assert line.startswith(f"{path}:19: {expected}"), line
+        assert line.startswith(f"{path}:19: tracks[0].{field}: {expected}"), line
     assert not (tmp_path / "dist").exists()
 
 
