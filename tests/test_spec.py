@@ -184,7 +184,7 @@ def test_lyrics_from_a_file_beside_the_config_are_read_as_if_written_inline(tmp_
     spec = load_release(write(tmp_path, voiced + "    lyrics_file: words/one.txt\n"))
     inline = load_release(write(tmp_path, voiced + "    lyrics: |\n" + textwrap.indent(LYRICS, "      "), name="inline.yaml"))
     assert spec.tracks[0].lyrics == inline.tracks[0].lyrics == LYRICS
-    assert spec.tracks[0].lyrics_file == str(tmp_path / "words" / "one.txt")  # where the words came from, resolved
+    assert spec.tracks[0].lyrics_file == "words/one.txt"  # where the words came from, as written
 
 
 @pytest.mark.parametrize(
@@ -236,6 +236,9 @@ def test_a_model_a_track_names_is_checked_against_the_registry_before_any_render
         [line] = (result.stdout if command[0] == "validate" else result.stderr).strip().splitlines()
         assert line.startswith(f"{path}:19: tracks[0].{field}: {expected}"), line
     assert not (tmp_path / "dist").exists()
+    if field == "lyrics_model":  # a track with lyrics of its own never loads its lyrics model: not checked
+        given = write(tmp_path, GOOD + f'    voice: {{identity: ben}}\n    {field}: {model}\n    lyrics: "[verse]\\nla la\\n"\n', name="given.yaml")
+        assert subprocess.run([*SONGMILL, "validate", str(given)], capture_output=True, text=True, cwd=PROJECT, env=env).returncode == 0
 
 
 def test_lyrics_given_as_a_files_path_point_to_lyrics_file(tmp_path):
@@ -246,3 +249,20 @@ def test_lyrics_given_as_a_files_path_point_to_lyrics_file(tmp_path):
         f"{path}:19: tracks[0].lyrics: 'words/river-road.txt' looks like a file's path; write the lyrics here under [section] tags, "
         "or read them from the file with lyrics_file"
     )
+
+
+def test_lyrics_that_cannot_make_a_form_are_one_line_not_a_traceback(tmp_path):
+    """No structure: the form comes from the lyrics' tags, and a line before the first tag is a
+    config problem at the lyrics' line (it was a traceback from `validate` once it checked the fit)."""
+    path = write(tmp_path, GOOD + '    voice: {identity: ben}\n    lyrics: "hello there\\n[verse]\\nla la\\n"\n')
+    result = validate(path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stdout.strip() == (
+        f"{path}:19: tracks[0].lyrics: lyrics line 1: 'hello there' comes before any section tag; start the lyrics with a tag such as [verse]"
+    )
+
+
+def test_a_lyrics_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    (tmp_path / "notepad.txt").write_bytes(("\ufeff" + LYRICS).encode("utf-8"))  # what Windows Notepad writes
+    spec = load_release(write(tmp_path, GOOD + "    voice: {identity: ben}\n    lyrics_file: notepad.txt\n"))
+    assert spec.tracks[0].lyrics == LYRICS and spec.tracks[0].lyrics_file == "notepad.txt"  # kept as written

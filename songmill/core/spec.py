@@ -297,7 +297,7 @@ class TrackSpec(Strict):
     instrumentation: Annotated[str, _one_of(GENRES, "instrumentation preset")] | None = None  # None: the release genre
     lyrics: Annotated[str, AfterValidator(_lyrics)] | None = None  # None: written by the lyrics stage
     # the lyrics in a UTF-8 text file beside the config (relative to it), read into `lyrics` when the
-    # config loads; kept (resolved) to say where the words came from
+    # config loads; kept as written, to say where the words came from
     lyrics_file: Annotated[str, AfterValidator(_non_blank)] | None = None
     lyrics_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a transformers LM in the model registry; None: the rule writer
     instruments_model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None  # a diffusers model in the registry; None: the soundfont
@@ -486,11 +486,13 @@ def _with_lyrics_file(track: TrackSpec, config: Path) -> tuple[TrackSpec, str | 
     if resolved.stat().st_size > MAX_LYRICS_FILE_BYTES:
         return track, f"'{given}' is {resolved.stat().st_size:,} bytes, more than any song's lyrics (at most {MAX_LYRICS_FILE_BYTES:,}); is it the right file?"
     try:
-        text = resolved.read_text(encoding="utf-8")
+        text = resolved.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's) is no part of the first tag
     except UnicodeDecodeError:
         return track, f"'{given}' is not UTF-8 text; save it as UTF-8"
     try:
-        read = TrackSpec.model_validate(track.model_dump(mode="json") | {"lyrics": text, "lyrics_file": str(resolved)})
+        read = TrackSpec.model_validate(
+            track.model_dump(mode="json") | {"lyrics": text}
+        )  # lyrics_file kept as written: the same config read from elsewhere is the same track
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         return track, f"'{given}': {first['msg'].removeprefix('Value error, ')}"

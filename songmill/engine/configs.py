@@ -64,7 +64,13 @@ def lyrics_problems(config_path: Path, spec: ReleaseSpec, *, tracks: list[int] |
     if not any(problem for _, problem in found):
         return []
     _, locator = load_yaml(Path(config_path))
-    return [locator.problem(("tracks", i, "lyrics_file" if spec.tracks[i].lyrics_file else "lyrics"), problem) for i, problem in found if problem]
+    return [
+        locator.problem(("tracks", i, "lyrics_file"), f"{spec.tracks[i].lyrics_file}: {problem}")
+        if spec.tracks[i].lyrics_file
+        else locator.problem(("tracks", i, "lyrics"), problem)
+        for i, problem in found
+        if problem
+    ]
 
 
 def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
@@ -95,6 +101,8 @@ def model_problems(spec: ReleaseSpec, registry, profiles: dict) -> list[tuple[tu
     for i, track in enumerate(spec.tracks):
         for field, backends in takes.items():
             name = getattr(track, field)
+            if field == "lyrics_model" and (track.lyrics is not None or track.voice is None):
+                continue  # the lyrics stage loads it only to write a sung track's words (track_stages._lyrics_models)
             if name is not None:
                 problem = _model_problem(name, field, backends, registry, commercial)
                 problems += [(("tracks", i, field), problem)] if problem else []

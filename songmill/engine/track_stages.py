@@ -93,11 +93,11 @@ def provided_lyrics_problem(job: TrackJob) -> str | None:
         return None
     from models.lyrics.songwriter import provided_lyrics
 
-    form = song_form(**_form_arguments(_form_params(job)), say_how_far=False)
-    try:
+    try:  # the form itself may not be made from them (lyrics with no structure give the form)
+        form = song_form(**_form_arguments(_form_params(job)), say_how_far=False)
         provided_lyrics(form, track.lyrics, title=track.title, where="lyrics")
     except SongmillError as err:
-        return str(err)
+        return str(err).removeprefix(f"track {job.number} ({track.title}) ")  # the config's line says which track
     return None
 
 
