@@ -304,7 +304,7 @@ def _reports_app():
     def run_qc_report(release_id: str, run_id: int):
         return _file(release_id, "qc-report.html", run_id)
 
-    @app.get("/airflow-runs/{dag_id}/{dag_run_id}/qc-report")
+    @app.get("/airflow-runs/{dag_id}/{dag_run_id:path}/qc-report")  # a run id may hold a slash (allowed_run_id_pattern)
     def airflow_run_qc_report(dag_id: str, dag_run_id: str):
         """The QC report of the songmill run an Airflow run made (the run page's "QC report" tab)."""
         from fastapi.responses import RedirectResponse

@@ -237,6 +237,28 @@ def test_reverb_or_delay_on_one_part_is_that_parts_own_send():
         apply_operations(spec, 0, parse_command("more reverb on the bass", song), song)
     with pytest.raises(SongmillError, match="operations 1 and 2 both change guitar: one mutes it"):
         parse_command("mute the guitar and more reverb on the guitar", song)
+    listed = parse_command("a lot more reverb on the guitar and the piano", song)  # a list lends its send, amount and all
+    assert [(op.op, op.part, op.by_db) for op in listed] == [("part_send", "guitar", 10.0), ("part_send", "piano", 10.0)]
+    muted = apply_operations(spec, 0, parse_command("mute the guitar", song), song)
+    with pytest.raises(SongmillError, match="the guitar is muted in this version; unmute it first"):  # not "is not sent"
+        apply_operations(muted, 0, parse_command("more reverb on the guitar", song), song)
+    unmuted = apply_operations(muted, 0, parse_command("unmute the guitar, then more reverb on the guitar", song), song)
+    assert unmuted.tracks[0].mix.parts["guitar"].reverb_db == 6.0 and not unmuted.tracks[0].mix.parts["guitar"].muted
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("louder drums, more punchy", [{"op": "part_level", "part": "drums", "by_db": 3.0}]),
+        ("make the vocals louder, more prominent", [{"op": "vocal_level", "by_db": 3.0}]),
+        ("more presence on the vocals", [{"op": "vocal_level", "by_db": 3.0}]),
+        ("louder vocals, more upfront", [{"op": "vocal_level", "by_db": 3.0}]),
+    ],
+)
+def test_a_producers_more_of_a_known_quality_is_still_read(command, expected):
+    """More or less of a word songmill does not know is refused; a producer's words for more of a
+    part (punchy, prominent, presence, upfront) are words it knows."""
+    assert [op.model_dump() for op in parse_command(command, CORPUS_SONG)] == expected
 
 
 def test_a_voice_and_its_style_said_in_one_breath_are_both_read():
@@ -351,6 +373,15 @@ def own_lyrics_spec(demo_spec):
             "[verse]\nice on the stream\n\n[verse]\nice on the stream\n\n[chorus]\ntake me home\n\n[verse]\nlamps in the town\n\n"
             "[chorus]\ntake me home\n\n[bridge]\nthe bells ring out\n",
             {"verse 3": {"melody_seed": 7}, "bridge": {"melody_seed": 9}},
+            {"chorus 2": 2.0, "chorus": 1.0},
+        ),
+        # a repeated section is that section again: its words and what was set for it
+        (
+            "repeat verse 2",
+            ["intro", "verse", "chorus", "verse", "verse", "chorus", "bridge", "outro"],
+            "[verse]\nice on the stream\n\n[chorus]\ntake me home\n\n[verse]\nlamps in the town\n\n[verse]\nlamps in the town\n\n"
+            "[chorus]\ntake me home\n\n[bridge]\nthe bells ring out\n",
+            {"verse 2": {"melody_seed": 7}, "verse 3": {"melody_seed": 7}, "bridge": {"melody_seed": 9}},
             {"chorus 2": 2.0, "chorus": 1.0},
         ),
         # the chorus left is the old chorus 2: its own level and every chorus's add up

@@ -46,6 +46,7 @@ LARGE = ("much", "a lot", "way", "far", "really", "lots", "very", "massively", "
 # a level's direction; complaints read as their remedy ("too quiet", "buried": up)
 UP: tuple[str, ...] = ("louder", "up", "more", "raise", "boost", "increase", "higher", "forward", "bigger", "harder", "punchier", "stronger", "lift", "on top")
 UP += ("too quiet", "buried", "lost", "drown", "push", "widen", "wider", "more loud", "so quiet", "is quiet", "are quiet", "bit quiet")
+UP += ("punchy", "upfront", "up front", "prominent", "presence", "present", "powerful")  # a producer's "more …" of a part or section
 DOWN: tuple[str, ...] = (
     "quieter",
     "down",
@@ -337,6 +338,9 @@ def _read_in_context(clause: str, readings: list[tuple[str, list]], song: SongFa
         readings.pop()
         return [ops.KeyChange(semitones=abs(_semitones(clause) or 2))], clause
     read = _read_clause(clause, song)
+    if isinstance(last, ops.PartSend) and _parts(clause, song) and not _has(clause, *KEYWORDS):
+        # "more reverb on the guitar and the piano": the list lends its send, not only its first word
+        return [ops.PartSend(part=p, effect=last.effect, by_db=last.by_db) for p in _parts(clause, song)], f"{last.effect} on {clause}"
     if read is None and readings:
         with_verb = f"{readings[-1][0].split(' ')[0]} {clause}"
         try:

@@ -392,7 +392,8 @@ def _with_form(track: dict, structure: list[list], song: SongFacts) -> dict:
     with its section under the section's new label ("verse 3" is "verse 2" once verse 2 is
     dropped); a dropped section's go with it."""
     lyrics = {"lyrics": _lyrics_for_form(track["lyrics"], structure, song)} if track.get("lyrics") else {}
-    relabelled = dict(zip((row[2] for row in structure if len(row) > 2), section_labels([row[0] for row in structure])))
+    tagged = [(row[2], label) for row, label in zip(structure, section_labels([row[0] for row in structure])) if len(row) > 2]
+    relabelled = {tag: label for tag, label in tagged if not tag.endswith(" (repeat)")}
 
     def new_label(key: str) -> str | None:  # None: its section was dropped; a bare name ("chorus": every chorus) stays
         return relabelled.get(key) if key in song.labels else key
@@ -403,6 +404,12 @@ def _with_form(track: dict, structure: list[list], song: SongFacts) -> dict:
         label = new_label(key)
         if label is not None:
             levels[label] = round(min(9.0, max(-9.0, levels.get(label, 0.0) + db)), 2)
+    for tag, label in tagged:  # a repeat is its section again: its words, melody and level too
+        original = tag.removesuffix(" (repeat)")
+        if tag != original and original in track["sections"]:
+            sections[label] = track["sections"][original]
+        if tag != original and original in track["mix"]["sections_db"]:
+            levels[label] = track["mix"]["sections_db"][original]
     return track | {"structure": _structure_field(structure), "sections": sections, "mix": track["mix"] | {"sections_db": levels}} | lyrics
 
 
@@ -553,8 +560,10 @@ def _apply(op, track: dict, structure: list[list], song: SongFacts) -> bool:
             track["mix"][field] = round(track["mix"][field] + op.by_db, 2)
         case PartSend():
             _allowed(op.part, tuple(song.parts), "part of this song")
+            if track["mix"]["parts"].get(op.part, {}).get("muted"):
+                raise SongmillError(f"the {op.part} is muted in this version; unmute it first (or earlier in the same edit)")
             sent = [part for part, effects in song.sends.items() if op.effect in effects]
-            if song.sends and op.part not in sent:
+            if op.part in song.sends and op.part not in sent:  # a part muted when this version was mixed is in no send list
                 raise SongmillError(
                     f"the {op.part} is not sent to the {op.effect} in this song's mix (parts sent to it: {', '.join(sent) or 'none'}); "
                     f"change the whole song's {op.effect} instead ('more {op.effect}')"
