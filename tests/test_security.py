@@ -30,6 +30,8 @@ PATH_VALUES = {
     "a": "1",
     "b": "1",
     "name": "v0001-v0001-chorus-a-v0001.wav",
+    "dag_id": "songmill_release_debug",
+    "dag_run_id": "manual__2026-12-05T10:00:00+00:00",
 }
 
 
@@ -48,7 +50,7 @@ def plugin_routes() -> list[tuple[str, str]]:
     for route in _reports_app().routes:
         if not hasattr(route, "methods") or route.path.startswith(("/docs", "/openapi", "/redoc")):
             continue
-        path = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], route.path)
+        path = re.sub(r"\{(\w+)(?::path)?\}", lambda m: PATH_VALUES[m.group(1)], route.path)  # {name} and {name:path}
         routes += [(method, "/songmill" + path) for method in sorted(route.methods - {"HEAD"})]
     return routes
 
