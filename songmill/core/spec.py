@@ -313,6 +313,12 @@ class TrackSpec(Strict):
     sections: dict[SectionLabel, SectionEdit] = {}  # "verse 2": {melody_seed: 5}
     score_override: Annotated[str, AfterValidator(_non_blank)] | None = None  # a MIDI file edited in a DAW (melody, bass, chords); relative to this file
 
+    @property
+    def lyrics_written(self) -> bool:
+        """Whether the lyrics stage writes this track's words (a sung track with none of its own):
+        the only case its `lyrics_model` is loaded."""
+        return self.lyrics is None and self.voice is not None
+
     @model_validator(mode="after")
     def _lyrics_need_a_singer(self) -> "TrackSpec":
         """Lyrics on an instrumental would be dropped without a word: refused (a diffusion model that

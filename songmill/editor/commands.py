@@ -376,11 +376,16 @@ def _normalise(text: str, *, letters: str = "a-z") -> str:
     return re.sub(r"\s+", " ", text).strip(" ,")
 
 
+def _is_amount(word: str) -> bool:
+    """A number as typed ("92", "+2db", "3%"): no word to correct or to look up."""
+    return re.fullmatch(r"[+\-]?[0-9.]+[a-z%]*", word) is not None
+
+
 def _correct_spelling(text: str, vocabulary: set[str]) -> str:
     known = sorted(vocabulary)
     out = []
     for word in text.split(" "):
-        if len(word) >= 4 and word not in vocabulary and not re.fullmatch(r"[+\-]?[0-9.]+[a-z%]*", word):
+        if len(word) >= 4 and word not in vocabulary and not _is_amount(word):
             swapped = [word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)]  # "slwo", "celo": two letters swapped
             close = [w for w in swapped if w in vocabulary] or difflib.get_close_matches(word, known, n=1, cutoff=0.8)
             word = close[0] if close else word
@@ -407,7 +412,7 @@ def _unread_request(clause: str, vocabulary: set[str]) -> bool:
     and holds a word outside the reading's vocabulary. "bring it back in" after "unmute the pad"
     says the same again; "like the sun coming up" is a remark."""
     words = clause.split()
-    unknown = [w for w in words if w not in vocabulary and not re.fullmatch(r"[+\-]?[0-9.]+[a-z%]*", w)]
+    unknown = [w for w in words if w not in vocabulary and not _is_amount(w)]
     return bool(words) and words[0] in REQUEST_OPENINGS and bool(unknown)
 
 

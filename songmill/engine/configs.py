@@ -101,8 +101,8 @@ def model_problems(spec: ReleaseSpec, registry, profiles: dict) -> list[tuple[tu
     for i, track in enumerate(spec.tracks):
         for field, backends in takes.items():
             name = getattr(track, field)
-            if field == "lyrics_model" and (track.lyrics is not None or track.voice is None):
-                continue  # the lyrics stage loads it only to write a sung track's words (track_stages._lyrics_models)
+            if field == "lyrics_model" and not track.lyrics_written:
+                continue  # never loaded
             if name is not None:
                 problem = _model_problem(name, field, backends, registry, commercial)
                 problems += [(("tracks", i, field), problem)] if problem else []

@@ -36,6 +36,7 @@ from songmill.release.package import RenderedTrack, delivery_time, package_and_d
 from songmill.release.settings import load_delivery_settings
 
 log = logging.getLogger("songmill.editor")
+SET_REGISTRANT = "set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml"
 
 
 def _is_new_recording(version: dict) -> bool:
@@ -175,14 +176,14 @@ def _current_recording(
         if isrc is None and track_isrc is not None:  # the recording it edits has an ISRC: the edit must not go out under it, nor without its own
             raise SongmillError(
                 f"track {target.number} version {current['number']} is a new recording and needs an ISRC of its own (the recording it edits is {track_isrc}), "
-                "but no ISRC registrant is configured; set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml"
+                f"but no ISRC registrant is configured; {SET_REGISTRANT}"
             )
         if isrc is None:  # no ISRCs at all: delivered as its render delivers the recording it edits
             log.warning(
-                "track %d version %d is a new recording and would get an ISRC of its own, but no ISRC registrant is configured: delivered without one "
-                "(set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml)",
+                "track %d version %d is a new recording and would get an ISRC of its own, but no ISRC registrant is configured: delivered without one (%s)",
                 target.number,
                 current["number"],
+                SET_REGISTRANT,
             )
         else:
             versions[recording]["isrc"] = isrc

@@ -137,7 +137,7 @@ def _replaced_lines_params(job: TrackJob) -> dict:
 
 def _lyrics_models(job: TrackJob) -> tuple[str, ...]:
     track = job.track
-    return (track.lyrics_model,) if track.lyrics_model and track.lyrics is None and track.voice is not None else ()
+    return (track.lyrics_model,) if track.lyrics_model and track.lyrics_written else ()
 
 
 def _run_lyrics(ctx: StageContext) -> None:
