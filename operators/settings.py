@@ -112,3 +112,15 @@ def load_airflow_settings(path: Path | None = None) -> AirflowSettings:
     if not path.is_file():
         return AirflowSettings()
     return load_config(path, AirflowSettings)
+
+
+def web_path(path: str) -> str:
+    """`path` (from the web server's root, "/songmill/…" or "/api/v2/…") as a browser asks for it:
+    behind the path of Airflow's `[api] base_url` where Airflow is served under one
+    ("https://example.com/airflow/" → "/airflow/songmill/…"), as the api-server mounts its apps."""
+    from urllib.parse import urlsplit
+
+    from airflow.configuration import conf
+
+    prefix = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    return prefix + path

@@ -34,10 +34,12 @@ class QCReportLink(BaseOperatorLink):
 
 def qc_report_url(release_id: str, run_id: int | None = None) -> str:
     """Where the plugin serves a QC report (a path on the Airflow web server): one run's, which
-    stays put, or (no run) the release's latest."""
+    stays put, or (no run) the release's latest; behind Airflow's base path (`web_path`)."""
+    from operators.settings import web_path
+
     if run_id is None:
-        return f"/songmill/releases/{release_id}/qc-report.html"
-    return f"/songmill/releases/{release_id}/runs/{run_id}/qc-report.html"
+        return web_path(f"/songmill/releases/{release_id}/qc-report.html")
+    return web_path(f"/songmill/releases/{release_id}/runs/{run_id}/qc-report.html")
 
 
 class StageOperator(SongmillOperator):

@@ -152,7 +152,7 @@ def add_editor_routes(app, current_user) -> None:
 
     @app.get("/api/editor/{release}/{track}/ab/{a}/{b}")
     async def compare(release: str, track: int, a: int, b: int):
-        from operators.settings import load_airflow_settings
+        from operators.settings import load_airflow_settings, web_path
         from songmill.engine import editing
 
         config = await run_in_threadpool(track_of, release, track)
@@ -161,7 +161,7 @@ def add_editor_routes(app, current_user) -> None:
         except SongmillError as err:  # a version the track lacks (404), one silent there, its files gone from the store
             failed(err)
         differs = made["differs"]
-        base = f"/songmill/api/editor/{release}/{track}/previews"
+        base = web_path(f"/songmill/api/editor/{release}/{track}/previews")
         return JSONResponse(
             {
                 "section": made["section"],
@@ -289,11 +289,13 @@ def editor_data(config: str, track: int) -> dict:
 
 def editor_html(release: str, track: int) -> str:
     """The page: plain HTML and a small script over the JSON endpoints and Airflow's REST API."""
+    from operators.settings import web_path
+
     title = f"songmill editor — {html.escape(release)} track {track}"
-    base = f"/songmill/api/editor/{html.escape(release)}/{track}"
+    base = web_path(f"/songmill/api/editor/{release}/{track}")  # behind Airflow's base path, where it has one
     script = (
         """
-const BASE = __BASE__, RELEASE = __RELEASE__, TRACK = __TRACK__;
+const BASE = __BASE__, AIRFLOW_API = __AIRFLOW_API__, RELEASE = __RELEASE__, TRACK = __TRACK__;
 const $ = id => document.getElementById(id);
 let state = null, shownCurrent = null;
 async function load() {
@@ -371,7 +373,7 @@ async function start(conf) {
   if (!checked.ok) { say(detail(read), true); setBusy(false); return; }  // nothing started, nothing changed
   const upcoming = Math.max(...state.versions.map(v => v.number)) + 1;
   say(`starting an edit run: ${read.operations.join('; ')}`);
-  const res = await fetch('/api/v2/dags/songmill_edit/dagRuns', {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
+  const res = await fetch(`${AIRFLOW_API}/dags/songmill_edit/dagRuns`, {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
     body: JSON.stringify({logical_date: null, conf: {release: RELEASE, track: TRACK, ...asked, reason: conf.reason || $('reason').value || '', deliver: $('deliver').checked}})});
   const run = await res.json();
   if (!res.ok) { say(`not started: ${detail(run)}`, true); setBusy(false); return; }
@@ -383,7 +385,7 @@ async function follow(runId, upcoming) {
   catch (err) { say(`lost sight of edit run ${runId} (${err.message}); looking again`, true); setTimeout(() => follow(runId, upcoming), 2000); }
 }
 async function followed(runId, upcoming) {
-  const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
+  const res = await fetch(`${AIRFLOW_API}/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}`, {credentials: 'same-origin'});
   const run = await res.json();
   if ([401, 403, 404].includes(res.status)) {  // logged out, no longer allowed, or the run is gone: asking again will not help
     say(`cannot follow edit run ${runId}: ${detail(run)}; reload the page`, true); setBusy(false); return;
@@ -399,12 +401,12 @@ async function followed(runId, upcoming) {
   setTimeout(() => follow(runId, upcoming), 2000);
 }
 async function paused() {
-  const res = await fetch('/api/v2/dags/songmill_edit', {credentials: 'same-origin'});
+  const res = await fetch(`${AIRFLOW_API}/dags/songmill_edit`, {credentials: 'same-origin'});
   return res.ok && (await res.json()).is_paused;
 }
 async function failure(runId) {  // the failed task's one sentence (its XCom `error`), else where to look
   for (const task of ['parse', 'render', 'deliver']) {
-    const res = await fetch(`/api/v2/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}/taskInstances/${task}/xcomEntries/error?deserialize=true`, {credentials: 'same-origin'});
+    const res = await fetch(`${AIRFLOW_API}/dags/songmill_edit/dagRuns/${encodeURIComponent(runId)}/taskInstances/${task}/xcomEntries/error?deserialize=true`, {credentials: 'same-origin'});
     const said = res.ok ? (await res.json()).value : '';
     if (said) return said;
   }
@@ -472,6 +474,7 @@ $('record').onclick = async () => {
 };
 load();
 """.replace("__BASE__", json.dumps(base))
+        .replace("__AIRFLOW_API__", json.dumps(web_path("/api/v2")))
         .replace("__RELEASE__", json.dumps(release))
         .replace("__TRACK__", str(int(track)))
     )

@@ -97,6 +97,9 @@ def add_feedback_routes(app, current_user) -> None:
 
 
 def review_html(rows: list[dict]) -> str:
+    from operators.settings import web_path
+
+    root = web_path("/songmill")  # behind Airflow's base path, where it has one
     items = []
     for r in rows:
         status = html.escape(r["status"])
@@ -104,7 +107,7 @@ def review_html(rows: list[dict]) -> str:
             f"""<section class="item" data-track="{r["track_id"]}">
 <h3>{html.escape(r["title"])} <small>{html.escape(r["release_id"])} #{r["number"]} · {html.escape(r["isrc"] or "no ISRC yet")}</small></h3>
 <p>{html.escape(r["reason"])} · status <b class="status">{status}</b></p>
-<audio controls preload="none" src="/songmill/review/tracks/{r["track_id"]}/audio"></audio>
+<audio controls preload="none" src="{html.escape(root)}/review/tracks/{r["track_id"]}/audio"></audio>
 <div class="actions">
 <label>rating <select class="rating"><option value="">—</option>{"".join(f"<option>{n}</option>" for n in range(1, 6))}</select></label>
 <label>comment (optional) <input class="comment" size="40"></label>
@@ -112,23 +115,24 @@ def review_html(rows: list[dict]) -> str:
 <span class="result"></span></div></section>"""
         )
     script = """
+const ROOT = __ROOT__;
 document.querySelectorAll('.item').forEach(item => {
   const send = async verdict => {
     const rating = item.querySelector('.rating').value;
     const body = {track: Number(item.dataset.track), verdict, comment: item.querySelector('.comment').value || null};
     if (rating) body.rating = Number(rating);
-    const res = await fetch('/songmill/api/feedback/verdicts', {method: 'POST', headers: {'Content-Type': 'application/json'}, credentials: 'same-origin', body: JSON.stringify(body)});
+    const res = await fetch(`${ROOT}/api/feedback/verdicts`, {method: 'POST', headers: {'Content-Type': 'application/json'}, credentials: 'same-origin', body: JSON.stringify(body)});
     const out = await res.json();
     item.querySelector('.result').textContent = res.ok ? `recorded: ${out.verdict} by ${out.user}` : `not recorded: ${out.detail}`;
     if (res.ok) item.querySelector('.status').textContent = verdict === 'approve' ? 'approved' : 'rejected';
   };
   item.querySelector('.approve').onclick = () => send('approve');
   item.querySelector('.reject').onclick = () => send('reject');
-});"""
+});""".replace("__ROOT__", json.dumps(root))
     style = "body{font-family:sans-serif;margin:2em;max-width:900px}.item{border:1px solid #ccc;border-radius:6px;padding:.5em 1em;margin:1em 0}small{color:#666;font-weight:normal}.result{margin-left:1em;color:#264}"
     empty = "<p>The queue is empty: no nightly track is waiting for a person's ear.</p>" if not rows else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>songmill — review queue</title><style>{style}</style></head><body>"
-        f"<h1>Review queue</h1><p>The tracks of each nightly batch whose appeal the line is least sure of. A rejected track is withheld from delivery; every verdict feeds the feedback store. <a href='/songmill/feedback/report.html'>Feedback report</a></p>"
+        f"<h1>Review queue</h1><p>The tracks of each nightly batch whose appeal the line is least sure of. A rejected track is withheld from delivery; every verdict feeds the feedback store. <a href='{html.escape(root)}/feedback/report.html'>Feedback report</a></p>"
         f"{empty}{''.join(items)}<script>{script}</script></body></html>"
     )

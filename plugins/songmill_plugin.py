@@ -150,11 +150,13 @@ class RunNotes:
         dag_run.note = ours if not theirs or ours in theirs else f"{ours}\n\n---\n{theirs}"
 
 
-async def _require_login(request, *, changes: str | None = None):
+async def _require_login(request, *, changes: str | None = None, reads: str | None = None):
     """Airflow's own check (its JWT, from the Authorization header or the UI's cookie), then the
     auth manager's permission: reading a report, the review queue or the feedback report needs
-    read access to DAG runs; `changes` names the DAG whose runs a request changes (a verdict
-    withholds a track from its release's next delivery), which needs edit access to it. Imported
+    read access to DAG runs; `reads` names the one DAG whose run a request reads (the run page's
+    QC tab), which needs read access to that DAG's runs; `changes` names the DAG whose runs a
+    request changes (a verdict withholds a track from its release's next delivery), which needs
+    edit access to it. Imported
     when a page is asked for, so task processes, which load this plugin too, do not pay for it.
     A browser asking for a page without a login is sent to the login page, and back after it.
     Returns the user."""
@@ -171,11 +173,12 @@ async def _require_login(request, *, changes: str | None = None):
         if request.method != "GET" or header:
             raise  # an API client gets 401/403
         raise HTTPException(status_code=307, detail="log in first", headers={"Location": get_auth_manager().get_url_login(next_url=str(request.url))}) from None
+    dag = changes or reads
     allowed = get_auth_manager().is_authorized_dag(
-        method="PUT" if changes else "GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=changes) if changes else None, user=user
+        method="PUT" if changes else "GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag) if dag else None, user=user
     )
     if not allowed:
-        what = f"change runs of {changes}" if changes else "read DAG runs"
+        what = f"change runs of {changes}" if changes else f"read runs of {reads}" if reads else "read DAG runs"
         raise HTTPException(status_code=403, detail=f"{user.get_name()} may not {what}; ask an Airflow admin for a role that may")
     return user
 
@@ -305,11 +308,14 @@ def _reports_app():
         return _file(release_id, "qc-report.html", run_id)
 
     @app.get("/airflow-runs/{dag_id}/{dag_run_id:path}/qc-report")  # a run id may hold a slash (allowed_run_id_pattern)
-    def airflow_run_qc_report(dag_id: str, dag_run_id: str):
-        """The QC report of the songmill run an Airflow run made (the run page's "QC report" tab)."""
+    async def airflow_run_qc_report(request: Request, dag_id: str, dag_run_id: str):
+        """The QC report of the songmill run an Airflow run made (the run page's "QC report" tab),
+        for a user who may read that DAG's runs."""
         from fastapi.responses import RedirectResponse
+        from starlette.concurrency import run_in_threadpool
 
-        made = _songmill_run_of(dag_id, dag_run_id)
+        await _require_login(request, reads=dag_id)
+        made = await run_in_threadpool(_songmill_run_of, dag_id, dag_run_id)
         if made is None:
             raise HTTPException(
                 status_code=404,

@@ -619,6 +619,71 @@ def test_a_runs_page_has_a_qc_report_tab_that_finds_the_songmill_run(migrated_ai
     assert found.status_code == 307 and found.headers["location"] == f"/songmill/releases/nightly-2026-11-30/runs/{run_id}/qc-report.html"
     none = client.get(address.replace("scheduled__2026-11-30", "manual__never"), headers=auth)
     assert none.status_code == 404 and "has made no songmill run (yet)" in none.json()["detail"]
+    # an auth manager that keeps this user from this one DAG's runs (FAB's per-DAG roles do) keeps its tab shut
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = get_auth_manager()
+    may = manager.is_authorized_dag
+    monkeypatch.setattr(manager, "is_authorized_dag", lambda **ask: may(**ask) and not (ask["details"] and ask["details"].id == "songmill_nightly_catalogue"))
+    shut = client.get(address, headers=auth)
+    assert (
+        shut.status_code == 403 and shut.json()["detail"] == "admin may not read runs of songmill_nightly_catalogue; ask an Airflow admin for a role that may"
+    )
+
+
+@pytest.mark.long
+def test_behind_a_base_path_the_plugins_pages_and_links_keep_it(migrated_airflow, monkeypatch, tmp_path):
+    """Airflow served under a path (`[api] base_url` https://example.com/airflow/): the QC tab's
+    redirect, the QC link, the editor page's and the review page's own addresses (its JSON, its
+    players, Airflow's REST API) all carry /airflow, and the report is reached through it."""
+    import re
+
+    import airflow.api_fastapi.app as airflow_app
+    from starlette.testclient import TestClient
+
+    from operators.stages import qc_report_url
+    from plugins.songmill_editor_routes import editor_html
+    from plugins.songmill_feedback_routes import review_html
+    from songmill.catalogue import Catalogue
+    from songmill.core.paths import run_folder
+    from tests.test_feedback import _catalogue_with_tracks
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://testserver/airflow/")
+    monkeypatch.setattr(airflow_app, "API_ROOT_PATH", "/airflow/")  # read from base_url when Airflow is imported
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SONGMILL_OUT_DIR", str(tmp_path / "dist"))
+    assert qc_report_url("r", 3) == "/airflow/songmill/releases/r/runs/3/qc-report.html"
+    page = editor_html("demo-single", 1)
+    assert '"/airflow/songmill/api/editor/demo-single/1"' in page and '"/airflow/api/v2"' in page
+    review = review_html([{"track_id": 7, "title": "t", "release_id": "r", "number": 1, "isrc": None, "reason": "x", "status": "queued"}])
+    assert 'src="/airflow/songmill/review/tracks/7/audio"' in review and "href='/airflow/songmill/feedback/report.html'" in review
+    assert not re.search(r"['\"`](/songmill|/api/v2)", page + review)  # no address from the server's root is left
+
+    catalogue = _catalogue_with_tracks(Catalogue.open().engine.url.render_as_string())
+    run_id = catalogue.start_run("nightly-2026-11-30", runner="airflow", base_seed=None)
+    catalogue.record_task(
+        dag_id="songmill_nightly_catalogue",
+        dag_run_id="scheduled__2026-11-30",
+        task_id="plan",
+        map_index=-1,
+        try_number=1,
+        state="success",
+        run_id=run_id,
+        release_id="nightly-2026-11-30",
+    )
+    catalogue.close()
+    report = run_folder(tmp_path / "dist" / "nightly-2026-11-30", run_id) / "qc-report.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>the gate's report</html>")
+    client = TestClient(airflow_app.create_app(), follow_redirects=False)
+    password = json.loads((migrated_airflow / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    token = client.post("/airflow/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    found = client.get("/airflow/songmill/airflow-runs/songmill_nightly_catalogue/scheduled__2026-11-30/qc-report", headers=auth)
+    assert found.status_code == 307 and found.headers["location"] == f"/airflow/songmill/releases/nightly-2026-11-30/runs/{run_id}/qc-report.html"
+    opened = client.get(found.headers["location"], headers=auth)
+    assert opened.status_code == 200 and "the gate's report" in opened.text
 
 
 @pytest.mark.long
@@ -698,7 +763,8 @@ def test_the_editor_page_shows_the_song_and_hears_a_spoken_command_behind_the_lo
     assert (
         page.status_code == 200
         and "Change it" in page.text
-        and "/api/v2/dags/songmill_edit/dagRuns" in page.text
+        and 'AIRFLOW_API = "/api/v2"' in page.text
+        and "${AIRFLOW_API}/dags/songmill_edit/dagRuns" in page.text
         and "deliver: $('deliver').checked" in page.text
         and "id='audition-box' hidden" in page.text
     )
