@@ -19,6 +19,7 @@ from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from songmill.core.errors import ServiceError, SongmillError
+from songmill.core.paths import config_file
 
 
 class SongmillHook(BaseHook):
@@ -71,7 +72,7 @@ class SongmillHook(BaseHook):
             raise SongmillError(
                 f"Airflow Connection '{conn_id}' for {what} is not defined; add it under Admin → "
                 f"Connections (or as AIRFLOW_CONN_{conn_id.upper()}), or set connections in "
-                f"config/airflow.yaml to null to use the engine's own settings"
+                f"{config_file('airflow.yaml')} to null to use the engine's own settings"
             ) from None
 
     def get_conn(self) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from songmill.core.config import load_config
 from songmill.core.errors import SongmillError
-from songmill.core.paths import PROJECT_ROOT, config_dir
+from songmill.core.paths import PROJECT_ROOT, config_dir, config_file
 
 
 class _Strict(BaseModel):
@@ -67,7 +67,9 @@ class AirflowSettings(_Strict):
         executor = os.environ.get("SONGMILL_GPU_EXECUTOR") or self.gpu_executor
         template = os.environ.get("SONGMILL_GPU_POD_TEMPLATE") or self.gpu_pod_template
         if template and not executor:
-            raise SongmillError(f"config/airflow.yaml: gpu_pod_template {template} is set but gpu_executor is not; set gpu_executor: KubernetesExecutor")
+            raise SongmillError(
+                f"{config_file('airflow.yaml')}: gpu_pod_template {template} is set but gpu_executor is not; set gpu_executor: KubernetesExecutor"
+            )
         if executor:
             routing["executor"] = executor
         if template:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -114,10 +115,15 @@ def test_notes_outside_an_instruments_register_move_by_octaves_and_are_logged(ca
     assert moved > 0 and f"bells: {moved} notes moved by octaves into its register [84, 108]" in caplog.text
 
 
-def test_an_unknown_preset_is_a_clear_error():
+def test_an_unknown_preset_is_a_clear_error(monkeypatch):
     with pytest.raises(SongmillError) as err:
         arrange(short_song(), "polka", instrumental=False)
-    assert str(err.value) == ("arrangement preset 'polka' is not in config/arrangements.yaml (presets: pop, rock, synthpop, folk, ballad, hip-hop)")
+    # the file to edit: the session's SONGMILL_CONFIG_DIR (tests/conftest.py) holds it
+    where = Path(os.environ["SONGMILL_CONFIG_DIR"]) / "arrangements.yaml"
+    assert str(err.value) == (f"arrangement preset 'polka' is not in {where} (presets: pop, rock, synthpop, folk, ballad, hip-hop)")
+    monkeypatch.delenv("SONGMILL_CONFIG_DIR")
+    with pytest.raises(SongmillError, match=r"^arrangement preset 'polka' is not in config/arrangements\.yaml \(presets"):
+        arrange(short_song(), "polka", instrumental=False)  # the project's own config/: named as the README names it
 
 
 def test_an_unknown_instrument_in_the_presets_names_file_line_and_instrument(tmp_path):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from songmill.core.config import load_config
 from songmill.core.errors import SongmillError
 from songmill.core.gm import GM_PROGRAMS, gm_program
-from songmill.core.paths import config_dir
+from songmill.core.paths import config_dir, config_file
 from songmill.core.score import Note, Score, Section
 
 log = logging.getLogger("songmill.arrangement")
@@ -191,7 +191,7 @@ def arrange(score: Score, preset_name: str, *, instrumental: bool, presets: _Pre
     JSON): parts played on other instruments, and instruments added."""
     presets = presets or load_presets()
     if preset_name not in presets.presets:
-        raise SongmillError(f"arrangement preset '{preset_name}' is not in config/arrangements.yaml (presets: {', '.join(presets.presets)})")
+        raise SongmillError(f"arrangement preset '{preset_name}' is not in {config_file('arrangements.yaml')} (presets: {', '.join(presets.presets)})")
     preset = presets.presets[preset_name]
     specs = _edited(list(preset.instruments), edit or {}, preset_name)
     if instrumental:

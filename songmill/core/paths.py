@@ -19,6 +19,16 @@ def config_dir() -> Path:
     return Path(os.environ.get("SONGMILL_CONFIG_DIR") or PROJECT_ROOT / "config")
 
 
+def config_file(name: str) -> str:
+    """How a message names one of the config files (`delivery.yaml`): "config/delivery.yaml" in
+    the project's own config folder, else its path in `SONGMILL_CONFIG_DIR` (the file to edit)."""
+    folder = config_dir()
+    default = PROJECT_ROOT / "config"
+    if folder.resolve() == default.resolve():
+        return f"config/{name}"
+    return str(folder / name)
+
+
 def var_dir() -> Path:
     """Working state (artifact store, SQLite catalogue): `SONGMILL_VAR_DIR`, else `var/` in the project."""
     return Path(os.environ.get("SONGMILL_VAR_DIR") or PROJECT_ROOT / "var")

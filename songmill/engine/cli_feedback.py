@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from songmill.core.errors import SongmillError
+from songmill.core.paths import config_file
 from songmill.core.store import atomic_write_bytes
 from songmill.engine.cli_output import table_console
 
@@ -202,7 +203,7 @@ def feedback_queue(as_json: bool = typer.Option(False, "--json")) -> None:
     if not rows:  # filled by the nightly DAG after each batch, not by a render by hand
         print(
             "the review queue is empty: after each nightly batch, its tracks whose predicted appeal is least certain are queued here "
-            "(config/catalogue.yaml's review_per_night); `songmill feedback review ISRC …` gives any track a verdict"
+            f"({config_file('catalogue.yaml')}'s review_per_night); `songmill feedback review ISRC …` gives any track a verdict"
         )
         return
     table = Table("release", "#", "title", "ISRC", "predicted", "±", "status")

@@ -25,6 +25,7 @@ from typing import Any
 
 from songmill.catalogue import EDITOR_RUNNER, Catalogue
 from songmill.core.errors import SongmillError
+from songmill.core.paths import config_file
 from songmill.core.spec import TrackSpec
 from songmill.core.store import ArtifactRef, default_store_spec, open_store
 from songmill.editor.operations import REMASTERING, operations_from_json, recording_identity
@@ -36,7 +37,10 @@ from songmill.release.package import RenderedTrack, delivery_time, package_and_d
 from songmill.release.settings import load_delivery_settings
 
 log = logging.getLogger("songmill.editor")
-SET_REGISTRANT = "set identifiers.isrc_country and identifiers.isrc_registrant in config/delivery.yaml"
+
+
+def set_registrant() -> str:
+    return f"set identifiers.isrc_country and identifiers.isrc_registrant in {config_file('delivery.yaml')}"
 
 
 def _is_new_recording(version: dict) -> bool:
@@ -176,14 +180,14 @@ def _current_recording(
         if isrc is None and track_isrc is not None:  # the recording it edits has an ISRC: the edit must not go out under it, nor without its own
             raise SongmillError(
                 f"track {target.number} version {current['number']} is a new recording and needs an ISRC of its own (the recording it edits is {track_isrc}), "
-                f"but no ISRC registrant is configured; {SET_REGISTRANT}"
+                f"but no ISRC registrant is configured; {set_registrant()}"
             )
         if isrc is None:  # no ISRCs at all: delivered as its render delivers the recording it edits
             log.warning(
                 "track %d version %d is a new recording and would get an ISRC of its own, but no ISRC registrant is configured: delivered without one (%s)",
                 target.number,
                 current["number"],
-                SET_REGISTRANT,
+                set_registrant(),
             )
         else:
             versions[recording]["isrc"] = isrc

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from songmill.core.config import load_yaml, validate_config
 from songmill.core.errors import ConfigError
-from songmill.core.paths import config_dir
+from songmill.core.paths import config_dir, config_file
 from songmill.core.vocab import GENRES
 
 ROLES = ("vocal", "backing", "drums", "bass", "chords", "pad", "counter", "line", "full-mix")
@@ -83,7 +83,7 @@ class ProductionPresets:
 
     def for_genre(self, genre: str) -> ProductionPreset:
         if genre not in self.presets:
-            raise ConfigError([f"config/production.yaml: genres: '{genre}' has no mix preset (have: {', '.join(sorted(self.presets))})"])
+            raise ConfigError([f"{config_file('production.yaml')}: genres: '{genre}' has no mix preset (have: {', '.join(sorted(self.presets))})"])
         return self.presets[genre]
 
 

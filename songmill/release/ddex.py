@@ -33,6 +33,7 @@ from lxml import etree
 
 from songmill.core.disclosure import AIStatement, track_statement
 from songmill.core.errors import SongmillError
+from songmill.core.paths import config_file
 from songmill.core.profiles import DeliveryProfile, Party
 
 ERN_NAMESPACE = "http://ddex.net/xml/ern/432"
@@ -107,11 +108,11 @@ class PackagedRelease:
 def missing_identity(release: PackagedRelease | None, profile_name: str, profile: DeliveryProfile, sender: Party | None) -> str | None:
     """Why a message cannot be addressed (no sender DPID, no recipient, a track without an ISRC), or None."""
     if sender is None:
-        return "config/delivery.yaml names no sender (add sender: {name: …, dpid: PADPIDA…}, your DDEX Party ID)"
+        return f"{config_file('delivery.yaml')} names no sender (add sender: {{name: …, dpid: PADPIDA…}}, your DDEX Party ID)"
     if profile.recipient is None:
-        return f"profile '{profile_name}' names no recipient (add recipient: {{name: …, dpid: PADPIDA…}} to it in config/profiles.yaml)"
+        return f"profile '{profile_name}' names no recipient (add recipient: {{name: …, dpid: PADPIDA…}} to it in {config_file('profiles.yaml')})"
     if release is not None and any(t.isrc is None for t in release.tracks):
-        return "a track has no ISRC (give tracks[].isrc, or isrc_country and isrc_registrant in config/delivery.yaml)"
+        return f"a track has no ISRC (give tracks[].isrc, or isrc_country and isrc_registrant in {config_file('delivery.yaml')})"
     return None
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from songmill.core.audio import decode, resample, write_pcm_wav
 from songmill.core.errors import SongmillError
 from songmill.core.loudness import true_peak_dbtp
+from songmill.core.paths import config_file
 from songmill.core.profiles import LOSSY_RATE_HZ, AudioFormat, DeliveryProfile
 from songmill.core.store import as_if_created
 from songmill.production.dither import to_pcm
@@ -220,7 +221,9 @@ def export_profile(
     names = [f"{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}" for is_clip, _, fmt, out_rate in jobs]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:  # two formats that would write one file (e.g. MP3 320k at two rates): neither may overwrite the other
-        raise SongmillError(f"profile '{name}' lists two formats that both make export-{name}{twice[0]}; remove one of them from config/profiles.yaml")
+        raise SongmillError(
+            f"profile '{name}' lists two formats that both make export-{name}{twice[0]}; remove one of them from {config_file('profiles.yaml')}"
+        )
 
     def one_file(job: tuple[bool, tuple[float, float] | None, AudioFormat, int]) -> EncodedFile:
         is_clip, window, fmt, out_rate = job

@@ -45,6 +45,7 @@ from typing import Any, cast
 from songmill.catalogue import Catalogue
 from songmill.core.disclosure import track_statement
 from songmill.core.errors import SongmillError
+from songmill.core.paths import config_file
 from songmill.core.profiles import DeliveryProfile
 from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec
@@ -306,7 +307,7 @@ def _check_credentials_policy(name: str, profile: DeliveryProfile, credentials: 
     if profile.content_credentials == "required" and credentials is None:
         raise SongmillError(
             f"profile '{name}' requires Content Credentials (content_credentials: required), but {unsigned_reason}; "
-            "give the label's signing key and certificate in config/delivery.yaml, or set the profile's content_credentials: optional"
+            f"give the label's signing key and certificate in {config_file('delivery.yaml')}, or set the profile's content_credentials: optional"
         )
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from songmill.core.config import Locator, load_yaml, validate_config
 from songmill.core.errors import ConfigError
-from songmill.core.paths import config_dir
+from songmill.core.paths import config_dir, config_file
 from songmill.core.profiles import DeliveryProfile, Party
 from songmill.release.credentials import SigningSettings
 
@@ -56,7 +56,7 @@ class DeliverySettings(BaseModel):
     def _recipient_for_tests_only(cls, value: Party | None, info: ValidationInfo) -> Party | None:
         if value is not None and not info.data.get("test_identity"):
             raise ValueError(
-                "only a test identity (test_identity: true) addresses every message to one recipient; give each profile its recipient in config/profiles.yaml"
+                f"only a test identity (test_identity: true) addresses every message to one recipient; give each profile its recipient in {config_file('profiles.yaml')}"
             )
         return value
 
