@@ -678,18 +678,23 @@ def _run_qc(ctx: StageContext) -> None:
     first_profile = sorted(ctx.params["profiles"])[0]
     first = f"master-{first_profile}.wav"  # every master is the same music: one musical measurement
     lyrics = Lyrics.load_json(ctx.input("lyrics.json"))
-    # the watermark's reading (torch, outside the GIL) runs beside the musical measurements
+    # the watermark's reading (torch, outside the GIL) and each master's technical metrics (numpy
+    # and scipy, mostly outside it) run beside the musical measurements, on a core of their own
     digests = {name: ctx.sha256(f"master-{name}.wav") for name in ctx.params["profiles"]}  # known from the refs: no master read to hash it
     marks: dict[str, Future] = {}
+    technical: dict[str, Future] = {}  # profiles whose masters are the same file share one measurement
     marked = [name for name, entry in ctx.params["profiles"].items() if entry["profile"]["watermark"]]
     # loaded before this stage's own reading thread starts: its first load swaps modules in
     # sys.modules (export, which may run beside the gate, imports neither perth nor torchaudio)
     marker = _watermarker(ctx) if marked else None
-    with ThreadPoolExecutor(max_workers=1) as beside:
+    with ThreadPoolExecutor(max_workers=2) as beside:
         for name in marked:
             digest = digests[name]
             if digest not in marks:
                 marks[digest] = beside.submit(_read_mark, marker, ctx.input(f"master-{name}.wav"))
+        for name in ctx.params["profiles"]:
+            if digests[name] not in technical:
+                technical[digests[name]] = beside.submit(_master_metrics, ctx.input(f"master-{name}.wav"))
         musical = measure_musical(
             *read_wav(ctx.input(first)), score=score, lyrics=lyrics, explicit=ctx.params["explicit"], not_explicit=set(settings.musical.not_explicit)
         )
@@ -699,10 +704,9 @@ def _run_qc(ctx: StageContext) -> None:
     report: dict[str, Any] = {"passed": True, "musical": musical.to_dict(), "expected": expected, "profiles": {}}
     measured: dict[str, TechnicalMetrics] = {}  # profiles whose masters are the same file share one measurement
     for name, entry in ctx.params["profiles"].items():
-        path = ctx.input(f"master-{name}.wav")
         digest = digests[name]
         if digest not in measured:
-            metrics = _master_metrics(path)
+            metrics = technical[digest].result()
             rate = metrics.sample_rate_hz
             expected_s = stem_frames(score, rate) / rate  # the song and its release tail
             # a marked master's mark must read back from it (its digest differs from an unmarked one's)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -291,16 +292,23 @@ def pan_gains(position: float) -> tuple[float, float]:
     return float(np.cos(angle)), float(np.sin(angle))
 
 
-def _add_panned(bus: np.ndarray, x: np.ndarray, position: float, gain: float = 1.0) -> None:
-    """bus += x panned: a mono stem by constant power, a stereo one by balance (0 = as it is)."""
+def _add_panned(bus: np.ndarray, x: np.ndarray, position: float, gain: float = 1.0, *, scratch: np.ndarray | None = None) -> None:
+    """bus += x panned: a mono stem by constant power, a stereo one by balance (0 = as it is).
+    `scratch`: a float32 buffer at least x's length that the scaled channel is written into
+    (the same floats as a new array each time, without allocating 34 MB twice per call)."""
     left, right = pan_gains(position)
     if x.shape[0] == 1:
-        bus[0] += x[0] * np.float32(gain * left)
-        bus[1] += x[0] * np.float32(gain * right)
+        channels, scales = (x[0], x[0]), (gain * left, gain * right)
     else:
         scale = (1.0, 1.0) if position == 0 else (left * np.sqrt(2), right * np.sqrt(2))
-        bus[0] += x[0] * np.float32(gain * scale[0])
-        bus[1] += x[1] * np.float32(gain * scale[1])
+        channels, scales = (x[0], x[1]), (gain * scale[0], gain * scale[1])
+    for side, (channel, factor) in enumerate(zip(channels, scales, strict=True)):
+        if scratch is None or channel.dtype != np.float32:
+            bus[side] += channel * np.float32(factor)
+        else:
+            scaled = scratch[: len(channel)]
+            np.multiply(channel, np.float32(factor), out=scaled)
+            bus[side] += scaled
 
 
 def section_gain_db(score: Score, frames: int, rate: int, swing_db: float, offsets_db: dict[str, float] | None = None) -> tuple[np.ndarray, list[dict]]:
@@ -369,6 +377,7 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
     sends = {group: {"reverb": silent(), "delay": silent()} for group in ("vocal", "instrument")}
     duck_gains: dict[tuple, np.ndarray] = {}
     carving = has_lead and preset.vocal_carve_db > 0
+    scratch = np.empty(frames, dtype=np.float32)  # where _add_panned scales a stem's channel before adding it
     lead_gain_db, decisions = None, []
 
     # the lead first: the backing takes follow its gain. Each stem's own processing (read, clean-up,
@@ -414,17 +423,18 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
             made["pan"] = round(position, 2)
             fader = 10 ** (gain_db / 20)
             if stem.role in CARVE_ROLES and carving:
-                _add_panned(buses["carved"][:, span], x, position, fader)  # the cut is linear: one pass over the group's sum
+                _add_panned(buses["carved"][:, span], x, position, fader, scratch=scratch)  # the cut is linear: one pass over the group's sum
                 made["vocal_carve_db"] = preset.vocal_carve_db
             else:
-                _add_panned(buses[group][:, span], x, position, fader)
+                _add_panned(buses[group][:, span], x, position, fader, scratch=scratch)
             for kind, effect in (("reverb", preset.reverb), ("delay", preset.delay)):
                 if stem.role in effect.send_db:
                     send_db = effect.send_db[stem.role] + _send_edit_db(edit, kind, group) + (getattr(part, f"{kind}_db") if part is not None else 0.0)
-                    _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (send_db / 20))
+                    _add_panned(sends[group][kind][:, span], x, position, fader * 10 ** (send_db / 20), scratch=scratch)
                     made[f"{kind}_send_db"] = round(send_db, 2)
             decisions.append(made)
             del stem, x
+    del scratch
 
     # Below, a bus, send or curve is let go of (popped, deleted) once nothing more needs it: each
     # is 34–68 MB for a three-minute song, and the mix is the render's peak of memory.
@@ -450,9 +460,13 @@ def mix_stems(stems: Sequence[Stem | StemFile], score: Score, preset: MixPreset,
     delay_s = preset.delay.beats * 60.0 / score.tempo_map[0].bpm
     reverb = pedalboard.Reverb(room_size=preset.reverb.room_size, damping=0.5, wet_level=1.0, dry_level=0.0, width=REVERB_WIDTH)
     delay = pedalboard.Delay(delay_seconds=delay_s, feedback=preset.delay.feedback, mix=1.0)
-    returns = {kind: _return(send_sums.pop(kind), rate, effect, kind) for kind, effect in (("reverb", reverb), ("delay", delay))}
-    mixed = instrument_bus + vocal_bus + returns["reverb"] + returns["delay"]
-    del returns
+    # the two returns are independent and pedalboard and sosfilt leave the GIL: the reverb's is
+    # made on a thread while this one makes the delay's
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mix-return") as beside:
+        reverb_return = beside.submit(_return, send_sums.pop("reverb"), rate, reverb, "reverb")
+        delay_return = _return(send_sums.pop("delay"), rate, delay, "delay")
+        mixed = instrument_bus + vocal_bus + reverb_return.result() + delay_return
+    del reverb_return, delay_return
     sample = mixed[:, ::4]  # every 4th frame is plenty for a level
     if on_top:
         sample = sample[:, activity[::4] > 0.5]  # the level while the voice sings
