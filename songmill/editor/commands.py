@@ -478,6 +478,10 @@ def _direction(clause: str) -> int:
     return 0
 
 
+# the words after a number that make it an amount, not a section's number ("chorus 2 dB louder")
+AMOUNT_UNITS = r"bars?|beats?|measures?|db|dbs|decibels?|percent|per\s+cent|bpm|semitones?|half[\s-]*steps?|steps?|tones?|seconds?|secs?|ms|hz|khz|cents?|times"
+
+
 def _section(clause: str, song: SongFacts, *, by_place: bool = True) -> str | None:
     """The section label a clause names ("verse 2", "chorus" for every chorus), or None.
     `by_place`: "the end" and "the beginning" name the outro and the intro too."""
@@ -491,7 +495,8 @@ def _section(clause: str, song: SongFacts, *, by_place: bool = True) -> str | No
         last = match.group(1) in ("last", "final")
         ordinal = count if last else ORDINALS[match.group(1)]
         return name if count == 1 and (last or ordinal == 1) else f"{name} {ordinal}"  # "the second verse" of a one-verse song: named, and refused
-    match = re.search(rf"(?<![\w-])({name_re})(?:\s+(?:number\s+)?([0-9]+|{'|'.join(NUMBER_WORDS)})(?!\s*bars?\b))?(?![\w-])", clause)
+    # "chorus 2" is the second chorus, but in "the chorus 2 dB louder" the 2 is an amount
+    match = re.search(rf"(?<![\w-])({name_re})(?:\s+(?:number\s+)?([0-9]+|{'|'.join(NUMBER_WORDS)})(?!\s*(?:{AMOUNT_UNITS})\b|\s*%))?(?![\w-])", clause)
     if match:
         number = match.group(2)
         if number:
