@@ -103,3 +103,89 @@ def test_a_schema_failure_inside_the_session_writes_nothing(tmp_path, monkeypatc
     with pytest.raises(SongmillError, match="would not match its schema"):
         write_daw_session(tmp_path / "session", _song(), {"drums": stem}, name="x", title="x", artist="x")
     assert not (tmp_path / "session").exists()
+
+
+def test_a_daw_midi_that_the_render_would_fail_on_is_refused_with_its_beat(tmp_path):
+    """What a musician can do in a DAW that songmill cannot render, each one sentence before any
+    work: a type-0 file, another time signature, a melody note over another, a note past the
+    song's end; a file of another song is named as such; an edit of the drums, which an import
+    leaves as they are, is found (the import says so)."""
+    from songmill.core.score_export import edited_parts_not_imported, read_midi_override, write_midi
+    from tests.test_instruments import short_song
+
+    score = short_song()
+    exported = tmp_path / "short.mid"
+    write_midi(score, exported)
+    assert read_midi_override(exported, score).part("melody").notes == score.part("melody").notes  # as exported: the same song
+
+    def edited(name: str, change) -> object:
+        midi = mido.MidiFile(str(exported))
+        change(midi)
+        path = tmp_path / name
+        midi.save(str(path))
+        return path
+
+    def drum_track(midi: mido.MidiFile) -> mido.MidiTrack:
+        return next(t for t in midi.tracks if any(m.type == "track_name" and m.name == "drums" for m in t))
+
+    def louder_first_hit(track: mido.MidiTrack) -> tuple[int, mido.Message]:
+        index = next(i for i, m in enumerate(track) if m.type == "note_on" and m.velocity)
+        return index, track[index].copy(velocity=min(127, track[index].velocity + 20))
+
+    def melody(midi: mido.MidiFile) -> mido.MidiTrack:
+        return next(t for t in midi.tracks if any(m.type == "track_name" and m.name == "melody" for m in t))
+
+    def retimed(track: mido.MidiTrack, change) -> mido.MidiTrack:
+        """The track with each event's absolute tick changed by `change(index, tick, message)`."""
+        now, timed = 0, []
+        for index, message in enumerate(track):
+            now += message.time
+            timed.append((change(index, now, message), index, message))
+        out, last = mido.MidiTrack(), 0
+        for tick, _, message in sorted(timed, key=lambda t: (t[0], t[1])):
+            out.append(message.copy(time=tick - last))
+            last = tick
+        return out
+
+    type0 = edited("type0.mid", lambda midi: setattr(midi, "tracks", [mido.merge_tracks(midi.tracks)]) or setattr(midi, "type", 0))
+    with pytest.raises(SongmillError, match=r"^type0\.mid is a type-0 MIDI file \(every part merged into one track\); export it from the DAW as type 1"):
+        read_midi_override(type0, score)
+
+    waltz = edited("waltz.mid", lambda midi: midi.tracks[0].__setitem__(1, midi.tracks[0][1].copy(numerator=3)))
+    with pytest.raises(SongmillError, match=r"^waltz\.mid sets the time signature 3/4 at beat 0 \(bar 1\); the song is in 4/4: keep the song's time signature"):
+        read_midi_override(waltz, score)
+
+    notes = sorted(score.part("melody").notes, key=lambda n: n.start_beat)
+    first, second = notes[0], notes[1]
+    onto = lambda index, tick, message: (  # noqa: E731 - the second note's start (with its lyric) dragged back under the first
+        round(first.start_beat * 960) + 240
+        if tick == round(second.start_beat * 960) and (message.type == "lyrics" or (message.type == "note_on" and message.velocity))
+        else tick
+    )
+    overlap = edited("overlap.mid", lambda midi: midi.tracks.__setitem__(midi.tracks.index(melody(midi)), retimed(melody(midi), onto)))
+    beat = first.start_beat + 0.25
+    with pytest.raises(
+        SongmillError,
+        match=rf"^overlap\.mid's melody has a note at beat {beat:g} \(bar \d+\) while the one from beat {first.start_beat:g} \(bar \d+\) still sounds; the voice sings one note at a time",
+    ):
+        read_midi_override(overlap, score)
+
+    end = score.total_bars * score.beats_per_bar
+    last_off = max(round(n.end_beat * 960) for n in notes)
+    past = lambda index, tick, message: round((end + 2) * 960) if tick == last_off and message.type == "note_off" else tick  # noqa: E731 - the last note dragged out
+    late = edited("late.mid", lambda midi: midi.tracks.__setitem__(midi.tracks.index(melody(midi)), retimed(melody(midi), past)))
+    with pytest.raises(
+        SongmillError,
+        match=rf"^late\.mid's melody track has a note at beat [\d.]+ \(bar \d+\) that ends at beat [\d.]+, after the song's end \(beat {end:g}, bar {score.total_bars}\); keep the notes within",
+    ):
+        read_midi_override(late, score)
+
+    assert edited_parts_not_imported(exported, score) == []
+    drums = edited("drums.mid", lambda midi: drum_track(midi).__setitem__(*louder_first_hit(drum_track(midi))))
+    assert read_midi_override(drums, score).parts == score.parts and edited_parts_not_imported(drums, score) == ["drums"]  # read, and said to be left
+
+    other = score.model_copy(update={"title": "Paper Lanterns", "tempo_map": [TempoChange(bpm=104)]})
+    with pytest.raises(
+        SongmillError, match=r"is not the song's \(104 BPM at beat 0\) \(short\.mid is the MIDI of 'Short', not of 'Paper Lanterns'\); keep the song's tempo"
+    ):
+        read_midi_override(exported, other)

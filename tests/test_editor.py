@@ -536,7 +536,7 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     history = editing.history(config, track=1)
     assert [(v["number"], [op["op"] for op in v["added"]]) for v in history["versions"]] == [(1, []), (2, ["vocal_level"])]
     editing.undo(config, track=1, out_dir=out)  # back to version 1, then the same edit again: every stage from the cache
-    again = editing.edit(config, track=1, command="louder vocals", out_dir=out, audition=True)
+    again = editing.edit(config, track=1, command="louder vocals", out_dir=out, audition=True, reason="louder, once more")
     assert again.recomputed == [] and again.version == 3
     assert again.audition is None and json.loads(again.report_path.read_text())["audition"] is None  # its masters were kept: nothing to audition
     assert not (again.report_path.parent.parent / "auditions" / "v0003.wav").exists()
@@ -552,6 +552,9 @@ def test_a_mix_edit_renders_from_the_mix_on_and_undo_gives_the_same_files(in_son
     assert spaced.recomputed == ["mix", "master", "qc"] and spaced.version == 4 and spaced.audition is None
     assert "track 1: the audition was not made ([Errno 28] No space left on device); the gated version follows" in caplog.text
     assert json.loads(spaced.report_path.read_text())["audition"] is None
+    listed = {line.lstrip("* ").split()[0]: line for line in CliRunner().invoke(app, ["history", str(config), "--track", "1"]).stdout.splitlines()}
+    assert "from v1" in listed["v3"] and "why: louder, once more" in listed["v3"]  # made from v1 after an undo, and why
+    assert "from v" not in listed["v4"] and listed["v4"].startswith("* v4")  # made from the version before it, and current
 
 
 def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog, monkeypatch):
@@ -1029,6 +1032,17 @@ def test_a_midi_edited_in_a_daw_is_sung_where_the_note_moved(in_song, tmp_path):
         editing.daw_import(config, track=1, midi=wrong_tempo, out_dir=out)
     with pytest.raises(SongmillError, match=r"lyrics\.mid's melody has 0 lyric events but the song sings \d+ syllables"):
         editing.daw_import(config, track=1, midi=no_lyrics, out_dir=out)
+    drums_only = tmp_path / "drums.mid"
+    midi = mido.MidiFile(editing.daw_export(config, track=1, out_dir=out)["midi"])
+    drums = next(t for t in midi.tracks if any(m.type == "track_name" and m.name == "drums" for m in t))
+    hit = next(i for i, m in enumerate(drums) if m.type == "note_on" and m.velocity)
+    drums[hit] = drums[hit].copy(velocity=min(127, drums[hit].velocity + 20))
+    midi.save(str(drums_only))
+    with pytest.raises(
+        SongmillError,
+        match=r"^drums\.mid changes only its drums track, which stay the song's \(an import takes the melody, bass and chords; for another beat: songmill edit",
+    ):
+        editing.daw_import(config, track=1, midi=drums_only, out_dir=out)
     assert editing.history(config, track=1)["versions"] == versions  # nothing recorded
 
 

@@ -346,31 +346,52 @@ def read_midi_override(path: Path, score: Score) -> Score:
     syllables in order (a DAW edit moves notes, not words): each one goes back on the note it
     sits on, with its phonemes; a note without one continues the syllable before (a melisma).
 
-    Raises SongmillError naming what does not fit: the tempo map, a lyric event, a missing track."""
+    Raises SongmillError naming what does not fit: a type-0 file, the tempo map or the time
+    signature, a lyric event, a missing track, two melody notes at once, a note past the song's end."""
     try:
         midi = mido.MidiFile(str(path))
     except (OSError, ValueError, EOFError) as err:
         raise SongmillError(f"{path.name} is not a MIDI file mido can read ({err}); export it from the DAW as a standard MIDI file") from None
+    if midi.type == 0:
+        raise SongmillError(
+            f"{path.name} is a type-0 MIDI file (every part merged into one track); export it from the DAW as type 1, one track per part with the exported track names"
+        )
     per_beat = midi.ticks_per_beat
     tempos = [(0.0, 120.0)] if not any(m.type == "set_tempo" for t in midi.tracks for m in t) else []
+    meters: list[tuple[float, str]] = []
     tracks: dict[str, list[tuple[int, mido.Message]]] = {}
     for track in midi.tracks:
         now, events, name = 0, [], None
         for message in track:
             now += message.time
             if message.type == "track_name":
-                name = message.name
+                name = name or message.name
             elif message.type == "set_tempo":
                 tempos.append((now / per_beat, mido.tempo2bpm(message.tempo)))
+            elif message.type == "time_signature":
+                meters.append((now / per_beat, f"{message.numerator}/{message.denominator}"))
             events.append((now, message))
         if name:
             tracks[name] = events
+    # the conductor track is named after the song (`_conductor_track`): a file of another song says so
+    titled = next((message.name for message in midi.tracks[0] if message.type == "track_name"), None) if midi.tracks else None
+    other_song = (
+        f" ({path.name} is the MIDI of {titled!r}, not of {score.title!r})" if titled and score.title and titled not in (score.title, *OVERRIDE_PARTS) else ""
+    )
     wanted = [(c.beat, c.bpm) for c in score.tempo_map]
     if len(tempos) != len(wanted) or any(abs(b1 - b2) > 1 / per_beat or abs(t1 - t2) > TEMPO_TOLERANCE_BPM for (b1, t1), (b2, t2) in zip(tempos, wanted)):
         shown = ", ".join(f"{bpm:g} BPM at beat {beat:g}" for beat, bpm in tempos) or "none"
         raise SongmillError(
-            f"{path.name}'s tempo map ({shown}) is not the song's ({', '.join(f'{bpm:g} BPM at beat {beat:g}' for beat, bpm in wanted)}); "
+            f"{path.name}'s tempo map ({shown}) is not the song's ({', '.join(f'{bpm:g} BPM at beat {beat:g}' for beat, bpm in wanted)}){other_song}; "
             "keep the song's tempo when editing in the DAW (change the tempo with songmill edit)"
+        )
+    metre = f"{score.meter.numerator}/{score.meter.denominator}"
+    changed_metre = [(beat, said) for beat, said in sorted(set(meters)) if said != metre]
+    if changed_metre:
+        beat, said = changed_metre[0]
+        raise SongmillError(
+            f"{path.name} sets the time signature {said} at beat {beat:g} (bar {int(beat // score.beats_per_bar) + 1}); the song is in {metre}{other_song}: "
+            "keep the song's time signature when editing in the DAW"
         )
     parts, chords = [], score.chords
     for part in score.parts:
@@ -379,14 +400,65 @@ def read_midi_override(path: Path, score: Score) -> Score:
             if part.name == "chords" and [(n.pitch, round(n.start_beat, 3)) for n in notes] != [(n.pitch, round(n.start_beat, 3)) for n in part.notes]:
                 chords = chords_from_comping(notes, score, path)  # the harmony the band and the backing voices follow
             if part.name == "melody":
-                notes = _with_syllables(notes, tracks["melody"], per_beat, part.notes, path)
+                notes = _with_syllables(notes, tracks["melody"], per_beat, part.notes, path, other_song)
             part = part.model_copy(update={"notes": notes})
         parts.append(part)
     if "melody" not in tracks:
         raise SongmillError(
             f"{path.name} has no track named 'melody' (its tracks: {', '.join(sorted(tracks)) or 'none'}); keep the track names of the exported MIDI"
         )
+    _check_fits_the_song(parts, score, path, other_song)
     return Score.model_validate(score.model_copy(update={"parts": parts, "chords": chords}).model_dump())  # seconds from the tempo map again
+
+
+def edited_parts_not_imported(path: Path, score: Score) -> list[str]:
+    """The tracks of a DAW-edited MIDI (one `write_midi` wrote, readable: `read_midi_override`
+    first) whose hits differ from the song's (a note struck, moved, removed, or struck harder or
+    softer) but which an import leaves as they are: the drums, and any part besides OVERRIDE_PARTS.
+    Hits, not lengths: a drum's length is how long its sample rings, whatever the MIDI says."""
+    midi = mido.MidiFile(str(path))
+    per_beat = midi.ticks_per_beat
+    differ = []
+    for track in midi.tracks:
+        name = next((m.name for m in track if m.type == "track_name"), None)
+        part = next((p for p in score.parts if p.name == name), None)
+        if part is None or part.name in OVERRIDE_PARTS:
+            continue
+        now, struck = 0, []
+        for message in track:
+            now += message.time
+            if message.type == "note_on" and message.velocity > 0:
+                struck.append((round(now * TICKS_PER_BEAT / per_beat), message.note, message.velocity))
+        if sorted(struck) != sorted((_ticks(n.start_beat), n.pitch, n.velocity) for n in part.notes):
+            differ.append(part.name)
+    return differ
+
+
+def _check_fits_the_song(parts: list[Part], score: Score, path: Path, other_song: str) -> None:
+    """What the render would only find out at the gate, said before it: a melody note sounding
+    while another does (one voice sings one note at a time), a note that ends after the song."""
+    end = score.total_bars * score.beats_per_bar
+    tolerance = 1e-3  # a tick's rounding
+
+    def where(beat: float) -> str:
+        return f"beat {beat:g} (bar {int(beat // score.beats_per_bar) + 1})"
+
+    for part in parts:
+        if part.name not in OVERRIDE_PARTS:
+            continue
+        late = next((n for n in part.notes if n.end_beat > end + tolerance), None)
+        if late is not None:
+            raise SongmillError(
+                f"{path.name}'s {part.name} track has a note at {where(late.start_beat)} that ends at beat {late.end_beat:g}, "
+                f"after the song's end (beat {end:g}, bar {score.total_bars}){other_song}; keep the notes within the song"
+            )
+    melody = sorted((n for p in parts if p.name == "melody" for n in p.notes), key=lambda n: (n.start_beat, n.pitch))
+    for before, after in zip(melody, melody[1:]):
+        if after.start_beat < before.end_beat - tolerance:
+            raise SongmillError(
+                f"{path.name}'s melody has a note at {where(after.start_beat)} while the one from {where(before.start_beat)} still sounds; "
+                "the voice sings one note at a time: shorten or move one of them"
+            )
 
 
 def chords_from_comping(notes: list[Note], score: Score, path: Path) -> list[Chord]:
@@ -459,12 +531,14 @@ def _as_written(notes: list[Note], original: list[Note], per_beat: int) -> list[
     return out
 
 
-def _with_syllables(notes: list[Note], events: list[tuple[int, mido.Message]], per_beat: int, original: list[Note], path: Path) -> list[Note]:
+def _with_syllables(
+    notes: list[Note], events: list[tuple[int, mido.Message]], per_beat: int, original: list[Note], path: Path, other_song: str = ""
+) -> list[Note]:
     syllables = [n.syllable for n in original if n.syllable is not None and not n.melisma]
     lyrics = [(tick, message.text) for tick, message in events if message.type == "lyrics"]
     if len(lyrics) != len(syllables):
         raise SongmillError(
-            f"{path.name}'s melody has {len(lyrics)} lyric events but the song sings {len(syllables)} syllables; "
+            f"{path.name}'s melody has {len(lyrics)} lyric events but the song sings {len(syllables)} syllables{other_song}; "
             "keep every lyric event (move it with its note) when editing in the DAW"
         )
     for number, ((_, text), syllable) in enumerate(zip(lyrics, syllables), start=1):

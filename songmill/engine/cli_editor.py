@@ -145,7 +145,8 @@ def _heard(path: Path) -> None:
 
 
 def history_command(config: Path = typer.Argument(..., help="The release config."), track: int = TRACK, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every version of the track with its operations; * marks the current one."""
+    """Every version of the track with its operations and why; * marks the current one, "from vN"
+    a version made from another than the one before it (after an undo), "(undone)" one set aside."""
     from songmill.engine import editing
 
     try:
@@ -162,7 +163,10 @@ def history_command(config: Path = typer.Argument(..., help="The release config.
         mark = "*" if v["number"] == data["current"] else " "
         ops = "; ".join(OPERATION_WORDS.get(op["op"]) or editing.described([op]) for op in v["added"])
         what = f"{v['command']} (read as {ops})" if v["command"] else ops or "as the config renders it"
-        print(f"{mark} v{v['number']}  {v['created_at']}  {v['author']}  {what}  (recomputed: {', '.join(v['recomputed']) or 'nothing'})")
+        branch = f"  from v{v['parent']}" if v["parent"] is not None and v["parent"] != v["number"] - 1 else ""
+        undone = "  (undone)" if v["number"] in data["undone"] else ""
+        why = f"  why: {v['reason']}" if v["reason"] else ""
+        print(f"{mark} v{v['number']}  {v['created_at']}  {v['author']}  {what}{branch}{undone}{why}  (recomputed: {', '.join(v['recomputed']) or 'nothing'})")
 
 
 OPERATION_WORDS = {

@@ -921,11 +921,14 @@ def _score_sections_changed(va: dict, vb: dict, store) -> list[str]:
 
 def _notes_within(score: Score, span: tuple[float, float]) -> list[tuple]:
     begin, end = span
-    return [(p.name, n.pitch, round(n.start_beat, 4), round(n.duration_beats, 4)) for p in score.parts for n in p.notes if begin <= n.start_beat < end]
+    return [
+        (p.name, n.pitch, round(n.start_beat, 4), round(n.duration_beats, 4), n.velocity) for p in score.parts for n in p.notes if begin <= n.start_beat < end
+    ]
 
 
 def sections_changed(a: Score, b: Score) -> list[str]:
-    """Labels of the sections whose notes differ between two scores of one form (else every label)."""
+    """Labels of the sections whose notes (pitch, time, length or velocity) differ between two
+    scores of one form (else every label)."""
     labels = section_labels([s.name for s in b.sections])
     if [(s.name, s.bars) for s in a.sections] != [(s.name, s.bars) for s in b.sections]:
         return labels
@@ -1207,7 +1210,7 @@ def daw_import(
     """A MIDI file edited in a DAW (melody with its lyric events, bass, chords) as a new version:
     checked against the current version's score first (tempo map, lyric events: one sentence
     when they do not fit, nothing recorded), kept as songmill's own copy, then rendered."""
-    from songmill.core.score_export import read_midi_override
+    from songmill.core.score_export import edited_parts_not_imported, read_midi_override
     from songmill.editor.operations import ScoreOverride
 
     midi = Path(midi)
@@ -1221,10 +1224,20 @@ def daw_import(
     with tempfile.TemporaryDirectory(prefix="songmill-import-") as scratch:
         score = Score.load_json(store.get_file(ArtifactRef.from_dict(parent.artifacts["score.json"]), Path(scratch) / "score.json"))
     imported = read_midi_override(midi, score)  # raises the one sentence before anything is kept
+    left = edited_parts_not_imported(midi, score)  # the drums: a DAW edit of them is not taken
+    tracks = f"{' and '.join(left)} track{'s' if len(left) > 1 else ''}"
+    takes = (
+        "an import takes the melody, bass and chords; "
+        f'for another beat: songmill edit {target.config} --track {target.number} --command "a different beat for chorus 2"'
+    )
     if _notes_and_chords(imported) == _notes_and_chords(score):
+        if left:
+            raise SongmillError(f"{midi.name} changes only its {tracks}, which stay the song's ({takes}); nothing was imported")
         raise SongmillError(
             f"{midi.name} holds the song as it already is (no note of the melody, bass or chords track moved; the drums are the song's); edit it in the DAW, then import it"
         )
+    if left:
+        log.warning("%s: the edits to its %s are not imported, they stay the song's (%s)", midi.name, tracks, takes)
     kept, digest = _keep_by_hash(midi, "overrides", ".mid")
     return edit(
         config,
