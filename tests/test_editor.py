@@ -596,6 +596,8 @@ def test_a_new_melody_for_verse_2_changes_only_verse_2(in_song, tmp_path, caplog
     assert abs(levels[0] - levels[1]) < 0.1 and levels[0] == pytest.approx(preview["lufs"], abs=0.1)  # matched by the meter
     with pytest.raises(SongmillError, match=r"has no version 99 \(it has: 1, 2, 3"):
         editing.ab_preview(config, track=1, a=1, b=99, out_dir=out)
+    same = CliRunner().invoke(app, ["preview", str(config), "--track", "1", "2", "2", "--out", str(out)])
+    assert same.exit_code == 2 and "both versions to compare are version 2; give two different versions" in same.stderr
     # the excerpts that older comparisons wrote leave (with their Opus copies) once more are kept than PREVIEWS_KEPT
     first = [Path(path) for path in preview["files"]]
     copy = editing.listening_copy_by_contents(first[0])
@@ -701,6 +703,17 @@ def test_cli_edit_dry_run_history_and_bad_commands(in_song):
     assert "vocal-lead" in stems and "drums" in stems and (folder / "two-verses.dawproject").is_file() and (folder / "two-verses.rpp").is_file()
     too_many = runner.invoke(app, ["suggest", config, "--track", "1", "--apply", "9", "--out", str(in_song / "dist")])
     assert too_many.exit_code == 2 and ("--apply takes 1–" in too_many.stderr or "has no suggestions to apply" in too_many.stderr)
+    assert found["suggestions"], found  # this song's master is measurably off its genre's tone
+    applied = runner.invoke(
+        app, ["suggest", config, "--track", "1", "--apply", "1", "--reason", "as suggested", "--no-audition", "--out", str(in_song / "dist")]
+    )
+    assert applied.exit_code == 0, applied.stderr
+    assert (
+        re.search(r"^version \d+: .+; recomputed .+ in [\d.]+ s$", applied.stderr, re.MULTILINE) and "audition" not in applied.stderr
+    )  # said, as an edit says it
+    made = editing.history(config, track=1)["versions"][-1]
+    assert made["reason"] == "as suggested" and made["added"] == [found["suggestions"][0]["operation"]]
+    assert applied.stdout.strip().splitlines()[-1].endswith("edit-report.json")
 
 
 @pytest.mark.long

@@ -254,8 +254,12 @@ def suggest_command(
     as_json: bool = typer.Option(False, "--json"),
     apply: int | None = typer.Option(None, "--apply", min=1, help="Apply suggestion K (1 = the first) as an edit."),
     out: Path = OUT,
+    author: str | None = typer.Option(None, "--author", help="Who applied it (default: the user name)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, kept in the history (default: the suggestion's own reason)."),
+    audition: bool = typer.Option(True, "--audition/--no-audition", help="As for songmill edit: the new mix's audition, as soon as it exists."),
 ) -> None:
-    """Ranked edits for the track's current version, each with its reason and the measurement behind it."""
+    """Ranked edits for the track's current version, each with its reason and the measurement behind
+    it; --apply K makes suggestion K an edit (the last line printed is its edit-report.json)."""
     from songmill.editor.operations import operations_from_json
     from songmill.engine import editing
 
@@ -273,8 +277,17 @@ def suggest_command(
             if apply > count:
                 raise SongmillError(f"version {found['version']} has {count} suggestion(s); --apply takes 1–{count}")
             chosen = found["suggestions"][apply - 1]
-            result = editing.edit(config, track=track, operations=operations_from_json([chosen["operation"]]), out_dir=out, reason=chosen["reason"])
-            print(result.report_path)
+            result = editing.edit(
+                config,
+                track=track,
+                operations=operations_from_json([chosen["operation"]]),
+                out_dir=out,
+                author=author,
+                reason=reason or chosen["reason"],
+                audition=audition,
+                on_audition=_heard,
+            )
+            _said(result)
             return
     except SongmillError as err:
         _fail(err)
