@@ -83,7 +83,7 @@ def test_the_reaper_project_places_the_stems_and_the_midi_at_0_s(session):
         assert rate == RATE and copy.shape == original.shape and np.max(np.abs(copy - original)) < 2**-22
     midi = mido.MidiFile(str(written.midi))
     tempos = [round(mido.tempo2bpm(m.tempo)) for m in midi.tracks[0] if m.type == "set_tempo"]
-    assert tempos == [120, 100] and [m.text for m in midi.tracks[0] if m.type == "marker"] == ["verse", "chorus"]
+    assert tempos == [120, 100] and [m.text for m in midi.tracks[0] if m.type == "marker"] == ["Verse", "Chorus"]
 
 
 def test_a_project_that_would_not_match_the_schema_is_refused_before_writing(tmp_path):

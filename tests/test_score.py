@@ -75,7 +75,7 @@ def test_midi_round_trip_through_pretty_midi(tmp_path):
     assert [(t.numerator, t.denominator) for t in midi.time_signature_changes] == [(4, 4)]
     assert [lyric.text for lyric in midi.lyrics] == [t if e else t + "-" for t, e in WORDS]
     markers = [m.text for m in mido.MidiFile(str(path)).tracks[0] if m.type == "marker"]
-    assert markers == ["verse", "chorus"]
+    assert markers == ["Verse", "Chorus"]  # as the DAW projects name them
 
 
 def test_musicxml_reread_by_music21_with_notes_and_lyrics(tmp_path):

@@ -21,6 +21,7 @@ import mido
 from songmill.core.errors import SongmillError
 from songmill.core.music import parse_key
 from songmill.core.score import Chord, Note, Part, Score, Syllable
+from songmill.core.sections import section_labels
 
 TICKS_PER_BEAT = 960
 DRUM_CHANNEL = 9
@@ -62,9 +63,10 @@ def _conductor_track(score: Score) -> mido.MidiTrack:
         events.append((_ticks(tempo_change.beat), 1, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_change.bpm))))
     for key_change in score.key_changes:
         events.append((_ticks(key_change.beat), 1, mido.MetaMessage("key_signature", key=midi_key_signature(key_change.key))))
-    for section in score.sections:
+    # named as the DAW projects name them ("Verse 2"): one marker list, whichever file a DAW opens
+    for label, section in zip(section_labels([s.name for s in score.sections]), score.sections):
         beat = section.start_bar * score.beats_per_bar
-        events.append((_ticks(beat), 2, mido.MetaMessage("marker", text=section.name)))
+        events.append((_ticks(beat), 2, mido.MetaMessage("marker", text=label.title())))
     return _to_delta(events)
 
 
