@@ -389,6 +389,39 @@ def test_an_identifier_given_by_hand_is_skipped_by_the_series_that_would_reach_i
         catalogue.track_isrc(catalogue.upsert_track(spec.release.id, 6, title="t6", seed=6), given="AA6Q72700004", **args)
 
 
+def test_a_upc_refused_for_one_release_is_not_kept_for_it(tmp_path):
+    """A user gave a single the EP's UPC; the delivery was refused, they wrote `upc: auto` as told,
+    and the next render delivered the single under the EP's UPC, over the EP's folder: the
+    refused UPC had been recorded for the single before it was checked."""
+    catalogue = Catalogue.open(f"sqlite:///{tmp_path / 'c.db'}")
+    ep = load_release(PROJECT / "config/releases/harbour-lights-ep.yaml")
+    catalogue.upsert_release(ep, config_path="x", config_sha256="0" * 64)
+    taken = catalogue.release_upc(ep.release.id, given="auto", company_prefix="0200000")
+    single = ep.model_copy(update={"release": ep.release.model_copy(update={"id": "a-single", "upc": taken})})
+    catalogue.upsert_release(single, config_path="y", config_sha256="1" * 64)
+    with pytest.raises(SongmillError, match=f"UPC {taken} already belongs to release harbour-lights-ep in the catalogue"):
+        catalogue.release_upc("a-single", given=taken, company_prefix="0200000")
+    catalogue.upsert_release(single.model_copy(update={"release": single.release.model_copy(update={"upc": "auto"})}), config_path="y", config_sha256="2" * 64)
+    assert catalogue.release_upc("a-single", given="auto", company_prefix="0200000") == make_gtin13("0200000", 2)  # its own
+
+
+def test_a_delivery_folder_of_another_release_is_never_replaced(tmp_path):
+    """The same UPC issued twice (a new catalogue beside the old output folder): the second
+    release's delivery is refused before it writes, and the first one's folder is as it was."""
+    from songmill.release.package import _check_folder_is_this_releases
+
+    folder = tmp_path / "streaming" / "0200000000011"
+    folder.mkdir(parents=True)
+    (folder / "provenance.json").write_text(json.dumps({"release": {"id": "harbour-lights-ep", "upc": "0200000000011"}}))
+    _check_folder_is_this_releases(folder, "harbour-lights-ep", "0200000000011")  # its own: replaced as a redelivery
+    _check_folder_is_this_releases(tmp_path / "streaming" / "0200000000028", "a-single", "0200000000028")  # nothing there yet
+    with pytest.raises(
+        SongmillError,
+        match=r"0200000000011 holds release 'harbour-lights-ep', delivered under UPC 0200000000011, which the catalogue now gives 'a-single'; a UPC belongs to one release",
+    ):
+        _check_folder_is_this_releases(folder, "a-single", "0200000000011")
+
+
 def test_identifier_builders_make_valid_codes():
     assert make_isrc("GB", "A1B", 2026, 42) == "GBA1B2600042"
     assert make_gtin13("400638", 133393) == "4006381333931"  # a real EAN-13 (GS1 example)

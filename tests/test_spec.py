@@ -195,6 +195,8 @@ def test_lyrics_from_a_file_beside_the_config_are_read_as_if_written_inline(tmp_
         ("one.txt", b"\xff\xfe[verse]\n", "", "'one.txt' is not UTF-8 text; save it as UTF-8"),
         ("one.txt", b"[chrous]\nla la\n", "", "'one.txt': lyrics line 1: '[chrous]' is not a section tag (did you mean 'chorus'?) (allowed: "),
         ("one.txt", LYRICS.encode(), '    lyrics: "[verse]\\nla la\\n"\n', "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"),
+        # inline lyrics that would not fit the structure: said to be given twice, not that they do not fit
+        ("one.txt", LYRICS.encode(), '    lyrics: "[bridge]\\nla la\\n"\n', "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"),
     ],
 )
 def test_a_lyrics_file_that_cannot_be_sung_is_one_line_naming_it(tmp_path, lyrics_file, contents, extra, expected):

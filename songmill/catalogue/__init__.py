@@ -159,8 +159,9 @@ class Catalogue:
             release = s.get(Release, info.id) or Release(id=info.id)
             release.title, release.artist, release.label, release.type = info.title, info.artist, info.label, info.type
             release.release_date, release.genre = info.date, info.genre
-            if info.upc != "auto":
-                release.upc = info.upc  # an allocated UPC (upc: auto) stays with the release
+            # the UPC is not taken from the config here: `release_upc` records it at delivery, once
+            # checked against every other release's (a UPC recorded unchecked stayed with a release
+            # whose delivery it failed, and a later `upc: auto` delivered under another release's)
             release.config_path, release.config_sha256 = config_path, config_sha256
             s.add(release)
 

@@ -422,6 +422,7 @@ def load_release(
     ConfigError : one line per problem, `file:line: field.path: what is wrong (what is allowed)`.
     """
     data, locator = load_yaml(Path(path))
+    _refuse_lyrics_given_twice(data, locator)
     spec = validate_config(data, locator, ReleaseSpec, what="a mapping with 'release' and 'tracks'")
     spec = _resolve_references(spec, Path(path), locator)
     problems = []
@@ -445,6 +446,18 @@ def load_release(
     if problems:
         raise ConfigError(problems)
     return spec
+
+
+LYRICS_GIVEN_TWICE = "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"
+
+
+def _refuse_lyrics_given_twice(data: Any, locator: Locator) -> None:
+    """A track with both `lyrics` and `lyrics_file`, said before the inline lyrics are checked
+    against the structure (whose complaint would hide that the file was never read)."""
+    tracks = data.get("tracks") if isinstance(data, dict) else None
+    twice = [i for i, track in enumerate(tracks if isinstance(tracks, list) else []) if isinstance(track, dict) and {"lyrics", "lyrics_file"} <= track.keys()]
+    if twice:
+        raise ConfigError([locator.problem(("tracks", i, "lyrics_file"), LYRICS_GIVEN_TWICE) for i in twice])
 
 
 def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> ReleaseSpec:
@@ -485,7 +498,7 @@ def _with_lyrics_file(track: TrackSpec, config: Path) -> tuple[TrackSpec, str | 
     """The track with its `lyrics_file` read into `lyrics`, or why it cannot be (one sentence)."""
     given = cast(str, track.lyrics_file)
     if track.lyrics is not None:  # which would it sing?
-        return track, "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"
+        return track, LYRICS_GIVEN_TWICE
     resolved = (config.parent / given).resolve()
     if not resolved.is_file():
         return track, _missing_file(resolved, given, config, "a text file of lyrics with [section] tags")

@@ -270,6 +270,22 @@ def _content(tracks: list[RenderedTrack], profile_name: str) -> dict[int, str]:
     return {t.number: file_sha256(t.files[f"master-{profile_name}.wav"]) for t in tracks if f"master-{profile_name}.wav" in t.files}
 
 
+def _check_folder_is_this_releases(dest: Path, release_id: str, upc: str) -> None:
+    """A delivery folder is named by its UPC, which belongs to one release: a folder that holds
+    another release's delivery is never replaced. (Its UPC was issued twice: a catalogue started
+    again, with its counters, beside an output folder that kept the old one's deliveries.)"""
+    try:
+        holder = json.loads((dest / PROVENANCE_FILE).read_text(encoding="utf-8"))["release"]["id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no delivery there yet (or not one songmill can read: the manifest check below it decides)
+    if holder != release_id:
+        raise SongmillError(
+            f"{dest} holds release '{holder}', delivered under UPC {upc}, which the catalogue now gives '{release_id}'; "
+            "a UPC belongs to one release: point SONGMILL_VAR_DIR at the catalogue that delivered it (its counters know the UPC is taken), "
+            "or give this release its own upc, or another --out"
+        )
+
+
 def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str], catalogue: Catalogue, *, redeliver: bool) -> tuple[int | None, str | None]:
     """(the delivery this one replaces, how its audio changed): refuses other audio than the
     release's last delivery to the profile unless `redeliver`. A rerun or a retry renders the same
@@ -372,6 +388,8 @@ def _deliver_profile(
     records = {t.number: _track_provenance(spec, profile, t, exports[t.number], upc=upc, isrc=isrcs[t.number]) for t in tracks}
     dest = (staging_root if remote else Path(destination)) / upc
     with delivery_lock(dest), staging_folder(dest) as staged:
+        if not remote:
+            _check_folder_is_this_releases(dest, spec.release.id, upc)
         resources = staged / "resources"
         resources.mkdir()
         for image, data in ((f"{upc}.jpg", cover), (f"{upc}_thumbnail.jpg", thumbnail)):
