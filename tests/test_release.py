@@ -302,6 +302,27 @@ def test_preview_clips_are_30_seconds_from_before_the_first_chorus_and_faded(del
     body = edge(audio[44100 * 10 : 44100 * 20])
     assert edge(audio[:441]) < body / 30 and edge(audio[-441:]) < body / 30  # faded in and out
     assert _ffprobe_tags(path)["tags"]["title"] == "Night Ferry"
+    # its synced lyrics are what it sings, timed from its own start (they were the whole song's, 23 s ahead)
+    sung = [(text, ms) for text, ms in read_sylt(path.with_name(path.name.replace("_preview", "")))]
+    start_ms = round(clip["start_s"] * 1000)
+    assert read_sylt(path) == [(text, ms - start_ms) for text, ms in sung if start_ms <= ms < start_ms + 30_000] != []
+    # and it is no louder than the profile asks, by ffmpeg's meter (a chorus alone read 1.7 LU above it)
+    target = load_profiles()["preview"].loudness_lufs
+    for clip_file in (path, path.with_suffix(".opus")):
+        assert ebur128(clip_file)["integrated"] <= target + 0.5, clip_file.name
+
+
+def test_a_clip_louder_than_its_profile_is_turned_down_to_it_and_a_quieter_one_left_alone():
+    from songmill.core.loudness import integrated_lufs
+    from songmill.release.encode import no_louder_than
+
+    rate = 44100
+    t = np.arange(30 * rate) / rate
+    tone = np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32)
+    loud = tone * np.float32(10 ** ((-10 - integrated_lufs(tone, rate)) / 20))  # a chorus at -10 LUFS
+    assert integrated_lufs(no_louder_than(loud, rate, -14.0), rate) == pytest.approx(-14.0, abs=0.05)
+    quiet = loud * np.float32(10 ** (-10 / 20))  # -20 LUFS: raising it could pass the master's ceiling
+    assert np.array_equal(no_louder_than(quiet, rate, -14.0), quiet)
 
 
 def test_the_cover_is_a_3000_pixel_rgb_jpeg_and_tags_carry_it(delivered):

@@ -183,6 +183,19 @@ def cut_clip(samples: np.ndarray, rate: int, start_s: float, end_s: float) -> np
     return clip
 
 
+def no_louder_than(clip: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:
+    """A preview clip turned down to the profile's loudness where it is louder. A clip is the
+    song's loudest stretch (its first chorus) and measured alone it read up to 1.7 LU above the
+    profile's target, failing the profile's own gate; quieter clips are left as they are (raising
+    one could pass the ceiling its master was limited to)."""
+    from songmill.core.loudness import integrated_lufs
+
+    measured = integrated_lufs(clip, rate)
+    if not np.isfinite(measured) or measured <= target_lufs:
+        return clip
+    return clip * np.float32(10 ** ((target_lufs - measured) / 20))
+
+
 def format_tag(fmt: AudioFormat, rate: int) -> str:
     """A short name for a format: "44k16" (rate, bits) for lossless, "320k" (bitrate) for lossy."""
     if fmt.bit_depth:
@@ -229,7 +242,7 @@ def export_profile(
         is_clip, window, fmt, out_rate = job
         samples = resampled[out_rate]
         if window is not None:  # is_clip
-            samples = cut_clip(samples, out_rate, *window)
+            samples = no_louder_than(cut_clip(samples, out_rate, *window), out_rate, profile.loudness_lufs)
         dest = workdir / f"export-{name}{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}"
         peak, gain = encode(samples, out_rate, fmt, dest, lossy_ceiling_dbtp=profile.lossy_true_peak_dbtp, seed=seed)
         return EncodedFile(

@@ -588,9 +588,12 @@ def _package_track(
         used.add(name)
         target = resources / name
         shutil.copyfile(track.files[encoded["file"]], target)
-        tag_file(target, TrackTags(**{**tags.__dict__, "loudness_lufs": encoded["integrated_lufs"]}))
+        synced = tags.synced
+        if encoded["clip"]:  # a clip's synced lyrics: what it sings, timed from its own start
+            synced = synced.within(encoded["clip_start_s"], encoded["clip_start_s"] + encoded["duration_s"])
+        tag_file(target, TrackTags(**{**tags.__dict__, "loudness_lufs": encoded["integrated_lufs"], "synced": synced}))
         if credentials is not None:  # after tagging: the manifest's hash covers the tagged file
-            keeps_sylt = target.suffix == ".mp3" and bool(tags.synced.syllables)  # c2pa would drop the synced lyrics
+            keeps_sylt = target.suffix == ".mp3" and bool(synced.syllables)  # c2pa would drop the synced lyrics
             embed_manifest(target, audio_manifest(record, name), credentials, sidecar=keeps_sylt)
         (clips if encoded["clip"] else audio).append(_packaged(resources.parent, target, encoded))
     if export["synced_lyrics"]["lines"]:

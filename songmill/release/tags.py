@@ -53,6 +53,15 @@ class SyncedLyrics:
     def from_dict(cls, data: dict) -> "SyncedLyrics":
         return cls([tuple(x) for x in data["lines"]], [tuple(x) for x in data["syllables"]])
 
+    def within(self, start_s: float, end_s: float) -> "SyncedLyrics":
+        """The lines and syllables sung from `start_s` until `end_s`, in seconds from `start_s`:
+        a preview clip's own timing (the whole song's would run ahead of the clip by its start)."""
+
+        def cut(entries: list[tuple[float, str]]) -> list[tuple[float, str]]:
+            return [(round(t - start_s, 3), text) for t, text in entries if start_s <= t < end_s]
+
+        return SyncedLyrics(cut(self.lines), cut(self.syllables))
+
 
 AI_DISCLOSURE_TAG = "AI_DISCLOSURE"
 
