@@ -238,11 +238,14 @@ def export_profile(
             f"profile '{name}' lists two formats that both make export-{name}{twice[0]}; remove one of them from {config_file('profiles.yaml')}"
         )
 
+    # a clip is no louder than the profile's loudness; a profile matched to a reference's: the master's
+    clip_ceiling_lufs = profile.loudness_lufs if isinstance(profile.loudness_lufs, float) or len(pieces) == 1 else integrated_lufs(master, rate)
+
     def one_file(job: tuple[bool, tuple[float, float] | None, AudioFormat, int]) -> EncodedFile:
         is_clip, window, fmt, out_rate = job
         samples = resampled[out_rate]
         if window is not None:  # is_clip
-            samples = no_louder_than(cut_clip(samples, out_rate, *window), out_rate, profile.loudness_lufs)
+            samples = no_louder_than(cut_clip(samples, out_rate, *window), out_rate, clip_ceiling_lufs)
         dest = workdir / f"export-{name}{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}"
         peak, gain = encode(samples, out_rate, fmt, dest, lossy_ceiling_dbtp=profile.lossy_true_peak_dbtp, seed=seed)
         return EncodedFile(
