@@ -239,7 +239,9 @@ def export_profile(
         )
 
     # a clip is no louder than the profile's loudness; a profile matched to a reference's: the master's
-    clip_ceiling_lufs = profile.loudness_lufs if isinstance(profile.loudness_lufs, float) or len(pieces) == 1 else integrated_lufs(master, rate)
+    clip_ceiling_lufs = 0.0  # read only for a clip
+    if len(pieces) > 1:
+        clip_ceiling_lufs = profile.loudness_lufs if isinstance(profile.loudness_lufs, float) else integrated_lufs(master, rate)
 
     def one_file(job: tuple[bool, tuple[float, float] | None, AudioFormat, int]) -> EncodedFile:
         is_clip, window, fmt, out_rate = job
