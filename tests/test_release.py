@@ -705,7 +705,7 @@ def test_our_loudness_meter_agrees_with_pyloudnorm_at_44_1_khz():
 
 
 @pytest.mark.long
-def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_the_catalogue_says_what_replaced_what(tmp_path, monkeypatch):
+def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_the_catalogue_says_what_replaced_what(tmp_path, monkeypatch, capsys):
     """A rerun (same audio) delivers again; another seed is rendered and reported but not
     delivered over the first delivery, whose files stay as they were, until `--redeliver`; the
     catalogue records each delivery, the one it replaced and, when the audio changed, how."""
@@ -726,8 +726,20 @@ def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_
     report = json.loads((out / "debug-single" / "run-report.json").read_text())
     assert report["status"] == "failed" and report["delivered"] == [] and report["tracks"][0]["status"] == "rendered"
 
+    assert report["changed_under_same_isrc"] == []  # nothing went out
+    capsys.readouterr()
     render(DEBUG, out_dir=out, seed=12, redeliver=True)
     assert audio().keys() == first.keys() and audio() != first
+    # other audio under the same ISRC: said, since a materially changed recording needs a new one
+    report = json.loads((out / "debug-single" / "run-report.json").read_text())
+    [kept] = report["changed_under_same_isrc"]
+    assert kept["track"] == 1 and kept["isrc"] == report["isrcs"]["1"]
+    printed = capsys.readouterr()
+    said = " ".join((printed.out + printed.err).split())
+    assert (
+        f"track 1 sounds different from its delivery of {kept['delivered_at']} and went out under the same ISRC {kept['isrc']}: a materially changed recording"
+        in said
+    )
     catalogue = Catalogue.open()
     rows = catalogue.deliveries("debug-single")
     catalogue.close()

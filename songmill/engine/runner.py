@@ -630,6 +630,7 @@ def finish_release(
         "album": _album_consistency(track_reports),
         "upc": release_steps.get("upc"),
         "isrcs": release_steps.get("isrcs", {}),
+        "changed_under_same_isrc": release_steps.get("changed_under_same_isrc", []),
         "deliveries": release_steps.get("deliveries", []),
         "delivery_skipped": release_steps.get("skipped"),
         "delivery_error": delivery_error,
@@ -656,6 +657,8 @@ def finish_release(
 
     for profile, why in unsigned_reasons(report["deliveries"], profiles):
         console.print(f"[yellow]warning:[/yellow] {profile}: delivered without Content Credentials: {escape(why)}", highlight=False, soft_wrap=True)
+    for kept in report["changed_under_same_isrc"]:
+        console.print(f"[yellow]warning:[/yellow] {escape(same_isrc_warning(kept))}", highlight=False, soft_wrap=True)
     for o in failed:
         message = f"track {o.number} ({o.title}) failed at stage {o.failed_stage}: {o.error}"
         if not release_steps.get("delivered"):
@@ -781,6 +784,15 @@ def _release_steps(
 
 
 WORKING_AUDIO_STAGES = ("instruments", "vocals", "mix")
+
+
+def same_isrc_warning(kept: dict) -> str:
+    """What a run says of a track redelivered with other audio under its old ISRC."""
+    return (
+        f"track {kept['track']} sounds different from its delivery of {kept['delivered_at']} and went out under the same ISRC {kept['isrc']}: "
+        "a materially changed recording (new words, a new mix) needs a new ISRC (IFPI ISRC handbook), which the track's isrc in the config gives; "
+        "a correction of the same recording keeps it"
+    )
 
 
 def _working_audio(stage: str, name: str) -> bool:

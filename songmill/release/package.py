@@ -208,7 +208,14 @@ def package_and_deliver(
         }
         cover, thumbnail = _release_cover(spec, config_path)
         exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
-        result: dict[str, Any] = {"upc": upc, "isrcs": isrcs, "deliveries": [], "delivered": [], "withheld": withheld}
+        result: dict[str, Any] = {
+            "upc": upc,
+            "isrcs": isrcs,
+            "deliveries": [],
+            "delivered": [],
+            "withheld": withheld,
+            "changed_under_same_isrc": _changed_under_same_isrc(spec.release.id, content, catalogue, isrcs),
+        }
         for name in spec.release.profiles:
             profile = profiles[name]
             destination = _destination(name, profile, Path(out_dir))
@@ -301,6 +308,21 @@ def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str
             f"(Airflow: the redeliver param) to replace that delivery, or give the new version a release id of its own"
         )
     return earlier["id"], change
+
+
+def _changed_under_same_isrc(release_id: str, content: dict[str, dict[int, str]], catalogue: Catalogue, isrcs: dict) -> list[dict]:
+    """The tracks redelivered with other audio than their last delivery, under the same ISRC:
+    [{"track", "isrc", "delivered_at"}]. The ISRC handbook gives a materially changed recording
+    (new words, a new mix) a new ISRC and lets a correction of the same one keep it: which it is,
+    only the label knows, so the run says it (`songmill render` warns) and the config decides."""
+    found: dict[int, dict] = {}
+    for profile, after in content.items():
+        earlier = catalogue.latest_delivery(release_id, profile)
+        before = (earlier or {}).get("content") or {}
+        for number in sorted(after):
+            if number in before and before[number] != after[number] and isrcs.get(number) and number not in found:
+                found[number] = {"track": number, "isrc": isrcs[number], "delivered_at": cast(dict, earlier)["delivered_at"]}
+    return list(found.values())
 
 
 def _audio_change(before: dict[int, str] | None, after: dict[int, str]) -> str | None:
