@@ -153,3 +153,31 @@ def test_a_recipient_for_every_profile_is_for_test_identities_only_and_identity_
     (tmp_path / "demo-identity.yaml").unlink()
     with pytest.raises(ConfigError, match=r"delivery.yaml:4: identities.demo-single: 'demo-identity.yaml' does not exist"):
         load_delivery_settings(path, release_id="demo-single")
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            'sender: {name: Tidewater, dpid: PADPIDA123}\nidentifiers: {gs1_company_prefix: "0200000"}\n',
+            "1: sender.dpid: 'PADPIDA123' is not a DDEX Party ID: PADPIDA, ten digits and a check character (PADPIDA2014120301U)",
+        ),
+        (
+            'identifiers: {gs1_company_prefix: "0200000", isrc_country: UK, isrc_registrant: TWR}\n',
+            "1: identifiers.isrc_country: 'UK' is not an ISRC country code: the United Kingdom's is GB (ISO 3166-1)",
+        ),
+        (
+            'identifiers: {gs1_company_prefix: "0200000", isrc_country: GB, isrc_registrant: TW}\n',
+            "1: identifiers.isrc_registrant: 'TW' is not an ISRC registrant code: three capital letters or digits, as your ISRC agency issued it",
+        ),
+    ],
+)
+def test_a_malformed_party_id_or_isrc_prefix_is_one_sentence_not_a_pattern(tmp_path, settings, expected):
+    """A DPID the ERN schema would take (any PADPIDA… string) but DDEX never issued, and an ISRC
+    prefix no agency issues: refused in words, not as a regular expression."""
+    path = tmp_path / "delivery.yaml"
+    path.write_text(settings)
+    with pytest.raises(ConfigError) as caught:
+        load_delivery_settings(path)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}:{expected}"), problem

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from songmill.core.config import load_yaml, validate_config
 from songmill.core.errors import ConfigError
@@ -33,7 +34,15 @@ class AudioFormat(BaseModel):
         return self
 
 
-DPID = Annotated[str, Field(pattern=r"^PADPIDA[A-Za-z0-9]+$")]  # a DDEX Party ID
+def _dpid(value: str) -> str:
+    """A DDEX Party ID as DDEX issues them: PADPIDA, ten digits (the date issued and a number),
+    a check character. The ERN schema takes any PADPIDA… string, so a typo would be sent."""
+    if not re.fullmatch(r"PADPIDA\d{10}[0-9A-Z]", value):
+        raise ValueError(f"{value!r} is not a DDEX Party ID: PADPIDA, ten digits and a check character (PADPIDA2014120301U), as DDEX issued it to the party")
+    return value
+
+
+DPID = Annotated[str, AfterValidator(_dpid)]  # a DDEX Party ID
 
 
 class Party(BaseModel):

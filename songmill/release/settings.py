@@ -15,6 +15,7 @@ its own `recipient`. Every other release id gets the file's own identity, or non
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -31,9 +32,27 @@ class IdentifierSeries(BaseModel):
     """Where `isrc: auto` and `upc: auto` numbers come from (counters live in the catalogue)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    isrc_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
-    isrc_registrant: Annotated[str, Field(pattern=r"^[A-Z0-9]{3}$")] | None = None
+    isrc_country: str | None = None
+    isrc_registrant: str | None = None
     gs1_company_prefix: Annotated[str, Field(pattern=r"^\d{6,11}$")]
+
+    @field_validator("isrc_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value == "UK":  # ISO 3166-1 reserves UK; the United Kingdom's ISRCs begin GB
+            raise ValueError("'UK' is not an ISRC country code: the United Kingdom's is GB (ISO 3166-1)")
+        if not re.fullmatch(r"[A-Z]{2}", value):
+            raise ValueError(f"{value!r} is not an ISRC country code: two capital letters, the ISO 3166-1 code of your ISRC agency's country (GB, US, DE)")
+        return value
+
+    @field_validator("isrc_registrant")
+    @classmethod
+    def _registrant(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z0-9]{3}", value):
+            raise ValueError(f"{value!r} is not an ISRC registrant code: three capital letters or digits, as your ISRC agency issued it (6Q7)")
+        return value
 
     @model_validator(mode="after")
     def _registrant_whole(self) -> "IdentifierSeries":
