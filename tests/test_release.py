@@ -426,6 +426,32 @@ def test_a_upc_refused_for_one_release_is_not_kept_for_it(tmp_path):
     assert catalogue.release_upc("a-single", given="auto", company_prefix="0200000") == make_gtin13("0200000", 2)  # its own
 
 
+def test_an_identifier_the_catalogue_gave_elsewhere_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A config that gives its release another release's UPC, or a track another track's ISRC,
+    was rendered whole and then refused at delivery (exit 1); it is refused first, at its lines."""
+    from songmill.engine.runner import start_release
+
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    catalogue = Catalogue.open()
+    ep = load_release(PROJECT / "config/releases/harbour-lights-ep.yaml")
+    catalogue.upsert_release(ep, config_path="x", config_sha256="0" * 64)
+    upc = catalogue.release_upc(ep.release.id, given="auto", company_prefix="0200000")
+    isrc = catalogue.track_isrc(catalogue.upsert_track(ep.release.id, 1, title="t1", seed=1), given="auto", country="AA", registrant="6Q7", year=2027)
+    catalogue.close()
+    text = DEBUG.read_text().replace("upc: auto", f'upc: "{upc}"').replace("isrc: auto", f"isrc: {isrc}")
+    config = tmp_path / "debug.yaml"
+    config.write_text(text)
+    lines = text.splitlines()
+    upc_line, isrc_line = lines.index(f'  upc: "{upc}"') + 1, lines.index(f"    isrc: {isrc}") + 1
+    with pytest.raises(ConfigError) as caught:
+        start_release(config, out_dir=tmp_path / "dist")
+    assert caught.value.problems == [
+        f"{config}:{upc_line}: release.upc: UPC {upc} already belongs to release harbour-lights-ep in the catalogue; an identifier is never reused (give this one its own, or 'auto')",
+        f"{config}:{isrc_line}: tracks[0].isrc: ISRC {isrc} already belongs to track 1 of release harbour-lights-ep in the catalogue; an identifier is never reused (give this one its own, or 'auto')",
+    ]
+    assert not (tmp_path / "dist").exists()
+
+
 def test_a_delivery_folder_of_another_release_is_never_replaced(tmp_path):
     """The same UPC issued twice (a new catalogue beside the old output folder): the second
     release's delivery is refused before it writes, and the first one's folder is as it was."""

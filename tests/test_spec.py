@@ -51,6 +51,15 @@ def test_shipped_configs_validate():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_two_tracks_with_one_title_are_valid_but_said(tmp_path):
+    second = "  - title: one\n    theme: the same again\n    mood: calm\n    tempo: 100\n    key: C major\n"
+    path = write(tmp_path, GOOD.replace("type: single", "type: ep") + second)
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"warning: {path}: tracks 1 and 2 share the title 'One'; stores list them by title, so give each its own" in said
+
+
 def test_tempo_400_exits_2_naming_file_line_and_field(tmp_path):
     path = write(tmp_path, GOOD.replace("tempo: 100", "tempo: 400"))
     result = validate(path)

@@ -488,6 +488,33 @@ class Catalogue:
 
         return self._retrying_collisions(allocate)
 
+    def identifiers_taken(self, release_id: str, *, upc: str | None, isrcs: dict[int, str]) -> list[tuple[tuple, str]]:
+        """What a release config gives by hand that the catalogue already gave elsewhere, as
+        (field path, problem) pairs: its `upc` held by another release, a track's `isrc` held by
+        another track or an edited version. Asked before a render's work (`songmill render`
+        refuses, exit 2) as the delivery itself asks (and would refuse, after the work)."""
+        found: list[tuple[tuple, str]] = []
+        never = "an identifier is never reused (give this one its own, or 'auto')"
+        with self.session() as s:
+            if upc is not None:
+                other = s.scalar(select(Release).where(Release.upc == upc, Release.id != release_id))
+                if other is not None:
+                    found.append((("release", "upc"), f"UPC {upc} already belongs to release {other.id} in the catalogue; {never}"))
+            for number, isrc in sorted(isrcs.items()):
+                track = s.scalar(select(Track).where(Track.isrc == isrc, (Track.release_id != release_id) | (Track.number != number)))
+                version = s.scalar(select(TrackVersion).where(TrackVersion.isrc == isrc))
+                if track is not None:
+                    found.append(
+                        (
+                            ("tracks", number - 1, "isrc"),
+                            f"ISRC {isrc} already belongs to track {track.number} of release {track.release_id} in the catalogue; {never}",
+                        )
+                    )
+                elif version is not None:
+                    owner = f"version {version.number} of track {version.track_number} of release {version.release_id}"
+                    found.append((("tracks", number - 1, "isrc"), f"ISRC {isrc} already belongs to {owner} in the catalogue; {never}"))
+        return found
+
     def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
         of the registrant's year; None when it has none and no registrant is configured."""

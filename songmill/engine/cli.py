@@ -77,7 +77,7 @@ def _log_level() -> int:
 def validate(paths: list[Path] = typer.Argument(None, help="Release config files.")) -> None:
     """Check the project's config files and the release configs given; print `file:line: field:
     problem` lines and exit 2 if any is invalid."""
-    from songmill.engine.configs import config_problems, load_release_with_profiles, lyrics_problems
+    from songmill.engine.configs import config_problems, load_release_with_profiles, lyrics_problems, release_warnings
 
     paths = paths or []
     problems = config_problems()
@@ -88,6 +88,8 @@ def validate(paths: list[Path] = typer.Argument(None, help="Release config files
             problems.extend(err.problems)
             continue
         problems += lyrics_problems(path, spec)
+        for warning in release_warnings(path, spec):
+            err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     for line in problems:
         print(line)
     if problems:

@@ -73,6 +73,23 @@ def lyrics_problems(config_path: Path, spec: ReleaseSpec, *, tracks: list[int] |
     ]
 
 
+def release_warnings(config_path: Path, spec: ReleaseSpec) -> list[str]:
+    """What is allowed but most likely a slip, one line each (`songmill validate` and a render
+    say them, and go on): two tracks of the release with the same title."""
+    from collections import Counter
+
+    titles = Counter(t.title.casefold() for t in spec.tracks)
+    warnings = []
+    for title in (t for t, count in titles.items() if count > 1):
+        numbers = [n for n, t in enumerate(spec.tracks, start=1) if t.title.casefold() == title]
+        shown = next(t.title for t in spec.tracks if t.title.casefold() == title)
+        warnings.append(
+            f"{config_path}: tracks {', '.join(map(str, numbers[:-1]))} and {numbers[-1]} share the title {shown!r}; stores list them by title, so give each its own "
+            "(a part or version in it: 'Low Tide (Reprise)')"
+        )
+    return warnings
+
+
 def load_release_with_profiles(config_path: Path) -> tuple[ReleaseSpec, dict]:
     """The release config checked against everything it names: delivery profiles and the model
     registry's voice identities (an unreadable registry is reported by the stage that needs it)."""

@@ -43,7 +43,7 @@ from songmill.core.score import Score
 from songmill.core.seeds import derive_seed
 from songmill.core.spec import ReleaseSpec, track_seed
 from songmill.core.store import atomic_write_bytes, default_store_spec, file_sha256, open_store
-from songmill.engine.configs import load_release_with_profiles, lyrics_problems
+from songmill.engine.configs import load_release_with_profiles, lyrics_problems, release_warnings
 from songmill.engine.head_start import head_starts
 from songmill.engine.stage import TrackJob, cpu_seconds, denormals_flushed, run_stage, stop_if_asked
 from songmill.engine.task_data import ReleasePlan, TrackOutcome, TrackPlan
@@ -465,12 +465,24 @@ def start_release(
     )  # the lyrics stage would stop the track on them, after minutes of work elsewhere
     if unfit:
         raise ConfigError(unfit)
+    for warning in release_warnings(config_path, spec):
+        log.warning("%s", warning)
     release_dir = (Path(out_dir) / spec.release.id).resolve()
     if Path(out_dir).resolve() not in release_dir.parents:
         raise SongmillError(f"release id {spec.release.id!r} would write outside {out_dir}")
     open_store(store_spec or default_store_spec())  # fail fast on a dead store, before any work
     catalogue = Catalogue.open(database_url)
     try:
+        taken = catalogue.identifiers_taken(
+            spec.release.id,
+            upc=spec.release.upc if spec.release.upc != "auto" else None,
+            isrcs={n: t.isrc for n, t in enumerate(spec.tracks, start=1) if t.isrc != "auto"},
+        )
+        if taken:  # the delivery would refuse them, after every track's work
+            from songmill.core.config import load_yaml
+
+            _, locator = load_yaml(config_path)
+            raise ConfigError([locator.problem(where, problem) for where, problem in taken])
         commercial = any(profiles[name].commercial for name in spec.release.profiles)
         numbers = [track] if track else range(1, len(spec.tracks) + 1)
         track_jobs = [TrackJob(spec, n - 1, track_seed(spec, n - 1, seed), commercial) for n in numbers]
