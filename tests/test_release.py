@@ -253,6 +253,10 @@ def test_mutagen_reads_the_syllable_timings_of_the_score(delivered):
     for (text, ms), note in zip(sylt, sorted(melody, key=lambda n: n.start_s)):
         assert text.strip() == note.syllable.text and ms == round(note.start_s * 1000)
     lrc = (mp3.with_suffix(".lrc")).read_text().splitlines()
+    files = delivered["tracks"][0]["export"]["files"]
+    first = next(f for f in files if f["profile"] == "preview" and not f["clip"])  # the DDEX message's duration is its first file's
+    minutes, seconds = divmod(int(first["duration_s"]), 60)
+    assert f"[length:{minutes:02d}:{seconds:02d}]" in lrc  # the delivered file's length (it was the song's, without its 2 s tail)
     lines = [line for line in lrc if line[1:3].isdigit()]
     lyrics = json.loads(Path(delivered["tracks"][0]["artifacts"]["lyrics.json"]["path"]).read_text())
     assert [line.split("]", 1)[1] for line in lines] == [ln["text"] for s in lyrics["sections"] for ln in s["lines"]]

@@ -618,9 +618,9 @@ def _package_track(
             keeps_sylt = target.suffix == ".mp3" and bool(synced.syllables)  # c2pa would drop the synced lyrics
             embed_manifest(target, audio_manifest(record, name), credentials, sidecar=keeps_sylt)
         (clips if encoded["clip"] else audio).append(_packaged(resources.parent, target, encoded))
-    if export["synced_lyrics"]["lines"]:
-        (resources / f"{base}.lrc").write_text(lrc_text(tags, export["duration_s"]), encoding="utf-8")
     duration_s = cast(float, audio[0].duration_s) if audio else export["duration_s"]  # an audio file has a duration
+    if export["synced_lyrics"]["lines"]:  # its [length:] the delivered file's, as the DDEX message gives it
+        (resources / f"{base}.lrc").write_text(lrc_text(tags, duration_s), encoding="utf-8")
     return ddex.PackagedTrack(
         number=track.number,
         title=config.title,
