@@ -479,7 +479,8 @@ def _direction(clause: str) -> int:
 
 
 # the words after a number that make it an amount, not a section's number ("chorus 2 dB louder")
-AMOUNT_UNITS = r"bars?|beats?|measures?|db|dbs|decibels?|percent|per\s+cent|bpm|semitones?|half[\s-]*steps?|steps?|tones?|seconds?|secs?|ms|hz|khz|cents?|times"
+# ("second" and "times" are not among them: "verse 2 second line", "chorus 2 times louder")
+AMOUNT_UNITS = r"bars?|beats?|measures?|db|dbs|decibels?|percent|per\s+cent|bpm|semitones?|half[\s-]*steps?|steps?|tones?|seconds|secs|ms|hz|khz|cents?"
 
 
 def _section(clause: str, song: SongFacts, *, by_place: bool = True) -> str | None:
