@@ -778,6 +778,12 @@ def test_a_release_delivered_with_other_audio_is_refused_unless_redelivered_and_
         [sys.executable, "-m", "songmill", "catalogue", "deliveries", "debug-single", "--json"], capture_output=True, text=True, env=os.environ.copy()
     )
     assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["replaced_because"] == "track 1 sounds different"
+    # the label gives the changed recording a new ISRC, as the warning says: nothing more to say
+    renamed = tmp_path / "debug.yaml"
+    renamed.write_text(DEBUG.read_text().replace("isrc: auto", "isrc: AA6Q72699999"))
+    render(renamed, out_dir=out, seed=13, redeliver=True)
+    report = json.loads((out / "debug-single" / "run-report.json").read_text())
+    assert report["isrcs"]["1"] == "AA6Q72699999" and report["changed_under_same_isrc"] == []
 
 
 def test_two_formats_that_would_write_one_file_are_refused_before_encoding(tmp_path):

@@ -515,6 +515,12 @@ class Catalogue:
                     found.append((("tracks", number - 1, "isrc"), f"ISRC {isrc} already belongs to {owner} in the catalogue; {never}"))
         return found
 
+    def recorded_isrc(self, track_id: int) -> str | None:
+        """The ISRC the catalogue holds for a track now (the one its last delivery went out under), or None."""
+        with self.session() as s:
+            track = s.get(Track, track_id)
+            return track.isrc if track is not None else None
+
     def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
         of the registrant's year; None when it has none and no registrant is configured."""

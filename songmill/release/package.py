@@ -201,6 +201,7 @@ def package_and_deliver(
             replacing[name] = _check_redelivery(spec.release.id, name, content[name], catalogue, redeliver=redeliver)
         ids = settings.identifiers
         upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
+        delivered_under = {t.number: catalogue.recorded_isrc(t.track_id) for t in tracks if t.isrc is None}  # an edited version has its own
         isrcs = {
             t.number: t.isrc
             or catalogue.track_isrc(t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year)
@@ -214,7 +215,7 @@ def package_and_deliver(
             "deliveries": [],
             "delivered": [],
             "withheld": withheld,
-            "changed_under_same_isrc": _changed_under_same_isrc(spec.release.id, content, catalogue, isrcs),
+            "changed_under_same_isrc": _changed_under_same_isrc(spec.release.id, content, catalogue, isrcs, delivered_under),
         }
         for name in spec.release.profiles:
             profile = profiles[name]
@@ -310,9 +311,12 @@ def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str
     return earlier["id"], change
 
 
-def _changed_under_same_isrc(release_id: str, content: dict[str, dict[int, str]], catalogue: Catalogue, isrcs: dict) -> list[dict]:
-    """The tracks redelivered with other audio than their last delivery, under the same ISRC:
-    [{"track", "isrc", "delivered_at"}]. The ISRC handbook gives a materially changed recording
+def _changed_under_same_isrc(
+    release_id: str, content: dict[str, dict[int, str]], catalogue: Catalogue, isrcs: dict, delivered_under: dict[int, str | None]
+) -> list[dict]:
+    """The tracks redelivered with other audio than their last delivery, under the ISRC that
+    delivery had (`delivered_under`: the catalogue's before this one; an edited version, with
+    its own ISRC, is not in it): [{"track", "isrc", "delivered_at"}]. The ISRC handbook gives a materially changed recording
     (new words, a new mix) a new ISRC and lets a correction of the same one keep it: which it is,
     only the label knows, so the run says it (`songmill render` warns) and the config decides."""
     found: dict[int, dict] = {}
@@ -320,7 +324,8 @@ def _changed_under_same_isrc(release_id: str, content: dict[str, dict[int, str]]
         earlier = catalogue.latest_delivery(release_id, profile)
         before = (earlier or {}).get("content") or {}
         for number in sorted(after):
-            if number in before and before[number] != after[number] and isrcs.get(number) and number not in found:
+            same_isrc = isrcs.get(number) is not None and delivered_under.get(number) == isrcs[number]
+            if number in before and before[number] != after[number] and same_isrc and number not in found:
                 found[number] = {"track": number, "isrc": isrcs[number], "delivered_at": cast(dict, earlier)["delivered_at"]}
     return list(found.values())
 
