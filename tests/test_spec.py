@@ -196,6 +196,17 @@ def test_lyrics_from_a_file_beside_the_config_are_read_as_if_written_inline(tmp_
     assert spec.tracks[0].lyrics_file == "words/one.txt"  # where the words came from, as written
 
 
+def test_lyrics_given_twice_is_said_with_the_files_other_problems_and_an_empty_lyrics_is_not_twice(tmp_path):
+    (tmp_path / "one.txt").write_text(LYRICS, encoding="utf-8")
+    voiced = GOOD.replace("tempo: 100", "tempo: 400") + "    voice: {identity: ben}\n    lyrics_file: one.txt\n"
+    result = validate(write(tmp_path, voiced + '    lyrics: "[bridge]\\nla la\\n"\n'))
+    assert result.returncode == 2
+    said = result.stdout.strip().splitlines()
+    assert len(said) == 2 and "tracks[0].lyrics_file: the track gives its lyrics inline too" in said[0] and "tracks[0].tempo: 400" in said[1], said
+    empty = validate(write(tmp_path, GOOD + "    voice: {identity: ben}\n    lyrics_file: one.txt\n    lyrics:\n", name="empty.yaml"))
+    assert empty.returncode == 0, empty.stdout  # `lyrics:` with nothing after it gives none
+
+
 @pytest.mark.parametrize(
     ("lyrics_file", "contents", "extra", "expected"),
     [

@@ -422,8 +422,13 @@ def load_release(
     ConfigError : one line per problem, `file:line: field.path: what is wrong (what is allowed)`.
     """
     data, locator = load_yaml(Path(path))
-    _refuse_lyrics_given_twice(data, locator)
-    spec = validate_config(data, locator, ReleaseSpec, what="a mapping with 'release' and 'tracks'")
+    data, twice = _lyrics_given_twice(data, locator)
+    try:
+        spec = validate_config(data, locator, ReleaseSpec, what="a mapping with 'release' and 'tracks'")
+    except ConfigError as err:
+        raise ConfigError(twice + err.problems) from None
+    if twice:
+        raise ConfigError(twice)
     spec = _resolve_references(spec, Path(path), locator)
     problems = []
     if profile_names is not None:
@@ -451,13 +456,19 @@ def load_release(
 LYRICS_GIVEN_TWICE = "the track gives its lyrics inline too; keep one of lyrics and lyrics_file"
 
 
-def _refuse_lyrics_given_twice(data: Any, locator: Locator) -> None:
-    """A track with both `lyrics` and `lyrics_file`, said before the inline lyrics are checked
-    against the structure (whose complaint would hide that the file was never read)."""
+def _lyrics_given_twice(data: Any, locator: Locator) -> tuple[Any, list[str]]:
+    """(the config's data, one problem per track that gives both `lyrics` and `lyrics_file`). Such
+    a track's inline lyrics are left out of the data validated with the rest, so they are not
+    also checked against the structure: that complaint would hide that the file was never read."""
     tracks = data.get("tracks") if isinstance(data, dict) else None
-    twice = [i for i, track in enumerate(tracks if isinstance(tracks, list) else []) if isinstance(track, dict) and {"lyrics", "lyrics_file"} <= track.keys()]
-    if twice:
-        raise ConfigError([locator.problem(("tracks", i, "lyrics_file"), LYRICS_GIVEN_TWICE) for i in twice])
+    if not isinstance(tracks, list):
+        return data, []
+    both = lambda track: isinstance(track, dict) and track.get("lyrics") is not None and track.get("lyrics_file") is not None  # noqa: E731
+    twice = [i for i, track in enumerate(tracks) if both(track)]
+    if not twice:
+        return data, []
+    kept = [{k: v for k, v in track.items() if k != "lyrics"} if both(track) else track for track in tracks]
+    return {**data, "tracks": kept}, [locator.problem(("tracks", i, "lyrics_file"), LYRICS_GIVEN_TWICE) for i in twice]
 
 
 def _resolve_references(spec: ReleaseSpec, path: Path, locator: Locator) -> ReleaseSpec:

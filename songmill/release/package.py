@@ -207,6 +207,10 @@ def package_and_deliver(
             or catalogue.track_isrc(t.track_id, given=spec.tracks[t.number - 1].isrc, country=ids.isrc_country, registrant=ids.isrc_registrant, year=now.year)
             for t in tracks
         }
+        for name in spec.release.profiles:  # every profile's folder, before any profile is delivered
+            destination = _destination(name, profiles[name], Path(out_dir))
+            if not destination.startswith("s3://"):
+                _check_folder_is_this_releases(Path(destination) / upc, spec.release.id, upc)
         cover, thumbnail = _release_cover(spec, config_path)
         exports = {t.number: json.loads(t.files["export.json"].read_text(encoding="utf-8")) for t in tracks}
         result: dict[str, Any] = {
