@@ -130,7 +130,7 @@ def test_a_daw_midi_that_the_render_would_fail_on_is_refused_with_its_beat(tmp_p
 
     def louder_first_hit(track: mido.MidiTrack) -> tuple[int, mido.Message]:
         index = next(i for i, m in enumerate(track) if m.type == "note_on" and m.velocity)
-        return index, track[index].copy(velocity=min(127, track[index].velocity + 20))
+        return index, track[index].copy(velocity=max(1, track[index].velocity - 20))  # softer: a hit at 127 could not be harder
 
     def melody(midi: mido.MidiFile) -> mido.MidiTrack:
         return next(t for t in midi.tracks if any(m.type == "track_name" and m.name == "melody" for m in t))
@@ -183,9 +183,12 @@ def test_a_daw_midi_that_the_render_would_fail_on_is_refused_with_its_beat(tmp_p
     assert edited_parts_not_imported(exported, score) == []
     drums = edited("drums.mid", lambda midi: drum_track(midi).__setitem__(*louder_first_hit(drum_track(midi))))
     assert read_midi_override(drums, score).parts == score.parts and edited_parts_not_imported(drums, score) == ["drums"]  # read, and said to be left
+    deleted = edited("nodrums.mid", lambda midi: midi.tracks.remove(drum_track(midi)))
+    assert edited_parts_not_imported(deleted, score) == ["drums"]  # a track deleted in the DAW is an edit the import leaves too
 
     other = score.model_copy(update={"title": "Paper Lanterns", "tempo_map": [TempoChange(bpm=104)]})
     with pytest.raises(
-        SongmillError, match=r"is not the song's \(104 BPM at beat 0\) \(short\.mid is the MIDI of 'Short', not of 'Paper Lanterns'\); keep the song's tempo"
+        SongmillError,
+        match=r"is not the song's \(104 BPM at beat 0\) \(short\.mid's first track is named 'Short'; this song is 'Paper Lanterns'\); keep the song's tempo",
     ):
         read_midi_override(exported, other)

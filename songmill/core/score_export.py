@@ -377,9 +377,9 @@ def read_midi_override(path: Path, score: Score) -> Score:
             tracks[name] = events
     # the conductor track is named after the song (`_conductor_track`): a file of another song says so
     titled = next((message.name for message in midi.tracks[0] if message.type == "track_name"), None) if midi.tracks else None
-    other_song = (
-        f" ({path.name} is the MIDI of {titled!r}, not of {score.title!r})" if titled and score.title and titled not in (score.title, *OVERRIDE_PARTS) else ""
-    )
+    # said beside a misfit only, and as what the file says: a DAW may rename its first track
+    named_otherwise = titled and score.title and titled not in (score.title, *OVERRIDE_PARTS)
+    other_song = f" ({path.name}'s first track is named {titled!r}; this song is {score.title!r})" if named_otherwise else ""
     wanted = [(c.beat, c.bpm) for c in score.tempo_map]
     if len(tempos) != len(wanted) or any(abs(b1 - b2) > 1 / per_beat or abs(t1 - t2) > TEMPO_TOLERANCE_BPM for (b1, t1), (b2, t2) in zip(tempos, wanted)):
         shown = ", ".join(f"{bpm:g} BPM at beat {beat:g}" for beat, bpm in tempos) or "none"
@@ -416,11 +416,13 @@ def read_midi_override(path: Path, score: Score) -> Score:
 def edited_parts_not_imported(path: Path, score: Score) -> list[str]:
     """The tracks of a DAW-edited MIDI (one `write_midi` wrote, readable: `read_midi_override`
     first) whose hits differ from the song's (a note struck, moved, removed, or struck harder or
-    softer) but which an import leaves as they are: the drums, and any part besides OVERRIDE_PARTS.
+    softer), or that were deleted, but which an import leaves as they are: the drums, and any
+    part besides OVERRIDE_PARTS.
     Hits, not lengths: a drum's length is how long its sample rings, whatever the MIDI says."""
     midi = mido.MidiFile(str(path))
     per_beat = midi.ticks_per_beat
-    differ = []
+    named = {next((m.name for m in track if m.type == "track_name"), None) for track in midi.tracks}
+    differ = [p.name for p in score.parts if p.name not in OVERRIDE_PARTS and p.notes and p.name not in named]  # deleted in the DAW
     for track in midi.tracks:
         name = next((m.name for m in track if m.type == "track_name"), None)
         part = next((p for p in score.parts if p.name == name), None)

@@ -1230,10 +1230,8 @@ def daw_import(
     imported = read_midi_override(midi, score)  # raises the one sentence before anything is kept
     left = edited_parts_not_imported(midi, score)  # the drums: a DAW edit of them is not taken
     tracks = f"{' and '.join(left)} track{'s' if len(left) > 1 else ''}"
-    takes = (
-        "an import takes the melody, bass and chords; "
-        f'for another beat: songmill edit {target.config} --track {target.number} --command "a different beat for chorus 2"'
-    )
+    another_beat = f'songmill edit {target.config} --track {target.number} --command "a different beat for chorus 2"'
+    takes = "an import takes the melody, bass and chords" + (f"; for another beat: {another_beat}" if "drums" in left else "")
     if _notes_and_chords(imported) == _notes_and_chords(score):
         if left:
             raise SongmillError(f"{midi.name} changes only its {tracks}, which stay the song's ({takes}); nothing was imported")
