@@ -629,6 +629,11 @@ def test_a_runs_page_has_a_qc_report_tab_that_finds_the_songmill_run(migrated_ai
     assert (
         shut.status_code == 403 and shut.json()["detail"] == "admin may not read runs of songmill_nightly_catalogue; ask an Airflow admin for a role that may"
     )
+    # and one whose roles let them read that DAG's runs alone finds its report (and no other page)
+    monkeypatch.setattr(manager, "is_authorized_dag", lambda **ask: bool(ask["details"] and ask["details"].id == "songmill_nightly_catalogue"))
+    assert client.get(address, headers=auth).status_code == 307
+    assert client.get("/songmill/releases/nightly-2026-11-30/qc-report.html", headers=auth).status_code == 403
+    assert client.get(address).headers["location"].startswith("/auth/login")  # still behind the login
 
 
 @pytest.mark.long
