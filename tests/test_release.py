@@ -428,6 +428,13 @@ def test_a_upc_refused_for_one_release_is_not_kept_for_it(tmp_path):
         catalogue.release_upc("a-single", given=taken, company_prefix="0200000")
     catalogue.upsert_release(single.model_copy(update={"release": single.release.model_copy(update={"upc": "auto"})}), config_path="y", config_sha256="2" * 64)
     assert catalogue.release_upc("a-single", given="auto", company_prefix="0200000") == make_gtin13("0200000", 2)  # its own
+    # a catalogue an older songmill wrote holds the refused UPC for the single: `auto` gives it its own still
+    from songmill.catalogue.schema import Release
+
+    with catalogue.session() as s, s.begin():
+        s.get(Release, "a-single").upc = taken
+    assert catalogue.release_upc("a-single", given="auto", company_prefix="0200000") == make_gtin13("0200000", 3)
+    assert catalogue.release_upc(ep.release.id, given="auto", company_prefix="0200000") == taken  # the EP keeps the one it delivered under
 
 
 def test_an_identifier_the_catalogue_gave_elsewhere_is_refused_before_any_work(tmp_path, monkeypatch):

@@ -482,7 +482,7 @@ class Catalogue:
             if given != "auto":
                 self._check_unused(s, Release, Release.upc, given, release_id, "UPC")
                 release.upc = given
-            elif release.upc is None:
+            elif release.upc is None or self._recorded_unchecked(s, release):
                 release.upc = self._unused_next(s, (Release.upc,), lambda: make_gtin13(company_prefix, self._next_in_series(s, f"upc:{company_prefix}")))
             return release.upc
 
@@ -520,6 +520,15 @@ class Catalogue:
         with self.session() as s:
             track = s.get(Track, track_id)
             return track.isrc if track is not None else None
+
+    @staticmethod
+    def _recorded_unchecked(s: Session, release: Release) -> bool:
+        """Whether the release's UPC is one that songmill before 2026-12-05 recorded from its config
+        unchecked, although another release holds it and this one never delivered under it (its
+        delivery was refused): such a UPC is not the release's, and `auto` gives it its own."""
+        shared = s.scalar(select(Release.id).where(Release.upc == release.upc, Release.id != release.id))
+        delivered = s.scalar(select(Delivery.id).where(Delivery.release_id == release.id, Delivery.upc == release.upc))
+        return shared is not None and delivered is None
 
     def track_isrc(self, track_id: int, *, given: str, country: str | None, registrant: str | None, year: int) -> str | None:
         """The track's ISRC: the config's, else the one allocated before, else the next designation
