@@ -240,6 +240,8 @@ def preview_command(
     from songmill.engine import editing
 
     try:
+        if a == b:  # two identical excerpts would say nothing (the editor page offers no such pair)
+            raise SongmillError(f"both versions to compare are version {a}; give two different versions (songmill history {config} --track {track} lists them)")
         result = editing.ab_preview(config, track=track, a=a, b=b, section=section, out_dir=out)
     except SongmillError as err:
         _fail(err)

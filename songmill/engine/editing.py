@@ -968,10 +968,6 @@ def ab_preview(
 
     target = open_track(config, track)
     check_output_folder(out_dir)
-    if a == b:
-        raise SongmillError(
-            f"both versions to compare are version {a}; give two different versions (songmill history {target.config} --track {track} lists them)"
-        )
     versions = versions_of(target, (a, b), database_url=database_url)
     store = open_store(store_spec or default_store_spec())
     changed = _score_sections_changed(versions[a], versions[b], store)
