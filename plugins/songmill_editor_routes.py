@@ -393,7 +393,7 @@ async function followed(runId, upcoming) {
   if (!res.ok) throw new Error(detail(run));
   const waits = run.state === 'queued' && await paused();
   say(waits ? 'the edit waits: the DAG songmill_edit is paused in Airflow; unpause it (Dags → songmill_edit) and the edit starts' : `edit run ${run.state}`, waits);
-  if (run.state === 'success') { hideAudition(); setBusy(false);
+  if (run.state === 'success') { doneWithAudition(); setBusy(false);
     if (await load()) say(`version ${state.current} is ready` + (run.conf && run.conf.deliver ? ' and delivered' : '')); return; }
   if (run.state === 'failed') { say(`the edit failed: ${await failure(runId)}`, true); setBusy(false);
     $('audition-label').textContent = 'the edit that failed (not a version)'; return; }
@@ -454,7 +454,12 @@ $('command').onkeydown = e => { if (e.key === 'Enter' && !busy) $('send').click(
 // one player at a time: A/B, now and before are heard in turn, never over each other
 document.querySelectorAll('audio').forEach(player => player.addEventListener('play', () =>
   document.querySelectorAll('audio').forEach(other => { if (other !== player) other.pause(); })));
-function hideAudition() { const a = $('audition'); a.pause(); a.removeAttribute('src'); a.load(); $('audition-box').hidden = true; }
+function hideAudition() { const a = $('audition'); a.onended = null; a.pause(); a.removeAttribute('src'); a.load(); $('audition-box').hidden = true; }
+function doneWithAudition() {  // the version is ready: an audition someone is listening to plays on to its end
+  const a = $('audition');
+  if (a.paused || $('audition-box').hidden) { hideAudition(); return; }
+  $('audition-label').textContent = '(the version is ready: "Now" plays it)'; a.onended = hideAudition;
+}
 let recorder = null;
 $('record').onclick = async () => {
   if (recorder) { recorder.stop(); return; }
