@@ -454,11 +454,11 @@ $('command').onkeydown = e => { if (e.key === 'Enter' && !busy) $('send').click(
 // one player at a time: A/B, now and before are heard in turn, never over each other
 document.querySelectorAll('audio').forEach(player => player.addEventListener('play', () =>
   document.querySelectorAll('audio').forEach(other => { if (other !== player) other.pause(); })));
-function hideAudition() { const a = $('audition'); a.onended = null; a.pause(); a.removeAttribute('src'); a.load(); $('audition-box').hidden = true; }
-function doneWithAudition() {  // the version is ready: an audition someone is listening to plays on to its end
+function hideAudition() { const a = $('audition'); a.onended = a.onpause = null; a.pause(); a.removeAttribute('src'); a.load(); $('audition-box').hidden = true; }
+function doneWithAudition() {  // the version is ready: an audition someone is listening to plays on until it ends or is paused
   const a = $('audition');
   if (a.paused || $('audition-box').hidden) { hideAudition(); return; }
-  $('audition-label').textContent = '(the version is ready: "Now" plays it)'; a.onended = hideAudition;
+  $('audition-label').textContent = '(the version is ready: "Now" plays it)'; a.onended = a.onpause = hideAudition;
 }
 let recorder = null;
 $('record').onclick = async () => {
