@@ -580,18 +580,12 @@ def test_the_feedback_endpoints_need_a_login_and_record_who_gave_each_verdict(mi
     assert report.status_code == 200 and "Listener feedback" in report.text
 
 
-@pytest.mark.long
-def test_a_runs_page_has_a_qc_report_tab_that_finds_the_songmill_run(migrated_airflow, monkeypatch, tmp_path):
-    """Airflow 3.3's task pages draw no operator links, so the plugin adds a "QC report" tab to
-    every run's page: its address (Airflow fills in the DAG and run) leads, behind the login, to
-    the QC report of the songmill run that Airflow run made; a run that made none says so."""
-    from starlette.testclient import TestClient
-
+def _a_nightly_run_the_listener_recorded() -> int:
+    """A songmill run of the nightly release and its Airflow run's first task try, as the plugin's
+    listener records them (DAG songmill_nightly_catalogue, run scheduled__2026-11-30): its run id."""
     from songmill.catalogue import Catalogue
     from tests.test_feedback import _catalogue_with_tracks
 
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
-    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
     catalogue = _catalogue_with_tracks(Catalogue.open().engine.url.render_as_string())
     run_id = catalogue.start_run("nightly-2026-11-30", runner="airflow", base_seed=None)
     catalogue.record_task(
@@ -605,6 +599,19 @@ def test_a_runs_page_has_a_qc_report_tab_that_finds_the_songmill_run(migrated_ai
         release_id="nightly-2026-11-30",
     )
     catalogue.close()
+    return run_id
+
+
+@pytest.mark.long
+def test_a_runs_page_has_a_qc_report_tab_that_finds_the_songmill_run(migrated_airflow, monkeypatch, tmp_path):
+    """Airflow 3.3's task pages draw no operator links, so the plugin adds a "QC report" tab to
+    every run's page: its address (Airflow fills in the DAG and run) leads, behind the login, to
+    the QC report of the songmill run that Airflow run made; a run that made none says so."""
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("SONGMILL_VAR_DIR", str(tmp_path / "var"))
+    run_id = _a_nightly_run_the_listener_recorded()
     from airflow.api_fastapi.app import create_app
 
     client = TestClient(create_app(), follow_redirects=False)
@@ -649,9 +656,7 @@ def test_behind_a_base_path_the_plugins_pages_and_links_keep_it(migrated_airflow
     from operators.stages import qc_report_url
     from plugins.songmill_editor_routes import editor_html
     from plugins.songmill_feedback_routes import review_html
-    from songmill.catalogue import Catalogue
     from songmill.core.paths import run_folder
-    from tests.test_feedback import _catalogue_with_tracks
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://testserver/airflow/")
@@ -665,19 +670,7 @@ def test_behind_a_base_path_the_plugins_pages_and_links_keep_it(migrated_airflow
     assert 'src="/airflow/songmill/review/tracks/7/audio"' in review and "href='/airflow/songmill/feedback/report.html'" in review
     assert not re.search(r"['\"`](/songmill|/api/v2)", page + review)  # no address from the server's root is left
 
-    catalogue = _catalogue_with_tracks(Catalogue.open().engine.url.render_as_string())
-    run_id = catalogue.start_run("nightly-2026-11-30", runner="airflow", base_seed=None)
-    catalogue.record_task(
-        dag_id="songmill_nightly_catalogue",
-        dag_run_id="scheduled__2026-11-30",
-        task_id="plan",
-        map_index=-1,
-        try_number=1,
-        state="success",
-        run_id=run_id,
-        release_id="nightly-2026-11-30",
-    )
-    catalogue.close()
+    run_id = _a_nightly_run_the_listener_recorded()
     report = run_folder(tmp_path / "dist" / "nightly-2026-11-30", run_id) / "qc-report.html"
     report.parent.mkdir(parents=True)
     report.write_text("<html>the gate's report</html>")
