@@ -239,14 +239,14 @@ def export_profile(
         )
 
     # a clip is no louder than the profile's loudness; a profile matched to a reference's: the master's
-    clip_ceiling_lufs = 0.0  # read only for a clip
-    if len(pieces) > 1:
+    clip_ceiling_lufs = None
+    if len(pieces) > 1:  # the master is measured only when a clip needs it
         clip_ceiling_lufs = profile.loudness_lufs if isinstance(profile.loudness_lufs, float) else integrated_lufs(master, rate)
 
     def one_file(job: tuple[bool, tuple[float, float] | None, AudioFormat, int]) -> EncodedFile:
         is_clip, window, fmt, out_rate = job
         samples = resampled[out_rate]
-        if window is not None:  # is_clip
+        if window is not None and clip_ceiling_lufs is not None:  # is_clip
             samples = no_louder_than(cut_clip(samples, out_rate, *window), out_rate, clip_ceiling_lufs)
         dest = workdir / f"export-{name}{'-clip' if is_clip else ''}-{format_tag(fmt, out_rate)}.{EXTENSION[fmt.container]}"
         peak, gain = encode(samples, out_rate, fmt, dest, lossy_ceiling_dbtp=profile.lossy_true_peak_dbtp, seed=seed)

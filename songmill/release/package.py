@@ -320,9 +320,10 @@ def _changed_under_same_isrc(
 ) -> list[dict]:
     """The tracks redelivered with other audio than their last delivery, under the ISRC that
     delivery had (`delivered_under`: the catalogue's before this one; an edited version, with
-    its own ISRC, is not in it): [{"track", "isrc", "delivered_at"}]. The ISRC handbook gives a materially changed recording
-    (new words, a new mix) a new ISRC and lets a correction of the same one keep it: which it is,
-    only the label knows, so the run says it (`songmill render` warns) and the config decides."""
+    its own ISRC, is not in it): [{"track", "isrc", "delivered_at"}]. The ISRC handbook gives a
+    materially changed recording (new words, a new mix) a new ISRC and lets a correction of the
+    same one keep it: which it is, only the label knows, so the run says it (`songmill render`
+    warns) and the config decides."""
     found: dict[int, dict] = {}
     for profile, after in content.items():
         earlier = catalogue.latest_delivery(release_id, profile)
