@@ -188,7 +188,15 @@ def test_unusual_titles_stay_in_the_message_and_never_reach_a_file_name():
     assert validate_with_lxml(xml) == []
     assert etree.fromstring(xml).findtext(".//Release/DisplayTitleText") == title
     assert etree.fromstring(xml).findtext(".//Release/ParentalWarningType") == "Explicit"
-    for text, expected in (("a/b", "a-b"), ("..", "untitled"), ("🌊🌊", "untitled"), ("CON", "untitled-con"), ("Ünder/../the 🌊", "under-the")):
+    for text, expected in (
+        ("a/b", "a-b"),
+        ("..", "untitled"),
+        ("🌊🌊", "untitled"),
+        ("CON", "untitled-con"),
+        ("Ünder/../the 🌊", "under-the"),
+        ("Café Nuit / Ørsted", "cafe-nuit-orsted"),
+        ("Straße", "strasse"),
+    ):
         assert safe_name(text) == expected
     assert len(safe_name("x" * 300)) == 80
     from songmill.release.artwork import cover_jpeg, generate_cover

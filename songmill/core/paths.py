@@ -68,13 +68,22 @@ def run_folder(release_dir: Path, run_id: int) -> Path:
     return release_dir / "runs" / str(run_id)
 
 
+# letters that Unicode does not decompose into a Latin letter and a mark, spelled as their
+# languages spell them in ASCII (NFKD alone would drop them: "Ørsted" became "rsted")
+_SPELLED = str.maketrans(
+    {"Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe", "ß": "ss", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Þ": "Th", "þ": "th", "ı": "i"}
+)
+
+
 def safe_name(text: str, *, max_length: int = 80, fallback: str = "untitled") -> str:
     """A file-name-safe slug of a title: no separators, no '..', no reserved device names.
 
     >>> safe_name("../Héllo / World?")
     'hello-world'
+    >>> safe_name("Café Nuit / Ørsted")
+    'cafe-nuit-orsted'
     """
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    ascii_text = unicodedata.normalize("NFKD", text.translate(_SPELLED)).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:max_length].strip("-")
     if not slug or slug in _RESERVED:
         slug = f"{fallback}-{slug}" if slug else fallback
