@@ -41,7 +41,7 @@ WAVEFORM_POINTS = 800
 COMMAND_MAX_CHARS = 500  # the DAG's Param allows no more
 
 
-def add_editor_routes(app, current_user) -> None:
+def add_editor_routes(app, current_user) -> None:  # app: the FastAPI app or an APIRouter
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool  # the engine's work off the api-server's event loop

@@ -269,17 +269,19 @@ def _songmill_run_of(dag_id: str, dag_run_id: str) -> tuple[str, int] | None:
 
 def _reports_app():
     """Serves the run and QC reports under Airflow's login (the plugin's FastAPI app)."""
-    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse
 
     from songmill.core.paths import safe_name
 
     async def require_login(request: Request) -> None:
-        if getattr(request.scope.get("endpoint"), "__name__", "") == "airflow_run_qc_report":
-            return  # it checks read access to its own DAG's runs: a user of per-DAG roles may read no other DAG's
         await _require_login(request)
 
-    app = FastAPI(title="songmill reports", dependencies=[Depends(require_login)])
+    # every page behind read access to DAG runs, but the run page's QC tab, which checks read
+    # access to its own DAG's runs (a user of per-DAG roles may read no other DAG's)
+    app = FastAPI(title="songmill reports")
+    pages = APIRouter(dependencies=[Depends(require_login)])
+    run_tab = APIRouter()
 
     def _file(release_id: str, name: str, run_id: int | None = None) -> FileResponse:
         from songmill.core.paths import run_folder
@@ -297,19 +299,19 @@ def _reports_app():
             )
         return FileResponse(path)
 
-    @app.get("/releases/{release_id}/qc-report.html")
+    @pages.get("/releases/{release_id}/qc-report.html")
     def qc_report(release_id: str):
         return _file(release_id, "qc-report.html")
 
-    @app.get("/releases/{release_id}/run-report.json")
+    @pages.get("/releases/{release_id}/run-report.json")
     def report(release_id: str):
         return _file(release_id, "run-report.json")
 
-    @app.get("/releases/{release_id}/runs/{run_id}/qc-report.html")
+    @pages.get("/releases/{release_id}/runs/{run_id}/qc-report.html")
     def run_qc_report(release_id: str, run_id: int):
         return _file(release_id, "qc-report.html", run_id)
 
-    @app.get("/airflow-runs/{dag_id}/{dag_run_id:path}/qc-report")  # a run id may hold a slash (allowed_run_id_pattern)
+    @run_tab.get("/airflow-runs/{dag_id}/{dag_run_id:path}/qc-report")  # a run id may hold a slash (allowed_run_id_pattern)
     async def airflow_run_qc_report(request: Request, dag_id: str, dag_run_id: str):
         """The QC report of the songmill run an Airflow run made (the run page's "QC report" tab),
         for a user who may read that DAG's runs."""
@@ -326,11 +328,11 @@ def _reports_app():
         release_id, run_id = made
         return RedirectResponse(qc_report_url(release_id, run_id), status_code=307)
 
-    @app.get("/releases/{release_id}/runs/{run_id}/run-report.json")
+    @pages.get("/releases/{release_id}/runs/{run_id}/run-report.json")
     def run_report_file(release_id: str, run_id: int):
         return _file(release_id, "run-report.json", run_id)
 
-    @app.post("/verify")
+    @pages.post("/verify")
     async def verify(request: Request, name: str = "upload.bin"):
         from fastapi.responses import JSONResponse
 
@@ -351,8 +353,10 @@ def _reports_app():
     except ImportError:  # Airflow imports plugins with the plugins folder itself on sys.path
         from songmill_editor_routes import add_editor_routes
         from songmill_feedback_routes import add_feedback_routes
-    add_feedback_routes(app, current_user)
-    add_editor_routes(app, current_user)
+    add_feedback_routes(pages, current_user)
+    add_editor_routes(pages, current_user)
+    app.include_router(pages)
+    app.include_router(run_tab)
     return app
 
 

@@ -76,13 +76,14 @@ def lyrics_problems(config_path: Path, spec: ReleaseSpec, *, tracks: list[int] |
 def release_warnings(config_path: Path, spec: ReleaseSpec) -> list[str]:
     """What is allowed but most likely a slip, one line each (`songmill validate` and a render
     say them, and go on): two tracks of the release with the same title."""
-    from collections import Counter
+    from collections import defaultdict
 
-    titles = Counter(t.title.casefold() for t in spec.tracks)
+    numbers_of: dict[str, list[int]] = defaultdict(list)  # a title, as stores compare them → its track numbers
+    for number, track in enumerate(spec.tracks, start=1):
+        numbers_of[track.title.casefold()].append(number)
     warnings = []
-    for title in (t for t, count in titles.items() if count > 1):
-        numbers = [n for n, t in enumerate(spec.tracks, start=1) if t.title.casefold() == title]
-        shown = next(t.title for t in spec.tracks if t.title.casefold() == title)
+    for numbers in (n for n in numbers_of.values() if len(n) > 1):
+        shown = spec.tracks[numbers[0] - 1].title
         warnings.append(
             f"{config_path}: tracks {', '.join(map(str, numbers[:-1]))} and {numbers[-1]} share the title {shown!r}; stores list them by title, so give each its own "
             "(a part or version in it: 'Low Tide (Reprise)')"

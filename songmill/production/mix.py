@@ -292,7 +292,7 @@ def pan_gains(position: float) -> tuple[float, float]:
     return float(np.cos(angle)), float(np.sin(angle))
 
 
-def _add_panned(bus: np.ndarray, x: np.ndarray, position: float, gain: float = 1.0, *, scratch: np.ndarray | None = None) -> None:
+def _add_panned(bus: np.ndarray, x: np.ndarray, position: float, gain: float, *, scratch: np.ndarray) -> None:
     """bus += x panned: a mono stem by constant power, a stereo one by balance (0 = as it is).
     `scratch`: a float32 buffer at least x's length that the scaled channel is written into
     (the same floats as a new array each time, without allocating 34 MB twice per call)."""
@@ -303,7 +303,7 @@ def _add_panned(bus: np.ndarray, x: np.ndarray, position: float, gain: float = 1
         scale = (1.0, 1.0) if position == 0 else (left * np.sqrt(2), right * np.sqrt(2))
         channels, scales = (x[0], x[1]), (gain * scale[0], gain * scale[1])
     for side, (channel, factor) in enumerate(zip(channels, scales, strict=True)):
-        if scratch is None or channel.dtype != np.float32:
+        if channel.dtype != np.float32:  # a float64 stem: its product in float64 then added, as it always was
             bus[side] += channel * np.float32(factor)
         else:
             scaled = scratch[: len(channel)]

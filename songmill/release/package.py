@@ -194,11 +194,12 @@ def package_and_deliver(
         now = now or delivery_time()
         credentials, unsigned_reason = usable_credentials(settings.signing)
         content = {name: _content(tracks, name) for name in spec.release.profiles}
+        earlier = {name: catalogue.latest_delivery(spec.release.id, name) for name in spec.release.profiles}
         replacing: dict[str, tuple[int | None, str | None]] = {}
         for name in spec.release.profiles:  # refuse before any identifier is allocated or file written
             _check_credentials_policy(name, profiles[name], credentials, unsigned_reason)
             _check_licences(name, profiles[name], tracks)
-            replacing[name] = _check_redelivery(spec.release.id, name, content[name], catalogue, redeliver=redeliver)
+            replacing[name] = _check_redelivery(spec.release.id, name, content[name], earlier[name], redeliver=redeliver)
         ids = settings.identifiers
         upc = catalogue.release_upc(spec.release.id, given=spec.release.upc, company_prefix=ids.gs1_company_prefix)
         delivered_under = {t.number: catalogue.recorded_isrc(t.track_id) for t in tracks if t.isrc is None}  # an edited version has its own
@@ -219,7 +220,7 @@ def package_and_deliver(
             "deliveries": [],
             "delivered": [],
             "withheld": withheld,
-            "changed_under_same_isrc": _changed_under_same_isrc(spec.release.id, content, catalogue, isrcs, delivered_under),
+            "changed_under_same_isrc": _changed_under_same_isrc(content, earlier, isrcs, delivered_under),
         }
         for name in spec.release.profiles:
             profile = profiles[name]
@@ -298,11 +299,11 @@ def _check_folder_is_this_releases(dest: Path, release_id: str, upc: str) -> Non
         )
 
 
-def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str], catalogue: Catalogue, *, redeliver: bool) -> tuple[int | None, str | None]:
+def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str], earlier: dict | None, *, redeliver: bool) -> tuple[int | None, str | None]:
     """(the delivery this one replaces, how its audio changed): refuses other audio than the
-    release's last delivery to the profile unless `redeliver`. A rerun or a retry renders the same
-    audio and passes; a delivery recorded before the catalogue kept its content cannot be compared."""
-    earlier = catalogue.latest_delivery(release_id, profile_name)
+    release's last delivery to the profile (`earlier`, from the catalogue) unless `redeliver`. A
+    rerun or a retry renders the same audio and passes; a delivery recorded before the catalogue
+    kept its content cannot be compared."""
     if earlier is None:
         return None, None
     change = _audio_change(earlier["content"], content)
@@ -316,9 +317,9 @@ def _check_redelivery(release_id: str, profile_name: str, content: dict[int, str
 
 
 def _changed_under_same_isrc(
-    release_id: str, content: dict[str, dict[int, str]], catalogue: Catalogue, isrcs: dict, delivered_under: dict[int, str | None]
+    content: dict[str, dict[int, str]], earlier: dict[str, dict | None], isrcs: dict, delivered_under: dict[int, str | None]
 ) -> list[dict]:
-    """The tracks redelivered with other audio than their last delivery, under the ISRC that
+    """The tracks redelivered with other audio than each profile's last delivery (`earlier`), under the ISRC that
     delivery had (`delivered_under`: the catalogue's before this one; an edited version, with
     its own ISRC, is not in it): [{"track", "isrc", "delivered_at"}]. The ISRC handbook gives a
     materially changed recording (new words, a new mix) a new ISRC and lets a correction of the
@@ -326,12 +327,12 @@ def _changed_under_same_isrc(
     warns) and the config decides."""
     found: dict[int, dict] = {}
     for profile, after in content.items():
-        earlier = catalogue.latest_delivery(release_id, profile)
-        before = (earlier or {}).get("content") or {}
+        last = earlier[profile]
+        before = (last or {}).get("content") or {}
         for number in sorted(after):
             same_isrc = isrcs.get(number) is not None and delivered_under.get(number) == isrcs[number]
             if number in before and before[number] != after[number] and same_isrc and number not in found:
-                found[number] = {"track": number, "isrc": isrcs[number], "delivered_at": cast(dict, earlier)["delivered_at"]}
+                found[number] = {"track": number, "isrc": isrcs[number], "delivered_at": cast(dict, last)["delivered_at"]}
     return list(found.values())
 
 
@@ -420,7 +421,7 @@ def _deliver_profile(
     records = {t.number: _track_provenance(spec, profile, t, exports[t.number], upc=upc, isrc=isrcs[t.number]) for t in tracks}
     dest = (staging_root if remote else Path(destination)) / upc
     with delivery_lock(dest), staging_folder(dest) as staged:
-        if not remote:
+        if not remote:  # again under the lock: another render may have delivered there since the check before any profile
             _check_folder_is_this_releases(dest, spec.release.id, upc)
         resources = staged / "resources"
         resources.mkdir()
